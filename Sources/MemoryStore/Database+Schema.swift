@@ -1,0 +1,40 @@
+/// The on-disk schema, as numbered migrations. `PRAGMA user_version` records how many have been
+/// applied; a database newer than this code is refused rather than misread.
+extension Database {
+    static let migrations: [String] = [
+        // 1: the memory space's settings and its memories.
+        """
+        CREATE TABLE space (
+            key TEXT PRIMARY KEY,
+            value TEXT NOT NULL
+        ) WITHOUT ROWID;
+        CREATE TABLE memories (
+            seq INTEGER PRIMARY KEY,
+            id TEXT NOT NULL UNIQUE,
+            user TEXT NOT NULL,
+            session TEXT,
+            role TEXT,
+            text TEXT NOT NULL,
+            created_at INTEGER NOT NULL,
+            metadata TEXT NOT NULL,
+            embedding BLOB NOT NULL
+        );
+        CREATE INDEX memories_by_user ON memories(user);
+        """
+    ]
+
+    /// Applies the migrations this database lacks, each in its own transaction.
+    func migrate() throws {
+        let current = Int(try scalarInt("PRAGMA user_version"))
+        guard current <= Self.migrations.count else {
+            throw StoreError.incompatibleDatabase(
+                "schema version \(current) is newer than this server's \(Self.migrations.count)")
+        }
+        for version in current..<Self.migrations.count {
+            try transaction {
+                try execute(Self.migrations[version])
+                try execute("PRAGMA user_version = \(version + 1)")
+            }
+        }
+    }
+}

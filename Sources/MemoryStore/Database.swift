@@ -1,0 +1,69 @@
+import CSQLite
+
+/// One SQLite connection. Not thread-safe: the owner serializes every call.
+final class Database {
+    private var handle: OpaquePointer?
+    let path: String
+
+    /// Opens (creating if needed) the database file at `path`.
+    init(path: String) throws {
+        self.path = path
+        var connection: OpaquePointer?
+        let flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX
+        let rc = sqlite3_open_v2(path, &connection, flags, nil)
+        guard rc == SQLITE_OK, let connection else {
+            let error = SQLiteError(code: rc, connection: connection)
+            sqlite3_close_v2(connection)
+            throw error
+        }
+        handle = connection
+        sqlite3_extended_result_codes(connection, 1)
+    }
+
+    deinit { close() }
+
+    private var connection: OpaquePointer {
+        guard let handle else { preconditionFailure("database \(path) is closed") }
+        return handle
+    }
+
+    /// Runs one or more statements that return no rows.
+    func execute(_ sql: String) throws {
+        var message: UnsafeMutablePointer<CChar>?
+        let rc = sqlite3_exec(connection, sql, nil, nil, &message)
+        defer { sqlite3_free(message) }
+        guard rc == SQLITE_OK else { throw SQLiteError(code: rc, connection: connection, sql: sql) }
+    }
+
+    /// Compiles a statement for repeated use.
+    func prepare(_ sql: String) throws -> Statement {
+        try Statement(connection: connection, sql: sql)
+    }
+
+    /// Reads a single integer, e.g. from a PRAGMA.
+    func scalarInt(_ sql: String) throws -> Int64 {
+        let statement = try prepare(sql)
+        guard try statement.step() else { return 0 }
+        return statement.int64(at: 0)
+    }
+
+    /// Runs `body` in one transaction: committed when it returns, rolled back when it throws.
+    func transaction<T>(_ body: () throws -> T) throws -> T {
+        try execute("BEGIN IMMEDIATE")
+        do {
+            let result = try body()
+            try execute("COMMIT")
+            return result
+        } catch {
+            try? execute("ROLLBACK")
+            throw error
+        }
+    }
+
+    /// Closes the connection. Safe to call twice.
+    func close() {
+        guard let handle else { return }
+        sqlite3_close_v2(handle)
+        self.handle = nil
+    }
+}

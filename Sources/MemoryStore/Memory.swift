@@ -1,0 +1,82 @@
+import VectorIndex
+
+/// Who produced a conversation turn.
+public enum Role: String, Sendable, CaseIterable {
+    case user, assistant, system, tool
+}
+
+/// One stored conversation turn.
+public struct Memory: Sendable, Equatable {
+    /// Unique in the space.
+    public var id: String
+    /// The tenant; searches are scoped to one user.
+    public var user: String
+    public var session: String?
+    public var role: Role?
+    public var text: String
+    /// Unix milliseconds.
+    public var createdAt: Int64
+    /// A JSON object, as compact JSON text. The engine stores it as given and never parses it.
+    public var metadata: String
+    /// The embedding (normalized when the space's metric is cosine). Empty when not loaded.
+    public var vector: [Float]
+
+    public init(
+        id: String, user: String, session: String? = nil, role: Role? = nil, text: String,
+        createdAt: Int64, metadata: String = "{}", vector: [Float]
+    ) {
+        self.id = id
+        self.user = user
+        self.session = session
+        self.role = role
+        self.text = text
+        self.createdAt = createdAt
+        self.metadata = metadata
+        self.vector = vector
+    }
+}
+
+/// A memory to be added: `id` and `createdAt` are filled in by the store when nil.
+public struct NewMemory: Sendable, Equatable {
+    public var id: String?
+    public var user: String
+    public var session: String?
+    public var role: Role?
+    public var text: String
+    public var createdAt: Int64?
+    public var metadata: String
+    public var vector: [Float]
+
+    public init(
+        id: String? = nil, user: String, session: String? = nil, role: Role? = nil, text: String,
+        createdAt: Int64? = nil, metadata: String = "{}", vector: [Float]
+    ) {
+        self.id = id
+        self.user = user
+        self.session = session
+        self.role = role
+        self.text = text
+        self.createdAt = createdAt
+        self.metadata = metadata
+        self.vector = vector
+    }
+}
+
+/// A search result: the memory (without its vector) and its score.
+public struct ScoredMemory: Sendable, Equatable {
+    public var memory: Memory
+    /// Cosine similarity or inner product (higher is better), or Euclidean distance for `l2`.
+    public var score: Float
+}
+
+/// Counts and sizes of a memory space.
+public struct StoreStats: Sendable, Equatable {
+    public var memories: Int
+    public var users: Int
+    public var dimension: Int?
+    public var metric: Metric
+    /// The database file plus its write-ahead log.
+    public var bytesOnDisk: Int64
+    /// Vectors, row bookkeeping and cached memory fields held in memory (an estimate).
+    public var bytesInMemory: Int
+}

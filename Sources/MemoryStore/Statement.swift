@@ -1,0 +1,91 @@
+import CSQLite
+
+/// A prepared statement. Owns its `sqlite3_stmt` and finalizes it when released.
+final class Statement {
+    private let handle: OpaquePointer
+    private let connection: OpaquePointer
+    let sql: String
+
+    // SQLite copies bound text and blobs when given this destructor.
+    private static let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
+
+    init(connection: OpaquePointer, sql: String) throws {
+        var statement: OpaquePointer?
+        let rc = sqlite3_prepare_v3(connection, sql, -1, UInt32(SQLITE_PREPARE_PERSISTENT), &statement, nil)
+        guard rc == SQLITE_OK, let statement else {
+            throw SQLiteError(code: rc, connection: connection, sql: sql)
+        }
+        self.handle = statement
+        self.connection = connection
+        self.sql = sql
+    }
+
+    deinit { sqlite3_finalize(handle) }
+
+    // MARK: - Binding (indexes start at 1, as in SQLite)
+
+    func bind(_ value: Int64, at index: Int32) throws {
+        try check(sqlite3_bind_int64(handle, index, value))
+    }
+
+    func bind(_ value: String?, at index: Int32) throws {
+        guard let value else { return try check(sqlite3_bind_null(handle, index)) }
+        try check(sqlite3_bind_text(handle, index, value, -1, Self.transient))
+    }
+
+    /// Binds float32 values as a little-endian BLOB.
+    func bind(_ values: [Float], at index: Int32) throws {
+        let rc = values.withUnsafeBytes { raw in
+            sqlite3_bind_blob(handle, index, raw.baseAddress, Int32(raw.count), Self.transient)
+        }
+        try check(rc)
+    }
+
+    // MARK: - Stepping
+
+    /// Runs one step. Returns true while a row is available.
+    func step() throws -> Bool {
+        let rc = sqlite3_step(handle)
+        switch rc {
+        case SQLITE_ROW: return true
+        case SQLITE_DONE: return false
+        default: throw SQLiteError(code: rc, connection: connection, sql: sql)
+        }
+    }
+
+    /// Runs the statement to completion, ignoring rows.
+    func run() throws {
+        while try step() {}
+    }
+
+    /// Clears bindings and rewinds, ready for the next execution.
+    func reset() {
+        sqlite3_reset(handle)
+        sqlite3_clear_bindings(handle)
+    }
+
+    // MARK: - Columns (indexes start at 0, as in SQLite)
+
+    func int64(at column: Int32) -> Int64 { sqlite3_column_int64(handle, column) }
+
+    func string(at column: Int32) -> String? {
+        guard let text = sqlite3_column_text(handle, column) else { return nil }
+        return String(cString: text)
+    }
+
+    /// Reads a little-endian float32 BLOB.
+    func floats(at column: Int32) -> [Float] {
+        let byteCount = Int(sqlite3_column_bytes(handle, column))
+        guard byteCount > 0, let blob = sqlite3_column_blob(handle, column) else { return [] }
+        let count = byteCount / MemoryLayout<Float>.size
+        return [Float](unsafeUninitializedCapacity: count) { buffer, initialized in
+            UnsafeMutableRawBufferPointer(buffer).copyMemory(
+                from: UnsafeRawBufferPointer(start: blob, count: count * MemoryLayout<Float>.size))
+            initialized = count
+        }
+    }
+
+    private func check(_ rc: Int32) throws {
+        guard rc == SQLITE_OK else { throw SQLiteError(code: rc, connection: connection, sql: sql) }
+    }
+}

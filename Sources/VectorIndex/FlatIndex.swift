@@ -1,0 +1,237 @@
+/// An exact index: every vector of a user is scored against the query with one BLAS call.
+///
+/// Memory layout: vectors are partitioned by user. A partition holds its rows contiguously,
+/// row-major (`count x dimension` float32), with parallel arrays for the row's id, its
+/// attributes (for filters) and, for `l2`, its squared norm. A search scoped to a user reads only
+/// that user's partition. Deleting swaps the last row into the hole, so rows stay dense.
+///
+/// Scores are "higher is better" inside the index (`l2` uses `2 x.q - |x|^2`, which orders rows
+/// exactly like the distance); hits report the metric's own score: cosine similarity, inner
+/// product, or Euclidean distance. Equal scores are ordered by id, so results are deterministic.
+///
+/// Not thread-safe: the owner serializes writers against readers.
+public struct FlatIndex: Sendable {
+    /// The length of every vector.
+    public let dimension: Int
+    /// How vectors are compared.
+    public let metric: Metric
+
+    private var partitions: [String: Partition] = [:]
+    private var locations: [String: Location] = [:]
+
+    private struct Location {
+        var user: String
+        var row: Int
+    }
+
+    private struct Partition {
+        var rows: [Float] = []
+        var squaredNorms: [Float] = []
+        var ids: [String] = []
+        var attributes: [RowAttributes] = []
+        var count: Int { ids.count }
+    }
+
+    /// Creates an empty index.
+    public init(dimension: Int, metric: Metric) {
+        precondition(dimension > 0, "dimension must be positive")
+        self.dimension = dimension
+        self.metric = metric
+    }
+
+    /// Number of vectors in the index.
+    public var count: Int { locations.count }
+
+    /// Number of users with at least one vector.
+    public var userCount: Int { partitions.count }
+
+    /// Number of vectors stored for `user`.
+    public func count(user: String) -> Int { partitions[user]?.count ?? 0 }
+
+    /// Bytes held by vectors and their per-row bookkeeping (an estimate of the index's memory).
+    public var bytes: Int {
+        var total = 0
+        for partition in partitions.values {
+            total += partition.rows.capacity * MemoryLayout<Float>.stride
+            total += partition.squaredNorms.capacity * MemoryLayout<Float>.stride
+            total += partition.ids.capacity * MemoryLayout<String>.stride
+            total += partition.attributes.capacity * MemoryLayout<RowAttributes>.stride
+        }
+        return total + locations.count * (MemoryLayout<String>.stride + MemoryLayout<Location>.stride)
+    }
+
+    /// Whether the index holds `id`.
+    public func contains(id: String) -> Bool { locations[id] != nil }
+
+    /// The stored vector of `id` (normalized, for `cosine`), or nil.
+    public func vector(id: String) -> [Float]? {
+        guard let location = locations[id], let partition = partitions[location.user] else { return nil }
+        let start = location.row * dimension
+        return Array(partition.rows[start..<start + dimension])
+    }
+
+    // MARK: - Writes
+
+    /// Adds a vector, or replaces the one stored under `id` (which may move it to another user).
+    /// - Precondition: `vector.count == dimension`.
+    public mutating func upsert(id: String, user: String, vector: [Float], attributes: RowAttributes) {
+        precondition(vector.count == dimension, "vector has \(vector.count) components, index has \(dimension)")
+        if locations[id] != nil { remove(id: id) }
+        let stored = metric == .cosine ? Self.normalized(vector) : vector
+        var squaredNorm: Float = 0
+        if metric == .l2 { squaredNorm = Self.dot(stored, stored) }
+        let row: Int = {
+            var partition = partitions.removeValue(forKey: user) ?? Partition()
+            defer { partitions[user] = partition }
+            partition.rows.append(contentsOf: stored)
+            if metric == .l2 { partition.squaredNorms.append(squaredNorm) }
+            partition.ids.append(id)
+            partition.attributes.append(attributes)
+            return partition.count - 1
+        }()
+        locations[id] = Location(user: user, row: row)
+    }
+
+    /// Removes `id`. Returns false when it was not there.
+    @discardableResult
+    public mutating func remove(id: String) -> Bool {
+        guard let location = locations.removeValue(forKey: id) else { return false }
+        var partition = partitions.removeValue(forKey: location.user)!
+        let last = partition.count - 1
+        if location.row != last {
+            // Keep rows dense: the last row moves into the hole.
+            let from = last * dimension
+            let to = location.row * dimension
+            partition.rows.withUnsafeMutableBufferPointer { rows in
+                for j in 0..<dimension { rows[to + j] = rows[from + j] }
+            }
+            if metric == .l2 { partition.squaredNorms[location.row] = partition.squaredNorms[last] }
+            partition.ids[location.row] = partition.ids[last]
+            partition.attributes[location.row] = partition.attributes[last]
+            locations[partition.ids[location.row]]!.row = location.row
+        }
+        partition.rows.removeLast(dimension)
+        if metric == .l2 { partition.squaredNorms.removeLast() }
+        partition.ids.removeLast()
+        partition.attributes.removeLast()
+        if partition.count > 0 { partitions[location.user] = partition }
+        return true
+    }
+
+    /// Removes every vector of `user` and returns their ids.
+    public mutating func removeAll(user: String) -> [String] {
+        guard let partition = partitions.removeValue(forKey: user) else { return [] }
+        for id in partition.ids { locations[id] = nil }
+        return partition.ids
+    }
+
+    // MARK: - Search
+
+    /// The `k` best rows of `user` for `query` that pass `filter`, best first.
+    /// - Precondition: `query.count == dimension`, `k > 0`.
+    public func search(user: String, query: [Float], k: Int, filter: RowFilter = RowFilter()) -> [SearchHit] {
+        precondition(query.count == dimension && k > 0)
+        guard let partition = partitions[user] else { return [] }
+        let q = metric == .cosine ? Self.normalized(query) : query
+        let n = partition.count
+        let scores = [Float](unsafeUninitializedCapacity: n) { buffer, initialized in
+            partition.rows.withUnsafeBufferPointer { rows in
+                q.withUnsafeBufferPointer { q in
+                    BLAS.matrixVector(rows.baseAddress!, rows: n, columns: dimension, q.baseAddress!, into: buffer.baseAddress!)
+                }
+            }
+            initialized = n
+        }
+        return scores.withUnsafeBufferPointer { scores in
+            select(scores, in: partition, queryNorm: metric == .l2 ? Self.dot(q, q) : 0, k: k, filter: filter)
+        }
+    }
+
+    /// Searches several queries for one user at once: one `sgemm` scores them all.
+    /// Returns one list of hits per query, in order.
+    public func search(user: String, queries: [[Float]], k: Int, filter: RowFilter = RowFilter()) -> [[SearchHit]] {
+        precondition(k > 0 && queries.allSatisfy { $0.count == dimension })
+        guard let partition = partitions[user], !queries.isEmpty else { return queries.map { _ in [] } }
+        let n = partition.count
+        var packed = [Float]()
+        packed.reserveCapacity(queries.count * dimension)
+        for query in queries { packed.append(contentsOf: metric == .cosine ? Self.normalized(query) : query) }
+        let scores = [Float](unsafeUninitializedCapacity: n * queries.count) { buffer, initialized in
+            partition.rows.withUnsafeBufferPointer { rows in
+                packed.withUnsafeBufferPointer { packed in
+                    BLAS.matrixMatrixTransposed(
+                        rows.baseAddress!, rows: n, columns: dimension,
+                        queries: packed.baseAddress!, queryCount: queries.count, into: buffer.baseAddress!)
+                }
+            }
+            initialized = n * queries.count
+        }
+        return scores.withUnsafeBufferPointer { scores in
+            (0..<queries.count).map { qi in
+                let start = qi * dimension
+                let queryNorm = metric == .l2 ? Self.dot(Array(packed[start..<start + dimension]), Array(packed[start..<start + dimension])) : 0
+                return select(
+                    UnsafeBufferPointer(rebasing: scores[qi * n..<(qi + 1) * n]), in: partition,
+                    queryNorm: queryNorm, k: k, filter: filter)
+            }
+        }
+    }
+
+    /// Bounded selection of the best `k` rows: a heap whose root is the worst row kept, so most
+    /// rows cost one comparison. The filter runs only on rows that would enter the heap.
+    private func select(
+        _ raw: UnsafeBufferPointer<Float>, in partition: Partition, queryNorm: Float, k: Int, filter: RowFilter
+    ) -> [SearchHit] {
+        let l2 = metric == .l2
+        let checkFilter = !filter.isEmpty
+        var heap = TopKHeap(capacity: min(k, raw.count))
+        partition.ids.withUnsafeBufferPointer { ids in
+            partition.squaredNorms.withUnsafeBufferPointer { norms in
+                for row in 0..<raw.count {
+                    // For l2, 2 x.q - |x|^2 = |q|^2 - |x - q|^2: larger is closer.
+                    let score = l2 ? 2 * raw[row] - norms[row] : raw[row]
+                    if heap.isFull, !heap.admits(score: score, id: ids[row]) { continue }
+                    if checkFilter, !filter.matches(partition.attributes[row]) { continue }
+                    heap.insert(score: score, row: row, id: ids[row])
+                }
+            }
+        }
+        return heap.sortedBestFirst().map { entry in
+            let score = l2 ? (max(0, queryNorm - entry.score)).squareRoot() : entry.score
+            return SearchHit(id: partition.ids[entry.row], score: score)
+        }
+    }
+
+    // MARK: - Vector helpers
+
+    static func dot(_ a: [Float], _ b: [Float]) -> Float {
+        a.withUnsafeBufferPointer { a in
+            b.withUnsafeBufferPointer { b in
+                var sum: Float = 0
+                for i in 0..<a.count { sum += a[i] * b[i] }
+                return sum
+            }
+        }
+    }
+
+    /// `v / |v|`; the zero vector stays zero.
+    public static func normalized(_ v: [Float]) -> [Float] {
+        let norm = dot(v, v).squareRoot()
+        guard norm > 0 else { return v }
+        let scale = 1 / norm
+        return v.map { $0 * scale }
+    }
+}
+
+/// One search result from an index: a row's id and its score under the index's metric.
+public struct SearchHit: Sendable, Equatable {
+    public var id: String
+    /// Cosine similarity or inner product (higher is better), or Euclidean distance for `l2`
+    /// (lower is better).
+    public var score: Float
+
+    public init(id: String, score: Float) {
+        self.id = id
+        self.score = score
+    }
+}

@@ -1,0 +1,44 @@
+/// What the flat index keeps about each row beyond its vector, so a scoped search can filter
+/// without leaving the index.
+public struct RowAttributes: Sendable, Equatable {
+    public var session: String?
+    public var role: String?
+    /// Unix milliseconds.
+    public var createdAt: Int64
+
+    public init(session: String?, role: String?, createdAt: Int64) {
+        self.session = session
+        self.role = role
+        self.createdAt = createdAt
+    }
+}
+
+/// Narrows a search within one user's rows. Every condition that is set must hold.
+public struct RowFilter: Sendable, Equatable {
+    public var session: String?
+    public var role: String?
+    /// Inclusive lower bound on `createdAt` (unix milliseconds).
+    public var since: Int64?
+    /// Inclusive upper bound on `createdAt` (unix milliseconds).
+    public var until: Int64?
+
+    public init(session: String? = nil, role: String? = nil, since: Int64? = nil, until: Int64? = nil) {
+        self.session = session
+        self.role = role
+        self.since = since
+        self.until = until
+    }
+
+    /// True when no condition is set, so every row matches.
+    public var isEmpty: Bool { session == nil && role == nil && since == nil && until == nil }
+
+    /// Whether a row with these attributes passes every condition.
+    @inlinable
+    public func matches(_ row: RowAttributes) -> Bool {
+        if let session, row.session != session { return false }
+        if let role, row.role != role { return false }
+        if let since, row.createdAt < since { return false }
+        if let until, row.createdAt > until { return false }
+        return true
+    }
+}
