@@ -67,6 +67,11 @@ public struct ScoredMemory: Sendable, Equatable {
     public var memory: Memory
     /// Cosine similarity or inner product (higher is better), or Euclidean distance for `l2`.
     public var score: Float
+
+    public init(memory: Memory, score: Float) {
+        self.memory = memory
+        self.score = score
+    }
 }
 
 /// Counts and sizes of a memory space.
@@ -79,4 +84,13 @@ public struct StoreStats: Sendable, Equatable {
     public var bytesOnDisk: Int64
     /// Vectors, row bookkeeping and cached memory fields held in memory (an estimate).
     public var bytesInMemory: Int
+
+    public init(memories: Int, users: Int, dimension: Int?, metric: Metric, bytesOnDisk: Int64, bytesInMemory: Int) {
+        self.memories = memories
+        self.users = users
+        self.dimension = dimension
+        self.metric = metric
+        self.bytesOnDisk = bytesOnDisk
+        self.bytesInMemory = bytesInMemory
+    }
 }

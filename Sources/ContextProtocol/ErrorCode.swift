@@ -1,0 +1,57 @@
+import MemoryStore
+
+/// The stable error codes of protocol v1. Clients branch on these; the message is for people.
+public enum ErrorCode: String, Sendable, CaseIterable {
+    /// The line is not valid JSON (or not valid UTF-8).
+    case invalidJSON = "invalid_json"
+    /// The line is valid JSON but not an object.
+    case notObject = "not_object"
+    /// `op` names no operation.
+    case unknownOp = "unknown_op"
+    /// A required field is absent.
+    case missingField = "missing_field"
+    /// A field has the wrong JSON type.
+    case wrongType = "wrong_type"
+    /// A field has the right type but a value that is not allowed (empty user, unknown role...).
+    case invalidValue = "invalid_value"
+    /// A vector's length differs from the space's dimension.
+    case wrongDimension = "wrong_dimension"
+    /// A vector holds NaN or an infinity, or a number too large for float32.
+    case nonFinite = "non_finite"
+    /// `k` is not in 1...1000.
+    case kOutOfRange = "k_out_of_range"
+    /// No memory has that id.
+    case notFound = "not_found"
+    /// The request line exceeded the server's limit; the server closes the connection after this.
+    case lineTooLong = "line_too_long"
+    /// Too many requests are queued; retry later.
+    case busy = "busy"
+    /// The server is stopping and takes no new requests.
+    case shuttingDown = "shutting_down"
+    /// The database failed; nothing of the request was stored.
+    case storageError = "storage_error"
+}
+
+/// A request that failed: its stable code and a message for people.
+public struct ProtocolError: Error, Sendable, Equatable {
+    public var code: ErrorCode
+    public var message: String
+
+    public init(_ code: ErrorCode, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    /// Maps a storage-engine error to its wire form.
+    public init(_ error: StoreError) {
+        switch error {
+        case .wrongDimension(let expected, let got):
+            self.init(.wrongDimension, "vector has \(got) components, the space has dimension \(expected)")
+        case .nonFiniteVector: self.init(.nonFinite, "vector holds NaN or infinity")
+        case .invalidValue(let message): self.init(.invalidValue, message)
+        case .incompatibleDatabase(let message): self.init(.storageError, message)
+        case .sqlite(let message): self.init(.storageError, message)
+        case .closed: self.init(.shuttingDown, "the database is closed")
+        }
+    }
+}

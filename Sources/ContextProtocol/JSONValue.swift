@@ -1,0 +1,62 @@
+/// A parsed JSON value. Objects keep their keys in order; a repeated key keeps its last value.
+public enum JSONValue: Sendable, Equatable {
+    case null
+    case bool(Bool)
+    case number(Double)
+    case string(String)
+    case array([JSONValue])
+    case object(JSONObject)
+
+    /// The name of this value's JSON type, for error messages.
+    public var typeName: String {
+        switch self {
+        case .null: "null"
+        case .bool: "boolean"
+        case .number: "number"
+        case .string: "string"
+        case .array: "array"
+        case .object: "object"
+        }
+    }
+}
+
+/// A JSON object: ordered (key, value) pairs. Lookups are linear, which beats hashing for the
+/// handful of keys a request has.
+public struct JSONObject: Sendable, Equatable {
+    public var fields: [(key: String, value: JSONValue)]
+
+    public init(_ fields: [(key: String, value: JSONValue)] = []) {
+        self.fields = fields
+    }
+
+    /// The value under `key` (the last one when repeated), or nil.
+    public subscript(key: String) -> JSONValue? {
+        get {
+            for field in fields.reversed() where field.key == key { return field.value }
+            return nil
+        }
+        set {
+            fields.removeAll { $0.key == key }
+            if let newValue { fields.append((key, newValue)) }
+        }
+    }
+
+    public static func == (lhs: JSONObject, rhs: JSONObject) -> Bool {
+        lhs.fields.count == rhs.fields.count
+            && zip(lhs.fields, rhs.fields).allSatisfy { $0.key == $1.key && $0.value == $1.value }
+    }
+}
+
+extension JSONValue: ExpressibleByStringLiteral, ExpressibleByIntegerLiteral, ExpressibleByFloatLiteral,
+    ExpressibleByBooleanLiteral, ExpressibleByArrayLiteral, ExpressibleByDictionaryLiteral, ExpressibleByNilLiteral
+{
+    public init(stringLiteral value: String) { self = .string(value) }
+    public init(integerLiteral value: Int) { self = .number(Double(value)) }
+    public init(floatLiteral value: Double) { self = .number(value) }
+    public init(booleanLiteral value: Bool) { self = .bool(value) }
+    public init(arrayLiteral elements: JSONValue...) { self = .array(elements) }
+    public init(dictionaryLiteral elements: (String, JSONValue)...) {
+        self = .object(JSONObject(elements.map { (key: $0.0, value: $0.1) }))
+    }
+    public init(nilLiteral: ()) { self = .null }
+}

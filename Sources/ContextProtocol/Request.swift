@@ -1,0 +1,192 @@
+import MemoryStore
+import VectorIndex
+
+/// Limits the protocol enforces on every request.
+public enum Limits {
+    /// The default cap on one request line, in bytes.
+    public static let defaultMaximumLineBytes = 8 * 1024 * 1024
+    /// The largest `k` a search may ask for.
+    public static let maximumK = 1000
+    /// The `k` of a search that names none.
+    public static let defaultK = 5
+}
+
+/// A search as asked on the wire.
+public struct SearchRequest: Sendable, Equatable {
+    public var user: String
+    public var vector: [Float]
+    public var k: Int
+    public var filter: RowFilter
+
+    public init(user: String, vector: [Float], k: Int = Limits.defaultK, filter: RowFilter = RowFilter()) {
+        self.user = user
+        self.vector = vector
+        self.k = k
+        self.filter = filter
+    }
+}
+
+/// One decoded request of protocol v1.
+public enum Request: Sendable, Equatable {
+    case ping
+    case hello
+    case add(NewMemory)
+    case addBatch([NewMemory])
+    case search(SearchRequest)
+    case get(id: String)
+    case delete(id: String)
+    case forget(user: String)
+    case stats
+
+    /// The operations, as a table: the wire name and how to read its fields.
+    public static let operations: [String: @Sendable (JSONObject) throws(ProtocolError) -> Request] = [
+        "ping": { _ in .ping },
+        "hello": { _ in .hello },
+        "add": { object throws(ProtocolError) in .add(try object.newMemory()) },
+        "add_batch": { object throws(ProtocolError) in
+            let items = try object.required("items", as: "array", \.arrayValue)
+            guard !items.isEmpty else { throw ProtocolError(.invalidValue, "items must not be empty") }
+            var batch: [NewMemory] = []
+            batch.reserveCapacity(items.count)
+            for (i, item) in items.enumerated() {
+                guard case .object(let fields) = item else {
+                    throw ProtocolError(.wrongType, "items[\(i)] must be an object, not \(item.typeName)")
+                }
+                do throws(ProtocolError) {
+                    batch.append(try fields.newMemory())
+                } catch {
+                    throw ProtocolError(error.code, "items[\(i)]: \(error.message)")
+                }
+            }
+            return .addBatch(batch)
+        },
+        "search": { object throws(ProtocolError) in
+            let k = try object.optionalInt("k") ?? Int64(Limits.defaultK)
+            guard (1...Int64(Limits.maximumK)).contains(k) else {
+                throw ProtocolError(.kOutOfRange, "k must be between 1 and \(Limits.maximumK), not \(k)")
+            }
+            let filter = RowFilter(
+                session: try object.optionalString("session"), role: try object.role()?.rawValue,
+                since: try object.optionalInt("since"), until: try object.optionalInt("until"))
+            return .search(
+                SearchRequest(user: try object.user(), vector: try object.vector(), k: Int(k), filter: filter))
+        },
+        "get": { object throws(ProtocolError) in .get(id: try object.required("id", as: "string", \.stringValue)) },
+        "delete": { object throws(ProtocolError) in .delete(id: try object.required("id", as: "string", \.stringValue)) },
+        "forget": { object throws(ProtocolError) in .forget(user: try object.user()) },
+        "stats": { _ in .stats },
+    ]
+
+    /// Whether the request changes the space (and so is serialized with other writes).
+    public var isWrite: Bool {
+        switch self {
+        case .add, .addBatch, .delete, .forget: true
+        case .ping, .hello, .search, .get, .stats: false
+        }
+    }
+
+    /// Decodes a request object. The caller has already taken `rid` from it.
+    /// - Throws: `ProtocolError` with `missing_field`, `unknown_op`, `wrong_type`, ...
+    public init(_ object: JSONObject) throws(ProtocolError) {
+        let op = try object.required("op", as: "string", \.stringValue)
+        guard let decode = Self.operations[op] else {
+            throw ProtocolError(.unknownOp, "unknown op '\(op)'")
+        }
+        self = try decode(object)
+    }
+}
+
+// MARK: - Reading fields
+
+extension JSONValue {
+    var stringValue: String? { if case .string(let value) = self { value } else { nil } }
+    var arrayValue: [JSONValue]? { if case .array(let value) = self { value } else { nil } }
+    var objectValue: JSONObject? { if case .object(let value) = self { value } else { nil } }
+    var numberValue: Double? { if case .number(let value) = self { value } else { nil } }
+}
+
+extension JSONObject {
+    /// A required field of one JSON type.
+    func required<T>(_ key: String, as type: String, _ extract: (JSONValue) -> T?) throws(ProtocolError) -> T {
+        guard let value = self[key], value != .null else {
+            throw ProtocolError(.missingField, "missing field '\(key)'")
+        }
+        guard let typed = extract(value) else {
+            throw ProtocolError(.wrongType, "'\(key)' must be a \(type), not \(value.typeName)")
+        }
+        return typed
+    }
+
+    /// An optional string; JSON null counts as absent.
+    func optionalString(_ key: String) throws(ProtocolError) -> String? {
+        guard let value = self[key], value != .null else { return nil }
+        guard let text = value.stringValue else {
+            throw ProtocolError(.wrongType, "'\(key)' must be a string, not \(value.typeName)")
+        }
+        return text
+    }
+
+    /// An optional integer (a JSON number with no fraction that fits in 64 bits).
+    func optionalInt(_ key: String) throws(ProtocolError) -> Int64? {
+        guard let value = self[key], value != .null else { return nil }
+        guard let number = value.numberValue else {
+            throw ProtocolError(.wrongType, "'\(key)' must be an integer, not \(value.typeName)")
+        }
+        guard number.isFinite, number == number.rounded(), abs(number) < 9.2e18 else {
+            throw ProtocolError(.wrongType, "'\(key)' must be an integer, not \(number)")
+        }
+        return Int64(number)
+    }
+
+    /// The tenant: a required, non-empty string.
+    func user() throws(ProtocolError) -> String {
+        let user = try required("user", as: "string", \.stringValue)
+        guard !user.isEmpty else { throw ProtocolError(.invalidValue, "'user' must not be empty") }
+        return user
+    }
+
+    func role() throws(ProtocolError) -> Role? {
+        guard let text = try optionalString("role") else { return nil }
+        guard let role = Role(rawValue: text) else {
+            throw ProtocolError(
+                .invalidValue, "'role' must be one of \(Role.allCases.map(\.rawValue).joined(separator: ", ")), not '\(text)'")
+        }
+        return role
+    }
+
+    /// The `vector` field: a non-empty array of finite numbers, converted to float32 once.
+    func vector() throws(ProtocolError) -> [Float] {
+        let elements = try required("vector", as: "array of numbers", \.arrayValue)
+        guard !elements.isEmpty else { throw ProtocolError(.wrongDimension, "'vector' must not be empty") }
+        var vector = [Float]()
+        vector.reserveCapacity(elements.count)
+        for (i, element) in elements.enumerated() {
+            guard case .number(let number) = element else {
+                throw ProtocolError(.wrongType, "vector[\(i)] must be a number, not \(element.typeName)")
+            }
+            let value = Float(number)
+            guard value.isFinite else {
+                throw ProtocolError(.nonFinite, "vector[\(i)] is not a finite float32 (\(number))")
+            }
+            vector.append(value)
+        }
+        return vector
+    }
+
+    /// The fields of `add` (and of each item of `add_batch`).
+    func newMemory() throws(ProtocolError) -> NewMemory {
+        var metadata = "{}"
+        if let value = self["metadata"], value != .null {
+            guard case .object = value else {
+                throw ProtocolError(.wrongType, "'metadata' must be an object, not \(value.typeName)")
+            }
+            metadata = JSONWriter.serialize(value)
+        }
+        let id = try optionalString("id")
+        if let id, id.isEmpty { throw ProtocolError(.invalidValue, "'id' must not be empty") }
+        return NewMemory(
+            id: id, user: try user(), session: try optionalString("session"), role: try role(),
+            text: try required("text", as: "string", \.stringValue), createdAt: try optionalInt("created_at"),
+            metadata: metadata, vector: try vector())
+    }
+}

@@ -1,0 +1,74 @@
+import MemoryStore
+
+/// The protocol's version number, reported by `hello`.
+public let protocolVersion = 1
+
+/// Encodes response lines: `{"ok":true,"rid":...,...}\n` or
+/// `{"ok":false,"rid":...,"error":{"code":"...","message":"..."}}\n`.
+public enum Response {
+    /// A success line; `body` appends the op's fields with `JSONWriter.field(_:)`.
+    public static func success(rid: JSONValue?, _ body: (inout JSONWriter) -> Void = { _ in }) -> [UInt8] {
+        var writer = JSONWriter()
+        writer.raw("{\"ok\":true")
+        if let rid {
+            writer.field("rid")
+            writer.value(rid)
+        }
+        body(&writer)
+        writer.raw("}\n")
+        return writer.bytes
+    }
+
+    /// A failure line.
+    public static func failure(rid: JSONValue?, _ error: ProtocolError) -> [UInt8] {
+        var writer = JSONWriter()
+        writer.raw("{\"ok\":false")
+        if let rid {
+            writer.field("rid")
+            writer.value(rid)
+        }
+        writer.field("error")
+        writer.raw("{\"code\":")
+        writer.string(error.code.rawValue)
+        writer.raw(",\"message\":")
+        writer.string(error.message)
+        writer.raw("}}\n")
+        return writer.bytes
+    }
+}
+
+extension JSONWriter {
+    /// Writes `,"key":` inside an object that already has a field.
+    public mutating func field(_ name: String) {
+        raw(UInt8(ascii: ","))
+        key(name)
+    }
+
+    /// Writes a memory as an object; `vector` only when the memory carries one.
+    public mutating func memory(_ memory: Memory, score: Float? = nil) {
+        raw("{\"id\":")
+        string(memory.id)
+        if let score {
+            field("score")
+            number(score)
+        }
+        field("user")
+        string(memory.user)
+        field("session")
+        if let session = memory.session { string(session) } else { null() }
+        field("role")
+        if let role = memory.role { string(role.rawValue) } else { null() }
+        field("text")
+        string(memory.text)
+        field("created_at")
+        int(memory.createdAt)
+        field("metadata")
+        // Validated and serialized by this module when it was added.
+        raw(memory.metadata)
+        if !memory.vector.isEmpty {
+            field("vector")
+            vector(memory.vector)
+        }
+        raw(UInt8(ascii: "}"))
+    }
+}

@@ -1,0 +1,150 @@
+import MemoryStore
+import VectorIndex
+
+/// What `hello` reports about a server.
+public struct ServerHello: Sendable, Equatable {
+    public var server: String
+    public var version: String
+    public var protocolVersion: Int
+    public var dimension: Int?
+    public var metric: Metric
+    public var index: String
+    public var blas: String
+    public var memories: Int
+
+    public init(
+        server: String, version: String, protocolVersion: Int, dimension: Int?, metric: Metric, index: String,
+        blas: String, memories: Int
+    ) {
+        self.server = server
+        self.version = version
+        self.protocolVersion = protocolVersion
+        self.dimension = dimension
+        self.metric = metric
+        self.index = index
+        self.blas = blas
+        self.memories = memories
+    }
+
+    /// Writes the `hello` fields.
+    public func write(to writer: inout JSONWriter) {
+        writer.field("server")
+        writer.string(server)
+        writer.field("version")
+        writer.string(version)
+        writer.field("protocol")
+        writer.int(Int64(protocolVersion))
+        writer.field("dimension")
+        if let dimension { writer.int(Int64(dimension)) } else { writer.null() }
+        writer.field("metric")
+        writer.string(metric.rawValue)
+        writer.field("index")
+        writer.string(index)
+        writer.field("blas")
+        writer.string(blas)
+        writer.field("memories")
+        writer.int(Int64(memories))
+    }
+
+    /// Reads a `hello` response.
+    public init(json: JSONObject) throws(ProtocolError) {
+        let metricName = try json.required("metric", as: "string", \.stringValue)
+        guard let metric = Metric(rawValue: metricName) else {
+            throw ProtocolError(.invalidValue, "unknown metric '\(metricName)'")
+        }
+        self.init(
+            server: try json.required("server", as: "string", \.stringValue),
+            version: try json.required("version", as: "string", \.stringValue),
+            protocolVersion: Int(try json.optionalInt("protocol") ?? 0),
+            dimension: try json.optionalInt("dimension").map { Int($0) }, metric: metric,
+            index: try json.required("index", as: "string", \.stringValue),
+            blas: try json.required("blas", as: "string", \.stringValue),
+            memories: Int(try json.optionalInt("memories") ?? 0))
+    }
+}
+
+extension StoreStats {
+    /// Writes the `stats` fields.
+    public func write(to writer: inout JSONWriter) {
+        writer.field("memories")
+        writer.int(Int64(memories))
+        writer.field("users")
+        writer.int(Int64(users))
+        writer.field("dimension")
+        if let dimension { writer.int(Int64(dimension)) } else { writer.null() }
+        writer.field("metric")
+        writer.string(metric.rawValue)
+        writer.field("bytes_on_disk")
+        writer.int(bytesOnDisk)
+        writer.field("bytes_in_memory")
+        writer.int(Int64(bytesInMemory))
+    }
+
+    /// Reads a `stats` response.
+    public init(json: JSONObject) throws(ProtocolError) {
+        let metricName = try json.required("metric", as: "string", \.stringValue)
+        guard let metric = Metric(rawValue: metricName) else {
+            throw ProtocolError(.invalidValue, "unknown metric '\(metricName)'")
+        }
+        self.init(
+            memories: Int(try json.optionalInt("memories") ?? 0), users: Int(try json.optionalInt("users") ?? 0),
+            dimension: try json.optionalInt("dimension").map { Int($0) }, metric: metric,
+            bytesOnDisk: try json.optionalInt("bytes_on_disk") ?? 0,
+            bytesInMemory: Int(try json.optionalInt("bytes_in_memory") ?? 0))
+    }
+}
+
+extension Memory {
+    /// Reads a memory object as written by `JSONWriter.memory(_:score:)`.
+    public init(json: JSONObject) throws(ProtocolError) {
+        var vector: [Float] = []
+        if let value = json["vector"], value != .null { vector = try json.vector() }
+        let metadata = json["metadata"].map { JSONWriter.serialize($0) } ?? "{}"
+        self.init(
+            id: try json.required("id", as: "string", \.stringValue), user: try json.user(),
+            session: try json.optionalString("session"), role: try json.role(),
+            text: try json.required("text", as: "string", \.stringValue),
+            createdAt: try json.optionalInt("created_at") ?? 0, metadata: metadata, vector: vector)
+    }
+}
+
+extension ScoredMemory {
+    /// Reads one element of a search's `hits`.
+    public init(json: JSONObject) throws(ProtocolError) {
+        guard let score = json["score"]?.numberValue else {
+            throw ProtocolError(.missingField, "hit without a numeric 'score'")
+        }
+        self.init(memory: try Memory(json: json), score: Float(score))
+    }
+}
+
+extension NewMemory {
+    /// Writes the fields of an `add` request (or of one `add_batch` item) as an object.
+    public func write(to writer: inout JSONWriter) {
+        writer.raw("{\"user\":")
+        writer.string(user)
+        if let id {
+            writer.field("id")
+            writer.string(id)
+        }
+        if let session {
+            writer.field("session")
+            writer.string(session)
+        }
+        if let role {
+            writer.field("role")
+            writer.string(role.rawValue)
+        }
+        writer.field("text")
+        writer.string(text)
+        if let createdAt {
+            writer.field("created_at")
+            writer.int(createdAt)
+        }
+        writer.field("metadata")
+        writer.raw(metadata)
+        writer.field("vector")
+        writer.vector(vector)
+        writer.raw(UInt8(ascii: "}"))
+    }
+}
