@@ -119,9 +119,10 @@ extension ScoredMemory {
 }
 
 extension NewMemory {
-    /// Writes the fields of an `add` request (or of one `add_batch` item) as an object.
-    public func write(to writer: inout JSONWriter) {
-        writer.raw("{\"user\":")
+    /// Writes the fields of an `add` request (or of one `add_batch` item), without braces,
+    /// starting with `"user":`.
+    public func writeFields(to writer: inout JSONWriter) {
+        writer.key("user")
         writer.string(user)
         if let id {
             writer.field("id")
@@ -145,6 +146,5 @@ extension NewMemory {
         writer.raw(metadata)
         writer.field("vector")
         writer.vector(vector)
-        writer.raw(UInt8(ascii: "}"))
     }
 }

@@ -1,0 +1,24 @@
+import ContextProtocol
+
+/// Why a client call failed.
+public enum ClientError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// The server answered `ok: false` with this code and message.
+    case server(code: String, message: String)
+    /// The server's answer could not be read.
+    case invalidResponse(String)
+    /// The connection closed before the answer arrived.
+    case connectionClosed
+
+    /// The server's error code as the protocol defines it, when it is one.
+    public var errorCode: ErrorCode? {
+        if case .server(let code, _) = self { ErrorCode(rawValue: code) } else { nil }
+    }
+
+    public var description: String {
+        switch self {
+        case .server(let code, let message): "\(code): \(message)"
+        case .invalidResponse(let reason): "invalid response: \(reason)"
+        case .connectionClosed: "connection closed"
+        }
+    }
+}

@@ -1,0 +1,218 @@
+import ContextProtocol
+import MemoryStore
+import NIOCore
+import NIOExtras
+import NIOPosix
+import VectorIndex
+
+/// An async client for one connection to a ContextStore server.
+///
+/// Calls may be made concurrently from many tasks: each request is written at once and the
+/// answers are matched to callers in order, so concurrent calls are pipelined on the one socket.
+public final class ContextStoreClient: Sendable {
+    private let channel: Channel
+
+    private init(channel: Channel) {
+        self.channel = channel
+    }
+
+    /// Connects to a server.
+    /// - Parameter maximumResponseBytes: Longest accepted response line.
+    public static func connect(
+        host: String = "127.0.0.1", port: Int = 7420, maximumResponseBytes: Int = 256 * 1024 * 1024
+    ) async throws -> ContextStoreClient {
+        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .channelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandlers(
+                        ByteToMessageHandler(LineBasedFrameDecoder(), maximumBufferSize: maximumResponseBytes),
+                        RequestResponseHandler<ByteBuffer, ByteBuffer>())
+                }
+            }
+            .connect(host: host, port: port).get()
+        return ContextStoreClient(channel: channel)
+    }
+
+    /// Closes the connection.
+    public func close() async {
+        try? await channel.close()
+    }
+
+    // MARK: - Raw requests
+
+    /// Sends one request line (the newline is added) and returns the parsed response object,
+    /// whether `ok` is true or false.
+    public func roundTrip(line bytes: [UInt8]) async throws -> JSONObject {
+        var buffer = channel.allocator.buffer(capacity: bytes.count + 1)
+        buffer.writeBytes(bytes)
+        buffer.writeInteger(UInt8(ascii: "\n"))
+        let promise = channel.eventLoop.makePromise(of: ByteBuffer.self)
+        channel.writeAndFlush((buffer, promise), promise: nil)
+        let line: ByteBuffer
+        do {
+            line = try await promise.futureResult.get()
+        } catch is NIOExtrasErrors.ClosedBeforeReceivingResponse {
+            throw ClientError.connectionClosed
+        } catch let error as ChannelError where error == .ioOnClosedChannel || error == .alreadyClosed {
+            throw ClientError.connectionClosed
+        }
+        let value: JSONValue
+        do {
+            value = try line.withUnsafeReadableBytes { bytes throws(JSONParseError) in try JSONParser.parse(bytes) }
+        } catch {
+            throw ClientError.invalidResponse("\(error)")
+        }
+        guard case .object(let object) = value else { throw ClientError.invalidResponse("not an object") }
+        return object
+    }
+
+    /// Sends a request object and returns the response object, whether `ok` is true or false.
+    public func roundTrip(_ request: JSONValue) async throws -> JSONObject {
+        var writer = JSONWriter()
+        writer.value(request)
+        return try await roundTrip(line: writer.bytes)
+    }
+
+    /// Sends `{"op":op, ...}` built by `body` and returns the response if `ok` is true.
+    /// - Throws: `ClientError.server` with the server's code when `ok` is false.
+    private func call(_ op: String, _ body: (inout JSONWriter) -> Void = { _ in }) async throws -> JSONObject {
+        var writer = JSONWriter()
+        writer.raw("{\"op\":")
+        writer.string(op)
+        body(&writer)
+        writer.raw(UInt8(ascii: "}"))
+        let response = try await roundTrip(line: writer.bytes)
+        guard case .bool(true) = response["ok"] else {
+            guard case .object(let error) = response["error"], case .string(let code) = error["code"] else {
+                throw ClientError.invalidResponse("ok is not true and there is no error")
+            }
+            let message: String = if case .string(let text) = error["message"] { text } else { "" }
+            throw ClientError.server(code: code, message: message)
+        }
+        return response
+    }
+
+    private func decode<T>(_ body: () throws(ProtocolError) -> T) throws -> T {
+        do {
+            return try body()
+        } catch {
+            throw ClientError.invalidResponse(error.message)
+        }
+    }
+
+    // MARK: - Operations
+
+    /// `ping`: checks the server answers.
+    public func ping() async throws {
+        _ = try await call("ping")
+    }
+
+    /// `hello`: what the server is and holds.
+    public func hello() async throws -> ServerHello {
+        let response = try await call("hello")
+        return try decode { () throws(ProtocolError) in try ServerHello(json: response) }
+    }
+
+    /// `add`: stores one memory. Returns its id.
+    @discardableResult
+    public func add(_ memory: NewMemory) async throws -> String {
+        let response = try await call("add") { writer in
+            writer.raw(UInt8(ascii: ","))
+            memory.writeFields(to: &writer)
+        }
+        guard case .string(let id) = response["id"] else { throw ClientError.invalidResponse("add without id") }
+        return id
+    }
+
+    /// `add_batch`: stores all of `memories` or none. Returns their ids in order.
+    @discardableResult
+    public func addBatch(_ memories: [NewMemory]) async throws -> [String] {
+        let response = try await call("add_batch") { writer in
+            writer.field("items")
+            writer.raw(UInt8(ascii: "["))
+            for (i, memory) in memories.enumerated() {
+                writer.raw(i > 0 ? "," : "")
+                writer.raw(UInt8(ascii: "{"))
+                memory.writeFields(to: &writer)
+                writer.raw(UInt8(ascii: "}"))
+            }
+            writer.raw(UInt8(ascii: "]"))
+        }
+        guard case .array(let ids) = response["ids"] else { throw ClientError.invalidResponse("add_batch without ids") }
+        return try ids.map { value in
+            guard case .string(let id) = value else { throw ClientError.invalidResponse("id is not a string") }
+            return id
+        }
+    }
+
+    /// `search`: the closest memories of one user, best first.
+    public func search(_ search: SearchRequest) async throws -> [ScoredMemory] {
+        let response = try await call("search") { writer in
+            writer.field("user")
+            writer.string(search.user)
+            writer.field("k")
+            writer.int(Int64(search.k))
+            writer.field("vector")
+            writer.vector(search.vector)
+            if let session = search.filter.session {
+                writer.field("session")
+                writer.string(session)
+            }
+            if let role = search.filter.role {
+                writer.field("role")
+                writer.string(role)
+            }
+            if let since = search.filter.since {
+                writer.field("since")
+                writer.int(since)
+            }
+            if let until = search.filter.until {
+                writer.field("until")
+                writer.int(until)
+            }
+        }
+        guard case .array(let hits) = response["hits"] else { throw ClientError.invalidResponse("search without hits") }
+        return try hits.map { hit in
+            guard case .object(let object) = hit else { throw ClientError.invalidResponse("hit is not an object") }
+            return try decode { () throws(ProtocolError) in try ScoredMemory(json: object) }
+        }
+    }
+
+    /// `get`: one memory with its vector.
+    /// - Throws: `ClientError.server` with code `not_found` when there is none.
+    public func get(id: String) async throws -> Memory {
+        let response = try await call("get") { writer in
+            writer.field("id")
+            writer.string(id)
+        }
+        guard case .object(let memory) = response["memory"] else { throw ClientError.invalidResponse("get without memory") }
+        return try decode { () throws(ProtocolError) in try Memory(json: memory) }
+    }
+
+    /// `delete`: removes one memory.
+    /// - Throws: `ClientError.server` with code `not_found` when there is none.
+    public func delete(id: String) async throws {
+        _ = try await call("delete") { writer in
+            writer.field("id")
+            writer.string(id)
+        }
+    }
+
+    /// `forget`: removes every memory of a user. Returns how many there were.
+    @discardableResult
+    public func forget(user: String) async throws -> Int {
+        let response = try await call("forget") { writer in
+            writer.field("user")
+            writer.string(user)
+        }
+        guard case .number(let count) = response["deleted"] else { throw ClientError.invalidResponse("forget without count") }
+        return Int(count)
+    }
+
+    /// `stats`: counts and sizes.
+    public func stats() async throws -> StoreStats {
+        let response = try await call("stats")
+        return try decode { () throws(ProtocolError) in try StoreStats(json: response) }
+    }
+}

@@ -1,0 +1,114 @@
+import ContextProtocol
+import Logging
+import MemoryStore
+import NIOCore
+import NIOExtras
+import NIOPosix
+
+/// The version of this server, reported by `hello`.
+public let serverVersion = "0.1.0"
+
+/// Settings of a running server.
+public struct ServerConfiguration: Sendable {
+    public var host: String
+    /// 0 lets the operating system pick a free port.
+    public var port: Int
+    /// Longest accepted request line, in bytes; a longer one gets `line_too_long` and the
+    /// connection is closed.
+    public var maximumLineBytes: Int
+    /// Requests one connection may have waiting before the server stops reading from it.
+    public var maximumPendingPerConnection: Int
+    /// Writes that may wait for the writer thread before new ones get `busy`.
+    public var maximumQueuedWrites: Int
+    /// Event loop threads; searches run on these.
+    public var threads: Int
+
+    public init(
+        host: String = "127.0.0.1", port: Int = 7420, maximumLineBytes: Int = Limits.defaultMaximumLineBytes,
+        maximumPendingPerConnection: Int = 256, maximumQueuedWrites: Int = 4096,
+        threads: Int = System.coreCount
+    ) {
+        self.host = host
+        self.port = port
+        self.maximumLineBytes = maximumLineBytes
+        self.maximumPendingPerConnection = maximumPendingPerConnection
+        self.maximumQueuedWrites = maximumQueuedWrites
+        self.threads = threads
+    }
+}
+
+/// The TCP server of protocol v1: line-delimited JSON over one listening socket.
+public final class ContextStoreServer: Sendable {
+    private let store: MemoryStore
+    private let configuration: ServerConfiguration
+    private let logger: Logger
+    private let group: MultiThreadedEventLoopGroup
+    private let writerPool: NIOThreadPool
+    private let quiesce: ServerQuiescingHelper
+    private let channel: Channel
+
+    /// The address the server listens on (with the real port when 0 was asked for).
+    public var localAddress: SocketAddress { channel.localAddress! }
+
+    /// The port the server listens on.
+    public var port: Int { channel.localAddress?.port ?? configuration.port }
+
+    /// Binds the listening socket and starts serving `store`.
+    /// - Throws: when the address cannot be bound.
+    public init(store: MemoryStore, configuration: ServerConfiguration, logger: Logger) async throws {
+        self.store = store
+        self.configuration = configuration
+        self.logger = logger
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, configuration.threads))
+        // One writer thread: writes are serialized, and their fsyncs never stall an event loop.
+        let writerPool = NIOThreadPool(numberOfThreads: 1)
+        writerPool.start()
+        let quiesce = ServerQuiescingHelper(group: group)
+        let executor = RequestExecutor(store: store, version: serverVersion)
+        let writeQueue = WriteQueue(limit: configuration.maximumQueuedWrites)
+        let bootstrap = ServerBootstrap(group: group)
+            .serverChannelOption(ChannelOptions.backlog, value: 256)
+            .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+            .serverChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(quiesce.makeServerChannelHandler(channel: channel))
+                }
+            }
+            .childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(ChannelOptions.maxMessagesPerRead, value: 16)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandlers(
+                        ByteToMessageHandler(
+                            LineBasedFrameDecoder(), maximumBufferSize: configuration.maximumLineBytes),
+                        ConnectionHandler(
+                            executor: executor, writerPool: writerPool, writeQueue: writeQueue,
+                            maximumLineBytes: configuration.maximumLineBytes,
+                            maximumPending: configuration.maximumPendingPerConnection))
+                }
+            }
+        do {
+            self.channel = try await bootstrap.bind(host: configuration.host, port: configuration.port).get()
+        } catch {
+            try? await writerPool.shutdownGracefully()
+            try? await group.shutdownGracefully()
+            throw error
+        }
+        self.group = group
+        self.writerPool = writerPool
+        self.quiesce = quiesce
+        logger.info("serving", metadata: ["address": "\(channel.localAddress!)", "db": "\(store.path)"])
+    }
+
+    /// Stops gracefully: no new connections, every request already received is answered, each
+    /// connection closes once idle, then the writer finishes and the event loops stop. The store
+    /// stays open; its owner closes it.
+    public func shutdown() async {
+        let promise = group.next().makePromise(of: Void.self)
+        quiesce.initiateShutdown(promise: promise)
+        try? await promise.futureResult.get()
+        try? await writerPool.shutdownGracefully()
+        try? await group.shutdownGracefully()
+        logger.info("stopped")
+    }
+}
