@@ -36,6 +36,7 @@ let package = Package(
             dependencies: [
                 "ContextProtocol",
                 "MemoryStore",
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOExtras", package: "swift-nio-extras"),

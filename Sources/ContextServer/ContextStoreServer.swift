@@ -1,6 +1,7 @@
 import ContextProtocol
 import Logging
 import MemoryStore
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOExtras
 import NIOPosix
@@ -44,7 +45,8 @@ public final class ContextStoreServer: Sendable {
     private let logger: Logger
     private let group: MultiThreadedEventLoopGroup
     private let writerPool: NIOThreadPool
-    private let quiesce: ServerQuiescingHelper
+    // Released before the event loops stop: its deinit completes a promise on one of them.
+    private let quiesce: NIOLockedValueBox<ServerQuiescingHelper?>
     private let channel: Channel
 
     /// The address the server listens on (with the real port when 0 was asked for).
@@ -96,7 +98,7 @@ public final class ContextStoreServer: Sendable {
         }
         self.group = group
         self.writerPool = writerPool
-        self.quiesce = quiesce
+        self.quiesce = NIOLockedValueBox(quiesce)
         logger.info("serving", metadata: ["address": "\(channel.localAddress!)", "db": "\(store.path)"])
     }
 
@@ -105,8 +107,14 @@ public final class ContextStoreServer: Sendable {
     /// stays open; its owner closes it.
     public func shutdown() async {
         let promise = group.next().makePromise(of: Void.self)
-        quiesce.initiateShutdown(promise: promise)
+        quiesce.withLockedValue { helper in
+            helper?.initiateShutdown(promise: promise)
+            helper = nil
+        }
         try? await promise.futureResult.get()
+        // With no connections open the helper reports done before the listening socket has
+        // finished closing; the loops must outlive that close.
+        try? await channel.closeFuture.get()
         try? await writerPool.shutdownGracefully()
         try? await group.shutdownGracefully()
         logger.info("stopped")

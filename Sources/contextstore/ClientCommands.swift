@@ -1,0 +1,140 @@
+import ArgumentParser
+import ContextClient
+import ContextProtocol
+
+/// Flags shared by every command that talks to a running server.
+struct ConnectionOptions: ParsableArguments {
+    @Option(help: "Server address.")
+    var host: String = "127.0.0.1"
+
+    @Option(help: "Server port.")
+    var port: Int = 7420
+
+    @Flag(help: "Print a readable table instead of JSON.")
+    var pretty = false
+
+    /// Sends one request and prints the answer; exits with status 1 when the server refused it.
+    func send(_ fields: [(key: String, value: JSONValue)]) async throws {
+        let client = try await ContextStoreClient.connect(host: host, port: port)
+        let response = try await client.roundTrip(.object(JSONObject(fields)))
+        await client.close()
+        print(pretty ? PrettyPrinter.render(response) : JSONWriter.serialize(.object(response)))
+        guard case .bool(true) = response["ok"] else { throw ExitCode(1) }
+    }
+}
+
+/// Parses a vector given as a JSON array (`[0.1, 0.2]`) or as comma-separated numbers.
+func parseVector(_ text: String) throws -> JSONValue {
+    let trimmed = String(text.drop { $0 == " " })
+    let json = trimmed.hasPrefix("[") ? trimmed : "[\(trimmed)]"
+    guard let value = try? JSONParser.parse(json), case .array = value else {
+        throw ValidationError("--vector must be a JSON array or comma-separated numbers")
+    }
+    return value
+}
+
+/// Appends `key: value` when the value is set.
+func optional(_ key: String, _ value: String?) -> [(key: String, value: JSONValue)] {
+    value.map { [(key, .string($0))] } ?? []
+}
+
+func optional(_ key: String, _ value: Int64?) -> [(key: String, value: JSONValue)] {
+    value.map { [(key, .number(Double($0)))] } ?? []
+}
+
+struct AddCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "add", abstract: "Add (or replace) one memory.")
+
+    @OptionGroup var connection: ConnectionOptions
+    @Option(help: "The memory's user (tenant).") var user: String
+    @Option(help: "The memory's text.") var text: String
+    @Option(help: "The embedding: a JSON array or comma-separated numbers.") var vector: String
+    @Option(help: "The memory's id (default: assigned by the server); an existing id is replaced.") var id: String?
+    @Option(help: "Session id.") var session: String?
+    @Option(help: "Role: user, assistant, system or tool.") var role: String?
+    @Option(help: "Metadata, a JSON object.") var metadata: String?
+    @Option(help: "Creation time in unix milliseconds (default: now).") var createdAt: Int64?
+
+    func run() async throws {
+        var fields: [(key: String, value: JSONValue)] = [
+            ("op", "add"), ("user", .string(user)), ("text", .string(text)), ("vector", try parseVector(vector)),
+        ]
+        fields += optional("id", id) + optional("session", session) + optional("role", role)
+        fields += optional("created_at", createdAt)
+        if let metadata {
+            guard let value = try? JSONParser.parse(metadata) else { throw ValidationError("--metadata must be JSON") }
+            fields.append(("metadata", value))
+        }
+        try await connection.send(fields)
+    }
+}
+
+struct SearchCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "search", abstract: "Find a user's memories closest to a vector.")
+
+    @OptionGroup var connection: ConnectionOptions
+    @Option(help: "Search this user's memories only.") var user: String
+    @Option(help: "The query embedding: a JSON array or comma-separated numbers.") var vector: String
+    @Option(help: "How many hits (1-1000).") var k: Int = Limits.defaultK
+    @Option(help: "Only this session.") var session: String?
+    @Option(help: "Only this role.") var role: String?
+    @Option(help: "Only memories created at or after this time (unix ms).") var since: Int64?
+    @Option(help: "Only memories created at or before this time (unix ms).") var until: Int64?
+
+    func run() async throws {
+        var fields: [(key: String, value: JSONValue)] = [
+            ("op", "search"), ("user", .string(user)), ("vector", try parseVector(vector)), ("k", .number(Double(k))),
+        ]
+        fields += optional("session", session) + optional("role", role)
+        fields += optional("since", since) + optional("until", until)
+        try await connection.send(fields)
+    }
+}
+
+struct GetCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "get", abstract: "Show one memory, with its vector.")
+    @OptionGroup var connection: ConnectionOptions
+    @Argument(help: "The memory's id.") var id: String
+
+    func run() async throws { try await connection.send([("op", "get"), ("id", .string(id))]) }
+}
+
+struct DeleteCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "delete", abstract: "Delete one memory.")
+    @OptionGroup var connection: ConnectionOptions
+    @Argument(help: "The memory's id.") var id: String
+
+    func run() async throws { try await connection.send([("op", "delete"), ("id", .string(id))]) }
+}
+
+struct ForgetCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "forget", abstract: "Delete every memory of a user.")
+    @OptionGroup var connection: ConnectionOptions
+    @Argument(help: "The user.") var user: String
+
+    func run() async throws { try await connection.send([("op", "forget"), ("user", .string(user))]) }
+}
+
+struct StatsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "stats", abstract: "Counts and sizes of the space.")
+    @OptionGroup var connection: ConnectionOptions
+
+    func run() async throws { try await connection.send([("op", "stats")]) }
+}
+
+struct PingCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "ping", abstract: "Check that the server answers.")
+    @OptionGroup var connection: ConnectionOptions
+
+    func run() async throws { try await connection.send([("op", "ping")]) }
+}
+
+struct HelloCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "hello", abstract: "Server version, protocol, dimension, metric, index and BLAS.")
+    @OptionGroup var connection: ConnectionOptions
+
+    func run() async throws { try await connection.send([("op", "hello")]) }
+}

@@ -1,0 +1,14 @@
+import ArgumentParser
+
+/// `contextstore`: the server and the command-line client of ContextStore.
+@main
+struct ContextStoreCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "contextstore",
+        abstract: "A vector memory database server for LLM applications.",
+        subcommands: [
+            ServeCommand.self, AddCommand.self, SearchCommand.self, GetCommand.self, DeleteCommand.self,
+            ForgetCommand.self, StatsCommand.self, PingCommand.self, HelloCommand.self,
+        ]
+    )
+}
