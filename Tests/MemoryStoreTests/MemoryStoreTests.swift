@@ -1,0 +1,148 @@
+import Foundation
+import Testing
+
+@testable import MemoryStore
+import VectorIndex
+
+/// A fresh database path in its own temporary folder, removed afterwards.
+final class TemporaryDatabase {
+    let folder: String
+    var path: String { folder + "/space.db" }
+
+    init() {
+        folder = NSTemporaryDirectory() + "contextstore-tests-" + UUID().uuidString
+        try! FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+    }
+
+    deinit { try? FileManager.default.removeItem(atPath: folder) }
+}
+
+@Suite struct MemoryStoreTests {
+    let temporary = TemporaryDatabase()
+
+    func memory(_ id: String?, user: String = "alice", vector: [Float], text: String = "t", session: String? = nil, role: Role? = nil, createdAt: Int64? = nil) -> NewMemory {
+        NewMemory(id: id, user: user, session: session, role: role, text: text, createdAt: createdAt, metadata: #"{"k":1}"#, vector: vector)
+    }
+
+    @Test func addGetSearchDeleteForget() throws {
+        let store = try MemoryStore(path: temporary.path, dimension: 3, metric: .dot)
+        let ids = try store.add([
+            memory("a", vector: [1, 0, 0], text: "first", session: "s1", role: .user, createdAt: 1000),
+            memory("b", vector: [0, 1, 0], text: "second", session: "s2", role: .assistant, createdAt: 2000),
+            memory("c", user: "bob", vector: [1, 1, 0]),
+        ])
+        #expect(ids == ["a", "b", "c"])
+        #expect(store.get(id: "a") == Memory(id: "a", user: "alice", session: "s1", role: .user, text: "first", createdAt: 1000, metadata: #"{"k":1}"#, vector: [1, 0, 0]))
+        #expect(store.get(id: "zzz") == nil)
+
+        let hits = try store.search(user: "alice", vector: [1, 0.5, 0], k: 10)
+        #expect(hits.map(\.memory.id) == ["a", "b"])
+        #expect(hits.map(\.score) == [1, 0.5])
+        #expect(try store.search(user: "alice", vector: [1, 0.5, 0], k: 10, filter: RowFilter(role: "assistant")).map(\.memory.id) == ["b"])
+        #expect(try store.search(user: "alice", vector: [1, 0.5, 0], k: 10, filter: RowFilter(since: 1500)).map(\.memory.id) == ["b"])
+        #expect(try store.search(user: "alice", vector: [1, 0.5, 0], k: 10, filter: RowFilter(until: 1500)).map(\.memory.id) == ["a"])
+
+        #expect(try store.delete(id: "a"))
+        #expect(try !store.delete(id: "a"))
+        #expect(try store.forget(user: "alice") == 1)
+        #expect(try store.forget(user: "alice") == 0)
+        #expect(store.stats().memories == 1)
+        #expect(store.stats().users == 1)
+    }
+
+    @Test func generatesIDsAndTimes() throws {
+        let store = try MemoryStore(path: temporary.path)
+        let before = MemoryStore.nowMilliseconds()
+        let id = try store.add([memory(nil, vector: [1, 2])])[0]
+        #expect(id.count == 36)
+        let stored = try #require(store.get(id: id))
+        #expect(stored.createdAt >= before)
+        // Cosine spaces store the normalized vector.
+        #expect(abs(stored.vector[0] - 1 / Float(5).squareRoot()) < 1e-6)
+    }
+
+    @Test func addWithAnExistingIDReplaces() throws {
+        let store = try MemoryStore(path: temporary.path, metric: .dot)
+        try store.add([memory("x", vector: [1, 0], text: "old")])
+        try store.add([memory("x", user: "bob", vector: [0, 1], text: "new")])
+        #expect(store.count == 1)
+        #expect(store.get(id: "x")?.text == "new")
+        #expect(try store.search(user: "alice", vector: [1, 0], k: 5).isEmpty)
+        #expect(try store.search(user: "bob", vector: [1, 0], k: 5).map(\.memory.id) == ["x"])
+    }
+
+    @Test func theFirstVectorFixesTheDimension() throws {
+        let store = try MemoryStore(path: temporary.path)
+        #expect(store.dimension == nil)
+        try store.add([memory("a", vector: [1, 2, 3])])
+        #expect(store.dimension == 3)
+        #expect(throws: StoreError.wrongDimension(expected: 3, got: 2)) { try store.add([memory("b", vector: [1, 2])]) }
+        #expect(throws: StoreError.wrongDimension(expected: 3, got: 4)) { try store.search(user: "alice", vector: [1, 2, 3, 4], k: 1) }
+    }
+
+    @Test func aBatchIsAllOrNothing() throws {
+        let store = try MemoryStore(path: temporary.path, dimension: 2)
+        #expect(throws: StoreError.nonFiniteVector) {
+            try store.add([memory("a", vector: [1, 2]), memory("b", vector: [.nan, 1])])
+        }
+        #expect(throws: StoreError.invalidValue("user must not be empty")) {
+            try store.add([memory("a", vector: [1, 2]), memory("b", user: "", vector: [1, 1])])
+        }
+        #expect(store.count == 0)
+        store.close()
+        let reopened = try MemoryStore(path: temporary.path)
+        #expect(reopened.count == 0)
+    }
+
+    @Test func everythingSurvivesAReopen() throws {
+        do {
+            let store = try MemoryStore(path: temporary.path, metric: .l2)
+            try store.add((0..<50).map { memory("m\($0)", user: "u\($0 % 5)", vector: [Float($0), 1], text: "text \($0)", createdAt: Int64($0)) })
+            #expect(try store.delete(id: "m7"))
+            #expect(try store.forget(user: "u3") == 10)
+            store.close()
+            #expect(throws: StoreError.closed) { try store.add([memory("late", vector: [1, 1])]) }
+        }
+        let store = try MemoryStore(path: temporary.path)
+        #expect(store.metric == .l2)
+        #expect(store.dimension == 2)
+        #expect(store.count == 39)
+        #expect(store.get(id: "m8") == nil)  // u3 was forgotten
+        #expect(store.get(id: "m9")?.text == "text 9")
+        #expect(store.get(id: "m7") == nil)
+        let hits = try store.search(user: "u0", vector: [10, 1], k: 2)
+        // m5 and m15 are both at distance 5: the tie goes to the smaller id.
+        #expect(hits.map(\.memory.id) == ["m10", "m15"])
+        #expect(hits.map(\.score) == [0, 5])
+    }
+
+    @Test func refusesAnotherMetricOrDimension() throws {
+        try MemoryStore(path: temporary.path, dimension: 4, metric: .dot).close()
+        #expect(throws: StoreError.self) { try MemoryStore(path: temporary.path, metric: .cosine) }
+        #expect(throws: StoreError.self) { try MemoryStore(path: temporary.path, dimension: 5) }
+        let store = try MemoryStore(path: temporary.path, dimension: 4, metric: .dot)
+        #expect(store.dimension == 4)
+    }
+
+    @Test func recordsTheSchemaVersion() throws {
+        try MemoryStore(path: temporary.path).close()
+        let database = try Database(path: temporary.path)
+        #expect(try database.scalarInt("PRAGMA user_version") == Int64(Database.migrations.count))
+        #expect(try database.scalarInt("SELECT count(*) FROM pragma_journal_mode WHERE journal_mode = 'wal'") == 1)
+        try database.execute("PRAGMA user_version = 99")
+        database.close()
+        #expect(throws: StoreError.incompatibleDatabase("schema version 99 is newer than this server's 1")) {
+            try MemoryStore(path: temporary.path)
+        }
+    }
+
+    @Test func storesVectorsAsLittleEndianFloat32() throws {
+        let store = try MemoryStore(path: temporary.path, metric: .dot)
+        try store.add([memory("a", vector: [1.5, -2])])
+        store.close()
+        let database = try Database(path: temporary.path)
+        let statement = try database.prepare("SELECT hex(embedding) FROM memories WHERE id = 'a'")
+        #expect(try statement.step())
+        #expect(statement.string(at: 0) == "0000C03F000000C0")
+    }
+}

@@ -1,0 +1,146 @@
+import Testing
+
+@testable import VectorIndex
+
+/// A seeded generator, so every run sees the same vectors.
+struct SplitMix64: RandomNumberGenerator {
+    var state: UInt64
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+func randomVector(_ dimension: Int, using generator: inout SplitMix64) -> [Float] {
+    (0..<dimension).map { _ in Float.random(in: -1...1, using: &generator) }
+}
+
+/// The slow, obvious answer the index must match: score every row, sort, take k.
+func referenceSearch(
+    rows: [(id: String, vector: [Float], attributes: RowAttributes)], query: [Float], metric: Metric, k: Int,
+    filter: RowFilter = RowFilter()
+) -> [SearchHit] {
+    func dot(_ a: [Float], _ b: [Float]) -> Double { zip(a, b).reduce(0) { $0 + Double($1.0) * Double($1.1) } }
+    func normalized(_ v: [Float]) -> [Float] {
+        let norm = dot(v, v).squareRoot()
+        return norm > 0 ? v.map { Float(Double($0) / norm) } : v
+    }
+    let scored = rows.filter { filter.matches($0.attributes) }.map { row -> (String, Double) in
+        switch metric {
+        case .cosine: (row.id, dot(normalized(row.vector), normalized(query)))
+        case .dot: (row.id, dot(row.vector, query))
+        case .l2: (row.id, zip(row.vector, query).reduce(0) { $0 + Double($1.0 - $1.1) * Double($1.0 - $1.1) }.squareRoot())
+        }
+    }
+    let sorted = scored.sorted { a, b in
+        if a.1 != b.1 { return metric.higherIsBetter ? a.1 > b.1 : a.1 < b.1 }
+        return a.0 < b.0
+    }
+    return sorted.prefix(k).map { SearchHit(id: $0.0, score: Float($0.1)) }
+}
+
+@Suite struct FlatIndexTests {
+    let attributes = RowAttributes(session: nil, role: nil, createdAt: 0)
+
+    @Test(arguments: Metric.allCases)
+    func matchesTheReferenceSearch(metric: Metric) {
+        var generator = SplitMix64(state: 42)
+        let dimension = 24
+        var index = FlatIndex(dimension: dimension, metric: metric)
+        var rows: [(id: String, vector: [Float], attributes: RowAttributes)] = []
+        for i in 0..<500 {
+            let vector = randomVector(dimension, using: &generator)
+            let attributes = RowAttributes(session: "s\(i % 3)", role: i % 2 == 0 ? "user" : "assistant", createdAt: Int64(i))
+            rows.append((padded(i), vector, attributes))
+            index.upsert(id: padded(i), user: "u", vector: vector, attributes: attributes)
+        }
+        for _ in 0..<20 {
+            let query = randomVector(dimension, using: &generator)
+            let expected = referenceSearch(rows: rows, query: query, metric: metric, k: 10)
+            let got = index.search(user: "u", query: query, k: 10)
+            #expect(got.map(\.id) == expected.map(\.id))
+            for (a, b) in zip(got, expected) { #expect(abs(a.score - b.score) < 1e-4) }
+
+            let filter = RowFilter(session: "s1", role: "user", since: 100, until: 400)
+            let filtered = index.search(user: "u", query: query, k: 7, filter: filter)
+            #expect(filtered.map(\.id) == referenceSearch(rows: rows, query: query, metric: metric, k: 7, filter: filter).map(\.id))
+        }
+    }
+
+    @Test func searchesOnlyTheUsersPartition() {
+        var index = FlatIndex(dimension: 2, metric: .dot)
+        index.upsert(id: "a1", user: "alice", vector: [1, 0], attributes: attributes)
+        index.upsert(id: "b1", user: "bob", vector: [10, 0], attributes: attributes)
+        #expect(index.search(user: "alice", query: [1, 0], k: 5).map(\.id) == ["a1"])
+        #expect(index.search(user: "carol", query: [1, 0], k: 5).isEmpty)
+        #expect(index.userCount == 2)
+    }
+
+    @Test func breaksTiesByID() {
+        var index = FlatIndex(dimension: 2, metric: .dot)
+        for id in ["d", "b", "a", "c", "e"] { index.upsert(id: id, user: "u", vector: [1, 1], attributes: attributes) }
+        #expect(index.search(user: "u", query: [1, 1], k: 3).map(\.id) == ["a", "b", "c"])
+        #expect(index.search(user: "u", query: [1, 1], k: 10).map(\.id) == ["a", "b", "c", "d", "e"])
+    }
+
+    @Test func removeKeepsRowsConsistent() {
+        var generator = SplitMix64(state: 7)
+        var index = FlatIndex(dimension: 8, metric: .l2)
+        var rows: [(id: String, vector: [Float], attributes: RowAttributes)] = []
+        for i in 0..<100 {
+            let vector = randomVector(8, using: &generator)
+            rows.append(("id\(i)", vector, attributes))
+            index.upsert(id: "id\(i)", user: "u", vector: vector, attributes: attributes)
+        }
+        for i in stride(from: 0, to: 100, by: 3) {
+            let removed = index.remove(id: "id\(i)")
+            #expect(removed)
+        }
+        let removedTwice = index.remove(id: "id0")
+        #expect(!removedTwice)
+        rows.removeAll { Int($0.id.dropFirst(2))! % 3 == 0 }
+        #expect(index.count == rows.count)
+        for row in rows { #expect(index.vector(id: row.id) == row.vector) }
+        let query = randomVector(8, using: &generator)
+        #expect(index.search(user: "u", query: query, k: 100).map(\.id) == referenceSearch(rows: rows, query: query, metric: .l2, k: 100).map(\.id))
+    }
+
+    @Test func upsertMovesAnIDBetweenUsers() {
+        var index = FlatIndex(dimension: 2, metric: .cosine)
+        index.upsert(id: "x", user: "alice", vector: [3, 4], attributes: attributes)
+        index.upsert(id: "x", user: "bob", vector: [0, 2], attributes: attributes)
+        #expect(index.count == 1)
+        #expect(index.search(user: "alice", query: [1, 0], k: 1).isEmpty)
+        #expect(index.vector(id: "x") == [0, 1])
+        let removed = index.removeAll(user: "bob")
+        #expect(removed == ["x"])
+        #expect(index.count == 0)
+    }
+
+    @Test(arguments: Metric.allCases)
+    func batchSearchEqualsOneByOne(metric: Metric) {
+        var generator = SplitMix64(state: 99)
+        var index = FlatIndex(dimension: 16, metric: metric)
+        for i in 0..<300 { index.upsert(id: "r\(i)", user: "u", vector: randomVector(16, using: &generator), attributes: attributes) }
+        let queries = (0..<9).map { _ in randomVector(16, using: &generator) }
+        let batch = index.search(user: "u", queries: queries, k: 5)
+        for (query, hits) in zip(queries, batch) {
+            let single = index.search(user: "u", query: query, k: 5)
+            #expect(hits.map(\.id) == single.map(\.id))
+            for (a, b) in zip(hits, single) { #expect(abs(a.score - b.score) < 1e-4) }
+        }
+    }
+
+    @Test func reportsTheLoadedBLAS() {
+        #expect(BLAS.loadedLibrary.contains("libblas"))
+    }
+}
+
+/// Zero-padded, so string order equals numeric order.
+func padded(_ number: Int) -> String {
+    let digits = String(number)
+    return String(repeating: "0", count: max(0, 5 - digits.count)) + digits
+}
