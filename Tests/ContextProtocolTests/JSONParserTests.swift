@@ -1,0 +1,64 @@
+import Testing
+
+@testable import ContextProtocol
+
+@Suite struct JSONParserTests {
+    @Test func parsesEveryKindOfValue() throws {
+        let value = try JSONParser.parse(#" {"a": [1, -2.5e2, 0.125, true, false, null], "b": {"c": "d"}, "e": ""} "#)
+        #expect(value == ["a": [1, -250, 0.125, true, false, nil], "b": ["c": "d"], "e": ""])
+    }
+
+    @Test func decodesEscapesAndUnicode() throws {
+        #expect(try JSONParser.parse(#""a\"b\\c\/d\n\t\r\b\f""#) == .string("a\"b\\c/d\n\t\r\u{8}\u{c}"))
+        #expect(try JSONParser.parse(#""\u00e9\u4e2d""#) == .string("é中"))
+        #expect(try JSONParser.parse(#""\ud83d\ude00""#) == .string("😀"))
+        #expect(try JSONParser.parse("\"héllo 😀\"") == .string("héllo 😀"))
+    }
+
+    @Test func acceptsPythonsNonFiniteLiterals() throws {
+        guard case .number(let nan) = try JSONParser.parse("NaN") else { Issue.record("not a number"); return }
+        #expect(nan.isNaN)
+        #expect(try JSONParser.parse("[Infinity,-Infinity]") == [.number(.infinity), .number(-.infinity)])
+        #expect(try JSONParser.parse("1e999") == .number(.infinity))
+    }
+
+    @Test(arguments: [
+        "", " ", "{", "}", "[1,]", "{\"a\":}", "{\"a\" 1}", "{a:1}", "01", "1.", ".5", "-", "1e", "+1", "tru",
+        "nul", "\"abc", "\"\\x\"", "\"\\u12\"", "\"\\ud800\"", "\"\\udc00\"", "[1 2]", "{} {}", "\"a\u{1}b\"",
+    ])
+    func rejectsMalformedInput(text: String) {
+        #expect(throws: JSONParseError.self) { try JSONParser.parse(text) }
+    }
+
+    @Test func rejectsInvalidUTF8() {
+        #expect(throws: JSONParseError.self) { try JSONParser.parse([0x22, 0xFF, 0xFE, 0x22]) }
+        #expect(throws: JSONParseError.self) { try JSONParser.parse([0x22, 0x5C, 0x6E, 0xC3, 0x22]) }
+        #expect(throws: JSONParseError.self) { try JSONParser.parse([0x00, 0x01, 0x02]) }
+    }
+
+    @Test func capsNesting() throws {
+        let ok = String(repeating: "[", count: JSONParser.maximumDepth) + String(repeating: "]", count: JSONParser.maximumDepth)
+        _ = try JSONParser.parse(ok)
+        let deep = String(repeating: "[", count: 100_000)
+        #expect(throws: JSONParseError.self) { try JSONParser.parse(deep) }
+    }
+
+    @Test func keepsTheLastOfRepeatedKeys() throws {
+        guard case .object(let object) = try JSONParser.parse(#"{"a":1,"a":2}"#) else { Issue.record("not an object"); return }
+        #expect(object["a"] == 2)
+    }
+
+    @Test func writerRoundTrips() throws {
+        let value: JSONValue = ["s": "quote \" backslash \\ newline \n control \u{1} é", "n": [0, -1, 1.5, 1e-7, 12345678901], "o": [:], "a": []]
+        let text = JSONWriter.serialize(value)
+        #expect(try JSONParser.parse(text) == value)
+        #expect(JSONWriter.serialize(["x": [1, 2.5, true, nil]]) == #"{"x":[1,2.5,true,null]}"#)
+    }
+
+    @Test func writesFloatsShortestRoundTrip() {
+        var writer = JSONWriter()
+        writer.vector([0.1, -2, 1e-8, 3.4028235e38])
+        let text = String(decoding: writer.bytes, as: UTF8.self)
+        #expect(text == "[0.1,-2.0,1e-08,3.4028235e+38]")
+    }
+}
