@@ -70,7 +70,7 @@ let package = Package(
         .testTarget(
             name: "ContextServerTests",
             dependencies: [
-                "ContextServer", "ContextClient", "contextstore",
+                "ContextServer", "ContextClient", "ContextProtocol", "MemoryStore", "VectorIndex", "contextstore",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),

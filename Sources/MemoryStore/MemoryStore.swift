@@ -111,15 +111,17 @@ public final class MemoryStore: Sendable {
     ///   - path: The SQLite database file.
     ///   - dimension: The vector length; for a new space, nil leaves it to the first vector.
     ///   - metric: For a new space, nil means cosine.
+    ///   - busyTimeoutMilliseconds: How long a write waits for another process's lock on the file
+    ///     before failing with `StoreError.sqlite`.
     /// - Throws: `StoreError.incompatibleDatabase` when the file's space has another dimension or
     ///   metric than the one asked for, or a schema newer than this code; `StoreError.sqlite`.
-    public init(path: String, dimension: Int? = nil, metric: Metric? = nil) throws {
+    public init(path: String, dimension: Int? = nil, metric: Metric? = nil, busyTimeoutMilliseconds: Int = 5000) throws {
         self.path = path
         do {
             let database = try Database(path: path)
             try database.execute("PRAGMA journal_mode = WAL")
             try database.execute("PRAGMA synchronous = FULL")
-            try database.execute("PRAGMA busy_timeout = 5000")
+            try database.execute("PRAGMA busy_timeout = \(busyTimeoutMilliseconds)")
             try database.migrate()
             let writer = try Writer(database: database)
 

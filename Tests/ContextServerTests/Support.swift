@@ -1,0 +1,112 @@
+import ContextClient
+import ContextServer
+import Foundation
+import Logging
+import MemoryStore
+import VectorIndex
+
+/// A fresh database path in its own temporary folder, removed afterwards.
+final class TemporaryFolder: Sendable {
+    let path: String
+
+    init() {
+        path = NSTemporaryDirectory() + "contextstore-tests-" + UUID().uuidString
+        try! FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    }
+
+    deinit { try? FileManager.default.removeItem(atPath: path) }
+}
+
+/// A real server on a loopback port the system picked, over a real database file.
+final class TestServer: Sendable {
+    let folder = TemporaryFolder()
+    let store: MemoryStore
+    let server: ContextStoreServer
+    var port: Int { server.port }
+
+    init(
+        dimension: Int? = nil, metric: Metric? = nil, busyTimeoutMilliseconds: Int = 5000,
+        configure: (inout ServerConfiguration) -> Void = { _ in }
+    ) async throws {
+        store = try MemoryStore(
+            path: folder.path + "/space.db", dimension: dimension, metric: metric,
+            busyTimeoutMilliseconds: busyTimeoutMilliseconds)
+        var configuration = ServerConfiguration(host: "127.0.0.1", port: 0, threads: 2)
+        configure(&configuration)
+        server = try await ContextStoreServer(store: store, configuration: configuration, logger: Logger(label: "test"))
+    }
+
+    func client() async throws -> ContextStoreClient {
+        try await ContextStoreClient.connect(host: "127.0.0.1", port: port)
+    }
+
+    func stop() async {
+        await server.shutdown()
+        store.close()
+    }
+}
+
+/// A blocking TCP socket for sending exactly the bytes a test wants, malformed ones included.
+final class RawSocket {
+    private let fd: Int32
+    private var buffered: [UInt8] = []
+
+    init(port: Int) throws {
+        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let rc = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard rc == 0 else { throw POSIXError(.ECONNREFUSED) }
+        // A test must never hang: give up on a read after 10 seconds.
+        var timeout = timeval(tv_sec: 10, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    }
+
+    deinit { close(fd) }
+
+    /// Sends all of `bytes`; false when the peer has closed.
+    @discardableResult
+    func send(_ bytes: [UInt8]) -> Bool {
+        var offset = 0
+        while offset < bytes.count {
+            let sent = bytes[offset...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            if sent <= 0 { return false }
+            offset += sent
+        }
+        return true
+    }
+
+    @discardableResult
+    func send(_ text: String) -> Bool { send(Array(text.utf8)) }
+
+    /// The next line without its newline, or nil at end of stream.
+    func readLine() -> String? {
+        while true {
+            if let newline = buffered.firstIndex(of: 0x0A) {
+                let line = String(decoding: buffered[..<newline], as: UTF8.self)
+                buffered.removeFirst(newline + 1)
+                return line
+            }
+            var chunk = [UInt8](repeating: 0, count: 65536)
+            let count = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if count <= 0 { return nil }
+            buffered.append(contentsOf: chunk[..<count])
+        }
+    }
+
+    /// Shuts down the sending side only.
+    func shutdownWrite() { shutdown(fd, Int32(SHUT_WR)) }
+}
+
+/// The path of the `contextstore` executable built next to this test bundle.
+func contextstoreExecutable() -> String {
+    let testBinary = try! FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")
+    var folder = URL(fileURLWithPath: testBinary).deletingLastPathComponent()
+    // The test binary may sit inside a .xctest folder.
+    if folder.pathExtension == "xctest" { folder.deleteLastPathComponent() }
+    return folder.appendingPathComponent("contextstore").path
+}
