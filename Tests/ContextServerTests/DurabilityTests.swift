@@ -1,0 +1,117 @@
+import ContextClient
+import ContextProtocol
+import Foundation
+import MemoryStore
+import Synchronization
+import Testing
+
+/// The real `contextstore serve` process, started and stopped (or killed) by a test.
+final class ServerProcess {
+    let process = Process()
+    let port: Int
+
+    init(database: String, arguments: [String] = []) throws {
+        process.executableURL = URL(fileURLWithPath: contextstoreExecutable())
+        process.arguments = ["serve", "--db", database, "--port", "0"] + arguments
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        // The server prints "listening on HOST:PORT" once it accepts connections.
+        var line = [UInt8]()
+        while true {
+            let byte = output.fileHandleForReading.readData(ofLength: 1)
+            guard let first = byte.first else { throw POSIXError(.EPIPE) }
+            if first == 0x0A { break }
+            line.append(first)
+        }
+        let text = String(decoding: line, as: UTF8.self)
+        guard text.hasPrefix("listening on "), let port = text.split(separator: ":").last.flatMap({ Int($0) }) else {
+            throw POSIXError(.EPROTO)
+        }
+        self.port = port
+    }
+
+    func signal(_ number: Int32) {
+        kill(process.processIdentifier, number)
+        process.waitUntilExit()
+    }
+}
+
+@Suite(.serialized) struct DurabilityTests {
+    @Test func memoriesSurviveARestart() async throws {
+        let folder = TemporaryFolder()
+        let database = folder.path + "/space.db"
+        var server = try ServerProcess(database: database, arguments: ["--dim", "3", "--metric", "l2"])
+        var client = try await ContextStoreClient.connect(port: server.port)
+        try await client.addBatch((0..<100).map { NewMemory(id: "m\($0)", user: "u\($0 % 4)", text: "text \($0)", createdAt: Int64($0), vector: [Float($0), 0, 1]) })
+        try await client.delete(id: "m5")
+        await client.close()
+        server.signal(SIGTERM)
+        #expect(server.process.terminationStatus == 0)
+
+        server = try ServerProcess(database: database)
+        client = try await ContextStoreClient.connect(port: server.port)
+        let hello = try await client.hello()
+        #expect(hello.memories == 99)
+        #expect(hello.dimension == 3)
+        #expect(hello.metric == .l2)
+        #expect(try await client.get(id: "m42") == Memory(id: "m42", user: "u2", text: "text 42", createdAt: 42, vector: [42, 0, 1]))
+        let hits = try await client.search(SearchRequest(user: "u1", vector: [5, 0, 1], k: 2))
+        #expect(hits.map(\.memory.id) == ["m1", "m9"])
+        await client.close()
+        server.signal(SIGINT)
+        #expect(server.process.terminationStatus == 0)
+    }
+
+    @Test func acknowledgedWritesSurviveSIGKILL() async throws {
+        let folder = TemporaryFolder()
+        let database = folder.path + "/space.db"
+        let server = try ServerProcess(database: database, arguments: ["--dim", "8"])
+        let acknowledged = Acknowledged()
+        let port = server.port
+        let pid = server.process.processIdentifier
+
+        // Four writers stream adds until the server dies under them.
+        await withTaskGroup(of: Void.self) { group in
+            for writer in 0..<4 {
+                group.addTask {
+                    guard let client = try? await ContextStoreClient.connect(port: port) else { return }
+                    for i in 0..<100_000 {
+                        let id = "w\(writer)-\(i)"
+                        let vector = (0..<8).map { Float($0 + i) }
+                        do {
+                            if i % 5 == 0 {
+                                let ids = try await client.addBatch([NewMemory(id: id, user: "u", text: "t", vector: vector), NewMemory(id: id + "b", user: "u", text: "t", vector: vector)])
+                                acknowledged.ids.withLock { $0.append(contentsOf: ids) }
+                            } else {
+                                try await client.add(NewMemory(id: id, user: "u\(writer)", text: "t", vector: vector))
+                                acknowledged.ids.withLock { $0.append(id) }
+                            }
+                        } catch {
+                            return
+                        }
+                    }
+                }
+            }
+            group.addTask {
+                // Let the stream run, then kill without warning.
+                while acknowledged.ids.withLock({ $0.count }) < 300 { try? await Task.sleep(for: .milliseconds(5)) }
+                kill(pid, SIGKILL)
+            }
+        }
+        server.process.waitUntilExit()
+        #expect(server.process.terminationReason == .uncaughtSignal)
+        let ids = acknowledged.ids.withLock { $0 }
+        #expect(ids.count >= 300)
+
+        let store = try MemoryStore(path: database)
+        for id in ids { #expect(store.get(id: id) != nil, "acknowledged \(id) was lost") }
+        store.close()
+    }
+}
+
+/// The ids the server has acknowledged, shared by the writer tasks.
+final class Acknowledged: Sendable {
+    let ids = Mutex<[String]>([])
+}
