@@ -11,6 +11,9 @@ let package = Package(
         .executable(name: "contextstore", targets: ["contextstore"]),
         .library(name: "ContextClient", targets: ["ContextClient"]),
         .library(name: "ContextServer", targets: ["ContextServer"]),
+        .library(name: "ContextProtocol", targets: ["ContextProtocol"]),
+        .library(name: "MemoryStore", targets: ["MemoryStore"]),
+        .library(name: "VectorIndex", targets: ["VectorIndex"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
