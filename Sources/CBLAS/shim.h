@@ -26,3 +26,9 @@ static inline const char *contextstore_openblas_config(void) {
     const char *(*config)(void) = (const char *(*)(void))dlsym(RTLD_DEFAULT, "openblas_get_config");
     return config != NULL ? config() : NULL;
 }
+
+/// Asks OpenBLAS to run each call on the calling thread only (no effect on other BLAS builds).
+static inline void contextstore_blas_use_calling_thread_only(void) {
+    void (*set_threads)(int) = (void (*)(int))dlsym(RTLD_DEFAULT, "openblas_set_num_threads");
+    if (set_threads != NULL) set_threads(1);
+}

@@ -1,3 +1,9 @@
+import Dispatch
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// An exact index: every vector of a user is scored against the query with one BLAS call.
 ///
 /// Memory layout: vectors are partitioned by user. A partition holds its rows contiguously,
@@ -37,6 +43,33 @@ public struct FlatIndex: Sendable {
         precondition(dimension > 0, "dimension must be positive")
         self.dimension = dimension
         self.metric = metric
+        BLAS.callingThreadOnly
+    }
+
+    /// Scans of at least this many floats (4 MB) are split over all cores; smaller ones run on
+    /// the calling thread, where concurrent searches already spread over the cores.
+    static let parallelScanFloats = 1 << 20
+    private static let cores = max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+
+    /// `scores[i] = rows[i] . query` for `count` rows.
+    private func scan(
+        _ rows: UnsafePointer<Float>, count: Int, query: UnsafePointer<Float>, into scores: UnsafeMutablePointer<Float>
+    ) {
+        let chunks = count * dimension >= Self.parallelScanFloats ? min(Self.cores, count) : 1
+        guard chunks > 1 else {
+            return BLAS.matrixVector(rows, rows: count, columns: dimension, query, into: scores)
+        }
+        let dimension = self.dimension
+        let perChunk = (count + chunks - 1) / chunks
+        // Each chunk writes its own slice of scores; the pointers outlive the call.
+        nonisolated(unsafe) let (rows, query, scores) = (rows, query, scores)
+        DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
+            let start = chunk * perChunk
+            let end = min(count, start + perChunk)
+            guard start < end else { return }
+            BLAS.matrixVector(
+                rows + start * dimension, rows: end - start, columns: dimension, query, into: scores + start)
+        }
     }
 
     /// Number of vectors in the index.
@@ -137,7 +170,7 @@ public struct FlatIndex: Sendable {
         let scores = [Float](unsafeUninitializedCapacity: n) { buffer, initialized in
             partition.rows.withUnsafeBufferPointer { rows in
                 q.withUnsafeBufferPointer { q in
-                    BLAS.matrixVector(rows.baseAddress!, rows: n, columns: dimension, q.baseAddress!, into: buffer.baseAddress!)
+                    scan(rows.baseAddress!, count: n, query: q.baseAddress!, into: buffer.baseAddress!)
                 }
             }
             initialized = n

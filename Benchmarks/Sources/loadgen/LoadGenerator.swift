@@ -21,6 +21,9 @@ struct LoadGenerator: ParsableCommand {
     @Option(help: "Server address.") var host = "127.0.0.1"
     @Option(help: "Server port.") var port = 7420
     @Option(help: "Request to send: ping or search.") var op = "ping"
+    @Option(help: "Send this line instead (e.g. PING for a Redis server); --op is then only a label.")
+    var request: String?
+    @Option(help: "Prefix that marks a successful answer.") var expect = #"{"ok":true"#
     @Option(help: "Concurrent connections.") var connections = 1
     @Option(help: "Requests in flight per connection (1 = no pipelining).") var pipeline = 1
     @Option(help: "Seconds to run.") var seconds = 5.0
@@ -35,6 +38,7 @@ struct LoadGenerator: ParsableCommand {
         var random = SplitMix(state: 20_261_129)
         if load > 0 { try loadVectors(random: &random) }
         let requests: [String] =
+            if let request { [request] } else {
             switch op {
             case "ping": [#"{"op":"ping"}"#]
             case "search":
@@ -43,6 +47,7 @@ struct LoadGenerator: ParsableCommand {
                     return #"{"op":"search","user":"\#(user)","k":\#(k),"vector":[\#(vector)]}"#
                 }
             default: throw ValidationError("--op must be ping or search")
+            }
             }
 
         let group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
@@ -57,7 +62,9 @@ struct LoadGenerator: ParsableCommand {
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
                         try channel.pipeline.syncOperations.addHandler(
-                            LoadHandler(requests: lines, pipeline: pipeline, deadline: deadline, done: promise))
+                            LoadHandler(
+                                requests: lines, expect: Array(expect.utf8), pipeline: pipeline, deadline: deadline,
+                                done: promise))
                     }
                 }
                 .connect(host: host, port: port).wait()
@@ -123,10 +130,11 @@ final class LoadHandler: ChannelInboundHandler {
     private var next = 0
     private var result = ConnectionResult()
     private var lineStart: [UInt8] = []
-    private static let okPrefix = Array(#"{"ok":true"#.utf8)
+    private let okPrefix: [UInt8]
 
-    init(requests: [String], pipeline: Int, deadline: UInt64, done: EventLoopPromise<ConnectionResult>) {
+    init(requests: [String], expect: [UInt8], pipeline: Int, deadline: UInt64, done: EventLoopPromise<ConnectionResult>) {
         self.requests = requests
+        self.okPrefix = expect
         self.pipeline = pipeline
         self.deadline = deadline
         self.done = done
@@ -149,12 +157,12 @@ final class LoadHandler: ChannelInboundHandler {
         var sent = false
         for byte in buffer.readableBytesView {
             if byte != 0x0A {
-                if lineStart.count < Self.okPrefix.count { lineStart.append(byte) }
+                if lineStart.count < okPrefix.count { lineStart.append(byte) }
                 continue
             }
             let now = Clock.nanoseconds()
             _ = result.latencies.record((now - sentAt.removeFirst()) / 1000)
-            if lineStart == Self.okPrefix { result.completed += 1 } else { result.failed += 1 }
+            if lineStart == okPrefix { result.completed += 1 } else { result.failed += 1 }
             lineStart.removeAll(keepingCapacity: true)
             if now < deadline {
                 send(context: context)
