@@ -134,6 +134,26 @@ func referenceSearch(
         }
     }
 
+    @Test func largeScansSplitOverCoresMatchTheReference() {
+        var generator = SplitMix64(state: 5)
+        let dimension = 384
+        let count = FlatIndex.parallelScanFloats / dimension + 1001
+        var index = FlatIndex(dimension: dimension, metric: .dot)
+        var rows: [(id: String, vector: [Float], attributes: RowAttributes)] = []
+        for i in 0..<count {
+            let vector = randomVector(dimension, using: &generator)
+            rows.append((padded(i), vector, attributes))
+            index.upsert(id: padded(i), user: "u", vector: vector, attributes: attributes)
+        }
+        let query = randomVector(dimension, using: &generator)
+        let expected = referenceSearch(rows: rows, query: query, metric: .dot, k: 25)
+        let got = index.search(user: "u", query: query, k: 25)
+        #expect(got.map(\.id) == expected.map(\.id))
+        // The last rows sit in the last chunk: make sure it was scored.
+        let last = rows[count - 1]
+        #expect(index.search(user: "u", query: last.vector, k: 1).first?.id == last.id)
+    }
+
     @Test func reportsTheLoadedBLAS() {
         #expect(BLAS.loadedLibrary.contains("libblas"))
     }
