@@ -19,16 +19,16 @@ public enum BLAS {
             1, a, Int32(columns), x, 1, 0, y, 1)
     }
 
-    /// `c[q][i] = dot(queries[q], a[i])`: `queryCount` rows of scores, each `rows` wide.
+    /// `c[q * resultStride + i] = dot(queries[q], a[i])`: `queryCount` rows of scores.
     @inlinable
     public static func matrixMatrixTransposed(
         _ a: UnsafePointer<Float>, rows: Int, columns: Int,
-        queries: UnsafePointer<Float>, queryCount: Int, into c: UnsafeMutablePointer<Float>
+        queries: UnsafePointer<Float>, queryCount: Int, into c: UnsafeMutablePointer<Float>, resultStride: Int
     ) {
         guard rows > 0, queryCount > 0 else { return }
         cblas_sgemm(
             CblasRowMajor, CblasNoTrans, CblasTrans, Int32(queryCount), Int32(rows), Int32(columns),
-            1, queries, Int32(columns), a, Int32(columns), 0, c, Int32(rows))
+            1, queries, Int32(columns), a, Int32(columns), 0, c, Int32(resultStride))
     }
 
     /// Makes every BLAS call run on its calling thread.

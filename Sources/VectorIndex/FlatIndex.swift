@@ -51,24 +51,31 @@ public struct FlatIndex: Sendable {
     static let parallelScanFloats = 1 << 20
     private static let cores = max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
 
-    /// `scores[i] = rows[i] . query` for `count` rows.
+    /// `scores[q * count + i] = rows[i] . queries[q]` for `count` rows and `queryCount` queries:
+    /// `sgemv` for one query, `sgemm` for several.
     private func scan(
-        _ rows: UnsafePointer<Float>, count: Int, query: UnsafePointer<Float>, into scores: UnsafeMutablePointer<Float>
+        _ rows: UnsafePointer<Float>, count: Int, queries: UnsafePointer<Float>, queryCount: Int,
+        into scores: UnsafeMutablePointer<Float>
     ) {
-        let chunks = count * dimension >= Self.parallelScanFloats ? min(Self.cores, count) : 1
-        guard chunks > 1 else {
-            return BLAS.matrixVector(rows, rows: count, columns: dimension, query, into: scores)
-        }
         let dimension = self.dimension
+        func scan(rowsFrom start: Int, to end: Int) {
+            if queryCount == 1 {
+                BLAS.matrixVector(rows + start * dimension, rows: end - start, columns: dimension, queries, into: scores + start)
+            } else {
+                BLAS.matrixMatrixTransposed(
+                    rows + start * dimension, rows: end - start, columns: dimension, queries: queries,
+                    queryCount: queryCount, into: scores + start, resultStride: count)
+            }
+        }
+        let chunks = count * dimension >= Self.parallelScanFloats ? min(Self.cores, count) : 1
+        guard chunks > 1 else { return scan(rowsFrom: 0, to: count) }
         let perChunk = (count + chunks - 1) / chunks
-        // Each chunk writes its own slice of scores; the pointers outlive the call.
-        nonisolated(unsafe) let (rows, query, scores) = (rows, query, scores)
+        // Each chunk writes its own columns of scores; the pointers outlive the call.
+        nonisolated(unsafe) let scanChunk = scan
         DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
             let start = chunk * perChunk
             let end = min(count, start + perChunk)
-            guard start < end else { return }
-            BLAS.matrixVector(
-                rows + start * dimension, rows: end - start, columns: dimension, query, into: scores + start)
+            if start < end { scanChunk(start, end) }
         }
     }
 
@@ -170,7 +177,7 @@ public struct FlatIndex: Sendable {
         let scores = [Float](unsafeUninitializedCapacity: n) { buffer, initialized in
             partition.rows.withUnsafeBufferPointer { rows in
                 q.withUnsafeBufferPointer { q in
-                    scan(rows.baseAddress!, count: n, query: q.baseAddress!, into: buffer.baseAddress!)
+                    scan(rows.baseAddress!, count: n, queries: q.baseAddress!, queryCount: 1, into: buffer.baseAddress!)
                 }
             }
             initialized = n
@@ -192,20 +199,21 @@ public struct FlatIndex: Sendable {
         let scores = [Float](unsafeUninitializedCapacity: n * queries.count) { buffer, initialized in
             partition.rows.withUnsafeBufferPointer { rows in
                 packed.withUnsafeBufferPointer { packed in
-                    BLAS.matrixMatrixTransposed(
-                        rows.baseAddress!, rows: n, columns: dimension,
-                        queries: packed.baseAddress!, queryCount: queries.count, into: buffer.baseAddress!)
+                    scan(
+                        rows.baseAddress!, count: n, queries: packed.baseAddress!, queryCount: queries.count,
+                        into: buffer.baseAddress!)
                 }
             }
             initialized = n * queries.count
         }
         return scores.withUnsafeBufferPointer { scores in
-            (0..<queries.count).map { qi in
-                let start = qi * dimension
-                let queryNorm = metric == .l2 ? Self.dot(Array(packed[start..<start + dimension]), Array(packed[start..<start + dimension])) : 0
-                return select(
-                    UnsafeBufferPointer(rebasing: scores[qi * n..<(qi + 1) * n]), in: partition,
-                    queryNorm: queryNorm, k: k, filter: filter)
+            packed.withUnsafeBufferPointer { packed in
+                (0..<queries.count).map { qi in
+                    let query = UnsafeBufferPointer(rebasing: packed[qi * dimension..<(qi + 1) * dimension])
+                    return select(
+                        UnsafeBufferPointer(rebasing: scores[qi * n..<(qi + 1) * n]), in: partition,
+                        queryNorm: metric == .l2 ? Self.dot(query, query) : 0, k: k, filter: filter)
+                }
             }
         }
     }
@@ -238,13 +246,13 @@ public struct FlatIndex: Sendable {
     // MARK: - Vector helpers
 
     static func dot(_ a: [Float], _ b: [Float]) -> Float {
-        a.withUnsafeBufferPointer { a in
-            b.withUnsafeBufferPointer { b in
-                var sum: Float = 0
-                for i in 0..<a.count { sum += a[i] * b[i] }
-                return sum
-            }
-        }
+        a.withUnsafeBufferPointer { a in b.withUnsafeBufferPointer { b in dot(a, b) } }
+    }
+
+    static func dot(_ a: UnsafeBufferPointer<Float>, _ b: UnsafeBufferPointer<Float>) -> Float {
+        var sum: Float = 0
+        for i in 0..<a.count { sum += a[i] * b[i] }
+        return sum
     }
 
     /// `v / |v|`; the zero vector stays zero.

@@ -152,6 +152,12 @@ func referenceSearch(
         // The last rows sit in the last chunk: make sure it was scored.
         let last = rows[count - 1]
         #expect(index.search(user: "u", query: last.vector, k: 1).first?.id == last.id)
+        // Several queries at once (sgemm), split the same way.
+        let queries = [query, last.vector, rows[0].vector]
+        let batch = index.search(user: "u", queries: queries, k: 5)
+        for (query, hits) in zip(queries, batch) {
+            #expect(hits.map(\.id) == referenceSearch(rows: rows, query: query, metric: .dot, k: 5).map(\.id))
+        }
     }
 
     @Test func reportsTheLoadedBLAS() {
