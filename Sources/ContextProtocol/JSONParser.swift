@@ -159,47 +159,89 @@ public struct JSONParser {
         }
     }
 
+    /// Exact powers of ten: every one up to 1e22 is a Double without rounding.
+    private static let powersOfTen: [Double] = (0...22).map { exponent in
+        var value = 1.0
+        for _ in 0..<exponent { value *= 10 }
+        return value
+    }
+
     private mutating func parseNumber() throws(JSONParseError) -> Double {
         let start = position
+        var negative = false
         if bytes[position] == UInt8(ascii: "-") {
+            negative = true
             position += 1
             if position < bytes.count, bytes[position] == UInt8(ascii: "I") {
                 try expect("Infinity")
                 return -.infinity
             }
         }
+        // While checking the grammar, collect up to 19 significant digits and the power of ten.
+        var mantissa: UInt64 = 0
+        var digits = 0
+        var exponent = 0
+        func accumulate(_ byte: UInt8, fraction: Bool) {
+            if digits < 19 {
+                mantissa = mantissa &* 10 &+ UInt64(byte &- UInt8(ascii: "0"))
+                if mantissa > 0 { digits += 1 }
+                if fraction { exponent -= 1 }
+            } else {
+                digits += 1
+                if !fraction { exponent += 1 }
+            }
+        }
         guard position < bytes.count else { throw error("unexpected end of input") }
         if bytes[position] == UInt8(ascii: "0") {
             position += 1
         } else {
-            guard skipDigits() else { throw error("invalid number") }
+            let integerStart = position
+            while position < bytes.count, bytes[position] &- UInt8(ascii: "0") < 10 {
+                accumulate(bytes[position], fraction: false)
+                position += 1
+            }
+            guard position > integerStart else { throw error("invalid number") }
         }
         if position < bytes.count, bytes[position] == UInt8(ascii: ".") {
             position += 1
-            guard skipDigits() else { throw error("invalid number") }
+            let fractionStart = position
+            while position < bytes.count, bytes[position] &- UInt8(ascii: "0") < 10 {
+                accumulate(bytes[position], fraction: true)
+                position += 1
+            }
+            guard position > fractionStart else { throw error("invalid number") }
         }
         if position < bytes.count, bytes[position] | 0x20 == UInt8(ascii: "e") {
             position += 1
+            var exponentNegative = false
             if position < bytes.count, bytes[position] == UInt8(ascii: "+") || bytes[position] == UInt8(ascii: "-") {
+                exponentNegative = bytes[position] == UInt8(ascii: "-")
                 position += 1
             }
-            guard skipDigits() else { throw error("invalid number") }
+            let exponentStart = position
+            var written = 0
+            while position < bytes.count, bytes[position] &- UInt8(ascii: "0") < 10 {
+                written = min(written * 10 + Int(bytes[position] - UInt8(ascii: "0")), 100_000)
+                position += 1
+            }
+            guard position > exponentStart else { throw error("invalid number") }
+            exponent += exponentNegative ? -written : written
         }
-        // The grammar is checked; strtod does the correctly rounded conversion. It needs a
-        // terminated copy, which fits on the stack for any sensible number.
+        // Clinger's fast path: a mantissa that is an exact Double times an exact power of ten
+        // is correctly rounded by one multiplication or division.
+        if digits <= 19, mantissa <= 1 << 53, abs(exponent) <= 22 {
+            var value = Double(mantissa)
+            value = exponent < 0 ? value / Self.powersOfTen[-exponent] : value * Self.powersOfTen[exponent]
+            return negative ? -value : value
+        }
+        // Anything else: strtod does the correctly rounded conversion. It needs a terminated
+        // copy, which fits on the stack for any sensible number.
         let length = position - start
         return withUnsafeTemporaryAllocation(of: CChar.self, capacity: length + 1) { buffer in
             for i in 0..<length { buffer[i] = CChar(bitPattern: bytes[start + i]) }
             buffer[length] = 0
             return strtod(buffer.baseAddress!, nil)
         }
-    }
-
-    /// Skips one or more digits; false when there were none.
-    private mutating func skipDigits() -> Bool {
-        let start = position
-        while position < bytes.count, bytes[position] &- UInt8(ascii: "0") < 10 { position += 1 }
-        return position > start
     }
 
     private mutating func parseString() throws(JSONParseError) -> String {

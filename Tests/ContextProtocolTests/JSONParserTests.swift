@@ -8,6 +8,26 @@ import Testing
         #expect(value == ["a": [1, -250, 0.125, true, false, nil], "b": ["c": "d"], "e": ""])
     }
 
+    @Test func numbersMatchTheCorrectlyRoundedConversion() throws {
+        var generator = SystemRandomNumberGenerator()
+        var texts = [
+            "0", "-0", "1", "-1", "0.5", "1e22", "1e23", "9007199254740993", "123456789012345678901",
+            "0.1", "0.30000000000000004", "-0.012345678918063641", "4.9e-324", "1.7976931348623157e308",
+            "2.2250738585072014e-308", "1E+2", "1e-7", "12.5e-3", "100000000000000000000000",
+        ]
+        for _ in 0..<2000 {
+            let double = Double.random(in: -1...1, using: &generator) * Double(sign: .plus, exponent: Int.random(in: -40...40, using: &generator), significand: 1)
+            texts.append(double.description)
+            texts.append(Float(double).description)
+        }
+        for text in texts {
+            let expected = try #require(Double(text))
+            #expect(try JSONParser.parse(text) == .number(expected), "\(text)")
+        }
+        guard case .number(let negativeZero) = try JSONParser.parse("-0.0") else { return }
+        #expect(negativeZero.sign == .minus)
+    }
+
     @Test func decodesEscapesAndUnicode() throws {
         #expect(try JSONParser.parse(#""a\"b\\c\/d\n\t\r\b\f""#) == .string("a\"b\\c/d\n\t\r\u{8}\u{c}"))
         #expect(try JSONParser.parse(#""\u00e9\u4e2d""#) == .string("é中"))
