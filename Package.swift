@@ -14,6 +14,7 @@ let package = Package(
         .library(name: "ContextProtocol", targets: ["ContextProtocol"]),
         .library(name: "MemoryStore", targets: ["MemoryStore"]),
         .library(name: "VectorIndex", targets: ["VectorIndex"]),
+        .library(name: "Embedder", targets: ["Embedder"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -32,6 +33,7 @@ let package = Package(
             providers: [.apt(["libblas-dev", "libopenblas0-pthread"])]
         ),
         .target(name: "VectorIndex", dependencies: ["CBLAS"]),
+        .target(name: "Embedder", dependencies: ["CBLAS"]),
         .target(name: "MemoryStore", dependencies: ["CSQLite", "VectorIndex"]),
         .target(name: "ContextProtocol", dependencies: ["MemoryStore"]),
         .target(
@@ -66,6 +68,7 @@ let package = Package(
         ),
         .testTarget(name: "VectorIndexTests", dependencies: ["VectorIndex"]),
         .testTarget(name: "MemoryStoreTests", dependencies: ["MemoryStore"]),
+        .testTarget(name: "EmbedderTests", dependencies: ["Embedder"]),
         .testTarget(
             name: "ContextProtocolTests",
             dependencies: ["ContextProtocol"]

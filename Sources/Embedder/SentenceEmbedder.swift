@@ -1,0 +1,120 @@
+import Dispatch
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// Turns texts into sentence embeddings with a BERT model: WordPiece ids, the encoder, mean
+/// pooling over the tokens, L2 normalization (the sentence-transformers recipe of
+/// all-MiniLM-L6-v2). Loaded once and shared read-only by every thread.
+public final class SentenceEmbedder: Sendable {
+    /// Identifies the model: the name of its folder (e.g. `all-MiniLM-L6-v2`).
+    public let modelID: String
+    /// Length of the vectors produced.
+    public var dimension: Int { model.configuration.hiddenSize }
+    /// Texts are cut to this many tokens, `[CLS]` and `[SEP]` included.
+    public let maximumTokens: Int
+    /// The most texts one `embed` request may carry.
+    public static let maximumBatch = 256
+
+    private let tokenizer: WordPieceTokenizer
+    private let model: BertModel
+    private let cache: EmbeddingCache
+    // Tokens per forward pass: bounds scratch memory (about 10 KB per token) and spreads a large
+    // request over the cores.
+    private static let tokensPerPass = 2048
+    private static let cores = max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+
+    /// Loads `vocab.txt`, `config.json` and `model.safetensors` from `folder`.
+    /// - Parameter cacheCapacity: Texts kept in the embedding cache.
+    public init(folder: String, maximumTokens: Int = 256, cacheCapacity: Int = 10_000) throws {
+        let trimmed = folder.hasSuffix("/") ? String(folder.dropLast()) : folder
+        modelID = String(trimmed.split(separator: "/").last ?? Substring(trimmed))
+        tokenizer = try WordPieceTokenizer(vocabularyPath: trimmed + "/vocab.txt")
+        model = try BertModel(folder: trimmed)
+        self.maximumTokens = min(maximumTokens, model.configuration.maximumPositions)
+        cache = EmbeddingCache(capacity: cacheCapacity)
+    }
+
+    /// The token ids the model sees for `text`.
+    public func tokenize(_ text: String) -> [Int32] {
+        tokenizer.encode(text, maximumLength: maximumTokens)
+    }
+
+    /// Cache hits and misses since start, and how many texts the cache holds.
+    public var cacheStatistics: (hits: Int, misses: Int, entries: Int) { cache.statistics }
+
+    /// One unit-length embedding per text, in order. Texts already in the cache are not embedded
+    /// again; the rest run through the model in passes spread over the cores.
+    public func embed(_ texts: [String]) -> [[Float]] {
+        var results = [[Float]?](repeating: nil, count: texts.count)
+        var pending: [String: [Int]] = [:]  // text -> positions still to fill
+        for (position, text) in texts.enumerated() {
+            if let cached = cache.get(.init(model: modelID, text: text)) {
+                results[position] = cached
+            } else {
+                pending[text, default: []].append(position)
+            }
+        }
+        if !pending.isEmpty {
+            let unique = Array(pending.keys)
+            let vectors = embedUncached(unique)
+            for (text, vector) in zip(unique, vectors) {
+                cache.put(.init(model: modelID, text: text), vector)
+                for position in pending[text]! { results[position] = vector }
+            }
+        }
+        return results.map { $0! }
+    }
+
+    /// Runs the model; no cache.
+    func embedUncached(_ texts: [String]) -> [[Float]] {
+        let sequences = texts.map(tokenize)
+        // Similar lengths together, then passes of bounded size.
+        let order = sequences.indices.sorted { sequences[$0].count < sequences[$1].count }
+        var passes: [[Int]] = [[]]
+        var tokens = 0
+        for index in order {
+            if tokens + sequences[index].count > Self.tokensPerPass, !passes[passes.count - 1].isEmpty {
+                passes.append([])
+                tokens = 0
+            }
+            passes[passes.count - 1].append(index)
+            tokens += sequences[index].count
+        }
+        // Never fewer passes than cores when there is more than one text, so all cores work.
+        if passes.count < Self.cores, texts.count > 1 {
+            let all = passes.flatMap { $0 }
+            let size = (all.count + Self.cores - 1) / Self.cores
+            passes = stride(from: 0, to: all.count, by: size).map { Array(all[$0..<min(all.count, $0 + size)]) }
+        }
+        let results = UnsafeMutableBufferPointer<[Float]>.allocate(capacity: texts.count)
+        results.initialize(repeating: [])
+        defer { results.deallocate() }
+        nonisolated(unsafe) let output = results
+        let model = self.model
+        let plan = passes
+        DispatchQueue.concurrentPerform(iterations: plan.count) { pass in
+            let members = plan[pass]
+            let states = model.hiddenStates(members.map { sequences[$0] })
+            let hidden = model.configuration.hiddenSize
+            var row = 0
+            for member in members {
+                let count = sequences[member].count
+                var pooled = [Float](repeating: 0, count: hidden)
+                for token in 0..<count {
+                    for j in 0..<hidden { pooled[j] += states[(row + token) * hidden + j] }
+                }
+                row += count
+                var norm: Float = 0
+                for j in 0..<hidden {
+                    pooled[j] /= Float(count)
+                    norm += pooled[j] * pooled[j]
+                }
+                let scale = 1 / max(norm.squareRoot(), 1e-12)
+                output[member] = pooled.map { $0 * scale }
+            }
+        }
+        return Array(results)
+    }
+}
