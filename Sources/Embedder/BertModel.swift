@@ -241,11 +241,33 @@ public struct BertModel: Sendable {
         }
     }
 
-    /// GELU with the exact erf form BERT was trained with.
+    /// GELU in the erf form BERT was trained with, `x/2 (1 + erf(x/sqrt 2))`. Branch-free, so
+    /// the optimizer vectorizes the loop.
     private func gelu(_ x: inout [Float]) {
         x.withUnsafeMutableBufferPointer { x in
-            for i in 0..<x.count { x[i] = 0.5 * x[i] * (1 + erff(x[i] * 0.70710678118654752)) }
+            for i in 0..<x.count { x[i] = 0.5 * x[i] * (1 + Self.erf(x[i] * 0.70710678118654752)) }
         }
+    }
+
+    /// erf as a rational function of x (the approximation Eigen and XLA use for float32): absolute
+    /// error below 1e-7 on [-4, 4], where it is clamped; erf is +-1 to float precision beyond.
+    @inline(__always)
+    static func erf(_ input: Float) -> Float {
+        let x = min(max(input, -4), 4)
+        let x2 = x * x
+        var p: Float = -2.72614225801306e-10
+        p = p * x2 + 2.77068142495902e-08
+        p = p * x2 - 2.10102402082508e-06
+        p = p * x2 - 5.69250639462346e-05
+        p = p * x2 - 7.34990630326855e-04
+        p = p * x2 - 2.95459980854025e-03
+        p = p * x2 - 1.60960333262415e-02
+        var q: Float = -1.45660718464996e-05
+        q = q * x2 - 2.13374055278905e-04
+        q = q * x2 - 1.68282697438203e-03
+        q = q * x2 - 7.37332916720468e-03
+        q = q * x2 - 1.42647390514189e-02
+        return x * p / q
     }
 
     private func addInPlace(_ x: inout [Float], _ y: [Float]) {

@@ -70,23 +70,17 @@ public final class SentenceEmbedder: Sendable {
     /// Runs the model; no cache.
     func embedUncached(_ texts: [String]) -> [[Float]] {
         let sequences = texts.map(tokenize)
-        // Similar lengths together, then passes of bounded size.
-        let order = sequences.indices.sorted { sequences[$0].count < sequences[$1].count }
-        var passes: [[Int]] = [[]]
-        var tokens = 0
-        for index in order {
-            if tokens + sequences[index].count > Self.tokensPerPass, !passes[passes.count - 1].isEmpty {
-                passes.append([])
-                tokens = 0
-            }
-            passes[passes.count - 1].append(index)
-            tokens += sequences[index].count
-        }
-        // Never fewer passes than cores when there is more than one text, so all cores work.
-        if passes.count < Self.cores, texts.count > 1 {
-            let all = passes.flatMap { $0 }
-            let size = (all.count + Self.cores - 1) / Self.cores
-            passes = stride(from: 0, to: all.count, by: size).map { Array(all[$0..<min(all.count, $0 + size)]) }
+        // Passes of at most tokensPerPass tokens, at least one per core when there are enough
+        // texts, balanced by tokens: longest first, each to the lightest pass. Sequences are
+        // packed without padding, so a pass may mix lengths freely.
+        let totalTokens = sequences.reduce(0) { $0 + $1.count }
+        let passCount = min(texts.count, max(Self.cores, (totalTokens + Self.tokensPerPass - 1) / Self.tokensPerPass))
+        var passes = [[Int]](repeating: [], count: passCount)
+        var load = [Int](repeating: 0, count: passCount)
+        for index in sequences.indices.sorted(by: { sequences[$0].count > sequences[$1].count }) {
+            let lightest = load.indices.min { load[$0] < load[$1] }!
+            passes[lightest].append(index)
+            load[lightest] += sequences[index].count
         }
         let results = UnsafeMutableBufferPointer<[Float]>.allocate(capacity: texts.count)
         results.initialize(repeating: [])

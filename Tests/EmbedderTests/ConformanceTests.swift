@@ -60,3 +60,46 @@ let sharedEmbedder: SentenceEmbedder? = try? SentenceEmbedder(folder: modelFolde
         #expect(worst.0 >= 0.9999, "lowest cosine \(worst.0) for \(worst.1.prefix(60).debugDescription)")
     }
 }
+
+@Suite struct KernelTests {
+    @Test func rationalErfMatchesLibm() {
+        var worst: Float = 0
+        var x: Float = -6
+        while x <= 6 {
+            worst = max(worst, abs(BertModel.erf(x) - erff(x)))
+            x += 0.001
+        }
+        #expect(worst < 1e-6)
+    }
+
+    @Test func theCacheEvictsTheLeastRecentlyUsed() {
+        let cache = EmbeddingCache(capacity: 2)
+        let a = EmbeddingCache.Key(model: "m", text: "a")
+        let b = EmbeddingCache.Key(model: "m", text: "b")
+        let c = EmbeddingCache.Key(model: "m", text: "c")
+        cache.put(a, [1])
+        cache.put(b, [2])
+        #expect(cache.get(a) == [1])  // a is now the most recent
+        cache.put(c, [3])  // evicts b
+        #expect(cache.get(b) == nil)
+        #expect(cache.get(c) == [3])
+        #expect(cache.get(EmbeddingCache.Key(model: "other", text: "a")) == nil)
+        let statistics = cache.statistics
+        #expect(statistics.hits == 2)
+        #expect(statistics.misses == 2)
+        #expect(statistics.entries == 2)
+    }
+
+    @Test func embedUsesTheCacheAndKeepsOrder() throws {
+        let embedder = try #require(sharedEmbedder)
+        let before = embedder.cacheStatistics
+        let texts = ["cache test one", "cache test two", "cache test one"]
+        let first = embedder.embed(texts)
+        #expect(first[0] == first[2])
+        let second = embedder.embed(texts)
+        #expect(second == first)
+        let after = embedder.cacheStatistics
+        #expect(after.misses - before.misses == 3)  // "one" twice and "two", first time round
+        #expect(after.hits - before.hits == 3)
+    }
+}
