@@ -40,6 +40,7 @@ let package = Package(
             name: "ContextServer",
             dependencies: [
                 "ContextProtocol",
+                "Embedder",
                 "MemoryStore",
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -62,6 +63,7 @@ let package = Package(
             dependencies: [
                 "ContextServer",
                 "ContextClient",
+                "Embedder",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]

@@ -114,12 +114,18 @@ public final class ContextStoreClient: Sendable {
         return try decode { () throws(ProtocolError) in try ServerHello(json: response) }
     }
 
-    /// `add`: stores one memory. Returns its id.
+    /// `add`: stores one memory (a memory without a vector is embedded by the server). Returns
+    /// its id.
+    /// - Parameter model: The model that produced the vector, checked against the space's.
     @discardableResult
-    public func add(_ memory: NewMemory) async throws -> String {
+    public func add(_ memory: NewMemory, model: String? = nil) async throws -> String {
         let response = try await call("add") { writer in
             writer.raw(UInt8(ascii: ","))
             memory.writeFields(to: &writer)
+            if let model {
+                writer.field("model")
+                writer.string(model)
+            }
         }
         guard case .string(let id) = response["id"] else { throw ClientError.invalidResponse("add without id") }
         return id
@@ -153,8 +159,13 @@ public final class ContextStoreClient: Sendable {
             writer.string(search.user)
             writer.field("k")
             writer.int(Int64(search.k))
-            writer.field("vector")
-            writer.vector(search.vector)
+            if let query = search.query, search.vector.isEmpty {
+                writer.field("query")
+                writer.string(query)
+            } else {
+                writer.field("vector")
+                writer.vector(search.vector)
+            }
             if let session = search.filter.session {
                 writer.field("session")
                 writer.string(session)
@@ -208,6 +219,22 @@ public final class ContextStoreClient: Sendable {
         }
         guard case .number(let count) = response["deleted"] else { throw ClientError.invalidResponse("forget without count") }
         return Int(count)
+    }
+
+    /// `embed`: the server's embeddings of `texts`, in order.
+    public func embed(_ texts: [String]) async throws -> [[Float]] {
+        let response = try await call("embed") { writer in
+            writer.field("texts")
+            writer.value(.array(texts.map { .string($0) }))
+        }
+        guard case .array(let vectors) = response["vectors"] else { throw ClientError.invalidResponse("embed without vectors") }
+        return try vectors.map { value in
+            guard case .array(let numbers) = value else { throw ClientError.invalidResponse("vector is not an array") }
+            return try numbers.map { number in
+                guard case .number(let x) = number else { throw ClientError.invalidResponse("vector holds a non-number") }
+                return Float(x)
+            }
+        }
     }
 
     /// `stats`: counts and sizes.

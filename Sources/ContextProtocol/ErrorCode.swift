@@ -30,6 +30,10 @@ public enum ErrorCode: String, Sendable, CaseIterable {
     case shuttingDown = "shutting_down"
     /// The database failed; nothing of the request was stored.
     case storageError = "storage_error"
+    /// The request needs text embedded and the server runs without a model.
+    case noEmbedder = "no_embedder"
+    /// The request's vectors come from another model than the one that filled the space.
+    case modelMismatch = "model_mismatch"
 }
 
 /// A request that failed: its stable code and a message for people.

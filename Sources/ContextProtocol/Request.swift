@@ -9,18 +9,26 @@ public enum Limits {
     public static let maximumK = 1000
     /// The `k` of a search that names none.
     public static let defaultK = 5
+    /// The most texts one `embed` request may carry.
+    public static let maximumEmbedTexts = 256
 }
 
-/// A search as asked on the wire.
+/// A search as asked on the wire: by `vector`, or by `query` text for the server to embed.
 public struct SearchRequest: Sendable, Equatable {
     public var user: String
+    /// The query embedding; empty when the search is by `query` text and not yet embedded.
     public var vector: [Float]
+    /// Text to embed as the query, when no vector is given.
+    public var query: String?
     public var k: Int
     public var filter: RowFilter
 
-    public init(user: String, vector: [Float], k: Int = Limits.defaultK, filter: RowFilter = RowFilter()) {
+    public init(
+        user: String, vector: [Float] = [], query: String? = nil, k: Int = Limits.defaultK, filter: RowFilter = RowFilter()
+    ) {
         self.user = user
         self.vector = vector
+        self.query = query
         self.k = k
         self.filter = filter
     }
@@ -30,19 +38,21 @@ public struct SearchRequest: Sendable, Equatable {
 public enum Request: Sendable, Equatable {
     case ping
     case hello
-    case add(NewMemory)
-    case addBatch([NewMemory])
+    /// `model`, when given, names the model that produced the request's vectors.
+    case add(NewMemory, model: String?)
+    case addBatch([NewMemory], model: String?)
     case search(SearchRequest)
     case get(id: String)
     case delete(id: String)
     case forget(user: String)
     case stats
+    case embed([String])
 
     /// The operations, as a table: the wire name and how to read its fields.
     public static let operations: [String: @Sendable (JSONObject) throws(ProtocolError) -> Request] = [
         "ping": { _ in .ping },
         "hello": { _ in .hello },
-        "add": { object throws(ProtocolError) in .add(try object.newMemory()) },
+        "add": { object throws(ProtocolError) in .add(try object.newMemory(), model: try object.optionalString("model")) },
         "add_batch": { object throws(ProtocolError) in
             let items = try object.required("items", as: "array", \.arrayValue)
             guard !items.isEmpty else { throw ProtocolError(.invalidValue, "items must not be empty") }
@@ -58,7 +68,7 @@ public enum Request: Sendable, Equatable {
                     throw ProtocolError(error.code, "items[\(i)]: \(error.message)")
                 }
             }
-            return .addBatch(batch)
+            return .addBatch(batch, model: try object.optionalString("model"))
         },
         "search": { object throws(ProtocolError) in
             let k = try object.optionalInt("k") ?? Int64(Limits.defaultK)
@@ -68,20 +78,48 @@ public enum Request: Sendable, Equatable {
             let filter = RowFilter(
                 session: try object.optionalString("session"), role: try object.role()?.rawValue,
                 since: try object.optionalInt("since"), until: try object.optionalInt("until"))
-            return .search(
-                SearchRequest(user: try object.user(), vector: try object.vector(), k: Int(k), filter: filter))
+            let user = try object.user()
+            if object["vector"] == nil || object["vector"] == .null, let query = try object.optionalString("query") {
+                return .search(SearchRequest(user: user, query: query, k: Int(k), filter: filter))
+            }
+            return .search(SearchRequest(user: user, vector: try object.vector(), k: Int(k), filter: filter))
         },
         "get": { object throws(ProtocolError) in .get(id: try object.required("id", as: "string", \.stringValue)) },
         "delete": { object throws(ProtocolError) in .delete(id: try object.required("id", as: "string", \.stringValue)) },
         "forget": { object throws(ProtocolError) in .forget(user: try object.user()) },
         "stats": { _ in .stats },
+        "embed": { object throws(ProtocolError) in
+            let values = try object.required("texts", as: "array", \.arrayValue)
+            guard (1...Limits.maximumEmbedTexts).contains(values.count) else {
+                throw ProtocolError(.invalidValue, "texts must hold 1 to \(Limits.maximumEmbedTexts) strings, not \(values.count)")
+            }
+            return .embed(
+                try values.enumerated().map { (i, value) throws(ProtocolError) in
+                    guard case .string(let text) = value else {
+                        throw ProtocolError(.wrongType, "texts[\(i)] must be a string, not \(value.typeName)")
+                    }
+                    return text
+                })
+        },
     ]
 
     /// Whether the request changes the space (and so is serialized with other writes).
     public var isWrite: Bool {
         switch self {
         case .add, .addBatch, .delete, .forget: true
-        case .ping, .hello, .search, .get, .stats: false
+        case .ping, .hello, .search, .get, .stats, .embed: false
+        }
+    }
+
+    /// Whether the server must run its embedding model before it can answer: an `embed`, a
+    /// search by `query`, or an add whose memories carry no vector.
+    public var needsEmbedding: Bool {
+        switch self {
+        case .embed: true
+        case .search(let search): search.vector.isEmpty
+        case .add(let memory, _): memory.vector.isEmpty
+        case .addBatch(let batch, _): batch.contains { $0.vector.isEmpty }
+        case .ping, .hello, .get, .delete, .forget, .stats: false
         }
     }
 
@@ -173,7 +211,8 @@ extension JSONObject {
         return vector
     }
 
-    /// The fields of `add` (and of each item of `add_batch`).
+    /// The fields of `add` (and of each item of `add_batch`). Without `vector`, the memory's
+    /// vector is left empty for the server to embed `text`.
     func newMemory() throws(ProtocolError) -> NewMemory {
         var metadata = "{}"
         if let value = self["metadata"], value != .null {
@@ -187,6 +226,6 @@ extension JSONObject {
         return NewMemory(
             id: id, user: try user(), session: try optionalString("session"), role: try role(),
             text: try required("text", as: "string", \.stringValue), createdAt: try optionalInt("created_at"),
-            metadata: metadata, vector: try vector())
+            metadata: metadata, vector: self["vector"] == nil || self["vector"] == .null ? [] : try vector())
     }
 }

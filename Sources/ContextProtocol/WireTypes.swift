@@ -11,10 +11,13 @@ public struct ServerHello: Sendable, Equatable {
     public var index: String
     public var blas: String
     public var memories: Int
+    /// The embedding model the server runs, or nil when it has none (text requests then fail
+    /// with `no_embedder`).
+    public var embedder: String?
 
     public init(
         server: String, version: String, protocolVersion: Int, dimension: Int?, metric: Metric, index: String,
-        blas: String, memories: Int
+        blas: String, memories: Int, embedder: String?
     ) {
         self.server = server
         self.version = version
@@ -24,6 +27,7 @@ public struct ServerHello: Sendable, Equatable {
         self.index = index
         self.blas = blas
         self.memories = memories
+        self.embedder = embedder
     }
 
     /// Writes the `hello` fields.
@@ -44,6 +48,8 @@ public struct ServerHello: Sendable, Equatable {
         writer.string(blas)
         writer.field("memories")
         writer.int(Int64(memories))
+        writer.field("embedder")
+        if let embedder { writer.string(embedder) } else { writer.null() }
     }
 
     /// Reads a `hello` response.
@@ -59,7 +65,7 @@ public struct ServerHello: Sendable, Equatable {
             dimension: try json.optionalInt("dimension").map { Int($0) }, metric: metric,
             index: try json.required("index", as: "string", \.stringValue),
             blas: try json.required("blas", as: "string", \.stringValue),
-            memories: Int(try json.optionalInt("memories") ?? 0))
+            memories: Int(try json.optionalInt("memories") ?? 0), embedder: try json.optionalString("embedder"))
     }
 }
 
@@ -144,7 +150,9 @@ extension NewMemory {
         }
         writer.field("metadata")
         writer.raw(metadata)
-        writer.field("vector")
-        writer.vector(vector)
+        if !vector.isEmpty {
+            writer.field("vector")
+            writer.vector(vector)
+        }
     }
 }

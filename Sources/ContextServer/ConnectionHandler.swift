@@ -8,7 +8,8 @@ import Synchronization
 ///
 /// Reads (`ping`, `search`, `get`, ...) run on the connection's event loop, so searches on
 /// different connections run in parallel on all cores. Writes go to the single writer thread,
-/// which serializes them and keeps blocking disk I/O off the event loops. A request that arrives
+/// which serializes them and keeps blocking disk I/O off the event loops. Requests with text to
+/// embed first run the model on the compute pool (one thread per core). A request that arrives
 /// while an earlier one is still being answered waits for it, which keeps pipelined responses in
 /// order. When too many requests are waiting the handler stops reading from the socket, so a
 /// client that floods the server is slowed down rather than buffered without bound.
@@ -19,6 +20,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
 
     private let executor: RequestExecutor
     private let writerPool: NIOThreadPool
+    private let computePool: NIOThreadPool
     private let writeQueue: WriteQueue
     private let maximumLineBytes: Int
     private let maximumPending: Int
@@ -31,11 +33,12 @@ final class ConnectionHandler: ChannelDuplexHandler {
     private var readHeldBack = false
 
     init(
-        executor: RequestExecutor, writerPool: NIOThreadPool, writeQueue: WriteQueue, maximumLineBytes: Int,
-        maximumPending: Int
+        executor: RequestExecutor, writerPool: NIOThreadPool, computePool: NIOThreadPool, writeQueue: WriteQueue,
+        maximumLineBytes: Int, maximumPending: Int
     ) {
         self.executor = executor
         self.writerPool = writerPool
+        self.computePool = computePool
         self.writeQueue = writeQueue
         self.maximumLineBytes = maximumLineBytes
         self.maximumPending = maximumPending
@@ -58,7 +61,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
         switch decoded {
         case .failure(let bytes) where pending == 0:
             context.write(wrapOutboundOut(context.channel.allocator.buffer(bytes: bytes)), promise: nil)
-        case .request(let request, let rid) where pending == 0 && !request.isWrite:
+        case .request(let request, let rid) where pending == 0 && !request.isWrite && !request.needsEmbedding:
             let bytes = executor.execute(request, rid: rid)
             context.write(wrapOutboundOut(context.channel.allocator.buffer(bytes: bytes)), promise: nil)
         default:
@@ -77,11 +80,23 @@ final class ConnectionHandler: ChannelDuplexHandler {
         case .failure(let bytes):
             response = previous.map { bytes }
         case .request(let request, let rid) where request.isWrite:
-            let pool = writerPool
-            let writeQueue = self.writeQueue
-            response = previous.flatMap {
-                pool.runIfActive(eventLoop: loop) { executor.execute(request, rid: rid) }
+            let (writerPool, computePool, writeQueue) = (self.writerPool, self.computePool, self.writeQueue)
+            let prepared: EventLoopFuture<Result<Request, ProtocolError>> =
+                request.needsEmbedding
+                ? previous.flatMap {
+                    computePool.runIfActive(eventLoop: loop) { Result { () throws(ProtocolError) in try executor.embed(request) } }
+                } : previous.map { .success(request) }
+            response = prepared.flatMap { prepared in
+                switch prepared {
+                case .success(let request):
+                    writerPool.runIfActive(eventLoop: loop) { executor.execute(request, rid: rid) }
+                case .failure(let error):
+                    loop.makeSucceededFuture(Response.failure(rid: rid, error))
+                }
             }.always { _ in writeQueue.leave() }
+        case .request(let request, let rid) where request.needsEmbedding:
+            let computePool = self.computePool
+            response = previous.flatMap { computePool.runIfActive(eventLoop: loop) { executor.execute(request, rid: rid) } }
         case .request(let request, let rid):
             response = previous.map { executor.execute(request, rid: rid) }
         }

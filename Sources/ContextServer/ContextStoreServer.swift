@@ -1,4 +1,5 @@
 import ContextProtocol
+import Embedder
 import Logging
 import MemoryStore
 import NIOConcurrencyHelpers
@@ -45,6 +46,7 @@ public final class ContextStoreServer: Sendable {
     private let logger: Logger
     private let group: MultiThreadedEventLoopGroup
     private let writerPool: NIOThreadPool
+    private let computePool: NIOThreadPool
     // Released before the event loops stop: its deinit completes a promise on one of them.
     private let quiesce: NIOLockedValueBox<ServerQuiescingHelper?>
     private let channel: Channel
@@ -56,8 +58,12 @@ public final class ContextStoreServer: Sendable {
     public var port: Int { channel.localAddress?.port ?? configuration.port }
 
     /// Binds the listening socket and starts serving `store`.
+    /// - Parameter embedder: The model that embeds text; without one, text-only requests get
+    ///   `no_embedder`.
     /// - Throws: when the address cannot be bound.
-    public init(store: MemoryStore, configuration: ServerConfiguration, logger: Logger) async throws {
+    public init(
+        store: MemoryStore, embedder: SentenceEmbedder? = nil, configuration: ServerConfiguration, logger: Logger
+    ) async throws {
         self.store = store
         self.configuration = configuration
         self.logger = logger
@@ -65,8 +71,10 @@ public final class ContextStoreServer: Sendable {
         // One writer thread: writes are serialized, and their fsyncs never stall an event loop.
         let writerPool = NIOThreadPool(numberOfThreads: 1)
         writerPool.start()
+        let computePool = NIOThreadPool(numberOfThreads: max(1, configuration.threads))
+        computePool.start()
         let quiesce = ServerQuiescingHelper(group: group)
-        let executor = RequestExecutor(store: store, version: serverVersion)
+        let executor = RequestExecutor(store: store, embedder: embedder, version: serverVersion)
         let writeQueue = WriteQueue(limit: configuration.maximumQueuedWrites)
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(ChannelOptions.backlog, value: 256)
@@ -84,7 +92,7 @@ public final class ContextStoreServer: Sendable {
                         ByteToMessageHandler(
                             LineBasedFrameDecoder(), maximumBufferSize: configuration.maximumLineBytes),
                         ConnectionHandler(
-                            executor: executor, writerPool: writerPool, writeQueue: writeQueue,
+                            executor: executor, writerPool: writerPool, computePool: computePool, writeQueue: writeQueue,
                             maximumLineBytes: configuration.maximumLineBytes,
                             maximumPending: configuration.maximumPendingPerConnection))
                 }
@@ -93,11 +101,13 @@ public final class ContextStoreServer: Sendable {
             self.channel = try await bootstrap.bind(host: configuration.host, port: configuration.port).get()
         } catch {
             try? await writerPool.shutdownGracefully()
+            try? await computePool.shutdownGracefully()
             try? await group.shutdownGracefully()
             throw error
         }
         self.group = group
         self.writerPool = writerPool
+        self.computePool = computePool
         self.quiesce = NIOLockedValueBox(quiesce)
         logger.info("serving", metadata: ["address": "\(channel.localAddress!)", "db": "\(store.path)"])
     }
@@ -116,6 +126,7 @@ public final class ContextStoreServer: Sendable {
         // finished closing; the loops must outlive that close.
         try? await channel.closeFuture.get()
         try? await writerPool.shutdownGracefully()
+        try? await computePool.shutdownGracefully()
         try? await group.shutdownGracefully()
         logger.info("stopped")
     }

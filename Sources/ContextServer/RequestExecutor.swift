@@ -1,4 +1,5 @@
 import ContextProtocol
+import Embedder
 import MemoryStore
 import NIOCore
 import VectorIndex
@@ -7,6 +8,7 @@ import VectorIndex
 /// every event loop shares one.
 struct RequestExecutor: Sendable {
     let store: MemoryStore
+    let embedder: SentenceEmbedder?
     let version: String
 
     /// A request line, decoded: the request to run, or the error line to send back.
@@ -40,7 +42,7 @@ struct RequestExecutor: Sendable {
     /// event loops.
     func execute(_ request: Request, rid: JSONValue?) -> [UInt8] {
         do {
-            return try run(request, rid: rid)
+            return try run(try embed(request), rid: rid)
         } catch let error as StoreError {
             return Response.failure(rid: rid, ProtocolError(error))
         } catch let error as ProtocolError {
@@ -48,6 +50,44 @@ struct RequestExecutor: Sendable {
         } catch {
             return Response.failure(rid: rid, ProtocolError(.storageError, "\(error)"))
         }
+    }
+
+    /// Computes what the request leaves to the embedding model (the vectors of memories given as
+    /// text only, the vector of a search by `query`) and checks the request's `model` against the
+    /// space's. CPU-heavy when there is text to embed: run it off the event loops.
+    func embed(_ request: Request) throws(ProtocolError) -> Request {
+        switch request {
+        case .add(var memory, let model):
+            try check(model: model)
+            if memory.vector.isEmpty { memory.vector = try requireEmbedder().embed([memory.text])[0] }
+            return .add(memory, model: model)
+        case .addBatch(var batch, let model):
+            try check(model: model)
+            let missing = batch.indices.filter { batch[$0].vector.isEmpty }
+            if !missing.isEmpty {
+                let vectors = try requireEmbedder().embed(missing.map { batch[$0].text })
+                for (index, vector) in zip(missing, vectors) { batch[index].vector = vector }
+            }
+            return .addBatch(batch, model: model)
+        case .search(var search) where search.vector.isEmpty:
+            search.vector = try requireEmbedder().embed([search.query ?? ""])[0]
+            return .search(search)
+        default:
+            return request
+        }
+    }
+
+    private func requireEmbedder() throws(ProtocolError) -> SentenceEmbedder {
+        guard let embedder else {
+            throw ProtocolError(.noEmbedder, "this server runs without an embedding model; send vectors")
+        }
+        return embedder
+    }
+
+    /// A request that names the model of its vectors must name the space's (or the server's).
+    private func check(model: String?) throws(ProtocolError) {
+        guard let model, let expected = store.model ?? embedder?.modelID, model != expected else { return }
+        throw ProtocolError(.modelMismatch, "this space holds vectors of the model \(expected), not \(model)")
     }
 
     // One handler per op, named after it.
@@ -62,15 +102,16 @@ struct RequestExecutor: Sendable {
             let stats = store.stats()
             let hello = ServerHello(
                 server: "contextstore", version: version, protocolVersion: protocolVersion, dimension: stats.dimension,
-                metric: stats.metric, index: "flat", blas: BLAS.loadedLibrary, memories: stats.memories)
+                metric: stats.metric, index: "flat", blas: BLAS.loadedLibrary, memories: stats.memories,
+                embedder: embedder?.modelID)
             return Response.success(rid: rid) { hello.write(to: &$0) }
-        case .add(let memory):
+        case .add(let memory, _):
             let ids = try store.add([memory])
             return Response.success(rid: rid) { writer in
                 writer.field("id")
                 writer.string(ids[0])
             }
-        case .addBatch(let batch):
+        case .addBatch(let batch, _):
             let ids = try store.add(batch)
             return Response.success(rid: rid) { writer in
                 writer.field("count")
@@ -114,7 +155,29 @@ struct RequestExecutor: Sendable {
             }
         case .stats:
             let stats = store.stats()
-            return Response.success(rid: rid) { stats.write(to: &$0) }
+            let cache = embedder?.cacheStatistics
+            return Response.success(rid: rid) { writer in
+                stats.write(to: &writer)
+                writer.field("embedding_cache_hits")
+                writer.int(Int64(cache?.hits ?? 0))
+                writer.field("embedding_cache_misses")
+                writer.int(Int64(cache?.misses ?? 0))
+                writer.field("embedding_cache_entries")
+                writer.int(Int64(cache?.entries ?? 0))
+            }
+        case .embed(let texts):
+            let vectors = try requireEmbedder().embed(texts)
+            return Response.success(rid: rid) { writer in
+                writer.field("model")
+                writer.string(embedder?.modelID ?? "")
+                writer.field("vectors")
+                writer.raw(UInt8(ascii: "["))
+                for (i, vector) in vectors.enumerated() {
+                    if i > 0 { writer.raw(UInt8(ascii: ",")) }
+                    writer.vector(vector)
+                }
+                writer.raw(UInt8(ascii: "]"))
+            }
         }
     }
 }

@@ -17,6 +17,8 @@ public final class MemoryStore: Sendable {
     public let path: String
     /// How vectors are compared; fixed when the space was created.
     public let metric: Metric
+    /// The embedding model whose vectors fill the space, once one has been recorded.
+    public let model: String?
 
     private let writerLock = Lock()
     // Guarded by writerLock; nil once closed.
@@ -111,11 +113,16 @@ public final class MemoryStore: Sendable {
     ///   - path: The SQLite database file.
     ///   - dimension: The vector length; for a new space, nil leaves it to the first vector.
     ///   - metric: For a new space, nil means cosine.
+    ///   - model: The embedding model the server runs, if any. A space records the first model
+    ///     it is opened with and refuses any other afterwards.
     ///   - busyTimeoutMilliseconds: How long a write waits for another process's lock on the file
     ///     before failing with `StoreError.sqlite`.
     /// - Throws: `StoreError.incompatibleDatabase` when the file's space has another dimension or
     ///   metric than the one asked for, or a schema newer than this code; `StoreError.sqlite`.
-    public init(path: String, dimension: Int? = nil, metric: Metric? = nil, busyTimeoutMilliseconds: Int = 5000) throws {
+    public init(
+        path: String, dimension: Int? = nil, metric: Metric? = nil, model: String? = nil,
+        busyTimeoutMilliseconds: Int = 5000
+    ) throws {
         self.path = path
         do {
             let database = try Database(path: path)
@@ -144,6 +151,13 @@ public final class MemoryStore: Sendable {
                 }
             }
             self.metric = spaceMetric
+            if let stored = settings["model"], let model, stored != model {
+                throw StoreError.incompatibleDatabase("\(path) was filled by the model \(stored), not \(model)")
+            }
+            if settings["model"] == nil, let model {
+                try database.transaction { try writer.set("model", model) }
+            }
+            self.model = settings["model"] ?? model
             var spaceDimension = settings["dimension"].flatMap { Int($0) }
             if let dimension {
                 guard dimension > 0 else { throw StoreError.invalidValue("dimension must be positive") }

@@ -48,7 +48,8 @@ struct AddCommand: AsyncParsableCommand {
     @OptionGroup var connection: ConnectionOptions
     @Option(help: "The memory's user (tenant).") var user: String
     @Option(help: "The memory's text.") var text: String
-    @Option(help: "The embedding: a JSON array or comma-separated numbers.") var vector: String
+    @Option(help: "The embedding: a JSON array or comma-separated numbers (default: the server embeds the text).")
+    var vector: String?
     @Option(help: "The memory's id (default: assigned by the server); an existing id is replaced.") var id: String?
     @Option(help: "Session id.") var session: String?
     @Option(help: "Role: user, assistant, system or tool.") var role: String?
@@ -56,9 +57,8 @@ struct AddCommand: AsyncParsableCommand {
     @Option(help: "Creation time in unix milliseconds (default: now).") var createdAt: Int64?
 
     func run() async throws {
-        var fields: [(key: String, value: JSONValue)] = [
-            ("op", "add"), ("user", .string(user)), ("text", .string(text)), ("vector", try parseVector(vector)),
-        ]
+        var fields: [(key: String, value: JSONValue)] = [("op", "add"), ("user", .string(user)), ("text", .string(text))]
+        if let vector { fields.append(("vector", try parseVector(vector))) }
         fields += optional("id", id) + optional("session", session) + optional("role", role)
         fields += optional("created_at", createdAt)
         if let metadata {
@@ -75,7 +75,8 @@ struct SearchCommand: AsyncParsableCommand {
 
     @OptionGroup var connection: ConnectionOptions
     @Option(help: "Search this user's memories only.") var user: String
-    @Option(help: "The query embedding: a JSON array or comma-separated numbers.") var vector: String
+    @Option(help: "The query embedding: a JSON array or comma-separated numbers.") var vector: String?
+    @Option(help: "The query as text, for the server to embed (instead of --vector).") var query: String?
     @Option(help: "How many hits (1-1000).") var k: Int = Limits.defaultK
     @Option(help: "Only this session.") var session: String?
     @Option(help: "Only this role.") var role: String?
@@ -83,9 +84,12 @@ struct SearchCommand: AsyncParsableCommand {
     @Option(help: "Only memories created at or before this time (unix ms).") var until: Int64?
 
     func run() async throws {
-        var fields: [(key: String, value: JSONValue)] = [
-            ("op", "search"), ("user", .string(user)), ("vector", try parseVector(vector)), ("k", .number(Double(k))),
-        ]
+        var fields: [(key: String, value: JSONValue)] = [("op", "search"), ("user", .string(user)), ("k", .number(Double(k)))]
+        switch (vector, query) {
+        case (let vector?, nil): fields.append(("vector", try parseVector(vector)))
+        case (nil, let query?): fields.append(("query", .string(query)))
+        default: throw ValidationError("give either --vector or --query")
+        }
         fields += optional("session", session) + optional("role", role)
         fields += optional("since", since) + optional("until", until)
         try await connection.send(fields)
@@ -137,4 +141,15 @@ struct HelloCommand: AsyncParsableCommand {
     @OptionGroup var connection: ConnectionOptions
 
     func run() async throws { try await connection.send([("op", "hello")]) }
+}
+
+struct EmbedCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "embed", abstract: "Embed texts with the server's model and print the vectors.")
+    @OptionGroup var connection: ConnectionOptions
+    @Argument(help: "Texts to embed (at most 256).") var texts: [String]
+
+    func run() async throws {
+        try await connection.send([("op", "embed"), ("texts", .array(texts.map { .string($0) }))])
+    }
 }

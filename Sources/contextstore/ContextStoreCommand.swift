@@ -8,7 +8,7 @@ struct ContextStoreCommand: AsyncParsableCommand {
         abstract: "A vector memory database server for LLM applications.",
         subcommands: [
             ServeCommand.self, AddCommand.self, SearchCommand.self, GetCommand.self, DeleteCommand.self,
-            ForgetCommand.self, StatsCommand.self, PingCommand.self, HelloCommand.self,
+            ForgetCommand.self, StatsCommand.self, PingCommand.self, HelloCommand.self, EmbedCommand.self,
         ]
     )
 }

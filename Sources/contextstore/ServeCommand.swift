@@ -2,6 +2,7 @@ import ArgumentParser
 import ContextProtocol
 import ContextServer
 import Dispatch
+import Embedder
 import Logging
 import MemoryStore
 import VectorIndex
@@ -38,6 +39,13 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Metric of a new space: cosine, dot or l2 (default: cosine).")
     var metric: Metric?
 
+    @Option(
+        help: """
+            Embedding model folder (model.safetensors, vocab.txt, config.json), or 'none'. Default: \
+            data/models/all-MiniLM-L6-v2 when present (scripts/fetch-model fills it).
+            """)
+    var model: String?
+
     @Option(help: "Longest request line in bytes; longer lines get line_too_long and the connection is closed.")
     var maxLineBytes: Int = Limits.defaultMaximumLineBytes
 
@@ -49,18 +57,23 @@ struct ServeCommand: AsyncParsableCommand {
         var logger = Logger(label: "contextstore")
         logger.logLevel = .info
 
+        let embedder = try loadEmbedder(logger: logger)
         try createParentDirectory(of: db)
         let store: MemoryStore
         do {
-            store = try MemoryStore(path: db, dimension: dim, metric: metric)
+            // With a model, a new space takes the model's dimension (and cosine, the default).
+            store = try MemoryStore(
+                path: db, dimension: dim ?? embedder?.dimension, metric: metric, model: embedder?.modelID)
         } catch let error as StoreError {
-            throw ValidationError("cannot open \(db): \(ProtocolError(error).message)")
+            let hint = embedder == nil ? "" : " (start with --model none to serve it without a model)"
+            throw ValidationError("cannot open \(db): \(ProtocolError(error).message)\(hint)")
         }
         var configuration = ServerConfiguration(host: host, port: port, maximumLineBytes: maxLineBytes)
         if let threads { configuration.threads = threads }
         let server: ContextStoreServer
         do {
-            server = try await ContextStoreServer(store: store, configuration: configuration, logger: logger)
+            server = try await ContextStoreServer(
+                store: store, embedder: embedder, configuration: configuration, logger: logger)
         } catch {
             store.close()
             throw error
@@ -70,6 +83,7 @@ struct ServeCommand: AsyncParsableCommand {
             metadata: [
                 "memories": "\(store.count)", "dimension": "\(store.dimension.map(String.init) ?? "unset")",
                 "metric": "\(store.metric.rawValue)", "blas": "\(BLAS.loadedLibrary)",
+                "embedder": "\(embedder?.modelID ?? "none: text requests get no_embedder")",
             ])
         print("listening on \(host):\(server.port)")
         fflush(nil)  // stdout is block-buffered when piped; whoever waits for this line must see it
@@ -78,6 +92,27 @@ struct ServeCommand: AsyncParsableCommand {
         logger.info("shutting down", metadata: ["signal": "\(signal)"])
         await server.shutdown()
         store.close()
+    }
+
+    /// The model named by `--model`, the default one when it was fetched, or nil.
+    private func loadEmbedder(logger: Logger) throws -> SentenceEmbedder? {
+        let defaultFolder = "data/models/all-MiniLM-L6-v2"
+        let folder: String
+        switch model {
+        case "none": return nil
+        case let path?: folder = path
+        case nil:
+            guard access(defaultFolder + "/model.safetensors", R_OK) == 0 else {
+                logger.info("no embedding model at \(defaultFolder) (scripts/fetch-model fetches it)")
+                return nil
+            }
+            folder = defaultFolder
+        }
+        do {
+            return try SentenceEmbedder(folder: folder)
+        } catch {
+            throw ValidationError("cannot load the embedding model in \(folder): \(error)")
+        }
     }
 
     private func createParentDirectory(of path: String) throws {

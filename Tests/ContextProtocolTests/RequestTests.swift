@@ -28,19 +28,29 @@ import VectorIndex
         #expect(try decode(#"{"op":"forget","user":"u"}"#) == .forget(user: "u"))
         #expect(
             try decode(#"{"op":"add","user":"u","text":"hi","vector":[1,2],"session":"s","role":"tool","created_at":5,"metadata":{"b":[1, "x"]},"id":"m"}"#)
-                == .add(NewMemory(id: "m", user: "u", session: "s", role: .tool, text: "hi", createdAt: 5, metadata: #"{"b":[1,"x"]}"#, vector: [1, 2])))
+                == .add(NewMemory(id: "m", user: "u", session: "s", role: .tool, text: "hi", createdAt: 5, metadata: #"{"b":[1,"x"]}"#, vector: [1, 2]), model: nil))
         #expect(
             try decode(#"{"op":"add_batch","items":[{"user":"u","text":"a","vector":[1]},{"user":"v","text":"b","vector":[2]}]}"#)
-                == .addBatch([NewMemory(user: "u", text: "a", vector: [1]), NewMemory(user: "v", text: "b", vector: [2])]))
+                == .addBatch([NewMemory(user: "u", text: "a", vector: [1]), NewMemory(user: "v", text: "b", vector: [2])], model: nil))
         #expect(
             try decode(#"{"op":"search","user":"u","vector":[0.5],"k":3,"session":"s","role":"user","since":1,"until":2}"#)
                 == .search(SearchRequest(user: "u", vector: [0.5], k: 3, filter: RowFilter(session: "s", role: "user", since: 1, until: 2))))
         #expect(try decode(#"{"op":"search","user":"u","vector":[0.5]}"#) == .search(SearchRequest(user: "u", vector: [0.5], k: 5)))
+        #expect(try decode(#"{"op":"search","user":"u","query":"tea?"}"#) == .search(SearchRequest(user: "u", query: "tea?")))
+        #expect(try decode(#"{"op":"embed","texts":["a","b"]}"#) == .embed(["a", "b"]))
+        #expect(
+            try decode(#"{"op":"add","user":"u","text":"hi","model":"m"}"#)
+                == .add(NewMemory(user: "u", text: "hi", vector: []), model: "m"))
     }
 
-    @Test func marksWrites() throws {
+    @Test func marksWritesAndWorkForTheModel() throws {
         #expect(try decode(#"{"op":"forget","user":"u"}"#).isWrite)
         #expect(try !decode(#"{"op":"search","user":"u","vector":[1]}"#).isWrite)
+        #expect(try !decode(#"{"op":"search","user":"u","vector":[1]}"#).needsEmbedding)
+        #expect(try decode(#"{"op":"search","user":"u","query":"x"}"#).needsEmbedding)
+        #expect(try decode(#"{"op":"embed","texts":["x"]}"#).needsEmbedding)
+        #expect(try decode(#"{"op":"add_batch","items":[{"user":"u","text":"t","vector":[1]},{"user":"u","text":"t"}]}"#).needsEmbedding)
+        #expect(try !decode(#"{"op":"add","user":"u","text":"t","vector":[1]}"#).needsEmbedding)
     }
 
     @Test func reportsExactErrorCodes() {
@@ -50,7 +60,6 @@ import VectorIndex
         #expect(code(#"{"op":"get"}"#) == .missingField)
         #expect(code(#"{"op":"get","id":null}"#) == .missingField)
         #expect(code(#"{"op":"get","id":7}"#) == .wrongType)
-        #expect(code(#"{"op":"add","user":"u","text":"t"}"#) == .missingField)
         #expect(code(#"{"op":"add","user":"u","vector":[1]}"#) == .missingField)
         #expect(code(#"{"op":"add","user":"","text":"t","vector":[1]}"#) == .invalidValue)
         #expect(code(#"{"op":"add","user":"u","text":"t","vector":[1],"role":"robot"}"#) == .invalidValue)
@@ -65,12 +74,17 @@ import VectorIndex
         #expect(code(#"{"op":"add","user":"u","text":"t","vector":[1],"created_at":1.5}"#) == .wrongType)
         #expect(code(#"{"op":"add_batch","items":[]}"#) == .invalidValue)
         #expect(code(#"{"op":"add_batch","items":[1]}"#) == .wrongType)
-        #expect(code(#"{"op":"add_batch","items":[{"user":"u","text":"t","vector":[1]},{"user":"u","text":"t"}]}"#) == .missingField)
+        #expect(code(#"{"op":"add_batch","items":[{"user":"u","text":"t","vector":[1]},{"user":"u","vector":[1]}]}"#) == .missingField)
         #expect(code(#"{"op":"search","user":"u","vector":[1],"k":0}"#) == .kOutOfRange)
         #expect(code(#"{"op":"search","user":"u","vector":[1],"k":1001}"#) == .kOutOfRange)
         #expect(code(#"{"op":"search","user":"u","vector":[1],"k":1000000000}"#) == .kOutOfRange)
         #expect(code(#"{"op":"search","user":"u","vector":[1],"k":"5"}"#) == .wrongType)
         #expect(code(#"{"op":"search","vector":[1]}"#) == .missingField)
+        #expect(code(#"{"op":"search","user":"u"}"#) == .missingField)
+        #expect(code(#"{"op":"search","user":"u","query":3}"#) == .wrongType)
+        #expect(code(#"{"op":"embed","texts":[]}"#) == .invalidValue)
+        #expect(code(#"{"op":"embed","texts":["a",1]}"#) == .wrongType)
+        #expect(code(#"{"op":"embed"}"#) == .missingField)
         #expect(code(#"{"op":"search","user":"u","vector":[1],"since":"yesterday"}"#) == .wrongType)
     }
 

@@ -12,7 +12,7 @@ final class ServerProcess {
 
     init(database: String, arguments: [String] = []) throws {
         process.executableURL = URL(fileURLWithPath: contextstoreExecutable())
-        process.arguments = ["serve", "--db", database, "--port", "0"] + arguments
+        process.arguments = ["serve", "--db", database, "--port", "0", "--model", "none"] + arguments
         let output = Pipe()
         process.standardOutput = output
         process.standardError = FileHandle.nullDevice

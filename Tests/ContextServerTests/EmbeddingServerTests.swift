@@ -1,0 +1,118 @@
+import ContextClient
+import ContextProtocol
+import ContextServer
+import Embedder
+import Foundation
+import Logging
+import MemoryStore
+import Testing
+
+/// The model `scripts/fetch-model` puts under data/ (the tests' working folder is the repository).
+let modelFolder = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .deletingLastPathComponent().appendingPathComponent("data/models/all-MiniLM-L6-v2").path
+
+/// Loaded once for the suite: the model is 90 MB.
+let sharedEmbedder: SentenceEmbedder? = try? SentenceEmbedder(folder: modelFolder)
+
+/// A server with the real model, over a new space.
+func textServer(_ folder: TemporaryFolder) async throws -> (MemoryStore, ContextStoreServer) {
+    let embedder = try #require(sharedEmbedder, "run scripts/fetch-model to fetch the model")
+    let store = try MemoryStore(path: folder.path + "/space.db", dimension: embedder.dimension, model: embedder.modelID)
+    let server = try await ContextStoreServer(
+        store: store, embedder: embedder, configuration: ServerConfiguration(port: 0, threads: 2), logger: Logger(label: "test"))
+    return (store, server)
+}
+
+@Suite(.serialized) struct EmbeddingServerTests {
+    @Test func textGoesInAndComesOutAsText() async throws {
+        let folder = TemporaryFolder()
+        let (store, server) = try await textServer(folder)
+        let client = try await ContextStoreClient.connect(port: server.port)
+
+        let hello = try await client.hello()
+        #expect(hello.embedder == "all-MiniLM-L6-v2")
+        #expect(hello.dimension == 384)
+        #expect(hello.metric == .cosine)
+
+        try await client.addBatch([
+            NewMemory(id: "tea", user: "ana", text: "I drink green tea every morning", vector: []),
+            NewMemory(id: "dog", user: "ana", text: "My dog is called Biscuit", vector: []),
+            NewMemory(id: "job", user: "ana", text: "I work as a nurse at the city hospital", vector: []),
+        ])
+        try await client.add(NewMemory(id: "other", user: "ben", text: "I drink green tea every morning", vector: []))
+        let hits = try await client.search(SearchRequest(user: "ana", query: "What is the name of my pet?", k: 3))
+        #expect(hits.map(\.memory.id).first == "dog")
+        #expect(hits.count == 3)
+        let work = try await client.search(SearchRequest(user: "ana", query: "where do I work?", k: 1))
+        #expect(work.map(\.memory.id) == ["job"])
+
+        // The stored vector is the embedder's (normalized once more by the cosine space).
+        let stored = try await client.get(id: "tea")
+        let direct = try #require(sharedEmbedder).embed(["I drink green tea every morning"])[0]
+        #expect(zip(stored.vector, direct).allSatisfy { abs($0 - $1) < 1e-6 })
+        let embedded = try await client.embed(["I drink green tea every morning", "hello"])
+        #expect(embedded.count == 2)
+        #expect(embedded[0] == direct)
+
+        await client.close()
+        await server.shutdown()
+        store.close()
+    }
+
+    @Test func theCacheCountsHitsAndMisses() async throws {
+        let folder = TemporaryFolder()
+        let (store, server) = try await textServer(folder)
+        let socket = try RawSocket(port: server.port)
+        func stat(_ name: String) throws -> Int {
+            socket.send(#"{"op":"stats"}"# + "\n")
+            let line = try #require(socket.readLine())
+            guard case .object(let object) = try JSONParser.parse(line), case .number(let value) = object[name] else { return -1 }
+            return Int(value)
+        }
+        let hits = try stat("embedding_cache_hits")
+        let misses = try stat("embedding_cache_misses")
+        let text = "a sentence seen only by this test \(UUID().uuidString)"
+        socket.send(#"{"op":"embed","texts":["\#(text)"]}"# + "\n")
+        #expect(socket.readLine()?.hasPrefix(#"{"ok":true,"model":"all-MiniLM-L6-v2","vectors":[["#) == true)
+        socket.send(#"{"op":"search","user":"nobody","query":"\#(text)"}"# + "\n")
+        #expect(socket.readLine() == #"{"ok":true,"hits":[]}"#)
+        #expect(try stat("embedding_cache_misses") == misses + 1)
+        #expect(try stat("embedding_cache_hits") == hits + 1)
+        await server.shutdown()
+        store.close()
+    }
+
+    @Test func aModelMismatchIsRefused() async throws {
+        let folder = TemporaryFolder()
+        let (store, server) = try await textServer(folder)
+        let socket = try RawSocket(port: server.port)
+        let vector = "[" + Array(repeating: "0.05", count: 384).joined(separator: ",") + "]"
+        socket.send(#"{"op":"add","user":"u","text":"t","vector":\#(vector),"model":"text-embedding-3-small"}"# + "\n")
+        #expect(socket.readLine() == #"{"ok":false,"error":{"code":"model_mismatch","message":"this space holds vectors of the model all-MiniLM-L6-v2, not text-embedding-3-small"}}"#)
+        socket.send(#"{"op":"add","user":"u","text":"t","vector":\#(vector),"model":"all-MiniLM-L6-v2"}"# + "\n")
+        #expect(socket.readLine()?.hasPrefix(#"{"ok":true,"id":"#) == true)
+        await server.shutdown()
+        store.close()
+
+        // The space remembers its model: opening it with another is refused.
+        #expect(throws: StoreError.incompatibleDatabase("\(folder.path)/space.db was filled by the model all-MiniLM-L6-v2, not other-model")) {
+            try MemoryStore(path: folder.path + "/space.db", model: "other-model")
+        }
+    }
+
+    @Test func withoutAModelTextRequestsGetNoEmbedder() async throws {
+        let server = try await TestServer(dimension: 2)
+        let socket = try RawSocket(port: server.port)
+        let answer = #"{"ok":false,"error":{"code":"no_embedder","message":"this server runs without an embedding model; send vectors"}}"#
+        socket.send(#"{"op":"add","user":"u","text":"hello"}"# + "\n")
+        #expect(socket.readLine() == answer)
+        socket.send(#"{"op":"search","user":"u","query":"hello"}"# + "\n")
+        #expect(socket.readLine() == answer)
+        socket.send(#"{"op":"embed","texts":["hello"]}"# + "\n")
+        #expect(socket.readLine() == answer)
+        socket.send(#"{"op":"hello"}"# + "\n")
+        #expect(socket.readLine()?.hasSuffix(#""embedder":null}"#) == true)
+        #expect(server.store.count == 0)
+        await server.stop()
+    }
+}
