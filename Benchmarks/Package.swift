@@ -35,6 +35,15 @@ let package = Package(
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
         ),
         .executableTarget(
+            name: "Embedding",
+            dependencies: [
+                .product(name: "Benchmark", package: "benchmark"),
+                .product(name: "Embedder", package: "ContextStore"),
+            ],
+            path: "Benchmarks/Embedding",
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+        ),
+        .executableTarget(
             name: "loadgen",
             dependencies: [
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
