@@ -136,14 +136,11 @@ public final class ContextStoreClient: Sendable {
     public func addBatch(_ memories: [NewMemory]) async throws -> [String] {
         let response = try await call("add_batch") { writer in
             writer.field("items")
-            writer.raw(UInt8(ascii: "["))
-            for (i, memory) in memories.enumerated() {
-                writer.raw(i > 0 ? "," : "")
+            writer.array(memories) { writer, memory in
                 writer.raw(UInt8(ascii: "{"))
                 memory.writeFields(to: &writer)
                 writer.raw(UInt8(ascii: "}"))
             }
-            writer.raw(UInt8(ascii: "]"))
         }
         guard case .array(let ids) = response["ids"] else { throw ClientError.invalidResponse("add_batch without ids") }
         return try ids.map { value in
@@ -197,7 +194,9 @@ public final class ContextStoreClient: Sendable {
             writer.field("id")
             writer.string(id)
         }
-        guard case .object(let memory) = response["memory"] else { throw ClientError.invalidResponse("get without memory") }
+        guard case .object(let memory) = response["memory"] else {
+            throw ClientError.invalidResponse("get without memory")
+        }
         return try decode { () throws(ProtocolError) in try Memory(json: memory) }
     }
 
@@ -217,7 +216,9 @@ public final class ContextStoreClient: Sendable {
             writer.field("user")
             writer.string(user)
         }
-        guard case .number(let count) = response["deleted"] else { throw ClientError.invalidResponse("forget without count") }
+        guard case .number(let count) = response["deleted"] else {
+            throw ClientError.invalidResponse("forget without count")
+        }
         return Int(count)
     }
 
@@ -227,11 +228,15 @@ public final class ContextStoreClient: Sendable {
             writer.field("texts")
             writer.value(.array(texts.map { .string($0) }))
         }
-        guard case .array(let vectors) = response["vectors"] else { throw ClientError.invalidResponse("embed without vectors") }
+        guard case .array(let vectors) = response["vectors"] else {
+            throw ClientError.invalidResponse("embed without vectors")
+        }
         return try vectors.map { value in
             guard case .array(let numbers) = value else { throw ClientError.invalidResponse("vector is not an array") }
             return try numbers.map { number in
-                guard case .number(let x) = number else { throw ClientError.invalidResponse("vector holds a non-number") }
+                guard case .number(let x) = number else {
+                    throw ClientError.invalidResponse("vector holds a non-number")
+                }
                 return Float(x)
             }
         }

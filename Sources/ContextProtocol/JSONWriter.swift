@@ -28,7 +28,9 @@ public struct JSONWriter: Sendable {
             case 0x09: bytes.append(contentsOf: [0x5C, UInt8(ascii: "t")])
             case 0..<0x20:
                 let hex = Array("0123456789abcdef".utf8)
-                bytes.append(contentsOf: [0x5C, UInt8(ascii: "u"), 0x30, 0x30, hex[Int(byte >> 4)], hex[Int(byte & 0xF)]])
+                bytes.append(contentsOf: [
+                    0x5C, UInt8(ascii: "u"), 0x30, 0x30, hex[Int(byte >> 4)], hex[Int(byte & 0xF)],
+                ])
             default: bytes.append(byte)
             }
         }
@@ -58,13 +60,22 @@ public struct JSONWriter: Sendable {
         raw(value.description)
     }
 
-    public mutating func vector(_ values: [Float]) {
+    /// Writes `[e0,e1,...]`, each element written by `element`.
+    public mutating func array<Elements: Collection>(
+        _ elements: Elements, _ element: (inout JSONWriter, Elements.Element) -> Void
+    ) {
         bytes.append(UInt8(ascii: "["))
-        for (i, value) in values.enumerated() {
-            if i > 0 { bytes.append(UInt8(ascii: ",")) }
-            number(value)
+        var first = true
+        for value in elements {
+            if !first { bytes.append(UInt8(ascii: ",")) }
+            first = false
+            element(&self, value)
         }
         bytes.append(UInt8(ascii: "]"))
+    }
+
+    public mutating func vector(_ values: [Float]) {
+        array(values) { $0.number($1) }
     }
 
     public mutating func value(_ value: JSONValue) {
@@ -74,12 +85,7 @@ public struct JSONWriter: Sendable {
         case .number(let number): self.number(number)
         case .string(let text): string(text)
         case .array(let elements):
-            bytes.append(UInt8(ascii: "["))
-            for (i, element) in elements.enumerated() {
-                if i > 0 { bytes.append(UInt8(ascii: ",")) }
-                self.value(element)
-            }
-            bytes.append(UInt8(ascii: "]"))
+            array(elements) { $0.value($1) }
         case .object(let object):
             bytes.append(UInt8(ascii: "{"))
             for (i, field) in object.fields.enumerated() {

@@ -24,7 +24,8 @@ public struct SearchRequest: Sendable, Equatable {
     public var filter: RowFilter
 
     public init(
-        user: String, vector: [Float] = [], query: String? = nil, k: Int = Limits.defaultK, filter: RowFilter = RowFilter()
+        user: String, vector: [Float] = [], query: String? = nil, k: Int = Limits.defaultK,
+        filter: RowFilter = RowFilter()
     ) {
         self.user = user
         self.vector = vector
@@ -52,7 +53,8 @@ public enum Request: Sendable, Equatable {
     public static let operations: [String: @Sendable (JSONObject) throws(ProtocolError) -> Request] = [
         "ping": { _ in .ping },
         "hello": { _ in .hello },
-        "add": { object throws(ProtocolError) in .add(try object.newMemory(), model: try object.optionalString("model")) },
+        "add": { object throws(ProtocolError) in .add(try object.newMemory(), model: try object.optionalString("model"))
+        },
         "add_batch": { object throws(ProtocolError) in
             let items = try object.required("items", as: "array", \.arrayValue)
             guard !items.isEmpty else { throw ProtocolError(.invalidValue, "items must not be empty") }
@@ -85,13 +87,15 @@ public enum Request: Sendable, Equatable {
             return .search(SearchRequest(user: user, vector: try object.vector(), k: Int(k), filter: filter))
         },
         "get": { object throws(ProtocolError) in .get(id: try object.required("id", as: "string", \.stringValue)) },
-        "delete": { object throws(ProtocolError) in .delete(id: try object.required("id", as: "string", \.stringValue)) },
+        "delete": { object throws(ProtocolError) in .delete(id: try object.required("id", as: "string", \.stringValue))
+        },
         "forget": { object throws(ProtocolError) in .forget(user: try object.user()) },
         "stats": { _ in .stats },
         "embed": { object throws(ProtocolError) in
             let values = try object.required("texts", as: "array", \.arrayValue)
             guard (1...Limits.maximumEmbedTexts).contains(values.count) else {
-                throw ProtocolError(.invalidValue, "texts must hold 1 to \(Limits.maximumEmbedTexts) strings, not \(values.count)")
+                throw ProtocolError(
+                    .invalidValue, "texts must hold 1 to \(Limits.maximumEmbedTexts) strings, not \(values.count)")
             }
             return .embed(
                 try values.enumerated().map { (i, value) throws(ProtocolError) in
@@ -187,7 +191,8 @@ extension JSONObject {
         guard let text = try optionalString("role") else { return nil }
         guard let role = Role(rawValue: text) else {
             throw ProtocolError(
-                .invalidValue, "'role' must be one of \(Role.allCases.map(\.rawValue).joined(separator: ", ")), not '\(text)'")
+                .invalidValue,
+                "'role' must be one of \(Role.allCases.map(\.rawValue).joined(separator: ", ")), not '\(text)'")
         }
         return role
     }

@@ -84,7 +84,9 @@ final class ConnectionHandler: ChannelDuplexHandler {
             let prepared: EventLoopFuture<Result<Request, ProtocolError>> =
                 request.needsEmbedding
                 ? previous.flatMap {
-                    computePool.runIfActive(eventLoop: loop) { Result { () throws(ProtocolError) in try executor.embed(request) } }
+                    computePool.runIfActive(eventLoop: loop) {
+                        Result { () throws(ProtocolError) in try executor.embed(request) }
+                    }
                 } : previous.map { .success(request) }
             response = prepared.flatMap { prepared in
                 switch prepared {
@@ -96,7 +98,9 @@ final class ConnectionHandler: ChannelDuplexHandler {
             }.always { _ in writeQueue.leave() }
         case .request(let request, let rid) where request.needsEmbedding:
             let computePool = self.computePool
-            response = previous.flatMap { computePool.runIfActive(eventLoop: loop) { executor.execute(request, rid: rid) } }
+            response = previous.flatMap {
+                computePool.runIfActive(eventLoop: loop) { executor.execute(request, rid: rid) }
+            }
         case .request(let request, let rid):
             response = previous.map { executor.execute(request, rid: rid) }
         }

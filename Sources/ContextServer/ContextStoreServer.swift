@@ -92,7 +92,8 @@ public final class ContextStoreServer: Sendable {
                         ByteToMessageHandler(
                             LineBasedFrameDecoder(), maximumBufferSize: configuration.maximumLineBytes),
                         ConnectionHandler(
-                            executor: executor, writerPool: writerPool, computePool: computePool, writeQueue: writeQueue,
+                            executor: executor, writerPool: writerPool, computePool: computePool,
+                            writeQueue: writeQueue,
                             maximumLineBytes: configuration.maximumLineBytes,
                             maximumPending: configuration.maximumPendingPerConnection))
                 }

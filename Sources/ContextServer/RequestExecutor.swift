@@ -28,7 +28,8 @@ struct RequestExecutor: Sendable {
         }
         guard case .object(let object) = parsed else {
             return .failure(
-                Response.failure(rid: nil, ProtocolError(.notObject, "a request must be a JSON object, not \(parsed.typeName)")))
+                Response.failure(
+                    rid: nil, ProtocolError(.notObject, "a request must be a JSON object, not \(parsed.typeName)")))
         }
         let rid = object["rid"]
         do {
@@ -117,23 +118,13 @@ struct RequestExecutor: Sendable {
                 writer.field("count")
                 writer.int(Int64(ids.count))
                 writer.field("ids")
-                writer.raw(UInt8(ascii: "["))
-                for (i, id) in ids.enumerated() {
-                    if i > 0 { writer.raw(UInt8(ascii: ",")) }
-                    writer.string(id)
-                }
-                writer.raw(UInt8(ascii: "]"))
+                writer.array(ids) { $0.string($1) }
             }
         case .search(let search):
             let hits = try store.search(user: search.user, vector: search.vector, k: search.k, filter: search.filter)
             return Response.success(rid: rid) { writer in
                 writer.field("hits")
-                writer.raw(UInt8(ascii: "["))
-                for (i, hit) in hits.enumerated() {
-                    if i > 0 { writer.raw(UInt8(ascii: ",")) }
-                    writer.memory(hit.memory, score: hit.score)
-                }
-                writer.raw(UInt8(ascii: "]"))
+                writer.array(hits) { $0.memory($1.memory, score: $1.score) }
             }
         case .get(let id):
             guard let memory = store.get(id: id) else { throw ProtocolError(.notFound, "no memory with id '\(id)'") }
@@ -171,12 +162,7 @@ struct RequestExecutor: Sendable {
                 writer.field("model")
                 writer.string(embedder?.modelID ?? "")
                 writer.field("vectors")
-                writer.raw(UInt8(ascii: "["))
-                for (i, vector) in vectors.enumerated() {
-                    if i > 0 { writer.raw(UInt8(ascii: ",")) }
-                    writer.vector(vector)
-                }
-                writer.raw(UInt8(ascii: "]"))
+                writer.array(vectors) { $0.vector($1) }
             }
         }
     }

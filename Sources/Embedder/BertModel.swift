@@ -75,10 +75,13 @@ public struct BertModel: Sendable {
                 bias: try tensors.tensor(name + ".bias", shape: [outputs]), inputs: inputs, outputs: outputs)
         }
         func norm(_ name: String) throws -> LayerNorm {
-            LayerNorm(gamma: try tensors.tensor(name + ".weight", shape: [hidden]), beta: try tensors.tensor(name + ".bias", shape: [hidden]))
+            LayerNorm(
+                gamma: try tensors.tensor(name + ".weight", shape: [hidden]),
+                beta: try tensors.tensor(name + ".bias", shape: [hidden]))
         }
         self.configuration = configuration
-        wordEmbeddings = try tensors.tensor("embeddings.word_embeddings.weight", shape: [configuration.vocabularySize, hidden])
+        wordEmbeddings = try tensors.tensor(
+            "embeddings.word_embeddings.weight", shape: [configuration.vocabularySize, hidden])
         positionEmbeddings = try tensors.tensor(
             "embeddings.position_embeddings.weight", shape: [configuration.maximumPositions, hidden])
         tokenTypeEmbeddings = try tensors.tensor("embeddings.token_type_embeddings.weight", shape: [2, hidden])
@@ -90,7 +93,8 @@ public struct BertModel: Sendable {
                 key: try linear(prefix + "attention.self.key", inputs: hidden, outputs: hidden),
                 value: try linear(prefix + "attention.self.value", inputs: hidden, outputs: hidden),
                 attentionOutput: try linear(prefix + "attention.output.dense", inputs: hidden, outputs: hidden),
-                intermediate: try linear(prefix + "intermediate.dense", inputs: hidden, outputs: configuration.intermediateSize),
+                intermediate: try linear(
+                    prefix + "intermediate.dense", inputs: hidden, outputs: configuration.intermediateSize),
                 output: try linear(prefix + "output.dense", inputs: configuration.intermediateSize, outputs: hidden),
                 attentionNorm: try norm(prefix + "attention.output.LayerNorm"),
                 outputNorm: try norm(prefix + "output.LayerNorm"))
@@ -112,7 +116,8 @@ public struct BertModel: Sendable {
                     let word = Int(id) * hidden
                     let place = position * hidden
                     for j in 0..<hidden {
-                        x[row * hidden + j] = wordEmbeddings[word + j] + positionEmbeddings[place + j] + tokenTypeEmbeddings[j]
+                        x[row * hidden + j] =
+                            wordEmbeddings[word + j] + positionEmbeddings[place + j] + tokenTypeEmbeddings[j]
                     }
                     row += 1
                 }
@@ -158,7 +163,8 @@ public struct BertModel: Sendable {
             x.withUnsafeBufferPointer { x in
                 linear.weight.withUnsafeBufferPointer { w in
                     cblas_sgemm(
-                        CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(linear.outputs), Int32(linear.inputs),
+                        CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(linear.outputs),
+                        Int32(linear.inputs),
                         1, x.baseAddress, Int32(linear.inputs), w.baseAddress, Int32(linear.inputs), 1, y.baseAddress,
                         Int32(linear.outputs))
                 }
@@ -185,13 +191,16 @@ public struct BertModel: Sendable {
                                     let offset = start * hidden + head * headSize
                                     // scores[n x n] = Q_h K_h^T / sqrt(d)
                                     cblas_sgemm(
-                                        CblasRowMajor, CblasNoTrans, CblasTrans, Int32(n), Int32(n), Int32(headSize), scale,
-                                        q.baseAddress! + offset, Int32(hidden), k.baseAddress! + offset, Int32(hidden), 0,
+                                        CblasRowMajor, CblasNoTrans, CblasTrans, Int32(n), Int32(n), Int32(headSize),
+                                        scale,
+                                        q.baseAddress! + offset, Int32(hidden), k.baseAddress! + offset, Int32(hidden),
+                                        0,
                                         scores.baseAddress, Int32(n))
                                     for row in 0..<n { softmax(scores.baseAddress! + row * n, count: n) }
                                     // context_h[n x d] = P V_h
                                     cblas_sgemm(
-                                        CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(n), Int32(headSize), Int32(n), 1,
+                                        CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(n), Int32(headSize), Int32(n),
+                                        1,
                                         scores.baseAddress, Int32(n), v.baseAddress! + offset, Int32(hidden), 0,
                                         context.baseAddress! + offset, Int32(hidden))
                                 }

@@ -44,7 +44,8 @@ public struct SafeTensors: Sendable {
             let values = data.withUnsafeBytes { raw in
                 [Float](unsafeUninitializedCapacity: count) { buffer, initialized in
                     for i in 0..<count {
-                        let bits = UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: start + 4 * i, as: UInt32.self))
+                        let bits = UInt32(
+                            littleEndian: raw.loadUnaligned(fromByteOffset: start + 4 * i, as: UInt32.self))
                         buffer[i] = Float(bitPattern: bits)
                     }
                     initialized = count

@@ -200,7 +200,8 @@ public final class MemoryStore: Sendable {
                 createdAt: rows.int64(at: 5), metadata: rows.string(at: 6) ?? "{}")
             let vector = rows.floats(at: 7)
             guard vector.count == dimension else {
-                throw StoreError.incompatibleDatabase("memory \(id) has \(vector.count) components, space has \(dimension)")
+                throw StoreError.incompatibleDatabase(
+                    "memory \(id) has \(vector.count) components, space has \(dimension)")
             }
             index.upsert(id: id, user: record.user, vector: vector, attributes: record.attributes)
             state.records[id] = record
@@ -239,7 +240,8 @@ public final class MemoryStore: Sendable {
 
     /// The `k` memories of `user` closest to `vector` that pass `filter`, best first.
     /// - Throws: `StoreError.wrongDimension`, `StoreError.nonFiniteVector`.
-    public func search(user: String, vector: [Float], k: Int, filter: RowFilter = RowFilter()) throws -> [ScoredMemory] {
+    public func search(user: String, vector: [Float], k: Int, filter: RowFilter = RowFilter()) throws -> [ScoredMemory]
+    {
         precondition(k > 0)
         try Self.checkFinite(vector)
         return try stateLock.withReadLock {
@@ -256,8 +258,10 @@ public final class MemoryStore: Sendable {
     /// Counts and sizes.
     public func stats() -> StoreStats {
         let (memories, users, dimension, inMemory) = stateLock.withReadLock {
-            (state.records.count, state.index?.userCount ?? 0, state.index?.dimension,
-             (state.index?.bytes ?? 0) + state.recordBytes)
+            (
+                state.records.count, state.index?.userCount ?? 0, state.index?.dimension,
+                (state.index?.bytes ?? 0) + state.recordBytes
+            )
         }
         return StoreStats(
             memories: memories, users: users, dimension: dimension, metric: metric,
@@ -317,7 +321,8 @@ public final class MemoryStore: Sendable {
                         state.recordBytes -= old.approximateBytes + memory.id.utf8.count
                     }
                     state.recordBytes += record.approximateBytes + memory.id.utf8.count
-                    state.index!.upsert(id: memory.id, user: memory.user, vector: memory.vector, attributes: record.attributes)
+                    state.index!.upsert(
+                        id: memory.id, user: memory.user, vector: memory.vector, attributes: record.attributes)
                 }
             }
             return memories.map(\.id)

@@ -60,7 +60,8 @@ public struct FlatIndex: Sendable {
         let dimension = self.dimension
         func scan(rowsFrom start: Int, to end: Int) {
             if queryCount == 1 {
-                BLAS.matrixVector(rows + start * dimension, rows: end - start, columns: dimension, queries, into: scores + start)
+                BLAS.matrixVector(
+                    rows + start * dimension, rows: end - start, columns: dimension, queries, into: scores + start)
             } else {
                 BLAS.matrixMatrixTransposed(
                     rows + start * dimension, rows: end - start, columns: dimension, queries: queries,

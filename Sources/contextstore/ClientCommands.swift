@@ -57,7 +57,9 @@ struct AddCommand: AsyncParsableCommand {
     @Option(help: "Creation time in unix milliseconds (default: now).") var createdAt: Int64?
 
     func run() async throws {
-        var fields: [(key: String, value: JSONValue)] = [("op", "add"), ("user", .string(user)), ("text", .string(text))]
+        var fields: [(key: String, value: JSONValue)] = [
+            ("op", "add"), ("user", .string(user)), ("text", .string(text)),
+        ]
         if let vector { fields.append(("vector", try parseVector(vector))) }
         fields += optional("id", id) + optional("session", session) + optional("role", role)
         fields += optional("created_at", createdAt)
@@ -84,7 +86,9 @@ struct SearchCommand: AsyncParsableCommand {
     @Option(help: "Only memories created at or before this time (unix ms).") var until: Int64?
 
     func run() async throws {
-        var fields: [(key: String, value: JSONValue)] = [("op", "search"), ("user", .string(user)), ("k", .number(Double(k)))]
+        var fields: [(key: String, value: JSONValue)] = [
+            ("op", "search"), ("user", .string(user)), ("k", .number(Double(k))),
+        ]
         switch (vector, query) {
         case (let vector?, nil): fields.append(("vector", try parseVector(vector)))
         case (nil, let query?): fields.append(("query", .string(query)))

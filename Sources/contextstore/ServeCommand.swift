@@ -139,7 +139,7 @@ struct ServeCommand: AsyncParsableCommand {
             source.resume()
             return source
         }
-        defer { sources.forEach { $0.cancel() } }
+        defer { for source in sources { source.cancel() } }
         for await number in stream { return number }
         return SIGTERM
     }

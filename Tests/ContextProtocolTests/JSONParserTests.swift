@@ -16,7 +16,9 @@ import Testing
             "2.2250738585072014e-308", "1E+2", "1e-7", "12.5e-3", "100000000000000000000000",
         ]
         for _ in 0..<2000 {
-            let double = Double.random(in: -1...1, using: &generator) * Double(sign: .plus, exponent: Int.random(in: -40...40, using: &generator), significand: 1)
+            let double =
+                Double.random(in: -1...1, using: &generator)
+                * Double(sign: .plus, exponent: Int.random(in: -40...40, using: &generator), significand: 1)
             texts.append(double.description)
             texts.append(Float(double).description)
         }
@@ -36,7 +38,10 @@ import Testing
     }
 
     @Test func acceptsPythonsNonFiniteLiterals() throws {
-        guard case .number(let nan) = try JSONParser.parse("NaN") else { Issue.record("not a number"); return }
+        guard case .number(let nan) = try JSONParser.parse("NaN") else {
+            Issue.record("not a number")
+            return
+        }
         #expect(nan.isNaN)
         #expect(try JSONParser.parse("[Infinity,-Infinity]") == [.number(.infinity), .number(-.infinity)])
         #expect(try JSONParser.parse("1e999") == .number(.infinity))
@@ -57,19 +62,27 @@ import Testing
     }
 
     @Test func capsNesting() throws {
-        let ok = String(repeating: "[", count: JSONParser.maximumDepth) + String(repeating: "]", count: JSONParser.maximumDepth)
+        let ok =
+            String(repeating: "[", count: JSONParser.maximumDepth)
+            + String(repeating: "]", count: JSONParser.maximumDepth)
         _ = try JSONParser.parse(ok)
         let deep = String(repeating: "[", count: 100_000)
         #expect(throws: JSONParseError.self) { try JSONParser.parse(deep) }
     }
 
     @Test func keepsTheLastOfRepeatedKeys() throws {
-        guard case .object(let object) = try JSONParser.parse(#"{"a":1,"a":2}"#) else { Issue.record("not an object"); return }
+        guard case .object(let object) = try JSONParser.parse(#"{"a":1,"a":2}"#) else {
+            Issue.record("not an object")
+            return
+        }
         #expect(object["a"] == 2)
     }
 
     @Test func writerRoundTrips() throws {
-        let value: JSONValue = ["s": "quote \" backslash \\ newline \n control \u{1} é", "n": [0, -1, 1.5, 1e-7, 12345678901], "o": [:], "a": []]
+        let value: JSONValue = [
+            "s": "quote \" backslash \\ newline \n control \u{1} é", "n": [0, -1, 1.5, 1e-7, 12_345_678_901], "o": [:],
+            "a": [],
+        ]
         let text = JSONWriter.serialize(value)
         #expect(try JSONParser.parse(text) == value)
         #expect(JSONWriter.serialize(["x": [1, 2.5, true, nil]]) == #"{"x":[1,2.5,true,null]}"#)

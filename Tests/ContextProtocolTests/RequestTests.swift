@@ -27,16 +27,33 @@ import VectorIndex
         #expect(try decode(#"{"op":"delete","id":"x"}"#) == .delete(id: "x"))
         #expect(try decode(#"{"op":"forget","user":"u"}"#) == .forget(user: "u"))
         #expect(
-            try decode(#"{"op":"add","user":"u","text":"hi","vector":[1,2],"session":"s","role":"tool","created_at":5,"metadata":{"b":[1, "x"]},"id":"m"}"#)
-                == .add(NewMemory(id: "m", user: "u", session: "s", role: .tool, text: "hi", createdAt: 5, metadata: #"{"b":[1,"x"]}"#, vector: [1, 2]), model: nil))
+            try decode(
+                #"{"op":"add","user":"u","text":"hi","vector":[1,2],"session":"s","role":"tool","created_at":5,"metadata":{"b":[1, "x"]},"id":"m"}"#
+            )
+                == .add(
+                    NewMemory(
+                        id: "m", user: "u", session: "s", role: .tool, text: "hi", createdAt: 5,
+                        metadata: #"{"b":[1,"x"]}"#, vector: [1, 2]), model: nil))
         #expect(
-            try decode(#"{"op":"add_batch","items":[{"user":"u","text":"a","vector":[1]},{"user":"v","text":"b","vector":[2]}]}"#)
-                == .addBatch([NewMemory(user: "u", text: "a", vector: [1]), NewMemory(user: "v", text: "b", vector: [2])], model: nil))
+            try decode(
+                #"{"op":"add_batch","items":[{"user":"u","text":"a","vector":[1]},{"user":"v","text":"b","vector":[2]}]}"#
+            )
+                == .addBatch(
+                    [NewMemory(user: "u", text: "a", vector: [1]), NewMemory(user: "v", text: "b", vector: [2])],
+                    model: nil))
         #expect(
-            try decode(#"{"op":"search","user":"u","vector":[0.5],"k":3,"session":"s","role":"user","since":1,"until":2}"#)
-                == .search(SearchRequest(user: "u", vector: [0.5], k: 3, filter: RowFilter(session: "s", role: "user", since: 1, until: 2))))
-        #expect(try decode(#"{"op":"search","user":"u","vector":[0.5]}"#) == .search(SearchRequest(user: "u", vector: [0.5], k: 5)))
-        #expect(try decode(#"{"op":"search","user":"u","query":"tea?"}"#) == .search(SearchRequest(user: "u", query: "tea?")))
+            try decode(
+                #"{"op":"search","user":"u","vector":[0.5],"k":3,"session":"s","role":"user","since":1,"until":2}"#)
+                == .search(
+                    SearchRequest(
+                        user: "u", vector: [0.5], k: 3,
+                        filter: RowFilter(session: "s", role: "user", since: 1, until: 2))))
+        #expect(
+            try decode(#"{"op":"search","user":"u","vector":[0.5]}"#)
+                == .search(SearchRequest(user: "u", vector: [0.5], k: 5)))
+        #expect(
+            try decode(#"{"op":"search","user":"u","query":"tea?"}"#)
+                == .search(SearchRequest(user: "u", query: "tea?")))
         #expect(try decode(#"{"op":"embed","texts":["a","b"]}"#) == .embed(["a", "b"]))
         #expect(
             try decode(#"{"op":"add","user":"u","text":"hi","model":"m"}"#)
@@ -49,7 +66,9 @@ import VectorIndex
         #expect(try !decode(#"{"op":"search","user":"u","vector":[1]}"#).needsEmbedding)
         #expect(try decode(#"{"op":"search","user":"u","query":"x"}"#).needsEmbedding)
         #expect(try decode(#"{"op":"embed","texts":["x"]}"#).needsEmbedding)
-        #expect(try decode(#"{"op":"add_batch","items":[{"user":"u","text":"t","vector":[1]},{"user":"u","text":"t"}]}"#).needsEmbedding)
+        #expect(
+            try decode(#"{"op":"add_batch","items":[{"user":"u","text":"t","vector":[1]},{"user":"u","text":"t"}]}"#)
+                .needsEmbedding)
         #expect(try !decode(#"{"op":"add","user":"u","text":"t","vector":[1]}"#).needsEmbedding)
     }
 
@@ -74,7 +93,9 @@ import VectorIndex
         #expect(code(#"{"op":"add","user":"u","text":"t","vector":[1],"created_at":1.5}"#) == .wrongType)
         #expect(code(#"{"op":"add_batch","items":[]}"#) == .invalidValue)
         #expect(code(#"{"op":"add_batch","items":[1]}"#) == .wrongType)
-        #expect(code(#"{"op":"add_batch","items":[{"user":"u","text":"t","vector":[1]},{"user":"u","vector":[1]}]}"#) == .missingField)
+        #expect(
+            code(#"{"op":"add_batch","items":[{"user":"u","text":"t","vector":[1]},{"user":"u","vector":[1]}]}"#)
+                == .missingField)
         #expect(code(#"{"op":"search","user":"u","vector":[1],"k":0}"#) == .kOutOfRange)
         #expect(code(#"{"op":"search","user":"u","vector":[1],"k":1001}"#) == .kOutOfRange)
         #expect(code(#"{"op":"search","user":"u","vector":[1],"k":1000000000}"#) == .kOutOfRange)
@@ -90,7 +111,9 @@ import VectorIndex
 
     @Test func namesTheFailingBatchItem() {
         do {
-            _ = try decode(#"{"op":"add_batch","items":[{"user":"u","text":"t","vector":[1]},{"user":"u","text":"t","vector":[NaN]}]}"#)
+            _ = try decode(
+                #"{"op":"add_batch","items":[{"user":"u","text":"t","vector":[1]},{"user":"u","text":"t","vector":[NaN]}]}"#
+            )
             Issue.record("expected an error")
         } catch {
             #expect(error == ProtocolError(.nonFinite, "items[1]: vector[0] is not a finite float32 (nan)"))
@@ -104,14 +127,21 @@ import VectorIndex
         }
         #expect(String(decoding: ok, as: UTF8.self) == "{\"ok\":true,\"rid\":\"r1\",\"pong\":true}\n")
         let failure = Response.failure(rid: nil, ProtocolError(.notFound, "no \"x\""))
-        #expect(String(decoding: failure, as: UTF8.self) == "{\"ok\":false,\"error\":{\"code\":\"not_found\",\"message\":\"no \\\"x\\\"\"}}\n")
+        #expect(
+            String(decoding: failure, as: UTF8.self)
+                == "{\"ok\":false,\"error\":{\"code\":\"not_found\",\"message\":\"no \\\"x\\\"\"}}\n")
     }
 
     @Test func memoryRoundTripsThroughTheWire() throws {
-        let memory = Memory(id: "m", user: "u", session: "s", role: .assistant, text: "t\n", createdAt: 42, metadata: #"{"a":{"b":null}}"#, vector: [0.25, -1])
+        let memory = Memory(
+            id: "m", user: "u", session: "s", role: .assistant, text: "t\n", createdAt: 42,
+            metadata: #"{"a":{"b":null}}"#, vector: [0.25, -1])
         var writer = JSONWriter()
         writer.memory(memory)
-        guard case .object(let object) = try JSONParser.parse(writer.bytes) else { Issue.record("not an object"); return }
+        guard case .object(let object) = try JSONParser.parse(writer.bytes) else {
+            Issue.record("not an object")
+            return
+        }
         #expect(try Memory(json: object) == memory)
     }
 }

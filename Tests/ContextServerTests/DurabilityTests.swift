@@ -44,7 +44,12 @@ final class ServerProcess {
         let database = folder.path + "/space.db"
         var server = try ServerProcess(database: database, arguments: ["--dim", "3", "--metric", "l2"])
         var client = try await ContextStoreClient.connect(port: server.port)
-        try await client.addBatch((0..<100).map { NewMemory(id: "m\($0)", user: "u\($0 % 4)", text: "text \($0)", createdAt: Int64($0), vector: [Float($0), 0, 1]) })
+        try await client.addBatch(
+            (0..<100).map {
+                NewMemory(
+                    id: "m\($0)", user: "u\($0 % 4)", text: "text \($0)", createdAt: Int64($0),
+                    vector: [Float($0), 0, 1])
+            })
         try await client.delete(id: "m5")
         await client.close()
         server.signal(SIGTERM)
@@ -56,7 +61,9 @@ final class ServerProcess {
         #expect(hello.memories == 99)
         #expect(hello.dimension == 3)
         #expect(hello.metric == .l2)
-        #expect(try await client.get(id: "m42") == Memory(id: "m42", user: "u2", text: "text 42", createdAt: 42, vector: [42, 0, 1]))
+        #expect(
+            try await client.get(id: "m42")
+                == Memory(id: "m42", user: "u2", text: "text 42", createdAt: 42, vector: [42, 0, 1]))
         let hits = try await client.search(SearchRequest(user: "u1", vector: [5, 0, 1], k: 2))
         #expect(hits.map(\.memory.id) == ["m1", "m9"])
         await client.close()
@@ -82,7 +89,10 @@ final class ServerProcess {
                         let vector = (0..<8).map { Float($0 + i) }
                         do {
                             if i % 5 == 0 {
-                                let ids = try await client.addBatch([NewMemory(id: id, user: "u", text: "t", vector: vector), NewMemory(id: id + "b", user: "u", text: "t", vector: vector)])
+                                let ids = try await client.addBatch([
+                                    NewMemory(id: id, user: "u", text: "t", vector: vector),
+                                    NewMemory(id: id + "b", user: "u", text: "t", vector: vector),
+                                ])
                                 acknowledged.ids.withLock { $0.append(contentsOf: ids) }
                             } else {
                                 try await client.add(NewMemory(id: id, user: "u\(writer)", text: "t", vector: vector))

@@ -19,7 +19,8 @@ func textServer(_ folder: TemporaryFolder) async throws -> (MemoryStore, Context
     let embedder = try #require(sharedEmbedder, "run scripts/fetch-model to fetch the model")
     let store = try MemoryStore(path: folder.path + "/space.db", dimension: embedder.dimension, model: embedder.modelID)
     let server = try await ContextStoreServer(
-        store: store, embedder: embedder, configuration: ServerConfiguration(port: 0, threads: 2), logger: Logger(label: "test"))
+        store: store, embedder: embedder, configuration: ServerConfiguration(port: 0, threads: 2),
+        logger: Logger(label: "test"))
     return (store, server)
 }
 
@@ -66,7 +67,9 @@ func textServer(_ folder: TemporaryFolder) async throws -> (MemoryStore, Context
         func stat(_ name: String) throws -> Int {
             socket.send(#"{"op":"stats"}"# + "\n")
             let line = try #require(socket.readLine())
-            guard case .object(let object) = try JSONParser.parse(line), case .number(let value) = object[name] else { return -1 }
+            guard case .object(let object) = try JSONParser.parse(line), case .number(let value) = object[name] else {
+                return -1
+            }
             return Int(value)
         }
         let hits = try stat("embedding_cache_hits")
@@ -88,14 +91,20 @@ func textServer(_ folder: TemporaryFolder) async throws -> (MemoryStore, Context
         let socket = try RawSocket(port: server.port)
         let vector = "[" + Array(repeating: "0.05", count: 384).joined(separator: ",") + "]"
         socket.send(#"{"op":"add","user":"u","text":"t","vector":\#(vector),"model":"text-embedding-3-small"}"# + "\n")
-        #expect(socket.readLine() == #"{"ok":false,"error":{"code":"model_mismatch","message":"this space holds vectors of the model all-MiniLM-L6-v2, not text-embedding-3-small"}}"#)
+        #expect(
+            socket.readLine()
+                == #"{"ok":false,"error":{"code":"model_mismatch","message":"this space holds vectors of the model all-MiniLM-L6-v2, not text-embedding-3-small"}}"#
+        )
         socket.send(#"{"op":"add","user":"u","text":"t","vector":\#(vector),"model":"all-MiniLM-L6-v2"}"# + "\n")
         #expect(socket.readLine()?.hasPrefix(#"{"ok":true,"id":"#) == true)
         await server.shutdown()
         store.close()
 
         // The space remembers its model: opening it with another is refused.
-        #expect(throws: StoreError.incompatibleDatabase("\(folder.path)/space.db was filled by the model all-MiniLM-L6-v2, not other-model")) {
+        #expect(
+            throws: StoreError.incompatibleDatabase(
+                "\(folder.path)/space.db was filled by the model all-MiniLM-L6-v2, not other-model")
+        ) {
             try MemoryStore(path: folder.path + "/space.db", model: "other-model")
         }
     }
@@ -103,7 +112,8 @@ func textServer(_ folder: TemporaryFolder) async throws -> (MemoryStore, Context
     @Test func withoutAModelTextRequestsGetNoEmbedder() async throws {
         let server = try await TestServer(dimension: 2)
         let socket = try RawSocket(port: server.port)
-        let answer = #"{"ok":false,"error":{"code":"no_embedder","message":"this server runs without an embedding model; send vectors"}}"#
+        let answer =
+            #"{"ok":false,"error":{"code":"no_embedder","message":"this server runs without an embedding model; send vectors"}}"#
         socket.send(#"{"op":"add","user":"u","text":"hello"}"# + "\n")
         #expect(socket.readLine() == answer)
         socket.send(#"{"op":"search","user":"u","query":"hello"}"# + "\n")

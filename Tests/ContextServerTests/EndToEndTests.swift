@@ -19,9 +19,13 @@ import VectorIndex
         #expect(hello.blas.contains("libblas.so"))
 
         let first = try await client.add(
-            NewMemory(user: "alice", session: "s1", role: .user, text: "I like tea", createdAt: 1000, metadata: #"{"lang":"en"}"#, vector: [1, 0, 0]))
+            NewMemory(
+                user: "alice", session: "s1", role: .user, text: "I like tea", createdAt: 1000,
+                metadata: #"{"lang":"en"}"#, vector: [1, 0, 0]))
         let ids = try await client.addBatch([
-            NewMemory(id: "b", user: "alice", session: "s2", role: .assistant, text: "Noted: tea", createdAt: 2000, vector: [0.5, 0.5, 0]),
+            NewMemory(
+                id: "b", user: "alice", session: "s2", role: .assistant, text: "Noted: tea", createdAt: 2000,
+                vector: [0.5, 0.5, 0]),
             NewMemory(id: "c", user: "bob", text: "I like coffee", createdAt: 3000, vector: [1, 0, 0]),
         ])
         #expect(ids == ["b", "c"])
@@ -32,19 +36,28 @@ import VectorIndex
         let hits = try await client.search(SearchRequest(user: "alice", vector: [1, 0, 0], k: 10))
         #expect(hits.map(\.memory.id) == [first, "b"])
         #expect(hits.map(\.score) == [1, 0.5])
-        #expect(hits[0].memory == Memory(id: first, user: "alice", session: "s1", role: .user, text: "I like tea", createdAt: 1000, metadata: #"{"lang":"en"}"#, vector: []))
-        let filtered = try await client.search(SearchRequest(user: "alice", vector: [1, 0, 0], k: 10, filter: RowFilter(session: "s2")))
+        #expect(
+            hits[0].memory
+                == Memory(
+                    id: first, user: "alice", session: "s1", role: .user, text: "I like tea", createdAt: 1000,
+                    metadata: #"{"lang":"en"}"#, vector: []))
+        let filtered = try await client.search(
+            SearchRequest(user: "alice", vector: [1, 0, 0], k: 10, filter: RowFilter(session: "s2")))
         #expect(filtered.map(\.memory.id) == ["b"])
-        let ranged = try await client.search(SearchRequest(user: "alice", vector: [1, 0, 0], k: 10, filter: RowFilter(since: 500, until: 1500)))
+        let ranged = try await client.search(
+            SearchRequest(user: "alice", vector: [1, 0, 0], k: 10, filter: RowFilter(since: 500, until: 1500)))
         #expect(ranged.map(\.memory.id) == [first])
-        let byRole = try await client.search(SearchRequest(user: "alice", vector: [1, 0, 0], k: 10, filter: RowFilter(role: "assistant")))
+        let byRole = try await client.search(
+            SearchRequest(user: "alice", vector: [1, 0, 0], k: 10, filter: RowFilter(role: "assistant")))
         #expect(byRole.map(\.memory.id) == ["b"])
 
         let fetched = try await client.get(id: "c")
         #expect(fetched == Memory(id: "c", user: "bob", text: "I like coffee", createdAt: 3000, vector: [1, 0, 0]))
 
         try await client.delete(id: "b")
-        await #expect(throws: ClientError.server(code: "not_found", message: "no memory with id 'b'")) { try await client.delete(id: "b") }
+        await #expect(throws: ClientError.server(code: "not_found", message: "no memory with id 'b'")) {
+            try await client.delete(id: "b")
+        }
         #expect(try await client.forget(user: "alice") == 1)
         #expect(try await client.forget(user: "alice") == 0)
 
@@ -62,10 +75,13 @@ import VectorIndex
     @Test func echoesAnyRid() async throws {
         let server = try await TestServer()
         let socket = try RawSocket(port: server.port)
-        socket.send(#"{"op":"ping","rid":"a"}"# + "\n" + #"{"op":"ping","rid":{"n":[1,2]}}"# + "\r\n" + #"{"rid":3,"op":"nope"}"# + "\n")
+        socket.send(
+            #"{"op":"ping","rid":"a"}"# + "\n" + #"{"op":"ping","rid":{"n":[1,2]}}"# + "\r\n"
+                + #"{"rid":3,"op":"nope"}"# + "\n")
         #expect(socket.readLine() == #"{"ok":true,"rid":"a","pong":true}"#)
         #expect(socket.readLine() == #"{"ok":true,"rid":{"n":[1,2]},"pong":true}"#)
-        #expect(socket.readLine() == #"{"ok":false,"rid":3,"error":{"code":"unknown_op","message":"unknown op 'nope'"}}"#)
+        #expect(
+            socket.readLine() == #"{"ok":false,"rid":3,"error":{"code":"unknown_op","message":"unknown op 'nope'"}}"#)
         await server.stop()
     }
 
@@ -77,7 +93,8 @@ import VectorIndex
         var requests = ""
         for i in 0..<600 {
             switch i % 3 {
-            case 0: requests += #"{"op":"add","rid":\#(i),"id":"m\#(i)","user":"u","text":"t","vector":[1,\#(i)]}"# + "\n"
+            case 0:
+                requests += #"{"op":"add","rid":\#(i),"id":"m\#(i)","user":"u","text":"t","vector":[1,\#(i)]}"# + "\n"
             case 1: requests += #"{"op":"get","rid":\#(i),"id":"m\#(i - 1)"}"# + "\n"
             default: requests += #"{"op":"ping","rid":\#(i)}"# + "\n"
             }
@@ -108,7 +125,8 @@ import VectorIndex
                                 NewMemory(id: "c\(c)-\(i)b", user: "user\(c)", text: "t", vector: vector),
                             ])
                         } else {
-                            try await client.add(NewMemory(id: "c\(c)-\(i)", user: "user\(c)", text: "t", vector: vector))
+                            try await client.add(
+                                NewMemory(id: "c\(c)-\(i)", user: "user\(c)", text: "t", vector: vector))
                         }
                         let hits = try await client.search(SearchRequest(user: "user\(c)", vector: [0, 1, 0, 0], k: 1))
                         // Only this client writes to this user, so its latest memory is the best match.

@@ -23,20 +23,56 @@ import Testing
         let server = try await TestServer(dimension: 2)
         try expectAnswers(
             [
-                ("{\"op\":", #"{"ok":false,"error":{"code":"invalid_json","message":"invalid JSON: unexpected end of input at byte 6"}}"#),
-                ("[1,2]", #"{"ok":false,"error":{"code":"not_object","message":"a request must be a JSON object, not array"}}"#),
+                (
+                    "{\"op\":",
+                    #"{"ok":false,"error":{"code":"invalid_json","message":"invalid JSON: unexpected end of input at byte 6"}}"#
+                ),
+                (
+                    "[1,2]",
+                    #"{"ok":false,"error":{"code":"not_object","message":"a request must be a JSON object, not array"}}"#
+                ),
                 (#"{"op":"fly"}"#, #"{"ok":false,"error":{"code":"unknown_op","message":"unknown op 'fly'"}}"#),
                 (#"{"op":"get"}"#, #"{"ok":false,"error":{"code":"missing_field","message":"missing field 'id'"}}"#),
-                (#"{"op":"get","id":1}"#, #"{"ok":false,"error":{"code":"wrong_type","message":"'id' must be a string, not number"}}"#),
-                (#"{"op":"forget","user":""}"#, #"{"ok":false,"error":{"code":"invalid_value","message":"'user' must not be empty"}}"#),
-                (#"{"op":"add","user":"u","text":"t","vector":[1,2,3]}"#, #"{"ok":false,"error":{"code":"wrong_dimension","message":"vector has 3 components, the space has dimension 2"}}"#),
-                (#"{"op":"search","user":"u","vector":[1]}"#, #"{"ok":false,"error":{"code":"wrong_dimension","message":"vector has 1 components, the space has dimension 2"}}"#),
-                (#"{"op":"add","user":"u","text":"t","vector":[1,NaN]}"#, #"{"ok":false,"error":{"code":"non_finite","message":"vector[1] is not a finite float32 (nan)"}}"#),
-                (#"{"op":"search","user":"u","vector":[Infinity,1]}"#, #"{"ok":false,"error":{"code":"non_finite","message":"vector[0] is not a finite float32 (inf)"}}"#),
-                (#"{"op":"search","user":"u","vector":[1,2],"k":0}"#, #"{"ok":false,"error":{"code":"k_out_of_range","message":"k must be between 1 and 1000, not 0"}}"#),
-                (#"{"op":"search","user":"u","vector":[1,2],"k":1000000000}"#, #"{"ok":false,"error":{"code":"k_out_of_range","message":"k must be between 1 and 1000, not 1000000000"}}"#),
-                (#"{"op":"get","id":"ghost"}"#, #"{"ok":false,"error":{"code":"not_found","message":"no memory with id 'ghost'"}}"#),
-                (#"{"op":"delete","id":"ghost"}"#, #"{"ok":false,"error":{"code":"not_found","message":"no memory with id 'ghost'"}}"#),
+                (
+                    #"{"op":"get","id":1}"#,
+                    #"{"ok":false,"error":{"code":"wrong_type","message":"'id' must be a string, not number"}}"#
+                ),
+                (
+                    #"{"op":"forget","user":""}"#,
+                    #"{"ok":false,"error":{"code":"invalid_value","message":"'user' must not be empty"}}"#
+                ),
+                (
+                    #"{"op":"add","user":"u","text":"t","vector":[1,2,3]}"#,
+                    #"{"ok":false,"error":{"code":"wrong_dimension","message":"vector has 3 components, the space has dimension 2"}}"#
+                ),
+                (
+                    #"{"op":"search","user":"u","vector":[1]}"#,
+                    #"{"ok":false,"error":{"code":"wrong_dimension","message":"vector has 1 components, the space has dimension 2"}}"#
+                ),
+                (
+                    #"{"op":"add","user":"u","text":"t","vector":[1,NaN]}"#,
+                    #"{"ok":false,"error":{"code":"non_finite","message":"vector[1] is not a finite float32 (nan)"}}"#
+                ),
+                (
+                    #"{"op":"search","user":"u","vector":[Infinity,1]}"#,
+                    #"{"ok":false,"error":{"code":"non_finite","message":"vector[0] is not a finite float32 (inf)"}}"#
+                ),
+                (
+                    #"{"op":"search","user":"u","vector":[1,2],"k":0}"#,
+                    #"{"ok":false,"error":{"code":"k_out_of_range","message":"k must be between 1 and 1000, not 0"}}"#
+                ),
+                (
+                    #"{"op":"search","user":"u","vector":[1,2],"k":1000000000}"#,
+                    #"{"ok":false,"error":{"code":"k_out_of_range","message":"k must be between 1 and 1000, not 1000000000"}}"#
+                ),
+                (
+                    #"{"op":"get","id":"ghost"}"#,
+                    #"{"ok":false,"error":{"code":"not_found","message":"no memory with id 'ghost'"}}"#
+                ),
+                (
+                    #"{"op":"delete","id":"ghost"}"#,
+                    #"{"ok":false,"error":{"code":"not_found","message":"no memory with id 'ghost'"}}"#
+                ),
             ], server: server)
         #expect(server.store.count == 0)
         await server.stop()
@@ -63,7 +99,10 @@ import Testing
         // An unterminated line that keeps growing: refused once it passes the limit.
         let endless = try RawSocket(port: server.port)
         endless.send(#"{"op":"ping","rid":""# + String(repeating: "x", count: 100_000))
-        #expect(endless.readLine() == #"{"ok":false,"error":{"code":"line_too_long","message":"request line longer than 1024 bytes; closing"}}"#)
+        #expect(
+            endless.readLine()
+                == #"{"ok":false,"error":{"code":"line_too_long","message":"request line longer than 1024 bytes; closing"}}"#
+        )
         #expect(endless.readLine() == nil)
 
         // A whole line over the limit, arriving at once.
@@ -110,7 +149,12 @@ import Testing
     @Test func busyWhenTheWriteQueueIsFull() async throws {
         let server = try await TestServer(dimension: 2) { $0.maximumQueuedWrites = 0 }
         try expectAnswers(
-            [(#"{"op":"add","rid":1,"user":"u","text":"t","vector":[1,2]}"#, #"{"ok":false,"rid":1,"error":{"code":"busy","message":"too many writes queued; retry later"}}"#)],
+            [
+                (
+                    #"{"op":"add","rid":1,"user":"u","text":"t","vector":[1,2]}"#,
+                    #"{"ok":false,"rid":1,"error":{"code":"busy","message":"too many writes queued; retry later"}}"#
+                )
+            ],
             server: server)
         await server.stop()
     }
@@ -119,7 +163,12 @@ import Testing
         let server = try await TestServer(dimension: 2)
         server.store.close()
         try expectAnswers(
-            [(#"{"op":"add","user":"u","text":"t","vector":[1,2]}"#, #"{"ok":false,"error":{"code":"shutting_down","message":"the database is closed"}}"#)],
+            [
+                (
+                    #"{"op":"add","user":"u","text":"t","vector":[1,2]}"#,
+                    #"{"ok":false,"error":{"code":"shutting_down","message":"the database is closed"}}"#
+                )
+            ],
             server: server)
         await server.stop()
     }
@@ -132,7 +181,10 @@ import Testing
         let socket = try RawSocket(port: server.port)
         socket.send(#"{"op":"add","id":"x","user":"u","text":"t","vector":[1,2]}"# + "\n")
         let line = try #require(socket.readLine())
-        #expect(line.hasPrefix(#"{"ok":false,"error":{"code":"storage_error","message":"SQLite error 5: database is locked"#), "\(line)")
+        #expect(
+            line.hasPrefix(
+                #"{"ok":false,"error":{"code":"storage_error","message":"SQLite error 5: database is locked"#),
+            "\(line)")
         try other.execute("ROLLBACK")
         other.close()
         socket.send(#"{"op":"get","id":"x"}"# + "\n")

@@ -53,7 +53,8 @@ let sharedEmbedder: SentenceEmbedder? = try? SentenceEmbedder(folder: modelFolde
         let vectors = embedder.embedUncached(conformanceRows.map(\.text))
         var worst: (Float, String) = (1, "")
         for (row, vector) in zip(conformanceRows, vectors) {
-            let cosine = zip(row.embedding, vector).reduce(Float(0)) { $0 + $1.0 * $1.1 }
+            let cosine =
+                zip(row.embedding, vector).reduce(Float(0)) { $0 + $1.0 * $1.1 }
                 / (row.embedding.reduce(Float(0)) { $0 + $1 * $1 }.squareRoot())
             if cosine < worst.0 { worst = (cosine, row.text) }
         }

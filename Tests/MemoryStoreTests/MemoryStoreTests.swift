@@ -1,8 +1,8 @@
 import Foundation
 import Testing
+import VectorIndex
 
 @testable import MemoryStore
-import VectorIndex
 
 /// A fresh database path in its own temporary folder, removed afterwards.
 final class TemporaryDatabase {
@@ -20,8 +20,13 @@ final class TemporaryDatabase {
 @Suite struct MemoryStoreTests {
     let temporary = TemporaryDatabase()
 
-    func memory(_ id: String?, user: String = "alice", vector: [Float], text: String = "t", session: String? = nil, role: Role? = nil, createdAt: Int64? = nil) -> NewMemory {
-        NewMemory(id: id, user: user, session: session, role: role, text: text, createdAt: createdAt, metadata: #"{"k":1}"#, vector: vector)
+    func memory(
+        _ id: String?, user: String = "alice", vector: [Float], text: String = "t", session: String? = nil,
+        role: Role? = nil, createdAt: Int64? = nil
+    ) -> NewMemory {
+        NewMemory(
+            id: id, user: user, session: session, role: role, text: text, createdAt: createdAt, metadata: #"{"k":1}"#,
+            vector: vector)
     }
 
     @Test func addGetSearchDeleteForget() throws {
@@ -32,15 +37,25 @@ final class TemporaryDatabase {
             memory("c", user: "bob", vector: [1, 1, 0]),
         ])
         #expect(ids == ["a", "b", "c"])
-        #expect(store.get(id: "a") == Memory(id: "a", user: "alice", session: "s1", role: .user, text: "first", createdAt: 1000, metadata: #"{"k":1}"#, vector: [1, 0, 0]))
+        #expect(
+            store.get(id: "a")
+                == Memory(
+                    id: "a", user: "alice", session: "s1", role: .user, text: "first", createdAt: 1000,
+                    metadata: #"{"k":1}"#, vector: [1, 0, 0]))
         #expect(store.get(id: "zzz") == nil)
 
         let hits = try store.search(user: "alice", vector: [1, 0.5, 0], k: 10)
         #expect(hits.map(\.memory.id) == ["a", "b"])
         #expect(hits.map(\.score) == [1, 0.5])
-        #expect(try store.search(user: "alice", vector: [1, 0.5, 0], k: 10, filter: RowFilter(role: "assistant")).map(\.memory.id) == ["b"])
-        #expect(try store.search(user: "alice", vector: [1, 0.5, 0], k: 10, filter: RowFilter(since: 1500)).map(\.memory.id) == ["b"])
-        #expect(try store.search(user: "alice", vector: [1, 0.5, 0], k: 10, filter: RowFilter(until: 1500)).map(\.memory.id) == ["a"])
+        #expect(
+            try store.search(user: "alice", vector: [1, 0.5, 0], k: 10, filter: RowFilter(role: "assistant")).map(
+                \.memory.id) == ["b"])
+        #expect(
+            try store.search(user: "alice", vector: [1, 0.5, 0], k: 10, filter: RowFilter(since: 1500)).map(\.memory.id)
+                == ["b"])
+        #expect(
+            try store.search(user: "alice", vector: [1, 0.5, 0], k: 10, filter: RowFilter(until: 1500)).map(\.memory.id)
+                == ["a"])
 
         #expect(try store.delete(id: "a"))
         #expect(try !store.delete(id: "a"))
@@ -76,8 +91,12 @@ final class TemporaryDatabase {
         #expect(store.dimension == nil)
         try store.add([memory("a", vector: [1, 2, 3])])
         #expect(store.dimension == 3)
-        #expect(throws: StoreError.wrongDimension(expected: 3, got: 2)) { try store.add([memory("b", vector: [1, 2])]) }
-        #expect(throws: StoreError.wrongDimension(expected: 3, got: 4)) { try store.search(user: "alice", vector: [1, 2, 3, 4], k: 1) }
+        #expect(throws: StoreError.wrongDimension(expected: 3, got: 2)) {
+            try store.add([memory("b", vector: [1, 2])])
+        }
+        #expect(throws: StoreError.wrongDimension(expected: 3, got: 4)) {
+            try store.search(user: "alice", vector: [1, 2, 3, 4], k: 1)
+        }
     }
 
     @Test func aBatchIsAllOrNothing() throws {
@@ -97,7 +116,11 @@ final class TemporaryDatabase {
     @Test func everythingSurvivesAReopen() throws {
         do {
             let store = try MemoryStore(path: temporary.path, metric: .l2)
-            try store.add((0..<50).map { memory("m\($0)", user: "u\($0 % 5)", vector: [Float($0), 1], text: "text \($0)", createdAt: Int64($0)) })
+            try store.add(
+                (0..<50).map {
+                    memory(
+                        "m\($0)", user: "u\($0 % 5)", vector: [Float($0), 1], text: "text \($0)", createdAt: Int64($0))
+                })
             #expect(try store.delete(id: "m7"))
             #expect(try store.forget(user: "u3") == 10)
             store.close()

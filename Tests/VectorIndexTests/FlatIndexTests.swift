@@ -32,7 +32,8 @@ func referenceSearch(
         switch metric {
         case .cosine: (row.id, dot(normalized(row.vector), normalized(query)))
         case .dot: (row.id, dot(row.vector, query))
-        case .l2: (row.id, zip(row.vector, query).reduce(0) { $0 + Double($1.0 - $1.1) * Double($1.0 - $1.1) }.squareRoot())
+        case .l2:
+            (row.id, zip(row.vector, query).reduce(0) { $0 + Double($1.0 - $1.1) * Double($1.0 - $1.1) }.squareRoot())
         }
     }
     let sorted = scored.sorted { a, b in
@@ -53,7 +54,8 @@ func referenceSearch(
         var rows: [(id: String, vector: [Float], attributes: RowAttributes)] = []
         for i in 0..<500 {
             let vector = randomVector(dimension, using: &generator)
-            let attributes = RowAttributes(session: "s\(i % 3)", role: i % 2 == 0 ? "user" : "assistant", createdAt: Int64(i))
+            let attributes = RowAttributes(
+                session: "s\(i % 3)", role: i % 2 == 0 ? "user" : "assistant", createdAt: Int64(i))
             rows.append((padded(i), vector, attributes))
             index.upsert(id: padded(i), user: "u", vector: vector, attributes: attributes)
         }
@@ -66,7 +68,9 @@ func referenceSearch(
 
             let filter = RowFilter(session: "s1", role: "user", since: 100, until: 400)
             let filtered = index.search(user: "u", query: query, k: 7, filter: filter)
-            #expect(filtered.map(\.id) == referenceSearch(rows: rows, query: query, metric: metric, k: 7, filter: filter).map(\.id))
+            #expect(
+                filtered.map(\.id)
+                    == referenceSearch(rows: rows, query: query, metric: metric, k: 7, filter: filter).map(\.id))
         }
     }
 
@@ -105,7 +109,9 @@ func referenceSearch(
         #expect(index.count == rows.count)
         for row in rows { #expect(index.vector(id: row.id) == row.vector) }
         let query = randomVector(8, using: &generator)
-        #expect(index.search(user: "u", query: query, k: 100).map(\.id) == referenceSearch(rows: rows, query: query, metric: .l2, k: 100).map(\.id))
+        #expect(
+            index.search(user: "u", query: query, k: 100).map(\.id)
+                == referenceSearch(rows: rows, query: query, metric: .l2, k: 100).map(\.id))
     }
 
     @Test func upsertMovesAnIDBetweenUsers() {
@@ -124,7 +130,9 @@ func referenceSearch(
     func batchSearchEqualsOneByOne(metric: Metric) {
         var generator = SplitMix64(state: 99)
         var index = FlatIndex(dimension: 16, metric: metric)
-        for i in 0..<300 { index.upsert(id: "r\(i)", user: "u", vector: randomVector(16, using: &generator), attributes: attributes) }
+        for i in 0..<300 {
+            index.upsert(id: "r\(i)", user: "u", vector: randomVector(16, using: &generator), attributes: attributes)
+        }
         let queries = (0..<9).map { _ in randomVector(16, using: &generator) }
         let batch = index.search(user: "u", queries: queries, k: 5)
         for (query, hits) in zip(queries, batch) {

@@ -7,7 +7,9 @@ private let repository = URL(fileURLWithPath: #filePath).deletingLastPathCompone
     .deletingLastPathComponent().deletingLastPathComponent()
 
 private func glosses(_ count: Int) -> [String] {
-    let path = repository.deletingLastPathComponent().appendingPathComponent("shared/datasets/wordnet-minilm/queries.jsonl").path
+    let path = repository.deletingLastPathComponent().appendingPathComponent(
+        "shared/datasets/wordnet-minilm/queries.jsonl"
+    ).path
     guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
         fatalError("\(path) is missing: the embedding benchmark reads WordNet glosses from ../shared/datasets")
     }
@@ -17,7 +19,8 @@ private func glosses(_ count: Int) -> [String] {
 }
 
 let benchmarks: @Sendable () -> Void = {
-    Benchmark.defaultConfiguration = .init(metrics: [.wallClock, .throughput], warmupIterations: 2, maxDuration: .seconds(10))
+    Benchmark.defaultConfiguration = .init(
+        metrics: [.wallClock, .throughput], warmupIterations: 2, maxDuration: .seconds(10))
     nonisolated(unsafe) var embedder: SentenceEmbedder?
     nonisolated(unsafe) var texts: [String] = []
     let setup = {

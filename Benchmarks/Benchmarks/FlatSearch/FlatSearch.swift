@@ -33,7 +33,8 @@ let benchmarks: @Sendable () -> Void = {
         nonisolated(unsafe) var index: FlatIndex?
         Benchmark(
             "search \(rows / 1000)K x \(dimension), k=10",
-            configuration: .init(setup: { index = makeIndex(rows: rows, dimension: dimension) }, teardown: { index = nil })
+            configuration: .init(
+                setup: { index = makeIndex(rows: rows, dimension: dimension) }, teardown: { index = nil })
         ) { benchmark in
             for i in benchmark.scaledIterations {
                 blackHole(index!.search(user: "u", query: queries[i % queries.count], k: 10))
@@ -41,7 +42,8 @@ let benchmarks: @Sendable () -> Void = {
         }
         Benchmark(
             "search 16 queries at once \(rows / 1000)K x \(dimension), k=10 (sgemm)",
-            configuration: .init(setup: { index = makeIndex(rows: rows, dimension: dimension) }, teardown: { index = nil })
+            configuration: .init(
+                setup: { index = makeIndex(rows: rows, dimension: dimension) }, teardown: { index = nil })
         ) { benchmark in
             for _ in benchmark.scaledIterations {
                 blackHole(index!.search(user: "u", queries: queries, k: 10))

@@ -33,12 +33,7 @@ let benchmarks: @Sendable () -> Void = {
             blackHole(
                 Response.success(rid: .number(17)) { writer in
                     writer.field("hits")
-                    writer.raw(UInt8(ascii: "["))
-                    for i in 0..<10 {
-                        if i > 0 { writer.raw(UInt8(ascii: ",")) }
-                        writer.memory(memory, score: 0.8123 - Float(i) * 0.01)
-                    }
-                    writer.raw(UInt8(ascii: "]"))
+                    writer.array(0..<10) { $0.memory(memory, score: 0.8123 - Float($1) * 0.01) }
                 })
         }
     }
@@ -49,7 +44,11 @@ let benchmarks: @Sendable () -> Void = {
             guard case .object(let object) = try JSONParser.parse(ping) else { fatalError() }
             let request = try Request(object)
             blackHole(request)
-            blackHole(Response.success(rid: object["rid"]) { $0.field("pong"); $0.bool(true) })
+            blackHole(
+                Response.success(rid: object["rid"]) {
+                    $0.field("pong")
+                    $0.bool(true)
+                })
         }
     }
 }

@@ -39,15 +39,15 @@ struct LoadGenerator: ParsableCommand {
         if load > 0 { try loadVectors(random: &random) }
         let requests: [String] =
             if let request { [request] } else {
-            switch op {
-            case "ping": [#"{"op":"ping"}"#]
-            case "search":
-                (0..<64).map { _ in
-                    let vector = (0..<dim).map { _ in String(random.nextFloat()) }.joined(separator: ",")
-                    return #"{"op":"search","user":"\#(user)","k":\#(k),"vector":[\#(vector)]}"#
+                switch op {
+                case "ping": [#"{"op":"ping"}"#]
+                case "search":
+                    (0..<64).map { _ in
+                        let vector = (0..<dim).map { _ in String(random.nextFloat()) }.joined(separator: ",")
+                        return #"{"op":"search","user":"\#(user)","k":\#(k),"vector":[\#(vector)]}"#
+                    }
+                default: throw ValidationError("--op must be ping or search")
                 }
-            default: throw ValidationError("--op must be ping or search")
-            }
             }
 
         let group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
@@ -84,7 +84,8 @@ struct LoadGenerator: ParsableCommand {
         print(
             "op=\(op) connections=\(connections) pipeline=\(pipeline) requests=\(completed) failed=\(failed) "
                 + "seconds=\(String(format: elapsed)) rps=\(Int(Double(completed) / elapsed)) "
-                + "p50_us=\(micros(50)) p95_us=\(micros(95)) p99_us=\(micros(99)) max_us=\(String(format: histogram.maxRecorded))")
+                + "p50_us=\(micros(50)) p95_us=\(micros(95)) p99_us=\(micros(99)) max_us=\(String(format: histogram.maxRecorded))"
+        )
         if failed > 0 { throw ExitCode(1) }
     }
 
@@ -99,7 +100,8 @@ struct LoadGenerator: ParsableCommand {
             for i in 0..<count {
                 if i > 0 { line += "," }
                 let vector = (0..<dim).map { _ in String(random.nextFloat()) }.joined(separator: ",")
-                line += #"{"id":"bench-\#(batch)-\#(i)","user":"\#(user)","text":"row \#(batch)-\#(i)","vector":[\#(vector)]}"#
+                line +=
+                    #"{"id":"bench-\#(batch)-\#(i)","user":"\#(user)","text":"row \#(batch)-\#(i)","vector":[\#(vector)]}"#
             }
             line += "]}\n"
             try socket.send(line)
@@ -132,7 +134,8 @@ final class LoadHandler: ChannelInboundHandler {
     private var lineStart: [UInt8] = []
     private let okPrefix: [UInt8]
 
-    init(requests: [String], expect: [UInt8], pipeline: Int, deadline: UInt64, done: EventLoopPromise<ConnectionResult>) {
+    init(requests: [String], expect: [UInt8], pipeline: Int, deadline: UInt64, done: EventLoopPromise<ConnectionResult>)
+    {
         self.requests = requests
         self.okPrefix = expect
         self.pipeline = pipeline
@@ -219,7 +222,9 @@ final class BlockingSocket {
         address.sin_port = in_port_t(UInt16(port).bigEndian)
         address.sin_addr.s_addr = inet_addr(host)
         let rc = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
         }
         guard rc == 0 else { throw ValidationError("cannot connect to \(host):\(port)") }
     }
@@ -230,7 +235,9 @@ final class BlockingSocket {
         let bytes = Array(text.utf8)
         var offset = 0
         while offset < bytes.count {
-            let sent = bytes[offset...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            let sent = bytes[offset...].withUnsafeBytes {
+                Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL))
+            }
             guard sent > 0 else { throw ValidationError("connection closed") }
             offset += sent
         }
