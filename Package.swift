@@ -58,11 +58,16 @@ let package = Package(
                 .product(name: "NIOExtras", package: "swift-nio-extras"),
             ]
         ),
+        .target(
+            name: "ContextTools",
+            dependencies: ["ContextClient", "ContextProtocol", "MemoryStore", "Embedder"]
+        ),
         .executableTarget(
             name: "contextstore",
             dependencies: [
                 "ContextServer",
                 "ContextClient",
+                "ContextTools",
                 "Embedder",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -71,6 +76,10 @@ let package = Package(
         .testTarget(name: "VectorIndexTests", dependencies: ["VectorIndex"]),
         .testTarget(name: "MemoryStoreTests", dependencies: ["MemoryStore"]),
         .testTarget(name: "EmbedderTests", dependencies: ["Embedder"]),
+        .testTarget(
+            name: "ContextToolsTests",
+            dependencies: ["ContextTools", "ContextServer", "ContextClient", "MemoryStore", "ContextProtocol"]
+        ),
         .testTarget(
             name: "ContextProtocolTests",
             dependencies: ["ContextProtocol"]

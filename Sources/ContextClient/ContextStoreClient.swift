@@ -134,19 +134,46 @@ public final class ContextStoreClient: Sendable {
     /// `add_batch`: stores all of `memories` or none. Returns their ids in order.
     @discardableResult
     public func addBatch(_ memories: [NewMemory]) async throws -> [String] {
+        try await addBatch(memories, ifAbsent: false).ids
+    }
+
+    /// `add_batch` with its options: with `ifAbsent`, memories whose id exists are skipped; with
+    /// `base64Vectors`, vectors travel as base64 float32 (cheaper to encode and parse).
+    /// - Returns: The ids stored and how many were skipped.
+    public func addBatch(
+        _ memories: [NewMemory], ifAbsent: Bool, base64Vectors: Bool = false, model: String? = nil
+    ) async throws -> (ids: [String], skipped: Int) {
         let response = try await call("add_batch") { writer in
+            if ifAbsent {
+                writer.field("if_absent")
+                writer.bool(true)
+            }
+            if let model {
+                writer.field("model")
+                writer.string(model)
+            }
             writer.field("items")
             writer.array(memories) { writer, memory in
                 writer.raw(UInt8(ascii: "{"))
-                memory.writeFields(to: &writer)
+                if base64Vectors, !memory.vector.isEmpty {
+                    var fields = memory
+                    fields.vector = []
+                    fields.writeFields(to: &writer)
+                    writer.field("vector")
+                    writer.string(Base64.encode(memory.vector))
+                } else {
+                    memory.writeFields(to: &writer)
+                }
                 writer.raw(UInt8(ascii: "}"))
             }
         }
+        let skipped: Int = if case .number(let count) = response["skipped"] { Int(count) } else { 0 }
         guard case .array(let ids) = response["ids"] else { throw ClientError.invalidResponse("add_batch without ids") }
-        return try ids.map { value in
+        let stored = try ids.map { value in
             guard case .string(let id) = value else { throw ClientError.invalidResponse("id is not a string") }
             return id
         }
+        return (stored, skipped)
     }
 
     /// `search`: the closest memories of one user, best first.

@@ -41,7 +41,8 @@ public enum Request: Sendable, Equatable {
     case hello
     /// `model`, when given, names the model that produced the request's vectors.
     case add(NewMemory, model: String?)
-    case addBatch([NewMemory], model: String?)
+    /// With `ifAbsent`, memories whose id exists are skipped rather than replaced.
+    case addBatch([NewMemory], model: String?, ifAbsent: Bool)
     case search(SearchRequest)
     case get(id: String)
     case delete(id: String)
@@ -70,7 +71,8 @@ public enum Request: Sendable, Equatable {
                     throw ProtocolError(error.code, "items[\(i)]: \(error.message)")
                 }
             }
-            return .addBatch(batch, model: try object.optionalString("model"))
+            return .addBatch(
+                batch, model: try object.optionalString("model"), ifAbsent: try object.optionalBool("if_absent") ?? false)
         },
         "search": { object throws(ProtocolError) in
             let k = try object.optionalInt("k") ?? Int64(Limits.defaultK)
@@ -122,7 +124,7 @@ public enum Request: Sendable, Equatable {
         case .embed: true
         case .search(let search): search.vector.isEmpty
         case .add(let memory, _): memory.vector.isEmpty
-        case .addBatch(let batch, _): batch.contains { $0.vector.isEmpty }
+        case .addBatch(let batch, _, _): batch.contains { $0.vector.isEmpty }
         case .ping, .hello, .get, .delete, .forget, .stats: false
         }
     }
@@ -168,6 +170,15 @@ extension JSONObject {
         return text
     }
 
+    /// An optional boolean; JSON null counts as absent.
+    func optionalBool(_ key: String) throws(ProtocolError) -> Bool? {
+        guard let value = self[key], value != .null else { return nil }
+        guard case .bool(let flag) = value else {
+            throw ProtocolError(.wrongType, "'\(key)' must be a boolean, not \(value.typeName)")
+        }
+        return flag
+    }
+
     /// An optional integer (a JSON number with no fraction that fits in 64 bits).
     func optionalInt(_ key: String) throws(ProtocolError) -> Int64? {
         guard let value = self[key], value != .null else { return nil }
@@ -197,8 +208,20 @@ extension JSONObject {
         return role
     }
 
-    /// The `vector` field: a non-empty array of finite numbers, converted to float32 once.
+    /// The `vector` field: a non-empty array of finite numbers, converted to float32 once, or a
+    /// string holding the little-endian float32 bytes in base64 (a quarter of the size and far
+    /// cheaper to read and write).
     func vector() throws(ProtocolError) -> [Float] {
+        if case .string(let encoded) = self["vector"] {
+            guard let vector = Base64.decodeFloats(encoded) else {
+                throw ProtocolError(.wrongType, "'vector' as a string must be base64 of little-endian float32 values")
+            }
+            guard !vector.isEmpty else { throw ProtocolError(.wrongDimension, "'vector' must not be empty") }
+            if let i = vector.firstIndex(where: { !$0.isFinite }) {
+                throw ProtocolError(.nonFinite, "vector[\(i)] is not a finite float32 (\(vector[i]))")
+            }
+            return vector
+        }
         let elements = try required("vector", as: "array of numbers", \.arrayValue)
         guard !elements.isEmpty else { throw ProtocolError(.wrongDimension, "'vector' must not be empty") }
         var vector = [Float]()

@@ -156,3 +156,11 @@ extension NewMemory {
         }
     }
 }
+
+extension NewMemory {
+    /// Reads a memory given as the fields of an `add` request (as in an import file). Without
+    /// `vector`, the vector is left empty for an embedder to fill.
+    public init(json: JSONObject) throws(ProtocolError) {
+        self = try json.newMemory()
+    }
+}

@@ -62,14 +62,14 @@ struct RequestExecutor: Sendable {
             try check(model: model)
             if memory.vector.isEmpty { memory.vector = try requireEmbedder().embed([memory.text])[0] }
             return .add(memory, model: model)
-        case .addBatch(var batch, let model):
+        case .addBatch(var batch, let model, let ifAbsent):
             try check(model: model)
             let missing = batch.indices.filter { batch[$0].vector.isEmpty }
             if !missing.isEmpty {
                 let vectors = try requireEmbedder().embed(missing.map { batch[$0].text })
                 for (index, vector) in zip(missing, vectors) { batch[index].vector = vector }
             }
-            return .addBatch(batch, model: model)
+            return .addBatch(batch, model: model, ifAbsent: ifAbsent)
         case .search(var search) where search.vector.isEmpty:
             search.vector = try requireEmbedder().embed([search.query ?? ""])[0]
             return .search(search)
@@ -112,11 +112,13 @@ struct RequestExecutor: Sendable {
                 writer.field("id")
                 writer.string(ids[0])
             }
-        case .addBatch(let batch, _):
-            let ids = try store.add(batch)
+        case .addBatch(let batch, _, let ifAbsent):
+            let ids = try store.add(batch, skippingExisting: ifAbsent)
             return Response.success(rid: rid) { writer in
                 writer.field("count")
                 writer.int(Int64(ids.count))
+                writer.field("skipped")
+                writer.int(Int64(batch.count - ids.count))
                 writer.field("ids")
                 writer.array(ids) { $0.string($1) }
             }

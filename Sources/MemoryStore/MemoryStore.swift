@@ -270,14 +270,20 @@ public final class MemoryStore: Sendable {
 
     // MARK: - Writing
 
-    /// Stores a batch in one transaction: all of it or none. A memory whose id exists replaces it.
-    /// - Returns: The ids, in order (generated where the memory had none).
+    /// Stores a batch in one transaction: all of it or none. A memory whose id exists replaces it,
+    /// or, with `skippingExisting`, is left out (so an interrupted import can be run again).
+    /// - Returns: The ids stored, in order (generated where the memory had none).
     /// - Throws: `StoreError.wrongDimension`, `.nonFiniteVector`, `.invalidValue` before anything
     ///   is written; `.sqlite` when the transaction fails (then nothing was stored); `.closed`.
     @discardableResult
-    public func add(_ batch: [NewMemory]) throws -> [String] {
+    public func add(_ batch: [NewMemory], skippingExisting: Bool = false) throws -> [String] {
         guard !batch.isEmpty else { return [] }
         return try withWriter { writer in
+            var batch = batch
+            if skippingExisting {
+                batch = stateLock.withReadLock { batch.filter { $0.id.map { state.records[$0] == nil } ?? true } }
+                guard !batch.isEmpty else { return [] }
+            }
             let knownDimension = dimension
             let spaceDimension = knownDimension ?? batch[0].vector.count
             guard spaceDimension > 0 else { throw StoreError.invalidValue("vector must not be empty") }

@@ -40,7 +40,7 @@ import VectorIndex
             )
                 == .addBatch(
                     [NewMemory(user: "u", text: "a", vector: [1]), NewMemory(user: "v", text: "b", vector: [2])],
-                    model: nil))
+                    model: nil, ifAbsent: false))
         #expect(
             try decode(
                 #"{"op":"search","user":"u","vector":[0.5],"k":3,"session":"s","role":"user","since":1,"until":2}"#)
@@ -58,6 +58,23 @@ import VectorIndex
         #expect(
             try decode(#"{"op":"add","user":"u","text":"hi","model":"m"}"#)
                 == .add(NewMemory(user: "u", text: "hi", vector: []), model: "m"))
+    }
+
+    @Test func vectorsMayTravelAsBase64Float32() throws {
+        let vector: [Float] = [0.1, -2.5, 3e-8, 1e30]
+        let encoded = Base64.encode(vector)
+        #expect(Base64.encode([1]) == "AACAPw==")
+        #expect(Base64.decodeFloats(encoded) == vector)
+        #expect(
+            try decode(#"{"op":"search","user":"u","vector":"\#(encoded)"}"#)
+                == .search(SearchRequest(user: "u", vector: vector)))
+        #expect(code(#"{"op":"search","user":"u","vector":"AACAPw="}"#) == .wrongType)  // not a multiple of 4
+        #expect(code(#"{"op":"search","user":"u","vector":"AACA"}"#) == .wrongType)  // 3 bytes
+        #expect(code(#"{"op":"search","user":"u","vector":"\#(Base64.encode([.nan]))"}"#) == .nonFinite)
+        #expect(
+            try decode(#"{"op":"add_batch","if_absent":true,"items":[{"user":"u","text":"a","vector":[1]}]}"#)
+                == .addBatch([NewMemory(user: "u", text: "a", vector: [1])], model: nil, ifAbsent: true))
+        #expect(code(#"{"op":"add_batch","if_absent":1,"items":[{"user":"u","text":"a","vector":[1]}]}"#) == .wrongType)
     }
 
     @Test func marksWritesAndWorkForTheModel() throws {

@@ -1,0 +1,145 @@
+import ContextClient
+import MemoryStore
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// What an import did.
+public struct ImportSummary: Sendable, Equatable {
+    public var imported = 0
+    public var skipped = 0
+    public var failed = 0
+    public var seconds = 0.0
+
+    public var rate: Double { seconds > 0 ? Double(imported + skipped) / seconds : 0 }
+}
+
+/// A row that could not be imported.
+public struct ImportFailure: Sendable, Equatable {
+    public var line: Int
+    public var reason: String
+}
+
+/// Reads rows from a source and stores them in batches, several in flight, reporting bad rows
+/// without stopping (unless strict).
+public struct Importer: Sendable {
+    public var batchSize: Int
+    /// Batches sent before the first answer is awaited.
+    public var inFlight: Int
+    /// Stop at the first bad row.
+    public var strict: Bool
+
+    public init(batchSize: Int = 1000, inFlight: Int = 4, strict: Bool = false) {
+        self.batchSize = max(1, batchSize)
+        self.inFlight = max(1, inFlight)
+        self.strict = strict
+    }
+
+    /// Runs the import.
+    /// - Parameters:
+    ///   - onFailure: Called for each bad row, in no particular order.
+    ///   - onProgress: Called after each batch with the running totals.
+    public func run(
+        _ source: ImportSource, into sink: some ImportSink,
+        onFailure: @escaping @Sendable (ImportFailure) -> Void,
+        onProgress: @escaping @Sendable (ImportSummary) -> Void = { _ in }
+    ) async throws -> ImportSummary {
+        let start = monotonicSeconds()
+        let dimension = try await sink.dimension()
+        var summary = ImportSummary()
+        var batch: [(line: Int, memory: NewMemory)] = []
+        var stop = false
+
+        func check(_ row: ImportRow) -> NewMemory? {
+            switch row.memory {
+            case .failure(let error):
+                fail(ImportFailure(line: row.line, reason: error.reason))
+                return nil
+            case .success(let memory):
+                if let dimension, !memory.vector.isEmpty, memory.vector.count != dimension {
+                    fail(ImportFailure(line: row.line, reason: "wrong_dimension: \(memory.vector.count) components, the space has \(dimension)"))
+                    return nil
+                }
+                return memory
+            }
+        }
+        func fail(_ failure: ImportFailure) {
+            summary.failed += 1
+            onFailure(failure)
+            if strict { stop = true }
+        }
+
+        try await withThrowingTaskGroup(of: BatchOutcome.self) { group in
+            var running = 0
+            func absorb(_ outcome: BatchOutcome) {
+                summary.imported += outcome.stored
+                summary.skipped += outcome.skipped
+                for failure in outcome.failures { fail(failure) }
+                summary.seconds = monotonicSeconds() - start
+                onProgress(summary)
+            }
+            func launch(_ rows: [(line: Int, memory: NewMemory)]) async throws {
+                if running >= inFlight, let outcome = try await group.next() {
+                    running -= 1
+                    absorb(outcome)
+                }
+                running += 1
+                group.addTask { await Self.store(rows, into: sink) }
+            }
+            while !stop, let row = source.nextRow() {
+                guard let memory = check(row) else { continue }
+                batch.append((row.line, memory))
+                if batch.count >= batchSize {
+                    try await launch(batch)
+                    batch.removeAll(keepingCapacity: true)
+                }
+            }
+            if !stop, !batch.isEmpty { try await launch(batch) }
+            while let outcome = try await group.next() { absorb(outcome) }
+        }
+        summary.seconds = monotonicSeconds() - start
+        return summary
+    }
+
+    struct BatchOutcome: Sendable {
+        var stored = 0
+        var skipped = 0
+        var failures: [ImportFailure] = []
+    }
+
+    /// Stores a batch; when the batch is refused, stores its rows one by one to find the bad ones.
+    static func store(_ rows: [(line: Int, memory: NewMemory)], into sink: some ImportSink) async -> BatchOutcome {
+        var outcome = BatchOutcome()
+        do {
+            (outcome.stored, outcome.skipped) = try await sink.store(rows.map(\.memory))
+            return outcome
+        } catch {
+            guard rows.count > 1 else {
+                outcome.failures.append(ImportFailure(line: rows[0].line, reason: describe(error)))
+                return outcome
+            }
+        }
+        for row in rows {
+            let single = await store([row], into: sink)
+            outcome.stored += single.stored
+            outcome.skipped += single.skipped
+            outcome.failures += single.failures
+        }
+        return outcome
+    }
+
+    static func describe(_ error: Error) -> String {
+        switch error {
+        case let error as ClientError: error.description
+        case let error as StoreError: "\(error)"
+        default: "\(error)"
+        }
+    }
+}
+
+func monotonicSeconds() -> Double {
+    var now = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &now)
+    return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
+}

@@ -1,0 +1,85 @@
+import Foundation
+
+/// Why a data file could not be read.
+public struct DataFileError: Error, Sendable, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// A matrix of vectors read from `.npy` (float32 or float16, C order, 2-D) or `.fvecs`
+/// (each row an int32 dimension then that many float32), memory-mapped and decoded per row.
+public struct VectorFile: Sendable {
+    public let rows: Int
+    public let dimension: Int
+    private let data: Data
+    private let offset: Int
+    private let stride: Int
+    private let half: Bool
+
+    /// Opens `path`; the format comes from its extension (`.npy` or `.fvecs`).
+    public init(path: String) throws {
+        let data = try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped)
+        self.data = data
+        if path.hasSuffix(".fvecs") {
+            guard data.count >= 4 else { throw DataFileError("\(path): empty fvecs file") }
+            let dimension = Int(data.withUnsafeBytes { Int32(littleEndian: $0.loadUnaligned(as: Int32.self)) })
+            guard dimension > 0, data.count % (4 + 4 * dimension) == 0 else {
+                throw DataFileError("\(path): not an fvecs file of dimension \(dimension)")
+            }
+            self.dimension = dimension
+            rows = data.count / (4 + 4 * dimension)
+            offset = 4
+            stride = 4 + 4 * dimension
+            half = false
+        } else {
+            // NPY: magic, version, header length, then a Python dict literal.
+            guard data.count > 10, data.prefix(6) == Data([0x93]) + Data("NUMPY".utf8) else {
+                throw DataFileError("\(path): not an .npy file")
+            }
+            let major = data[data.startIndex + 6]
+            let headerLength =
+                major == 1
+                ? Int(data[data.startIndex + 8]) | Int(data[data.startIndex + 9]) << 8
+                : data.withUnsafeBytes { Int(UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: 8, as: UInt32.self))) }
+            let headerStart = major == 1 ? 10 : 12
+            guard headerStart + headerLength <= data.count,
+                let header = String(data: data.subdata(in: headerStart..<headerStart + headerLength), encoding: .ascii)
+            else { throw DataFileError("\(path): truncated .npy header") }
+            if header.contains("'<f4'") {
+                half = false
+            } else if header.contains("'<f2'") {
+                half = true
+            } else {
+                throw DataFileError("\(path): only little-endian float32 or float16 .npy files are read (\(header))")
+            }
+            guard header.contains("'fortran_order': False") else { throw DataFileError("\(path): Fortran order is not supported") }
+            guard let open = header.firstIndex(of: "("), let close = header.firstIndex(of: ")") else {
+                throw DataFileError("\(path): no shape in the .npy header")
+            }
+            let shape = header[header.index(after: open)..<close].split(separator: ",").compactMap {
+                Int($0.trimmingCharacters(in: .whitespaces))
+            }
+            guard shape.count == 2 else { throw DataFileError("\(path): a 2-D array is expected, not shape \(shape)") }
+            rows = shape[0]
+            dimension = shape[1]
+            offset = headerStart + headerLength
+            stride = dimension * (half ? 2 : 4)
+            guard offset + rows * stride <= data.count else { throw DataFileError("\(path): shorter than its shape") }
+        }
+    }
+
+    /// Row `index`, as float32.
+    public func row(_ index: Int) -> [Float] {
+        let start = offset + index * stride
+        return data.withUnsafeBytes { raw in
+            if half {
+                return (0..<dimension).map { j in
+                    Float(Float16(bitPattern: UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: start + 2 * j, as: UInt16.self))))
+                }
+            }
+            return (0..<dimension).map { j in
+                Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: start + 4 * j, as: UInt32.self)))
+            }
+        }
+    }
+}

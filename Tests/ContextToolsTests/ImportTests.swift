@@ -1,0 +1,158 @@
+import ContextClient
+import ContextProtocol
+import ContextServer
+import Foundation
+import Logging
+import MemoryStore
+import Synchronization
+import Testing
+
+@testable import ContextTools
+
+final class Folder: Sendable {
+    let path = NSTemporaryDirectory() + "contextstore-import-" + UUID().uuidString
+    init() { try! FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true) }
+    deinit { try? FileManager.default.removeItem(atPath: path) }
+
+    func write(_ name: String, _ text: String) -> String {
+        let file = path + "/" + name
+        FileManager.default.createFile(atPath: file, contents: Data(text.utf8))
+        return file
+    }
+}
+
+/// Collects the failures an import reports.
+final class Failures: Sendable {
+    let list = Mutex<[ImportFailure]>([])
+    var all: [ImportFailure] { list.withLock { $0.sorted { $0.line < $1.line } } }
+    func record(_ failure: ImportFailure) { list.withLock { $0.append(failure) } }
+}
+
+@Suite struct ImportTests {
+    let jsonl = """
+        {"id":"a","user":"u1","text":"first","vector":[1,0,0],"role":"user","created_at":5,"metadata":{"k":1}}
+        {"user":"u2","text":"no id","vector":[0,1,0]}
+        not json
+        {"text":"no user, takes the default","vector":[0,0,1]}
+        {"id":"bad","user":"u1","text":"short vector","vector":[1,0]}
+
+        {"id":"nan","user":"u1","text":"t","vector":[NaN,0,0]}
+        """
+
+    @Test func jsonlIntoADatabaseFileReportsBadRowsAndSkipsOnRerun() async throws {
+        let folder = Folder()
+        let file = folder.write("memories.jsonl", jsonl)
+        let store = try MemoryStore(path: folder.path + "/space.db", dimension: 3, metric: .dot)
+        let failures = Failures()
+        let importer = Importer(batchSize: 2)
+        let sink = DatabaseSink(store: store, embedder: nil)
+        let first = try await importer.run(
+            ImportSource(path: file, format: .jsonl, defaultUser: "fallback"), into: sink, onFailure: failures.record)
+        #expect(first.imported == 3)
+        #expect(first.skipped == 0)
+        #expect(first.failed == 3)
+        #expect(failures.all.map(\.line) == [3, 5, 7])
+        #expect(failures.all[0].reason == "not a JSON object")
+        #expect(failures.all[1].reason == "wrong_dimension: 2 components, the space has 3")
+        #expect(failures.all[2].reason == "non_finite: vector[0] is not a finite float32 (nan)")
+        #expect(store.get(id: "a") == Memory(id: "a", user: "u1", role: .user, text: "first", createdAt: 5, metadata: #"{"k":1}"#, vector: [1, 0, 0]))
+        #expect(store.get(id: "memories.jsonl:2")?.user == "u2")
+        #expect(store.get(id: "memories.jsonl:4")?.user == "fallback")
+
+        let again = try await importer.run(
+            ImportSource(path: file, format: .jsonl, defaultUser: "fallback"), into: sink, onFailure: { _ in })
+        #expect(again.imported == 0)
+        #expect(again.skipped == 3)
+        #expect(store.count == 3)
+        store.close()
+    }
+
+    @Test func strictStopsAtTheFirstBadRow() async throws {
+        let folder = Folder()
+        let file = folder.write("memories.jsonl", jsonl)
+        let store = try MemoryStore(path: folder.path + "/space.db", dimension: 3, metric: .dot)
+        let summary = try await Importer(batchSize: 1, strict: true).run(
+            ImportSource(path: file, format: .jsonl, defaultUser: nil), into: DatabaseSink(store: store, embedder: nil),
+            onFailure: { _ in })
+        #expect(summary.failed == 1)
+        #expect(summary.imported == 2)
+        store.close()
+    }
+
+    @Test func csvWithQuotesAndBase64Vectors() async throws {
+        let folder = Folder()
+        let vector = Base64.encode([0.5, -1, 2])
+        let file = folder.write(
+            "memories.csv",
+            #"""
+            id,user,text,vector,metadata,created_at
+            c1,u,"hello, ""world""","[1,2,3]","{""a"":1}",7
+            c2,u,plain,\#(vector),,8
+            c3,u,too few
+            """#)
+        let store = try MemoryStore(path: folder.path + "/space.db", metric: .dot)
+        let failures = Failures()
+        let summary = try await Importer().run(
+            ImportSource(path: file, format: .csv, defaultUser: nil), into: DatabaseSink(store: store, embedder: nil),
+            onFailure: failures.record)
+        #expect(summary.imported == 2)
+        #expect(failures.all == [ImportFailure(line: 4, reason: "3 fields, the header has 6")])
+        #expect(store.get(id: "c1") == Memory(id: "c1", user: "u", text: "hello, \"world\"", createdAt: 7, metadata: #"{"a":1}"#, vector: [1, 2, 3]))
+        #expect(store.get(id: "c2")?.vector == [0.5, -1, 2])
+        store.close()
+    }
+
+    @Test func vectorFilesWithTextsOverTheProtocol() async throws {
+        let folder = Folder()
+        // An .npy of float16 (2 x 3) and an .fvecs of the same rows.
+        var npy = Data([0x93] + Array("NUMPY".utf8) + [1, 0])
+        var header = "{'descr': '<f2', 'fortran_order': False, 'shape': (2, 3), }"
+        while (10 + header.utf8.count + 1) % 64 != 0 { header += " " }
+        header += "\n"
+        npy.append(contentsOf: [UInt8(header.utf8.count & 0xFF), UInt8(header.utf8.count >> 8)])
+        npy.append(contentsOf: Array(header.utf8))
+        let rows: [[Float]] = [[1, 0.5, -2], [0.25, 4, 1]]
+        for value in rows.joined() { withUnsafeBytes(of: Float16(value).bitPattern.littleEndian) { npy.append(contentsOf: $0) } }
+        FileManager.default.createFile(atPath: folder.path + "/base.npy", contents: npy)
+        var fvecs = Data()
+        for row in rows {
+            withUnsafeBytes(of: Int32(3).littleEndian) { fvecs.append(contentsOf: $0) }
+            for value in row { withUnsafeBytes(of: value.bitPattern.littleEndian) { fvecs.append(contentsOf: $0) } }
+        }
+        FileManager.default.createFile(atPath: folder.path + "/base.fvecs", contents: fvecs)
+        let texts = folder.write("texts.jsonl", #"{"row":0,"id":"w0","text":"zero"}"# + "\n" + #"{"row":1,"text":"one"}"# + "\n")
+
+        let store = try MemoryStore(path: folder.path + "/space.db", dimension: 3, metric: .dot, model: nil)
+        let server = try await ContextStoreServer(
+            store: store, configuration: ServerConfiguration(port: 0, threads: 2), logger: Logger(label: "test"))
+        let client = try await ContextStoreClient.connect(port: server.port)
+        let summary = try await Importer().run(
+            ImportSource(path: folder.path + "/base.npy", format: .npy, texts: texts, defaultUser: "u"),
+            into: ServerSink(client: client), onFailure: { _ in })
+        #expect(summary.imported == 2)
+        #expect(try await client.get(id: "w0") == Memory(id: "w0", user: "u", text: "zero", createdAt: store.get(id: "w0")!.createdAt, vector: rows[0]))
+        #expect(try await client.get(id: "base.npy:2").vector == rows[1])
+
+        // The same rows from .fvecs, under its own ids; a rerun of the .npy skips everything.
+        let fromFvecs = try await Importer().run(
+            ImportSource(path: folder.path + "/base.fvecs", format: .fvecs, defaultUser: "u"), into: ServerSink(client: client),
+            onFailure: { _ in })
+        #expect(fromFvecs.imported == 2)
+        #expect(try await client.get(id: "base.fvecs:1").vector == rows[0])
+        let rerun = try await Importer().run(
+            ImportSource(path: folder.path + "/base.npy", format: .npy, texts: texts, defaultUser: "u"),
+            into: ServerSink(client: client), onFailure: { _ in })
+        #expect(rerun.skipped == 2)
+        #expect(rerun.imported == 0)
+        await client.close()
+        await server.shutdown()
+        store.close()
+    }
+
+    @Test func guessesTheFormatFromTheExtension() {
+        #expect(ImportFormat(path: "a/b.JSONL") == .jsonl)
+        #expect(ImportFormat(path: "x.fvecs") == .fvecs)
+        #expect(ImportFormat(path: "x.parquet") == nil)
+        #expect(CSV.fields(#"a,"b,c",,"d""e""#) == ["a", "b,c", "", "d\"e"])
+    }
+}
