@@ -51,3 +51,28 @@ final class Lock: @unchecked Sendable {
         return try body()
     }
 }
+
+/// An exclusive advisory lock (`flock`) on a file, held until released or deallocated, so that
+/// two processes (a server and an offline import) never write one database at once. SQLite's
+/// own locks are `fcntl` locks, which `flock` does not interact with on Linux.
+final class FileLock: @unchecked Sendable {
+    private var descriptor: Int32
+
+    /// Takes the lock without waiting; nil when another holder has it.
+    init?(path: String) {
+        descriptor = open(path, O_RDONLY | O_CLOEXEC)
+        guard descriptor >= 0, flock(descriptor, LOCK_EX | LOCK_NB) == 0 else {
+            if descriptor >= 0 { close(descriptor) }
+            return nil
+        }
+    }
+
+    deinit { release() }
+
+    /// Releases the lock. Safe to call twice.
+    func release() {
+        guard descriptor >= 0 else { return }
+        close(descriptor)
+        descriptor = -1
+    }
+}

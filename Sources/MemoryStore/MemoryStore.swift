@@ -20,6 +20,7 @@ public final class MemoryStore: Sendable {
     /// The embedding model whose vectors fill the space, once one has been recorded.
     public let model: String?
 
+    private let fileLock: FileLock
     private let writerLock = Lock()
     // Guarded by writerLock; nil once closed.
     nonisolated(unsafe) private var writer: Writer?
@@ -126,6 +127,10 @@ public final class MemoryStore: Sendable {
         self.path = path
         do {
             let database = try Database(path: path)
+            guard let fileLock = FileLock(path: path) else {
+                throw StoreError.incompatibleDatabase("\(path) is in use by another process (a running server?)")
+            }
+            self.fileLock = fileLock
             try database.execute("PRAGMA journal_mode = WAL")
             try database.execute("PRAGMA synchronous = FULL")
             try database.execute("PRAGMA busy_timeout = \(busyTimeoutMilliseconds)")
@@ -219,6 +224,7 @@ public final class MemoryStore: Sendable {
             try? database.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             writer = nil
             database.close()
+            fileLock.release()
         }
     }
 

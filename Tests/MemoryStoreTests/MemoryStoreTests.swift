@@ -147,6 +147,15 @@ final class TemporaryDatabase {
         #expect(store.dimension == 4)
     }
 
+    @Test func oneWriterProcessAtATime() throws {
+        let store = try MemoryStore(path: temporary.path)
+        #expect(throws: StoreError.incompatibleDatabase("\(temporary.path) is in use by another process (a running server?)")) {
+            try MemoryStore(path: temporary.path)
+        }
+        store.close()
+        try MemoryStore(path: temporary.path).close()
+    }
+
     @Test func recordsTheSchemaVersion() throws {
         try MemoryStore(path: temporary.path).close()
         let database = try Database(path: temporary.path)
