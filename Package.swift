@@ -21,6 +21,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
     ],
     targets: [
         .systemLibrary(
@@ -60,7 +61,10 @@ let package = Package(
         ),
         .target(
             name: "ContextTools",
-            dependencies: ["ContextClient", "ContextProtocol", "MemoryStore", "Embedder"]
+            dependencies: [
+                "ContextClient", "ContextProtocol", "MemoryStore", "Embedder", "VectorIndex",
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ]
         ),
         .executableTarget(
             name: "contextstore",
@@ -78,7 +82,9 @@ let package = Package(
         .testTarget(name: "EmbedderTests", dependencies: ["Embedder"]),
         .testTarget(
             name: "ContextToolsTests",
-            dependencies: ["ContextTools", "ContextServer", "ContextClient", "MemoryStore", "ContextProtocol"]
+            dependencies: [
+                "ContextTools", "ContextServer", "ContextClient", "MemoryStore", "ContextProtocol", "Embedder",
+            ]
         ),
         .testTarget(
             name: "ContextProtocolTests",

@@ -13,13 +13,16 @@ public enum Base64 {
         bytes.reserveCapacity(vector.count * 4)
         for value in vector {
             let bits = value.bitPattern.littleEndian
-            bytes.append(contentsOf: [UInt8(bits & 0xFF), UInt8(bits >> 8 & 0xFF), UInt8(bits >> 16 & 0xFF), UInt8(bits >> 24)])
+            bytes.append(contentsOf: [
+                UInt8(bits & 0xFF), UInt8(bits >> 8 & 0xFF), UInt8(bits >> 16 & 0xFF), UInt8(bits >> 24),
+            ])
         }
         var text: [UInt8] = []
         text.reserveCapacity((bytes.count + 2) / 3 * 4)
         var i = 0
         while i < bytes.count {
-            let chunk = (UInt32(bytes[i]) << 16) | (i + 1 < bytes.count ? UInt32(bytes[i + 1]) << 8 : 0)
+            let chunk =
+                (UInt32(bytes[i]) << 16) | (i + 1 < bytes.count ? UInt32(bytes[i + 1]) << 8 : 0)
                 | (i + 2 < bytes.count ? UInt32(bytes[i + 2]) : 0)
             text.append(alphabet[Int(chunk >> 18 & 63)])
             text.append(alphabet[Int(chunk >> 12 & 63)])
@@ -59,7 +62,8 @@ public enum Base64 {
             }
             guard bytes.count % 4 == 0 else { return nil }
             return (0..<bytes.count / 4).map { k in
-                let bits = UInt32(bytes[4 * k]) | UInt32(bytes[4 * k + 1]) << 8 | UInt32(bytes[4 * k + 2]) << 16
+                let bits =
+                    UInt32(bytes[4 * k]) | UInt32(bytes[4 * k + 1]) << 8 | UInt32(bytes[4 * k + 2]) << 16
                     | UInt32(bytes[4 * k + 3]) << 24
                 return Float(bitPattern: bits)
             }

@@ -72,7 +72,8 @@ public enum Request: Sendable, Equatable {
                 }
             }
             return .addBatch(
-                batch, model: try object.optionalString("model"), ifAbsent: try object.optionalBool("if_absent") ?? false)
+                batch, model: try object.optionalString("model"),
+                ifAbsent: try object.optionalBool("if_absent") ?? false)
         },
         "search": { object throws(ProtocolError) in
             let k = try object.optionalInt("k") ?? Int64(Limits.defaultK)

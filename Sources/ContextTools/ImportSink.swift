@@ -46,7 +46,9 @@ public struct DatabaseSink: ImportSink {
         var batch = batch
         let missing = batch.indices.filter { batch[$0].vector.isEmpty }
         if !missing.isEmpty {
-            guard let embedder else { throw StoreError.invalidValue("a row has no vector and no model was given (--model)") }
+            guard let embedder else {
+                throw StoreError.invalidValue("a row has no vector and no model was given (--model)")
+            }
             for (index, vector) in zip(missing, embedder.embed(missing.map { batch[$0].text })) {
                 batch[index].vector = vector
             }

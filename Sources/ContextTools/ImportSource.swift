@@ -92,7 +92,8 @@ public final class ImportSource {
                 guard values.count == columns.count else {
                     return ImportRow(
                         line: line,
-                        memory: .failure(ImportRowError(reason: "\(values.count) fields, the header has \(columns.count)")))
+                        memory: .failure(
+                            ImportRowError(reason: "\(values.count) fields, the header has \(columns.count)")))
                 }
                 var object = JSONObject()
                 for (column, value) in zip(columns, values) where !value.isEmpty {
@@ -103,7 +104,8 @@ public final class ImportSource {
                     case "metadata",
                         "vector" where value.hasPrefix("["):
                         guard let parsed = try? JSONParser.parse(value) else {
-                            return ImportRow(line: line, memory: .failure(ImportRowError(reason: "\(column) is not valid JSON")))
+                            return ImportRow(
+                                line: line, memory: .failure(ImportRowError(reason: "\(column) is not valid JSON")))
                         }
                         object[column] = parsed
                     default:
@@ -122,14 +124,21 @@ public final class ImportSource {
                 var object = JSONObject()
                 if let textLines {
                     guard let text = textLines.next() else {
-                        return ImportRow(line: row, memory: .failure(ImportRowError(reason: "no line for this row in the texts file")))
+                        return ImportRow(
+                            line: row,
+                            memory: .failure(ImportRowError(reason: "no line for this row in the texts file")))
                     }
                     guard case .object(let fields) = try? JSONParser.parse(text) else {
-                        return ImportRow(line: row, memory: .failure(ImportRowError(reason: "texts line \(row) is not a JSON object")))
+                        return ImportRow(
+                            line: row,
+                            memory: .failure(ImportRowError(reason: "texts line \(row) is not a JSON object")))
                     }
                     for key in ["id", "user", "session", "role", "text", "created_at", "metadata"] {
-                        if let value = fields[key], case .string = value { object[key] = value }
-                        else if let value = fields[key], key == "created_at" || key == "metadata" { object[key] = value }
+                        if let value = fields[key], case .string = value {
+                            object[key] = value
+                        } else if let value = fields[key], key == "created_at" || key == "metadata" {
+                            object[key] = value
+                        }
                     }
                 }
                 return ImportRow(line: row, memory: complete(object, line: row, vector: vectors.row(row - 1)))

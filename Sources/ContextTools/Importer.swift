@@ -58,7 +58,10 @@ public struct Importer: Sendable {
                 return nil
             case .success(let memory):
                 if let dimension, !memory.vector.isEmpty, memory.vector.count != dimension {
-                    fail(ImportFailure(line: row.line, reason: "wrong_dimension: \(memory.vector.count) components, the space has \(dimension)"))
+                    fail(
+                        ImportFailure(
+                            line: row.line,
+                            reason: "wrong_dimension: \(memory.vector.count) components, the space has \(dimension)"))
                     return nil
                 }
                 return memory

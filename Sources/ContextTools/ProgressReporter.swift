@@ -36,7 +36,8 @@ public final class ProgressReporter: @unchecked Sendable {
             let eta = rate > 0 ? Double(total - done) / rate : 0
             let filled = Int(fraction * 30)
             let bar = String(repeating: "#", count: filled) + String(repeating: "-", count: 30 - filled)
-            line = "[\(bar)] \(Int(fraction * 100))% \(done)/\(total), \(Int(rate))/s, ETA \(Int(eta.rounded()))s, \(summary.failed) failed"
+            line =
+                "[\(bar)] \(Int(fraction * 100))% \(done)/\(total), \(Int(rate))/s, ETA \(Int(eta.rounded()))s, \(summary.failed) failed"
         }
         write(terminal ? "\r\u{1B}[K" + line : line + "\n")
     }

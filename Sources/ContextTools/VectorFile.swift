@@ -6,8 +6,9 @@ public struct DataFileError: Error, Sendable, CustomStringConvertible {
     public init(_ description: String) { self.description = description }
 }
 
-/// A matrix of vectors read from `.npy` (float32 or float16, C order, 2-D) or `.fvecs`
-/// (each row an int32 dimension then that many float32), memory-mapped and decoded per row.
+/// A matrix read from `.npy` (float32, float16 or int32, C order, 2-D), `.fvecs` or `.ivecs`
+/// (each row an int32 dimension then that many float32 or int32), memory-mapped and decoded
+/// per row.
 public struct VectorFile: Sendable {
     public let rows: Int
     public let dimension: Int
@@ -20,7 +21,7 @@ public struct VectorFile: Sendable {
     public init(path: String) throws {
         let data = try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped)
         self.data = data
-        if path.hasSuffix(".fvecs") {
+        if path.hasSuffix(".fvecs") || path.hasSuffix(".ivecs") {
             guard data.count >= 4 else { throw DataFileError("\(path): empty fvecs file") }
             let dimension = Int(data.withUnsafeBytes { Int32(littleEndian: $0.loadUnaligned(as: Int32.self)) })
             guard dimension > 0, data.count % (4 + 4 * dimension) == 0 else {
@@ -40,19 +41,24 @@ public struct VectorFile: Sendable {
             let headerLength =
                 major == 1
                 ? Int(data[data.startIndex + 8]) | Int(data[data.startIndex + 9]) << 8
-                : data.withUnsafeBytes { Int(UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: 8, as: UInt32.self))) }
+                : data.withUnsafeBytes {
+                    Int(UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: 8, as: UInt32.self)))
+                }
             let headerStart = major == 1 ? 10 : 12
             guard headerStart + headerLength <= data.count,
                 let header = String(data: data.subdata(in: headerStart..<headerStart + headerLength), encoding: .ascii)
             else { throw DataFileError("\(path): truncated .npy header") }
-            if header.contains("'<f4'") {
+            if header.contains("'<f4'") || header.contains("'<i4'") {
                 half = false
             } else if header.contains("'<f2'") {
                 half = true
             } else {
-                throw DataFileError("\(path): only little-endian float32 or float16 .npy files are read (\(header))")
+                throw DataFileError(
+                    "\(path): only little-endian float32, float16 or int32 .npy files are read (\(header))")
             }
-            guard header.contains("'fortran_order': False") else { throw DataFileError("\(path): Fortran order is not supported") }
+            guard header.contains("'fortran_order': False") else {
+                throw DataFileError("\(path): Fortran order is not supported")
+            }
             guard let open = header.firstIndex(of: "("), let close = header.firstIndex(of: ")") else {
                 throw DataFileError("\(path): no shape in the .npy header")
             }
@@ -68,17 +74,31 @@ public struct VectorFile: Sendable {
         }
     }
 
+    /// Row `index` of an int32 file (ground truth), as integers.
+    public func integerRow(_ index: Int) -> [Int] {
+        let start = offset + index * stride
+        return data.withUnsafeBytes { raw in
+            (0..<dimension).map { j in
+                Int(Int32(littleEndian: raw.loadUnaligned(fromByteOffset: start + 4 * j, as: Int32.self)))
+            }
+        }
+    }
+
     /// Row `index`, as float32.
     public func row(_ index: Int) -> [Float] {
         let start = offset + index * stride
         return data.withUnsafeBytes { raw in
             if half {
                 return (0..<dimension).map { j in
-                    Float(Float16(bitPattern: UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: start + 2 * j, as: UInt16.self))))
+                    Float(
+                        Float16(
+                            bitPattern: UInt16(
+                                littleEndian: raw.loadUnaligned(fromByteOffset: start + 2 * j, as: UInt16.self))))
                 }
             }
             return (0..<dimension).map { j in
-                Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: start + 4 * j, as: UInt32.self)))
+                Float(
+                    bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: start + 4 * j, as: UInt32.self)))
             }
         }
     }

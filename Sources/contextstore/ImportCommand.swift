@@ -29,12 +29,16 @@ struct ImportCommand: AsyncParsableCommand {
     @Option(help: "Server port (over the protocol).") var port = 7420
     @Option(help: "Write straight into this database file instead (no server may hold it).") var db: String?
     @Option(help: "jsonl, csv, npy or fvecs (default: from the file's extension).") var format: ImportFormat?
-    @Option(help: "For .npy/.fvecs: a JSONL file whose line i holds text (and id, user...) of row i.") var texts: String?
+    @Option(help: "For .npy/.fvecs: a JSONL file whose line i holds text (and id, user...) of row i.") var texts:
+        String?
     @Option(help: "The user of rows that name none.") var user: String?
     @Option(help: "Memories per add_batch (one transaction each).") var batch = 1000
     @Option(help: "Batches in flight at once.") var inFlight = 4
     @Flag(help: "Stop at the first bad row.") var strict = false
-    @Option(help: "With --db: embedding model folder for text-only rows, or 'none' (default: data/models/all-MiniLM-L6-v2 when present).")
+    @Option(
+        help:
+            "With --db: embedding model folder for text-only rows, or 'none' (default: data/models/all-MiniLM-L6-v2 when present)."
+    )
     var model: String?
     @Option(help: "With --db, for a new file: cosine, dot or l2.") var metric: Metric?
 
@@ -53,13 +57,15 @@ struct ImportCommand: AsyncParsableCommand {
             let embedder = try loadEmbedder()
             let store: MemoryStore
             do {
-                store = try MemoryStore(path: db, dimension: embedder?.dimension, metric: metric, model: embedder?.modelID)
+                store = try MemoryStore(
+                    path: db, dimension: embedder?.dimension, metric: metric, model: embedder?.modelID)
             } catch let error as StoreError {
                 throw ValidationError("cannot open \(db): \(error)")
             }
             defer { store.close() }
             summary = try await importer.run(
-                source, into: DatabaseSink(store: store, embedder: embedder), onFailure: report, onProgress: progress.update)
+                source, into: DatabaseSink(store: store, embedder: embedder), onFailure: report,
+                onProgress: progress.update)
         } else {
             let client = try await ContextStoreClient.connect(host: host, port: port)
             summary = try await importer.run(

@@ -55,7 +55,11 @@ final class Failures: Sendable {
         #expect(failures.all[0].reason == "not a JSON object")
         #expect(failures.all[1].reason == "wrong_dimension: 2 components, the space has 3")
         #expect(failures.all[2].reason == "non_finite: vector[0] is not a finite float32 (nan)")
-        #expect(store.get(id: "a") == Memory(id: "a", user: "u1", role: .user, text: "first", createdAt: 5, metadata: #"{"k":1}"#, vector: [1, 0, 0]))
+        #expect(
+            store.get(id: "a")
+                == Memory(
+                    id: "a", user: "u1", role: .user, text: "first", createdAt: 5, metadata: #"{"k":1}"#,
+                    vector: [1, 0, 0]))
         #expect(store.get(id: "memories.jsonl:2")?.user == "u2")
         #expect(store.get(id: "memories.jsonl:4")?.user == "fallback")
 
@@ -97,7 +101,11 @@ final class Failures: Sendable {
             onFailure: failures.record)
         #expect(summary.imported == 2)
         #expect(failures.all == [ImportFailure(line: 4, reason: "3 fields, the header has 6")])
-        #expect(store.get(id: "c1") == Memory(id: "c1", user: "u", text: "hello, \"world\"", createdAt: 7, metadata: #"{"a":1}"#, vector: [1, 2, 3]))
+        #expect(
+            store.get(id: "c1")
+                == Memory(
+                    id: "c1", user: "u", text: "hello, \"world\"", createdAt: 7, metadata: #"{"a":1}"#,
+                    vector: [1, 2, 3]))
         #expect(store.get(id: "c2")?.vector == [0.5, -1, 2])
         store.close()
     }
@@ -112,7 +120,9 @@ final class Failures: Sendable {
         npy.append(contentsOf: [UInt8(header.utf8.count & 0xFF), UInt8(header.utf8.count >> 8)])
         npy.append(contentsOf: Array(header.utf8))
         let rows: [[Float]] = [[1, 0.5, -2], [0.25, 4, 1]]
-        for value in rows.joined() { withUnsafeBytes(of: Float16(value).bitPattern.littleEndian) { npy.append(contentsOf: $0) } }
+        for value in rows.joined() {
+            withUnsafeBytes(of: Float16(value).bitPattern.littleEndian) { npy.append(contentsOf: $0) }
+        }
         FileManager.default.createFile(atPath: folder.path + "/base.npy", contents: npy)
         var fvecs = Data()
         for row in rows {
@@ -120,7 +130,8 @@ final class Failures: Sendable {
             for value in row { withUnsafeBytes(of: value.bitPattern.littleEndian) { fvecs.append(contentsOf: $0) } }
         }
         FileManager.default.createFile(atPath: folder.path + "/base.fvecs", contents: fvecs)
-        let texts = folder.write("texts.jsonl", #"{"row":0,"id":"w0","text":"zero"}"# + "\n" + #"{"row":1,"text":"one"}"# + "\n")
+        let texts = folder.write(
+            "texts.jsonl", #"{"row":0,"id":"w0","text":"zero"}"# + "\n" + #"{"row":1,"text":"one"}"# + "\n")
 
         let store = try MemoryStore(path: folder.path + "/space.db", dimension: 3, metric: .dot, model: nil)
         let server = try await ContextStoreServer(
@@ -130,12 +141,16 @@ final class Failures: Sendable {
             ImportSource(path: folder.path + "/base.npy", format: .npy, texts: texts, defaultUser: "u"),
             into: ServerSink(client: client), onFailure: { _ in })
         #expect(summary.imported == 2)
-        #expect(try await client.get(id: "w0") == Memory(id: "w0", user: "u", text: "zero", createdAt: store.get(id: "w0")!.createdAt, vector: rows[0]))
+        #expect(
+            try await client.get(id: "w0")
+                == Memory(id: "w0", user: "u", text: "zero", createdAt: store.get(id: "w0")!.createdAt, vector: rows[0])
+        )
         #expect(try await client.get(id: "base.npy:2").vector == rows[1])
 
         // The same rows from .fvecs, under its own ids; a rerun of the .npy skips everything.
         let fromFvecs = try await Importer().run(
-            ImportSource(path: folder.path + "/base.fvecs", format: .fvecs, defaultUser: "u"), into: ServerSink(client: client),
+            ImportSource(path: folder.path + "/base.fvecs", format: .fvecs, defaultUser: "u"),
+            into: ServerSink(client: client),
             onFailure: { _ in })
         #expect(fromFvecs.imported == 2)
         #expect(try await client.get(id: "base.fvecs:1").vector == rows[0])

@@ -149,7 +149,10 @@ final class TemporaryDatabase {
 
     @Test func oneWriterProcessAtATime() throws {
         let store = try MemoryStore(path: temporary.path)
-        #expect(throws: StoreError.incompatibleDatabase("\(temporary.path) is in use by another process (a running server?)")) {
+        #expect(
+            throws: StoreError.incompatibleDatabase(
+                "\(temporary.path) is in use by another process (a running server?)")
+        ) {
             try MemoryStore(path: temporary.path)
         }
         store.close()

@@ -1,0 +1,247 @@
+import ContextClient
+import ContextProtocol
+import Foundation
+import Histogram
+import MemoryStore
+import Synchronization
+import VectorIndex
+
+/// One query of a benchmark: what to ask and how to score the answer.
+struct BenchQuery: Sendable {
+    var search: SearchRequest
+    /// The ids that count as correct (ground truth top k, or evidence turns).
+    var relevant: [String]
+    /// A label to report recall by (question category), or nil.
+    var group: String?
+}
+
+/// Per-query outcome: the ids returned, best first, and the latency.
+struct QueryOutcome: Sendable {
+    var ids: [String]
+    var microseconds: UInt64
+}
+
+/// The outcomes of a run, filled in by the connections' tasks.
+final class Outcomes: Sendable {
+    let list: Mutex<[QueryOutcome?]>
+    init(count: Int) { list = Mutex([QueryOutcome?](repeating: nil, count: count)) }
+}
+
+/// Runs queries over `concurrency` connections and measures each one.
+enum QueryRunner {
+    static func run(
+        _ queries: [BenchQuery], concurrency: Int, connect: @escaping @Sendable () async throws -> ContextStoreClient
+    ) async throws -> (outcomes: [QueryOutcome], seconds: Double) {
+        let results = Outcomes(count: queries.count)
+        let start = monotonicSeconds()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for worker in 0..<max(1, concurrency) {
+                group.addTask {
+                    let client = try await connect()
+                    var index = worker
+                    while index < queries.count {
+                        let began = monotonicSeconds()
+                        let hits = try await client.search(queries[index].search)
+                        let elapsed = UInt64((monotonicSeconds() - began) * 1e6)
+                        let outcome = QueryOutcome(ids: hits.map(\.memory.id), microseconds: elapsed)
+                        results.list.withLock { $0[index] = outcome }
+                        index += max(1, concurrency)
+                    }
+                    await client.close()
+                }
+            }
+            try await group.waitForAll()
+        }
+        return (results.list.withLock { $0.map { $0! } }, monotonicSeconds() - start)
+    }
+
+    /// Recall, throughput and latency figures of a run; recall is reported at each of `ks`.
+    static func figures(
+        _ queries: [BenchQuery], _ outcomes: [QueryOutcome], seconds: Double, ks: [Int]
+    ) -> [(key: String, value: Double)] {
+        var histogram = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
+        for outcome in outcomes { _ = histogram.record(max(1, outcome.microseconds)) }
+        var figures: [(key: String, value: Double)] = []
+        func recall(_ k: Int, _ pairs: [(BenchQuery, QueryOutcome)]) -> Double {
+            guard !pairs.isEmpty else { return 0 }
+            let total = pairs.reduce(0.0) { sum, pair in
+                let relevant = Set(pair.0.relevant)
+                guard !relevant.isEmpty else { return sum }
+                let found = pair.1.ids.prefix(k).filter(relevant.contains).count
+                return sum + Double(found) / Double(relevant.count)
+            }
+            return total / Double(pairs.count)
+        }
+        let pairs = Array(zip(queries, outcomes))
+        for k in ks { figures.append(("recall@\(k)", recall(k, pairs))) }
+        let groups = queries.compactMap(\.group).uniqued().sorted()
+        for group in groups {
+            let members = pairs.filter { $0.0.group == group }
+            for k in ks { figures.append(("recall@\(k) \(group)", recall(k, members))) }
+            figures.append(("questions \(group)", Double(members.count)))
+        }
+        figures.append(("queries", Double(queries.count)))
+        figures.append(("queries_per_second", seconds > 0 ? Double(queries.count) / seconds : 0))
+        figures.append(("latency_p50_us", Double(histogram.valueAtPercentile(50))))
+        figures.append(("latency_p95_us", Double(histogram.valueAtPercentile(95))))
+        figures.append(("latency_p99_us", Double(histogram.valueAtPercentile(99))))
+        figures.append(("latency_max_us", Double(histogram.maxRecorded)))
+        return figures
+    }
+}
+
+/// Vector mode: a base and a query set (`.npy`/`.fvecs`), ground truth given or computed exactly.
+public struct VectorBenchmark: Sendable {
+    public var base: String
+    public var queries: String
+    public var groundTruth: String?
+    public var k: Int
+    public var concurrency: Int
+    public var user = "bench"
+
+    public init(base: String, queries: String, groundTruth: String?, k: Int, concurrency: Int) {
+        self.base = base
+        self.queries = queries
+        self.groundTruth = groundTruth
+        self.k = k
+        self.concurrency = concurrency
+    }
+
+    public func run(
+        name: String, connect: @escaping @Sendable () async throws -> ContextStoreClient,
+        log: @escaping @Sendable (String) -> Void
+    ) async throws -> BenchResult {
+        let baseFile = try VectorFile(path: base)
+        let queryFile = try VectorFile(path: queries)
+        let stem = URL(fileURLWithPath: base).lastPathComponent
+        func id(row: Int) -> String { "\(stem):\(row + 1)" }  // the importer's id for a row
+
+        log("loading \(baseFile.rows) vectors from \(base)")
+        let client = try await connect()
+        let load = try await Importer(batchSize: 1000).run(
+            ImportSource(path: base, format: ImportFormat(path: base) ?? .npy, defaultUser: user),
+            into: ServerSink(client: client), onFailure: { log("line \($0.line): \($0.reason)") })
+        let hello = try await client.hello()
+        await client.close()
+
+        let truth: [[String]]
+        if let groundTruth {
+            let file = try VectorFile(path: groundTruth)
+            truth = (0..<queryFile.rows).map { Array(file.integerRow($0).prefix(k)).map { id(row: $0) } }
+        } else {
+            log("computing exact ground truth (\(hello.metric.rawValue))")
+            var index = FlatIndex(dimension: baseFile.dimension, metric: hello.metric)
+            let attributes = RowAttributes(session: nil, role: nil, createdAt: 0)
+            for row in 0..<baseFile.rows {
+                index.upsert(id: id(row: row), user: user, vector: baseFile.row(row), attributes: attributes)
+            }
+            truth = index.search(user: user, queries: (0..<queryFile.rows).map(queryFile.row), k: k).map {
+                $0.map(\.id)
+            }
+        }
+        let queries = (0..<queryFile.rows).map { row in
+            BenchQuery(
+                search: SearchRequest(user: user, vector: queryFile.row(row), k: k), relevant: truth[row], group: nil)
+        }
+        log("running \(queries.count) queries over \(concurrency) connections")
+        let (outcomes, seconds) = try await QueryRunner.run(queries, concurrency: concurrency, connect: connect)
+        var figures = QueryRunner.figures(queries, outcomes, seconds: seconds, ks: [k])
+        figures.append(("base_rows", Double(baseFile.rows)))
+        figures.append(("load_rows_per_second", load.rate))
+        let qps = figures.first { $0.key == "queries_per_second" }!.value
+        let recall = figures.first { $0.key == "recall@\(k)" }!.value
+        return BenchResult(
+            name: name, mode: "vector",
+            settings: [
+                ("base", base), ("queries", self.queries), ("groundtruth", groundTruth ?? "computed exactly"),
+                ("k", String(k)),
+                ("concurrency", String(concurrency)), ("index", hello.index), ("metric", hello.metric.rawValue),
+                ("blas", hello.blas), ("server", "\(hello.server) \(hello.version)"),
+            ],
+            figures: figures, curve: [(qps, recall)])
+    }
+}
+
+/// Conversation mode: a LoCoMo-format folder (`turns.jsonl`, `questions.jsonl`); each
+/// conversation is one user, each question is asked as text in its conversation's scope, and
+/// evidence recall is reported per question category.
+public struct ConversationBenchmark: Sendable {
+    public var folder: String
+    public var k: Int
+    public var concurrency: Int
+
+    public init(folder: String, k: Int, concurrency: Int) {
+        self.folder = folder
+        self.k = k
+        self.concurrency = concurrency
+    }
+
+    public func run(
+        name: String, connect: @escaping @Sendable () async throws -> ContextStoreClient,
+        log: @escaping @Sendable (String) -> Void
+    ) async throws -> BenchResult {
+        func objects(_ file: String) throws -> [JSONObject] {
+            let lines = try LineReader(path: folder + "/" + file)
+            var objects: [JSONObject] = []
+            while let line = lines.next() {
+                if case .object(let object) = try? JSONParser.parse(line) { objects.append(object) }
+            }
+            return objects
+        }
+        func string(_ object: JSONObject, _ key: String) -> String {
+            if case .string(let text) = object[key] { text } else { "" }
+        }
+        let turns = try objects("turns.jsonl")
+        let questions = try objects("questions.jsonl")
+        let memories = turns.map { turn in
+            NewMemory(
+                id: string(turn, "conv") + "/" + string(turn, "id"), user: string(turn, "conv"),
+                session: string(turn, "session"), text: string(turn, "speaker") + ": " + string(turn, "text"),
+                vector: [])
+        }
+        log("loading \(memories.count) turns (embedded by the server)")
+        let client = try await connect()
+        let hello = try await client.hello()
+        guard let model = hello.embedder else {
+            throw DataFileError("conversation mode needs a server with an embedding model (hello reports none)")
+        }
+        let loadStart = monotonicSeconds()
+        for start in stride(from: 0, to: memories.count, by: 128) {
+            _ = try await client.addBatch(Array(memories[start..<min(memories.count, start + 128)]), ifAbsent: true)
+        }
+        let loadSeconds = monotonicSeconds() - loadStart
+        await client.close()
+
+        let ks = [5, 10, 20, k].uniqued().sorted()
+        let queries = questions.map { question in
+            let conv = string(question, "conv")
+            let evidence: [String] =
+                if case .array(let ids) = question["evidence"] {
+                    ids.compactMap { if case .string(let id) = $0 { conv + "/" + id } else { nil } }
+                } else { [] }
+            let category: String =
+                switch question["category"] {
+                case .number(let number): "category \(Int(number))"
+                case .string(let text): "category \(text)"
+                default: "category ?"
+                }
+            return BenchQuery(
+                search: SearchRequest(user: conv, query: string(question, "text"), k: ks.last!), relevant: evidence,
+                group: category)
+        }
+        log("asking \(queries.count) questions over \(concurrency) connections")
+        let (outcomes, seconds) = try await QueryRunner.run(queries, concurrency: concurrency, connect: connect)
+        var figures = QueryRunner.figures(queries, outcomes, seconds: seconds, ks: ks)
+        figures.append(("turns", Double(memories.count)))
+        figures.append(("load_turns_per_second", loadSeconds > 0 ? Double(memories.count) / loadSeconds : 0))
+        let qps = figures.first { $0.key == "queries_per_second" }!.value
+        let recall = figures.first { $0.key == "recall@\(k)" }!.value
+        return BenchResult(
+            name: name, mode: "conversation",
+            settings: [
+                ("conversations", folder), ("k", String(k)), ("concurrency", String(concurrency)), ("search", "vector"),
+                ("model", model), ("index", hello.index), ("server", "\(hello.server) \(hello.version)"),
+            ],
+            figures: figures, curve: [(qps, recall)])
+    }
+}

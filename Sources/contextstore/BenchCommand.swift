@@ -1,0 +1,126 @@
+import ArgumentParser
+import ContextClient
+import ContextServer
+import ContextTools
+import Embedder
+import Foundation
+import Logging
+import MemoryStore
+import VectorIndex
+
+/// `contextstore bench`: recall, latency and throughput of a server on a dataset.
+struct BenchCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench",
+        abstract: "Benchmark recall, latency and throughput; compare runs.",
+        subcommands: [BenchRunCommand.self, BenchCompareCommand.self],
+        defaultSubcommand: BenchRunCommand.self
+    )
+}
+
+struct BenchRunCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Load a dataset into a server and measure it (the default of `bench`).",
+        discussion: """
+            Vector mode: --base and --queries (.npy or .fvecs), ground truth from --groundtruth (.npy int32 \
+            or .ivecs, row numbers of the base) or computed exactly. Conversation mode: --conversations, a \
+            LoCoMo-format folder (turns.jsonl, questions.jsonl); each conversation is one user and every \
+            question is asked as text (the server must have a model). Without --port, an embedded server \
+            on a temporary database is started and stopped. Writes DIR/NAME.json, and DIR/report.md and \
+            DIR/recall_qps.svg over every run in DIR.
+            """
+    )
+
+    @Option(help: "Base vectors (.npy/.fvecs).") var base: String?
+    @Option(help: "Query vectors (.npy/.fvecs).") var queries: String?
+    @Option(help: "Ground truth: base row numbers per query (.npy int32 or .ivecs).") var groundtruth: String?
+    @Option(help: "A LoCoMo-format folder (conversation mode).") var conversations: String?
+    @Option(help: "Hits per query; recall is measured at k.") var k = 10
+    @Option(help: "Concurrent connections.") var concurrency = 1
+    @Option(help: "Results folder.") var out = "bench-results"
+    @Option(help: "The run's name (default: mode and time).") var name: String?
+    @Option(help: "A running server's address.") var host = "127.0.0.1"
+    @Option(help: "A running server's port (default: start an embedded server).") var port: Int?
+    @Option(help: "Embedded server: metric of the space.") var metric: Metric = .cosine
+    @Option(
+        help: "Embedded server: model folder, or 'none' (default: data/models/all-MiniLM-L6-v2 in conversation mode).")
+    var model: String?
+
+    func run() async throws {
+        let vectorMode = base != nil || queries != nil
+        guard vectorMode != (conversations != nil), !vectorMode || (base != nil && queries != nil) else {
+            throw ValidationError("give --base and --queries (vector mode) or --conversations (conversation mode)")
+        }
+        let runName = name ?? "\(vectorMode ? "vector" : "conversation")-\(Int(Date().timeIntervalSince1970))"
+        let log: @Sendable (String) -> Void = { printError($0) }
+
+        var embedded: (store: MemoryStore, server: ContextStoreServer, folder: String)?
+        let serverPort: Int
+        if let port {
+            serverPort = port
+        } else {
+            let folder = NSTemporaryDirectory() + "contextstore-bench-" + UUID().uuidString
+            try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+            let modelFolder = model ?? (vectorMode ? "none" : "data/models/all-MiniLM-L6-v2")
+            let embedder = modelFolder == "none" ? nil : try SentenceEmbedder(folder: modelFolder)
+            let store = try MemoryStore(
+                path: folder + "/bench.db", dimension: embedder?.dimension, metric: metric, model: embedder?.modelID)
+            var logger = Logger(label: "bench")
+            logger.logLevel = .warning
+            let server = try await ContextStoreServer(
+                store: store, embedder: embedder, configuration: ServerConfiguration(port: 0), logger: logger)
+            embedded = (store, server, folder)
+            serverPort = server.port
+            log("embedded server on 127.0.0.1:\(serverPort)")
+        }
+        let host = self.host
+        let connect: @Sendable () async throws -> ContextStoreClient = {
+            try await ContextStoreClient.connect(host: host, port: serverPort)
+        }
+        let result: BenchResult
+        do {
+            if let base, let queries {
+                result = try await VectorBenchmark(
+                    base: base, queries: queries, groundTruth: groundtruth, k: k, concurrency: concurrency
+                ).run(name: runName, connect: connect, log: log)
+            } else {
+                result = try await ConversationBenchmark(folder: conversations!, k: k, concurrency: concurrency)
+                    .run(name: runName, connect: connect, log: log)
+            }
+        } catch {
+            await stop(embedded)
+            throw error
+        }
+        await stop(embedded)
+
+        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+        try result.json.write(toFile: out + "/" + runName + ".json", atomically: true, encoding: .utf8)
+        let runs = try FileManager.default.contentsOfDirectory(atPath: out).filter { $0.hasSuffix(".json") }.sorted()
+            .compactMap { try? BenchResult(json: String(contentsOfFile: out + "/" + $0, encoding: .utf8)) }
+        try BenchResult.markdown(runs).write(toFile: out + "/report.md", atomically: true, encoding: .utf8)
+        try SVGPlot.recallAgainstQPS(runs).write(toFile: out + "/recall_qps.svg", atomically: true, encoding: .utf8)
+        print(result.table)
+        print("wrote \(out)/\(runName).json, \(out)/report.md, \(out)/recall_qps.svg")
+    }
+
+    private func stop(_ embedded: (store: MemoryStore, server: ContextStoreServer, folder: String)?) async {
+        guard let embedded else { return }
+        await embedded.server.shutdown()
+        embedded.store.close()
+        try? FileManager.default.removeItem(atPath: embedded.folder)
+    }
+}
+
+struct BenchCompareCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "compare", abstract: "Show each figure of two runs and the ratio B/A.")
+    @Argument(help: "Run A (a result .json).") var a: String
+    @Argument(help: "Run B (a result .json).") var b: String
+
+    func run() throws {
+        let first = try BenchResult(json: String(contentsOfFile: a, encoding: .utf8))
+        let second = try BenchResult(json: String(contentsOfFile: b, encoding: .utf8))
+        print(BenchResult.compare(first, second))
+    }
+}
