@@ -16,7 +16,7 @@ func writeVecs(_ path: String, _ rows: [[Float]]) {
         withUnsafeBytes(of: Int32(row.count).littleEndian) { data.append(contentsOf: $0) }
         for value in row { withUnsafeBytes(of: value.bitPattern.littleEndian) { data.append(contentsOf: $0) } }
     }
-    FileManager.default.createFile(atPath: path, contents: data)
+    _ = FileManager.default.createFile(atPath: path, contents: data)
 }
 
 func writeIvecs(_ path: String, _ rows: [[Int32]]) {
@@ -25,7 +25,7 @@ func writeIvecs(_ path: String, _ rows: [[Int32]]) {
         withUnsafeBytes(of: Int32(row.count).littleEndian) { data.append(contentsOf: $0) }
         for value in row { withUnsafeBytes(of: value.littleEndian) { data.append(contentsOf: $0) } }
     }
-    FileManager.default.createFile(atPath: path, contents: data)
+    _ = FileManager.default.createFile(atPath: path, contents: data)
 }
 
 @Suite struct BenchTests {

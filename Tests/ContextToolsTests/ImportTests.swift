@@ -16,7 +16,7 @@ final class Folder: Sendable {
 
     func write(_ name: String, _ text: String) -> String {
         let file = path + "/" + name
-        FileManager.default.createFile(atPath: file, contents: Data(text.utf8))
+        _ = FileManager.default.createFile(atPath: file, contents: Data(text.utf8))
         return file
     }
 }
@@ -123,13 +123,13 @@ final class Failures: Sendable {
         for value in rows.joined() {
             withUnsafeBytes(of: Float16(value).bitPattern.littleEndian) { npy.append(contentsOf: $0) }
         }
-        FileManager.default.createFile(atPath: folder.path + "/base.npy", contents: npy)
+        _ = FileManager.default.createFile(atPath: folder.path + "/base.npy", contents: npy)
         var fvecs = Data()
         for row in rows {
             withUnsafeBytes(of: Int32(3).littleEndian) { fvecs.append(contentsOf: $0) }
             for value in row { withUnsafeBytes(of: value.bitPattern.littleEndian) { fvecs.append(contentsOf: $0) } }
         }
-        FileManager.default.createFile(atPath: folder.path + "/base.fvecs", contents: fvecs)
+        _ = FileManager.default.createFile(atPath: folder.path + "/base.fvecs", contents: fvecs)
         let texts = folder.write(
             "texts.jsonl", #"{"row":0,"id":"w0","text":"zero"}"# + "\n" + #"{"row":1,"text":"one"}"# + "\n")
 
