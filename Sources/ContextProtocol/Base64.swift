@@ -9,28 +9,32 @@ public enum Base64 {
 
     /// The base64 text of `vector`'s little-endian float32 bytes.
     public static func encode(_ vector: [Float]) -> String {
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(vector.count * 4)
-        for value in vector {
-            let bits = value.bitPattern.littleEndian
-            bytes.append(contentsOf: [
-                UInt8(bits & 0xFF), UInt8(bits >> 8 & 0xFF), UInt8(bits >> 16 & 0xFF), UInt8(bits >> 24),
-            ])
+        let byteCount = vector.count * 4
+        let length = (byteCount + 2) / 3 * 4
+        #if _endian(big)
+            let vector = vector.map { Float(bitPattern: $0.bitPattern.byteSwapped) }
+        #endif
+        return vector.withUnsafeBytes { raw in
+            String(unsafeUninitializedCapacity: length) { text in
+                alphabet.withUnsafeBufferPointer { alphabet in
+                    var out = 0
+                    var i = 0
+                    while i < byteCount {
+                        let b0 = UInt32(raw[i])
+                        let b1 = i + 1 < byteCount ? UInt32(raw[i + 1]) : 0
+                        let b2 = i + 2 < byteCount ? UInt32(raw[i + 2]) : 0
+                        let chunk = b0 << 16 | b1 << 8 | b2
+                        text[out] = alphabet[Int(chunk >> 18 & 63)]
+                        text[out + 1] = alphabet[Int(chunk >> 12 & 63)]
+                        text[out + 2] = i + 1 < byteCount ? alphabet[Int(chunk >> 6 & 63)] : UInt8(ascii: "=")
+                        text[out + 3] = i + 2 < byteCount ? alphabet[Int(chunk & 63)] : UInt8(ascii: "=")
+                        out += 4
+                        i += 3
+                    }
+                }
+                return length
+            }
         }
-        var text: [UInt8] = []
-        text.reserveCapacity((bytes.count + 2) / 3 * 4)
-        var i = 0
-        while i < bytes.count {
-            let chunk =
-                (UInt32(bytes[i]) << 16) | (i + 1 < bytes.count ? UInt32(bytes[i + 1]) << 8 : 0)
-                | (i + 2 < bytes.count ? UInt32(bytes[i + 2]) : 0)
-            text.append(alphabet[Int(chunk >> 18 & 63)])
-            text.append(alphabet[Int(chunk >> 12 & 63)])
-            text.append(i + 1 < bytes.count ? alphabet[Int(chunk >> 6 & 63)] : UInt8(ascii: "="))
-            text.append(i + 2 < bytes.count ? alphabet[Int(chunk & 63)] : UInt8(ascii: "="))
-            i += 3
-        }
-        return String(decoding: text, as: UTF8.self)
     }
 
     /// The float32 values encoded in `text`, or nil when it is not base64 of a multiple of 4 bytes.
