@@ -23,7 +23,8 @@ public struct JSONWriter: Sendable {
         text.withUTF8 { utf8 in
             // Most strings need no escaping: copy runs of plain bytes in one go.
             var runStart = 0
-            for (i, byte) in utf8.enumerated() where byte < 0x20 || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") {
+            for (i, byte) in utf8.enumerated()
+            where byte < 0x20 || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") {
                 bytes.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[runStart..<i]))
                 runStart = i + 1
                 bytes.append(UInt8(ascii: "\\"))

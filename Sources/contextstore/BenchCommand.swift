@@ -62,8 +62,7 @@ struct BenchRunCommand: AsyncParsableCommand {
         } else {
             let folder = NSTemporaryDirectory() + "contextstore-bench-" + UUID().uuidString
             try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
-            let modelFolder = model ?? (vectorMode ? "none" : "data/models/all-MiniLM-L6-v2")
-            let embedder = modelFolder == "none" ? nil : try SentenceEmbedder(folder: modelFolder)
+            let embedder = try ModelOption.load(model ?? (vectorMode ? "none" : nil))
             let store = try MemoryStore(
                 path: folder + "/bench.db", dimension: embedder?.dimension, metric: metric, model: embedder?.modelID)
             var logger = Logger(label: "bench")

@@ -54,7 +54,7 @@ struct ImportCommand: AsyncParsableCommand {
         }
         let summary: ImportSummary
         if let db {
-            let embedder = try loadEmbedder()
+            let embedder = try ModelOption.load(model)
             let store: MemoryStore
             do {
                 store = try MemoryStore(
@@ -78,15 +78,6 @@ struct ImportCommand: AsyncParsableCommand {
             "imported \(summary.imported), skipped \(summary.skipped), failed \(summary.failed), "
                 + "\(seconds) s, \(Int(summary.rate)) rows/s")
         if summary.failed > 0 { throw ExitCode(1) }
-    }
-
-    private func loadEmbedder() throws -> SentenceEmbedder? {
-        let defaultFolder = "data/models/all-MiniLM-L6-v2"
-        switch model {
-        case "none": return nil
-        case let folder?: return try SentenceEmbedder(folder: folder)
-        case nil: return (try? SentenceEmbedder(folder: defaultFolder))
-        }
     }
 }
 

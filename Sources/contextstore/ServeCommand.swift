@@ -57,7 +57,10 @@ struct ServeCommand: AsyncParsableCommand {
         var logger = Logger(label: "contextstore")
         logger.logLevel = .info
 
-        let embedder = try loadEmbedder(logger: logger)
+        let embedder = try ModelOption.load(model)
+        if embedder == nil, model == nil {
+            logger.info("no embedding model at \(ModelOption.defaultFolder) (scripts/fetch-model fetches it)")
+        }
         try createParentDirectory(of: db)
         let store: MemoryStore
         do {
@@ -92,27 +95,6 @@ struct ServeCommand: AsyncParsableCommand {
         logger.info("shutting down", metadata: ["signal": "\(signal)"])
         await server.shutdown()
         store.close()
-    }
-
-    /// The model named by `--model`, the default one when it was fetched, or nil.
-    private func loadEmbedder(logger: Logger) throws -> SentenceEmbedder? {
-        let defaultFolder = "data/models/all-MiniLM-L6-v2"
-        let folder: String
-        switch model {
-        case "none": return nil
-        case let path?: folder = path
-        case nil:
-            guard access(defaultFolder + "/model.safetensors", R_OK) == 0 else {
-                logger.info("no embedding model at \(defaultFolder) (scripts/fetch-model fetches it)")
-                return nil
-            }
-            folder = defaultFolder
-        }
-        do {
-            return try SentenceEmbedder(folder: folder)
-        } catch {
-            throw ValidationError("cannot load the embedding model in \(folder): \(error)")
-        }
     }
 
     private func createParentDirectory(of path: String) throws {
