@@ -1,0 +1,101 @@
+import Testing
+
+@testable import VectorIndex
+
+@Suite struct HNSWIndexTests {
+    let attributes = RowAttributes(session: nil, role: nil, createdAt: 0)
+    let dimension = 16
+
+    /// Clustered unit vectors, as sentence embeddings are: 20 centres, points scattered around them.
+    func data(count: Int, seed: UInt64) -> [[Float]] {
+        var generator = SplitMix64(state: seed)
+        let centres = (0..<20).map { _ in randomVector(dimension, using: &generator) }
+        return (0..<count).map { i in
+            FlatIndex.normalized(zip(centres[i % 20], randomVector(dimension, using: &generator)).map { $0 + 0.3 * $1 })
+        }
+    }
+
+    func recall(_ index: HNSWIndex, _ flat: FlatIndex, queries: [[Float]], k: Int, ef: Int, user: String = "u", filter: RowFilter = RowFilter()) -> Double {
+        var total = 0.0
+        for query in queries {
+            let truth = Set(flat.search(user: user, query: query, k: k, filter: filter).map(\.id))
+            let found = index.search(user: user, query: query, k: k, ef: ef, filter: filter).map(\.id)
+            total += truth.isEmpty ? 1 : Double(found.filter(truth.contains).count) / Double(truth.count)
+        }
+        return total / Double(queries.count)
+    }
+
+    func build(_ vectors: [[Float]], metric: Metric, users: (Int) -> String = { _ in "u" }) -> (HNSWIndex, FlatIndex) {
+        var index = HNSWIndex(dimension: dimension, metric: metric, parameters: HNSWParameters(M: 8, efConstruction: 64, efSearch: 32))
+        var flat = FlatIndex(dimension: dimension, metric: metric)
+        for (i, vector) in vectors.enumerated() {
+            let attributes = RowAttributes(session: "s\(i % 10)", role: nil, createdAt: Int64(i))
+            index.insert(id: "n\(i)", user: users(i), vector: vector, attributes: attributes)
+            flat.upsert(id: "n\(i)", user: users(i), vector: vector, attributes: attributes)
+        }
+        return (index, flat)
+    }
+
+    @Test(arguments: Metric.allCases)
+    func findsTheTrueNeighbours(metric: Metric) {
+        let (index, flat) = build(data(count: 1500, seed: 1), metric: metric)
+        let queries = data(count: 40, seed: 2)
+        #expect(index.count == 1500)
+        #expect(recall(index, flat, queries: queries, k: 10, ef: 64) >= 0.95)
+        // Scores are the metric's own, as the flat index reports them.
+        let hit = index.search(user: "u", query: queries[0], k: 1, ef: 64)[0]
+        let exact = flat.search(user: "u", query: queries[0], k: 50).first { $0.id == hit.id }!
+        #expect(abs(hit.score - exact.score) < 1e-3)
+    }
+
+    @Test func filtersDuringTheWalkAndNeverStarve() {
+        // 1% of the nodes belong to "rare": a post-filter would usually return nothing.
+        let (index, flat) = build(data(count: 1500, seed: 3), metric: .dot) { $0 % 100 == 7 ? "rare" : "common" }
+        let queries = data(count: 20, seed: 4)
+        for query in queries {
+            #expect(index.search(user: "rare", query: query, k: 10, ef: 16).count == 10)
+            #expect(index.search(user: "rare", query: query, k: 30, ef: 16).count == 15)  // all there are
+        }
+        #expect(recall(index, flat, queries: queries, k: 10, ef: 16, user: "rare") >= 0.95)
+        let session = RowFilter(session: "s3")
+        #expect(recall(index, flat, queries: queries, k: 10, ef: 32, user: "common", filter: session) >= 0.95)
+        #expect(index.search(user: "nobody", query: queries[0], k: 5).isEmpty)
+    }
+
+    @Test func deletedNodesAreNeverReturnedAndQualityHolds() {
+        let vectors = data(count: 1500, seed: 5)
+        let queries = data(count: 40, seed: 6)
+        var (index, flat) = build(vectors, metric: .cosine)
+        let fresh = recall(index, flat, queries: queries, k: 10, ef: 48)
+        // Delete a random half, check none comes back, then insert them again.
+        var generator = SplitMix64(state: 9)
+        let victims = (0..<vectors.count).filter { _ in Bool.random(using: &generator) }
+        for i in victims {
+            let removed = index.remove(id: "n\(i)")
+            #expect(removed)
+            flat.remove(id: "n\(i)")
+        }
+        #expect(index.count == vectors.count - victims.count)
+        let gone = Set(victims.map { "n\($0)" })
+        for query in queries { #expect(index.search(user: "u", query: query, k: 20).allSatisfy { !gone.contains($0.id) }) }
+        #expect(recall(index, flat, queries: queries, k: 10, ef: 48) >= fresh - 0.02)
+        for i in victims {
+            index.insert(id: "n\(i)", user: "u", vector: vectors[i], attributes: attributes)
+            flat.upsert(id: "n\(i)", user: "u", vector: vectors[i], attributes: attributes)
+        }
+        #expect(index.count == vectors.count)
+        #expect(recall(index, flat, queries: queries, k: 10, ef: 48) >= fresh - 0.01)
+    }
+
+    @Test func simdKernelsMatchTheNaiveReference() {
+        var generator = SplitMix64(state: 11)
+        for n in [1, 15, 16, 17, 384] {
+            let a = randomVector(n, using: &generator)
+            let b = randomVector(n, using: &generator)
+            let dot = zip(a, b).reduce(Float(0)) { $0 + $1.0 * $1.1 }
+            let l2 = zip(a, b).reduce(Float(0)) { $0 + ($1.0 - $1.1) * ($1.0 - $1.1) }
+            #expect(abs(HNSWIndex.dot(a, b, n) - dot) < 1e-4)
+            #expect(abs(HNSWIndex.squaredDistance(a, b, n) - l2) < 1e-4)
+        }
+    }
+}
