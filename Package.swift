@@ -15,6 +15,7 @@ let package = Package(
         .library(name: "MemoryStore", targets: ["MemoryStore"]),
         .library(name: "VectorIndex", targets: ["VectorIndex"]),
         .library(name: "Embedder", targets: ["Embedder"]),
+        .library(name: "ContextTools", targets: ["ContextTools"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),

@@ -44,6 +44,14 @@ let package = Package(
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
         ),
         .executableTarget(
+            name: "hnswbench",
+            dependencies: [
+                .product(name: "VectorIndex", package: "ContextStore"),
+                .product(name: "ContextTools", package: "ContextStore"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .executableTarget(
             name: "loadgen",
             dependencies: [
                 .product(name: "Histogram", package: "hdrhistogram-swift"),

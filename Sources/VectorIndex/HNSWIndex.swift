@@ -1,3 +1,5 @@
+import Synchronization
+
 #if canImport(Glibc)
     import Glibc
 #endif
@@ -49,7 +51,12 @@ public struct HNSWIndex: Sendable {
     private var slots: [String: Int32] = [:]
     private var deleted: [Bool] = []
     private var attributes: [RowAttributes] = []
-    private var users: [String] = []
+    /// Each node's user as a small number, so the scope check in a walk compares integers.
+    private var userOfSlot: [Int32] = []
+    private var userNumbers: [String: Int32] = [:]
+    /// Visited sets kept between searches: allocating and zeroing one per query cost more than
+    /// the walk on small graphs.
+    private let scratch = ScratchPool()
     private var entryPoint: Int32 = -1
     private var topLevel = -1
     private var random: UInt64
@@ -88,7 +95,8 @@ public struct HNSWIndex: Sendable {
         let ra = UnsafeRawPointer(a)
         let rb = UnsafeRawPointer(b)
         while i + 16 <= n {
-            sum += ra.loadUnaligned(fromByteOffset: 4 * i, as: SIMD16<Float>.self)
+            sum +=
+                ra.loadUnaligned(fromByteOffset: 4 * i, as: SIMD16<Float>.self)
                 * rb.loadUnaligned(fromByteOffset: 4 * i, as: SIMD16<Float>.self)
             i += 16
         }
@@ -107,7 +115,8 @@ public struct HNSWIndex: Sendable {
         let ra = UnsafeRawPointer(a)
         let rb = UnsafeRawPointer(b)
         while i + 16 <= n {
-            let d = ra.loadUnaligned(fromByteOffset: 4 * i, as: SIMD16<Float>.self)
+            let d =
+                ra.loadUnaligned(fromByteOffset: 4 * i, as: SIMD16<Float>.self)
                 - rb.loadUnaligned(fromByteOffset: 4 * i, as: SIMD16<Float>.self)
             sum += d * d
             i += 16
@@ -223,21 +232,26 @@ public struct HNSWIndex: Sendable {
         slots[id] = slot
         deleted.append(false)
         self.attributes.append(attributes)
-        users.append(user)
+        let userNumber = userNumbers[user] ?? Int32(userNumbers.count)
+        userNumbers[user] = userNumber
+        userOfSlot.append(userNumber)
         liveCount += 1
         guard entryPoint >= 0 else {
             entryPoint = slot
             topLevel = level
             return
         }
-        var visited = VisitedSet(capacity: ids.count)
+        var visited = scratch.take(capacity: ids.count)
+        defer { scratch.give(visited) }
         var entries = [entryPoint]
         stored.withUnsafeBufferPointer { query in
             let q = query.baseAddress!
             if topLevel > level {
                 for layer in stride(from: topLevel, to: level, by: -1) {
                     visited.reset()
-                    entries = [searchLayer(q, entries: entries, ef: 1, level: layer, visited: &visited) { _ in true }[0].slot]
+                    entries = [
+                        searchLayer(q, entries: entries, ef: 1, level: layer, visited: &visited) { _ in true }[0].slot
+                    ]
                 }
             }
             for layer in stride(from: min(level, topLevel), through: 0, by: -1) {
@@ -296,24 +310,29 @@ public struct HNSWIndex: Sendable {
         user: String, query: [Float], k: Int, ef: Int? = nil, filter: RowFilter = RowFilter()
     ) -> [SearchHit] {
         precondition(query.count == dimension && k > 0)
-        guard entryPoint >= 0 else { return [] }
+        guard entryPoint >= 0, let userNumber = userNumbers[user] else { return [] }
         let q = metric == .cosine ? FlatIndex.normalized(query) : query
-        var visited = VisitedSet(capacity: ids.count)
+        var visited = scratch.take(capacity: ids.count)
+        defer { scratch.give(visited) }
+        let unfiltered = filter.isEmpty
         let accept: (Int32) -> Bool = { slot in
             let i = Int(slot)
-            return !deleted[i] && users[i] == user && filter.matches(attributes[i])
+            return userOfSlot[i] == userNumber && !deleted[i] && (unfiltered || filter.matches(attributes[i]))
         }
         return q.withUnsafeBufferPointer { query in
             let pointer = query.baseAddress!
             var entries = [entryPoint]
             for layer in stride(from: topLevel, to: 0, by: -1) {
                 visited.reset()
-                entries = [searchLayer(pointer, entries: entries, ef: 1, level: layer, visited: &visited) { _ in true }[0].slot]
+                entries = [
+                    searchLayer(pointer, entries: entries, ef: 1, level: layer, visited: &visited) { _ in true }[0].slot
+                ]
             }
             var width = max(ef ?? parameters.efSearch, k)
             while true {
                 visited.reset()
-                let found = searchLayer(pointer, entries: entries, ef: width, level: 0, visited: &visited, accept: accept)
+                let found = searchLayer(
+                    pointer, entries: entries, ef: width, level: 0, visited: &visited, accept: accept)
                 if found.count >= k || visited.count >= ids.count || width >= ids.count {
                     return found.prefix(k).map { hit in
                         let score = metric == .l2 ? (-hit.score).squareRoot() : hit.score
@@ -334,6 +353,12 @@ struct VisitedSet {
 
     init(capacity: Int) {
         marks = [UInt32](repeating: 0, count: capacity)
+    }
+
+    /// Makes room for `capacity` slots and starts a new walk.
+    mutating func prepare(capacity: Int) {
+        if marks.count < capacity { marks.append(contentsOf: repeatElement(0, count: capacity - marks.count)) }
+        reset()
     }
 
     /// Marks `slot`; false when it was already marked.
@@ -401,5 +426,20 @@ struct ScoreHeap {
 
     func sortedBestFirst() -> [(score: Float, slot: Int32)] {
         items.sorted { $0.score > $1.score }
+    }
+}
+
+/// Visited sets handed out to concurrent searches and taken back, so each search reuses one.
+final class ScratchPool: Sendable {
+    private let free = Mutex<[VisitedSet]>([])
+
+    func take(capacity: Int) -> VisitedSet {
+        var set = free.withLock { $0.popLast() } ?? VisitedSet(capacity: capacity)
+        set.prepare(capacity: capacity)
+        return set
+    }
+
+    func give(_ set: VisitedSet) {
+        free.withLock { $0.append(set) }
     }
 }

@@ -15,7 +15,10 @@ import Testing
         }
     }
 
-    func recall(_ index: HNSWIndex, _ flat: FlatIndex, queries: [[Float]], k: Int, ef: Int, user: String = "u", filter: RowFilter = RowFilter()) -> Double {
+    func recall(
+        _ index: HNSWIndex, _ flat: FlatIndex, queries: [[Float]], k: Int, ef: Int, user: String = "u",
+        filter: RowFilter = RowFilter()
+    ) -> Double {
         var total = 0.0
         for query in queries {
             let truth = Set(flat.search(user: user, query: query, k: k, filter: filter).map(\.id))
@@ -26,7 +29,8 @@ import Testing
     }
 
     func build(_ vectors: [[Float]], metric: Metric, users: (Int) -> String = { _ in "u" }) -> (HNSWIndex, FlatIndex) {
-        var index = HNSWIndex(dimension: dimension, metric: metric, parameters: HNSWParameters(M: 8, efConstruction: 64, efSearch: 32))
+        var index = HNSWIndex(
+            dimension: dimension, metric: metric, parameters: HNSWParameters(M: 8, efConstruction: 64, efSearch: 32))
         var flat = FlatIndex(dimension: dimension, metric: metric)
         for (i, vector) in vectors.enumerated() {
             let attributes = RowAttributes(session: "s\(i % 10)", role: nil, createdAt: Int64(i))
@@ -77,7 +81,9 @@ import Testing
         }
         #expect(index.count == vectors.count - victims.count)
         let gone = Set(victims.map { "n\($0)" })
-        for query in queries { #expect(index.search(user: "u", query: query, k: 20).allSatisfy { !gone.contains($0.id) }) }
+        for query in queries {
+            #expect(index.search(user: "u", query: query, k: 20).allSatisfy { !gone.contains($0.id) })
+        }
         #expect(recall(index, flat, queries: queries, k: 10, ef: 48) >= fresh - 0.02)
         for i in victims {
             index.insert(id: "n\(i)", user: "u", vector: vectors[i], attributes: attributes)

@@ -1,0 +1,100 @@
+import ArgumentParser
+import ContextTools
+import VectorIndex
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// Builds an HNSW graph single-threaded from a base file, then sweeps `ef` over a query file and
+/// prints recall@10 against the ground truth and queries/second on one thread, with the build
+/// time and the resident memory: the figures hnswlib is compared on.
+@main
+struct HNSWBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "hnswbench", abstract: "Build and sweep an HNSW graph on a dataset (single thread).")
+
+    @Option(help: "Base vectors (.npy/.fvecs).") var base: String
+    @Option(help: "Query vectors (.npy/.fvecs).") var queries: String
+    @Option(help: "Ground truth rows (.npy int32/.ivecs).") var groundtruth: String
+    @Option(help: "Rows of the base to use (default: all).") var rows: Int?
+    @Option(name: .customLong("M")) var m = 16
+    @Option(name: .customLong("ef-construction")) var efConstruction = 200
+    @Option(help: "Comma-separated ef values to sweep.") var ef = "10,16,32,64,128,256"
+    @Option(help: "k for recall@k.") var k = 10
+
+    func run() throws {
+        let baseFile = try VectorFile(path: base)
+        let queryFile = try VectorFile(path: queries)
+        let truthFile = try VectorFile(path: groundtruth)
+        let count = min(rows ?? baseFile.rows, baseFile.rows)
+        let residentBefore = residentBytes()
+        var index = HNSWIndex(
+            dimension: baseFile.dimension, metric: .dot,
+            parameters: HNSWParameters(M: m, efConstruction: efConstruction))
+        let attributes = RowAttributes(session: nil, role: nil, createdAt: 0)
+        let start = seconds()
+        for row in 0..<count {
+            index.insert(id: String(row), user: "u", vector: baseFile.row(row), attributes: attributes)
+        }
+        let build = seconds() - start
+        let resident = residentBytes() - residentBefore
+        print(
+            "build: \(count) vectors in \(fixed(build, 1)) s = \(Int(Double(count) / build)) inserts/s, resident +\(resident / 1_000_000) MB (\(resident / count) bytes/vector, vectors included)"
+        )
+        let queryVectors = (0..<queryFile.rows).map(queryFile.row)
+        // With a subset of the base, the ground truth is only usable when computed on it.
+        let truth: [Set<String>] =
+            count == baseFile.rows
+            ? (0..<queryFile.rows).map { Set(truthFile.integerRow($0).prefix(k).map(String.init)) }
+            : {
+                var flat = FlatIndex(dimension: baseFile.dimension, metric: .dot)
+                for row in 0..<count {
+                    flat.upsert(id: String(row), user: "u", vector: baseFile.row(row), attributes: attributes)
+                }
+                return flat.search(user: "u", queries: queryVectors, k: k).map { Set($0.map(\.id)) }
+            }()
+        print("ef\trecall@\(k)\tqueries/s")
+        for width in ef.split(separator: ",").compactMap({ Int($0) }) {
+            var found = 0
+            let began = seconds()
+            var results: [[SearchHit]] = []
+            results.reserveCapacity(queryVectors.count)
+            for query in queryVectors { results.append(index.search(user: "u", query: query, k: k, ef: width)) }
+            let elapsed = seconds() - began
+            for (hits, expected) in zip(results, truth) { found += hits.filter { expected.contains($0.id) }.count }
+            print(
+                "\(width)\t\(fixed(Double(found) / Double(k * queryVectors.count), 4))\t\(Int(Double(queryVectors.count) / elapsed))"
+            )
+        }
+    }
+
+    private func seconds() -> Double {
+        var now = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &now)
+        return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
+    }
+
+    private func residentBytes() -> Int {
+        guard let file = fopen("/proc/self/statm", "r") else { return 0 }
+        defer { fclose(file) }
+        var size = 0
+        var resident = 0
+        _ = withUnsafeMutablePointer(to: &size) { s in
+            withUnsafeMutablePointer(to: &resident) { r in
+                withVaList([s, r]) { vfscanf(file, "%ld %ld", $0) }
+            }
+        }
+        return resident * Int(sysconf(Int32(_SC_PAGESIZE)))
+    }
+}
+
+/// `value` with `places` decimals.
+func fixed(_ value: Double, _ places: Int) -> String {
+    var scale = 1.0
+    for _ in 0..<places { scale *= 10 }
+    let scaled = Int((value * scale).rounded())
+    let whole = scaled / Int(scale)
+    let fraction = String(abs(scaled) % Int(scale))
+    return places == 0 ? String(whole) : "\(whole)." + String(repeating: "0", count: places - fraction.count) + fraction
+}
