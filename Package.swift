@@ -34,7 +34,8 @@ let package = Package(
             name: "CBLAS",
             providers: [.apt(["libblas-dev", "libopenblas0-pthread"])]
         ),
-        .target(name: "VectorIndex", dependencies: ["CBLAS"]),
+        .target(name: "CKernels"),
+        .target(name: "VectorIndex", dependencies: ["CBLAS", "CKernels"]),
         .target(name: "Embedder", dependencies: ["CBLAS"]),
         .target(name: "MemoryStore", dependencies: ["CSQLite", "VectorIndex"]),
         .target(name: "ContextProtocol", dependencies: ["MemoryStore"]),
@@ -78,7 +79,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        .testTarget(name: "VectorIndexTests", dependencies: ["VectorIndex"]),
+        .testTarget(name: "VectorIndexTests", dependencies: ["VectorIndex", "CKernels"]),
         .testTarget(name: "MemoryStoreTests", dependencies: ["MemoryStore"]),
         .testTarget(name: "EmbedderTests", dependencies: ["Embedder"]),
         .testTarget(

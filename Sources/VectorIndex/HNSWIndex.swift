@@ -1,3 +1,4 @@
+import CKernels
 import Synchronization
 
 #if canImport(Glibc)
@@ -42,6 +43,8 @@ public struct HNSWIndex: Sendable {
     public let dimension: Int
     public let metric: Metric
     public let parameters: HNSWParameters
+    /// The pair kernel for this metric, picked once from what the processor supports.
+    private let kernel: ck_pair_kernel
 
     private var vectors: [Float] = []
     private var levels: [Int32] = []
@@ -72,7 +75,11 @@ public struct HNSWIndex: Sendable {
         self.metric = metric
         self.parameters = parameters
         self.random = parameters.seed
+        self.kernel = metric == .l2 ? ck_select_squared_l2() : ck_select_dot()
     }
+
+    /// The instruction set of the distance kernels in use ("avx2+fma" or "baseline").
+    public static var kernelInstructionSet: String { String(cString: ck_kernel_isa()) }
 
     /// Live (not deleted) nodes.
     public var count: Int { liveCount }
@@ -85,9 +92,11 @@ public struct HNSWIndex: Sendable {
     /// Higher is closer: the inner product, or `-|a - b|^2` for l2.
     @inline(__always)
     private func score(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>) -> Float {
-        metric == .l2 ? -Self.squaredDistance(a, b, dimension) : Self.dot(a, b, dimension)
+        let value = kernel(a, b, dimension)
+        return metric == .l2 ? -value : value
     }
 
+    /// Portable reference kernels, kept for the kernel tests.
     @inline(__always)
     static func dot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) -> Float {
         var sum = SIMD16<Float>(repeating: 0)

@@ -1,3 +1,4 @@
+import CKernels
 import Testing
 
 @testable import VectorIndex
@@ -102,6 +103,9 @@ import Testing
             let l2 = zip(a, b).reduce(Float(0)) { $0 + ($1.0 - $1.1) * ($1.0 - $1.1) }
             #expect(abs(HNSWIndex.dot(a, b, n) - dot) < 1e-4)
             #expect(abs(HNSWIndex.squaredDistance(a, b, n) - l2) < 1e-4)
+            // The kernels picked at run time for this processor.
+            #expect(abs(ck_select_dot()(a, b, n) - dot) < 1e-4)
+            #expect(abs(ck_select_squared_l2()(a, b, n) - l2) < 1e-4)
         }
     }
 }

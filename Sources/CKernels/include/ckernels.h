@@ -1,0 +1,18 @@
+#ifndef CONTEXTSTORE_CKERNELS_H
+#define CONTEXTSTORE_CKERNELS_H
+
+/// Distance kernels for one pair of float32 vectors, in C so that each can be compiled for the
+/// instruction set it needs (AVX2 + FMA, or the baseline) and picked once at run time from what
+/// the processor supports.
+typedef float (*ck_pair_kernel)(const float *a, const float *b, long n);
+
+/// The fastest inner-product kernel this processor runs.
+ck_pair_kernel ck_select_dot(void);
+
+/// The fastest squared-Euclidean-distance kernel this processor runs.
+ck_pair_kernel ck_select_squared_l2(void);
+
+/// The name of the instruction set the selected kernels use ("avx2+fma" or "baseline").
+const char *ck_kernel_isa(void);
+
+#endif
