@@ -81,6 +81,20 @@ public struct HNSWIndex: Sendable {
     /// The instruction set of the distance kernels in use ("avx2+fma" or "baseline").
     public static var kernelInstructionSet: String { String(cString: ck_kernel_isa()) }
 
+    /// Makes room for `nodes` nodes in all, so a bulk build does not reallocate (and briefly
+    /// double) its arrays as it grows.
+    public mutating func reserveCapacity(_ nodes: Int) {
+        vectors.reserveCapacity(nodes * dimension)
+        layer0.reserveCapacity(nodes * stride0)
+        levels.reserveCapacity(nodes)
+        upper.reserveCapacity(nodes)
+        ids.reserveCapacity(nodes)
+        slots.reserveCapacity(nodes)
+        deleted.reserveCapacity(nodes)
+        attributes.reserveCapacity(nodes)
+        userOfSlot.reserveCapacity(nodes)
+    }
+
     /// Live (not deleted) nodes.
     public var count: Int { liveCount }
 
@@ -173,22 +187,40 @@ public struct HNSWIndex: Sendable {
     ) -> [(score: Float, slot: Int32)] {
         var candidates = ScoreHeap(maxOnTop: true)
         var results = ScoreHeap(maxOnTop: false)
+        var fresh: [Int32] = []
+        fresh.reserveCapacity(maxLinks0)
         vectors.withUnsafeBufferPointer { vectors in
-            let base = vectors.baseAddress!
-            for entry in entries where visited.insert(entry) {
-                let s = score(query, base + Int(entry) * dimension)
-                candidates.push(s, entry)
-                if accept(entry) { results.push(s, entry) }
-            }
-            while let (candidateScore, candidate) = candidates.pop() {
-                if results.count >= ef, let worst = results.top, candidateScore < worst.score { break }
-                for neighbour in links(candidate, level: level) where visited.insert(neighbour) {
-                    let s = score(query, base + Int(neighbour) * dimension)
-                    if results.count < ef || s > results.top!.score {
-                        candidates.push(s, neighbour)
-                        if accept(neighbour) {
-                            results.push(s, neighbour)
-                            if results.count > ef { _ = results.pop() }
+            layer0.withUnsafeBufferPointer { links0 in
+                let base = vectors.baseAddress!
+                for entry in entries where visited.insert(entry) {
+                    let s = score(query, base + Int(entry) * dimension)
+                    candidates.push(s, entry)
+                    if accept(entry) { results.push(s, entry) }
+                }
+                while let (candidateScore, candidate) = candidates.pop() {
+                    if results.count >= ef, let worst = results.top, candidateScore < worst.score { break }
+                    // Gather the unvisited neighbours first and prefetch their vectors, so the
+                    // loads overlap the scoring (hnswlib does the same).
+                    fresh.removeAll(keepingCapacity: true)
+                    if level == 0 {
+                        let start = Int(candidate) * stride0
+                        for i in 0..<Int(links0[start]) where visited.insert(links0[start + 1 + i]) {
+                            fresh.append(links0[start + 1 + i])
+                            ck_prefetch(base + Int(links0[start + 1 + i]) * dimension)
+                        }
+                    } else {
+                        for neighbour in links(candidate, level: level) where visited.insert(neighbour) {
+                            fresh.append(neighbour)
+                        }
+                    }
+                    for neighbour in fresh {
+                        let s = score(query, base + Int(neighbour) * dimension)
+                        if results.count < ef || s > results.top!.score {
+                            candidates.push(s, neighbour)
+                            if accept(neighbour) {
+                                results.push(s, neighbour)
+                                if results.count > ef { _ = results.pop() }
+                            }
                         }
                     }
                 }

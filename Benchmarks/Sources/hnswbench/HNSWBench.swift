@@ -33,6 +33,7 @@ struct HNSWBench: ParsableCommand {
             dimension: baseFile.dimension, metric: .dot,
             parameters: HNSWParameters(M: m, efConstruction: efConstruction))
         let attributes = RowAttributes(session: nil, role: nil, createdAt: 0)
+        index.reserveCapacity(count)  // as hnswlib's max_elements
         let start = seconds()
         for row in 0..<count {
             index.insert(id: String(row), user: "u", vector: baseFile.row(row), attributes: attributes)

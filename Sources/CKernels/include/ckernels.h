@@ -15,4 +15,7 @@ ck_pair_kernel ck_select_squared_l2(void);
 /// The name of the instruction set the selected kernels use ("avx2+fma" or "baseline").
 const char *ck_kernel_isa(void);
 
+/// Asks the processor to start loading the cache line at `address` (a vector about to be scored).
+static inline void ck_prefetch(const void *address) { __builtin_prefetch(address, 0, 3); }
+
 #endif
