@@ -110,49 +110,6 @@ public struct HNSWIndex: Sendable {
         return metric == .l2 ? -value : value
     }
 
-    /// Portable reference kernels, kept for the kernel tests.
-    @inline(__always)
-    static func dot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) -> Float {
-        var sum = SIMD16<Float>(repeating: 0)
-        var i = 0
-        let ra = UnsafeRawPointer(a)
-        let rb = UnsafeRawPointer(b)
-        while i + 16 <= n {
-            sum +=
-                ra.loadUnaligned(fromByteOffset: 4 * i, as: SIMD16<Float>.self)
-                * rb.loadUnaligned(fromByteOffset: 4 * i, as: SIMD16<Float>.self)
-            i += 16
-        }
-        var total = sum.sum()
-        while i < n {
-            total += a[i] * b[i]
-            i += 1
-        }
-        return total
-    }
-
-    @inline(__always)
-    static func squaredDistance(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) -> Float {
-        var sum = SIMD16<Float>(repeating: 0)
-        var i = 0
-        let ra = UnsafeRawPointer(a)
-        let rb = UnsafeRawPointer(b)
-        while i + 16 <= n {
-            let d =
-                ra.loadUnaligned(fromByteOffset: 4 * i, as: SIMD16<Float>.self)
-                - rb.loadUnaligned(fromByteOffset: 4 * i, as: SIMD16<Float>.self)
-            sum += d * d
-            i += 16
-        }
-        var total = sum.sum()
-        while i < n {
-            let d = a[i] - b[i]
-            total += d * d
-            i += 1
-        }
-        return total
-    }
-
     // MARK: - Links
 
     private func links(_ slot: Int32, level: Int) -> ArraySlice<Int32> {
