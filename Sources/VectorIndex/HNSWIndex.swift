@@ -139,7 +139,7 @@ public struct HNSWIndex: Sendable {
     /// The `ef` closest nodes to `query` on `level` reachable from `entries`, closest first.
     /// Nodes failing `accept` are walked through but not kept.
     private func searchLayer(
-        _ query: UnsafePointer<Float>, entries: [Int32], ef: Int, level: Int, visited: inout VisitedSet,
+        _ query: UnsafePointer<Float>, entries: [Int32], ef: Int, level: Int, visited: VisitedSet,
         accept: (Int32) -> Bool
     ) -> [(score: Float, slot: Int32)] {
         var candidates = ScoreHeap(maxOnTop: true)
@@ -184,6 +184,29 @@ public struct HNSWIndex: Sendable {
             }
         }
         return results.sortedBestFirst()
+    }
+
+    /// Greedy descent on one upper layer: move to the closest neighbour until none is closer.
+    /// Without a filter and with one result, this needs no heaps and no visited set.
+    private func closest(to query: UnsafePointer<Float>, from start: Int32, level: Int) -> Int32 {
+        vectors.withUnsafeBufferPointer { vectors in
+            let base = vectors.baseAddress!
+            var current = start
+            var best = score(query, base + Int(current) * dimension)
+            var moved = true
+            while moved {
+                moved = false
+                for neighbour in links(current, level: level) {
+                    let s = score(query, base + Int(neighbour) * dimension)
+                    if s > best {
+                        best = s
+                        current = neighbour
+                        moved = true
+                    }
+                }
+            }
+            return current
+        }
     }
 
     /// The neighbour-selection heuristic (the paper's Algorithm 4): walk the candidates from the
@@ -239,7 +262,7 @@ public struct HNSWIndex: Sendable {
             topLevel = level
             return
         }
-        var visited = scratch.take(capacity: ids.count)
+        let visited = scratch.take(capacity: ids.count)
         defer { scratch.give(visited) }
         var entries = [entryPoint]
         stored.withUnsafeBufferPointer { query in
@@ -248,14 +271,14 @@ public struct HNSWIndex: Sendable {
                 for layer in stride(from: topLevel, to: level, by: -1) {
                     visited.reset()
                     entries = [
-                        searchLayer(q, entries: entries, ef: 1, level: layer, visited: &visited) { _ in true }[0].slot
+                        searchLayer(q, entries: entries, ef: 1, level: layer, visited: visited) { _ in true }[0].slot
                     ]
                 }
             }
             for layer in stride(from: min(level, topLevel), through: 0, by: -1) {
                 visited.reset()
                 let found = searchLayer(
-                    q, entries: entries, ef: parameters.efConstruction, level: layer, visited: &visited
+                    q, entries: entries, ef: parameters.efConstruction, level: layer, visited: visited
                 ) { _ in true }
                 let maxLinks = layer == 0 ? maxLinks0 : parameters.M
                 let neighbours = selectNeighbours(found, max: parameters.M)
@@ -310,7 +333,7 @@ public struct HNSWIndex: Sendable {
         precondition(query.count == dimension && k > 0)
         guard entryPoint >= 0, let userNumber = userNumbers[user] else { return [] }
         let q = metric == .cosine ? FlatIndex.normalized(query) : query
-        var visited = scratch.take(capacity: ids.count)
+        let visited = scratch.take(capacity: ids.count)
         defer { scratch.give(visited) }
         let unfiltered = filter.isEmpty
         let accept: (Int32) -> Bool = { slot in
@@ -323,14 +346,14 @@ public struct HNSWIndex: Sendable {
             for layer in stride(from: topLevel, to: 0, by: -1) {
                 visited.reset()
                 entries = [
-                    searchLayer(pointer, entries: entries, ef: 1, level: layer, visited: &visited) { _ in true }[0].slot
+                    searchLayer(pointer, entries: entries, ef: 1, level: layer, visited: visited) { _ in true }[0].slot
                 ]
             }
             var width = max(ef ?? parameters.efSearch, k)
             while true {
                 visited.reset()
                 let found = searchLayer(
-                    pointer, entries: entries, ef: width, level: 0, visited: &visited, accept: accept)
+                    pointer, entries: entries, ef: width, level: 0, visited: visited, accept: accept)
                 if found.count >= k || visited.count >= ids.count || width >= ids.count {
                     return found.prefix(k).map { hit in
                         let score = metric == .l2 ? (-hit.score).squareRoot() : hit.score
@@ -343,24 +366,38 @@ public struct HNSWIndex: Sendable {
     }
 }
 
-/// Which slots a search has seen: a generation counter per slot, so a reset is O(1).
-struct VisitedSet {
-    private var marks: [UInt32]
+/// Which slots a search has seen: a generation counter per slot, so a reset is O(1). A class
+/// over raw memory, so that marking a slot in the inner loop costs no copy-on-write check.
+final class VisitedSet: @unchecked Sendable {
+    private var marks: UnsafeMutablePointer<UInt32>
+    private var capacity: Int
     private var generation: UInt32 = 1
     private(set) var count = 0
 
     init(capacity: Int) {
-        marks = [UInt32](repeating: 0, count: capacity)
+        self.capacity = max(capacity, 1)
+        marks = .allocate(capacity: self.capacity)
+        marks.initialize(repeating: 0, count: self.capacity)
     }
 
+    deinit { marks.deallocate() }
+
     /// Makes room for `capacity` slots and starts a new walk.
-    mutating func prepare(capacity: Int) {
-        if marks.count < capacity { marks.append(contentsOf: repeatElement(0, count: capacity - marks.count)) }
+    func prepare(capacity: Int) {
+        if capacity > self.capacity {
+            let grown = UnsafeMutablePointer<UInt32>.allocate(capacity: capacity * 2)
+            grown.initialize(repeating: 0, count: capacity * 2)
+            marks.deallocate()
+            marks = grown
+            self.capacity = capacity * 2
+            generation = 0
+        }
         reset()
     }
 
     /// Marks `slot`; false when it was already marked.
-    mutating func insert(_ slot: Int32) -> Bool {
+    @inline(__always)
+    func insert(_ slot: Int32) -> Bool {
         let i = Int(slot)
         if marks[i] == generation { return false }
         marks[i] = generation
@@ -368,11 +405,11 @@ struct VisitedSet {
         return true
     }
 
-    mutating func reset() {
+    func reset() {
         generation &+= 1
         count = 0
         if generation == 0 {
-            for i in marks.indices { marks[i] = 0 }
+            marks.update(repeating: 0, count: capacity)
             generation = 1
         }
     }
@@ -432,7 +469,7 @@ final class ScratchPool: Sendable {
     private let free = Mutex<[VisitedSet]>([])
 
     func take(capacity: Int) -> VisitedSet {
-        var set = free.withLock { $0.popLast() } ?? VisitedSet(capacity: capacity)
+        let set = free.withLock { $0.popLast() } ?? VisitedSet(capacity: capacity)
         set.prepare(capacity: capacity)
         return set
     }
