@@ -93,11 +93,10 @@ public struct VectorFile: Sendable {
         let start = offset + index * stride
         return data.withUnsafeBytes { raw in
             if half {
-                return (0..<dimension).map { j in
-                    Float(
-                        Float16(
-                            bitPattern: UInt16(
-                                littleEndian: raw.loadUnaligned(fromByteOffset: start + 2 * j, as: UInt16.self))))
+                return Self.halfToFloat.withUnsafeBufferPointer { table in
+                    (0..<dimension).map { j in
+                        table[Int(UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: start + 2 * j, as: UInt16.self)))]
+                    }
                 }
             }
             return (0..<dimension).map { j in
