@@ -36,7 +36,7 @@ let package = Package(
         ),
         .target(name: "CKernels"),
         .target(name: "VectorIndex", dependencies: ["CBLAS", "CKernels"]),
-        .target(name: "Embedder", dependencies: ["CBLAS"]),
+        .target(name: "Embedder", dependencies: ["CBLAS", "CKernels"]),
         .target(name: "MemoryStore", dependencies: ["CSQLite", "VectorIndex"]),
         .target(name: "ContextProtocol", dependencies: ["MemoryStore"]),
         .target(
@@ -81,7 +81,7 @@ let package = Package(
         ),
         .testTarget(name: "VectorIndexTests", dependencies: ["VectorIndex", "CKernels"]),
         .testTarget(name: "MemoryStoreTests", dependencies: ["MemoryStore"]),
-        .testTarget(name: "EmbedderTests", dependencies: ["Embedder"]),
+        .testTarget(name: "EmbedderTests", dependencies: ["Embedder", "CKernels"]),
         .testTarget(
             name: "ContextToolsTests",
             dependencies: [

@@ -70,6 +70,40 @@ __attribute__((target("avx2,fma"))) static float squared_l2_avx2(const float *a,
     return sum;
 }
 
+// Four rows of x against one weight row at a time: each weight load feeds four FMAs.
+__attribute__((target("avx2,fma"))) static void small_gemm_avx2(
+    const float *x, long m, long k, const float *w, long n, const float *bias, float *y, long ldy) {
+    for (long o = 0; o < n; o++) {
+        const float *wr = w + o * k;
+        long t = 0;
+        for (; t + 4 <= m; t += 4) {
+            const float *x0 = x + t * k, *x1 = x0 + k, *x2 = x1 + k, *x3 = x2 + k;
+            __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+            long j = 0;
+            for (; j + 8 <= k; j += 8) {
+                __m256 wv = _mm256_loadu_ps(wr + j);
+                a0 = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x0 + j), a0);
+                a1 = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x1 + j), a1);
+                a2 = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x2 + j), a2);
+                a3 = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x3 + j), a3);
+            }
+            float s0 = horizontal_sum(a0), s1 = horizontal_sum(a1), s2 = horizontal_sum(a2), s3 = horizontal_sum(a3);
+            for (; j < k; j++) {
+                s0 += wr[j] * x0[j];
+                s1 += wr[j] * x1[j];
+                s2 += wr[j] * x2[j];
+                s3 += wr[j] * x3[j];
+            }
+            float b = bias ? bias[o] : 0;
+            y[t * ldy + o] = s0 + b;
+            y[(t + 1) * ldy + o] = s1 + b;
+            y[(t + 2) * ldy + o] = s2 + b;
+            y[(t + 3) * ldy + o] = s3 + b;
+        }
+        for (; t < m; t++) y[t * ldy + o] = dot_avx2(x + t * k, wr, k) + (bias ? bias[o] : 0);
+    }
+}
+
 static int has_avx2_fma(void) {
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
@@ -95,4 +129,20 @@ const char *ck_kernel_isa(void) {
     if (has_avx2_fma()) return "avx2+fma";
 #endif
     return "baseline";
+}
+
+static void small_gemm_baseline(
+    const float *x, long m, long k, const float *w, long n, const float *bias, float *y, long ldy) {
+    for (long t = 0; t < m; t++)
+        for (long o = 0; o < n; o++) y[t * ldy + o] = dot_baseline(x + t * k, w + o * k, k) + (bias ? bias[o] : 0);
+}
+
+void ck_small_gemm(const float *x, long m, long k, const float *w, long n, const float *bias, float *y, long ldy) {
+#if defined(__x86_64__)
+    if (has_avx2_fma()) {
+        small_gemm_avx2(x, m, k, w, n, bias, y, ldy);
+        return;
+    }
+#endif
+    small_gemm_baseline(x, m, k, w, n, bias, y, ldy);
 }

@@ -1,4 +1,5 @@
 import CBLAS
+import CKernels
 import Foundation
 
 /// The shape of a BERT encoder, read from the model's `config.json`.
@@ -151,8 +152,28 @@ public struct BertModel: Sendable {
 
     // MARK: - Kernels
 
+    /// Up to this many rows, a product streams the weights once (`ck_small_gemm`) rather than
+    /// going through `sgemm`, whose packing of the weights dominates a single short text.
+    static let smallProductRows = 32
+
     /// `y = x W^T + b` for `rows` rows.
     private func apply(_ linear: Linear, to x: [Float], rows: Int, into y: inout [Float]) {
+        if rows <= Self.smallProductRows {
+            x.withUnsafeBufferPointer { x in
+                linear.weight.withUnsafeBufferPointer { w in
+                    linear.bias.withUnsafeBufferPointer { bias in
+                        y.withUnsafeMutableBufferPointer { y in
+                            // One thread: splitting the columns over both cores measured no faster,
+                            // as streaming the weights is the limit.
+                            ck_small_gemm(
+                                x.baseAddress, rows, linear.inputs, w.baseAddress, linear.outputs, bias.baseAddress,
+                                y.baseAddress, linear.outputs)
+                        }
+                    }
+                }
+            }
+            return
+        }
         y.withUnsafeMutableBufferPointer { y in
             // Start from the bias so one sgemm with beta = 1 adds the product.
             linear.bias.withUnsafeBufferPointer { bias in

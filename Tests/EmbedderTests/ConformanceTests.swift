@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 import Testing
 
@@ -63,6 +64,41 @@ let sharedEmbedder: SentenceEmbedder? = try? SentenceEmbedder(folder: modelFolde
 }
 
 @Suite struct KernelTests {
+    @Test func smallProductMatchesTheNaiveReference() {
+        var state: UInt64 = 3
+        func next() -> Float {
+            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            return Float(state >> 40) / Float(1 << 23) - 1
+        }
+        // Row counts around the kernel's block of 4, lengths around its 8-float step.
+        for (m, k, n) in [(1, 7, 3), (4, 8, 5), (5, 37, 9), (13, 384, 17)] {
+            let x = (0..<m * k).map { _ in next() }
+            let w = (0..<n * k).map { _ in next() }
+            let bias = (0..<n).map { _ in next() }
+            var y = [Float](repeating: .nan, count: m * (n + 2))
+            ck_small_gemm(x, m, k, w, n, bias, &y, n + 2)  // a wider row stride than n
+            for t in 0..<m {
+                for o in 0..<n {
+                    let expected = (0..<k).reduce(Double(bias[o])) { $0 + Double(x[t * k + $1]) * Double(w[o * k + $1]) }
+                    #expect(abs(Double(y[t * (n + 2) + o]) - expected) < 1e-3)
+                }
+                #expect(y[t * (n + 2) + n].isNaN)  // the stride's padding is left alone
+            }
+        }
+    }
+
+    @Test func aSingleShortTextTakesTheSmallProductPathAndStillConforms() throws {
+        let embedder = try #require(sharedEmbedder)
+        let short = conformanceRows.filter { embedder.tokenize($0.text).count <= BertModel.smallProductRows }.prefix(40)
+        #expect(short.count == 40)
+        for row in short {
+            let vector = embedder.embedUncached([row.text])[0]
+            let cosine = zip(row.embedding, vector).reduce(Float(0)) { $0 + $1.0 * $1.1 }
+                / row.embedding.reduce(Float(0)) { $0 + $1 * $1 }.squareRoot()
+            #expect(cosine >= 0.9999, "\(row.text.prefix(40))")
+        }
+    }
+
     @Test func rationalErfMatchesLibm() {
         var worst: Float = 0
         var x: Float = -6
