@@ -14,8 +14,6 @@ public final class SentenceEmbedder: Sendable {
     public var dimension: Int { model.configuration.hiddenSize }
     /// Texts are cut to this many tokens, `[CLS]` and `[SEP]` included.
     public let maximumTokens: Int
-    /// The most texts one `embed` request may carry.
-    public static let maximumBatch = 256
 
     private let tokenizer: WordPieceTokenizer
     private let model: BertModel

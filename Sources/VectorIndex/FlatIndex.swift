@@ -101,9 +101,6 @@ public struct FlatIndex: Sendable {
         return total + locations.count * (MemoryLayout<String>.stride + MemoryLayout<Location>.stride)
     }
 
-    /// Whether the index holds `id`.
-    public func contains(id: String) -> Bool { locations[id] != nil }
-
     /// The stored vector of `id` (normalized, for `cosine`), or nil.
     public func vector(id: String) -> [Float]? {
         guard let location = locations[id], let partition = partitions[location.user] else { return nil }
