@@ -153,7 +153,8 @@ public final class ContextStoreClient: Sendable {
                 writer.string(model)
             }
             writer.field("items")
-            writer.array(memories) { writer, memory in
+            writer.array(count: memories.count) { writer, index in
+                let memory = memories[index]
                 writer.raw(UInt8(ascii: "{"))
                 if base64Vectors, !memory.vector.isEmpty {
                     var fields = memory

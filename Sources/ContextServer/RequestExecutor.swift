@@ -120,13 +120,13 @@ struct RequestExecutor: Sendable {
                 writer.field("skipped")
                 writer.int(Int64(batch.count - ids.count))
                 writer.field("ids")
-                writer.array(ids) { $0.string($1) }
+                writer.array(count: ids.count) { $0.string(ids[$1]) }
             }
         case .search(let search):
             let hits = try store.search(user: search.user, vector: search.vector, k: search.k, filter: search.filter)
             return Response.success(rid: rid) { writer in
                 writer.field("hits")
-                writer.array(hits) { $0.memory($1.memory, score: $1.score) }
+                writer.array(count: hits.count) { $0.memory(hits[$1].memory, score: hits[$1].score) }
             }
         case .get(let id):
             guard let memory = store.get(id: id) else { throw ProtocolError(.notFound, "no memory with id '\(id)'") }
@@ -164,7 +164,7 @@ struct RequestExecutor: Sendable {
                 writer.field("model")
                 writer.string(embedder?.modelID ?? "")
                 writer.field("vectors")
-                writer.array(vectors) { $0.vector($1) }
+                writer.array(count: vectors.count) { $0.vector(vectors[$1]) }
             }
         }
     }

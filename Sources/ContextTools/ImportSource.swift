@@ -36,8 +36,11 @@ public struct ImportRowError: Error, Sendable, Equatable {
 /// so that running the same import again finds them already there.
 public final class ImportSource {
     private let next: () -> ImportRow?
-    /// How many rows the file holds (for progress and ETA).
-    public let expectedRows: Int
+    private let progress: () -> Double
+
+    /// How much of the file has been read, from 0 to 1 (by bytes for text files, by rows for
+    /// vector files): the progress bar's fraction and ETA, without a counting pass over the file.
+    public var fractionRead: Double { progress() }
 
     /// - Parameters:
     ///   - texts: For vector files: a JSONL file whose line i holds `text` (and optionally `id`,
@@ -59,17 +62,9 @@ public final class ImportSource {
             }
         }
         switch format {
-        case .jsonl, .csv:
-            let counter = try LineReader(path: path)
-            var count = 0
-            while counter.next() != nil { count += 1 }
-            expectedRows = format == .csv ? max(0, count - 1) : count
-        case .npy, .fvecs:
-            expectedRows = try VectorFile(path: path).rows
-        }
-        switch format {
         case .jsonl:
             let lines = try LineReader(path: path)
+            progress = { lines.fractionRead }
             next = {
                 while let text = lines.next() {
                     if text.allSatisfy(\.isWhitespace) { continue }
@@ -83,6 +78,7 @@ public final class ImportSource {
             }
         case .csv:
             let lines = try LineReader(path: path)
+            progress = { lines.fractionRead }
             guard let header = lines.next() else { throw DataFileError("\(path) is empty") }
             let columns = CSV.fields(header)
             next = {
@@ -118,6 +114,7 @@ public final class ImportSource {
             let vectors = try VectorFile(path: path)
             let textLines = try texts.map(LineReader.init)
             var row = 0
+            progress = { vectors.rows > 0 ? Double(row) / Double(vectors.rows) : 1 }
             next = {
                 guard row < vectors.rows else { return nil }
                 row += 1
@@ -133,12 +130,9 @@ public final class ImportSource {
                             line: row,
                             memory: .failure(ImportRowError(reason: "texts line \(row) is not a JSON object")))
                     }
+                    // The memory's own fields; their types are checked with the rest of the row.
                     for key in ["id", "user", "session", "role", "text", "created_at", "metadata"] {
-                        if let value = fields[key], case .string = value {
-                            object[key] = value
-                        } else if let value = fields[key], key == "created_at" || key == "metadata" {
-                            object[key] = value
-                        }
+                        if let value = fields[key] { object[key] = value }
                     }
                 }
                 return ImportRow(line: row, memory: complete(object, line: row, vector: vectors.row(row - 1)))

@@ -11,6 +11,8 @@ public struct ImportSummary: Sendable, Equatable {
     public var skipped = 0
     public var failed = 0
     public var seconds = 0.0
+    /// How much of the source has been read, from 0 to 1.
+    public var fractionRead = 0.0
 
     public var rate: Double { seconds > 0 ? Double(imported + skipped) / seconds : 0 }
 }
@@ -80,6 +82,7 @@ public struct Importer: Sendable {
                 summary.skipped += outcome.skipped
                 for failure in outcome.failures { fail(failure) }
                 summary.seconds = monotonicSeconds() - start
+                summary.fractionRead = source.fractionRead
                 onProgress(summary)
             }
             func launch(_ rows: [(line: Int, memory: NewMemory)]) async throws {
@@ -102,6 +105,7 @@ public struct Importer: Sendable {
             while let outcome = try await group.next() { absorb(outcome) }
         }
         summary.seconds = monotonicSeconds() - start
+        summary.fractionRead = source.fractionRead
         return summary
     }
 

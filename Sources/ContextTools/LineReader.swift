@@ -9,10 +9,19 @@ public final class LineReader {
     private var capacity = 0
     /// The 1-based number of the line last returned.
     public private(set) var lineNumber = 0
+    /// The file's size in bytes, when it was opened.
+    public let size: Int
 
     public init(path: String) throws {
         guard let file = fopen(path, "r") else { throw DataFileError("cannot open \(path)") }
         self.file = file
+        var info = stat()
+        size = fstat(fileno(file), &info) == 0 ? Int(info.st_size) : 0
+    }
+
+    /// How much of the file has been read, from 0 to 1.
+    public var fractionRead: Double {
+        size > 0 ? min(1, Double(ftell(file)) / Double(size)) : 1
     }
 
     deinit {

@@ -95,7 +95,9 @@ public struct VectorFile: Sendable {
             if half {
                 return Self.halfToFloat.withUnsafeBufferPointer { table in
                     (0..<dimension).map { j in
-                        table[Int(UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: start + 2 * j, as: UInt16.self)))]
+                        table[
+                            Int(UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: start + 2 * j, as: UInt16.self)))
+                        ]
                     }
                 }
             }

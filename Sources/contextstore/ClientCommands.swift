@@ -2,6 +2,10 @@ import ArgumentParser
 import ContextClient
 import ContextProtocol
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// Flags shared by every command that talks to a running server.
 struct ConnectionOptions: ParsableArguments {
     @Option(help: "Server address.")
@@ -156,4 +160,10 @@ struct EmbedCommand: AsyncParsableCommand {
     func run() async throws {
         try await connection.send([("op", "embed"), ("texts", .array(texts.map { .string($0) }))])
     }
+}
+
+/// Writes one line to standard error.
+func printError(_ line: String) {
+    var bytes = Array((line + "\n").utf8)
+    _ = write(2, &bytes, bytes.count)
 }

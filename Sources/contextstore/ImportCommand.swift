@@ -5,10 +5,6 @@ import Embedder
 import MemoryStore
 import VectorIndex
 
-#if canImport(Glibc)
-    import Glibc
-#endif
-
 extension ImportFormat: ExpressibleByArgument {}
 
 /// `contextstore import`: loads memories from a file into a running server or a database file.
@@ -47,7 +43,7 @@ struct ImportCommand: AsyncParsableCommand {
             throw ValidationError("cannot tell the format of \(path); pass --format jsonl|csv|npy|fvecs")
         }
         let source = try ImportSource(path: path, format: format, texts: texts, defaultUser: user)
-        let progress = ProgressReporter(total: source.expectedRows)
+        let progress = ProgressReporter()
         let importer = Importer(batchSize: batch, inFlight: inFlight, strict: strict)
         let report: @Sendable (ImportFailure) -> Void = { failure in
             printError("line \(failure.line): \(failure.reason)")
@@ -79,10 +75,4 @@ struct ImportCommand: AsyncParsableCommand {
                 + "\(seconds) s, \(Int(summary.rate)) rows/s")
         if summary.failed > 0 { throw ExitCode(1) }
     }
-}
-
-/// Writes one line to standard error.
-func printError(_ line: String) {
-    var bytes = Array((line + "\n").utf8)
-    _ = write(2, &bytes, bytes.count)
 }

@@ -42,6 +42,7 @@ let sharedEmbedder: SentenceEmbedder? = try? SentenceEmbedder(folder: modelFolde
 
     @Test func tokenIDsMatchEveryReferenceRow() throws {
         let embedder = try #require(sharedEmbedder)
+        try #require(conformanceRows.count == 304, "../shared/conformance/minilm.jsonl is missing")
         var mismatches: [String] = []
         for row in conformanceRows where embedder.tokenize(row.text) != row.inputIDs {
             mismatches.append(String(row.text.prefix(60).debugDescription))
@@ -51,6 +52,7 @@ let sharedEmbedder: SentenceEmbedder? = try? SentenceEmbedder(folder: modelFolde
 
     @Test func embeddingsMatchEveryReferenceRow() throws {
         let embedder = try #require(sharedEmbedder)
+        try #require(conformanceRows.count == 304, "../shared/conformance/minilm.jsonl is missing")
         let vectors = embedder.embedUncached(conformanceRows.map(\.text))
         var worst: (Float, String) = (1, "")
         for (row, vector) in zip(conformanceRows, vectors) {
@@ -79,7 +81,9 @@ let sharedEmbedder: SentenceEmbedder? = try? SentenceEmbedder(folder: modelFolde
             ck_small_gemm(x, m, k, w, n, bias, &y, n + 2)  // a wider row stride than n
             for t in 0..<m {
                 for o in 0..<n {
-                    let expected = (0..<k).reduce(Double(bias[o])) { $0 + Double(x[t * k + $1]) * Double(w[o * k + $1]) }
+                    let expected = (0..<k).reduce(Double(bias[o])) {
+                        $0 + Double(x[t * k + $1]) * Double(w[o * k + $1])
+                    }
                     #expect(abs(Double(y[t * (n + 2) + o]) - expected) < 1e-3)
                 }
                 #expect(y[t * (n + 2) + n].isNaN)  // the stride's padding is left alone
@@ -93,7 +97,8 @@ let sharedEmbedder: SentenceEmbedder? = try? SentenceEmbedder(folder: modelFolde
         #expect(short.count == 40)
         for row in short {
             let vector = embedder.embedUncached([row.text])[0]
-            let cosine = zip(row.embedding, vector).reduce(Float(0)) { $0 + $1.0 * $1.1 }
+            let cosine =
+                zip(row.embedding, vector).reduce(Float(0)) { $0 + $1.0 * $1.1 }
                 / row.embedding.reduce(Float(0)) { $0 + $1 * $1 }.squareRoot()
             #expect(cosine >= 0.9999, "\(row.text.prefix(40))")
         }

@@ -33,7 +33,7 @@ let benchmarks: @Sendable () -> Void = {
             blackHole(
                 Response.success(rid: .number(17)) { writer in
                     writer.field("hits")
-                    writer.array(0..<10) { $0.memory(memory, score: 0.8123 - Float($1) * 0.01) }
+                    writer.array(count: 10) { $0.memory(memory, score: 0.8123 - Float($1) * 0.01) }
                 })
         }
     }
