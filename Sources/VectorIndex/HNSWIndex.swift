@@ -1,5 +1,4 @@
 import CKernels
-import Synchronization
 
 #if canImport(Glibc)
     import Glibc
@@ -13,7 +12,7 @@ public struct HNSWParameters: Sendable, Equatable {
     public var efConstruction: Int
     /// Candidates kept while searching, unless a search asks for another `ef`.
     public var efSearch: Int
-    /// Seeds the level generator, so a build is reproducible.
+    /// Mixed into the level of every node, so a build is reproducible.
     public var seed: UInt64
 
     public init(M: Int = 16, efConstruction: Int = 200, efSearch: Int = 64, seed: UInt64 = 42) {
@@ -35,8 +34,16 @@ public struct HNSWParameters: Sendable, Equatable {
 /// kept apart from it (`ids`, `slots`).
 ///
 /// Scores are "higher is closer" (inner product; `-|a - b|^2` for l2) and are computed pair by
-/// pair with a SIMD kernel. Searches may filter: a node that fails the filter (or is deleted) is
-/// still walked through but never returned.
+/// pair with a SIMD kernel. Searches may filter: a node that fails the filter (or is not yet
+/// published) is still walked through but never returned.
+///
+/// A node's life: `allocate` gives it a slot (unlinked, so no walk can reach it), `plan` computes
+/// its links and its neighbours' new links without changing anything, `apply` writes them, and
+/// `publish` lets searches return it. The owner can run `plan` under a shared lock, next to
+/// searches, and hold an exclusive one only for the short `allocate` and `apply`. `remove`
+/// repairs every neighbourhood that pointed at the removed nodes and frees their slots for reuse,
+/// so no link ever points at a removed node. Every change is recorded in `changedSlots` for the
+/// owner to persist (see `HNSWIndex+Persistence.swift`).
 ///
 /// Not thread-safe: the owner serializes writers against readers.
 public struct HNSWIndex: Sendable {
@@ -44,37 +51,49 @@ public struct HNSWIndex: Sendable {
     public let metric: Metric
     public let parameters: HNSWParameters
     /// The pair kernel for this metric, picked once from what the processor supports.
-    private let kernel: ck_pair_kernel
+    let kernel: ck_pair_kernel
 
-    private var vectors: [Float] = []
-    private var levels: [Int32] = []
-    private var layer0: [Int32] = []
-    private var upper: [[Int32]] = []
-    private var ids: [String] = []
-    private var slots: [String: Int32] = [:]
-    private var deleted: [Bool] = []
-    private var attributes: [RowAttributes] = []
+    var vectors: [Float] = []
+    var levels: [Int32] = []
+    var layer0: [Int32] = []
+    var upper: [[Int32]] = []
+    var ids: [String] = []
+    var slots: [String: Int32] = [:]
+    var status: [SlotStatus] = []
+    var attributes: [RowAttributes] = []
+    /// How many layer-0 links point at each slot; a node that would lose its last one is
+    /// re-attached, so every node stays reachable.
+    var inDegree: [Int32] = []
+    var freeSlots: [Int32] = []
     /// Each node's user as a small number, so the scope check in a walk compares integers.
-    private var userOfSlot: [Int32] = []
-    private var userNumbers: [String: Int32] = [:]
+    var userOfSlot: [Int32] = []
+    var userNumbers: [String: Int32] = [:]
     /// Visited sets kept between searches: allocating and zeroing one per query cost more than
     /// the walk on small graphs.
-    private let scratch = ScratchPool()
-    private var entryPoint: Int32 = -1
-    private var topLevel = -1
-    private var random: UInt64
-    private var liveCount = 0
+    let scratch = ScratchPool()
+    public internal(set) var entryPoint: Int32 = -1
+    var topLevel = -1
+    var liveCount = 0
+    /// Slots whose links, node or status changed since the owner last took them.
+    public internal(set) var changedSlots: Set<Int32> = []
 
-    private var maxLinks0: Int { 2 * parameters.M }
-    private var stride0: Int { 1 + maxLinks0 }
-    private var strideUpper: Int { 1 + parameters.M }
+    enum SlotStatus: UInt8 {
+        /// No node: the slot waits for reuse.
+        case free
+        /// Linked (or about to be) but not yet returned by searches.
+        case pending
+        case live
+    }
+
+    var maxLinks0: Int { 2 * parameters.M }
+    var stride0: Int { 1 + maxLinks0 }
+    var strideUpper: Int { 1 + parameters.M }
 
     public init(dimension: Int, metric: Metric, parameters: HNSWParameters = HNSWParameters()) {
         precondition(dimension > 0)
         self.dimension = dimension
         self.metric = metric
         self.parameters = parameters
-        self.random = parameters.seed
         self.kernel = metric == .l2 ? ck_select_squared_l2() : ck_select_dot()
     }
 
@@ -90,29 +109,54 @@ public struct HNSWIndex: Sendable {
         upper.reserveCapacity(nodes)
         ids.reserveCapacity(nodes)
         slots.reserveCapacity(nodes)
-        deleted.reserveCapacity(nodes)
+        status.reserveCapacity(nodes)
         attributes.reserveCapacity(nodes)
+        inDegree.reserveCapacity(nodes)
         userOfSlot.reserveCapacity(nodes)
     }
 
-    /// Live (not deleted) nodes.
+    /// Published nodes.
     public var count: Int { liveCount }
 
-    /// Whether `id` is in the graph and not deleted.
-    public func contains(id: String) -> Bool { slots[id].map { !deleted[Int($0)] } ?? false }
+    /// Slots in use or free: the bound of every slot number.
+    public var slotCount: Int { ids.count }
+
+    /// Bytes held by vectors and links (an estimate of the graph's memory).
+    public var bytes: Int {
+        let perSlot =
+            MemoryLayout<Int32>.stride * 3 + MemoryLayout<[Int32]>.stride + MemoryLayout<String>.stride
+            + MemoryLayout<RowAttributes>.stride + 1
+        return vectors.capacity * 4 + layer0.capacity * 4 + upper.reduce(0) { $0 + $1.capacity * 4 }
+            + ids.count * perSlot + slots.count * (MemoryLayout<String>.stride + 4)
+    }
+
+    /// Whether `id` has a node (published or not).
+    public func contains(id: String) -> Bool { slots[id] != nil }
+
+    /// The slot of `id`'s node, if it has one.
+    public func slot(of id: String) -> Int32? { slots[id] }
+
+    /// The id whose node sits in `slot`.
+    public func id(at slot: Int32) -> String { ids[Int(slot)] }
 
     // MARK: - Scores
 
     /// Higher is closer: the inner product, or `-|a - b|^2` for l2.
     @inline(__always)
-    private func score(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>) -> Float {
+    func score(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>) -> Float {
         let value = kernel(a, b, dimension)
         return metric == .l2 ? -value : value
     }
 
+    func score(_ a: Int32, _ b: Int32) -> Float {
+        vectors.withUnsafeBufferPointer { v in
+            score(v.baseAddress! + Int(a) * dimension, v.baseAddress! + Int(b) * dimension)
+        }
+    }
+
     // MARK: - Links
 
-    private func links(_ slot: Int32, level: Int) -> ArraySlice<Int32> {
+    func links(_ slot: Int32, level: Int) -> ArraySlice<Int32> {
         if level == 0 {
             let base = Int(slot) * stride0
             return layer0[base + 1..<base + 1 + Int(layer0[base])]
@@ -122,23 +166,37 @@ public struct HNSWIndex: Sendable {
         return list[base + 1..<base + 1 + Int(list[base])]
     }
 
-    private mutating func setLinks(_ slot: Int32, level: Int, _ neighbours: [Int32]) {
+    /// Replaces `slot`'s links on `level`, keeping the in-degree counts of layer 0 and recording
+    /// the change. Returns the layer-0 targets left with no link pointing at them.
+    @discardableResult
+    mutating func setLinks(_ slot: Int32, level: Int, _ neighbours: some Collection<Int32>) -> [Int32] {
+        changedSlots.insert(slot)
         if level == 0 {
             let base = Int(slot) * stride0
+            var orphans: [Int32] = []
+            for i in 0..<Int(layer0[base]) {
+                let old = Int(layer0[base + 1 + i])
+                inDegree[old] -= 1
+                if inDegree[old] == 0 { orphans.append(Int32(old)) }
+            }
             layer0[base] = Int32(neighbours.count)
-            for (i, n) in neighbours.enumerated() { layer0[base + 1 + i] = n }
-        } else {
-            let base = (level - 1) * strideUpper
-            upper[Int(slot)][base] = Int32(neighbours.count)
-            for (i, n) in neighbours.enumerated() { upper[Int(slot)][base + 1 + i] = n }
+            for (i, n) in neighbours.enumerated() {
+                layer0[base + 1 + i] = n
+                inDegree[Int(n)] += 1
+            }
+            return orphans.filter { inDegree[Int($0)] == 0 }
         }
+        let base = (level - 1) * strideUpper
+        upper[Int(slot)][base] = Int32(neighbours.count)
+        for (i, n) in neighbours.enumerated() { upper[Int(slot)][base + 1 + i] = n }
+        return []
     }
 
     // MARK: - Search within one layer
 
     /// The `ef` closest nodes to `query` on `level` reachable from `entries`, closest first.
     /// Nodes failing `accept` are walked through but not kept.
-    private func searchLayer(
+    func searchLayer(
         _ query: UnsafePointer<Float>, entries: [Int32], ef: Int, level: Int, visited: VisitedSet,
         accept: (Int32) -> Bool
     ) -> [(score: Float, slot: Int32)] {
@@ -188,7 +246,7 @@ public struct HNSWIndex: Sendable {
 
     /// Greedy descent on one upper layer: move to the closest neighbour until none is closer.
     /// Without a filter and with one result, this needs no heaps and no visited set.
-    private func closest(to query: UnsafePointer<Float>, from start: Int32, level: Int) -> Int32 {
+    func closest(to query: UnsafePointer<Float>, from start: Int32, level: Int) -> Int32 {
         vectors.withUnsafeBufferPointer { vectors in
             let base = vectors.baseAddress!
             var current = start
@@ -211,7 +269,7 @@ public struct HNSWIndex: Sendable {
 
     /// The neighbour-selection heuristic (the paper's Algorithm 4): walk the candidates from the
     /// closest, keeping one only if it is closer to the base than to every one kept so far.
-    private func selectNeighbours(_ candidates: [(score: Float, slot: Int32)], max: Int) -> [Int32] {
+    func selectNeighbours(_ candidates: [(score: Float, slot: Int32)], max: Int) -> [Int32] {
         guard candidates.count > max else { return candidates.map(\.slot) }
         var kept: [Int32] = []
         vectors.withUnsafeBufferPointer { vectors in
@@ -226,107 +284,177 @@ public struct HNSWIndex: Sendable {
         return kept
     }
 
+    /// `candidates` scored against `node`, closest first.
+    func scored(_ candidates: some Sequence<Int32>, from node: Int32) -> [(score: Float, slot: Int32)] {
+        vectors.withUnsafeBufferPointer { vectors in
+            let base = vectors.baseAddress!
+            let point = base + Int(node) * dimension
+            return candidates.map { (score(point, base + Int($0) * dimension), $0) }.sorted { $0.score > $1.score }
+        }
+    }
+
     // MARK: - Insert
 
-    private mutating func randomLevel() -> Int {
-        random &+= 0x9E37_79B9_7F4A_7C15
-        var z = random
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        z ^= z >> 31
-        let uniform = (Double(z >> 11) + 0.5) / Double(1 << 53)
+    /// A node's level, drawn from the exponential distribution of the paper (`mL = 1 / ln M`)
+    /// by hashing its id: the same id always gets the same level, so no generator state has to
+    /// be stored and a rebuild is reproducible.
+    func level(for id: String) -> Int {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325 ^ parameters.seed
+        for byte in id.utf8 { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
+        hash = (hash ^ (hash >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        hash = (hash ^ (hash >> 27)) &* 0x94D0_49BB_1331_11EB
+        hash ^= hash >> 31
+        let uniform = (Double(hash >> 11) + 0.5) / Double(1 << 53)
         return Int(-log(uniform) / log(Double(parameters.M)))
     }
 
-    /// Adds `vector` under `id` (replacing an existing one: the old node is deleted first).
+    /// Adds and publishes `vector` under `id`, replacing the node `id` had.
     public mutating func insert(id: String, user: String, vector: [Float], attributes: RowAttributes) {
-        precondition(vector.count == dimension)
-        if contains(id: id) { remove(id: id) }
+        if contains(id: id) { remove(ids: [id]) }
+        let slot = allocate(id: id, user: user, vector: vector, attributes: attributes)
+        apply(plan(for: slot))
+        publish(slot)
+    }
+
+    /// Gives a new node for `id` a slot (a free one when there is one) holding its vector and
+    /// empty links. Nothing links to it yet, so no walk reaches it.
+    /// - Precondition: `id` has no node; `vector.count == dimension`.
+    public mutating func allocate(id: String, user: String, vector: [Float], attributes: RowAttributes) -> Int32 {
+        precondition(vector.count == dimension && slots[id] == nil)
         let stored = metric == .cosine ? FlatIndex.normalized(vector) : vector
-        let slot = Int32(ids.count)
-        let level = randomLevel()
-        vectors.append(contentsOf: stored)
-        levels.append(Int32(level))
-        layer0.append(contentsOf: repeatElement(0, count: stride0))
-        upper.append([Int32](repeating: 0, count: level * strideUpper))
-        ids.append(id)
-        slots[id] = slot
-        deleted.append(false)
-        self.attributes.append(attributes)
+        let level = level(for: id)
         let userNumber = userNumbers[user] ?? Int32(userNumbers.count)
         userNumbers[user] = userNumber
-        userOfSlot.append(userNumber)
-        liveCount += 1
-        guard entryPoint >= 0 else {
-            entryPoint = slot
-            topLevel = level
-            return
+        let slot: Int32
+        if let reused = freeSlots.popLast() {
+            slot = reused
+            let i = Int(slot)
+            vectors.replaceSubrange(i * dimension..<(i + 1) * dimension, with: stored)
+            levels[i] = Int32(level)
+            upper[i] = [Int32](repeating: 0, count: level * strideUpper)
+            ids[i] = id
+            status[i] = .pending
+            self.attributes[i] = attributes
+            userOfSlot[i] = userNumber
+        } else {
+            slot = Int32(ids.count)
+            vectors.append(contentsOf: stored)
+            levels.append(Int32(level))
+            layer0.append(contentsOf: repeatElement(0, count: stride0))
+            upper.append([Int32](repeating: 0, count: level * strideUpper))
+            ids.append(id)
+            status.append(.pending)
+            self.attributes.append(attributes)
+            inDegree.append(0)
+            userOfSlot.append(userNumber)
         }
+        slots[id] = slot
+        changedSlots.insert(slot)
+        return slot
+    }
+
+    /// The links a new node gets and the ones its neighbours get in return: computed without
+    /// changing the graph.
+    public struct LinkPlan: Sendable {
+        let slot: Int32
+        /// The node's own links, layer 0 first.
+        var own: [[Int32]] = []
+        /// Neighbours' new link lists: (node, layer, links).
+        var updates: [(node: Int32, level: Int, links: [Int32])] = []
+    }
+
+    /// Finds `slot`'s neighbours on each of its layers (the paper's Algorithm 1) and how each
+    /// neighbour's links change to point back, pruned by the heuristic when they overflow.
+    public func plan(for slot: Int32) -> LinkPlan {
+        var plan = LinkPlan(slot: slot)
+        guard entryPoint >= 0 else { return plan }
+        let level = Int(levels[Int(slot)])
         let visited = scratch.take(capacity: ids.count)
         defer { scratch.give(visited) }
-        var entries = [entryPoint]
-        stored.withUnsafeBufferPointer { query in
+        let query = Array(vectors[Int(slot) * dimension..<(Int(slot) + 1) * dimension])
+        query.withUnsafeBufferPointer { query in
             let q = query.baseAddress!
+            var entry = entryPoint
             if topLevel > level {
                 for layer in stride(from: topLevel, to: level, by: -1) {
-                    visited.reset()
-                    entries = [
-                        searchLayer(q, entries: entries, ef: 1, level: layer, visited: visited) { _ in true }[0].slot
-                    ]
+                    entry = closest(to: q, from: entry, level: layer)
                 }
             }
+            var entries = [entry]
+            plan.own = Array(repeating: [], count: min(level, topLevel) + 1)
             for layer in stride(from: min(level, topLevel), through: 0, by: -1) {
                 visited.reset()
                 let found = searchLayer(
                     q, entries: entries, ef: parameters.efConstruction, level: layer, visited: visited
                 ) { _ in true }
-                let maxLinks = layer == 0 ? maxLinks0 : parameters.M
                 let neighbours = selectNeighbours(found, max: parameters.M)
-                setLinks(slot, level: layer, neighbours)
-                for neighbour in neighbours { link(neighbour, to: slot, level: layer, maxLinks: maxLinks) }
+                plan.own[layer] = neighbours
+                let maxLinks = layer == 0 ? maxLinks0 : parameters.M
+                for neighbour in neighbours {
+                    var current = Array(links(neighbour, level: layer))
+                    current.append(slot)
+                    if current.count > maxLinks {
+                        current = selectNeighbours(scored(current, from: neighbour), max: maxLinks)
+                    }
+                    plan.updates.append((neighbour, layer, current))
+                }
                 entries = found.map(\.slot)
             }
         }
-        if level > topLevel {
-            entryPoint = slot
+        return plan
+    }
+
+    /// Writes a plan's links; the node becomes the entry point when it is the highest.
+    public mutating func apply(_ plan: LinkPlan) {
+        var orphans: [Int32] = []
+        for (layer, neighbours) in plan.own.enumerated() {
+            orphans += setLinks(plan.slot, level: layer, neighbours)
+        }
+        for update in plan.updates {
+            orphans += setLinks(update.node, level: update.level, update.links)
+        }
+        if inDegree[Int(plan.slot)] == 0 { orphans.append(plan.slot) }
+        let level = Int(levels[Int(plan.slot)])
+        if entryPoint < 0 || level > topLevel {
+            entryPoint = plan.slot
             topLevel = level
         }
+        reattach(orphans)
     }
 
-    /// Adds `target` to `node`'s links on `level`, re-selecting them by the heuristic when full.
-    private mutating func link(_ node: Int32, to target: Int32, level: Int, maxLinks: Int) {
-        var current = Array(links(node, level: level))
-        if current.count < maxLinks {
-            current.append(target)
-            return setLinks(node, level: level, current)
-        }
-        current.append(target)
-        let scored: [(score: Float, slot: Int32)] = vectors.withUnsafeBufferPointer { vectors in
-            let base = vectors.baseAddress!
-            let point = base + Int(node) * dimension
-            return current.map { (score(point, base + Int($0) * dimension), $0) }.sorted { $0.score > $1.score }
-        }
-        setLinks(node, level: level, selectNeighbours(scored, max: maxLinks))
+    /// Lets searches return the node in `slot`.
+    public mutating func publish(_ slot: Int32) {
+        guard status[Int(slot)] == .pending else { return }
+        status[Int(slot)] = .live
+        liveCount += 1
+        changedSlots.insert(slot)
     }
 
-    // MARK: - Delete
-
-    /// Removes `id`: the node is never returned again. It stays in the graph as a tombstone that
-    /// searches walk through, so no neighbourhood loses its links (relinking around deleted nodes
-    /// lost most of the recall after deleting half the graph: 0.37 against 0.95). Returns false
-    /// when it was not there.
-    @discardableResult
-    public mutating func remove(id: String) -> Bool {
-        guard let slot = slots.removeValue(forKey: id), !deleted[Int(slot)] else { return false }
-        deleted[Int(slot)] = true
-        liveCount -= 1
-        return true
+    /// Gives each node no layer-0 link points at one again: its closest neighbour with room
+    /// takes it, or else the closest gives up its farthest link whose target has another.
+    /// (Pruning by the heuristic can drop a node's last incoming link; unreachable, it would
+    /// never be found again.)
+    mutating func reattach(_ orphans: [Int32]) {
+        for orphan in orphans where inDegree[Int(orphan)] == 0 && orphan != entryPoint && status[Int(orphan)] != .free {
+            for (_, neighbour) in scored(links(orphan, level: 0), from: orphan) {
+                var current = Array(links(neighbour, level: 0))
+                if current.count < maxLinks0 {
+                    current.append(orphan)
+                } else {
+                    let spare = scored(current, from: neighbour).last { inDegree[Int($0.slot)] > 1 }
+                    guard let spare, let at = current.firstIndex(of: spare.slot) else { continue }
+                    current[at] = orphan
+                }
+                setLinks(neighbour, level: 0, current)
+                break
+            }
+        }
     }
 
     // MARK: - Search
 
-    /// The `k` closest live nodes of `user` that pass `filter`, best first. The walk widens (`ef`
-    /// doubles) until `k` matches are found or the graph is exhausted.
+    /// The `k` closest published nodes of `user` that pass `filter`, best first. The walk widens
+    /// (`ef` doubles) until `k` matches are found or the graph is exhausted.
     public func search(
         user: String, query: [Float], k: Int, ef: Int? = nil, filter: RowFilter = RowFilter()
     ) -> [SearchHit] {
@@ -338,22 +466,20 @@ public struct HNSWIndex: Sendable {
         let unfiltered = filter.isEmpty
         let accept: (Int32) -> Bool = { slot in
             let i = Int(slot)
-            return userOfSlot[i] == userNumber && !deleted[i] && (unfiltered || filter.matches(attributes[i]))
+            return userOfSlot[i] == userNumber && status[i] == .live
+                && (unfiltered || filter.matches(attributes[i]))
         }
         return q.withUnsafeBufferPointer { query in
             let pointer = query.baseAddress!
-            var entries = [entryPoint]
+            var entry = entryPoint
             for layer in stride(from: topLevel, to: 0, by: -1) {
-                visited.reset()
-                entries = [
-                    searchLayer(pointer, entries: entries, ef: 1, level: layer, visited: visited) { _ in true }[0].slot
-                ]
+                entry = closest(to: pointer, from: entry, level: layer)
             }
             var width = max(ef ?? parameters.efSearch, k)
             while true {
                 visited.reset()
                 let found = searchLayer(
-                    pointer, entries: entries, ef: width, level: 0, visited: visited, accept: accept)
+                    pointer, entries: [entry], ef: width, level: 0, visited: visited, accept: accept)
                 if found.count >= k || visited.count >= ids.count || width >= ids.count {
                     return found.prefix(k).map { hit in
                         let score = metric == .l2 ? (-hit.score).squareRoot() : hit.score
@@ -363,118 +489,5 @@ public struct HNSWIndex: Sendable {
                 width *= 2
             }
         }
-    }
-}
-
-/// Which slots a search has seen: a generation counter per slot, so a reset is O(1). A class
-/// over raw memory, so that marking a slot in the inner loop costs no copy-on-write check.
-final class VisitedSet: @unchecked Sendable {
-    private var marks: UnsafeMutablePointer<UInt32>
-    private var capacity: Int
-    private var generation: UInt32 = 1
-    private(set) var count = 0
-
-    init(capacity: Int) {
-        self.capacity = max(capacity, 1)
-        marks = .allocate(capacity: self.capacity)
-        marks.initialize(repeating: 0, count: self.capacity)
-    }
-
-    deinit { marks.deallocate() }
-
-    /// Makes room for `capacity` slots and starts a new walk.
-    func prepare(capacity: Int) {
-        if capacity > self.capacity {
-            let grown = UnsafeMutablePointer<UInt32>.allocate(capacity: capacity * 2)
-            grown.initialize(repeating: 0, count: capacity * 2)
-            marks.deallocate()
-            marks = grown
-            self.capacity = capacity * 2
-            generation = 0
-        }
-        reset()
-    }
-
-    /// Marks `slot`; false when it was already marked.
-    @inline(__always)
-    func insert(_ slot: Int32) -> Bool {
-        let i = Int(slot)
-        if marks[i] == generation { return false }
-        marks[i] = generation
-        count += 1
-        return true
-    }
-
-    func reset() {
-        generation &+= 1
-        count = 0
-        if generation == 0 {
-            marks.update(repeating: 0, count: capacity)
-            generation = 1
-        }
-    }
-}
-
-/// A binary heap of (score, slot): the largest score on top, or the smallest.
-struct ScoreHeap {
-    private var items: [(score: Float, slot: Int32)] = []
-    let maxOnTop: Bool
-
-    init(maxOnTop: Bool) { self.maxOnTop = maxOnTop }
-
-    var count: Int { items.count }
-    var top: (score: Float, slot: Int32)? { items.first }
-
-    @inline(__always)
-    private func above(_ a: Float, _ b: Float) -> Bool { maxOnTop ? a > b : a < b }
-
-    mutating func push(_ score: Float, _ slot: Int32) {
-        items.append((score, slot))
-        var child = items.count - 1
-        while child > 0 {
-            let parent = (child - 1) / 2
-            guard above(items[child].score, items[parent].score) else { break }
-            items.swapAt(child, parent)
-            child = parent
-        }
-    }
-
-    mutating func pop() -> (Float, Int32)? {
-        guard let first = items.first else { return nil }
-        let last = items.removeLast()
-        if !items.isEmpty {
-            items[0] = last
-            var parent = 0
-            while true {
-                let left = 2 * parent + 1
-                let right = left + 1
-                var best = parent
-                if left < items.count, above(items[left].score, items[best].score) { best = left }
-                if right < items.count, above(items[right].score, items[best].score) { best = right }
-                if best == parent { break }
-                items.swapAt(parent, best)
-                parent = best
-            }
-        }
-        return (first.score, first.slot)
-    }
-
-    func sortedBestFirst() -> [(score: Float, slot: Int32)] {
-        items.sorted { $0.score > $1.score }
-    }
-}
-
-/// Visited sets handed out to concurrent searches and taken back, so each search reuses one.
-final class ScratchPool: Sendable {
-    private let free = Mutex<[VisitedSet]>([])
-
-    func take(capacity: Int) -> VisitedSet {
-        let set = free.withLock { $0.popLast() } ?? VisitedSet(capacity: capacity)
-        set.prepare(capacity: capacity)
-        return set
-    }
-
-    func give(_ set: VisitedSet) {
-        free.withLock { $0.append(set) }
     }
 }

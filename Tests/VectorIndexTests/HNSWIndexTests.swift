@@ -46,6 +46,7 @@ import Testing
         let (index, flat) = build(data(count: 1500, seed: 1), metric: metric)
         let queries = data(count: 40, seed: 2)
         #expect(index.count == 1500)
+        #expect(index.integrityProblems() == [])
         #expect(recall(index, flat, queries: queries, k: 10, ef: 64) >= 0.95)
         // Scores are the metric's own, as the flat index reports them.
         let hit = index.search(user: "u", query: queries[0], k: 1, ef: 64)[0]
@@ -69,14 +70,14 @@ import Testing
 
     @Test func deletedNodesAreNeverReturnedAndQualityHolds() {
         let vectors = data(count: 1500, seed: 5)
-        let queries = data(count: 40, seed: 6)
+        let queries = data(count: 200, seed: 6)
         var (index, flat) = build(vectors, metric: .cosine)
         let fresh = recall(index, flat, queries: queries, k: 10, ef: 48)
         // Delete a random half, check none comes back, then insert them again.
         var generator = SplitMix64(state: 9)
         let victims = (0..<vectors.count).filter { _ in Bool.random(using: &generator) }
         for i in victims {
-            let removed = index.remove(id: "n\(i)")
+            let removed = index.remove(ids: ["n\(i)"]) == 1
             #expect(removed)
             flat.remove(id: "n\(i)")
         }
@@ -86,11 +87,16 @@ import Testing
             #expect(index.search(user: "u", query: query, k: 20).allSatisfy { !gone.contains($0.id) })
         }
         #expect(recall(index, flat, queries: queries, k: 10, ef: 48) >= fresh - 0.02)
+        // Removed nodes leave the graph: no link points at them and every node stays reachable.
+        #expect(index.integrityProblems() == [])
+        #expect(index.slotCount == vectors.count)
         for i in victims {
             index.insert(id: "n\(i)", user: "u", vector: vectors[i], attributes: attributes)
             flat.upsert(id: "n\(i)", user: "u", vector: vectors[i], attributes: attributes)
         }
         #expect(index.count == vectors.count)
+        #expect(index.slotCount == vectors.count)  // the freed slots were reused
+        #expect(index.integrityProblems() == [])
         #expect(recall(index, flat, queries: queries, k: 10, ef: 48) >= fresh - 0.01)
     }
 
