@@ -208,6 +208,14 @@ public final class ContextStoreClient: Sendable {
                 writer.field("until")
                 writer.int(until)
             }
+            if let ef = search.ef {
+                writer.field("ef")
+                writer.int(Int64(ef))
+            }
+            if search.exact {
+                writer.field("exact")
+                writer.bool(true)
+            }
         }
         guard case .array(let hits) = response["hits"] else { throw ClientError.invalidResponse("search without hits") }
         return try hits.map { hit in

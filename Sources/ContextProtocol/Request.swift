@@ -9,6 +9,8 @@ public enum Limits {
     public static let maximumK = 1000
     /// The `k` of a search that names none.
     public static let defaultK = 5
+    /// The largest `ef` a search may ask for.
+    public static let maximumEf = 10_000
     /// The most texts one `embed` request may carry.
     public static let maximumEmbedTexts = 256
 }
@@ -22,16 +24,22 @@ public struct SearchRequest: Sendable, Equatable {
     public var query: String?
     public var k: Int
     public var filter: RowFilter
+    /// The graph search's candidate list; nil for the space's default.
+    public var ef: Int?
+    /// Scan exactly, never the graph.
+    public var exact: Bool
 
     public init(
         user: String, vector: [Float] = [], query: String? = nil, k: Int = Limits.defaultK,
-        filter: RowFilter = RowFilter()
+        filter: RowFilter = RowFilter(), ef: Int? = nil, exact: Bool = false
     ) {
         self.user = user
         self.vector = vector
         self.query = query
         self.k = k
         self.filter = filter
+        self.ef = ef
+        self.exact = exact
     }
 }
 
@@ -84,10 +92,19 @@ public enum Request: Sendable, Equatable {
                 session: try object.optionalString("session"), role: try object.role()?.rawValue,
                 since: try object.optionalInt("since"), until: try object.optionalInt("until"))
             let user = try object.user()
-            if object["vector"] == nil || object["vector"] == .null, let query = try object.optionalString("query") {
-                return .search(SearchRequest(user: user, query: query, k: Int(k), filter: filter))
+            let ef = try object.optionalInt("ef")
+            if let ef, !(1...Int64(Limits.maximumEf)).contains(ef) {
+                throw ProtocolError(.invalidValue, "ef must be between 1 and \(Limits.maximumEf), not \(ef)")
             }
-            return .search(SearchRequest(user: user, vector: try object.vector(), k: Int(k), filter: filter))
+            var search = SearchRequest(
+                user: user, k: Int(k), filter: filter, ef: ef.map { Int($0) },
+                exact: try object.optionalBool("exact") ?? false)
+            if object["vector"] == nil || object["vector"] == .null, let query = try object.optionalString("query") {
+                search.query = query
+            } else {
+                search.vector = try object.vector()
+            }
+            return .search(search)
         },
         "get": { object throws(ProtocolError) in .get(id: try object.required("id", as: "string", \.stringValue)) },
         "delete": { object throws(ProtocolError) in .delete(id: try object.required("id", as: "string", \.stringValue))

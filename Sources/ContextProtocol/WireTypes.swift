@@ -80,6 +80,8 @@ extension StoreStats {
         if let dimension { writer.int(Int64(dimension)) } else { writer.null() }
         writer.field("metric")
         writer.string(metric.rawValue)
+        writer.field("index")
+        writer.string(index)
         writer.field("bytes_on_disk")
         writer.int(bytesOnDisk)
         writer.field("bytes_in_memory")
@@ -95,7 +97,7 @@ extension StoreStats {
         self.init(
             memories: Int(try json.optionalInt("memories") ?? 0), users: Int(try json.optionalInt("users") ?? 0),
             dimension: try json.optionalInt("dimension").map { Int($0) }, metric: metric,
-            bytesOnDisk: try json.optionalInt("bytes_on_disk") ?? 0,
+            index: try json.optionalString("index") ?? "flat", bytesOnDisk: try json.optionalInt("bytes_on_disk") ?? 0,
             bytesInMemory: Int(try json.optionalInt("bytes_in_memory") ?? 0))
     }
 }

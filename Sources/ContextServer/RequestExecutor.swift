@@ -103,7 +103,7 @@ struct RequestExecutor: Sendable {
             let stats = store.stats()
             let hello = ServerHello(
                 server: "contextstore", version: version, protocolVersion: protocolVersion, dimension: stats.dimension,
-                metric: stats.metric, index: "flat", blas: BLAS.loadedLibrary, memories: stats.memories,
+                metric: stats.metric, index: stats.index, blas: BLAS.loadedLibrary, memories: stats.memories,
                 embedder: embedder?.modelID)
             return Response.success(rid: rid) { hello.write(to: &$0) }
         case .add(let memory, _):
@@ -123,7 +123,9 @@ struct RequestExecutor: Sendable {
                 writer.array(count: ids.count) { $0.string(ids[$1]) }
             }
         case .search(let search):
-            let hits = try store.search(user: search.user, vector: search.vector, k: search.k, filter: search.filter)
+            let hits = try store.search(
+                user: search.user, vector: search.vector, k: search.k, filter: search.filter, ef: search.ef,
+                exact: search.exact)
             return Response.success(rid: rid) { writer in
                 writer.field("hits")
                 writer.array(count: hits.count) { $0.memory(hits[$1].memory, score: hits[$1].score) }

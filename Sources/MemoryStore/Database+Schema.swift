@@ -20,7 +20,17 @@ extension Database {
             embedding BLOB NOT NULL
         );
         CREATE INDEX memories_by_user ON memories(user);
+        """,
+        // 2: the HNSW graph of a space created with `index = hnsw`: one row per node, written in
+        // the transaction that writes the memory it indexes. `links` holds Int32s (see
+        // HNSWNodeRecord): the level, then per layer a count and the neighbours' slots.
         """
+        CREATE TABLE hnsw_nodes (
+            slot INTEGER PRIMARY KEY,
+            memory INTEGER NOT NULL UNIQUE REFERENCES memories(seq),
+            links BLOB NOT NULL
+        );
+        """,
     ]
 
     /// Applies the migrations this database lacks, each in its own transaction.

@@ -5,11 +5,13 @@ final class Database {
     private var handle: OpaquePointer?
     let path: String
 
-    /// Opens (creating if needed) the database file at `path`.
-    init(path: String) throws {
+    /// Opens (creating if needed) the database file at `path`, or opens an existing one for
+    /// reading only.
+    init(path: String, readOnly: Bool = false) throws {
         self.path = path
         var connection: OpaquePointer?
-        let flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX
+        let flags =
+            (readOnly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) | SQLITE_OPEN_NOMUTEX
         let rc = sqlite3_open_v2(path, &connection, flags, nil)
         guard rc == SQLITE_OK, let connection else {
             let error = SQLiteError(code: rc, connection: connection)

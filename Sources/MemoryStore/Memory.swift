@@ -80,16 +80,22 @@ public struct StoreStats: Sendable, Equatable {
     public var users: Int
     public var dimension: Int?
     public var metric: Metric
+    /// `flat` or `hnsw`.
+    public var index: String
     /// The database file plus its write-ahead log.
     public var bytesOnDisk: Int64
     /// Vectors, row bookkeeping and cached memory fields held in memory (an estimate).
     public var bytesInMemory: Int
 
-    public init(memories: Int, users: Int, dimension: Int?, metric: Metric, bytesOnDisk: Int64, bytesInMemory: Int) {
+    public init(
+        memories: Int, users: Int, dimension: Int?, metric: Metric, index: String, bytesOnDisk: Int64,
+        bytesInMemory: Int
+    ) {
         self.memories = memories
         self.users = users
         self.dimension = dimension
         self.metric = metric
+        self.index = index
         self.bytesOnDisk = bytesOnDisk
         self.bytesInMemory = bytesInMemory
     }

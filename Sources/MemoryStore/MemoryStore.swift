@@ -5,13 +5,16 @@ import VectorIndex
     import Glibc
 #endif
 
-/// The storage engine: one SQLite file holds one memory space; an in-memory flat index mirrors it
-/// for search.
+/// The storage engine: one SQLite file holds one memory space; in-memory indexes mirror it for
+/// search: always the exact flat index, and for a space created with `SpaceIndex.hnsw` an HNSW
+/// graph, itself stored in the file (`hnsw_nodes`).
 ///
 /// Writes are serialized. Each write is one SQLite transaction, committed (WAL, `synchronous =
-/// FULL`) before the in-memory index changes and before the caller is answered, so an
-/// acknowledged write survives a crash. Searches read the index under a shared lock and run in
-/// parallel with each other.
+/// FULL`) before the caller is answered, so an acknowledged write survives a crash. The graph's
+/// changes are written in the same transaction as the memories they index; new nodes are linked
+/// before the commit but returned by searches only after it. Searches read the indexes under a
+/// shared lock and run in parallel with each other and with the graph work of a write, which
+/// holds the lock exclusively only to allocate a node and to write its links.
 public final class MemoryStore: Sendable {
     /// The file this store was opened from.
     public let path: String
@@ -19,24 +22,30 @@ public final class MemoryStore: Sendable {
     public let metric: Metric
     /// The embedding model whose vectors fill the space, once one has been recorded.
     public let model: String?
+    /// The index serving searches; fixed when the space was created.
+    public let index: SpaceIndex
 
-    private let fileLock: FileLock
-    private let writerLock = Lock()
+    let fileLock: FileLock
+    let writerLock = Lock()
     // Guarded by writerLock; nil once closed.
-    nonisolated(unsafe) private var writer: Writer?
-    private let stateLock = ReadWriteLock()
+    nonisolated(unsafe) var writer: Writer?
+    let stateLock = ReadWriteLock()
     // Guarded by stateLock: readers share it, writers hold it exclusively.
-    nonisolated(unsafe) private var state: State
+    nonisolated(unsafe) var state: State
 
-    /// Everything searches read. The index is nil until the space knows its dimension.
-    private struct State {
+    /// Everything searches read. The indexes are nil until the space knows its dimension.
+    struct State {
         var index: FlatIndex?
+        /// The HNSW graph of an `hnsw` space.
+        var graph: HNSWIndex?
         var records: [String: Record] = [:]
         var recordBytes = 0
     }
 
     /// A memory's fields other than its id and vector, kept in memory to answer searches.
-    private struct Record {
+    struct Record {
+        /// The memory's row in `memories`, which its graph node refers to.
+        var seq: Int64
         var user: String
         var session: String?
         var role: Role?
@@ -49,7 +58,10 @@ public final class MemoryStore: Sendable {
                 + MemoryLayout<Record>.stride
         }
 
-        init(user: String, session: String?, role: Role?, text: String, createdAt: Int64, metadata: String) {
+        init(
+            seq: Int64, user: String, session: String?, role: Role?, text: String, createdAt: Int64, metadata: String
+        ) {
+            self.seq = seq
             self.user = user
             self.session = session
             self.role = role
@@ -58,9 +70,9 @@ public final class MemoryStore: Sendable {
             self.metadata = metadata
         }
 
-        init(_ memory: Memory) {
+        init(_ memory: Memory, seq: Int64) {
             self.init(
-                user: memory.user, session: memory.session, role: memory.role, text: memory.text,
+                seq: seq, user: memory.user, session: memory.session, role: memory.role, text: memory.text,
                 createdAt: memory.createdAt, metadata: memory.metadata)
         }
 
@@ -76,12 +88,14 @@ public final class MemoryStore: Sendable {
     }
 
     /// The write side: the connection and its prepared statements.
-    private struct Writer {
+    struct Writer {
         let database: Database
         let upsert: Statement
         let delete: Statement
         let deleteUser: Statement
         let setSetting: Statement
+        let saveNode: Statement
+        let deleteNode: Statement
 
         init(database: Database) throws {
             self.database = database
@@ -92,10 +106,14 @@ public final class MemoryStore: Sendable {
                 ON CONFLICT(id) DO UPDATE SET user = excluded.user, session = excluded.session,
                     role = excluded.role, text = excluded.text, created_at = excluded.created_at,
                     metadata = excluded.metadata, embedding = excluded.embedding
+                RETURNING seq
                 """)
             delete = try database.prepare("DELETE FROM memories WHERE id = ?1")
             deleteUser = try database.prepare("DELETE FROM memories WHERE user = ?1")
             setSetting = try database.prepare("INSERT OR REPLACE INTO space (key, value) VALUES (?1, ?2)")
+            saveNode = try database.prepare(
+                "INSERT OR REPLACE INTO hnsw_nodes (slot, memory, links) VALUES (?1, ?2, ?3)")
+            deleteNode = try database.prepare("DELETE FROM hnsw_nodes WHERE slot = ?1")
         }
 
         func set(_ key: String, _ value: String) throws {
@@ -116,12 +134,15 @@ public final class MemoryStore: Sendable {
     ///   - metric: For a new space, nil means cosine.
     ///   - model: The embedding model the server runs, if any. A space records the first model
     ///     it is opened with and refuses any other afterwards.
+    ///   - index: For a new space, nil means flat. An existing space keeps the index it was
+    ///     created with; asking for another is refused.
     ///   - busyTimeoutMilliseconds: How long a write waits for another process's lock on the file
     ///     before failing with `StoreError.sqlite`.
-    /// - Throws: `StoreError.incompatibleDatabase` when the file's space has another dimension or
-    ///   metric than the one asked for, or a schema newer than this code; `StoreError.sqlite`.
+    /// - Throws: `StoreError.incompatibleDatabase` when the file's space has another dimension,
+    ///   metric or index than the one asked for, a schema newer than this code, or a stored graph
+    ///   that does not match its memories (`check` tells more); `StoreError.sqlite`.
     public init(
-        path: String, dimension: Int? = nil, metric: Metric? = nil, model: String? = nil,
+        path: String, dimension: Int? = nil, metric: Metric? = nil, model: String? = nil, index: SpaceIndex? = nil,
         busyTimeoutMilliseconds: Int = 5000
     ) throws {
         self.path = path
@@ -154,10 +175,17 @@ public final class MemoryStore: Sendable {
                 spaceMetric = metric ?? .cosine
                 try database.transaction {
                     try writer.set("metric", spaceMetric.rawValue)
-                    try writer.set("index", "flat")
+                    for (key, value) in (index ?? .flat).settings { try writer.set(key, value) }
                 }
             }
             self.metric = spaceMetric
+            // A new space takes the index asked for (written above); an existing one keeps its own.
+            let spaceIndex = settings["metric"] == nil ? index ?? .flat : try SpaceIndex(settings: settings)
+            if let index, index.name != spaceIndex.name {
+                throw StoreError.incompatibleDatabase(
+                    "\(path) holds a space indexed by \(spaceIndex), not \(index.name)")
+            }
+            self.index = spaceIndex
             if let stored = settings["model"], let model, stored != model {
                 throw StoreError.incompatibleDatabase("\(path) was filled by the model \(stored), not \(model)")
             }
@@ -177,14 +205,16 @@ public final class MemoryStore: Sendable {
                     spaceDimension = dimension
                 }
             }
-            self.state = try Self.load(database, dimension: spaceDimension, metric: spaceMetric)
+            self.state = try Self.load(
+                database, dimension: spaceDimension, metric: spaceMetric, index: spaceIndex,
+                entryPoint: settings["hnsw_entry"].flatMap { Int32($0) } ?? -1)
             self.writer = writer
         } catch let error as SQLiteError {
             throw StoreError.sqlite(error.description)
         }
     }
 
-    private static func readSettings(_ database: Database) throws -> [String: String] {
+    static func readSettings(_ database: Database) throws -> [String: String] {
         let statement = try database.prepare("SELECT key, value FROM space")
         var settings: [String: String] = [:]
         while try statement.step() {
@@ -193,16 +223,29 @@ public final class MemoryStore: Sendable {
         return settings
     }
 
-    private static func load(_ database: Database, dimension: Int?, metric: Metric) throws -> State {
+    static func load(
+        _ database: Database, dimension: Int?, metric: Metric, index spaceIndex: SpaceIndex, entryPoint: Int32
+    ) throws -> State {
         var state = State()
         guard let dimension else { return state }
         var index = FlatIndex(dimension: dimension, metric: metric)
+        var graph: HNSWIndex?
+        // memory seq -> (slot, links)
+        var nodes: [Int64: (slot: Int32, links: [Int32])] = [:]
+        if case .hnsw(let parameters) = spaceIndex {
+            graph = HNSWIndex(dimension: dimension, metric: metric, parameters: parameters)
+            let rows = try database.prepare("SELECT slot, memory, links FROM hnsw_nodes")
+            while try rows.step() {
+                nodes[rows.int64(at: 1)] = (Int32(truncatingIfNeeded: rows.int64(at: 0)), rows.int32s(at: 2))
+            }
+            graph!.reserveCapacity(nodes.count)
+        }
         let rows = try database.prepare(
-            "SELECT id, user, session, role, text, created_at, metadata, embedding FROM memories ORDER BY seq")
+            "SELECT id, user, session, role, text, created_at, metadata, embedding, seq FROM memories ORDER BY seq")
         while try rows.step() {
             let id = rows.string(at: 0) ?? ""
             let record = Record(
-                user: rows.string(at: 1) ?? "", session: rows.string(at: 2),
+                seq: rows.int64(at: 8), user: rows.string(at: 1) ?? "", session: rows.string(at: 2),
                 role: rows.string(at: 3).flatMap(Role.init(rawValue:)), text: rows.string(at: 4) ?? "",
                 createdAt: rows.int64(at: 5), metadata: rows.string(at: 6) ?? "{}")
             let vector = rows.floats(at: 7)
@@ -211,10 +254,34 @@ public final class MemoryStore: Sendable {
                     "memory \(id) has \(vector.count) components, space has \(dimension)")
             }
             index.upsert(id: id, user: record.user, vector: vector, attributes: record.attributes)
+            if graph != nil {
+                guard let node = nodes.removeValue(forKey: record.seq) else {
+                    throw StoreError.incompatibleDatabase("memory \(id) has no graph node (run contextstore check)")
+                }
+                do {
+                    try graph!.restore(
+                        slot: node.slot, id: id, user: record.user, vector: vector, attributes: record.attributes,
+                        record: node.links)
+                } catch {
+                    throw StoreError.incompatibleDatabase("\(error) (run contextstore check)")
+                }
+            }
             state.records[id] = record
             state.recordBytes += record.approximateBytes + id.utf8.count
         }
+        if graph != nil {
+            if let orphan = nodes.first {
+                throw StoreError.incompatibleDatabase(
+                    "graph node \(orphan.value.slot) indexes no memory (run contextstore check)")
+            }
+            do {
+                try graph!.finishRestoring(entryPoint: entryPoint)
+            } catch {
+                throw StoreError.incompatibleDatabase("\(error) (run contextstore check)")
+            }
+        }
         state.index = index
+        state.graph = graph
         return state
     }
 
@@ -246,10 +313,15 @@ public final class MemoryStore: Sendable {
         }
     }
 
-    /// The `k` memories of `user` closest to `vector` that pass `filter`, best first.
+    /// The `k` memories of `user` closest to `vector` that pass `filter`, best first: from the
+    /// flat index or the graph, as `plan` chooses.
+    /// - Parameters:
+    ///   - ef: The graph search's candidate list (default: the space's `efSearch`).
+    ///   - exact: Always scan exactly (the flat index): the ground truth.
     /// - Throws: `StoreError.wrongDimension`, `StoreError.nonFiniteVector`.
-    public func search(user: String, vector: [Float], k: Int, filter: RowFilter = RowFilter()) throws -> [ScoredMemory]
-    {
+    public func search(
+        user: String, vector: [Float], k: Int, filter: RowFilter = RowFilter(), ef: Int? = nil, exact: Bool = false
+    ) throws -> [ScoredMemory] {
         precondition(k > 0)
         try Self.checkFinite(vector)
         return try stateLock.withReadLock {
@@ -257,9 +329,31 @@ public final class MemoryStore: Sendable {
             guard vector.count == index.dimension else {
                 throw StoreError.wrongDimension(expected: index.dimension, got: vector.count)
             }
-            return index.search(user: user, query: vector, k: k, filter: filter).compactMap { hit in
+            let hits: [SearchHit]
+            switch plan(user: user, filter: filter, ef: ef, exact: exact) {
+            case .flat: hits = index.search(user: user, query: vector, k: k, filter: filter)
+            case .hnsw: hits = state.graph!.search(user: user, query: vector, k: k, ef: ef, filter: filter)
+            }
+            return hits.compactMap { hit in
                 state.records[hit.id].map { ScoredMemory(memory: $0.memory(id: hit.id, vector: []), score: hit.score) }
             }
+        }
+    }
+
+    /// Which index a search would use. The flat scan reads every row of the user's partition; a
+    /// graph walk scores about `24 ef` nodes, divided by the fraction of the space the search's
+    /// scope holds (the walk passes through nodes outside it). The cheaper one wins, with a
+    /// graph node counted as two rows (a pair kernel on scattered memory against a streaming
+    /// BLAS scan). So small scopes are scanned exactly and large ones walked.
+    public func plan(user: String, filter: RowFilter = RowFilter(), ef: Int? = nil, exact: Bool = false) -> SearchPlan {
+        stateLock.withReadLock {
+            guard !exact, let graph = state.graph, let index = state.index, graph.count > 0 else { return .flat }
+            let rows = index.count(user: user)
+            let matches = index.estimatedMatches(user: user, filter: filter)
+            guard matches > 0 else { return .flat }
+            let selectivity = Double(matches) / Double(graph.count)
+            let width = Double(ef ?? graph.parameters.efSearch)
+            return 2 * 24 * width / selectivity < Double(rows) ? .hnsw : .flat
         }
     }
 
@@ -268,124 +362,17 @@ public final class MemoryStore: Sendable {
         let (memories, users, dimension, inMemory) = stateLock.withReadLock {
             (
                 state.records.count, state.index?.userCount ?? 0, state.index?.dimension,
-                (state.index?.bytes ?? 0) + state.recordBytes
+                (state.index?.bytes ?? 0) + (state.graph?.bytes ?? 0) + state.recordBytes
             )
         }
         return StoreStats(
-            memories: memories, users: users, dimension: dimension, metric: metric,
+            memories: memories, users: users, dimension: dimension, metric: metric, index: index.name,
             bytesOnDisk: Self.fileSize(path) + Self.fileSize(path + "-wal"), bytesInMemory: inMemory)
-    }
-
-    // MARK: - Writing
-
-    /// Stores a batch in one transaction: all of it or none. A memory whose id exists replaces it,
-    /// or, with `skippingExisting`, is left out (so an interrupted import can be run again).
-    /// - Returns: The ids stored, in order (generated where the memory had none).
-    /// - Throws: `StoreError.wrongDimension`, `.nonFiniteVector`, `.invalidValue` before anything
-    ///   is written; `.sqlite` when the transaction fails (then nothing was stored); `.closed`.
-    @discardableResult
-    public func add(_ batch: [NewMemory], skippingExisting: Bool = false) throws -> [String] {
-        guard !batch.isEmpty else { return [] }
-        return try withWriter { writer in
-            var batch = batch
-            if skippingExisting {
-                batch = stateLock.withReadLock { batch.filter { $0.id.map { state.records[$0] == nil } ?? true } }
-                guard !batch.isEmpty else { return [] }
-            }
-            let knownDimension = dimension
-            let spaceDimension = knownDimension ?? batch[0].vector.count
-            guard spaceDimension > 0 else { throw StoreError.invalidValue("vector must not be empty") }
-            let now = Self.nowMilliseconds()
-            var memories: [Memory] = []
-            memories.reserveCapacity(batch.count)
-            for item in batch {
-                guard item.vector.count == spaceDimension else {
-                    throw StoreError.wrongDimension(expected: spaceDimension, got: item.vector.count)
-                }
-                try Self.checkFinite(item.vector)
-                guard !item.user.isEmpty else { throw StoreError.invalidValue("user must not be empty") }
-                if let id = item.id, id.isEmpty { throw StoreError.invalidValue("id must not be empty") }
-                memories.append(
-                    Memory(
-                        id: item.id ?? Self.generateID(), user: item.user, session: item.session, role: item.role,
-                        text: item.text, createdAt: item.createdAt ?? now, metadata: item.metadata,
-                        vector: metric == .cosine ? FlatIndex.normalized(item.vector) : item.vector))
-            }
-            try writer.database.transaction {
-                if knownDimension == nil { try writer.set("dimension", String(spaceDimension)) }
-                for memory in memories {
-                    let upsert = writer.upsert
-                    upsert.reset()
-                    try upsert.bind(memory.id, at: 1)
-                    try upsert.bind(memory.user, at: 2)
-                    try upsert.bind(memory.session, at: 3)
-                    try upsert.bind(memory.role?.rawValue, at: 4)
-                    try upsert.bind(memory.text, at: 5)
-                    try upsert.bind(memory.createdAt, at: 6)
-                    try upsert.bind(memory.metadata, at: 7)
-                    try upsert.bind(memory.vector, at: 8)
-                    try upsert.run()
-                }
-            }
-            stateLock.withWriteLock {
-                if state.index == nil { state.index = FlatIndex(dimension: spaceDimension, metric: metric) }
-                for memory in memories {
-                    let record = Record(memory)
-                    if let old = state.records.updateValue(record, forKey: memory.id) {
-                        state.recordBytes -= old.approximateBytes + memory.id.utf8.count
-                    }
-                    state.recordBytes += record.approximateBytes + memory.id.utf8.count
-                    state.index!.upsert(
-                        id: memory.id, user: memory.user, vector: memory.vector, attributes: record.attributes)
-                }
-            }
-            return memories.map(\.id)
-        }
-    }
-
-    /// Deletes one memory. Returns false when there was none with that id.
-    public func delete(id: String) throws -> Bool {
-        try withWriter { writer in
-            guard stateLock.withReadLock({ state.records[id] != nil }) else { return false }
-            try writer.database.transaction {
-                writer.delete.reset()
-                try writer.delete.bind(id, at: 1)
-                try writer.delete.run()
-            }
-            stateLock.withWriteLock {
-                if let old = state.records.removeValue(forKey: id) {
-                    state.recordBytes -= old.approximateBytes + id.utf8.count
-                }
-                state.index?.remove(id: id)
-            }
-            return true
-        }
-    }
-
-    /// Deletes every memory of `user`. Returns how many there were.
-    public func forget(user: String) throws -> Int {
-        try withWriter { writer in
-            guard stateLock.withReadLock({ (state.index?.count(user: user) ?? 0) > 0 }) else { return 0 }
-            try writer.database.transaction {
-                writer.deleteUser.reset()
-                try writer.deleteUser.bind(user, at: 1)
-                try writer.deleteUser.run()
-            }
-            return stateLock.withWriteLock {
-                let ids = state.index?.removeAll(user: user) ?? []
-                for id in ids {
-                    if let old = state.records.removeValue(forKey: id) {
-                        state.recordBytes -= old.approximateBytes + id.utf8.count
-                    }
-                }
-                return ids.count
-            }
-        }
     }
 
     // MARK: - Helpers
 
-    private func withWriter<T>(_ body: (Writer) throws -> T) throws -> T {
+    func withWriter<T>(_ body: (Writer) throws -> T) throws -> T {
         try writerLock.withLock {
             guard let writer else { throw StoreError.closed }
             do {
@@ -396,7 +383,7 @@ public final class MemoryStore: Sendable {
         }
     }
 
-    private static func checkFinite(_ vector: [Float]) throws {
+    static func checkFinite(_ vector: [Float]) throws {
         let finite = vector.withUnsafeBufferPointer { $0.allSatisfy(\.isFinite) }
         guard finite else { throw StoreError.nonFiniteVector }
     }

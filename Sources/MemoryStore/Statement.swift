@@ -33,8 +33,8 @@ final class Statement {
         try check(sqlite3_bind_text(handle, index, value, -1, Self.transient))
     }
 
-    /// Binds float32 values as a little-endian BLOB.
-    func bind(_ values: [Float], at index: Int32) throws {
+    /// Binds float32 or int32 values as a little-endian BLOB.
+    func bind<Value: BitwiseCopyable>(_ values: [Value], at index: Int32) throws {
         let rc = values.withUnsafeBytes { raw in
             sqlite3_bind_blob(handle, index, raw.baseAddress, Int32(raw.count), Self.transient)
         }
@@ -74,13 +74,18 @@ final class Statement {
     }
 
     /// Reads a little-endian float32 BLOB.
-    func floats(at column: Int32) -> [Float] {
+    func floats(at column: Int32) -> [Float] { values(at: column) }
+
+    /// Reads a little-endian int32 BLOB.
+    func int32s(at column: Int32) -> [Int32] { values(at: column) }
+
+    private func values<Value: BitwiseCopyable>(at column: Int32) -> [Value] {
         let byteCount = Int(sqlite3_column_bytes(handle, column))
         guard byteCount > 0, let blob = sqlite3_column_blob(handle, column) else { return [] }
-        let count = byteCount / MemoryLayout<Float>.size
-        return [Float](unsafeUninitializedCapacity: count) { buffer, initialized in
+        let count = byteCount / MemoryLayout<Value>.size
+        return [Value](unsafeUninitializedCapacity: count) { buffer, initialized in
             UnsafeMutableRawBufferPointer(buffer).copyMemory(
-                from: UnsafeRawBufferPointer(start: blob, count: count * MemoryLayout<Float>.size))
+                from: UnsafeRawBufferPointer(start: blob, count: count * MemoryLayout<Value>.size))
             initialized = count
         }
     }

@@ -89,6 +89,21 @@ public struct FlatIndex: Sendable {
     /// Number of vectors stored for `user`.
     public func count(user: String) -> Int { partitions[user]?.count ?? 0 }
 
+    /// How many of `user`'s rows pass `filter`, estimated from an even sample of at most
+    /// `sample` rows (exact when the user has no more).
+    public func estimatedMatches(user: String, filter: RowFilter, sample: Int = 256) -> Int {
+        guard let partition = partitions[user] else { return 0 }
+        guard !filter.isEmpty else { return partition.count }
+        let step = max(1, partition.count / sample)
+        var seen = 0
+        var matched = 0
+        for row in stride(from: 0, to: partition.count, by: step) {
+            seen += 1
+            if filter.matches(partition.attributes[row]) { matched += 1 }
+        }
+        return seen == 0 ? 0 : (matched * partition.count + seen - 1) / seen
+    }
+
     /// Bytes held by vectors and their per-row bookkeeping (an estimate of the index's memory).
     public var bytes: Int {
         var total = 0

@@ -46,6 +46,7 @@ struct BenchRunCommand: AsyncParsableCommand {
     @Option(
         help: "Embedded server: model folder, or 'none' (default: data/models/all-MiniLM-L6-v2 in conversation mode).")
     var model: String?
+    @OptionGroup(title: "Embedded server") var indexOptions: IndexOptions
 
     func run() async throws {
         let vectorMode = base != nil || queries != nil
@@ -64,7 +65,8 @@ struct BenchRunCommand: AsyncParsableCommand {
             try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
             let embedder = try ModelOption.load(model ?? (vectorMode ? "none" : nil))
             let store = try MemoryStore(
-                path: folder + "/bench.db", dimension: embedder?.dimension, metric: metric, model: embedder?.modelID)
+                path: folder + "/bench.db", dimension: embedder?.dimension, metric: metric, model: embedder?.modelID,
+                index: try indexOptions.spaceIndex())
             var logger = Logger(label: "bench")
             logger.logLevel = .warning
             let server = try await ContextStoreServer(

@@ -88,11 +88,15 @@ struct SearchCommand: AsyncParsableCommand {
     @Option(help: "Only this role.") var role: String?
     @Option(help: "Only memories created at or after this time (unix ms).") var since: Int64?
     @Option(help: "Only memories created at or before this time (unix ms).") var until: Int64?
+    @Option(help: "hnsw spaces: candidates kept by the graph search (default: the space's).") var ef: Int?
+    @Flag(help: "Scan exactly, never the graph (the ground truth).") var exact = false
 
     func run() async throws {
         var fields: [(key: String, value: JSONValue)] = [
             ("op", "search"), ("user", .string(user)), ("k", .number(Double(k))),
         ]
+        fields += optional("ef", ef.map(Int64.init))
+        if exact { fields.append(("exact", .bool(true))) }
         switch (vector, query) {
         case (let vector?, nil): fields.append(("vector", try parseVector(vector)))
         case (nil, let query?): fields.append(("query", .string(query)))

@@ -37,6 +37,7 @@ struct ImportCommand: AsyncParsableCommand {
     )
     var model: String?
     @Option(help: "With --db, for a new file: cosine, dot or l2.") var metric: Metric?
+    @OptionGroup(title: "With --db, for a new file") var indexOptions: IndexOptions
 
     func run() async throws {
         guard let format = format ?? ImportFormat(path: path) else {
@@ -54,7 +55,8 @@ struct ImportCommand: AsyncParsableCommand {
             let store: MemoryStore
             do {
                 store = try MemoryStore(
-                    path: db, dimension: embedder?.dimension, metric: metric, model: embedder?.modelID)
+                    path: db, dimension: embedder?.dimension, metric: metric, model: embedder?.modelID,
+                    index: try indexOptions.spaceIndex())
             } catch let error as StoreError {
                 throw ValidationError("cannot open \(db): \(error)")
             }

@@ -52,6 +52,8 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Event loop threads (default: one per core).")
     var threads: Int?
 
+    @OptionGroup var indexOptions: IndexOptions
+
     func run() async throws {
         LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
         var logger = Logger(label: "contextstore")
@@ -66,7 +68,8 @@ struct ServeCommand: AsyncParsableCommand {
         do {
             // With a model, a new space takes the model's dimension (and cosine, the default).
             store = try MemoryStore(
-                path: db, dimension: dim ?? embedder?.dimension, metric: metric, model: embedder?.modelID)
+                path: db, dimension: dim ?? embedder?.dimension, metric: metric, model: embedder?.modelID,
+                index: try indexOptions.spaceIndex())
         } catch let error as StoreError {
             let hint = embedder == nil ? "" : " (start with --model none to serve it without a model)"
             throw ValidationError("cannot open \(db): \(ProtocolError(error).message)\(hint)")
@@ -85,7 +88,7 @@ struct ServeCommand: AsyncParsableCommand {
             "space opened",
             metadata: [
                 "memories": "\(store.count)", "dimension": "\(store.dimension.map(String.init) ?? "unset")",
-                "metric": "\(store.metric.rawValue)", "blas": "\(BLAS.loadedLibrary)",
+                "metric": "\(store.metric.rawValue)", "index": "\(store.index)", "blas": "\(BLAS.loadedLibrary)",
                 "embedder": "\(embedder?.modelID ?? "none: text requests get no_embedder")",
             ])
         print("listening on \(host):\(server.port)")

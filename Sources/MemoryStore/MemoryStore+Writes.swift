@@ -1,0 +1,216 @@
+import VectorIndex
+
+extension MemoryStore {
+    /// Stores a batch in one transaction: all of it or none. A memory whose id exists replaces it,
+    /// or, with `skippingExisting`, is left out (so an interrupted import can be run again).
+    /// - Returns: The ids stored, in order (generated where the memory had none).
+    /// - Throws: `StoreError.wrongDimension`, `.nonFiniteVector`, `.invalidValue` before anything
+    ///   is written; `.sqlite` when the transaction fails (then nothing was stored); `.closed`.
+    @discardableResult
+    public func add(_ batch: [NewMemory], skippingExisting: Bool = false) throws -> [String] {
+        guard !batch.isEmpty else { return [] }
+        return try withWriter { writer in
+            var batch = batch
+            if skippingExisting {
+                batch = stateLock.withReadLock { batch.filter { $0.id.map { state.records[$0] == nil } ?? true } }
+                guard !batch.isEmpty else { return [] }
+            }
+            let knownDimension = dimension
+            let spaceDimension = knownDimension ?? batch[0].vector.count
+            guard spaceDimension > 0 else { throw StoreError.invalidValue("vector must not be empty") }
+            let now = Self.nowMilliseconds()
+            var memories: [Memory] = []
+            memories.reserveCapacity(batch.count)
+            for item in batch {
+                guard item.vector.count == spaceDimension else {
+                    throw StoreError.wrongDimension(expected: spaceDimension, got: item.vector.count)
+                }
+                try Self.checkFinite(item.vector)
+                guard !item.user.isEmpty else { throw StoreError.invalidValue("user must not be empty") }
+                if let id = item.id, id.isEmpty { throw StoreError.invalidValue("id must not be empty") }
+                memories.append(
+                    Memory(
+                        id: item.id ?? Self.generateID(), user: item.user, session: item.session, role: item.role,
+                        text: item.text, createdAt: item.createdAt ?? now, metadata: item.metadata,
+                        vector: metric == .cosine ? FlatIndex.normalized(item.vector) : item.vector))
+            }
+            var seqs: [String: Int64] = [:]
+            var pending: [Int32] = []
+            try rebuildingGraphOnFailure(writer) {
+                try writer.database.transaction {
+                    if knownDimension == nil { try writer.set("dimension", String(spaceDimension)) }
+                    for memory in memories {
+                        let upsert = writer.upsert
+                        upsert.reset()
+                        try upsert.bind(memory.id, at: 1)
+                        try upsert.bind(memory.user, at: 2)
+                        try upsert.bind(memory.session, at: 3)
+                        try upsert.bind(memory.role?.rawValue, at: 4)
+                        try upsert.bind(memory.text, at: 5)
+                        try upsert.bind(memory.createdAt, at: 6)
+                        try upsert.bind(memory.metadata, at: 7)
+                        try upsert.bind(memory.vector, at: 8)
+                        guard try upsert.step() else { throw StoreError.sqlite("the insert returned no row") }
+                        seqs[memory.id] = upsert.int64(at: 0)
+                        try upsert.run()
+                    }
+                    if case .hnsw(let parameters) = index {
+                        pending = try link(memories, parameters: parameters, dimension: spaceDimension, writer: writer)
+                        {
+                            seqs[$0]
+                        }
+                    }
+                }
+            }
+            stateLock.withWriteLock {
+                if state.index == nil { state.index = FlatIndex(dimension: spaceDimension, metric: metric) }
+                for slot in pending { state.graph!.publish(slot) }
+                for memory in memories {
+                    let record = Record(memory, seq: seqs[memory.id]!)
+                    if let old = state.records.updateValue(record, forKey: memory.id) {
+                        state.recordBytes -= old.approximateBytes + memory.id.utf8.count
+                    }
+                    state.recordBytes += record.approximateBytes + memory.id.utf8.count
+                    state.index!.upsert(
+                        id: memory.id, user: memory.user, vector: memory.vector, attributes: record.attributes)
+                }
+            }
+            return memories.map(\.id)
+        }
+    }
+
+    /// Links a batch into the graph and writes the changed nodes, inside the batch's
+    /// transaction. Replaced memories' nodes are removed first. Each node is allocated and its
+    /// links written under the exclusive lock; the search for its neighbours runs under the
+    /// shared one, next to searches. Returns the new nodes' slots, to publish after the commit.
+    private func link(
+        _ memories: [Memory], parameters: HNSWParameters, dimension: Int, writer: Writer, seq: (String) -> Int64?
+    ) throws -> [Int32] {
+        // The last of several memories with one id wins, as it does in the table.
+        var last: [String: Int] = [:]
+        for (i, memory) in memories.enumerated() { last[memory.id] = i }
+        let replaced = stateLock.withReadLock { last.keys.filter { state.graph?.contains(id: $0) ?? false } }
+        stateLock.withWriteLock {
+            if state.graph == nil {
+                state.graph = HNSWIndex(dimension: dimension, metric: metric, parameters: parameters)
+            }
+            state.graph!.remove(ids: replaced)
+        }
+        var pending: [Int32] = []
+        for (i, memory) in memories.enumerated() where last[memory.id] == i {
+            let slot = stateLock.withWriteLock {
+                state.graph!.allocate(
+                    id: memory.id, user: memory.user, vector: memory.vector,
+                    attributes: RowAttributes(
+                        session: memory.session, role: memory.role?.rawValue, createdAt: memory.createdAt))
+            }
+            let plan = stateLock.withReadLock { state.graph!.plan(for: slot) }
+            stateLock.withWriteLock { state.graph!.apply(plan) }
+            pending.append(slot)
+        }
+        try saveGraphChanges(writer, seq: seq)
+        return pending
+    }
+
+    /// Writes the graph's changed nodes (and its entry point) in the current transaction.
+    private func saveGraphChanges(_ writer: Writer, seq: (String) -> Int64?) throws {
+        let (changed, entryPoint) = stateLock.withWriteLock {
+            (state.graph!.takeChangedSlots(), state.graph!.entryPoint)
+        }
+        try stateLock.withReadLock {
+            let graph = state.graph!
+            for slot in changed.sorted() {
+                if graph.holdsNode(slot) {
+                    let id = graph.id(at: slot)
+                    guard let memory = seq(id) ?? state.records[id]?.seq else {
+                        throw StoreError.sqlite("graph node \(slot) has no memory row")
+                    }
+                    writer.saveNode.reset()
+                    try writer.saveNode.bind(Int64(slot), at: 1)
+                    try writer.saveNode.bind(memory, at: 2)
+                    try writer.saveNode.bind(graph.record(of: slot), at: 3)
+                    try writer.saveNode.run()
+                } else {
+                    writer.deleteNode.reset()
+                    try writer.deleteNode.bind(Int64(slot), at: 1)
+                    try writer.deleteNode.run()
+                }
+            }
+        }
+        try writer.set("hnsw_entry", String(entryPoint))
+    }
+
+    /// Runs a write whose graph changes precede its commit. When it fails, the graph in memory
+    /// may hold changes the file does not: the state is read back from the file.
+    private func rebuildingGraphOnFailure<T>(_ writer: Writer, _ body: () throws -> T) throws -> T {
+        do {
+            return try body()
+        } catch {
+            if case .hnsw = index {
+                let settings = (try? Self.readSettings(writer.database)) ?? [:]
+                let reloaded = try Self.load(
+                    writer.database, dimension: dimension, metric: metric, index: index,
+                    entryPoint: settings["hnsw_entry"].flatMap { Int32($0) } ?? -1)
+                stateLock.withWriteLock { state = reloaded }
+            }
+            throw error
+        }
+    }
+
+    /// Deletes one memory. Returns false when there was none with that id.
+    public func delete(id: String) throws -> Bool {
+        try withWriter { writer in
+            guard stateLock.withReadLock({ state.records[id] != nil }) else { return false }
+            try rebuildingGraphOnFailure(writer) {
+                try writer.database.transaction {
+                    writer.delete.reset()
+                    try writer.delete.bind(id, at: 1)
+                    try writer.delete.run()
+                    try unlink([id], writer: writer)
+                }
+            }
+            stateLock.withWriteLock {
+                if let old = state.records.removeValue(forKey: id) {
+                    state.recordBytes -= old.approximateBytes + id.utf8.count
+                }
+                state.index?.remove(id: id)
+            }
+            return true
+        }
+    }
+
+    /// Deletes every memory of `user`. Returns how many there were.
+    public func forget(user: String) throws -> Int {
+        try withWriter { writer in
+            guard stateLock.withReadLock({ (state.index?.count(user: user) ?? 0) > 0 }) else { return 0 }
+            try rebuildingGraphOnFailure(writer) {
+                try writer.database.transaction {
+                    writer.deleteUser.reset()
+                    try writer.deleteUser.bind(user, at: 1)
+                    try writer.deleteUser.run()
+                    if case .hnsw = index {
+                        let ids = stateLock.withReadLock { state.records.filter { $0.value.user == user }.map(\.key) }
+                        try unlink(ids, writer: writer)
+                    }
+                }
+            }
+            return stateLock.withWriteLock {
+                let ids = state.index?.removeAll(user: user) ?? []
+                for id in ids {
+                    if let old = state.records.removeValue(forKey: id) {
+                        state.recordBytes -= old.approximateBytes + id.utf8.count
+                    }
+                }
+                return ids.count
+            }
+        }
+    }
+
+    /// Removes the nodes of `ids` from the graph, if the space has one, and writes the repair
+    /// in the current transaction.
+    private func unlink(_ ids: [String], writer: Writer) throws {
+        guard stateLock.withReadLock({ state.graph != nil }) else { return }
+        stateLock.withWriteLock { _ = state.graph!.remove(ids: ids) }
+        try saveGraphChanges(writer) { _ in nil }
+    }
+}

@@ -1,0 +1,34 @@
+import ArgumentParser
+import MemoryStore
+import VectorIndex
+
+/// The index options of a new space, shared by `serve`, `import --db` and `bench`.
+struct IndexOptions: ParsableArguments {
+    @Option(
+        help: "Index of a new space: flat or hnsw (default: flat). An existing space keeps the one it was created with."
+    )
+    var index: String?
+
+    @Option(name: .customLong("M"), help: "hnsw: links per node (2M on layer 0).")
+    var m = 16
+
+    @Option(help: "hnsw: candidates kept while linking a node.")
+    var efConstruction = 200
+
+    @Option(help: "hnsw: candidates kept while searching, for searches that pass no 'ef'.")
+    var efSearch = 64
+
+    /// The choice for `MemoryStore(index:)`: nil when none was made.
+    func spaceIndex() throws -> SpaceIndex? {
+        switch index {
+        case nil: return nil
+        case "flat": return .flat
+        case "hnsw":
+            guard m >= 2, efConstruction >= 1, efSearch >= 1 else {
+                throw ValidationError("--M must be at least 2, --ef-construction and --ef-search at least 1")
+            }
+            return .hnsw(HNSWParameters(M: m, efConstruction: efConstruction, efSearch: efSearch))
+        case let other?: throw ValidationError("--index must be flat or hnsw, not '\(other)'")
+        }
+    }
+}
