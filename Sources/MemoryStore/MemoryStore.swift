@@ -330,9 +330,10 @@ public final class MemoryStore: Sendable {
                 throw StoreError.wrongDimension(expected: index.dimension, got: vector.count)
             }
             let hits: [SearchHit]
-            switch plan(user: user, filter: filter, ef: ef, exact: exact) {
+            switch route(user: user, filter: filter, ef: ef, exact: exact) {
             case .flat: hits = index.search(user: user, query: vector, k: k, filter: filter)
-            case .hnsw: hits = state.graph!.search(user: user, query: vector, k: k, ef: ef, filter: filter)
+            case .hnsw(let width):
+                hits = state.graph!.search(user: user, query: vector, k: k, ef: width, filter: filter)
             }
             return hits.compactMap { hit in
                 state.records[hit.id].map { ScoredMemory(memory: $0.memory(id: hit.id, vector: []), score: hit.score) }
@@ -347,14 +348,31 @@ public final class MemoryStore: Sendable {
     /// BLAS scan). So small scopes are scanned exactly and large ones walked.
     public func plan(user: String, filter: RowFilter = RowFilter(), ef: Int? = nil, exact: Bool = false) -> SearchPlan {
         stateLock.withReadLock {
-            guard !exact, let graph = state.graph, let index = state.index, graph.count > 0 else { return .flat }
-            let rows = index.count(user: user)
-            let matches = index.estimatedMatches(user: user, filter: filter)
-            guard matches > 0 else { return .flat }
-            let selectivity = Double(matches) / Double(graph.count)
-            let width = Double(ef ?? graph.parameters.efSearch)
-            return 2 * 24 * width / selectivity < Double(rows) ? .hnsw : .flat
+            switch route(user: user, filter: filter, ef: ef, exact: exact) {
+            case .flat: .flat
+            case .hnsw: .hnsw
+            }
         }
+    }
+
+    private enum Route {
+        case flat
+        /// Walk the graph with this `ef`.
+        case hnsw(ef: Int)
+    }
+
+    /// `plan`'s choice, under the caller's read lock. A walk whose scope holds a fraction `s` of
+    /// the graph keeps `ef / s` candidates (at most `4 ef`): on a test graph, a scope of half the
+    /// nodes had recall@10 0.94 at ef 64 where the whole graph had 0.96, and 0.99 at ef 128.
+    private func route(user: String, filter: RowFilter, ef: Int?, exact: Bool) -> Route {
+        guard !exact, let graph = state.graph, let index = state.index, graph.count > 0 else { return .flat }
+        let rows = index.count(user: user)
+        let matches = index.estimatedMatches(user: user, filter: filter)
+        guard matches > 0 else { return .flat }
+        let selectivity = min(1, Double(matches) / Double(graph.count))
+        let width = Double(ef ?? graph.parameters.efSearch)
+        guard 2 * 24 * width / selectivity < Double(rows) else { return .flat }
+        return .hnsw(ef: Int((width * min(4, 1 / selectivity)).rounded(.up)))
     }
 
     /// Counts and sizes.

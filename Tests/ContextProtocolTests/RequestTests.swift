@@ -54,6 +54,13 @@ import VectorIndex
         #expect(
             try decode(#"{"op":"search","user":"u","query":"tea?"}"#)
                 == .search(SearchRequest(user: "u", query: "tea?")))
+        #expect(
+            try decode(#"{"op":"search","user":"u","vector":[0.5],"ef":200,"exact":true}"#)
+                == .search(SearchRequest(user: "u", vector: [0.5], ef: 200, exact: true)))
+        #expect(code(#"{"op":"search","user":"u","vector":[0.5],"ef":0}"#) == .invalidValue)
+        #expect(code(#"{"op":"search","user":"u","vector":[0.5],"ef":10001}"#) == .invalidValue)
+        #expect(code(#"{"op":"search","user":"u","vector":[0.5],"ef":"wide"}"#) == .wrongType)
+        #expect(code(#"{"op":"search","user":"u","vector":[0.5],"exact":1}"#) == .wrongType)
         #expect(try decode(#"{"op":"embed","texts":["a","b"]}"#) == .embed(["a", "b"]))
         #expect(
             try decode(#"{"op":"add","user":"u","text":"hi","model":"m"}"#)

@@ -71,10 +71,12 @@ final class ServerProcess {
         #expect(server.process.terminationStatus == 0)
     }
 
-    @Test func acknowledgedWritesSurviveSIGKILL() async throws {
+    /// For an hnsw space the graph must also pass `check`: it is written in the same transactions.
+    @Test(arguments: ["flat", "hnsw"])
+    func acknowledgedWritesSurviveSIGKILL(index: String) async throws {
         let folder = TemporaryFolder()
         let database = folder.path + "/space.db"
-        let server = try ServerProcess(database: database, arguments: ["--dim", "8"])
+        let server = try ServerProcess(database: database, arguments: ["--dim", "8", "--index", index])
         let acknowledged = Acknowledged()
         let port = server.port
         let pid = server.process.processIdentifier
@@ -88,7 +90,13 @@ final class ServerProcess {
                         let id = "w\(writer)-\(i)"
                         let vector = (0..<8).map { Float($0 + i) }
                         do {
-                            if i % 5 == 0 {
+                            if i % 11 == 10 {
+                                // Replace an earlier memory: in a graph, its node is rebuilt.
+                                try await client.add(
+                                    NewMemory(
+                                        id: "w\(writer)-\(i - 1)", user: "u\(writer)", text: "again",
+                                        vector: vector.reversed()))
+                            } else if i % 5 == 0 {
                                 let ids = try await client.addBatch([
                                     NewMemory(id: id, user: "u", text: "t", vector: vector),
                                     NewMemory(id: id + "b", user: "u", text: "t", vector: vector),
@@ -115,6 +123,10 @@ final class ServerProcess {
         let ids = acknowledged.ids.withLock { $0 }
         #expect(ids.count >= 300)
 
+        let report = try MemoryStore.check(path: database)
+        #expect(report.problems == [])
+        #expect(report.index == index)
+        #expect(report.nodes == (index == "hnsw" ? report.memories : 0))
         let store = try MemoryStore(path: database)
         for id in ids { #expect(store.get(id: id) != nil, "acknowledged \(id) was lost") }
         store.close()

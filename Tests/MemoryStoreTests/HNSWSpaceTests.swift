@@ -1,0 +1,126 @@
+import Testing
+import VectorIndex
+
+@testable import MemoryStore
+
+/// Spaces created with `index: .hnsw`: the graph in the file, the planner, scoped recall.
+@Suite struct HNSWSpaceTests {
+    let temporary = TemporaryDatabase()
+    let dimension = 16
+    let hnsw = SpaceIndex.hnsw(HNSWParameters(M: 8, efConstruction: 64, efSearch: 64))
+
+    /// Deterministic clustered vectors (a xorshift generator from `seed`): 20 centres, points
+    /// scattered around them, as sentence embeddings are.
+    func vectors(_ count: Int, seed: UInt64) -> [[Float]] {
+        var state = seed | 1
+        func uniform() -> Float {
+            state ^= state << 13
+            state ^= state >> 7
+            state ^= state << 17
+            return Float(state >> 40) / Float(1 << 24) * 2 - 1
+        }
+        let centres = (0..<20).map { _ in (0..<dimension).map { _ in uniform() } }
+        return (0..<count).map { i in centres[i % 20].map { $0 + 0.3 * uniform() } }
+    }
+
+    func open(index: SpaceIndex? = nil) throws -> MemoryStore {
+        try MemoryStore(path: temporary.path, dimension: dimension, metric: .cosine, index: index ?? hnsw)
+    }
+
+    @Test func theGraphIsWrittenWithItsMemoriesAndLoadedBack() throws {
+        var store = try open()
+        let data = vectors(1200, seed: 7)
+        for start in stride(from: 0, to: data.count, by: 300) {
+            try store.add(
+                (start..<start + 300).map {
+                    NewMemory(id: "m\($0)", user: "u\($0 % 3)", session: "s\($0 % 4)", text: "t", vector: data[$0])
+                })
+        }
+        #expect(store.stats().index == "hnsw")
+        let queries = vectors(20, seed: 8)
+        let before = try queries.map { try store.search(user: "u1", vector: $0, k: 10, ef: 32) }
+        #expect(before.allSatisfy { $0.count == 10 })
+        store.close()
+
+        let report = try MemoryStore.check(path: temporary.path)
+        #expect(report == CheckReport(index: "hnsw", memories: 1200, nodes: 1200, problems: []))
+
+        store = try MemoryStore(path: temporary.path)  // the index comes from the file
+        #expect(store.index == hnsw)
+        #expect(store.count == 1200)
+        let after = try queries.map { try store.search(user: "u1", vector: $0, k: 10, ef: 32) }
+        #expect(after == before)  // the same graph, not a rebuild
+        store.close()
+
+        #expect(throws: StoreError.self) { try open(index: .flat) }
+    }
+
+    @Test func deletesReplacementsAndForgetKeepTheFileSound() throws {
+        var store = try open()
+        let data = vectors(900, seed: 9)
+        try store.add((0..<900).map { NewMemory(id: "m\($0)", user: "u\($0 % 3)", text: "t", vector: data[$0]) })
+        for i in stride(from: 0, to: 300, by: 2) { #expect(try store.delete(id: "m\(i)")) }
+        // Replacing moves a memory to a new vector (and user): its node is rebuilt.
+        let moved = vectors(50, seed: 10)
+        try store.add((0..<50).map { NewMemory(id: "m\(301 + 2 * $0)", user: "u0", text: "new", vector: moved[$0]) })
+        #expect(try store.forget(user: "u2") > 0)
+        let survivors = store.count
+        store.close()
+
+        let report = try MemoryStore.check(path: temporary.path)
+        #expect(report.problems == [])
+        #expect(report.memories == survivors && report.nodes == survivors)
+
+        store = try open()
+        let hits = try store.search(user: "u0", vector: moved[3], k: 5, ef: 64)
+        #expect(hits.first?.memory.id == "m307")
+        #expect(hits.first?.memory.text == "new")
+        for query in vectors(10, seed: 11) {
+            let found = try store.search(user: "u0", vector: query, k: 50).map(\.memory.id)
+            #expect(found.allSatisfy { id in Int(id.dropFirst()).map { $0 >= 300 || $0 % 2 == 1 } ?? false })
+            #expect(try store.search(user: "u2", vector: query, k: 5).isEmpty)
+        }
+        store.close()
+    }
+
+    /// A scope holding 0.1%, 1%, 10% or 50% of the space: min(k, matches) hits, always, and
+    /// recall@10 >= 0.98 against the exact scan, whichever plan the planner picks.
+    @Test func scopedSearchesNeverStarve() throws {
+        let store = try open()
+        let data = vectors(10_000, seed: 12)
+        // Users by share of the space, spread over the clusters: 10, 100, 1,000 and 5,000 memories.
+        let shares = [("tiny", 10), ("small", 100), ("tenth", 1000), ("half", 5000)]
+        var owners: [String] = []
+        for (user, count) in shares { owners += Array(repeating: user, count: count) }
+        owners += Array(repeating: "rest", count: data.count - owners.count)
+        var state: UInt64 = 99
+        for i in stride(from: owners.count - 1, to: 0, by: -1) {
+            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            owners.swapAt(i, Int((state >> 33) % UInt64(i + 1)))
+        }
+        for start in stride(from: 0, to: data.count, by: 1000) {
+            try store.add(
+                (start..<start + 1000).map {
+                    NewMemory(id: "m\($0)", user: owners[$0], session: "s\($0 % 5)", text: "t", vector: data[$0])
+                })
+        }
+        let queries = vectors(30, seed: 13)
+        for (user, count) in shares {
+            var recall = 0.0
+            for query in queries {
+                let exact = try store.search(user: user, vector: query, k: 10, exact: true).map(\.memory.id)
+                let found = try store.search(user: user, vector: query, k: 10).map(\.memory.id)
+                #expect(found.count == min(10, count))
+                recall += Double(Set(exact).intersection(found).count) / Double(exact.count)
+            }
+            #expect(recall / Double(queries.count) >= 0.98, "\(user)")
+        }
+        // Small scopes are scanned, the half of the space is walked; a session within it too.
+        #expect(store.plan(user: "tiny") == .flat)
+        #expect(store.plan(user: "small") == .flat)
+        #expect(store.plan(user: "half", ef: 16) == .hnsw)
+        #expect(store.plan(user: "half", ef: 16, exact: true) == .flat)
+        #expect(store.plan(user: "half", filter: RowFilter(session: "s1")) == .flat)
+        store.close()
+    }
+}
