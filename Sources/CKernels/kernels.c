@@ -4,13 +4,13 @@
 #include <immintrin.h>
 #endif
 
-static float dot_baseline(const float *a, const float *b, long n) {
+static float ck_dot_baseline(const float *a, const float *b, long n) {
     float sum = 0;
     for (long i = 0; i < n; i++) sum += a[i] * b[i];
     return sum;
 }
 
-static float squared_l2_baseline(const float *a, const float *b, long n) {
+static float ck_squared_l2_baseline(const float *a, const float *b, long n) {
     float sum = 0;
     for (long i = 0; i < n; i++) {
         float d = a[i] - b[i];
@@ -21,7 +21,7 @@ static float squared_l2_baseline(const float *a, const float *b, long n) {
 
 #if defined(__x86_64__)
 // Four independent accumulators hide the FMA latency; 32 floats per iteration.
-__attribute__((target("avx2,fma"))) static float horizontal_sum(__m256 v) {
+__attribute__((target("avx2,fma"))) static float ck_horizontal_sum(__m256 v) {
     __m128 low = _mm256_castps256_ps128(v);
     __m128 high = _mm256_extractf128_ps(v, 1);
     __m128 sum = _mm_add_ps(low, high);
@@ -30,7 +30,7 @@ __attribute__((target("avx2,fma"))) static float horizontal_sum(__m256 v) {
     return _mm_cvtss_f32(sum);
 }
 
-__attribute__((target("avx2,fma"))) static float dot_avx2(const float *a, const float *b, long n) {
+__attribute__((target("avx2,fma"))) static float ck_dot_avx2(const float *a, const float *b, long n) {
     __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps(), s2 = _mm256_setzero_ps(), s3 = _mm256_setzero_ps();
     long i = 0;
     for (; i + 32 <= n; i += 32) {
@@ -40,12 +40,12 @@ __attribute__((target("avx2,fma"))) static float dot_avx2(const float *a, const 
         s3 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 24), _mm256_loadu_ps(b + i + 24), s3);
     }
     for (; i + 8 <= n; i += 8) s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
-    float sum = horizontal_sum(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+    float sum = ck_horizontal_sum(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
     for (; i < n; i++) sum += a[i] * b[i];
     return sum;
 }
 
-__attribute__((target("avx2,fma"))) static float squared_l2_avx2(const float *a, const float *b, long n) {
+__attribute__((target("avx2,fma"))) static float ck_squared_l2_avx2(const float *a, const float *b, long n) {
     __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps(), s2 = _mm256_setzero_ps(), s3 = _mm256_setzero_ps();
     long i = 0;
     for (; i + 32 <= n; i += 32) {
@@ -62,7 +62,7 @@ __attribute__((target("avx2,fma"))) static float squared_l2_avx2(const float *a,
         __m256 d = _mm256_sub_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i));
         s0 = _mm256_fmadd_ps(d, d, s0);
     }
-    float sum = horizontal_sum(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+    float sum = ck_horizontal_sum(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
     for (; i < n; i++) {
         float d = a[i] - b[i];
         sum += d * d;
@@ -87,7 +87,7 @@ __attribute__((target("avx2,fma"))) static void small_gemm_avx2(
                 a2 = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x2 + j), a2);
                 a3 = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x3 + j), a3);
             }
-            float s0 = horizontal_sum(a0), s1 = horizontal_sum(a1), s2 = horizontal_sum(a2), s3 = horizontal_sum(a3);
+            float s0 = ck_horizontal_sum(a0), s1 = ck_horizontal_sum(a1), s2 = ck_horizontal_sum(a2), s3 = ck_horizontal_sum(a3);
             for (; j < k; j++) {
                 s0 += wr[j] * x0[j];
                 s1 += wr[j] * x1[j];
@@ -100,33 +100,19 @@ __attribute__((target("avx2,fma"))) static void small_gemm_avx2(
             y[(t + 2) * ldy + o] = s2 + b;
             y[(t + 3) * ldy + o] = s3 + b;
         }
-        for (; t < m; t++) y[t * ldy + o] = dot_avx2(x + t * k, wr, k) + (bias ? bias[o] : 0);
+        for (; t < m; t++) y[t * ldy + o] = ck_dot_avx2(x + t * k, wr, k) + (bias ? bias[o] : 0);
     }
 }
 
-static int has_avx2_fma(void) {
+static int ck_has_avx2_fma_f16c(void) {
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
 }
 #endif
-
-ck_pair_kernel ck_select_dot(void) {
-#if defined(__x86_64__)
-    if (has_avx2_fma()) return dot_avx2;
-#endif
-    return dot_baseline;
-}
-
-ck_pair_kernel ck_select_squared_l2(void) {
-#if defined(__x86_64__)
-    if (has_avx2_fma()) return squared_l2_avx2;
-#endif
-    return squared_l2_baseline;
-}
 
 const char *ck_kernel_isa(void) {
 #if defined(__x86_64__)
-    if (has_avx2_fma()) return "avx2+fma";
+    if (ck_has_avx2_fma_f16c()) return "avx2+fma+f16c";
 #endif
     return "baseline";
 }
@@ -134,15 +120,206 @@ const char *ck_kernel_isa(void) {
 static void small_gemm_baseline(
     const float *x, long m, long k, const float *w, long n, const float *bias, float *y, long ldy) {
     for (long t = 0; t < m; t++)
-        for (long o = 0; o < n; o++) y[t * ldy + o] = dot_baseline(x + t * k, w + o * k, k) + (bias ? bias[o] : 0);
+        for (long o = 0; o < n; o++) y[t * ldy + o] = ck_dot_baseline(x + t * k, w + o * k, k) + (bias ? bias[o] : 0);
 }
 
 void ck_small_gemm(const float *x, long m, long k, const float *w, long n, const float *bias, float *y, long ldy) {
 #if defined(__x86_64__)
-    if (has_avx2_fma()) {
+    if (ck_has_avx2_fma_f16c()) {
         small_gemm_avx2(x, m, k, w, n, bias, y, ldy);
         return;
     }
 #endif
     small_gemm_baseline(x, m, k, w, n, bias, y, ldy);
+}
+
+// MARK: - Kernels between a float32 query and a stored code
+
+#include <string.h>
+
+static float half_to_float(unsigned short h) {
+    unsigned int sign = (unsigned int)(h >> 15) << 31, exponent = (h >> 10) & 0x1F, mantissa = h & 0x3FF, bits;
+    if (exponent == 0x1F) {
+        bits = sign | 0x7F800000u | (mantissa << 13);  // infinity or NaN
+    } else if (exponent != 0) {
+        bits = sign | ((exponent + 112) << 23) | (mantissa << 13);
+    } else if (mantissa == 0) {
+        bits = sign;
+    } else {  // subnormal: normalize
+        exponent = 113;
+        while (!(mantissa & 0x400)) {
+            mantissa <<= 1;
+            exponent--;
+        }
+        bits = sign | (exponent << 23) | ((mantissa & 0x3FF) << 13);
+    }
+    float value;
+    memcpy(&value, &bits, sizeof value);
+    return value;
+}
+
+static float code_dot_f32_baseline(const float *q, const void *code, long n) {
+    return ck_dot_baseline(q, (const float *)code, n);
+}
+
+static float code_l2_f32_baseline(const float *q, const void *code, long n) {
+    return ck_squared_l2_baseline(q, (const float *)code, n);
+}
+
+static float code_dot_f16_baseline(const float *q, const void *code, long n) {
+    const unsigned short *x = code;
+    float sum = 0;
+    for (long i = 0; i < n; i++) sum += q[i] * half_to_float(x[i]);
+    return sum;
+}
+
+static float code_l2_f16_baseline(const float *q, const void *code, long n) {
+    const unsigned short *x = code;
+    float sum = 0;
+    for (long i = 0; i < n; i++) {
+        float d = q[i] - half_to_float(x[i]);
+        sum += d * d;
+    }
+    return sum;
+}
+
+static float code_dot_i8_baseline(const float *q, const void *code, long n) {
+    float scale;
+    memcpy(&scale, code, sizeof scale);
+    const signed char *x = (const signed char *)code + 4;
+    float sum = 0;
+    for (long i = 0; i < n; i++) sum += q[i] * (float)x[i];
+    return sum * scale;
+}
+
+static float code_l2_i8_baseline(const float *q, const void *code, long n) {
+    float scale;
+    memcpy(&scale, code, sizeof scale);
+    const signed char *x = (const signed char *)code + 4;
+    float sum = 0;
+    for (long i = 0; i < n; i++) {
+        float d = q[i] - scale * (float)x[i];
+        sum += d * d;
+    }
+    return sum;
+}
+
+#if defined(__x86_64__)
+__attribute__((target("avx2,fma"))) static float code_dot_f32_avx2(const float *q, const void *code, long n) {
+    return ck_dot_avx2(q, (const float *)code, n);
+}
+
+__attribute__((target("avx2,fma"))) static float code_l2_f32_avx2(const float *q, const void *code, long n) {
+    return ck_squared_l2_avx2(q, (const float *)code, n);
+}
+
+// Half the bytes of float32 per component: F16C widens eight halves per instruction.
+__attribute__((target("avx2,fma,f16c"))) static float code_dot_f16_avx2(const float *q, const void *code, long n) {
+    const unsigned short *x = code;
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+    long i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m256 x0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + i)));
+        __m256 x1 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + i + 8)));
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), x0, s0);
+        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i + 8), x1, s1);
+    }
+    float sum = ck_horizontal_sum(_mm256_add_ps(s0, s1));
+    for (; i < n; i++) sum += q[i] * half_to_float(x[i]);
+    return sum;
+}
+
+__attribute__((target("avx2,fma,f16c"))) static float code_l2_f16_avx2(const float *q, const void *code, long n) {
+    const unsigned short *x = code;
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+    long i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m256 d0 = _mm256_sub_ps(_mm256_loadu_ps(q + i), _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + i))));
+        __m256 d1 =
+            _mm256_sub_ps(_mm256_loadu_ps(q + i + 8), _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + i + 8))));
+        s0 = _mm256_fmadd_ps(d0, d0, s0);
+        s1 = _mm256_fmadd_ps(d1, d1, s1);
+    }
+    float sum = ck_horizontal_sum(_mm256_add_ps(s0, s1));
+    for (; i < n; i++) {
+        float d = q[i] - half_to_float(x[i]);
+        sum += d * d;
+    }
+    return sum;
+}
+
+// A quarter of the bytes of float32: eight int8 widened to float per step, the scale applied once.
+__attribute__((target("avx2,fma"))) static float code_dot_i8_avx2(const float *q, const void *code, long n) {
+    float scale;
+    memcpy(&scale, code, sizeof scale);
+    const signed char *x = (const signed char *)code + 4;
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+    long i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m128i bytes = _mm_loadu_si128((const __m128i *)(x + i));
+        __m256 x0 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(bytes));
+        __m256 x1 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(bytes, 8)));
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), x0, s0);
+        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i + 8), x1, s1);
+    }
+    float sum = ck_horizontal_sum(_mm256_add_ps(s0, s1));
+    for (; i < n; i++) sum += q[i] * (float)x[i];
+    return sum * scale;
+}
+
+__attribute__((target("avx2,fma"))) static float code_l2_i8_avx2(const float *q, const void *code, long n) {
+    float scale;
+    memcpy(&scale, code, sizeof scale);
+    const signed char *x = (const signed char *)code + 4;
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps(), vs = _mm256_set1_ps(scale);
+    long i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m128i bytes = _mm_loadu_si128((const __m128i *)(x + i));
+        __m256 x0 = _mm256_mul_ps(vs, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(bytes)));
+        __m256 x1 = _mm256_mul_ps(vs, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(bytes, 8))));
+        __m256 d0 = _mm256_sub_ps(_mm256_loadu_ps(q + i), x0);
+        __m256 d1 = _mm256_sub_ps(_mm256_loadu_ps(q + i + 8), x1);
+        s0 = _mm256_fmadd_ps(d0, d0, s0);
+        s1 = _mm256_fmadd_ps(d1, d1, s1);
+    }
+    float sum = ck_horizontal_sum(_mm256_add_ps(s0, s1));
+    for (; i < n; i++) {
+        float d = q[i] - scale * (float)x[i];
+        sum += d * d;
+    }
+    return sum;
+}
+#endif
+
+#if defined(__x86_64__)
+__attribute__((target("avx2,f16c"))) static void decode_f16_avx2(const unsigned short *x, float *out, long n) {
+    long i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(out + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + i))));
+    for (; i < n; i++) out[i] = half_to_float(x[i]);
+}
+#endif
+
+void ck_decode_f16(const void *code, float *out, long n) {
+#if defined(__x86_64__)
+    if (ck_has_avx2_fma_f16c()) return decode_f16_avx2(code, out, n);
+#endif
+    const unsigned short *x = code;
+    for (long i = 0; i < n; i++) out[i] = half_to_float(x[i]);
+}
+
+ck_code_kernel ck_select_code_kernel(ck_code_format format, int squared_l2) {
+#if defined(__x86_64__)
+    if (ck_has_avx2_fma_f16c()) {
+        switch (format) {
+        case CK_CODE_FLOAT16: return squared_l2 ? code_l2_f16_avx2 : code_dot_f16_avx2;
+        case CK_CODE_INT8: return squared_l2 ? code_l2_i8_avx2 : code_dot_i8_avx2;
+        default: return squared_l2 ? code_l2_f32_avx2 : code_dot_f32_avx2;
+        }
+    }
+#endif
+    switch (format) {
+    case CK_CODE_FLOAT16: return squared_l2 ? code_l2_f16_baseline : code_dot_f16_baseline;
+    case CK_CODE_INT8: return squared_l2 ? code_l2_i8_baseline : code_dot_i8_baseline;
+    default: return squared_l2 ? code_l2_f32_baseline : code_dot_f32_baseline;
+    }
 }

@@ -333,7 +333,9 @@ public final class MemoryStore: Sendable {
             switch route(user: user, filter: filter, ef: ef, exact: exact) {
             case .flat: hits = index.search(user: user, query: vector, k: k, filter: filter)
             case .hnsw(let width):
-                hits = state.graph!.search(user: user, query: vector, k: k, ef: width, filter: filter)
+                hits = state.graph!.search(user: user, query: vector, k: k, ef: width, filter: filter) {
+                    index.exactScores(ids: $0, query: vector)
+                }
             }
             return hits.compactMap { hit in
                 state.records[hit.id].map { ScoredMemory(memory: $0.memory(id: hit.id, vector: []), score: hit.score) }

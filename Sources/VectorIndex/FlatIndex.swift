@@ -1,3 +1,4 @@
+import CKernels
 import Dispatch
 
 #if canImport(Glibc)
@@ -121,6 +122,25 @@ public struct FlatIndex: Sendable {
         guard let location = locations[id], let partition = partitions[location.user] else { return nil }
         let start = location.row * dimension
         return Array(partition.rows[start..<start + dimension])
+    }
+
+    /// The exact score of each of `ids` for `query`, "higher is closer": the inner product (of
+    /// the normalized vectors, for cosine), or `-|x - q|^2` for l2; `-infinity` for an id not
+    /// stored. What a graph walk over compact vectors re-ranks its candidates by.
+    public func exactScores(ids: [String], query: [Float]) -> [Float] {
+        let kernel = ck_select_code_kernel(CK_CODE_FLOAT32, metric == .l2 ? 1 : 0)!
+        let q = metric == .cosine ? Self.normalized(query) : query
+        return q.withUnsafeBufferPointer { q in
+            ids.map { id in
+                guard let location = locations[id], let partition = partitions[location.user] else {
+                    return -Float.infinity
+                }
+                return partition.rows.withUnsafeBufferPointer { rows in
+                    let value = kernel(q.baseAddress!, rows.baseAddress! + location.row * dimension, dimension)
+                    return metric == .l2 ? -value : value
+                }
+            }
+        }
     }
 
     // MARK: - Writes

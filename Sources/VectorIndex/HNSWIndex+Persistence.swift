@@ -58,7 +58,7 @@ extension HNSWIndex {
         }
         let i = Int(slot)
         while slotCount <= i {
-            vectors.append(contentsOf: repeatElement(0, count: dimension))
+            codes.append(contentsOf: repeatElement(0, count: codeBytes))
             levels.append(0)
             layer0.append(contentsOf: repeatElement(0, count: stride0))
             upper.append([])
@@ -72,7 +72,7 @@ extension HNSWIndex {
             throw HNSWRestoreError(description: "node \(slot) (\(id)) is stored twice")
         }
         let stored = metric == .cosine ? FlatIndex.normalized(vector) : vector
-        vectors.replaceSubrange(i * dimension..<(i + 1) * dimension, with: stored)
+        codes.replaceSubrange(i * codeBytes..<(i + 1) * codeBytes, with: encode(stored))
         levels[i] = Int32(layers.count - 1)
         upper[i] = [Int32](repeating: 0, count: (layers.count - 1) * strideUpper)
         for (layer, neighbours) in layers.enumerated() {

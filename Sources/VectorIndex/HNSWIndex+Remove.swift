@@ -40,14 +40,8 @@ extension HNSWIndex {
                 }
                 let maxLinks = layer == 0 ? maxLinks0 : parameters.M
                 let ranked = scored(candidates, from: node)
-                vectors.withUnsafeBufferPointer { vectors in
-                    let base = vectors.baseAddress!
-                    for candidate in ranked where kept.count < maxLinks {
-                        let point = base + Int(candidate.slot) * dimension
-                        if kept.allSatisfy({ score(point, base + Int($0) * dimension) <= candidate.score }) {
-                            kept.append(candidate.slot)
-                        }
-                    }
+                for candidate in ranked where kept.count < maxLinks && isDiverse(candidate, from: kept) {
+                    kept.append(candidate.slot)
                 }
                 var inKept = Set(kept)
                 for candidate in ranked where kept.count < maxLinks && inKept.insert(candidate.slot).inserted {

@@ -14,13 +14,38 @@ public struct HNSWParameters: Sendable, Equatable {
     public var efSearch: Int
     /// Mixed into the level of every node, so a build is reproducible.
     public var seed: UInt64
+    /// How the graph keeps its vectors for the walk.
+    public var storage: VectorStorage
 
-    public init(M: Int = 16, efConstruction: Int = 200, efSearch: Int = 64, seed: UInt64 = 42) {
+    public init(
+        M: Int = 16, efConstruction: Int = 200, efSearch: Int = 64, seed: UInt64 = 42,
+        storage: VectorStorage = .float32
+    ) {
         precondition(M >= 2 && efConstruction >= 1 && efSearch >= 1)
         self.M = M
         self.efConstruction = efConstruction
         self.efSearch = efSearch
         self.seed = seed
+        self.storage = storage
+    }
+}
+
+/// How a graph keeps the vectors its walks score. The compact forms read half or a quarter of
+/// the bytes per node; their walks rank by approximate scores, so a search re-ranks what it found
+/// with the exact float32 vectors (`HNSWIndex.search`'s `rerank`).
+public enum VectorStorage: String, Sendable, CaseIterable {
+    case float32
+    /// IEEE half precision.
+    case float16
+    /// One float32 scale per vector and a signed byte per component (`max |x| / 127` steps).
+    case int8
+
+    var format: ck_code_format {
+        switch self {
+        case .float32: CK_CODE_FLOAT32
+        case .float16: CK_CODE_FLOAT16
+        case .int8: CK_CODE_INT8
+        }
     }
 }
 
@@ -28,13 +53,13 @@ public struct HNSWParameters: Sendable, Equatable {
 /// nearest-neighbour search.
 ///
 /// Memory layout (after hnswlib): a node is a dense slot number. Vectors are one contiguous
-/// row-major float32 array indexed by slot. Layer 0's links are one flat `Int32` array with a
+/// array of fixed-size codes (float32, float16 or int8, see `VectorStorage`) indexed by slot. Layer 0's links are one flat `Int32` array with a
 /// fixed stride of `1 + 2M` per slot (a count, then the neighbours); a node's links on layers
 /// 1...level sit in its own array with a stride of `1 + M` per layer. The external id of a slot is
 /// kept apart from it (`ids`, `slots`).
 ///
-/// Scores are "higher is closer" (inner product; `-|a - b|^2` for l2) and are computed pair by
-/// pair with a SIMD kernel. Searches may filter: a node that fails the filter (or is not yet
+/// Scores are "higher is closer" (inner product; `-|a - b|^2` for l2) and are computed between a
+/// float32 query and a stored code with a SIMD kernel. Searches may filter: a node that fails the filter (or is not yet
 /// published) is still walked through but never returned.
 ///
 /// A node's life: `allocate` gives it a slot (unlinked, so no walk can reach it), `plan` computes
@@ -50,10 +75,12 @@ public struct HNSWIndex: Sendable {
     public let dimension: Int
     public let metric: Metric
     public let parameters: HNSWParameters
-    /// The pair kernel for this metric, picked once from what the processor supports.
-    let kernel: ck_pair_kernel
+    /// The kernel for this metric and storage, picked once from what the processor supports.
+    let kernel: ck_code_kernel
+    /// Bytes per stored vector.
+    let codeBytes: Int
 
-    var vectors: [Float] = []
+    var codes: [UInt8] = []
     var levels: [Int32] = []
     var layer0: [Int32] = []
     var upper: [[Int32]] = []
@@ -94,16 +121,17 @@ public struct HNSWIndex: Sendable {
         self.dimension = dimension
         self.metric = metric
         self.parameters = parameters
-        self.kernel = metric == .l2 ? ck_select_squared_l2() : ck_select_dot()
+        self.kernel = ck_select_code_kernel(parameters.storage.format, metric == .l2 ? 1 : 0)
+        self.codeBytes = ck_code_bytes(parameters.storage.format, dimension)
     }
 
-    /// The instruction set of the distance kernels in use ("avx2+fma" or "baseline").
+    /// The instruction set of the distance kernels in use ("avx2+fma+f16c" or "baseline").
     public static var kernelInstructionSet: String { String(cString: ck_kernel_isa()) }
 
     /// Makes room for `nodes` nodes in all, so a bulk build does not reallocate (and briefly
     /// double) its arrays as it grows.
     public mutating func reserveCapacity(_ nodes: Int) {
-        vectors.reserveCapacity(nodes * dimension)
+        codes.reserveCapacity(nodes * codeBytes)
         layer0.reserveCapacity(nodes * stride0)
         levels.reserveCapacity(nodes)
         upper.reserveCapacity(nodes)
@@ -126,7 +154,7 @@ public struct HNSWIndex: Sendable {
         let perSlot =
             MemoryLayout<Int32>.stride * 3 + MemoryLayout<[Int32]>.stride + MemoryLayout<String>.stride
             + MemoryLayout<RowAttributes>.stride + 1
-        return vectors.capacity * 4 + layer0.capacity * 4 + upper.reduce(0) { $0 + $1.capacity * 4 }
+        return codes.capacity + layer0.capacity * 4 + upper.reduce(0) { $0 + $1.capacity * 4 }
             + ids.count * perSlot + slots.count * (MemoryLayout<String>.stride + 4)
     }
 
@@ -139,20 +167,77 @@ public struct HNSWIndex: Sendable {
     /// The id whose node sits in `slot`.
     public func id(at slot: Int32) -> String { ids[Int(slot)] }
 
-    // MARK: - Scores
+    // MARK: - Scores and codes
 
-    /// Higher is closer: the inner product, or `-|a - b|^2` for l2.
+    /// Higher is closer: the inner product, or `-|q - x|^2` for l2, between a float32 query and
+    /// a stored code.
     @inline(__always)
-    func score(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>) -> Float {
-        let value = kernel(a, b, dimension)
+    func score(_ query: UnsafePointer<Float>, _ code: UnsafeRawPointer) -> Float {
+        let value = kernel(query, code, dimension)
         return metric == .l2 ? -value : value
     }
 
-    func score(_ a: Int32, _ b: Int32) -> Float {
-        vectors.withUnsafeBufferPointer { v in
-            score(v.baseAddress! + Int(a) * dimension, v.baseAddress! + Int(b) * dimension)
+    /// `vector` (normalized already, for cosine) in this graph's storage.
+    func encode(_ vector: [Float]) -> [UInt8] {
+        var code = [UInt8](repeating: 0, count: codeBytes)
+        code.withUnsafeMutableBytes { raw in
+            switch parameters.storage {
+            case .float32:
+                vector.withUnsafeBytes { raw.copyMemory(from: $0) }
+            case .float16:
+                for (i, x) in vector.enumerated() {
+                    raw.storeBytes(of: Float16(x).bitPattern, toByteOffset: 2 * i, as: UInt16.self)
+                }
+            case .int8:
+                let largest = vector.reduce(Float(0)) { max($0, abs($1)) }
+                let scale = largest > 0 ? largest / 127 : 1
+                raw.storeBytes(of: scale, as: Float.self)
+                for (i, x) in vector.enumerated() {
+                    raw.storeBytes(of: Int8((x / scale).rounded()), toByteOffset: 4 + i, as: Int8.self)
+                }
+            }
+        }
+        return code
+    }
+
+    /// Runs `body` with the float32 vector of `slot`: the code itself for float32 storage, a
+    /// decoded copy otherwise.
+    @inline(__always)
+    func withVector<T>(_ slot: Int32, _ body: (UnsafePointer<Float>) -> T) -> T {
+        if parameters.storage == .float32 {
+            return withCodes { body(code($0, slot).assumingMemoryBound(to: Float.self)) }
+        }
+        return decode(slot).withUnsafeBufferPointer { body($0.baseAddress!) }
+    }
+
+    /// The float32 vector `slot`'s code stands for.
+    func decode(_ slot: Int32) -> [Float] {
+        codes.withUnsafeBytes { codes in
+            let code = UnsafeRawBufferPointer(rebasing: codes[Int(slot) * codeBytes..<(Int(slot) + 1) * codeBytes])
+            switch parameters.storage {
+            case .float32:
+                return (0..<dimension).map { code.load(fromByteOffset: 4 * $0, as: Float.self) }
+            case .float16:
+                return [Float](unsafeUninitializedCapacity: dimension) { out, initialized in
+                    ck_decode_f16(code.baseAddress!, out.baseAddress!, dimension)
+                    initialized = dimension
+                }
+            case .int8:
+                let scale = code.load(as: Float.self)
+                return (0..<dimension).map { scale * Float(code.load(fromByteOffset: 4 + $0, as: Int8.self)) }
+            }
         }
     }
+
+    /// Runs `body` with the base of the codes and the query's pointer: `code(base, slot)` then
+    /// addresses a node's code.
+    @inline(__always)
+    func withCodes<T>(_ body: (UnsafeRawPointer) -> T) -> T {
+        codes.withUnsafeBytes { body($0.baseAddress!) }
+    }
+
+    @inline(__always)
+    func code(_ base: UnsafeRawPointer, _ slot: Int32) -> UnsafeRawPointer { base + Int(slot) * codeBytes }
 
     // MARK: - Links
 
@@ -204,11 +289,10 @@ public struct HNSWIndex: Sendable {
         var results = ScoreHeap(maxOnTop: false)
         var fresh: [Int32] = []
         fresh.reserveCapacity(maxLinks0)
-        vectors.withUnsafeBufferPointer { vectors in
+        withCodes { base in
             layer0.withUnsafeBufferPointer { links0 in
-                let base = vectors.baseAddress!
                 for entry in entries where visited.insert(entry) {
-                    let s = score(query, base + Int(entry) * dimension)
+                    let s = score(query, code(base, entry))
                     candidates.push(s, entry)
                     if accept(entry) { results.push(s, entry) }
                 }
@@ -221,7 +305,7 @@ public struct HNSWIndex: Sendable {
                         let start = Int(candidate) * stride0
                         for i in 0..<Int(links0[start]) where visited.insert(links0[start + 1 + i]) {
                             fresh.append(links0[start + 1 + i])
-                            ck_prefetch(base + Int(links0[start + 1 + i]) * dimension)
+                            ck_prefetch(code(base, links0[start + 1 + i]))
                         }
                     } else {
                         for neighbour in links(candidate, level: level) where visited.insert(neighbour) {
@@ -229,7 +313,7 @@ public struct HNSWIndex: Sendable {
                         }
                     }
                     for neighbour in fresh {
-                        let s = score(query, base + Int(neighbour) * dimension)
+                        let s = score(query, code(base, neighbour))
                         if results.count < ef || s > results.top!.score {
                             candidates.push(s, neighbour)
                             if accept(neighbour) {
@@ -247,15 +331,14 @@ public struct HNSWIndex: Sendable {
     /// Greedy descent on one upper layer: move to the closest neighbour until none is closer.
     /// Without a filter and with one result, this needs no heaps and no visited set.
     func closest(to query: UnsafePointer<Float>, from start: Int32, level: Int) -> Int32 {
-        vectors.withUnsafeBufferPointer { vectors in
-            let base = vectors.baseAddress!
+        withCodes { base in
             var current = start
-            var best = score(query, base + Int(current) * dimension)
+            var best = score(query, code(base, current))
             var moved = true
             while moved {
                 moved = false
                 for neighbour in links(current, level: level) {
-                    let s = score(query, base + Int(neighbour) * dimension)
+                    let s = score(query, code(base, neighbour))
                     if s > best {
                         best = s
                         current = neighbour
@@ -272,24 +355,26 @@ public struct HNSWIndex: Sendable {
     func selectNeighbours(_ candidates: [(score: Float, slot: Int32)], max: Int) -> [Int32] {
         guard candidates.count > max else { return candidates.map(\.slot) }
         var kept: [Int32] = []
-        vectors.withUnsafeBufferPointer { vectors in
-            let base = vectors.baseAddress!
-            for candidate in candidates {
-                if kept.count >= max { break }
-                let point = base + Int(candidate.slot) * dimension
-                let diverse = kept.allSatisfy { score(point, base + Int($0) * dimension) <= candidate.score }
-                if diverse { kept.append(candidate.slot) }
-            }
+        for candidate in candidates {
+            if kept.count >= max { break }
+            if isDiverse(candidate, from: kept) { kept.append(candidate.slot) }
         }
         return kept
     }
 
+    /// Whether `candidate` (scored against the node being linked) is closer to that node than
+    /// to every node in `kept`: the heuristic's test.
+    func isDiverse(_ candidate: (score: Float, slot: Int32), from kept: [Int32]) -> Bool {
+        guard !kept.isEmpty else { return true }
+        return withVector(candidate.slot) { point in
+            withCodes { base in kept.allSatisfy { score(point, code(base, $0)) <= candidate.score } }
+        }
+    }
+
     /// `candidates` scored against `node`, closest first.
     func scored(_ candidates: some Sequence<Int32>, from node: Int32) -> [(score: Float, slot: Int32)] {
-        vectors.withUnsafeBufferPointer { vectors in
-            let base = vectors.baseAddress!
-            let point = base + Int(node) * dimension
-            return candidates.map { (score(point, base + Int($0) * dimension), $0) }.sorted { $0.score > $1.score }
+        withVector(node) { point in
+            withCodes { base in candidates.map { (score(point, code(base, $0)), $0) }.sorted { $0.score > $1.score } }
         }
     }
 
@@ -329,7 +414,7 @@ public struct HNSWIndex: Sendable {
         if let reused = freeSlots.popLast() {
             slot = reused
             let i = Int(slot)
-            vectors.replaceSubrange(i * dimension..<(i + 1) * dimension, with: stored)
+            codes.replaceSubrange(i * codeBytes..<(i + 1) * codeBytes, with: encode(stored))
             levels[i] = Int32(level)
             upper[i] = [Int32](repeating: 0, count: level * strideUpper)
             ids[i] = id
@@ -338,7 +423,7 @@ public struct HNSWIndex: Sendable {
             userOfSlot[i] = userNumber
         } else {
             slot = Int32(ids.count)
-            vectors.append(contentsOf: stored)
+            codes.append(contentsOf: encode(stored))
             levels.append(Int32(level))
             layer0.append(contentsOf: repeatElement(0, count: stride0))
             upper.append([Int32](repeating: 0, count: level * strideUpper))
@@ -371,7 +456,7 @@ public struct HNSWIndex: Sendable {
         let level = Int(levels[Int(slot)])
         let visited = scratch.take(capacity: ids.count)
         defer { scratch.give(visited) }
-        let query = Array(vectors[Int(slot) * dimension..<(Int(slot) + 1) * dimension])
+        let query = decode(slot)
         query.withUnsafeBufferPointer { query in
             let q = query.baseAddress!
             var entry = entryPoint
@@ -455,8 +540,14 @@ public struct HNSWIndex: Sendable {
 
     /// The `k` closest published nodes of `user` that pass `filter`, best first. The walk widens
     /// (`ef` doubles) until `k` matches are found or the graph is exhausted.
+    ///
+    /// With compact storage the walk's scores are approximate: `rerank`, given the ids the walk
+    /// found (up to `ef`), returns each one's exact score ("higher is closer", as the graph's
+    /// own: the inner product, or `-|q - x|^2` for l2, of the normalized vectors for cosine), and
+    /// the best `k` by it are returned. Without `rerank` the approximate scores stand.
     public func search(
-        user: String, query: [Float], k: Int, ef: Int? = nil, filter: RowFilter = RowFilter()
+        user: String, query: [Float], k: Int, ef: Int? = nil, filter: RowFilter = RowFilter(),
+        rerank: (([String]) -> [Float])? = nil
     ) -> [SearchHit] {
         precondition(query.count == dimension && k > 0)
         guard entryPoint >= 0, let userNumber = userNumbers[user] else { return [] }
@@ -481,9 +572,13 @@ public struct HNSWIndex: Sendable {
                 let found = searchLayer(
                     pointer, entries: [entry], ef: width, level: 0, visited: visited, accept: accept)
                 if found.count >= k || visited.count >= ids.count || width >= ids.count {
-                    return found.prefix(k).map { hit in
-                        let score = metric == .l2 ? (-hit.score).squareRoot() : hit.score
-                        return SearchHit(id: ids[Int(hit.slot)], score: score)
+                    var best = found.map { (score: $0.score, id: ids[Int($0.slot)]) }
+                    if parameters.storage != .float32, let rerank {
+                        let exact = rerank(best.map(\.id))
+                        best = zip(exact, best).map { ($0, $1.id) }.sorted { $0.score > $1.score }
+                    }
+                    return best.prefix(k).map { hit in
+                        SearchHit(id: hit.id, score: metric == .l2 ? max(0, -hit.score).squareRoot() : hit.score)
                     }
                 }
                 width *= 2

@@ -2,6 +2,8 @@ import ArgumentParser
 import MemoryStore
 import VectorIndex
 
+extension VectorStorage: ExpressibleByArgument {}
+
 /// The index options of a new space, shared by `serve`, `import --db` and `bench`.
 struct IndexOptions: ParsableArguments {
     @Option(
@@ -18,6 +20,10 @@ struct IndexOptions: ParsableArguments {
     @Option(help: "hnsw: candidates kept while searching, for searches that pass no 'ef'.")
     var efSearch = 64
 
+    @Option(
+        help: "hnsw: how the graph keeps vectors for its walks: float32, float16 or int8 (re-ranked exactly).")
+    var storage: VectorStorage = .float32
+
     /// The choice for `MemoryStore(index:)`: nil when none was made.
     func spaceIndex() throws -> SpaceIndex? {
         switch index {
@@ -27,7 +33,7 @@ struct IndexOptions: ParsableArguments {
             guard m >= 2, efConstruction >= 1, efSearch >= 1 else {
                 throw ValidationError("--M must be at least 2, --ef-construction and --ef-search at least 1")
             }
-            return .hnsw(HNSWParameters(M: m, efConstruction: efConstruction, efSearch: efSearch))
+            return .hnsw(HNSWParameters(M: m, efConstruction: efConstruction, efSearch: efSearch, storage: storage))
         case let other?: throw ValidationError("--index must be flat or hnsw, not '\(other)'")
         }
     }

@@ -1,3 +1,5 @@
+import Dispatch
+import Synchronization
 import Testing
 import VectorIndex
 
@@ -122,5 +124,46 @@ import VectorIndex
         #expect(store.plan(user: "half", ef: 16, exact: true) == .flat)
         #expect(store.plan(user: "half", filter: RowFilter(session: "s1")) == .flat)
         store.close()
+    }
+
+    /// Searches run while a writer links batches into the graph: every answer is complete and
+    /// holds only memories that exist, and the file ends sound.
+    @Test func searchesRunWhileTheGraphGrows() throws {
+        let store = try open()
+        let data = vectors(3000, seed: 14)
+        try store.add((0..<1000).map { NewMemory(id: "m\($0)", user: "u", text: "t", vector: data[$0]) })
+        let queries = vectors(50, seed: 15)
+        let done = Atomic(false)
+        let searches = Atomic(0)
+        let failures = Mutex<[String]>([])
+        DispatchQueue.concurrentPerform(iterations: 3) { worker in
+            if worker == 0 {
+                defer { done.store(true, ordering: .releasing) }
+                for start in stride(from: 1000, to: 3000, by: 50) {
+                    do {
+                        try store.add(
+                            (start..<start + 50).map { NewMemory(id: "m\($0)", user: "u", text: "t", vector: data[$0]) })
+                    } catch {
+                        failures.withLock { $0.append("add: \(error)") }
+                    }
+                }
+                return
+            }
+            var i = worker
+            while !done.load(ordering: .acquiring) {
+                let hits = (try? store.search(user: "u", vector: queries[i % queries.count], k: 10, ef: 32)) ?? []
+                let unknown = hits.filter { Int($0.memory.id.dropFirst()).map { !(0..<3000).contains($0) } ?? true }
+                if hits.count != 10 || !unknown.isEmpty || Set(hits.map(\.memory.id)).count != 10 {
+                    failures.withLock { $0.append("search \(i): \(hits.map(\.memory.id))") }
+                }
+                searches.add(1, ordering: .relaxed)
+                i += 2
+            }
+        }
+        #expect(failures.withLock { $0 } == [])
+        #expect(searches.load(ordering: .relaxed) > 0)
+        #expect(store.count == 3000)
+        store.close()
+        #expect(try MemoryStore.check(path: temporary.path).problems == [])
     }
 }

@@ -22,6 +22,9 @@ struct HNSWBench: ParsableCommand {
     @Option(name: .customLong("ef-construction")) var efConstruction = 200
     @Option(help: "Comma-separated ef values to sweep.") var ef = "10,16,32,64,128,256"
     @Option(help: "k for recall@k.") var k = 10
+    @Option(help: "Vectors in the graph: float32, float16 or int8 (compact ones re-rank with the float32 base).")
+    var storage = "float32"
+    @Option(help: "Sweeps over the ef list; each ef reports its best queries/s.") var repeats = 1
 
     func run() throws {
         let baseFile = try VectorFile(path: base)
@@ -31,11 +34,23 @@ struct HNSWBench: ParsableCommand {
         // Decode the base before measuring, as the hnswlib script holds its NumPy array before
         // it measures: the figure is then the index's own memory (its copy of the vectors included).
         let base = (0..<count).map(baseFile.row)
+        // Compact storage re-ranks the walk's candidates with exact float32 vectors, as a server
+        // does with its flat index: that index is built here, outside the measured memory.
+        let attributes = RowAttributes(session: nil, role: nil, createdAt: 0)
+        var exact: FlatIndex?
+        if storage != "float32" {
+            exact = FlatIndex(dimension: baseFile.dimension, metric: .dot)
+            for (row, vector) in base.enumerated() {
+                exact!.upsert(id: String(row), user: "u", vector: vector, attributes: attributes)
+            }
+        }
         let residentBefore = residentBytes()
+        guard let vectorStorage = VectorStorage(rawValue: storage) else {
+            throw ValidationError("--storage must be float32, float16 or int8")
+        }
         var index = HNSWIndex(
             dimension: baseFile.dimension, metric: .dot,
-            parameters: HNSWParameters(M: m, efConstruction: efConstruction))
-        let attributes = RowAttributes(session: nil, role: nil, createdAt: 0)
+            parameters: HNSWParameters(M: m, efConstruction: efConstruction, storage: vectorStorage))
         index.reserveCapacity(count)  // as hnswlib's max_elements
         let start = seconds()
         for (row, vector) in base.enumerated() {
@@ -59,18 +74,28 @@ struct HNSWBench: ParsableCommand {
                 return flat.search(user: "u", queries: queryVectors, k: k).map { Set($0.map(\.id)) }
             }()
         print("ef\trecall@\(k)\tqueries/s")
-        for width in ef.split(separator: ",").compactMap({ Int($0) }) {
-            var found = 0
-            let began = seconds()
-            var results: [[SearchHit]] = []
-            results.reserveCapacity(queryVectors.count)
-            for query in queryVectors { results.append(index.search(user: "u", query: query, k: k, ef: width)) }
-            let elapsed = seconds() - began
-            for (hits, expected) in zip(results, truth) { found += hits.filter { expected.contains($0.id) }.count }
-            print(
-                "\(width)\t\(fixed(Double(found) / Double(k * queryVectors.count), 4))\t\(Int(Double(queryVectors.count) / elapsed))"
-            )
+        let widths = ef.split(separator: ",").compactMap { Int($0) }
+        var best = [Double](repeating: 0, count: widths.count)
+        var recalls = [Double](repeating: 0, count: widths.count)
+        for _ in 0..<max(1, repeats) {
+            for (w, width) in widths.enumerated() {
+                var found = 0
+                let began = seconds()
+                var results: [[SearchHit]] = []
+                results.reserveCapacity(queryVectors.count)
+                for query in queryVectors {
+                    results.append(
+                        index.search(user: "u", query: query, k: k, ef: width) {
+                            exact!.exactScores(ids: $0, query: query)
+                        })
+                }
+                let elapsed = seconds() - began
+                for (hits, expected) in zip(results, truth) { found += hits.filter { expected.contains($0.id) }.count }
+                recalls[w] = Double(found) / Double(k * queryVectors.count)
+                best[w] = max(best[w], Double(queryVectors.count) / elapsed)
+            }
         }
+        for (w, width) in widths.enumerated() { print("\(width)\t\(fixed(recalls[w], 4))\t\(Int(best[w]))") }
     }
 
     private func seconds() -> Double {

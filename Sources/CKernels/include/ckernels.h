@@ -1,18 +1,39 @@
 #ifndef CONTEXTSTORE_CKERNELS_H
 #define CONTEXTSTORE_CKERNELS_H
 
-/// Distance kernels for one pair of float32 vectors, in C so that each can be compiled for the
-/// instruction set it needs (AVX2 + FMA, or the baseline) and picked once at run time from what
-/// the processor supports.
-typedef float (*ck_pair_kernel)(const float *a, const float *b, long n);
+/// How a stored vector ("code") of n components is laid out.
+typedef enum {
+    /// n float32.
+    CK_CODE_FLOAT32 = 0,
+    /// n IEEE half-precision floats.
+    CK_CODE_FLOAT16 = 1,
+    /// A float32 scale s, then n int8 q: component i is s * q[i].
+    CK_CODE_INT8 = 2,
+} ck_code_format;
 
-/// The fastest inner-product kernel this processor runs.
-ck_pair_kernel ck_select_dot(void);
+/// The size in bytes of one code of n components.
+static inline long ck_code_bytes(ck_code_format format, long n) {
+    switch (format) {
+    case CK_CODE_FLOAT16: return 2 * n;
+    case CK_CODE_INT8: return 4 + n;
+    default: return 4 * n;
+    }
+}
 
-/// The fastest squared-Euclidean-distance kernel this processor runs.
-ck_pair_kernel ck_select_squared_l2(void);
+/// A distance kernel between a float32 query and one stored code, in C so that each can be
+/// compiled for the instruction set it needs (AVX2 + FMA + F16C, or the baseline) and picked once
+/// at run time from what the processor supports. Returns the inner product, or the squared
+/// Euclidean distance.
+typedef float (*ck_code_kernel)(const float *query, const void *code, long n);
 
-/// The name of the instruction set the selected kernels use ("avx2+fma" or "baseline").
+/// The fastest kernel this processor runs for codes of `format`: the inner product, or with
+/// `squared_l2` the squared Euclidean distance.
+ck_code_kernel ck_select_code_kernel(ck_code_format format, int squared_l2);
+
+/// Widens n IEEE half-precision floats to float32 (F16C when the processor has it).
+void ck_decode_f16(const void *code, float *out, long n);
+
+/// The name of the instruction set the selected kernels use ("avx2+fma+f16c" or "baseline").
 const char *ck_kernel_isa(void);
 
 /// y[t * ldy + o] = bias[o] + dot(x[t * k ...], w[o * k ...]) for t < m, o < n: a matrix product
