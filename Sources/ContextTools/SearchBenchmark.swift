@@ -97,14 +97,17 @@ public struct VectorBenchmark: Sendable {
     public var groundTruth: String?
     public var k: Int
     public var concurrency: Int
+    /// The `ef` values to sweep (an hnsw space); empty: one run with the space's default.
+    public var efs: [Int]
     public var user = "bench"
 
-    public init(base: String, queries: String, groundTruth: String?, k: Int, concurrency: Int) {
+    public init(base: String, queries: String, groundTruth: String?, k: Int, concurrency: Int, efs: [Int] = []) {
         self.base = base
         self.queries = queries
         self.groundTruth = groundTruth
         self.k = k
         self.concurrency = concurrency
+        self.efs = efs
     }
 
     public func run(
@@ -139,26 +142,37 @@ public struct VectorBenchmark: Sendable {
                 $0.map(\.id)
             }
         }
-        let queries = (0..<queryFile.rows).map { row in
-            BenchQuery(
-                search: SearchRequest(user: user, vector: queryFile.row(row), k: k), relevant: truth[row], group: nil)
+        // One pass per ef; the first pass's figures are also reported without the "ef=" suffix.
+        var figures: [(key: String, value: Double)] = []
+        var curve: [(qps: Double, recall: Double)] = []
+        for ef in efs.isEmpty ? [nil] : efs.map(Optional.some) {
+            let queries = (0..<queryFile.rows).map { row in
+                BenchQuery(
+                    search: SearchRequest(user: user, vector: queryFile.row(row), k: k, ef: ef), relevant: truth[row],
+                    group: nil)
+            }
+            log("running \(queries.count) queries over \(concurrency) connections\(ef.map { ", ef \($0)" } ?? "")")
+            let (outcomes, seconds) = try await QueryRunner.run(queries, concurrency: concurrency, connect: connect)
+            let pass = QueryRunner.figures(queries, outcomes, seconds: seconds, ks: [k])
+            if figures.isEmpty { figures = pass }
+            if let ef { figures += pass.map { ("\($0.key) ef=\(ef)", $0.value) } }
+            curve.append(
+                (
+                    pass.first { $0.key == "queries_per_second" }!.value,
+                    pass.first { $0.key == "recall@\(k)" }!.value
+                ))
         }
-        log("running \(queries.count) queries over \(concurrency) connections")
-        let (outcomes, seconds) = try await QueryRunner.run(queries, concurrency: concurrency, connect: connect)
-        var figures = QueryRunner.figures(queries, outcomes, seconds: seconds, ks: [k])
         figures.append(("base_rows", Double(baseFile.rows)))
         figures.append(("load_rows_per_second", load.rate))
-        let qps = figures.first { $0.key == "queries_per_second" }!.value
-        let recall = figures.first { $0.key == "recall@\(k)" }!.value
         return BenchResult(
             name: name, mode: "vector",
             settings: [
                 ("base", base), ("queries", self.queries), ("groundtruth", groundTruth ?? "computed exactly"),
-                ("k", String(k)),
+                ("k", String(k)), ("ef", efs.isEmpty ? "default" : efs.map(String.init).joined(separator: ",")),
                 ("concurrency", String(concurrency)), ("index", hello.index), ("metric", hello.metric.rawValue),
                 ("blas", hello.blas), ("server", "\(hello.server) \(hello.version)"),
             ],
-            figures: figures, curve: [(qps, recall)])
+            figures: figures, curve: curve)
     }
 }
 

@@ -290,35 +290,48 @@ public struct HNSWIndex: Sendable {
         var fresh: [Int32] = []
         fresh.reserveCapacity(maxLinks0)
         withCodes { base in
-            layer0.withUnsafeBufferPointer { links0 in
-                for entry in entries where visited.insert(entry) {
-                    let s = score(query, code(base, entry))
-                    candidates.push(s, entry)
-                    if accept(entry) { results.push(s, entry) }
-                }
-                while let (candidateScore, candidate) = candidates.pop() {
-                    if results.count >= ef, let worst = results.top, candidateScore < worst.score { break }
-                    // Gather the unvisited neighbours first and prefetch their vectors, so the
-                    // loads overlap the scoring (hnswlib does the same).
-                    fresh.removeAll(keepingCapacity: true)
-                    if level == 0 {
-                        let start = Int(candidate) * stride0
-                        for i in 0..<Int(links0[start]) where visited.insert(links0[start + 1 + i]) {
-                            fresh.append(links0[start + 1 + i])
-                            ck_prefetch(code(base, links0[start + 1 + i]))
-                        }
-                    } else {
-                        for neighbour in links(candidate, level: level) where visited.insert(neighbour) {
-                            fresh.append(neighbour)
-                        }
+            userOfSlot.withUnsafeBufferPointer { users in
+                layer0.withUnsafeBufferPointer { links0 in
+                    for entry in entries where visited.insert(entry) {
+                        let s = score(query, code(base, entry))
+                        candidates.push(s, entry)
+                        if accept(entry) { results.push(s, entry) }
                     }
-                    for neighbour in fresh {
-                        let s = score(query, code(base, neighbour))
-                        if results.count < ef || s > results.top!.score {
-                            candidates.push(s, neighbour)
-                            if accept(neighbour) {
-                                results.push(s, neighbour)
-                                if results.count > ef { _ = results.pop() }
+                    while let (candidateScore, candidate) = candidates.pop() {
+                        if results.count >= ef, let worst = results.top, candidateScore < worst.score { break }
+                        // The next candidate's links, while this one's neighbours are scored.
+                        if let next = candidates.top { ck_prefetch(links0.baseAddress! + Int(next.slot) * stride0) }
+                        // Gather the unvisited neighbours first and prefetch their vectors and
+                        // scopes, so the loads overlap the scoring (hnswlib does the same).
+                        fresh.removeAll(keepingCapacity: true)
+                        if level == 0 {
+                            let start = Int(candidate) * stride0
+                            let count = Int(links0[start])
+                            for i in 0..<count { visited.prefetch(links0[start + 1 + i]) }
+                            for i in 0..<count where visited.insert(links0[start + 1 + i]) {
+                                let neighbour = links0[start + 1 + i]
+                                fresh.append(neighbour)
+                                ck_prefetch(code(base, neighbour))
+                                ck_prefetch(users.baseAddress! + Int(neighbour))
+                            }
+                        } else {
+                            for neighbour in links(candidate, level: level) where visited.insert(neighbour) {
+                                fresh.append(neighbour)
+                            }
+                        }
+                        // Each whole code one step ahead of its scoring: a walk waits on memory, and
+                        // the first line alone (hnswlib's prefetch) left most of the wait (ef 64: 3,439
+                        // against 4,375 queries/s on 50,000 WordNet vectors).
+                        if let first = fresh.first { ck_prefetch_range(code(base, first), codeBytes) }
+                        for (j, neighbour) in fresh.enumerated() {
+                            if j + 1 < fresh.count { ck_prefetch_range(code(base, fresh[j + 1]), codeBytes) }
+                            let s = score(query, code(base, neighbour))
+                            if results.count < ef || s > results.top!.score {
+                                candidates.push(s, neighbour)
+                                if accept(neighbour) {
+                                    results.push(s, neighbour)
+                                    if results.count > ef { _ = results.pop() }
+                                }
                             }
                         }
                     }

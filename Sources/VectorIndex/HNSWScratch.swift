@@ -1,3 +1,4 @@
+import CKernels
 import Synchronization
 
 /// Which slots a search has seen: a generation counter per slot, so a reset is O(1). A class
@@ -28,6 +29,10 @@ final class VisitedSet: @unchecked Sendable {
         }
         reset()
     }
+
+    /// Starts loading `slot`'s mark, to be tested soon.
+    @inline(__always)
+    func prefetch(_ slot: Int32) { ck_prefetch(marks + Int(slot)) }
 
     /// Marks `slot`; false when it was already marked.
     @inline(__always)

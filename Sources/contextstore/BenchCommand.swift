@@ -38,6 +38,7 @@ struct BenchRunCommand: AsyncParsableCommand {
     @Option(help: "A LoCoMo-format folder (conversation mode).") var conversations: String?
     @Option(help: "Hits per query; recall is measured at k.") var k = 10
     @Option(help: "Concurrent connections.") var concurrency = 1
+    @Option(help: "Vector mode, hnsw space: comma-separated ef values to sweep (one pass each).") var ef: String?
     @Option(help: "Results folder.") var out = "bench-results"
     @Option(help: "The run's name (default: mode and time).") var name: String?
     @Option(help: "A running server's address.") var host = "127.0.0.1"
@@ -82,8 +83,14 @@ struct BenchRunCommand: AsyncParsableCommand {
         let result: BenchResult
         do {
             if let base, let queries {
+                let efs = try (ef ?? "").split(separator: ",").map { value in
+                    guard let width = Int(value), width > 0 else {
+                        throw ValidationError("--ef takes positive integers")
+                    }
+                    return width
+                }
                 result = try await VectorBenchmark(
-                    base: base, queries: queries, groundTruth: groundtruth, k: k, concurrency: concurrency
+                    base: base, queries: queries, groundTruth: groundtruth, k: k, concurrency: concurrency, efs: efs
                 ).run(name: runName, connect: connect, log: log)
             } else {
                 result = try await ConversationBenchmark(folder: conversations!, k: k, concurrency: concurrency)

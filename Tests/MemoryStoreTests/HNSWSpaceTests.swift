@@ -142,7 +142,8 @@ import VectorIndex
                 for start in stride(from: 1000, to: 3000, by: 50) {
                     do {
                         try store.add(
-                            (start..<start + 50).map { NewMemory(id: "m\($0)", user: "u", text: "t", vector: data[$0]) })
+                            (start..<start + 50).map { NewMemory(id: "m\($0)", user: "u", text: "t", vector: data[$0]) }
+                        )
                     } catch {
                         failures.withLock { $0.append("add: \(error)") }
                     }
@@ -165,5 +166,30 @@ import VectorIndex
         #expect(store.count == 3000)
         store.close()
         #expect(try MemoryStore.check(path: temporary.path).problems == [])
+    }
+
+    /// The storage is a setting of the space; searches re-rank to exact scores.
+    @Test func compactStorageIsStoredAndReRanked() throws {
+        let compact = SpaceIndex.hnsw(HNSWParameters(M: 8, efConstruction: 64, efSearch: 64, storage: .float16))
+        var store = try open(index: compact)
+        let data = vectors(6000, seed: 16)
+        try store.add((0..<6000).map { NewMemory(id: "m\($0)", user: "u", text: "t", vector: data[$0]) })
+        store.close()
+        store = try MemoryStore(path: temporary.path)
+        #expect(store.index == compact)
+        #expect(store.plan(user: "u") == .hnsw)
+        var recall = 0.0
+        let queries = Array(vectors(6020, seed: 16).suffix(20))  // new points of the same clusters
+        for query in queries {
+            let exact = try store.search(user: "u", vector: query, k: 5, exact: true)
+            let found = try store.search(user: "u", vector: query, k: 5)
+            recall += Double(Set(exact.map(\.memory.id)).intersection(found.map(\.memory.id)).count) / 5
+            // Exact scores (the kernel and BLAS may differ in the last bit).
+            for hit in found {
+                #expect(abs(hit.score - (exact.first { $0.memory.id == hit.memory.id }?.score ?? hit.score)) < 1e-5)
+            }
+        }
+        #expect(recall / Double(queries.count) >= 0.9)
+        store.close()
     }
 }

@@ -45,4 +45,10 @@ void ck_small_gemm(const float *x, long m, long k, const float *w, long n, const
 /// Asks the processor to start loading the cache line at `address` (a vector about to be scored).
 static inline void ck_prefetch(const void *address) { __builtin_prefetch(address, 0, 3); }
 
+/// Asks the processor to start loading every cache line of `bytes` bytes at `address`.
+static inline void ck_prefetch_range(const void *address, long bytes) {
+    const char *p = (const char *)address;
+    for (long offset = 0; offset < bytes; offset += 64) __builtin_prefetch(p + offset, 0, 3);
+}
+
 #endif
