@@ -68,6 +68,8 @@ final class Statement {
 
     func int64(at column: Int32) -> Int64 { sqlite3_column_int64(handle, column) }
 
+    func isNull(at column: Int32) -> Bool { sqlite3_column_type(handle, column) == SQLITE_NULL }
+
     func string(at column: Int32) -> String? {
         guard let text = sqlite3_column_text(handle, column) else { return nil }
         return String(cString: text)

@@ -81,6 +81,19 @@ public struct FlatIndex: Sendable {
         }
     }
 
+    /// Makes room for `rows` rows of `user`, so a bulk load does not grow the partition by doubling.
+    public mutating func reserveCapacity(_ rows: Int, forUser user: String) {
+        var partition = partitions.removeValue(forKey: user) ?? Partition()
+        partition.rows.reserveCapacity(rows * dimension)
+        if metric == .l2 { partition.squaredNorms.reserveCapacity(rows) }
+        partition.ids.reserveCapacity(rows)
+        partition.attributes.reserveCapacity(rows)
+        partitions[user] = partition
+    }
+
+    /// Makes room for `rows` vectors in all (the id lookup).
+    public mutating func reserveCapacity(_ rows: Int) { locations.reserveCapacity(rows) }
+
     /// Number of vectors in the index.
     public var count: Int { locations.count }
 

@@ -55,6 +55,7 @@ struct ServeCommand: AsyncParsableCommand {
     @OptionGroup var indexOptions: IndexOptions
 
     func run() async throws {
+        let signals = TerminationSignals()
         LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
         var logger = Logger(label: "contextstore")
         logger.logLevel = .info
@@ -94,7 +95,7 @@ struct ServeCommand: AsyncParsableCommand {
         print("listening on \(host):\(server.port)")
         fflush(nil)  // stdout is block-buffered when piped; whoever waits for this line must see it
 
-        let signal = await Self.waitForTerminationSignal()
+        let signal = await signals.next()
         logger.info("shutting down", metadata: ["signal": "\(signal)"])
         await server.shutdown()
         store.close()
@@ -113,19 +114,39 @@ struct ServeCommand: AsyncParsableCommand {
         }
     }
 
-    /// Suspends until SIGINT or SIGTERM arrives; returns its number.
-    private static func waitForTerminationSignal() async -> Int32 {
-        let signals: [Int32] = [SIGINT, SIGTERM]
-        for number in signals { _ = Glibc.signal(number, SIG_IGN) }
-        let (stream, continuation) = AsyncStream<Int32>.makeStream()
-        let sources = signals.map { number in
-            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
-            source.setEventHandler { continuation.yield(number) }
-            source.resume()
-            return source
+}
+
+/// The pipe the signal handler writes a terminating signal's number to: writing to a pipe is
+/// one of the few things a handler may do.
+private let signalPipe: (read: Int32, write: Int32) = {
+    var ends: [Int32] = [-1, -1]
+    precondition(pipe(&ends) == 0, "cannot create the signal pipe")
+    return (ends[0], ends[1])
+}()
+
+/// SIGINT and SIGTERM, caught from the moment this is made: a signal that arrives while the
+/// server starts is kept in the pipe, not lost, and `next` returns it once the server is up.
+/// (A handler, not a dispatch signal source: those rely on the signal being blocked in every
+/// thread, and a SIGTERM sent right after start-up was sometimes dropped.)
+final class TerminationSignals {
+    init() {
+        _ = signalPipe
+        for number in [SIGINT, SIGTERM] {
+            _ = Glibc.signal(number) { number in
+                var byte = UInt8(truncatingIfNeeded: number)
+                _ = Glibc.write(signalPipe.write, &byte, 1)
+            }
         }
-        defer { for source in sources { source.cancel() } }
-        for await number in stream { return number }
-        return SIGTERM
+    }
+
+    /// Suspends until a signal has arrived; returns its number.
+    func next() async -> Int32 {
+        await withCheckedContinuation { continuation in
+            DispatchQueue.global().async {
+                var byte: UInt8 = 0
+                while Glibc.read(signalPipe.read, &byte, 1) != 1 {}
+                continuation.resume(returning: Int32(byte))
+            }
+        }
     }
 }
