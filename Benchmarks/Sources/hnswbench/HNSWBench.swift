@@ -25,6 +25,8 @@ struct HNSWBench: ParsableCommand {
     @Option(help: "Vectors in the graph: float32, float16 or int8 (compact ones re-rank with the float32 base).")
     var storage = "float32"
     @Option(help: "Sweeps over the ef list; each ef reports its best queries/s.") var repeats = 1
+    @Option(help: "After the sweep: delete this share of the base, insert it again, and sweep again.")
+    var churn = 0.0
 
     func run() throws {
         let baseFile = try VectorFile(path: base)
@@ -73,29 +75,57 @@ struct HNSWBench: ParsableCommand {
                 }
                 return flat.search(user: "u", queries: queryVectors, k: k).map { Set($0.map(\.id)) }
             }()
-        print("ef\trecall@\(k)\tqueries/s")
         let widths = ef.split(separator: ",").compactMap { Int($0) }
-        var best = [Double](repeating: 0, count: widths.count)
-        var recalls = [Double](repeating: 0, count: widths.count)
-        for _ in 0..<max(1, repeats) {
-            for (w, width) in widths.enumerated() {
-                var found = 0
-                let began = seconds()
-                var results: [[SearchHit]] = []
-                results.reserveCapacity(queryVectors.count)
-                for query in queryVectors {
-                    results.append(
-                        index.search(user: "u", query: query, k: k, ef: width) {
-                            exact!.exactScores(ids: $0, query: query)
-                        })
+        func sweep() {
+            print("ef\trecall@\(k)\tqueries/s")
+            var best = [Double](repeating: 0, count: widths.count)
+            var recalls = [Double](repeating: 0, count: widths.count)
+            for _ in 0..<max(1, repeats) {
+                for (w, width) in widths.enumerated() {
+                    var found = 0
+                    let began = seconds()
+                    var results: [[SearchHit]] = []
+                    results.reserveCapacity(queryVectors.count)
+                    for query in queryVectors {
+                        results.append(
+                            index.search(user: "u", query: query, k: k, ef: width) {
+                                exact!.exactScores(ids: $0, query: query)
+                            })
+                    }
+                    let elapsed = seconds() - began
+                    for (hits, expected) in zip(results, truth) {
+                        found += hits.filter { expected.contains($0.id) }.count
+                    }
+                    recalls[w] = Double(found) / Double(k * queryVectors.count)
+                    best[w] = max(best[w], Double(queryVectors.count) / elapsed)
                 }
-                let elapsed = seconds() - began
-                for (hits, expected) in zip(results, truth) { found += hits.filter { expected.contains($0.id) }.count }
-                recalls[w] = Double(found) / Double(k * queryVectors.count)
-                best[w] = max(best[w], Double(queryVectors.count) / elapsed)
             }
+            for (w, width) in widths.enumerated() { print("\(width)\t\(fixed(recalls[w], 4))\t\(Int(best[w]))") }
         }
-        for (w, width) in widths.enumerated() { print("\(width)\t\(fixed(recalls[w], 4))\t\(Int(best[w]))") }
+        sweep()
+        guard churn > 0 else { return }
+        // Delete a random share (seeded) in batches of 1,000, insert it again, sweep again.
+        var state: UInt64 = 7
+        var rows = Array(0..<count)
+        for i in stride(from: rows.count - 1, to: 0, by: -1) {
+            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            rows.swapAt(i, Int((state >> 33) % UInt64(i + 1)))
+        }
+        let victims = rows.prefix(Int(Double(count) * churn))
+        var began = seconds()
+        for start in stride(from: 0, to: victims.count, by: 1000) {
+            index.remove(
+                ids: victims[victims.startIndex + start..<min(victims.endIndex, victims.startIndex + start + 1000)].map(
+                    String.init))
+        }
+        let removal = seconds() - began
+        began = seconds()
+        for row in victims { index.insert(id: String(row), user: "u", vector: base[row], attributes: attributes) }
+        let reinsertion = seconds() - began
+        print(
+            "churn: deleted \(victims.count) in batches of 1,000 in \(fixed(removal, 1)) s (\(Int(Double(victims.count) / removal)) deletes/s), inserted them again in \(fixed(reinsertion, 1)) s; integrity: \(index.integrityProblems().isEmpty ? "ok" : index.integrityProblems().joined(separator: "; "))"
+        )
+        sweep()
     }
 
     private func seconds() -> Double {
