@@ -1,4 +1,5 @@
 import Dispatch
+import Foundation
 import Synchronization
 import Testing
 import VectorIndex
@@ -135,34 +136,45 @@ import VectorIndex
         let queries = vectors(50, seed: 15)
         let done = Atomic(false)
         let searches = Atomic(0)
+        let duringWrites = Atomic(0)
         let failures = Mutex<[String]>([])
-        DispatchQueue.concurrentPerform(iterations: 3) { worker in
-            if worker == 0 {
-                defer { done.store(true, ordering: .releasing) }
-                for start in stride(from: 1000, to: 3000, by: 50) {
-                    do {
-                        try store.add(
-                            (start..<start + 50).map { NewMemory(id: "m\($0)", user: "u", text: "t", vector: data[$0]) }
-                        )
-                    } catch {
-                        failures.withLock { $0.append("add: \(error)") }
+        // Two reader threads search until the writer is done; the writer starts once both have
+        // answered a first search, so the two really overlap.
+        let readersStarted = DispatchSemaphore(value: 0)
+        let finished = DispatchGroup()
+        for reader in 0..<2 {
+            finished.enter()
+            Thread {
+                defer { finished.leave() }
+                var i = reader
+                repeat {
+                    let writing = !done.load(ordering: .acquiring)
+                    let hits = (try? store.search(user: "u", vector: queries[i % queries.count], k: 10, ef: 32)) ?? []
+                    let unknown = hits.filter { Int($0.memory.id.dropFirst()).map { !(0..<3000).contains($0) } ?? true }
+                    if hits.count != 10 || !unknown.isEmpty || Set(hits.map(\.memory.id)).count != 10 {
+                        failures.withLock { $0.append("search \(i): \(hits.map(\.memory.id))") }
                     }
-                }
-                return
-            }
-            var i = worker
-            while !done.load(ordering: .acquiring) {
-                let hits = (try? store.search(user: "u", vector: queries[i % queries.count], k: 10, ef: 32)) ?? []
-                let unknown = hits.filter { Int($0.memory.id.dropFirst()).map { !(0..<3000).contains($0) } ?? true }
-                if hits.count != 10 || !unknown.isEmpty || Set(hits.map(\.memory.id)).count != 10 {
-                    failures.withLock { $0.append("search \(i): \(hits.map(\.memory.id))") }
-                }
-                searches.add(1, ordering: .relaxed)
-                i += 2
+                    if i < 2 { readersStarted.signal() }
+                    searches.add(1, ordering: .relaxed)
+                    if writing { duringWrites.add(1, ordering: .relaxed) }
+                    i += 2
+                } while !done.load(ordering: .acquiring)
+            }.start()
+        }
+        readersStarted.wait()
+        readersStarted.wait()
+        for start in stride(from: 1000, to: 3000, by: 50) {
+            do {
+                try store.add(
+                    (start..<start + 50).map { NewMemory(id: "m\($0)", user: "u", text: "t", vector: data[$0]) })
+            } catch {
+                failures.withLock { $0.append("add: \(error)") }
             }
         }
+        done.store(true, ordering: .releasing)
+        finished.wait()
         #expect(failures.withLock { $0 } == [])
-        #expect(searches.load(ordering: .relaxed) > 0)
+        #expect(duringWrites.load(ordering: .relaxed) >= 2)
         #expect(store.count == 3000)
         store.close()
         #expect(try MemoryStore.check(path: temporary.path).problems == [])
