@@ -189,7 +189,7 @@ extension MemoryStore {
                     try writer.deleteUser.bind(user, at: 1)
                     try writer.deleteUser.run()
                     if case .hnsw = index {
-                        let ids = stateLock.withReadLock { state.records.filter { $0.value.user == user }.map(\.key) }
+                        let ids = stateLock.withReadLock { state.index?.ids(user: user) ?? [] }
                         try unlink(ids, writer: writer)
                     }
                 }

@@ -103,6 +103,9 @@ public struct FlatIndex: Sendable {
     /// Number of vectors stored for `user`.
     public func count(user: String) -> Int { partitions[user]?.count ?? 0 }
 
+    /// The ids of `user`'s rows.
+    public func ids(user: String) -> [String] { partitions[user]?.ids ?? [] }
+
     /// How many of `user`'s rows pass `filter`, estimated from an even sample of at most
     /// `sample` rows (exact when the user has no more).
     public func estimatedMatches(user: String, filter: RowFilter, sample: Int = 256) -> Int {
