@@ -161,9 +161,6 @@ public struct HNSWIndex: Sendable {
     /// Whether `id` has a node (published or not).
     public func contains(id: String) -> Bool { slots[id] != nil }
 
-    /// The slot of `id`'s node, if it has one.
-    public func slot(of id: String) -> Int32? { slots[id] }
-
     /// The id whose node sits in `slot`.
     public func id(at slot: Int32) -> String { ids[Int(slot)] }
 
