@@ -198,4 +198,30 @@ import VectorIndex
         #expect(recall / Double(queries.count) >= 0.9)
         store.close()
     }
+
+    /// A file whose graph does not match its memories: `check` names each problem and the store
+    /// refuses to open it rather than serve a broken graph.
+    @Test func checkFindsADamagedGraph() throws {
+        let store = try open()
+        let data = vectors(200, seed: 19)
+        try store.add((0..<200).map { NewMemory(id: "m\($0)", user: "u", text: "t", vector: data[$0]) })
+        store.close()
+        let database = try Database(path: temporary.path)
+        // One memory loses its node; another node's first link points at a slot that holds none.
+        try database.execute("DELETE FROM hnsw_nodes WHERE slot = (SELECT max(slot) FROM hnsw_nodes)")
+        let statement = try database.prepare("SELECT slot, links FROM hnsw_nodes WHERE slot = 0")
+        #expect(try statement.step())
+        var links = statement.int32s(at: 1)
+        links[2] = 9999  // [level, count, first link, ...]
+        let update = try database.prepare("UPDATE hnsw_nodes SET links = ?1 WHERE slot = 0")
+        try update.bind(links, at: 1)
+        try update.run()
+        database.close()
+
+        let report = try MemoryStore.check(path: temporary.path)
+        #expect(report.memories == 200 && report.nodes == 199)
+        #expect(report.problems.contains("1 memories have no graph node (e.g. row 200)"))
+        #expect(report.problems.contains("node 0 links to 9999 on layer 0, which is not a node"))
+        #expect(throws: StoreError.self) { try MemoryStore(path: temporary.path) }
+    }
 }
