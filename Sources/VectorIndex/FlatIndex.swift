@@ -22,6 +22,8 @@ public struct FlatIndex: Sendable {
     public let dimension: Int
     /// How vectors are compared.
     public let metric: Metric
+    /// The pair kernel of `exactScores`, picked once from what the processor supports.
+    private let pairKernel: ck_code_kernel
 
     private var partitions: [String: Partition] = [:]
     private var locations: [String: Location] = [:]
@@ -44,6 +46,7 @@ public struct FlatIndex: Sendable {
         precondition(dimension > 0, "dimension must be positive")
         self.dimension = dimension
         self.metric = metric
+        self.pairKernel = ck_select_code_kernel(CK_CODE_FLOAT32, metric == .l2 ? 1 : 0)
         BLAS.callingThreadOnly
     }
 
@@ -144,7 +147,6 @@ public struct FlatIndex: Sendable {
     /// the normalized vectors, for cosine), or `-|x - q|^2` for l2; `-infinity` for an id not
     /// stored. What a graph walk over compact vectors re-ranks its candidates by.
     public func exactScores(ids: [String], query: [Float]) -> [Float] {
-        let kernel = ck_select_code_kernel(CK_CODE_FLOAT32, metric == .l2 ? 1 : 0)!
         let q = metric == .cosine ? Self.normalized(query) : query
         return q.withUnsafeBufferPointer { q in
             ids.map { id in
@@ -152,7 +154,7 @@ public struct FlatIndex: Sendable {
                     return -Float.infinity
                 }
                 return partition.rows.withUnsafeBufferPointer { rows in
-                    let value = kernel(q.baseAddress!, rows.baseAddress! + location.row * dimension, dimension)
+                    let value = pairKernel(q.baseAddress!, rows.baseAddress! + location.row * dimension, dimension)
                     return metric == .l2 ? -value : value
                 }
             }

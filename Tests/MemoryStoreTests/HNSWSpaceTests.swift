@@ -52,7 +52,7 @@ import VectorIndex
         #expect(store.index == hnsw)
         #expect(store.count == 1200)
         let after = try queries.map { try store.search(user: "u1", vector: $0, k: 10, ef: 32) }
-        #expect(after == before)  // the same graph, not a rebuild
+        #expect(after == before)  // the same answers from the graph read back from the file
         store.close()
 
         #expect(throws: StoreError.self) { try open(index: .flat) }
