@@ -168,7 +168,7 @@ public final class ContextStoreClient: Sendable {
                 writer.raw(UInt8(ascii: "}"))
             }
         }
-        let skipped: Int = if case .number(let count) = response["skipped"] { Int(count) } else { 0 }
+        let skipped = response["skipped"]?.integerValue.map { Int($0) } ?? 0
         guard case .array(let ids) = response["ids"] else { throw ClientError.invalidResponse("add_batch without ids") }
         let stored = try ids.map { value in
             guard case .string(let id) = value else { throw ClientError.invalidResponse("id is not a string") }
@@ -253,7 +253,7 @@ public final class ContextStoreClient: Sendable {
             writer.field("user")
             writer.string(user)
         }
-        guard case .number(let count) = response["deleted"] else {
+        guard let count = response["deleted"]?.integerValue else {
             throw ClientError.invalidResponse("forget without count")
         }
         return Int(count)
@@ -271,7 +271,7 @@ public final class ContextStoreClient: Sendable {
         return try vectors.map { value in
             guard case .array(let numbers) = value else { throw ClientError.invalidResponse("vector is not an array") }
             return try numbers.map { number in
-                guard case .number(let x) = number else {
+                guard let x = number.numberValue else {
                     throw ClientError.invalidResponse("vector holds a non-number")
                 }
                 return Float(x)

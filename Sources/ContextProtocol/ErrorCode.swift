@@ -26,6 +26,9 @@ public enum ErrorCode: String, Sendable, CaseIterable {
     case lineTooLong = "line_too_long"
     /// Too many requests are queued; retry later.
     case busy = "busy"
+    /// The server is at a global limit (connections, or bytes of buffered request input); the
+    /// connection is closed after this answer.
+    case overloaded = "overloaded"
     /// The server is stopping and takes no new requests.
     case shuttingDown = "shutting_down"
     /// The database failed; nothing of the request was stored.

@@ -15,6 +15,8 @@ public struct JSONParseError: Error, Sendable, Equatable, CustomStringConvertibl
 ///
 /// Beyond the RFC it accepts `NaN`, `Infinity` and `-Infinity` (Python's `json.dumps` writes
 /// them), so that a vector holding them is refused as non-finite rather than as malformed JSON.
+/// Integers that fit in 64 bits stay exact (`.integer`); a number too large for a Double
+/// (`1e400`) is an error, not an infinity.
 /// Strings must be valid UTF-8; nesting is capped to keep hostile input off the stack.
 public struct JSONParser {
     /// The deepest nesting of arrays and objects accepted.
@@ -90,7 +92,7 @@ public struct JSONParser {
         case UInt8(ascii: "I"):
             try expect("Infinity")
             return .number(.infinity)
-        case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): return .number(try parseNumber())
+        case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): return try parseNumber()
         default: throw error("unexpected character")
         }
     }
@@ -176,7 +178,7 @@ public struct JSONParser {
         return value
     }
 
-    private mutating func parseNumber() throws(JSONParseError) -> Double {
+    private mutating func parseNumber() throws(JSONParseError) -> JSONValue {
         let start = position
         var negative = false
         if bytes[position] == UInt8(ascii: "-") {
@@ -184,7 +186,7 @@ public struct JSONParser {
             position += 1
             if position < bytes.count, bytes[position] == UInt8(ascii: "I") {
                 try expect("Infinity")
-                return -.infinity
+                return .number(-.infinity)
             }
         }
         // While checking the grammar, collect up to 19 significant digits and the power of ten.
@@ -211,6 +213,12 @@ public struct JSONParser {
                 position += 1
             }
             guard position > integerStart else { throw error("invalid number") }
+        }
+        if position == bytes.count
+            || (bytes[position] != UInt8(ascii: ".") && bytes[position] | 0x20 != UInt8(ascii: "e")),
+            let integer = exactInteger(from: start)
+        {
+            return .integer(integer)
         }
         if position < bytes.count, bytes[position] == UInt8(ascii: ".") {
             position += 1
@@ -242,16 +250,39 @@ public struct JSONParser {
         if digits <= 19, mantissa <= 1 << 53, abs(exponent) <= 22 {
             var value = Double(mantissa)
             value = exponent < 0 ? value / Self.powersOfTen[-exponent] : value * Self.powersOfTen[exponent]
-            return negative ? -value : value
+            return .number(negative ? -value : value)
         }
         // Anything else: strtod does the correctly rounded conversion. It needs a terminated
         // copy, which fits on the stack for any sensible number.
         let length = position - start
-        return withUnsafeTemporaryAllocation(of: CChar.self, capacity: length + 1) { buffer in
+        let value = withUnsafeTemporaryAllocation(of: CChar.self, capacity: length + 1) { buffer in
             for i in 0..<length { buffer[i] = CChar(bitPattern: bytes[start + i]) }
             buffer[length] = 0
             return strtod(buffer.baseAddress!, nil)
         }
+        guard value.isFinite else {
+            position = start
+            throw error("number out of range")
+        }
+        return .number(value)
+    }
+
+    /// The integer written in `bytes[start..<position]` (digits with an optional minus sign),
+    /// or nil when it does not fit in 64 bits.
+    private func exactInteger(from start: Int) -> Int64? {
+        let negative = bytes[start] == UInt8(ascii: "-")
+        var magnitude: UInt64 = 0
+        for i in (negative ? start + 1 : start)..<position {
+            let (times10, overflow1) = magnitude.multipliedReportingOverflow(by: 10)
+            let (sum, overflow2) = times10.addingReportingOverflow(UInt64(bytes[i] &- UInt8(ascii: "0")))
+            guard !overflow1, !overflow2 else { return nil }
+            magnitude = sum
+        }
+        if negative {
+            guard magnitude <= UInt64(Int64.max) + 1 else { return nil }
+            return magnitude == UInt64(Int64.max) + 1 ? Int64.min : -Int64(magnitude)
+        }
+        return magnitude <= UInt64(Int64.max) ? Int64(magnitude) : nil
     }
 
     private mutating func parseString() throws(JSONParseError) -> String {

@@ -2,7 +2,10 @@
 public enum JSONValue: Sendable, Equatable {
     case null
     case bool(Bool)
+    /// A number with a fraction or an exponent, or an integer beyond 64 bits.
     case number(Double)
+    /// A number written without fraction or exponent that fits in 64 bits: kept exact.
+    case integer(Int64)
     case string(String)
     case array([JSONValue])
     case object(JSONObject)
@@ -12,10 +15,23 @@ public enum JSONValue: Sendable, Equatable {
         switch self {
         case .null: "null"
         case .bool: "boolean"
-        case .number: "number"
+        case .number, .integer: "number"
         case .string: "string"
         case .array: "array"
         case .object: "object"
+        }
+    }
+}
+
+extension JSONValue {
+    /// Whether every number inside is finite. `NaN` and `Infinity` are read (so that a vector
+    /// holding them is refused as non-finite) but cannot be written back as JSON.
+    public var isFinite: Bool {
+        switch self {
+        case .number(let number): number.isFinite
+        case .array(let elements): elements.allSatisfy(\.isFinite)
+        case .object(let object): object.fields.allSatisfy(\.value.isFinite)
+        case .null, .bool, .integer, .string: true
         }
     }
 }
@@ -51,7 +67,7 @@ extension JSONValue: ExpressibleByStringLiteral, ExpressibleByIntegerLiteral, Ex
     ExpressibleByBooleanLiteral, ExpressibleByArrayLiteral, ExpressibleByDictionaryLiteral, ExpressibleByNilLiteral
 {
     public init(stringLiteral value: String) { self = .string(value) }
-    public init(integerLiteral value: Int) { self = .number(Double(value)) }
+    public init(integerLiteral value: Int) { self = .integer(Int64(value)) }
     public init(floatLiteral value: Double) { self = .number(value) }
     public init(booleanLiteral value: Bool) { self = .bool(value) }
     public init(arrayLiteral elements: JSONValue...) { self = .array(elements) }

@@ -99,6 +99,7 @@ public struct JSONWriter: Sendable {
         case .null: null()
         case .bool(let flag): bool(flag)
         case .number(let number): self.number(number)
+        case .integer(let integer): int(integer)
         case .string(let text): string(text)
         case .array(let elements):
             array(count: elements.count) { $0.value(elements[$1]) }

@@ -164,7 +164,22 @@ extension JSONValue {
     var stringValue: String? { if case .string(let value) = self { value } else { nil } }
     var arrayValue: [JSONValue]? { if case .array(let value) = self { value } else { nil } }
     var objectValue: JSONObject? { if case .object(let value) = self { value } else { nil } }
-    var numberValue: Double? { if case .number(let value) = self { value } else { nil } }
+    /// A number of either kind as a Double (for integers beyond 2^53, the nearest one).
+    public var numberValue: Double? {
+        switch self {
+        case .number(let value): value
+        case .integer(let value): Double(value)
+        default: nil
+        }
+    }
+    /// An integer: `.integer`, or a `.number` with no fraction inside 64 bits.
+    public var integerValue: Int64? {
+        switch self {
+        case .integer(let value): value
+        case .number(let value) where value.isFinite && value == value.rounded() && abs(value) < 9.2e18: Int64(value)
+        default: nil
+        }
+    }
 }
 
 extension JSONObject {
@@ -203,10 +218,10 @@ extension JSONObject {
         guard let number = value.numberValue else {
             throw ProtocolError(.wrongType, "'\(key)' must be an integer, not \(value.typeName)")
         }
-        guard number.isFinite, number == number.rounded(), abs(number) < 9.2e18 else {
-            throw ProtocolError(.wrongType, "'\(key)' must be an integer, not \(number)")
+        guard let integer = value.integerValue else {
+            throw ProtocolError(.wrongType, "'\(key)' must be a 64-bit integer, not \(number)")
         }
-        return Int64(number)
+        return integer
     }
 
     /// The tenant: a required, non-empty string.
@@ -245,7 +260,7 @@ extension JSONObject {
         var vector = [Float]()
         vector.reserveCapacity(elements.count)
         for (i, element) in elements.enumerated() {
-            guard case .number(let number) = element else {
+            guard let number = element.numberValue else {
                 throw ProtocolError(.wrongType, "vector[\(i)] must be a number, not \(element.typeName)")
             }
             let value = Float(number)
@@ -264,6 +279,9 @@ extension JSONObject {
         if let value = self["metadata"], value != .null {
             guard case .object = value else {
                 throw ProtocolError(.wrongType, "'metadata' must be an object, not \(value.typeName)")
+            }
+            guard value.isFinite else {
+                throw ProtocolError(.nonFinite, "'metadata' holds NaN or Infinity, which JSON cannot carry back")
             }
             metadata = JSONWriter.serialize(value)
         }

@@ -6,13 +6,16 @@ import Synchronization
 
 /// Serves one connection: one request line in, one response line out, in request order.
 ///
-/// Reads (`ping`, `search`, `get`, ...) run on the connection's event loop, so searches on
-/// different connections run in parallel on all cores. Writes go to the single writer thread,
-/// which serializes them and keeps blocking disk I/O off the event loops. Requests with text to
-/// embed first run the model on the compute pool (one thread per core). A request that arrives
-/// while an earlier one is still being answered waits for it, which keeps pipelined responses in
-/// order. When too many requests are waiting the handler stops reading from the socket, so a
-/// client that floods the server is slowed down rather than buffered without bound.
+/// A connection runs one request at a time; the lines behind it wait in `backlog`. Reads
+/// (`ping`, `search`, `get`, ...) run on the connection's event loop, so searches on different
+/// connections run in parallel on all cores. Writes go to the single writer thread, which
+/// serializes them and keeps blocking disk I/O off the event loops. Requests with text to embed
+/// first run the model on the compute pool (one thread per core).
+///
+/// Backpressure, both ways: the handler stops reading from the socket while `maximumPending`
+/// lines (or a full line's worth of bytes) wait, and it starts no request while the channel is
+/// not writable (its unsent answers passed the high water mark), so a client that never reads
+/// its answers holds at most that mark plus one answer, not an answer per request it sent.
 final class ConnectionHandler: ChannelDuplexHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundIn = ByteBuffer
@@ -22,73 +25,176 @@ final class ConnectionHandler: ChannelDuplexHandler {
     private let writerPool: NIOThreadPool
     private let computePool: NIOThreadPool
     private let writeQueue: WriteQueue
+    private let limits: ConnectionLimits
     private let maximumLineBytes: Int
     private let maximumPending: Int
+    private let shutdownGrace: TimeAmount
 
-    /// Requests accepted and not yet answered.
-    private var pending = 0
-    /// Completes once the most recently queued response has been written.
-    private var tail: EventLoopFuture<Void>?
-    private var quiescing = false
+    private enum Item {
+        case line(ByteBuffer)
+        /// Answer this error, then close the connection.
+        case reject(ProtocolError)
+    }
+
+    /// Lines received and not yet started, in order.
+    private var backlog = CircularBuffer<Item>()
+    private var backlogBytes = 0
+    /// A request is being answered off the event loop.
+    private var inFlight = false
     private var readHeldBack = false
+    private var quiescing = false
+    /// Lines that were in the backlog when quiescing began: received before it, so answered.
+    private var receivedBeforeQuiescing = 0
+    private var closing = false
 
     init(
         executor: RequestExecutor, writerPool: NIOThreadPool, computePool: NIOThreadPool, writeQueue: WriteQueue,
-        maximumLineBytes: Int, maximumPending: Int
+        limits: ConnectionLimits, maximumLineBytes: Int, maximumPending: Int, shutdownGrace: TimeAmount
     ) {
         self.executor = executor
         self.writerPool = writerPool
         self.computePool = computePool
         self.writeQueue = writeQueue
+        self.limits = limits
         self.maximumLineBytes = maximumLineBytes
         self.maximumPending = maximumPending
+        self.shutdownGrace = shutdownGrace
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let line = unwrapInboundIn(data)
-        guard line.readableBytes <= maximumLineBytes else { return rejectLongLine(context: context) }
+        guard !closing else { return }
+        guard line.readableBytes <= maximumLineBytes else { return reject(lineTooLong, context: context) }
         // An empty line (a bare newline, e.g. a keep-alive from a terminal) is not a request.
-        if line.readableBytes == 0 || line.readableBytesView.allSatisfy({ $0 == 0x20 || $0 == 0x09 }) { return }
+        if line.readableBytesView.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }) { return }
+        backlog.append(.line(line))
+        backlogBytes += line.readableBytes
+        limits.buffer(line.readableBytes)
+        pump(context: context)
+    }
 
+    func channelReadComplete(context: ChannelHandlerContext) {
+        context.flush()
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable { pump(context: context) }
+        context.fireChannelWritabilityChanged()
+    }
+
+    func read(context: ChannelHandlerContext) {
+        if mayRead(context) {
+            context.read()
+        } else {
+            readHeldBack = true
+        }
+    }
+
+    /// Whether to take more bytes from the socket: not while enough lines wait, nor while the
+    /// client is not taking its answers.
+    private func mayRead(_ context: ChannelHandlerContext) -> Bool {
+        backlog.count < maximumPending && backlogBytes < maximumLineBytes && context.channel.isWritable
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        closing = true
+        limits.buffer(-backlogBytes)
+        backlogBytes = 0
+        backlog.removeAll()
+        context.fireChannelInactive()
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        guard event is ChannelShouldQuiesceEvent else { return context.fireUserInboundEventTriggered(event) }
+        quiescing = true
+        receivedBeforeQuiescing = backlog.count
+        // A client that does not read its answers must not hold the server open.
+        let channel = context.channel
+        context.eventLoop.scheduleTask(in: shutdownGrace) { channel.close(promise: nil) }
+        pump(context: context)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        switch error {
+        case is ByteToMessageDecoderError.PayloadTooLargeError:
+            reject(lineTooLong, context: context)
+        case is RequestLineDecoder.BudgetExceeded:
+            reject(
+                ProtocolError(.overloaded, "the server holds too many bytes of unfinished request lines; closing"),
+                context: context)
+        default:
+            // A reset connection, ...: nothing to answer, and nothing that concerns other clients.
+            context.close(promise: nil)
+        }
+    }
+
+    private var lineTooLong: ProtocolError {
+        ProtocolError(.lineTooLong, "request line longer than \(maximumLineBytes) bytes; closing")
+    }
+
+    /// Answers `error` after everything received before it, then closes the connection.
+    private func reject(_ error: ProtocolError, context: ChannelHandlerContext) {
+        guard !closing else { return }
+        closing = true
+        backlog.append(.reject(error))
+        pump(context: context)
+    }
+
+    /// Starts what waits, in order, while nothing is in flight and the client takes its answers;
+    /// then reads again if it may.
+    private func pump(context: ChannelHandlerContext) {
+        while !inFlight, context.channel.isWritable, let item = backlog.popFirst() {
+            switch item {
+            case .reject(let error):
+                let channel = context.channel
+                context.writeAndFlush(wrapOutboundOut(response(Response.failure(rid: nil, error), context)))
+                    .whenComplete { _ in channel.close(promise: nil) }
+                return
+            case .line(let line):
+                backlogBytes -= line.readableBytes
+                limits.buffer(-line.readableBytes)
+                let answered = receivedBeforeQuiescing > 0
+                if answered { receivedBeforeQuiescing -= 1 }
+                start(line, refuse: quiescing && !answered, context: context)
+            }
+        }
+        context.flush()
+        if quiescing, !inFlight, backlog.isEmpty {
+            context.close(promise: nil)
+            return
+        }
+        if readHeldBack, !closing, mayRead(context) {
+            readHeldBack = false
+            context.read()
+        }
+    }
+
+    /// Runs one request: on the spot when it is a read that needs no model, else off the event
+    /// loop, with `inFlight` set until its answer is written.
+    private func start(_ line: ByteBuffer, refuse: Bool, context: ChannelHandlerContext) {
         var decoded = executor.decode(line)
-        if quiescing, case .request(_, let rid) = decoded {
+        if refuse, case .request(_, let rid) = decoded {
             decoded = .failure(Response.failure(rid: rid, ProtocolError(.shuttingDown, "the server is shutting down")))
         }
         if case .request(let request, let rid) = decoded, request.isWrite, !writeQueue.tryEnter() {
             decoded = .failure(Response.failure(rid: rid, ProtocolError(.busy, "too many writes queued; retry later")))
         }
-
-        switch decoded {
-        case .failure(let bytes) where pending == 0:
-            context.write(wrapOutboundOut(context.channel.allocator.buffer(bytes: bytes)), promise: nil)
-        case .request(let request, let rid) where pending == 0 && !request.isWrite && !request.needsEmbedding:
-            let bytes = executor.execute(request, rid: rid)
-            context.write(wrapOutboundOut(context.channel.allocator.buffer(bytes: bytes)), promise: nil)
-        default:
-            enqueue(decoded, context: context)
-        }
-    }
-
-    /// Queues a response behind the ones still being produced.
-    private func enqueue(_ decoded: RequestExecutor.Decoded, context: ChannelHandlerContext) {
-        pending += 1
         let loop = context.eventLoop
-        let previous = tail ?? loop.makeSucceededVoidFuture()
         let executor = self.executor
-        let response: EventLoopFuture<[UInt8]>
+        let answer: EventLoopFuture<[UInt8]>
         switch decoded {
         case .failure(let bytes):
-            response = previous.map { bytes }
+            return context.write(wrapOutboundOut(response(bytes, context)), promise: nil)
+        case .request(let request, let rid) where !request.isWrite && !request.needsEmbedding:
+            return context.write(wrapOutboundOut(response(executor.execute(request, rid: rid), context)), promise: nil)
         case .request(let request, let rid) where request.isWrite:
-            let (writerPool, computePool, writeQueue) = (self.writerPool, self.computePool, self.writeQueue)
+            let (writerPool, writeQueue) = (self.writerPool, self.writeQueue)
             let prepared: EventLoopFuture<Result<Request, ProtocolError>> =
                 request.needsEmbedding
-                ? previous.flatMap {
-                    computePool.runIfActive(eventLoop: loop) {
-                        Result { () throws(ProtocolError) in try executor.embed(request) }
-                    }
-                } : previous.map { .success(request) }
-            response = prepared.flatMap { prepared in
+                ? computePool.runIfActive(eventLoop: loop) {
+                    Result { () throws(ProtocolError) in try executor.embed(request) }
+                } : loop.makeSucceededFuture(.success(request))
+            answer = prepared.flatMap { prepared in
                 switch prepared {
                 case .success(let request):
                     writerPool.runIfActive(eventLoop: loop) { executor.execute(request, rid: rid) }
@@ -96,83 +202,26 @@ final class ConnectionHandler: ChannelDuplexHandler {
                     loop.makeSucceededFuture(Response.failure(rid: rid, error))
                 }
             }.always { _ in writeQueue.leave() }
-        case .request(let request, let rid) where request.needsEmbedding:
-            let computePool = self.computePool
-            response = previous.flatMap {
-                computePool.runIfActive(eventLoop: loop) { executor.execute(request, rid: rid) }
-            }
         case .request(let request, let rid):
-            response = previous.map { executor.execute(request, rid: rid) }
+            answer = computePool.runIfActive(eventLoop: loop) { executor.execute(request, rid: rid) }
         }
+        inFlight = true
         let bound = NIOLoopBound((self, context), eventLoop: loop)
-        tail = response.map { bytes in
+        answer.whenComplete { result in
             let (handler, context) = bound.value
-            context.writeAndFlush(handler.wrapOutboundOut(context.channel.allocator.buffer(bytes: bytes)), promise: nil)
-            handler.finishedOne(context: context)
-        }.recover { _ in
-            // The writer pool is gone: the server is stopping.
-            let (handler, context) = bound.value
-            let bytes = Response.failure(rid: nil, ProtocolError(.shuttingDown, "the server is shutting down"))
-            context.writeAndFlush(handler.wrapOutboundOut(context.channel.allocator.buffer(bytes: bytes)), promise: nil)
-            handler.finishedOne(context: context)
+            handler.inFlight = false
+            guard context.channel.isActive else { return }
+            // A failure means the pools are gone: the server is stopping.
+            let bytes =
+                (try? result.get())
+                ?? Response.failure(rid: nil, ProtocolError(.shuttingDown, "the server is shutting down"))
+            context.write(handler.wrapOutboundOut(handler.response(bytes, context)), promise: nil)
+            handler.pump(context: context)
         }
     }
 
-    private func finishedOne(context: ChannelHandlerContext) {
-        pending -= 1
-        if pending == 0 {
-            tail = nil
-            if quiescing { context.close(promise: nil) }
-        }
-        if pending < maximumPending, readHeldBack {
-            readHeldBack = false
-            context.read()
-        }
-    }
-
-    func channelReadComplete(context: ChannelHandlerContext) {
-        context.flush()
-    }
-
-    func read(context: ChannelHandlerContext) {
-        // Backpressure: no more bytes from this client until its queue drains.
-        if pending >= maximumPending {
-            readHeldBack = true
-        } else {
-            context.read()
-        }
-    }
-
-    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if event is ChannelShouldQuiesceEvent {
-            quiescing = true
-            if pending == 0 { context.close(promise: nil) }
-            return
-        }
-        context.fireUserInboundEventTriggered(event)
-    }
-
-    func errorCaught(context: ChannelHandlerContext, error: Error) {
-        if error is ByteToMessageDecoderError.PayloadTooLargeError {
-            return rejectLongLine(context: context)
-        }
-        // A half-sent last line (NIOExtrasErrors.LeftOverBytesError), a reset connection, ...:
-        // nothing to answer, and nothing that concerns other clients.
-        context.close(promise: nil)
-    }
-
-    /// Answers `line_too_long` (after anything still pending) and closes the connection.
-    private func rejectLongLine(context: ChannelHandlerContext) {
-        let bytes = Response.failure(
-            rid: nil, ProtocolError(.lineTooLong, "request line longer than \(maximumLineBytes) bytes; closing"))
-        let loop = context.eventLoop
-        let bound = NIOLoopBound(context, eventLoop: loop)
-        (tail ?? loop.makeSucceededVoidFuture()).whenComplete { _ in
-            let context = bound.value
-            context.writeAndFlush(NIOAny(context.channel.allocator.buffer(bytes: bytes))).whenComplete { _ in
-                bound.value.close(promise: nil)
-            }
-        }
+    private func response(_ bytes: [UInt8], _ context: ChannelHandlerContext) -> ByteBuffer {
+        context.channel.allocator.buffer(bytes: bytes)
     }
 }
 

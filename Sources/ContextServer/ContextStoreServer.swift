@@ -6,6 +6,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOExtras
 import NIOPosix
+import Synchronization
 
 /// The version of this server, reported by `hello`.
 public let serverVersion = "0.1.0"
@@ -18,23 +19,39 @@ public struct ServerConfiguration: Sendable {
     /// Longest accepted request line, in bytes; a longer one gets `line_too_long` and the
     /// connection is closed.
     public var maximumLineBytes: Int
-    /// Requests one connection may have waiting before the server stops reading from it.
+    /// Request lines one connection may have waiting before the server stops reading from it.
     public var maximumPendingPerConnection: Int
     /// Writes that may wait for the writer thread before new ones get `busy`.
     public var maximumQueuedWrites: Int
+    /// Open connections; one more is answered `overloaded` and closed.
+    public var maximumConnections: Int
+    /// Bytes of request input all connections together may hold (unfinished lines and lines
+    /// waiting their turn); a connection whose unfinished line would pass it gets `overloaded`
+    /// and is closed.
+    public var maximumBufferedBytes: Int
+    /// Bytes of answers one connection may have unsent before the server starts no more of its
+    /// requests (the high water mark; it resumes below half of it).
+    public var maximumUnsentBytes: Int
+    /// How long a stopping server waits for a connection to take its last answers.
+    public var shutdownGrace: TimeAmount
     /// Event loop threads; searches run on these.
     public var threads: Int
 
     public init(
         host: String = "127.0.0.1", port: Int = 7420, maximumLineBytes: Int = Limits.defaultMaximumLineBytes,
-        maximumPendingPerConnection: Int = 256, maximumQueuedWrites: Int = 4096,
-        threads: Int = System.coreCount
+        maximumPendingPerConnection: Int = 256, maximumQueuedWrites: Int = 4096, maximumConnections: Int = 1024,
+        maximumBufferedBytes: Int = 256 * 1024 * 1024, maximumUnsentBytes: Int = 1024 * 1024,
+        shutdownGrace: TimeAmount = .seconds(10), threads: Int = System.coreCount
     ) {
         self.host = host
         self.port = port
         self.maximumLineBytes = maximumLineBytes
         self.maximumPendingPerConnection = maximumPendingPerConnection
         self.maximumQueuedWrites = maximumQueuedWrites
+        self.maximumConnections = maximumConnections
+        self.maximumBufferedBytes = maximumBufferedBytes
+        self.maximumUnsentBytes = maximumUnsentBytes
+        self.shutdownGrace = shutdownGrace
         self.threads = threads
     }
 }
@@ -64,6 +81,9 @@ public final class ContextStoreServer: Sendable {
     public init(
         store: MemoryStore, embedder: SentenceEmbedder? = nil, configuration: ServerConfiguration, logger: Logger
     ) async throws {
+        guard (0...65535).contains(configuration.port) else {
+            throw ServerConfigurationError("port must be between 0 and 65535, not \(configuration.port)")
+        }
         self.store = store
         self.configuration = configuration
         self.logger = logger
@@ -76,26 +96,48 @@ public final class ContextStoreServer: Sendable {
         let quiesce = ServerQuiescingHelper(group: group)
         let executor = RequestExecutor(store: store, embedder: embedder, version: serverVersion)
         let writeQueue = WriteQueue(limit: configuration.maximumQueuedWrites)
+        let limits = ConnectionLimits(
+            maximumConnections: configuration.maximumConnections,
+            maximumBufferedBytes: configuration.maximumBufferedBytes)
+        let acceptFailing = Atomic<Bool>(false)
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(ChannelOptions.backlog, value: 256)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
             .serverChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    // Out of file descriptors, accept fails at once every time it is tried: wait
+                    // before trying again instead of spinning, and say so once per episode.
+                    try channel.pipeline.syncOperations.addHandler(
+                        AcceptBackoffHandler(shouldForwardIOErrorCaught: false) { error in
+                            if !acceptFailing.exchange(true, ordering: .relaxed) {
+                                logger.error(
+                                    "cannot accept connections; retrying every 100 ms",
+                                    metadata: ["error": "\(error)"])
+                            }
+                            return .milliseconds(100)
+                        })
                     try channel.pipeline.syncOperations.addHandler(quiesce.makeServerChannelHandler(channel: channel))
                 }
             }
-            .childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
             .childChannelOption(ChannelOptions.maxMessagesPerRead, value: 16)
+            .childChannelOption(
+                ChannelOptions.writeBufferWaterMark,
+                value: .init(low: configuration.maximumUnsentBytes / 2, high: configuration.maximumUnsentBytes)
+            )
             .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
+                if acceptFailing.exchange(false, ordering: .relaxed) { logger.info("accepting connections again") }
+                return channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandlers(
+                        ConnectionGate(limits: limits),
                         ByteToMessageHandler(
-                            LineBasedFrameDecoder(), maximumBufferSize: configuration.maximumLineBytes),
+                            RequestLineDecoder(limits: limits), maximumBufferSize: configuration.maximumLineBytes),
                         ConnectionHandler(
                             executor: executor, writerPool: writerPool, computePool: computePool,
-                            writeQueue: writeQueue,
+                            writeQueue: writeQueue, limits: limits,
                             maximumLineBytes: configuration.maximumLineBytes,
-                            maximumPending: configuration.maximumPendingPerConnection))
+                            maximumPending: configuration.maximumPendingPerConnection,
+                            shutdownGrace: configuration.shutdownGrace))
                 }
             }
         do {
@@ -131,4 +173,10 @@ public final class ContextStoreServer: Sendable {
         try? await group.shutdownGracefully()
         logger.info("stopped")
     }
+}
+
+/// A `ServerConfiguration` that cannot be served.
+public struct ServerConfigurationError: Error, CustomStringConvertible {
+    public var description: String
+    init(_ description: String) { self.description = description }
 }

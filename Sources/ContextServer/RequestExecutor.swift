@@ -32,6 +32,11 @@ struct RequestExecutor: Sendable {
                     rid: nil, ProtocolError(.notObject, "a request must be a JSON object, not \(parsed.typeName)")))
         }
         let rid = object["rid"]
+        if let rid, !rid.isFinite {
+            return .failure(
+                Response.failure(
+                    rid: nil, ProtocolError(.nonFinite, "'rid' holds NaN or Infinity, which JSON cannot carry back")))
+        }
         do {
             return .request(try Request(object), rid: rid)
         } catch {

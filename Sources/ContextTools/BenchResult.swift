@@ -62,11 +62,11 @@ public struct BenchResult: Sendable, Equatable {
             if case .string(let value) = field.value { (field.key, value) } else { nil }
         }
         self.figures = figures.fields.compactMap { field in
-            if case .number(let value) = field.value { (field.key, value) } else { nil }
+            field.value.numberValue.map { (field.key, $0) }
         }
         self.curve = curve.compactMap { point in
-            guard case .object(let point) = point, case .number(let qps) = point["qps"],
-                case .number(let recall) = point["recall"]
+            guard case .object(let point) = point, let qps = point["qps"]?.numberValue,
+                let recall = point["recall"]?.numberValue
             else { return nil }
             return (qps, recall)
         }

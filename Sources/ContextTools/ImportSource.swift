@@ -95,7 +95,7 @@ public final class ImportSource {
                 for (column, value) in zip(columns, values) where !value.isEmpty {
                     switch column {
                     case "created_at":
-                        object[column] = Double(value).map(JSONValue.number) ?? .string(value)
+                        object[column] = Int64(value).map(JSONValue.integer) ?? .string(value)
                     // metadata is JSON; vector is a JSON array, or else base64 float32 text.
                     case "metadata",
                         "vector" where value.hasPrefix("["):

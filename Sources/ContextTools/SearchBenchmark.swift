@@ -235,7 +235,8 @@ public struct ConversationBenchmark: Sendable {
                 } else { [] }
             let category: String =
                 switch question["category"] {
-                case .number(let number): "category \(Int(number))"
+                case .integer(let number): "category \(number)"
+                case .number(let number): "category \(number)"
                 case .string(let text): "category \(text)"
                 default: "category ?"
                 }

@@ -49,7 +49,15 @@ final class Database {
         return statement.int64(at: 0)
     }
 
+    /// Rows changed by the most recent INSERT, UPDATE or DELETE.
+    var changes: Int { Int(sqlite3_changes64(connection)) }
+
+    /// Whether a transaction is open (SQLite is not in autocommit mode).
+    var inTransaction: Bool { sqlite3_get_autocommit(connection) == 0 }
+
     /// Runs `body` in one transaction: committed when it returns, rolled back when it throws.
+    /// - Throws: what `body` threw, or `StoreError.sqlite` when the rollback did not end the
+    ///   transaction (the connection is then unusable until reopened).
     func transaction<T>(_ body: () throws -> T) throws -> T {
         try execute("BEGIN IMMEDIATE")
         do {
@@ -58,6 +66,7 @@ final class Database {
             return result
         } catch {
             try? execute("ROLLBACK")
+            if inTransaction { throw TransactionStuck(cause: error) }
             throw error
         }
     }
@@ -68,4 +77,10 @@ final class Database {
         sqlite3_close_v2(handle)
         self.handle = nil
     }
+}
+
+/// A failed transaction whose ROLLBACK did not end it.
+struct TransactionStuck: Error, CustomStringConvertible {
+    var cause: any Error
+    var description: String { "the transaction could not be rolled back after: \(cause)" }
 }

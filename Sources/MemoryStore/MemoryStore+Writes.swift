@@ -12,12 +12,22 @@ extension MemoryStore {
         return try withWriter { writer in
             var batch = batch
             if skippingExisting {
-                batch = stateLock.withReadLock { batch.filter { $0.id.map { state.records[$0] == nil } ?? true } }
+                batch = stateLock.withReadLock {
+                    batch.filter { $0.id.map { state.records[ExactString($0)] == nil } ?? true }
+                }
                 guard !batch.isEmpty else { return [] }
             }
             let knownDimension = dimension
             let spaceDimension = knownDimension ?? batch[0].vector.count
             guard spaceDimension > 0 else { throw StoreError.invalidValue("vector must not be empty") }
+            // One id twice in a batch would store one row and report two.
+            var positions: [ExactString: Int] = [:]
+            for (i, item) in batch.enumerated() {
+                guard let id = item.id else { continue }
+                if let first = positions.updateValue(i, forKey: ExactString(id)) {
+                    throw StoreError.invalidValue("id '\(id)' appears twice in the batch (items \(first) and \(i))")
+                }
+            }
             let now = Self.nowMilliseconds()
             var memories: [Memory] = []
             memories.reserveCapacity(batch.count)
@@ -25,16 +35,15 @@ extension MemoryStore {
                 guard item.vector.count == spaceDimension else {
                     throw StoreError.wrongDimension(expected: spaceDimension, got: item.vector.count)
                 }
-                try Self.checkFinite(item.vector)
                 guard !item.user.isEmpty else { throw StoreError.invalidValue("user must not be empty") }
                 if let id = item.id, id.isEmpty { throw StoreError.invalidValue("id must not be empty") }
                 memories.append(
                     Memory(
                         id: item.id ?? Self.generateID(), user: item.user, session: item.session, role: item.role,
                         text: item.text, createdAt: item.createdAt ?? now, metadata: item.metadata,
-                        vector: metric == .cosine ? FlatIndex.normalized(item.vector) : item.vector))
+                        vector: try Self.storable(item.vector, metric: metric)))
             }
-            var seqs: [String: Int64] = [:]
+            var seqs: [ExactString: Int64] = [:]
             var pending: [Int32] = []
             try rebuildingGraphOnFailure(writer) {
                 try writer.database.transaction {
@@ -51,13 +60,13 @@ extension MemoryStore {
                         try upsert.bind(memory.metadata, at: 7)
                         try upsert.bind(memory.vector, at: 8)
                         guard try upsert.step() else { throw StoreError.sqlite("the insert returned no row") }
-                        seqs[memory.id] = upsert.int64(at: 0)
+                        seqs[ExactString(memory.id)] = upsert.int64(at: 0)
                         try upsert.run()
                     }
                     if case .hnsw(let parameters) = index {
                         pending = try link(memories, parameters: parameters, dimension: spaceDimension, writer: writer)
                         {
-                            seqs[$0]
+                            seqs[ExactString($0)]
                         }
                     }
                 }
@@ -66,8 +75,8 @@ extension MemoryStore {
                 if state.index == nil { state.index = FlatIndex(dimension: spaceDimension, metric: metric) }
                 for slot in pending { state.graph!.publish(slot) }
                 for memory in memories {
-                    let record = Record(memory, seq: seqs[memory.id]!)
-                    if let old = state.records.updateValue(record, forKey: memory.id) {
+                    let record = Record(memory, seq: seqs[ExactString(memory.id)]!)
+                    if let old = state.records.updateValue(record, forKey: ExactString(memory.id)) {
                         state.recordBytes -= old.approximateBytes + memory.id.utf8.count
                     }
                     state.recordBytes += record.approximateBytes + memory.id.utf8.count
@@ -86,10 +95,8 @@ extension MemoryStore {
     private func link(
         _ memories: [Memory], parameters: HNSWParameters, dimension: Int, writer: Writer, seq: (String) -> Int64?
     ) throws -> [Int32] {
-        // The last of several memories with one id wins, as it does in the table.
-        var last: [String: Int] = [:]
-        for (i, memory) in memories.enumerated() { last[memory.id] = i }
-        let replaced = stateLock.withReadLock { last.keys.filter { state.graph?.contains(id: $0) ?? false } }
+        // `add` refuses a batch that holds one id twice.
+        let replaced = stateLock.withReadLock { memories.map(\.id).filter { state.graph?.contains(id: $0) ?? false } }
         stateLock.withWriteLock {
             if state.graph == nil {
                 state.graph = HNSWIndex(dimension: dimension, metric: metric, parameters: parameters)
@@ -97,7 +104,7 @@ extension MemoryStore {
             state.graph!.remove(ids: replaced)
         }
         var pending: [Int32] = []
-        for (i, memory) in memories.enumerated() where last[memory.id] == i {
+        for memory in memories {
             let slot = stateLock.withWriteLock {
                 state.graph!.allocate(
                     id: memory.id, user: memory.user, vector: memory.vector,
@@ -122,7 +129,7 @@ extension MemoryStore {
             for slot in changed.sorted() {
                 if graph.holdsNode(slot) {
                     let id = graph.id(at: slot)
-                    guard let memory = seq(id) ?? state.records[id]?.seq else {
+                    guard let memory = seq(id) ?? state.records[ExactString(id)]?.seq else {
                         throw StoreError.sqlite("graph node \(slot) has no memory row")
                     }
                     writer.saveNode.reset()
@@ -141,17 +148,28 @@ extension MemoryStore {
     }
 
     /// Runs a write whose graph changes precede its commit. When it fails, the graph in memory
-    /// may hold changes the file does not: the state is read back from the file.
+    /// may hold changes the file does not: the state is read back from the file. When that
+    /// fails too (or the transaction could not be rolled back), the store refuses every later
+    /// write until it is reopened, since a write on top of that state could save links to
+    /// nodes the file never held. The original error is the one thrown.
     private func rebuildingGraphOnFailure<T>(_ writer: Writer, _ body: () throws -> T) throws -> T {
         do {
             return try body()
         } catch {
+            if let stuck = error as? TransactionStuck {
+                writesRefused = "a transaction could not be rolled back (\(stuck.cause))"
+                throw StoreError.sqlite(stuck.description)
+            }
             if case .hnsw = index {
-                let settings = (try? Self.readSettings(writer.database)) ?? [:]
-                let reloaded = try Self.load(
-                    writer.database, dimension: dimension, metric: metric, index: index,
-                    entryPoint: settings["hnsw_entry"].flatMap { Int32($0) } ?? -1)
-                stateLock.withWriteLock { state = reloaded }
+                do {
+                    let settings = try Self.readSettings(writer.database)
+                    let reloaded = try Self.load(
+                        writer.database, dimension: dimension, metric: metric, index: index,
+                        entryPoint: settings["hnsw_entry"].flatMap { Int32($0) } ?? -1)
+                    stateLock.withWriteLock { state = reloaded }
+                } catch let reloadError {
+                    writesRefused = "the index could not be read back after a failed write (\(reloadError))"
+                }
             }
             throw error
         }
@@ -160,17 +178,21 @@ extension MemoryStore {
     /// Deletes one memory. Returns false when there was none with that id.
     public func delete(id: String) throws -> Bool {
         try withWriter { writer in
-            guard stateLock.withReadLock({ state.records[id] != nil }) else { return false }
+            guard stateLock.withReadLock({ state.records[ExactString(id)] != nil }) else { return false }
             try rebuildingGraphOnFailure(writer) {
                 try writer.database.transaction {
                     writer.delete.reset()
                     try writer.delete.bind(id, at: 1)
                     try writer.delete.run()
+                    // The index and the table must agree on what was deleted; if they do not, nothing is.
+                    guard writer.database.changes == 1 else {
+                        throw StoreError.sqlite("deleting '\(id)' changed \(writer.database.changes) rows, not 1")
+                    }
                     try unlink([id], writer: writer)
                 }
             }
             stateLock.withWriteLock {
-                if let old = state.records.removeValue(forKey: id) {
+                if let old = state.records.removeValue(forKey: ExactString(id)) {
                     state.recordBytes -= old.approximateBytes + id.utf8.count
                 }
                 state.index?.remove(id: id)
@@ -188,16 +210,18 @@ extension MemoryStore {
                     writer.deleteUser.reset()
                     try writer.deleteUser.bind(user, at: 1)
                     try writer.deleteUser.run()
-                    if case .hnsw = index {
-                        let ids = stateLock.withReadLock { state.index?.ids(user: user) ?? [] }
-                        try unlink(ids, writer: writer)
+                    let ids = stateLock.withReadLock { state.index?.ids(user: user) ?? [] }
+                    guard writer.database.changes == ids.count else {
+                        throw StoreError.sqlite(
+                            "forgetting '\(user)' deleted \(writer.database.changes) rows, not \(ids.count)")
                     }
+                    if case .hnsw = index { try unlink(ids, writer: writer) }
                 }
             }
             return stateLock.withWriteLock {
                 let ids = state.index?.removeAll(user: user) ?? []
                 for id in ids {
-                    if let old = state.records.removeValue(forKey: id) {
+                    if let old = state.records.removeValue(forKey: ExactString(id)) {
                         state.recordBytes -= old.approximateBytes + id.utf8.count
                     }
                 }

@@ -29,6 +29,8 @@ public final class MemoryStore: Sendable {
     let writerLock = Lock()
     // Guarded by writerLock; nil once closed.
     nonisolated(unsafe) var writer: Writer?
+    // Guarded by writerLock: why writes are refused until the store is reopened, if they are.
+    nonisolated(unsafe) var writesRefused: String?
     let stateLock = ReadWriteLock()
     // Guarded by stateLock: readers share it, writers hold it exclusively.
     nonisolated(unsafe) var state: State
@@ -38,7 +40,8 @@ public final class MemoryStore: Sendable {
         var index: FlatIndex?
         /// The HNSW graph of an `hnsw` space.
         var graph: HNSWIndex?
-        var records: [String: Record] = [:]
+        /// Keyed by bytes, as SQLite compares text (see ExactString).
+        var records: [ExactString: Record] = [:]
         var recordBytes = 0
     }
 
@@ -278,7 +281,7 @@ public final class MemoryStore: Sendable {
                     throw StoreError.incompatibleDatabase("\(error) (run contextstore check)")
                 }
             }
-            state.records[id] = record
+            state.records[ExactString(id)] = record
             state.recordBytes += record.approximateBytes + id.utf8.count
         }
         if let restored = graph?.count, restored != nodeCount {
@@ -320,7 +323,9 @@ public final class MemoryStore: Sendable {
     /// The memory stored under `id`, with its vector, or nil.
     public func get(id: String) -> Memory? {
         stateLock.withReadLock {
-            guard let record = state.records[id], let vector = state.index?.vector(id: id) else { return nil }
+            guard let record = state.records[ExactString(id)], let vector = state.index?.vector(id: id) else {
+                return nil
+            }
             return record.memory(id: id, vector: vector)
         }
     }
@@ -335,7 +340,7 @@ public final class MemoryStore: Sendable {
         user: String, vector: [Float], k: Int, filter: RowFilter = RowFilter(), ef: Int? = nil, exact: Bool = false
     ) throws -> [ScoredMemory] {
         precondition(k > 0)
-        try Self.checkFinite(vector)
+        _ = try Self.storable(vector, metric: metric)
         return try stateLock.withReadLock {
             guard let index = state.index else { return [] }
             guard vector.count == index.dimension else {
@@ -350,7 +355,9 @@ public final class MemoryStore: Sendable {
                 }
             }
             return hits.compactMap { hit in
-                state.records[hit.id].map { ScoredMemory(memory: $0.memory(id: hit.id, vector: []), score: hit.score) }
+                state.records[ExactString(hit.id)].map {
+                    ScoredMemory(memory: $0.memory(id: hit.id, vector: []), score: hit.score)
+                }
             }
         }
     }
@@ -407,6 +414,9 @@ public final class MemoryStore: Sendable {
     func withWriter<T>(_ body: (Writer) throws -> T) throws -> T {
         try writerLock.withLock {
             guard let writer else { throw StoreError.closed }
+            if let writesRefused {
+                throw StoreError.sqlite("writes are refused until the server restarts: \(writesRefused)")
+            }
             do {
                 return try body(writer)
             } catch let error as SQLiteError {
@@ -415,9 +425,39 @@ public final class MemoryStore: Sendable {
         }
     }
 
-    static func checkFinite(_ vector: [Float]) throws {
-        let finite = vector.withUnsafeBufferPointer { $0.allSatisfy(\.isFinite) }
-        guard finite else { throw StoreError.nonFiniteVector }
+    /// The largest Euclidean norm a vector may have. Inner products and squared distances of
+    /// two such vectors stay below 4e36, inside float32's range (3.4e38), so no score overflows.
+    public static let maximumNorm = 1e18
+
+    /// Checks a vector and returns it as stored: normalized for cosine. The norm is computed in
+    /// double precision, so vectors of huge or subnormal components are neither overflowed to
+    /// infinity nor left unnormalized.
+    /// - Throws: `StoreError.nonFiniteVector` for NaN or an infinity; `.invalidValue` for a
+    ///   norm above `maximumNorm`, or a zero vector under cosine (it has no direction).
+    public static func storable(_ vector: [Float], metric: Metric) throws -> [Float] {
+        let norm = try checkedNorm(vector)
+        guard metric == .cosine else { return vector }
+        guard norm > 0 else { throw StoreError.invalidValue("a zero vector has no direction under cosine") }
+        return FlatIndex.normalized(vector)
+    }
+
+    /// The vector's Euclidean norm, in double precision.
+    /// - Throws: as `storable`, but accepts a zero vector.
+    static func checkedNorm(_ vector: [Float]) throws -> Double {
+        let squared = vector.withUnsafeBufferPointer { values in
+            var sum = 0.0
+            for value in values {
+                guard value.isFinite else { return Double.nan }
+                sum += Double(value) * Double(value)
+            }
+            return sum
+        }
+        guard !squared.isNaN else { throw StoreError.nonFiniteVector }
+        let norm = squared.squareRoot()
+        guard norm <= maximumNorm else {
+            throw StoreError.invalidValue("the vector's norm (\(norm)) is above \(maximumNorm)")
+        }
+        return norm
     }
 
     static func nowMilliseconds() -> Int64 {

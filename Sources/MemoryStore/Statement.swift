@@ -29,8 +29,18 @@ final class Statement {
     }
 
     func bind(_ value: String?, at index: Int32) throws {
-        guard let value else { return try check(sqlite3_bind_null(handle, index)) }
-        try check(sqlite3_bind_text(handle, index, value, -1, Self.transient))
+        guard var value else { return try check(sqlite3_bind_null(handle, index)) }
+        // With the length given, SQLite keeps every byte, NUL included (a length of -1 would
+        // stop at the first NUL).
+        let rc = value.withUTF8 { utf8 in
+            utf8.withMemoryRebound(to: CChar.self) { chars in
+                guard let start = chars.baseAddress, !chars.isEmpty else {
+                    return sqlite3_bind_text(handle, index, "", 0, Self.transient)
+                }
+                return sqlite3_bind_text(handle, index, start, Int32(chars.count), Self.transient)
+            }
+        }
+        try check(rc)
     }
 
     /// Binds float32 or int32 values as a little-endian BLOB.
@@ -72,7 +82,9 @@ final class Statement {
 
     func string(at column: Int32) -> String? {
         guard let text = sqlite3_column_text(handle, column) else { return nil }
-        return String(cString: text)
+        // Every byte, up to the length SQLite reports: a stored NUL is kept.
+        let bytes = UnsafeBufferPointer(start: text, count: Int(sqlite3_column_bytes(handle, column)))
+        return String(decoding: bytes, as: UTF8.self)
     }
 
     /// Reads a little-endian float32 BLOB.

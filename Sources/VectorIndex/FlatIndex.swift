@@ -25,11 +25,12 @@ public struct FlatIndex: Sendable {
     /// The pair kernel of `exactScores`, picked once from what the processor supports.
     private let pairKernel: ck_code_kernel
 
-    private var partitions: [String: Partition] = [:]
-    private var locations: [String: Location] = [:]
+    // Keyed by bytes, as SQLite compares text (see ExactString).
+    private var partitions: [ExactString: Partition] = [:]
+    private var locations: [ExactString: Location] = [:]
 
     private struct Location {
-        var user: String
+        var user: ExactString
         var row: Int
     }
 
@@ -86,12 +87,12 @@ public struct FlatIndex: Sendable {
 
     /// Makes room for `rows` rows of `user`, so a bulk load does not grow the partition by doubling.
     public mutating func reserveCapacity(_ rows: Int, forUser user: String) {
-        var partition = partitions.removeValue(forKey: user) ?? Partition()
+        var partition = partitions.removeValue(forKey: ExactString(user)) ?? Partition()
         partition.rows.reserveCapacity(rows * dimension)
         if metric == .l2 { partition.squaredNorms.reserveCapacity(rows) }
         partition.ids.reserveCapacity(rows)
         partition.attributes.reserveCapacity(rows)
-        partitions[user] = partition
+        partitions[ExactString(user)] = partition
     }
 
     /// Makes room for `rows` vectors in all (the id lookup).
@@ -104,15 +105,15 @@ public struct FlatIndex: Sendable {
     public var userCount: Int { partitions.count }
 
     /// Number of vectors stored for `user`.
-    public func count(user: String) -> Int { partitions[user]?.count ?? 0 }
+    public func count(user: String) -> Int { partitions[ExactString(user)]?.count ?? 0 }
 
     /// The ids of `user`'s rows.
-    public func ids(user: String) -> [String] { partitions[user]?.ids ?? [] }
+    public func ids(user: String) -> [String] { partitions[ExactString(user)]?.ids ?? [] }
 
     /// How many of `user`'s rows pass `filter`, estimated from an even sample of at most
     /// `sample` rows (exact when the user has no more).
     public func estimatedMatches(user: String, filter: RowFilter, sample: Int = 256) -> Int {
-        guard let partition = partitions[user] else { return 0 }
+        guard let partition = partitions[ExactString(user)] else { return 0 }
         guard !filter.isEmpty else { return partition.count }
         let step = max(1, partition.count / sample)
         var seen = 0
@@ -138,7 +139,7 @@ public struct FlatIndex: Sendable {
 
     /// The stored vector of `id` (normalized, for `cosine`), or nil.
     public func vector(id: String) -> [Float]? {
-        guard let location = locations[id], let partition = partitions[location.user] else { return nil }
+        guard let location = locations[ExactString(id)], let partition = partitions[location.user] else { return nil }
         let start = location.row * dimension
         return Array(partition.rows[start..<start + dimension])
     }
@@ -150,7 +151,7 @@ public struct FlatIndex: Sendable {
         let q = metric == .cosine ? Self.normalized(query) : query
         return q.withUnsafeBufferPointer { q in
             ids.map { id in
-                guard let location = locations[id], let partition = partitions[location.user] else {
+                guard let location = locations[ExactString(id)], let partition = partitions[location.user] else {
                     return -Float.infinity
                 }
                 return partition.rows.withUnsafeBufferPointer { rows in
@@ -167,26 +168,28 @@ public struct FlatIndex: Sendable {
     /// - Precondition: `vector.count == dimension`.
     public mutating func upsert(id: String, user: String, vector: [Float], attributes: RowAttributes) {
         precondition(vector.count == dimension, "vector has \(vector.count) components, index has \(dimension)")
-        if locations[id] != nil { remove(id: id) }
+        let key = ExactString(id)
+        let userKey = ExactString(user)
+        if locations[key] != nil { remove(id: id) }
         let stored = metric == .cosine ? Self.normalized(vector) : vector
         var squaredNorm: Float = 0
         if metric == .l2 { squaredNorm = Self.dot(stored, stored) }
         let row: Int = {
-            var partition = partitions.removeValue(forKey: user) ?? Partition()
-            defer { partitions[user] = partition }
+            var partition = partitions.removeValue(forKey: userKey) ?? Partition()
+            defer { partitions[userKey] = partition }
             partition.rows.append(contentsOf: stored)
             if metric == .l2 { partition.squaredNorms.append(squaredNorm) }
             partition.ids.append(id)
             partition.attributes.append(attributes)
             return partition.count - 1
         }()
-        locations[id] = Location(user: user, row: row)
+        locations[key] = Location(user: userKey, row: row)
     }
 
     /// Removes `id`. Returns false when it was not there.
     @discardableResult
     public mutating func remove(id: String) -> Bool {
-        guard let location = locations.removeValue(forKey: id) else { return false }
+        guard let location = locations.removeValue(forKey: ExactString(id)) else { return false }
         var partition = partitions.removeValue(forKey: location.user)!
         let last = partition.count - 1
         if location.row != last {
@@ -199,7 +202,7 @@ public struct FlatIndex: Sendable {
             if metric == .l2 { partition.squaredNorms[location.row] = partition.squaredNorms[last] }
             partition.ids[location.row] = partition.ids[last]
             partition.attributes[location.row] = partition.attributes[last]
-            locations[partition.ids[location.row]]!.row = location.row
+            locations[ExactString(partition.ids[location.row])]!.row = location.row
         }
         partition.rows.removeLast(dimension)
         if metric == .l2 { partition.squaredNorms.removeLast() }
@@ -211,8 +214,8 @@ public struct FlatIndex: Sendable {
 
     /// Removes every vector of `user` and returns their ids.
     public mutating func removeAll(user: String) -> [String] {
-        guard let partition = partitions.removeValue(forKey: user) else { return [] }
-        for id in partition.ids { locations[id] = nil }
+        guard let partition = partitions.removeValue(forKey: ExactString(user)) else { return [] }
+        for id in partition.ids { locations[ExactString(id)] = nil }
         return partition.ids
     }
 
@@ -222,7 +225,7 @@ public struct FlatIndex: Sendable {
     /// - Precondition: `query.count == dimension`, `k > 0`.
     public func search(user: String, query: [Float], k: Int, filter: RowFilter = RowFilter()) -> [SearchHit] {
         precondition(query.count == dimension && k > 0)
-        guard let partition = partitions[user] else { return [] }
+        guard let partition = partitions[ExactString(user)] else { return [] }
         let q = metric == .cosine ? Self.normalized(query) : query
         let n = partition.count
         let scores = [Float](unsafeUninitializedCapacity: n) { buffer, initialized in
@@ -242,7 +245,7 @@ public struct FlatIndex: Sendable {
     /// Returns one list of hits per query, in order.
     public func search(user: String, queries: [[Float]], k: Int, filter: RowFilter = RowFilter()) -> [[SearchHit]] {
         precondition(k > 0 && queries.allSatisfy { $0.count == dimension })
-        guard let partition = partitions[user], !queries.isEmpty else { return queries.map { _ in [] } }
+        guard let partition = partitions[ExactString(user)], !queries.isEmpty else { return queries.map { _ in [] } }
         let n = partition.count
         var packed = [Float]()
         packed.reserveCapacity(queries.count * dimension)
@@ -306,12 +309,16 @@ public struct FlatIndex: Sendable {
         return sum
     }
 
-    /// `v / |v|`; the zero vector stays zero.
+    /// `v / |v|`, computed in double precision so that neither huge nor subnormal components
+    /// overflow or vanish; the zero vector stays zero.
     public static func normalized(_ v: [Float]) -> [Float] {
-        let norm = dot(v, v).squareRoot()
-        guard norm > 0 else { return v }
-        let scale = 1 / norm
-        return v.map { $0 * scale }
+        let norm = v.withUnsafeBufferPointer { values in
+            var sum = 0.0
+            for value in values { sum += Double(value) * Double(value) }
+            return sum.squareRoot()
+        }
+        guard norm > 0, norm.isFinite else { return v }
+        return v.map { Float(Double($0) / norm) }
     }
 }
 

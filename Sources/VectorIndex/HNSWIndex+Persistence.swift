@@ -68,7 +68,7 @@ extension HNSWIndex {
             inDegree.append(0)
             userOfSlot.append(0)
         }
-        guard status[i] == .free, slots[id] == nil else {
+        guard status[i] == .free, slots[ExactString(id)] == nil else {
             throw HNSWRestoreError(description: "node \(slot) (\(id)) is stored twice")
         }
         let stored = metric == .cosine ? FlatIndex.normalized(vector) : vector
@@ -90,11 +90,11 @@ extension HNSWIndex {
             }
         }
         ids[i] = id
-        slots[id] = slot
+        slots[ExactString(id)] = slot
         status[i] = .live
         self.attributes[i] = attributes
-        let userNumber = userNumbers[user] ?? Int32(userNumbers.count)
-        userNumbers[user] = userNumber
+        let userNumber = userNumbers[ExactString(user)] ?? Int32(userNumbers.count)
+        userNumbers[ExactString(user)] = userNumber
         userOfSlot[i] = userNumber
         liveCount += 1
     }

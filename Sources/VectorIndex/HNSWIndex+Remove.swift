@@ -13,7 +13,7 @@ extension HNSWIndex {
     public mutating func remove(ids: some Sequence<String>) -> Int {
         var doomed: [Int32] = []
         for id in ids {
-            guard let slot = slots.removeValue(forKey: id) else { continue }
+            guard let slot = slots.removeValue(forKey: ExactString(id)) else { continue }
             if status[Int(slot)] == .live { liveCount -= 1 }
             doomed.append(slot)
         }

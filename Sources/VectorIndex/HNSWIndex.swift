@@ -85,7 +85,8 @@ public struct HNSWIndex: Sendable {
     var layer0: [Int32] = []
     var upper: [[Int32]] = []
     var ids: [String] = []
-    var slots: [String: Int32] = [:]
+    // Keyed by bytes, as SQLite compares text (see ExactString).
+    var slots: [ExactString: Int32] = [:]
     var status: [SlotStatus] = []
     var attributes: [RowAttributes] = []
     /// How many layer-0 links point at each slot; a node that would lose its last one is
@@ -94,7 +95,7 @@ public struct HNSWIndex: Sendable {
     var freeSlots: [Int32] = []
     /// Each node's user as a small number, so the scope check in a walk compares integers.
     var userOfSlot: [Int32] = []
-    var userNumbers: [String: Int32] = [:]
+    var userNumbers: [ExactString: Int32] = [:]
     /// Visited sets kept between searches: allocating and zeroing one per query cost more than
     /// the walk on small graphs.
     let scratch = ScratchPool()
@@ -159,7 +160,7 @@ public struct HNSWIndex: Sendable {
     }
 
     /// Whether `id` has a node (published or not).
-    public func contains(id: String) -> Bool { slots[id] != nil }
+    public func contains(id: String) -> Bool { slots[ExactString(id)] != nil }
 
     /// The id whose node sits in `slot`.
     public func id(at slot: Int32) -> String { ids[Int(slot)] }
@@ -174,7 +175,11 @@ public struct HNSWIndex: Sendable {
         return metric == .l2 ? -value : value
     }
 
-    /// `vector` (normalized already, for cosine) in this graph's storage.
+    /// `vector` (normalized already, for cosine) in this graph's storage. Total for every finite
+    /// vector: float16 components beyond its range are clamped to its largest finite value, and
+    /// int8 codes are computed in double precision, so a subnormal vector cannot divide by a
+    /// scale that underflowed to zero. The walk's order is approximate anyway; candidates are
+    /// re-ranked with the exact float32 vectors.
     func encode(_ vector: [Float]) -> [UInt8] {
         var code = [UInt8](repeating: 0, count: codeBytes)
         code.withUnsafeMutableBytes { raw in
@@ -182,15 +187,17 @@ public struct HNSWIndex: Sendable {
             case .float32:
                 vector.withUnsafeBytes { raw.copyMemory(from: $0) }
             case .float16:
+                let limit = Float(Float16.greatestFiniteMagnitude)
                 for (i, x) in vector.enumerated() {
-                    raw.storeBytes(of: Float16(x).bitPattern, toByteOffset: 2 * i, as: UInt16.self)
+                    let clamped = Float16(min(max(x, -limit), limit))
+                    raw.storeBytes(of: clamped.bitPattern, toByteOffset: 2 * i, as: UInt16.self)
                 }
             case .int8:
-                let largest = vector.reduce(Float(0)) { max($0, abs($1)) }
-                let scale = largest > 0 ? largest / 127 : 1
-                raw.storeBytes(of: scale, as: Float.self)
+                let largest = Double(vector.reduce(Float(0)) { max($0, abs($1)) })
+                raw.storeBytes(of: largest > 0 ? Float(largest / 127) : 1, as: Float.self)
                 for (i, x) in vector.enumerated() {
-                    raw.storeBytes(of: Int8((x / scale).rounded()), toByteOffset: 4 + i, as: Int8.self)
+                    let step = largest > 0 ? (Double(x) / largest * 127).rounded() : 0
+                    raw.storeBytes(of: Int8(min(max(step, -127), 127)), toByteOffset: 4 + i, as: Int8.self)
                 }
             }
         }
@@ -415,11 +422,11 @@ public struct HNSWIndex: Sendable {
     /// empty links. Nothing links to it yet, so no walk reaches it.
     /// - Precondition: `id` has no node; `vector.count == dimension`.
     public mutating func allocate(id: String, user: String, vector: [Float], attributes: RowAttributes) -> Int32 {
-        precondition(vector.count == dimension && slots[id] == nil)
+        precondition(vector.count == dimension && slots[ExactString(id)] == nil)
         let stored = metric == .cosine ? FlatIndex.normalized(vector) : vector
         let level = level(for: id)
-        let userNumber = userNumbers[user] ?? Int32(userNumbers.count)
-        userNumbers[user] = userNumber
+        let userNumber = userNumbers[ExactString(user)] ?? Int32(userNumbers.count)
+        userNumbers[ExactString(user)] = userNumber
         let slot: Int32
         if let reused = freeSlots.popLast() {
             slot = reused
@@ -443,7 +450,7 @@ public struct HNSWIndex: Sendable {
             inDegree.append(0)
             userOfSlot.append(userNumber)
         }
-        slots[id] = slot
+        slots[ExactString(id)] = slot
         changedSlots.insert(slot)
         return slot
     }
@@ -560,7 +567,7 @@ public struct HNSWIndex: Sendable {
         rerank: (([String]) -> [Float])? = nil
     ) -> [SearchHit] {
         precondition(query.count == dimension && k > 0)
-        guard entryPoint >= 0, let userNumber = userNumbers[user] else { return [] }
+        guard entryPoint >= 0, let userNumber = userNumbers[ExactString(user)] else { return [] }
         let q = metric == .cosine ? FlatIndex.normalized(query) : query
         let visited = scratch.take(capacity: ids.count)
         defer { scratch.give(visited) }

@@ -35,8 +35,9 @@ public struct RowFilter: Sendable, Equatable {
     /// Whether a row with these attributes passes every condition.
     @inlinable
     public func matches(_ row: RowAttributes) -> Bool {
-        if let session, row.session != session { return false }
-        if let role, row.role != role { return false }
+        // Bytes, as SQLite compares text (see ExactString).
+        if let session, !row.session.bytewiseEquals(session) { return false }
+        if let role, !row.role.bytewiseEquals(role) { return false }
         if let since, row.createdAt < since { return false }
         if let until, row.createdAt > until { return false }
         return true

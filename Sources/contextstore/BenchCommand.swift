@@ -49,6 +49,12 @@ struct BenchRunCommand: AsyncParsableCommand {
     var model: String?
     @OptionGroup(title: "Embedded server") var indexOptions: IndexOptions
 
+    func validate() throws {
+        try requireFlag("port", port, in: 1...65535)
+        try requireFlag("k", k, in: 1...1000)
+        try requireFlag("concurrency", concurrency, in: 1...1024)
+    }
+
     func run() async throws {
         let vectorMode = base != nil || queries != nil
         guard vectorMode != (conversations != nil), !vectorMode || (base != nil && queries != nil) else {

@@ -17,6 +17,10 @@ struct ConnectionOptions: ParsableArguments {
     @Flag(help: "Print a readable table instead of JSON.")
     var pretty = false
 
+    func validate() throws {
+        try requireFlag("port", port, in: 1...65535)
+    }
+
     /// Sends one request and prints the answer; exits with status 1 when the server refused it.
     func send(_ fields: [(key: String, value: JSONValue)]) async throws {
         let client = try await ContextStoreClient.connect(host: host, port: port)
@@ -43,7 +47,7 @@ func optional(_ key: String, _ value: String?) -> [(key: String, value: JSONValu
 }
 
 func optional(_ key: String, _ value: Int64?) -> [(key: String, value: JSONValue)] {
-    value.map { [(key, .number(Double($0)))] } ?? []
+    value.map { [(key, .integer(Int64($0)))] } ?? []
 }
 
 struct AddCommand: AsyncParsableCommand {
@@ -93,7 +97,7 @@ struct SearchCommand: AsyncParsableCommand {
 
     func run() async throws {
         var fields: [(key: String, value: JSONValue)] = [
-            ("op", "search"), ("user", .string(user)), ("k", .number(Double(k))),
+            ("op", "search"), ("user", .string(user)), ("k", .integer(Int64(k))),
         ]
         fields += optional("ef", ef.map(Int64.init))
         if exact { fields.append(("exact", .bool(true))) }

@@ -39,6 +39,12 @@ struct ImportCommand: AsyncParsableCommand {
     @Option(help: "With --db, for a new file: cosine, dot or l2.") var metric: Metric?
     @OptionGroup(title: "With --db, for a new file") var indexOptions: IndexOptions
 
+    func validate() throws {
+        try requireFlag("port", port, in: 1...65535)
+        try requireFlag("batch", batch, in: 1...100_000)
+        try requireFlag("in-flight", inFlight, in: 1...256)
+    }
+
     func run() async throws {
         guard let format = format ?? ImportFormat(path: path) else {
             throw ValidationError("cannot tell the format of \(path); pass --format jsonl|csv|npy|fvecs")

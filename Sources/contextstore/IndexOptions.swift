@@ -24,6 +24,12 @@ struct IndexOptions: ParsableArguments {
         help: "hnsw: how the graph keeps vectors for its walks: float32, float16 or int8 (re-ranked exactly).")
     var storage: VectorStorage = .float32
 
+    func validate() throws {
+        try requireFlag("M", m, in: 2...512)
+        try requireFlag("ef-construction", efConstruction, in: 1...10_000)
+        try requireFlag("ef-search", efSearch, in: 1...10_000)
+    }
+
     /// The choice for `MemoryStore(index:)`: nil when none was made.
     func spaceIndex() throws -> SpaceIndex? {
         switch index {
@@ -37,4 +43,12 @@ struct IndexOptions: ParsableArguments {
         case let other?: throw ValidationError("--index must be flat or hnsw, not '\(other)'")
         }
     }
+}
+
+/// Refuses a numeric flag outside `range`, naming the flag and the range.
+func requireFlag<Value: Comparable & CustomStringConvertible>(
+    _ flag: String, _ value: Value?, in range: ClosedRange<Value>
+) throws {
+    guard let value, !range.contains(value) else { return }
+    throw ValidationError("--\(flag) must be between \(range.lowerBound) and \(range.upperBound), not \(value)")
 }

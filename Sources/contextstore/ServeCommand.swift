@@ -52,6 +52,25 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Event loop threads (default: one per core).")
     var threads: Int?
 
+    @Option(help: "Open connections at most; one more is answered 'overloaded' and closed.")
+    var maxConnections = 1024
+
+    @Option(
+        help: """
+            Bytes of request input all connections together may hold (unfinished and waiting lines); a \
+            connection whose unfinished line would pass it is answered 'overloaded' and closed.
+            """)
+    var maxBufferedBytes = 256 * 1024 * 1024
+
+    func validate() throws {
+        try requireFlag("port", port, in: 0...65535)
+        try requireFlag("dim", dim, in: 1...65536)
+        try requireFlag("max-line-bytes", maxLineBytes, in: 1024...(1 << 30))
+        try requireFlag("threads", threads, in: 1...1024)
+        try requireFlag("max-connections", maxConnections, in: 1...1_000_000)
+        try requireFlag("max-buffered-bytes", maxBufferedBytes, in: maxLineBytes...(1 << 40))
+    }
+
     @OptionGroup var indexOptions: IndexOptions
 
     func run() async throws {
@@ -75,7 +94,9 @@ struct ServeCommand: AsyncParsableCommand {
             let hint = embedder == nil ? "" : " (start with --model none to serve it without a model)"
             throw ValidationError("cannot open \(db): \(ProtocolError(error).message)\(hint)")
         }
-        var configuration = ServerConfiguration(host: host, port: port, maximumLineBytes: maxLineBytes)
+        var configuration = ServerConfiguration(
+            host: host, port: port, maximumLineBytes: maxLineBytes, maximumConnections: maxConnections,
+            maximumBufferedBytes: maxBufferedBytes)
         if let threads { configuration.threads = threads }
         let server: ContextStoreServer
         do {

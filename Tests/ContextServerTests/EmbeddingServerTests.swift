@@ -67,7 +67,7 @@ func textServer(_ folder: TemporaryFolder) async throws -> (MemoryStore, Context
         func stat(_ name: String) throws -> Int {
             socket.send(#"{"op":"stats"}"# + "\n")
             let line = try #require(socket.readLine())
-            guard case .object(let object) = try JSONParser.parse(line), case .number(let value) = object[name] else {
+            guard case .object(let object) = try JSONParser.parse(line), let value = object[name]?.integerValue else {
                 return -1
             }
             return Int(value)

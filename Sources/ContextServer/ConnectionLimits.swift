@@ -1,0 +1,143 @@
+import ContextProtocol
+import NIOCore
+import Synchronization
+
+/// What every connection together may make the server hold: open connections and buffered
+/// request bytes (partial lines and complete lines waiting their turn). Shared by all
+/// connections; counts are atomics, so no connection waits on another.
+final class ConnectionLimits: Sendable {
+    let maximumConnections: Int
+    let maximumBufferedBytes: Int
+    private let connections = Atomic<Int>(0)
+    private let buffered = Atomic<Int>(0)
+
+    init(maximumConnections: Int, maximumBufferedBytes: Int) {
+        self.maximumConnections = maximumConnections
+        self.maximumBufferedBytes = maximumBufferedBytes
+    }
+
+    /// Counts a new connection; false (and nothing counted) when the limit is reached.
+    func admitConnection() -> Bool {
+        if connections.wrappingAdd(1, ordering: .relaxed).newValue > maximumConnections {
+            connections.wrappingSubtract(1, ordering: .relaxed)
+            return false
+        }
+        return true
+    }
+
+    func releaseConnection() { connections.wrappingSubtract(1, ordering: .relaxed) }
+
+    /// Adds (or, negative, removes) buffered request bytes; returns the new total.
+    @discardableResult
+    func buffer(_ delta: Int) -> Int { buffered.wrappingAdd(delta, ordering: .relaxed).newValue }
+
+    var bufferedBytes: Int { buffered.load(ordering: .relaxed) }
+    var connectionCount: Int { connections.load(ordering: .relaxed) }
+}
+
+/// First in every connection's pipeline: a connection beyond `maximumConnections` is answered
+/// `overloaded` and closed before it can send anything.
+final class ConnectionGate: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    private let limits: ConnectionLimits
+    private var admitted = false
+
+    init(limits: ConnectionLimits) {
+        self.limits = limits
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        guard limits.admitConnection() else {
+            let bytes = Response.failure(
+                rid: nil,
+                ProtocolError(
+                    .overloaded, "the server has \(limits.maximumConnections) connections open, its limit; closing"))
+            let channel = context.channel
+            context.writeAndFlush(wrapOutboundOut(channel.allocator.buffer(bytes: bytes))).whenComplete { _ in
+                channel.close(promise: nil)
+            }
+            return
+        }
+        admitted = true
+        context.fireChannelActive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        if admitted { context.fireChannelRead(data) }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        if admitted {
+            admitted = false
+            limits.releaseConnection()
+        }
+        context.fireChannelInactive()
+    }
+}
+
+/// The request framing: splits the byte stream at `\n` (a `\r` before it is kept; JSON allows
+/// it as whitespace). Counts the bytes it holds of an unfinished line against the server-wide
+/// budget, and refuses to grow past it, so many slow senders of huge lines cannot exhaust memory
+/// together; the per-connection cap is `ByteToMessageHandler`'s `maximumBufferSize`.
+struct RequestLineDecoder: ByteToMessageDecoder {
+    typealias InboundOut = ByteBuffer
+
+    /// The server holds more buffered input than its budget allows.
+    struct BudgetExceeded: Error {}
+
+    let limits: ConnectionLimits
+    /// Bytes of this connection's buffer counted in `limits`.
+    private var counted = 0
+    /// Where the search for `\n` resumes: the bytes before it hold none.
+    private var scanned = 0
+
+    init(limits: ConnectionLimits) {
+        self.limits = limits
+    }
+
+    mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
+        let view = buffer.readableBytesView
+        if let newline = view[(view.startIndex + scanned)...].firstIndex(of: UInt8(ascii: "\n")) {
+            let length = newline - view.startIndex
+            let line = buffer.readSlice(length: length)!
+            buffer.moveReaderIndex(forwardBy: 1)
+            scanned = 0
+            try account(buffer.readableBytes)
+            context.fireChannelRead(NIOAny(line))
+            return .continue
+        }
+        scanned = view.count
+        try account(view.count)
+        return .needMoreData
+    }
+
+    mutating func decodeLast(
+        context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool
+    ) throws -> DecodingState {
+        // A last line without its newline is not a request: drop it.
+        let state = try decode(context: context, buffer: &buffer)
+        if state == .needMoreData {
+            buffer.moveReaderIndex(forwardBy: buffer.readableBytes)
+            try account(0)
+        }
+        return state
+    }
+
+    mutating func decoderRemoved(context: ChannelHandlerContext) {
+        limits.buffer(-counted)
+        counted = 0
+    }
+
+    /// Sets this connection's counted bytes to `held`; growing past the budget throws.
+    private mutating func account(_ held: Int) throws {
+        let delta = held - counted
+        guard delta != 0 else { return }
+        let total = limits.buffer(delta)
+        counted = held
+        if delta > 0, total > limits.maximumBufferedBytes {
+            throw BudgetExceeded()
+        }
+    }
+}
