@@ -220,14 +220,14 @@ public struct HNSWIndex: Sendable {
             let code = UnsafeRawBufferPointer(rebasing: codes[Int(slot) * codeBytes..<(Int(slot) + 1) * codeBytes])
             switch parameters.storage {
             case .float32:
-                return (0..<dimension).map { code.load(fromByteOffset: 4 * $0, as: Float.self) }
+                return (0..<dimension).map { code.loadUnaligned(fromByteOffset: 4 * $0, as: Float.self) }
             case .float16:
                 return [Float](unsafeUninitializedCapacity: dimension) { out, initialized in
                     ck_decode_f16(code.baseAddress!, out.baseAddress!, dimension)
                     initialized = dimension
                 }
             case .int8:
-                let scale = code.load(as: Float.self)
+                let scale = code.loadUnaligned(as: Float.self)
                 return (0..<dimension).map { scale * Float(code.load(fromByteOffset: 4 + $0, as: Int8.self)) }
             }
         }

@@ -10,9 +10,20 @@ final class ServerProcess {
     let process = Process()
     let port: Int
 
-    init(database: String, arguments: [String] = []) throws {
-        process.executableURL = URL(fileURLWithPath: contextstoreExecutable())
-        process.arguments = ["serve", "--db", database, "--port", "0", "--model", "none"] + arguments
+    /// - Parameter unprivileged: run as the user `nobody` when the tests run as root (as CI
+    ///   does), from a copy of the executable that user can reach; as the current user otherwise.
+    init(database: String, arguments: [String] = [], unprivileged: Bool = false) throws {
+        let serve = ["serve", "--db", database, "--port", "0", "--model", "none"] + arguments
+        if unprivileged && getuid() == 0 {
+            let copy = URL(fileURLWithPath: database).deletingLastPathComponent().appendingPathComponent("contextstore")
+            try FileManager.default.copyItem(atPath: contextstoreExecutable(), toPath: copy.path)
+            chmod(copy.path, 0o755)
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
+            process.arguments = ["--reuid=65534", "--regid=65534", "--clear-groups", copy.path] + serve
+        } else {
+            process.executableURL = URL(fileURLWithPath: contextstoreExecutable())
+            process.arguments = serve
+        }
         let output = Pipe()
         process.standardOutput = output
         process.standardError = FileHandle.nullDevice
@@ -30,6 +41,13 @@ final class ServerProcess {
             throw POSIXError(.EPROTO)
         }
         self.port = port
+    }
+
+    /// The user id the server process runs as.
+    var uid: UInt32? {
+        let status = (try? String(contentsOfFile: "/proc/\(process.processIdentifier)/status", encoding: .utf8)) ?? ""
+        guard let line = status.split(separator: "\n").first(where: { $0.hasPrefix("Uid:") }) else { return nil }
+        return line.split(whereSeparator: { $0 == "\t" || $0 == " " }).dropFirst().first.flatMap { UInt32($0) }
     }
 
     func signal(_ number: Int32) {
