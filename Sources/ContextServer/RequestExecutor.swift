@@ -164,6 +164,8 @@ struct RequestExecutor: Sendable {
                 writer.int(Int64(cache?.misses ?? 0))
                 writer.field("embedding_cache_entries")
                 writer.int(Int64(cache?.entries ?? 0))
+                writer.field("embedding_cache_bytes")
+                writer.int(Int64(cache?.bytes ?? 0))
             }
         case .embed(let texts):
             let vectors = try requireEmbedder().embed(texts)

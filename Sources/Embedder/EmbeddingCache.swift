@@ -1,22 +1,35 @@
 import Synchronization
 
-/// A bounded least-recently-used map from (model, text) to its embedding, so the same text is
-/// not embedded twice while it stays in the cache. Thread-safe.
+/// A least-recently-used map from (model, text) to its embedding, bounded in bytes, so the same
+/// text is not embedded twice while it stays in the cache. Thread-safe.
+///
+/// An entry costs its text, model name and vector plus a fixed overhead; entries larger than a
+/// sixteenth of the budget (a whole 8 MiB request line, say) are not kept, so one request
+/// cannot empty the cache.
 final class EmbeddingCache: Sendable {
     struct Key: Hashable {
         var model: String
         var text: String
+
+        var bytes: Int { model.utf8.count + text.utf8.count }
     }
 
-    /// Entries in a doubly linked list threaded through an array: head is the most recent.
+    /// Bookkeeping per entry beyond its strings and vector (hash slot, links, array headers).
+    static let entryOverhead = 128
+
+    /// Entries in a doubly linked list threaded through arrays: head is the most recent.
+    /// Evicted slots go to `free` for reuse.
     private struct State {
         var slots: [Key: Int] = [:]
-        var keys: [Key] = []
+        var keys: [Key?] = []
         var vectors: [[Float]] = []
+        var costs: [Int] = []
         var previous: [Int] = []
         var next: [Int] = []
+        var free: [Int] = []
         var head = -1
         var tail = -1
+        var bytes = 0
         var hits = 0
         var misses = 0
 
@@ -32,13 +45,24 @@ final class EmbeddingCache: Sendable {
             head = slot
             if tail < 0 { tail = slot }
         }
+
+        mutating func evictLeastRecent() {
+            let slot = tail
+            unlink(slot)
+            slots[keys[slot]!] = nil
+            keys[slot] = nil
+            vectors[slot] = []
+            bytes -= costs[slot]
+            free.append(slot)
+        }
     }
 
-    let capacity: Int
+    /// The most bytes the entries may take together.
+    let byteCapacity: Int
     private let state = Mutex(State())
 
-    init(capacity: Int) {
-        self.capacity = capacity
+    init(byteCapacity: Int) {
+        self.byteCapacity = byteCapacity
     }
 
     /// The cached vector, counting a hit or a miss.
@@ -56,36 +80,39 @@ final class EmbeddingCache: Sendable {
     }
 
     func put(_ key: Key, _ vector: [Float]) {
-        guard capacity > 0 else { return }
+        let cost = key.bytes + vector.count * MemoryLayout<Float>.stride + Self.entryOverhead
+        guard cost <= byteCapacity / 16 else { return }
         state.withLock { state in
             if let slot = state.slots[key] {
-                state.vectors[slot] = vector
                 state.unlink(slot)
-                state.pushFront(slot)
-                return
+                state.bytes -= state.costs[slot]
+                state.free.append(slot)
+                state.slots[key] = nil
+                state.keys[slot] = nil
             }
+            while state.bytes + cost > byteCapacity { state.evictLeastRecent() }
             let slot: Int
-            if state.keys.count < capacity {
+            if let reused = state.free.popLast() {
+                slot = reused
+                state.keys[slot] = key
+                state.vectors[slot] = vector
+                state.costs[slot] = cost
+            } else {
                 slot = state.keys.count
                 state.keys.append(key)
                 state.vectors.append(vector)
+                state.costs.append(cost)
                 state.previous.append(-1)
                 state.next.append(-1)
-            } else {
-                // Full: reuse the least recently used slot.
-                slot = state.tail
-                state.unlink(slot)
-                state.slots[state.keys[slot]] = nil
-                state.keys[slot] = key
-                state.vectors[slot] = vector
             }
+            state.bytes += cost
             state.slots[key] = slot
             state.pushFront(slot)
         }
     }
 
-    /// Hits, misses and entries so far.
-    var statistics: (hits: Int, misses: Int, entries: Int) {
-        state.withLock { ($0.hits, $0.misses, $0.slots.count) }
+    /// Hits, misses, entries and the bytes they take, so far.
+    var statistics: (hits: Int, misses: Int, entries: Int, bytes: Int) {
+        state.withLock { ($0.hits, $0.misses, $0.slots.count, $0.bytes) }
     }
 }

@@ -24,14 +24,14 @@ public final class SentenceEmbedder: Sendable {
     private static let cores = max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
 
     /// Loads `vocab.txt`, `config.json` and `model.safetensors` from `folder`.
-    /// - Parameter cacheCapacity: Texts kept in the embedding cache.
-    public init(folder: String, maximumTokens: Int = 256, cacheCapacity: Int = 10_000) throws {
+    /// - Parameter cacheBytes: The embedding cache's budget: texts and vectors together.
+    public init(folder: String, maximumTokens: Int = 256, cacheBytes: Int = 64 * 1024 * 1024) throws {
         let trimmed = folder.hasSuffix("/") ? String(folder.dropLast()) : folder
         modelID = String(trimmed.split(separator: "/").last ?? Substring(trimmed))
         tokenizer = try WordPieceTokenizer(vocabularyPath: trimmed + "/vocab.txt")
         model = try BertModel(folder: trimmed)
         self.maximumTokens = min(maximumTokens, model.configuration.maximumPositions)
-        cache = EmbeddingCache(capacity: cacheCapacity)
+        cache = EmbeddingCache(byteCapacity: cacheBytes)
     }
 
     /// The token ids the model sees for `text`.
@@ -40,7 +40,7 @@ public final class SentenceEmbedder: Sendable {
     }
 
     /// Cache hits and misses since start, and how many texts the cache holds.
-    public var cacheStatistics: (hits: Int, misses: Int, entries: Int) { cache.statistics }
+    public var cacheStatistics: (hits: Int, misses: Int, entries: Int, bytes: Int) { cache.statistics }
 
     /// One unit-length embedding per text, in order. Texts already in the cache are not embedded
     /// again; the rest run through the model in passes spread over the cores.

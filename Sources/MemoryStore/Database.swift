@@ -7,12 +7,24 @@ final class Database {
 
     /// Opens (creating if needed) the database file at `path`, or opens an existing one for
     /// reading only.
-    init(path: String, readOnly: Bool = false) throws {
+    /// - Parameter immutable: open read-only as a file nothing changes (no locks, no `-shm`), for
+    ///   a file on a read-only mount.
+    init(path: String, readOnly: Bool = false, immutable: Bool = false) throws {
         self.path = path
         var connection: OpaquePointer?
-        let flags =
-            (readOnly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) | SQLITE_OPEN_NOMUTEX
-        let rc = sqlite3_open_v2(path, &connection, flags, nil)
+        var flags =
+            (readOnly || immutable ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE)
+            | SQLITE_OPEN_NOMUTEX
+        var name = path
+        if immutable {
+            flags |= SQLITE_OPEN_URI
+            let escaped = path.utf8.map { byte in
+                byte >= 0x80 || byte == UInt8(ascii: "%") || byte == UInt8(ascii: "?") || byte == UInt8(ascii: "#")
+                    ? "%" + String(byte, radix: 16) : String(UnicodeScalar(byte))
+            }
+            name = "file:" + (path.hasPrefix("/") ? "" : "./") + escaped.joined() + "?immutable=1"
+        }
+        let rc = sqlite3_open_v2(name, &connection, flags, nil)
         guard rc == SQLITE_OK, let connection else {
             let error = SQLiteError(code: rc, connection: connection)
             sqlite3_close_v2(connection)

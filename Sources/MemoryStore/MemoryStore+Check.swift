@@ -1,5 +1,9 @@
 import VectorIndex
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// What `MemoryStore.check` found.
 public struct CheckReport: Sendable, Equatable {
     /// `flat` or `hnsw`.
@@ -19,63 +23,108 @@ extension MemoryStore {
     /// length, and for an `hnsw` space the graph: one node per memory and no node without one,
     /// well-formed link records, links that point at nodes of their layer, an entry point on the
     /// top level, and every node reachable from it (`HNSWGraphCheck`).
-    /// - Throws: `StoreError.sqlite` when the file cannot be read at all.
+    /// Also: every row's columns have their types, valid UTF-8, a known role, metadata that is
+    /// a JSON object, and a finite embedding. A file SQLite finds damaged is a problem found,
+    /// not a failure to check. On a read-only folder the file is read as immutable.
+    /// - Throws: `StoreError.sqlite` when the file cannot be opened at all.
     public static func check(path: String) throws -> CheckReport {
+        let database: Database
         do {
-            let database = try Database(path: path, readOnly: true)
-            defer { database.close() }
-            var problems: [String] = []
-            let quick = try database.prepare("PRAGMA quick_check")
-            while try quick.step() {
-                if let line = quick.string(at: 0), line != "ok" { problems.append("sqlite: \(line)") }
-            }
-            let settings = try readSettings(database)
-            let index: SpaceIndex
-            do {
-                index = try SpaceIndex(settings: settings)
-            } catch {
-                return CheckReport(index: settings["index"] ?? "?", memories: 0, nodes: 0, problems: ["\(error)"])
-            }
-            let dimension = settings["dimension"].flatMap { Int($0) }
-            var memories: Set<Int64> = []
-            let rows = try database.prepare("SELECT seq, id, length(embedding) FROM memories")
-            while try rows.step() {
-                memories.insert(rows.int64(at: 0))
-                if let dimension, rows.int64(at: 2) != Int64(dimension * 4) {
-                    problems.append(
-                        "memory \(rows.string(at: 1) ?? "?") has \(rows.int64(at: 2) / 4) components, not \(dimension)")
-                }
-            }
-            var nodes: [Int32: [[Int32]]] = [:]
-            var indexed: Set<Int64> = []
-            let nodeRows = try database.prepare("SELECT slot, memory, links FROM hnsw_nodes")
-            while try nodeRows.step() {
-                let slot = Int32(truncatingIfNeeded: nodeRows.int64(at: 0))
-                let memory = nodeRows.int64(at: 1)
-                if !memories.contains(memory) {
-                    problems.append("graph node \(slot) indexes no memory (row \(memory))")
-                }
-                indexed.insert(memory)
-                guard let layers = HNSWNodeRecord.decode(nodeRows.int32s(at: 2)) else {
-                    problems.append("graph node \(slot) has a malformed link record")
-                    continue
-                }
-                nodes[slot] = layers
-            }
-            switch index {
-            case .flat:
-                if !nodes.isEmpty { problems.append("a flat space holds \(nodes.count) graph nodes") }
-            case .hnsw(let parameters):
-                let unindexed = memories.subtracting(indexed)
-                if !unindexed.isEmpty {
-                    problems.append("\(unindexed.count) memories have no graph node (e.g. row \(unindexed.min()!))")
-                }
-                let entryPoint = settings["hnsw_entry"].flatMap { Int32($0) } ?? -1
-                problems += HNSWGraphCheck.problems(nodes: nodes, entryPoint: entryPoint, M: parameters.M)
-            }
-            return CheckReport(index: index.name, memories: memories.count, nodes: nodes.count, problems: problems)
+            database = try Database(path: path, readOnly: true, immutable: !folderIsWritable(path))
         } catch let error as SQLiteError {
             throw StoreError.sqlite(error.description)
         }
+        defer { database.close() }
+        do {
+            return try check(database)
+        } catch let error as SQLiteError {
+            return CheckReport(index: "?", memories: 0, nodes: 0, problems: ["sqlite: \(error.description)"])
+        }
+    }
+
+    private static func folderIsWritable(_ path: String) -> Bool {
+        let folder = path.lastIndex(of: "/").map { String(path[..<$0]) } ?? "."
+        return access(folder.isEmpty ? "/" : folder, W_OK) == 0
+    }
+
+    private static func check(_ database: Database) throws -> CheckReport {
+        var problems: [String] = []
+        func report(_ problem: String) { if problems.count < 100 { problems.append(problem) } }
+        // integrity_check, not quick_check: it also compares every index with its table.
+        let integrity = try database.prepare("PRAGMA integrity_check")
+        while try integrity.step() {
+            if let line = integrity.string(at: 0), line != "ok" { report("sqlite: \(line)") }
+        }
+        let malformed = try database.prepare(
+            """
+            SELECT seq, CASE
+                WHEN typeof(id) != 'text' OR id = '' THEN 'an id that is not a non-empty text'
+                WHEN typeof(user) != 'text' OR user = '' THEN 'a user that is not a non-empty text'
+                WHEN session IS NOT NULL AND typeof(session) != 'text' THEN 'a session that is not text'
+                WHEN typeof(text) != 'text' THEN 'a text that is not text'
+                WHEN typeof(created_at) != 'integer' THEN 'a created_at that is not an integer'
+                WHEN role IS NOT NULL AND role NOT IN ('user', 'assistant', 'system', 'tool')
+                    THEN 'an unknown role'
+                WHEN typeof(metadata) != 'text' OR NOT json_valid(metadata) OR json_type(metadata) != 'object'
+                    THEN 'metadata that is not a JSON object'
+                WHEN typeof(embedding) != 'blob' THEN 'an embedding that is not a blob'
+            END AS problem FROM memories WHERE problem IS NOT NULL
+            """)
+        while try malformed.step() {
+            report("memory row \(malformed.int64(at: 0)) has \(malformed.string(at: 1) ?? "?")")
+        }
+        let settings = try readSettings(database)
+        let index: SpaceIndex
+        do {
+            index = try SpaceIndex(settings: settings)
+        } catch {
+            return CheckReport(index: settings["index"] ?? "?", memories: 0, nodes: 0, problems: ["\(error)"])
+        }
+        let dimension = settings["dimension"].flatMap { Int($0) }
+        var memories: Set<Int64> = []
+        let rows = try database.prepare("SELECT seq, id, user, session, text, embedding FROM memories")
+        while try rows.step() {
+            let seq = rows.int64(at: 0)
+            memories.insert(seq)
+            for (column, name) in [(1, "id"), (2, "user"), (3, "session"), (4, "text")]
+            where !rows.isValidUTF8(at: Int32(column)) {
+                report("memory row \(seq) has a \(name) that is not valid UTF-8")
+            }
+            let embedding = rows.floats(at: 5)
+            if let dimension, embedding.count != dimension {
+                report("memory row \(seq) has \(embedding.count) components, not \(dimension)")
+            }
+            if !embedding.allSatisfy(\.isFinite) {
+                report("memory row \(seq) has an embedding with NaN or infinity")
+            }
+        }
+        var nodes: [Int32: [[Int32]]] = [:]
+        var indexed: Set<Int64> = []
+        let nodeRows = try database.prepare("SELECT slot, memory, links FROM hnsw_nodes")
+        while try nodeRows.step() {
+            let slot = Int32(truncatingIfNeeded: nodeRows.int64(at: 0))
+            let memory = nodeRows.int64(at: 1)
+            if !memories.contains(memory) {
+                report("graph node \(slot) indexes no memory (row \(memory))")
+            }
+            indexed.insert(memory)
+            guard let layers = HNSWNodeRecord.decode(nodeRows.int32s(at: 2)) else {
+                report("graph node \(slot) has a malformed link record")
+                continue
+            }
+            nodes[slot] = layers
+        }
+        switch index {
+        case .flat:
+            if !nodes.isEmpty { problems.append("a flat space holds \(nodes.count) graph nodes") }
+        case .hnsw(let parameters):
+            let unindexed = memories.subtracting(indexed)
+            if !unindexed.isEmpty {
+                problems.append("\(unindexed.count) memories have no graph node (e.g. row \(unindexed.min()!))")
+            }
+            let entryPoint = settings["hnsw_entry"].flatMap { Int32($0) } ?? -1
+            problems += HNSWGraphCheck.problems(nodes: nodes, entryPoint: entryPoint, M: parameters.M)
+        }
+        return CheckReport(index: index.name, memories: memories.count, nodes: nodes.count, problems: problems)
     }
 }

@@ -149,12 +149,23 @@ public final class MemoryStore: Sendable {
         busyTimeoutMilliseconds: Int = 5000
     ) throws {
         self.path = path
+        var info = stat()
+        if stat(path, &info) == 0, info.st_size == 0 {
+            // SQLite would quietly make a new space of it, even where a space's file was lost.
+            throw StoreError.incompatibleDatabase(
+                "\(path) is an empty file, not a database; remove it to create a new space there")
+        }
+        let fileLock: FileLock
+        do {
+            fileLock = try FileLock(path: path)
+        } catch .held {
+            throw StoreError.incompatibleDatabase("\(path) is in use by another process (a running server?)")
+        } catch .cannotOpen(let reason) {
+            throw StoreError.incompatibleDatabase("cannot open \(path): \(reason)")
+        }
+        self.fileLock = fileLock
         do {
             let database = try Database(path: path)
-            guard let fileLock = FileLock(path: path) else {
-                throw StoreError.incompatibleDatabase("\(path) is in use by another process (a running server?)")
-            }
-            self.fileLock = fileLock
             try database.execute("PRAGMA journal_mode = WAL")
             try database.execute("PRAGMA synchronous = FULL")
             // Checkpoint the log every 64 MB rather than 4 MB: bulk loads ran 25% faster.

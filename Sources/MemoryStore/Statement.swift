@@ -87,6 +87,13 @@ final class Statement {
         return String(decoding: bytes, as: UTF8.self)
     }
 
+    /// Whether a text column holds valid UTF-8 (NULL counts as valid).
+    func isValidUTF8(at column: Int32) -> Bool {
+        guard let text = sqlite3_column_text(handle, column) else { return true }
+        let bytes = UnsafeBufferPointer(start: text, count: Int(sqlite3_column_bytes(handle, column)))
+        return String(validating: bytes, as: UTF8.self) != nil
+    }
+
     /// Reads a little-endian float32 BLOB.
     func floats(at column: Int32) -> [Float] { values(at: column) }
 

@@ -21,7 +21,9 @@ struct CheckCommand: ParsableCommand {
         do {
             report = try MemoryStore.check(path: db)
         } catch {
-            throw ValidationError("cannot check \(db): \(error)")
+            // Not a usage mistake: say what failed, without the usage text.
+            printError("cannot check \(db): \(error)")
+            throw ExitCode(64)
         }
         print("\(db): \(report.index) space, \(report.memories) memories, \(report.nodes) graph nodes")
         for problem in report.problems { print("problem: \(problem)") }

@@ -115,7 +115,9 @@ let sharedEmbedder: SentenceEmbedder? = try? SentenceEmbedder(folder: modelFolde
     }
 
     @Test func theCacheEvictsTheLeastRecentlyUsed() {
-        let cache = EmbeddingCache(capacity: 2)
+        // Room for two entries of one-letter texts and one-float vectors, not three.
+        let entry = 1 + 1 + 4 + EmbeddingCache.entryOverhead
+        let cache = EmbeddingCache(byteCapacity: 2 * entry + entry / 2)
         let a = EmbeddingCache.Key(model: "m", text: "a")
         let b = EmbeddingCache.Key(model: "m", text: "b")
         let c = EmbeddingCache.Key(model: "m", text: "c")
@@ -130,6 +132,18 @@ let sharedEmbedder: SentenceEmbedder? = try? SentenceEmbedder(folder: modelFolde
         #expect(statistics.hits == 2)
         #expect(statistics.misses == 2)
         #expect(statistics.entries == 2)
+        #expect(statistics.bytes == 2 * entry)
+    }
+
+    @Test func theCacheKeepsNoEntryLargerThanASixteenthOfItsBudget() {
+        let cache = EmbeddingCache(byteCapacity: 16 * 1024)
+        cache.put(EmbeddingCache.Key(model: "m", text: String(repeating: "x", count: 2000)), [1])
+        cache.put(EmbeddingCache.Key(model: "m", text: "small"), [1])
+        #expect(cache.statistics.entries == 1)
+        for i in 0..<1000 {
+            cache.put(EmbeddingCache.Key(model: "m", text: "text \(i)"), [Float](repeating: 0, count: 8))
+        }
+        #expect(cache.statistics.bytes <= 16 * 1024)
     }
 
     @Test func embedUsesTheCacheAndKeepsOrder() throws {
