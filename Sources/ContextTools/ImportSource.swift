@@ -61,6 +61,13 @@ public final class ImportSource {
                 return .failure(ImportRowError(reason: "\(error.code.rawValue): \(error.message)"))
             }
         }
+        /// A read that stopped early is one failed row, reported once, and then the end.
+        func readFailure(_ lines: LineReader, reported: inout Bool) -> ImportRow? {
+            guard let failure = lines.failure, !reported else { return nil }
+            reported = true
+            return ImportRow(line: lines.lineNumber + 1, memory: .failure(ImportRowError(reason: failure.description)))
+        }
+        var reported = false
         switch format {
         case .jsonl:
             let lines = try LineReader(path: path)
@@ -74,16 +81,25 @@ public final class ImportSource {
                     }
                     return ImportRow(line: line, memory: complete(object, line: line))
                 }
-                return nil
+                return readFailure(lines, reported: &reported)
             }
         case .csv:
             let lines = try LineReader(path: path)
             progress = { lines.fractionRead }
-            guard let header = lines.next() else { throw DataFileError("\(path) is empty") }
+            guard let header = lines.next() else { throw lines.failure ?? DataFileError("\(path) is empty") }
             let columns = CSV.fields(header)
             next = {
-                guard let text = lines.next() else { return nil }
+                guard var text = lines.next() else { return readFailure(lines, reported: &reported) }
                 let line = lines.lineNumber
+                // A quoted field may hold line breaks: the record goes on while a quote is open.
+                while text.utf8.count(where: { $0 == UInt8(ascii: "\"") }) % 2 == 1 {
+                    guard let more = lines.next() else {
+                        return readFailure(lines, reported: &reported)
+                            ?? ImportRow(
+                                line: line, memory: .failure(ImportRowError(reason: "a quoted field is never closed")))
+                    }
+                    text += "\n" + more
+                }
                 let values = CSV.fields(text)
                 guard values.count == columns.count else {
                     return ImportRow(
@@ -112,7 +128,7 @@ public final class ImportSource {
             }
         case .npy, .fvecs:
             let vectors = try VectorFile(path: path)
-            let textLines = try texts.map(LineReader.init)
+            let textLines = try texts.map { try LineReader(path: $0) }
             var row = 0
             progress = { vectors.rows > 0 ? Double(row) / Double(vectors.rows) : 1 }
             next = {
@@ -121,9 +137,9 @@ public final class ImportSource {
                 var object = JSONObject()
                 if let textLines {
                     guard let text = textLines.next() else {
-                        return ImportRow(
-                            line: row,
-                            memory: .failure(ImportRowError(reason: "no line for this row in the texts file")))
+                        let reason =
+                            textLines.failure.map { "texts file: \($0)" } ?? "no line for this row in the texts file"
+                        return ImportRow(line: row, memory: .failure(ImportRowError(reason: reason)))
                     }
                     guard case .object(let fields) = try? JSONParser.parse(text) else {
                         return ImportRow(

@@ -1,4 +1,5 @@
 import ContextClient
+import ContextProtocol
 import MemoryStore
 
 #if canImport(Glibc)
@@ -139,7 +140,7 @@ public struct Importer: Sendable {
     static func describe(_ error: Error) -> String {
         switch error {
         case let error as ClientError: error.description
-        case let error as StoreError: "\(error)"
+        case let error as StoreError: "\(ProtocolError(error).code.rawValue): \(ProtocolError(error).message)"
         default: "\(error)"
         }
     }

@@ -16,6 +16,8 @@ public struct VectorFile: Sendable {
     private let offset: Int
     private let stride: Int
     private let half: Bool
+    /// int32 elements (a ground-truth file): `row` converts them to float32 values.
+    private let integers: Bool
 
     /// Opens `path`; the format comes from its extension (`.npy` or `.fvecs`).
     public init(path: String) throws {
@@ -32,6 +34,7 @@ public struct VectorFile: Sendable {
             offset = 4
             stride = 4 + 4 * dimension
             half = false
+            integers = path.hasSuffix(".ivecs")
         } else {
             // NPY: magic, version, header length, then a Python dict literal.
             guard data.count > 10, data.prefix(6) == Data([0x93]) + Data("NUMPY".utf8) else {
@@ -50,8 +53,10 @@ public struct VectorFile: Sendable {
             else { throw DataFileError("\(path): truncated .npy header") }
             if header.contains("'<f4'") || header.contains("'<i4'") {
                 half = false
+                integers = header.contains("'<i4'")
             } else if header.contains("'<f2'") {
                 half = true
+                integers = false
             } else {
                 throw DataFileError(
                     "\(path): only little-endian float32, float16 or int32 .npy files are read (\(header))")
@@ -66,11 +71,19 @@ public struct VectorFile: Sendable {
                 Int($0.trimmingCharacters(in: .whitespaces))
             }
             guard shape.count == 2 else { throw DataFileError("\(path): a 2-D array is expected, not shape \(shape)") }
+            guard shape[0] >= 0, shape[1] > 0 else {
+                throw DataFileError("\(path): shape (\(shape[0]), \(shape[1])) has a negative or empty side")
+            }
             rows = shape[0]
             dimension = shape[1]
             offset = headerStart + headerLength
-            stride = dimension * (half ? 2 : 4)
-            guard offset + rows * stride <= data.count else { throw DataFileError("\(path): shorter than its shape") }
+            // The shape is untrusted: sizes are multiplied with overflow checks.
+            let (rowBytes, overflow1) = dimension.multipliedReportingOverflow(by: half ? 2 : 4)
+            let (totalBytes, overflow2) = rows.multipliedReportingOverflow(by: rowBytes)
+            guard !overflow1, !overflow2, totalBytes <= data.count - offset else {
+                throw DataFileError("\(path): shorter than its shape (\(rows), \(dimension))")
+            }
+            stride = rowBytes
         }
     }
 
@@ -102,8 +115,8 @@ public struct VectorFile: Sendable {
                 }
             }
             return (0..<dimension).map { j in
-                Float(
-                    bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: start + 4 * j, as: UInt32.self)))
+                let bits = UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: start + 4 * j, as: UInt32.self))
+                return integers ? Float(Int32(bitPattern: bits)) : Float(bitPattern: bits)
             }
         }
     }

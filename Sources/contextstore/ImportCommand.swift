@@ -1,5 +1,6 @@
 import ArgumentParser
 import ContextClient
+import ContextProtocol
 import ContextTools
 import Embedder
 import MemoryStore
@@ -64,7 +65,7 @@ struct ImportCommand: AsyncParsableCommand {
                     path: db, dimension: embedder?.dimension, metric: metric, model: embedder?.modelID,
                     index: try indexOptions.spaceIndex())
             } catch let error as StoreError {
-                throw ValidationError("cannot open \(db): \(error)")
+                throw ValidationError("cannot open \(db): \(ProtocolError(error).message)")
             }
             defer { store.close() }
             summary = try await importer.run(

@@ -83,6 +83,68 @@ final class Failures: Sendable {
         store.close()
     }
 
+    /// Writes an .npy file with `header` (padded as NumPy pads it) and `body`.
+    func npy(_ folder: Folder, _ name: String, header: String, body: [UInt8] = []) -> String {
+        var text = Array(header.utf8)
+        while (10 + text.count + 1) % 64 != 0 { text.append(0x20) }
+        text.append(0x0A)
+        let bytes: [UInt8] =
+            [0x93] + Array("NUMPY".utf8) + [1, 0, UInt8(text.count & 0xFF), UInt8(text.count >> 8)] + text + body
+        let file = folder.path + "/" + name
+        _ = FileManager.default.createFile(atPath: file, contents: Data(bytes))
+        return file
+    }
+
+    @Test func hostileFilesAreRefusedWithTheirLine() async throws {
+        let folder = Folder()
+        for (shape, message) in [
+            ("(9223372036854775807, 8)", "shorter than its shape (9223372036854775807, 8)"),
+            ("(5, -8)", "shape (5, -8) has a negative or empty side"),
+        ] {
+            let file = npy(folder, "bad.npy", header: "{'descr': '<f4', 'fortran_order': False, 'shape': \(shape), }")
+            #expect(throws: DataFileError.self) { try ImportSource(path: file, format: .npy, defaultUser: "u") }
+            #expect(throws: Never.self) {
+                do { _ = try ImportSource(path: file, format: .npy, defaultUser: "u") } catch let error as DataFileError
+                {
+                    #expect(error.description.hasSuffix(message))
+                }
+            }
+        }
+        #expect(throws: DataFileError.self) { try ImportSource(path: folder.path, format: .jsonl, defaultUser: "u") }
+
+        let integers = npy(
+            folder, "int.npy", header: "{'descr': '<i4', 'fortran_order': False, 'shape': (1, 2), }",
+            body: [3, 0, 0, 0, 4, 0, 0, 0])
+        #expect(try VectorFile(path: integers).row(0) == [3, 4])
+
+        // Latin-1 bytes stop the read with the line they are on, as a failed row.
+        let latin1 = folder.path + "/latin1.jsonl"
+        _ = FileManager.default.createFile(
+            atPath: latin1,
+            contents: Data(
+                #"{"user":"u","text":"ok","vector":[1,0]}"#.utf8 + [0x0A] + Array("{\"text\":\"caf".utf8) + [
+                    0xE9, 0x22, 0x7D, 0x0A,
+                ]))
+        let source = try ImportSource(path: latin1, format: .jsonl, defaultUser: nil)
+        #expect(source.nextRow().map { (try? $0.memory.get())?.text } == "ok")
+        let failed = try #require(source.nextRow())
+        #expect(failed.line == 2)
+        #expect(
+            failed.memory
+                == .failure(ImportRowError(reason: "line 2 is not valid UTF-8 (a file must be UTF-8); stopping")))
+        #expect(source.nextRow() == nil)
+    }
+
+    @Test func csvWithABOMAndAFieldOverTwoLines() throws {
+        let folder = Folder()
+        let file = folder.write("bom.csv", "\u{FEFF}user,text,vector\nu,\"multi\nline\",\"[1,0]\"\nu,two,\"[0,1]\"\n")
+        let source = try ImportSource(path: file, format: .csv, defaultUser: nil)
+        let first = try #require(try source.nextRow()?.memory.get())
+        #expect(first.user == "u" && first.text == "multi\nline")
+        #expect(try source.nextRow()?.memory.get().text == "two")
+        #expect(source.nextRow() == nil)
+    }
+
     @Test func csvWithQuotesAndBase64Vectors() async throws {
         let folder = Folder()
         let vector = Base64.encode([0.5, -1, 2])
