@@ -3,9 +3,9 @@ import Synchronization
 /// A least-recently-used map from (model, text) to its embedding, bounded in bytes, so the same
 /// text is not embedded twice while it stays in the cache. Thread-safe.
 ///
-/// An entry costs its text, model name and vector plus a fixed overhead; entries larger than a
-/// sixteenth of the budget (a whole 8 MiB request line, say) are not kept, so one request
-/// cannot empty the cache.
+/// An entry costs its text, model name and vector plus a fixed overhead; entries larger than
+/// `maximumEntryBytes` (a whole 8 MiB request line, say) are not kept, so one request cannot
+/// empty the cache.
 final class EmbeddingCache: Sendable {
     struct Key: Hashable {
         var model: String
@@ -59,10 +59,13 @@ final class EmbeddingCache: Sendable {
 
     /// The most bytes the entries may take together.
     let byteCapacity: Int
+    /// The most bytes one entry may take (default: a sixteenth of the capacity).
+    let maximumEntryBytes: Int
     private let state = Mutex(State())
 
-    init(byteCapacity: Int) {
+    init(byteCapacity: Int, maximumEntryBytes: Int? = nil) {
         self.byteCapacity = byteCapacity
+        self.maximumEntryBytes = min(byteCapacity, maximumEntryBytes ?? byteCapacity / 16)
     }
 
     /// The cached vector, counting a hit or a miss.
@@ -81,7 +84,7 @@ final class EmbeddingCache: Sendable {
 
     func put(_ key: Key, _ vector: [Float]) {
         let cost = key.bytes + vector.count * MemoryLayout<Float>.stride + Self.entryOverhead
-        guard cost <= byteCapacity / 16 else { return }
+        guard cost <= maximumEntryBytes else { return }
         state.withLock { state in
             if let slot = state.slots[key] {
                 state.unlink(slot)

@@ -117,7 +117,7 @@ let sharedEmbedder: SentenceEmbedder? = try? SentenceEmbedder(folder: modelFolde
     @Test func theCacheEvictsTheLeastRecentlyUsed() {
         // Room for two entries of one-letter texts and one-float vectors, not three.
         let entry = 1 + 1 + 4 + EmbeddingCache.entryOverhead
-        let cache = EmbeddingCache(byteCapacity: 2 * entry + entry / 2)
+        let cache = EmbeddingCache(byteCapacity: 2 * entry + entry / 2, maximumEntryBytes: entry)
         let a = EmbeddingCache.Key(model: "m", text: "a")
         let b = EmbeddingCache.Key(model: "m", text: "b")
         let c = EmbeddingCache.Key(model: "m", text: "c")
