@@ -81,7 +81,7 @@ let package = Package(
         ),
         .testTarget(name: "VectorIndexTests", dependencies: ["VectorIndex", "CKernels"]),
         .testTarget(name: "MemoryStoreTests", dependencies: ["MemoryStore"]),
-        .testTarget(name: "EmbedderTests", dependencies: ["Embedder", "CKernels"]),
+        .testTarget(name: "EmbedderTests", dependencies: ["Embedder", "CKernels"], exclude: ["Reference"]),
         .testTarget(
             name: "ContextToolsTests",
             dependencies: [

@@ -11,7 +11,8 @@ let modelFolder: String = {
     return repository.appendingPathComponent("data/models/all-MiniLM-L6-v2").path
 }()
 
-/// The reference rows of ../shared/conformance/minilm.jsonl (next to the repository).
+/// The reference rows of the embedder (a copy of ../shared/conformance/minilm.jsonl, kept next to
+/// this file so the suite runs in a clone of this repository alone).
 struct ConformanceRow: Sendable {
     var text: String
     var inputIDs: [Int32]
@@ -19,9 +20,8 @@ struct ConformanceRow: Sendable {
 }
 
 let conformanceRows: [ConformanceRow] = {
-    let repository = URL(fileURLWithPath: modelFolder).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent()
-    let path = repository.deletingLastPathComponent().appendingPathComponent("shared/conformance/minilm.jsonl").path
+    let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        .appendingPathComponent("Reference/minilm.jsonl").path
     guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return [] }
     return text.split(separator: "\n").map { line in
         let json = try! JSONSerialization.jsonObject(with: Data(line.utf8)) as! [String: Any]
@@ -36,13 +36,13 @@ let sharedEmbedder: SentenceEmbedder? = try? SentenceEmbedder(folder: modelFolde
 
 @Suite struct ConformanceTests {
     @Test func theReferenceDataAndModelArePresent() {
-        #expect(conformanceRows.count == 304, "../shared/conformance/minilm.jsonl is missing")
+        #expect(conformanceRows.count == 304, "Tests/EmbedderTests/Reference/minilm.jsonl is missing")
         #expect(sharedEmbedder != nil, "run scripts/fetch-model to fetch the model into \(modelFolder)")
     }
 
     @Test func tokenIDsMatchEveryReferenceRow() throws {
         let embedder = try #require(sharedEmbedder)
-        try #require(conformanceRows.count == 304, "../shared/conformance/minilm.jsonl is missing")
+        try #require(conformanceRows.count == 304, "Tests/EmbedderTests/Reference/minilm.jsonl is missing")
         var mismatches: [String] = []
         for row in conformanceRows where embedder.tokenize(row.text) != row.inputIDs {
             mismatches.append(String(row.text.prefix(60).debugDescription))
@@ -52,7 +52,7 @@ let sharedEmbedder: SentenceEmbedder? = try? SentenceEmbedder(folder: modelFolde
 
     @Test func embeddingsMatchEveryReferenceRow() throws {
         let embedder = try #require(sharedEmbedder)
-        try #require(conformanceRows.count == 304, "../shared/conformance/minilm.jsonl is missing")
+        try #require(conformanceRows.count == 304, "Tests/EmbedderTests/Reference/minilm.jsonl is missing")
         let vectors = embedder.embedUncached(conformanceRows.map(\.text))
         var worst: (Float, String) = (1, "")
         for (row, vector) in zip(conformanceRows, vectors) {
