@@ -31,8 +31,6 @@ final class ConnectionLimits: Sendable {
     @discardableResult
     func buffer(_ delta: Int) -> Int { buffered.wrappingAdd(delta, ordering: .relaxed).newValue }
 
-    var bufferedBytes: Int { buffered.load(ordering: .relaxed) }
-    var connectionCount: Int { connections.load(ordering: .relaxed) }
 }
 
 /// First in every connection's pipeline: a connection beyond `maximumConnections` is answered

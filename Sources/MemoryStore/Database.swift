@@ -68,7 +68,7 @@ final class Database {
     var inTransaction: Bool { sqlite3_get_autocommit(connection) == 0 }
 
     /// Runs `body` in one transaction: committed when it returns, rolled back when it throws.
-    /// - Throws: what `body` threw, or `StoreError.sqlite` when the rollback did not end the
+    /// - Throws: what `body` threw, or `TransactionStuck` when the rollback did not end the
     ///   transaction (the connection is then unusable until reopened).
     func transaction<T>(_ body: () throws -> T) throws -> T {
         try execute("BEGIN IMMEDIATE")

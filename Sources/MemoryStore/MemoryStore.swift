@@ -351,7 +351,7 @@ public final class MemoryStore: Sendable {
         user: String, vector: [Float], k: Int, filter: RowFilter = RowFilter(), ef: Int? = nil, exact: Bool = false
     ) throws -> [ScoredMemory] {
         precondition(k > 0)
-        _ = try Self.storable(vector, metric: metric)
+        try Self.check(vector, metric: metric)
         return try stateLock.withReadLock {
             guard let index = state.index else { return [] }
             guard vector.count == index.dimension else {
@@ -446,15 +446,22 @@ public final class MemoryStore: Sendable {
     /// - Throws: `StoreError.nonFiniteVector` for NaN or an infinity; `.invalidValue` for a
     ///   norm above `maximumNorm`, or a zero vector under cosine (it has no direction).
     public static func storable(_ vector: [Float], metric: Metric) throws -> [Float] {
+        try check(vector, metric: metric)
+        return metric == .cosine ? FlatIndex.normalized(vector) : vector
+    }
+
+    /// Checks a vector (stored or queried) without copying it.
+    /// - Throws: as `storable`.
+    static func check(_ vector: [Float], metric: Metric) throws {
         let norm = try checkedNorm(vector)
-        guard metric == .cosine else { return vector }
-        guard norm > 0 else { throw StoreError.invalidValue("a zero vector has no direction under cosine") }
-        return FlatIndex.normalized(vector)
+        if metric == .cosine, norm == 0 {
+            throw StoreError.invalidValue("a zero vector has no direction under cosine")
+        }
     }
 
     /// The vector's Euclidean norm, in double precision.
     /// - Throws: as `storable`, but accepts a zero vector.
-    static func checkedNorm(_ vector: [Float]) throws -> Double {
+    private static func checkedNorm(_ vector: [Float]) throws -> Double {
         let squared = vector.withUnsafeBufferPointer { values in
             var sum = 0.0
             for value in values {
