@@ -1,4 +1,5 @@
 import ContextProtocol
+import Logging
 import NIOCore
 import Synchronization
 
@@ -136,6 +137,53 @@ struct RequestLineDecoder: ByteToMessageDecoder {
         counted = held
         if delta > 0, total > limits.maximumBufferedBytes {
             throw BudgetExceeded()
+        }
+    }
+}
+
+/// On the listening channel: when accepting fails (out of file descriptors, typically), stop
+/// accepting for `delay`, then try again, and log once per episode. NIO keeps a failed accept's
+/// read pending, so the socket stays registered and its `AcceptBackoffHandler` alone does not
+/// stop the event loop from spinning on it; switching `autoRead` off unregisters the socket.
+final class AcceptBackoff: ChannelInboundHandler {
+    typealias InboundIn = Channel
+    typealias InboundOut = Channel
+
+    private let delay: TimeAmount
+    private let logger: Logger
+    private var paused = false
+    private var failing = false
+
+    init(delay: TimeAmount, logger: Logger) {
+        self.delay = delay
+        self.logger = logger
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        if failing {
+            failing = false
+            logger.info("accepting connections again")
+        }
+        context.fireChannelRead(data)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        guard error is IOError else { return context.fireErrorCaught(error) }
+        if !failing {
+            failing = true
+            logger.error(
+                "cannot accept connections; retrying every \(delay.nanoseconds / 1_000_000) ms",
+                metadata: ["error": "\(error)"])
+        }
+        guard !paused, let options = context.channel.syncOptions else { return }
+        paused = true
+        try? options.setOption(ChannelOptions.autoRead, value: false)
+        let loop = context.eventLoop
+        let bound = NIOLoopBound((self, context), eventLoop: loop)
+        loop.scheduleTask(in: delay) {
+            let (handler, context) = bound.value
+            handler.paused = false
+            try? context.channel.syncOptions?.setOption(ChannelOptions.autoRead, value: true)
         }
     }
 }

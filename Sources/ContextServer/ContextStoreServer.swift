@@ -6,7 +6,6 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOExtras
 import NIOPosix
-import Synchronization
 
 /// The version of this server, reported by `hello`.
 public let serverVersion = "0.1.0"
@@ -99,23 +98,15 @@ public final class ContextStoreServer: Sendable {
         let limits = ConnectionLimits(
             maximumConnections: configuration.maximumConnections,
             maximumBufferedBytes: configuration.maximumBufferedBytes)
-        let acceptFailing = Atomic<Bool>(false)
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(ChannelOptions.backlog, value: 256)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
             .serverChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     // Out of file descriptors, accept fails at once every time it is tried: wait
-                    // before trying again instead of spinning, and say so once per episode.
+                    // before trying again instead of spinning.
                     try channel.pipeline.syncOperations.addHandler(
-                        AcceptBackoffHandler(shouldForwardIOErrorCaught: false) { error in
-                            if !acceptFailing.exchange(true, ordering: .relaxed) {
-                                logger.error(
-                                    "cannot accept connections; retrying every 100 ms",
-                                    metadata: ["error": "\(error)"])
-                            }
-                            return .milliseconds(100)
-                        })
+                        AcceptBackoff(delay: .milliseconds(100), logger: logger))
                     try channel.pipeline.syncOperations.addHandler(quiesce.makeServerChannelHandler(channel: channel))
                 }
             }
@@ -126,8 +117,7 @@ public final class ContextStoreServer: Sendable {
                 value: .init(low: configuration.maximumUnsentBytes / 2, high: configuration.maximumUnsentBytes)
             )
             .childChannelInitializer { channel in
-                if acceptFailing.exchange(false, ordering: .relaxed) { logger.info("accepting connections again") }
-                return channel.eventLoop.makeCompletedFuture {
+                channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandlers(
                         ConnectionGate(limits: limits),
                         ByteToMessageHandler(

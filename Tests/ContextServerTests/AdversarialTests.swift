@@ -87,6 +87,18 @@ import Testing
             try answers([#"{"op":"ping"}"#, #"{"op":"add","user":"u","text":"t","vector":[1,2]}"#], port: server.port)[
                 0] == #"{"ok":true,"pong":true}"#)
         #expect(server.uid == (getuid() == 0 ? 65534 : getuid()))
+        // The client library had the same mistake: its connections failed for any user but root.
+        let client =
+            getuid() == 0
+            ? try runProgram(
+                "/usr/bin/setpriv",
+                [
+                    "--reuid=65534", "--regid=65534", "--clear-groups", folder.path + "/contextstore", "ping", "--port",
+                    "\(server.port)",
+                ])
+            : try runContextstore(["ping", "--port", "\(server.port)"])
+        #expect(client.status == 0, "\(client.error)")
+        #expect(client.output == #"{"ok":true,"pong":true}"# + "\n")
         server.signal(SIGTERM)
     }
 
@@ -115,6 +127,24 @@ import Testing
         let started = ContinuousClock.now
         await server.stop()
         #expect(ContinuousClock.now - started < .seconds(8))
+    }
+
+    /// Out of descriptors, accept failed at once every time: the server spun a core. It now
+    /// backs off, and accepts again once descriptors are free.
+    @Test func runningOutOfDescriptorsDoesNotSpin() async throws {
+        let folder = TemporaryFolder()
+        let server = try ServerProcess(
+            database: folder.path + "/space.db", arguments: ["--dim", "2"], descriptorLimit: 64)
+        var sockets = try (0..<80).map { _ in try RawSocket(port: server.port) }
+        try await Task.sleep(for: .milliseconds(500))
+        let before = server.cpuSeconds
+        try await Task.sleep(for: .seconds(2))
+        let used = server.cpuSeconds - before
+        #expect(used < 0.5, "the server used \(used) s of CPU in 2 s while out of descriptors")
+        sockets.removeAll()
+        try await Task.sleep(for: .milliseconds(500))
+        #expect(try answers([#"{"op":"ping"}"#], port: server.port) == [#"{"ok":true,"pong":true}"#])
+        server.signal(SIGTERM)
     }
 
     @Test func connectionsBeyondTheLimitAreRefused() async throws {
@@ -247,8 +277,13 @@ func residentBytes() -> Int {
 
 /// Runs the `contextstore` executable to completion.
 func runContextstore(_ arguments: [String]) throws -> (status: Int32, output: String, error: String) {
+    try runProgram(contextstoreExecutable(), arguments)
+}
+
+/// Runs a program to completion and returns its status and output.
+func runProgram(_ path: String, _ arguments: [String]) throws -> (status: Int32, output: String, error: String) {
     let process = Process()
-    process.executableURL = URL(fileURLWithPath: contextstoreExecutable())
+    process.executableURL = URL(fileURLWithPath: path)
     process.arguments = arguments
     let output = Pipe()
     let error = Pipe()

@@ -12,9 +12,13 @@ final class ServerProcess {
 
     /// - Parameter unprivileged: run as the user `nobody` when the tests run as root (as CI
     ///   does), from a copy of the executable that user can reach; as the current user otherwise.
-    init(database: String, arguments: [String] = [], unprivileged: Bool = false) throws {
+    /// - Parameter descriptorLimit: RLIMIT_NOFILE for the server (through `prlimit`).
+    init(database: String, arguments: [String] = [], unprivileged: Bool = false, descriptorLimit: Int? = nil) throws {
         let serve = ["serve", "--db", database, "--port", "0", "--model", "none"] + arguments
-        if unprivileged && getuid() == 0 {
+        if let descriptorLimit {
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/prlimit")
+            process.arguments = ["--nofile=\(descriptorLimit):\(descriptorLimit)", contextstoreExecutable()] + serve
+        } else if unprivileged && getuid() == 0 {
             let copy = URL(fileURLWithPath: database).deletingLastPathComponent().appendingPathComponent("contextstore")
             try FileManager.default.copyItem(atPath: contextstoreExecutable(), toPath: copy.path)
             chmod(copy.path, 0o755)
@@ -41,6 +45,16 @@ final class ServerProcess {
             throw POSIXError(.EPROTO)
         }
         self.port = port
+    }
+
+    /// CPU time (user and system) the server process has used, in seconds.
+    var cpuSeconds: Double {
+        let stat = (try? String(contentsOfFile: "/proc/\(process.processIdentifier)/stat", encoding: .utf8)) ?? ""
+        // Fields after the command name, which is in parentheses and may hold spaces.
+        guard let close = stat.lastIndex(of: ")") else { return 0 }
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { return 0 }
+        return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
     }
 
     /// The user id the server process runs as.

@@ -58,7 +58,7 @@ struct LoadGenerator: ParsableCommand {
             let promise = group.next().makePromise(of: ConnectionResult.self)
             let lines = requests.map { $0 + "\n" }
             _ = try ClientBootstrap(group: group)
-                .channelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+                .channelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
                         try channel.pipeline.syncOperations.addHandler(
