@@ -6,7 +6,7 @@ import PackageDescription
 let package = Package(
     name: "ContextStoreFuzz",
     platforms: [.macOS(.v15)],
-    dependencies: [.package(path: "..")],
+    dependencies: [.package(name: "ContextStore", path: "..")],
     targets: [
         .executableTarget(
             name: "FuzzRequest", dependencies: [.product(name: "ContextProtocol", package: "ContextStore")]),

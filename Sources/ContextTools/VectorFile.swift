@@ -64,7 +64,10 @@ public struct VectorFile: Sendable {
             guard header.contains("'fortran_order': False") else {
                 throw DataFileError("\(path): Fortran order is not supported")
             }
-            guard let open = header.firstIndex(of: "("), let close = header.firstIndex(of: ")") else {
+            guard let key = header.range(of: "'shape':"),
+                let open = header[key.upperBound...].firstIndex(of: "("),
+                let close = header[open...].firstIndex(of: ")")
+            else {
                 throw DataFileError("\(path): no shape in the .npy header")
             }
             let shape = header[header.index(after: open)..<close].split(separator: ",").compactMap {

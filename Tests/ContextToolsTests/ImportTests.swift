@@ -107,6 +107,13 @@ final class Failures: Sendable {
             }
             #expect(error?.description.hasSuffix(message) == true, "\(String(describing: error))")
         }
+        // Found by FuzzImport: a ')' before the shape's '(' trapped on a reversed range.
+        let reversed = npy(
+            folder, "reversed.npy", header: "{'descr': '<f2', 'fortran_order': False, 'sha), pe': (0, 2), }")
+        let error = #expect(throws: DataFileError.self) {
+            try ImportSource(path: reversed, format: .npy, defaultUser: "u")
+        }
+        #expect(error?.description.hasSuffix("no shape in the .npy header") == true)
         #expect(throws: DataFileError.self) { try ImportSource(path: folder.path, format: .jsonl, defaultUser: "u") }
 
         let integers = npy(

@@ -5,11 +5,11 @@ import ContextTools
 #endif
 
 /// The path each input is written to: the import readers read files, as `import` does.
-nonisolated(unsafe) let scratchPath: String = {
+let scratchPath: String = {
     var template = Array("/tmp/contextstore-fuzz-XXXXXX".utf8CString)
     let descriptor = mkstemp(&template)
     close(descriptor)
-    return String(cString: template)
+    return String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
 }()
 
 /// An import file: the first byte picks the format (jsonl, csv, npy, fvecs), the rest is the
@@ -30,3 +30,18 @@ public func fuzzImport(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
     while source.nextRow() != nil, rows < 100_000 { rows += 1 }
     return 0
 }
+
+/// SwiftPM links an executable target with `main` renamed to `FuzzImport_main`; it hands over to
+/// libFuzzer's driver.
+@_cdecl("FuzzImport_main")
+func fuzzImportMain(_ argc: Int32, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
+    var (count, arguments) = (argc, argv)
+    return LLVMFuzzerRunDriver(&count, &arguments, fuzzImport)
+}
+
+@_silgen_name("LLVMFuzzerRunDriver")
+func LLVMFuzzerRunDriver(
+    _ argc: UnsafeMutablePointer<Int32>,
+    _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
+    _ callback: @convention(c) (UnsafePointer<UInt8>, Int) -> Int32
+) -> Int32

@@ -32,3 +32,18 @@ extension JSONValue {
         }
     }
 }
+
+/// SwiftPM links an executable target with `main` renamed to `FuzzRequest_main`; it hands over to
+/// libFuzzer's driver.
+@_cdecl("FuzzRequest_main")
+func fuzzRequestMain(_ argc: Int32, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
+    var (count, arguments) = (argc, argv)
+    return LLVMFuzzerRunDriver(&count, &arguments, fuzzRequest)
+}
+
+@_silgen_name("LLVMFuzzerRunDriver")
+func LLVMFuzzerRunDriver(
+    _ argc: UnsafeMutablePointer<Int32>,
+    _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
+    _ callback: @convention(c) (UnsafePointer<UInt8>, Int) -> Int32
+) -> Int32
