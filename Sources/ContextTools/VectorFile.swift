@@ -41,13 +41,14 @@ public struct VectorFile: Sendable {
                 throw DataFileError("\(path): not an .npy file")
             }
             let major = data[data.startIndex + 6]
+            let headerStart = major == 1 ? 10 : 12
+            guard data.count >= headerStart else { throw DataFileError("\(path): truncated .npy header") }
             let headerLength =
                 major == 1
                 ? Int(data[data.startIndex + 8]) | Int(data[data.startIndex + 9]) << 8
                 : data.withUnsafeBytes {
                     Int(UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: 8, as: UInt32.self)))
                 }
-            let headerStart = major == 1 ? 10 : 12
             guard headerStart + headerLength <= data.count,
                 let header = String(data: data.subdata(in: headerStart..<headerStart + headerLength), encoding: .ascii)
             else { throw DataFileError("\(path): truncated .npy header") }

@@ -115,6 +115,11 @@ final class Failures: Sendable {
         }
         #expect(error?.description.hasSuffix("no shape in the .npy header") == true)
         #expect(throws: DataFileError.self) { try ImportSource(path: folder.path, format: .jsonl, defaultUser: "u") }
+        // Found by FuzzImport: a version-2 header cut before its 4-byte length read out of bounds.
+        let cut = folder.path + "/cut.npy"
+        _ = FileManager.default.createFile(
+            atPath: cut, contents: Data([0x93] + Array("NUMPY".utf8) + [0, 0, 0, 0, 0x53]))
+        #expect(throws: DataFileError.self) { try ImportSource(path: cut, format: .npy, defaultUser: "u") }
 
         let integers = npy(
             folder, "int.npy", header: "{'descr': '<i4', 'fortran_order': False, 'shape': (1, 2), }",
