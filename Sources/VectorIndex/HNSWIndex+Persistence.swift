@@ -93,9 +93,7 @@ extension HNSWIndex {
         slots[ExactString(id)] = slot
         status[i] = .live
         self.attributes[i] = attributes
-        let userNumber = userNumbers[ExactString(user)] ?? Int32(userNumbers.count)
-        userNumbers[ExactString(user)] = userNumber
-        userOfSlot[i] = userNumber
+        userOfSlot[i] = takeUserNumber(user)
         liveCount += 1
     }
 

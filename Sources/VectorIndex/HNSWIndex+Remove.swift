@@ -56,6 +56,7 @@ extension HNSWIndex {
             for layer in 0...Int(levels[Int(slot)]) { orphans += setLinks(slot, level: layer, []) }
             let i = Int(slot)
             status[i] = .free
+            releaseUserNumber(userOfSlot[i])
             levels[i] = 0
             upper[i] = []
             self.ids[i] = ""

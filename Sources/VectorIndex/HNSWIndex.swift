@@ -96,6 +96,10 @@ public struct HNSWIndex: Sendable {
     /// Each node's user as a small number, so the scope check in a walk compares integers.
     var userOfSlot: [Int32] = []
     var userNumbers: [ExactString: Int32] = [:]
+    /// Per user number: its user and how many nodes it has. A number whose last node goes is
+    /// freed for the next new user, so the map does not grow with every user ever seen.
+    var usersByNumber: [(user: ExactString, nodes: Int)?] = []
+    var freeUserNumbers: [Int32] = []
     /// Visited sets kept between searches: allocating and zeroing one per query cost more than
     /// the walk on small graphs.
     let scratch = ScratchPool()
@@ -418,6 +422,36 @@ public struct HNSWIndex: Sendable {
         publish(slot)
     }
 
+    /// The number of `user`, counting one more node of theirs (a new user takes a freed number
+    /// when there is one).
+    mutating func takeUserNumber(_ user: String) -> Int32 {
+        let key = ExactString(user)
+        if let number = userNumbers[key] {
+            usersByNumber[Int(number)]!.nodes += 1
+            return number
+        }
+        let number: Int32
+        if let reused = freeUserNumbers.popLast() {
+            number = reused
+            usersByNumber[Int(number)] = (key, 1)
+        } else {
+            number = Int32(usersByNumber.count)
+            usersByNumber.append((key, 1))
+        }
+        userNumbers[key] = number
+        return number
+    }
+
+    /// Counts one node of user `number` fewer; frees the number with the user's last node.
+    mutating func releaseUserNumber(_ number: Int32) {
+        let i = Int(number)
+        usersByNumber[i]!.nodes -= 1
+        guard usersByNumber[i]!.nodes == 0 else { return }
+        userNumbers[usersByNumber[i]!.user] = nil
+        usersByNumber[i] = nil
+        freeUserNumbers.append(number)
+    }
+
     /// Gives a new node for `id` a slot (a free one when there is one) holding its vector and
     /// empty links. Nothing links to it yet, so no walk reaches it.
     /// - Precondition: `id` has no node; `vector.count == dimension`.
@@ -425,8 +459,7 @@ public struct HNSWIndex: Sendable {
         precondition(vector.count == dimension && slots[ExactString(id)] == nil)
         let stored = metric == .cosine ? FlatIndex.normalized(vector) : vector
         let level = level(for: id)
-        let userNumber = userNumbers[ExactString(user)] ?? Int32(userNumbers.count)
-        userNumbers[ExactString(user)] = userNumber
+        let userNumber = takeUserNumber(user)
         let slot: Int32
         if let reused = freeSlots.popLast() {
             slot = reused

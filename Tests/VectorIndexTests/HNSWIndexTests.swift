@@ -57,6 +57,24 @@ import Testing
         #expect(abs(hit.score - exact.score) < 1e-3)
     }
 
+    /// Users come and go: the numbers of users whose nodes are all gone are reused, so the map
+    /// of user numbers holds only the users the graph has now.
+    @Test func userNumbersOfGoneUsersAreReused() {
+        var graph = HNSWIndex(dimension: 2, metric: .dot, parameters: HNSWParameters(M: 4, efConstruction: 16))
+        let attributes = RowAttributes(session: nil, role: nil, createdAt: 0)
+        for round in 0..<20 {
+            for n in 0..<3 {
+                graph.insert(
+                    id: "r\(round)-\(n)", user: "user\(round)", vector: [1, Float(n)], attributes: attributes)
+            }
+            if round > 0 { graph.remove(ids: (0..<3).map { "r\(round - 1)-\($0)" }) }
+        }
+        #expect(graph.userNumbers.count == 1)
+        #expect(graph.usersByNumber.count == 2)
+        #expect(graph.search(user: "user19", query: [1, 0], k: 3).count == 3)
+        #expect(graph.search(user: "user18", query: [1, 0], k: 3).isEmpty)
+    }
+
     @Test func filtersDuringTheWalkAndNeverStarve() {
         // 1% of the nodes belong to "rare": a post-filter would usually return nothing.
         let (index, flat) = build(data(count: 1500, seed: 3), metric: .dot) { $0 % 100 == 7 ? "rare" : "common" }
