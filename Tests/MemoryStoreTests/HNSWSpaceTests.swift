@@ -30,6 +30,34 @@ import VectorIndex
         try MemoryStore(path: temporary.path, dimension: dimension, metric: .cosine, index: index ?? hnsw)
     }
 
+    /// A write fails inside its transaction and reading the graph back fails too (here: another
+    /// connection dropped the node table): the original error is thrown and every later write
+    /// is refused, since the graph in memory may hold links the file never got.
+    @Test func writesAreRefusedWhenTheGraphCannotBeReadBack() throws {
+        let store = try open()
+        try store.add([NewMemory(id: "a", user: "u", text: "t", vector: vectors(1, seed: 1)[0])])
+        let other = try Database(path: temporary.path)
+        try other.execute("DROP TABLE hnsw_nodes")
+        other.close()
+        #expect(
+            throws: StoreError.sqlite(
+                "SQLite error 1: no such table: hnsw_nodes (in: INSERT OR REPLACE INTO hnsw_nodes (slot, memory, links) VALUES (?1, ?2, ?3))"
+            )
+        ) {
+            try store.add([NewMemory(id: "b", user: "u", text: "t", vector: vectors(1, seed: 2)[0])])
+        }
+        let refused = #expect(throws: StoreError.self) {
+            try store.add([NewMemory(id: "c", user: "u", text: "t", vector: vectors(1, seed: 3)[0])])
+        }
+        guard case .sqlite(let message)? = refused else {
+            Issue.record("not refused: \(String(describing: refused))")
+            return
+        }
+        #expect(message.hasPrefix("writes are refused until the server restarts: the index could not be read back"))
+        #expect(store.get(id: "b") == nil)
+        store.close()
+    }
+
     @Test func theGraphIsWrittenWithItsMemoriesAndLoadedBack() throws {
         var store = try open()
         let data = vectors(1200, seed: 7)
