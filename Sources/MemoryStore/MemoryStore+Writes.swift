@@ -95,13 +95,13 @@ extension MemoryStore {
     private func link(
         _ memories: [Memory], parameters: HNSWParameters, dimension: Int, writer: Writer, seq: (String) -> Int64?
     ) throws -> [Int32] {
-        // `add` refuses a batch that holds one id twice.
-        let replaced = stateLock.withReadLock { memories.map(\.id).filter { state.graph?.contains(id: $0) ?? false } }
+        // Replaced memories' nodes go first; the pass over every link runs under the shared lock.
+        let removal = stateLock.withReadLock { state.graph?.planRemoval(ids: memories.map(\.id)) }
         stateLock.withWriteLock {
             if state.graph == nil {
                 state.graph = HNSWIndex(dimension: dimension, metric: metric, parameters: parameters)
             }
-            state.graph!.remove(ids: replaced)
+            if let removal { state.graph!.apply(removal) }
         }
         var pending: [Int32] = []
         for memory in memories {
@@ -234,7 +234,10 @@ extension MemoryStore {
     /// in the current transaction.
     private func unlink(_ ids: [String], writer: Writer) throws {
         guard stateLock.withReadLock({ state.graph != nil }) else { return }
-        stateLock.withWriteLock { _ = state.graph!.remove(ids: ids) }
+        // The pass over every link runs under the shared lock, next to searches; only writing
+        // its result takes the exclusive one.
+        let plan = stateLock.withReadLock { state.graph!.planRemoval(ids: ids) }
+        stateLock.withWriteLock { _ = state.graph!.apply(plan) }
         try saveGraphChanges(writer) { _ in nil }
     }
 }

@@ -8,26 +8,38 @@ extension HNSWIndex {
     /// were removed.
     ///
     /// Finding who links to a removed node takes one pass over all links (no reverse links are
-    /// kept), so a batch of removals costs one pass, not one per node.
+    /// kept), so a batch of removals costs one pass, not one per node. `planRemoval` makes that
+    /// pass without changing the graph, `apply` writes the result; `remove` is both.
     @discardableResult
     public mutating func remove(ids: some Sequence<String>) -> Int {
-        var doomed: [Int32] = []
-        for id in ids {
-            guard let slot = slots.removeValue(forKey: ExactString(id)) else { continue }
-            if status[Int(slot)] == .live { liveCount -= 1 }
-            doomed.append(slot)
-        }
-        guard !doomed.isEmpty else { return 0 }
-        var isDoomed = [Bool](repeating: false, count: slotCount)
-        for slot in doomed { isDoomed[Int(slot)] = true }
+        apply(planRemoval(ids: ids))
+    }
 
-        var orphans: [Int32] = []
+    /// What removing some nodes changes: the nodes and, for every node that linked to one of
+    /// them, its repaired links per layer.
+    public struct RemovalPlan: Sendable {
+        var doomed: [Int32] = []
+        var repairs: [(node: Int32, layer: Int, links: [Int32])] = []
+    }
+
+    /// Computes a removal without changing anything: the pass over every link and the scoring
+    /// of the repairs, the costly part, can run under a shared lock next to searches. The graph
+    /// must not change before `apply`.
+    public func planRemoval(ids: some Sequence<String>) -> RemovalPlan {
+        var plan = RemovalPlan()
+        var isDoomed = [Bool](repeating: false, count: slotCount)
+        for id in ids {
+            // An id named twice is removed once.
+            if let slot = slots[ExactString(id)], !isDoomed[Int(slot)] {
+                isDoomed[Int(slot)] = true
+                plan.doomed.append(slot)
+            }
+        }
+        guard !plan.doomed.isEmpty else { return plan }
         for node in 0..<Int32(slotCount) where status[Int(node)] != .free && !isDoomed[Int(node)] {
             for layer in 0...Int(levels[Int(node)]) {
                 guard links(node, level: layer).contains(where: { isDoomed[Int($0)] }) else { continue }
-                // A copy: a slice would keep the link array shared, and writing the links back
-                // would then copy all of it (13 MB for 100,000 nodes) for every node repaired.
-                let current = Array(links(node, level: layer))
+                let current = links(node, level: layer)
                 // The links that survive stay; the removed ones' places go to the removed
                 // nodes' own links, the closest diverse ones first (the heuristic), then the closest.
                 var kept = current.filter { !isDoomed[Int($0)] }
@@ -49,9 +61,24 @@ extension HNSWIndex {
                 for candidate in ranked where kept.count < maxLinks && inKept.insert(candidate.slot).inserted {
                     kept.append(candidate.slot)
                 }
-                orphans += setLinks(node, level: layer, kept)
+                plan.repairs.append((node, layer, kept))
             }
         }
+        return plan
+    }
+
+    /// Applies a plan from `planRemoval`: writes the repaired links, frees the removed nodes'
+    /// slots, and re-attaches any node left without in-links. Returns how many nodes were removed.
+    @discardableResult
+    public mutating func apply(_ plan: RemovalPlan) -> Int {
+        let doomed = plan.doomed
+        guard !doomed.isEmpty else { return 0 }
+        for slot in doomed {
+            slots[ExactString(ids[Int(slot)])] = nil
+            if status[Int(slot)] == .live { liveCount -= 1 }
+        }
+        var orphans: [Int32] = []
+        for repair in plan.repairs { orphans += setLinks(repair.node, level: repair.layer, repair.links) }
         for slot in doomed {
             for layer in 0...Int(levels[Int(slot)]) { orphans += setLinks(slot, level: layer, []) }
             let i = Int(slot)
@@ -62,7 +89,7 @@ extension HNSWIndex {
             self.ids[i] = ""
             freeSlots.append(slot)
         }
-        if entryPoint >= 0, isDoomed[Int(entryPoint)] {
+        if entryPoint >= 0, doomed.contains(entryPoint) {
             entryPoint = -1
             topLevel = -1
             for node in 0..<slotCount where status[node] != .free && Int(levels[node]) > topLevel {

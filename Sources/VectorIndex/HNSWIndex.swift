@@ -98,7 +98,8 @@ public struct HNSWIndex: Sendable {
     var userNumbers: [ExactString: Int32] = [:]
     /// Per user number: its user and how many nodes it has. A number whose last node goes is
     /// freed for the next new user, so the map does not grow with every user ever seen.
-    var usersByNumber: [(user: ExactString, nodes: Int)?] = []
+    var userOfNumber: [ExactString] = []
+    var nodesOfNumber: [Int] = []
     var freeUserNumbers: [Int32] = []
     /// Visited sets kept between searches: allocating and zeroing one per query cost more than
     /// the walk on small graphs.
@@ -427,16 +428,18 @@ public struct HNSWIndex: Sendable {
     mutating func takeUserNumber(_ user: String) -> Int32 {
         let key = ExactString(user)
         if let number = userNumbers[key] {
-            usersByNumber[Int(number)]!.nodes += 1
+            nodesOfNumber[Int(number)] += 1
             return number
         }
         let number: Int32
         if let reused = freeUserNumbers.popLast() {
             number = reused
-            usersByNumber[Int(number)] = (key, 1)
+            userOfNumber[Int(number)] = key
+            nodesOfNumber[Int(number)] = 1
         } else {
-            number = Int32(usersByNumber.count)
-            usersByNumber.append((key, 1))
+            number = Int32(userOfNumber.count)
+            userOfNumber.append(key)
+            nodesOfNumber.append(1)
         }
         userNumbers[key] = number
         return number
@@ -445,10 +448,10 @@ public struct HNSWIndex: Sendable {
     /// Counts one node of user `number` fewer; frees the number with the user's last node.
     mutating func releaseUserNumber(_ number: Int32) {
         let i = Int(number)
-        usersByNumber[i]!.nodes -= 1
-        guard usersByNumber[i]!.nodes == 0 else { return }
-        userNumbers[usersByNumber[i]!.user] = nil
-        usersByNumber[i] = nil
+        nodesOfNumber[i] -= 1
+        guard nodesOfNumber[i] == 0 else { return }
+        userNumbers[userOfNumber[i]] = nil
+        userOfNumber[i] = ExactString("")
         freeUserNumbers.append(number)
     }
 

@@ -70,7 +70,7 @@ import Testing
             if round > 0 { graph.remove(ids: (0..<3).map { "r\(round - 1)-\($0)" }) }
         }
         #expect(graph.userNumbers.count == 1)
-        #expect(graph.usersByNumber.count == 2)
+        #expect(graph.userOfNumber.count == 2)
         #expect(graph.search(user: "user19", query: [1, 0], k: 3).count == 3)
         #expect(graph.search(user: "user18", query: [1, 0], k: 3).isEmpty)
     }
