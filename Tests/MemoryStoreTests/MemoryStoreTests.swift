@@ -29,6 +29,34 @@ final class TemporaryDatabase {
             vector: vector)
     }
 
+    @Test func anEmptyFileIsRefusedNotTurnedIntoASpace() throws {
+        _ = FileManager.default.createFile(atPath: temporary.path, contents: Data())
+        #expect(
+            throws: StoreError.incompatibleDatabase(
+                "\(temporary.path) is an empty file, not a database; remove it to create a new space there")
+        ) { try MemoryStore(path: temporary.path, dimension: 2) }
+    }
+
+    /// A second open of a file this process holds is refused without opening it again: closing
+    /// that descriptor would have dropped the first connection's SQLite locks.
+    @Test func aFileHeldByThisProcessIsRefusedAndTheHolderKeepsWorking() throws {
+        let store = try MemoryStore(path: temporary.path, dimension: 2, metric: .dot)
+        try store.add([memory("a", vector: [1, 0])])
+        #expect(
+            throws: StoreError.incompatibleDatabase(
+                "\(temporary.path) is in use by another process (a running server?)")
+        ) { try MemoryStore(path: temporary.path) }
+        try store.add([memory("b", vector: [0, 1])])
+        store.close()
+        let reopened = try MemoryStore(path: temporary.path)
+        #expect(reopened.count == 2)
+        reopened.close()
+        #expect(
+            throws: StoreError.incompatibleDatabase(
+                "cannot open \(temporary.folder)/missing/space.db: No such file or directory")
+        ) { try MemoryStore(path: temporary.folder + "/missing/space.db") }
+    }
+
     @Test func addGetSearchDeleteForget() throws {
         let store = try MemoryStore(path: temporary.path, dimension: 3, metric: .dot)
         let ids = try store.add([
