@@ -2,19 +2,26 @@
 import PackageDescription
 
 // Layers, each depending only on the ones above it:
-//   CSQLite, CBLAS (C shims) -> VectorIndex (kernels, flat index) -> MemoryStore (SQLite engine)
-//   -> ContextProtocol (wire types, JSON) -> ContextServer / ContextClient -> contextstore (CLI)
+//   ContextModel (memories, roles, metrics, filters, searches, error codes; no dependencies)
+//   CSQLite, CBLAS, CKernels (C shims: SQLite, BLAS, SIMD kernels)
+//   -> VectorIndex (flat index, HNSW graph), Embedder (MiniLM tokenizer and model)
+//   -> MemoryStore (SQLite engine)
+//   ContextModel -> ContextProtocol (JSON, wire codecs of every op; no C underneath)
+//   -> ContextServer (NIO server, op table) / ContextClient (NIO client)
+//   -> ContextTools (import, bench) -> contextstore (CLI)
 let package = Package(
     name: "ContextStore",
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "contextstore", targets: ["contextstore"]),
+        .executable(name: "contextstore-hello", targets: ["contextstore-hello"]),
         .library(name: "ContextClient", targets: ["ContextClient"]),
         .library(name: "ContextServer", targets: ["ContextServer"]),
         .library(name: "ContextProtocol", targets: ["ContextProtocol"]),
         .library(name: "MemoryStore", targets: ["MemoryStore"]),
         .library(name: "VectorIndex", targets: ["VectorIndex"]),
         .library(name: "Embedder", targets: ["Embedder"]),
+        .library(name: "ContextModel", targets: ["ContextModel"]),
         .library(name: "ContextTools", targets: ["ContextTools"]),
     ],
     dependencies: [
@@ -34,17 +41,20 @@ let package = Package(
             name: "CBLAS",
             providers: [.apt(["libblas-dev", "libopenblas0-pthread"])]
         ),
+        .target(name: "ContextModel"),
         .target(name: "CKernels"),
-        .target(name: "VectorIndex", dependencies: ["CBLAS", "CKernels"]),
+        .target(name: "VectorIndex", dependencies: ["ContextModel", "CBLAS", "CKernels"]),
         .target(name: "Embedder", dependencies: ["CBLAS", "CKernels"]),
-        .target(name: "MemoryStore", dependencies: ["CSQLite", "VectorIndex"]),
-        .target(name: "ContextProtocol", dependencies: ["MemoryStore"]),
+        .target(name: "MemoryStore", dependencies: ["ContextModel", "CSQLite", "VectorIndex"]),
+        .target(name: "ContextProtocol", dependencies: ["ContextModel"]),
         .target(
             name: "ContextServer",
             dependencies: [
+                "ContextModel",
                 "ContextProtocol",
                 "Embedder",
                 "MemoryStore",
+                "VectorIndex",
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -55,6 +65,7 @@ let package = Package(
         .target(
             name: "ContextClient",
             dependencies: [
+                "ContextModel",
                 "ContextProtocol",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -64,13 +75,14 @@ let package = Package(
         .target(
             name: "ContextTools",
             dependencies: [
-                "ContextClient", "ContextProtocol", "MemoryStore", "Embedder", "VectorIndex",
+                "ContextModel", "ContextClient", "ContextProtocol", "MemoryStore", "Embedder", "VectorIndex",
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ]
         ),
         .executableTarget(
             name: "contextstore",
             dependencies: [
+                "ContextModel",
                 "ContextServer",
                 "ContextClient",
                 "ContextTools",
@@ -79,23 +91,27 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        .testTarget(name: "VectorIndexTests", dependencies: ["VectorIndex", "CKernels"]),
-        .testTarget(name: "MemoryStoreTests", dependencies: ["MemoryStore"]),
+        // A minimal client program: proof that a client links neither SQLite nor BLAS.
+        .executableTarget(name: "contextstore-hello", dependencies: ["ContextClient", "ContextModel"]),
+        .testTarget(name: "VectorIndexTests", dependencies: ["ContextModel", "VectorIndex", "CKernels"]),
+        .testTarget(name: "MemoryStoreTests", dependencies: ["ContextModel", "MemoryStore"]),
         .testTarget(name: "EmbedderTests", dependencies: ["Embedder", "CKernels"], exclude: ["Reference"]),
         .testTarget(
             name: "ContextToolsTests",
             dependencies: [
-                "ContextTools", "ContextServer", "ContextClient", "MemoryStore", "ContextProtocol", "Embedder",
+                "ContextModel", "ContextTools", "ContextServer", "ContextClient", "MemoryStore", "ContextProtocol",
+                "Embedder",
             ]
         ),
         .testTarget(
             name: "ContextProtocolTests",
-            dependencies: ["ContextProtocol"]
+            dependencies: ["ContextModel", "ContextProtocol"]
         ),
         .testTarget(
             name: "ContextServerTests",
             dependencies: [
-                "ContextServer", "ContextClient", "ContextProtocol", "MemoryStore", "VectorIndex", "contextstore",
+                "ContextModel", "ContextServer", "ContextClient", "ContextProtocol", "MemoryStore", "VectorIndex",
+                "contextstore", "contextstore-hello",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),

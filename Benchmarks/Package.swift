@@ -19,6 +19,7 @@ let package = Package(
             name: "FlatSearch",
             dependencies: [
                 .product(name: "Benchmark", package: "benchmark"),
+                .product(name: "ContextModel", package: "ContextStore"),
                 .product(name: "VectorIndex", package: "ContextStore"),
             ],
             path: "Benchmarks/FlatSearch",
@@ -28,8 +29,8 @@ let package = Package(
             name: "WireCodec",
             dependencies: [
                 .product(name: "Benchmark", package: "benchmark"),
+                .product(name: "ContextModel", package: "ContextStore"),
                 .product(name: "ContextProtocol", package: "ContextStore"),
-                .product(name: "MemoryStore", package: "ContextStore"),
             ],
             path: "Benchmarks/WireCodec",
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
@@ -46,6 +47,7 @@ let package = Package(
         .executableTarget(
             name: "hnswbench",
             dependencies: [
+                .product(name: "ContextModel", package: "ContextStore"),
                 .product(name: "VectorIndex", package: "ContextStore"),
                 .product(name: "ContextTools", package: "ContextStore"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),

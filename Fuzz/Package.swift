@@ -9,7 +9,11 @@ let package = Package(
     dependencies: [.package(name: "ContextStore", path: "..")],
     targets: [
         .executableTarget(
-            name: "FuzzRequest", dependencies: [.product(name: "ContextProtocol", package: "ContextStore")]),
+            name: "FuzzRequest",
+            dependencies: [
+                .product(name: "ContextProtocol", package: "ContextStore"),
+                .product(name: "ContextServer", package: "ContextStore"),
+            ]),
         .executableTarget(
             name: "FuzzImport", dependencies: [.product(name: "ContextTools", package: "ContextStore")]),
     ],

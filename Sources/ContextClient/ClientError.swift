@@ -1,3 +1,4 @@
+import ContextModel
 import ContextProtocol
 
 /// Why a client call failed.

@@ -1,9 +1,8 @@
+import ContextModel
 import ContextProtocol
-import MemoryStore
 import NIOCore
 import NIOExtras
 import NIOPosix
-import VectorIndex
 
 /// An async client for one connection to a ContextStore server.
 ///
@@ -74,15 +73,11 @@ public final class ContextStoreClient: Sendable {
         return try await roundTrip(line: writer.bytes)
     }
 
-    /// Sends `{"op":op, ...}` built by `body` and returns the response if `ok` is true.
-    /// - Throws: `ClientError.server` with the server's code when `ok` is false.
-    private func call(_ op: String, _ body: (inout JSONWriter) -> Void = { _ in }) async throws -> JSONObject {
-        var writer = JSONWriter()
-        writer.raw("{\"op\":")
-        writer.string(op)
-        body(&writer)
-        writer.raw(UInt8(ascii: "}"))
-        let response = try await roundTrip(line: writer.bytes)
+    /// Sends one operation and returns its decoded answer, with the codecs the server uses.
+    /// - Throws: `ClientError.server` with the server's code when `ok` is false;
+    ///   `ClientError.invalidResponse` when the answer does not decode.
+    public func call<Op: WireOperation>(_ op: Op.Type, _ arguments: Op.Arguments) async throws -> Op.Answer {
+        let response = try await roundTrip(line: Op.requestLine(arguments))
         guard case .bool(true) = response["ok"] else {
             guard case .object(let error) = response["error"], case .string(let code) = error["code"] else {
                 throw ClientError.invalidResponse("ok is not true and there is no error")
@@ -90,14 +85,10 @@ public final class ContextStoreClient: Sendable {
             let message: String = if case .string(let text) = error["message"] { text } else { "" }
             throw ClientError.server(code: code, message: message)
         }
-        return response
-    }
-
-    private func decode<T>(_ body: () throws(ProtocolError) -> T) throws -> T {
         do {
-            return try body()
+            return try Op.decode(answer: response)
         } catch {
-            throw ClientError.invalidResponse(error.message)
+            throw ClientError.invalidResponse("\(Op.name): \(error.message)")
         }
     }
 
@@ -105,13 +96,12 @@ public final class ContextStoreClient: Sendable {
 
     /// `ping`: checks the server answers.
     public func ping() async throws {
-        _ = try await call("ping")
+        _ = try await call(Operations.Ping.self, Nothing())
     }
 
     /// `hello`: what the server is and holds.
     public func hello() async throws -> ServerHello {
-        let response = try await call("hello")
-        return try decode { () throws(ProtocolError) in try ServerHello(json: response) }
+        try await call(Operations.Hello.self, Nothing())
     }
 
     /// `add`: stores one memory (a memory without a vector is embedded by the server). Returns
@@ -119,16 +109,7 @@ public final class ContextStoreClient: Sendable {
     /// - Parameter model: The model that produced the vector, checked against the space's.
     @discardableResult
     public func add(_ memory: NewMemory, model: String? = nil) async throws -> String {
-        let response = try await call("add") { writer in
-            writer.raw(UInt8(ascii: ","))
-            memory.writeFields(to: &writer)
-            if let model {
-                writer.field("model")
-                writer.string(model)
-            }
-        }
-        guard case .string(let id) = response["id"] else { throw ClientError.invalidResponse("add without id") }
-        return id
+        try await call(Operations.Add.self, .init(memory, model: model))
     }
 
     /// `add_batch`: stores all of `memories` or none. Returns their ids in order.
@@ -137,151 +118,44 @@ public final class ContextStoreClient: Sendable {
         try await addBatch(memories, ifAbsent: false).ids
     }
 
-    /// `add_batch` with its options: with `ifAbsent`, memories whose id exists are skipped; with
-    /// `base64Vectors`, vectors travel as base64 float32 (cheaper to encode and parse).
+    /// `add_batch` with its options: with `ifAbsent`, memories whose id exists are skipped.
     /// - Returns: The ids stored and how many were skipped.
     public func addBatch(
-        _ memories: [NewMemory], ifAbsent: Bool, base64Vectors: Bool = false, model: String? = nil
-    ) async throws -> (ids: [String], skipped: Int) {
-        let response = try await call("add_batch") { writer in
-            if ifAbsent {
-                writer.field("if_absent")
-                writer.bool(true)
-            }
-            if let model {
-                writer.field("model")
-                writer.string(model)
-            }
-            writer.field("items")
-            writer.array(count: memories.count) { writer, index in
-                let memory = memories[index]
-                writer.raw(UInt8(ascii: "{"))
-                if base64Vectors, !memory.vector.isEmpty {
-                    var fields = memory
-                    fields.vector = []
-                    fields.writeFields(to: &writer)
-                    writer.field("vector")
-                    writer.string(Base64.encode(memory.vector))
-                } else {
-                    memory.writeFields(to: &writer)
-                }
-                writer.raw(UInt8(ascii: "}"))
-            }
-        }
-        let skipped = response["skipped"]?.integerValue.map { Int($0) } ?? 0
-        guard case .array(let ids) = response["ids"] else { throw ClientError.invalidResponse("add_batch without ids") }
-        let stored = try ids.map { value in
-            guard case .string(let id) = value else { throw ClientError.invalidResponse("id is not a string") }
-            return id
-        }
-        return (stored, skipped)
+        _ memories: [NewMemory], ifAbsent: Bool, model: String? = nil
+    ) async throws -> Operations.AddBatch.Answer {
+        try await call(Operations.AddBatch.self, .init(memories, model: model, ifAbsent: ifAbsent))
     }
 
     /// `search`: the closest memories of one user, best first.
     public func search(_ search: SearchRequest) async throws -> [ScoredMemory] {
-        let response = try await call("search") { writer in
-            writer.field("user")
-            writer.string(search.user)
-            writer.field("k")
-            writer.int(Int64(search.k))
-            if let query = search.query, search.vector.isEmpty {
-                writer.field("query")
-                writer.string(query)
-            } else {
-                // Base64 float32: a quarter of the text, and no float formatting or parsing.
-                writer.field("vector")
-                writer.string(Base64.encode(search.vector))
-            }
-            if let session = search.filter.session {
-                writer.field("session")
-                writer.string(session)
-            }
-            if let role = search.filter.role {
-                writer.field("role")
-                writer.string(role)
-            }
-            if let since = search.filter.since {
-                writer.field("since")
-                writer.int(since)
-            }
-            if let until = search.filter.until {
-                writer.field("until")
-                writer.int(until)
-            }
-            if let ef = search.ef {
-                writer.field("ef")
-                writer.int(Int64(ef))
-            }
-            if search.exact {
-                writer.field("exact")
-                writer.bool(true)
-            }
-        }
-        guard case .array(let hits) = response["hits"] else { throw ClientError.invalidResponse("search without hits") }
-        return try hits.map { hit in
-            guard case .object(let object) = hit else { throw ClientError.invalidResponse("hit is not an object") }
-            return try decode { () throws(ProtocolError) in try ScoredMemory(json: object) }
-        }
+        try await call(Operations.Search.self, search)
     }
 
     /// `get`: one memory with its vector.
     /// - Throws: `ClientError.server` with code `not_found` when there is none.
     public func get(id: String) async throws -> Memory {
-        let response = try await call("get") { writer in
-            writer.field("id")
-            writer.string(id)
-        }
-        guard case .object(let memory) = response["memory"] else {
-            throw ClientError.invalidResponse("get without memory")
-        }
-        return try decode { () throws(ProtocolError) in try Memory(json: memory) }
+        try await call(Operations.Get.self, id)
     }
 
     /// `delete`: removes one memory.
     /// - Throws: `ClientError.server` with code `not_found` when there is none.
     public func delete(id: String) async throws {
-        _ = try await call("delete") { writer in
-            writer.field("id")
-            writer.string(id)
-        }
+        _ = try await call(Operations.Delete.self, id)
     }
 
     /// `forget`: removes every memory of a user. Returns how many there were.
     @discardableResult
     public func forget(user: String) async throws -> Int {
-        let response = try await call("forget") { writer in
-            writer.field("user")
-            writer.string(user)
-        }
-        guard let count = response["deleted"]?.integerValue else {
-            throw ClientError.invalidResponse("forget without count")
-        }
-        return Int(count)
+        try await call(Operations.Forget.self, user)
     }
 
     /// `embed`: the server's embeddings of `texts`, in order.
     public func embed(_ texts: [String]) async throws -> [[Float]] {
-        let response = try await call("embed") { writer in
-            writer.field("texts")
-            writer.value(.array(texts.map { .string($0) }))
-        }
-        guard case .array(let vectors) = response["vectors"] else {
-            throw ClientError.invalidResponse("embed without vectors")
-        }
-        return try vectors.map { value in
-            guard case .array(let numbers) = value else { throw ClientError.invalidResponse("vector is not an array") }
-            return try numbers.map { number in
-                guard let x = number.numberValue else {
-                    throw ClientError.invalidResponse("vector holds a non-number")
-                }
-                return Float(x)
-            }
-        }
+        try await call(Operations.Embed.self, texts).vectors
     }
 
-    /// `stats`: counts and sizes.
-    public func stats() async throws -> StoreStats {
-        let response = try await call("stats")
-        return try decode { () throws(ProtocolError) in try StoreStats(json: response) }
+    /// `stats`: counts and sizes of the space and the embedding cache.
+    public func stats() async throws -> ServerStats {
+        try await call(Operations.Stats.self, Nothing())
     }
 }

@@ -1,4 +1,4 @@
-import MemoryStore
+import ContextModel
 
 /// The protocol's version number, reported by `hello`.
 public let protocolVersion = 1

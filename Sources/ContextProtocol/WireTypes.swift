@@ -1,5 +1,4 @@
-import MemoryStore
-import VectorIndex
+import ContextModel
 
 /// What `hello` reports about a server.
 public struct ServerHello: Sendable, Equatable {
@@ -69,8 +68,58 @@ public struct ServerHello: Sendable, Equatable {
     }
 }
 
-extension StoreStats {
+/// What `stats` reports: the space's counts and sizes and the embedding cache's counters.
+public struct ServerStats: Sendable, Equatable {
+    public var store: StoreStats
+    public var embeddingCache: EmbeddingCacheCounters
+
+    public init(store: StoreStats, embeddingCache: EmbeddingCacheCounters) {
+        self.store = store
+        self.embeddingCache = embeddingCache
+    }
+
     /// Writes the `stats` fields.
+    public func write(to writer: inout JSONWriter) {
+        store.write(to: &writer)
+        writer.field("embedding_cache_hits")
+        writer.int(Int64(embeddingCache.hits))
+        writer.field("embedding_cache_misses")
+        writer.int(Int64(embeddingCache.misses))
+        writer.field("embedding_cache_entries")
+        writer.int(Int64(embeddingCache.entries))
+        writer.field("embedding_cache_bytes")
+        writer.int(Int64(embeddingCache.bytes))
+    }
+
+    /// Reads a `stats` response.
+    public init(json: JSONObject) throws(ProtocolError) {
+        self.init(
+            store: try StoreStats(json: json),
+            embeddingCache: EmbeddingCacheCounters(
+                hits: Int(try json.optionalInt("embedding_cache_hits") ?? 0),
+                misses: Int(try json.optionalInt("embedding_cache_misses") ?? 0),
+                entries: Int(try json.optionalInt("embedding_cache_entries") ?? 0),
+                bytes: Int(try json.optionalInt("embedding_cache_bytes") ?? 0)))
+    }
+}
+
+/// The embedding cache's counters (all zero on a server without a model).
+public struct EmbeddingCacheCounters: Sendable, Equatable {
+    public var hits: Int
+    public var misses: Int
+    public var entries: Int
+    public var bytes: Int
+
+    public init(hits: Int = 0, misses: Int = 0, entries: Int = 0, bytes: Int = 0) {
+        self.hits = hits
+        self.misses = misses
+        self.entries = entries
+        self.bytes = bytes
+    }
+}
+
+extension StoreStats {
+    /// Writes the space's `stats` fields.
     public func write(to writer: inout JSONWriter) {
         writer.field("memories")
         writer.int(Int64(memories))
@@ -152,16 +201,17 @@ extension NewMemory {
         }
         writer.field("metadata")
         writer.raw(metadata)
-        if !vector.isEmpty {
+        if let vector {
+            // Base64 float32: a quarter of the text, and no float formatting or parsing.
             writer.field("vector")
-            writer.vector(vector)
+            writer.string(Base64.encode(vector))
         }
     }
 }
 
 extension NewMemory {
     /// Reads a memory given as the fields of an `add` request (as in an import file). Without
-    /// `vector`, the vector is left empty for an embedder to fill.
+    /// `vector`, the vector is nil for an embedder to fill.
     public init(json: JSONObject) throws(ProtocolError) {
         self = try json.newMemory()
     }

@@ -1,3 +1,4 @@
+import ContextModel
 import ContextProtocol
 import NIOCore
 import NIOExtras
@@ -6,11 +7,12 @@ import Synchronization
 
 /// Serves one connection: one request line in, one response line out, in request order.
 ///
-/// A connection runs one request at a time; the lines behind it wait in `backlog`. Reads
-/// (`ping`, `search`, `get`, ...) run on the connection's event loop, so searches on different
-/// connections run in parallel on all cores. Writes go to the single writer thread, which
-/// serializes them and keeps blocking disk I/O off the event loops. Requests with text to embed
-/// first run the model on the compute pool (one thread per core).
+/// A connection runs one request at a time; the lines behind it wait in `backlog`. Where a
+/// request runs is its op's `Placement` (see `OperationTable`): reads (`ping`, `search`, `get`,
+/// ...) on the connection's event loop, so searches on different connections run in parallel on
+/// all cores; writes on the single writer thread, which serializes them and keeps blocking disk
+/// I/O off the event loops. Requests with text to embed first run the model on the compute pool
+/// (one thread per core).
 ///
 /// Backpressure, both ways: the handler stops reading from the socket while `maximumPending`
 /// lines (or a full line's worth of bytes) wait, and it starts no request while the channel is
@@ -21,7 +23,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
     typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
-    private let executor: RequestExecutor
+    private let context: ServerContext
     private let writerPool: NIOThreadPool
     private let computePool: NIOThreadPool
     private let writeQueue: WriteQueue
@@ -48,10 +50,10 @@ final class ConnectionHandler: ChannelDuplexHandler {
     private var closing = false
 
     init(
-        executor: RequestExecutor, writerPool: NIOThreadPool, computePool: NIOThreadPool, writeQueue: WriteQueue,
+        context: ServerContext, writerPool: NIOThreadPool, computePool: NIOThreadPool, writeQueue: WriteQueue,
         limits: ConnectionLimits, maximumLineBytes: Int, maximumPending: Int, shutdownGrace: TimeAmount
     ) {
-        self.executor = executor
+        self.context = context
         self.writerPool = writerPool
         self.computePool = computePool
         self.writeQueue = writeQueue
@@ -172,38 +174,44 @@ final class ConnectionHandler: ChannelDuplexHandler {
     /// Runs one request: on the spot when it is a read that needs no model, else off the event
     /// loop, with `inFlight` set until its answer is written.
     private func start(_ line: ByteBuffer, refuse: Bool, context: ChannelHandlerContext) {
-        var decoded = executor.decode(line)
-        if refuse, case .request(_, let rid) = decoded {
+        var decoded = ServerContext.decode(line)
+        if refuse, case .call(_, _, let rid) = decoded {
             decoded = .failure(Response.failure(rid: rid, ProtocolError(.shuttingDown, "the server is shutting down")))
         }
-        if case .request(let request, let rid) = decoded, request.isWrite, !writeQueue.tryEnter() {
+        if case .call(_, let descriptor, let rid) = decoded, descriptor.writes, !writeQueue.tryEnter() {
             decoded = .failure(Response.failure(rid: rid, ProtocolError(.busy, "too many writes queued; retry later")))
         }
+        guard case .call(let call, let descriptor, let rid) = decoded else {
+            if case .failure(let bytes) = decoded {
+                context.write(wrapOutboundOut(response(bytes, context)), promise: nil)
+            }
+            return
+        }
         let loop = context.eventLoop
-        let executor = self.executor
+        let server = self.context
         let answer: EventLoopFuture<[UInt8]>
-        switch decoded {
-        case .failure(let bytes):
-            return context.write(wrapOutboundOut(response(bytes, context)), promise: nil)
-        case .request(let request, let rid) where !request.isWrite && !request.needsEmbedding:
-            return context.write(wrapOutboundOut(response(executor.execute(request, rid: rid), context)), promise: nil)
-        case .request(let request, let rid) where request.isWrite:
+        switch descriptor.placement {
+        case .eventLoop where !call.needsEmbedding:
+            return context.write(wrapOutboundOut(response(call.run(server, rid), context)), promise: nil)
+        case .eventLoop, .computePool:
+            // The model's work and the op's, both on the pool.
+            answer = computePool.runIfActive(eventLoop: loop) { call.run(server, rid) }
+        case .writer:
             let (writerPool, writeQueue) = (self.writerPool, self.writeQueue)
-            let prepared: EventLoopFuture<Result<Request, ProtocolError>> =
-                request.needsEmbedding
+            // The model runs on the compute pool first, so the writer thread never waits on it.
+            let prepared: EventLoopFuture<Result<Call, ProtocolError>> =
+                call.needsEmbedding
                 ? computePool.runIfActive(eventLoop: loop) {
-                    Result { () throws(ProtocolError) in try executor.embed(request) }
-                } : loop.makeSucceededFuture(.success(request))
+                    Result { () throws(ProtocolError) in try call.embedded(server) }
+                } : loop.makeSucceededFuture(.success(call))
             answer = prepared.flatMap { prepared in
                 switch prepared {
-                case .success(let request):
-                    writerPool.runIfActive(eventLoop: loop) { executor.execute(request, rid: rid) }
+                case .success(let call):
+                    writerPool.runIfActive(eventLoop: loop) { call.run(server, rid) }
                 case .failure(let error):
                     loop.makeSucceededFuture(Response.failure(rid: rid, error))
                 }
             }.always { _ in writeQueue.leave() }
-        case .request(let request, let rid):
-            answer = computePool.runIfActive(eventLoop: loop) { executor.execute(request, rid: rid) }
         }
         inFlight = true
         let bound = NIOLoopBound((self, context), eventLoop: loop)

@@ -93,7 +93,7 @@ public final class ContextStoreServer: Sendable {
         let computePool = NIOThreadPool(numberOfThreads: max(1, configuration.threads))
         computePool.start()
         let quiesce = ServerQuiescingHelper(group: group)
-        let executor = RequestExecutor(store: store, embedder: embedder, version: serverVersion)
+        let serverContext = ServerContext(store: store, embedder: embedder, version: serverVersion)
         let writeQueue = WriteQueue(limit: configuration.maximumQueuedWrites)
         let limits = ConnectionLimits(
             maximumConnections: configuration.maximumConnections,
@@ -123,7 +123,7 @@ public final class ContextStoreServer: Sendable {
                         ByteToMessageHandler(
                             RequestLineDecoder(limits: limits), maximumBufferSize: configuration.maximumLineBytes),
                         ConnectionHandler(
-                            executor: executor, writerPool: writerPool, computePool: computePool,
+                            context: serverContext, writerPool: writerPool, computePool: computePool,
                             writeQueue: writeQueue, limits: limits,
                             maximumLineBytes: configuration.maximumLineBytes,
                             maximumPending: configuration.maximumPendingPerConnection,

@@ -1,4 +1,5 @@
 import ContextClient
+import ContextModel
 import Embedder
 import MemoryStore
 
@@ -24,7 +25,7 @@ public struct ServerSink: ImportSink {
     }
 
     public func store(_ batch: [NewMemory]) async throws -> (stored: Int, skipped: Int) {
-        let result = try await client.addBatch(batch, ifAbsent: true, base64Vectors: true)
+        let result = try await client.addBatch(batch, ifAbsent: true)
         return (result.ids.count, result.skipped)
     }
 }
@@ -44,7 +45,7 @@ public struct DatabaseSink: ImportSink {
 
     public func store(_ batch: [NewMemory]) async throws -> (stored: Int, skipped: Int) {
         var batch = batch
-        let missing = batch.indices.filter { batch[$0].vector.isEmpty }
+        let missing = batch.indices.filter { batch[$0].vector == nil }
         if !missing.isEmpty {
             guard let embedder else {
                 throw StoreError.invalidValue("a row has no vector and no model was given (--model)")

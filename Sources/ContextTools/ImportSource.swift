@@ -1,3 +1,4 @@
+import ContextModel
 import ContextProtocol
 import Foundation
 import MemoryStore

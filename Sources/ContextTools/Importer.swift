@@ -1,4 +1,5 @@
 import ContextClient
+import ContextModel
 import ContextProtocol
 import MemoryStore
 
@@ -60,11 +61,11 @@ public struct Importer: Sendable {
                 fail(ImportFailure(line: row.line, reason: error.reason))
                 return nil
             case .success(let memory):
-                if let dimension, !memory.vector.isEmpty, memory.vector.count != dimension {
+                if let dimension, let vector = memory.vector, vector.count != dimension {
                     fail(
                         ImportFailure(
                             line: row.line,
-                            reason: "wrong_dimension: \(memory.vector.count) components, the space has \(dimension)"))
+                            reason: "wrong_dimension: \(vector.count) components, the space has \(dimension)"))
                     return nil
                 }
                 return memory
@@ -140,7 +141,7 @@ public struct Importer: Sendable {
     static func describe(_ error: Error) -> String {
         switch error {
         case let error as ClientError: error.description
-        case let error as StoreError: "\(ProtocolError(error).code.rawValue): \(ProtocolError(error).message)"
+        case let error as StoreError: "\(error.code.rawValue): \(error.message)"
         default: "\(error)"
         }
     }

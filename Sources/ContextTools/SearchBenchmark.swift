@@ -1,4 +1,5 @@
 import ContextClient
+import ContextModel
 import ContextProtocol
 import Foundation
 import Histogram
@@ -148,7 +149,8 @@ public struct VectorBenchmark: Sendable {
         for ef in efs.isEmpty ? [nil] : efs.map(Optional.some) {
             let queries = (0..<queryFile.rows).map { row in
                 BenchQuery(
-                    search: SearchRequest(user: user, vector: queryFile.row(row), k: k, ef: ef), relevant: truth[row],
+                    search: SearchRequest(user: user, query: .vector(queryFile.row(row)), k: k, ef: ef),
+                    relevant: truth[row],
                     group: nil)
             }
             log("running \(queries.count) queries over \(concurrency) connections\(ef.map { ", ef \($0)" } ?? "")")
@@ -211,7 +213,7 @@ public struct ConversationBenchmark: Sendable {
             NewMemory(
                 id: string(turn, "conv") + "/" + string(turn, "id"), user: string(turn, "conv"),
                 session: string(turn, "session"), text: string(turn, "speaker") + ": " + string(turn, "text"),
-                vector: [])
+                vector: nil)
         }
         log("loading \(memories.count) turns (embedded by the server)")
         let client = try await connect()
@@ -241,7 +243,8 @@ public struct ConversationBenchmark: Sendable {
                 default: "category ?"
                 }
             return BenchQuery(
-                search: SearchRequest(user: conv, query: string(question, "text"), k: ks.last!), relevant: evidence,
+                search: SearchRequest(user: conv, query: .text(string(question, "text")), k: ks.last!),
+                relevant: evidence,
                 group: category)
         }
         log("asking \(queries.count) questions over \(concurrency) connections")

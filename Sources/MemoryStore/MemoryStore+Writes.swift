@@ -1,3 +1,4 @@
+import ContextModel
 import VectorIndex
 
 extension MemoryStore {
@@ -17,8 +18,14 @@ extension MemoryStore {
                 }
                 guard !batch.isEmpty else { return [] }
             }
+            let vectors = try batch.enumerated().map { (i, item) in
+                guard let vector = item.vector else {
+                    throw StoreError.invalidValue("item \(i) has no vector (text is embedded by the server)")
+                }
+                return vector
+            }
             let knownDimension = dimension
-            let spaceDimension = knownDimension ?? batch[0].vector.count
+            let spaceDimension = knownDimension ?? vectors[0].count
             guard spaceDimension > 0 else { throw StoreError.invalidValue("vector must not be empty") }
             // One id twice in a batch would store one row and report two.
             var positions: [ExactString: Int] = [:]
@@ -31,9 +38,9 @@ extension MemoryStore {
             let now = Self.nowMilliseconds()
             var memories: [Memory] = []
             memories.reserveCapacity(batch.count)
-            for item in batch {
-                guard item.vector.count == spaceDimension else {
-                    throw StoreError.wrongDimension(expected: spaceDimension, got: item.vector.count)
+            for (item, vector) in zip(batch, vectors) {
+                guard vector.count == spaceDimension else {
+                    throw StoreError.wrongDimension(expected: spaceDimension, got: vector.count)
                 }
                 guard !item.user.isEmpty else { throw StoreError.invalidValue("user must not be empty") }
                 if let id = item.id, id.isEmpty { throw StoreError.invalidValue("id must not be empty") }
@@ -41,7 +48,7 @@ extension MemoryStore {
                     Memory(
                         id: item.id ?? Self.generateID(), user: item.user, session: item.session, role: item.role,
                         text: item.text, createdAt: item.createdAt ?? now, metadata: item.metadata,
-                        vector: try Self.storable(item.vector, metric: metric)))
+                        vector: try Self.storable(vector, metric: metric)))
             }
             var seqs: [ExactString: Int64] = [:]
             var pending: [Int32] = []
@@ -109,7 +116,7 @@ extension MemoryStore {
                 state.graph!.allocate(
                     id: memory.id, user: memory.user, vector: memory.vector,
                     attributes: RowAttributes(
-                        session: memory.session, role: memory.role?.rawValue, createdAt: memory.createdAt))
+                        session: memory.session, role: memory.role, createdAt: memory.createdAt))
             }
             let plan = stateLock.withReadLock { state.graph!.plan(for: slot) }
             stateLock.withWriteLock { state.graph!.apply(plan) }

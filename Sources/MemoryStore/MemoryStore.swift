@@ -1,4 +1,5 @@
 import CSQLite
+import ContextModel
 import VectorIndex
 
 #if canImport(Glibc)
@@ -80,7 +81,7 @@ public final class MemoryStore: Sendable {
         }
 
         var attributes: RowAttributes {
-            RowAttributes(session: session, role: role?.rawValue, createdAt: createdAt)
+            RowAttributes(session: session, role: role, createdAt: createdAt)
         }
 
         func memory(id: String, vector: [Float]) -> Memory {
@@ -339,6 +340,18 @@ public final class MemoryStore: Sendable {
             }
             return record.memory(id: id, vector: vector)
         }
+    }
+
+    /// The search's hits, best first.
+    /// - Throws: as `search(user:vector:k:filter:ef:exact:)`; `StoreError.invalidValue` for a
+    ///   query that is still text (the server embeds it first).
+    public func search(_ request: SearchRequest) throws -> [ScoredMemory] {
+        guard case .vector(let vector) = request.query else {
+            throw StoreError.invalidValue("a text query must be embedded before it is searched")
+        }
+        return try search(
+            user: request.user, vector: vector, k: request.k, filter: request.filter, ef: request.ef,
+            exact: request.exact)
     }
 
     /// The `k` memories of `user` closest to `vector` that pass `filter`, best first: from the

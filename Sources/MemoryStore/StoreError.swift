@@ -1,4 +1,4 @@
-import VectorIndex
+import ContextModel
 
 /// Why the storage engine refused or failed an operation.
 public enum StoreError: Error, Sendable, Equatable {
@@ -14,4 +14,26 @@ public enum StoreError: Error, Sendable, Equatable {
     case sqlite(String)
     /// The store was closed.
     case closed
+
+    /// The stable code a client sees for this error.
+    public var code: ErrorCode {
+        switch self {
+        case .wrongDimension: .wrongDimension
+        case .nonFiniteVector: .nonFinite
+        case .invalidValue: .invalidValue
+        case .incompatibleDatabase, .sqlite: .storageError
+        case .closed: .shuttingDown
+        }
+    }
+
+    /// What went wrong, for people.
+    public var message: String {
+        switch self {
+        case .wrongDimension(let expected, let got):
+            "vector has \(got) components, the space has dimension \(expected)"
+        case .nonFiniteVector: "vector holds NaN or infinity"
+        case .invalidValue(let message), .incompatibleDatabase(let message), .sqlite(let message): message
+        case .closed: "the database is closed"
+        }
+    }
 }

@@ -1,3 +1,5 @@
+import ContextModel
+
 /// A node's links as stored: `[level, n0, links0..., n1, links1..., ..., nL, linksL...]`, Int32
 /// each: the level, then for every layer from 0 up to the level a count and that many slots.
 public enum HNSWNodeRecord {

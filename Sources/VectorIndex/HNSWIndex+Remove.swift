@@ -1,3 +1,5 @@
+import ContextModel
+
 extension HNSWIndex {
     /// Removes the nodes of `ids` and repairs the graph around them (after FreshDiskANN): a node
     /// that linked to a removed one keeps its other links and fills the freed places from the

@@ -1,4 +1,5 @@
 import CKernels
+import ContextModel
 
 #if canImport(Glibc)
     import Glibc

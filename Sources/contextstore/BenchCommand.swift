@@ -1,5 +1,6 @@
 import ArgumentParser
 import ContextClient
+import ContextModel
 import ContextServer
 import ContextTools
 import Embedder

@@ -1,5 +1,6 @@
 import ArgumentParser
 import ContextClient
+import ContextModel
 import ContextProtocol
 
 #if canImport(Glibc)
@@ -87,7 +88,7 @@ struct SearchCommand: AsyncParsableCommand {
     @Option(help: "Search this user's memories only.") var user: String
     @Option(help: "The query embedding: a JSON array or comma-separated numbers.") var vector: String?
     @Option(help: "The query as text, for the server to embed (instead of --vector).") var query: String?
-    @Option(help: "How many hits (1-1000).") var k: Int = Limits.defaultK
+    @Option(help: "How many hits (1-1000).") var k: Int = SearchRequest.defaultK
     @Option(help: "Only this session.") var session: String?
     @Option(help: "Only this role.") var role: String?
     @Option(help: "Only memories created at or after this time (unix ms).") var since: Int64?

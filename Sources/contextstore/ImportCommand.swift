@@ -1,5 +1,6 @@
 import ArgumentParser
 import ContextClient
+import ContextModel
 import ContextProtocol
 import ContextTools
 import Embedder
@@ -65,7 +66,7 @@ struct ImportCommand: AsyncParsableCommand {
                     path: db, dimension: embedder?.dimension, metric: metric, model: embedder?.modelID,
                     index: try indexOptions.spaceIndex())
             } catch let error as StoreError {
-                throw ValidationError("cannot open \(db): \(ProtocolError(error).message)")
+                throw ValidationError("cannot open \(db): \(error.message)")
             }
             defer { store.close() }
             summary = try await importer.run(

@@ -1,4 +1,5 @@
 import ArgumentParser
+import ContextModel
 import ContextProtocol
 import ContextServer
 import Dispatch
@@ -92,7 +93,7 @@ struct ServeCommand: AsyncParsableCommand {
                 index: try indexOptions.spaceIndex())
         } catch let error as StoreError {
             let hint = embedder == nil ? "" : " (start with --model none to serve it without a model)"
-            throw ValidationError("cannot open \(db): \(ProtocolError(error).message)\(hint)")
+            throw ValidationError("cannot open \(db): \(error.message)\(hint)")
         }
         var configuration = ServerConfiguration(
             host: host, port: port, maximumLineBytes: maxLineBytes, maximumConnections: maxConnections,

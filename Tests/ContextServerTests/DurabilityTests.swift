@@ -1,4 +1,5 @@
 import ContextClient
+import ContextModel
 import ContextProtocol
 import Foundation
 import MemoryStore
@@ -96,7 +97,7 @@ final class ServerProcess {
         #expect(
             try await client.get(id: "m42")
                 == Memory(id: "m42", user: "u2", text: "text 42", createdAt: 42, vector: [42, 0, 1]))
-        let hits = try await client.search(SearchRequest(user: "u1", vector: [5, 0, 1], k: 2))
+        let hits = try await client.search(SearchRequest(user: "u1", query: .vector([5, 0, 1]), k: 2))
         #expect(hits.map(\.memory.id) == ["m1", "m9"])
         await client.close()
         server.signal(SIGINT)

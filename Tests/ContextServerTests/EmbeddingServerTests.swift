@@ -1,4 +1,5 @@
 import ContextClient
+import ContextModel
 import ContextProtocol
 import ContextServer
 import Embedder
@@ -36,15 +37,16 @@ func textServer(_ folder: TemporaryFolder) async throws -> (MemoryStore, Context
         #expect(hello.metric == .cosine)
 
         try await client.addBatch([
-            NewMemory(id: "tea", user: "ana", text: "I drink green tea every morning", vector: []),
-            NewMemory(id: "dog", user: "ana", text: "My dog is called Biscuit", vector: []),
-            NewMemory(id: "job", user: "ana", text: "I work as a nurse at the city hospital", vector: []),
+            NewMemory(id: "tea", user: "ana", text: "I drink green tea every morning", vector: nil),
+            NewMemory(id: "dog", user: "ana", text: "My dog is called Biscuit", vector: nil),
+            NewMemory(id: "job", user: "ana", text: "I work as a nurse at the city hospital", vector: nil),
         ])
-        try await client.add(NewMemory(id: "other", user: "ben", text: "I drink green tea every morning", vector: []))
-        let hits = try await client.search(SearchRequest(user: "ana", query: "What is the name of my pet?", k: 3))
+        try await client.add(NewMemory(id: "other", user: "ben", text: "I drink green tea every morning", vector: nil))
+        let hits = try await client.search(
+            SearchRequest(user: "ana", query: .text("What is the name of my pet?"), k: 3))
         #expect(hits.map(\.memory.id).first == "dog")
         #expect(hits.count == 3)
-        let work = try await client.search(SearchRequest(user: "ana", query: "where do I work?", k: 1))
+        let work = try await client.search(SearchRequest(user: "ana", query: .text("where do I work?"), k: 1))
         #expect(work.map(\.memory.id) == ["job"])
 
         // The stored vector is the embedder's (normalized once more by the cosine space).

@@ -1,4 +1,5 @@
 import ContextClient
+import ContextModel
 import ContextProtocol
 import MemoryStore
 import Testing
@@ -33,7 +34,7 @@ import VectorIndex
         #expect(hello.dimension == 3)
         #expect(hello.memories == 3)
 
-        let hits = try await client.search(SearchRequest(user: "alice", vector: [1, 0, 0], k: 10))
+        let hits = try await client.search(SearchRequest(user: "alice", query: .vector([1, 0, 0]), k: 10))
         #expect(hits.map(\.memory.id) == [first, "b"])
         #expect(hits.map(\.score) == [1, 0.5])
         #expect(
@@ -42,13 +43,13 @@ import VectorIndex
                     id: first, user: "alice", session: "s1", role: .user, text: "I like tea", createdAt: 1000,
                     metadata: #"{"lang":"en"}"#, vector: []))
         let filtered = try await client.search(
-            SearchRequest(user: "alice", vector: [1, 0, 0], k: 10, filter: RowFilter(session: "s2")))
+            SearchRequest(user: "alice", query: .vector([1, 0, 0]), k: 10, filter: RowFilter(session: "s2")))
         #expect(filtered.map(\.memory.id) == ["b"])
         let ranged = try await client.search(
-            SearchRequest(user: "alice", vector: [1, 0, 0], k: 10, filter: RowFilter(since: 500, until: 1500)))
+            SearchRequest(user: "alice", query: .vector([1, 0, 0]), k: 10, filter: RowFilter(since: 500, until: 1500)))
         #expect(ranged.map(\.memory.id) == [first])
         let byRole = try await client.search(
-            SearchRequest(user: "alice", vector: [1, 0, 0], k: 10, filter: RowFilter(role: "assistant")))
+            SearchRequest(user: "alice", query: .vector([1, 0, 0]), k: 10, filter: RowFilter(role: .assistant)))
         #expect(byRole.map(\.memory.id) == ["b"])
 
         let fetched = try await client.get(id: "c")
@@ -62,11 +63,11 @@ import VectorIndex
         #expect(try await client.forget(user: "alice") == 0)
 
         let stats = try await client.stats()
-        #expect(stats.memories == 1)
-        #expect(stats.users == 1)
-        #expect(stats.dimension == 3)
-        #expect(stats.bytesOnDisk > 0)
-        #expect(stats.bytesInMemory > 0)
+        #expect(stats.store.memories == 1)
+        #expect(stats.store.users == 1)
+        #expect(stats.store.dimension == 3)
+        #expect(stats.store.bytesOnDisk > 0)
+        #expect(stats.store.bytesInMemory > 0)
 
         await client.close()
         await server.stop()
@@ -128,7 +129,8 @@ import VectorIndex
                             try await client.add(
                                 NewMemory(id: "c\(c)-\(i)", user: "user\(c)", text: "t", vector: vector))
                         }
-                        let hits = try await client.search(SearchRequest(user: "user\(c)", vector: [0, 1, 0, 0], k: 1))
+                        let hits = try await client.search(
+                            SearchRequest(user: "user\(c)", query: .vector([0, 1, 0, 0]), k: 1))
                         // Only this client writes to this user, so its latest memory is the best match.
                         #expect(hits.first?.memory.id == "c\(c)-\(i)")
                     }
@@ -139,10 +141,10 @@ import VectorIndex
         }
         let client = try await server.client()
         let stats = try await client.stats()
-        #expect(stats.memories == clients * (perClient + perClient / 10))
-        #expect(stats.users == clients)
+        #expect(stats.store.memories == clients * (perClient + perClient / 10))
+        #expect(stats.store.users == clients)
         for c in 0..<clients {
-            let hits = try await client.search(SearchRequest(user: "user\(c)", vector: [0, 0, 1, 0], k: 1000))
+            let hits = try await client.search(SearchRequest(user: "user\(c)", query: .vector([0, 0, 1, 0]), k: 1000))
             #expect(hits.count == perClient + perClient / 10)
         }
         await client.close()

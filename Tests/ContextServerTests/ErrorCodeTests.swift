@@ -141,7 +141,7 @@ import Testing
         }
         let client = try await server.client()
         try await client.ping()
-        #expect(try await client.stats().memories == 0)
+        #expect(try await client.stats().store.memories == 0)
         await client.close()
         await server.stop()
     }

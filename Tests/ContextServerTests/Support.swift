@@ -1,4 +1,5 @@
 import ContextClient
+import ContextModel
 import ContextServer
 import Foundation
 import Logging
@@ -112,10 +113,13 @@ final class RawSocket {
 }
 
 /// The path of the `contextstore` executable built next to this test bundle.
-func contextstoreExecutable() -> String {
+func contextstoreExecutable() -> String { builtExecutable("contextstore") }
+
+/// The path of an executable of this package, built next to this test bundle.
+func builtExecutable(_ name: String) -> String {
     let testBinary = try! FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")
     var folder = URL(fileURLWithPath: testBinary).deletingLastPathComponent()
     // The test binary may sit inside a .xctest folder.
     if folder.pathExtension == "xctest" { folder.deleteLastPathComponent() }
-    return folder.appendingPathComponent("contextstore").path
+    return folder.appendingPathComponent(name).path
 }

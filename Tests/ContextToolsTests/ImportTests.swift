@@ -1,4 +1,5 @@
 import ContextClient
+import ContextModel
 import ContextProtocol
 import ContextServer
 import Foundation

@@ -1,3 +1,4 @@
+import ContextModel
 import Dispatch
 import Foundation
 import Synchronization

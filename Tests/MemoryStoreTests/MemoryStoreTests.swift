@@ -1,3 +1,4 @@
+import ContextModel
 import Foundation
 import Testing
 import VectorIndex
@@ -76,7 +77,7 @@ final class TemporaryDatabase {
         #expect(hits.map(\.memory.id) == ["a", "b"])
         #expect(hits.map(\.score) == [1, 0.5])
         #expect(
-            try store.search(user: "alice", vector: [1, 0.5, 0], k: 10, filter: RowFilter(role: "assistant")).map(
+            try store.search(user: "alice", vector: [1, 0.5, 0], k: 10, filter: RowFilter(role: .assistant)).map(
                 \.memory.id) == ["b"])
         #expect(
             try store.search(user: "alice", vector: [1, 0.5, 0], k: 10, filter: RowFilter(since: 1500)).map(\.memory.id)

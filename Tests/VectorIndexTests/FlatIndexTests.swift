@@ -1,3 +1,4 @@
+import ContextModel
 import Testing
 
 @testable import VectorIndex
@@ -55,7 +56,7 @@ func referenceSearch(
         for i in 0..<500 {
             let vector = randomVector(dimension, using: &generator)
             let attributes = RowAttributes(
-                session: "s\(i % 3)", role: i % 2 == 0 ? "user" : "assistant", createdAt: Int64(i))
+                session: "s\(i % 3)", role: i % 2 == 0 ? .user : .assistant, createdAt: Int64(i))
             rows.append((padded(i), vector, attributes))
             index.upsert(id: padded(i), user: "u", vector: vector, attributes: attributes)
         }
@@ -66,7 +67,7 @@ func referenceSearch(
             #expect(got.map(\.id) == expected.map(\.id))
             for (a, b) in zip(got, expected) { #expect(abs(a.score - b.score) < 1e-4) }
 
-            let filter = RowFilter(session: "s1", role: "user", since: 100, until: 400)
+            let filter = RowFilter(session: "s1", role: .user, since: 100, until: 400)
             let filtered = index.search(user: "u", query: query, k: 7, filter: filter)
             #expect(
                 filtered.map(\.id)

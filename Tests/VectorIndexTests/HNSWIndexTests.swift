@@ -1,4 +1,5 @@
 import CKernels
+import ContextModel
 import Testing
 
 @testable import VectorIndex

@@ -1,4 +1,5 @@
 import Benchmark
+import ContextModel
 import VectorIndex
 
 /// Seeded uniform vectors: the scan's cost does not depend on the values.

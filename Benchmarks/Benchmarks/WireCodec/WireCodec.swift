@@ -1,6 +1,6 @@
 import Benchmark
+import ContextModel
 import ContextProtocol
-import MemoryStore
 
 let benchmarks: @Sendable () -> Void = {
     Benchmark.defaultConfiguration = .init(
@@ -20,7 +20,7 @@ let benchmarks: @Sendable () -> Void = {
     Benchmark("parse + decode a search request (384-d vector)") { benchmark in
         for _ in benchmark.scaledIterations {
             guard case .object(let object) = try JSONParser.parse(searchLine) else { fatalError() }
-            blackHole(try Request(object))
+            blackHole(try Operations.Search.decode(object))
         }
     }
 
@@ -28,13 +28,10 @@ let benchmarks: @Sendable () -> Void = {
         id: "5d0c3f8e-9a43-4b8e-8a52-2f8f6f1e8a11", user: "alice", session: "s-2024-11-28", role: .assistant,
         text: "We talked about your trip to Lisbon and the restaurants you liked near Alfama.",
         createdAt: 1_732_838_400_000, metadata: #"{"source":"chat","lang":"en"}"#, vector: [])
+    let hits = (0..<10).map { ScoredMemory(memory: memory, score: 0.8123 - Float($0) * 0.01) }
     Benchmark("encode a search response (10 hits)") { benchmark in
         for _ in benchmark.scaledIterations {
-            blackHole(
-                Response.success(rid: .number(17)) { writer in
-                    writer.field("hits")
-                    writer.array(count: 10) { $0.memory(memory, score: 0.8123 - Float($1) * 0.01) }
-                })
+            blackHole(Operations.Search.answerLine(hits, rid: .integer(17)))
         }
     }
 
@@ -42,13 +39,8 @@ let benchmarks: @Sendable () -> Void = {
     Benchmark("parse + decode + answer ping") { benchmark in
         for _ in benchmark.scaledIterations {
             guard case .object(let object) = try JSONParser.parse(ping) else { fatalError() }
-            let request = try Request(object)
-            blackHole(request)
-            blackHole(
-                Response.success(rid: object["rid"]) {
-                    $0.field("pong")
-                    $0.bool(true)
-                })
+            blackHole(try Operations.Ping.decode(object))
+            blackHole(Operations.Ping.answerLine(Nothing(), rid: object["rid"]))
         }
     }
 }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import ContextModel
 import ContextTools
 import VectorIndex
 

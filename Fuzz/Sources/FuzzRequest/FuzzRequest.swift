@@ -1,4 +1,5 @@
 import ContextProtocol
+import ContextServer
 
 /// One request line, as the server decodes it: parsing and validation must never trap, and a
 /// parsed value must survive a round trip through the writer unchanged.
@@ -12,7 +13,7 @@ public func fuzzRequest(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
             fatalError("round trip changed \(value) into \(written)")
         }
     }
-    if case .object(let object) = value { _ = try? Request(object) }
+    if case .object(let object) = value { try? ContextStoreServer.check(request: object) }
     return 0
 }
 

@@ -1,5 +1,3 @@
-import MemoryStore
-
 /// The stable error codes of protocol v1. Clients branch on these; the message is for people.
 public enum ErrorCode: String, Sendable, CaseIterable {
     /// The line is not valid JSON (or not valid UTF-8).
@@ -37,28 +35,4 @@ public enum ErrorCode: String, Sendable, CaseIterable {
     case noEmbedder = "no_embedder"
     /// The request's vectors come from another model than the one that filled the space.
     case modelMismatch = "model_mismatch"
-}
-
-/// A request that failed: its stable code and a message for people.
-public struct ProtocolError: Error, Sendable, Equatable {
-    public var code: ErrorCode
-    public var message: String
-
-    public init(_ code: ErrorCode, _ message: String) {
-        self.code = code
-        self.message = message
-    }
-
-    /// Maps a storage-engine error to its wire form.
-    public init(_ error: StoreError) {
-        switch error {
-        case .wrongDimension(let expected, let got):
-            self.init(.wrongDimension, "vector has \(got) components, the space has dimension \(expected)")
-        case .nonFiniteVector: self.init(.nonFinite, "vector holds NaN or infinity")
-        case .invalidValue(let message): self.init(.invalidValue, message)
-        case .incompatibleDatabase(let message): self.init(.storageError, message)
-        case .sqlite(let message): self.init(.storageError, message)
-        case .closed: self.init(.shuttingDown, "the database is closed")
-        }
-    }
 }

@@ -2,11 +2,11 @@
 /// without leaving the index.
 public struct RowAttributes: Sendable, Equatable {
     public var session: String?
-    public var role: String?
+    public var role: Role?
     /// Unix milliseconds.
     public var createdAt: Int64
 
-    public init(session: String?, role: String?, createdAt: Int64) {
+    public init(session: String?, role: Role?, createdAt: Int64) {
         self.session = session
         self.role = role
         self.createdAt = createdAt
@@ -16,13 +16,13 @@ public struct RowAttributes: Sendable, Equatable {
 /// Narrows a search within one user's rows. Every condition that is set must hold.
 public struct RowFilter: Sendable, Equatable {
     public var session: String?
-    public var role: String?
+    public var role: Role?
     /// Inclusive lower bound on `createdAt` (unix milliseconds).
     public var since: Int64?
     /// Inclusive upper bound on `createdAt` (unix milliseconds).
     public var until: Int64?
 
-    public init(session: String? = nil, role: String? = nil, since: Int64? = nil, until: Int64? = nil) {
+    public init(session: String? = nil, role: Role? = nil, since: Int64? = nil, until: Int64? = nil) {
         self.session = session
         self.role = role
         self.since = since
@@ -37,7 +37,7 @@ public struct RowFilter: Sendable, Equatable {
     public func matches(_ row: RowAttributes) -> Bool {
         // Bytes, as SQLite compares text (see ExactString).
         if let session, !row.session.bytewiseEquals(session) { return false }
-        if let role, !row.role.bytewiseEquals(role) { return false }
+        if let role, row.role != role { return false }
         if let since, row.createdAt < since { return false }
         if let until, row.createdAt > until { return false }
         return true

@@ -1,5 +1,3 @@
-import VectorIndex
-
 /// Who produced a conversation turn.
 public enum Role: String, Sendable, CaseIterable {
     case user, assistant, system, tool
@@ -36,7 +34,8 @@ public struct Memory: Sendable, Equatable {
     }
 }
 
-/// A memory to be added: `id` and `createdAt` are filled in by the store when nil.
+/// A memory to be added: `id` and `createdAt` are filled in by the store when nil, and `vector`
+/// by the server's embedding model (from `text`) when nil.
 public struct NewMemory: Sendable, Equatable {
     public var id: String?
     public var user: String
@@ -45,11 +44,11 @@ public struct NewMemory: Sendable, Equatable {
     public var text: String
     public var createdAt: Int64?
     public var metadata: String
-    public var vector: [Float]
+    public var vector: [Float]?
 
     public init(
         id: String? = nil, user: String, session: String? = nil, role: Role? = nil, text: String,
-        createdAt: Int64? = nil, metadata: String = "{}", vector: [Float]
+        createdAt: Int64? = nil, metadata: String = "{}", vector: [Float]?
     ) {
         self.id = id
         self.user = user

@@ -1,0 +1,145 @@
+import ContextModel
+
+/// Limits the protocol enforces on every request.
+public enum Limits {
+    /// The default cap on one request line, in bytes.
+    public static let defaultMaximumLineBytes = 8 * 1024 * 1024
+    /// The most texts one `embed` request may carry.
+    public static let maximumEmbedTexts = 256
+}
+
+// MARK: - Reading fields
+
+extension JSONValue {
+    public var stringValue: String? { if case .string(let value) = self { value } else { nil } }
+    public var arrayValue: [JSONValue]? { if case .array(let value) = self { value } else { nil } }
+    public var objectValue: JSONObject? { if case .object(let value) = self { value } else { nil } }
+    /// A number of either kind as a Double (for integers beyond 2^53, the nearest one).
+    public var numberValue: Double? {
+        switch self {
+        case .number(let value): value
+        case .integer(let value): Double(value)
+        default: nil
+        }
+    }
+    /// An integer: `.integer`, or a `.number` with no fraction inside 64 bits.
+    public var integerValue: Int64? {
+        switch self {
+        case .integer(let value): value
+        case .number(let value) where value.isFinite && value == value.rounded() && abs(value) < 9.2e18: Int64(value)
+        default: nil
+        }
+    }
+}
+
+extension JSONObject {
+    /// A required field of one JSON type.
+    public func required<T>(_ key: String, as type: String, _ extract: (JSONValue) -> T?) throws(ProtocolError) -> T {
+        guard let value = self[key], value != .null else {
+            throw ProtocolError(.missingField, "missing field '\(key)'")
+        }
+        guard let typed = extract(value) else {
+            throw ProtocolError(.wrongType, "'\(key)' must be a \(type), not \(value.typeName)")
+        }
+        return typed
+    }
+
+    /// An optional string; JSON null counts as absent.
+    public func optionalString(_ key: String) throws(ProtocolError) -> String? {
+        guard let value = self[key], value != .null else { return nil }
+        guard let text = value.stringValue else {
+            throw ProtocolError(.wrongType, "'\(key)' must be a string, not \(value.typeName)")
+        }
+        return text
+    }
+
+    /// An optional boolean; JSON null counts as absent.
+    public func optionalBool(_ key: String) throws(ProtocolError) -> Bool? {
+        guard let value = self[key], value != .null else { return nil }
+        guard case .bool(let flag) = value else {
+            throw ProtocolError(.wrongType, "'\(key)' must be a boolean, not \(value.typeName)")
+        }
+        return flag
+    }
+
+    /// An optional integer (a JSON number with no fraction that fits in 64 bits).
+    public func optionalInt(_ key: String) throws(ProtocolError) -> Int64? {
+        guard let value = self[key], value != .null else { return nil }
+        guard let number = value.numberValue else {
+            throw ProtocolError(.wrongType, "'\(key)' must be an integer, not \(value.typeName)")
+        }
+        guard let integer = value.integerValue else {
+            throw ProtocolError(.wrongType, "'\(key)' must be a 64-bit integer, not \(number)")
+        }
+        return integer
+    }
+
+    /// The tenant: a required, non-empty string.
+    func user() throws(ProtocolError) -> String {
+        let user = try required("user", as: "string", \.stringValue)
+        guard !user.isEmpty else { throw ProtocolError(.invalidValue, "'user' must not be empty") }
+        return user
+    }
+
+    func role() throws(ProtocolError) -> Role? {
+        guard let text = try optionalString("role") else { return nil }
+        guard let role = Role(rawValue: text) else {
+            throw ProtocolError(
+                .invalidValue,
+                "'role' must be one of \(Role.allCases.map(\.rawValue).joined(separator: ", ")), not '\(text)'")
+        }
+        return role
+    }
+
+    /// The `vector` field: a non-empty array of finite numbers, converted to float32 once, or a
+    /// string holding the little-endian float32 bytes in base64 (a quarter of the size and far
+    /// cheaper to read and write).
+    func vector() throws(ProtocolError) -> [Float] {
+        if case .string(let encoded) = self["vector"] {
+            guard let vector = Base64.decodeFloats(encoded) else {
+                throw ProtocolError(.wrongType, "'vector' as a string must be base64 of little-endian float32 values")
+            }
+            guard !vector.isEmpty else { throw ProtocolError(.wrongDimension, "'vector' must not be empty") }
+            if let i = vector.firstIndex(where: { !$0.isFinite }) {
+                throw ProtocolError(.nonFinite, "vector[\(i)] is not a finite float32 (\(vector[i]))")
+            }
+            return vector
+        }
+        let elements = try required("vector", as: "array of numbers", \.arrayValue)
+        guard !elements.isEmpty else { throw ProtocolError(.wrongDimension, "'vector' must not be empty") }
+        var vector = [Float]()
+        vector.reserveCapacity(elements.count)
+        for (i, element) in elements.enumerated() {
+            guard let number = element.numberValue else {
+                throw ProtocolError(.wrongType, "vector[\(i)] must be a number, not \(element.typeName)")
+            }
+            let value = Float(number)
+            guard value.isFinite else {
+                throw ProtocolError(.nonFinite, "vector[\(i)] is not a finite float32 (\(number))")
+            }
+            vector.append(value)
+        }
+        return vector
+    }
+
+    /// The fields of `add` (and of each item of `add_batch`). Without `vector`, the memory's
+    /// vector is nil: the server embeds `text`.
+    func newMemory() throws(ProtocolError) -> NewMemory {
+        var metadata = "{}"
+        if let value = self["metadata"], value != .null {
+            guard case .object = value else {
+                throw ProtocolError(.wrongType, "'metadata' must be an object, not \(value.typeName)")
+            }
+            guard value.isFinite else {
+                throw ProtocolError(.nonFinite, "'metadata' holds NaN or Infinity, which JSON cannot carry back")
+            }
+            metadata = JSONWriter.serialize(value)
+        }
+        let id = try optionalString("id")
+        if let id, id.isEmpty { throw ProtocolError(.invalidValue, "'id' must not be empty") }
+        return NewMemory(
+            id: id, user: try user(), session: try optionalString("session"), role: try role(),
+            text: try required("text", as: "string", \.stringValue), createdAt: try optionalInt("created_at"),
+            metadata: metadata, vector: self["vector"] == nil || self["vector"] == .null ? nil : try vector())
+    }
+}

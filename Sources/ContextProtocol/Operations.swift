@@ -1,0 +1,337 @@
+import ContextModel
+
+/// The operations of protocol v1, one codec each. docs/PROTOCOL.md describes every field.
+public enum Operations {
+    /// `ping`: answers `"pong":true`.
+    public enum Ping: WireOperation {
+        public static let name = "ping"
+        public static func encode(_ arguments: Nothing, to writer: inout JSONWriter) {}
+        public static func decode(_ request: JSONObject) throws(ProtocolError) -> Nothing { Nothing() }
+        public static func encode(answer: Nothing, to writer: inout JSONWriter) {
+            writer.field("pong")
+            writer.bool(true)
+        }
+        public static func decode(answer: JSONObject) throws(ProtocolError) -> Nothing { Nothing() }
+    }
+
+    /// `hello`: what the server is and holds.
+    public enum Hello: WireOperation {
+        public static let name = "hello"
+        public static func encode(_ arguments: Nothing, to writer: inout JSONWriter) {}
+        public static func decode(_ request: JSONObject) throws(ProtocolError) -> Nothing { Nothing() }
+        public static func encode(answer: ServerHello, to writer: inout JSONWriter) { answer.write(to: &writer) }
+        public static func decode(answer: JSONObject) throws(ProtocolError) -> ServerHello {
+            try ServerHello(json: answer)
+        }
+    }
+
+    /// `add`: stores one memory; answers its id.
+    public enum Add: WireOperation {
+        public struct Arguments: Sendable, Equatable {
+            public var memory: NewMemory
+            /// The model that produced the vector, checked against the space's.
+            public var model: String?
+
+            public init(_ memory: NewMemory, model: String? = nil) {
+                self.memory = memory
+                self.model = model
+            }
+        }
+
+        public static let name = "add"
+        public static func encode(_ arguments: Arguments, to writer: inout JSONWriter) {
+            writer.raw(UInt8(ascii: ","))
+            arguments.memory.writeFields(to: &writer)
+            writeModel(arguments.model, to: &writer)
+        }
+        public static func decode(_ request: JSONObject) throws(ProtocolError) -> Arguments {
+            Arguments(try request.newMemory(), model: try request.optionalString("model"))
+        }
+        public static func encode(answer: String, to writer: inout JSONWriter) {
+            writer.field("id")
+            writer.string(answer)
+        }
+        public static func decode(answer: JSONObject) throws(ProtocolError) -> String {
+            try answer.required("id", as: "string", \.stringValue)
+        }
+    }
+
+    /// `add_batch`: stores all of `items` or none, in one transaction.
+    public enum AddBatch: WireOperation {
+        public struct Arguments: Sendable, Equatable {
+            public var items: [NewMemory]
+            public var model: String?
+            /// Skip the memories whose id exists rather than replace them.
+            public var ifAbsent: Bool
+
+            public init(_ items: [NewMemory], model: String? = nil, ifAbsent: Bool = false) {
+                self.items = items
+                self.model = model
+                self.ifAbsent = ifAbsent
+            }
+        }
+
+        public struct Answer: Sendable, Equatable {
+            /// The ids stored, in order.
+            public var ids: [String]
+            /// How many items were skipped (`if_absent`).
+            public var skipped: Int
+
+            public init(ids: [String], skipped: Int) {
+                self.ids = ids
+                self.skipped = skipped
+            }
+        }
+
+        public static let name = "add_batch"
+        public static func encode(_ arguments: Arguments, to writer: inout JSONWriter) {
+            if arguments.ifAbsent {
+                writer.field("if_absent")
+                writer.bool(true)
+            }
+            writeModel(arguments.model, to: &writer)
+            writer.field("items")
+            writer.array(count: arguments.items.count) { writer, index in
+                writer.raw(UInt8(ascii: "{"))
+                arguments.items[index].writeFields(to: &writer)
+                writer.raw(UInt8(ascii: "}"))
+            }
+        }
+        public static func decode(_ request: JSONObject) throws(ProtocolError) -> Arguments {
+            let items = try request.required("items", as: "array", \.arrayValue)
+            guard !items.isEmpty else { throw ProtocolError(.invalidValue, "items must not be empty") }
+            var batch: [NewMemory] = []
+            batch.reserveCapacity(items.count)
+            for (i, item) in items.enumerated() {
+                guard case .object(let fields) = item else {
+                    throw ProtocolError(.wrongType, "items[\(i)] must be an object, not \(item.typeName)")
+                }
+                do throws(ProtocolError) {
+                    batch.append(try fields.newMemory())
+                } catch {
+                    throw ProtocolError(error.code, "items[\(i)]: \(error.message)")
+                }
+            }
+            return Arguments(
+                batch, model: try request.optionalString("model"),
+                ifAbsent: try request.optionalBool("if_absent") ?? false)
+        }
+        public static func encode(answer: Answer, to writer: inout JSONWriter) {
+            writer.field("count")
+            writer.int(Int64(answer.ids.count))
+            writer.field("skipped")
+            writer.int(Int64(answer.skipped))
+            writer.field("ids")
+            writer.array(count: answer.ids.count) { $0.string(answer.ids[$1]) }
+        }
+        public static func decode(answer: JSONObject) throws(ProtocolError) -> Answer {
+            let ids = try answer.required("ids", as: "array", \.arrayValue)
+            return Answer(
+                ids: try ids.map { (value) throws(ProtocolError) in
+                    guard let id = value.stringValue else {
+                        throw ProtocolError(.wrongType, "ids must hold strings, not \(value.typeName)")
+                    }
+                    return id
+                }, skipped: Int(try answer.optionalInt("skipped") ?? 0))
+        }
+    }
+
+    /// `search`: the closest memories of one user, best first.
+    public enum Search: WireOperation {
+        public static let name = "search"
+        public static func encode(_ search: SearchRequest, to writer: inout JSONWriter) {
+            writer.field("user")
+            writer.string(search.user)
+            writer.field("k")
+            writer.int(Int64(search.k))
+            switch search.query {
+            case .text(let text):
+                writer.field("query")
+                writer.string(text)
+            case .vector(let vector):
+                // Base64 float32: a quarter of the text, and no float formatting or parsing.
+                writer.field("vector")
+                writer.string(Base64.encode(vector))
+            }
+            if let session = search.filter.session {
+                writer.field("session")
+                writer.string(session)
+            }
+            if let role = search.filter.role {
+                writer.field("role")
+                writer.string(role.rawValue)
+            }
+            if let since = search.filter.since {
+                writer.field("since")
+                writer.int(since)
+            }
+            if let until = search.filter.until {
+                writer.field("until")
+                writer.int(until)
+            }
+            if let ef = search.ef {
+                writer.field("ef")
+                writer.int(Int64(ef))
+            }
+            if search.exact {
+                writer.field("exact")
+                writer.bool(true)
+            }
+        }
+        public static func decode(_ request: JSONObject) throws(ProtocolError) -> SearchRequest {
+            let k = try request.optionalInt("k") ?? Int64(SearchRequest.defaultK)
+            guard (1...Int64(SearchRequest.maximumK)).contains(k) else {
+                throw ProtocolError(.kOutOfRange, "k must be between 1 and \(SearchRequest.maximumK), not \(k)")
+            }
+            let filter = RowFilter(
+                session: try request.optionalString("session"), role: try request.role(),
+                since: try request.optionalInt("since"), until: try request.optionalInt("until"))
+            let user = try request.user()
+            let ef = try request.optionalInt("ef")
+            if let ef, !(1...Int64(SearchRequest.maximumEf)).contains(ef) {
+                throw ProtocolError(.invalidValue, "ef must be between 1 and \(SearchRequest.maximumEf), not \(ef)")
+            }
+            let query: SearchQuery =
+                if request["vector"] == nil || request["vector"] == .null,
+                    let text = try request.optionalString("query")
+                {
+                    .text(text)
+                } else {
+                    .vector(try request.vector())
+                }
+            return SearchRequest(
+                user: user, query: query, k: Int(k), filter: filter, ef: ef.map { Int($0) },
+                exact: try request.optionalBool("exact") ?? false)
+        }
+        public static func encode(answer hits: [ScoredMemory], to writer: inout JSONWriter) {
+            writer.field("hits")
+            writer.array(count: hits.count) { $0.memory(hits[$1].memory, score: hits[$1].score) }
+        }
+        public static func decode(answer: JSONObject) throws(ProtocolError) -> [ScoredMemory] {
+            try answer.required("hits", as: "array", \.arrayValue).map { (hit) throws(ProtocolError) in
+                guard let object = hit.objectValue else {
+                    throw ProtocolError(.wrongType, "a hit must be an object, not \(hit.typeName)")
+                }
+                return try ScoredMemory(json: object)
+            }
+        }
+    }
+
+    /// `get`: one memory, with its vector.
+    public enum Get: WireOperation {
+        public static let name = "get"
+        public static func encode(_ id: String, to writer: inout JSONWriter) {
+            writer.field("id")
+            writer.string(id)
+        }
+        public static func decode(_ request: JSONObject) throws(ProtocolError) -> String {
+            try request.required("id", as: "string", \.stringValue)
+        }
+        public static func encode(answer: Memory, to writer: inout JSONWriter) {
+            writer.field("memory")
+            writer.memory(answer)
+        }
+        public static func decode(answer: JSONObject) throws(ProtocolError) -> Memory {
+            try Memory(json: try answer.required("memory", as: "object", \.objectValue))
+        }
+    }
+
+    /// `delete`: removes one memory; answers how many were removed (1).
+    public enum Delete: WireOperation {
+        public static let name = "delete"
+        public static func encode(_ id: String, to writer: inout JSONWriter) { Get.encode(id, to: &writer) }
+        public static func decode(_ request: JSONObject) throws(ProtocolError) -> String { try Get.decode(request) }
+        public static func encode(answer: Int, to writer: inout JSONWriter) { writeDeleted(answer, to: &writer) }
+        public static func decode(answer: JSONObject) throws(ProtocolError) -> Int { try readDeleted(answer) }
+    }
+
+    /// `forget`: removes every memory of a user; answers how many there were.
+    public enum Forget: WireOperation {
+        public static let name = "forget"
+        public static func encode(_ user: String, to writer: inout JSONWriter) {
+            writer.field("user")
+            writer.string(user)
+        }
+        public static func decode(_ request: JSONObject) throws(ProtocolError) -> String { try request.user() }
+        public static func encode(answer: Int, to writer: inout JSONWriter) { writeDeleted(answer, to: &writer) }
+        public static func decode(answer: JSONObject) throws(ProtocolError) -> Int { try readDeleted(answer) }
+    }
+
+    /// `stats`: counts and sizes of the space and of the embedding cache.
+    public enum Stats: WireOperation {
+        public static let name = "stats"
+        public static func encode(_ arguments: Nothing, to writer: inout JSONWriter) {}
+        public static func decode(_ request: JSONObject) throws(ProtocolError) -> Nothing { Nothing() }
+        public static func encode(answer: ServerStats, to writer: inout JSONWriter) { answer.write(to: &writer) }
+        public static func decode(answer: JSONObject) throws(ProtocolError) -> ServerStats {
+            try ServerStats(json: answer)
+        }
+    }
+
+    /// `embed`: the server model's embeddings of texts, in order.
+    public enum Embed: WireOperation {
+        public struct Answer: Sendable, Equatable {
+            public var model: String
+            public var vectors: [[Float]]
+
+            public init(model: String, vectors: [[Float]]) {
+                self.model = model
+                self.vectors = vectors
+            }
+        }
+
+        public static let name = "embed"
+        public static func encode(_ texts: [String], to writer: inout JSONWriter) {
+            writer.field("texts")
+            writer.array(count: texts.count) { $0.string(texts[$1]) }
+        }
+        public static func decode(_ request: JSONObject) throws(ProtocolError) -> [String] {
+            let values = try request.required("texts", as: "array", \.arrayValue)
+            guard (1...Limits.maximumEmbedTexts).contains(values.count) else {
+                throw ProtocolError(
+                    .invalidValue, "texts must hold 1 to \(Limits.maximumEmbedTexts) strings, not \(values.count)")
+            }
+            return try values.enumerated().map { (i, value) throws(ProtocolError) in
+                guard let text = value.stringValue else {
+                    throw ProtocolError(.wrongType, "texts[\(i)] must be a string, not \(value.typeName)")
+                }
+                return text
+            }
+        }
+        public static func encode(answer: Answer, to writer: inout JSONWriter) {
+            writer.field("model")
+            writer.string(answer.model)
+            writer.field("vectors")
+            writer.array(count: answer.vectors.count) { $0.vector(answer.vectors[$1]) }
+        }
+        public static func decode(answer: JSONObject) throws(ProtocolError) -> Answer {
+            let vectors = try answer.required("vectors", as: "array", \.arrayValue)
+            return Answer(
+                model: try answer.required("model", as: "string", \.stringValue),
+                vectors: try vectors.enumerated().map { (i, value) throws(ProtocolError) in
+                    guard let numbers = value.arrayValue else {
+                        throw ProtocolError(.wrongType, "vectors[\(i)] must be an array, not \(value.typeName)")
+                    }
+                    return try JSONObject([("vector", .array(numbers))]).vector()
+                })
+        }
+    }
+
+    private static func writeModel(_ model: String?, to writer: inout JSONWriter) {
+        guard let model else { return }
+        writer.field("model")
+        writer.string(model)
+    }
+
+    private static func writeDeleted(_ count: Int, to writer: inout JSONWriter) {
+        writer.field("deleted")
+        writer.int(Int64(count))
+    }
+
+    private static func readDeleted(_ answer: JSONObject) throws(ProtocolError) -> Int {
+        guard let count = try answer.optionalInt("deleted") else {
+            throw ProtocolError(.missingField, "missing field 'deleted'")
+        }
+        return Int(count)
+    }
+}

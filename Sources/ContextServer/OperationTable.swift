@@ -1,0 +1,128 @@
+import ContextModel
+import ContextProtocol
+import MemoryStore
+import NIOCore
+
+/// Where an operation runs on the server.
+enum Placement: Sendable, Equatable {
+    /// On the connection's event loop: quick reads of the in-memory indexes.
+    case eventLoop
+    /// On the compute pool (one thread per core): CPU-heavy work that would stall a loop.
+    case computePool
+    /// On the single writer thread, which serializes every change to the space.
+    case writer
+}
+
+/// One row of the operation table: everything the connection handler needs to know about an op.
+struct OperationDescriptor: Sendable {
+    /// The `op` of the request line.
+    let name: String
+    /// Where the op runs once any text it carries has been embedded.
+    let placement: Placement
+    /// Whether it changes the space (and so queues for the writer).
+    var writes: Bool { placement == .writer }
+    /// Reads a request's fields into a call bound to the op's handler.
+    let decode: @Sendable (JSONObject) throws(ProtocolError) -> Call
+
+    /// A descriptor for `Op`.
+    /// - Parameters:
+    ///   - needsEmbedding: Whether a request leaves text for the model to embed; such a call runs
+    ///     `embed` on the compute pool before it runs at `placement`.
+    ///   - embed: Fills in what the model computes; it must leave no text for `handle`.
+    ///   - handle: Runs the op; a thrown `ProtocolError` or `StoreError` is the answer.
+    init<Op: WireOperation>(
+        _ op: Op.Type, runs placement: Placement,
+        needsEmbedding: @escaping @Sendable (Op.Arguments) -> Bool = { _ in false },
+        embed: @escaping @Sendable (Op.Arguments, ServerContext) throws(ProtocolError) -> Op.Arguments = { a, _ in a },
+        handle: @escaping @Sendable (Op.Arguments, ServerContext) throws -> Op.Answer
+    ) {
+        name = Op.name
+        self.placement = placement
+        decode = { (object) throws(ProtocolError) in
+            Call.bind(try Op.decode(object), Op.self, needsEmbedding: needsEmbedding, embed: embed, handle: handle)
+        }
+    }
+}
+
+/// A decoded request bound to its op's handler, ready to run.
+struct Call: Sendable {
+    /// Whether text is left to embed (run `embedded` on the compute pool first).
+    let needsEmbedding: Bool
+    /// Runs the model over the request's text; the result needs no embedding.
+    let embedded: @Sendable (ServerContext) throws(ProtocolError) -> Call
+    /// Runs the op and encodes its answer line, success or failure.
+    let run: @Sendable (ServerContext, _ rid: JSONValue?) -> [UInt8]
+
+    static func bind<Op: WireOperation>(
+        _ arguments: Op.Arguments, _ op: Op.Type, needsEmbedding: @escaping @Sendable (Op.Arguments) -> Bool,
+        embed: @escaping @Sendable (Op.Arguments, ServerContext) throws(ProtocolError) -> Op.Arguments,
+        handle: @escaping @Sendable (Op.Arguments, ServerContext) throws -> Op.Answer
+    ) -> Call {
+        Call(
+            needsEmbedding: needsEmbedding(arguments),
+            embedded: { (context) throws(ProtocolError) in
+                bind(try embed(arguments, context), op, needsEmbedding: { _ in false }, embed: embed, handle: handle)
+            },
+            run: { context, rid in
+                do {
+                    return Op.answerLine(try handle(arguments, context), rid: rid)
+                } catch let error as ProtocolError {
+                    return Response.failure(rid: rid, error)
+                } catch let error as StoreError {
+                    return Response.failure(rid: rid, ProtocolError(error.code, error.message))
+                } catch {
+                    return Response.failure(rid: rid, ProtocolError(.storageError, "\(error)"))
+                }
+            })
+    }
+}
+
+/// The table of operations, keyed by wire name. Adding an op is a codec in
+/// `ContextProtocol.Operations`, a row here, its handler in `Handlers.swift`, a client method, a
+/// round-trip test and a section in docs/PROTOCOL.md (docs/ARCHITECTURE.md has the recipe).
+enum OperationTable {
+    static let descriptors: [OperationDescriptor] = [
+        OperationDescriptor(Operations.Ping.self, runs: .eventLoop) { _, _ in Nothing() },
+        OperationDescriptor(Operations.Hello.self, runs: .eventLoop) { _, context in context.hello() },
+        OperationDescriptor(
+            Operations.Add.self, runs: .writer, needsEmbedding: { $0.memory.vector == nil },
+            embed: { (arguments, context) throws(ProtocolError) in try context.embedded(arguments) },
+            handle: { arguments, context in try context.add(arguments) }),
+        OperationDescriptor(
+            Operations.AddBatch.self, runs: .writer, needsEmbedding: { $0.items.contains { $0.vector == nil } },
+            embed: { (arguments, context) throws(ProtocolError) in try context.embedded(arguments) },
+            handle: { arguments, context in try context.addBatch(arguments) }),
+        OperationDescriptor(
+            Operations.Search.self, runs: .eventLoop, needsEmbedding: { $0.query.vector == nil },
+            embed: { (search, context) throws(ProtocolError) in try context.embedded(search) },
+            handle: { search, context in try context.search(search) }),
+        OperationDescriptor(Operations.Get.self, runs: .eventLoop) { id, context in try context.get(id: id) },
+        OperationDescriptor(Operations.Delete.self, runs: .writer) { id, context in try context.delete(id: id) },
+        OperationDescriptor(Operations.Forget.self, runs: .writer) { user, context in
+            try context.store.forget(user: user)
+        },
+        OperationDescriptor(Operations.Stats.self, runs: .eventLoop) { _, context in context.stats() },
+        OperationDescriptor(Operations.Embed.self, runs: .computePool) { (texts, context) throws(ProtocolError) in
+            try context.embed(texts)
+        },
+    ]
+
+    static let byName: [String: OperationDescriptor] = Dictionary(
+        uniqueKeysWithValues: descriptors.map { ($0.name, $0) })
+
+    /// A request object's op and its decoded call.
+    /// - Throws: `ProtocolError` (`missing_field` without `op`, `unknown_op`, or the op's own).
+    static func decode(_ object: JSONObject) throws(ProtocolError) -> (OperationDescriptor, Call) {
+        let name = try object.required("op", as: "string", \.stringValue)
+        guard let descriptor = byName[name] else { throw ProtocolError(.unknownOp, "unknown op '\(name)'") }
+        return (descriptor, try descriptor.decode(object))
+    }
+}
+
+extension ContextStoreServer {
+    /// Decodes a request object as the server does, without running it.
+    /// - Throws: the `ProtocolError` the server would answer.
+    public static func check(request object: JSONObject) throws(ProtocolError) {
+        _ = try OperationTable.decode(object)
+    }
+}

@@ -1,0 +1,139 @@
+import ContextModel
+import ContextProtocol
+import Embedder
+import MemoryStore
+import NIOCore
+import VectorIndex
+
+/// What every handler works with: the store and the model. Stateless apart from them, so every
+/// event loop and pool thread shares one.
+struct ServerContext: Sendable {
+    let store: MemoryStore
+    let embedder: SentenceEmbedder?
+    let version: String
+
+    /// A request line, decoded: the call to run, or the error line to send back.
+    enum Decoded {
+        case call(Call, OperationDescriptor, rid: JSONValue?)
+        case failure([UInt8])
+    }
+
+    /// Parses one line and decodes its op's fields. The `rid` of an object is echoed even when
+    /// the rest of it is invalid.
+    static func decode(_ line: ByteBuffer) -> Decoded {
+        let parsed: JSONValue
+        do {
+            parsed = try line.withUnsafeReadableBytes { bytes throws(JSONParseError) in try JSONParser.parse(bytes) }
+        } catch {
+            return .failure(Response.failure(rid: nil, ProtocolError(.invalidJSON, "invalid JSON: \(error)")))
+        }
+        guard case .object(let object) = parsed else {
+            return .failure(
+                Response.failure(
+                    rid: nil, ProtocolError(.notObject, "a request must be a JSON object, not \(parsed.typeName)")))
+        }
+        let rid = object["rid"]
+        if let rid, !rid.isFinite {
+            return .failure(
+                Response.failure(
+                    rid: nil, ProtocolError(.nonFinite, "'rid' holds NaN or Infinity, which JSON cannot carry back")))
+        }
+        do {
+            let (descriptor, call) = try OperationTable.decode(object)
+            return .call(call, descriptor, rid: rid)
+        } catch {
+            return .failure(Response.failure(rid: rid, error))
+        }
+    }
+
+    // MARK: - Embedding (on the compute pool)
+
+    private func requireEmbedder() throws(ProtocolError) -> SentenceEmbedder {
+        guard let embedder else {
+            throw ProtocolError(.noEmbedder, "this server runs without an embedding model; send vectors")
+        }
+        return embedder
+    }
+
+    /// The memory with its vector computed from its text when it has none.
+    func embedded(_ arguments: Operations.Add.Arguments) throws(ProtocolError) -> Operations.Add.Arguments {
+        var arguments = arguments
+        if arguments.memory.vector == nil {
+            arguments.memory.vector = try requireEmbedder().embed([arguments.memory.text])[0]
+        }
+        return arguments
+    }
+
+    /// The batch with every missing vector computed, in one call to the model.
+    func embedded(_ arguments: Operations.AddBatch.Arguments) throws(ProtocolError) -> Operations.AddBatch.Arguments {
+        var arguments = arguments
+        let missing = arguments.items.indices.filter { arguments.items[$0].vector == nil }
+        guard !missing.isEmpty else { return arguments }
+        let vectors = try requireEmbedder().embed(missing.map { arguments.items[$0].text })
+        for (index, vector) in zip(missing, vectors) { arguments.items[index].vector = vector }
+        return arguments
+    }
+
+    /// The search with its query text embedded.
+    func embedded(_ search: SearchRequest) throws(ProtocolError) -> SearchRequest {
+        guard case .text(let text) = search.query else { return search }
+        var search = search
+        search.query = .vector(try requireEmbedder().embed([text])[0])
+        return search
+    }
+
+    // MARK: - Handlers, one per op
+
+    func hello() -> ServerHello {
+        let stats = store.stats()
+        return ServerHello(
+            server: "contextstore", version: version, protocolVersion: protocolVersion, dimension: stats.dimension,
+            metric: stats.metric, index: stats.index, blas: BLAS.loadedLibrary, memories: stats.memories,
+            embedder: embedder?.modelID)
+    }
+
+    func add(_ arguments: Operations.Add.Arguments) throws -> String {
+        try check(model: arguments.model)
+        return try store.add([try embedded(arguments).memory])[0]
+    }
+
+    func addBatch(_ arguments: Operations.AddBatch.Arguments) throws -> Operations.AddBatch.Answer {
+        try check(model: arguments.model)
+        let items = try embedded(arguments).items
+        let ids = try store.add(items, skippingExisting: arguments.ifAbsent)
+        return Operations.AddBatch.Answer(ids: ids, skipped: items.count - ids.count)
+    }
+
+    func search(_ search: SearchRequest) throws -> [ScoredMemory] {
+        try store.search(embedded(search))
+    }
+
+    func get(id: String) throws(ProtocolError) -> Memory {
+        guard let memory = store.get(id: id) else { throw ProtocolError(.notFound, "no memory with id '\(id)'") }
+        return memory
+    }
+
+    func delete(id: String) throws -> Int {
+        guard try store.delete(id: id) else { throw ProtocolError(.notFound, "no memory with id '\(id)'") }
+        return 1
+    }
+
+    func stats() -> ServerStats {
+        let cache = embedder?.cacheStatistics
+        return ServerStats(
+            store: store.stats(),
+            embeddingCache: EmbeddingCacheCounters(
+                hits: cache?.hits ?? 0, misses: cache?.misses ?? 0, entries: cache?.entries ?? 0,
+                bytes: cache?.bytes ?? 0))
+    }
+
+    func embed(_ texts: [String]) throws(ProtocolError) -> Operations.Embed.Answer {
+        Operations.Embed.Answer(model: embedder?.modelID ?? "", vectors: try requireEmbedder().embed(texts))
+    }
+
+    /// A request that names the model of its vectors must name the space's (or the server's).
+    private func check(model: String?) throws(ProtocolError) {
+        guard let model, let expected = store.model ?? embedder?.modelID, model != expected else { return }
+        throw ProtocolError(.modelMismatch, "this space holds vectors of the model \(expected), not \(model)")
+    }
+}

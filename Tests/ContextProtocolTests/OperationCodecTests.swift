@@ -1,0 +1,252 @@
+import ContextModel
+import Testing
+
+@testable import ContextProtocol
+
+@Suite struct OperationCodecTests {
+    /// Reads a request line with the codec its `op` names.
+    func decode<Op: WireOperation>(_ op: Op.Type, _ text: String) throws(ProtocolError) -> Op.Arguments {
+        guard case .object(let object) = try! JSONParser.parse(text) else { fatalError("test input must be an object") }
+        precondition(object["op"] == .string(Op.name), "test input is not a \(Op.name) request")
+        return try Op.decode(object)
+    }
+
+    /// The error code of a request line (its codec chosen by its `op`), or nil when it decodes.
+    func code(_ text: String) -> ErrorCode? {
+        guard case .object(let object) = try! JSONParser.parse(text), case .string(let name) = object["op"] else {
+            fatalError("test input must be an object with an op")
+        }
+        let codecs: [String: (JSONObject) throws(ProtocolError) -> Void] = [
+            Operations.Add.name: { (o) throws(ProtocolError) in _ = try Operations.Add.decode(o) },
+            Operations.AddBatch.name: { (o) throws(ProtocolError) in _ = try Operations.AddBatch.decode(o) },
+            Operations.Search.name: { (o) throws(ProtocolError) in _ = try Operations.Search.decode(o) },
+            Operations.Get.name: { (o) throws(ProtocolError) in _ = try Operations.Get.decode(o) },
+            Operations.Embed.name: { (o) throws(ProtocolError) in _ = try Operations.Embed.decode(o) },
+        ]
+        do {
+            try codecs[name]!(object)
+            return nil
+        } catch {
+            return error.code
+        }
+    }
+
+    /// Encodes a request with the codec, reads it back, and returns what came back.
+    func roundTrip<Op: WireOperation>(_ op: Op.Type, _ arguments: Op.Arguments) throws -> Op.Arguments {
+        guard case .object(let object) = try JSONParser.parse(Op.requestLine(arguments, rid: 7)) else {
+            fatalError("a request line is an object")
+        }
+        #expect(object["op"] == .string(Op.name))
+        #expect(object["rid"] == 7)
+        return try Op.decode(object)
+    }
+
+    /// Encodes an answer with the codec, reads it back, and returns what came back.
+    func roundTrip<Op: WireOperation>(_ op: Op.Type, answer: Op.Answer) throws -> Op.Answer {
+        let line = Op.answerLine(answer, rid: "r")
+        #expect(line.last == UInt8(ascii: "\n"))
+        guard case .object(let object) = try JSONParser.parse(line.dropLast()) else {
+            fatalError("an answer line is an object")
+        }
+        #expect(object["ok"] == true)
+        return try Op.decode(answer: object)
+    }
+
+    let memory = NewMemory(
+        id: "m\u{0}1", user: "caf\u{E9}", session: "s", role: .tool, text: "line\nbreak \"quoted\"", createdAt: -5,
+        metadata: #"{"b":[1,"x",{"c":null}],"n":9007199254740993}"#, vector: [0.1, -2.5, 3e-8, 1e30])
+
+    @Test func everyRequestRoundTrips() throws {
+        #expect(try roundTrip(Operations.Ping.self, Nothing()) == Nothing())
+        #expect(try roundTrip(Operations.Hello.self, Nothing()) == Nothing())
+        #expect(try roundTrip(Operations.Stats.self, Nothing()) == Nothing())
+        for arguments in [
+            Operations.Add.Arguments(memory, model: "m"),
+            Operations.Add.Arguments(NewMemory(user: "u", text: "embed me", vector: nil)),
+        ] {
+            #expect(try roundTrip(Operations.Add.self, arguments) == arguments)
+        }
+        let batch = Operations.AddBatch.Arguments(
+            [memory, NewMemory(user: "u", text: "t", vector: nil)], model: "x", ifAbsent: true)
+        #expect(try roundTrip(Operations.AddBatch.self, batch) == batch)
+        for search in [
+            SearchRequest(
+                user: "u", query: .vector([0.5, -0.25]), k: 3,
+                filter: RowFilter(session: "s", role: .assistant, since: -1, until: Int64.max), ef: 64, exact: true),
+            SearchRequest(user: "u", query: .text("tea?")),
+        ] {
+            #expect(try roundTrip(Operations.Search.self, search) == search)
+        }
+        #expect(try roundTrip(Operations.Get.self, "id\u{0}") == "id\u{0}")
+        #expect(try roundTrip(Operations.Delete.self, "x") == "x")
+        #expect(try roundTrip(Operations.Forget.self, "u") == "u")
+        #expect(try roundTrip(Operations.Embed.self, ["a", "b\u{0}"]) == ["a", "b\u{0}"])
+    }
+
+    @Test func everyAnswerRoundTrips() throws {
+        #expect(try roundTrip(Operations.Ping.self, answer: Nothing()) == Nothing())
+        let hello = ServerHello(
+            server: "contextstore", version: "1", protocolVersion: 1, dimension: nil, metric: .l2, index: "hnsw",
+            blas: "openblas", memories: 3, embedder: "m")
+        #expect(try roundTrip(Operations.Hello.self, answer: hello) == hello)
+        #expect(try roundTrip(Operations.Add.self, answer: "id") == "id")
+        let stored = Operations.AddBatch.Answer(ids: ["a", "b"], skipped: 2)
+        #expect(try roundTrip(Operations.AddBatch.self, answer: stored) == stored)
+        let hits = [
+            ScoredMemory(
+                memory: Memory(
+                    id: "h", user: "u", session: nil, role: .user, text: "t", createdAt: Int64.min,
+                    metadata: #"{"k":"v"}"#, vector: []), score: 0.123456789),
+            ScoredMemory(memory: Memory(id: "i", user: "u", text: "", createdAt: 0, vector: []), score: -3e-9),
+        ]
+        #expect(try roundTrip(Operations.Search.self, answer: hits) == hits)
+        let memory = Memory(
+            id: "m", user: "u", session: "s", role: .system, text: "t", createdAt: 1, metadata: "{}",
+            vector: [Float.leastNonzeroMagnitude, -Float.greatestFiniteMagnitude, 0.1])
+        #expect(try roundTrip(Operations.Get.self, answer: memory) == memory)
+        #expect(try roundTrip(Operations.Delete.self, answer: 1) == 1)
+        #expect(try roundTrip(Operations.Forget.self, answer: 12) == 12)
+        let stats = ServerStats(
+            store: StoreStats(
+                memories: 5, users: 2, dimension: 384, metric: .cosine, index: "flat", bytesOnDisk: 1 << 40,
+                bytesInMemory: 77),
+            embeddingCache: EmbeddingCacheCounters(hits: 1, misses: 2, entries: 3, bytes: 4))
+        #expect(try roundTrip(Operations.Stats.self, answer: stats) == stats)
+        let embedded = Operations.Embed.Answer(model: "m", vectors: [[1, 0.5], [0.1, -0.2]])
+        #expect(try roundTrip(Operations.Embed.self, answer: embedded) == embedded)
+    }
+
+    @Test func decodesRequestsWrittenByHand() throws {
+        #expect(
+            try decode(
+                Operations.Add.self,
+                #"{"op":"add","user":"u","text":"hi","vector":[1,2],"session":"s","role":"tool","created_at":5,"metadata":{"b":[1, "x"]},"id":"m"}"#
+            )
+                == Operations.Add.Arguments(
+                    NewMemory(
+                        id: "m", user: "u", session: "s", role: .tool, text: "hi", createdAt: 5,
+                        metadata: #"{"b":[1,"x"]}"#, vector: [1, 2])))
+        #expect(
+            try decode(
+                Operations.AddBatch.self,
+                #"{"op":"add_batch","items":[{"user":"u","text":"a","vector":[1]},{"user":"v","text":"b","vector":[2]}]}"#
+            )
+                == Operations.AddBatch.Arguments([
+                    NewMemory(user: "u", text: "a", vector: [1]), NewMemory(user: "v", text: "b", vector: [2]),
+                ]))
+        #expect(
+            try decode(
+                Operations.Search.self,
+                #"{"op":"search","user":"u","vector":[0.5],"k":3,"session":"s","role":"user","since":1,"until":2}"#)
+                == SearchRequest(
+                    user: "u", query: .vector([0.5]), k: 3,
+                    filter: RowFilter(session: "s", role: .user, since: 1, until: 2)))
+        #expect(
+            try decode(Operations.Search.self, #"{"op":"search","user":"u","vector":[0.5]}"#)
+                == SearchRequest(user: "u", query: .vector([0.5]), k: 5))
+        #expect(
+            try decode(Operations.Search.self, #"{"op":"search","user":"u","query":"tea?"}"#)
+                == SearchRequest(user: "u", query: .text("tea?")))
+        #expect(
+            try decode(Operations.Search.self, #"{"op":"search","user":"u","vector":[0.5],"ef":200,"exact":true}"#)
+                == SearchRequest(user: "u", query: .vector([0.5]), ef: 200, exact: true))
+        #expect(code(#"{"op":"search","user":"u","vector":[0.5],"ef":0}"#) == .invalidValue)
+        #expect(code(#"{"op":"search","user":"u","vector":[0.5],"ef":10001}"#) == .invalidValue)
+        #expect(code(#"{"op":"search","user":"u","vector":[0.5],"ef":"wide"}"#) == .wrongType)
+        #expect(code(#"{"op":"search","user":"u","vector":[0.5],"exact":1}"#) == .wrongType)
+        #expect(try decode(Operations.Embed.self, #"{"op":"embed","texts":["a","b"]}"#) == ["a", "b"])
+        #expect(
+            try decode(Operations.Add.self, #"{"op":"add","user":"u","text":"hi","model":"m"}"#)
+                == Operations.Add.Arguments(NewMemory(user: "u", text: "hi", vector: nil), model: "m"))
+    }
+
+    @Test func vectorsMayTravelAsBase64Float32() throws {
+        let vector: [Float] = [0.1, -2.5, 3e-8, 1e30]
+        let encoded = Base64.encode(vector)
+        #expect(Base64.encode([1]) == "AACAPw==")
+        #expect(Base64.decodeFloats(encoded) == vector)
+        #expect(
+            try decode(Operations.Search.self, #"{"op":"search","user":"u","vector":"\#(encoded)"}"#)
+                == SearchRequest(user: "u", query: .vector(vector)))
+        #expect(code(#"{"op":"search","user":"u","vector":"AACAPw="}"#) == .wrongType)  // not a multiple of 4
+        #expect(code(#"{"op":"search","user":"u","vector":"AACA"}"#) == .wrongType)  // 3 bytes
+        #expect(code(#"{"op":"search","user":"u","vector":"\#(Base64.encode([.nan]))"}"#) == .nonFinite)
+        #expect(
+            try decode(
+                Operations.AddBatch.self,
+                #"{"op":"add_batch","if_absent":true,"items":[{"user":"u","text":"a","vector":[1]}]}"#)
+                == Operations.AddBatch.Arguments([NewMemory(user: "u", text: "a", vector: [1])], ifAbsent: true))
+        #expect(code(#"{"op":"add_batch","if_absent":1,"items":[{"user":"u","text":"a","vector":[1]}]}"#) == .wrongType)
+    }
+
+    @Test func reportsExactErrorCodes() {
+        #expect(code(#"{"op":"get"}"#) == .missingField)
+        #expect(code(#"{"op":"get","id":null}"#) == .missingField)
+        #expect(code(#"{"op":"get","id":7}"#) == .wrongType)
+        #expect(code(#"{"op":"add","user":"u","vector":[1]}"#) == .missingField)
+        #expect(code(#"{"op":"add","user":"","text":"t","vector":[1]}"#) == .invalidValue)
+        #expect(code(#"{"op":"add","user":"u","text":"t","vector":[1],"role":"robot"}"#) == .invalidValue)
+        #expect(code(#"{"op":"add","user":"u","text":"t","vector":[1],"id":""}"#) == .invalidValue)
+        #expect(code(#"{"op":"add","user":"u","text":"t","vector":"1,2"}"#) == .wrongType)
+        #expect(code(#"{"op":"add","user":"u","text":"t","vector":[1,"2"]}"#) == .wrongType)
+        #expect(code(#"{"op":"add","user":"u","text":"t","vector":[]}"#) == .wrongDimension)
+        #expect(code(#"{"op":"add","user":"u","text":"t","vector":[1,NaN]}"#) == .nonFinite)
+        #expect(code(#"{"op":"add","user":"u","text":"t","vector":[1,-Infinity]}"#) == .nonFinite)
+        #expect(code(#"{"op":"add","user":"u","text":"t","vector":[1e300]}"#) == .nonFinite)
+        #expect(code(#"{"op":"add","user":"u","text":"t","vector":[1],"metadata":[1]}"#) == .wrongType)
+        #expect(code(#"{"op":"add","user":"u","text":"t","vector":[1],"created_at":1.5}"#) == .wrongType)
+        #expect(code(#"{"op":"add_batch","items":[]}"#) == .invalidValue)
+        #expect(code(#"{"op":"add_batch","items":[1]}"#) == .wrongType)
+        #expect(
+            code(#"{"op":"add_batch","items":[{"user":"u","text":"t","vector":[1]},{"user":"u","vector":[1]}]}"#)
+                == .missingField)
+        #expect(code(#"{"op":"search","user":"u","vector":[1],"k":0}"#) == .kOutOfRange)
+        #expect(code(#"{"op":"search","user":"u","vector":[1],"k":1001}"#) == .kOutOfRange)
+        #expect(code(#"{"op":"search","user":"u","vector":[1],"k":1000000000}"#) == .kOutOfRange)
+        #expect(code(#"{"op":"search","user":"u","vector":[1],"k":"5"}"#) == .wrongType)
+        #expect(code(#"{"op":"search","vector":[1]}"#) == .missingField)
+        #expect(code(#"{"op":"search","user":"u"}"#) == .missingField)
+        #expect(code(#"{"op":"search","user":"u","query":3}"#) == .wrongType)
+        #expect(code(#"{"op":"embed","texts":[]}"#) == .invalidValue)
+        #expect(code(#"{"op":"embed","texts":["a",1]}"#) == .wrongType)
+        #expect(code(#"{"op":"embed"}"#) == .missingField)
+        #expect(code(#"{"op":"search","user":"u","vector":[1],"since":"yesterday"}"#) == .wrongType)
+    }
+
+    @Test func namesTheFailingBatchItem() {
+        do {
+            _ = try decode(
+                Operations.AddBatch.self,
+                #"{"op":"add_batch","items":[{"user":"u","text":"t","vector":[1]},{"user":"u","text":"t","vector":[NaN]}]}"#
+            )
+            Issue.record("expected an error")
+        } catch {
+            #expect(error == ProtocolError(.nonFinite, "items[1]: vector[0] is not a finite float32 (nan)"))
+        }
+    }
+
+    @Test func encodesResponses() {
+        let ok = Response.success(rid: "r1") { writer in
+            writer.field("pong")
+            writer.bool(true)
+        }
+        #expect(String(decoding: ok, as: UTF8.self) == "{\"ok\":true,\"rid\":\"r1\",\"pong\":true}\n")
+        let failure = Response.failure(rid: nil, ProtocolError(.notFound, "no \"x\""))
+        #expect(
+            String(decoding: failure, as: UTF8.self)
+                == "{\"ok\":false,\"error\":{\"code\":\"not_found\",\"message\":\"no \\\"x\\\"\"}}\n")
+    }
+
+    @Test func memoryRoundTripsThroughTheWire() throws {
+        let memory = Memory(
+            id: "m", user: "u", session: "s", role: .assistant, text: "t\n", createdAt: 42,
+            metadata: #"{"a":{"b":null}}"#, vector: [0.25, -1])
+        var writer = JSONWriter()
+        writer.memory(memory)
+        guard case .object(let object) = try JSONParser.parse(writer.bytes) else {
+            Issue.record("not an object")
+            return
+        }
+        #expect(try Memory(json: object) == memory)
+    }
+}

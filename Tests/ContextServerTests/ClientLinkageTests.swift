@@ -1,0 +1,26 @@
+import Foundation
+import Testing
+
+/// A client program links the protocol and NIO, never the storage engine's C libraries.
+@Suite struct ClientLinkageTests {
+    @Test func aClientLinksNeitherSQLiteNorBLAS() throws {
+        let client = builtExecutable("contextstore-hello")
+        let libraries = try runProgram("/usr/bin/ldd", [client])
+        #expect(libraries.status == 0)
+        #expect(libraries.output.contains("libc.so"))
+        for forbidden in ["libsqlite3", "libblas", "libopenblas", "libcblas"] {
+            #expect(!libraries.output.contains(forbidden), "\(forbidden) in:\n\(libraries.output)")
+        }
+        // The server does link them: the check can fail.
+        let server = try runProgram("/usr/bin/ldd", [contextstoreExecutable()]).output
+        #expect(server.contains("libsqlite3") && server.contains("blas"))
+    }
+
+    @Test func theClientTalksToARealServer() throws {
+        let folder = TemporaryFolder()
+        let server = try ServerProcess(database: folder.path + "/space.db", arguments: ["--dim", "3"])
+        let answer = try runProgram(builtExecutable("contextstore-hello"), ["127.0.0.1", String(server.port)])
+        #expect(answer.status == 0)
+        #expect(answer.output == "contextstore 0.1.0, protocol 1, 0 memories, cosine flat\n")
+    }
+}

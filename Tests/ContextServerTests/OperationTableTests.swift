@@ -1,0 +1,56 @@
+import ContextModel
+import ContextProtocol
+import Testing
+
+@testable import ContextServer
+
+@Suite struct OperationTableTests {
+    func decode(_ text: String) throws(ProtocolError) -> (OperationDescriptor, Call) {
+        guard case .object(let object) = try! JSONParser.parse(text) else { fatalError("test input must be an object") }
+        return try OperationTable.decode(object)
+    }
+
+    func code(_ text: String) -> ErrorCode? {
+        do {
+            _ = try decode(text)
+            return nil
+        } catch {
+            return error.code
+        }
+    }
+
+    @Test func everyOpHasOneRow() {
+        #expect(
+            OperationTable.descriptors.map(\.name).sorted()
+                == ["add", "add_batch", "delete", "embed", "forget", "get", "hello", "ping", "search", "stats"])
+        #expect(OperationTable.byName.count == OperationTable.descriptors.count)
+    }
+
+    @Test func placesEachOp() throws {
+        let placements = Dictionary(uniqueKeysWithValues: OperationTable.descriptors.map { ($0.name, $0.placement) })
+        #expect(
+            placements == [
+                "ping": .eventLoop, "hello": .eventLoop, "search": .eventLoop, "get": .eventLoop, "stats": .eventLoop,
+                "embed": .computePool, "add": .writer, "add_batch": .writer, "delete": .writer, "forget": .writer,
+            ])
+        #expect(try decode(#"{"op":"forget","user":"u"}"#).0.writes)
+        #expect(try !decode(#"{"op":"search","user":"u","vector":[1]}"#).0.writes)
+    }
+
+    @Test func marksWorkForTheModel() throws {
+        #expect(try !decode(#"{"op":"search","user":"u","vector":[1]}"#).1.needsEmbedding)
+        #expect(try decode(#"{"op":"search","user":"u","query":"x"}"#).1.needsEmbedding)
+        #expect(
+            try decode(#"{"op":"add_batch","items":[{"user":"u","text":"t","vector":[1]},{"user":"u","text":"t"}]}"#)
+                .1.needsEmbedding)
+        #expect(try decode(#"{"op":"add","user":"u","text":"t"}"#).1.needsEmbedding)
+        #expect(try !decode(#"{"op":"add","user":"u","text":"t","vector":[1]}"#).1.needsEmbedding)
+    }
+
+    @Test func refusesWhatNamesNoOp() {
+        #expect(code(#"{"rid":1}"#) == .missingField)
+        #expect(code(#"{"op":3}"#) == .wrongType)
+        #expect(code(#"{"op":"launch"}"#) == .unknownOp)
+        #expect(code(#"{"op":"get"}"#) == .missingField)
+    }
+}
