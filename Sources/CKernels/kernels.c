@@ -307,9 +307,9 @@ void ck_decode_f16(const void *code, float *out, long n) {
     for (long i = 0; i < n; i++) out[i] = half_to_float(x[i]);
 }
 
-ck_code_kernel ck_select_code_kernel(ck_code_format format, int squared_l2) {
+ck_code_kernel ck_select_code_kernel(ck_code_format format, int squared_l2, int baseline_only) {
 #if defined(__x86_64__)
-    if (ck_has_avx2_fma_f16c()) {
+    if (!baseline_only && ck_has_avx2_fma_f16c()) {
         switch (format) {
         case CK_CODE_FLOAT16: return squared_l2 ? code_l2_f16_avx2 : code_dot_f16_avx2;
         case CK_CODE_INT8: return squared_l2 ? code_l2_i8_avx2 : code_dot_i8_avx2;

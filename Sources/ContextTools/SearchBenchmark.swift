@@ -137,9 +137,12 @@ public struct VectorBenchmark: Sendable {
             var index = FlatIndex(dimension: baseFile.dimension, metric: hello.metric)
             let attributes = RowAttributes(session: nil, role: nil, createdAt: 0)
             for row in 0..<baseFile.rows {
-                index.upsert(id: id(row: row), user: user, vector: baseFile.row(row), attributes: attributes)
+                index.upsert(
+                    id: id(row: row), user: user, vector: hello.metric.prepared(baseFile.row(row)),
+                    attributes: attributes)
             }
-            truth = index.search(user: user, queries: (0..<queryFile.rows).map(queryFile.row), k: k).map {
+            let queries = (0..<queryFile.rows).map { hello.metric.prepared(queryFile.row($0)) }
+            truth = index.search(user: user, queries: queries, k: k).map {
                 $0.map(\.id)
             }
         }

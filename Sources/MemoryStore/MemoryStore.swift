@@ -364,18 +364,19 @@ public final class MemoryStore: Sendable {
         user: String, vector: [Float], k: Int, filter: RowFilter = RowFilter(), ef: Int? = nil, exact: Bool = false
     ) throws -> [ScoredMemory] {
         precondition(k > 0)
-        try Self.check(vector, metric: metric)
+        // Checked and prepared once, here, for whichever index answers.
+        let query = try Self.storable(vector, metric: metric)
         return try stateLock.withReadLock {
             guard let index = state.index else { return [] }
-            guard vector.count == index.dimension else {
-                throw StoreError.wrongDimension(expected: index.dimension, got: vector.count)
+            guard query.count == index.dimension else {
+                throw StoreError.wrongDimension(expected: index.dimension, got: query.count)
             }
             let hits: [SearchHit]
             switch route(user: user, filter: filter, ef: ef, exact: exact) {
-            case .flat: hits = index.search(user: user, query: vector, k: k, filter: filter)
+            case .flat: hits = index.search(user: user, query: query, k: k, filter: filter)
             case .hnsw(let width):
-                hits = state.graph!.search(user: user, query: vector, k: k, ef: width, filter: filter) {
-                    index.exactScores(ids: $0, query: vector)
+                hits = state.graph!.search(user: user, query: query, k: k, ef: width, filter: filter) {
+                    index.exactScores(ids: $0, query: query)
                 }
             }
             return hits.compactMap { hit in
@@ -459,17 +460,10 @@ public final class MemoryStore: Sendable {
     /// - Throws: `StoreError.nonFiniteVector` for NaN or an infinity; `.invalidValue` for a
     ///   norm above `maximumNorm`, or a zero vector under cosine (it has no direction).
     public static func storable(_ vector: [Float], metric: Metric) throws -> [Float] {
-        try check(vector, metric: metric)
-        return metric == .cosine ? FlatIndex.normalized(vector) : vector
-    }
-
-    /// Checks a vector (stored or queried) without copying it.
-    /// - Throws: as `storable`.
-    static func check(_ vector: [Float], metric: Metric) throws {
         let norm = try checkedNorm(vector)
-        if metric == .cosine, norm == 0 {
-            throw StoreError.invalidValue("a zero vector has no direction under cosine")
-        }
+        guard metric == .cosine else { return vector }
+        guard norm > 0 else { throw StoreError.invalidValue("a zero vector has no direction under cosine") }
+        return vector.map { Float(Double($0) / norm) }
     }
 
     /// The vector's Euclidean norm, in double precision.

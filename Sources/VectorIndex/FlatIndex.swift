@@ -17,6 +17,9 @@ import Dispatch
 /// exactly like the distance); hits report the metric's own score: cosine similarity, inner
 /// product, or Euclidean distance. Equal scores are ordered by id, so results are deterministic.
 ///
+/// Vectors and queries come in the metric's prepared form (`Metric.prepared`: unit length for
+/// cosine); the owner prepares each one once.
+///
 /// Not thread-safe: the owner serializes writers against readers.
 public struct FlatIndex: Sendable {
     /// The length of every vector.
@@ -48,7 +51,7 @@ public struct FlatIndex: Sendable {
         precondition(dimension > 0, "dimension must be positive")
         self.dimension = dimension
         self.metric = metric
-        self.pairKernel = ck_select_code_kernel(CK_CODE_FLOAT32, metric == .l2 ? 1 : 0)
+        self.pairKernel = ck_select_code_kernel(CK_CODE_FLOAT32, metric == .l2 ? 1 : 0, 0)
         BLAS.callingThreadOnly
     }
 
@@ -149,8 +152,7 @@ public struct FlatIndex: Sendable {
     /// the normalized vectors, for cosine), or `-|x - q|^2` for l2; `-infinity` for an id not
     /// stored. What a graph walk over compact vectors re-ranks its candidates by.
     public func exactScores(ids: [String], query: [Float]) -> [Float] {
-        let q = metric == .cosine ? Self.normalized(query) : query
-        return q.withUnsafeBufferPointer { q in
+        query.withUnsafeBufferPointer { q in
             ids.map { id in
                 guard let location = locations[ExactString(id)], let partition = partitions[location.user] else {
                     return -Float.infinity
@@ -172,13 +174,12 @@ public struct FlatIndex: Sendable {
         let key = ExactString(id)
         let userKey = ExactString(user)
         if locations[key] != nil { remove(id: id) }
-        let stored = metric == .cosine ? Self.normalized(vector) : vector
         var squaredNorm: Float = 0
-        if metric == .l2 { squaredNorm = Self.dot(stored, stored) }
+        if metric == .l2 { squaredNorm = Self.dot(vector, vector) }
         let row: Int = {
             var partition = partitions.removeValue(forKey: userKey) ?? Partition()
             defer { partitions[userKey] = partition }
-            partition.rows.append(contentsOf: stored)
+            partition.rows.append(contentsOf: vector)
             if metric == .l2 { partition.squaredNorms.append(squaredNorm) }
             partition.ids.append(id)
             partition.attributes.append(attributes)
@@ -227,18 +228,17 @@ public struct FlatIndex: Sendable {
     public func search(user: String, query: [Float], k: Int, filter: RowFilter = RowFilter()) -> [SearchHit] {
         precondition(query.count == dimension && k > 0)
         guard let partition = partitions[ExactString(user)] else { return [] }
-        let q = metric == .cosine ? Self.normalized(query) : query
         let n = partition.count
         let scores = [Float](unsafeUninitializedCapacity: n) { buffer, initialized in
             partition.rows.withUnsafeBufferPointer { rows in
-                q.withUnsafeBufferPointer { q in
+                query.withUnsafeBufferPointer { q in
                     scan(rows.baseAddress!, count: n, queries: q.baseAddress!, queryCount: 1, into: buffer.baseAddress!)
                 }
             }
             initialized = n
         }
         return scores.withUnsafeBufferPointer { scores in
-            select(scores, in: partition, queryNorm: metric == .l2 ? Self.dot(q, q) : 0, k: k, filter: filter)
+            select(scores, in: partition, queryNorm: metric == .l2 ? Self.dot(query, query) : 0, k: k, filter: filter)
         }
     }
 
@@ -250,7 +250,7 @@ public struct FlatIndex: Sendable {
         let n = partition.count
         var packed = [Float]()
         packed.reserveCapacity(queries.count * dimension)
-        for query in queries { packed.append(contentsOf: metric == .cosine ? Self.normalized(query) : query) }
+        for query in queries { packed.append(contentsOf: query) }
         let scores = [Float](unsafeUninitializedCapacity: n * queries.count) { buffer, initialized in
             partition.rows.withUnsafeBufferPointer { rows in
                 packed.withUnsafeBufferPointer { packed in
@@ -310,17 +310,6 @@ public struct FlatIndex: Sendable {
         return sum
     }
 
-    /// `v / |v|`, computed in double precision so that neither huge nor subnormal components
-    /// overflow or vanish; the zero vector stays zero.
-    public static func normalized(_ v: [Float]) -> [Float] {
-        let norm = v.withUnsafeBufferPointer { values in
-            var sum = 0.0
-            for value in values { sum += Double(value) * Double(value) }
-            return sum.squareRoot()
-        }
-        guard norm > 0, norm.isFinite else { return v }
-        return v.map { Float(Double($0) / norm) }
-    }
 }
 
 /// One search result from an index: a row's id and its score under the index's metric.

@@ -36,19 +36,21 @@ public struct HNSWRestoreError: Error, Sendable, CustomStringConvertible {
 extension HNSWIndex {
     /// The stored form of `slot`'s node (see `HNSWNodeRecord`).
     public func record(of slot: Int32) -> [Int32] {
-        HNSWNodeRecord.encode(levels: (0...Int(levels[Int(slot)])).map { Array(links(slot, level: $0)) })
+        HNSWNodeRecord.encode(
+            levels: (0...Int(graph.levels[Int(slot)])).map { Array(graph.links(slot, level: $0)) })
     }
 
     /// Whether `slot` holds a node (published or not) rather than waiting for reuse.
-    public func holdsNode(_ slot: Int32) -> Bool { status[Int(slot)] != .free }
+    public func holdsNode(_ slot: Int32) -> Bool { graph.holdsNode(slot) }
 
     /// The slots changed since the last call, for the owner to write out.
     public mutating func takeChangedSlots() -> Set<Int32> {
-        defer { changedSlots = [] }
-        return changedSlots
+        defer { graph.changedSlots = [] }
+        return graph.changedSlots
     }
 
     /// Puts back a stored, published node. Call `finishRestoring` once all are back.
+    /// - Precondition: `vector` is in the metric's prepared form.
     public mutating func restore(
         slot: Int32, id: String, user: String, vector: [Float], attributes: RowAttributes, record: [Int32]
     ) throws(HNSWRestoreError) {
@@ -58,73 +60,23 @@ extension HNSWIndex {
         guard slot >= 0, let layers = HNSWNodeRecord.decode(record) else {
             throw HNSWRestoreError(description: "node \(slot) (\(id)) has a malformed link record")
         }
-        let i = Int(slot)
-        while slotCount <= i {
-            codes.append(contentsOf: repeatElement(0, count: codeBytes))
-            levels.append(0)
-            layer0.append(contentsOf: repeatElement(0, count: stride0))
-            upper.append([])
-            ids.append("")
-            status.append(.free)
-            self.attributes.append(RowAttributes(session: nil, role: nil, createdAt: 0))
-            inDegree.append(0)
-            userOfSlot.append(0)
+        for (layer, neighbours) in layers.enumerated() where neighbours.count > (layer == 0 ? 2 : 1) * parameters.M {
+            throw HNSWRestoreError(description: "node \(slot) has \(neighbours.count) links on layer \(layer)")
         }
-        guard status[i] == .free, slots[ExactString(id)] == nil else {
+        while slotCount <= Int(slot) {
+            _ = graph.appendFreeSlot()
+            _ = slots.appendFree()
+        }
+        guard !contains(id: id), graph.restore(slot, layers: layers) else {
             throw HNSWRestoreError(description: "node \(slot) (\(id)) is stored twice")
         }
-        let stored = metric == .cosine ? FlatIndex.normalized(vector) : vector
-        codes.replaceSubrange(i * codeBytes..<(i + 1) * codeBytes, with: encode(stored))
-        levels[i] = Int32(layers.count - 1)
-        upper[i] = [Int32](repeating: 0, count: (layers.count - 1) * strideUpper)
-        for (layer, neighbours) in layers.enumerated() {
-            guard neighbours.count <= (layer == 0 ? maxLinks0 : parameters.M) else {
-                throw HNSWRestoreError(description: "node \(slot) has \(neighbours.count) links on layer \(layer)")
-            }
-            if layer == 0 {
-                let base = i * stride0
-                layer0[base] = Int32(neighbours.count)
-                for (j, n) in neighbours.enumerated() { layer0[base + 1 + j] = n }
-            } else {
-                let base = (layer - 1) * strideUpper
-                upper[i][base] = Int32(neighbours.count)
-                for (j, n) in neighbours.enumerated() { upper[i][base + 1 + j] = n }
-            }
-        }
-        ids[i] = id
-        slots[ExactString(id)] = slot
-        status[i] = .live
-        self.attributes[i] = attributes
-        userOfSlot[i] = takeUserNumber(user)
-        liveCount += 1
+        codes.set(slot, to: vector)
+        slots.occupy(slot, id: id, user: user, attributes: attributes, status: .live)
     }
 
     /// Checks every link of the restored nodes, counts in-degrees and collects the free slots.
     public mutating func finishRestoring(entryPoint: Int32) throws(HNSWRestoreError) {
-        for node in 0..<slotCount where status[node] != .free {
-            for layer in 0...Int(levels[node]) {
-                for target in links(Int32(node), level: layer) {
-                    guard target >= 0, Int(target) < slotCount, status[Int(target)] != .free,
-                        levels[Int(target)] >= layer, target != Int32(node)
-                    else {
-                        throw HNSWRestoreError(description: "node \(node) links to \(target), which has no node there")
-                    }
-                    if layer == 0 { inDegree[Int(target)] += 1 }
-                }
-            }
-        }
-        freeSlots = (0..<Int32(slotCount)).filter { status[Int($0)] == .free }.reversed()
-        guard liveCount > 0 else {
-            self.entryPoint = -1
-            topLevel = -1
-            return
-        }
-        guard entryPoint >= 0, Int(entryPoint) < slotCount, status[Int(entryPoint)] != .free else {
-            throw HNSWRestoreError(description: "the entry point \(entryPoint) has no node")
-        }
-        self.entryPoint = entryPoint
-        topLevel = Int(levels[Int(entryPoint)])
-        changedSlots = []
+        try graph.finishRestoring(entryPoint: entryPoint, empty: slots.liveCount == 0)
     }
 }
 
@@ -188,7 +140,7 @@ extension HNSWIndex {
     public func integrityProblems() -> [String] {
         var nodes: [Int32: [[Int32]]] = [:]
         for slot in 0..<Int32(slotCount) where holdsNode(slot) {
-            nodes[slot] = (0...Int(levels[Int(slot)])).map { Array(links(slot, level: $0)) }
+            nodes[slot] = (0...Int(graph.levels[Int(slot)])).map { Array(graph.links(slot, level: $0)) }
         }
         return HNSWGraphCheck.problems(nodes: nodes, entryPoint: entryPoint, M: parameters.M)
     }

@@ -58,17 +58,18 @@ func referenceSearch(
             let attributes = RowAttributes(
                 session: "s\(i % 3)", role: i % 2 == 0 ? .user : .assistant, createdAt: Int64(i))
             rows.append((padded(i), vector, attributes))
-            index.upsert(id: padded(i), user: "u", vector: vector, attributes: attributes)
+            // The index takes vectors prepared (unit length under cosine); the reference does not.
+            index.upsert(id: padded(i), user: "u", vector: metric.prepared(vector), attributes: attributes)
         }
         for _ in 0..<20 {
             let query = randomVector(dimension, using: &generator)
             let expected = referenceSearch(rows: rows, query: query, metric: metric, k: 10)
-            let got = index.search(user: "u", query: query, k: 10)
+            let got = index.search(user: "u", query: metric.prepared(query), k: 10)
             #expect(got.map(\.id) == expected.map(\.id))
             for (a, b) in zip(got, expected) { #expect(abs(a.score - b.score) < 1e-4) }
 
             let filter = RowFilter(session: "s1", role: .user, since: 100, until: 400)
-            let filtered = index.search(user: "u", query: query, k: 7, filter: filter)
+            let filtered = index.search(user: "u", query: metric.prepared(query), k: 7, filter: filter)
             #expect(
                 filtered.map(\.id)
                     == referenceSearch(rows: rows, query: query, metric: metric, k: 7, filter: filter).map(\.id))
@@ -117,8 +118,8 @@ func referenceSearch(
 
     @Test func upsertMovesAnIDBetweenUsers() {
         var index = FlatIndex(dimension: 2, metric: .cosine)
-        index.upsert(id: "x", user: "alice", vector: [3, 4], attributes: attributes)
-        index.upsert(id: "x", user: "bob", vector: [0, 2], attributes: attributes)
+        index.upsert(id: "x", user: "alice", vector: [0.6, 0.8], attributes: attributes)
+        index.upsert(id: "x", user: "bob", vector: [0, 1], attributes: attributes)
         #expect(index.count == 1)
         #expect(index.search(user: "alice", query: [1, 0], k: 1).isEmpty)
         #expect(index.vector(id: "x") == [0, 1])

@@ -27,8 +27,9 @@ static inline long ck_code_bytes(ck_code_format format, long n) {
 typedef float (*ck_code_kernel)(const float *query, const void *code, long n);
 
 /// The fastest kernel this processor runs for codes of `format`: the inner product, or with
-/// `squared_l2` the squared Euclidean distance.
-ck_code_kernel ck_select_code_kernel(ck_code_format format, int squared_l2);
+/// `squared_l2` the squared Euclidean distance. With `baseline_only`, the portable C kernel even
+/// where a faster one runs (so tests cover both forms on one machine).
+ck_code_kernel ck_select_code_kernel(ck_code_format format, int squared_l2, int baseline_only);
 
 /// Widens n IEEE half-precision floats to float32 (F16C when the processor has it).
 void ck_decode_f16(const void *code, float *out, long n);
