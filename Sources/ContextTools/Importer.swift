@@ -49,7 +49,7 @@ public struct Importer: Sendable {
         onFailure: @escaping @Sendable (ImportFailure) -> Void,
         onProgress: @escaping @Sendable (ImportSummary) -> Void = { _ in }
     ) async throws -> ImportSummary {
-        let start = monotonicSeconds()
+        let start = Clock.monotonicSeconds()
         let dimension = try await sink.dimension()
         var summary = ImportSummary()
         var batch: [(line: Int, memory: NewMemory)] = []
@@ -83,7 +83,7 @@ public struct Importer: Sendable {
                 summary.imported += outcome.stored
                 summary.skipped += outcome.skipped
                 for failure in outcome.failures { fail(failure) }
-                summary.seconds = monotonicSeconds() - start
+                summary.seconds = Clock.monotonicSeconds() - start
                 summary.fractionRead = source.fractionRead
                 onProgress(summary)
             }
@@ -106,7 +106,7 @@ public struct Importer: Sendable {
             if !stop, !batch.isEmpty { try await launch(batch) }
             while let outcome = try await group.next() { absorb(outcome) }
         }
-        summary.seconds = monotonicSeconds() - start
+        summary.seconds = Clock.monotonicSeconds() - start
         summary.fractionRead = source.fractionRead
         return summary
     }
@@ -145,10 +145,4 @@ public struct Importer: Sendable {
         default: "\(error)"
         }
     }
-}
-
-func monotonicSeconds() -> Double {
-    var now = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &now)
-    return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
 }

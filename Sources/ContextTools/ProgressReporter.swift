@@ -1,3 +1,4 @@
+import ContextModel
 import Synchronization
 
 #if canImport(Glibc)
@@ -14,7 +15,7 @@ public final class ProgressReporter: Sendable {
     public init() {}
 
     public func update(_ summary: ImportSummary) {
-        let now = monotonicSeconds()
+        let now = Clock.monotonicSeconds()
         let due = lastPrint.withLock { last in
             guard now - last >= (terminal ? 0.1 : 5) else { return false }
             last = now

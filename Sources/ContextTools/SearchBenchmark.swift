@@ -34,16 +34,16 @@ enum QueryRunner {
         _ queries: [BenchQuery], concurrency: Int, connect: @escaping @Sendable () async throws -> ContextStoreClient
     ) async throws -> (outcomes: [QueryOutcome], seconds: Double) {
         let results = Outcomes(count: queries.count)
-        let start = monotonicSeconds()
+        let start = Clock.monotonicSeconds()
         try await withThrowingTaskGroup(of: Void.self) { group in
             for worker in 0..<max(1, concurrency) {
                 group.addTask {
                     let client = try await connect()
                     var index = worker
                     while index < queries.count {
-                        let began = monotonicSeconds()
+                        let began = Clock.monotonicSeconds()
                         let hits = try await client.search(queries[index].search)
-                        let elapsed = UInt64((monotonicSeconds() - began) * 1e6)
+                        let elapsed = UInt64((Clock.monotonicSeconds() - began) * 1e6)
                         let outcome = QueryOutcome(ids: hits.map(\.memory.id), microseconds: elapsed)
                         results.list.withLock { $0[index] = outcome }
                         index += max(1, concurrency)
@@ -53,7 +53,7 @@ enum QueryRunner {
             }
             try await group.waitForAll()
         }
-        return (results.list.withLock { $0.map { $0! } }, monotonicSeconds() - start)
+        return (results.list.withLock { $0.map { $0! } }, Clock.monotonicSeconds() - start)
     }
 
     /// Recall, throughput and latency figures of a run; recall is reported at each of `ks`.
@@ -224,11 +224,11 @@ public struct ConversationBenchmark: Sendable {
         guard let model = hello.embedder else {
             throw DataFileError("conversation mode needs a server with an embedding model (hello reports none)")
         }
-        let loadStart = monotonicSeconds()
+        let loadStart = Clock.monotonicSeconds()
         for start in stride(from: 0, to: memories.count, by: 128) {
             _ = try await client.addBatch(Array(memories[start..<min(memories.count, start + 128)]), ifAbsent: true)
         }
-        let loadSeconds = monotonicSeconds() - loadStart
+        let loadSeconds = Clock.monotonicSeconds() - loadStart
         await client.close()
 
         let ks = [5, 10, 20, k].uniqued().sorted()

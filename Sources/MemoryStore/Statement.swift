@@ -51,6 +51,18 @@ final class Statement {
         try check(rc)
     }
 
+    /// Binds `arguments` to parameters 1, 2, ... after a reset, ready to step.
+    func bind(_ arguments: StatementArguments) throws {
+        reset()
+        for (i, value) in arguments.values.enumerated() { try value.bind(to: self, at: Int32(i + 1)) }
+    }
+
+    /// Runs the statement once with `arguments`, ignoring rows.
+    func execute(_ arguments: StatementArguments) throws {
+        try bind(arguments)
+        try run()
+    }
+
     // MARK: - Stepping
 
     /// Runs one step. Returns true while a row is available.
@@ -113,5 +125,42 @@ final class Statement {
 
     private func check(_ rc: Int32) throws {
         guard rc == SQLITE_OK else { throw SQLiteError(code: rc, connection: connection, sql: sql) }
+    }
+}
+
+/// A value a statement parameter takes (after GRDB's `DatabaseValueConvertible`).
+protocol StatementBindable {
+    func bind(to statement: Statement, at index: Int32) throws
+}
+
+extension Int64: StatementBindable {
+    func bind(to statement: Statement, at index: Int32) throws { try statement.bind(self, at: index) }
+}
+
+extension String: StatementBindable {
+    func bind(to statement: Statement, at index: Int32) throws { try statement.bind(self, at: index) }
+}
+
+extension Optional: StatementBindable where Wrapped == String {
+    func bind(to statement: Statement, at index: Int32) throws { try statement.bind(self, at: index) }
+}
+
+/// A value stored in little-endian BLOBs of many (embeddings, graph links).
+protocol BlobElement: BitwiseCopyable {}
+extension Float: BlobElement {}
+extension Int32: BlobElement {}
+
+/// float32 or int32 values, bound as a little-endian BLOB.
+extension Array: StatementBindable where Element: BlobElement {
+    func bind(to statement: Statement, at index: Int32) throws { try statement.bind(self, at: index) }
+}
+
+/// The arguments of one execution, in parameter order (after GRDB's `StatementArguments`):
+/// `try statement.execute([id, user, session])`.
+struct StatementArguments: ExpressibleByArrayLiteral {
+    var values: [any StatementBindable]
+
+    init(arrayLiteral elements: any StatementBindable...) {
+        values = elements
     }
 }

@@ -175,9 +175,10 @@ public struct HNSWIndex: Sendable {
         graph.apply(plan.links, codes: codes)
     }
 
-    /// Lets searches return the node in `slot`.
+    /// Lets searches return the node in `slot`. (Visibility is not stored: a stored node is
+    /// published when it is read back.)
     public mutating func publish(_ slot: Int32) {
-        if slots.publish(slot) { graph.changedSlots.insert(slot) }
+        _ = slots.publish(slot)
     }
 
     // MARK: - Remove

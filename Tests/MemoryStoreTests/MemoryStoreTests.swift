@@ -96,7 +96,7 @@ final class TemporaryDatabase {
 
     @Test func generatesIDsAndTimes() throws {
         let store = try MemoryStore(path: temporary.path)
-        let before = MemoryStore.nowMilliseconds()
+        let before = Clock.nowMilliseconds()
         let id = try store.add([memory(nil, vector: [1, 2])])[0]
         #expect(id.count == 36)
         let stored = try #require(store.get(id: id))

@@ -1,0 +1,190 @@
+import ContextModel
+import Synchronization
+import VectorIndex
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+extension MemoryStore {
+    /// Opens the space stored at `path`, creating the file when it does not exist.
+    ///
+    /// - Parameters:
+    ///   - path: The SQLite database file.
+    ///   - dimension: The vector length; for a new space, nil leaves it to the first vector.
+    ///   - metric: For a new space, nil means cosine.
+    ///   - model: The embedding model the server runs, if any. A space records the first model
+    ///     it is opened with and refuses any other afterwards.
+    ///   - index: For a new space, nil means flat. An existing space keeps the index it was
+    ///     created with; asking for another is refused.
+    ///   - busyTimeoutMilliseconds: How long a write waits for another process's lock on the file
+    ///     before failing with `StoreError.sqlite`.
+    /// - Throws: `StoreError.incompatibleDatabase` when the file's space has another dimension,
+    ///   metric or index than the one asked for, a schema newer than this code, or a stored graph
+    ///   that does not match its memories (`check` tells more); `StoreError.sqlite`.
+    public convenience init(
+        path: String, dimension: Int? = nil, metric: Metric? = nil, model: String? = nil, index: SpaceIndex? = nil,
+        busyTimeoutMilliseconds: Int = 5000
+    ) throws {
+        var info = stat()
+        if stat(path, &info) == 0, info.st_size == 0 {
+            // SQLite would quietly make a new space of it, even where a space's file was lost.
+            throw StoreError.incompatibleDatabase(
+                "\(path) is an empty file, not a database; remove it to create a new space there")
+        }
+        let fileLock: FileLock
+        do {
+            fileLock = try FileLock(path: path)
+        } catch .held {
+            throw StoreError.incompatibleDatabase("\(path) is in use by another process (a running server?)")
+        } catch .cannotOpen(let reason) {
+            throw StoreError.incompatibleDatabase("cannot open \(path): \(reason)")
+        }
+        do {
+            let database = try Database(path: path)
+            for setting in SQL.connectionSettings(busyTimeoutMilliseconds: busyTimeoutMilliseconds) {
+                try database.execute(setting)
+            }
+            try database.migrate()
+            let statements = try WriteStatements(database: database)
+            let space = try Self.openSpace(
+                database, statements, path: path, dimension: dimension, metric: metric, model: model, index: index)
+            let state = try Self.load(database, space: space)
+            self.init(path: path, space: space, fileLock: fileLock, statements: statements, state: state)
+        } catch let error as SQLiteError {
+            throw StoreError.sqlite(error.description)
+        }
+    }
+
+    /// A space's settings, as opened.
+    struct Space {
+        var metric: Metric
+        var model: String?
+        var index: SpaceIndex
+        var dimension: Int?
+        var entryPoint: Int32
+    }
+
+    /// Reads the space's settings, records those a new space takes from the caller, and
+    /// refuses what contradicts the file.
+    private static func openSpace(
+        _ database: Database, _ statements: WriteStatements, path: String, dimension: Int?, metric: Metric?,
+        model: String?, index: SpaceIndex?
+    ) throws -> Space {
+        let settings = try readSettings(database)
+        let spaceMetric: Metric
+        if let stored = settings["metric"] {
+            guard let storedMetric = Metric(rawValue: stored) else {
+                throw StoreError.incompatibleDatabase("unknown metric '\(stored)' in \(path)")
+            }
+            if let metric, metric != storedMetric {
+                throw StoreError.incompatibleDatabase(
+                    "\(path) holds a \(storedMetric.rawValue) space, not \(metric.rawValue)")
+            }
+            spaceMetric = storedMetric
+        } else {
+            spaceMetric = metric ?? .cosine
+            try database.transaction {
+                try statements.set("metric", spaceMetric.rawValue)
+                for (key, value) in (index ?? .flat).settings { try statements.set(key, value) }
+            }
+        }
+        // A new space takes the index asked for (written above); an existing one keeps its own.
+        let spaceIndex = settings["metric"] == nil ? index ?? .flat : try SpaceIndex(settings: settings)
+        if let index, index.name != spaceIndex.name {
+            throw StoreError.incompatibleDatabase("\(path) holds a space indexed by \(spaceIndex), not \(index.name)")
+        }
+        if let stored = settings["model"], let model, stored != model {
+            throw StoreError.incompatibleDatabase("\(path) was filled by the model \(stored), not \(model)")
+        }
+        if settings["model"] == nil, let model {
+            try database.transaction { try statements.set("model", model) }
+        }
+        var spaceDimension = settings["dimension"].flatMap { Int($0) }
+        if let dimension {
+            guard dimension > 0 else { throw StoreError.invalidValue("dimension must be positive") }
+            if let spaceDimension, spaceDimension != dimension {
+                throw StoreError.incompatibleDatabase(
+                    "\(path) holds vectors of dimension \(spaceDimension), not \(dimension)")
+            }
+            if spaceDimension == nil {
+                try database.transaction { try statements.set("dimension", String(dimension)) }
+                spaceDimension = dimension
+            }
+        }
+        return Space(
+            metric: spaceMetric, model: settings["model"] ?? model, index: spaceIndex, dimension: spaceDimension,
+            entryPoint: settings["hnsw_entry"].flatMap { Int32($0) } ?? -1)
+    }
+
+    static func readSettings(_ database: Database) throws -> [String: String] {
+        let statement = try database.prepare(SQL.settings)
+        var settings: [String: String] = [:]
+        while try statement.step() {
+            if let key = statement.string(at: 0), let value = statement.string(at: 1) { settings[key] = value }
+        }
+        return settings
+    }
+
+    /// Reads every memory (and graph node) of the file into the in-memory indexes.
+    static func load(_ database: Database, space: Space) throws -> State {
+        var state = State()
+        guard let dimension = space.dimension else { return state }
+        state.makeIndexes(dimension: dimension, metric: space.metric, index: space.index)
+        // Room for every row up front: growing 150 MB of arrays by doubling cost a third of the
+        // start-up time in page faults.
+        var total = 0
+        let users = try database.prepare(SQL.rowsPerUser)
+        while try users.step() {
+            let rows = Int(users.int64(at: 1))
+            state.flat?.reserveCapacity(rows, forUser: users.string(at: 0) ?? "")
+            total += rows
+        }
+        state.flat?.reserveCapacity(total)
+        state.records.reserveCapacity(total)
+        var nodeCount = 0
+        if state.graph != nil {
+            nodeCount = Int(try database.scalarInt(SQL.nodeCount))
+            state.graph?.reserveCapacity(Int(try database.scalarInt(SQL.slotBound)))
+        }
+        let rows = try database.prepare(SQL.memoriesWithNodes)
+        while try rows.step() {
+            let id = rows.string(at: 0) ?? ""
+            let memory = Memory(
+                id: id, user: rows.string(at: 1) ?? "", session: rows.string(at: 2),
+                role: rows.string(at: 3).flatMap(Role.init(rawValue:)), text: rows.string(at: 4) ?? "",
+                createdAt: rows.int64(at: 5), metadata: rows.string(at: 6) ?? "{}", vector: rows.floats(at: 7))
+            guard memory.vector.count == dimension else {
+                throw StoreError.incompatibleDatabase(
+                    "memory \(id) has \(memory.vector.count) components, space has \(dimension)")
+            }
+            // Stored as the indexes take them (prepared at insert), so taken as they are.
+            state.store(memory, seq: rows.int64(at: 8))
+            if state.graph != nil {
+                guard !rows.isNull(at: 9) else {
+                    throw StoreError.incompatibleDatabase("memory \(id) has no graph node (run contextstore check)")
+                }
+                do {
+                    try state.graph?.restore(
+                        slot: Int32(truncatingIfNeeded: rows.int64(at: 9)), id: id, user: memory.user,
+                        vector: memory.vector,
+                        attributes: RowAttributes(
+                            session: memory.session, role: memory.role, createdAt: memory.createdAt),
+                        record: rows.int32s(at: 10))
+                } catch {
+                    throw StoreError.incompatibleDatabase("\(error) (run contextstore check)")
+                }
+            }
+        }
+        if let restored = state.graph?.count, restored != nodeCount {
+            throw StoreError.incompatibleDatabase(
+                "\(nodeCount - restored) graph nodes index no memory (run contextstore check)")
+        }
+        do {
+            try state.graph?.finishRestoring(entryPoint: space.entryPoint)
+        } catch {
+            throw StoreError.incompatibleDatabase("\(error) (run contextstore check)")
+        }
+        return state
+    }
+}

@@ -1,0 +1,106 @@
+import ContextModel
+
+/// Every SQL statement the store runs, in one place. The schema itself is in
+/// `Database+Schema.swift`; the check's queries are in `MemoryStore+Check.swift`'s `SQL.Check`.
+enum SQL {
+    /// Connection settings of a store that writes: write-ahead log, a full sync at every
+    /// commit (an acknowledged write survives power loss), and the log checkpointed every 64 MB
+    /// rather than 4 MB (bulk loads ran 25% faster).
+    static func connectionSettings(busyTimeoutMilliseconds: Int) -> [String] {
+        [
+            "PRAGMA journal_mode = WAL", "PRAGMA synchronous = FULL", "PRAGMA wal_autocheckpoint = 16384",
+            "PRAGMA busy_timeout = \(busyTimeoutMilliseconds)",
+        ]
+    }
+
+    static let checkpoint = "PRAGMA wal_checkpoint(TRUNCATE)"
+
+    // MARK: - Loading
+
+    static let settings = "SELECT key, value FROM space"
+    static let rowsPerUser = "SELECT user, count(*) FROM memories GROUP BY user"
+    static let nodeCount = "SELECT count(*) FROM hnsw_nodes"
+    static let slotBound = "SELECT coalesce(max(slot) + 1, 0) FROM hnsw_nodes"
+    /// Each memory with its node (found through the unique index on hnsw_nodes.memory). The
+    /// columns are `LoadedRow`'s.
+    static let memoriesWithNodes = """
+        SELECT m.id, m.user, m.session, m.role, m.text, m.created_at, m.metadata, m.embedding, m.seq,
+            n.slot, n.links
+        FROM memories m LEFT JOIN hnsw_nodes n ON n.memory = m.seq ORDER BY m.seq
+        """
+
+    // MARK: - Writing
+
+    static let upsertMemory = """
+        INSERT INTO memories (id, user, session, role, text, created_at, metadata, embedding)
+        VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+        ON CONFLICT(id) DO UPDATE SET user = excluded.user, session = excluded.session,
+            role = excluded.role, text = excluded.text, created_at = excluded.created_at,
+            metadata = excluded.metadata, embedding = excluded.embedding
+        RETURNING seq
+        """
+    static let deleteMemory = "DELETE FROM memories WHERE id = ?1"
+    static let deleteUser = "DELETE FROM memories WHERE user = ?1"
+    static let setSetting = "INSERT OR REPLACE INTO space (key, value) VALUES (?1, ?2)"
+    static let saveNode = "INSERT OR REPLACE INTO hnsw_nodes (slot, memory, links) VALUES (?1, ?2, ?3)"
+    static let deleteNode = "DELETE FROM hnsw_nodes WHERE slot = ?1"
+}
+
+/// The write side of a store: its connection and prepared statements, one typed method each.
+/// Used by one writer at a time (the store's write lock).
+struct WriteStatements {
+    let database: Database
+    private let upsert: Statement
+    private let delete: Statement
+    private let deleteUser: Statement
+    private let setSetting: Statement
+    private let saveNode: Statement
+    private let deleteNode: Statement
+
+    init(database: Database) throws {
+        self.database = database
+        upsert = try database.prepare(SQL.upsertMemory)
+        delete = try database.prepare(SQL.deleteMemory)
+        deleteUser = try database.prepare(SQL.deleteUser)
+        setSetting = try database.prepare(SQL.setSetting)
+        saveNode = try database.prepare(SQL.saveNode)
+        deleteNode = try database.prepare(SQL.deleteNode)
+    }
+
+    /// Inserts or replaces a memory; returns its row number (`seq`).
+    func upsert(_ memory: Memory) throws -> Int64 {
+        try upsert.bind([
+            memory.id, memory.user, memory.session, memory.role?.rawValue, memory.text, memory.createdAt,
+            memory.metadata, memory.vector,
+        ])
+        guard try upsert.step() else { throw StoreError.sqlite("the insert returned no row") }
+        let seq = upsert.int64(at: 0)
+        try upsert.run()
+        return seq
+    }
+
+    /// Deletes the memory `id`; returns how many rows went.
+    func delete(id: String) throws -> Int {
+        try delete.execute([id])
+        return database.changes
+    }
+
+    /// Deletes every memory of `user`; returns how many rows went.
+    func delete(user: String) throws -> Int {
+        try deleteUser.execute([user])
+        return database.changes
+    }
+
+    func set(_ key: String, _ value: String) throws {
+        try setSetting.execute([key, value])
+    }
+
+    /// Writes the graph node in `slot`, indexing memory row `memory`.
+    func saveNode(slot: Int32, memory: Int64, links: [Int32]) throws {
+        try saveNode.execute([Int64(slot), memory, links])
+    }
+
+    func deleteNode(slot: Int32) throws {
+        try deleteNode.execute([Int64(slot)])
+    }
+}
