@@ -33,132 +33,195 @@ public struct ImportRowError: Error, Sendable, Equatable {
     public var reason: String
 }
 
-/// Reads the rows of an import file, one at a time. Rows without an id get `<file name>:<line>`,
-/// so that running the same import again finds them already there.
+/// Reads the rows of an import file, one at a time, with the reader of its format. Rows without
+/// an id get `<file name>:<line>`, so that running the same import again finds them already there.
 public final class ImportSource {
-    private let next: () -> ImportRow?
-    private let progress: () -> Double
+    private var reader: any ImportReader
 
     /// How much of the file has been read, from 0 to 1 (by bytes for text files, by rows for
     /// vector files): the progress bar's fraction and ETA, without a counting pass over the file.
-    public var fractionRead: Double { progress() }
+    public var fractionRead: Double { reader.fractionRead }
 
     /// - Parameters:
     ///   - texts: For vector files: a JSONL file whose line i holds `text` (and optionally `id`,
     ///     `user`, `session`, `role`, `created_at`, `metadata`) for row i.
     ///   - defaultUser: The user of rows that name none.
     public init(path: String, format: ImportFormat, texts: String? = nil, defaultUser: String?) throws {
-        let stem = URL(fileURLWithPath: path).lastPathComponent
-        func complete(_ fields: JSONObject, line: Int, vector: [Float]? = nil) -> Result<NewMemory, ImportRowError> {
-            var fields = fields
-            if fields["user"] == nil, let defaultUser { fields["user"] = .string(defaultUser) }
-            if fields["id"] == nil { fields["id"] = .string("\(stem):\(line)") }
-            if fields["text"] == nil { fields["text"] = "" }
-            do throws(ProtocolError) {
-                var memory = try NewMemory(json: fields)
-                if let vector { memory.vector = vector }
-                return .success(memory)
-            } catch {
-                return .failure(ImportRowError(reason: "\(error.code.rawValue): \(error.message)"))
+        let rows = RowCompleter(stem: URL(fileURLWithPath: path).lastPathComponent, defaultUser: defaultUser)
+        reader =
+            switch format {
+            case .jsonl: try JSONLReader(path: path, rows: rows)
+            case .csv: try CSVReader(path: path, rows: rows)
+            case .npy, .fvecs: try VectorFileReader(path: path, texts: texts, rows: rows)
             }
-        }
-        /// A read that stopped early is one failed row, reported once, and then the end.
-        func readFailure(_ lines: LineReader, reported: inout Bool) -> ImportRow? {
-            guard let failure = lines.failure, !reported else { return nil }
-            reported = true
-            return ImportRow(line: lines.lineNumber + 1, memory: .failure(ImportRowError(reason: failure.description)))
-        }
-        var reported = false
-        switch format {
-        case .jsonl:
-            let lines = try LineReader(path: path)
-            progress = { lines.fractionRead }
-            next = {
-                while let text = lines.next() {
-                    if text.allSatisfy(\.isWhitespace) { continue }
-                    let line = lines.lineNumber
-                    guard case .object(let object) = try? JSONParser.parse(text) else {
-                        return ImportRow(line: line, memory: .failure(ImportRowError(reason: "not a JSON object")))
-                    }
-                    return ImportRow(line: line, memory: complete(object, line: line))
-                }
-                return readFailure(lines, reported: &reported)
-            }
-        case .csv:
-            let lines = try LineReader(path: path)
-            progress = { lines.fractionRead }
-            guard let header = lines.next() else { throw lines.failure ?? DataFileError("\(path) is empty") }
-            let columns = CSV.fields(header)
-            next = {
-                guard var text = lines.next() else { return readFailure(lines, reported: &reported) }
-                let line = lines.lineNumber
-                // A quoted field may hold line breaks: the record goes on while a quote is open.
-                while text.utf8.count(where: { $0 == UInt8(ascii: "\"") }) % 2 == 1 {
-                    guard let more = lines.next() else {
-                        return readFailure(lines, reported: &reported)
-                            ?? ImportRow(
-                                line: line, memory: .failure(ImportRowError(reason: "a quoted field is never closed")))
-                    }
-                    text += "\n" + more
-                }
-                let values = CSV.fields(text)
-                guard values.count == columns.count else {
-                    return ImportRow(
-                        line: line,
-                        memory: .failure(
-                            ImportRowError(reason: "\(values.count) fields, the header has \(columns.count)")))
-                }
-                var object = JSONObject()
-                for (column, value) in zip(columns, values) where !value.isEmpty {
-                    switch column {
-                    case "created_at":
-                        object[column] = Int64(value).map(JSONValue.integer) ?? .string(value)
-                    // metadata is JSON; vector is a JSON array, or else base64 float32 text.
-                    case "metadata",
-                        "vector" where value.hasPrefix("["):
-                        guard let parsed = try? JSONParser.parse(value) else {
-                            return ImportRow(
-                                line: line, memory: .failure(ImportRowError(reason: "\(column) is not valid JSON")))
-                        }
-                        object[column] = parsed
-                    default:
-                        object[column] = .string(value)
-                    }
-                }
-                return ImportRow(line: line, memory: complete(object, line: line))
-            }
-        case .npy, .fvecs:
-            let vectors = try VectorFile(path: path)
-            let textLines = try texts.map { try LineReader(path: $0) }
-            var row = 0
-            progress = { vectors.rows > 0 ? Double(row) / Double(vectors.rows) : 1 }
-            next = {
-                guard row < vectors.rows else { return nil }
-                row += 1
-                var object = JSONObject()
-                if let textLines {
-                    guard let text = textLines.next() else {
-                        let reason =
-                            textLines.failure.map { "texts file: \($0)" } ?? "no line for this row in the texts file"
-                        return ImportRow(line: row, memory: .failure(ImportRowError(reason: reason)))
-                    }
-                    guard case .object(let fields) = try? JSONParser.parse(text) else {
-                        return ImportRow(
-                            line: row,
-                            memory: .failure(ImportRowError(reason: "texts line \(row) is not a JSON object")))
-                    }
-                    // The memory's own fields; their types are checked with the rest of the row.
-                    for key in ["id", "user", "session", "role", "text", "created_at", "metadata"] {
-                        if let value = fields[key] { object[key] = value }
-                    }
-                }
-                return ImportRow(line: row, memory: complete(object, line: row, vector: vectors.row(row - 1)))
-            }
-        }
     }
 
     /// The next row, or nil after the last.
-    public func nextRow() -> ImportRow? { next() }
+    public func nextRow() -> ImportRow? { reader.next() }
+}
+
+/// Reads one format's rows.
+protocol ImportReader {
+    /// The next row, or nil after the last.
+    mutating func next() -> ImportRow?
+    /// How much of the file has been read, from 0 to 1.
+    var fractionRead: Double { get }
+}
+
+/// Turns a row's fields into a memory the way every format does: the default user, the
+/// `<file name>:<line>` id, an empty text when none is given, then `add`'s own checks.
+struct RowCompleter {
+    let stem: String
+    let defaultUser: String?
+
+    func complete(_ fields: JSONObject, line: Int, vector: [Float]? = nil) -> ImportRow {
+        var fields = fields
+        if fields["user"] == nil, let defaultUser { fields["user"] = .string(defaultUser) }
+        if fields["id"] == nil { fields["id"] = .string("\(stem):\(line)") }
+        if fields["text"] == nil { fields["text"] = "" }
+        do throws(ProtocolError) {
+            var memory = try NewMemory(json: fields)
+            if let vector { memory.vector = vector }
+            return ImportRow(line: line, memory: .success(memory))
+        } catch {
+            return failure("\(error.code.rawValue): \(error.message)", line: line)
+        }
+    }
+
+    func failure(_ reason: String, line: Int) -> ImportRow {
+        ImportRow(line: line, memory: .failure(ImportRowError(reason: reason)))
+    }
+}
+
+/// A text file read line by line; a read that stops early is one failed row, reported once,
+/// and then the end.
+struct TextLines {
+    let lines: LineReader
+    private var reported = false
+
+    init(path: String) throws {
+        lines = try LineReader(path: path)
+    }
+
+    var fractionRead: Double { lines.fractionRead }
+
+    mutating func readFailure(_ rows: RowCompleter) -> ImportRow? {
+        guard let failure = lines.failure, !reported else { return nil }
+        reported = true
+        return rows.failure(failure.description, line: lines.lineNumber + 1)
+    }
+}
+
+/// JSONL: one JSON object per line with the fields of an `add` request.
+struct JSONLReader: ImportReader {
+    private var text: TextLines
+    private let rows: RowCompleter
+
+    init(path: String, rows: RowCompleter) throws {
+        text = try TextLines(path: path)
+        self.rows = rows
+    }
+
+    var fractionRead: Double { text.fractionRead }
+
+    mutating func next() -> ImportRow? {
+        while let line = text.lines.next() {
+            if line.allSatisfy(\.isWhitespace) { continue }
+            let number = text.lines.lineNumber
+            guard case .object(let object) = try? JSONParser.parse(line) else {
+                return rows.failure("not a JSON object", line: number)
+            }
+            return rows.complete(object, line: number)
+        }
+        return text.readFailure(rows)
+    }
+}
+
+/// CSV: a header naming the columns, then one memory per record (RFC 4180 quoting; a quoted
+/// field may span lines).
+struct CSVReader: ImportReader {
+    private var text: TextLines
+    private let rows: RowCompleter
+    private let columns: [String]
+
+    init(path: String, rows: RowCompleter) throws {
+        text = try TextLines(path: path)
+        self.rows = rows
+        guard let header = text.lines.next() else { throw text.lines.failure ?? DataFileError("\(path) is empty") }
+        columns = CSV.fields(header)
+    }
+
+    var fractionRead: Double { text.fractionRead }
+
+    mutating func next() -> ImportRow? {
+        guard var record = text.lines.next() else { return text.readFailure(rows) }
+        let line = text.lines.lineNumber
+        // A quoted field may hold line breaks: the record goes on while a quote is open.
+        while record.utf8.count(where: { $0 == UInt8(ascii: "\"") }) % 2 == 1 {
+            guard let more = text.lines.next() else {
+                return text.readFailure(rows) ?? rows.failure("a quoted field is never closed", line: line)
+            }
+            record += "\n" + more
+        }
+        let values = CSV.fields(record)
+        guard values.count == columns.count else {
+            return rows.failure("\(values.count) fields, the header has \(columns.count)", line: line)
+        }
+        var object = JSONObject()
+        for (column, value) in zip(columns, values) where !value.isEmpty {
+            switch column {
+            case "created_at":
+                object[column] = Int64(value).map(JSONValue.integer) ?? .string(value)
+            // metadata is JSON; vector is a JSON array, or else base64 float32 text.
+            case "metadata",
+                "vector" where value.hasPrefix("["):
+                guard let parsed = try? JSONParser.parse(value) else {
+                    return rows.failure("\(column) is not valid JSON", line: line)
+                }
+                object[column] = parsed
+            default:
+                object[column] = .string(value)
+            }
+        }
+        return rows.complete(object, line: line)
+    }
+}
+
+/// NumPy or fvecs vectors, one per row, with the other fields from an optional JSONL texts file
+/// whose line i describes row i.
+struct VectorFileReader: ImportReader {
+    private let vectors: VectorFile
+    private let texts: LineReader?
+    private let rows: RowCompleter
+    private var row = 0
+
+    init(path: String, texts: String?, rows: RowCompleter) throws {
+        vectors = try VectorFile(path: path)
+        self.texts = try texts.map { try LineReader(path: $0) }
+        self.rows = rows
+    }
+
+    var fractionRead: Double { vectors.rows > 0 ? Double(row) / Double(vectors.rows) : 1 }
+
+    mutating func next() -> ImportRow? {
+        guard row < vectors.rows else { return nil }
+        row += 1
+        var object = JSONObject()
+        if let texts {
+            guard let line = texts.next() else {
+                return rows.failure(
+                    texts.failure.map { "texts file: \($0)" } ?? "no line for this row in the texts file", line: row)
+            }
+            guard case .object(let fields) = try? JSONParser.parse(line) else {
+                return rows.failure("texts line \(row) is not a JSON object", line: row)
+            }
+            // The memory's own fields; their types are checked with the rest of the row.
+            for key in ["id", "user", "session", "role", "text", "created_at", "metadata"] {
+                if let value = fields[key] { object[key] = value }
+            }
+        }
+        return rows.complete(object, line: row, vector: vectors.row(row - 1))
+    }
 }
 
 /// RFC 4180 fields of one CSV line (quotes, doubled quotes inside quotes).
