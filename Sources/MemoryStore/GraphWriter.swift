@@ -24,8 +24,12 @@ struct GraphWriter {
         for memory in memories {
             let attributes = RowAttributes(session: memory.session, role: memory.role, createdAt: memory.createdAt)
             guard
-                let slot = state.write({
-                    $0.graph?.allocate(id: memory.id, user: memory.user, vector: memory.vector, attributes: attributes)
+                let slot = state.write({ state in
+                    // The memory's handle: its own when it replaces one, else a new one.
+                    let handle = state.handle(for: memory.id)
+                    return state.graph?.allocate(
+                        id: memory.id, user: memory.user, vector: memory.vector, attributes: attributes,
+                        handle: handle)
                 }),
                 let plan = state.read({ $0.graph?.plan(for: slot) })
             else { break }

@@ -142,6 +142,7 @@ extension MemoryStore {
         }
         state.flat?.reserveCapacity(total)
         state.records.reserveCapacity(total)
+        state.handles.reserveCapacity(total)
         var nodeCount = 0
         if state.graph != nil {
             nodeCount = Int(try database.scalarInt(SQL.nodeCount))
@@ -161,6 +162,7 @@ extension MemoryStore {
             // Stored as the indexes take them (prepared at insert), so taken as they are.
             state.store(memory, seq: rows.int64(at: 8))
             if state.graph != nil {
+                let handle = state.handle(for: id)
                 guard !rows.isNull(at: 9) else {
                     throw StoreError.incompatibleDatabase("memory \(id) has no graph node (run contextstore check)")
                 }
@@ -170,7 +172,7 @@ extension MemoryStore {
                         vector: memory.vector,
                         attributes: RowAttributes(
                             session: memory.session, role: memory.role, createdAt: memory.createdAt),
-                        record: rows.int32s(at: 10))
+                        record: rows.int32s(at: 10), handle: handle)
                 } catch {
                     throw StoreError.incompatibleDatabase("\(error) (run contextstore check)")
                 }

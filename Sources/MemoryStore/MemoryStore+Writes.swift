@@ -14,7 +14,7 @@ extension MemoryStore {
             var batch = batch
             if skippingExisting {
                 batch = state.read { state in
-                    batch.filter { $0.id.map { state.records[ExactString($0)] == nil } ?? true }
+                    batch.filter { $0.id.map { state.record(id: $0) == nil } ?? true }
                 }
                 guard !batch.isEmpty else { return [] }
             }
@@ -91,7 +91,7 @@ extension MemoryStore {
         for node in nodes {
             switch node {
             case .saved(let slot, let id, let links):
-                guard let memory = seq(id) ?? state.read({ $0.records[ExactString(id)]?.seq }) else {
+                guard let memory = seq(id) ?? state.read({ $0.record(id: id)?.seq }) else {
                     throw StoreError.sqlite("graph node \(slot) has no memory row")
                 }
                 try statements.saveNode(slot: slot, memory: memory, links: links)
@@ -133,7 +133,7 @@ extension MemoryStore {
     /// Deletes one memory. Returns false when there was none with that id.
     public func delete(id: String) throws -> Bool {
         try withWriter { statements in
-            guard state.read({ $0.records[ExactString(id)] != nil }) else { return false }
+            guard state.read({ $0.record(id: id) != nil }) else { return false }
             try rebuildingGraphOnFailure(statements) {
                 try statements.database.transaction {
                     let deleted = try statements.delete(id: id)

@@ -50,9 +50,40 @@ public final class MemoryStore: Sendable {
         var flat: FlatIndex?
         /// The graph of an `hnsw` space, made together with `flat`.
         var graph: HNSWIndex?
+        /// Each memory's fields at its handle, the number its rows in the indexes carry, so a
+        /// hit leads to its record by index; nil at a free handle (or one whose memory is not
+        /// yet committed).
+        var records: [Record?] = []
         /// Keyed by bytes, as SQLite compares text (see ExactString).
-        var records: [ExactString: Record] = [:]
+        var handles: [ExactString: Int32] = [:]
+        var freeHandles: [Int32] = []
+        var memoryCount = 0
         var recordBytes = 0
+
+        /// The record of `id`, if it is stored.
+        func record(id: String) -> Record? {
+            handles[ExactString(id)].flatMap { records[Int($0)] }
+        }
+
+        /// The record a hit leads to.
+        func record(_ hit: SearchHit) -> Record? {
+            hit.handle >= 0 && Int(hit.handle) < records.count ? records[Int(hit.handle)] : nil
+        }
+
+        /// The handle of `id`: its own, or a free one it keeps until it is dropped.
+        mutating func handle(for id: String) -> Int32 {
+            let key = ExactString(id)
+            if let handle = handles[key] { return handle }
+            let handle: Int32
+            if let free = freeHandles.popLast() {
+                handle = free
+            } else {
+                handle = Int32(records.count)
+                records.append(nil)
+            }
+            handles[key] = handle
+            return handle
+        }
 
         /// Makes the empty indexes of a space of `dimension`.
         mutating func makeIndexes(dimension: Int, metric: Metric, index: SpaceIndex) {
@@ -64,24 +95,34 @@ public final class MemoryStore: Sendable {
 
         /// Records `memory`'s fields (replacing what its id had) and its vector in the flat index.
         mutating func store(_ memory: Memory, seq: Int64) {
+            let handle = handle(for: memory.id)
             let record = Record(memory, seq: seq)
-            if let old = records.updateValue(record, forKey: ExactString(memory.id)) {
-                recordBytes -= old.approximateBytes + memory.id.utf8.count
+            if let old = records[Int(handle)] {
+                recordBytes -= old.approximateBytes
+            } else {
+                memoryCount += 1
             }
-            recordBytes += record.approximateBytes + memory.id.utf8.count
-            flat?.upsert(id: memory.id, user: memory.user, vector: memory.vector, attributes: record.attributes)
+            records[Int(handle)] = record
+            recordBytes += record.approximateBytes
+            flat?.upsert(
+                id: memory.id, user: memory.user, vector: memory.vector, attributes: record.attributes, handle: handle)
         }
 
-        /// Forgets `id`'s record (the flat index is the caller's).
+        /// Forgets `id`'s record and frees its handle (the flat index is the caller's).
         mutating func dropRecord(_ id: String) {
-            if let old = records.removeValue(forKey: ExactString(id)) {
-                recordBytes -= old.approximateBytes + id.utf8.count
+            guard let handle = handles.removeValue(forKey: ExactString(id)) else { return }
+            if let old = records[Int(handle)] {
+                recordBytes -= old.approximateBytes
+                memoryCount -= 1
             }
+            records[Int(handle)] = nil
+            freeHandles.append(handle)
         }
     }
 
     /// A memory's fields other than its id and vector, kept in memory to answer searches.
     struct Record {
+        var id: String
         /// The memory's row in `memories`, which its graph node refers to.
         var seq: Int64
         var user: String
@@ -92,33 +133,26 @@ public final class MemoryStore: Sendable {
         var metadata: String
 
         var approximateBytes: Int {
-            user.utf8.count + (session?.utf8.count ?? 0) + text.utf8.count + metadata.utf8.count
+            id.utf8.count + user.utf8.count + (session?.utf8.count ?? 0) + text.utf8.count + metadata.utf8.count
                 + MemoryLayout<Record>.stride
         }
 
-        init(
-            seq: Int64, user: String, session: String?, role: Role?, text: String, createdAt: Int64, metadata: String
-        ) {
-            self.seq = seq
-            self.user = user
-            self.session = session
-            self.role = role
-            self.text = text
-            self.createdAt = createdAt
-            self.metadata = metadata
-        }
-
         init(_ memory: Memory, seq: Int64) {
-            self.init(
-                seq: seq, user: memory.user, session: memory.session, role: memory.role, text: memory.text,
-                createdAt: memory.createdAt, metadata: memory.metadata)
+            id = memory.id
+            self.seq = seq
+            user = memory.user
+            session = memory.session
+            role = memory.role
+            text = memory.text
+            createdAt = memory.createdAt
+            metadata = memory.metadata
         }
 
         var attributes: RowAttributes {
             RowAttributes(session: session, role: role, createdAt: createdAt)
         }
 
-        func memory(id: String, vector: [Float]) -> Memory {
+        func memory(vector: [Float]) -> Memory {
             Memory(
                 id: id, user: user, session: session, role: role, text: text, createdAt: createdAt,
                 metadata: metadata, vector: vector)
@@ -154,15 +188,13 @@ public final class MemoryStore: Sendable {
     public var dimension: Int? { state.read { $0.flat?.dimension } }
 
     /// Number of memories.
-    public var count: Int { state.read { $0.records.count } }
+    public var count: Int { state.read { $0.memoryCount } }
 
     /// The memory stored under `id`, with its vector, or nil.
     public func get(id: String) -> Memory? {
         state.read { state in
-            guard let record = state.records[ExactString(id)], let vector = state.flat?.vector(id: id) else {
-                return nil
-            }
-            return record.memory(id: id, vector: vector)
+            guard let record = state.record(id: id), let vector = state.flat?.vector(id: id) else { return nil }
+            return record.memory(vector: vector)
         }
     }
 
@@ -200,15 +232,14 @@ public final class MemoryStore: Sendable {
                 let graph = state.graph
             {
                 hits = graph.search(user: user, query: query, k: k, ef: width, filter: filter) {
-                    flat.exactScores(ids: $0, query: query)
+                    flat.exactScores(handles: $0.map(\.handle), query: query)
                 }
             } else {
                 hits = flat.search(user: user, query: query, k: k, filter: filter)
             }
+            // From each hit to its record by handle: no id is looked up.
             return hits.compactMap { hit in
-                state.records[ExactString(hit.id)].map {
-                    ScoredMemory(memory: $0.memory(id: hit.id, vector: []), score: hit.score)
-                }
+                state.record(hit).map { ScoredMemory(memory: $0.memory(vector: []), score: hit.score) }
             }
         }
     }
@@ -238,7 +269,7 @@ public final class MemoryStore: Sendable {
     public func stats() -> StoreStats {
         let (memories, users, dimension, inMemory) = state.read { state in
             (
-                state.records.count, state.flat?.userCount ?? 0, state.flat?.dimension,
+                state.memoryCount, state.flat?.userCount ?? 0, state.flat?.dimension,
                 (state.flat?.bytes ?? 0) + (state.graph?.bytes ?? 0) + state.recordBytes
             )
         }

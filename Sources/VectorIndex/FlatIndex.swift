@@ -20,6 +20,10 @@ import Dispatch
 /// Vectors and queries come in the metric's prepared form (`Metric.prepared`: unit length for
 /// cosine); the owner prepares each one once.
 ///
+/// Each row may carry a handle, the owner's own number for it: hits report it and
+/// `exactScores(handles:query:)` finds rows by it, so the owner goes from a hit to its record by
+/// array index rather than by id.
+///
 /// Not thread-safe: the owner serializes writers against readers.
 public struct FlatIndex: Sendable {
     /// The length of every vector.
@@ -32,6 +36,8 @@ public struct FlatIndex: Sendable {
     // Keyed by bytes, as SQLite compares text (see ExactString).
     private var partitions: [ExactString: Partition] = [:]
     private var locations: [ExactString: Location] = [:]
+    /// Where each handle's row is; nil for a handle not in use.
+    private var locationOfHandle: [Location?] = []
 
     private struct Location {
         var user: ExactString
@@ -42,6 +48,7 @@ public struct FlatIndex: Sendable {
         var rows: [Float] = []
         var squaredNorms: [Float] = []
         var ids: [String] = []
+        var handles: [Int32] = []
         var attributes: [RowAttributes] = []
         var count: Int { ids.count }
     }
@@ -95,12 +102,16 @@ public struct FlatIndex: Sendable {
         partition.rows.reserveCapacity(rows * dimension)
         if metric == .l2 { partition.squaredNorms.reserveCapacity(rows) }
         partition.ids.reserveCapacity(rows)
+        partition.handles.reserveCapacity(rows)
         partition.attributes.reserveCapacity(rows)
         partitions[ExactString(user)] = partition
     }
 
     /// Makes room for `rows` vectors in all (the id lookup).
-    public mutating func reserveCapacity(_ rows: Int) { locations.reserveCapacity(rows) }
+    public mutating func reserveCapacity(_ rows: Int) {
+        locations.reserveCapacity(rows)
+        locationOfHandle.reserveCapacity(rows)
+    }
 
     /// Number of vectors in the index.
     public var count: Int { locations.count }
@@ -136,9 +147,11 @@ public struct FlatIndex: Sendable {
             total += partition.rows.capacity * MemoryLayout<Float>.stride
             total += partition.squaredNorms.capacity * MemoryLayout<Float>.stride
             total += partition.ids.capacity * MemoryLayout<String>.stride
+            total += partition.handles.capacity * MemoryLayout<Int32>.stride
             total += partition.attributes.capacity * MemoryLayout<RowAttributes>.stride
         }
         return total + locations.count * (MemoryLayout<String>.stride + MemoryLayout<Location>.stride)
+            + locationOfHandle.capacity * MemoryLayout<Location?>.stride
     }
 
     /// The stored vector of `id` (normalized, for `cosine`), or nil.
@@ -152,15 +165,24 @@ public struct FlatIndex: Sendable {
     /// the normalized vectors, for cosine), or `-|x - q|^2` for l2; `-infinity` for an id not
     /// stored. What a graph walk over compact vectors re-ranks its candidates by.
     public func exactScores(ids: [String], query: [Float]) -> [Float] {
-        query.withUnsafeBufferPointer { q in
-            ids.map { id in
-                guard let location = locations[ExactString(id)], let partition = partitions[location.user] else {
-                    return -Float.infinity
-                }
-                return partition.rows.withUnsafeBufferPointer { rows in
-                    let value = pairKernel(q.baseAddress!, rows.baseAddress! + location.row * dimension, dimension)
-                    return metric == .l2 ? -value : value
-                }
+        ids.map { exactScore(at: locations[ExactString($0)], query: query) }
+    }
+
+    /// `exactScores(ids:query:)` for rows found by handle.
+    public func exactScores(handles: [Int32], query: [Float]) -> [Float] {
+        handles.map { handle in
+            exactScore(
+                at: handle >= 0 && Int(handle) < locationOfHandle.count ? locationOfHandle[Int(handle)] : nil,
+                query: query)
+        }
+    }
+
+    private func exactScore(at location: Location?, query: [Float]) -> Float {
+        guard let location, let partition = partitions[location.user] else { return -Float.infinity }
+        return query.withUnsafeBufferPointer { q in
+            partition.rows.withUnsafeBufferPointer { rows in
+                let value = pairKernel(q.baseAddress!, rows.baseAddress! + location.row * dimension, dimension)
+                return metric == .l2 ? -value : value
             }
         }
     }
@@ -168,8 +190,11 @@ public struct FlatIndex: Sendable {
     // MARK: - Writes
 
     /// Adds a vector, or replaces the one stored under `id` (which may move it to another user).
+    /// - Parameter handle: The owner's number for the row (reported by hits), or -1 for none.
     /// - Precondition: `vector.count == dimension`.
-    public mutating func upsert(id: String, user: String, vector: [Float], attributes: RowAttributes) {
+    public mutating func upsert(
+        id: String, user: String, vector: [Float], attributes: RowAttributes, handle: Int32 = -1
+    ) {
         precondition(vector.count == dimension, "vector has \(vector.count) components, index has \(dimension)")
         let key = ExactString(id)
         let userKey = ExactString(user)
@@ -182,10 +207,18 @@ public struct FlatIndex: Sendable {
             partition.rows.append(contentsOf: vector)
             if metric == .l2 { partition.squaredNorms.append(squaredNorm) }
             partition.ids.append(id)
+            partition.handles.append(handle)
             partition.attributes.append(attributes)
             return partition.count - 1
         }()
         locations[key] = Location(user: userKey, row: row)
+        if handle >= 0 {
+            let i = Int(handle)
+            if i >= locationOfHandle.count {
+                locationOfHandle.append(contentsOf: repeatElement(nil, count: i + 1 - locationOfHandle.count))
+            }
+            locationOfHandle[i] = locations[key]
+        }
     }
 
     /// Removes `id`. Returns false when it was not there.
@@ -193,6 +226,7 @@ public struct FlatIndex: Sendable {
     public mutating func remove(id: String) -> Bool {
         guard let location = locations.removeValue(forKey: ExactString(id)) else { return false }
         var partition = partitions.removeValue(forKey: location.user)!
+        if partition.handles[location.row] >= 0 { locationOfHandle[Int(partition.handles[location.row])] = nil }
         let last = partition.count - 1
         if location.row != last {
             // Keep rows dense: the last row moves into the hole.
@@ -203,12 +237,16 @@ public struct FlatIndex: Sendable {
             }
             if metric == .l2 { partition.squaredNorms[location.row] = partition.squaredNorms[last] }
             partition.ids[location.row] = partition.ids[last]
+            partition.handles[location.row] = partition.handles[last]
             partition.attributes[location.row] = partition.attributes[last]
             locations[ExactString(partition.ids[location.row])]!.row = location.row
+            let moved = partition.handles[location.row]
+            if moved >= 0 { locationOfHandle[Int(moved)]?.row = location.row }
         }
         partition.rows.removeLast(dimension)
         if metric == .l2 { partition.squaredNorms.removeLast() }
         partition.ids.removeLast()
+        partition.handles.removeLast()
         partition.attributes.removeLast()
         if partition.count > 0 { partitions[location.user] = partition }
         return true
@@ -218,6 +256,7 @@ public struct FlatIndex: Sendable {
     public mutating func removeAll(user: String) -> [String] {
         guard let partition = partitions.removeValue(forKey: ExactString(user)) else { return [] }
         for id in partition.ids { locations[ExactString(id)] = nil }
+        for handle in partition.handles where handle >= 0 { locationOfHandle[Int(handle)] = nil }
         return partition.ids
     }
 
@@ -294,7 +333,7 @@ public struct FlatIndex: Sendable {
         }
         return heap.sortedBestFirst().map { entry in
             let score = l2 ? (max(0, queryNorm - entry.score)).squareRoot() : entry.score
-            return SearchHit(id: partition.ids[entry.row], score: score)
+            return SearchHit(id: partition.ids[entry.row], score: score, handle: partition.handles[entry.row])
         }
     }
 
@@ -315,12 +354,15 @@ public struct FlatIndex: Sendable {
 /// One search result from an index: a row's id and its score under the index's metric.
 public struct SearchHit: Sendable, Equatable {
     public var id: String
+    /// The row's handle (see `FlatIndex`), or -1.
+    public var handle: Int32
     /// Cosine similarity or inner product (higher is better), or Euclidean distance for `l2`
     /// (lower is better).
     public var score: Float
 
-    public init(id: String, score: Float) {
+    public init(id: String, score: Float, handle: Int32 = -1) {
         self.id = id
         self.score = score
+        self.handle = handle
     }
 }

@@ -52,7 +52,8 @@ extension HNSWIndex {
     /// Puts back a stored, published node. Call `finishRestoring` once all are back.
     /// - Precondition: `vector` is in the metric's prepared form.
     public mutating func restore(
-        slot: Int32, id: String, user: String, vector: [Float], attributes: RowAttributes, record: [Int32]
+        slot: Int32, id: String, user: String, vector: [Float], attributes: RowAttributes, record: [Int32],
+        handle: Int32 = -1
     ) throws(HNSWRestoreError) {
         guard vector.count == dimension else {
             throw HNSWRestoreError(description: "node \(slot) (\(id)) has \(vector.count) components, not \(dimension)")
@@ -71,7 +72,7 @@ extension HNSWIndex {
             throw HNSWRestoreError(description: "node \(slot) (\(id)) is stored twice")
         }
         codes.set(slot, to: vector)
-        slots.occupy(slot, id: id, user: user, attributes: attributes, status: .live)
+        slots.occupy(slot, id: id, handle: handle, user: user, attributes: attributes, status: .live)
     }
 
     /// Checks every link of the restored nodes, counts in-degrees and collects the free slots.

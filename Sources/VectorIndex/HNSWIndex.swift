@@ -138,22 +138,27 @@ public struct HNSWIndex: Sendable {
     }
 
     /// Adds and publishes `vector` under `id`, replacing the node `id` had.
-    public mutating func insert(id: String, user: String, vector: [Float], attributes: RowAttributes) {
+    public mutating func insert(
+        id: String, user: String, vector: [Float], attributes: RowAttributes, handle: Int32 = -1
+    ) {
         if contains(id: id) { remove(ids: [id]) }
-        let slot = allocate(id: id, user: user, vector: vector, attributes: attributes)
+        let slot = allocate(id: id, user: user, vector: vector, attributes: attributes, handle: handle)
         apply(plan(for: slot))
         publish(slot)
     }
 
     /// Gives a new node for `id` a slot (a free one when there is one) holding its vector and
     /// empty links. Nothing links to it yet, so no walk reaches it.
+    /// - Parameter handle: The owner's number for the node, reported by hits; -1 for none.
     /// - Precondition: `id` has no node; `vector.count == dimension`, in the prepared form.
-    public mutating func allocate(id: String, user: String, vector: [Float], attributes: RowAttributes) -> Int32 {
+    public mutating func allocate(
+        id: String, user: String, vector: [Float], attributes: RowAttributes, handle: Int32 = -1
+    ) -> Int32 {
         precondition(vector.count == dimension && !contains(id: id))
         let slot = graph.takeSlot(level: level(for: id))
         if Int(slot) == slots.count { _ = slots.appendFree() }
         codes.set(slot, to: vector)
-        slots.occupy(slot, id: id, user: user, attributes: attributes, status: .pending)
+        slots.occupy(slot, id: id, handle: handle, user: user, attributes: attributes, status: .pending)
         return slot
     }
 
@@ -222,14 +227,14 @@ public struct HNSWIndex: Sendable {
     /// The `k` closest published nodes of `user` that pass `filter`, best first. The walk widens
     /// (`ef` doubles) until `k` matches are found or the graph is exhausted.
     ///
-    /// With compact storage the walk's scores are approximate: `rerank`, given the ids the walk
-    /// found (up to `ef`), returns each one's exact score ("higher is closer", as the graph's
-    /// own: the inner product, or `-|q - x|^2` for l2), and the best `k` by it are returned.
-    /// Without `rerank` the approximate scores stand.
+    /// With compact storage the walk's scores are approximate: `rerank`, given the hits the walk
+    /// found (up to `ef`; id and handle), returns each one's exact score ("higher is closer", as
+    /// the graph's own: the inner product, or `-|q - x|^2` for l2), and the best `k` by it are
+    /// returned. Without `rerank` the approximate scores stand.
     /// - Precondition: `query` is in the metric's prepared form.
     public func search(
         user: String, query: [Float], k: Int, ef: Int? = nil, filter: RowFilter = RowFilter(),
-        rerank: (([String]) -> [Float])? = nil
+        rerank: (([SearchHit]) -> [Float])? = nil
     ) -> [SearchHit] {
         precondition(query.count == dimension && k > 0)
         guard graph.entryPoint >= 0, let userNumber = slots.users.number(of: user) else { return [] }
@@ -251,13 +256,17 @@ public struct HNSWIndex: Sendable {
                     pointer, codes: codes, userOfSlot: userOfSlot, entries: [entry], ef: width, level: 0,
                     visited: visited, accept: accept)
                 if found.count >= k || visited.count >= slotCount || width >= slotCount {
-                    var best = found.map { (score: $0.score, id: slots.ids[Int($0.slot)]) }
+                    var best = found.map {
+                        SearchHit(id: slots.ids[Int($0.slot)], score: $0.score, handle: slots.handles[Int($0.slot)])
+                    }
                     if parameters.storage != .float32, let rerank {
-                        let exact = rerank(best.map(\.id))
-                        best = zip(exact, best).map { ($0, $1.id) }.sorted { $0.score > $1.score }
+                        for (i, exact) in rerank(best).enumerated() { best[i].score = exact }
+                        best.sort { $0.score > $1.score }
                     }
                     return best.prefix(k).map { hit in
-                        SearchHit(id: hit.id, score: metric == .l2 ? max(0, -hit.score).squareRoot() : hit.score)
+                        var hit = hit
+                        if metric == .l2 { hit.score = max(0, -hit.score).squareRoot() }
+                        return hit
                     }
                 }
                 width *= 2

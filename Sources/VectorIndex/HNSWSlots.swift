@@ -1,8 +1,8 @@
 import ContextModel
 
-/// What each slot of a graph holds besides its code and its links: the node's id, its user (as a
-/// small number, so the scope check in a walk compares integers), its filter attributes and
-/// whether searches may return it. Grown by `appendFree`, filled by `occupy`, emptied by `free`.
+/// What each slot of a graph holds besides its code and its links: the node's id, the owner's
+/// handle for it (see `FlatIndex`), its user (as a small number, so the scope check in a walk
+/// compares integers), its filter attributes and whether searches may return it. Grown by `appendFree`, filled by `occupy`, emptied by `free`.
 struct SlotTable: Sendable {
     enum Status: UInt8 {
         /// No node: the slot waits for reuse.
@@ -13,6 +13,7 @@ struct SlotTable: Sendable {
     }
 
     private(set) var ids: [String] = []
+    private(set) var handles: [Int32] = []
     private(set) var status: [Status] = []
     private(set) var attributes: [RowAttributes] = []
     /// Each slot's user number (see `users`).
@@ -27,6 +28,7 @@ struct SlotTable: Sendable {
 
     mutating func reserveCapacity(_ count: Int) {
         ids.reserveCapacity(count)
+        handles.reserveCapacity(count)
         status.reserveCapacity(count)
         attributes.reserveCapacity(count)
         userOfSlot.reserveCapacity(count)
@@ -39,6 +41,7 @@ struct SlotTable: Sendable {
     /// Adds a free slot at the end and returns it.
     mutating func appendFree() -> Int32 {
         ids.append("")
+        handles.append(-1)
         status.append(.free)
         attributes.append(RowAttributes(session: nil, role: nil, createdAt: 0))
         userOfSlot.append(0)
@@ -46,10 +49,13 @@ struct SlotTable: Sendable {
     }
 
     /// Puts `id`'s node in the free `slot`.
-    mutating func occupy(_ slot: Int32, id: String, user: String, attributes: RowAttributes, status: Status) {
+    mutating func occupy(
+        _ slot: Int32, id: String, handle: Int32, user: String, attributes: RowAttributes, status: Status
+    ) {
         let i = Int(slot)
         precondition(self.status[i] == .free && status != .free && slots[ExactString(id)] == nil)
         ids[i] = id
+        handles[i] = handle
         self.status[i] = status
         self.attributes[i] = attributes
         userOfSlot[i] = users.take(user)
@@ -73,13 +79,14 @@ struct SlotTable: Sendable {
         slots[ExactString(ids[i])] = nil
         users.release(userOfSlot[i])
         ids[i] = ""
+        handles[i] = -1
         status[i] = .free
     }
 
     /// Bytes held (an estimate).
     var memoryBytes: Int {
         let perSlot =
-            MemoryLayout<Int32>.stride + MemoryLayout<String>.stride + MemoryLayout<RowAttributes>.stride + 1
+            2 * MemoryLayout<Int32>.stride + MemoryLayout<String>.stride + MemoryLayout<RowAttributes>.stride + 1
         return ids.count * perSlot + slots.count * (MemoryLayout<String>.stride + 4)
     }
 }

@@ -116,6 +116,39 @@ func referenceSearch(
                 == referenceSearch(rows: rows, query: query, metric: .l2, k: 100).map(\.id))
     }
 
+    /// Rows carry the owner's handles through removals (which move the last row into the hole)
+    /// and moves between users; hits report them and exact scores are found by them.
+    @Test func handlesFollowTheirRows() {
+        var generator = SplitMix64(state: 7)
+        var index = FlatIndex(dimension: 8, metric: .dot)
+        var vectors: [Int32: [Float]] = [:]
+        for handle in Int32(0)..<60 {
+            let vector = randomVector(8, using: &generator)
+            vectors[handle] = vector
+            index.upsert(
+                id: "id\(handle)", user: handle % 3 == 0 ? "a" : "b", vector: vector, attributes: attributes,
+                handle: handle)
+        }
+        for handle in stride(from: Int32(0), to: 60, by: 4) {
+            index.remove(id: "id\(handle)")
+            vectors[handle] = nil
+        }
+        index.upsert(id: "id1", user: "a", vector: vectors[1]!, attributes: attributes, handle: 1)
+        let query = randomVector(8, using: &generator)
+        for user in ["a", "b"] {
+            for hit in index.search(user: user, query: query, k: 60) {
+                #expect(hit.id == "id\(hit.handle)")
+            }
+        }
+        let live = vectors.keys.sorted()
+        let byHandle = index.exactScores(handles: live, query: query)
+        #expect(byHandle == index.exactScores(ids: live.map { "id\($0)" }, query: query))
+        #expect(byHandle.allSatisfy { $0.isFinite })
+        #expect(index.exactScores(handles: [0, 4, 1000, -1], query: query).allSatisfy { $0 == -.infinity })
+        _ = index.removeAll(user: "a")
+        #expect(index.exactScores(handles: [1, 3], query: query).allSatisfy { $0 == -.infinity })
+    }
+
     @Test func upsertMovesAnIDBetweenUsers() {
         var index = FlatIndex(dimension: 2, metric: .cosine)
         index.upsert(id: "x", user: "alice", vector: [0.6, 0.8], attributes: attributes)

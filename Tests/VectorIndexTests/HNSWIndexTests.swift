@@ -203,7 +203,9 @@ import Testing
         let queries = data(count: 40, seed: 2, dimension: dimension)
         for query in queries {
             let truth = flat.search(user: "u", query: query, k: 10)
-            let found = index.search(user: "u", query: query, k: 10, ef: 64) { flat.exactScores(ids: $0, query: query) }
+            let found = index.search(user: "u", query: query, k: 10, ef: 64) {
+                flat.exactScores(ids: $0.map(\.id), query: query)
+            }
             total += Double(Set(truth.map(\.id)).intersection(found.map(\.id)).count) / 10
             for hit in found {
                 let exact = flat.exactScores(ids: [hit.id], query: query)[0]
