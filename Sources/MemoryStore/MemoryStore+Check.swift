@@ -50,26 +50,11 @@ extension MemoryStore {
     private static func check(_ database: Database) throws -> CheckReport {
         var problems: [String] = []
         func report(_ problem: String) { if problems.count < 100 { problems.append(problem) } }
-        // integrity_check, not quick_check: it also compares every index with its table.
-        let integrity = try database.prepare("PRAGMA integrity_check")
+        let integrity = try database.prepare(SQL.Check.integrity)
         while try integrity.step() {
             if let line = integrity.string(at: 0), line != "ok" { report("sqlite: \(line)") }
         }
-        let malformed = try database.prepare(
-            """
-            SELECT seq, CASE
-                WHEN typeof(id) != 'text' OR id = '' THEN 'an id that is not a non-empty text'
-                WHEN typeof(user) != 'text' OR user = '' THEN 'a user that is not a non-empty text'
-                WHEN session IS NOT NULL AND typeof(session) != 'text' THEN 'a session that is not text'
-                WHEN typeof(text) != 'text' THEN 'a text that is not text'
-                WHEN typeof(created_at) != 'integer' THEN 'a created_at that is not an integer'
-                WHEN role IS NOT NULL AND role NOT IN ('user', 'assistant', 'system', 'tool')
-                    THEN 'an unknown role'
-                WHEN typeof(metadata) != 'text' OR NOT json_valid(metadata) OR json_type(metadata) != 'object'
-                    THEN 'metadata that is not a JSON object'
-                WHEN typeof(embedding) != 'blob' THEN 'an embedding that is not a blob'
-            END AS problem FROM memories WHERE problem IS NOT NULL
-            """)
+        let malformed = try database.prepare(SQL.Check.malformedRows)
         while try malformed.step() {
             report("memory row \(malformed.int64(at: 0)) has \(malformed.string(at: 1) ?? "?")")
         }
@@ -82,7 +67,7 @@ extension MemoryStore {
         }
         let dimension = settings["dimension"].flatMap { Int($0) }
         var memories: Set<Int64> = []
-        let rows = try database.prepare("SELECT seq, id, user, session, text, embedding FROM memories")
+        let rows = try database.prepare(SQL.Check.memories)
         while try rows.step() {
             let seq = rows.int64(at: 0)
             memories.insert(seq)
@@ -100,7 +85,7 @@ extension MemoryStore {
         }
         var nodes: [Int32: [[Int32]]] = [:]
         var indexed: Set<Int64> = []
-        let nodeRows = try database.prepare("SELECT slot, memory, links FROM hnsw_nodes")
+        let nodeRows = try database.prepare(SQL.Check.nodes)
         while try nodeRows.step() {
             let slot = Int32(truncatingIfNeeded: nodeRows.int64(at: 0))
             let memory = nodeRows.int64(at: 1)

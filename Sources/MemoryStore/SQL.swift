@@ -1,7 +1,7 @@
 import ContextModel
 
 /// Every SQL statement the store runs, in one place. The schema itself is in
-/// `Database+Schema.swift`; the check's queries are in `MemoryStore+Check.swift`'s `SQL.Check`.
+/// `Database+Schema.swift`.
 enum SQL {
     /// Connection settings of a store that writes: write-ahead log, a full sync at every
     /// commit (an acknowledged write survives power loss), and the log checkpointed every 64 MB
@@ -44,6 +44,29 @@ enum SQL {
     static let setSetting = "INSERT OR REPLACE INTO space (key, value) VALUES (?1, ?2)"
     static let saveNode = "INSERT OR REPLACE INTO hnsw_nodes (slot, memory, links) VALUES (?1, ?2, ?3)"
     static let deleteNode = "DELETE FROM hnsw_nodes WHERE slot = ?1"
+
+    /// What `contextstore check` reads.
+    enum Check {
+        /// integrity_check, not quick_check: it also compares every index with its table.
+        static let integrity = "PRAGMA integrity_check"
+        /// Each memory row whose columns do not hold what the store writes, and why.
+        static let malformedRows = """
+            SELECT seq, CASE
+                WHEN typeof(id) != 'text' OR id = '' THEN 'an id that is not a non-empty text'
+                WHEN typeof(user) != 'text' OR user = '' THEN 'a user that is not a non-empty text'
+                WHEN session IS NOT NULL AND typeof(session) != 'text' THEN 'a session that is not text'
+                WHEN typeof(text) != 'text' THEN 'a text that is not text'
+                WHEN typeof(created_at) != 'integer' THEN 'a created_at that is not an integer'
+                WHEN role IS NOT NULL AND role NOT IN ('user', 'assistant', 'system', 'tool')
+                    THEN 'an unknown role'
+                WHEN typeof(metadata) != 'text' OR NOT json_valid(metadata) OR json_type(metadata) != 'object'
+                    THEN 'metadata that is not a JSON object'
+                WHEN typeof(embedding) != 'blob' THEN 'an embedding that is not a blob'
+            END AS problem FROM memories WHERE problem IS NOT NULL
+            """
+        static let memories = "SELECT seq, id, user, session, text, embedding FROM memories"
+        static let nodes = "SELECT slot, memory, links FROM hnsw_nodes"
+    }
 }
 
 /// The write side of a store: its connection and prepared statements, one typed method each.

@@ -22,10 +22,12 @@ struct ConnectionOptions: ParsableArguments {
         try requireFlag("port", port, in: 1...65535)
     }
 
-    /// Sends one request and prints the answer; exits with status 1 when the server refused it.
-    func send(_ fields: [(key: String, value: JSONValue)]) async throws {
+    /// Sends one `Op` request with `fields` as the user gave them (the server validates them, so
+    /// the CLI reports exactly what any client would get) and prints the answer; exits with
+    /// status 1 when the server refused it.
+    func send<Op: WireOperation>(_ op: Op.Type, _ fields: [(key: String, value: JSONValue)] = []) async throws {
         let client = try await ContextStoreClient.connect(host: host, port: port)
-        let response = try await client.roundTrip(.object(JSONObject(fields)))
+        let response = try await client.roundTrip(.object(JSONObject([("op", .string(Op.name))] + fields)))
         await client.close()
         print(pretty ? PrettyPrinter.render(response) : JSONWriter.serialize(.object(response)))
         guard case .bool(true) = response["ok"] else { throw ExitCode(1) }
@@ -67,7 +69,7 @@ struct AddCommand: AsyncParsableCommand {
 
     func run() async throws {
         var fields: [(key: String, value: JSONValue)] = [
-            ("op", "add"), ("user", .string(user)), ("text", .string(text)),
+            ("user", .string(user)), ("text", .string(text)),
         ]
         if let vector { fields.append(("vector", try parseVector(vector))) }
         fields += optional("id", id) + optional("session", session) + optional("role", role)
@@ -76,7 +78,7 @@ struct AddCommand: AsyncParsableCommand {
             guard let value = try? JSONParser.parse(metadata) else { throw ValidationError("--metadata must be JSON") }
             fields.append(("metadata", value))
         }
-        try await connection.send(fields)
+        try await connection.send(Operations.Add.self, fields)
     }
 }
 
@@ -98,7 +100,7 @@ struct SearchCommand: AsyncParsableCommand {
 
     func run() async throws {
         var fields: [(key: String, value: JSONValue)] = [
-            ("op", "search"), ("user", .string(user)), ("k", .integer(Int64(k))),
+            ("user", .string(user)), ("k", .integer(Int64(k))),
         ]
         fields += optional("ef", ef.map(Int64.init))
         if exact { fields.append(("exact", .bool(true))) }
@@ -109,7 +111,7 @@ struct SearchCommand: AsyncParsableCommand {
         }
         fields += optional("session", session) + optional("role", role)
         fields += optional("since", since) + optional("until", until)
-        try await connection.send(fields)
+        try await connection.send(Operations.Search.self, fields)
     }
 }
 
@@ -118,7 +120,7 @@ struct GetCommand: AsyncParsableCommand {
     @OptionGroup var connection: ConnectionOptions
     @Argument(help: "The memory's id.") var id: String
 
-    func run() async throws { try await connection.send([("op", "get"), ("id", .string(id))]) }
+    func run() async throws { try await connection.send(Operations.Get.self, [("id", .string(id))]) }
 }
 
 struct DeleteCommand: AsyncParsableCommand {
@@ -126,7 +128,7 @@ struct DeleteCommand: AsyncParsableCommand {
     @OptionGroup var connection: ConnectionOptions
     @Argument(help: "The memory's id.") var id: String
 
-    func run() async throws { try await connection.send([("op", "delete"), ("id", .string(id))]) }
+    func run() async throws { try await connection.send(Operations.Delete.self, [("id", .string(id))]) }
 }
 
 struct ForgetCommand: AsyncParsableCommand {
@@ -135,21 +137,21 @@ struct ForgetCommand: AsyncParsableCommand {
     @OptionGroup var connection: ConnectionOptions
     @Argument(help: "The user.") var user: String
 
-    func run() async throws { try await connection.send([("op", "forget"), ("user", .string(user))]) }
+    func run() async throws { try await connection.send(Operations.Forget.self, [("user", .string(user))]) }
 }
 
 struct StatsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "stats", abstract: "Counts and sizes of the space.")
     @OptionGroup var connection: ConnectionOptions
 
-    func run() async throws { try await connection.send([("op", "stats")]) }
+    func run() async throws { try await connection.send(Operations.Stats.self) }
 }
 
 struct PingCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "ping", abstract: "Check that the server answers.")
     @OptionGroup var connection: ConnectionOptions
 
-    func run() async throws { try await connection.send([("op", "ping")]) }
+    func run() async throws { try await connection.send(Operations.Ping.self) }
 }
 
 struct HelloCommand: AsyncParsableCommand {
@@ -157,7 +159,7 @@ struct HelloCommand: AsyncParsableCommand {
         commandName: "hello", abstract: "Server version, protocol, dimension, metric, index and BLAS.")
     @OptionGroup var connection: ConnectionOptions
 
-    func run() async throws { try await connection.send([("op", "hello")]) }
+    func run() async throws { try await connection.send(Operations.Hello.self) }
 }
 
 struct EmbedCommand: AsyncParsableCommand {
@@ -167,7 +169,7 @@ struct EmbedCommand: AsyncParsableCommand {
     @Argument(help: "Texts to embed (at most 256).") var texts: [String]
 
     func run() async throws {
-        try await connection.send([("op", "embed"), ("texts", .array(texts.map { .string($0) }))])
+        try await connection.send(Operations.Embed.self, [("texts", .array(texts.map { .string($0) }))])
     }
 }
 

@@ -44,7 +44,7 @@ struct HNSWBench: ParsableCommand {
         if storage != "float32" {
             exact = FlatIndex(dimension: baseFile.dimension, metric: .dot)
             for (row, vector) in base.enumerated() {
-                exact!.upsert(id: String(row), user: "u", vector: vector, attributes: attributes)
+                exact!.upsert(id: String(row), user: "u", vector: vector, attributes: attributes, handle: Int32(row))
             }
         }
         let residentBefore = residentBytes()
@@ -57,7 +57,7 @@ struct HNSWBench: ParsableCommand {
         index.reserveCapacity(count)  // as hnswlib's max_elements
         let start = seconds()
         for (row, vector) in base.enumerated() {
-            index.insert(id: String(row), user: "u", vector: vector, attributes: attributes)
+            index.insert(id: String(row), user: "u", vector: vector, attributes: attributes, handle: Int32(row))
         }
         let build = seconds() - start
         let resident = residentBytes() - residentBefore
@@ -90,7 +90,7 @@ struct HNSWBench: ParsableCommand {
                     for query in queryVectors {
                         results.append(
                             index.search(user: "u", query: query, k: k, ef: width) {
-                                exact!.exactScores(ids: $0, query: query)
+                                exact!.exactScores(handles: $0.map(\.handle), query: query)
                             })
                     }
                     let elapsed = seconds() - began
@@ -121,7 +121,9 @@ struct HNSWBench: ParsableCommand {
         }
         let removal = seconds() - began
         began = seconds()
-        for row in victims { index.insert(id: String(row), user: "u", vector: base[row], attributes: attributes) }
+        for row in victims {
+            index.insert(id: String(row), user: "u", vector: base[row], attributes: attributes, handle: Int32(row))
+        }
         let reinsertion = seconds() - began
         print(
             "churn: deleted \(victims.count) in batches of 1,000 in \(fixed(removal, 1)) s (\(Int(Double(victims.count) / removal)) deletes/s), inserted them again in \(fixed(reinsertion, 1)) s; integrity: \(index.integrityProblems().isEmpty ? "ok" : index.integrityProblems().joined(separator: "; "))"
