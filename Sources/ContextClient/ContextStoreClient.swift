@@ -131,16 +131,16 @@ public final class ContextStoreClient: Sendable {
         try await call(Operations.Search.self, search)
     }
 
-    /// `get`: one memory with its vector.
+    /// `get`: one of `user`'s memories, with its vector.
     /// - Throws: `ClientError.server` with code `not_found` when there is none.
-    public func get(id: String) async throws -> Memory {
-        try await call(Operations.Get.self, id)
+    public func get(user: String, id: String) async throws -> Memory {
+        try await call(Operations.Get.self, MemoryRef(user: user, id: id))
     }
 
-    /// `delete`: removes one memory.
+    /// `delete`: removes one of `user`'s memories.
     /// - Throws: `ClientError.server` with code `not_found` when there is none.
-    public func delete(id: String) async throws {
-        _ = try await call(Operations.Delete.self, id)
+    public func delete(user: String, id: String) async throws {
+        _ = try await call(Operations.Delete.self, MemoryRef(user: user, id: id))
     }
 
     /// `forget`: removes every memory of a user. Returns how many there were.

@@ -6,6 +6,9 @@ public enum ErrorCode: String, Sendable, CaseIterable {
     case notObject = "not_object"
     /// `op` names no operation.
     case unknownOp = "unknown_op"
+    /// A field the op does not know (a misspelt filter would otherwise be ignored); the
+    /// message names it.
+    case unknownField = "unknown_field"
     /// A required field is absent.
     case missingField = "missing_field"
     /// A field has the wrong JSON type.

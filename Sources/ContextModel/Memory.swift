@@ -99,3 +99,14 @@ public struct StoreStats: Sendable, Equatable {
         self.bytesInMemory = bytesInMemory
     }
 }
+
+/// Names one memory: an id is unique within its user, so a memory is named by both.
+public struct MemoryRef: Sendable, Equatable, Hashable {
+    public var user: String
+    public var id: String
+
+    public init(user: String, id: String) {
+        self.user = user
+        self.id = id
+    }
+}

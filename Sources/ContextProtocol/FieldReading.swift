@@ -33,6 +33,17 @@ extension JSONValue {
 }
 
 extension JSONObject {
+    /// Refuses a field outside `known` (and `op`, `rid` when `envelope`): a misspelt filter must
+    /// not be ignored.
+    /// - Throws: `unknown_field`, naming the first such field.
+    public func requireKnownFields(_ known: Set<String>, envelope: Bool = true) throws(ProtocolError) {
+        for (key, _) in fields where !known.contains(key) && !(envelope && (key == "op" || key == "rid")) {
+            let accepted =
+                known.isEmpty ? "this op takes none" : "this accepts \(known.sorted().joined(separator: ", "))"
+            throw ProtocolError(.unknownField, "unknown field '\(key)'; \(accepted)")
+        }
+    }
+
     /// A required field of one JSON type.
     public func required<T>(_ key: String, as type: String, _ extract: (JSONValue) -> T?) throws(ProtocolError) -> T {
         guard let value = self[key], value != .null else {
@@ -72,6 +83,25 @@ extension JSONObject {
             throw ProtocolError(.wrongType, "'\(key)' must be a 64-bit integer, not \(number)")
         }
         return integer
+    }
+
+    /// An optional time: unix milliseconds, or an ISO 8601 text (`2023-05-08T13:56:00Z`, see
+    /// `ISO8601`); JSON null counts as absent.
+    public func optionalTime(_ key: String) throws(ProtocolError) -> Int64? {
+        guard let value = self[key], value != .null else { return nil }
+        if case .string(let text) = value {
+            guard let milliseconds = ISO8601.milliseconds(text) else {
+                throw ProtocolError(
+                    .invalidValue,
+                    "'\(key)' must be unix milliseconds or an ISO 8601 time like 2023-05-08T13:56:00Z, not '\(text)'")
+            }
+            return milliseconds
+        }
+        guard value.numberValue != nil else {
+            throw ProtocolError(
+                .wrongType, "'\(key)' must be unix milliseconds or an ISO 8601 string, not \(value.typeName)")
+        }
+        return try optionalInt(key)
     }
 
     /// The tenant: a required, non-empty string.
@@ -139,7 +169,7 @@ extension JSONObject {
         if let id, id.isEmpty { throw ProtocolError(.invalidValue, "'id' must not be empty") }
         return NewMemory(
             id: id, user: try user(), session: try optionalString("session"), role: try role(),
-            text: try required("text", as: "string", \.stringValue), createdAt: try optionalInt("created_at"),
+            text: try required("text", as: "string", \.stringValue), createdAt: try optionalTime("created_at"),
             metadata: metadata, vector: self["vector"] == nil || self["vector"] == .null ? nil : try vector())
     }
 }

@@ -2,11 +2,20 @@ import ContextModel
 
 /// The operations of protocol v1, one codec each. docs/PROTOCOL.md describes every field.
 public enum Operations {
+    /// The fields of a memory in `add` and in each item of `add_batch`.
+    public static let memoryFields: Set<String> = [
+        "id", "user", "session", "role", "text", "created_at", "metadata", "vector",
+    ]
+
     /// `ping`: answers `"pong":true`.
     public enum Ping: WireOperation {
         public static let name = "ping"
+        public static let fields: Set<String> = []
         public static func encode(_ arguments: Nothing, to writer: inout JSONWriter) {}
-        public static func decode(_ request: JSONObject) throws(ProtocolError) -> Nothing { Nothing() }
+        public static func decode(_ request: JSONObject) throws(ProtocolError) -> Nothing {
+            try request.requireKnownFields(fields)
+            return Nothing()
+        }
         public static func encode(answer: Nothing, to writer: inout JSONWriter) {
             writer.field("pong")
             writer.bool(true)
@@ -17,8 +26,12 @@ public enum Operations {
     /// `hello`: what the server is and holds.
     public enum Hello: WireOperation {
         public static let name = "hello"
+        public static let fields: Set<String> = []
         public static func encode(_ arguments: Nothing, to writer: inout JSONWriter) {}
-        public static func decode(_ request: JSONObject) throws(ProtocolError) -> Nothing { Nothing() }
+        public static func decode(_ request: JSONObject) throws(ProtocolError) -> Nothing {
+            try request.requireKnownFields(fields)
+            return Nothing()
+        }
         public static func encode(answer: ServerHello, to writer: inout JSONWriter) { answer.write(to: &writer) }
         public static func decode(answer: JSONObject) throws(ProtocolError) -> ServerHello {
             try ServerHello(json: answer)
@@ -39,13 +52,15 @@ public enum Operations {
         }
 
         public static let name = "add"
+        public static let fields: Set<String> = memoryFields.union(["model"])
         public static func encode(_ arguments: Arguments, to writer: inout JSONWriter) {
             writer.raw(UInt8(ascii: ","))
             arguments.memory.writeFields(to: &writer)
             writeModel(arguments.model, to: &writer)
         }
         public static func decode(_ request: JSONObject) throws(ProtocolError) -> Arguments {
-            Arguments(try request.newMemory(), model: try request.optionalString("model"))
+            try request.requireKnownFields(fields)
+            return Arguments(try request.newMemory(), model: try request.optionalString("model"))
         }
         public static func encode(answer: String, to writer: inout JSONWriter) {
             writer.field("id")
@@ -84,6 +99,7 @@ public enum Operations {
         }
 
         public static let name = "add_batch"
+        public static let fields: Set<String> = ["items", "model", "if_absent"]
         public static func encode(_ arguments: Arguments, to writer: inout JSONWriter) {
             if arguments.ifAbsent {
                 writer.field("if_absent")
@@ -98,6 +114,7 @@ public enum Operations {
             }
         }
         public static func decode(_ request: JSONObject) throws(ProtocolError) -> Arguments {
+            try request.requireKnownFields(fields)
             let items = try request.required("items", as: "array", \.arrayValue)
             guard !items.isEmpty else { throw ProtocolError(.invalidValue, "items must not be empty") }
             var batch: [NewMemory] = []
@@ -107,6 +124,7 @@ public enum Operations {
                     throw ProtocolError(.wrongType, "items[\(i)] must be an object, not \(item.typeName)")
                 }
                 do throws(ProtocolError) {
+                    try fields.requireKnownFields(memoryFields, envelope: false)
                     batch.append(try fields.newMemory())
                 } catch {
                     throw ProtocolError(error.code, "items[\(i)]: \(error.message)")
@@ -139,6 +157,9 @@ public enum Operations {
     /// `search`: the closest memories of one user, best first.
     public enum Search: WireOperation {
         public static let name = "search"
+        public static let fields: Set<String> = [
+            "user", "k", "query", "vector", "session", "role", "since", "until", "ef", "exact",
+        ]
         public static func encode(_ search: SearchRequest, to writer: inout JSONWriter) {
             writer.field("user")
             writer.string(search.user)
@@ -179,13 +200,14 @@ public enum Operations {
             }
         }
         public static func decode(_ request: JSONObject) throws(ProtocolError) -> SearchRequest {
+            try request.requireKnownFields(fields)
             let k = try request.optionalInt("k") ?? Int64(SearchRequest.defaultK)
             guard (1...Int64(SearchRequest.maximumK)).contains(k) else {
                 throw ProtocolError(.kOutOfRange, "k must be between 1 and \(SearchRequest.maximumK), not \(k)")
             }
             let filter = RowFilter(
                 session: try request.optionalString("session"), role: try request.role(),
-                since: try request.optionalInt("since"), until: try request.optionalInt("until"))
+                since: try request.optionalTime("since"), until: try request.optionalTime("until"))
             let user = try request.user()
             let ef = try request.optionalInt("ef")
             if let ef, !(1...Int64(SearchRequest.maximumEf)).contains(ef) {
@@ -217,15 +239,16 @@ public enum Operations {
         }
     }
 
-    /// `get`: one memory, with its vector.
+    /// `get`: one of a user's memories, with its vector.
     public enum Get: WireOperation {
         public static let name = "get"
-        public static func encode(_ id: String, to writer: inout JSONWriter) {
-            writer.field("id")
-            writer.string(id)
+        public static let fields: Set<String> = ["user", "id"]
+        public static func encode(_ memory: MemoryRef, to writer: inout JSONWriter) {
+            writeRef(memory, to: &writer)
         }
-        public static func decode(_ request: JSONObject) throws(ProtocolError) -> String {
-            try request.required("id", as: "string", \.stringValue)
+        public static func decode(_ request: JSONObject) throws(ProtocolError) -> MemoryRef {
+            try request.requireKnownFields(fields)
+            return try readRef(request)
         }
         public static func encode(answer: Memory, to writer: inout JSONWriter) {
             writer.field("memory")
@@ -236,11 +259,17 @@ public enum Operations {
         }
     }
 
-    /// `delete`: removes one memory; answers how many were removed (1).
+    /// `delete`: removes one of a user's memories; answers how many were removed (1).
     public enum Delete: WireOperation {
         public static let name = "delete"
-        public static func encode(_ id: String, to writer: inout JSONWriter) { Get.encode(id, to: &writer) }
-        public static func decode(_ request: JSONObject) throws(ProtocolError) -> String { try Get.decode(request) }
+        public static let fields: Set<String> = ["user", "id"]
+        public static func encode(_ memory: MemoryRef, to writer: inout JSONWriter) {
+            writeRef(memory, to: &writer)
+        }
+        public static func decode(_ request: JSONObject) throws(ProtocolError) -> MemoryRef {
+            try request.requireKnownFields(fields)
+            return try readRef(request)
+        }
         public static func encode(answer: Int, to writer: inout JSONWriter) { writeDeleted(answer, to: &writer) }
         public static func decode(answer: JSONObject) throws(ProtocolError) -> Int { try readDeleted(answer) }
     }
@@ -248,11 +277,15 @@ public enum Operations {
     /// `forget`: removes every memory of a user; answers how many there were.
     public enum Forget: WireOperation {
         public static let name = "forget"
+        public static let fields: Set<String> = ["user"]
         public static func encode(_ user: String, to writer: inout JSONWriter) {
             writer.field("user")
             writer.string(user)
         }
-        public static func decode(_ request: JSONObject) throws(ProtocolError) -> String { try request.user() }
+        public static func decode(_ request: JSONObject) throws(ProtocolError) -> String {
+            try request.requireKnownFields(fields)
+            return try request.user()
+        }
         public static func encode(answer: Int, to writer: inout JSONWriter) { writeDeleted(answer, to: &writer) }
         public static func decode(answer: JSONObject) throws(ProtocolError) -> Int { try readDeleted(answer) }
     }
@@ -260,8 +293,12 @@ public enum Operations {
     /// `stats`: counts and sizes of the space and of the embedding cache.
     public enum Stats: WireOperation {
         public static let name = "stats"
+        public static let fields: Set<String> = []
         public static func encode(_ arguments: Nothing, to writer: inout JSONWriter) {}
-        public static func decode(_ request: JSONObject) throws(ProtocolError) -> Nothing { Nothing() }
+        public static func decode(_ request: JSONObject) throws(ProtocolError) -> Nothing {
+            try request.requireKnownFields(fields)
+            return Nothing()
+        }
         public static func encode(answer: ServerStats, to writer: inout JSONWriter) { answer.write(to: &writer) }
         public static func decode(answer: JSONObject) throws(ProtocolError) -> ServerStats {
             try ServerStats(json: answer)
@@ -281,11 +318,13 @@ public enum Operations {
         }
 
         public static let name = "embed"
+        public static let fields: Set<String> = ["texts"]
         public static func encode(_ texts: [String], to writer: inout JSONWriter) {
             writer.field("texts")
             writer.array(count: texts.count) { $0.string(texts[$1]) }
         }
         public static func decode(_ request: JSONObject) throws(ProtocolError) -> [String] {
+            try request.requireKnownFields(fields)
             let values = try request.required("texts", as: "array", \.arrayValue)
             guard (1...Limits.maximumEmbedTexts).contains(values.count) else {
                 throw ProtocolError(
@@ -315,6 +354,17 @@ public enum Operations {
                     return try JSONObject([("vector", .array(numbers))]).vector()
                 })
         }
+    }
+
+    private static func writeRef(_ memory: MemoryRef, to writer: inout JSONWriter) {
+        writer.field("user")
+        writer.string(memory.user)
+        writer.field("id")
+        writer.string(memory.id)
+    }
+
+    private static func readRef(_ request: JSONObject) throws(ProtocolError) -> MemoryRef {
+        MemoryRef(user: try request.user(), id: try request.required("id", as: "string", \.stringValue))
     }
 
     private static func writeModel(_ model: String?, to writer: inout JSONWriter) {

@@ -14,6 +14,8 @@ public protocol WireOperation: SendableMetatype {
 
     /// The `op` of the request line.
     static var name: String { get }
+    /// The fields a request may have besides `op` and `rid`; any other is `unknown_field`.
+    static var fields: Set<String> { get }
 
     /// Writes the request's fields, each preceded by a comma, after `"op":"<name>"`.
     static func encode(_ arguments: Arguments, to writer: inout JSONWriter)

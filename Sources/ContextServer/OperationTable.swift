@@ -96,8 +96,8 @@ enum OperationTable {
             Operations.Search.self, runs: .eventLoop, needsEmbedding: { $0.query.vector == nil },
             embed: { (search, context) throws(ProtocolError) in try context.embedded(search) },
             handle: { search, context in try context.search(search) }),
-        OperationDescriptor(Operations.Get.self, runs: .eventLoop) { id, context in try context.get(id: id) },
-        OperationDescriptor(Operations.Delete.self, runs: .writer) { id, context in try context.delete(id: id) },
+        OperationDescriptor(Operations.Get.self, runs: .eventLoop) { memory, context in try context.get(memory) },
+        OperationDescriptor(Operations.Delete.self, runs: .writer) { memory, context in try context.delete(memory) },
         OperationDescriptor(Operations.Forget.self, runs: .writer) { user, context in
             try context.store.forget(user: user)
         },

@@ -108,14 +108,18 @@ struct ServerContext: Sendable {
         try store.search(embedded(search))
     }
 
-    func get(id: String) throws(ProtocolError) -> Memory {
-        guard let memory = store.get(id: id) else { throw ProtocolError(.notFound, "no memory with id '\(id)'") }
-        return memory
+    func get(_ memory: MemoryRef) throws(ProtocolError) -> Memory {
+        guard let found = store.get(user: memory.user, id: memory.id) else { throw notFound(memory) }
+        return found
     }
 
-    func delete(id: String) throws -> Int {
-        guard try store.delete(id: id) else { throw ProtocolError(.notFound, "no memory with id '\(id)'") }
+    func delete(_ memory: MemoryRef) throws -> Int {
+        guard try store.delete(user: memory.user, id: memory.id) else { throw notFound(memory) }
         return 1
+    }
+
+    private func notFound(_ memory: MemoryRef) -> ProtocolError {
+        ProtocolError(.notFound, "user '\(memory.user)' has no memory with id '\(memory.id)'")
     }
 
     func stats() -> ServerStats {

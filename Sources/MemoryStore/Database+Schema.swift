@@ -31,6 +31,27 @@ extension Database {
             links BLOB NOT NULL
         );
         """,
+        // 3: an id is unique within its user, not across the space (one tenant's id must not
+        // reach another's memory). The rows, and their seq (which graph nodes refer to), are kept;
+        // the (user, id) index also serves the per-user queries the old user index did.
+        """
+        CREATE TABLE memories_v3 (
+            seq INTEGER PRIMARY KEY,
+            id TEXT NOT NULL,
+            user TEXT NOT NULL,
+            session TEXT,
+            role TEXT,
+            text TEXT NOT NULL,
+            created_at INTEGER NOT NULL,
+            metadata TEXT NOT NULL,
+            embedding BLOB NOT NULL,
+            UNIQUE (user, id)
+        );
+        INSERT INTO memories_v3 (seq, id, user, session, role, text, created_at, metadata, embedding)
+            SELECT seq, id, user, session, role, text, created_at, metadata, embedding FROM memories;
+        DROP TABLE memories;
+        ALTER TABLE memories_v3 RENAME TO memories;
+        """,
     ]
 
     /// Applies the migrations this database lacks, each in its own transaction.

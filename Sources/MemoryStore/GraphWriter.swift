@@ -9,26 +9,27 @@ import VectorIndex
 struct GraphWriter {
     let state: ReadWriteBox<MemoryStore.State>
 
-    /// Removes the nodes of `ids` and repairs the links around them.
-    func remove(_ ids: [String]) {
-        guard let plan = state.read({ $0.graph?.planRemoval(ids: ids) }) else { return }
+    /// Removes the nodes of `keys` (see `MemoryStore.key`) and repairs the links around them.
+    func remove(_ keys: [String]) {
+        guard let plan = state.read({ $0.graph?.planRemoval(ids: keys) }) else { return }
         state.write { _ = $0.graph?.apply(plan) }
     }
 
     /// Links a node for each memory (replacing the node its id had). Returns the new slots, for
     /// the store to publish once the write is committed.
     func link(_ memories: [Memory]) -> [Int32] {
-        remove(memories.map(\.id))
+        remove(memories.map(MemoryStore.key))
         var pending: [Int32] = []
         pending.reserveCapacity(memories.count)
         for memory in memories {
             let attributes = RowAttributes(session: memory.session, role: memory.role, createdAt: memory.createdAt)
+            let key = MemoryStore.key(memory)
             guard
                 let slot = state.write({ state in
                     // The memory's handle: its own when it replaces one, else a new one.
-                    let handle = state.handle(for: memory.id)
+                    let handle = state.handle(for: key)
                     return state.graph?.allocate(
-                        id: memory.id, user: memory.user, vector: memory.vector, attributes: attributes,
+                        id: key, user: memory.user, vector: memory.vector, attributes: attributes,
                         handle: handle)
                 }),
                 let plan = state.read({ $0.graph?.plan(for: slot) })
@@ -39,9 +40,9 @@ struct GraphWriter {
         return pending
     }
 
-    /// A node as the file stores it, or a slot that no longer holds one.
+    /// A node as the file stores it (with its memory's key), or a slot that no longer holds one.
     enum NodeChange {
-        case saved(slot: Int32, id: String, links: [Int32])
+        case saved(slot: Int32, key: String, links: [Int32])
         case removed(slot: Int32)
     }
 
@@ -53,7 +54,7 @@ struct GraphWriter {
             guard let graph = state.graph else { return ([], -1) }
             let nodes = changed.sorted().map { slot in
                 graph.holdsNode(slot)
-                    ? NodeChange.saved(slot: slot, id: graph.id(at: slot), links: graph.record(of: slot))
+                    ? NodeChange.saved(slot: slot, key: graph.id(at: slot), links: graph.record(of: slot))
                     : .removed(slot: slot)
             }
             return (nodes, graph.entryPoint)

@@ -162,13 +162,14 @@ extension MemoryStore {
             // Stored as the indexes take them (prepared at insert), so taken as they are.
             state.store(memory, seq: rows.int64(at: 8))
             if state.graph != nil {
-                let handle = state.handle(for: id)
+                let key = Self.key(memory)
+                let handle = state.handle(for: key)
                 guard !rows.isNull(at: 9) else {
                     throw StoreError.incompatibleDatabase("memory \(id) has no graph node (run contextstore check)")
                 }
                 do {
                     try state.graph?.restore(
-                        slot: Int32(truncatingIfNeeded: rows.int64(at: 9)), id: id, user: memory.user,
+                        slot: Int32(truncatingIfNeeded: rows.int64(at: 9)), id: key, user: memory.user,
                         vector: memory.vector,
                         attributes: RowAttributes(
                             session: memory.session, role: memory.role, createdAt: memory.createdAt),

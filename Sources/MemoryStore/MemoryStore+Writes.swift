@@ -14,7 +14,9 @@ extension MemoryStore {
             var batch = batch
             if skippingExisting {
                 batch = state.read { state in
-                    batch.filter { $0.id.map { state.record(id: $0) == nil } ?? true }
+                    batch.filter { item in
+                        item.id.map { state.record(key: Self.key(user: item.user, id: $0)) == nil } ?? true
+                    }
                 }
                 guard !batch.isEmpty else { return [] }
             }
@@ -33,7 +35,7 @@ extension MemoryStore {
                         seqs = try memories.map { try statements.upsert($0) }
                         guard case .hnsw = index else { return }
                         let seqOfID = Dictionary(
-                            zip(memories.map { ExactString($0.id) }, seqs), uniquingKeysWith: { $1 })
+                            zip(memories.map { ExactString(Self.key($0)) }, seqs), uniquingKeysWith: { $1 })
                         pending = GraphWriter(state: state).link(memories)
                         try saveGraphChanges(statements) { seqOfID[ExactString($0)] }
                     }
@@ -55,12 +57,13 @@ extension MemoryStore {
     /// Checks a batch and gives each memory what the store fills in: an id, a time, the vector
     /// as the indexes take it.
     private func prepare(_ batch: [NewMemory], dimension knownDimension: Int?) throws -> [Memory] {
-        // One id twice in a batch would store one row and report two.
+        // One id twice for one user in a batch would store one row and report two.
         var positions: [ExactString: Int] = [:]
         for (i, item) in batch.enumerated() {
             guard let id = item.id else { continue }
-            if let first = positions.updateValue(i, forKey: ExactString(id)) {
-                throw StoreError.invalidValue("id '\(id)' appears twice in the batch (items \(first) and \(i))")
+            if let first = positions.updateValue(i, forKey: ExactString(Self.key(user: item.user, id: id))) {
+                throw StoreError.invalidValue(
+                    "id '\(id)' of user '\(item.user)' appears twice in the batch (items \(first) and \(i))")
             }
         }
         let now = Clock.nowMilliseconds()
@@ -85,13 +88,14 @@ extension MemoryStore {
     }
 
     /// Writes the graph's changed nodes (and its entry point) in the current transaction. `seq`
-    /// gives the row of a memory written in this transaction; the others' are in the records.
+    /// gives the row of a memory written in this transaction, by key; the others' are in the
+    /// records.
     private func saveGraphChanges(_ statements: WriteStatements, seq: (String) -> Int64?) throws {
         let (nodes, entryPoint) = GraphWriter(state: state).takeChanges()
         for node in nodes {
             switch node {
-            case .saved(let slot, let id, let links):
-                guard let memory = seq(id) ?? state.read({ $0.record(id: id)?.seq }) else {
+            case .saved(let slot, let key, let links):
+                guard let memory = seq(key) ?? state.read({ $0.record(key: key)?.seq }) else {
                     throw StoreError.sqlite("graph node \(slot) has no memory row")
                 }
                 try statements.saveNode(slot: slot, memory: memory, links: links)
@@ -130,23 +134,24 @@ extension MemoryStore {
         }
     }
 
-    /// Deletes one memory. Returns false when there was none with that id.
-    public func delete(id: String) throws -> Bool {
-        try withWriter { statements in
-            guard state.read({ $0.record(id: id) != nil }) else { return false }
+    /// Deletes `user`'s memory `id`. Returns false when there was none.
+    public func delete(user: String, id: String) throws -> Bool {
+        let key = Self.key(user: user, id: id)
+        return try withWriter { statements in
+            guard state.read({ $0.record(key: key) != nil }) else { return false }
             try rebuildingGraphOnFailure(statements) {
                 try statements.database.transaction {
-                    let deleted = try statements.delete(id: id)
+                    let deleted = try statements.delete(user: user, id: id)
                     // The index and the table must agree on what was deleted; if they do not, nothing is.
                     guard deleted == 1 else {
                         throw StoreError.sqlite("deleting '\(id)' changed \(deleted) rows, not 1")
                     }
-                    try unlink([id], statements)
+                    try unlink([key], statements)
                 }
             }
             state.write { state in
-                state.dropRecord(id)
-                state.flat?.remove(id: id)
+                state.dropRecord(key)
+                state.flat?.remove(id: key)
             }
             return true
         }
@@ -155,30 +160,31 @@ extension MemoryStore {
     /// Deletes every memory of `user`. Returns how many there were.
     public func forget(user: String) throws -> Int {
         try withWriter { statements in
-            let ids = state.read { $0.flat?.ids(user: user) ?? [] }
-            guard !ids.isEmpty else { return 0 }
+            // The flat index's ids are the memories' keys.
+            let keys = state.read { $0.flat?.ids(user: user) ?? [] }
+            guard !keys.isEmpty else { return 0 }
             try rebuildingGraphOnFailure(statements) {
                 try statements.database.transaction {
                     let deleted = try statements.delete(user: user)
-                    guard deleted == ids.count else {
-                        throw StoreError.sqlite("forgetting '\(user)' deleted \(deleted) rows, not \(ids.count)")
+                    guard deleted == keys.count else {
+                        throw StoreError.sqlite("forgetting '\(user)' deleted \(deleted) rows, not \(keys.count)")
                     }
-                    try unlink(ids, statements)
+                    try unlink(keys, statements)
                 }
             }
             return state.write { state in
-                let ids = state.flat?.removeAll(user: user) ?? []
-                for id in ids { state.dropRecord(id) }
-                return ids.count
+                let keys = state.flat?.removeAll(user: user) ?? []
+                for key in keys { state.dropRecord(key) }
+                return keys.count
             }
         }
     }
 
-    /// Removes the nodes of `ids` from the graph, if the space has one, and writes the repair
+    /// Removes the nodes of `keys` from the graph, if the space has one, and writes the repair
     /// in the current transaction.
-    private func unlink(_ ids: [String], _ statements: WriteStatements) throws {
+    private func unlink(_ keys: [String], _ statements: WriteStatements) throws {
         guard case .hnsw = index else { return }
-        GraphWriter(state: state).remove(ids)
+        GraphWriter(state: state).remove(keys)
         try saveGraphChanges(statements) { _ in nil }
     }
 }

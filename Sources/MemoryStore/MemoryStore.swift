@@ -60,9 +60,9 @@ public final class MemoryStore: Sendable {
         var memoryCount = 0
         var recordBytes = 0
 
-        /// The record of `id`, if it is stored.
-        func record(id: String) -> Record? {
-            handles[ExactString(id)].flatMap { records[Int($0)] }
+        /// The record stored under `key` (see `MemoryStore.key`), if there is one.
+        func record(key: String) -> Record? {
+            handles[ExactString(key)].flatMap { records[Int($0)] }
         }
 
         /// The record a hit leads to.
@@ -70,9 +70,9 @@ public final class MemoryStore: Sendable {
             hit.handle >= 0 && Int(hit.handle) < records.count ? records[Int(hit.handle)] : nil
         }
 
-        /// The handle of `id`: its own, or a free one it keeps until it is dropped.
-        mutating func handle(for id: String) -> Int32 {
-            let key = ExactString(id)
+        /// The handle of `key`: its own, or a free one it keeps until it is dropped.
+        mutating func handle(for key: String) -> Int32 {
+            let key = ExactString(key)
             if let handle = handles[key] { return handle }
             let handle: Int32
             if let free = freeHandles.popLast() {
@@ -95,7 +95,8 @@ public final class MemoryStore: Sendable {
 
         /// Records `memory`'s fields (replacing what its id had) and its vector in the flat index.
         mutating func store(_ memory: Memory, seq: Int64) {
-            let handle = handle(for: memory.id)
+            let key = MemoryStore.key(memory)
+            let handle = handle(for: key)
             let record = Record(memory, seq: seq)
             if let old = records[Int(handle)] {
                 recordBytes -= old.approximateBytes
@@ -105,12 +106,12 @@ public final class MemoryStore: Sendable {
             records[Int(handle)] = record
             recordBytes += record.approximateBytes
             flat?.upsert(
-                id: memory.id, user: memory.user, vector: memory.vector, attributes: record.attributes, handle: handle)
+                id: key, user: memory.user, vector: memory.vector, attributes: record.attributes, handle: handle)
         }
 
-        /// Forgets `id`'s record and frees its handle (the flat index is the caller's).
-        mutating func dropRecord(_ id: String) {
-            guard let handle = handles.removeValue(forKey: ExactString(id)) else { return }
+        /// Forgets `key`'s record and frees its handle (the flat index is the caller's).
+        mutating func dropRecord(_ key: String) {
+            guard let handle = handles.removeValue(forKey: ExactString(key)) else { return }
             if let old = records[Int(handle)] {
                 recordBytes -= old.approximateBytes
                 memoryCount -= 1
@@ -190,13 +191,22 @@ public final class MemoryStore: Sendable {
     /// Number of memories.
     public var count: Int { state.read { $0.memoryCount } }
 
-    /// The memory stored under `id`, with its vector, or nil.
-    public func get(id: String) -> Memory? {
-        state.read { state in
-            guard let record = state.record(id: id), let vector = state.flat?.vector(id: id) else { return nil }
+    /// `user`'s memory `id`, with its vector, or nil.
+    public func get(user: String, id: String) -> Memory? {
+        let key = Self.key(user: user, id: id)
+        return state.read { state in
+            guard let record = state.record(key: key), let vector = state.flat?.vector(id: key) else { return nil }
             return record.memory(vector: vector)
         }
     }
+
+    /// The key a memory has in the indexes: its user and its id, for an id is unique only within
+    /// its user. The user's byte length comes first, so no two (user, id) pairs share a key.
+    static func key(user: String, id: String) -> String {
+        "\(user.utf8.count):\(user)\(id)"
+    }
+
+    static func key(_ memory: Memory) -> String { key(user: memory.user, id: memory.id) }
 
     /// The search's hits, best first.
     /// - Throws: as `search(user:vector:k:filter:ef:exact:)`; `StoreError.invalidValue` for a

@@ -34,12 +34,12 @@ enum SQL {
     static let upsertMemory = """
         INSERT INTO memories (id, user, session, role, text, created_at, metadata, embedding)
         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-        ON CONFLICT(id) DO UPDATE SET user = excluded.user, session = excluded.session,
+        ON CONFLICT(user, id) DO UPDATE SET session = excluded.session,
             role = excluded.role, text = excluded.text, created_at = excluded.created_at,
             metadata = excluded.metadata, embedding = excluded.embedding
         RETURNING seq
         """
-    static let deleteMemory = "DELETE FROM memories WHERE id = ?1"
+    static let deleteMemory = "DELETE FROM memories WHERE user = ?1 AND id = ?2"
     static let deleteUser = "DELETE FROM memories WHERE user = ?1"
     static let setSetting = "INSERT OR REPLACE INTO space (key, value) VALUES (?1, ?2)"
     static let saveNode = "INSERT OR REPLACE INTO hnsw_nodes (slot, memory, links) VALUES (?1, ?2, ?3)"
@@ -102,9 +102,9 @@ struct WriteStatements {
         return seq
     }
 
-    /// Deletes the memory `id`; returns how many rows went.
-    func delete(id: String) throws -> Int {
-        try delete.execute([id])
+    /// Deletes `user`'s memory `id`; returns how many rows went.
+    func delete(user: String, id: String) throws -> Int {
+        try delete.execute([user, id])
         return database.changes
     }
 

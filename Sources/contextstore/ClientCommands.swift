@@ -116,19 +116,26 @@ struct SearchCommand: AsyncParsableCommand {
 }
 
 struct GetCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "get", abstract: "Show one memory, with its vector.")
+    static let configuration = CommandConfiguration(
+        commandName: "get", abstract: "Show one of a user's memories, with its vector.")
     @OptionGroup var connection: ConnectionOptions
+    @Option(help: "The memory's user (an id is unique within its user).") var user: String
     @Argument(help: "The memory's id.") var id: String
 
-    func run() async throws { try await connection.send(Operations.Get.self, [("id", .string(id))]) }
+    func run() async throws {
+        try await connection.send(Operations.Get.self, [("user", .string(user)), ("id", .string(id))])
+    }
 }
 
 struct DeleteCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "delete", abstract: "Delete one memory.")
+    static let configuration = CommandConfiguration(commandName: "delete", abstract: "Delete one of a user's memories.")
     @OptionGroup var connection: ConnectionOptions
+    @Option(help: "The memory's user (an id is unique within its user).") var user: String
     @Argument(help: "The memory's id.") var id: String
 
-    func run() async throws { try await connection.send(Operations.Delete.self, [("id", .string(id))]) }
+    func run() async throws {
+        try await connection.send(Operations.Delete.self, [("user", .string(user)), ("id", .string(id))])
+    }
 }
 
 struct ForgetCommand: AsyncParsableCommand {

@@ -77,8 +77,9 @@ import Testing
         ] {
             #expect(try roundTrip(Operations.Search.self, search) == search)
         }
-        #expect(try roundTrip(Operations.Get.self, "id\u{0}") == "id\u{0}")
-        #expect(try roundTrip(Operations.Delete.self, "x") == "x")
+        let named = MemoryRef(user: "caf\u{E9}", id: "id\u{0}")
+        #expect(try roundTrip(Operations.Get.self, named) == named)
+        #expect(try roundTrip(Operations.Delete.self, named) == named)
         #expect(try roundTrip(Operations.Forget.self, "u") == "u")
         #expect(try roundTrip(Operations.Embed.self, ["a", "b\u{0}"]) == ["a", "b\u{0}"])
     }
@@ -181,8 +182,16 @@ import Testing
 
     @Test func reportsExactErrorCodes() {
         #expect(code(#"{"op":"get"}"#) == .missingField)
-        #expect(code(#"{"op":"get","id":null}"#) == .missingField)
-        #expect(code(#"{"op":"get","id":7}"#) == .wrongType)
+        #expect(code(#"{"op":"get","user":"u","id":null}"#) == .missingField)
+        #expect(code(#"{"op":"get","user":"u","id":7}"#) == .wrongType)
+        #expect(code(#"{"op":"get","id":"x"}"#) == .missingField)
+        #expect(code(#"{"op":"get","user":"u","id":"x","with":1}"#) == .unknownField)
+        #expect(code(#"{"op":"add","user":"u","text":"t","vector":[1],"model":"m","tags":[]}"#) == .unknownField)
+        #expect(code(#"{"op":"search","user":"u","vector":[1],"sesion":"s"}"#) == .unknownField)
+        #expect(code(#"{"op":"embed","texts":["a"],"model":"m"}"#) == .unknownField)
+        #expect(code(#"{"op":"add","user":"u","text":"t","vector":[1],"created_at":"yesterday"}"#) == .invalidValue)
+        #expect(code(#"{"op":"add","user":"u","text":"t","vector":[1],"created_at":"2023-02-29"}"#) == .invalidValue)
+        #expect(code(#"{"op":"add","user":"u","text":"t","vector":[1],"created_at":true}"#) == .wrongType)
         #expect(code(#"{"op":"add","user":"u","vector":[1]}"#) == .missingField)
         #expect(code(#"{"op":"add","user":"","text":"t","vector":[1]}"#) == .invalidValue)
         #expect(code(#"{"op":"add","user":"u","text":"t","vector":[1],"role":"robot"}"#) == .invalidValue)
@@ -210,7 +219,7 @@ import Testing
         #expect(code(#"{"op":"embed","texts":[]}"#) == .invalidValue)
         #expect(code(#"{"op":"embed","texts":["a",1]}"#) == .wrongType)
         #expect(code(#"{"op":"embed"}"#) == .missingField)
-        #expect(code(#"{"op":"search","user":"u","vector":[1],"since":"yesterday"}"#) == .wrongType)
+        #expect(code(#"{"op":"search","user":"u","vector":[1],"since":"yesterday"}"#) == .invalidValue)
     }
 
     @Test func namesTheFailingBatchItem() {
@@ -248,5 +257,32 @@ import Testing
             return
         }
         #expect(try Memory(json: object) == memory)
+    }
+}
+
+@Suite struct TimeTests {
+    @Test func iso8601TimesAreUnixMilliseconds() {
+        #expect(ISO8601.milliseconds("1970-01-01") == 0)
+        #expect(ISO8601.milliseconds("1970-01-01T00:00:00Z") == 0)
+        #expect(ISO8601.milliseconds("2023-05-08T13:56:00Z") == 1_683_554_160_000)
+        #expect(ISO8601.milliseconds("2023-05-08 13:56:00") == 1_683_554_160_000)
+        #expect(ISO8601.milliseconds("2023-05-08T15:56:00+02:00") == 1_683_554_160_000)
+        #expect(ISO8601.milliseconds("2023-05-08T08:26:00.250-0530") == 1_683_554_160_250)
+        #expect(ISO8601.milliseconds("2024-02-29T23:59:59.999Z") == 1_709_251_199_999)
+        #expect(ISO8601.milliseconds("1969-12-31T23:59:59Z") == -1000)
+        #expect(ISO8601.milliseconds("2023-02-29") == nil)
+        #expect(ISO8601.milliseconds("2023-13-01") == nil)
+        #expect(ISO8601.milliseconds("2023-05-08T24:00") == nil)
+        #expect(ISO8601.milliseconds("2023-05-08T13:56:00Zjunk") == nil)
+        #expect(ISO8601.milliseconds("8 May 2023") == nil)
+    }
+
+    @Test func timeFieldsTakeEitherForm() throws {
+        guard
+            case .object(let object) = try JSONParser.parse(
+                #"{"op":"search","user":"u","vector":[1],"since":"2023-05-08","until":1683554160000}"#)
+        else { return }
+        let search = try Operations.Search.decode(object)
+        #expect(search.filter.since == 1_683_504_000_000 && search.filter.until == 1_683_554_160_000)
     }
 }

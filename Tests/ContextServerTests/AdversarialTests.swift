@@ -40,7 +40,8 @@ import Testing
         server = try ServerProcess(database: database, arguments: ["--dim", "2"])
         let gets = try answers(
             [
-                #"{"op":"get","id":"k1"}"#, #"{"op":"get","id":"k1\u0000"}"#, #"{"op":"get","id":"k2"}"#,
+                #"{"op":"get","user":"bob","id":"k1"}"#, #"{"op":"get","user":"mallory","id":"k1\u0000"}"#,
+                #"{"op":"get","user":"carol\u0000zzz","id":"k2"}"#,
                 #"{"op":"search","user":"carol","vector":[1,1]}"#,
             ], port: server.port)
         #expect(gets[0].contains(#""user":"bob","session":null,"role":null,"text":"bob's""#))
@@ -60,7 +61,7 @@ import Testing
         let lines = try answers(
             [
                 #"{"op":"add","id":"\#(precomposed)","user":"\#(precomposed)","text":"t","vector":[1,0]}"#,
-                #"{"op":"delete","id":"\#(decomposed)"}"#,
+                #"{"op":"delete","user":"\#(precomposed)","id":"\#(decomposed)"}"#,
                 #"{"op":"forget","user":"\#(decomposed)"}"#,
                 #"{"op":"add","id":"\#(decomposed)","user":"\#(decomposed)","text":"u","vector":[0,1]}"#,
                 #"{"op":"stats"}"#,
@@ -71,7 +72,10 @@ import Testing
         server.signal(SIGTERM)
         server = try ServerProcess(database: database)
         let after = try answers(
-            [#"{"op":"get","id":"\#(precomposed)"}"#, #"{"op":"delete","id":"\#(decomposed)"}"#], port: server.port)
+            [
+                #"{"op":"get","user":"\#(precomposed)","id":"\#(precomposed)"}"#,
+                #"{"op":"delete","user":"\#(decomposed)","id":"\#(decomposed)"}"#,
+            ], port: server.port)
         #expect(after[0].contains(#""text":"t""#))
         #expect(after[1] == #"{"ok":true,"deleted":1}"#)
         server.signal(SIGTERM)
@@ -170,7 +174,7 @@ import Testing
             $0.maximumLineBytes = 600_000
             $0.maximumBufferedBytes = 1_000_000
         }
-        let chunk = "{\"op\":\"ping\",\"pad\":\"" + String(repeating: "y", count: 400_000)
+        let chunk = "{\"op\":\"ping\",\"rid\":\"" + String(repeating: "y", count: 400_000)
         let first = try RawSocket(port: server.port)
         first.send(chunk)
         try await Task.sleep(for: .milliseconds(300))
@@ -185,7 +189,8 @@ import Testing
         )
         // The others finish their lines and are answered.
         first.send("\"}\n")
-        #expect(first.readLine() == #"{"ok":true,"pong":true}"#)
+        let answer = first.readLine()
+        #expect(answer?.hasPrefix(#"{"ok":true,"rid":"yyy"#) == true && answer?.hasSuffix(#"","pong":true}"#) == true)
         await server.stop()
     }
 
@@ -217,7 +222,7 @@ import Testing
         let lines = try answers(
             [
                 #"{"op":"add","id":"a","user":"u","text":"t","vector":[1,0,0],"created_at":9007199254740993,"metadata":{"n":9007199254740993,"m":-9223372036854775808}}"#,
-                #"{"op":"get","id":"a"}"#,
+                #"{"op":"get","user":"u","id":"a"}"#,
                 #"{"op":"add","user":"u","text":"t","vector":[1,0,0],"metadata":{"n":NaN}}"#,
                 #"{"op":"add","user":"u","text":"t","vector":[1,0,0],"metadata":{"n":1e400}}"#,
                 #"{"op":"ping","rid":NaN}"#,
@@ -251,7 +256,7 @@ import Testing
         }
         let tiny = try store.add([NewMemory(user: "u", text: "tiny", vector: [.leastNonzeroMagnitude * 7, 0, 0])])[0]
         let huge = try store.add([NewMemory(user: "u", text: "huge", vector: [0, 1e17, 1e17])])[0]
-        #expect(store.get(id: tiny)?.vector == [1, 0, 0])
+        #expect(store.get(user: "u", id: tiny)?.vector == [1, 0, 0])
         let hits = try store.search(user: "u", vector: [Float(bitPattern: 0x0001_0000), 0, 0], k: 2)
         #expect(hits.map(\.memory.id) == [tiny, huge])
         #expect(hits.allSatisfy { $0.score.isFinite })

@@ -22,5 +22,7 @@ import Testing
         let answer = try runProgram(builtExecutable("contextstore-hello"), ["127.0.0.1", String(server.port)])
         #expect(answer.status == 0)
         #expect(answer.output == "contextstore 0.1.0, protocol 1, 0 memories, cosine flat\n")
+        server.signal(SIGTERM)
+        #expect(server.process.terminationStatus == 0)
     }
 }

@@ -69,6 +69,11 @@ final class ServerProcess {
         kill(process.processIdentifier, number)
         process.waitUntilExit()
     }
+
+    /// A server a test did not stop is killed, so none outlives the test run.
+    deinit {
+        if process.isRunning { signal(SIGKILL) }
+    }
 }
 
 @Suite(.serialized) struct DurabilityTests {
@@ -83,7 +88,7 @@ final class ServerProcess {
                     id: "m\($0)", user: "u\($0 % 4)", text: "text \($0)", createdAt: Int64($0),
                     vector: [Float($0), 0, 1])
             })
-        try await client.delete(id: "m5")
+        try await client.delete(user: "u1", id: "m5")
         await client.close()
         server.signal(SIGTERM)
         #expect(server.process.terminationStatus == 0)
@@ -95,7 +100,7 @@ final class ServerProcess {
         #expect(hello.dimension == 3)
         #expect(hello.metric == .l2)
         #expect(
-            try await client.get(id: "m42")
+            try await client.get(user: "u2", id: "m42")
                 == Memory(id: "m42", user: "u2", text: "text 42", createdAt: 42, vector: [42, 0, 1]))
         let hits = try await client.search(SearchRequest(user: "u1", query: .vector([5, 0, 1]), k: 2))
         #expect(hits.map(\.memory.id) == ["m1", "m9"])
@@ -134,10 +139,10 @@ final class ServerProcess {
                                     NewMemory(id: id, user: "u", text: "t", vector: vector),
                                     NewMemory(id: id + "b", user: "u", text: "t", vector: vector),
                                 ])
-                                acknowledged.ids.withLock { $0.append(contentsOf: ids) }
+                                acknowledged.ids.withLock { $0 += ids.map { MemoryRef(user: "u", id: $0) } }
                             } else {
                                 try await client.add(NewMemory(id: id, user: "u\(writer)", text: "t", vector: vector))
-                                acknowledged.ids.withLock { $0.append(id) }
+                                acknowledged.ids.withLock { $0.append(MemoryRef(user: "u\(writer)", id: id)) }
                             }
                         } catch {
                             return
@@ -161,12 +166,14 @@ final class ServerProcess {
         #expect(report.index == index)
         #expect(report.nodes == (index == "hnsw" ? report.memories : 0))
         let store = try MemoryStore(path: database)
-        for id in ids { #expect(store.get(id: id) != nil, "acknowledged \(id) was lost") }
+        for memory in ids {
+            #expect(store.get(user: memory.user, id: memory.id) != nil, "acknowledged \(memory) was lost")
+        }
         store.close()
     }
 }
 
 /// The ids the server has acknowledged, shared by the writer tasks.
 final class Acknowledged: Sendable {
-    let ids = Mutex<[String]>([])
+    let ids = Mutex<[MemoryRef]>([])
 }

@@ -52,12 +52,13 @@ import VectorIndex
             SearchRequest(user: "alice", query: .vector([1, 0, 0]), k: 10, filter: RowFilter(role: .assistant)))
         #expect(byRole.map(\.memory.id) == ["b"])
 
-        let fetched = try await client.get(id: "c")
+        let fetched = try await client.get(user: "bob", id: "c")
         #expect(fetched == Memory(id: "c", user: "bob", text: "I like coffee", createdAt: 3000, vector: [1, 0, 0]))
 
-        try await client.delete(id: "b")
-        await #expect(throws: ClientError.server(code: "not_found", message: "no memory with id 'b'")) {
-            try await client.delete(id: "b")
+        try await client.delete(user: "alice", id: "b")
+        await #expect(throws: ClientError.server(code: "not_found", message: "user 'alice' has no memory with id 'b'"))
+        {
+            try await client.delete(user: "alice", id: "b")
         }
         #expect(try await client.forget(user: "alice") == 1)
         #expect(try await client.forget(user: "alice") == 0)
@@ -96,7 +97,7 @@ import VectorIndex
             switch i % 3 {
             case 0:
                 requests += #"{"op":"add","rid":\#(i),"id":"m\#(i)","user":"u","text":"t","vector":[1,\#(i)]}"# + "\n"
-            case 1: requests += #"{"op":"get","rid":\#(i),"id":"m\#(i - 1)"}"# + "\n"
+            case 1: requests += #"{"op":"get","rid":\#(i),"user":"u","id":"m\#(i - 1)"}"# + "\n"
             default: requests += #"{"op":"ping","rid":\#(i)}"# + "\n"
             }
         }

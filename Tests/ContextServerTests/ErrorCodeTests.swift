@@ -32,9 +32,13 @@ import Testing
                     #"{"ok":false,"error":{"code":"not_object","message":"a request must be a JSON object, not array"}}"#
                 ),
                 (#"{"op":"fly"}"#, #"{"ok":false,"error":{"code":"unknown_op","message":"unknown op 'fly'"}}"#),
-                (#"{"op":"get"}"#, #"{"ok":false,"error":{"code":"missing_field","message":"missing field 'id'"}}"#),
+                (#"{"op":"get"}"#, #"{"ok":false,"error":{"code":"missing_field","message":"missing field 'user'"}}"#),
                 (
-                    #"{"op":"get","id":1}"#,
+                    #"{"op":"get","user":"u"}"#,
+                    #"{"ok":false,"error":{"code":"missing_field","message":"missing field 'id'"}}"#
+                ),
+                (
+                    #"{"op":"get","user":"u","id":1}"#,
                     #"{"ok":false,"error":{"code":"wrong_type","message":"'id' must be a string, not number"}}"#
                 ),
                 (
@@ -66,12 +70,28 @@ import Testing
                     #"{"ok":false,"error":{"code":"k_out_of_range","message":"k must be between 1 and 1000, not 1000000000"}}"#
                 ),
                 (
-                    #"{"op":"get","id":"ghost"}"#,
-                    #"{"ok":false,"error":{"code":"not_found","message":"no memory with id 'ghost'"}}"#
+                    #"{"op":"get","user":"u","id":"ghost"}"#,
+                    #"{"ok":false,"error":{"code":"not_found","message":"user 'u' has no memory with id 'ghost'"}}"#
                 ),
                 (
-                    #"{"op":"delete","id":"ghost"}"#,
-                    #"{"ok":false,"error":{"code":"not_found","message":"no memory with id 'ghost'"}}"#
+                    #"{"op":"delete","user":"u","id":"ghost"}"#,
+                    #"{"ok":false,"error":{"code":"not_found","message":"user 'u' has no memory with id 'ghost'"}}"#
+                ),
+                (
+                    #"{"op":"forget","user":"u","session":"a"}"#,
+                    #"{"ok":false,"error":{"code":"unknown_field","message":"unknown field 'session'; this accepts user"}}"#
+                ),
+                (
+                    #"{"op":"search","user":"u","vector":[1,0,0],"sesion":"a"}"#,
+                    #"{"ok":false,"error":{"code":"unknown_field","message":"unknown field 'sesion'; this accepts ef, exact, k, query, role, session, since, until, user, vector"}}"#
+                ),
+                (
+                    #"{"op":"add_batch","items":[{"user":"u","text":"t","vector":[1,0,0],"roll":"user"}]}"#,
+                    #"{"ok":false,"error":{"code":"unknown_field","message":"items[0]: unknown field 'roll'; this accepts created_at, id, metadata, role, session, text, user, vector"}}"#
+                ),
+                (
+                    #"{"op":"ping","pong":true}"#,
+                    #"{"ok":false,"error":{"code":"unknown_field","message":"unknown field 'pong'; this op takes none"}}"#
                 ),
             ], server: server)
         #expect(server.store.count == 0)
@@ -187,7 +207,7 @@ import Testing
             "\(line)")
         try other.execute("ROLLBACK")
         other.close()
-        socket.send(#"{"op":"get","id":"x"}"# + "\n")
+        socket.send(#"{"op":"get","user":"u","id":"x"}"# + "\n")
         #expect(socket.readLine()?.contains(#""code":"not_found""#) == true)
         await server.stop()
     }

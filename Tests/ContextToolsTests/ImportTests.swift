@@ -57,12 +57,12 @@ final class Failures: Sendable {
         #expect(failures.all[1].reason == "wrong_dimension: 2 components, the space has 3")
         #expect(failures.all[2].reason == "non_finite: vector[0] is not a finite float32 (nan)")
         #expect(
-            store.get(id: "a")
+            store.get(user: "u1", id: "a")
                 == Memory(
                     id: "a", user: "u1", role: .user, text: "first", createdAt: 5, metadata: #"{"k":1}"#,
                     vector: [1, 0, 0]))
-        #expect(store.get(id: "memories.jsonl:2")?.user == "u2")
-        #expect(store.get(id: "memories.jsonl:4")?.user == "fallback")
+        #expect(store.get(user: "u2", id: "memories.jsonl:2") != nil)
+        #expect(store.get(user: "fallback", id: "memories.jsonl:4") != nil)
 
         let again = try await importer.run(
             ImportSource(path: file, format: .jsonl, defaultUser: "fallback"), into: sink, onFailure: { _ in })
@@ -174,11 +174,11 @@ final class Failures: Sendable {
         #expect(summary.imported == 2)
         #expect(failures.all == [ImportFailure(line: 4, reason: "3 fields, the header has 6")])
         #expect(
-            store.get(id: "c1")
+            store.get(user: "u", id: "c1")
                 == Memory(
                     id: "c1", user: "u", text: "hello, \"world\"", createdAt: 7, metadata: #"{"a":1}"#,
                     vector: [1, 2, 3]))
-        #expect(store.get(id: "c2")?.vector == [0.5, -1, 2])
+        #expect(store.get(user: "u", id: "c2")?.vector == [0.5, -1, 2])
         store.close()
     }
 
@@ -214,10 +214,12 @@ final class Failures: Sendable {
             into: ServerSink(client: client), onFailure: { _ in })
         #expect(summary.imported == 2)
         #expect(
-            try await client.get(id: "w0")
-                == Memory(id: "w0", user: "u", text: "zero", createdAt: store.get(id: "w0")!.createdAt, vector: rows[0])
+            try await client.get(user: "u", id: "w0")
+                == Memory(
+                    id: "w0", user: "u", text: "zero", createdAt: store.get(user: "u", id: "w0")!.createdAt,
+                    vector: rows[0])
         )
-        #expect(try await client.get(id: "base.npy:2").vector == rows[1])
+        #expect(try await client.get(user: "u", id: "base.npy:2").vector == rows[1])
 
         // The same rows from .fvecs, under its own ids; a rerun of the .npy skips everything.
         let fromFvecs = try await Importer().run(
@@ -225,7 +227,7 @@ final class Failures: Sendable {
             into: ServerSink(client: client),
             onFailure: { _ in })
         #expect(fromFvecs.imported == 2)
-        #expect(try await client.get(id: "base.fvecs:1").vector == rows[0])
+        #expect(try await client.get(user: "u", id: "base.fvecs:1").vector == rows[0])
         let rerun = try await Importer().run(
             ImportSource(path: folder.path + "/base.npy", format: .npy, texts: texts, defaultUser: "u"),
             into: ServerSink(client: client), onFailure: { _ in })

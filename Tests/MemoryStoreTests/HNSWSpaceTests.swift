@@ -55,7 +55,7 @@ import VectorIndex
             return
         }
         #expect(message.hasPrefix("writes are refused until the server restarts: the index could not be read back"))
-        #expect(store.get(id: "b") == nil)
+        #expect(store.get(user: "u", id: "b") == nil)
         store.close()
     }
 
@@ -91,8 +91,8 @@ import VectorIndex
         var store = try open()
         let data = vectors(900, seed: 9)
         try store.add((0..<900).map { NewMemory(id: "m\($0)", user: "u\($0 % 3)", text: "t", vector: data[$0]) })
-        for i in stride(from: 0, to: 300, by: 2) { #expect(try store.delete(id: "m\(i)")) }
-        // Replacing moves a memory to a new vector (and user): its node is rebuilt.
+        for i in stride(from: 0, to: 300, by: 2) { #expect(try store.delete(user: "u\(i % 3)", id: "m\(i)")) }
+        // Ids of other users: u0 gets new memories under them; the others keep theirs.
         let moved = vectors(50, seed: 10)
         try store.add((0..<50).map { NewMemory(id: "m\(301 + 2 * $0)", user: "u0", text: "new", vector: moved[$0]) })
         #expect(try store.forget(user: "u2") > 0)

@@ -67,11 +67,12 @@ final class TemporaryDatabase {
         ])
         #expect(ids == ["a", "b", "c"])
         #expect(
-            store.get(id: "a")
+            store.get(user: "alice", id: "a")
                 == Memory(
                     id: "a", user: "alice", session: "s1", role: .user, text: "first", createdAt: 1000,
                     metadata: #"{"k":1}"#, vector: [1, 0, 0]))
-        #expect(store.get(id: "zzz") == nil)
+        #expect(store.get(user: "alice", id: "zzz") == nil)
+        #expect(store.get(user: "bob", id: "a") == nil)
 
         let hits = try store.search(user: "alice", vector: [1, 0.5, 0], k: 10)
         #expect(hits.map(\.memory.id) == ["a", "b"])
@@ -86,8 +87,9 @@ final class TemporaryDatabase {
             try store.search(user: "alice", vector: [1, 0.5, 0], k: 10, filter: RowFilter(until: 1500)).map(\.memory.id)
                 == ["a"])
 
-        #expect(try store.delete(id: "a"))
-        #expect(try !store.delete(id: "a"))
+        #expect(try !store.delete(user: "bob", id: "a"))
+        #expect(try store.delete(user: "alice", id: "a"))
+        #expect(try !store.delete(user: "alice", id: "a"))
         #expect(try store.forget(user: "alice") == 1)
         #expect(try store.forget(user: "alice") == 0)
         #expect(store.stats().memories == 1)
@@ -99,20 +101,39 @@ final class TemporaryDatabase {
         let before = Clock.nowMilliseconds()
         let id = try store.add([memory(nil, vector: [1, 2])])[0]
         #expect(id.count == 36)
-        let stored = try #require(store.get(id: id))
+        let stored = try #require(store.get(user: "alice", id: id))
         #expect(stored.createdAt >= before)
         // Cosine spaces store the normalized vector.
         #expect(abs(stored.vector[0] - 1 / Float(5).squareRoot()) < 1e-6)
     }
 
-    @Test func addWithAnExistingIDReplaces() throws {
-        let store = try MemoryStore(path: temporary.path, metric: .dot)
-        try store.add([memory("x", vector: [1, 0], text: "old")])
-        try store.add([memory("x", user: "bob", vector: [0, 1], text: "new")])
-        #expect(store.count == 1)
-        #expect(store.get(id: "x")?.text == "new")
-        #expect(try store.search(user: "alice", vector: [1, 0], k: 5).isEmpty)
-        #expect(try store.search(user: "bob", vector: [1, 0], k: 5).map(\.memory.id) == ["x"])
+    /// An id is unique within its user: the same id under another user is another memory (it
+    /// once took the first user's memory over); under the same user it replaces it.
+    @Test(arguments: [SpaceIndex.flat, .hnsw(HNSWParameters(M: 4, efConstruction: 16))])
+    func idsBelongToTheirUser(index: SpaceIndex) throws {
+        do {
+            let store = try MemoryStore(path: temporary.path, metric: .dot, index: index)
+            try store.add([memory("x", vector: [1, 0], text: "alice's")])
+            try store.add([memory("x", user: "bob", vector: [0, 1], text: "bob's")])
+            #expect(store.count == 2)
+            #expect(store.get(user: "alice", id: "x")?.text == "alice's")
+            #expect(store.get(user: "bob", id: "x")?.text == "bob's")
+            #expect(try store.search(user: "alice", vector: [1, 0], k: 5).map(\.memory.text) == ["alice's"])
+            try store.add([memory("x", vector: [1, 1], text: "alice's again")])
+            #expect(store.count == 2)
+            #expect(try store.delete(user: "bob", id: "x"))
+            #expect(store.get(user: "alice", id: "x")?.text == "alice's again")
+            // One id for two users in one batch is two memories.
+            try store.add([memory("y", vector: [1, 0]), memory("y", user: "carol", vector: [0, 1])])
+            #expect(store.count == 3)
+            store.close()
+        }
+        let reopened = try MemoryStore(path: temporary.path)
+        #expect(reopened.count == 3)
+        #expect(reopened.get(user: "alice", id: "x")?.text == "alice's again")
+        #expect(reopened.get(user: "bob", id: "x") == nil)
+        #expect(reopened.get(user: "carol", id: "y") != nil)
+        #expect(try reopened.search(user: "carol", vector: [0, 1], k: 5).map(\.memory.id) == ["y"])
     }
 
     @Test func theFirstVectorFixesTheDimension() throws {
@@ -150,7 +171,7 @@ final class TemporaryDatabase {
                     memory(
                         "m\($0)", user: "u\($0 % 5)", vector: [Float($0), 1], text: "text \($0)", createdAt: Int64($0))
                 })
-            #expect(try store.delete(id: "m7"))
+            #expect(try store.delete(user: "u2", id: "m7"))
             #expect(try store.forget(user: "u3") == 10)
             store.close()
             #expect(throws: StoreError.closed) { try store.add([memory("late", vector: [1, 1])]) }
@@ -159,9 +180,9 @@ final class TemporaryDatabase {
         #expect(store.metric == .l2)
         #expect(store.dimension == 2)
         #expect(store.count == 39)
-        #expect(store.get(id: "m8") == nil)  // u3 was forgotten
-        #expect(store.get(id: "m9")?.text == "text 9")
-        #expect(store.get(id: "m7") == nil)
+        #expect(store.get(user: "u3", id: "m8") == nil)  // u3 was forgotten
+        #expect(store.get(user: "u4", id: "m9")?.text == "text 9")
+        #expect(store.get(user: "u2", id: "m7") == nil)
         let hits = try store.search(user: "u0", vector: [10, 1], k: 2)
         // m5 and m15 are both at distance 5: the tie goes to the smaller id.
         #expect(hits.map(\.memory.id) == ["m10", "m15"])
@@ -195,7 +216,7 @@ final class TemporaryDatabase {
         #expect(try database.scalarInt("SELECT count(*) FROM pragma_journal_mode WHERE journal_mode = 'wal'") == 1)
         try database.execute("PRAGMA user_version = 99")
         database.close()
-        #expect(throws: StoreError.incompatibleDatabase("schema version 99 is newer than this server's 2")) {
+        #expect(throws: StoreError.incompatibleDatabase("schema version 99 is newer than this server's 3")) {
             try MemoryStore(path: temporary.path)
         }
     }
@@ -208,5 +229,31 @@ final class TemporaryDatabase {
         let statement = try database.prepare("SELECT hex(embedding) FROM memories WHERE id = 'a'")
         #expect(try statement.step())
         #expect(statement.string(at: 0) == "0000C03F000000C0")
+    }
+
+    /// A file written before ids belonged to their user (schema 2) opens, keeps every row, and
+    /// from then on takes one id per user.
+    @Test func aSchema2FileIsMigrated() throws {
+        do {
+            let database = try Database(path: temporary.path)
+            for migration in Database.migrations.prefix(2) { try database.execute(migration) }
+            try database.execute("PRAGMA user_version = 2")
+            try database.execute(
+                """
+                INSERT INTO space (key, value) VALUES ('metric', 'dot'), ('index', 'flat'), ('dimension', '2');
+                INSERT INTO memories (seq, id, user, text, created_at, metadata, embedding)
+                VALUES (1, 'a', 'alice', 'one', 5, '{}', X'0000803F00000000'),
+                    (2, 'b', 'bob', 'two', 6, '{}', X'000000000000803F');
+                """)
+            database.close()
+        }
+        let store = try MemoryStore(path: temporary.path)
+        #expect(store.count == 2)
+        #expect(store.get(user: "alice", id: "a")?.vector == [1, 0])
+        try store.add([memory("a", user: "bob", vector: [1, 1], text: "bob's a")])
+        #expect(store.count == 3)
+        #expect(store.get(user: "alice", id: "a")?.text == "one")
+        store.close()
+        #expect(try MemoryStore.check(path: temporary.path).problems == [])
     }
 }
