@@ -9,6 +9,10 @@ public enum ClientError: Error, Sendable, Equatable, CustomStringConvertible {
     case invalidResponse(String)
     /// The connection closed before the answer arrived.
     case connectionClosed
+    /// No server could be reached at that address; the reason is the system's.
+    case cannotConnect(host: String, port: Int, reason: String)
+    /// The server did not answer within the client's timeout (the connection is then closed).
+    case timedOut(seconds: Double)
 
     /// The server's error code as the protocol defines it, when it is one.
     public var errorCode: ErrorCode? {
@@ -20,6 +24,9 @@ public enum ClientError: Error, Sendable, Equatable, CustomStringConvertible {
         case .server(let code, let message): "\(code): \(message)"
         case .invalidResponse(let reason): "invalid response: \(reason)"
         case .connectionClosed: "connection closed"
+        case .cannotConnect(let host, let port, let reason):
+            "cannot reach a server at \(host):\(port): \(reason) (is `contextstore serve` running there?)"
+        case .timedOut(let seconds): "no answer within \(seconds) s; the connection was closed"
         }
     }
 }

@@ -3,6 +3,11 @@ import ContextProtocol
 import NIOCore
 import NIOExtras
 import NIOPosix
+import Synchronization
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// An async client for one connection to a ContextStore server.
 ///
@@ -10,27 +15,52 @@ import NIOPosix
 /// answers are matched to callers in order, so concurrent calls are pipelined on the one socket.
 public final class ContextStoreClient: Sendable {
     private let channel: Channel
+    private let timeout: TimeAmount?
+    /// Set when the timeout closed the connection, so waiting calls say why.
+    private let timedOut = Atomic<Bool>(false)
 
-    private init(channel: Channel) {
+    private init(channel: Channel, timeout: TimeAmount?) {
         self.channel = channel
+        self.timeout = timeout
     }
 
     /// Connects to a server.
-    /// - Parameter maximumResponseBytes: Longest accepted response line.
+    /// - Parameters:
+    ///   - maximumResponseBytes: Longest accepted response line.
+    ///   - timeout: How long connecting, and then each call, may take; a call that passes it
+    ///     closes the connection and throws `ClientError.timedOut`. Nil waits without limit.
+    /// - Throws: `ClientError.cannotConnect` naming the address and the system's reason.
     public static func connect(
-        host: String = "127.0.0.1", port: Int = 7420, maximumResponseBytes: Int = 256 * 1024 * 1024
+        host: String = "127.0.0.1", port: Int = 7420, maximumResponseBytes: Int = 256 * 1024 * 1024,
+        timeout: TimeAmount? = nil
     ) async throws -> ContextStoreClient {
-        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .channelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandlers(
-                        ByteToMessageHandler(LineBasedFrameDecoder(), maximumBufferSize: maximumResponseBytes),
-                        RequestResponseHandler<ByteBuffer, ByteBuffer>())
+        do {
+            let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .channelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
+                .connectTimeout(timeout ?? .seconds(10))
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandlers(
+                            ByteToMessageHandler(LineBasedFrameDecoder(), maximumBufferSize: maximumResponseBytes),
+                            RequestResponseHandler<ByteBuffer, ByteBuffer>())
+                    }
                 }
-            }
-            .connect(host: host, port: port).get()
-        return ContextStoreClient(channel: channel)
+                .connect(host: host, port: port).get()
+            return ContextStoreClient(channel: channel, timeout: timeout)
+        } catch {
+            throw ClientError.cannotConnect(host: host, port: port, reason: Self.reason(error))
+        }
+    }
+
+    /// The system's words for a failed connect.
+    private static func reason(_ error: any Error) -> String {
+        if let failure = error as? NIOConnectionError {
+            if let first = failure.connectionErrors.first { return reason(first.error) }
+            if let resolution = failure.dnsAAAAError ?? failure.dnsAError { return "cannot resolve: \(resolution)" }
+        }
+        if let io = error as? IOError { return String(cString: strerror(io.errnoCode)).lowercased() }
+        if let channel = error as? ChannelError, case .connectTimeout = channel { return "timed out" }
+        return "\(error)"
     }
 
     /// Closes the connection.
@@ -48,13 +78,20 @@ public final class ContextStoreClient: Sendable {
         buffer.writeInteger(UInt8(ascii: "\n"))
         let promise = channel.eventLoop.makePromise(of: ByteBuffer.self)
         channel.writeAndFlush((buffer, promise), promise: nil)
+        let deadline = timeout.map { timeout in
+            channel.eventLoop.scheduleTask(in: timeout) { [self] in
+                timedOut.store(true, ordering: .relaxed)
+                channel.close(promise: nil)
+            }
+        }
+        defer { deadline?.cancel() }
         let line: ByteBuffer
         do {
             line = try await promise.futureResult.get()
-        } catch is NIOExtrasErrors.ClosedBeforeReceivingResponse {
-            throw ClientError.connectionClosed
         } catch let error as ChannelError where error == .ioOnClosedChannel || error == .alreadyClosed {
-            throw ClientError.connectionClosed
+            throw closedError
+        } catch is NIOExtrasErrors.ClosedBeforeReceivingResponse {
+            throw closedError
         }
         let value: JSONValue
         do {
@@ -64,6 +101,11 @@ public final class ContextStoreClient: Sendable {
         }
         guard case .object(let object) = value else { throw ClientError.invalidResponse("not an object") }
         return object
+    }
+
+    private var closedError: ClientError {
+        guard timedOut.load(ordering: .relaxed), let timeout else { return .connectionClosed }
+        return .timedOut(seconds: Double(timeout.nanoseconds) / 1e9)
     }
 
     /// Sends a request object and returns the response object, whether `ok` is true or false.

@@ -89,12 +89,16 @@ public enum Operations {
         public struct Answer: Sendable, Equatable {
             /// The ids stored, in order.
             public var ids: [String]
-            /// How many items were skipped (`if_absent`).
+            /// How many items were skipped (`if_absent`: the same memory was there).
             public var skipped: Int
+            /// The items (by index) whose id the user has with other content (`if_absent`): not
+            /// stored.
+            public var conflicts: [Int]
 
-            public init(ids: [String], skipped: Int) {
+            public init(ids: [String], skipped: Int, conflicts: [Int] = []) {
                 self.ids = ids
                 self.skipped = skipped
+                self.conflicts = conflicts
             }
         }
 
@@ -141,6 +145,8 @@ public enum Operations {
             writer.int(Int64(answer.skipped))
             writer.field("ids")
             writer.array(count: answer.ids.count) { $0.string(answer.ids[$1]) }
+            writer.field("conflicts")
+            writer.array(count: answer.conflicts.count) { $0.int(Int64(answer.conflicts[$1])) }
         }
         public static func decode(answer: JSONObject) throws(ProtocolError) -> Answer {
             let ids = try answer.required("ids", as: "array", \.arrayValue)
@@ -150,7 +156,13 @@ public enum Operations {
                         throw ProtocolError(.wrongType, "ids must hold strings, not \(value.typeName)")
                     }
                     return id
-                }, skipped: Int(try answer.optionalInt("skipped") ?? 0))
+                }, skipped: Int(try answer.optionalInt("skipped") ?? 0),
+                conflicts: try (answer["conflicts"]?.arrayValue ?? []).map { (value) throws(ProtocolError) in
+                    guard let index = value.integerValue else {
+                        throw ProtocolError(.wrongType, "conflicts must hold integers, not \(value.typeName)")
+                    }
+                    return Int(index)
+                })
         }
     }
 

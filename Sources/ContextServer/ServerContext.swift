@@ -100,8 +100,10 @@ struct ServerContext: Sendable {
     func addBatch(_ arguments: Operations.AddBatch.Arguments) throws -> Operations.AddBatch.Answer {
         try check(model: arguments.model)
         let items = try embedded(arguments).items
-        let ids = try store.add(items, skippingExisting: arguments.ifAbsent)
-        return Operations.AddBatch.Answer(ids: ids, skipped: items.count - ids.count)
+        guard arguments.ifAbsent else { return Operations.AddBatch.Answer(ids: try store.add(items), skipped: 0) }
+        let outcome = try store.addIfAbsent(items)
+        return Operations.AddBatch.Answer(
+            ids: outcome.ids, skipped: outcome.skipped.count, conflicts: outcome.conflicts)
     }
 
     func search(_ search: SearchRequest) throws -> [ScoredMemory] {

@@ -7,9 +7,16 @@ import MemoryStore
 public protocol ImportSink: Sendable {
     /// The space's vector dimension, when it is known.
     func dimension() async throws -> Int?
-    /// Stores a batch (all or nothing), skipping memories whose id is already there.
-    /// - Returns: How many were stored and how many skipped.
-    func store(_ batch: [NewMemory]) async throws -> (stored: Int, skipped: Int)
+    /// Stores a batch (all or nothing), skipping memories that are already there as they are.
+    /// - Returns: How many were stored, how many skipped, and the items (by index) whose id the
+    ///   user has with other content (not stored).
+    func store(_ batch: [NewMemory]) async throws -> ImportSinkOutcome
+}
+
+public struct ImportSinkOutcome: Sendable, Equatable {
+    public var stored: Int
+    public var skipped: Int
+    public var conflicts: [Int]
 }
 
 /// Imports over the protocol with `add_batch` (`if_absent`, base64 vectors).
@@ -24,9 +31,9 @@ public struct ServerSink: ImportSink {
         try await client.hello().dimension
     }
 
-    public func store(_ batch: [NewMemory]) async throws -> (stored: Int, skipped: Int) {
+    public func store(_ batch: [NewMemory]) async throws -> ImportSinkOutcome {
         let result = try await client.addBatch(batch, ifAbsent: true)
-        return (result.ids.count, result.skipped)
+        return ImportSinkOutcome(stored: result.ids.count, skipped: result.skipped, conflicts: result.conflicts)
     }
 }
 
@@ -43,7 +50,7 @@ public struct DatabaseSink: ImportSink {
 
     public func dimension() async throws -> Int? { store.dimension ?? embedder?.dimension }
 
-    public func store(_ batch: [NewMemory]) async throws -> (stored: Int, skipped: Int) {
+    public func store(_ batch: [NewMemory]) async throws -> ImportSinkOutcome {
         var batch = batch
         let missing = batch.indices.filter { batch[$0].vector == nil }
         if !missing.isEmpty {
@@ -54,7 +61,8 @@ public struct DatabaseSink: ImportSink {
                 batch[index].vector = vector
             }
         }
-        let stored = try store.add(batch, skippingExisting: true).count
-        return (stored, batch.count - stored)
+        let outcome = try store.addIfAbsent(batch)
+        return ImportSinkOutcome(
+            stored: outcome.ids.count, skipped: outcome.skipped.count, conflicts: outcome.conflicts)
     }
 }

@@ -37,6 +37,8 @@ public struct ImportRowError: Error, Sendable, Equatable {
 /// an id get `<file name>:<line>`, so that running the same import again finds them already there.
 public final class ImportSource {
     private var reader: any ImportReader
+    /// Whether rows that name no user get one (`--user`).
+    public let hasDefaultUser: Bool
 
     /// How much of the file has been read, from 0 to 1 (by bytes for text files, by rows for
     /// vector files): the progress bar's fraction and ETA, without a counting pass over the file.
@@ -48,6 +50,7 @@ public final class ImportSource {
     ///   - defaultUser: The user of rows that name none.
     public init(path: String, format: ImportFormat, texts: String? = nil, defaultUser: String?) throws {
         let rows = RowCompleter(stem: URL(fileURLWithPath: path).lastPathComponent, defaultUser: defaultUser)
+        hasDefaultUser = defaultUser != nil
         reader =
             switch format {
             case .jsonl: try JSONLReader(path: path, rows: rows)

@@ -10,13 +10,21 @@ import MemoryStore
 /// What an import did.
 public struct ImportSummary: Sendable, Equatable {
     public var imported = 0
+    /// Rows already stored as they are (a rerun).
     public var skipped = 0
+    /// Rows whose id their user has with other content: reported, not stored.
+    public var conflicts = 0
     public var failed = 0
     public var seconds = 0.0
     /// How much of the source has been read, from 0 to 1.
     public var fractionRead = 0.0
 
     public var rate: Double { seconds > 0 ? Double(imported + skipped) / seconds : 0 }
+}
+
+/// Why an import cannot run at all.
+public struct ImportError: Error, Sendable, Equatable, CustomStringConvertible {
+    public var description: String
 }
 
 /// A row that could not be imported.
@@ -82,7 +90,12 @@ public struct Importer: Sendable {
             func absorb(_ outcome: BatchOutcome) {
                 summary.imported += outcome.stored
                 summary.skipped += outcome.skipped
+                summary.conflicts += outcome.conflicts.count
                 for failure in outcome.failures { fail(failure) }
+                for conflict in outcome.conflicts {
+                    onFailure(conflict)
+                    if strict { stop = true }
+                }
                 summary.seconds = Clock.monotonicSeconds() - start
                 summary.fractionRead = source.fractionRead
                 onProgress(summary)
@@ -95,7 +108,18 @@ public struct Importer: Sendable {
                 running += 1
                 group.addTask { await Self.store(rows, into: sink) }
             }
+            var first = true
             while !stop, let row = source.nextRow() {
+                // Not one failure per row for what every row lacks.
+                if first, !source.hasDefaultUser, case .failure(let error) = row.memory,
+                    error.reason == "missing_field: missing field 'user'"
+                {
+                    throw ImportError(
+                        description:
+                            "line \(row.line) names no user: give every row a 'user' field, or pass --user for the rows that have none"
+                    )
+                }
+                first = false
                 guard let memory = check(row) else { continue }
                 batch.append((row.line, memory))
                 if batch.count >= batchSize {
@@ -115,13 +139,24 @@ public struct Importer: Sendable {
         var stored = 0
         var skipped = 0
         var failures: [ImportFailure] = []
+        var conflicts: [ImportFailure] = []
     }
 
     /// Stores a batch; when the batch is refused, stores its rows one by one to find the bad ones.
     static func store(_ rows: [(line: Int, memory: NewMemory)], into sink: some ImportSink) async -> BatchOutcome {
         var outcome = BatchOutcome()
         do {
-            (outcome.stored, outcome.skipped) = try await sink.store(rows.map(\.memory))
+            let stored = try await sink.store(rows.map(\.memory))
+            outcome.stored = stored.stored
+            outcome.skipped = stored.skipped
+            outcome.conflicts = stored.conflicts.map { index in
+                let memory = rows[index].memory
+                return ImportFailure(
+                    line: rows[index].line,
+                    reason:
+                        "conflict: user '\(memory.user)' has a memory '\(memory.id ?? "")' with other content; not stored"
+                )
+            }
             return outcome
         } catch {
             guard rows.count > 1 else {
@@ -134,6 +169,7 @@ public struct Importer: Sendable {
             outcome.stored += single.stored
             outcome.skipped += single.skipped
             outcome.failures += single.failures
+            outcome.conflicts += single.conflicts
         }
         return outcome
     }

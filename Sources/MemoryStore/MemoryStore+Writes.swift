@@ -2,56 +2,95 @@ import ContextModel
 import VectorIndex
 
 extension MemoryStore {
-    /// Stores a batch in one transaction: all of it or none. A memory whose id exists replaces it,
-    /// or, with `skippingExisting`, is left out (so an interrupted import can be run again).
+    /// What `addIfAbsent` did with each item of a batch.
+    public struct AddOutcome: Sendable, Equatable {
+        /// The ids stored, in order.
+        public var ids: [String] = []
+        /// Items whose memory was already there, the same: left as they are.
+        public var skipped: [Int] = []
+        /// Items whose id the user has with other content: left out, not stored.
+        public var conflicts: [Int] = []
+    }
+
+    /// Stores the items whose id the user does not have yet (all of them or none, in one
+    /// transaction), so an interrupted import can be run again: an item equal to the stored
+    /// memory is skipped; one whose id is taken by other content (text, session, role,
+    /// metadata, vector, or a given `created_at`) is a conflict and not stored.
+    /// - Throws: as `add`.
+    public func addIfAbsent(_ batch: [NewMemory]) throws -> AddOutcome {
+        guard !batch.isEmpty else { return AddOutcome() }
+        return try withWriter { statements in
+            let knownDimension = dimension
+            let memories = try prepare(batch, dimension: knownDimension)
+            var outcome = AddOutcome()
+            var fresh: [Memory] = []
+            state.read { state in
+                for (i, (item, memory)) in zip(batch, memories).enumerated() {
+                    let key = Self.key(memory)
+                    guard item.id != nil, let stored = state.record(key: key) else {
+                        fresh.append(memory)
+                        continue
+                    }
+                    let same =
+                        stored.text == memory.text && stored.session == memory.session && stored.role == memory.role
+                        && stored.metadata == memory.metadata
+                        && (item.createdAt == nil || stored.createdAt == memory.createdAt)
+                        && state.flat?.vector(id: key) == memory.vector
+                    if same { outcome.skipped.append(i) } else { outcome.conflicts.append(i) }
+                }
+            }
+            guard !fresh.isEmpty else { return outcome }
+            outcome.ids = try write(fresh, statements: statements, knownDimension: knownDimension)
+            return outcome
+        }
+    }
+
+    /// Stores a batch in one transaction: all of it or none. A memory whose id its user has
+    /// replaces it.
     /// - Returns: The ids stored, in order (generated where the memory had none).
     /// - Throws: `StoreError.wrongDimension`, `.nonFiniteVector`, `.invalidValue` before anything
     ///   is written; `.sqlite` when the transaction fails (then nothing was stored); `.closed`.
     @discardableResult
-    public func add(_ batch: [NewMemory], skippingExisting: Bool = false) throws -> [String] {
+    public func add(_ batch: [NewMemory]) throws -> [String] {
         guard !batch.isEmpty else { return [] }
         return try withWriter { statements in
-            var batch = batch
-            if skippingExisting {
-                batch = state.read { state in
-                    batch.filter { item in
-                        item.id.map { state.record(key: Self.key(user: item.user, id: $0)) == nil } ?? true
-                    }
-                }
-                guard !batch.isEmpty else { return [] }
-            }
             let knownDimension = dimension
-            let memories = try prepare(batch, dimension: knownDimension)
-            let spaceDimension = memories[0].vector.count
-            if knownDimension == nil {
-                state.write { $0.makeIndexes(dimension: spaceDimension, metric: metric, index: index) }
-            }
-            var seqs: [Int64] = []
-            var pending: [Int32] = []
-            do {
-                try rebuildingGraphOnFailure(statements) {
-                    try statements.database.transaction {
-                        if knownDimension == nil { try statements.set("dimension", String(spaceDimension)) }
-                        seqs = try memories.map { try statements.upsert($0) }
-                        guard case .hnsw = index else { return }
-                        let seqOfID = Dictionary(
-                            zip(memories.map { ExactString(Self.key($0)) }, seqs), uniquingKeysWith: { $1 })
-                        pending = GraphWriter(state: state).link(memories)
-                        try saveGraphChanges(statements) { seqOfID[ExactString($0)] }
-                    }
-                }
-            } catch {
-                // The space had no dimension before this write: it has none after it.
-                if knownDimension == nil { state.write { $0 = State() } }
-                throw error
-            }
-            // Committed: searches may now see the memories.
-            state.write { state in
-                for slot in pending { state.graph?.publish(slot) }
-                for (memory, seq) in zip(memories, seqs) { state.store(memory, seq: seq) }
-            }
-            return memories.map(\.id)
+            return try write(
+                prepare(batch, dimension: knownDimension), statements: statements, knownDimension: knownDimension)
         }
+    }
+
+    /// Writes prepared memories in one transaction and publishes them (see `add`).
+    private func write(_ memories: [Memory], statements: WriteStatements, knownDimension: Int?) throws -> [String] {
+        let spaceDimension = memories[0].vector.count
+        if knownDimension == nil {
+            state.write { $0.makeIndexes(dimension: spaceDimension, metric: metric, index: index) }
+        }
+        var seqs: [Int64] = []
+        var pending: [Int32] = []
+        do {
+            try rebuildingGraphOnFailure(statements) {
+                try statements.database.transaction {
+                    if knownDimension == nil { try statements.set("dimension", String(spaceDimension)) }
+                    seqs = try memories.map { try statements.upsert($0) }
+                    guard case .hnsw = index else { return }
+                    let seqOfKey = Dictionary(
+                        zip(memories.map { ExactString(Self.key($0)) }, seqs), uniquingKeysWith: { $1 })
+                    pending = GraphWriter(state: state).link(memories)
+                    try saveGraphChanges(statements) { seqOfKey[ExactString($0)] }
+                }
+            }
+        } catch {
+            // The space had no dimension before this write: it has none after it.
+            if knownDimension == nil { state.write { $0 = State() } }
+            throw error
+        }
+        // Committed: searches may now see the memories.
+        state.write { state in
+            for slot in pending { state.graph?.publish(slot) }
+            for (memory, seq) in zip(memories, seqs) { state.store(memory, seq: seq) }
+        }
+        return memories.map(\.id)
     }
 
     /// Checks a batch and gives each memory what the store fills in: an id, a time, the vector

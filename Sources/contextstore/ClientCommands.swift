@@ -18,17 +18,33 @@ struct ConnectionOptions: ParsableArguments {
     @Flag(help: "Print a readable table instead of JSON.")
     var pretty = false
 
+    @Option(help: "Seconds to wait for the connection and for the answer (a health probe's limit).")
+    var timeout: Double = 5
+
     func validate() throws {
         try requireFlag("port", port, in: 1...65535)
+        guard timeout > 0, timeout <= 86_400 else { throw ValidationError("--timeout must be between 0 and 86400 s") }
     }
 
     /// Sends one `Op` request with `fields` as the user gave them (the server validates them, so
     /// the CLI reports exactly what any client would get) and prints the answer; exits with
     /// status 1 when the server refused it.
     func send<Op: WireOperation>(_ op: Op.Type, _ fields: [(key: String, value: JSONValue)] = []) async throws {
-        let client = try await ContextStoreClient.connect(host: host, port: port)
-        let response = try await client.roundTrip(.object(JSONObject([("op", .string(Op.name))] + fields)))
-        await client.close()
+        let response: JSONObject
+        do {
+            let client = try await ContextStoreClient.connect(
+                host: host, port: port, timeout: .nanoseconds(Int64(timeout * 1e9)))
+            do {
+                response = try await client.roundTrip(.object(JSONObject([("op", .string(Op.name))] + fields)))
+            } catch {
+                await client.close()
+                throw error
+            }
+            await client.close()
+        } catch let error as ClientError {
+            printError("error: \(error)")
+            throw ExitCode(1)
+        }
         print(pretty ? PrettyPrinter.render(response) : JSONWriter.serialize(.object(response)))
         guard case .bool(true) = response["ok"] else { throw ExitCode(1) }
     }

@@ -81,8 +81,9 @@ struct ImportCommand: AsyncParsableCommand {
         progress.finish()
         let seconds = (summary.seconds * 100).rounded() / 100
         print(
-            "imported \(summary.imported), skipped \(summary.skipped), failed \(summary.failed), "
-                + "\(seconds) s, \(Int(summary.rate)) rows/s")
-        if summary.failed > 0 { throw ExitCode(1) }
+            "imported \(summary.imported), skipped \(summary.skipped), conflicts \(summary.conflicts), "
+                + "failed \(summary.failed), \(seconds) s, \(Int(summary.rate)) rows/s")
+        // A row left out, for whatever reason, is never a success.
+        if summary.failed > 0 || summary.conflicts > 0 { throw ExitCode(1) }
     }
 }

@@ -72,6 +72,60 @@ final class Failures: Sendable {
         store.close()
     }
 
+    /// A rerun skips only rows stored as they are: a row whose id its user has with other
+    /// content is a conflict, reported on its line and counted, never counted as skipped.
+    @Test(arguments: [false, true])
+    func aChangedRowIsAConflictNotASkip(overTheProtocol: Bool) async throws {
+        let folder = Folder()
+        let rows = (0..<5).map { #"{"id":"t\#($0)","user":"u","text":"turn \#($0)","vector":[1,\#($0),0]}"# }
+        let original = folder.write("turns.jsonl", rows.joined(separator: "\n"))
+        var changed = rows
+        changed[1] = #"{"id":"t1","user":"u","text":"another turn 1","vector":[1,1,0]}"#
+        changed[3] = #"{"id":"t3","user":"u","text":"turn 3","vector":[1,3,0],"session":"s"}"#
+        changed.append(#"{"id":"t1","user":"v","text":"v's own t1","vector":[0,0,1]}"#)
+        let edited = folder.write("edited.jsonl", changed.joined(separator: "\n"))
+        let store = try MemoryStore(path: folder.path + "/space.db", dimension: 3, metric: .dot)
+        let server = try await ContextStoreServer(
+            store: store, configuration: ServerConfiguration(port: 0, threads: 2), logger: Logger(label: "test"))
+        let client = try await ContextStoreClient.connect(port: server.port)
+        let sink: any ImportSink =
+            overTheProtocol ? ServerSink(client: client) : DatabaseSink(store: store, embedder: nil)
+        let source = { (file: String) in try ImportSource(path: file, format: .jsonl, defaultUser: nil) }
+        let first = try await Importer(batchSize: 2).run(source(original), into: sink, onFailure: { _ in })
+        #expect(first.imported == 5 && first.conflicts == 0)
+        let failures = Failures()
+        let second = try await Importer(batchSize: 2).run(source(edited), into: sink, onFailure: failures.record)
+        #expect(second.imported == 1 && second.skipped == 3 && second.conflicts == 2 && second.failed == 0)
+        #expect(failures.all.map(\.line) == [2, 4])
+        #expect(failures.all[0].reason == "conflict: user 'u' has a memory 't1' with other content; not stored")
+        #expect(store.get(user: "u", id: "t1")?.text == "turn 1")
+        #expect(store.get(user: "v", id: "t1")?.text == "v's own t1")
+        await client.close()
+        await server.shutdown()
+        store.close()
+    }
+
+    @Test func rowsWithoutAUserAndNoDefaultAreOneError() async throws {
+        let folder = Folder()
+        let file = folder.write(
+            "nouser.jsonl", (0..<50).map { #"{"text":"t\#($0)","vector":[1,0,0]}"# }.joined(separator: "\n"))
+        let store = try MemoryStore(path: folder.path + "/space.db", dimension: 3, metric: .dot)
+        let failures = Failures()
+        await #expect(
+            throws: ImportError(
+                description:
+                    "line 1 names no user: give every row a 'user' field, or pass --user for the rows that have none")
+        ) {
+            try await Importer().run(
+                ImportSource(path: file, format: .jsonl, defaultUser: nil),
+                into: DatabaseSink(store: store, embedder: nil),
+                onFailure: failures.record)
+        }
+        #expect(failures.all.isEmpty)
+        #expect(store.count == 0)
+        store.close()
+    }
+
     @Test func strictStopsAtTheFirstBadRow() async throws {
         let folder = Folder()
         let file = folder.write("memories.jsonl", jsonl)
