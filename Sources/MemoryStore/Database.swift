@@ -83,6 +83,24 @@ final class Database {
         }
     }
 
+    /// Copies this whole database into `destination` with SQLite's online backup API, in one
+    /// step: one read transaction, so the copy is the last committed state as of its start, and
+    /// (in WAL mode) writers in other connections carry on meanwhile.
+    func backup(into destination: Database) throws {
+        guard let backup = sqlite3_backup_init(destination.connection, "main", connection, "main") else {
+            throw SQLiteError(code: sqlite3_errcode(destination.connection), connection: destination.connection)
+        }
+        var rc = sqlite3_backup_step(backup, -1)
+        // Another connection's lock: wait and go on, as SQLite's own shell does.
+        while rc == SQLITE_BUSY || rc == SQLITE_LOCKED {
+            sqlite3_sleep(50)
+            rc = sqlite3_backup_step(backup, -1)
+        }
+        let finished = sqlite3_backup_finish(backup)
+        guard rc == SQLITE_DONE else { throw SQLiteError(code: rc, connection: destination.connection) }
+        guard finished == SQLITE_OK else { throw SQLiteError(code: finished, connection: destination.connection) }
+    }
+
     /// Closes the connection. Safe to call twice.
     func close() {
         guard let handle else { return }

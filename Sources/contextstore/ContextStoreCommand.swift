@@ -9,7 +9,7 @@ struct ContextStoreCommand: AsyncParsableCommand {
         subcommands: [
             ServeCommand.self, AddCommand.self, SearchCommand.self, GetCommand.self, DeleteCommand.self,
             ForgetCommand.self, StatsCommand.self, PingCommand.self, HelloCommand.self, EmbedCommand.self,
-            ImportCommand.self, BenchCommand.self, CheckCommand.self,
+            ImportCommand.self, BenchCommand.self, CheckCommand.self, BackupCommand.self,
         ]
     )
 }
