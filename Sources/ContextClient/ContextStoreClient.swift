@@ -77,7 +77,11 @@ public final class ContextStoreClient: Sendable {
         buffer.writeBytes(bytes)
         buffer.writeInteger(UInt8(ascii: "\n"))
         let promise = channel.eventLoop.makePromise(of: ByteBuffer.self)
-        channel.writeAndFlush((buffer, promise), promise: nil)
+        // A write that never reaches the handler (the connection closed first) would leave the
+        // answer's promise pending forever: fail it with the write.
+        let written = channel.eventLoop.makePromise(of: Void.self)
+        written.futureResult.whenFailure { promise.fail($0) }
+        channel.writeAndFlush((buffer, promise), promise: written)
         let deadline = timeout.map { timeout in
             channel.eventLoop.scheduleTask(in: timeout) { [self] in
                 timedOut.store(true, ordering: .relaxed)

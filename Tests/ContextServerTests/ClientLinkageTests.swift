@@ -1,3 +1,4 @@
+import ContextClient
 import Foundation
 import Testing
 
@@ -24,5 +25,19 @@ import Testing
         #expect(answer.output == "contextstore 0.1.0, protocol 1, 0 memories, cosine flat\n")
         server.signal(SIGTERM)
         #expect(server.process.terminationStatus == 0)
+    }
+}
+
+/// A call on a connection the server has closed fails at once; it once waited forever.
+@Suite struct ClosedConnectionTests {
+    @Test func aCallAfterTheServerClosedFails() async throws {
+        let server = try await TestServer(dimension: 2)
+        let client = try await ContextStoreClient.connect(port: server.port)
+        try await client.ping()
+        await server.stop()
+        for _ in 0..<3 {
+            await #expect(throws: ClientError.connectionClosed) { try await client.ping() }
+        }
+        await client.close()
     }
 }
