@@ -10,12 +10,6 @@ public enum Operations {
     /// `ping`: answers `"pong":true`.
     public enum Ping: WireOperation {
         public static let name = "ping"
-        public static let fields: Set<String> = []
-        public static func encode(_ arguments: Nothing, to writer: inout JSONWriter) {}
-        public static func decode(_ request: JSONObject) throws(ProtocolError) -> Nothing {
-            try request.requireKnownFields(fields)
-            return Nothing()
-        }
         public static func encode(answer: Nothing, to writer: inout JSONWriter) {
             writer.field("pong")
             writer.bool(true)
@@ -26,12 +20,6 @@ public enum Operations {
     /// `hello`: what the server is and holds.
     public enum Hello: WireOperation {
         public static let name = "hello"
-        public static let fields: Set<String> = []
-        public static func encode(_ arguments: Nothing, to writer: inout JSONWriter) {}
-        public static func decode(_ request: JSONObject) throws(ProtocolError) -> Nothing {
-            try request.requireKnownFields(fields)
-            return Nothing()
-        }
         public static func encode(answer: ServerHello, to writer: inout JSONWriter) { answer.write(to: &writer) }
         public static func decode(answer: JSONObject) throws(ProtocolError) -> ServerHello {
             try ServerHello(json: answer)
@@ -305,12 +293,6 @@ public enum Operations {
     /// `stats`: counts and sizes of the space and of the embedding cache.
     public enum Stats: WireOperation {
         public static let name = "stats"
-        public static let fields: Set<String> = []
-        public static func encode(_ arguments: Nothing, to writer: inout JSONWriter) {}
-        public static func decode(_ request: JSONObject) throws(ProtocolError) -> Nothing {
-            try request.requireKnownFields(fields)
-            return Nothing()
-        }
         public static func encode(answer: ServerStats, to writer: inout JSONWriter) { answer.write(to: &writer) }
         public static func decode(answer: JSONObject) throws(ProtocolError) -> ServerStats {
             try ServerStats(json: answer)

@@ -50,6 +50,17 @@ extension WireOperation {
     }
 }
 
+/// An operation whose request carries no fields besides `op` and `rid` (`ping`, `hello`,
+/// `stats`): one codec for all of them.
+extension WireOperation where Arguments == Nothing {
+    public static var fields: Set<String> { [] }
+    public static func encode(_ arguments: Nothing, to writer: inout JSONWriter) {}
+    public static func decode(_ request: JSONObject) throws(ProtocolError) -> Nothing {
+        try request.requireKnownFields(fields)
+        return Nothing()
+    }
+}
+
 /// The arguments or answer of an operation that carries none.
 public struct Nothing: Sendable, Equatable {
     public init() {}

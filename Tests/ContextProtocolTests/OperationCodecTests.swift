@@ -281,7 +281,10 @@ import Testing
         guard
             case .object(let object) = try JSONParser.parse(
                 #"{"op":"search","user":"u","vector":[1],"since":"2023-05-08","until":1683554160000}"#)
-        else { return }
+        else {
+            Issue.record("the test's request is not an object")
+            return
+        }
         let search = try Operations.Search.decode(object)
         #expect(search.filter.since == 1_683_504_000_000 && search.filter.until == 1_683_554_160_000)
     }
