@@ -177,10 +177,40 @@ public final class ContextStoreClient: Sendable {
         try await call(Operations.Search.self, search)
     }
 
-    /// `get`: one of `user`'s memories, with its vector.
+    /// `get`: one of `user`'s memories; its vector only `withVector`.
     /// - Throws: `ClientError.server` with code `not_found` when there is none.
-    public func get(user: String, id: String) async throws -> Memory {
-        try await call(Operations.Get.self, MemoryRef(user: user, id: id))
+    public func get(user: String, id: String, withVector: Bool = false) async throws -> Memory {
+        try await call(Operations.Get.self, .init(user: user, id: id, withVector: withVector)).memories[0]
+    }
+
+    /// `get` of several ids: the memories found, in the order asked, and the ids not found.
+    public func get(
+        user: String, ids: [String], withVector: Bool = false
+    ) async throws -> (memories: [Memory], missing: [String]) {
+        let answer = try await call(Operations.Get.self, .init(user: user, ids: ids, withVector: withVector))
+        return (answer.memories, answer.missing)
+    }
+
+    /// `list`: one page of a user's memories in time order.
+    public func list(_ request: ListRequest) async throws -> ListPage {
+        try await call(Operations.List.self, request)
+    }
+
+    /// `sessions`: a user's sessions, the latest active first.
+    public func sessions(user: String, limit: Int = 1000) async throws -> Operations.Sessions.Answer {
+        try await call(Operations.Sessions.self, .init(user: user, limit: limit))
+    }
+
+    /// `update`: changes a memory's session, role, metadata or time; returns it as it now is.
+    /// - Throws: `ClientError.server` with code `not_found` when there is none.
+    public func update(user: String, id: String, _ changes: MemoryChanges) async throws -> Memory {
+        try await call(Operations.Update.self, .init(MemoryRef(user: user, id: id), changes))
+    }
+
+    /// `backup`: the server writes a checked copy of the space to `path` (a new file on its
+    /// machine).
+    public func backup(to path: String) async throws -> Operations.Backup.Answer {
+        try await call(Operations.Backup.self, path)
     }
 
     /// `delete`: removes one of `user`'s memories.
@@ -189,10 +219,11 @@ public final class ContextStoreClient: Sendable {
         _ = try await call(Operations.Delete.self, MemoryRef(user: user, id: id))
     }
 
-    /// `forget`: removes every memory of a user. Returns how many there were.
+    /// `forget`: removes a user's memories that pass `filter` (all of them by default).
+    /// Returns how many there were.
     @discardableResult
-    public func forget(user: String) async throws -> Int {
-        try await call(Operations.Forget.self, user)
+    public func forget(user: String, filter: MemoryFilter = MemoryFilter()) async throws -> Int {
+        try await call(Operations.Forget.self, .init(user: user, filter: filter))
     }
 
     /// `embed`: the server's embeddings of `texts`, in order.

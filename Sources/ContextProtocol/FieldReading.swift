@@ -6,6 +6,10 @@ public enum Limits {
     public static let defaultMaximumLineBytes = 8 * 1024 * 1024
     /// The most texts one `embed` request may carry.
     public static let maximumEmbedTexts = 256
+    /// The most ids one `get` may name (and values one `where` ... `in` may list).
+    public static let maximumIds = 1000
+    /// The most sessions one `sessions` answer may list.
+    public static let maximumSessions = 10_000
 }
 
 // MARK: - Reading fields
@@ -104,6 +108,26 @@ extension JSONObject {
         return try optionalInt(key)
     }
 
+    /// A required array of strings.
+    func strings(_ key: String) throws(ProtocolError) -> [String] {
+        try required(key, as: "array of strings", \.arrayValue).enumerated().map { (i, value) throws(ProtocolError) in
+            guard let text = value.stringValue else {
+                throw ProtocolError(.wrongType, "\(key)[\(i)] must be a string, not \(value.typeName)")
+            }
+            return text
+        }
+    }
+
+    /// A required array of memory objects (as `JSONWriter.memory` writes them).
+    func memories(_ key: String) throws(ProtocolError) -> [Memory] {
+        try required(key, as: "array", \.arrayValue).enumerated().map { (i, value) throws(ProtocolError) in
+            guard let object = value.objectValue else {
+                throw ProtocolError(.wrongType, "\(key)[\(i)] must be an object, not \(value.typeName)")
+            }
+            return try Memory(json: object)
+        }
+    }
+
     /// The tenant: a required, non-empty string.
     func user() throws(ProtocolError) -> String {
         let user = try required("user", as: "string", \.stringValue)
@@ -155,16 +179,7 @@ extension JSONObject {
     /// The fields of `add` (and of each item of `add_batch`). Without `vector`, the memory's
     /// vector is nil: the server embeds `text`.
     func newMemory() throws(ProtocolError) -> NewMemory {
-        var metadata = "{}"
-        if let value = self["metadata"], value != .null {
-            guard case .object = value else {
-                throw ProtocolError(.wrongType, "'metadata' must be an object, not \(value.typeName)")
-            }
-            guard value.isFinite else {
-                throw ProtocolError(.nonFinite, "'metadata' holds NaN or Infinity, which JSON cannot carry back")
-            }
-            metadata = JSONWriter.serialize(value)
-        }
+        let metadata = try metadata()
         let id = try optionalString("id")
         if let id, id.isEmpty { throw ProtocolError(.invalidValue, "'id' must not be empty") }
         return NewMemory(

@@ -174,22 +174,7 @@ public enum Operations {
                 writer.field("vector")
                 writer.string(Base64.encode(vector))
             }
-            if let session = search.filter.session {
-                writer.field("session")
-                writer.string(session)
-            }
-            if let role = search.filter.role {
-                writer.field("role")
-                writer.string(role.rawValue)
-            }
-            if let since = search.filter.since {
-                writer.field("since")
-                writer.int(since)
-            }
-            if let until = search.filter.until {
-                writer.field("until")
-                writer.int(until)
-            }
+            writer.rowFilter(search.filter)
             if let ef = search.ef {
                 writer.field("ef")
                 writer.int(Int64(ef))
@@ -205,9 +190,7 @@ public enum Operations {
             guard (1...Int64(SearchRequest.maximumK)).contains(k) else {
                 throw ProtocolError(.kOutOfRange, "k must be between 1 and \(SearchRequest.maximumK), not \(k)")
             }
-            let filter = RowFilter(
-                session: try request.optionalString("session"), role: try request.role(),
-                since: try request.optionalTime("since"), until: try request.optionalTime("until"))
+            let filter = try request.rowFilter()
             let user = try request.user()
             let ef = try request.optionalInt("ef")
             if let ef, !(1...Int64(SearchRequest.maximumEf)).contains(ef) {
@@ -239,23 +222,98 @@ public enum Operations {
         }
     }
 
-    /// `get`: one of a user's memories, with its vector.
+    /// `get`: one of a user's memories (`id`), or several (`ids`); vectors only `with_vector`.
     public enum Get: WireOperation {
+        public struct Arguments: Sendable, Equatable {
+            public var user: String
+            public var ids: [String]
+            /// Asked with `ids` (answered with `memories` and `missing`) rather than `id`
+            /// (answered with `memory`, or `not_found`).
+            public var many: Bool
+            public var withVector: Bool
+
+            /// One memory.
+            public init(user: String, id: String, withVector: Bool = false) {
+                self.init(user: user, ids: [id], many: false, withVector: withVector)
+            }
+
+            /// Several memories in one request.
+            public init(user: String, ids: [String], withVector: Bool = false) {
+                self.init(user: user, ids: ids, many: true, withVector: withVector)
+            }
+
+            private init(user: String, ids: [String], many: Bool, withVector: Bool) {
+                self.user = user
+                self.ids = ids
+                self.many = many
+                self.withVector = withVector
+            }
+        }
+
+        public struct Answer: Sendable, Equatable {
+            /// The memories found, in the order asked.
+            public var memories: [Memory]
+            /// The ids asked for that the user has no memory under, in the order asked.
+            public var missing: [String]
+            public var many: Bool
+
+            public init(memories: [Memory], missing: [String], many: Bool) {
+                self.memories = memories
+                self.missing = missing
+                self.many = many
+            }
+        }
+
         public static let name = "get"
-        public static let fields: Set<String> = ["user", "id"]
-        public static func encode(_ memory: MemoryRef, to writer: inout JSONWriter) {
-            writeRef(memory, to: &writer)
+        public static let fields: Set<String> = ["user", "id", "ids", "with_vector"]
+        public static func encode(_ arguments: Arguments, to writer: inout JSONWriter) {
+            writer.field("user")
+            writer.string(arguments.user)
+            if arguments.many {
+                writer.field("ids")
+                writer.array(count: arguments.ids.count) { $0.string(arguments.ids[$1]) }
+            } else {
+                writer.field("id")
+                writer.string(arguments.ids[0])
+            }
+            if arguments.withVector {
+                writer.field("with_vector")
+                writer.bool(true)
+            }
         }
-        public static func decode(_ request: JSONObject) throws(ProtocolError) -> MemoryRef {
+        public static func decode(_ request: JSONObject) throws(ProtocolError) -> Arguments {
             try request.requireKnownFields(fields)
-            return try readRef(request)
+            let user = try request.user()
+            let withVector = try request.optionalBool("with_vector") ?? false
+            let hasId = request["id"] != nil && request["id"] != .null
+            guard request["ids"] != nil && request["ids"] != .null else {
+                return Arguments(
+                    user: user, id: try request.required("id", as: "string", \.stringValue), withVector: withVector)
+            }
+            guard !hasId else { throw ProtocolError(.invalidValue, "give 'id' or 'ids', not both") }
+            let ids = try request.strings("ids")
+            guard (1...Limits.maximumIds).contains(ids.count) else {
+                throw ProtocolError(.invalidValue, "'ids' must hold 1 to \(Limits.maximumIds) ids, not \(ids.count)")
+            }
+            return Arguments(user: user, ids: ids, withVector: withVector)
         }
-        public static func encode(answer: Memory, to writer: inout JSONWriter) {
-            writer.field("memory")
-            writer.memory(answer)
+        public static func encode(answer: Answer, to writer: inout JSONWriter) {
+            guard answer.many else {
+                writer.field("memory")
+                writer.memory(answer.memories[0])
+                return
+            }
+            writer.field("memories")
+            writer.array(count: answer.memories.count) { $0.memory(answer.memories[$1]) }
+            writer.field("missing")
+            writer.array(count: answer.missing.count) { $0.string(answer.missing[$1]) }
         }
-        public static func decode(answer: JSONObject) throws(ProtocolError) -> Memory {
-            try Memory(json: try answer.required("memory", as: "object", \.objectValue))
+        public static func decode(answer: JSONObject) throws(ProtocolError) -> Answer {
+            if let memory = answer["memory"]?.objectValue {
+                return Answer(memories: [try Memory(json: memory)], missing: [], many: false)
+            }
+            return Answer(
+                memories: try answer.memories("memories"), missing: try answer.strings("missing"), many: true)
         }
     }
 
@@ -274,17 +332,29 @@ public enum Operations {
         public static func decode(answer: JSONObject) throws(ProtocolError) -> Int { try readDeleted(answer) }
     }
 
-    /// `forget`: removes every memory of a user; answers how many there were.
+    /// `forget`: removes a user's memories, all of them or those passing a filter (a session,
+    /// a role, a time range, metadata); answers how many there were.
     public enum Forget: WireOperation {
-        public static let name = "forget"
-        public static let fields: Set<String> = ["user"]
-        public static func encode(_ user: String, to writer: inout JSONWriter) {
-            writer.field("user")
-            writer.string(user)
+        public struct Arguments: Sendable, Equatable {
+            public var user: String
+            public var filter: MemoryFilter
+
+            public init(user: String, filter: MemoryFilter = MemoryFilter()) {
+                self.user = user
+                self.filter = filter
+            }
         }
-        public static func decode(_ request: JSONObject) throws(ProtocolError) -> String {
+
+        public static let name = "forget"
+        public static let fields: Set<String> = ["user", "session", "role", "since", "until", "where"]
+        public static func encode(_ arguments: Arguments, to writer: inout JSONWriter) {
+            writer.field("user")
+            writer.string(arguments.user)
+            writer.memoryFilter(arguments.filter)
+        }
+        public static func decode(_ request: JSONObject) throws(ProtocolError) -> Arguments {
             try request.requireKnownFields(fields)
-            return try request.user()
+            return Arguments(user: try request.user(), filter: try request.memoryFilter())
         }
         public static func encode(answer: Int, to writer: inout JSONWriter) { writeDeleted(answer, to: &writer) }
         public static func decode(answer: JSONObject) throws(ProtocolError) -> Int { try readDeleted(answer) }
@@ -350,14 +420,14 @@ public enum Operations {
         }
     }
 
-    private static func writeRef(_ memory: MemoryRef, to writer: inout JSONWriter) {
+    static func writeRef(_ memory: MemoryRef, to writer: inout JSONWriter) {
         writer.field("user")
         writer.string(memory.user)
         writer.field("id")
         writer.string(memory.id)
     }
 
-    private static func readRef(_ request: JSONObject) throws(ProtocolError) -> MemoryRef {
+    static func readRef(_ request: JSONObject) throws(ProtocolError) -> MemoryRef {
         MemoryRef(user: try request.user(), id: try request.required("id", as: "string", \.stringValue))
     }
 

@@ -96,11 +96,21 @@ enum OperationTable {
             Operations.Search.self, runs: .eventLoop, needsEmbedding: { $0.query.vector == nil },
             embed: { (search, context) throws(ProtocolError) in try context.embedded(search) },
             handle: { search, context in try context.search(search) }),
-        OperationDescriptor(Operations.Get.self, runs: .eventLoop) { memory, context in try context.get(memory) },
-        OperationDescriptor(Operations.Delete.self, runs: .writer) { memory, context in try context.delete(memory) },
-        OperationDescriptor(Operations.Forget.self, runs: .writer) { user, context in
-            try context.store.forget(user: user)
+        OperationDescriptor(Operations.Get.self, runs: .eventLoop) { request, context in try context.get(request) },
+        // Pages are read through SQL, which may wait for the disk: off the event loops.
+        OperationDescriptor(Operations.List.self, runs: .computePool) { request, context in
+            try context.store.list(request)
         },
+        OperationDescriptor(Operations.Sessions.self, runs: .computePool) { request, context in
+            let (sessions, more) = try context.store.sessions(user: request.user, limit: request.limit)
+            return Operations.Sessions.Answer(sessions: sessions, more: more)
+        },
+        OperationDescriptor(Operations.Update.self, runs: .writer) { request, context in try context.update(request) },
+        OperationDescriptor(Operations.Delete.self, runs: .writer) { memory, context in try context.delete(memory) },
+        OperationDescriptor(Operations.Forget.self, runs: .writer) { request, context in
+            try context.store.forget(user: request.user, filter: request.filter)
+        },
+        OperationDescriptor(Operations.Backup.self, runs: .computePool) { path, context in try context.backup(to: path) },
         OperationDescriptor(Operations.Stats.self, runs: .eventLoop) { _, context in context.stats() },
         OperationDescriptor(Operations.Embed.self, runs: .computePool) { (texts, context) throws(ProtocolError) in
             try context.embed(texts)

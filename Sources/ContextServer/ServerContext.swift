@@ -3,6 +3,7 @@ import ContextProtocol
 import Embedder
 import MemoryStore
 import NIOCore
+import Synchronization
 import VectorIndex
 
 /// What every handler works with: the store and the model. Stateless apart from them, so every
@@ -11,6 +12,20 @@ struct ServerContext: Sendable {
     let store: MemoryStore
     let embedder: SentenceEmbedder?
     let version: String
+    /// Whether a `backup` is running.
+    let backups = BackupFlag()
+
+    /// A flag shared by every copy of the context.
+    final class BackupFlag: Sendable {
+        private let running = Atomic(false)
+
+        /// Sets the flag; false when it was set already.
+        func start() -> Bool {
+            running.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged
+        }
+
+        func finish() { running.store(false, ordering: .releasing) }
+    }
 
     /// A request line, decoded: the call to run, or the error line to send back.
     enum Decoded {
@@ -110,9 +125,35 @@ struct ServerContext: Sendable {
         try store.search(embedded(search))
     }
 
-    func get(_ memory: MemoryRef) throws(ProtocolError) -> Memory {
-        guard let found = store.get(user: memory.user, id: memory.id) else { throw notFound(memory) }
-        return found
+    func get(_ request: Operations.Get.Arguments) throws(ProtocolError) -> Operations.Get.Answer {
+        let found = store.get(user: request.user, ids: request.ids, withVector: request.withVector)
+        if !request.many, found[0] == nil { throw notFound(MemoryRef(user: request.user, id: request.ids[0])) }
+        return Operations.Get.Answer(
+            memories: found.compactMap { $0 }, missing: zip(request.ids, found).filter { $1 == nil }.map(\.0),
+            many: request.many)
+    }
+
+    func update(_ request: Operations.Update.Arguments) throws -> Memory {
+        guard let memory = try store.update(user: request.memory.user, id: request.memory.id, request.changes) else {
+            throw notFound(request.memory)
+        }
+        return memory
+    }
+
+    /// One backup at a time: each holds a read transaction and a compute thread for as long as
+    /// it copies.
+    func backup(to path: String) throws -> Operations.Backup.Answer {
+        guard backups.start() else {
+            throw ProtocolError(.busy, "a backup is already running; retry when it is done")
+        }
+        defer { backups.finish() }
+        let report = try MemoryStore.backup(path: store.path, to: path)
+        guard report.check.isSound else {
+            throw ProtocolError(
+                .storageError, "the copy at \(path) failed its check: \(report.check.problems.joined(separator: "; "))")
+        }
+        return Operations.Backup.Answer(
+            path: path, bytes: report.bytes, seconds: report.seconds, memories: report.check.memories)
     }
 
     func delete(_ memory: MemoryRef) throws -> Int {

@@ -52,6 +52,12 @@ extension Database {
         DROP TABLE memories;
         ALTER TABLE memories_v3 RENAME TO memories;
         """,
+        // 4: a user's memories in time order (`list`, its cursor is (created_at, seq)), and by
+        // session (`sessions`, `forget` of a session).
+        """
+        CREATE INDEX memories_by_time ON memories(user, created_at);
+        CREATE INDEX memories_by_session ON memories(user, session, created_at);
+        """,
     ]
 
     /// Applies the migrations this database lacks, each in its own transaction.

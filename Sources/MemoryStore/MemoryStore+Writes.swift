@@ -196,9 +196,31 @@ extension MemoryStore {
         }
     }
 
-    /// Deletes every memory of `user`. Returns how many there were.
-    public func forget(user: String) throws -> Int {
-        try withWriter { statements in
+    /// Changes the session, role, metadata or time of `user`'s memory `id`, leaving its text and
+    /// vector as they are: one transaction, then the filter attributes in the indexes.
+    /// - Returns: The memory as it now is (without its vector); nil when the user has no such
+    ///   memory.
+    public func update(user: String, id: String, _ changes: MemoryChanges) throws -> Memory? {
+        let key = Self.key(user: user, id: id)
+        return try withWriter { statements in
+            guard let current = state.read({ $0.record(key: key) }) else { return nil }
+            guard !changes.isEmpty else { return current.memory(vector: []) }
+            try statements.database.transaction {
+                let changed = try statements.update(
+                    user: user, id: id, session: changes.session ?? current.session,
+                    role: changes.role ?? current.role, metadata: changes.metadata ?? current.metadata,
+                    createdAt: changes.createdAt ?? current.createdAt)
+                guard changed == 1 else { throw StoreError.sqlite("updating '\(id)' changed \(changed) rows, not 1") }
+            }
+            return state.write { $0.update(key: key, changes) }
+        }
+    }
+
+    /// Deletes the memories of `user` that pass `filter` (every one of them when it is empty),
+    /// in one transaction. Returns how many there were.
+    public func forget(user: String, filter: MemoryFilter = MemoryFilter()) throws -> Int {
+        guard filter.isEmpty else { return try forget(user: user, matching: filter) }
+        return try withWriter { statements in
             // The flat index's ids are the memories' keys.
             let keys = state.read { $0.flat?.ids(user: user) ?? [] }
             guard !keys.isEmpty else { return 0 }
@@ -216,6 +238,34 @@ extension MemoryStore {
                 for key in keys { state.dropRecord(key) }
                 return keys.count
             }
+        }
+    }
+
+    private func forget(user: String, matching filter: MemoryFilter) throws -> Int {
+        var arguments: StatementArguments = []
+        let sql =
+            "DELETE FROM memories WHERE \(SQL.condition(user: user, filter: filter, arguments: &arguments)) RETURNING id"
+        return try withWriter { statements in
+            var keys: [String] = []
+            try rebuildingGraphOnFailure(statements) {
+                try statements.database.transaction {
+                    let deleted = try statements.database.prepare(sql)
+                    try deleted.bind(arguments)
+                    while try deleted.step() { keys.append(Self.key(user: user, id: deleted.string(at: 0) ?? "")) }
+                    // The index and the table must agree on what was deleted; if they do not, nothing is.
+                    if let missing = state.read({ state in keys.first { state.record(key: $0) == nil } }) {
+                        throw StoreError.sqlite("a deleted row (\(missing)) is not in the index")
+                    }
+                    try unlink(keys, statements)
+                }
+            }
+            state.write { state in
+                for key in keys {
+                    state.dropRecord(key)
+                    state.flat?.remove(id: key)
+                }
+            }
+            return keys.count
         }
     }
 

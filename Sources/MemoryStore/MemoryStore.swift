@@ -37,6 +37,14 @@ public final class MemoryStore: Sendable {
     let writeSide: Mutex<WriteSide>
     /// Everything searches read: shared by readers, held alone by a write's short steps.
     let state: ReadWriteBox<State>
+    /// The connection that reads pages through SQL (see `withReader`).
+    let readSide: Mutex<ReadSide>
+
+    struct ReadSide {
+        /// Opened by the first read.
+        var database: Database?
+        var closed = false
+    }
 
     struct WriteSide {
         /// Nil once the store is closed.
@@ -91,6 +99,21 @@ public final class MemoryStore: Sendable {
             if case .hnsw(let parameters) = index {
                 graph = HNSWIndex(dimension: dimension, metric: metric, parameters: parameters)
             }
+        }
+
+        /// Changes the fields of `key`'s record and its rows' filter attributes in the indexes.
+        mutating func update(key: String, _ changes: MemoryChanges) -> Memory? {
+            guard let handle = handles[ExactString(key)], var record = records[Int(handle)] else { return nil }
+            recordBytes -= record.approximateBytes
+            if let session = changes.session { record.session = session }
+            if let role = changes.role { record.role = role }
+            if let metadata = changes.metadata { record.metadata = metadata }
+            if let createdAt = changes.createdAt { record.createdAt = createdAt }
+            records[Int(handle)] = record
+            recordBytes += record.approximateBytes
+            flat?.setAttributes(id: key, record.attributes)
+            graph?.setAttributes(id: key, record.attributes)
+            return record.memory(vector: [])
         }
 
         /// Records `memory`'s fields (replacing what its id had) and its vector in the flat index.
@@ -169,11 +192,17 @@ public final class MemoryStore: Sendable {
         self.fileLock = fileLock
         self.writeSide = Mutex(WriteSide(statements: statements, refusal: nil))
         self.state = ReadWriteBox(state)
+        self.readSide = Mutex(ReadSide())
     }
 
     /// Checkpoints the write-ahead log into the database file and closes it. Later calls throw
     /// `StoreError.closed`.
     public func close() {
+        readSide.withLock { side in
+            side.database?.close()
+            side.database = nil
+            side.closed = true
+        }
         writeSide.withLock { side in
             guard let database = side.statements?.database else { return }
             try? database.execute(SQL.checkpoint)

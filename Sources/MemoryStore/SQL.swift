@@ -29,6 +29,91 @@ enum SQL {
         FROM memories m LEFT JOIN hnsw_nodes n ON n.memory = m.seq ORDER BY m.seq
         """
 
+    // MARK: - Reading pages
+
+    /// The columns `memory(_:vector:)` reads, then the row's `seq`.
+    static let memoryColumns = "id, user, session, role, text, created_at, metadata, seq"
+
+    /// A memory from a row whose first columns are `memoryColumns`.
+    static func memory(_ row: Statement, vector: [Float]) -> Memory {
+        Memory(
+            id: row.string(at: 0) ?? "", user: row.string(at: 1) ?? "", session: row.string(at: 2),
+            role: row.string(at: 3).flatMap(Role.init(rawValue:)), text: row.string(at: 4) ?? "",
+            createdAt: row.int64(at: 5), metadata: row.string(at: 6) ?? "{}", vector: vector)
+    }
+
+    /// A user's sessions with their turn counts and times, the latest active first.
+    static let sessions = """
+        SELECT session, count(*), min(created_at), max(created_at) FROM memories WHERE user = ?1
+        GROUP BY session ORDER BY max(created_at) DESC, session LIMIT ?2
+        """
+
+    /// The condition (what follows `WHERE`) selecting `user`'s memories that pass `filter`; its
+    /// values are appended to `arguments`, in the order of its `?` parameters.
+    static func condition(user: String, filter: MemoryFilter, arguments: inout StatementArguments) -> String {
+        var parts = ["user = ?"]
+        arguments.values.append(user)
+        let rows = filter.rows
+        if let session = rows.session {
+            parts.append("session = ?")
+            arguments.values.append(session)
+        }
+        if let role = rows.role {
+            parts.append("role = ?")
+            arguments.values.append(role.rawValue)
+        }
+        if let since = rows.since {
+            parts.append("created_at >= ?")
+            arguments.values.append(since)
+        }
+        if let until = rows.until {
+            parts.append("created_at <= ?")
+            arguments.values.append(until)
+        }
+        // json_each walks the top-level keys, so any key (dots, quotes) is compared as it is.
+        for condition in filter.metadata {
+            arguments.values.append(condition.key)
+            let test: String
+            switch condition.test {
+            case .equals(let value):
+                test = valueTest(value, &arguments)
+            case .oneOf(let values):
+                test = values.isEmpty ? "0" : values.map { "(\(valueTest($0, &arguments)))" }.joined(separator: " OR ")
+            case .range(let greaterThan, let atLeast, let lessThan, let atMost):
+                var bounds = ["type IN ('integer', 'real')"]
+                for (bound, comparison) in [(greaterThan, ">"), (atLeast, ">="), (lessThan, "<"), (atMost, "<=")] {
+                    guard let bound else { continue }
+                    bounds.append("atom \(comparison) ?")
+                    arguments.values.append(bindable(bound))
+                }
+                test = bounds.joined(separator: " AND ")
+            }
+            parts.append("EXISTS (SELECT 1 FROM json_each(metadata) WHERE key = ? AND (\(test)))")
+        }
+        return parts.joined(separator: " AND ")
+    }
+
+    /// The test of a json_each row against one value: numbers by value, the rest by type and value.
+    private static func valueTest(_ value: MetadataValue, _ arguments: inout StatementArguments) -> String {
+        switch value {
+        case .string, .integer, .double:
+            arguments.values.append(bindable(value))
+            return value.isNumber ? "type IN ('integer', 'real') AND atom = ?" : "type = 'text' AND atom = ?"
+        case .bool(let flag): return flag ? "type = 'true'" : "type = 'false'"
+        case .null: return "type = 'null'"
+        }
+    }
+
+    private static func bindable(_ value: MetadataValue) -> any StatementBindable {
+        switch value {
+        case .string(let text): text
+        case .integer(let integer): integer
+        case .double(let double): double
+        case .bool(let flag): Int64(flag ? 1 : 0)
+        case .null: String?.none
+        }
+    }
+
     // MARK: - Writing
 
     static let upsertMemory = """
@@ -41,6 +126,9 @@ enum SQL {
         """
     static let deleteMemory = "DELETE FROM memories WHERE user = ?1 AND id = ?2"
     static let deleteUser = "DELETE FROM memories WHERE user = ?1"
+    static let updateMemory = """
+        UPDATE memories SET session = ?3, role = ?4, metadata = ?5, created_at = ?6 WHERE user = ?1 AND id = ?2
+        """
     static let setSetting = "INSERT OR REPLACE INTO space (key, value) VALUES (?1, ?2)"
     static let saveNode = "INSERT OR REPLACE INTO hnsw_nodes (slot, memory, links) VALUES (?1, ?2, ?3)"
     static let deleteNode = "DELETE FROM hnsw_nodes WHERE slot = ?1"
@@ -76,6 +164,7 @@ struct WriteStatements {
     private let upsert: Statement
     private let delete: Statement
     private let deleteUser: Statement
+    private let update: Statement
     private let setSetting: Statement
     private let saveNode: Statement
     private let deleteNode: Statement
@@ -85,6 +174,7 @@ struct WriteStatements {
         upsert = try database.prepare(SQL.upsertMemory)
         delete = try database.prepare(SQL.deleteMemory)
         deleteUser = try database.prepare(SQL.deleteUser)
+        update = try database.prepare(SQL.updateMemory)
         setSetting = try database.prepare(SQL.setSetting)
         saveNode = try database.prepare(SQL.saveNode)
         deleteNode = try database.prepare(SQL.deleteNode)
@@ -105,6 +195,14 @@ struct WriteStatements {
     /// Deletes `user`'s memory `id`; returns how many rows went.
     func delete(user: String, id: String) throws -> Int {
         try delete.execute([user, id])
+        return database.changes
+    }
+
+    /// Sets the fields `update` may change of `user`'s memory `id`; returns how many rows changed.
+    func update(
+        user: String, id: String, session: String?, role: Role?, metadata: String, createdAt: Int64
+    ) throws -> Int {
+        try update.execute([user, id, session, role?.rawValue, metadata, createdAt])
         return database.changes
     }
 

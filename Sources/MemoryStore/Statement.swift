@@ -28,6 +28,10 @@ final class Statement {
         try check(sqlite3_bind_int64(handle, index, value))
     }
 
+    func bind(_ value: Double, at index: Int32) throws {
+        try check(sqlite3_bind_double(handle, index, value))
+    }
+
     func bind(_ value: String?, at index: Int32) throws {
         guard var value else { return try check(sqlite3_bind_null(handle, index)) }
         // With the length given, SQLite keeps every byte, NUL included (a length of -1 would
@@ -134,6 +138,10 @@ protocol StatementBindable {
 }
 
 extension Int64: StatementBindable {
+    func bind(to statement: Statement, at index: Int32) throws { try statement.bind(self, at: index) }
+}
+
+extension Double: StatementBindable {
     func bind(to statement: Statement, at index: Int32) throws { try statement.bind(self, at: index) }
 }
 

@@ -221,6 +221,14 @@ public struct FlatIndex: Sendable {
         }
     }
 
+    /// Replaces the filter attributes of `id`'s row; false when there is no such row.
+    @discardableResult
+    public mutating func setAttributes(id: String, _ attributes: RowAttributes) -> Bool {
+        guard let location = locations[ExactString(id)] else { return false }
+        partitions[location.user]!.attributes[location.row] = attributes
+        return true
+    }
+
     /// Removes `id`. Returns false when it was not there.
     @discardableResult
     public mutating func remove(id: String) -> Bool {

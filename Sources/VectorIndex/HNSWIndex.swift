@@ -122,6 +122,15 @@ public struct HNSWIndex: Sendable {
     /// The id whose node sits in `slot`.
     public func id(at slot: Int32) -> String { slots.ids[Int(slot)] }
 
+    /// Replaces the filter attributes of `id`'s node (its vector and links stay); false when it
+    /// has none.
+    @discardableResult
+    public mutating func setAttributes(id: String, _ attributes: RowAttributes) -> Bool {
+        guard let slot = slots.slot(of: id) else { return false }
+        slots.setAttributes(slot, attributes)
+        return true
+    }
+
     // MARK: - Insert
 
     /// A node's level, drawn from the exponential distribution of the paper (`mL = 1 / ln M`)

@@ -63,6 +63,11 @@ struct SlotTable: Sendable {
         if status == .live { liveCount += 1 }
     }
 
+    /// Replaces the filter attributes of the node in `slot`.
+    mutating func setAttributes(_ slot: Int32, _ attributes: RowAttributes) {
+        self.attributes[Int(slot)] = attributes
+    }
+
     /// Lets searches return the node in `slot`; false when it was not pending.
     mutating func publish(_ slot: Int32) -> Bool {
         guard status[Int(slot)] == .pending else { return false }

@@ -1,8 +1,13 @@
 import ArgumentParser
+import ContextProtocol
 import MemoryStore
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// `contextstore backup`: a consistent copy of a database file, also while a server writes it.
-struct BackupCommand: ParsableCommand {
+struct BackupCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "backup",
         abstract: "Copy a database file consistently, also while a server is writing it.",
@@ -12,13 +17,25 @@ struct BackupCommand: ParsableCommand {
             is a single file, checked like `contextstore check` afterwards; the command exits with \
             status 1 when the check finds a problem. To restore, stop the server and start it on \
             the copy (or move the copy to the old path and remove that file's -wal and -shm first).
+
+            Without --db, the server at --host/--port writes the copy (the `backup` op): --to is \
+            then a path on the server's machine, made absolute here from this directory.
             """
     )
 
-    @Option(help: "The database file to copy.") var db: String
+    @Option(help: "The database file to copy (default: ask the running server).") var db: String?
     @Option(help: "The new file to write (must not exist).") var to: String
+    @OptionGroup var connection: ConnectionOptions
 
-    func run() throws {
+    func run() async throws {
+        guard let db else {
+            var path = to
+            if !path.hasPrefix("/"), let directory = getcwd(nil, 0) {
+                path = String(cString: directory) + "/" + path
+                free(directory)
+            }
+            return try await connection.send(Operations.Backup.self, [("to", .string(path))])
+        }
         let report: BackupReport
         do {
             report = try MemoryStore.backup(path: db, to: to)

@@ -66,7 +66,7 @@ func optional(_ key: String, _ value: String?) -> [(key: String, value: JSONValu
 }
 
 func optional(_ key: String, _ value: Int64?) -> [(key: String, value: JSONValue)] {
-    value.map { [(key, .integer(Int64($0)))] } ?? []
+    value.map { [(key, .integer($0))] } ?? []
 }
 
 struct AddCommand: AsyncParsableCommand {
@@ -81,7 +81,7 @@ struct AddCommand: AsyncParsableCommand {
     @Option(help: "Session id.") var session: String?
     @Option(help: "Role: user, assistant, system or tool.") var role: String?
     @Option(help: "Metadata, a JSON object.") var metadata: String?
-    @Option(help: "Creation time in unix milliseconds (default: now).") var createdAt: Int64?
+    @Option(help: "Creation time, unix milliseconds or ISO 8601 (default: now).") var createdAt: String?
 
     func run() async throws {
         var fields: [(key: String, value: JSONValue)] = [
@@ -89,7 +89,7 @@ struct AddCommand: AsyncParsableCommand {
         ]
         if let vector { fields.append(("vector", try parseVector(vector))) }
         fields += optional("id", id) + optional("session", session) + optional("role", role)
-        fields += optional("created_at", createdAt)
+        fields += time("created_at", createdAt)
         if let metadata {
             guard let value = try? JSONParser.parse(metadata) else { throw ValidationError("--metadata must be JSON") }
             fields.append(("metadata", value))
@@ -107,10 +107,7 @@ struct SearchCommand: AsyncParsableCommand {
     @Option(help: "The query embedding: a JSON array or comma-separated numbers.") var vector: String?
     @Option(help: "The query as text, for the server to embed (instead of --vector).") var query: String?
     @Option(help: "How many hits (1-1000).") var k: Int = SearchRequest.defaultK
-    @Option(help: "Only this session.") var session: String?
-    @Option(help: "Only this role.") var role: String?
-    @Option(help: "Only memories created at or after this time (unix ms).") var since: Int64?
-    @Option(help: "Only memories created at or before this time (unix ms).") var until: Int64?
+    @OptionGroup var filter: FilterOptions
     @Option(help: "hnsw spaces: candidates kept by the graph search (default: the space's).") var ef: Int?
     @Flag(help: "Scan exactly, never the graph (the ground truth).") var exact = false
 
@@ -125,21 +122,25 @@ struct SearchCommand: AsyncParsableCommand {
         case (nil, let query?): fields.append(("query", .string(query)))
         default: throw ValidationError("give either --vector or --query")
         }
-        fields += optional("session", session) + optional("role", role)
-        fields += optional("since", since) + optional("until", until)
-        try await connection.send(Operations.Search.self, fields)
+        try await connection.send(Operations.Search.self, fields + filter.fields)
     }
 }
 
 struct GetCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "get", abstract: "Show one of a user's memories, with its vector.")
+        commandName: "get", abstract: "Show one or more of a user's memories.")
     @OptionGroup var connection: ConnectionOptions
-    @Option(help: "The memory's user (an id is unique within its user).") var user: String
-    @Argument(help: "The memory's id.") var id: String
+    @Option(help: "The memories' user (an id is unique within its user).") var user: String
+    @Argument(help: "The memories' ids (several: one request, the ids not found listed as missing).")
+    var ids: [String]
+    @Flag(help: "Include the vectors.") var withVector = false
 
     func run() async throws {
-        try await connection.send(Operations.Get.self, [("user", .string(user)), ("id", .string(id))])
+        guard let first = ids.first else { throw ValidationError("give at least one id") }
+        var fields: [(key: String, value: JSONValue)] = [("user", .string(user))]
+        fields.append(ids.count == 1 ? ("id", .string(first)) : ("ids", .array(ids.map { .string($0) })))
+        if withVector { fields.append(("with_vector", .bool(true))) }
+        try await connection.send(Operations.Get.self, fields)
     }
 }
 
@@ -156,11 +157,17 @@ struct DeleteCommand: AsyncParsableCommand {
 
 struct ForgetCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "forget", abstract: "Delete every memory of a user.")
+        commandName: "forget",
+        abstract: "Delete a user's memories: all of them, or those of a session, role, time range or metadata.")
     @OptionGroup var connection: ConnectionOptions
     @Argument(help: "The user.") var user: String
+    @OptionGroup var filter: FilterOptions
+    @OptionGroup var metadata: MetadataOptions
 
-    func run() async throws { try await connection.send(Operations.Forget.self, [("user", .string(user))]) }
+    func run() async throws {
+        try await connection.send(
+            Operations.Forget.self, [("user", .string(user))] + filter.fields + (try metadata.fields()))
+    }
 }
 
 struct StatsCommand: AsyncParsableCommand {

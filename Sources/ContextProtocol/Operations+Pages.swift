@@ -1,0 +1,257 @@
+import ContextModel
+
+/// The operations a chat app reads its history with and tidies it by, so that it keeps no
+/// second store: pages of memories, sessions, changes without re-embedding, and backups.
+extension Operations {
+    /// `list`: a user's memories in time order, filtered like `forget`, a page at a time.
+    public enum List: WireOperation {
+        public static let name = "list"
+        public static let fields: Set<String> = [
+            "user", "session", "role", "since", "until", "where", "order", "limit", "cursor", "with_vector",
+        ]
+        public static func encode(_ request: ListRequest, to writer: inout JSONWriter) {
+            writer.field("user")
+            writer.string(request.user)
+            writer.memoryFilter(request.filter)
+            if request.newestFirst {
+                writer.field("order")
+                writer.string("desc")
+            }
+            writer.field("limit")
+            writer.int(Int64(request.limit))
+            if let cursor = request.cursor {
+                writer.field("cursor")
+                writer.string(cursor)
+            }
+            if request.withVector {
+                writer.field("with_vector")
+                writer.bool(true)
+            }
+        }
+        public static func decode(_ request: JSONObject) throws(ProtocolError) -> ListRequest {
+            try request.requireKnownFields(fields)
+            let order = try request.optionalString("order") ?? "asc"
+            guard order == "asc" || order == "desc" else {
+                throw ProtocolError(.invalidValue, "'order' must be asc (oldest first) or desc, not '\(order)'")
+            }
+            return ListRequest(
+                user: try request.user(), filter: try request.memoryFilter(), newestFirst: order == "desc",
+                limit: try request.limit(default: ListRequest.defaultLimit, maximum: ListRequest.maximumLimit),
+                cursor: try request.optionalString("cursor"), withVector: try request.optionalBool("with_vector") ?? false)
+        }
+        public static func encode(answer page: ListPage, to writer: inout JSONWriter) {
+            writer.field("memories")
+            writer.array(count: page.memories.count) { $0.memory(page.memories[$1]) }
+            writer.field("next_cursor")
+            if let cursor = page.nextCursor { writer.string(cursor) } else { writer.null() }
+        }
+        public static func decode(answer: JSONObject) throws(ProtocolError) -> ListPage {
+            ListPage(memories: try answer.memories("memories"), nextCursor: try answer.optionalString("next_cursor"))
+        }
+    }
+
+    /// `sessions`: a user's sessions, the latest active first, with turn counts and times.
+    public enum Sessions: WireOperation {
+        public struct Arguments: Sendable, Equatable {
+            public var user: String
+            public var limit: Int
+
+            public init(user: String, limit: Int = 1000) {
+                self.user = user
+                self.limit = limit
+            }
+        }
+
+        public struct Answer: Sendable, Equatable {
+            public var sessions: [SessionSummary]
+            /// The user has more sessions than `limit`.
+            public var more: Bool
+
+            public init(sessions: [SessionSummary], more: Bool) {
+                self.sessions = sessions
+                self.more = more
+            }
+        }
+
+        public static let name = "sessions"
+        public static let fields: Set<String> = ["user", "limit"]
+        public static func encode(_ arguments: Arguments, to writer: inout JSONWriter) {
+            writer.field("user")
+            writer.string(arguments.user)
+            writer.field("limit")
+            writer.int(Int64(arguments.limit))
+        }
+        public static func decode(_ request: JSONObject) throws(ProtocolError) -> Arguments {
+            try request.requireKnownFields(fields)
+            return Arguments(
+                user: try request.user(), limit: try request.limit(default: 1000, maximum: Limits.maximumSessions))
+        }
+        public static func encode(answer: Answer, to writer: inout JSONWriter) {
+            writer.field("sessions")
+            writer.array(count: answer.sessions.count) { writer, i in
+                let session = answer.sessions[i]
+                writer.raw("{\"session\":")
+                if let name = session.session { writer.string(name) } else { writer.null() }
+                writer.field("turns")
+                writer.int(Int64(session.turns))
+                writer.field("first_at")
+                writer.int(session.firstAt)
+                writer.field("last_at")
+                writer.int(session.lastAt)
+                writer.raw(UInt8(ascii: "}"))
+            }
+            writer.field("more")
+            writer.bool(answer.more)
+        }
+        public static func decode(answer: JSONObject) throws(ProtocolError) -> Answer {
+            let sessions = try answer.required("sessions", as: "array", \.arrayValue)
+            return Answer(
+                sessions: try sessions.map { (value) throws(ProtocolError) in
+                    guard let object = value.objectValue else {
+                        throw ProtocolError(.wrongType, "a session must be an object, not \(value.typeName)")
+                    }
+                    return SessionSummary(
+                        session: try object.optionalString("session"),
+                        turns: Int(try object.required("turns", as: "integer", \.integerValue)),
+                        firstAt: try object.required("first_at", as: "integer", \.integerValue),
+                        lastAt: try object.required("last_at", as: "integer", \.integerValue))
+                }, more: try answer.optionalBool("more") ?? false)
+        }
+    }
+
+    /// `update`: changes a memory's session, role, metadata or time without re-sending (or
+    /// re-embedding) its text; answers the memory as it now is.
+    public enum Update: WireOperation {
+        public struct Arguments: Sendable, Equatable {
+            public var memory: MemoryRef
+            public var changes: MemoryChanges
+
+            public init(_ memory: MemoryRef, _ changes: MemoryChanges) {
+                self.memory = memory
+                self.changes = changes
+            }
+        }
+
+        public static let name = "update"
+        public static let fields: Set<String> = ["user", "id", "session", "role", "metadata", "created_at"]
+        public static func encode(_ arguments: Arguments, to writer: inout JSONWriter) {
+            writeRef(arguments.memory, to: &writer)
+            let changes = arguments.changes
+            if let session = changes.session {
+                writer.field("session")
+                if let session { writer.string(session) } else { writer.null() }
+            }
+            if let role = changes.role {
+                writer.field("role")
+                if let role { writer.string(role.rawValue) } else { writer.null() }
+            }
+            if let metadata = changes.metadata {
+                writer.field("metadata")
+                writer.raw(metadata)
+            }
+            if let createdAt = changes.createdAt {
+                writer.field("created_at")
+                writer.int(createdAt)
+            }
+        }
+        public static func decode(_ request: JSONObject) throws(ProtocolError) -> Arguments {
+            try request.requireKnownFields(fields)
+            var changes = MemoryChanges()
+            // Null removes a session or a role; a field left out keeps it.
+            if request["session"] != nil { changes.session = .some(try request.optionalString("session")) }
+            if request["role"] != nil { changes.role = .some(try request.role()) }
+            if request["metadata"] != nil { changes.metadata = try request.metadata() }
+            if request["created_at"] != nil {
+                guard let createdAt = try request.optionalTime("created_at") else {
+                    throw ProtocolError(.invalidValue, "'created_at' cannot be removed, only changed")
+                }
+                changes.createdAt = createdAt
+            }
+            guard !changes.isEmpty else {
+                throw ProtocolError(.missingField, "update changes nothing: give session, role, metadata or created_at")
+            }
+            return Arguments(try readRef(request), changes)
+        }
+        public static func encode(answer: Memory, to writer: inout JSONWriter) {
+            writer.field("memory")
+            writer.memory(answer)
+        }
+        public static func decode(answer: JSONObject) throws(ProtocolError) -> Memory {
+            try Memory(json: try answer.required("memory", as: "object", \.objectValue))
+        }
+    }
+
+    /// `backup`: a consistent copy of the space, written by the server to a new file (SQLite's
+    /// online backup API) while it goes on serving, then checked.
+    public enum Backup: WireOperation {
+        public struct Answer: Sendable, Equatable {
+            public var path: String
+            public var bytes: Int64
+            public var seconds: Double
+            public var memories: Int
+
+            public init(path: String, bytes: Int64, seconds: Double, memories: Int) {
+                self.path = path
+                self.bytes = bytes
+                self.seconds = seconds
+                self.memories = memories
+            }
+        }
+
+        public static let name = "backup"
+        public static let fields: Set<String> = ["to"]
+        public static func encode(_ path: String, to writer: inout JSONWriter) {
+            writer.field("to")
+            writer.string(path)
+        }
+        public static func decode(_ request: JSONObject) throws(ProtocolError) -> String {
+            try request.requireKnownFields(fields)
+            let path = try request.required("to", as: "string", \.stringValue)
+            guard path.hasPrefix("/") else {
+                throw ProtocolError(
+                    .invalidValue, "'to' must be an absolute path (the server's working directory is not yours)")
+            }
+            return path
+        }
+        public static func encode(answer: Answer, to writer: inout JSONWriter) {
+            writer.field("path")
+            writer.string(answer.path)
+            writer.field("bytes")
+            writer.int(answer.bytes)
+            writer.field("seconds")
+            writer.number(answer.seconds)
+            writer.field("memories")
+            writer.int(Int64(answer.memories))
+        }
+        public static func decode(answer: JSONObject) throws(ProtocolError) -> Answer {
+            Answer(
+                path: try answer.required("path", as: "string", \.stringValue),
+                bytes: try answer.required("bytes", as: "integer", \.integerValue),
+                seconds: try answer.required("seconds", as: "number", \.numberValue),
+                memories: Int(try answer.required("memories", as: "integer", \.integerValue)))
+        }
+    }
+}
+
+extension JSONObject {
+    /// `limit`: 1 to `maximum`, `default` when absent.
+    func limit(default value: Int, maximum: Int) throws(ProtocolError) -> Int {
+        guard let limit = try optionalInt("limit") else { return value }
+        guard (1...Int64(maximum)).contains(limit) else {
+            throw ProtocolError(.invalidValue, "'limit' must be between 1 and \(maximum), not \(limit)")
+        }
+        return Int(limit)
+    }
+
+    /// `metadata`: an object, kept as compact JSON text; null is the empty object.
+    func metadata() throws(ProtocolError) -> String {
+        guard let value = self["metadata"], value != .null else { return "{}" }
+        guard case .object = value else {
+            throw ProtocolError(.wrongType, "'metadata' must be an object, not \(value.typeName)")
+        }
+        guard value.isFinite else {
+            throw ProtocolError(.nonFinite, "'metadata' holds NaN or Infinity, which JSON cannot carry back")
+        }
+        return JSONWriter.serialize(value)
+    }
+}

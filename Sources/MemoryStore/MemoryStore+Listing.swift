@@ -1,0 +1,109 @@
+import ContextModel
+
+extension MemoryStore {
+    /// Runs a read on the store's reading connection: SQLite in WAL mode lets it read the last
+    /// committed state while the writer writes. Reads that go through SQL (pages of memories,
+    /// sessions, metadata conditions) take turns on it; searches never do.
+    func withReader<T: Sendable>(_ body: (Database) throws -> T) throws -> T {
+        do {
+            return try readSide.withLock { side throws -> T in
+                guard !side.closed else { throw StoreError.closed }
+                if side.database == nil {
+                    let database = try Database(path: path, readOnly: true)
+                    try database.execute("PRAGMA busy_timeout = 5000")
+                    side.database = database
+                }
+                return try body(side.database!)
+            }
+        } catch let error as SQLiteError {
+            throw StoreError.sqlite(error.description)
+        }
+    }
+
+    /// `user`'s memories `ids`, in order, nil where the user has no such memory.
+    /// - Parameter withVector: Include each memory's vector (normalized, for cosine); without
+    ///   it the vectors are empty.
+    public func get(user: String, ids: [String], withVector: Bool) -> [Memory?] {
+        state.read { state in
+            ids.map { id in
+                let key = Self.key(user: user, id: id)
+                guard let record = state.record(key: key) else { return nil }
+                return record.memory(vector: withVector ? state.flat?.vector(id: key) ?? [] : [])
+            }
+        }
+    }
+
+    /// One page of a user's memories in time order (ties in the order they were first stored).
+    /// - Throws: `StoreError.invalidValue` for a cursor this store did not make; `.sqlite`.
+    public func list(_ request: ListRequest) throws -> ListPage {
+        precondition(request.limit > 0)
+        var arguments: StatementArguments = []
+        var sql = "SELECT \(SQL.memoryColumns)\(request.withVector ? ", embedding" : "") FROM memories WHERE "
+        sql += SQL.condition(user: request.user, filter: request.filter, arguments: &arguments)
+        if let cursor = request.cursor {
+            guard let position = ListCursor(cursor) else {
+                throw StoreError.invalidValue("'\(cursor)' is not a cursor of this server (pass next_cursor as given)")
+            }
+            sql += " AND (created_at, seq) \(request.newestFirst ? "<" : ">") (?, ?)"
+            arguments.values += [position.createdAt, position.seq]
+        }
+        let direction = request.newestFirst ? "DESC" : "ASC"
+        sql += " ORDER BY created_at \(direction), seq \(direction) LIMIT ?"
+        // One more than asked: whether there is a next page.
+        arguments.values.append(Int64(request.limit + 1))
+        return try withReader { database in
+            let rows = try database.prepare(sql)
+            try rows.bind(arguments)
+            var memories: [Memory] = []
+            var last: ListCursor?
+            while try rows.step() {
+                guard memories.count < request.limit else {
+                    return ListPage(memories: memories, nextCursor: last?.description)
+                }
+                let memory = SQL.memory(rows, vector: request.withVector ? rows.floats(at: 8) : [])
+                last = ListCursor(createdAt: memory.createdAt, seq: rows.int64(at: 7))
+                memories.append(memory)
+            }
+            return ListPage(memories: memories, nextCursor: nil)
+        }
+    }
+
+    /// `user`'s sessions, the most recently active first, at most `limit` of them; `more` tells
+    /// whether there are others.
+    public func sessions(user: String, limit: Int) throws -> (sessions: [SessionSummary], more: Bool) {
+        precondition(limit > 0)
+        return try withReader { database in
+            let rows = try database.prepare(SQL.sessions)
+            try rows.bind([user, Int64(limit + 1)])
+            var sessions: [SessionSummary] = []
+            while try rows.step() {
+                guard sessions.count < limit else { return (sessions, true) }
+                sessions.append(
+                    SessionSummary(
+                        session: rows.string(at: 0), turns: Int(rows.int64(at: 1)), firstAt: rows.int64(at: 2),
+                        lastAt: rows.int64(at: 3)))
+            }
+            return (sessions, false)
+        }
+    }
+}
+
+/// A position in a user's memories in time order: the last memory a page returned. Written as
+/// `<created_at>.<seq>`; clients pass it back as they got it.
+struct ListCursor: CustomStringConvertible {
+    var createdAt: Int64
+    var seq: Int64
+
+    init(createdAt: Int64, seq: Int64) {
+        self.createdAt = createdAt
+        self.seq = seq
+    }
+
+    init?(_ text: String) {
+        let parts = text.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count == 2, let createdAt = Int64(parts[0]), let seq = Int64(parts[1]) else { return nil }
+        self.init(createdAt: createdAt, seq: seq)
+    }
+
+    var description: String { "\(createdAt).\(seq)" }
+}
