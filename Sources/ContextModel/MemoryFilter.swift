@@ -24,7 +24,8 @@ public struct MetadataCondition: Sendable, Equatable {
         /// Equal to one of the values.
         case oneOf([MetadataValue])
         /// A number inside every bound that is set (each bound is a number).
-        case range(greaterThan: MetadataValue?, atLeast: MetadataValue?, lessThan: MetadataValue?, atMost: MetadataValue?)
+        case range(
+            greaterThan: MetadataValue?, atLeast: MetadataValue?, lessThan: MetadataValue?, atMost: MetadataValue?)
     }
 
     public var key: String

@@ -48,7 +48,8 @@ extension JSONObject {
                 }
                 guard elements.count <= Limits.maximumIds else {
                     throw ProtocolError(
-                        .invalidValue, "where.\(key).in holds \(elements.count) values; the most is \(Limits.maximumIds)")
+                        .invalidValue,
+                        "where.\(key).in holds \(elements.count) values; the most is \(Limits.maximumIds)")
                 }
                 var options: [MetadataValue] = []
                 for element in elements { options.append(try scalar(element, at: "where.\(key).in")) }
@@ -57,7 +58,8 @@ extension JSONObject {
             var bounds: [String: MetadataValue] = [:]
             for (name, bound) in operators.fields {
                 guard rangeOperators.contains(name) else {
-                    throw ProtocolError(.unknownField, "unknown test '\(name)' in where.\(key); use in, gt, gte, lt or lte")
+                    throw ProtocolError(
+                        .unknownField, "unknown test '\(name)' in where.\(key); use in, gt, gte, lt or lte")
                 }
                 let number = try scalar(bound, at: "where.\(key).\(name)")
                 guard number.isNumber else {
@@ -65,7 +67,8 @@ extension JSONObject {
                 }
                 bounds[name] = number
             }
-            return .range(greaterThan: bounds["gt"], atLeast: bounds["gte"], lessThan: bounds["lt"], atMost: bounds["lte"])
+            return .range(
+                greaterThan: bounds["gt"], atLeast: bounds["gte"], lessThan: bounds["lt"], atMost: bounds["lte"])
         default:
             return .equals(try scalar(test, at: "where.\(key)"))
         }

@@ -37,7 +37,8 @@ extension Operations {
             return ListRequest(
                 user: try request.user(), filter: try request.memoryFilter(), newestFirst: order == "desc",
                 limit: try request.limit(default: ListRequest.defaultLimit, maximum: ListRequest.maximumLimit),
-                cursor: try request.optionalString("cursor"), withVector: try request.optionalBool("with_vector") ?? false)
+                cursor: try request.optionalString("cursor"),
+                withVector: try request.optionalBool("with_vector") ?? false)
         }
         public static func encode(answer page: ListPage, to writer: inout JSONWriter) {
             writer.field("memories")

@@ -110,7 +110,8 @@ enum OperationTable {
         OperationDescriptor(Operations.Forget.self, runs: .writer) { request, context in
             try context.store.forget(user: request.user, filter: request.filter)
         },
-        OperationDescriptor(Operations.Backup.self, runs: .computePool) { path, context in try context.backup(to: path) },
+        OperationDescriptor(Operations.Backup.self, runs: .computePool) { path, context in try context.backup(to: path)
+        },
         OperationDescriptor(Operations.Stats.self, runs: .eventLoop) { _, context in context.stats() },
         OperationDescriptor(Operations.Embed.self, runs: .computePool) { (texts, context) throws(ProtocolError) in
             try context.embed(texts)

@@ -18,7 +18,9 @@ struct FilterOptions: ParsableArguments {
 struct MetadataOptions: ParsableArguments {
     @Option(
         name: .customLong("where"),
-        help: "Metadata conditions, a JSON object: {\"topic\":\"work\",\"n\":{\"gte\":3},\"tag\":{\"in\":[\"a\",\"b\"]}}.")
+        help:
+            "Metadata conditions, a JSON object: {\"topic\":\"work\",\"n\":{\"gte\":3},\"tag\":{\"in\":[\"a\",\"b\"]}}."
+    )
     var conditions: String?
 
     func fields() throws -> [(key: String, value: JSONValue)] {

@@ -78,9 +78,45 @@ import Testing
             #expect(try roundTrip(Operations.Search.self, search) == search)
         }
         let named = MemoryRef(user: "caf\u{E9}", id: "id\u{0}")
-        #expect(try roundTrip(Operations.Get.self, named) == named)
+        for get in [
+            Operations.Get.Arguments(user: named.user, id: named.id),
+            Operations.Get.Arguments(user: "u", ids: ["a", "b\u{0}"], withVector: true),
+            Operations.Get.Arguments(user: "u", ids: ["one"]),
+        ] {
+            #expect(try roundTrip(Operations.Get.self, get) == get)
+        }
         #expect(try roundTrip(Operations.Delete.self, named) == named)
-        #expect(try roundTrip(Operations.Forget.self, "u") == "u")
+        let filter = MemoryFilter(
+            rows: RowFilter(session: "s\u{0}", role: .tool, since: Int64.min, until: 9),
+            metadata: [
+                MetadataCondition(key: "a.b\"", test: .equals(.string("x\u{0}"))),
+                MetadataCondition(key: "n", test: .equals(.integer(9_007_199_254_740_993))),
+                MetadataCondition(key: "f", test: .equals(.double(0.5))),
+                MetadataCondition(key: "t", test: .oneOf([.bool(true), .null, .string("v"), .integer(-1)])),
+                MetadataCondition(
+                    key: "r", test: .range(greaterThan: .integer(1), atLeast: nil, lessThan: nil, atMost: .double(2.5))),
+                MetadataCondition(key: "e", test: .oneOf([])),
+            ])
+        for forget in [Operations.Forget.Arguments(user: "u"), Operations.Forget.Arguments(user: "u", filter: filter)] {
+            #expect(try roundTrip(Operations.Forget.self, forget) == forget)
+        }
+        for list in [
+            ListRequest(user: "u"),
+            ListRequest(user: "u", filter: filter, newestFirst: true, limit: 1000, cursor: "5.7", withVector: true),
+        ] {
+            #expect(try roundTrip(Operations.List.self, list) == list)
+        }
+        let sessions = Operations.Sessions.Arguments(user: "u", limit: 3)
+        #expect(try roundTrip(Operations.Sessions.self, sessions) == sessions)
+        for changes in [
+            MemoryChanges(session: .some(nil), role: .some(nil)),
+            MemoryChanges(session: "s", role: .some(.user), metadata: #"{"k":[1]}"#, createdAt: -1),
+            MemoryChanges(metadata: "{}"),
+        ] {
+            let update = Operations.Update.Arguments(named, changes)
+            #expect(try roundTrip(Operations.Update.self, update) == update)
+        }
+        #expect(try roundTrip(Operations.Backup.self, "/tmp/b.db") == "/tmp/b.db")
         #expect(try roundTrip(Operations.Embed.self, ["a", "b\u{0}"]) == ["a", "b\u{0}"])
     }
 
@@ -104,7 +140,25 @@ import Testing
         let memory = Memory(
             id: "m", user: "u", session: "s", role: .system, text: "t", createdAt: 1, metadata: "{}",
             vector: [Float.leastNonzeroMagnitude, -Float.greatestFiniteMagnitude, 0.1])
-        #expect(try roundTrip(Operations.Get.self, answer: memory) == memory)
+        for get in [
+            Operations.Get.Answer(memories: [memory], missing: [], many: false),
+            Operations.Get.Answer(memories: [memory, memory], missing: ["x", "y\u{0}"], many: true),
+            Operations.Get.Answer(memories: [], missing: ["x"], many: true),
+        ] {
+            #expect(try roundTrip(Operations.Get.self, answer: get) == get)
+        }
+        for page in [ListPage(memories: [memory], nextCursor: "1.2"), ListPage(memories: [], nextCursor: nil)] {
+            #expect(try roundTrip(Operations.List.self, answer: page) == page)
+        }
+        let sessions = Operations.Sessions.Answer(
+            sessions: [
+                SessionSummary(session: "s", turns: 3, firstAt: Int64.min, lastAt: Int64.max),
+                SessionSummary(session: nil, turns: 1, firstAt: 0, lastAt: 0),
+            ], more: true)
+        #expect(try roundTrip(Operations.Sessions.self, answer: sessions) == sessions)
+        #expect(try roundTrip(Operations.Update.self, answer: memory) == memory)
+        let backup = Operations.Backup.Answer(path: "/b", bytes: 1 << 33, seconds: 0.25, memories: 7)
+        #expect(try roundTrip(Operations.Backup.self, answer: backup) == backup)
         #expect(try roundTrip(Operations.Delete.self, answer: 1) == 1)
         #expect(try roundTrip(Operations.Forget.self, answer: 12) == 12)
         let stats = ServerStats(

@@ -41,7 +41,9 @@ import Testing
         // A consistent prefix: every memory in the copy is the server's, field for field.
         for n in stride(from: 0, to: snapshot.count, by: 97) {
             let user = "u\(n % 3)"
-            #expect(try await client.get(user: user, id: "m\(n)") == snapshot.get(user: user, id: "m\(n)"))
+            #expect(
+                try await client.get(user: user, id: "m\(n)", withVector: true) == snapshot.get(user: user, id: "m\(n)")
+            )
         }
         snapshot.close()
 

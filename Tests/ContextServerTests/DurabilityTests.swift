@@ -100,7 +100,7 @@ final class ServerProcess {
         #expect(hello.dimension == 3)
         #expect(hello.metric == .l2)
         #expect(
-            try await client.get(user: "u2", id: "m42")
+            try await client.get(user: "u2", id: "m42", withVector: true)
                 == Memory(id: "m42", user: "u2", text: "text 42", createdAt: 42, vector: [42, 0, 1]))
         let hits = try await client.search(SearchRequest(user: "u1", query: .vector([5, 0, 1]), k: 2))
         #expect(hits.map(\.memory.id) == ["m1", "m9"])

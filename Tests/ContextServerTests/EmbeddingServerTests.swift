@@ -50,7 +50,7 @@ func textServer(_ folder: TemporaryFolder) async throws -> (MemoryStore, Context
         #expect(work.map(\.memory.id) == ["job"])
 
         // The stored vector is the embedder's (normalized once more by the cosine space).
-        let stored = try await client.get(user: "ana", id: "tea")
+        let stored = try await client.get(user: "ana", id: "tea", withVector: true)
         let direct = try #require(sharedEmbedder).embed(["I drink green tea every morning"])[0]
         #expect(zip(stored.vector, direct).allSatisfy { abs($0 - $1) < 1e-6 })
         let embedded = try await client.embed(["I drink green tea every morning", "hello"])

@@ -52,7 +52,7 @@ import VectorIndex
             SearchRequest(user: "alice", query: .vector([1, 0, 0]), k: 10, filter: RowFilter(role: .assistant)))
         #expect(byRole.map(\.memory.id) == ["b"])
 
-        let fetched = try await client.get(user: "bob", id: "c")
+        let fetched = try await client.get(user: "bob", id: "c", withVector: true)
         #expect(fetched == Memory(id: "c", user: "bob", text: "I like coffee", createdAt: 3000, vector: [1, 0, 0]))
 
         try await client.delete(user: "alice", id: "b")

@@ -22,7 +22,10 @@ import Testing
     @Test func everyOpHasOneRow() {
         #expect(
             OperationTable.descriptors.map(\.name).sorted()
-                == ["add", "add_batch", "delete", "embed", "forget", "get", "hello", "ping", "search", "stats"])
+                == [
+                    "add", "add_batch", "backup", "delete", "embed", "forget", "get", "hello", "list", "ping", "search",
+                    "sessions", "stats", "update",
+                ])
         #expect(OperationTable.byName.count == OperationTable.descriptors.count)
     }
 
@@ -31,7 +34,8 @@ import Testing
         #expect(
             placements == [
                 "ping": .eventLoop, "hello": .eventLoop, "search": .eventLoop, "get": .eventLoop, "stats": .eventLoop,
-                "embed": .computePool, "add": .writer, "add_batch": .writer, "delete": .writer, "forget": .writer,
+                "embed": .computePool, "list": .computePool, "sessions": .computePool, "backup": .computePool,
+                "add": .writer, "add_batch": .writer, "delete": .writer, "forget": .writer, "update": .writer,
             ])
         #expect(try decode(#"{"op":"forget","user":"u"}"#).0.writes)
         #expect(try !decode(#"{"op":"search","user":"u","vector":[1]}"#).0.writes)

@@ -26,11 +26,11 @@ final class TestServer: Sendable {
     var port: Int { server.port }
 
     init(
-        dimension: Int? = nil, metric: Metric? = nil, busyTimeoutMilliseconds: Int = 5000,
+        dimension: Int? = nil, metric: Metric? = nil, index: SpaceIndex? = nil, busyTimeoutMilliseconds: Int = 5000,
         configure: (inout ServerConfiguration) -> Void = { _ in }
     ) async throws {
         store = try MemoryStore(
-            path: folder.path + "/space.db", dimension: dimension, metric: metric,
+            path: folder.path + "/space.db", dimension: dimension, metric: metric, index: index,
             busyTimeoutMilliseconds: busyTimeoutMilliseconds)
         var configuration = ServerConfiguration(host: "127.0.0.1", port: 0, threads: 2)
         configure(&configuration)

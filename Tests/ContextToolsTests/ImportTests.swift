@@ -268,12 +268,12 @@ final class Failures: Sendable {
             into: ServerSink(client: client), onFailure: { _ in })
         #expect(summary.imported == 2)
         #expect(
-            try await client.get(user: "u", id: "w0")
+            try await client.get(user: "u", id: "w0", withVector: true)
                 == Memory(
                     id: "w0", user: "u", text: "zero", createdAt: store.get(user: "u", id: "w0")!.createdAt,
                     vector: rows[0])
         )
-        #expect(try await client.get(user: "u", id: "base.npy:2").vector == rows[1])
+        #expect(try await client.get(user: "u", id: "base.npy:2", withVector: true).vector == rows[1])
 
         // The same rows from .fvecs, under its own ids; a rerun of the .npy skips everything.
         let fromFvecs = try await Importer().run(
@@ -281,7 +281,7 @@ final class Failures: Sendable {
             into: ServerSink(client: client),
             onFailure: { _ in })
         #expect(fromFvecs.imported == 2)
-        #expect(try await client.get(user: "u", id: "base.fvecs:1").vector == rows[0])
+        #expect(try await client.get(user: "u", id: "base.fvecs:1", withVector: true).vector == rows[0])
         let rerun = try await Importer().run(
             ImportSource(path: folder.path + "/base.npy", format: .npy, texts: texts, defaultUser: "u"),
             into: ServerSink(client: client), onFailure: { _ in })

@@ -45,6 +45,28 @@ import Testing
         return (index, flat)
     }
 
+    @Test func changedAttributesAreWhatFiltersSee() {
+        var (index, flat) = build(data(count: 600, seed: 5), metric: .cosine)
+        let moved = RowAttributes(session: "moved", role: .tool, createdAt: 7)
+        for i in stride(from: 0, to: 600, by: 50) {
+            let inGraph = index.setAttributes(id: "n\(i)", moved)
+            let inFlat = flat.setAttributes(id: "n\(i)", moved)
+            #expect(inGraph && inFlat)
+        }
+        let absentInGraph = index.setAttributes(id: "absent", moved)
+        let absentInFlat = flat.setAttributes(id: "absent", moved)
+        #expect(!absentInGraph && !absentInFlat)
+        let query = data(count: 1, seed: 6)[0]
+        let filter = RowFilter(session: "moved")
+        let graphHits = index.search(user: "u", query: query, k: 20, ef: 200, filter: filter).map(\.id)
+        let flatHits = flat.search(user: "u", query: query, k: 20, filter: filter).map(\.id)
+        #expect(Set(graphHits) == Set(stride(from: 0, to: 600, by: 50).map { "n\($0)" }))
+        #expect(Set(flatHits) == Set(graphHits))
+        // The old session no longer finds them.
+        let old = index.search(user: "u", query: query, k: 100, ef: 400, filter: RowFilter(session: "s0")).map(\.id)
+        #expect(!old.contains("n0") && !old.contains("n50"))
+    }
+
     @Test(arguments: Metric.allCases, [KernelForm.best, .baseline])
     func findsTheTrueNeighbours(metric: Metric, kernels: KernelForm) {
         let (index, flat) = build(data(count: 1500, seed: 1), metric: metric, kernels: kernels)
