@@ -83,6 +83,7 @@ public final class ContextStoreServer: Sendable {
         guard (0...65535).contains(configuration.port) else {
             throw ServerConfigurationError("port must be between 0 and 65535, not \(configuration.port)")
         }
+        let socket = try ListeningSocket.open(host: configuration.host, port: configuration.port)
         self.store = store
         self.configuration = configuration
         self.logger = logger
@@ -99,8 +100,6 @@ public final class ContextStoreServer: Sendable {
             maximumConnections: configuration.maximumConnections,
             maximumBufferedBytes: configuration.maximumBufferedBytes)
         let bootstrap = ServerBootstrap(group: group)
-            .serverChannelOption(ChannelOptions.backlog, value: 256)
-            .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
             .serverChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     // Out of file descriptors, accept fails at once every time it is tried: wait
@@ -131,7 +130,7 @@ public final class ContextStoreServer: Sendable {
                 }
             }
         do {
-            self.channel = try await bootstrap.bind(host: configuration.host, port: configuration.port).get()
+            self.channel = try await bootstrap.withBoundSocket(socket).get()
         } catch {
             try? await writerPool.shutdownGracefully()
             try? await computePool.shutdownGracefully()

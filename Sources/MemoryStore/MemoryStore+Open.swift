@@ -78,8 +78,8 @@ extension MemoryStore {
                 throw StoreError.incompatibleDatabase("unknown metric '\(stored)' in \(path)")
             }
             if let metric, metric != storedMetric {
-                throw StoreError.incompatibleDatabase(
-                    "\(path) holds a \(storedMetric.rawValue) space, not \(metric.rawValue)")
+                throw StoreError.spaceMismatch(
+                    .metric, "\(path) holds a \(storedMetric.rawValue) space, not \(metric.rawValue)")
             }
             spaceMetric = storedMetric
         } else {
@@ -92,10 +92,10 @@ extension MemoryStore {
         // A new space takes the index asked for (written above); an existing one keeps its own.
         let spaceIndex = settings["metric"] == nil ? index ?? .flat : try SpaceIndex(settings: settings)
         if let index, index.name != spaceIndex.name {
-            throw StoreError.incompatibleDatabase("\(path) holds a space indexed by \(spaceIndex), not \(index.name)")
+            throw StoreError.spaceMismatch(.index, "\(path) holds a space indexed by \(spaceIndex), not \(index.name)")
         }
         if let stored = settings["model"], let model, stored != model {
-            throw StoreError.incompatibleDatabase("\(path) was filled by the model \(stored), not \(model)")
+            throw StoreError.spaceMismatch(.model, "\(path) was filled by the model \(stored), not \(model)")
         }
         if settings["model"] == nil, let model {
             try database.transaction { try statements.set("model", model) }
@@ -104,8 +104,8 @@ extension MemoryStore {
         if let dimension {
             guard dimension > 0 else { throw StoreError.invalidValue("dimension must be positive") }
             if let spaceDimension, spaceDimension != dimension {
-                throw StoreError.incompatibleDatabase(
-                    "\(path) holds vectors of dimension \(spaceDimension), not \(dimension)")
+                throw StoreError.spaceMismatch(
+                    .dimension, "\(path) holds vectors of dimension \(spaceDimension), not \(dimension)")
             }
             if spaceDimension == nil {
                 try database.transaction { try statements.set("dimension", String(dimension)) }

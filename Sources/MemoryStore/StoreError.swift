@@ -1,6 +1,11 @@
 import ContextModel
 
 /// Why the storage engine refused or failed an operation.
+/// A setting a space is created with and keeps.
+public enum SpaceSetting: Sendable, Equatable {
+    case dimension, metric, index, model
+}
+
 public enum StoreError: Error, Sendable, Equatable {
     /// A vector's length differs from the space's dimension.
     case wrongDimension(expected: Int, got: Int)
@@ -8,8 +13,11 @@ public enum StoreError: Error, Sendable, Equatable {
     case nonFiniteVector
     /// A field holds a value the engine does not accept; the text says which and why.
     case invalidValue(String)
-    /// The database file cannot be used by this version (or with these settings).
+    /// The database file cannot be used by this version, is in use, or is damaged.
     case incompatibleDatabase(String)
+    /// The file's space was made with another dimension, metric, index or model than the one
+    /// asked for.
+    case spaceMismatch(SpaceSetting, String)
     /// SQLite failed; the text carries its code and message.
     case sqlite(String)
     /// The store was closed.
@@ -21,7 +29,7 @@ public enum StoreError: Error, Sendable, Equatable {
         case .wrongDimension: .wrongDimension
         case .nonFiniteVector: .nonFinite
         case .invalidValue: .invalidValue
-        case .incompatibleDatabase, .sqlite: .storageError
+        case .incompatibleDatabase, .spaceMismatch, .sqlite: .storageError
         case .closed: .shuttingDown
         }
     }
@@ -32,7 +40,9 @@ public enum StoreError: Error, Sendable, Equatable {
         case .wrongDimension(let expected, let got):
             "vector has \(got) components, the space has dimension \(expected)"
         case .nonFiniteVector: "vector holds NaN or infinity"
-        case .invalidValue(let message), .incompatibleDatabase(let message), .sqlite(let message): message
+        case .invalidValue(let message), .incompatibleDatabase(let message), .spaceMismatch(_, let message),
+            .sqlite(let message):
+            message
         case .closed: "the database is closed"
         }
     }

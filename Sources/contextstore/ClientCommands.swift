@@ -203,6 +203,13 @@ struct EmbedCommand: AsyncParsableCommand {
     }
 }
 
+/// Prints `error: <message>` as one line on standard error; returns the exit status to throw
+/// (1), for a failure that is not the user's syntax (that is a `ValidationError`, with usage).
+func fail(_ message: String) -> ExitCode {
+    printError("error: \(message)")
+    return ExitCode(1)
+}
+
 /// Writes one line to standard error.
 func printError(_ line: String) {
     var bytes = Array((line + "\n").utf8)

@@ -22,10 +22,17 @@ enum ModelOption {
             guard access(defaultFolder + "/model.safetensors", R_OK) == 0 else { return nil }
             folder = defaultFolder
         }
+        let missing = ["model.safetensors", "vocab.txt", "config.json"].filter { access(folder + "/" + $0, R_OK) != 0 }
+        guard missing.isEmpty else {
+            let what = access(folder, F_OK) == 0 ? "it has no \(missing.joined(separator: ", "))" : "no such folder"
+            throw fail(
+                "cannot load the embedding model in \(folder): \(what) (scripts/fetch-model fetches all-MiniLM-L6-v2; --model none serves without a model)"
+            )
+        }
         do {
             return try SentenceEmbedder(folder: folder)
         } catch {
-            throw ValidationError("cannot load the embedding model in \(folder): \(error)")
+            throw fail("cannot load the embedding model in \(folder): \(error)")
         }
     }
 }

@@ -84,7 +84,14 @@ struct ServeCommand: AsyncParsableCommand {
         if embedder == nil, model == nil {
             logger.info("no embedding model at \(ModelOption.defaultFolder) (scripts/fetch-model fetches it)")
         }
+        if !Self.isLoopback(host) {
+            logger.warning(
+                "listening on \(host) with no keys: anyone who reaches this port can read, change and delete every user's memories"
+            )
+        }
         try createParentDirectory(of: db)
+        // A server that fails to start leaves no new file behind.
+        let existed = access(db, F_OK) == 0
         let store: MemoryStore
         do {
             // With a model, a new space takes the model's dimension (and cosine, the default).
@@ -92,8 +99,8 @@ struct ServeCommand: AsyncParsableCommand {
                 path: db, dimension: dim ?? embedder?.dimension, metric: metric, model: embedder?.modelID,
                 index: try indexOptions.spaceIndex())
         } catch let error as StoreError {
-            let hint = embedder == nil ? "" : " (start with --model none to serve it without a model)"
-            throw ValidationError("cannot open \(db): \(error.message)\(hint)")
+            if !existed { Self.remove(db) }
+            throw fail("cannot open \(db): \(error.message)\(openHint(error, embedder: embedder))")
         }
         var configuration = ServerConfiguration(
             host: host, port: port, maximumLineBytes: maxLineBytes, maximumConnections: maxConnections,
@@ -105,7 +112,8 @@ struct ServeCommand: AsyncParsableCommand {
                 store: store, embedder: embedder, configuration: configuration, logger: logger)
         } catch {
             store.close()
-            throw error
+            if !existed { Self.remove(db) }
+            throw fail("\(error)")
         }
         logger.info(
             "space opened",
@@ -121,6 +129,29 @@ struct ServeCommand: AsyncParsableCommand {
         logger.info("shutting down", metadata: ["signal": "\(signal)"])
         await server.shutdown()
         store.close()
+    }
+
+    /// What to do about an open error, where the model is its cause.
+    private func openHint(_ error: StoreError, embedder: SentenceEmbedder?) -> String {
+        guard let embedder, case .spaceMismatch(let setting, _) = error else { return "" }
+        switch setting {
+        case .model:
+            return " (start with --model none to serve it without a model)"
+        case .dimension where dim == nil:
+            return
+                " (the model \(embedder.modelID) makes vectors of \(embedder.dimension); start with --model none to serve this space without it)"
+        default:
+            return ""
+        }
+    }
+
+    static func isLoopback(_ host: String) -> Bool {
+        host == "localhost" || host == "::1" || host.hasPrefix("127.")
+    }
+
+    /// Removes a database file this run created, with its WAL files.
+    private static func remove(_ path: String) {
+        for suffix in ["", "-wal", "-shm"] { unlink(path + suffix) }
     }
 
     private func createParentDirectory(of path: String) throws {

@@ -1,6 +1,8 @@
 import Foundation
 import Testing
 
+@testable import MemoryStore
+
 /// What the CLI says when there is no server to talk to, or one that never answers.
 @Suite struct CLITests {
     @Test func noServerNamesTheAddress() throws {
@@ -25,6 +27,71 @@ import Testing
         #expect(result.status == 1)
         #expect(result.error == "error: no answer within 0.5 s; the connection was closed\n")
         #expect(Date().timeIntervalSince(started) < 30)
+    }
+}
+
+/// What `serve` says when it cannot start: one line naming the cause, and no file left behind.
+@Suite struct ServeErrorTests {
+    @Test func aBusyPortIsOneLineAndLeavesNoDatabase() throws {
+        let (listener, port) = boundLoopbackSocket()
+        defer { close(listener) }
+        listen(listener, 4)
+        let folder = TemporaryFolder()
+        let database = folder.path + "/fresh.db"
+        let result = try runContextstore(["serve", "--db", database, "--port", String(port), "--model", "none"])
+        #expect(result.status == 1)
+        #expect(
+            result.error
+                == "error: cannot listen on 127.0.0.1:\(port): the port is in use (another server? choose one with --port)\n"
+        )
+        for suffix in ["", "-wal", "-shm"] { #expect(access(database + suffix, F_OK) != 0, "\(suffix)") }
+    }
+
+    @Test func openErrorsNameTheirCauseAndHintAtTheModelOnlyWhenItIsTheCause() throws {
+        let folder = TemporaryFolder()
+        let database = folder.path + "/space.db"
+        let store = try MemoryStore(path: database, dimension: 5, metric: .dot)
+        store.close()
+        func serve(_ arguments: [String]) throws -> String {
+            let result = try runContextstore(["serve", "--db", database, "--port", "0"] + arguments)
+            #expect(result.status == 1)
+            return result.error
+        }
+        #expect(
+            try serve(["--model", "none", "--metric", "l2"])
+                == "error: cannot open \(database): \(database) holds a dot space, not l2\n")
+        #expect(
+            try serve(["--model", "none", "--index", "hnsw"])
+                == "error: cannot open \(database): \(database) holds a space indexed by flat, not hnsw\n")
+        #expect(
+            try serve(["--model", "none", "--dim", "7"])
+                == "error: cannot open \(database): \(database) holds vectors of dimension 5, not 7\n")
+        #expect(
+            try serve(["--model", folder.path + "/no-model"])
+                == "error: cannot load the embedding model in \(folder.path)/no-model: no such folder (scripts/fetch-model fetches all-MiniLM-L6-v2; --model none serves without a model)\n"
+        )
+        // Held by a running server: the lock is the cause, and the file stays.
+        let running = try ServerProcess(database: database)
+        #expect(
+            try serve(["--model", "none"])
+                == "error: cannot open \(database): \(database) is in use by another process (a running server?)\n")
+        _ = running
+        #expect(access(database, F_OK) == 0)
+    }
+
+    /// A non-loopback address without keys is served with a warning; an address this machine
+    /// does not have is one line (TEST-NET-1: nothing is sent anywhere).
+    @Test func aNonLoopbackHostIsWarnedAbout() throws {
+        let folder = TemporaryFolder()
+        let result = try runContextstore([
+            "serve", "--db", folder.path + "/space.db", "--host", "192.0.2.1", "--port", "0", "--model", "none",
+        ])
+        #expect(result.status == 1)
+        #expect(result.error.contains("warning contextstore: [contextstore] listening on 192.0.2.1 with no keys"))
+        #expect(
+            result.error.hasSuffix(
+                "error: cannot listen on 192.0.2.1:0: no interface of this machine has that address\n"))
+        #expect(access(folder.path + "/space.db", F_OK) != 0)
     }
 }
 
