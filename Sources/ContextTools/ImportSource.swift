@@ -27,6 +27,10 @@ public struct ImportRow: Sendable {
     /// 1-based line (JSONL, CSV) or row (vector files) number.
     public var line: Int
     public var memory: Result<NewMemory, ImportRowError>
+    /// The row's fields that the mapping puts nowhere (they are not imported).
+    public var unmapped: [String] = []
+    /// How much of the file had been read once this row was (see `ImportSource.fractionRead`).
+    public var fraction = 0.0
 }
 
 public struct ImportRowError: Error, Sendable, Equatable {
@@ -39,6 +43,8 @@ public final class ImportSource {
     private var reader: any ImportReader
     /// Whether rows that name no user get one (`--user`).
     public let hasDefaultUser: Bool
+    /// Which field holds what.
+    public let mapping: FieldMapping
 
     /// How much of the file has been read, from 0 to 1 (by bytes for text files, by rows for
     /// vector files): the progress bar's fraction and ETA, without a counting pass over the file.
@@ -48,9 +54,16 @@ public final class ImportSource {
     ///   - texts: For vector files: a JSONL file whose line i holds `text` (and optionally `id`,
     ///     `user`, `session`, `role`, `created_at`, `metadata`) for row i.
     ///   - defaultUser: The user of rows that name none.
-    public init(path: String, format: ImportFormat, texts: String? = nil, defaultUser: String?) throws {
-        let rows = RowCompleter(stem: URL(fileURLWithPath: path).lastPathComponent, defaultUser: defaultUser)
+    ///   - mapping: Which field holds what (default: `add`'s names).
+    public init(
+        path: String, format: ImportFormat, texts: String? = nil, defaultUser: String?,
+        mapping: FieldMapping = FieldMapping()
+    ) throws {
+        try mapping.validate()
+        let rows = RowCompleter(
+            stem: URL(fileURLWithPath: path).lastPathComponent, defaultUser: defaultUser, mapping: mapping)
         hasDefaultUser = defaultUser != nil
+        self.mapping = mapping
         reader =
             switch format {
             case .jsonl: try JSONLReader(path: path, rows: rows)
@@ -60,7 +73,11 @@ public final class ImportSource {
     }
 
     /// The next row, or nil after the last.
-    public func nextRow() -> ImportRow? { reader.next() }
+    public func nextRow() -> ImportRow? {
+        guard var row = reader.next() else { return nil }
+        row.fraction = reader.fractionRead
+        return row
+    }
 }
 
 /// Reads one format's rows.
@@ -71,23 +88,40 @@ protocol ImportReader {
     var fractionRead: Double { get }
 }
 
-/// Turns a row's fields into a memory the way every format does: the default user, the
-/// `<file name>:<line>` id, an empty text when none is given, then `add`'s own checks.
+/// Turns a row's fields into a memory the way every format does: the field mapping, the default
+/// user, the `<file name>:<line>` id, an empty text when none is given, then `add`'s own checks.
 struct RowCompleter {
     let stem: String
     let defaultUser: String?
+    let mapping: FieldMapping
+    let timeReader: DateFormatter?
 
-    func complete(_ fields: JSONObject, line: Int, vector: [Float]? = nil) -> ImportRow {
-        var fields = fields
+    init(stem: String, defaultUser: String?, mapping: FieldMapping) {
+        self.stem = stem
+        self.defaultUser = defaultUser
+        self.mapping = mapping
+        timeReader = mapping.makeTimeReader()
+    }
+
+    func complete(_ row: JSONObject, line: Int, vector: [Float]? = nil) -> ImportRow {
+        var fields: JSONObject
+        let unmapped: [String]
+        do throws(ImportRowError) {
+            (fields, unmapped) = try mapping.apply(row, timeReader: timeReader)
+        } catch {
+            return ImportRow(line: line, memory: .failure(error))
+        }
         if fields["user"] == nil, let defaultUser { fields["user"] = .string(defaultUser) }
         if fields["id"] == nil { fields["id"] = .string("\(stem):\(line)") }
         if fields["text"] == nil { fields["text"] = "" }
         do throws(ProtocolError) {
             var memory = try NewMemory(json: fields)
             if let vector { memory.vector = vector }
-            return ImportRow(line: line, memory: .success(memory))
+            return ImportRow(line: line, memory: .success(memory), unmapped: unmapped)
         } catch {
-            return failure("\(error.code.rawValue): \(error.message)", line: line)
+            return ImportRow(
+                line: line, memory: .failure(ImportRowError(reason: "\(error.code.rawValue): \(error.message)")),
+                unmapped: unmapped)
         }
     }
 
@@ -172,17 +206,13 @@ struct CSVReader: ImportReader {
         }
         var object = JSONObject()
         for (column, value) in zip(columns, values) where !value.isEmpty {
-            switch column {
-            case "created_at":
-                object[column] = Int64(value).map(JSONValue.integer) ?? .string(value)
             // metadata is JSON; vector is a JSON array, or else base64 float32 text.
-            case "metadata",
-                "vector" where value.hasPrefix("["):
+            if column == rows.mapping.metadata || (column == rows.mapping.vector && value.hasPrefix("[")) {
                 guard let parsed = try? JSONParser.parse(value) else {
                     return rows.failure("\(column) is not valid JSON", line: line)
                 }
                 object[column] = parsed
-            default:
+            } else {
                 object[column] = .string(value)
             }
         }
@@ -218,10 +248,9 @@ struct VectorFileReader: ImportReader {
             guard case .object(let fields) = try? JSONParser.parse(line) else {
                 return rows.failure("texts line \(row) is not a JSON object", line: row)
             }
-            // The memory's own fields; their types are checked with the rest of the row.
-            for key in ["id", "user", "session", "role", "text", "created_at", "metadata"] {
-                if let value = fields[key] { object[key] = value }
-            }
+            // The memory's fields (through the mapping); the vector is the file's.
+            object = fields
+            object[rows.mapping.vector] = nil
         }
         return rows.complete(object, line: row, vector: vectors.row(row - 1))
     }

@@ -16,8 +16,11 @@ public struct ImportSummary: Sendable, Equatable {
     public var conflicts = 0
     public var failed = 0
     public var seconds = 0.0
-    /// How much of the source has been read, from 0 to 1.
+    /// How much of the source has been stored (or skipped, or refused), from 0 to 1: the
+    /// position of the last row of the last batch answered, not of the last row read.
     public var fractionRead = 0.0
+    /// Fields of the rows that the mapping put nowhere, with how many rows had each.
+    public var unmapped: [String: Int] = [:]
 
     public var rate: Double { seconds > 0 ? Double(imported + skipped) / seconds : 0 }
 }
@@ -88,6 +91,7 @@ public struct Importer: Sendable {
         try await withThrowingTaskGroup(of: BatchOutcome.self) { group in
             var running = 0
             func absorb(_ outcome: BatchOutcome) {
+                summary.fractionRead = max(summary.fractionRead, outcome.fraction)
                 summary.imported += outcome.stored
                 summary.skipped += outcome.skipped
                 summary.conflicts += outcome.conflicts.count
@@ -97,16 +101,19 @@ public struct Importer: Sendable {
                     if strict { stop = true }
                 }
                 summary.seconds = Clock.monotonicSeconds() - start
-                summary.fractionRead = source.fractionRead
                 onProgress(summary)
             }
-            func launch(_ rows: [(line: Int, memory: NewMemory)]) async throws {
+            func launch(_ rows: [(line: Int, memory: NewMemory)], fraction: Double) async throws {
                 if running >= inFlight, let outcome = try await group.next() {
                     running -= 1
                     absorb(outcome)
                 }
                 running += 1
-                group.addTask { await Self.store(rows, into: sink) }
+                group.addTask {
+                    var outcome = await Self.store(rows, into: sink)
+                    outcome.fraction = fraction
+                    return outcome
+                }
             }
             var first = true
             while !stop, let row = source.nextRow() {
@@ -116,18 +123,19 @@ public struct Importer: Sendable {
                 {
                     throw ImportError(
                         description:
-                            "line \(row.line) names no user: give every row a 'user' field, or pass --user for the rows that have none"
+                            "line \(row.line) names no user: give every row a '\(source.mapping.user)' field, name the field that holds the user with --user-field, or pass --user for the rows that have none"
                     )
                 }
                 first = false
+                for field in row.unmapped { summary.unmapped[field, default: 0] += 1 }
                 guard let memory = check(row) else { continue }
                 batch.append((row.line, memory))
                 if batch.count >= batchSize {
-                    try await launch(batch)
+                    try await launch(batch, fraction: row.fraction)
                     batch.removeAll(keepingCapacity: true)
                 }
             }
-            if !stop, !batch.isEmpty { try await launch(batch) }
+            if !stop, !batch.isEmpty { try await launch(batch, fraction: source.fractionRead) }
             while let outcome = try await group.next() { absorb(outcome) }
         }
         summary.seconds = Clock.monotonicSeconds() - start
@@ -140,6 +148,8 @@ public struct Importer: Sendable {
         var skipped = 0
         var failures: [ImportFailure] = []
         var conflicts: [ImportFailure] = []
+        /// The source's `fractionRead` once the batch's last row was read.
+        var fraction = 0.0
     }
 
     /// Stores a batch; when the batch is refused, stores its rows one by one to find the bad ones.

@@ -36,9 +36,10 @@ public final class LineReader {
 
     deinit { close(descriptor) }
 
-    /// How much of the file has been read, from 0 to 1.
+    /// How much of the file the lines returned so far span, from 0 to 1 (not what sits read
+    /// ahead in the buffer, which for a small file is all of it).
     public var fractionRead: Double {
-        size > 0 ? min(1, Double(bytesRead) / Double(size)) : 1
+        size > 0 ? min(1, Double(bytesRead - (chunkEnd - chunkStart)) / Double(size)) : 1
     }
 
     /// The next line without its line ending; nil at the end of the file or once reading has

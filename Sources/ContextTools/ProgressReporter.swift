@@ -22,7 +22,7 @@ public final class ProgressReporter: Sendable {
             return true
         }
         guard due else { return }
-        let done = summary.imported + summary.skipped + summary.failed
+        let done = summary.imported + summary.skipped + summary.conflicts + summary.failed
         let rate = summary.seconds > 0 ? Double(done) / summary.seconds : 0
         let fraction = summary.fractionRead
         let eta = fraction > 0 ? summary.seconds * (1 - fraction) / fraction : 0

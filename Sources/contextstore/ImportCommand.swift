@@ -30,6 +30,7 @@ struct ImportCommand: AsyncParsableCommand {
     @Option(help: "For .npy/.fvecs: a JSONL file whose line i holds text (and id, user...) of row i.") var texts:
         String?
     @Option(help: "The user of rows that name none.") var user: String?
+    @OptionGroup(title: "Field mapping, for files whose fields have other names") var fields: FieldOptions
     @Option(help: "Memories per add_batch (one transaction each).") var batch = 1000
     @Option(help: "Batches in flight at once.") var inFlight = 4
     @Flag(help: "Stop at the first bad row.") var strict = false
@@ -51,7 +52,13 @@ struct ImportCommand: AsyncParsableCommand {
         guard let format = format ?? ImportFormat(path: path) else {
             throw ValidationError("cannot tell the format of \(path); pass --format jsonl|csv|npy|fvecs")
         }
-        let source = try ImportSource(path: path, format: format, texts: texts, defaultUser: user)
+        let source: ImportSource
+        do {
+            source = try ImportSource(
+                path: path, format: format, texts: texts, defaultUser: user, mapping: fields.mapping())
+        } catch let error as ImportError {
+            throw ValidationError(error.description)
+        }
         let progress = ProgressReporter()
         let importer = Importer(batchSize: batch, inFlight: inFlight, strict: strict)
         let report: @Sendable (ImportFailure) -> Void = { failure in
@@ -83,7 +90,53 @@ struct ImportCommand: AsyncParsableCommand {
         print(
             "imported \(summary.imported), skipped \(summary.skipped), conflicts \(summary.conflicts), "
                 + "failed \(summary.failed), \(seconds) s, \(Int(summary.rate)) rows/s")
+        if !summary.unmapped.isEmpty {
+            let listed = summary.unmapped.sorted { $0.key < $1.key }.map { "'\($0.key)' (\($0.value) rows)" }
+            printError(
+                "not imported: the fields \(listed.joined(separator: ", ")); map them with --id-field, --user-field, "
+                    + "--session-field, --role-field, --text-field, --time-field, or keep them with --metadata-fields")
+        }
         // A row left out, for whatever reason, is never a success.
         if summary.failed > 0 || summary.conflicts > 0 { throw ExitCode(1) }
+    }
+}
+
+/// `import`'s field mapping flags.
+struct FieldOptions: ParsableArguments {
+    @Option(help: "The field holding the id.") var idField = "id"
+    @Option(help: "The field holding the user, e.g. a conversation id.") var userField = "user"
+    @Option(help: "The field holding the session.") var sessionField = "session"
+    @Option(help: "The field holding the role (user, assistant, system, tool).") var roleField = "role"
+    @Option(help: "The field holding the text.") var textField = "text"
+    @Option(help: "The field holding the time.") var timeField = "created_at"
+    @Option(
+        help: """
+            How the time is written: 'auto' (unix ms or ISO 8601), 'unix-s', or a Unicode date pattern \
+            read in English and UTC, e.g. "h:mm a 'on' d MMMM, yyyy" for '1:56 pm on 8 May, 2023'.
+            """)
+    var timeFormat = "auto"
+    @Option(help: "The field holding a JSON object of metadata.") var metadataField = "metadata"
+    @Option(help: "The field holding the vector.") var vectorField = "vector"
+    @Option(help: "Fields to copy into each memory's metadata, comma-separated (e.g. speaker,date).")
+    var metadataFields: String?
+
+    func mapping() -> FieldMapping {
+        var mapping = FieldMapping()
+        mapping.id = idField
+        mapping.user = userField
+        mapping.session = sessionField
+        mapping.role = roleField
+        mapping.text = textField
+        mapping.time = timeField
+        mapping.metadata = metadataField
+        mapping.vector = vectorField
+        mapping.timeFormat =
+            switch timeFormat {
+            case "auto": .automatic
+            case "unix-s": .unixSeconds
+            default: .pattern(timeFormat)
+            }
+        mapping.metadataFields = metadataFields.map { $0.split(separator: ",").map(String.init) } ?? []
+        return mapping
     }
 }

@@ -114,7 +114,8 @@ final class Failures: Sendable {
         await #expect(
             throws: ImportError(
                 description:
-                    "line 1 names no user: give every row a 'user' field, or pass --user for the rows that have none")
+                    "line 1 names no user: give every row a 'user' field, name the field that holds the user with --user-field, or pass --user for the rows that have none"
+            )
         ) {
             try await Importer().run(
                 ImportSource(path: file, format: .jsonl, defaultUser: nil),
@@ -123,6 +124,109 @@ final class Failures: Sendable {
         }
         #expect(failures.all.isEmpty)
         #expect(store.count == 0)
+        store.close()
+    }
+
+    /// A file shaped like the LoCoMo turns: the user is the conversation, the time is text in
+    /// its own form, the speaker goes into metadata, and a field nobody mapped is reported.
+    @Test(arguments: [ImportFormat.jsonl, .csv])
+    func fieldMappingReadsAFileWithOtherNames(format: ImportFormat) async throws {
+        let folder = Folder()
+        let rows: [(conv: String, date: String, id: String, speaker: String, text: String)] = [
+            ("conv-1", "1:56 pm on 8 May, 2023", "D1:1", "Caroline", "Hey Mel!"),
+            ("conv-1", "1:56 pm on 8 May, 2023", "D1:2", "Melanie", "Hi, Caroline"),
+            ("conv-2", "10:37 am on 27 June, 2023", "D1:1", "Jon", "same id, other conversation"),
+        ]
+        let file =
+            format == .jsonl
+            ? folder.write(
+                "turns.jsonl",
+                rows.map {
+                    #"{"conv":"\#($0.conv)","session":"s1","date":"\#($0.date)","id":"\#($0.id)","speaker":"\#($0.speaker)","text":"\#($0.text)","vector":[1,0,0],"extra":1}"#
+                }.joined(separator: "\n"))
+            : folder.write(
+                "turns.csv",
+                "conv,session,date,id,speaker,text,vector,extra\n"
+                    + rows.map { "\($0.conv),s1,\"\($0.date)\",\($0.id),\($0.speaker),\"\($0.text)\",\"[1,0,0]\",1" }
+                    .joined(separator: "\n"))
+        var mapping = FieldMapping()
+        mapping.user = "conv"
+        mapping.time = "date"
+        mapping.timeFormat = .pattern("h:mm a 'on' d MMMM, yyyy")
+        mapping.metadataFields = ["speaker"]
+        let store = try MemoryStore(path: folder.path + "/space.db", dimension: 3, metric: .dot)
+        let failures = Failures()
+        let summary = try await Importer().run(
+            ImportSource(path: file, format: format, defaultUser: nil, mapping: mapping),
+            into: DatabaseSink(store: store, embedder: nil), onFailure: failures.record)
+        #expect(failures.all.isEmpty, "\(failures.all)")
+        #expect(summary.imported == 3 && summary.unmapped == ["extra": 3])
+        #expect(
+            store.get(user: "conv-1", id: "D1:2")
+                == Memory(
+                    id: "D1:2", user: "conv-1", session: "s1", text: "Hi, Caroline", createdAt: 1_683_554_160_000,
+                    metadata: #"{"speaker":"Melanie"}"#, vector: [1, 0, 0]))
+        #expect(store.get(user: "conv-2", id: "D1:1")?.createdAt == 1_687_862_220_000)
+        #expect(store.get(user: "conv-1", id: "D1:1")?.text == "Hey Mel!")
+        store.close()
+    }
+
+    @Test func aTimeThatDoesNotMatchItsFormatFailsItsRowByName() async throws {
+        let folder = Folder()
+        let file = folder.write(
+            "t.jsonl",
+            """
+            {"u":"a","when":"8 May 2023","text":"x","vector":[1,0,0]}
+            {"u":"a","when":1700000000.5,"text":"y","vector":[1,0,0]}
+            {"u":"a","when":"1700000001","text":"z","vector":[1,0,0]}
+            """)
+        var mapping = FieldMapping()
+        mapping.user = "u"
+        mapping.time = "when"
+        mapping.timeFormat = .unixSeconds
+        let store = try MemoryStore(path: folder.path + "/space.db", dimension: 3, metric: .dot)
+        let failures = Failures()
+        let summary = try await Importer().run(
+            ImportSource(path: file, format: .jsonl, defaultUser: nil, mapping: mapping),
+            into: DatabaseSink(store: store, embedder: nil), onFailure: failures.record)
+        #expect(summary.imported == 2 && summary.failed == 1)
+        #expect(
+            failures.all == [
+                ImportFailure(line: 1, reason: #"invalid_value: 'when' is not unix seconds: "8 May 2023""#)
+            ])
+        #expect(store.get(user: "a", id: "t.jsonl:2")?.createdAt == 1_700_000_000_500)
+        #expect(store.get(user: "a", id: "t.jsonl:3")?.createdAt == 1_700_000_001_000)
+        mapping.text = "when"
+        #expect(throws: ImportError(description: "the field 'when' cannot be both text and created_at")) {
+            try ImportSource(path: file, format: .jsonl, defaultUser: nil, mapping: mapping)
+        }
+        store.close()
+    }
+
+    /// The progress fraction is where the answered rows end, never where reading got to.
+    @Test func progressFollowsWhatWasStored() async throws {
+        let folder = Folder()
+        let file = folder.write(
+            "p.jsonl", (0..<100).map { #"{"user":"u","text":"t\#($0 % 10)","vector":[1,0,0]}"# }.joined(separator: "\n")
+        )
+        let store = try MemoryStore(path: folder.path + "/space.db", dimension: 3, metric: .dot)
+        let seen = Mutex<[Double]>([])
+        let doneCounts = Mutex<[Int]>([])
+        let summary = try await Importer(batchSize: 10, inFlight: 4).run(
+            ImportSource(path: file, format: .jsonl, defaultUser: nil),
+            into: DatabaseSink(store: store, embedder: nil), onFailure: { _ in },
+            onProgress: { summary in
+                seen.withLock { $0.append(summary.fractionRead) }
+                doneCounts.withLock { $0.append(summary.imported) }
+            })
+        #expect(summary.imported == 100 && summary.fractionRead == 1)
+        let fractions = seen.withLock { $0 }
+        let done = doneCounts.withLock { $0 }
+        #expect(fractions.count == 10)
+        // Every row is as long as the others, so the fraction is the share stored.
+        for (fraction, count) in zip(fractions, done) {
+            #expect(abs(fraction - Double(count) / 100) < 0.011, "\(fraction) at \(count) rows")
+        }
         store.close()
     }
 

@@ -1,0 +1,120 @@
+import ContextProtocol
+import Foundation
+
+/// Which field of an import row holds which part of a memory, for files whose fields have other
+/// names than `add`'s, and how the time is written. The default maps every field to itself.
+public struct FieldMapping: Sendable, Equatable {
+    public var id = "id"
+    public var user = "user"
+    public var session = "session"
+    public var role = "role"
+    public var text = "text"
+    public var time = "created_at"
+    /// A field holding a JSON object of metadata.
+    public var metadata = "metadata"
+    public var vector = "vector"
+    public var timeFormat = TimeFormat.automatic
+    /// Fields copied into each memory's metadata under their own names.
+    public var metadataFields: [String] = []
+
+    public enum TimeFormat: Sendable, Equatable {
+        /// Unix milliseconds (a number, or digits in text), or ISO 8601 text.
+        case automatic
+        /// Unix seconds, with a fraction if any.
+        case unixSeconds
+        /// A Unicode date pattern (as ICU and `DateFormatter` read them), in English and UTC:
+        /// `h:mm a 'on' d MMMM, yyyy` reads "1:56 pm on 8 May, 2023".
+        case pattern(String)
+    }
+
+    public init() {}
+
+    /// Each memory field with the row field it is read from.
+    var fields: [(memoryField: String, rowField: String)] {
+        [
+            ("id", id), ("user", user), ("session", session), ("role", role), ("text", text), ("created_at", time),
+            ("metadata", metadata), ("vector", vector),
+        ]
+    }
+
+    /// - Throws: when two memory fields are read from one row field.
+    public func validate() throws(ImportError) {
+        var seen: [String: String] = [:]
+        for (memoryField, rowField) in fields {
+            if let other = seen.updateValue(memoryField, forKey: rowField) {
+                throw ImportError(description: "the field '\(rowField)' cannot be both \(other) and \(memoryField)")
+            }
+        }
+    }
+
+    /// The reader of a `pattern` time format (nil for the others): made once per import, as
+    /// making one costs far more than reading a date with it.
+    func makeTimeReader() -> DateFormatter? {
+        guard case .pattern(let pattern) = timeFormat else { return nil }
+        let reader = DateFormatter()
+        reader.locale = Locale(identifier: "en_US_POSIX")
+        reader.timeZone = TimeZone(identifier: "UTC")
+        reader.dateFormat = pattern
+        return reader
+    }
+
+    /// A row's fields under `add`'s names, and the row fields that went nowhere.
+    /// - Parameter timeReader: `makeTimeReader()`'s.
+    /// - Throws: `ImportRowError` for a time that does not match the format.
+    func apply(
+        _ row: JSONObject, timeReader: DateFormatter?
+    ) throws(ImportRowError) -> (fields: JSONObject, unmapped: [String]) {
+        var mapped = JSONObject()
+        var unmapped: [String] = []
+        var copied: [(key: String, value: JSONValue)] = []
+        for (key, value) in row.fields {
+            let memoryField = fields.first { $0.rowField == key }?.memoryField
+            if let memoryField {
+                mapped[memoryField] = memoryField == "created_at" ? try timeValue(value, timeReader) : value
+            }
+            if metadataFields.contains(key) {
+                copied.append((key, value))
+            } else if memoryField == nil {
+                unmapped.append(key)
+            }
+        }
+        if !copied.isEmpty {
+            // Into the row's own metadata object, when it has one (a copied field wins).
+            var metadata = mapped["metadata"]?.objectValue ?? JSONObject()
+            guard mapped["metadata"] == nil || mapped["metadata"] == .null || mapped["metadata"]?.objectValue != nil
+            else {
+                throw ImportRowError(
+                    reason: "wrong_type: '\(self.metadata)' must be an object, not \(mapped["metadata"]!.typeName)")
+            }
+            for (key, value) in copied { metadata[key] = value }
+            mapped["metadata"] = .object(metadata)
+        }
+        return (mapped, unmapped)
+    }
+
+    /// The time as `add` takes it: unix milliseconds, or ISO 8601 text.
+    private func timeValue(_ value: JSONValue, _ reader: DateFormatter?) throws(ImportRowError) -> JSONValue {
+        switch (timeFormat, value) {
+        case (.automatic, .string(let text)):
+            return Int64(text).map(JSONValue.integer) ?? value
+        case (.automatic, _):
+            return value
+        case (.unixSeconds, _):
+            let seconds = value.numberValue ?? value.stringValue.flatMap { Double($0) }
+            guard let seconds, seconds.isFinite, abs(seconds) < 9e15 else {
+                throw ImportRowError(
+                    reason: "invalid_value: '\(time)' is not unix seconds: \(JSONWriter.serialize(value))")
+            }
+            return .integer(Int64((seconds * 1000).rounded()))
+        case (.pattern(let pattern), .string(let text)):
+            guard let date = reader?.date(from: text) else {
+                throw ImportRowError(
+                    reason: "invalid_value: '\(time)' is '\(text)', which does not match --time-format '\(pattern)'")
+            }
+            return .integer(Int64((date.timeIntervalSince1970 * 1000).rounded()))
+        case (.pattern(let pattern), _):
+            throw ImportRowError(
+                reason: "wrong_type: '\(time)' must be text in the form '\(pattern)', not \(value.typeName)")
+        }
+    }
+}
