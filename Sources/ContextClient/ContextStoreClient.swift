@@ -151,11 +151,11 @@ public final class ContextStoreClient: Sendable {
     }
 
     /// `add`: stores one memory (a memory without a vector is embedded by the server). Returns
-    /// its id.
+    /// its id; `call(Operations.Add.self, ...)` also tells whether the model cut its text.
     /// - Parameter model: The model that produced the vector, checked against the space's.
     @discardableResult
     public func add(_ memory: NewMemory, model: String? = nil) async throws -> String {
-        try await call(Operations.Add.self, .init(memory, model: model))
+        try await call(Operations.Add.self, .init(memory, model: model)).id
     }
 
     /// `add_batch`: stores all of `memories` or none. Returns their ids in order.

@@ -26,16 +26,30 @@ public enum Operations {
         }
     }
 
-    /// `add`: stores one memory; answers its id.
+    /// `add`: stores one memory; answers its id, and whether its text was longer than the
+    /// server's model reads.
     public enum Add: WireOperation {
         public struct Arguments: Sendable, Equatable {
             public var memory: NewMemory
             /// The model that produced the vector, checked against the space's.
             public var model: String?
+            /// Set by the server when its model embedded the text and cut it; never sent.
+            public var truncated: Truncation?
 
             public init(_ memory: NewMemory, model: String? = nil) {
                 self.memory = memory
                 self.model = model
+            }
+        }
+
+        public struct Answer: Sendable, Equatable {
+            public var id: String
+            /// The text was longer than the model reads (`index` 0).
+            public var truncated: Truncation?
+
+            public init(id: String, truncated: Truncation? = nil) {
+                self.id = id
+                self.truncated = truncated
             }
         }
 
@@ -50,12 +64,14 @@ public enum Operations {
             try request.requireKnownFields(fields)
             return Arguments(try request.newMemory(), model: try request.optionalString("model"))
         }
-        public static func encode(answer: String, to writer: inout JSONWriter) {
+        public static func encode(answer: Answer, to writer: inout JSONWriter) {
             writer.field("id")
-            writer.string(answer)
+            writer.string(answer.id)
+            if let truncated = answer.truncated { writer.truncations([truncated]) }
         }
-        public static func decode(answer: JSONObject) throws(ProtocolError) -> String {
-            try answer.required("id", as: "string", \.stringValue)
+        public static func decode(answer: JSONObject) throws(ProtocolError) -> Answer {
+            Answer(
+                id: try answer.required("id", as: "string", \.stringValue), truncated: try answer.truncations().first)
         }
     }
 
@@ -66,6 +82,8 @@ public enum Operations {
             public var model: String?
             /// Skip the memories whose id exists rather than replace them.
             public var ifAbsent: Bool
+            /// Set by the server for each text its model embedded and cut; never sent.
+            public var truncated: [Truncation] = []
 
             public init(_ items: [NewMemory], model: String? = nil, ifAbsent: Bool = false) {
                 self.items = items
@@ -82,11 +100,14 @@ public enum Operations {
             /// The items (by index) whose id the user has with other content (`if_absent`): not
             /// stored.
             public var conflicts: [Int]
+            /// The items whose text was longer than the model reads.
+            public var truncated: [Truncation]
 
-            public init(ids: [String], skipped: Int, conflicts: [Int] = []) {
+            public init(ids: [String], skipped: Int, conflicts: [Int] = [], truncated: [Truncation] = []) {
                 self.ids = ids
                 self.skipped = skipped
                 self.conflicts = conflicts
+                self.truncated = truncated
             }
         }
 
@@ -135,6 +156,7 @@ public enum Operations {
             writer.array(count: answer.ids.count) { $0.string(answer.ids[$1]) }
             writer.field("conflicts")
             writer.array(count: answer.conflicts.count) { $0.int(Int64(answer.conflicts[$1])) }
+            writer.truncations(answer.truncated)
         }
         public static func decode(answer: JSONObject) throws(ProtocolError) -> Answer {
             let ids = try answer.required("ids", as: "array", \.arrayValue)
@@ -150,7 +172,7 @@ public enum Operations {
                         throw ProtocolError(.wrongType, "conflicts must hold integers, not \(value.typeName)")
                     }
                     return Int(index)
-                })
+                }, truncated: try answer.truncations())
         }
     }
 
@@ -374,10 +396,13 @@ public enum Operations {
         public struct Answer: Sendable, Equatable {
             public var model: String
             public var vectors: [[Float]]
+            /// The texts longer than the model reads.
+            public var truncated: [Truncation]
 
-            public init(model: String, vectors: [[Float]]) {
+            public init(model: String, vectors: [[Float]], truncated: [Truncation] = []) {
                 self.model = model
                 self.vectors = vectors
+                self.truncated = truncated
             }
         }
 
@@ -406,6 +431,7 @@ public enum Operations {
             writer.string(answer.model)
             writer.field("vectors")
             writer.array(count: answer.vectors.count) { $0.vector(answer.vectors[$1]) }
+            writer.truncations(answer.truncated)
         }
         public static func decode(answer: JSONObject) throws(ProtocolError) -> Answer {
             let vectors = try answer.required("vectors", as: "array", \.arrayValue)
@@ -416,7 +442,7 @@ public enum Operations {
                         throw ProtocolError(.wrongType, "vectors[\(i)] must be an array, not \(value.typeName)")
                     }
                     return try JSONObject([("vector", .array(numbers))]).vector()
-                })
+                }, truncated: try answer.truncations())
         }
     }
 

@@ -216,3 +216,54 @@ extension NewMemory {
         self = try json.newMemory()
     }
 }
+
+/// A text longer than the server's model reads: the model embedded its first `kept` tokens of
+/// `tokens`, so what the rest says is not in its vector (split such a text into several
+/// memories to search all of it).
+public struct Truncation: Sendable, Equatable {
+    /// The text's position in its request (0 for `add`).
+    public var index: Int
+    public var tokens: Int
+    public var kept: Int
+
+    public init(index: Int, tokens: Int, kept: Int) {
+        self.index = index
+        self.tokens = tokens
+        self.kept = kept
+    }
+}
+
+extension JSONWriter {
+    /// Writes `truncated` as an array of `{"index","tokens","kept"}`.
+    mutating func truncations(_ list: [Truncation]) {
+        field("truncated")
+        array(count: list.count) { writer, i in
+            writer.raw("{\"index\":")
+            writer.int(Int64(list[i].index))
+            writer.field("tokens")
+            writer.int(Int64(list[i].tokens))
+            writer.field("kept")
+            writer.int(Int64(list[i].kept))
+            writer.raw(UInt8(ascii: "}"))
+        }
+    }
+}
+
+extension JSONObject {
+    /// `truncated`, as `JSONWriter.truncations` writes it; empty when absent.
+    func truncations() throws(ProtocolError) -> [Truncation] {
+        guard let values = self["truncated"], values != .null else { return [] }
+        guard case .array(let elements) = values else {
+            throw ProtocolError(.wrongType, "'truncated' must be an array, not \(values.typeName)")
+        }
+        return try elements.map { (value) throws(ProtocolError) in
+            guard let object = value.objectValue else {
+                throw ProtocolError(.wrongType, "an element of 'truncated' must be an object, not \(value.typeName)")
+            }
+            return Truncation(
+                index: Int(try object.required("index", as: "integer", \.integerValue)),
+                tokens: Int(try object.required("tokens", as: "integer", \.integerValue)),
+                kept: Int(try object.required("kept", as: "integer", \.integerValue)))
+        }
+    }
+}

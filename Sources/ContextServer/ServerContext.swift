@@ -74,7 +74,9 @@ struct ServerContext: Sendable {
     func embedded(_ arguments: Operations.Add.Arguments) throws(ProtocolError) -> Operations.Add.Arguments {
         var arguments = arguments
         if arguments.memory.vector == nil {
-            arguments.memory.vector = try requireEmbedder().embed([arguments.memory.text])[0]
+            let (vectors, truncated) = try embedReporting([arguments.memory.text])
+            arguments.memory.vector = vectors[0]
+            arguments.truncated = truncated.first
         }
         return arguments
     }
@@ -84,9 +86,19 @@ struct ServerContext: Sendable {
         var arguments = arguments
         let missing = arguments.items.indices.filter { arguments.items[$0].vector == nil }
         guard !missing.isEmpty else { return arguments }
-        let vectors = try requireEmbedder().embed(missing.map { arguments.items[$0].text })
+        let (vectors, truncated) = try embedReporting(missing.map { arguments.items[$0].text })
         for (index, vector) in zip(missing, vectors) { arguments.items[index].vector = vector }
+        arguments.truncated = truncated.map { Truncation(index: missing[$0.index], tokens: $0.tokens, kept: $0.kept) }
         return arguments
+    }
+
+    /// The embeddings of `texts`, and which of them (by index in `texts`) the model cut.
+    private func embedReporting(_ texts: [String]) throws(ProtocolError) -> ([[Float]], [Truncation]) {
+        let embedder = try requireEmbedder()
+        let truncated = texts.indices.compactMap { i in
+            embedder.tokensBeyondLimit(texts[i]).map { Truncation(index: i, tokens: $0, kept: embedder.maximumTokens) }
+        }
+        return (embedder.embed(texts), truncated)
     }
 
     /// The search with its query text embedded.
@@ -107,18 +119,23 @@ struct ServerContext: Sendable {
             embedder: embedder?.modelID)
     }
 
-    func add(_ arguments: Operations.Add.Arguments) throws -> String {
+    func add(_ arguments: Operations.Add.Arguments) throws -> Operations.Add.Answer {
         try check(model: arguments.model)
-        return try store.add([try embedded(arguments).memory])[0]
+        let arguments = try embedded(arguments)
+        return Operations.Add.Answer(id: try store.add([arguments.memory])[0], truncated: arguments.truncated)
     }
 
     func addBatch(_ arguments: Operations.AddBatch.Arguments) throws -> Operations.AddBatch.Answer {
         try check(model: arguments.model)
-        let items = try embedded(arguments).items
-        guard arguments.ifAbsent else { return Operations.AddBatch.Answer(ids: try store.add(items), skipped: 0) }
-        let outcome = try store.addIfAbsent(items)
+        let arguments = try embedded(arguments)
+        guard arguments.ifAbsent else {
+            return Operations.AddBatch.Answer(
+                ids: try store.add(arguments.items), skipped: 0, truncated: arguments.truncated)
+        }
+        let outcome = try store.addIfAbsent(arguments.items)
         return Operations.AddBatch.Answer(
-            ids: outcome.ids, skipped: outcome.skipped.count, conflicts: outcome.conflicts)
+            ids: outcome.ids, skipped: outcome.skipped.count, conflicts: outcome.conflicts,
+            truncated: arguments.truncated)
     }
 
     func search(_ search: SearchRequest) throws -> [ScoredMemory] {
@@ -175,7 +192,8 @@ struct ServerContext: Sendable {
     }
 
     func embed(_ texts: [String]) throws(ProtocolError) -> Operations.Embed.Answer {
-        Operations.Embed.Answer(model: embedder?.modelID ?? "", vectors: try requireEmbedder().embed(texts))
+        let (vectors, truncated) = try embedReporting(texts)
+        return Operations.Embed.Answer(model: embedder?.modelID ?? "", vectors: vectors, truncated: truncated)
     }
 
     /// A request that names the model of its vectors must name the space's (or the server's).

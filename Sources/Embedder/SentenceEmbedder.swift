@@ -39,6 +39,16 @@ public final class SentenceEmbedder: Sendable {
         tokenizer.encode(text, maximumLength: maximumTokens)
     }
 
+    /// How many tokens `text` has, `[CLS]` and `[SEP]` included, when that is more than the
+    /// model reads (`maximumTokens`): the tail beyond them is not in its embedding. Nil when
+    /// the model reads all of it.
+    public func tokensBeyondLimit(_ text: String) -> Int? {
+        // A token spans at least one byte of text: a text this short is never cut.
+        guard text.utf8.count > maximumTokens - 2 else { return nil }
+        let count = tokenizer.encode(text, maximumLength: Int.max).count
+        return count > maximumTokens ? count : nil
+    }
+
     /// Cache hits and misses since start, and how many texts the cache holds.
     public var cacheStatistics: (hits: Int, misses: Int, entries: Int, bytes: Int) { cache.statistics }
 

@@ -126,9 +126,19 @@ import Testing
             server: "contextstore", version: "1", protocolVersion: 1, dimension: nil, metric: .l2, index: "hnsw",
             blas: "openblas", memories: 3, embedder: "m")
         #expect(try roundTrip(Operations.Hello.self, answer: hello) == hello)
-        #expect(try roundTrip(Operations.Add.self, answer: "id") == "id")
-        let stored = Operations.AddBatch.Answer(ids: ["a", "b"], skipped: 2)
-        #expect(try roundTrip(Operations.AddBatch.self, answer: stored) == stored)
+        for added in [
+            Operations.Add.Answer(id: "id"),
+            Operations.Add.Answer(id: "id", truncated: Truncation(index: 0, tokens: 700, kept: 256)),
+        ] {
+            #expect(try roundTrip(Operations.Add.self, answer: added) == added)
+        }
+        for stored in [
+            Operations.AddBatch.Answer(ids: ["a", "b"], skipped: 2),
+            Operations.AddBatch.Answer(
+                ids: ["a"], skipped: 0, conflicts: [3], truncated: [Truncation(index: 1, tokens: 300, kept: 256)]),
+        ] {
+            #expect(try roundTrip(Operations.AddBatch.self, answer: stored) == stored)
+        }
         let hits = [
             ScoredMemory(
                 memory: Memory(
@@ -167,7 +177,8 @@ import Testing
                 bytesInMemory: 77),
             embeddingCache: EmbeddingCacheCounters(hits: 1, misses: 2, entries: 3, bytes: 4))
         #expect(try roundTrip(Operations.Stats.self, answer: stats) == stats)
-        let embedded = Operations.Embed.Answer(model: "m", vectors: [[1, 0.5], [0.1, -0.2]])
+        let embedded = Operations.Embed.Answer(
+            model: "m", vectors: [[1, 0.5], [0.1, -0.2]], truncated: [Truncation(index: 1, tokens: 999, kept: 256)])
         #expect(try roundTrip(Operations.Embed.self, answer: embedded) == embedded)
     }
 

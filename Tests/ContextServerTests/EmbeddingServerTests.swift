@@ -26,6 +26,46 @@ func textServer(_ folder: TemporaryFolder) async throws -> (MemoryStore, Context
 }
 
 @Suite(.serialized) struct EmbeddingServerTests {
+    /// A text longer than the model reads is stored whole, and the answer says how much of it
+    /// the vector covers; a short one says nothing.
+    @Test func aTextTheModelCutsIsReportedInTheAnswer() async throws {
+        let folder = TemporaryFolder()
+        let (store, server) = try await textServer(folder)
+        let client = try await ContextStoreClient.connect(port: server.port)
+        let embedder = try #require(sharedEmbedder)
+        // 2,800 characters, a fact at the very end.
+        let long =
+            String(repeating: "We talked about the weather and the garden again today. ", count: 49)
+            + "My sister lives in Lisbon."
+        let tokens = embedder.tokenize(long).count
+        #expect(tokens == 256)
+        let total = try #require(embedder.tokensBeyondLimit(long))
+        #expect(total > 256)
+        #expect(embedder.tokensBeyondLimit("short") == nil)
+        // Exactly at the limit: nothing cut.
+        #expect(embedder.tokensBeyondLimit(String(repeating: "a ", count: 254)) == nil)
+        #expect(embedder.tokensBeyondLimit(String(repeating: "a ", count: 255)) == 257)
+
+        let added = try await client.call(
+            Operations.Add.self, .init(NewMemory(id: "long", user: "u", text: long, vector: nil)))
+        #expect(added == Operations.Add.Answer(id: "long", truncated: Truncation(index: 0, tokens: total, kept: 256)))
+        let batch = try await client.call(
+            Operations.AddBatch.self,
+            .init([
+                NewMemory(id: "a", user: "u", text: "short", vector: nil),
+                NewMemory(id: "b", user: "u", text: long, vector: [Float](repeating: 0.1, count: 384)),
+                NewMemory(id: "c", user: "u", text: long + " More.", vector: nil),
+            ]))
+        // Only what the server embedded: "b" came with its own vector.
+        #expect(batch.truncated.map(\.index) == [2] && batch.truncated[0].kept == 256)
+        let embedded = try await client.call(Operations.Embed.self, ["short", long])
+        #expect(embedded.truncated == [Truncation(index: 1, tokens: total, kept: 256)])
+        #expect(try await client.get(user: "u", id: "long").text == long, "the text is stored whole")
+        await client.close()
+        await server.shutdown()
+        store.close()
+    }
+
     @Test func textGoesInAndComesOutAsText() async throws {
         let folder = TemporaryFolder()
         let (store, server) = try await textServer(folder)
@@ -104,8 +144,8 @@ func textServer(_ folder: TemporaryFolder) async throws -> (MemoryStore, Context
 
         // The space remembers its model: opening it with another is refused.
         #expect(
-            throws: StoreError.incompatibleDatabase(
-                "\(folder.path)/space.db was filled by the model all-MiniLM-L6-v2, not other-model")
+            throws: StoreError.spaceMismatch(
+                .model, "\(folder.path)/space.db was filled by the model all-MiniLM-L6-v2, not other-model")
         ) {
             try MemoryStore(path: folder.path + "/space.db", model: "other-model")
         }
