@@ -73,14 +73,19 @@ struct ImportCommand: AsyncParsableCommand {
                     path: db, dimension: embedder?.dimension, metric: metric, model: embedder?.modelID,
                     index: try indexOptions.spaceIndex())
             } catch let error as StoreError {
-                throw ValidationError("cannot open \(db): \(error.message)")
+                throw fail("cannot open \(db): \(error.message)")
             }
             defer { store.close() }
             summary = try await importer.run(
                 source, into: DatabaseSink(store: store, embedder: embedder), onFailure: report,
                 onProgress: progress.update)
         } else {
-            let client = try await ContextStoreClient.connect(host: host, port: port)
+            let client: ContextStoreClient
+            do {
+                client = try await ContextStoreClient.connect(host: host, port: port)
+            } catch let error as ClientError {
+                throw fail("\(error)")
+            }
             summary = try await importer.run(
                 source, into: ServerSink(client: client), onFailure: report, onProgress: progress.update)
             await client.close()

@@ -78,8 +78,8 @@ import Testing
                     #"{"ok":false,"error":{"code":"not_found","message":"user 'u' has no memory with id 'ghost'"}}"#
                 ),
                 (
-                    #"{"op":"forget","user":"u","session":"a"}"#,
-                    #"{"ok":false,"error":{"code":"unknown_field","message":"unknown field 'session'; this accepts user"}}"#
+                    #"{"op":"forget","user":"u","sesion":"a"}"#,
+                    #"{"ok":false,"error":{"code":"unknown_field","message":"unknown field 'sesion'; this accepts role, session, since, until, user, where"}}"#
                 ),
                 (
                     #"{"op":"search","user":"u","vector":[1,0,0],"sesion":"a"}"#,
