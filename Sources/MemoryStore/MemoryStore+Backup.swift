@@ -23,12 +23,19 @@ extension MemoryStore {
     ///   copy is removed).
     public static func backup(path: String, to destination: String) throws -> BackupReport {
         var info = stat()
-        guard stat(destination, &info) != 0 else {
-            throw StoreError.invalidValue("\(destination) exists; a backup is written to a new file")
-        }
         guard stat(path, &info) == 0, info.st_size > 0 else {
             throw StoreError.invalidValue("\(path) is not a database file")
         }
+        // Made here, and only if it does not exist (no race with another writer of that path),
+        // so that a failure names its cause rather than SQLite's "unable to open".
+        let created = open(destination, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+        guard created >= 0 else {
+            if errno == EEXIST {
+                throw StoreError.invalidValue("\(destination) exists; a backup is written to a new file")
+            }
+            throw StoreError.invalidValue("cannot create \(destination): \(String(cString: strerror(errno)))")
+        }
+        Glibc.close(created)
         let start = Clock.monotonicSeconds()
         do {
             let source = try Database(path: path, readOnly: true)

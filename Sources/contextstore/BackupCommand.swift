@@ -40,8 +40,7 @@ struct BackupCommand: AsyncParsableCommand {
         do {
             report = try MemoryStore.backup(path: db, to: to)
         } catch let error as StoreError {
-            printError("cannot back up \(db): \(error.message)")
-            throw ExitCode(1)
+            throw fail("cannot back up \(db): \(error.message)")
         }
         let megabytes = (Double(report.bytes) / 1e6 * 10).rounded() / 10
         let seconds = (report.seconds * 100).rounded() / 100

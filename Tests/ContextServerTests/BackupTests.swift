@@ -76,7 +76,7 @@ import Testing
         #expect(refused.status == 1)
         #expect(
             refused.error
-                == "cannot back up \(folder.path)/space.db: \(folder.path)/taken.db exists; a backup is written to a new file\n"
+                == "error: cannot back up \(folder.path)/space.db: \(folder.path)/taken.db exists; a backup is written to a new file\n"
         )
         #expect(FileManager.default.contents(atPath: folder.path + "/taken.db") == Data("keep".utf8))
     }

@@ -271,6 +271,12 @@ import VectorIndex
         copy.close()
         try await checkError(server, #"{"op":"backup","to":"\#(target)"}"#, .invalidValue)
         try await checkError(server, #"{"op":"backup","to":"relative.db"}"#, .invalidValue)
+        let socket = try RawSocket(port: server.port)
+        socket.send(#"{"op":"backup","to":"\#(server.folder.path)/missing/copy.db"}"# + "\n")
+        #expect(
+            socket.readLine()
+                == #"{"ok":false,"error":{"code":"invalid_value","message":"cannot create \#(server.folder.path)/missing/copy.db: No such file or directory"}}"#
+        )
         try await checkError(server, #"{"op":"backup"}"#, .missingField)
         await client.close()
         await server.stop()
