@@ -45,10 +45,14 @@ public struct NewMemory: Sendable, Equatable {
     public var createdAt: Int64?
     public var metadata: String
     public var vector: [Float]?
+    /// For a text longer than the model reads: the embeddings of overlapping windows after the
+    /// first (which is `vector`), filled in by the server's model. A search scores the memory
+    /// by the best of `vector` and these.
+    public var windows: [[Float]]
 
     public init(
         id: String? = nil, user: String, session: String? = nil, role: Role? = nil, text: String,
-        createdAt: Int64? = nil, metadata: String = "{}", vector: [Float]?
+        createdAt: Int64? = nil, metadata: String = "{}", vector: [Float]?, windows: [[Float]] = []
     ) {
         self.id = id
         self.user = user
@@ -58,6 +62,7 @@ public struct NewMemory: Sendable, Equatable {
         self.createdAt = createdAt
         self.metadata = metadata
         self.vector = vector
+        self.windows = windows
     }
 }
 

@@ -74,8 +74,9 @@ struct ServerContext: Sendable {
     func embedded(_ arguments: Operations.Add.Arguments) throws(ProtocolError) -> Operations.Add.Arguments {
         var arguments = arguments
         if arguments.memory.vector == nil {
-            let (vectors, truncated) = try embedReporting([arguments.memory.text])
-            arguments.memory.vector = vectors[0]
+            let (documents, truncated) = try embedDocuments([arguments.memory.text])
+            arguments.memory.vector = documents[0].vector
+            arguments.memory.windows = documents[0].windows
             arguments.truncated = truncated.first
         }
         return arguments
@@ -86,13 +87,30 @@ struct ServerContext: Sendable {
         var arguments = arguments
         let missing = arguments.items.indices.filter { arguments.items[$0].vector == nil }
         guard !missing.isEmpty else { return arguments }
-        let (vectors, truncated) = try embedReporting(missing.map { arguments.items[$0].text })
-        for (index, vector) in zip(missing, vectors) { arguments.items[index].vector = vector }
+        let (documents, truncated) = try embedDocuments(missing.map { arguments.items[$0].text })
+        for (index, document) in zip(missing, documents) {
+            arguments.items[index].vector = document.vector
+            arguments.items[index].windows = document.windows
+        }
         arguments.truncated = truncated.map { Truncation(index: missing[$0.index], tokens: $0.tokens, kept: $0.kept) }
         return arguments
     }
 
-    /// The embeddings of `texts`, and which of them (by index in `texts`) the model cut.
+    /// Stored texts' embeddings, windows included, and which texts (by index in `texts`) are
+    /// longer than their windows cover.
+    private func embedDocuments(
+        _ texts: [String]
+    ) throws(ProtocolError) -> ([SentenceEmbedder.DocumentEmbedding], [Truncation]) {
+        let documents = try requireEmbedder().embedDocuments(texts)
+        let truncated = documents.indices.compactMap { i in
+            documents[i].coveredTokens < documents[i].tokens
+                ? Truncation(index: i, tokens: documents[i].tokens, kept: documents[i].coveredTokens) : nil
+        }
+        return (documents, truncated)
+    }
+
+    /// The embeddings of `texts` (the first window of each), and which of them (by index in
+    /// `texts`) are longer than the model reads at once.
     private func embedReporting(_ texts: [String]) throws(ProtocolError) -> ([[Float]], [Truncation]) {
         let embedder = try requireEmbedder()
         let truncated = texts.indices.compactMap { i in

@@ -57,8 +57,9 @@ public struct DatabaseSink: ImportSink {
             guard let embedder else {
                 throw StoreError.invalidValue("a row has no vector and no model was given (--model)")
             }
-            for (index, vector) in zip(missing, embedder.embed(missing.map { batch[$0].text })) {
-                batch[index].vector = vector
+            for (index, document) in zip(missing, embedder.embedDocuments(missing.map { batch[$0].text })) {
+                batch[index].vector = document.vector
+                batch[index].windows = document.windows
             }
         }
         let outcome = try store.addIfAbsent(batch)

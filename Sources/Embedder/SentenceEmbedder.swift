@@ -40,13 +40,68 @@ public final class SentenceEmbedder: Sendable {
     }
 
     /// How many tokens `text` has, `[CLS]` and `[SEP]` included, when that is more than the
-    /// model reads (`maximumTokens`): the tail beyond them is not in its embedding. Nil when
-    /// the model reads all of it.
+    /// model reads at once (`maximumTokens`); nil when the model reads all of it.
     public func tokensBeyondLimit(_ text: String) -> Int? {
         // A token spans at least one byte of text: a text this short is never cut.
         guard text.utf8.count > maximumTokens - 2 else { return nil }
         let count = tokenizer.encode(text, maximumLength: Int.max).count
         return count > maximumTokens ? count : nil
+    }
+
+    /// A stored text's embeddings: `vector` of its first `maximumTokens` tokens (the model's
+    /// own reading, as sentence-transformers does), and for a longer text `windows`, the
+    /// embeddings of overlapping windows over the rest, so that what its tail says is found too.
+    public struct DocumentEmbedding: Sendable, Equatable {
+        public var vector: [Float]
+        /// Windows after the first, in order; empty for a text the model reads whole.
+        public var windows: [[Float]]
+        /// The text's tokens, `[CLS]` and `[SEP]` included.
+        public var tokens: Int
+        /// How many of them the vector and the windows cover (all, unless the text is longer
+        /// than `maximumWindows` windows).
+        public var coveredTokens: Int
+    }
+
+    /// The most windows (the first included) one text is embedded in: 16 cover about 3,300
+    /// tokens (some 13,000 characters of English); the rest of a longer text is cut, and
+    /// `coveredTokens` says so.
+    public static let maximumWindows = 16
+    /// Tokens two neighbouring windows share, so a sentence cut by one window's end is whole in
+    /// the next.
+    public static let windowOverlap = 64
+
+    /// `DocumentEmbedding`s of `texts`, in order. The first window of each text goes through
+    /// `embed` (and its cache); further windows run in one more call to the model.
+    public func embedDocuments(_ texts: [String]) -> [DocumentEmbedding] {
+        let first = embed(texts)
+        let width = maximumTokens - 2
+        let stride = width - Self.windowOverlap
+        var documents = first.map { DocumentEmbedding(vector: $0, windows: [], tokens: 0, coveredTokens: 0) }
+        var windowSequences: [[Int32]] = []
+        var owners: [Int] = []
+        for (i, text) in texts.enumerated() {
+            guard let total = tokensBeyondLimit(text) else {
+                documents[i].tokens = min(tokenize(text).count, maximumTokens)
+                documents[i].coveredTokens = documents[i].tokens
+                continue
+            }
+            let ids = tokenizer.encode(text, maximumLength: Int.max)
+            let content = ids[1..<(ids.count - 1)]
+            var start = stride
+            var windows = 1
+            while start + Self.windowOverlap < content.count, windows < Self.maximumWindows {
+                let end = min(start + width, content.count)
+                let slice = content[(content.startIndex + start)..<(content.startIndex + end)]
+                windowSequences.append([ids[0]] + slice + [ids[ids.count - 1]])
+                owners.append(i)
+                windows += 1
+                start += stride
+            }
+            documents[i].tokens = total
+            documents[i].coveredTokens = min(total, (windows - 1) * stride + width + 2)
+        }
+        for (owner, vector) in zip(owners, embedSequences(windowSequences)) { documents[owner].windows.append(vector) }
+        return documents
     }
 
     /// Cache hits and misses since start, and how many texts the cache holds.
@@ -77,12 +132,18 @@ public final class SentenceEmbedder: Sendable {
 
     /// Runs the model; no cache.
     func embedUncached(_ texts: [String]) -> [[Float]] {
-        let sequences = texts.map(tokenize)
+        embedSequences(texts.map(tokenize))
+    }
+
+    /// Runs the model over token sequences (each at most `maximumTokens` long); no cache.
+    func embedSequences(_ sequences: [[Int32]]) -> [[Float]] {
+        guard !sequences.isEmpty else { return [] }
         // Passes of at most tokensPerPass tokens, at least one per core when there are enough
         // texts, balanced by tokens: longest first, each to the lightest pass. Sequences are
         // packed without padding, so a pass may mix lengths freely.
         let totalTokens = sequences.reduce(0) { $0 + $1.count }
-        let passCount = min(texts.count, max(Self.cores, (totalTokens + Self.tokensPerPass - 1) / Self.tokensPerPass))
+        let passCount = min(
+            sequences.count, max(Self.cores, (totalTokens + Self.tokensPerPass - 1) / Self.tokensPerPass))
         var passes = [[Int]](repeating: [], count: passCount)
         var load = [Int](repeating: 0, count: passCount)
         for index in sequences.indices.sorted(by: { sequences[$0].count > sequences[$1].count }) {
@@ -90,7 +151,7 @@ public final class SentenceEmbedder: Sendable {
             passes[lightest].append(index)
             load[lightest] += sequences[index].count
         }
-        let results = UnsafeMutableBufferPointer<[Float]>.allocate(capacity: texts.count)
+        let results = UnsafeMutableBufferPointer<[Float]>.allocate(capacity: sequences.count)
         results.initialize(repeating: [])
         defer { results.deallocate() }
         nonisolated(unsafe) let output = results

@@ -58,6 +58,16 @@ extension Database {
         CREATE INDEX memories_by_time ON memories(user, created_at);
         CREATE INDEX memories_by_session ON memories(user, session, created_at);
         """,
+        // 5: the embeddings of a long text's windows after the first (the first is the memory's
+        // `embedding`), written and deleted in the same transactions as their memory.
+        """
+        CREATE TABLE memory_windows (
+            memory INTEGER NOT NULL REFERENCES memories(seq),
+            position INTEGER NOT NULL,
+            embedding BLOB NOT NULL,
+            PRIMARY KEY (memory, position)
+        ) WITHOUT ROWID;
+        """,
     ]
 
     /// Applies the migrations this database lacks, each in its own transaction.

@@ -83,6 +83,29 @@ extension MemoryStore {
                 report("memory row \(seq) has an embedding with NaN or infinity")
             }
         }
+        if try database.scalarInt(SQL.Check.hasWindows) > 0 {
+            let windows = try database.prepare(SQL.windows)
+            var previous: (memory: Int64, position: Int64) = (-1, 0)
+            while try windows.step() {
+                let memory = windows.int64(at: 0)
+                let position = windows.int64(at: 1)
+                if !memories.contains(memory) { report("window \(position) of memory row \(memory) has no memory") }
+                let expected = memory == previous.memory ? previous.position + 1 : 1
+                if position != expected {
+                    report("memory row \(memory) has window \(position) where window \(expected) belongs")
+                }
+                previous = (memory, position)
+                let embedding = windows.floats(at: 2)
+                if let dimension, embedding.count != dimension {
+                    report(
+                        "window \(position) of memory row \(memory) has \(embedding.count) components, not \(dimension)"
+                    )
+                }
+                if !embedding.allSatisfy(\.isFinite) {
+                    report("window \(position) of memory row \(memory) has NaN or infinity")
+                }
+            }
+        }
         var nodes: [Int32: [[Int32]]] = [:]
         var indexed: Set<Int64> = []
         let nodeRows = try database.prepare(SQL.Check.nodes)

@@ -117,6 +117,36 @@ extension MemoryStore {
             entryPoint: settings["hnsw_entry"].flatMap { Int32($0) } ?? -1)
     }
 
+    /// Reads the windows of long texts into the windows index, each with its memory's user and
+    /// filter attributes.
+    private static func loadWindows(_ database: Database, into state: inout State, dimension: Int) throws {
+        let rows = try database.prepare(SQL.windows)
+        var handleOfSeq: [Int64: Int32] = [:]
+        while try rows.step() {
+            if handleOfSeq.isEmpty {
+                for (handle, record) in state.records.enumerated() {
+                    if let record { handleOfSeq[record.seq] = Int32(handle) }
+                }
+            }
+            let seq = rows.int64(at: 0)
+            let position = Int(rows.int64(at: 1))
+            let vector = rows.floats(at: 2)
+            guard let handle = handleOfSeq[seq], var record = state.records[Int(handle)] else {
+                throw StoreError.incompatibleDatabase(
+                    "a window of memory row \(seq) has no memory (run contextstore check)")
+            }
+            guard vector.count == dimension, position == record.windowCount + 1 else {
+                throw StoreError.incompatibleDatabase(
+                    "window \(position) of memory \(record.id) is malformed (run contextstore check)")
+            }
+            let key = Self.key(user: record.user, id: record.id)
+            state.windows?.upsert(
+                id: Self.windowID(key, position), user: record.user, vector: vector, attributes: record.attributes)
+            record.windowCount = position
+            state.records[Int(handle)] = record
+        }
+    }
+
     static func readSettings(_ database: Database) throws -> [String: String] {
         let statement = try database.prepare(SQL.settings)
         var settings: [String: String] = [:]
@@ -179,6 +209,7 @@ extension MemoryStore {
                 }
             }
         }
+        try loadWindows(database, into: &state, dimension: dimension)
         if let restored = state.graph?.count, restored != nodeCount {
             throw StoreError.incompatibleDatabase(
                 "\(nodeCount - restored) graph nodes index no memory (run contextstore check)")

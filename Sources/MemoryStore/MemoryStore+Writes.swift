@@ -21,14 +21,16 @@ extension MemoryStore {
         guard !batch.isEmpty else { return AddOutcome() }
         return try withWriter { statements in
             let knownDimension = dimension
-            let memories = try prepare(batch, dimension: knownDimension)
+            let (memories, windows) = try prepare(batch, dimension: knownDimension)
             var outcome = AddOutcome()
             var fresh: [Memory] = []
+            var freshWindows: [[[Float]]] = []
             state.read { state in
                 for (i, (item, memory)) in zip(batch, memories).enumerated() {
                     let key = Self.key(memory)
                     guard item.id != nil, let stored = state.record(key: key) else {
                         fresh.append(memory)
+                        freshWindows.append(windows[i])
                         continue
                     }
                     let same =
@@ -40,7 +42,8 @@ extension MemoryStore {
                 }
             }
             guard !fresh.isEmpty else { return outcome }
-            outcome.ids = try write(fresh, statements: statements, knownDimension: knownDimension)
+            outcome.ids = try write(
+                fresh, windows: freshWindows, statements: statements, knownDimension: knownDimension)
             return outcome
         }
     }
@@ -55,13 +58,16 @@ extension MemoryStore {
         guard !batch.isEmpty else { return [] }
         return try withWriter { statements in
             let knownDimension = dimension
-            return try write(
-                prepare(batch, dimension: knownDimension), statements: statements, knownDimension: knownDimension)
+            let (memories, windows) = try prepare(batch, dimension: knownDimension)
+            return try write(memories, windows: windows, statements: statements, knownDimension: knownDimension)
         }
     }
 
-    /// Writes prepared memories in one transaction and publishes them (see `add`).
-    private func write(_ memories: [Memory], statements: WriteStatements, knownDimension: Int?) throws -> [String] {
+    /// Writes prepared memories (and each one's windows) in one transaction and publishes them
+    /// (see `add`).
+    private func write(
+        _ memories: [Memory], windows: [[[Float]]], statements: WriteStatements, knownDimension: Int?
+    ) throws -> [String] {
         let spaceDimension = memories[0].vector.count
         if knownDimension == nil {
             state.write { $0.makeIndexes(dimension: spaceDimension, metric: metric, index: index) }
@@ -73,6 +79,11 @@ extension MemoryStore {
                 try statements.database.transaction {
                     if knownDimension == nil { try statements.set("dimension", String(spaceDimension)) }
                     seqs = try memories.map { try statements.upsert($0) }
+                    // A replaced memory's old windows go, whether or not it has new ones.
+                    let replaced = state.read { state in memories.map { state.record(key: Self.key($0)) != nil } }
+                    for i in memories.indices where replaced[i] || !windows[i].isEmpty {
+                        try statements.setWindows(memory: seqs[i], windows[i])
+                    }
                     guard case .hnsw = index else { return }
                     let seqOfKey = Dictionary(
                         zip(memories.map { ExactString(Self.key($0)) }, seqs), uniquingKeysWith: { $1 })
@@ -88,14 +99,16 @@ extension MemoryStore {
         // Committed: searches may now see the memories.
         state.write { state in
             for slot in pending { state.graph?.publish(slot) }
-            for (memory, seq) in zip(memories, seqs) { state.store(memory, seq: seq) }
+            for i in memories.indices { state.store(memories[i], seq: seqs[i], windows: windows[i]) }
         }
         return memories.map(\.id)
     }
 
     /// Checks a batch and gives each memory what the store fills in: an id, a time, the vector
-    /// as the indexes take it.
-    private func prepare(_ batch: [NewMemory], dimension knownDimension: Int?) throws -> [Memory] {
+    /// (and windows) as the indexes take them.
+    private func prepare(
+        _ batch: [NewMemory], dimension knownDimension: Int?
+    ) throws -> (memories: [Memory], windows: [[[Float]]]) {
         // One id twice for one user in a batch would store one row and report two.
         var positions: [ExactString: Int] = [:]
         for (i, item) in batch.enumerated() {
@@ -107,7 +120,9 @@ extension MemoryStore {
         }
         let now = Clock.nowMilliseconds()
         var spaceDimension = knownDimension
-        return try batch.enumerated().map { (i, item) in
+        var windows: [[[Float]]] = []
+        windows.reserveCapacity(batch.count)
+        let memories = try batch.enumerated().map { (i, item) in
             guard let vector = item.vector else {
                 throw StoreError.invalidValue("item \(i) has no vector (text is embedded by the server)")
             }
@@ -119,11 +134,19 @@ extension MemoryStore {
             spaceDimension = expected
             guard !item.user.isEmpty else { throw StoreError.invalidValue("user must not be empty") }
             if let id = item.id, id.isEmpty { throw StoreError.invalidValue("id must not be empty") }
+            windows.append(
+                try item.windows.map { window in
+                    guard window.count == expected else {
+                        throw StoreError.wrongDimension(expected: expected, got: window.count)
+                    }
+                    return try Self.storable(window, metric: metric)
+                })
             return Memory(
                 id: item.id ?? MemoryID.generate(), user: item.user, session: item.session, role: item.role,
                 text: item.text, createdAt: item.createdAt ?? now, metadata: item.metadata,
                 vector: try Self.storable(vector, metric: metric))
         }
+        return (memories, windows)
     }
 
     /// Writes the graph's changed nodes (and its entry point) in the current transaction. `seq`
@@ -177,9 +200,10 @@ extension MemoryStore {
     public func delete(user: String, id: String) throws -> Bool {
         let key = Self.key(user: user, id: id)
         return try withWriter { statements in
-            guard state.read({ $0.record(key: key) != nil }) else { return false }
+            guard let seq = state.read({ $0.record(key: key)?.seq }) else { return false }
             try rebuildingGraphOnFailure(statements) {
                 try statements.database.transaction {
+                    try statements.setWindows(memory: seq, [])
                     let deleted = try statements.delete(user: user, id: id)
                     // The index and the table must agree on what was deleted; if they do not, nothing is.
                     guard deleted == 1 else {
@@ -244,14 +268,19 @@ extension MemoryStore {
     private func forget(user: String, matching filter: MemoryFilter) throws -> Int {
         var arguments: StatementArguments = []
         let sql =
-            "DELETE FROM memories WHERE \(SQL.condition(user: user, filter: filter, arguments: &arguments)) RETURNING id"
+            "DELETE FROM memories WHERE \(SQL.condition(user: user, filter: filter, arguments: &arguments)) RETURNING id, seq"
         return try withWriter { statements in
             var keys: [String] = []
             try rebuildingGraphOnFailure(statements) {
                 try statements.database.transaction {
                     let deleted = try statements.database.prepare(sql)
                     try deleted.bind(arguments)
-                    while try deleted.step() { keys.append(Self.key(user: user, id: deleted.string(at: 0) ?? "")) }
+                    var seqs: [Int64] = []
+                    while try deleted.step() {
+                        keys.append(Self.key(user: user, id: deleted.string(at: 0) ?? ""))
+                        seqs.append(deleted.int64(at: 1))
+                    }
+                    for seq in seqs { try statements.setWindows(memory: seq, []) }
                     // The index and the table must agree on what was deleted; if they do not, nothing is.
                     if let missing = state.read({ state in keys.first { state.record(key: $0) == nil } }) {
                         throw StoreError.sqlite("a deleted row (\(missing)) is not in the index")

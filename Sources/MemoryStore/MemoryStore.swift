@@ -58,6 +58,9 @@ public final class MemoryStore: Sendable {
         var flat: FlatIndex?
         /// The graph of an `hnsw` space, made together with `flat`.
         var graph: HNSWIndex?
+        /// The windows of long texts after their first (see `NewMemory.windows`), scanned
+        /// exactly next to whichever index answers; rows are `windowID(key, position)`.
+        var windows: FlatIndex?
         /// Each memory's fields at its handle, the number its rows in the indexes carry, so a
         /// hit leads to its record by index; nil at a free handle (or one whose memory is not
         /// yet committed).
@@ -96,6 +99,7 @@ public final class MemoryStore: Sendable {
         /// Makes the empty indexes of a space of `dimension`.
         mutating func makeIndexes(dimension: Int, metric: Metric, index: SpaceIndex) {
             flat = FlatIndex(dimension: dimension, metric: metric)
+            windows = FlatIndex(dimension: dimension, metric: metric)
             if case .hnsw(let parameters) = index {
                 graph = HNSWIndex(dimension: dimension, metric: metric, parameters: parameters)
             }
@@ -113,18 +117,29 @@ public final class MemoryStore: Sendable {
             recordBytes += record.approximateBytes
             flat?.setAttributes(id: key, record.attributes)
             graph?.setAttributes(id: key, record.attributes)
+            for position in 0..<record.windowCount {
+                windows?.setAttributes(id: MemoryStore.windowID(key, position + 1), record.attributes)
+            }
             return record.memory(vector: [])
         }
 
-        /// Records `memory`'s fields (replacing what its id had) and its vector in the flat index.
-        mutating func store(_ memory: Memory, seq: Int64) {
+        /// Records `memory`'s fields (replacing what its id had), its vector in the flat index and
+        /// its `windows` in theirs.
+        mutating func store(_ memory: Memory, seq: Int64, windows memoryWindows: [[Float]] = []) {
             let key = MemoryStore.key(memory)
             let handle = handle(for: key)
-            let record = Record(memory, seq: seq)
+            var record = Record(memory, seq: seq)
+            record.windowCount = memoryWindows.count
             if let old = records[Int(handle)] {
                 recordBytes -= old.approximateBytes
+                removeWindows(key, count: old.windowCount)
             } else {
                 memoryCount += 1
+            }
+            for (i, window) in memoryWindows.enumerated() {
+                windows?.upsert(
+                    id: MemoryStore.windowID(key, i + 1), user: memory.user, vector: window,
+                    attributes: record.attributes)
             }
             records[Int(handle)] = record
             recordBytes += record.approximateBytes
@@ -138,9 +153,14 @@ public final class MemoryStore: Sendable {
             if let old = records[Int(handle)] {
                 recordBytes -= old.approximateBytes
                 memoryCount -= 1
+                removeWindows(key, count: old.windowCount)
             }
             records[Int(handle)] = nil
             freeHandles.append(handle)
+        }
+
+        private mutating func removeWindows(_ key: String, count: Int) {
+            for position in 0..<count { windows?.remove(id: MemoryStore.windowID(key, position + 1)) }
         }
     }
 
@@ -155,6 +175,8 @@ public final class MemoryStore: Sendable {
         var text: String
         var createdAt: Int64
         var metadata: String
+        /// How many windows after the first its text has (see `NewMemory.windows`).
+        var windowCount = 0
 
         var approximateBytes: Int {
             id.utf8.count + user.utf8.count + (session?.utf8.count ?? 0) + text.utf8.count + metadata.utf8.count
@@ -237,6 +259,14 @@ public final class MemoryStore: Sendable {
 
     static func key(_ memory: Memory) -> String { key(user: memory.user, id: memory.id) }
 
+    /// The id of a memory's window in the windows index: its key, U+0001, its position (1 for
+    /// the window after the first). The key is everything before the last U+0001.
+    static func windowID(_ key: String, _ position: Int) -> String { key + "\u{1}" + String(position) }
+
+    static func key(ofWindow id: String) -> String {
+        String(id[..<(id.lastIndex(of: "\u{1}") ?? id.endIndex)])
+    }
+
     /// The search's hits, best first.
     /// - Throws: as `search(user:vector:k:filter:ef:exact:)`; `StoreError.invalidValue` for a
     ///   query that is still text (the server embeds it first).
@@ -266,7 +296,7 @@ public final class MemoryStore: Sendable {
             guard query.count == flat.dimension else {
                 throw StoreError.wrongDimension(expected: flat.dimension, got: query.count)
             }
-            let hits: [SearchHit]
+            var hits: [SearchHit]
             if case .hnsw(let width) = route(state, user: user, filter: filter, ef: ef, exact: exact),
                 let graph = state.graph
             {
@@ -276,11 +306,51 @@ public final class MemoryStore: Sendable {
             } else {
                 hits = flat.search(user: user, query: query, k: k, filter: filter)
             }
+            if let windows = state.windows, windows.count(user: user) > 0 {
+                hits = merging(
+                    hits, windows.search(user: user, query: query, k: windows.count(user: user), filter: filter),
+                    k: k, state: state, query: query)
+            }
             // From each hit to its record by handle: no id is looked up.
             return hits.compactMap { hit in
                 state.record(hit).map { ScoredMemory(memory: $0.memory(vector: []), score: hit.score) }
             }
         }
+    }
+
+    /// The best `k` of `hits` and of the memories of `windowHits`, each memory scored by the
+    /// best of its vector and its windows. Exact for the flat index: a memory among the best `k`
+    /// by that score is among the best `k` by its vector or among the first `k` memories of
+    /// `windowHits` (all of the user's windows, best first).
+    private func merging(
+        _ hits: [SearchHit], _ windowHits: [SearchHit], k: Int, state: borrowing State, query: [Float]
+    ) -> [SearchHit] {
+        let lowerIsBetter = metric == .l2
+        func better(_ a: Float, _ b: Float) -> Bool { lowerIsBetter ? a < b : a > b }
+        var merged: [ExactString: SearchHit] = [:]
+        for hit in hits { merged[ExactString(hit.id)] = hit }
+        var windowMemories = 0
+        for window in windowHits where windowMemories < k {
+            let key = ExactString(Self.key(ofWindow: window.id))
+            if var hit = merged[key] {
+                if better(window.score, hit.score) {
+                    hit.score = window.score
+                    merged[key] = hit
+                }
+                continue
+            }
+            guard let handle = state.handles[key], let flat = state.flat else { continue }
+            windowMemories += 1
+            // Its own vector may beat this window, though not by enough to be among `hits`.
+            let raw = flat.exactScores(handles: [handle], query: query)[0]
+            let own = lowerIsBetter ? max(0, -raw).squareRoot() : raw
+            merged[key] = SearchHit(
+                id: key.string, score: better(own, window.score) ? own : window.score, handle: handle)
+        }
+        let ranked = merged.values.sorted { a, b in
+            a.score != b.score ? better(a.score, b.score) : a.id < b.id
+        }
+        return Array(ranked.prefix(k))
     }
 
     /// Which index a search would use (see `SearchPlanner`).
@@ -309,7 +379,8 @@ public final class MemoryStore: Sendable {
         let (memories, users, dimension, inMemory) = state.read { state in
             (
                 state.memoryCount, state.flat?.userCount ?? 0, state.flat?.dimension,
-                (state.flat?.bytes ?? 0) + (state.graph?.bytes ?? 0) + state.recordBytes
+                (state.flat?.bytes ?? 0) + (state.graph?.bytes ?? 0) + (state.windows?.bytes ?? 0)
+                    + state.recordBytes
             )
         }
         return StoreStats(

@@ -19,6 +19,7 @@ enum SQL {
 
     static let settings = "SELECT key, value FROM space"
     static let rowsPerUser = "SELECT user, count(*) FROM memories GROUP BY user"
+    static let windows = "SELECT memory, position, embedding FROM memory_windows ORDER BY memory, position"
     static let nodeCount = "SELECT count(*) FROM hnsw_nodes"
     static let slotBound = "SELECT coalesce(max(slot) + 1, 0) FROM hnsw_nodes"
     /// Each memory with its node (found through the unique index on hnsw_nodes.memory). The
@@ -126,6 +127,11 @@ enum SQL {
         """
     static let deleteMemory = "DELETE FROM memories WHERE user = ?1 AND id = ?2"
     static let deleteUser = "DELETE FROM memories WHERE user = ?1"
+    static let insertWindow = "INSERT INTO memory_windows (memory, position, embedding) VALUES (?1, ?2, ?3)"
+    static let deleteWindows = "DELETE FROM memory_windows WHERE memory = ?1"
+    static let deleteUserWindows = """
+        DELETE FROM memory_windows WHERE memory IN (SELECT seq FROM memories WHERE user = ?1)
+        """
     static let updateMemory = """
         UPDATE memories SET session = ?3, role = ?4, metadata = ?5, created_at = ?6 WHERE user = ?1 AND id = ?2
         """
@@ -154,6 +160,8 @@ enum SQL {
             """
         static let memories = "SELECT seq, id, user, session, text, embedding FROM memories"
         static let nodes = "SELECT slot, memory, links FROM hnsw_nodes"
+        /// Whether the file has the windows table (a file of before migration 5 has none).
+        static let hasWindows = "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'memory_windows'"
     }
 }
 
@@ -165,6 +173,9 @@ struct WriteStatements {
     private let delete: Statement
     private let deleteUser: Statement
     private let update: Statement
+    private let insertWindow: Statement
+    private let deleteWindows: Statement
+    private let deleteUserWindows: Statement
     private let setSetting: Statement
     private let saveNode: Statement
     private let deleteNode: Statement
@@ -175,6 +186,9 @@ struct WriteStatements {
         delete = try database.prepare(SQL.deleteMemory)
         deleteUser = try database.prepare(SQL.deleteUser)
         update = try database.prepare(SQL.updateMemory)
+        insertWindow = try database.prepare(SQL.insertWindow)
+        deleteWindows = try database.prepare(SQL.deleteWindows)
+        deleteUserWindows = try database.prepare(SQL.deleteUserWindows)
         setSetting = try database.prepare(SQL.setSetting)
         saveNode = try database.prepare(SQL.saveNode)
         deleteNode = try database.prepare(SQL.deleteNode)
@@ -206,10 +220,17 @@ struct WriteStatements {
         return database.changes
     }
 
-    /// Deletes every memory of `user`; returns how many rows went.
+    /// Deletes every memory of `user` (and their windows); returns how many memories went.
     func delete(user: String) throws -> Int {
+        try deleteUserWindows.execute([user])
         try deleteUser.execute([user])
         return database.changes
+    }
+
+    /// Replaces the windows of memory row `memory` with `windows` (positions 1, 2, ...).
+    func setWindows(memory: Int64, _ windows: [[Float]]) throws {
+        try deleteWindows.execute([memory])
+        for (i, window) in windows.enumerated() { try insertWindow.execute([memory, Int64(i + 1), window]) }
     }
 
     func set(_ key: String, _ value: String) throws {

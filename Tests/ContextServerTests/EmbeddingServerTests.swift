@@ -26,9 +26,9 @@ func textServer(_ folder: TemporaryFolder) async throws -> (MemoryStore, Context
 }
 
 @Suite(.serialized) struct EmbeddingServerTests {
-    /// A text longer than the model reads is stored whole, and the answer says how much of it
-    /// the vector covers; a short one says nothing.
-    @Test func aTextTheModelCutsIsReportedInTheAnswer() async throws {
+    /// A text longer than the model reads is embedded in overlapping windows, so a question
+    /// about its tail finds it; past the windows' reach, the answer says how much was covered.
+    @Test func aLongTextIsFoundByItsTailAndWhatNoWindowReachesIsReported() async throws {
         let folder = TemporaryFolder()
         let (store, server) = try await textServer(folder)
         let client = try await ContextStoreClient.connect(port: server.port)
@@ -37,30 +37,48 @@ func textServer(_ folder: TemporaryFolder) async throws -> (MemoryStore, Context
         let long =
             String(repeating: "We talked about the weather and the garden again today. ", count: 49)
             + "My sister lives in Lisbon."
-        let tokens = embedder.tokenize(long).count
-        #expect(tokens == 256)
+        #expect(embedder.tokenize(long).count == 256)
         let total = try #require(embedder.tokensBeyondLimit(long))
         #expect(total > 256)
         #expect(embedder.tokensBeyondLimit("short") == nil)
-        // Exactly at the limit: nothing cut.
+        // Exactly at the limit: nothing beyond it.
         #expect(embedder.tokensBeyondLimit(String(repeating: "a ", count: 254)) == nil)
         #expect(embedder.tokensBeyondLimit(String(repeating: "a ", count: 255)) == 257)
 
         let added = try await client.call(
             Operations.Add.self, .init(NewMemory(id: "long", user: "u", text: long, vector: nil)))
-        #expect(added == Operations.Add.Answer(id: "long", truncated: Truncation(index: 0, tokens: total, kept: 256)))
+        #expect(added == Operations.Add.Answer(id: "long"), "windows cover all of it")
+        try await client.addBatch([
+            NewMemory(id: "pizza", user: "u", text: "I love pizza with olives", vector: nil),
+            NewMemory(id: "brother", user: "u", text: "My brother works in Berlin as an engineer", vector: nil),
+            NewMemory(id: "garden", user: "u", text: "The garden needs watering twice a week", vector: nil),
+        ])
+        let question = "Which city does my sister live in?"
+        let hits = try await client.search(SearchRequest(user: "u", query: .text(question), k: 4))
+        #expect(hits.first?.memory.id == "long", "\(hits.map { ($0.memory.id, $0.score) })")
+        // Its first window alone (all a search saw of it before windows) scores far lower.
+        let query = embedder.embed([question])[0]
+        let firstWindow = embedder.embed([long])[0]
+        let alone = zip(query, firstWindow).reduce(Float(0)) { $0 + $1.0 * $1.1 }
+        #expect(hits[0].score > alone + 0.2, "\(hits[0].score) against \(alone)")
+
+        // Beyond the windows' reach: reported with the tokens covered.
+        let huge = String(repeating: "Another sentence about the weather in the garden today. ", count: 400)
+        let hugeTokens = try #require(embedder.tokensBeyondLimit(huge))
         let batch = try await client.call(
             Operations.AddBatch.self,
             .init([
                 NewMemory(id: "a", user: "u", text: "short", vector: nil),
-                NewMemory(id: "b", user: "u", text: long, vector: [Float](repeating: 0.1, count: 384)),
-                NewMemory(id: "c", user: "u", text: long + " More.", vector: nil),
+                NewMemory(id: "b", user: "u", text: huge, vector: [Float](repeating: 0.1, count: 384)),
+                NewMemory(id: "c", user: "u", text: huge, vector: nil),
             ]))
         // Only what the server embedded: "b" came with its own vector.
-        #expect(batch.truncated.map(\.index) == [2] && batch.truncated[0].kept == 256)
+        let covered = (SentenceEmbedder.maximumWindows - 1) * (254 - SentenceEmbedder.windowOverlap) + 256
+        #expect(batch.truncated == [Truncation(index: 2, tokens: hugeTokens, kept: covered)])
+        // `embed` answers one vector per text: what the model reads at once.
         let embedded = try await client.call(Operations.Embed.self, ["short", long])
         #expect(embedded.truncated == [Truncation(index: 1, tokens: total, kept: 256)])
-        #expect(try await client.get(user: "u", id: "long").text == long, "the text is stored whole")
+        #expect(try await client.get(user: "u", id: "c").text == huge, "the text is stored whole")
         await client.close()
         await server.shutdown()
         store.close()
