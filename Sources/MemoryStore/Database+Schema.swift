@@ -52,11 +52,11 @@ extension Database {
         DROP TABLE memories;
         ALTER TABLE memories_v3 RENAME TO memories;
         """,
-        // 4: a user's memories in time order (`list`, its cursor is (created_at, seq)), and by
-        // session (`sessions`, `forget` of a session).
+        // 4: a user's memories in time order (`list`; its cursor is (created_at, seq)); `sessions`
+        // and `forget` of a session read the user's rows through it too. One index, not one per
+        // query: each costs every insert (a second one, by session, made a 100K import 10% slower).
         """
         CREATE INDEX memories_by_time ON memories(user, created_at);
-        CREATE INDEX memories_by_session ON memories(user, session, created_at);
         """,
         // 5: the embeddings of a long text's windows after the first (the first is the memory's
         // `embedding`), written and deleted in the same transactions as their memory.
