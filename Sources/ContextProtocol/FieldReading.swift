@@ -8,6 +8,8 @@ public enum Limits {
     public static let maximumEmbedTexts = 256
     /// The most ids one `get` may name (and values one `where` ... `in` may list).
     public static let maximumIds = 1000
+    /// The most metadata keys one `where` may test.
+    public static let maximumWhereKeys = 64
     /// The most sessions one `sessions` answer may list.
     public static let maximumSessions = 10_000
 }

@@ -22,9 +22,20 @@ extension JSONObject {
         guard case .object(let keys) = value else {
             throw ProtocolError(.wrongType, "'where' must be an object of metadata keys, not \(value.typeName)")
         }
+        guard keys.fields.count <= Limits.maximumWhereKeys else {
+            throw ProtocolError(
+                .invalidValue, "'where' names \(keys.fields.count) keys; the most is \(Limits.maximumWhereKeys)")
+        }
         var conditions: [MetadataCondition] = []
+        var values = 0
         for (key, test) in keys.fields {
-            conditions.append(MetadataCondition(key: key, test: try Self.metadataTest(key, test)))
+            let condition = MetadataCondition(key: key, test: try Self.metadataTest(key, test))
+            if case .oneOf(let options) = condition.test { values += options.count }
+            guard values <= Limits.maximumIds else {
+                throw ProtocolError(
+                    .invalidValue, "'where' lists more than \(Limits.maximumIds) values in all its 'in' tests")
+            }
+            conditions.append(condition)
         }
         return conditions
     }

@@ -79,7 +79,7 @@ enum SQL {
             case .equals(let value):
                 test = valueTest(value, &arguments)
             case .oneOf(let values):
-                test = values.isEmpty ? "0" : values.map { "(\(valueTest($0, &arguments)))" }.joined(separator: " OR ")
+                test = oneOfTest(values, &arguments)
             case .range(let greaterThan, let atLeast, let lessThan, let atMost):
                 var bounds = ["type IN ('integer', 'real')"]
                 for (bound, comparison) in [(greaterThan, ">"), (atLeast, ">="), (lessThan, "<"), (atMost, "<=")] {
@@ -92,6 +92,25 @@ enum SQL {
             parts.append("EXISTS (SELECT 1 FROM json_each(metadata) WHERE key = ? AND (\(test)))")
         }
         return parts.joined(separator: " AND ")
+    }
+
+    /// The test of a json_each row against several values: one `IN` list per kind, so the
+    /// expression stays shallow however many values there are (SQLite refuses trees deeper
+    /// than 1,000).
+    private static func oneOfTest(_ values: [MetadataValue], _ arguments: inout StatementArguments) -> String {
+        var tests: [String] = []
+        let strings = values.filter { if case .string = $0 { true } else { false } }
+        let numbers = values.filter(\.isNumber)
+        for (list, typeTest) in [(strings, "type = 'text'"), (numbers, "type IN ('integer', 'real')")]
+        where !list.isEmpty {
+            arguments.values += list.map(bindable)
+            tests.append(
+                "(\(typeTest) AND atom IN (\(Array(repeating: "?", count: list.count).joined(separator: ", "))))")
+        }
+        if values.contains(.bool(true)) { tests.append("type = 'true'") }
+        if values.contains(.bool(false)) { tests.append("type = 'false'") }
+        if values.contains(.null) { tests.append("type = 'null'") }
+        return tests.isEmpty ? "0" : tests.joined(separator: " OR ")
     }
 
     /// The test of a json_each row against one value: numbers by value, the rest by type and value.

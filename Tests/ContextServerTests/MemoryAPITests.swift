@@ -130,6 +130,15 @@ import VectorIndex
         try await checkError(server, #"{"op":"list","user":"u","where":{"n":{"between":[1,3]}}}"#, .unknownField)
         try await checkError(server, #"{"op":"list","user":"u","where":{"n":{}}}"#, .invalidValue)
         try await checkError(server, #"{"op":"list","user":"u","where":"n=3"}"#, .wrongType)
+        // The most values an `in` may list, of every kind, in one condition: a shallow query.
+        let many = (0..<997).map { "\($0 + 100)" }.joined(separator: ",")
+        raw.send(#"{"op":"list","user":"u","where":{"n":{"in":[\#(many),"3",true,null]}}}"# + "\n")
+        let found = try #require(raw.readLine())
+        #expect(found.contains(#""id":"str""#) && !found.contains(#""id":"m1""#), "\(found.prefix(200))")
+        let tooMany = (0..<1001).map(String.init).joined(separator: ",")
+        try await checkError(server, #"{"op":"list","user":"u","where":{"n":{"in":[\#(tooMany)]}}}"#, .invalidValue)
+        let keys = (0..<65).map { #""k\#($0)":1"# }.joined(separator: ",")
+        try await checkError(server, #"{"op":"list","user":"u","where":{\#(keys)}}"#, .invalidValue)
         await client.close()
         await server.stop()
     }
