@@ -11,6 +11,8 @@ public struct Memory: Sendable, Equatable {
     public var user: String
     public var session: String?
     public var role: Role?
+    /// Who said it (a person's name), apart from the chat role.
+    public var speaker: String?
     public var text: String
     /// Unix milliseconds.
     public var createdAt: Int64
@@ -20,13 +22,14 @@ public struct Memory: Sendable, Equatable {
     public var vector: [Float]
 
     public init(
-        id: String, user: String, session: String? = nil, role: Role? = nil, text: String,
+        id: String, user: String, session: String? = nil, role: Role? = nil, speaker: String? = nil, text: String,
         createdAt: Int64, metadata: String = "{}", vector: [Float]
     ) {
         self.id = id
         self.user = user
         self.session = session
         self.role = role
+        self.speaker = speaker
         self.text = text
         self.createdAt = createdAt
         self.metadata = metadata
@@ -41,6 +44,8 @@ public struct NewMemory: Sendable, Equatable {
     public var user: String
     public var session: String?
     public var role: Role?
+    /// Who said it (a person's name), apart from the chat role.
+    public var speaker: String?
     public var text: String
     public var createdAt: Int64?
     public var metadata: String
@@ -51,13 +56,14 @@ public struct NewMemory: Sendable, Equatable {
     public var windows: [[Float]]
 
     public init(
-        id: String? = nil, user: String, session: String? = nil, role: Role? = nil, text: String,
-        createdAt: Int64? = nil, metadata: String = "{}", vector: [Float]?, windows: [[Float]] = []
+        id: String? = nil, user: String, session: String? = nil, role: Role? = nil, speaker: String? = nil,
+        text: String, createdAt: Int64? = nil, metadata: String = "{}", vector: [Float]?, windows: [[Float]] = []
     ) {
         self.id = id
         self.user = user
         self.session = session
         self.role = role
+        self.speaker = speaker
         self.text = text
         self.createdAt = createdAt
         self.metadata = metadata

@@ -120,17 +120,25 @@ public struct MemoryChanges: Sendable, Equatable {
     public var session: String??
     /// `.some(nil)` removes the role.
     public var role: Role??
+    /// `.some(nil)` removes the speaker.
+    public var speaker: String??
     /// A JSON object, as compact JSON text: replaces the metadata whole.
     public var metadata: String?
     public var createdAt: Int64?
 
-    public init(session: String?? = nil, role: Role?? = nil, metadata: String? = nil, createdAt: Int64? = nil) {
+    public init(
+        session: String?? = nil, role: Role?? = nil, speaker: String?? = nil, metadata: String? = nil,
+        createdAt: Int64? = nil
+    ) {
         self.session = session
         self.role = role
+        self.speaker = speaker
         self.metadata = metadata
         self.createdAt = createdAt
     }
 
     /// True when it changes nothing.
-    public var isEmpty: Bool { session == nil && role == nil && metadata == nil && createdAt == nil }
+    public var isEmpty: Bool {
+        session == nil && role == nil && speaker == nil && metadata == nil && createdAt == nil
+    }
 }

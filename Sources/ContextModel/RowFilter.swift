@@ -5,11 +5,13 @@ public struct RowAttributes: Sendable, Equatable {
     public var role: Role?
     /// Unix milliseconds.
     public var createdAt: Int64
+    public var speaker: String?
 
-    public init(session: String?, role: Role?, createdAt: Int64) {
+    public init(session: String?, role: Role?, createdAt: Int64, speaker: String? = nil) {
         self.session = session
         self.role = role
         self.createdAt = createdAt
+        self.speaker = speaker
     }
 }
 
@@ -17,12 +19,16 @@ public struct RowAttributes: Sendable, Equatable {
 public struct RowFilter: Sendable, Equatable {
     public var session: String?
     public var role: Role?
+    public var speaker: String?
     /// Inclusive lower bound on `createdAt` (unix milliseconds).
     public var since: Int64?
     /// Inclusive upper bound on `createdAt` (unix milliseconds).
     public var until: Int64?
 
-    public init(session: String? = nil, role: Role? = nil, since: Int64? = nil, until: Int64? = nil) {
+    public init(
+        session: String? = nil, role: Role? = nil, since: Int64? = nil, until: Int64? = nil, speaker: String? = nil
+    ) {
+        self.speaker = speaker
         self.session = session
         self.role = role
         self.since = since
@@ -30,13 +36,14 @@ public struct RowFilter: Sendable, Equatable {
     }
 
     /// True when no condition is set, so every row matches.
-    public var isEmpty: Bool { session == nil && role == nil && since == nil && until == nil }
+    public var isEmpty: Bool { session == nil && role == nil && since == nil && until == nil && speaker == nil }
 
     /// Whether a row with these attributes passes every condition.
     @inlinable
     public func matches(_ row: RowAttributes) -> Bool {
         // Bytes, as SQLite compares text (see ExactString).
         if let session, !row.session.bytewiseEquals(session) { return false }
+        if let speaker, !row.speaker.bytewiseEquals(speaker) { return false }
         if let role, row.role != role { return false }
         if let since, row.createdAt < since { return false }
         if let until, row.createdAt > until { return false }

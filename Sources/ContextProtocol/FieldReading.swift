@@ -186,6 +186,7 @@ extension JSONObject {
         if let id, id.isEmpty { throw ProtocolError(.invalidValue, "'id' must not be empty") }
         return NewMemory(
             id: id, user: try user(), session: try optionalString("session"), role: try role(),
+            speaker: try optionalString("speaker"),
             text: try required("text", as: "string", \.stringValue), createdAt: try optionalTime("created_at"),
             metadata: metadata, vector: self["vector"] == nil || self["vector"] == .null ? nil : try vector())
     }

@@ -7,7 +7,7 @@ extension JSONObject {
     func rowFilter() throws(ProtocolError) -> RowFilter {
         RowFilter(
             session: try optionalString("session"), role: try role(), since: try optionalTime("since"),
-            until: try optionalTime("until"))
+            until: try optionalTime("until"), speaker: try optionalString("speaker"))
     }
 
     /// The row fields and `where`.
@@ -110,6 +110,10 @@ extension JSONWriter {
         if let role = filter.role {
             field("role")
             string(role.rawValue)
+        }
+        if let speaker = filter.speaker {
+            field("speaker")
+            string(speaker)
         }
         if let since = filter.since {
             field("since")

@@ -7,7 +7,7 @@ extension Operations {
     public enum List: WireOperation {
         public static let name = "list"
         public static let fields: Set<String> = [
-            "user", "session", "role", "since", "until", "where", "order", "limit", "cursor", "with_vector",
+            "user", "session", "role", "speaker", "since", "until", "where", "order", "limit", "cursor", "with_vector",
         ]
         public static func encode(_ request: ListRequest, to writer: inout JSONWriter) {
             writer.field("user")
@@ -134,7 +134,7 @@ extension Operations {
         }
 
         public static let name = "update"
-        public static let fields: Set<String> = ["user", "id", "session", "role", "metadata", "created_at"]
+        public static let fields: Set<String> = ["user", "id", "session", "role", "speaker", "metadata", "created_at"]
         public static func encode(_ arguments: Arguments, to writer: inout JSONWriter) {
             writeRef(arguments.memory, to: &writer)
             let changes = arguments.changes
@@ -145,6 +145,10 @@ extension Operations {
             if let role = changes.role {
                 writer.field("role")
                 if let role { writer.string(role.rawValue) } else { writer.null() }
+            }
+            if let speaker = changes.speaker {
+                writer.field("speaker")
+                if let speaker { writer.string(speaker) } else { writer.null() }
             }
             if let metadata = changes.metadata {
                 writer.field("metadata")
@@ -161,6 +165,7 @@ extension Operations {
             // Null removes a session or a role; a field left out keeps it.
             if request["session"] != nil { changes.session = .some(try request.optionalString("session")) }
             if request["role"] != nil { changes.role = .some(try request.role()) }
+            if request["speaker"] != nil { changes.speaker = .some(try request.optionalString("speaker")) }
             if request["metadata"] != nil { changes.metadata = try request.metadata() }
             if request["created_at"] != nil {
                 guard let createdAt = try request.optionalTime("created_at") else {
@@ -169,7 +174,8 @@ extension Operations {
                 changes.createdAt = createdAt
             }
             guard !changes.isEmpty else {
-                throw ProtocolError(.missingField, "update changes nothing: give session, role, metadata or created_at")
+                throw ProtocolError(
+                    .missingField, "update changes nothing: give session, role, speaker, metadata or created_at")
             }
             return Arguments(try readRef(request), changes)
         }

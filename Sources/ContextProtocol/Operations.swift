@@ -4,7 +4,7 @@ import ContextModel
 public enum Operations {
     /// The fields of a memory in `add` and in each item of `add_batch`.
     public static let memoryFields: Set<String> = [
-        "id", "user", "session", "role", "text", "created_at", "metadata", "vector",
+        "id", "user", "session", "role", "speaker", "text", "created_at", "metadata", "vector",
     ]
 
     /// `ping`: answers `"pong":true`.
@@ -180,7 +180,7 @@ public enum Operations {
     public enum Search: WireOperation {
         public static let name = "search"
         public static let fields: Set<String> = [
-            "user", "k", "query", "vector", "session", "role", "since", "until", "ef", "exact",
+            "user", "k", "query", "vector", "session", "role", "speaker", "since", "until", "ef", "exact",
         ]
         public static func encode(_ search: SearchRequest, to writer: inout JSONWriter) {
             writer.field("user")
@@ -368,7 +368,7 @@ public enum Operations {
         }
 
         public static let name = "forget"
-        public static let fields: Set<String> = ["user", "session", "role", "since", "until", "where"]
+        public static let fields: Set<String> = ["user", "session", "role", "speaker", "since", "until", "where"]
         public static func encode(_ arguments: Arguments, to writer: inout JSONWriter) {
             writer.field("user")
             writer.string(arguments.user)

@@ -58,6 +58,8 @@ extension JSONWriter {
         if let session = memory.session { string(session) } else { null() }
         field("role")
         if let role = memory.role { string(role.rawValue) } else { null() }
+        field("speaker")
+        if let speaker = memory.speaker { string(speaker) } else { null() }
         field("text")
         string(memory.text)
         field("created_at")

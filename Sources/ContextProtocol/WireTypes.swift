@@ -160,7 +160,7 @@ extension Memory {
         self.init(
             id: try json.required("id", as: "string", \.stringValue), user: try json.user(),
             session: try json.optionalString("session"), role: try json.role(),
-            text: try json.required("text", as: "string", \.stringValue),
+            speaker: try json.optionalString("speaker"), text: try json.required("text", as: "string", \.stringValue),
             createdAt: try json.optionalInt("created_at") ?? 0, metadata: metadata, vector: vector)
     }
 }
@@ -192,6 +192,10 @@ extension NewMemory {
         if let role {
             writer.field("role")
             writer.string(role.rawValue)
+        }
+        if let speaker {
+            writer.field("speaker")
+            writer.string(speaker)
         }
         writer.field("text")
         writer.string(text)

@@ -8,6 +8,7 @@ public struct FieldMapping: Sendable, Equatable {
     public var user = "user"
     public var session = "session"
     public var role = "role"
+    public var speaker = "speaker"
     public var text = "text"
     public var time = "created_at"
     /// A field holding a JSON object of metadata.
@@ -32,7 +33,8 @@ public struct FieldMapping: Sendable, Equatable {
     /// Each memory field with the row field it is read from.
     var fields: [(memoryField: String, rowField: String)] {
         [
-            ("id", id), ("user", user), ("session", session), ("role", role), ("text", text), ("created_at", time),
+            ("id", id), ("user", user), ("session", session), ("role", role), ("speaker", speaker), ("text", text),
+            ("created_at", time),
             ("metadata", metadata), ("vector", vector),
         ]
     }

@@ -68,6 +68,10 @@ extension Database {
             PRIMARY KEY (memory, position)
         ) WITHOUT ROWID;
         """,
+        // 6: who said a memory (a person's name), apart from its chat role; null in existing rows.
+        """
+        ALTER TABLE memories ADD COLUMN speaker TEXT;
+        """,
     ]
 
     /// Applies the migrations this database lacks, each in its own transaction.

@@ -71,7 +71,7 @@ extension MemoryStore {
         while try rows.step() {
             let seq = rows.int64(at: 0)
             memories.insert(seq)
-            for (column, name) in [(1, "id"), (2, "user"), (3, "session"), (4, "text")]
+            for (column, name) in [(1, "id"), (2, "user"), (3, "session"), (4, "text"), (6, "speaker")]
             where !rows.isValidUTF8(at: Int32(column)) {
                 report("memory row \(seq) has a \(name) that is not valid UTF-8")
             }

@@ -60,7 +60,7 @@ extension MemoryStore {
                 guard memories.count < request.limit else {
                     return ListPage(memories: memories, nextCursor: last?.description)
                 }
-                let memory = SQL.memory(rows, vector: request.withVector ? rows.floats(at: 8) : [])
+                let memory = SQL.memory(rows, vector: request.withVector ? rows.floats(at: 9) : [])
                 last = ListCursor(createdAt: memory.createdAt, seq: rows.int64(at: 7))
                 memories.append(memory)
             }

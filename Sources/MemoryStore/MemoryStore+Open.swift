@@ -183,7 +183,8 @@ extension MemoryStore {
             let id = rows.string(at: 0) ?? ""
             let memory = Memory(
                 id: id, user: rows.string(at: 1) ?? "", session: rows.string(at: 2),
-                role: rows.string(at: 3).flatMap(Role.init(rawValue:)), text: rows.string(at: 4) ?? "",
+                role: rows.string(at: 3).flatMap(Role.init(rawValue:)), speaker: rows.string(at: 11),
+                text: rows.string(at: 4) ?? "",
                 createdAt: rows.int64(at: 5), metadata: rows.string(at: 6) ?? "{}", vector: rows.floats(at: 7))
             guard memory.vector.count == dimension else {
                 throw StoreError.incompatibleDatabase(
@@ -202,7 +203,8 @@ extension MemoryStore {
                         slot: Int32(truncatingIfNeeded: rows.int64(at: 9)), id: key, user: memory.user,
                         vector: memory.vector,
                         attributes: RowAttributes(
-                            session: memory.session, role: memory.role, createdAt: memory.createdAt),
+                            session: memory.session, role: memory.role, createdAt: memory.createdAt,
+                            speaker: memory.speaker),
                         record: rows.int32s(at: 10), handle: handle)
                 } catch {
                     throw StoreError.incompatibleDatabase("\(error) (run contextstore check)")

@@ -35,6 +35,7 @@ extension MemoryStore {
                     }
                     let same =
                         stored.text == memory.text && stored.session == memory.session && stored.role == memory.role
+                        && stored.speaker == memory.speaker
                         && stored.metadata == memory.metadata
                         && (item.createdAt == nil || stored.createdAt == memory.createdAt)
                         && state.flat?.vector(id: key) == memory.vector
@@ -143,7 +144,7 @@ extension MemoryStore {
                 })
             return Memory(
                 id: item.id ?? MemoryID.generate(), user: item.user, session: item.session, role: item.role,
-                text: item.text, createdAt: item.createdAt ?? now, metadata: item.metadata,
+                speaker: item.speaker, text: item.text, createdAt: item.createdAt ?? now, metadata: item.metadata,
                 vector: try Self.storable(vector, metric: metric))
         }
         return (memories, windows)
@@ -232,7 +233,8 @@ extension MemoryStore {
             try statements.database.transaction {
                 let changed = try statements.update(
                     user: user, id: id, session: changes.session ?? current.session,
-                    role: changes.role ?? current.role, metadata: changes.metadata ?? current.metadata,
+                    role: changes.role ?? current.role, speaker: changes.speaker ?? current.speaker,
+                    metadata: changes.metadata ?? current.metadata,
                     createdAt: changes.createdAt ?? current.createdAt)
                 guard changed == 1 else { throw StoreError.sqlite("updating '\(id)' changed \(changed) rows, not 1") }
             }

@@ -111,6 +111,7 @@ public final class MemoryStore: Sendable {
             recordBytes -= record.approximateBytes
             if let session = changes.session { record.session = session }
             if let role = changes.role { record.role = role }
+            if let speaker = changes.speaker { record.speaker = speaker }
             if let metadata = changes.metadata { record.metadata = metadata }
             if let createdAt = changes.createdAt { record.createdAt = createdAt }
             records[Int(handle)] = record
@@ -172,6 +173,7 @@ public final class MemoryStore: Sendable {
         var user: String
         var session: String?
         var role: Role?
+        var speaker: String?
         var text: String
         var createdAt: Int64
         var metadata: String
@@ -179,7 +181,8 @@ public final class MemoryStore: Sendable {
         var windowCount = 0
 
         var approximateBytes: Int {
-            id.utf8.count + user.utf8.count + (session?.utf8.count ?? 0) + text.utf8.count + metadata.utf8.count
+            id.utf8.count + user.utf8.count + (session?.utf8.count ?? 0) + (speaker?.utf8.count ?? 0) + text.utf8.count
+                + metadata.utf8.count
                 + MemoryLayout<Record>.stride
         }
 
@@ -189,18 +192,19 @@ public final class MemoryStore: Sendable {
             user = memory.user
             session = memory.session
             role = memory.role
+            speaker = memory.speaker
             text = memory.text
             createdAt = memory.createdAt
             metadata = memory.metadata
         }
 
         var attributes: RowAttributes {
-            RowAttributes(session: session, role: role, createdAt: createdAt)
+            RowAttributes(session: session, role: role, createdAt: createdAt, speaker: speaker)
         }
 
         func memory(vector: [Float]) -> Memory {
             Memory(
-                id: id, user: user, session: session, role: role, text: text, createdAt: createdAt,
+                id: id, user: user, session: session, role: role, speaker: speaker, text: text, createdAt: createdAt,
                 metadata: metadata, vector: vector)
         }
     }

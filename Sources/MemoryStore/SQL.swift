@@ -26,21 +26,23 @@ enum SQL {
     /// columns are `LoadedRow`'s.
     static let memoriesWithNodes = """
         SELECT m.id, m.user, m.session, m.role, m.text, m.created_at, m.metadata, m.embedding, m.seq,
-            n.slot, n.links
+            n.slot, n.links, m.speaker
         FROM memories m LEFT JOIN hnsw_nodes n ON n.memory = m.seq ORDER BY m.seq
         """
 
     // MARK: - Reading pages
 
-    /// The columns `memory(_:vector:)` reads, then the row's `seq`.
-    static let memoryColumns = "id, user, session, role, text, created_at, metadata, seq"
+    /// The columns `memory(_:vector:)` reads (the row's `seq` is column 7); a query that wants
+    /// the embedding selects it after them, as column 9.
+    static let memoryColumns = "id, user, session, role, text, created_at, metadata, seq, speaker"
 
     /// A memory from a row whose first columns are `memoryColumns`.
     static func memory(_ row: Statement, vector: [Float]) -> Memory {
         Memory(
             id: row.string(at: 0) ?? "", user: row.string(at: 1) ?? "", session: row.string(at: 2),
-            role: row.string(at: 3).flatMap(Role.init(rawValue:)), text: row.string(at: 4) ?? "",
-            createdAt: row.int64(at: 5), metadata: row.string(at: 6) ?? "{}", vector: vector)
+            role: row.string(at: 3).flatMap(Role.init(rawValue:)), speaker: row.string(at: 8),
+            text: row.string(at: 4) ?? "", createdAt: row.int64(at: 5), metadata: row.string(at: 6) ?? "{}",
+            vector: vector)
     }
 
     /// A user's sessions with their turn counts and times, the latest active first.
@@ -62,6 +64,10 @@ enum SQL {
         if let role = rows.role {
             parts.append("role = ?")
             arguments.values.append(role.rawValue)
+        }
+        if let speaker = rows.speaker {
+            parts.append("speaker = ?")
+            arguments.values.append(speaker)
         }
         if let since = rows.since {
             parts.append("created_at >= ?")
@@ -137,11 +143,11 @@ enum SQL {
     // MARK: - Writing
 
     static let upsertMemory = """
-        INSERT INTO memories (id, user, session, role, text, created_at, metadata, embedding)
-        VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+        INSERT INTO memories (id, user, session, role, text, created_at, metadata, embedding, speaker)
+        VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
         ON CONFLICT(user, id) DO UPDATE SET session = excluded.session,
             role = excluded.role, text = excluded.text, created_at = excluded.created_at,
-            metadata = excluded.metadata, embedding = excluded.embedding
+            metadata = excluded.metadata, embedding = excluded.embedding, speaker = excluded.speaker
         RETURNING seq
         """
     static let deleteMemory = "DELETE FROM memories WHERE user = ?1 AND id = ?2"
@@ -152,7 +158,8 @@ enum SQL {
         DELETE FROM memory_windows WHERE memory IN (SELECT seq FROM memories WHERE user = ?1)
         """
     static let updateMemory = """
-        UPDATE memories SET session = ?3, role = ?4, metadata = ?5, created_at = ?6 WHERE user = ?1 AND id = ?2
+        UPDATE memories SET session = ?3, role = ?4, metadata = ?5, created_at = ?6, speaker = ?7
+        WHERE user = ?1 AND id = ?2
         """
     static let setSetting = "INSERT OR REPLACE INTO space (key, value) VALUES (?1, ?2)"
     static let saveNode = "INSERT OR REPLACE INTO hnsw_nodes (slot, memory, links) VALUES (?1, ?2, ?3)"
@@ -168,6 +175,7 @@ enum SQL {
                 WHEN typeof(id) != 'text' OR id = '' THEN 'an id that is not a non-empty text'
                 WHEN typeof(user) != 'text' OR user = '' THEN 'a user that is not a non-empty text'
                 WHEN session IS NOT NULL AND typeof(session) != 'text' THEN 'a session that is not text'
+                WHEN speaker IS NOT NULL AND typeof(speaker) != 'text' THEN 'a speaker that is not text'
                 WHEN typeof(text) != 'text' THEN 'a text that is not text'
                 WHEN typeof(created_at) != 'integer' THEN 'a created_at that is not an integer'
                 WHEN role IS NOT NULL AND role NOT IN ('user', 'assistant', 'system', 'tool')
@@ -177,7 +185,7 @@ enum SQL {
                 WHEN typeof(embedding) != 'blob' THEN 'an embedding that is not a blob'
             END AS problem FROM memories WHERE problem IS NOT NULL
             """
-        static let memories = "SELECT seq, id, user, session, text, embedding FROM memories"
+        static let memories = "SELECT seq, id, user, session, text, embedding, speaker FROM memories"
         static let nodes = "SELECT slot, memory, links FROM hnsw_nodes"
         /// Whether the file has the windows table (a file of before migration 5 has none).
         static let hasWindows = "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'memory_windows'"
@@ -217,7 +225,7 @@ struct WriteStatements {
     func upsert(_ memory: Memory) throws -> Int64 {
         try upsert.bind([
             memory.id, memory.user, memory.session, memory.role?.rawValue, memory.text, memory.createdAt,
-            memory.metadata, memory.vector,
+            memory.metadata, memory.vector, memory.speaker,
         ])
         guard try upsert.step() else { throw StoreError.sqlite("the insert returned no row") }
         let seq = upsert.int64(at: 0)
@@ -233,9 +241,9 @@ struct WriteStatements {
 
     /// Sets the fields `update` may change of `user`'s memory `id`; returns how many rows changed.
     func update(
-        user: String, id: String, session: String?, role: Role?, metadata: String, createdAt: Int64
+        user: String, id: String, session: String?, role: Role?, speaker: String?, metadata: String, createdAt: Int64
     ) throws -> Int {
-        try update.execute([user, id, session, role?.rawValue, metadata, createdAt])
+        try update.execute([user, id, session, role?.rawValue, metadata, createdAt, speaker])
         return database.changes
     }
 

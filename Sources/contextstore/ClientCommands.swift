@@ -80,6 +80,7 @@ struct AddCommand: AsyncParsableCommand {
     @Option(help: "The memory's id (default: assigned by the server); an existing id is replaced.") var id: String?
     @Option(help: "Session id.") var session: String?
     @Option(help: "Role: user, assistant, system or tool.") var role: String?
+    @Option(help: "Who said it (a name).") var speaker: String?
     @Option(help: "Metadata, a JSON object.") var metadata: String?
     @Option(help: "Creation time, unix milliseconds or ISO 8601 (default: now).") var createdAt: String?
 
@@ -88,7 +89,8 @@ struct AddCommand: AsyncParsableCommand {
             ("user", .string(user)), ("text", .string(text)),
         ]
         if let vector { fields.append(("vector", try parseVector(vector))) }
-        fields += optional("id", id) + optional("session", session) + optional("role", role)
+        fields +=
+            optional("id", id) + optional("session", session) + optional("role", role) + optional("speaker", speaker)
         fields += time("created_at", createdAt)
         if let metadata {
             guard let value = try? JSONParser.parse(metadata) else { throw ValidationError("--metadata must be JSON") }

@@ -99,7 +99,8 @@ struct ImportCommand: AsyncParsableCommand {
             let listed = summary.unmapped.sorted { $0.key < $1.key }.map { "'\($0.key)' (\($0.value) rows)" }
             printError(
                 "not imported: the fields \(listed.joined(separator: ", ")); map them with --id-field, --user-field, "
-                    + "--session-field, --role-field, --text-field, --time-field, or keep them with --metadata-fields")
+                    + "--session-field, --role-field, --speaker-field, --text-field, --time-field, or keep them with --metadata-fields"
+            )
         }
         // A row left out, for whatever reason, is never a success.
         if summary.failed > 0 || summary.conflicts > 0 { throw ExitCode(1) }
@@ -112,6 +113,7 @@ struct FieldOptions: ParsableArguments {
     @Option(help: "The field holding the user, e.g. a conversation id.") var userField = "user"
     @Option(help: "The field holding the session.") var sessionField = "session"
     @Option(help: "The field holding the role (user, assistant, system, tool).") var roleField = "role"
+    @Option(help: "The field holding who said it (a name).") var speakerField = "speaker"
     @Option(help: "The field holding the text.") var textField = "text"
     @Option(help: "The field holding the time.") var timeField = "created_at"
     @Option(
@@ -131,6 +133,7 @@ struct FieldOptions: ParsableArguments {
         mapping.user = userField
         mapping.session = sessionField
         mapping.role = roleField
+        mapping.speaker = speakerField
         mapping.text = textField
         mapping.time = timeField
         mapping.metadata = metadataField

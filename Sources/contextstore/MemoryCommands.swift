@@ -6,11 +6,13 @@ import ContextProtocol
 struct FilterOptions: ParsableArguments {
     @Option(help: "Only this session.") var session: String?
     @Option(help: "Only this role: user, assistant, system or tool.") var role: String?
+    @Option(help: "Only what this speaker said.") var speaker: String?
     @Option(help: "Only memories created at or after this time (unix ms or ISO 8601).") var since: String?
     @Option(help: "Only memories created at or before this time (unix ms or ISO 8601).") var until: String?
 
     var fields: [(key: String, value: JSONValue)] {
-        optional("session", session) + optional("role", role) + time("since", since) + time("until", until)
+        optional("session", session) + optional("role", role) + optional("speaker", speaker) + time("since", since)
+            + time("until", until)
     }
 }
 
@@ -86,12 +88,15 @@ struct UpdateCommand: AsyncParsableCommand {
     @Flag(help: "Remove the session.") var clearSession = false
     @Option(help: "The new role: user, assistant, system or tool.") var role: String?
     @Flag(help: "Remove the role.") var clearRole = false
+    @Option(help: "The new speaker.") var speaker: String?
+    @Flag(help: "Remove the speaker.") var clearSpeaker = false
     @Option(help: "The new metadata, a JSON object (replaces the old whole).") var metadata: String?
     @Option(help: "The new creation time (unix ms or ISO 8601).") var createdAt: String?
 
     func validate() throws {
         if clearSession && session != nil { throw ValidationError("give --session or --clear-session, not both") }
         if clearRole && role != nil { throw ValidationError("give --role or --clear-role, not both") }
+        if clearSpeaker && speaker != nil { throw ValidationError("give --speaker or --clear-speaker, not both") }
     }
 
     func run() async throws {
@@ -99,6 +104,8 @@ struct UpdateCommand: AsyncParsableCommand {
         fields += optional("session", session) + optional("role", role) + time("created_at", createdAt)
         if clearSession { fields.append(("session", .null)) }
         if clearRole { fields.append(("role", .null)) }
+        if clearSpeaker { fields.append(("speaker", .null)) }
+        fields += optional("speaker", speaker)
         if let metadata {
             guard let value = try? JSONParser.parse(metadata) else { throw ValidationError("--metadata must be JSON") }
             fields.append(("metadata", value))

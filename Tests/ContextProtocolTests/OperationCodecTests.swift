@@ -53,7 +53,8 @@ import Testing
     }
 
     let memory = NewMemory(
-        id: "m\u{0}1", user: "caf\u{E9}", session: "s", role: .tool, text: "line\nbreak \"quoted\"", createdAt: -5,
+        id: "m\u{0}1", user: "caf\u{E9}", session: "s", role: .tool, speaker: "Zo\u{EB}",
+        text: "line\nbreak \"quoted\"", createdAt: -5,
         metadata: #"{"b":[1,"x",{"c":null}],"n":9007199254740993}"#, vector: [0.1, -2.5, 3e-8, 1e30])
 
     @Test func everyRequestRoundTrips() throws {
@@ -87,7 +88,7 @@ import Testing
         }
         #expect(try roundTrip(Operations.Delete.self, named) == named)
         let filter = MemoryFilter(
-            rows: RowFilter(session: "s\u{0}", role: .tool, since: Int64.min, until: 9),
+            rows: RowFilter(session: "s\u{0}", role: .tool, since: Int64.min, until: 9, speaker: "Ana"),
             metadata: [
                 MetadataCondition(key: "a.b\"", test: .equals(.string("x\u{0}"))),
                 MetadataCondition(key: "n", test: .equals(.integer(9_007_199_254_740_993))),
@@ -109,7 +110,8 @@ import Testing
         let sessions = Operations.Sessions.Arguments(user: "u", limit: 3)
         #expect(try roundTrip(Operations.Sessions.self, sessions) == sessions)
         for changes in [
-            MemoryChanges(session: .some(nil), role: .some(nil)),
+            MemoryChanges(session: .some(nil), role: .some(nil), speaker: .some(nil)),
+            MemoryChanges(speaker: "Ana"),
             MemoryChanges(session: "s", role: .some(.user), metadata: #"{"k":[1]}"#, createdAt: -1),
             MemoryChanges(metadata: "{}"),
         ] {
@@ -148,7 +150,8 @@ import Testing
         ]
         #expect(try roundTrip(Operations.Search.self, answer: hits) == hits)
         let memory = Memory(
-            id: "m", user: "u", session: "s", role: .system, text: "t", createdAt: 1, metadata: "{}",
+            id: "m", user: "u", session: "s", role: .system, speaker: "Ana\u{0}", text: "t", createdAt: 1,
+            metadata: "{}",
             vector: [Float.leastNonzeroMagnitude, -Float.greatestFiniteMagnitude, 0.1])
         for get in [
             Operations.Get.Answer(memories: [memory], missing: [], many: false),

@@ -79,15 +79,15 @@ import Testing
                 ),
                 (
                     #"{"op":"forget","user":"u","sesion":"a"}"#,
-                    #"{"ok":false,"error":{"code":"unknown_field","message":"unknown field 'sesion'; this accepts role, session, since, until, user, where"}}"#
+                    #"{"ok":false,"error":{"code":"unknown_field","message":"unknown field 'sesion'; this accepts role, session, since, speaker, until, user, where"}}"#
                 ),
                 (
                     #"{"op":"search","user":"u","vector":[1,0,0],"sesion":"a"}"#,
-                    #"{"ok":false,"error":{"code":"unknown_field","message":"unknown field 'sesion'; this accepts ef, exact, k, query, role, session, since, until, user, vector"}}"#
+                    #"{"ok":false,"error":{"code":"unknown_field","message":"unknown field 'sesion'; this accepts ef, exact, k, query, role, session, since, speaker, until, user, vector"}}"#
                 ),
                 (
                     #"{"op":"add_batch","items":[{"user":"u","text":"t","vector":[1,0,0],"roll":"user"}]}"#,
-                    #"{"ok":false,"error":{"code":"unknown_field","message":"items[0]: unknown field 'roll'; this accepts created_at, id, metadata, role, session, text, user, vector"}}"#
+                    #"{"ok":false,"error":{"code":"unknown_field","message":"items[0]: unknown field 'roll'; this accepts created_at, id, metadata, role, session, speaker, text, user, vector"}}"#
                 ),
                 (
                     #"{"op":"ping","pong":true}"#,

@@ -193,6 +193,50 @@ import VectorIndex
         await server.stop()
     }
 
+    /// `speaker`: who said it, beside the role; stored, returned, filtered by every op, changed
+    /// by `update`.
+    @Test(arguments: ["flat", "hnsw"])
+    func speakerIsStoredFilteredAndUpdated(index: String) async throws {
+        let server = try await TestServer(index: index == "hnsw" ? .hnsw(HNSWParameters()) : .flat)
+        let client = try await server.client()
+        let names = ["Caroline", "Melanie", "caroline"]
+        try await client.addBatch(
+            (0..<9).map { n in
+                NewMemory(
+                    id: "t\(n)", user: "u", role: .user, speaker: names[n % 3], text: "turn \(n)", createdAt: Int64(n),
+                    vector: [1, Float(n), 0.5])
+            })
+        try await client.add(NewMemory(id: "anon", user: "u", text: "nobody", createdAt: 99, vector: [1, 1, 1]))
+        #expect(try await client.get(user: "u", id: "t1").speaker == "Melanie")
+        #expect(try await client.get(user: "u", id: "anon").speaker == nil)
+        let said = try await client.search(
+            SearchRequest(user: "u", query: .vector([1, 4, 0.5]), k: 10, filter: RowFilter(speaker: "Caroline")))
+        #expect(said.map(\ScoredMemory.memory.id).sorted() == ["t0", "t3", "t6"], "exact bytes: not 'caroline'")
+        #expect(said.allSatisfy { $0.memory.speaker == "Caroline" })
+        let listed = try await client.list(
+            ListRequest(user: "u", filter: MemoryFilter(rows: RowFilter(speaker: "caroline"))))
+        #expect(ids(listed.memories) == ["t2", "t5", "t8"])
+        let changed = try await client.update(user: "u", id: "t2", MemoryChanges(speaker: .some("Caroline")))
+        #expect(changed.speaker == "Caroline")
+        let after = try await client.search(
+            SearchRequest(user: "u", query: .vector([1, 4, 0.5]), k: 10, filter: RowFilter(speaker: "Caroline")))
+        #expect(after.map(\ScoredMemory.memory.id).sorted() == ["t0", "t2", "t3", "t6"])
+        #expect(try await client.update(user: "u", id: "t2", MemoryChanges(speaker: .some(nil))).speaker == nil)
+        #expect(try await client.forget(user: "u", filter: MemoryFilter(rows: RowFilter(speaker: "Melanie"))) == 3)
+        #expect(try await client.stats().store.memories == 7)
+        // A rerun of the same rows skips them; another speaker under the same id is a conflict.
+        let rerun = try await client.addBatch(
+            [
+                NewMemory(
+                    id: "t0", user: "u", role: .user, speaker: "Bob", text: "turn 0", createdAt: 0, vector: [1, 0, 0.5])
+            ],
+            ifAbsent: true)
+        #expect(rerun.conflicts == [0])
+        await client.close()
+        await server.stop()
+        #expect(try MemoryStore.check(path: server.folder.path + "/space.db").isSound)
+    }
+
     @Test(arguments: ["flat", "hnsw"])
     func updateChangesFieldsWithoutTheTextAndFiltersSeeIt(index: String) async throws {
         let server = try await TestServer(index: index == "hnsw" ? .hnsw(HNSWParameters()) : .flat)

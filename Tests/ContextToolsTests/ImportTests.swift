@@ -128,7 +128,8 @@ final class Failures: Sendable {
     }
 
     /// A file shaped like the LoCoMo turns: the user is the conversation, the time is text in
-    /// its own form, the speaker goes into metadata, and a field nobody mapped is reported.
+    /// its own form, the speaker is the memory's (and copied into metadata as well), and a field
+    /// nobody mapped is reported.
     @Test(arguments: [ImportFormat.jsonl, .csv])
     func fieldMappingReadsAFileWithOtherNames(format: ImportFormat) async throws {
         let folder = Folder()
@@ -164,7 +165,8 @@ final class Failures: Sendable {
         #expect(
             store.get(user: "conv-1", id: "D1:2")
                 == Memory(
-                    id: "D1:2", user: "conv-1", session: "s1", text: "Hi, Caroline", createdAt: 1_683_554_160_000,
+                    id: "D1:2", user: "conv-1", session: "s1", speaker: "Melanie", text: "Hi, Caroline",
+                    createdAt: 1_683_554_160_000,
                     metadata: #"{"speaker":"Melanie"}"#, vector: [1, 0, 0]))
         #expect(store.get(user: "conv-2", id: "D1:1")?.createdAt == 1_687_862_220_000)
         #expect(store.get(user: "conv-1", id: "D1:1")?.text == "Hey Mel!")

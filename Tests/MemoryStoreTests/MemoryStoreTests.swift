@@ -256,6 +256,13 @@ final class TemporaryDatabase {
         try store.add([memory("a", user: "bob", vector: [1, 1], text: "bob's a")])
         #expect(store.count == 3)
         #expect(store.get(user: "alice", id: "a")?.text == "one")
+        // Every later migration's column and index work on the migrated rows.
+        #expect(store.get(user: "alice", id: "a")?.speaker == nil)
+        #expect(try store.list(ListRequest(user: "bob")).memories.map(\.id) == ["b", "a"])
+        #expect(
+            try store.sessions(user: "bob", limit: 5).sessions == [
+                SessionSummary(session: nil, turns: 2, firstAt: 6, lastAt: store.get(user: "bob", id: "a")!.createdAt)
+            ])
         store.close()
         #expect(try MemoryStore.check(path: temporary.path).problems == [])
     }
