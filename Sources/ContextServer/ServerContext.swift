@@ -6,8 +6,8 @@ import NIOCore
 import Synchronization
 import VectorIndex
 
-/// What every handler works with: the store and the model. Stateless apart from them, so every
-/// event loop and pool thread shares one.
+/// What every handler works with: the store and the model. Stateless apart from them (and the
+/// flag that keeps backups one at a time), so every event loop and pool thread shares one.
 struct ServerContext: Sendable {
     let store: MemoryStore
     let embedder: SentenceEmbedder?

@@ -24,7 +24,8 @@ extension MemoryStore {
     /// well-formed link records, links that point at nodes of their layer, an entry point on the
     /// top level, and every node reachable from it (`HNSWGraphCheck`).
     /// Also: every row's columns have their types, valid UTF-8, a known role, metadata that is
-    /// a JSON object, and a finite embedding. A file SQLite finds damaged is a problem found,
+    /// a JSON object, and a finite embedding; every window of a long text belongs to a memory,
+    /// in positions 1, 2, ..., with a finite embedding of the space's dimension. A file SQLite finds damaged is a problem found,
     /// not a failure to check. On a read-only folder the file is read as immutable.
     /// - Throws: `StoreError.sqlite` when the file cannot be opened at all.
     public static func check(path: String) throws -> CheckReport {

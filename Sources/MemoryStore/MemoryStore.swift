@@ -20,8 +20,9 @@ import VectorIndex
 ///
 /// The code is split by job: opening and loading (`MemoryStore+Open.swift`), writes
 /// (`MemoryStore+Writes.swift`), the graph's part of a write (`GraphWriter.swift`), the choice of
-/// index (`SearchPlanner.swift`), every SQL statement (`SQL.swift`), the offline check
-/// (`MemoryStore+Check.swift`).
+/// index (`SearchPlanner.swift`), reads through SQL (`MemoryStore+Listing.swift`), every SQL
+/// statement (`SQL.swift`), the offline check (`MemoryStore+Check.swift`), backups
+/// (`MemoryStore+Backup.swift`).
 public final class MemoryStore: Sendable {
     /// The file this store was opened from.
     public let path: String
