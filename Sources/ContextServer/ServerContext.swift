@@ -12,6 +12,8 @@ struct ServerContext: Sendable {
     let store: MemoryStore
     let embedder: SentenceEmbedder?
     let version: String
+    /// What the model reads for a stored memory: the space's `EmbedTemplate`.
+    let template: EmbedTemplate
     /// Whether a `backup` is running.
     let backups = BackupFlag()
 
@@ -74,7 +76,7 @@ struct ServerContext: Sendable {
     func embedded(_ arguments: Operations.Add.Arguments) throws(ProtocolError) -> Operations.Add.Arguments {
         var arguments = arguments
         if arguments.memory.vector == nil {
-            let (documents, truncated) = try embedDocuments([arguments.memory.text])
+            let (documents, truncated) = try embedDocuments([template.render(arguments.memory)])
             arguments.memory.vector = documents[0].vector
             arguments.memory.windows = documents[0].windows
             arguments.truncated = truncated.first
@@ -87,7 +89,7 @@ struct ServerContext: Sendable {
         var arguments = arguments
         let missing = arguments.items.indices.filter { arguments.items[$0].vector == nil }
         guard !missing.isEmpty else { return arguments }
-        let (documents, truncated) = try embedDocuments(missing.map { arguments.items[$0].text })
+        let (documents, truncated) = try embedDocuments(missing.map { template.render(arguments.items[$0]) })
         for (index, document) in zip(missing, documents) {
             arguments.items[index].vector = document.vector
             arguments.items[index].windows = document.windows

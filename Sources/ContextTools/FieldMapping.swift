@@ -30,6 +30,9 @@ public struct FieldMapping: Sendable, Equatable {
 
     public init() {}
 
+    /// How the LoCoMo conversations write their dates ("1:56 pm on 8 May, 2023").
+    public static let locomoDatePattern = "h:mm a 'on' d MMMM, yyyy"
+
     /// Each memory field with the row field it is read from.
     var fields: [(memoryField: String, rowField: String)] {
         [

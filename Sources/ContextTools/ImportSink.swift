@@ -57,7 +57,8 @@ public struct DatabaseSink: ImportSink {
             guard let embedder else {
                 throw StoreError.invalidValue("a row has no vector and no model was given (--model)")
             }
-            for (index, document) in zip(missing, embedder.embedDocuments(missing.map { batch[$0].text })) {
+            let template = try EmbedTemplate(store.embedTemplate)
+            for (index, document) in zip(missing, embedder.embedDocuments(missing.map { template.render(batch[$0]) })) {
                 batch[index].vector = document.vector
                 batch[index].windows = document.windows
             }

@@ -212,10 +212,15 @@ public struct ConversationBenchmark: Sendable {
         }
         let turns = try objects("turns.jsonl")
         let questions = try objects("questions.jsonl")
+        // Stored as given: the space's embedding template decides what the model reads.
+        var dates = FieldMapping()
+        dates.timeFormat = .pattern(FieldMapping.locomoDatePattern)
+        let dateReader = dates.makeTimeReader()
         let memories = turns.map { turn in
             NewMemory(
                 id: string(turn, "conv") + "/" + string(turn, "id"), user: string(turn, "conv"),
-                session: string(turn, "session"), text: string(turn, "speaker") + ": " + string(turn, "text"),
+                session: string(turn, "session"), speaker: string(turn, "speaker"), text: string(turn, "text"),
+                createdAt: dateReader?.date(from: string(turn, "date")).map { Int64($0.timeIntervalSince1970 * 1000) },
                 vector: nil)
         }
         log("loading \(memories.count) turns (embedded by the server)")

@@ -17,6 +17,8 @@ extension MemoryStore {
     ///     it is opened with and refuses any other afterwards.
     ///   - index: For a new space, nil means flat. An existing space keeps the index it was
     ///     created with; asking for another is refused.
+    ///   - embedTemplate: What the server's model embeds for a memory (`EmbedTemplate`); for a new
+    ///     space, nil means `EmbedTemplate.plain`. A space keeps its own; another is refused.
     ///   - busyTimeoutMilliseconds: How long a write waits for another process's lock on the file
     ///     before failing with `StoreError.sqlite`.
     /// - Throws: `StoreError.incompatibleDatabase` when the file's space has another dimension,
@@ -24,7 +26,7 @@ extension MemoryStore {
     ///   that does not match its memories (`check` tells more); `StoreError.sqlite`.
     public convenience init(
         path: String, dimension: Int? = nil, metric: Metric? = nil, model: String? = nil, index: SpaceIndex? = nil,
-        busyTimeoutMilliseconds: Int = 5000
+        embedTemplate: String? = nil, busyTimeoutMilliseconds: Int = 5000
     ) throws {
         var info = stat()
         if stat(path, &info) == 0, info.st_size == 0 {
@@ -48,7 +50,8 @@ extension MemoryStore {
             try database.migrate()
             let statements = try WriteStatements(database: database)
             let space = try Self.openSpace(
-                database, statements, path: path, dimension: dimension, metric: metric, model: model, index: index)
+                database, statements, path: path, dimension: dimension, metric: metric, model: model, index: index,
+                embedTemplate: embedTemplate)
             let state = try Self.load(database, space: space)
             self.init(path: path, space: space, fileLock: fileLock, statements: statements, state: state)
         } catch let error as SQLiteError {
@@ -63,13 +66,14 @@ extension MemoryStore {
         var index: SpaceIndex
         var dimension: Int?
         var entryPoint: Int32
+        var embedTemplate: String
     }
 
     /// Reads the space's settings, records those a new space takes from the caller, and
     /// refuses what contradicts the file.
     private static func openSpace(
         _ database: Database, _ statements: WriteStatements, path: String, dimension: Int?, metric: Metric?,
-        model: String?, index: SpaceIndex?
+        model: String?, index: SpaceIndex?, embedTemplate: String?
     ) throws -> Space {
         let settings = try readSettings(database)
         let spaceMetric: Metric
@@ -87,12 +91,21 @@ extension MemoryStore {
             try database.transaction {
                 try statements.set("metric", spaceMetric.rawValue)
                 for (key, value) in (index ?? .flat).settings { try statements.set(key, value) }
+                try statements.set("embed_template", embedTemplate ?? EmbedTemplate.plain)
             }
         }
         // A new space takes the index asked for (written above); an existing one keeps its own.
         let spaceIndex = settings["metric"] == nil ? index ?? .flat : try SpaceIndex(settings: settings)
         if let index, index.name != spaceIndex.name {
             throw StoreError.spaceMismatch(.index, "\(path) holds a space indexed by \(spaceIndex), not \(index.name)")
+        }
+        // A space made before templates embedded its bare text.
+        let spaceTemplate =
+            settings["metric"] == nil
+            ? embedTemplate ?? EmbedTemplate.plain : settings["embed_template"] ?? EmbedTemplate.plain
+        if let embedTemplate, embedTemplate != spaceTemplate {
+            throw StoreError.spaceMismatch(
+                .embedTemplate, "\(path) embeds memories as '\(spaceTemplate)', not '\(embedTemplate)'")
         }
         if let stored = settings["model"], let model, stored != model {
             throw StoreError.spaceMismatch(.model, "\(path) was filled by the model \(stored), not \(model)")
@@ -114,7 +127,7 @@ extension MemoryStore {
         }
         return Space(
             metric: spaceMetric, model: settings["model"] ?? model, index: spaceIndex, dimension: spaceDimension,
-            entryPoint: settings["hnsw_entry"].flatMap { Int32($0) } ?? -1)
+            entryPoint: settings["hnsw_entry"].flatMap { Int32($0) } ?? -1, embedTemplate: spaceTemplate)
     }
 
     /// Reads the windows of long texts into the windows index, each with its memory's user and

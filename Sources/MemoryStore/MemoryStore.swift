@@ -32,6 +32,9 @@ public final class MemoryStore: Sendable {
     public let model: String?
     /// The index serving searches; fixed when the space was created.
     public let index: SpaceIndex
+    /// What the server's model embeds for a memory (see `EmbedTemplate`); fixed when the space
+    /// was created.
+    public let embedTemplate: String
 
     let fileLock: FileLock
     /// The connection that writes, one writer at a time.
@@ -216,6 +219,7 @@ public final class MemoryStore: Sendable {
         self.metric = space.metric
         self.model = space.model
         self.index = space.index
+        self.embedTemplate = space.embedTemplate
         self.fileLock = fileLock
         self.writeSide = Mutex(WriteSide(statements: statements, refusal: nil))
         self.state = ReadWriteBox(state)

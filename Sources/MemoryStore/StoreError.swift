@@ -3,7 +3,7 @@ import ContextModel
 /// Why the storage engine refused or failed an operation.
 /// A setting a space is created with and keeps.
 public enum SpaceSetting: Sendable, Equatable {
-    case dimension, metric, index, model
+    case dimension, metric, index, model, embedTemplate
 }
 
 public enum StoreError: Error, Sendable, Equatable {

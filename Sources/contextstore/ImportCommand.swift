@@ -7,6 +7,10 @@ import Embedder
 import MemoryStore
 import VectorIndex
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 extension ImportFormat: ExpressibleByArgument {}
 
 /// `contextstore import`: loads memories from a file into a running server or a database file.
@@ -71,7 +75,8 @@ struct ImportCommand: AsyncParsableCommand {
             do {
                 store = try MemoryStore(
                     path: db, dimension: embedder?.dimension, metric: metric, model: embedder?.modelID,
-                    index: try indexOptions.spaceIndex())
+                    index: try indexOptions.spaceIndex(),
+                    embedTemplate: access(db, F_OK) == 0 ? nil : EmbedTemplate.serverDefault)
             } catch let error as StoreError {
                 throw fail("cannot open \(db): \(error.message)")
             }

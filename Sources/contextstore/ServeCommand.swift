@@ -47,6 +47,14 @@ struct ServeCommand: AsyncParsableCommand {
             """)
     var model: String?
 
+    @Option(
+        help: """
+            What the model embeds for a memory in a new space, e.g. "[{speaker}: ]{text}" ({text}, \
+            {speaker}, {session}, {role}, {date}; a [part] is left out when a field in it is empty). \
+            Default: \(EmbedTemplate.serverDefault). An existing space keeps its own.
+            """)
+    var embedTemplate: String?
+
     @Option(help: "Longest request line in bytes; longer lines get line_too_long and the connection is closed.")
     var maxLineBytes: Int = Limits.defaultMaximumLineBytes
 
@@ -70,6 +78,13 @@ struct ServeCommand: AsyncParsableCommand {
         try requireFlag("threads", threads, in: 1...1024)
         try requireFlag("max-connections", maxConnections, in: 1...1_000_000)
         try requireFlag("max-buffered-bytes", maxBufferedBytes, in: maxLineBytes...(1 << 40))
+        if let embedTemplate {
+            do {
+                _ = try EmbedTemplate(embedTemplate)
+            } catch {
+                throw ValidationError("--embed-template: \(error)")
+            }
+        }
     }
 
     @OptionGroup var indexOptions: IndexOptions
@@ -97,7 +112,8 @@ struct ServeCommand: AsyncParsableCommand {
             // With a model, a new space takes the model's dimension (and cosine, the default).
             store = try MemoryStore(
                 path: db, dimension: dim ?? embedder?.dimension, metric: metric, model: embedder?.modelID,
-                index: try indexOptions.spaceIndex())
+                index: try indexOptions.spaceIndex(),
+                embedTemplate: embedTemplate ?? (existed ? nil : EmbedTemplate.serverDefault))
         } catch let error as StoreError {
             if !existed { Self.remove(db) }
             throw fail("cannot open \(db): \(error.message)\(openHint(error, embedder: embedder))")

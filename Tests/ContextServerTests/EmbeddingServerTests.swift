@@ -16,9 +16,13 @@ let modelFolder = URL(fileURLWithPath: #filePath).deletingLastPathComponent().de
 let sharedEmbedder: SentenceEmbedder? = try? SentenceEmbedder(folder: modelFolder)
 
 /// A server with the real model, over a new space.
-func textServer(_ folder: TemporaryFolder) async throws -> (MemoryStore, ContextStoreServer) {
+func textServer(
+    _ folder: TemporaryFolder, embedTemplate: String? = nil
+) async throws -> (MemoryStore, ContextStoreServer) {
     let embedder = try #require(sharedEmbedder, "run scripts/fetch-model to fetch the model")
-    let store = try MemoryStore(path: folder.path + "/space.db", dimension: embedder.dimension, model: embedder.modelID)
+    let store = try MemoryStore(
+        path: folder.path + "/space.db", dimension: embedder.dimension, model: embedder.modelID,
+        embedTemplate: embedTemplate)
     let server = try await ContextStoreServer(
         store: store, embedder: embedder, configuration: ServerConfiguration(port: 0, threads: 2),
         logger: Logger(label: "test"))
@@ -26,6 +30,29 @@ func textServer(_ folder: TemporaryFolder) async throws -> (MemoryStore, Context
 }
 
 @Suite(.serialized) struct EmbeddingServerTests {
+    /// The model reads the space's template over a memory's fields; the stored text is as given.
+    @Test func theModelReadsTheTemplate() async throws {
+        let folder = TemporaryFolder()
+        let (store, server) = try await textServer(folder, embedTemplate: "[{speaker}: ]{text}")
+        let client = try await ContextStoreClient.connect(port: server.port)
+        let embedder = try #require(sharedEmbedder)
+        try await client.addBatch([
+            NewMemory(id: "said", user: "u", speaker: "Caroline", text: "I went to the support group.", vector: nil),
+            NewMemory(id: "plain", user: "u", text: "I went to the support group.", vector: nil),
+        ])
+        let said = try await client.get(user: "u", id: "said", withVector: true)
+        #expect(said.text == "I went to the support group.")
+        // As embedded, then normalized once more by the cosine space.
+        func close(_ a: [Float], _ b: [Float]) -> Bool { zip(a, b).allSatisfy { abs($0 - $1) < 1e-6 } }
+        #expect(close(said.vector, embedder.embed(["Caroline: I went to the support group."])[0]))
+        let plain = try await client.get(user: "u", id: "plain", withVector: true)
+        #expect(close(plain.vector, embedder.embed(["I went to the support group."])[0]))
+        #expect(!close(said.vector, plain.vector))
+        await client.close()
+        await server.shutdown()
+        store.close()
+    }
+
     /// A text longer than the model reads is embedded in overlapping windows, so a question
     /// about its tail finds it; past the windows' reach, the answer says how much was covered.
     @Test func aLongTextIsFoundByItsTailAndWhatNoWindowReachesIsReported() async throws {
