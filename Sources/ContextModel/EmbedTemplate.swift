@@ -12,7 +12,7 @@ public struct EmbedTemplate: Sendable, Equatable, CustomStringConvertible {
     public static let plain = "{text}"
     /// What a new space made by `serve`, `import --db` or `bench` embeds (measured on
     /// locomo-dev: docs/BENCHMARKS.md, "What the model reads").
-    public static let serverDefault = "[{speaker}: ]{text}"
+    public static let serverDefault = "[{speaker} said: ]{text}"
 
     enum Field: String, CaseIterable {
         case text, speaker, session, role, date
