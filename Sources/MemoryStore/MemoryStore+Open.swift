@@ -156,6 +156,7 @@ extension MemoryStore {
             state.windows?.upsert(
                 id: Self.windowID(key, position), user: record.user, vector: vector, attributes: record.attributes)
             record.windowCount = position
+            state.mostWindows = max(state.mostWindows, position)
             state.records[Int(handle)] = record
         }
     }

@@ -72,6 +72,10 @@ public final class MemoryStore: Sendable {
         /// Keyed by bytes, as SQLite compares text (see ExactString).
         var handles: [ExactString: Int32] = [:]
         var freeHandles: [Int32] = []
+        /// The most windows any memory stored since the space was opened has (a bound, never
+        /// lowered): a search needs the first `k` memories of its windows, which lie within its
+        /// first `k * mostWindows` window rows.
+        var mostWindows = 0
         var memoryCount = 0
         var recordBytes = 0
 
@@ -135,6 +139,7 @@ public final class MemoryStore: Sendable {
             let handle = handle(for: key)
             var record = Record(memory, seq: seq)
             record.windowCount = memoryWindows.count
+            mostWindows = max(mostWindows, memoryWindows.count)
             if let old = records[Int(handle)] {
                 recordBytes -= old.approximateBytes
                 removeWindows(key, count: old.windowCount)
@@ -316,9 +321,10 @@ public final class MemoryStore: Sendable {
                 hits = flat.search(user: user, query: query, k: k, filter: filter)
             }
             if let windows = state.windows, windows.count(user: user) > 0 {
+                let rows = min(windows.count(user: user), k * max(1, state.mostWindows))
                 hits = merging(
-                    hits, windows.search(user: user, query: query, k: windows.count(user: user), filter: filter),
-                    k: k, state: state, query: query)
+                    hits, windows.search(user: user, query: query, k: rows, filter: filter), k: k, state: state,
+                    query: query)
             }
             // From each hit to its record by handle: no id is looked up.
             return hits.compactMap { hit in
@@ -330,7 +336,7 @@ public final class MemoryStore: Sendable {
     /// The best `k` of `hits` and of the memories of `windowHits`, each memory scored by the
     /// best of its vector and its windows. Exact for the flat index: a memory among the best `k`
     /// by that score is among the best `k` by its vector or among the first `k` memories of
-    /// `windowHits` (all of the user's windows, best first).
+    /// `windowHits` (the user's best window rows, enough of them to hold `k` memories).
     private func merging(
         _ hits: [SearchHit], _ windowHits: [SearchHit], k: Int, state: borrowing State, query: [Float]
     ) -> [SearchHit] {

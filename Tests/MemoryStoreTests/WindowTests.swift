@@ -64,6 +64,38 @@ import VectorIndex
         reopened.close()
     }
 
+    /// Against brute force: each memory's best score over its vector and windows, many memories
+    /// with up to three windows each, small k (so the window rows searched are a bound, not all).
+    @Test func theMergeIsExactForTheFlatIndex() throws {
+        let store = try MemoryStore(path: temporary.path, dimension: 8, metric: .dot)
+        var generator = SystemRandomNumberGenerator()
+        func random() -> [Float] { (0..<8).map { _ in Float.random(in: -1...1, using: &generator) } }
+        var vectors: [String: [[Float]]] = [:]
+        let batch = (0..<60).map { n in
+            // A memory's windows lie close together, so its rows crowd the top of the window
+            // ranking: what a search that took only k window rows would get wrong.
+            let centre = random()
+            let windows = (0..<(n % 4)).map { _ in centre.map { $0 + Float.random(in: -0.05...0.05, using: &generator) }
+            }
+            let memory = NewMemory(id: "m\(n)", user: "u", text: "t", vector: random(), windows: windows)
+            vectors["m\(n)"] = [memory.vector!] + windows
+            return memory
+        }
+        try store.add(batch)
+        for _ in 0..<20 {
+            let query = random()
+            func dot(_ a: [Float], _ b: [Float]) -> Float { zip(a, b).reduce(0) { $0 + $1.0 * $1.1 } }
+            let best = vectors.mapValues { $0.map { dot($0, query) }.max()! }
+            for k in [1, 3, 10] {
+                let expected = best.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }.prefix(k)
+                let found = try store.search(user: "u", vector: query, k: k)
+                #expect(ids(found) == expected.map(\.key))
+                for (hit, truth) in zip(found, expected) { #expect(abs(hit.score - truth.value) < 1e-4) }
+            }
+        }
+        store.close()
+    }
+
     @Test func windowsGoWithDeleteAndForget() throws {
         let store = try MemoryStore(path: temporary.path, dimension: 4, metric: .cosine)
         func long(_ id: String, session: String) -> NewMemory {
