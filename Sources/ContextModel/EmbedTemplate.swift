@@ -84,7 +84,6 @@ public struct EmbedTemplate: Sendable, Equatable, CustomStringConvertible {
 
     /// What the model reads for `memory`.
     public func render(_ memory: NewMemory) -> String {
-        var output = ""
         func value(_ field: Field) -> String? {
             let value: String? =
                 switch field {
@@ -96,25 +95,24 @@ public struct EmbedTemplate: Sendable, Equatable, CustomStringConvertible {
                 }
             return value?.isEmpty == false ? value : nil
         }
-        for part in parts {
-            switch part {
-            case .literal(let text): output += text
-            case .field(let field): output += value(field) ?? ""
-            case .optional(let inner):
-                var rendered = ""
-                var complete = true
-                for piece in inner {
-                    switch piece {
-                    case .literal(let text): rendered += text
-                    case .field(let field):
-                        if let text = value(field) { rendered += text } else { complete = false }
-                    case .optional: break
+        /// `parts` rendered; a field without a value renders empty, or (`whole`) leaves nil.
+        func rendered(_ parts: [Part], whole: Bool) -> String? {
+            var output = ""
+            for part in parts {
+                switch part {
+                case .literal(let text): output += text
+                case .field(let field):
+                    guard let text = value(field) else {
+                        if whole { return nil }
+                        continue
                     }
+                    output += text
+                case .optional(let inner): output += rendered(inner, whole: true) ?? ""
                 }
-                if complete { output += rendered }
             }
+            return output
         }
-        return output
+        return rendered(parts, whole: false) ?? ""
     }
 
     private static let months = [

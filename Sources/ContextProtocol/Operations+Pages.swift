@@ -6,9 +6,9 @@ extension Operations {
     /// `list`: a user's memories in time order, filtered like `forget`, a page at a time.
     public enum List: WireOperation {
         public static let name = "list"
-        public static let fields: Set<String> = [
-            "user", "session", "role", "speaker", "since", "until", "where", "order", "limit", "cursor", "with_vector",
-        ]
+        public static let fields = JSONObject.memoryFilterFields.union([
+            "user", "order", "limit", "cursor", "with_vector",
+        ])
         public static func encode(_ request: ListRequest, to writer: inout JSONWriter) {
             writer.field("user")
             writer.string(request.user)

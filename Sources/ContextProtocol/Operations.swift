@@ -179,9 +179,7 @@ public enum Operations {
     /// `search`: the closest memories of one user, best first.
     public enum Search: WireOperation {
         public static let name = "search"
-        public static let fields: Set<String> = [
-            "user", "k", "query", "vector", "session", "role", "speaker", "since", "until", "ef", "exact",
-        ]
+        public static let fields = JSONObject.rowFilterFields.union(["user", "k", "query", "vector", "ef", "exact"])
         public static func encode(_ search: SearchRequest, to writer: inout JSONWriter) {
             writer.field("user")
             writer.string(search.user)
@@ -368,7 +366,7 @@ public enum Operations {
         }
 
         public static let name = "forget"
-        public static let fields: Set<String> = ["user", "session", "role", "speaker", "since", "until", "where"]
+        public static let fields = JSONObject.memoryFilterFields.union(["user"])
         public static func encode(_ arguments: Arguments, to writer: inout JSONWriter) {
             writer.field("user")
             writer.string(arguments.user)

@@ -221,9 +221,9 @@ extension NewMemory {
     }
 }
 
-/// A text longer than the server's model reads: the model embedded its first `kept` tokens of
-/// `tokens`, so what the rest says is not in its vector (split such a text into several
-/// memories to search all of it).
+/// A text longer than the server's model reads: of its `tokens`, the vectors cover the first
+/// `kept` (for `add` and `add_batch`, all its windows; for `embed`, the one vector), so what the
+/// rest says is not found by a search (split such a text into several memories).
 public struct Truncation: Sendable, Equatable {
     /// The text's position in its request (0 for `add`).
     public var index: Int

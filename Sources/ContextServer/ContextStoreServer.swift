@@ -1,4 +1,3 @@
-import ContextModel
 import ContextProtocol
 import Embedder
 import Logging
@@ -84,12 +83,6 @@ public final class ContextStoreServer: Sendable {
         guard (0...65535).contains(configuration.port) else {
             throw ServerConfigurationError("port must be between 0 and 65535, not \(configuration.port)")
         }
-        let template: EmbedTemplate
-        do {
-            template = try EmbedTemplate(store.embedTemplate)
-        } catch {
-            throw ServerConfigurationError("the space's embedding template cannot be read: \(error)")
-        }
         let socket = try ListeningSocket.open(host: configuration.host, port: configuration.port)
         self.store = store
         self.configuration = configuration
@@ -102,7 +95,7 @@ public final class ContextStoreServer: Sendable {
         computePool.start()
         let quiesce = ServerQuiescingHelper(group: group)
         let serverContext = ServerContext(
-            store: store, embedder: embedder, version: serverVersion, template: template)
+            store: store, embedder: embedder, version: serverVersion)
         let writeQueue = WriteQueue(limit: configuration.maximumQueuedWrites)
         let limits = ConnectionLimits(
             maximumConnections: configuration.maximumConnections,

@@ -12,8 +12,6 @@ struct ServerContext: Sendable {
     let store: MemoryStore
     let embedder: SentenceEmbedder?
     let version: String
-    /// What the model reads for a stored memory: the space's `EmbedTemplate`.
-    let template: EmbedTemplate
     /// Whether a `backup` is running.
     let backups = BackupFlag()
 
@@ -76,7 +74,7 @@ struct ServerContext: Sendable {
     func embedded(_ arguments: Operations.Add.Arguments) throws(ProtocolError) -> Operations.Add.Arguments {
         var arguments = arguments
         if arguments.memory.vector == nil {
-            let (documents, truncated) = try embedDocuments([template.render(arguments.memory)])
+            let (documents, truncated) = try embedDocuments([store.embedTemplate.render(arguments.memory)])
             arguments.memory.vector = documents[0].vector
             arguments.memory.windows = documents[0].windows
             arguments.truncated = truncated.first
@@ -89,7 +87,7 @@ struct ServerContext: Sendable {
         var arguments = arguments
         let missing = arguments.items.indices.filter { arguments.items[$0].vector == nil }
         guard !missing.isEmpty else { return arguments }
-        let (documents, truncated) = try embedDocuments(missing.map { template.render(arguments.items[$0]) })
+        let (documents, truncated) = try embedDocuments(missing.map { store.embedTemplate.render(arguments.items[$0]) })
         for (index, document) in zip(missing, documents) {
             arguments.items[index].vector = document.vector
             arguments.items[index].windows = document.windows
@@ -105,8 +103,7 @@ struct ServerContext: Sendable {
     ) throws(ProtocolError) -> ([SentenceEmbedder.DocumentEmbedding], [Truncation]) {
         let documents = try requireEmbedder().embedDocuments(texts)
         let truncated = documents.indices.compactMap { i in
-            documents[i].coveredTokens < documents[i].tokens
-                ? Truncation(index: i, tokens: documents[i].tokens, kept: documents[i].coveredTokens) : nil
+            documents[i].cut.map { Truncation(index: i, tokens: $0.tokens, kept: $0.covered) }
         }
         return (documents, truncated)
     }

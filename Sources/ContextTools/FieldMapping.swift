@@ -63,19 +63,33 @@ public struct FieldMapping: Sendable, Equatable {
         return reader
     }
 
+    /// What reading each row needs, made once per import: the memory field of each row field,
+    /// and the time reader (`makeTimeReader`).
+    struct Prepared {
+        let memoryField: [String: String]
+        let timeReader: DateFormatter?
+    }
+
+    func prepared() -> Prepared {
+        Prepared(
+            memoryField: Dictionary(
+                fields.map { ($0.rowField, $0.memoryField) }, uniquingKeysWith: { first, _ in first }),
+            timeReader: makeTimeReader())
+    }
+
     /// A row's fields under `add`'s names, and the row fields that went nowhere.
-    /// - Parameter timeReader: `makeTimeReader()`'s.
+    /// - Parameter prepared: `prepared()`'s.
     /// - Throws: `ImportRowError` for a time that does not match the format.
     func apply(
-        _ row: JSONObject, timeReader: DateFormatter?
+        _ row: JSONObject, prepared: Prepared
     ) throws(ImportRowError) -> (fields: JSONObject, unmapped: [String]) {
         var mapped = JSONObject()
         var unmapped: [String] = []
         var copied: [(key: String, value: JSONValue)] = []
         for (key, value) in row.fields {
-            let memoryField = fields.first { $0.rowField == key }?.memoryField
+            let memoryField = prepared.memoryField[key]
             if let memoryField {
-                mapped[memoryField] = memoryField == "created_at" ? try timeValue(value, timeReader) : value
+                mapped[memoryField] = memoryField == "created_at" ? try timeValue(value, prepared.timeReader) : value
             }
             if metadataFields.contains(key) {
                 copied.append((key, value))

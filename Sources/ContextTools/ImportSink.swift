@@ -57,8 +57,8 @@ public struct DatabaseSink: ImportSink {
             guard let embedder else {
                 throw StoreError.invalidValue("a row has no vector and no model was given (--model)")
             }
-            let template = try EmbedTemplate(store.embedTemplate)
-            for (index, document) in zip(missing, embedder.embedDocuments(missing.map { template.render(batch[$0]) })) {
+            let texts = missing.map { store.embedTemplate.render(batch[$0]) }
+            for (index, document) in zip(missing, embedder.embedDocuments(texts)) {
                 batch[index].vector = document.vector
                 batch[index].windows = document.windows
             }

@@ -94,20 +94,20 @@ struct RowCompleter {
     let stem: String
     let defaultUser: String?
     let mapping: FieldMapping
-    let timeReader: DateFormatter?
+    let prepared: FieldMapping.Prepared
 
     init(stem: String, defaultUser: String?, mapping: FieldMapping) {
         self.stem = stem
         self.defaultUser = defaultUser
         self.mapping = mapping
-        timeReader = mapping.makeTimeReader()
+        prepared = mapping.prepared()
     }
 
     func complete(_ row: JSONObject, line: Int, vector: [Float]? = nil) -> ImportRow {
         var fields: JSONObject
         let unmapped: [String]
         do throws(ImportRowError) {
-            (fields, unmapped) = try mapping.apply(row, timeReader: timeReader)
+            (fields, unmapped) = try mapping.apply(row, prepared: prepared)
         } catch {
             return ImportRow(line: line, memory: .failure(error))
         }

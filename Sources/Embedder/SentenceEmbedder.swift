@@ -41,11 +41,14 @@ public final class SentenceEmbedder: Sendable {
 
     /// How many tokens `text` has, `[CLS]` and `[SEP]` included, when that is more than the
     /// model reads at once (`maximumTokens`); nil when the model reads all of it.
-    public func tokensBeyondLimit(_ text: String) -> Int? {
-        // A token spans at least one byte of text: a text this short is never cut.
+    public func tokensBeyondLimit(_ text: String) -> Int? { allTokens(text)?.count }
+
+    /// All of `text`'s token ids, when there are more than `maximumTokens`; nil otherwise.
+    private func allTokens(_ text: String) -> [Int32]? {
+        // A token spans at least one byte of text: a text this short always fits.
         guard text.utf8.count > maximumTokens - 2 else { return nil }
-        let count = tokenizer.encode(text, maximumLength: Int.max).count
-        return count > maximumTokens ? count : nil
+        let ids = tokenizer.encode(text, maximumLength: Int.max)
+        return ids.count > maximumTokens ? ids : nil
     }
 
     /// A stored text's embeddings: `vector` of its first `maximumTokens` tokens (the model's
@@ -55,11 +58,14 @@ public final class SentenceEmbedder: Sendable {
         public var vector: [Float]
         /// Windows after the first, in order; empty for a text the model reads whole.
         public var windows: [[Float]]
-        /// The text's tokens, `[CLS]` and `[SEP]` included.
+        /// Set for a text longer than `maximumWindows` windows reach.
+        public var cut: Cut?
+    }
+
+    /// A text's tokens (`[CLS]` and `[SEP]` included) and how many of them its windows cover.
+    public struct Cut: Sendable, Equatable {
         public var tokens: Int
-        /// How many of them the vector and the windows cover (all, unless the text is longer
-        /// than `maximumWindows` windows).
-        public var coveredTokens: Int
+        public var covered: Int
     }
 
     /// The most windows (the first included) one text is embedded in: 16 cover about 3,300
@@ -76,16 +82,11 @@ public final class SentenceEmbedder: Sendable {
         let first = embed(texts)
         let width = maximumTokens - 2
         let stride = width - Self.windowOverlap
-        var documents = first.map { DocumentEmbedding(vector: $0, windows: [], tokens: 0, coveredTokens: 0) }
+        var documents = first.map { DocumentEmbedding(vector: $0, windows: [], cut: nil) }
         var windowSequences: [[Int32]] = []
         var owners: [Int] = []
         for (i, text) in texts.enumerated() {
-            guard let total = tokensBeyondLimit(text) else {
-                documents[i].tokens = min(tokenize(text).count, maximumTokens)
-                documents[i].coveredTokens = documents[i].tokens
-                continue
-            }
-            let ids = tokenizer.encode(text, maximumLength: Int.max)
+            guard let ids = allTokens(text) else { continue }
             let content = ids[1..<(ids.count - 1)]
             var start = stride
             var windows = 1
@@ -97,8 +98,8 @@ public final class SentenceEmbedder: Sendable {
                 windows += 1
                 start += stride
             }
-            documents[i].tokens = total
-            documents[i].coveredTokens = min(total, (windows - 1) * stride + width + 2)
+            let covered = (windows - 1) * stride + width + 2
+            if covered < ids.count { documents[i].cut = Cut(tokens: ids.count, covered: covered) }
         }
         for (owner, vector) in zip(owners, embedSequences(windowSequences)) { documents[owner].windows.append(vector) }
         return documents

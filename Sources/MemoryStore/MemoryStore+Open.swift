@@ -66,7 +66,7 @@ extension MemoryStore {
         var index: SpaceIndex
         var dimension: Int?
         var entryPoint: Int32
-        var embedTemplate: String
+        var embedTemplate: EmbedTemplate
     }
 
     /// Reads the space's settings, records those a new space takes from the caller, and
@@ -88,6 +88,13 @@ extension MemoryStore {
             spaceMetric = storedMetric
         } else {
             spaceMetric = metric ?? .cosine
+            if let embedTemplate {
+                do {
+                    _ = try EmbedTemplate(embedTemplate)
+                } catch {
+                    throw StoreError.invalidValue("\(error)")
+                }
+            }
             try database.transaction {
                 try statements.set("metric", spaceMetric.rawValue)
                 for (key, value) in (index ?? .flat).settings { try statements.set(key, value) }
@@ -106,6 +113,13 @@ extension MemoryStore {
         if let embedTemplate, embedTemplate != spaceTemplate {
             throw StoreError.spaceMismatch(
                 .embedTemplate, "\(path) embeds memories as '\(spaceTemplate)', not '\(embedTemplate)'")
+        }
+        // Read once, here, for every write that embeds.
+        let template: EmbedTemplate
+        do {
+            template = try EmbedTemplate(spaceTemplate)
+        } catch {
+            throw StoreError.incompatibleDatabase("\(path) holds an embedding template that cannot be read: \(error)")
         }
         if let stored = settings["model"], let model, stored != model {
             throw StoreError.spaceMismatch(.model, "\(path) was filled by the model \(stored), not \(model)")
@@ -127,7 +141,7 @@ extension MemoryStore {
         }
         return Space(
             metric: spaceMetric, model: settings["model"] ?? model, index: spaceIndex, dimension: spaceDimension,
-            entryPoint: settings["hnsw_entry"].flatMap { Int32($0) } ?? -1, embedTemplate: spaceTemplate)
+            entryPoint: settings["hnsw_entry"].flatMap { Int32($0) } ?? -1, embedTemplate: template)
     }
 
     /// Reads the windows of long texts into the windows index, each with its memory's user and

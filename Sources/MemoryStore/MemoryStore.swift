@@ -34,7 +34,7 @@ public final class MemoryStore: Sendable {
     public let index: SpaceIndex
     /// What the server's model embeds for a memory (see `EmbedTemplate`); fixed when the space
     /// was created.
-    public let embedTemplate: String
+    public let embedTemplate: EmbedTemplate
 
     let fileLock: FileLock
     /// The connection that writes, one writer at a time.

@@ -79,7 +79,7 @@ struct SessionsCommand: AsyncParsableCommand {
 struct UpdateCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "update",
-        abstract: "Change a memory's session, role, metadata or time (its text and vector stay).")
+        abstract: "Change a memory's session, role, speaker, metadata or time (its text and vector stay).")
 
     @OptionGroup var connection: ConnectionOptions
     @Option(help: "The memory's user.") var user: String

@@ -63,7 +63,7 @@ import Testing
         let path = folder.path + "/space.db"
         try MemoryStore(path: path, dimension: 2, embedTemplate: "[{speaker}: ]{text}").close()
         let reopened = try MemoryStore(path: path)
-        #expect(reopened.embedTemplate == "[{speaker}: ]{text}")
+        #expect(reopened.embedTemplate.description == "[{speaker}: ]{text}")
         reopened.close()
         #expect(
             throws: StoreError.spaceMismatch(
@@ -72,7 +72,7 @@ import Testing
         // A space made without one embeds the bare text.
         try MemoryStore(path: folder.path + "/plain.db", dimension: 2).close()
         let plain = try MemoryStore(path: folder.path + "/plain.db")
-        #expect(plain.embedTemplate == EmbedTemplate.plain)
+        #expect(plain.embedTemplate.description == EmbedTemplate.plain)
         plain.close()
     }
 }
