@@ -122,7 +122,7 @@ public struct EmbedTemplate: Sendable, Equatable, CustomStringConvertible {
 
     /// The UTC day of unix milliseconds `milliseconds`, as "8 May 2023" (days to civil date after
     /// Howard Hinnant's algorithm).
-    static func day(_ milliseconds: Int64) -> String {
+    public static func day(_ milliseconds: Int64) -> String {
         let days = Int(milliseconds.dividedRoundingDown(by: 86_400_000))
         let shifted = days + 719_468
         let era = (shifted >= 0 ? shifted : shifted - 146_096) / 146_097

@@ -20,11 +20,15 @@ public struct Memory: Sendable, Equatable {
     public var metadata: String
     /// The embedding (normalized when the space's metric is cosine). Empty when not loaded.
     public var vector: [Float]
+    /// When it expires (unix milliseconds): from then on no read returns it, and it is purged.
+    /// Nil: never.
+    public var expiresAt: Int64?
 
     public init(
         id: String, user: String, session: String? = nil, role: Role? = nil, speaker: String? = nil, text: String,
-        createdAt: Int64, metadata: String = "{}", vector: [Float]
+        createdAt: Int64, metadata: String = "{}", vector: [Float], expiresAt: Int64? = nil
     ) {
+        self.expiresAt = expiresAt
         self.id = id
         self.user = user
         self.session = session
@@ -40,6 +44,9 @@ public struct Memory: Sendable, Equatable {
 /// A memory to be added: `id` and `createdAt` are filled in by the store when nil, and `vector`
 /// by the server's embedding model (from `text`) when nil.
 public struct NewMemory: Sendable, Equatable {
+    /// The longest `ttl`: 100 years, in seconds.
+    public static let maximumTTL: Int64 = 3_155_760_000
+
     public var id: String?
     public var user: String
     public var session: String?
@@ -54,11 +61,15 @@ public struct NewMemory: Sendable, Equatable {
     /// first (which is `vector`), filled in by the server's model. A search scores the memory
     /// by the best of `vector` and these.
     public var windows: [[Float]]
+    /// Seconds from when it is stored until it expires (see `Memory.expiresAt`); nil: never.
+    public var ttl: Int64?
 
     public init(
         id: String? = nil, user: String, session: String? = nil, role: Role? = nil, speaker: String? = nil,
-        text: String, createdAt: Int64? = nil, metadata: String = "{}", vector: [Float]?, windows: [[Float]] = []
+        text: String, createdAt: Int64? = nil, metadata: String = "{}", vector: [Float]?, windows: [[Float]] = [],
+        ttl: Int64? = nil
     ) {
+        self.ttl = ttl
         self.id = id
         self.user = user
         self.session = session
@@ -72,15 +83,24 @@ public struct NewMemory: Sendable, Equatable {
     }
 }
 
-/// A search result: the memory (without its vector) and its score.
+/// A search result: the memory (without its vector), its score, and what the search asked for
+/// besides.
 public struct ScoredMemory: Sendable, Equatable {
     public var memory: Memory
-    /// Cosine similarity or inner product (higher is better), or Euclidean distance for `l2`.
+    /// By mode: cosine similarity or inner product (higher is better), or Euclidean distance for
+    /// `l2` (vector); BM25 relevance (keyword); the fused reciprocal-rank score (hybrid, and any
+    /// mode with `half_life`). Hits are ordered by it.
     public var score: Float
+    /// The parts of the score, when the search asked (`explain`).
+    public var explanation: Explanation?
+    /// The turns around it in its session, in time order (`context`), none returned before.
+    public var context: [Memory]
 
-    public init(memory: Memory, score: Float) {
+    public init(memory: Memory, score: Float, explanation: Explanation? = nil, context: [Memory] = []) {
         self.memory = memory
         self.score = score
+        self.explanation = explanation
+        self.context = context
     }
 }
 
@@ -96,11 +116,18 @@ public struct StoreStats: Sendable, Equatable {
     public var bytesOnDisk: Int64
     /// Vectors, row bookkeeping and cached memory fields held in memory (an estimate).
     public var bytesInMemory: Int
+    /// Memories past their expiry that the background purge has not deleted yet (no read
+    /// returns them; `memories` counts them).
+    public var expired: Int
+    /// Expired memories deleted by the purge, over the space's life.
+    public var purged: Int64
 
     public init(
         memories: Int, users: Int, dimension: Int?, metric: Metric, index: String, bytesOnDisk: Int64,
-        bytesInMemory: Int
+        bytesInMemory: Int, expired: Int = 0, purged: Int64 = 0
     ) {
+        self.expired = expired
+        self.purged = purged
         self.memories = memories
         self.users = users
         self.dimension = dimension

@@ -6,8 +6,11 @@ public struct RowAttributes: Sendable, Equatable {
     /// Unix milliseconds.
     public var createdAt: Int64
     public var speaker: String?
+    /// Unix milliseconds; nil: never expires.
+    public var expiresAt: Int64?
 
-    public init(session: String?, role: Role?, createdAt: Int64, speaker: String? = nil) {
+    public init(session: String?, role: Role?, createdAt: Int64, speaker: String? = nil, expiresAt: Int64? = nil) {
+        self.expiresAt = expiresAt
         self.session = session
         self.role = role
         self.createdAt = createdAt
@@ -24,6 +27,9 @@ public struct RowFilter: Sendable, Equatable {
     public var since: Int64?
     /// Inclusive upper bound on `createdAt` (unix milliseconds).
     public var until: Int64?
+    /// Rows that expire at or before this time (unix milliseconds) fail: set by the store, at
+    /// the moment of the search, while the space holds expiring memories.
+    public var liveAt: Int64?
 
     public init(
         session: String? = nil, role: Role? = nil, since: Int64? = nil, until: Int64? = nil, speaker: String? = nil
@@ -36,7 +42,9 @@ public struct RowFilter: Sendable, Equatable {
     }
 
     /// True when no condition is set, so every row matches.
-    public var isEmpty: Bool { session == nil && role == nil && since == nil && until == nil && speaker == nil }
+    public var isEmpty: Bool {
+        session == nil && role == nil && since == nil && until == nil && speaker == nil && liveAt == nil
+    }
 
     /// Whether a row with these attributes passes every condition.
     @inlinable
@@ -47,6 +55,7 @@ public struct RowFilter: Sendable, Equatable {
         if let role, row.role != role { return false }
         if let since, row.createdAt < since { return false }
         if let until, row.createdAt > until { return false }
+        if let liveAt, let expiresAt = row.expiresAt, expiresAt <= liveAt { return false }
         return true
     }
 }

@@ -188,6 +188,16 @@ extension JSONObject {
             id: id, user: try user(), session: try optionalString("session"), role: try role(),
             speaker: try optionalString("speaker"),
             text: try required("text", as: "string", \.stringValue), createdAt: try optionalTime("created_at"),
-            metadata: metadata, vector: self["vector"] == nil || self["vector"] == .null ? nil : try vector())
+            metadata: metadata, vector: self["vector"] == nil || self["vector"] == .null ? nil : try vector(),
+            ttl: try ttl())
+    }
+
+    /// `ttl`: whole seconds, 1 to `NewMemory.maximumTTL`.
+    private func ttl() throws(ProtocolError) -> Int64? {
+        guard let ttl = try optionalInt("ttl") else { return nil }
+        guard (1...NewMemory.maximumTTL).contains(ttl) else {
+            throw ProtocolError(.invalidValue, "ttl must be between 1 and \(NewMemory.maximumTTL) seconds, not \(ttl)")
+        }
+        return ttl
     }
 }

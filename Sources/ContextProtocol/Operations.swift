@@ -4,7 +4,7 @@ import ContextModel
 public enum Operations {
     /// The fields of a memory in `add` and in each item of `add_batch`.
     public static let memoryFields: Set<String> = [
-        "id", "user", "session", "role", "speaker", "text", "created_at", "metadata", "vector",
+        "id", "user", "session", "role", "speaker", "text", "created_at", "metadata", "vector", "ttl",
     ]
 
     /// `ping`: answers `"pong":true`.
@@ -179,22 +179,28 @@ public enum Operations {
     /// `search`: the closest memories of one user, best first.
     public enum Search: WireOperation {
         public static let name = "search"
-        public static let fields = JSONObject.rowFilterFields.union(["user", "k", "query", "vector", "ef", "exact"])
+        public static let fields = JSONObject.memoryFilterFields.union([
+            "user", "k", "query", "vector", "mode", "ef", "exact", "explain", "half_life", "context",
+        ])
         public static func encode(_ search: SearchRequest, to writer: inout JSONWriter) {
             writer.field("user")
             writer.string(search.user)
             writer.field("k")
             writer.int(Int64(search.k))
-            switch search.query {
-            case .text(let text):
+            if let text = search.text {
                 writer.field("query")
                 writer.string(text)
-            case .vector(let vector):
+            }
+            if let vector = search.vector {
                 // Base64 float32: a quarter of the text, and no float formatting or parsing.
                 writer.field("vector")
                 writer.string(Base64.encode(vector))
             }
-            writer.rowFilter(search.filter)
+            if let mode = search.mode {
+                writer.field("mode")
+                writer.string(mode.rawValue)
+            }
+            writer.memoryFilter(search.filter)
             if let ef = search.ef {
                 writer.field("ef")
                 writer.int(Int64(ef))
@@ -203,6 +209,18 @@ public enum Operations {
                 writer.field("exact")
                 writer.bool(true)
             }
+            if search.explain {
+                writer.field("explain")
+                writer.bool(true)
+            }
+            if let halfLife = search.halfLife {
+                writer.field("half_life")
+                writer.number(halfLife)
+            }
+            if search.context > 0 {
+                writer.field("context")
+                writer.int(Int64(search.context))
+            }
         }
         public static func decode(_ request: JSONObject) throws(ProtocolError) -> SearchRequest {
             try request.requireKnownFields(fields)
@@ -210,27 +228,50 @@ public enum Operations {
             guard (1...Int64(SearchRequest.maximumK)).contains(k) else {
                 throw ProtocolError(.kOutOfRange, "k must be between 1 and \(SearchRequest.maximumK), not \(k)")
             }
-            let filter = try request.rowFilter()
+            let filter = try request.memoryFilter()
             let user = try request.user()
             let ef = try request.optionalInt("ef")
             if let ef, !(1...Int64(SearchRequest.maximumEf)).contains(ef) {
                 throw ProtocolError(.invalidValue, "ef must be between 1 and \(SearchRequest.maximumEf), not \(ef)")
             }
-            let query: SearchQuery =
-                if request["vector"] == nil || request["vector"] == .null,
-                    let text = try request.optionalString("query")
-                {
-                    .text(text)
-                } else {
-                    .vector(try request.vector())
+            let text = try request.optionalString("query")
+            let vector = request["vector"] == nil || request["vector"] == .null ? nil : try request.vector()
+            var mode: SearchMode?
+            if let name = try request.optionalString("mode") {
+                guard let named = SearchMode(rawValue: name) else {
+                    throw ProtocolError(.invalidValue, "mode must be vector, keyword or hybrid, not '\(name)'")
                 }
+                mode = named
+            }
+            guard text != nil || vector != nil else {
+                throw ProtocolError(.missingField, "a search needs 'query' (text) or 'vector'")
+            }
+            if mode == .keyword, text == nil {
+                throw ProtocolError(.missingField, "a keyword search needs 'query' (text)")
+            }
+            if mode == .hybrid, text == nil {
+                throw ProtocolError(.missingField, "a hybrid search needs 'query' (text), and a vector or a model")
+            }
+            var halfLife: Double?
+            if let value = request["half_life"], value != .null {
+                guard let seconds = value.numberValue, seconds.isFinite, seconds > 0 else {
+                    throw ProtocolError(.invalidValue, "half_life must be a positive number of seconds")
+                }
+                halfLife = seconds
+            }
+            let context = try request.optionalInt("context") ?? 0
+            guard (0...Int64(SearchRequest.maximumContext)).contains(context) else {
+                throw ProtocolError(
+                    .invalidValue, "context must be between 0 and \(SearchRequest.maximumContext), not \(context)")
+            }
             return SearchRequest(
-                user: user, query: query, k: Int(k), filter: filter, ef: ef.map { Int($0) },
-                exact: try request.optionalBool("exact") ?? false)
+                user: user, text: text, vector: vector, mode: mode, k: Int(k), filter: filter, ef: ef.map { Int($0) },
+                exact: try request.optionalBool("exact") ?? false, explain: try request.optionalBool("explain") ?? false,
+                halfLife: halfLife, context: Int(context))
         }
         public static func encode(answer hits: [ScoredMemory], to writer: inout JSONWriter) {
             writer.field("hits")
-            writer.array(count: hits.count) { $0.memory(hits[$1].memory, score: hits[$1].score) }
+            writer.array(count: hits.count) { hits[$1].write(to: &$0) }
         }
         public static func decode(answer: JSONObject) throws(ProtocolError) -> [ScoredMemory] {
             try answer.required("hits", as: "array", \.arrayValue).map { (hit) throws(ProtocolError) in

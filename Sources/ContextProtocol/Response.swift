@@ -45,7 +45,8 @@ extension JSONWriter {
     }
 
     /// Writes a memory as an object; `vector` only when the memory carries one.
-    public mutating func memory(_ memory: Memory, score: Float? = nil) {
+    /// - Parameter more: Writes further fields (each starting with `field`) before the brace closes.
+    public mutating func memory(_ memory: Memory, score: Float? = nil, more: (inout JSONWriter) -> Void = { _ in }) {
         raw("{\"id\":")
         string(memory.id)
         if let score {
@@ -67,10 +68,15 @@ extension JSONWriter {
         field("metadata")
         // Validated and serialized by this module when it was added.
         raw(memory.metadata)
+        if let expiresAt = memory.expiresAt {
+            field("expires_at")
+            int(expiresAt)
+        }
         if !memory.vector.isEmpty {
             field("vector")
             vector(memory.vector)
         }
+        more(&self)
         raw(UInt8(ascii: "}"))
     }
 }

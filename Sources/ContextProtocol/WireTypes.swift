@@ -135,6 +135,10 @@ extension StoreStats {
         writer.int(bytesOnDisk)
         writer.field("bytes_in_memory")
         writer.int(Int64(bytesInMemory))
+        writer.field("expired")
+        writer.int(Int64(expired))
+        writer.field("purged")
+        writer.int(purged)
     }
 
     /// Reads a `stats` response.
@@ -147,7 +151,8 @@ extension StoreStats {
             memories: Int(try json.optionalInt("memories") ?? 0), users: Int(try json.optionalInt("users") ?? 0),
             dimension: try json.optionalInt("dimension").map { Int($0) }, metric: metric,
             index: try json.optionalString("index") ?? "flat", bytesOnDisk: try json.optionalInt("bytes_on_disk") ?? 0,
-            bytesInMemory: Int(try json.optionalInt("bytes_in_memory") ?? 0))
+            bytesInMemory: Int(try json.optionalInt("bytes_in_memory") ?? 0),
+            expired: Int(try json.optionalInt("expired") ?? 0), purged: try json.optionalInt("purged") ?? 0)
     }
 }
 
@@ -161,17 +166,91 @@ extension Memory {
             id: try json.required("id", as: "string", \.stringValue), user: try json.user(),
             session: try json.optionalString("session"), role: try json.role(),
             speaker: try json.optionalString("speaker"), text: try json.required("text", as: "string", \.stringValue),
-            createdAt: try json.optionalInt("created_at") ?? 0, metadata: metadata, vector: vector)
+            createdAt: try json.optionalInt("created_at") ?? 0, metadata: metadata, vector: vector,
+            expiresAt: try json.optionalInt("expires_at"))
     }
 }
 
 extension ScoredMemory {
+    /// Writes one element of a search's `hits`: the memory, its score, `explain` when it has an
+    /// explanation, `context` when it has turns around it.
+    func write(to writer: inout JSONWriter) {
+        writer.memory(memory, score: score) { writer in
+            if let explanation {
+                writer.field("explain")
+                explanation.write(to: &writer)
+            }
+            if !context.isEmpty {
+                writer.field("context")
+                writer.array(count: context.count) { $0.memory(context[$1]) }
+            }
+        }
+    }
+
     /// Reads one element of a search's `hits`.
     public init(json: JSONObject) throws(ProtocolError) {
         guard let score = json["score"]?.numberValue else {
             throw ProtocolError(.missingField, "hit without a numeric 'score'")
         }
-        self.init(memory: try Memory(json: json), score: Float(score))
+        var explanation: Explanation?
+        if let value = json["explain"], value != .null {
+            guard let object = value.objectValue else {
+                throw ProtocolError(.wrongType, "'explain' must be an object, not \(value.typeName)")
+            }
+            explanation = try Explanation(json: object)
+        }
+        var context: [Memory] = []
+        if let value = json["context"], value != .null {
+            guard case .array(let elements) = value else {
+                throw ProtocolError(.wrongType, "'context' must be an array, not \(value.typeName)")
+            }
+            for element in elements {
+                guard let object = element.objectValue else {
+                    throw ProtocolError(.wrongType, "a context turn must be an object, not \(element.typeName)")
+                }
+                context.append(try Memory(json: object))
+            }
+        }
+        self.init(memory: try Memory(json: json), score: Float(score), explanation: explanation, context: context)
+    }
+}
+
+extension Explanation {
+    /// `{"vector":{"score","rank"}|null,"keyword":{"score","rank"}|null,"neighbours","recency"}`.
+    func write(to writer: inout JSONWriter) {
+        func side(_ name: String, _ score: Float?, _ rank: Int?) {
+            writer.field(name)
+            guard let score, let rank else { return writer.null() }
+            writer.raw("{\"score\":")
+            writer.number(score)
+            writer.field("rank")
+            writer.int(Int64(rank))
+            writer.raw(UInt8(ascii: "}"))
+        }
+        writer.raw(UInt8(ascii: "{"))
+        writer.key("neighbours")
+        if let neighbours { writer.number(neighbours) } else { writer.null() }
+        side("vector", vectorScore, vectorRank)
+        side("keyword", keywordScore, keywordRank)
+        writer.field("recency")
+        if let recency { writer.number(recency) } else { writer.null() }
+        writer.raw(UInt8(ascii: "}"))
+    }
+
+    init(json: JSONObject) throws(ProtocolError) {
+        func side(_ name: String) throws(ProtocolError) -> (Float, Int)? {
+            guard let value = json[name], value != .null else { return nil }
+            guard let object = value.objectValue, let score = object["score"]?.numberValue,
+                let rank = try object.optionalInt("rank")
+            else { throw ProtocolError(.wrongType, "explain.\(name) must be {\"score\", \"rank\"}") }
+            return (Float(score), Int(rank))
+        }
+        let vector = try side("vector")
+        let keyword = try side("keyword")
+        self.init(
+            vectorScore: vector?.0, vectorRank: vector?.1, keywordScore: keyword?.0, keywordRank: keyword?.1,
+            neighbours: json["neighbours"]?.numberValue.map { Float($0) },
+            recency: json["recency"]?.numberValue.map { Float($0) })
     }
 }
 
@@ -205,6 +284,10 @@ extension NewMemory {
         }
         writer.field("metadata")
         writer.raw(metadata)
+        if let ttl {
+            writer.field("ttl")
+            writer.int(ttl)
+        }
         if let vector {
             // Base64 float32: a quarter of the text, and no float formatting or parsing.
             writer.field("vector")

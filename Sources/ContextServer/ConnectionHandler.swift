@@ -191,7 +191,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
         let server = self.context
         let answer: EventLoopFuture<[UInt8]>
         switch descriptor.placement {
-        case .eventLoop where !call.needsEmbedding:
+        case .eventLoop where !call.needsComputePool:
             return context.write(wrapOutboundOut(response(call.run(server, rid), context)), promise: nil)
         case .eventLoop, .computePool:
             // The model's work and the op's, both on the pool.
@@ -200,7 +200,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
             let (writerPool, writeQueue) = (self.writerPool, self.writeQueue)
             // The model runs on the compute pool first, so the writer thread never waits on it.
             let prepared: EventLoopFuture<Result<Call, ProtocolError>> =
-                call.needsEmbedding
+                call.needsComputePool
                 ? computePool.runIfActive(eventLoop: loop) {
                     Result { () throws(ProtocolError) in try call.embedded(server) }
                 } : loop.makeSucceededFuture(.success(call))

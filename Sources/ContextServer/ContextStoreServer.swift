@@ -35,6 +35,8 @@ public struct ServerConfiguration: Sendable {
     public var shutdownGrace: TimeAmount
     /// Event loop threads; searches run on these.
     public var threads: Int
+    /// How often expired memories are purged (on the writer thread, between writes).
+    public var purgeInterval: TimeAmount = .seconds(1)
 
     public init(
         host: String = "127.0.0.1", port: Int = 7420, maximumLineBytes: Int = Limits.defaultMaximumLineBytes,
@@ -66,6 +68,7 @@ public final class ContextStoreServer: Sendable {
     // Released before the event loops stop: its deinit completes a promise on one of them.
     private let quiesce: NIOLockedValueBox<ServerQuiescingHelper?>
     private let channel: Channel
+    private let purge: RepeatedTask
 
     /// The address the server listens on (with the real port when 0 was asked for).
     public var localAddress: SocketAddress { channel.localAddress! }
@@ -142,6 +145,17 @@ public final class ContextStoreServer: Sendable {
         self.writerPool = writerPool
         self.computePool = computePool
         self.quiesce = NIOLockedValueBox(quiesce)
+        let interval = configuration.purgeInterval
+        self.purge = group.next().scheduleRepeatedAsyncTask(initialDelay: interval, delay: interval) {
+            [store, logger] task in
+            writerPool.runIfActive(eventLoop: group.next()) {
+                do {
+                    try store.purgeExpired()
+                } catch {
+                    logger.error("purging expired memories failed", metadata: ["error": "\(error)"])
+                }
+            }
+        }
         logger.info("serving", metadata: ["address": "\(channel.localAddress!)", "db": "\(store.path)"])
     }
 
@@ -158,6 +172,9 @@ public final class ContextStoreServer: Sendable {
         // With no connections open the helper reports done before the listening socket has
         // finished closing; the loops must outlive that close.
         try? await channel.closeFuture.get()
+        let purgeStopped = group.next().makePromise(of: Void.self)
+        purge.cancel(promise: purgeStopped)
+        try? await purgeStopped.futureResult.get()
         try? await writerPool.shutdownGracefully()
         try? await computePool.shutdownGracefully()
         try? await group.shutdownGracefully()

@@ -26,20 +26,21 @@ struct OperationDescriptor: Sendable {
 
     /// A descriptor for `Op`.
     /// - Parameters:
-    ///   - needsEmbedding: Whether a request leaves text for the model to embed; such a call runs
-    ///     `embed` on the compute pool before it runs at `placement`.
+    ///   - needsComputePool: Whether a request has work for the compute pool: text for the model to
+    ///     embed (a writing op runs `embed` there before it runs at `placement`), or SQL to read
+    ///     (an event-loop op then runs there whole).
     ///   - embed: Fills in what the model computes; it must leave no text for `handle`.
     ///   - handle: Runs the op; a thrown `ProtocolError` or `StoreError` is the answer.
     init<Op: WireOperation>(
         _ op: Op.Type, runs placement: Placement,
-        needsEmbedding: @escaping @Sendable (Op.Arguments) -> Bool = { _ in false },
+        needsComputePool: @escaping @Sendable (Op.Arguments) -> Bool = { _ in false },
         embed: @escaping @Sendable (Op.Arguments, ServerContext) throws(ProtocolError) -> Op.Arguments = { a, _ in a },
         handle: @escaping @Sendable (Op.Arguments, ServerContext) throws -> Op.Answer
     ) {
         name = Op.name
         self.placement = placement
         decode = { (object) throws(ProtocolError) in
-            Call.bind(try Op.decode(object), Op.self, needsEmbedding: needsEmbedding, embed: embed, handle: handle)
+            Call.bind(try Op.decode(object), Op.self, needsComputePool: needsComputePool, embed: embed, handle: handle)
         }
     }
 }
@@ -47,21 +48,21 @@ struct OperationDescriptor: Sendable {
 /// A decoded request bound to its op's handler, ready to run.
 struct Call: Sendable {
     /// Whether text is left to embed (run `embedded` on the compute pool first).
-    let needsEmbedding: Bool
+    let needsComputePool: Bool
     /// Runs the model over the request's text; the result needs no embedding.
     let embedded: @Sendable (ServerContext) throws(ProtocolError) -> Call
     /// Runs the op and encodes its answer line, success or failure.
     let run: @Sendable (ServerContext, _ rid: JSONValue?) -> [UInt8]
 
     static func bind<Op: WireOperation>(
-        _ arguments: Op.Arguments, _ op: Op.Type, needsEmbedding: @escaping @Sendable (Op.Arguments) -> Bool,
+        _ arguments: Op.Arguments, _ op: Op.Type, needsComputePool: @escaping @Sendable (Op.Arguments) -> Bool,
         embed: @escaping @Sendable (Op.Arguments, ServerContext) throws(ProtocolError) -> Op.Arguments,
         handle: @escaping @Sendable (Op.Arguments, ServerContext) throws -> Op.Answer
     ) -> Call {
         Call(
-            needsEmbedding: needsEmbedding(arguments),
+            needsComputePool: needsComputePool(arguments),
             embedded: { (context) throws(ProtocolError) in
-                bind(try embed(arguments, context), op, needsEmbedding: { _ in false }, embed: embed, handle: handle)
+                bind(try embed(arguments, context), op, needsComputePool: { _ in false }, embed: embed, handle: handle)
             },
             run: { context, rid in
                 do {
@@ -85,15 +86,22 @@ enum OperationTable {
         OperationDescriptor(Operations.Ping.self, runs: .eventLoop) { _, _ in Nothing() },
         OperationDescriptor(Operations.Hello.self, runs: .eventLoop) { _, context in context.hello() },
         OperationDescriptor(
-            Operations.Add.self, runs: .writer, needsEmbedding: { $0.memory.vector == nil },
+            Operations.Add.self, runs: .writer, needsComputePool: { $0.memory.vector == nil },
             embed: { (arguments, context) throws(ProtocolError) in try context.embedded(arguments) },
             handle: { arguments, context in try context.add(arguments) }),
         OperationDescriptor(
-            Operations.AddBatch.self, runs: .writer, needsEmbedding: { $0.items.contains { $0.vector == nil } },
+            Operations.AddBatch.self, runs: .writer, needsComputePool: { $0.items.contains { $0.vector == nil } },
             embed: { (arguments, context) throws(ProtocolError) in try context.embedded(arguments) },
             handle: { arguments, context in try context.addBatch(arguments) }),
         OperationDescriptor(
-            Operations.Search.self, runs: .eventLoop, needsEmbedding: { $0.query.vector == nil },
+            // A vector search reads the indexes in memory; text to embed and keyword or metadata
+            // reads through SQL go to the pool.
+            Operations.Search.self, runs: .eventLoop,
+            needsComputePool: { search in
+                let keywords = search.text != nil && search.mode != .vector
+                let toEmbed = search.text != nil && search.vector == nil
+                return keywords || toEmbed || !search.filter.metadata.isEmpty
+            },
             embed: { (search, context) throws(ProtocolError) in try context.embedded(search) },
             handle: { search, context in try context.search(search) }),
         OperationDescriptor(Operations.Get.self, runs: .eventLoop) { request, context in try context.get(request) },

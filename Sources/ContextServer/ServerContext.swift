@@ -118,11 +118,15 @@ struct ServerContext: Sendable {
         return (embedder.embed(texts), truncated)
     }
 
-    /// The search with its query text embedded.
+    /// The search with its mode settled and, where that mode needs a vector the client did not
+    /// send, its query text embedded.
     func embedded(_ search: SearchRequest) throws(ProtocolError) -> SearchRequest {
-        guard case .text(let text) = search.query else { return search }
         var search = search
-        search.query = .vector(try requireEmbedder().embed([text])[0])
+        let mode = search.resolvedMode(canEmbed: embedder != nil)
+        search.mode = mode
+        if mode != .keyword, search.vector == nil, let text = search.text {
+            search.vector = try requireEmbedder().embed([text])[0]
+        }
         return search
     }
 

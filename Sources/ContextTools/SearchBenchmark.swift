@@ -12,8 +12,8 @@ struct BenchQuery: Sendable {
     var search: SearchRequest
     /// The ids that count as correct (ground truth top k, or evidence turns).
     var relevant: [String]
-    /// A label to report recall by (question category), or nil.
-    var group: String?
+    /// Labels to report recall by (question category, conversation).
+    var groups: [String] = []
 }
 
 /// Per-query outcome: the ids returned, best first, and the latency.
@@ -75,9 +75,9 @@ enum QueryRunner {
         }
         let pairs = Array(zip(queries, outcomes))
         for k in ks { figures.append(("recall@\(k)", recall(k, pairs))) }
-        let groups = queries.compactMap(\.group).uniqued().sorted()
+        let groups = queries.flatMap(\.groups).uniqued().sorted()
         for group in groups {
-            let members = pairs.filter { $0.0.group == group }
+            let members = pairs.filter { $0.0.groups.contains(group) }
             for k in ks { figures.append(("recall@\(k) \(group)", recall(k, members))) }
             figures.append(("questions \(group)", Double(members.count)))
         }
@@ -154,7 +154,7 @@ public struct VectorBenchmark: Sendable {
                 BenchQuery(
                     search: SearchRequest(user: user, query: .vector(queryFile.row(row)), k: k, ef: ef),
                     relevant: truth[row],
-                    group: nil)
+                    groups: [])
             }
             log("running \(queries.count) queries over \(concurrency) connections\(ef.map { ", ef \($0)" } ?? "")")
             let (outcomes, seconds) = try await QueryRunner.run(queries, concurrency: concurrency, connect: connect)
@@ -182,17 +182,19 @@ public struct VectorBenchmark: Sendable {
 }
 
 /// Conversation mode: a LoCoMo-format folder (`turns.jsonl`, `questions.jsonl`); each
-/// conversation is one user, each question is asked as text in its conversation's scope, and
-/// evidence recall is reported per question category.
+/// conversation is one user, each question is asked as text in its conversation's scope, once per
+/// search mode, and evidence recall is reported per mode, question category and conversation.
 public struct ConversationBenchmark: Sendable {
     public var folder: String
     public var k: Int
     public var concurrency: Int
+    public var modes: [SearchMode]
 
-    public init(folder: String, k: Int, concurrency: Int) {
+    public init(folder: String, k: Int, concurrency: Int, modes: [SearchMode] = [.hybrid]) {
         self.folder = folder
         self.k = k
         self.concurrency = concurrency
+        self.modes = modes
     }
 
     public func run(
@@ -237,37 +239,42 @@ public struct ConversationBenchmark: Sendable {
         await client.close()
 
         let ks = [5, 10, 20, k].uniqued().sorted()
-        let queries = questions.map { question in
-            let conv = string(question, "conv")
-            let evidence: [String] =
-                if case .array(let ids) = question["evidence"] {
-                    ids.compactMap { if case .string(let id) = $0 { conv + "/" + id } else { nil } }
-                } else { [] }
-            let category: String =
-                switch question["category"] {
-                case .integer(let number): "category \(number)"
-                case .number(let number): "category \(number)"
-                case .string(let text): "category \(text)"
-                default: "category ?"
-                }
-            return BenchQuery(
-                search: SearchRequest(user: conv, query: .text(string(question, "text")), k: ks.last!),
-                relevant: evidence,
-                group: category)
+        var figures: [(key: String, value: Double)] = []
+        var curve: [(qps: Double, recall: Double)] = []
+        for mode in modes {
+            let queries = questions.map { question in
+                let conv = string(question, "conv")
+                let evidence: [String] =
+                    if case .array(let ids) = question["evidence"] {
+                        ids.compactMap { if case .string(let id) = $0 { conv + "/" + id } else { nil } }
+                    } else { [] }
+                let category: String =
+                    switch question["category"] {
+                    case .integer(let number): "category \(number)"
+                    case .number(let number): "category \(number)"
+                    case .string(let text): "category \(text)"
+                    default: "category ?"
+                    }
+                return BenchQuery(
+                    search: SearchRequest(user: conv, text: string(question, "text"), mode: mode, k: ks.last!),
+                    relevant: evidence, groups: [category, conv])
+            }
+            log("asking \(queries.count) questions (\(mode.rawValue)) over \(concurrency) connections")
+            let (outcomes, seconds) = try await QueryRunner.run(queries, concurrency: concurrency, connect: connect)
+            let modeFigures = QueryRunner.figures(queries, outcomes, seconds: seconds, ks: ks)
+            figures += modeFigures.map { ("\(mode.rawValue) \($0.key)", $0.value) }
+            let qps = modeFigures.first { $0.key == "queries_per_second" }!.value
+            curve.append((qps, modeFigures.first { $0.key == "recall@\(k)" }!.value))
         }
-        log("asking \(queries.count) questions over \(concurrency) connections")
-        let (outcomes, seconds) = try await QueryRunner.run(queries, concurrency: concurrency, connect: connect)
-        var figures = QueryRunner.figures(queries, outcomes, seconds: seconds, ks: ks)
         figures.append(("turns", Double(memories.count)))
         figures.append(("load_turns_per_second", loadSeconds > 0 ? Double(memories.count) / loadSeconds : 0))
-        let qps = figures.first { $0.key == "queries_per_second" }!.value
-        let recall = figures.first { $0.key == "recall@\(k)" }!.value
         return BenchResult(
             name: name, mode: "conversation",
             settings: [
-                ("conversations", folder), ("k", String(k)), ("concurrency", String(concurrency)), ("search", "vector"),
-                ("model", model), ("index", hello.index), ("server", "\(hello.server) \(hello.version)"),
+                ("conversations", folder), ("k", String(k)), ("concurrency", String(concurrency)),
+                ("search", modes.map(\.rawValue).joined(separator: ",")), ("model", model), ("index", hello.index),
+                ("server", "\(hello.server) \(hello.version)"),
             ],
-            figures: figures, curve: [(qps, recall)])
+            figures: figures, curve: curve)
     }
 }

@@ -1,7 +1,18 @@
+/// One step of the schema: SQL, and for a step that derives rows from what is stored, the
+/// code that writes them (in the same transaction), reporting progress through `log`.
+struct Migration: Sendable {
+    let sql: String
+    var fill: (@Sendable (Database, _ log: (String) -> Void) throws -> Void)?
+}
+
+extension Migration: ExpressibleByStringLiteral {
+    init(stringLiteral sql: String) { self.sql = sql }
+}
+
 /// The on-disk schema, as numbered migrations. `PRAGMA user_version` records how many have been
 /// applied; a database newer than this code is refused rather than misread.
 extension Database {
-    static let migrations: [String] = [
+    static let migrations: [Migration] = [
         // 1: the memory space's settings and its memories.
         """
         CREATE TABLE space (
@@ -72,10 +83,24 @@ extension Database {
         """
         ALTER TABLE memories ADD COLUMN speaker TEXT;
         """,
+        // 7: the keyword index (see KeywordIndex), filled from the memories already stored.
+        Migration(
+            sql: """
+                CREATE VIRTUAL TABLE memory_terms USING fts5(
+                    scope, speaker, text, day, tokenize = '\(KeywordIndex.tokenizer)');
+                """,
+            fill: { database, log in try KeywordIndex.fill(database, log: log) }),
+        // 8: when a memory expires (unix ms; null: never), and the expiring ones in that order for
+        // the purge.
+        """
+        ALTER TABLE memories ADD COLUMN expires_at INTEGER;
+        CREATE INDEX memories_expiring ON memories(expires_at) WHERE expires_at IS NOT NULL;
+        """,
     ]
 
     /// Applies the migrations this database lacks, each in its own transaction.
-    func migrate() throws {
+    /// - Parameter log: Where a long migration reports its progress.
+    func migrate(log: (String) -> Void = { _ in }) throws {
         let current = Int(try scalarInt("PRAGMA user_version"))
         guard current <= Self.migrations.count else {
             throw StoreError.incompatibleDatabase(
@@ -83,7 +108,8 @@ extension Database {
         }
         for version in current..<Self.migrations.count {
             try transaction {
-                try execute(Self.migrations[version])
+                try execute(Self.migrations[version].sql)
+                try Self.migrations[version].fill?(self, log)
                 try execute("PRAGMA user_version = \(version + 1)")
             }
         }

@@ -4,6 +4,8 @@ import CSQLite
 final class Database {
     private var handle: OpaquePointer?
     let path: String
+    /// Statements kept prepared for reuse, by SQL text (see `cachedStatement`).
+    private var statements: [String: Statement] = [:]
 
     /// Opens (creating if needed) the database file at `path`, or opens an existing one for
     /// reading only.
@@ -52,6 +54,16 @@ final class Database {
     /// Compiles a statement for repeated use.
     func prepare(_ sql: String) throws -> Statement {
         try Statement(connection: connection, sql: sql)
+    }
+
+    /// A prepared statement for `sql`, kept for the next call with the same text (at most 64
+    /// are kept). The caller resets it when done, so it holds no read transaction open.
+    func cachedStatement(_ sql: String) throws -> Statement {
+        if let statement = statements[sql] { return statement }
+        if statements.count >= 64 { statements.removeAll() }
+        let statement = try prepare(sql)
+        statements[sql] = statement
+        return statement
     }
 
     /// Reads a single integer, e.g. from a PRAGMA.
@@ -104,6 +116,7 @@ final class Database {
     /// Closes the connection. Safe to call twice.
     func close() {
         guard let handle else { return }
+        statements.removeAll()
         sqlite3_close_v2(handle)
         self.handle = nil
     }

@@ -24,10 +24,11 @@ extension MemoryStore {
     /// - Parameter withVector: Include each memory's vector (normalized, for cosine); without
     ///   it the vectors are empty.
     public func get(user: String, ids: [String], withVector: Bool) -> [Memory?] {
-        state.read { state in
+        let now = Clock.nowMilliseconds()
+        return state.read { state in
             ids.map { id in
                 let key = Self.key(user: user, id: id)
-                guard let record = state.record(key: key) else { return nil }
+                guard let record = state.record(key: key), !record.expired(at: now) else { return nil }
                 return record.memory(vector: withVector ? state.flat?.vector(id: key) ?? [] : [])
             }
         }
@@ -39,7 +40,8 @@ extension MemoryStore {
         precondition(request.limit > 0)
         var arguments: StatementArguments = []
         var sql = "SELECT \(SQL.memoryColumns)\(request.withVector ? ", embedding" : "") FROM memories WHERE "
-        sql += SQL.condition(user: request.user, filter: request.filter, arguments: &arguments)
+        sql += SQL.condition(
+            user: request.user, filter: request.filter, now: Clock.nowMilliseconds(), arguments: &arguments)
         if let cursor = request.cursor {
             guard let position = ListCursor(cursor) else {
                 throw StoreError.invalidValue("'\(cursor)' is not a cursor of this server (pass next_cursor as given)")
@@ -60,7 +62,7 @@ extension MemoryStore {
                 guard memories.count < request.limit else {
                     return ListPage(memories: memories, nextCursor: last?.description)
                 }
-                let memory = SQL.memory(rows, vector: request.withVector ? rows.floats(at: 9) : [])
+                let memory = SQL.memory(rows, vector: request.withVector ? rows.floats(at: 10) : [])
                 last = ListCursor(createdAt: memory.createdAt, seq: rows.int64(at: 7))
                 memories.append(memory)
             }
@@ -74,7 +76,7 @@ extension MemoryStore {
         precondition(limit > 0)
         return try withReader { database in
             let rows = try database.prepare(SQL.sessions)
-            try rows.bind([user, Int64(limit + 1)])
+            try rows.bind([user, Int64(limit + 1), Clock.nowMilliseconds()])
             var sessions: [SessionSummary] = []
             while try rows.step() {
                 guard sessions.count < limit else { return (sessions, true) }

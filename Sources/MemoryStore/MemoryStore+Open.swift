@@ -21,12 +21,13 @@ extension MemoryStore {
     ///     space, nil means `EmbedTemplate.plain`. A space keeps its own; another is refused.
     ///   - busyTimeoutMilliseconds: How long a write waits for another process's lock on the file
     ///     before failing with `StoreError.sqlite`.
+    ///   - log: Where a long migration of an older file reports its progress.
     /// - Throws: `StoreError.incompatibleDatabase` when the file's space has another dimension,
     ///   metric or index than the one asked for, a schema newer than this code, or a stored graph
     ///   that does not match its memories (`check` tells more); `StoreError.sqlite`.
     public convenience init(
         path: String, dimension: Int? = nil, metric: Metric? = nil, model: String? = nil, index: SpaceIndex? = nil,
-        embedTemplate: String? = nil, busyTimeoutMilliseconds: Int = 5000
+        embedTemplate: String? = nil, busyTimeoutMilliseconds: Int = 5000, log: @Sendable (String) -> Void = { _ in }
     ) throws {
         var info = stat()
         if stat(path, &info) == 0, info.st_size == 0 {
@@ -47,7 +48,7 @@ extension MemoryStore {
             for setting in SQL.connectionSettings(busyTimeoutMilliseconds: busyTimeoutMilliseconds) {
                 try database.execute(setting)
             }
-            try database.migrate()
+            try database.migrate(log: log)
             let statements = try WriteStatements(database: database)
             let space = try Self.openSpace(
                 database, statements, path: path, dimension: dimension, metric: metric, model: model, index: index,
@@ -148,17 +149,11 @@ extension MemoryStore {
     /// filter attributes.
     private static func loadWindows(_ database: Database, into state: inout State, dimension: Int) throws {
         let rows = try database.prepare(SQL.windows)
-        var handleOfSeq: [Int64: Int32] = [:]
         while try rows.step() {
-            if handleOfSeq.isEmpty {
-                for (handle, record) in state.records.enumerated() {
-                    if let record { handleOfSeq[record.seq] = Int32(handle) }
-                }
-            }
             let seq = rows.int64(at: 0)
             let position = Int(rows.int64(at: 1))
             let vector = rows.floats(at: 2)
-            guard let handle = handleOfSeq[seq], var record = state.records[Int(handle)] else {
+            guard let handle = state.handleOfSeq[seq], var record = state.records[Int(handle)] else {
                 throw StoreError.incompatibleDatabase(
                     "a window of memory row \(seq) has no memory (run contextstore check)")
             }
@@ -187,6 +182,7 @@ extension MemoryStore {
     /// Reads every memory (and graph node) of the file into the in-memory indexes.
     static func load(_ database: Database, space: Space) throws -> State {
         var state = State()
+        state.purged = Int64(try readSettings(database)["purged"] ?? "") ?? 0
         guard let dimension = space.dimension else { return state }
         state.makeIndexes(dimension: dimension, metric: space.metric, index: space.index)
         // Room for every row up front: growing 150 MB of arrays by doubling cost a third of the
@@ -213,7 +209,8 @@ extension MemoryStore {
                 id: id, user: rows.string(at: 1) ?? "", session: rows.string(at: 2),
                 role: rows.string(at: 3).flatMap(Role.init(rawValue:)), speaker: rows.string(at: 11),
                 text: rows.string(at: 4) ?? "",
-                createdAt: rows.int64(at: 5), metadata: rows.string(at: 6) ?? "{}", vector: rows.floats(at: 7))
+                createdAt: rows.int64(at: 5), metadata: rows.string(at: 6) ?? "{}", vector: rows.floats(at: 7),
+                expiresAt: rows.isNull(at: 12) ? nil : rows.int64(at: 12))
             guard memory.vector.count == dimension else {
                 throw StoreError.incompatibleDatabase(
                     "memory \(id) has \(memory.vector.count) components, space has \(dimension)")
@@ -230,9 +227,8 @@ extension MemoryStore {
                     try state.graph?.restore(
                         slot: Int32(truncatingIfNeeded: rows.int64(at: 9)), id: key, user: memory.user,
                         vector: memory.vector,
-                        attributes: RowAttributes(
-                            session: memory.session, role: memory.role, createdAt: memory.createdAt,
-                            speaker: memory.speaker),
+                        attributes: state.records[Int(handle)]?.attributes
+                            ?? RowAttributes(session: nil, role: nil, createdAt: 0),
                         record: rows.int32s(at: 10), handle: handle)
                 } catch {
                     throw StoreError.incompatibleDatabase("\(error) (run contextstore check)")

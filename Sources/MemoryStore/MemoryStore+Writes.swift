@@ -142,10 +142,17 @@ extension MemoryStore {
                     }
                     return try Self.storable(window, metric: metric)
                 })
+            var expiresAt: Int64?
+            if let ttl = item.ttl {
+                guard ttl > 0, ttl <= NewMemory.maximumTTL else {
+                    throw StoreError.invalidValue("ttl must be between 1 and \(NewMemory.maximumTTL) seconds, not \(ttl)")
+                }
+                expiresAt = now + ttl * 1000
+            }
             return Memory(
                 id: item.id ?? MemoryID.generate(), user: item.user, session: item.session, role: item.role,
                 speaker: item.speaker, text: item.text, createdAt: item.createdAt ?? now, metadata: item.metadata,
-                vector: try Self.storable(vector, metric: metric))
+                vector: try Self.storable(vector, metric: metric), expiresAt: expiresAt)
         }
         return (memories, windows)
     }
@@ -205,7 +212,7 @@ extension MemoryStore {
             try rebuildingGraphOnFailure(statements) {
                 try statements.database.transaction {
                     try statements.setWindows(memory: seq, [])
-                    let deleted = try statements.delete(user: user, id: id)
+                    let deleted = try statements.delete(user: user, id: id, seq: seq)
                     // The index and the table must agree on what was deleted; if they do not, nothing is.
                     guard deleted == 1 else {
                         throw StoreError.sqlite("deleting '\(id)' changed \(deleted) rows, not 1")
@@ -237,6 +244,13 @@ extension MemoryStore {
                     metadata: changes.metadata ?? current.metadata,
                     createdAt: changes.createdAt ?? current.createdAt)
                 guard changed == 1 else { throw StoreError.sqlite("updating '\(id)' changed \(changed) rows, not 1") }
+                // The keyword row holds the speaker and the day.
+                if changes.speaker != nil || changes.createdAt != nil {
+                    var memory = current.memory(vector: [])
+                    if let speaker = changes.speaker { memory.speaker = speaker }
+                    if let createdAt = changes.createdAt { memory.createdAt = createdAt }
+                    try statements.index(memory, seq: current.seq)
+                }
             }
             return state.write { $0.update(key: key, changes) }
         }
@@ -270,7 +284,7 @@ extension MemoryStore {
     private func forget(user: String, matching filter: MemoryFilter) throws -> Int {
         var arguments: StatementArguments = []
         let sql =
-            "DELETE FROM memories WHERE \(SQL.condition(user: user, filter: filter, arguments: &arguments)) RETURNING id, seq"
+            "DELETE FROM memories WHERE \(SQL.condition(user: user, filter: filter, now: Clock.nowMilliseconds(), arguments: &arguments)) RETURNING id, seq"
         return try withWriter { statements in
             var keys: [String] = []
             try rebuildingGraphOnFailure(statements) {
@@ -282,7 +296,10 @@ extension MemoryStore {
                         keys.append(Self.key(user: user, id: deleted.string(at: 0) ?? ""))
                         seqs.append(deleted.int64(at: 1))
                     }
-                    for seq in seqs { try statements.setWindows(memory: seq, []) }
+                    for seq in seqs {
+                        try statements.setWindows(memory: seq, [])
+                        try statements.unindex(seq: seq)
+                    }
                     // The index and the table must agree on what was deleted; if they do not, nothing is.
                     if let missing = state.read({ state in keys.first { state.record(key: $0) == nil } }) {
                         throw StoreError.sqlite("a deleted row (\(missing)) is not in the index")
@@ -295,6 +312,57 @@ extension MemoryStore {
                     state.dropRecord(key)
                     state.flat?.remove(id: key)
                 }
+            }
+            return keys.count
+        }
+    }
+
+    /// Deletes memories that have expired by `now`, the longest expired first, at most `limit`
+    /// of them, in one transaction with their windows, keyword rows and graph nodes; adds them
+    /// to the `purged` count. Returns how many went.
+    @discardableResult
+    public func purgeExpired(now: Int64 = Clock.nowMilliseconds(), limit: Int = 10_000) throws -> Int {
+        guard state.read({ $0.expiring > 0 }) else { return 0 }
+        // Most calls find nothing due: an index probe on the reading connection, no write.
+        let due = try withReader { database in
+            let probe = try database.cachedStatement(SQL.anyExpired)
+            try probe.bind([now])
+            defer { probe.reset() }
+            return try probe.step()
+        }
+        guard due else { return 0 }
+        return try withWriter { statements in
+            var keys: [String] = []
+            var purged: Int64 = 0
+            try rebuildingGraphOnFailure(statements) {
+                try statements.database.transaction {
+                    let deleted = try statements.database.prepare(SQL.purgeExpired)
+                    try deleted.bind([now, Int64(limit)])
+                    var seqs: [Int64] = []
+                    while try deleted.step() {
+                        keys.append(Self.key(user: deleted.string(at: 0) ?? "", id: deleted.string(at: 1) ?? ""))
+                        seqs.append(deleted.int64(at: 2))
+                    }
+                    guard !seqs.isEmpty else { return }
+                    for seq in seqs {
+                        try statements.setWindows(memory: seq, [])
+                        try statements.unindex(seq: seq)
+                    }
+                    if let missing = state.read({ state in keys.first { state.record(key: $0) == nil } }) {
+                        throw StoreError.sqlite("a purged row (\(missing)) is not in the index")
+                    }
+                    try unlink(keys, statements)
+                    purged = state.read { $0.purged } + Int64(keys.count)
+                    try statements.set("purged", String(purged))
+                }
+            }
+            guard !keys.isEmpty else { return 0 }
+            state.write { state in
+                for key in keys {
+                    state.dropRecord(key)
+                    state.flat?.remove(id: key)
+                }
+                state.purged = purged
             }
             return keys.count
         }

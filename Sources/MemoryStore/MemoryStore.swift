@@ -78,6 +78,18 @@ public final class MemoryStore: Sendable {
         var mostWindows = 0
         var memoryCount = 0
         var recordBytes = 0
+        /// The handle of each memory row (`seq`): how a keyword hit, which names a row, finds
+        /// its record.
+        var handleOfSeq: [Int64: Int32] = [:]
+        /// Each session's memories in time order (ties by `seq`), keyed by
+        /// `MemoryStore.key(user:id:)` of user and session: the neighbouring turns of a hit.
+        /// Memories without a session have no neighbours.
+        var sessionTurns: [ExactString: [Int32]] = [:]
+        /// How many records expire (have an `expiresAt`): while there are any, searches skip
+        /// the expired.
+        var expiring = 0
+        /// Expired memories purged over the space's life (the setting `purged`).
+        var purged: Int64 = 0
 
         /// The record stored under `key` (see `MemoryStore.key`), if there is one.
         func record(key: String) -> Record? {
@@ -117,6 +129,7 @@ public final class MemoryStore: Sendable {
         mutating func update(key: String, _ changes: MemoryChanges) -> Memory? {
             guard let handle = handles[ExactString(key)], var record = records[Int(handle)] else { return nil }
             recordBytes -= record.approximateBytes
+            removeTurn(handle, record)
             if let session = changes.session { record.session = session }
             if let role = changes.role { record.role = role }
             if let speaker = changes.speaker { record.speaker = speaker }
@@ -124,6 +137,7 @@ public final class MemoryStore: Sendable {
             if let createdAt = changes.createdAt { record.createdAt = createdAt }
             records[Int(handle)] = record
             recordBytes += record.approximateBytes
+            insertTurn(handle, record)
             flat?.setAttributes(id: key, record.attributes)
             graph?.setAttributes(id: key, record.attributes)
             for position in 0..<record.windowCount {
@@ -141,8 +155,7 @@ public final class MemoryStore: Sendable {
             record.windowCount = memoryWindows.count
             mostWindows = max(mostWindows, memoryWindows.count)
             if let old = records[Int(handle)] {
-                recordBytes -= old.approximateBytes
-                removeWindows(key, count: old.windowCount)
+                forgetRow(handle, old)
             } else {
                 memoryCount += 1
             }
@@ -153,6 +166,9 @@ public final class MemoryStore: Sendable {
             }
             records[Int(handle)] = record
             recordBytes += record.approximateBytes
+            handleOfSeq[seq] = handle
+            insertTurn(handle, record)
+            if record.expiresAt != nil { expiring += 1 }
             flat?.upsert(
                 id: key, user: memory.user, vector: memory.vector, attributes: record.attributes, handle: handle)
         }
@@ -161,16 +177,73 @@ public final class MemoryStore: Sendable {
         mutating func dropRecord(_ key: String) {
             guard let handle = handles.removeValue(forKey: ExactString(key)) else { return }
             if let old = records[Int(handle)] {
-                recordBytes -= old.approximateBytes
+                forgetRow(handle, old)
                 memoryCount -= 1
-                removeWindows(key, count: old.windowCount)
             }
             records[Int(handle)] = nil
             freeHandles.append(handle)
         }
 
-        private mutating func removeWindows(_ key: String, count: Int) {
-            for position in 0..<count { windows?.remove(id: MemoryStore.windowID(key, position + 1)) }
+        /// Takes out what `record`, at `handle`, adds to the state besides itself.
+        private mutating func forgetRow(_ handle: Int32, _ record: Record) {
+            recordBytes -= record.approximateBytes
+            handleOfSeq[record.seq] = nil
+            removeTurn(handle, record)
+            if record.expiresAt != nil { expiring -= 1 }
+            let key = MemoryStore.key(user: record.user, id: record.id)
+            for position in 0..<record.windowCount { windows?.remove(id: MemoryStore.windowID(key, position + 1)) }
+        }
+
+        /// Where `record` is, or belongs, in its session's turns.
+        private func turnPosition(_ record: Record, in turns: [Int32]) -> Int {
+            var low = 0
+            var high = turns.count
+            while low < high {
+                let middle = (low + high) / 2
+                guard let other = records[Int(turns[middle])] else { preconditionFailure("a turn without a record") }
+                if (other.createdAt, other.seq) < (record.createdAt, record.seq) {
+                    low = middle + 1
+                } else {
+                    high = middle
+                }
+            }
+            return low
+        }
+
+        private mutating func insertTurn(_ handle: Int32, _ record: Record) {
+            guard let session = record.session else { return }
+            let key = ExactString(MemoryStore.key(user: record.user, id: session))
+            var turns = sessionTurns.removeValue(forKey: key) ?? []
+            // Turns mostly arrive in time order: an append.
+            if let last = turns.last, let newest = records[Int(last)],
+                (newest.createdAt, newest.seq) > (record.createdAt, record.seq)
+            {
+                turns.insert(handle, at: turnPosition(record, in: turns))
+            } else {
+                turns.append(handle)
+            }
+            sessionTurns[key] = turns
+        }
+
+        private mutating func removeTurn(_ handle: Int32, _ record: Record) {
+            guard let session = record.session else { return }
+            let key = ExactString(MemoryStore.key(user: record.user, id: session))
+            guard var turns = sessionTurns.removeValue(forKey: key) else { return }
+            let position = turnPosition(record, in: turns)
+            if position < turns.count, turns[position] == handle { turns.remove(at: position) }
+            if !turns.isEmpty { sessionTurns[key] = turns }
+        }
+
+        /// The turns of `handle`'s session before and after it, at most `count` on each side,
+        /// in time order, and where `handle` is among them.
+        func neighbours(of handle: Int32, count: Int) -> (turns: ArraySlice<Int32>, position: Int)? {
+            guard let record = records[Int(handle)], let session = record.session,
+                let turns = sessionTurns[ExactString(MemoryStore.key(user: record.user, id: session))]
+            else { return nil }
+            let position = turnPosition(record, in: turns)
+            guard position < turns.count, turns[position] == handle else { return nil }
+            let start = max(0, position - count)
+            return (turns[start..<min(turns.count, position + count + 1)], position - start)
         }
     }
 
@@ -186,6 +259,7 @@ public final class MemoryStore: Sendable {
         var text: String
         var createdAt: Int64
         var metadata: String
+        var expiresAt: Int64?
         /// How many windows after the first its text has (see `NewMemory.windows`).
         var windowCount = 0
 
@@ -205,16 +279,20 @@ public final class MemoryStore: Sendable {
             text = memory.text
             createdAt = memory.createdAt
             metadata = memory.metadata
+            expiresAt = memory.expiresAt
         }
 
         var attributes: RowAttributes {
-            RowAttributes(session: session, role: role, createdAt: createdAt, speaker: speaker)
+            RowAttributes(session: session, role: role, createdAt: createdAt, speaker: speaker, expiresAt: expiresAt)
         }
+
+        /// Whether it has expired at `now` (unix milliseconds).
+        func expired(at now: Int64) -> Bool { expiresAt.map { $0 <= now } ?? false }
 
         func memory(vector: [Float]) -> Memory {
             Memory(
                 id: id, user: user, session: session, role: role, speaker: speaker, text: text, createdAt: createdAt,
-                metadata: metadata, vector: vector)
+                metadata: metadata, vector: vector, expiresAt: expiresAt)
         }
     }
 
@@ -259,8 +337,11 @@ public final class MemoryStore: Sendable {
     /// `user`'s memory `id`, with its vector, or nil.
     public func get(user: String, id: String) -> Memory? {
         let key = Self.key(user: user, id: id)
+        let now = Clock.nowMilliseconds()
         return state.read { state in
-            guard let record = state.record(key: key), let vector = state.flat?.vector(id: key) else { return nil }
+            guard let record = state.record(key: key), !record.expired(at: now),
+                let vector = state.flat?.vector(id: key)
+            else { return nil }
             return record.memory(vector: vector)
         }
     }
@@ -281,20 +362,8 @@ public final class MemoryStore: Sendable {
         String(id[..<(id.lastIndex(of: "\u{1}") ?? id.endIndex)])
     }
 
-    /// The search's hits, best first.
-    /// - Throws: as `search(user:vector:k:filter:ef:exact:)`; `StoreError.invalidValue` for a
-    ///   query that is still text (the server embeds it first).
-    public func search(_ request: SearchRequest) throws -> [ScoredMemory] {
-        guard case .vector(let vector) = request.query else {
-            throw StoreError.invalidValue("a text query must be embedded before it is searched")
-        }
-        return try search(
-            user: request.user, vector: vector, k: request.k, filter: request.filter, ef: request.ef,
-            exact: request.exact)
-    }
-
     /// The `k` memories of `user` closest to `vector` that pass `filter`, best first: from the
-    /// flat index or the graph, as `SearchPlanner` chooses.
+    /// flat index or the graph, as `SearchPlanner` chooses. (`search(_:)` takes every option.)
     /// - Parameters:
     ///   - ef: The graph search's candidate list (default: the space's `efSearch`).
     ///   - exact: Always scan exactly (the flat index): the ground truth.
@@ -302,35 +371,61 @@ public final class MemoryStore: Sendable {
     public func search(
         user: String, vector: [Float], k: Int, filter: RowFilter = RowFilter(), ef: Int? = nil, exact: Bool = false
     ) throws -> [ScoredMemory] {
-        precondition(k > 0)
-        // Checked and prepared once, here, for whichever index answers.
-        let query = try Self.storable(vector, metric: metric)
-        return try state.read { state in
-            guard let flat = state.flat else { return [] }
-            guard query.count == flat.dimension else {
-                throw StoreError.wrongDimension(expected: flat.dimension, got: query.count)
-            }
-            var hits: [SearchHit]
-            if case .hnsw(let width) = route(state, user: user, filter: filter, ef: ef, exact: exact),
-                let graph = state.graph
-            {
-                hits = graph.search(user: user, query: query, k: k, ef: width, filter: filter) {
-                    flat.exactScores(handles: $0.map(\.handle), query: query)
-                }
-            } else {
-                hits = flat.search(user: user, query: query, k: k, filter: filter)
-            }
-            if let windows = state.windows, windows.count(user: user) > 0 {
-                let rows = min(windows.count(user: user), k * max(1, state.mostWindows))
-                hits = merging(
-                    hits, windows.search(user: user, query: query, k: rows, filter: filter), k: k, state: state,
-                    query: query)
-            }
-            // From each hit to its record by handle: no id is looked up.
-            return hits.compactMap { hit in
-                state.record(hit).map { ScoredMemory(memory: $0.memory(vector: []), score: hit.score) }
-            }
+        try search(
+            SearchRequest(
+                user: user, vector: vector, mode: .vector, k: k, filter: MemoryFilter(rows: filter), ef: ef,
+                exact: exact))
+    }
+
+    /// The vector side of a search: `user`'s `k` best rows for `query` (prepared by `storable`)
+    /// that pass `filter` and, when it is given, are among `allowed` (handles), best first.
+    func vectorHits(
+        _ state: borrowing State, user: String, query: [Float], k: Int, filter: RowFilter, allowed: Set<Int32>?,
+        ef: Int?, exact: Bool
+    ) throws -> [SearchHit] {
+        guard let flat = state.flat else { return [] }
+        guard query.count == flat.dimension else {
+            throw StoreError.wrongDimension(expected: flat.dimension, got: query.count)
         }
+        var hits: [SearchHit]
+        if let allowed {
+            // Metadata conditions, read through SQL, chose the rows: score exactly those.
+            let handles = Array(allowed)
+            let raw = flat.exactScores(handles: handles, query: query)
+            hits = zip(handles, raw).map { handle, raw in
+                SearchHit(id: "", score: metric == .l2 ? max(0, -raw).squareRoot() : raw, handle: handle)
+            }
+            hits = Array(hits.sorted { better($0, $1) }.prefix(k))
+            for i in hits.indices {
+                if let record = state.record(hits[i]) { hits[i].id = Self.key(user: record.user, id: record.id) }
+            }
+        } else if case .hnsw(let width) = route(state, user: user, filter: filter, ef: ef, exact: exact),
+            let graph = state.graph
+        {
+            hits = graph.search(user: user, query: query, k: k, ef: max(width, k), filter: filter) {
+                flat.exactScores(handles: $0.map(\.handle), query: query)
+            }
+        } else {
+            hits = flat.search(user: user, query: query, k: k, filter: filter)
+        }
+        if let windows = state.windows, windows.count(user: user) > 0 {
+            let rows =
+                allowed == nil ? min(windows.count(user: user), k * max(1, state.mostWindows)) : windows.count(user: user)
+            var windowHits = windows.search(user: user, query: query, k: rows, filter: filter)
+            if let allowed {
+                windowHits.removeAll { window in
+                    state.handles[ExactString(Self.key(ofWindow: window.id))].map { !allowed.contains($0) } ?? true
+                }
+            }
+            hits = merging(hits, windowHits, k: k, state: state, query: query)
+        }
+        return hits
+    }
+
+    /// Whether hit `a` ranks before hit `b` (ties by key, so the order is the same every time).
+    func better(_ a: SearchHit, _ b: SearchHit) -> Bool {
+        guard a.score != b.score else { return a.id < b.id }
+        return metric == .l2 ? a.score < b.score : a.score > b.score
     }
 
     /// The best `k` of `hits` and of the memories of `windowHits`, each memory scored by the
@@ -362,10 +457,7 @@ public final class MemoryStore: Sendable {
             merged[key] = SearchHit(
                 id: key.string, score: better(own, window.score) ? own : window.score, handle: handle)
         }
-        let ranked = merged.values.sorted { a, b in
-            a.score != b.score ? better(a.score, b.score) : a.id < b.id
-        }
-        return Array(ranked.prefix(k))
+        return Array(merged.values.sorted { self.better($0, $1) }.prefix(k))
     }
 
     /// Which index a search would use (see `SearchPlanner`).
@@ -391,16 +483,19 @@ public final class MemoryStore: Sendable {
 
     /// Counts and sizes.
     public func stats() -> StoreStats {
-        let (memories, users, dimension, inMemory) = state.read { state in
+        let now = Clock.nowMilliseconds()
+        let (memories, users, dimension, inMemory, expired, purged) = state.read { state in
             (
                 state.memoryCount, state.flat?.userCount ?? 0, state.flat?.dimension,
                 (state.flat?.bytes ?? 0) + (state.graph?.bytes ?? 0) + (state.windows?.bytes ?? 0)
-                    + state.recordBytes
+                    + state.recordBytes,
+                state.expiring == 0 ? 0 : state.records.count { $0?.expired(at: now) ?? false }, state.purged
             )
         }
         return StoreStats(
             memories: memories, users: users, dimension: dimension, metric: metric, index: index.name,
-            bytesOnDisk: Self.fileSize(path) + Self.fileSize(path + "-wal"), bytesInMemory: inMemory)
+            bytesOnDisk: Self.fileSize(path) + Self.fileSize(path + "-wal"), bytesInMemory: inMemory,
+            expired: expired, purged: purged)
     }
 
     // MARK: - Helpers

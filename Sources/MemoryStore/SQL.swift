@@ -26,15 +26,15 @@ enum SQL {
     /// columns are `LoadedRow`'s.
     static let memoriesWithNodes = """
         SELECT m.id, m.user, m.session, m.role, m.text, m.created_at, m.metadata, m.embedding, m.seq,
-            n.slot, n.links, m.speaker
+            n.slot, n.links, m.speaker, m.expires_at
         FROM memories m LEFT JOIN hnsw_nodes n ON n.memory = m.seq ORDER BY m.seq
         """
 
     // MARK: - Reading pages
 
     /// The columns `memory(_:vector:)` reads (the row's `seq` is column 7); a query that wants
-    /// the embedding selects it after them, as column 9.
-    static let memoryColumns = "id, user, session, role, text, created_at, metadata, seq, speaker"
+    /// the embedding selects it after them, as column 10.
+    static let memoryColumns = "id, user, session, role, text, created_at, metadata, seq, speaker, expires_at"
 
     /// A memory from a row whose first columns are `memoryColumns`.
     static func memory(_ row: Statement, vector: [Float]) -> Memory {
@@ -42,20 +42,24 @@ enum SQL {
             id: row.string(at: 0) ?? "", user: row.string(at: 1) ?? "", session: row.string(at: 2),
             role: row.string(at: 3).flatMap(Role.init(rawValue:)), speaker: row.string(at: 8),
             text: row.string(at: 4) ?? "", createdAt: row.int64(at: 5), metadata: row.string(at: 6) ?? "{}",
-            vector: vector)
+            vector: vector, expiresAt: row.isNull(at: 9) ? nil : row.int64(at: 9))
     }
 
     /// A user's sessions with their turn counts and times, the latest active first.
     static let sessions = """
-        SELECT session, count(*), min(created_at), max(created_at) FROM memories WHERE user = ?1
+        SELECT session, count(*), min(created_at), max(created_at) FROM memories
+        WHERE user = ?1 AND (expires_at IS NULL OR expires_at > ?3)
         GROUP BY session ORDER BY max(created_at) DESC, session LIMIT ?2
         """
 
     /// The condition (what follows `WHERE`) selecting `user`'s memories that pass `filter`; its
     /// values are appended to `arguments`, in the order of its `?` parameters.
-    static func condition(user: String, filter: MemoryFilter, arguments: inout StatementArguments) -> String {
-        var parts = ["user = ?"]
-        arguments.values.append(user)
+    /// An expired memory (`expires_at` at or before `now`, unix milliseconds) never matches.
+    static func condition(
+        user: String, filter: MemoryFilter, now: Int64, arguments: inout StatementArguments
+    ) -> String {
+        var parts = ["user = ?", "(expires_at IS NULL OR expires_at > ?)"]
+        arguments.values += [user, now]
         let rows = filter.rows
         if let session = rows.session {
             parts.append("session = ?")
@@ -143,11 +147,12 @@ enum SQL {
     // MARK: - Writing
 
     static let upsertMemory = """
-        INSERT INTO memories (id, user, session, role, text, created_at, metadata, embedding, speaker)
-        VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+        INSERT INTO memories (id, user, session, role, text, created_at, metadata, embedding, speaker, expires_at)
+        VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
         ON CONFLICT(user, id) DO UPDATE SET session = excluded.session,
             role = excluded.role, text = excluded.text, created_at = excluded.created_at,
-            metadata = excluded.metadata, embedding = excluded.embedding, speaker = excluded.speaker
+            metadata = excluded.metadata, embedding = excluded.embedding, speaker = excluded.speaker,
+            expires_at = excluded.expires_at
         RETURNING seq
         """
     static let deleteMemory = "DELETE FROM memories WHERE user = ?1 AND id = ?2"
@@ -161,6 +166,20 @@ enum SQL {
         UPDATE memories SET session = ?3, role = ?4, metadata = ?5, created_at = ?6, speaker = ?7
         WHERE user = ?1 AND id = ?2
         """
+    /// A memory's row in the keyword index (see KeywordIndex), replacing the one it had.
+    static let indexTerms = """
+        INSERT OR REPLACE INTO memory_terms (rowid, scope, speaker, text, day) VALUES (?1, ?2, ?3, ?4, ?5)
+        """
+    static let unindexTerms = "DELETE FROM memory_terms WHERE rowid = ?1"
+    static let unindexUserTerms = "DELETE FROM memory_terms WHERE rowid IN (SELECT seq FROM memories WHERE user = ?1)"
+    /// The longest expired memories, up to a limit, deleted (their windows and keyword rows are
+    /// the caller's).
+    static let purgeExpired = """
+        DELETE FROM memories WHERE seq IN (
+            SELECT seq FROM memories WHERE expires_at <= ?1 ORDER BY expires_at LIMIT ?2)
+        RETURNING user, id, seq
+        """
+    static let anyExpired = "SELECT 1 FROM memories WHERE expires_at <= ?1 LIMIT 1"
     static let setSetting = "INSERT OR REPLACE INTO space (key, value) VALUES (?1, ?2)"
     static let saveNode = "INSERT OR REPLACE INTO hnsw_nodes (slot, memory, links) VALUES (?1, ?2, ?3)"
     static let deleteNode = "DELETE FROM hnsw_nodes WHERE slot = ?1"
@@ -203,6 +222,9 @@ struct WriteStatements {
     private let insertWindow: Statement
     private let deleteWindows: Statement
     private let deleteUserWindows: Statement
+    private let indexTerms: Statement
+    private let unindexTerms: Statement
+    private let unindexUserTerms: Statement
     private let setSetting: Statement
     private let saveNode: Statement
     private let deleteNode: Statement
@@ -216,6 +238,9 @@ struct WriteStatements {
         insertWindow = try database.prepare(SQL.insertWindow)
         deleteWindows = try database.prepare(SQL.deleteWindows)
         deleteUserWindows = try database.prepare(SQL.deleteUserWindows)
+        indexTerms = try database.prepare(SQL.indexTerms)
+        unindexTerms = try database.prepare(SQL.unindexTerms)
+        unindexUserTerms = try database.prepare(SQL.unindexUserTerms)
         setSetting = try database.prepare(SQL.setSetting)
         saveNode = try database.prepare(SQL.saveNode)
         deleteNode = try database.prepare(SQL.deleteNode)
@@ -225,18 +250,33 @@ struct WriteStatements {
     func upsert(_ memory: Memory) throws -> Int64 {
         try upsert.bind([
             memory.id, memory.user, memory.session, memory.role?.rawValue, memory.text, memory.createdAt,
-            memory.metadata, memory.vector, memory.speaker,
+            memory.metadata, memory.vector, memory.speaker, memory.expiresAt,
         ])
         guard try upsert.step() else { throw StoreError.sqlite("the insert returned no row") }
         let seq = upsert.int64(at: 0)
         try upsert.run()
+        try index(memory, seq: seq)
         return seq
     }
 
-    /// Deletes `user`'s memory `id`; returns how many rows went.
-    func delete(user: String, id: String) throws -> Int {
+    /// Writes memory row `seq`'s keyword row (replacing the one it had).
+    func index(_ memory: Memory, seq: Int64) throws {
+        try indexTerms.execute([
+            seq, KeywordIndex.scope(user: memory.user), memory.speaker ?? "", memory.text,
+            EmbedTemplate.day(memory.createdAt),
+        ])
+    }
+
+    /// Deletes `user`'s memory `id`, row `seq`, and its keyword row; returns how many memories went.
+    func delete(user: String, id: String, seq: Int64) throws -> Int {
+        try unindexTerms.execute([seq])
         try delete.execute([user, id])
         return database.changes
+    }
+
+    /// Deletes the keyword row of memory row `seq` (whose memory row the caller deletes).
+    func unindex(seq: Int64) throws {
+        try unindexTerms.execute([seq])
     }
 
     /// Sets the fields `update` may change of `user`'s memory `id`; returns how many rows changed.
@@ -250,6 +290,7 @@ struct WriteStatements {
     /// Deletes every memory of `user` (and their windows); returns how many memories went.
     func delete(user: String) throws -> Int {
         try deleteUserWindows.execute([user])
+        try unindexUserTerms.execute([user])
         try deleteUser.execute([user])
         return database.changes
     }

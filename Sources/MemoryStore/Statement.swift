@@ -94,6 +94,8 @@ final class Statement {
 
     func int64(at column: Int32) -> Int64 { sqlite3_column_int64(handle, column) }
 
+    func double(at column: Int32) -> Double { sqlite3_column_double(handle, column) }
+
     func isNull(at column: Int32) -> Bool { sqlite3_column_type(handle, column) == SQLITE_NULL }
 
     func string(at column: Int32) -> String? {
@@ -149,8 +151,12 @@ extension String: StatementBindable {
     func bind(to statement: Statement, at index: Int32) throws { try statement.bind(self, at: index) }
 }
 
-extension Optional: StatementBindable where Wrapped == String {
-    func bind(to statement: Statement, at index: Int32) throws { try statement.bind(self, at: index) }
+/// Nil binds NULL.
+extension Optional: StatementBindable where Wrapped: StatementBindable {
+    func bind(to statement: Statement, at index: Int32) throws {
+        guard let self else { return try statement.bind(String?.none, at: index) }
+        try self.bind(to: statement, at: index)
+    }
 }
 
 /// A value stored in little-endian BLOBs of many (embeddings, graph links).

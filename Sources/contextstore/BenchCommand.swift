@@ -38,6 +38,8 @@ struct BenchRunCommand: AsyncParsableCommand {
     @Option(help: "Ground truth: base row numbers per query (.npy int32 or .ivecs).") var groundtruth: String?
     @Option(help: "A LoCoMo-format folder (conversation mode).") var conversations: String?
     @Option(help: "Hits per query; recall is measured at k.") var k = 10
+    @Option(help: "Conversation mode: comma-separated search modes to measure (vector, keyword, hybrid).")
+    var mode = "vector,keyword,hybrid"
     @Option(help: "Concurrent connections.") var concurrency = 1
     @Option(help: "Vector mode, hnsw space: comma-separated ef values to sweep (one pass each).") var ef: String?
     @Option(help: "Results folder.") var out = "bench-results"
@@ -100,8 +102,9 @@ struct BenchRunCommand: AsyncParsableCommand {
                     base: base, queries: queries, groundTruth: groundtruth, k: k, concurrency: concurrency, efs: efs
                 ).run(name: runName, connect: connect, log: log)
             } else {
-                result = try await ConversationBenchmark(folder: conversations!, k: k, concurrency: concurrency)
-                    .run(name: runName, connect: connect, log: log)
+                result = try await ConversationBenchmark(
+                    folder: conversations!, k: k, concurrency: concurrency, modes: try searchModes()
+                ).run(name: runName, connect: connect, log: log)
             }
         } catch {
             await stop(embedded)
@@ -117,6 +120,15 @@ struct BenchRunCommand: AsyncParsableCommand {
         try SVGPlot.recallAgainstQPS(runs).write(toFile: out + "/recall_qps.svg", atomically: true, encoding: .utf8)
         print(result.table)
         print("wrote \(out)/\(runName).json, \(out)/report.md, \(out)/recall_qps.svg")
+    }
+
+    private func searchModes() throws -> [SearchMode] {
+        try mode.split(separator: ",").map { name in
+            guard let mode = SearchMode(rawValue: String(name)) else {
+                throw ValidationError("--mode: '\(name)' is not vector, keyword or hybrid")
+            }
+            return mode
+        }
     }
 
     private func stop(_ embedded: (store: MemoryStore, server: ContextStoreServer, folder: String)?) async {

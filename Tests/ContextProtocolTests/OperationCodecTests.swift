@@ -354,6 +354,6 @@ import Testing
             return
         }
         let search = try Operations.Search.decode(object)
-        #expect(search.filter.since == 1_683_504_000_000 && search.filter.until == 1_683_554_160_000)
+        #expect(search.filter.rows.since == 1_683_504_000_000 && search.filter.rows.until == 1_683_554_160_000)
     }
 }

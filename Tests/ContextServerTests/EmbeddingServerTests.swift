@@ -81,7 +81,7 @@ func textServer(
             NewMemory(id: "garden", user: "u", text: "The garden needs watering twice a week", vector: nil),
         ])
         let question = "Which city does my sister live in?"
-        let hits = try await client.search(SearchRequest(user: "u", query: .text(question), k: 4))
+        let hits = try await client.search(SearchRequest(user: "u", text: question, mode: .vector, k: 4))
         #expect(hits.first?.memory.id == "long", "\(hits.map { ($0.memory.id, $0.score) })")
         // Its first window alone (all a search saw of it before windows) scores far lower.
         let query = embedder.embed([question])[0]
@@ -196,6 +196,7 @@ func textServer(
         }
     }
 
+    /// Text is embedded only by a model; a text search without one searches the keyword index.
     @Test func withoutAModelTextRequestsGetNoEmbedder() async throws {
         let server = try await TestServer(dimension: 2)
         let socket = try RawSocket(port: server.port)
@@ -203,8 +204,12 @@ func textServer(
             #"{"ok":false,"error":{"code":"no_embedder","message":"this server runs without an embedding model; send vectors"}}"#
         socket.send(#"{"op":"add","user":"u","text":"hello"}"# + "\n")
         #expect(socket.readLine() == answer)
-        socket.send(#"{"op":"search","user":"u","query":"hello"}"# + "\n")
+        socket.send(#"{"op":"search","user":"u","query":"hello","mode":"vector"}"# + "\n")
         #expect(socket.readLine() == answer)
+        socket.send(#"{"op":"search","user":"u","query":"hello","mode":"hybrid"}"# + "\n")
+        #expect(socket.readLine() == answer)
+        socket.send(#"{"op":"search","user":"u","query":"hello"}"# + "\n")
+        #expect(socket.readLine() == #"{"ok":true,"hits":[]}"#)
         socket.send(#"{"op":"embed","texts":["hello"]}"# + "\n")
         #expect(socket.readLine() == answer)
         socket.send(#"{"op":"hello"}"# + "\n")

@@ -41,14 +41,18 @@ import Testing
         #expect(try !decode(#"{"op":"search","user":"u","vector":[1]}"#).0.writes)
     }
 
-    @Test func marksWorkForTheModel() throws {
-        #expect(try !decode(#"{"op":"search","user":"u","vector":[1]}"#).1.needsEmbedding)
-        #expect(try decode(#"{"op":"search","user":"u","query":"x"}"#).1.needsEmbedding)
+    @Test func marksWorkForThePool() throws {
+        #expect(try !decode(#"{"op":"search","user":"u","vector":[1]}"#).1.needsComputePool)
+        #expect(try !decode(#"{"op":"search","user":"u","vector":[1],"session":"s"}"#).1.needsComputePool)
+        #expect(try decode(#"{"op":"search","user":"u","query":"x"}"#).1.needsComputePool)
+        #expect(try !decode(#"{"op":"search","user":"u","query":"x","vector":[1],"mode":"vector"}"#).1.needsComputePool)
+        #expect(try decode(#"{"op":"search","user":"u","query":"x","vector":[1]}"#).1.needsComputePool)
+        #expect(try decode(#"{"op":"search","user":"u","vector":[1],"where":{"a":1}}"#).1.needsComputePool)
         #expect(
             try decode(#"{"op":"add_batch","items":[{"user":"u","text":"t","vector":[1]},{"user":"u","text":"t"}]}"#)
-                .1.needsEmbedding)
-        #expect(try decode(#"{"op":"add","user":"u","text":"t"}"#).1.needsEmbedding)
-        #expect(try !decode(#"{"op":"add","user":"u","text":"t","vector":[1]}"#).1.needsEmbedding)
+                .1.needsComputePool)
+        #expect(try decode(#"{"op":"add","user":"u","text":"t"}"#).1.needsComputePool)
+        #expect(try !decode(#"{"op":"add","user":"u","text":"t","vector":[1]}"#).1.needsComputePool)
     }
 
     @Test func refusesWhatNamesNoOp() {

@@ -111,11 +111,16 @@ func writeIvecs(_ path: String, _ rows: [[Int32]]) {
             ].joined(separator: "\n"))
         let (store, server) = try await server(folder, embedder: embedder)
         let port = server.port
-        let result = try await ConversationBenchmark(folder: folder.path, k: 1, concurrency: 2).run(
-            name: "tiny", connect: { try await ContextStoreClient.connect(port: port) }, log: { _ in })
-        #expect(result.figure("recall@1") == 1)
-        #expect(result.figure("recall@1 category 1") == 1)
-        #expect(result.figure("questions category 2") == 1)
+        let result = try await ConversationBenchmark(
+            folder: folder.path, k: 1, concurrency: 2, modes: [.vector, .keyword, .hybrid]
+        ).run(name: "tiny", connect: { try await ContextStoreClient.connect(port: port) }, log: { _ in })
+        for mode in ["vector", "keyword", "hybrid"] {
+            #expect(result.figure("\(mode) recall@1") == 1, "\(mode)")
+            #expect(result.figure("\(mode) recall@1 category 1") == 1, "\(mode)")
+            #expect(result.figure("\(mode) recall@1 c1") == 1, "\(mode)")
+            #expect(result.figure("\(mode) questions category 2") == 1, "\(mode)")
+            #expect(result.figure("\(mode) questions c2") == nil, "c2 has no questions")
+        }
         #expect(result.figure("turns") == 3)
         #expect(store.count == 3)
         await server.shutdown()

@@ -239,7 +239,7 @@ final class TemporaryDatabase {
     @Test func aSchema2FileIsMigrated() throws {
         do {
             let database = try Database(path: temporary.path)
-            for migration in Database.migrations.prefix(2) { try database.execute(migration) }
+            for migration in Database.migrations.prefix(2) { try database.execute(migration.sql) }
             try database.execute("PRAGMA user_version = 2")
             try database.execute(
                 """

@@ -1,0 +1,236 @@
+import ContextModel
+import VectorIndex
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// How a search ranks: one side alone (the vector index, or the keyword index), or both fused.
+///
+/// Hybrid search fuses the two ranked lists by reciprocal rank: a memory at rank r on a side
+/// gets 1 / (c + r) from it, with c = `fusionConstant`. Before the sums are ranked, each memory
+/// is credited `neighbourCredit` times the better of what its session's previous and next turns
+/// got from that side: an answer often lies in the turn next to the one that names the
+/// question's words. Each side offers `pool(k:)` candidates, enough that a memory outside both
+/// pools could not reach the first k (see `pool(k:)`). With `half_life`, the relevance (the
+/// fused score, or 1 / (c + r) for one side) is multiplied by `recency`. docs/BENCHMARKS.md has
+/// what each part measured on LoCoMo.
+extension MemoryStore {
+    /// The c of 1 / (c + rank).
+    public static let fusionConstant: Float = 10
+    /// The share of a neighbouring turn's fused score a memory is credited with.
+    public static let neighbourCredit: Float = 0.5
+
+    /// How many candidates each side offers a fusion for `k` hits. A memory outside both
+    /// pools, with no neighbour in them, scores at most 2 (1 + credit) / (c + pool); the k-th best
+    /// memory of the pools scores at least 1 / (c + k), halved at most by recency; the pool
+    /// makes the first below the second.
+    static func pool(k: Int) -> Int {
+        max(200, Int((4 * (1 + neighbourCredit)).rounded(.up)) * (k + Int(fusionConstant)))
+    }
+
+    /// The factor between 0.5 and 1 a memory `ageSeconds` old is weighed with: 1 when new, 3/4
+    /// at one half-life, towards 1/2 for the very old (relevance still counts most).
+    public static func recency(ageSeconds: Double, halfLife: Double) -> Float {
+        Float((1 + exp2(-max(0, ageSeconds) / halfLife)) / 2)
+    }
+
+    /// The search's hits, best first, as `request.mode` ranks them (see above; a request
+    /// without a mode searches by vector when it has one, else by keywords). Its vector, for
+    /// the vector and hybrid modes, is the client's or the embedding of its text.
+    /// - Throws: `StoreError.invalidValue` when the mode lacks what it searches with (a vector,
+    ///   or text); `.wrongDimension`, `.nonFiniteVector`; `.sqlite` from the keyword index or
+    ///   metadata conditions.
+    public func search(_ request: SearchRequest) throws -> [ScoredMemory] {
+        precondition(request.k > 0)
+        let mode = request.resolvedMode(canEmbed: false)
+        let now = Clock.nowMilliseconds()
+        var query: [Float] = []
+        if mode != .keyword {
+            guard let vector = request.vector else {
+                throw StoreError.invalidValue("a \(mode.rawValue) search needs a vector (or text the server embeds)")
+            }
+            // Checked and prepared once, here, for whichever index answers.
+            query = try Self.storable(vector, metric: metric)
+        }
+        if mode != .vector, request.text == nil {
+            throw StoreError.invalidValue("a \(mode.rawValue) search needs query text")
+        }
+        let fused = mode == .hybrid || request.halfLife != nil
+        let candidates = fused ? Self.pool(k: request.k) : request.k
+        // Metadata conditions are SQL's: they give the rows a side may return.
+        let allowed = request.filter.metadata.isEmpty ? nil : try matchingHandles(request.user, request.filter, now)
+        let keywordHits =
+            mode == .vector
+            ? [] : try keywordSearch(user: request.user, text: request.text ?? "", limit: candidates, filter: request.filter, now: now)
+        return try state.read { state in
+            var rows = request.filter.rows
+            if state.expiring > 0 { rows.liveAt = now }
+            let vectorHits =
+                mode == .keyword
+                ? []
+                : try self.vectorHits(
+                    state, user: request.user, query: query, k: candidates, filter: rows, allowed: allowed,
+                    ef: request.ef, exact: request.exact)
+            let keyword = keywordHits.compactMap { hit -> SearchHit? in
+                // A row committed after the state was read, or another user's under the same scope token.
+                guard let handle = state.handleOfSeq[hit.seq], let record = state.records[Int(handle)],
+                    record.user == request.user
+                else { return nil }
+                return SearchHit(id: "", score: hit.score, handle: handle)
+            }
+            var ranked: [Ranked]
+            switch mode {
+            case .vector: ranked = rank(vectorHits, side: .vector, fused: fused, state: state)
+            case .keyword: ranked = rank(keyword, side: .keyword, fused: fused, state: state)
+            case .hybrid: ranked = fuse(vectorHits, keyword, state: state)
+            }
+            if let halfLife = request.halfLife {
+                for i in ranked.indices {
+                    guard let record = state.records[Int(ranked[i].handle)] else { continue }
+                    let factor = Self.recency(ageSeconds: Double(now - record.createdAt) / 1000, halfLife: halfLife)
+                    ranked[i].explanation.recency = factor
+                    ranked[i].score *= factor
+                }
+            }
+            if fused {
+                ranked.sort { a, b in a.score != b.score ? a.score > b.score : a.handle < b.handle }
+            }
+            return hits(Array(ranked.prefix(request.k)), request: request, state: state, now: now)
+        }
+    }
+
+    /// A memory on its way to being a hit.
+    struct Ranked {
+        var handle: Int32
+        var score: Float
+        var explanation = Explanation()
+    }
+
+    enum Side { case vector, keyword }
+
+    /// One side's hits as they rank (scored 1 / (c + rank) when `fused`, for recency to weigh).
+    private func rank(_ hits: [SearchHit], side: Side, fused: Bool, state: borrowing State) -> [Ranked] {
+        hits.enumerated().map { position, hit in
+            var ranked = Ranked(
+                handle: hit.handle, score: fused ? 1 / (Self.fusionConstant + Float(position + 1)) : hit.score)
+            ranked.explanation.record(side, score: hit.score, rank: position + 1)
+            return ranked
+        }
+    }
+
+    /// Both sides' hits fused by reciprocal rank, with the neighbouring turns' credit.
+    private func fuse(_ vector: [SearchHit], _ keyword: [SearchHit], state: borrowing State) -> [Ranked] {
+        var byHandle: [Int32: Ranked] = [:]
+        var gains: [[Int32: Float]] = []
+        for (side, hits) in [(Side.vector, vector), (Side.keyword, keyword)] {
+            var gain: [Int32: Float] = [:]
+            gain.reserveCapacity(hits.count)
+            for (position, hit) in hits.enumerated() {
+                gain[hit.handle] = 1 / (Self.fusionConstant + Float(position + 1))
+                byHandle[hit.handle, default: Ranked(handle: hit.handle, score: 0)].explanation.record(
+                    side, score: hit.score, rank: position + 1)
+            }
+            gains.append(gain)
+        }
+        // The found memories' neighbours are candidates too: the credit may lift them.
+        for handle in Array(byHandle.keys) {
+            guard let (turns, _) = state.neighbours(of: handle, count: 1) else { continue }
+            for turn in turns where byHandle[turn] == nil { byHandle[turn] = Ranked(handle: turn, score: 0) }
+        }
+        for (handle, var ranked) in byHandle {
+            var credit: Float = 0
+            for gain in gains {
+                ranked.score += gain[handle] ?? 0
+                if let (turns, position) = state.neighbours(of: handle, count: 1) {
+                    var best: Float = 0
+                    for (i, turn) in turns.enumerated() where i != position { best = max(best, gain[turn] ?? 0) }
+                    credit += Self.neighbourCredit * best
+                }
+            }
+            ranked.score += credit
+            ranked.explanation.neighbours = credit
+            byHandle[handle] = ranked
+        }
+        return Array(byHandle.values)
+    }
+
+    /// The hits as returned: memories (without vectors), explanations when asked, and each
+    /// hit's neighbouring turns (none twice, none that is a hit).
+    private func hits(
+        _ ranked: [Ranked], request: SearchRequest, state: borrowing State, now: Int64
+    ) -> [ScoredMemory] {
+        var shown = Set(ranked.map(\.handle))
+        return ranked.compactMap { ranked in
+            guard let record = state.records[Int(ranked.handle)] else { return nil }
+            var context: [Memory] = []
+            if request.context > 0, let (turns, _) = state.neighbours(of: ranked.handle, count: request.context) {
+                for turn in turns where shown.insert(turn).inserted {
+                    guard let neighbour = state.records[Int(turn)], !neighbour.expired(at: now) else { continue }
+                    context.append(neighbour.memory(vector: []))
+                }
+            }
+            return ScoredMemory(
+                memory: record.memory(vector: []), score: ranked.score,
+                explanation: request.explain ? ranked.explanation : nil, context: context)
+        }
+    }
+
+    // MARK: - Reads through SQL
+
+    /// A keyword hit: a memory row and its BM25 relevance (higher is better).
+    struct KeywordHit: Sendable {
+        var seq: Int64
+        var score: Float
+    }
+
+    /// `user`'s best `limit` memories for the words of `text` that pass `filter`, best first.
+    func keywordSearch(user: String, text: String, limit: Int, filter: MemoryFilter, now: Int64) throws -> [KeywordHit] {
+        guard let match = KeywordIndex.match(user: user, text: text) else { return [] }
+        var arguments: StatementArguments = [match]
+        var sql = "SELECT rowid, \(KeywordIndex.relevance) FROM memory_terms WHERE memory_terms MATCH ?"
+        let expiring = state.read { $0.expiring > 0 }
+        if !filter.isEmpty || expiring {
+            sql += " AND rowid IN (SELECT seq FROM memories WHERE "
+            sql += SQL.condition(user: user, filter: filter, now: now, arguments: &arguments) + ")"
+        }
+        sql += " ORDER BY \(KeywordIndex.relevance) DESC, rowid LIMIT ?"
+        arguments.values.append(Int64(limit))
+        return try withReader { database in
+            let rows = try database.cachedStatement(sql)
+            try rows.bind(arguments)
+            var hits: [KeywordHit] = []
+            while try rows.step() { hits.append(KeywordHit(seq: rows.int64(at: 0), score: Float(rows.double(at: 1)))) }
+            rows.reset()
+            return hits
+        }
+    }
+
+    /// The handles of `user`'s memories that pass `filter` (metadata conditions included).
+    func matchingHandles(_ user: String, _ filter: MemoryFilter, _ now: Int64) throws -> Set<Int32> {
+        var arguments: StatementArguments = []
+        let sql = "SELECT seq FROM memories WHERE " + SQL.condition(user: user, filter: filter, now: now, arguments: &arguments)
+        let seqs = try withReader { database in
+            let rows = try database.cachedStatement(sql)
+            try rows.bind(arguments)
+            var seqs: [Int64] = []
+            while try rows.step() { seqs.append(rows.int64(at: 0)) }
+            rows.reset()
+            return seqs
+        }
+        return state.read { state in Set(seqs.compactMap { state.handleOfSeq[$0] }) }
+    }
+}
+
+extension Explanation {
+    mutating func record(_ side: MemoryStore.Side, score: Float, rank: Int) {
+        switch side {
+        case .vector:
+            vectorScore = score
+            vectorRank = rank
+        case .keyword:
+            keywordScore = score
+            keywordRank = rank
+        }
+    }
+}
