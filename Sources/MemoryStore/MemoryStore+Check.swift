@@ -1,3 +1,4 @@
+import ContextModel
 import VectorIndex
 
 #if canImport(Glibc)
@@ -25,7 +26,8 @@ extension MemoryStore {
     /// top level, and every node reachable from it (`HNSWGraphCheck`).
     /// Also: every row's columns have their types, valid UTF-8, a known role, metadata that is
     /// a JSON object, and a finite embedding; every window of a long text belongs to a memory,
-    /// in positions 1, 2, ..., with a finite embedding of the space's dimension. A file SQLite finds damaged is a problem found,
+    /// in positions 1, 2, ..., with a finite embedding of the space's dimension; every memory has
+    /// its keyword row, as the store writes it, and no keyword row is left over. A file SQLite finds damaged is a problem found,
     /// not a failure to check. On a read-only folder the file is read as immutable.
     /// - Throws: `StoreError.sqlite` when the file cannot be opened at all.
     public static func check(path: String) throws -> CheckReport {
@@ -40,6 +42,33 @@ extension MemoryStore {
             return try check(database)
         } catch let error as SQLiteError {
             return CheckReport(index: "?", memories: 0, nodes: 0, problems: ["sqlite: \(error.description)"])
+        }
+    }
+
+    /// Every memory has its keyword row, holding what the store writes for it, and no keyword
+    /// row is without a memory.
+    private static func checkKeywords(_ database: Database, memories: Int, report: (String) -> Void) {
+        do {
+            let rows = try database.prepare(SQL.Check.keywordRows)
+            var matched = 0
+            while try rows.step() {
+                let seq = rows.int64(at: 0)
+                guard !rows.isNull(at: 5) else {
+                    report("memory row \(seq) has no keyword row")
+                    continue
+                }
+                matched += 1
+                let expected = [
+                    KeywordIndex.scope(user: rows.string(at: 1) ?? ""), rows.string(at: 2) ?? "", rows.string(at: 3) ?? "",
+                    EmbedTemplate.day(rows.int64(at: 4)),
+                ]
+                let stored = (6...9).map { rows.string(at: Int32($0)) ?? "" }
+                if stored != expected { report("the keyword row of memory row \(seq) does not hold what it indexes") }
+            }
+            let orphans = Int(try database.scalarInt("SELECT count(*) FROM memory_terms")) - matched
+            if orphans > 0 { report("\(orphans) keyword rows index no memory") }
+        } catch {
+            report("the keyword index cannot be read: \(error)")
         }
     }
 
@@ -106,6 +135,9 @@ extension MemoryStore {
                     report("window \(position) of memory row \(memory) has NaN or infinity")
                 }
             }
+        }
+        if try database.scalarInt(SQL.Check.hasKeywordIndex) > 0 {
+            checkKeywords(database, memories: memories.count, report: report)
         }
         var nodes: [Int32: [[Int32]]] = [:]
         var indexed: Set<Int64> = []

@@ -83,7 +83,14 @@ extension MemoryStore {
             switch mode {
             case .vector: ranked = rank(vectorHits, side: .vector, fused: fused, state: state)
             case .keyword: ranked = rank(keyword, side: .keyword, fused: fused, state: state)
-            case .hybrid: ranked = fuse(vectorHits, keyword, state: state)
+            case .hybrid:
+                // A neighbouring turn becomes a candidate only if the search could return it.
+                ranked = fuse(vectorHits, keyword, state: state) { turn in
+                    guard let record = state.records[Int(turn)], record.user == request.user,
+                        rows.matches(record.attributes)
+                    else { return false }
+                    return allowed?.contains(turn) ?? true
+                }
             }
             if let halfLife = request.halfLife {
                 for i in ranked.indices {
@@ -120,7 +127,9 @@ extension MemoryStore {
     }
 
     /// Both sides' hits fused by reciprocal rank, with the neighbouring turns' credit.
-    private func fuse(_ vector: [SearchHit], _ keyword: [SearchHit], state: borrowing State) -> [Ranked] {
+    private func fuse(
+        _ vector: [SearchHit], _ keyword: [SearchHit], state: borrowing State, admits: (Int32) -> Bool
+    ) -> [Ranked] {
         var byHandle: [Int32: Ranked] = [:]
         var gains: [[Int32: Float]] = []
         for (side, hits) in [(Side.vector, vector), (Side.keyword, keyword)] {
@@ -136,7 +145,9 @@ extension MemoryStore {
         // The found memories' neighbours are candidates too: the credit may lift them.
         for handle in Array(byHandle.keys) {
             guard let (turns, _) = state.neighbours(of: handle, count: 1) else { continue }
-            for turn in turns where byHandle[turn] == nil { byHandle[turn] = Ranked(handle: turn, score: 0) }
+            for turn in turns where byHandle[turn] == nil && admits(turn) {
+                byHandle[turn] = Ranked(handle: turn, score: 0)
+            }
         }
         for (handle, var ranked) in byHandle {
             var credit: Float = 0

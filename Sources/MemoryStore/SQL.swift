@@ -206,6 +206,12 @@ enum SQL {
             """
         static let memories = "SELECT seq, id, user, session, text, embedding, speaker FROM memories"
         static let nodes = "SELECT slot, memory, links FROM hnsw_nodes"
+        static let hasKeywordIndex = "SELECT count(*) FROM sqlite_master WHERE name = 'memory_terms'"
+        /// Each memory with its keyword row's columns (null when it has none) from column 5.
+        static let keywordRows = """
+            SELECT m.seq, m.user, m.speaker, m.text, m.created_at, t.rowid, t.scope, t.speaker, t.text, t.day
+            FROM memories m LEFT JOIN memory_terms t ON t.rowid = m.seq
+            """
         /// Whether the file has the windows table (a file of before migration 5 has none).
         static let hasWindows = "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'memory_windows'"
     }

@@ -1,0 +1,281 @@
+import ContextModel
+import Foundation
+import Testing
+import VectorIndex
+
+@testable import MemoryStore
+
+/// The keyword index, the search modes and their options, and expiry, on a real SQLite file.
+@Suite struct RetrievalTests {
+    let temporary = TemporaryDatabase()
+
+    func turn(
+        _ id: String, _ text: String, user: String = "u", session: String? = "s1", speaker: String? = nil,
+        at minute: Int64 = 0, vector: [Float] = [1, 0, 0], metadata: String = "{}", ttl: Int64? = nil
+    ) -> NewMemory {
+        NewMemory(
+            id: id, user: user, session: session, speaker: speaker, text: text, createdAt: 1_700_000_000_000 + minute * 60_000,
+            metadata: metadata, vector: vector, ttl: ttl)
+    }
+
+    func ids(_ hits: [ScoredMemory]) -> [String] { hits.map(\.memory.id) }
+
+    func keyword(_ store: MemoryStore, _ text: String, user: String = "u", k: Int = 10, filter: MemoryFilter = MemoryFilter())
+        throws -> [String]
+    {
+        ids(try store.search(SearchRequest(user: user, text: text, mode: .keyword, k: k, filter: filter)))
+    }
+
+    @Test func wordsAreStemmedAccentsFoldedAndStopWordsLeftOut() throws {
+        let store = try MemoryStore(path: temporary.path, dimension: 3)
+        try store.add([
+            turn("run", "She was running in the park"),
+            turn("cafe", "We met at the Café Noir"),
+            turn("the", "the and of"),
+            turn("other", "Nothing to see here", speaker: "Caroline"),
+        ])
+        #expect(try keyword(store, "runs") == ["run"])
+        #expect(try keyword(store, "cafe noir") == ["cafe"])
+        // Only stop words: they are searched as they are, rather than nothing.
+        let the = try keyword(store, "The")
+        #expect(Set(the) == ["the", "run", "cafe"] && the.first == "the")
+        // A stop word next to a real word adds nothing: "what" and "did" are not searched.
+        #expect(try keyword(store, "What did Caroline do?") == ["other"])
+        #expect(try keyword(store, "!!! ???").isEmpty)
+    }
+
+    @Test func aUserSeesOnlyTheirOwnRows() throws {
+        let store = try MemoryStore(path: temporary.path, dimension: 3)
+        try store.add([turn("a", "pizza night", user: "alice"), turn("b", "pizza night", user: "bob")])
+        #expect(try keyword(store, "pizza", user: "alice") == ["a"])
+        #expect(try keyword(store, "pizza", user: "bob") == ["b"])
+        #expect(try keyword(store, "pizza", user: "carol").isEmpty)
+    }
+
+    /// Replaced, updated, deleted and forgotten memories leave the keyword index as the table is,
+    /// also after reopening; `check` compares the two row by row.
+    @Test func theKeywordIndexFollowsEveryWrite() throws {
+        do {
+            let store = try MemoryStore(path: temporary.path, dimension: 3)
+            try store.add([
+                turn("a", "apples and pears"), turn("b", "bananas"), turn("c", "cherries", session: "s2"),
+                turn("d", "dates", speaker: "Ann"),
+            ])
+            try store.add([turn("a", "oranges")])
+            #expect(try keyword(store, "apples").isEmpty)
+            #expect(try keyword(store, "oranges") == ["a"])
+            #expect(try store.delete(user: "u", id: "b"))
+            #expect(try keyword(store, "bananas").isEmpty)
+            #expect(try store.forget(user: "u", filter: MemoryFilter(rows: RowFilter(session: "s2"))) == 1)
+            #expect(try keyword(store, "cherries").isEmpty)
+            _ = try store.update(user: "u", id: "d", MemoryChanges(speaker: .some("Bea")))
+            #expect(try keyword(store, "Ann").isEmpty)
+            #expect(try keyword(store, "Bea") == ["d"])
+            _ = try store.update(user: "u", id: "d", MemoryChanges(createdAt: 1_262_304_000_000))
+            #expect(try keyword(store, "January 2010") == ["d"])
+            store.close()
+        }
+        #expect(try MemoryStore.check(path: temporary.path).problems == [])
+        let store = try MemoryStore(path: temporary.path)
+        #expect(try keyword(store, "oranges") == ["a"])
+        #expect(try store.forget(user: "u") == 2)
+        #expect(try keyword(store, "oranges").isEmpty)
+        store.close()
+        #expect(try MemoryStore.check(path: temporary.path).problems == [])
+        // A keyword row that disagrees with its memory is found.
+        let database = try Database(path: temporary.path)
+        try database.execute("INSERT INTO memory_terms (rowid, scope, speaker, text, day) VALUES (99, '1', '', 'x', '')")
+        database.close()
+        #expect(try MemoryStore.check(path: temporary.path).problems == ["1 keyword rows index no memory"])
+    }
+
+    /// A file of schema 6 (before the keyword index) is indexed when opened, with progress in the log.
+    @Test func aFileWithoutTheKeywordIndexIsIndexedWhenOpened() throws {
+        do {
+            let store = try MemoryStore(path: temporary.path, dimension: 3)
+            try store.add([turn("a", "the blue guitar", speaker: "Mel"), turn("b", "a red bicycle")])
+            store.close()
+            let database = try Database(path: temporary.path)
+            try database.execute(
+                """
+                DROP INDEX memories_expiring; ALTER TABLE memories DROP COLUMN expires_at; DROP TABLE memory_terms;
+                PRAGMA user_version = 6;
+                """)
+            database.close()
+        }
+        let store = try MemoryStore(path: temporary.path)
+        #expect(try keyword(store, "guitar") == ["a"])
+        #expect(try keyword(store, "Mel") == ["a"])
+        store.close()
+        #expect(try MemoryStore.check(path: temporary.path).problems == [])
+        // The fill reports its progress every `step` rows.
+        let database = try Database(path: temporary.path)
+        try database.execute("DELETE FROM memory_terms")
+        var log: [String] = []
+        try KeywordIndex.fill(database, log: { log.append($0) }, step: 1)
+        #expect(
+            log == [
+                "indexing the keywords of 2 memories", "indexed the keywords of 1 of 2 memories",
+                "indexed the keywords of 2 of 2 memories", "keyword index ready: 2 memories",
+            ])
+        database.close()
+    }
+
+    /// A memory that only one side finds is fused all the same; `explain` says which side found
+    /// what, at which rank, and what the neighbouring turns added.
+    @Test func hybridFusesBothSidesAndExplainsEachHit() throws {
+        let store = try MemoryStore(path: temporary.path, dimension: 3)
+        // No sessions, so no neighbours: the fusion alone.
+        try store.add([
+            turn("near", "a sunny afternoon", session: nil, vector: [1, 0, 0]),
+            turn("word", "my violin lessons", session: nil, vector: [0, 0, 1]),
+            turn("both", "violin in the sun", session: nil, vector: [0.9, 0.1, 0]),
+            turn("none", "groceries", session: nil, vector: [0, 1, 0]),
+        ])
+        let c = MemoryStore.fusionConstant
+        let hits = try store.search(
+            SearchRequest(user: "u", text: "violin", vector: [1, 0, 0], mode: .hybrid, k: 4, explain: true))
+        // Vector ranks: near, both, none, word (none and word tie at 0; by id). Keyword ranks:
+        // word (the shorter text), both.
+        #expect(ids(hits) == ["both", "word", "near", "none"])
+        let both = try #require(hits[0].explanation)
+        #expect(both.vectorRank == 2 && both.keywordRank == 2 && both.keywordScore! > 0 && both.neighbours == 0)
+        #expect(abs(both.vectorScore! - 0.9 / (0.82 as Float).squareRoot()) < 1e-6)
+        #expect(abs(hits[0].score - 2 / (c + 2)) < 1e-6)
+        let word = try #require(hits[1].explanation)
+        #expect(word.keywordRank == 1 && word.vectorRank == 4 && word.recency == nil)
+        #expect(word.keywordScore! > both.keywordScore!)
+        #expect(abs(hits[1].score - (1 / (c + 1) + 1 / (c + 4))) < 1e-6)
+        let none = try #require(hits[3].explanation)
+        #expect(none.keywordRank == nil && none.keywordScore == nil && none.vectorRank == 3)
+        // Without explain, no explanation; a vector alone ranks by similarity, as before.
+        let plain = try store.search(SearchRequest(user: "u", text: "violin", vector: [1, 0, 0], k: 2))
+        #expect(plain.allSatisfy { $0.explanation == nil } && ids(plain) == ["both", "word"])
+        let vectorOnly = try store.search(SearchRequest(user: "u", vector: [1, 0, 0], k: 1))
+        #expect(ids(vectorOnly) == ["near"] && vectorOnly[0].score == 1)
+
+        // A turn next to the one that holds the words is credited half of what that one got.
+        try store.add([
+            turn("asked", "what do you play?", user: "v", at: 1, vector: [0, 1, 0]),
+            turn("answer", "the violin", user: "v", at: 2, vector: [1, 0, 0]),
+            turn("later", "unrelated", user: "v", session: "s2", at: 3, vector: [0, 1, 0]),
+        ])
+        let credited = try store.search(
+            SearchRequest(user: "v", text: "violin", vector: [1, 0, 0], mode: .hybrid, k: 3, explain: true))
+        #expect(ids(credited) == ["answer", "asked", "later"])
+        let asked = try #require(credited[1].explanation)
+        // Vector ranks: answer, asked, later (asked and later tie; by id). Keyword: answer.
+        #expect(asked.keywordRank == nil && asked.vectorRank == 2)
+        #expect(abs(asked.neighbours! - MemoryStore.neighbourCredit * 2 / (c + 1)) < 1e-6)
+        #expect(credited[2].explanation?.neighbours == 0)
+    }
+
+    /// Filters hold in every mode and both index kinds, and a search returns min(k, matches).
+    @Test(arguments: [SpaceIndex.flat, .hnsw(HNSWParameters())])
+    func filtersComposeWithEveryMode(index: SpaceIndex) throws {
+        let store = try MemoryStore(path: temporary.path, dimension: 3, index: index)
+        var batch: [NewMemory] = []
+        for i in 0..<60 {
+            batch.append(
+                turn(
+                    "m\(i)", i % 2 == 0 ? "coffee talk \(i)" : "tea talk \(i)", session: "s\(i % 3)", at: Int64(i),
+                    vector: [1, Float(i) / 60, Float(i % 7)], metadata: #"{"topic":"\#(i % 4)","n":\#(i)}"#))
+        }
+        try store.add(batch)
+        let filter = MemoryFilter(
+            rows: RowFilter(session: "s0"),
+            metadata: [
+                MetadataCondition(key: "n", test: .range(greaterThan: nil, atLeast: .integer(10), lessThan: .integer(50), atMost: nil))
+            ])
+        // Sessions s0 and n in 10..<50: 12, 15, ..., 48 (13 memories), of which 7 are coffee.
+        let expected = Set((10..<50).filter { $0 % 3 == 0 }.map { "m\($0)" })
+        for mode in SearchMode.allCases {
+            let hits = try store.search(
+                SearchRequest(user: "u", text: "talk", vector: [1, 0.5, 1], mode: mode, k: 100, filter: filter))
+            #expect(Set(ids(hits)) == expected, "\(mode)")
+            let few = try store.search(
+                SearchRequest(user: "u", text: "coffee", vector: [1, 0.5, 1], mode: mode, k: 5, filter: filter))
+            #expect(few.count == 5, "\(mode)")
+            #expect(few.allSatisfy { expected.contains($0.memory.id) }, "\(mode)")
+        }
+        // Exact for the vector side: the best 5 of the matching memories by brute force.
+        let query: [Float] = [1, 0.5, 1]
+        let norm = (query.map { $0 * $0 }.reduce(0, +)).squareRoot()
+        let best = batch.filter { expected.contains($0.id!) }.map { memory -> (String, Float) in
+            let v = memory.vector!
+            let n = (v.map { $0 * $0 }.reduce(0, +)).squareRoot()
+            return (memory.id!, zip(v, query).map { $0 * $1 }.reduce(0, +) / (n * norm))
+        }.sorted { $0.1 > $1.1 }.prefix(5).map(\.0)
+        let vector = try store.search(SearchRequest(user: "u", vector: query, mode: .vector, k: 5, filter: filter))
+        #expect(ids(vector) == best)
+        // `in`, and equality, on metadata.
+        let topics = MemoryFilter(metadata: [MetadataCondition(key: "topic", test: .oneOf([.string("1"), .string("2")]))])
+        let topical = try store.search(SearchRequest(user: "u", text: "tea", mode: .keyword, k: 100, filter: topics))
+        #expect(Set(ids(topical)) == Set((0..<60).filter { $0 % 4 == 1 }.map { "m\($0)" }))
+    }
+
+    @Test func halfLifeLiftsRecentMemories() throws {
+        let store = try MemoryStore(path: temporary.path, dimension: 3)
+        let now = Clock.nowMilliseconds()
+        try store.add([
+            NewMemory(id: "old", user: "u", text: "my car is red", createdAt: now - 400 * 86_400_000, vector: [1, 0, 0]),
+            NewMemory(id: "new", user: "u", text: "my car is blue now", createdAt: now - 1000, vector: [0.95, 0.3, 0]),
+        ])
+        let plain = try store.search(SearchRequest(user: "u", text: "car", vector: [1, 0, 0], mode: .vector, k: 2))
+        #expect(ids(plain) == ["old", "new"])
+        let recent = try store.search(
+            SearchRequest(user: "u", text: "car", vector: [1, 0, 0], mode: .vector, k: 2, explain: true, halfLife: 86_400))
+        #expect(ids(recent) == ["new", "old"])
+        let factors = recent.map { $0.explanation!.recency! }
+        #expect(factors[0] > 0.999 && abs(factors[1] - 0.5) < 1e-6)
+        #expect(abs(MemoryStore.recency(ageSeconds: 86_400, halfLife: 86_400) - 0.75) < 1e-6)
+        #expect(abs(recent[0].score - factors[0] / (MemoryStore.fusionConstant + 2)) < 1e-6)
+    }
+
+    @Test func contextGivesEachHitItsNeighbouringTurnsOnce() throws {
+        let store = try MemoryStore(path: temporary.path, dimension: 3)
+        // Added out of time order: the session's order is by time.
+        try store.add([
+            turn("t3", "three", at: 3), turn("t1", "one", at: 1), turn("t2", "two pizza", at: 2),
+            turn("t5", "five pizza", at: 5), turn("t4", "four", at: 4), turn("x", "pizza elsewhere", session: nil, at: 9),
+            turn("t0", "zero", at: 0),
+        ])
+        let hits = try store.search(SearchRequest(user: "u", text: "pizza", mode: .keyword, k: 3, context: 2))
+        #expect(Set(ids(hits)) == ["t2", "t5", "x"])
+        let context = Dictionary(uniqueKeysWithValues: hits.map { ($0.memory.id, $0.context.map(\.id)) })
+        // t2 and t5 share t3 and t4: each turn is given once, with the first hit that reaches it.
+        let first = ids(hits).first { $0 != "x" }!
+        #expect(context[first] == (first == "t2" ? ["t0", "t1", "t3", "t4"] : ["t3", "t4"]))
+        #expect(context["x"] == [])
+        let union = Set(hits.flatMap { $0.context.map(\.id) })
+        #expect(union == ["t0", "t1", "t3", "t4"])
+    }
+
+    /// An expired memory is never returned and is purged, keyword row and all, in one transaction.
+    @Test(arguments: [SpaceIndex.flat, .hnsw(HNSWParameters())])
+    func expiredMemoriesAreNeverReturnedAndArePurged(index: SpaceIndex) throws {
+        let store = try MemoryStore(path: temporary.path, dimension: 3, index: index)
+        try store.add([
+            turn("keep", "lasting pizza", vector: [1, 0, 0]),
+            turn("brief", "brief pizza", vector: [1, 0, 0], ttl: 1),
+        ])
+        #expect(store.get(user: "u", id: "brief")?.expiresAt != nil)
+        #expect(Set(try keyword(store, "pizza")) == ["keep", "brief"])
+        Thread.sleep(forTimeInterval: 1.1)
+        #expect(try keyword(store, "pizza") == ["keep"])
+        #expect(ids(try store.search(SearchRequest(user: "u", vector: [1, 0, 0], k: 5))) == ["keep"])
+        #expect(store.get(user: "u", id: "brief") == nil)
+        #expect(store.get(user: "u", ids: ["brief"], withVector: false) == [nil])
+        #expect(try store.list(ListRequest(user: "u")).memories.map(\.id) == ["keep"])
+        #expect(try store.sessions(user: "u", limit: 10).sessions.map(\.turns) == [1])
+        #expect(store.stats().expired == 1 && store.stats().purged == 0)
+        #expect(try store.purgeExpired() == 1)
+        #expect(try store.purgeExpired() == 0)
+        #expect(store.stats().expired == 0 && store.stats().purged == 1 && store.count == 1)
+        store.close()
+        #expect(try MemoryStore.check(path: temporary.path).problems == [])
+        let reopened = try MemoryStore(path: temporary.path)
+        #expect(reopened.stats().purged == 1 && reopened.count == 1)
+        reopened.close()
+    }
+}
