@@ -254,7 +254,10 @@ public enum Operations {
             }
             var halfLife: Double?
             if let value = request["half_life"], value != .null {
-                guard let seconds = value.numberValue, seconds.isFinite, seconds > 0 else {
+                guard let seconds = value.numberValue else {
+                    throw ProtocolError(.wrongType, "half_life must be a number of seconds, not \(value.typeName)")
+                }
+                guard seconds.isFinite, seconds > 0 else {
                     throw ProtocolError(.invalidValue, "half_life must be a positive number of seconds")
                 }
                 halfLife = seconds

@@ -75,9 +75,17 @@ import Testing
                 user: "u", query: .vector([0.5, -0.25]), k: 3,
                 filter: RowFilter(session: "s", role: .assistant, since: -1, until: Int64.max), ef: 64, exact: true),
             SearchRequest(user: "u", query: .text("tea?")),
+            SearchRequest(
+                user: "u", text: "tea\u{0}?", vector: [1, 2], mode: .hybrid, k: 1000,
+                filter: MemoryFilter(
+                    rows: RowFilter(speaker: "Ana"), metadata: [MetadataCondition(key: "k", test: .equals(.bool(false)))]),
+                explain: true, halfLife: 86_400.5, context: 20),
+            SearchRequest(user: "u", text: "tea", mode: .keyword),
         ] {
             #expect(try roundTrip(Operations.Search.self, search) == search)
         }
+        let expiring = NewMemory(user: "u", text: "brief", vector: [1], ttl: NewMemory.maximumTTL)
+        #expect(try roundTrip(Operations.Add.self, .init(expiring)) == .init(expiring))
         let named = MemoryRef(user: "caf\u{E9}", id: "id\u{0}")
         for get in [
             Operations.Get.Arguments(user: named.user, id: named.id),
@@ -147,6 +155,16 @@ import Testing
                     id: "h", user: "u", session: nil, role: .user, text: "t", createdAt: Int64.min,
                     metadata: #"{"k":"v"}"#, vector: []), score: 0.123456789),
             ScoredMemory(memory: Memory(id: "i", user: "u", text: "", createdAt: 0, vector: []), score: -3e-9),
+            ScoredMemory(
+                memory: Memory(id: "e", user: "u", text: "x", createdAt: 5, vector: [], expiresAt: 9),
+                score: 0.25,
+                explanation: Explanation(
+                    vectorScore: 0.5, vectorRank: 3, keywordScore: nil, keywordRank: nil, neighbours: 0.125,
+                    recency: 0.75),
+                context: [Memory(id: "before", user: "u", session: "s", text: "y", createdAt: 4, vector: [])]),
+            ScoredMemory(
+                memory: Memory(id: "k", user: "u", text: "x", createdAt: 5, vector: []), score: 7.5,
+                explanation: Explanation(keywordScore: 7.5, keywordRank: 1)),
         ]
         #expect(try roundTrip(Operations.Search.self, answer: hits) == hits)
         let memory = Memory(
@@ -223,6 +241,26 @@ import Testing
         #expect(code(#"{"op":"search","user":"u","vector":[0.5],"ef":10001}"#) == .invalidValue)
         #expect(code(#"{"op":"search","user":"u","vector":[0.5],"ef":"wide"}"#) == .wrongType)
         #expect(code(#"{"op":"search","user":"u","vector":[0.5],"exact":1}"#) == .wrongType)
+        #expect(code(#"{"op":"search","user":"u"}"#) == .missingField)
+        #expect(code(#"{"op":"search","user":"u","vector":[0.5],"mode":"keyword"}"#) == .missingField)
+        #expect(code(#"{"op":"search","user":"u","vector":[0.5],"mode":"hybrid"}"#) == .missingField)
+        #expect(code(#"{"op":"search","user":"u","query":"x","mode":"fuzzy"}"#) == .invalidValue)
+        #expect(code(#"{"op":"search","user":"u","query":"x","half_life":0}"#) == .invalidValue)
+        #expect(code(#"{"op":"search","user":"u","query":"x","half_life":"1d"}"#) == .wrongType)
+        #expect(code(#"{"op":"search","user":"u","query":"x","context":21}"#) == .invalidValue)
+        #expect(code(#"{"op":"search","user":"u","query":"x","context":-1}"#) == .invalidValue)
+        #expect(code(#"{"op":"search","user":"u","query":"x","explain":"yes"}"#) == .wrongType)
+        #expect(code(#"{"op":"search","user":"u","query":"x","where":{"n":{"gte":"3"}}}"#) == .wrongType)
+        #expect(code(#"{"op":"add","user":"u","text":"x","ttl":0}"#) == .invalidValue)
+        #expect(code(#"{"op":"add","user":"u","text":"x","ttl":1.5}"#) == .wrongType)
+        #expect(
+            try decode(Operations.Search.self, #"{"op":"search","user":"u","query":"x","where":{"n":{"gte":3,"lt":9}}}"#)
+                == SearchRequest(
+                    user: "u", text: "x",
+                    filter: MemoryFilter(metadata: [
+                        MetadataCondition(
+                            key: "n", test: .range(greaterThan: nil, atLeast: .integer(3), lessThan: .integer(9), atMost: nil))
+                    ])))
         #expect(try decode(Operations.Embed.self, #"{"op":"embed","texts":["a","b"]}"#) == ["a", "b"])
         #expect(
             try decode(Operations.Add.self, #"{"op":"add","user":"u","text":"hi","model":"m"}"#)

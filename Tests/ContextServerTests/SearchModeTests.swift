@@ -1,0 +1,73 @@
+import ContextClient
+import ContextModel
+import ContextProtocol
+import Foundation
+import MemoryStore
+import NIOCore
+import Testing
+
+@testable import ContextServer
+
+/// The search modes, their options and expiry through a real server on loopback.
+@Suite struct SearchModeTests {
+    func object(_ line: String?) throws -> JSONObject {
+        guard let line, case .object(let object) = try JSONParser.parse(Array(line.utf8)) else {
+            throw ProtocolError(.notObject, "not an object: \(line ?? "nil")")
+        }
+        return object
+    }
+
+    @Test func modesOptionsAndExplanationsOverTheWire() async throws {
+        let server = try await TestServer(dimension: 2)
+        let socket = try RawSocket(port: server.port)
+        for line in [
+            #"{"op":"add","user":"u","id":"a","session":"s","text":"Which instrument?","vector":[0,1],"created_at":1000}"#,
+            #"{"op":"add","user":"u","id":"b","session":"s","text":"I play the violin","vector":[1,0],"created_at":2000}"#,
+            #"{"op":"add","user":"u","id":"c","session":"s","text":"Since I was six","vector":[0.6,0.8],"created_at":3000}"#,
+        ] {
+            socket.send(line + "\n")
+            #expect(try object(socket.readLine())["ok"] == true)
+        }
+        // Text without a model: keyword mode, which explains with the keyword side alone.
+        socket.send(#"{"op":"search","user":"u","query":"violins","k":1,"explain":true,"context":1}"# + "\n")
+        let keyword = try #require(socket.readLine())
+        #expect(keyword.hasPrefix(#"{"ok":true,"hits":[{"id":"b","score":"#))
+        #expect(
+            keyword.contains(
+                #""explain":{"neighbours":null,"vector":null,"keyword":{"score":"#))
+        #expect(keyword.contains(#""rank":1},"recency":null},"context":[{"id":"a","#))
+        let hits = try Operations.Search.decode(answer: object(keyword))
+        #expect(hits.map(\.memory.id) == ["b"] && hits[0].context.map(\.id) == ["a", "c"])
+        // Text and a vector: hybrid, both sides explained.
+        socket.send(#"{"op":"search","user":"u","query":"violin","vector":[1,0],"k":3,"explain":true}"# + "\n")
+        let hybrid = try Operations.Search.decode(answer: object(socket.readLine()))
+        #expect(hybrid.map(\.memory.id) == ["b", "c", "a"])
+        #expect(hybrid[0].explanation?.vectorRank == 1 && hybrid[0].explanation?.keywordRank == 1)
+        #expect(hybrid[1].explanation?.keywordRank == nil && hybrid[1].explanation?.neighbours != nil)
+        // `where` on a vector search goes through SQL, on the compute pool.
+        socket.send(#"{"op":"search","user":"u","vector":[1,0],"k":3,"where":{"k":1}}"# + "\n")
+        #expect(socket.readLine() == #"{"ok":true,"hits":[]}"#)
+        socket.send(#"{"op":"search","user":"u","query":"violin","mode":"vector"}"# + "\n")
+        #expect(try object(socket.readLine())["error"]?.objectValue?["code"] == .string("no_embedder"))
+        await server.stop()
+    }
+
+    /// A memory with a ttl is returned until it expires, then by nothing, and the server purges
+    /// it in the background; `stats` counts it.
+    @Test func expiredMemoriesArePurgedInTheBackground() async throws {
+        let server = try await TestServer(dimension: 2) { $0.purgeInterval = .milliseconds(100) }
+        let client = try await server.client()
+        try await client.addBatch([
+            NewMemory(id: "brief", user: "u", text: "brief", vector: [1, 0], ttl: 1),
+            NewMemory(id: "kept", user: "u", text: "kept", vector: [1, 0]),
+        ])
+        let before = try await client.get(user: "u", id: "brief")
+        #expect(before.expiresAt != nil && before.expiresAt! - before.createdAt == 1000)
+        try await Task.sleep(for: .milliseconds(1500))
+        #expect(try await client.search(SearchRequest(user: "u", vector: [1, 0], k: 5)).map(\.memory.id) == ["kept"])
+        let stats = try await client.stats()
+        #expect(stats.store.purged == 1 && stats.store.expired == 0 && stats.store.memories == 1)
+        await client.close()
+        await server.stop()
+    }
+}
