@@ -83,6 +83,7 @@ struct AddCommand: AsyncParsableCommand {
     @Option(help: "Who said it (a name).") var speaker: String?
     @Option(help: "Metadata, a JSON object.") var metadata: String?
     @Option(help: "Creation time, unix milliseconds or ISO 8601 (default: now).") var createdAt: String?
+    @Option(help: "Seconds until it expires (default: never).") var ttl: Int64?
 
     func run() async throws {
         var fields: [(key: String, value: JSONValue)] = [
@@ -91,7 +92,7 @@ struct AddCommand: AsyncParsableCommand {
         if let vector { fields.append(("vector", try parseVector(vector))) }
         fields +=
             optional("id", id) + optional("session", session) + optional("role", role) + optional("speaker", speaker)
-        fields += time("created_at", createdAt)
+        fields += time("created_at", createdAt) + optional("ttl", ttl)
         if let metadata {
             guard let value = try? JSONParser.parse(metadata) else { throw ValidationError("--metadata must be JSON") }
             fields.append(("metadata", value))
@@ -102,29 +103,42 @@ struct AddCommand: AsyncParsableCommand {
 
 struct SearchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "search", abstract: "Find a user's memories closest to a vector.")
+        commandName: "search", abstract: "Find a user's memories for a question (text) or a vector.",
+        discussion: """
+            Modes: vector (similarity to the vector, or to the model's embedding of --query), keyword \
+            (BM25 over the words of --query) and hybrid (both, fused by reciprocal rank; the default \
+            for --query on a server with a model). docs/PROTOCOL.md explains scores and --explain.
+            """)
 
     @OptionGroup var connection: ConnectionOptions
     @Option(help: "Search this user's memories only.") var user: String
-    @Option(help: "The query embedding: a JSON array or comma-separated numbers.") var vector: String?
-    @Option(help: "The query as text, for the server to embed (instead of --vector).") var query: String?
+    @Option(help: "The query as text: its words for the keyword index, its embedding for the vector side.")
+    var query: String?
+    @Option(help: "The query embedding: a JSON array or comma-separated numbers (default: the server embeds --query).")
+    var vector: String?
+    @Option(help: "vector, keyword or hybrid (default: the server chooses).") var mode: String?
     @Option(help: "How many hits (1-1000).") var k: Int = SearchRequest.defaultK
     @OptionGroup var filter: FilterOptions
+    @OptionGroup var metadata: MetadataOptions
+    @Flag(help: "Show each hit's vector and keyword scores and ranks, neighbour credit and recency.") var explain = false
+    @Option(help: "Weigh recency: a memory this many seconds old counts 3/4 (default: time plays no part).")
+    var halfLife: Double?
+    @Option(help: "With each hit, this many turns of its session before and after it (0-20).") var context: Int?
     @Option(help: "hnsw spaces: candidates kept by the graph search (default: the space's).") var ef: Int?
     @Flag(help: "Scan exactly, never the graph (the ground truth).") var exact = false
 
     func run() async throws {
+        guard query != nil || vector != nil else { throw ValidationError("give --query, --vector, or both") }
         var fields: [(key: String, value: JSONValue)] = [
             ("user", .string(user)), ("k", .integer(Int64(k))),
         ]
-        fields += optional("ef", ef.map(Int64.init))
+        fields += optional("query", query) + optional("mode", mode)
+        if let vector { fields.append(("vector", try parseVector(vector))) }
+        fields += optional("ef", ef.map(Int64.init)) + optional("context", context.map(Int64.init))
+        if let halfLife { fields.append(("half_life", .number(halfLife))) }
         if exact { fields.append(("exact", .bool(true))) }
-        switch (vector, query) {
-        case (let vector?, nil): fields.append(("vector", try parseVector(vector)))
-        case (nil, let query?): fields.append(("query", .string(query)))
-        default: throw ValidationError("give either --vector or --query")
-        }
-        try await connection.send(Operations.Search.self, fields + filter.fields)
+        if explain { fields.append(("explain", .bool(true))) }
+        try await connection.send(Operations.Search.self, fields + filter.fields + metadata.fields())
     }
 }
 

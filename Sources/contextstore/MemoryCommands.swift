@@ -16,7 +16,7 @@ struct FilterOptions: ParsableArguments {
     }
 }
 
-/// `--where`, the metadata conditions of `list` and `forget` (not of `search`).
+/// `--where`, the metadata conditions of `search`, `list` and `forget`.
 struct MetadataOptions: ParsableArguments {
     @Option(
         name: .customLong("where"),
