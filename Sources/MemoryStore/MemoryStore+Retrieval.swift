@@ -197,23 +197,43 @@ extension MemoryStore {
 
     /// `user`'s best `limit` memories for the words of `text` that pass `filter`, best first.
     func keywordSearch(user: String, text: String, limit: Int, filter: MemoryFilter, now: Int64) throws -> [KeywordHit] {
-        guard let match = KeywordIndex.match(user: user, text: text) else { return [] }
+        let (expiring, alone) = state.read { ($0.expiring > 0, $0.flat?.count(user: user) == $0.memoryCount) }
+        // A user alone in the space is searched without the scope token: its rows are all rows.
+        // Should another user's row be read after all (written meanwhile), the search is repeated
+        // with it, so no hit is lost to it.
+        if alone, let hits = try keywordRows(user: user, text: text, limit: limit, filter: filter, now: now, expiring: expiring, scoped: false),
+            hits.allSatisfy({ $0.user == user })
+        {
+            return hits.map(\.hit)
+        }
+        return try keywordRows(
+            user: user, text: text, limit: limit, filter: filter, now: now, expiring: expiring, scoped: true
+        )?.map(\.hit) ?? []
+    }
+
+    /// The keyword index's rows for `text`, with their users; nil when `text` has no word.
+    private func keywordRows(
+        user: String, text: String, limit: Int, filter: MemoryFilter, now: Int64, expiring: Bool, scoped: Bool
+    ) throws -> [(hit: KeywordHit, user: String?)]? {
+        guard let match = KeywordIndex.match(user: user, text: text, scoped: scoped) else { return nil }
         var arguments: StatementArguments = [match]
         var sql = "SELECT rowid, \(KeywordIndex.relevance) FROM memory_terms WHERE memory_terms MATCH ?"
-        let expiring = state.read { $0.expiring > 0 }
         if !filter.isEmpty || expiring {
             sql += " AND rowid IN (SELECT seq FROM memories WHERE "
             sql += SQL.condition(user: user, filter: filter, now: now, arguments: &arguments) + ")"
         }
         sql += " ORDER BY \(KeywordIndex.relevance) DESC, rowid LIMIT ?"
         arguments.values.append(Int64(limit))
-        return try withReader { database in
+        let rows = try withReader { database in
             let rows = try database.cachedStatement(sql)
             try rows.bind(arguments)
             var hits: [KeywordHit] = []
             while try rows.step() { hits.append(KeywordHit(seq: rows.int64(at: 0), score: Float(rows.double(at: 1)))) }
             rows.reset()
             return hits
+        }
+        return state.read { state in
+            rows.map { hit in (hit, state.handleOfSeq[hit.seq].flatMap { state.records[Int($0)]?.user }) }
         }
     }
 

@@ -80,6 +80,7 @@ extension MemoryStore {
                 try statements.database.transaction {
                     if knownDimension == nil { try statements.set("dimension", String(spaceDimension)) }
                     seqs = try memories.map { try statements.upsert($0) }
+                    for (memory, seq) in zip(memories, seqs) { try statements.index(memory, seq: seq) }
                     // A replaced memory's old windows go, whether or not it has new ones.
                     let replaced = state.read { state in memories.map { state.record(key: Self.key($0)) != nil } }
                     for i in memories.indices where replaced[i] || !windows[i].isEmpty {

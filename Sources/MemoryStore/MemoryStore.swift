@@ -406,12 +406,12 @@ public final class MemoryStore: Sendable {
                 flat.exactScores(handles: $0.map(\.handle), query: query)
             }
         } else {
-            hits = flat.search(user: user, query: query, k: k, filter: filter)
+            hits = flat.search(user: user, query: query, k: k, filter: filter, exact: exact)
         }
         if let windows = state.windows, windows.count(user: user) > 0 {
             let rows =
                 allowed == nil ? min(windows.count(user: user), k * max(1, state.mostWindows)) : windows.count(user: user)
-            var windowHits = windows.search(user: user, query: query, k: rows, filter: filter)
+            var windowHits = windows.search(user: user, query: query, k: rows, filter: filter, exact: exact)
             if let allowed {
                 windowHits.removeAll { window in
                     state.handles[ExactString(Self.key(ofWindow: window.id))].map { !allowed.contains($0) } ?? true

@@ -46,6 +46,10 @@ public struct FlatIndex: Sendable {
 
     private struct Partition {
         var rows: [Float] = []
+        /// Each row as int8 (`codeScales[r] * codes[r * dimension + i]` is about component i):
+        /// what a large user's search scans first (see `compactScanRows`).
+        var codes: [Int8] = []
+        var codeScales: [Float] = []
         var squaredNorms: [Float] = []
         var ids: [String] = []
         var handles: [Int32] = []
@@ -100,6 +104,8 @@ public struct FlatIndex: Sendable {
     public mutating func reserveCapacity(_ rows: Int, forUser user: String) {
         var partition = partitions.removeValue(forKey: ExactString(user)) ?? Partition()
         partition.rows.reserveCapacity(rows * dimension)
+        partition.codes.reserveCapacity(rows * dimension)
+        partition.codeScales.reserveCapacity(rows)
         if metric == .l2 { partition.squaredNorms.reserveCapacity(rows) }
         partition.ids.reserveCapacity(rows)
         partition.handles.reserveCapacity(rows)
@@ -145,6 +151,7 @@ public struct FlatIndex: Sendable {
         var total = 0
         for partition in partitions.values {
             total += partition.rows.capacity * MemoryLayout<Float>.stride
+            total += partition.codes.capacity + partition.codeScales.capacity * MemoryLayout<Float>.stride
             total += partition.squaredNorms.capacity * MemoryLayout<Float>.stride
             total += partition.ids.capacity * MemoryLayout<String>.stride
             total += partition.handles.capacity * MemoryLayout<Int32>.stride
@@ -205,6 +212,7 @@ public struct FlatIndex: Sendable {
             var partition = partitions.removeValue(forKey: userKey) ?? Partition()
             defer { partitions[userKey] = partition }
             partition.rows.append(contentsOf: vector)
+            partition.codeScales.append(Self.appendCode(of: vector, to: &partition.codes))
             if metric == .l2 { partition.squaredNorms.append(squaredNorm) }
             partition.ids.append(id)
             partition.handles.append(handle)
@@ -243,6 +251,10 @@ public struct FlatIndex: Sendable {
             partition.rows.withUnsafeMutableBufferPointer { rows in
                 for j in 0..<dimension { rows[to + j] = rows[from + j] }
             }
+            partition.codes.withUnsafeMutableBufferPointer { codes in
+                for j in 0..<dimension { codes[to + j] = codes[from + j] }
+            }
+            partition.codeScales[location.row] = partition.codeScales[last]
             if metric == .l2 { partition.squaredNorms[location.row] = partition.squaredNorms[last] }
             partition.ids[location.row] = partition.ids[last]
             partition.handles[location.row] = partition.handles[last]
@@ -252,6 +264,8 @@ public struct FlatIndex: Sendable {
             if moved >= 0 { locationOfHandle[Int(moved)]?.row = location.row }
         }
         partition.rows.removeLast(dimension)
+        partition.codes.removeLast(dimension)
+        partition.codeScales.removeLast()
         if metric == .l2 { partition.squaredNorms.removeLast() }
         partition.ids.removeLast()
         partition.handles.removeLast()
@@ -270,12 +284,27 @@ public struct FlatIndex: Sendable {
 
     // MARK: - Search
 
+    /// Users with at least this many rows are searched through their int8 codes: a scan of a
+    /// quarter of the bytes, whose best `compactCandidates(k:)` rows are then scored exactly
+    /// (float32) for the final order. Smaller users, and `exact` searches, scan float32 rows.
+    public static let compactScanRows = 2048
+
+    /// Compact scans of at least this many bytes are split over all cores.
+    static let parallelCompactBytes = 1 << 40
+
+    /// How many rows of the compact scan are re-scored exactly for `k` hits.
+    static func compactCandidates(k: Int) -> Int { 4 * k + 64 }
+
     /// The `k` best rows of `user` for `query` that pass `filter`, best first.
+    /// - Parameter exact: Scan the float32 rows, never the int8 codes (the ground truth).
     /// - Precondition: `query.count == dimension`, `k > 0`.
-    public func search(user: String, query: [Float], k: Int, filter: RowFilter = RowFilter()) -> [SearchHit] {
+    public func search(
+        user: String, query: [Float], k: Int, filter: RowFilter = RowFilter(), exact: Bool = false
+    ) -> [SearchHit] {
         precondition(query.count == dimension && k > 0)
         guard let partition = partitions[ExactString(user)] else { return [] }
         let n = partition.count
+        if !exact, n >= Self.compactScanRows { return compactSearch(partition, query: query, k: k, filter: filter) }
         let scores = [Float](unsafeUninitializedCapacity: n) { buffer, initialized in
             partition.rows.withUnsafeBufferPointer { rows in
                 query.withUnsafeBufferPointer { q in
@@ -343,6 +372,95 @@ public struct FlatIndex: Sendable {
             let score = l2 ? (max(0, queryNorm - entry.score)).squareRoot() : entry.score
             return SearchHit(id: partition.ids[entry.row], score: score, handle: partition.handles[entry.row])
         }
+    }
+
+    /// The compact scan: int8 products of every row with the query's int8 code, the best
+    /// candidates (by that estimate) kept in a heap, then scored exactly and ordered.
+    private func compactSearch(_ partition: Partition, query: [Float], k: Int, filter: RowFilter) -> [SearchHit] {
+        let n = partition.count
+        let dimension = self.dimension
+        var queryCode: [Int8] = []
+        queryCode.reserveCapacity(dimension)
+        let queryScale = Self.appendCode(of: query, to: &queryCode)
+        let l2 = metric == .l2
+        let estimates = [Float](unsafeUninitializedCapacity: n) { out, initialized in
+            partition.codes.withUnsafeBufferPointer { codes in
+                partition.codeScales.withUnsafeBufferPointer { scales in
+                    partition.squaredNorms.withUnsafeBufferPointer { norms in
+                        queryCode.withUnsafeBufferPointer { q in
+                            let (codes, scales, q, out) = (
+                                codes.baseAddress!, scales.baseAddress!, q.baseAddress!, out.baseAddress!
+                            )
+                            let norms = l2 ? norms.baseAddress : nil
+                            func scan(_ start: Int, _ end: Int) {
+                                ck_dot_i8_rows(
+                                    q, queryScale, codes + start * dimension, scales + start, norms.map { $0 + start },
+                                    dimension, end - start, out + start)
+                            }
+                            let chunks = n * dimension >= Self.parallelCompactBytes ? min(Self.cores, n) : 1
+                            guard chunks > 1 else { return scan(0, n) }
+                            let perChunk = (n + chunks - 1) / chunks
+                            // Each chunk writes its own part of `out`; the pointers outlive the call.
+                            nonisolated(unsafe) let scanChunk = scan
+                            DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
+                                let start = chunk * perChunk
+                                let end = min(n, start + perChunk)
+                                if start < end { scanChunk(start, end) }
+                            }
+                        }
+                    }
+                }
+            }
+            initialized = n
+        }
+        let checkFilter = !filter.isEmpty
+        var heap = TopKHeap(capacity: min(Self.compactCandidates(k: k), n))
+        // Below the heap's worst, a row cannot enter: one comparison for most rows.
+        var floor = -Float.infinity
+        estimates.withUnsafeBufferPointer { estimates in
+            partition.ids.withUnsafeBufferPointer { ids in
+                for row in 0..<n {
+                    let estimate = estimates[row]
+                    if estimate < floor { continue }
+                    if heap.isFull, !heap.admits(score: estimate, id: ids[row]) { continue }
+                    if checkFilter, !filter.matches(partition.attributes[row]) { continue }
+                    heap.insert(score: estimate, row: row, id: ids[row])
+                    if heap.isFull { floor = heap.entries[0].score }
+                }
+            }
+        }
+        // The candidates scored exactly: the order and the scores reported are float32's.
+        var exact = TopKHeap(capacity: k)
+        query.withUnsafeBufferPointer { q in
+            partition.rows.withUnsafeBufferPointer { rows in
+                for candidate in heap.sortedBestFirst() {
+                    let value = pairKernel(q.baseAddress!, rows.baseAddress! + candidate.row * dimension, dimension)
+                    let score = l2 ? -value : value
+                    let id = partition.ids[candidate.row]
+                    if exact.isFull, !exact.admits(score: score, id: id) { continue }
+                    exact.insert(score: score, row: candidate.row, id: id)
+                }
+            }
+        }
+        return exact.sortedBestFirst().map { entry in
+            SearchHit(
+                id: partition.ids[entry.row], score: l2 ? (-entry.score).squareRoot() : entry.score,
+                handle: partition.handles[entry.row])
+        }
+    }
+
+    /// Appends `vector`'s int8 code (each component over the scale, rounded, within -127...127)
+    /// and returns the scale: the largest magnitude over 127, in double precision so that a
+    /// subnormal vector cannot divide by a scale that underflowed to zero.
+    @discardableResult
+    static func appendCode(of vector: [Float], to codes: inout [Int8]) -> Float {
+        let largest = Double(vector.reduce(Float(0)) { max($0, abs($1)) })
+        guard largest > 0 else {
+            codes.append(contentsOf: repeatElement(0, count: vector.count))
+            return 0
+        }
+        for x in vector { codes.append(Int8(min(max((Double(x) / largest * 127).rounded(), -127), 127))) }
+        return Float(largest / 127)
     }
 
     // MARK: - Vector helpers

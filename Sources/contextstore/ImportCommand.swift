@@ -76,7 +76,7 @@ struct ImportCommand: AsyncParsableCommand {
                 store = try MemoryStore(
                     path: db, dimension: embedder?.dimension, metric: metric, model: embedder?.modelID,
                     index: try indexOptions.spaceIndex(),
-                    embedTemplate: access(db, F_OK) == 0 ? nil : EmbedTemplate.serverDefault)
+                    embedTemplate: access(db, F_OK) == 0 ? nil : EmbedTemplate.serverDefault, log: { printError($0) })
             } catch let error as StoreError {
                 throw fail("cannot open \(db): \(error.message)")
             }

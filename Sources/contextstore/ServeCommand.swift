@@ -113,7 +113,8 @@ struct ServeCommand: AsyncParsableCommand {
             store = try MemoryStore(
                 path: db, dimension: dim ?? embedder?.dimension, metric: metric, model: embedder?.modelID,
                 index: try indexOptions.spaceIndex(),
-                embedTemplate: embedTemplate ?? (existed ? nil : EmbedTemplate.serverDefault))
+                embedTemplate: embedTemplate ?? (existed ? nil : EmbedTemplate.serverDefault),
+                log: { [logger] in logger.info("\($0)") })
         } catch let error as StoreError {
             if !existed { Self.remove(db) }
             throw fail("cannot open \(db): \(error.message)\(openHint(error, embedder: embedder))")

@@ -30,7 +30,8 @@ import Testing
     @Test func daysAreUTCCivilDates() throws {
         func day(_ iso: String) throws -> String {
             var memory = turn
-            memory.createdAt = try #require(ISO8601.milliseconds(iso))
+            let milliseconds: Int64 = try #require(ISO8601.milliseconds(iso))
+            memory.createdAt = milliseconds
             return try EmbedTemplate("{date} {text}").render(memory)
         }
         #expect(try day("1970-01-01T00:00:00Z").hasPrefix("1 January 1970 "))

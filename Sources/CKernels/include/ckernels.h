@@ -31,6 +31,14 @@ typedef float (*ck_code_kernel)(const float *query, const void *code, long n);
 /// where a faster one runs (so tests cover both forms on one machine).
 ck_code_kernel ck_select_code_kernel(ck_code_format format, int squared_l2, int baseline_only);
 
+/// The compact scan of the flat index: for each of `rows` int8 codes of n components (each in
+/// -127...127), out[r] = q_scale * scales[r] * (q . codes[r * n ...]), the product taken exactly
+/// in int32 (a quarter of float32's bytes, 32 products per AVX2 instruction pair); with `norms`,
+/// 2 * that - norms[r] (for l2: larger is closer).
+void ck_dot_i8_rows(
+    const signed char *q, float q_scale, const signed char *codes, const float *scales, const float *norms, long n,
+    long rows, float *out);
+
 /// Widens n IEEE half-precision floats to float32 (F16C when the processor has it).
 void ck_decode_f16(const void *code, float *out, long n);
 

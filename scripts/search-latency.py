@@ -1,0 +1,98 @@
+#!/usr/bin/env python3
+"""Search latency of one user holding N memories, by mode, over TCP from one connection.
+
+Loads the first --rows WordNet glosses (text, and their MiniLM vectors from the dataset) into
+one user of a running server, then sends --queries searches one at a time for each mode and
+prints p50/p95 in ms: vector (the query's vector), keyword (its text), hybrid (text and vector:
+no embedding on the server). In the same run, Redis PING over the same kind of socket gives the
+round trip's floor.
+
+    scripts/search-latency.py --port 7420 [--rows 10000] [--queries 1000]
+"""
+import argparse, base64, json, socket, subprocess, time
+import numpy as np
+
+
+class Connection:
+    def __init__(self, port):
+        self.socket = socket.create_connection(("127.0.0.1", port))
+        self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.lines = self.socket.makefile("rb")
+
+    def call(self, request):
+        self.socket.sendall((json.dumps(request) + "\n").encode())
+        answer = json.loads(self.lines.readline())
+        assert answer["ok"], answer
+        return answer
+
+
+def percentiles(samples):
+    values = np.array(samples) / 1e6
+    return f"{np.percentile(values, 50):.3f} | {np.percentile(values, 95):.3f}"
+
+
+def timed(send, count):
+    samples = []
+    for i in range(count):
+        start = time.perf_counter_ns()
+        send(i)
+        samples.append(time.perf_counter_ns() - start)
+    return samples
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--data", default="../shared/datasets/wordnet-minilm")
+    parser.add_argument("--rows", type=int, default=10000)
+    parser.add_argument("--queries", type=int, default=1000)
+    parser.add_argument("--user", default="latency")
+    parser.add_argument("--modes", default="vector,keyword,hybrid", help="comma-separated")
+    args = parser.parse_args()
+    base = np.load(args.data + "/base.f16.npy")[: args.rows].astype(np.float32)
+    texts = [json.loads(line)["text"] for _, line in zip(range(args.rows), open(args.data + "/base.jsonl"))]
+    queries = np.load(args.data + "/queries.f16.npy")[: args.queries].astype(np.float32)
+    questions = [json.loads(line)["text"] for _, line in zip(range(args.queries), open(args.data + "/queries.jsonl"))]
+    connection = Connection(args.port)
+    for start in range(0, args.rows, 500):
+        items = [{"id": str(i), "user": args.user, "text": texts[i],
+                  "vector": base64.b64encode(base[i].tobytes()).decode()} for i in range(start, min(args.rows, start + 500))]
+        connection.call({"op": "add_batch", "items": items, "if_absent": True})
+
+    def search(request):
+        return lambda i: connection.call(dict({"op": "search", "user": args.user, "k": 10}, **request(i)))
+
+    vector = lambda i: {"vector": base64.b64encode(queries[i].tobytes()).decode()}
+    modes = [
+        ("vector", search(vector)),
+        ("keyword", search(lambda i: {"query": questions[i], "mode": "keyword"})),
+        ("hybrid", search(lambda i: dict(vector(i), query=questions[i], mode="hybrid"))),
+    ]
+    print(f"| search, one user of {args.rows} memories, k = 10 | p50 ms | p95 ms |\n|---|---|---|")
+    ping = lambda i: connection.call({"op": "ping"})
+    timed(ping, 200)
+    print(f"| contextstore ping | {percentiles(timed(ping, args.queries))} |")
+    for name, send in modes:
+        if name not in args.modes.split(","):
+            continue
+        timed(send, 50)  # warm-up
+        print(f"| {name} | {percentiles(timed(send, args.queries))} |")
+    redis = subprocess.Popen(["redis-server", "--port", "7499", "--save", "", "--appendonly", "no"],
+                             stdout=subprocess.DEVNULL)
+    try:
+        time.sleep(0.5)
+        peer = socket.create_connection(("127.0.0.1", 7499))
+        peer.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        replies = peer.makefile("rb")
+
+        def redis_ping(i):
+            peer.sendall(b"PING\r\n")
+            assert replies.readline() == b"+PONG\r\n"
+
+        timed(redis_ping, 200)
+        print(f"| Redis PING, same client | {percentiles(timed(redis_ping, args.queries))} |")
+    finally:
+        redis.terminate()
+
+
+main()
