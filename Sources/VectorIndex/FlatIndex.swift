@@ -50,6 +50,9 @@ public struct FlatIndex: Sendable {
         /// what a large user's search scans first (see `compactScanRows`).
         var codes: [Int8] = []
         var codeScales: [Float] = []
+        /// Cosine spaces: each row's signs, one bit per component (`signWords` words a row): the
+        /// first cut of a large user's unfiltered search.
+        var signs: [UInt64] = []
         var squaredNorms: [Float] = []
         var ids: [String] = []
         var handles: [Int32] = []
@@ -106,6 +109,7 @@ public struct FlatIndex: Sendable {
         partition.rows.reserveCapacity(rows * dimension)
         partition.codes.reserveCapacity(rows * dimension)
         partition.codeScales.reserveCapacity(rows)
+        if metric == .cosine { partition.signs.reserveCapacity(rows * signWords) }
         if metric == .l2 { partition.squaredNorms.reserveCapacity(rows) }
         partition.ids.reserveCapacity(rows)
         partition.handles.reserveCapacity(rows)
@@ -152,6 +156,7 @@ public struct FlatIndex: Sendable {
         for partition in partitions.values {
             total += partition.rows.capacity * MemoryLayout<Float>.stride
             total += partition.codes.capacity + partition.codeScales.capacity * MemoryLayout<Float>.stride
+            total += partition.signs.capacity * MemoryLayout<UInt64>.stride
             total += partition.squaredNorms.capacity * MemoryLayout<Float>.stride
             total += partition.ids.capacity * MemoryLayout<String>.stride
             total += partition.handles.capacity * MemoryLayout<Int32>.stride
@@ -213,6 +218,7 @@ public struct FlatIndex: Sendable {
             defer { partitions[userKey] = partition }
             partition.rows.append(contentsOf: vector)
             partition.codeScales.append(Self.appendCode(of: vector, to: &partition.codes))
+            if metric == .cosine { Self.appendSigns(of: vector, to: &partition.signs) }
             if metric == .l2 { partition.squaredNorms.append(squaredNorm) }
             partition.ids.append(id)
             partition.handles.append(handle)
@@ -255,6 +261,11 @@ public struct FlatIndex: Sendable {
                 for j in 0..<dimension { codes[to + j] = codes[from + j] }
             }
             partition.codeScales[location.row] = partition.codeScales[last]
+            if metric == .cosine {
+                for word in 0..<signWords {
+                    partition.signs[location.row * signWords + word] = partition.signs[last * signWords + word]
+                }
+            }
             if metric == .l2 { partition.squaredNorms[location.row] = partition.squaredNorms[last] }
             partition.ids[location.row] = partition.ids[last]
             partition.handles[location.row] = partition.handles[last]
@@ -266,6 +277,7 @@ public struct FlatIndex: Sendable {
         partition.rows.removeLast(dimension)
         partition.codes.removeLast(dimension)
         partition.codeScales.removeLast()
+        if metric == .cosine { partition.signs.removeLast(signWords) }
         if metric == .l2 { partition.squaredNorms.removeLast() }
         partition.ids.removeLast()
         partition.handles.removeLast()
@@ -284,16 +296,22 @@ public struct FlatIndex: Sendable {
 
     // MARK: - Search
 
-    /// Users with at least this many rows are searched through their int8 codes: a scan of a
-    /// quarter of the bytes, whose best `compactCandidates(k:)` rows are then scored exactly
-    /// (float32) for the final order. Smaller users, and `exact` searches, scan float32 rows.
+    /// Users with at least this many rows are searched through compact codes, a fraction of
+    /// float32's bytes: in a cosine space without a filter, the rows whose sign bits are closest
+    /// to the query's (`signCandidates(k:)` of them) are kept first; their int8 codes, or every
+    /// row's int8 code otherwise, estimate each score; the best `compactCandidates(k:)` by that
+    /// estimate are scored exactly (float32) for the final order. Smaller users, and `exact`
+    /// searches, scan float32 rows.
     public static let compactScanRows = 2048
 
-    /// Compact scans of at least this many bytes are split over all cores.
-    static let parallelCompactBytes = 1 << 40
+    /// How many rows the sign codes keep for `k` hits.
+    static func signCandidates(k: Int) -> Int { max(400, 40 * k) }
 
-    /// How many rows of the compact scan are re-scored exactly for `k` hits.
+    /// How many rows of the int8 estimate are scored exactly for `k` hits.
     static func compactCandidates(k: Int) -> Int { 4 * k + 64 }
+
+    /// 64-bit words of one row's sign code.
+    var signWords: Int { (dimension + 63) / 64 }
 
     /// The `k` best rows of `user` for `query` that pass `filter`, best first.
     /// - Parameter exact: Scan the float32 rows, never the int8 codes (the ground truth).
@@ -374,16 +392,20 @@ public struct FlatIndex: Sendable {
         }
     }
 
-    /// The compact scan: int8 products of every row with the query's int8 code, the best
-    /// candidates (by that estimate) kept in a heap, then scored exactly and ordered.
+    /// The compact search (see `compactScanRows`).
     private func compactSearch(_ partition: Partition, query: [Float], k: Int, filter: RowFilter) -> [SearchHit] {
         let n = partition.count
         let dimension = self.dimension
+        let l2 = metric == .l2
         var queryCode: [Int8] = []
         queryCode.reserveCapacity(dimension)
         let queryScale = Self.appendCode(of: query, to: &queryCode)
-        let l2 = metric == .l2
-        let estimates = [Float](unsafeUninitializedCapacity: n) { out, initialized in
+        let kept: [Int]? =
+            metric == .cosine && filter.isEmpty && n >= 2 * Self.signCandidates(k: k)
+            ? closestSigns(partition, query: query, count: Self.signCandidates(k: k)) : nil
+        let count = kept?.count ?? n
+        // estimates[i]: the int8 estimate of row kept[i] (or of row i, when every row is scored).
+        let estimates = [Float](unsafeUninitializedCapacity: count) { out, initialized in
             partition.codes.withUnsafeBufferPointer { codes in
                 partition.codeScales.withUnsafeBufferPointer { scales in
                     partition.squaredNorms.withUnsafeBufferPointer { norms in
@@ -392,36 +414,36 @@ public struct FlatIndex: Sendable {
                                 codes.baseAddress!, scales.baseAddress!, q.baseAddress!, out.baseAddress!
                             )
                             let norms = l2 ? norms.baseAddress : nil
-                            func scan(_ start: Int, _ end: Int) {
-                                ck_dot_i8_rows(
-                                    q, queryScale, codes + start * dimension, scales + start, norms.map { $0 + start },
-                                    dimension, end - start, out + start)
+                            guard let kept else {
+                                return ck_dot_i8_rows(q, queryScale, codes, scales, norms, dimension, n, out)
                             }
-                            let chunks = n * dimension >= Self.parallelCompactBytes ? min(Self.cores, n) : 1
-                            guard chunks > 1 else { return scan(0, n) }
-                            let perChunk = (n + chunks - 1) / chunks
-                            // Each chunk writes its own part of `out`; the pointers outlive the call.
-                            nonisolated(unsafe) let scanChunk = scan
-                            DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
-                                let start = chunk * perChunk
-                                let end = min(n, start + perChunk)
-                                if start < end { scanChunk(start, end) }
+                            // The kept rows lie anywhere: each is fetched a few rows ahead of its turn.
+                            let ahead = 8
+                            for row in kept.prefix(ahead) { ck_prefetch_range(codes + row * dimension, dimension) }
+                            for (i, row) in kept.enumerated() {
+                                if i + ahead < kept.count {
+                                    ck_prefetch_range(codes + kept[i + ahead] * dimension, dimension)
+                                }
+                                ck_dot_i8_rows(
+                                    q, queryScale, codes + row * dimension, scales + row, norms.map { $0 + row },
+                                    dimension, 1, out + i)
                             }
                         }
                     }
                 }
             }
-            initialized = n
+            initialized = count
         }
         let checkFilter = !filter.isEmpty
-        var heap = TopKHeap(capacity: min(Self.compactCandidates(k: k), n))
+        var heap = TopKHeap(capacity: min(Self.compactCandidates(k: k), count))
         // Below the heap's worst, a row cannot enter: one comparison for most rows.
         var floor = -Float.infinity
         estimates.withUnsafeBufferPointer { estimates in
             partition.ids.withUnsafeBufferPointer { ids in
-                for row in 0..<n {
-                    let estimate = estimates[row]
+                for i in 0..<count {
+                    let estimate = estimates[i]
                     if estimate < floor { continue }
+                    let row = kept?[i] ?? i
                     if heap.isFull, !heap.admits(score: estimate, id: ids[row]) { continue }
                     if checkFilter, !filter.matches(partition.attributes[row]) { continue }
                     heap.insert(score: estimate, row: row, id: ids[row])
@@ -433,7 +455,15 @@ public struct FlatIndex: Sendable {
         var exact = TopKHeap(capacity: k)
         query.withUnsafeBufferPointer { q in
             partition.rows.withUnsafeBufferPointer { rows in
-                for candidate in heap.sortedBestFirst() {
+                let candidates = heap.sortedBestFirst()
+                let ahead = 4
+                for candidate in candidates.prefix(ahead) {
+                    ck_prefetch_range(rows.baseAddress! + candidate.row * dimension, 4 * dimension)
+                }
+                for (i, candidate) in candidates.enumerated() {
+                    if i + ahead < candidates.count {
+                        ck_prefetch_range(rows.baseAddress! + candidates[i + ahead].row * dimension, 4 * dimension)
+                    }
                     let value = pairKernel(q.baseAddress!, rows.baseAddress! + candidate.row * dimension, dimension)
                     let score = l2 ? -value : value
                     let id = partition.ids[candidate.row]
@@ -446,6 +476,44 @@ public struct FlatIndex: Sendable {
             SearchHit(
                 id: partition.ids[entry.row], score: l2 ? (-entry.score).squareRoot() : entry.score,
                 handle: partition.handles[entry.row])
+        }
+    }
+
+    /// The rows whose sign codes differ from the query's in the fewest bits: at least `count`
+    /// of them (more where distances tie at the cut), in row order. One pass for the distances,
+    /// one to count each distance, one to keep the rows within the cut.
+    private func closestSigns(_ partition: Partition, query: [Float], count: Int) -> [Int] {
+        let n = partition.count
+        var querySigns: [UInt64] = []
+        Self.appendSigns(of: query, to: &querySigns)
+        let distances = [UInt16](unsafeUninitializedCapacity: n) { out, initialized in
+            partition.signs.withUnsafeBufferPointer { signs in
+                querySigns.withUnsafeBufferPointer { q in
+                    ck_hamming_rows(q.baseAddress!, signs.baseAddress!, signWords, n, out.baseAddress!)
+                }
+            }
+            initialized = n
+        }
+        var histogram = [Int](repeating: 0, count: dimension + 1)
+        for distance in distances { histogram[Int(distance)] += 1 }
+        var cut = 0
+        var covered = histogram[0]
+        while covered < count, cut < dimension {
+            cut += 1
+            covered += histogram[cut]
+        }
+        var kept: [Int] = []
+        kept.reserveCapacity(covered)
+        for (row, distance) in distances.enumerated() where Int(distance) <= cut { kept.append(row) }
+        return kept
+    }
+
+    /// Appends `vector`'s sign code: bit i of the code is set when component i is positive.
+    static func appendSigns(of vector: [Float], to signs: inout [UInt64]) {
+        for start in stride(from: 0, to: vector.count, by: 64) {
+            var word: UInt64 = 0
+            for i in start..<min(vector.count, start + 64) where vector[i] > 0 { word |= 1 << UInt64(i - start) }
+            signs.append(word)
         }
     }
 

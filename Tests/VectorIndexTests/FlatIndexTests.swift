@@ -76,6 +76,58 @@ func referenceSearch(
         }
     }
 
+    /// A large user's search (sign codes, int8 estimates, float32 re-rank) finds what the exact
+    /// scan finds, with the exact scores, through filters and deletes; `exact` is the scan itself.
+    @Test(arguments: Metric.allCases)
+    func compactSearchAgreesWithTheExactScan(metric: Metric) {
+        var generator = SplitMix64(state: 7)
+        let dimension = 96
+        let count = 3000
+        #expect(count >= FlatIndex.compactScanRows)
+        // Clustered, as embeddings are: 60 centres, each row near one (random vectors in many
+        // dimensions are all nearly equidistant, which no data one searches is).
+        let centres = (0..<60).map { _ in randomVector(dimension, using: &generator) }
+        var index = FlatIndex(dimension: dimension, metric: metric)
+        var rows: [(id: String, vector: [Float], attributes: RowAttributes)] = []
+        for i in 0..<count {
+            let noise = randomVector(dimension, using: &generator)
+            let vector = zip(centres[i % 60], noise).map { $0 + 0.35 * $1 }
+            let attributes = RowAttributes(session: "s\(i % 4)", role: nil, createdAt: Int64(i))
+            rows.append((padded(i), vector, attributes))
+            index.upsert(id: padded(i), user: "u", vector: metric.prepared(vector), attributes: attributes)
+        }
+        // Deletes move the last rows into the holes: their codes must move with them.
+        for i in stride(from: 0, to: count, by: 7) {
+            let removed = index.remove(id: padded(i))
+            #expect(removed)
+        }
+        rows.removeAll { Int($0.id)! % 7 == 0 }
+        var found = 0
+        var total = 0
+        for q in 0..<16 {
+            let noise = randomVector(dimension, using: &generator)
+            let query = zip(centres[(q * 7) % 60], noise).map { $0 + 0.35 * $1 }
+            let filter = q % 2 == 0 ? RowFilter() : RowFilter(session: "s1")
+            let expected = referenceSearch(rows: rows, query: query, metric: metric, k: 10, filter: filter)
+            let exact = index.search(user: "u", query: metric.prepared(query), k: 10, filter: filter, exact: true)
+            #expect(exact.map(\.id) == expected.map(\.id))
+            let compact = index.search(user: "u", query: metric.prepared(query), k: 10, filter: filter)
+            #expect(compact.count == 10)
+            // Every hit carries its exact score, best first.
+            let exactScores = Dictionary(
+                uniqueKeysWithValues: referenceSearch(rows: rows, query: query, metric: metric, k: count, filter: filter)
+                    .map { ($0.id, $0.score) })
+            for hit in compact { #expect(abs(hit.score - exactScores[hit.id]!) < 1e-3 * max(1, abs(hit.score))) }
+            #expect(zip(compact, compact.dropFirst()).allSatisfy { metric.higherIsBetter ? $0.score >= $1.score : $0.score <= $1.score })
+            found += Set(compact.map(\.id)).intersection(expected.map(\.id)).count
+            total += expected.count
+        }
+        #expect(Double(found) / Double(total) >= 0.97, "recall@10 \(Double(found) / Double(total))")
+        // A stored row is its own nearest neighbour.
+        let own = rows[123]
+        #expect(index.search(user: "u", query: metric.prepared(own.vector), k: 1).first?.id == own.id)
+    }
+
     @Test func searchesOnlyTheUsersPartition() {
         var index = FlatIndex(dimension: 2, metric: .dot)
         index.upsert(id: "a1", user: "alice", vector: [1, 0], attributes: attributes)
