@@ -81,8 +81,8 @@ func referenceSearch(
     @Test(arguments: Metric.allCases)
     func compactSearchAgreesWithTheExactScan(metric: Metric) {
         var generator = SplitMix64(state: 7)
-        let dimension = 96
-        let count = 3000
+        let dimension = 256
+        let count = 2400
         #expect(count >= FlatIndex.compactScanRows)
         // Clustered, as embeddings are: 60 centres, each row near one (random vectors in many
         // dimensions are all nearly equidistant, which no data one searches is).

@@ -23,7 +23,7 @@ import Testing
     ) -> Double {
         var total = 0.0
         for query in queries {
-            let truth = Set(flat.search(user: user, query: query, k: k, filter: filter).map(\.id))
+            let truth = Set(flat.search(user: user, query: query, k: k, filter: filter, exact: true).map(\.id))
             let found = index.search(user: user, query: query, k: k, ef: ef, filter: filter).map(\.id)
             total += truth.isEmpty ? 1 : Double(found.filter(truth.contains).count) / Double(truth.count)
         }
@@ -59,7 +59,7 @@ import Testing
         let query = data(count: 1, seed: 6)[0]
         let filter = RowFilter(session: "moved")
         let graphHits = index.search(user: "u", query: query, k: 20, ef: 200, filter: filter).map(\.id)
-        let flatHits = flat.search(user: "u", query: query, k: 20, filter: filter).map(\.id)
+        let flatHits = flat.search(user: "u", query: query, k: 20, filter: filter, exact: true).map(\.id)
         #expect(Set(graphHits) == Set(stride(from: 0, to: 600, by: 50).map { "n\($0)" }))
         #expect(Set(flatHits) == Set(graphHits))
         // The old session no longer finds them.
@@ -76,7 +76,7 @@ import Testing
         #expect(recall(index, flat, queries: queries, k: 10, ef: 64) >= 0.95)
         // Scores are the metric's own, as the flat index reports them.
         let hit = index.search(user: "u", query: queries[0], k: 1, ef: 64)[0]
-        let exact = flat.search(user: "u", query: queries[0], k: 50).first { $0.id == hit.id }!
+        let exact = flat.search(user: "u", query: queries[0], k: 50, exact: true).first { $0.id == hit.id }!
         #expect(abs(hit.score - exact.score) < 1e-3)
     }
 
@@ -224,7 +224,7 @@ import Testing
         var total = 0.0
         let queries = data(count: 40, seed: 2, dimension: dimension)
         for query in queries {
-            let truth = flat.search(user: "u", query: query, k: 10)
+            let truth = flat.search(user: "u", query: query, k: 10, exact: true)
             let found = index.search(user: "u", query: query, k: 10, ef: 64) {
                 flat.exactScores(ids: $0.map(\.id), query: query)
             }
