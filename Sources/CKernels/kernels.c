@@ -343,36 +343,6 @@ void ck_dot_i8_rows(
     dot_i8_rows_baseline(q, q_scale, codes, scales, norms, n, rows, out);
 }
 
-static void hamming_rows_baseline(
-    const unsigned long long *q, const unsigned long long *bits, long words, long rows, unsigned short *out) {
-    for (long r = 0; r < rows; r++) {
-        const unsigned long long *x = bits + r * words;
-        int distance = 0;
-        for (long w = 0; w < words; w++) distance += __builtin_popcountll(q[w] ^ x[w]);
-        out[r] = (unsigned short)distance;
-    }
-}
-
-#if defined(__x86_64__)
-// The same loop with the POPCNT instruction (the baseline's builtin is a bit-twiddling routine).
-__attribute__((target("popcnt"))) static void hamming_rows_popcnt(
-    const unsigned long long *q, const unsigned long long *bits, long words, long rows, unsigned short *out) {
-    for (long r = 0; r < rows; r++) {
-        const unsigned long long *x = bits + r * words;
-        int distance = 0;
-        for (long w = 0; w < words; w++) distance += __builtin_popcountll(q[w] ^ x[w]);
-        out[r] = (unsigned short)distance;
-    }
-}
-#endif
-
-void ck_hamming_rows(const unsigned long long *q, const unsigned long long *bits, long words, long rows, unsigned short *out) {
-#if defined(__x86_64__)
-    if (ck_has_avx2_fma_f16c() && __builtin_cpu_supports("popcnt")) return hamming_rows_popcnt(q, bits, words, rows, out);
-#endif
-    hamming_rows_baseline(q, bits, words, rows, out);
-}
-
 #if defined(__x86_64__)
 __attribute__((target("avx2,f16c"))) static void decode_f16_avx2(const unsigned short *x, float *out, long n) {
     long i = 0;

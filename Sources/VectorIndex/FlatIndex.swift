@@ -50,9 +50,6 @@ public struct FlatIndex: Sendable {
         /// what a large user's search scans first (see `compactScanRows`).
         var codes: [Int8] = []
         var codeScales: [Float] = []
-        /// Each row's signs, one bit per component (`signWords` words a row), where `keepsSigns`:
-        /// the first cut of a large user's unfiltered search.
-        var signs: [UInt64] = []
         var squaredNorms: [Float] = []
         var ids: [String] = []
         var handles: [Int32] = []
@@ -109,7 +106,6 @@ public struct FlatIndex: Sendable {
         partition.rows.reserveCapacity(rows * dimension)
         partition.codes.reserveCapacity(rows * dimension)
         partition.codeScales.reserveCapacity(rows)
-        if keepsSigns { partition.signs.reserveCapacity(rows * signWords) }
         if metric == .l2 { partition.squaredNorms.reserveCapacity(rows) }
         partition.ids.reserveCapacity(rows)
         partition.handles.reserveCapacity(rows)
@@ -156,7 +152,6 @@ public struct FlatIndex: Sendable {
         for partition in partitions.values {
             total += partition.rows.capacity * MemoryLayout<Float>.stride
             total += partition.codes.capacity + partition.codeScales.capacity * MemoryLayout<Float>.stride
-            total += partition.signs.capacity * MemoryLayout<UInt64>.stride
             total += partition.squaredNorms.capacity * MemoryLayout<Float>.stride
             total += partition.ids.capacity * MemoryLayout<String>.stride
             total += partition.handles.capacity * MemoryLayout<Int32>.stride
@@ -218,7 +213,6 @@ public struct FlatIndex: Sendable {
             defer { partitions[userKey] = partition }
             partition.rows.append(contentsOf: vector)
             partition.codeScales.append(Self.appendCode(of: vector, to: &partition.codes))
-            if keepsSigns { Self.appendSigns(of: vector, to: &partition.signs) }
             if metric == .l2 { partition.squaredNorms.append(squaredNorm) }
             partition.ids.append(id)
             partition.handles.append(handle)
@@ -261,11 +255,6 @@ public struct FlatIndex: Sendable {
                 for j in 0..<dimension { codes[to + j] = codes[from + j] }
             }
             partition.codeScales[location.row] = partition.codeScales[last]
-            if keepsSigns {
-                for word in 0..<signWords {
-                    partition.signs[location.row * signWords + word] = partition.signs[last * signWords + word]
-                }
-            }
             if metric == .l2 { partition.squaredNorms[location.row] = partition.squaredNorms[last] }
             partition.ids[location.row] = partition.ids[last]
             partition.handles[location.row] = partition.handles[last]
@@ -277,7 +266,6 @@ public struct FlatIndex: Sendable {
         partition.rows.removeLast(dimension)
         partition.codes.removeLast(dimension)
         partition.codeScales.removeLast()
-        if keepsSigns { partition.signs.removeLast(signWords) }
         if metric == .l2 { partition.squaredNorms.removeLast() }
         partition.ids.removeLast()
         partition.handles.removeLast()
@@ -296,29 +284,14 @@ public struct FlatIndex: Sendable {
 
     // MARK: - Search
 
-    /// Users with at least this many rows are searched through compact codes, a fraction of
-    /// float32's bytes: in a cosine space of 256 or more dimensions, without a filter, the rows whose sign bits are closest
-    /// to the query's (`signCandidates(k:)` of them) are kept first; their int8 codes, or every
-    /// row's int8 code otherwise, estimate each score; the best `compactCandidates(k:)` by that
-    /// estimate are scored exactly (float32) for the final order. Smaller users, and `exact`
-    /// searches, scan float32 rows.
+    /// Users with at least this many rows are searched through their int8 codes, kept beside
+    /// the float32 rows (a quarter of their bytes): the int8 products estimate every row's score,
+    /// and the best `compactCandidates(k:)` by that estimate are scored exactly (float32) for the
+    /// final order. Smaller users, and `exact` searches, scan float32 rows.
     public static let compactScanRows = 2048
-
-    /// The fewest components for which sign codes are kept and used: fewer bits tell rows
-    /// apart too coarsely (at 16 components, recall@10 against the exact scan fell to 0.89).
-    static let signDimensions = 256
-
-    /// How many rows the sign codes keep for `k` hits.
-    static func signCandidates(k: Int) -> Int { max(400, 40 * k) }
 
     /// How many rows of the int8 estimate are scored exactly for `k` hits.
     static func compactCandidates(k: Int) -> Int { 4 * k + 64 }
-
-    /// Whether rows keep sign codes: cosine spaces of `signDimensions` or more.
-    var keepsSigns: Bool { metric == .cosine && dimension >= Self.signDimensions }
-
-    /// 64-bit words of one row's sign code.
-    var signWords: Int { (dimension + 63) / 64 }
 
     /// The `k` best rows of `user` for `query` that pass `filter`, best first.
     /// - Parameter exact: Scan the float32 rows, never the int8 codes (the ground truth).
@@ -407,50 +380,32 @@ public struct FlatIndex: Sendable {
         var queryCode: [Int8] = []
         queryCode.reserveCapacity(dimension)
         let queryScale = Self.appendCode(of: query, to: &queryCode)
-        let kept: [Int]? =
-            keepsSigns && filter.isEmpty && n >= 2 * Self.signCandidates(k: k)
-            ? closestSigns(partition, query: query, count: Self.signCandidates(k: k)) : nil
-        let count = kept?.count ?? n
-        // estimates[i]: the int8 estimate of row kept[i] (or of row i, when every row is scored).
-        let estimates = [Float](unsafeUninitializedCapacity: count) { out, initialized in
+        let estimates = [Float](unsafeUninitializedCapacity: n) { out, initialized in
             partition.codes.withUnsafeBufferPointer { codes in
                 partition.codeScales.withUnsafeBufferPointer { scales in
                     partition.squaredNorms.withUnsafeBufferPointer { norms in
                         queryCode.withUnsafeBufferPointer { q in
-                            let (codes, scales, q, out) = (
-                                codes.baseAddress!, scales.baseAddress!, q.baseAddress!, out.baseAddress!
-                            )
-                            let norms = l2 ? norms.baseAddress : nil
-                            guard let kept else {
-                                return ck_dot_i8_rows(q, queryScale, codes, scales, norms, dimension, n, out)
-                            }
-                            // The kept rows lie anywhere: each is fetched a few rows ahead of its turn.
-                            let ahead = 8
-                            for row in kept.prefix(ahead) { ck_prefetch_range(codes + row * dimension, dimension) }
-                            for (i, row) in kept.enumerated() {
-                                if i + ahead < kept.count {
-                                    ck_prefetch_range(codes + kept[i + ahead] * dimension, dimension)
-                                }
-                                ck_dot_i8_rows(
-                                    q, queryScale, codes + row * dimension, scales + row, norms.map { $0 + row },
-                                    dimension, 1, out + i)
-                            }
+                            // One thread: splitting the scan over both cores measured no faster (p50
+                            // over TCP at 10,000 rows, three runs each: 0.52-0.56 ms split, 0.53-0.63
+                            // ms not) and takes a core from the searches of other connections.
+                            ck_dot_i8_rows(
+                                q.baseAddress!, queryScale, codes.baseAddress!, scales.baseAddress!,
+                                l2 ? norms.baseAddress : nil, dimension, n, out.baseAddress!)
                         }
                     }
                 }
             }
-            initialized = count
+            initialized = n
         }
         let checkFilter = !filter.isEmpty
-        var heap = TopKHeap(capacity: min(Self.compactCandidates(k: k), count))
+        var heap = TopKHeap(capacity: min(Self.compactCandidates(k: k), n))
         // Below the heap's worst, a row cannot enter: one comparison for most rows.
         var floor = -Float.infinity
         estimates.withUnsafeBufferPointer { estimates in
             partition.ids.withUnsafeBufferPointer { ids in
-                for i in 0..<count {
-                    let estimate = estimates[i]
+                for row in 0..<n {
+                    let estimate = estimates[row]
                     if estimate < floor { continue }
-                    let row = kept?[i] ?? i
                     if heap.isFull, !heap.admits(score: estimate, id: ids[row]) { continue }
                     if checkFilter, !filter.matches(partition.attributes[row]) { continue }
                     heap.insert(score: estimate, row: row, id: ids[row])
@@ -483,44 +438,6 @@ public struct FlatIndex: Sendable {
             SearchHit(
                 id: partition.ids[entry.row], score: l2 ? (-entry.score).squareRoot() : entry.score,
                 handle: partition.handles[entry.row])
-        }
-    }
-
-    /// The rows whose sign codes differ from the query's in the fewest bits: at least `count`
-    /// of them (more where distances tie at the cut), in row order. One pass for the distances,
-    /// one to count each distance, one to keep the rows within the cut.
-    private func closestSigns(_ partition: Partition, query: [Float], count: Int) -> [Int] {
-        let n = partition.count
-        var querySigns: [UInt64] = []
-        Self.appendSigns(of: query, to: &querySigns)
-        let distances = [UInt16](unsafeUninitializedCapacity: n) { out, initialized in
-            partition.signs.withUnsafeBufferPointer { signs in
-                querySigns.withUnsafeBufferPointer { q in
-                    ck_hamming_rows(q.baseAddress!, signs.baseAddress!, signWords, n, out.baseAddress!)
-                }
-            }
-            initialized = n
-        }
-        var histogram = [Int](repeating: 0, count: dimension + 1)
-        for distance in distances { histogram[Int(distance)] += 1 }
-        var cut = 0
-        var covered = histogram[0]
-        while covered < count, cut < dimension {
-            cut += 1
-            covered += histogram[cut]
-        }
-        var kept: [Int] = []
-        kept.reserveCapacity(covered)
-        for (row, distance) in distances.enumerated() where Int(distance) <= cut { kept.append(row) }
-        return kept
-    }
-
-    /// Appends `vector`'s sign code: bit i of the code is set when component i is positive.
-    static func appendSigns(of vector: [Float], to signs: inout [UInt64]) {
-        for start in stride(from: 0, to: vector.count, by: 64) {
-            var word: UInt64 = 0
-            for i in start..<min(vector.count, start + 64) where vector[i] > 0 { word |= 1 << UInt64(i - start) }
-            signs.append(word)
         }
     }
 

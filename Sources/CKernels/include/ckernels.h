@@ -39,10 +39,6 @@ void ck_dot_i8_rows(
     const signed char *q, float q_scale, const signed char *codes, const float *scales, const float *norms, long n,
     long rows, float *out);
 
-/// out[r] = the number of bits in which q and row r of `bits` differ, for `rows` rows of `words`
-/// 64-bit words each: the Hamming distance of sign codes, the first cut of a large user's search.
-void ck_hamming_rows(const unsigned long long *q, const unsigned long long *bits, long words, long rows, unsigned short *out);
-
 /// Widens n IEEE half-precision floats to float32 (F16C when the processor has it).
 void ck_decode_f16(const void *code, float *out, long n);
 
