@@ -451,7 +451,9 @@ public struct FlatIndex: Sendable {
             codes.append(contentsOf: repeatElement(0, count: vector.count))
             return 0
         }
-        for x in vector { codes.append(Int8(min(max((Double(x) / largest * 127).rounded(), -127), 127))) }
+        let steps = 127 / largest
+        codes.reserveCapacity(codes.count + vector.count)
+        for x in vector { codes.append(Int8(min(max((Double(x) * steps).rounded(), -127), 127))) }
         return Float(largest / 127)
     }
 
