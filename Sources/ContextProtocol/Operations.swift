@@ -269,7 +269,8 @@ public enum Operations {
             }
             return SearchRequest(
                 user: user, text: text, vector: vector, mode: mode, k: Int(k), filter: filter, ef: ef.map { Int($0) },
-                exact: try request.optionalBool("exact") ?? false, explain: try request.optionalBool("explain") ?? false,
+                exact: try request.optionalBool("exact") ?? false,
+                explain: try request.optionalBool("explain") ?? false,
                 halfLife: halfLife, context: Int(context))
         }
         public static func encode(answer hits: [ScoredMemory], to writer: inout JSONWriter) {

@@ -59,7 +59,8 @@ extension MemoryStore {
                 }
                 matched += 1
                 let expected = [
-                    KeywordIndex.scope(user: rows.string(at: 1) ?? ""), rows.string(at: 2) ?? "", rows.string(at: 3) ?? "",
+                    KeywordIndex.scope(user: rows.string(at: 1) ?? ""), rows.string(at: 2) ?? "",
+                    rows.string(at: 3) ?? "",
                     EmbedTemplate.day(rows.int64(at: 4)),
                 ]
                 let stored = (6...9).map { rows.string(at: Int32($0)) ?? "" }

@@ -62,7 +62,9 @@ extension MemoryStore {
         let allowed = request.filter.metadata.isEmpty ? nil : try matchingHandles(request.user, request.filter, now)
         let keywordHits =
             mode == .vector
-            ? [] : try keywordSearch(user: request.user, text: request.text ?? "", limit: candidates, filter: request.filter, now: now)
+            ? []
+            : try keywordSearch(
+                user: request.user, text: request.text ?? "", limit: candidates, filter: request.filter, now: now)
         return try state.read { state in
             var rows = request.filter.rows
             if state.expiring > 0 { rows.liveAt = now }
@@ -196,12 +198,15 @@ extension MemoryStore {
     }
 
     /// `user`'s best `limit` memories for the words of `text` that pass `filter`, best first.
-    func keywordSearch(user: String, text: String, limit: Int, filter: MemoryFilter, now: Int64) throws -> [KeywordHit] {
+    func keywordSearch(user: String, text: String, limit: Int, filter: MemoryFilter, now: Int64) throws -> [KeywordHit]
+    {
         let (expiring, alone) = state.read { ($0.expiring > 0, $0.flat?.count(user: user) == $0.memoryCount) }
         // A user alone in the space is searched without the scope token: its rows are all rows.
         // Should another user's row be read after all (written meanwhile), the search is repeated
         // with it, so no hit is lost to it.
-        if alone, let hits = try keywordRows(user: user, text: text, limit: limit, filter: filter, now: now, expiring: expiring, scoped: false),
+        if alone,
+            let hits = try keywordRows(
+                user: user, text: text, limit: limit, filter: filter, now: now, expiring: expiring, scoped: false),
             hits.allSatisfy({ $0.user == user })
         {
             return hits.map(\.hit)
@@ -240,7 +245,9 @@ extension MemoryStore {
     /// The handles of `user`'s memories that pass `filter` (metadata conditions included).
     func matchingHandles(_ user: String, _ filter: MemoryFilter, _ now: Int64) throws -> Set<Int32> {
         var arguments: StatementArguments = []
-        let sql = "SELECT seq FROM memories WHERE " + SQL.condition(user: user, filter: filter, now: now, arguments: &arguments)
+        let sql =
+            "SELECT seq FROM memories WHERE "
+            + SQL.condition(user: user, filter: filter, now: now, arguments: &arguments)
         let seqs = try withReader { database in
             let rows = try database.cachedStatement(sql)
             try rows.bind(arguments)

@@ -146,7 +146,8 @@ extension MemoryStore {
             var expiresAt: Int64?
             if let ttl = item.ttl {
                 guard ttl > 0, ttl <= NewMemory.maximumTTL else {
-                    throw StoreError.invalidValue("ttl must be between 1 and \(NewMemory.maximumTTL) seconds, not \(ttl)")
+                    throw StoreError.invalidValue(
+                        "ttl must be between 1 and \(NewMemory.maximumTTL) seconds, not \(ttl)")
                 }
                 expiresAt = now + ttl * 1000
             }
@@ -284,28 +285,13 @@ extension MemoryStore {
 
     private func forget(user: String, matching filter: MemoryFilter) throws -> Int {
         var arguments: StatementArguments = []
-        let sql =
-            "DELETE FROM memories WHERE \(SQL.condition(user: user, filter: filter, now: Clock.nowMilliseconds(), arguments: &arguments)) RETURNING id, seq"
+        let condition = SQL.condition(user: user, filter: filter, now: Clock.nowMilliseconds(), arguments: &arguments)
         return try withWriter { statements in
             var keys: [String] = []
             try rebuildingGraphOnFailure(statements) {
                 try statements.database.transaction {
-                    let deleted = try statements.database.prepare(sql)
-                    try deleted.bind(arguments)
-                    var seqs: [Int64] = []
-                    while try deleted.step() {
-                        keys.append(Self.key(user: user, id: deleted.string(at: 0) ?? ""))
-                        seqs.append(deleted.int64(at: 1))
-                    }
-                    for seq in seqs {
-                        try statements.setWindows(memory: seq, [])
-                        try statements.unindex(seq: seq)
-                    }
-                    // The index and the table must agree on what was deleted; if they do not, nothing is.
-                    if let missing = state.read({ state in keys.first { state.record(key: $0) == nil } }) {
-                        throw StoreError.sqlite("a deleted row (\(missing)) is not in the index")
-                    }
-                    try unlink(keys, statements)
+                    keys = try deleteRows(
+                        "DELETE FROM memories WHERE \(condition) RETURNING user, id, seq", arguments, statements)
                 }
             }
             state.write { state in
@@ -337,22 +323,8 @@ extension MemoryStore {
             var purged: Int64 = 0
             try rebuildingGraphOnFailure(statements) {
                 try statements.database.transaction {
-                    let deleted = try statements.database.prepare(SQL.purgeExpired)
-                    try deleted.bind([now, Int64(limit)])
-                    var seqs: [Int64] = []
-                    while try deleted.step() {
-                        keys.append(Self.key(user: deleted.string(at: 0) ?? "", id: deleted.string(at: 1) ?? ""))
-                        seqs.append(deleted.int64(at: 2))
-                    }
-                    guard !seqs.isEmpty else { return }
-                    for seq in seqs {
-                        try statements.setWindows(memory: seq, [])
-                        try statements.unindex(seq: seq)
-                    }
-                    if let missing = state.read({ state in keys.first { state.record(key: $0) == nil } }) {
-                        throw StoreError.sqlite("a purged row (\(missing)) is not in the index")
-                    }
-                    try unlink(keys, statements)
+                    keys = try deleteRows(SQL.purgeExpired, [now, Int64(limit)], statements)
+                    guard !keys.isEmpty else { return }
                     purged = state.read { $0.purged } + Int64(keys.count)
                     try statements.set("purged", String(purged))
                 }
@@ -367,6 +339,33 @@ extension MemoryStore {
             }
             return keys.count
         }
+    }
+
+    /// Runs `sql`, a `DELETE FROM memories ... RETURNING user, id, seq`, in the current
+    /// transaction, and deletes what belonged to those rows: windows, keyword rows, graph nodes.
+    /// Returns the deleted memories' keys.
+    /// - Throws: `StoreError.sqlite` when a deleted row is not in the index (then nothing is deleted).
+    private func deleteRows(
+        _ sql: String, _ arguments: StatementArguments, _ statements: WriteStatements
+    ) throws -> [String] {
+        let deleted = try statements.database.prepare(sql)
+        try deleted.bind(arguments)
+        var keys: [String] = []
+        var seqs: [Int64] = []
+        while try deleted.step() {
+            keys.append(Self.key(user: deleted.string(at: 0) ?? "", id: deleted.string(at: 1) ?? ""))
+            seqs.append(deleted.int64(at: 2))
+        }
+        for seq in seqs {
+            try statements.setWindows(memory: seq, [])
+            try statements.unindex(seq: seq)
+        }
+        // The index and the table must agree on what was deleted; if they do not, nothing is.
+        if let missing = state.read({ state in keys.first { state.record(key: $0) == nil } }) {
+            throw StoreError.sqlite("a deleted row (\(missing)) is not in the index")
+        }
+        try unlink(keys, statements)
+        return keys
     }
 
     /// Removes the nodes of `keys` from the graph, if the space has one, and writes the repair

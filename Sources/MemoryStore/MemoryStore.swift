@@ -410,7 +410,8 @@ public final class MemoryStore: Sendable {
         }
         if let windows = state.windows, windows.count(user: user) > 0 {
             let rows =
-                allowed == nil ? min(windows.count(user: user), k * max(1, state.mostWindows)) : windows.count(user: user)
+                allowed == nil
+                ? min(windows.count(user: user), k * max(1, state.mostWindows)) : windows.count(user: user)
             var windowHits = windows.search(user: user, query: query, k: rows, filter: filter, exact: exact)
             if let allowed {
                 windowHits.removeAll { window in

@@ -452,7 +452,6 @@ public struct FlatIndex: Sendable {
             return 0
         }
         let steps = 127 / largest
-        codes.reserveCapacity(codes.count + vector.count)
         for x in vector { codes.append(Int8(min(max((Double(x) * steps).rounded(), -127), 127))) }
         return Float(largest / 127)
     }

@@ -120,7 +120,8 @@ struct SearchCommand: AsyncParsableCommand {
     @Option(help: "How many hits (1-1000).") var k: Int = SearchRequest.defaultK
     @OptionGroup var filter: FilterOptions
     @OptionGroup var metadata: MetadataOptions
-    @Flag(help: "Show each hit's vector and keyword scores and ranks, neighbour credit and recency.") var explain = false
+    @Flag(help: "Show each hit's vector and keyword scores and ranks, neighbour credit and recency.") var explain =
+        false
     @Option(help: "Weigh recency: a memory this many seconds old counts 3/4 (default: time plays no part).")
     var halfLife: Double?
     @Option(help: "With each hit, this many turns of its session before and after it (0-20).") var context: Int?

@@ -78,7 +78,8 @@ import Testing
             SearchRequest(
                 user: "u", text: "tea\u{0}?", vector: [1, 2], mode: .hybrid, k: 1000,
                 filter: MemoryFilter(
-                    rows: RowFilter(speaker: "Ana"), metadata: [MetadataCondition(key: "k", test: .equals(.bool(false)))]),
+                    rows: RowFilter(speaker: "Ana"),
+                    metadata: [MetadataCondition(key: "k", test: .equals(.bool(false)))]),
                 explain: true, halfLife: 86_400.5, context: 20),
             SearchRequest(user: "u", text: "tea", mode: .keyword),
         ] {
@@ -254,12 +255,14 @@ import Testing
         #expect(code(#"{"op":"add","user":"u","text":"x","ttl":0}"#) == .invalidValue)
         #expect(code(#"{"op":"add","user":"u","text":"x","ttl":1.5}"#) == .wrongType)
         #expect(
-            try decode(Operations.Search.self, #"{"op":"search","user":"u","query":"x","where":{"n":{"gte":3,"lt":9}}}"#)
+            try decode(
+                Operations.Search.self, #"{"op":"search","user":"u","query":"x","where":{"n":{"gte":3,"lt":9}}}"#)
                 == SearchRequest(
                     user: "u", text: "x",
                     filter: MemoryFilter(metadata: [
                         MetadataCondition(
-                            key: "n", test: .range(greaterThan: nil, atLeast: .integer(3), lessThan: .integer(9), atMost: nil))
+                            key: "n",
+                            test: .range(greaterThan: nil, atLeast: .integer(3), lessThan: .integer(9), atMost: nil))
                     ])))
         #expect(try decode(Operations.Embed.self, #"{"op":"embed","texts":["a","b"]}"#) == ["a", "b"])
         #expect(

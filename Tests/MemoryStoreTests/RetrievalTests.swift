@@ -14,13 +14,16 @@ import VectorIndex
         at minute: Int64 = 0, vector: [Float] = [1, 0, 0], metadata: String = "{}", ttl: Int64? = nil
     ) -> NewMemory {
         NewMemory(
-            id: id, user: user, session: session, speaker: speaker, text: text, createdAt: 1_700_000_000_000 + minute * 60_000,
+            id: id, user: user, session: session, speaker: speaker, text: text,
+            createdAt: 1_700_000_000_000 + minute * 60_000,
             metadata: metadata, vector: vector, ttl: ttl)
     }
 
     func ids(_ hits: [ScoredMemory]) -> [String] { hits.map(\.memory.id) }
 
-    func keyword(_ store: MemoryStore, _ text: String, user: String = "u", k: Int = 10, filter: MemoryFilter = MemoryFilter())
+    func keyword(
+        _ store: MemoryStore, _ text: String, user: String = "u", k: Int = 10, filter: MemoryFilter = MemoryFilter()
+    )
         throws -> [String]
     {
         ids(try store.search(SearchRequest(user: user, text: text, mode: .keyword, k: k, filter: filter)))
@@ -84,7 +87,8 @@ import VectorIndex
         #expect(try MemoryStore.check(path: temporary.path).problems == [])
         // A keyword row that disagrees with its memory is found.
         let database = try Database(path: temporary.path)
-        try database.execute("INSERT INTO memory_terms (rowid, scope, speaker, text, day) VALUES (99, '1', '', 'x', '')")
+        try database.execute(
+            "INSERT INTO memory_terms (rowid, scope, speaker, text, day) VALUES (99, '1', '', 'x', '')")
         database.close()
         #expect(try MemoryStore.check(path: temporary.path).problems == ["1 keyword rows index no memory"])
     }
@@ -185,7 +189,9 @@ import VectorIndex
         let filter = MemoryFilter(
             rows: RowFilter(session: "s0"),
             metadata: [
-                MetadataCondition(key: "n", test: .range(greaterThan: nil, atLeast: .integer(10), lessThan: .integer(50), atMost: nil))
+                MetadataCondition(
+                    key: "n", test: .range(greaterThan: nil, atLeast: .integer(10), lessThan: .integer(50), atMost: nil)
+                )
             ])
         // Sessions s0 and n in 10..<50: 12, 15, ..., 48 (13 memories), of which 7 are coffee.
         let expected = Set((10..<50).filter { $0 % 3 == 0 }.map { "m\($0)" })
@@ -209,7 +215,9 @@ import VectorIndex
         let vector = try store.search(SearchRequest(user: "u", vector: query, mode: .vector, k: 5, filter: filter))
         #expect(ids(vector) == best)
         // `in`, and equality, on metadata.
-        let topics = MemoryFilter(metadata: [MetadataCondition(key: "topic", test: .oneOf([.string("1"), .string("2")]))])
+        let topics = MemoryFilter(metadata: [
+            MetadataCondition(key: "topic", test: .oneOf([.string("1"), .string("2")]))
+        ])
         let topical = try store.search(SearchRequest(user: "u", text: "tea", mode: .keyword, k: 100, filter: topics))
         #expect(Set(ids(topical)) == Set((0..<60).filter { $0 % 4 == 1 }.map { "m\($0)" }))
     }
@@ -218,13 +226,15 @@ import VectorIndex
         let store = try MemoryStore(path: temporary.path, dimension: 3)
         let now = Clock.nowMilliseconds()
         try store.add([
-            NewMemory(id: "old", user: "u", text: "my car is red", createdAt: now - 400 * 86_400_000, vector: [1, 0, 0]),
+            NewMemory(
+                id: "old", user: "u", text: "my car is red", createdAt: now - 400 * 86_400_000, vector: [1, 0, 0]),
             NewMemory(id: "new", user: "u", text: "my car is blue now", createdAt: now - 1000, vector: [0.95, 0.3, 0]),
         ])
         let plain = try store.search(SearchRequest(user: "u", text: "car", vector: [1, 0, 0], mode: .vector, k: 2))
         #expect(ids(plain) == ["old", "new"])
         let recent = try store.search(
-            SearchRequest(user: "u", text: "car", vector: [1, 0, 0], mode: .vector, k: 2, explain: true, halfLife: 86_400))
+            SearchRequest(
+                user: "u", text: "car", vector: [1, 0, 0], mode: .vector, k: 2, explain: true, halfLife: 86_400))
         #expect(ids(recent) == ["new", "old"])
         let factors = recent.map { $0.explanation!.recency! }
         #expect(factors[0] > 0.999 && abs(factors[1] - 0.5) < 1e-6)
@@ -237,7 +247,8 @@ import VectorIndex
         // Added out of time order: the session's order is by time.
         try store.add([
             turn("t3", "three", at: 3), turn("t1", "one", at: 1), turn("t2", "two pizza", at: 2),
-            turn("t5", "five pizza", at: 5), turn("t4", "four", at: 4), turn("x", "pizza elsewhere", session: nil, at: 9),
+            turn("t5", "five pizza", at: 5), turn("t4", "four", at: 4),
+            turn("x", "pizza elsewhere", session: nil, at: 9),
             turn("t0", "zero", at: 0),
         ])
         let hits = try store.search(SearchRequest(user: "u", text: "pizza", mode: .keyword, k: 3, context: 2))

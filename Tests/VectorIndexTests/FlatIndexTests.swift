@@ -115,10 +115,15 @@ func referenceSearch(
             #expect(compact.count == 10)
             // Every hit carries its exact score, best first.
             let exactScores = Dictionary(
-                uniqueKeysWithValues: referenceSearch(rows: rows, query: query, metric: metric, k: count, filter: filter)
-                    .map { ($0.id, $0.score) })
+                uniqueKeysWithValues: referenceSearch(
+                    rows: rows, query: query, metric: metric, k: count, filter: filter
+                )
+                .map { ($0.id, $0.score) })
             for hit in compact { #expect(abs(hit.score - exactScores[hit.id]!) < 1e-3 * max(1, abs(hit.score))) }
-            #expect(zip(compact, compact.dropFirst()).allSatisfy { metric.higherIsBetter ? $0.score >= $1.score : $0.score <= $1.score })
+            #expect(
+                zip(compact, compact.dropFirst()).allSatisfy {
+                    metric.higherIsBetter ? $0.score >= $1.score : $0.score <= $1.score
+                })
             found += Set(compact.map(\.id)).intersection(expected.map(\.id)).count
             total += expected.count
         }
