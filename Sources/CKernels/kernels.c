@@ -351,6 +351,42 @@ __attribute__((target("avx2,f16c"))) static void decode_f16_avx2(const unsigned 
 }
 #endif
 
+// Whether (sa, ra) ranks below (sb, rb): a lower score, or an equal one at a higher index.
+static inline int ranks_below(float sa, long ra, float sb, long rb) { return sa < sb || (sa == sb && ra > rb); }
+
+long ck_top_rows(const float *scores, long n, long count, long *rows) {
+    if (count <= 0) return 0;
+    long size = 0;
+    // rows[0] is the lowest kept: a new score must beat it to enter.
+    for (long i = 0; i < n; i++) {
+        float score = scores[i];
+        if (size == count) {
+            if (!ranks_below(scores[rows[0]], rows[0], score, i)) continue;
+            long parent = 0;
+            for (;;) {
+                long child = 2 * parent + 1;
+                if (child >= size) break;
+                if (child + 1 < size && ranks_below(scores[rows[child + 1]], rows[child + 1], scores[rows[child]], rows[child]))
+                    child++;
+                if (!ranks_below(scores[rows[child]], rows[child], score, i)) break;
+                rows[parent] = rows[child];
+                parent = child;
+            }
+            rows[parent] = i;
+        } else {
+            long child = size++;
+            while (child > 0) {
+                long parent = (child - 1) / 2;
+                if (!ranks_below(score, i, scores[rows[parent]], rows[parent])) break;
+                rows[child] = rows[parent];
+                child = parent;
+            }
+            rows[child] = i;
+        }
+    }
+    return size;
+}
+
 void ck_decode_f16(const void *code, float *out, long n) {
 #if defined(__x86_64__)
     if (ck_has_avx2_fma_f16c()) return decode_f16_avx2(code, out, n);

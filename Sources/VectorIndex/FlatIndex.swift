@@ -397,40 +397,22 @@ public struct FlatIndex: Sendable {
             }
             initialized = n
         }
-        let checkFilter = !filter.isEmpty
-        var heap = TopKHeap(capacity: min(Self.compactCandidates(k: k), n))
-        // Below the heap's worst, a row cannot enter: one comparison for most rows.
-        var floor = -Float.infinity
-        estimates.withUnsafeBufferPointer { estimates in
-            partition.ids.withUnsafeBufferPointer { ids in
-                for row in 0..<n {
-                    let estimate = estimates[row]
-                    if estimate < floor { continue }
-                    if heap.isFull, !heap.admits(score: estimate, id: ids[row]) { continue }
-                    if checkFilter, !filter.matches(partition.attributes[row]) { continue }
-                    heap.insert(score: estimate, row: row, id: ids[row])
-                    if heap.isFull { floor = heap.entries[0].score }
-                }
-            }
-        }
+        let candidates = candidateRows(estimates, in: partition, count: Self.compactCandidates(k: k), filter: filter)
         // The candidates scored exactly: the order and the scores reported are float32's.
         var exact = TopKHeap(capacity: k)
         query.withUnsafeBufferPointer { q in
             partition.rows.withUnsafeBufferPointer { rows in
-                let candidates = heap.sortedBestFirst()
                 let ahead = 4
-                for candidate in candidates.prefix(ahead) {
-                    ck_prefetch_range(rows.baseAddress! + candidate.row * dimension, 4 * dimension)
-                }
-                for (i, candidate) in candidates.enumerated() {
+                for row in candidates.prefix(ahead) { ck_prefetch_range(rows.baseAddress! + row * dimension, 4 * dimension) }
+                for (i, row) in candidates.enumerated() {
                     if i + ahead < candidates.count {
-                        ck_prefetch_range(rows.baseAddress! + candidates[i + ahead].row * dimension, 4 * dimension)
+                        ck_prefetch_range(rows.baseAddress! + candidates[i + ahead] * dimension, 4 * dimension)
                     }
-                    let value = pairKernel(q.baseAddress!, rows.baseAddress! + candidate.row * dimension, dimension)
+                    let value = pairKernel(q.baseAddress!, rows.baseAddress! + row * dimension, dimension)
                     let score = l2 ? -value : value
-                    let id = partition.ids[candidate.row]
+                    let id = partition.ids[row]
                     if exact.isFull, !exact.admits(score: score, id: id) { continue }
-                    exact.insert(score: score, row: candidate.row, id: id)
+                    exact.insert(score: score, row: row, id: id)
                 }
             }
         }
@@ -439,6 +421,36 @@ public struct FlatIndex: Sendable {
                 id: partition.ids[entry.row], score: l2 ? (-entry.score).squareRoot() : entry.score,
                 handle: partition.handles[entry.row])
         }
+    }
+
+    /// The rows of the `count` best estimates among those that pass `filter`, in no order.
+    private func candidateRows(
+        _ estimates: [Float], in partition: Partition, count: Int, filter: RowFilter
+    ) -> [Int] {
+        guard !filter.isEmpty else {
+            // No filter: a heap over plain numbers, in C.
+            return [Int](unsafeUninitializedCapacity: min(count, estimates.count)) { rows, initialized in
+                estimates.withUnsafeBufferPointer { estimates in
+                    initialized = ck_top_rows(estimates.baseAddress!, estimates.count, count, rows.baseAddress!)
+                }
+            }
+        }
+        var heap = TopKHeap(capacity: min(count, estimates.count))
+        // Below the heap's worst, a row cannot enter: one comparison for most rows.
+        var floor = -Float.infinity
+        estimates.withUnsafeBufferPointer { estimates in
+            partition.ids.withUnsafeBufferPointer { ids in
+                for row in 0..<estimates.count {
+                    let estimate = estimates[row]
+                    if estimate < floor { continue }
+                    if heap.isFull, !heap.admits(score: estimate, id: ids[row]) { continue }
+                    if !filter.matches(partition.attributes[row]) { continue }
+                    heap.insert(score: estimate, row: row, id: ids[row])
+                    if heap.isFull { floor = heap.entries[0].score }
+                }
+            }
+        }
+        return heap.entries.map(\.row)
     }
 
     /// Appends `vector`'s int8 code (each component over the scale, rounded, within -127...127)

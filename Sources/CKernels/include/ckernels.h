@@ -39,6 +39,11 @@ void ck_dot_i8_rows(
     const signed char *q, float q_scale, const signed char *codes, const float *scales, const float *norms, long n,
     long rows, float *out);
 
+/// Writes to rows[0...] the indexes of the `count` largest of scores[0..<n] (all n when fewer),
+/// in no particular order, and returns how many it wrote: a bounded min-heap, one comparison for
+/// most scores. Ties go to the lower index.
+long ck_top_rows(const float *scores, long n, long count, long *rows);
+
 /// Widens n IEEE half-precision floats to float32 (F16C when the processor has it).
 void ck_decode_f16(const void *code, float *out, long n);
 
