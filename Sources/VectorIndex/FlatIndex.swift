@@ -403,7 +403,9 @@ public struct FlatIndex: Sendable {
         query.withUnsafeBufferPointer { q in
             partition.rows.withUnsafeBufferPointer { rows in
                 let ahead = 4
-                for row in candidates.prefix(ahead) { ck_prefetch_range(rows.baseAddress! + row * dimension, 4 * dimension) }
+                for row in candidates.prefix(ahead) {
+                    ck_prefetch_range(rows.baseAddress! + row * dimension, 4 * dimension)
+                }
                 for (i, row) in candidates.enumerated() {
                     if i + ahead < candidates.count {
                         ck_prefetch_range(rows.baseAddress! + candidates[i + ahead] * dimension, 4 * dimension)
