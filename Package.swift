@@ -47,6 +47,8 @@ let package = Package(
         .target(name: "Embedder", dependencies: ["CBLAS", "CKernels"]),
         .target(name: "MemoryStore", dependencies: ["ContextModel", "CSQLite", "VectorIndex"]),
         .target(name: "ContextProtocol", dependencies: ["ContextModel"]),
+        // Prompts within a token budget; no storage or network code.
+        .target(name: "PromptBuilder"),
         .target(
             name: "ContextServer",
             dependencies: [
@@ -96,6 +98,7 @@ let package = Package(
         .testTarget(name: "VectorIndexTests", dependencies: ["ContextModel", "VectorIndex", "CKernels"]),
         .testTarget(name: "MemoryStoreTests", dependencies: ["ContextModel", "MemoryStore"]),
         .testTarget(name: "EmbedderTests", dependencies: ["Embedder", "CKernels"], exclude: ["Reference"]),
+        .testTarget(name: "PromptBuilderTests", dependencies: ["PromptBuilder"], exclude: ["Reference"]),
         .testTarget(
             name: "ContextToolsTests",
             dependencies: [
