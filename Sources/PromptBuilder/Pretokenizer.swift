@@ -1,6 +1,6 @@
-/// Splits text as cl100k_base's pattern does before byte-pair merging:
+/// Splits text as cl100k_base's pattern (tiktoken 0.14) does before byte-pair merging:
 ///
-///     (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+
+///     '(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*+|\s++$|\s*[\r\n]|\s+(?!\S)|\s
 ///
 /// written out as a scanner over the text's scalars (each alternative tried in order at each
 /// position, as the regex engine does), so no regex engine runs per text.
@@ -94,12 +94,13 @@ enum Pretokenizer {
         // Only whitespace is left.
         var runEnd = i
         while runEnd < n, s[runEnd].isWhitespace { runEnd += 1 }
-        // \s*[\r\n]+: through the run's last newline.
+        // \s++$: a run that ends the text is one piece.
+        if runEnd == n { return runEnd }
+        // \s*[\r\n]: through the run's last newline.
         if let last = (i..<runEnd).last(where: { s[$0].isNewline }) { return last + 1 }
-        // \s+(?!\S): all of it at the end of the text, else all but its last scalar, which then
-        // starts the next piece (" word"); \s+ when that leaves nothing.
-        if runEnd == n || runEnd - i == 1 { return runEnd }
-        return runEnd - 1
+        // \s+(?!\S): all but the run's last scalar, which then starts the next piece (" word");
+        // \s when that leaves nothing.
+        return runEnd - i == 1 ? runEnd : runEnd - 1
     }
 
     /// A scalar lower-cased for the contractions' case-insensitive match.

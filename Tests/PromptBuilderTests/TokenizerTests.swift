@@ -36,6 +36,27 @@ let referenceRows: [(text: String, tokens: [Int])] = {
         #expect(wrong.isEmpty, "\(wrong.count) rows differ, e.g. \(wrong.prefix(3))")
     }
 
+    /// Whitespace at the ends and between lines, where cl100k's pattern is subtle (ids from
+    /// tiktoken 0.14 with the same rank file).
+    @Test func whitespaceEdgesAreEncodedAsTiktokenDoes() throws {
+        let encoder = try #require(sharedEncoder, "run scripts/fetch-model to fetch \(rankFile)")
+        let rows: [(String, [Int])] = [
+            ("hello\n ", [15339, 198, 220]),
+            ("hello\n  \n ", [15339, 14211, 220]),
+            ("a \n", [64, 720]),
+            ("x\r\n\t ", [87, 319, 3762]),
+            ("  ", [256]),
+            ("\n", [198]),
+            (" \n", [720]),
+            ("end.\n\n   ", [408, 382, 262]),
+            ("tab\t", [6323, 197]),
+            ("a\u{A0}b", [64, 4194, 65]),
+            ("\u{3000}x", [23249, 87]),
+            ("word   \n  next", [1178, 5996, 220, 1828]),
+        ]
+        for (text, tokens) in rows { #expect(encoder.encode(text) == tokens, "\(text.debugDescription)") }
+    }
+
     @Test func piecesFollowThePattern() {
         func pieces(_ text: String) -> [String] {
             var text = text
@@ -50,6 +71,7 @@ let referenceRows: [(text: String, tokens: [Int])] = {
         #expect(pieces("12345 abc") == ["123", "45", " abc"])
         #expect(pieces("a  \n\n  b") == ["a", "  \n\n", " ", " b"])
         #expect(pieces("x   ") == ["x", "   "])
+        #expect(pieces("x\n  ") == ["x", "\n  "])
         #expect(pieces("(hello)") == ["(hello", ")"])
         #expect(pieces("") == [])
     }
