@@ -21,6 +21,7 @@ let package = Package(
         .library(name: "MemoryStore", targets: ["MemoryStore"]),
         .library(name: "VectorIndex", targets: ["VectorIndex"]),
         .library(name: "Embedder", targets: ["Embedder"]),
+        .library(name: "PromptBuilder", targets: ["PromptBuilder"]),
         .library(name: "ContextModel", targets: ["ContextModel"]),
         .library(name: "ContextTools", targets: ["ContextTools"]),
     ],

@@ -54,6 +54,13 @@ let package = Package(
             ]
         ),
         .executableTarget(
+            name: "tokenbench",
+            dependencies: [
+                .product(name: "PromptBuilder", package: "ContextStore"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .executableTarget(
             name: "loadgen",
             dependencies: [
                 .product(name: "Histogram", package: "hdrhistogram-swift"),

