@@ -31,6 +31,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
+        .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.1"),
     ],
     targets: [
         .systemLibrary(
@@ -49,7 +50,7 @@ let package = Package(
         .target(name: "MemoryStore", dependencies: ["ContextModel", "CSQLite", "VectorIndex"]),
         .target(name: "ContextProtocol", dependencies: ["ContextModel"]),
         // Prompts within a token budget; no storage or network code.
-        .target(name: "PromptBuilder"),
+        .target(name: "PromptBuilder", dependencies: ["ContextModel"]),
         .target(
             name: "ContextServer",
             dependencies: [
@@ -99,7 +100,10 @@ let package = Package(
         .testTarget(name: "VectorIndexTests", dependencies: ["ContextModel", "VectorIndex", "CKernels"]),
         .testTarget(name: "MemoryStoreTests", dependencies: ["ContextModel", "MemoryStore"]),
         .testTarget(name: "EmbedderTests", dependencies: ["Embedder", "CKernels"], exclude: ["Reference"]),
-        .testTarget(name: "PromptBuilderTests", dependencies: ["PromptBuilder"], exclude: ["Reference"]),
+        .testTarget(
+            name: "PromptBuilderTests",
+            dependencies: ["PromptBuilder", .product(name: "PropertyBased", package: "swift-property-based")],
+            exclude: ["Reference"]),
         .testTarget(
             name: "ContextToolsTests",
             dependencies: [

@@ -1,0 +1,103 @@
+import PropertyBased
+import Testing
+
+@testable import PromptBuilder
+
+@Suite struct PromptBuilderTests {
+    func item(_ id: String, _ text: String, minute: Int64 = 0, speaker: String? = "Ana") -> PromptItem {
+        PromptItem(id: id, speaker: speaker, text: text, createdAt: 1_683_504_000_000 + minute * 60_000)
+    }
+
+    var builder: PromptBuilder { PromptBuilder(counter: sharedEncoder.map(TokenCounter.cl100k) ?? .estimate) }
+
+    @Test func everythingFitsAndIsRenderedWithWhoAndWhen() throws {
+        let prompt = try builder.build(
+            PromptRequest(
+                system: "Answer from the memories.", query: "Where does Ana's sister live?",
+                pinned: [item("p1", "Ana is vegetarian")],
+                memories: [item("m1", "My sister moved to Porto", minute: 3), item("m2", "I like tea", minute: 1)],
+                recent: [item("r1", "Hi!", minute: 9, speaker: nil)], budget: 1000))
+        #expect(
+            prompt.text == """
+                Answer from the memories.
+
+                Known facts:
+                - [8 May 2023] Ana: Ana is vegetarian
+
+                Relevant memories:
+                - [8 May 2023] Ana: My sister moved to Porto
+                - [8 May 2023] Ana: I like tea
+
+                Conversation:
+                [8 May 2023] Hi!
+
+                Where does Ana's sister live?
+                """)
+        #expect(prompt.used == ["p1", "m1", "m2", "r1"] && prompt.dropped.isEmpty)
+        #expect(prompt.tokens == builder.counter.count(prompt.text))
+        #expect(prompt.sections.map(\.name) == PromptSection.allCases)
+        #expect(prompt.sections.first { $0.name == .memories }?.ids == ["m1", "m2"])
+    }
+
+    @Test func whatDoesNotFitIsLeftOutInOrderAndReported() throws {
+        let memories = (0..<20).map { item("m\($0)", "memory number \($0) about the garden and the weather") }
+        let recent = (0..<6).map { item("r\($0)", "turn \($0) of the conversation so far", minute: Int64($0)) }
+        let request = PromptRequest(
+            system: "Be brief.", query: "What about the garden?",
+            memories: memories + [item("dup", "Memory number 3 about the garden and the weather")], recent: recent,
+            budget: 120, limit: 15)
+        let prompt = try builder.build(request)
+        #expect(prompt.tokens <= 120)
+        #expect(prompt.dropped.contains(.init(id: "dup", reason: .duplicate)))
+        #expect((15..<20).allSatisfy { prompt.dropped.contains(.init(id: "m\($0)", reason: .limit)) })
+        // Least relevant memories went first; the recent turns stay while memories can go.
+        let kept = prompt.sections.first { $0.name == .memories }!.ids
+        #expect(kept == Array(memories.prefix(kept.count).map(\.id)))
+        if kept.isEmpty == false { #expect(prompt.sections.first { $0.name == .recent }!.ids.count == 6) }
+        #expect(
+            prompt.dropped.filter { $0.reason == .budget }.map(\.id) == (kept.count..<15).reversed().map { "m\($0)" })
+    }
+
+    @Test func capsBoundTheirSection() throws {
+        let memories = (0..<10).map { item("m\($0)", "a fairly long memory text number \($0) with several words") }
+        let prompt = try builder.build(
+            PromptRequest(system: "S", query: "Q", memories: memories, budget: 4000, caps: [.memories: 60]))
+        let section = prompt.sections.first { $0.name == .memories }!
+        #expect(section.tokens <= 60 && !section.ids.isEmpty)
+        #expect(prompt.dropped.allSatisfy { $0.reason == .sectionCap })
+    }
+
+    @Test func theSystemSectionAndQueryAloneMustFit() {
+        #expect(
+            throws: PromptError.budgetTooSmall(needed: builder.counter.count("Be brief.\n\nWhat is it?"), budget: 3)
+        ) {
+            try builder.build(PromptRequest(system: "Be brief.", query: "What is it?", budget: 3))
+        }
+    }
+
+    /// For random histories, queries and budgets: the prompt never exceeds its budget, always
+    /// holds the query, and is the same when built twice.
+    @Test func randomRequestsStayWithinBudget() async {
+        let word = Gen.letterOrNumber.string(of: 1...8)
+        let text = word.array(of: 0...30).map { $0.joined(separator: " ") }
+        await propertyCheck(
+            count: 200, input: text.array(of: 0...12), text.array(of: 0...8), text, Gen.int(in: 16...600)
+        ) { memoryTexts, turnTexts, query, budget in
+            let request = PromptRequest(
+                system: "Answer briefly.", query: query,
+                memories: memoryTexts.enumerated().map { item("m\($0)", $1) },
+                recent: turnTexts.enumerated().map { item("r\($0)", $1, minute: Int64($0)) }, budget: budget)
+            do {
+                let prompt = try builder.build(request)
+                #expect(prompt.tokens <= budget && builder.counter.count(prompt.text) == prompt.tokens)
+                #expect(prompt.text.hasSuffix(query))
+                #expect(try builder.build(request) == prompt)
+                #expect(Set(prompt.used).count + prompt.dropped.count == memoryTexts.count + turnTexts.count)
+            } catch {
+                #expect(
+                    builder.counter.count(PromptBuilder.Parts(system: "Answer briefly.", query: query).render())
+                        > budget)
+            }
+        }
+    }
+}
