@@ -32,6 +32,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
         .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.1"),
+        .package(url: "https://github.com/hummingbird-project/swift-mustache.git", from: "2.1.1"),
     ],
     targets: [
         .systemLibrary(
@@ -50,7 +51,9 @@ let package = Package(
         .target(name: "MemoryStore", dependencies: ["ContextModel", "CSQLite", "VectorIndex"]),
         .target(name: "ContextProtocol", dependencies: ["ContextModel"]),
         // Prompts within a token budget; no storage or network code.
-        .target(name: "PromptBuilder", dependencies: ["ContextModel"]),
+        .target(
+            name: "PromptBuilder",
+            dependencies: ["ContextModel", .product(name: "Mustache", package: "swift-mustache")]),
         .target(
             name: "ContextServer",
             dependencies: [
@@ -102,7 +105,9 @@ let package = Package(
         .testTarget(name: "EmbedderTests", dependencies: ["Embedder", "CKernels"], exclude: ["Reference"]),
         .testTarget(
             name: "PromptBuilderTests",
-            dependencies: ["PromptBuilder", .product(name: "PropertyBased", package: "swift-property-based")],
+            dependencies: [
+                "PromptBuilder", "ContextModel", .product(name: "PropertyBased", package: "swift-property-based"),
+            ],
             exclude: ["Reference"]),
         .testTarget(
             name: "ContextToolsTests",

@@ -1,5 +1,3 @@
-import ContextModel
-
 /// How a prompt's tokens are counted.
 public enum TokenCounter: Sendable {
     /// Exact: OpenAI's cl100k_base (`BytePairEncoder`).
@@ -126,14 +124,16 @@ public enum PromptError: Error, Equatable {
 /// prompt.
 public struct PromptBuilder: Sendable {
     public let counter: TokenCounter
+    public let template: PromptTemplate
 
-    public init(counter: TokenCounter) {
+    public init(counter: TokenCounter, template: PromptTemplate = .standard) {
         self.counter = counter
+        self.template = template
     }
 
     public func build(_ request: PromptRequest) throws(PromptError) -> Prompt {
         var dropped: [Prompt.Dropped] = []
-        var parts = Parts(system: request.system, query: request.query)
+        var parts = Parts(template: template, system: request.system, query: request.query)
         let needed = counter.count(parts.render())
         guard needed <= request.budget else { throw .budgetTooSmall(needed: needed, budget: request.budget) }
 
@@ -192,6 +192,7 @@ public struct PromptBuilder: Sendable {
 
     /// The prompt's content as it is being fitted, and its rendering.
     struct Parts {
+        var template: PromptTemplate
         var system: String
         var query: String
         var pinned: [PromptItem] = []
@@ -217,29 +218,19 @@ public struct PromptBuilder: Sendable {
             }
         }
 
-        /// The whole prompt, or one section of it.
+        /// The whole prompt, or the template rendered with one section alone (what a section's
+        /// cap and its count in the answer measure).
         func render(only: PromptSection? = nil) -> String {
-            var blocks: [String] = []
-            func include(_ section: PromptSection) -> Bool { only == nil || only == section }
-            if include(.system), !system.isEmpty { blocks.append(system) }
-            if include(.pinned), !pinned.isEmpty {
-                blocks.append((["Known facts:"] + pinned.map { "- " + Self.line($0) }).joined(separator: "\n"))
+            guard let only else { return template.render(self) }
+            var alone = Parts(
+                template: template, system: only == .system ? system : "", query: only == .query ? query : "")
+            switch only {
+            case .pinned: alone.pinned = pinned
+            case .memories: alone.memories = memories
+            case .recent: alone.recent = recent
+            case .system, .query: break
             }
-            if include(.memories), !memories.isEmpty {
-                blocks.append((["Relevant memories:"] + memories.map { "- " + Self.line($0) }).joined(separator: "\n"))
-            }
-            if include(.recent), !recent.isEmpty {
-                blocks.append((["Conversation:"] + recent.map(Self.line)).joined(separator: "\n"))
-            }
-            if include(.query) { blocks.append(query) }
-            return blocks.joined(separator: "\n\n")
+            return template.render(alone)
         }
-
-        /// "[8 May 2023] Caroline: text": when, who, what.
-        static func line(_ item: PromptItem) -> String {
-            let who = item.speaker ?? item.role
-            return "[\(EmbedTemplate.day(item.createdAt))] " + (who.map { $0 + ": " } ?? "") + item.text
-        }
-
     }
 }

@@ -67,6 +67,46 @@ import Testing
         #expect(prompt.dropped.allSatisfy { $0.reason == .sectionCap })
     }
 
+    @Test func aTemplateControlsTheFormAndNothingIsEscaped() throws {
+        let template = try PromptTemplate(
+            name: "terse",
+            text: """
+                {{#memories}}
+                {{who}} ({{date}}): {{text}}
+                {{/memories}}
+                Q: {{query}}
+                """)
+        let prompt = try PromptBuilder(counter: builder.counter, template: template).build(
+            PromptRequest(
+                system: "ignored by this template", query: "Tom & Jerry <3?",
+                memories: [item("m1", "I watched \"Tom & Jerry\"")], budget: 500))
+        #expect(prompt.text == "Ana (8 May 2023): I watched \"Tom & Jerry\"\nQ: Tom & Jerry <3?")
+    }
+
+    @Test func aBadTemplateIsRefusedNamingItsLine() {
+        #expect(throws: PromptTemplate.TemplateError.self) {
+            try PromptTemplate(name: "broken.mustache", text: "line one\n{{#memories}}\n{{text}}\n")
+        }
+        do {
+            _ = try PromptTemplate(name: "broken.mustache", text: "line one\nline two {{#a}} {{/b}}\n")
+            Issue.record("a mismatched section was accepted")
+        } catch {
+            #expect(error.name == "broken.mustache" && error.line == 2, "\(error)")
+        }
+    }
+
+    @Test func theStandardTemplatesOwnWordsAreFew() throws {
+        let encoder = try #require(sharedEncoder)
+        let empty = PromptBuilder.Parts(template: .standard, system: "", query: "")
+        var full = PromptBuilder.Parts(template: .standard, system: "", query: "")
+        full.pinned = [item("p", "")]
+        full.memories = [item("m", "")]
+        full.recent = [item("r", "", speaker: nil)]
+        #expect(encoder.count(empty.render()) == 0)
+        // Headers, bullets, dates and separators, with every section present: under 60 tokens.
+        #expect(encoder.count(full.render()) < 60, "\(encoder.count(full.render()))")
+    }
+
     @Test func theSystemSectionAndQueryAloneMustFit() {
         #expect(
             throws: PromptError.budgetTooSmall(needed: builder.counter.count("Be brief.\n\nWhat is it?"), budget: 3)
@@ -95,7 +135,8 @@ import Testing
                 #expect(Set(prompt.used).count + prompt.dropped.count == memoryTexts.count + turnTexts.count)
             } catch {
                 #expect(
-                    builder.counter.count(PromptBuilder.Parts(system: "Answer briefly.", query: query).render())
+                    builder.counter.count(
+                        PromptBuilder.Parts(template: .standard, system: "Answer briefly.", query: query).render())
                         > budget)
             }
         }
