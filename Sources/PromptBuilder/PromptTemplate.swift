@@ -1,4 +1,5 @@
 import ContextModel
+import Foundation
 import Mustache
 
 /// How a prompt is laid out: a Mustache template (hummingbird-project/swift-mustache) over the
@@ -68,6 +69,27 @@ public struct PromptTemplate: Sendable {
             {{/hasRecent}}
             {{query}}
             """)
+
+    /// The templates of a folder: each `NAME.mustache` file, by NAME (other files are left alone).
+    /// - Throws: `TemplateError` for the first file that cannot be read or parsed, named by its
+    ///   path, with its line.
+    public static func load(directory: String) throws(TemplateError) -> [String: PromptTemplate] {
+        let names: [String]
+        do {
+            names = try FileManager.default.contentsOfDirectory(atPath: directory)
+        } catch {
+            throw TemplateError(
+                name: directory, line: 0, reason: "cannot list the folder: \(error.localizedDescription)")
+        }
+        var templates: [String: PromptTemplate] = [:]
+        for file in names.sorted() where file.hasSuffix(".mustache") {
+            let path = directory + "/" + file
+            guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8)
+            else { throw TemplateError(name: path, line: 0, reason: "cannot read the file as UTF-8") }
+            templates[String(file.dropLast(".mustache".count))] = try PromptTemplate(name: path, text: text)
+        }
+        return templates
+    }
 
     func render(_ parts: PromptBuilder.Parts) -> String {
         func items(_ list: [PromptItem]) -> [[String: Any]] {

@@ -1,3 +1,4 @@
+import Foundation
 import PropertyBased
 import Testing
 
@@ -92,6 +93,27 @@ import Testing
             Issue.record("a mismatched section was accepted")
         } catch {
             #expect(error.name == "broken.mustache" && error.line == 2, "\(error)")
+        }
+    }
+
+    @Test func aFolderOfTemplatesLoadsByNameAndABadFileIsNamed() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("templates-\(UUID().uuidString)")
+            .path
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        try "Q: {{query}}".write(toFile: folder + "/short.mustache", atomically: true, encoding: .utf8)
+        try "not a template".write(toFile: folder + "/notes.txt", atomically: true, encoding: .utf8)
+        let templates = try PromptTemplate.load(directory: folder)
+        #expect(Array(templates.keys) == ["short"])
+        let prompt = try PromptBuilder(counter: builder.counter, template: templates["short"]!).build(
+            PromptRequest(system: "S", query: "why?", budget: 100))
+        #expect(prompt.text == "Q: why?")
+        try "fine\n{{#a}}\n{{/b}}\n".write(toFile: folder + "/bad.mustache", atomically: true, encoding: .utf8)
+        do {
+            _ = try PromptTemplate.load(directory: folder)
+            Issue.record("a bad template was loaded")
+        } catch {
+            #expect(error.name == folder + "/bad.mustache" && error.line == 3, "\(error)")
         }
     }
 
