@@ -30,6 +30,12 @@ enum KeywordIndex {
         return String(hash)
     }
 
+    /// A memory's keyword row after its rowid: scope, speaker, text, day (what `index`, the
+    /// migration's fill and `check` all write or expect).
+    static func columns(user: String, speaker: String?, text: String, createdAt: Int64) -> [String] {
+        [scope(user: user), speaker ?? "", text, EmbedTemplate.day(createdAt)]
+    }
+
     /// The FTS5 query for `text` within `user`'s rows: any of its words (stop words left out,
     /// unless it has nothing else), in speaker, text or day. Nil when it has no word at all.
     /// - Parameter scoped: Match the user's scope token; a space whose rows are all the user's
@@ -92,10 +98,11 @@ extension KeywordIndex {
         let insert = try database.prepare(SQL.indexTerms)
         var done = 0
         while try rows.step() {
-            try insert.execute([
-                rows.int64(at: 0), scope(user: rows.string(at: 1) ?? ""), rows.string(at: 2) ?? "",
-                rows.string(at: 3) ?? "", EmbedTemplate.day(rows.int64(at: 4)),
-            ])
+            let row = columns(
+                user: rows.string(at: 1) ?? "", speaker: rows.string(at: 2), text: rows.string(at: 3) ?? "",
+                createdAt: rows.int64(at: 4))
+            try insert.execute(
+                StatementArguments(values: [rows.int64(at: 0)] + row.map { $0 as any StatementBindable }))
             done += 1
             if done % step == 0 { log("indexed the keywords of \(done) of \(total) memories") }
         }

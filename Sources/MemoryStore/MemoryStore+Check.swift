@@ -58,11 +58,9 @@ extension MemoryStore {
                     continue
                 }
                 matched += 1
-                let expected = [
-                    KeywordIndex.scope(user: rows.string(at: 1) ?? ""), rows.string(at: 2) ?? "",
-                    rows.string(at: 3) ?? "",
-                    EmbedTemplate.day(rows.int64(at: 4)),
-                ]
+                let expected = KeywordIndex.columns(
+                    user: rows.string(at: 1) ?? "", speaker: rows.string(at: 2), text: rows.string(at: 3) ?? "",
+                    createdAt: rows.int64(at: 4))
                 let stored = (6...9).map { rows.string(at: Int32($0)) ?? "" }
                 if stored != expected { report("the keyword row of memory row \(seq) does not hold what it indexes") }
             }

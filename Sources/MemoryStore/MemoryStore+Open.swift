@@ -68,6 +68,8 @@ extension MemoryStore {
         var dimension: Int?
         var entryPoint: Int32
         var embedTemplate: EmbedTemplate
+        /// Expired memories purged over the space's life (the setting `purged`).
+        var purged: Int64
     }
 
     /// Reads the space's settings, records those a new space takes from the caller, and
@@ -142,8 +144,11 @@ extension MemoryStore {
         }
         return Space(
             metric: spaceMetric, model: settings["model"] ?? model, index: spaceIndex, dimension: spaceDimension,
-            entryPoint: settings["hnsw_entry"].flatMap { Int32($0) } ?? -1, embedTemplate: template)
+            entryPoint: settings["hnsw_entry"].flatMap { Int32($0) } ?? -1, embedTemplate: template,
+            purged: Self.purged(settings))
     }
+
+    static func purged(_ settings: [String: String]) -> Int64 { settings["purged"].flatMap { Int64($0) } ?? 0 }
 
     /// Reads the windows of long texts into the windows index, each with its memory's user and
     /// filter attributes.
@@ -182,7 +187,7 @@ extension MemoryStore {
     /// Reads every memory (and graph node) of the file into the in-memory indexes.
     static func load(_ database: Database, space: Space) throws -> State {
         var state = State()
-        state.purged = Int64(try readSettings(database)["purged"] ?? "") ?? 0
+        state.purged = space.purged
         guard let dimension = space.dimension else { return state }
         state.makeIndexes(dimension: dimension, metric: space.metric, index: space.index)
         // Room for every row up front: growing 150 MB of arrays by doubling cost a third of the

@@ -153,9 +153,10 @@ extension MemoryStore {
         }
         for (handle, var ranked) in byHandle {
             var credit: Float = 0
+            let neighbours = state.neighbours(of: handle, count: 1)
             for gain in gains {
                 ranked.score += gain[handle] ?? 0
-                if let (turns, position) = state.neighbours(of: handle, count: 1) {
+                if let (turns, position) = neighbours {
                     var best: Float = 0
                     for (i, turn) in turns.enumerated() where i != position { best = max(best, gain[turn] ?? 0) }
                     credit += Self.neighbourCredit * best

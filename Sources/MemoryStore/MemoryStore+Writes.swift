@@ -195,7 +195,8 @@ extension MemoryStore {
                 let settings = try Self.readSettings(statements.database)
                 let space = Space(
                     metric: metric, model: model, index: index, dimension: settings["dimension"].flatMap { Int($0) },
-                    entryPoint: settings["hnsw_entry"].flatMap { Int32($0) } ?? -1, embedTemplate: embedTemplate)
+                    entryPoint: settings["hnsw_entry"].flatMap { Int32($0) } ?? -1, embedTemplate: embedTemplate,
+                    purged: Self.purged(settings))
                 let reloaded = try Self.load(statements.database, space: space)
                 state.write { $0 = reloaded }
             } catch let reloadError {

@@ -269,10 +269,9 @@ struct WriteStatements {
 
     /// Writes memory row `seq`'s keyword row (replacing the one it had).
     func index(_ memory: Memory, seq: Int64) throws {
-        try indexTerms.execute([
-            seq, KeywordIndex.scope(user: memory.user), memory.speaker ?? "", memory.text,
-            EmbedTemplate.day(memory.createdAt),
-        ])
+        let row = KeywordIndex.columns(
+            user: memory.user, speaker: memory.speaker, text: memory.text, createdAt: memory.createdAt)
+        try indexTerms.execute(StatementArguments(values: [seq] + row.map { $0 as any StatementBindable }))
     }
 
     /// Deletes `user`'s memory `id`, row `seq`, and its keyword row; returns how many memories went.

@@ -177,4 +177,8 @@ struct StatementArguments: ExpressibleByArrayLiteral {
     init(arrayLiteral elements: any StatementBindable...) {
         values = elements
     }
+
+    init(values: [any StatementBindable]) {
+        self.values = values
+    }
 }

@@ -11,7 +11,7 @@ let modelFolder: String = {
     return repository.appendingPathComponent("data/models/all-MiniLM-L6-v2").path
 }()
 
-/// The reference rows of the embedder (a copy of ../shared/conformance/minilm.jsonl, kept next to
+/// The reference rows of the embedder (a copy of the datasets' conformance/minilm.jsonl, kept next to
 /// this file so the suite runs in a clone of this repository alone).
 struct ConformanceRow: Sendable {
     var text: String

@@ -13,7 +13,7 @@ let rankFile: String = {
 /// Loaded once: 100,256 tokens.
 let sharedEncoder: BytePairEncoder? = try? BytePairEncoder(rankFile: rankFile)
 
-/// tiktoken's ids for 304 texts (a copy of ../shared/conformance/cl100k.jsonl, kept next to this
+/// tiktoken's ids for 304 texts (a copy of the datasets' conformance/cl100k.jsonl, kept next to this
 /// file so the suite runs in a clone of this repository alone).
 let referenceRows: [(text: String, tokens: [Int])] = {
     let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
