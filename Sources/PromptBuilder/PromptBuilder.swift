@@ -5,6 +5,14 @@ public enum TokenCounter: Sendable {
     /// An estimate, named as such: a token per four bytes of UTF-8, rounded up.
     case estimate
 
+    /// The counter's name as the wire and the docs give it.
+    public var name: String {
+        switch self {
+        case .cl100k: "cl100k_base"
+        case .estimate: "estimate"
+        }
+    }
+
     public func count(_ text: String) -> Int {
         switch self {
         case .cl100k(let encoder): encoder.count(text)
@@ -22,13 +30,23 @@ public struct PromptItem: Sendable, Equatable {
     public var text: String
     /// Unix milliseconds.
     public var createdAt: Int64
+    /// How relevant a memory is to the query (the search's score, higher is better); nil: its
+    /// place in the list says it.
+    public var relevance: Double?
+    /// Its embedding, unit length; with it, near-duplicates are found and memories diversified.
+    public var vector: [Float]?
 
-    public init(id: String, speaker: String? = nil, role: String? = nil, text: String, createdAt: Int64) {
+    public init(
+        id: String, speaker: String? = nil, role: String? = nil, text: String, createdAt: Int64,
+        relevance: Double? = nil, vector: [Float]? = nil
+    ) {
         self.id = id
         self.speaker = speaker
         self.role = role
         self.text = text
         self.createdAt = createdAt
+        self.relevance = relevance
+        self.vector = vector
     }
 }
 
@@ -40,10 +58,33 @@ public enum PromptSection: String, Sendable, CaseIterable {
     case pinned
     /// Relevant memories, most relevant first.
     case memories
+    /// Sentences from the session's older turns that did not fit, marked as a summary.
+    case summary
     /// The current session's latest turns, in time order.
     case recent
     /// The new message; never cut.
     case query
+}
+
+/// How a prompt is handed to the model.
+public enum PromptFormat: String, Sendable, CaseIterable {
+    /// One text.
+    case text
+    /// A chat-message list: a system message (the template without the recent turns and the
+    /// query), one message per recent turn, and the query as the last user message.
+    case messages
+}
+
+/// One message of a chat-message prompt.
+public struct PromptMessage: Sendable, Equatable {
+    /// `system`, `user` or `assistant`.
+    public var role: String
+    public var content: String
+
+    public init(role: String, content: String) {
+        self.role = role
+        self.content = content
+    }
 }
 
 /// What a prompt is built from.
@@ -61,10 +102,12 @@ public struct PromptRequest: Sendable {
     public var limit: Int?
     /// Tokens a section may use at most, where set.
     public var caps: [PromptSection: Int]
+    public var format: PromptFormat
 
     public init(
         system: String, query: String, pinned: [PromptItem] = [], memories: [PromptItem] = [],
-        recent: [PromptItem] = [], budget: Int, limit: Int? = nil, caps: [PromptSection: Int] = [:]
+        recent: [PromptItem] = [], budget: Int, limit: Int? = nil, caps: [PromptSection: Int] = [:],
+        format: PromptFormat = .text
     ) {
         self.system = system
         self.query = query
@@ -74,6 +117,7 @@ public struct PromptRequest: Sendable {
         self.budget = budget
         self.limit = limit
         self.caps = caps
+        self.format = format
     }
 }
 
@@ -81,7 +125,7 @@ public struct PromptRequest: Sendable {
 public enum DropReason: String, Sendable {
     /// The prompt would have exceeded its budget.
     case budget
-    /// Its text is already in the prompt.
+    /// Its text, or nearly its meaning, is already in the prompt.
     case duplicate
     /// Its section would have exceeded its own cap.
     case sectionCap = "section_cap"
@@ -94,6 +138,7 @@ public struct Prompt: Sendable, Equatable {
     public struct Section: Sendable, Equatable {
         public var name: PromptSection
         public var tokens: Int
+        /// The items in it; for the summary, the turns its sentences come from.
         public var ids: [String]
     }
 
@@ -103,11 +148,16 @@ public struct Prompt: Sendable, Equatable {
     }
 
     public var text: String
-    /// The count of `text`, by the builder's counter.
+    /// The chat messages, for `PromptFormat.messages`.
+    public var messages: [PromptMessage]?
+    /// What the prompt costs: the count of `text`; for messages, the larger of that and the
+    /// messages' count (their contents plus `PromptBuilder.messageOverhead` each and
+    /// `replyPriming`, as OpenAI's chat models count them).
     public var tokens: Int
     public var sections: [Section]
     /// The ids of the memories and turns in the prompt.
     public var used: [String]
+    /// Items left out, in the order they were; a turn summarized is among them.
     public var dropped: [Dropped]
 }
 
@@ -119,70 +169,120 @@ public enum PromptError: Error, Equatable {
 
 /// Builds prompts that fit a token budget: the system section and the query always whole, then
 /// as many pinned facts, memories and recent turns as fit. What does not fit goes in this order:
-/// the least relevant memories, then the oldest recent turns, then the last pinned facts; every
-/// item left out is reported with its reason. Deterministic: the same request gives the same
-/// prompt.
+/// the least relevant memories, then the oldest recent turns (whose most central sentences then
+/// fill what room is left, as a summary), then the last pinned facts; every item left out is
+/// reported with its reason. Deterministic: the same request gives the same prompt.
 public struct PromptBuilder: Sendable {
+    /// Tokens a chat message costs besides its content (role and separators).
+    public static let messageOverhead = 4
+    /// Tokens a chat prompt costs to prime the reply.
+    public static let replyPriming = 3
+
     public let counter: TokenCounter
     public let template: PromptTemplate
+    /// Embeds sentences for the summary of dropped turns; without it, dropped turns are only
+    /// reported.
+    public let embed: (@Sendable ([String]) -> [[Float]])?
 
-    public init(counter: TokenCounter, template: PromptTemplate = .standard) {
+    public init(
+        counter: TokenCounter, template: PromptTemplate = .standard,
+        embed: (@Sendable ([String]) -> [[Float]])? = nil
+    ) {
         self.counter = counter
         self.template = template
+        self.embed = embed
     }
 
     public func build(_ request: PromptRequest) throws(PromptError) -> Prompt {
-        var dropped: [Prompt.Dropped] = []
         var parts = Parts(template: template, system: request.system, query: request.query)
-        let needed = counter.count(parts.render())
+        let needed = cost(parts, request.format)
         guard needed <= request.budget else { throw .budgetTooSmall(needed: needed, budget: request.budget) }
 
-        // Each text once: a memory that repeats a pinned fact, a recent turn or an earlier
-        // memory adds nothing.
-        var seen = Set<String>()
-        func isNew(_ item: PromptItem) -> Bool { seen.insert(Self.normalized(item.text)).inserted }
-        for item in request.pinned {
-            if isNew(item) { parts.pinned.append(item) } else { dropped.append(.init(id: item.id, reason: .duplicate)) }
-        }
-        for item in request.recent {
-            if isNew(item) { parts.recent.append(item) } else { dropped.append(.init(id: item.id, reason: .duplicate)) }
-        }
-        for item in request.memories {
-            guard isNew(item) else {
-                dropped.append(.init(id: item.id, reason: .duplicate))
-                continue
-            }
-            if let limit = request.limit, parts.memories.count >= limit {
-                dropped.append(.init(id: item.id, reason: .limit))
-            } else {
-                parts.memories.append(item)
-            }
-        }
+        var dropped: [Prompt.Dropped] = []
+        let selection = MemorySelection.select(request)
+        parts.pinned = selection.pinned
+        parts.recent = selection.recent
+        parts.memories = selection.memories
+        dropped += selection.dropped
+
         // Section caps, each section cut from its least valuable end.
+        var cutTurns: [PromptItem] = []
         for section in [PromptSection.pinned, .memories, .recent] {
             guard let cap = request.caps[section] else { continue }
             while !parts[section].isEmpty, counter.count(parts.render(only: section)) > cap {
-                dropped.append(.init(id: parts.dropLeastValuable(section).id, reason: .sectionCap))
+                let item = parts.dropLeastValuable(section)
+                if section == .recent { cutTurns.append(item) }
+                dropped.append(.init(id: item.id, reason: .sectionCap))
             }
         }
         // The budget: least relevant memories first, then the oldest turns, then pinned facts.
-        var text = parts.render()
-        var tokens = counter.count(text)
-        while tokens > request.budget {
-            guard let section = [PromptSection.memories, .recent, .pinned].first(where: { !parts[$0].isEmpty }) else {
-                break
+        // Dropping more never makes a prompt longer, so the fewest drops that fit are found by
+        // bisection; `fits` holds for all of them dropped (the check above).
+        let order = parts.dropOrder
+        var (tooFew, enough) = (-1, order.count)
+        while enough - tooFew > 1 {
+            let middle = (tooFew + enough) / 2
+            if cost(parts.dropping(middle), request.format) <= request.budget {
+                enough = middle
+            } else {
+                tooFew = middle
             }
-            dropped.append(.init(id: parts.dropLeastValuable(section).id, reason: .budget))
-            text = parts.render()
-            tokens = counter.count(text)
         }
+        let removed = order.prefix(enough)
+        parts = parts.dropping(enough)
+        dropped += removed.map { .init(id: $0.item.id, reason: .budget) }
+        cutTurns = (cutTurns + removed.filter { $0.section == .recent }.map(\.item)).sorted {
+            $0.createdAt < $1.createdAt
+        }
+
+        if let embed, !cutTurns.isEmpty {
+            parts.summary = summary(of: cutTurns, embed: embed, into: parts, request: request)
+        }
+        return finished(parts, request: request, dropped: dropped)
+    }
+
+    /// The most sentences of `turns`, most central first, that fit in what the budget leaves.
+    private func summary(
+        of turns: [PromptItem], embed: @Sendable ([String]) -> [[Float]], into parts: Parts, request: PromptRequest
+    ) -> [PromptItem] {
+        let ranked = ExtractiveSummary.rank(turns, embed: embed)
+        func taking(_ n: Int) -> Parts {
+            var parts = parts
+            parts.summary = ranked.prefix(n).sorted { $0.position < $1.position }.map(\.sentence)
+            return parts
+        }
+        var (fits, tooMany) = (0, ranked.count + 1)
+        while tooMany - fits > 1 {
+            let middle = (fits + tooMany) / 2
+            if cost(taking(middle), request.format) <= request.budget { fits = middle } else { tooMany = middle }
+        }
+        return taking(fits).summary
+    }
+
+    private func finished(_ parts: Parts, request: PromptRequest, dropped: [Prompt.Dropped]) -> Prompt {
+        let text = parts.render()
+        let messages = request.format == .messages ? parts.messages() : nil
         let sections = PromptSection.allCases.map { section in
-            Prompt.Section(
-                name: section, tokens: counter.count(parts.render(only: section)), ids: parts[section].map(\.id))
+            let ids = section == .summary ? Self.unique(parts.summary.map(\.id)) : parts[section].map(\.id)
+            return Prompt.Section(name: section, tokens: counter.count(parts.render(only: section)), ids: ids)
         }
         return Prompt(
-            text: text, tokens: tokens, sections: sections,
+            text: text, messages: messages, tokens: cost(parts, request.format), sections: sections,
             used: (parts.pinned + parts.memories + parts.recent).map(\.id), dropped: dropped)
+    }
+
+    private static func unique(_ ids: [String]) -> [String] {
+        var seen = Set<String>()
+        return ids.filter { seen.insert($0).inserted }
+    }
+
+    /// What `parts` cost in `format` (see `Prompt.tokens`).
+    func cost(_ parts: Parts, _ format: PromptFormat) -> Int {
+        let text = counter.count(parts.render())
+        guard format == .messages else { return text }
+        let messages = parts.messages()
+        let contents = messages.reduce(0) { $0 + counter.count($1.content) }
+        return max(text, contents + messages.count * Self.messageOverhead + Self.replyPriming)
     }
 
     /// A text as compared for duplicates: lower-cased, runs of whitespace as one space.
@@ -197,12 +297,14 @@ public struct PromptBuilder: Sendable {
         var query: String
         var pinned: [PromptItem] = []
         var memories: [PromptItem] = []
+        var summary: [PromptItem] = []
         var recent: [PromptItem] = []
 
         subscript(section: PromptSection) -> [PromptItem] {
             switch section {
             case .pinned: pinned
             case .memories: memories
+            case .summary: summary
             case .recent: recent
             case .system, .query: []
             }
@@ -218,6 +320,23 @@ public struct PromptBuilder: Sendable {
             }
         }
 
+        /// Every item in the order the budget drops them.
+        var dropOrder: [(section: PromptSection, item: PromptItem)] {
+            memories.reversed().map { (.memories, $0) } + recent.map { (.recent, $0) }
+                + pinned.reversed().map { (.pinned, $0) }
+        }
+
+        /// These parts without the first `count` items of their `dropOrder`.
+        func dropping(_ count: Int) -> Parts {
+            var parts = self
+            let memories = min(count, self.memories.count)
+            let turns = min(count - memories, recent.count)
+            parts.memories.removeLast(memories)
+            parts.recent.removeFirst(turns)
+            parts.pinned.removeLast(count - memories - turns)
+            return parts
+        }
+
         /// The whole prompt, or the template rendered with one section alone (what a section's
         /// cap and its count in the answer measure).
         func render(only: PromptSection? = nil) -> String {
@@ -227,10 +346,30 @@ public struct PromptBuilder: Sendable {
             switch only {
             case .pinned: alone.pinned = pinned
             case .memories: alone.memories = memories
+            case .summary: alone.summary = summary
             case .recent: alone.recent = recent
             case .system, .query: break
             }
             return template.render(alone)
+        }
+
+        /// The chat messages: the template without recent turns and query as the system
+        /// message, each turn as its role's message (speaker first where there is one), and the
+        /// query as the last user message.
+        func messages() -> [PromptMessage] {
+            var head = self
+            head.recent = []
+            head.query = ""
+            var messages: [PromptMessage] = []
+            let system = head.render().trimmingWhitespace
+            if !system.isEmpty { messages.append(PromptMessage(role: "system", content: system)) }
+            for turn in recent {
+                let role = turn.role == "assistant" ? "assistant" : "user"
+                messages.append(
+                    PromptMessage(role: role, content: turn.speaker.map { "\($0): " + turn.text } ?? turn.text))
+            }
+            messages.append(PromptMessage(role: "user", content: query))
+            return messages
         }
     }
 }

@@ -6,8 +6,9 @@ import Mustache
 /// prompt's parts. Text is never HTML-escaped (the template is read as `CONTENT_TYPE: TEXT`).
 ///
 /// What a template sees: `system`, `query` (text); `hasSystem`, `hasPinned`, `hasMemories`,
-/// `hasRecent` (whether a section has anything); `pinned`, `memories`, `recent` (lists of items,
-/// each with `id`, `speaker`, `role`, `who` (the speaker, else the role), `text`, `date` ("8 May
+/// `hasSummary`, `hasRecent` (whether a section has anything); `pinned`, `memories`, `summary`
+/// (sentences of older turns that did not fit, each an item holding one sentence), `recent`
+/// (lists of items, each with `id`, `speaker`, `role`, `who` (the speaker, else the role), `text`, `date` ("8 May
 /// 2023") and `line` ("[8 May 2023] Caroline: text")).
 public struct PromptTemplate: Sendable {
     public let name: String
@@ -36,8 +37,9 @@ public struct PromptTemplate: Sendable {
         }
     }
 
-    /// The default layout: the system text, "Known facts:", "Relevant memories:" (each item a
-    /// "- " line), "Conversation:" (one line a turn), then the query, blocks a blank line apart.
+    /// The default layout: the system text, "Known facts:", "Relevant memories:", "Earlier in
+    /// this conversation (summary):" (each item a "- " line), "Conversation:" (one line a turn),
+    /// then the query, blocks a blank line apart.
     /// Its own words, with every section present, are under 60 tokens (a test counts them).
     public static let standard = try! PromptTemplate(
         name: "standard",
@@ -60,6 +62,13 @@ public struct PromptTemplate: Sendable {
             {{/memories}}
 
             {{/hasMemories}}
+            {{#hasSummary}}
+            Earlier in this conversation (summary):
+            {{#summary}}
+            - {{line}}
+            {{/summary}}
+
+            {{/hasSummary}}
             {{#hasRecent}}
             Conversation:
             {{#recent}}
@@ -106,8 +115,8 @@ public struct PromptTemplate: Sendable {
         let context: [String: Any] = [
             "system": parts.system, "query": parts.query, "hasSystem": !parts.system.isEmpty,
             "hasPinned": !parts.pinned.isEmpty, "hasMemories": !parts.memories.isEmpty,
-            "hasRecent": !parts.recent.isEmpty, "pinned": items(parts.pinned), "memories": items(parts.memories),
-            "recent": items(parts.recent),
+            "hasSummary": !parts.summary.isEmpty, "hasRecent": !parts.recent.isEmpty, "pinned": items(parts.pinned),
+            "memories": items(parts.memories), "summary": items(parts.summary), "recent": items(parts.recent),
         ]
         return template.render(context)
     }

@@ -123,6 +123,7 @@ import Testing
         var full = PromptBuilder.Parts(template: .standard, system: "", query: "")
         full.pinned = [item("p", "")]
         full.memories = [item("m", "")]
+        full.summary = [item("s", "")]
         full.recent = [item("r", "", speaker: nil)]
         #expect(encoder.count(empty.render()) == 0)
         // Headers, bullets, dates and separators, with every section present: under 60 tokens.
@@ -137,29 +138,101 @@ import Testing
         }
     }
 
+    @Test func nearDuplicatesGoAndMemoriesAreDiversified() throws {
+        func memory(_ id: String, _ vector: [Float], _ relevance: Double) -> PromptItem {
+            PromptItem(id: id, speaker: "Ana", text: "memory \(id)", createdAt: 0, relevance: relevance, vector: vector)
+        }
+        // a2 nearly repeats a1 (cosine 0.995), b1 the recent turn; a3 is like a1 (0.8), b1 unlike
+        // it: without the turn, b1 comes before a3 though a3 is more relevant.
+        let request = PromptRequest(
+            system: "", query: "q",
+            memories: [
+                memory("a1", [1, 0, 0], 0.9), memory("a2", [0.995, 0.0999, 0], 0.85), memory("a3", [0.8, 0.6, 0], 0.8),
+                memory("b1", [0, 0, 1], 0.7), memory("c1", [0, 1, 0], 0.1),
+            ], recent: [PromptItem(id: "r1", text: "memory r1", createdAt: 0, vector: [0, 0.1, 0.995])], budget: 500)
+        let prompt = try builder.build(request)
+        #expect(prompt.sections.first { $0.name == .memories }!.ids == ["a1", "a3", "c1"])
+        #expect(prompt.dropped == [.init(id: "b1", reason: .duplicate), .init(id: "a2", reason: .duplicate)])
+        var distinct = request
+        distinct.recent = []
+        let diversified = try builder.build(distinct)
+        #expect(diversified.sections.first { $0.name == .memories }!.ids == ["a1", "b1", "a3", "c1"])
+    }
+
+    @Test func droppedTurnsLeaveTheirMostCentralSentencesAsASummary() throws {
+        // A toy embedding: sentences about the dog point one way, others another.
+        let embed: @Sendable ([String]) -> [[Float]] = { texts in
+            texts.map { $0.contains("dog") ? [1, 0.1] : [0.1, 1] }
+        }
+        let builder = PromptBuilder(counter: self.builder.counter, embed: embed)
+        let turns = [
+            item("t1", "We got a dog. It rains today.", minute: 1), item("t2", "The dog is called Rex!", minute: 2),
+            item("t3", "Our dog loves the park.", minute: 3),
+            item("t4", "This turn is long enough that it has to stay the last one the prompt keeps", minute: 4),
+        ]
+        let whole = try builder.build(PromptRequest(system: "", query: "Tell me more.", recent: turns, budget: 1000))
+        #expect(whole.sections.first { $0.name == .summary }!.ids.isEmpty)
+        // The recent section's cap keeps the last turn alone; the budget leaves room for one
+        // sentence of the others, the most central (the dog, said three times; the first of them).
+        let lastAlone = PromptBuilder.Parts(template: .standard, system: "", query: "Tell me more.", recent: [turns[3]])
+        let cap = builder.counter.count(lastAlone.render(only: .recent))
+        var oneSentence = lastAlone
+        oneSentence.summary = [item("t1", "We got a dog.", minute: 1)]
+        let budget = builder.cost(oneSentence, .text)
+        let prompt = try builder.build(
+            PromptRequest(system: "", query: "Tell me more.", recent: turns, budget: budget, caps: [.recent: cap]))
+        #expect(prompt.tokens == budget)
+        #expect(prompt.sections.first { $0.name == .recent }!.ids == ["t4"])
+        #expect(prompt.dropped == ["t1", "t2", "t3"].map { .init(id: $0, reason: .sectionCap) })
+        #expect(prompt.sections.first { $0.name == .summary }!.ids == ["t1"])
+        #expect(prompt.text == oneSentence.render())
+        #expect(prompt.text.contains("Earlier in this conversation (summary):\n- [8 May 2023] Ana: We got a dog.\n"))
+    }
+
+    @Test func aMessagesPromptHasTheSystemTurnsAndQueryAsMessages() throws {
+        let prompt = try builder.build(
+            PromptRequest(
+                system: "Be kind.", query: "And now?", memories: [item("m1", "Ana likes tea")],
+                recent: [
+                    PromptItem(id: "r1", speaker: "Ana", role: "user", text: "Hi", createdAt: 0),
+                    PromptItem(id: "r2", role: "assistant", text: "Hello!", createdAt: 1),
+                ], budget: 200, format: .messages))
+        #expect(
+            prompt.messages == [
+                PromptMessage(
+                    role: "system", content: "Be kind.\n\nRelevant memories:\n- [8 May 2023] Ana: Ana likes tea"),
+                PromptMessage(role: "user", content: "Ana: Hi"), PromptMessage(role: "assistant", content: "Hello!"),
+                PromptMessage(role: "user", content: "And now?"),
+            ])
+        let contents = prompt.messages!.reduce(0) { $0 + builder.counter.count($1.content) }
+        #expect(prompt.tokens == max(builder.counter.count(prompt.text), contents + 4 * 4 + 3))
+    }
+
     /// For random histories, queries and budgets: the prompt never exceeds its budget, always
     /// holds the query, and is the same when built twice.
     @Test func randomRequestsStayWithinBudget() async {
         let word = Gen.letterOrNumber.string(of: 1...8)
         let text = word.array(of: 0...30).map { $0.joined(separator: " ") }
         await propertyCheck(
-            count: 200, input: text.array(of: 0...12), text.array(of: 0...8), text, Gen.int(in: 16...600)
-        ) { memoryTexts, turnTexts, query, budget in
+            count: 200, input: text.array(of: 0...12), text.array(of: 0...8), text, Gen.int(in: 16...600),
+            Gen.bool
+        ) { memoryTexts, turnTexts, query, budget, asMessages in
+            let builder = PromptBuilder(counter: builder.counter, embed: { $0.map { [Float($0.count), 1] } })
             let request = PromptRequest(
                 system: "Answer briefly.", query: query,
                 memories: memoryTexts.enumerated().map { item("m\($0)", $1) },
-                recent: turnTexts.enumerated().map { item("r\($0)", $1, minute: Int64($0)) }, budget: budget)
+                recent: turnTexts.enumerated().map { item("r\($0)", $1, minute: Int64($0)) }, budget: budget,
+                format: asMessages ? .messages : .text)
             do {
                 let prompt = try builder.build(request)
-                #expect(prompt.tokens <= budget && builder.counter.count(prompt.text) == prompt.tokens)
+                #expect(prompt.tokens <= budget && builder.counter.count(prompt.text) <= prompt.tokens)
+                #expect(asMessages ? prompt.messages?.last?.content == query : prompt.messages == nil)
                 #expect(prompt.text.hasSuffix(query))
                 #expect(try builder.build(request) == prompt)
                 #expect(Set(prompt.used).count + prompt.dropped.count == memoryTexts.count + turnTexts.count)
             } catch {
-                #expect(
-                    builder.counter.count(
-                        PromptBuilder.Parts(template: .standard, system: "Answer briefly.", query: query).render())
-                        > budget)
+                let bare = PromptBuilder.Parts(template: .standard, system: "Answer briefly.", query: query)
+                #expect(builder.cost(bare, request.format) > budget)
             }
         }
     }
