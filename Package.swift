@@ -61,6 +61,7 @@ let package = Package(
                 "ContextProtocol",
                 "Embedder",
                 "MemoryStore",
+                "PromptBuilder",
                 "VectorIndex",
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -94,6 +95,7 @@ let package = Package(
                 "ContextClient",
                 "ContextTools",
                 "Embedder",
+                "PromptBuilder",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]

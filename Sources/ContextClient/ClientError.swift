@@ -3,8 +3,9 @@ import ContextProtocol
 
 /// Why a client call failed.
 public enum ClientError: Error, Sendable, Equatable, CustomStringConvertible {
-    /// The server answered `ok: false` with this code and message.
-    case server(code: String, message: String)
+    /// The server answered `ok: false` with this code and message, and the error object's
+    /// integer fields besides them (`needed` of `budget_too_small`).
+    case server(code: String, message: String, details: [String: Int64] = [:])
     /// The server's answer could not be read.
     case invalidResponse(String)
     /// The connection closed before the answer arrived.
@@ -16,12 +17,12 @@ public enum ClientError: Error, Sendable, Equatable, CustomStringConvertible {
 
     /// The server's error code as the protocol defines it, when it is one.
     public var errorCode: ErrorCode? {
-        if case .server(let code, _) = self { ErrorCode(rawValue: code) } else { nil }
+        if case .server(let code, _, _) = self { ErrorCode(rawValue: code) } else { nil }
     }
 
     public var description: String {
         switch self {
-        case .server(let code, let message): "\(code): \(message)"
+        case .server(let code, let message, _): "\(code): \(message)"
         case .invalidResponse(let reason): "invalid response: \(reason)"
         case .connectionClosed: "connection closed"
         case .cannotConnect(let host, let port, let reason):

@@ -129,7 +129,11 @@ public final class ContextStoreClient: Sendable {
                 throw ClientError.invalidResponse("ok is not true and there is no error")
             }
             let message: String = if case .string(let text) = error["message"] { text } else { "" }
-            throw ClientError.server(code: code, message: message)
+            var details: [String: Int64] = [:]
+            for (name, value) in error.fields where name != "code" && name != "message" {
+                if let number = value.integerValue { details[name] = number }
+            }
+            throw ClientError.server(code: code, message: message, details: details)
         }
         do {
             return try Op.decode(answer: response)
@@ -175,6 +179,14 @@ public final class ContextStoreClient: Sendable {
     /// `search`: the closest memories of one user, best first.
     public func search(_ search: SearchRequest) async throws -> [ScoredMemory] {
         try await call(Operations.Search.self, search)
+    }
+
+    /// `prompt`: the prompt for a user's new message within a token budget, and what went in
+    /// and was left out.
+    /// - Throws: `ClientError.server` with `budget_too_small` (its `needed` in the details) when
+    ///   the system text and the query alone exceed the budget.
+    public func prompt(_ request: Operations.Prompt.Arguments) async throws -> Operations.Prompt.Answer {
+        try await call(Operations.Prompt.self, request)
     }
 
     /// `get`: one of `user`'s memories; its vector only `withVector`.

@@ -38,4 +38,9 @@ public enum ErrorCode: String, Sendable, CaseIterable {
     case noEmbedder = "no_embedder"
     /// The request's vectors come from another model than the one that filled the space.
     case modelMismatch = "model_mismatch"
+    /// A prompt's system text and query alone need more tokens than its budget; the error's
+    /// `needed` says how many.
+    case budgetTooSmall = "budget_too_small"
+    /// A prompt names a template the server has not loaded.
+    case unknownTemplate = "unknown_template"
 }

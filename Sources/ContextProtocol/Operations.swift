@@ -187,6 +187,19 @@ public enum Operations {
             writer.string(search.user)
             writer.field("k")
             writer.int(Int64(search.k))
+            writeOptions(search, to: &writer)
+        }
+        public static func decode(_ request: JSONObject) throws(ProtocolError) -> SearchRequest {
+            try request.requireKnownFields(fields)
+            let k = try request.optionalInt("k") ?? Int64(SearchRequest.defaultK)
+            guard (1...Int64(SearchRequest.maximumK)).contains(k) else {
+                throw ProtocolError(.kOutOfRange, "k must be between 1 and \(SearchRequest.maximumK), not \(k)")
+            }
+            return try readOptions(request, k: Int(k))
+        }
+
+        /// Writes a search's fields but `user` and `k` (what `prompt` shares with `search`).
+        static func writeOptions(_ search: SearchRequest, to writer: inout JSONWriter) {
             if let text = search.text {
                 writer.field("query")
                 writer.string(text)
@@ -222,12 +235,9 @@ public enum Operations {
                 writer.int(Int64(search.context))
             }
         }
-        public static func decode(_ request: JSONObject) throws(ProtocolError) -> SearchRequest {
-            try request.requireKnownFields(fields)
-            let k = try request.optionalInt("k") ?? Int64(SearchRequest.defaultK)
-            guard (1...Int64(SearchRequest.maximumK)).contains(k) else {
-                throw ProtocolError(.kOutOfRange, "k must be between 1 and \(SearchRequest.maximumK), not \(k)")
-            }
+
+        /// Reads a search's fields; `k` is given (what `prompt` shares with `search`).
+        static func readOptions(_ request: JSONObject, k: Int) throws(ProtocolError) -> SearchRequest {
             let filter = try request.memoryFilter()
             let user = try request.user()
             let ef = try request.optionalInt("ef")
@@ -268,7 +278,7 @@ public enum Operations {
                     .invalidValue, "context must be between 0 and \(SearchRequest.maximumContext), not \(context)")
             }
             return SearchRequest(
-                user: user, text: text, vector: vector, mode: mode, k: Int(k), filter: filter, ef: ef.map { Int($0) },
+                user: user, text: text, vector: vector, mode: mode, k: k, filter: filter, ef: ef.map { Int($0) },
                 exact: try request.optionalBool("exact") ?? false,
                 explain: try request.optionalBool("explain") ?? false,
                 halfLife: halfLife, context: Int(context))

@@ -32,6 +32,10 @@ public enum Response {
         writer.string(error.code.rawValue)
         writer.raw(",\"message\":")
         writer.string(error.message)
+        for (name, value) in error.details.sorted(by: { $0.key < $1.key }) {
+            writer.field(name)
+            writer.int(value)
+        }
         writer.raw("}}\n")
         return writer.bytes
     }

@@ -37,6 +37,8 @@ public struct ServerConfiguration: Sendable {
     public var threads: Int
     /// How often expired memories are purged (on the writer thread, between writes).
     public var purgeInterval: TimeAmount = .seconds(1)
+    /// How `prompt` counts tokens, and the templates it may name.
+    public var prompts = PromptSettings()
 
     public init(
         host: String = "127.0.0.1", port: Int = 7420, maximumLineBytes: Int = Limits.defaultMaximumLineBytes,
@@ -98,7 +100,7 @@ public final class ContextStoreServer: Sendable {
         computePool.start()
         let quiesce = ServerQuiescingHelper(group: group)
         let serverContext = ServerContext(
-            store: store, embedder: embedder, version: serverVersion)
+            store: store, embedder: embedder, version: serverVersion, prompts: configuration.prompts)
         let writeQueue = WriteQueue(limit: configuration.maximumQueuedWrites)
         let limits = ConnectionLimits(
             maximumConnections: configuration.maximumConnections,

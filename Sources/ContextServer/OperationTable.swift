@@ -104,6 +104,10 @@ enum OperationTable {
             },
             embed: { (search, context) throws(ProtocolError) in try context.embedded(search) },
             handle: { search, context in try context.search(search) }),
+        // Reads through SQL, embeds the query and counts tokens: on the pool.
+        OperationDescriptor(Operations.Prompt.self, runs: .computePool) { request, context in
+            try context.prompt(request)
+        },
         OperationDescriptor(Operations.Get.self, runs: .eventLoop) { request, context in try context.get(request) },
         // Pages are read through SQL, which may wait for the disk: off the event loops.
         OperationDescriptor(Operations.List.self, runs: .computePool) { request, context in

@@ -3,6 +3,7 @@ import ContextProtocol
 import Embedder
 import MemoryStore
 import NIOCore
+import PromptBuilder
 import Synchronization
 import VectorIndex
 
@@ -12,6 +13,7 @@ struct ServerContext: Sendable {
     let store: MemoryStore
     let embedder: SentenceEmbedder?
     let version: String
+    let prompts: PromptSettings
     /// Whether a `backup` is running.
     let backups = BackupFlag()
 

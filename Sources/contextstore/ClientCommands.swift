@@ -29,7 +29,10 @@ struct ConnectionOptions: ParsableArguments {
     /// Sends one `Op` request with `fields` as the user gave them (the server validates them, so
     /// the CLI reports exactly what any client would get) and prints the answer; exits with
     /// status 1 when the server refused it.
-    func send<Op: WireOperation>(_ op: Op.Type, _ fields: [(key: String, value: JSONValue)] = []) async throws {
+    /// - Parameter output: Prints a successful answer its own way, instead of as JSON.
+    func send<Op: WireOperation>(
+        _ op: Op.Type, _ fields: [(key: String, value: JSONValue)] = [], output: ((JSONObject) -> Void)? = nil
+    ) async throws {
         let response: JSONObject
         do {
             let client = try await ContextStoreClient.connect(
@@ -45,8 +48,13 @@ struct ConnectionOptions: ParsableArguments {
             printError("error: \(error)")
             throw ExitCode(1)
         }
-        print(pretty ? PrettyPrinter.render(response) : JSONWriter.serialize(.object(response)))
-        guard case .bool(true) = response["ok"] else { throw ExitCode(1) }
+        let ok = response["ok"] == .bool(true)
+        if ok, let output {
+            output(response)
+        } else {
+            print(pretty ? PrettyPrinter.render(response) : JSONWriter.serialize(.object(response)))
+        }
+        guard ok else { throw ExitCode(1) }
     }
 }
 

@@ -88,6 +88,7 @@ struct ServeCommand: AsyncParsableCommand {
     }
 
     @OptionGroup var indexOptions: IndexOptions
+    @OptionGroup var promptOptions: PromptOptions
 
     func run() async throws {
         let signals = TerminationSignals()
@@ -96,6 +97,8 @@ struct ServeCommand: AsyncParsableCommand {
         logger.logLevel = .info
 
         let embedder = try ModelOption.load(model)
+        let (prompts, promptNote) = try promptOptions.settings()
+        if let promptNote { logger.info("\(promptNote)") }
         if embedder == nil, model == nil {
             logger.info("no embedding model at \(ModelOption.defaultFolder) (scripts/fetch-model fetches it)")
         }
@@ -123,6 +126,7 @@ struct ServeCommand: AsyncParsableCommand {
             host: host, port: port, maximumLineBytes: maxLineBytes, maximumConnections: maxConnections,
             maximumBufferedBytes: maxBufferedBytes)
         if let threads { configuration.threads = threads }
+        configuration.prompts = prompts
         let server: ContextStoreServer
         do {
             server = try await ContextStoreServer(
@@ -138,6 +142,7 @@ struct ServeCommand: AsyncParsableCommand {
                 "memories": "\(store.count)", "dimension": "\(store.dimension.map(String.init) ?? "unset")",
                 "metric": "\(store.metric.rawValue)", "index": "\(store.index)", "blas": "\(BLAS.loadedLibrary)",
                 "embedder": "\(embedder?.modelID ?? "none: text requests get no_embedder")",
+                "tokens": "\(prompts.counter.name)", "templates": "\(prompts.templates.keys.sorted())",
             ])
         print("listening on \(host):\(server.port)")
         fflush(nil)  // stdout is block-buffered when piped; whoever waits for this line must see it

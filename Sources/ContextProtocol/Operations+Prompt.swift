@@ -1,0 +1,291 @@
+import ContextModel
+
+extension Operations {
+    /// `prompt`: a prompt for a user's new message within a token budget, built from the user's
+    /// pinned facts, the memories a search finds, and the current session's latest turns; with a
+    /// report of what went in and what was left out, and why.
+    public enum Prompt: WireOperation {
+        public struct Arguments: Sendable, Equatable {
+            /// The most tokens a prompt may be given.
+            public static let maximumBudget = 1_000_000
+            public static let defaultBudget = 2048
+            /// The most memories a prompt may ask for.
+            public static let maximumLimit = 100
+            public static let defaultLimit = 10
+            /// The most recent turns a prompt may ask for.
+            public static let maximumRecent = 200
+            public static let defaultRecent = 10
+            /// The sections a cap may name.
+            public static let cappedSections: Set<String> = ["pinned", "memories", "summary", "recent"]
+
+            /// The retrieval: user, the query (`text`, and `vector` when the client embedded it),
+            /// mode, filters (never a session: see `session`), half_life, context, ef, exact.
+            public var search: SearchRequest
+            /// The current conversation, whose latest turns the prompt shows verbatim.
+            public var session: String?
+            public var budget: Int
+            /// A template's name (as `serve --templates` loaded it), or a template's text (any
+            /// value holding `{{`); nil for the standard template.
+            public var template: String?
+            /// The instructions; nil for the server's default.
+            public var system: String?
+            /// The most memories; 0 for none.
+            public var limit: Int
+            /// The most turns of `session`.
+            public var recent: Int
+            /// Chat messages as well as the text.
+            public var messages: Bool
+            /// Tokens a section may use at most, by section name.
+            public var caps: [String: Int]
+
+            public init(
+                search: SearchRequest, session: String? = nil, budget: Int = Arguments.defaultBudget,
+                template: String? = nil, system: String? = nil, limit: Int = Arguments.defaultLimit,
+                recent: Int = Arguments.defaultRecent, messages: Bool = false, caps: [String: Int] = [:]
+            ) {
+                self.search = search
+                self.session = session
+                self.budget = budget
+                self.template = template
+                self.system = system
+                self.limit = limit
+                self.recent = recent
+                self.messages = messages
+                self.caps = caps
+            }
+        }
+
+        public struct Answer: Sendable, Equatable {
+            public struct Section: Sendable, Equatable {
+                public var name: String
+                public var tokens: Int
+                public var ids: [String]
+
+                public init(name: String, tokens: Int, ids: [String]) {
+                    self.name = name
+                    self.tokens = tokens
+                    self.ids = ids
+                }
+            }
+
+            public struct Message: Sendable, Equatable {
+                public var role: String
+                public var content: String
+
+                public init(role: String, content: String) {
+                    self.role = role
+                    self.content = content
+                }
+            }
+
+            public struct Dropped: Sendable, Equatable {
+                public var id: String
+                /// `budget`, `duplicate`, `section_cap` or `limit`.
+                public var reason: String
+
+                public init(id: String, reason: String) {
+                    self.id = id
+                    self.reason = reason
+                }
+            }
+
+            public var prompt: String
+            public var messages: [Message]?
+            public var tokens: Int
+            /// How tokens were counted: `cl100k_base`, or `estimate`.
+            public var counter: String
+            public var sections: [Section]
+            public var used: [String]
+            public var dropped: [Dropped]
+
+            public init(
+                prompt: String, messages: [Message]?, tokens: Int, counter: String, sections: [Section],
+                used: [String], dropped: [Dropped]
+            ) {
+                self.prompt = prompt
+                self.messages = messages
+                self.tokens = tokens
+                self.counter = counter
+                self.sections = sections
+                self.used = used
+                self.dropped = dropped
+            }
+        }
+
+        public static let name = "prompt"
+        public static let fields = JSONObject.memoryFilterFields.union([
+            "user", "query", "vector", "mode", "ef", "exact", "half_life", "context", "budget", "template", "system",
+            "limit", "recent", "format", "caps",
+        ])
+
+        public static func encode(_ arguments: Arguments, to writer: inout JSONWriter) {
+            writer.field("user")
+            writer.string(arguments.search.user)
+            Search.writeOptions(arguments.search, to: &writer)
+            if let session = arguments.session {
+                writer.field("session")
+                writer.string(session)
+            }
+            writer.field("budget")
+            writer.int(Int64(arguments.budget))
+            if let template = arguments.template {
+                writer.field("template")
+                writer.string(template)
+            }
+            if let system = arguments.system {
+                writer.field("system")
+                writer.string(system)
+            }
+            writer.field("limit")
+            writer.int(Int64(arguments.limit))
+            writer.field("recent")
+            writer.int(Int64(arguments.recent))
+            if arguments.messages {
+                writer.field("format")
+                writer.string("messages")
+            }
+            if !arguments.caps.isEmpty {
+                writer.field("caps")
+                writer.raw(UInt8(ascii: "{"))
+                for (i, (name, cap)) in arguments.caps.sorted(by: { $0.key < $1.key }).enumerated() {
+                    if i > 0 { writer.raw(UInt8(ascii: ",")) }
+                    writer.key(name)
+                    writer.int(Int64(cap))
+                }
+                writer.raw(UInt8(ascii: "}"))
+            }
+        }
+
+        public static func decode(_ request: JSONObject) throws(ProtocolError) -> Arguments {
+            try request.requireKnownFields(fields)
+            guard request["query"] != nil, request["query"] != .null else {
+                throw ProtocolError(.missingField, "missing field 'query' (the new message)")
+            }
+            // The search's filters are the user's; `session` names the current conversation.
+            var search = try Search.readOptions(request, k: SearchRequest.defaultK)
+            let session = search.filter.rows.session
+            search.filter.rows.session = nil
+            let format = try request.optionalString("format") ?? "text"
+            guard format == "text" || format == "messages" else {
+                throw ProtocolError(.invalidValue, "format must be text or messages, not '\(format)'")
+            }
+            return Arguments(
+                search: search, session: session,
+                budget: try request.bounded("budget", 1, Arguments.maximumBudget, default: Arguments.defaultBudget),
+                template: try request.optionalString("template"), system: try request.optionalString("system"),
+                limit: try request.bounded("limit", 0, Arguments.maximumLimit, default: Arguments.defaultLimit),
+                recent: try request.bounded("recent", 0, Arguments.maximumRecent, default: Arguments.defaultRecent),
+                messages: format == "messages", caps: try caps(request))
+        }
+
+        private static func caps(_ request: JSONObject) throws(ProtocolError) -> [String: Int] {
+            guard let value = request["caps"], value != .null else { return [:] }
+            guard let object = value.objectValue else {
+                throw ProtocolError(.wrongType, "'caps' must be an object of section names to tokens, not \(value.typeName)")
+            }
+            var caps: [String: Int] = [:]
+            for (name, _) in object.fields {
+                guard Arguments.cappedSections.contains(name) else {
+                    throw ProtocolError(
+                        .unknownField,
+                        "unknown field 'caps.\(name)'; a cap names one of \(Arguments.cappedSections.sorted().joined(separator: ", "))"
+                    )
+                }
+                caps[name] = try object.bounded(name, 0, Arguments.maximumBudget, default: 0, path: "caps.\(name)")
+            }
+            return caps
+        }
+
+        public static func encode(answer: Answer, to writer: inout JSONWriter) {
+            writer.field("prompt")
+            writer.string(answer.prompt)
+            if let messages = answer.messages {
+                writer.field("messages")
+                writer.array(count: messages.count) { writer, i in
+                    writer.raw("{\"role\":")
+                    writer.string(messages[i].role)
+                    writer.field("content")
+                    writer.string(messages[i].content)
+                    writer.raw(UInt8(ascii: "}"))
+                }
+            }
+            writer.field("tokens")
+            writer.int(Int64(answer.tokens))
+            writer.field("counter")
+            writer.string(answer.counter)
+            writer.field("sections")
+            writer.array(count: answer.sections.count) { writer, i in
+                let section = answer.sections[i]
+                writer.raw("{\"name\":")
+                writer.string(section.name)
+                writer.field("tokens")
+                writer.int(Int64(section.tokens))
+                writer.field("ids")
+                writer.array(count: section.ids.count) { $0.string(section.ids[$1]) }
+                writer.raw(UInt8(ascii: "}"))
+            }
+            writer.field("used")
+            writer.array(count: answer.used.count) { $0.string(answer.used[$1]) }
+            writer.field("dropped")
+            writer.array(count: answer.dropped.count) { writer, i in
+                writer.raw("{\"id\":")
+                writer.string(answer.dropped[i].id)
+                writer.field("reason")
+                writer.string(answer.dropped[i].reason)
+                writer.raw(UInt8(ascii: "}"))
+            }
+        }
+
+        public static func decode(answer: JSONObject) throws(ProtocolError) -> Answer {
+            func objects(_ key: String) throws(ProtocolError) -> [JSONObject] {
+                try answer.required(key, as: "array", \.arrayValue).map { (value) throws(ProtocolError) in
+                    guard let object = value.objectValue else {
+                        throw ProtocolError(.wrongType, "each of '\(key)' must be an object, not \(value.typeName)")
+                    }
+                    return object
+                }
+            }
+            let messages: [Answer.Message]? =
+                answer["messages"] == nil
+                ? nil
+                : try objects("messages").map { (object) throws(ProtocolError) in
+                    Answer.Message(
+                        role: try object.required("role", as: "string", \.stringValue),
+                        content: try object.required("content", as: "string", \.stringValue))
+                }
+            return Answer(
+                prompt: try answer.required("prompt", as: "string", \.stringValue), messages: messages,
+                tokens: Int(try answer.required("tokens", as: "integer", \.integerValue)),
+                counter: try answer.required("counter", as: "string", \.stringValue),
+                sections: try objects("sections").map { (object) throws(ProtocolError) in
+                    Answer.Section(
+                        name: try object.required("name", as: "string", \.stringValue),
+                        tokens: Int(try object.required("tokens", as: "integer", \.integerValue)),
+                        ids: try object.strings("ids"))
+                }, used: try answer.strings("used"),
+                dropped: try objects("dropped").map { (object) throws(ProtocolError) in
+                    Answer.Dropped(
+                        id: try object.required("id", as: "string", \.stringValue),
+                        reason: try object.required("reason", as: "string", \.stringValue))
+                })
+        }
+    }
+}
+
+extension JSONObject {
+    /// An optional integer field inside `minimum...maximum`.
+    /// - Throws: `wrong_type` for a non-integer, `invalid_value` outside the range.
+    func bounded(_ key: String, _ minimum: Int, _ maximum: Int, default value: Int, path: String? = nil)
+        throws(ProtocolError) -> Int
+    {
+        guard let field = self[key], field != .null else { return value }
+        guard let number = field.integerValue else {
+            throw ProtocolError(.wrongType, "'\(path ?? key)' must be an integer, not \(field.typeName)")
+        }
+        guard (Int64(minimum)...Int64(maximum)).contains(number) else {
+            throw ProtocolError(
+                .invalidValue, "'\(path ?? key)' must be between \(minimum) and \(maximum), not \(number)")
+        }
+        return Int(number)
+    }
+}

@@ -1,0 +1,117 @@
+import ContextModel
+import ContextProtocol
+import MemoryStore
+import PromptBuilder
+
+/// How the server builds prompts: how it counts tokens, the templates `serve --templates`
+/// loaded, and the instructions of a prompt that names none.
+public struct PromptSettings: Sendable {
+    /// The instructions of a prompt whose request has no `system`.
+    public static let defaultSystem =
+        "Answer the user's message. Use the memories below where they help; each says when it was said and by whom."
+    /// The most pinned facts a prompt holds (the oldest first).
+    public static let maximumPinned = 50
+    /// The metadata a memory carries to be a pinned (profile) fact.
+    public static let pinnedKey = "pinned"
+
+    public var counter: TokenCounter
+    public var templates: [String: PromptTemplate]
+
+    public init(counter: TokenCounter = .estimate, templates: [String: PromptTemplate] = [:]) {
+        self.counter = counter
+        self.templates = templates
+    }
+}
+
+extension ServerContext {
+    /// Builds the prompt a request asks for: pinned facts (metadata `pinned: true`), the
+    /// memories a search for the query finds (three times `limit` of them, so that near-duplicates
+    /// and diversity leave enough), and the session's latest turns.
+    func prompt(_ request: Operations.Prompt.Arguments) throws -> Operations.Prompt.Answer {
+        let template = try template(request.template)
+        let user = request.search.user
+        var memories: [PromptItem] = []
+        if request.limit > 0 {
+            var search = request.search
+            search.k = min(SearchRequest.maximumK, max(30, 3 * request.limit))
+            search = try embedded(search)
+            let hits = try store.search(search)
+            // Higher must be better: only a plain vector search in an l2 space scores by distance.
+            let distance = store.metric == .l2 && search.mode == .vector && search.halfLife == nil
+            let listed = hits.flatMap { hit in
+                let before = hit.context.filter { $0.createdAt <= hit.memory.createdAt }
+                let after = hit.context.filter { $0.createdAt > hit.memory.createdAt }
+                return (before + [hit.memory] + after).map { ($0, Double(distance ? -hit.score : hit.score)) }
+            }
+            let vectors = store.get(user: user, ids: listed.map(\.0.id), withVector: true)
+            memories = zip(listed, vectors).map { listed, stored in
+                Self.item(listed.0, relevance: listed.1, vector: stored?.vector)
+            }
+        }
+        var recent: [PromptItem] = []
+        if let session = request.session, request.recent > 0 {
+            let page = try store.list(
+                ListRequest(
+                    user: user, filter: MemoryFilter(rows: RowFilter(session: session)), newestFirst: true,
+                    limit: request.recent, withVector: true))
+            recent = page.memories.reversed().map { Self.item($0, vector: $0.vector) }
+        }
+        let pinned = try store.list(
+            ListRequest(
+                user: user,
+                filter: MemoryFilter(metadata: [
+                    MetadataCondition(key: PromptSettings.pinnedKey, test: .equals(.bool(true)))
+                ]), limit: PromptSettings.maximumPinned, withVector: true)
+        ).memories.map { Self.item($0, vector: $0.vector) }
+
+        var caps: [PromptSection: Int] = [:]
+        for (name, cap) in request.caps {
+            if let section = PromptSection(rawValue: name) { caps[section] = cap }
+        }
+        var embed: (@Sendable ([String]) -> [[Float]])?
+        if let embedder { embed = { texts in embedder.embed(texts) } }
+        let builder = PromptBuilder(counter: prompts.counter, template: template, embed: embed)
+        let fitted = PromptRequest(
+            system: request.system ?? PromptSettings.defaultSystem, query: request.search.text ?? "", pinned: pinned,
+            memories: memories, recent: recent, budget: request.budget, limit: request.limit, caps: caps,
+            format: request.messages ? .messages : .text)
+        let built: Prompt
+        do throws(PromptError) {
+            built = try builder.build(fitted)
+        } catch {
+            guard case .budgetTooSmall(let needed, let budget) = error else { throw error }
+            throw ProtocolError(
+                .budgetTooSmall,
+                "the system text and the query alone need \(needed) tokens (\(prompts.counter.name)); the budget is \(budget)",
+                details: ["needed": Int64(needed)])
+        }
+        return Operations.Prompt.Answer(
+            prompt: built.text,
+            messages: built.messages?.map { Operations.Prompt.Answer.Message(role: $0.role, content: $0.content) },
+            tokens: built.tokens, counter: prompts.counter.name,
+            sections: built.sections.map { .init(name: $0.name.rawValue, tokens: $0.tokens, ids: $0.ids) },
+            used: built.used, dropped: built.dropped.map { .init(id: $0.id, reason: $0.reason.rawValue) })
+    }
+
+    /// The standard template, a loaded one by name, or a template's text (anything holding `{{`).
+    private func template(_ nameOrText: String?) throws(ProtocolError) -> PromptTemplate {
+        guard let nameOrText else { return .standard }
+        if let loaded = prompts.templates[nameOrText] { return loaded }
+        if nameOrText == PromptTemplate.standard.name { return .standard }
+        guard nameOrText.contains("{{") else {
+            let names = ([PromptTemplate.standard.name] + prompts.templates.keys.sorted()).joined(separator: ", ")
+            throw ProtocolError(.unknownTemplate, "no template named '\(nameOrText)'; this server has \(names)")
+        }
+        do {
+            return try PromptTemplate(name: "template", text: nameOrText)
+        } catch {
+            throw ProtocolError(.invalidValue, "the template does not parse: line \(error.line): \(error.reason)")
+        }
+    }
+
+    private static func item(_ memory: Memory, relevance: Double? = nil, vector: [Float]?) -> PromptItem {
+        PromptItem(
+            id: memory.id, speaker: memory.speaker, role: memory.role?.rawValue, text: memory.text,
+            createdAt: memory.createdAt, relevance: relevance, vector: vector.flatMap { $0.isEmpty ? nil : $0 })
+    }
+}

@@ -1,0 +1,58 @@
+import ArgumentParser
+import ContextServer
+import PromptBuilder
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// How `serve` builds prompts: `--tokenizer` (the cl100k_base rank file, or `estimate`) and
+/// `--templates` (a folder of NAME.mustache files).
+struct PromptOptions: ParsableArguments {
+    static let defaultRankFile = "data/tokenizers/cl100k_base.tiktoken"
+
+    @Option(
+        help: """
+            How prompts count tokens: a cl100k_base rank file, or 'estimate' (a token per 4 bytes). \
+            Default: \(PromptOptions.defaultRankFile) when present (scripts/fetch-model fetches it).
+            """)
+    var tokenizer: String?
+
+    @Option(help: "A folder of prompt templates, NAME.mustache each; a request names one by NAME.")
+    var templates: String?
+
+    /// The settings, and a line for the log when the counter is an estimate nobody asked for.
+    func settings() throws -> (PromptSettings, note: String?) {
+        var note: String?
+        let counter: TokenCounter
+        switch tokenizer {
+        case "estimate":
+            counter = .estimate
+        case let path?:
+            counter = .cl100k(try encoder(path))
+        case nil where access(Self.defaultRankFile, R_OK) == 0:
+            counter = .cl100k(try encoder(Self.defaultRankFile))
+        case nil:
+            counter = .estimate
+            note =
+                "no cl100k_base rank file at \(Self.defaultRankFile) (scripts/fetch-model fetches it): prompts count tokens by estimate"
+        }
+        var templates: [String: PromptTemplate] = [:]
+        if let folder = self.templates {
+            do {
+                templates = try PromptTemplate.load(directory: folder)
+            } catch {
+                throw fail("--templates: \(error)")
+            }
+        }
+        return (PromptSettings(counter: counter, templates: templates), note)
+    }
+
+    private func encoder(_ path: String) throws -> BytePairEncoder {
+        do {
+            return try BytePairEncoder(rankFile: path)
+        } catch {
+            throw fail("--tokenizer: cannot load the rank file \(path): \(error)")
+        }
+    }
+}
