@@ -125,8 +125,8 @@ let package = Package(
         .testTarget(
             name: "ContextServerTests",
             dependencies: [
-                "ContextModel", "ContextServer", "ContextClient", "ContextProtocol", "MemoryStore", "VectorIndex",
-                "contextstore", "contextstore-hello",
+                "ContextModel", "ContextServer", "ContextClient", "ContextProtocol", "MemoryStore", "PromptBuilder",
+                "VectorIndex", "contextstore", "contextstore-hello",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),

@@ -181,7 +181,8 @@ extension Operations {
         private static func caps(_ request: JSONObject) throws(ProtocolError) -> [String: Int] {
             guard let value = request["caps"], value != .null else { return [:] }
             guard let object = value.objectValue else {
-                throw ProtocolError(.wrongType, "'caps' must be an object of section names to tokens, not \(value.typeName)")
+                throw ProtocolError(
+                    .wrongType, "'caps' must be an object of section names to tokens, not \(value.typeName)")
             }
             var caps: [String: Int] = [:]
             for (name, _) in object.fields {

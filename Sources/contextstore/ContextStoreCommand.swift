@@ -7,7 +7,8 @@ struct ContextStoreCommand: AsyncParsableCommand {
         commandName: "contextstore",
         abstract: "A vector memory database server for LLM applications.",
         subcommands: [
-            ServeCommand.self, AddCommand.self, SearchCommand.self, PromptCommand.self, GetCommand.self, ListCommand.self,
+            ServeCommand.self, AddCommand.self, SearchCommand.self, PromptCommand.self, GetCommand.self,
+            ListCommand.self,
             SessionsCommand.self, UpdateCommand.self, DeleteCommand.self,
             ForgetCommand.self, StatsCommand.self, PingCommand.self, HelloCommand.self, EmbedCommand.self,
             ImportCommand.self, BenchCommand.self, CheckCommand.self, BackupCommand.self,

@@ -80,6 +80,7 @@ struct PromptCommand: AsyncParsableCommand {
         let left = reasons.sorted { $0.key < $1.key }.map { "\($1) (\($0))" }.joined(separator: ", ")
         printError(
             "prompt: \(answer["tokens"]?.integerValue ?? 0) tokens (\(answer["counter"]?.stringValue ?? "?")), "
-                + "\(answer["used"]?.arrayValue?.count ?? 0) memories and turns in; left out: \(left.isEmpty ? "none" : left)")
+                + "\(answer["used"]?.arrayValue?.count ?? 0) memories and turns in; left out: \(left.isEmpty ? "none" : left)"
+        )
     }
 }

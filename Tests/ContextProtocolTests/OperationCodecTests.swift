@@ -22,6 +22,7 @@ import Testing
             Operations.Search.name: { (o) throws(ProtocolError) in _ = try Operations.Search.decode(o) },
             Operations.Get.name: { (o) throws(ProtocolError) in _ = try Operations.Get.decode(o) },
             Operations.Embed.name: { (o) throws(ProtocolError) in _ = try Operations.Embed.decode(o) },
+            Operations.Prompt.name: { (o) throws(ProtocolError) in _ = try Operations.Prompt.decode(o) },
         ]
         do {
             try codecs[name]!(object)
@@ -129,9 +130,30 @@ import Testing
         }
         #expect(try roundTrip(Operations.Backup.self, "/tmp/b.db") == "/tmp/b.db")
         #expect(try roundTrip(Operations.Embed.self, ["a", "b\u{0}"]) == ["a", "b\u{0}"])
+        for prompt in [
+            Operations.Prompt.Arguments(search: SearchRequest(user: "u", text: "what now?")),
+            Operations.Prompt.Arguments(
+                search: SearchRequest(
+                    user: "caf\u{E9}", text: "tea\u{0}?", vector: [1, -2], mode: .vector,
+                    filter: MemoryFilter(rows: RowFilter(role: .user, since: 5, speaker: "Ana")), ef: 9, exact: true,
+                    halfLife: 60, context: 2),
+                session: "s\u{0}", budget: 1_000_000, template: "{{query}}", system: "", limit: 0, recent: 200,
+                messages: true, caps: ["memories": 300, "recent": 0]),
+        ] {
+            #expect(try roundTrip(Operations.Prompt.self, prompt) == prompt)
+        }
     }
 
     @Test func everyAnswerRoundTrips() throws {
+        let built = Operations.Prompt.Answer(
+            prompt: "Q\u{0}\n", messages: [.init(role: "system", content: "S"), .init(role: "user", content: "Q")],
+            tokens: 7, counter: "cl100k_base",
+            sections: [.init(name: "memories", tokens: 3, ids: ["a", "b"]), .init(name: "query", tokens: 1, ids: [])],
+            used: ["a", "b"], dropped: [.init(id: "c", reason: "budget"), .init(id: "d\u{0}", reason: "duplicate")])
+        #expect(try roundTrip(Operations.Prompt.self, answer: built) == built)
+        var plain = built
+        plain.messages = nil
+        #expect(try roundTrip(Operations.Prompt.self, answer: plain) == plain)
         #expect(try roundTrip(Operations.Ping.self, answer: Nothing()) == Nothing())
         let hello = ServerHello(
             server: "contextstore", version: "1", protocolVersion: 1, dimension: nil, metric: .l2, index: "hnsw",
@@ -298,6 +320,22 @@ import Testing
         #expect(code(#"{"op":"add","user":"u","text":"t","vector":[1],"model":"m","tags":[]}"#) == .unknownField)
         #expect(code(#"{"op":"search","user":"u","vector":[1],"sesion":"s"}"#) == .unknownField)
         #expect(code(#"{"op":"embed","texts":["a"],"model":"m"}"#) == .unknownField)
+        // prompt: the query is required; search-only fields, misspelt caps and out-of-range counts
+        // are refused.
+        #expect(code(#"{"op":"prompt","user":"u"}"#) == .missingField)
+        #expect(code(#"{"op":"prompt","user":"u","vector":[1]}"#) == .missingField)
+        #expect(code(#"{"op":"prompt","user":"u","query":7}"#) == .wrongType)
+        #expect(code(#"{"op":"prompt","user":"u","query":"q","k":3}"#) == .unknownField)
+        #expect(code(#"{"op":"prompt","user":"u","query":"q","explain":true}"#) == .unknownField)
+        #expect(code(#"{"op":"prompt","user":"u","query":"q","caps":{"memory":9}}"#) == .unknownField)
+        #expect(code(#"{"op":"prompt","user":"u","query":"q","caps":{"memories":-1}}"#) == .invalidValue)
+        #expect(code(#"{"op":"prompt","user":"u","query":"q","caps":[1]}"#) == .wrongType)
+        #expect(code(#"{"op":"prompt","user":"u","query":"q","budget":0}"#) == .invalidValue)
+        #expect(code(#"{"op":"prompt","user":"u","query":"q","budget":1.5}"#) == .wrongType)
+        #expect(code(#"{"op":"prompt","user":"u","query":"q","limit":101}"#) == .invalidValue)
+        #expect(code(#"{"op":"prompt","user":"u","query":"q","recent":-1}"#) == .invalidValue)
+        #expect(code(#"{"op":"prompt","user":"u","query":"q","format":"chat"}"#) == .invalidValue)
+        #expect(code(#"{"op":"prompt","user":"u","query":"q","template":1}"#) == .wrongType)
         #expect(code(#"{"op":"add","user":"u","text":"t","vector":[1],"created_at":"yesterday"}"#) == .invalidValue)
         #expect(code(#"{"op":"add","user":"u","text":"t","vector":[1],"created_at":"2023-02-29"}"#) == .invalidValue)
         #expect(code(#"{"op":"add","user":"u","text":"t","vector":[1],"created_at":true}"#) == .wrongType)

@@ -23,8 +23,8 @@ import Testing
         #expect(
             OperationTable.descriptors.map(\.name).sorted()
                 == [
-                    "add", "add_batch", "backup", "delete", "embed", "forget", "get", "hello", "list", "ping", "search",
-                    "sessions", "stats", "update",
+                    "add", "add_batch", "backup", "delete", "embed", "forget", "get", "hello", "list", "ping", "prompt",
+                    "search", "sessions", "stats", "update",
                 ])
         #expect(OperationTable.byName.count == OperationTable.descriptors.count)
     }
@@ -34,7 +34,8 @@ import Testing
         #expect(
             placements == [
                 "ping": .eventLoop, "hello": .eventLoop, "search": .eventLoop, "get": .eventLoop, "stats": .eventLoop,
-                "embed": .computePool, "list": .computePool, "sessions": .computePool, "backup": .computePool,
+                "embed": .computePool, "prompt": .computePool, "list": .computePool, "sessions": .computePool,
+                "backup": .computePool,
                 "add": .writer, "add_batch": .writer, "delete": .writer, "forget": .writer, "update": .writer,
             ])
         #expect(try decode(#"{"op":"forget","user":"u"}"#).0.writes)

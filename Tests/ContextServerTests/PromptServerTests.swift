@@ -1,0 +1,165 @@
+import ContextClient
+import ContextModel
+import ContextProtocol
+import ContextServer
+import Foundation
+import PromptBuilder
+import Testing
+
+/// `prompt` through a real server on loopback: what goes in, in which order, what is left out
+/// and why, and the errors.
+@Suite struct PromptServerTests {
+    /// Ana's memories (3-d vectors, no model), and one of Bob's that must never reach her prompt.
+    func server(templates: [String: PromptTemplate] = [:]) async throws -> TestServer {
+        let server = try await TestServer(dimension: 3) {
+            $0.prompts = PromptSettings(counter: .estimate, templates: templates)
+        }
+        let client = try await server.client()
+        func memory(
+            _ id: String, _ text: String, _ vector: [Float], session: String, at time: Int64, role: Role? = nil,
+            speaker: String? = "Ana", metadata: String = "{}", user: String = "ana"
+        ) -> NewMemory {
+            NewMemory(
+                id: id, user: user, session: session, role: role, speaker: speaker, text: text,
+                createdAt: 1_683_504_000_000 + time * 60_000, metadata: metadata, vector: vector)
+        }
+        try await client.addBatch([
+            memory(
+                "p1", "Ana is vegetarian", [0, 0, 1], session: "profile", at: 0, speaker: nil,
+                metadata: #"{"pinned":true}"#),
+            memory("m1", "My sister moved to Porto", [1, 0, 0], session: "s1", at: 1),
+            memory("m2", "my  sister moved to PORTO", [0.99, 0.14, 0], session: "s1", at: 2),
+            memory("m3", "We talked about the weather", [0, 1, 0], session: "s1", at: 3),
+            memory("r1", "Hi again", [0, -1, 0], session: "s2", at: 60, role: .user, speaker: nil),
+            memory(
+                "r2", "Hello Ana, how is Porto?", [0.5, 0.5, 0], session: "s2", at: 61, role: .assistant, speaker: nil),
+            memory("b1", "Bob's sister lives in Porto", [1, 0, 0], session: "s1", at: 1, speaker: "Bob", user: "bob"),
+        ])
+        await client.close()
+        return server
+    }
+
+    func prompt(_ client: ContextStoreClient, _ fields: String) async throws -> JSONObject {
+        try await client.roundTrip(try JSONParser.parse(Array(#"{"op":"prompt","user":"ana",\#(fields)}"#.utf8)))
+    }
+
+    @Test func aPromptHoldsPinnedFactsMemoriesAndTheSessionsLatestTurns() async throws {
+        let server = try await server()
+        let client = try await server.client()
+        let answer = try await client.prompt(
+            .init(
+                search: SearchRequest(user: "ana", text: "Where does my sister live?", vector: [1, 0, 0]),
+                session: "s2",
+                budget: 1000, system: "Be brief."))
+        #expect(
+            answer.prompt == """
+                Be brief.
+
+                Known facts:
+                - [8 May 2023] Ana is vegetarian
+
+                Relevant memories:
+                - [8 May 2023] Ana: My sister moved to Porto
+                - [8 May 2023] Ana: We talked about the weather
+
+                Conversation:
+                [8 May 2023] user: Hi again
+                [8 May 2023] assistant: Hello Ana, how is Porto?
+
+                Where does my sister live?
+                """)
+        #expect(answer.tokens == (answer.prompt.utf8.count + 3) / 4 && answer.counter == "estimate")
+        #expect(answer.used == ["p1", "m1", "m3", "r1", "r2"])
+        // The pinned fact and the turns were found by the search too; m2 repeats m1's text.
+        #expect(Set(answer.dropped.map(\.id)) == ["p1", "m2", "r1", "r2"])
+        #expect(answer.dropped.allSatisfy { $0.reason == "duplicate" })
+        #expect(answer.sections.map(\.name) == ["system", "pinned", "memories", "summary", "recent", "query"])
+        #expect(answer.sections.map(\.ids) == [[], ["p1"], ["m1", "m3"], [], ["r1", "r2"], []])
+        #expect(!answer.prompt.contains("Bob"))
+        await client.close()
+        await server.stop()
+    }
+
+    @Test func whatDoesNotFitGoesLeastRelevantFirstAndMessagesAreCountedToo() async throws {
+        let server = try await server()
+        let client = try await server.client()
+        let whole = try await client.prompt(
+            .init(search: SearchRequest(user: "ana", text: "sister", vector: [1, 0, 0]), session: "s2", budget: 1000))
+        // Room for all but the last memory.
+        let budget = whole.tokens - 5
+        let cut = try await client.prompt(
+            .init(
+                search: SearchRequest(user: "ana", text: "sister", vector: [1, 0, 0]), session: "s2", budget: budget,
+                messages: true))
+        #expect(cut.tokens <= budget)
+        #expect(cut.dropped.filter { $0.reason == "budget" }.map(\.id) == ["m3"])
+        let messages = try #require(cut.messages)
+        #expect(messages.map(\.role) == ["system", "user", "assistant", "user"])
+        #expect(messages.suffix(3).map(\.content) == ["Hi again", "Hello Ana, how is Porto?", "sister"])
+        // A limit of one memory, and caps.
+        let limited = try await client.prompt(
+            .init(
+                search: SearchRequest(user: "ana", text: "sister", vector: [1, 0, 0]), session: "s2", limit: 1,
+                caps: ["recent": 1]))
+        #expect(limited.sections.first { $0.name == "memories" }?.ids == ["m1"])
+        #expect(limited.dropped.contains(.init(id: "m3", reason: "limit")))
+        #expect(limited.dropped.filter { $0.reason == "section_cap" }.map(\.id) == ["r1", "r2"])
+        await client.close()
+        await server.stop()
+    }
+
+    @Test func templatesByNameOrTextAndTheErrors() async throws {
+        let server = try await server(templates: [
+            "short": try PromptTemplate(name: "short.mustache", text: "Q: {{query}}")
+        ])
+        let client = try await server.client()
+        #expect(try await prompt(client, #""query":"why?","template":"short""#)["prompt"] == "Q: why?")
+        #expect(
+            try await prompt(
+                client,
+                #""query":"sister","vector":[1,0,0],"session":"s2","template":"{{#memories}}{{id}};{{/memories}}""#)[
+                    "prompt"] == "m1;m3;")
+        let socket = try RawSocket(port: server.port)
+        for (request, answer) in [
+            (
+                #""query":"q","template":"long""#,
+                #"{"ok":false,"error":{"code":"unknown_template","message":"no template named 'long'; this server has standard, short"}}"#
+            ),
+            (
+                #""query":"q","template":"{{#a}}""#,
+                #"{"ok":false,"error":{"code":"invalid_value","message":"the template does not parse: line 1: expectedSectionEnd"}}"#
+            ),
+            (
+                #""query":"Where does my sister live?","system":"Be brief.","budget":5"#,
+                #"{"ok":false,"error":{"code":"budget_too_small","message":"the system text and the query alone need 10 tokens (estimate); the budget is 5","needed":10}}"#
+            ),
+        ] {
+            socket.send(#"{"op":"prompt","user":"ana",\#(request)}"# + "\n")
+            #expect(socket.readLine() == answer)
+        }
+        socket.send(#"{"op":"ping"}"# + "\n")
+        #expect(socket.readLine() == #"{"ok":true,"pong":true}"#)
+        // The client reads the needed tokens.
+        do {
+            _ = try await client.prompt(
+                .init(
+                    search: SearchRequest(user: "ana", text: "Where does my sister live?"), budget: 5,
+                    system: "Be brief."))
+            Issue.record("a budget of 5 was accepted")
+        } catch ClientError.server(let code, _, let details) {
+            #expect(code == "budget_too_small" && details == ["needed": 10])
+        }
+        await client.close()
+        await server.stop()
+    }
+
+    @Test func aUserWithNoMemoriesGetsTheQueryAlone() async throws {
+        let server = try await server()
+        let client = try await server.client()
+        let answer = try await client.prompt(
+            .init(search: SearchRequest(user: "nobody", text: "hello?", vector: [1, 0, 0]), session: "s2", system: ""))
+        #expect(answer.prompt == "hello?" && answer.used.isEmpty && answer.dropped.isEmpty)
+        await client.close()
+        await server.stop()
+    }
+}
