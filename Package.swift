@@ -40,10 +40,9 @@ let package = Package(
             pkgConfig: "sqlite3",
             providers: [.apt(["libsqlite3-dev"])]
         ),
-        .systemLibrary(
-            name: "CBLAS",
-            providers: [.apt(["libblas-dev", "libopenblas0-pthread"])]
-        ),
+        // Opens libblas.so.3 at run time (libblas-dev for its header, libopenblas0-pthread for
+        // OpenBLAS); blas.c says why it is not linked.
+        .target(name: "CBLAS"),
         .target(name: "ContextModel"),
         .target(name: "CKernels"),
         .target(name: "VectorIndex", dependencies: ["ContextModel", "CBLAS", "CKernels"]),

@@ -61,6 +61,13 @@ let package = Package(
             ]
         ),
         .executableTarget(
+            name: "embedbench",
+            dependencies: [
+                .product(name: "Embedder", package: "ContextStore"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .executableTarget(
             name: "loadgen",
             dependencies: [
                 .product(name: "Histogram", package: "hdrhistogram-swift"),

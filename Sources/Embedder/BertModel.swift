@@ -44,9 +44,20 @@ public struct BertModel: Sendable {
 
     private struct Linear: Sendable {
         var weight: [Float]  // [out, in], row-major, as PyTorch stores it
+        /// The weights as float16 in blocks of 16 outputs (`ck_pack_f16`), for few rows.
+        var packed: [UInt16]
         var bias: [Float]
         var inputs: Int
         var outputs: Int
+
+        init(weight: [Float], bias: [Float], inputs: Int, outputs: Int) {
+            self.weight = weight
+            self.bias = bias
+            self.inputs = inputs
+            self.outputs = outputs
+            packed = [UInt16](repeating: 0, count: ck_packed_f16_count(outputs, inputs))
+            packed.withUnsafeMutableBufferPointer { ck_pack_f16(weight, outputs, inputs, $0.baseAddress) }
+        }
     }
 
     private struct LayerNorm: Sendable {
@@ -152,19 +163,26 @@ public struct BertModel: Sendable {
 
     // MARK: - Kernels
 
-    /// Up to this many rows, a product streams the weights once (`ck_small_gemm`) rather than
-    /// going through `sgemm`, whose packing of the weights dominates a single short text.
+    /// Up to this many rows, a product streams the weights once, as float16 (`ck_packed_gemm_f16`,
+    /// or in float32 through `ck_small_gemm` without AVX-512), rather than going through `sgemm`,
+    /// whose packing of the weights dominates a single short text.
     static let smallProductRows = 32
 
     /// `y = x W^T + b` for `rows` rows.
     private func apply(_ linear: Linear, to x: [Float], rows: Int, into y: inout [Float]) {
         if rows <= Self.smallProductRows {
             x.withUnsafeBufferPointer { x in
-                linear.weight.withUnsafeBufferPointer { w in
-                    linear.bias.withUnsafeBufferPointer { bias in
-                        y.withUnsafeMutableBufferPointer { y in
-                            // One thread: splitting the columns over both cores measured no faster,
-                            // as streaming the weights is the limit.
+                linear.bias.withUnsafeBufferPointer { bias in
+                    y.withUnsafeMutableBufferPointer { y in
+                        // One thread: splitting the columns over both cores measured no faster,
+                        // as streaming the weights is the limit.
+                        let done = linear.packed.withUnsafeBufferPointer { packed in
+                            ck_packed_gemm_f16(
+                                x.baseAddress, rows, linear.inputs, packed.baseAddress, linear.outputs,
+                                bias.baseAddress, y.baseAddress, linear.outputs)
+                        }
+                        guard done == 0 else { return }
+                        linear.weight.withUnsafeBufferPointer { w in
                             ck_small_gemm(
                                 x.baseAddress, rows, linear.inputs, w.baseAddress, linear.outputs, bias.baseAddress,
                                 y.baseAddress, linear.outputs)
@@ -183,8 +201,8 @@ public struct BertModel: Sendable {
             }
             x.withUnsafeBufferPointer { x in
                 linear.weight.withUnsafeBufferPointer { w in
-                    cblas_sgemm(
-                        CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(linear.outputs),
+                    contextstore_sgemm(
+                        0, 1, Int32(rows), Int32(linear.outputs),
                         Int32(linear.inputs),
                         1, x.baseAddress, Int32(linear.inputs), w.baseAddress, Int32(linear.inputs), 1, y.baseAddress,
                         Int32(linear.outputs))
@@ -211,16 +229,16 @@ public struct BertModel: Sendable {
                                 for head in 0..<heads {
                                     let offset = start * hidden + head * headSize
                                     // scores[n x n] = Q_h K_h^T / sqrt(d)
-                                    cblas_sgemm(
-                                        CblasRowMajor, CblasNoTrans, CblasTrans, Int32(n), Int32(n), Int32(headSize),
+                                    contextstore_sgemm(
+                                        0, 1, Int32(n), Int32(n), Int32(headSize),
                                         scale,
                                         q.baseAddress! + offset, Int32(hidden), k.baseAddress! + offset, Int32(hidden),
                                         0,
                                         scores.baseAddress, Int32(n))
                                     for row in 0..<n { softmax(scores.baseAddress! + row * n, count: n) }
                                     // context_h[n x d] = P V_h
-                                    cblas_sgemm(
-                                        CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(n), Int32(headSize), Int32(n),
+                                    contextstore_sgemm(
+                                        0, 0, Int32(n), Int32(headSize), Int32(n),
                                         1,
                                         scores.baseAddress, Int32(n), v.baseAddress! + offset, Int32(hidden), 0,
                                         context.baseAddress! + offset, Int32(hidden))

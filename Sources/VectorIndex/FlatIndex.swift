@@ -63,7 +63,6 @@ public struct FlatIndex: Sendable {
         self.dimension = dimension
         self.metric = metric
         self.pairKernel = ck_select_code_kernel(CK_CODE_FLOAT32, metric == .l2 ? 1 : 0, 0)
-        BLAS.callingThreadOnly
     }
 
     /// Scans of at least this many floats (4 MB) are split over all cores; smaller ones run on

@@ -26,7 +26,7 @@ let benchmarks: @Sendable () -> Void = {
     let setup = {
         // No cache: every text runs through the model.
         embedder = try! SentenceEmbedder(
-            folder: repository.appendingPathComponent("data/models/all-MiniLM-L6-v2").path, cacheCapacity: 0)
+            folder: repository.appendingPathComponent("data/models/all-MiniLM-L6-v2").path, cacheBytes: 0)
         texts = glosses(1280)
     }
 

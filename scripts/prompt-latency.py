@@ -1,0 +1,115 @@
+#!/usr/bin/env python3
+"""Latency of `prompt` for one user holding N memories, over TCP from one connection.
+
+Loads the first --rows WordNet glosses (text and the dataset's MiniLM vectors) into one user of a
+running server, 20 to a session, one minute apart, then builds prompts one at a time:
+  - at the server, no embedding: the query's text and its vector, --budget tokens (default 4096),
+    --limit memories (default 100), the last session's 10 latest turns;
+  - end to end: a short question (its first 8 words, about 12 tokens, a new one each time) that
+    the server embeds, same settings;
+and, in the same run, the hybrid search the prompt starts from (k = 3 x limit, vector given) and
+Redis PING over the same kind of socket (the round trip's floor). Prints p50 / p99 in ms and the
+prompts' token counts.
+
+    scripts/prompt-latency.py --port 7420 [--rows 10000] [--queries 1000]
+"""
+import argparse, base64, json, socket, subprocess, time
+import numpy as np
+
+
+class Connection:
+    def __init__(self, port):
+        self.socket = socket.create_connection(("127.0.0.1", port))
+        self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.lines = self.socket.makefile("rb")
+
+    def call(self, request):
+        self.socket.sendall((json.dumps(request) + "\n").encode())
+        answer = json.loads(self.lines.readline())
+        assert answer["ok"], answer
+        return answer
+
+
+def percentiles(samples):
+    values = np.array(samples) / 1e6
+    return f"{np.percentile(values, 50):.2f} | {np.percentile(values, 99):.2f}"
+
+
+def timed(send, count):
+    samples = []
+    for i in range(count):
+        start = time.perf_counter_ns()
+        send(i)
+        samples.append(time.perf_counter_ns() - start)
+    return samples
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--data", default="../shared/datasets/wordnet-minilm")
+    parser.add_argument("--rows", type=int, default=10000)
+    parser.add_argument("--queries", type=int, default=1000)
+    parser.add_argument("--budget", type=int, default=4096)
+    parser.add_argument("--limit", type=int, default=100)
+    parser.add_argument("--user", default="prompt-latency")
+    args = parser.parse_args()
+    base = np.load(args.data + "/base.f16.npy")[: args.rows].astype(np.float32)
+    texts = [json.loads(line)["text"] for _, line in zip(range(args.rows), open(args.data + "/base.jsonl"))]
+    queries = np.load(args.data + "/queries.f16.npy")[: args.queries].astype(np.float32)
+    questions = [json.loads(line)["text"] for _, line in zip(range(args.queries), open(args.data + "/queries.jsonl"))]
+    connection = Connection(args.port)
+    start_ms = 1_700_000_000_000
+    for start in range(0, args.rows, 500):
+        items = [{"id": str(i), "user": args.user, "session": f"s{i // 20}", "role": "user" if i % 2 else "assistant",
+                  "text": texts[i], "created_at": start_ms + i * 60_000,
+                  "vector": base64.b64encode(base[i].tobytes()).decode()} for i in range(start, min(args.rows, start + 500))]
+        connection.call({"op": "add_batch", "items": items, "if_absent": True})
+    session = f"s{(args.rows - 1) // 20}"
+    tokens = []
+
+    def prompt(request):
+        def send(i):
+            answer = connection.call(dict({"op": "prompt", "user": args.user, "session": session,
+                                           "budget": args.budget, "limit": args.limit}, **request(i)))
+            tokens.append(answer["tokens"])
+        return send
+
+    vector = lambda i: {"vector": base64.b64encode(queries[i].tobytes()).decode()}
+    short = lambda i: " ".join(questions[i].split()[:8]) + f" ({i})"
+    rows = [
+        ("contextstore ping", lambda i: connection.call({"op": "ping"})),
+        (f"hybrid search, k = {3 * args.limit}, vector given",
+         lambda i: connection.call(dict({"op": "search", "user": args.user, "k": 3 * args.limit,
+                                         "query": questions[i]}, **vector(i)))),
+        ("prompt at the server (vector given: no embedding)", prompt(lambda i: dict(vector(i), query=questions[i]))),
+        ("prompt end to end (short question embedded by the server)", prompt(lambda i: {"query": short(i)})),
+    ]
+    print(f"| one user of {args.rows} memories, budget {args.budget}, limit {args.limit} | p50 ms | p99 ms |")
+    print("|---|---|---|")
+    for name, send in rows:
+        timed(send, 50)  # warm-up
+        tokens.clear()
+        line = f"| {name} | {percentiles(timed(send, args.queries))} |"
+        if tokens:
+            line += f" prompts of {min(tokens)}-{max(tokens)} tokens"
+        print(line)
+    redis = subprocess.Popen(["redis-server", "--port", "7499", "--save", "", "--appendonly", "no"],
+                             stdout=subprocess.DEVNULL)
+    try:
+        time.sleep(0.5)
+        peer = socket.create_connection(("127.0.0.1", 7499))
+        peer.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        replies = peer.makefile("rb")
+
+        def redis_ping(i):
+            peer.sendall(b"PING\r\n")
+            assert replies.readline() == b"+PONG\r\n"
+
+        timed(redis_ping, 200)
+        print(f"| Redis PING, same client | {percentiles(timed(redis_ping, args.queries))} |")
+    finally:
+        redis.terminate()
+
+
+main()
