@@ -79,8 +79,8 @@ def main():
     short = lambda i: " ".join(questions[i].split()[:8]) + f" ({i})"
     rows = [
         ("contextstore ping", lambda i: connection.call({"op": "ping"})),
-        (f"hybrid search, k = {3 * args.limit}, vector given",
-         lambda i: connection.call(dict({"op": "search", "user": args.user, "k": 3 * args.limit,
+        (f"hybrid search, k = {args.limit + args.limit // 2}, vector given",
+         lambda i: connection.call(dict({"op": "search", "user": args.user, "k": args.limit + args.limit // 2,
                                          "query": questions[i]}, **vector(i)))),
         ("prompt at the server (vector given: no embedding)", prompt(lambda i: dict(vector(i), query=questions[i]))),
         ("prompt end to end (short question embedded by the server)", prompt(lambda i: {"query": short(i)})),

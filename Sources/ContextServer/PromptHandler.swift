@@ -11,8 +11,6 @@ public struct PromptSettings: Sendable {
         "Answer the user's message. Use the memories below where they help; each says when it was said and by whom."
     /// The most pinned facts a prompt holds (the oldest first).
     public static let maximumPinned = 50
-    /// The metadata a memory carries to be a pinned (profile) fact.
-    public static let pinnedKey = "pinned"
 
     public var counter: TokenCounter
     public var templates: [String: PromptTemplate]
@@ -25,15 +23,15 @@ public struct PromptSettings: Sendable {
 
 extension ServerContext {
     /// Builds the prompt a request asks for: pinned facts (metadata `pinned: true`), the
-    /// memories a search for the query finds (three times `limit` of them, so that near-duplicates
-    /// and diversity leave enough), and the session's latest turns.
+    /// memories a search for the query finds (half as many again as `limit`, at least 30, so that
+    /// near-duplicates and diversity leave enough), and the session's latest turns.
     func prompt(_ request: Operations.Prompt.Arguments) throws -> Operations.Prompt.Answer {
         let template = try template(request.template)
         let user = request.search.user
         var memories: [PromptItem] = []
         if request.limit > 0 {
             var search = request.search
-            search.k = min(SearchRequest.maximumK, max(30, 3 * request.limit))
+            search.k = min(SearchRequest.maximumK, max(30, request.limit + request.limit / 2))
             search = try embedded(search)
             let hits = try store.search(search)
             // Higher must be better: only a plain vector search in an l2 space scores by distance.
@@ -56,13 +54,9 @@ extension ServerContext {
                     limit: request.recent, withVector: true))
             recent = page.memories.reversed().map { Self.item($0, vector: $0.vector) }
         }
-        let pinned = try store.list(
-            ListRequest(
-                user: user,
-                filter: MemoryFilter(metadata: [
-                    MetadataCondition(key: PromptSettings.pinnedKey, test: .equals(.bool(true)))
-                ]), limit: PromptSettings.maximumPinned, withVector: true)
-        ).memories.map { Self.item($0, vector: $0.vector) }
+        let pinned = try store.pinned(user: user, limit: PromptSettings.maximumPinned).map {
+            Self.item($0, vector: $0.vector)
+        }
 
         var caps: [PromptSection: Int] = [:]
         for (name, cap) in request.caps {

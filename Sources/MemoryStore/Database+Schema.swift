@@ -96,6 +96,9 @@ extension Database {
         ALTER TABLE memories ADD COLUMN expires_at INTEGER;
         CREATE INDEX memories_expiring ON memories(expires_at) WHERE expires_at IS NOT NULL;
         """,
+        // 9: a user's pinned facts (metadata "pinned": true), which every prompt reads, without
+        // reading the user's other memories.
+        Migration(sql: "CREATE INDEX memories_pinned ON memories(user, created_at, seq) WHERE \(SQL.isPinned);"),
     ]
 
     /// Applies the migrations this database lacks, each in its own transaction.

@@ -70,6 +70,19 @@ extension MemoryStore {
         }
     }
 
+    /// `user`'s pinned facts (memories whose metadata has `"pinned": true`), oldest first, at most
+    /// `limit`, with their vectors; read through their own index, whatever else the user holds.
+    public func pinned(user: String, limit: Int) throws -> [Memory] {
+        precondition(limit > 0)
+        return try withReader { database in
+            let rows = try database.prepare(SQL.pinned)
+            try rows.bind([user, Clock.nowMilliseconds(), Int64(limit)])
+            var memories: [Memory] = []
+            while try rows.step() { memories.append(SQL.memory(rows, vector: rows.floats(at: 10))) }
+            return memories
+        }
+    }
+
     /// `user`'s sessions, the most recently active first, at most `limit` of them; `more` tells
     /// whether there are others.
     public func sessions(user: String, limit: Int) throws -> (sessions: [SessionSummary], more: Bool) {

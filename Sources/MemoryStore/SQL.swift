@@ -36,6 +36,17 @@ enum SQL {
     /// the embedding selects it after them, as column 10.
     static let memoryColumns = "id, user, session, role, text, created_at, metadata, seq, speaker, expires_at"
 
+    /// What makes a memory a pinned fact; the partial index `memories_pinned` (migration 9) holds
+    /// the rows where it is true, and a query must use the same text to be answered from it.
+    static let isPinned = "json_type(metadata, '$.pinned') = 'true'"
+
+    /// A user's live pinned facts, oldest first: user, now, limit.
+    static let pinned = """
+        SELECT \(memoryColumns), embedding FROM memories INDEXED BY memories_pinned
+        WHERE user = ? AND \(isPinned) AND (expires_at IS NULL OR expires_at > ?)
+        ORDER BY created_at, seq LIMIT ?
+        """
+
     /// A memory from a row whose first columns are `memoryColumns`.
     static func memory(_ row: Statement, vector: [Float]) -> Memory {
         Memory(

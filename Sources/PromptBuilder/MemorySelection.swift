@@ -40,99 +40,130 @@ enum MemorySelection {
                 selected.dropped.append(.init(id: item.id, reason: .duplicate))
             }
         }
-        var candidates: [Candidate] = []
-        for (rank, item) in request.memories.enumerated() {
+        var candidates = Candidates()
+        for item in request.memories {
             if isNew(item) {
-                candidates.append(Candidate(item: item, rank: rank))
+                candidates.append(item)
             } else {
                 selected.dropped.append(.init(id: item.id, reason: .duplicate))
             }
         }
-        normalizeRelevance(&candidates)
+        candidates.normalizeRelevance()
         // Near-duplicates of what the prompt already holds, then maximal marginal relevance:
         // each next memory is the one best in relevance less likeness to those chosen.
         for item in selected.pinned + selected.recent {
-            note(chosen: item, in: &candidates, dropped: &selected.dropped)
+            candidates.note(chosen: item.vector.map(Candidates.unit), dropped: &selected.dropped)
         }
-        while !candidates.isEmpty {
+        while let best = candidates.best() {
             if let limit = request.limit, selected.memories.count >= limit {
-                selected.dropped += candidates.map { .init(id: $0.item.id, reason: .limit) }
+                selected.dropped += candidates.remaining.map { .init(id: $0.id, reason: .limit) }
                 break
             }
-            var best = 0
-            for index in candidates.indices.dropFirst() where candidates[index].value > candidates[best].value {
-                best = index
-            }
-            let chosen = candidates.remove(at: best).item
-            selected.memories.append(chosen)
-            note(chosen: chosen, in: &candidates, dropped: &selected.dropped)
+            selected.memories.append(candidates.items[best])
+            candidates.alive[best] = false
+            candidates.note(chosen: candidates.vector(best), dropped: &selected.dropped)
         }
         return selected
     }
 
-    struct Candidate {
-        var item: PromptItem
-        /// Place in the request's list (ties go to the earlier).
-        var rank: Int
+    /// The memories still to choose from, their vectors side by side (unit length, so a dot
+    /// product is their cosine) and their standing.
+    struct Candidates {
+        var items: [PromptItem] = []
+        var alive: [Bool] = []
         /// Relevance scaled to 0...1.
-        var relevance = 0.0
+        var relevance: [Double] = []
         /// The highest cosine similarity to a chosen item.
-        var likeness: Float = 0
-        /// The length of `item.vector`.
-        var norm: Float = 0
+        var likeness: [Float] = []
+        /// Where each candidate's vector starts in `vectors`; nil without one.
+        var offsets: [Int?] = []
+        var vectors: [Float] = []
+        var dimension: Int?
 
-        init(item: PromptItem, rank: Int) {
-            self.item = item
-            self.rank = rank
-            norm = item.vector.map { Self.dot($0, $0).squareRoot() } ?? 0
+        mutating func append(_ item: PromptItem) {
+            items.append(item)
+            alive.append(true)
+            likeness.append(0)
+            if let vector = item.vector, !vector.isEmpty, dimension == nil || dimension == vector.count {
+                dimension = vector.count
+                offsets.append(vectors.count)
+                vectors += Self.unit(vector)
+            } else {
+                offsets.append(nil)
+            }
         }
 
-        /// Maximal marginal relevance.
-        var value: Double {
-            MemorySelection.relevanceWeight * relevance - (1 - MemorySelection.relevanceWeight) * Double(likeness)
+        var remaining: [PromptItem] { items.indices.filter { alive[$0] }.map { items[$0] } }
+
+        func vector(_ index: Int) -> [Float]? {
+            guard let offset = offsets[index], let dimension else { return nil }
+            return Array(vectors[offset..<offset + dimension])
         }
 
-        func cosine(_ other: [Float], norm otherNorm: Float) -> Float? {
-            guard let vector = item.vector, vector.count == other.count, norm > 0, otherNorm > 0 else { return nil }
-            return Self.dot(vector, other) / (norm * otherNorm)
+        /// Relevance as given (the search's scores) or, without scores, by place; scaled to 0...1
+        /// so that it weighs against cosine likeness the same way for any kind of score.
+        mutating func normalizeRelevance() {
+            let scores = items.indices.map { items[$0].relevance ?? 1 / Double($0 + 1) }
+            guard let low = scores.min(), let high = scores.max() else { return }
+            relevance = scores.map { high > low ? ($0 - low) / (high - low) : 1 }
         }
 
-        static func dot(_ a: [Float], _ b: [Float]) -> Float {
-            a.withUnsafeBufferPointer { a in
-                b.withUnsafeBufferPointer { b in
-                    var sum: Float = 0
-                    for i in 0..<a.count { sum += a[i] * b[i] }
-                    return sum
+        /// The living candidate of the highest marginal relevance (ties: the earlier).
+        func best() -> Int? {
+            var best: Int?
+            var bestValue = -Double.infinity
+            for index in items.indices where alive[index] {
+                let value =
+                    relevanceWeight * relevance[index] - (1 - relevanceWeight) * Double(likeness[index])
+                if value > bestValue {
+                    best = index
+                    bestValue = value
+                }
+            }
+            return best
+        }
+
+        /// Raises each living candidate's likeness to `chosen` (a unit vector), and drops those
+        /// it nearly repeats.
+        mutating func note(chosen: [Float]?, dropped: inout [Prompt.Dropped]) {
+            guard let chosen, chosen.count == dimension else { return }
+            for index in items.indices where alive[index] {
+                guard let offset = offsets[index] else { continue }
+                let cosine = vectors.withUnsafeBufferPointer { rows in
+                    chosen.withUnsafeBufferPointer { Self.dot(rows.baseAddress! + offset, $0.baseAddress!, $0.count) }
+                }
+                if cosine >= nearDuplicate {
+                    alive[index] = false
+                    dropped.append(.init(id: items[index].id, reason: .duplicate))
+                } else {
+                    likeness[index] = max(likeness[index], cosine)
                 }
             }
         }
-    }
 
-    /// Relevance as given (the search's scores) or, without scores, by place; scaled to 0...1
-    /// so that it weighs against cosine likeness the same way for any kind of score.
-    private static func normalizeRelevance(_ candidates: inout [Candidate]) {
-        let scores = candidates.map { $0.item.relevance ?? 1 / Double($0.rank + 1) }
-        guard let low = scores.min(), let high = scores.max() else { return }
-        for index in candidates.indices {
-            candidates[index].relevance = high > low ? (scores[index] - low) / (high - low) : 1
+        static func unit(_ vector: [Float]) -> [Float] {
+            guard !vector.isEmpty else { return vector }
+            let norm = vector.withUnsafeBufferPointer { dot($0.baseAddress!, $0.baseAddress!, $0.count) }.squareRoot()
+            return norm > 0 ? vector.map { $0 / norm } : vector
         }
-    }
 
-    /// Raises each candidate's likeness to `chosen`, and drops those it nearly repeats.
-    private static func note(chosen: PromptItem, in candidates: inout [Candidate], dropped: inout [Prompt.Dropped]) {
-        guard let vector = chosen.vector else { return }
-        let norm = Candidate.dot(vector, vector).squareRoot()
-        var kept: [Candidate] = []
-        for var candidate in candidates {
-            if let cosine = candidate.cosine(vector, norm: norm) {
-                guard cosine < nearDuplicate else {
-                    dropped.append(.init(id: candidate.item.id, reason: .duplicate))
-                    continue
-                }
-                candidate.likeness = max(candidate.likeness, cosine)
+        /// Sixteen lanes at a time: the compiler keeps a float sum in order, so it would not
+        /// vectorize a plain loop.
+        static func dot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ count: Int) -> Float {
+            var sums = SIMD16<Float>()
+            var i = 0
+            while i + 16 <= count {
+                let x = UnsafeRawPointer(a + i).loadUnaligned(as: SIMD16<Float>.self)
+                let y = UnsafeRawPointer(b + i).loadUnaligned(as: SIMD16<Float>.self)
+                sums += x * y
+                i += 16
             }
-            kept.append(candidate)
+            var sum = sums.sum()
+            while i < count {
+                sum += a[i] * b[i]
+                i += 1
+            }
+            return sum
         }
-        candidates = kept
     }
 }

@@ -216,18 +216,8 @@ public struct PromptBuilder: Sendable {
             }
         }
         // The budget: least relevant memories first, then the oldest turns, then pinned facts.
-        // Dropping more never makes a prompt longer, so the fewest drops that fit are found by
-        // bisection; `fits` holds for all of them dropped (the check above).
         let order = parts.dropOrder
-        var (tooFew, enough) = (-1, order.count)
-        while enough - tooFew > 1 {
-            let middle = (tooFew + enough) / 2
-            if cost(parts.dropping(middle), request.format) <= request.budget {
-                enough = middle
-            } else {
-                tooFew = middle
-            }
-        }
+        let enough = fewestDrops(parts, order: order, request: request)
         let removed = order.prefix(enough)
         parts = parts.dropping(enough)
         dropped += removed.map { .init(id: $0.item.id, reason: .budget) }
@@ -239,6 +229,48 @@ public struct PromptBuilder: Sendable {
             parts.summary = summary(of: cutTurns, embed: embed, into: parts, request: request)
         }
         return finished(parts, request: request, dropped: dropped)
+    }
+
+    /// How many items of `order` must go for `parts` to fit the budget. Dropping more never
+    /// makes a prompt longer, so the answer is bracketed and bisected, starting from an estimate
+    /// (each item's line counted alone), so a few exact counts of the whole prompt suffice.
+    /// All of them dropped always fits (`build` checked it).
+    private func fewestDrops(
+        _ parts: Parts, order: [(section: PromptSection, item: PromptItem)], request: PromptRequest
+    ) -> Int {
+        func fits(_ drops: Int) -> Bool { cost(parts.dropping(drops), request.format) <= request.budget }
+        var whole = cost(parts, request.format)
+        guard whole > request.budget else { return 0 }
+        var guess = 0
+        while guess < order.count, whole > request.budget {
+            whole -= counter.count(order[guess].item.text) + 8  // its text, and about its date and who
+            guess += 1
+        }
+        // A bracket: `tooFew` does not fit (or is -1), `enough` fits (or is every item).
+        var (tooFew, enough) = (guess - 1, guess)
+        if fits(guess) {
+            var step = 1
+            while tooFew >= 0, fits(tooFew) {
+                enough = tooFew
+                tooFew -= step
+                step *= 2
+            }
+            tooFew = max(tooFew, -1)
+        } else {
+            (tooFew, enough) = (guess, guess + 1)
+            var step = 1
+            while enough < order.count, !fits(enough) {
+                tooFew = enough
+                step *= 2
+                enough += step
+            }
+            enough = min(enough, order.count)
+        }
+        while enough - tooFew > 1 {
+            let middle = (tooFew + enough) / 2
+            if fits(middle) { enough = middle } else { tooFew = middle }
+        }
+        return enough
     }
 
     /// The most sentences of `turns`, most central first, that fit in what the budget leaves.
@@ -267,7 +299,7 @@ public struct PromptBuilder: Sendable {
             return Prompt.Section(name: section, tokens: counter.count(parts.render(only: section)), ids: ids)
         }
         return Prompt(
-            text: text, messages: messages, tokens: cost(parts, request.format), sections: sections,
+            text: text, messages: messages, tokens: tokens(of: text, messages), sections: sections,
             used: (parts.pinned + parts.memories + parts.recent).map(\.id), dropped: dropped)
     }
 
@@ -278,16 +310,34 @@ public struct PromptBuilder: Sendable {
 
     /// What `parts` cost in `format` (see `Prompt.tokens`).
     func cost(_ parts: Parts, _ format: PromptFormat) -> Int {
-        let text = counter.count(parts.render())
-        guard format == .messages else { return text }
-        let messages = parts.messages()
-        let contents = messages.reduce(0) { $0 + counter.count($1.content) }
-        return max(text, contents + messages.count * Self.messageOverhead + Self.replyPriming)
+        tokens(of: parts.render(), format == .messages ? parts.messages() : nil)
     }
 
-    /// A text as compared for duplicates: lower-cased, runs of whitespace as one space.
+    private func tokens(of text: String, _ messages: [PromptMessage]?) -> Int {
+        guard let messages else { return counter.count(text) }
+        let contents = messages.reduce(0) { $0 + counter.count($1.content) }
+        return max(counter.count(text), contents + messages.count * Self.messageOverhead + Self.replyPriming)
+    }
+
+    /// A text as compared for duplicates: lower-cased, runs of white space as one space, none at
+    /// either end. ASCII text is done byte by byte (the same result, without Unicode tables).
     static func normalized(_ text: String) -> String {
-        text.lowercased().split(whereSeparator: \.isWhitespace).joined(separator: " ")
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(text.utf8.count)
+        var space = false
+        for byte in text.utf8 {
+            guard byte < 0x80 else {
+                return text.lowercased().split(whereSeparator: \.isWhitespace).joined(separator: " ")
+            }
+            if byte == 0x20 || (0x09...0x0D).contains(byte) {
+                space = !bytes.isEmpty
+                continue
+            }
+            if space { bytes.append(0x20) }
+            space = false
+            bytes.append((0x41...0x5A).contains(byte) ? byte + 0x20 : byte)
+        }
+        return String(decoding: bytes, as: UTF8.self)
     }
 
     /// The prompt's content as it is being fitted, and its rendering.
