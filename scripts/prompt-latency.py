@@ -7,7 +7,7 @@ running server, 20 to a session, one minute apart, then builds prompts one at a 
     --limit memories (default 100), the last session's 10 latest turns;
   - end to end: a short question (its first 8 words, about 12 tokens, a new one each time) that
     the server embeds, same settings;
-and, in the same run, the hybrid search the prompt starts from (k = 3 x limit, vector given) and
+and, in the same run, the hybrid search the prompt starts from (k = limit + 10, vector given) and
 Redis PING over the same kind of socket (the round trip's floor). Prints p50 / p99 in ms and the
 prompts' token counts.
 
@@ -79,8 +79,8 @@ def main():
     short = lambda i: " ".join(questions[i].split()[:8]) + f" ({i})"
     rows = [
         ("contextstore ping", lambda i: connection.call({"op": "ping"})),
-        (f"hybrid search, k = {args.limit + args.limit // 2}, vector given",
-         lambda i: connection.call(dict({"op": "search", "user": args.user, "k": args.limit + args.limit // 2,
+        (f"hybrid search, k = {max(30, args.limit + 10)}, vector given",
+         lambda i: connection.call(dict({"op": "search", "user": args.user, "k": max(30, args.limit + 10),
                                          "query": questions[i]}, **vector(i)))),
         ("prompt at the server (vector given: no embedding)", prompt(lambda i: dict(vector(i), query=questions[i]))),
         ("prompt end to end (short question embedded by the server)", prompt(lambda i: {"query": short(i)})),

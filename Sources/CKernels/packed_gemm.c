@@ -84,10 +84,14 @@ static CK_AVX512 void tile_rows(
     }
 }
 
+int ck_packed_f16_supported(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f");
+}
+
 int ck_packed_gemm_f16(
     const float *x, long m, long k, const unsigned short *packed, long n, const float *bias, float *y, long ldy) {
-    __builtin_cpu_init();
-    if (!__builtin_cpu_supports("avx512f") || n % 32 != 0) return 0;
+    if (!ck_packed_f16_supported() || n % 32 != 0) return 0;
     // Output blocks outermost: each block's weights are read from memory once, then from cache
     // for the further tiles of rows.
     for (long b = 0; b < n / 16; b += 2) {
@@ -100,6 +104,8 @@ int ck_packed_gemm_f16(
     return 1;
 }
 #else
+int ck_packed_f16_supported(void) { return 0; }
+
 int ck_packed_gemm_f16(
     const float *x, long m, long k, const unsigned short *packed, long n, const float *bias, float *y, long ldy) {
     return 0;

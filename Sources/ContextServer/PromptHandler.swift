@@ -23,7 +23,7 @@ public struct PromptSettings: Sendable {
 
 extension ServerContext {
     /// Builds the prompt a request asks for: pinned facts (metadata `pinned: true`), the
-    /// memories a search for the query finds (half as many again as `limit`, at least 30, so that
+    /// memories a search for the query finds (`limit` and 10 more, at least 30, so that
     /// near-duplicates and diversity leave enough), and the session's latest turns.
     func prompt(_ request: Operations.Prompt.Arguments) throws -> Operations.Prompt.Answer {
         let template = try template(request.template)
@@ -31,7 +31,7 @@ extension ServerContext {
         var memories: [PromptItem] = []
         if request.limit > 0 {
             var search = request.search
-            search.k = min(SearchRequest.maximumK, max(30, request.limit + request.limit / 2))
+            search.k = min(SearchRequest.maximumK, max(30, request.limit + 10))
             search = try embedded(search)
             let hits = try store.search(search)
             // Higher must be better: only a plain vector search in an l2 space scores by distance.

@@ -168,24 +168,33 @@ public struct BertModel: Sendable {
     /// whose packing of the weights dominates a single short text.
     static let smallProductRows = 32
 
+    /// Whether small products run on float16 weights (`ck_packed_gemm_f16`: AVX-512).
+    static let packedHalves = ck_packed_f16_supported() != 0
+
     /// `y = x W^T + b` for `rows` rows.
     private func apply(_ linear: Linear, to x: [Float], rows: Int, into y: inout [Float]) {
         if rows <= Self.smallProductRows {
             x.withUnsafeBufferPointer { x in
                 linear.bias.withUnsafeBufferPointer { bias in
                     y.withUnsafeMutableBufferPointer { y in
-                        // One thread: splitting the columns over both cores measured no faster,
-                        // as streaming the weights is the limit.
-                        let done = linear.packed.withUnsafeBufferPointer { packed in
-                            ck_packed_gemm_f16(
-                                x.baseAddress, rows, linear.inputs, packed.baseAddress, linear.outputs,
-                                bias.baseAddress, y.baseAddress, linear.outputs)
+                        guard Self.packedHalves, linear.outputs % 64 == 0 else {
+                            linear.weight.withUnsafeBufferPointer { w in
+                                ck_small_gemm(
+                                    x.baseAddress, rows, linear.inputs, w.baseAddress, linear.outputs,
+                                    bias.baseAddress, y.baseAddress, linear.outputs)
+                            }
+                            return
                         }
-                        guard done == 0 else { return }
-                        linear.weight.withUnsafeBufferPointer { w in
-                            ck_small_gemm(
-                                x.baseAddress, rows, linear.inputs, w.baseAddress, linear.outputs, bias.baseAddress,
-                                y.baseAddress, linear.outputs)
+                        // Half the outputs on each of two cores: each streams half the weights.
+                        linear.packed.withUnsafeBufferPointer { packed in
+                            nonisolated(unsafe) let (x, packed, bias, y) = (x, packed, bias, y)
+                            let (inputs, outputs) = (linear.inputs, linear.outputs)
+                            DispatchQueue.concurrentPerform(iterations: 2) { half in
+                                let first = half * outputs / 2
+                                ck_packed_gemm_f16(
+                                    x.baseAddress, rows, inputs, packed.baseAddress! + first * inputs, outputs / 2,
+                                    bias.baseAddress! + first, y.baseAddress! + first, outputs)
+                            }
                         }
                     }
                 }

@@ -144,16 +144,21 @@ extension MemoryStore {
             }
             gains.append(gain)
         }
-        // The found memories' neighbours are candidates too: the credit may lift them.
+        // The found memories' neighbours are candidates too: the credit may lift them. Each
+        // candidate's neighbours are looked up once.
+        var neighbourhoods: [Int32: (turns: ArraySlice<Int32>, position: Int)?] = [:]
         for handle in Array(byHandle.keys) {
-            guard let (turns, _) = state.neighbours(of: handle, count: 1) else { continue }
-            for turn in turns where byHandle[turn] == nil && admits(turn) {
+            let found = state.neighbours(of: handle, count: 1)
+            neighbourhoods[handle] = found
+            guard let found else { continue }
+            for turn in found.turns where byHandle[turn] == nil && admits(turn) {
                 byHandle[turn] = Ranked(handle: turn, score: 0)
             }
         }
         for (handle, var ranked) in byHandle {
             var credit: Float = 0
-            let neighbours = state.neighbours(of: handle, count: 1)
+            let neighbours =
+                if let known = neighbourhoods[handle] { known } else { state.neighbours(of: handle, count: 1) }
             for gain in gains {
                 ranked.score += gain[handle] ?? 0
                 if let (turns, position) = neighbours {

@@ -81,10 +81,9 @@ public final class MemoryStore: Sendable {
         /// The handle of each memory row (`seq`): how a keyword hit, which names a row, finds
         /// its record.
         var handleOfSeq: [Int64: Int32] = [:]
-        /// Each session's memories in time order (ties by `seq`), keyed by
-        /// `MemoryStore.key(user:id:)` of user and session: the neighbouring turns of a hit.
-        /// Memories without a session have no neighbours.
-        var sessionTurns: [ExactString: [Int32]] = [:]
+        /// Each session's memories in time order (ties by `seq`), by user and session: the
+        /// neighbouring turns of a hit. Memories without a session have no neighbours.
+        var sessionTurns: [SessionKey: [Int32]] = [:]
         /// How many records expire (have an `expiresAt`): while there are any, searches skip
         /// the expired.
         var expiring = 0
@@ -196,12 +195,20 @@ public final class MemoryStore: Sendable {
 
         /// Where `record` is, or belongs, in its session's turns.
         private func turnPosition(_ record: Record, in turns: [Int32]) -> Int {
+            turnPosition(createdAt: record.createdAt, seq: record.seq, in: turns)
+        }
+
+        /// Reads only the two fields of each record it passes (binding a whole `Record` would
+        /// retain its strings, and a search asks this thousands of times).
+        private func turnPosition(createdAt: Int64, seq: Int64, in turns: [Int32]) -> Int {
             var low = 0
             var high = turns.count
             while low < high {
                 let middle = (low + high) / 2
-                guard let other = records[Int(turns[middle])] else { preconditionFailure("a turn without a record") }
-                if (other.createdAt, other.seq) < (record.createdAt, record.seq) {
+                guard let otherTime = records[Int(turns[middle])]?.createdAt,
+                    let otherSeq = records[Int(turns[middle])]?.seq
+                else { preconditionFailure("a turn without a record") }
+                if (otherTime, otherSeq) < (createdAt, seq) {
                     low = middle + 1
                 } else {
                     high = middle
@@ -212,7 +219,7 @@ public final class MemoryStore: Sendable {
 
         private mutating func insertTurn(_ handle: Int32, _ record: Record) {
             guard let session = record.session else { return }
-            let key = ExactString(MemoryStore.key(user: record.user, id: session))
+            let key = SessionKey(user: record.user, session: session)
             var turns = sessionTurns.removeValue(forKey: key) ?? []
             // Turns mostly arrive in time order: an append.
             if let last = turns.last, let newest = records[Int(last)],
@@ -227,7 +234,7 @@ public final class MemoryStore: Sendable {
 
         private mutating func removeTurn(_ handle: Int32, _ record: Record) {
             guard let session = record.session else { return }
-            let key = ExactString(MemoryStore.key(user: record.user, id: session))
+            let key = SessionKey(user: record.user, session: session)
             guard var turns = sessionTurns.removeValue(forKey: key) else { return }
             let position = turnPosition(record, in: turns)
             if position < turns.count, turns[position] == handle { turns.remove(at: position) }
@@ -237,13 +244,26 @@ public final class MemoryStore: Sendable {
         /// The turns of `handle`'s session before and after it, at most `count` on each side,
         /// in time order, and where `handle` is among them.
         func neighbours(of handle: Int32, count: Int) -> (turns: ArraySlice<Int32>, position: Int)? {
-            guard let record = records[Int(handle)], let session = record.session,
-                let turns = sessionTurns[ExactString(MemoryStore.key(user: record.user, id: session))]
+            guard let session = records[Int(handle)]?.session, let user = records[Int(handle)]?.user,
+                let createdAt = records[Int(handle)]?.createdAt, let seq = records[Int(handle)]?.seq,
+                let turns = sessionTurns[SessionKey(user: user, session: session)]
             else { return nil }
-            let position = turnPosition(record, in: turns)
+            let position = turnPosition(createdAt: createdAt, seq: seq, in: turns)
             guard position < turns.count, turns[position] == handle else { return nil }
             let start = max(0, position - count)
             return (turns[start..<min(turns.count, position + count + 1)], position - start)
+        }
+    }
+
+    /// A user's session, as `State.sessionTurns` finds it: both strings compared byte for byte,
+    /// and hashed without joining them into a new string.
+    struct SessionKey: Hashable {
+        var user: ExactString
+        var session: ExactString
+
+        init(user: String, session: String) {
+            self.user = ExactString(user)
+            self.session = ExactString(session)
         }
     }
 

@@ -195,7 +195,8 @@ public struct PromptBuilder: Sendable {
 
     public func build(_ request: PromptRequest) throws(PromptError) -> Prompt {
         var parts = Parts(template: template, system: request.system, query: request.query)
-        let needed = cost(parts, request.format)
+        let tally = TokenTally(counter)
+        let needed = cost(parts, request.format, tally)
         guard needed <= request.budget else { throw .budgetTooSmall(needed: needed, budget: request.budget) }
 
         var dropped: [Prompt.Dropped] = []
@@ -209,7 +210,7 @@ public struct PromptBuilder: Sendable {
         var cutTurns: [PromptItem] = []
         for section in [PromptSection.pinned, .memories, .recent] {
             guard let cap = request.caps[section] else { continue }
-            while !parts[section].isEmpty, counter.count(parts.render(only: section)) > cap {
+            while !parts[section].isEmpty, tally.count(parts.render(only: section)) > cap {
                 let item = parts.dropLeastValuable(section)
                 if section == .recent { cutTurns.append(item) }
                 dropped.append(.init(id: item.id, reason: .sectionCap))
@@ -217,7 +218,7 @@ public struct PromptBuilder: Sendable {
         }
         // The budget: least relevant memories first, then the oldest turns, then pinned facts.
         let order = parts.dropOrder
-        let enough = fewestDrops(parts, order: order, request: request)
+        let (enough, rendered) = fewestDrops(parts, order: order, request: request, tally: tally)
         let removed = order.prefix(enough)
         parts = parts.dropping(enough)
         dropped += removed.map { .init(id: $0.item.id, reason: .budget) }
@@ -226,24 +227,34 @@ public struct PromptBuilder: Sendable {
         }
 
         if let embed, !cutTurns.isEmpty {
-            parts.summary = summary(of: cutTurns, embed: embed, into: parts, request: request)
+            parts.summary = summary(of: cutTurns, embed: embed, into: parts, request: request, tally: tally)
         }
-        return finished(parts, request: request, dropped: dropped)
+        let text = parts.summary.isEmpty ? rendered ?? parts.render() : parts.render()
+        return finished(parts, text: text, request: request, dropped: dropped, tally: tally)
     }
 
     /// How many items of `order` must go for `parts` to fit the budget. Dropping more never
     /// makes a prompt longer, so the answer is bracketed and bisected, starting from an estimate
-    /// (each item's line counted alone), so a few exact counts of the whole prompt suffice.
+    /// of each item's share, so a few exact counts of the whole prompt suffice.
     /// All of them dropped always fits (`build` checked it).
+    /// - Returns: The count, and the prompt rendered with them dropped when it was.
     private func fewestDrops(
-        _ parts: Parts, order: [(section: PromptSection, item: PromptItem)], request: PromptRequest
-    ) -> Int {
-        func fits(_ drops: Int) -> Bool { cost(parts.dropping(drops), request.format) <= request.budget }
-        var whole = cost(parts, request.format)
-        guard whole > request.budget else { return 0 }
+        _ parts: Parts, order: [(section: PromptSection, item: PromptItem)], request: PromptRequest, tally: TokenTally
+    ) -> (drops: Int, rendered: String?) {
+        var rendered: [Int: String] = [:]
+        func cost(_ drops: Int) -> Int {
+            let dropped = parts.dropping(drops)
+            let text = dropped.render()
+            rendered[drops] = text
+            return tokens(of: text, request.format == .messages ? dropped.messages() : nil, tally)
+        }
+        func fits(_ drops: Int) -> Bool { cost(drops) <= request.budget }
+        var whole = cost(0)
+        guard whole > request.budget else { return (0, rendered[0]) }
         var guess = 0
         while guess < order.count, whole > request.budget {
-            whole -= counter.count(order[guess].item.text) + 8  // its text, and about its date and who
+            // About its text (4 bytes a token), its date and who said it: only a first guess.
+            whole -= order[guess].item.text.utf8.count / 4 + 10
             guess += 1
         }
         // A bracket: `tooFew` does not fit (or is -1), `enough` fits (or is every item).
@@ -270,12 +281,13 @@ public struct PromptBuilder: Sendable {
             let middle = (tooFew + enough) / 2
             if fits(middle) { enough = middle } else { tooFew = middle }
         }
-        return enough
+        return (enough, rendered[enough])
     }
 
     /// The most sentences of `turns`, most central first, that fit in what the budget leaves.
     private func summary(
-        of turns: [PromptItem], embed: @Sendable ([String]) -> [[Float]], into parts: Parts, request: PromptRequest
+        of turns: [PromptItem], embed: @Sendable ([String]) -> [[Float]], into parts: Parts, request: PromptRequest,
+        tally: TokenTally
     ) -> [PromptItem] {
         let ranked = ExtractiveSummary.rank(turns, embed: embed)
         func taking(_ n: Int) -> Parts {
@@ -286,20 +298,23 @@ public struct PromptBuilder: Sendable {
         var (fits, tooMany) = (0, ranked.count + 1)
         while tooMany - fits > 1 {
             let middle = (fits + tooMany) / 2
-            if cost(taking(middle), request.format) <= request.budget { fits = middle } else { tooMany = middle }
+            if cost(taking(middle), request.format, tally) <= request.budget { fits = middle } else { tooMany = middle }
         }
         return taking(fits).summary
     }
 
-    private func finished(_ parts: Parts, request: PromptRequest, dropped: [Prompt.Dropped]) -> Prompt {
-        let text = parts.render()
+    private func finished(
+        _ parts: Parts, text: String, request: PromptRequest, dropped: [Prompt.Dropped], tally: TokenTally
+    ) -> Prompt {
         let messages = request.format == .messages ? parts.messages() : nil
         let sections = PromptSection.allCases.map { section in
             let ids = section == .summary ? Self.unique(parts.summary.map(\.id)) : parts[section].map(\.id)
-            return Prompt.Section(name: section, tokens: counter.count(parts.render(only: section)), ids: ids)
+            // An empty section takes nothing (alone, the template would show only its fixed text).
+            let empty = parts[section].isEmpty && section != .system && section != .query
+            return Prompt.Section(name: section, tokens: empty ? 0 : tally.count(parts.render(only: section)), ids: ids)
         }
         return Prompt(
-            text: text, messages: messages, tokens: tokens(of: text, messages), sections: sections,
+            text: text, messages: messages, tokens: tokens(of: text, messages, tally), sections: sections,
             used: (parts.pinned + parts.memories + parts.recent).map(\.id), dropped: dropped)
     }
 
@@ -309,14 +324,14 @@ public struct PromptBuilder: Sendable {
     }
 
     /// What `parts` cost in `format` (see `Prompt.tokens`).
-    func cost(_ parts: Parts, _ format: PromptFormat) -> Int {
-        tokens(of: parts.render(), format == .messages ? parts.messages() : nil)
+    func cost(_ parts: Parts, _ format: PromptFormat, _ tally: TokenTally? = nil) -> Int {
+        tokens(of: parts.render(), format == .messages ? parts.messages() : nil, tally ?? TokenTally(counter))
     }
 
-    private func tokens(of text: String, _ messages: [PromptMessage]?) -> Int {
-        guard let messages else { return counter.count(text) }
-        let contents = messages.reduce(0) { $0 + counter.count($1.content) }
-        return max(counter.count(text), contents + messages.count * Self.messageOverhead + Self.replyPriming)
+    private func tokens(of text: String, _ messages: [PromptMessage]?, _ tally: TokenTally) -> Int {
+        guard let messages else { return tally.count(text) }
+        let contents = messages.reduce(0) { $0 + tally.count($1.content) }
+        return max(tally.count(text), contents + messages.count * Self.messageOverhead + Self.replyPriming)
     }
 
     /// A text as compared for duplicates: lower-cased, runs of white space as one space, none at

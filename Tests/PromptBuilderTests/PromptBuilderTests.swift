@@ -208,6 +208,31 @@ import Testing
         #expect(prompt.tokens == max(builder.counter.count(prompt.text), contents + 4 * 4 + 3))
     }
 
+    /// A prompt's count taken line by line (each line once per build) is its count taken whole,
+    /// for texts made of the pieces prompts are made of and of awkward ones around line breaks.
+    @Test func countingLineByLineEqualsCountingWhole() async throws {
+        let encoder = try #require(sharedEncoder)
+        let texts = [
+            "\n", "\n\n", " ", "  ", "\t", "- ", "[8 May 2023] ", "Ana: ", "word", "it's", "'s", "?", "!\n", "...",
+            "123", "4567", "é", "日本語", " \n", "\r\n", "x", "\u{A0}", "\u{3000}", "\u{1C}", "\n ", "Known facts:",
+        ]
+        let pieces = Gen.int(in: 0...texts.count - 1).map { texts[$0] }
+        await propertyCheck(count: 500, input: pieces.array(of: 0...40)) { parts in
+            let text = parts.joined()
+            #expect(TokenTally(.cl100k(encoder)).count(text) == encoder.count(text), "\(text.debugDescription)")
+        }
+    }
+
+    @Test func asciiTextIsNormalizedAsUnicodeTextIs() async {
+        let characters = Array("aZ09 .\t\n\r-_?\u{0B}\u{0C}")
+        let ascii = Gen.int(in: 0...characters.count - 1).map { characters[$0] }.string(of: 0...30)
+        await propertyCheck(count: 300, input: ascii) { text in
+            #expect(
+                PromptBuilder.normalized(text)
+                    == text.lowercased().split(whereSeparator: \.isWhitespace).joined(separator: " "))
+        }
+    }
+
     /// For random histories, queries and budgets: the prompt never exceeds its budget, always
     /// holds the query, and is the same when built twice.
     @Test func randomRequestsStayWithinBudget() async {

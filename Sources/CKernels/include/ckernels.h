@@ -66,24 +66,16 @@ void ck_pack_f16(const float *w, long n, long k, unsigned short *packed);
 /// y[t * ldy + o] = bias[o] + dot(x[t * k ...], w[o ...]) for t < m, o < n, with w packed by
 /// `ck_pack_f16`: each weight read once, as float16, by AVX-512 FMAs over up to 12 rows at once.
 /// Returns 0 (and does nothing) where the processor lacks AVX-512 or n is not a multiple of 32.
+/// A slice of outputs [o, o + w), o and w multiples of 32, is the call with packed + o * k,
+/// bias + o, y + o and n = w.
 int ck_packed_gemm_f16(
     const float *x, long m, long k, const unsigned short *packed, long n, const float *bias, float *y, long ldy);
+
+/// Whether `ck_packed_gemm_f16` runs on this processor (AVX-512).
+int ck_packed_f16_supported(void);
 
 /// Asks the processor to start loading the cache line at `address` (a vector about to be scored).
 static inline void ck_prefetch(const void *address) { __builtin_prefetch(address, 0, 3); }
-
-/// How many float16 a weight matrix of n outputs and k inputs takes packed (`ck_pack_f16`).
-long ck_packed_f16_count(long n, long k);
-
-/// Packs a weight matrix w (n outputs x k inputs, row-major, as PyTorch stores it) as float16
-/// (rounded to nearest even) in blocks of 16 outputs: packed[(b * k + j) * 16 + i] = w[b*16+i][j].
-void ck_pack_f16(const float *w, long n, long k, unsigned short *packed);
-
-/// y[t * ldy + o] = bias[o] + dot(x[t * k ...], w[o ...]) for t < m, o < n, with w packed by
-/// `ck_pack_f16`: each weight read once, as float16, by AVX-512 FMAs over up to 12 rows at once.
-/// Returns 0 (and does nothing) where the processor lacks AVX-512 or n is not a multiple of 32.
-int ck_packed_gemm_f16(
-    const float *x, long m, long k, const unsigned short *packed, long n, const float *bias, float *y, long ldy);
 
 /// Asks the processor to start loading every cache line of `bytes` bytes at `address`.
 static inline void ck_prefetch_range(const void *address, long bytes) {
