@@ -76,8 +76,7 @@ extension MemoryStore {
                     ef: request.ef, exact: request.exact)
             let keyword = keywordHits.compactMap { hit -> SearchHit? in
                 // A row committed after the state was read, or another user's under the same scope token.
-                guard let handle = state.handleOfSeq[hit.seq], let record = state.records[Int(handle)],
-                    record.user == request.user
+                guard let handle = state.handleOfSeq[hit.seq], state.records[Int(handle)]?.user == request.user
                 else { return nil }
                 return SearchHit(id: "", score: hit.score, handle: handle)
             }

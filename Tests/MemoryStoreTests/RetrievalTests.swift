@@ -93,6 +93,33 @@ import VectorIndex
         #expect(try MemoryStore.check(path: temporary.path).problems == ["1 keyword rows index no memory"])
     }
 
+    /// Pinned facts: metadata `"pinned": true` exactly (not 1, not "true", not nested), the
+    /// user's own, live, oldest first, read through their partial index.
+    @Test func pinnedFactsAreReadThroughTheirIndex() throws {
+        let store = try MemoryStore(path: temporary.path, dimension: 3)
+        try store.add([
+            turn("late", "likes tea", at: 5, metadata: #"{"pinned":true}"#),
+            turn("early", "is vegetarian", at: 1, metadata: #"{"pinned":true,"topic":"food"}"#),
+            turn("one", "x", metadata: #"{"pinned":1}"#), turn("text", "x", metadata: #"{"pinned":"true"}"#),
+            turn("nested", "x", metadata: #"{"a":{"pinned":true}}"#), turn("plain", "x"),
+            turn("other", "x", user: "v", metadata: #"{"pinned":true}"#),
+            turn("brief", "x", metadata: #"{"pinned":true}"#, ttl: 1),
+        ])
+        #expect(try store.pinned(user: "u", limit: 50).map(\.id) == ["brief", "early", "late"])
+        Thread.sleep(forTimeInterval: 1.1)  // the ttl is 1 s
+        let pinned = try store.pinned(user: "u", limit: 50)
+        #expect(pinned.map(\.id) == ["early", "late"] && pinned.allSatisfy { $0.vector.count == 3 })
+        #expect(try store.pinned(user: "u", limit: 1).map(\.id) == ["early"])
+        store.close()
+        let database = try Database(path: temporary.path)
+        defer { database.close() }
+        let plan = try database.prepare("EXPLAIN QUERY PLAN " + SQL.pinned)
+        try plan.bind(["u", Int64(0), Int64(50)])
+        var steps: [String] = []
+        while try plan.step() { steps.append(plan.string(at: 3) ?? "") }
+        #expect(steps.contains { $0.contains("USING INDEX memories_pinned") }, "\(steps)")
+    }
+
     /// A file of schema 6 (before the keyword index) is indexed when opened, with progress in the log.
     @Test func aFileWithoutTheKeywordIndexIsIndexedWhenOpened() throws {
         do {
@@ -102,7 +129,8 @@ import VectorIndex
             let database = try Database(path: temporary.path)
             try database.execute(
                 """
-                DROP INDEX memories_expiring; ALTER TABLE memories DROP COLUMN expires_at; DROP TABLE memory_terms;
+                DROP INDEX memories_pinned; DROP INDEX memories_expiring; ALTER TABLE memories DROP COLUMN expires_at;
+                DROP TABLE memory_terms;
                 PRAGMA user_version = 6;
                 """)
             database.close()
