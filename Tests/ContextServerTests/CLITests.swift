@@ -93,6 +93,49 @@ import Testing
                 "error: cannot listen on 192.0.2.1:0: no interface of this machine has that address\n"))
         #expect(access(folder.path + "/space.db", F_OK) != 0)
     }
+
+    /// `serve --templates` loads a folder's NAME.mustache files, which `prompt --template NAME`
+    /// names, as an unprivileged user; a bad file stops the server before it listens, naming the
+    /// file and line; a missing rank file is named too.
+    @Test func servedTemplatesAreNamedByPromptsAndABadOneStopsTheServer() throws {
+        let folder = TemporaryFolder()
+        let templates = folder.path + "/templates"
+        try FileManager.default.createDirectory(atPath: templates, withIntermediateDirectories: true)
+        try "Q: {{query}}{{#memories}} | {{text}}{{/memories}}".write(
+            toFile: templates + "/short.mustache", atomically: true, encoding: .utf8)
+        chmod(folder.path, 0o777)  // the server, as nobody, creates its database here
+        chmod(templates, 0o755)
+        chmod(templates + "/short.mustache", 0o644)
+        let server = try ServerProcess(
+            database: folder.path + "/space.db", arguments: ["--templates", templates, "--dim", "2"],
+            unprivileged: true)
+        let add = try runContextstore([
+            "add", "--port", String(server.port), "--user", "u", "--text", "tea at noon", "--vector", "1,0",
+        ])
+        #expect(add.status == 0, "\(add.error)")
+        let prompt = try runContextstore([
+            "prompt", "--port", String(server.port), "--user", "u", "--query", "tea", "--template", "short", "--text",
+        ])
+        #expect(prompt.status == 0 && prompt.output == "Q: tea | tea at noon\n", "\(prompt.output) \(prompt.error)")
+        #expect(prompt.error.hasPrefix("prompt: "))
+        server.signal(SIGTERM)
+
+        try "fine\n{{#a}}\n{{/b}}\n".write(toFile: templates + "/bad.mustache", atomically: true, encoding: .utf8)
+        let refused = try runContextstore([
+            "serve", "--db", folder.path + "/other.db", "--port", "0", "--model", "none", "--templates", templates,
+        ])
+        #expect(refused.status == 1)
+        #expect(
+            refused.error.hasPrefix("error: --templates: template \(templates)/bad.mustache, line 3: "),
+            "\(refused.error)")
+        #expect(access(folder.path + "/other.db", F_OK) != 0)
+        let noRanks = try runContextstore([
+            "serve", "--db", folder.path + "/other.db", "--port", "0", "--model", "none", "--tokenizer",
+            folder.path + "/none.tiktoken",
+        ])
+        #expect(noRanks.status == 1)
+        #expect(noRanks.error.hasPrefix("error: --tokenizer: cannot load the rank file \(folder.path)/none.tiktoken"))
+    }
 }
 
 /// A TCP socket bound to a free port on 127.0.0.1, and that port.

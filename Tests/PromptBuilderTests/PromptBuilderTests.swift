@@ -242,10 +242,13 @@ import Testing
             PromptTemplate.standard,
             try PromptTemplate(name: "query first", text: "Q: {{query}}\n{{#memories}}- {{line}}\n{{/memories}}"),
             try PromptTemplate(
-                name: "turns", text: "{{#recent}}{{who}}: {{text}}\n{{/recent}}{{#summary}}~ {{text}}\n{{/summary}}{{query}}"),
+                name: "turns",
+                text: "{{#recent}}{{who}}: {{text}}\n{{/recent}}{{#summary}}~ {{text}}\n{{/summary}}{{query}}"),
             try PromptTemplate(
                 name: "dense",
-                text: "{{system}}\n{{#pinned}}{{text}}{{/pinned}}{{#memories}}[{{date}}] {{text}}{{/memories}}\n>>> {{query}} <<<"),
+                text:
+                    "{{system}}\n{{#pinned}}{{text}}{{/pinned}}{{#memories}}[{{date}}] {{text}}{{/memories}}\n>>> {{query}} <<<"
+            ),
         ]
         await propertyCheck(
             count: 200, input: text.array(of: 0...12), text.array(of: 0...8), text, Gen.int(in: 16...600),
