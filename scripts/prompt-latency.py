@@ -5,15 +5,15 @@ Loads the first --rows WordNet glosses (text and the dataset's MiniLM vectors) i
 running server, 20 to a session, one minute apart, then builds prompts one at a time:
   - at the server, no embedding: the query's text and its vector, --budget tokens (default 4096),
     --limit memories (default 100), the last session's 10 latest turns;
-  - end to end: a short question (its first 8 words, about 12 tokens, a new one each time) that
-    the server embeds, same settings;
+  - end to end: a short question (a gloss the server never embedded, cut to at most 12 tokens;
+    the mean is printed) that the server embeds, same settings;
 and, in the same run, the hybrid search the prompt starts from (k = limit + 10, vector given) and
 Redis PING over the same kind of socket (the round trip's floor). Prints p50 / p99 in ms and the
 prompts' token counts.
 
     scripts/prompt-latency.py --port 7420 [--rows 10000] [--queries 1000]
 """
-import argparse, base64, json, socket, subprocess, time
+import argparse, base64, json, random, re, socket, subprocess, time
 import numpy as np
 
 
@@ -44,6 +44,25 @@ def timed(send, count):
     return samples
 
 
+def wordpiece_count(text, vocab):
+    """MiniLM's token count for plain ASCII text: [CLS], [SEP], and BERT's basic split (white
+    space, punctuation) then greedy longest-match WordPiece."""
+    words = re.findall(r"[A-Za-z0-9]+|[^\sA-Za-z0-9]", text.lower())
+    count = 2
+    for word in words:
+        start = 0
+        while start < len(word):
+            end = len(word)
+            while end > start and (word[start:end] if start == 0 else "##" + word[start:end]) not in vocab:
+                end -= 1
+            if end == start:
+                count += 1  # [UNK] for the whole word
+                break
+            count += 1
+            start = end
+    return count
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
@@ -53,6 +72,7 @@ def main():
     parser.add_argument("--budget", type=int, default=4096)
     parser.add_argument("--limit", type=int, default=100)
     parser.add_argument("--user", default="prompt-latency")
+    parser.add_argument("--model", default="data/models/all-MiniLM-L6-v2", help="for its vocab.txt")
     args = parser.parse_args()
     base = np.load(args.data + "/base.f16.npy")[: args.rows].astype(np.float32)
     texts = [json.loads(line)["text"] for _, line in zip(range(args.rows), open(args.data + "/base.jsonl"))]
@@ -76,7 +96,19 @@ def main():
         return send
 
     vector = lambda i: {"vector": base64.b64encode(queries[i].tobytes()).decode()}
-    short = lambda i: " ".join(questions[i].split()[:8]) + f" ({i})"
+    # Short questions: glosses the server has never embedded (from past the loaded rows, at a
+    # random place, so another run asks others and the embedding cache never answers), each cut
+    # to the most words within 12 tokens.
+    vocab = set(open(args.model + "/vocab.txt").read().split("\n"))
+    start = random.randrange(args.rows, 100_000 - args.queries - 50)
+    glosses = [json.loads(line)["text"] for _, line in zip(range(start + args.queries + 50), open(args.data + "/base.jsonl"))][start:]
+    shorts = []
+    for gloss in glosses[: args.queries + 50]:
+        words = gloss.split()
+        while len(words) > 1 and wordpiece_count(" ".join(words), vocab) > 12:
+            words.pop()
+        shorts.append(" ".join(words))
+    short = lambda i: shorts[i]
     rows = [
         ("contextstore ping", lambda i: connection.call({"op": "ping"})),
         (f"hybrid search, k = {max(30, args.limit + 10)}, vector given",
@@ -85,6 +117,8 @@ def main():
         ("prompt at the server (vector given: no embedding)", prompt(lambda i: dict(vector(i), query=questions[i]))),
         ("prompt end to end (short question embedded by the server)", prompt(lambda i: {"query": short(i)})),
     ]
+    mean = sum(wordpiece_count(short(i), vocab) for i in range(args.queries)) / args.queries
+    print(f"short questions: {mean:.1f} tokens on average (MiniLM's WordPiece, [CLS] and [SEP] included)")
     print(f"| one user of {args.rows} memories, budget {args.budget}, limit {args.limit} | p50 ms | p99 ms |")
     print("|---|---|---|")
     for name, send in rows:

@@ -132,6 +132,7 @@ extension MemoryStore {
         _ vector: [SearchHit], _ keyword: [SearchHit], state: borrowing State, admits: (Int32) -> Bool
     ) -> [Ranked] {
         var byHandle: [Int32: Ranked] = [:]
+        byHandle.reserveCapacity(2 * (vector.count + keyword.count))
         var gains: [[Int32: Float]] = []
         for (side, hits) in [(Side.vector, vector), (Side.keyword, keyword)] {
             var gain: [Int32: Float] = [:]
@@ -154,6 +155,8 @@ extension MemoryStore {
                 byHandle[turn] = Ranked(handle: turn, score: 0)
             }
         }
+        var fused: [Ranked] = []
+        fused.reserveCapacity(byHandle.count)
         for (handle, var ranked) in byHandle {
             var credit: Float = 0
             let neighbours =
@@ -168,9 +171,9 @@ extension MemoryStore {
             }
             ranked.score += credit
             ranked.explanation.neighbours = credit
-            byHandle[handle] = ranked
+            fused.append(ranked)
         }
-        return Array(byHandle.values)
+        return fused
     }
 
     /// The hits as returned: memories (without vectors), explanations when asked, and each
