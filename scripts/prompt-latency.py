@@ -13,35 +13,9 @@ prompts' token counts.
 
     scripts/prompt-latency.py --port 7420 [--rows 10000] [--queries 1000]
 """
-import argparse, base64, json, random, re, socket, subprocess, time
+import argparse, base64, json, random, re
 import numpy as np
-
-
-class Connection:
-    def __init__(self, port):
-        self.socket = socket.create_connection(("127.0.0.1", port))
-        self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.lines = self.socket.makefile("rb")
-
-    def call(self, request):
-        self.socket.sendall((json.dumps(request) + "\n").encode())
-        answer = json.loads(self.lines.readline())
-        assert answer["ok"], answer
-        return answer
-
-
-def percentiles(samples):
-    values = np.array(samples) / 1e6
-    return f"{np.percentile(values, 50):.2f} | {np.percentile(values, 99):.2f}"
-
-
-def timed(send, count):
-    samples = []
-    for i in range(count):
-        start = time.perf_counter_ns()
-        send(i)
-        samples.append(time.perf_counter_ns() - start)
-    return samples
+from loopback import Connection, percentiles, redis_ping_row, timed
 
 
 def wordpiece_count(text, vocab):
@@ -124,26 +98,11 @@ def main():
     for name, send in rows:
         timed(send, 50)  # warm-up
         tokens.clear()
-        line = f"| {name} | {percentiles(timed(send, args.queries))} |"
+        line = f"| {name} | {percentiles(timed(send, args.queries), 99)} |"
         if tokens:
             line += f" prompts of {min(tokens)}-{max(tokens)} tokens"
         print(line)
-    redis = subprocess.Popen(["redis-server", "--port", "7499", "--save", "", "--appendonly", "no"],
-                             stdout=subprocess.DEVNULL)
-    try:
-        time.sleep(0.5)
-        peer = socket.create_connection(("127.0.0.1", 7499))
-        peer.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        replies = peer.makefile("rb")
-
-        def redis_ping(i):
-            peer.sendall(b"PING\r\n")
-            assert replies.readline() == b"+PONG\r\n"
-
-        timed(redis_ping, 200)
-        print(f"| Redis PING, same client | {percentiles(timed(redis_ping, args.queries))} |")
-    finally:
-        redis.terminate()
+    print(redis_ping_row(args.queries, 99))
 
 
 main()

@@ -9,35 +9,9 @@ round trip's floor.
 
     scripts/search-latency.py --port 7420 [--rows 10000] [--queries 1000]
 """
-import argparse, base64, json, socket, subprocess, time
+import argparse, base64, json
 import numpy as np
-
-
-class Connection:
-    def __init__(self, port):
-        self.socket = socket.create_connection(("127.0.0.1", port))
-        self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.lines = self.socket.makefile("rb")
-
-    def call(self, request):
-        self.socket.sendall((json.dumps(request) + "\n").encode())
-        answer = json.loads(self.lines.readline())
-        assert answer["ok"], answer
-        return answer
-
-
-def percentiles(samples):
-    values = np.array(samples) / 1e6
-    return f"{np.percentile(values, 50):.3f} | {np.percentile(values, 95):.3f}"
-
-
-def timed(send, count):
-    samples = []
-    for i in range(count):
-        start = time.perf_counter_ns()
-        send(i)
-        samples.append(time.perf_counter_ns() - start)
-    return samples
+from loopback import Connection, percentiles, redis_ping_row, timed
 
 
 def main():
@@ -71,28 +45,13 @@ def main():
     print(f"| search, one user of {args.rows} memories, k = 10 | p50 ms | p95 ms |\n|---|---|---|")
     ping = lambda i: connection.call({"op": "ping"})
     timed(ping, 200)
-    print(f"| contextstore ping | {percentiles(timed(ping, args.queries))} |")
+    print(f"| contextstore ping | {percentiles(timed(ping, args.queries), 95)} |")
     for name, send in modes:
         if name not in args.modes.split(","):
             continue
         timed(send, 50)  # warm-up
-        print(f"| {name} | {percentiles(timed(send, args.queries))} |")
-    redis = subprocess.Popen(["redis-server", "--port", "7499", "--save", "", "--appendonly", "no"],
-                             stdout=subprocess.DEVNULL)
-    try:
-        time.sleep(0.5)
-        peer = socket.create_connection(("127.0.0.1", 7499))
-        peer.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        replies = peer.makefile("rb")
-
-        def redis_ping(i):
-            peer.sendall(b"PING\r\n")
-            assert replies.readline() == b"+PONG\r\n"
-
-        timed(redis_ping, 200)
-        print(f"| Redis PING, same client | {percentiles(timed(redis_ping, args.queries))} |")
-    finally:
-        redis.terminate()
+        print(f"| {name} | {percentiles(timed(send, args.queries), 95)} |")
+    print(redis_ping_row(args.queries, 95))
 
 
 main()

@@ -55,60 +55,15 @@ extension Operations {
             }
         }
 
+        /// The prompt, and how its tokens were counted.
         public struct Answer: Sendable, Equatable {
-            public struct Section: Sendable, Equatable {
-                public var name: String
-                public var tokens: Int
-                public var ids: [String]
-
-                public init(name: String, tokens: Int, ids: [String]) {
-                    self.name = name
-                    self.tokens = tokens
-                    self.ids = ids
-                }
-            }
-
-            public struct Message: Sendable, Equatable {
-                public var role: String
-                public var content: String
-
-                public init(role: String, content: String) {
-                    self.role = role
-                    self.content = content
-                }
-            }
-
-            public struct Dropped: Sendable, Equatable {
-                public var id: String
-                /// `budget`, `duplicate`, `section_cap` or `limit`.
-                public var reason: String
-
-                public init(id: String, reason: String) {
-                    self.id = id
-                    self.reason = reason
-                }
-            }
-
-            public var prompt: String
-            public var messages: [Message]?
-            public var tokens: Int
-            /// How tokens were counted: `cl100k_base`, or `estimate`.
+            public var prompt: ContextModel.Prompt
+            /// `cl100k_base`, or `estimate`.
             public var counter: String
-            public var sections: [Section]
-            public var used: [String]
-            public var dropped: [Dropped]
 
-            public init(
-                prompt: String, messages: [Message]?, tokens: Int, counter: String, sections: [Section],
-                used: [String], dropped: [Dropped]
-            ) {
+            public init(prompt: ContextModel.Prompt, counter: String) {
                 self.prompt = prompt
-                self.messages = messages
-                self.tokens = tokens
                 self.counter = counter
-                self.sections = sections
-                self.used = used
-                self.dropped = dropped
             }
         }
 
@@ -198,9 +153,10 @@ extension Operations {
         }
 
         public static func encode(answer: Answer, to writer: inout JSONWriter) {
+            let prompt = answer.prompt
             writer.field("prompt")
-            writer.string(answer.prompt)
-            if let messages = answer.messages {
+            writer.string(prompt.text)
+            if let messages = prompt.messages {
                 writer.field("messages")
                 writer.array(count: messages.count) { writer, i in
                     writer.raw("{\"role\":")
@@ -211,14 +167,14 @@ extension Operations {
                 }
             }
             writer.field("tokens")
-            writer.int(Int64(answer.tokens))
+            writer.int(Int64(prompt.tokens))
             writer.field("counter")
             writer.string(answer.counter)
             writer.field("sections")
-            writer.array(count: answer.sections.count) { writer, i in
-                let section = answer.sections[i]
+            writer.array(count: prompt.sections.count) { writer, i in
+                let section = prompt.sections[i]
                 writer.raw("{\"name\":")
-                writer.string(section.name)
+                writer.string(section.name.rawValue)
                 writer.field("tokens")
                 writer.int(Int64(section.tokens))
                 writer.field("ids")
@@ -226,13 +182,13 @@ extension Operations {
                 writer.raw(UInt8(ascii: "}"))
             }
             writer.field("used")
-            writer.array(count: answer.used.count) { $0.string(answer.used[$1]) }
+            writer.array(count: prompt.used.count) { $0.string(prompt.used[$1]) }
             writer.field("dropped")
-            writer.array(count: answer.dropped.count) { writer, i in
+            writer.array(count: prompt.dropped.count) { writer, i in
                 writer.raw("{\"id\":")
-                writer.string(answer.dropped[i].id)
+                writer.string(prompt.dropped[i].id)
                 writer.field("reason")
-                writer.string(answer.dropped[i].reason)
+                writer.string(prompt.dropped[i].reason.rawValue)
                 writer.raw(UInt8(ascii: "}"))
             }
         }
@@ -246,29 +202,35 @@ extension Operations {
                     return object
                 }
             }
-            let messages: [Answer.Message]? =
+            func named<T: RawRepresentable<String>>(_ object: JSONObject, _ key: String) throws(ProtocolError) -> T {
+                let name = try object.required(key, as: "string", \.stringValue)
+                guard let value = T(rawValue: name) else {
+                    throw ProtocolError(.invalidValue, "'\(name)' is no \(key) this client knows")
+                }
+                return value
+            }
+            let messages: [PromptMessage]? =
                 answer["messages"] == nil
                 ? nil
                 : try objects("messages").map { (object) throws(ProtocolError) in
-                    Answer.Message(
+                    PromptMessage(
                         role: try object.required("role", as: "string", \.stringValue),
                         content: try object.required("content", as: "string", \.stringValue))
                 }
-            return Answer(
-                prompt: try answer.required("prompt", as: "string", \.stringValue), messages: messages,
+            let prompt = ContextModel.Prompt(
+                text: try answer.required("prompt", as: "string", \.stringValue), messages: messages,
                 tokens: Int(try answer.required("tokens", as: "integer", \.integerValue)),
-                counter: try answer.required("counter", as: "string", \.stringValue),
                 sections: try objects("sections").map { (object) throws(ProtocolError) in
-                    Answer.Section(
-                        name: try object.required("name", as: "string", \.stringValue),
+                    ContextModel.Prompt.Section(
+                        name: try named(object, "name"),
                         tokens: Int(try object.required("tokens", as: "integer", \.integerValue)),
                         ids: try object.strings("ids"))
                 }, used: try answer.strings("used"),
                 dropped: try objects("dropped").map { (object) throws(ProtocolError) in
-                    Answer.Dropped(
-                        id: try object.required("id", as: "string", \.stringValue),
-                        reason: try object.required("reason", as: "string", \.stringValue))
+                    ContextModel.Prompt.Dropped(
+                        id: try object.required("id", as: "string", \.stringValue), reason: try named(object, "reason"))
                 })
+            return Answer(prompt: prompt, counter: try answer.required("counter", as: "string", \.stringValue))
         }
     }
 }

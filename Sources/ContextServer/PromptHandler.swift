@@ -69,7 +69,7 @@ extension ServerContext {
             system: request.system ?? PromptSettings.defaultSystem, query: request.search.text ?? "", pinned: pinned,
             memories: memories, recent: recent, budget: request.budget, limit: request.limit, caps: caps,
             format: request.messages ? .messages : .text)
-        let built: Prompt
+        let built: ContextModel.Prompt
         do throws(PromptError) {
             built = try builder.build(fitted)
         } catch {
@@ -79,12 +79,7 @@ extension ServerContext {
                 "the system text and the query alone need \(needed) tokens (\(prompts.counter.name)); the budget is \(budget)",
                 details: ["needed": Int64(needed)])
         }
-        return Operations.Prompt.Answer(
-            prompt: built.text,
-            messages: built.messages?.map { Operations.Prompt.Answer.Message(role: $0.role, content: $0.content) },
-            tokens: built.tokens, counter: prompts.counter.name,
-            sections: built.sections.map { .init(name: $0.name.rawValue, tokens: $0.tokens, ids: $0.ids) },
-            used: built.used, dropped: built.dropped.map { .init(id: $0.id, reason: $0.reason.rawValue) })
+        return Operations.Prompt.Answer(prompt: built, counter: prompts.counter.name)
     }
 
     /// The standard template, a loaded one by name, or a template's text (anything holding `{{`).

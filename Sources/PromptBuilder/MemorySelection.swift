@@ -1,3 +1,5 @@
+import ContextModel
+
 /// Which pinned facts, memories and turns a prompt may hold before the budget is applied: each
 /// text once, memories that say nearly what another item says left out, the rest of the memories
 /// ordered by maximal marginal relevance and cut at the request's limit.

@@ -1,3 +1,5 @@
+import ContextModel
+
 /// How a prompt's tokens are counted.
 public enum TokenCounter: Sendable {
     /// Exact: OpenAI's cl100k_base (`BytePairEncoder`).
@@ -50,22 +52,6 @@ public struct PromptItem: Sendable, Equatable {
     }
 }
 
-/// The parts of a prompt, in the order they appear.
-public enum PromptSection: String, Sendable, CaseIterable {
-    /// Instructions; never cut.
-    case system
-    /// Profile facts.
-    case pinned
-    /// Relevant memories, most relevant first.
-    case memories
-    /// Sentences from the session's older turns that did not fit, marked as a summary.
-    case summary
-    /// The current session's latest turns, in time order.
-    case recent
-    /// The new message; never cut.
-    case query
-}
-
 /// How a prompt is handed to the model.
 public enum PromptFormat: String, Sendable, CaseIterable {
     /// One text.
@@ -73,18 +59,6 @@ public enum PromptFormat: String, Sendable, CaseIterable {
     /// A chat-message list: a system message (the template without the recent turns and the
     /// query), one message per recent turn, and the query as the last user message.
     case messages
-}
-
-/// One message of a chat-message prompt.
-public struct PromptMessage: Sendable, Equatable {
-    /// `system`, `user` or `assistant`.
-    public var role: String
-    public var content: String
-
-    public init(role: String, content: String) {
-        self.role = role
-        self.content = content
-    }
 }
 
 /// What a prompt is built from.
@@ -119,46 +93,6 @@ public struct PromptRequest: Sendable {
         self.caps = caps
         self.format = format
     }
-}
-
-/// Why an item was left out of a prompt.
-public enum DropReason: String, Sendable {
-    /// The prompt would have exceeded its budget.
-    case budget
-    /// Its text, or nearly its meaning, is already in the prompt.
-    case duplicate
-    /// Its section would have exceeded its own cap.
-    case sectionCap = "section_cap"
-    /// Beyond the request's `limit` of memories.
-    case limit
-}
-
-/// A built prompt and what went into it.
-public struct Prompt: Sendable, Equatable {
-    public struct Section: Sendable, Equatable {
-        public var name: PromptSection
-        public var tokens: Int
-        /// The items in it; for the summary, the turns its sentences come from.
-        public var ids: [String]
-    }
-
-    public struct Dropped: Sendable, Equatable {
-        public var id: String
-        public var reason: DropReason
-    }
-
-    public var text: String
-    /// The chat messages, for `PromptFormat.messages`.
-    public var messages: [PromptMessage]?
-    /// What the prompt costs: the count of `text`; for messages, the larger of that and the
-    /// messages' count (their contents plus `PromptBuilder.messageOverhead` each and
-    /// `replyPriming`, as OpenAI's chat models count them).
-    public var tokens: Int
-    public var sections: [Section]
-    /// The ids of the memories and turns in the prompt.
-    public var used: [String]
-    /// Items left out, in the order they were; a turn summarized is among them.
-    public var dropped: [Dropped]
 }
 
 /// Why no prompt could be built.

@@ -1,3 +1,5 @@
+import ContextModel
+
 /// Token counts of the texts one build renders again and again: a prompt is re-rendered for every
 /// fit it tries, with mostly the same lines. cl100k_base never makes a token across a line break
 /// that is followed by a printable ASCII character (every alternative of its pattern that takes

@@ -5,14 +5,21 @@ import ContextProtocol
 /// The filter flags of `search`, `list` and `forget`, sent as the protocol's fields.
 struct FilterOptions: ParsableArguments {
     @Option(help: "Only this session.") var session: String?
+    @OptionGroup var rows: RowOptions
+
+    var fields: [(key: String, value: JSONValue)] { optional("session", session) + rows.fields }
+}
+
+/// The filters besides the session, which `prompt` takes as well (its `--session` names the
+/// current conversation instead).
+struct RowOptions: ParsableArguments {
     @Option(help: "Only this role: user, assistant, system or tool.") var role: String?
     @Option(help: "Only what this speaker said.") var speaker: String?
     @Option(help: "Only memories created at or after this time (unix ms or ISO 8601).") var since: String?
     @Option(help: "Only memories created at or before this time (unix ms or ISO 8601).") var until: String?
 
     var fields: [(key: String, value: JSONValue)] {
-        optional("session", session) + optional("role", role) + optional("speaker", speaker) + time("since", since)
-            + time("until", until)
+        optional("role", role) + optional("speaker", speaker) + time("since", since) + time("until", until)
     }
 }
 

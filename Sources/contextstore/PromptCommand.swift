@@ -33,10 +33,7 @@ struct PromptCommand: AsyncParsableCommand {
     var caps: [String] = []
     @Option(help: "How memories are searched: vector, keyword or hybrid (default: the server chooses).")
     var mode: String?
-    @Option(help: "Only memories of this role: user, assistant, system or tool.") var role: String?
-    @Option(help: "Only memories this speaker said.") var speaker: String?
-    @Option(help: "Only memories created at or after this time (unix ms or ISO 8601).") var since: String?
-    @Option(help: "Only memories created at or before this time (unix ms or ISO 8601).") var until: String?
+    @OptionGroup var filter: RowOptions
     @OptionGroup var metadata: MetadataOptions
     @Option(help: "Weigh recency: a memory this many seconds old counts 3/4.") var halfLife: Double?
     @Option(help: "With each memory, this many turns of its session before and after it (0-20).") var context: Int?
@@ -47,8 +44,7 @@ struct PromptCommand: AsyncParsableCommand {
         fields += optional("session", session) + optional("budget", budget.map(Int64.init))
         fields += optional("template", template) + optional("system", system)
         fields += optional("limit", limit.map(Int64.init)) + optional("recent", recent.map(Int64.init))
-        fields += optional("format", format) + optional("mode", mode) + optional("role", role)
-        fields += optional("speaker", speaker) + time("since", since) + time("until", until)
+        fields += optional("format", format) + optional("mode", mode) + filter.fields
         fields += optional("context", context.map(Int64.init))
         if let halfLife { fields.append(("half_life", .number(halfLife))) }
         if !caps.isEmpty {

@@ -146,13 +146,17 @@ import Testing
 
     @Test func everyAnswerRoundTrips() throws {
         let built = Operations.Prompt.Answer(
-            prompt: "Q\u{0}\n", messages: [.init(role: "system", content: "S"), .init(role: "user", content: "Q")],
-            tokens: 7, counter: "cl100k_base",
-            sections: [.init(name: "memories", tokens: 3, ids: ["a", "b"]), .init(name: "query", tokens: 1, ids: [])],
-            used: ["a", "b"], dropped: [.init(id: "c", reason: "budget"), .init(id: "d\u{0}", reason: "duplicate")])
+            prompt: Prompt(
+                text: "Q\u{0}\n", messages: [.init(role: "system", content: "S"), .init(role: "user", content: "Q")],
+                tokens: 7,
+                sections: [
+                    .init(name: .memories, tokens: 3, ids: ["a", "b"]), .init(name: .query, tokens: 1, ids: []),
+                ],
+                used: ["a", "b"], dropped: [.init(id: "c", reason: .budget), .init(id: "d\u{0}", reason: .sectionCap)]),
+            counter: "cl100k_base")
         #expect(try roundTrip(Operations.Prompt.self, answer: built) == built)
         var plain = built
-        plain.messages = nil
+        plain.prompt.messages = nil
         #expect(try roundTrip(Operations.Prompt.self, answer: plain) == plain)
         #expect(try roundTrip(Operations.Ping.self, answer: Nothing()) == Nothing())
         let hello = ServerHello(

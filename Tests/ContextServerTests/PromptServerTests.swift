@@ -46,13 +46,14 @@ import Testing
     @Test func aPromptHoldsPinnedFactsMemoriesAndTheSessionsLatestTurns() async throws {
         let server = try await server()
         let client = try await server.client()
-        let answer = try await client.prompt(
+        let built = try await client.prompt(
             .init(
                 search: SearchRequest(user: "ana", text: "Where does my sister live?", vector: [1, 0, 0]),
                 session: "s2",
                 budget: 1000, system: "Be brief."))
+        let answer = built.prompt
         #expect(
-            answer.prompt == """
+            answer.text == """
                 Be brief.
 
                 Known facts:
@@ -68,14 +69,14 @@ import Testing
 
                 Where does my sister live?
                 """)
-        #expect(answer.tokens == (answer.prompt.utf8.count + 3) / 4 && answer.counter == "estimate")
+        #expect(answer.tokens == (answer.text.utf8.count + 3) / 4 && built.counter == "estimate")
         #expect(answer.used == ["p1", "m1", "m3", "r1", "r2"])
         // The pinned fact and the turns were found by the search too; m2 repeats m1's text.
         #expect(Set(answer.dropped.map(\.id)) == ["p1", "m2", "r1", "r2"])
-        #expect(answer.dropped.allSatisfy { $0.reason == "duplicate" })
-        #expect(answer.sections.map(\.name) == ["system", "pinned", "memories", "summary", "recent", "query"])
+        #expect(answer.dropped.allSatisfy { $0.reason == .duplicate })
+        #expect(answer.sections.map(\.name) == PromptSection.allCases)
         #expect(answer.sections.map(\.ids) == [[], ["p1"], ["m1", "m3"], [], ["r1", "r2"], []])
-        #expect(!answer.prompt.contains("Bob"))
+        #expect(!answer.text.contains("Bob"))
         await client.close()
         await server.stop()
     }
@@ -84,15 +85,17 @@ import Testing
         let server = try await server()
         let client = try await server.client()
         let whole = try await client.prompt(
-            .init(search: SearchRequest(user: "ana", text: "sister", vector: [1, 0, 0]), session: "s2", budget: 1000))
+            .init(search: SearchRequest(user: "ana", text: "sister", vector: [1, 0, 0]), session: "s2", budget: 1000)
+        ).prompt
         // Room for all but the last memory.
         let budget = whole.tokens - 5
         let cut = try await client.prompt(
             .init(
                 search: SearchRequest(user: "ana", text: "sister", vector: [1, 0, 0]), session: "s2", budget: budget,
-                messages: true))
+                messages: true)
+        ).prompt
         #expect(cut.tokens <= budget)
-        #expect(cut.dropped.filter { $0.reason == "budget" }.map(\.id) == ["m3"])
+        #expect(cut.dropped.filter { $0.reason == .budget }.map(\.id) == ["m3"])
         let messages = try #require(cut.messages)
         #expect(messages.map(\.role) == ["system", "user", "assistant", "user"])
         #expect(messages.suffix(3).map(\.content) == ["Hi again", "Hello Ana, how is Porto?", "sister"])
@@ -100,10 +103,11 @@ import Testing
         let limited = try await client.prompt(
             .init(
                 search: SearchRequest(user: "ana", text: "sister", vector: [1, 0, 0]), session: "s2", limit: 1,
-                caps: ["recent": 1]))
-        #expect(limited.sections.first { $0.name == "memories" }?.ids == ["m1"])
-        #expect(limited.dropped.contains(.init(id: "m3", reason: "limit")))
-        #expect(limited.dropped.filter { $0.reason == "section_cap" }.map(\.id) == ["r1", "r2"])
+                caps: ["recent": 1])
+        ).prompt
+        #expect(limited.sections.first { $0.name == .memories }?.ids == ["m1"])
+        #expect(limited.dropped.contains(.init(id: "m3", reason: .limit)))
+        #expect(limited.dropped.filter { $0.reason == .sectionCap }.map(\.id) == ["r1", "r2"])
         await client.close()
         await server.stop()
     }
@@ -157,8 +161,16 @@ import Testing
         let server = try await server()
         let client = try await server.client()
         let answer = try await client.prompt(
-            .init(search: SearchRequest(user: "nobody", text: "hello?", vector: [1, 0, 0]), session: "s2", system: ""))
-        #expect(answer.prompt == "hello?" && answer.used.isEmpty && answer.dropped.isEmpty)
+            .init(search: SearchRequest(user: "nobody", text: "hello?", vector: [1, 0, 0]), session: "s2", system: "")
+        ).prompt
+        #expect(answer.text == "hello?" && answer.used.isEmpty && answer.dropped.isEmpty)
+        // The standard template's own words and the default instructions leave a 128-token
+        // budget room for a question.
+        let small = try await client.prompt(
+            .init(
+                search: SearchRequest(user: "ana", text: "Where does my sister live?", vector: [1, 0, 0]), budget: 128)
+        ).prompt
+        #expect(small.tokens <= 128 && small.text.hasSuffix("Where does my sister live?"))
         await client.close()
         await server.stop()
     }

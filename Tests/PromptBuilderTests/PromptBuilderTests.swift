@@ -1,3 +1,4 @@
+import ContextModel
 import Foundation
 import PropertyBased
 import Testing
