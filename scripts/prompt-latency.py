@@ -13,9 +13,8 @@ prompts' token counts.
 
     scripts/prompt-latency.py --port 7420 [--rows 10000] [--queries 1000]
 """
-import argparse, base64, json, random, re
-import numpy as np
-from loopback import Connection, percentiles, redis_ping_row, timed
+import base64, json, random, re
+from loopback import Connection, load_wordnet, percentiles, redis_ping_row, timed, wordnet_arguments
 
 
 def wordpiece_count(text, vocab):
@@ -38,27 +37,13 @@ def wordpiece_count(text, vocab):
 
 
 def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--data", default="../shared/datasets/wordnet-minilm")
-    parser.add_argument("--rows", type=int, default=10000)
-    parser.add_argument("--queries", type=int, default=1000)
+    parser = wordnet_arguments(__doc__, "prompt-latency")
     parser.add_argument("--budget", type=int, default=4096)
     parser.add_argument("--limit", type=int, default=100)
-    parser.add_argument("--user", default="prompt-latency")
     parser.add_argument("--model", default="data/models/all-MiniLM-L6-v2", help="for its vocab.txt")
     args = parser.parse_args()
-    base = np.load(args.data + "/base.f16.npy")[: args.rows].astype(np.float32)
-    texts = [json.loads(line)["text"] for _, line in zip(range(args.rows), open(args.data + "/base.jsonl"))]
-    queries = np.load(args.data + "/queries.f16.npy")[: args.queries].astype(np.float32)
-    questions = [json.loads(line)["text"] for _, line in zip(range(args.queries), open(args.data + "/queries.jsonl"))]
     connection = Connection(args.port)
-    start_ms = 1_700_000_000_000
-    for start in range(0, args.rows, 500):
-        items = [{"id": str(i), "user": args.user, "session": f"s{i // 20}", "role": "user" if i % 2 else "assistant",
-                  "text": texts[i], "created_at": start_ms + i * 60_000,
-                  "vector": base64.b64encode(base[i].tobytes()).decode()} for i in range(start, min(args.rows, start + 500))]
-        connection.call({"op": "add_batch", "items": items, "if_absent": True})
+    queries, questions = load_wordnet(args, connection, turns=True)
     session = f"s{(args.rows - 1) // 20}"
     tokens = []
 

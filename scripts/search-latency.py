@@ -9,29 +9,16 @@ round trip's floor.
 
     scripts/search-latency.py --port 7420 [--rows 10000] [--queries 1000]
 """
-import argparse, base64, json
-import numpy as np
-from loopback import Connection, percentiles, redis_ping_row, timed
+import base64
+from loopback import Connection, load_wordnet, percentiles, redis_ping_row, timed, wordnet_arguments
 
 
 def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--data", default="../shared/datasets/wordnet-minilm")
-    parser.add_argument("--rows", type=int, default=10000)
-    parser.add_argument("--queries", type=int, default=1000)
-    parser.add_argument("--user", default="latency")
+    parser = wordnet_arguments(__doc__, "latency")
     parser.add_argument("--modes", default="vector,keyword,hybrid", help="comma-separated")
     args = parser.parse_args()
-    base = np.load(args.data + "/base.f16.npy")[: args.rows].astype(np.float32)
-    texts = [json.loads(line)["text"] for _, line in zip(range(args.rows), open(args.data + "/base.jsonl"))]
-    queries = np.load(args.data + "/queries.f16.npy")[: args.queries].astype(np.float32)
-    questions = [json.loads(line)["text"] for _, line in zip(range(args.queries), open(args.data + "/queries.jsonl"))]
     connection = Connection(args.port)
-    for start in range(0, args.rows, 500):
-        items = [{"id": str(i), "user": args.user, "text": texts[i],
-                  "vector": base64.b64encode(base[i].tobytes()).decode()} for i in range(start, min(args.rows, start + 500))]
-        connection.call({"op": "add_batch", "items": items, "if_absent": True})
+    queries, questions = load_wordnet(args, connection)
 
     def search(request):
         return lambda i: connection.call(dict({"op": "search", "user": args.user, "k": 10}, **request(i)))
