@@ -29,10 +29,27 @@ public final class ContextStoreClient: Sendable {
     ///   - maximumResponseBytes: Longest accepted response line.
     ///   - timeout: How long connecting, and then each call, may take; a call that passes it
     ///     closes the connection and throws `ClientError.timedOut`. Nil waits without limit.
-    /// - Throws: `ClientError.cannotConnect` naming the address and the system's reason.
+    ///   - secret: A key's secret, sent as the connection's first request (`auth`).
+    /// - Throws: `ClientError.cannotConnect` naming the address and the system's reason;
+    ///   `ClientError.server` with `unauthorized` for a secret the server does not know.
     public static func connect(
         host: String = "127.0.0.1", port: Int = 7420, maximumResponseBytes: Int = 256 * 1024 * 1024,
-        timeout: TimeAmount? = nil
+        timeout: TimeAmount? = nil, secret: String? = nil
+    ) async throws -> ContextStoreClient {
+        let client = try await open(
+            host: host, port: port, maximumResponseBytes: maximumResponseBytes, timeout: timeout)
+        guard let secret else { return client }
+        do {
+            _ = try await client.call(Operations.Auth.self, secret)
+        } catch {
+            await client.close()
+            throw error
+        }
+        return client
+    }
+
+    private static func open(
+        host: String, port: Int, maximumResponseBytes: Int, timeout: TimeAmount?
     ) async throws -> ContextStoreClient {
         do {
             let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)

@@ -43,4 +43,10 @@ public enum ErrorCode: String, Sendable, CaseIterable {
     case budgetTooSmall = "budget_too_small"
     /// A prompt names a template the server has not loaded.
     case unknownTemplate = "unknown_template"
+    /// The server has keys and the connection has not authenticated (or its key was removed):
+    /// send `auth` first. The connection stays open.
+    case unauthorized = "unauthorized"
+    /// The connection's key may not do this: its role does not allow the op, or a user the
+    /// request names is outside its users.
+    case forbidden = "forbidden"
 }

@@ -111,7 +111,7 @@ extension JSONObject {
     }
 
     /// A required array of strings.
-    func strings(_ key: String) throws(ProtocolError) -> [String] {
+    public func strings(_ key: String) throws(ProtocolError) -> [String] {
         try required(key, as: "array of strings", \.arrayValue).enumerated().map { (i, value) throws(ProtocolError) in
             guard let text = value.stringValue else {
                 throw ProtocolError(.wrongType, "\(key)[\(i)] must be a string, not \(value.typeName)")

@@ -53,6 +53,9 @@ final class ConnectionHandler: ChannelDuplexHandler {
         context: ServerContext, writerPool: NIOThreadPool, computePool: NIOThreadPool, writeQueue: WriteQueue,
         limits: ConnectionLimits, maximumLineBytes: Int, maximumPending: Int, shutdownGrace: TimeAmount
     ) {
+        // A session of its own: what `auth` sets belongs to this connection alone.
+        var context = context
+        context.session = ConnectionSession()
         self.context = context
         self.writerPool = writerPool
         self.computePool = computePool
@@ -177,6 +180,11 @@ final class ConnectionHandler: ChannelDuplexHandler {
         var decoded = ServerContext.decode(line)
         if refuse, case .call(_, _, let rid) = decoded {
             decoded = .failure(Response.failure(rid: rid, ProtocolError(.shuttingDown, "the server is shutting down")))
+        }
+        if case .call(let call, let descriptor, let rid) = decoded,
+            let denied = self.context.denial(descriptor.access, users: call.users)
+        {
+            decoded = .failure(Response.failure(rid: rid, denied))
         }
         if case .call(_, let descriptor, let rid) = decoded, descriptor.writes, !writeQueue.tryEnter() {
             decoded = .failure(Response.failure(rid: rid, ProtocolError(.busy, "too many writes queued; retry later")))

@@ -39,6 +39,8 @@ public struct ServerConfiguration: Sendable {
     public var purgeInterval: TimeAmount = .seconds(1)
     /// How `prompt` counts tokens, and the templates it may name.
     public var prompts = PromptSettings()
+    /// The keys a connection must authenticate with; nil: none needed.
+    public var keys: KeyRing?
 
     public init(
         host: String = "127.0.0.1", port: Int = 7420, maximumLineBytes: Int = Limits.defaultMaximumLineBytes,
@@ -100,7 +102,8 @@ public final class ContextStoreServer: Sendable {
         computePool.start()
         let quiesce = ServerQuiescingHelper(group: group)
         let serverContext = ServerContext(
-            store: store, embedder: embedder, version: serverVersion, prompts: configuration.prompts)
+            store: store, embedder: embedder, version: serverVersion, prompts: configuration.prompts,
+            keys: configuration.keys)
         let writeQueue = WriteQueue(limit: configuration.maximumQueuedWrites)
         let limits = ConnectionLimits(
             maximumConnections: configuration.maximumConnections,

@@ -21,6 +21,8 @@ struct OperationDescriptor: Sendable {
     let placement: Placement
     /// Whether it changes the space (and so queues for the writer).
     var writes: Bool { placement == .writer }
+    /// What it needs of the connection's key, on a server with keys.
+    let access: Access
     /// Reads a request's fields into a call bound to the op's handler.
     let decode: @Sendable (JSONObject) throws(ProtocolError) -> Call
 
@@ -31,22 +33,30 @@ struct OperationDescriptor: Sendable {
     ///     (an event-loop op then runs there whole).
     ///   - embed: Fills in what the model computes; it must leave no text for `handle`.
     ///   - handle: Runs the op; a thrown `ProtocolError` or `StoreError` is the answer.
+    ///   - users: The users whose memories a request reads or changes (the key must cover each).
     init<Op: WireOperation>(
-        _ op: Op.Type, runs placement: Placement,
+        _ op: Op.Type, runs placement: Placement, access: Access,
+        users: @escaping @Sendable (Op.Arguments) -> [String] = { _ in [] },
         needsComputePool: @escaping @Sendable (Op.Arguments) -> Bool = { _ in false },
         embed: @escaping @Sendable (Op.Arguments, ServerContext) throws(ProtocolError) -> Op.Arguments = { a, _ in a },
         handle: @escaping @Sendable (Op.Arguments, ServerContext) throws -> Op.Answer
     ) {
         name = Op.name
         self.placement = placement
+        self.access = access
         decode = { (object) throws(ProtocolError) in
-            Call.bind(try Op.decode(object), Op.self, needsComputePool: needsComputePool, embed: embed, handle: handle)
+            let arguments = try Op.decode(object)
+            var call = Call.bind(arguments, Op.self, needsComputePool: needsComputePool, embed: embed, handle: handle)
+            call.users = users(arguments)
+            return call
         }
     }
 }
 
 /// A decoded request bound to its op's handler, ready to run.
 struct Call: Sendable {
+    /// The users whose memories it reads or changes.
+    var users: [String] = []
     /// Whether text is left to embed (run `embedded` on the compute pool first).
     let needsComputePool: Bool
     /// Runs the model over the request's text; the result needs no embedding.
@@ -83,20 +93,26 @@ struct Call: Sendable {
 /// round-trip test and a section in docs/PROTOCOL.md (docs/ARCHITECTURE.md has the recipe).
 enum OperationTable {
     static let descriptors: [OperationDescriptor] = [
-        OperationDescriptor(Operations.Ping.self, runs: .eventLoop) { _, _ in Nothing() },
-        OperationDescriptor(Operations.Hello.self, runs: .eventLoop) { _, context in context.hello() },
+        OperationDescriptor(Operations.Ping.self, runs: .eventLoop, access: .anyKey) { _, _ in Nothing() },
+        OperationDescriptor(Operations.Hello.self, runs: .eventLoop, access: .anyKey) { _, context in context.hello() },
+        OperationDescriptor(Operations.Auth.self, runs: .eventLoop, access: .anyone) {
+            (secret, context) throws(ProtocolError) in
+            try context.authenticate(secret)
+        },
         OperationDescriptor(
-            Operations.Add.self, runs: .writer, needsComputePool: { $0.memory.vector == nil },
+            Operations.Add.self, runs: .writer, access: .write, users: { [$0.memory.user] },
+            needsComputePool: { $0.memory.vector == nil },
             embed: { (arguments, context) throws(ProtocolError) in try context.embedded(arguments) },
             handle: { arguments, context in try context.add(arguments) }),
         OperationDescriptor(
-            Operations.AddBatch.self, runs: .writer, needsComputePool: { $0.items.contains { $0.vector == nil } },
+            Operations.AddBatch.self, runs: .writer, access: .write, users: { $0.items.map(\.user) },
+            needsComputePool: { $0.items.contains { $0.vector == nil } },
             embed: { (arguments, context) throws(ProtocolError) in try context.embedded(arguments) },
             handle: { arguments, context in try context.addBatch(arguments) }),
         OperationDescriptor(
             // A vector search reads the indexes in memory; text to embed and keyword or metadata
             // reads through SQL go to the pool.
-            Operations.Search.self, runs: .eventLoop,
+            Operations.Search.self, runs: .eventLoop, access: .read, users: { [$0.user] },
             needsComputePool: { search in
                 let keywords = search.text != nil && search.mode != .vector
                 let toEmbed = search.text != nil && search.vector == nil
@@ -105,27 +121,39 @@ enum OperationTable {
             embed: { (search, context) throws(ProtocolError) in try context.embedded(search) },
             handle: { search, context in try context.search(search) }),
         // Reads through SQL, embeds the query and counts tokens: on the pool.
-        OperationDescriptor(Operations.Prompt.self, runs: .computePool) { request, context in
+        OperationDescriptor(Operations.Prompt.self, runs: .computePool, access: .read, users: { [$0.search.user] }) {
+            request, context in
             try context.prompt(request)
         },
-        OperationDescriptor(Operations.Get.self, runs: .eventLoop) { request, context in try context.get(request) },
+        OperationDescriptor(Operations.Get.self, runs: .eventLoop, access: .read, users: { [$0.user] }) {
+            request, context in try context.get(request)
+        },
         // Pages are read through SQL, which may wait for the disk: off the event loops.
-        OperationDescriptor(Operations.List.self, runs: .computePool) { request, context in
+        OperationDescriptor(Operations.List.self, runs: .computePool, access: .read, users: { [$0.user] }) {
+            request, context in
             try context.store.list(request)
         },
-        OperationDescriptor(Operations.Sessions.self, runs: .computePool) { request, context in
+        OperationDescriptor(Operations.Sessions.self, runs: .computePool, access: .read, users: { [$0.user] }) {
+            request, context in
             let (sessions, more) = try context.store.sessions(user: request.user, limit: request.limit)
             return Operations.Sessions.Answer(sessions: sessions, more: more)
         },
-        OperationDescriptor(Operations.Update.self, runs: .writer) { request, context in try context.update(request) },
-        OperationDescriptor(Operations.Delete.self, runs: .writer) { memory, context in try context.delete(memory) },
-        OperationDescriptor(Operations.Forget.self, runs: .writer) { request, context in
+        OperationDescriptor(Operations.Update.self, runs: .writer, access: .write, users: { [$0.memory.user] }) {
+            request, context in try context.update(request)
+        },
+        OperationDescriptor(Operations.Delete.self, runs: .writer, access: .write, users: { [$0.user] }) {
+            memory, context in try context.delete(memory)
+        },
+        OperationDescriptor(Operations.Forget.self, runs: .writer, access: .write, users: { [$0.user] }) {
+            request, context in
             try context.store.forget(user: request.user, filter: request.filter)
         },
-        OperationDescriptor(Operations.Backup.self, runs: .computePool) { path, context in try context.backup(to: path)
+        OperationDescriptor(Operations.Backup.self, runs: .computePool, access: .admin) { path, context in
+            try context.backup(to: path)
         },
-        OperationDescriptor(Operations.Stats.self, runs: .eventLoop) { _, context in context.stats() },
-        OperationDescriptor(Operations.Embed.self, runs: .computePool) { (texts, context) throws(ProtocolError) in
+        OperationDescriptor(Operations.Stats.self, runs: .eventLoop, access: .admin) { _, context in context.stats() },
+        OperationDescriptor(Operations.Embed.self, runs: .computePool, access: .anyKey) {
+            (texts, context) throws(ProtocolError) in
             try context.embed(texts)
         },
     ]

@@ -14,6 +14,11 @@ struct ServerContext: Sendable {
     let embedder: SentenceEmbedder?
     let version: String
     let prompts: PromptSettings
+    /// The keys of `serve --keys`; nil: every connection may do everything.
+    let keys: KeyRing?
+    /// The connection's own: each connection's handler works with a copy of the context that
+    /// carries a session of its own.
+    var session = ConnectionSession()
     /// Whether a `backup` is running.
     let backups = BackupFlag()
 
@@ -61,6 +66,40 @@ struct ServerContext: Sendable {
         } catch {
             return .failure(Response.failure(rid: rid, error))
         }
+    }
+
+    // MARK: - Keys
+
+    /// Why the connection may not run a request needing `access` on `users`' memories; nil when
+    /// it may (always, on a server without keys).
+    func denial(_ access: Access, users: [String]) -> ProtocolError? {
+        guard let keys, access != .anyone else { return nil }
+        guard let name = session.key else {
+            return ProtocolError(.unauthorized, "authenticate first: {\"op\":\"auth\",\"secret\":\"...\"}")
+        }
+        guard let key = keys.key(named: name) else {
+            return ProtocolError(
+                .unauthorized, "the key '\(name)' is no longer one of the server's; authenticate again")
+        }
+        guard access.allowed(for: key.role) else {
+            return ProtocolError(.forbidden, "the key '\(name)' (\(key.role.rawValue)) may not do this")
+        }
+        if let outside = users.first(where: { !key.covers($0) }) {
+            return ProtocolError(.forbidden, "the key '\(name)' may not touch the memories of user '\(outside)'")
+        }
+        return nil
+    }
+
+    /// `auth`: the connection takes the key whose secret this is. A wrong secret leaves it
+    /// with none. A server without keys has nothing to check: every connection is an admin.
+    func authenticate(_ secret: String) throws(ProtocolError) -> Operations.Auth.Answer {
+        guard let keys else { return Operations.Auth.Answer(key: "", role: AccessRole.admin.rawValue) }
+        guard let key = keys.key(secret: secret) else {
+            session.key = nil
+            throw ProtocolError(.unauthorized, "no key has that secret")
+        }
+        session.key = key.name
+        return Operations.Auth.Answer(key: key.name, role: key.role.rawValue)
     }
 
     // MARK: - Embedding (on the compute pool)

@@ -45,6 +45,7 @@ struct BenchRunCommand: AsyncParsableCommand {
     @Option(help: "Results folder.") var out = "bench-results"
     @Option(help: "The run's name (default: mode and time).") var name: String?
     @Option(help: "A running server's address.") var host = "127.0.0.1"
+    @OptionGroup var key: KeyOption
     @Option(help: "A running server's port (default: start an embedded server).") var port: Int?
     @Option(help: "Embedded server: metric of the space.") var metric: Metric = .cosine
     @Option(
@@ -85,9 +86,9 @@ struct BenchRunCommand: AsyncParsableCommand {
             serverPort = server.port
             log("embedded server on 127.0.0.1:\(serverPort)")
         }
-        let host = self.host
+        let (host, secret) = (self.host, key.secret)
         let connect: @Sendable () async throws -> ContextStoreClient = {
-            try await ContextStoreClient.connect(host: host, port: serverPort)
+            try await ContextStoreClient.connect(host: host, port: serverPort, secret: secret)
         }
         let result: BenchResult
         do {

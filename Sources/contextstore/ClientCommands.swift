@@ -2,6 +2,7 @@ import ArgumentParser
 import ContextClient
 import ContextModel
 import ContextProtocol
+import Foundation
 
 #if canImport(Glibc)
     import Glibc
@@ -21,6 +22,8 @@ struct ConnectionOptions: ParsableArguments {
     @Option(help: "Seconds to wait for the connection and for the answer (a health probe's limit).")
     var timeout: Double = 5
 
+    @OptionGroup var key: KeyOption
+
     func validate() throws {
         try requireFlag("port", port, in: 1...65535)
         guard timeout > 0, timeout <= 86_400 else { throw ValidationError("--timeout must be between 0 and 86400 s") }
@@ -36,7 +39,7 @@ struct ConnectionOptions: ParsableArguments {
         let response: JSONObject
         do {
             let client = try await ContextStoreClient.connect(
-                host: host, port: port, timeout: .nanoseconds(Int64(timeout * 1e9)))
+                host: host, port: port, timeout: .nanoseconds(Int64(timeout * 1e9)), secret: key.secret)
             do {
                 response = try await client.roundTrip(.object(JSONObject([("op", .string(Op.name))] + fields)))
             } catch {
@@ -56,6 +59,17 @@ struct ConnectionOptions: ParsableArguments {
         }
         guard ok else { throw ExitCode(1) }
     }
+}
+
+/// The key a client command authenticates with, on a server with keys: `--secret`, or the
+/// environment's `CONTEXTSTORE_SECRET` (which, unlike an argument, other users' `ps` cannot see).
+struct KeyOption: ParsableArguments {
+    @Option(
+        name: .customLong("secret"),
+        help: "A key's secret for a server run with --keys (default: $CONTEXTSTORE_SECRET).")
+    var flag: String?
+
+    var secret: String? { flag ?? ProcessInfo.processInfo.environment["CONTEXTSTORE_SECRET"] }
 }
 
 /// Parses a vector given as a JSON array (`[0.1, 0.2]`) or as comma-separated numbers.

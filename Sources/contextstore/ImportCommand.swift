@@ -28,6 +28,7 @@ struct ImportCommand: AsyncParsableCommand {
 
     @Argument(help: "The file to import.") var path: String
     @Option(help: "Server address (over the protocol).") var host = "127.0.0.1"
+    @OptionGroup var key: KeyOption
     @Option(help: "Server port (over the protocol).") var port = 7420
     @Option(help: "Write straight into this database file instead (no server may hold it).") var db: String?
     @Option(help: "jsonl, csv, npy or fvecs (default: from the file's extension).") var format: ImportFormat?
@@ -87,7 +88,7 @@ struct ImportCommand: AsyncParsableCommand {
         } else {
             let client: ContextStoreClient
             do {
-                client = try await ContextStoreClient.connect(host: host, port: port)
+                client = try await ContextStoreClient.connect(host: host, port: port, secret: key.secret)
             } catch let error as ClientError {
                 throw fail("\(error)")
             }

@@ -90,6 +90,16 @@ struct ServeCommand: AsyncParsableCommand {
     @OptionGroup var indexOptions: IndexOptions
     @OptionGroup var promptOptions: PromptOptions
 
+    @Option(
+        help: """
+            A keys file: {"keys":[{"name":..,"secret":..,"role":"admin|app|read","users":[..]}]}; every \
+            connection must then authenticate first. Read again on SIGHUP.
+            """)
+    var keys: String?
+
+    @Flag(help: "Listen on a non-loopback address without --keys (anyone who reaches it may do anything).")
+    var insecure = false
+
     func run() async throws {
         let signals = TerminationSignals()
         LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
@@ -102,7 +112,19 @@ struct ServeCommand: AsyncParsableCommand {
         if embedder == nil, model == nil {
             logger.info("no embedding model at \(ModelOption.defaultFolder) (scripts/fetch-model fetches it)")
         }
-        if !Self.isLoopback(host) {
+        var ring: KeyRing?
+        if let keys {
+            do {
+                ring = KeyRing(try KeyRing.load(path: keys))
+            } catch {
+                throw fail("--keys: \(error)")
+            }
+        } else if !Self.isLoopback(host) {
+            guard insecure else {
+                throw fail(
+                    "refusing to listen on \(host) without --keys: anyone who reaches it could read, change and delete every user's memories (--insecure to do it anyway)"
+                )
+            }
             logger.warning(
                 "listening on \(host) with no keys: anyone who reaches this port can read, change and delete every user's memories"
             )
@@ -127,6 +149,7 @@ struct ServeCommand: AsyncParsableCommand {
             maximumBufferedBytes: maxBufferedBytes)
         if let threads { configuration.threads = threads }
         configuration.prompts = prompts
+        configuration.keys = ring
         let server: ContextStoreServer
         do {
             server = try await ContextStoreServer(
@@ -143,14 +166,30 @@ struct ServeCommand: AsyncParsableCommand {
                 "metric": "\(store.metric.rawValue)", "index": "\(store.index)", "blas": "\(BLAS.loadedLibrary)",
                 "embedder": "\(embedder?.modelID ?? "none: text requests get no_embedder")",
                 "tokens": "\(prompts.counter.name)", "templates": "\(prompts.templates.keys.sorted())",
+                "keys": "\(ring.map { $0.names.joined(separator: ",") } ?? "none: every client may do everything")",
             ])
         print("listening on \(host):\(server.port)")
         fflush(nil)  // stdout is block-buffered when piped; whoever waits for this line must see it
 
-        let signal = await signals.next()
+        var signal = await signals.next()
+        while signal == SIGHUP {
+            reloadKeys(into: ring, logger: logger)
+            signal = await signals.next()
+        }
         logger.info("shutting down", metadata: ["signal": "\(signal)"])
         await server.shutdown()
         store.close()
+    }
+
+    /// Reads the keys file again (SIGHUP); a file that does not load leaves the keys as they were.
+    private func reloadKeys(into ring: KeyRing?, logger: Logger) {
+        guard let ring, let keys else { return logger.info("SIGHUP: no --keys to read again") }
+        do {
+            ring.replace(try KeyRing.load(path: keys))
+            logger.info("keys read again", metadata: ["keys": "\(ring.names.joined(separator: ","))"])
+        } catch {
+            logger.error("keys not read again, the old ones stay: \(error)")
+        }
     }
 
     /// What to do about an open error, where the model is its cause.
@@ -206,7 +245,7 @@ private let signalPipe: (read: Int32, write: Int32) = {
 final class TerminationSignals {
     init() {
         _ = signalPipe
-        for number in [SIGINT, SIGTERM] {
+        for number in [SIGINT, SIGTERM, SIGHUP] {
             _ = Glibc.signal(number) { number in
                 var byte = UInt8(truncatingIfNeeded: number)
                 _ = Glibc.write(signalPipe.write, &byte, 1)

@@ -130,6 +130,7 @@ import Testing
         }
         #expect(try roundTrip(Operations.Backup.self, "/tmp/b.db") == "/tmp/b.db")
         #expect(try roundTrip(Operations.Embed.self, ["a", "b\u{0}"]) == ["a", "b\u{0}"])
+        #expect(try roundTrip(Operations.Auth.self, "s\u{0}cret") == "s\u{0}cret")
         for prompt in [
             Operations.Prompt.Arguments(search: SearchRequest(user: "u", text: "what now?")),
             Operations.Prompt.Arguments(
@@ -145,6 +146,9 @@ import Testing
     }
 
     @Test func everyAnswerRoundTrips() throws {
+        #expect(
+            try roundTrip(Operations.Auth.self, answer: .init(key: "app-a", role: "app"))
+                == .init(key: "app-a", role: "app"))
         let built = Operations.Prompt.Answer(
             prompt: Prompt(
                 text: "Q\u{0}\n", messages: [.init(role: "system", content: "S"), .init(role: "user", content: "Q")],

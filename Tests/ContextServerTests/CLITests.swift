@@ -79,19 +79,70 @@ import Testing
         #expect(access(database, F_OK) == 0)
     }
 
-    /// A non-loopback address without keys is served with a warning; an address this machine
-    /// does not have is one line (TEST-NET-1: nothing is sent anywhere).
-    @Test func aNonLoopbackHostIsWarnedAbout() throws {
+    /// A non-loopback address without keys is refused, unless told `--insecure` (then served
+    /// with a warning); an address this machine does not have is one line (TEST-NET-1: nothing
+    /// is sent anywhere).
+    @Test func aNonLoopbackHostNeedsKeysOrInsecure() throws {
         let folder = TemporaryFolder()
-        let result = try runContextstore([
+        let serve = [
             "serve", "--db", folder.path + "/space.db", "--host", "192.0.2.1", "--port", "0", "--model", "none",
-        ])
+        ]
+        let refused = try runContextstore(serve)
+        #expect(refused.status == 1)
+        #expect(
+            refused.error.hasSuffix(
+                "error: refusing to listen on 192.0.2.1 without --keys: anyone who reaches it could read, change and delete every user's memories (--insecure to do it anyway)\n"
+            ))
+        let result = try runContextstore(serve + ["--insecure"])
         #expect(result.status == 1)
         #expect(result.error.contains("warning contextstore: [contextstore] listening on 192.0.2.1 with no keys"))
         #expect(
             result.error.hasSuffix(
                 "error: cannot listen on 192.0.2.1:0: no interface of this machine has that address\n"))
         #expect(access(folder.path + "/space.db", F_OK) != 0)
+    }
+
+    /// `serve --keys` as an unprivileged user: the CLI authenticates with `--secret` or
+    /// `CONTEXTSTORE_SECRET`; SIGHUP reads the file again (a bad file keeps the old keys).
+    @Test func keysFromAFileAndReadAgainOnSIGHUP() throws {
+        let folder = TemporaryFolder()
+        chmod(folder.path, 0o777)  // the server, as nobody, creates its database here
+        let keys = folder.path + "/keys.json"
+        func write(_ secret: String) throws {
+            try #"{"keys":[{"name":"ops","secret":"\#(secret)","role":"admin"}]}"#.write(
+                toFile: keys, atomically: true, encoding: .utf8)
+            chmod(keys, 0o644)
+        }
+        try write("first-secret-0123456789")
+        let server = try ServerProcess(
+            database: folder.path + "/space.db", arguments: ["--keys", keys, "--dim", "2"], unprivileged: true)
+        let port = String(server.port)
+        let anonymous = try runContextstore(["stats", "--port", port])
+        #expect(anonymous.status == 1 && anonymous.output.contains(#""code":"unauthorized""#), "\(anonymous)")
+        let wrong = try runContextstore(["stats", "--port", port, "--secret", "wrong-secret-0123456789"])
+        #expect(wrong.status == 1 && wrong.error == "error: unauthorized: no key has that secret\n", "\(wrong)")
+        #expect(try runContextstore(["stats", "--port", port, "--secret", "first-secret-0123456789"]).status == 0)
+        try write("second-secret-0123456789")
+        kill(server.process.processIdentifier, SIGHUP)
+        func works(_ secret: String) throws -> Bool {
+            try runContextstore(["ping", "--port", port, "--secret", secret]).status == 0
+        }
+        var waited = 0
+        while try !works("second-secret-0123456789"), waited < 50 {
+            usleep(100_000)
+            waited += 1
+        }
+        #expect(try works("second-secret-0123456789") && !works("first-secret-0123456789"))
+        // A file that does not load leaves the keys as they were.
+        try "{".write(toFile: keys, atomically: true, encoding: .utf8)
+        kill(server.process.processIdentifier, SIGHUP)
+        usleep(300_000)
+        #expect(try works("second-secret-0123456789"))
+        setenv("CONTEXTSTORE_SECRET", "second-secret-0123456789", 1)
+        defer { unsetenv("CONTEXTSTORE_SECRET") }
+        #expect(try runContextstore(["ping", "--port", port]).status == 0)
+        server.signal(SIGTERM)
+        #expect(server.process.terminationStatus == 0)
     }
 
     /// `serve --templates` loads a folder's NAME.mustache files, which `prompt --template NAME`

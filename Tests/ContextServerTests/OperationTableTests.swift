@@ -23,8 +23,8 @@ import Testing
         #expect(
             OperationTable.descriptors.map(\.name).sorted()
                 == [
-                    "add", "add_batch", "backup", "delete", "embed", "forget", "get", "hello", "list", "ping", "prompt",
-                    "search", "sessions", "stats", "update",
+                    "add", "add_batch", "auth", "backup", "delete", "embed", "forget", "get", "hello", "list", "ping",
+                    "prompt", "search", "sessions", "stats", "update",
                 ])
         #expect(OperationTable.byName.count == OperationTable.descriptors.count)
     }
@@ -33,13 +33,31 @@ import Testing
         let placements = Dictionary(uniqueKeysWithValues: OperationTable.descriptors.map { ($0.name, $0.placement) })
         #expect(
             placements == [
-                "ping": .eventLoop, "hello": .eventLoop, "search": .eventLoop, "get": .eventLoop, "stats": .eventLoop,
+                "ping": .eventLoop, "hello": .eventLoop, "auth": .eventLoop, "search": .eventLoop, "get": .eventLoop,
+                "stats": .eventLoop,
                 "embed": .computePool, "prompt": .computePool, "list": .computePool, "sessions": .computePool,
                 "backup": .computePool,
                 "add": .writer, "add_batch": .writer, "delete": .writer, "forget": .writer, "update": .writer,
             ])
         #expect(try decode(#"{"op":"forget","user":"u"}"#).0.writes)
         #expect(try !decode(#"{"op":"search","user":"u","vector":[1]}"#).0.writes)
+    }
+
+    /// What each op needs of a key; the admin's ops touch no user, the others name theirs.
+    @Test func saysWhatEachOpNeedsOfAKey() throws {
+        let access = Dictionary(uniqueKeysWithValues: OperationTable.descriptors.map { ($0.name, $0.access) })
+        #expect(
+            access == [
+                "auth": .anyone, "ping": .anyKey, "hello": .anyKey, "embed": .anyKey, "search": .read, "get": .read,
+                "list": .read, "sessions": .read, "prompt": .read, "add": .write, "add_batch": .write,
+                "update": .write, "delete": .write, "forget": .write, "stats": .admin, "backup": .admin,
+            ])
+        #expect(
+            try decode(
+                #"{"op":"add_batch","items":[{"user":"a","text":"t","vector":[1]},{"user":"b","text":"t","vector":[1]}]}"#
+            ).1.users == ["a", "b"])
+        #expect(try decode(#"{"op":"prompt","user":"u","query":"q","session":"s"}"#).1.users == ["u"])
+        #expect(try decode(#"{"op":"update","user":"u","id":"i","metadata":{}}"#).1.users == ["u"])
     }
 
     @Test func marksWorkForThePool() throws {

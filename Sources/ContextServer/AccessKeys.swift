@@ -1,0 +1,183 @@
+import ContextModel
+import ContextProtocol
+import Foundation
+import Synchronization
+
+/// What a key may do: `admin` everything; `app` read and write its users' memories; `read`
+/// search, get, list and prompt on its users.
+public enum AccessRole: String, Sendable, CaseIterable {
+    case admin, app, read
+}
+
+/// What an op needs of the connection's key (a column of the op table).
+enum Access: Sendable, Equatable {
+    /// Nothing: `auth` itself.
+    case anyone
+    /// Any key (`ping`, `hello`, `embed`: no user's data).
+    case anyKey
+    /// Reading the users the request names.
+    case read
+    /// Changing the users the request names.
+    case write
+    /// The whole space (`stats`, `backup`).
+    case admin
+
+    func allowed(for role: AccessRole) -> Bool {
+        switch (self, role) {
+        case (_, .admin), (.anyone, _), (.anyKey, _), (.read, _), (.write, .app): true
+        default: false
+        }
+    }
+}
+
+/// A key of `serve --keys`: a name, a secret, a role and the users it may touch.
+public struct AccessKey: Sendable, Equatable {
+    /// The shortest secret a keys file may hold.
+    public static let minimumSecretBytes = 16
+
+    public var name: String
+    var secret: [UInt8]
+    public var role: AccessRole
+    /// Exact user names, and prefixes written with a trailing `*` (`"team-a/*"`; `"*"` is every
+    /// user). An admin key covers every user whatever it lists.
+    public var users: [String]
+
+    public init(name: String, secret: String, role: AccessRole, users: [String]) {
+        self.name = name
+        self.secret = Array(secret.utf8)
+        self.role = role
+        self.users = users
+    }
+
+    /// Whether the key may touch `user`'s memories.
+    public func covers(_ user: String) -> Bool {
+        role == .admin
+            || users.contains { pattern in
+                pattern.hasSuffix("*")
+                    ? user.utf8.starts(with: pattern.utf8.dropLast()) : user.utf8.elementsEqual(pattern.utf8)
+            }
+    }
+}
+
+/// Why a keys file was refused: the file, and what is wrong (never a secret).
+public struct KeyFileError: Error, CustomStringConvertible {
+    public var path: String
+    public var reason: String
+    public var description: String { "\(path): \(reason)" }
+}
+
+/// The server's keys, replaced whole when the keys file is read again (SIGHUP); a connection
+/// holds its key's name and looks it up on every request, so a key removed from the file stops
+/// working at once.
+public final class KeyRing: Sendable {
+    private let keys: Mutex<[String: AccessKey]>
+
+    public init(_ keys: [AccessKey]) {
+        self.keys = Mutex(Dictionary(uniqueKeysWithValues: keys.map { ($0.name, $0) }))
+    }
+
+    /// Puts `keys` in place of the present ones.
+    public func replace(_ keys: [AccessKey]) {
+        let byName = Dictionary(uniqueKeysWithValues: keys.map { ($0.name, $0) })
+        self.keys.withLock { $0 = byName }
+    }
+
+    public var names: [String] { keys.withLock { $0.keys.sorted() } }
+
+    func key(named name: String) -> AccessKey? { keys.withLock { $0[name] } }
+
+    /// The key whose secret is `secret`. Every key's secret is compared in full, in time that
+    /// depends only on the lengths, so the answer's timing tells nothing of any secret.
+    func key(secret: String) -> AccessKey? {
+        let offered = Array(secret.utf8)
+        return keys.withLock { keys in
+            var found: AccessKey?
+            for key in keys.values where Self.equalInConstantTime(key.secret, offered) { found = key }
+            return found
+        }
+    }
+
+    /// Whether `a` and `b` are equal, looking at every byte of the longer whatever differs.
+    static func equalInConstantTime(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+        var difference: UInt8 = a.count == b.count ? 0 : 1
+        for i in 0..<max(a.count, b.count) {
+            difference |= (i < a.count ? a[i] : 0) ^ (i < b.count ? b[i] : 0)
+        }
+        return difference == 0
+    }
+
+    /// Reads a keys file:
+    /// `{"keys":[{"name":"app-a","secret":"...","role":"app","users":["alice","team-a/*"]}]}`.
+    /// - Throws: `KeyFileError` naming the file and the key (by position and name) at fault:
+    ///   an unknown field, a missing or empty name, a secret shorter than 16 bytes, a role not
+    ///   `admin`/`app`/`read`, an `app` or `read` key without users, a name or secret used twice.
+    public static func load(path: String) throws(KeyFileError) -> [AccessKey] {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw KeyFileError(path: path, reason: "cannot read the file")
+        }
+        return try parse(Array(data), path: path)
+    }
+
+    static func parse(_ bytes: [UInt8], path: String) throws(KeyFileError) -> [AccessKey] {
+        func fail(_ reason: String) -> KeyFileError { KeyFileError(path: path, reason: reason) }
+        let root: JSONValue
+        do {
+            root = try bytes.withUnsafeBytes { buffer throws(JSONParseError) in try JSONParser.parse(buffer) }
+        } catch {
+            throw fail("not JSON: \(error)")
+        }
+        guard let object = root.objectValue else { throw fail("must be an object {\"keys\":[...]}") }
+        do throws(ProtocolError) {
+            try object.requireKnownFields(["keys"], envelope: false)
+        } catch {
+            throw fail(error.message)
+        }
+        guard let entries = object["keys"]?.arrayValue else { throw fail("needs \"keys\", an array") }
+        var keys: [AccessKey] = []
+        for (index, entry) in entries.enumerated() {
+            let place = "keys[\(index)]"
+            guard let fields = entry.objectValue else { throw fail("\(place) must be an object") }
+            let key: AccessKey
+            do throws(ProtocolError) {
+                try fields.requireKnownFields(["name", "secret", "role", "users"], envelope: false)
+                let name = try fields.required("name", as: "string", \.stringValue)
+                let secret = try fields.required("secret", as: "string", \.stringValue)
+                let roleName = try fields.required("role", as: "string", \.stringValue)
+                guard !name.isEmpty else { throw ProtocolError(.invalidValue, "'name' is empty") }
+                guard let role = AccessRole(rawValue: roleName) else {
+                    throw ProtocolError(.invalidValue, "role must be admin, app or read, not '\(roleName)'")
+                }
+                guard secret.utf8.count >= AccessKey.minimumSecretBytes else {
+                    throw ProtocolError(
+                        .invalidValue, "the secret of '\(name)' is shorter than \(AccessKey.minimumSecretBytes) bytes")
+                }
+                let users = fields["users"] == nil ? [] : try fields.strings("users")
+                guard role == .admin || !users.isEmpty else {
+                    throw ProtocolError(.invalidValue, "'\(name)' (role \(role.rawValue)) has no users")
+                }
+                guard users.allSatisfy({ !$0.isEmpty }) else { throw ProtocolError(.invalidValue, "an empty user") }
+                key = AccessKey(name: name, secret: secret, role: role, users: users)
+            } catch {
+                throw fail("\(place): \(error.message)")
+            }
+            guard !keys.contains(where: { $0.name == key.name }) else {
+                throw fail("\(place): the name '\(key.name)' is used twice")
+            }
+            guard !keys.contains(where: { $0.secret == key.secret }) else {
+                throw fail("\(place): '\(key.name)' has the secret of another key")
+            }
+            keys.append(key)
+        }
+        return keys
+    }
+}
+
+/// The key a connection authenticated with, if any.
+final class ConnectionSession: Sendable {
+    private let keyName = Mutex<String?>(nil)
+
+    var key: String? {
+        get { keyName.withLock { $0 } }
+        set { keyName.withLock { $0 = newValue } }
+    }
+}

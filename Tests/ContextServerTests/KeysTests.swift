@@ -1,0 +1,206 @@
+import ContextClient
+import ContextModel
+import ContextProtocol
+import Foundation
+import Testing
+
+@testable import ContextServer
+
+/// `serve --keys`: authentication, roles and the users a key may touch, through a real server.
+@Suite struct KeysTests {
+    static let keys = [
+        AccessKey(name: "root", secret: "root-secret-0123456789", role: .admin, users: []),
+        AccessKey(name: "app-a", secret: "app-a-secret-0123456789", role: .app, users: ["alice", "team-a/*"]),
+        AccessKey(name: "reader", secret: "reader-secret-0123456789", role: .read, users: ["alice"]),
+    ]
+
+    func server(_ ring: KeyRing = KeyRing(KeysTests.keys)) async throws -> TestServer {
+        try await TestServer(dimension: 2) { $0.keys = ring }
+    }
+
+    func code(_ answer: String?) -> String? {
+        guard let answer, case .object(let object) = try? JSONParser.parse(Array(answer.utf8)) else { return nil }
+        if object["ok"] == .bool(true) { return "ok" }
+        return object["error"]?.objectValue?["code"]?.stringValue
+    }
+
+    @Test func nothingButAuthBeforeAuthAndTheConnectionStaysOpen() async throws {
+        let server = try await server()
+        let socket = try RawSocket(port: server.port)
+        for line in [
+            #"{"op":"ping","rid":1}"#, #"{"op":"search","user":"alice","vector":[1,0]}"#, #"{"op":"stats"}"#,
+        ] {
+            socket.send(line + "\n")
+            #expect(code(socket.readLine()) == "unauthorized", "\(line)")
+        }
+        socket.send(#"{"op":"auth","secret":"wrong-secret-0123456789"}"# + "\n")
+        #expect(
+            socket.readLine()
+                == #"{"ok":false,"error":{"code":"unauthorized","message":"no key has that secret"}}"#)
+        socket.send(#"{"op":"auth","secret":"app-a-secret-0123456789","rid":"a"}"# + "\n")
+        #expect(socket.readLine() == #"{"ok":true,"rid":"a","key":"app-a","role":"app"}"#)
+        socket.send(#"{"op":"ping"}"# + "\n")
+        #expect(socket.readLine() == #"{"ok":true,"pong":true}"#)
+        // A wrong secret later takes the key away.
+        socket.send(#"{"op":"auth","secret":"nope-nope-nope-nope"}"# + "\n" + #"{"op":"ping"}"# + "\n")
+        #expect(code(socket.readLine()) == "unauthorized")
+        #expect(code(socket.readLine()) == "unauthorized")
+        await server.stop()
+    }
+
+    @Test func rolesAndUsersDecideAndAnOutsideIdLooksUnknown() async throws {
+        let server = try await server()
+        let root = try await ContextStoreClient.connect(port: server.port, secret: "root-secret-0123456789")
+        try await root.addBatch([
+            NewMemory(id: "a1", user: "alice", session: "s", text: "alice's tea", vector: [1, 0]),
+            NewMemory(id: "b1", user: "bob", session: "s", text: "bob's coffee", vector: [1, 0]),
+        ])
+        let app = try await ContextStoreClient.connect(port: server.port, secret: "app-a-secret-0123456789")
+        let reader = try await ContextStoreClient.connect(port: server.port, secret: "reader-secret-0123456789")
+        func refusal(_ body: () async throws -> Void) async -> String? {
+            do {
+                try await body()
+                return nil
+            } catch let ClientError.server(code, _, _) {
+                return code
+            } catch {
+                return "\(error)"
+            }
+        }
+        // Reads of one's users; never another's.
+        #expect(try await reader.search(SearchRequest(user: "alice", vector: [1, 0])).map(\.memory.id) == ["a1"])
+        #expect(
+            await refusal { _ = try await reader.search(SearchRequest(user: "bob", vector: [1, 0])) } == "forbidden")
+        #expect(
+            await refusal { try await reader.add(NewMemory(user: "alice", text: "x", vector: [1, 0])) } == "forbidden")
+        #expect(await refusal { _ = try await reader.forget(user: "alice") } == "forbidden")
+        // An app key writes its users, exact names and prefixes, and nothing else.
+        try await app.add(NewMemory(id: "t1", user: "team-a/carol", text: "carol's", vector: [0, 1]))
+        for user in ["bob", "team-ab", "team-b/x", "Alice"] {
+            #expect(
+                await refusal { try await app.add(NewMemory(user: user, text: "x", vector: [1, 0])) } == "forbidden")
+        }
+        // A batch with one outside item is refused whole.
+        #expect(
+            await refusal {
+                try await app.addBatch([
+                    NewMemory(id: "a2", user: "alice", text: "x", vector: [1, 0]),
+                    NewMemory(id: "b2", user: "bob", text: "x", vector: [1, 0]),
+                ])
+            } == "forbidden")
+        #expect(try await root.get(user: "alice", ids: ["a2"]).missing == ["a2"])
+        // Through filters: a forget of another user whatever its filter; of one's own, fine.
+        #expect(
+            await refusal {
+                _ = try await app.forget(user: "bob", filter: MemoryFilter(rows: RowFilter(session: "none")))
+            } == "forbidden")
+        #expect(try await app.forget(user: "team-a/carol") == 1)
+        // The whole space is the admin's.
+        #expect(await refusal { _ = try await app.stats() } == "forbidden")
+        #expect(await refusal { _ = try await app.backup(to: "/nonexistent/x.db") } == "forbidden")
+        #expect(try await root.stats().store.memories == 2)
+        // Another tenant's id under one's own user is not found, exactly as an unknown id.
+        let outside = await refusal { _ = try await app.get(user: "alice", id: "b1") }
+        let unknown = await refusal { _ = try await app.get(user: "alice", id: "zz") }
+        #expect(outside == "not_found" && unknown == "not_found")
+        do {
+            _ = try await app.delete(user: "alice", id: "b1")
+        } catch let ClientError.server(_, message, _) {
+            #expect(message == "user 'alice' has no memory with id 'b1'")
+        }
+        #expect(try await root.get(user: "bob", id: "b1").text == "bob's coffee")
+        for client in [root, app, reader] { await client.close() }
+        await server.stop()
+    }
+
+    /// Pipelined lines are each checked with the key in force when they run.
+    @Test func pipelinedRequestsAreEachChecked() async throws {
+        let server = try await server()
+        let socket = try RawSocket(port: server.port)
+        socket.send(
+            [
+                #"{"op":"search","user":"alice","vector":[1,0]}"#,
+                #"{"op":"auth","secret":"reader-secret-0123456789"}"#,
+                #"{"op":"search","user":"alice","vector":[1,0]}"#,
+                #"{"op":"search","user":"bob","vector":[1,0]}"#,
+                #"{"op":"add","user":"alice","text":"x","vector":[1,0]}"#,
+                #"{"op":"prompt","user":"bob","query":"x","vector":[1,0]}"#,
+                #"{"op":"list","user":"alice"}"#,
+            ].joined(separator: "\n") + "\n")
+        let codes = (0..<7).map { _ in code(socket.readLine()) }
+        #expect(codes == ["unauthorized", "ok", "ok", "forbidden", "forbidden", "forbidden", "ok"])
+        await server.stop()
+    }
+
+    /// Keys read again: a removed key stops working on connections that hold it.
+    @Test func aRemovedKeyStopsWorkingAtOnce() async throws {
+        let ring = KeyRing(Self.keys)
+        let server = try await server(ring)
+        let client = try await ContextStoreClient.connect(port: server.port, secret: "app-a-secret-0123456789")
+        try await client.ping()
+        ring.replace(Self.keys.filter { $0.name != "app-a" })
+        await #expect(
+            throws: ClientError.server(
+                code: "unauthorized", message: "the key 'app-a' is no longer one of the server's; authenticate again")
+        ) {
+            try await client.ping()
+        }
+        await client.close()
+        await server.stop()
+    }
+
+    @Test func aServerWithoutKeysTakesAnyAuthAsAdmin() async throws {
+        let server = try await TestServer(dimension: 2)
+        let client = try await ContextStoreClient.connect(port: server.port, secret: "anything")
+        #expect(try await client.call(Operations.Auth.self, "x") == .init(key: "", role: "admin"))
+        await client.close()
+        await server.stop()
+    }
+
+    @Test func keysFilesAreReadStrictly() throws {
+        func problem(_ text: String) -> String? {
+            do {
+                _ = try KeyRing.parse(Array(text.utf8), path: "keys.json")
+                return nil
+            } catch {
+                return error.reason
+            }
+        }
+        let good = #"{"name":"a","secret":"0123456789abcdef","role":"app","users":["u"]}"#
+        #expect(try KeyRing.parse(Array(#"{"keys":[\#(good)]}"#.utf8), path: "k").map(\.name) == ["a"])
+        #expect(problem(#"{"keys":[\#(good)],"other":1}"#)?.hasPrefix("unknown field 'other'") == true)
+        #expect(problem(#"[]"#) == #"must be an object {"keys":[...]}"#)
+        #expect(
+            problem(#"{"keys":[{"name":"a","secret":"0123456789abcdef","role":"app","users":["u"],"rate":1}]}"#)?
+                .hasPrefix("keys[0]: unknown field 'rate'") == true)
+        #expect(
+            problem(#"{"keys":[{"name":"a","secret":"short","role":"app","users":["u"]}]}"#)
+                == "keys[0]: the secret of 'a' is shorter than 16 bytes")
+        #expect(
+            problem(#"{"keys":[{"name":"a","secret":"0123456789abcdef","role":"owner","users":["u"]}]}"#)
+                == "keys[0]: role must be admin, app or read, not 'owner'")
+        #expect(
+            problem(#"{"keys":[{"name":"a","secret":"0123456789abcdef","role":"read"}]}"#)
+                == "keys[0]: 'a' (role read) has no users")
+        #expect(
+            problem(#"{"keys":[\#(good),\#(good.replacingOccurrences(of: "abcdef", with: "ABCDEF"))]}"#)
+                == "keys[1]: the name 'a' is used twice")
+        #expect(
+            problem(#"{"keys":[\#(good),\#(good.replacingOccurrences(of: #""a""#, with: #""b""#))]}"#)
+                == "keys[1]: 'b' has the secret of another key")
+        #expect(problem("{") != nil)
+    }
+
+    @Test func secretsAreComparedWhole() {
+        let secret = Array("0123456789abcdef".utf8)
+        #expect(KeyRing.equalInConstantTime(secret, secret))
+        #expect(!KeyRing.equalInConstantTime(secret, Array("0123456789abcdeF".utf8)))
+        #expect(!KeyRing.equalInConstantTime(secret, Array("0123456789abcde".utf8)))
+        #expect(!KeyRing.equalInConstantTime(secret, []))
+        #expect(!KeyRing.equalInConstantTime(Array("a\u{0}".utf8), Array("a".utf8)))
+        let key = AccessKey(name: "k", secret: "x", role: .read, users: ["team/*", "solo"])
+        #expect(key.covers("team/x") && key.covers("team/") && key.covers("solo"))
+        #expect(!key.covers("team") && !key.covers("solo2") && !key.covers("Solo"))
+        #expect(AccessKey(name: "all", secret: "x", role: .app, users: ["*"]).covers("anyone"))
+    }
+}
