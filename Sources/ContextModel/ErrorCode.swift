@@ -49,4 +49,7 @@ public enum ErrorCode: String, Sendable, CaseIterable {
     /// The connection's key may not do this: its role does not allow the op, or a user the
     /// request names is outside its users.
     case forbidden = "forbidden"
+    /// The key, or a user it names, is over its rate; nothing was done. The error's
+    /// `retry_after_ms` says when it may be tried again.
+    case rateLimited = "rate_limited"
 }

@@ -41,12 +41,15 @@ public struct AccessKey: Sendable, Equatable {
     /// Exact user names, and prefixes written with a trailing `*` (`"team-a/*"`; `"*"` is every
     /// user). An admin key covers every user whatever it lists.
     public var users: [String]
+    /// Its rate, for the key and for each user it touches; nil: no limit.
+    public var rate: Rate?
 
-    public init(name: String, secret: String, role: AccessRole, users: [String]) {
+    public init(name: String, secret: String, role: AccessRole, users: [String], rate: Rate? = nil) {
         self.name = name
         self.secret = Array(secret.utf8)
         self.role = role
         self.users = users
+        self.rate = rate
     }
 
     /// Whether the key may touch `user`'s memories.
@@ -139,7 +142,7 @@ public final class KeyRing: Sendable {
             guard let fields = entry.objectValue else { throw fail("\(place) must be an object") }
             let key: AccessKey
             do throws(ProtocolError) {
-                try fields.requireKnownFields(["name", "secret", "role", "users"], envelope: false)
+                try fields.requireKnownFields(["name", "secret", "role", "users", "rate"], envelope: false)
                 let name = try fields.required("name", as: "string", \.stringValue)
                 let secret = try fields.required("secret", as: "string", \.stringValue)
                 let roleName = try fields.required("role", as: "string", \.stringValue)
@@ -156,7 +159,7 @@ public final class KeyRing: Sendable {
                     throw ProtocolError(.invalidValue, "'\(name)' (role \(role.rawValue)) has no users")
                 }
                 guard users.allSatisfy({ !$0.isEmpty }) else { throw ProtocolError(.invalidValue, "an empty user") }
-                key = AccessKey(name: name, secret: secret, role: role, users: users)
+                key = AccessKey(name: name, secret: secret, role: role, users: users, rate: try rate(fields))
             } catch {
                 throw fail("\(place): \(error.message)")
             }
@@ -170,6 +173,21 @@ public final class KeyRing: Sendable {
         }
         return keys
     }
+}
+
+/// A key's `rate`: `{"per_second": N, "burst": M}`, N > 0 and M >= 1.
+private func rate(_ fields: JSONObject) throws(ProtocolError) -> Rate? {
+    guard let value = fields["rate"], value != .null else { return nil }
+    guard let object = value.objectValue else {
+        throw ProtocolError(.wrongType, "'rate' must be an object {\"per_second\":..,\"burst\":..}")
+    }
+    try object.requireKnownFields(["per_second", "burst"], envelope: false)
+    let perSecond = try object.required("per_second", as: "number", \.numberValue)
+    let burst = try object.required("burst", as: "number", \.numberValue)
+    guard perSecond.isFinite, perSecond > 0, burst.isFinite, burst >= 1 else {
+        throw ProtocolError(.invalidValue, "'rate' needs per_second > 0 and burst >= 1")
+    }
+    return Rate(perSecond: perSecond, burst: burst)
 }
 
 /// The key a connection authenticated with, if any.

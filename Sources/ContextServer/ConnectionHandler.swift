@@ -182,7 +182,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
             decoded = .failure(Response.failure(rid: rid, ProtocolError(.shuttingDown, "the server is shutting down")))
         }
         if case .call(let call, let descriptor, let rid) = decoded,
-            let denied = self.context.denial(descriptor.access, users: call.users)
+            let denied = self.context.denial(descriptor.access, users: call.users, cost: call.cost)
         {
             decoded = .failure(Response.failure(rid: rid, denied))
         }

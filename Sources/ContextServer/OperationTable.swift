@@ -34,9 +34,11 @@ struct OperationDescriptor: Sendable {
     ///   - embed: Fills in what the model computes; it must leave no text for `handle`.
     ///   - handle: Runs the op; a thrown `ProtocolError` or `StoreError` is the answer.
     ///   - users: The users whose memories a request reads or changes (the key must cover each).
+    ///   - cost: What a request takes from its key's rate (a ping takes 1).
     init<Op: WireOperation>(
         _ op: Op.Type, runs placement: Placement, access: Access,
         users: @escaping @Sendable (Op.Arguments) -> [String] = { _ in [] },
+        cost: @escaping @Sendable (Op.Arguments) -> Double = { _ in 1 },
         needsComputePool: @escaping @Sendable (Op.Arguments) -> Bool = { _ in false },
         embed: @escaping @Sendable (Op.Arguments, ServerContext) throws(ProtocolError) -> Op.Arguments = { a, _ in a },
         handle: @escaping @Sendable (Op.Arguments, ServerContext) throws -> Op.Answer
@@ -48,6 +50,7 @@ struct OperationDescriptor: Sendable {
             let arguments = try Op.decode(object)
             var call = Call.bind(arguments, Op.self, needsComputePool: needsComputePool, embed: embed, handle: handle)
             call.users = users(arguments)
+            call.cost = cost(arguments)
             return call
         }
     }
@@ -57,6 +60,8 @@ struct OperationDescriptor: Sendable {
 struct Call: Sendable {
     /// The users whose memories it reads or changes.
     var users: [String] = []
+    /// What it takes from its key's rate.
+    var cost: Double = 1
     /// Whether text is left to embed (run `embedded` on the compute pool first).
     let needsComputePool: Bool
     /// Runs the model over the request's text; the result needs no embedding.
@@ -95,7 +100,7 @@ enum OperationTable {
     static let descriptors: [OperationDescriptor] = [
         OperationDescriptor(Operations.Ping.self, runs: .eventLoop, access: .anyKey) { _, _ in Nothing() },
         OperationDescriptor(Operations.Hello.self, runs: .eventLoop, access: .anyKey) { _, context in context.hello() },
-        OperationDescriptor(Operations.Auth.self, runs: .eventLoop, access: .anyone) {
+        OperationDescriptor(Operations.Auth.self, runs: .eventLoop, access: .anyone, cost: { _ in 0 }) {
             (secret, context) throws(ProtocolError) in
             try context.authenticate(secret)
         },
@@ -106,13 +111,14 @@ enum OperationTable {
             handle: { arguments, context in try context.add(arguments) }),
         OperationDescriptor(
             Operations.AddBatch.self, runs: .writer, access: .write, users: { $0.items.map(\.user) },
+            cost: { 1 + Double($0.items.count) / 16 },
             needsComputePool: { $0.items.contains { $0.vector == nil } },
             embed: { (arguments, context) throws(ProtocolError) in try context.embedded(arguments) },
             handle: { arguments, context in try context.addBatch(arguments) }),
         OperationDescriptor(
             // A vector search reads the indexes in memory; text to embed and keyword or metadata
             // reads through SQL go to the pool.
-            Operations.Search.self, runs: .eventLoop, access: .read, users: { [$0.user] },
+            Operations.Search.self, runs: .eventLoop, access: .read, users: { [$0.user] }, cost: { _ in 2 },
             needsComputePool: { search in
                 let keywords = search.text != nil && search.mode != .vector
                 let toEmbed = search.text != nil && search.vector == nil
@@ -121,7 +127,9 @@ enum OperationTable {
             embed: { (search, context) throws(ProtocolError) in try context.embedded(search) },
             handle: { search, context in try context.search(search) }),
         // Reads through SQL, embeds the query and counts tokens: on the pool.
-        OperationDescriptor(Operations.Prompt.self, runs: .computePool, access: .read, users: { [$0.search.user] }) {
+        OperationDescriptor(
+            Operations.Prompt.self, runs: .computePool, access: .read, users: { [$0.search.user] }, cost: { _ in 5 }
+        ) {
             request, context in
             try context.prompt(request)
         },
@@ -148,11 +156,14 @@ enum OperationTable {
             request, context in
             try context.store.forget(user: request.user, filter: request.filter)
         },
-        OperationDescriptor(Operations.Backup.self, runs: .computePool, access: .admin) { path, context in
+        OperationDescriptor(Operations.Backup.self, runs: .computePool, access: .admin, cost: { _ in 10 }) {
+            path, context in
             try context.backup(to: path)
         },
         OperationDescriptor(Operations.Stats.self, runs: .eventLoop, access: .admin) { _, context in context.stats() },
-        OperationDescriptor(Operations.Embed.self, runs: .computePool, access: .anyKey) {
+        OperationDescriptor(
+            Operations.Embed.self, runs: .computePool, access: .anyKey, cost: { 1 + Double($0.count) / 8 }
+        ) {
             (texts, context) throws(ProtocolError) in
             try context.embed(texts)
         },

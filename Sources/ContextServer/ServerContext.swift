@@ -19,6 +19,8 @@ struct ServerContext: Sendable {
     /// The connection's own: each connection's handler works with a copy of the context that
     /// carries a session of its own.
     var session = ConnectionSession()
+    /// The token buckets of keys with a rate, shared by every connection.
+    let limiter = RateLimiter()
     /// Whether a `backup` is running.
     let backups = BackupFlag()
 
@@ -70,9 +72,10 @@ struct ServerContext: Sendable {
 
     // MARK: - Keys
 
-    /// Why the connection may not run a request needing `access` on `users`' memories; nil when
-    /// it may (always, on a server without keys).
-    func denial(_ access: Access, users: [String]) -> ProtocolError? {
+    /// Why the connection may not run a request needing `access` on `users`' memories, which
+    /// costs `cost` of its key's rate; nil when it may (always, on a server without keys). A
+    /// request refused has taken nothing from any bucket.
+    func denial(_ access: Access, users: [String], cost: Double) -> ProtocolError? {
         guard let keys, access != .anyone else { return nil }
         guard let name = session.key else {
             return ProtocolError(.unauthorized, "authenticate first: {\"op\":\"auth\",\"secret\":\"...\"}")
@@ -86,6 +89,11 @@ struct ServerContext: Sendable {
         }
         if let outside = users.first(where: { !key.covers($0) }) {
             return ProtocolError(.forbidden, "the key '\(name)' may not touch the memories of user '\(outside)'")
+        }
+        if let rate = key.rate, let wait = limiter.take(cost, key: name, users: users, rate: rate) {
+            return ProtocolError(
+                .rateLimited, "the key '\(name)' is over its rate; retry in \(wait) ms",
+                details: ["retry_after_ms": wait])
         }
         return nil
     }

@@ -19,6 +19,7 @@ extension MemoryStore {
     /// - Throws: as `add`.
     public func addIfAbsent(_ batch: [NewMemory]) throws -> AddOutcome {
         guard !batch.isEmpty else { return AddOutcome() }
+        defer { changes.changed(batch.lazy.map(\.user)) }
         return try withWriter { statements in
             let knownDimension = dimension
             let (memories, windows) = try prepare(batch, dimension: knownDimension)
@@ -57,6 +58,7 @@ extension MemoryStore {
     @discardableResult
     public func add(_ batch: [NewMemory]) throws -> [String] {
         guard !batch.isEmpty else { return [] }
+        defer { changes.changed(batch.lazy.map(\.user)) }
         return try withWriter { statements in
             let knownDimension = dimension
             let (memories, windows) = try prepare(batch, dimension: knownDimension)
@@ -199,6 +201,7 @@ extension MemoryStore {
                     purged: Self.purged(settings))
                 let reloaded = try Self.load(statements.database, space: space)
                 state.write { $0 = reloaded }
+                changes.changedAll()
             } catch let reloadError {
                 throw WritesRefused(
                     reason: "the index could not be read back after a failed write (\(reloadError))", cause: error)
@@ -209,6 +212,7 @@ extension MemoryStore {
 
     /// Deletes `user`'s memory `id`. Returns false when there was none.
     public func delete(user: String, id: String) throws -> Bool {
+        defer { changes.changed([user]) }
         let key = Self.key(user: user, id: id)
         return try withWriter { statements in
             guard let seq = state.read({ $0.record(key: key)?.seq }) else { return false }
@@ -236,6 +240,7 @@ extension MemoryStore {
     /// - Returns: The memory as it now is (without its vector); nil when the user has no such
     ///   memory.
     public func update(user: String, id: String, _ changes: MemoryChanges) throws -> Memory? {
+        defer { self.changes.changed([user]) }
         let key = Self.key(user: user, id: id)
         return try withWriter { statements in
             guard let current = state.read({ $0.record(key: key) }) else { return nil }
@@ -262,6 +267,7 @@ extension MemoryStore {
     /// Deletes the memories of `user` that pass `filter` (every one of them when it is empty),
     /// in one transaction. Returns how many there were.
     public func forget(user: String, filter: MemoryFilter = MemoryFilter()) throws -> Int {
+        defer { changes.changed([user]) }
         guard filter.isEmpty else { return try forget(user: user, matching: filter) }
         return try withWriter { statements in
             // The flat index's ids are the memories' keys.
@@ -310,6 +316,7 @@ extension MemoryStore {
     /// to the `purged` count. Returns how many went.
     @discardableResult
     public func purgeExpired(now: Int64 = Clock.nowMilliseconds(), limit: Int = 10_000) throws -> Int {
+        defer { changes.changedAll() }
         guard state.read({ $0.expiring > 0 }) else { return 0 }
         // Most calls find nothing due: an index probe on the reading connection, no write.
         let due = try withReader { database in

@@ -43,6 +43,8 @@ public final class MemoryStore: Sendable {
     let state: ReadWriteBox<State>
     /// The connection that reads pages through SQL (see `withReader`).
     let readSide: Mutex<ReadSide>
+    /// Which users' memories changed (see `Generation`).
+    let changes = ChangeLog()
 
     struct ReadSide {
         /// Opened by the first read.

@@ -170,9 +170,20 @@ import Testing
         #expect(try KeyRing.parse(Array(#"{"keys":[\#(good)]}"#.utf8), path: "k").map(\.name) == ["a"])
         #expect(problem(#"{"keys":[\#(good)],"other":1}"#)?.hasPrefix("unknown field 'other'") == true)
         #expect(problem(#"[]"#) == #"must be an object {"keys":[...]}"#)
+        func rated(_ rate: String) -> String {
+            #"{"keys":[{"name":"a","secret":"0123456789abcdef","role":"app","users":["u"],"rate":\#(rate)}]}"#
+        }
         #expect(
-            problem(#"{"keys":[{"name":"a","secret":"0123456789abcdef","role":"app","users":["u"],"rate":1}]}"#)?
-                .hasPrefix("keys[0]: unknown field 'rate'") == true)
+            try KeyRing.parse(Array(rated(#"{"per_second":2.5,"burst":10}"#).utf8), path: "k")[0].rate
+                == Rate(perSecond: 2.5, burst: 10))
+        #expect(problem(rated("1")) == "keys[0]: 'rate' must be an object {\"per_second\":..,\"burst\":..}")
+        #expect(
+            problem(rated(#"{"per_second":0,"burst":10}"#)) == "keys[0]: 'rate' needs per_second > 0 and burst >= 1")
+        #expect(
+            problem(rated(#"{"per_second":1,"burst":0.5}"#)) == "keys[0]: 'rate' needs per_second > 0 and burst >= 1")
+        #expect(
+            problem(rated(#"{"per_second":1,"burst":2,"window":3}"#))?.hasPrefix("keys[0]: unknown field 'window'")
+                == true)
         #expect(
             problem(#"{"keys":[{"name":"a","secret":"short","role":"app","users":["u"]}]}"#)
                 == "keys[0]: the secret of 'a' is shorter than 16 bytes")
@@ -189,6 +200,61 @@ import Testing
             problem(#"{"keys":[\#(good),\#(good.replacingOccurrences(of: #""a""#, with: #""b""#))]}"#)
                 == "keys[1]: 'b' has the secret of another key")
         #expect(problem("{") != nil)
+    }
+
+    /// A key's bucket and each user's: a request takes from all of them or from none.
+    @Test func tokenBucketsRefillAndRefuseWhole() {
+        let limiter = RateLimiter()
+        let rate = Rate(perSecond: 2, burst: 3)
+        let start: UInt64 = 1_000_000_000
+        for _ in 0..<3 { #expect(limiter.take(1, key: "k", users: ["a"], rate: rate, now: start) == nil) }
+        #expect(limiter.take(1, key: "k", users: ["a"], rate: rate, now: start) == 500)
+        // Half a second later, one token is back.
+        #expect(limiter.take(1, key: "k", users: ["a"], rate: rate, now: start + 500_000_000) == nil)
+        // Another key is not held back; another user of the same key is, by the key's bucket.
+        #expect(limiter.take(3, key: "other", users: ["a"], rate: rate, now: start + 500_000_000) == nil)
+        #expect(limiter.take(1, key: "k", users: ["b"], rate: rate, now: start + 500_000_000) == 500)
+        // A refused request took nothing: b's bucket is still full when the key's refills.
+        #expect(limiter.take(3, key: "k", users: ["b"], rate: rate, now: start + 2_000_000_000) == nil)
+        // A cost above the burst waits for a full bucket, not forever.
+        #expect(limiter.take(10, key: "big", users: [], rate: rate, now: start) == nil)
+        #expect(limiter.take(10, key: "big", users: [], rate: rate, now: start) == 1500)
+    }
+
+    /// Over the wire: `rate_limited` with `retry_after_ms`, nothing done, the connection open.
+    @Test func aKeyOverItsRateIsToldWhenToRetry() async throws {
+        let slow = AccessKey(
+            name: "slow", secret: "slow-secret-0123456789", role: .app, users: ["u"],
+            rate: Rate(perSecond: 0.01, burst: 3))
+        let server = try await server(KeyRing(Self.keys + [slow]))
+        let socket = try RawSocket(port: server.port)
+        socket.send(#"{"op":"auth","secret":"slow-secret-0123456789"}"# + "\n")
+        #expect(code(socket.readLine()) == "ok")
+        socket.send(#"{"op":"add","user":"u","id":"1","text":"x","vector":[1,0]}"# + "\n")
+        #expect(code(socket.readLine()) == "ok")
+        // A prompt costs 5: more than the 2 tokens left (and than the burst: it waits for 3).
+        socket.send(#"{"op":"prompt","user":"u","query":"x","vector":[1,0]}"# + "\n")
+        let limited = try #require(socket.readLine())
+        #expect(
+            limited.hasPrefix(
+                #"{"ok":false,"error":{"code":"rate_limited","message":"the key 'slow' is over its rate; retry in "#))
+        guard case .object(let object) = try JSONParser.parse(Array(limited.utf8)),
+            let wait = object["error"]?.objectValue?["retry_after_ms"]?.integerValue
+        else { throw ProtocolError(.missingField, "no retry_after_ms in \(limited)") }
+        #expect((99_000...100_000).contains(wait), "\(wait)")  // a token a hundred seconds
+        socket.send(
+            #"{"op":"add","user":"u","id":"2","text":"x","vector":[1,0]}"# + "\n"
+                + #"{"op":"add","user":"u","id":"3","text":"x","vector":[1,0]}"# + "\n")
+        #expect(code(socket.readLine()) == "ok")
+        #expect(code(socket.readLine()) == "ok")
+        socket.send(#"{"op":"add","user":"u","id":"4","text":"x","vector":[1,0]}"# + "\n")
+        #expect(code(socket.readLine()) == "rate_limited")
+        #expect(server.store.get(user: "u", id: "4") == nil)
+        // Other keys go on.
+        let root = try await ContextStoreClient.connect(port: server.port, secret: "root-secret-0123456789")
+        #expect(try await root.get(user: "u", ids: ["1", "2", "3", "4"]).missing == ["4"])
+        await root.close()
+        await server.stop()
     }
 
     @Test func secretsAreComparedWhole() {

@@ -58,6 +58,11 @@ import Testing
             ).1.users == ["a", "b"])
         #expect(try decode(#"{"op":"prompt","user":"u","query":"q","session":"s"}"#).1.users == ["u"])
         #expect(try decode(#"{"op":"update","user":"u","id":"i","metadata":{}}"#).1.users == ["u"])
+        // A prompt or an embed of 64 texts costs more than a ping; auth costs nothing.
+        #expect(try decode(#"{"op":"ping"}"#).1.cost == 1 && decode(#"{"op":"auth","secret":"s"}"#).1.cost == 0)
+        #expect(try decode(#"{"op":"prompt","user":"u","query":"q"}"#).1.cost == 5)
+        let texts = (0..<64).map { _ in #""t""# }.joined(separator: ",")
+        #expect(try decode(#"{"op":"embed","texts":[\#(texts)]}"#).1.cost == 9)
     }
 
     @Test func marksWorkForThePool() throws {

@@ -1,0 +1,44 @@
+import ContextModel
+import Synchronization
+
+/// When a user's memories last changed, for caches of results: a result computed after reading
+/// `generation(of:)` is current for as long as that generation is. Every write counts its
+/// users' changes after its transaction commits and its indexes are published, and before it
+/// returns (so before the server acknowledges it); what changes many users at once (the expiry
+/// purge, a reload) moves the whole space on.
+public struct Generation: Sendable, Equatable, Hashable {
+    var space: UInt64
+    var user: UInt64
+}
+
+final class ChangeLog: Sendable {
+    private struct Counts {
+        var space: UInt64 = 0
+        var users: [String: UInt64] = [:]
+    }
+
+    private let counts = Mutex(Counts())
+
+    func generation(of user: String) -> Generation {
+        counts.withLock { Generation(space: $0.space, user: $0.users[user] ?? 0) }
+    }
+
+    func changed(_ users: some Sequence<String>) {
+        counts.withLock { counts in
+            for user in Set(users) { counts.users[user, default: 0] &+= 1 }
+        }
+    }
+
+    func changedAll() {
+        counts.withLock { $0.space &+= 1 }
+    }
+}
+
+extension MemoryStore {
+    /// When `user`'s memories last changed (see `Generation`).
+    public func generation(of user: String) -> Generation { changes.generation(of: user) }
+
+    /// Whether the space holds memories that expire: results read from it change with time
+    /// alone, so they must not be kept.
+    public var hasExpiringMemories: Bool { state.read { $0.expiring > 0 } }
+}
