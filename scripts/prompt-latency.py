@@ -7,9 +7,10 @@ running server, 20 to a session, one minute apart, then builds prompts one at a 
     --limit memories (default 100), the last session's 10 latest turns;
   - end to end: a short question (a gloss the server never embedded, cut to at most 12 tokens;
     the mean is printed) that the server embeds, same settings;
-and, in the same run, the hybrid search the prompt starts from (k = limit + 10, vector given) and
-Redis PING over the same kind of socket (the round trip's floor). Prints p50 / p99 in ms and the
-prompts' token counts.
+  - one prompt asked again and again: after the first, the result cache answers;
+and, in the same run, the hybrid search the prompt starts from (k = limit + 10, vector given)
+and Redis PING over the same kind of socket (the round trip's floor). Prints p50 / p99 in ms and
+the prompts' token counts.
 
     scripts/prompt-latency.py --port 7420 [--rows 10000] [--queries 1000]
 """
@@ -75,6 +76,9 @@ def main():
                                          "query": questions[i]}, **vector(i)))),
         ("prompt at the server (vector given: no embedding)", prompt(lambda i: dict(vector(i), query=questions[i]))),
         ("prompt end to end (short question embedded by the server)", prompt(lambda i: {"query": short(i)})),
+        # The same request each time: after the first, the result cache answers (no write between).
+        ("prompt at the server, the same request again (result cache)",
+         prompt(lambda i: dict(vector(0), query=questions[0]))),
     ]
     mean = sum(wordpiece_count(short(i), vocab) for i in range(args.queries)) / args.queries
     print(f"short questions: {mean:.1f} tokens on average (MiniLM's WordPiece, [CLS] and [SEP] included)")

@@ -11,6 +11,9 @@ public struct JSONWriter: Sendable {
 
     public mutating func raw(_ byte: UInt8) { bytes.append(byte) }
 
+    /// Appends bytes that already are JSON (fields a writer made earlier).
+    public mutating func raw(_ json: [UInt8]) { bytes.append(contentsOf: json) }
+
     /// Writes `"key":`.
     public mutating func key(_ key: String) {
         string(key)

@@ -71,11 +71,14 @@ public struct ServerHello: Sendable, Equatable {
 /// What `stats` reports: the space's counts and sizes and the embedding cache's counters.
 public struct ServerStats: Sendable, Equatable {
     public var store: StoreStats
-    public var embeddingCache: EmbeddingCacheCounters
+    public var embeddingCache: CacheCounters
+    /// The answers of `search` and `prompt` kept for repeated requests.
+    public var resultCache: CacheCounters
 
-    public init(store: StoreStats, embeddingCache: EmbeddingCacheCounters) {
+    public init(store: StoreStats, embeddingCache: CacheCounters, resultCache: CacheCounters = CacheCounters()) {
         self.store = store
         self.embeddingCache = embeddingCache
+        self.resultCache = resultCache
     }
 
     /// Writes the `stats` fields.
@@ -89,22 +92,35 @@ public struct ServerStats: Sendable, Equatable {
         writer.int(Int64(embeddingCache.entries))
         writer.field("embedding_cache_bytes")
         writer.int(Int64(embeddingCache.bytes))
+        writer.field("result_cache_hits")
+        writer.int(Int64(resultCache.hits))
+        writer.field("result_cache_misses")
+        writer.int(Int64(resultCache.misses))
+        writer.field("result_cache_entries")
+        writer.int(Int64(resultCache.entries))
+        writer.field("result_cache_bytes")
+        writer.int(Int64(resultCache.bytes))
     }
 
     /// Reads a `stats` response.
     public init(json: JSONObject) throws(ProtocolError) {
         self.init(
             store: try StoreStats(json: json),
-            embeddingCache: EmbeddingCacheCounters(
+            embeddingCache: CacheCounters(
                 hits: Int(try json.optionalInt("embedding_cache_hits") ?? 0),
                 misses: Int(try json.optionalInt("embedding_cache_misses") ?? 0),
                 entries: Int(try json.optionalInt("embedding_cache_entries") ?? 0),
-                bytes: Int(try json.optionalInt("embedding_cache_bytes") ?? 0)))
+                bytes: Int(try json.optionalInt("embedding_cache_bytes") ?? 0)),
+            resultCache: CacheCounters(
+                hits: Int(try json.optionalInt("result_cache_hits") ?? 0),
+                misses: Int(try json.optionalInt("result_cache_misses") ?? 0),
+                entries: Int(try json.optionalInt("result_cache_entries") ?? 0),
+                bytes: Int(try json.optionalInt("result_cache_bytes") ?? 0)))
     }
 }
 
 /// The embedding cache's counters (all zero on a server without a model).
-public struct EmbeddingCacheCounters: Sendable, Equatable {
+public struct CacheCounters: Sendable, Equatable {
     public var hits: Int
     public var misses: Int
     public var entries: Int

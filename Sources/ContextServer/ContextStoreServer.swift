@@ -41,6 +41,9 @@ public struct ServerConfiguration: Sendable {
     public var prompts = PromptSettings()
     /// The keys a connection must authenticate with; nil: none needed.
     public var keys: KeyRing?
+    /// Bytes of `search` and `prompt` answers kept for repeated requests (keys and answers); 0
+    /// keeps none.
+    public var resultCacheBytes = 64 * 1024 * 1024
 
     public init(
         host: String = "127.0.0.1", port: Int = 7420, maximumLineBytes: Int = Limits.defaultMaximumLineBytes,
@@ -103,7 +106,9 @@ public final class ContextStoreServer: Sendable {
         let quiesce = ServerQuiescingHelper(group: group)
         let serverContext = ServerContext(
             store: store, embedder: embedder, version: serverVersion, prompts: configuration.prompts,
-            keys: configuration.keys)
+            keys: configuration.keys,
+            results: configuration.resultCacheBytes > 0
+                ? ResultCache(capacityBytes: configuration.resultCacheBytes) : nil)
         let writeQueue = WriteQueue(limit: configuration.maximumQueuedWrites)
         let limits = ConnectionLimits(
             maximumConnections: configuration.maximumConnections,

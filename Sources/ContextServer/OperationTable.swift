@@ -35,10 +35,13 @@ struct OperationDescriptor: Sendable {
     ///   - handle: Runs the op; a thrown `ProtocolError` or `StoreError` is the answer.
     ///   - users: The users whose memories a request reads or changes (the key must cover each).
     ///   - cost: What a request takes from its key's rate (a ping takes 1).
+    ///   - cachedFor: The user whose memories a request's answer depends on alone, when the
+    ///     answer may be kept (`ResultCache`); nil: it may not.
     init<Op: WireOperation>(
         _ op: Op.Type, runs placement: Placement, access: Access,
         users: @escaping @Sendable (Op.Arguments) -> [String] = { _ in [] },
         cost: @escaping @Sendable (Op.Arguments) -> Double = { _ in 1 },
+        cachedFor: @escaping @Sendable (Op.Arguments) -> String? = { _ in nil },
         needsComputePool: @escaping @Sendable (Op.Arguments) -> Bool = { _ in false },
         embed: @escaping @Sendable (Op.Arguments, ServerContext) throws(ProtocolError) -> Op.Arguments = { a, _ in a },
         handle: @escaping @Sendable (Op.Arguments, ServerContext) throws -> Op.Answer
@@ -48,7 +51,9 @@ struct OperationDescriptor: Sendable {
         self.access = access
         decode = { (object) throws(ProtocolError) in
             let arguments = try Op.decode(object)
-            var call = Call.bind(arguments, Op.self, needsComputePool: needsComputePool, embed: embed, handle: handle)
+            var call = Call.bind(
+                arguments, Op.self, cachedFor: cachedFor, needsComputePool: needsComputePool, embed: embed,
+                handle: handle)
             call.users = users(arguments)
             call.cost = cost(arguments)
             return call
@@ -70,26 +75,51 @@ struct Call: Sendable {
     let run: @Sendable (ServerContext, _ rid: JSONValue?) -> [UInt8]
 
     static func bind<Op: WireOperation>(
-        _ arguments: Op.Arguments, _ op: Op.Type, needsComputePool: @escaping @Sendable (Op.Arguments) -> Bool,
+        _ arguments: Op.Arguments, _ op: Op.Type, cachedFor: @escaping @Sendable (Op.Arguments) -> String?,
+        needsComputePool: @escaping @Sendable (Op.Arguments) -> Bool,
         embed: @escaping @Sendable (Op.Arguments, ServerContext) throws(ProtocolError) -> Op.Arguments,
         handle: @escaping @Sendable (Op.Arguments, ServerContext) throws -> Op.Answer
     ) -> Call {
         Call(
             needsComputePool: needsComputePool(arguments),
             embedded: { (context) throws(ProtocolError) in
-                bind(try embed(arguments, context), op, needsComputePool: { _ in false }, embed: embed, handle: handle)
+                bind(
+                    try embed(arguments, context), op, cachedFor: cachedFor, needsComputePool: { _ in false },
+                    embed: embed, handle: handle)
             },
             run: { context, rid in
-                do {
-                    return Op.answerLine(try handle(arguments, context), rid: rid)
-                } catch let error as ProtocolError {
-                    return Response.failure(rid: rid, error)
-                } catch let error as StoreError {
-                    return Response.failure(rid: rid, ProtocolError(error.code, error.message))
-                } catch {
-                    return Response.failure(rid: rid, ProtocolError(.storageError, "\(error)"))
+                guard let user = cachedFor(arguments), let cache = context.results,
+                    !context.store.hasExpiringMemories
+                else {
+                    return answering(rid) { Op.answerLine(try handle(arguments, context), rid: rid) }
+                }
+                // The generation is read before the answer is computed: a write after it makes
+                // the kept answer stale, never the other way round.
+                let request = Op.requestLine(arguments)
+                let generation = context.store.generation(of: user)
+                if let fields = cache.answer(for: request, at: generation) {
+                    return Response.success(rid: rid) { $0.raw(fields) }
+                }
+                return answering(rid) {
+                    var fields = JSONWriter()
+                    Op.encode(answer: try handle(arguments, context), to: &fields)
+                    cache.store(fields.bytes, for: request, at: generation)
+                    return Response.success(rid: rid) { $0.raw(fields.bytes) }
                 }
             })
+    }
+
+    /// The answer line `body` makes, or the error line of what it throws.
+    private static func answering(_ rid: JSONValue?, _ body: () throws -> [UInt8]) -> [UInt8] {
+        do {
+            return try body()
+        } catch let error as ProtocolError {
+            return Response.failure(rid: rid, error)
+        } catch let error as StoreError {
+            return Response.failure(rid: rid, ProtocolError(error.code, error.message))
+        } catch {
+            return Response.failure(rid: rid, ProtocolError(.storageError, "\(error)"))
+        }
     }
 }
 
@@ -118,7 +148,9 @@ enum OperationTable {
         OperationDescriptor(
             // A vector search reads the indexes in memory; text to embed and keyword or metadata
             // reads through SQL go to the pool.
+            // Kept unless recency weighs in: then the answer changes with time alone.
             Operations.Search.self, runs: .eventLoop, access: .read, users: { [$0.user] }, cost: { _ in 2 },
+            cachedFor: { $0.halfLife == nil ? $0.user : nil },
             needsComputePool: { search in
                 let keywords = search.text != nil && search.mode != .vector
                 let toEmbed = search.text != nil && search.vector == nil
@@ -128,7 +160,8 @@ enum OperationTable {
             handle: { search, context in try context.search(search) }),
         // Reads through SQL, embeds the query and counts tokens: on the pool.
         OperationDescriptor(
-            Operations.Prompt.self, runs: .computePool, access: .read, users: { [$0.search.user] }, cost: { _ in 5 }
+            Operations.Prompt.self, runs: .computePool, access: .read, users: { [$0.search.user] }, cost: { _ in 5 },
+            cachedFor: { $0.search.halfLife == nil ? $0.search.user : nil }
         ) {
             request, context in
             try context.prompt(request)

@@ -21,6 +21,8 @@ struct ServerContext: Sendable {
     var session = ConnectionSession()
     /// The token buckets of keys with a rate, shared by every connection.
     let limiter = RateLimiter()
+    /// Answers of `search` and `prompt` kept until their user's memories change; nil: none kept.
+    let results: ResultCache?
     /// Whether a `backup` is running.
     let backups = BackupFlag()
 
@@ -256,9 +258,10 @@ struct ServerContext: Sendable {
         let cache = embedder?.cacheStatistics
         return ServerStats(
             store: store.stats(),
-            embeddingCache: EmbeddingCacheCounters(
+            embeddingCache: CacheCounters(
                 hits: cache?.hits ?? 0, misses: cache?.misses ?? 0, entries: cache?.entries ?? 0,
-                bytes: cache?.bytes ?? 0))
+                bytes: cache?.bytes ?? 0),
+            resultCache: results?.counters ?? CacheCounters())
     }
 
     func embed(_ texts: [String]) throws(ProtocolError) -> Operations.Embed.Answer {

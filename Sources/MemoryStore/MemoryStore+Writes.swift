@@ -316,7 +316,6 @@ extension MemoryStore {
     /// to the `purged` count. Returns how many went.
     @discardableResult
     public func purgeExpired(now: Int64 = Clock.nowMilliseconds(), limit: Int = 10_000) throws -> Int {
-        defer { changes.changedAll() }
         guard state.read({ $0.expiring > 0 }) else { return 0 }
         // Most calls find nothing due: an index probe on the reading connection, no write.
         let due = try withReader { database in
@@ -345,6 +344,7 @@ extension MemoryStore {
                 }
                 state.purged = purged
             }
+            changes.changedAll()
             return keys.count
         }
     }

@@ -77,6 +77,7 @@ struct ServeCommand: AsyncParsableCommand {
         try requireFlag("max-line-bytes", maxLineBytes, in: 1024...(1 << 30))
         try requireFlag("threads", threads, in: 1...1024)
         try requireFlag("max-connections", maxConnections, in: 1...1_000_000)
+        try requireFlag("result-cache-bytes", resultCacheBytes, in: 0...(1 << 40))
         try requireFlag("max-buffered-bytes", maxBufferedBytes, in: maxLineBytes...(1 << 40))
         if let embedTemplate {
             do {
@@ -99,6 +100,9 @@ struct ServeCommand: AsyncParsableCommand {
 
     @Flag(help: "Listen on a non-loopback address without --keys (anyone who reaches it may do anything).")
     var insecure = false
+
+    @Option(help: "Bytes of search and prompt answers kept for repeated requests; 0 keeps none.")
+    var resultCacheBytes = 64 * 1024 * 1024
 
     func run() async throws {
         let signals = TerminationSignals()
@@ -150,6 +154,7 @@ struct ServeCommand: AsyncParsableCommand {
         if let threads { configuration.threads = threads }
         configuration.prompts = prompts
         configuration.keys = ring
+        configuration.resultCacheBytes = resultCacheBytes
         let server: ContextStoreServer
         do {
             server = try await ContextStoreServer(

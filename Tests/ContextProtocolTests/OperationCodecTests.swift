@@ -227,7 +227,7 @@ import Testing
             store: StoreStats(
                 memories: 5, users: 2, dimension: 384, metric: .cosine, index: "flat", bytesOnDisk: 1 << 40,
                 bytesInMemory: 77),
-            embeddingCache: EmbeddingCacheCounters(hits: 1, misses: 2, entries: 3, bytes: 4))
+            embeddingCache: CacheCounters(hits: 1, misses: 2, entries: 3, bytes: 4))
         #expect(try roundTrip(Operations.Stats.self, answer: stats) == stats)
         let embedded = Operations.Embed.Answer(
             model: "m", vectors: [[1, 0.5], [0.1, -0.2]], truncated: [Truncation(index: 1, tokens: 999, kept: 256)])

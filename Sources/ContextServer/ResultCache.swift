@@ -1,0 +1,113 @@
+import ContextProtocol
+import MemoryStore
+import Synchronization
+
+/// Answers of `search` and `prompt`, kept by their request in canonical form (the op's codec
+/// writes its fields in one order) and the user's `Generation` when they were computed: an
+/// answer is given again only while the user's memories have not changed since, so no answer
+/// is stale after a write is acknowledged. Bounded in bytes (keys and answers), least recently
+/// used first out.
+final class ResultCache: Sendable {
+    private let lru: Mutex<LRU>
+    let capacity: Int
+
+    init(capacityBytes: Int) {
+        capacity = capacityBytes
+        lru = Mutex(LRU())
+    }
+
+    /// The answer's fields kept for `request` at `generation`, counting a hit or a miss.
+    func answer(for request: [UInt8], at generation: Generation) -> [UInt8]? {
+        lru.withLock { lru in
+            guard let index = lru.index[request] else {
+                lru.misses += 1
+                return nil
+            }
+            guard lru.entries[index].generation == generation else {
+                lru.remove(index)
+                lru.misses += 1
+                return nil
+            }
+            lru.touch(index)
+            lru.hits += 1
+            return lru.entries[index].answer
+        }
+    }
+
+    func store(_ answer: [UInt8], for request: [UInt8], at generation: Generation) {
+        let size = request.count + answer.count
+        guard size <= capacity / 8 else { return }  // one answer never crowds out the rest
+        lru.withLock { lru in
+            if let index = lru.index[request] { lru.remove(index) }
+            while lru.bytes + size > capacity, let oldest = lru.oldest { lru.remove(oldest) }
+            lru.insert(LRU.Entry(request: request, answer: answer, generation: generation))
+        }
+    }
+
+    var counters: CacheCounters {
+        lru.withLock { CacheCounters(hits: $0.hits, misses: $0.misses, entries: $0.index.count, bytes: $0.bytes) }
+    }
+
+    /// Entries in slots of one array, linked from the most recently used (`newest`) to the least.
+    private struct LRU {
+        struct Entry {
+            var request: [UInt8]
+            var answer: [UInt8]
+            var generation: Generation
+            var newer: Int? = nil
+            var older: Int? = nil
+        }
+
+        var entries: [Entry] = []
+        var free: [Int] = []
+        var index: [[UInt8]: Int] = [:]
+        var newest: Int?
+        var oldest: Int?
+        var bytes = 0
+        var hits = 0
+        var misses = 0
+
+        mutating func insert(_ entry: Entry) {
+            let slot: Int
+            if let reused = free.popLast() {
+                slot = reused
+                entries[slot] = entry
+            } else {
+                slot = entries.count
+                entries.append(entry)
+            }
+            index[entry.request] = slot
+            bytes += entry.request.count + entry.answer.count
+            link(slot)
+        }
+
+        mutating func remove(_ slot: Int) {
+            unlink(slot)
+            index[entries[slot].request] = nil
+            bytes -= entries[slot].request.count + entries[slot].answer.count
+            entries[slot].request = []
+            entries[slot].answer = []
+            free.append(slot)
+        }
+
+        mutating func touch(_ slot: Int) {
+            unlink(slot)
+            link(slot)
+        }
+
+        /// Makes `slot` the newest.
+        private mutating func link(_ slot: Int) {
+            entries[slot].newer = nil
+            entries[slot].older = newest
+            if let newest { entries[newest].newer = slot }
+            newest = slot
+            if oldest == nil { oldest = slot }
+        }
+
+        private mutating func unlink(_ slot: Int) {
+            let (newer, older) = (entries[slot].newer, entries[slot].older)
+            if let newer { entries[newer].older = older } else { newest = older }
+            if let older { entries[older].newer = newer } else { oldest = newer }
+        }
+    }
+}
