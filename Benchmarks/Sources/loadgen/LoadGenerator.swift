@@ -28,6 +28,7 @@ struct LoadGenerator: ParsableCommand {
     @Option(help: "Requests in flight per connection (1 = no pipelining).") var pipeline = 1
     @Option(help: "Seconds to run.") var seconds = 5.0
     @Option(help: "Event loop threads of the generator.") var threads = 1
+    @Option(help: "A key's secret: each connection authenticates first (untimed).") var secret: String?
     @Option(help: "For search: the user searched.") var user = "bench"
     @Option(help: "For search: the vector dimension.") var dim = 384
     @Option(help: "For search: k.") var k = 10
@@ -50,6 +51,7 @@ struct LoadGenerator: ParsableCommand {
                 }
             }
 
+        let authLine = secret.map { #"{"op":"auth","secret":"\#($0)"}"# + "\n" }
         let group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
         defer { try? group.syncShutdownGracefully() }
         let start = Clock.nanoseconds()
@@ -64,7 +66,7 @@ struct LoadGenerator: ParsableCommand {
                         try channel.pipeline.syncOperations.addHandler(
                             LoadHandler(
                                 requests: lines, expect: Array(expect.utf8), pipeline: pipeline, deadline: deadline,
-                                done: promise))
+                                auth: authLine, done: promise))
                     }
                 }
                 .connect(host: host, port: port).wait()
@@ -92,6 +94,11 @@ struct LoadGenerator: ParsableCommand {
     /// Adds `load` random vectors for `user`, 1,000 per `add_batch`, over a blocking socket.
     private func loadVectors(random: inout SplitMix) throws {
         let socket = try BlockingSocket(host: host, port: port)
+        if let secret {
+            try socket.send(#"{"op":"auth","secret":"\#(secret)"}"# + "\n")
+            let answer = try socket.readLine()
+            guard answer.hasPrefix(#"{"ok":true"#) else { throw ValidationError("auth failed: \(answer)") }
+        }
         var remaining = load
         var batch = 0
         while remaining > 0 {
@@ -133,9 +140,14 @@ final class LoadHandler: ChannelInboundHandler {
     private var result = ConnectionResult()
     private var lineStart: [UInt8] = []
     private let okPrefix: [UInt8]
+    /// The `auth` line sent first, whose answer is awaited before the timed requests.
+    private var auth: String?
 
-    init(requests: [String], expect: [UInt8], pipeline: Int, deadline: UInt64, done: EventLoopPromise<ConnectionResult>)
-    {
+    init(
+        requests: [String], expect: [UInt8], pipeline: Int, deadline: UInt64, auth: String?,
+        done: EventLoopPromise<ConnectionResult>
+    ) {
+        self.auth = auth
         self.requests = requests
         self.okPrefix = expect
         self.pipeline = pipeline
@@ -151,6 +163,14 @@ final class LoadHandler: ChannelInboundHandler {
     }
 
     func channelActive(context: ChannelHandlerContext) {
+        if let auth {
+            context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(string: auth)), promise: nil)
+            return
+        }
+        startSending(context: context)
+    }
+
+    private func startSending(context: ChannelHandlerContext) {
         for _ in 0..<pipeline { send(context: context) }
         context.flush()
     }
@@ -161,6 +181,16 @@ final class LoadHandler: ChannelInboundHandler {
         for byte in buffer.readableBytesView {
             if byte != 0x0A {
                 if lineStart.count < okPrefix.count { lineStart.append(byte) }
+                continue
+            }
+            if auth != nil {
+                auth = nil
+                guard lineStart == okPrefix else {
+                    done.fail(ValidationError("auth was refused"))
+                    return context.close(promise: nil)
+                }
+                lineStart.removeAll(keepingCapacity: true)
+                startSending(context: context)
                 continue
             }
             let now = Clock.nanoseconds()
