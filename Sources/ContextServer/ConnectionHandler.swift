@@ -1,5 +1,6 @@
 import ContextModel
 import ContextProtocol
+import Logging
 import NIOCore
 import NIOExtras
 import NIOPosix
@@ -31,6 +32,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
     private let maximumLineBytes: Int
     private let maximumPending: Int
     private let shutdownGrace: TimeAmount
+    private let slowLog: SlowLog?
 
     private enum Item {
         case line(ByteBuffer)
@@ -51,8 +53,10 @@ final class ConnectionHandler: ChannelDuplexHandler {
 
     init(
         context: ServerContext, writerPool: NIOThreadPool, computePool: NIOThreadPool, writeQueue: WriteQueue,
-        limits: ConnectionLimits, maximumLineBytes: Int, maximumPending: Int, shutdownGrace: TimeAmount
+        limits: ConnectionLimits, maximumLineBytes: Int, maximumPending: Int, shutdownGrace: TimeAmount,
+        slowLog: SlowLog? = nil
     ) {
+        self.slowLog = slowLog
         // A session of its own: what `auth` sets belongs to this connection alone.
         var context = context
         context.session = ConnectionSession()
@@ -197,10 +201,13 @@ final class ConnectionHandler: ChannelDuplexHandler {
         }
         let loop = context.eventLoop
         let server = self.context
+        let began = NIODeadline.now()
         let answer: EventLoopFuture<[UInt8]>
         switch descriptor.placement {
         case .eventLoop where !call.needsComputePool:
-            return context.write(wrapOutboundOut(response(call.run(server, rid), context)), promise: nil)
+            let bytes = call.run(server, rid)
+            slowLog?.note(descriptor.name, rid: rid, key: server.session.key, since: began, answer: bytes)
+            return context.write(wrapOutboundOut(response(bytes, context)), promise: nil)
         case .eventLoop, .computePool:
             // The model's work and the op's, both on the pool.
             answer = computePool.runIfActive(eventLoop: loop) { call.run(server, rid) }
@@ -231,6 +238,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
             let bytes =
                 (try? result.get())
                 ?? Response.failure(rid: nil, ProtocolError(.shuttingDown, "the server is shutting down"))
+            handler.slowLog?.note(descriptor.name, rid: rid, key: server.session.key, since: began, answer: bytes)
             context.write(handler.wrapOutboundOut(handler.response(bytes, context)), promise: nil)
             handler.pump(context: context)
         }
@@ -238,6 +246,24 @@ final class ConnectionHandler: ChannelDuplexHandler {
 
     private func response(_ bytes: [UInt8], _ context: ChannelHandlerContext) -> ByteBuffer {
         context.channel.allocator.buffer(bytes: bytes)
+    }
+}
+
+/// Logs the requests that took longer than `threshold`, from their start to their answer.
+struct SlowLog: Sendable {
+    let threshold: TimeAmount
+    let logger: Logger
+
+    func note(_ op: String, rid: JSONValue?, key: String?, since began: NIODeadline, answer: [UInt8]) {
+        let took = NIODeadline.now() - began
+        guard took >= threshold else { return }
+        let failed = answer.starts(with: Array(#"{"ok":false"#.utf8))
+        logger.warning(
+            "slow request",
+            metadata: [
+                "op": "\(op)", "rid": "\(rid.map { JSONWriter.serialize($0) } ?? "-")", "key": "\(key ?? "-")",
+                "ms": "\(Double(took.nanoseconds / 1000) / 1000)", "answer": "\(failed ? "error" : "ok")",
+            ])
     }
 }
 

@@ -44,6 +44,9 @@ public struct ServerConfiguration: Sendable {
     /// Bytes of `search` and `prompt` answers kept for repeated requests (keys and answers); 0
     /// keeps none.
     public var resultCacheBytes = 64 * 1024 * 1024
+    /// Requests that take longer (from their start to their answer) are logged, one warning
+    /// each with the op, `rid`, key and milliseconds; nil logs none.
+    public var slowRequest: TimeAmount?
 
     public init(
         host: String = "127.0.0.1", port: Int = 7420, maximumLineBytes: Int = Limits.defaultMaximumLineBytes,
@@ -140,7 +143,8 @@ public final class ContextStoreServer: Sendable {
                             writeQueue: writeQueue, limits: limits,
                             maximumLineBytes: configuration.maximumLineBytes,
                             maximumPending: configuration.maximumPendingPerConnection,
-                            shutdownGrace: configuration.shutdownGrace))
+                            shutdownGrace: configuration.shutdownGrace,
+                            slowLog: configuration.slowRequest.map { SlowLog(threshold: $0, logger: logger) }))
                 }
             }
         do {

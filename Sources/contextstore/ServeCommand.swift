@@ -78,6 +78,7 @@ struct ServeCommand: AsyncParsableCommand {
         try requireFlag("threads", threads, in: 1...1024)
         try requireFlag("max-connections", maxConnections, in: 1...1_000_000)
         try requireFlag("result-cache-bytes", resultCacheBytes, in: 0...(1 << 40))
+        try requireFlag("slow-ms", slowMs, in: 0...86_400_000)
         try requireFlag("max-buffered-bytes", maxBufferedBytes, in: maxLineBytes...(1 << 40))
         if let embedTemplate {
             do {
@@ -103,6 +104,9 @@ struct ServeCommand: AsyncParsableCommand {
 
     @Option(help: "Bytes of search and prompt answers kept for repeated requests; 0 keeps none.")
     var resultCacheBytes = 64 * 1024 * 1024
+
+    @Option(help: "Log each request that takes longer than this many milliseconds (op, rid, key, time).")
+    var slowMs: Int?
 
     func run() async throws {
         let signals = TerminationSignals()
@@ -155,6 +159,7 @@ struct ServeCommand: AsyncParsableCommand {
         configuration.prompts = prompts
         configuration.keys = ring
         configuration.resultCacheBytes = resultCacheBytes
+        configuration.slowRequest = slowMs.map { .milliseconds(Int64($0)) }
         let server: ContextStoreServer
         do {
             server = try await ContextStoreServer(

@@ -2,6 +2,8 @@ import ContextClient
 import ContextModel
 import ContextProtocol
 import Foundation
+import Logging
+import Synchronization
 import Testing
 
 @testable import ContextServer
@@ -268,5 +270,47 @@ import Testing
         #expect(key.covers("team/x") && key.covers("team/") && key.covers("solo"))
         #expect(!key.covers("team") && !key.covers("solo2") && !key.covers("Solo"))
         #expect(AccessKey(name: "all", secret: "x", role: .app, users: ["*"]).covers("anyone"))
+    }
+}
+
+/// `slowRequest`: one warning per request run slower than the threshold, naming the op, the
+/// `rid` and the key (never the secret); a request refused before it runs is not timed.
+@Suite struct SlowLogTests {
+    /// Log records a test can read.
+    final class Records: LogHandler, @unchecked Sendable {
+        let lines = Mutex<[(String, Logger.Metadata)]>([])
+        var metadata: Logger.Metadata = [:]
+        var logLevel: Logger.Level = .trace
+        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+            get { metadata[key] }
+            set { metadata[key] = newValue }
+        }
+        func log(event: LogEvent) {
+            lines.withLock { $0.append(("\(event.message)", event.metadata ?? [:])) }
+        }
+    }
+
+    @Test func slowRequestsAreLoggedWithTheirKey() async throws {
+        let records = Records()
+        let server = try await TestServer(dimension: 2, logger: Logger(label: "test") { _ in records }) {
+            $0.keys = KeyRing(KeysTests.keys)
+            $0.slowRequest = .zero  // every request is slow
+        }
+        let socket = try RawSocket(port: server.port)
+        socket.send(#"{"op":"auth","secret":"reader-secret-0123456789","rid":1}"# + "\n")
+        _ = socket.readLine()
+        socket.send(#"{"op":"search","user":"alice","vector":[1,0],"rid":"q7"}"# + "\n")
+        _ = socket.readLine()
+        socket.send(#"{"op":"search","user":"alice","vector":[1]}"# + "\n")  // runs, fails
+        _ = socket.readLine()
+        socket.send(#"{"op":"search","user":"bob","vector":[1,0]}"# + "\n")  // refused: never runs
+        _ = socket.readLine()
+        let slow = records.lines.withLock { $0 }.filter { $0.0 == "slow request" }.map(\.1)
+        #expect(slow.map { $0["op"]?.description } == ["auth", "search", "search"])
+        #expect(slow.map { $0["rid"]?.description } == ["1", #""q7""#, "-"])
+        #expect(slow.map { $0["key"]?.description } == ["reader", "reader", "reader"])
+        #expect(slow.map { $0["answer"]?.description } == ["ok", "ok", "error"])
+        #expect(!records.lines.withLock { "\($0)" }.contains("reader-secret"))
+        await server.stop()
     }
 }

@@ -27,14 +27,14 @@ final class TestServer: Sendable {
 
     init(
         dimension: Int? = nil, metric: Metric? = nil, index: SpaceIndex? = nil, busyTimeoutMilliseconds: Int = 5000,
-        configure: (inout ServerConfiguration) -> Void = { _ in }
+        logger: Logger = Logger(label: "test"), configure: (inout ServerConfiguration) -> Void = { _ in }
     ) async throws {
         store = try MemoryStore(
             path: folder.path + "/space.db", dimension: dimension, metric: metric, index: index,
             busyTimeoutMilliseconds: busyTimeoutMilliseconds)
         var configuration = ServerConfiguration(host: "127.0.0.1", port: 0, threads: 2)
         configure(&configuration)
-        server = try await ContextStoreServer(store: store, configuration: configuration, logger: Logger(label: "test"))
+        server = try await ContextStoreServer(store: store, configuration: configuration, logger: logger)
     }
 
     func client() async throws -> ContextStoreClient {
