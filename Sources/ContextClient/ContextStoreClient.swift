@@ -255,6 +255,11 @@ public final class ContextStoreClient: Sendable {
         try await call(Operations.Forget.self, .init(user: user, filter: filter))
     }
 
+    /// `metrics`: the server's metrics in Prometheus' text format.
+    public func metrics() async throws -> String {
+        try await call(Operations.Metrics.self, Nothing())
+    }
+
     /// `embed`: the server's embeddings of `texts`, in order.
     public func embed(_ texts: [String]) async throws -> [[Float]] {
         try await call(Operations.Embed.self, texts).vectors

@@ -182,6 +182,9 @@ final class ConnectionHandler: ChannelDuplexHandler {
     /// loop, with `inFlight` set until its answer is written.
     private func start(_ line: ByteBuffer, refuse: Bool, context: ChannelHandlerContext) {
         var decoded = ServerContext.decode(line)
+        // The op of a request refused before it runs, for the metrics ("-": not even decoded).
+        var refusedOp = "-"
+        if case .call(_, let descriptor, _) = decoded { refusedOp = descriptor.name }
         if refuse, case .call(_, _, let rid) = decoded {
             decoded = .failure(Response.failure(rid: rid, ProtocolError(.shuttingDown, "the server is shutting down")))
         }
@@ -195,6 +198,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
         }
         guard case .call(let call, let descriptor, let rid) = decoded else {
             if case .failure(let bytes) = decoded {
+                self.context.metrics.finished(refusedOp, answer: bytes, nanoseconds: nil)
                 context.write(wrapOutboundOut(response(bytes, context)), promise: nil)
             }
             return
@@ -206,7 +210,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
         switch descriptor.placement {
         case .eventLoop where !call.needsComputePool:
             let bytes = call.run(server, rid)
-            slowLog?.note(descriptor.name, rid: rid, key: server.session.key, since: began, answer: bytes)
+            finished(descriptor.name, rid: rid, since: began, answer: bytes)
             return context.write(wrapOutboundOut(response(bytes, context)), promise: nil)
         case .eventLoop, .computePool:
             // The model's work and the op's, both on the pool.
@@ -238,10 +242,17 @@ final class ConnectionHandler: ChannelDuplexHandler {
             let bytes =
                 (try? result.get())
                 ?? Response.failure(rid: nil, ProtocolError(.shuttingDown, "the server is shutting down"))
-            handler.slowLog?.note(descriptor.name, rid: rid, key: server.session.key, since: began, answer: bytes)
+            handler.finished(descriptor.name, rid: rid, since: began, answer: bytes)
             context.write(handler.wrapOutboundOut(handler.response(bytes, context)), promise: nil)
             handler.pump(context: context)
         }
+    }
+
+    /// Counts a request that ran, and logs it when it was slow.
+    private func finished(_ op: String, rid: JSONValue?, since began: NIODeadline, answer: [UInt8]) {
+        let took = NIODeadline.now() - began
+        context.metrics.finished(op, answer: answer, nanoseconds: took.nanoseconds)
+        slowLog?.note(op, rid: rid, key: context.session.key, took: took, answer: answer)
     }
 
     private func response(_ bytes: [UInt8], _ context: ChannelHandlerContext) -> ByteBuffer {
@@ -254,8 +265,7 @@ struct SlowLog: Sendable {
     let threshold: TimeAmount
     let logger: Logger
 
-    func note(_ op: String, rid: JSONValue?, key: String?, since began: NIODeadline, answer: [UInt8]) {
-        let took = NIODeadline.now() - began
+    func note(_ op: String, rid: JSONValue?, key: String?, took: TimeAmount, answer: [UInt8]) {
         guard took >= threshold else { return }
         let failed = answer.starts(with: Array(#"{"ok":false"#.utf8))
         logger.warning(

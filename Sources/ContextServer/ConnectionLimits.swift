@@ -28,6 +28,9 @@ final class ConnectionLimits: Sendable {
 
     func releaseConnection() { connections.wrappingSubtract(1, ordering: .relaxed) }
 
+    /// The connections open now.
+    var openConnections: Int { connections.load(ordering: .relaxed) }
+
     /// Adds (or, negative, removes) buffered request bytes; returns the new total.
     @discardableResult
     func buffer(_ delta: Int) -> Int { buffered.wrappingAdd(delta, ordering: .relaxed).newValue }

@@ -5,6 +5,7 @@ import MemoryStore
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOExtras
+import NIOHTTP1
 import NIOPosix
 
 /// The version of this server, reported by `hello`.
@@ -47,6 +48,8 @@ public struct ServerConfiguration: Sendable {
     /// Requests that take longer (from their start to their answer) are logged, one warning
     /// each with the op, `rid`, key and milliseconds; nil logs none.
     public var slowRequest: TimeAmount?
+    /// Where `/metrics` and `/health` are served over HTTP (`MetricsHTTPHandler`); nil: nowhere.
+    public var metricsAddress: (host: String, port: Int)?
 
     public init(
         host: String = "127.0.0.1", port: Int = 7420, maximumLineBytes: Int = Limits.defaultMaximumLineBytes,
@@ -78,6 +81,7 @@ public final class ContextStoreServer: Sendable {
     // Released before the event loops stop: its deinit completes a promise on one of them.
     private let quiesce: NIOLockedValueBox<ServerQuiescingHelper?>
     private let channel: Channel
+    private let metricsChannel: Channel?
     private let purge: RepeatedTask
 
     /// The address the server listens on (with the real port when 0 was asked for).
@@ -85,6 +89,9 @@ public final class ContextStoreServer: Sendable {
 
     /// The port the server listens on.
     public var port: Int { channel.localAddress?.port ?? configuration.port }
+
+    /// The port of `/metrics` and `/health`, when they are served.
+    public var metricsPort: Int? { metricsChannel?.localAddress?.port }
 
     /// Binds the listening socket and starts serving `store`.
     /// - Parameter embedder: The model that embeds text; without one, text-only requests get
@@ -107,15 +114,15 @@ public final class ContextStoreServer: Sendable {
         let computePool = NIOThreadPool(numberOfThreads: max(1, configuration.threads))
         computePool.start()
         let quiesce = ServerQuiescingHelper(group: group)
+        let limits = ConnectionLimits(
+            maximumConnections: configuration.maximumConnections,
+            maximumBufferedBytes: configuration.maximumBufferedBytes)
         let serverContext = ServerContext(
             store: store, embedder: embedder, version: serverVersion, prompts: configuration.prompts,
             keys: configuration.keys,
             results: configuration.resultCacheBytes > 0
-                ? ResultCache(capacityBytes: configuration.resultCacheBytes) : nil)
+                ? ResultCache(capacityBytes: configuration.resultCacheBytes) : nil, limits: limits)
         let writeQueue = WriteQueue(limit: configuration.maximumQueuedWrites)
-        let limits = ConnectionLimits(
-            maximumConnections: configuration.maximumConnections,
-            maximumBufferedBytes: configuration.maximumBufferedBytes)
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
@@ -155,6 +162,27 @@ public final class ContextStoreServer: Sendable {
             try? await group.shutdownGracefully()
             throw error
         }
+        if let (metricsHost, metricsPort) = configuration.metricsAddress {
+            do {
+                metricsChannel = try await ServerBootstrap(group: group)
+                    .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+                    .childChannelInitializer { channel in
+                        channel.eventLoop.makeCompletedFuture {
+                            try channel.pipeline.syncOperations.configureHTTPServerPipeline()
+                            try channel.pipeline.syncOperations.addHandler(MetricsHTTPHandler(context: serverContext))
+                        }
+                    }
+                    .bind(host: metricsHost, port: metricsPort).get()
+            } catch {
+                try? await channel.close()
+                try? await writerPool.shutdownGracefully()
+                try? await computePool.shutdownGracefully()
+                try? await group.shutdownGracefully()
+                throw ServerConfigurationError("cannot serve metrics on \(metricsHost):\(metricsPort): \(error)")
+            }
+        } else {
+            metricsChannel = nil
+        }
         self.group = group
         self.writerPool = writerPool
         self.computePool = computePool
@@ -186,6 +214,7 @@ public final class ContextStoreServer: Sendable {
         // With no connections open the helper reports done before the listening socket has
         // finished closing; the loops must outlive that close.
         try? await channel.closeFuture.get()
+        try? await metricsChannel?.close()
         let purgeStopped = group.next().makePromise(of: Void.self)
         purge.cancel(promise: purgeStopped)
         try? await purgeStopped.futureResult.get()

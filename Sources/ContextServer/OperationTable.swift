@@ -194,6 +194,9 @@ enum OperationTable {
             try context.backup(to: path)
         },
         OperationDescriptor(Operations.Stats.self, runs: .eventLoop, access: .admin) { _, context in context.stats() },
+        OperationDescriptor(Operations.Metrics.self, runs: .eventLoop, access: .admin) { _, context in
+            context.metricsText()
+        },
         OperationDescriptor(
             Operations.Embed.self, runs: .computePool, access: .anyKey, cost: { 1 + Double($0.count) / 8 }
         ) {

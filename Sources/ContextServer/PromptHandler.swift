@@ -79,6 +79,7 @@ extension ServerContext {
                 "the system text and the query alone need \(needed) tokens (\(prompts.counter.name)); the budget is \(budget)",
                 details: ["needed": Int64(needed)])
         }
+        metrics.prompt(tokens: built.tokens, key: session.key ?? "-")
         return Operations.Prompt.Answer(prompt: built, counter: prompts.counter.name)
     }
 

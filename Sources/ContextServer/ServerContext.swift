@@ -23,6 +23,10 @@ struct ServerContext: Sendable {
     let limiter = RateLimiter()
     /// Answers of `search` and `prompt` kept until their user's memories change; nil: none kept.
     let results: ResultCache?
+    /// Open connections and buffered bytes, all connections together.
+    let limits: ConnectionLimits
+    /// Requests, latencies and prompt tokens, for `metrics`.
+    let metrics = ServerMetrics()
     /// Whether a `backup` is running.
     let backups = BackupFlag()
 
@@ -262,6 +266,11 @@ struct ServerContext: Sendable {
                 hits: cache?.hits ?? 0, misses: cache?.misses ?? 0, entries: cache?.entries ?? 0,
                 bytes: cache?.bytes ?? 0),
             resultCache: results?.counters ?? CacheCounters())
+    }
+
+    /// `metrics`: the Prometheus text.
+    func metricsText() -> String {
+        metrics.text(stats: stats(), connections: limits.openConnections)
     }
 
     func embed(_ texts: [String]) throws(ProtocolError) -> Operations.Embed.Answer {

@@ -79,6 +79,7 @@ struct ServeCommand: AsyncParsableCommand {
         try requireFlag("max-connections", maxConnections, in: 1...1_000_000)
         try requireFlag("result-cache-bytes", resultCacheBytes, in: 0...(1 << 40))
         try requireFlag("slow-ms", slowMs, in: 0...86_400_000)
+        try requireFlag("metrics-port", metricsPort, in: 0...65535)
         try requireFlag("max-buffered-bytes", maxBufferedBytes, in: maxLineBytes...(1 << 40))
         if let embedTemplate {
             do {
@@ -107,6 +108,12 @@ struct ServeCommand: AsyncParsableCommand {
 
     @Option(help: "Log each request that takes longer than this many milliseconds (op, rid, key, time).")
     var slowMs: Int?
+
+    @Option(help: "Serve GET /metrics (Prometheus) and /health over HTTP on this port (0: any free one).")
+    var metricsPort: Int?
+
+    @Option(help: "The address of --metrics-port, which needs no key.")
+    var metricsHost = "127.0.0.1"
 
     func run() async throws {
         let signals = TerminationSignals()
@@ -160,6 +167,7 @@ struct ServeCommand: AsyncParsableCommand {
         configuration.keys = ring
         configuration.resultCacheBytes = resultCacheBytes
         configuration.slowRequest = slowMs.map { .milliseconds(Int64($0)) }
+        configuration.metricsAddress = metricsPort.map { (metricsHost, $0) }
         let server: ContextStoreServer
         do {
             server = try await ContextStoreServer(
@@ -178,6 +186,7 @@ struct ServeCommand: AsyncParsableCommand {
                 "tokens": "\(prompts.counter.name)", "templates": "\(prompts.templates.keys.sorted())",
                 "keys": "\(ring.map { $0.names.joined(separator: ",") } ?? "none: every client may do everything")",
             ])
+        if let port = server.metricsPort { logger.info("metrics on http://\(metricsHost):\(port)/metrics") }
         print("listening on \(host):\(server.port)")
         fflush(nil)  // stdout is block-buffered when piped; whoever waits for this line must see it
 

@@ -149,6 +149,7 @@ import Testing
         #expect(
             try roundTrip(Operations.Auth.self, answer: .init(key: "app-a", role: "app"))
                 == .init(key: "app-a", role: "app"))
+        #expect(try roundTrip(Operations.Metrics.self, answer: "# TYPE x counter\nx 1\n") == "# TYPE x counter\nx 1\n")
         let built = Operations.Prompt.Answer(
             prompt: Prompt(
                 text: "Q\u{0}\n", messages: [.init(role: "system", content: "S"), .init(role: "user", content: "Q")],

@@ -23,8 +23,9 @@ import Testing
         #expect(
             OperationTable.descriptors.map(\.name).sorted()
                 == [
-                    "add", "add_batch", "auth", "backup", "delete", "embed", "forget", "get", "hello", "list", "ping",
-                    "prompt", "search", "sessions", "stats", "update",
+                    "add", "add_batch", "auth", "backup", "delete", "embed", "forget", "get", "hello", "list",
+                    "metrics",
+                    "ping", "prompt", "search", "sessions", "stats", "update",
                 ])
         #expect(OperationTable.byName.count == OperationTable.descriptors.count)
     }
@@ -33,7 +34,8 @@ import Testing
         let placements = Dictionary(uniqueKeysWithValues: OperationTable.descriptors.map { ($0.name, $0.placement) })
         #expect(
             placements == [
-                "ping": .eventLoop, "hello": .eventLoop, "auth": .eventLoop, "search": .eventLoop, "get": .eventLoop,
+                "ping": .eventLoop, "hello": .eventLoop, "auth": .eventLoop, "metrics": .eventLoop,
+                "search": .eventLoop, "get": .eventLoop,
                 "stats": .eventLoop,
                 "embed": .computePool, "prompt": .computePool, "list": .computePool, "sessions": .computePool,
                 "backup": .computePool,
@@ -51,6 +53,7 @@ import Testing
                 "auth": .anyone, "ping": .anyKey, "hello": .anyKey, "embed": .anyKey, "search": .read, "get": .read,
                 "list": .read, "sessions": .read, "prompt": .read, "add": .write, "add_batch": .write,
                 "update": .write, "delete": .write, "forget": .write, "stats": .admin, "backup": .admin,
+                "metrics": .admin,
             ])
         #expect(
             try decode(

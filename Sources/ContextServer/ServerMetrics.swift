@@ -1,0 +1,105 @@
+import ContextModel
+import ContextProtocol
+import MemoryStore
+import Metrics
+import Prometheus
+import Synchronization
+
+/// The server's metrics, through swift-metrics into a Prometheus registry of this server's own
+/// (so several servers in one process keep theirs apart), shown in Prometheus' text format by
+/// the `metrics` op and `serve --metrics-port`'s `/metrics`.
+///
+/// Counted as requests finish: requests per op and outcome (`ok` or the error code, so errors and
+/// `rate_limited` per code), latency per op, prompt tokens per key. Read when shown: memories,
+/// users, expired and purged memories, the caches' counters, open connections.
+final class ServerMetrics: Sendable {
+    let registry = PrometheusCollectorRegistry()
+    private let factory: PrometheusMetricsFactory
+    private let handles = Mutex<Handles>(Handles())
+
+    private struct Handles {
+        var requests: [String: CoreMetrics.Counter] = [:]
+        var latencies: [String: CoreMetrics.Timer] = [:]
+        var promptTokens: [String: CoreMetrics.Counter] = [:]
+    }
+
+    init() {
+        var factory = PrometheusMetricsFactory(registry: registry)
+        factory.defaultDurationHistogramBuckets = [
+            .microseconds(100), .microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2),
+            .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100),
+            .milliseconds(250), .seconds(1),
+        ]
+        self.factory = factory
+    }
+
+    /// A request of `op` answered `answer` after `nanoseconds` (nil: refused before it ran).
+    func finished(_ op: String, answer: [UInt8], nanoseconds: Int64?) {
+        let outcome = Self.outcome(answer)
+        let (counter, timer) = handles.withLock { handles in
+            let key = op + "\u{0}" + outcome
+            let counter =
+                handles.requests[key]
+                ?? {
+                    let made = CoreMetrics.Counter(
+                        label: "contextstore_requests_total", dimensions: [("op", op), ("outcome", outcome)],
+                        factory: factory)
+                    handles.requests[key] = made
+                    return made
+                }()
+            let timer =
+                handles.latencies[op]
+                ?? {
+                    let made = CoreMetrics.Timer(
+                        label: "contextstore_request_duration_seconds", dimensions: [("op", op)], factory: factory)
+                    handles.latencies[op] = made
+                    return made
+                }()
+            return (counter, timer)
+        }
+        counter.increment()
+        if let nanoseconds { timer.recordNanoseconds(nanoseconds) }
+    }
+
+    /// A prompt of `tokens` built for `key` ("-" without keys).
+    func prompt(tokens: Int, key: String) {
+        let counter = handles.withLock { handles in
+            handles.promptTokens[key]
+                ?? {
+                    let made = CoreMetrics.Counter(
+                        label: "contextstore_prompt_tokens_total", dimensions: [("key", key)], factory: factory)
+                    handles.promptTokens[key] = made
+                    return made
+                }()
+        }
+        counter.increment(by: tokens)
+    }
+
+    /// The registry in Prometheus' text format, with the gauges read now.
+    func text(stats: ServerStats, connections: Int) -> String {
+        let gauges: [(String, Int)] = [
+            ("contextstore_memories", stats.store.memories), ("contextstore_users", stats.store.users),
+            ("contextstore_expired_memories", stats.store.expired),
+            ("contextstore_purged_memories", Int(stats.store.purged)),
+            ("contextstore_open_connections", connections),
+            ("contextstore_result_cache_hits", stats.resultCache.hits),
+            ("contextstore_result_cache_misses", stats.resultCache.misses),
+            ("contextstore_result_cache_bytes", stats.resultCache.bytes),
+            ("contextstore_embedding_cache_hits", stats.embeddingCache.hits),
+            ("contextstore_embedding_cache_misses", stats.embeddingCache.misses),
+        ]
+        for (name, value) in gauges {
+            CoreMetrics.Gauge(label: name, factory: factory).record(value)
+        }
+        return registry.emitToString()
+    }
+
+    /// `ok`, or the error code of an error line (`{"ok":false,...,"error":{"code":"...`).
+    static func outcome(_ answer: [UInt8]) -> String {
+        guard answer.starts(with: Array(#"{"ok":false"#.utf8)) else { return "ok" }
+        let marker = Array(#""code":""#.utf8)
+        guard let start = answer.indices.first(where: { answer[$0...].starts(with: marker) }) else { return "error" }
+        let code = answer[(start + marker.count)...].prefix { $0 != UInt8(ascii: "\"") }
+        return String(decoding: code, as: UTF8.self)
+    }
+}

@@ -1,0 +1,69 @@
+import ContextClient
+import ContextModel
+import ContextProtocol
+import Foundation
+import Testing
+
+@testable import ContextServer
+
+/// The `metrics` op and `/metrics`, `/health` over HTTP.
+@Suite struct MetricsTests {
+    func line(_ text: String, _ prefix: String) -> String? {
+        text.split(separator: "\n").first { $0.hasPrefix(prefix) }.map(String.init)
+    }
+
+    @Test func requestsOutcomesLatenciesAndGaugesAreCounted() async throws {
+        let slow = AccessKey(
+            name: "slow", secret: "slow-secret-0123456789", role: .app, users: ["u"],
+            rate: Rate(perSecond: 0.001, burst: 1))
+        let server = try await TestServer(dimension: 2) { $0.keys = KeyRing(KeysTests.keys + [slow]) }
+        let root = try await ContextStoreClient.connect(port: server.port, secret: "root-secret-0123456789")
+        try await root.add(NewMemory(id: "a", user: "u", text: "tea", vector: [1, 0]))
+        _ = try await root.search(SearchRequest(user: "u", vector: [1, 0]))
+        _ = try await root.search(SearchRequest(user: "u", vector: [1, 0]))
+        _ = try? await root.get(user: "u", id: "none")
+        let limited = try await ContextStoreClient.connect(port: server.port, secret: "slow-secret-0123456789")
+        try await limited.ping()
+        _ = try? await limited.ping()  // over its rate
+        _ = try? await limited.metrics()  // not an admin
+        let text = try await root.metrics()
+        #expect(
+            line(text, #"contextstore_requests_total{op="search",outcome="ok"}"#)?.hasSuffix(" 2") == true, "\(text)")
+        #expect(line(text, #"contextstore_requests_total{op="get",outcome="not_found"}"#)?.hasSuffix(" 1") == true)
+        #expect(line(text, #"contextstore_requests_total{op="ping",outcome="rate_limited"}"#)?.hasSuffix(" 1") == true)
+        #expect(line(text, #"contextstore_requests_total{op="metrics",outcome="forbidden"}"#)?.hasSuffix(" 1") == true)
+        #expect(line(text, #"contextstore_request_duration_seconds_count{op="search"}"#)?.hasSuffix(" 2") == true)
+        // Gauges are floating point in the text format.
+        #expect(line(text, "contextstore_memories ") == "contextstore_memories 1.0")
+        #expect(line(text, "contextstore_open_connections ") == "contextstore_open_connections 2.0")
+        #expect(line(text, "contextstore_result_cache_hits ") == "contextstore_result_cache_hits 1.0")
+        // Prompt tokens by key.
+        _ = try await root.prompt(.init(search: SearchRequest(user: "u", text: "tea", vector: [1, 0])))
+        #expect(line(try await root.metrics(), #"contextstore_prompt_tokens_total{key="root"}"#) != nil)
+        for client in [root, limited] { await client.close() }
+        await server.stop()
+    }
+
+    @Test func healthAndMetricsOverHTTP() async throws {
+        let server = try await TestServer(dimension: 2) { $0.metricsAddress = ("127.0.0.1", 0) }
+        let port = try #require(server.server.metricsPort)
+        func get(_ path: String) throws -> String {
+            let socket = try RawSocket(port: port)
+            socket.send("GET \(path) HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            var lines: [String] = []
+            while let line = socket.readLine() { lines.append(line) }
+            return lines.joined(separator: "\n")
+        }
+        let health = try get("/health")
+        #expect(health.hasPrefix("HTTP/1.1 200 OK") && health.hasSuffix("ok"), "\(health)")
+        let client = try await server.client()
+        try await client.ping()
+        let metrics = try get("/metrics")
+        #expect(
+            metrics.hasPrefix("HTTP/1.1 200 OK")
+                && metrics.contains(#"contextstore_requests_total{op="ping",outcome="ok"} 1"#))
+        #expect(try get("/other").hasPrefix("HTTP/1.1 404 Not Found"))
+        await client.close()
+        await server.stop()
+    }
+}
