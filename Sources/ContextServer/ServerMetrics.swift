@@ -18,9 +18,15 @@ final class ServerMetrics: Sendable {
     private let handles = Mutex<Handles>(Handles())
 
     private struct Handles {
-        var requests: [String: CoreMetrics.Counter] = [:]
-        var latencies: [String: CoreMetrics.Timer] = [:]
+        var ops: [String: OpHandles] = [:]
         var promptTokens: [String: CoreMetrics.Counter] = [:]
+    }
+
+    /// One op's handles: its latency, its `ok` count, and its counts by error code.
+    private struct OpHandles {
+        var timer: CoreMetrics.Timer
+        var ok: CoreMetrics.Counter
+        var errors: [String: CoreMetrics.Counter] = [:]
     }
 
     init() {
@@ -35,30 +41,33 @@ final class ServerMetrics: Sendable {
 
     /// A request of `op` answered `answer` after `nanoseconds` (nil: refused before it ran).
     func finished(_ op: String, answer: [UInt8], nanoseconds: Int64?) {
-        let outcome = Self.outcome(answer)
+        let ok = !answer.starts(with: Self.failurePrefix)
         let (counter, timer) = handles.withLock { handles in
-            let key = op + "\u{0}" + outcome
-            let counter =
-                handles.requests[key]
-                ?? {
-                    let made = CoreMetrics.Counter(
-                        label: "contextstore_requests_total", dimensions: [("op", op), ("outcome", outcome)],
-                        factory: factory)
-                    handles.requests[key] = made
-                    return made
-                }()
-            let timer =
-                handles.latencies[op]
-                ?? {
-                    let made = CoreMetrics.Timer(
-                        label: "contextstore_request_duration_seconds", dimensions: [("op", op)], factory: factory)
-                    handles.latencies[op] = made
-                    return made
-                }()
-            return (counter, timer)
+            if ok, let known = handles.ops[op] { return (known.ok, known.timer) }
+            var handlesOfOp =
+                handles.ops[op]
+                ?? OpHandles(
+                    timer: CoreMetrics.Timer(
+                        label: "contextstore_request_duration_seconds", dimensions: [("op", op)], factory: factory),
+                    ok: requests(op, "ok"))
+            var counter = handlesOfOp.ok
+            if !ok {
+                let code = Self.outcome(answer)
+                counter = handlesOfOp.errors[code] ?? requests(op, code)
+                handlesOfOp.errors[code] = counter
+            }
+            handles.ops[op] = handlesOfOp
+            return (counter, handlesOfOp.timer)
         }
         counter.increment()
         if let nanoseconds { timer.recordNanoseconds(nanoseconds) }
+    }
+
+    private static let failurePrefix = Array(#"{"ok":false"#.utf8)
+
+    private func requests(_ op: String, _ outcome: String) -> CoreMetrics.Counter {
+        CoreMetrics.Counter(
+            label: "contextstore_requests_total", dimensions: [("op", op), ("outcome", outcome)], factory: factory)
     }
 
     /// A prompt of `tokens` built for `key` ("-" without keys).
@@ -96,7 +105,7 @@ final class ServerMetrics: Sendable {
 
     /// `ok`, or the error code of an error line (`{"ok":false,...,"error":{"code":"...`).
     static func outcome(_ answer: [UInt8]) -> String {
-        guard answer.starts(with: Array(#"{"ok":false"#.utf8)) else { return "ok" }
+        guard answer.starts(with: failurePrefix) else { return "ok" }
         let marker = Array(#""code":""#.utf8)
         guard let start = answer.indices.first(where: { answer[$0...].starts(with: marker) }) else { return "error" }
         let code = answer[(start + marker.count)...].prefix { $0 != UInt8(ascii: "\"") }
