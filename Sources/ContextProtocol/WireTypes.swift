@@ -84,38 +84,16 @@ public struct ServerStats: Sendable, Equatable {
     /// Writes the `stats` fields.
     public func write(to writer: inout JSONWriter) {
         store.write(to: &writer)
-        writer.field("embedding_cache_hits")
-        writer.int(Int64(embeddingCache.hits))
-        writer.field("embedding_cache_misses")
-        writer.int(Int64(embeddingCache.misses))
-        writer.field("embedding_cache_entries")
-        writer.int(Int64(embeddingCache.entries))
-        writer.field("embedding_cache_bytes")
-        writer.int(Int64(embeddingCache.bytes))
-        writer.field("result_cache_hits")
-        writer.int(Int64(resultCache.hits))
-        writer.field("result_cache_misses")
-        writer.int(Int64(resultCache.misses))
-        writer.field("result_cache_entries")
-        writer.int(Int64(resultCache.entries))
-        writer.field("result_cache_bytes")
-        writer.int(Int64(resultCache.bytes))
+        embeddingCache.write(as: "embedding_cache", to: &writer)
+        resultCache.write(as: "result_cache", to: &writer)
     }
 
     /// Reads a `stats` response.
     public init(json: JSONObject) throws(ProtocolError) {
         self.init(
             store: try StoreStats(json: json),
-            embeddingCache: CacheCounters(
-                hits: Int(try json.optionalInt("embedding_cache_hits") ?? 0),
-                misses: Int(try json.optionalInt("embedding_cache_misses") ?? 0),
-                entries: Int(try json.optionalInt("embedding_cache_entries") ?? 0),
-                bytes: Int(try json.optionalInt("embedding_cache_bytes") ?? 0)),
-            resultCache: CacheCounters(
-                hits: Int(try json.optionalInt("result_cache_hits") ?? 0),
-                misses: Int(try json.optionalInt("result_cache_misses") ?? 0),
-                entries: Int(try json.optionalInt("result_cache_entries") ?? 0),
-                bytes: Int(try json.optionalInt("result_cache_bytes") ?? 0)))
+            embeddingCache: try CacheCounters(json: json, as: "embedding_cache"),
+            resultCache: try CacheCounters(json: json, as: "result_cache"))
     }
 }
 
@@ -131,6 +109,25 @@ public struct CacheCounters: Sendable, Equatable {
         self.misses = misses
         self.entries = entries
         self.bytes = bytes
+    }
+
+    private var fields: [(String, Int)] {
+        [("hits", hits), ("misses", misses), ("entries", entries), ("bytes", bytes)]
+    }
+
+    /// Writes `<name>_hits`, `_misses`, `_entries` and `_bytes`.
+    func write(as name: String, to writer: inout JSONWriter) {
+        for (field, value) in fields {
+            writer.field(name + "_" + field)
+            writer.int(Int64(value))
+        }
+    }
+
+    /// Reads what `write(as:to:)` wrote (absent fields: 0).
+    init(json: JSONObject, as name: String) throws(ProtocolError) {
+        func read(_ field: String) throws(ProtocolError) -> Int { Int(try json.optionalInt(name + "_" + field) ?? 0) }
+        self.init(
+            hits: try read("hits"), misses: try read("misses"), entries: try read("entries"), bytes: try read("bytes"))
     }
 }
 
