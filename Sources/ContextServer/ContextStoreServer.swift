@@ -48,6 +48,9 @@ public struct ServerConfiguration: Sendable {
     /// Requests that take longer (from their start to their answer) are logged, one warning
     /// each with the op, `rid`, key and milliseconds; nil logs none.
     public var slowRequest: TimeAmount?
+    /// One search in this many that was not exact is re-run exactly in the background, for the
+    /// `contextstore_sampled_recall` gauge (`QualitySampler`); 0 re-runs none.
+    public var qualitySampleEvery = 100
     /// Where `/metrics` and `/health` are served over HTTP (`MetricsHTTPHandler`); nil: nowhere.
     public var metricsAddress: (host: String, port: Int)?
 
@@ -73,6 +76,7 @@ public struct ServerConfiguration: Sendable {
 /// The TCP server of protocol v1: line-delimited JSON over one listening socket.
 public final class ContextStoreServer: Sendable {
     private let store: MemoryStore
+    private let context: ServerContext
     private let configuration: ServerConfiguration
     private let logger: Logger
     private let group: MultiThreadedEventLoopGroup
@@ -89,6 +93,9 @@ public final class ContextStoreServer: Sendable {
 
     /// The port the server listens on.
     public var port: Int { channel.localAddress?.port ?? configuration.port }
+
+    /// What the quality sampler has seen so far.
+    var quality: QualitySampler.Figures { context.quality.current }
 
     /// The port of `/metrics` and `/health`, when they are served.
     public var metricsPort: Int? { metricsChannel?.localAddress?.port }
@@ -121,7 +128,9 @@ public final class ContextStoreServer: Sendable {
             store: store, embedder: embedder, version: serverVersion, prompts: configuration.prompts,
             keys: configuration.keys,
             results: configuration.resultCacheBytes > 0
-                ? ResultCache(capacityBytes: configuration.resultCacheBytes) : nil, limits: limits)
+                ? ResultCache(capacityBytes: configuration.resultCacheBytes) : nil, limits: limits,
+            quality: QualitySampler(every: configuration.qualitySampleEvery))
+        self.context = serverContext
         let writeQueue = WriteQueue(limit: configuration.maximumQueuedWrites)
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelInitializer { channel in

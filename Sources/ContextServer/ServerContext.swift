@@ -27,6 +27,8 @@ struct ServerContext: Sendable {
     let limits: ConnectionLimits
     /// Requests, latencies and prompt tokens, for `metrics`.
     let metrics = ServerMetrics()
+    /// Searches that came short, and the sampled recall of those not exact.
+    let quality: QualitySampler
     /// Whether a `backup` is running.
     let backups = BackupFlag()
 
@@ -215,7 +217,10 @@ struct ServerContext: Sendable {
     }
 
     func search(_ search: SearchRequest) throws -> [ScoredMemory] {
-        try store.search(embedded(search))
+        let search = try embedded(search)
+        let hits = try store.search(search)
+        quality.observe(search, hits: hits, store: store)
+        return hits
     }
 
     func get(_ request: Operations.Get.Arguments) throws(ProtocolError) -> Operations.Get.Answer {
@@ -270,7 +275,7 @@ struct ServerContext: Sendable {
 
     /// `metrics`: the Prometheus text.
     func metricsText() -> String {
-        metrics.text(stats: stats(), connections: limits.openConnections)
+        metrics.text(stats: stats(), connections: limits.openConnections, quality: quality.current)
     }
 
     func embed(_ texts: [String]) throws(ProtocolError) -> Operations.Embed.Answer {

@@ -85,8 +85,16 @@ final class ServerMetrics: Sendable {
     }
 
     /// The registry in Prometheus' text format, with the gauges read now.
-    func text(stats: ServerStats, connections: Int) -> String {
+    func text(stats: ServerStats, connections: Int, quality: QualitySampler.Figures) -> String {
+        if let recall = quality.recall {
+            CoreMetrics.Gauge(label: "contextstore_sampled_recall", factory: factory).record(recall)
+        }
+        if quality.searches > 0 {
+            CoreMetrics.Gauge(label: "contextstore_short_search_share", factory: factory)
+                .record(Double(quality.short) / Double(quality.searches))
+        }
         let gauges: [(String, Int)] = [
+            ("contextstore_sampled_searches", quality.sampled),
             ("contextstore_memories", stats.store.memories), ("contextstore_users", stats.store.users),
             ("contextstore_expired_memories", stats.store.expired),
             ("contextstore_purged_memories", Int(stats.store.purged)),

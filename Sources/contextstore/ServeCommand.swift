@@ -80,6 +80,7 @@ struct ServeCommand: AsyncParsableCommand {
         try requireFlag("result-cache-bytes", resultCacheBytes, in: 0...(1 << 40))
         try requireFlag("slow-ms", slowMs, in: 0...86_400_000)
         try requireFlag("metrics-port", metricsPort, in: 0...65535)
+        try requireFlag("quality-sample", qualitySample, in: 0...1_000_000)
         try requireFlag("max-buffered-bytes", maxBufferedBytes, in: maxLineBytes...(1 << 40))
         if let embedTemplate {
             do {
@@ -114,6 +115,9 @@ struct ServeCommand: AsyncParsableCommand {
 
     @Option(help: "The address of --metrics-port, which needs no key.")
     var metricsHost = "127.0.0.1"
+
+    @Option(help: "Re-run one search in this many exactly, in the background, for the sampled recall gauge; 0: none.")
+    var qualitySample = 100
 
     func run() async throws {
         let signals = TerminationSignals()
@@ -168,6 +172,7 @@ struct ServeCommand: AsyncParsableCommand {
         configuration.resultCacheBytes = resultCacheBytes
         configuration.slowRequest = slowMs.map { .milliseconds(Int64($0)) }
         configuration.metricsAddress = metricsPort.map { (metricsHost, $0) }
+        configuration.qualitySampleEvery = qualitySample
         let server: ContextStoreServer
         do {
             server = try await ContextStoreServer(

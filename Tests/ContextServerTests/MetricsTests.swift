@@ -67,3 +67,28 @@ import Testing
         await server.stop()
     }
 }
+
+/// The quality gauges: searches re-run exactly in the background, and the share that came short.
+@Suite struct QualitySamplerTests {
+    @Test func sampledRecallAndShortSearchesArePublished() async throws {
+        let server = try await TestServer(dimension: 2) { $0.qualitySampleEvery = 1 }
+        let client = try await server.client()
+        try await client.addBatch(
+            (0..<10).map { NewMemory(id: "m\($0)", user: "u", text: "t", vector: [1, Float($0)]) })
+        _ = try await client.search(SearchRequest(user: "u", vector: [1, 0], k: 5))
+        _ = try await client.search(SearchRequest(user: "u", vector: [1, 1], k: 50))  // 10 of 50: short
+        _ = try await client.search(SearchRequest(user: "u", vector: [1, 2], k: 5, exact: true))  // not re-run
+        var figures = server.server.quality
+        for _ in 0..<100 where figures.sampled < 2 {
+            try await Task.sleep(for: .milliseconds(20))
+            figures = server.server.quality
+        }
+        #expect(figures.searches == 3 && figures.short == 1 && figures.sampled == 2 && figures.recall == 1)
+        let text = try await client.metrics()
+        #expect(text.contains("contextstore_sampled_recall 1.0"), "\(text)")
+        #expect(text.contains("contextstore_short_search_share 0.3333333333333333"))
+        #expect(text.contains("contextstore_sampled_searches 2.0"))
+        await client.close()
+        await server.stop()
+    }
+}

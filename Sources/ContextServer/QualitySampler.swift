@@ -1,0 +1,59 @@
+import ContextModel
+import Dispatch
+import MemoryStore
+import Synchronization
+
+/// Watches the quality of searches as they are served: counts those that returned fewer than
+/// `k` hits, and re-runs one in `every` searches that were not exact with `exact: true`, in the
+/// background and one at a time, to publish their recall@k against the exact answer. An
+/// operator sees the index degrade (a graph that lost reachability, say) without a benchmark.
+final class QualitySampler: Sendable {
+    let every: Int
+    private let seen = Atomic<Int>(0)
+    private let running = Atomic<Bool>(false)
+    private let figures = Mutex(Figures())
+
+    struct Figures: Sendable, Equatable {
+        var searches = 0
+        var short = 0
+        var sampled = 0
+        var recallSum = 0.0
+
+        /// Mean recall@k of the sampled searches; nil before the first.
+        var recall: Double? { sampled > 0 ? recallSum / Double(sampled) : nil }
+    }
+
+    /// - Parameter every: One search in this many is re-run exactly; 0 re-runs none.
+    init(every: Int) {
+        self.every = every
+    }
+
+    var current: Figures { figures.withLock { $0 } }
+
+    /// A search answered with `hits`; `store` re-runs it exactly when its turn comes.
+    func observe(_ search: SearchRequest, hits: [ScoredMemory], store: MemoryStore) {
+        let count = seen.wrappingAdd(1, ordering: .relaxed).newValue
+        figures.withLock { figures in
+            figures.searches += 1
+            if hits.count < search.k { figures.short += 1 }
+        }
+        guard every > 0, !search.exact, count % every == 0,
+            running.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged
+        else { return }
+        var scan = search
+        scan.exact = true
+        scan.explain = false
+        scan.context = 0
+        let exact = scan
+        let served = Set(hits.map(\.memory.id))
+        DispatchQueue.global(qos: .utility).async { [self] in
+            defer { running.store(false, ordering: .releasing) }
+            guard let truth = try? store.search(exact), !truth.isEmpty else { return }
+            let found = truth.filter { served.contains($0.memory.id) }.count
+            figures.withLock { figures in
+                figures.sampled += 1
+                figures.recallSum += Double(found) / Double(truth.count)
+            }
+        }
+    }
+}
