@@ -124,7 +124,7 @@ struct Call: Sendable {
 }
 
 /// The table of operations, keyed by wire name. Adding an op is a codec in
-/// `ContextProtocol.Operations`, a row here, its handler in `Handlers.swift`, a client method, a
+/// `ContextProtocol.Operations`, a row here, its handler on `ServerContext`, a client method, a
 /// round-trip test and a section in docs/PROTOCOL.md (docs/ARCHITECTURE.md has the recipe).
 enum OperationTable {
     static let descriptors: [OperationDescriptor] = [
