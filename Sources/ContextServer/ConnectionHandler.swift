@@ -32,7 +32,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
     private let maximumLineBytes: Int
     private let maximumPending: Int
     private let shutdownGrace: TimeAmount
-    private let slowLog: SlowLog?
+    private let requestLog: RequestLog
 
     private enum Item {
         case line(ByteBuffer)
@@ -54,9 +54,9 @@ final class ConnectionHandler: ChannelDuplexHandler {
     init(
         context: ServerContext, writerPool: NIOThreadPool, computePool: NIOThreadPool, writeQueue: WriteQueue,
         limits: ConnectionLimits, maximumLineBytes: Int, maximumPending: Int, shutdownGrace: TimeAmount,
-        slowLog: SlowLog? = nil
+        requestLog: RequestLog
     ) {
-        self.slowLog = slowLog
+        self.requestLog = requestLog
         // A session of its own: what `auth` sets belongs to this connection alone.
         var context = context
         context.session = ConnectionSession()
@@ -252,7 +252,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
     private func finished(_ op: String, rid: JSONValue?, since began: NIODeadline, answer: [UInt8]) {
         let took = NIODeadline.now() - began
         context.metrics.finished(op, answer: answer, nanoseconds: took.nanoseconds)
-        slowLog?.note(op, rid: rid, key: context.session.key, took: took, answer: answer)
+        requestLog.note(op, rid: rid, key: context.session.key, took: took, answer: answer)
     }
 
     private func response(_ bytes: [UInt8], _ context: ChannelHandlerContext) -> ByteBuffer {
@@ -260,20 +260,29 @@ final class ConnectionHandler: ChannelDuplexHandler {
     }
 }
 
-/// Logs the requests that took longer than `threshold`, from their start to their answer.
-struct SlowLog: Sendable {
-    let threshold: TimeAmount
+/// Logs each request that ran, with its op, `rid`, key name (never a secret), time and outcome:
+/// a warning when it took longer than `slowThreshold`, an error when the database failed, a
+/// debug line otherwise (built only when the logger's level lets it through).
+struct RequestLog: Sendable {
+    let slowThreshold: TimeAmount?
     let logger: Logger
 
     func note(_ op: String, rid: JSONValue?, key: String?, took: TimeAmount, answer: [UInt8]) {
-        guard took >= threshold else { return }
-        let failed = answer.starts(with: Array(#"{"ok":false"#.utf8))
-        logger.warning(
-            "slow request",
-            metadata: [
+        let outcome = ServerMetrics.outcome(answer)
+        func metadata() -> Logger.Metadata {
+            [
                 "op": "\(op)", "rid": "\(rid.map { JSONWriter.serialize($0) } ?? "-")", "key": "\(key ?? "-")",
-                "ms": "\(Double(took.nanoseconds / 1000) / 1000)", "answer": "\(failed ? "error" : "ok")",
-            ])
+                "ms": "\(Double(took.nanoseconds / 1000) / 1000)", "answer": "\(outcome == "ok" ? "ok" : "error")",
+                "outcome": "\(outcome)",
+            ]
+        }
+        if let slowThreshold, took >= slowThreshold {
+            logger.warning("slow request", metadata: metadata())
+        } else if outcome == ErrorCode.storageError.rawValue {
+            logger.error("request failed", metadata: metadata())
+        } else {
+            logger.debug("request", metadata: metadata())
+        }
     }
 }
 

@@ -160,7 +160,7 @@ public final class ContextStoreServer: Sendable {
                             maximumLineBytes: configuration.maximumLineBytes,
                             maximumPending: configuration.maximumPendingPerConnection,
                             shutdownGrace: configuration.shutdownGrace,
-                            slowLog: configuration.slowRequest.map { SlowLog(threshold: $0, logger: logger) }))
+                            requestLog: RequestLog(slowThreshold: configuration.slowRequest, logger: logger)))
                 }
             }
         do {

@@ -13,6 +13,7 @@ import VectorIndex
 #endif
 
 extension Metric: ExpressibleByArgument {}
+extension Logger.Level: @retroactive ExpressibleByArgument {}
 
 /// `contextstore serve`: opens a memory space and serves it over TCP until SIGINT or SIGTERM.
 struct ServeCommand: AsyncParsableCommand {
@@ -110,6 +111,9 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Log each request that takes longer than this many milliseconds (op, rid, key, time).")
     var slowMs: Int?
 
+    @Option(help: "trace, debug (a line per request: op, rid, key, time, outcome), info, notice, warning, error.")
+    var logLevel: Logger.Level = .info
+
     @Option(help: "Serve GET /metrics (Prometheus) and /health over HTTP on this port (0: any free one).")
     var metricsPort: Int?
 
@@ -123,7 +127,7 @@ struct ServeCommand: AsyncParsableCommand {
         let signals = TerminationSignals()
         LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
         var logger = Logger(label: "contextstore")
-        logger.logLevel = .info
+        logger.logLevel = logLevel
 
         let embedder = try ModelOption.load(model)
         let (prompts, promptNote) = try promptOptions.settings()

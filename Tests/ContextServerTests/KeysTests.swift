@@ -273,7 +273,7 @@ import Testing
     }
 }
 
-/// `slowRequest`: one warning per request run slower than the threshold, naming the op, the
+/// The request log: one warning per request run slower than `slowRequest`, naming the op, the
 /// `rid` and the key (never the secret); a request refused before it runs is not timed.
 @Suite struct SlowLogTests {
     /// Log records a test can read.
@@ -311,6 +311,21 @@ import Testing
         #expect(slow.map { $0["key"]?.description } == ["reader", "reader", "reader"])
         #expect(slow.map { $0["answer"]?.description } == ["ok", "ok", "error"])
         #expect(!records.lines.withLock { "\($0)" }.contains("reader-secret"))
+        await server.stop()
+    }
+
+    /// Below the slow threshold, each request that ran is a debug line with its outcome.
+    @Test func everyRequestIsADebugLine() async throws {
+        let records = Records()
+        let server = try await TestServer(dimension: 2, logger: Logger(label: "test") { _ in records })
+        let socket = try RawSocket(port: server.port)
+        socket.send(#"{"op":"ping","rid":[1]}"# + "\n" + #"{"op":"search","user":"u","vector":[1]}"# + "\n")
+        _ = socket.readLine()
+        _ = socket.readLine()
+        let lines = records.lines.withLock { $0 }.filter { $0.0 == "request" }.map(\.1)
+        #expect(lines.map { $0["op"]?.description } == ["ping", "search"])
+        #expect(lines.map { $0["rid"]?.description } == ["[1]", "-"])
+        #expect(lines.map { $0["outcome"]?.description } == ["ok", "wrong_dimension"])
         await server.stop()
     }
 }
