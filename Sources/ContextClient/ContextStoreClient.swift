@@ -242,6 +242,12 @@ public final class ContextStoreClient: Sendable {
         try await call(Operations.Backup.self, path)
     }
 
+    /// `feedback`: `user`'s memory `id` helped (or did not); returns its counts.
+    /// - Throws: `ClientError.server` with code `not_found` when there is none.
+    public func feedback(user: String, id: String, helped: Bool) async throws -> Operations.Feedback.Answer {
+        try await call(Operations.Feedback.self, .init(MemoryRef(user: user, id: id), helped: helped))
+    }
+
     /// `delete`: removes one of `user`'s memories.
     /// - Throws: `ClientError.server` with code `not_found` when there is none.
     public func delete(user: String, id: String) async throws {

@@ -48,6 +48,11 @@ public struct SearchRequest: Sendable, Equatable {
     public var halfLife: Double?
     /// With each hit, this many turns of its session before it and after it.
     public var context: Int
+    /// Weigh what users said of a memory (`feedback`): relevance x (1 + boost x (helped -
+    /// not helped) / (helped + not helped + 1)), at least 0. Nil: feedback plays no part.
+    public var feedbackBoost: Double?
+    /// The largest `feedbackBoost`.
+    public static let maximumFeedbackBoost = 10.0
 
     public init(
         user: String, query: SearchQuery, k: Int = SearchRequest.defaultK, filter: RowFilter = RowFilter(),
@@ -63,7 +68,7 @@ public struct SearchRequest: Sendable, Equatable {
     public init(
         user: String, text: String? = nil, vector: [Float]? = nil, mode: SearchMode? = nil,
         k: Int = SearchRequest.defaultK, filter: MemoryFilter = MemoryFilter(), ef: Int? = nil, exact: Bool = false,
-        explain: Bool = false, halfLife: Double? = nil, context: Int = 0
+        explain: Bool = false, halfLife: Double? = nil, context: Int = 0, feedbackBoost: Double? = nil
     ) {
         self.user = user
         self.text = text
@@ -76,6 +81,7 @@ public struct SearchRequest: Sendable, Equatable {
         self.explain = explain
         self.halfLife = halfLife
         self.context = context
+        self.feedbackBoost = feedbackBoost
     }
 
     /// The mode this search runs in, given whether the server can embed text.

@@ -69,8 +69,8 @@ extension Operations {
 
         public static let name = "prompt"
         public static let fields = JSONObject.memoryFilterFields.union([
-            "user", "query", "vector", "mode", "ef", "exact", "half_life", "context", "budget", "template", "system",
-            "limit", "recent", "format", "caps",
+            "user", "query", "vector", "mode", "ef", "exact", "half_life", "context", "feedback_boost", "budget",
+            "template", "system", "limit", "recent", "format", "caps",
         ])
 
         public static func encode(_ arguments: Arguments, to writer: inout JSONWriter) {

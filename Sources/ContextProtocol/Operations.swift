@@ -180,7 +180,7 @@ public enum Operations {
     public enum Search: WireOperation {
         public static let name = "search"
         public static let fields = JSONObject.memoryFilterFields.union([
-            "user", "k", "query", "vector", "mode", "ef", "exact", "explain", "half_life", "context",
+            "user", "k", "query", "vector", "mode", "ef", "exact", "explain", "half_life", "context", "feedback_boost",
         ])
         public static func encode(_ search: SearchRequest, to writer: inout JSONWriter) {
             writer.field("user")
@@ -234,6 +234,10 @@ public enum Operations {
                 writer.field("context")
                 writer.int(Int64(search.context))
             }
+            if let boost = search.feedbackBoost {
+                writer.field("feedback_boost")
+                writer.number(boost)
+            }
         }
 
         /// Reads a search's fields; `k` is given (what `prompt` shares with `search`).
@@ -277,11 +281,23 @@ public enum Operations {
                 throw ProtocolError(
                     .invalidValue, "context must be between 0 and \(SearchRequest.maximumContext), not \(context)")
             }
+            var feedbackBoost: Double?
+            if let value = request["feedback_boost"], value != .null {
+                guard let boost = value.numberValue else {
+                    throw ProtocolError(.wrongType, "feedback_boost must be a number, not \(value.typeName)")
+                }
+                guard boost.isFinite, boost > 0, boost <= SearchRequest.maximumFeedbackBoost else {
+                    throw ProtocolError(
+                        .invalidValue,
+                        "feedback_boost must be above 0 and at most \(SearchRequest.maximumFeedbackBoost)")
+                }
+                feedbackBoost = boost
+            }
             return SearchRequest(
                 user: user, text: text, vector: vector, mode: mode, k: k, filter: filter, ef: ef.map { Int($0) },
                 exact: try request.optionalBool("exact") ?? false,
                 explain: try request.optionalBool("explain") ?? false,
-                halfLife: halfLife, context: Int(context))
+                halfLife: halfLife, context: Int(context), feedbackBoost: feedbackBoost)
         }
         public static func encode(answer hits: [ScoredMemory], to writer: inout JSONWriter) {
             writer.field("hits")

@@ -182,6 +182,9 @@ enum OperationTable {
         OperationDescriptor(Operations.Update.self, runs: .writer, access: .write, users: { [$0.memory.user] }) {
             request, context in try context.update(request)
         },
+        OperationDescriptor(Operations.Feedback.self, runs: .writer, access: .write, users: { [$0.memory.user] }) {
+            request, context in try context.feedback(request)
+        },
         OperationDescriptor(Operations.Delete.self, runs: .writer, access: .write, users: { [$0.user] }) {
             memory, context in try context.delete(memory)
         },

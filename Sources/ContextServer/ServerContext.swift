@@ -254,6 +254,13 @@ struct ServerContext: Sendable {
             path: path, bytes: report.bytes, seconds: report.seconds, memories: report.check.memories)
     }
 
+    func feedback(_ request: Operations.Feedback.Arguments) throws -> Operations.Feedback.Answer {
+        guard let counts = try store.feedback(user: request.memory.user, id: request.memory.id, helped: request.helped)
+        else { throw notFound(request.memory) }
+        metrics.feedback(helped: request.helped)
+        return Operations.Feedback.Answer(helped: counts.helped, notHelped: counts.unhelped)
+    }
+
     func delete(_ memory: MemoryRef) throws -> Int {
         guard try store.delete(user: memory.user, id: memory.id) else { throw notFound(memory) }
         return 1

@@ -70,6 +70,13 @@ final class ServerMetrics: Sendable {
             label: "contextstore_requests_total", dimensions: [("op", op), ("outcome", outcome)], factory: factory)
     }
 
+    /// A user's word on a memory.
+    func feedback(helped: Bool) {
+        CoreMetrics.Counter(
+            label: "contextstore_feedback_total", dimensions: [("helped", helped ? "true" : "false")], factory: factory
+        ).increment()
+    }
+
     /// A prompt of `tokens` built for `key` ("-" without keys).
     func prompt(tokens: Int, key: String) {
         let counter = handles.withLock { handles in

@@ -99,6 +99,11 @@ extension Database {
         // 9: a user's pinned facts (metadata "pinned": true), which every prompt reads, without
         // reading the user's other memories.
         Migration(sql: "CREATE INDEX memories_pinned ON memories(user, created_at, seq) WHERE \(SQL.isPinned);"),
+        // 10: how often a memory helped, and did not, as users said (`feedback`).
+        """
+        ALTER TABLE memories ADD COLUMN helped INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE memories ADD COLUMN unhelped INTEGER NOT NULL DEFAULT 0;
+        """,
     ]
 
     /// Applies the migrations this database lacks, each in its own transaction.

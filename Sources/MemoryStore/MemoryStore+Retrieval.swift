@@ -56,7 +56,7 @@ extension MemoryStore {
         if mode != .vector, request.text == nil {
             throw StoreError.invalidValue("a \(mode.rawValue) search needs query text")
         }
-        let fused = mode == .hybrid || request.halfLife != nil
+        let fused = mode == .hybrid || request.halfLife != nil || request.feedbackBoost != nil
         let candidates = fused ? Self.pool(k: request.k) : request.k
         // Metadata conditions are SQL's: they give the rows a side may return.
         let allowed = request.filter.metadata.isEmpty ? nil : try matchingHandles(request.user, request.filter, now)
@@ -99,6 +99,15 @@ extension MemoryStore {
                     let factor = Self.recency(ageSeconds: Double(now - record.createdAt) / 1000, halfLife: halfLife)
                     ranked[i].explanation.recency = factor
                     ranked[i].score *= factor
+                }
+            }
+            if let boost = request.feedbackBoost {
+                for i in ranked.indices {
+                    guard let helped = state.records[Int(ranked[i].handle)]?.helped,
+                        let unhelped = state.records[Int(ranked[i].handle)]?.unhelped, helped + unhelped > 0
+                    else { continue }
+                    let balance = Double(helped - unhelped) / Double(helped + unhelped + 1)
+                    ranked[i].score *= Float(max(0, 1 + boost * balance))
                 }
             }
             if fused {

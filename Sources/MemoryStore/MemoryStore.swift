@@ -284,6 +284,9 @@ public final class MemoryStore: Sendable {
         var expiresAt: Int64?
         /// How many windows after the first its text has (see `NewMemory.windows`).
         var windowCount = 0
+        /// How often users said it helped, and did not (`feedback`).
+        var helped: Int64 = 0
+        var unhelped: Int64 = 0
 
         var approximateBytes: Int {
             id.utf8.count + user.utf8.count + (session?.utf8.count ?? 0) + (speaker?.utf8.count ?? 0) + text.utf8.count

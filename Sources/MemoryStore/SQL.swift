@@ -26,7 +26,7 @@ enum SQL {
     /// columns are `LoadedRow`'s.
     static let memoriesWithNodes = """
         SELECT m.id, m.user, m.session, m.role, m.text, m.created_at, m.metadata, m.embedding, m.seq,
-            n.slot, n.links, m.speaker, m.expires_at
+            n.slot, n.links, m.speaker, m.expires_at, m.helped, m.unhelped
         FROM memories m LEFT JOIN hnsw_nodes n ON n.memory = m.seq ORDER BY m.seq
         """
 
@@ -35,6 +35,14 @@ enum SQL {
     /// The columns `memory(_:vector:)` reads (the row's `seq` is column 7); a query that wants
     /// the embedding selects it after them, as column 10.
     static let memoryColumns = "id, user, session, role, text, created_at, metadata, seq, speaker, expires_at"
+
+    /// Counts one more `feedback` for a live memory: helped, unhelped (1 and 0, or 0 and 1),
+    /// user, id, now; returns the counts.
+    static let feedback = """
+        UPDATE memories SET helped = helped + ?, unhelped = unhelped + ?
+        WHERE user = ? AND id = ? AND (expires_at IS NULL OR expires_at > ?)
+        RETURNING helped, unhelped
+        """
 
     /// What makes a memory a pinned fact; the partial index `memories_pinned` (migration 9) holds
     /// the rows where it is true, and a query must use the same text to be answered from it.

@@ -131,6 +131,10 @@ import Testing
         #expect(try roundTrip(Operations.Backup.self, "/tmp/b.db") == "/tmp/b.db")
         #expect(try roundTrip(Operations.Embed.self, ["a", "b\u{0}"]) == ["a", "b\u{0}"])
         #expect(try roundTrip(Operations.Auth.self, "s\u{0}cret") == "s\u{0}cret")
+        let feedback = Operations.Feedback.Arguments(MemoryRef(user: "caf\u{E9}", id: "i\u{0}"), helped: false)
+        #expect(try roundTrip(Operations.Feedback.self, feedback) == feedback)
+        let boosted = SearchRequest(user: "u", text: "t", vector: [1], feedbackBoost: 0.5)
+        #expect(try roundTrip(Operations.Search.self, boosted) == boosted)
         for prompt in [
             Operations.Prompt.Arguments(search: SearchRequest(user: "u", text: "what now?")),
             Operations.Prompt.Arguments(
@@ -149,6 +153,9 @@ import Testing
         #expect(
             try roundTrip(Operations.Auth.self, answer: .init(key: "app-a", role: "app"))
                 == .init(key: "app-a", role: "app"))
+        #expect(
+            try roundTrip(Operations.Feedback.self, answer: .init(helped: 3, notHelped: 0))
+                == .init(helped: 3, notHelped: 0))
         #expect(try roundTrip(Operations.Metrics.self, answer: "# TYPE x counter\nx 1\n") == "# TYPE x counter\nx 1\n")
         let built = Operations.Prompt.Answer(
             prompt: Prompt(
@@ -331,6 +338,9 @@ import Testing
         #expect(code(#"{"op":"embed","texts":["a"],"model":"m"}"#) == .unknownField)
         // prompt: the query is required; search-only fields, misspelt caps and out-of-range counts
         // are refused.
+        #expect(code(#"{"op":"search","user":"u","vector":[1],"feedback_boost":0}"#) == .invalidValue)
+        #expect(code(#"{"op":"search","user":"u","vector":[1],"feedback_boost":10.5}"#) == .invalidValue)
+        #expect(code(#"{"op":"search","user":"u","vector":[1],"feedback_boost":"1"}"#) == .wrongType)
         #expect(code(#"{"op":"prompt","user":"u"}"#) == .missingField)
         #expect(code(#"{"op":"prompt","user":"u","vector":[1]}"#) == .missingField)
         #expect(code(#"{"op":"prompt","user":"u","query":7}"#) == .wrongType)

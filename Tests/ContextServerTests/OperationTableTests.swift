@@ -23,9 +23,8 @@ import Testing
         #expect(
             OperationTable.descriptors.map(\.name).sorted()
                 == [
-                    "add", "add_batch", "auth", "backup", "delete", "embed", "forget", "get", "hello", "list",
-                    "metrics",
-                    "ping", "prompt", "search", "sessions", "stats", "update",
+                    "add", "add_batch", "auth", "backup", "delete", "embed", "feedback", "forget", "get", "hello",
+                    "list", "metrics", "ping", "prompt", "search", "sessions", "stats", "update",
                 ])
         #expect(OperationTable.byName.count == OperationTable.descriptors.count)
     }
@@ -39,7 +38,8 @@ import Testing
                 "stats": .eventLoop,
                 "embed": .computePool, "prompt": .computePool, "list": .computePool, "sessions": .computePool,
                 "backup": .computePool,
-                "add": .writer, "add_batch": .writer, "delete": .writer, "forget": .writer, "update": .writer,
+                "add": .writer, "add_batch": .writer, "delete": .writer, "feedback": .writer, "forget": .writer,
+                "update": .writer,
             ])
         #expect(try decode(#"{"op":"forget","user":"u"}"#).0.writes)
         #expect(try !decode(#"{"op":"search","user":"u","vector":[1]}"#).0.writes)
@@ -52,7 +52,8 @@ import Testing
             access == [
                 "auth": .anyone, "ping": .anyKey, "hello": .anyKey, "embed": .anyKey, "search": .read, "get": .read,
                 "list": .read, "sessions": .read, "prompt": .read, "add": .write, "add_batch": .write,
-                "update": .write, "delete": .write, "forget": .write, "stats": .admin, "backup": .admin,
+                "update": .write, "delete": .write, "forget": .write, "feedback": .write, "stats": .admin,
+                "backup": .admin,
                 "metrics": .admin,
             ])
         #expect(

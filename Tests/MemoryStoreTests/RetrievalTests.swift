@@ -129,6 +129,7 @@ import VectorIndex
             let database = try Database(path: temporary.path)
             try database.execute(
                 """
+                ALTER TABLE memories DROP COLUMN helped; ALTER TABLE memories DROP COLUMN unhelped;
                 DROP INDEX memories_pinned; DROP INDEX memories_expiring; ALTER TABLE memories DROP COLUMN expires_at;
                 DROP TABLE memory_terms;
                 PRAGMA user_version = 6;
