@@ -282,7 +282,9 @@ struct ServerContext: Sendable {
 
     /// `metrics`: the Prometheus text.
     func metricsText() -> String {
-        metrics.text(stats: stats(), connections: limits.openConnections, quality: quality.current)
+        metrics.text(
+            stats: stats(), connections: limits.openConnections, quality: quality.current,
+            tokensEmbedded: embedder?.tokensEmbedded ?? 0)
     }
 
     func embed(_ texts: [String]) throws(ProtocolError) -> Operations.Embed.Answer {

@@ -92,7 +92,7 @@ final class ServerMetrics: Sendable {
     }
 
     /// The registry in Prometheus' text format, with the gauges read now.
-    func text(stats: ServerStats, connections: Int, quality: QualitySampler.Figures) -> String {
+    func text(stats: ServerStats, connections: Int, quality: QualitySampler.Figures, tokensEmbedded: Int) -> String {
         if let recall = quality.recall {
             CoreMetrics.Gauge(label: "contextstore_sampled_recall", factory: factory).record(recall)
         }
@@ -102,6 +102,7 @@ final class ServerMetrics: Sendable {
         }
         let gauges: [(String, Int)] = [
             ("contextstore_sampled_searches", quality.sampled),
+            ("contextstore_embedded_tokens", tokensEmbedded),
             ("contextstore_memories", stats.store.memories), ("contextstore_users", stats.store.users),
             ("contextstore_expired_memories", stats.store.expired),
             ("contextstore_purged_memories", Int(stats.store.purged)),

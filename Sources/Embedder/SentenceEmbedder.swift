@@ -1,4 +1,5 @@
 import Dispatch
+import Synchronization
 
 #if canImport(Glibc)
     import Glibc
@@ -18,6 +19,7 @@ public final class SentenceEmbedder: Sendable {
     private let tokenizer: WordPieceTokenizer
     private let model: BertModel
     private let cache: EmbeddingCache
+    private let tokensRun = Atomic<Int>(0)
     // Tokens per forward pass: bounds scratch memory (about 10 KB per token) and spreads a large
     // request over the cores.
     private static let tokensPerPass = 2048
@@ -108,6 +110,10 @@ public final class SentenceEmbedder: Sendable {
     /// Cache hits and misses since start, and how many texts the cache holds.
     public var cacheStatistics: (hits: Int, misses: Int, entries: Int, bytes: Int) { cache.statistics }
 
+    /// Tokens the model has run since the start (`[CLS]` and `[SEP]` included; texts answered
+    /// from the cache are not run again).
+    public var tokensEmbedded: Int { tokensRun.load(ordering: .relaxed) }
+
     /// One unit-length embedding per text, in order. Texts already in the cache are not embedded
     /// again; the rest run through the model in passes spread over the cores.
     public func embed(_ texts: [String]) -> [[Float]] {
@@ -139,6 +145,7 @@ public final class SentenceEmbedder: Sendable {
     /// Runs the model over token sequences (each at most `maximumTokens` long); no cache.
     func embedSequences(_ sequences: [[Int32]]) -> [[Float]] {
         guard !sequences.isEmpty else { return [] }
+        tokensRun.wrappingAdd(sequences.reduce(0) { $0 + $1.count }, ordering: .relaxed)
         // Passes of at most tokensPerPass tokens, at least one per core when there are enough
         // texts, balanced by tokens: longest first, each to the lightest pass. Sequences are
         // packed without padding, so a pass may mix lengths freely.

@@ -218,3 +218,26 @@ func textServer(
         await server.stop()
     }
 }
+
+/// The metrics count the tokens the model ran, not those answered from its cache.
+@Suite(.serialized) struct EmbeddedTokensTests {
+    @Test func tokensTheModelRanAreCounted() async throws {
+        // A model of its own: other suites' embeddings must not count here.
+        let embedder = try SentenceEmbedder(folder: modelFolder)
+        let folder = TemporaryFolder()
+        let store = try MemoryStore(
+            path: folder.path + "/space.db", dimension: embedder.dimension, model: embedder.modelID)
+        let server = try await ContextStoreServer(
+            store: store, embedder: embedder, configuration: ServerConfiguration(port: 0, threads: 2),
+            logger: Logger(label: "test"))
+        let client = try await ContextStoreClient.connect(port: server.port)
+        let text = "tokens counted once"
+        _ = try await client.embed([text])
+        _ = try await client.embed([text])  // from the cache: not run again
+        #expect(embedder.tokensEmbedded == embedder.tokenize(text).count)
+        #expect(try await client.metrics().contains("contextstore_embedded_tokens \(Double(embedder.tokensEmbedded))"))
+        await client.close()
+        await server.shutdown()
+        store.close()
+    }
+}
