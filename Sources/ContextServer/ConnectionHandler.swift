@@ -198,7 +198,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
         }
         guard case .call(let call, let descriptor, let rid) = decoded else {
             if case .failure(let bytes) = decoded {
-                self.context.metrics.finished(refusedOp, answer: bytes, nanoseconds: nil)
+                self.context.metrics.finished(refusedOp, outcome: ServerMetrics.outcome(bytes), nanoseconds: nil)
                 context.write(wrapOutboundOut(response(bytes, context)), promise: nil)
             }
             return
@@ -251,8 +251,9 @@ final class ConnectionHandler: ChannelDuplexHandler {
     /// Counts a request that ran, and logs it when it was slow.
     private func finished(_ op: String, rid: JSONValue?, since began: NIODeadline, answer: [UInt8]) {
         let took = NIODeadline.now() - began
-        context.metrics.finished(op, answer: answer, nanoseconds: took.nanoseconds)
-        requestLog.note(op, rid: rid, key: context.session.key, took: took, answer: answer)
+        let outcome = ServerMetrics.outcome(answer)
+        context.metrics.finished(op, outcome: outcome, nanoseconds: took.nanoseconds)
+        requestLog.note(op, rid: rid, key: context.session.key, took: took, outcome: outcome)
     }
 
     private func response(_ bytes: [UInt8], _ context: ChannelHandlerContext) -> ByteBuffer {
@@ -267,8 +268,7 @@ struct RequestLog: Sendable {
     let slowThreshold: TimeAmount?
     let logger: Logger
 
-    func note(_ op: String, rid: JSONValue?, key: String?, took: TimeAmount, answer: [UInt8]) {
-        let outcome = ServerMetrics.outcome(answer)
+    func note(_ op: String, rid: JSONValue?, key: String?, took: TimeAmount, outcome: String) {
         func metadata() -> Logger.Metadata {
             [
                 "op": "\(op)", "rid": "\(rid.map { JSONWriter.serialize($0) } ?? "-")", "key": "\(key ?? "-")",

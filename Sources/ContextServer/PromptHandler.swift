@@ -41,9 +41,9 @@ extension ServerContext {
                 let after = hit.context.filter { $0.createdAt > hit.memory.createdAt }
                 return (before + [hit.memory] + after).map { ($0, Double(distance ? -hit.score : hit.score)) }
             }
-            let vectors = store.get(user: user, ids: listed.map(\.0.id), withVector: true)
-            memories = zip(listed, vectors).map { listed, stored in
-                Self.item(listed.0, relevance: listed.1, vector: stored?.vector)
+            let vectors = store.vectors(user: user, ids: listed.map(\.0.id))
+            memories = zip(listed, vectors).map { listed, vector in
+                Self.item(listed.0, relevance: listed.1, vector: vector)
             }
         }
         var recent: [PromptItem] = []

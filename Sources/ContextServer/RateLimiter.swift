@@ -47,14 +47,10 @@ final class RateLimiter: Sendable {
         let needed = min(cost, rate.burst)
         let names = [key] + Set(users).sorted().map { key + "\u{0}" + $0 }
         return buckets.withLock { buckets in
-            var wait = 0.0
-            for name in names {
-                let level = min(rate.burst, buckets[name]?.level(at: now) ?? rate.burst)
-                if level < needed { wait = max(wait, (needed - level) / rate.perSecond) }
-            }
+            let levels = names.map { min(rate.burst, buckets[$0]?.level(at: now) ?? rate.burst) }
+            let wait = levels.map { ($0 < needed ? (needed - $0) / rate.perSecond : 0) }.max() ?? 0
             guard wait == 0 else { return max(1, Int64((wait * 1000).rounded(.up))) }
-            for name in names {
-                let level = min(rate.burst, buckets[name]?.level(at: now) ?? rate.burst)
+            for (name, level) in zip(names, levels) {
                 buckets[name] = Bucket(tokens: level - needed, updated: now, rate: rate)
             }
             if buckets.count > Self.maximumBuckets {

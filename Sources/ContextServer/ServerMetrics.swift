@@ -39,9 +39,10 @@ final class ServerMetrics: Sendable {
         self.factory = factory
     }
 
-    /// A request of `op` answered `answer` after `nanoseconds` (nil: refused before it ran).
-    func finished(_ op: String, answer: [UInt8], nanoseconds: Int64?) {
-        let ok = !answer.starts(with: Self.failurePrefix)
+    /// A request of `op` answered with `outcome` (`ok` or an error code, `outcome(_:)`) after
+    /// `nanoseconds` (nil: refused before it ran).
+    func finished(_ op: String, outcome: String, nanoseconds: Int64?) {
+        let ok = outcome == "ok"
         let (counter, timer) = handles.withLock { handles in
             if ok, let known = handles.ops[op] { return (known.ok, known.timer) }
             var handlesOfOp =
@@ -52,9 +53,8 @@ final class ServerMetrics: Sendable {
                     ok: requests(op, "ok"))
             var counter = handlesOfOp.ok
             if !ok {
-                let code = Self.outcome(answer)
-                counter = handlesOfOp.errors[code] ?? requests(op, code)
-                handlesOfOp.errors[code] = counter
+                counter = handlesOfOp.errors[outcome] ?? requests(op, outcome)
+                handlesOfOp.errors[outcome] = counter
             }
             handles.ops[op] = handlesOfOp
             return (counter, handlesOfOp.timer)

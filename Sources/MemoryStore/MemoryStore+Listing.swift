@@ -20,6 +20,12 @@ extension MemoryStore {
         }
     }
 
+    /// The vectors of `user`'s memories `ids` (normalized, for cosine), in order, nil where the
+    /// user has no such memory: `get` with vectors, without building the memories again.
+    public func vectors(user: String, ids: [String]) -> [[Float]?] {
+        state.read { state in ids.map { state.flat?.vector(id: Self.key(user: user, id: $0)) } }
+    }
+
     /// `user`'s memories `ids`, in order, nil where the user has no such memory.
     /// - Parameter withVector: Include each memory's vector (normalized, for cosine); without
     ///   it the vectors are empty.

@@ -28,14 +28,14 @@ enum ExtractiveSummary {
         }
         sentences = Array(sentences.suffix(maximumSentences))
         guard !sentences.isEmpty else { return [] }
-        let vectors = embed(sentences.map(\.text)).map(unit)
+        let vectors = embed(sentences.map(\.text)).map(Vectors.unit)
         guard vectors.count == sentences.count, let dimension = vectors.first?.count else { return [] }
         var centre = [Float](repeating: 0, count: dimension)
         for vector in vectors where vector.count == dimension {
             for i in 0..<dimension { centre[i] += vector[i] }
         }
         let scores = vectors.map { vector in
-            vector.count == dimension ? zip(vector, centre).reduce(Float(0)) { $0 + $1.0 * $1.1 } : -.infinity
+            vector.count == dimension ? Vectors.dot(vector, centre) : -.infinity
         }
         return sentences.indices.sorted { scores[$0] != scores[$1] ? scores[$0] > scores[$1] : $0 < $1 }
             .map { Ranked(sentence: sentences[$0], position: $0) }
@@ -64,11 +64,6 @@ enum ExtractiveSummary {
         }
         close()
         return sentences
-    }
-
-    private static func unit(_ vector: [Float]) -> [Float] {
-        let norm = vector.reduce(Float(0)) { $0 + $1 * $1 }.squareRoot()
-        return norm > 0 ? vector.map { $0 / norm } : vector
     }
 }
 

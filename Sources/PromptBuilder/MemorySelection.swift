@@ -54,7 +54,7 @@ enum MemorySelection {
         // Near-duplicates of what the prompt already holds, then maximal marginal relevance:
         // each next memory is the one best in relevance less likeness to those chosen.
         for item in selected.pinned + selected.recent {
-            candidates.note(chosen: item.vector.map(Candidates.unit), dropped: &selected.dropped)
+            candidates.note(chosen: item.vector.map(Vectors.unit), dropped: &selected.dropped)
         }
         while let best = candidates.best() {
             if let limit = request.limit, selected.memories.count >= limit {
@@ -89,7 +89,7 @@ enum MemorySelection {
             if let vector = item.vector, !vector.isEmpty, dimension == nil || dimension == vector.count {
                 dimension = vector.count
                 offsets.append(vectors.count)
-                vectors += Self.unit(vector)
+                vectors += Vectors.unit(vector)
             } else {
                 offsets.append(nil)
             }
@@ -132,7 +132,9 @@ enum MemorySelection {
             for index in items.indices where alive[index] {
                 guard let offset = offsets[index] else { continue }
                 let cosine = vectors.withUnsafeBufferPointer { rows in
-                    chosen.withUnsafeBufferPointer { Self.dot(rows.baseAddress! + offset, $0.baseAddress!, $0.count) }
+                    chosen.withUnsafeBufferPointer {
+                        Vectors.dot(rows.baseAddress! + offset, $0.baseAddress!, $0.count)
+                    }
                 }
                 if cosine >= nearDuplicate {
                     alive[index] = false
@@ -141,31 +143,6 @@ enum MemorySelection {
                     likeness[index] = max(likeness[index], cosine)
                 }
             }
-        }
-
-        static func unit(_ vector: [Float]) -> [Float] {
-            guard !vector.isEmpty else { return vector }
-            let norm = vector.withUnsafeBufferPointer { dot($0.baseAddress!, $0.baseAddress!, $0.count) }.squareRoot()
-            return norm > 0 ? vector.map { $0 / norm } : vector
-        }
-
-        /// Sixteen lanes at a time: the compiler keeps a float sum in order, so it would not
-        /// vectorize a plain loop.
-        static func dot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ count: Int) -> Float {
-            var sums = SIMD16<Float>()
-            var i = 0
-            while i + 16 <= count {
-                let x = UnsafeRawPointer(a + i).loadUnaligned(as: SIMD16<Float>.self)
-                let y = UnsafeRawPointer(b + i).loadUnaligned(as: SIMD16<Float>.self)
-                sums += x * y
-                i += 16
-            }
-            var sum = sums.sum()
-            while i < count {
-                sum += a[i] * b[i]
-                i += 1
-            }
-            return sum
         }
     }
 }

@@ -138,28 +138,20 @@ struct SearchCommand: AsyncParsableCommand {
     var query: String?
     @Option(help: "The query embedding: a JSON array or comma-separated numbers (default: the server embeds --query).")
     var vector: String?
-    @Option(help: "vector, keyword or hybrid (default: the server chooses).") var mode: String?
     @Option(help: "How many hits (1-1000).") var k: Int = SearchRequest.defaultK
+    @OptionGroup var ranking: RankingOptions
     @OptionGroup var filter: FilterOptions
     @OptionGroup var metadata: MetadataOptions
     @Flag(help: "Show each hit's vector and keyword scores and ranks, neighbour credit and recency.") var explain =
         false
-    @Option(help: "Weigh recency: a memory this many seconds old counts 3/4 (default: time plays no part).")
-    var halfLife: Double?
-    @Option(help: "With each hit, this many turns of its session before and after it (0-20).") var context: Int?
-    @Option(help: "hnsw spaces: candidates kept by the graph search (default: the space's).") var ef: Int?
-    @Flag(help: "Scan exactly, never the graph (the ground truth).") var exact = false
 
     func run() async throws {
         guard query != nil || vector != nil else { throw ValidationError("give --query, --vector, or both") }
         var fields: [(key: String, value: JSONValue)] = [
             ("user", .string(user)), ("k", .integer(Int64(k))),
         ]
-        fields += optional("query", query) + optional("mode", mode)
+        fields += optional("query", query) + ranking.fields
         if let vector { fields.append(("vector", try parseVector(vector))) }
-        fields += optional("ef", ef.map(Int64.init)) + optional("context", context.map(Int64.init))
-        if let halfLife { fields.append(("half_life", .number(halfLife))) }
-        if exact { fields.append(("exact", .bool(true))) }
         if explain { fields.append(("explain", .bool(true))) }
         try await connection.send(Operations.Search.self, fields + filter.fields + metadata.fields())
     }

@@ -23,6 +23,28 @@ struct RowOptions: ParsableArguments {
     }
 }
 
+/// How `search` and `prompt` rank a user's memories, sent as the protocol's fields.
+struct RankingOptions: ParsableArguments {
+    @Option(help: "vector, keyword or hybrid (default: the server chooses).") var mode: String?
+    @Option(help: "Weigh recency: a memory this many seconds old counts 3/4 (default: time plays no part).")
+    var halfLife: Double?
+    @Option(help: "Weigh what users said of a memory (feedback), above 0 and at most 10 (default: not at all).")
+    var feedbackBoost: Double?
+    @Option(help: "With each memory found, this many turns of its session before and after it (0-20).")
+    var context: Int?
+    @Option(help: "hnsw spaces: candidates kept by the graph search (default: the space's).") var ef: Int?
+    @Flag(help: "Scan exactly, never the graph (the ground truth).") var exact = false
+
+    var fields: [(key: String, value: JSONValue)] {
+        var fields = optional("mode", mode) + optional("ef", ef.map(Int64.init))
+        fields += optional("context", context.map(Int64.init))
+        if let halfLife { fields.append(("half_life", .number(halfLife))) }
+        if let feedbackBoost { fields.append(("feedback_boost", .number(feedbackBoost))) }
+        if exact { fields.append(("exact", .bool(true))) }
+        return fields
+    }
+}
+
 /// `--where`, the metadata conditions of `search`, `list` and `forget`.
 struct MetadataOptions: ParsableArguments {
     @Option(

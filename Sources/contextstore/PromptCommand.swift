@@ -31,12 +31,9 @@ struct PromptCommand: AsyncParsableCommand {
         name: .customLong("cap"),
         help: "A section's own token cap, SECTION=TOKENS (pinned, memories, summary, recent); repeat for several.")
     var caps: [String] = []
-    @Option(help: "How memories are searched: vector, keyword or hybrid (default: the server chooses).")
-    var mode: String?
+    @OptionGroup var ranking: RankingOptions
     @OptionGroup var filter: RowOptions
     @OptionGroup var metadata: MetadataOptions
-    @Option(help: "Weigh recency: a memory this many seconds old counts 3/4.") var halfLife: Double?
-    @Option(help: "With each memory, this many turns of its session before and after it (0-20).") var context: Int?
     @Flag(help: "Print the prompt text alone (and a report on standard error).") var text = false
 
     func run() async throws {
@@ -44,9 +41,7 @@ struct PromptCommand: AsyncParsableCommand {
         fields += optional("session", session) + optional("budget", budget.map(Int64.init))
         fields += optional("template", template) + optional("system", system)
         fields += optional("limit", limit.map(Int64.init)) + optional("recent", recent.map(Int64.init))
-        fields += optional("format", format) + optional("mode", mode) + filter.fields
-        fields += optional("context", context.map(Int64.init))
-        if let halfLife { fields.append(("half_life", .number(halfLife))) }
+        fields += optional("format", format) + ranking.fields + filter.fields
         if !caps.isEmpty {
             var sections: [(key: String, value: JSONValue)] = []
             for cap in caps { sections.append(try Self.cap(cap)) }
