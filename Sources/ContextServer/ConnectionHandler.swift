@@ -46,6 +46,10 @@ final class ConnectionHandler: ChannelDuplexHandler {
     /// A request is being answered off the event loop.
     private var inFlight = false
     private var readHeldBack = false
+    /// The channel's writability as its last `channelWritabilityChanged` told: the client takes
+    /// its answers. Kept here, so a request does not ask the channel.
+    private var writable = true
+    private var allocator = ByteBufferAllocator()
     private var quiescing = false
     /// Lines that were in the backlog when quiescing began: received before it, so answered.
     private var receivedBeforeQuiescing = 0
@@ -70,6 +74,11 @@ final class ConnectionHandler: ChannelDuplexHandler {
         self.shutdownGrace = shutdownGrace
     }
 
+    func handlerAdded(context: ChannelHandlerContext) {
+        allocator = context.channel.allocator
+        writable = context.channel.isWritable
+    }
+
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let line = unwrapInboundIn(data)
         guard !closing else { return }
@@ -79,7 +88,8 @@ final class ConnectionHandler: ChannelDuplexHandler {
         backlog.append(.line(line))
         backlogBytes += line.readableBytes
         limits.buffer(line.readableBytes)
-        pump(context: context)
+        // The answers go out together at `channelReadComplete`: one write for all the lines of a read.
+        pump(context: context, flush: false)
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
@@ -87,7 +97,8 @@ final class ConnectionHandler: ChannelDuplexHandler {
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if context.channel.isWritable { pump(context: context) }
+        writable = context.channel.isWritable
+        if writable { pump(context: context) }
         context.fireChannelWritabilityChanged()
     }
 
@@ -102,7 +113,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
     /// Whether to take more bytes from the socket: not while enough lines wait, nor while the
     /// client is not taking its answers.
     private func mayRead(_ context: ChannelHandlerContext) -> Bool {
-        backlog.count < maximumPending && backlogBytes < maximumLineBytes && context.channel.isWritable
+        backlog.count < maximumPending && backlogBytes < maximumLineBytes && writable
     }
 
     func channelInactive(context: ChannelHandlerContext) {
@@ -150,13 +161,14 @@ final class ConnectionHandler: ChannelDuplexHandler {
     }
 
     /// Starts what waits, in order, while nothing is in flight and the client takes its answers;
-    /// then reads again if it may.
-    private func pump(context: ChannelHandlerContext) {
-        while !inFlight, context.channel.isWritable, let item = backlog.popFirst() {
+    /// then sends the answers written (unless `flush` is false: the caller sends them) and reads
+    /// again if it may.
+    private func pump(context: ChannelHandlerContext, flush: Bool = true) {
+        while !inFlight, writable, let item = backlog.popFirst() {
             switch item {
             case .reject(let error):
                 let channel = context.channel
-                context.writeAndFlush(wrapOutboundOut(response(Response.failure(rid: nil, error), context)))
+                context.writeAndFlush(wrapOutboundOut(response(Response.failure(rid: nil, error))))
                     .whenComplete { _ in channel.close(promise: nil) }
                 return
             case .line(let line):
@@ -167,8 +179,9 @@ final class ConnectionHandler: ChannelDuplexHandler {
                 start(line, refuse: quiescing && !answered, context: context)
             }
         }
-        context.flush()
+        if flush { context.flush() }
         if quiescing, !inFlight, backlog.isEmpty {
+            context.flush()
             context.close(promise: nil)
             return
         }
@@ -181,37 +194,27 @@ final class ConnectionHandler: ChannelDuplexHandler {
     /// Runs one request: on the spot when it is a read that needs no model, else off the event
     /// loop, with `inFlight` set until its answer is written.
     private func start(_ line: ByteBuffer, refuse: Bool, context: ChannelHandlerContext) {
-        var decoded = ServerContext.decode(line)
-        // The op of a request refused before it runs, for the metrics ("-": not even decoded).
-        var refusedOp = "-"
-        if case .call(_, let descriptor, _) = decoded { refusedOp = descriptor.name }
-        if refuse, case .call(_, _, let rid) = decoded {
-            decoded = .failure(Response.failure(rid: rid, ProtocolError(.shuttingDown, "the server is shutting down")))
+        let (call, descriptor, rid): (Call, OperationDescriptor, JSONValue?)
+        switch ServerContext.decode(line) {
+        case .failure(let bytes):
+            // "-": not even an op to count it under.
+            return answerRefused("-", bytes, context: context)
+        case .call(let decodedCall, let decodedDescriptor, let decodedRid):
+            (call, descriptor, rid) = (decodedCall, decodedDescriptor, decodedRid)
         }
-        if case .call(let call, let descriptor, let rid) = decoded,
-            let denied = self.context.denial(descriptor.access, users: call.users, cost: call.cost)
-        {
-            decoded = .failure(Response.failure(rid: rid, denied))
+        if let refusal = refusal(call, descriptor, shuttingDown: refuse) {
+            return answerRefused(descriptor.name, Response.failure(rid: rid, refusal), context: context)
         }
-        if case .call(_, let descriptor, let rid) = decoded, descriptor.writes, !writeQueue.tryEnter() {
-            decoded = .failure(Response.failure(rid: rid, ProtocolError(.busy, "too many writes queued; retry later")))
-        }
-        guard case .call(let call, let descriptor, let rid) = decoded else {
-            if case .failure(let bytes) = decoded {
-                self.context.metrics.finished(refusedOp, outcome: ServerMetrics.outcome(bytes), nanoseconds: nil)
-                context.write(wrapOutboundOut(response(bytes, context)), promise: nil)
-            }
-            return
+        let began = NIODeadline.now()
+        if descriptor.placement == .eventLoop, !call.needsComputePool {
+            let bytes = call.run(self.context, rid)
+            finished(descriptor.name, rid: rid, since: began, answer: bytes)
+            return context.write(wrapOutboundOut(response(bytes)), promise: nil)
         }
         let loop = context.eventLoop
         let server = self.context
-        let began = NIODeadline.now()
         let answer: EventLoopFuture<[UInt8]>
         switch descriptor.placement {
-        case .eventLoop where !call.needsComputePool:
-            let bytes = call.run(server, rid)
-            finished(descriptor.name, rid: rid, since: began, answer: bytes)
-            return context.write(wrapOutboundOut(response(bytes, context)), promise: nil)
         case .eventLoop, .computePool:
             // The model's work and the op's, both on the pool.
             answer = computePool.runIfActive(eventLoop: loop) { call.run(server, rid) }
@@ -243,9 +246,26 @@ final class ConnectionHandler: ChannelDuplexHandler {
                 (try? result.get())
                 ?? Response.failure(rid: nil, ProtocolError(.shuttingDown, "the server is shutting down"))
             handler.finished(descriptor.name, rid: rid, since: began, answer: bytes)
-            context.write(handler.wrapOutboundOut(handler.response(bytes, context)), promise: nil)
+            context.write(handler.wrapOutboundOut(handler.response(bytes)), promise: nil)
             handler.pump(context: context)
         }
+    }
+
+    /// Why a decoded request may not run now: the server is stopping, its key may not, or the
+    /// writer's queue is full (else it takes a place there).
+    private func refusal(_ call: Call, _ descriptor: OperationDescriptor, shuttingDown: Bool) -> ProtocolError? {
+        if shuttingDown { return ProtocolError(.shuttingDown, "the server is shutting down") }
+        if let denied = context.denial(descriptor.access, users: call.users, cost: call.cost) { return denied }
+        if descriptor.writes, !writeQueue.tryEnter() {
+            return ProtocolError(.busy, "too many writes queued; retry later")
+        }
+        return nil
+    }
+
+    /// Sends the error line of a request that did not run, counted under `op`.
+    private func answerRefused(_ op: String, _ bytes: [UInt8], context: ChannelHandlerContext) {
+        self.context.metrics.finished(op, outcome: ServerMetrics.outcome(bytes), nanoseconds: nil)
+        context.write(wrapOutboundOut(response(bytes)), promise: nil)
     }
 
     /// Counts a request that ran, and logs it when it was slow.
@@ -256,8 +276,8 @@ final class ConnectionHandler: ChannelDuplexHandler {
         requestLog.note(op, rid: rid, key: context.session.key, took: took, outcome: outcome)
     }
 
-    private func response(_ bytes: [UInt8], _ context: ChannelHandlerContext) -> ByteBuffer {
-        context.channel.allocator.buffer(bytes: bytes)
+    private func response(_ bytes: [UInt8]) -> ByteBuffer {
+        allocator.buffer(bytes: bytes)
     }
 }
 

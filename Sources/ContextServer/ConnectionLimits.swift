@@ -38,13 +38,13 @@ final class ConnectionLimits: Sendable {
 }
 
 /// First in every connection's pipeline: a connection beyond `maximumConnections` is answered
-/// `overloaded` and closed before it can send anything.
+/// `overloaded` and closed before it can send anything. An admitted connection is counted until
+/// it closes, and the gate leaves the pipeline, so its requests do not pass through it.
 final class ConnectionGate: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
     private let limits: ConnectionLimits
-    private var admitted = false
 
     init(limits: ConnectionLimits) {
         self.limits = limits
@@ -62,21 +62,14 @@ final class ConnectionGate: ChannelInboundHandler, RemovableChannelHandler {
             }
             return
         }
-        admitted = true
+        let limits = self.limits
+        context.channel.closeFuture.whenComplete { _ in limits.releaseConnection() }
         context.fireChannelActive()
+        context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
     }
 
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        if admitted { context.fireChannelRead(data) }
-    }
-
-    func channelInactive(context: ChannelHandlerContext) {
-        if admitted {
-            admitted = false
-            limits.releaseConnection()
-        }
-        context.fireChannelInactive()
-    }
+    /// Bytes a refused connection sends before it is closed are dropped.
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {}
 }
 
 /// The request framing: splits the byte stream at `\n` (a `\r` before it is kept; JSON allows

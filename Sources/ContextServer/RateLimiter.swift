@@ -36,7 +36,13 @@ final class RateLimiter: Sendable {
         }
     }
 
-    private let buckets = Mutex<[String: Bucket]>([:])
+    /// A key's own bucket (`user` nil) or its bucket for one user.
+    private struct BucketName: Hashable {
+        var key: String
+        var user: String?
+    }
+
+    private let buckets = Mutex<[BucketName: Bucket]>([:])
 
     /// Takes `cost` tokens for `key` and each of `users`, or, when a bucket lacks them, none.
     /// - Returns: nil when taken; else how many milliseconds until the emptiest bucket holds
@@ -45,14 +51,22 @@ final class RateLimiter: Sendable {
         -> Int64?
     {
         let needed = min(cost, rate.burst)
-        let names = [key] + Set(users).sorted().map { key + "\u{0}" + $0 }
+        // A user named twice in one request is charged once.
+        let users = users.count > 1 ? Array(Set(users)) : users
         return buckets.withLock { buckets in
-            let levels = names.map { min(rate.burst, buckets[$0]?.level(at: now) ?? rate.burst) }
-            let wait = levels.map { ($0 < needed ? (needed - $0) / rate.perSecond : 0) }.max() ?? 0
-            guard wait == 0 else { return max(1, Int64((wait * 1000).rounded(.up))) }
-            for (name, level) in zip(names, levels) {
-                buckets[name] = Bucket(tokens: level - needed, updated: now, rate: rate)
+            func level(_ name: BucketName) -> Double {
+                min(rate.burst, buckets[name]?.level(at: now) ?? rate.burst)
             }
+            var lowest = level(BucketName(key: key))
+            for user in users { lowest = min(lowest, level(BucketName(key: key, user: user))) }
+            guard lowest >= needed else {
+                return max(1, Int64(((needed - lowest) / rate.perSecond * 1000).rounded(.up)))
+            }
+            func take(_ name: BucketName) {
+                buckets[name] = Bucket(tokens: level(name) - needed, updated: now, rate: rate)
+            }
+            take(BucketName(key: key))
+            for user in users { take(BucketName(key: key, user: user)) }
             if buckets.count > Self.maximumBuckets {
                 buckets = buckets.filter { $0.value.level(at: now) < $0.value.rate.burst }
             }

@@ -15,18 +15,20 @@ import Synchronization
 final class ServerMetrics: Sendable {
     let registry = PrometheusCollectorRegistry()
     private let factory: PrometheusMetricsFactory
+    /// Each op's latency and `ok` count, made once: a request that succeeds takes no lock here.
+    private let ops: [String: OpHandles]
     private let handles = Mutex<Handles>(Handles())
 
+    /// Handles made as they are first needed.
     private struct Handles {
-        var ops: [String: OpHandles] = [:]
+        /// Counts by op, then error code (`-` for a line that named no known op).
+        var errors: [String: [String: CoreMetrics.Counter]] = [:]
         var promptTokens: [String: CoreMetrics.Counter] = [:]
     }
 
-    /// One op's handles: its latency, its `ok` count, and its counts by error code.
     private struct OpHandles {
         var timer: CoreMetrics.Timer
         var ok: CoreMetrics.Counter
-        var errors: [String: CoreMetrics.Counter] = [:]
     }
 
     init() {
@@ -37,35 +39,34 @@ final class ServerMetrics: Sendable {
             .milliseconds(250), .seconds(1),
         ]
         self.factory = factory
+        ops = Dictionary(
+            uniqueKeysWithValues: OperationTable.descriptors.map { descriptor in
+                let op = descriptor.name
+                let timer = CoreMetrics.Timer(
+                    label: "contextstore_request_duration_seconds", dimensions: [("op", op)], factory: factory)
+                return (op, OpHandles(timer: timer, ok: Self.requests(op, "ok", factory)))
+            })
     }
 
     /// A request of `op` answered with `outcome` (`ok` or an error code, `outcome(_:)`) after
-    /// `nanoseconds` (nil: refused before it ran).
+    /// `nanoseconds` (nil: refused before it ran, or `op` is not an op's name).
     func finished(_ op: String, outcome: String, nanoseconds: Int64?) {
-        let ok = outcome == "ok"
-        let (counter, timer) = handles.withLock { handles in
-            if ok, let known = handles.ops[op] { return (known.ok, known.timer) }
-            var handlesOfOp =
-                handles.ops[op]
-                ?? OpHandles(
-                    timer: CoreMetrics.Timer(
-                        label: "contextstore_request_duration_seconds", dimensions: [("op", op)], factory: factory),
-                    ok: requests(op, "ok"))
-            var counter = handlesOfOp.ok
-            if !ok {
-                counter = handlesOfOp.errors[outcome] ?? requests(op, outcome)
-                handlesOfOp.errors[outcome] = counter
-            }
-            handles.ops[op] = handlesOfOp
-            return (counter, handlesOfOp.timer)
-        }
-        counter.increment()
-        if let nanoseconds { timer.recordNanoseconds(nanoseconds) }
+        let known = ops[op]
+        if let known, let nanoseconds { known.timer.recordNanoseconds(nanoseconds) }
+        if let known, outcome == "ok" { return known.ok.increment() }
+        handles.withLock { handles in
+            if let counter = handles.errors[op]?[outcome] { return counter }
+            let counter = Self.requests(op, outcome, factory)
+            handles.errors[op, default: [:]][outcome] = counter
+            return counter
+        }.increment()
     }
 
     private static let failurePrefix = Array(#"{"ok":false"#.utf8)
 
-    private func requests(_ op: String, _ outcome: String) -> CoreMetrics.Counter {
+    private static func requests(_ op: String, _ outcome: String, _ factory: PrometheusMetricsFactory)
+        -> CoreMetrics.Counter
+    {
         CoreMetrics.Counter(
             label: "contextstore_requests_total", dimensions: [("op", op), ("outcome", outcome)], factory: factory)
     }
