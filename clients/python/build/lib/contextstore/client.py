@@ -1,0 +1,314 @@
+"""The blocking client: ``Client`` and its ``Pipeline``."""
+
+import select
+import selectors
+import socket
+import time
+from typing import Any, Dict, List, Optional
+
+from . import _wire
+from ._ops import Operations, Request
+from .errors import ConnectionLost, ContextStoreError, ProtocolMismatch, ServerError
+
+
+class _Connection:
+    """A socket and the bytes read from it that do not yet make a whole line."""
+
+    def __init__(self, host: str, port: int, timeout: Optional[float]):
+        self.timeout = timeout
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.buffer = bytearray()
+        self.scanned = 0  # bytes of ``buffer`` known to hold no newline
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def closed_by_peer(self) -> bool:
+        """Whether the server has closed its end (nothing read is waiting): a request sent now
+        would be lost, so a new connection is made before sending rather than after."""
+        readable, _, _ = select.select([self.sock], [], [], 0)
+        if not readable or self.buffer:
+            return False
+        try:
+            return self.sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+        except BlockingIOError:
+            return False
+        except OSError:
+            return True
+
+    def _take_line(self) -> Optional[bytes]:
+        newline = self.buffer.find(b"\n", self.scanned)
+        if newline < 0:
+            self.scanned = len(self.buffer)
+            return None
+        line = bytes(self.buffer[:newline])
+        del self.buffer[: newline + 1]
+        self.scanned = 0
+        return line
+
+    def _receive(self) -> None:
+        chunk = self.sock.recv(1 << 18)
+        if not chunk:
+            raise ConnectionLost("the server closed the connection")
+        self.buffer += chunk
+
+    def roundtrip(self, line: bytes) -> bytes:
+        """Sends one request line and reads one answer line (any length)."""
+        self.sock.sendall(line)
+        while True:
+            answer = self._take_line()
+            if answer is not None:
+                return answer
+            self._receive()
+
+    def exchange(self, lines: List[bytes], answers: List[bytes]) -> None:
+        """Sends ``lines`` while reading their answers into ``answers`` as they come, so neither
+        side waits on a full socket buffer; returns once every answer is in. On a failure,
+        ``answers`` holds those that came."""
+        data = memoryview(b"".join(lines))
+        sent = 0
+        selector = selectors.DefaultSelector()
+        self.sock.setblocking(False)
+        try:
+            selector.register(self.sock, selectors.EVENT_READ | selectors.EVENT_WRITE)
+            writing = True
+            while len(answers) < len(lines):
+                if writing and sent == len(data):
+                    selector.modify(self.sock, selectors.EVENT_READ)
+                    writing = False
+                ready = selector.select(self.timeout)
+                if not ready:
+                    raise socket.timeout("no answer within the timeout")
+                events = ready[0][1]
+                if events & selectors.EVENT_WRITE:
+                    try:
+                        sent += self.sock.send(data[sent : sent + (1 << 20)])
+                    except BlockingIOError:
+                        pass
+                if events & selectors.EVENT_READ:
+                    try:
+                        self._receive()
+                    except BlockingIOError:
+                        continue
+                    while True:
+                        answer = self._take_line()
+                        if answer is None:
+                            break
+                        answers.append(answer)
+        finally:
+            selector.close()
+            self.sock.settimeout(self.timeout)
+
+
+class Client(Operations):
+    """A connection to a ContextStore server, one method per op (see ``Operations``).
+
+    ``secret``: the key to authenticate with (on every new connection). ``timeout``: seconds to
+    wait for a connection or an answer. A request that is safe to repeat (reads, and writes that
+    carry their ids) is sent again after a lost connection (reconnecting and authenticating
+    again), ``busy`` or ``rate_limited`` (waiting at least its ``retry_after_ms``), up to
+    ``retries`` times with a backoff doubling from ``backoff`` to ``max_backoff`` seconds; any
+    other request raises.
+    """
+
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 7420, secret: Optional[str] = None,
+        timeout: Optional[float] = 30.0, retries: int = 8, backoff: float = 0.05, max_backoff: float = 2.0,
+    ):
+        self.host = host
+        self.port = port
+        self.secret = secret
+        self.timeout = timeout
+        self.retries = retries
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self._connection: Optional[_Connection] = None
+        self._rid = 0
+        self.key: Optional[str] = None
+        """The key the connection authenticated as (``None`` without a secret)."""
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+    def connect(self) -> None:
+        """Opens the connection now (it is otherwise opened by the first request) and authenticates."""
+        self._connect()
+
+    def pipeline(self) -> "Pipeline":
+        """Requests sent together on this connection and answered in one go::
+
+            with client.pipeline() as batch:
+                pending = [batch.search("alice", "tea?", k=5) for _ in range(100)]
+            hits = [p.result() for p in pending]
+        """
+        return Pipeline(self)
+
+    # Transport
+
+    def _next_rid(self) -> int:
+        self._rid += 1
+        return self._rid
+
+    def _connect(self) -> _Connection:
+        if self._connection is not None and self._connection.closed_by_peer():
+            self._drop()
+        if self._connection is None:
+            connection = _Connection(self.host, self.port, self.timeout)
+            try:
+                if self.secret is not None:
+                    ok, answer = _wire.outcome(
+                        _wire.decode(connection.roundtrip(_wire.encode({"op": "auth", "secret": self.secret}, 0)))
+                    )
+                    if not ok:
+                        raise answer
+                    self.key = answer["key"]
+            except BaseException:
+                connection.close()
+                raise
+            self._connection = connection
+        return self._connection
+
+    def _drop(self) -> None:
+        self.close()
+
+    def _call(self, request: Request) -> Any:
+        backoff = _wire.Backoff(self.retries, self.backoff, self.max_backoff)
+        while True:
+            sent = False
+            try:
+                connection = self._connect()
+                rid = self._next_rid()
+                sent = True
+                answer = _wire.decode(connection.roundtrip(_wire.encode(request.fields, rid)))
+                if answer.get("rid") != rid:
+                    self._drop()
+                    if "rid" not in answer and answer.get("ok") is False:
+                        raise _wire.outcome(answer)[1]
+                    raise ProtocolMismatch(f"answer for rid {answer.get('rid')!r}, expected {rid}")
+            except ServerError as error:  # authentication refused, or an error for the connection
+                if not (_wire.refused_for_now(error) or _wire.server_going_away(error)):
+                    raise
+                self._drop()
+                wait = backoff.next(error)
+                if wait is None:
+                    raise
+                time.sleep(wait)
+                continue
+            except (OSError, ConnectionLost) as error:
+                self._drop()
+                wait = backoff.next(error) if (request.safe or not sent) else None
+                if wait is None:
+                    if isinstance(error, socket.timeout):
+                        raise
+                    raise ConnectionLost(f"{error}") from error
+                time.sleep(wait)
+                continue
+            ok, result = _wire.outcome(answer)
+            if ok:
+                return request.parse(result)
+            retry = request.safe and (_wire.refused_for_now(result) or _wire.server_going_away(result))
+            wait = backoff.next(result) if retry else None
+            if wait is None:
+                raise result
+            if _wire.server_going_away(result):
+                self._drop()
+            time.sleep(wait)
+
+
+class Pending:
+    """A pipelined request's result, once the pipeline has run."""
+
+    def __init__(self, request: Request):
+        self.request = request
+        self._done = False
+        self._value: Any = None
+        self._error: Optional[BaseException] = None
+
+    def _set(self, value: Any = None, error: Optional[BaseException] = None) -> None:
+        self._done, self._value, self._error = True, value, error
+
+    def result(self) -> Any:
+        """The request's result, or its exception raised."""
+        if not self._done:
+            raise RuntimeError("the pipeline has not run yet")
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
+class Pipeline(Operations):
+    """Queues requests (the same methods as ``Client``, each returning a ``Pending``) and sends
+    them in one go when the ``with`` block ends (or on ``execute()``), reading the answers while
+    it writes. Answers are matched by ``rid``. What the connection could not finish is sent
+    again one by one when it is safe to repeat; otherwise its ``Pending`` raises."""
+
+    def __init__(self, client: Client):
+        self.client = client
+        self.pending: List[Pending] = []
+
+    def __enter__(self) -> "Pipeline":
+        return self
+
+    def __exit__(self, kind: Any, *exc: Any) -> None:
+        if kind is None:
+            self.execute()
+
+    def _call(self, request: Request) -> Pending:
+        pending = Pending(request)
+        self.pending.append(pending)
+        return pending
+
+    def execute(self) -> List[Pending]:
+        queued, self.pending = self.pending, []
+        if not queued:
+            return queued
+        client = self.client
+        rids = [client._next_rid() for _ in queued]
+        lines = [_wire.encode(p.request.fields, rid) for p, rid in zip(queued, rids)]
+        answers: List[bytes] = []
+        lost: Optional[BaseException] = None
+        try:
+            client._connect().exchange(lines, answers)
+        except (OSError, ContextStoreError) as error:
+            client._drop()
+            lost = error
+        by_rid: Dict[Any, Dict[str, Any]] = {}
+        for line in answers:
+            answer = _wire.decode(line)
+            by_rid[answer.get("rid")] = answer
+        for pending, rid in zip(queued, rids):
+            answer = by_rid.get(rid)
+            if answer is None:
+                if pending.request.safe:
+                    self._again(pending)
+                else:
+                    pending._set(error=ConnectionLost(f"the connection was lost before the answer: {lost}"))
+                continue
+            ok, result = _wire.outcome(answer)
+            if ok:
+                pending._set(pending.request.parse(result))
+            elif pending.request.safe and (_wire.refused_for_now(result) or _wire.server_going_away(result)):
+                self._again(pending)
+            else:
+                pending._set(error=result)
+        return queued
+
+    def _again(self, pending: Pending) -> None:
+        try:
+            pending._set(self.client._call(pending.request))
+        except ContextStoreError as error:
+            pending._set(error=error)
+        except OSError as error:
+            pending._set(error=ConnectionLost(str(error)))

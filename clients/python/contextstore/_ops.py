@@ -1,0 +1,276 @@
+"""Every op of docs/PROTOCOL.md as a method, written once for the three ways of sending it.
+
+A method builds a ``Request`` (the JSON fields, how to read the answer, whether it may be sent
+again) and hands it to ``self._call``: ``Client`` sends it and returns the result,
+``AsyncClient`` returns a coroutine of it, a sync ``Pipeline`` queues it and returns a
+``Pending``. A keyword left at ``None`` is not sent (the server's default applies).
+"""
+
+import base64
+import struct
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Union
+
+from . import types as t
+
+_UNSET: Any = object()
+"""``update``: leave the field as it is (``None`` there means JSON null, which removes it)."""
+
+
+@dataclass
+class Request:
+    fields: Dict[str, Any]
+    """The request object, ``op`` included, without ``rid`` (the transport adds it)."""
+    parse: Callable[[Dict[str, Any]], Any]
+    """Reads a successful answer."""
+    safe: bool
+    """Whether sending it twice does no harm: reads, and writes that carry their ids. Only these
+    are sent again after a lost connection, ``busy`` or ``rate_limited``."""
+
+
+def _vector(value: Any) -> Any:
+    """A vector as the wire carries it: base64 of little-endian float32 (a quarter of the bytes
+    of decimal text, and what the server stores), or the numbers as given when they do not fit
+    float32, so the server names the problem (``non_finite``)."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return base64.b64encode(bytes(value)).decode("ascii")
+    if hasattr(value, "dtype") and hasattr(value, "astype"):  # a NumPy array, without importing NumPy
+        return base64.b64encode(value.astype("<f4").tobytes()).decode("ascii")
+    numbers = list(value)
+    try:
+        return base64.b64encode(struct.pack(f"<{len(numbers)}f", *numbers)).decode("ascii")
+    except (OverflowError, struct.error):
+        return numbers
+
+
+def _given(**fields: Any) -> Dict[str, Any]:
+    return {key: value for key, value in fields.items() if value is not None}
+
+
+def _memory_item(item: Union[Mapping[str, Any], t.Memory]) -> Dict[str, Any]:
+    if isinstance(item, t.Memory):
+        item = {
+            "id": item.id, "user": item.user, "session": item.session, "role": item.role,
+            "speaker": item.speaker, "text": item.text, "created_at": item.created_at,
+            "metadata": item.metadata, "vector": item.vector,
+        }
+    fields = {key: value for key, value in item.items() if value is not None}
+    if "vector" in fields:
+        fields["vector"] = _vector(fields["vector"])
+    return fields
+
+
+def _added(answer: Dict[str, Any]) -> t.Added:
+    return t.Added(answer["id"], t._truncations(answer.get("truncated")))
+
+
+def _batch_added(answer: Dict[str, Any]) -> t.BatchAdded:
+    return t.BatchAdded(
+        answer["count"], answer["skipped"], answer["ids"], answer["conflicts"],
+        t._truncations(answer.get("truncated")),
+    )
+
+
+def _hits(answer: Dict[str, Any]) -> List[t.Hit]:
+    return [t.Hit.from_json(hit) for hit in answer["hits"]]
+
+
+class Operations:
+    """The ops; a subclass provides ``_call(request)``."""
+
+    def _call(self, request: Request) -> Any:  # pragma: no cover - every subclass has its own
+        raise NotImplementedError
+
+    # Connection and server
+
+    def ping(self) -> Any:
+        """``True`` when the server answers."""
+        return self._call(Request({"op": "ping"}, lambda a: a["pong"], True))
+
+    def hello(self) -> Any:
+        """-> ``Hello``: version, dimension, metric, index, BLAS, memories, model."""
+        return self._call(Request({"op": "hello"}, lambda a: t.known_fields(t.Hello, a), True))
+
+    def auth(self, secret: str) -> Any:
+        """-> ``Auth``. The client authenticates by itself when given ``secret``; this changes key."""
+        return self._call(Request({"op": "auth", "secret": secret}, lambda a: t.Auth(a["key"], a["role"]), True))
+
+    def stats(self) -> Any:
+        """-> ``Stats`` of the space (an admin's)."""
+        return self._call(Request({"op": "stats"}, lambda a: t.known_fields(t.Stats, a), True))
+
+    def metrics(self) -> Any:
+        """-> the server's metrics in Prometheus' text format (an admin's)."""
+        return self._call(Request({"op": "metrics"}, lambda a: a["text"], True))
+
+    def backup(self, to: str) -> Any:
+        """-> ``Backup``: a consistent copy of the space written to the new file ``to`` (an admin's)."""
+        return self._call(Request({"op": "backup", "to": to}, lambda a: t.known_fields(t.Backup, a), False))
+
+    def embed(self, texts: Sequence[str]) -> Any:
+        """-> ``Embeddings`` of ``texts`` (1 to 256) by the server's model."""
+        return self._call(
+            Request(
+                {"op": "embed", "texts": list(texts)},
+                lambda a: t.Embeddings(a["model"], a["vectors"], t._truncations(a.get("truncated"))),
+                True,
+            )
+        )
+
+    # Writing memories
+
+    def add(
+        self, user: str, text: str, *, id: Optional[str] = None, session: Optional[str] = None,
+        role: Optional[str] = None, speaker: Optional[str] = None, created_at: Union[int, str, None] = None,
+        metadata: Optional[Mapping[str, Any]] = None, vector: Any = None, ttl: Optional[int] = None,
+        model: Optional[str] = None,
+    ) -> Any:
+        """-> ``Added`` (the memory's id). Without ``vector`` the server embeds ``text``.
+        Sent again after a lost connection only when it carries its ``id``."""
+        fields = _given(
+            op="add", id=id, user=user, session=session, role=role, speaker=speaker, text=text,
+            created_at=created_at, metadata=metadata, vector=_vector(vector), ttl=ttl, model=model,
+        )
+        return self._call(Request(fields, _added, id is not None))
+
+    def add_batch(
+        self, items: Iterable[Union[Mapping[str, Any], t.Memory]], *, if_absent: Optional[bool] = None,
+        model: Optional[str] = None,
+    ) -> Any:
+        """-> ``BatchAdded``: all ``items`` (memory fields as in ``add``, ``user`` in each) stored in
+        one transaction, or none. Sent again only when every item carries its ``id``."""
+        wire = [_memory_item(item) for item in items]
+        fields = _given(op="add_batch", items=wire, if_absent=if_absent, model=model)
+        return self._call(Request(fields, _batch_added, all("id" in item for item in wire)))
+
+    def add_messages(
+        self, user: str, session: str, messages: Iterable[Mapping[str, Any]], *, first_index: int = 0,
+        if_absent: Optional[bool] = None,
+    ) -> Any:
+        """-> ``BatchAdded``: chat messages (OpenAI-style ``{"role", "content"}``, optionally ``name``
+        (stored as ``speaker``), ``created_at``, ``metadata``) stored as the turns of ``session`` in
+        one ``add_batch``. Each turn's id is ``{session}/{n}`` (n from ``first_index``), so storing the
+        same conversation again replaces rather than duplicates, and the batch may be sent again."""
+        items = []
+        for n, message in enumerate(messages, start=first_index):
+            unknown = set(message) - {"role", "content", "name", "created_at", "metadata"}
+            if unknown:
+                raise ValueError(f"messages[{n - first_index}] has fields a turn does not keep: {sorted(unknown)}")
+            items.append(
+                _given(
+                    id=f"{session}/{n}", user=user, session=session, role=message.get("role"),
+                    speaker=message.get("name"), text=message.get("content", ""),
+                    created_at=message.get("created_at"), metadata=message.get("metadata"),
+                )
+            )
+        return self.add_batch(items, if_absent=if_absent)
+
+    def update(
+        self, user: str, id: str, *, session: Any = _UNSET, role: Any = _UNSET, speaker: Any = _UNSET,
+        metadata: Any = _UNSET, created_at: Any = _UNSET,
+    ) -> Any:
+        """-> the ``Memory`` as it now is. A field left out keeps its value; ``None`` removes
+        ``session``, ``role`` or ``speaker``."""
+        fields: Dict[str, Any] = {"op": "update", "user": user, "id": id}
+        changes = {"session": session, "role": role, "speaker": speaker, "metadata": metadata, "created_at": created_at}
+        fields.update({key: value for key, value in changes.items() if value is not _UNSET})
+        return self._call(Request(fields, lambda a: t.Memory.from_json(a["memory"]), True))
+
+    def delete(self, user: str, id: str) -> Any:
+        """-> how many memories went (1). ``NotFound`` for an id the user does not have."""
+        return self._call(Request({"op": "delete", "user": user, "id": id}, lambda a: a["deleted"], True))
+
+    def forget(
+        self, user: str, *, session: Optional[str] = None, role: Optional[str] = None,
+        speaker: Optional[str] = None, since: Union[int, str, None] = None, until: Union[int, str, None] = None,
+        where: Optional[Mapping[str, Any]] = None,
+    ) -> Any:
+        """-> how many of ``user``'s memories went: all, or those matching every filter given."""
+        fields = _given(op="forget", user=user, session=session, role=role, speaker=speaker, since=since,
+                        until=until, where=where)
+        return self._call(Request(fields, lambda a: a["deleted"], False))
+
+    def feedback(self, user: str, id: str, helped: bool) -> Any:
+        """-> ``Feedback``: the memory's counts of helped and not helped, this one included."""
+        fields = {"op": "feedback", "user": user, "id": id, "helped": helped}
+        return self._call(Request(fields, lambda a: t.Feedback(a["helped"], a["not_helped"]), False))
+
+    # Reading memories
+
+    def search(
+        self, user: str, query: Optional[str] = None, *, vector: Any = None, k: Optional[int] = None,
+        mode: Optional[str] = None, session: Optional[str] = None, role: Optional[str] = None,
+        speaker: Optional[str] = None, since: Union[int, str, None] = None, until: Union[int, str, None] = None,
+        where: Optional[Mapping[str, Any]] = None, explain: Optional[bool] = None,
+        half_life: Optional[float] = None, context: Optional[int] = None, ef: Optional[int] = None,
+        exact: Optional[bool] = None, feedback_boost: Optional[float] = None,
+    ) -> Any:
+        """-> list of ``Hit``, best first: the ``k`` memories of ``user`` that best answer ``query``
+        (text) and/or ``vector``."""
+        fields = _given(
+            op="search", user=user, query=query, vector=_vector(vector), k=k, mode=mode, session=session,
+            role=role, speaker=speaker, since=since, until=until, where=where, explain=explain,
+            half_life=half_life, context=context, ef=ef, exact=exact, feedback_boost=feedback_boost,
+        )
+        return self._call(Request(fields, _hits, True))
+
+    def prompt(
+        self, user: str, query: str, *, session: Optional[str] = None, budget: Optional[int] = None,
+        limit: Optional[int] = None, recent: Optional[int] = None, template: Optional[str] = None,
+        system: Optional[str] = None, format: Optional[str] = None, caps: Optional[Mapping[str, int]] = None,
+        vector: Any = None, mode: Optional[str] = None, role: Optional[str] = None, speaker: Optional[str] = None,
+        since: Union[int, str, None] = None, until: Union[int, str, None] = None,
+        where: Optional[Mapping[str, Any]] = None, half_life: Optional[float] = None,
+        context: Optional[int] = None, ef: Optional[int] = None, exact: Optional[bool] = None,
+        feedback_boost: Optional[float] = None,
+    ) -> Any:
+        """-> ``Prompt``: ``query`` with ``user``'s pinned facts, relevant memories, a summary and the
+        latest turns of ``session``, within ``budget`` tokens."""
+        fields = _given(
+            op="prompt", user=user, query=query, session=session, budget=budget, limit=limit, recent=recent,
+            template=template, system=system, format=format, caps=caps, vector=_vector(vector), mode=mode,
+            role=role, speaker=speaker, since=since, until=until, where=where, half_life=half_life,
+            context=context, ef=ef, exact=exact, feedback_boost=feedback_boost,
+        )
+        return self._call(Request(fields, t.Prompt.from_json, True))
+
+    def get(
+        self, user: str, id: Optional[str] = None, *, ids: Optional[Sequence[str]] = None,
+        with_vector: Optional[bool] = None,
+    ) -> Any:
+        """With ``id``: the ``Memory`` (``NotFound`` when the user has none). With ``ids``:
+        ``Memories``, those found in the order asked and the ids missing."""
+        fields = _given(op="get", user=user, id=id, ids=list(ids) if ids is not None else None, with_vector=with_vector)
+
+        def parse(answer: Dict[str, Any]) -> Any:
+            if "memory" in answer:
+                return t.Memory.from_json(answer["memory"])
+            return t.Memories([t.Memory.from_json(m) for m in answer["memories"]], answer["missing"])
+
+        return self._call(Request(fields, parse, True))
+
+    def list(
+        self, user: str, *, order: Optional[str] = None, limit: Optional[int] = None, cursor: Optional[str] = None,
+        with_vector: Optional[bool] = None, session: Optional[str] = None, role: Optional[str] = None,
+        speaker: Optional[str] = None, since: Union[int, str, None] = None, until: Union[int, str, None] = None,
+        where: Optional[Mapping[str, Any]] = None,
+    ) -> Any:
+        """-> ``Page``: ``user``'s memories in time order; pass ``next_cursor`` back as ``cursor``."""
+        fields = _given(
+            op="list", user=user, order=order, limit=limit, cursor=cursor, with_vector=with_vector,
+            session=session, role=role, speaker=speaker, since=since, until=until, where=where,
+        )
+        return self._call(
+            Request(fields, lambda a: t.Page([t.Memory.from_json(m) for m in a["memories"]], a["next_cursor"]), True)
+        )
+
+    def sessions(self, user: str, *, limit: Optional[int] = None) -> Any:
+        """-> ``Sessions``: the user's sessions, most recently active first."""
+
+        def parse(answer: Dict[str, Any]) -> t.Sessions:
+            sessions = [t.Session(s["session"], s["turns"], s["first_at"], s["last_at"]) for s in answer["sessions"]]
+            return t.Sessions(sessions, answer["more"])
+
+        return self._call(Request(_given(op="sessions", user=user, limit=limit), parse, True))

@@ -1,0 +1,272 @@
+"""The Python client against a real release server on loopback."""
+
+import asyncio
+import random
+import time
+
+import pytest
+
+import contextstore as cs
+from conftest import ADMIN, APP, READER, SLOW, MODEL
+
+
+def unit(seed: int, dimension: int = 384):
+    rng = random.Random(seed)
+    vector = [rng.uniform(-1, 1) for _ in range(dimension)]
+    norm = sum(x * x for x in vector) ** 0.5
+    return [x / norm for x in vector]
+
+
+def test_auth(server):
+    with cs.Client(port=server.port, secret=APP) as client:
+        assert client.auth(APP) == cs.Auth("app", "app")
+        assert client.key == "app"
+    with pytest.raises(cs.Unauthorized) as refused:
+        cs.Client(port=server.port, secret="not-a-secret-of-any-key").connect()
+    assert refused.value.code == "unauthorized"
+    with cs.Client(port=server.port) as anonymous:  # no secret: everything is unauthorized
+        with pytest.raises(cs.Unauthorized):
+            anonymous.ping()
+    with cs.Client(port=server.port, secret=READER) as reader:
+        with pytest.raises(cs.Forbidden):
+            reader.add("alice", "x", id="r1", vector=unit(1))
+        with pytest.raises(cs.Forbidden):
+            reader.search("bob", vector=unit(1))
+        with pytest.raises(cs.Forbidden):
+            reader.stats()
+
+
+def test_every_op(server, tmp_path):
+    with cs.Client(port=server.port, secret=APP) as client, cs.Client(port=server.port, secret=ADMIN) as admin:
+        assert client.ping() is True
+        hello = client.hello()
+        assert hello.server == "contextstore" and hello.protocol == 1 and hello.dimension == 384
+
+        text = "tea at \u0000 noon, caf\u00e9 \U0001F375"
+        big = 2**63 - 1
+        added = client.add("alice", text, id="a1", session="s1", role="user", speaker="Alice",
+                           created_at=1_683_554_160_000, metadata={"n": big, "pinned": True}, vector=unit(1))
+        assert added == cs.Added("a1", [])
+        memory = client.get("alice", "a1")
+        assert (memory.id, memory.text, memory.session, memory.role, memory.speaker) == ("a1", text, "s1", "user", "Alice")
+        assert memory.created_at == 1_683_554_160_000 and memory.metadata == {"n": big, "pinned": True}
+        assert memory.vector is None
+
+        batch = client.add_batch([
+            {"id": "a2", "user": "alice", "session": "s1", "role": "assistant", "text": "I like green tea",
+             "created_at": 1_683_554_170_000, "vector": unit(2)},
+            cs.Memory(id="a3", user="alice", text="Lisbon is sunny", created_at=1_683_554_180_000, session="s2",
+                      vector=unit(3)),
+        ])
+        assert (batch.count, batch.skipped, batch.ids, batch.conflicts) == (2, 0, ["a2", "a3"], [])
+        again = client.add_batch([{"id": "a2", "user": "alice", "session": "s1", "role": "assistant",
+                                   "text": "I like green tea", "created_at": 1_683_554_170_000, "vector": unit(2)}],
+                                 if_absent=True)
+        assert (again.count, again.skipped) == (0, 1)
+
+        hits = client.search("alice", vector=unit(3), k=2, mode="vector", explain=True)
+        assert [hit.id for hit in hits][0] == "a3"
+        assert hits[0].score == pytest.approx(1.0, abs=1e-5)
+        assert hits[0].explain.vector.rank == 1 and hits[0].explain.keyword is None
+        in_session = client.search("alice", vector=unit(2), k=1, session="s1", context=1)
+        assert [hit.id for hit in in_session] == ["a2"]
+        assert [turn.id for turn in in_session[0].context] == ["a1"]
+
+        many = client.get("alice", ids=["a1", "zz", "a3"], with_vector=True)
+        assert [m.id for m in many.memories] == ["a1", "a3"] and many.missing == ["zz"]
+        assert len(many.memories[0].vector) == 384
+
+        page = client.list("alice", limit=2)
+        assert [m.id for m in page.memories] == ["a1", "a2"] and page.next_cursor is not None
+        rest = client.list("alice", limit=2, cursor=page.next_cursor)
+        assert [m.id for m in rest.memories] == ["a3"] and rest.next_cursor is None
+
+        sessions = client.sessions("alice")
+        assert [(s.session, s.turns) for s in sessions.sessions] == [("s2", 1), ("s1", 2)] and sessions.more is False
+
+        updated = client.update("alice", "a3", session=None, metadata={"topic": "weather"})
+        assert updated.session is None and updated.metadata == {"topic": "weather"}
+        assert updated.text == "Lisbon is sunny"
+
+        assert client.feedback("alice", "a2", True) == cs.Feedback(1, 0)
+        assert client.feedback("alice", "a2", False) == cs.Feedback(1, 1)
+
+        prompt = client.prompt("alice", "What tea do I like?", vector=unit(2), session="s1", budget=400,
+                               format="messages", mode="vector")
+        assert prompt.tokens <= 400 and prompt.prompt.endswith("What tea do I like?")
+        assert prompt.section("pinned").ids == ["a1"]
+        assert prompt.messages[-1] == {"role": "user", "content": "What tea do I like?"}
+        with pytest.raises(cs.BudgetTooSmall) as small:
+            client.prompt("alice", "What tea do I like? " * 20, vector=unit(2), budget=5)
+        assert small.value.needed > 5
+
+        assert client.delete("alice", "a3") == 1
+        with pytest.raises(cs.NotFound):
+            client.get("alice", "a3")
+        with pytest.raises(cs.NotFound):  # another tenant's id answers as an unknown one
+            client.get("bob", "a1")
+        assert client.forget("alice", session="s1") == 2
+        assert client.list("alice").memories == []
+
+        stats = admin.stats()
+        assert stats.dimension == 384 and stats.index == "flat"
+        assert "contextstore_requests_total" in admin.metrics()
+        copy = tmp_path / "copy.db"
+        backup = admin.backup(str(copy))
+        assert backup.path == str(copy) and copy.exists()
+        with pytest.raises(cs.InvalidValue):  # an existing file is never overwritten
+            admin.backup(str(copy))
+
+
+def test_errors_by_code(server):
+    with cs.Client(port=server.port, secret=APP) as client:
+        with pytest.raises(cs.KOutOfRange) as error:
+            client.search("alice", vector=unit(1), k=0)
+        assert error.value.code == "k_out_of_range" and "k" in error.value.message
+        with pytest.raises(cs.WrongDimension):
+            client.add("alice", "short", vector=[1.0, 0.0])
+        with pytest.raises(cs.NonFinite):
+            client.search("alice", vector=[float("nan")] * 384)
+        with pytest.raises(cs.NonFinite):  # too large for float32: sent as numbers, refused by the server
+            client.search("alice", vector=[1e39] + [0.0] * 383)
+        with pytest.raises(cs.InvalidValue):
+            client.add("alice", "x", role="robot", vector=unit(1))
+        with pytest.raises(cs.UnknownTemplate):
+            client.prompt("alice", "hi", template="nope", vector=unit(1))
+        with pytest.raises(cs.ServerError):  # every code is a ServerError
+            client.get("alice", "missing")
+        assert client.ping()  # the connection survived every error
+
+
+@pytest.mark.skipif(not MODEL.exists(), reason="the model is not fetched (scripts/fetch-model)")
+def test_text_ops_with_the_model(server):
+    with cs.Client(port=server.port, secret=APP) as client:
+        embedded = client.embed(["hello", "good morning"])
+        assert embedded.model == "all-MiniLM-L6-v2" and len(embedded.vectors) == 2
+        assert len(embedded.vectors[0]) == 384 and embedded.truncated == []
+        client.add("team/x", "My sister moved to Porto last spring", id="t1", session="s1", role="user")
+        client.add("team/x", "We talked about the weather", id="t2", session="s1", role="assistant")
+        hits = client.search("team/x", "Where does my sister live?", k=1)
+        assert hits[0].id == "t1"
+        prompt = client.prompt("team/x", "Where does my sister live?", budget=200, session="s1")
+        assert "Porto" in prompt.prompt and "t1" in prompt.used
+
+
+@pytest.mark.skipif(not MODEL.exists(), reason="the model is not fetched (scripts/fetch-model)")
+def test_add_messages(server):
+    messages = [
+        {"role": "system", "content": "You are helpful."},
+        {"role": "user", "content": "I adopted a cat named Miso", "name": "Bea"},
+        {"role": "assistant", "content": "Congratulations on Miso!"},
+    ]
+    with cs.Client(port=server.port, secret=APP) as client:
+        stored = client.add_messages("bob", "chat-1", messages)
+        assert stored.ids == ["chat-1/0", "chat-1/1", "chat-1/2"]
+        again = client.add_messages("bob", "chat-1", messages)  # same ids: replaced, not duplicated
+        assert again.count == 3
+        turns = client.list("bob", session="chat-1").memories
+        assert [(m.role, m.speaker, m.text) for m in turns] == [
+            ("system", None, "You are helpful."), ("user", "Bea", "I adopted a cat named Miso"),
+            ("assistant", None, "Congratulations on Miso!"),
+        ]
+        with pytest.raises(ValueError):
+            client.add_messages("bob", "chat-2", [{"role": "user", "content": "x", "tool_calls": []}])
+
+
+def test_pipelining_a_thousand_requests(small_server):
+    port = small_server.port
+    with cs.Client(port=port, secret=APP) as client:
+        with client.pipeline() as batch:
+            adds = [batch.add("alice", f"memory {i}", id=f"m{i}", vector=unit(i, 8)) for i in range(500)]
+            gets = [batch.get("alice", f"m{i}") for i in range(500)]
+        assert [p.result().id for p in adds] == [f"m{i}" for i in range(500)]
+        assert [p.result().text for p in gets] == [f"memory {i}" for i in range(500)]
+        with client.pipeline() as batch:
+            searches = [batch.search("alice", vector=unit(i % 500, 8), k=1, mode="vector") for i in range(1000)]
+            missing = batch.get("alice", "none")
+        assert [p.result()[0].id for p in searches] == [f"m{i % 500}" for i in range(1000)]
+        with pytest.raises(cs.NotFound):
+            missing.result()
+
+    async def gathered():
+        async with cs.AsyncClient(port=port, secret=APP) as client:
+            results = await asyncio.gather(*(client.get("alice", f"m{i % 500}") for i in range(1000)))
+            assert [m.id for m in results] == [f"m{i % 500}" for i in range(1000)]
+            hits = await asyncio.gather(*(client.search("alice", vector=unit(i, 8), k=1, mode="vector")
+                                          for i in range(500)))
+            assert [h[0].id for h in hits] == [f"m{i}" for i in range(500)]
+
+    asyncio.run(gathered())
+
+
+def test_lines_longer_than_64_kib(small_server):
+    text = "x" * 300_000 + "\u0000end"
+
+    async def round_trip():
+        async with cs.AsyncClient(port=small_server.port, secret=APP) as client:
+            await client.add("alice", text, id="long", vector=unit(1, 8))
+            assert (await client.get("alice", "long")).text == text
+            page = await client.list("alice")
+            assert page.memories[0].text == text
+
+    asyncio.run(round_trip())
+    with cs.Client(port=small_server.port, secret=APP) as client:
+        assert client.get("alice", "long").text == text
+
+
+def test_reconnects_after_the_server_restarts(small_server):
+    client = cs.Client(port=small_server.port, secret=APP, backoff=0.05)
+    client.add("alice", "before", id="b1", vector=unit(1, 8))
+    small_server.restart()
+    assert client.get("alice", "b1").text == "before"  # a new connection, authenticated again
+    small_server.restart()
+    assert client.add("alice", "after", vector=unit(2, 8)).id  # the closed connection is seen before sending
+    assert client.key == "app"
+    client.close()
+
+    async def async_side():
+        client = cs.AsyncClient(port=small_server.port, secret=APP, backoff=0.05)
+        assert (await client.get("alice", "b1")).text == "before"
+        small_server.restart()
+        results = await asyncio.gather(*(client.get("alice", "b1") for _ in range(50)))
+        assert {m.text for m in results} == {"before"}
+        await client.close()
+
+    asyncio.run(async_side())
+
+
+def test_a_lost_connection_is_not_papered_over_for_an_unsafe_write(small_server):
+    client = cs.Client(port=small_server.port, secret=APP, retries=3, backoff=0.05)
+    client.connect()
+    small_server.stop()
+    with pytest.raises(cs.ConnectionLost):
+        client.add("alice", "no id: sent twice it would be stored twice", vector=unit(3, 8))
+    small_server.start()
+    client.close()
+
+
+def test_retries_rate_limited(small_server):
+    with cs.Client(port=small_server.port, secret=SLOW, retries=0) as impatient:
+        impatient.search("slow/a", vector=unit(1, 8))  # cost 2: the burst of 2 is spent
+        with pytest.raises(cs.RateLimited) as limited:
+            impatient.search("slow/a", vector=unit(1, 8))
+        assert isinstance(limited.value.retry_after_ms, int) and limited.value.retry_after_ms > 0
+    with cs.Client(port=small_server.port, secret=SLOW) as client:
+        began = time.monotonic()
+        for _ in range(4):  # 4 searches of cost 2 at 20 tokens/s: waits, never fails
+            assert client.search("slow/a", vector=unit(1, 8)) == []
+        assert time.monotonic() - began >= 0.2
+        with client.pipeline() as batch:
+            pending = [batch.get("slow/a", "x", ids=None) for _ in range(3)]
+        assert all(isinstance(p._error, cs.NotFound) for p in pending)
+        client.add("slow/a", "spend", id="s1", vector=unit(1, 8))
+        with pytest.raises(cs.RateLimited):  # an add without id is not sent again
+            for _ in range(5):
+                client.add("slow/a", "no id", vector=unit(1, 8))
+
+    async def async_side():
+        async with cs.AsyncClient(port=small_server.port, secret=SLOW) as client:
+            results = await asyncio.gather(*(client.search("slow/a", vector=unit(1, 8)) for _ in range(6)))
+            assert len(results) == 6
+
+    asyncio.run(async_side())
