@@ -11,12 +11,27 @@ public struct BenchResult: Sendable, Equatable {
     public var settings: [(key: String, value: String)]
     /// Figures: recall, latency percentiles in microseconds, queries/second, ...
     public var figures: [(key: String, value: Double)]
-    /// Recall against queries/second, one point per setting swept (one point for an exact index).
-    public var curve: [(qps: Double, recall: Double)]
+    /// Recall against queries/second: a vector run's point for each `ef` swept (one point without
+    /// a sweep), a conversation run's for each search mode.
+    public var curve: [CurvePoint]
+
+    /// One pass of a run.
+    public struct CurvePoint: Sendable, Equatable {
+        public var qps: Double
+        public var recall: Double
+        /// The pass's `ef` (nil: the space's default, or not a graph search).
+        public var ef: Int?
+
+        public init(qps: Double, recall: Double, ef: Int? = nil) {
+            self.qps = qps
+            self.recall = recall
+            self.ef = ef
+        }
+    }
 
     public init(
         name: String, mode: String, settings: [(key: String, value: String)], figures: [(key: String, value: Double)],
-        curve: [(qps: Double, recall: Double)]
+        curve: [CurvePoint]
     ) {
         self.name = name
         self.mode = mode
@@ -28,11 +43,23 @@ public struct BenchResult: Sendable, Equatable {
     public static func == (a: BenchResult, b: BenchResult) -> Bool {
         a.name == b.name && a.mode == b.mode && a.settings.map(\.key) == b.settings.map(\.key)
             && a.settings.map(\.value) == b.settings.map(\.value) && a.figures.map(\.key) == b.figures.map(\.key)
-            && a.figures.map(\.value) == b.figures.map(\.value) && a.curve.map(\.qps) == b.curve.map(\.qps)
-            && a.curve.map(\.recall) == b.curve.map(\.recall)
+            && a.figures.map(\.value) == b.figures.map(\.value) && a.curve == b.curve
     }
 
     public func figure(_ key: String) -> Double? { figures.first { $0.key == key }?.value }
+
+    public func setting(_ key: String) -> String? { settings.first { $0.key == key }?.value }
+
+    /// A conversation run's search modes, as measured.
+    var modes: [String] { setting("search")?.split(separator: ",").map(String.init) ?? [] }
+
+    /// A conversation run's question categories (`category 1`, ...), as its figures name them.
+    var categories: [String] {
+        figures.compactMap { figure in
+            guard let mode = modes.first, figure.key.hasPrefix("\(mode) questions category ") else { return nil }
+            return String(figure.key.dropFirst("\(mode) questions ".count))
+        }
+    }
 
     // MARK: - JSON
 
@@ -45,7 +72,13 @@ public struct BenchResult: Sendable, Equatable {
                 (
                     "curve",
                     .array(
-                        curve.map { .object(JSONObject([("qps", .number($0.qps)), ("recall", .number($0.recall))])) })
+                        curve.map { point in
+                            var fields: [(key: String, value: JSONValue)] = [
+                                ("qps", .number(point.qps)), ("recall", .number(point.recall)),
+                            ]
+                            if let ef = point.ef { fields.append(("ef", .integer(Int64(ef)))) }
+                            return .object(JSONObject(fields))
+                        })
                 ),
             ]))
         return JSONWriter.serialize(value) + "\n"
@@ -68,7 +101,7 @@ public struct BenchResult: Sendable, Equatable {
             guard case .object(let point) = point, let qps = point["qps"]?.numberValue,
                 let recall = point["recall"]?.numberValue
             else { return nil }
-            return (qps, recall)
+            return CurvePoint(qps: qps, recall: recall, ef: point["ef"]?.integerValue.map { Int($0) })
         }
     }
 
@@ -78,27 +111,6 @@ public struct BenchResult: Sendable, Equatable {
     public var table: String {
         let width = max(8, figures.map(\.key.count).max() ?? 0)
         return figures.map { $0.key.padded(to: width) + "  " + format($0.value) }.joined(separator: "\n")
-    }
-
-    /// Markdown: settings and figures of every run in `results`, side by side.
-    public static func markdown(_ results: [BenchResult]) -> String {
-        var text = "# ContextStore benchmark results\n\n## Settings\n\n"
-        let settingKeys = results.flatMap { $0.settings.map(\.key) }.uniqued()
-        text += "| setting | " + results.map(\.name).joined(separator: " | ") + " |\n"
-        text += "|---|" + results.map { _ in "---|" }.joined() + "\n"
-        for key in settingKeys {
-            text +=
-                "| \(key) | "
-                + results.map { r in r.settings.first { $0.key == key }?.value ?? "" }.joined(separator: " | ") + " |\n"
-        }
-        text += "\n## Figures\n\n| figure | " + results.map(\.name).joined(separator: " | ") + " |\n"
-        text += "|---|" + results.map { _ in "---:|" }.joined() + "\n"
-        for key in results.flatMap({ $0.figures.map(\.key) }).uniqued() {
-            text +=
-                "| \(key) | " + results.map { r in r.figure(key).map(format) ?? "" }.joined(separator: " | ") + " |\n"
-        }
-        text += "\n![recall against queries per second](recall_qps.svg)\n"
-        return text
     }
 
     /// The ratio B/A of every figure both runs have.

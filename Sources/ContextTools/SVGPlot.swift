@@ -1,58 +1,189 @@
-/// A line plot of recall (y) against queries/second (x), one curve per run, as SVG text.
+import Foundation
+
+/// The benchmark's pictures, as SVG text: recall against throughput for vector runs (one curve a
+/// run, each point labelled with its `ef`), and evidence recall per question category for
+/// conversation runs (grouped bars).
 public enum SVGPlot {
+    static let colors = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
+
+    /// Recall@k (against the exact top k) over queries per second; the points of a run are joined
+    /// in order of recall, and each is labelled with its `ef` (none for an exact scan).
     public static func recallAgainstQPS(_ runs: [BenchResult]) -> String {
-        let width = 720.0
-        let height = 440.0
-        let left = 70.0
-        let right = 180.0
-        let top = 30.0
-        let bottom = 50.0
+        let frame = Frame(width: 760, height: 460, left: 80, right: 200, top: 56, bottom: 60)
         let points = runs.flatMap(\.curve)
-        let maxQPS = max(1, (points.map(\.qps).max() ?? 1) * 1.1)
+        let ks = Set(runs.compactMap { $0.setting("k") })
+        let k = ks.count == 1 ? ks.first! : "k"
+        let xTicks = niceTicks(0, max(1, points.map(\.qps).max() ?? 1))
         let recalls = points.map(\.recall)
-        let minRecall = max(0, min(recalls.min() ?? 0, 1) - 0.05)
-        let maxRecall = min(1.0, (recalls.max() ?? 1) + 0.02)
-        let span = max(maxRecall - minRecall, 0.01)
-        func x(_ qps: Double) -> Double { left + qps / maxQPS * (width - left - right) }
-        func y(_ recall: Double) -> Double { top + (1 - (recall - minRecall) / span) * (height - top - bottom) }
-        let colors = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
-
-        var svg = """
-            <svg xmlns="http://www.w3.org/2000/svg" width="\(Int(width))" height="\(Int(height))" font-family="sans-serif" font-size="12">
-            <rect width="100%" height="100%" fill="white"/>
-            <line x1="\(left)" y1="\(height - bottom)" x2="\(width - right)" y2="\(height - bottom)" stroke="black"/>
-            <line x1="\(left)" y1="\(top)" x2="\(left)" y2="\(height - bottom)" stroke="black"/>
-            <text x="\((left + width - right) / 2)" y="\(height - 12)" text-anchor="middle">queries per second</text>
-            <text x="16" y="\((top + height - bottom) / 2)" text-anchor="middle" transform="rotate(-90 16 \((top + height - bottom) / 2))">recall</text>
-
-            """
-        for i in 0...5 {
-            let qps = maxQPS * Double(i) / 5
-            let recall = minRecall + span * Double(i) / 5
-            svg += "<text x=\"\(x(qps))\" y=\"\(height - bottom + 16)\" text-anchor=\"middle\">\(Int(qps))</text>\n"
-            svg += "<text x=\"\(left - 6)\" y=\"\(y(recall) + 4)\" text-anchor=\"end\">\(format(recall))</text>\n"
-            svg +=
-                "<line x1=\"\(left)\" y1=\"\(y(recall))\" x2=\"\(width - right)\" y2=\"\(y(recall))\" stroke=\"#ddd\"/>\n"
-        }
+        let yTicks = niceTicks(max(0, (recalls.min() ?? 0) - 0.02), min(1, (recalls.max() ?? 1) + 0.01))
+        var svg = frame.open(
+            title: "Recall against throughput",
+            xTitle: "queries per second (\(concurrencyNote(runs)))",
+            yTitle: "recall@\(k) (share of the exact top \(k) found)")
+        let x = frame.xScale(xTicks)
+        let y = frame.yScale(yTicks)
+        svg += frame.axes(xTicks: xTicks, yTicks: yTicks, x: x, y: y)
         for (index, run) in runs.enumerated() {
             let color = colors[index % colors.count]
-            let sorted = run.curve.sorted { $0.qps < $1.qps }
+            let sorted = run.curve.sorted { ($0.recall, $0.qps) < ($1.recall, $1.qps) }
             if sorted.count > 1 {
-                let path = sorted.map { "\(x($0.qps)),\(y($0.recall))" }.joined(separator: " ")
+                let path = sorted.map { "\(fixed(x($0.qps))),\(fixed(y($0.recall)))" }.joined(separator: " ")
                 svg += "<polyline points=\"\(path)\" fill=\"none\" stroke=\"\(color)\" stroke-width=\"2\"/>\n"
             }
-            for point in sorted {
-                svg += "<circle cx=\"\(x(point.qps))\" cy=\"\(y(point.recall))\" r=\"4\" fill=\"\(color)\"/>\n"
+            for (order, point) in sorted.enumerated() {
+                let (px, py) = (fixed(x(point.qps)), fixed(y(point.recall)))
+                svg += "<circle cx=\"\(px)\" cy=\"\(py)\" r=\"4\" fill=\"\(color)\"/>\n"
+                // Above and below in turn, so neighbouring points' labels do not overlap; left of the
+                // points for one run, right for the next, so two runs' labels keep apart.
+                let labelY = y(point.recall) + (order % 2 == 0 ? -6 : 14)
+                let (labelX, anchor) = index % 2 == 0 ? (x(point.qps) - 6, "end") : (x(point.qps) + 6, "start")
+                svg += "<text x=\"\(fixed(labelX))\" y=\"\(fixed(labelY))\" font-size=\"10\" text-anchor=\"\(anchor)\" "
+                svg += "fill=\"\(color)\">\(point.ef.map { "ef=\($0)" } ?? "default")</text>\n"
             }
-            let legendY = top + 18 * Double(index)
-            svg +=
-                "<rect x=\"\(width - right + 14)\" y=\"\(legendY - 9)\" width=\"10\" height=\"10\" fill=\"\(color)\"/>\n"
-            svg += "<text x=\"\(width - right + 30)\" y=\"\(legendY)\">\(escape(run.name))</text>\n"
+            svg += frame.legend(index: index, color: color, label: run.name)
         }
         return svg + "</svg>\n"
     }
 
-    private static func escape(_ text: String) -> String {
+    /// Evidence recall@k per question category: a group of bars a category, a bar for each search
+    /// mode of each run, its value above it.
+    public static func evidenceRecallByCategory(_ runs: [BenchResult]) -> String {
+        let series = runs.flatMap { run in run.modes.map { (run: run, mode: $0) } }
+        let ks = Set(runs.compactMap { $0.setting("k") })
+        let k = ks.count == 1 ? ks.first! : "k"
+        let categories = runs.flatMap(\.categories).uniqued().sorted()
+        let frame = Frame(width: 760, height: 460, left: 80, right: 200, top: 56, bottom: 60)
+        var svg = frame.open(
+            title: "LoCoMo evidence recall by question category",
+            xTitle: "question category (questions asked)",
+            yTitle: "evidence recall@\(k) (share of evidence turns in the top \(k))")
+        let yTicks = niceTicks(0, 1)
+        let y = frame.yScale(yTicks)
+        svg += frame.axes(xTicks: [], yTicks: yTicks, x: { _ in 0 }, y: y)
+        let groupWidth = (frame.width - frame.left - frame.right) / Double(max(1, categories.count))
+        let barWidth = min(40, groupWidth * 0.8 / Double(max(1, series.count)))
+        for (c, category) in categories.enumerated() {
+            let groupLeft = frame.left + groupWidth * Double(c) + (groupWidth - barWidth * Double(series.count)) / 2
+            for (s, (run, mode)) in series.enumerated() {
+                guard let value = run.figure("\(mode) recall@\(run.setting("k") ?? k) \(category)") else { continue }
+                let left = groupLeft + barWidth * Double(s)
+                svg += "<rect x=\"\(fixed(left))\" y=\"\(fixed(y(value)))\" width=\"\(fixed(barWidth - 2))\" "
+                svg += "height=\"\(fixed(y(0) - y(value)))\" fill=\"\(colors[s % colors.count])\"/>\n"
+                svg += "<text x=\"\(fixed(left + barWidth / 2 - 1))\" y=\"\(fixed(y(value) - 4))\" font-size=\"10\" "
+                svg += "text-anchor=\"middle\">\(String(format: "%.2f", value))</text>\n"
+            }
+            let asked = series.first.flatMap { $0.run.figure("\($0.mode) questions \(category)") }.map { Int($0) }
+            let label = category + (asked.map { " (\($0))" } ?? "")
+            svg +=
+                "<text x=\"\(fixed(frame.left + groupWidth * (Double(c) + 0.5)))\" y=\"\(fixed(frame.height - frame.bottom + 18))\" "
+            svg += "text-anchor=\"middle\">\(escape(label))</text>\n"
+        }
+        for (s, (run, mode)) in series.enumerated() {
+            svg += frame.legend(
+                index: s, color: colors[s % colors.count], label: runs.count > 1 ? "\(run.name): \(mode)" : mode)
+        }
+        return svg + "</svg>\n"
+    }
+
+    /// Round tick values covering `low...high`: steps of 1, 2, 2.5 or 5 times a power of ten.
+    static func niceTicks(_ low: Double, _ high: Double, count: Int = 5) -> [Double] {
+        let span = max(high - low, 1e-9)
+        let raw = span / Double(count)
+        let exponent = floor(log10(raw))
+        let magnitude = pow(10, exponent)
+        let mantissa = [1, 2, 2.5, 5, 10].first { $0 * magnitude >= raw * 0.999 } ?? 10
+        let step = mantissa * magnitude
+        let first = (low / step).rounded(.down)
+        let last = (high / step).rounded(.up)
+        // Divided by a power of ten rather than multiplied by its inverse: 17 x 5 / 100 is 0.85 exactly.
+        return stride(from: first, through: last, by: 1).map {
+            exponent >= 0 ? $0 * mantissa * magnitude : $0 * mantissa / pow(10, -exponent)
+        }
+    }
+
+    /// A tick's text: as many decimals as its step needs, thousands separated.
+    static func tickLabel(_ value: Double, step: Double) -> String {
+        let decimals =
+            (0...4).first { abs((step * pow(10, Double($0))).rounded() - step * pow(10, Double($0))) < 1e-6 } ?? 4
+        if decimals == 0 {
+            let formatter = NumberFormatter()
+            formatter.numberStyle = .decimal
+            formatter.maximumFractionDigits = 0
+            return formatter.string(from: NSNumber(value: value.rounded())) ?? String(Int(value))
+        }
+        return String(format: "%.\(decimals)f", value)
+    }
+
+    private static func concurrencyNote(_ runs: [BenchResult]) -> String {
+        let values = Set(runs.compactMap { $0.setting("concurrency") })
+        guard values.count == 1, let value = values.first else { return "connections as each run's settings" }
+        return value == "1" ? "one connection" : "\(value) connections"
+    }
+
+    static func escape(_ text: String) -> String {
         text.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
+    }
+
+    static func fixed(_ value: Double) -> String { String(format: "%.1f", value) }
+
+    /// A chart's size and margins, and the parts every chart draws.
+    struct Frame {
+        var width: Double
+        var height: Double
+        var left: Double
+        var right: Double
+        var top: Double
+        var bottom: Double
+
+        func xScale(_ ticks: [Double]) -> (Double) -> Double {
+            let (low, high) = (ticks.first ?? 0, max(ticks.last ?? 1, (ticks.first ?? 0) + 1e-9))
+            return { left + ($0 - low) / (high - low) * (width - left - right) }
+        }
+
+        func yScale(_ ticks: [Double]) -> (Double) -> Double {
+            let (low, high) = (ticks.first ?? 0, max(ticks.last ?? 1, (ticks.first ?? 0) + 1e-9))
+            return { top + (1 - ($0 - low) / (high - low)) * (height - top - bottom) }
+        }
+
+        func open(title: String, xTitle: String, yTitle: String) -> String {
+            let middleY = (top + height - bottom) / 2
+            return """
+                <svg xmlns="http://www.w3.org/2000/svg" width="\(Int(width))" height="\(Int(height))" font-family="sans-serif" font-size="12">
+                <rect width="100%" height="100%" fill="white"/>
+                <text x="\(fixed((left + width - right) / 2))" y="22" text-anchor="middle" font-size="15" font-weight="bold">\(escape(title))</text>
+                <text x="\(fixed((left + width - right) / 2))" y="\(fixed(height - 14))" text-anchor="middle">\(escape(xTitle))</text>
+                <text x="18" y="\(fixed(middleY))" text-anchor="middle" transform="rotate(-90 18 \(fixed(middleY)))">\(escape(yTitle))</text>
+
+                """
+        }
+
+        func axes(xTicks: [Double], yTicks: [Double], x: (Double) -> Double, y: (Double) -> Double) -> String {
+            var svg = ""
+            let yStep = yTicks.count > 1 ? yTicks[1] - yTicks[0] : 1
+            for tick in yTicks {
+                svg +=
+                    "<line x1=\"\(left)\" y1=\"\(fixed(y(tick)))\" x2=\"\(width - right)\" y2=\"\(fixed(y(tick)))\" stroke=\"#ddd\"/>\n"
+                svg +=
+                    "<text x=\"\(left - 6)\" y=\"\(fixed(y(tick) + 4))\" text-anchor=\"end\">\(tickLabel(tick, step: yStep))</text>\n"
+            }
+            let xStep = xTicks.count > 1 ? xTicks[1] - xTicks[0] : 1
+            for tick in xTicks {
+                svg +=
+                    "<line x1=\"\(fixed(x(tick)))\" y1=\"\(height - bottom)\" x2=\"\(fixed(x(tick)))\" y2=\"\(height - bottom + 5)\" stroke=\"black\"/>\n"
+                svg +=
+                    "<text x=\"\(fixed(x(tick)))\" y=\"\(height - bottom + 18)\" text-anchor=\"middle\">\(tickLabel(tick, step: xStep))</text>\n"
+            }
+            svg +=
+                "<line x1=\"\(left)\" y1=\"\(height - bottom)\" x2=\"\(width - right)\" y2=\"\(height - bottom)\" stroke=\"black\"/>\n"
+            svg += "<line x1=\"\(left)\" y1=\"\(top)\" x2=\"\(left)\" y2=\"\(height - bottom)\" stroke=\"black\"/>\n"
+            return svg
+        }
+
+        func legend(index: Int, color: String, label: String) -> String {
+            let legendY = top + 10 + 18 * Double(index)
+            return
+                "<rect x=\"\(width - right + 14)\" y=\"\(legendY - 9)\" width=\"10\" height=\"10\" fill=\"\(color)\"/>\n"
+                + "<text x=\"\(width - right + 30)\" y=\"\(legendY)\">\(escape(label))</text>\n"
+        }
     }
 }

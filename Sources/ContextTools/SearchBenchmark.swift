@@ -25,13 +25,17 @@ struct QueryOutcome: Sendable {
 /// The outcomes of a run, filled in by the connections' tasks.
 final class Outcomes: Sendable {
     let list: Mutex<[QueryOutcome?]>
+    /// How many are in.
+    let answered = Atomic<Int>(0)
     init(count: Int) { list = Mutex([QueryOutcome?](repeating: nil, count: count)) }
 }
 
 /// Runs queries over `concurrency` connections and measures each one.
 enum QueryRunner {
+    /// - Parameter progress: Told how many queries are answered, after each one.
     static func run(
-        _ queries: [BenchQuery], concurrency: Int, connect: @escaping @Sendable () async throws -> ContextStoreClient
+        _ queries: [BenchQuery], concurrency: Int, connect: @escaping @Sendable () async throws -> ContextStoreClient,
+        progress: (@Sendable (_ done: Int, _ seconds: Double) -> Void)? = nil
     ) async throws -> (outcomes: [QueryOutcome], seconds: Double) {
         let results = Outcomes(count: queries.count)
         let start = Clock.monotonicSeconds()
@@ -46,6 +50,8 @@ enum QueryRunner {
                         let elapsed = UInt64((Clock.monotonicSeconds() - began) * 1e6)
                         let outcome = QueryOutcome(ids: hits.map(\.memory.id), microseconds: elapsed)
                         results.list.withLock { $0[index] = outcome }
+                        let done = results.answered.wrappingAdd(1, ordering: .relaxed).newValue
+                        progress?(done, Clock.monotonicSeconds() - start)
                         index += max(1, concurrency)
                     }
                     await client.close()
@@ -146,9 +152,9 @@ public struct VectorBenchmark: Sendable {
                 $0.map(\.id)
             }
         }
-        // One pass per ef; the first pass's figures are also reported without the "ef=" suffix.
+        // One pass per ef, its figures named with an "ef=" suffix (none without a sweep).
         var figures: [(key: String, value: Double)] = []
-        var curve: [(qps: Double, recall: Double)] = []
+        var curve: [BenchResult.CurvePoint] = []
         for ef in efs.isEmpty ? [nil] : efs.map(Optional.some) {
             let queries = (0..<queryFile.rows).map { row in
                 BenchQuery(
@@ -159,13 +165,12 @@ public struct VectorBenchmark: Sendable {
             log("running \(queries.count) queries over \(concurrency) connections\(ef.map { ", ef \($0)" } ?? "")")
             let (outcomes, seconds) = try await QueryRunner.run(queries, concurrency: concurrency, connect: connect)
             let pass = QueryRunner.figures(queries, outcomes, seconds: seconds, ks: [k])
-            if figures.isEmpty { figures = pass }
-            if let ef { figures += pass.map { ("\($0.key) ef=\(ef)", $0.value) } }
+            let suffix = ef.map { " ef=\($0)" } ?? ""
+            figures += pass.map { ($0.key + suffix, $0.value) }
             curve.append(
-                (
-                    pass.first { $0.key == "queries_per_second" }!.value,
-                    pass.first { $0.key == "recall@\(k)" }!.value
-                ))
+                BenchResult.CurvePoint(
+                    qps: pass.first { $0.key == "queries_per_second" }!.value,
+                    recall: pass.first { $0.key == "recall@\(k)" }!.value, ef: ef))
         }
         figures.append(("base_rows", Double(baseFile.rows)))
         figures.append(("load_rows_per_second", load.rate))
@@ -240,7 +245,7 @@ public struct ConversationBenchmark: Sendable {
 
         let ks = [5, 10, 20, k].uniqued().sorted()
         var figures: [(key: String, value: Double)] = []
-        var curve: [(qps: Double, recall: Double)] = []
+        var curve: [BenchResult.CurvePoint] = []
         for mode in modes {
             let queries = questions.map { question in
                 let conv = string(question, "conv")
@@ -260,11 +265,16 @@ public struct ConversationBenchmark: Sendable {
                     relevant: evidence, groups: [category, conv])
             }
             log("asking \(queries.count) questions (\(mode.rawValue)) over \(concurrency) connections")
-            let (outcomes, seconds) = try await QueryRunner.run(queries, concurrency: concurrency, connect: connect)
+            let reporter = ProgressReporter()
+            let total = queries.count
+            let (outcomes, seconds) = try await QueryRunner.run(queries, concurrency: concurrency, connect: connect) {
+                reporter.update(done: $0, of: total, unit: "questions", seconds: $1)
+            }
+            reporter.finish()
             let modeFigures = QueryRunner.figures(queries, outcomes, seconds: seconds, ks: ks)
             figures += modeFigures.map { ("\(mode.rawValue) \($0.key)", $0.value) }
             let qps = modeFigures.first { $0.key == "queries_per_second" }!.value
-            curve.append((qps, modeFigures.first { $0.key == "recall@\(k)" }!.value))
+            curve.append(BenchResult.CurvePoint(qps: qps, recall: modeFigures.first { $0.key == "recall@\(k)" }!.value))
         }
         figures.append(("turns", Double(memories.count)))
         figures.append(("load_turns_per_second", loadSeconds > 0 ? Double(memories.count) / loadSeconds : 0))

@@ -28,8 +28,9 @@ struct BenchRunCommand: AsyncParsableCommand {
             or .ivecs, row numbers of the base) or computed exactly. Conversation mode: --conversations, a \
             LoCoMo-format folder (turns.jsonl, questions.jsonl); each conversation is one user and every \
             question is asked as text (the server must have a model). Without --port, an embedded server \
-            on a temporary database is started and stopped. Writes DIR/NAME.json, and DIR/report.md and \
-            DIR/recall_qps.svg over every run in DIR.
+            on a temporary database is started and stopped. Writes DIR/NAME.json, and over every run in \
+            DIR: report.md, recall_qps.svg (vector runs: recall against queries/s, a point per ef) and \
+            evidence_recall.svg (conversation runs: evidence recall by question category and mode).
             """
     )
 
@@ -117,10 +118,18 @@ struct BenchRunCommand: AsyncParsableCommand {
         try result.json.write(toFile: out + "/" + runName + ".json", atomically: true, encoding: .utf8)
         let runs = try FileManager.default.contentsOfDirectory(atPath: out).filter { $0.hasSuffix(".json") }.sorted()
             .compactMap { try? BenchResult(json: String(contentsOfFile: out + "/" + $0, encoding: .utf8)) }
+        var written = ["\(out)/\(runName).json", "\(out)/report.md"]
         try BenchResult.markdown(runs).write(toFile: out + "/report.md", atomically: true, encoding: .utf8)
-        try SVGPlot.recallAgainstQPS(runs).write(toFile: out + "/recall_qps.svg", atomically: true, encoding: .utf8)
+        let plots = [
+            ("recall_qps.svg", runs.filter { $0.mode == "vector" }, SVGPlot.recallAgainstQPS),
+            ("evidence_recall.svg", runs.filter { $0.mode == "conversation" }, SVGPlot.evidenceRecallByCategory),
+        ]
+        for (file, shown, plot) in plots where !shown.isEmpty {
+            try plot(shown).write(toFile: out + "/" + file, atomically: true, encoding: .utf8)
+            written.append("\(out)/\(file)")
+        }
         print(result.table)
-        print("wrote \(out)/\(runName).json, \(out)/report.md, \(out)/recall_qps.svg")
+        print("wrote " + written.joined(separator: ", "))
     }
 
     private func searchModes() throws -> [SearchMode] {

@@ -88,7 +88,11 @@ func writeIvecs(_ path: String, _ rows: [[Int32]]) {
         #expect(comparison.hasPrefix("figure"))
         let svg = SVGPlot.recallAgainstQPS([exact, skewed])
         #expect(svg.components(separatedBy: "<circle").count == 3)
-        #expect(BenchResult.markdown([exact, skewed]).contains("| recall@5 | 1 |"))
+        let report = BenchResult.markdown([exact, skewed])
+        #expect(report.contains("## Vector search: ANN recall"))
+        #expect(report.contains("| ef | recall@5 | queries/s | p50 ms | p95 ms | p99 ms | max ms |"))
+        #expect(report.contains("| default | 1.0000 | "))
+        #expect(!report.contains("evidence"))
         await server.shutdown()
         store.close()
     }
@@ -125,6 +129,81 @@ func writeIvecs(_ path: String, _ rows: [[Int32]]) {
         #expect(store.count == 3)
         await server.shutdown()
         store.close()
+    }
+}
+
+@Suite struct BenchReportTests {
+    /// A vector run that swept three `ef` values (recall rising as throughput falls).
+    let sweep = BenchResult(
+        name: "hnsw", mode: "vector", settings: [("k", "10"), ("concurrency", "4")],
+        figures: [16, 32, 64].enumerated().flatMap(Self.pass),
+        curve: [
+            .init(qps: 1000, recall: 0.9, ef: 64), .init(qps: 3000, recall: 0.8, ef: 16),
+            .init(qps: 2000, recall: 0.85, ef: 32),
+        ])
+
+    static func pass(_ i: Int, _ ef: Int) -> [(key: String, value: Double)] {
+        let step = Double(i)
+        let recall: Double = 0.8 + 0.05 * step
+        let qps: Double = 3000 - 1000 * step
+        return [
+            ("recall@10 ef=\(ef)", recall), ("queries_per_second ef=\(ef)", qps),
+            ("latency_p50_us ef=\(ef)", 412 + step), ("latency_p95_us ef=\(ef)", 2345.6),
+            ("latency_p99_us ef=\(ef)", 23456), ("latency_max_us ef=\(ef)", 234567),
+        ]
+    }
+
+    let conversations = BenchResult(
+        name: "locomo", mode: "conversation", settings: [("k", "10"), ("search", "vector,hybrid")],
+        figures: [
+            ("vector recall@5", 0.4), ("vector recall@10", 0.5), ("vector recall@10 category 1", 0.25),
+            ("vector questions category 1", 4), ("vector recall@10 category 2", 0.75),
+            ("vector questions category 2", 6), ("vector recall@10 conv-1", 0.5), ("vector questions conv-1", 10),
+            ("vector queries_per_second", 180.4), ("vector latency_p50_us", 5432), ("hybrid recall@5", 0.6),
+            ("hybrid recall@10", 0.7), ("hybrid recall@10 category 1", 0.5), ("hybrid questions category 1", 4),
+            ("hybrid recall@10 category 2", 0.875), ("hybrid questions category 2", 6),
+            ("hybrid recall@10 conv-1", 0.7), ("hybrid questions conv-1", 10),
+        ],
+        curve: [.init(qps: 180.4, recall: 0.5), .init(qps: 120, recall: 0.7)])
+
+    @Test func aSweepShowsEveryPoint() {
+        let report = BenchResult.markdown([sweep])
+        #expect(report.contains("| 16 | 0.8000 | 3,000 | 0.412 | 2.35 | 23.5 | 235 |"))
+        #expect(report.contains("| 32 | 0.8500 | 2,000 | 0.413 | "))
+        #expect(report.contains("| 64 | 0.9000 | 1,000 | 0.414 | "))
+        let svg = SVGPlot.recallAgainstQPS([sweep])
+        #expect(svg.contains(">ef=16<") && svg.contains(">ef=32<") && svg.contains(">ef=64<"))
+        #expect(svg.contains("recall@10 (share of the exact top 10 found)"))
+        #expect(svg.contains("queries per second (4 connections)"))
+        // Joined in order of recall: ef 16, 32, 64 (x grows with qps: 3,000, 2,000, 1,000).
+        let line = svg.components(separatedBy: "<polyline points=\"")[1].prefix { $0 != "\"" }
+        let xs = line.split(separator: " ").map { Double($0.split(separator: ",")[0])! }
+        #expect(xs == xs.sorted(by: >))
+    }
+
+    @Test func conversationRunsAreEvidenceRecallByCategory() {
+        let report = BenchResult.markdown([conversations])
+        #expect(report.contains("## Conversations: LoCoMo evidence recall"))
+        #expect(report.contains("It is not an ANN recall"))
+        #expect(report.contains("| vector | 0.4000 | 0.5000 | 180 | 5.43 |"))
+        #expect(report.contains("| category 2 | 6 | 0.7500 | 0.8750 |"))
+        #expect(report.contains("| conv-1 | 10 | 0.5000 | 0.7000 |"))
+        #expect(!report.contains("recall_qps.svg"))
+        let svg = SVGPlot.evidenceRecallByCategory([conversations])
+        // Two categories x two modes: four bars, each with its value.
+        #expect(svg.components(separatedBy: "<rect x=").count - 1 == 4 + 2)  // and two legend squares
+        for value in ["0.25", "0.50", "0.75", "0.88"] { #expect(svg.contains(">\(value)<"), "\(value)") }
+        #expect(svg.contains(">category 1 (4)<") && svg.contains(">category 2 (6)<"))
+        #expect(svg.contains("evidence recall@10 (share of evidence turns in the top 10)"))
+    }
+
+    @Test func ticksAreRound() {
+        #expect(SVGPlot.niceTicks(0, 1234) == [0, 250, 500, 750, 1000, 1250])
+        #expect(SVGPlot.niceTicks(0.83, 0.97) == [0.8, 0.85, 0.9, 0.95, 1.0].map { $0 })
+        #expect(SVGPlot.tickLabel(1250, step: 250) == "1,250")
+        #expect(SVGPlot.tickLabel(0.85, step: 0.05) == "0.85")
+        #expect(SVGPlot.tickLabel(0.2, step: 0.2) == "0.2")
+        #expect(SVGPlot.tickLabel(0.925, step: 0.025) == "0.925")
     }
 }
 
