@@ -69,11 +69,12 @@ public struct KeyFileError: Error, CustomStringConvertible {
     public var description: String { "\(path): \(reason)" }
 }
 
-/// The server's keys, replaced whole when the keys file is read again (SIGHUP); a connection
-/// holds its key's name and looks it up on every request, so a key removed from the file stops
-/// working at once.
+/// The server's keys, replaced whole when the keys file is read again (SIGHUP). A connection
+/// holds its key's name and the key as the ring had it at a `version`; when the version moves on,
+/// it looks the name up again, so a key removed from the file stops working at its next request.
 public final class KeyRing: Sendable {
     private let keys: Mutex<[String: AccessKey]>
+    private let replaced = Atomic<Int>(0)
 
     public init(_ keys: [AccessKey]) {
         self.keys = Mutex(Dictionary(uniqueKeysWithValues: keys.map { ($0.name, $0) }))
@@ -83,7 +84,12 @@ public final class KeyRing: Sendable {
     public func replace(_ keys: [AccessKey]) {
         let byName = Dictionary(uniqueKeysWithValues: keys.map { ($0.name, $0) })
         self.keys.withLock { $0 = byName }
+        // After the keys: a connection that reads the new version finds the new keys.
+        replaced.wrappingAdd(1, ordering: .releasing)
     }
+
+    /// How many times the keys were replaced.
+    var version: Int { replaced.load(ordering: .acquiring) }
 
     public var names: [String] { keys.withLock { $0.keys.sorted() } }
 
@@ -192,10 +198,29 @@ private func rate(_ fields: JSONObject) throws(ProtocolError) -> Rate? {
 
 /// The key a connection authenticated with, if any.
 final class ConnectionSession: Sendable {
-    private let keyName = Mutex<String?>(nil)
+    private struct State {
+        var name: String?
+        /// The key of that name as the ring had it at `version` (nil: it had none).
+        var cached: (version: Int, key: AccessKey?)?
+    }
 
+    private let state = Mutex(State())
+
+    /// The key's name.
     var key: String? {
-        get { keyName.withLock { $0 } }
-        set { keyName.withLock { $0 = newValue } }
+        get { state.withLock { $0.name } }
+        set { state.withLock { $0 = State(name: newValue) } }
+    }
+
+    /// The key's name, and the key as `keys` holds it now (nil when it was removed).
+    func accessKey(in keys: KeyRing) -> (name: String, key: AccessKey?)? {
+        let version = keys.version
+        return state.withLock { state in
+            guard let name = state.name else { return nil }
+            if let cached = state.cached, cached.version == version { return (name, cached.key) }
+            let key = keys.key(named: name)
+            state.cached = (version, key)
+            return (name, key)
+        }
     }
 }

@@ -194,6 +194,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
     /// Runs one request: on the spot when it is a read that needs no model, else off the event
     /// loop, with `inFlight` set until its answer is written.
     private func start(_ line: ByteBuffer, refuse: Bool, context: ChannelHandlerContext) {
+        let began = NIODeadline.now()
         let (call, descriptor, rid): (Call, OperationDescriptor, JSONValue?)
         switch ServerContext.decode(line) {
         case .failure(let bytes):
@@ -202,10 +203,9 @@ final class ConnectionHandler: ChannelDuplexHandler {
         case .call(let decodedCall, let decodedDescriptor, let decodedRid):
             (call, descriptor, rid) = (decodedCall, decodedDescriptor, decodedRid)
         }
-        if let refusal = refusal(call, descriptor, shuttingDown: refuse) {
+        if let refusal = refusal(call, descriptor, shuttingDown: refuse, now: began) {
             return answerRefused(descriptor.name, Response.failure(rid: rid, refusal), context: context)
         }
-        let began = NIODeadline.now()
         if descriptor.placement == .eventLoop, !call.needsComputePool {
             let bytes = call.run(self.context, rid)
             finished(descriptor.name, rid: rid, since: began, answer: bytes)
@@ -253,9 +253,15 @@ final class ConnectionHandler: ChannelDuplexHandler {
 
     /// Why a decoded request may not run now: the server is stopping, its key may not, or the
     /// writer's queue is full (else it takes a place there).
-    private func refusal(_ call: Call, _ descriptor: OperationDescriptor, shuttingDown: Bool) -> ProtocolError? {
+    private func refusal(
+        _ call: Call, _ descriptor: OperationDescriptor, shuttingDown: Bool, now: NIODeadline
+    ) -> ProtocolError? {
         if shuttingDown { return ProtocolError(.shuttingDown, "the server is shutting down") }
-        if let denied = context.denial(descriptor.access, users: call.users, cost: call.cost) { return denied }
+        if let denied = context.denial(
+            descriptor.access, users: call.users, cost: call.cost, now: now.uptimeNanoseconds)
+        {
+            return denied
+        }
         if descriptor.writes, !writeQueue.tryEnter() {
             return ProtocolError(.busy, "too many writes queued; retry later")
         }

@@ -2,10 +2,6 @@ import ContextModel
 import ContextProtocol
 import Synchronization
 
-#if canImport(Glibc)
-    import Glibc
-#endif
-
 /// How fast a key may go: `perSecond` tokens come back each second, up to `burst`.
 public struct Rate: Sendable, Equatable {
     public var perSecond: Double
@@ -47,9 +43,7 @@ final class RateLimiter: Sendable {
     /// Takes `cost` tokens for `key` and each of `users`, or, when a bucket lacks them, none.
     /// - Returns: nil when taken; else how many milliseconds until the emptiest bucket holds
     ///   enough (a cost above the burst waits for a full bucket).
-    func take(_ cost: Double, key: String, users: [String], rate: Rate, now: UInt64 = RateLimiter.now())
-        -> Int64?
-    {
+    func take(_ cost: Double, key: String, users: [String], rate: Rate, now: UInt64) -> Int64? {
         let needed = min(cost, rate.burst)
         // A user named twice in one request is charged once.
         let users = users.count > 1 ? Array(Set(users)) : users
@@ -72,12 +66,5 @@ final class RateLimiter: Sendable {
             }
             return nil
         }
-    }
-
-    /// Monotonic nanoseconds.
-    static func now() -> UInt64 {
-        var time = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &time)
-        return UInt64(time.tv_sec) * 1_000_000_000 + UInt64(time.tv_nsec)
     }
 }

@@ -81,14 +81,14 @@ struct ServerContext: Sendable {
     // MARK: - Keys
 
     /// Why the connection may not run a request needing `access` on `users`' memories, which
-    /// costs `cost` of its key's rate; nil when it may (always, on a server without keys). A
-    /// request refused has taken nothing from any bucket.
-    func denial(_ access: Access, users: [String], cost: Double) -> ProtocolError? {
+    /// costs `cost` of its key's rate at `now` (monotonic nanoseconds); nil when it may (always,
+    /// on a server without keys). A request refused has taken nothing from any bucket.
+    func denial(_ access: Access, users: [String], cost: Double, now: UInt64) -> ProtocolError? {
         guard let keys, access != .anyone else { return nil }
-        guard let name = session.key else {
+        guard let (name, key) = session.accessKey(in: keys) else {
             return ProtocolError(.unauthorized, "authenticate first: {\"op\":\"auth\",\"secret\":\"...\"}")
         }
-        guard let key = keys.key(named: name) else {
+        guard let key else {
             return ProtocolError(
                 .unauthorized, "the key '\(name)' is no longer one of the server's; authenticate again")
         }
@@ -98,7 +98,7 @@ struct ServerContext: Sendable {
         if let outside = users.first(where: { !key.covers($0) }) {
             return ProtocolError(.forbidden, "the key '\(name)' may not touch the memories of user '\(outside)'")
         }
-        if let rate = key.rate, let wait = limiter.take(cost, key: name, users: users, rate: rate) {
+        if let rate = key.rate, let wait = limiter.take(cost, key: name, users: users, rate: rate, now: now) {
             return ProtocolError(
                 .rateLimited, "the key '\(name)' is over its rate; retry in \(wait) ms",
                 details: ["retry_after_ms": wait])

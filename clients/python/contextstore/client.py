@@ -113,6 +113,9 @@ class Client(Operations):
     again), ``busy`` or ``rate_limited`` (waiting at least its ``retry_after_ms``), up to
     ``retries`` times with a backoff doubling from ``backoff`` to ``max_backoff`` seconds; any
     other request raises.
+
+    One connection, one request at a time: a ``Client`` is not for several threads at once
+    (give each thread its own, or share one ``AsyncClient`` among tasks).
     """
 
     def __init__(
