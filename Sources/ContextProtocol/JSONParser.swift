@@ -289,10 +289,16 @@ public struct JSONParser {
         position += 1
         let start = position
         // Fast path: no escapes, so the bytes are the string.
+        var bits: UInt8 = 0
         while position < bytes.count {
             let byte = bytes[position]
             if byte == UInt8(ascii: "\"") {
                 let slice = UnsafeRawBufferPointer(rebasing: bytes[start..<position])
+                // ASCII is valid UTF-8 as it is: only other bytes need the (slower) validation.
+                guard bits >= 0x80 else {
+                    position += 1
+                    return String(decoding: slice, as: UTF8.self)
+                }
                 guard let text = String(validating: slice, as: UTF8.self) else {
                     throw error("invalid UTF-8 in string")
                 }
@@ -301,6 +307,7 @@ public struct JSONParser {
             }
             if byte == UInt8(ascii: "\\") { break }
             guard byte >= 0x20 else { throw error("control character in string") }
+            bits |= byte
             position += 1
         }
         var utf8 = Array(bytes[start..<position])

@@ -15,13 +15,13 @@ import Synchronization
 /// I/O off the event loops. Requests with text to embed first run the model on the compute pool
 /// (one thread per core).
 ///
-/// Backpressure, both ways: the handler stops reading from the socket while `maximumPending`
-/// lines (or a full line's worth of bytes) wait, and it starts no request while the channel is
-/// not writable (its unsent answers passed the high water mark), so a client that never reads
-/// its answers holds at most that mark plus one answer, not an answer per request it sent.
-final class ConnectionHandler: ChannelDuplexHandler {
+/// Backpressure, both ways: the handler stops reading from the socket (switches the channel's
+/// `autoRead` off) while `maximumPending` lines (or a full line's worth of bytes) wait or the
+/// client does not take its answers, and it starts no request while the channel is not writable
+/// (its unsent answers passed the high water mark), so a client that never reads its answers
+/// holds at most that mark plus one answer, not an answer per request it sent.
+final class ConnectionHandler: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
-    typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
     private let context: ServerContext
@@ -45,11 +45,13 @@ final class ConnectionHandler: ChannelDuplexHandler {
     private var backlogBytes = 0
     /// A request is being answered off the event loop.
     private var inFlight = false
-    private var readHeldBack = false
+    /// Whether the channel reads by itself (`autoRead`), as the handler last set it.
+    private var reading = true
     /// The channel's writability as its last `channelWritabilityChanged` told: the client takes
     /// its answers. Kept here, so a request does not ask the channel.
     private var writable = true
     private var allocator = ByteBufferAllocator()
+    private var framer: LineFramer
     private var quiescing = false
     /// Lines that were in the backlog when quiescing began: received before it, so answered.
     private var receivedBeforeQuiescing = 0
@@ -70,6 +72,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
         self.writeQueue = writeQueue
         self.limits = limits
         self.maximumLineBytes = maximumLineBytes
+        self.framer = LineFramer(limits: limits, maximumLineBytes: maximumLineBytes)
         self.maximumPending = maximumPending
         self.shutdownGrace = shutdownGrace
     }
@@ -80,7 +83,21 @@ final class ConnectionHandler: ChannelDuplexHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let line = unwrapInboundIn(data)
+        guard !closing else { return }
+        framer.append(unwrapInboundIn(data))
+        while !closing, let line = framer.nextLine() { receive(line, context: context) }
+        switch framer.endOfRead() {
+        case nil: break
+        case .lineTooLong: reject(lineTooLong, context: context)
+        case .overBudget:
+            reject(
+                ProtocolError(.overloaded, "the server holds too many bytes of unfinished request lines; closing"),
+                context: context)
+        }
+    }
+
+    /// One request line: queued, and started when nothing is ahead of it.
+    private func receive(_ line: ByteBuffer, context: ChannelHandlerContext) {
         guard !closing else { return }
         guard line.readableBytes <= maximumLineBytes else { return reject(lineTooLong, context: context) }
         // An empty line (a bare newline, e.g. a keep-alive from a terminal) is not a request.
@@ -98,26 +115,27 @@ final class ConnectionHandler: ChannelDuplexHandler {
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
         writable = context.channel.isWritable
-        if writable { pump(context: context) }
+        if writable { pump(context: context) } else { adjustReading(context) }
         context.fireChannelWritabilityChanged()
-    }
-
-    func read(context: ChannelHandlerContext) {
-        if mayRead(context) {
-            context.read()
-        } else {
-            readHeldBack = true
-        }
     }
 
     /// Whether to take more bytes from the socket: not while enough lines wait, nor while the
     /// client is not taking its answers.
-    private func mayRead(_ context: ChannelHandlerContext) -> Bool {
+    private var mayRead: Bool {
         backlog.count < maximumPending && backlogBytes < maximumLineBytes && writable
+    }
+
+    /// Stops reading from the socket while the handler may not, and starts again when it may.
+    private func adjustReading(_ context: ChannelHandlerContext) {
+        let wanted = mayRead && !closing
+        guard wanted != reading, let options = context.channel.syncOptions else { return }
+        reading = wanted
+        try? options.setOption(ChannelOptions.autoRead, value: wanted)
     }
 
     func channelInactive(context: ChannelHandlerContext) {
         closing = true
+        framer.release()
         limits.buffer(-backlogBytes)
         backlogBytes = 0
         backlog.removeAll()
@@ -135,17 +153,8 @@ final class ConnectionHandler: ChannelDuplexHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
-        switch error {
-        case is ByteToMessageDecoderError.PayloadTooLargeError:
-            reject(lineTooLong, context: context)
-        case is RequestLineDecoder.BudgetExceeded:
-            reject(
-                ProtocolError(.overloaded, "the server holds too many bytes of unfinished request lines; closing"),
-                context: context)
-        default:
-            // A reset connection, ...: nothing to answer, and nothing that concerns other clients.
-            context.close(promise: nil)
-        }
+        // A reset connection, ...: nothing to answer, and nothing that concerns other clients.
+        context.close(promise: nil)
     }
 
     private var lineTooLong: ProtocolError {
@@ -185,10 +194,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
             context.close(promise: nil)
             return
         }
-        if readHeldBack, !closing, mayRead(context) {
-            readHeldBack = false
-            context.read()
-        }
+        adjustReading(context)
     }
 
     /// Runs one request: on the spot when it is a read that needs no model, else off the event

@@ -72,68 +72,78 @@ final class ConnectionGate: ChannelInboundHandler, RemovableChannelHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {}
 }
 
-/// The request framing: splits the byte stream at `\n` (a `\r` before it is kept; JSON allows
-/// it as whitespace). Counts the bytes it holds of an unfinished line against the server-wide
-/// budget, and refuses to grow past it, so many slow senders of huge lines cannot exhaust memory
-/// together; the per-connection cap is `ByteToMessageHandler`'s `maximumBufferSize`.
-struct RequestLineDecoder: ByteToMessageDecoder {
-    typealias InboundOut = ByteBuffer
-
-    /// The server holds more buffered input than its budget allows.
-    struct BudgetExceeded: Error {}
+/// The request framing: splits a connection's byte stream at `\n` (a `\r` before it is kept;
+/// JSON allows it as whitespace). The bytes of an unfinished line wait for the next read, at
+/// most `maximumLineBytes` of them, and count against the server-wide budget of buffered input,
+/// so many slow senders of huge lines cannot exhaust memory together.
+struct LineFramer {
+    /// Why the connection must be closed.
+    enum Failure {
+        /// An unfinished line passed `maximumLineBytes`.
+        case lineTooLong
+        /// The server holds more buffered input than its budget allows.
+        case overBudget
+    }
 
     let limits: ConnectionLimits
-    /// Bytes of this connection's buffer counted in `limits`.
-    private var counted = 0
-    /// Where the search for `\n` resumes: the bytes before it hold none.
+    let maximumLineBytes: Int
+    /// Bytes read and not yet split off as lines: an unfinished line, then the latest read.
+    private var bytes: ByteBuffer?
+    /// Bytes of `bytes` known to hold no newline.
     private var scanned = 0
+    /// Bytes held between reads, counted in `limits`.
+    private var counted = 0
 
-    init(limits: ConnectionLimits) {
+    init(limits: ConnectionLimits, maximumLineBytes: Int) {
         self.limits = limits
+        self.maximumLineBytes = maximumLineBytes
     }
 
-    mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
-        let view = buffer.readableBytesView
-        if let newline = view[(view.startIndex + scanned)...].firstIndex(of: UInt8(ascii: "\n")) {
-            let length = newline - view.startIndex
-            let line = buffer.readSlice(length: length)!
-            buffer.moveReaderIndex(forwardBy: 1)
+    /// Takes the bytes of one read; `nextLine()` then splits them. (Each call is short, so that
+    /// what a line sets off, closing the connection included, may call the framer again.)
+    mutating func append(_ read: ByteBuffer) {
+        if bytes == nil {
+            bytes = read
             scanned = 0
-            try account(buffer.readableBytes)
-            context.fireChannelRead(NIOAny(line))
-            return .continue
+        } else {
+            bytes!.writeImmutableBuffer(read)
         }
-        scanned = view.count
-        try account(view.count)
-        return .needMoreData
     }
 
-    mutating func decodeLast(
-        context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool
-    ) throws -> DecodingState {
-        // A last line without its newline is not a request: drop it.
-        let state = try decode(context: context, buffer: &buffer)
-        if state == .needMoreData {
-            buffer.moveReaderIndex(forwardBy: buffer.readableBytes)
-            try account(0)
+    /// The next whole line (a slice of the read, or a copy when it began in an earlier one).
+    mutating func nextLine() -> ByteBuffer? {
+        guard let view = bytes?.readableBytesView else { return nil }
+        guard let newline = view[(view.startIndex + scanned)...].firstIndex(of: UInt8(ascii: "\n")) else {
+            scanned = view.count
+            return nil
         }
-        return state
+        let line = bytes!.readSlice(length: newline - view.startIndex)!
+        bytes!.moveReaderIndex(forwardBy: 1)
+        scanned = 0
+        return line
     }
 
-    mutating func decoderRemoved(context: ChannelHandlerContext) {
-        limits.buffer(-counted)
-        counted = 0
+    /// After a read's lines: keeps the unfinished one for the next read, within the limits.
+    mutating func endOfRead() -> Failure? {
+        let unfinished = bytes?.readableBytes ?? 0
+        if unfinished == 0 { bytes = nil }
+        if unfinished > maximumLineBytes { return .lineTooLong }
+        return account(unfinished) ? nil : .overBudget
     }
 
-    /// Sets this connection's counted bytes to `held`; growing past the budget throws.
-    private mutating func account(_ held: Int) throws {
-        let delta = held - counted
-        guard delta != 0 else { return }
+    /// The connection is gone: what it held no longer counts.
+    mutating func release() {
+        _ = account(0)
+        bytes = nil
+    }
+
+    /// Sets this connection's counted bytes to `bytes`; false when growing passes the budget.
+    private mutating func account(_ bytes: Int) -> Bool {
+        let delta = bytes - counted
+        guard delta != 0 else { return true }
         let total = limits.buffer(delta)
-        counted = held
-        if delta > 0, total > limits.maximumBufferedBytes {
-            throw BudgetExceeded()
-        }
+        counted = bytes
+        return delta < 0 || total <= limits.maximumBufferedBytes
     }
 }
 

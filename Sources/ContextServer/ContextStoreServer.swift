@@ -152,8 +152,6 @@ public final class ContextStoreServer: Sendable {
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandlers(
                         ConnectionGate(limits: limits),
-                        ByteToMessageHandler(
-                            RequestLineDecoder(limits: limits), maximumBufferSize: configuration.maximumLineBytes),
                         ConnectionHandler(
                             context: serverContext, writerPool: writerPool, computePool: computePool,
                             writeQueue: writeQueue, limits: limits,

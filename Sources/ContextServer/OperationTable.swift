@@ -214,7 +214,12 @@ enum OperationTable {
     /// A request object's op and its decoded call.
     /// - Throws: `ProtocolError` (`missing_field` without `op`, `unknown_op`, or the op's own).
     static func decode(_ object: JSONObject) throws(ProtocolError) -> (OperationDescriptor, Call) {
-        let name = try object.required("op", as: "string", \.stringValue)
+        let name: String
+        if case .string(let given)? = object["op"] {
+            name = given
+        } else {
+            name = try object.required("op", as: "string", \.stringValue)  // the error for what it holds
+        }
         guard let descriptor = byName[name] else { throw ProtocolError(.unknownOp, "unknown op '\(name)'") }
         return (descriptor, try descriptor.decode(object))
     }
