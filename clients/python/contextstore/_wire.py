@@ -1,9 +1,11 @@
 """The line codec and the retry policy, shared by the sync and the async client."""
 
+import asyncio
 import json
+import socket
 from typing import Any, Dict, Optional, Tuple
 
-from .errors import Busy, ContextStoreError, ProtocolMismatch, RateLimited, ServerError, ShuttingDown, server_error
+from .errors import Busy, ConnectionLost, ProtocolMismatch, RateLimited, ShuttingDown, server_error
 
 
 def encode(fields: Dict[str, Any], rid: int) -> bytes:
@@ -51,14 +53,50 @@ class Backoff:
         return wait
 
 
-def refused_for_now(error: ContextStoreError) -> bool:
-    """Errors after which the server did nothing and will take the request later."""
+def may_retry(error: BaseException, safe: bool, sent: bool) -> bool:
+    """Whether a request may be sent again after ``error``: when it never left, or when it is
+    safe to repeat and the error is one after which the server did nothing (``busy``,
+    ``rate_limited``, ``shutting_down``) or the answer was lost with the connection."""
+    if not isinstance(error, (Busy, RateLimited, ShuttingDown, OSError, ConnectionLost, asyncio.TimeoutError)):
+        return False
+    return safe or not sent
+
+
+def keeps_connection(error: BaseException) -> bool:
+    """Whether the connection is still good after ``error`` (else a new one is made)."""
     return isinstance(error, (Busy, RateLimited))
 
 
-def server_going_away(error: ContextStoreError) -> bool:
-    """The server is stopping: a new connection (to it restarted, or another) may take the request."""
-    return isinstance(error, ShuttingDown)
+def raised(error: BaseException) -> BaseException:
+    """What the caller gets for ``error``: a socket's failure as ``ConnectionLost``."""
+    if isinstance(error, OSError) and not isinstance(error, (socket.timeout, asyncio.TimeoutError)):
+        lost = ConnectionLost(str(error))
+        lost.__cause__ = error
+        return lost
+    return error
 
 
-__all__ = ["encode", "decode", "outcome", "Backoff", "refused_for_now", "server_going_away", "ServerError"]
+class Settings:
+    """What both clients are made with, and their rids and backoff."""
+
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 7420, secret: Optional[str] = None,
+        timeout: Optional[float] = 30.0, retries: int = 8, backoff: float = 0.05, max_backoff: float = 2.0,
+    ):
+        self.host = host
+        self.port = port
+        self.secret = secret
+        self.timeout = timeout
+        self.retries = retries
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self.key: Optional[str] = None
+        """The key the connection authenticated as (``None`` without a secret)."""
+        self._rid = 0
+
+    def _next_rid(self) -> int:
+        self._rid += 1
+        return self._rid
+
+    def _backoff(self) -> Backoff:
+        return Backoff(self.retries, self.backoff, self.max_backoff)

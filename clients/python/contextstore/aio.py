@@ -96,7 +96,7 @@ class _Connection:
             pass
 
 
-class AsyncClient(Operations):
+class AsyncClient(_wire.Settings, Operations):
     """The asyncio twin of ``Client``: the same methods and retries, each a coroutine. Requests
     from many tasks share one connection, pipelined, and are matched to their answers by rid::
 
@@ -104,21 +104,10 @@ class AsyncClient(Operations):
             results = await asyncio.gather(*(client.search("alice", q) for q in questions))
     """
 
-    def __init__(
-        self, host: str = "127.0.0.1", port: int = 7420, secret: Optional[str] = None,
-        timeout: Optional[float] = 30.0, retries: int = 8, backoff: float = 0.05, max_backoff: float = 2.0,
-    ):
-        self.host = host
-        self.port = port
-        self.secret = secret
-        self.timeout = timeout
-        self.retries = retries
-        self.backoff = backoff
-        self.max_backoff = max_backoff
-        self.key: Optional[str] = None
+    def __init__(self, *args: Any, **settings: Any):
+        super().__init__(*args, **settings)
         self._connection: Optional[_Connection] = None
         self._connecting: Optional[asyncio.Lock] = None
-        self._rid = 0
 
     async def __aenter__(self) -> "AsyncClient":
         await self.connect()
@@ -135,10 +124,6 @@ class AsyncClient(Operations):
         connection, self._connection = self._connection, None
         if connection is not None:
             await connection.close()
-
-    def _next_rid(self) -> int:
-        self._rid += 1
-        return self._rid
 
     async def _connect(self) -> _Connection:
         if self._connecting is None:
@@ -166,40 +151,28 @@ class AsyncClient(Operations):
             return connection
 
     async def _call(self, request: Request) -> Any:
-        backoff = _wire.Backoff(self.retries, self.backoff, self.max_backoff)
+        backoff = self._backoff()
         while True:
             sent = False
+            connection = None
             try:
                 connection = await self._connect()
                 rid = self._next_rid()
                 sent = True
-                answer = await connection.send(_wire.encode(request.fields, rid), rid, self.timeout)
-            except ServerError as error:
-                if not (_wire.refused_for_now(error) or _wire.server_going_away(error)):
-                    raise
-                wait = backoff.next(error)
-                if wait is None:
-                    raise
-                await asyncio.sleep(wait)
-                continue
-            except (OSError, ConnectionLost, asyncio.TimeoutError) as error:
-                wait = backoff.next(error) if (request.safe or not sent) else None
-                if wait is None:
-                    if isinstance(error, (asyncio.TimeoutError, ConnectionLost)):
-                        raise
-                    raise ConnectionLost(str(error)) from error
-                await asyncio.sleep(wait)
-                continue
-            ok, result = _wire.outcome(answer)
-            if ok:
-                return request.parse(result)
-            retry = request.safe and (_wire.refused_for_now(result) or _wire.server_going_away(result))
-            wait = backoff.next(result) if retry else None
-            if wait is None:
+                ok, result = _wire.outcome(await connection.send(_wire.encode(request.fields, rid), rid, self.timeout))
+                if ok:
+                    return request.parse(result)
                 raise result
-            if _wire.server_going_away(result):
-                connection._fail(result)
-            await asyncio.sleep(wait)
+            except (ServerError, OSError, ConnectionLost, asyncio.TimeoutError) as error:
+                wait = backoff.next(error) if _wire.may_retry(error, request.safe, sent) else None
+                # A late answer to a request that timed out is dropped by its rid: the others
+                # on the connection go on.
+                timed_out = isinstance(error, asyncio.TimeoutError)
+                if connection is not None and not (_wire.keeps_connection(error) or timed_out):
+                    connection._fail(error)
+                if wait is None:
+                    raise _wire.raised(error)
+                await asyncio.sleep(wait)
 
 
 __all__ = ["AsyncClient", "ProtocolMismatch"]

@@ -104,8 +104,10 @@ class _Connection:
             self.sock.settimeout(self.timeout)
 
 
-class Client(Operations):
-    """A connection to a ContextStore server, one method per op (see ``Operations``).
+class Client(_wire.Settings, Operations):
+    """A connection to a ContextStore server, one method per op (see ``Operations``):
+    ``Client(host="127.0.0.1", port=7420, secret=None, timeout=30.0, retries=8, backoff=0.05,
+    max_backoff=2.0)``.
 
     ``secret``: the key to authenticate with (on every new connection). ``timeout``: seconds to
     wait for a connection or an answer. A request that is safe to repeat (reads, and writes that
@@ -118,21 +120,9 @@ class Client(Operations):
     (give each thread its own, or share one ``AsyncClient`` among tasks).
     """
 
-    def __init__(
-        self, host: str = "127.0.0.1", port: int = 7420, secret: Optional[str] = None,
-        timeout: Optional[float] = 30.0, retries: int = 8, backoff: float = 0.05, max_backoff: float = 2.0,
-    ):
-        self.host = host
-        self.port = port
-        self.secret = secret
-        self.timeout = timeout
-        self.retries = retries
-        self.backoff = backoff
-        self.max_backoff = max_backoff
+    def __init__(self, *args: Any, **settings: Any):
+        super().__init__(*args, **settings)
         self._connection: Optional[_Connection] = None
-        self._rid = 0
-        self.key: Optional[str] = None
-        """The key the connection authenticated as (``None`` without a secret)."""
 
     def __enter__(self) -> "Client":
         return self
@@ -160,10 +150,6 @@ class Client(Operations):
 
     # Transport
 
-    def _next_rid(self) -> int:
-        self._rid += 1
-        return self._rid
-
     def _connect(self) -> _Connection:
         if self._connection is not None and self._connection.closed_by_peer():
             self._drop()
@@ -187,7 +173,7 @@ class Client(Operations):
         self.close()
 
     def _call(self, request: Request) -> Any:
-        backoff = _wire.Backoff(self.retries, self.backoff, self.max_backoff)
+        backoff = self._backoff()
         while True:
             sent = False
             try:
@@ -198,36 +184,19 @@ class Client(Operations):
                 if answer.get("rid") != rid:
                     self._drop()
                     if "rid" not in answer and answer.get("ok") is False:
-                        raise _wire.outcome(answer)[1]
+                        raise _wire.outcome(answer)[1]  # an error for the connection (overloaded, ...)
                     raise ProtocolMismatch(f"answer for rid {answer.get('rid')!r}, expected {rid}")
-            except ServerError as error:  # authentication refused, or an error for the connection
-                if not (_wire.refused_for_now(error) or _wire.server_going_away(error)):
-                    raise
-                self._drop()
-                wait = backoff.next(error)
-                if wait is None:
-                    raise
-                time.sleep(wait)
-                continue
-            except (OSError, ConnectionLost) as error:
-                self._drop()
-                wait = backoff.next(error) if (request.safe or not sent) else None
-                if wait is None:
-                    if isinstance(error, socket.timeout):
-                        raise
-                    raise ConnectionLost(f"{error}") from error
-                time.sleep(wait)
-                continue
-            ok, result = _wire.outcome(answer)
-            if ok:
-                return request.parse(result)
-            retry = request.safe and (_wire.refused_for_now(result) or _wire.server_going_away(result))
-            wait = backoff.next(result) if retry else None
-            if wait is None:
+                ok, result = _wire.outcome(answer)
+                if ok:
+                    return request.parse(result)
                 raise result
-            if _wire.server_going_away(result):
-                self._drop()
-            time.sleep(wait)
+            except (ServerError, OSError, ConnectionLost) as error:
+                wait = backoff.next(error) if _wire.may_retry(error, request.safe, sent) else None
+                if not _wire.keeps_connection(error):
+                    self._drop()
+                if wait is None:
+                    raise _wire.raised(error)
+                time.sleep(wait)
 
 
 class Pending:
@@ -293,19 +262,19 @@ class Pipeline(Operations):
             by_rid[answer.get("rid")] = answer
         for pending, rid in zip(queued, rids):
             answer = by_rid.get(rid)
+            error: BaseException
             if answer is None:
-                if pending.request.safe:
-                    self._again(pending)
-                else:
-                    pending._set(error=ConnectionLost(f"the connection was lost before the answer: {lost}"))
-                continue
-            ok, result = _wire.outcome(answer)
-            if ok:
-                pending._set(pending.request.parse(result))
-            elif pending.request.safe and (_wire.refused_for_now(result) or _wire.server_going_away(result)):
-                self._again(pending)
+                error = ConnectionLost(f"the connection was lost before the answer: {lost}")
             else:
-                pending._set(error=result)
+                ok, result = _wire.outcome(answer)
+                if ok:
+                    pending._set(pending.request.parse(result))
+                    continue
+                error = result
+            if _wire.may_retry(error, pending.request.safe, sent=True):
+                self._again(pending)  # one by one, with the client's backoff
+            else:
+                pending._set(error=error)
         return queued
 
     def _again(self, pending: Pending) -> None:
