@@ -88,22 +88,25 @@ struct Call: Sendable {
                     embed: embed, handle: handle)
             },
             run: { context, rid in
-                guard let user = cachedFor(arguments), let cache = context.results,
-                    !context.store.hasExpiringMemories
-                else {
+                guard let user = cachedFor(arguments), let cache = context.results else {
                     return answering(rid) { Op.answerLine(try handle(arguments, context), rid: rid) }
                 }
-                // The generation is read before the answer is computed: a write after it makes
-                // the kept answer stale, never the other way round.
+                // The generation and the next expiry are read before the answer is computed: a
+                // write after them makes the kept answer stale, never the other way round.
                 let request = Op.requestLine(arguments)
                 let generation = context.store.generation(of: user)
-                if let fields = cache.answer(for: request, at: generation) {
+                let deadline = context.store.nextExpiry
+                let now = Clock.nowMilliseconds()
+                if let fields = cache.answer(for: request, at: generation, now: now) {
                     return Response.success(rid: rid) { $0.raw(fields) }
                 }
                 return answering(rid) {
                     var fields = JSONWriter()
                     Op.encode(answer: try handle(arguments, context), to: &fields)
-                    cache.store(fields.bytes, for: request, at: generation)
+                    // A memory expired and not yet purged: nothing to keep until the purge.
+                    if deadline.map({ $0 > now }) ?? true {
+                        cache.store(fields.bytes, for: request, at: generation, until: deadline)
+                    }
                     return Response.success(rid: rid) { $0.raw(fields.bytes) }
                 }
             })

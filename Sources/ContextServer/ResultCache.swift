@@ -5,8 +5,9 @@ import Synchronization
 /// Answers of `search` and `prompt`, kept by their request in canonical form (the op's codec
 /// writes its fields in one order) and the user's `Generation` when they were computed: an
 /// answer is given again only while the user's memories have not changed since, so no answer
-/// is stale after a write is acknowledged. Bounded in bytes (keys and answers), least recently
-/// used first out.
+/// is stale after a write is acknowledged, and only before its deadline, the space's next expiry
+/// when it was computed (an expired memory leaves reads at once). Bounded in bytes (keys and
+/// answers), least recently used first out.
 final class ResultCache: Sendable {
     private let lru: Mutex<LRU>
     let capacity: Int
@@ -16,14 +17,16 @@ final class ResultCache: Sendable {
         lru = Mutex(LRU())
     }
 
-    /// The answer's fields kept for `request` at `generation`, counting a hit or a miss.
-    func answer(for request: [UInt8], at generation: Generation) -> [UInt8]? {
+    /// The answer's fields kept for `request` at `generation` and time `now` (unix ms),
+    /// counting a hit or a miss.
+    func answer(for request: [UInt8], at generation: Generation, now: Int64) -> [UInt8]? {
         lru.withLock { lru in
             guard let index = lru.index[request] else {
                 lru.misses += 1
                 return nil
             }
-            guard lru.entries[index].generation == generation else {
+            guard lru.entries[index].generation == generation, lru.entries[index].deadline.map({ now < $0 }) ?? true
+            else {
                 lru.remove(index)
                 lru.misses += 1
                 return nil
@@ -34,13 +37,15 @@ final class ResultCache: Sendable {
         }
     }
 
-    func store(_ answer: [UInt8], for request: [UInt8], at generation: Generation) {
+    /// Keeps `answer` for `request`, computed at `generation`, until `deadline` (unix ms; nil:
+    /// no deadline).
+    func store(_ answer: [UInt8], for request: [UInt8], at generation: Generation, until deadline: Int64?) {
         let size = request.count + answer.count
         guard size <= capacity / 8 else { return }  // one answer never crowds out the rest
         lru.withLock { lru in
             if let index = lru.index[request] { lru.remove(index) }
             while lru.bytes + size > capacity, let oldest = lru.oldest { lru.remove(oldest) }
-            lru.insert(LRU.Entry(request: request, answer: answer, generation: generation))
+            lru.insert(LRU.Entry(request: request, answer: answer, generation: generation, deadline: deadline))
         }
     }
 
@@ -54,6 +59,7 @@ final class ResultCache: Sendable {
             var request: [UInt8]
             var answer: [UInt8]
             var generation: Generation
+            var deadline: Int64?
             var newer: Int? = nil
             var older: Int? = nil
         }

@@ -38,9 +38,10 @@ extension MemoryStore {
     /// When `user`'s memories last changed (see `Generation`).
     public func generation(of user: String) -> Generation { changes.generation(of: user) }
 
-    /// Whether the space holds memories that expire: results read from it change with time
-    /// alone, so they must not be kept.
-    public var hasExpiringMemories: Bool { state.read { $0.expiring > 0 } }
+    /// No memory of the space expires before this time (unix ms; nil: none expires). A result
+    /// read after `generation(of:)` and this stays what it is until then, unless the generation
+    /// moves on: an expired memory leaves every read at once, before the purge deletes it.
+    public var nextExpiry: Int64? { state.read { $0.nextExpiry } }
 }
 
 extension MemoryStore {

@@ -328,12 +328,16 @@ extension MemoryStore {
         return try withWriter { statements in
             var keys: [String] = []
             var purged: Int64 = 0
+            var nextExpiry: Int64?
             try rebuildingGraphOnFailure(statements) {
                 try statements.database.transaction {
                     keys = try deleteRows(SQL.purgeExpired, [now, Int64(limit)], statements)
                     guard !keys.isEmpty else { return }
                     purged = state.read { $0.purged } + Int64(keys.count)
                     try statements.set("purged", String(purged))
+                    let next = try statements.database.prepare(SQL.nextExpiry)
+                    if try next.step(), !next.isNull(at: 0) { nextExpiry = next.int64(at: 0) }
+                    while try next.step() {}  // finished before the commit
                 }
             }
             guard !keys.isEmpty else { return 0 }
@@ -343,6 +347,7 @@ extension MemoryStore {
                     state.flat?.remove(id: key)
                 }
                 state.purged = purged
+                if state.expiring > 0 { state.nextExpiry = nextExpiry }
             }
             changes.changedAll()
             return keys.count

@@ -89,6 +89,10 @@ public final class MemoryStore: Sendable {
         /// How many records expire (have an `expiresAt`): while there are any, searches skip
         /// the expired.
         var expiring = 0
+        /// No record expires before this (unix ms; nil: none expires). Lowered as records come,
+        /// set exactly by the purge, and left as it is when a record goes: never later than the
+        /// earliest expiry.
+        var nextExpiry: Int64?
         /// Expired memories purged over the space's life (the setting `purged`).
         var purged: Int64 = 0
 
@@ -169,7 +173,10 @@ public final class MemoryStore: Sendable {
             recordBytes += record.approximateBytes
             handleOfSeq[seq] = handle
             insertTurn(handle, record)
-            if record.expiresAt != nil { expiring += 1 }
+            if let expiresAt = record.expiresAt {
+                expiring += 1
+                nextExpiry = min(nextExpiry ?? expiresAt, expiresAt)
+            }
             flat?.upsert(
                 id: key, user: memory.user, vector: memory.vector, attributes: record.attributes, handle: handle)
         }
@@ -190,7 +197,10 @@ public final class MemoryStore: Sendable {
             recordBytes -= record.approximateBytes
             handleOfSeq[record.seq] = nil
             removeTurn(handle, record)
-            if record.expiresAt != nil { expiring -= 1 }
+            if record.expiresAt != nil {
+                expiring -= 1
+                if expiring == 0 { nextExpiry = nil }
+            }
             let key = MemoryStore.key(user: record.user, id: record.id)
             for position in 0..<record.windowCount { windows?.remove(id: MemoryStore.windowID(key, position + 1)) }
         }

@@ -199,6 +199,8 @@ enum SQL {
         RETURNING user, id, seq
         """
     static let anyExpired = "SELECT 1 FROM memories WHERE expires_at <= ?1 LIMIT 1"
+    /// The earliest expiry left (`memories_expiring` holds them in order).
+    static let nextExpiry = "SELECT min(expires_at) FROM memories WHERE expires_at IS NOT NULL"
     static let setSetting = "INSERT OR REPLACE INTO space (key, value) VALUES (?1, ?2)"
     static let saveNode = "INSERT OR REPLACE INTO hnsw_nodes (slot, memory, links) VALUES (?1, ?2, ?3)"
     static let deleteNode = "DELETE FROM hnsw_nodes WHERE slot = ?1"

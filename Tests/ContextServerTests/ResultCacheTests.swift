@@ -84,19 +84,37 @@ import Testing
         await server.stop()
     }
 
-    @Test func theCacheKeepsToItsBytesAndSkipsWhatExpires() async throws {
+    @Test func theCacheKeepsToItsBytes() async throws {
         let server = try await TestServer(dimension: 2) { $0.resultCacheBytes = 8 * 1024 }
         let client = try await server.client()
         try await client.addBatch((0..<20).map { memory("m\($0)", [1, Float($0)]) })
         for i in 0..<50 { _ = try await client.search(SearchRequest(user: "u", vector: [1, Float(i)], k: 5)) }
         let counters = try await client.stats().resultCache
         #expect(counters.bytes <= 8 * 1024 && counters.entries > 0 && counters.entries < 50)
-        // While memories expire, answers change with time alone: none is kept.
-        try await client.add(NewMemory(user: "w", text: "brief", vector: [1, 0], ttl: 3600))
+        await client.close()
+        await server.stop()
+    }
+
+    @Test func answersAreKeptUntilTheNextExpiry() async throws {
+        // No purge during the test: an expired memory must leave the answers by its deadline alone.
+        let server = try await TestServer(dimension: 2) { $0.purgeInterval = .seconds(3600) }
+        let client = try await server.client()
+        let search = SearchRequest(user: "w", vector: [1, 0], k: 5)
+        // Kept while the next expiry is an hour away.
+        try await client.add(NewMemory(id: "lasting", user: "w", text: "lasting", vector: [1, 0.1], ttl: 3600))
+        #expect(try await client.search(search).map(\.memory.id) == ["lasting"])
         let before = try await client.stats().resultCache
-        _ = try await client.search(SearchRequest(user: "u", vector: [1, 0], k: 5))
-        _ = try await client.search(SearchRequest(user: "u", vector: [1, 0], k: 5))
-        #expect(try await client.stats().resultCache == before)
+        #expect(try await client.search(search).map(\.memory.id) == ["lasting"])
+        #expect(try await client.stats().resultCache.hits == before.hits + 1)
+        // A memory that expires leaves the answers kept with it once it has expired, purged or not.
+        try await client.add(NewMemory(id: "brief", user: "w", text: "brief", vector: [1, 0], ttl: 1))
+        _ = try await client.search(search)  // kept, at most until "brief" expires
+        try await Task.sleep(for: .milliseconds(1_100))
+        #expect(try await client.search(search).map(\.memory.id) == ["lasting"])
+        #expect(try await client.stats().store.expired == 1)  // not purged
+        let after = try await client.stats().resultCache
+        #expect(try await client.search(search).map(\.memory.id) == ["lasting"])
+        #expect(try await client.stats().resultCache.hits == after.hits)  // nothing kept until the purge
         await client.close()
         await server.stop()
     }
@@ -104,21 +122,35 @@ import Testing
     @Test func theLeastRecentlyUsedGoFirst() {
         let cache = ResultCache(capacityBytes: 800)
         let now = Generation(space: 0, user: 0)
-        func put(_ key: UInt8) { cache.store([UInt8](repeating: key, count: 90), for: [key], at: now) }
+        func put(_ key: UInt8) {
+            cache.store([UInt8](repeating: key, count: 90), for: [key], at: now, until: nil)
+        }
+        func kept(_ key: UInt8, at generation: Generation = now) -> Bool {
+            cache.answer(for: [key], at: generation, now: 0) != nil
+        }
         for key: UInt8 in [0, 1, 2, 3] { put(key) }
-        _ = cache.answer(for: [0], at: now)  // 0 is now the most recently used
+        #expect(kept(0))  // 0 is now the most recently used
         for key: UInt8 in [9, 8, 7, 6] { put(key) }
         #expect(cache.counters.bytes == 8 * 91)
         put(5)  // 9 x 91 bytes would pass 800: the least recently used, 1, goes
-        #expect(cache.answer(for: [1], at: now) == nil && cache.answer(for: [0], at: now) != nil)
+        #expect(!kept(1) && kept(0))
         put(4)  // then 2
-        #expect(cache.answer(for: [2], at: now) == nil && cache.answer(for: [3], at: now) != nil)
+        #expect(!kept(2) && kept(3))
         #expect(cache.counters.bytes <= 800)
         // An answer of more than an eighth of the capacity is not kept; a stale one is let go.
-        cache.store([UInt8](repeating: 1, count: 200), for: [50], at: now)
-        #expect(cache.answer(for: [50], at: now) == nil)
-        #expect(cache.answer(for: [3], at: Generation(space: 0, user: 1)) == nil)
-        #expect(cache.answer(for: [3], at: now) == nil)
+        cache.store([UInt8](repeating: 1, count: 200), for: [50], at: now, until: nil)
+        #expect(!kept(50))
+        #expect(!kept(3, at: Generation(space: 0, user: 1)))
+        #expect(!kept(3))
+    }
+
+    @Test func anAnswerIsKeptUntilItsDeadline() {
+        let cache = ResultCache(capacityBytes: 800)
+        let now = Generation(space: 0, user: 0)
+        cache.store([1, 2, 3], for: [7], at: now, until: 1_000)
+        #expect(cache.answer(for: [7], at: now, now: 999) == [1, 2, 3])
+        #expect(cache.answer(for: [7], at: now, now: 1_000) == nil)  // a memory expired at 1,000
+        #expect(cache.answer(for: [7], at: now, now: 999) == nil)  // and the entry is gone
     }
 }
 

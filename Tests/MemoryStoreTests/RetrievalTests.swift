@@ -318,4 +318,31 @@ import VectorIndex
         #expect(reopened.stats().purged == 1 && reopened.count == 1)
         reopened.close()
     }
+
+    /// What the result cache keeps answers until: never later than a memory's expiry, exact
+    /// after a purge, nil when nothing expires, and rebuilt when the file is opened again.
+    @Test func theNextExpiryIsNeverLaterThanAnExpiry() throws {
+        let store = try MemoryStore(path: temporary.path, dimension: 3)
+        try store.add([turn("keep", "a", vector: [1, 0, 0])])
+        #expect(store.nextExpiry == nil)
+        try store.add([
+            turn("soon", "b", vector: [0, 1, 0], ttl: 60), turn("later", "c", vector: [0, 0, 1], ttl: 3600),
+        ])
+        let soon = try #require(store.get(user: "u", id: "soon")?.expiresAt)
+        let later = try #require(store.get(user: "u", id: "later")?.expiresAt)
+        #expect(store.nextExpiry == soon)
+        #expect(try store.delete(user: "u", id: "soon"))
+        #expect(store.nextExpiry == soon)  // early is allowed: answers are then kept less long
+        store.close()
+        let reopened = try MemoryStore(path: temporary.path)
+        #expect(reopened.nextExpiry == later)
+        try reopened.add([turn("sooner", "d", vector: [1, 1, 0], ttl: 10)])
+        let sooner = try #require(reopened.get(user: "u", id: "sooner")?.expiresAt)
+        #expect(reopened.nextExpiry == sooner)
+        #expect(try reopened.purgeExpired(now: sooner) == 1)
+        #expect(reopened.nextExpiry == later)  // the purge sets it exactly
+        #expect(try reopened.delete(user: "u", id: "later"))
+        #expect(reopened.nextExpiry == nil)
+        reopened.close()
+    }
 }
