@@ -16,8 +16,9 @@ public struct ImportSummary: Sendable, Equatable {
     public var conflicts = 0
     public var failed = 0
     public var seconds = 0.0
-    /// How much of the source has been stored (or skipped, or refused), from 0 to 1: the
-    /// position of the last row of the last batch answered, not of the last row read.
+    /// How much of the source has been stored (or skipped, or refused), from 0 to 1: the share
+    /// of the source the answered batches span (batches in flight together may be answered in
+    /// any order), not the position of the last row read.
     public var fractionRead = 0.0
     /// Fields of the rows that the mapping put nowhere, with how many rows had each.
     public var unmapped: [String: Int] = [:]
@@ -91,7 +92,7 @@ public struct Importer: Sendable {
         try await withThrowingTaskGroup(of: BatchOutcome.self) { group in
             var running = 0
             func absorb(_ outcome: BatchOutcome) {
-                summary.fractionRead = max(summary.fractionRead, outcome.fraction)
+                summary.fractionRead = min(1, summary.fractionRead + outcome.span)
                 summary.imported += outcome.stored
                 summary.skipped += outcome.skipped
                 summary.conflicts += outcome.conflicts.count
@@ -103,15 +104,20 @@ public struct Importer: Sendable {
                 summary.seconds = Clock.monotonicSeconds() - start
                 onProgress(summary)
             }
+            // Where the last batch launched ends in the source: a batch spans from there to its own
+            // end (rows refused before any batch included).
+            var launchedTo = 0.0
             func launch(_ rows: [(line: Int, memory: NewMemory)], fraction: Double) async throws {
                 if running >= inFlight, let outcome = try await group.next() {
                     running -= 1
                     absorb(outcome)
                 }
                 running += 1
+                let span = fraction - launchedTo
+                launchedTo = fraction
                 group.addTask {
                     var outcome = await Self.store(rows, into: sink)
-                    outcome.fraction = fraction
+                    outcome.span = span
                     return outcome
                 }
             }
@@ -148,8 +154,8 @@ public struct Importer: Sendable {
         var skipped = 0
         var failures: [ImportFailure] = []
         var conflicts: [ImportFailure] = []
-        /// The source's `fractionRead` once the batch's last row was read.
-        var fraction = 0.0
+        /// The share of the source from the end of the batch before it to the end of its last row.
+        var span = 0.0
     }
 
     /// Stores a batch; when the batch is refused, stores its rows one by one to find the bad ones.

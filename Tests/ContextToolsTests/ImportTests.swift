@@ -232,6 +232,23 @@ final class Failures: Sendable {
         store.close()
     }
 
+    /// Batches in flight together are answered in any order: the fraction is the share the
+    /// answered ones span, so it still follows what was stored.
+    @Test func progressFollowsBatchesAnsweredOutOfOrder() async throws {
+        let folder = Folder()
+        let file = folder.write(
+            "p.jsonl", (0..<40).map { #"{"user":"u","text":"t\#($0 % 10)","vector":[1,0,0]}"# }.joined(separator: "\n"))
+        let seen = Mutex<[(fraction: Double, imported: Int)]>([])
+        let summary = try await Importer(batchSize: 10, inFlight: 4).run(
+            ImportSource(path: file, format: .jsonl, defaultUser: nil), into: FirstBatchLastSink(),
+            onFailure: { _ in },
+            onProgress: { summary in seen.withLock { $0.append((summary.fractionRead, summary.imported)) } })
+        #expect(summary.imported == 40)
+        let progress = seen.withLock { $0 }
+        #expect(progress.map(\.imported) == [10, 20, 30, 40])
+        for step in progress { #expect(abs(step.fraction - Double(step.imported) / 40) < 0.011, "\(step)") }
+    }
+
     @Test func strictStopsAtTheFirstBadRow() async throws {
         let folder = Folder()
         let file = folder.write("memories.jsonl", jsonl)
@@ -403,5 +420,20 @@ final class Failures: Sendable {
         #expect(ImportFormat(path: "x.fvecs") == .fvecs)
         #expect(ImportFormat(path: "x.parquet") == nil)
         #expect(CSV.fields(#"a,"b,c",,"d""e""#) == ["a", "b,c", "", "d\"e"])
+    }
+}
+
+/// A sink that answers the first batch it is given after the others (unless the others take
+/// longer than its pause).
+final class FirstBatchLastSink: ImportSink {
+    let started = Atomic<Int>(0)
+
+    func dimension() async throws -> Int? { 3 }
+
+    func store(_ batch: [NewMemory]) async throws -> ImportSinkOutcome {
+        if started.wrappingAdd(1, ordering: .relaxed).oldValue == 0 {
+            try await Task.sleep(for: .milliseconds(300))
+        }
+        return ImportSinkOutcome(stored: batch.count, skipped: 0, conflicts: [])
     }
 }
