@@ -132,6 +132,13 @@ public final class ContextStoreServer: Sendable {
             quality: QualitySampler(every: configuration.qualitySampleEvery))
         self.context = serverContext
         let writeQueue = WriteQueue(limit: configuration.maximumQueuedWrites)
+        let requestLog = RequestLog(slowThreshold: configuration.slowRequest, logger: logger)
+        /// Undoes the start when a socket cannot be bound.
+        func stopThreads() async {
+            try? await writerPool.shutdownGracefully()
+            try? await computePool.shutdownGracefully()
+            try? await group.shutdownGracefully()
+        }
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
@@ -158,15 +165,13 @@ public final class ContextStoreServer: Sendable {
                             maximumLineBytes: configuration.maximumLineBytes,
                             maximumPending: configuration.maximumPendingPerConnection,
                             shutdownGrace: configuration.shutdownGrace,
-                            requestLog: RequestLog(slowThreshold: configuration.slowRequest, logger: logger)))
+                            requestLog: requestLog))
                 }
             }
         do {
             self.channel = try await bootstrap.withBoundSocket(socket).get()
         } catch {
-            try? await writerPool.shutdownGracefully()
-            try? await computePool.shutdownGracefully()
-            try? await group.shutdownGracefully()
+            await stopThreads()
             throw error
         }
         if let (metricsHost, metricsPort) = configuration.metricsAddress {
@@ -182,9 +187,7 @@ public final class ContextStoreServer: Sendable {
                     .bind(host: metricsHost, port: metricsPort).get()
             } catch {
                 try? await channel.close()
-                try? await writerPool.shutdownGracefully()
-                try? await computePool.shutdownGracefully()
-                try? await group.shutdownGracefully()
+                await stopThreads()
                 throw ServerConfigurationError("cannot serve metrics on \(metricsHost):\(metricsPort): \(error)")
             }
         } else {

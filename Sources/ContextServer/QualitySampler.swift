@@ -9,9 +9,12 @@ import Synchronization
 /// operator sees the index degrade (a graph that lost reachability, say) without a benchmark.
 final class QualitySampler: Sendable {
     let every: Int
-    private let seen = Atomic<Int>(0)
+    /// Searches seen, and those of them that came short: counted on every search, without a lock.
+    private let searches = Atomic<Int>(0)
+    private let short = Atomic<Int>(0)
     private let running = Atomic<Bool>(false)
-    private let figures = Mutex(Figures())
+    /// What the background re-runs found.
+    private let samples = Mutex((count: 0, recallSum: 0.0))
 
     struct Figures: Sendable, Equatable {
         var searches = 0
@@ -28,15 +31,17 @@ final class QualitySampler: Sendable {
         self.every = every
     }
 
-    var current: Figures { figures.withLock { $0 } }
+    var current: Figures {
+        let (sampled, recallSum) = samples.withLock { ($0.count, $0.recallSum) }
+        return Figures(
+            searches: searches.load(ordering: .relaxed), short: short.load(ordering: .relaxed), sampled: sampled,
+            recallSum: recallSum)
+    }
 
     /// A search answered with `hits`; `store` re-runs it exactly when its turn comes.
     func observe(_ search: SearchRequest, hits: [ScoredMemory], store: MemoryStore) {
-        let count = seen.wrappingAdd(1, ordering: .relaxed).newValue
-        figures.withLock { figures in
-            figures.searches += 1
-            if hits.count < search.k { figures.short += 1 }
-        }
+        let count = searches.wrappingAdd(1, ordering: .relaxed).newValue
+        if hits.count < search.k { short.wrappingAdd(1, ordering: .relaxed) }
         guard every > 0, !search.exact, count % every == 0,
             running.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged
         else { return }
@@ -50,9 +55,9 @@ final class QualitySampler: Sendable {
             defer { running.store(false, ordering: .releasing) }
             guard let truth = try? store.search(exact), !truth.isEmpty else { return }
             let found = truth.filter { served.contains($0.memory.id) }.count
-            figures.withLock { figures in
-                figures.sampled += 1
-                figures.recallSum += Double(found) / Double(truth.count)
+            samples.withLock { samples in
+                samples.count += 1
+                samples.recallSum += Double(found) / Double(truth.count)
             }
         }
     }

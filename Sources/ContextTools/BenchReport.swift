@@ -122,10 +122,7 @@ extension BenchResult {
     static func rate(_ value: Double?) -> String {
         guard let value else { return "" }
         if value < 10, value != value.rounded() { return String(format: "%.1f", value) }
-        let formatter = NumberFormatter()
-        formatter.numberStyle = .decimal
-        formatter.maximumFractionDigits = 0
-        return formatter.string(from: NSNumber(value: value.rounded())) ?? String(Int(value))
+        return grouped(value)
     }
 
     /// Microseconds as milliseconds, to three significant digits (at least a whole millisecond).

@@ -137,6 +137,19 @@ func format(_ value: Double) -> String {
     return String(format: abs(value) < 10 ? "%.4f" : "%.1f", value)
 }
 
+/// `value` rounded to a whole number, its thousands separated by commas (1,250), whatever the
+/// machine's locale.
+func grouped(_ value: Double) -> String {
+    let whole = Int64(value.rounded())
+    let digits = String(whole.magnitude)
+    var text = whole < 0 ? "-" : ""
+    for (position, digit) in digits.enumerated() {
+        if position > 0, (digits.count - position) % 3 == 0 { text.append(",") }
+        text.append(digit)
+    }
+    return text
+}
+
 extension String {
     func padded(to width: Int) -> String { self + String(repeating: " ", count: max(0, width - count)) }
 }

@@ -105,12 +105,7 @@ public enum SVGPlot {
     static func tickLabel(_ value: Double, step: Double) -> String {
         let decimals =
             (0...4).first { abs((step * pow(10, Double($0))).rounded() - step * pow(10, Double($0))) < 1e-6 } ?? 4
-        if decimals == 0 {
-            let formatter = NumberFormatter()
-            formatter.numberStyle = .decimal
-            formatter.maximumFractionDigits = 0
-            return formatter.string(from: NSNumber(value: value.rounded())) ?? String(Int(value))
-        }
+        if decimals == 0 { return grouped(value) }
         return String(format: "%.\(decimals)f", value)
     }
 

@@ -43,35 +43,3 @@ extension MemoryStore {
     /// moves on: an expired memory leaves every read at once, before the purge deletes it.
     public var nextExpiry: Int64? { state.read { $0.nextExpiry } }
 }
-
-extension MemoryStore {
-    /// Counts that a user said `user`'s memory `id` helped (or did not).
-    /// - Returns: The memory's counts now; nil when the user has no such live memory.
-    /// - Throws: `StoreError.sqlite`, `.closed`.
-    public func feedback(user: String, id: String, helped: Bool) throws -> (helped: Int64, unhelped: Int64)? {
-        defer { changes.changed([user]) }
-        return try withWriter { statements in
-            var counts: (helped: Int64, unhelped: Int64)?
-            try statements.database.transaction {
-                let update = try statements.database.prepare(SQL.feedback)
-                try update.bind([Int64(helped ? 1 : 0), Int64(helped ? 0 : 1), user, id, Clock.nowMilliseconds()])
-                guard try update.step() else { return }
-                counts = (update.int64(at: 0), update.int64(at: 1))
-                while try update.step() {}  // done: the statement is finished before the commit
-            }
-            guard let counts else { return nil }
-            state.write { state in
-                state.setFeedback(key: Self.key(user: user, id: id), helped: counts.helped, unhelped: counts.unhelped)
-            }
-            return counts
-        }
-    }
-}
-
-extension MemoryStore.State {
-    mutating func setFeedback(key: String, helped: Int64, unhelped: Int64) {
-        guard let handle = handles[ExactString(key)] else { return }
-        records[Int(handle)]?.helped = helped
-        records[Int(handle)]?.unhelped = unhelped
-    }
-}
