@@ -21,6 +21,22 @@ public enum Clock {
     }
 }
 
+/// The times the product takes, in unix milliseconds: 0001-01-01T00:00:00Z to
+/// 9999-12-31T23:59:59.999Z, the years ISO 8601 writes with four digits. Every time a request
+/// or a file carries is checked against it, so arithmetic with the clock cannot overflow.
+public enum TimeRange {
+    public static let milliseconds: ClosedRange<Int64> = -62_135_596_800_000...253_402_300_799_999
+
+    /// Whether `time` is inside the range.
+    public static func contains(_ time: Int64) -> Bool { milliseconds.contains(time) }
+
+    /// Seconds from `earlier` to `later`, computed without overflow for any two 64-bit values
+    /// (a row written before times were checked may hold any).
+    public static func seconds(from earlier: Int64, to later: Int64) -> Double {
+        (Double(later) - Double(earlier)) / 1000
+    }
+}
+
 /// Ids the store gives memories that come without one.
 public enum MemoryID {
     /// A random version-4 UUID in lower-case text.

@@ -52,4 +52,7 @@ public enum ErrorCode: String, Sendable, CaseIterable {
     /// The key, or a user it names, is over its rate; nothing was done. The error's
     /// `retry_after_ms` says when it may be tried again.
     case rateLimited = "rate_limited"
+    /// The request is larger than a limit allows (items, texts or bytes in one request, or a
+    /// cost above its key's burst); nothing was done. Split it.
+    case tooLarge = "too_large"
 }

@@ -96,7 +96,7 @@ extension JSONObject {
     public func optionalTime(_ key: String) throws(ProtocolError) -> Int64? {
         guard let value = self[key], value != .null else { return nil }
         if case .string(let text) = value {
-            guard let milliseconds = ISO8601.milliseconds(text) else {
+            guard let milliseconds = ISO8601.milliseconds(text), TimeRange.contains(milliseconds) else {
                 throw ProtocolError(
                     .invalidValue,
                     "'\(key)' must be unix milliseconds or an ISO 8601 time like 2023-05-08T13:56:00Z, not '\(text)'")
@@ -107,7 +107,14 @@ extension JSONObject {
             throw ProtocolError(
                 .wrongType, "'\(key)' must be unix milliseconds or an ISO 8601 string, not \(value.typeName)")
         }
-        return try optionalInt(key)
+        let milliseconds = try optionalInt(key)!
+        guard TimeRange.contains(milliseconds) else {
+            throw ProtocolError(
+                .invalidValue,
+                "'\(key)' must be a time in the years 0001 to 9999 (unix milliseconds \(TimeRange.milliseconds)), not \(milliseconds)"
+            )
+        }
+        return milliseconds
     }
 
     /// A required array of strings.

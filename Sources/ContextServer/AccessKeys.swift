@@ -13,7 +13,7 @@ public enum AccessRole: String, Sendable, CaseIterable {
 enum Access: Sendable, Equatable {
     /// Nothing: `auth` itself.
     case anyone
-    /// Any key (`ping`, `hello`, `embed`: no user's data).
+    /// Any key (`ping`, `hello`: no user's data).
     case anyKey
     /// Reading the users the request names.
     case read
@@ -181,7 +181,8 @@ public final class KeyRing: Sendable {
     }
 }
 
-/// A key's `rate`: `{"per_second": N, "burst": M}`, N > 0 and M >= 1.
+/// A key's `rate`: `{"per_second": N, "burst": M}`, inside `Rate.perSecondRange` and
+/// `Rate.burstRange`.
 private func rate(_ fields: JSONObject) throws(ProtocolError) -> Rate? {
     guard let value = fields["rate"], value != .null else { return nil }
     guard let object = value.objectValue else {
@@ -190,8 +191,11 @@ private func rate(_ fields: JSONObject) throws(ProtocolError) -> Rate? {
     try object.requireKnownFields(["per_second", "burst"], envelope: false)
     let perSecond = try object.required("per_second", as: "number", \.numberValue)
     let burst = try object.required("burst", as: "number", \.numberValue)
-    guard perSecond.isFinite, perSecond > 0, burst.isFinite, burst >= 1 else {
-        throw ProtocolError(.invalidValue, "'rate' needs per_second > 0 and burst >= 1")
+    guard Rate.perSecondRange.contains(perSecond), Rate.burstRange.contains(burst) else {
+        throw ProtocolError(
+            .invalidValue,
+            "'rate' needs per_second in \(Rate.perSecondRange) and burst in \(Rate.burstRange), not \(perSecond) and \(burst)"
+        )
     }
     return Rate(perSecond: perSecond, burst: burst)
 }

@@ -102,7 +102,10 @@ final class ConnectionHandler: ChannelInboundHandler {
         guard line.readableBytes <= maximumLineBytes else { return reject(lineTooLong, context: context) }
         // An empty line (a bare newline, e.g. a keep-alive from a terminal) is not a request.
         if line.readableBytesView.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }) { return }
-        backlog.append(.line(line))
+        // A line that must wait is a slice of its read and would keep all of that read's storage
+        // alive while it waits: it waits in a copy of its own, so `backlogBytes` is what it holds.
+        let waits = inFlight || !writable || !backlog.isEmpty
+        backlog.append(.line(waits ? allocator.buffer(buffer: line) : line))
         backlogBytes += line.readableBytes
         limits.buffer(line.readableBytes)
         // The answers go out together at `channelReadComplete`: one write for all the lines of a read.

@@ -76,6 +76,12 @@ final class ConnectionGate: ChannelInboundHandler, RemovableChannelHandler {
 /// JSON allows it as whitespace). The bytes of an unfinished line wait for the next read, at
 /// most `maximumLineBytes` of them, and count against the server-wide budget of buffered input,
 /// so many slow senders of huge lines cannot exhaust memory together.
+///
+/// What the framer holds between reads is the unfinished line alone, in a buffer of its own:
+/// the lines before it have been handed on (as slices of the read, which keep its storage only
+/// while they wait in the backlog, itself bounded), so a connection whose every read ends
+/// mid-line holds one line, not everything it ever sent. It is counted by the storage it keeps
+/// (capacity), not by the bytes it has yet to read.
 struct LineFramer {
     /// Why the connection must be closed.
     enum Failure {
@@ -93,11 +99,15 @@ struct LineFramer {
     private var scanned = 0
     /// Bytes held between reads, counted in `limits`.
     private var counted = 0
+    private let allocator = ByteBufferAllocator()
 
     init(limits: ConnectionLimits, maximumLineBytes: Int) {
         self.limits = limits
         self.maximumLineBytes = maximumLineBytes
     }
+
+    /// The bytes of storage the framer keeps between reads (what it counts against the budget).
+    var heldBytes: Int { counted }
 
     /// Takes the bytes of one read; `nextLine()` then splits them. (Each call is short, so that
     /// what a line sets off, closing the connection included, may call the framer again.)
@@ -125,10 +135,23 @@ struct LineFramer {
 
     /// After a read's lines: keeps the unfinished one for the next read, within the limits.
     mutating func endOfRead() -> Failure? {
-        let unfinished = bytes?.readableBytes ?? 0
-        if unfinished == 0 { bytes = nil }
+        guard var held = bytes, held.readableBytes > 0 else {
+            bytes = nil
+            _ = account(0)
+            return nil
+        }
+        let unfinished = held.readableBytes
         if unfinished > maximumLineBytes { return .lineTooLong }
-        return account(unfinished) ? nil : .overBudget
+        // Lines were split off in front of it, or the read's storage is far larger than the
+        // tail: move the tail into storage of its own size. The copy is at most one read's
+        // bytes, since a line ended in this read.
+        if held.readerIndex > 0 || held.capacity > 2 * unfinished + 4096 {
+            bytes = nil
+            var tail = allocator.buffer(capacity: unfinished)
+            tail.writeBuffer(&held)
+            bytes = tail
+        }
+        return account(bytes!.capacity) ? nil : .overBudget
     }
 
     /// The connection is gone: what it held no longer counts.

@@ -169,7 +169,10 @@ enum OperationTable {
             request, context in
             try context.prompt(request)
         },
-        OperationDescriptor(Operations.Get.self, runs: .eventLoop, access: .read, users: { [$0.user] }) {
+        OperationDescriptor(
+            Operations.Get.self, runs: .eventLoop, access: .read, users: { [$0.user] },
+            cost: { 1 + Double($0.ids.count - 1) / 16 }
+        ) {
             request, context in try context.get(request)
         },
         // Pages are read through SQL, which may wait for the disk: off the event loops.
@@ -204,7 +207,9 @@ enum OperationTable {
             context.metricsText()
         },
         OperationDescriptor(
-            Operations.Embed.self, runs: .computePool, access: .anyKey, cost: { 1 + Double($0.count) / 8 }
+            // A role that writes: embedding is what storing a memory costs, and read keys
+            // should not spend the model's time.
+            Operations.Embed.self, runs: .computePool, access: .write, cost: { 1 + Double($0.count) / 8 }
         ) {
             (texts, context) throws(ProtocolError) in
             try context.embed(texts)

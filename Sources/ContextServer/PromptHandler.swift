@@ -63,7 +63,7 @@ extension ServerContext {
             if let section = PromptSection(rawValue: name) { caps[section] = cap }
         }
         var embed: (@Sendable ([String]) -> [[Float]])?
-        if let embedder { embed = { texts in embedder.embed(texts) } }
+        if let embedder { embed = { texts in embedder.embed(texts, scope: user) } }
         let builder = PromptBuilder(counter: prompts.counter, template: template, embed: embed)
         let fitted = PromptRequest(
             system: request.system ?? PromptSettings.defaultSystem, query: request.search.text ?? "", pinned: pinned,

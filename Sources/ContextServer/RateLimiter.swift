@@ -2,10 +2,18 @@ import ContextModel
 import ContextProtocol
 import Synchronization
 
-/// How fast a key may go: `perSecond` tokens come back each second, up to `burst`.
+/// How fast a key may go: `perSecond` tokens come back each second, up to `burst`. Both are
+/// checked where a keys file is read (`Rate.perSecondRange`, `Rate.burstRange`).
 public struct Rate: Sendable, Equatable {
     public var perSecond: Double
     public var burst: Double
+
+    /// One token every 1,000 seconds at the slowest; a billion a second at the fastest.
+    public static let perSecondRange: ClosedRange<Double> = 0.001...1e9
+    public static let burstRange: ClosedRange<Double> = 1...1e9
+    /// The longest wait a refusal names: the longest a full bucket takes to refill is
+    /// `burstRange.upperBound / perSecondRange.lowerBound` seconds; no client should be told more.
+    public static let maximumWaitMilliseconds: Int64 = 86_400_000
 
     public init(perSecond: Double, burst: Double) {
         self.perSecond = perSecond
@@ -40,11 +48,20 @@ final class RateLimiter: Sendable {
 
     private let buckets = Mutex<[BucketName: Bucket]>([:])
 
+    /// Why a request's tokens were not taken.
+    enum Refusal: Equatable {
+        /// The buckets hold fewer tokens than the request costs: milliseconds until they do.
+        case wait(Int64)
+        /// The request costs more than the key's burst, so no wait would let it through.
+        case exceedsBurst
+    }
+
     /// Takes `cost` tokens for `key` and each of `users`, or, when a bucket lacks them, none.
-    /// - Returns: nil when taken; else how many milliseconds until the emptiest bucket holds
-    ///   enough (a cost above the burst waits for a full bucket).
-    func take(_ cost: Double, key: String, users: [String], rate: Rate, now: UInt64) -> Int64? {
-        let needed = min(cost, rate.burst)
+    /// A request is charged its whole cost: one that costs more than the burst is refused
+    /// outright (split into smaller ones, it goes through at the key's rate).
+    /// - Returns: nil when taken; else why not.
+    func take(_ cost: Double, key: String, users: [String], rate: Rate, now: UInt64) -> Refusal? {
+        guard cost <= rate.burst else { return .exceedsBurst }
         // A user named twice in one request is charged once.
         let users = users.count > 1 ? Array(Set(users)) : users
         return buckets.withLock { buckets in
@@ -53,11 +70,13 @@ final class RateLimiter: Sendable {
             }
             var lowest = level(BucketName(key: key))
             for user in users { lowest = min(lowest, level(BucketName(key: key, user: user))) }
-            guard lowest >= needed else {
-                return max(1, Int64(((needed - lowest) / rate.perSecond * 1000).rounded(.up)))
+            guard lowest >= cost else {
+                // In Double, then clamped: a tiny rate would otherwise overflow Int64.
+                let milliseconds = ((cost - lowest) / rate.perSecond * 1000).rounded(.up)
+                return .wait(Int64(min(max(1, milliseconds), Double(Rate.maximumWaitMilliseconds))))
             }
             func take(_ name: BucketName) {
-                buckets[name] = Bucket(tokens: level(name) - needed, updated: now, rate: rate)
+                buckets[name] = Bucket(tokens: level(name) - cost, updated: now, rate: rate)
             }
             take(BucketName(key: key))
             for user in users { take(BucketName(key: key, user: user)) }

@@ -98,10 +98,18 @@ struct ServerContext: Sendable {
         if let outside = users.first(where: { !key.covers($0) }) {
             return ProtocolError(.forbidden, "the key '\(name)' may not touch the memories of user '\(outside)'")
         }
-        if let rate = key.rate, let wait = limiter.take(cost, key: name, users: users, rate: rate, now: now) {
-            return ProtocolError(
-                .rateLimited, "the key '\(name)' is over its rate; retry in \(wait) ms",
-                details: ["retry_after_ms": wait])
+        if let rate = key.rate, let refusal = limiter.take(cost, key: name, users: users, rate: rate, now: now) {
+            switch refusal {
+            case .wait(let wait):
+                return ProtocolError(
+                    .rateLimited, "the key '\(name)' is over its rate; retry in \(wait) ms",
+                    details: ["retry_after_ms": wait])
+            case .exceedsBurst:
+                return ProtocolError(
+                    .tooLarge,
+                    "this request costs \(cost) of the key '\(name)''s rate, more than its burst of \(rate.burst); split it",
+                    details: ["cost": Int64(cost.rounded(.up)), "burst": Int64(rate.burst)])
+            }
         }
         return nil
     }
@@ -131,7 +139,8 @@ struct ServerContext: Sendable {
     func embedded(_ arguments: Operations.Add.Arguments) throws(ProtocolError) -> Operations.Add.Arguments {
         var arguments = arguments
         if arguments.memory.vector == nil {
-            let (documents, truncated) = try embedDocuments([store.embedTemplate.render(arguments.memory)])
+            let (documents, truncated) = try embedDocuments(
+                [store.embedTemplate.render(arguments.memory)], scopes: [arguments.memory.user])
             arguments.memory.vector = documents[0].vector
             arguments.memory.windows = documents[0].windows
             arguments.truncated = truncated.first
@@ -144,7 +153,9 @@ struct ServerContext: Sendable {
         var arguments = arguments
         let missing = arguments.items.indices.filter { arguments.items[$0].vector == nil }
         guard !missing.isEmpty else { return arguments }
-        let (documents, truncated) = try embedDocuments(missing.map { store.embedTemplate.render(arguments.items[$0]) })
+        let (documents, truncated) = try embedDocuments(
+            missing.map { store.embedTemplate.render(arguments.items[$0]) },
+            scopes: missing.map { arguments.items[$0].user })
         for (index, document) in zip(missing, documents) {
             arguments.items[index].vector = document.vector
             arguments.items[index].windows = document.windows
@@ -156,9 +167,9 @@ struct ServerContext: Sendable {
     /// Stored texts' embeddings, windows included, and which texts (by index in `texts`) are
     /// longer than their windows cover.
     private func embedDocuments(
-        _ texts: [String]
+        _ texts: [String], scopes: [String]
     ) throws(ProtocolError) -> ([SentenceEmbedder.DocumentEmbedding], [Truncation]) {
-        let documents = try requireEmbedder().embedDocuments(texts)
+        let documents = try requireEmbedder().embedDocuments(texts, scopes: scopes)
         let truncated = documents.indices.compactMap { i in
             documents[i].cut.map { Truncation(index: i, tokens: $0.tokens, kept: $0.covered) }
         }
@@ -167,12 +178,12 @@ struct ServerContext: Sendable {
 
     /// The embeddings of `texts` (the first window of each), and which of them (by index in
     /// `texts`) are longer than the model reads at once.
-    private func embedReporting(_ texts: [String]) throws(ProtocolError) -> ([[Float]], [Truncation]) {
+    private func embedReporting(_ texts: [String], scope: String) throws(ProtocolError) -> ([[Float]], [Truncation]) {
         let embedder = try requireEmbedder()
         let truncated = texts.indices.compactMap { i in
             embedder.tokensBeyondLimit(texts[i]).map { Truncation(index: i, tokens: $0, kept: embedder.maximumTokens) }
         }
-        return (embedder.embed(texts), truncated)
+        return (embedder.embed(texts, scope: scope), truncated)
     }
 
     /// The search with its mode settled and, where that mode needs a vector the client did not
@@ -182,7 +193,7 @@ struct ServerContext: Sendable {
         let mode = search.resolvedMode(canEmbed: embedder != nil)
         search.mode = mode
         if mode != .keyword, search.vector == nil, let text = search.text {
-            search.vector = try requireEmbedder().embed([text])[0]
+            search.vector = try requireEmbedder().embed([text], scope: search.user)[0]
         }
         return search
     }
@@ -288,7 +299,8 @@ struct ServerContext: Sendable {
     }
 
     func embed(_ texts: [String]) throws(ProtocolError) -> Operations.Embed.Answer {
-        let (vectors, truncated) = try embedReporting(texts)
+        // Cached under the key's name: what another key embedded is not a hit.
+        let (vectors, truncated) = try embedReporting(texts, scope: "key:" + (session.key ?? ""))
         return Operations.Embed.Answer(model: embedder?.modelID ?? "", vectors: vectors, truncated: truncated)
     }
 

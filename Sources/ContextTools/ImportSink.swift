@@ -58,7 +58,9 @@ public struct DatabaseSink: ImportSink {
                 throw StoreError.invalidValue("a row has no vector and no model was given (--model)")
             }
             let texts = missing.map { store.embedTemplate.render(batch[$0]) }
-            for (index, document) in zip(missing, embedder.embedDocuments(texts)) {
+            for (index, document) in zip(
+                missing, embedder.embedDocuments(texts, scopes: missing.map { batch[$0].user }))
+            {
                 batch[index].vector = document.vector
                 batch[index].windows = document.windows
             }

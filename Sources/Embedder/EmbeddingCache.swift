@@ -1,7 +1,11 @@
 import Synchronization
 
-/// A least-recently-used map from (model, text) to its embedding, bounded in bytes, so the same
-/// text is not embedded twice while it stays in the cache. Thread-safe.
+/// A least-recently-used map from (model, scope, text) to its embedding, bounded in bytes, so the
+/// same text is not embedded twice while it stays in the cache. Thread-safe.
+///
+/// The scope is the tenant whose request embeds the text (the server passes the user, or the
+/// key for `embed`): a hit answers in a fraction of a model run, so a cache shared by tenants
+/// would tell one of them, by timing, which texts another has stored.
 ///
 /// An entry costs its text, model name and vector plus a fixed overhead; entries larger than
 /// `maximumEntryBytes` (a whole 8 MiB request line, say) are not kept, so one request cannot
@@ -9,9 +13,10 @@ import Synchronization
 final class EmbeddingCache: Sendable {
     struct Key: Hashable {
         var model: String
+        var scope: String
         var text: String
 
-        var bytes: Int { model.utf8.count + text.utf8.count }
+        var bytes: Int { model.utf8.count + scope.utf8.count + text.utf8.count }
     }
 
     /// Bookkeeping per entry beyond its strings and vector (hash slot, links, array headers).

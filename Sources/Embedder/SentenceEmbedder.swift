@@ -78,10 +78,11 @@ public final class SentenceEmbedder: Sendable {
     /// the next.
     public static let windowOverlap = 64
 
-    /// `DocumentEmbedding`s of `texts`, in order. The first window of each text goes through
-    /// `embed` (and its cache); further windows run in one more call to the model.
-    public func embedDocuments(_ texts: [String]) -> [DocumentEmbedding] {
-        let first = embed(texts)
+    /// `DocumentEmbedding`s of `texts`, in order, each text cached under the scope at its
+    /// position in `scopes`. The first window of each text goes through `embed` (and its
+    /// cache); further windows run in one more call to the model.
+    public func embedDocuments(_ texts: [String], scopes: [String]) -> [DocumentEmbedding] {
+        let first = embed(texts, scopes: scopes)
         let width = maximumTokens - 2
         let stride = width - Self.windowOverlap
         var documents = first.map { DocumentEmbedding(vector: $0, windows: [], cut: nil) }
@@ -114,24 +115,33 @@ public final class SentenceEmbedder: Sendable {
     /// from the cache are not run again).
     public var tokensEmbedded: Int { tokensRun.load(ordering: .relaxed) }
 
-    /// One unit-length embedding per text, in order. Texts already in the cache are not embedded
-    /// again; the rest run through the model in passes spread over the cores.
-    public func embed(_ texts: [String]) -> [[Float]] {
+    /// One unit-length embedding per text, in order, cached under `scope`: a text another scope
+    /// embedded is not a hit (see `EmbeddingCache`). Texts already in the cache are not
+    /// embedded again; the rest run through the model in passes spread over the cores.
+    public func embed(_ texts: [String], scope: String) -> [[Float]] {
+        embed(texts, scopes: Array(repeating: scope, count: texts.count))
+    }
+
+    /// One unit-length embedding per text, in order, each cached under the scope at its
+    /// position in `scopes`.
+    public func embed(_ texts: [String], scopes: [String]) -> [[Float]] {
+        precondition(texts.count == scopes.count, "one scope per text")
         var results = [[Float]?](repeating: nil, count: texts.count)
-        var pending: [String: [Int]] = [:]  // text -> positions still to fill
+        var pending: [EmbeddingCache.Key: [Int]] = [:]  // key -> positions still to fill
         for (position, text) in texts.enumerated() {
-            if let cached = cache.get(.init(model: modelID, text: text)) {
+            let key = EmbeddingCache.Key(model: modelID, scope: scopes[position], text: text)
+            if let cached = cache.get(key) {
                 results[position] = cached
             } else {
-                pending[text, default: []].append(position)
+                pending[key, default: []].append(position)
             }
         }
         if !pending.isEmpty {
-            let unique = Array(pending.keys)
-            let vectors = embedUncached(unique)
-            for (text, vector) in zip(unique, vectors) {
-                cache.put(.init(model: modelID, text: text), vector)
-                for position in pending[text]! { results[position] = vector }
+            let keys = Array(pending.keys)
+            let vectors = embedUncached(keys.map(\.text))
+            for (key, vector) in zip(keys, vectors) {
+                cache.put(key, vector)
+                for position in pending[key]! { results[position] = vector }
             }
         }
         return results.map { $0! }

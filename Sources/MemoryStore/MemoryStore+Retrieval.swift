@@ -96,7 +96,8 @@ extension MemoryStore {
             if let halfLife = request.halfLife {
                 for i in ranked.indices {
                     guard let record = state.records[Int(ranked[i].handle)] else { continue }
-                    let factor = Self.recency(ageSeconds: Double(now - record.createdAt) / 1000, halfLife: halfLife)
+                    let factor = Self.recency(
+                        ageSeconds: TimeRange.seconds(from: record.createdAt, to: now), halfLife: halfLife)
                     ranked[i].explanation.recency = factor
                     ranked[i].score *= factor
                 }

@@ -145,6 +145,7 @@ extension MemoryStore {
                     }
                     return try Self.storable(window, metric: metric)
                 })
+            try Self.checkTime(item.createdAt)
             var expiresAt: Int64?
             if let ttl = item.ttl {
                 guard ttl > 0, ttl <= NewMemory.maximumTTL else {
@@ -159,6 +160,14 @@ extension MemoryStore {
                 vector: try Self.storable(vector, metric: metric), expiresAt: expiresAt)
         }
         return (memories, windows)
+    }
+
+    /// Refuses a `created_at` outside `TimeRange` (the wire refuses it first; this guards every
+    /// other caller: import, the CLI, the library).
+    private static func checkTime(_ createdAt: Int64?) throws {
+        guard let createdAt, !TimeRange.contains(createdAt) else { return }
+        throw StoreError.invalidValue(
+            "created_at must be in the years 0001 to 9999 (\(TimeRange.milliseconds) ms), not \(createdAt)")
     }
 
     /// Writes the graph's changed nodes (and its entry point) in the current transaction. `seq`
@@ -242,6 +251,7 @@ extension MemoryStore {
     public func update(user: String, id: String, _ changes: MemoryChanges) throws -> Memory? {
         defer { self.changes.changed([user]) }
         let key = Self.key(user: user, id: id)
+        try Self.checkTime(changes.createdAt)
         return try withWriter { statements in
             guard let current = state.read({ $0.record(key: key) }) else { return nil }
             guard !changes.isEmpty else { return current.memory(vector: []) }

@@ -44,9 +44,9 @@ func textServer(
         #expect(said.text == "I went to the support group.")
         // As embedded, then normalized once more by the cosine space.
         func close(_ a: [Float], _ b: [Float]) -> Bool { zip(a, b).allSatisfy { abs($0 - $1) < 1e-6 } }
-        #expect(close(said.vector, embedder.embed(["Caroline: I went to the support group."])[0]))
+        #expect(close(said.vector, embedder.embed(["Caroline: I went to the support group."], scope: "")[0]))
         let plain = try await client.get(user: "u", id: "plain", withVector: true)
-        #expect(close(plain.vector, embedder.embed(["I went to the support group."])[0]))
+        #expect(close(plain.vector, embedder.embed(["I went to the support group."], scope: "")[0]))
         #expect(!close(said.vector, plain.vector))
         await client.close()
         await server.shutdown()
@@ -84,8 +84,8 @@ func textServer(
         let hits = try await client.search(SearchRequest(user: "u", text: question, mode: .vector, k: 4))
         #expect(hits.first?.memory.id == "long", "\(hits.map { ($0.memory.id, $0.score) })")
         // Its first window alone (all a search saw of it before windows) scores far lower.
-        let query = embedder.embed([question])[0]
-        let firstWindow = embedder.embed([long])[0]
+        let query = embedder.embed([question], scope: "")[0]
+        let firstWindow = embedder.embed([long], scope: "")[0]
         let alone = zip(query, firstWindow).reduce(Float(0)) { $0 + $1.0 * $1.1 }
         #expect(hits[0].score > alone + 0.2, "\(hits[0].score) against \(alone)")
 
@@ -136,7 +136,7 @@ func textServer(
 
         // The stored vector is the embedder's (normalized once more by the cosine space).
         let stored = try await client.get(user: "ana", id: "tea", withVector: true)
-        let direct = try #require(sharedEmbedder).embed(["I drink green tea every morning"])[0]
+        let direct = try #require(sharedEmbedder).embed(["I drink green tea every morning"], scope: "")[0]
         #expect(zip(stored.vector, direct).allSatisfy { abs($0 - $1) < 1e-6 })
         let embedded = try await client.embed(["I drink green tea every morning", "hello"])
         #expect(embedded.count == 2)
@@ -164,10 +164,17 @@ func textServer(
         let text = "a sentence seen only by this test \(UUID().uuidString)"
         socket.send(#"{"op":"embed","texts":["\#(text)"]}"# + "\n")
         #expect(socket.readLine()?.hasPrefix(#"{"ok":true,"model":"all-MiniLM-L6-v2","vectors":[["#) == true)
-        socket.send(#"{"op":"search","user":"nobody","query":"\#(text)"}"# + "\n")
-        #expect(socket.readLine() == #"{"ok":true,"hits":[]}"#)
+        socket.send(#"{"op":"embed","texts":["\#(text)"]}"# + "\n")
+        #expect(socket.readLine()?.hasPrefix(#"{"ok":true,"model":"all-MiniLM-L6-v2","vectors":[["#) == true)
         #expect(try stat("embedding_cache_misses") == misses + 1)
         #expect(try stat("embedding_cache_hits") == hits + 1)
+        // A user's search is a tenant of its own: the text the key embedded is not its hit.
+        socket.send(#"{"op":"search","user":"nobody","query":"\#(text)"}"# + "\n")
+        #expect(socket.readLine() == #"{"ok":true,"hits":[]}"#)
+        socket.send(#"{"op":"search","user":"nobody","query":"\#(text)","mode":"vector"}"# + "\n")
+        #expect(socket.readLine() == #"{"ok":true,"hits":[]}"#)
+        #expect(try stat("embedding_cache_misses") == misses + 2)
+        #expect(try stat("embedding_cache_hits") == hits + 2)
         await server.shutdown()
         store.close()
     }

@@ -180,9 +180,16 @@ import Testing
                 == Rate(perSecond: 2.5, burst: 10))
         #expect(problem(rated("1")) == "keys[0]: 'rate' must be an object {\"per_second\":..,\"burst\":..}")
         #expect(
-            problem(rated(#"{"per_second":0,"burst":10}"#)) == "keys[0]: 'rate' needs per_second > 0 and burst >= 1")
+            problem(rated(#"{"per_second":0,"burst":10}"#))?.hasPrefix("keys[0]: 'rate' needs per_second in") == true)
+        // A tiny rate passed and overflowed the wait of the first refusal.
         #expect(
-            problem(rated(#"{"per_second":1,"burst":0.5}"#)) == "keys[0]: 'rate' needs per_second > 0 and burst >= 1")
+            problem(rated(#"{"per_second":1e-300,"burst":10}"#))?.hasPrefix("keys[0]: 'rate' needs per_second in")
+                == true)
+        #expect(
+            problem(rated(#"{"per_second":1,"burst":1e300}"#))?.hasPrefix("keys[0]: 'rate' needs per_second in")
+                == true)
+        #expect(
+            problem(rated(#"{"per_second":1,"burst":0.5}"#))?.hasPrefix("keys[0]: 'rate' needs per_second in") == true)
         #expect(
             problem(rated(#"{"per_second":1,"burst":2,"window":3}"#))?.hasPrefix("keys[0]: unknown field 'window'")
                 == true)
@@ -210,17 +217,27 @@ import Testing
         let rate = Rate(perSecond: 2, burst: 3)
         let start: UInt64 = 1_000_000_000
         for _ in 0..<3 { #expect(limiter.take(1, key: "k", users: ["a"], rate: rate, now: start) == nil) }
-        #expect(limiter.take(1, key: "k", users: ["a"], rate: rate, now: start) == 500)
+        #expect(limiter.take(1, key: "k", users: ["a"], rate: rate, now: start) == .wait(500))
         // Half a second later, one token is back.
         #expect(limiter.take(1, key: "k", users: ["a"], rate: rate, now: start + 500_000_000) == nil)
         // Another key is not held back; another user of the same key is, by the key's bucket.
         #expect(limiter.take(3, key: "other", users: ["a"], rate: rate, now: start + 500_000_000) == nil)
-        #expect(limiter.take(1, key: "k", users: ["b"], rate: rate, now: start + 500_000_000) == 500)
+        #expect(limiter.take(1, key: "k", users: ["b"], rate: rate, now: start + 500_000_000) == .wait(500))
         // A refused request took nothing: b's bucket is still full when the key's refills.
         #expect(limiter.take(3, key: "k", users: ["b"], rate: rate, now: start + 2_000_000_000) == nil)
-        // A cost above the burst waits for a full bucket, not forever.
-        #expect(limiter.take(10, key: "big", users: [], rate: rate, now: start) == nil)
-        #expect(limiter.take(10, key: "big", users: [], rate: rate, now: start) == 1500)
+        // A request is charged its whole cost: one above the burst is never taken (it cost the
+        // burst alone, so a 20,000-item batch passed a 1/s key), one at the burst waits for a
+        // full bucket.
+        #expect(limiter.take(3.5, key: "big", users: [], rate: rate, now: start) == .exceedsBurst)
+        #expect(limiter.take(3, key: "big", users: [], rate: rate, now: start) == nil)
+        #expect(limiter.take(3, key: "big", users: [], rate: rate, now: start) == .wait(1500))
+        // The slowest rate a keys file may give names a wait of at most a day (a tinier rate
+        // overflowed the milliseconds and stopped the server).
+        let slowest = Rate(perSecond: Rate.perSecondRange.lowerBound, burst: Rate.burstRange.upperBound)
+        #expect(limiter.take(1e9, key: "slowest", users: [], rate: slowest, now: start) == nil)
+        #expect(
+            limiter.take(1e9, key: "slowest", users: [], rate: slowest, now: start)
+                == .wait(Rate.maximumWaitMilliseconds))
     }
 
     /// Over the wire: `rate_limited` with `retry_after_ms`, nothing done, the connection open.
@@ -234,8 +251,18 @@ import Testing
         #expect(code(socket.readLine()) == "ok")
         socket.send(#"{"op":"add","user":"u","id":"1","text":"x","vector":[1,0]}"# + "\n")
         #expect(code(socket.readLine()) == "ok")
-        // A prompt costs 5: more than the 2 tokens left (and than the burst: it waits for 3).
+        // A prompt costs 5, more than the burst: it could never be taken, and takes nothing.
         socket.send(#"{"op":"prompt","user":"u","query":"x","vector":[1,0]}"# + "\n")
+        #expect(
+            socket.readLine()
+                == #"{"ok":false,"error":{"code":"too_large","message":"this request costs 5.0 of the key 'slow''s rate, more than its burst of 3.0; split it","burst":3,"cost":5}}"#
+        )
+        socket.send(
+            #"{"op":"add","user":"u","id":"2","text":"x","vector":[1,0]}"# + "\n"
+                + #"{"op":"add","user":"u","id":"3","text":"x","vector":[1,0]}"# + "\n")
+        #expect(code(socket.readLine()) == "ok")
+        #expect(code(socket.readLine()) == "ok")
+        socket.send(#"{"op":"add","user":"u","id":"4","text":"x","vector":[1,0]}"# + "\n")
         let limited = try #require(socket.readLine())
         #expect(
             limited.hasPrefix(
@@ -244,13 +271,6 @@ import Testing
             let wait = object["error"]?.objectValue?["retry_after_ms"]?.integerValue
         else { throw ProtocolError(.missingField, "no retry_after_ms in \(limited)") }
         #expect((99_000...100_000).contains(wait), "\(wait)")  // a token a hundred seconds
-        socket.send(
-            #"{"op":"add","user":"u","id":"2","text":"x","vector":[1,0]}"# + "\n"
-                + #"{"op":"add","user":"u","id":"3","text":"x","vector":[1,0]}"# + "\n")
-        #expect(code(socket.readLine()) == "ok")
-        #expect(code(socket.readLine()) == "ok")
-        socket.send(#"{"op":"add","user":"u","id":"4","text":"x","vector":[1,0]}"# + "\n")
-        #expect(code(socket.readLine()) == "rate_limited")
         #expect(server.store.get(user: "u", id: "4") == nil)
         // Other keys go on.
         let root = try await ContextStoreClient.connect(port: server.port, secret: "root-secret-0123456789")

@@ -108,6 +108,16 @@ final class RawSocket {
         }
     }
 
+    /// Reads and drops everything the server sends, on a thread of its own, until it closes:
+    /// a client that reads its answers without waiting for them.
+    func discardAnswersInBackground() {
+        let fd = self.fd
+        Thread.detachNewThread {
+            var chunk = [UInt8](repeating: 0, count: 65536)
+            while chunk.withUnsafeMutableBytes({ recv(fd, $0.baseAddress, $0.count, 0) }) > 0 {}
+        }
+    }
+
     /// Shuts down the sending side only.
     func shutdownWrite() { shutdown(fd, Int32(SHUT_WR)) }
 }

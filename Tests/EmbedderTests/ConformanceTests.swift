@@ -159,16 +159,16 @@ let sharedEmbedder: SentenceEmbedder? = try? SentenceEmbedder(folder: modelFolde
         // Room for two entries of one-letter texts and one-float vectors, not three.
         let entry = 1 + 1 + 4 + EmbeddingCache.entryOverhead
         let cache = EmbeddingCache(byteCapacity: 2 * entry + entry / 2, maximumEntryBytes: entry)
-        let a = EmbeddingCache.Key(model: "m", text: "a")
-        let b = EmbeddingCache.Key(model: "m", text: "b")
-        let c = EmbeddingCache.Key(model: "m", text: "c")
+        let a = EmbeddingCache.Key(model: "m", scope: "", text: "a")
+        let b = EmbeddingCache.Key(model: "m", scope: "", text: "b")
+        let c = EmbeddingCache.Key(model: "m", scope: "", text: "c")
         cache.put(a, [1])
         cache.put(b, [2])
         #expect(cache.get(a) == [1])  // a is now the most recent
         cache.put(c, [3])  // evicts b
         #expect(cache.get(b) == nil)
         #expect(cache.get(c) == [3])
-        #expect(cache.get(EmbeddingCache.Key(model: "other", text: "a")) == nil)
+        #expect(cache.get(EmbeddingCache.Key(model: "other", scope: "", text: "a")) == nil)
         let statistics = cache.statistics
         #expect(statistics.hits == 2)
         #expect(statistics.misses == 2)
@@ -178,11 +178,11 @@ let sharedEmbedder: SentenceEmbedder? = try? SentenceEmbedder(folder: modelFolde
 
     @Test func theCacheKeepsNoEntryLargerThanASixteenthOfItsBudget() {
         let cache = EmbeddingCache(byteCapacity: 16 * 1024)
-        cache.put(EmbeddingCache.Key(model: "m", text: String(repeating: "x", count: 2000)), [1])
-        cache.put(EmbeddingCache.Key(model: "m", text: "small"), [1])
+        cache.put(EmbeddingCache.Key(model: "m", scope: "", text: String(repeating: "x", count: 2000)), [1])
+        cache.put(EmbeddingCache.Key(model: "m", scope: "", text: "small"), [1])
         #expect(cache.statistics.entries == 1)
         for i in 0..<1000 {
-            cache.put(EmbeddingCache.Key(model: "m", text: "text \(i)"), [Float](repeating: 0, count: 8))
+            cache.put(EmbeddingCache.Key(model: "m", scope: "", text: "text \(i)"), [Float](repeating: 0, count: 8))
         }
         #expect(cache.statistics.bytes <= 16 * 1024)
     }
@@ -191,12 +191,17 @@ let sharedEmbedder: SentenceEmbedder? = try? SentenceEmbedder(folder: modelFolde
         let embedder = try #require(sharedEmbedder)
         let before = embedder.cacheStatistics
         let texts = ["cache test one", "cache test two", "cache test one"]
-        let first = embedder.embed(texts)
+        let first = embedder.embed(texts, scope: "")
         #expect(first[0] == first[2])
-        let second = embedder.embed(texts)
+        let second = embedder.embed(texts, scope: "")
         #expect(second == first)
         let after = embedder.cacheStatistics
         #expect(after.misses - before.misses == 3)  // "one" twice and "two", first time round
         #expect(after.hits - before.hits == 3)
+        // Another tenant's copy of the text is not a hit: a hit's speed would tell that the
+        // text was stored by someone.
+        _ = embedder.embed(["cache test one"], scope: "another user")
+        #expect(embedder.cacheStatistics.misses - after.misses == 1)
+        #expect(embedder.cacheStatistics.hits - after.hits == 0)
     }
 }

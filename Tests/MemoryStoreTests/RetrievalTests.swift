@@ -271,6 +271,30 @@ import VectorIndex
         #expect(abs(recent[0].score - factors[0] / (MemoryStore.fusionConstant + 2)) < 1e-6)
     }
 
+    /// `created_at = Int64.min` met the clock in `now - createdAt` and stopped the server; the
+    /// row stayed, so the restarted server stopped again. The store refuses such times now, and
+    /// a row that holds one (written before) is ranked without trapping.
+    @Test func aTimeAtTheEdgeOfInt64NeitherStoresNorTraps() throws {
+        let store = try MemoryStore(path: temporary.path, dimension: 3)
+        #expect(throws: StoreError.self) {
+            try store.add([NewMemory(id: "x", user: "u", text: "t", createdAt: Int64.min, vector: [1, 0, 0])])
+        }
+        #expect(throws: StoreError.self) {
+            try store.update(user: "u", id: "x", MemoryChanges(createdAt: TimeRange.milliseconds.upperBound + 1))
+        }
+        try store.add([turn("old", "car"), turn("edge", "car", vector: [0.9, 0.1, 0])])
+        store.close()
+        let database = try Database(path: temporary.path)
+        try database.execute("UPDATE memories SET created_at = -9223372036854775808 WHERE id = 'edge'")
+        try database.execute("UPDATE memories SET created_at = 9223372036854775807 WHERE id = 'old'")
+        database.close()
+        let reopened = try MemoryStore(path: temporary.path)
+        let hits = try reopened.search(
+            SearchRequest(user: "u", text: "car", vector: [1, 0, 0], mode: .vector, k: 2, halfLife: 60))
+        #expect(Set(ids(hits)) == ["old", "edge"])
+        reopened.close()
+    }
+
     @Test func contextGivesEachHitItsNeighbouringTurnsOnce() throws {
         let store = try MemoryStore(path: temporary.path, dimension: 3)
         // Added out of time order: the session's order is by time.

@@ -25,17 +25,19 @@ import Foundation
         // A 12-token question, a different one each time so nothing is reused.
         let query = "what did I say about my sister's wedding in"
         print("query tokens: \(embedder.tokenize(query + " 1").count)")
-        _ = embedder.embed([query + " 0"])
-        var single = (1...queries).map { i in seconds { _ = embedder.embed(["\(query) \(i)"]) } }.sorted()
+        _ = embedder.embed([query + " 0"], scope: "")
+        var single = (1...queries).map { i in seconds { _ = embedder.embed(["\(query) \(i)"], scope: "") } }.sorted()
         print(
             String(
                 format: "one short query: p50 %.2f ms, p90 %.2f ms, p99 %.2f ms (%d runs)",
                 single[single.count / 2] * 1e3,
                 single[single.count * 9 / 10] * 1e3, single[single.count * 99 / 100] * 1e3, single.count))
         single.removeAll()
-        _ = embedder.embed(Array(glosses.prefix(64)))
-        let batch = (1...batches).map { b in seconds { _ = embedder.embed(Array(glosses[(64 * b)..<(64 * b + 64)])) } }
-            .sorted()
+        _ = embedder.embed(Array(glosses.prefix(64)), scope: "")
+        let batch = (1...batches).map { b in
+            seconds { _ = embedder.embed(Array(glosses[(64 * b)..<(64 * b + 64)]), scope: "") }
+        }
+        .sorted()
         print(
             String(
                 format: "batch of 64: p50 %.0f ms = %.0f sentences/s (best %.0f/s, %d batches)",

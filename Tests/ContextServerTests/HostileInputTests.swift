@@ -1,0 +1,89 @@
+import ContextModel
+import ContextProtocol
+import Foundation
+import NIOCore
+import Testing
+
+@testable import ContextServer
+
+/// The defects of issue 24 that a client reaches through the wire, each through a real server.
+@Suite(.serialized) struct HostileInputTests {
+    func code(_ line: String?) -> String? {
+        guard let line, case .object(let object) = try? JSONParser.parse(line),
+            case .object(let error) = object["error"], case .string(let code) = error["code"]
+        else { return nil }
+        return code
+    }
+
+    /// The line reader kept every byte a connection sent while each read ended mid-line (it
+    /// only moved its reader index, and dropped the buffer when a read ended at a newline).
+    @Test func aConnectionWhoseReadsEndMidLineHoldsOneLine() async throws {
+        let folder = TemporaryFolder()
+        let server = try ServerProcess(database: folder.path + "/space.db", arguments: ["--dim", "2"])
+        let socket = try RawSocket(port: server.port)
+        socket.discardAnswersInBackground()
+        // 1,001-byte pings (JSON allows the spaces): reads of a stream of them end mid-line.
+        let line = #"{"op":"ping"}"# + String(repeating: " ", count: 987) + "\n"
+        let chunk = Array(String(repeating: line, count: 1024).utf8)
+        #expect(socket.send(chunk))
+        let before = server.residentBytes
+        for _ in 0..<200 { #expect(socket.send(chunk)) }
+        let grown = server.residentBytes - before
+        // Unbounded, the 200 MB sent stayed in the connection's buffer.
+        #expect(grown < 48 << 20, "RSS grew by \(grown >> 20) MB")
+        let probe = try RawSocket(port: server.port)
+        probe.send(#"{"op":"ping"}"# + "\n")
+        #expect(probe.readLine() == #"{"ok":true,"pong":true}"#)
+        server.signal(SIGTERM)
+    }
+
+    /// Every time a request carries is in the years 0001 to 9999, whichever way it is written.
+    @Test func timesOutsideTheCalendarAreRefusedAtDecode() async throws {
+        let folder = TemporaryFolder()
+        let server = try ServerProcess(database: folder.path + "/space.db", arguments: ["--dim", "2"])
+        let socket = try RawSocket(port: server.port)
+        func send(_ line: String) -> String? {
+            socket.send(line + "\n")
+            return socket.readLine()
+        }
+        for time in [
+            "-9223372036854775808", "9223372036854775807", "253402300800000", "-62135596800001", #""0000-12-31""#,
+        ] {
+            #expect(
+                code(send(#"{"op":"add","user":"u","text":"t","vector":[1,0],"created_at":\#(time)}"#))
+                    == "invalid_value")
+            #expect(code(send(#"{"op":"search","user":"u","vector":[1,0],"since":\#(time)}"#)) == "invalid_value")
+        }
+        #expect(
+            code(
+                send(
+                    #"{"op":"add","user":"u","id":"a","text":"t","vector":[1,0],"created_at":"9999-12-31T23:59:59.999Z"}"#
+                )) == nil)
+        #expect(
+            code(send(#"{"op":"add","user":"u","id":"b","text":"t","vector":[1,0],"created_at":-62135596800000}"#))
+                == nil)
+        #expect(
+            code(send(#"{"op":"update","user":"u","id":"a","created_at":-9223372036854775808}"#)) == "invalid_value")
+        let hits = send(#"{"op":"search","user":"u","vector":[1,0],"half_life":1}"#)
+        #expect(hits?.hasPrefix(#"{"ok":true,"hits":[{"#) == true)
+        server.signal(SIGTERM)
+    }
+
+    @Test func theFramerKeepsTheUnfinishedLineAlone() {
+        let limits = ConnectionLimits(maximumConnections: 1, maximumBufferedBytes: 1 << 20)
+        var framer = LineFramer(limits: limits, maximumLineBytes: 4096)
+        var lines = 0
+        for _ in 0..<10_000 {
+            framer.append(ByteBuffer(string: #"{"op":"ping"}"# + "\n" + #"{"op":"pi"#))
+            while framer.nextLine() != nil { lines += 1 }
+            #expect(framer.endOfRead() == nil)
+            framer.append(ByteBuffer(string: #"ng"}"# + "\n" + #"{"op""#))
+            while framer.nextLine() != nil { lines += 1 }
+            #expect(framer.endOfRead() == nil)
+        }
+        #expect(lines == 20_000)
+        #expect(framer.heldBytes < 64)
+        framer.release()
+        #expect(limits.buffer(0) == 0)
+    }
+}
