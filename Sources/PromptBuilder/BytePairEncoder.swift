@@ -85,26 +85,100 @@ public struct BytePairEncoder: Sendable {
     }
 
     /// Merges one piece: start from single bytes, and merge the adjacent pair whose joined
-    /// bytes have the lowest rank until no adjacent pair is a token.
+    /// bytes have the lowest rank (the leftmost of equals) until no adjacent pair is a token.
+    ///
+    /// In O(n log n) for a piece of n bytes (cl100k makes one piece of any run of letters, so n
+    /// is up to a whole request): the parts are a linked list over byte offsets, and every
+    /// adjacent pair that is a token waits in a min-heap keyed by (rank, offset). A merge adds
+    /// the two pairs it makes with its neighbours; an entry whose pair a merge took apart is
+    /// recognised when it comes out (its parts' bounds moved) and dropped.
     private func appendTokens(of piece: UnsafeBufferPointer<UInt8>, to tokens: inout [Int]) {
-        if let whole = rank(piece, 0..<piece.count) {
+        let count = piece.count
+        if let whole = rank(piece, 0..<count) {
             tokens.append(whole)
             return
         }
-        // Part k spans bounds[k]..<bounds[k + 1].
-        var bounds = Array(0...piece.count)
-        while bounds.count > 2 {
-            var best: (rank: Int, index: Int)?
-            for k in 0..<(bounds.count - 2) {
-                guard let rank = rank(piece, bounds[k]..<bounds[k + 2]) else { continue }
-                if best == nil || rank < best!.rank { best = (rank, k) }
+        // The part starting at offset i ends at end[i] (-1 once i is inside a part); previous[i]
+        // is where the part before it starts (-1 for none). Only parts' starts are read.
+        var end = Array(1...count)
+        var previous = Array(-1..<(count - 1))
+        var candidates = MergeHeap()
+        candidates.reserve(count)
+        for i in 0..<(count - 1) {
+            if let rank = rank(piece, i..<(i + 2)) { candidates.push(MergeCandidate(rank: rank, start: i, end: i + 2)) }
+        }
+        while let merge = candidates.pop() {
+            let left = merge.start
+            let right = end[left]
+            // Still two adjacent parts spanning the candidate's bytes, else a merge took them.
+            guard right > left, right < merge.end, end[right] == merge.end else { continue }
+            end[left] = merge.end
+            end[right] = -1
+            if merge.end < count {
+                previous[merge.end] = left
+                if let rank = rank(piece, left..<end[merge.end]) {
+                    candidates.push(MergeCandidate(rank: rank, start: left, end: end[merge.end]))
+                }
             }
-            guard let best else { break }
-            bounds.remove(at: best.index + 1)
+            let before = previous[left]
+            if before >= 0, let rank = rank(piece, before..<merge.end) {
+                candidates.push(MergeCandidate(rank: rank, start: before, end: merge.end))
+            }
         }
-        for k in 0..<(bounds.count - 1) {
+        var start = 0
+        while start < count {
             // Every single byte is a token in cl100k, so every part has a rank.
-            tokens.append(rank(piece, bounds[k]..<bounds[k + 1]) ?? 0)
+            tokens.append(rank(piece, start..<end[start]) ?? 0)
+            start = end[start]
         }
+    }
+}
+
+/// A pair of adjacent parts whose joined bytes, `start..<end` of the piece, are a token.
+private struct MergeCandidate {
+    var rank: Int
+    var start: Int
+    var end: Int
+
+    /// Lowest rank first; of equal ranks, the leftmost.
+    @inline(__always)
+    func precedes(_ other: MergeCandidate) -> Bool {
+        rank != other.rank ? rank < other.rank : start < other.start
+    }
+}
+
+/// A binary min-heap of merge candidates in one contiguous array.
+private struct MergeHeap {
+    private var items: [MergeCandidate] = []
+
+    mutating func reserve(_ capacity: Int) { items.reserveCapacity(capacity) }
+
+    mutating func push(_ item: MergeCandidate) {
+        items.append(item)
+        var child = items.count - 1
+        while child > 0 {
+            let parent = (child - 1) / 2
+            guard items[child].precedes(items[parent]) else { break }
+            items.swapAt(child, parent)
+            child = parent
+        }
+    }
+
+    mutating func pop() -> MergeCandidate? {
+        guard let last = items.popLast() else { return nil }
+        guard !items.isEmpty else { return last }
+        let top = items[0]
+        items[0] = last
+        var parent = 0
+        while true {
+            let left = 2 * parent + 1
+            guard left < items.count else { break }
+            let right = left + 1
+            let child = right < items.count && items[right].precedes(items[left]) ? right : left
+            guard items[child].precedes(items[parent]) else { break }
+            items.swapAt(child, parent)
+            parent = child
+        }
+        return top
     }
 }

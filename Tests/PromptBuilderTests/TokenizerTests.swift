@@ -57,6 +57,40 @@ let referenceRows: [(text: String, tokens: [Int])] = {
         for (text, tokens) in rows { #expect(encoder.encode(text) == tokens, "\(text.debugDescription)") }
     }
 
+    /// cl100k makes one piece of any run of letters, and merging rescanned every pair after each
+    /// merge: quadratic (a 32 KB word took 19 s). Words of up to 1 MB against tiktoken's ids (a
+    /// count and an FNV-1a hash of them, with the first and last ids; made by
+    /// scripts/cl100k-long-words.py), each encoded in about a second.
+    @Test func wordsOfAMegabyteAreEncodedAsTiktokenDoes() throws {
+        let encoder = try #require(sharedEncoder, "run scripts/fetch-model to fetch \(rankFile)")
+        let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+            .appendingPathComponent("Reference/cl100k-long-words.json").path
+        let rows = try #require(
+            try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as? [[String: Any]])
+        #expect(rows.count == 4)
+        for row in rows {
+            let alphabet = Array((row["alphabet"] as! String).utf8)
+            var state = UInt64(row["seed"] as! Int)
+            var word = [UInt8]()
+            word.reserveCapacity(row["length"] as! Int)
+            for _ in 0..<(row["length"] as! Int) {
+                state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+                word.append(alphabet[Int((state >> 33) % UInt64(alphabet.count))])
+            }
+            let started = ContinuousClock.now
+            let ids = encoder.encode(String(decoding: word, as: UTF8.self))
+            let took = ContinuousClock.now - started
+            var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+            for id in ids { hash = (hash ^ UInt64(id)) &* 0x100_0000_01b3 }
+            #expect(ids.count == row["tokens"] as! Int, "seed \(row["seed"]!)")
+            #expect(String(hash) == row["fnv1a"] as! String, "seed \(row["seed"]!)")
+            #expect(Array(ids.prefix(8)) == row["first"] as! [Int])
+            #expect(Array(ids.suffix(8)) == row["last"] as! [Int])
+            // Not a timed test (a slow machine must not fail it): the quadratic merge took hours.
+            print("cl100k: \(word.count) bytes in \(took)")
+        }
+    }
+
     @Test func piecesFollowThePattern() {
         func pieces(_ text: String) -> [String] {
             var text = text

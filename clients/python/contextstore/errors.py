@@ -133,13 +133,20 @@ class RateLimited(ServerError):
         return self.details.get("retry_after_ms")
 
 
+class TooLarge(ServerError):
+    """The request passes a limit (items, texts or bytes in one request, or a cost above the
+    key's burst); nothing was done. Split it: sending it again cannot succeed."""
+
+    code = "too_large"
+
+
 ERRORS_BY_CODE = {
     cls.code: cls
     for cls in (
         InvalidJSON, NotObject, UnknownOp, UnknownField, MissingField, WrongType, InvalidValue,
         WrongDimension, NonFinite, KOutOfRange, NotFound, LineTooLong, Busy, Overloaded, ShuttingDown,
         StorageError, NoEmbedder, ModelMismatch, BudgetTooSmall, UnknownTemplate, Unauthorized, Forbidden,
-        RateLimited,
+        RateLimited, TooLarge,
     )
 }
 
