@@ -12,12 +12,24 @@ public struct PromptSettings: Sendable {
     /// The most pinned facts a prompt holds (the oldest first).
     public static let maximumPinned = 50
 
+    /// The longest template text a request may carry (when the server takes them at all).
+    public static let maximumRequestTemplateBytes = 16 * 1024
+    /// The most bytes a template sent in a request may render (`PromptTemplate.renderBound`).
+    public static let maximumRequestRenderBytes = 8 * 1024 * 1024
+
     public var counter: TokenCounter
     public var templates: [String: PromptTemplate]
+    /// Whether a request may carry a template's text (`serve --allow-request-templates`); off by
+    /// default: any read key could otherwise make the server parse and render what it likes.
+    public var allowRequestTemplates: Bool
 
-    public init(counter: TokenCounter = .estimate, templates: [String: PromptTemplate] = [:]) {
+    public init(
+        counter: TokenCounter = .estimate, templates: [String: PromptTemplate] = [:],
+        allowRequestTemplates: Bool = false
+    ) {
         self.counter = counter
         self.templates = templates
+        self.allowRequestTemplates = allowRequestTemplates
     }
 }
 
@@ -26,7 +38,7 @@ extension ServerContext {
     /// memories a search for the query finds (`limit` and 10 more, at least 30, so that
     /// near-duplicates and diversity leave enough), and the session's latest turns.
     func prompt(_ request: Operations.Prompt.Arguments) throws -> Operations.Prompt.Answer {
-        let template = try template(request.template)
+        let (template, fromRequest) = try template(request.template)
         let user = request.search.user
         var memories: [PromptItem] = []
         if request.limit > 0 {
@@ -64,7 +76,9 @@ extension ServerContext {
         }
         var embed: (@Sendable ([String]) -> [[Float]])?
         if let embedder { embed = { texts in embedder.embed(texts, scope: user) } }
-        let builder = PromptBuilder(counter: prompts.counter, template: template, embed: embed)
+        let builder = PromptBuilder(
+            counter: prompts.counter, template: template, embed: embed,
+            renderLimit: fromRequest ? PromptSettings.maximumRequestRenderBytes : nil)
         let fitted = PromptRequest(
             system: request.system ?? PromptSettings.defaultSystem, query: request.search.text ?? "", pinned: pinned,
             memories: memories, recent: recent, budget: request.budget, limit: request.limit, caps: caps,
@@ -73,27 +87,47 @@ extension ServerContext {
         do throws(PromptError) {
             built = try builder.build(fitted)
         } catch {
-            guard case .budgetTooSmall(let needed, let budget) = error else { throw error }
-            throw ProtocolError(
-                .budgetTooSmall,
-                "the system text and the query alone need \(needed) tokens (\(prompts.counter.name)); the budget is \(budget)",
-                details: ["needed": Int64(needed)])
+            switch error {
+            case .budgetTooSmall(let needed, let budget):
+                throw ProtocolError(
+                    .budgetTooSmall,
+                    "the system text and the query alone need \(needed) tokens (\(prompts.counter.name)); the budget is \(budget)",
+                    details: ["needed": Int64(needed)])
+            case .renderTooLarge(let bound, let limit):
+                throw ProtocolError(
+                    .tooLarge,
+                    "the template could write \(bound) bytes with these memories, more than \(limit); print fewer fields or ask for fewer memories"
+                )
+            }
         }
         metrics.prompt(tokens: built.tokens, key: session.key ?? "-")
         return Operations.Prompt.Answer(prompt: built, counter: prompts.counter.name)
     }
 
-    /// The standard template, a loaded one by name, or a template's text (anything holding `{{`).
-    private func template(_ nameOrText: String?) throws(ProtocolError) -> PromptTemplate {
-        guard let nameOrText else { return .standard }
-        if let loaded = prompts.templates[nameOrText] { return loaded }
-        if nameOrText == PromptTemplate.standard.name { return .standard }
+    /// The standard template, a loaded one by name, or a template's text (anything holding `{{`),
+    /// and whether it is the last (its renders then have a limit).
+    private func template(_ nameOrText: String?) throws(ProtocolError) -> (PromptTemplate, fromRequest: Bool) {
+        guard let nameOrText else { return (.standard, false) }
+        if let loaded = prompts.templates[nameOrText] { return (loaded, false) }
+        if nameOrText == PromptTemplate.standard.name { return (.standard, false) }
+        let names = ([PromptTemplate.standard.name] + prompts.templates.keys.sorted()).joined(separator: ", ")
         guard nameOrText.contains("{{") else {
-            let names = ([PromptTemplate.standard.name] + prompts.templates.keys.sorted()).joined(separator: ", ")
             throw ProtocolError(.unknownTemplate, "no template named '\(nameOrText)'; this server has \(names)")
         }
+        guard prompts.allowRequestTemplates else {
+            throw ProtocolError(
+                .forbidden,
+                "this server takes no template texts in requests (serve --allow-request-templates); name one of \(names)"
+            )
+        }
+        guard nameOrText.utf8.count <= PromptSettings.maximumRequestTemplateBytes else {
+            throw ProtocolError(
+                .tooLarge,
+                "a template in a request may hold \(PromptSettings.maximumRequestTemplateBytes) bytes, not \(nameOrText.utf8.count)"
+            )
+        }
         do {
-            return try PromptTemplate(name: "template", text: nameOrText)
+            return (try PromptTemplate(name: "template", text: nameOrText), true)
         } catch {
             throw ProtocolError(.invalidValue, "the template does not parse: line \(error.line): \(error.reason)")
         }

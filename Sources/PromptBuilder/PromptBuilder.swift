@@ -99,6 +99,8 @@ public struct PromptRequest: Sendable {
 public enum PromptError: Error, Equatable {
     /// The system section and the query alone need `needed` tokens, more than the budget.
     case budgetTooSmall(needed: Int, budget: Int)
+    /// The template could write up to `bound` bytes with these parts, more than `limit`.
+    case renderTooLarge(bound: Int, limit: Int)
 }
 
 /// Builds prompts that fit a token budget: the system section and the query always whole, then
@@ -117,14 +119,18 @@ public struct PromptBuilder: Sendable {
     /// Embeds sentences for the summary of dropped turns; without it, dropped turns are only
     /// reported.
     public let embed: (@Sendable ([String]) -> [[Float]])?
+    /// The most bytes the template may write in one render (`PromptTemplate.renderBound`, checked
+    /// before the first); nil: no limit, for templates the operator wrote.
+    public let renderLimit: Int?
 
     public init(
         counter: TokenCounter, template: PromptTemplate = .standard,
-        embed: (@Sendable ([String]) -> [[Float]])? = nil
+        embed: (@Sendable ([String]) -> [[Float]])? = nil, renderLimit: Int? = nil
     ) {
         self.counter = counter
         self.template = template
         self.embed = embed
+        self.renderLimit = renderLimit
     }
 
     public func build(_ request: PromptRequest) throws(PromptError) -> Prompt {
@@ -139,6 +145,13 @@ public struct PromptBuilder: Sendable {
         parts.recent = selection.recent
         parts.memories = selection.memories
         dropped += selection.dropped
+        if let renderLimit {
+            // Every render is of fewer items than these; the summary is sentences of recent turns.
+            var largest = parts
+            largest.summary = parts.recent
+            let bound = template.renderBound(largest)
+            guard bound <= renderLimit else { throw .renderTooLarge(bound: bound, limit: renderLimit) }
+        }
 
         // Section caps, each section cut from its least valuable end.
         var cutTurns: [PromptItem] = []

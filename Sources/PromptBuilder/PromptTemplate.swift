@@ -10,9 +10,21 @@ import Mustache
 /// (sentences of older turns that did not fit, each an item holding one sentence), `recent`
 /// (lists of items, each with `id`, `speaker`, `role`, `who` (the speaker, else the role), `text`, `date` ("8 May
 /// 2023") and `line` ("[8 May 2023] Caroline: text")).
+///
+/// What a template may do is limited, so that its cost is known before it renders: sections
+/// nest at most `maximumNesting` deep, a section over one of the lists may not sit inside a
+/// section over a list (each would render once per item of the outer one: n^d lines), and the
+/// delimiters may not be changed nor partials named (the scan that checks this reads `{{ }}`).
+/// `renderBound` is then an upper bound of the bytes a render writes.
 public struct PromptTemplate: Sendable {
     public let name: String
     private let template: MustacheTemplate
+    private let shape: Shape
+
+    /// The deepest sections may nest.
+    public static let maximumNesting = 16
+    /// The lists a template iterates over.
+    static let lists: Set<Substring> = ["pinned", "memories", "summary", "recent"]
 
     /// Why a template was refused.
     public struct TemplateError: Error, Equatable, CustomStringConvertible {
@@ -26,6 +38,7 @@ public struct PromptTemplate: Sendable {
     /// - Throws: `TemplateError` naming the template and the line where parsing failed.
     public init(name: String, text: String) throws(TemplateError) {
         self.name = name
+        shape = try Shape(scanning: Array(text.utf8), name: name)
         do {
             // The pragma on a line of its own (a standalone tag: the line leaves no trace), so
             // the template's line n is line n + 1 here.
@@ -98,6 +111,126 @@ public struct PromptTemplate: Sendable {
             templates[String(file.dropLast(".mustache".count))] = try PromptTemplate(name: path, text: text)
         }
         return templates
+    }
+
+    /// At most how many bytes rendering `parts` writes: the template's own text once, or once
+    /// per item inside a list section; a field inside a list section at most every item's
+    /// fields, once; a field outside, at most everything the parts hold.
+    func renderBound(_ parts: PromptBuilder.Parts) -> Int {
+        func size(_ item: PromptItem) -> Int {
+            // id, speaker, role, who, text, date and line, each at most this.
+            2
+                * (item.id.utf8.count + (item.speaker?.utf8.count ?? 0) + (item.role?.utf8.count ?? 0)
+                    + item.text.utf8.count + 128)
+        }
+        func items(_ list: Substring) -> [PromptItem] {
+            switch list {
+            case "pinned": parts.pinned
+            case "memories": parts.memories
+            case "summary": parts.summary
+            default: parts.recent
+            }
+        }
+        let listBytes = Dictionary(uniqueKeysWithValues: Self.lists.map { ($0, items($0).reduce(0) { $0 + size($1) }) })
+        let everything = parts.system.utf8.count + parts.query.utf8.count + 2 * listBytes.values.reduce(0, +) + 256
+        var bound = shape.literalBytes
+        for list in Self.lists { bound += items(list).count * (shape.literalBytesInside[list] ?? 0) }
+        for field in shape.fields {
+            let times = field.list.map { items($0).count } ?? 1
+            switch field.kind {
+            case .list: bound += times * everything
+            case .system: bound += times * parts.system.utf8.count
+            case .query: bound += times * parts.query.utf8.count
+            // An item's field, once per item; outside a list, a flag ("true") or nothing.
+            case .other: bound += field.list.map { listBytes[$0]! } ?? 8
+            }
+        }
+        return bound
+    }
+
+    /// What a scan of the tags found: the template's cost, by where its text and fields are.
+    private struct Shape: Sendable {
+        /// What a printed name may hold.
+        enum FieldKind: Sendable {
+            /// It names a list: printed whole.
+            case list
+            case system, query
+            /// An item's field inside a list, a flag outside.
+            case other
+        }
+
+        var literalBytes = 0
+        var literalBytesInside: [Substring: Int] = [:]
+        /// Each printed name, and the list section it is inside (nil: none).
+        var fields: [(list: Substring?, kind: FieldKind)] = []
+
+        /// Reads `{{...}}` tags (and `{{{...}}}`) in one pass.
+        init(scanning text: [UInt8], name: String) throws(TemplateError) {
+            var open: [(name: Substring, list: Substring?)] = []
+            var line = 1
+            var i = 0
+            func fail(_ reason: String) -> TemplateError { TemplateError(name: name, line: line, reason: reason) }
+            func add(literal bytes: Int) {
+                if let list = open.last(where: { $0.list != nil })?.list {
+                    literalBytesInside[list, default: 0] += bytes
+                } else {
+                    literalBytes += bytes
+                }
+            }
+            while i < text.count {
+                guard text[i] == UInt8(ascii: "{"), i + 1 < text.count, text[i + 1] == UInt8(ascii: "{") else {
+                    if text[i] == UInt8(ascii: "\n") { line += 1 }
+                    add(literal: 1)
+                    i += 1
+                    continue
+                }
+                let triple = i + 2 < text.count && text[i + 2] == UInt8(ascii: "{")
+                let start = i + (triple ? 3 : 2)
+                var end = start
+                while end + 1 < text.count, !(text[end] == UInt8(ascii: "}") && text[end + 1] == UInt8(ascii: "}")) {
+                    if text[end] == UInt8(ascii: "\n") { line += 1 }
+                    end += 1
+                }
+                guard end + 1 < text.count else { throw fail("a tag is not closed with }}") }
+                let content = String(decoding: text[start..<end], as: UTF8.self).trimmingWhitespace
+                i = end + 2 + (triple && end + 2 < text.count && text[end + 2] == UInt8(ascii: "}") ? 1 : 0)
+                let sigil = content.first
+                let tagName = String(content.dropFirst(sigil.map { "#^/!=>&{%$<".contains($0) } == true ? 1 : 0))
+                    .trimmingWhitespace
+                let enclosingList = open.last(where: { $0.list != nil })?.list
+                switch sigil {
+                case "!", "%": continue  // a comment; a pragma
+                case "=": throw fail("changing the delimiters is not allowed")
+                case ">", "<", "$": throw fail("partials, parents and blocks are not allowed")
+                case "#", "^":
+                    guard open.count < PromptTemplate.maximumNesting else {
+                        throw fail("sections nest deeper than \(PromptTemplate.maximumNesting)")
+                    }
+                    let list = Self.list(named: tagName)
+                    if sigil == "#", let list, let enclosingList {
+                        throw fail("a section over '\(list)' inside one over '\(enclosingList)' renders once per pair")
+                    }
+                    open.append((Substring(tagName), sigil == "#" ? list : nil))
+                case "/":
+                    guard let last = open.popLast(), last.name == Substring(tagName) else {
+                        throw fail("'{{/\(tagName)}}' closes no open section of that name")
+                    }
+                default:
+                    let kind: FieldKind =
+                        Self.list(named: tagName) != nil
+                        ? .list : tagName == "system" ? .system : tagName == "query" ? .query : .other
+                    fields.append((enclosingList, kind))
+                }
+            }
+            if let unclosed = open.last { throw fail("the section '\(unclosed.name)' is not closed") }
+        }
+
+        /// The list a section's name (or a transform of it, `reversed(recent)`) iterates over.
+        static func list(named name: String) -> Substring? {
+            name.split(whereSeparator: { !($0.isLetter || $0.isNumber || $0 == "_") }).first {
+                PromptTemplate.lists.contains($0)
+            }
+        }
     }
 
     func render(_ parts: PromptBuilder.Parts) -> String {

@@ -21,6 +21,13 @@ struct PromptOptions: ParsableArguments {
     @Option(help: "A folder of prompt templates, NAME.mustache each; a request names one by NAME.")
     var templates: String?
 
+    @Flag(
+        help: """
+            Let a prompt request carry a template's text (at most 16 KiB, its render at most 8 MiB); \
+            off: requests name the standard template or one of --templates.
+            """)
+    var allowRequestTemplates = false
+
     /// The settings, and a line for the log when the counter is an estimate nobody asked for.
     func settings() throws -> (PromptSettings, note: String?) {
         var note: String?
@@ -45,7 +52,9 @@ struct PromptOptions: ParsableArguments {
                 throw fail("--templates: \(error)")
             }
         }
-        return (PromptSettings(counter: counter, templates: templates), note)
+        return (
+            PromptSettings(counter: counter, templates: templates, allowRequestTemplates: allowRequestTemplates), note
+        )
     }
 
     private func encoder(_ path: String) throws -> BytePairEncoder {

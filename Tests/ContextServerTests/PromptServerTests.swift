@@ -10,9 +10,12 @@ import Testing
 /// and why, and the errors.
 @Suite struct PromptServerTests {
     /// Ana's memories (3-d vectors, no model), and one of Bob's that must never reach her prompt.
-    func server(templates: [String: PromptTemplate] = [:]) async throws -> TestServer {
+    func server(
+        templates: [String: PromptTemplate] = [:], allowRequestTemplates: Bool = true
+    ) async throws -> TestServer {
         let server = try await TestServer(dimension: 3) {
-            $0.prompts = PromptSettings(counter: .estimate, templates: templates)
+            $0.prompts = PromptSettings(
+                counter: .estimate, templates: templates, allowRequestTemplates: allowRequestTemplates)
         }
         let client = try await server.client()
         func memory(
@@ -112,6 +115,63 @@ import Testing
         await server.stop()
     }
 
+    /// A read key's template rendered n^d lines (2.9 GB for three nested lists), 3,000 nested
+    /// sections overflowed the stack, and a 30 KB template parsed for 30-50 s. Templates in
+    /// requests are off unless the server allows them; then they are scanned in one pass, nest
+    /// at most 16 deep, never put a list inside a list, and their render has a byte bound.
+    @Test func templatesInRequestsAreBoundedOrOff() async throws {
+        let closed = try await server(allowRequestTemplates: false)
+        let refused = try RawSocket(port: closed.port)
+        refused.send(#"{"op":"prompt","user":"ana","query":"q","template":"{{query}}"}"# + "\n")
+        #expect(
+            refused.readLine()
+                == #"{"ok":false,"error":{"code":"forbidden","message":"this server takes no template texts in requests (serve --allow-request-templates); name one of standard"}}"#
+        )
+        await closed.stop()
+
+        let server = try await server()
+        let socket = try RawSocket(port: server.port)
+        func answer(_ template: String) -> String? {
+            let request: JSONValue = [
+                "op": "prompt", "user": "ana", "query": "sister", "vector": [1, 0, 0], "session": "s2",
+                "limit": 60, "template": .string(template),
+            ]
+            socket.send(JSONWriter.serialize(request) + "\n")
+            return socket.readLine()
+        }
+        let nested = "{{#memories}}{{#recent}}{{#memories}}{{line}}{{/memories}}{{/recent}}{{/memories}}"
+        #expect(
+            answer(nested)
+                == #"{"ok":false,"error":{"code":"invalid_value","message":"the template does not parse: line 1: a section over 'recent' inside one over 'memories' renders once per pair"}}"#
+        )
+        // Through a transform too.
+        #expect(
+            answer("{{#recent}}{{#reversed(memories)}}x{{/reversed(memories)}}{{/recent}}")?.contains(
+                "renders once per pair") == true)
+        let deep = String(repeating: "{{#a}}", count: 100) + String(repeating: "{{/a}}", count: 100)
+        #expect(answer(deep)?.contains("sections nest deeper than 16") == true)
+        #expect(answer("{{=<% %>=}}<%query%>")?.contains("changing the delimiters is not allowed") == true)
+        #expect(answer(String(repeating: "{{query}}", count: 2000))?.contains(#""code":"too_large""#) == true)
+        // Within the length, a field printed a thousand times per memory passes the render bound.
+        let wide = "{{#memories}}" + String(repeating: "{{text}}", count: 1000) + "{{/memories}}"
+        let long = String(repeating: "x", count: 10_000)
+        let client = try await server.client()
+        let directions: [[Float]] = [[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, -1, 0]]
+        for (i, vector) in directions.enumerated() {
+            _ = try await client.add(NewMemory(id: "long\(i)", user: "ana", text: "\(i) " + long, vector: vector))
+        }
+        let tooWide = answer(wide)
+        #expect(
+            tooWide?.contains(#""code":"too_large","message":"the template could write "#) == true, "\(tooWide ?? "")")
+        // The largest template a request may send, of many tags, parses in one pass.
+        let started = ContinuousClock.now
+        let many = String(repeating: "{{#hasMemories}}{{query}}{{/hasMemories}}", count: 16 * 1024 / 41)
+        #expect(answer(many)?.hasPrefix(#"{"ok":true"#) == true)
+        print("a template of \(many.utf8.count) bytes: \(ContinuousClock.now - started)")
+        await client.close()
+        await server.stop()
+    }
+
     @Test func templatesByNameOrTextAndTheErrors() async throws {
         let server = try await server(templates: [
             "short": try PromptTemplate(name: "short.mustache", text: "Q: {{query}}")
@@ -131,7 +191,7 @@ import Testing
             ),
             (
                 #""query":"q","template":"{{#a}}""#,
-                #"{"ok":false,"error":{"code":"invalid_value","message":"the template does not parse: line 1: expectedSectionEnd"}}"#
+                #"{"ok":false,"error":{"code":"invalid_value","message":"the template does not parse: line 1: the section 'a' is not closed"}}"#
             ),
             (
                 #""query":"Where does my sister live?","system":"Be brief.","budget":5"#,
