@@ -200,29 +200,37 @@ private func rate(_ fields: JSONObject) throws(ProtocolError) -> Rate? {
     return Rate(perSecond: perSecond, burst: burst)
 }
 
-/// The key a connection authenticated with, if any.
+/// The key a connection authenticated with, if any: bound to the secret it proved, so that a
+/// key whose secret is rotated (same name, new secret, SIGHUP) no longer serves connections that
+/// proved the old one.
 final class ConnectionSession: Sendable {
     private struct State {
         var name: String?
-        /// The key of that name as the ring had it at `version` (nil: it had none).
+        /// The secret the connection proved.
+        var secret: [UInt8]?
+        /// The key of that name as the ring had it at `version`, when its secret is still the
+        /// one proved (nil: it has none).
         var cached: (version: Int, key: AccessKey?)?
     }
 
     private let state = Mutex(State())
 
     /// The key's name.
-    var key: String? {
-        get { state.withLock { $0.name } }
-        set { state.withLock { $0 = State(name: newValue) } }
+    var key: String? { state.withLock { $0.name } }
+
+    /// Binds the connection to `key` (nil: to none), as it is now, secret included.
+    func authenticated(as key: AccessKey?) {
+        state.withLock { $0 = State(name: key?.name, secret: key?.secret) }
     }
 
-    /// The key's name, and the key as `keys` holds it now (nil when it was removed).
+    /// The key's name, and the key as `keys` holds it now (nil when it was removed or its
+    /// secret is no longer the one the connection proved).
     func accessKey(in keys: KeyRing) -> (name: String, key: AccessKey?)? {
         let version = keys.version
-        return state.withLock { state in
-            guard let name = state.name else { return nil }
+        return state.withLock { state -> (name: String, key: AccessKey?)? in
+            guard let name = state.name, let secret = state.secret else { return nil }
             if let cached = state.cached, cached.version == version { return (name, cached.key) }
-            let key = keys.key(named: name)
+            let key = keys.key(named: name).flatMap { $0.secret == secret ? $0 : nil }
             state.cached = (version, key)
             return (name, key)
         }

@@ -29,6 +29,13 @@ final class ConnectionHandler: ChannelInboundHandler {
     private let computePool: NIOThreadPool
     private let writeQueue: WriteQueue
     private let limits: ConnectionLimits
+    private let admission: Admission
+    private let authenticationTimeout: TimeAmount
+    /// Closes the connection unless it authenticates in time (on a server with keys).
+    private var authenticationDeadline: Scheduled<Void>?
+    /// Failed `auth`s on this connection; at `maximumFailedAuthentications` it is closed.
+    private var failedAuthentications = 0
+    static let maximumFailedAuthentications = 3
     private let maximumLineBytes: Int
     private let maximumPending: Int
     private let shutdownGrace: TimeAmount
@@ -59,9 +66,11 @@ final class ConnectionHandler: ChannelInboundHandler {
 
     init(
         context: ServerContext, writerPool: NIOThreadPool, computePool: NIOThreadPool, writeQueue: WriteQueue,
-        limits: ConnectionLimits, maximumLineBytes: Int, maximumPending: Int, shutdownGrace: TimeAmount,
-        requestLog: RequestLog
+        limits: ConnectionLimits, admission: Admission, authenticationTimeout: TimeAmount, maximumLineBytes: Int,
+        maximumPending: Int, shutdownGrace: TimeAmount, requestLog: RequestLog
     ) {
+        self.admission = admission
+        self.authenticationTimeout = authenticationTimeout
         self.requestLog = requestLog
         // A session of its own: what `auth` sets belongs to this connection alone.
         var context = context
@@ -80,6 +89,21 @@ final class ConnectionHandler: ChannelInboundHandler {
     func handlerAdded(context: ChannelHandlerContext) {
         allocator = context.channel.allocator
         writable = context.channel.isWritable
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        if admission.unauthenticated {
+            let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+            let seconds = authenticationTimeout.nanoseconds / 1_000_000_000
+            authenticationDeadline = context.eventLoop.scheduleTask(in: authenticationTimeout) {
+                let (handler, context) = bound.value
+                guard handler.admission.unauthenticated else { return }
+                handler.reject(
+                    ProtocolError(.unauthorized, "no key was proved within \(seconds) s of connecting; closing"),
+                    context: context)
+            }
+        }
+        context.fireChannelActive()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -138,6 +162,7 @@ final class ConnectionHandler: ChannelInboundHandler {
 
     func channelInactive(context: ChannelHandlerContext) {
         closing = true
+        authenticationDeadline?.cancel()
         framer.release()
         limits.buffer(-backlogBytes)
         backlogBytes = 0
@@ -146,6 +171,11 @@ final class ConnectionHandler: ChannelInboundHandler {
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is IdleStateHandler.IdleStateEvent {
+            // Idle: nothing read for the timeout; a connection still being answered stays.
+            if !inFlight, backlog.isEmpty { context.close(promise: nil) }
+            return
+        }
         guard event is ChannelShouldQuiesceEvent else { return context.fireUserInboundEventTriggered(event) }
         quiescing = true
         receivedBeforeQuiescing = backlog.count
@@ -218,7 +248,9 @@ final class ConnectionHandler: ChannelInboundHandler {
         if descriptor.placement == .eventLoop, !call.needsComputePool {
             let bytes = call.run(self.context, rid)
             finished(descriptor.name, rid: rid, since: began, answer: bytes)
-            return context.write(wrapOutboundOut(response(bytes)), promise: nil)
+            context.write(wrapOutboundOut(response(bytes)), promise: nil)
+            if descriptor.name == Operations.Auth.name { authenticationAnswered(bytes, context: context) }
+            return
         }
         let loop = context.eventLoop
         let server = self.context
@@ -266,6 +298,13 @@ final class ConnectionHandler: ChannelInboundHandler {
         _ call: Call, _ descriptor: OperationDescriptor, shuttingDown: Bool, now: NIODeadline
     ) -> ProtocolError? {
         if shuttingDown { return ProtocolError(.shuttingDown, "the server is shutting down") }
+        if descriptor.name == Operations.Auth.name, context.keys != nil,
+            let wait = limits.authFailures.wait(address: admission.address, now: now.uptimeNanoseconds)
+        {
+            return ProtocolError(
+                .rateLimited, "too many failed authentications from \(admission.address); retry in \(wait) ms",
+                details: ["retry_after_ms": wait])
+        }
         if let denied = context.denial(
             descriptor.access, users: call.users, cost: call.cost, now: now.uptimeNanoseconds)
         {
@@ -275,6 +314,30 @@ final class ConnectionHandler: ChannelInboundHandler {
             return ProtocolError(.busy, "too many writes queued; retry later")
         }
         return nil
+    }
+
+    /// After an `auth`: a connection that proved a key no longer counts as waiting to; a failure
+    /// is logged and counted against the connection and its address.
+    private func authenticationAnswered(_ answer: [UInt8], context: ChannelHandlerContext) {
+        guard ServerMetrics.outcome(answer) == ErrorCode.unauthorized.rawValue else {
+            if admission.unauthenticated, self.context.session.key != nil {
+                admission.unauthenticated = false
+                limits.authenticated(address: admission.address)
+                authenticationDeadline?.cancel()
+            }
+            return
+        }
+        guard self.context.keys != nil else { return }
+        failedAuthentications += 1
+        limits.authFailures.failed(address: admission.address, now: NIODeadline.now().uptimeNanoseconds)
+        requestLog.logger.warning(
+            "authentication failed",
+            metadata: ["address": "\(admission.address)", "failures": "\(failedAuthentications)"])
+        if failedAuthentications >= Self.maximumFailedAuthentications {
+            reject(
+                ProtocolError(.unauthorized, "\(failedAuthentications) failed authentications; closing"),
+                context: context)
+        }
     }
 
     /// Sends the error line of a request that did not run, counted under `op`.

@@ -29,6 +29,16 @@ public struct ServerConfiguration: Sendable {
     /// waiting their turn); a connection whose unfinished line would pass it gets `overloaded`
     /// and is closed.
     public var maximumBufferedBytes: Int
+    /// Connections one peer address may hold open (default: a quarter of
+    /// `maximumConnections`); one more is answered `overloaded` and closed.
+    public var maximumConnectionsPerAddress: Int?
+    /// On a server with keys: how long a connection may take to authenticate before it is
+    /// answered `unauthorized` and closed. Connections waiting to authenticate are at most half
+    /// of `maximumConnections` (a sixteenth from one address), so the rest stays for clients
+    /// with a key.
+    public var authenticationTimeout: TimeAmount = .seconds(10)
+    /// A connection with nothing in flight that sends nothing for this long is closed; nil: never.
+    public var idleTimeout: TimeAmount? = .seconds(300)
     /// Bytes of answers one connection may have unsent before the server starts no more of its
     /// requests (the high water mark; it resumes below half of it).
     public var maximumUnsentBytes: Int
@@ -123,7 +133,9 @@ public final class ContextStoreServer: Sendable {
         let quiesce = ServerQuiescingHelper(group: group)
         let limits = ConnectionLimits(
             maximumConnections: configuration.maximumConnections,
-            maximumBufferedBytes: configuration.maximumBufferedBytes)
+            maximumBufferedBytes: configuration.maximumBufferedBytes,
+            maximumPerAddress: configuration.maximumConnectionsPerAddress
+                ?? max(1, configuration.maximumConnections / 4))
         let serverContext = ServerContext(
             store: store, embedder: embedder, version: serverVersion, prompts: configuration.prompts,
             keys: configuration.keys,
@@ -157,11 +169,18 @@ public final class ContextStoreServer: Sendable {
             )
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandlers(
-                        ConnectionGate(limits: limits),
+                    let admission = Admission()
+                    let handlers = channel.pipeline.syncOperations
+                    try handlers.addHandler(
+                        ConnectionGate(limits: limits, needsKey: configuration.keys != nil, admission: admission))
+                    if let idle = configuration.idleTimeout {
+                        try handlers.addHandler(IdleStateHandler(readTimeout: idle))
+                    }
+                    try handlers.addHandler(
                         ConnectionHandler(
                             context: serverContext, writerPool: writerPool, computePool: computePool,
-                            writeQueue: writeQueue, limits: limits,
+                            writeQueue: writeQueue, limits: limits, admission: admission,
+                            authenticationTimeout: configuration.authenticationTimeout,
                             maximumLineBytes: configuration.maximumLineBytes,
                             maximumPending: configuration.maximumPendingPerConnection,
                             shutdownGrace: configuration.shutdownGrace,

@@ -90,7 +90,8 @@ struct ServerContext: Sendable {
         }
         guard let key else {
             return ProtocolError(
-                .unauthorized, "the key '\(name)' is no longer one of the server's; authenticate again")
+                .unauthorized,
+                "the key '\(name)' is no longer one of the server's, or its secret changed; authenticate again")
         }
         guard access.allowed(for: key.role) else {
             return ProtocolError(.forbidden, "the key '\(name)' (\(key.role.rawValue)) may not do this")
@@ -119,10 +120,10 @@ struct ServerContext: Sendable {
     func authenticate(_ secret: String) throws(ProtocolError) -> Operations.Auth.Answer {
         guard let keys else { return Operations.Auth.Answer(key: "", role: AccessRole.admin.rawValue) }
         guard let key = keys.key(secret: secret) else {
-            session.key = nil
+            session.authenticated(as: nil)
             throw ProtocolError(.unauthorized, "no key has that secret")
         }
-        session.key = key.name
+        session.authenticated(as: key)
         return Operations.Auth.Answer(key: key.name, role: key.role.rawValue)
     }
 

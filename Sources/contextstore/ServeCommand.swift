@@ -65,6 +65,19 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Open connections at most; one more is answered 'overloaded' and closed.")
     var maxConnections = 1024
 
+    @Option(help: "Open connections one peer address may hold (default: a quarter of --max-connections).")
+    var maxConnectionsPerAddress: Int?
+
+    @Option(
+        help: """
+            With --keys: seconds a connection may take to authenticate before it is closed; at most half of \
+            --max-connections may be waiting to.
+            """)
+    var authTimeout = 10
+
+    @Option(help: "Seconds a connection with nothing in flight may send nothing before it is closed; 0: never.")
+    var idleTimeout = 300
+
     @Option(
         help: """
             Bytes of request input all connections together may hold (unfinished and waiting lines); a \
@@ -78,6 +91,9 @@ struct ServeCommand: AsyncParsableCommand {
         try requireFlag("max-line-bytes", maxLineBytes, in: 1024...(1 << 30))
         try requireFlag("threads", threads, in: 1...1024)
         try requireFlag("max-connections", maxConnections, in: 1...1_000_000)
+        try requireFlag("max-connections-per-address", maxConnectionsPerAddress, in: 1...1_000_000)
+        try requireFlag("auth-timeout", authTimeout, in: 1...86_400)
+        try requireFlag("idle-timeout", idleTimeout, in: 0...86_400 * 30)
         try requireFlag("result-cache-bytes", resultCacheBytes, in: 0...(1 << 40))
         try requireFlag("slow-ms", slowMs, in: 0...86_400_000)
         try requireFlag("metrics-port", metricsPort, in: 0...65535)
@@ -171,6 +187,9 @@ struct ServeCommand: AsyncParsableCommand {
             host: host, port: port, maximumLineBytes: maxLineBytes, maximumConnections: maxConnections,
             maximumBufferedBytes: maxBufferedBytes)
         if let threads { configuration.threads = threads }
+        configuration.maximumConnectionsPerAddress = maxConnectionsPerAddress
+        configuration.authenticationTimeout = .seconds(Int64(authTimeout))
+        configuration.idleTimeout = idleTimeout == 0 ? nil : .seconds(Int64(idleTimeout))
         configuration.prompts = prompts
         configuration.keys = ring
         configuration.resultCacheBytes = resultCacheBytes

@@ -143,7 +143,8 @@ import Testing
         ring.replace(Self.keys.filter { $0.name != "app-a" })
         await #expect(
             throws: ClientError.server(
-                code: "unauthorized", message: "the key 'app-a' is no longer one of the server's; authenticate again")
+                code: "unauthorized",
+                message: "the key 'app-a' is no longer one of the server's, or its secret changed; authenticate again")
         ) {
             try await client.ping()
         }
@@ -346,6 +347,113 @@ import Testing
         #expect(lines.map { $0["op"]?.description } == ["ping", "search"])
         #expect(lines.map { $0["rid"]?.description } == ["[1]", "-"])
         #expect(lines.map { $0["outcome"]?.description } == ["ok", "wrong_dimension"])
+        await server.stop()
+    }
+}
+
+/// Connections that never authenticate, secrets guessed and rotated (issue 24, items 6 and 12).
+@Suite struct AdmissionTests {
+    let keys = KeysTests.keys
+
+    func code(_ answer: String?) -> String? {
+        guard let answer, case .object(let object) = try? JSONParser.parse(Array(answer.utf8)) else { return nil }
+        if object["ok"] == .bool(true) { return "ok" }
+        return object["error"]?.objectValue?["code"]?.stringValue
+    }
+
+    /// 1,024 idle connections that never authenticated locked every client out, admin included.
+    /// Now one address holds at most its share, connections waiting to authenticate at most half
+    /// of the limit, and each is closed when its time to authenticate is up.
+    @Test func idleUnauthenticatedConnectionsCannotLockOthersOut() async throws {
+        let server = try await TestServer(dimension: 2) {
+            $0.keys = KeyRing(keys)
+            $0.maximumConnections = 64
+            $0.authenticationTimeout = .seconds(2)
+        }
+        let admin = try RawSocket(port: server.port)
+        admin.send(#"{"op":"auth","secret":"root-secret-0123456789"}"# + "\n")
+        #expect(code(admin.readLine()) == "ok")
+        // 100 connections from one address: 4 (a sixteenth of 64) may wait to authenticate.
+        let hostile = try (0..<100).map { _ in try RawSocket(port: server.port, source: "127.0.0.2") }
+        try await Task.sleep(for: .milliseconds(500))
+        let started = ContinuousClock.now
+        var refused = 0
+        var closed = 0
+        for socket in hostile {
+            let line = socket.readLine()
+            if line?.contains("has 4 connections waiting to authenticate, the limit per address") == true {
+                refused += 1
+            } else if line
+                == #"{"ok":false,"error":{"code":"unauthorized","message":"no key was proved within 2 s of connecting; closing"}}"#
+            {
+                closed += 1
+            }
+        }
+        #expect(refused == 96)
+        #expect(closed == 4)
+        #expect(ContinuousClock.now - started < .seconds(5))
+        // Seven more addresses fill the half that may wait (32); the next is refused.
+        let more = try (3..<11).flatMap { i in
+            try (0..<4).map { _ in try RawSocket(port: server.port, source: "127.0.0.\(i)") }
+        }
+        try await Task.sleep(for: .milliseconds(300))
+        let late = try RawSocket(port: server.port, source: "127.0.0.11")
+        #expect(late.readLine()?.contains("32 connections are waiting to authenticate, the limit") == true)
+        // The client that authenticated first is served throughout, and when the waiting ones'
+        // time is up, a new client gets in.
+        admin.send(#"{"op":"ping"}"# + "\n")
+        #expect(admin.readLine() == #"{"ok":true,"pong":true}"#)
+        for socket in more { #expect(socket.readLine()?.contains("no key was proved within 2 s") == true) }
+        try await Task.sleep(for: .milliseconds(300))
+        let next = try RawSocket(port: server.port)
+        next.send(#"{"op":"auth","secret":"root-secret-0123456789"}"# + "\n")
+        #expect(code(next.readLine()) == "ok")
+        admin.send(#"{"op":"ping"}"# + "\n")
+        #expect(admin.readLine() == #"{"ok":true,"pong":true}"#)
+        await server.stop()
+    }
+
+    /// Rotating a key's secret left connections that proved the old one working; guessing
+    /// secrets was unlimited and silent.
+    @Test func aRotatedSecretEndsItsSessionsAndGuessesAreLimited() async throws {
+        let ring = KeyRing(keys)
+        let server = try await TestServer(dimension: 2) { $0.keys = ring }
+        let app = try RawSocket(port: server.port)
+        app.send(#"{"op":"auth","secret":"app-a-secret-0123456789"}"# + "\n")
+        #expect(code(app.readLine()) == "ok")
+        app.send(#"{"op":"get","user":"alice","id":"x"}"# + "\n")
+        #expect(code(app.readLine()) == "not_found")
+        var rotated = keys
+        rotated[1].secret = Array("app-a-new-secret-0123456789".utf8)
+        ring.replace(rotated)
+        app.send(#"{"op":"get","user":"alice","id":"x"}"# + "\n")
+        #expect(
+            app.readLine()
+                == #"{"ok":false,"error":{"code":"unauthorized","message":"the key 'app-a' is no longer one of the server's, or its secret changed; authenticate again"}}"#
+        )
+        // Three wrong secrets close a connection.
+        let guesser = try RawSocket(port: server.port, source: "127.0.0.7")
+        for _ in 0..<3 {
+            guesser.send(#"{"op":"auth","secret":"a-wrong-secret-0123456789"}"# + "\n")
+            #expect(code(guesser.readLine()) == "unauthorized")
+        }
+        #expect(guesser.readLine()?.contains("3 failed authentications; closing") == true)
+        #expect(guesser.readLine() == nil)
+        // Ten from one address, and its next auth is refused untried, the right secret too.
+        for _ in 0..<7 {
+            let socket = try RawSocket(port: server.port, source: "127.0.0.7")
+            socket.send(#"{"op":"auth","secret":"a-wrong-secret-0123456789"}"# + "\n")
+            #expect(code(socket.readLine()) == "unauthorized")
+        }
+        let blocked = try RawSocket(port: server.port, source: "127.0.0.7")
+        blocked.send(#"{"op":"auth","secret":"root-secret-0123456789"}"# + "\n")
+        #expect(
+            blocked.readLine()?.contains(
+                #""code":"rate_limited","message":"too many failed authentications from 127.0.0.7; retry in "#) == true)
+        // Another address is not held back.
+        let other = try RawSocket(port: server.port)
+        other.send(#"{"op":"auth","secret":"root-secret-0123456789"}"# + "\n")
+        #expect(code(other.readLine()) == "ok")
         await server.stop()
     }
 }

@@ -54,8 +54,20 @@ final class RawSocket {
 
     /// - Parameter receiveBuffer: When given, the socket's receive buffer (SO_RCVBUF), set
     ///   before connecting so the window stays small: a client that reads slowly.
-    init(port: Int, receiveBuffer: Int32? = nil) throws {
+    /// - Parameter source: The loopback address to connect from (127.0.0.2, ...): another peer.
+    init(port: Int, receiveBuffer: Int32? = nil, source: String? = nil) throws {
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        if let source {
+            var local = sockaddr_in()
+            local.sin_family = sa_family_t(AF_INET)
+            local.sin_addr.s_addr = inet_addr(source)
+            let bound = withUnsafePointer(to: &local) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+                }
+            }
+            guard bound == 0 else { throw POSIXError(.EADDRNOTAVAIL) }
+        }
         if var size = receiveBuffer {
             setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
         }
