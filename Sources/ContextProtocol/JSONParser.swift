@@ -1,3 +1,5 @@
+import ContextModel
+
 #if canImport(Glibc)
     import Glibc
 #elseif canImport(Darwin)
@@ -17,7 +19,9 @@ public struct JSONParseError: Error, Sendable, Equatable, CustomStringConvertibl
 /// them), so that a vector holding them is refused as non-finite rather than as malformed JSON.
 /// Integers that fit in 64 bits stay exact (`.integer`); a number too large for a Double
 /// (`1e400`) is an error, not an infinity.
-/// Strings must be valid UTF-8; nesting is capped to keep hostile input off the stack.
+/// Strings must be valid UTF-8; nesting is capped to keep hostile input off the stack. A key
+/// repeated in one object (byte for byte) is an error: readers that keep the first and readers
+/// that keep the last would otherwise read two different requests.
 public struct JSONParser {
     /// The deepest nesting of arrays and objects accepted.
     public static let maximumDepth = 64
@@ -117,6 +121,7 @@ public struct JSONParser {
         defer { depth -= 1 }
         position += 1
         var fields: [(key: String, value: JSONValue)] = []
+        var seen: Set<ExactString>?
         skipWhitespace()
         if position < bytes.count, bytes[position] == UInt8(ascii: "}") {
             position += 1
@@ -127,7 +132,16 @@ public struct JSONParser {
             guard position < bytes.count, bytes[position] == UInt8(ascii: "\"") else {
                 throw error("expected a string key")
             }
+            let keyStart = position
             let key = try parseString()
+            if seen != nil {
+                guard seen!.insert(ExactString(key)).inserted else { throw duplicate(key, at: keyStart) }
+            } else if fields.contains(where: { $0.key.bytewiseEquals(key) }) {
+                throw duplicate(key, at: keyStart)
+            } else if fields.count == 16 {
+                // Past a few keys, a set: an object of many keys stays linear to read.
+                seen = Set(fields.map { ExactString($0.key) } + [ExactString(key)])
+            }
             skipWhitespace()
             guard position < bytes.count, bytes[position] == UInt8(ascii: ":") else { throw error("expected ':'") }
             position += 1
@@ -144,6 +158,11 @@ public struct JSONParser {
             default: throw error("expected ',' or '}'")
             }
         }
+    }
+
+    private func duplicate(_ key: String, at offset: Int) -> JSONParseError {
+        JSONParseError(
+            offset: offset, reason: "the key \(JSONWriter.serialize(.string(key))) appears twice in one object")
     }
 
     private mutating func parseArray() throws(JSONParseError) -> JSONValue {

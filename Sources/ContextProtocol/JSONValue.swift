@@ -1,4 +1,6 @@
-/// A parsed JSON value. Objects keep their keys in order; a repeated key keeps its last value.
+import ContextModel
+
+/// A parsed JSON value. Objects keep their keys in order (`JSONParser` refuses a repeated key).
 public enum JSONValue: Sendable, Equatable {
     case null
     case bool(Bool)
@@ -48,11 +50,11 @@ public struct JSONObject: Sendable, Equatable {
     /// The value under `key` (the last one when repeated), or nil.
     public subscript(key: String) -> JSONValue? {
         get {
-            for field in fields.reversed() where field.key == key { return field.value }
+            for field in fields.reversed() where field.key.bytewiseEquals(key) { return field.value }
             return nil
         }
         set {
-            fields.removeAll { $0.key == key }
+            fields.removeAll { $0.key.bytewiseEquals(key) }
             if let newValue { fields.append((key, newValue)) }
         }
     }

@@ -214,9 +214,8 @@ extension Operations {
         public static func decode(_ request: JSONObject) throws(ProtocolError) -> String {
             try request.requireKnownFields(fields)
             let path = try request.required("to", as: "string", \.stringValue)
-            guard path.hasPrefix("/") else {
-                throw ProtocolError(
-                    .invalidValue, "'to' must be an absolute path (the server's working directory is not yours)")
+            guard !path.isEmpty, !path.utf8.contains(0) else {
+                throw ProtocolError(.invalidValue, "'to' must be a file name in the server's backup folder")
             }
             return path
         }

@@ -39,6 +39,8 @@ public struct ServerConfiguration: Sendable {
     public var authenticationTimeout: TimeAmount = .seconds(10)
     /// A connection with nothing in flight that sends nothing for this long is closed; nil: never.
     public var idleTimeout: TimeAmount? = .seconds(300)
+    /// The folder `backup` writes into (`to` names a new file there); nil: the op is refused.
+    public var backupDirectory: String?
     /// Bytes of answers one connection may have unsent before the server starts no more of its
     /// requests (the high water mark; it resumes below half of it).
     public var maximumUnsentBytes: Int
@@ -138,6 +140,7 @@ public final class ContextStoreServer: Sendable {
                 ?? max(1, configuration.maximumConnections / 4))
         let serverContext = ServerContext(
             store: store, embedder: embedder, version: serverVersion, prompts: configuration.prompts,
+            backupDirectory: configuration.backupDirectory,
             keys: configuration.keys,
             results: configuration.resultCacheBytes > 0
                 ? ResultCache(capacityBytes: configuration.resultCacheBytes) : nil, limits: limits,

@@ -1,6 +1,7 @@
 import ContextModel
 import ContextProtocol
 import Embedder
+import Foundation
 import MemoryStore
 import NIOCore
 import PromptBuilder
@@ -14,6 +15,8 @@ struct ServerContext: Sendable {
     let embedder: SentenceEmbedder?
     let version: String
     let prompts: PromptSettings
+    /// Where `backup` may write (`serve --backup-dir`); nil: nowhere.
+    let backupDirectory: String?
     /// The keys of `serve --keys`; nil: every connection may do everything.
     let keys: KeyRing?
     /// The connection's own: each connection's handler works with a copy of the context that
@@ -252,7 +255,8 @@ struct ServerContext: Sendable {
 
     /// One backup at a time: each holds a read transaction and a compute thread for as long as
     /// it copies.
-    func backup(to path: String) throws -> Operations.Backup.Answer {
+    func backup(to name: String) throws -> Operations.Backup.Answer {
+        let path = try backupPath(name)
         guard backups.start() else {
             throw ProtocolError(.busy, "a backup is already running; retry when it is done")
         }
@@ -264,6 +268,28 @@ struct ServerContext: Sendable {
         }
         return Operations.Backup.Answer(
             path: path, bytes: report.bytes, seconds: report.seconds, memories: report.check.memories)
+    }
+
+    /// Where a backup named `name` goes: a new file directly inside the backup folder (`name` a
+    /// file name, or an absolute path there), never one of the database's own files.
+    private func backupPath(_ name: String) throws(ProtocolError) -> String {
+        guard let backupDirectory else {
+            throw ProtocolError(.forbidden, "this server takes no backups over the wire (serve --backup-dir DIR)")
+        }
+        let folder = URL(fileURLWithPath: backupDirectory).standardizedFileURL.resolvingSymlinksInPath()
+        let requested = name.hasPrefix("/") ? URL(fileURLWithPath: name) : folder.appendingPathComponent(name)
+        let file = requested.lastPathComponent
+        let parent = requested.deletingLastPathComponent().standardizedFileURL.resolvingSymlinksInPath()
+        guard parent.path == folder.path, !file.isEmpty, file != ".", file != "..", !name.hasSuffix("/") else {
+            throw ProtocolError(
+                .invalidValue, "'to' must be a file name in the backup folder \(folder.path), not '\(name)'")
+        }
+        let database = URL(fileURLWithPath: store.path).standardizedFileURL.resolvingSymlinksInPath()
+        let own = ["", "-wal", "-shm", "-journal"].map { database.lastPathComponent + $0 }
+        guard database.deletingLastPathComponent().path != folder.path || !own.contains(file) else {
+            throw ProtocolError(.invalidValue, "'\(file)' is one of the database's own files")
+        }
+        return folder.appendingPathComponent(file).path
     }
 
     func feedback(_ request: Operations.Feedback.Arguments) throws -> Operations.Feedback.Answer {

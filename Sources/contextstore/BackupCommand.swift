@@ -19,7 +19,7 @@ struct BackupCommand: AsyncParsableCommand {
             the copy (or move the copy to the old path and remove that file's -wal and -shm first).
 
             Without --db, the server at --host/--port writes the copy (the `backup` op): --to is \
-            then a path on the server's machine, made absolute here from this directory.
+            then a file name in the folder the server was started with (serve --backup-dir).
             """
     )
 
@@ -29,12 +29,7 @@ struct BackupCommand: AsyncParsableCommand {
 
     func run() async throws {
         guard let db else {
-            var path = to
-            if !path.hasPrefix("/"), let directory = getcwd(nil, 0) {
-                path = String(cString: directory) + "/" + path
-                free(directory)
-            }
-            return try await connection.send(Operations.Backup.self, [("to", .string(path))])
+            return try await connection.send(Operations.Backup.self, [("to", .string(to))])
         }
         let report: BackupReport
         do {

@@ -4,6 +4,7 @@ import ContextProtocol
 import ContextServer
 import Dispatch
 import Embedder
+import Foundation
 import Logging
 import MemoryStore
 import VectorIndex
@@ -65,6 +66,9 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Open connections at most; one more is answered 'overloaded' and closed.")
     var maxConnections = 1024
 
+    @Option(help: "The folder `backup` requests write into (each a new file there); without it, they are refused.")
+    var backupDir: String?
+
     @Option(help: "Open connections one peer address may hold (default: a quarter of --max-connections).")
     var maxConnectionsPerAddress: Int?
 
@@ -91,6 +95,12 @@ struct ServeCommand: AsyncParsableCommand {
         try requireFlag("max-line-bytes", maxLineBytes, in: 1024...(1 << 30))
         try requireFlag("threads", threads, in: 1...1024)
         try requireFlag("max-connections", maxConnections, in: 1...1_000_000)
+        if let backupDir {
+            var isFolder: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: backupDir, isDirectory: &isFolder), isFolder.boolValue else {
+                throw ValidationError("--backup-dir: \(backupDir) is not a folder")
+            }
+        }
         try requireFlag("max-connections-per-address", maxConnectionsPerAddress, in: 1...1_000_000)
         try requireFlag("auth-timeout", authTimeout, in: 1...86_400)
         try requireFlag("idle-timeout", idleTimeout, in: 0...86_400 * 30)
@@ -188,6 +198,7 @@ struct ServeCommand: AsyncParsableCommand {
             maximumBufferedBytes: maxBufferedBytes)
         if let threads { configuration.threads = threads }
         configuration.maximumConnectionsPerAddress = maxConnectionsPerAddress
+        configuration.backupDirectory = backupDir
         configuration.authenticationTimeout = .seconds(Int64(authTimeout))
         configuration.idleTimeout = idleTimeout == 0 ? nil : .seconds(Int64(idleTimeout))
         configuration.prompts = prompts

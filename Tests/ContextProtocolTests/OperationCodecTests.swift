@@ -74,7 +74,8 @@ import Testing
         for search in [
             SearchRequest(
                 user: "u", query: .vector([0.5, -0.25]), k: 3,
-                filter: RowFilter(session: "s", role: .assistant, since: -1, until: Int64.max), ef: 64, exact: true),
+                filter: RowFilter(session: "s", role: .assistant, since: -1, until: TimeRange.milliseconds.upperBound),
+                ef: 64, exact: true),
             SearchRequest(user: "u", query: .text("tea?")),
             SearchRequest(
                 user: "u", text: "tea\u{0}?", vector: [1, 2], mode: .hybrid, k: 1000,
@@ -98,7 +99,8 @@ import Testing
         }
         #expect(try roundTrip(Operations.Delete.self, named) == named)
         let filter = MemoryFilter(
-            rows: RowFilter(session: "s\u{0}", role: .tool, since: Int64.min, until: 9, speaker: "Ana"),
+            rows: RowFilter(
+                session: "s\u{0}", role: .tool, since: TimeRange.milliseconds.lowerBound, until: 9, speaker: "Ana"),
             metadata: [
                 MetadataCondition(key: "a.b\"", test: .equals(.string("x\u{0}"))),
                 MetadataCondition(key: "n", test: .equals(.integer(9_007_199_254_740_993))),

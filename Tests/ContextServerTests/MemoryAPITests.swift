@@ -313,26 +313,45 @@ import VectorIndex
     }
 
     @Test func backupOpWritesACheckedCopy() async throws {
-        let server = try await TestServer()
+        let backups = TemporaryFolder()
+        let server = try await TestServer { $0.backupDirectory = backups.path }
         let client = try await server.client()
         try await client.addBatch((0..<40).map { Self.memory($0) })
-        let target = server.folder.path + "/copy.db"
+        let target = backups.path + "/copy.db"
         let answer = try await client.backup(to: target)
         #expect(answer.path == target && answer.memories == 40 && answer.bytes > 0)
         let copy = try MemoryStore(path: target)
         #expect(copy.get(user: "u", id: "m39") == server.store.get(user: "u", id: "m39"))
         copy.close()
+        #expect(try await client.backup(to: "second.db").path == backups.path + "/second.db")
         try await checkError(server, #"{"op":"backup","to":"\#(target)"}"#, .invalidValue)
-        try await checkError(server, #"{"op":"backup","to":"relative.db"}"#, .invalidValue)
-        let socket = try RawSocket(port: server.port)
-        socket.send(#"{"op":"backup","to":"\#(server.folder.path)/missing/copy.db"}"# + "\n")
-        #expect(
-            socket.readLine()
-                == #"{"ok":false,"error":{"code":"invalid_value","message":"cannot create \#(server.folder.path)/missing/copy.db: No such file or directory"}}"#
-        )
         try await checkError(server, #"{"op":"backup"}"#, .missingField)
+        // Only inside the backup folder: never elsewhere, never onto the database's own files.
+        for outside in [
+            server.folder.path + "/space.db-journal", server.folder.path + "/elsewhere.db", "../escape.db",
+            "sub/../../escape.db", backups.path + "/", "/etc/x.db",
+        ] {
+            try await checkError(server, #"{"op":"backup","to":"\#(outside)"}"#, .invalidValue)
+        }
         await client.close()
         await server.stop()
+        let sameFolder = try await TestServer { $0.backupDirectory = nil }
+        try await checkError(sameFolder, #"{"op":"backup","to":"/tmp/x.db"}"#, .forbidden)
+        await sameFolder.stop()
+        // Backups beside the database: its own files are refused (one was seen broken by a
+        // backup onto its journal).
+        let folder = TemporaryFolder()
+        let process = try ServerProcess(
+            database: folder.path + "/space.db", arguments: ["--dim", "2", "--backup-dir", folder.path])
+        let socket = try RawSocket(port: process.port)
+        for own in ["space.db", "space.db-wal", "space.db-shm", "space.db-journal", folder.path + "/space.db-journal"] {
+            socket.send(#"{"op":"backup","to":"\#(own)"}"# + "\n")
+            #expect(socket.readLine()?.contains("is one of the database's own files") == true, "\(own)")
+        }
+        socket.send(#"{"op":"backup","to":"copy.db"}"# + "\n")
+        #expect(socket.readLine()?.hasPrefix(#"{"ok":true,"path":"\#(folder.path)/copy.db""#) == true)
+        process.signal(SIGTERM)
+        #expect(try runContextstore(["check", "--db", folder.path + "/space.db"]).status == 0)
     }
 
     /// Sends one raw request line and expects the error `code`.

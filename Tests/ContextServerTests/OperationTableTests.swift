@@ -50,7 +50,7 @@ import Testing
         let access = Dictionary(uniqueKeysWithValues: OperationTable.descriptors.map { ($0.name, $0.access) })
         #expect(
             access == [
-                "auth": .anyone, "ping": .anyKey, "hello": .anyKey, "embed": .anyKey, "search": .read, "get": .read,
+                "auth": .anyone, "ping": .anyKey, "hello": .anyKey, "embed": .write, "search": .read, "get": .read,
                 "list": .read, "sessions": .read, "prompt": .read, "add": .write, "add_batch": .write,
                 "update": .write, "delete": .write, "forget": .write, "feedback": .write, "stats": .admin,
                 "backup": .admin,

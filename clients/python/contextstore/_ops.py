@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Union
 
 from . import types as t
+from .errors import TurnsExist
 
 _UNSET: Any = object()
 """``update``: leave the field as it is (``None`` there means JSON null, which removes it)."""
@@ -80,6 +81,11 @@ def _hits(answer: Dict[str, Any]) -> List[t.Hit]:
 class Operations:
     """The ops; a subclass provides ``_call(request)``."""
 
+    def _then(self, first: Any, then: Callable[[Any], Any]) -> Any:  # pragma: no cover - as _call
+        """``then(result of first)``, where ``first`` is what ``_call`` returned: for requests that
+        need another's answer."""
+        raise NotImplementedError
+
     def _call(self, request: Request) -> Any:  # pragma: no cover - every subclass has its own
         raise NotImplementedError
 
@@ -146,26 +152,60 @@ class Operations:
         return self._call(Request(fields, _batch_added, all("id" in item for item in wire)))
 
     def add_messages(
-        self, user: str, session: str, messages: Iterable[Mapping[str, Any]], *, first_index: int = 0,
-        if_absent: Optional[bool] = None,
+        self, user: str, session: str, messages: Iterable[Mapping[str, Any]], *, first_index: Optional[int] = None,
+        replace: bool = False,
     ) -> Any:
         """-> ``BatchAdded``: chat messages (OpenAI-style ``{"role", "content"}``, optionally ``name``
         (stored as ``speaker``), ``created_at``, ``metadata``) stored as the turns of ``session`` in
-        one ``add_batch``. Each turn's id is ``{session}/{n}`` (n from ``first_index``), so storing the
-        same conversation again replaces rather than duplicates, and the batch may be sent again."""
+        one ``add_batch``, with ids ``{session}/{n}``.
+
+        By default the messages are appended: n continues after the session's turns on the
+        server (one ``sessions`` request first), so calling this once per new message keeps every
+        turn. ``first_index`` numbers from there instead (a pipeline needs it). A turn whose id
+        exists is never overwritten unless ``replace=True`` (storing a conversation again): the
+        others are stored and ``TurnsExist`` names the ids that were not."""
         items = []
-        for n, message in enumerate(messages, start=first_index):
+        for n, message in enumerate(messages):
             unknown = set(message) - {"role", "content", "name", "created_at", "metadata"}
             if unknown:
-                raise ValueError(f"messages[{n - first_index}] has fields a turn does not keep: {sorted(unknown)}")
-            items.append(
+                raise ValueError(f"messages[{n}] has fields a turn does not keep: {sorted(unknown)}")
+            items.append(message)
+
+        def store(start: int) -> Any:
+            batch = [
                 _given(
-                    id=f"{session}/{n}", user=user, session=session, role=message.get("role"),
+                    id=f"{session}/{start + n}", user=user, session=session, role=message.get("role"),
                     speaker=message.get("name"), text=message.get("content", ""),
                     created_at=message.get("created_at"), metadata=message.get("metadata"),
                 )
-            )
-        return self.add_batch(items, if_absent=if_absent)
+                for n, message in enumerate(items)
+            ]
+            if replace:
+                return self.add_batch(batch)
+            fields = {"op": "add_batch", "items": [_memory_item(item) for item in batch], "if_absent": True}
+
+            def parse(answer: Dict[str, Any]) -> t.BatchAdded:
+                # Skipped: the same turn is stored already (a batch sent again). A conflict: the
+                # id holds another turn, which is kept.
+                added = _batch_added(answer)
+                if added.conflicts:
+                    raise TurnsExist([batch[i]["id"] for i in added.conflicts], added)
+                return added
+
+            return self._call(Request(fields, parse, True))
+
+        if first_index is not None:
+            return store(first_index)
+
+        def turns(found: t.Sessions) -> int:
+            for listed in found.sessions:
+                if listed.session == session:
+                    return listed.turns
+            if found.more:
+                raise ValueError(f"{user} has more sessions than one answer lists; pass first_index")
+            return 0
+
+        return self._then(self.sessions(user, limit=10_000), lambda found: store(turns(found)))
 
     def update(
         self, user: str, id: str, *, session: Any = _UNSET, role: Any = _UNSET, speaker: Any = _UNSET,
@@ -180,7 +220,9 @@ class Operations:
 
     def delete(self, user: str, id: str) -> Any:
         """-> how many memories went (1). ``NotFound`` for an id the user does not have."""
-        return self._call(Request({"op": "delete", "user": user, "id": id}, lambda a: a["deleted"], True))
+        # Not safe to send twice: after a lost answer, a second delete would say not_found for a
+        # memory the first one deleted.
+        return self._call(Request({"op": "delete", "user": user, "id": id}, lambda a: a["deleted"], False))
 
     def forget(
         self, user: str, *, session: Optional[str] = None, role: Optional[str] = None,

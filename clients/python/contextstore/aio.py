@@ -1,7 +1,7 @@
 """The asyncio client: every op a coroutine; many may be in flight on one connection."""
 
 import asyncio
-from typing import Any, Dict, Optional
+from typing import Any, Callable, Dict, Optional
 
 from . import _wire
 from ._ops import Operations, Request
@@ -149,6 +149,12 @@ class AsyncClient(_wire.Settings, Operations):
                 self.key = result["key"]
             self._connection = connection
             return connection
+
+    def _then(self, first: Any, then: Callable[[Any], Any]) -> Any:
+        async def chained() -> Any:
+            return await then(await first)
+
+        return chained()
 
     async def _call(self, request: Request) -> Any:
         backoff = self._backoff()

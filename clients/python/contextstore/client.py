@@ -4,7 +4,7 @@ import select
 import selectors
 import socket
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from . import _wire
 from ._ops import Operations, Request
@@ -172,6 +172,9 @@ class Client(_wire.Settings, Operations):
     def _drop(self) -> None:
         self.close()
 
+    def _then(self, first: Any, then: Callable[[Any], Any]) -> Any:
+        return then(first)
+
     def _call(self, request: Request) -> Any:
         backoff = self._backoff()
         while True:
@@ -236,6 +239,9 @@ class Pipeline(Operations):
     def __exit__(self, kind: Any, *exc: Any) -> None:
         if kind is None:
             self.execute()
+
+    def _then(self, first: Any, then: Callable[[Any], Any]) -> Any:
+        raise ValueError("a pipeline cannot wait for one answer to send the next; pass first_index")
 
     def _call(self, request: Request) -> Pending:
         pending = Pending(request)

@@ -1,6 +1,6 @@
 """Exceptions: one class per error code of docs/PROTOCOL.md, and the transport's own."""
 
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 
 class ContextStoreError(Exception):
@@ -157,3 +157,13 @@ def server_error(error: Dict[str, Any]) -> ServerError:
     message = str(error.get("message", ""))
     details = {key: value for key, value in error.items() if key not in ("code", "message")}
     return ERRORS_BY_CODE.get(code, ServerError)(code, message, details)
+
+
+class TurnsExist(ContextStoreError):
+    """``add_messages``: ``ids`` already hold other turns of the session, which were kept (pass
+    ``replace=True`` to overwrite them); ``added`` is what was stored of the rest."""
+
+    def __init__(self, ids: List[str], added: Any) -> None:
+        super().__init__(f"turns {ids} exist with other content and were kept; pass replace=True to overwrite")
+        self.ids = ids
+        self.added = added

@@ -58,7 +58,8 @@ class Server:
 
     def start(self) -> None:
         command = [str(BINARY), "serve", "--db", str(self.folder / "space.db"), "--port", str(self.port),
-                   "--model", self.model, "--keys", str(self.keys), "--log-level", "warning"]
+                   "--model", self.model, "--keys", str(self.keys), "--log-level", "warning",
+                   "--backup-dir", str(self.folder)]
         if self.model == "none":
             command += ["--dim", "8"]
         log = open(self.folder / "server.log", "ab")

@@ -111,8 +111,8 @@ def test_every_op(server, tmp_path):
         stats = admin.stats()
         assert stats.dimension == 384 and stats.index == "flat"
         assert "contextstore_requests_total" in admin.metrics()
-        copy = tmp_path / "copy.db"
-        backup = admin.backup(str(copy))
+        backup = admin.backup("copy.db")  # a file of the server's --backup-dir
+        copy = server.folder / "copy.db"
         assert backup.path == str(copy) and copy.exists()
         with pytest.raises(cs.InvalidValue):  # an existing file is never overwritten
             admin.backup(str(copy))
@@ -160,15 +160,26 @@ def test_add_messages(server):
         {"role": "assistant", "content": "Congratulations on Miso!"},
     ]
     with cs.Client(port=server.port, secret=APP) as client:
-        stored = client.add_messages("bob", "chat-1", messages)
-        assert stored.ids == ["chat-1/0", "chat-1/1", "chat-1/2"]
-        again = client.add_messages("bob", "chat-1", messages)  # same ids: replaced, not duplicated
-        assert again.count == 3
+        # One call per new message, as a chatbot loop does: each continues the numbering (the
+        # first version restarted at 0 and replaced the session's first turn, silently).
+        for message in messages:
+            client.add_messages("bob", "chat-1", [message])
         turns = client.list("bob", session="chat-1").memories
-        assert [(m.role, m.speaker, m.text) for m in turns] == [
-            ("system", None, "You are helpful."), ("user", "Bea", "I adopted a cat named Miso"),
-            ("assistant", None, "Congratulations on Miso!"),
+        assert [(m.id, m.role, m.speaker, m.text) for m in turns] == [
+            ("chat-1/0", "system", None, "You are helpful."), ("chat-1/1", "user", "Bea", "I adopted a cat named Miso"),
+            ("chat-1/2", "assistant", None, "Congratulations on Miso!"),
         ]
+        # Numbered from 0 again: a collision with other turns is an error, and nothing is replaced.
+        with pytest.raises(cs.TurnsExist) as collision:
+            client.add_messages("bob", "chat-1", [{"role": "user", "content": "something else"}], first_index=0)
+        assert collision.value.ids == ["chat-1/0"]
+        assert client.get("bob", "chat-1/0").text == "You are helpful."
+        # The same conversation stored again with replace=True replaces, and adds nothing.
+        again = client.add_messages("bob", "chat-1", messages, first_index=0, replace=True)
+        assert again.count == 3 and len(client.list("bob", session="chat-1").memories) == 3
+        with pytest.raises(ValueError):
+            with client.pipeline() as batch:
+                batch.add_messages("bob", "chat-1", messages)
         with pytest.raises(ValueError):
             client.add_messages("bob", "chat-2", [{"role": "user", "content": "x", "tool_calls": []}])
 
