@@ -18,6 +18,14 @@ public struct RowAttributes: Sendable, Equatable {
     }
 }
 
+extension Memory {
+    /// The fields an index filters a memory's rows by (its expiry included: a row without it
+    /// would be returned after it expired).
+    public var attributes: RowAttributes {
+        RowAttributes(session: session, role: role, createdAt: createdAt, speaker: speaker, expiresAt: expiresAt)
+    }
+}
+
 /// Narrows a search within one user's rows. Every condition that is set must hold.
 public struct RowFilter: Sendable, Equatable {
     public var session: String?

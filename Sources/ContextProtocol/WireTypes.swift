@@ -9,14 +9,16 @@ public struct ServerHello: Sendable, Equatable {
     public var metric: Metric
     public var index: String
     public var blas: String
-    public var memories: Int
+    /// The memories of the whole space: told to an admin (or on a server without keys) only,
+    /// nil for other keys, whose users are a part of it.
+    public var memories: Int?
     /// The embedding model the server runs, or nil when it has none (text requests then fail
     /// with `no_embedder`).
     public var embedder: String?
 
     public init(
         server: String, version: String, protocolVersion: Int, dimension: Int?, metric: Metric, index: String,
-        blas: String, memories: Int, embedder: String?
+        blas: String, memories: Int?, embedder: String?
     ) {
         self.server = server
         self.version = version
@@ -46,7 +48,7 @@ public struct ServerHello: Sendable, Equatable {
         writer.field("blas")
         writer.string(blas)
         writer.field("memories")
-        writer.int(Int64(memories))
+        if let memories { writer.int(Int64(memories)) } else { writer.null() }
         writer.field("embedder")
         if let embedder { writer.string(embedder) } else { writer.null() }
     }
@@ -64,7 +66,7 @@ public struct ServerHello: Sendable, Equatable {
             dimension: try json.optionalInt("dimension").map { Int($0) }, metric: metric,
             index: try json.required("index", as: "string", \.stringValue),
             blas: try json.required("blas", as: "string", \.stringValue),
-            memories: Int(try json.optionalInt("memories") ?? 0), embedder: try json.optionalString("embedder"))
+            memories: try json.optionalInt("memories").map { Int($0) }, embedder: try json.optionalString("embedder"))
     }
 }
 

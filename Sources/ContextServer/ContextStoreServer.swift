@@ -198,12 +198,18 @@ public final class ContextStoreServer: Sendable {
         }
         if let (metricsHost, metricsPort) = configuration.metricsAddress {
             do {
+                let metricsLimits = ConnectionLimits(
+                    maximumConnections: MetricsHTTPHandler.maximumConnections, maximumBufferedBytes: 0)
                 metricsChannel = try await ServerBootstrap(group: group)
                     .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
                     .childChannelInitializer { channel in
                         channel.eventLoop.makeCompletedFuture {
-                            try channel.pipeline.syncOperations.configureHTTPServerPipeline()
-                            try channel.pipeline.syncOperations.addHandler(MetricsHTTPHandler(context: serverContext))
+                            let handlers = channel.pipeline.syncOperations
+                            try handlers.addHandler(
+                                ConnectionGate(limits: metricsLimits, needsKey: false, admission: Admission()))
+                            try handlers.addHandler(IdleStateHandler(allTimeout: MetricsHTTPHandler.idleTimeout))
+                            try handlers.configureHTTPServerPipeline()
+                            try handlers.addHandler(MetricsHTTPHandler(context: serverContext))
                         }
                     }
                     .bind(host: metricsHost, port: metricsPort).get()

@@ -208,8 +208,14 @@ struct ServerContext: Sendable {
         let stats = store.stats()
         return ServerHello(
             server: "contextstore", version: version, protocolVersion: protocolVersion, dimension: stats.dimension,
-            metric: stats.metric, index: stats.index, blas: BLAS.loadedLibrary, memories: stats.memories,
-            embedder: embedder?.modelID)
+            metric: stats.metric, index: stats.index, blas: BLAS.loadedLibrary,
+            memories: isAdmin ? stats.memories : nil, embedder: embedder?.modelID)
+    }
+
+    /// Whether the connection may see the whole space: no keys, or an admin's.
+    var isAdmin: Bool {
+        guard let keys else { return true }
+        return session.accessKey(in: keys)?.key?.role == .admin
     }
 
     func add(_ arguments: Operations.Add.Arguments) throws -> Operations.Add.Answer {
@@ -318,11 +324,15 @@ struct ServerContext: Sendable {
             resultCache: results?.counters ?? CacheCounters())
     }
 
-    /// `metrics`: the Prometheus text.
-    func metricsText() -> String {
-        metrics.text(
+    /// `metrics`: the Prometheus text. Without `keyed`, the series labelled by key are left out
+    /// (the HTTP listener asks for no key, so it names none).
+    func metricsText(keyed: Bool = true) -> String {
+        let text = metrics.text(
             stats: stats(), connections: limits.openConnections, quality: quality.current,
             tokensEmbedded: embedder?.tokensEmbedded ?? 0)
+        guard !keyed else { return text }
+        return text.split(separator: "\n", omittingEmptySubsequences: false)
+            .filter { !$0.contains("key=\"") }.joined(separator: "\n")
     }
 
     func embed(_ texts: [String]) throws(ProtocolError) -> Operations.Embed.Answer {

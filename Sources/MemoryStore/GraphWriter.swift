@@ -22,8 +22,7 @@ struct GraphWriter {
         var pending: [Int32] = []
         pending.reserveCapacity(memories.count)
         for memory in memories {
-            let attributes = RowAttributes(
-                session: memory.session, role: memory.role, createdAt: memory.createdAt, speaker: memory.speaker)
+            let attributes = memory.attributes
             let key = MemoryStore.key(memory)
             guard
                 let slot = state.write({ state in

@@ -253,7 +253,10 @@ extension MemoryStore {
         let key = Self.key(user: user, id: id)
         try Self.checkTime(changes.createdAt)
         return try withWriter { statements in
-            guard let current = state.read({ $0.record(key: key) }) else { return nil }
+            // An expired memory is gone for every read, so for update too (the purge may not
+            // have deleted it yet).
+            guard let current = state.read({ $0.record(key: key) }), !current.expired(at: Clock.nowMilliseconds())
+            else { return nil }
             guard !changes.isEmpty else { return current.memory(vector: []) }
             try statements.database.transaction {
                 let changed = try statements.update(

@@ -171,7 +171,7 @@ enum SQL {
         ON CONFLICT(user, id) DO UPDATE SET session = excluded.session,
             role = excluded.role, text = excluded.text, created_at = excluded.created_at,
             metadata = excluded.metadata, embedding = excluded.embedding, speaker = excluded.speaker,
-            expires_at = excluded.expires_at
+            expires_at = excluded.expires_at, helped = 0, unhelped = 0
         RETURNING seq
         """
     static let deleteMemory = "DELETE FROM memories WHERE user = ?1 AND id = ?2"

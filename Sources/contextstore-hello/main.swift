@@ -18,7 +18,8 @@ do {
     let hello = try await client.hello()
     await client.close()
     print(
-        "\(hello.server) \(hello.version), protocol \(hello.protocolVersion), \(hello.memories) memories,"
+        "\(hello.server) \(hello.version), protocol \(hello.protocolVersion), "
+            + "\(hello.memories.map { "\($0) memories" } ?? "memories not told to this key"),"
             + " \(hello.metric.rawValue) \(hello.index)")
 } catch {
     print("contextstore-hello: \(error)")

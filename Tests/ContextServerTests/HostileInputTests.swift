@@ -1,8 +1,11 @@
+import ContextClient
 import ContextModel
 import ContextProtocol
 import Foundation
+import MemoryStore
 import NIOCore
 import Testing
+import VectorIndex
 
 @testable import ContextServer
 
@@ -66,6 +69,71 @@ import Testing
             code(send(#"{"op":"update","user":"u","id":"a","created_at":-9223372036854775808}"#)) == "invalid_value")
         let hits = send(#"{"op":"search","user":"u","vector":[1,0],"half_life":1}"#)
         #expect(hits?.hasPrefix(#"{"ok":true,"hits":[{"#) == true)
+        server.signal(SIGTERM)
+    }
+
+    /// `hello` told any key how many memories the whole space holds.
+    @Test func helloTellsTheSpaceSizeToAnAdminOnly() async throws {
+        let server = try await TestServer(dimension: 2) { $0.keys = KeyRing(KeysTests.keys) }
+        let root = try await ContextStoreClient.connect(port: server.port, secret: "root-secret-0123456789")
+        _ = try await root.add(NewMemory(user: "bob", text: "t", vector: [1, 0]))
+        #expect(try await root.hello().memories == 1)
+        let reader = try await ContextStoreClient.connect(port: server.port, secret: "reader-secret-0123456789")
+        #expect(try await reader.hello().memories == nil)
+        await root.close()
+        await reader.close()
+        await server.stop()
+    }
+
+    /// Graph nodes of memories added since the start carried no expiry, so an HNSW search
+    /// returned them after they expired; `update` answered an expired memory.
+    @Test func anExpiredMemoryLeavesEveryReadOfAGraphSpace() async throws {
+        let server = try await TestServer(dimension: 2, index: .hnsw(HNSWParameters())) {
+            $0.purgeInterval = .seconds(3600)
+        }
+        let client = try await server.client()
+        // Enough rows that the planner walks the graph rather than scanning.
+        let rows: [NewMemory] = (0..<3000).map { i in
+            let vector: [Float] = [Float(i % 97) + 1, Float(i % 89)]
+            return NewMemory(id: "m\(i)", user: "u", text: "t", vector: vector)
+        }
+        try await client.addBatch(rows)
+        _ = try await client.add(NewMemory(id: "brief", user: "u", text: "gone soon", vector: [1, 1000], ttl: 1))
+        // A small ef: the planner walks the graph (48 ef < the user's rows).
+        let before = try await client.search(SearchRequest(user: "u", query: .vector([1, 1000]), k: 1, ef: 16))
+        #expect(before.map { $0.memory.id } == ["brief"])
+        try await Task.sleep(for: .milliseconds(1100))
+        let after = try await client.search(SearchRequest(user: "u", query: .vector([1, 1000]), k: 5, ef: 16))
+        #expect(after.count == 5 && !after.contains { $0.memory.id == "brief" })
+        let socket = try RawSocket(port: server.port)
+        socket.send(#"{"op":"update","user":"u","id":"brief","metadata":{"a":1}}"# + "\n")
+        #expect(code(socket.readLine()) == "not_found")
+        await client.close()
+        await server.stop()
+    }
+
+    /// Replacing a memory reset its feedback in memory but not in the file: its ranking changed
+    /// at the next start.
+    @Test func replacingAMemoryResetsItsFeedbackOnDiskToo() async throws {
+        let folder = TemporaryFolder()
+        let database = folder.path + "/space.db"
+        var server = try ServerProcess(database: database, arguments: ["--dim", "2"])
+        var socket = try RawSocket(port: server.port)
+        for line in [
+            #"{"op":"add","user":"u","id":"a","text":"t","vector":[1,0]}"#,
+            #"{"op":"feedback","user":"u","id":"a","helped":true}"#,
+            #"{"op":"add","user":"u","id":"a","text":"another","vector":[0,1]}"#,
+        ] {
+            socket.send(line + "\n")
+            #expect(code(socket.readLine()) == nil)
+        }
+        socket.send(#"{"op":"feedback","user":"u","id":"a","helped":true}"# + "\n")
+        #expect(socket.readLine() == #"{"ok":true,"helped":1,"not_helped":0}"#)
+        server.signal(SIGTERM)
+        server = try ServerProcess(database: database, arguments: ["--dim", "2"])
+        socket = try RawSocket(port: server.port)
+        socket.send(#"{"op":"feedback","user":"u","id":"a","helped":false}"# + "\n")
+        #expect(socket.readLine() == #"{"ok":true,"helped":1,"not_helped":1}"#)
         server.signal(SIGTERM)
     }
 

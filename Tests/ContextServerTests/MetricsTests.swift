@@ -66,6 +66,35 @@ import Testing
         await client.close()
         await server.stop()
     }
+
+    /// The HTTP listener needs no key: it named every key (prompt tokens by key), and held any
+    /// number of half-sent requests open, until the main port could not accept.
+    @Test func theHTTPListenerNamesNoKeyAndHoldsFewIdleConnections() async throws {
+        let server = try await TestServer(dimension: 2) {
+            $0.metricsAddress = ("127.0.0.1", 0)
+            $0.keys = KeyRing(KeysTests.keys)
+        }
+        let port = try #require(server.server.metricsPort)
+        let app = try await ContextStoreClient.connect(port: server.port, secret: "app-a-secret-0123456789")
+        _ = try await app.prompt(.init(search: SearchRequest(user: "alice", text: "tea", vector: [1, 0])))
+        let root = try await ContextStoreClient.connect(port: server.port, secret: "root-secret-0123456789")
+        #expect(try await root.metrics().contains(#"contextstore_prompt_tokens_total{key="app-a"}"#))
+        let socket = try RawSocket(port: port)
+        socket.send("GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        var lines: [String] = []
+        while let line = socket.readLine() { lines.append(line) }
+        #expect(lines.first == "HTTP/1.1 200 OK\r")
+        #expect(!lines.contains { $0.contains("app-a") || $0.contains("key=") })
+        // 100 half-sent requests: 64 held, the rest refused; all closed within the idle time.
+        let halfSent = try (0..<100).map { _ in try RawSocket(port: port) }
+        for socket in halfSent { socket.send("GET /metr") }
+        let started = ContinuousClock.now
+        for socket in halfSent { while socket.readLine() != nil {} }
+        #expect(ContinuousClock.now - started < .seconds(9))
+        await app.close()
+        await root.close()
+        await server.stop()
+    }
 }
 
 /// The quality gauges: searches re-run exactly in the background, and the share that came short.

@@ -204,7 +204,8 @@ class Hello:
     metric: str
     index: str
     blas: str
-    memories: int
+    memories: Optional[int]
+    """The whole space's memories: for an admin key (or a server without keys); None otherwise."""
     embedder: Optional[str]
 
 
