@@ -195,7 +195,7 @@ public final class ContextStoreClient: Sendable {
 
     /// `search`: the closest memories of one user, best first.
     public func search(_ search: SearchRequest) async throws -> [ScoredMemory] {
-        try await call(Operations.Search.self, search)
+        try await call(Operations.Search.self, search).hits
     }
 
     /// `prompt`: the prompt for a user's new message within a token budget, and what went in

@@ -299,17 +299,35 @@ public enum Operations {
                 explain: try request.optionalBool("explain") ?? false,
                 halfLife: halfLife, context: Int(context), feedbackBoost: feedbackBoost)
         }
-        public static func encode(answer hits: [ScoredMemory], to writer: inout JSONWriter) {
-            writer.field("hits")
-            writer.array(count: hits.count) { hits[$1].write(to: &$0) }
+        /// The hits, best first, and the parts of the search the server could not run
+        /// (`vector`: a text search with no mode, on a server without a model, ranked by words
+        /// alone), so an answer never silently leaves out what a search normally uses.
+        public struct Answer: Sendable, Equatable {
+            public var hits: [ScoredMemory]
+            public var degraded: [String]
+
+            public init(hits: [ScoredMemory], degraded: [String] = []) {
+                self.hits = hits
+                self.degraded = degraded
+            }
         }
-        public static func decode(answer: JSONObject) throws(ProtocolError) -> [ScoredMemory] {
-            try answer.required("hits", as: "array", \.arrayValue).map { (hit) throws(ProtocolError) in
+        public static func encode(answer: Answer, to writer: inout JSONWriter) {
+            writer.field("hits")
+            writer.array(count: answer.hits.count) { answer.hits[$1].write(to: &$0) }
+            if !answer.degraded.isEmpty {
+                writer.field("degraded")
+                writer.array(count: answer.degraded.count) { $0.string(answer.degraded[$1]) }
+            }
+        }
+        public static func decode(answer: JSONObject) throws(ProtocolError) -> Answer {
+            let hits = try answer.required("hits", as: "array", \.arrayValue).map { (hit) throws(ProtocolError) in
                 guard let object = hit.objectValue else {
                     throw ProtocolError(.wrongType, "a hit must be an object, not \(hit.typeName)")
                 }
                 return try ScoredMemory(json: object)
             }
+            let degraded = answer["degraded"] == nil ? [] : try answer.strings("degraded")
+            return Answer(hits: hits, degraded: degraded)
         }
     }
 

@@ -237,11 +237,13 @@ struct ServerContext: Sendable {
             truncated: arguments.truncated)
     }
 
-    func search(_ search: SearchRequest) throws -> [ScoredMemory] {
+    func search(_ search: SearchRequest) throws -> Operations.Search.Answer {
+        // A text search in the default mode is hybrid; without a model it is words alone.
+        let degraded = search.mode == nil && search.text != nil && search.vector == nil && embedder == nil
         let search = try embedded(search)
         let hits = try store.search(search)
         quality.observe(search, hits: hits, store: store)
-        return hits
+        return Operations.Search.Answer(hits: hits, degraded: degraded ? ["vector"] : [])
     }
 
     func get(_ request: Operations.Get.Arguments) throws(ProtocolError) -> Operations.Get.Answer {

@@ -8,7 +8,8 @@ import Embedder
 /// How the commands find the embedding model: `--model PATH`, `--model none`, or the folder
 /// `scripts/fetch-model` fills.
 enum ModelOption {
-    static let defaultFolder = "data/models/all-MiniLM-L6-v2"
+    /// `data/models/all-MiniLM-L6-v2` of the home folder (`ContextHome`).
+    static let defaultFolder = ContextHome.resolve("data/models/all-MiniLM-L6-v2")
 
     /// The model `option` names; without one, the default folder's when it holds a model.
     /// - Returns: nil for `none`, or when there is no option and no default model.

@@ -9,7 +9,7 @@ import PromptBuilder
 /// How `serve` builds prompts: `--tokenizer` (the cl100k_base rank file, or `estimate`) and
 /// `--templates` (a folder of NAME.mustache files).
 struct PromptOptions: ParsableArguments {
-    static let defaultRankFile = "data/tokenizers/cl100k_base.tiktoken"
+    static let defaultRankFile = ContextHome.resolve(BytePairEncoder.defaultRankFile)
 
     @Option(
         help: """

@@ -157,9 +157,11 @@ struct ServeCommand: AsyncParsableCommand {
 
         let embedder = try ModelOption.load(model)
         let (prompts, promptNote) = try promptOptions.settings()
-        if let promptNote { logger.info("\(promptNote)") }
+        if let promptNote { logger.warning("\(promptNote)") }
         if embedder == nil, model == nil {
-            logger.info("no embedding model at \(ModelOption.defaultFolder) (scripts/fetch-model fetches it)")
+            logger.warning(
+                "no embedding model at \(ModelOption.defaultFolder) (scripts/fetch-model fetches it; CONTEXTSTORE_HOME names the folder that holds data/): text is searched by its words alone"
+            )
         }
         var ring: KeyRing?
         if let keys {
@@ -192,6 +194,14 @@ struct ServeCommand: AsyncParsableCommand {
         } catch let error as StoreError {
             if !existed { Self.remove(db) }
             throw fail("cannot open \(db): \(error.message)\(openHint(error, embedder: embedder))")
+        }
+        // A space filled by a model is not served without it, unless asked: its text searches
+        // would quietly become keyword searches.
+        if let recorded = store.model, embedder == nil, model != "none" {
+            store.close()
+            throw fail(
+                "\(db) was filled by the model \(recorded), which is not at \(ModelOption.defaultFolder): pass --model PATH (or --model none to serve it without a model, text searched by its words alone)"
+            )
         }
         var configuration = ServerConfiguration(
             host: host, port: port, maximumLineBytes: maxLineBytes, maximumConnections: maxConnections,

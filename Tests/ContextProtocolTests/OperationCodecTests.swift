@@ -207,7 +207,9 @@ import Testing
                 memory: Memory(id: "k", user: "u", text: "x", createdAt: 5, vector: []), score: 7.5,
                 explanation: Explanation(keywordScore: 7.5, keywordRank: 1)),
         ]
-        #expect(try roundTrip(Operations.Search.self, answer: hits) == hits)
+        #expect(try roundTrip(Operations.Search.self, answer: .init(hits: hits)) == .init(hits: hits))
+        let degraded = Operations.Search.Answer(hits: hits, degraded: ["vector"])
+        #expect(try roundTrip(Operations.Search.self, answer: degraded) == degraded)
         let memory = Memory(
             id: "m", user: "u", session: "s", role: .system, speaker: "Ana\u{0}", text: "t", createdAt: 1,
             metadata: "{}",

@@ -155,3 +155,66 @@ import VectorIndex
         #expect(limits.buffer(0) == 0)
     }
 }
+
+/// A server started outside the checkout ran without its model and token counter (relative
+/// default paths), and hybrid searches became keyword searches with one info line (issue 24,
+/// item 24).
+@Suite struct SilentDegradationTests {
+    let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().path
+
+    /// Starts `contextstore serve` in `folder` with `environment`; its first line (or error).
+    func serve(_ arguments: [String], in folder: String, home: String?) throws -> (Process, String, Pipe) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: contextstoreExecutable())
+        process.arguments = ["serve", "--port", "0"] + arguments
+        process.currentDirectoryURL = URL(fileURLWithPath: folder)
+        var environment = ProcessInfo.processInfo.environment
+        environment["CONTEXTSTORE_HOME"] = home
+        process.environment = environment
+        let output = Pipe()
+        let error = Pipe()
+        process.standardOutput = output
+        process.standardError = error
+        try process.run()
+        var line = [UInt8]()
+        while let byte = output.fileHandleForReading.readData(ofLength: 1).first, byte != 0x0A { line.append(byte) }
+        return (process, String(decoding: line, as: UTF8.self), error)
+    }
+
+    @Test func aSpaceIsNotServedWithoutItsModelUnlessAsked() throws {
+        let model = repository + "/data/models/all-MiniLM-L6-v2"
+        try #require(FileManager.default.fileExists(atPath: model + "/model.safetensors"), "scripts/fetch-model")
+        let folder = TemporaryFolder()
+        let database = folder.path + "/space.db"
+        // Made with the model, from another folder: the home is found from the executable.
+        var (process, line, _) = try serve(["--db", database], in: folder.path, home: nil)
+        #expect(line.hasPrefix("listening on "), "\(line)")
+        let port = Int(line.split(separator: ":").last ?? "") ?? 0
+        let socket = try RawSocket(port: port)
+        socket.send(#"{"op":"hello"}"# + "\n")
+        #expect(socket.readLine()?.contains(#""embedder":"all-MiniLM-L6-v2""#) == true)
+        kill(process.processIdentifier, SIGTERM)
+        process.waitUntilExit()
+        // A home without the model: refused, and said why.
+        let empty = TemporaryFolder()
+        let error: Pipe
+        (process, line, error) = try serve(["--db", database], in: folder.path, home: empty.path)
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 1)
+        let said = String(decoding: error.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(
+            said.contains(
+                "was filled by the model all-MiniLM-L6-v2, which is not at \(empty.path)/data/models/all-MiniLM-L6-v2"),
+            "\(said)")
+        // Asked for: served, and a text search says what it could not use.
+        (process, line, _) = try serve(["--db", database, "--model", "none"], in: folder.path, home: empty.path)
+        let other = try RawSocket(port: Int(line.split(separator: ":").last ?? "") ?? 0)
+        other.send(#"{"op":"search","user":"u","query":"tea"}"# + "\n")
+        #expect(other.readLine() == #"{"ok":true,"hits":[],"degraded":["vector"]}"#)
+        other.send(#"{"op":"search","user":"u","query":"tea","mode":"keyword"}"# + "\n")
+        #expect(other.readLine() == #"{"ok":true,"hits":[]}"#)
+        kill(process.processIdentifier, SIGTERM)
+        process.waitUntilExit()
+    }
+}

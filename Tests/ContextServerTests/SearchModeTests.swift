@@ -36,11 +36,11 @@ import Testing
             keyword.contains(
                 #""explain":{"neighbours":null,"vector":null,"keyword":{"score":"#))
         #expect(keyword.contains(#""rank":1},"recency":null},"context":[{"id":"a","#))
-        let hits = try Operations.Search.decode(answer: object(keyword))
+        let hits = try Operations.Search.decode(answer: object(keyword)).hits
         #expect(hits.map(\.memory.id) == ["b"] && hits[0].context.map(\.id) == ["a", "c"])
         // Text and a vector: hybrid, both sides explained.
         socket.send(#"{"op":"search","user":"u","query":"violin","vector":[1,0],"k":3,"explain":true}"# + "\n")
-        let hybrid = try Operations.Search.decode(answer: object(socket.readLine()))
+        let hybrid = try Operations.Search.decode(answer: object(socket.readLine())).hits
         #expect(hybrid.map(\.memory.id) == ["b", "c", "a"])
         #expect(hybrid[0].explanation?.vectorRank == 1 && hybrid[0].explanation?.keywordRank == 1)
         #expect(hybrid[1].explanation?.keywordRank == nil && hybrid[1].explanation?.neighbours != nil)
