@@ -63,6 +63,11 @@ final class ConnectionHandler: ChannelInboundHandler {
     /// Lines that were in the backlog when quiescing began: received before it, so answered.
     private var receivedBeforeQuiescing = 0
     private var closing = false
+    /// The client shut down its sending side: its lines are answered, then the connection closes.
+    private var inputClosed = false
+    /// The answers are all sent and the sending side shut down; what the client still sends is
+    /// read and dropped until it closes, so the close never resets answers it has not read.
+    private var draining = false
 
     init(
         context: ServerContext, writerPool: NIOThreadPool, computePool: NIOThreadPool, writeQueue: WriteQueue,
@@ -107,7 +112,7 @@ final class ConnectionHandler: ChannelInboundHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard !closing else { return }
+        guard !closing, !draining else { return }
         framer.append(unwrapInboundIn(data))
         while !closing, let line = framer.nextLine() { receive(line, context: context) }
         switch framer.endOfRead() {
@@ -154,7 +159,7 @@ final class ConnectionHandler: ChannelInboundHandler {
 
     /// Stops reading from the socket while the handler may not, and starts again when it may.
     private func adjustReading(_ context: ChannelHandlerContext) {
-        let wanted = mayRead && !closing
+        let wanted = draining || (mayRead && !closing)
         guard wanted != reading, let options = context.channel.syncOptions else { return }
         reading = wanted
         try? options.setOption(ChannelOptions.autoRead, value: wanted)
@@ -175,6 +180,12 @@ final class ConnectionHandler: ChannelInboundHandler {
             // Idle: nothing read for the timeout; a connection still being answered stays.
             if !inFlight, backlog.isEmpty { context.close(promise: nil) }
             return
+        }
+        if let event = event as? ChannelEvent, event == .inputClosed {
+            inputClosed = true
+            // An unfinished last line is not a request.
+            if draining { return context.close(promise: nil) }
+            return pump(context: context)
         }
         guard event is ChannelShouldQuiesceEvent else { return context.fireUserInboundEventTriggered(event) }
         quiescing = true
@@ -222,13 +233,31 @@ final class ConnectionHandler: ChannelInboundHandler {
             }
         }
         if flush { context.flush() }
-        if quiescing, !inFlight, backlog.isEmpty {
-            context.flush()
-            context.close(promise: nil)
+        if quiescing || inputClosed, !inFlight, backlog.isEmpty {
+            finish(context)
             return
         }
         adjustReading(context)
     }
+
+    /// Every answer is written: shuts the sending side (the client reads them all, then end of
+    /// stream), and closes once the client has closed its side too. Closing at once while
+    /// unread bytes from the client sit in the socket would reset the connection, and a reset
+    /// can discard answers the client has not read yet.
+    private func finish(_ context: ChannelHandlerContext) {
+        guard !draining else { return }
+        context.flush()
+        if inputClosed { return context.close(promise: nil) }
+        draining = true
+        context.close(mode: .output, promise: nil)
+        adjustReading(context)
+        // A client that keeps its side open is closed after a while: it has had its answers.
+        let channel = context.channel
+        context.eventLoop.scheduleTask(in: Self.drainTime) { channel.close(promise: nil) }
+    }
+
+    /// How long a connection whose answers are all sent may keep its side open.
+    static let drainTime = TimeAmount.seconds(1)
 
     /// Runs one request: on the spot when it is a read that needs no model, else off the event
     /// loop, with `inFlight` set until its answer is written.

@@ -165,6 +165,8 @@ public final class ContextStoreServer: Sendable {
                 }
             }
             .childChannelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
+            // A client that shuts down its sending side still gets the answers to what it sent.
+            .childChannelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
             .childChannelOption(ChannelOptions.maxMessagesPerRead, value: 16)
             .childChannelOption(
                 ChannelOptions.writeBufferWaterMark,

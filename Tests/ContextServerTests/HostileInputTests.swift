@@ -137,6 +137,52 @@ import VectorIndex
         server.signal(SIGTERM)
     }
 
+    /// A client that shuts down its sending side was cut off (NIO closed the connection at end
+    /// of input); it gets the answers to everything it sent, then the end of the stream.
+    @Test func aHalfClosedClientGetsEveryAnswer() async throws {
+        let server = try await TestServer(dimension: 2)
+        let socket = try RawSocket(port: server.port)
+        let lines =
+            String(repeating: #"{"op":"ping"}"# + "\n", count: 200)
+            + #"{"op":"add","user":"u","id":"a","text":"t","vector":[1,0]}"# + "\n" + #"{"op":"pi"#
+        socket.send(lines)
+        socket.shutdownWrite()
+        var answers: [String] = []
+        while let line = socket.readLine() { answers.append(line) }
+        #expect(answers.count == 201)
+        #expect(answers.last == #"{"ok":true,"id":"a"}"#)
+        #expect(socket.endError == 0)
+        await server.stop()
+    }
+
+    /// On SIGTERM a pipelining client was reset: the server closed with its lines unread, and
+    /// the reset could drop answers before the client read them. Every line the server read is
+    /// answered (ok, or shutting_down), then the stream ends in order.
+    @Test func aPipeliningClientIsNotResetAtShutdown() async throws {
+        let folder = TemporaryFolder()
+        let server = try ServerProcess(database: folder.path + "/space.db", arguments: ["--dim", "2"])
+        let socket = try RawSocket(port: server.port)
+        socket.send(String(repeating: #"{"op":"ping"}"# + "\n", count: 20_000))
+        try await Task.sleep(for: .milliseconds(20))
+        kill(server.process.processIdentifier, SIGTERM)
+        var pongs = 0
+        var refused = 0
+        var other: [String] = []
+        while let line = socket.readLine() {
+            if line == #"{"ok":true,"pong":true}"# {
+                pongs += 1
+            } else if line.contains(#""code":"shutting_down""#) {
+                refused += 1
+            } else {
+                other.append(line)
+            }
+        }
+        #expect(other.isEmpty, "\(other.prefix(3))")
+        #expect(pongs > 0)
+        #expect(socket.endError == 0, "the stream ended with errno \(socket.endError)")
+        server.process.waitUntilExit()
+    }
+
     @Test func theFramerKeepsTheUnfinishedLineAlone() {
         let limits = ConnectionLimits(maximumConnections: 1, maximumBufferedBytes: 1 << 20)
         var framer = LineFramer(limits: limits, maximumLineBytes: 4096)

@@ -51,6 +51,8 @@ final class TestServer: Sendable {
 final class RawSocket {
     private let fd: Int32
     private var buffered: [UInt8] = []
+    /// errno of the read that ended the stream (0: an orderly end, ECONNRESET: a reset).
+    private(set) var endError: Int32 = 0
 
     /// - Parameter receiveBuffer: When given, the socket's receive buffer (SO_RCVBUF), set
     ///   before connecting so the window stays small: a client that reads slowly.
@@ -115,7 +117,10 @@ final class RawSocket {
             }
             var chunk = [UInt8](repeating: 0, count: 65536)
             let count = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-            if count <= 0 { return nil }
+            if count <= 0 {
+                endError = count < 0 ? errno : 0
+                return nil
+            }
             buffered.append(contentsOf: chunk[..<count])
         }
     }
