@@ -1,9 +1,22 @@
 import CSQLite
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// One SQLite connection. Not thread-safe: the owner serializes every call.
 final class Database {
     private var handle: OpaquePointer?
     let path: String
+    /// When the statements running now must stop (`withTimeLimit`), read by SQLite's progress
+    /// handler every `progressSteps` virtual-machine steps.
+    private let deadline = Deadline()
+    static let progressSteps: Int32 = 10_000
+
+    /// The monotonic time (nanoseconds) past which a statement is interrupted.
+    final class Deadline {
+        var nanoseconds: UInt64 = .max
+    }
     /// Statements kept prepared for reuse, by SQL text (see `cachedStatement`).
     private var statements: [String: Statement] = [:]
 
@@ -34,6 +47,28 @@ final class Database {
         }
         handle = connection
         sqlite3_extended_result_codes(connection, 1)
+        // Non-zero interrupts the statement (SQLITE_INTERRUPT): how `withTimeLimit` bounds it.
+        sqlite3_progress_handler(
+            connection, Self.progressSteps,
+            { context in
+                let deadline = Unmanaged<Deadline>.fromOpaque(context!).takeUnretainedValue()
+                var now = timespec()
+                clock_gettime(CLOCK_MONOTONIC, &now)
+                return UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec) > deadline.nanoseconds ? 1 : 0
+            }, Unmanaged.passUnretained(deadline).toOpaque())
+    }
+
+    /// Runs `body` with every statement of this connection stopped once `milliseconds` have
+    /// passed (it fails with `SQLITE_INTERRUPT`, and its transaction rolls back); nil: no limit.
+    func withTimeLimit<T>(_ milliseconds: Int?, _ body: () throws -> T) rethrows -> T {
+        guard let milliseconds else { return try body() }
+        var now = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &now)
+        let previous = deadline.nanoseconds
+        deadline.nanoseconds =
+            UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec) + UInt64(milliseconds) * 1_000_000
+        defer { deadline.nanoseconds = previous }
+        return try body()
     }
 
     deinit { close() }

@@ -6,15 +6,12 @@ extension MemoryStore {
     /// sessions, metadata conditions) take turns on it; searches never do.
     func withReader<T: Sendable>(_ body: (Database) throws -> T) throws -> T {
         do {
-            return try readSide.withLock { side throws -> T in
-                guard !side.closed else { throw StoreError.closed }
-                if side.database == nil {
-                    let database = try Database(path: path, readOnly: true)
-                    try database.execute("PRAGMA busy_timeout = 5000")
-                    side.database = database
-                }
-                return try body(side.database!)
+            return try readers.with(path: path) { database in
+                try database.withTimeLimit(statementTimeLimit) { try body(database) }
             }
+        } catch let error as SQLiteError where error.interrupted {
+            throw StoreError.tooCostly(
+                "a read of this request ran past \(statementTimeLimit) ms and was stopped; narrow its filter")
         } catch let error as SQLiteError {
             throw StoreError.sqlite(error.description)
         }

@@ -21,13 +21,16 @@ extension MemoryStore {
     ///     space, nil means `EmbedTemplate.plain`. A space keeps its own; another is refused.
     ///   - busyTimeoutMilliseconds: How long a write waits for another process's lock on the file
     ///     before failing with `StoreError.sqlite`.
+    ///   - statementTimeLimit: The longest one SQL statement of a request may run, in
+    ///     milliseconds (`StoreError.tooCostly` past it).
     ///   - log: Where a long migration of an older file reports its progress.
     /// - Throws: `StoreError.incompatibleDatabase` when the file's space has another dimension,
     ///   metric or index than the one asked for, a schema newer than this code, or a stored graph
     ///   that does not match its memories (`check` tells more); `StoreError.sqlite`.
     public convenience init(
         path: String, dimension: Int? = nil, metric: Metric? = nil, model: String? = nil, index: SpaceIndex? = nil,
-        embedTemplate: String? = nil, busyTimeoutMilliseconds: Int = 5000, log: @Sendable (String) -> Void = { _ in }
+        embedTemplate: String? = nil, busyTimeoutMilliseconds: Int = 5000, statementTimeLimit: Int = 5000,
+        log: @Sendable (String) -> Void = { _ in }
     ) throws {
         var info = stat()
         if stat(path, &info) == 0, info.st_size == 0 {
@@ -54,7 +57,9 @@ extension MemoryStore {
                 database, statements, path: path, dimension: dimension, metric: metric, model: model, index: index,
                 embedTemplate: embedTemplate)
             let state = try Self.load(database, space: space)
-            self.init(path: path, space: space, fileLock: fileLock, statements: statements, state: state)
+            self.init(
+                path: path, space: space, fileLock: fileLock, statements: statements, state: state,
+                statementTimeLimit: statementTimeLimit)
         } catch let error as SQLiteError {
             throw StoreError.sqlite(error.description)
         }

@@ -308,11 +308,21 @@ extension MemoryStore {
         let condition = SQL.condition(user: user, filter: filter, now: Clock.nowMilliseconds(), arguments: &arguments)
         return try withWriter { statements in
             var keys: [String] = []
-            try rebuildingGraphOnFailure(statements) {
-                try statements.database.transaction {
-                    keys = try deleteRows(
-                        "DELETE FROM memories WHERE \(condition) RETURNING user, id, seq", arguments, statements)
+            do {
+                try rebuildingGraphOnFailure(statements) {
+                    // Bounded: a heavy filter would hold the writer, every tenant's writes.
+                    try statements.database.withTimeLimit(statementTimeLimit) {
+                        try statements.database.transaction {
+                            keys = try deleteRows(
+                                "DELETE FROM memories WHERE \(condition) RETURNING user, id, seq", arguments,
+                                statements)
+                        }
+                    }
                 }
+            } catch let error as SQLiteError where error.interrupted {
+                throw StoreError.tooCostly(
+                    "this forget's filter ran past \(statementTimeLimit) ms and was stopped, nothing deleted; narrow it"
+                )
             }
             state.write { state in
                 for key in keys {

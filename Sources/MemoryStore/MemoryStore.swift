@@ -1,4 +1,5 @@
 import ContextModel
+import Dispatch
 import Synchronization
 import VectorIndex
 
@@ -41,15 +42,61 @@ public final class MemoryStore: Sendable {
     let writeSide: Mutex<WriteSide>
     /// Everything searches read: shared by readers, held alone by a write's short steps.
     let state: ReadWriteBox<State>
-    /// The connection that reads pages through SQL (see `withReader`).
-    let readSide: Mutex<ReadSide>
+    /// The connections that read through SQL (see `withReader`).
+    let readers: ReaderPool
+    /// The longest one SQL statement of a request may run, in milliseconds, before it is
+    /// stopped (`StoreError.tooCostly`): a heavy filter of one tenant then holds a reading
+    /// connection (or the writer) that long at most.
+    public let statementTimeLimit: Int
     /// Which users' memories changed (see `Generation`).
     let changes = ChangeLog()
 
-    struct ReadSide {
-        /// Opened by the first read.
-        var database: Database?
-        var closed = false
+    /// Read-only connections, opened as reads need them, at most `size` at once: one slow read
+    /// (a heavy filter) holds one of them, not every tenant's reads.
+    final class ReaderPool: Sendable {
+        let size: Int
+        private let state = Mutex<(idle: [UnsafeDatabase], open: Int, closed: Bool)>(([], 0, false))
+        private let free: DispatchSemaphore
+
+        /// A connection moved between threads, used by one at a time.
+        struct UnsafeDatabase: @unchecked Sendable {
+            let database: Database
+        }
+
+        init(size: Int) {
+            self.size = size
+            free = DispatchSemaphore(value: size)
+        }
+
+        func with<T>(path: String, _ body: (Database) throws -> T) throws -> T {
+            free.wait()
+            defer { free.signal() }
+            let taken = try state.withLock { state throws -> Database? in
+                guard !state.closed else { throw StoreError.closed }
+                return state.idle.popLast()?.database
+            }
+            let database = try taken ?? Self.open(path)
+            defer {
+                state.withLock { state in
+                    if state.closed { database.close() } else { state.idle.append(UnsafeDatabase(database: database)) }
+                }
+            }
+            return try body(database)
+        }
+
+        private static func open(_ path: String) throws -> Database {
+            let database = try Database(path: path, readOnly: true)
+            try database.execute("PRAGMA busy_timeout = 5000")
+            return database
+        }
+
+        func close() {
+            state.withLock { state in
+                for idle in state.idle { idle.database.close() }
+                state.idle = []
+                state.closed = true
+            }
+        }
     }
 
     struct WriteSide {
@@ -332,7 +379,10 @@ public final class MemoryStore: Sendable {
     }
 
     /// The store over an opened file (see `MemoryStore+Open.swift`).
-    init(path: String, space: Space, fileLock: FileLock, statements: sending WriteStatements, state: sending State) {
+    init(
+        path: String, space: Space, fileLock: FileLock, statements: sending WriteStatements, state: sending State,
+        statementTimeLimit: Int
+    ) {
         self.path = path
         self.metric = space.metric
         self.model = space.model
@@ -341,17 +391,17 @@ public final class MemoryStore: Sendable {
         self.fileLock = fileLock
         self.writeSide = Mutex(WriteSide(statements: statements, refusal: nil))
         self.state = ReadWriteBox(state)
-        self.readSide = Mutex(ReadSide())
+        self.readers = ReaderPool(size: Self.readerCount)
+        self.statementTimeLimit = statementTimeLimit
     }
+
+    /// Reading connections: two per core, at least four.
+    static let readerCount = max(4, 2 * Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
 
     /// Checkpoints the write-ahead log into the database file and closes it. Later calls throw
     /// `StoreError.closed`.
     public func close() {
-        readSide.withLock { side in
-            side.database?.close()
-            side.database = nil
-            side.closed = true
-        }
+        readers.close()
         writeSide.withLock { side in
             guard let database = side.statements?.database else { return }
             try? database.execute(SQL.checkpoint)

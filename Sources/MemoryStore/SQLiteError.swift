@@ -13,6 +13,9 @@ public struct SQLiteError: Error, Sendable, CustomStringConvertible {
         "SQLite error \(code): \(message)" + (sql.map { " (in: \($0))" } ?? "")
     }
 
+    /// The statement was stopped by the progress handler (`Database.withTimeLimit`).
+    var interrupted: Bool { code & 0xFF == SQLITE_INTERRUPT }
+
     init(code: Int32, connection: OpaquePointer?, sql: String? = nil) {
         self.code = code
         if let connection, let text = sqlite3_errmsg(connection) {

@@ -22,6 +22,9 @@ public enum StoreError: Error, Sendable, Equatable {
     case sqlite(String)
     /// The store was closed.
     case closed
+    /// A statement of the request ran past the store's time limit (`statementTimeLimit`) and
+    /// was stopped; nothing of it was stored. The text says what to narrow.
+    case tooCostly(String)
 
     /// The stable code a client sees for this error.
     public var code: ErrorCode {
@@ -31,6 +34,7 @@ public enum StoreError: Error, Sendable, Equatable {
         case .invalidValue: .invalidValue
         case .incompatibleDatabase, .spaceMismatch, .sqlite: .storageError
         case .closed: .shuttingDown
+        case .tooCostly: .tooLarge
         }
     }
 
@@ -41,7 +45,7 @@ public enum StoreError: Error, Sendable, Equatable {
             "vector has \(got) components, the space has dimension \(expected)"
         case .nonFiniteVector: "vector holds NaN or infinity"
         case .invalidValue(let message), .incompatibleDatabase(let message), .spaceMismatch(_, let message),
-            .sqlite(let message):
+            .sqlite(let message), .tooCostly(let message):
             message
         case .closed: "the database is closed"
         }

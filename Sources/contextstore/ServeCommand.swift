@@ -66,6 +66,13 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Open connections at most; one more is answered 'overloaded' and closed.")
     var maxConnections = 1024
 
+    @Option(
+        help: """
+            Milliseconds one SQL statement of a request may run (a heavy metadata filter, say) before it \
+            is stopped and answered too_large; reads run on several connections, so it holds one of them.
+            """)
+    var statementTimeLimitMs = 5000
+
     @Option(help: "The folder `backup` requests write into (each a new file there); without it, they are refused.")
     var backupDir: String?
 
@@ -103,6 +110,7 @@ struct ServeCommand: AsyncParsableCommand {
         }
         try requireFlag("max-connections-per-address", maxConnectionsPerAddress, in: 1...1_000_000)
         try requireFlag("auth-timeout", authTimeout, in: 1...86_400)
+        try requireFlag("statement-time-limit-ms", statementTimeLimitMs, in: 1...3_600_000)
         try requireFlag("idle-timeout", idleTimeout, in: 0...86_400 * 30)
         try requireFlag("result-cache-bytes", resultCacheBytes, in: 0...(1 << 40))
         try requireFlag("slow-ms", slowMs, in: 0...86_400_000)
@@ -190,6 +198,7 @@ struct ServeCommand: AsyncParsableCommand {
                 path: db, dimension: dim ?? embedder?.dimension, metric: metric, model: embedder?.modelID,
                 index: try indexOptions.spaceIndex(),
                 embedTemplate: embedTemplate ?? (existed ? nil : EmbedTemplate.serverDefault),
+                statementTimeLimit: statementTimeLimitMs,
                 log: { [logger] in logger.info("\($0)") })
         } catch let error as StoreError {
             if !existed { Self.remove(db) }

@@ -267,3 +267,70 @@ final class TemporaryDatabase {
         #expect(try MemoryStore.check(path: temporary.path).problems == [])
     }
 }
+
+/// One tenant's heavy `where` held the single reading connection, and a filtered `forget` the
+/// writer, for seconds: every tenant's SQL waited (issue 24, item 8).
+@Suite struct ReadingConnectionTests {
+    let temporary = TemporaryDatabase()
+
+    func heavyFilter() -> MemoryFilter {
+        MemoryFilter(
+            metadata: (0..<60).map { key in
+                MetadataCondition(key: "k\(key)", test: .oneOf((0..<16).map { .string("v\($0)") }))
+            })
+    }
+
+    func fill(_ store: MemoryStore) throws {
+        try store.add(
+            (0..<20_000).map { i in
+                NewMemory(
+                    id: "m\(i)", user: "heavy", text: "t", metadata: #"{"k1":"v\#(i % 16)","n":\#(i)}"#, vector: [1, 0])
+            } + [NewMemory(id: "x", user: "light", text: "t", vector: [0, 1])])
+    }
+
+    @Test func aStatementPastTheTimeLimitIsStoppedAndSaysSo() throws {
+        let store = try MemoryStore(path: temporary.path, dimension: 2, statementTimeLimit: 1)
+        try fill(store)
+        let search = SearchRequest(user: "heavy", vector: [1, 0], mode: .vector, k: 5, filter: heavyFilter())
+        #expect {
+            try store.search(search)
+        } throws: { error in
+            guard case StoreError.tooCostly(let message) = error else { return false }
+            return message.contains("ran past 1 ms") && (error as! StoreError).code == .tooLarge
+        }
+        #expect {
+            try store.forget(user: "heavy", filter: heavyFilter())
+        } throws: { error in
+            guard case StoreError.tooCostly = error else { return false }
+            return true
+        }
+        // Nothing was deleted, and the store goes on.
+        #expect(store.count == 20_001)
+        #expect(try store.list(ListRequest(user: "light")).memories.map(\.id) == ["x"])
+        store.close()
+    }
+
+    @Test func aReadHeldByOneRequestDoesNotHoldTheOthers() async throws {
+        let store = try MemoryStore(path: temporary.path, dimension: 2)
+        try fill(store)
+        let holding = DispatchSemaphore(value: 0)
+        let release = DispatchSemaphore(value: 0)
+        let holder = Thread {
+            _ = try? store.withReader { _ in
+                holding.signal()
+                release.wait()
+            }
+        }
+        holder.start()
+        holding.wait()
+        // With one connection this waited for the holder (here: until it is released below).
+        let done = DispatchSemaphore(value: 0)
+        let reader = Thread {
+            if (try? store.list(ListRequest(user: "light")).memories.map(\.id)) == ["x"] { done.signal() }
+        }
+        reader.start()
+        #expect(done.wait(timeout: .now() + 10) == .success)
+        release.signal()
+        store.close()
+    }
+}
