@@ -6,6 +6,9 @@ public enum Limits {
     public static let defaultMaximumLineBytes = 8 * 1024 * 1024
     /// The most texts one `embed` request may carry.
     public static let maximumEmbedTexts = 256
+    /// The most items one `add_batch` may carry: each becomes objects and queued work, so a
+    /// line of minimal items must not become hundreds of thousands of them.
+    public static let maximumBatchItems = 10_000
     /// The most ids one `get` may name (and values one `where` ... `in` may list).
     public static let maximumIds = 1000
     /// The most metadata keys one `where` may test.

@@ -130,6 +130,11 @@ public enum Operations {
             try request.requireKnownFields(fields)
             let items = try request.required("items", as: "array", \.arrayValue)
             guard !items.isEmpty else { throw ProtocolError(.invalidValue, "items must not be empty") }
+            guard items.count <= Limits.maximumBatchItems else {
+                throw ProtocolError(
+                    .tooLarge, "add_batch takes at most \(Limits.maximumBatchItems) items, not \(items.count); split it"
+                )
+            }
             var batch: [NewMemory] = []
             batch.reserveCapacity(items.count)
             for (i, item) in items.enumerated() {

@@ -37,6 +37,13 @@ final class ConnectionHandler: ChannelInboundHandler {
     private var failedAuthentications = 0
     static let maximumFailedAuthentications = 3
     private let maximumLineBytes: Int
+    private let maximumAnswerBytes: Int
+    /// Answers this long or longer count against the server's budget of unsent answers until
+    /// they are sent (a promise each; shorter ones are bounded by the high water mark).
+    static let trackedAnswerBytes = 64 * 1024
+    /// How long a long answer may wait to be sent before the connection is closed: a client
+    /// that does not read must not hold the budget of unsent answers.
+    static let unsentAnswerTimeout = TimeAmount.seconds(30)
     private let maximumPending: Int
     private let shutdownGrace: TimeAmount
     private let requestLog: RequestLog
@@ -71,9 +78,10 @@ final class ConnectionHandler: ChannelInboundHandler {
 
     init(
         context: ServerContext, writerPool: NIOThreadPool, computePool: NIOThreadPool, writeQueue: WriteQueue,
-        limits: ConnectionLimits, admission: Admission, authenticationTimeout: TimeAmount, maximumLineBytes: Int,
-        maximumPending: Int, shutdownGrace: TimeAmount, requestLog: RequestLog
+        limits: ConnectionLimits, admission: Admission, authenticationTimeout: TimeAmount, maximumAnswerBytes: Int,
+        maximumLineBytes: Int, maximumPending: Int, shutdownGrace: TimeAmount, requestLog: RequestLog
     ) {
+        self.maximumAnswerBytes = maximumAnswerBytes
         self.admission = admission
         self.authenticationTimeout = authenticationTimeout
         self.requestLog = requestLog
@@ -275,9 +283,9 @@ final class ConnectionHandler: ChannelInboundHandler {
             return answerRefused(descriptor.name, Response.failure(rid: rid, refusal), context: context)
         }
         if descriptor.placement == .eventLoop, !call.needsComputePool {
-            let bytes = call.run(self.context, rid)
+            let bytes = bounded(call.run(self.context, rid), rid: rid)
             finished(descriptor.name, rid: rid, since: began, answer: bytes)
-            context.write(wrapOutboundOut(response(bytes)), promise: nil)
+            write(bytes, context: context)
             if descriptor.name == Operations.Auth.name { authenticationAnswered(bytes, context: context) }
             return
         }
@@ -312,11 +320,12 @@ final class ConnectionHandler: ChannelInboundHandler {
             handler.inFlight = false
             guard context.channel.isActive else { return }
             // A failure means the pools are gone: the server is stopping.
-            let bytes =
+            let bytes = handler.bounded(
                 (try? result.get())
-                ?? Response.failure(rid: nil, ProtocolError(.shuttingDown, "the server is shutting down"))
+                    ?? Response.failure(rid: nil, ProtocolError(.shuttingDown, "the server is shutting down")), rid: rid
+            )
             handler.finished(descriptor.name, rid: rid, since: began, answer: bytes)
-            context.write(handler.wrapOutboundOut(handler.response(bytes)), promise: nil)
+            handler.write(bytes, context: context)
             handler.pump(context: context)
         }
     }
@@ -385,6 +394,41 @@ final class ConnectionHandler: ChannelInboundHandler {
 
     private func response(_ bytes: [UInt8]) -> ByteBuffer {
         allocator.buffer(bytes: bytes)
+    }
+
+    /// The answer, or `too_large` in its place when it is longer than `maximumAnswerBytes`.
+    private func bounded(_ bytes: [UInt8], rid: JSONValue?) -> [UInt8] {
+        guard bytes.count > maximumAnswerBytes else { return bytes }
+        return Response.failure(
+            rid: rid,
+            ProtocolError(
+                .tooLarge,
+                "the answer would be \(bytes.count) bytes, more than \(maximumAnswerBytes); ask for fewer memories, without vectors, or a page at a time"
+            ))
+    }
+
+    /// Writes an answer line. A long one counts against the server's budget of unsent answers
+    /// until it is sent: past the budget it is answered `busy` instead (the request was a read;
+    /// nothing is lost), and a connection that leaves one unsent for `unsentAnswerTimeout` is
+    /// closed.
+    private func write(_ bytes: [UInt8], context: ChannelHandlerContext) {
+        guard bytes.count >= Self.trackedAnswerBytes else {
+            return context.write(wrapOutboundOut(response(bytes)), promise: nil)
+        }
+        let (limits, count) = (self.limits, bytes.count)
+        guard limits.reserveUnsent(count) else {
+            let busy = ProtocolError(
+                .busy, "the server holds too many answers its clients have not read; retry later")
+            return context.write(wrapOutboundOut(response(Response.failure(rid: nil, busy))), promise: nil)
+        }
+        let channel = context.channel
+        let stuck = context.eventLoop.scheduleTask(in: Self.unsentAnswerTimeout) { channel.close(promise: nil) }
+        let sent = context.eventLoop.makePromise(of: Void.self)
+        sent.futureResult.whenComplete { _ in
+            stuck.cancel()
+            limits.unsent(-count)
+        }
+        context.write(wrapOutboundOut(response(bytes)), promise: sent)
     }
 }
 

@@ -19,6 +19,11 @@ final class ConnectionLimits: Sendable {
     /// Connections waiting to authenticate, in all and from one address.
     let maximumUnauthenticated: Int
     let maximumUnauthenticatedPerAddress: Int
+    /// Bytes of large answers written and not yet sent, all connections together (see
+    /// `ConnectionHandler.trackedAnswerBytes`), and the most there may be before connections
+    /// start no more requests.
+    let maximumUnsentBytes: Int
+    private let unsent = Atomic<Int>(0)
     private let connections = Atomic<Int>(0)
     private let buffered = Atomic<Int>(0)
     /// Per peer address: connections open, and those of them waiting to authenticate.
@@ -26,7 +31,11 @@ final class ConnectionLimits: Sendable {
     /// Failed `auth`s per peer address.
     let authFailures = AuthFailures()
 
-    init(maximumConnections: Int, maximumBufferedBytes: Int, maximumPerAddress: Int? = nil) {
+    init(
+        maximumConnections: Int, maximumBufferedBytes: Int, maximumPerAddress: Int? = nil,
+        maximumUnsentBytes: Int = .max
+    ) {
+        self.maximumUnsentBytes = maximumUnsentBytes
         self.maximumConnections = maximumConnections
         self.maximumBufferedBytes = maximumBufferedBytes
         self.maximumPerAddress = maximumPerAddress ?? maximumConnections
@@ -87,6 +96,19 @@ final class ConnectionLimits: Sendable {
 
     /// The connections open now.
     var openConnections: Int { connections.load(ordering: .relaxed) }
+
+    /// Counts `bytes` more of answers waiting to be sent; false (nothing counted) when they
+    /// would pass the budget.
+    func reserveUnsent(_ bytes: Int) -> Bool {
+        if unsent.wrappingAdd(bytes, ordering: .relaxed).newValue > maximumUnsentBytes {
+            unsent.wrappingSubtract(bytes, ordering: .relaxed)
+            return false
+        }
+        return true
+    }
+
+    /// Removes (negative) bytes of answers that were sent.
+    func unsent(_ delta: Int) { unsent.wrappingAdd(delta, ordering: .relaxed) }
 
     /// Adds (or, negative, removes) buffered request bytes; returns the new total.
     @discardableResult

@@ -39,6 +39,13 @@ public struct ServerConfiguration: Sendable {
     public var authenticationTimeout: TimeAmount = .seconds(10)
     /// A connection with nothing in flight that sends nothing for this long is closed; nil: never.
     public var idleTimeout: TimeAmount? = .seconds(300)
+    /// The longest answer a request may have; a longer one is answered `too_large` instead.
+    public var maximumAnswerBytes = 32 * 1024 * 1024
+    /// Bytes of long answers (64 KiB or more) all connections together may have unsent; past it
+    /// a long answer is `busy` instead, and a connection that leaves one unsent for 30 s is
+    /// closed: clients that never read cannot make the server hold more than this plus a high
+    /// water mark of short answers each.
+    public var maximumUnsentBytesTotal = 256 * 1024 * 1024
     /// The folder `backup` writes into (`to` names a new file there); nil: the op is refused.
     public var backupDirectory: String?
     /// Bytes of answers one connection may have unsent before the server starts no more of its
@@ -137,7 +144,8 @@ public final class ContextStoreServer: Sendable {
             maximumConnections: configuration.maximumConnections,
             maximumBufferedBytes: configuration.maximumBufferedBytes,
             maximumPerAddress: configuration.maximumConnectionsPerAddress
-                ?? max(1, configuration.maximumConnections / 4))
+                ?? max(1, configuration.maximumConnections / 4),
+            maximumUnsentBytes: configuration.maximumUnsentBytesTotal)
         let serverContext = ServerContext(
             store: store, embedder: embedder, version: serverVersion, prompts: configuration.prompts,
             backupDirectory: configuration.backupDirectory,
@@ -186,6 +194,7 @@ public final class ContextStoreServer: Sendable {
                             context: serverContext, writerPool: writerPool, computePool: computePool,
                             writeQueue: writeQueue, limits: limits, admission: admission,
                             authenticationTimeout: configuration.authenticationTimeout,
+                            maximumAnswerBytes: configuration.maximumAnswerBytes,
                             maximumLineBytes: configuration.maximumLineBytes,
                             maximumPending: configuration.maximumPendingPerConnection,
                             shutdownGrace: configuration.shutdownGrace,

@@ -6,8 +6,10 @@ import Synchronization
 /// writes its fields in one order) and the user's `Generation` when they were computed: an
 /// answer is given again only while the user's memories have not changed since, so no answer
 /// is stale after a write is acknowledged, and only before its deadline, the space's next expiry
-/// when it was computed (an expired memory leaves reads at once). Bounded in bytes (keys and
-/// answers), least recently used first out.
+/// when it was computed (an expired memory leaves reads at once). Bounded in bytes, least
+/// recently used first out: an entry counts the storage it holds (its arrays' capacity, their
+/// headers, the slot and the index entry), not only its bytes of JSON, so many small answers
+/// cannot hold many times the budget.
 final class ResultCache: Sendable {
     private let lru: Mutex<LRU>
     let capacity: Int
@@ -40,13 +42,20 @@ final class ResultCache: Sendable {
     /// Keeps `answer` for `request`, computed at `generation`, until `deadline` (unix ms; nil:
     /// no deadline).
     func store(_ answer: [UInt8], for request: [UInt8], at generation: Generation, until deadline: Int64?) {
-        let size = request.count + answer.count
+        // Kept in storage of their own size: an encoder's buffer may have grown past its bytes.
+        let (request, answer) = (Array(request), Array(answer))
+        let size = LRU.Entry.cost(request: request, answer: answer)
         guard size <= capacity / 8 else { return }  // one answer never crowds out the rest
         lru.withLock { lru in
             if let index = lru.index[request] { lru.remove(index) }
             while lru.bytes + size > capacity, let oldest = lru.oldest { lru.remove(oldest) }
             lru.insert(LRU.Entry(request: request, answer: answer, generation: generation, deadline: deadline))
         }
+    }
+
+    /// The bytes an entry of `request` and `answer` counts as (see `LRU.Entry.cost`).
+    static func cost(request: [UInt8], answer: [UInt8]) -> Int {
+        LRU.Entry.cost(request: Array(request), answer: Array(answer))
     }
 
     var counters: CacheCounters {
@@ -62,6 +71,14 @@ final class ResultCache: Sendable {
             var deadline: Int64?
             var newer: Int? = nil
             var older: Int? = nil
+
+            /// What an entry holds: both arrays' storage and headers (with malloc's rounding),
+            /// its slot, and its key's place in the index.
+            static func cost(request: [UInt8], answer: [UInt8]) -> Int {
+                request.capacity + answer.capacity + 2 * (32 + 16) + MemoryLayout<Entry>.stride + 64
+            }
+
+            var cost: Int { Self.cost(request: request, answer: answer) }
         }
 
         var entries: [Entry] = []
@@ -83,14 +100,14 @@ final class ResultCache: Sendable {
                 entries.append(entry)
             }
             index[entry.request] = slot
-            bytes += entry.request.count + entry.answer.count
+            bytes += entry.cost
             link(slot)
         }
 
         mutating func remove(_ slot: Int) {
             unlink(slot)
             index[entries[slot].request] = nil
-            bytes -= entries[slot].request.count + entries[slot].answer.count
+            bytes -= entries[slot].cost
             entries[slot].request = []
             entries[slot].answer = []
             free.append(slot)

@@ -16,7 +16,7 @@ public final class SentenceEmbedder: Sendable {
     /// Texts are cut to this many tokens, `[CLS]` and `[SEP]` included.
     public let maximumTokens: Int
 
-    private let tokenizer: WordPieceTokenizer
+    let tokenizer: WordPieceTokenizer
     private let model: BertModel
     private let cache: EmbeddingCache
     private let tokensRun = Atomic<Int>(0)
@@ -45,11 +45,16 @@ public final class SentenceEmbedder: Sendable {
     /// model reads at once (`maximumTokens`); nil when the model reads all of it.
     public func tokensBeyondLimit(_ text: String) -> Int? { allTokens(text)?.count }
 
-    /// All of `text`'s token ids, when there are more than `maximumTokens`; nil otherwise.
+    /// The most tokens of one text that are read: the windows cover about 3,300, and a longer
+    /// text's count is reported up to this many (an 8 MiB text is not tokenized whole).
+    public static let maximumCountedTokens = 65_536
+
+    /// `text`'s token ids (at most `maximumCountedTokens`), when there are more than
+    /// `maximumTokens`; nil otherwise.
     private func allTokens(_ text: String) -> [Int32]? {
         // A token spans at least one byte of text: a text this short always fits.
         guard text.utf8.count > maximumTokens - 2 else { return nil }
-        let ids = tokenizer.encode(text, maximumLength: Int.max)
+        let ids = tokenizer.encode(text, maximumLength: Self.maximumCountedTokens)
         return ids.count > maximumTokens ? ids : nil
     }
 

@@ -35,7 +35,7 @@ public struct WordPieceTokenizer: Sendable {
     public func encode(_ text: String, maximumLength: Int = 256) -> [Int32] {
         var ids: [Int32] = [clsID]
         let budget = maximumLength - 1
-        for word in words(text) {
+        for word in words(text, limit: maximumLength) {
             appendWordPieces(of: word, to: &ids)
             if ids.count >= budget { break }
         }
@@ -46,42 +46,53 @@ public struct WordPieceTokenizer: Sendable {
 
     // MARK: - Normalization and pre-tokenization
 
-    /// The normalized words and punctuation marks of `text`, each as its Unicode scalars.
-    func words(_ text: String) -> [[Unicode.Scalar]] {
-        var cleaned = String.UnicodeScalarView()
-        for scalar in text.unicodeScalars {
-            if scalar.value == 0 || scalar.value == 0xFFFD || Self.isControl(scalar) { continue }
-            if Self.isWhitespace(scalar) {
-                cleaned.append(" ")
-            } else if Self.isCJK(scalar.value) {
-                cleaned.append(" ")
-                cleaned.append(scalar)
-                cleaned.append(" ")
-            } else {
-                cleaned.append(scalar)
-            }
-        }
+    /// The normalized words and punctuation marks of `text`, each as its Unicode scalars; the
+    /// first `limit` or more of them (every word makes at least one token, so a caller that
+    /// needs n tokens asks for n words, and a long text is read no further than that).
+    ///
+    /// The text is normalized a run of non-space characters at a time (a space is a starter,
+    /// so canonical decomposition of each run is that of the whole).
+    func words(_ text: String, limit: Int = .max) -> [[Unicode.Scalar]] {
         var words: [[Unicode.Scalar]] = []
         var current: [Unicode.Scalar] = []
         func finishWord() {
             if !current.isEmpty { words.append(current) }
             current.removeAll(keepingCapacity: true)
         }
+        var run = String.UnicodeScalarView()
         // Strip accents (canonical decomposition without nonspacing marks), then lower-case.
-        for scalar in String(cleaned).decomposedStringWithCanonicalMapping.unicodeScalars {
-            if scalar.properties.generalCategory == .nonspacingMark { continue }
-            for lower in scalar.properties.lowercaseMapping.unicodeScalars {
-                if Self.isWhitespace(lower) {
-                    finishWord()
-                } else if Self.isPunctuation(lower) {
-                    finishWord()
-                    words.append([lower])
-                } else {
-                    current.append(lower)
+        func finishRun() {
+            guard !run.isEmpty else { return }
+            for scalar in String(run).decomposedStringWithCanonicalMapping.unicodeScalars {
+                if scalar.properties.generalCategory == .nonspacingMark { continue }
+                for lower in scalar.properties.lowercaseMapping.unicodeScalars {
+                    if Self.isWhitespace(lower) {
+                        finishWord()
+                    } else if Self.isPunctuation(lower) {
+                        finishWord()
+                        words.append([lower])
+                    } else {
+                        current.append(lower)
+                    }
                 }
             }
+            finishWord()
+            run = String.UnicodeScalarView()
         }
-        finishWord()
+        for scalar in text.unicodeScalars {
+            if scalar.value == 0 || scalar.value == 0xFFFD || Self.isControl(scalar) { continue }
+            if Self.isWhitespace(scalar) {
+                finishRun()
+            } else if Self.isCJK(scalar.value) {
+                finishRun()
+                run.append(scalar)
+                finishRun()
+            } else {
+                run.append(scalar)
+            }
+            if words.count >= limit { return words }
+        }
+        finishRun()
         return words
     }
 

@@ -49,7 +49,7 @@ struct ImportCommand: AsyncParsableCommand {
 
     func validate() throws {
         try requireFlag("port", port, in: 1...65535)
-        try requireFlag("batch", batch, in: 1...100_000)
+        try requireFlag("batch", batch, in: 1...10_000)
         try requireFlag("in-flight", inFlight, in: 1...256)
     }
 

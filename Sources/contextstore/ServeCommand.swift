@@ -73,6 +73,16 @@ struct ServeCommand: AsyncParsableCommand {
             """)
     var statementTimeLimitMs = 5000
 
+    @Option(help: "The longest answer one request may have; a longer one is answered too_large.")
+    var maxAnswerBytes = 32 * 1024 * 1024
+
+    @Option(
+        help: """
+            Bytes of long answers (64 KiB or more) all connections together may have unsent; past it, \
+            a long answer is 'busy' instead, and a connection that leaves one unsent for 30 s is closed.
+            """)
+    var maxUnsentBytes = 256 * 1024 * 1024
+
     @Option(help: "The folder `backup` requests write into (each a new file there); without it, they are refused.")
     var backupDir: String?
 
@@ -110,6 +120,8 @@ struct ServeCommand: AsyncParsableCommand {
         }
         try requireFlag("max-connections-per-address", maxConnectionsPerAddress, in: 1...1_000_000)
         try requireFlag("auth-timeout", authTimeout, in: 1...86_400)
+        try requireFlag("max-answer-bytes", maxAnswerBytes, in: 4096...(1 << 34))
+        try requireFlag("max-unsent-bytes", maxUnsentBytes, in: 65536...(1 << 40))
         try requireFlag("statement-time-limit-ms", statementTimeLimitMs, in: 1...3_600_000)
         try requireFlag("idle-timeout", idleTimeout, in: 0...86_400 * 30)
         try requireFlag("result-cache-bytes", resultCacheBytes, in: 0...(1 << 40))
@@ -218,6 +230,8 @@ struct ServeCommand: AsyncParsableCommand {
         if let threads { configuration.threads = threads }
         configuration.maximumConnectionsPerAddress = maxConnectionsPerAddress
         configuration.backupDirectory = backupDir
+        configuration.maximumAnswerBytes = maxAnswerBytes
+        configuration.maximumUnsentBytesTotal = maxUnsentBytes
         configuration.authenticationTimeout = .seconds(Int64(authTimeout))
         configuration.idleTimeout = idleTimeout == 0 ? nil : .seconds(Int64(idleTimeout))
         configuration.prompts = prompts

@@ -183,6 +183,43 @@ import VectorIndex
         server.process.waitUntilExit()
     }
 
+    /// 150 connections that never read a 20 MB answer grew the server to 3 GB: each connection's
+    /// unsent answers were bounded, not all of them together, nor one answer's length.
+    @Test func answersNobodyReadsAreBoundedInTotal() async throws {
+        let folder = TemporaryFolder()
+        let server = try ServerProcess(
+            database: folder.path + "/space.db",
+            arguments: ["--dim", "2", "--max-answer-bytes", "4000000", "--max-unsent-bytes", "8000000"])
+        let setup = try RawSocket(port: server.port)
+        let blob = String(repeating: "x", count: 150_000)
+        for i in 0..<50 {
+            let user = i < 20 ? "u" : "big"
+            setup.send(#"{"op":"add","user":"\#(user)","text":"t","vector":[1,0],"metadata":{"b":"\#(blob)"}}"# + "\n")
+            #expect(setup.readLine()?.hasPrefix(#"{"ok":true"#) == true)
+        }
+        // One answer past the cap: too_large, and the connection goes on.
+        setup.send(#"{"op":"list","user":"big","limit":30}"# + "\n")
+        setup.send(#"{"op":"list","user":"u","limit":20}"# + "\n")
+        #expect(setup.readLine()?.contains(#""code":"too_large","message":"the answer would be "#) == true)
+        #expect(setup.readLine()?.hasPrefix(#"{"ok":true,"memories":["#) == true)
+        let before = server.residentBytes
+        // 40 clients that never read, each asking for ten 3 MB answers.
+        let idle = try (0..<40).map { _ in try RawSocket(port: server.port, receiveBuffer: 4096) }
+        for socket in idle {
+            socket.send(String(repeating: #"{"op":"list","user":"u","limit":20}"# + "\n", count: 10))
+        }
+        try await Task.sleep(for: .seconds(3))
+        let grown = server.residentBytes - before
+        // Unbounded: about 40 x 4 MB (an answer and the high water mark each).
+        #expect(grown < 64 << 20, "RSS grew by \(grown >> 20) MB")
+        // A client that reads is still served.
+        let reader = try RawSocket(port: server.port)
+        reader.send(#"{"op":"ping"}"# + "\n")
+        #expect(reader.readLine() == #"{"ok":true,"pong":true}"#)
+        _ = idle
+        server.signal(SIGKILL)
+    }
+
     @Test func theFramerKeepsTheUnfinishedLineAlone() {
         let limits = ConnectionLimits(maximumConnections: 1, maximumBufferedBytes: 1 << 20)
         var framer = LineFramer(limits: limits, maximumLineBytes: 4096)

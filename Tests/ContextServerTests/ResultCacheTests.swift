@@ -85,12 +85,12 @@ import Testing
     }
 
     @Test func theCacheKeepsToItsBytes() async throws {
-        let server = try await TestServer(dimension: 2) { $0.resultCacheBytes = 8 * 1024 }
+        let server = try await TestServer(dimension: 2) { $0.resultCacheBytes = 32 * 1024 }
         let client = try await server.client()
         try await client.addBatch((0..<20).map { memory("m\($0)", [1, Float($0)]) })
         for i in 0..<50 { _ = try await client.search(SearchRequest(user: "u", vector: [1, Float(i)], k: 5)) }
         let counters = try await client.stats().resultCache
-        #expect(counters.bytes <= 8 * 1024 && counters.entries > 0 && counters.entries < 50)
+        #expect(counters.bytes <= 32 * 1024 && counters.entries > 0 && counters.entries < 50)
         await client.close()
         await server.stop()
     }
@@ -120,7 +120,12 @@ import Testing
     }
 
     @Test func theLeastRecentlyUsedGoFirst() {
-        let cache = ResultCache(capacityBytes: 800)
+        // Room for eight entries of a one-byte key and a 90-byte answer, not nine: an entry
+        // counts its storage and bookkeeping, not its 91 bytes alone.
+        let entry = ResultCache.cost(request: [0], answer: [UInt8](repeating: 0, count: 90))
+        #expect(entry > 91 + 128)
+        let capacity = 8 * entry + entry / 2
+        let cache = ResultCache(capacityBytes: capacity)
         let now = Generation(space: 0, user: 0)
         func put(_ key: UInt8) {
             cache.store([UInt8](repeating: key, count: 90), for: [key], at: now, until: nil)
@@ -131,21 +136,21 @@ import Testing
         for key: UInt8 in [0, 1, 2, 3] { put(key) }
         #expect(kept(0))  // 0 is now the most recently used
         for key: UInt8 in [9, 8, 7, 6] { put(key) }
-        #expect(cache.counters.bytes == 8 * 91)
-        put(5)  // 9 x 91 bytes would pass 800: the least recently used, 1, goes
+        #expect(cache.counters.bytes == 8 * entry)
+        put(5)  // nine would pass the capacity: the least recently used, 1, goes
         #expect(!kept(1) && kept(0))
         put(4)  // then 2
         #expect(!kept(2) && kept(3))
-        #expect(cache.counters.bytes <= 800)
+        #expect(cache.counters.bytes <= capacity)
         // An answer of more than an eighth of the capacity is not kept; a stale one is let go.
-        cache.store([UInt8](repeating: 1, count: 200), for: [50], at: now, until: nil)
+        cache.store([UInt8](repeating: 1, count: capacity / 8), for: [50], at: now, until: nil)
         #expect(!kept(50))
         #expect(!kept(3, at: Generation(space: 0, user: 1)))
         #expect(!kept(3))
     }
 
     @Test func anAnswerIsKeptUntilItsDeadline() {
-        let cache = ResultCache(capacityBytes: 800)
+        let cache = ResultCache(capacityBytes: 8_000)
         let now = Generation(space: 0, user: 0)
         cache.store([1, 2, 3], for: [7], at: now, until: 1_000)
         #expect(cache.answer(for: [7], at: now, now: 999) == [1, 2, 3])

@@ -187,6 +187,23 @@ let sharedEmbedder: SentenceEmbedder? = try? SentenceEmbedder(folder: modelFolde
         #expect(cache.statistics.bytes <= 16 * 1024)
     }
 
+    /// A long text was normalized and tokenized whole for its first 256 tokens, and again to
+    /// count them: an 8 MiB text cost that on every request. Now reading stops at what is used.
+    @Test func aLongTextIsReadOnlyAsFarAsItsTokensAreNeeded() throws {
+        let embedder = try #require(sharedEmbedder)
+        let long = String(repeating: "word ", count: 1_000_000)
+        #expect(embedder.tokensBeyondLimit(long) == SentenceEmbedder.maximumCountedTokens)
+        let started = ContinuousClock.now
+        #expect(embedder.tokenizer.encode(long).count == 256)
+        print("256 tokens of a 5 MB text: \(ContinuousClock.now - started)")
+        // The words a limited read gives are the first words of the whole.
+        let text = "Héllo, WORLD! 你好 naïve café\u{301}  déjà-vu"
+        let all = embedder.tokenizer.words(text)
+        for limit in 1...all.count {
+            #expect(Array(embedder.tokenizer.words(text, limit: limit).prefix(limit)) == Array(all.prefix(limit)))
+        }
+    }
+
     @Test func embedUsesTheCacheAndKeepsOrder() throws {
         let embedder = try #require(sharedEmbedder)
         let before = embedder.cacheStatistics
