@@ -396,7 +396,11 @@ import Testing
         let more = try (3..<11).flatMap { i in
             try (0..<4).map { _ in try RawSocket(port: server.port, source: "127.0.0.\(i)") }
         }
-        try await Task.sleep(for: .milliseconds(300))
+        // Each is in once it answers (a ping without a key is unauthorized, and stays open).
+        for socket in more {
+            socket.send(#"{"op":"ping"}"# + "\n")
+            #expect(code(socket.readLine()) == "unauthorized")
+        }
         let late = try RawSocket(port: server.port, source: "127.0.0.11")
         #expect(late.readLine()?.contains("32 connections are waiting to authenticate, the limit") == true)
         // The client that authenticated first is served throughout, and when the waiting ones'
