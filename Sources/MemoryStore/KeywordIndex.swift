@@ -1,5 +1,9 @@
 import ContextModel
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// The keyword index: an SQLite FTS5 table, `memory_terms`, with one row per memory (its rowid
 /// is the memory's `seq`), written in the memory's own transaction. Its columns:
 /// - `scope`: the user, as one token (`scope(user:)`), so a search matches only its user's rows
@@ -12,6 +16,13 @@ import ContextModel
 /// remove_diacritics 2`) and stemmed (`porter`); stop words are left out of queries, not of the
 /// index (FTS5 has no stop-word list; a query without them ranks the same and reads far fewer
 /// rows). docs/BENCHMARKS.md has what each choice measured.
+///
+/// Scores are BM25 over the searching user's rows alone: FTS5's `bm25()` counts every row of
+/// the table, so one user's scores moved when another stored the same word (which told of
+/// other tenants' words, and made a kept answer differ from a new one). A search reads each
+/// word's occurrences in the user's rows (`occurrences`), the user's row count and tokens
+/// (`userSizes`, kept per user until the user's memories change), and scores as `bm25()` would
+/// on a table of that user's rows only.
 enum KeywordIndex {
     static let table = "memory_terms"
     static let tokenizer = "porter unicode61 remove_diacritics 2"
@@ -36,22 +47,80 @@ enum KeywordIndex {
         [scope(user: user), speaker ?? "", text, EmbedTemplate.day(createdAt)]
     }
 
-    /// The FTS5 query for `text` within `user`'s rows: any of its words (stop words left out,
-    /// unless it has nothing else), in speaker, text or day. Nil when it has no word at all.
-    /// - Parameter scoped: Match the user's scope token; a space whose rows are all the user's
-    ///   is searched without it (the token's list is then every row, and reading it along made
-    ///   queries over 10,000 rows 70% slower).
-    static func match(user: String, text: String, scoped: Bool = true) -> String? {
+    /// The words of `text` a keyword search looks for: stop words left out (unless it has
+    /// nothing else), each once, at most `maximumTerms`.
+    static func terms(_ text: String) -> [String] {
         let words = self.words(text)
         var terms = words.filter { !stopWords.contains($0) }
         if terms.isEmpty { terms = words }
         var seen = Set<String>()
-        terms = terms.filter { seen.insert($0).inserted }
-        guard !terms.isEmpty else { return nil }
-        // Each word quoted: FTS5 reads it as a phrase of the tokens it holds, never as syntax.
-        let any = terms.prefix(maximumTerms).map { "\"\($0)\"" }.joined(separator: " OR ")
-        let anyWord = "{speaker text day} : (\(any))"
-        return scoped ? "scope : \"\(scope(user: user))\" AND " + anyWord : anyWord
+        return Array(terms.filter { seen.insert($0).inserted }.prefix(maximumTerms))
+    }
+
+    /// The FTS5 query for `term` within `user`'s rows, in speaker, text or day. The word is
+    /// quoted: FTS5 reads it as a phrase of the tokens it holds, never as syntax.
+    static func match(user: String, term: String) -> String {
+        "scope : \"\(scope(user: user))\" AND {speaker text day} : \"\(term)\""
+    }
+
+    /// Each row of `user` that holds the term of `match(user:term:)`, with its three searched
+    /// columns as stored and as `highlight` marks the term in them: the marks less those the
+    /// text held already are the term's occurrences.
+    static let occurrences = """
+        SELECT rowid, speaker, text, day, highlight(memory_terms, 1, ?1, ''), highlight(memory_terms, 2, ?1, ''),
+            highlight(memory_terms, 3, ?1, '')
+        FROM memory_terms WHERE memory_terms MATCH ?2
+        """
+    /// The mark `occurrences` puts before each occurrence.
+    static let mark = "\u{1}\u{2}\u{3}"
+
+    /// The tokens of every column of each of `user`'s rows (FTS5's record of them).
+    static let userSizes = """
+        SELECT d.id, d.sz FROM memory_terms_docsize d WHERE d.id IN (SELECT seq FROM memories WHERE user = ?1)
+        """
+    static let rowSize = "SELECT sz FROM memory_terms_docsize WHERE id = ?1"
+
+    /// The tokens of a row, all columns: the sum of the varints of FTS5's `docsize` record.
+    static func tokens(inSizes blob: [UInt8]) -> Int {
+        var total = 0
+        var i = 0
+        while i < blob.count {
+            var value = 0
+            var length = 0
+            // SQLite's varint: 7 bits a byte, high bit set on all but the last (of at most 9).
+            while i < blob.count {
+                let byte = blob[i]
+                i += 1
+                length += 1
+                if length == 9 {
+                    value = (value << 8) | Int(byte)
+                    break
+                }
+                value = (value << 7) | Int(byte & 0x7F)
+                if byte & 0x80 == 0 { break }
+            }
+            total += value
+        }
+        return total
+    }
+
+    /// BM25 as FTS5's `bm25()` computes it (k1 1.2, b 0.75, a word's weight the sum of its
+    /// occurrences in speaker, text and day), over the rows of one user: `rows` and `tokens`
+    /// are that user's row count and tokens (all columns), `holding[t]` how many of its rows
+    /// hold term t, `occurrences[t]` how often this row does, `length` this row's tokens.
+    static func bm25(rows: Int, tokens: Int, holding: [Int], occurrences: [Int], length: Int) -> Double {
+        let (k1, b) = (1.2, 0.75)
+        let averageLength = Double(tokens) / Double(max(1, rows))
+        var score = 0.0
+        for (term, count) in occurrences.enumerated() where count > 0 {
+            var idf = log((Double(rows) - Double(holding[term]) + 0.5) / (Double(holding[term]) + 0.5))
+            if idf <= 0 { idf = 1e-6 }
+            let frequency = Double(count)
+            score +=
+                idf * (frequency * (k1 + 1))
+                / (frequency + k1 * (1 - b + b * Double(length) / averageLength))
+        }
+        return score
     }
 
     /// The lower-cased runs of letters, digits and marks of `text`, as unicode61 splits it.
@@ -111,7 +180,8 @@ extension KeywordIndex {
 }
 
 extension KeywordIndex {
-    /// BM25 over speaker, text and day (the scope column weighs nothing), negated so that
-    /// higher is better.
+    /// FTS5's own BM25 over speaker, text and day (the scope column weighs nothing), negated
+    /// so that higher is better: over every row of the space, so no search uses it (see
+    /// `bm25(rows:...)`); tests compare the two on a space of one user.
     static let relevance = "-bm25(memory_terms, 0.0, 1.0, 1.0, 1.0)"
 }

@@ -215,49 +215,93 @@ extension MemoryStore {
         var score: Float
     }
 
-    /// `user`'s best `limit` memories for the words of `text` that pass `filter`, best first.
+    /// `user`'s best `limit` memories for the words of `text` that pass `filter`, best first,
+    /// scored by BM25 over the user's own memories (see `KeywordIndex`).
     func keywordSearch(user: String, text: String, limit: Int, filter: MemoryFilter, now: Int64) throws -> [KeywordHit]
     {
-        let (expiring, alone) = state.read { ($0.expiring > 0, $0.flat?.count(user: user) == $0.memoryCount) }
-        // A user alone in the space is searched without the scope token: its rows are all rows.
-        // Should another user's row be read after all (written meanwhile), the search is repeated
-        // with it, so no hit is lost to it.
-        if alone,
-            let hits = try keywordRows(
-                user: user, text: text, limit: limit, filter: filter, now: now, expiring: expiring, scoped: false),
-            hits.allSatisfy({ $0.user == user })
-        {
-            return hits.map(\.hit)
+        let terms = KeywordIndex.terms(text)
+        guard !terms.isEmpty else { return [] }
+        let generation = changes.generation(of: user)
+        // Each row of the user holding a word: how often it holds each.
+        var found: [Int64: [Int]] = [:]
+        var lengths: [Int64: Int] = [:]
+        let mark = Array(KeywordIndex.mark.utf8)
+        let totals = try withReader { database -> KeywordTotals in
+            let rows = try database.cachedStatement(KeywordIndex.occurrences)
+            for (index, term) in terms.enumerated() {
+                try rows.bind([KeywordIndex.mark, KeywordIndex.match(user: user, term: term)])
+                while try rows.step() {
+                    var occurrences = 0
+                    for column in Int32(1)...3 {
+                        occurrences +=
+                            rows.occurrences(of: mark, at: column + 3) - rows.occurrences(of: mark, at: column)
+                    }
+                    found[rows.int64(at: 0), default: Array(repeating: 0, count: terms.count)][index] = occurrences
+                }
+                rows.reset()
+            }
+            // Rows of another user whose scope token is the same hash are no rows of this one.
+            state.read { state in
+                found = found.filter { seq, _ in
+                    state.handleOfSeq[seq].flatMap { state.records[Int($0)]?.user }.map { $0.bytewiseEquals(user) }
+                        ?? false
+                }
+            }
+            let size = try database.cachedStatement(KeywordIndex.rowSize)
+            for seq in found.keys {
+                try size.bind([seq])
+                if try size.step() { lengths[seq] = KeywordIndex.tokens(inSizes: size.bytes(at: 0)) }
+                size.reset()
+            }
+            return try keywordTotals(user: user, generation: generation, database)
         }
-        return try keywordRows(
-            user: user, text: text, limit: limit, filter: filter, now: now, expiring: expiring, scoped: true
-        )?.map(\.hit) ?? []
+        // How many of the user's rows hold each word.
+        var holding = Array(repeating: 0, count: terms.count)
+        for occurrences in found.values {
+            for (term, count) in occurrences.enumerated() where count > 0 { holding[term] += 1 }
+        }
+        // The filter (and expiry) narrows what is returned, not the statistics.
+        let (expiring, records) = state.read { state in
+            (state.expiring > 0, found.keys.map { seq in (seq, state.handleOfSeq[seq]) })
+        }
+        var allowed: Set<Int32>?
+        if !filter.isEmpty {
+            allowed = try matchingHandles(user, filter, now)
+        }
+        var hits: [KeywordHit] = []
+        hits.reserveCapacity(found.count)
+        for (seq, handle) in records {
+            guard let handle else { continue }
+            if let allowed, !allowed.contains(handle) { continue }
+            if expiring, state.read({ $0.records[Int(handle)]?.expired(at: now) ?? true }) { continue }
+            let score = KeywordIndex.bm25(
+                rows: totals.rows, tokens: totals.tokens, holding: holding, occurrences: found[seq]!,
+                length: lengths[seq] ?? 0)
+            hits.append(KeywordHit(seq: seq, score: Float(score)))
+        }
+        hits.sort { $0.score != $1.score ? $0.score > $1.score : $0.seq < $1.seq }
+        return Array(hits.prefix(limit))
     }
 
-    /// The keyword index's rows for `text`, with their users; nil when `text` has no word.
-    private func keywordRows(
-        user: String, text: String, limit: Int, filter: MemoryFilter, now: Int64, expiring: Bool, scoped: Bool
-    ) throws -> [(hit: KeywordHit, user: String?)]? {
-        guard let match = KeywordIndex.match(user: user, text: text, scoped: scoped) else { return nil }
-        var arguments: StatementArguments = [match]
-        var sql = "SELECT rowid, \(KeywordIndex.relevance) FROM memory_terms WHERE memory_terms MATCH ?"
-        if !filter.isEmpty || expiring {
-            sql += " AND rowid IN (SELECT seq FROM memories WHERE "
-            sql += SQL.condition(user: user, filter: filter, now: now, arguments: &arguments) + ")"
+    /// A user's rows and their tokens (all columns), for BM25.
+    struct KeywordTotals: Sendable {
+        var rows: Int
+        var tokens: Int
+    }
+
+    /// `user`'s `KeywordTotals`, kept until the user's memories change (read at `generation`).
+    private func keywordTotals(user: String, generation: Generation, _ database: Database) throws -> KeywordTotals {
+        if let kept = keywordStatistics.totals(user: user, generation: generation) { return kept }
+        let rows = try database.cachedStatement(KeywordIndex.userSizes)
+        try rows.bind([user])
+        var totals = KeywordTotals(rows: 0, tokens: 0)
+        while try rows.step() {
+            totals.rows += 1
+            totals.tokens += KeywordIndex.tokens(inSizes: rows.bytes(at: 1))
         }
-        sql += " ORDER BY \(KeywordIndex.relevance) DESC, rowid LIMIT ?"
-        arguments.values.append(Int64(limit))
-        let rows = try withReader { database in
-            let rows = try database.cachedStatement(sql)
-            try rows.bind(arguments)
-            var hits: [KeywordHit] = []
-            while try rows.step() { hits.append(KeywordHit(seq: rows.int64(at: 0), score: Float(rows.double(at: 1)))) }
-            rows.reset()
-            return hits
-        }
-        return state.read { state in
-            rows.map { hit in (hit, state.handleOfSeq[hit.seq].flatMap { state.records[Int($0)]?.user }) }
-        }
+        rows.reset()
+        keywordStatistics.keep(totals, user: user, generation: generation)
+        return totals
     }
 
     /// The handles of `user`'s memories that pass `filter` (metadata conditions included).

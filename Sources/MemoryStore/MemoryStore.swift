@@ -50,6 +50,30 @@ public final class MemoryStore: Sendable {
     public let statementTimeLimit: Int
     /// Which users' memories changed (see `Generation`).
     let changes = ChangeLog()
+    /// Each searched user's keyword row count and tokens, for BM25, until the user's memories
+    /// change.
+    let keywordStatistics = KeywordStatistics()
+
+    /// `KeywordTotals` by user, each with the generation it was read at; at most
+    /// `maximumUsers` kept (past it, all are let go and read again as needed).
+    final class KeywordStatistics: Sendable {
+        static let maximumUsers = 100_000
+        private let kept = Mutex<[ExactString: (Generation, KeywordTotals)]>([:])
+
+        func totals(user: String, generation: Generation) -> KeywordTotals? {
+            kept.withLock { kept in
+                guard let (at, totals) = kept[ExactString(user)], at == generation else { return nil }
+                return totals
+            }
+        }
+
+        func keep(_ totals: KeywordTotals, user: String, generation: Generation) {
+            kept.withLock { kept in
+                if kept.count >= Self.maximumUsers { kept.removeAll() }
+                kept[ExactString(user)] = (generation, totals)
+            }
+        }
+    }
 
     /// Read-only connections, opened as reads need them, at most `size` at once: one slow read
     /// (a heavy filter) holds one of them, not every tenant's reads.

@@ -370,3 +370,58 @@ import VectorIndex
         reopened.close()
     }
 }
+
+/// Keyword scores came from statistics over every user's rows: alice's score for a word fell
+/// from 4.10 to 0.74 after bob stored it 20 times, telling her of his words (issue 24, item 10).
+@Suite struct KeywordStatisticsTests {
+    let temporary = TemporaryDatabase()
+
+    func turn(_ id: String, _ text: String, user: String, speaker: String? = nil) -> NewMemory {
+        NewMemory(id: id, user: user, speaker: speaker, text: text, createdAt: 1_700_000_000_000, vector: [1, 0, 0])
+    }
+
+    func scores(_ store: MemoryStore, _ text: String, user: String) throws -> [String: Float] {
+        let hits = try store.search(SearchRequest(user: user, text: text, mode: .keyword, k: 100))
+        return Dictionary(uniqueKeysWithValues: hits.map { ($0.memory.id, $0.score) })
+    }
+
+    @Test func aUsersScoresDependOnItsOwnMemoriesAlone() throws {
+        let store = try MemoryStore(path: temporary.path, dimension: 3)
+        try store.add([
+            turn("a1", "I practise the violin every evening", user: "alice", speaker: "Alice"),
+            turn("a2", "The violin teacher moved to Porto", user: "alice"),
+            turn("a3", "Dinner with my sister on Friday", user: "alice"),
+        ])
+        let before = try scores(store, "violin teacher", user: "alice")
+        #expect(before.count == 2)
+        try store.add((0..<20).map { turn("b\($0)", "violin violin sonata number \($0)", user: "bob") })
+        #expect(try scores(store, "violin teacher", user: "alice") == before)
+        #expect(try scores(store, "violin", user: "bob").count == 20)
+    }
+
+    /// On a space of one user, the scores are FTS5's own bm25() (the same formula over the
+    /// same rows).
+    @Test func onOneUsersSpaceTheScoresAreFTS5s() throws {
+        let store = try MemoryStore(path: temporary.path, dimension: 3)
+        let texts = [
+            "I practise the violin every evening", "The violin teacher moved to Porto", "Dinner with my sister",
+            "My sister plays the violin and the cello, violin first", "Porto in May: the teacher's concert",
+        ]
+        try store.add(texts.enumerated().map { turn("m\($0.offset)", $0.element, user: "u", speaker: "Ana") })
+        for query in ["violin", "violin teacher", "sister cello", "Porto May concert", "ana"] {
+            let ours = try scores(store, query, user: "u")
+            let terms = KeywordIndex.terms(query).map { "\"\($0)\"" }.joined(separator: " OR ")
+            let theirs = try store.withReader { database in
+                let rows = try database.prepare(
+                    "SELECT m.id, \(KeywordIndex.relevance) FROM memory_terms JOIN memories m ON m.seq = memory_terms.rowid WHERE memory_terms MATCH ?"
+                )
+                try rows.bind(["{speaker text day} : (\(terms))"])
+                var scores: [String: Float] = [:]
+                while try rows.step() { scores[rows.string(at: 0)!] = Float(rows.double(at: 1)) }
+                return scores
+            }
+            #expect(Set(ours.keys) == Set(theirs.keys), "\(query)")
+            for (id, score) in theirs { #expect(abs(ours[id]! - score) < 1e-5, "\(query) \(id)") }
+        }
+    }
+}
