@@ -219,6 +219,27 @@ enum OperationTable {
     static let byName: [String: OperationDescriptor] = Dictionary(
         uniqueKeysWithValues: descriptors.map { ($0.name, $0) })
 
+    /// The op whose name is fewest edits from `name` (at most two, or a third of it), if one is.
+    static func nearestName(to name: String) -> String? {
+        let typed = Array(name.lowercased().utf8.prefix(64))
+        func distance(_ other: [UInt8]) -> Int {
+            var row = Array(0...other.count)
+            for (i, a) in typed.enumerated() {
+                var previous = row[0]
+                row[0] = i + 1
+                for (j, b) in other.enumerated() {
+                    let substitution = previous + (a == b ? 0 : 1)
+                    previous = row[j + 1]
+                    row[j + 1] = min(substitution, row[j] + 1, row[j + 1] + 1)
+                }
+            }
+            return row[other.count]
+        }
+        let best = descriptors.map { ($0.name, distance(Array($0.name.utf8))) }.min { $0.1 < $1.1 }
+        guard let best, best.1 <= max(2, typed.count / 3) else { return nil }
+        return best.0
+    }
+
     /// A request object's op and its decoded call.
     /// - Throws: `ProtocolError` (`missing_field` without `op`, `unknown_op`, or the op's own).
     static func decode(_ object: JSONObject) throws(ProtocolError) -> (OperationDescriptor, Call) {
@@ -228,7 +249,10 @@ enum OperationTable {
         } else {
             name = try object.required("op", as: "string", \.stringValue)  // the error for what it holds
         }
-        guard let descriptor = byName[name] else { throw ProtocolError(.unknownOp, "unknown op '\(name)'") }
+        guard let descriptor = byName[name] else {
+            let nearest = nearestName(to: name).map { "; did you mean '\($0)'?" } ?? ""
+            throw ProtocolError(.unknownOp, "unknown op '\(name)'\(nearest)")
+        }
         return (descriptor, try descriptor.decode(object))
     }
 }

@@ -10,11 +10,14 @@ import Foundation
 
 /// Flags shared by every command that talks to a running server.
 struct ConnectionOptions: ParsableArguments {
-    @Option(help: "Server address.")
-    var host: String = "127.0.0.1"
+    @Option(name: .customLong("host"), help: "Server address (default: $CONTEXTSTORE_HOST, else 127.0.0.1).")
+    var hostFlag: String?
 
-    @Option(help: "Server port.")
-    var port: Int = 7420
+    @Option(name: .customLong("port"), help: "Server port (default: $CONTEXTSTORE_PORT, else 7420).")
+    var portFlag: Int?
+
+    var host: String { hostFlag ?? ProcessInfo.processInfo.environment["CONTEXTSTORE_HOST"] ?? "127.0.0.1" }
+    var port: Int { portFlag ?? ProcessInfo.processInfo.environment["CONTEXTSTORE_PORT"].flatMap { Int($0) } ?? 7420 }
 
     @Flag(help: "Print a readable table instead of JSON.")
     var pretty = false
@@ -25,6 +28,11 @@ struct ConnectionOptions: ParsableArguments {
     @OptionGroup var key: KeyOption
 
     func validate() throws {
+        if portFlag == nil, let text = ProcessInfo.processInfo.environment["CONTEXTSTORE_PORT"] {
+            guard let port = Int(text), (1...65535).contains(port) else {
+                throw ValidationError("CONTEXTSTORE_PORT must be a port between 1 and 65535, not '\(text)'")
+            }
+        }
         try requireFlag("port", port, in: 1...65535)
         guard timeout > 0, timeout <= 86_400 else { throw ValidationError("--timeout must be between 0 and 86400 s") }
     }
@@ -194,10 +202,49 @@ struct ForgetCommand: AsyncParsableCommand {
     @Argument(help: "The user.") var user: String
     @OptionGroup var filter: FilterOptions
     @OptionGroup var metadata: MetadataOptions
+    @Flag(help: "With no filter: delete every memory of the user (without it, that is refused).")
+    var all = false
+
+    func validate() throws {
+        if filter.fields.isEmpty, (try? metadata.fields())?.isEmpty ?? false, !all {
+            throw ValidationError("without a filter this deletes every memory of '\(user)'; add --all to mean it")
+        }
+    }
 
     func run() async throws {
         try await connection.send(
             Operations.Forget.self, [("user", .string(user))] + filter.fields + (try metadata.fields()))
+    }
+}
+
+struct FeedbackCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "feedback", abstract: "Say whether a memory helped (counted with it; search's --feedback-boost).")
+    @OptionGroup var connection: ConnectionOptions
+    @Option(help: "The memory's user.") var user: String
+    @Argument(help: "The memory's id.") var id: String
+    @Flag(exclusivity: .exclusive, help: "Whether it helped.") var verdict: Verdict
+
+    enum Verdict: EnumerableFlag {
+        case helped, notHelped
+    }
+
+    func run() async throws {
+        try await connection.send(
+            Operations.Feedback.self,
+            [("user", .string(user)), ("id", .string(id)), ("helped", .bool(verdict == .helped))])
+    }
+}
+
+struct MetricsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "metrics", abstract: "The server's metrics in Prometheus' text format (an admin's).")
+    @OptionGroup var connection: ConnectionOptions
+
+    func run() async throws {
+        try await connection.send(Operations.Metrics.self) { answer in
+            print(answer["text"]?.stringValue ?? "", terminator: "")
+        }
     }
 }
 

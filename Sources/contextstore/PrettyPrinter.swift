@@ -1,6 +1,7 @@
 import ContextProtocol
 
-/// Renders a response for people: hits and memories as a table, other fields as `key: value`.
+/// Renders a response for people: hits, memories (`list`, `get` of several) and sessions as
+/// tables, other fields as `key: value`.
 enum PrettyPrinter {
     static func render(_ response: JSONObject) -> String {
         if case .bool(false) = response["ok"], case .object(let error) = response["error"] {
@@ -13,6 +14,28 @@ enum PrettyPrinter {
             }
             return table(header: ["id", "score", "session", "role", "created_at", "text"], rows: rows)
                 + "\n\(rows.count) hit\(rows.count == 1 ? "" : "s")"
+        }
+        if case .array(let memories) = response["memories"] {
+            let columns = ["id", "session", "role", "speaker", "created_at", "text"]
+            let rows = memories.compactMap { memory -> [String]? in
+                guard case .object(let memory) = memory else { return nil }
+                return columns.map { text(memory[$0]) }
+            }
+            var footer = "\(rows.count) memor\(rows.count == 1 ? "y" : "ies")"
+            if case .string(let cursor) = response["next_cursor"] { footer += "; next page: --cursor \(cursor)" }
+            if case .array(let missing) = response["missing"], !missing.isEmpty {
+                footer += "; missing: " + missing.map { text($0) }.joined(separator: ", ")
+            }
+            return table(header: columns, rows: rows) + "\n" + footer
+        }
+        if case .array(let sessions) = response["sessions"] {
+            let columns = ["session", "turns", "first_at", "last_at"]
+            let rows = sessions.compactMap { session -> [String]? in
+                guard case .object(let session) = session else { return nil }
+                return columns.map { text(session[$0]) }
+            }
+            return table(header: columns, rows: rows) + "\n\(rows.count) session\(rows.count == 1 ? "" : "s")"
+                + (response["more"] == .bool(true) ? " (more: raise --limit)" : "")
         }
         if case .object(let memory) = response["memory"] {
             return memory.fields.filter { $0.key != "vector" }.map { "\($0.key): \(text($0.value))" }

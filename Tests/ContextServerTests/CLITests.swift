@@ -30,6 +30,64 @@ import Testing
     }
 }
 
+/// The commands a new user missed (issue 24, item 26), against a real server.
+@Suite struct CLICommandTests {
+    /// Runs `contextstore` with `environment` added.
+    func run(_ arguments: [String], environment: [String: String] = [:]) throws -> (
+        status: Int32, output: String, error: String
+    ) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: contextstoreExecutable())
+        process.arguments = arguments
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        let (output, error) = (Pipe(), Pipe())
+        process.standardOutput = output
+        process.standardError = error
+        try process.run()
+        let out = output.fileHandleForReading.readDataToEndOfFile()
+        let err = error.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: out, as: UTF8.self), String(decoding: err, as: UTF8.self))
+    }
+
+    @Test func feedbackMetricsForgetAllTheEnvironmentAndTables() throws {
+        let folder = TemporaryFolder()
+        let server = try ServerProcess(database: folder.path + "/space.db", arguments: ["--dim", "2"])
+        let environment = ["CONTEXTSTORE_PORT": "\(server.port)", "CONTEXTSTORE_HOST": "127.0.0.1"]
+        let added = try run(
+            ["add", "--user", "alice", "--id", "m1", "--text", "tea", "--vector", "1,0", "--session", "s1"],
+            environment: environment)
+        #expect(added.output == #"{"ok":true,"id":"m1"}"# + "\n", "\(added.error)")
+        #expect(
+            try run(["feedback", "--user", "alice", "m1", "--helped"], environment: environment).output
+                == #"{"ok":true,"helped":1,"not_helped":0}"# + "\n")
+        #expect(
+            try run(["metrics"], environment: environment).output.contains(
+                #"contextstore_feedback_total{helped="true"} 1"#))
+        let list = try run(["list", "--user", "alice", "--pretty"], environment: environment).output
+        #expect(list.hasPrefix("id  session  role  speaker  created_at"), "\(list)")
+        #expect(list.hasSuffix("1 memory\n"))
+        let sessions = try run(["sessions", "--user", "alice", "--pretty"], environment: environment).output
+        #expect(sessions.hasPrefix("session  turns  first_at"), "\(sessions)")
+        // Without a filter, forget asks for --all.
+        let refused = try run(["forget", "alice"], environment: environment)
+        #expect(refused.status == 64)
+        #expect(refused.error.contains("add --all to mean it"))
+        #expect(
+            try run(["forget", "alice", "--all"], environment: environment).output == #"{"ok":true,"deleted":1}"# + "\n"
+        )
+        let badPort = try run(["ping"], environment: ["CONTEXTSTORE_PORT": "seventy"])
+        #expect(badPort.status == 64 && badPort.error.contains("CONTEXTSTORE_PORT must be a port"))
+        let socket = try RawSocket(port: server.port)
+        socket.send(#"{"op":"serach","user":"alice"}"# + "\n")
+        #expect(
+            socket.readLine()
+                == #"{"ok":false,"error":{"code":"unknown_op","message":"unknown op 'serach'; did you mean 'search'?"}}"#
+        )
+        server.signal(SIGTERM)
+    }
+}
+
 /// What `serve` says when it cannot start: one line naming the cause, and no file left behind.
 @Suite struct ServeErrorTests {
     @Test func aBusyPortIsOneLineAndLeavesNoDatabase() throws {
