@@ -1,5 +1,6 @@
 import ContextClient
 import ContextModel
+import ContextProtocol
 import Embedder
 import MemoryStore
 
@@ -19,12 +20,17 @@ public struct ImportSinkOutcome: Sendable, Equatable {
     public var conflicts: [Int]
 }
 
-/// Imports over the protocol with `add_batch` (`if_absent`, base64 vectors).
+/// Imports over the protocol with `add_batch` (`if_absent`, base64 vectors). A batch whose
+/// request line would pass the server's line limit (or its items limit) goes as two halves,
+/// and so on: the server would close the connection on a line too long.
 public struct ServerSink: ImportSink {
     let client: ContextStoreClient
+    /// The server's `--max-line-bytes`.
+    let maximumLineBytes: Int
 
-    public init(client: ContextStoreClient) {
+    public init(client: ContextStoreClient, maximumLineBytes: Int = Limits.defaultMaximumLineBytes) {
         self.client = client
+        self.maximumLineBytes = maximumLineBytes
     }
 
     public func dimension() async throws -> Int? {
@@ -32,8 +38,24 @@ public struct ServerSink: ImportSink {
     }
 
     public func store(_ batch: [NewMemory]) async throws -> ImportSinkOutcome {
-        let result = try await client.addBatch(batch, ifAbsent: true)
+        let arguments = Operations.AddBatch.Arguments(batch, ifAbsent: true)
+        if batch.count > 1, batch.count > Limits.maximumBatchItems || Self.lineBytes(arguments) > maximumLineBytes {
+            let half = batch.count / 2
+            let first = try await store(Array(batch[..<half]))
+            let second = try await store(Array(batch[half...]))
+            return ImportSinkOutcome(
+                stored: first.stored + second.stored, skipped: first.skipped + second.skipped,
+                conflicts: first.conflicts + second.conflicts.map { $0 + half })
+        }
+        let result = try await client.call(Operations.AddBatch.self, arguments)
         return ImportSinkOutcome(stored: result.ids.count, skipped: result.skipped, conflicts: result.conflicts)
+    }
+
+    /// The bytes of the request line `arguments` make (with room for the envelope).
+    static func lineBytes(_ arguments: Operations.AddBatch.Arguments) -> Int {
+        var writer = JSONWriter()
+        Operations.AddBatch.encode(arguments, to: &writer)
+        return writer.bytes.count + 64
     }
 }
 

@@ -142,6 +142,9 @@ struct TextLines {
 
     var fractionRead: Double { lines.fractionRead }
 
+    /// What a line that is not UTF-8 is reported as (the import goes on).
+    static let notUTF8 = "not valid UTF-8 (a file must be UTF-8); skipped"
+
     mutating func readFailure(_ rows: RowCompleter) -> ImportRow? {
         guard let failure = lines.failure, !reported else { return nil }
         reported = true
@@ -163,8 +166,9 @@ struct JSONLReader: ImportReader {
 
     mutating func next() -> ImportRow? {
         while let line = text.lines.next() {
-            if line.allSatisfy(\.isWhitespace) { continue }
             let number = text.lines.lineNumber
+            if text.lines.lastLineInvalid { return rows.failure(TextLines.notUTF8, line: number) }
+            if line.allSatisfy(\.isWhitespace) { continue }
             guard case .object(let object) = try? JSONParser.parse(line) else {
                 return rows.failure("not a JSON object", line: number)
             }
@@ -185,6 +189,7 @@ struct CSVReader: ImportReader {
         text = try TextLines(path: path)
         self.rows = rows
         guard let header = text.lines.next() else { throw text.lines.failure ?? DataFileError("\(path) is empty") }
+        guard !text.lines.lastLineInvalid else { throw DataFileError("\(path): the header is not valid UTF-8") }
         columns = CSV.fields(header)
     }
 
@@ -193,10 +198,14 @@ struct CSVReader: ImportReader {
     mutating func next() -> ImportRow? {
         guard var record = text.lines.next() else { return text.readFailure(rows) }
         let line = text.lines.lineNumber
+        if text.lines.lastLineInvalid { return rows.failure(TextLines.notUTF8, line: line) }
         // A quoted field may hold line breaks: the record goes on while a quote is open.
         while record.utf8.count(where: { $0 == UInt8(ascii: "\"") }) % 2 == 1 {
             guard let more = text.lines.next() else {
                 return text.readFailure(rows) ?? rows.failure("a quoted field is never closed", line: line)
+            }
+            if text.lines.lastLineInvalid {
+                return rows.failure("line \(text.lines.lineNumber) of this record is \(TextLines.notUTF8)", line: line)
             }
             record += "\n" + more
         }
@@ -245,6 +254,7 @@ struct VectorFileReader: ImportReader {
                 return rows.failure(
                     texts.failure.map { "texts file: \($0)" } ?? "no line for this row in the texts file", line: row)
             }
+            if texts.lastLineInvalid { return rows.failure("texts line \(row) is \(TextLines.notUTF8)", line: row) }
             guard case .object(let fields) = try? JSONParser.parse(line) else {
                 return rows.failure("texts line \(row) is not a JSON object", line: row)
             }

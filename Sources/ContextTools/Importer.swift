@@ -158,26 +158,43 @@ public struct Importer: Sendable {
         var span = 0.0
     }
 
-    /// Stores a batch; when the batch is refused, stores its rows one by one to find the bad ones.
+    /// How long a batch the server answers `rate_limited` or `busy` is tried again, at most.
+    static let retryingFor = 300.0
+
+    /// Stores a batch; when the server is over a rate or busy, tries it again after the wait
+    /// it names (or a doubling backoff); when the batch is refused, stores its rows one by one
+    /// to find the bad ones.
     static func store(_ rows: [(line: Int, memory: NewMemory)], into sink: some ImportSink) async -> BatchOutcome {
         var outcome = BatchOutcome()
-        do {
-            let stored = try await sink.store(rows.map(\.memory))
-            outcome.stored = stored.stored
-            outcome.skipped = stored.skipped
-            outcome.conflicts = stored.conflicts.map { index in
-                let memory = rows[index].memory
-                return ImportFailure(
-                    line: rows[index].line,
-                    reason:
-                        "conflict: user '\(memory.user)' has a memory '\(memory.id ?? "")' with other content; not stored"
-                )
-            }
-            return outcome
-        } catch {
-            guard rows.count > 1 else {
-                outcome.failures.append(ImportFailure(line: rows[0].line, reason: describe(error)))
+        let started = Clock.monotonicSeconds()
+        var backoff = 0.05
+        while true {
+            do {
+                let stored = try await sink.store(rows.map(\.memory))
+                outcome.stored = stored.stored
+                outcome.skipped = stored.skipped
+                outcome.conflicts = stored.conflicts.map { index in
+                    let memory = rows[index].memory
+                    return ImportFailure(
+                        line: rows[index].line,
+                        reason:
+                            "conflict: user '\(memory.user)' has a memory '\(memory.id ?? "")' with other content; not stored"
+                    )
+                }
                 return outcome
+            } catch ClientError.server(let code, _, let details)
+                where (code == ErrorCode.rateLimited.rawValue || code == ErrorCode.busy.rawValue)
+                && Clock.monotonicSeconds() - started < retryingFor
+            {
+                let wait = max(backoff, Double(details["retry_after_ms"] ?? 0) / 1000)
+                backoff = min(backoff * 2, 2)
+                try? await Task.sleep(for: .seconds(wait))
+            } catch {
+                guard rows.count > 1 else {
+                    outcome.failures.append(ImportFailure(line: rows[0].line, reason: describe(error)))
+                    return outcome
+                }
+                break
             }
         }
         for row in rows {

@@ -4,9 +4,11 @@
 
 /// Reads a text file line by line without loading it whole (import files run to gigabytes).
 ///
-/// A line must be valid UTF-8 (a byte-order mark at the start of the file is skipped) and at
-/// most `maximumLineBytes` long. A read error is never taken for the end of the file: `next`
-/// then returns nil and `failure` says what happened, with the line it happened on.
+/// A line must be at most `maximumLineBytes` long (a byte-order mark at the start of the file
+/// is skipped). A line that is not valid UTF-8 is returned empty with `lastLineInvalid` set, so
+/// the reader reports it by its number and goes on. A read error is never taken for the end of
+/// the file: `next` then returns nil and `failure` says what happened, with the line it
+/// happened on.
 public final class LineReader {
     private let descriptor: Int32
     private var chunk = [UInt8](repeating: 0, count: 1 << 20)
@@ -21,6 +23,8 @@ public final class LineReader {
     public let maximumLineBytes: Int
     /// Why reading stopped before the end of the file, if it did.
     public private(set) var failure: DataFileError?
+    /// The line last returned was not valid UTF-8 (and was returned empty).
+    public private(set) var lastLineInvalid = false
 
     public init(path: String, maximumLineBytes: Int = 64 << 20) throws {
         descriptor = open(path, O_RDONLY | O_CLOEXEC)
@@ -75,10 +79,12 @@ public final class LineReader {
         var body = bytes[...]
         if lineNumber == 0, body.starts(with: [0xEF, 0xBB, 0xBF]) { body = body.dropFirst(3) }
         if body.last == 0x0D { body = body.dropLast() }
-        guard let text = String(validating: body, as: UTF8.self) else {
-            return fail("line \(lineNumber + 1) is not valid UTF-8 (a file must be UTF-8); stopping")
-        }
         lineNumber += 1
+        guard let text = String(validating: body, as: UTF8.self) else {
+            lastLineInvalid = true
+            return ""
+        }
+        lastLineInvalid = false
         return text
     }
 

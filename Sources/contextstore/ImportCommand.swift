@@ -38,6 +38,8 @@ struct ImportCommand: AsyncParsableCommand {
     @OptionGroup(title: "Field mapping, for files whose fields have other names") var fields: FieldOptions
     @Option(help: "Memories per add_batch (one transaction each).") var batch = 1000
     @Option(help: "Batches in flight at once.") var inFlight = 4
+    @Option(help: "The server's --max-line-bytes: a batch whose line would be longer goes in parts.")
+    var maxLineBytes = Limits.defaultMaximumLineBytes
     @Flag(help: "Stop at the first bad row.") var strict = false
     @Option(
         help:
@@ -50,6 +52,7 @@ struct ImportCommand: AsyncParsableCommand {
     func validate() throws {
         try requireFlag("port", port, in: 1...65535)
         try requireFlag("batch", batch, in: 1...10_000)
+        try requireFlag("max-line-bytes", maxLineBytes, in: 1024...(1 << 30))
         try requireFlag("in-flight", inFlight, in: 1...256)
     }
 
@@ -93,7 +96,8 @@ struct ImportCommand: AsyncParsableCommand {
                 throw fail("\(error)")
             }
             summary = try await importer.run(
-                source, into: ServerSink(client: client), onFailure: report, onProgress: progress.update)
+                source, into: ServerSink(client: client, maximumLineBytes: maxLineBytes), onFailure: report,
+                onProgress: progress.update)
             await client.close()
         }
         progress.finish()

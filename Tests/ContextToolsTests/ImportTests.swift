@@ -29,6 +29,75 @@ final class Failures: Sendable {
     func record(_ failure: ImportFailure) { list.withLock { $0.append(failure) } }
 }
 
+/// What stopped or spoiled an import (issue 24, item 21): a line that is not UTF-8 ended it, a
+/// batch longer than the server's line got the connection closed, and a key's rate made every
+/// row of a refused batch a "bad row".
+@Suite struct ImportResilienceTests {
+    @Test func aLineThatIsNotUTF8IsReportedAndSkipped() async throws {
+        let folder = Folder()
+        let file = folder.path + "/rows.jsonl"
+        var bytes = Array(#"{"id":"a","user":"u","text":"one","vector":[1,0]}"#.utf8) + [0x0A]
+        bytes +=
+            Array(#"{"id":"b","user":"u","text":"t"#.utf8) + [0xFF, 0xFE] + Array(#"","vector":[1,0]}"#.utf8) + [0x0A]
+        bytes += Array(#"{"id":"c","user":"u","text":"three","vector":[0,1]}"#.utf8) + [0x0A]
+        _ = FileManager.default.createFile(atPath: file, contents: Data(bytes))
+        let store = try MemoryStore(path: folder.path + "/space.db", dimension: 2)
+        let failures = Failures()
+        let summary = try await Importer(batchSize: 10).run(
+            ImportSource(path: file, format: .jsonl, defaultUser: nil), into: DatabaseSink(store: store, embedder: nil),
+            onFailure: failures.record)
+        #expect(summary.imported == 2 && summary.failed == 1)
+        #expect(failures.all.map(\.line) == [2])
+        #expect(failures.all.first?.reason == "not valid UTF-8 (a file must be UTF-8); skipped")
+        store.close()
+    }
+
+    @Test func aBatchLongerThanTheServersLineGoesInParts() async throws {
+        let folder = Folder()
+        let text = String(repeating: "x", count: 1000)
+        let rows = (0..<300).map { #"{"id":"r\#($0)","user":"u","text":"\#(text)","vector":[1,\#($0)]}"# }
+        let file = folder.write("rows.jsonl", rows.joined(separator: "\n"))
+        let store = try MemoryStore(path: folder.path + "/space.db", dimension: 2)
+        var configuration = ServerConfiguration(port: 0, threads: 2)
+        configuration.maximumLineBytes = 64 * 1024
+        let server = try await ContextStoreServer(
+            store: store, configuration: configuration, logger: Logger(label: "t"))
+        let client = try await ContextStoreClient.connect(port: server.port)
+        let summary = try await Importer(batchSize: 300).run(
+            ImportSource(path: file, format: .jsonl, defaultUser: nil),
+            into: ServerSink(client: client, maximumLineBytes: 64 * 1024), onFailure: { _ in })
+        #expect(summary.imported == 300 && summary.failed == 0)
+        await client.close()
+        await server.shutdown()
+        store.close()
+    }
+
+    @Test func aKeysRateSlowsAnImportDownAndLosesNoRow() async throws {
+        let folder = Folder()
+        let rows = (0..<600).map { #"{"id":"r\#($0)","user":"u","text":"t","vector":[1,\#($0)]}"# }
+        let file = folder.write("rows.jsonl", rows.joined(separator: "\n"))
+        let store = try MemoryStore(path: folder.path + "/space.db", dimension: 2)
+        var configuration = ServerConfiguration(port: 0, threads: 2)
+        let key = AccessKey(
+            name: "loader", secret: "loader-secret-0123456789", role: .app, users: ["u"],
+            rate: Rate(perSecond: 200, burst: 20))
+        configuration.keys = KeyRing([key])
+        let server = try await ContextStoreServer(
+            store: store, configuration: configuration, logger: Logger(label: "t"))
+        let client = try await ContextStoreClient.connect(port: server.port, secret: "loader-secret-0123456789")
+        let failures = Failures()
+        // Batches of 100 cost 7.25 each: a burst of 20 takes two, then the rate refuses.
+        let summary = try await Importer(batchSize: 100, inFlight: 4).run(
+            ImportSource(path: file, format: .jsonl, defaultUser: nil), into: ServerSink(client: client),
+            onFailure: failures.record)
+        #expect(summary.imported == 600 && summary.failed == 0, "\(failures.all.prefix(2))")
+        #expect(store.count == 600)
+        await client.close()
+        await server.shutdown()
+        store.close()
+    }
+}
+
 @Suite struct ImportTests {
     let jsonl = """
         {"id":"a","user":"u1","text":"first","vector":[1,0,0],"role":"user","created_at":5,"metadata":{"k":1}}
@@ -304,7 +373,7 @@ final class Failures: Sendable {
             body: [3, 0, 0, 0, 4, 0, 0, 0])
         #expect(try VectorFile(path: integers).row(0) == [3, 4])
 
-        // Latin-1 bytes stop the read with the line they are on, as a failed row.
+        // Latin-1 bytes make the line they are on a failed row, and the read goes on.
         let latin1 = folder.path + "/latin1.jsonl"
         _ = FileManager.default.createFile(
             atPath: latin1,
@@ -318,7 +387,7 @@ final class Failures: Sendable {
         #expect(failed.line == 2)
         #expect(
             failed.memory
-                == .failure(ImportRowError(reason: "line 2 is not valid UTF-8 (a file must be UTF-8); stopping")))
+                == .failure(ImportRowError(reason: "not valid UTF-8 (a file must be UTF-8); skipped")))
         #expect(source.nextRow() == nil)
     }
 
