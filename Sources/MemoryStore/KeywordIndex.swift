@@ -19,10 +19,11 @@ import ContextModel
 ///
 /// Scores are BM25 over the searching user's rows alone: FTS5's `bm25()` counts every row of
 /// the table, so one user's scores moved when another stored the same word (which told of
-/// other tenants' words, and made a kept answer differ from a new one). A search reads each
-/// word's occurrences in the user's rows (`occurrences`), the user's row count and tokens
-/// (`userSizes`, kept per user until the user's memories change), and scores as `bm25()` would
-/// on a table of that user's rows only.
+/// other tenants' words, and made a kept answer differ from a new one). A search stems its words
+/// as the index does, reads each stem's occurrences from the index (`occurrences`) and keeps
+/// those in the user's rows, reads the user's row count and tokens (`userSizes`, kept per user
+/// until the user's memories change), and scores as `bm25()` would on a table of that user's
+/// rows only.
 enum KeywordIndex {
     static let table = "memory_terms"
     static let tokenizer = "porter unicode61 remove_diacritics 2"
@@ -57,22 +58,24 @@ enum KeywordIndex {
         return Array(terms.filter { seen.insert($0).inserted }.prefix(maximumTerms))
     }
 
-    /// The FTS5 query for `term` within `user`'s rows, in speaker, text or day. The word is
-    /// quoted: FTS5 reads it as a phrase of the tokens it holds, never as syntax.
-    static func match(user: String, term: String) -> String {
-        "scope : \"\(scope(user: user))\" AND {speaker text day} : \"\(term)\""
-    }
-
-    /// Each row of `user` that holds the term of `match(user:term:)`, with its three searched
-    /// columns as stored and as `highlight` marks the term in them: the marks less those the
-    /// text held already are the term's occurrences.
+    /// Tables of each reading connection's own (in its `temp` schema, so a read-only
+    /// connection may write them): the query's words, tokenized as the index tokenizes
+    /// (`query`, read through `queryTerms`: each word's stemmed token), and every occurrence of
+    /// a token in the index (`occurrences`: document, column), read from the index itself
+    /// rather than by tokenizing the rows again.
+    static let temporaryTables = [
+        "CREATE VIRTUAL TABLE temp.keyword_query USING fts5(word, tokenize = '\(tokenizer)')",
+        "CREATE VIRTUAL TABLE temp.keyword_query_terms USING fts5vocab(temp, keyword_query, instance)",
+        "CREATE VIRTUAL TABLE temp.keyword_occurrences USING fts5vocab(main, memory_terms, instance)",
+    ]
+    static let clearQuery = "DELETE FROM temp.keyword_query"
+    /// The words in one row, a space apart: a word's token is at the word's place (`offset`).
+    static let addQuery = "INSERT INTO temp.keyword_query (rowid, word) VALUES (1, ?1)"
+    static let queryTerms = "SELECT offset, term FROM temp.keyword_query_terms"
+    /// A token's occurrences in the searched columns (`scope` is not one).
     static let occurrences = """
-        SELECT rowid, speaker, text, day, highlight(memory_terms, 1, ?1, ''), highlight(memory_terms, 2, ?1, ''),
-            highlight(memory_terms, 3, ?1, '')
-        FROM memory_terms WHERE memory_terms MATCH ?2
+        SELECT doc FROM temp.keyword_occurrences WHERE term = ?1 AND col IN ('speaker', 'text', 'day')
         """
-    /// The mark `occurrences` puts before each occurrence.
-    static let mark = "\u{1}\u{2}\u{3}"
 
     /// The tokens of every column of each of `user`'s rows (FTS5's record of them).
     static let userSizes = """

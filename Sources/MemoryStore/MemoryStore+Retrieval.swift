@@ -225,26 +225,35 @@ extension MemoryStore {
         // Each row of the user holding a word: how often it holds each.
         var found: [Int64: [Int]] = [:]
         var lengths: [Int64: Int] = [:]
-        let mark = Array(KeywordIndex.mark.utf8)
         let totals = try withReader { database -> KeywordTotals in
-            let rows = try database.cachedStatement(KeywordIndex.occurrences)
-            for (index, term) in terms.enumerated() {
-                try rows.bind([KeywordIndex.mark, KeywordIndex.match(user: user, term: term)])
-                while try rows.step() {
-                    var occurrences = 0
-                    for column in Int32(1)...3 {
-                        occurrences +=
-                            rows.occurrences(of: mark, at: column + 3) - rows.occurrences(of: mark, at: column)
-                    }
-                    found[rows.int64(at: 0), default: Array(repeating: 0, count: terms.count)][index] = occurrences
-                }
-                rows.reset()
+            // Each word's token as the index has it (stemmed, accents folded).
+            try database.cachedStatement(KeywordIndex.clearQuery).execute([])
+            try database.cachedStatement(KeywordIndex.addQuery).execute([terms.joined(separator: " ")])
+            var tokens: [String: [Int]] = [:]  // token -> the words it stands for
+            let stems = try database.cachedStatement(KeywordIndex.queryTerms)
+            while try stems.step() {
+                tokens[stems.string(at: 1) ?? "", default: []].append(Int(stems.int64(at: 0)))
             }
-            // Rows of another user whose scope token is the same hash are no rows of this one.
+            stems.reset()
+            // Their occurrences, then those in the user's rows.
+            var counts: [Int64: [Int]] = [:]
+            let occurrences = try database.cachedStatement(KeywordIndex.occurrences)
+            for (token, words) in tokens {
+                try occurrences.bind([token])
+                while try occurrences.step() {
+                    let seq = occurrences.int64(at: 0)
+                    for word in words where word < terms.count {
+                        counts[seq, default: Array(repeating: 0, count: terms.count)][word] += 1
+                    }
+                }
+                occurrences.reset()
+            }
             state.read { state in
-                found = found.filter { seq, _ in
-                    state.handleOfSeq[seq].flatMap { state.records[Int($0)]?.user }.map { $0.bytewiseEquals(user) }
-                        ?? false
+                for (seq, occurrences) in counts {
+                    guard let handle = state.handleOfSeq[seq], let owner = state.records[Int(handle)]?.user,
+                        owner.bytewiseEquals(user)
+                    else { continue }
+                    found[seq] = occurrences
                 }
             }
             let size = try database.cachedStatement(KeywordIndex.rowSize)

@@ -115,28 +115,6 @@ final class Statement {
     /// A BLOB's bytes.
     func bytes(at column: Int32) -> [UInt8] { values(at: column) }
 
-    /// How often `needle` occurs, without overlapping, in the bytes of a text column.
-    func occurrences(of needle: [UInt8], at column: Int32) -> Int {
-        guard let text = sqlite3_column_text(handle, column), !needle.isEmpty else { return 0 }
-        let bytes = UnsafeBufferPointer(start: text, count: Int(sqlite3_column_bytes(handle, column)))
-        var count = 0
-        var i = 0
-        while i + needle.count <= bytes.count {
-            var matched = true
-            for j in 0..<needle.count where bytes[i + j] != needle[j] {
-                matched = false
-                break
-            }
-            if matched {
-                count += 1
-                i += needle.count
-            } else {
-                i += 1
-            }
-        }
-        return count
-    }
-
     /// Reads a little-endian float32 BLOB.
     func floats(at column: Int32) -> [Float] { values(at: column) }
 
