@@ -13,6 +13,7 @@ let package = Package(
             dependencies: [
                 .product(name: "ContextProtocol", package: "ContextStore"),
                 .product(name: "ContextServer", package: "ContextStore"),
+                .product(name: "PromptBuilder", package: "ContextStore"),
             ]),
         .executableTarget(
             name: "FuzzImport", dependencies: [.product(name: "ContextTools", package: "ContextStore")]),

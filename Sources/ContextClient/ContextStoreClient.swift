@@ -3,6 +3,7 @@ import ContextProtocol
 import NIOCore
 import NIOExtras
 import NIOPosix
+import NIOSSL
 import Synchronization
 
 #if canImport(Glibc)
@@ -32,12 +33,14 @@ public final class ContextStoreClient: Sendable {
     ///   - secret: A key's secret, sent as the connection's first request (`auth`).
     /// - Throws: `ClientError.cannotConnect` naming the address and the system's reason;
     ///   `ClientError.server` with `unauthorized` for a secret the server does not know.
+    /// - Parameter tls: Speak TLS, with this configuration (its trust roots and the name the
+    ///   server's certificate must have: `host`); nil: plain TCP.
     public static func connect(
         host: String = "127.0.0.1", port: Int = 7420, maximumResponseBytes: Int = 256 * 1024 * 1024,
-        timeout: TimeAmount? = nil, secret: String? = nil
+        timeout: TimeAmount? = nil, secret: String? = nil, tls: TLSConfiguration? = nil
     ) async throws -> ContextStoreClient {
         let client = try await open(
-            host: host, port: port, maximumResponseBytes: maximumResponseBytes, timeout: timeout)
+            host: host, port: port, maximumResponseBytes: maximumResponseBytes, timeout: timeout, tls: tls)
         guard let secret else { return client }
         do {
             _ = try await client.call(Operations.Auth.self, secret)
@@ -49,14 +52,22 @@ public final class ContextStoreClient: Sendable {
     }
 
     private static func open(
-        host: String, port: Int, maximumResponseBytes: Int, timeout: TimeAmount?
+        host: String, port: Int, maximumResponseBytes: Int, timeout: TimeAmount?, tls: TLSConfiguration?
     ) async throws -> ContextStoreClient {
         do {
+            let tlsContext = try tls.map { try NIOSSLContext(configuration: $0) }
             let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
                 .channelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
                 .connectTimeout(timeout ?? .seconds(10))
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
+                        if let tlsContext {
+                            // A name is checked against the certificate; an address cannot be (SNI
+                            // carries names only): then the chain alone is.
+                            let isAddress = (try? SocketAddress(ipAddress: host, port: 0)) != nil
+                            try channel.pipeline.syncOperations.addHandler(
+                                try NIOSSLClientHandler(context: tlsContext, serverHostname: isAddress ? nil : host))
+                        }
                         try channel.pipeline.syncOperations.addHandlers(
                             ByteToMessageHandler(LineBasedFrameDecoder(), maximumBufferSize: maximumResponseBytes),
                             RequestResponseHandler<ByteBuffer, ByteBuffer>())

@@ -7,6 +7,7 @@ import NIOCore
 import NIOExtras
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 
 /// The version of this server, reported by `hello`.
 public let serverVersion = "0.1.0"
@@ -46,6 +47,9 @@ public struct ServerConfiguration: Sendable {
     /// closed: clients that never read cannot make the server hold more than this plus a high
     /// water mark of short answers each.
     public var maximumUnsentBytesTotal = 256 * 1024 * 1024
+    /// TLS for every listener (the protocol's and the metrics'): a certificate chain and its
+    /// private key; nil: plain TCP.
+    public var tls: TLSConfiguration?
     /// The folder `backup` writes into (`to` names a new file there); nil: the op is refused.
     public var backupDirectory: String?
     /// Bytes of answers one connection may have unsent before the server starts no more of its
@@ -129,6 +133,7 @@ public final class ContextStoreServer: Sendable {
         guard (0...65535).contains(configuration.port) else {
             throw ServerConfigurationError("port must be between 0 and 65535, not \(configuration.port)")
         }
+        let tlsContext = try configuration.tls.map { try NIOSSLContext(configuration: $0) }
         let socket = try ListeningSocket.open(host: configuration.host, port: configuration.port)
         self.store = store
         self.configuration = configuration
@@ -186,6 +191,8 @@ public final class ContextStoreServer: Sendable {
                     let handlers = channel.pipeline.syncOperations
                     try handlers.addHandler(
                         ConnectionGate(limits: limits, needsKey: configuration.keys != nil, admission: admission))
+                    // After the gate: a refused connection costs no handshake.
+                    if let tlsContext { try handlers.addHandler(NIOSSLServerHandler(context: tlsContext)) }
                     if let idle = configuration.idleTimeout {
                         try handlers.addHandler(IdleStateHandler(readTimeout: idle))
                     }
@@ -218,6 +225,7 @@ public final class ContextStoreServer: Sendable {
                             let handlers = channel.pipeline.syncOperations
                             try handlers.addHandler(
                                 ConnectionGate(limits: metricsLimits, needsKey: false, admission: Admission()))
+                            if let tlsContext { try handlers.addHandler(NIOSSLServerHandler(context: tlsContext)) }
                             try handlers.addHandler(IdleStateHandler(allTimeout: MetricsHTTPHandler.idleTimeout))
                             try handlers.configureHTTPServerPipeline()
                             try handlers.addHandler(MetricsHTTPHandler(context: serverContext))

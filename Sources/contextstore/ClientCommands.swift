@@ -3,6 +3,7 @@ import ContextClient
 import ContextModel
 import ContextProtocol
 import Foundation
+import NIOSSL
 
 #if canImport(Glibc)
     import Glibc
@@ -27,6 +28,22 @@ struct ConnectionOptions: ParsableArguments {
 
     @OptionGroup var key: KeyOption
 
+    @Flag(help: "Speak TLS to a server started with --tls-cert (trusting the system's roots, or --tls-ca).")
+    var tls = false
+
+    @Option(help: "With --tls: trust the certificates of this PEM file (a self-signed server's, say).")
+    var tlsCa: String?
+
+    /// The TLS settings the flags ask for; nil: plain TCP.
+    func tlsConfiguration() throws -> TLSConfiguration? {
+        guard tls || tlsCa != nil else { return nil }
+        var configuration = TLSConfiguration.makeClientConfiguration()
+        if let tlsCa {
+            configuration.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(tlsCa))
+        }
+        return configuration
+    }
+
     func validate() throws {
         if portFlag == nil, let text = ProcessInfo.processInfo.environment["CONTEXTSTORE_PORT"] {
             guard let port = Int(text), (1...65535).contains(port) else {
@@ -47,7 +64,8 @@ struct ConnectionOptions: ParsableArguments {
         let response: JSONObject
         do {
             let client = try await ContextStoreClient.connect(
-                host: host, port: port, timeout: .nanoseconds(Int64(timeout * 1e9)), secret: key.secret)
+                host: host, port: port, timeout: .nanoseconds(Int64(timeout * 1e9)), secret: key.secret,
+                tls: try tlsConfiguration())
             do {
                 response = try await client.roundTrip(.object(JSONObject([("op", .string(Op.name))] + fields)))
             } catch {

@@ -7,6 +7,7 @@ import Embedder
 import Foundation
 import Logging
 import MemoryStore
+import NIOSSL
 import VectorIndex
 
 #if canImport(Glibc)
@@ -83,6 +84,12 @@ struct ServeCommand: AsyncParsableCommand {
             """)
     var maxUnsentBytes = 256 * 1024 * 1024
 
+    @Option(help: "TLS on every listener: the certificate chain (PEM); with --tls-key.")
+    var tlsCert: String?
+
+    @Option(help: "TLS: the certificate's private key (PEM).")
+    var tlsKey: String?
+
     @Option(help: "The folder `backup` requests write into (each a new file there); without it, they are refused.")
     var backupDir: String?
 
@@ -112,6 +119,9 @@ struct ServeCommand: AsyncParsableCommand {
         try requireFlag("max-line-bytes", maxLineBytes, in: 1024...(1 << 30))
         try requireFlag("threads", threads, in: 1...1024)
         try requireFlag("max-connections", maxConnections, in: 1...1_000_000)
+        guard (tlsCert == nil) == (tlsKey == nil) else {
+            throw ValidationError("--tls-cert and --tls-key go together")
+        }
         if let backupDir {
             var isFolder: ObjCBool = false
             guard FileManager.default.fileExists(atPath: backupDir, isDirectory: &isFolder), isFolder.boolValue else {
@@ -148,7 +158,11 @@ struct ServeCommand: AsyncParsableCommand {
             """)
     var keys: String?
 
-    @Flag(help: "Listen on a non-loopback address without --keys (anyone who reaches it may do anything).")
+    @Flag(
+        help: """
+            Listen on a non-loopback address without --keys (anyone who reaches it may do anything), or \
+            with keys but without TLS (secrets cross the network in the clear).
+            """)
     var insecure = false
 
     @Option(help: "Bytes of search and prompt answers kept for repeated requests; 0 keeps none.")
@@ -200,6 +214,17 @@ struct ServeCommand: AsyncParsableCommand {
                 "listening on \(host) with no keys: anyone who reaches this port can read, change and delete every user's memories"
             )
         }
+        if keys != nil, tlsCert == nil, !Self.isLoopback(host) {
+            // A secret sent in the clear on a network is a secret given away.
+            guard insecure else {
+                throw fail(
+                    "refusing to listen on \(host) with keys but without TLS: secrets and memories would cross the network in the clear (--tls-cert and --tls-key, or --insecure to do it anyway)"
+                )
+            }
+            logger.warning(
+                "listening on \(host) without TLS: secrets and memories cross the network in the clear"
+            )
+        }
         try createParentDirectory(of: db)
         // A server that fails to start leaves no new file behind.
         let existed = access(db, F_OK) == 0
@@ -230,6 +255,15 @@ struct ServeCommand: AsyncParsableCommand {
         if let threads { configuration.threads = threads }
         configuration.maximumConnectionsPerAddress = maxConnectionsPerAddress
         configuration.backupDirectory = backupDir
+        if let tlsCert, let tlsKey {
+            do {
+                configuration.tls = TLSConfiguration.makeServerConfiguration(
+                    certificateChain: try NIOSSLCertificate.fromPEMFile(tlsCert).map { .certificate($0) },
+                    privateKey: .privateKey(try NIOSSLPrivateKey(file: tlsKey, format: .pem)))
+            } catch {
+                throw fail("cannot load --tls-cert \(tlsCert) and --tls-key \(tlsKey): \(error)")
+            }
+        }
         configuration.maximumAnswerBytes = maxAnswerBytes
         configuration.maximumUnsentBytesTotal = maxUnsentBytes
         configuration.authenticationTimeout = .seconds(Int64(authTimeout))

@@ -4,6 +4,7 @@ import ContextProtocol
 import Foundation
 import MemoryStore
 import NIOCore
+import NIOSSL
 import Testing
 import VectorIndex
 
@@ -299,5 +300,60 @@ import VectorIndex
         #expect(other.readLine() == #"{"ok":true,"hits":[]}"#)
         kill(process.processIdentifier, SIGTERM)
         process.waitUntilExit()
+    }
+}
+
+/// The line protocol and the metrics listener in the clear, keys included (issue 24, item 15).
+@Suite struct TLSTests {
+    /// A self-signed certificate for localhost and 127.0.0.1, made with openssl.
+    func certificate(in folder: TemporaryFolder) throws -> (certificate: String, key: String) {
+        let (certificate, key) = (folder.path + "/cert.pem", folder.path + "/key.pem")
+        let made = try runProgram(
+            "/usr/bin/openssl",
+            [
+                "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout",
+                key, "-out", certificate, "-days", "2", "-subj", "/CN=localhost", "-addext",
+                "subjectAltName=DNS:localhost,IP:127.0.0.1",
+            ])
+        try #require(made.status == 0, "\(made.error)")
+        return (certificate, key)
+    }
+
+    @Test func theProtocolAndTheMetricsSpeakTLS() async throws {
+        let folder = TemporaryFolder()
+        let (certificate, key) = try certificate(in: folder)
+        let server = try ServerProcess(
+            database: folder.path + "/space.db",
+            arguments: ["--dim", "2", "--tls-cert", certificate, "--tls-key", key, "--metrics-port", "0"])
+        var trusting = TLSConfiguration.makeClientConfiguration()
+        trusting.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(certificate))
+        let client = try await ContextStoreClient.connect(host: "localhost", port: server.port, tls: trusting)
+        _ = try await client.add(NewMemory(id: "a", user: "u", text: "over TLS \u{0}", vector: [1, 0]))
+        #expect(try await client.get(user: "u", id: "a").text == "over TLS \u{0}")
+        await client.close()
+        // The CLI, trusting the certificate; and refused in the clear.
+        let ping = try runContextstore(["ping", "--port", "\(server.port)", "--tls-ca", certificate])
+        #expect(ping.output == #"{"ok":true,"pong":true}"# + "\n", "\(ping.error)")
+        let plain = try runContextstore(["ping", "--port", "\(server.port)", "--timeout", "2"])
+        #expect(plain.status == 1)
+        // A client that does not trust it is refused.
+        let untrusting = try? await ContextStoreClient.connect(
+            host: "localhost", port: server.port, tls: .makeClientConfiguration())
+        if let untrusting { await #expect(throws: (any Error).self) { try await untrusting.ping() } }
+        server.signal(SIGTERM)
+    }
+
+    @Test func keysOffLoopbackNeedTLS() throws {
+        let folder = TemporaryFolder()
+        let keys = folder.path + "/keys.json"
+        _ = FileManager.default.createFile(
+            atPath: keys,
+            contents: Data(#"{"keys":[{"name":"a","secret":"0123456789abcdef","role":"admin"}]}"#.utf8))
+        let result = try runContextstore([
+            "serve", "--db", folder.path + "/space.db", "--model", "none", "--host", "0.0.0.0", "--port", "0",
+            "--keys", keys,
+        ])
+        #expect(result.status == 1)
+        #expect(result.error.contains("with keys but without TLS"), "\(result.error)")
     }
 }

@@ -210,3 +210,56 @@ func writeIvecs(_ path: String, _ rows: [[Int32]]) {
 /// The model folder `scripts/fetch-model` fills.
 let modelFolder = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
     .deletingLastPathComponent().appendingPathComponent("data/models/all-MiniLM-L6-v2").path
+
+/// `bench --conversations` and the README's example read LoCoMo files a clone does not have;
+/// scripts/locomo-dev.py builds them from LoCoMo's public locomo10.json (issue 24, item 25).
+@Suite struct LoCoMoFilesTests {
+    @Test func theScriptWritesTurnsAndQuestionsOfTheDevConversations() throws {
+        let folder = Folder()
+        let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().path
+        // LoCoMo's shape: a list of samples, each with its sessions and questions.
+        func sample(_ id: String) -> [String: Any] {
+            [
+                "sample_id": id,
+                "conversation": [
+                    "speaker_a": "Ana", "speaker_b": "Bo", "session_2_date_time": "9:00 am on 9 May, 2023",
+                    "session_1_date_time": "1:56 pm on 8 May, 2023",
+                    "session_1": [
+                        ["speaker": "Ana", "dia_id": "D1:1", "text": "I moved to Porto"],
+                        ["speaker": "Bo", "dia_id": "D1:2", "text": "Nice!", "blip_caption": "a photo"],
+                    ],
+                    "session_2": [["speaker": "Ana", "dia_id": "D2:1", "text": "My sister visits"]],
+                ],
+                "qa": [
+                    ["question": "Where did Ana move?", "answer": "Porto", "evidence": ["D1:1"], "category": 4],
+                    ["question": "Who is Bo's sister?", "adversarial_answer": "x", "evidence": [], "category": 5],
+                ],
+            ]
+        }
+        let source = folder.path + "/locomo10.json"
+        let samples = ["conv-26", "conv-30", "conv-41", "conv-42", "conv-43", "conv-44"].map(sample)
+        try JSONSerialization.data(withJSONObject: samples).write(to: URL(fileURLWithPath: source))
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["python3", repository + "/scripts/locomo-dev.py", source, folder.path + "/out"]
+        let output = Pipe()
+        process.standardOutput = output
+        try process.run()
+        let said = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0)
+        #expect(said.hasSuffix("5 conversations, 15 turns, 5 questions\n"), "\(said)")
+        let turns = try String(contentsOfFile: folder.path + "/out/turns.jsonl", encoding: .utf8).split(separator: "\n")
+        #expect(
+            turns[0]
+                == #"{"conv": "conv-26", "session": "session_1", "date": "1:56 pm on 8 May, 2023", "id": "D1:1", "speaker": "Ana", "text": "I moved to Porto"}"#
+        )
+        #expect(turns[2].contains(#""session": "session_2", "date": "9:00 am on 9 May, 2023", "id": "D2:1""#))
+        let questions = try String(contentsOfFile: folder.path + "/out/questions.jsonl", encoding: .utf8)
+        #expect(
+            questions.split(separator: "\n")[0]
+                == #"{"conv": "conv-26", "text": "Where did Ana move?", "evidence": ["D1:1"], "category": 4}"#)
+        #expect(!questions.contains("conv-44") && !questions.contains("adversarial"))
+    }
+}

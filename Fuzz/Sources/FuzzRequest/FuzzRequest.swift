@@ -1,5 +1,6 @@
 import ContextProtocol
 import ContextServer
+import PromptBuilder
 
 /// One request line, as the server decodes it: parsing and validation must never trap, and a
 /// parsed value must survive a round trip through the writer unchanged.
@@ -13,7 +14,11 @@ public func fuzzRequest(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
             fatalError("round trip changed \(value) into \(written)")
         }
     }
-    if case .object(let object) = value { try? ContextStoreServer.check(request: object) }
+    if case .object(let object) = value {
+        try? ContextStoreServer.check(request: object)
+        // A template a request carries: scanned and parsed, never trapping.
+        if case .string(let template) = object["template"] { _ = try? PromptTemplate(name: "fuzz", text: template) }
+    }
     return 0
 }
 

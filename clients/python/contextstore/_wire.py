@@ -3,6 +3,7 @@
 import asyncio
 import json
 import socket
+import ssl
 from typing import Any, Dict, Optional, Tuple
 
 from .errors import Busy, ConnectionLost, ProtocolMismatch, RateLimited, ShuttingDown, server_error
@@ -59,6 +60,8 @@ def may_retry(error: BaseException, safe: bool, sent: bool) -> bool:
     ``rate_limited``, ``shutting_down``) or the answer was lost with the connection."""
     if not isinstance(error, (Busy, RateLimited, ShuttingDown, OSError, ConnectionLost, asyncio.TimeoutError)):
         return False
+    if isinstance(error, ssl.SSLCertVerificationError):
+        return False  # trying again will not make the certificate trusted
     return safe or not sent
 
 
@@ -69,7 +72,9 @@ def keeps_connection(error: BaseException) -> bool:
 
 def raised(error: BaseException) -> BaseException:
     """What the caller gets for ``error``: a socket's failure as ``ConnectionLost``."""
-    if isinstance(error, OSError) and not isinstance(error, (socket.timeout, asyncio.TimeoutError)):
+    if isinstance(error, OSError) and not isinstance(
+        error, (socket.timeout, asyncio.TimeoutError, ssl.SSLCertVerificationError)
+    ):
         lost = ConnectionLost(str(error))
         lost.__cause__ = error
         return lost
@@ -82,7 +87,10 @@ class Settings:
     def __init__(
         self, host: str = "127.0.0.1", port: int = 7420, secret: Optional[str] = None,
         timeout: Optional[float] = 30.0, retries: int = 8, backoff: float = 0.05, max_backoff: float = 2.0,
+        ssl: Optional[Any] = None,
     ):
+        self.ssl = ssl
+        """An ``ssl.SSLContext`` for a server started with ``--tls-cert``; ``None``: plain TCP."""
         self.host = host
         self.port = port
         self.secret = secret

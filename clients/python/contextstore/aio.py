@@ -131,7 +131,7 @@ class AsyncClient(_wire.Settings, Operations):
         async with self._connecting:
             if self._connection is not None and self._connection.closed is None:
                 return self._connection
-            reader, writer = await asyncio.wait_for(asyncio.open_connection(self.host, self.port), self.timeout)
+            reader, writer = await asyncio.wait_for(asyncio.open_connection(self.host, self.port, ssl=self.ssl), self.timeout)
             connection = _Connection(reader, writer)
             if self.secret is not None:
                 rid = self._next_rid()

@@ -3,6 +3,7 @@
 import select
 import selectors
 import socket
+import ssl
 import time
 from typing import Any, Callable, Dict, List, Optional
 
@@ -14,10 +15,12 @@ from .errors import ConnectionLost, ContextStoreError, ProtocolMismatch, ServerE
 class _Connection:
     """A socket and the bytes read from it that do not yet make a whole line."""
 
-    def __init__(self, host: str, port: int, timeout: Optional[float]):
+    def __init__(self, host: str, port: int, timeout: Optional[float], tls: Optional[ssl.SSLContext] = None):
         self.timeout = timeout
         self.sock = socket.create_connection((host, port), timeout=timeout)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if tls is not None:
+            self.sock = tls.wrap_socket(self.sock, server_hostname=host)
         self.buffer = bytearray()
         self.scanned = 0  # bytes of ``buffer`` known to hold no newline
 
@@ -33,6 +36,9 @@ class _Connection:
         readable, _, _ = select.select([self.sock], [], [], 0)
         if not readable or self.buffer:
             return False
+        if isinstance(self.sock, ssl.SSLSocket):
+            # TLS cannot peek; a server sends nothing unasked but its last words before closing.
+            return True
         try:
             return self.sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
         except BlockingIOError:
@@ -55,6 +61,9 @@ class _Connection:
         if not chunk:
             raise ConnectionLost("the server closed the connection")
         self.buffer += chunk
+        # TLS may hold decrypted bytes a select on the socket does not see.
+        while isinstance(self.sock, ssl.SSLSocket) and self.sock.pending():
+            self.buffer += self.sock.recv(self.sock.pending())
 
     def roundtrip(self, line: bytes) -> bytes:
         """Sends one request line and reads one answer line (any length)."""
@@ -87,12 +96,12 @@ class _Connection:
                 if events & selectors.EVENT_WRITE:
                     try:
                         sent += self.sock.send(data[sent : sent + (1 << 20)])
-                    except BlockingIOError:
+                    except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
                         pass
                 if events & selectors.EVENT_READ:
                     try:
                         self._receive()
-                    except BlockingIOError:
+                    except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
                         continue
                     while True:
                         answer = self._take_line()
@@ -154,7 +163,7 @@ class Client(_wire.Settings, Operations):
         if self._connection is not None and self._connection.closed_by_peer():
             self._drop()
         if self._connection is None:
-            connection = _Connection(self.host, self.port, self.timeout)
+            connection = _Connection(self.host, self.port, self.timeout, self.ssl)
             try:
                 if self.secret is not None:
                     ok, answer = _wire.outcome(

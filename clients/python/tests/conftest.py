@@ -44,7 +44,8 @@ def free_port() -> int:
 class Server:
     """A `contextstore serve` process; `restart()` stops it and starts it again on the same port and file."""
 
-    def __init__(self, folder: Path, model: bool):
+    def __init__(self, folder: Path, model: bool, tls: bool = False):
+        self.tls = tls
         if not BINARY.exists():
             pytest.fail(f"no server binary at {BINARY}: run `swift build -c release --product contextstore` "
                         "(or set CONTEXTSTORE_BIN)")
@@ -62,6 +63,15 @@ class Server:
                    "--backup-dir", str(self.folder)]
         if self.model == "none":
             command += ["--dim", "8"]
+        if self.tls:
+            self.certificate = self.folder / "cert.pem"
+            if not self.certificate.exists():
+                subprocess.run(
+                    ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                     "-keyout", str(self.folder / "key.pem"), "-out", str(self.certificate), "-days", "2",
+                     "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+                    check=True, capture_output=True)
+            command += ["--tls-cert", str(self.certificate), "--tls-key", str(self.folder / "key.pem")]
         log = open(self.folder / "server.log", "ab")
         self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, cwd=self.folder)
         log.close()
@@ -93,5 +103,13 @@ def server(tmp_path_factory):
 def small_server(tmp_path):
     """A server of its own (8 dimensions, no model), for tests that restart it."""
     instance = Server(tmp_path, model=False)
+    yield instance
+    instance.stop()
+
+
+@pytest.fixture()
+def tls_server(tmp_path):
+    """A server of its own speaking TLS, with a self-signed certificate made for the test."""
+    instance = Server(tmp_path, model=False, tls=True)
     yield instance
     instance.stop()

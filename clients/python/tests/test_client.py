@@ -281,3 +281,28 @@ def test_retries_rate_limited(small_server):
             assert len(results) == 6
 
     asyncio.run(async_side())
+
+
+def test_tls(tls_server):
+    import asyncio
+    import ssl
+
+    trusting = ssl.create_default_context(cafile=str(tls_server.certificate))
+    with cs.Client(host="localhost", port=tls_server.port, secret=APP, ssl=trusting) as client:
+        assert client.add("alice", "over TLS \x00", vector=unit(1, 8), id="t").id == "t"
+        assert client.get("alice", "t").text == "over TLS \x00"
+        with client.pipeline() as batch:
+            pending = [batch.get("alice", "t") for _ in range(300)]
+        assert all(p.result().id == "t" for p in pending)
+
+    async def many():
+        async with cs.AsyncClient(host="localhost", port=tls_server.port, secret=APP, ssl=trusting) as client:
+            got = await asyncio.gather(*[client.get("alice", "t") for _ in range(100)])
+            assert all(memory.id == "t" for memory in got)
+
+    asyncio.run(many())
+    # A client that does not trust the certificate is refused.
+    with pytest.raises(ssl.SSLCertVerificationError):
+        with cs.Client(host="localhost", port=tls_server.port, secret=APP, ssl=ssl.create_default_context(),
+                       retries=0) as client:
+            client.ping()
