@@ -85,6 +85,14 @@ public struct SearchRequest: Sendable, Equatable {
     }
 
     /// The mode this search runs in, given whether the server can embed text.
+    /// Whether hits are scored by rank fusion (hybrid, or recency or feedback weighed in):
+    /// higher is then better, whatever the metric. Of a request whose mode is resolved.
+    public var isFused: Bool { mode == .hybrid || halfLife != nil || feedbackBoost != nil }
+
+    /// Whether a hit's score is a distance, lower being better: a plain vector search in an l2
+    /// space.
+    public func scoresAreDistances(metric: Metric) -> Bool { metric == .l2 && mode == .vector && !isFused }
+
     public func resolvedMode(canEmbed: Bool) -> SearchMode {
         if let mode { return mode }
         guard text != nil else { return .vector }

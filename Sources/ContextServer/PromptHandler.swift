@@ -46,8 +46,9 @@ extension ServerContext {
             search.k = min(SearchRequest.maximumK, max(30, request.limit + 10))
             search = try embedded(search)
             let hits = try store.search(search)
-            // Higher must be better: only a plain vector search in an l2 space scores by distance.
-            let distance = store.metric == .l2 && search.mode == .vector && search.halfLife == nil
+            // Higher must be better: only a plain vector search in an l2 space scores by distance
+            // (with recency or feedback weighed in, scores are fused: higher is better).
+            let distance = search.scoresAreDistances(metric: store.metric)
             let listed = hits.flatMap { hit in
                 let before = hit.context.filter { $0.createdAt <= hit.memory.createdAt }
                 let after = hit.context.filter { $0.createdAt > hit.memory.createdAt }

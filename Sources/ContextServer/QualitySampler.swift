@@ -42,7 +42,9 @@ final class QualitySampler: Sendable {
     func observe(_ search: SearchRequest, hits: [ScoredMemory], store: MemoryStore) {
         let count = searches.wrappingAdd(1, ordering: .relaxed).newValue
         if hits.count < search.k { short.wrappingAdd(1, ordering: .relaxed) }
-        guard every > 0, !search.exact, count % every == 0,
+        // Only a vector search of a graph can come back short of the exact answer: a keyword or
+        // hybrid search, or a flat space's, would be compared with itself and report 1.0.
+        guard every > 0, !search.exact, search.mode == .vector, case .hnsw = store.index, count % every == 0,
             running.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged
         else { return }
         var scan = search

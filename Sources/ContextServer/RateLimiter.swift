@@ -41,9 +41,15 @@ final class RateLimiter: Sendable {
     }
 
     /// A key's own bucket (`user` nil) or its bucket for one user.
+    /// By bytes (`ExactString`): two spellings of a user are two users, as everywhere else.
     private struct BucketName: Hashable {
-        var key: String
-        var user: String?
+        var key: ExactString
+        var user: ExactString?
+
+        init(key: String, user: String? = nil) {
+            self.key = ExactString(key)
+            self.user = user.map(ExactString.init)
+        }
     }
 
     private let buckets = Mutex<[BucketName: Bucket]>([:])
@@ -63,7 +69,7 @@ final class RateLimiter: Sendable {
     func take(_ cost: Double, key: String, users: [String], rate: Rate, now: UInt64) -> Refusal? {
         guard cost <= rate.burst else { return .exceedsBurst }
         // A user named twice in one request is charged once.
-        let users = users.count > 1 ? Array(Set(users)) : users
+        let users = users.count > 1 ? Set(users.map(ExactString.init)).map(\.string) : users
         return buckets.withLock { buckets in
             func level(_ name: BucketName) -> Double {
                 min(rate.burst, buckets[name]?.level(at: now) ?? rate.burst)

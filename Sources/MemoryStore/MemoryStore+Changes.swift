@@ -14,18 +14,19 @@ public struct Generation: Sendable, Equatable, Hashable {
 final class ChangeLog: Sendable {
     private struct Counts {
         var space: UInt64 = 0
-        var users: [String: UInt64] = [:]
+        /// By the user's bytes, as every map keyed by a user (`ExactString`).
+        var users: [ExactString: UInt64] = [:]
     }
 
     private let counts = Mutex(Counts())
 
     func generation(of user: String) -> Generation {
-        counts.withLock { Generation(space: $0.space, user: $0.users[user] ?? 0) }
+        counts.withLock { Generation(space: $0.space, user: $0.users[ExactString(user)] ?? 0) }
     }
 
     func changed(_ users: some Sequence<String>) {
         counts.withLock { counts in
-            for user in Set(users) { counts.users[user, default: 0] &+= 1 }
+            for user in Set(users.map(ExactString.init)) { counts.users[user, default: 0] &+= 1 }
         }
     }
 

@@ -56,7 +56,9 @@ extension MemoryStore {
         if mode != .vector, request.text == nil {
             throw StoreError.invalidValue("a \(mode.rawValue) search needs query text")
         }
-        let fused = mode == .hybrid || request.halfLife != nil || request.feedbackBoost != nil
+        var resolved = request
+        resolved.mode = mode
+        let fused = resolved.isFused
         let candidates = fused ? Self.pool(k: request.k) : request.k
         // Metadata conditions are SQL's: they give the rows a side may return.
         let allowed = request.filter.metadata.isEmpty ? nil : try matchingHandles(request.user, request.filter, now)
@@ -76,7 +78,8 @@ extension MemoryStore {
                     ef: request.ef, exact: request.exact)
             let keyword = keywordHits.compactMap { hit -> SearchHit? in
                 // A row committed after the state was read, or another user's under the same scope token.
-                guard let handle = state.handleOfSeq[hit.seq], state.records[Int(handle)]?.user == request.user
+                guard let handle = state.handleOfSeq[hit.seq],
+                    state.records[Int(handle)]?.user.bytewiseEquals(request.user) == true
                 else { return nil }
                 return SearchHit(id: "", score: hit.score, handle: handle)
             }
@@ -87,7 +90,7 @@ extension MemoryStore {
             case .hybrid:
                 // A neighbouring turn becomes a candidate only if the search could return it.
                 ranked = fuse(vectorHits, keyword, state: state) { turn in
-                    guard let record = state.records[Int(turn)], record.user == request.user,
+                    guard let record = state.records[Int(turn)], record.user.bytewiseEquals(request.user),
                         rows.matches(record.attributes)
                     else { return false }
                     return allowed?.contains(turn) ?? true

@@ -34,10 +34,18 @@ extension MemoryStore {
                         freshWindows.append(windows[i])
                         continue
                     }
+                    // Byte for byte, as the file compares: two spellings of a text are two texts.
+                    func same(_ a: String?, _ b: String?) -> Bool {
+                        switch (a, b) {
+                        case (nil, nil): true
+                        case (let a?, let b?): a.bytewiseEquals(b)
+                        default: false
+                        }
+                    }
                     let same =
-                        stored.text == memory.text && stored.session == memory.session && stored.role == memory.role
-                        && stored.speaker == memory.speaker
-                        && stored.metadata == memory.metadata
+                        same(stored.text, memory.text) && same(stored.session, memory.session)
+                        && stored.role == memory.role && same(stored.speaker, memory.speaker)
+                        && same(stored.metadata, memory.metadata)
                         && (item.createdAt == nil || stored.createdAt == memory.createdAt)
                         && state.flat?.vector(id: key) == memory.vector
                     if same { outcome.skipped.append(i) } else { outcome.conflicts.append(i) }

@@ -242,10 +242,16 @@ public struct PromptBuilder: Sendable {
             parts.summary = ranked.prefix(n).sorted { $0.position < $1.position }.map(\.sentence)
             return parts
         }
+        // Within the budget and the summary's own cap, if it has one.
+        func fitting(_ n: Int) -> Bool {
+            let candidate = taking(n)
+            if let cap = request.caps[.summary], tally.count(candidate.render(only: .summary)) > cap { return false }
+            return cost(candidate, request.format, tally) <= request.budget
+        }
         var (fits, tooMany) = (0, ranked.count + 1)
         while tooMany - fits > 1 {
             let middle = (fits + tooMany) / 2
-            if cost(taking(middle), request.format, tally) <= request.budget { fits = middle } else { tooMany = middle }
+            if fitting(middle) { fits = middle } else { tooMany = middle }
         }
         return taking(fits).summary
     }

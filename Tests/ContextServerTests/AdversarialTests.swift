@@ -290,16 +290,23 @@ func residentBytes() -> Int {
     return (fields.count > 1 ? Int(fields[1]) ?? 0 : 0) * Int(sysconf(Int32(_SC_PAGESIZE)))
 }
 
-/// Runs the `contextstore` executable to completion.
-func runContextstore(_ arguments: [String]) throws -> (status: Int32, output: String, error: String) {
-    try runProgram(contextstoreExecutable(), arguments)
+/// Runs the `contextstore` executable to completion, with `environment` added to this process's.
+func runContextstore(
+    _ arguments: [String], environment: [String: String] = [:]
+) throws -> (status: Int32, output: String, error: String) {
+    try runProgram(contextstoreExecutable(), arguments, environment: environment)
 }
 
 /// Runs a program to completion and returns its status and output.
-func runProgram(_ path: String, _ arguments: [String]) throws -> (status: Int32, output: String, error: String) {
+func runProgram(
+    _ path: String, _ arguments: [String], environment: [String: String] = [:]
+) throws -> (status: Int32, output: String, error: String) {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: path)
     process.arguments = arguments
+    if !environment.isEmpty {
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+    }
     let output = Pipe()
     let error = Pipe()
     process.standardOutput = output

@@ -32,22 +32,10 @@ import Testing
 
 /// The commands a new user missed (issue 24, item 26), against a real server.
 @Suite struct CLICommandTests {
-    /// Runs `contextstore` with `environment` added.
     func run(_ arguments: [String], environment: [String: String] = [:]) throws -> (
         status: Int32, output: String, error: String
     ) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: contextstoreExecutable())
-        process.arguments = arguments
-        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-        let (output, error) = (Pipe(), Pipe())
-        process.standardOutput = output
-        process.standardError = error
-        try process.run()
-        let out = output.fileHandleForReading.readDataToEndOfFile()
-        let err = error.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: out, as: UTF8.self), String(decoding: err, as: UTF8.self))
+        try runContextstore(arguments, environment: environment)
     }
 
     @Test func feedbackMetricsForgetAllTheEnvironmentAndTables() throws {

@@ -241,6 +241,20 @@ import Testing
                 == .wait(Rate.maximumWaitMilliseconds))
     }
 
+    /// Two spellings of a user are two users for the buckets too (they shared one).
+    @Test func bucketsAreByTheUsersBytes() {
+        let limiter = RateLimiter()
+        let rate = Rate(perSecond: 1, burst: 1)
+        let start: UInt64 = 1_000_000_000
+        #expect(limiter.take(1, key: "k1", users: ["caf\u{E9}"], rate: rate, now: start) == nil)
+        #expect(limiter.take(1, key: "k2", users: ["cafe\u{301}"], rate: rate, now: start) == nil)
+        #expect(limiter.take(1, key: "k2", users: ["caf\u{E9}", "cafe\u{301}"], rate: rate, now: start) != nil)
+        #expect(
+            limiter.take(
+                1, key: "k3", users: ["caf\u{E9}", "cafe\u{301}"], rate: Rate(perSecond: 1, burst: 2), now: start)
+                == nil)
+    }
+
     /// Over the wire: `rate_limited` with `retry_after_ms`, nothing done, the connection open.
     @Test func aKeyOverItsRateIsToldWhenToRetry() async throws {
         let slow = AccessKey(

@@ -3,6 +3,7 @@ import ContextModel
 import ContextProtocol
 import Foundation
 import Testing
+import VectorIndex
 
 @testable import ContextServer
 
@@ -100,7 +101,9 @@ import Testing
 /// The quality gauges: searches re-run exactly in the background, and the share that came short.
 @Suite struct QualitySamplerTests {
     @Test func sampledRecallAndShortSearchesArePublished() async throws {
-        let server = try await TestServer(dimension: 2) { $0.qualitySampleEvery = 1 }
+        // Only a graph's vector searches are sampled: an exact rerun of anything else is the
+        // same search and would say 1.0 whatever the graph does.
+        let server = try await TestServer(dimension: 2, index: .hnsw(HNSWParameters())) { $0.qualitySampleEvery = 1 }
         let client = try await server.client()
         try await client.addBatch(
             (0..<10).map { NewMemory(id: "m\($0)", user: "u", text: "t", vector: [1, Float($0)]) })
@@ -117,6 +120,37 @@ import Testing
         #expect(text.contains("contextstore_sampled_recall 1.0"), "\(text)")
         #expect(text.contains("contextstore_short_search_share 0.3333333333333333"))
         #expect(text.contains("contextstore_sampled_searches 2.0"))
+        await client.close()
+        await server.stop()
+        // A flat space's searches are not sampled.
+        let flat = try await TestServer(dimension: 2) { $0.qualitySampleEvery = 1 }
+        let flatClient = try await flat.client()
+        try await flatClient.add(NewMemory(id: "m", user: "u", text: "t", vector: [1, 0]))
+        _ = try await flatClient.search(SearchRequest(user: "u", vector: [1, 0], k: 5))
+        try await Task.sleep(for: .milliseconds(200))
+        #expect(flat.server.quality.sampled == 0)
+        await flatClient.close()
+        await flat.stop()
+    }
+}
+
+/// In an l2 space, a prompt with `feedback_boost` took fused scores (higher is better) for
+/// distances and put the least relevant memories first (issue 24, item 17).
+@Suite struct DistanceAndFusionTests {
+    @Test func aFeedbackBoostedPromptInAnL2SpaceKeepsTheNearestFirst() async throws {
+        let server = try await TestServer(dimension: 2, metric: .l2)
+        let client = try await server.client()
+        try await client.addBatch([
+            NewMemory(id: "near", user: "u", text: "near", vector: [1, 0]),
+            NewMemory(id: "far", user: "u", text: "far", vector: [5, 5]),
+        ])
+        for boost in [nil, 0.5] as [Double?] {
+            let prompt = try await client.prompt(
+                .init(search: SearchRequest(user: "u", text: "q", vector: [1, 0], mode: .vector, feedbackBoost: boost)))
+            #expect(
+                prompt.prompt.sections.first { $0.name == .memories }?.ids.first == "near",
+                "\(String(describing: boost))")
+        }
         await client.close()
         await server.stop()
     }

@@ -425,3 +425,27 @@ import VectorIndex
         }
     }
 }
+
+/// Byte-exact identity where two spellings of one text met (issue 24, item 19).
+@Suite struct ExactIdentityTests {
+    let temporary = TemporaryDatabase()
+
+    @Test func anImportOfAnotherSpellingIsAConflictNotASkip() throws {
+        let store = try MemoryStore(path: temporary.path, dimension: 2)
+        try store.add([NewMemory(id: "a", user: "u", text: "caf\u{E9}", createdAt: 1, vector: [1, 0])])
+        let outcome = try store.addIfAbsent([
+            NewMemory(id: "a", user: "u", text: "cafe\u{301}", createdAt: 1, vector: [1, 0])
+        ])
+        #expect(outcome.skipped.isEmpty && outcome.conflicts == [0])
+        store.close()
+    }
+
+    @Test func aUsersChangesAreItsOwnGeneration() throws {
+        let store = try MemoryStore(path: temporary.path, dimension: 2)
+        let before = store.generation(of: "caf\u{E9}")
+        try store.add([NewMemory(id: "a", user: "cafe\u{301}", text: "t", vector: [1, 0])])
+        #expect(store.generation(of: "caf\u{E9}") == before)
+        #expect(store.generation(of: "cafe\u{301}") != before)
+        store.close()
+    }
+}

@@ -160,17 +160,22 @@ import Testing
         #expect(diversified.sections.first { $0.name == .memories }!.ids == ["a1", "b1", "a3", "c1"])
     }
 
-    @Test func droppedTurnsLeaveTheirMostCentralSentencesAsASummary() throws {
-        // A toy embedding: sentences about the dog point one way, others another.
+    /// Four turns, three about a dog, and a builder whose toy embedding points sentences about
+    /// the dog one way and others another.
+    func dogTurns() -> (PromptBuilder, [PromptItem]) {
         let embed: @Sendable ([String]) -> [[Float]] = { texts in
             texts.map { $0.contains("dog") ? [1, 0.1] : [0.1, 1] }
         }
-        let builder = PromptBuilder(counter: self.builder.counter, embed: embed)
         let turns = [
             item("t1", "We got a dog. It rains today.", minute: 1), item("t2", "The dog is called Rex!", minute: 2),
             item("t3", "Our dog loves the park.", minute: 3),
             item("t4", "This turn is long enough that it has to stay the last one the prompt keeps", minute: 4),
         ]
+        return (PromptBuilder(counter: builder.counter, embed: embed), turns)
+    }
+
+    @Test func droppedTurnsLeaveTheirMostCentralSentencesAsASummary() throws {
+        let (builder, turns) = dogTurns()
         let whole = try builder.build(PromptRequest(system: "", query: "Tell me more.", recent: turns, budget: 1000))
         #expect(whole.sections.first { $0.name == .summary }!.ids.isEmpty)
         // The recent section's cap keeps the last turn alone; the budget leaves room for one
@@ -188,6 +193,26 @@ import Testing
         #expect(prompt.sections.first { $0.name == .summary }!.ids == ["t1"])
         #expect(prompt.text == oneSentence.render())
         #expect(prompt.text.contains("Earlier in this conversation (summary):\n- [8 May 2023] Ana: We got a dog.\n"))
+    }
+
+    /// `caps.summary` was accepted and ignored: the summary took whatever the budget left.
+    @Test func theSummaryKeepsToItsCap() throws {
+        let (builder, turns) = dogTurns()
+        let lastAlone = PromptBuilder.Parts(template: .standard, system: "", query: "Tell me more.", recent: [turns[3]])
+        let cap = builder.counter.count(lastAlone.render(only: .recent))
+        var oneSentence = lastAlone
+        oneSentence.summary = [item("t1", "We got a dog.", minute: 1)]
+        let summaryCap = builder.counter.count(oneSentence.render(only: .summary))
+        let prompt = try builder.build(
+            PromptRequest(
+                system: "", query: "Tell me more.", recent: turns, budget: 1000,
+                caps: [.recent: cap, .summary: summaryCap]))
+        let summary = prompt.sections.first { $0.name == .summary }!
+        #expect(summary.ids == ["t1"])
+        #expect(summary.tokens <= summaryCap)
+        let uncapped = try builder.build(
+            PromptRequest(system: "", query: "Tell me more.", recent: turns, budget: 1000, caps: [.recent: cap]))
+        #expect(uncapped.sections.first { $0.name == .summary }!.tokens > summaryCap)
     }
 
     @Test func aMessagesPromptHasTheSystemTurnsAndQueryAsMessages() throws {
