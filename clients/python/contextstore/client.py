@@ -37,8 +37,18 @@ class _Connection:
         if not readable or self.buffer:
             return False
         if isinstance(self.sock, ssl.SSLSocket):
-            # TLS cannot peek; a server sends nothing unasked but its last words before closing.
-            return True
+            # TLS cannot peek. A record that is not data (a session ticket) reads as nothing; a
+            # server sends data unasked only as its last words before closing.
+            self.sock.setblocking(False)
+            try:
+                self.sock.recv(1 << 16)  # the end of the stream, or the server's last words
+                return True
+            except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError):
+                return False
+            except OSError:
+                return True
+            finally:
+                self.sock.settimeout(self.timeout)
         try:
             return self.sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
         except BlockingIOError:
