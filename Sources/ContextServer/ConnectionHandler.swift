@@ -111,6 +111,9 @@ final class ConnectionHandler: ChannelInboundHandler {
             authenticationDeadline = context.eventLoop.scheduleTask(in: authenticationTimeout) {
                 let (handler, context) = bound.value
                 guard handler.admission.unauthenticated else { return }
+                handler.requestLog.logger.info(
+                    "closing a connection that proved no key in time",
+                    metadata: ["address": "\(handler.admission.address)", "seconds": "\(seconds)"])
                 handler.reject(
                     ProtocolError(.unauthorized, "no key was proved within \(seconds) s of connecting; closing"),
                     context: context)

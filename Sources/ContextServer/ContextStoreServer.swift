@@ -37,7 +37,7 @@ public struct ServerConfiguration: Sendable {
     /// answered `unauthorized` and closed. Connections waiting to authenticate are at most half
     /// of `maximumConnections` (a sixteenth from one address), so the rest stays for clients
     /// with a key.
-    public var authenticationTimeout: TimeAmount = .seconds(10)
+    public var authenticationTimeout: TimeAmount = .seconds(60)
     /// A connection with nothing in flight that sends nothing for this long is closed; nil: never.
     public var idleTimeout: TimeAmount? = .seconds(300)
     /// The longest answer a request may have; a longer one is answered `too_large` instead.

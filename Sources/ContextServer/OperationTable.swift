@@ -202,7 +202,8 @@ enum OperationTable {
             path, context in
             try context.backup(to: path)
         },
-        OperationDescriptor(Operations.Stats.self, runs: .eventLoop, access: .admin) { _, context in context.stats() },
+        // Any key: an admin's sees the space, another its own users (`ServerContext.stats`).
+        OperationDescriptor(Operations.Stats.self, runs: .eventLoop, access: .anyKey) { _, context in context.stats() },
         OperationDescriptor(Operations.Metrics.self, runs: .eventLoop, access: .admin) { _, context in
             context.metricsText()
         },

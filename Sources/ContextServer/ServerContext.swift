@@ -316,7 +316,13 @@ struct ServerContext: Sendable {
         ProtocolError(.notFound, "user '\(memory.user)' has no memory with id '\(memory.id)'")
     }
 
+    /// `stats`: the space's, for an admin (or without keys); for another key, its users' alone,
+    /// with the space-wide figures (bytes, caches) left at 0.
     func stats() -> ServerStats {
+        if let keys, let key = session.accessKey(in: keys)?.key, key.role != .admin {
+            return ServerStats(
+                store: store.stats(ofUsers: key.covers), embeddingCache: CacheCounters(), resultCache: CacheCounters())
+        }
         let cache = embedder?.cacheStatistics
         return ServerStats(
             store: store.stats(),

@@ -609,6 +609,19 @@ public final class MemoryStore: Sendable {
             expired: expired, purged: purged)
     }
 
+    /// The figures of `stats` for the users `included` takes alone (a key that is not an
+    /// admin's sees its users, not the space): their memories and their number; figures of the
+    /// whole space (bytes, expiry counts) are 0.
+    public func stats(ofUsers included: (String) -> Bool) -> StoreStats {
+        let (memories, users, dimension) = state.read { state in
+            let counts = state.flat?.counts(ofUsers: included) ?? (vectors: 0, users: 0)
+            return (counts.vectors, counts.users, state.flat?.dimension)
+        }
+        return StoreStats(
+            memories: memories, users: users, dimension: dimension, metric: metric, index: index.name, bytesOnDisk: 0,
+            bytesInMemory: 0, expired: 0, purged: 0)
+    }
+
     // MARK: - Helpers
 
     /// Why a write failed and left the store unable to take more: thrown by a write's body,

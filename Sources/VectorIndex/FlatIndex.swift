@@ -127,6 +127,16 @@ public struct FlatIndex: Sendable {
     /// Number of vectors stored for `user`.
     public func count(user: String) -> Int { partitions[ExactString(user)]?.count ?? 0 }
 
+    /// The users `included` takes and their vectors, summed: (vectors, users).
+    public func counts(ofUsers included: (String) -> Bool) -> (vectors: Int, users: Int) {
+        var (vectors, users) = (0, 0)
+        for (user, partition) in partitions where included(user.string) {
+            vectors += partition.count
+            users += 1
+        }
+        return (vectors, users)
+    }
+
     /// The ids of `user`'s rows.
     public func ids(user: String) -> [String] { partitions[ExactString(user)]?.ids ?? [] }
 

@@ -101,7 +101,7 @@ struct ServeCommand: AsyncParsableCommand {
             With --keys: seconds a connection may take to authenticate before it is closed; at most half of \
             --max-connections may be waiting to.
             """)
-    var authTimeout = 10
+    var authTimeout = 60
 
     @Option(help: "Seconds a connection with nothing in flight may send nothing before it is closed; 0: never.")
     var idleTimeout = 300

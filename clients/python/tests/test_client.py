@@ -33,7 +33,9 @@ def test_auth(server):
         with pytest.raises(cs.Forbidden):
             reader.search("bob", vector=unit(1))
         with pytest.raises(cs.Forbidden):
-            reader.stats()
+            reader.metrics()
+        own = reader.stats()  # its own users, not the space's figures
+        assert own.bytes_on_disk == 0
 
 
 def test_every_op(server, tmp_path):
