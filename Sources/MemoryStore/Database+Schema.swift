@@ -104,6 +104,27 @@ extension Database {
         ALTER TABLE memories ADD COLUMN helped INTEGER NOT NULL DEFAULT 0;
         ALTER TABLE memories ADD COLUMN unhelped INTEGER NOT NULL DEFAULT 0;
         """,
+        // 11: every change of a memory's created_at, numbered (never reused) with the time it
+        // had, kept while the memory is: a listing that began before a change keeps the memory
+        // where it was (`ListCursor.change`), so it is returned once and nothing is skipped.
+        // Triggers, so that every write that changes the time (update, a replacing add) records it.
+        """
+        CREATE TABLE memory_time_changes (
+            change INTEGER PRIMARY KEY AUTOINCREMENT,
+            memory INTEGER NOT NULL,
+            old_created_at INTEGER NOT NULL
+        );
+        CREATE INDEX memory_time_changes_by_memory ON memory_time_changes(memory, change);
+        CREATE TRIGGER memory_time_changed AFTER UPDATE OF created_at ON memories
+            WHEN old.created_at IS NOT new.created_at
+        BEGIN
+            INSERT INTO memory_time_changes (memory, old_created_at) VALUES (old.seq, old.created_at);
+        END;
+        CREATE TRIGGER memory_time_changes_gone AFTER DELETE ON memories
+        BEGIN
+            DELETE FROM memory_time_changes WHERE memory = old.seq;
+        END;
+        """,
     ]
 
     /// Applies the migrations this database lacks, each in its own transaction.

@@ -38,35 +38,61 @@ extension MemoryStore {
     }
 
     /// One page of a user's memories in time order (ties in the order they were first stored).
+    ///
+    /// A listing keeps the order its first page saw: the cursor carries the number of the last
+    /// change of any memory's `created_at` then (`memory_time_changes`), and a memory whose time
+    /// changed since is placed by the time it had, so pages neither skip nor repeat it. While
+    /// no time changed, a page reads the time index directly.
     /// - Throws: `StoreError.invalidValue` for a cursor this store did not make; `.sqlite`.
     public func list(_ request: ListRequest) throws -> ListPage {
         precondition(request.limit > 0)
-        var arguments: StatementArguments = []
-        var sql = "SELECT \(SQL.memoryColumns)\(request.withVector ? ", embedding" : "") FROM memories WHERE "
-        sql += SQL.condition(
-            user: request.user, filter: request.filter, now: Clock.nowMilliseconds(), arguments: &arguments)
+        var position: ListCursor?
         if let cursor = request.cursor {
-            guard let position = ListCursor(cursor) else {
+            guard let parsed = ListCursor(cursor) else {
                 throw StoreError.invalidValue("'\(cursor)' is not a cursor of this server (pass next_cursor as given)")
             }
-            sql += " AND (created_at, seq) \(request.newestFirst ? "<" : ">") (?, ?)"
-            arguments.values += [position.createdAt, position.seq]
+            position = parsed
         }
-        let direction = request.newestFirst ? "DESC" : "ASC"
-        sql += " ORDER BY created_at \(direction), seq \(direction) LIMIT ?"
-        // One more than asked: whether there is a next page.
-        arguments.values.append(Int64(request.limit + 1))
         return try withReader { database in
+            let latest = try database.scalarInt(SQL.latestTimeChange)
+            let since = position?.change ?? latest
+            // Times changed since the listing began: each memory placed by the time it had.
+            let moved = since < latest
+            var arguments: StatementArguments = []
+            let condition = SQL.condition(
+                user: request.user, filter: request.filter, now: Clock.nowMilliseconds(), arguments: &arguments)
+            let columns = "\(SQL.memoryColumns)\(request.withVector ? ", embedding" : "")"
+            let at = moved ? "listed_at" : "created_at"
+            var sql =
+                moved
+                ? """
+                WITH listed AS (SELECT \(columns), coalesce((SELECT old_created_at FROM memory_time_changes c
+                    WHERE c.memory = memories.seq AND c.change > ? ORDER BY c.change LIMIT 1), created_at) AS listed_at
+                    FROM memories WHERE \(condition))
+                SELECT * FROM listed WHERE 1
+                """
+                : "SELECT \(columns), created_at FROM memories WHERE \(condition)"
+            if moved { arguments.values.insert(since, at: 0) }
+            if let position {
+                sql += " AND (\(at), seq) \(request.newestFirst ? "<" : ">") (?, ?)"
+                arguments.values += [position.createdAt, position.seq]
+            }
+            let direction = request.newestFirst ? "DESC" : "ASC"
+            sql += " ORDER BY \(at) \(direction), seq \(direction) LIMIT ?"
+            // One more than asked: whether there is a next page.
+            arguments.values.append(Int64(request.limit + 1))
             let rows = try database.prepare(sql)
             try rows.bind(arguments)
             var memories: [Memory] = []
             var last: ListCursor?
+            // The position column follows the memory's (and its vector).
+            let positionColumn: Int32 = request.withVector ? 11 : 10
             while try rows.step() {
                 guard memories.count < request.limit else {
                     return ListPage(memories: memories, nextCursor: last?.description)
                 }
                 let memory = SQL.memory(rows, vector: request.withVector ? rows.floats(at: 10) : [])
-                last = ListCursor(createdAt: memory.createdAt, seq: rows.int64(at: 7))
+                last = ListCursor(createdAt: rows.int64(at: positionColumn), seq: rows.int64(at: 7), change: since)
                 memories.append(memory)
             }
             return ListPage(memories: memories, nextCursor: nil)
@@ -106,22 +132,32 @@ extension MemoryStore {
     }
 }
 
-/// A position in a user's memories in time order: the last memory a page returned. Written as
-/// `<created_at>.<seq>`; clients pass it back as they got it.
+/// A position in a user's memories in time order: the last memory a page returned (by the time
+/// it was listed at), and the last change of a memory's time when the listing began. Written as
+/// `<created_at>.<seq>.<change>`; clients pass it back as they got it. A cursor of two parts (an
+/// older server's) carries no change: its pages place memories by their times now.
 struct ListCursor: CustomStringConvertible {
     var createdAt: Int64
     var seq: Int64
+    var change: Int64?
 
-    init(createdAt: Int64, seq: Int64) {
+    init(createdAt: Int64, seq: Int64, change: Int64?) {
         self.createdAt = createdAt
         self.seq = seq
+        self.change = change
     }
 
     init?(_ text: String) {
         let parts = text.split(separator: ".", omittingEmptySubsequences: false)
-        guard parts.count == 2, let createdAt = Int64(parts[0]), let seq = Int64(parts[1]) else { return nil }
-        self.init(createdAt: createdAt, seq: seq)
+        guard parts.count == 2 || parts.count == 3, let createdAt = Int64(parts[0]), let seq = Int64(parts[1])
+        else { return nil }
+        var change: Int64?
+        if parts.count == 3 {
+            guard let number = Int64(parts[2]), number >= 0 else { return nil }
+            change = number
+        }
+        self.init(createdAt: createdAt, seq: seq, change: change)
     }
 
-    var description: String { "\(createdAt).\(seq)" }
+    var description: String { "\(createdAt).\(seq)" + (change.map { ".\($0)" } ?? "") }
 }

@@ -175,6 +175,9 @@ enum SQL {
         RETURNING seq
         """
     static let deleteMemory = "DELETE FROM memories WHERE user = ?1 AND id = ?2"
+    /// The number of the last change of a memory's `created_at` (0: none yet).
+    static let latestTimeChange =
+        "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'memory_time_changes'), 0)"
     static let deleteUser = "DELETE FROM memories WHERE user = ?1"
     static let insertWindow = "INSERT INTO memory_windows (memory, position, embedding) VALUES (?1, ?2, ?3)"
     static let deleteWindows = "DELETE FROM memory_windows WHERE memory = ?1"

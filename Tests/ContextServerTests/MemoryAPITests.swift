@@ -63,9 +63,40 @@ import VectorIndex
         #expect(!seen.contains("other"))
         #expect(page == 3)
 
+        // Times changed between pages (issue 24, item 18): a memory not yet returned moved before
+        // the position, one already returned moved after it, and one replaced with another
+        // time. Each is returned once, and none is skipped; the moved ones carry their new time.
+        for order in [false, true] {
+            let times = try await client.list(ListRequest(user: "u", newestFirst: order, limit: 1000)).memories
+            var (listed, position): ([String], String?) = ([], nil)
+            var first = true
+            repeat {
+                let result = try await client.list(
+                    ListRequest(user: "u", newestFirst: order, limit: 7, cursor: position))
+                listed += ids(result.memories)
+                position = result.nextCursor
+                if first {
+                    first = false
+                    let (ahead, behind) = (times[12].id, times[3].id)
+                    _ = try await client.update(user: "u", id: ahead, MemoryChanges(createdAt: order ? 999_999 : 1))
+                    _ = try await client.update(user: "u", id: behind, MemoryChanges(createdAt: order ? 1 : 999_999))
+                    _ = try await client.add(
+                        NewMemory(
+                            id: times[20].id, user: "u", text: "replaced", createdAt: order ? 2 : 999_998,
+                            vector: [1, 1, 0]))
+                }
+            } while position != nil
+            #expect(listed.sorted() == times.map(\.id).sorted(), "newest first: \(order)")
+            #expect(Set(listed).count == listed.count)
+            // Listed again from the start: by the new times.
+            let now = try await client.list(ListRequest(user: "u", newestFirst: order, limit: 1000)).memories
+            #expect(now.count == times.count)
+        }
+
         // The last page says so; a cursor made up by hand is refused.
         let all = try await client.list(ListRequest(user: "u", limit: 1000))
         #expect(all.nextCursor == nil && all.memories.count == 25)
+        await #expect(throws: ClientError.self) { try await client.list(ListRequest(user: "u", cursor: "1.2.-3")) }
         await #expect(throws: ClientError.self) { try await client.list(ListRequest(user: "u", cursor: "x.1")) }
         try await checkError(server, #"{"op":"list","user":"u","cursor":"12"}"#, .invalidValue)
         try await checkError(server, #"{"op":"list","user":"u","limit":0}"#, .invalidValue)

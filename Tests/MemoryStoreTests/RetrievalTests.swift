@@ -129,6 +129,8 @@ import VectorIndex
             let database = try Database(path: temporary.path)
             try database.execute(
                 """
+                DROP TRIGGER memory_time_changed; DROP TRIGGER memory_time_changes_gone;
+                DROP TABLE memory_time_changes;
                 ALTER TABLE memories DROP COLUMN helped; ALTER TABLE memories DROP COLUMN unhelped;
                 DROP INDEX memories_pinned; DROP INDEX memories_expiring; ALTER TABLE memories DROP COLUMN expires_at;
                 DROP TABLE memory_terms;
