@@ -384,7 +384,7 @@ import Testing
         let server = try await TestServer(dimension: 2) {
             $0.keys = KeyRing(keys)
             $0.maximumConnections = 64
-            $0.authenticationTimeout = .seconds(2)
+            $0.authenticationTimeout = .seconds(8)
         }
         let admin = try RawSocket(port: server.port)
         admin.send(#"{"op":"auth","secret":"root-secret-0123456789"}"# + "\n")
@@ -399,7 +399,7 @@ import Testing
             if line?.contains("has 4 connections waiting to authenticate, the limit per address") == true {
                 refused += 1
             } else if line
-                == #"{"ok":false,"error":{"code":"unauthorized","message":"no key was proved within 2 s of connecting; closing"}}"#
+                == #"{"ok":false,"error":{"code":"unauthorized","message":"no key was proved within 8 s of connecting; closing"}}"#
             {
                 closed += 1
             }
@@ -423,7 +423,7 @@ import Testing
         // time is up, a new client gets in.
         admin.send(#"{"op":"ping"}"# + "\n")
         #expect(admin.readLine() == #"{"ok":true,"pong":true}"#)
-        for socket in more { #expect(socket.readLine()?.contains("no key was proved within 2 s") == true) }
+        for socket in more { #expect(socket.readLine()?.contains("no key was proved within 8 s") == true) }
         try await Task.sleep(for: .milliseconds(300))
         let next = try RawSocket(port: server.port)
         next.send(#"{"op":"auth","secret":"root-secret-0123456789"}"# + "\n")
@@ -459,12 +459,16 @@ import Testing
         }
         #expect(guesser.readLine()?.contains("3 failed authentications; closing") == true)
         #expect(guesser.readLine() == nil)
-        // Ten from one address, and its next auth is refused untried, the right secret too.
-        for _ in 0..<7 {
+        // Ten from one address (a few more if the machine is slow enough for one to come back
+        // meanwhile), and its next auth is refused untried, the right secret too.
+        var failures = 3
+        while failures < 20 {
             let socket = try RawSocket(port: server.port, source: "127.0.0.7")
             socket.send(#"{"op":"auth","secret":"a-wrong-secret-0123456789"}"# + "\n")
-            #expect(code(socket.readLine()) == "unauthorized")
+            guard code(socket.readLine()) == "unauthorized" else { break }
+            failures += 1
         }
+        #expect((10..<20).contains(failures), "\(failures)")
         let blocked = try RawSocket(port: server.port, source: "127.0.0.7")
         blocked.send(#"{"op":"auth","secret":"root-secret-0123456789"}"# + "\n")
         #expect(
