@@ -26,12 +26,18 @@ import VectorIndex
         let server = try ServerProcess(database: folder.path + "/space.db", arguments: ["--dim", "2"])
         let socket = try RawSocket(port: server.port)
         socket.discardAnswersInBackground()
-        // 1,001-byte pings (JSON allows the spaces): reads of a stream of them end mid-line.
-        let line = #"{"op":"ping"}"# + String(repeating: " ", count: 987) + "\n"
-        let chunk = Array(String(repeating: line, count: 1024).utf8)
-        #expect(socket.send(chunk))
+        // A stream of 1,001-byte pings (JSON allows the spaces), sent in 1 MiB writes: each
+        // write, and so most reads, ends inside a line.
+        let line = Array((#"{"op":"ping"}"# + String(repeating: " ", count: 987) + "\n").utf8)
+        let pattern = Array(repeating: line, count: 2100).flatMap { $0 }
+        var offset = 0
+        func nextChunk() -> ArraySlice<UInt8> {
+            defer { offset = (offset + (1 << 20)) % line.count }
+            return pattern[offset..<(offset + (1 << 20))]
+        }
+        #expect(socket.send(Array(nextChunk())))
         let before = server.residentBytes
-        for _ in 0..<200 { #expect(socket.send(chunk)) }
+        for _ in 0..<200 { #expect(socket.send(Array(nextChunk()))) }
         let grown = server.residentBytes - before
         // Unbounded, the 200 MB sent stayed in the connection's buffer.
         #expect(grown < 48 << 20, "RSS grew by \(grown >> 20) MB")
