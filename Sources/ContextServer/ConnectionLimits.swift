@@ -128,28 +128,28 @@ final class AuthFailures: Sendable {
 
     /// Milliseconds until `address` may try again; nil when it may now.
     func wait(address: String, now: UInt64) -> Int64? {
-        let tokens = level(address: address, now: now)
+        let tokens = buckets.withLock { Self.level($0[address], now: now) }
         guard tokens < 1 else { return nil }
         return Int64(((1 - tokens) / Self.perSecond * 1000).rounded(.up))
     }
 
-    /// Counts a failure from `address`.
+    /// Counts a failure from `address`. Past `maximumAddresses`, the buckets that refilled are
+    /// let go, and if that is not enough (failures from more addresses than that, all recent),
+    /// all of them: memory stays bounded, at the price of forgetting.
     func failed(address: String, now: UInt64) {
-        let tokens = level(address: address, now: now)
         buckets.withLock { buckets in
-            buckets[address] = (max(0, tokens - 1), now)
+            buckets[address] = (max(0, Self.level(buckets[address], now: now) - 1), now)
             if buckets.count > Self.maximumAddresses {
-                buckets = buckets.filter { Self.refilled($0.value, now: now) < Self.burst }
+                buckets = buckets.filter { Self.level($0.value, now: now) < Self.burst }
+                if buckets.count > Self.maximumAddresses { buckets.removeAll() }
             }
         }
     }
 
-    private func level(address: String, now: UInt64) -> Double {
-        buckets.withLock { buckets in buckets[address].map { Self.refilled($0, now: now) } ?? Self.burst }
-    }
-
-    private static func refilled(_ bucket: (tokens: Double, updated: UInt64), now: UInt64) -> Double {
-        min(burst, bucket.tokens + Double(now &- bucket.updated) / 1e9 * perSecond)
+    /// A bucket's tokens at `now`, refilled since it was last touched (a new one is full).
+    private static func level(_ bucket: (tokens: Double, updated: UInt64)?, now: UInt64) -> Double {
+        guard let bucket else { return burst }
+        return min(burst, bucket.tokens + Double(now &- bucket.updated) / 1e9 * perSecond)
     }
 }
 

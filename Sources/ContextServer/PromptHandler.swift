@@ -76,7 +76,7 @@ extension ServerContext {
             if let section = PromptSection(rawValue: name) { caps[section] = cap }
         }
         var embed: (@Sendable ([String]) -> [[Float]])?
-        if let embedder { embed = { texts in embedder.embed(texts, scope: user) } }
+        if let embedder { embed = { texts in embedder.embed(texts, scope: Self.cacheScope(user: user)) } }
         let builder = PromptBuilder(
             counter: prompts.counter, template: template, embed: embed,
             renderLimit: fromRequest ? PromptSettings.maximumRequestRenderBytes : nil)

@@ -42,8 +42,6 @@ final class ResultCache: Sendable {
     /// Keeps `answer` for `request`, computed at `generation`, until `deadline` (unix ms; nil:
     /// no deadline).
     func store(_ answer: [UInt8], for request: [UInt8], at generation: Generation, until deadline: Int64?) {
-        // Kept in storage of their own size: an encoder's buffer may have grown past its bytes.
-        let (request, answer) = (Array(request), Array(answer))
         let size = LRU.Entry.cost(request: request, answer: answer)
         guard size <= capacity / 8 else { return }  // one answer never crowds out the rest
         lru.withLock { lru in
@@ -54,9 +52,7 @@ final class ResultCache: Sendable {
     }
 
     /// The bytes an entry of `request` and `answer` counts as (see `LRU.Entry.cost`).
-    static func cost(request: [UInt8], answer: [UInt8]) -> Int {
-        LRU.Entry.cost(request: Array(request), answer: Array(answer))
-    }
+    static func cost(request: [UInt8], answer: [UInt8]) -> Int { LRU.Entry.cost(request: request, answer: answer) }
 
     var counters: CacheCounters {
         lru.withLock { CacheCounters(hits: $0.hits, misses: $0.misses, entries: $0.index.count, bytes: $0.bytes) }

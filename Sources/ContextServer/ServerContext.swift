@@ -144,7 +144,7 @@ struct ServerContext: Sendable {
         var arguments = arguments
         if arguments.memory.vector == nil {
             let (documents, truncated) = try embedDocuments(
-                [store.embedTemplate.render(arguments.memory)], scopes: [arguments.memory.user])
+                [store.embedTemplate.render(arguments.memory)], scopes: [Self.cacheScope(user: arguments.memory.user)])
             arguments.memory.vector = documents[0].vector
             arguments.memory.windows = documents[0].windows
             arguments.truncated = truncated.first
@@ -159,7 +159,7 @@ struct ServerContext: Sendable {
         guard !missing.isEmpty else { return arguments }
         let (documents, truncated) = try embedDocuments(
             missing.map { store.embedTemplate.render(arguments.items[$0]) },
-            scopes: missing.map { arguments.items[$0].user })
+            scopes: missing.map { Self.cacheScope(user: arguments.items[$0].user) })
         for (index, document) in zip(missing, documents) {
             arguments.items[index].vector = document.vector
             arguments.items[index].windows = document.windows
@@ -197,7 +197,7 @@ struct ServerContext: Sendable {
         let mode = search.resolvedMode(canEmbed: embedder != nil)
         search.mode = mode
         if mode != .keyword, search.vector == nil, let text = search.text {
-            search.vector = try requireEmbedder().embed([text], scope: search.user)[0]
+            search.vector = try requireEmbedder().embed([text], scope: Self.cacheScope(user: search.user))[0]
         }
         return search
     }
@@ -209,14 +209,21 @@ struct ServerContext: Sendable {
         return ServerHello(
             server: "contextstore", version: version, protocolVersion: protocolVersion, dimension: stats.dimension,
             metric: stats.metric, index: stats.index, blas: BLAS.loadedLibrary,
-            memories: isAdmin ? stats.memories : nil, embedder: embedder?.modelID)
+            memories: limitingKey == nil ? stats.memories : nil, embedder: embedder?.modelID)
     }
 
     /// Whether the connection may see the whole space: no keys, or an admin's.
-    var isAdmin: Bool {
-        guard let keys else { return true }
-        return session.accessKey(in: keys)?.key?.role == .admin
+    /// The key whose users bound what the connection sees of the space; nil: all of it (an
+    /// admin's key, or a server without keys).
+    var limitingKey: AccessKey? {
+        guard let keys, let key = session.accessKey(in: keys)?.key, key.role != .admin else { return nil }
+        return key
     }
+
+    /// Where the embedding cache keeps a text a user's request embedded, and one `embed` of a
+    /// key embedded: the prefixes differ, so no user's name is a key's scope.
+    static func cacheScope(user: String) -> String { "user:" + user }
+    static func cacheScope(key: String?) -> String { "key:" + (key ?? "") }
 
     func add(_ arguments: Operations.Add.Arguments) throws -> Operations.Add.Answer {
         try check(model: arguments.model)
@@ -319,7 +326,7 @@ struct ServerContext: Sendable {
     /// `stats`: the space's, for an admin (or without keys); for another key, its users' alone,
     /// with the space-wide figures (bytes, caches) left at 0.
     func stats() -> ServerStats {
-        if let keys, let key = session.accessKey(in: keys)?.key, key.role != .admin {
+        if let key = limitingKey {
             return ServerStats(
                 store: store.stats(ofUsers: key.covers), embeddingCache: CacheCounters(), resultCache: CacheCounters())
         }
@@ -345,7 +352,7 @@ struct ServerContext: Sendable {
 
     func embed(_ texts: [String]) throws(ProtocolError) -> Operations.Embed.Answer {
         // Cached under the key's name: what another key embedded is not a hit.
-        let (vectors, truncated) = try embedReporting(texts, scope: "key:" + (session.key ?? ""))
+        let (vectors, truncated) = try embedReporting(texts, scope: Self.cacheScope(key: session.key))
         return Operations.Embed.Answer(model: embedder?.modelID ?? "", vectors: vectors, truncated: truncated)
     }
 

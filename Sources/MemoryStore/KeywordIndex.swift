@@ -181,10 +181,3 @@ extension KeywordIndex {
         if total >= step { log("keyword index ready: \(total) memories") }
     }
 }
-
-extension KeywordIndex {
-    /// FTS5's own BM25 over speaker, text and day (the scope column weighs nothing), negated
-    /// so that higher is better: over every row of the space, so no search uses it (see
-    /// `bm25(rows:...)`); tests compare the two on a space of one user.
-    static let relevance = "-bm25(memory_terms, 0.0, 1.0, 1.0, 1.0)"
-}

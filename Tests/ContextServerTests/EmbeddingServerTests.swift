@@ -175,6 +175,11 @@ func textServer(
         #expect(socket.readLine() == #"{"ok":true,"hits":[]}"#)
         #expect(try stat("embedding_cache_misses") == misses + 2)
         #expect(try stat("embedding_cache_hits") == hits + 2)
+        // A user named as the keyless `embed`'s scope would be ("key:") is still another tenant.
+        socket.send(#"{"op":"search","user":"key:","query":"\#(text)","mode":"vector"}"# + "\n")
+        #expect(socket.readLine() == #"{"ok":true,"hits":[]}"#)
+        #expect(try stat("embedding_cache_misses") == misses + 3)
+        #expect(try stat("embedding_cache_hits") == hits + 2)
         await server.shutdown()
         store.close()
     }

@@ -415,7 +415,8 @@ import VectorIndex
             let terms = KeywordIndex.terms(query).map { "\"\($0)\"" }.joined(separator: " OR ")
             let theirs = try store.withReader { database in
                 let rows = try database.prepare(
-                    "SELECT m.id, \(KeywordIndex.relevance) FROM memory_terms JOIN memories m ON m.seq = memory_terms.rowid WHERE memory_terms MATCH ?"
+                    // FTS5's own BM25 over speaker, text and day (the scope weighs nothing).
+                    "SELECT m.id, -bm25(memory_terms, 0.0, 1.0, 1.0, 1.0) FROM memory_terms JOIN memories m ON m.seq = memory_terms.rowid WHERE memory_terms MATCH ?"
                 )
                 try rows.bind(["{speaker text day} : (\(terms))"])
                 var scores: [String: Float] = [:]
