@@ -136,7 +136,10 @@ import Testing
         for key: UInt8 in [0, 1, 2, 3] { put(key) }
         #expect(kept(0))  // 0 is now the most recently used
         for key: UInt8 in [9, 8, 7, 6] { put(key) }
-        #expect(cache.counters.bytes == 8 * entry)
+        // malloc may hand an array a few bytes more than another of the same size, and the
+        // cache counts what the arrays hold.
+        #expect(cache.counters.entries == 8 && cache.counters.bytes >= 8 * entry)
+        #expect(cache.counters.bytes <= capacity)
         put(5)  // nine would pass the capacity: the least recently used, 1, goes
         #expect(!kept(1) && kept(0))
         put(4)  // then 2
