@@ -202,9 +202,10 @@ enum OperationTable {
             path, context in
             try context.backup(to: path)
         },
-        // Any key: an admin's sees the space, another its own users (`ServerContext.stats`).
+        // Any key: an admin's sees the space, another its own users (`ServerContext.stats`,
+        // `metricsText`).
         OperationDescriptor(Operations.Stats.self, runs: .eventLoop, access: .anyKey) { _, context in context.stats() },
-        OperationDescriptor(Operations.Metrics.self, runs: .eventLoop, access: .admin) { _, context in
+        OperationDescriptor(Operations.Metrics.self, runs: .eventLoop, access: .anyKey) { _, context in
             context.metricsText()
         },
         OperationDescriptor(

@@ -340,8 +340,10 @@ struct ServerContext: Sendable {
     }
 
     /// `metrics`: the Prometheus text. Without `keyed`, the series labelled by key are left out
-    /// (the HTTP listener asks for no key, so it names none).
+    /// (the HTTP listener asks for no key, so it names none). A key that is not an admin's sees
+    /// its own users and prompts alone (`ServerMetrics.text(ofKey:stats:)`).
     func metricsText(keyed: Bool = true) -> String {
+        if let key = limitingKey { return metrics.text(ofKey: key.name, stats: stats().store) }
         let text = metrics.text(
             stats: stats(), connections: limits.openConnections, quality: quality.current,
             tokensEmbedded: embedder?.tokensEmbedded ?? 0)

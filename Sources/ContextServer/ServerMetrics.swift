@@ -24,6 +24,8 @@ final class ServerMetrics: Sendable {
         /// Counts by op, then error code (`-` for a line that named no known op).
         var errors: [String: [String: CoreMetrics.Counter]] = [:]
         var promptTokens: [String: CoreMetrics.Counter] = [:]
+        /// The same counts, readable: a key that is not an admin's is shown its own.
+        var promptTokenCounts: [String: Int] = [:]
     }
 
     private struct OpHandles {
@@ -81,7 +83,8 @@ final class ServerMetrics: Sendable {
     /// A prompt of `tokens` built for `key` ("-" without keys).
     func prompt(tokens: Int, key: String) {
         let counter = handles.withLock { handles in
-            handles.promptTokens[key]
+            handles.promptTokenCounts[key, default: 0] += tokens
+            return handles.promptTokens[key]
                 ?? {
                     let made = CoreMetrics.Counter(
                         label: "contextstore_prompt_tokens_total", dimensions: [("key", key)], factory: factory)
@@ -118,6 +121,24 @@ final class ServerMetrics: Sendable {
             CoreMetrics.Gauge(label: name, factory: factory).record(value)
         }
         return registry.emitToString()
+    }
+
+    /// What a key that is not an admin's sees: the memories, users and expired memories of its
+    /// users (`stats`), and the prompt tokens built for it. The server-wide series (requests,
+    /// latencies, caches, connections) tell of other tenants' traffic, so they are left out.
+    func text(ofKey key: String, stats: StoreStats) -> String {
+        let tokens = handles.withLock { $0.promptTokenCounts[key] ?? 0 }
+        var text = ""
+        for (name, value) in [
+            ("contextstore_memories", stats.memories), ("contextstore_users", stats.users),
+            ("contextstore_expired_memories", stats.expired),
+        ] {
+            text += "# TYPE \(name) gauge\n\(name) \(value)\n"
+        }
+        let label = key.replacing("\\", with: "\\\\").replacing("\"", with: "\\\"").replacing("\n", with: "\\n")
+        text += "# TYPE contextstore_prompt_tokens_total counter\n"
+        text += "contextstore_prompt_tokens_total{key=\"\(label)\"} \(tokens)\n"
+        return text
     }
 
     /// `ok`, or the error code of an error line (`{"ok":false,...,"error":{"code":"...`).

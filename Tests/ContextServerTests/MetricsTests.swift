@@ -26,22 +26,30 @@ import VectorIndex
         let limited = try await ContextStoreClient.connect(port: server.port, secret: "slow-secret-0123456789")
         try await limited.ping()
         _ = try? await limited.ping()  // over its rate
-        _ = try? await limited.metrics()  // not an admin
+        // Not an admin: its own users and prompts alone, nothing of other tenants' traffic.
+        try await root.add(NewMemory(id: "b", user: "alice", text: "coffee", vector: [0, 1]))
+        let reader = try await ContextStoreClient.connect(port: server.port, secret: "reader-secret-0123456789")
+        #expect(
+            try await reader.metrics()
+                == "# TYPE contextstore_memories gauge\ncontextstore_memories 1\n"
+                + "# TYPE contextstore_users gauge\ncontextstore_users 1\n"
+                + "# TYPE contextstore_expired_memories gauge\ncontextstore_expired_memories 0\n"
+                + "# TYPE contextstore_prompt_tokens_total counter\ncontextstore_prompt_tokens_total{key=\"reader\"} 0\n"
+        )
         let text = try await root.metrics()
         #expect(
             line(text, #"contextstore_requests_total{op="search",outcome="ok"}"#)?.hasSuffix(" 2") == true, "\(text)")
         #expect(line(text, #"contextstore_requests_total{op="get",outcome="not_found"}"#)?.hasSuffix(" 1") == true)
         #expect(line(text, #"contextstore_requests_total{op="ping",outcome="rate_limited"}"#)?.hasSuffix(" 1") == true)
-        #expect(line(text, #"contextstore_requests_total{op="metrics",outcome="forbidden"}"#)?.hasSuffix(" 1") == true)
         #expect(line(text, #"contextstore_request_duration_seconds_count{op="search"}"#)?.hasSuffix(" 2") == true)
         // Gauges are floating point in the text format.
-        #expect(line(text, "contextstore_memories ") == "contextstore_memories 1.0")
-        #expect(line(text, "contextstore_open_connections ") == "contextstore_open_connections 2.0")
+        #expect(line(text, "contextstore_memories ") == "contextstore_memories 2.0")
+        #expect(line(text, "contextstore_open_connections ") == "contextstore_open_connections 3.0")
         #expect(line(text, "contextstore_result_cache_hits ") == "contextstore_result_cache_hits 1.0")
         // Prompt tokens by key.
         _ = try await root.prompt(.init(search: SearchRequest(user: "u", text: "tea", vector: [1, 0])))
         #expect(line(try await root.metrics(), #"contextstore_prompt_tokens_total{key="root"}"#) != nil)
-        for client in [root, limited] { await client.close() }
+        for client in [root, limited, reader] { await client.close() }
         await server.stop()
     }
 

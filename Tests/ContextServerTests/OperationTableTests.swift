@@ -53,8 +53,7 @@ import Testing
                 "auth": .anyone, "ping": .anyKey, "hello": .anyKey, "embed": .write, "search": .read, "get": .read,
                 "list": .read, "sessions": .read, "prompt": .read, "add": .write, "add_batch": .write,
                 "update": .write, "delete": .write, "forget": .write, "feedback": .write, "stats": .anyKey,
-                "backup": .admin,
-                "metrics": .admin,
+                "backup": .admin, "metrics": .anyKey,
             ])
         #expect(
             try decode(

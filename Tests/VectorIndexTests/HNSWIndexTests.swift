@@ -274,7 +274,8 @@ import Testing
         let dimension = 32
         let vectors = vectorsWithCopies(dimension: dimension)
         let (index, flat) = HNSWIndexTests().build(
-            vectors, metric: .cosine, parameters: HNSWParameters(M: 8, efConstruction: 64, efSearch: 32, storage: storage))
+            vectors, metric: .cosine,
+            parameters: HNSWParameters(M: 8, efConstruction: 64, efSearch: 32, storage: storage))
         #expect(index.integrityProblems() == [])
         func search(_ query: [Float], k: Int, ef: Int) -> [SearchHit] {
             index.search(user: "u", query: query, k: k, ef: ef) { flat.exactScores(ids: $0.map(\.id), query: query) }

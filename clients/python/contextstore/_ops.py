@@ -108,7 +108,7 @@ class Operations:
         return self._call(Request({"op": "stats"}, lambda a: t.known_fields(t.Stats, a), True))
 
     def metrics(self) -> Any:
-        """-> the server's metrics in Prometheus' text format (an admin's)."""
+        """-> the server's metrics in Prometheus' text format (a key that is not an admin's: its own)."""
         return self._call(Request({"op": "metrics"}, lambda a: a["text"], True))
 
     def backup(self, to: str) -> Any:
