@@ -75,6 +75,8 @@ extension MemoryStore {
         var embedTemplate: EmbedTemplate
         /// Expired memories purged over the space's life (the setting `purged`).
         var purged: Int64
+        /// The index of the last command applied (see `MemoryStore.apply`).
+        var appliedIndex: Int64 = 0
     }
 
     /// Reads the space's settings, records those a new space takes from the caller, and
@@ -150,7 +152,8 @@ extension MemoryStore {
         return Space(
             metric: spaceMetric, model: settings["model"] ?? model, index: spaceIndex, dimension: spaceDimension,
             entryPoint: settings["hnsw_entry"].flatMap { Int32($0) } ?? -1, embedTemplate: template,
-            purged: Self.purged(settings))
+            purged: Self.purged(settings),
+            appliedIndex: settings[Self.appliedIndexSetting].flatMap { Int64($0) } ?? 0)
     }
 
     static func purged(_ settings: [String: String]) -> Int64 { settings["purged"].flatMap { Int64($0) } ?? 0 }
@@ -228,7 +231,8 @@ extension MemoryStore {
             // Stored as the indexes take them (prepared at insert), so taken as they are.
             state.store(memory, seq: rows.int64(at: 8))
             if rows.int64(at: 13) != 0 || rows.int64(at: 14) != 0 {
-                state.setFeedback(key: Self.key(memory), helped: rows.int64(at: 13), unhelped: rows.int64(at: 14))
+                state.setFeedback(
+                    key: Self.key(memory), FeedbackCounts(helped: rows.int64(at: 13), unhelped: rows.int64(at: 14)))
             }
             if state.graph != nil {
                 let key = Self.key(memory)

@@ -12,6 +12,8 @@ extension MemoryStore {
         public var conflicts: [Int] = []
     }
 
+    // MARK: - Writes of the library: resolved now, applied next
+
     /// Stores the items whose id the user does not have yet (all of them or none, in one
     /// transaction), so an interrupted import can be run again: an item equal to the stored
     /// memory is skipped; one whose id is taken by other content (text, session, role,
@@ -19,43 +21,8 @@ extension MemoryStore {
     /// - Throws: as `add`.
     public func addIfAbsent(_ batch: [NewMemory]) throws -> AddOutcome {
         guard !batch.isEmpty else { return AddOutcome() }
-        defer { changes.changed(batch.lazy.map(\.user)) }
-        return try withWriter { statements in
-            let knownDimension = dimension
-            let (memories, windows) = try prepare(batch, dimension: knownDimension)
-            var outcome = AddOutcome()
-            var fresh: [Memory] = []
-            var freshWindows: [[[Float]]] = []
-            state.read { state in
-                for (i, (item, memory)) in zip(batch, memories).enumerated() {
-                    let key = Self.key(memory)
-                    guard item.id != nil, let stored = state.record(key: key) else {
-                        fresh.append(memory)
-                        freshWindows.append(windows[i])
-                        continue
-                    }
-                    // Byte for byte, as the file compares: two spellings of a text are two texts.
-                    func same(_ a: String?, _ b: String?) -> Bool {
-                        switch (a, b) {
-                        case (nil, nil): true
-                        case (let a?, let b?): a.bytewiseEquals(b)
-                        default: false
-                        }
-                    }
-                    let same =
-                        same(stored.text, memory.text) && same(stored.session, memory.session)
-                        && stored.role == memory.role && same(stored.speaker, memory.speaker)
-                        && same(stored.metadata, memory.metadata)
-                        && (item.createdAt == nil || stored.createdAt == memory.createdAt)
-                        && state.flat?.vector(id: key) == memory.vector
-                    if same { outcome.skipped.append(i) } else { outcome.conflicts.append(i) }
-                }
-            }
-            guard !fresh.isEmpty else { return outcome }
-            outcome.ids = try write(
-                fresh, windows: freshWindows, statements: statements, knownDimension: knownDimension)
-            return outcome
-        }
+        guard case .added(let outcome) = try apply(resolve(batch, ifAbsent: true)) else { preconditionFailure() }
+        return outcome
     }
 
     /// Stores a batch in one transaction: all of it or none. A memory whose id its user has
@@ -66,22 +33,244 @@ extension MemoryStore {
     @discardableResult
     public func add(_ batch: [NewMemory]) throws -> [String] {
         guard !batch.isEmpty else { return [] }
-        defer { changes.changed(batch.lazy.map(\.user)) }
-        return try withWriter { statements in
-            let knownDimension = dimension
-            let (memories, windows) = try prepare(batch, dimension: knownDimension)
-            return try write(memories, windows: windows, statements: statements, knownDimension: knownDimension)
+        guard case .added(let outcome) = try apply(resolve(batch)) else { preconditionFailure() }
+        return outcome.ids
+    }
+
+    /// Deletes `user`'s memory `id`. Returns false when there was none.
+    public func delete(user: String, id: String) throws -> Bool {
+        guard case .deleted(let deleted) = try apply(.delete(MemoryRef(user: user, id: id))) else {
+            preconditionFailure()
+        }
+        return deleted
+    }
+
+    /// Changes the session, role, metadata or time of `user`'s memory `id`, leaving its text and
+    /// vector as they are: one transaction, then the filter attributes in the indexes.
+    /// - Returns: The memory as it now is (without its vector); nil when the user has no such
+    ///   memory (or it has expired).
+    public func update(user: String, id: String, _ changes: MemoryChanges) throws -> Memory? {
+        let command = WriteCommand.update(MemoryRef(user: user, id: id), changes, asOf: Clock.nowMilliseconds())
+        guard case .updated(let memory) = try apply(command) else { preconditionFailure() }
+        return memory
+    }
+
+    /// Deletes the memories of `user` that pass `filter` (every one of them when it is empty),
+    /// in one transaction. Returns how many there were.
+    public func forget(user: String, filter: MemoryFilter = MemoryFilter()) throws -> Int {
+        let command = WriteCommand.forget(user: user, filter, asOf: Clock.nowMilliseconds())
+        guard case .removed(let count) = try apply(command) else { preconditionFailure() }
+        return count
+    }
+
+    /// Deletes memories that have expired by `now`, the longest expired first, at most `limit`
+    /// of them, in one transaction with their windows, keyword rows and graph nodes; adds them
+    /// to the `purged` count. Returns how many went. Most calls find nothing due: they probe
+    /// an index on a reading connection and apply no command.
+    @discardableResult
+    public func purgeExpired(now: Int64 = Clock.nowMilliseconds(), limit: Int = 10_000) throws -> Int {
+        guard state.read({ $0.expiring > 0 }) else { return 0 }
+        let due = try withReader { database in
+            let probe = try database.cachedStatement(SQL.anyExpired)
+            try probe.bind([now])
+            defer { probe.reset() }
+            return try probe.step()
+        }
+        guard due, case .removed(let count) = try apply(.purge(asOf: now, limit: limit)) else { return 0 }
+        return count
+    }
+
+    /// Counts that a user said `user`'s memory `id` helped (or did not).
+    /// - Returns: The memory's counts now; nil when the user has no such live memory.
+    /// - Throws: `StoreError.sqlite`, `.closed`.
+    public func feedback(user: String, id: String, helped: Bool) throws -> FeedbackCounts? {
+        let command = WriteCommand.feedback(
+            MemoryRef(user: user, id: id), helped: helped, asOf: Clock.nowMilliseconds())
+        guard case .counted(let counts) = try apply(command) else { preconditionFailure() }
+        return counts
+    }
+
+    // MARK: - Resolving
+
+    /// The command that stores `batch`: each memory given what the store decides, an id where
+    /// it has none, `now` as its time where it gives none and as the start of its `ttl`, and
+    /// its vectors in the form the space keeps (unit length under cosine). The one place a
+    /// write reads a clock or draws an id.
+    /// - Throws: `StoreError.nonFiniteVector`, `.invalidValue` (no vector, a `ttl` out of range,
+    ///   a vector no space can hold). What depends on the space (its dimension) is checked when
+    ///   the command is applied.
+    public func resolve(
+        _ batch: [NewMemory], ifAbsent: Bool = false, now: Int64 = Clock.nowMilliseconds()
+    ) throws -> WriteCommand {
+        let memories = try batch.enumerated().map { (i, item) in
+            guard let vector = item.vector else {
+                throw StoreError.invalidValue("item \(i) has no vector (text is embedded by the server)")
+            }
+            var expiresAt: Int64?
+            if let ttl = item.ttl {
+                guard ttl > 0, ttl <= NewMemory.maximumTTL else {
+                    throw StoreError.invalidValue(
+                        "ttl must be between 1 and \(NewMemory.maximumTTL) seconds, not \(ttl)")
+                }
+                expiresAt = now + ttl * 1000
+            }
+            let memory = Memory(
+                id: item.id ?? MemoryID.generate(), user: item.user, session: item.session, role: item.role,
+                speaker: item.speaker, text: item.text, createdAt: item.createdAt ?? now, metadata: item.metadata,
+                vector: vector.isEmpty ? [] : try Self.storable(vector, metric: metric), expiresAt: expiresAt)
+            return ResolvedMemory(
+                memory, windows: try item.windows.map { try Self.storable($0, metric: metric) },
+                timeGiven: item.createdAt != nil)
+        }
+        return .add(AddCommand(memories, ifAbsent: ifAbsent))
+    }
+
+    // MARK: - Applying
+
+    /// The index of the last command applied to this space (0 for none).
+    public var appliedIndex: Int64 { writeSide.withLock { $0.appliedIndex } }
+
+    /// Applies `command` as the write numbered `index` (nil: the one after `appliedIndex`): one
+    /// transaction that also records the index, so a space always knows which commands it
+    /// holds. The only way a space changes. Everything it decides follows from the command and
+    /// the rows: the same commands applied in order to two empty spaces give the same rows.
+    /// - Throws: `StoreError.invalidValue` when `index` does not follow `appliedIndex`, and as
+    ///   the command's write (then nothing changed, the index included).
+    @discardableResult
+    public func apply(_ command: WriteCommand, index: Int64? = nil) throws -> WriteOutcome {
+        defer {
+            switch command {
+            case .add(let add): changes.changed(add.memories.lazy.map(\.memory.user))
+            case .update(let memory, _, _), .feedback(let memory, _, _), .delete(let memory):
+                changes.changed([memory.user])
+            case .forget(let user, _, _): changes.changed([user])
+            case .purge: break  // announced when it deleted something
+            }
+        }
+        return try withWriter { statements, applied in
+            let next = index ?? applied + 1
+            guard next == applied + 1 else {
+                throw StoreError.invalidValue("command \(next) does not follow the last one applied, \(applied)")
+            }
+            let outcome: WriteOutcome
+            switch command {
+            case .add(let add): outcome = .added(try apply(add, statements, index: next))
+            case .update(let memory, let changes, let asOf):
+                outcome = .updated(try update(memory, changes, asOf: asOf, statements, index: next))
+            case .feedback(let memory, let helped, let asOf):
+                outcome = .counted(try feedback(memory, helped: helped, asOf: asOf, statements, index: next))
+            case .delete(let memory): outcome = .deleted(try delete(memory, statements, index: next))
+            case .forget(let user, let filter, let asOf):
+                outcome = .removed(
+                    filter.isEmpty
+                        ? try forget(user: user, statements, index: next)
+                        : try forget(user: user, matching: filter, asOf: asOf, statements, index: next))
+            case .purge(let asOf, let limit):
+                outcome = .removed(try purge(asOf: asOf, limit: limit, statements, index: next))
+            }
+            applied = next
+            return outcome
         }
     }
 
-    /// Writes prepared memories (and each one's windows) in one transaction and publishes them
-    /// (see `add`).
+    /// Records the index of the command being applied, in its transaction.
+    private func record(_ index: Int64, _ statements: WriteStatements) throws {
+        try statements.set(Self.appliedIndexSetting, String(index))
+    }
+
+    /// A command that changes no row still takes its index.
+    private func recordAlone(_ index: Int64, _ statements: WriteStatements) throws {
+        try statements.database.transaction { try record(index, statements) }
+    }
+
+    private func apply(_ add: AddCommand, _ statements: WriteStatements, index: Int64) throws -> AddOutcome {
+        let knownDimension = dimension
+        let dimension = try Self.check(add.memories, dimension: knownDimension)
+        guard add.ifAbsent else {
+            return AddOutcome(
+                ids: try write(
+                    add.memories, statements: statements, dimension: dimension, knownDimension: knownDimension,
+                    index: index))
+        }
+        var outcome = AddOutcome()
+        var fresh: [ResolvedMemory] = []
+        state.read { state in
+            for (i, item) in add.memories.enumerated() {
+                let memory = item.memory
+                guard let stored = state.record(key: Self.key(memory)) else {
+                    fresh.append(item)
+                    continue
+                }
+                // Byte for byte, as the file compares: two spellings of a text are two texts.
+                func same(_ a: String?, _ b: String?) -> Bool {
+                    switch (a, b) {
+                    case (nil, nil): true
+                    case (let a?, let b?): a.bytewiseEquals(b)
+                    default: false
+                    }
+                }
+                let same =
+                    same(stored.text, memory.text) && same(stored.session, memory.session)
+                    && stored.role == memory.role && same(stored.speaker, memory.speaker)
+                    && same(stored.metadata, memory.metadata)
+                    && (!item.timeGiven || stored.createdAt == memory.createdAt)
+                    && state.flat?.vector(id: Self.key(memory)) == memory.vector
+                if same { outcome.skipped.append(i) } else { outcome.conflicts.append(i) }
+            }
+        }
+        guard !fresh.isEmpty else {
+            try recordAlone(index, statements)
+            return outcome
+        }
+        outcome.ids = try write(
+            fresh, statements: statements, dimension: dimension, knownDimension: knownDimension, index: index)
+        return outcome
+    }
+
+    /// Checks what a space refuses in an add, whoever resolved it: every memory has a user, an
+    /// id (once in the batch), a time in `TimeRange`, and vectors of one dimension (the space's,
+    /// once it has one) that it can store. Returns the dimension.
+    private static func check(_ memories: [ResolvedMemory], dimension known: Int?) throws -> Int? {
+        // One id twice for one user in a batch would store one row and report two.
+        var positions: [ExactString: Int] = [:]
+        var dimension = known
+        for (i, item) in memories.enumerated() {
+            let memory = item.memory
+            guard !memory.user.isEmpty else { throw StoreError.invalidValue("user must not be empty") }
+            guard !memory.id.isEmpty else { throw StoreError.invalidValue("id must not be empty") }
+            if let first = positions.updateValue(i, forKey: ExactString(key(memory))) {
+                throw StoreError.invalidValue(
+                    "id '\(memory.id)' of user '\(memory.user)' appears twice in the batch (items \(first) and \(i))")
+            }
+            guard !memory.vector.isEmpty else { throw StoreError.invalidValue("vector must not be empty") }
+            let expected = dimension ?? memory.vector.count
+            for vector in [memory.vector] + item.windows {
+                guard vector.count == expected else {
+                    throw StoreError.wrongDimension(expected: expected, got: vector.count)
+                }
+            }
+            dimension = expected
+            try checkTime(memory.createdAt)
+            if let expiresAt = memory.expiresAt, !TimeRange.contains(expiresAt) {
+                throw StoreError.invalidValue("expires_at must be in the years 0001 to 9999, not \(expiresAt)")
+            }
+        }
+        return dimension
+    }
+
+    /// Writes memories (and each one's windows) in one transaction and publishes them (see
+    /// `add`).
     private func write(
-        _ memories: [Memory], windows: [[[Float]]], statements: WriteStatements, knownDimension: Int?
+        _ batch: [ResolvedMemory], statements: WriteStatements, dimension spaceDimension: Int?,
+        knownDimension: Int?, index: Int64
     ) throws -> [String] {
-        let spaceDimension = memories[0].vector.count
+        guard let spaceDimension else {
+            try recordAlone(index, statements)
+            return []
+        }
+        let memories = batch.map(\.memory)
         if knownDimension == nil {
-            state.write { $0.makeIndexes(dimension: spaceDimension, metric: metric, index: index) }
+            state.write { $0.makeIndexes(dimension: spaceDimension, metric: metric, index: self.index) }
         }
         var seqs: [Int64] = []
         var pending: [Int32] = []
@@ -93,10 +282,11 @@ extension MemoryStore {
                     for (memory, seq) in zip(memories, seqs) { try statements.index(memory, seq: seq) }
                     // A replaced memory's old windows go, whether or not it has new ones.
                     let replaced = state.read { state in memories.map { state.record(key: Self.key($0)) != nil } }
-                    for i in memories.indices where replaced[i] || !windows[i].isEmpty {
-                        try statements.setWindows(memory: seqs[i], windows[i])
+                    for i in batch.indices where replaced[i] || !batch[i].windows.isEmpty {
+                        try statements.setWindows(memory: seqs[i], batch[i].windows)
                     }
-                    guard case .hnsw = index else { return }
+                    try record(index, statements)
+                    guard case .hnsw = self.index else { return }
                     let seqOfKey = Dictionary(
                         zip(memories.map { ExactString(Self.key($0)) }, seqs), uniquingKeysWith: { $1 })
                     pending = GraphWriter(state: state).link(memories)
@@ -111,63 +301,9 @@ extension MemoryStore {
         // Committed: searches may now see the memories.
         state.write { state in
             for slot in pending { state.graph?.publish(slot) }
-            for i in memories.indices { state.store(memories[i], seq: seqs[i], windows: windows[i]) }
+            for i in batch.indices { state.store(memories[i], seq: seqs[i], windows: batch[i].windows) }
         }
         return memories.map(\.id)
-    }
-
-    /// Checks a batch and gives each memory what the store fills in: an id, a time, the vector
-    /// (and windows) as the indexes take them.
-    private func prepare(
-        _ batch: [NewMemory], dimension knownDimension: Int?
-    ) throws -> (memories: [Memory], windows: [[[Float]]]) {
-        // One id twice for one user in a batch would store one row and report two.
-        var positions: [ExactString: Int] = [:]
-        for (i, item) in batch.enumerated() {
-            guard let id = item.id else { continue }
-            if let first = positions.updateValue(i, forKey: ExactString(Self.key(user: item.user, id: id))) {
-                throw StoreError.invalidValue(
-                    "id '\(id)' of user '\(item.user)' appears twice in the batch (items \(first) and \(i))")
-            }
-        }
-        let now = Clock.nowMilliseconds()
-        var spaceDimension = knownDimension
-        var windows: [[[Float]]] = []
-        windows.reserveCapacity(batch.count)
-        let memories = try batch.enumerated().map { (i, item) in
-            guard let vector = item.vector else {
-                throw StoreError.invalidValue("item \(i) has no vector (text is embedded by the server)")
-            }
-            guard !vector.isEmpty else { throw StoreError.invalidValue("vector must not be empty") }
-            let expected = spaceDimension ?? vector.count
-            guard vector.count == expected else {
-                throw StoreError.wrongDimension(expected: expected, got: vector.count)
-            }
-            spaceDimension = expected
-            guard !item.user.isEmpty else { throw StoreError.invalidValue("user must not be empty") }
-            if let id = item.id, id.isEmpty { throw StoreError.invalidValue("id must not be empty") }
-            windows.append(
-                try item.windows.map { window in
-                    guard window.count == expected else {
-                        throw StoreError.wrongDimension(expected: expected, got: window.count)
-                    }
-                    return try Self.storable(window, metric: metric)
-                })
-            try Self.checkTime(item.createdAt)
-            var expiresAt: Int64?
-            if let ttl = item.ttl {
-                guard ttl > 0, ttl <= NewMemory.maximumTTL else {
-                    throw StoreError.invalidValue(
-                        "ttl must be between 1 and \(NewMemory.maximumTTL) seconds, not \(ttl)")
-                }
-                expiresAt = now + ttl * 1000
-            }
-            return Memory(
-                id: item.id ?? MemoryID.generate(), user: item.user, session: item.session, role: item.role,
-                speaker: item.speaker, text: item.text, createdAt: item.createdAt ?? now, metadata: item.metadata,
-                vector: try Self.storable(vector, metric: metric), expiresAt: expiresAt)
-        }
-        return (memories, windows)
     }
 
     /// Refuses a `created_at` outside `TimeRange` (the wire refuses it first; this guards every
@@ -227,162 +363,145 @@ extension MemoryStore {
         }
     }
 
-    /// Deletes `user`'s memory `id`. Returns false when there was none.
-    public func delete(user: String, id: String) throws -> Bool {
-        defer { changes.changed([user]) }
-        let key = Self.key(user: user, id: id)
-        return try withWriter { statements in
-            guard let seq = state.read({ $0.record(key: key)?.seq }) else { return false }
+    private func delete(_ memory: MemoryRef, _ statements: WriteStatements, index: Int64) throws -> Bool {
+        let key = Self.key(user: memory.user, id: memory.id)
+        guard let seq = state.read({ $0.record(key: key)?.seq }) else {
+            try recordAlone(index, statements)
+            return false
+        }
+        try rebuildingGraphOnFailure(statements) {
+            try statements.database.transaction {
+                try statements.setWindows(memory: seq, [])
+                let deleted = try statements.delete(user: memory.user, id: memory.id, seq: seq)
+                // The index and the table must agree on what was deleted; if they do not, nothing is.
+                guard deleted == 1 else {
+                    throw StoreError.sqlite("deleting '\(memory.id)' changed \(deleted) rows, not 1")
+                }
+                try record(index, statements)
+                try unlink([key], statements)
+            }
+        }
+        state.write { state in
+            state.dropRecord(key)
+            state.flat?.remove(id: key)
+        }
+        return true
+    }
+
+    private func update(
+        _ memory: MemoryRef, _ changes: MemoryChanges, asOf: Int64, _ statements: WriteStatements, index: Int64
+    ) throws -> Memory? {
+        let key = Self.key(user: memory.user, id: memory.id)
+        try Self.checkTime(changes.createdAt)
+        // An expired memory is gone for every read, so for update too (the purge may not have
+        // deleted it yet).
+        guard let current = state.read({ $0.record(key: key) }), !current.expired(at: asOf), !changes.isEmpty
+        else {
+            try recordAlone(index, statements)
+            return state.read { $0.record(key: key) }.flatMap { $0.expired(at: asOf) ? nil : $0.memory(vector: []) }
+        }
+        try statements.database.transaction {
+            let changed = try statements.update(
+                user: memory.user, id: memory.id, session: changes.session ?? current.session,
+                role: changes.role ?? current.role, speaker: changes.speaker ?? current.speaker,
+                metadata: changes.metadata ?? current.metadata, createdAt: changes.createdAt ?? current.createdAt)
+            guard changed == 1 else {
+                throw StoreError.sqlite("updating '\(memory.id)' changed \(changed) rows, not 1")
+            }
+            // The keyword row holds the speaker and the day.
+            if changes.speaker != nil || changes.createdAt != nil {
+                var row = current.memory(vector: [])
+                if let speaker = changes.speaker { row.speaker = speaker }
+                if let createdAt = changes.createdAt { row.createdAt = createdAt }
+                try statements.index(row, seq: current.seq)
+            }
+            try record(index, statements)
+        }
+        return state.write { $0.update(key: key, changes) }
+    }
+
+    private func forget(user: String, _ statements: WriteStatements, index: Int64) throws -> Int {
+        // The flat index's ids are the memories' keys.
+        let keys = state.read { $0.flat?.ids(user: user) ?? [] }
+        guard !keys.isEmpty else {
+            try recordAlone(index, statements)
+            return 0
+        }
+        try rebuildingGraphOnFailure(statements) {
+            try statements.database.transaction {
+                let deleted = try statements.delete(user: user)
+                guard deleted == keys.count else {
+                    throw StoreError.sqlite("forgetting '\(user)' deleted \(deleted) rows, not \(keys.count)")
+                }
+                try record(index, statements)
+                try unlink(keys, statements)
+            }
+        }
+        return state.write { state in
+            let keys = state.flat?.removeAll(user: user) ?? []
+            for key in keys { state.dropRecord(key) }
+            return keys.count
+        }
+    }
+
+    private func forget(
+        user: String, matching filter: MemoryFilter, asOf: Int64, _ statements: WriteStatements, index: Int64
+    ) throws -> Int {
+        var arguments: StatementArguments = []
+        let condition = SQL.condition(user: user, filter: filter, now: asOf, arguments: &arguments)
+        var keys: [String] = []
+        do {
             try rebuildingGraphOnFailure(statements) {
-                try statements.database.transaction {
-                    try statements.setWindows(memory: seq, [])
-                    let deleted = try statements.delete(user: user, id: id, seq: seq)
-                    // The index and the table must agree on what was deleted; if they do not, nothing is.
-                    guard deleted == 1 else {
-                        throw StoreError.sqlite("deleting '\(id)' changed \(deleted) rows, not 1")
+                // Bounded: a heavy filter would hold the writer, every tenant's writes.
+                try statements.database.withTimeLimit(statementTimeLimit) {
+                    try statements.database.transaction {
+                        keys = try deleteRows(
+                            "DELETE FROM memories WHERE \(condition) RETURNING user, id, seq", arguments, statements)
+                        try record(index, statements)
                     }
-                    try unlink([key], statements)
                 }
             }
-            state.write { state in
+        } catch let error as SQLiteError where error.interrupted {
+            throw StoreError.tooCostly(
+                "this forget's filter ran past \(statementTimeLimit) ms and was stopped, nothing deleted; narrow it")
+        }
+        state.write { state in
+            for key in keys {
                 state.dropRecord(key)
                 state.flat?.remove(id: key)
             }
-            return true
         }
+        return keys.count
     }
 
-    /// Changes the session, role, metadata or time of `user`'s memory `id`, leaving its text and
-    /// vector as they are: one transaction, then the filter attributes in the indexes.
-    /// - Returns: The memory as it now is (without its vector); nil when the user has no such
-    ///   memory.
-    public func update(user: String, id: String, _ changes: MemoryChanges) throws -> Memory? {
-        defer { self.changes.changed([user]) }
-        let key = Self.key(user: user, id: id)
-        try Self.checkTime(changes.createdAt)
-        return try withWriter { statements in
-            // An expired memory is gone for every read, so for update too (the purge may not
-            // have deleted it yet).
-            guard let current = state.read({ $0.record(key: key) }), !current.expired(at: Clock.nowMilliseconds())
-            else { return nil }
-            guard !changes.isEmpty else { return current.memory(vector: []) }
+    private func purge(asOf: Int64, limit: Int, _ statements: WriteStatements, index: Int64) throws -> Int {
+        guard limit > 0 else { throw StoreError.invalidValue("a purge's limit must be above 0, not \(limit)") }
+        var keys: [String] = []
+        var purged: Int64 = 0
+        var nextExpiry: Int64?
+        try rebuildingGraphOnFailure(statements) {
             try statements.database.transaction {
-                let changed = try statements.update(
-                    user: user, id: id, session: changes.session ?? current.session,
-                    role: changes.role ?? current.role, speaker: changes.speaker ?? current.speaker,
-                    metadata: changes.metadata ?? current.metadata,
-                    createdAt: changes.createdAt ?? current.createdAt)
-                guard changed == 1 else { throw StoreError.sqlite("updating '\(id)' changed \(changed) rows, not 1") }
-                // The keyword row holds the speaker and the day.
-                if changes.speaker != nil || changes.createdAt != nil {
-                    var memory = current.memory(vector: [])
-                    if let speaker = changes.speaker { memory.speaker = speaker }
-                    if let createdAt = changes.createdAt { memory.createdAt = createdAt }
-                    try statements.index(memory, seq: current.seq)
-                }
-            }
-            return state.write { $0.update(key: key, changes) }
-        }
-    }
-
-    /// Deletes the memories of `user` that pass `filter` (every one of them when it is empty),
-    /// in one transaction. Returns how many there were.
-    public func forget(user: String, filter: MemoryFilter = MemoryFilter()) throws -> Int {
-        defer { changes.changed([user]) }
-        guard filter.isEmpty else { return try forget(user: user, matching: filter) }
-        return try withWriter { statements in
-            // The flat index's ids are the memories' keys.
-            let keys = state.read { $0.flat?.ids(user: user) ?? [] }
-            guard !keys.isEmpty else { return 0 }
-            try rebuildingGraphOnFailure(statements) {
-                try statements.database.transaction {
-                    let deleted = try statements.delete(user: user)
-                    guard deleted == keys.count else {
-                        throw StoreError.sqlite("forgetting '\(user)' deleted \(deleted) rows, not \(keys.count)")
-                    }
-                    try unlink(keys, statements)
-                }
-            }
-            return state.write { state in
-                let keys = state.flat?.removeAll(user: user) ?? []
-                for key in keys { state.dropRecord(key) }
-                return keys.count
+                keys = try deleteRows(SQL.purgeExpired, [asOf, Int64(limit)], statements)
+                try record(index, statements)
+                guard !keys.isEmpty else { return }
+                purged = state.read { $0.purged } + Int64(keys.count)
+                try statements.set("purged", String(purged))
+                let next = try statements.database.prepare(SQL.nextExpiry)
+                if try next.step(), !next.isNull(at: 0) { nextExpiry = next.int64(at: 0) }
+                while try next.step() {}  // finished before the commit
             }
         }
-    }
-
-    private func forget(user: String, matching filter: MemoryFilter) throws -> Int {
-        var arguments: StatementArguments = []
-        let condition = SQL.condition(user: user, filter: filter, now: Clock.nowMilliseconds(), arguments: &arguments)
-        return try withWriter { statements in
-            var keys: [String] = []
-            do {
-                try rebuildingGraphOnFailure(statements) {
-                    // Bounded: a heavy filter would hold the writer, every tenant's writes.
-                    try statements.database.withTimeLimit(statementTimeLimit) {
-                        try statements.database.transaction {
-                            keys = try deleteRows(
-                                "DELETE FROM memories WHERE \(condition) RETURNING user, id, seq", arguments,
-                                statements)
-                        }
-                    }
-                }
-            } catch let error as SQLiteError where error.interrupted {
-                throw StoreError.tooCostly(
-                    "this forget's filter ran past \(statementTimeLimit) ms and was stopped, nothing deleted; narrow it"
-                )
+        guard !keys.isEmpty else { return 0 }
+        state.write { state in
+            for key in keys {
+                state.dropRecord(key)
+                state.flat?.remove(id: key)
             }
-            state.write { state in
-                for key in keys {
-                    state.dropRecord(key)
-                    state.flat?.remove(id: key)
-                }
-            }
-            return keys.count
+            state.purged = purged
+            if state.expiring > 0 { state.nextExpiry = nextExpiry }
         }
-    }
-
-    /// Deletes memories that have expired by `now`, the longest expired first, at most `limit`
-    /// of them, in one transaction with their windows, keyword rows and graph nodes; adds them
-    /// to the `purged` count. Returns how many went.
-    @discardableResult
-    public func purgeExpired(now: Int64 = Clock.nowMilliseconds(), limit: Int = 10_000) throws -> Int {
-        guard state.read({ $0.expiring > 0 }) else { return 0 }
-        // Most calls find nothing due: an index probe on the reading connection, no write.
-        let due = try withReader { database in
-            let probe = try database.cachedStatement(SQL.anyExpired)
-            try probe.bind([now])
-            defer { probe.reset() }
-            return try probe.step()
-        }
-        guard due else { return 0 }
-        return try withWriter { statements in
-            var keys: [String] = []
-            var purged: Int64 = 0
-            var nextExpiry: Int64?
-            try rebuildingGraphOnFailure(statements) {
-                try statements.database.transaction {
-                    keys = try deleteRows(SQL.purgeExpired, [now, Int64(limit)], statements)
-                    guard !keys.isEmpty else { return }
-                    purged = state.read { $0.purged } + Int64(keys.count)
-                    try statements.set("purged", String(purged))
-                    let next = try statements.database.prepare(SQL.nextExpiry)
-                    if try next.step(), !next.isNull(at: 0) { nextExpiry = next.int64(at: 0) }
-                    while try next.step() {}  // finished before the commit
-                }
-            }
-            guard !keys.isEmpty else { return 0 }
-            state.write { state in
-                for key in keys {
-                    state.dropRecord(key)
-                    state.flat?.remove(id: key)
-                }
-                state.purged = purged
-                if state.expiring > 0 { state.nextExpiry = nextExpiry }
-            }
-            changes.changedAll()
-            return keys.count
-        }
+        changes.changedAll()
+        return keys.count
     }
 
     /// Runs `sql`, a `DELETE FROM memories ... RETURNING user, id, seq`, in the current
@@ -422,33 +541,31 @@ extension MemoryStore {
 }
 
 extension MemoryStore {
-    /// Counts that a user said `user`'s memory `id` helped (or did not).
-    /// - Returns: The memory's counts now; nil when the user has no such live memory.
-    /// - Throws: `StoreError.sqlite`, `.closed`.
-    public func feedback(user: String, id: String, helped: Bool) throws -> (helped: Int64, unhelped: Int64)? {
-        defer { changes.changed([user]) }
-        return try withWriter { statements in
-            var counts: (helped: Int64, unhelped: Int64)?
-            try statements.database.transaction {
-                let update = try statements.database.prepare(SQL.feedback)
-                try update.bind([Int64(helped ? 1 : 0), Int64(helped ? 0 : 1), user, id, Clock.nowMilliseconds()])
-                guard try update.step() else { return }
-                counts = (update.int64(at: 0), update.int64(at: 1))
+    fileprivate func feedback(
+        _ memory: MemoryRef, helped: Bool, asOf: Int64, _ statements: WriteStatements, index: Int64
+    ) throws -> FeedbackCounts? {
+        var counts: FeedbackCounts?
+        try statements.database.transaction {
+            let update = try statements.database.prepare(SQL.feedback)
+            try update.bind([Int64(helped ? 1 : 0), Int64(helped ? 0 : 1), memory.user, memory.id, asOf])
+            if try update.step() {
+                counts = FeedbackCounts(helped: update.int64(at: 0), unhelped: update.int64(at: 1))
                 while try update.step() {}  // done: the statement is finished before the commit
             }
-            guard let counts else { return nil }
-            state.write { state in
-                state.setFeedback(key: Self.key(user: user, id: id), helped: counts.helped, unhelped: counts.unhelped)
-            }
-            return counts
+            try record(index, statements)
         }
+        guard let counts else { return nil }
+        state.write { state in
+            state.setFeedback(key: Self.key(user: memory.user, id: memory.id), counts)
+        }
+        return counts
     }
 }
 
 extension MemoryStore.State {
-    mutating func setFeedback(key: String, helped: Int64, unhelped: Int64) {
+    mutating func setFeedback(key: String, _ counts: FeedbackCounts) {
         guard let handle = handles[ExactString(key)] else { return }
-        records[Int(handle)]?.helped = helped
-        records[Int(handle)]?.unhelped = unhelped
+        records[Int(handle)]?.helped = counts.helped
+        records[Int(handle)]?.unhelped = counts.unhelped
     }
 }

@@ -129,7 +129,12 @@ public final class MemoryStore: Sendable {
         var statements: WriteStatements?
         /// Why writes are refused until the store is reopened, if they are.
         var refusal: String?
+        /// The index of the last command applied (the setting `applied_index`).
+        var appliedIndex: Int64
     }
+
+    /// The setting that holds the index of the last command applied.
+    static let appliedIndexSetting = "applied_index"
 
     /// Everything searches read. The indexes are nil until the space knows its dimension.
     struct State {
@@ -414,7 +419,7 @@ public final class MemoryStore: Sendable {
         self.index = space.index
         self.embedTemplate = space.embedTemplate
         self.fileLock = fileLock
-        self.writeSide = Mutex(WriteSide(statements: statements, refusal: nil))
+        self.writeSide = Mutex(WriteSide(statements: statements, refusal: nil, appliedIndex: space.appliedIndex))
         self.state = ReadWriteBox(state)
         self.readers = ReaderPool(size: Self.readerCount)
         self.statementTimeLimit = statementTimeLimit
@@ -632,14 +637,14 @@ public final class MemoryStore: Sendable {
     }
 
     /// Runs a write with the write statements, one writer at a time.
-    func withWriter<T: Sendable>(_ body: (WriteStatements) throws -> T) throws -> T {
+    func withWriter<T: Sendable>(_ body: (WriteStatements, inout Int64) throws -> T) throws -> T {
         try writeSide.withLock { side throws -> T in
             guard let statements = side.statements else { throw StoreError.closed }
             if let refusal = side.refusal {
                 throw StoreError.sqlite("writes are refused until the server restarts: \(refusal)")
             }
             do {
-                return try body(statements)
+                return try body(statements, &side.appliedIndex)
             } catch let refused as WritesRefused {
                 side.refusal = refused.reason
                 throw Self.storeError(refused.cause)

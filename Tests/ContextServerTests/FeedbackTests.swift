@@ -20,9 +20,9 @@ import Testing
                 NewMemory(id: "c", user: "u", text: "third", vector: [0.8, 0.6]),
                 NewMemory(id: "x", user: "v", text: "other", vector: [1, 0]),
             ])
-            #expect(try store.feedback(user: "u", id: "b", helped: true)! == (1, 0))
-            #expect(try store.feedback(user: "u", id: "b", helped: true)! == (2, 0))
-            #expect(try store.feedback(user: "u", id: "a", helped: false)! == (0, 1))
+            #expect(try store.feedback(user: "u", id: "b", helped: true) == FeedbackCounts(helped: 1, unhelped: 0))
+            #expect(try store.feedback(user: "u", id: "b", helped: true) == FeedbackCounts(helped: 2, unhelped: 0))
+            #expect(try store.feedback(user: "u", id: "a", helped: false) == FeedbackCounts(helped: 0, unhelped: 1))
             #expect(try store.feedback(user: "u", id: "x", helped: true) == nil)  // another user's id
             #expect(try store.feedback(user: "u", id: "none", helped: true) == nil)
             store.close()
