@@ -36,6 +36,7 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/swift-mustache.git", from: "2.1.1"),
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
     ],
     targets: [
         .systemLibrary(
@@ -50,7 +51,9 @@ let package = Package(
         .target(name: "CKernels"),
         .target(name: "VectorIndex", dependencies: ["ContextModel", "CBLAS", "CKernels"]),
         .target(name: "Embedder", dependencies: ["CBLAS", "CKernels"]),
-        .target(name: "MemoryStore", dependencies: ["ContextModel", "CSQLite", "VectorIndex"]),
+        .target(
+            name: "MemoryStore",
+            dependencies: ["ContextModel", "CSQLite", "VectorIndex", .product(name: "Crypto", package: "swift-crypto")]),
         .target(name: "ContextProtocol", dependencies: ["ContextModel"]),
         // Prompts within a token budget; no storage or network code.
         .target(

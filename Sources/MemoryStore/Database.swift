@@ -114,6 +114,14 @@ final class Database {
     /// Whether a transaction is open (SQLite is not in autocommit mode).
     var inTransaction: Bool { sqlite3_get_autocommit(connection) == 0 }
 
+    /// Runs `body` in one read transaction: every statement in it reads the same committed
+    /// state.
+    func readTransaction<T>(_ body: () throws -> T) throws -> T {
+        try execute("BEGIN DEFERRED")
+        defer { if (try? execute("COMMIT")) == nil { try? execute("ROLLBACK") } }
+        return try body()
+    }
+
     /// Runs `body` in one transaction: committed when it returns, rolled back when it throws.
     /// - Throws: what `body` threw, or `TransactionStuck` when the rollback did not end the
     ///   transaction (the connection is then unusable until reopened).

@@ -112,6 +112,29 @@ final class Statement {
         return String(validating: bytes, as: UTF8.self) != nil
     }
 
+    var columnCount: Int32 { sqlite3_column_count(handle) }
+
+    func columnName(at column: Int32) -> String { String(cString: sqlite3_column_name(handle, column)) }
+
+    /// Appends `column`'s value in a form that tells any two values apart: a type byte, then 8
+    /// little-endian bytes for a number, or a length and every byte for text and a BLOB.
+    func appendValue(at column: Int32, to out: inout [UInt8]) {
+        let type = sqlite3_column_type(handle, column)
+        out.append(UInt8(type))
+        func append<T: FixedWidthInteger>(_ value: T) { withUnsafeBytes(of: value.littleEndian) { out += $0 } }
+        switch type {
+        case SQLITE_INTEGER: append(sqlite3_column_int64(handle, column))
+        case SQLITE_FLOAT: append(sqlite3_column_double(handle, column).bitPattern)
+        case SQLITE_TEXT, SQLITE_BLOB:
+            let start = type == SQLITE_TEXT
+                ? UnsafeRawPointer(sqlite3_column_text(handle, column)) : sqlite3_column_blob(handle, column)
+            let count = Int(sqlite3_column_bytes(handle, column))
+            append(UInt64(count))
+            if let start { out += UnsafeRawBufferPointer(start: start, count: count) }
+        default: break  // NULL: the type byte alone
+        }
+    }
+
     /// A BLOB's bytes.
     func bytes(at column: Int32) -> [UInt8] { values(at: column) }
 
