@@ -286,4 +286,10 @@ public final class ContextStoreClient: Sendable {
     public func stats() async throws -> ServerStats {
         try await call(Operations.Stats.self, Nothing())
     }
+
+    /// `digest`: a hash of `user`'s rows (nil: the whole space's, an admin's), and the index of
+    /// the last write the space applied.
+    public func digest(user: String? = nil) async throws -> Operations.Digest.Answer {
+        try await call(Operations.Digest.self, user)
+    }
 }

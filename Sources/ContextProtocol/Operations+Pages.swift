@@ -239,6 +239,47 @@ extension Operations {
     }
 }
 
+extension Operations {
+    /// `digest`: a hash of a space's rows in order, one user's or all of them, and the index of
+    /// the last write applied: two spaces that applied the same writes answer the same.
+    public enum Digest: WireOperation {
+        public struct Answer: Sendable, Equatable {
+            /// SHA-256, hex.
+            public var digest: String
+            /// The index of the last write the space applied.
+            public var appliedIndex: Int64
+
+            public init(digest: String, appliedIndex: Int64) {
+                self.digest = digest
+                self.appliedIndex = appliedIndex
+            }
+        }
+
+        public static let name = "digest"
+        public static let fields: Set<String> = ["user"]
+        public static func encode(_ user: String?, to writer: inout JSONWriter) {
+            guard let user else { return }
+            writer.field("user")
+            writer.string(user)
+        }
+        public static func decode(_ request: JSONObject) throws(ProtocolError) -> String? {
+            try request.requireKnownFields(fields)
+            return request["user"] == nil ? nil : try request.user()
+        }
+        public static func encode(answer: Answer, to writer: inout JSONWriter) {
+            writer.field("digest")
+            writer.string(answer.digest)
+            writer.field("applied_index")
+            writer.int(answer.appliedIndex)
+        }
+        public static func decode(answer: JSONObject) throws(ProtocolError) -> Answer {
+            Answer(
+                digest: try answer.required("digest", as: "string", \.stringValue),
+                appliedIndex: try answer.required("applied_index", as: "integer", \.integerValue))
+        }
+    }
+}
+
 extension JSONObject {
     /// `limit`: 1 to `maximum`, `default` when absent.
     func limit(default value: Int, maximum: Int) throws(ProtocolError) -> Int {

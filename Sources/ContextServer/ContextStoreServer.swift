@@ -249,7 +249,8 @@ public final class ContextStoreServer: Sendable {
             [store, logger] task in
             writerPool.runIfActive(eventLoop: group.next()) {
                 do {
-                    try store.purgeExpired()
+                    // A command the server issues, with its own time as the purge's `as_of`.
+                    if let purge = try store.purgeCommand() { try store.apply(purge) }
                 } catch {
                     logger.error("purging expired memories failed", metadata: ["error": "\(error)"])
                 }

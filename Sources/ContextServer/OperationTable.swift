@@ -196,12 +196,17 @@ enum OperationTable {
         },
         OperationDescriptor(Operations.Forget.self, runs: .writer, access: .write, users: { [$0.user] }) {
             request, context in
-            try context.store.forget(user: request.user, filter: request.filter)
+            try context.forget(user: request.user, filter: request.filter)
         },
         OperationDescriptor(Operations.Backup.self, runs: .computePool, access: .admin, cost: { _ in 10 }) {
             path, context in
             try context.backup(to: path)
         },
+        // One user's rows: read access to them; the whole space's: an admin's key.
+        OperationDescriptor(
+            Operations.Digest.self, runs: .computePool, access: .read, users: { $0.map { [$0] } ?? [] },
+            cost: { $0 == nil ? 100 : 10 }
+        ) { user, context in try context.digest(user: user) },
         // Any key: an admin's sees the space, another its own users (`ServerContext.stats`,
         // `metricsText`).
         OperationDescriptor(Operations.Stats.self, runs: .eventLoop, access: .anyKey) { _, context in context.stats() },

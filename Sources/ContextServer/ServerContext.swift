@@ -225,20 +225,24 @@ struct ServerContext: Sendable {
     static func cacheScope(user: String) -> String { "user:" + user }
     static func cacheScope(key: String?) -> String { "key:" + (key ?? "") }
 
+    /// Every write of a request ends here, resolved into a command (ids drawn, times read,
+    /// texts embedded): the one place a front door changes the space.
+    private func write(_ command: WriteCommand) throws -> WriteOutcome {
+        try store.apply(command)
+    }
+
     func add(_ arguments: Operations.Add.Arguments) throws -> Operations.Add.Answer {
         try check(model: arguments.model)
         let arguments = try embedded(arguments)
-        return Operations.Add.Answer(id: try store.add([arguments.memory])[0], truncated: arguments.truncated)
+        guard case .added(let outcome) = try write(store.resolve([arguments.memory])) else { preconditionFailure() }
+        return Operations.Add.Answer(id: outcome.ids[0], truncated: arguments.truncated)
     }
 
     func addBatch(_ arguments: Operations.AddBatch.Arguments) throws -> Operations.AddBatch.Answer {
         try check(model: arguments.model)
         let arguments = try embedded(arguments)
-        guard arguments.ifAbsent else {
-            return Operations.AddBatch.Answer(
-                ids: try store.add(arguments.items), skipped: 0, truncated: arguments.truncated)
-        }
-        let outcome = try store.addIfAbsent(arguments.items)
+        guard case .added(let outcome) = try write(store.resolve(arguments.items, ifAbsent: arguments.ifAbsent))
+        else { preconditionFailure() }
         return Operations.AddBatch.Answer(
             ids: outcome.ids, skipped: outcome.skipped.count, conflicts: outcome.conflicts,
             truncated: arguments.truncated)
@@ -262,9 +266,9 @@ struct ServerContext: Sendable {
     }
 
     func update(_ request: Operations.Update.Arguments) throws -> Memory {
-        guard let memory = try store.update(user: request.memory.user, id: request.memory.id, request.changes) else {
-            throw notFound(request.memory)
-        }
+        let command = WriteCommand.update(request.memory, request.changes, asOf: Clock.nowMilliseconds())
+        guard case .updated(let memory) = try write(command) else { preconditionFailure() }
+        guard let memory else { throw notFound(request.memory) }
         return memory
     }
 
@@ -308,15 +312,23 @@ struct ServerContext: Sendable {
     }
 
     func feedback(_ request: Operations.Feedback.Arguments) throws -> Operations.Feedback.Answer {
-        guard let counts = try store.feedback(user: request.memory.user, id: request.memory.id, helped: request.helped)
-        else { throw notFound(request.memory) }
+        let command = WriteCommand.feedback(request.memory, helped: request.helped, asOf: Clock.nowMilliseconds())
+        guard case .counted(let counts) = try write(command) else { preconditionFailure() }
+        guard let counts else { throw notFound(request.memory) }
         metrics.feedback(helped: request.helped)
         return Operations.Feedback.Answer(helped: counts.helped, notHelped: counts.unhelped)
     }
 
     func delete(_ memory: MemoryRef) throws -> Int {
-        guard try store.delete(user: memory.user, id: memory.id) else { throw notFound(memory) }
+        guard case .deleted(let deleted) = try write(.delete(memory)) else { preconditionFailure() }
+        guard deleted else { throw notFound(memory) }
         return 1
+    }
+
+    func forget(user: String, filter: MemoryFilter) throws -> Int {
+        let command = WriteCommand.forget(user: user, filter, asOf: Clock.nowMilliseconds())
+        guard case .removed(let count) = try write(command) else { preconditionFailure() }
+        return count
     }
 
     private func notFound(_ memory: MemoryRef) -> ProtocolError {
@@ -337,6 +349,15 @@ struct ServerContext: Sendable {
                 hits: cache?.hits ?? 0, misses: cache?.misses ?? 0, entries: cache?.entries ?? 0,
                 bytes: cache?.bytes ?? 0),
             resultCache: results?.counters ?? CacheCounters())
+    }
+
+    /// `digest`: one user's, or (for an admin, or on a server without keys) the whole space's.
+    func digest(user: String?) throws -> Operations.Digest.Answer {
+        if user == nil, limitingKey != nil {
+            throw ProtocolError(.forbidden, "the digest of the whole space needs an admin's key; name a user")
+        }
+        let (digest, applied) = try store.digest(user: user)
+        return Operations.Digest.Answer(digest: digest, appliedIndex: applied)
     }
 
     /// `metrics`: the Prometheus text. Without `keyed`, the series labelled by key are left out

@@ -14,6 +14,10 @@ public struct CheckReport: Sendable, Equatable {
     public var nodes: Int
     /// Each problem found, in words; empty when the file is sound.
     public var problems: [String]
+    /// The index of the last write applied (see `MemoryStore.apply`).
+    public var appliedIndex: Int64 = 0
+    /// The space's digest (see `MemoryStore.digest`); empty when the file could not be read.
+    public var digest = ""
 
     public var isSound: Bool { problems.isEmpty }
 }
@@ -27,7 +31,9 @@ extension MemoryStore {
     /// Also: every row's columns have their types, valid UTF-8, a known role, metadata that is
     /// a JSON object, and a finite embedding; every window of a long text belongs to a memory,
     /// in positions 1, 2, ..., with a finite embedding of the space's dimension; every memory has
-    /// its keyword row, as the store writes it, and no keyword row is left over. A file SQLite finds damaged is a problem found,
+    /// its keyword row, as the store writes it, and no keyword row is left over; the index of the
+    /// last write applied is a count (0 for a file written before writes were numbered), and the
+    /// report carries it with the space's digest, for comparing replicas. A file SQLite finds damaged is a problem found,
     /// not a failure to check. On a read-only folder the file is read as immutable.
     /// - Throws: `StoreError.sqlite` when the file cannot be opened at all.
     public static func check(path: String) throws -> CheckReport {
@@ -165,6 +171,12 @@ extension MemoryStore {
             let entryPoint = settings["hnsw_entry"].flatMap { Int32($0) } ?? -1
             problems += HNSWGraphCheck.problems(nodes: nodes, entryPoint: entryPoint, M: parameters.M)
         }
-        return CheckReport(index: index.name, memories: memories.count, nodes: nodes.count, problems: problems)
+        if let applied = settings[appliedIndexSetting], (Int64(applied) ?? -1) < 0 {
+            report("the index of the last write applied is '\(applied)', not a count")
+        }
+        let (digest, appliedIndex) = try Self.digest(of: database, user: nil)
+        return CheckReport(
+            index: index.name, memories: memories.count, nodes: nodes.count, problems: problems,
+            appliedIndex: appliedIndex, digest: digest)
     }
 }

@@ -65,19 +65,25 @@ extension MemoryStore {
 
     /// Deletes memories that have expired by `now`, the longest expired first, at most `limit`
     /// of them, in one transaction with their windows, keyword rows and graph nodes; adds them
-    /// to the `purged` count. Returns how many went. Most calls find nothing due: they probe
-    /// an index on a reading connection and apply no command.
+    /// to the `purged` count. Returns how many went.
     @discardableResult
     public func purgeExpired(now: Int64 = Clock.nowMilliseconds(), limit: Int = 10_000) throws -> Int {
-        guard state.read({ $0.expiring > 0 }) else { return 0 }
+        guard let command = try purgeCommand(now: now, limit: limit), case .removed(let count) = try apply(command)
+        else { return 0 }
+        return count
+    }
+
+    /// The purge of what has expired by `now`, when something has: most calls find nothing due,
+    /// by probing an index on a reading connection, and give no command to apply.
+    public func purgeCommand(now: Int64 = Clock.nowMilliseconds(), limit: Int = 10_000) throws -> WriteCommand? {
+        guard state.read({ $0.expiring > 0 }) else { return nil }
         let due = try withReader { database in
             let probe = try database.cachedStatement(SQL.anyExpired)
             try probe.bind([now])
             defer { probe.reset() }
             return try probe.step()
         }
-        guard due, case .removed(let count) = try apply(.purge(asOf: now, limit: limit)) else { return 0 }
-        return count
+        return due ? .purge(asOf: now, limit: limit) : nil
     }
 
     /// Counts that a user said `user`'s memory `id` helped (or did not).

@@ -383,6 +383,15 @@ import VectorIndex
         #expect(socket.readLine()?.hasPrefix(#"{"ok":true,"path":"\#(folder.path)/copy.db""#) == true)
         process.signal(SIGTERM)
         #expect(try runContextstore(["check", "--db", folder.path + "/space.db"]).status == 0)
+        // The copy holds the same rows and the same last write, until one of them changes.
+        let space = folder.path + "/space.db"
+        let replica = folder.path + "/copy.db"
+        #expect(try runContextstore(["check", "--db", space, "--against", replica]).status == 0)
+        let store = try MemoryStore(path: replica)
+        try store.add([NewMemory(id: "late", user: "u", text: "t", vector: [1, 0])])
+        store.close()
+        let differs = try runContextstore(["check", "--db", space, "--against", replica])
+        #expect(differs.status == 1 && differs.output.contains("problem: \(replica) differs: applied index"))
     }
 
     /// Sends one raw request line and expects the error `code`.

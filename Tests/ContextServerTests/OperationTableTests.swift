@@ -23,7 +23,8 @@ import Testing
         #expect(
             OperationTable.descriptors.map(\.name).sorted()
                 == [
-                    "add", "add_batch", "auth", "backup", "delete", "embed", "feedback", "forget", "get", "hello",
+                    "add", "add_batch", "auth", "backup", "delete", "digest", "embed", "feedback", "forget", "get",
+                    "hello",
                     "list", "metrics", "ping", "prompt", "search", "sessions", "stats", "update",
                 ])
         #expect(OperationTable.byName.count == OperationTable.descriptors.count)
@@ -37,7 +38,7 @@ import Testing
                 "search": .eventLoop, "get": .eventLoop,
                 "stats": .eventLoop,
                 "embed": .computePool, "prompt": .computePool, "list": .computePool, "sessions": .computePool,
-                "backup": .computePool,
+                "backup": .computePool, "digest": .computePool,
                 "add": .writer, "add_batch": .writer, "delete": .writer, "feedback": .writer, "forget": .writer,
                 "update": .writer,
             ])
@@ -53,7 +54,7 @@ import Testing
                 "auth": .anyone, "ping": .anyKey, "hello": .anyKey, "embed": .write, "search": .read, "get": .read,
                 "list": .read, "sessions": .read, "prompt": .read, "add": .write, "add_batch": .write,
                 "update": .write, "delete": .write, "forget": .write, "feedback": .write, "stats": .anyKey,
-                "backup": .admin, "metrics": .anyKey,
+                "backup": .admin, "metrics": .anyKey, "digest": .read,
             ])
         #expect(
             try decode(

@@ -75,9 +75,13 @@ import VectorIndex
         store.close()
 
         let report = try MemoryStore.check(path: temporary.path)
-        #expect(report == CheckReport(index: "hnsw", memories: 1200, nodes: 1200, problems: []))
+        #expect(
+            report
+                == CheckReport(
+                    index: "hnsw", memories: 1200, nodes: 1200, problems: [], appliedIndex: 4, digest: report.digest))
 
         store = try MemoryStore(path: temporary.path)  // the index comes from the file
+        #expect(try store.digest() == (report.digest, 4))
         #expect(store.index == hnsw)
         #expect(store.count == 1200)
         let after = try queries.map { try store.search(user: "u1", vector: $0, k: 10, ef: 32) }

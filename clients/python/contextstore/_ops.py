@@ -115,6 +115,14 @@ class Operations:
         """-> ``Backup``: a consistent copy of the space written to the new file ``to`` (an admin's)."""
         return self._call(Request({"op": "backup", "to": to}, lambda a: t.known_fields(t.Backup, a), False))
 
+    def digest(self, user: Optional[str] = None) -> Any:
+        """-> ``Digest``: a hash of ``user``'s rows (None: the whole space's, an admin's) and the
+        number of the last write applied; two spaces given the same writes answer the same."""
+        request: dict = {"op": "digest"}
+        if user is not None:
+            request["user"] = user
+        return self._call(Request(request, lambda a: t.known_fields(t.Digest, a), True))
+
     def embed(self, texts: Sequence[str]) -> Any:
         """-> ``Embeddings`` of ``texts`` (1 to 256) by the server's model."""
         return self._call(

@@ -218,6 +218,14 @@ class Backup:
 
 
 @dataclass
+class Digest:
+    digest: str
+    """SHA-256 (hex) of a user's rows, or of the whole space's."""
+    applied_index: int
+    """The number of the last write the space applied."""
+
+
+@dataclass
 class Stats:
     memories: int
     users: int

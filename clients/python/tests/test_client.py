@@ -114,6 +114,11 @@ def test_every_op(server, tmp_path):
         stats = admin.stats()
         assert stats.dimension == 384 and stats.index == "flat"
         assert "contextstore_requests_total" in admin.metrics()
+        whole, own = admin.digest(), client.digest("alice")
+        assert len(whole.digest) == 64 and whole.applied_index == own.applied_index > 0
+        assert own.digest != whole.digest
+        with pytest.raises(cs.Forbidden):  # the whole space is an admin's
+            client.digest()
         backup = admin.backup("copy.db")  # a file of the server's --backup-dir
         copy = server.folder / "copy.db"
         assert backup.path == str(copy) and copy.exists()
