@@ -160,7 +160,11 @@ public final class ContextStoreServer: Sendable {
             quality: QualitySampler(every: configuration.qualitySampleEvery))
         self.context = serverContext
         let writeQueue = WriteQueue(limit: configuration.maximumQueuedWrites)
-        let requestLog = RequestLog(slowThreshold: configuration.slowRequest, logger: logger)
+        let dispatcher = Dispatcher(
+            writerPool: writerPool, computePool: computePool, writeQueue: writeQueue,
+            authFailures: limits.authFailures,
+            requestLog: RequestLog(slowThreshold: configuration.slowRequest, logger: logger),
+            maximumAnswerBytes: configuration.maximumAnswerBytes)
         /// Undoes the start when a socket cannot be bound.
         func stopThreads() async {
             try? await writerPool.shutdownGracefully()
@@ -198,14 +202,11 @@ public final class ContextStoreServer: Sendable {
                     }
                     try handlers.addHandler(
                         ConnectionHandler(
-                            context: serverContext, writerPool: writerPool, computePool: computePool,
-                            writeQueue: writeQueue, limits: limits, admission: admission,
+                            context: serverContext, dispatcher: dispatcher, limits: limits, admission: admission,
                             authenticationTimeout: configuration.authenticationTimeout,
-                            maximumAnswerBytes: configuration.maximumAnswerBytes,
                             maximumLineBytes: configuration.maximumLineBytes,
                             maximumPending: configuration.maximumPendingPerConnection,
-                            shutdownGrace: configuration.shutdownGrace,
-                            requestLog: requestLog))
+                            shutdownGrace: configuration.shutdownGrace))
                 }
             }
         do {

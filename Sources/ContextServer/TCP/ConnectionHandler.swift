@@ -6,14 +6,14 @@ import NIOExtras
 import NIOPosix
 import Synchronization
 
-/// Serves one connection: one request line in, one response line out, in request order.
+/// The line protocol's transport: one request line in, one response line out, in request
+/// order. What a request does, and where it runs, is the `Dispatcher`'s; this handler keeps the
+/// connection's order, backpressure, authentication deadline and shutdown.
 ///
-/// A connection runs one request at a time; the lines behind it wait in `backlog`. Where a
-/// request runs is its op's `Placement` (see `OperationTable`): reads (`ping`, `search`, `get`,
-/// ...) on the connection's event loop, so searches on different connections run in parallel on
-/// all cores; writes on the single writer thread, which serializes them and keeps blocking disk
-/// I/O off the event loops. Requests with text to embed first run the model on the compute pool
-/// (one thread per core).
+/// A connection runs one request at a time; the lines behind it wait in `backlog`. A request
+/// the dispatcher answers on the spot (reads of the in-memory indexes) is written at once; one
+/// that runs on a pool (writes, the model, SQL) holds the connection's turn until its answer
+/// comes back to the event loop.
 ///
 /// Backpressure, both ways: the handler stops reading from the socket (switches the channel's
 /// `autoRead` off) while `maximumPending` lines (or a full line's worth of bytes) wait or the
@@ -25,9 +25,7 @@ final class ConnectionHandler: ChannelInboundHandler {
     typealias OutboundOut = ByteBuffer
 
     private let context: ServerContext
-    private let writerPool: NIOThreadPool
-    private let computePool: NIOThreadPool
-    private let writeQueue: WriteQueue
+    private let dispatcher: Dispatcher
     private let limits: ConnectionLimits
     private let admission: Admission
     private let authenticationTimeout: TimeAmount
@@ -37,7 +35,6 @@ final class ConnectionHandler: ChannelInboundHandler {
     private var failedAuthentications = 0
     static let maximumFailedAuthentications = 3
     private let maximumLineBytes: Int
-    private let maximumAnswerBytes: Int
     /// Answers this long or longer count against the server's budget of unsent answers until
     /// they are sent (a promise each; shorter ones are bounded by the high water mark).
     static let trackedAnswerBytes = 64 * 1024
@@ -46,7 +43,6 @@ final class ConnectionHandler: ChannelInboundHandler {
     static let unsentAnswerTimeout = TimeAmount.seconds(30)
     private let maximumPending: Int
     private let shutdownGrace: TimeAmount
-    private let requestLog: RequestLog
 
     private enum Item {
         case line(ByteBuffer)
@@ -77,21 +73,16 @@ final class ConnectionHandler: ChannelInboundHandler {
     private var draining = false
 
     init(
-        context: ServerContext, writerPool: NIOThreadPool, computePool: NIOThreadPool, writeQueue: WriteQueue,
-        limits: ConnectionLimits, admission: Admission, authenticationTimeout: TimeAmount, maximumAnswerBytes: Int,
-        maximumLineBytes: Int, maximumPending: Int, shutdownGrace: TimeAmount, requestLog: RequestLog
+        context: ServerContext, dispatcher: Dispatcher, limits: ConnectionLimits, admission: Admission,
+        authenticationTimeout: TimeAmount, maximumLineBytes: Int, maximumPending: Int, shutdownGrace: TimeAmount
     ) {
-        self.maximumAnswerBytes = maximumAnswerBytes
         self.admission = admission
         self.authenticationTimeout = authenticationTimeout
-        self.requestLog = requestLog
+        self.dispatcher = dispatcher
         // A session of its own: what `auth` sets belongs to this connection alone.
         var context = context
         context.session = ConnectionSession()
         self.context = context
-        self.writerPool = writerPool
-        self.computePool = computePool
-        self.writeQueue = writeQueue
         self.limits = limits
         self.maximumLineBytes = maximumLineBytes
         self.framer = LineFramer(limits: limits, maximumLineBytes: maximumLineBytes)
@@ -111,7 +102,7 @@ final class ConnectionHandler: ChannelInboundHandler {
             authenticationDeadline = context.eventLoop.scheduleTask(in: authenticationTimeout) {
                 let (handler, context) = bound.value
                 guard handler.admission.unauthenticated else { return }
-                handler.requestLog.logger.info(
+                handler.dispatcher.requestLog.logger.info(
                     "closing a connection that proved no key in time",
                     metadata: ["address": "\(handler.admission.address)", "seconds": "\(seconds)"])
                 handler.reject(
@@ -270,91 +261,26 @@ final class ConnectionHandler: ChannelInboundHandler {
     /// How long a connection whose answers are all sent may keep its side open.
     static let drainTime = TimeAmount.seconds(1)
 
-    /// Runs one request: on the spot when it is a read that needs no model, else off the event
-    /// loop, with `inFlight` set until its answer is written.
+    /// Runs one request through the dispatcher: answered on the spot, or with `inFlight` set
+    /// until its answer comes back.
     private func start(_ line: ByteBuffer, refuse: Bool, context: ChannelHandlerContext) {
-        let began = NIODeadline.now()
-        let (call, descriptor, rid): (Call, OperationDescriptor, JSONValue?)
-        switch ServerContext.decode(line) {
-        case .failure(let bytes):
-            // "-": not even an op to count it under.
-            return answerRefused("-", bytes, context: context)
-        case .call(let decodedCall, let decodedDescriptor, let decodedRid):
-            (call, descriptor, rid) = (decodedCall, decodedDescriptor, decodedRid)
-        }
-        if let refusal = refusal(call, descriptor, shuttingDown: refuse, now: began) {
-            return answerRefused(descriptor.name, Response.failure(rid: rid, refusal), context: context)
-        }
-        if descriptor.placement == .eventLoop, !call.needsComputePool {
-            let bytes = bounded(call.run(self.context, rid), rid: rid)
-            finished(descriptor.name, rid: rid, since: began, answer: bytes)
+        let (op, answer) = dispatcher.dispatch(
+            line, in: self.context, from: admission.address, stopping: refuse, on: context.eventLoop)
+        switch answer {
+        case .now(let bytes):
             write(bytes, context: context)
-            if descriptor.name == Operations.Auth.name { authenticationAnswered(bytes, context: context) }
-            return
+            if op == Operations.Auth.name { authenticationAnswered(bytes, context: context) }
+        case .later(let answer):
+            inFlight = true
+            let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+            answer.whenSuccess { bytes in
+                let (handler, context) = bound.value
+                handler.inFlight = false
+                guard context.channel.isActive else { return }
+                handler.write(bytes, context: context)
+                handler.pump(context: context)
+            }
         }
-        let loop = context.eventLoop
-        let server = self.context
-        let answer: EventLoopFuture<[UInt8]>
-        switch descriptor.placement {
-        case .eventLoop, .computePool:
-            // The model's work and the op's, both on the pool.
-            answer = computePool.runIfActive(eventLoop: loop) { call.run(server, rid) }
-        case .writer:
-            let (writerPool, writeQueue) = (self.writerPool, self.writeQueue)
-            // The model runs on the compute pool first, so the writer thread never waits on it.
-            let prepared: EventLoopFuture<Result<Call, ProtocolError>> =
-                call.needsComputePool
-                ? computePool.runIfActive(eventLoop: loop) {
-                    Result { () throws(ProtocolError) in try call.embedded(server) }
-                } : loop.makeSucceededFuture(.success(call))
-            answer = prepared.flatMap { prepared in
-                switch prepared {
-                case .success(let call):
-                    writerPool.runIfActive(eventLoop: loop) { call.run(server, rid) }
-                case .failure(let error):
-                    loop.makeSucceededFuture(Response.failure(rid: rid, error))
-                }
-            }.always { _ in writeQueue.leave() }
-        }
-        inFlight = true
-        let bound = NIOLoopBound((self, context), eventLoop: loop)
-        answer.whenComplete { result in
-            let (handler, context) = bound.value
-            handler.inFlight = false
-            guard context.channel.isActive else { return }
-            // A failure means the pools are gone: the server is stopping.
-            let bytes = handler.bounded(
-                (try? result.get())
-                    ?? Response.failure(rid: nil, ProtocolError(.shuttingDown, "the server is shutting down")), rid: rid
-            )
-            handler.finished(descriptor.name, rid: rid, since: began, answer: bytes)
-            handler.write(bytes, context: context)
-            handler.pump(context: context)
-        }
-    }
-
-    /// Why a decoded request may not run now: the server is stopping, its key may not, or the
-    /// writer's queue is full (else it takes a place there).
-    private func refusal(
-        _ call: Call, _ descriptor: OperationDescriptor, shuttingDown: Bool, now: NIODeadline
-    ) -> ProtocolError? {
-        if shuttingDown { return ProtocolError(.shuttingDown, "the server is shutting down") }
-        if descriptor.name == Operations.Auth.name, context.keys != nil,
-            let wait = limits.authFailures.wait(address: admission.address, now: now.uptimeNanoseconds)
-        {
-            return ProtocolError(
-                .rateLimited, "too many failed authentications from \(admission.address); retry in \(wait) ms",
-                details: ["retry_after_ms": wait])
-        }
-        if let denied = context.denial(
-            descriptor.access, users: call.users, cost: call.cost, now: now.uptimeNanoseconds)
-        {
-            return denied
-        }
-        if descriptor.writes, !writeQueue.tryEnter() {
-            return ProtocolError(.busy, "too many writes queued; retry later")
-        }
-        return nil
     }
 
     /// After an `auth`: a connection that proved a key no longer counts as waiting to; a failure
@@ -371,7 +297,7 @@ final class ConnectionHandler: ChannelInboundHandler {
         guard self.context.keys != nil else { return }
         failedAuthentications += 1
         limits.authFailures.failed(address: admission.address, now: NIODeadline.now().uptimeNanoseconds)
-        requestLog.logger.warning(
+        dispatcher.requestLog.logger.warning(
             "authentication failed",
             metadata: ["address": "\(admission.address)", "failures": "\(failedAuthentications)"])
         if failedAuthentications >= Self.maximumFailedAuthentications {
@@ -381,33 +307,8 @@ final class ConnectionHandler: ChannelInboundHandler {
         }
     }
 
-    /// Sends the error line of a request that did not run, counted under `op`.
-    private func answerRefused(_ op: String, _ bytes: [UInt8], context: ChannelHandlerContext) {
-        self.context.metrics.finished(op, outcome: ServerMetrics.outcome(bytes), nanoseconds: nil)
-        context.write(wrapOutboundOut(response(bytes)), promise: nil)
-    }
-
-    /// Counts a request that ran, and logs it when it was slow.
-    private func finished(_ op: String, rid: JSONValue?, since began: NIODeadline, answer: [UInt8]) {
-        let took = NIODeadline.now() - began
-        let outcome = ServerMetrics.outcome(answer)
-        context.metrics.finished(op, outcome: outcome, nanoseconds: took.nanoseconds)
-        requestLog.note(op, rid: rid, key: context.session.key, took: took, outcome: outcome)
-    }
-
     private func response(_ bytes: [UInt8]) -> ByteBuffer {
         allocator.buffer(bytes: bytes)
-    }
-
-    /// The answer, or `too_large` in its place when it is longer than `maximumAnswerBytes`.
-    private func bounded(_ bytes: [UInt8], rid: JSONValue?) -> [UInt8] {
-        guard bytes.count > maximumAnswerBytes else { return bytes }
-        return Response.failure(
-            rid: rid,
-            ProtocolError(
-                .tooLarge,
-                "the answer would be \(bytes.count) bytes, more than \(maximumAnswerBytes); ask for fewer memories, without vectors, or a page at a time"
-            ))
     }
 
     /// Writes an answer line. A long one counts against the server's budget of unsent answers
@@ -432,55 +333,5 @@ final class ConnectionHandler: ChannelInboundHandler {
             limits.unsent(-count)
         }
         context.write(wrapOutboundOut(response(bytes)), promise: sent)
-    }
-}
-
-/// Logs each request that ran, with its op, `rid`, key name (never a secret), time and outcome:
-/// a warning when it took longer than `slowThreshold`, an error when the database failed, a
-/// debug line otherwise (built only when the logger's level lets it through).
-struct RequestLog: Sendable {
-    let slowThreshold: TimeAmount?
-    let logger: Logger
-
-    func note(_ op: String, rid: JSONValue?, key: String?, took: TimeAmount, outcome: String) {
-        func metadata() -> Logger.Metadata {
-            [
-                "op": "\(op)", "rid": "\(rid.map { JSONWriter.serialize($0) } ?? "-")", "key": "\(key ?? "-")",
-                "ms": "\(Double(took.nanoseconds / 1000) / 1000)", "answer": "\(outcome == "ok" ? "ok" : "error")",
-                "outcome": "\(outcome)",
-            ]
-        }
-        if let slowThreshold, took >= slowThreshold {
-            logger.warning("slow request", metadata: metadata())
-        } else if outcome == ErrorCode.storageError.rawValue {
-            logger.error("request failed", metadata: metadata())
-        } else {
-            logger.debug("request", metadata: metadata())
-        }
-    }
-}
-
-/// Counts writes queued for the writer thread across all connections, to answer `busy` past a
-/// limit rather than queue without bound.
-final class WriteQueue: Sendable {
-    private let queued = Atomic<Int>(0)
-    let limit: Int
-
-    init(limit: Int) {
-        self.limit = limit
-    }
-
-    /// Takes a place in the queue; false when it is full.
-    func tryEnter() -> Bool {
-        let now = queued.wrappingAdd(1, ordering: .relaxed).newValue
-        if now > limit {
-            queued.wrappingSubtract(1, ordering: .relaxed)
-            return false
-        }
-        return true
-    }
-
-    func leave() {
-        queued.wrappingSubtract(1, ordering: .relaxed)
     }
 }
