@@ -201,6 +201,9 @@ public final class ContextStoreServer: Sendable {
                         try handlers.addHandler(IdleStateHandler(readTimeout: idle))
                     }
                     try handlers.addHandler(
+                        ByteToMessageHandler(
+                            RequestLineDecoder(limits: limits, maximumLineBytes: configuration.maximumLineBytes)))
+                    try handlers.addHandler(
                         ConnectionHandler(
                             context: serverContext, dispatcher: dispatcher, limits: limits, admission: admission,
                             authenticationTimeout: configuration.authenticationTimeout,

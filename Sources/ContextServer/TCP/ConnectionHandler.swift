@@ -61,7 +61,6 @@ final class ConnectionHandler: ChannelInboundHandler {
     /// its answers. Kept here, so a request does not ask the channel.
     private var writable = true
     private var allocator = ByteBufferAllocator()
-    private var framer: LineFramer
     private var quiescing = false
     /// Lines that were in the backlog when quiescing began: received before it, so answered.
     private var receivedBeforeQuiescing = 0
@@ -85,7 +84,6 @@ final class ConnectionHandler: ChannelInboundHandler {
         self.context = context
         self.limits = limits
         self.maximumLineBytes = maximumLineBytes
-        self.framer = LineFramer(limits: limits, maximumLineBytes: maximumLineBytes)
         self.maximumPending = maximumPending
         self.shutdownGrace = shutdownGrace
     }
@@ -113,24 +111,15 @@ final class ConnectionHandler: ChannelInboundHandler {
         context.fireChannelActive()
     }
 
+    /// One whole line from `RequestLineDecoder`.
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !closing, !draining else { return }
-        framer.append(unwrapInboundIn(data))
-        while !closing, let line = framer.nextLine() { receive(line, context: context) }
-        switch framer.endOfRead() {
-        case nil: break
-        case .lineTooLong: reject(lineTooLong, context: context)
-        case .overBudget:
-            reject(
-                ProtocolError(.overloaded, "the server holds too many bytes of unfinished request lines; closing"),
-                context: context)
-        }
+        receive(unwrapInboundIn(data), context: context)
     }
 
     /// One request line: queued, and started when nothing is ahead of it.
     private func receive(_ line: ByteBuffer, context: ChannelHandlerContext) {
         guard !closing else { return }
-        guard line.readableBytes <= maximumLineBytes else { return reject(lineTooLong, context: context) }
         // An empty line (a bare newline, e.g. a keep-alive from a terminal) is not a request.
         if line.readableBytesView.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }) { return }
         // A line that must wait is a slice of its read and would keep all of that read's storage
@@ -170,7 +159,6 @@ final class ConnectionHandler: ChannelInboundHandler {
     func channelInactive(context: ChannelHandlerContext) {
         closing = true
         authenticationDeadline?.cancel()
-        framer.release()
         limits.buffer(-backlogBytes)
         backlogBytes = 0
         backlog.removeAll()
@@ -199,8 +187,16 @@ final class ConnectionHandler: ChannelInboundHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
-        // A reset connection, ...: nothing to answer, and nothing that concerns other clients.
-        context.close(promise: nil)
+        switch error as? RequestLineDecoder.Failure {
+        case .lineTooLong: reject(lineTooLong, context: context)
+        case .overBudget:
+            reject(
+                ProtocolError(.overloaded, "the server holds too many bytes of unfinished request lines; closing"),
+                context: context)
+        case nil:
+            // A reset connection, ...: nothing to answer, and nothing that concerns other clients.
+            context.close(promise: nil)
+        }
     }
 
     private var lineTooLong: ProtocolError {
