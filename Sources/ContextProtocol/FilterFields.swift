@@ -2,12 +2,8 @@ import ContextModel
 
 /// The filter fields that `search`, `list` and `forget` share: `session`, `role`, `since`,
 /// `until`, and (`list`, `forget`) `where` on top-level metadata keys.
+/// (Their specs: `FieldSpec.filter`.)
 extension JSONObject {
-    /// The fields `rowFilter()` reads: an op that takes them adds these to its own.
-    static let rowFilterFields: Set<String> = ["session", "role", "speaker", "since", "until"]
-    /// The fields `memoryFilter()` reads.
-    static let memoryFilterFields = rowFilterFields.union(["where"])
-
     /// The fields of a `RowFilter`.
     func rowFilter() throws(ProtocolError) -> RowFilter {
         RowFilter(

@@ -17,7 +17,8 @@ extension Operations {
         }
 
         public static let name = "auth"
-        public static let fields: Set<String> = ["secret"]
+        public static let requestFields = [FieldSpec("secret", .string, required: true, "a key's secret")]
+        public static let fields = FieldSpec.names(requestFields)
         public static func encode(_ secret: String, to writer: inout JSONWriter) {
             writer.field("secret")
             writer.string(secret)

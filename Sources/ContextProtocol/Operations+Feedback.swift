@@ -25,7 +25,11 @@ extension Operations {
         }
 
         public static let name = "feedback"
-        public static let fields: Set<String> = ["user", "id", "helped"]
+        public static let requestFields = [
+            FieldSpec.user, FieldSpec.memoryID,
+            FieldSpec("helped", .boolean, required: true, "whether the memory helped"),
+        ]
+        public static let fields = FieldSpec.names(requestFields)
         public static func encode(_ arguments: Arguments, to writer: inout JSONWriter) {
             writeRef(arguments.memory, to: &writer)
             writer.field("helped")

@@ -6,9 +6,16 @@ extension Operations {
     /// `list`: a user's memories in time order, filtered like `forget`, a page at a time.
     public enum List: WireOperation {
         public static let name = "list"
-        public static let fields = JSONObject.memoryFilterFields.union([
-            "user", "order", "limit", "cursor", "with_vector",
-        ])
+        public static let requestFields =
+            [FieldSpec.user] + FieldSpec.filter + [
+                FieldSpec("order", .choice, choices: ["asc", "desc"], default: "\"asc\"", "oldest or newest first"),
+                FieldSpec(
+                    "limit", .integer, minimum: 1, maximum: Double(ListRequest.maximumLimit),
+                    default: String(ListRequest.defaultLimit), "memories in a page"),
+                FieldSpec("cursor", .string, "where the previous page ended (its `next_cursor`)"),
+                FieldSpec("with_vector", .boolean, default: "false", "return each memory's vector too"),
+            ]
+        public static let fields = FieldSpec.names(requestFields)
         public static func encode(_ request: ListRequest, to writer: inout JSONWriter) {
             writer.field("user")
             writer.string(request.user)
@@ -75,7 +82,13 @@ extension Operations {
         }
 
         public static let name = "sessions"
-        public static let fields: Set<String> = ["user", "limit"]
+        public static let requestFields = [
+            FieldSpec.user,
+            FieldSpec(
+                "limit", .integer, minimum: 1, maximum: Double(Limits.maximumSessions), default: "1000",
+                "sessions at most"),
+        ]
+        public static let fields = FieldSpec.names(requestFields)
         public static func encode(_ arguments: Arguments, to writer: inout JSONWriter) {
             writer.field("user")
             writer.string(arguments.user)
@@ -134,7 +147,14 @@ extension Operations {
         }
 
         public static let name = "update"
-        public static let fields: Set<String> = ["user", "id", "session", "role", "speaker", "metadata", "created_at"]
+        public static let requestFields = [
+            FieldSpec.user, FieldSpec.memoryID, FieldSpec("session", .string, "the new session; null removes it"),
+            FieldSpec("role", .choice, choices: Role.allCases.map(\.rawValue), "the new role; null removes it"),
+            FieldSpec("speaker", .string, "the new speaker; null removes it"),
+            FieldSpec("metadata", .object, "the new metadata, whole"),
+            FieldSpec("created_at", .time, "the new time (it cannot be removed)"),
+        ]
+        public static let fields = FieldSpec.names(requestFields)
         public static func encode(_ arguments: Arguments, to writer: inout JSONWriter) {
             writeRef(arguments.memory, to: &writer)
             let changes = arguments.changes
@@ -206,7 +226,10 @@ extension Operations {
         }
 
         public static let name = "backup"
-        public static let fields: Set<String> = ["to"]
+        public static let requestFields = [
+            FieldSpec("to", .string, required: true, "a new file's name in the server's backup folder")
+        ]
+        public static let fields = FieldSpec.names(requestFields)
         public static func encode(_ path: String, to writer: inout JSONWriter) {
             writer.field("to")
             writer.string(path)
@@ -256,7 +279,10 @@ extension Operations {
         }
 
         public static let name = "digest"
-        public static let fields: Set<String> = ["user"]
+        public static let requestFields = [
+            FieldSpec("user", .identifier, "whose rows; the whole space's when absent (an admin's)")
+        ]
+        public static let fields = FieldSpec.names(requestFields)
         public static func encode(_ user: String?, to writer: inout JSONWriter) {
             guard let user else { return }
             writer.field("user")

@@ -68,10 +68,40 @@ extension Operations {
         }
 
         public static let name = "prompt"
-        public static let fields = JSONObject.memoryFilterFields.union([
-            "user", "query", "vector", "mode", "ef", "exact", "half_life", "context", "feedback_boost", "budget",
-            "template", "system", "limit", "recent", "format", "caps",
-        ])
+        public static let requestFields =
+            [FieldSpec.user]
+            + FieldSpec.filter.map { field in
+                var field = field
+                if field.name == "session" { field.summary = "the current conversation: its latest turns go in verbatim" }
+                return field
+            }
+            + FieldSpec.retrieval.map { field in
+                var field = field
+                if field.name == "query" {
+                    field.required = true
+                    field.summary = "the new message"
+                }
+                return field
+            } + [
+                FieldSpec(
+                    "budget", .integer, minimum: 1, maximum: Double(Arguments.maximumBudget),
+                    default: String(Arguments.defaultBudget), "tokens the prompt may use"),
+                FieldSpec(
+                    "template", .string,
+                    "a template the server loaded, or (with `serve --allow-request-templates`) a template's text"),
+                FieldSpec("system", .string, "the instructions; the server's when absent"),
+                FieldSpec(
+                    "limit", .integer, minimum: 0, maximum: Double(Arguments.maximumLimit),
+                    default: String(Arguments.defaultLimit), "memories at most (0: no search)"),
+                FieldSpec(
+                    "recent", .integer, minimum: 0, maximum: Double(Arguments.maximumRecent),
+                    default: String(Arguments.defaultRecent), "turns of `session`"),
+                FieldSpec(
+                    "format", .choice, choices: ["text", "messages"], default: "\"text\"",
+                    "`messages`: also a chat-message list"),
+                FieldSpec("caps", .object, "tokens a section may use at most: `pinned`, `memories`, `summary`, `recent`"),
+            ]
+        public static let fields = FieldSpec.names(requestFields)
 
         public static func encode(_ arguments: Arguments, to writer: inout JSONWriter) {
             writer.field("user")

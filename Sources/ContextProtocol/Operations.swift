@@ -3,9 +3,7 @@ import ContextModel
 /// The operations of protocol v1, one codec each. docs/PROTOCOL.md describes every field.
 public enum Operations {
     /// The fields of a memory in `add` and in each item of `add_batch`.
-    public static let memoryFields: Set<String> = [
-        "id", "user", "session", "role", "speaker", "text", "created_at", "metadata", "vector", "ttl",
-    ]
+    public static let memoryFields = FieldSpec.names(FieldSpec.memory)
 
     /// `ping`: answers `"pong":true`.
     public enum Ping: WireOperation {
@@ -54,7 +52,8 @@ public enum Operations {
         }
 
         public static let name = "add"
-        public static let fields: Set<String> = memoryFields.union(["model"])
+        public static let requestFields = FieldSpec.memory + [FieldSpec.model]
+        public static let fields = FieldSpec.names(requestFields)
         public static func encode(_ arguments: Arguments, to writer: inout JSONWriter) {
             writer.raw(UInt8(ascii: ","))
             arguments.memory.writeFields(to: &writer)
@@ -112,7 +111,16 @@ public enum Operations {
         }
 
         public static let name = "add_batch"
-        public static let fields: Set<String> = ["items", "model", "if_absent"]
+        public static let requestFields = [
+            FieldSpec(
+                "items", .memories, required: true, minimum: 1, maximum: Double(Limits.maximumBatchItems),
+                outOfRange: .tooLarge, "the memories, each with `add`'s fields"),
+            FieldSpec.model,
+            FieldSpec(
+                "if_absent", .boolean, default: "false",
+                "leave out items whose id the user has: the same are skipped, others are conflicts"),
+        ]
+        public static let fields = FieldSpec.names(requestFields)
         public static func encode(_ arguments: Arguments, to writer: inout JSONWriter) {
             if arguments.ifAbsent {
                 writer.field("if_absent")
@@ -184,9 +192,16 @@ public enum Operations {
     /// `search`: the closest memories of one user, best first.
     public enum Search: WireOperation {
         public static let name = "search"
-        public static let fields = JSONObject.memoryFilterFields.union([
-            "user", "k", "query", "vector", "mode", "ef", "exact", "explain", "half_life", "context", "feedback_boost",
-        ])
+        public static let requestFields =
+            [
+                FieldSpec.user,
+                FieldSpec(
+                    "k", .integer, minimum: 1, maximum: Double(SearchRequest.maximumK),
+                    default: String(SearchRequest.defaultK), outOfRange: .kOutOfRange, "hits at most"),
+            ] + FieldSpec.retrieval + FieldSpec.filter + [
+                FieldSpec("explain", .boolean, default: "false", "the parts of each hit's score")
+            ]
+        public static let fields = FieldSpec.names(requestFields)
         public static func encode(_ search: SearchRequest, to writer: inout JSONWriter) {
             writer.field("user")
             writer.string(search.user)
@@ -379,7 +394,12 @@ public enum Operations {
         }
 
         public static let name = "get"
-        public static let fields: Set<String> = ["user", "id", "ids", "with_vector"]
+        public static let requestFields = [
+            FieldSpec.user, FieldSpec("id", .identifier, "one memory's id (or `ids`)"),
+            FieldSpec("ids", .strings, minimum: 1, maximum: Double(Limits.maximumIds), "several ids (or `id`)"),
+            FieldSpec("with_vector", .boolean, default: "false", "return each memory's vector too"),
+        ]
+        public static let fields = FieldSpec.names(requestFields)
         public static func encode(_ arguments: Arguments, to writer: inout JSONWriter) {
             writer.field("user")
             writer.string(arguments.user)
@@ -434,7 +454,8 @@ public enum Operations {
     /// `delete`: removes one of a user's memories; answers how many were removed (1).
     public enum Delete: WireOperation {
         public static let name = "delete"
-        public static let fields: Set<String> = ["user", "id"]
+        public static let requestFields = [FieldSpec.user, FieldSpec.memoryID]
+        public static let fields = FieldSpec.names(requestFields)
         public static func encode(_ memory: MemoryRef, to writer: inout JSONWriter) {
             writeRef(memory, to: &writer)
         }
@@ -460,7 +481,8 @@ public enum Operations {
         }
 
         public static let name = "forget"
-        public static let fields = JSONObject.memoryFilterFields.union(["user"])
+        public static let requestFields = [FieldSpec.user] + FieldSpec.filter
+        public static let fields = FieldSpec.names(requestFields)
         public static func encode(_ arguments: Arguments, to writer: inout JSONWriter) {
             writer.field("user")
             writer.string(arguments.user)
@@ -499,7 +521,12 @@ public enum Operations {
         }
 
         public static let name = "embed"
-        public static let fields: Set<String> = ["texts"]
+        public static let requestFields = [
+            FieldSpec(
+                "texts", .strings, required: true, minimum: 1, maximum: Double(Limits.maximumEmbedTexts),
+                "the texts to embed")
+        ]
+        public static let fields = FieldSpec.names(requestFields)
         public static func encode(_ texts: [String], to writer: inout JSONWriter) {
             writer.field("texts")
             writer.array(count: texts.count) { $0.string(texts[$1]) }

@@ -14,7 +14,9 @@ public protocol WireOperation: SendableMetatype {
 
     /// The `op` of the request line.
     static var name: String { get }
-    /// The fields a request may have besides `op` and `rid`; any other is `unknown_field`.
+    /// The fields a request may have besides `op` and `rid`, with their types and ranges.
+    static var requestFields: [FieldSpec] { get }
+    /// Their names; any other field is `unknown_field`.
     static var fields: Set<String> { get }
 
     /// Writes the request's fields, each preceded by a comma, after `"op":"<name>"`.
@@ -53,6 +55,7 @@ extension WireOperation {
 /// An operation whose request carries no fields besides `op` and `rid` (`ping`, `hello`,
 /// `stats`): one codec for all of them.
 extension WireOperation where Arguments == Nothing {
+    public static var requestFields: [FieldSpec] { [] }
     public static var fields: Set<String> { [] }
     public static func encode(_ arguments: Nothing, to writer: inout JSONWriter) {}
     public static func decode(_ request: JSONObject) throws(ProtocolError) -> Nothing {

@@ -12,7 +12,7 @@ struct ContextStoreCommand: AsyncParsableCommand {
             SessionsCommand.self, UpdateCommand.self, DeleteCommand.self,
             ForgetCommand.self, FeedbackCommand.self, StatsCommand.self, MetricsCommand.self, PingCommand.self,
             HelloCommand.self, EmbedCommand.self,
-            ImportCommand.self, BenchCommand.self, CheckCommand.self, BackupCommand.self,
+            ImportCommand.self, BenchCommand.self, CheckCommand.self, BackupCommand.self, SpecCommand.self,
         ]
     )
 }

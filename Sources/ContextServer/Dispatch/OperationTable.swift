@@ -25,6 +25,16 @@ struct OperationDescriptor: Sendable {
     let access: Access
     /// Reads a request's fields into a call bound to the op's handler.
     let decode: @Sendable (JSONObject) throws(ProtocolError) -> Call
+    /// The request's fields (the codec's).
+    let requestFields: [FieldSpec]
+    /// What a request costs, in words (`Cost.text`).
+    let costText: String
+    /// Whether its answers may be kept by the result cache.
+    let cached: Bool
+    /// The answer's fields (`?`: only in some answers).
+    let answer: [String]
+    /// Error codes of this op beyond those every request may get and those of its fields' kinds.
+    let errors: [ErrorCode]
 
     /// A descriptor for `Op`.
     /// - Parameters:
@@ -36,12 +46,14 @@ struct OperationDescriptor: Sendable {
     ///   - users: The users whose memories a request reads or changes (the key must cover each).
     ///   - cost: What a request takes from its key's rate (a ping takes 1).
     ///   - cachedFor: The user whose memories a request's answer depends on alone, when the
-    ///     answer may be kept (`ResultCache`); nil: it may not.
+    ///     answer may be kept (`ResultCache`); nil (the function, or what it returns): it may not.
+    ///   - answer: The answer's fields, for the spec.
+    ///   - errors: The op's own error codes, for the spec.
     init<Op: WireOperation>(
         _ op: Op.Type, runs placement: Placement, access: Access,
         users: @escaping @Sendable (Op.Arguments) -> [String] = { _ in [] },
-        cost: @escaping @Sendable (Op.Arguments) -> Double = { _ in 1 },
-        cachedFor: @escaping @Sendable (Op.Arguments) -> String? = { _ in nil },
+        cost: Cost<Op.Arguments> = .fixed(1),
+        cachedFor: (@Sendable (Op.Arguments) -> String?)? = nil, answer: [String], errors: [ErrorCode] = [],
         needsComputePool: @escaping @Sendable (Op.Arguments) -> Bool = { _ in false },
         embed: @escaping @Sendable (Op.Arguments, ServerContext) throws(ProtocolError) -> Op.Arguments = { a, _ in a },
         handle: @escaping @Sendable (Op.Arguments, ServerContext) throws -> Op.Answer
@@ -49,16 +61,36 @@ struct OperationDescriptor: Sendable {
         name = Op.name
         self.placement = placement
         self.access = access
+        requestFields = Op.requestFields
+        costText = cost.text
+        cached = cachedFor != nil
+        self.answer = answer
+        self.errors = errors
+        let cachedFor = cachedFor ?? { _ in nil }
         decode = { (object) throws(ProtocolError) in
             let arguments = try Op.decode(object)
             var call = Call.bind(
                 arguments, Op.self, cachedFor: cachedFor, needsComputePool: needsComputePool, embed: embed,
                 handle: handle)
             call.users = users(arguments)
-            call.cost = cost(arguments)
+            call.cost = cost.of(arguments)
             return call
         }
     }
+}
+
+/// What a request takes from its key's rate: a function of its arguments, and the same in words
+/// for the spec.
+struct Cost<Arguments>: Sendable {
+    let text: String
+    let of: @Sendable (Arguments) -> Double
+
+    init(_ text: String, _ of: @escaping @Sendable (Arguments) -> Double) {
+        self.text = text
+        self.of = of
+    }
+
+    static func fixed(_ value: Double) -> Cost { Cost(String(Int(value))) { _ in value } }
 }
 
 /// A decoded request bound to its op's handler, ready to run.
@@ -131,20 +163,29 @@ struct Call: Sendable {
 /// round-trip test and a section in docs/PROTOCOL.md (docs/ARCHITECTURE.md has the recipe).
 enum OperationTable {
     static let descriptors: [OperationDescriptor] = [
-        OperationDescriptor(Operations.Ping.self, runs: .eventLoop, access: .anyKey) { _, _ in Nothing() },
-        OperationDescriptor(Operations.Hello.self, runs: .eventLoop, access: .anyKey) { _, context in context.hello() },
-        OperationDescriptor(Operations.Auth.self, runs: .eventLoop, access: .anyone, cost: { _ in 0 }) {
+        OperationDescriptor(Operations.Ping.self, runs: .eventLoop, access: .anyKey, answer: ["pong"]) { _, _ in
+            Nothing()
+        },
+        OperationDescriptor(
+            Operations.Hello.self, runs: .eventLoop, access: .anyKey,
+            answer: ["server", "version", "protocol", "dimension", "metric", "index", "blas", "memories?", "embedder"]
+        ) { _, context in context.hello() },
+        OperationDescriptor(
+            Operations.Auth.self, runs: .eventLoop, access: .anyone, cost: .fixed(0), answer: ["key", "role"]
+        ) {
             (secret, context) throws(ProtocolError) in
             try context.authenticate(secret)
         },
         OperationDescriptor(
             Operations.Add.self, runs: .writer, access: .write, users: { [$0.memory.user] },
+            answer: ["id", "truncated?"], errors: [.noEmbedder, .modelMismatch],
             needsComputePool: { $0.memory.vector == nil },
             embed: { (arguments, context) throws(ProtocolError) in try context.embedded(arguments) },
             handle: { arguments, context in try context.add(arguments) }),
         OperationDescriptor(
             Operations.AddBatch.self, runs: .writer, access: .write, users: { $0.items.map(\.user) },
-            cost: { 1 + Double($0.items.count) / 16 },
+            cost: Cost("1 + items/16") { 1 + Double($0.items.count) / 16 },
+            answer: ["ids", "count", "skipped", "conflicts?", "truncated?"], errors: [.noEmbedder, .modelMismatch],
             needsComputePool: { $0.items.contains { $0.vector == nil } },
             embed: { (arguments, context) throws(ProtocolError) in try context.embedded(arguments) },
             handle: { arguments, context in try context.addBatch(arguments) }),
@@ -152,8 +193,9 @@ enum OperationTable {
             // A vector search reads the indexes in memory; text to embed and keyword or metadata
             // reads through SQL go to the pool.
             // Kept unless recency weighs in: then the answer changes with time alone.
-            Operations.Search.self, runs: .eventLoop, access: .read, users: { [$0.user] }, cost: { _ in 2 },
-            cachedFor: { $0.halfLife == nil ? $0.user : nil },
+            Operations.Search.self, runs: .eventLoop, access: .read, users: { [$0.user] }, cost: .fixed(2),
+            cachedFor: { $0.halfLife == nil ? $0.user : nil }, answer: ["hits", "degraded?"],
+            errors: [.noEmbedder],
             needsComputePool: { search in
                 let keywords = search.text != nil && search.mode != .vector
                 let toEmbed = search.text != nil && search.vector == nil
@@ -163,60 +205,94 @@ enum OperationTable {
             handle: { search, context in try context.search(search) }),
         // Reads through SQL, embeds the query and counts tokens: on the pool.
         OperationDescriptor(
-            Operations.Prompt.self, runs: .computePool, access: .read, users: { [$0.search.user] }, cost: { _ in 5 },
-            cachedFor: { $0.search.halfLife == nil ? $0.search.user : nil }
+            Operations.Prompt.self, runs: .computePool, access: .read, users: { [$0.search.user] }, cost: .fixed(5),
+            cachedFor: { $0.search.halfLife == nil ? $0.search.user : nil },
+            answer: ["prompt", "messages?", "tokens", "counter", "sections", "used", "dropped"],
+            errors: [.noEmbedder, .budgetTooSmall, .unknownTemplate]
         ) {
             request, context in
             try context.prompt(request)
         },
         OperationDescriptor(
             Operations.Get.self, runs: .eventLoop, access: .read, users: { [$0.user] },
-            cost: { 1 + Double($0.ids.count - 1) / 16 }
+            cost: Cost("1 + (ids - 1)/16") { 1 + Double($0.ids.count - 1) / 16 },
+            answer: ["memory?", "memories?", "missing?"], errors: [.notFound]
         ) {
             request, context in try context.get(request)
         },
         // Pages are read through SQL, which may wait for the disk: off the event loops.
-        OperationDescriptor(Operations.List.self, runs: .computePool, access: .read, users: { [$0.user] }) {
+        OperationDescriptor(
+            Operations.List.self, runs: .computePool, access: .read, users: { [$0.user] },
+            answer: ["memories", "next_cursor"]
+        ) {
             request, context in
             try context.store.list(request)
         },
-        OperationDescriptor(Operations.Sessions.self, runs: .computePool, access: .read, users: { [$0.user] }) {
+        OperationDescriptor(
+            Operations.Sessions.self, runs: .computePool, access: .read, users: { [$0.user] },
+            answer: ["sessions", "more"]
+        ) {
             request, context in
             let (sessions, more) = try context.store.sessions(user: request.user, limit: request.limit)
             return Operations.Sessions.Answer(sessions: sessions, more: more)
         },
-        OperationDescriptor(Operations.Update.self, runs: .writer, access: .write, users: { [$0.memory.user] }) {
+        OperationDescriptor(
+            Operations.Update.self, runs: .writer, access: .write, users: { [$0.memory.user] }, answer: ["memory"],
+            errors: [.notFound]
+        ) {
             request, context in try context.update(request)
         },
-        OperationDescriptor(Operations.Feedback.self, runs: .writer, access: .write, users: { [$0.memory.user] }) {
+        OperationDescriptor(
+            Operations.Feedback.self, runs: .writer, access: .write, users: { [$0.memory.user] },
+            answer: ["helped", "not_helped"], errors: [.notFound]
+        ) {
             request, context in try context.feedback(request)
         },
-        OperationDescriptor(Operations.Delete.self, runs: .writer, access: .write, users: { [$0.user] }) {
+        OperationDescriptor(
+            Operations.Delete.self, runs: .writer, access: .write, users: { [$0.user] }, answer: ["deleted"],
+            errors: [.notFound]
+        ) {
             memory, context in try context.delete(memory)
         },
-        OperationDescriptor(Operations.Forget.self, runs: .writer, access: .write, users: { [$0.user] }) {
+        OperationDescriptor(
+            Operations.Forget.self, runs: .writer, access: .write, users: { [$0.user] }, answer: ["deleted"]
+        ) {
             request, context in
             try context.forget(user: request.user, filter: request.filter)
         },
-        OperationDescriptor(Operations.Backup.self, runs: .computePool, access: .admin, cost: { _ in 10 }) {
+        OperationDescriptor(
+            Operations.Backup.self, runs: .computePool, access: .admin, cost: .fixed(10),
+            answer: ["path", "bytes", "seconds", "memories"]
+        ) {
             path, context in
             try context.backup(to: path)
         },
         // One user's rows: read access to them; the whole space's: an admin's key.
         OperationDescriptor(
             Operations.Digest.self, runs: .computePool, access: .read, users: { $0.map { [$0] } ?? [] },
-            cost: { $0 == nil ? 100 : 10 }
+            cost: Cost("10 for a user, 100 for the whole space") { $0 == nil ? 100 : 10 },
+            answer: ["digest", "applied_index"]
         ) { user, context in try context.digest(user: user) },
         // Any key: an admin's sees the space, another its own users (`ServerContext.stats`,
         // `metricsText`).
-        OperationDescriptor(Operations.Stats.self, runs: .eventLoop, access: .anyKey) { _, context in context.stats() },
-        OperationDescriptor(Operations.Metrics.self, runs: .eventLoop, access: .anyKey) { _, context in
+        OperationDescriptor(
+            Operations.Stats.self, runs: .eventLoop, access: .anyKey,
+            answer: [
+                "memories", "users", "dimension", "metric", "index", "bytes_on_disk", "bytes_in_memory", "expired",
+                "purged", "embedding_cache_hits", "embedding_cache_misses", "embedding_cache_entries",
+                "embedding_cache_bytes", "result_cache_hits", "result_cache_misses", "result_cache_entries",
+                "result_cache_bytes",
+            ]
+        ) { _, context in context.stats() },
+        OperationDescriptor(Operations.Metrics.self, runs: .eventLoop, access: .anyKey, answer: ["text"]) {
+            _, context in
             context.metricsText()
         },
         OperationDescriptor(
             // A role that writes: embedding is what storing a memory costs, and read keys
             // should not spend the model's time.
-            Operations.Embed.self, runs: .computePool, access: .write, cost: { 1 + Double($0.count) / 8 }
+            Operations.Embed.self, runs: .computePool, access: .write, cost: Cost("1 + texts/8") { 1 + Double($0.count) / 8 },
+            answer: ["model", "vectors", "truncated?"], errors: [.noEmbedder]
         ) {
             (texts, context) throws(ProtocolError) in
             try context.embed(texts)
