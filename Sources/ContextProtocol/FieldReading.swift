@@ -147,6 +147,13 @@ extension JSONObject {
         return user
     }
 
+    /// `id`: a required, non-empty string (no memory has an empty id).
+    func memoryID() throws(ProtocolError) -> String {
+        let id = try required("id", as: "string", \.stringValue)
+        guard !id.isEmpty else { throw ProtocolError(.invalidValue, "'id' must not be empty") }
+        return id
+    }
+
     func role() throws(ProtocolError) -> Role? {
         guard let text = try optionalString("role") else { return nil }
         guard let role = Role(rawValue: text) else {

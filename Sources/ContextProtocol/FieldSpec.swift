@@ -94,7 +94,9 @@ public struct FieldSpec: Sendable, Equatable {
             return "\(number(minimum)) to \(number(maximum)) items"
         case .integer, .number:
             switch (minimum, maximum) {
-            case (let low?, let high?): return exclusiveMinimum ? "above \(number(low)), at most \(number(high))" : "\(number(low)) to \(number(high))"
+            case (let low?, let high?):
+                return exclusiveMinimum
+                    ? "above \(number(low)), at most \(number(high))" : "\(number(low)) to \(number(high))"
             case (let low?, nil): return exclusiveMinimum ? "above \(number(low))" : "at least \(number(low))"
             case (nil, let high?): return "at most \(number(high))"
             case (nil, nil): return ""

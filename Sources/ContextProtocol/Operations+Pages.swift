@@ -269,10 +269,11 @@ extension Operations {
         public struct Answer: Sendable, Equatable {
             /// SHA-256, hex.
             public var digest: String
-            /// The index of the last write the space applied.
-            public var appliedIndex: Int64
+            /// The index of the last write the space applied: for the whole space's digest only
+            /// (a user's does not tell of other users' writes).
+            public var appliedIndex: Int64?
 
-            public init(digest: String, appliedIndex: Int64) {
+            public init(digest: String, appliedIndex: Int64?) {
                 self.digest = digest
                 self.appliedIndex = appliedIndex
             }
@@ -295,13 +296,15 @@ extension Operations {
         public static func encode(answer: Answer, to writer: inout JSONWriter) {
             writer.field("digest")
             writer.string(answer.digest)
-            writer.field("applied_index")
-            writer.int(answer.appliedIndex)
+            if let applied = answer.appliedIndex {
+                writer.field("applied_index")
+                writer.int(applied)
+            }
         }
         public static func decode(answer: JSONObject) throws(ProtocolError) -> Answer {
             Answer(
                 digest: try answer.required("digest", as: "string", \.stringValue),
-                appliedIndex: try answer.required("applied_index", as: "integer", \.integerValue))
+                appliedIndex: try answer.optionalInt("applied_index"))
         }
     }
 }

@@ -72,7 +72,9 @@ extension Operations {
             [FieldSpec.user]
             + FieldSpec.filter.map { field in
                 var field = field
-                if field.name == "session" { field.summary = "the current conversation: its latest turns go in verbatim" }
+                if field.name == "session" {
+                    field.summary = "the current conversation: its latest turns go in verbatim"
+                }
                 return field
             }
             + FieldSpec.retrieval.map { field in
@@ -99,7 +101,8 @@ extension Operations {
                 FieldSpec(
                     "format", .choice, choices: ["text", "messages"], default: "\"text\"",
                     "`messages`: also a chat-message list"),
-                FieldSpec("caps", .object, "tokens a section may use at most: `pinned`, `memories`, `summary`, `recent`"),
+                FieldSpec(
+                    "caps", .object, "tokens a section may use at most: `pinned`, `memories`, `summary`, `recent`"),
             ]
         public static let fields = FieldSpec.names(requestFields)
 

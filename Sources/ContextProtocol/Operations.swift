@@ -421,8 +421,7 @@ public enum Operations {
             let withVector = try request.optionalBool("with_vector") ?? false
             let hasId = request["id"] != nil && request["id"] != .null
             guard request["ids"] != nil && request["ids"] != .null else {
-                return Arguments(
-                    user: user, id: try request.required("id", as: "string", \.stringValue), withVector: withVector)
+                return Arguments(user: user, id: try request.memoryID(), withVector: withVector)
             }
             guard !hasId else { throw ProtocolError(.invalidValue, "give 'id' or 'ids', not both") }
             let ids = try request.strings("ids")
@@ -573,7 +572,7 @@ public enum Operations {
     }
 
     static func readRef(_ request: JSONObject) throws(ProtocolError) -> MemoryRef {
-        MemoryRef(user: try request.user(), id: try request.required("id", as: "string", \.stringValue))
+        MemoryRef(user: try request.user(), id: try request.memoryID())
     }
 
     private static func writeModel(_ model: String?, to writer: inout JSONWriter) {

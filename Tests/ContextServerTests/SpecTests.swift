@@ -24,7 +24,10 @@ import Testing
     @Test func theSpecIsJSONWithEveryOpAndField() throws {
         guard case .object(let spec) = try JSONParser.parse(Array(OperationSpec.json().utf8)),
             case .array(let ops) = spec["ops"]
-        else { Issue.record("not a JSON object with ops"); return }
+        else {
+            Issue.record("not a JSON object with ops")
+            return
+        }
         #expect(ops.count == OperationTable.descriptors.count)
         for op in OperationTable.descriptors {
             // One spec per name, and the codec accepts exactly the names it declares.

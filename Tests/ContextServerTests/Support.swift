@@ -51,13 +51,16 @@ final class TestServer: Sendable {
 final class RawSocket {
     private let fd: Int32
     private var buffered: [UInt8] = []
+    /// Bytes at the front of `buffered` known to hold no newline.
+    private var scanned = 0
     /// errno of the read that ended the stream (0: an orderly end, ECONNRESET: a reset).
     private(set) var endError: Int32 = 0
 
     /// - Parameter receiveBuffer: When given, the socket's receive buffer (SO_RCVBUF), set
     ///   before connecting so the window stays small: a client that reads slowly.
     /// - Parameter source: The loopback address to connect from (127.0.0.2, ...): another peer.
-    init(port: Int, receiveBuffer: Int32? = nil, source: String? = nil) throws {
+    /// - Parameter timeout: Seconds a read waits before it gives up (a test must never hang).
+    init(port: Int, receiveBuffer: Int32? = nil, source: String? = nil, timeout: Int = 10) throws {
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         if let source {
             var local = sockaddr_in()
@@ -83,9 +86,8 @@ final class RawSocket {
             }
         }
         guard rc == 0 else { throw POSIXError(.ECONNREFUSED) }
-        // A test must never hang: give up on a read after 10 seconds.
-        var timeout = timeval(tv_sec: 10, tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        var wait = timeval(tv_sec: timeout, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, socklen_t(MemoryLayout<timeval>.size))
     }
 
     deinit { close(fd) }
@@ -110,11 +112,14 @@ final class RawSocket {
     /// The next line without its newline, or nil at end of stream.
     func readLine() -> String? {
         while true {
-            if let newline = buffered.firstIndex(of: 0x0A) {
+            // Only the bytes not yet scanned: a long answer arrives in many reads.
+            if let newline = buffered[scanned...].firstIndex(of: 0x0A) {
                 let line = String(decoding: buffered[..<newline], as: UTF8.self)
                 buffered.removeFirst(newline + 1)
+                scanned = 0
                 return line
             }
+            scanned = buffered.count
             var chunk = [UInt8](repeating: 0, count: 65536)
             let count = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
             if count <= 0 {

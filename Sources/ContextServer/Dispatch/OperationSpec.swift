@@ -147,7 +147,8 @@ public enum OperationSpec {
         var text = ""
         for op in OperationTable.descriptors.sorted(by: { $0.name < $1.name }) {
             text += "#### `\(op.name)`\n\n"
-            text += "Access: \(accessName(op.access)); users: \(users(of: op)); runs on: \(placementName(op.placement));"
+            text +=
+                "Access: \(accessName(op.access)); users: \(users(of: op)); runs on: \(placementName(op.placement));"
             text += " cost: \(op.costText); answers kept: \(op.cached ? "yes" : "no").\n"
             text += "Answer: \(op.answer.map { "`\($0)`" }.joined(separator: ", ")).\n"
             text += "Errors: \(errors(of: op).map { "`\($0.rawValue)`" }.joined(separator: ", ")).\n\n"

@@ -171,7 +171,8 @@ enum OperationTable {
             answer: ["server", "version", "protocol", "dimension", "metric", "index", "blas", "memories?", "embedder"]
         ) { _, context in context.hello() },
         OperationDescriptor(
-            Operations.Auth.self, runs: .eventLoop, access: .anyone, cost: .fixed(0), answer: ["key", "role"]
+            Operations.Auth.self, runs: .eventLoop, access: .anyone, cost: .fixed(0), answer: ["key", "role"],
+            errors: [.unauthorized]
         ) {
             (secret, context) throws(ProtocolError) in
             try context.authenticate(secret)
@@ -271,7 +272,7 @@ enum OperationTable {
         OperationDescriptor(
             Operations.Digest.self, runs: .computePool, access: .read, users: { $0.map { [$0] } ?? [] },
             cost: Cost("10 for a user, 100 for the whole space") { $0 == nil ? 100 : 10 },
-            answer: ["digest", "applied_index"]
+            answer: ["digest", "applied_index?"]
         ) { user, context in try context.digest(user: user) },
         // Any key: an admin's sees the space, another its own users (`ServerContext.stats`,
         // `metricsText`).
@@ -291,7 +292,8 @@ enum OperationTable {
         OperationDescriptor(
             // A role that writes: embedding is what storing a memory costs, and read keys
             // should not spend the model's time.
-            Operations.Embed.self, runs: .computePool, access: .write, cost: Cost("1 + texts/8") { 1 + Double($0.count) / 8 },
+            Operations.Embed.self, runs: .computePool, access: .write,
+            cost: Cost("1 + texts/8") { 1 + Double($0.count) / 8 },
             answer: ["model", "vectors", "truncated?"], errors: [.noEmbedder]
         ) {
             (texts, context) throws(ProtocolError) in

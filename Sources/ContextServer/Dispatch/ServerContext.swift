@@ -357,7 +357,7 @@ struct ServerContext: Sendable {
             throw ProtocolError(.forbidden, "the digest of the whole space needs an admin's key; name a user")
         }
         let (digest, applied) = try store.digest(user: user)
-        return Operations.Digest.Answer(digest: digest, appliedIndex: applied)
+        return Operations.Digest.Answer(digest: digest, appliedIndex: user == nil ? applied : nil)
     }
 
     /// `metrics`: the Prometheus text. Without `keyed`, the series labelled by key are left out

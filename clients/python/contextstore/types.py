@@ -221,8 +221,8 @@ class Backup:
 class Digest:
     digest: str
     """SHA-256 (hex) of a user's rows, or of the whole space's."""
-    applied_index: int
-    """The number of the last write the space applied."""
+    applied_index: Optional[int] = None
+    """The number of the last write the space applied (the whole space's digest only)."""
 
 
 @dataclass
