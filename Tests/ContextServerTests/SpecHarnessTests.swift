@@ -253,6 +253,11 @@ import Testing
                     socket = saved
                 }
             }
+            // What the op stored (1 MB texts among it) goes, so later reads stay small.
+            if op.writes {
+                _ = ask(root, Self.line("forget", ["user": #""alice""#]))
+                _ = ask(root, other[1])
+            }
             // Under a key that only reads: what writes or spans the space is refused, untried.
             if op.access == .write || op.access == .admin {
                 let answer = ask(reader, Self.line(op.name, base))
