@@ -180,7 +180,9 @@ public final class MemoryStore: Sendable {
 
         /// The record a hit leads to.
         func record(_ hit: SearchHit) -> Record? {
-            hit.handle >= 0 && Int(hit.handle) < records.count ? records[Int(hit.handle)] : nil
+            // A hit's handle is one this state gave (or -1 for an index that keeps none).
+            assert(hit.handle < Int32(records.count), "a hit's handle \(hit.handle) past the records")
+            return hit.handle >= 0 && Int(hit.handle) < records.count ? records[Int(hit.handle)] : nil
         }
 
         /// The handle of `key`: its own, or a free one it keeps until it is dropped.
@@ -191,6 +193,8 @@ public final class MemoryStore: Sendable {
             if let free = freeHandles.popLast() {
                 handle = free
             } else {
+                // A handle is an index of `records` that fits the indexes' Int32 slots.
+                precondition(records.count < Int(Int32.max), "more records than Int32 handles")
                 handle = Int32(records.count)
                 records.append(nil)
             }
