@@ -5,7 +5,7 @@ import PackageDescription
 //   ContextModel (memories, roles, metrics, filters, searches, error codes; no dependencies)
 //   CSQLite, CBLAS, CKernels (C shims: SQLite, BLAS, SIMD kernels)
 //   -> VectorIndex (flat index, HNSW graph), Embedder (MiniLM tokenizer and model)
-//   -> MemoryStore (SQLite engine)
+//   -> MemoryStore (SQLite engine) -> ContextCluster (the write log in PostgreSQL, range replicas)
 //   ContextModel -> ContextProtocol (JSON, wire codecs of every op; no C underneath)
 //   -> ContextServer (NIO server, op table) / ContextClient (NIO client)
 //   -> ContextTools (import, bench) -> contextstore (CLI)
@@ -19,6 +19,7 @@ let package = Package(
         .library(name: "ContextServer", targets: ["ContextServer"]),
         .library(name: "ContextProtocol", targets: ["ContextProtocol"]),
         .library(name: "MemoryStore", targets: ["MemoryStore"]),
+        .library(name: "ContextCluster", targets: ["ContextCluster"]),
         .library(name: "VectorIndex", targets: ["VectorIndex"]),
         .library(name: "Embedder", targets: ["Embedder"]),
         .library(name: "PromptBuilder", targets: ["PromptBuilder"]),
@@ -37,6 +38,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
     ],
     targets: [
         .systemLibrary(
@@ -54,6 +56,14 @@ let package = Package(
         .target(
             name: "MemoryStore",
             dependencies: ["ContextModel", "CSQLite", "VectorIndex", .product(name: "Crypto", package: "swift-crypto")]),
+        // The cluster's log of writes in PostgreSQL and the ranges' replicas that apply it.
+        .target(
+            name: "ContextCluster",
+            dependencies: [
+                "MemoryStore",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]),
         .target(name: "ContextProtocol", dependencies: ["ContextModel"]),
         // Prompts within a token budget; no storage or network code.
         .target(
@@ -115,6 +125,7 @@ let package = Package(
         .executableTarget(name: "contextstore-hello", dependencies: ["ContextClient", "ContextModel"]),
         .testTarget(name: "VectorIndexTests", dependencies: ["ContextModel", "VectorIndex", "CKernels"]),
         .testTarget(name: "MemoryStoreTests", dependencies: ["ContextModel", "MemoryStore"]),
+        .testTarget(name: "ContextClusterTests", dependencies: ["ContextCluster", "ContextModel", "MemoryStore"]),
         .testTarget(name: "EmbedderTests", dependencies: ["Embedder", "CKernels"], exclude: ["Reference"]),
         .testTarget(
             name: "PromptBuilderTests",

@@ -179,6 +179,28 @@ extension MemoryStore {
         }
     }
 
+    /// Applies a command taken from a replicated log as the write numbered `index`. As
+    /// `apply(_:index:)`, except that a refusal that follows from the command and the rows alone
+    /// (a wrong dimension, a non-finite vector, an invalid value) still takes the index and is
+    /// returned as the outcome: every replica refuses it the same way and moves past it, where
+    /// a thrown error would leave the log stuck at that entry.
+    /// - Throws: what is not the command's fault (SQLite, a closed store, a statement stopped by
+    ///   the time limit): nothing changed, and the same entry is to be applied again.
+    public func applyLogged(_ command: WriteCommand, index: Int64) throws -> Result<WriteOutcome, StoreError> {
+        do {
+            return .success(try apply(command, index: index))
+        } catch let refusal as StoreError where refusal.followsFromTheCommand {
+            try withWriter { statements, applied in
+                guard index == applied + 1 else {
+                    throw StoreError.invalidValue("command \(index) does not follow the last one applied, \(applied)")
+                }
+                try recordAlone(index, statements)
+                applied = index
+            }
+            return .failure(refusal)
+        }
+    }
+
     /// Records the index of the command being applied, in its transaction.
     private func record(_ index: Int64, _ statements: WriteStatements) throws {
         try statements.set(Self.appliedIndexSetting, String(index))

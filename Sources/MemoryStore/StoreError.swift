@@ -38,6 +38,15 @@ public enum StoreError: Error, Sendable, Equatable {
         }
     }
 
+    /// True when the same command on the same rows is refused the same way on any machine (so
+    /// a replica may record it as applied); false for failures of the machine or its limits.
+    public var followsFromTheCommand: Bool {
+        switch self {
+        case .wrongDimension, .nonFiniteVector, .invalidValue: true
+        case .incompatibleDatabase, .spaceMismatch, .sqlite, .closed, .tooCostly: false
+        }
+    }
+
     /// What went wrong, for people.
     public var message: String {
         switch self {

@@ -1,0 +1,20 @@
+/// Why the cluster refused or could not do something.
+public enum ClusterError: Error, Equatable, CustomStringConvertible {
+    /// A setting or argument out of its range.
+    case invalidConfiguration(String)
+    /// The log cannot take a write durably now (no synchronous standby, a read-only or
+    /// recovering server, a lost connection): the write was not acknowledged, and a retry with
+    /// the same key is safe.
+    case unavailable(String)
+    /// The log broke a promise it keeps (a gap in a range's sequence, an entry that does not
+    /// decode): applying stops there rather than skip a write.
+    case corruptLog(String)
+
+    public var description: String {
+        switch self {
+        case .invalidConfiguration(let message): "invalid configuration: \(message)"
+        case .unavailable(let message): "unavailable: \(message)"
+        case .corruptLog(let message): "corrupt log: \(message)"
+        }
+    }
+}

@@ -1,0 +1,148 @@
+import Foundation
+
+/// A throwaway PostgreSQL 15 for a test: `initdb` into a fresh folder, started on a free
+/// loopback port with trust authentication for the user `contextstore`. PostgreSQL refuses to
+/// run as root, so when the tests run as root (CI) its programs run as the `postgres` user.
+final class PostgresServer: @unchecked Sendable {
+    let directory: String
+    let port: Int
+    let user = "contextstore"
+    private var running = false
+
+    static let binaries = "/usr/lib/postgresql/15/bin"
+
+    /// Starts a new primary; `settings` go to postgresql.conf.
+    init(settings: [String: String] = [:]) throws {
+        directory = try Self.makeFolder()
+        port = try Self.freePort()
+        try Self.run(
+            "initdb", ["-D", directory, "-U", user, "--auth=trust", "-E", "UTF8", "--no-sync", "--locale=C.UTF-8"])
+        try configure(settings)
+        try start()
+    }
+
+    /// Starts a streaming standby of `primary` (pg_basebackup -R).
+    init(standbyOf primary: PostgresServer) throws {
+        directory = try Self.makeFolder()
+        port = try Self.freePort()
+        try Self.run(
+            "pg_basebackup",
+            ["-D", directory, "-h", "127.0.0.1", "-p", String(primary.port), "-U", user, "-R", "-X", "stream"])
+        try configure([:])
+        try start()
+    }
+
+    private func configure(_ settings: [String: String]) throws {
+        var conf = """
+
+            port = \(port)
+            listen_addresses = '127.0.0.1'
+            unix_socket_directories = '\(directory)'
+            wal_level = replica
+            max_wal_senders = 4
+            hot_standby = on
+            shared_buffers = 16MB
+
+            """
+        for (name, value) in settings.sorted(by: { $0.key < $1.key }) { conf += "\(name) = \(value)\n" }
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: directory + "/postgresql.conf"))
+        try handle.seekToEnd()
+        try handle.write(contentsOf: Data(conf.utf8))
+        try handle.close()
+        let hba = "host replication \(user) 127.0.0.1/32 trust\n"
+        let hbaHandle = try FileHandle(forWritingTo: URL(fileURLWithPath: directory + "/pg_hba.conf"))
+        try hbaHandle.seekToEnd()
+        try hbaHandle.write(contentsOf: Data(hba.utf8))
+        try hbaHandle.close()
+    }
+
+    func start() throws {
+        // The server it starts would hold a pipe open for good: its output goes to its log.
+        try Self.run(
+            "pg_ctl", ["-D", directory, "-l", directory + "/server.log", "-w", "-t", "60", "start"], captured: false)
+        running = true
+    }
+
+    /// Stops the server now (`immediate`: as if killed; it recovers from its WAL on start).
+    func stop(immediately: Bool = false) throws {
+        guard running else { return }
+        running = false
+        try Self.run("pg_ctl", ["-D", directory, "-m", immediately ? "immediate" : "fast", "-w", "stop"])
+    }
+
+    /// Runs SQL with psql and returns what it printed (unaligned, tuples only).
+    @discardableResult
+    func sql(_ statement: String) throws -> String {
+        try Self.run(
+            "psql",
+            [
+                "-h", "127.0.0.1", "-p", String(port), "-U", user, "-d", "postgres", "-At", "-v", "ON_ERROR_STOP=1",
+                "-c",
+                statement,
+            ]
+        ).trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    deinit {
+        try? stop(immediately: true)
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+
+    private static var asRoot: Bool { geteuid() == 0 }
+
+    private static func makeFolder() throws -> String {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("cs-pg-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        if asRoot { try run("/bin/chown", ["postgres:postgres", path], asPostgres: false) }
+        try FileManager.default.setAttributes([.posixPermissions: 0o700], ofItemAtPath: path)
+        return path
+    }
+
+    private static func freePort() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = 0
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer in
+                bind(fd, pointer, length) == 0 && getsockname(fd, pointer, &length) == 0
+            }
+        }
+        guard bound else { throw PostgresFailure(message: "no free port") }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+
+    @discardableResult
+    private static func run(
+        _ program: String, _ arguments: [String], asPostgres: Bool = true, captured: Bool = true
+    ) throws -> String {
+        let path = program.hasPrefix("/") ? program : "\(binaries)/\(program)"
+        let process = Process()
+        if asRoot && asPostgres {
+            process.executableURL = URL(fileURLWithPath: "/usr/sbin/runuser")
+            process.arguments = ["-u", "postgres", "--", path] + arguments
+        } else {
+            process.executableURL = URL(fileURLWithPath: path)
+            process.arguments = arguments
+        }
+        let output = Pipe()
+        process.standardOutput = captured ? output : FileHandle.nullDevice
+        process.standardError = captured ? output : FileHandle.nullDevice
+        try process.run()
+        let data = captured ? output.fileHandleForReading.readDataToEndOfFile() : Data()
+        process.waitUntilExit()
+        let text = String(decoding: data, as: UTF8.self)
+        guard process.terminationStatus == 0 else {
+            throw PostgresFailure(message: "\(program) \(arguments.joined(separator: " ")) failed: \(text)")
+        }
+        return text
+    }
+}
+
+struct PostgresFailure: Error, CustomStringConvertible {
+    var message: String
+    var description: String { message }
+}
