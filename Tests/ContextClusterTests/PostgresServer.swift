@@ -115,28 +115,37 @@ final class PostgresServer: @unchecked Sendable {
         return Int(UInt16(bigEndian: address.sin_port))
     }
 
+    /// Runs a program to its end (as `postgres` through `runuser` when the tests run as root)
+    /// and returns its output. `posix_spawn` and `waitpid` directly: Foundation's `Process`
+    /// never saw `runuser` end once `pg_ctl` had left a server running in the background.
     @discardableResult
     private static func run(
         _ program: String, _ arguments: [String], asPostgres: Bool = true, captured: Bool = true
     ) throws -> String {
         let path = program.hasPrefix("/") ? program : "\(binaries)/\(program)"
-        let process = Process()
-        if asRoot && asPostgres {
-            process.executableURL = URL(fileURLWithPath: "/usr/sbin/runuser")
-            process.arguments = ["-u", "postgres", "--", path] + arguments
-        } else {
-            process.executableURL = URL(fileURLWithPath: path)
-            process.arguments = arguments
-        }
-        let output = Pipe()
-        process.standardOutput = captured ? output : FileHandle.nullDevice
-        process.standardError = captured ? output : FileHandle.nullDevice
-        try process.run()
-        let data = captured ? output.fileHandleForReading.readDataToEndOfFile() : Data()
-        process.waitUntilExit()
-        let text = String(decoding: data, as: UTF8.self)
-        guard process.terminationStatus == 0 else {
-            throw PostgresFailure(message: "\(program) \(arguments.joined(separator: " ")) failed: \(text)")
+        let argv = asRoot && asPostgres ? ["/usr/sbin/runuser", "-u", "postgres", "--", path] + arguments : [path] + arguments
+        // The output goes to a file, not a pipe: a server the program leaves running would
+        // hold a pipe's write end open for good.
+        let outputPath = FileManager.default.temporaryDirectory.appendingPathComponent("cs-pg-out-\(UUID().uuidString)").path
+        defer { unlink(outputPath) }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(
+            &actions, 1, captured ? outputPath : "/dev/null", O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        var pid = pid_t()
+        let cArguments = argv.map { strdup($0) } + [nil]
+        defer { for pointer in cArguments { free(pointer) } }
+        let spawned = posix_spawn(&pid, argv[0], &actions, nil, cArguments, environ)
+        guard spawned == 0 else { throw PostgresFailure(message: "\(program) did not start: errno \(spawned)") }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
+        let text = captured ? ((try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? "") : ""
+        // Exited normally with status 0 (WIFEXITED and WEXITSTATUS, which Swift does not import).
+        guard status & 0xffff == 0 else {
+            throw PostgresFailure(message: "\(program) \(arguments.joined(separator: " ")) failed (\(status)): \(text)")
         }
         return text
     }
