@@ -3,6 +3,7 @@ import Logging
 import MemoryStore
 import NIOCore
 import PostgresNIO
+import Synchronization
 
 /// The cluster's ordered log of writes, kept in PostgreSQL: one gapless sequence per range of
 /// users, each entry a resolved `WriteCommand`'s bytes. An append commits only where the
@@ -17,8 +18,10 @@ import PostgresNIO
 ///   idempotent, since an append whose connection dies at COMMIT may have committed.
 public final class CommandLog: Sendable {
     public struct Configuration: Sendable {
-        public var host: String
-        public var port: Int
+        /// The PostgreSQL servers of one replicated formation, as `host:port`: writes and reads
+        /// go to the one that is a writable primary (postgres-nio takes one host and no
+        /// `target_session_attrs`, so the log asks each in turn).
+        public var hosts: [(host: String, port: Int)]
         public var username: String
         public var password: String?
         public var database: String
@@ -26,17 +29,22 @@ public final class CommandLog: Sendable {
         /// promise). Off only for a single PostgreSQL used in development: then an entry rests
         /// on one disk.
         public var requireSynchronousStandby: Bool
+        /// How long one call to PostgreSQL may take, connecting included. A commit that waits
+        /// longer for its standby is abandoned (its connection closed) and reported
+        /// `unavailable` with an unknown outcome; never through `statement_timeout`, which
+        /// would let the COMMIT succeed with only a warning while the standby lacks it.
+        public var deadline: Duration
 
         public init(
-            host: String, port: Int, username: String, password: String? = nil, database: String,
-            requireSynchronousStandby: Bool = true
+            hosts: [(host: String, port: Int)], username: String, password: String? = nil, database: String,
+            requireSynchronousStandby: Bool = true, deadline: Duration = .seconds(10)
         ) {
-            self.host = host
-            self.port = port
+            self.hosts = hosts
             self.username = username
             self.password = password
             self.database = database
             self.requireSynchronousStandby = requireSynchronousStandby
+            self.deadline = deadline
         }
     }
 
@@ -50,19 +58,28 @@ public final class CommandLog: Sendable {
     public static let maximumPage = 10_000
 
     public let configuration: Configuration
-    private let client: PostgresClient
+    private let clients: [PostgresClient]
     private let running: Task<Void, Never>
     private let logger: Logger
+    /// The host that was the writable primary last time (an index into `clients`).
+    private let primary = Mutex<Int>(0)
 
     public init(_ configuration: Configuration, logger: Logger = Logger(label: "contextstore.cluster.log")) {
         self.configuration = configuration
         self.logger = logger
-        let client = PostgresClient(
-            configuration: .init(
-                host: configuration.host, port: configuration.port, username: configuration.username,
-                password: configuration.password, database: configuration.database, tls: .disable))
-        self.client = client
-        running = Task { await client.run() }
+        let clients = configuration.hosts.map { host in
+            var settings = PostgresClient.Configuration(
+                host: host.host, port: host.port, username: configuration.username,
+                password: configuration.password, database: configuration.database, tls: .disable)
+            settings.options.connectTimeout = min(configuration.deadline, .seconds(5))
+            return PostgresClient(configuration: settings, backgroundLogger: logger)
+        }
+        self.clients = clients
+        running = Task {
+            await withDiscardingTaskGroup { group in
+                for client in clients { group.addTask { await client.run() } }
+            }
+        }
     }
 
     /// Closes every connection; the log cannot be used after.
@@ -73,38 +90,37 @@ public final class CommandLog: Sendable {
 
     /// Creates the tables and `ranges` range rows when they are missing (idempotent), and
     /// returns the cluster's number of ranges, which is fixed by the first call.
-    /// - Throws: `ClusterError.invalidConfiguration` when the log was made with another count.
     @discardableResult
     public func install(ranges: RangeMap) async throws -> RangeMap {
-        try await client.withConnection { connection in
-            try await connection.query("BEGIN", logger: logger)
+        try await onPrimary { connection in
+            try await connection.query("BEGIN", logger: self.logger)
             do {
                 // One installer at a time (several nodes may start together).
-                try await connection.query("SELECT pg_advisory_xact_lock(7420)", logger: logger)
+                try await connection.query("SELECT pg_advisory_xact_lock(7420)", logger: self.logger)
                 try await connection.query(
                     """
                     CREATE TABLE IF NOT EXISTS cs_ranges (
                         range integer PRIMARY KEY, next_seq bigint NOT NULL DEFAULT 1)
-                    """, logger: logger)
+                    """, logger: self.logger)
                 try await connection.query(
                     """
                     CREATE TABLE IF NOT EXISTS cs_log (
                         range integer NOT NULL REFERENCES cs_ranges (range), seq bigint NOT NULL,
                         key uuid NOT NULL UNIQUE, command bytea NOT NULL, PRIMARY KEY (range, seq))
-                    """, logger: logger)
-                let existing = try await connection.query("SELECT count(*) FROM cs_ranges", logger: logger)
+                    """, logger: self.logger)
+                let existing = try await connection.query("SELECT count(*) FROM cs_ranges", logger: self.logger)
                 var count = 0
                 for try await (n) in existing.decode(Int.self) { count = n }
                 if count == 0 {
                     try await connection.query(
                         "INSERT INTO cs_ranges (range) SELECT generate_series(0, \(ranges.count) - 1)",
-                        logger: logger)
+                        logger: self.logger)
                     count = ranges.count
                 }
-                try await connection.query("COMMIT", logger: logger)
+                try await self.commitDurably(connection)
                 return try RangeMap(count: count)
             } catch {
-                _ = try? await connection.query("ROLLBACK", logger: logger)
+                _ = try? await connection.query("ROLLBACK", logger: self.logger)
                 throw error
             }
         }
@@ -112,27 +128,27 @@ public final class CommandLog: Sendable {
 
     /// Appends `command` to `range`'s log and returns its sequence, once PostgreSQL has
     /// committed it on the primary and a synchronous standby. Appending again with the same
-    /// `key` returns the first append's sequence and adds nothing: retry with the same key after
-    /// any failure.
-    /// - Throws: `ClusterError.unavailable` when the server cannot take a durable write (a
-    ///   standby, a fenced primary, no synchronous standby named, the connection lost; at COMMIT
-    ///   the outcome is unknown, so retry with the key).
+    /// `key` returns the first append's sequence (after making sure that one is durable too)
+    /// and adds nothing: retry with the same key after any failure.
+    /// - Throws: `ClusterError.unavailable` when no server can take a durable write now (a
+    ///   standby, a fenced primary, no synchronous standby named, the connection lost or the
+    ///   deadline passed; at COMMIT the outcome is unknown, so retry with the key).
     public func append(_ command: WriteCommand, range: Int, key: UUID) async throws -> Int64 {
         let bytes = ByteBuffer(bytes: command.encoded())
         do {
-            return try await client.withConnection { connection in
+            return try await onPrimary { connection in
                 try await self.append(bytes, range: range, key: key, on: connection)
             }
-        } catch let error as PSQLError where error.serverInfo?[.sqlState] == "23505" {
-            // Another append of the same key committed between our lookup and our insert.
-            guard let seq = try await sequence(of: key) else {
-                throw ClusterError.unavailable(String(reflecting: error))
+        } catch ClusterError.unavailable(let message) where message.hasPrefix(Self.duplicateKey) {
+            // Another append of the same key committed between our lookup and our insert: the
+            // retry finds it.
+            return try await onPrimary { connection in
+                try await self.append(bytes, range: range, key: key, on: connection)
             }
-            return seq
-        } catch let error as PSQLError {
-            throw ClusterError.unavailable(Self.describe(error))
         }
     }
+
+    private static let duplicateKey = "duplicate key"
 
     private func append(_ bytes: ByteBuffer, range: Int, key: UUID, on connection: PostgresConnection) async throws
         -> Int64
@@ -142,7 +158,10 @@ public final class CommandLog: Sendable {
         do {
             try await checkDurable(connection)
             if let existing = try await sequence(of: key, on: connection) {
-                try await connection.query("ROLLBACK", logger: logger)
+                // It may have committed here alone (its COMMIT lost its connection while it
+                // waited for the standby): this commit waits for the standby past it.
+                try await barrier(connection)
+                try await commitDurably(connection)
                 return existing
             }
             let drawn = try await connection.query(
@@ -159,18 +178,31 @@ public final class CommandLog: Sendable {
             _ = try? await connection.query("ROLLBACK", logger: logger)
             throw error
         }
-        do {
-            try await connection.query("COMMIT", logger: logger)
-        } catch let error as PSQLError {
-            throw ClusterError.unavailable(
-                "the append's outcome is unknown (\(Self.describe(error))); retry with its key")
-        }
+        try await commitDurably(connection)
         return seq
     }
 
-    /// Refuses (inside the append's transaction) unless this server is a writable primary whose
-    /// commits wait for a synchronous standby. pg_auto_failover accepts writes for a few seconds
-    /// after a promotion with `synchronous_standby_names` empty, and fences an old primary with
+    /// COMMIT, which returns once the primary and (with `synchronous_commit = on`) a
+    /// synchronous standby have the transaction on disk.
+    private func commitDurably(_ connection: PostgresConnection) async throws {
+        do {
+            try await connection.query("COMMIT", logger: logger)
+        } catch let error as PSQLError {
+            throw ClusterError.unavailable("the commit's outcome is unknown (\(Self.describe(error))); retry with its key")
+        }
+    }
+
+    /// Makes the transaction's COMMIT wait for the synchronous standby to have everything
+    /// committed before it: a commit waits for its standby only when it wrote WAL (an xid
+    /// alone does not), so it writes a transactional logical message, the smallest WAL record
+    /// any role may write.
+    private func barrier(_ connection: PostgresConnection) async throws {
+        try await connection.query("SELECT pg_logical_emit_message(true, 'contextstore', '')", logger: logger)
+    }
+
+    /// Refuses (inside the transaction) unless this server is a writable primary whose commits
+    /// wait for a synchronous standby. pg_auto_failover accepts writes for a few seconds after
+    /// a promotion with `synchronous_standby_names` empty, and fences an old primary with
     /// `default_transaction_read_only`: both are refused here, before anything is written.
     private func checkDurable(_ connection: PostgresConnection) async throws {
         try await connection.query("SET LOCAL synchronous_commit = on", logger: logger)
@@ -180,17 +212,20 @@ public final class CommandLog: Sendable {
                 current_setting('synchronous_standby_names')
             """, logger: logger)
         for try await (recovering, readOnly, standbys) in rows.decode((Bool, String, String).self) {
-            if recovering { throw ClusterError.unavailable("this PostgreSQL is a standby") }
-            if readOnly == "on" { throw ClusterError.unavailable("this PostgreSQL is read-only (fenced)") }
+            if recovering { throw ClusterError.unavailable(Self.standby) }
+            if readOnly == "on" { throw ClusterError.unavailable(Self.fenced) }
             if configuration.requireSynchronousStandby && standbys.trimmingCharacters(in: .whitespaces).isEmpty {
                 throw ClusterError.unavailable("no synchronous standby: a commit would rest on one disk")
             }
         }
     }
 
-    /// The sequence an append with `key` got, if one committed.
+    static let standby = "this PostgreSQL is a standby"
+    static let fenced = "this PostgreSQL is read-only (fenced)"
+
+    /// The sequence an append with `key` got, if one committed (perhaps on the primary alone).
     public func sequence(of key: UUID) async throws -> Int64? {
-        try await client.withConnection { connection in try await self.sequence(of: key, on: connection) }
+        try await onPrimary { connection in try await self.sequence(of: key, on: connection) }
     }
 
     private func sequence(of key: UUID, on connection: PostgresConnection) async throws -> Int64? {
@@ -200,35 +235,155 @@ public final class CommandLog: Sendable {
         return seq
     }
 
-    /// At most `limit` entries of `range` after `seq`, in order.
-    /// - Throws: `ClusterError.corruptLog` for an entry that does not decode.
+    /// At most `limit` entries of `range` after `seq`, in order, each durable: a primary shows
+    /// a commit to other sessions while it still waits for its standby, so after reading, a
+    /// commit of its own waits for the standby past everything read. An entry that a failover
+    /// could still lose is never handed out to be applied.
+    /// - Throws: `ClusterError.corruptLog` for an entry that does not decode;
+    ///   `ClusterError.unavailable` when the primary cannot vouch for them now.
     public func entries(range: Int, after seq: Int64, limit: Int = CommandLog.maximumPage) async throws -> [Entry] {
         let limit = min(max(limit, 1), Self.maximumPage)
-        let rows = try await client.query(
-            "SELECT seq, command FROM cs_log WHERE range = \(range) AND seq > \(seq) ORDER BY seq LIMIT \(limit)",
-            logger: logger)
-        var entries: [Entry] = []
-        for try await (seq, bytes) in rows.decode((Int64, ByteBuffer).self) {
+        return try await onPrimary { connection in
+            try await connection.query("BEGIN", logger: self.logger)
+            var entries: [Entry] = []
             do {
-                entries.append(Entry(seq: seq, command: try WriteCommand(decoding: Array(buffer: bytes))))
+                try await self.checkDurable(connection)
+                let rows = try await connection.query(
+                    """
+                    SELECT seq, command FROM cs_log WHERE range = \(range) AND seq > \(seq) \
+                    ORDER BY seq LIMIT \(limit)
+                    """,
+                    logger: self.logger)
+                for try await (seq, bytes) in rows.decode((Int64, ByteBuffer).self) {
+                    do {
+                        entries.append(Entry(seq: seq, command: try WriteCommand(decoding: Array(buffer: bytes))))
+                    } catch {
+                        throw ClusterError.corruptLog("range \(range) entry \(seq) does not decode: \(error)")
+                    }
+                }
+                if !entries.isEmpty { try await self.barrier(connection) }
             } catch {
-                throw ClusterError.corruptLog("range \(range) entry \(seq) does not decode: \(error)")
+                _ = try? await connection.query("ROLLBACK", logger: self.logger)
+                throw error
             }
+            try await self.commitDurably(connection)
+            return entries
         }
-        return entries
+    }
+
+    /// The last sequence each range has given, by range (index 0 is range 0): possibly past
+    /// what is durable yet; `entries` hands out only what is.
+    public func lastSequences() async throws -> [Int64] {
+        try await onPrimary { connection in
+            let rows = try await connection.query(
+                "SELECT range, next_seq - 1 FROM cs_ranges ORDER BY range", logger: self.logger)
+            var last: [Int64] = []
+            for try await (range, seq) in rows.decode((Int, Int64).self) where range == last.count {
+                last.append(seq)
+            }
+            return last
+        }
     }
 
     /// The last sequence `range` has given (0 for none).
     public func lastSequence(range: Int) async throws -> Int64 {
-        let rows = try await client.query(
-            "SELECT next_seq - 1 FROM cs_ranges WHERE range = \(range)", logger: logger)
-        var last: Int64 = 0
-        for try await (seq) in rows.decode(Int64.self) { last = seq }
-        return last
+        let all = try await lastSequences()
+        return all.indices.contains(range) ? all[range] : 0
+    }
+
+    /// Runs `body` on a connection to the writable primary, within the deadline: the host
+    /// that was primary last time first, then each other one. A host that is a standby or
+    /// fenced is passed over; when none is the primary, or the deadline passes, the error is
+    /// `unavailable`.
+    private func onPrimary<Result: Sendable>(
+        _ body: @escaping @Sendable (PostgresConnection) async throws -> Result
+    ) async throws -> Result {
+        let first = primary.withLock { $0 }
+        var reasons: [String] = []
+        // Each host twice: a connection the pool hands out may have just been closed (by a
+        // deadline, or by the server), which says nothing of the host.
+        var step = 0
+        while step < 2 * clients.count {
+            let host = (first + step / 2) % clients.count
+            step += 1
+            do {
+                let result = try await withDeadline(on: clients[host]) { connection in
+                    try await self.requirePrimary(connection)
+                    return try await body(connection)
+                }
+                if host != first { primary.withLock { $0 = host } }
+                return result
+            } catch ClusterError.unavailable(let message)
+                where message == Self.standby || message == Self.fenced || message.hasPrefix(Self.unreachable)
+            {
+                reasons.append(
+                    clients.count == 1
+                        ? message : "\(configuration.hosts[host].host):\(configuration.hosts[host].port): \(message)")
+                step += step % 2  // not this host: on to the next
+            } catch let error as PSQLError {
+                if error.serverInfo?[.sqlState] == "23505" { throw ClusterError.unavailable(Self.duplicateKey) }
+                guard error.serverInfo == nil, step % 2 == 1 else { throw ClusterError.unavailable(Self.describe(error)) }
+                reasons.append("\(configuration.hosts[host].host):\(configuration.hosts[host].port): \(Self.describe(error))")
+            }
+        }
+        // One host: why it refused, as it said it.
+        if clients.count == 1, let reason = reasons.first { throw ClusterError.unavailable(reason) }
+        throw ClusterError.unavailable("no writable primary: \(reasons.joined(separator: "; "))")
+    }
+
+    private static let unreachable = "unreachable"
+
+    /// Whether the connection's server is a writable primary (outside any transaction).
+    private func requirePrimary(_ connection: PostgresConnection) async throws {
+        guard clients.count > 1 else { return }  // one host: the append's own check says why
+        let rows = try await connection.query(
+            "SELECT pg_is_in_recovery(), current_setting('default_transaction_read_only')", logger: logger)
+        for try await (recovering, readOnly) in rows.decode((Bool, String).self) {
+            if recovering { throw ClusterError.unavailable(Self.standby) }
+            if readOnly == "on" { throw ClusterError.unavailable(Self.fenced) }
+        }
+    }
+
+    /// `body` on a connection of `client`, abandoned at the deadline: the connection is closed
+    /// (which fails whatever it was waiting for) and the error is `unavailable`.
+    private func withDeadline<Result: Sendable>(
+        on client: PostgresClient, _ body: @escaping @Sendable (PostgresConnection) async throws -> Result
+    ) async throws -> Result {
+        let connectionInUse = ConnectionInUse()
+        let deadline = configuration.deadline
+        return try await withThrowingTaskGroup(of: Result?.self) { group in
+            group.addTask {
+                try await client.withConnection { connection in
+                    connectionInUse.connection.withLock { $0 = connection }
+                    return try await body(connection)
+                }
+            }
+            group.addTask {
+                try? await Task.sleep(for: deadline)
+                return nil
+            }
+            defer { group.cancelAll() }
+            while let first = try await group.next() {
+                if let result = first { return result }
+                // The deadline passed first.
+                if let connection = connectionInUse.connection.withLock({ $0 }) {
+                    let _: EventLoopFuture<Void> = connection.close()
+                    throw ClusterError.unavailable(
+                        "no answer from PostgreSQL within \(deadline); a write's outcome is unknown: retry with its key")
+                }
+                throw ClusterError.unavailable("\(Self.unreachable) within \(deadline)")
+            }
+            throw ClusterError.unavailable(Self.unreachable)
+        }
     }
 
     private static func describe(_ error: PSQLError) -> String {
         if let message = error.serverInfo?[.message] { return message }
         return "\(error.code)"
     }
+}
+
+/// The connection a call with a deadline is using, for the deadline to close.
+private final class ConnectionInUse: Sendable {
+    let connection = Mutex<PostgresConnection?>(nil)
 }

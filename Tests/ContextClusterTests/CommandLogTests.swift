@@ -8,11 +8,13 @@ import Testing
 /// The write log on real PostgreSQL servers started by the test (a primary, and a streaming
 /// standby where durability is the point).
 @Suite(.serialized) struct CommandLogTests {
-    static func log(_ server: PostgresServer, requireStandby: Bool = true) -> CommandLog {
+    static func log(
+        _ servers: PostgresServer..., requireStandby: Bool = true, deadline: Duration = .seconds(10)
+    ) -> CommandLog {
         CommandLog(
             .init(
-                host: "127.0.0.1", port: server.port, username: server.user, database: "postgres",
-                requireSynchronousStandby: requireStandby))
+                hosts: servers.map { ("127.0.0.1", $0.port) }, username: servers[0].user, database: "postgres",
+                requireSynchronousStandby: requireStandby, deadline: deadline))
     }
 
     static func add(_ user: String, _ id: String, _ vector: [Float] = [1, 0], at time: Int64 = 1_000) -> WriteCommand {
@@ -67,6 +69,50 @@ import Testing
             try await onStandby.append(Self.add("alice", "2"), range: 0, key: UUID())
         }
         await onStandby.shutdown()
+        await log.shutdown()
+    }
+
+    /// Given every server of the formation, the log writes where the primary is, whichever
+    /// is named first.
+    @Test func theLogFindsThePrimaryAmongItsHosts() async throws {
+        let primary = try PostgresServer(settings: ["synchronous_standby_names": "'ANY 1 (*)'"])
+        let standby = try PostgresServer(standbyOf: primary)
+        let log = Self.log(standby, primary)
+        try await log.install(ranges: try RangeMap(count: 2))
+        #expect(try await log.append(Self.add("alice", "1"), range: 1, key: UUID()) == 1)
+        #expect(try await log.entries(range: 1, after: 0).map(\.seq) == [1])
+        await log.shutdown()
+    }
+
+    /// The standby stops while an append waits for it: the append is abandoned at the deadline
+    /// as `unavailable` (never "ok"), and the entry, committed on the primary alone, is not
+    /// handed out to be applied. Once the standby is back, the append retried with its key
+    /// returns that entry's sequence and adds none.
+    @Test func anAppendTheStandbyNeverConfirmedIsNeitherAcknowledgedNorApplied() async throws {
+        let primary = try PostgresServer(settings: ["synchronous_standby_names": "'ANY 1 (*)'"])
+        let standby = try PostgresServer(standbyOf: primary)
+        let log = Self.log(primary, deadline: .seconds(2))
+        try await log.install(ranges: try RangeMap(count: 1))
+        #expect(try await log.append(Self.add("alice", "1"), range: 0, key: UUID()) == 1)
+
+        try standby.stop(immediately: true)
+        let key = UUID()
+        let began = ContinuousClock.now
+        await #expect(throws: ClusterError.self) {
+            try await log.append(Self.add("alice", "2"), range: 0, key: key)
+        }
+        #expect(ContinuousClock.now - began < .seconds(8))
+        // While its backend waits for the standby, nobody sees the entry; once the backend is
+        // gone, it is committed on the primary's disk alone and visible there, and the log
+        // still does not hand it out.
+        #expect(try await log.entries(range: 0, after: 1).isEmpty)
+        try primary.sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE wait_event = 'SyncRep'")
+        #expect(try primary.sql("SELECT count(*) FROM cs_log") == "2")
+        await #expect(throws: ClusterError.self) { try await log.entries(range: 0, after: 1) }
+
+        try standby.start()
+        #expect(try await log.append(Self.add("alice", "2"), range: 0, key: key) == 2)
+        #expect(try await log.entries(range: 0, after: 0).map(\.seq) == [1, 2])
         await log.shutdown()
     }
 
