@@ -75,6 +75,7 @@ let package = Package(
                 "ContextModel",
                 "ContextProtocol",
                 "Embedder",
+                "ContextCluster",
                 "MemoryStore",
                 "PromptBuilder",
                 "VectorIndex",
@@ -110,6 +111,7 @@ let package = Package(
         .executableTarget(
             name: "contextstore",
             dependencies: [
+                "ContextCluster",
                 "ContextModel",
                 "ContextServer",
                 "ContextClient",
@@ -125,7 +127,11 @@ let package = Package(
         .executableTarget(name: "contextstore-hello", dependencies: ["ContextClient", "ContextModel"]),
         .testTarget(name: "VectorIndexTests", dependencies: ["ContextModel", "VectorIndex", "CKernels"]),
         .testTarget(name: "MemoryStoreTests", dependencies: ["ContextModel", "MemoryStore"]),
-        .testTarget(name: "ContextClusterTests", dependencies: ["ContextCluster", "ContextModel", "MemoryStore"]),
+        .testTarget(
+            name: "ContextClusterTests",
+            dependencies: [
+                "ContextCluster", "ContextModel", "MemoryStore", "ContextServer", "ContextClient", "ContextProtocol",
+            ]),
         .testTarget(name: "EmbedderTests", dependencies: ["Embedder", "CKernels"], exclude: ["Reference"]),
         .testTarget(
             name: "PromptBuilderTests",

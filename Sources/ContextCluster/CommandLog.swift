@@ -188,7 +188,8 @@ public final class CommandLog: Sendable {
         do {
             try await connection.query("COMMIT", logger: logger)
         } catch let error as PSQLError {
-            throw ClusterError.unavailable("the commit's outcome is unknown (\(Self.describe(error))); retry with its key")
+            throw ClusterError.unavailable(
+                "the commit's outcome is unknown (\(Self.describe(error))); retry with its key")
         }
     }
 
@@ -322,8 +323,11 @@ public final class CommandLog: Sendable {
                 step += step % 2  // not this host: on to the next
             } catch let error as PSQLError {
                 if error.serverInfo?[.sqlState] == "23505" { throw ClusterError.unavailable(Self.duplicateKey) }
-                guard error.serverInfo == nil, step % 2 == 1 else { throw ClusterError.unavailable(Self.describe(error)) }
-                reasons.append("\(configuration.hosts[host].host):\(configuration.hosts[host].port): \(Self.describe(error))")
+                guard error.serverInfo == nil, step % 2 == 1 else {
+                    throw ClusterError.unavailable(Self.describe(error))
+                }
+                reasons.append(
+                    "\(configuration.hosts[host].host):\(configuration.hosts[host].port): \(Self.describe(error))")
             }
         }
         // One host: why it refused, as it said it.
@@ -369,7 +373,8 @@ public final class CommandLog: Sendable {
                 if let connection = connectionInUse.connection.withLock({ $0 }) {
                     let _: EventLoopFuture<Void> = connection.close()
                     throw ClusterError.unavailable(
-                        "no answer from PostgreSQL within \(deadline); a write's outcome is unknown: retry with its key")
+                        "no answer from PostgreSQL within \(deadline); a write's outcome is unknown: retry with its key"
+                    )
                 }
                 throw ClusterError.unavailable("\(Self.unreachable) within \(deadline)")
             }

@@ -5,6 +5,8 @@ import MemoryStore
 /// own transaction, so after a restart the replica resumes at the next entry and never
 /// applies one twice.
 public struct RangeReplica: Sendable {
+    public typealias Outcome = (seq: Int64, outcome: Result<WriteOutcome, StoreError>)
+
     public let range: Int
     public let store: MemoryStore
 
@@ -16,25 +18,36 @@ public struct RangeReplica: Sendable {
     /// The last sequence this replica holds.
     public var appliedSequence: Int64 { store.appliedIndex }
 
-    /// Applies every entry of the log after `appliedSequence`, page by page, and returns the
-    /// outcomes by sequence (a refusal that follows from the command is an outcome too).
-    /// - Throws: `ClusterError.corruptLog` when the log skips a sequence; what the store throws
+    /// Applies the entries of `page` (consecutive, in order) that follow `appliedSequence`;
+    /// those it holds already are passed over, so two readers of the log may hand it the same
+    /// page. Synchronous: SQLite's work, for a thread that may block.
+    /// - Returns: The outcomes of the entries it applied, by sequence (a refusal that follows
+    ///   from the command is an outcome too).
+    /// - Throws: `ClusterError.corruptLog` when the page skips a sequence; what the store throws
     ///   for a failure of its own (then the entry is applied again next time).
-    @discardableResult
-    public func catchUp(from log: CommandLog) async throws -> [(seq: Int64, outcome: Result<WriteOutcome, StoreError>)]
-    {
-        var outcomes: [(seq: Int64, outcome: Result<WriteOutcome, StoreError>)] = []
-        while true {
+    public func apply(_ page: [CommandLog.Entry]) throws -> [Outcome] {
+        var outcomes: [Outcome] = []
+        for entry in page {
             let applied = appliedSequence
-            let page = try await log.entries(range: range, after: applied)
-            guard !page.isEmpty else { return outcomes }
-            for (offset, entry) in page.enumerated() where entry.seq != applied + 1 + Int64(offset) {
-                throw ClusterError.corruptLog(
-                    "range \(range) goes from \(applied + Int64(offset)) to \(entry.seq)")
+            if entry.seq <= applied { continue }
+            guard entry.seq == applied + 1 else {
+                throw ClusterError.corruptLog("range \(range) goes from \(applied) to \(entry.seq)")
             }
-            for entry in page {
-                outcomes.append((entry.seq, try store.applyLogged(entry.command, index: entry.seq)))
-            }
+            outcomes.append((entry.seq, try store.applyLogged(entry.command, index: entry.seq)))
+        }
+        return outcomes
+    }
+
+    /// Applies every entry of the log after `appliedSequence`, page by page, on the calling
+    /// task (tools and tests; a server applies on its own thread, see `ClusterNode`).
+    /// - Returns: How many entries it applied.
+    @discardableResult
+    public func catchUp(from log: CommandLog, pageSize: Int = CommandLog.maximumPage) async throws -> Int {
+        var count = 0
+        while true {
+            let page = try await log.entries(range: range, after: appliedSequence, limit: pageSize)
+            guard !page.isEmpty else { return count }
+            count += try apply(page).count
         }
     }
 }

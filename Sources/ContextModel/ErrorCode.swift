@@ -55,4 +55,9 @@ public enum ErrorCode: String, Sendable, CaseIterable {
     /// The request is larger than a limit allows (items, texts or bytes in one request, or a
     /// cost above its key's burst); nothing was done. Split it.
     case tooLarge = "too_large"
+    /// A clustered server cannot make the write durable now (PostgreSQL has no writable
+    /// primary with a synchronous standby, during a failover or a partition). The write was not
+    /// acknowledged; it may have been logged, and the same request sent again is safe for
+    /// `add` with an `id` and for `update`, `delete`, `forget`; retry later.
+    case unavailable = "unavailable"
 }

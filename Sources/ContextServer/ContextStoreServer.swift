@@ -1,3 +1,4 @@
+import ContextCluster
 import ContextProtocol
 import Embedder
 import Logging
@@ -98,7 +99,7 @@ public struct ServerConfiguration: Sendable {
 
 /// The TCP server of protocol v1: line-delimited JSON over one listening socket.
 public final class ContextStoreServer: Sendable {
-    private let store: MemoryStore
+    private let stores: Stores
     private let context: ServerContext
     private let configuration: ServerConfiguration
     private let logger: Logger
@@ -110,6 +111,8 @@ public final class ContextStoreServer: Sendable {
     private let channel: Channel
     private let metricsChannel: Channel?
     private let purge: RepeatedTask
+    /// A cluster node's loop that applies what other nodes write (nil on one machine).
+    private let following: Task<Void, Never>?
 
     /// The address the server listens on (with the real port when 0 was asked for).
     public var localAddress: SocketAddress { channel.localAddress! }
@@ -127,20 +130,36 @@ public final class ContextStoreServer: Sendable {
     /// - Parameter embedder: The model that embeds text; without one, text-only requests get
     ///   `no_embedder`.
     /// - Throws: when the address cannot be bound.
-    public init(
+    public convenience init(
         store: MemoryStore, embedder: SentenceEmbedder? = nil, configuration: ServerConfiguration, logger: Logger
+    ) async throws {
+        try await self.init(stores: .single(store), embedder: embedder, configuration: configuration, logger: logger)
+    }
+
+    /// Binds the listening socket and starts serving a cluster node's ranges: writes go
+    /// through the cluster's log, and the node follows the log for what other nodes write.
+    public convenience init(
+        node: ClusterNode, embedder: SentenceEmbedder? = nil, configuration: ServerConfiguration, logger: Logger
+    ) async throws {
+        try await self.init(stores: .cluster(node), embedder: embedder, configuration: configuration, logger: logger)
+    }
+
+    private init(
+        stores: Stores, embedder: SentenceEmbedder?, configuration: ServerConfiguration, logger: Logger
     ) async throws {
         guard (0...65535).contains(configuration.port) else {
             throw ServerConfigurationError("port must be between 0 and 65535, not \(configuration.port)")
         }
         let tlsContext = try configuration.tls.map { try NIOSSLContext(configuration: $0) }
         let socket = try ListeningSocket.open(host: configuration.host, port: configuration.port)
-        self.store = store
+        self.stores = stores
         self.configuration = configuration
         self.logger = logger
         let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, configuration.threads))
         // One writer thread: writes are serialized, and their fsyncs never stall an event loop.
-        let writerPool = NIOThreadPool(numberOfThreads: 1)
+        // A cluster node's writers wait for PostgreSQL's commits, many at once (the node
+        // applies the entries on a thread of its own, one at a time).
+        let writerPool = NIOThreadPool(numberOfThreads: stores.node == nil ? 1 : 64)
         writerPool.start()
         let computePool = NIOThreadPool(numberOfThreads: max(1, configuration.threads))
         computePool.start()
@@ -152,7 +171,7 @@ public final class ContextStoreServer: Sendable {
                 ?? max(1, configuration.maximumConnections / 4),
             maximumUnsentBytes: configuration.maximumUnsentBytesTotal)
         let serverContext = ServerContext(
-            store: store, embedder: embedder, version: serverVersion, prompts: configuration.prompts,
+            stores: stores, embedder: embedder, version: serverVersion, prompts: configuration.prompts,
             backupDirectory: configuration.backupDirectory,
             keys: configuration.keys,
             results: configuration.resultCacheBytes > 0
@@ -250,17 +269,30 @@ public final class ContextStoreServer: Sendable {
         self.quiesce = NIOLockedValueBox(quiesce)
         let interval = configuration.purgeInterval
         self.purge = group.next().scheduleRepeatedAsyncTask(initialDelay: interval, delay: interval) {
-            [store, logger] task in
+            [stores, logger] task in
             writerPool.runIfActive(eventLoop: group.next()) {
-                do {
-                    // A command the server issues, with its own time as the purge's `as_of`.
-                    if let purge = try store.purgeCommand() { try store.apply(purge) }
-                } catch {
-                    logger.error("purging expired memories failed", metadata: ["error": "\(error)"])
+                // A command the server issues, with its own time as the purge's `as_of`, to each
+                // space (range) that has memories past their time.
+                for store in stores.all {
+                    do {
+                        if let purge = try store.purgeCommand() { _ = try stores.write(purge, only: store) }
+                    } catch {
+                        logger.error("purging expired memories failed", metadata: ["error": "\(error)"])
+                    }
                 }
             }
         }
-        logger.info("serving", metadata: ["address": "\(channel.localAddress!)", "db": "\(store.path)"])
+        if let node = stores.node {
+            following = Task {
+                await node.follow { error in
+                    logger.warning("following the cluster's log failed; retrying", metadata: ["error": "\(error)"])
+                }
+            }
+        } else {
+            following = nil
+        }
+        logger.info(
+            "serving", metadata: ["address": "\(channel.localAddress!)", "db": "\(stores.any.path)"])
     }
 
     /// Stops gracefully: no new connections, every request already received is answered, each
@@ -280,6 +312,8 @@ public final class ContextStoreServer: Sendable {
         let purgeStopped = group.next().makePromise(of: Void.self)
         purge.cancel(promise: purgeStopped)
         try? await purgeStopped.futureResult.get()
+        following?.cancel()
+        await following?.value
         try? await writerPool.shutdownGracefully()
         try? await computePool.shutdownGracefully()
         try? await group.shutdownGracefully()

@@ -10,6 +10,12 @@ extension MemoryStore {
         public var skipped: [Int] = []
         /// Items whose id the user has with other content: left out, not stored.
         public var conflicts: [Int] = []
+
+        public init(ids: [String] = [], skipped: [Int] = [], conflicts: [Int] = []) {
+            self.ids = ids
+            self.skipped = skipped
+            self.conflicts = conflicts
+        }
     }
 
     // MARK: - Writes of the library: resolved now, applied next

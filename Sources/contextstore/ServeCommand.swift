@@ -1,4 +1,5 @@
 import ArgumentParser
+import ContextCluster
 import ContextModel
 import ContextProtocol
 import ContextServer
@@ -28,8 +29,25 @@ struct ServeCommand: AsyncParsableCommand {
             """
     )
 
-    @Option(help: "The SQLite database file; created, with its folder, when missing.")
-    var db: String = "data/contextstore.db"
+    @Option(
+        name: .customLong("db"),
+        help: """
+            The SQLite database file; created, with its folder, when missing. With --cluster, the \
+            node's folder (a file per range; default data/cluster-node).
+            """)
+    var dbPath: String?
+
+    @Option(
+        help: """
+            Serve as a node of a cluster whose log is in PostgreSQL: \
+            postgres://USER[:PASSWORD]@HOST:PORT[,HOST:PORT...]/DATABASE (every host of the \
+            formation; ?sync=off for one PostgreSQL without a standby, in development). Needs \
+            --dim or a model. See "When one machine is not enough" in the README.
+            """)
+    var cluster: String?
+
+    @Option(help: "With --cluster: the number of ranges of users, fixed by the first node that creates the log.")
+    var ranges: Int = RangeMap.defaultCount
 
     @Option(help: "Address to listen on.")
     var host: String = "127.0.0.1"
@@ -116,6 +134,7 @@ struct ServeCommand: AsyncParsableCommand {
     func validate() throws {
         try requireFlag("port", port, in: 0...65535)
         try requireFlag("dim", dim, in: 1...65536)
+        try requireFlag("ranges", ranges, in: 1...RangeMap.maximumCount)
         try requireFlag("max-line-bytes", maxLineBytes, in: 1024...(1 << 30))
         try requireFlag("threads", threads, in: 1...1024)
         try requireFlag("max-connections", maxConnections, in: 1...1_000_000)
@@ -225,6 +244,13 @@ struct ServeCommand: AsyncParsableCommand {
                 "listening on \(host) without TLS: secrets and memories cross the network in the clear"
             )
         }
+        if let cluster {
+            try await serveNode(
+                cluster: cluster, embedder: embedder, configuration: try configuration(prompts: prompts, keys: ring),
+                signals: signals, logger: logger)
+            return
+        }
+        let db = dbPath ?? "data/contextstore.db"
         try createParentDirectory(of: db)
         // A server that fails to start leaves no new file behind.
         let existed = access(db, F_OK) == 0
@@ -249,6 +275,48 @@ struct ServeCommand: AsyncParsableCommand {
                 "\(db) was filled by the model \(recorded), which is not at \(ModelOption.defaultFolder): pass --model PATH (or --model none to serve it without a model, text searched by its words alone)"
             )
         }
+        let configuration = try configuration(prompts: prompts, keys: ring)
+        let server: ContextStoreServer
+        do {
+            server = try await ContextStoreServer(
+                store: store, embedder: embedder, configuration: configuration, logger: logger)
+        } catch {
+            store.close()
+            if !existed { Self.remove(db) }
+            throw fail("\(error)")
+        }
+        logger.info(
+            "space opened",
+            metadata: [
+                "memories": "\(store.count)", "dimension": "\(store.dimension.map(String.init) ?? "unset")",
+                "metric": "\(store.metric.rawValue)", "index": "\(store.index)", "blas": "\(BLAS.loadedLibrary)",
+                "embedder": "\(embedder?.modelID ?? "none: text requests get no_embedder")",
+                "tokens": "\(prompts.counter.name)", "templates": "\(prompts.templates.keys.sorted())",
+                "keys": "\(ring.map { $0.names.joined(separator: ",") } ?? "none: every client may do everything")",
+            ])
+        await serveUntilSignalled(server, signals: signals, keys: ring, logger: logger)
+        store.close()
+    }
+
+    /// Waits for SIGINT or SIGTERM (reading the keys again at each SIGHUP), then stops the
+    /// server gracefully.
+    func serveUntilSignalled(
+        _ server: ContextStoreServer, signals: TerminationSignals, keys ring: KeyRing?, logger: Logger
+    ) async {
+        if let port = server.metricsPort { logger.info("metrics on http://\(metricsHost):\(port)/metrics") }
+        print("listening on \(host):\(server.port)")
+        fflush(nil)  // stdout is block-buffered when piped; whoever waits for this line must see it
+        var signal = await signals.next()
+        while signal == SIGHUP {
+            reloadKeys(into: ring, logger: logger)
+            signal = await signals.next()
+        }
+        logger.info("shutting down", metadata: ["signal": "\(signal)"])
+        await server.shutdown()
+    }
+
+    /// The server's settings from the flags.
+    private func configuration(prompts: PromptSettings, keys ring: KeyRing?) throws -> ServerConfiguration {
         var configuration = ServerConfiguration(
             host: host, port: port, maximumLineBytes: maxLineBytes, maximumConnections: maxConnections,
             maximumBufferedBytes: maxBufferedBytes)
@@ -274,36 +342,7 @@ struct ServeCommand: AsyncParsableCommand {
         configuration.slowRequest = slowMs.map { .milliseconds(Int64($0)) }
         configuration.metricsAddress = metricsPort.map { (metricsHost, $0) }
         configuration.qualitySampleEvery = qualitySample
-        let server: ContextStoreServer
-        do {
-            server = try await ContextStoreServer(
-                store: store, embedder: embedder, configuration: configuration, logger: logger)
-        } catch {
-            store.close()
-            if !existed { Self.remove(db) }
-            throw fail("\(error)")
-        }
-        logger.info(
-            "space opened",
-            metadata: [
-                "memories": "\(store.count)", "dimension": "\(store.dimension.map(String.init) ?? "unset")",
-                "metric": "\(store.metric.rawValue)", "index": "\(store.index)", "blas": "\(BLAS.loadedLibrary)",
-                "embedder": "\(embedder?.modelID ?? "none: text requests get no_embedder")",
-                "tokens": "\(prompts.counter.name)", "templates": "\(prompts.templates.keys.sorted())",
-                "keys": "\(ring.map { $0.names.joined(separator: ",") } ?? "none: every client may do everything")",
-            ])
-        if let port = server.metricsPort { logger.info("metrics on http://\(metricsHost):\(port)/metrics") }
-        print("listening on \(host):\(server.port)")
-        fflush(nil)  // stdout is block-buffered when piped; whoever waits for this line must see it
-
-        var signal = await signals.next()
-        while signal == SIGHUP {
-            reloadKeys(into: ring, logger: logger)
-            signal = await signals.next()
-        }
-        logger.info("shutting down", metadata: ["signal": "\(signal)"])
-        await server.shutdown()
-        store.close()
+        return configuration
     }
 
     /// Reads the keys file again (SIGHUP); a file that does not load leaves the keys as they were.

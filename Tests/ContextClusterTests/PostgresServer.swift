@@ -123,10 +123,12 @@ final class PostgresServer: @unchecked Sendable {
         _ program: String, _ arguments: [String], asPostgres: Bool = true, captured: Bool = true
     ) throws -> String {
         let path = program.hasPrefix("/") ? program : "\(binaries)/\(program)"
-        let argv = asRoot && asPostgres ? ["/usr/sbin/runuser", "-u", "postgres", "--", path] + arguments : [path] + arguments
+        let argv =
+            asRoot && asPostgres ? ["/usr/sbin/runuser", "-u", "postgres", "--", path] + arguments : [path] + arguments
         // The output goes to a file, not a pipe: a server the program leaves running would
         // hold a pipe's write end open for good.
-        let outputPath = FileManager.default.temporaryDirectory.appendingPathComponent("cs-pg-out-\(UUID().uuidString)").path
+        let outputPath = FileManager.default.temporaryDirectory.appendingPathComponent("cs-pg-out-\(UUID().uuidString)")
+            .path
         defer { unlink(outputPath) }
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)

@@ -126,8 +126,9 @@ struct Call: Sendable {
                 // The generation and the next expiry are read before the answer is computed: a
                 // write after them makes the kept answer stale, never the other way round.
                 let request = Op.requestLine(arguments)
-                let generation = context.store.generation(of: user)
-                let deadline = context.store.nextExpiry
+                let store = context.stores.of(user)
+                let generation = store.generation(of: user)
+                let deadline = store.nextExpiry
                 let now = Clock.nowMilliseconds()
                 if let fields = cache.answer(for: request, at: generation, now: now) {
                     return Response.success(rid: rid) { $0.raw(fields) }
@@ -227,14 +228,15 @@ enum OperationTable {
             answer: ["memories", "next_cursor"]
         ) {
             request, context in
-            try context.store.list(request)
+            try context.stores.of(request.user).list(request)
         },
         OperationDescriptor(
             Operations.Sessions.self, runs: .computePool, access: .read, users: { [$0.user] },
             answer: ["sessions", "more"]
         ) {
             request, context in
-            let (sessions, more) = try context.store.sessions(user: request.user, limit: request.limit)
+            let (sessions, more) = try context.stores.of(request.user).sessions(
+                user: request.user, limit: request.limit)
             return Operations.Sessions.Answer(sessions: sessions, more: more)
         },
         OperationDescriptor(

@@ -8,10 +8,10 @@ import PromptBuilder
 import Synchronization
 import VectorIndex
 
-/// What every handler works with: the store and the model. Stateless apart from them (and the
+/// What every handler works with: the stores and the model. Stateless apart from them (and the
 /// flag that keeps backups one at a time), so every event loop and pool thread shares one.
 struct ServerContext: Sendable {
-    let store: MemoryStore
+    let stores: Stores
     let embedder: SentenceEmbedder?
     let version: String
     let prompts: PromptSettings
@@ -144,7 +144,8 @@ struct ServerContext: Sendable {
         var arguments = arguments
         if arguments.memory.vector == nil {
             let (documents, truncated) = try embedDocuments(
-                [store.embedTemplate.render(arguments.memory)], scopes: [Self.cacheScope(user: arguments.memory.user)])
+                [stores.any.embedTemplate.render(arguments.memory)],
+                scopes: [Self.cacheScope(user: arguments.memory.user)])
             arguments.memory.vector = documents[0].vector
             arguments.memory.windows = documents[0].windows
             arguments.truncated = truncated.first
@@ -158,7 +159,7 @@ struct ServerContext: Sendable {
         let missing = arguments.items.indices.filter { arguments.items[$0].vector == nil }
         guard !missing.isEmpty else { return arguments }
         let (documents, truncated) = try embedDocuments(
-            missing.map { store.embedTemplate.render(arguments.items[$0]) },
+            missing.map { stores.any.embedTemplate.render(arguments.items[$0]) },
             scopes: missing.map { Self.cacheScope(user: arguments.items[$0].user) })
         for (index, document) in zip(missing, documents) {
             arguments.items[index].vector = document.vector
@@ -205,7 +206,7 @@ struct ServerContext: Sendable {
     // MARK: - Handlers, one per op
 
     func hello() -> ServerHello {
-        let stats = store.stats()
+        let stats = stores.stats()
         return ServerHello(
             server: "contextstore", version: version, protocolVersion: protocolVersion, dimension: stats.dimension,
             metric: stats.metric, index: stats.index, blas: BLAS.loadedLibrary,
@@ -228,20 +229,22 @@ struct ServerContext: Sendable {
     /// Every write of a request ends here, resolved into a command (ids drawn, times read,
     /// texts embedded): the one place a front door changes the space.
     private func write(_ command: WriteCommand) throws -> WriteOutcome {
-        try store.apply(command)
+        try stores.write(command)
     }
 
     func add(_ arguments: Operations.Add.Arguments) throws -> Operations.Add.Answer {
         try check(model: arguments.model)
         let arguments = try embedded(arguments)
-        guard case .added(let outcome) = try write(store.resolve([arguments.memory])) else { preconditionFailure() }
+        guard case .added(let outcome) = try write(stores.of(arguments.memory.user).resolve([arguments.memory])) else {
+            preconditionFailure()
+        }
         return Operations.Add.Answer(id: outcome.ids[0], truncated: arguments.truncated)
     }
 
     func addBatch(_ arguments: Operations.AddBatch.Arguments) throws -> Operations.AddBatch.Answer {
         try check(model: arguments.model)
         let arguments = try embedded(arguments)
-        guard case .added(let outcome) = try write(store.resolve(arguments.items, ifAbsent: arguments.ifAbsent))
+        guard case .added(let outcome) = try write(stores.any.resolve(arguments.items, ifAbsent: arguments.ifAbsent))
         else { preconditionFailure() }
         return Operations.AddBatch.Answer(
             ids: outcome.ids, skipped: outcome.skipped.count, conflicts: outcome.conflicts,
@@ -252,13 +255,14 @@ struct ServerContext: Sendable {
         // A text search in the default mode is hybrid; without a model it is words alone.
         let degraded = search.mode == nil && search.text != nil && search.vector == nil && embedder == nil
         let search = try embedded(search)
+        let store = stores.of(search.user)
         let hits = try store.search(search)
         quality.observe(search, hits: hits, store: store)
         return Operations.Search.Answer(hits: hits, degraded: degraded ? ["vector"] : [])
     }
 
     func get(_ request: Operations.Get.Arguments) throws(ProtocolError) -> Operations.Get.Answer {
-        let found = store.get(user: request.user, ids: request.ids, withVector: request.withVector)
+        let found = stores.of(request.user).get(user: request.user, ids: request.ids, withVector: request.withVector)
         if !request.many, found[0] == nil { throw notFound(MemoryRef(user: request.user, id: request.ids[0])) }
         return Operations.Get.Answer(
             memories: found.compactMap { $0 }, missing: zip(request.ids, found).filter { $1 == nil }.map(\.0),
@@ -275,7 +279,11 @@ struct ServerContext: Sendable {
     /// One backup at a time: each holds a read transaction and a compute thread for as long as
     /// it copies.
     func backup(to name: String) throws -> Operations.Backup.Answer {
-        let path = try backupPath(name)
+        guard case .single(let store) = stores else {
+            throw ProtocolError(
+                .forbidden, "a cluster node takes no backups over the wire: PostgreSQL's log is the system of record")
+        }
+        let path = try backupPath(name, of: store)
         guard backups.start() else {
             throw ProtocolError(.busy, "a backup is already running; retry when it is done")
         }
@@ -291,7 +299,7 @@ struct ServerContext: Sendable {
 
     /// Where a backup named `name` goes: a new file directly inside the backup folder (`name` a
     /// file name, or an absolute path there), never one of the database's own files.
-    private func backupPath(_ name: String) throws(ProtocolError) -> String {
+    private func backupPath(_ name: String, of store: MemoryStore) throws(ProtocolError) -> String {
         guard let backupDirectory else {
             throw ProtocolError(.forbidden, "this server takes no backups over the wire (serve --backup-dir DIR)")
         }
@@ -340,11 +348,11 @@ struct ServerContext: Sendable {
     func stats() -> ServerStats {
         if let key = limitingKey {
             return ServerStats(
-                store: store.stats(ofUsers: key.covers), embeddingCache: CacheCounters(), resultCache: CacheCounters())
+                store: stores.stats(ofUsers: key.covers), embeddingCache: CacheCounters(), resultCache: CacheCounters())
         }
         let cache = embedder?.cacheStatistics
         return ServerStats(
-            store: store.stats(),
+            store: stores.stats(),
             embeddingCache: CacheCounters(
                 hits: cache?.hits ?? 0, misses: cache?.misses ?? 0, entries: cache?.entries ?? 0,
                 bytes: cache?.bytes ?? 0),
@@ -356,8 +364,14 @@ struct ServerContext: Sendable {
         if user == nil, limitingKey != nil {
             throw ProtocolError(.forbidden, "the digest of the whole space needs an admin's key; name a user")
         }
-        let (digest, applied) = try store.digest(user: user)
-        return Operations.Digest.Answer(digest: digest, appliedIndex: user == nil ? applied : nil)
+        if let user {
+            return Operations.Digest.Answer(digest: try stores.of(user).digest(user: user).digest, appliedIndex: nil)
+        }
+        guard case .single(let store) = stores else {
+            throw ProtocolError(.invalidValue, "a cluster node's digests are by range: ask `cluster`, or name a user")
+        }
+        let (digest, applied) = try store.digest()
+        return Operations.Digest.Answer(digest: digest, appliedIndex: applied)
     }
 
     /// `metrics`: the Prometheus text. Without `keyed`, the series labelled by key are left out
@@ -381,7 +395,7 @@ struct ServerContext: Sendable {
 
     /// A request that names the model of its vectors must name the space's (or the server's).
     private func check(model: String?) throws(ProtocolError) {
-        guard let model, let expected = store.model ?? embedder?.modelID, model != expected else { return }
+        guard let model, let expected = stores.any.model ?? embedder?.modelID, model != expected else { return }
         throw ProtocolError(.modelMismatch, "this space holds vectors of the model \(expected), not \(model)")
     }
 }

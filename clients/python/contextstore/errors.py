@@ -140,13 +140,21 @@ class TooLarge(ServerError):
     code = "too_large"
 
 
+class Unavailable(ServerError):
+    """A clustered server cannot make a write durable now (a PostgreSQL failover or a
+    partition); it was not acknowledged. Retry later (an ``add`` with its ``id``, so that a
+    write that was logged after all is not stored twice)."""
+
+    code = "unavailable"
+
+
 ERRORS_BY_CODE = {
     cls.code: cls
     for cls in (
         InvalidJSON, NotObject, UnknownOp, UnknownField, MissingField, WrongType, InvalidValue,
         WrongDimension, NonFinite, KOutOfRange, NotFound, LineTooLong, Busy, Overloaded, ShuttingDown,
         StorageError, NoEmbedder, ModelMismatch, BudgetTooSmall, UnknownTemplate, Unauthorized, Forbidden,
-        RateLimited, TooLarge,
+        RateLimited, TooLarge, Unavailable,
     )
 }
 

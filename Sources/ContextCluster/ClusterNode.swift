@@ -1,0 +1,212 @@
+import Foundation
+import MemoryStore
+import NIOCore
+import NIOPosix
+import Synchronization
+
+/// A ContextStore node of a cluster: it hosts ranges of users, each a `RangeReplica` (its own
+/// SQLite file in the node's folder), and keeps them applied from the log in PostgreSQL.
+///
+/// A write is resolved by the caller (ids, times, vectors), appended to its range's log (split
+/// by range when it spans several), applied here, and only then answered: the answer reflects
+/// the entry's durable commit on two machines and this node's copy of it. Other nodes apply
+/// the same entries when they follow the log, so every host of a range holds the same rows
+/// (equal `digest`s at equal sequences).
+///
+/// This first form hosts every range on every node (each node is a full replica; reads are
+/// served where they arrive). Placement of ranges on some nodes, and forwarding to them, build
+/// on it.
+public final class ClusterNode: Sendable {
+    public let ranges: RangeMap
+    public let log: CommandLog
+    public let replicas: [RangeReplica]
+    /// Applies entries, one at a time: SQLite's work off the caller's threads.
+    private let applier: NIOThreadPool
+    /// The outcomes of entries applied lately, by range and sequence, for the writer that
+    /// appended them (another reader of the log may have applied its entry first).
+    private let recent: Mutex<[[Int64: Result<WriteOutcome, StoreError>]]>
+    /// Outcomes kept per range for the entries' writers.
+    static let recentOutcomes: Int64 = 4_096
+
+    /// Opens (or creates) the node's copies of every range in `folder`, one file per range
+    /// (`range-NNNN.sqlite`), each made by `open(path)`.
+    public init(folder: String, log: CommandLog, ranges: RangeMap, open: (String) throws -> MemoryStore) throws {
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        self.ranges = ranges
+        self.log = log
+        replicas = try (0..<ranges.count).map { range in
+            RangeReplica(range: range, store: try open(Self.path(of: range, in: folder)))
+        }
+        recent = Mutex(Array(repeating: [:], count: ranges.count))
+        applier = NIOThreadPool(numberOfThreads: 1)
+        applier.start()
+    }
+
+    public static func path(of range: Int, in folder: String) -> String {
+        let number = String(range)
+        return "\(folder)/range-\(String(repeating: "0", count: max(0, 4 - number.count)))\(number).sqlite"
+    }
+
+    /// The copy that holds `user`'s memories.
+    public func replica(of user: String) -> RangeReplica { replicas[ranges.range(of: user)] }
+
+    /// Stops applying and closes every range's file.
+    public func close() async {
+        try? await applier.shutdownGracefully()
+        for replica in replicas { replica.store.close() }
+    }
+
+    // MARK: - Writing
+
+    /// Appends `command` to the log of its users' range(s), applies it here and returns its
+    /// outcome and the sequence it took in each range it touched.
+    /// - Throws: `ClusterError.unavailable` when the log cannot take it durably now (nothing
+    ///   was acknowledged; the same command may be sent again); what applying it threw.
+    public func write(_ command: WriteCommand) async throws -> (outcome: WriteOutcome, sequences: [Int: Int64]) {
+        let parts = split(command)
+        var outcomes: [(part: Part, outcome: WriteOutcome)] = []
+        var sequences: [Int: Int64] = [:]
+        for part in parts {
+            let seq = try await appendRetrying(part.command, range: part.range)
+            sequences[part.range] = seq
+            outcomes.append((part, try await outcome(of: seq, range: part.range).get()))
+        }
+        return (merge(outcomes, of: command), sequences)
+    }
+
+    /// Appends `command` to `range`'s log alone (a command the node issues for one range, such
+    /// as a purge), applies it here and returns its outcome and sequence.
+    public func write(_ command: WriteCommand, range: Int) async throws -> (outcome: WriteOutcome, seq: Int64) {
+        let seq = try await appendRetrying(command, range: range)
+        return (try await outcome(of: seq, range: range).get(), seq)
+    }
+
+    /// Appends with one idempotency key, retried once when its outcome is unknown (the
+    /// connection was lost at COMMIT): the retry finds the entry if it committed.
+    private func appendRetrying(_ command: WriteCommand, range: Int) async throws -> Int64 {
+        let key = UUID()
+        do {
+            return try await log.append(command, range: range, key: key)
+        } catch ClusterError.unavailable(let message) where message.contains("outcome is unknown") {
+            return try await log.append(command, range: range, key: key)
+        }
+    }
+
+    /// The outcome of entry `seq` of `range`, applying the log here up to it first.
+    private func outcome(of seq: Int64, range: Int) async throws -> Result<WriteOutcome, StoreError> {
+        try await catchUp(range: range, through: seq)
+        guard let outcome = recent.withLock({ $0[range][seq] }) else {
+            throw ClusterError.unavailable(
+                "the write is entry \(seq) of range \(range), applied here, but its outcome is no longer known")
+        }
+        return outcome
+    }
+
+    /// A command's part for one range.
+    struct Part {
+        var range: Int
+        var command: WriteCommand
+        /// The positions of its items in the command it was split from (an `add`'s memories).
+        var positions: [Int]
+    }
+
+    /// One part per range the command touches: an `add` is split by its memories' ranges
+    /// (each part atomic in its range), a `purge` goes to every range, the rest name one user.
+    func split(_ command: WriteCommand) -> [Part] {
+        switch command {
+        case .add(let add):
+            var byRange: [Int: [Int]] = [:]
+            for (position, item) in add.memories.enumerated() {
+                byRange[ranges.range(of: item.memory.user), default: []].append(position)
+            }
+            return byRange.keys.sorted().map { range in
+                let positions = byRange[range]!
+                return Part(
+                    range: range,
+                    command: .add(AddCommand(positions.map { add.memories[$0] }, ifAbsent: add.ifAbsent)),
+                    positions: positions)
+            }
+        case .update(let memory, _, _), .feedback(let memory, _, _), .delete(let memory):
+            return [Part(range: ranges.range(of: memory.user), command: command, positions: [])]
+        case .forget(let user, _, _):
+            return [Part(range: ranges.range(of: user), command: command, positions: [])]
+        case .purge:
+            return (0..<ranges.count).map { Part(range: $0, command: command, positions: []) }
+        }
+    }
+
+    /// The outcome of the whole command from its parts' (each part's item positions mapped
+    /// back to the command's).
+    func merge(_ parts: [(part: Part, outcome: WriteOutcome)], of command: WriteCommand) -> WriteOutcome {
+        guard parts.count > 1 || parts.first?.part.positions.isEmpty == false else { return parts[0].outcome }
+        switch command {
+        case .add:
+            var merged = MemoryStore.AddOutcome()
+            var stored: [(position: Int, id: String)] = []
+            for (part, outcome) in parts {
+                guard case .added(let added) = outcome else { continue }
+                merged.skipped += added.skipped.map { part.positions[$0] }
+                merged.conflicts += added.conflicts.map { part.positions[$0] }
+                let left = Set(added.skipped).union(added.conflicts)
+                let fresh = part.positions.indices.filter { !left.contains($0) }.map { part.positions[$0] }
+                stored += zip(fresh, added.ids).map { ($0, $1) }
+            }
+            merged.skipped.sort()
+            merged.conflicts.sort()
+            merged.ids = stored.sorted { $0.position < $1.position }.map(\.id)
+            return .added(merged)
+        default:
+            var removed = 0
+            for (_, outcome) in parts { if case .removed(let count) = outcome { removed += count } }
+            return .removed(removed)
+        }
+    }
+
+    // MARK: - Following the log
+
+    /// Applies `range`'s log here through `seq` at least (and whatever else is durable).
+    public func catchUp(range: Int, through seq: Int64 = .max) async throws {
+        let replica = replicas[range]
+        while replica.appliedSequence < seq {
+            let page = try await log.entries(range: range, after: replica.appliedSequence, limit: 1_000)
+            guard !page.isEmpty else { return }
+            let outcomes = try await applier.runIfActive { try replica.apply(page) }
+            recent.withLock { recent in
+                for (seq, outcome) in outcomes { recent[range][seq] = outcome }
+                let oldest = replica.appliedSequence - Self.recentOutcomes
+                if recent[range].count > Int(Self.recentOutcomes) {
+                    recent[range] = recent[range].filter { $0.key > oldest }
+                }
+            }
+        }
+    }
+
+    /// Follows the log until cancelled: every `interval`, one query for each range's last
+    /// sequence, and a catch-up of each range that is behind. A failure (PostgreSQL down, a
+    /// failover) is reported to `failed` and retried at the next turn.
+    public func follow(every interval: Duration = .milliseconds(20), failed: @Sendable (any Error) -> Void) async {
+        while !Task.isCancelled {
+            do {
+                let last = try await log.lastSequences()
+                for (range, seq) in last.enumerated() where range < replicas.count {
+                    if seq > replicas[range].appliedSequence { try await catchUp(range: range, through: seq) }
+                }
+            } catch {
+                failed(error)
+            }
+            try? await Task.sleep(for: interval)
+        }
+    }
+
+    /// Each range's applied sequence here and last sequence in the log (nil when the log
+    /// cannot be read now).
+    public func status() async -> [(range: Int, applied: Int64, last: Int64?)] {
+        let last = try? await log.lastSequences()
+        return replicas.map { replica in
+            (
+                replica.range, replica.appliedSequence,
+                last.flatMap { $0.indices.contains(replica.range) ? $0[replica.range] : nil }
+            )
+        }
+    }
+}

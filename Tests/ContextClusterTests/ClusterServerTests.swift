@@ -1,0 +1,162 @@
+import ContextClient
+import ContextModel
+import ContextProtocol
+import ContextServer
+import Foundation
+import Logging
+import MemoryStore
+import Testing
+
+@testable import ContextCluster
+
+/// Servers that are nodes of one cluster (a PostgreSQL primary with a synchronous standby, two
+/// nodes on loopback), next to a server on one machine given the same requests.
+@Suite(.serialized, .timeLimit(.minutes(3))) struct ClusterServerTests {
+    /// A node: its folder of ranges, its log, its server.
+    final class Node: Sendable {
+        let folder: String
+        let log: CommandLog
+        let node: ClusterNode
+        let server: ContextStoreServer
+
+        init(postgres: [PostgresServer], folder: String, ranges: Int = 8) async throws {
+            self.folder = folder
+            log = CommandLog(
+                .init(
+                    hosts: postgres.map { ("127.0.0.1", $0.port) }, username: postgres[0].user, database: "postgres"))
+            let map = try await log.install(ranges: try RangeMap(count: ranges))
+            node = try ClusterNode(folder: folder, log: log, ranges: map) { path in
+                try MemoryStore(path: path, dimension: 2, metric: .cosine)
+            }
+            for range in 0..<map.count { try await node.catchUp(range: range) }
+            server = try await ContextStoreServer(
+                node: node, configuration: ServerConfiguration(host: "127.0.0.1", port: 0, threads: 2),
+                logger: Logger(label: "node"))
+        }
+
+        func client() async throws -> ContextStoreClient {
+            try await ContextStoreClient.connect(host: "127.0.0.1", port: server.port)
+        }
+
+        func stop() async {
+            await server.shutdown()
+            await node.close()
+            await log.shutdown()
+        }
+    }
+
+    static func folder() -> String {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("cs-node-\(UUID().uuidString)").path
+        try! FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        return path
+    }
+
+    /// Requests that write, with ids and times given so that every server stores the same.
+    static let writes: [String] = [
+        #"{"op":"add","user":"alice","id":"a1","text":"I live in Lisbon","vector":[1,0],"created_at":1000,"session":"s1"}"#,
+        #"{"op":"add","user":"bob","id":"b1","text":"bob likes tea","vector":[0,1],"created_at":1000}"#,
+        #"{"op":"add_batch","items":[{"user":"alice","id":"a2","text":"I moved to Porto","vector":[0.8,0.6],"created_at":2000,"session":"s1"},{"user":"carol","id":"c1","text":"carol runs","vector":[0.6,0.8],"created_at":2000},{"user":"bob","id":"b2","text":"bob naps","vector":[0.1,0.9],"created_at":3000}]}"#,
+        #"{"op":"update","user":"alice","id":"a1","speaker":"Ana"}"#,
+        #"{"op":"feedback","user":"bob","id":"b1","helped":true}"#,
+        #"{"op":"delete","user":"carol","id":"c1"}"#,
+        #"{"op":"add","user":"dave","id":"d1","text":"wrong","vector":[1,0,0]}"#,
+    ]
+
+    /// Requests that read, answered alike by every server holding the same memories.
+    static let reads: [String] = [
+        #"{"op":"search","user":"alice","vector":[1,0],"k":5}"#,
+        #"{"op":"search","user":"bob","query":"tea","mode":"keyword","k":5}"#,
+        #"{"op":"get","user":"alice","id":"a1"}"#,
+        #"{"op":"list","user":"bob"}"#,
+        #"{"op":"sessions","user":"alice"}"#,
+        #"{"op":"get","user":"carol","id":"c1"}"#,
+        #"{"op":"digest","user":"alice"}"#,
+        #"{"op":"digest","user":"bob"}"#,
+    ]
+
+    /// Writes through either node, reads from either: every answer is the one a single server
+    /// gives for the same requests, and both nodes hold equal ranges.
+    @Test func twoNodesAnswerAsOneServerDoes() async throws {
+        let primary = try PostgresServer(settings: ["synchronous_standby_names": "'ANY 1 (*)'"])
+        let standby = try PostgresServer(standbyOf: primary)
+        let (folderA, folderB, folderSingle) = (Self.folder(), Self.folder(), Self.folder())
+        defer {
+            for folder in [folderA, folderB, folderSingle] { try? FileManager.default.removeItem(atPath: folder) }
+        }
+        let a = try await Node(postgres: [standby, primary], folder: folderA)
+        let b = try await Node(postgres: [primary, standby], folder: folderB)
+        let store = try MemoryStore(path: folderSingle + "/one.db", dimension: 2, metric: .cosine)
+        let single = try await ContextStoreServer(
+            store: store, configuration: ServerConfiguration(host: "127.0.0.1", port: 0, threads: 2),
+            logger: Logger(label: "single"))
+        let one = try await ContextStoreClient.connect(host: "127.0.0.1", port: single.port)
+        let clients = [try await a.client(), try await b.client()]
+
+        for (n, write) in Self.writes.enumerated() {
+            let expected = try await one.roundTrip(line: Array(write.utf8))
+            // Alternate nodes: each write through a different one.
+            #expect(try await clients[n % 2].roundTrip(line: Array(write.utf8)) == expected, "\(write)")
+        }
+        // The other node has followed the log within moments.
+        let deadline = ContinuousClock.now + .seconds(5)
+        while ContinuousClock.now < deadline {
+            if zip(a.node.replicas, b.node.replicas).allSatisfy({ $0.appliedSequence == $1.appliedSequence }) { break }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        for read in Self.reads {
+            let expected = try await one.roundTrip(line: Array(read.utf8))
+            for client in clients { #expect(try await client.roundTrip(line: Array(read.utf8)) == expected, "\(read)") }
+        }
+        for (x, y) in zip(a.node.replicas, b.node.replicas) {
+            #expect(x.appliedSequence == y.appliedSequence)
+            #expect(try x.store.digest() == y.store.digest())
+        }
+        // A node's ranges come from the log: no backup of one file over the wire.
+        let backup = try await clients[0].roundTrip(line: Array(#"{"op":"backup","to":"x.db"}"#.utf8))
+        #expect(backup["error"]?.objectValue?["code"] == .string("forbidden"))
+
+        // A node restarted resumes where it was: nothing applied twice, and what was written
+        // meanwhile arrives.
+        let appliedBefore = a.node.replicas.map(\.appliedSequence)
+        await a.stop()
+        _ = try await clients[1].roundTrip(
+            line: Array(#"{"op":"add","user":"erin","id":"e1","text":"erin","vector":[1,1],"created_at":5000}"#.utf8))
+        let again = try await Node(postgres: [primary, standby], folder: folderA)
+        #expect(zip(again.node.replicas, appliedBefore).filter { $0.appliedSequence < $1 }.isEmpty)
+        let erin = again.node.replica(of: "erin").store.get(user: "erin", id: "e1")
+        #expect(erin?.text == "erin")
+        for (x, y) in zip(again.node.replicas, b.node.replicas) { #expect(try x.store.digest() == y.store.digest()) }
+
+        for client in clients { await client.close() }
+        await one.close()
+        await single.shutdown()
+        store.close()
+        await again.stop()
+        await b.stop()
+    }
+
+    /// Without a synchronous standby, a node acknowledges no write: `unavailable`, and the
+    /// connection goes on serving reads.
+    @Test func aNodeRefusesWritesItCannotMakeDurable() async throws {
+        let primary = try PostgresServer(settings: ["synchronous_standby_names": "'ANY 1 (*)'"])
+        let standby = try PostgresServer(standbyOf: primary)
+        let folder = Self.folder()
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let node = try await Node(postgres: [primary], folder: folder)
+        let client = try await node.client()
+        _ = try await client.roundTrip(
+            line: Array(#"{"op":"add","user":"u","id":"1","text":"one","vector":[1,0]}"#.utf8))
+        try primary.sql("ALTER SYSTEM SET synchronous_standby_names = ''")
+        try primary.sql("SELECT pg_reload_conf()")
+        let refused = try await client.roundTrip(
+            line: Array(#"{"op":"add","user":"u","id":"2","text":"two","vector":[1,0]}"#.utf8))
+        #expect(refused["ok"] == .bool(false))
+        #expect(refused["error"]?.objectValue?["code"] == .string("unavailable"))
+        let read = try await client.roundTrip(line: Array(#"{"op":"get","user":"u","id":"1"}"#.utf8))
+        #expect(read["ok"] == .bool(true))
+        #expect(node.node.replica(of: "u").store.get(user: "u", id: "2") == nil)
+        _ = standby
+        await client.close()
+        await node.stop()
+    }
+}
