@@ -92,14 +92,23 @@ public final class ClusterNode: Sendable {
         }
     }
 
-    /// The outcome of entry `seq` of `range`, applying the log here up to it first.
+    /// The outcome of entry `seq` of `range`, applying the log here up to it first. Another
+    /// reader of the log (the follower) may be applying it right now: its outcome is recorded
+    /// a moment after the range's applied sequence passes it, so it is waited for (briefly).
     private func outcome(of seq: Int64, range: Int) async throws -> Result<WriteOutcome, StoreError> {
-        try await catchUp(range: range, through: seq)
-        guard let outcome = recent.withLock({ $0[range][seq] }) else {
-            throw ClusterError.unavailable(
-                "the write is entry \(seq) of range \(range), applied here, but its outcome is no longer known")
+        let deadline = ContinuousClock.now + .seconds(5)
+        while true {
+            if let outcome = recent.withLock({ $0[range][seq] }) { return outcome }
+            let before = replicas[range].appliedSequence
+            if before < seq { try await catchUp(range: range, through: seq, durable: seq) }
+            if replicas[range].appliedSequence == before {
+                guard ContinuousClock.now < deadline else {
+                    throw ClusterError.unavailable(
+                        "the write is entry \(seq) of range \(range), but its outcome is not known here")
+                }
+                try await Task.sleep(for: .milliseconds(1))
+            }
         }
-        return outcome
     }
 
     /// A command's part for one range.
@@ -165,17 +174,22 @@ public final class ClusterNode: Sendable {
     // MARK: - Following the log
 
     /// Applies `range`'s log here through `seq` at least (and whatever else is durable).
-    public func catchUp(range: Int, through seq: Int64 = .max) async throws {
+    /// - Parameter durable: A sequence an append returned (see `CommandLog.entries`).
+    public func catchUp(range: Int, through seq: Int64 = .max, durable: Int64? = nil) async throws {
         let replica = replicas[range]
         while replica.appliedSequence < seq {
-            let page = try await log.entries(range: range, after: replica.appliedSequence, limit: 1_000)
+            let page = try await log.entries(
+                range: range, after: replica.appliedSequence, limit: 1_000, durable: durable)
             guard !page.isEmpty else { return }
-            let outcomes = try await applier.runIfActive { try replica.apply(page) }
-            recent.withLock { recent in
-                for (seq, outcome) in outcomes { recent[range][seq] = outcome }
-                let oldest = replica.appliedSequence - Self.recentOutcomes
-                if recent[range].count > Int(Self.recentOutcomes) {
-                    recent[range] = recent[range].filter { $0.key > oldest }
+            _ = try await applier.runIfActive {
+                try replica.apply(page) { seq, outcome in
+                    self.recent.withLock { recent in
+                        recent[range][seq] = outcome
+                        if recent[range].count > Int(Self.recentOutcomes) {
+                            let oldest = seq - Self.recentOutcomes
+                            recent[range] = recent[range].filter { $0.key > oldest }
+                        }
+                    }
                 }
             }
         }

@@ -72,6 +72,9 @@ public final class CommandLog: Sendable {
                 host: host.host, port: host.port, username: configuration.username,
                 password: configuration.password, database: configuration.database, tls: .disable)
             settings.options.connectTimeout = min(configuration.deadline, .seconds(5))
+            // Every commit of the log's sessions waits for the synchronous standby, whatever the
+            // database's default.
+            settings.options.additionalStartupParameters = [("synchronous_commit", "on")]
             return PostgresClient(configuration: settings, backgroundLogger: logger)
         }
         self.clients = clients
@@ -156,24 +159,26 @@ public final class CommandLog: Sendable {
         try await connection.query("BEGIN", logger: logger)
         let seq: Int64
         do {
-            try await checkDurable(connection)
-            if let existing = try await sequence(of: key, on: connection) {
+            if let existing = try await checkDurable(connection, key: key) {
                 // It may have committed here alone (its COMMIT lost its connection while it
                 // waited for the standby): this commit waits for the standby past it.
                 try await barrier(connection)
                 try await commitDurably(connection)
                 return existing
             }
+            // The range row's lock, taken by the UPDATE, is held to COMMIT.
             let drawn = try await connection.query(
-                "UPDATE cs_ranges SET next_seq = next_seq + 1 WHERE range = \(range) RETURNING next_seq - 1",
+                """
+                WITH drawn AS (
+                    UPDATE cs_ranges SET next_seq = next_seq + 1 WHERE range = \(range) RETURNING next_seq - 1 AS seq)
+                INSERT INTO cs_log (range, seq, key, command) SELECT \(range), seq, \(key), \(bytes) FROM drawn
+                RETURNING seq
+                """,
                 logger: logger)
             var taken: Int64?
             for try await (next) in drawn.decode(Int64.self) { taken = next }
             guard let taken else { throw ClusterError.invalidConfiguration("no range \(range) in the log") }
             seq = taken
-            try await connection.query(
-                "INSERT INTO cs_log (range, seq, key, command) VALUES (\(range), \(seq), \(key), \(bytes))",
-                logger: logger)
         } catch {
             _ = try? await connection.query("ROLLBACK", logger: logger)
             throw error
@@ -202,23 +207,39 @@ public final class CommandLog: Sendable {
     }
 
     /// Refuses (inside the transaction) unless this server is a writable primary whose commits
-    /// wait for a synchronous standby. pg_auto_failover accepts writes for a few seconds after
+    /// wait for a synchronous standby. The read-only default is read as well as the
+    /// transaction's: a session applies a reloaded configuration only after the command it was
+    /// waiting for (here BEGIN), so a fence set just before shows in the default alone. pg_auto_failover accepts writes for a few seconds after
     /// a promotion with `synchronous_standby_names` empty, and fences an old primary with
     /// `default_transaction_read_only`: both are refused here, before anything is written.
-    private func checkDurable(_ connection: PostgresConnection) async throws {
-        try await connection.query("SET LOCAL synchronous_commit = on", logger: logger)
+    /// In the same round trip, the sequence of an entry appended with `key`, if any.
+    @discardableResult
+    private func checkDurable(_ connection: PostgresConnection, key: UUID? = nil) async throws -> Int64? {
         let rows = try await connection.query(
             """
-            SELECT pg_is_in_recovery(), current_setting('transaction_read_only'),
-                current_setting('synchronous_standby_names')
+            SELECT pg_is_in_recovery(),
+                greatest(current_setting('transaction_read_only'), current_setting('default_transaction_read_only')),
+                current_setting('synchronous_standby_names'), current_setting('synchronous_commit'),
+                (SELECT seq FROM cs_log WHERE key = \(key ?? UUID(uuid: (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0))))
             """, logger: logger)
-        for try await (recovering, readOnly, standbys) in rows.decode((Bool, String, String).self) {
+        var existing: Int64?
+        for try await (recovering, readOnly, standbys, commit, seq) in rows.decode(
+            (Bool, String, String, String, Int64?).self)
+        {
             if recovering { throw ClusterError.unavailable(Self.standby) }
             if readOnly == "on" { throw ClusterError.unavailable(Self.fenced) }
-            if configuration.requireSynchronousStandby && standbys.trimmingCharacters(in: .whitespaces).isEmpty {
-                throw ClusterError.unavailable("no synchronous standby: a commit would rest on one disk")
+            if configuration.requireSynchronousStandby {
+                if standbys.trimmingCharacters(in: .whitespaces).isEmpty {
+                    throw ClusterError.unavailable("no synchronous standby: a commit would rest on one disk")
+                }
+                // remote_write or off would answer before the standby has it on disk.
+                guard ["on", "remote_apply"].contains(commit) else {
+                    throw ClusterError.invalidConfiguration("synchronous_commit is \(commit) for the log's sessions")
+                }
             }
+            existing = seq
         }
+        return existing
     }
 
     static let standby = "this PostgreSQL is a standby"
@@ -237,31 +258,30 @@ public final class CommandLog: Sendable {
     }
 
     /// At most `limit` entries of `range` after `seq`, in order, each durable: a primary shows
-    /// a commit to other sessions while it still waits for its standby, so after reading, a
-    /// commit of its own waits for the standby past everything read. An entry that a failover
-    /// could still lose is never handed out to be applied.
+    /// a commit to other sessions while it still waits for its standby when that wait was cut
+    /// short (a killed backend, a cancel), so after reading, a commit of its own waits for the
+    /// standby past everything read. An entry that a failover could still lose is never handed
+    /// out to be applied.
+    /// - Parameter durable: A sequence known to be durable (an append that returned it): the
+    ///   entries up to it need no barrier, since each committed before it in the WAL, which a
+    ///   standby confirms in order. The page then ends there.
     /// - Throws: `ClusterError.corruptLog` for an entry that does not decode;
     ///   `ClusterError.unavailable` when the primary cannot vouch for them now.
-    public func entries(range: Int, after seq: Int64, limit: Int = CommandLog.maximumPage) async throws -> [Entry] {
-        let limit = min(max(limit, 1), Self.maximumPage)
+    public func entries(
+        range: Int, after seq: Int64, limit: Int = CommandLog.maximumPage, durable: Int64? = nil
+    ) async throws -> [Entry] {
+        let bounded = min(max(limit, 1), Self.maximumPage)
+        let limit = durable.map { Int(min(Int64(bounded), max(1, $0 - seq))) } ?? bounded
+        let known = durable.map { seq + Int64(limit) <= $0 } ?? false
         return try await onPrimary { connection in
+            if known {
+                return try await self.page(range: range, after: seq, limit: limit, on: connection)
+            }
             try await connection.query("BEGIN", logger: self.logger)
-            var entries: [Entry] = []
+            let entries: [Entry]
             do {
                 try await self.checkDurable(connection)
-                let rows = try await connection.query(
-                    """
-                    SELECT seq, command FROM cs_log WHERE range = \(range) AND seq > \(seq) \
-                    ORDER BY seq LIMIT \(limit)
-                    """,
-                    logger: self.logger)
-                for try await (seq, bytes) in rows.decode((Int64, ByteBuffer).self) {
-                    do {
-                        entries.append(Entry(seq: seq, command: try WriteCommand(decoding: Array(buffer: bytes))))
-                    } catch {
-                        throw ClusterError.corruptLog("range \(range) entry \(seq) does not decode: \(error)")
-                    }
-                }
+                entries = try await self.page(range: range, after: seq, limit: limit, on: connection)
                 if !entries.isEmpty { try await self.barrier(connection) }
             } catch {
                 _ = try? await connection.query("ROLLBACK", logger: self.logger)
@@ -270,6 +290,23 @@ public final class CommandLog: Sendable {
             try await self.commitDurably(connection)
             return entries
         }
+    }
+
+    private func page(range: Int, after seq: Int64, limit: Int, on connection: PostgresConnection) async throws
+        -> [Entry]
+    {
+        let rows = try await connection.query(
+            "SELECT seq, command FROM cs_log WHERE range = \(range) AND seq > \(seq) ORDER BY seq LIMIT \(limit)",
+            logger: logger)
+        var entries: [Entry] = []
+        for try await (seq, bytes) in rows.decode((Int64, ByteBuffer).self) {
+            do {
+                entries.append(Entry(seq: seq, command: try WriteCommand(decoding: Array(buffer: bytes))))
+            } catch {
+                throw ClusterError.corruptLog("range \(range) entry \(seq) does not decode: \(error)")
+            }
+        }
+        return entries
     }
 
     /// The last sequence each range has given, by range (index 0 is range 0): possibly past

@@ -25,15 +25,21 @@ public struct RangeReplica: Sendable {
     ///   from the command is an outcome too).
     /// - Throws: `ClusterError.corruptLog` when the page skips a sequence; what the store throws
     ///   for a failure of its own (then the entry is applied again next time).
-    public func apply(_ page: [CommandLog.Entry]) throws -> [Outcome] {
+    /// - Parameter applied: Told each entry's outcome as soon as it is applied.
+    @discardableResult
+    public func apply(
+        _ page: [CommandLog.Entry], applied: (Int64, Result<WriteOutcome, StoreError>) -> Void = { _, _ in }
+    ) throws -> [Outcome] {
         var outcomes: [Outcome] = []
         for entry in page {
-            let applied = appliedSequence
-            if entry.seq <= applied { continue }
-            guard entry.seq == applied + 1 else {
-                throw ClusterError.corruptLog("range \(range) goes from \(applied) to \(entry.seq)")
+            let last = appliedSequence
+            if entry.seq <= last { continue }
+            guard entry.seq == last + 1 else {
+                throw ClusterError.corruptLog("range \(range) goes from \(last) to \(entry.seq)")
             }
-            outcomes.append((entry.seq, try store.applyLogged(entry.command, index: entry.seq)))
+            let outcome = try store.applyLogged(entry.command, index: entry.seq)
+            applied(entry.seq, outcome)
+            outcomes.append((entry.seq, outcome))
         }
         return outcomes
     }
