@@ -197,16 +197,22 @@ public final class ClusterNode: Sendable {
 
     /// Follows the log until cancelled: every `interval`, one query for each range's last
     /// sequence, and a catch-up of each range that is behind. A failure (PostgreSQL down, a
-    /// failover) is reported to `failed` and retried at the next turn.
+    /// failover) is retried at the next turn, and reported to `failed` when it begins and every
+    /// 5 s while it lasts (not 50 times a second).
     public func follow(every interval: Duration = .milliseconds(20), failed: @Sendable (any Error) -> Void) async {
+        var reported: ContinuousClock.Instant?
         while !Task.isCancelled {
             do {
                 let last = try await log.lastSequences()
                 for (range, seq) in last.enumerated() where range < replicas.count {
                     if seq > replicas[range].appliedSequence { try await catchUp(range: range, through: seq) }
                 }
+                reported = nil
             } catch {
-                failed(error)
+                if reported.map({ ContinuousClock.now - $0 >= .seconds(5) }) ?? true {
+                    failed(error)
+                    reported = ContinuousClock.now
+                }
             }
             try? await Task.sleep(for: interval)
         }

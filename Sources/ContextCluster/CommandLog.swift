@@ -386,36 +386,43 @@ public final class CommandLog: Sendable {
     }
 
     /// `body` on a connection of `client`, abandoned at the deadline: the connection is closed
-    /// (which fails whatever it was waiting for) and the error is `unavailable`.
+    /// (which fails whatever it was waiting for) and the error is `unavailable`. The caller is
+    /// answered at the deadline whatever the work does then: a request for a connection to a
+    /// host that is down may not end when cancelled.
     private func withDeadline<Result: Sendable>(
         on client: PostgresClient, _ body: @escaping @Sendable (PostgresConnection) async throws -> Result
     ) async throws -> Result {
-        let connectionInUse = ConnectionInUse()
+        let call = DeadlineCall<Result>()
         let deadline = configuration.deadline
-        return try await withThrowingTaskGroup(of: Result?.self) { group in
-            group.addTask {
-                try await client.withConnection { connection in
-                    connectionInUse.connection.withLock { $0 = connection }
-                    return try await body(connection)
+        return try await withCheckedThrowingContinuation { continuation in
+            call.start(continuation)
+            let work = Task {
+                do {
+                    let result = try await client.withConnection { connection in
+                        call.connection.withLock { $0 = connection }
+                        return try await body(connection)
+                    }
+                    call.finish(.success(result))
+                } catch {
+                    call.finish(.failure(error))
                 }
             }
-            group.addTask {
+            let timer = Task {
                 try? await Task.sleep(for: deadline)
-                return nil
+                guard !Task.isCancelled else { return }
+                let connection = call.connection.withLock { $0 }
+                let message =
+                    connection == nil
+                    ? "\(Self.unreachable) within \(deadline)"
+                    : "no answer from PostgreSQL within \(deadline); a write's outcome is unknown: retry with its key"
+                // Closed before the caller hears of it, so that the pool never hands out the
+                // connection while its server still works on the abandoned statement.
+                guard let answer = call.claim() else { return }
+                if let connection { try? await connection.close() }
+                work.cancel()
+                answer(.failure(ClusterError.unavailable(message)))
             }
-            defer { group.cancelAll() }
-            while let first = try await group.next() {
-                if let result = first { return result }
-                // The deadline passed first.
-                if let connection = connectionInUse.connection.withLock({ $0 }) {
-                    let _: EventLoopFuture<Void> = connection.close()
-                    throw ClusterError.unavailable(
-                        "no answer from PostgreSQL within \(deadline); a write's outcome is unknown: retry with its key"
-                    )
-                }
-                throw ClusterError.unavailable("\(Self.unreachable) within \(deadline)")
-            }
-            throw ClusterError.unavailable(Self.unreachable)
+            call.onFinish { timer.cancel() }
         }
     }
 
@@ -425,7 +432,46 @@ public final class CommandLog: Sendable {
     }
 }
 
-/// The connection a call with a deadline is using, for the deadline to close.
-private final class ConnectionInUse: Sendable {
+/// A call with a deadline: answered once, by the work or by the deadline, whichever comes
+/// first; the connection it uses, for the deadline to close.
+private final class DeadlineCall<Value: Sendable>: Sendable {
     let connection = Mutex<PostgresConnection?>(nil)
+    private let state = Mutex<
+        (continuation: CheckedContinuation<Value, any Error>?, finished: Bool, then: (@Sendable () -> Void)?)
+    >(
+        (nil, false, nil))
+
+    func start(_ continuation: CheckedContinuation<Value, any Error>) {
+        state.withLock { $0.continuation = continuation }
+    }
+
+    /// Answers the caller, unless it was answered (or claimed) already.
+    func finish(_ result: Result<Value, any Error>) {
+        claim()?(result)
+    }
+
+    /// Takes the right to answer the caller: nil when it was taken already.
+    func claim() -> (@Sendable (Result<Value, any Error>) -> Void)? {
+        let (continuation, then) = state.withLock {
+            state -> (CheckedContinuation<Value, any Error>?, (@Sendable () -> Void)?) in
+            guard !state.finished else { return (nil, nil) }
+            state.finished = true
+            defer { state.continuation = nil }
+            return (state.continuation, state.then)
+        }
+        guard let continuation else { return nil }
+        return { result in
+            continuation.resume(with: result)
+            then?()
+        }
+    }
+
+    /// Runs `action` once the caller is answered (now, if it was).
+    func onFinish(_ action: @escaping @Sendable () -> Void) {
+        let finished = state.withLock { state in
+            if !state.finished { state.then = action }
+            return state.finished
+        }
+        if finished { action() }
+    }
 }
