@@ -5,8 +5,8 @@
    third of the way in. Every write a client was told "ok" must be read back from both
    survivors (within 5 s is reported; not within 30 s fails); the killed node restarts, catches up, and every user's digest is
    then equal on all three nodes.
-2. The same load again, and the PostgreSQL primary (its postmaster and its pg_autoctl keeper)
-   is killed a third of the way in. pg_auto_failover promotes a standby; meanwhile writes are
+2. The same load again, and the PostgreSQL primary (its postmaster, its pg_autoctl keeper and
+   the keeper's children) is killed a third of the way in. pg_auto_failover promotes a standby; meanwhile writes are
    refused (`unavailable`, or the connection to PostgreSQL is lost: never a false "ok"); then
    they go on. Every acknowledged write is there afterwards on every node, and the nodes agree.
 
@@ -52,7 +52,7 @@ def status(env):
         elif words[0] == "postgres":
             found["postgres"].append((words[1], int(words[2].split(":")[1]), int(words[4])))
         elif words[0] == "keeper":
-            found["keepers"][words[1]] = int(words[3])
+            found["keepers"][words[1]] = int(words[5])  # its process group
     return found
 
 
@@ -211,8 +211,13 @@ def main():
             for role, port, pid in before["postgres"]:
                 if role == "primary":
                     name = f"pg{port - int(env['CLUSTER_PG_PORT'])}"
-                    os.kill(before["keepers"][name], signal.SIGKILL)
-                    os.kill(pid, signal.SIGKILL)
+                    # As if its machine were lost: the keeper, its children and PostgreSQL.
+                    for kill in (lambda: os.killpg(before["keepers"][name], signal.SIGKILL),
+                                 lambda: os.kill(pid, signal.SIGKILL)):
+                        try:
+                            kill()
+                        except ProcessLookupError:
+                            pass  # the group's kill took it already
                     load.mark("primary killed")
                     print(f"killed the primary {name} (port {port})")
 

@@ -96,7 +96,7 @@ public final class ClusterNode: Sendable {
     /// reader of the log (the follower) may be applying it right now: its outcome is recorded
     /// a moment after the range's applied sequence passes it, so it is waited for (briefly).
     private func outcome(of seq: Int64, range: Int) async throws -> Result<WriteOutcome, StoreError> {
-        let deadline = ContinuousClock.now + .seconds(5)
+        let deadline = ContinuousClock.now + log.configuration.deadline
         while true {
             if let outcome = recent.withLock({ $0[range][seq] }) { return outcome }
             let before = replicas[range].appliedSequence

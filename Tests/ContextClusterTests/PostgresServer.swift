@@ -30,6 +30,13 @@ final class PostgresServer: @unchecked Sendable {
             ["-D", directory, "-h", "127.0.0.1", "-p", String(primary.port), "-U", user, "-R", "-X", "stream"])
         try configure([:])
         try start()
+        // Streaming before anyone counts on it: a commit that waits for this standby must not
+        // wait for its first connection too.
+        for _ in 0..<600 {
+            if try primary.sql("SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'") != "0" { return }
+            Thread.sleep(forTimeInterval: 0.1)
+        }
+        throw PostgresFailure(message: "the standby on port \(port) did not stream within 60 s")
     }
 
     private func configure(_ settings: [String: String]) throws {
