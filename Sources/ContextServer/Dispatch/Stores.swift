@@ -43,13 +43,7 @@ enum Stores: Sendable {
         case .single(let store):
             return try store.apply(command)
         case .cluster(let node):
-            let result = Waiting<WriteOutcome>()
-            Task { result.finish(await Result { try await node.write(command).outcome }) }
-            do {
-                return try result.wait()
-            } catch let error as ClusterError {
-                throw ProtocolError(cluster: error)
-            }
+            return try Self.waitFor { try await node.write(command).outcome }
         }
     }
 
@@ -61,9 +55,19 @@ enum Stores: Sendable {
             guard let range = node.replicas.firstIndex(where: { $0.store === store }) else {
                 throw ProtocolError(.storageError, "no range of this node is at \(store.path)")
             }
-            let result = Waiting<WriteOutcome>()
-            Task { result.finish(await Result { try await node.write(command, range: range).outcome }) }
+            return try Self.waitFor { try await node.write(command, range: range).outcome }
+        }
+    }
+
+    /// Runs `body` as a task and blocks this thread (a writer's, never an event loop) until it
+    /// ends; the cluster's errors become the client's.
+    private static func waitFor(_ body: @escaping @Sendable () async throws -> WriteOutcome) throws -> WriteOutcome {
+        let result = Waiting<WriteOutcome>()
+        Task { result.finish(await Result { try await body() }) }
+        do {
             return try result.wait()
+        } catch let error as ClusterError {
+            throw ProtocolError(cluster: error)
         }
     }
 
