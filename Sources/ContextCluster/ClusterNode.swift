@@ -181,32 +181,47 @@ public final class ClusterNode: Sendable {
             let page = try await log.entries(
                 range: range, after: replica.appliedSequence, limit: 1_000, durable: durable)
             guard !page.isEmpty else { return }
-            _ = try await applier.runIfActive {
-                try replica.apply(page) { seq, outcome in
-                    self.recent.withLock { recent in
-                        recent[range][seq] = outcome
-                        if recent[range].count > Int(Self.recentOutcomes) {
-                            let oldest = seq - Self.recentOutcomes
-                            recent[range] = recent[range].filter { $0.key > oldest }
-                        }
+            try await apply(page, to: range)
+        }
+    }
+
+    /// Applies a page of `range`'s entries on the applier's thread, recording each outcome as
+    /// it is applied.
+    private func apply(_ page: [CommandLog.Entry], to range: Int) async throws {
+        let replica = replicas[range]
+        _ = try await applier.runIfActive {
+            try replica.apply(page) { seq, outcome in
+                self.recent.withLock { recent in
+                    recent[range][seq] = outcome
+                    if recent[range].count > Int(Self.recentOutcomes) {
+                        let oldest = seq - Self.recentOutcomes
+                        recent[range] = recent[range].filter { $0.key > oldest }
                     }
                 }
             }
         }
     }
 
-    /// Follows the log until cancelled: every `interval`, one query for each range's last
-    /// sequence, and a catch-up of each range that is behind. A failure (PostgreSQL down, a
+    /// One round of following: every range's new durable entries, read at once, applied.
+    /// - Returns: Whether a range may have more (a full page).
+    @discardableResult
+    public func catchUpAll() async throws -> Bool {
+        let pages = try await log.entries(after: replicas.map(\.appliedSequence), limit: 1_000)
+        for (range, page) in pages.sorted(by: { $0.key < $1.key }) where range < replicas.count {
+            try await apply(page, to: range)
+        }
+        return pages.values.contains { $0.count == 1_000 }
+    }
+
+    /// Follows the log until cancelled: every `interval`, one transaction reads the new durable
+    /// entries of every range (`catchUpAll`), and they are applied. A failure (PostgreSQL down, a
     /// failover) is retried at the next turn, and reported to `failed` when it begins and every
     /// 5 s while it lasts (not 50 times a second).
     public func follow(every interval: Duration = .milliseconds(20), failed: @Sendable (any Error) -> Void) async {
         var reported: ContinuousClock.Instant?
         while !Task.isCancelled {
             do {
-                let last = try await log.lastSequences()
-                for (range, seq) in last.enumerated() where range < replicas.count {
-                    if seq > replicas[range].appliedSequence { try await catchUp(range: range, through: seq) }
-                }
+                while try await catchUpAll() {}
                 reported = nil
             } catch {
                 if reported.map({ ContinuousClock.now - $0 >= .seconds(5) }) ?? true {

@@ -292,6 +292,48 @@ public final class CommandLog: Sendable {
         }
     }
 
+    /// The durable entries after `applied[range]` of every range, at most `limit` of each, read
+    /// in one transaction behind one barrier (a follower's round: one commit that waits for the
+    /// standby, not one per range).
+    public func entries(after applied: [Int64], limit: Int = 1_000) async throws -> [Int: [Entry]] {
+        let limit = min(max(limit, 1), Self.maximumPage)
+        let ranges = applied.indices.map { Int32($0) }
+        return try await onPrimary { connection in
+            try await connection.query("BEGIN", logger: self.logger)
+            var found: [Int: [Entry]] = [:]
+            do {
+                try await self.checkDurable(connection)
+                let rows = try await connection.query(
+                    """
+                    SELECT l.range, l.seq, l.command
+                    FROM unnest(\(ranges)::integer[], \(applied)::bigint[]) AS a(range, applied)
+                    CROSS JOIN LATERAL (
+                        SELECT range, seq, command FROM cs_log WHERE range = a.range AND seq > a.applied
+                        ORDER BY seq LIMIT \(limit)) AS l
+                    ORDER BY l.range, l.seq
+                    """,
+                    logger: self.logger)
+                for try await (range, seq, bytes) in rows.decode((Int, Int64, ByteBuffer).self) {
+                    found[range, default: []].append(try Self.entry(range: range, seq: seq, bytes))
+                }
+                if !found.isEmpty { try await self.barrier(connection) }
+            } catch {
+                _ = try? await connection.query("ROLLBACK", logger: self.logger)
+                throw error
+            }
+            try await self.commitDurably(connection)
+            return found
+        }
+    }
+
+    private static func entry(range: Int, seq: Int64, _ bytes: ByteBuffer) throws -> Entry {
+        do {
+            return Entry(seq: seq, command: try WriteCommand(decoding: Array(buffer: bytes)))
+        } catch {
+            throw ClusterError.corruptLog("range \(range) entry \(seq) does not decode: \(error)")
+        }
+    }
+
     private func page(range: Int, after seq: Int64, limit: Int, on connection: PostgresConnection) async throws
         -> [Entry]
     {
@@ -300,11 +342,7 @@ public final class CommandLog: Sendable {
             logger: logger)
         var entries: [Entry] = []
         for try await (seq, bytes) in rows.decode((Int64, ByteBuffer).self) {
-            do {
-                entries.append(Entry(seq: seq, command: try WriteCommand(decoding: Array(buffer: bytes))))
-            } catch {
-                throw ClusterError.corruptLog("range \(range) entry \(seq) does not decode: \(error)")
-            }
+            entries.append(try Self.entry(range: range, seq: seq, bytes))
         }
         return entries
     }

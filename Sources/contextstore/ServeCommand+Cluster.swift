@@ -46,7 +46,7 @@ extension ServeCommand {
         let server: ContextStoreServer
         do {
             let began = ContinuousClock.now
-            for range in 0..<node.ranges.count { try await node.catchUp(range: range) }
+            while try await node.catchUpAll() {}
             logger.info(
                 "ranges applied from the log",
                 metadata: [

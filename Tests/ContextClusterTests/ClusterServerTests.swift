@@ -29,7 +29,7 @@ import Testing
             node = try ClusterNode(folder: folder, log: log, ranges: map) { path in
                 try MemoryStore(path: path, dimension: 2, metric: .cosine)
             }
-            for range in 0..<map.count { try await node.catchUp(range: range) }
+            while try await node.catchUpAll() {}
             server = try await ContextStoreServer(
                 node: node, configuration: ServerConfiguration(host: "127.0.0.1", port: 0, threads: 2),
                 logger: Logger(label: "node"))
