@@ -22,11 +22,11 @@ public final class ClusterNode: Sendable {
     public let replicas: [RangeReplica]
     /// Applies entries, one at a time: SQLite's work off the caller's threads.
     private let applier: NIOThreadPool
-    /// The outcomes of entries applied lately, by range and sequence, for the writer that
-    /// appended them (another reader of the log may have applied its entry first).
-    private let recent: Mutex<[[Int64: Result<WriteOutcome, StoreError>]]>
-    /// Outcomes kept per range for the entries' writers.
-    static let recentOutcomes: Int64 = 4_096
+    /// This node's appends still waiting for their outcome, by idempotency key: nil until the
+    /// entry is applied here (by the writer or by the follower, whichever comes first). One
+    /// per write in flight, so as bounded as the writer's queue; another node's entries are
+    /// applied without keeping anything.
+    private let waiting = Mutex<[UUID: Result<WriteOutcome, StoreError>?]>([:])
 
     /// Opens (or creates) the node's copies of every range in `folder`, one file per range
     /// (`range-NNNN.sqlite`), each made by `open(path)`.
@@ -37,7 +37,6 @@ public final class ClusterNode: Sendable {
         replicas = try (0..<ranges.count).map { range in
             RangeReplica(range: range, store: try open(Self.path(of: range, in: folder)))
         }
-        recent = Mutex(Array(repeating: [:], count: ranges.count))
         applier = NIOThreadPool(numberOfThreads: 1)
         applier.start()
     }
@@ -67,9 +66,9 @@ public final class ClusterNode: Sendable {
         var outcomes: [(part: Part, outcome: WriteOutcome)] = []
         var sequences: [Int: Int64] = [:]
         for part in parts {
-            let seq = try await appendRetrying(part.command, range: part.range)
+            let (seq, outcome) = try await append(part.command, range: part.range)
             sequences[part.range] = seq
-            outcomes.append((part, try await outcome(of: seq, range: part.range).get()))
+            outcomes.append((part, try outcome.get()))
         }
         return (merge(outcomes, of: command), sequences)
     }
@@ -77,28 +76,34 @@ public final class ClusterNode: Sendable {
     /// Appends `command` to `range`'s log alone (a command the node issues for one range, such
     /// as a purge), applies it here and returns its outcome and sequence.
     public func write(_ command: WriteCommand, range: Int) async throws -> (outcome: WriteOutcome, seq: Int64) {
-        let seq = try await appendRetrying(command, range: range)
-        return (try await outcome(of: seq, range: range).get(), seq)
+        let (seq, outcome) = try await append(command, range: range)
+        return (try outcome.get(), seq)
     }
 
-    /// Appends with one idempotency key, retried once when its outcome is unknown (the
-    /// connection was lost at COMMIT): the retry finds the entry if it committed.
-    private func appendRetrying(_ command: WriteCommand, range: Int) async throws -> Int64 {
+    /// Appends `command` with an idempotency key of its own (retried once with it when its
+    /// outcome is unknown: the connection was lost at COMMIT, and the retry finds the entry if
+    /// it committed), applies the log here up to it, and returns its sequence and outcome.
+    private func append(_ command: WriteCommand, range: Int) async throws -> (Int64, Result<WriteOutcome, StoreError>) {
         let key = UUID()
+        waiting.withLock { $0[key] = .some(nil) }
+        defer { waiting.withLock { _ = $0.removeValue(forKey: key) } }
+        let seq: Int64
         do {
-            return try await log.append(command, range: range, key: key)
+            seq = try await log.append(command, range: range, key: key)
         } catch ClusterError.unavailable(let message) where message.contains("outcome is unknown") {
-            return try await log.append(command, range: range, key: key)
+            seq = try await log.append(command, range: range, key: key)
         }
+        return (seq, try await outcome(of: key, seq: seq, range: range))
     }
 
-    /// The outcome of entry `seq` of `range`, applying the log here up to it first. Another
-    /// reader of the log (the follower) may be applying it right now: its outcome is recorded
-    /// a moment after the range's applied sequence passes it, so it is waited for (briefly).
-    private func outcome(of seq: Int64, range: Int) async throws -> Result<WriteOutcome, StoreError> {
+    /// The outcome of this node's entry `seq` of `range` (appended with `key`), applying the log
+    /// here up to it first. Another reader of the log (the follower) may be applying it right
+    /// now: its outcome is recorded a moment after the range's applied sequence passes it, so
+    /// it is waited for (briefly).
+    private func outcome(of key: UUID, seq: Int64, range: Int) async throws -> Result<WriteOutcome, StoreError> {
         let deadline = ContinuousClock.now + log.configuration.deadline
         while true {
-            if let outcome = recent.withLock({ $0[range][seq] }) { return outcome }
+            if let outcome = waiting.withLock({ $0[key] ?? nil }) { return outcome }
             let before = replicas[range].appliedSequence
             if before < seq { try await catchUp(range: range, through: seq, durable: seq) }
             if replicas[range].appliedSequence == before {
@@ -190,13 +195,9 @@ public final class ClusterNode: Sendable {
     private func apply(_ page: [CommandLog.Entry], to range: Int) async throws {
         let replica = replicas[range]
         _ = try await applier.runIfActive {
-            try replica.apply(page) { seq, outcome in
-                self.recent.withLock { recent in
-                    recent[range][seq] = outcome
-                    if recent[range].count > Int(Self.recentOutcomes) {
-                        let oldest = seq - Self.recentOutcomes
-                        recent[range] = recent[range].filter { $0.key > oldest }
-                    }
+            try replica.apply(page) { entry, outcome in
+                self.waiting.withLock { waiting in
+                    if waiting[entry.key] != nil { waiting[entry.key] = outcome }
                 }
             }
         }
@@ -230,18 +231,6 @@ public final class ClusterNode: Sendable {
                 }
             }
             try? await Task.sleep(for: interval)
-        }
-    }
-
-    /// Each range's applied sequence here and last sequence in the log (nil when the log
-    /// cannot be read now).
-    public func status() async -> [(range: Int, applied: Int64, last: Int64?)] {
-        let last = try? await log.lastSequences()
-        return replicas.map { replica in
-            (
-                replica.range, replica.appliedSequence,
-                last.flatMap { $0.indices.contains(replica.range) ? $0[replica.range] : nil }
-            )
         }
     }
 }

@@ -52,6 +52,8 @@ public final class CommandLog: Sendable {
     public struct Entry: Sendable, Equatable {
         public var seq: Int64
         public var command: WriteCommand
+        /// The idempotency key it was appended with.
+        public var key: UUID
     }
 
     /// Entries read at once by `entries(range:after:limit:)` at most.
@@ -156,14 +158,11 @@ public final class CommandLog: Sendable {
     private func append(_ bytes: ByteBuffer, range: Int, key: UUID, on connection: PostgresConnection) async throws
         -> Int64
     {
-        try await connection.query("BEGIN", logger: logger)
-        let seq: Int64
-        do {
-            if let existing = try await checkDurable(connection, key: key) {
+        try await inDurableTransaction(connection, key: key) { existing in
+            if let existing {
                 // It may have committed here alone (its COMMIT lost its connection while it
                 // waited for the standby): this commit waits for the standby past it.
                 try await barrier(connection)
-                try await commitDurably(connection)
                 return existing
             }
             // The range row's lock, taken by the UPDATE, is held to COMMIT.
@@ -178,13 +177,25 @@ public final class CommandLog: Sendable {
             var taken: Int64?
             for try await (next) in drawn.decode(Int64.self) { taken = next }
             guard let taken else { throw ClusterError.invalidConfiguration("no range \(range) in the log") }
-            seq = taken
+            return taken
+        }
+    }
+
+    /// Runs `body` in a transaction that refuses unless the server can make it durable
+    /// (`checkDurable`), rolled back when `body` throws, and committed durably.
+    private func inDurableTransaction<Result: Sendable>(
+        _ connection: PostgresConnection, key: UUID? = nil, _ body: (Int64?) async throws -> Result
+    ) async throws -> Result {
+        try await connection.query("BEGIN", logger: logger)
+        let result: Result
+        do {
+            result = try await body(try await checkDurable(connection, key: key))
         } catch {
             _ = try? await connection.query("ROLLBACK", logger: logger)
             throw error
         }
         try await commitDurably(connection)
-        return seq
+        return result
     }
 
     /// COMMIT, which returns once the primary and (with `synchronous_commit = on`) a
@@ -277,18 +288,11 @@ public final class CommandLog: Sendable {
             if known {
                 return try await self.page(range: range, after: seq, limit: limit, on: connection)
             }
-            try await connection.query("BEGIN", logger: self.logger)
-            let entries: [Entry]
-            do {
-                try await self.checkDurable(connection)
-                entries = try await self.page(range: range, after: seq, limit: limit, on: connection)
+            return try await self.inDurableTransaction(connection) { _ in
+                let entries = try await self.page(range: range, after: seq, limit: limit, on: connection)
                 if !entries.isEmpty { try await self.barrier(connection) }
-            } catch {
-                _ = try? await connection.query("ROLLBACK", logger: self.logger)
-                throw error
+                return entries
             }
-            try await self.commitDurably(connection)
-            return entries
         }
     }
 
@@ -299,36 +303,30 @@ public final class CommandLog: Sendable {
         let limit = min(max(limit, 1), Self.maximumPage)
         let ranges = applied.indices.map { Int32($0) }
         return try await onPrimary { connection in
-            try await connection.query("BEGIN", logger: self.logger)
-            var found: [Int: [Entry]] = [:]
-            do {
-                try await self.checkDurable(connection)
+            try await self.inDurableTransaction(connection) { _ in
+                var found: [Int: [Entry]] = [:]
                 let rows = try await connection.query(
                     """
-                    SELECT l.range, l.seq, l.command
+                    SELECT l.range, l.seq, l.key, l.command
                     FROM unnest(\(ranges)::integer[], \(applied)::bigint[]) AS a(range, applied)
                     CROSS JOIN LATERAL (
-                        SELECT range, seq, command FROM cs_log WHERE range = a.range AND seq > a.applied
+                        SELECT range, seq, key, command FROM cs_log WHERE range = a.range AND seq > a.applied
                         ORDER BY seq LIMIT \(limit)) AS l
                     ORDER BY l.range, l.seq
                     """,
                     logger: self.logger)
-                for try await (range, seq, bytes) in rows.decode((Int, Int64, ByteBuffer).self) {
-                    found[range, default: []].append(try Self.entry(range: range, seq: seq, bytes))
+                for try await (range, seq, key, bytes) in rows.decode((Int, Int64, UUID, ByteBuffer).self) {
+                    found[range, default: []].append(try Self.entry(range: range, seq: seq, key: key, bytes))
                 }
                 if !found.isEmpty { try await self.barrier(connection) }
-            } catch {
-                _ = try? await connection.query("ROLLBACK", logger: self.logger)
-                throw error
+                return found
             }
-            try await self.commitDurably(connection)
-            return found
         }
     }
 
-    private static func entry(range: Int, seq: Int64, _ bytes: ByteBuffer) throws -> Entry {
+    private static func entry(range: Int, seq: Int64, key: UUID, _ bytes: ByteBuffer) throws -> Entry {
         do {
-            return Entry(seq: seq, command: try WriteCommand(decoding: Array(buffer: bytes)))
+            return Entry(seq: seq, command: try WriteCommand(decoding: Array(buffer: bytes)), key: key)
         } catch {
             throw ClusterError.corruptLog("range \(range) entry \(seq) does not decode: \(error)")
         }
@@ -338,11 +336,11 @@ public final class CommandLog: Sendable {
         -> [Entry]
     {
         let rows = try await connection.query(
-            "SELECT seq, command FROM cs_log WHERE range = \(range) AND seq > \(seq) ORDER BY seq LIMIT \(limit)",
+            "SELECT seq, key, command FROM cs_log WHERE range = \(range) AND seq > \(seq) ORDER BY seq LIMIT \(limit)",
             logger: logger)
         var entries: [Entry] = []
-        for try await (seq, bytes) in rows.decode((Int64, ByteBuffer).self) {
-            entries.append(try Self.entry(range: range, seq: seq, bytes))
+        for try await (seq, key, bytes) in rows.decode((Int64, UUID, ByteBuffer).self) {
+            entries.append(try Self.entry(range: range, seq: seq, key: key, bytes))
         }
         return entries
     }

@@ -25,10 +25,10 @@ public struct RangeReplica: Sendable {
     ///   from the command is an outcome too).
     /// - Throws: `ClusterError.corruptLog` when the page skips a sequence; what the store throws
     ///   for a failure of its own (then the entry is applied again next time).
-    /// - Parameter applied: Told each entry's outcome as soon as it is applied.
+    /// - Parameter applied: Told each entry and its outcome as soon as it is applied.
     @discardableResult
     public func apply(
-        _ page: [CommandLog.Entry], applied: (Int64, Result<WriteOutcome, StoreError>) -> Void = { _, _ in }
+        _ page: [CommandLog.Entry], applied: (CommandLog.Entry, Result<WriteOutcome, StoreError>) -> Void = { _, _ in }
     ) throws -> [Outcome] {
         var outcomes: [Outcome] = []
         for entry in page {
@@ -38,7 +38,7 @@ public struct RangeReplica: Sendable {
                 throw ClusterError.corruptLog("range \(range) goes from \(last) to \(entry.seq)")
             }
             let outcome = try store.applyLogged(entry.command, index: entry.seq)
-            applied(entry.seq, outcome)
+            applied(entry, outcome)
             outcomes.append((entry.seq, outcome))
         }
         return outcomes

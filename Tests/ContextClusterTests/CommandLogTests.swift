@@ -204,7 +204,7 @@ import Testing
         #expect(a.appliedSequence == 5)
         #expect(try a.apply(page).isEmpty)  // a page seen again: nothing applied twice
         #expect(throws: ClusterError.corruptLog("range 0 goes from 5 to 7")) {
-            try a.apply([CommandLog.Entry(seq: 7, command: Self.add("zed", "1"))])
+            try a.apply([CommandLog.Entry(seq: 7, command: Self.add("zed", "1"), key: UUID())])
         }
 
         for command in history.dropFirst(5) { _ = try await log.append(command, range: 0, key: UUID()) }
