@@ -9,12 +9,16 @@ public enum ClusterError: Error, Equatable, CustomStringConvertible {
     /// The log broke a promise it keeps (a gap in a range's sequence, an entry that does not
     /// decode): applying stops there rather than skip a write.
     case corruptLog(String)
+    /// A read asked to see a sequence its range's log has not reached: no write was answered
+    /// with it.
+    case noSuchSequence(String)
 
     public var description: String {
         switch self {
         case .invalidConfiguration(let message): "invalid configuration: \(message)"
         case .unavailable(let message): "unavailable: \(message)"
         case .corruptLog(let message): "corrupt log: \(message)"
+        case .noSuchSequence(let message): "no such sequence: \(message)"
         }
     }
 }

@@ -58,16 +58,17 @@ public final class ClusterNode: Sendable {
     // MARK: - Writing
 
     /// Appends `command` to the log of its users' range(s), applies it here and returns its
-    /// outcome and the sequence it took in each range it touched.
+    /// outcome and, for each user it names, the sequence it took in that user's range (a read
+    /// asking for it as `min_seq` sees the write).
     /// - Throws: `ClusterError.unavailable` when the log cannot take it durably now (nothing
     ///   was acknowledged; the same command may be sent again); what applying it threw.
-    public func write(_ command: WriteCommand) async throws -> (outcome: WriteOutcome, sequences: [Int: Int64]) {
+    public func write(_ command: WriteCommand) async throws -> (outcome: WriteOutcome, sequences: [String: Int64]) {
         let parts = split(command)
         var outcomes: [(part: Part, outcome: WriteOutcome)] = []
-        var sequences: [Int: Int64] = [:]
+        var sequences: [String: Int64] = [:]
         for part in parts {
             let (seq, outcome) = try await append(part.command, range: part.range)
-            sequences[part.range] = seq
+            for user in part.users { sequences[user] = seq }
             outcomes.append((part, try outcome.get()))
         }
         return (merge(outcomes, of: command), sequences)
@@ -122,6 +123,16 @@ public final class ClusterNode: Sendable {
         var command: WriteCommand
         /// The positions of its items in the command it was split from (an `add`'s memories).
         var positions: [Int]
+
+        /// The users it names (none for a purge).
+        var users: Set<String> {
+            switch command {
+            case .add(let add): Set(add.memories.map(\.memory.user))
+            case .update(let memory, _, _), .feedback(let memory, _, _), .delete(let memory): [memory.user]
+            case .forget(let user, _, _): [user]
+            case .purge: []
+            }
+        }
     }
 
     /// One part per range the command touches: an `add` is split by its memories' ranges
@@ -187,6 +198,19 @@ public final class ClusterNode: Sendable {
                 range: range, after: replica.appliedSequence, limit: 1_000, durable: durable)
             guard !page.isEmpty else { return }
             try await apply(page, to: range)
+        }
+    }
+
+    /// Returns once `user`'s range here has applied `seq` (a write's answer gave it): the log is
+    /// applied through it.
+    /// - Throws: `ClusterError.unavailable` when the log cannot be read now;
+    ///   `.noSuchSequence` when the range's log ends before `seq` (no write took it).
+    public func reach(_ seq: Int64, of user: String) async throws {
+        let range = ranges.range(of: user)
+        try await catchUp(range: range, through: seq)
+        let applied = replicas[range].appliedSequence
+        guard applied >= seq else {
+            throw ClusterError.noSuchSequence("its range's log ends at \(applied)")
         }
     }
 

@@ -42,11 +42,15 @@ extension JSONValue {
 }
 
 extension JSONObject {
-    /// Refuses a field outside `known` (and `op`, `rid` when `envelope`): a misspelt filter must
-    /// not be ignored.
+    /// The fields every request may carry besides its op's own: `op`, `rid` (echoed in the
+    /// answer) and `min_seq` (the sequence of its user's range it must see; see PROTOCOL.md).
+    public static let envelopeFields: Set<String> = ["op", "rid", "min_seq"]
+
+    /// Refuses a field outside `known` (and `envelopeFields` when `envelope`): a misspelt filter
+    /// must not be ignored.
     /// - Throws: `unknown_field`, naming the first such field.
     public func requireKnownFields(_ known: Set<String>, envelope: Bool = true) throws(ProtocolError) {
-        for (key, _) in fields where !known.contains(key) && !(envelope && (key == "op" || key == "rid")) {
+        for (key, _) in fields where !known.contains(key) && !(envelope && Self.envelopeFields.contains(key)) {
             let accepted =
                 known.isEmpty ? "this op takes none" : "this accepts \(known.sorted().joined(separator: ", "))"
             throw ProtocolError(.unknownField, "unknown field '\(key)'; \(accepted)")

@@ -137,15 +137,20 @@ public final class ContextStoreServer: Sendable {
     }
 
     /// Binds the listening socket and starts serving a cluster node's ranges: writes go
-    /// through the cluster's log, and the node follows the log for what other nodes write.
+    /// through the cluster's log, and the node follows the log for what other nodes write,
+    /// reading it every `followInterval`.
     public convenience init(
-        node: ClusterNode, embedder: SentenceEmbedder? = nil, configuration: ServerConfiguration, logger: Logger
+        node: ClusterNode, embedder: SentenceEmbedder? = nil, configuration: ServerConfiguration, logger: Logger,
+        followInterval: Duration = .milliseconds(20)
     ) async throws {
-        try await self.init(stores: .cluster(node), embedder: embedder, configuration: configuration, logger: logger)
+        try await self.init(
+            stores: .cluster(node), embedder: embedder, configuration: configuration, logger: logger,
+            followInterval: followInterval)
     }
 
     private init(
-        stores: Stores, embedder: SentenceEmbedder?, configuration: ServerConfiguration, logger: Logger
+        stores: Stores, embedder: SentenceEmbedder?, configuration: ServerConfiguration, logger: Logger,
+        followInterval: Duration = .milliseconds(20)
     ) async throws {
         guard (0...65535).contains(configuration.port) else {
             throw ServerConfigurationError("port must be between 0 and 65535, not \(configuration.port)")
@@ -284,7 +289,7 @@ public final class ContextStoreServer: Sendable {
         }
         if let node = stores.node {
             following = Task {
-                await node.follow { error in
+                await node.follow(every: followInterval) { error in
                     logger.warning("following the cluster's log failed; retrying", metadata: ["error": "\(error)"])
                 }
             }

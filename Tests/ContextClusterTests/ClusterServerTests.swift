@@ -19,7 +19,9 @@ import Testing
         let node: ClusterNode
         let server: ContextStoreServer
 
-        init(postgres: [PostgresServer], folder: String, ranges: Int = 8) async throws {
+        init(
+            postgres: [PostgresServer], folder: String, ranges: Int = 8, followInterval: Duration = .milliseconds(20)
+        ) async throws {
             self.folder = folder
             log = CommandLog(
                 .init(
@@ -32,7 +34,7 @@ import Testing
             while try await node.catchUpAll() {}
             server = try await ContextStoreServer(
                 node: node, configuration: ServerConfiguration(host: "127.0.0.1", port: 0, threads: 2),
-                logger: Logger(label: "node"))
+                logger: Logger(label: "node"), followInterval: followInterval)
         }
 
         func client() async throws -> ContextStoreClient {
@@ -61,6 +63,11 @@ import Testing
         #"{"op":"feedback","user":"bob","id":"b1","helped":true}"#,
         #"{"op":"delete","user":"carol","id":"c1"}"#,
         #"{"op":"add","user":"dave","id":"d1","text":"wrong","vector":[1,0,0]}"#,
+    ]
+
+    /// The users each of `writes` names, in the order of its answer's `seqs`.
+    static let writeUsers: [[String]] = [
+        ["alice"], ["bob"], ["alice", "bob", "carol"], ["alice"], ["bob"], ["carol"], [],
     ]
 
     /// Requests that read, answered alike by every server holding the same memories.
@@ -95,8 +102,13 @@ import Testing
 
         for (n, write) in Self.writes.enumerated() {
             let expected = try await one.roundTrip(line: Array(write.utf8))
-            // Alternate nodes: each write through a different one.
-            #expect(try await clients[n % 2].roundTrip(line: Array(write.utf8)) == expected, "\(write)")
+            // Alternate nodes: each write through a different one. A node's answer also gives the
+            // sequence the write took for each user it names.
+            var answer = try await clients[n % 2].roundTrip(line: Array(write.utf8))
+            let seqs = answer["seqs"]?.objectValue
+            answer["seqs"] = nil
+            #expect(answer == expected, "\(write)")
+            #expect(seqs?.fields.map(\.key) == (expected["ok"] == true ? Self.writeUsers[n] : nil), "\(write)")
         }
         // The other node has followed the log within moments (a busy machine: longer).
         let deadline = ContinuousClock.now + .seconds(60)
@@ -133,6 +145,51 @@ import Testing
         await single.shutdown()
         store.close()
         await again.stop()
+        await b.stop()
+    }
+
+    /// A read that carries the sequence of a write made through another node sees it, even
+    /// where that node has not read the log since (its follower is idle here); without
+    /// `min_seq` it may not. A `min_seq` past every write of the range is refused.
+    @Test func aReadWithMinSeqSeesAWriteMadeElsewhere() async throws {
+        let primary = try PostgresServer(settings: ["synchronous_standby_names": "'ANY 1 (*)'"])
+        let standby = try PostgresServer(standbyOf: primary)
+        let (folderA, folderB) = (Self.folder(), Self.folder())
+        defer {
+            withExtendedLifetime(standby) {}  // until the end: it confirms every commit
+            for folder in [folderA, folderB] { try? FileManager.default.removeItem(atPath: folder) }
+        }
+        let a = try await Node(postgres: [primary], folder: folderA)
+        let b = try await Node(postgres: [primary], folder: folderB, followInterval: .seconds(3600))
+        let (writer, reader) = (try await a.client(), try await b.client())
+
+        let added = try await writer.roundTrip(
+            line: Array(#"{"op":"add","user":"alice","id":"a1","text":"tea","vector":[1,0]}"#.utf8))
+        let seq = try #require(added["seqs"]?.objectValue?["alice"]?.integerValue)
+        let stale = try await reader.roundTrip(line: Array(#"{"op":"get","user":"alice","id":"a1"}"#.utf8))
+        #expect(stale["error"]?.objectValue?["code"] == "not_found")
+        let fresh = try await reader.roundTrip(
+            line: Array(#"{"op":"get","rid":7,"user":"alice","id":"a1","min_seq":\#(seq)}"#.utf8))
+        #expect(fresh["rid"] == 7)
+        #expect(fresh["memory"]?.objectValue?["text"] == "tea")
+
+        for (line, code) in [
+            (#"{"op":"get","user":"alice","id":"a1","min_seq":\#(seq + 1)}"#, "invalid_value"),
+            (#"{"op":"get","user":"alice","id":"a1","min_seq":-1}"#, "invalid_value"),
+            (#"{"op":"get","user":"alice","id":"a1","min_seq":"1"}"#, "wrong_type"),
+            (#"{"op":"stats","min_seq":1}"#, "invalid_value"),
+            (
+                #"{"op":"add_batch","items":[{"user":"x","id":"1","text":"x","vector":[1,0]},{"user":"y","id":"1","text":"y","vector":[1,0]}],"min_seq":1}"#,
+                "invalid_value"
+            ),
+        ] {
+            let answer = try await reader.roundTrip(line: Array(line.utf8))
+            #expect(answer["error"]?.objectValue?["code"] == .string(code), "\(line)")
+        }
+        // The connection goes on.
+        #expect(try await reader.roundTrip(line: Array(#"{"op":"ping"}"#.utf8))["ok"] == true)
+        for client in [writer, reader] { await client.close() }
+        await a.stop()
         await b.stop()
     }
 

@@ -93,6 +93,23 @@ import Testing
                     #"{"op":"ping","pong":true}"#,
                     #"{"ok":false,"error":{"code":"unknown_field","message":"unknown field 'pong'; this op takes none"}}"#
                 ),
+                // `min_seq` is for a request about one user; on one server it is already met.
+                (
+                    #"{"op":"stats","min_seq":3}"#,
+                    #"{"ok":false,"error":{"code":"invalid_value","message":"'min_seq' is for a request about one user; op 'stats' names 0"}}"#
+                ),
+                (
+                    #"{"op":"get","user":"u","id":"ghost","min_seq":-1}"#,
+                    #"{"ok":false,"error":{"code":"invalid_value","message":"'min_seq' must be a sequence a write answered (0 or more), not -1"}}"#
+                ),
+                (
+                    #"{"op":"get","user":"u","id":"ghost","min_seq":1.5}"#,
+                    #"{"ok":false,"error":{"code":"wrong_type","message":"'min_seq' must be a 64-bit integer, not 1.5"}}"#
+                ),
+                (
+                    #"{"op":"get","rid":2,"user":"u","id":"ghost","min_seq":99}"#,
+                    #"{"ok":false,"rid":2,"error":{"code":"not_found","message":"user 'u' has no memory with id 'ghost'"}}"#
+                ),
             ], server: server)
         #expect(server.store.count == 0)
         await server.stop()

@@ -1,3 +1,4 @@
+import ContextCluster
 import ContextModel
 import ContextProtocol
 import Logging
@@ -48,21 +49,51 @@ final class Dispatcher: Sendable {
         _ request: ByteBuffer, in session: ServerContext, from address: String, stopping: Bool, on loop: EventLoop
     ) -> (op: String, answer: Answer) {
         let began = NIODeadline.now()
-        let (call, descriptor, rid): (Call, OperationDescriptor, JSONValue?)
+        let (call, descriptor, rid, minSeq): (Call, OperationDescriptor, JSONValue?, Int64?)
         switch ServerContext.decode(request) {
         case .failure(let bytes):
             return ("-", .now(refused("-", bytes, in: session)))
-        case .call(let decodedCall, let decodedDescriptor, let decodedRid):
-            (call, descriptor, rid) = (decodedCall, decodedDescriptor, decodedRid)
+        case .call(let decodedCall, let decodedDescriptor, let decodedRid, let decodedMinSeq):
+            (call, descriptor, rid, minSeq) = (decodedCall, decodedDescriptor, decodedRid, decodedMinSeq)
         }
         let op = descriptor.name
         if let refusal = refusal(call, descriptor, in: session, from: address, stopping: stopping, now: began) {
             return (op, .now(refused(op, Response.failure(rid: rid, refusal), in: session)))
         }
+        guard let minSeq, let node = session.stores.node, let user = call.users.first,
+            node.replica(of: user).appliedSequence < minSeq
+        else {
+            return (op, run(call, descriptor, rid: rid, in: session, on: loop, since: began))
+        }
+        // The request must see a write this node has not applied yet: the log is applied
+        // through it first (bounded by the log's deadline).
+        let waited = loop.makePromise(of: Void.self)
+        waited.completeWithTask { try await node.reach(minSeq, of: user) }
+        let answer = waited.futureResult.flatMap { [self] () -> EventLoopFuture<[UInt8]> in
+            switch run(call, descriptor, rid: rid, in: session, on: loop, since: began) {
+            case .now(let bytes): loop.makeSucceededFuture(bytes)
+            case .later(let future): future
+            }
+        }.flatMapErrorThrowing { [self] error in
+            if descriptor.writes { writeQueue.leave() }
+            let refusal =
+                (error as? ClusterError).map { ProtocolError(cluster: $0, reading: minSeq, of: user) }
+                ?? ProtocolError(.storageError, "\(error)")
+            return refused(op, Response.failure(rid: rid, refusal), in: session)
+        }
+        return (op, .later(answer))
+    }
+
+    /// Runs an admitted request where its op's placement says.
+    private func run(
+        _ call: Call, _ descriptor: OperationDescriptor, rid: JSONValue?, in session: ServerContext,
+        on loop: EventLoop, since began: NIODeadline
+    ) -> Answer {
+        let op = descriptor.name
         if descriptor.placement == .eventLoop, !call.needsComputePool {
             let bytes = bounded(call.run(session, rid), rid: rid)
             finished(op, rid: rid, since: began, answer: bytes, in: session)
-            return (op, .now(bytes))
+            return .now(bytes)
         }
         let answer: EventLoopFuture<[UInt8]>
         switch descriptor.placement {
@@ -86,18 +117,15 @@ final class Dispatcher: Sendable {
                 }
             }.always { _ in writeQueue.leave() }
         }
-        return (
-            op,
-            .later(
-                answer.recover { _ in
-                    // The pools are gone: the server is stopping.
-                    Response.failure(rid: nil, ProtocolError(.shuttingDown, "the server is shutting down"))
-                }.map { [self] bytes in
-                    let bytes = bounded(bytes, rid: rid)
-                    finished(op, rid: rid, since: began, answer: bytes, in: session)
-                    return bytes
-                })
-        )
+        return .later(
+            answer.recover { _ in
+                // The pools are gone: the server is stopping.
+                Response.failure(rid: nil, ProtocolError(.shuttingDown, "the server is shutting down"))
+            }.map { [self] bytes in
+                let bytes = bounded(bytes, rid: rid)
+                finished(op, rid: rid, since: began, answer: bytes, in: session)
+                return bytes
+            })
     }
 
     /// Why a decoded request may not run now: the server is stopping, its key may not, or the

@@ -64,14 +64,14 @@ struct OperationDescriptor: Sendable {
         requestFields = Op.requestFields
         costText = cost.text
         cached = cachedFor != nil
-        self.answer = answer
+        self.answer = answer + (placement == .writer ? ["seqs?"] : [])
         self.errors = errors
         let cachedFor = cachedFor ?? { _ in nil }
         decode = { (object) throws(ProtocolError) in
             let arguments = try Op.decode(object)
             var call = Call.bind(
-                arguments, Op.self, cachedFor: cachedFor, needsComputePool: needsComputePool, embed: embed,
-                handle: handle)
+                arguments, Op.self, writes: placement == .writer, cachedFor: cachedFor,
+                needsComputePool: needsComputePool, embed: embed, handle: handle)
             call.users = users(arguments)
             call.cost = cost.of(arguments)
             return call
@@ -106,8 +106,11 @@ struct Call: Sendable {
     /// Runs the op and encodes its answer line, success or failure.
     let run: @Sendable (ServerContext, _ rid: JSONValue?) -> [UInt8]
 
+    /// - Parameter writes: Whether the op changes memories: on a cluster node its answer then
+    ///   carries `seqs`, the sequences its writes took (`WriteReceipt`).
     static func bind<Op: WireOperation>(
-        _ arguments: Op.Arguments, _ op: Op.Type, cachedFor: @escaping @Sendable (Op.Arguments) -> String?,
+        _ arguments: Op.Arguments, _ op: Op.Type, writes: Bool,
+        cachedFor: @escaping @Sendable (Op.Arguments) -> String?,
         needsComputePool: @escaping @Sendable (Op.Arguments) -> Bool,
         embed: @escaping @Sendable (Op.Arguments, ServerContext) throws(ProtocolError) -> Op.Arguments,
         handle: @escaping @Sendable (Op.Arguments, ServerContext) throws -> Op.Answer
@@ -116,10 +119,22 @@ struct Call: Sendable {
             needsComputePool: needsComputePool(arguments),
             embedded: { (context) throws(ProtocolError) in
                 bind(
-                    try embed(arguments, context), op, cachedFor: cachedFor, needsComputePool: { _ in false },
-                    embed: embed, handle: handle)
+                    try embed(arguments, context), op, writes: writes, cachedFor: cachedFor,
+                    needsComputePool: { _ in false }, embed: embed, handle: handle)
             },
             run: { context, rid in
+                if writes, context.stores.node != nil {
+                    var context = context
+                    let receipt = WriteReceipt()
+                    context.receipt = receipt
+                    return answering(rid) {
+                        let answer = try handle(arguments, context)
+                        return Response.success(rid: rid) { writer in
+                            Op.encode(answer: answer, to: &writer)
+                            receipt.encode(to: &writer)
+                        }
+                    }
+                }
                 guard let user = cachedFor(arguments), let cache = context.results else {
                     return answering(rid) { Op.answerLine(try handle(arguments, context), rid: rid) }
                 }

@@ -34,6 +34,9 @@ struct ServerContext: Sendable {
     let quality: QualitySampler
     /// Whether a `backup` is running.
     let backups = BackupFlag()
+    /// Where a write request's sequences in the cluster's log are kept for its answer (set for
+    /// the request's run on a cluster node alone).
+    var receipt: WriteReceipt?
 
     /// A flag shared by every copy of the context.
     final class BackupFlag: Sendable {
@@ -49,7 +52,8 @@ struct ServerContext: Sendable {
 
     /// A request line, decoded: the call to run, or the error line to send back.
     enum Decoded {
-        case call(Call, OperationDescriptor, rid: JSONValue?)
+        /// `minSeq`: the sequence of its user's range the request must see (`min_seq`).
+        case call(Call, OperationDescriptor, rid: JSONValue?, minSeq: Int64?)
         case failure([UInt8])
     }
 
@@ -73,9 +77,22 @@ struct ServerContext: Sendable {
                 Response.failure(
                     rid: nil, ProtocolError(.nonFinite, "'rid' holds NaN or Infinity, which JSON cannot carry back")))
         }
-        do {
+        do throws(ProtocolError) {
             let (descriptor, call) = try OperationTable.decode(object)
-            return .call(call, descriptor, rid: rid)
+            let minSeq = try object.optionalInt("min_seq")
+            if let minSeq {
+                guard minSeq >= 0 else {
+                    throw ProtocolError(
+                        .invalidValue, "'min_seq' must be a sequence a write answered (0 or more), not \(minSeq)")
+                }
+                guard Set(call.users).count == 1 else {
+                    throw ProtocolError(
+                        .invalidValue,
+                        "'min_seq' is for a request about one user; op '\(descriptor.name)' names \(Set(call.users).count)"
+                    )
+                }
+            }
+            return .call(call, descriptor, rid: rid, minSeq: minSeq)
         } catch {
             return .failure(Response.failure(rid: rid, error))
         }
@@ -229,7 +246,9 @@ struct ServerContext: Sendable {
     /// Every write of a request ends here, resolved into a command (ids drawn, times read,
     /// texts embedded): the one place a front door changes the space.
     private func write(_ command: WriteCommand) throws -> WriteOutcome {
-        try stores.write(command)
+        let (outcome, sequences) = try stores.write(command)
+        receipt?.record(sequences)
+        return outcome
     }
 
     func add(_ arguments: Operations.Add.Arguments) throws -> Operations.Add.Answer {

@@ -3,6 +3,7 @@ import ContextModel
 import ContextProtocol
 import Foundation
 import MemoryStore
+import Synchronization
 
 /// Where a server's memories are: one space (one SQLite file), or a cluster node's ranges (a
 /// file per range of users, applied from the log in PostgreSQL). Every request about a user
@@ -38,12 +39,13 @@ enum Stores: Sendable {
 
     /// Applies a resolved write: to the space, or through the cluster's log (answered once it
     /// is durable on two machines and applied here). Blocks its thread (a writer's) meanwhile.
-    func write(_ command: WriteCommand) throws -> WriteOutcome {
+    /// - Returns: Its outcome, and on a cluster node the sequence it took for each user it names.
+    func write(_ command: WriteCommand) throws -> (outcome: WriteOutcome, sequences: [String: Int64]) {
         switch self {
         case .single(let store):
-            return try store.apply(command)
+            return (try store.apply(command), [:])
         case .cluster(let node):
-            return try Self.waitFor { try await node.write(command).outcome }
+            return try Self.waitFor { try await node.write(command) }
         }
     }
 
@@ -61,8 +63,8 @@ enum Stores: Sendable {
 
     /// Runs `body` as a task and blocks this thread (a writer's, never an event loop) until it
     /// ends; the cluster's errors become the client's.
-    private static func waitFor(_ body: @escaping @Sendable () async throws -> WriteOutcome) throws -> WriteOutcome {
-        let result = Waiting<WriteOutcome>()
+    private static func waitFor<Value: Sendable>(_ body: @escaping @Sendable () async throws -> Value) throws -> Value {
+        let result = Waiting<Value>()
         Task { result.finish(await Result { try await body() }) }
         do {
             return try result.wait()
@@ -100,6 +102,29 @@ enum Stores: Sendable {
     }
 }
 
+/// The sequences a request's writes took in the cluster's log, by user: its answer's `seqs`.
+final class WriteReceipt: Sendable {
+    private let sequences = Mutex<[String: Int64]>([:])
+
+    func record(_ new: [String: Int64]) {
+        sequences.withLock { $0.merge(new) { max($0, $1) } }
+    }
+
+    /// The answer's field, after the op's own (nothing on one server, whose writes take none).
+    func encode(to writer: inout JSONWriter) {
+        let sequences = self.sequences.withLock { $0 }.sorted { $0.key.utf8.lexicographicallyPrecedes($1.key.utf8) }
+        guard !sequences.isEmpty else { return }
+        writer.field("seqs")
+        writer.raw("{")
+        for (n, (user, seq)) in sequences.enumerated() {
+            if n > 0 { writer.raw(",") }
+            writer.key(user)
+            writer.int(seq)
+        }
+        writer.raw("}")
+    }
+}
+
 /// A result a thread waits for while a task computes it.
 private final class Waiting<Value: Sendable>: Sendable {
     private let condition = NSCondition()
@@ -127,12 +152,25 @@ extension Result where Failure == any Error {
 }
 
 extension ProtocolError {
-    /// The error a client hears for the cluster's.
+    /// The error a client hears for the cluster's, when it wrote.
     init(cluster error: ClusterError) {
         switch error {
         case .unavailable(let message): self.init(.unavailable, "the write was not acknowledged: \(message)")
-        case .invalidConfiguration(let message), .corruptLog(let message):
+        case .invalidConfiguration(let message), .corruptLog(let message), .noSuchSequence(let message):
             self.init(.storageError, "the cluster failed: \(message)")
+        }
+    }
+
+    /// The error a client hears for the cluster's, when its request had to see sequence
+    /// `minSeq` of `user`'s range first.
+    init(cluster error: ClusterError, reading minSeq: Int64, of user: String) {
+        switch error {
+        case .unavailable(let message):
+            self.init(.unavailable, "this node cannot reach sequence \(minSeq) of user '\(user)': \(message)")
+        case .noSuchSequence(let message):
+            self.init(.invalidValue, "'min_seq' is past every write of user '\(user)': \(message)")
+        default:
+            self.init(cluster: error)
         }
     }
 }

@@ -4,6 +4,7 @@ import asyncio
 import json
 import socket
 import ssl
+from collections import OrderedDict
 from typing import Any, Dict, Optional, Tuple
 
 from .errors import Busy, ConnectionLost, ProtocolMismatch, RateLimited, ShuttingDown, server_error
@@ -101,6 +102,31 @@ class Settings:
         self.key: Optional[str] = None
         """The key the connection authenticated as (``None`` without a secret)."""
         self._rid = 0
+        self.sequences: "OrderedDict[str, int]" = OrderedDict()
+        """From a cluster: the last sequence a write of each user was answered with (the most
+        recent ``MAX_SEQUENCES`` users). A later request about that user carries it as
+        ``min_seq``, so it sees the write whichever node answers it."""
+
+    MAX_SEQUENCES = 65536
+
+    def _line(self, fields: Dict[str, Any], rid: int) -> bytes:
+        """The request line, with ``min_seq`` when a write of its user was answered with one."""
+        user = fields.get("user")
+        if isinstance(user, str) and user in self.sequences and "min_seq" not in fields:
+            fields = dict(fields, min_seq=self.sequences[user])
+        return encode(fields, rid)
+
+    def _noted(self, answer: Dict[str, Any]) -> Dict[str, Any]:
+        """Keeps the sequences a write's answer carries (``seqs``, from a cluster)."""
+        seqs = answer.get("seqs")
+        if isinstance(seqs, dict):
+            for user, seq in seqs.items():
+                if isinstance(seq, int) and seq > self.sequences.get(user, -1):
+                    self.sequences[user] = seq
+                    self.sequences.move_to_end(user)
+            while len(self.sequences) > self.MAX_SEQUENCES:
+                self.sequences.popitem(last=False)
+        return answer
 
     def _next_rid(self) -> int:
         self._rid += 1

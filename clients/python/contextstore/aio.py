@@ -165,7 +165,8 @@ class AsyncClient(_wire.Settings, Operations):
                 connection = await self._connect()
                 rid = self._next_rid()
                 sent = True
-                ok, result = _wire.outcome(await connection.send(_wire.encode(request.fields, rid), rid, self.timeout))
+                answer = await connection.send(self._line(request.fields, rid), rid, self.timeout)
+                ok, result = _wire.outcome(self._noted(answer))
                 if ok:
                     return request.parse(result)
                 raise result

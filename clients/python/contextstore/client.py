@@ -202,7 +202,7 @@ class Client(_wire.Settings, Operations):
                 connection = self._connect()
                 rid = self._next_rid()
                 sent = True
-                answer = _wire.decode(connection.roundtrip(_wire.encode(request.fields, rid)))
+                answer = self._noted(_wire.decode(connection.roundtrip(self._line(request.fields, rid))))
                 if answer.get("rid") != rid:
                     self._drop()
                     if "rid" not in answer and answer.get("ok") is False:
@@ -273,7 +273,7 @@ class Pipeline(Operations):
             return queued
         client = self.client
         rids = [client._next_rid() for _ in queued]
-        lines = [_wire.encode(p.request.fields, rid) for p, rid in zip(queued, rids)]
+        lines = [client._line(p.request.fields, rid) for p, rid in zip(queued, rids)]
         answers: List[bytes] = []
         lost: Optional[BaseException] = None
         try:
@@ -283,7 +283,7 @@ class Pipeline(Operations):
             lost = error
         by_rid: Dict[Any, Dict[str, Any]] = {}
         for line in answers:
-            answer = _wire.decode(line)
+            answer = client._noted(_wire.decode(line))
             by_rid[answer.get("rid")] = answer
         for pending, rid in zip(queued, rids):
             answer = by_rid.get(rid)

@@ -314,3 +314,20 @@ def test_tls(tls_server):
         with cs.Client(host="localhost", port=tls_server.port, secret=APP, ssl=ssl.create_default_context(),
                        retries=0) as client:
             client.ping()
+
+
+def test_a_writes_sequence_goes_with_later_requests_about_its_user(server):
+    # A cluster node answers writes with `seqs`; the client keeps each user's newest and sends
+    # it as `min_seq`. One server has none to give and takes `min_seq` as already met.
+    with cs.Client(port=server.port, secret=APP) as client:
+        client._noted({"ok": True, "seqs": {"alice": 7, "bob": 3}})
+        client._noted({"ok": True, "seqs": {"alice": 5}})  # an answer to an older write
+        assert dict(client.sequences) == {"alice": 7, "bob": 3}
+        assert b'"min_seq":7' in client._line({"op": "get", "user": "alice", "id": "x"}, 1)
+        assert b"min_seq" not in client._line({"op": "get", "user": "carol", "id": "x"}, 2)
+        assert b"min_seq" not in client._line({"op": "stats"}, 3)
+        client.add("alice", "tea", vector=unit(1), id="t1")
+        assert client.get("alice", "t1").text == "tea"
+        client.MAX_SEQUENCES = 2
+        client._noted({"ok": True, "seqs": {"carol": 1}})
+        assert list(client.sequences) == ["alice", "carol"]  # the least recently written user goes
