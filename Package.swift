@@ -72,6 +72,7 @@ let package = Package(
         .target(
             name: "ContextServer",
             dependencies: [
+                "ContextClient",
                 "ContextModel",
                 "ContextProtocol",
                 "Embedder",

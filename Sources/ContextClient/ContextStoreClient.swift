@@ -101,6 +101,20 @@ public final class ContextStoreClient: Sendable {
     /// Sends one request line (the newline is added) and returns the parsed response object,
     /// whether `ok` is true or false.
     public func roundTrip(line bytes: [UInt8]) async throws -> JSONObject {
+        let line = try await exchange(line: bytes)
+        let value: JSONValue
+        do {
+            value = try line.withUnsafeReadableBytes { bytes throws(JSONParseError) in try JSONParser.parse(bytes) }
+        } catch {
+            throw ClientError.invalidResponse("\(error)")
+        }
+        guard case .object(let object) = value else { throw ClientError.invalidResponse("not an object") }
+        return object
+    }
+
+    /// Sends one request line (the newline is added) and returns the answer line as it came,
+    /// without its newline.
+    public func exchange(line bytes: [UInt8]) async throws -> ByteBuffer {
         var buffer = channel.allocator.buffer(capacity: bytes.count + 1)
         buffer.writeBytes(bytes)
         buffer.writeInteger(UInt8(ascii: "\n"))
@@ -125,14 +139,7 @@ public final class ContextStoreClient: Sendable {
         } catch is NIOExtrasErrors.ClosedBeforeReceivingResponse {
             throw closedError
         }
-        let value: JSONValue
-        do {
-            value = try line.withUnsafeReadableBytes { bytes throws(JSONParseError) in try JSONParser.parse(bytes) }
-        } catch {
-            throw ClientError.invalidResponse("\(error)")
-        }
-        guard case .object(let object) = value else { throw ClientError.invalidResponse("not an object") }
-        return object
+        return line
     }
 
     private var closedError: ClientError {
@@ -285,6 +292,11 @@ public final class ContextStoreClient: Sendable {
     /// `stats`: counts and sizes of the space and the embedding cache.
     public func stats() async throws -> ServerStats {
         try await call(Operations.Stats.self, Nothing())
+    }
+
+    /// `cluster`: the nodes and each range's hosts, as the node answering sees them (an admin's).
+    public func cluster() async throws -> Operations.Cluster.Answer {
+        try await call(Operations.Cluster.self, Nothing())
     }
 
     /// `digest`: a hash of `user`'s rows (nil: the whole space's, an admin's), and the index of

@@ -16,10 +16,33 @@ import Synchronization
 /// This first form hosts every range on every node (each node is a full replica; reads are
 /// served where they arrive). Placement of ranges on some nodes, and forwarding to them, build
 /// on it.
+/// A ContextStore node of a cluster: it hosts some ranges of users, each a `RangeReplica` (its
+/// own SQLite file in the node's folder), and keeps them applied from the log in PostgreSQL.
+///
+/// A write is resolved by the caller (ids, times, vectors), appended to its range's log (split
+/// by range when it spans several), applied here, and only then answered: the answer reflects
+/// the entry's durable commit on two machines and this node's copy of it. Other hosts apply
+/// the same entries when they follow the log, so every host of a range holds the same rows
+/// (equal `digest`s at equal sequences).
+///
+/// Which ranges a node hosts is kept in PostgreSQL too (`CommandLog.Placement`): every node
+/// renews its lease each second and moves ranges towards their rendezvous-hashed hosts among
+/// the live nodes (`reconcile`); a node chosen for a range opens it, catches up from the log,
+/// and only then serves it. Requests about users of a range a node does not serve are
+/// forwarded by the server to one of the range's hosts (`hosts(of:)`).
 public final class ClusterNode: Sendable {
+    public let name: String
     public let ranges: RangeMap
     public let log: CommandLog
-    public let replicas: [RangeReplica]
+    /// How many nodes host each range (fewer while fewer are live).
+    public let copies: Int
+    /// How long a node's lease lasts past its last renewal (renewed every third of it).
+    public let lease: Duration
+    /// A space with the ranges' settings and no memories (`node.sqlite`): what the server reads
+    /// the dimension, metric, model and templates from whatever ranges are open.
+    public let settings: MemoryStore
+    private let folder: String
+    private let open: @Sendable (String) throws -> MemoryStore
     /// Applies entries, one at a time: SQLite's work off the caller's threads.
     private let applier: NIOThreadPool
     /// This node's appends still waiting for their outcome, by idempotency key: nil until the
@@ -27,16 +50,54 @@ public final class ClusterNode: Sendable {
     /// per write in flight, so as bounded as the writer's queue; another node's entries are
     /// applied without keeping anything.
     private let waiting = Mutex<[UUID: Result<WriteOutcome, StoreError>?]>([:])
+    private let state = Mutex(State())
+    /// Whether a `reconcile` round is running.
+    private let reconciling = Mutex(false)
 
-    /// Opens (or creates) the node's copies of every range in `folder`, one file per range
-    /// (`range-NNNN.sqlite`), each made by `open(path)`.
-    public init(folder: String, log: CommandLog, ranges: RangeMap, open: (String) throws -> MemoryStore) throws {
+    /// What the node knows of the cluster, and the ranges it has open.
+    struct State {
+        /// The ranges open here: served, or catching up to be.
+        var replicas: [Int: RangeReplica] = [:]
+        /// Each range's placement as last read (or set) here.
+        var placement: [Int: CommandLog.Placement] = [:]
+        /// The live nodes' addresses, by name.
+        var addresses: [String: String] = [:]
+        /// Ranges open here that this node no longer hosts, served until the time given.
+        var leaving: [Int: ContinuousClock.Instant] = [:]
+        /// Since when every round has reached PostgreSQL (nil: the last one failed).
+        var connectedSince: ContinuousClock.Instant?
+        /// This node's life, once joined.
+        var fence: CommandLog.Fence?
+        var address = ""
+    }
+
+    /// Prepares the node `name` with its ranges' files in `folder` (`range-NNNN.sqlite`, each
+    /// made by `open(path)` when the node comes to host it); `join` starts it.
+    /// - Throws: `ClusterError.invalidConfiguration` for a name that is empty or longer than
+    ///   200 bytes, copies outside 1...16 or a lease outside 1 s...10 min; what opening the
+    ///   settings space throws.
+    public init(
+        name: String, folder: String, log: CommandLog, ranges: RangeMap, copies: Int = 2,
+        lease: Duration = .seconds(3), open: @escaping @Sendable (String) throws -> MemoryStore
+    ) throws {
+        guard !name.isEmpty, name.utf8.count <= 200 else {
+            throw ClusterError.invalidConfiguration("a node's name must be 1 to 200 bytes, not '\(name)'")
+        }
+        guard (1...16).contains(copies) else {
+            throw ClusterError.invalidConfiguration("copies must be 1...16, not \(copies)")
+        }
+        guard lease >= .seconds(1), lease <= .seconds(600) else {
+            throw ClusterError.invalidConfiguration("the lease must be 1 s to 10 min, not \(lease)")
+        }
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        self.name = name
         self.ranges = ranges
         self.log = log
-        replicas = try (0..<ranges.count).map { range in
-            RangeReplica(range: range, store: try open(Self.path(of: range, in: folder)))
-        }
+        self.copies = copies
+        self.lease = lease
+        self.folder = folder
+        self.open = open
+        settings = try open(folder + "/node.sqlite")
         applier = NIOThreadPool(numberOfThreads: 1)
         applier.start()
     }
@@ -46,13 +107,46 @@ public final class ClusterNode: Sendable {
         return "\(folder)/range-\(String(repeating: "0", count: max(0, 4 - number.count)))\(number).sqlite"
     }
 
-    /// The copy that holds `user`'s memories.
-    public func replica(of user: String) -> RangeReplica { replicas[ranges.range(of: user)] }
+    /// The ranges open here (served, or catching up), in range order.
+    public var replicas: [RangeReplica] {
+        state.withLock { $0.replicas.values.sorted { $0.range < $1.range } }
+    }
+
+    /// The copy of `range` open here, if it is.
+    public func replica(of range: Int) -> RangeReplica? { state.withLock { $0.replicas[range] } }
+
+    /// The copy that holds `user`'s memories, if this node serves its range.
+    public func replica(of user: String) -> RangeReplica? {
+        let range = ranges.range(of: user)
+        return serves(range) ? replica(of: range) : nil
+    }
+
+    /// Whether this node serves `range`: it hosts it (or did until less than a lease ago) and
+    /// has it open.
+    public func serves(_ range: Int) -> Bool {
+        state.withLock { state in
+            state.replicas[range] != nil
+                && (state.placement[range]?.hosts.contains(name) == true || state.leaving[range] != nil)
+        }
+    }
+
+    /// The addresses of the live nodes that serve `range`, this one excluded.
+    public func hosts(of range: Int) -> [String] {
+        state.withLock { state in
+            (state.placement[range]?.hosts ?? []).filter { $0 != name }.compactMap { state.addresses[$0] }
+        }
+    }
+
+    /// Every range's placement and every live node, as this node last read them.
+    public var view: (placement: [CommandLog.Placement], addresses: [String: String]) {
+        state.withLock { ($0.placement.values.sorted { $0.range < $1.range }, $0.addresses) }
+    }
 
     /// Stops applying and closes every range's file.
     public func close() async {
         try? await applier.shutdownGracefully()
         for replica in replicas { replica.store.close() }
+        settings.close()
     }
 
     // MARK: - Writing
@@ -85,29 +179,38 @@ public final class ClusterNode: Sendable {
     /// outcome is unknown: the connection was lost at COMMIT, and the retry finds the entry if
     /// it committed), applies the log here up to it, and returns its sequence and outcome.
     private func append(_ command: WriteCommand, range: Int) async throws -> (Int64, Result<WriteOutcome, StoreError>) {
+        guard let replica = replica(of: range) else {
+            throw ClusterError.unavailable("range \(range) is not open on node \(name) (it moved); retry")
+        }
+        guard let fence = state.withLock({ $0.fence }) else {
+            throw ClusterError.unavailable("node \(name) has not joined the cluster")
+        }
         let key = UUID()
         waiting.withLock { $0[key] = .some(nil) }
         defer { waiting.withLock { _ = $0.removeValue(forKey: key) } }
         let seq: Int64
         do {
-            seq = try await log.append(command, range: range, key: key)
+            seq = try await log.append(command, range: range, key: key, fence: fence)
         } catch ClusterError.unavailable(let message) where message.contains("outcome is unknown") {
-            seq = try await log.append(command, range: range, key: key)
+            seq = try await log.append(command, range: range, key: key, fence: fence)
         }
-        return (seq, try await outcome(of: key, seq: seq, range: range))
+        return (seq, try await outcome(of: key, seq: seq, in: replica))
     }
 
     /// The outcome of this node's entry `seq` of `range` (appended with `key`), applying the log
     /// here up to it first. Another reader of the log (the follower) may be applying it right
     /// now: its outcome is recorded a moment after the range's applied sequence passes it, so
     /// it is waited for (briefly).
-    private func outcome(of key: UUID, seq: Int64, range: Int) async throws -> Result<WriteOutcome, StoreError> {
+    private func outcome(of key: UUID, seq: Int64, in replica: RangeReplica) async throws -> Result<
+        WriteOutcome, StoreError
+    > {
+        let range = replica.range
         let deadline = ContinuousClock.now + log.configuration.deadline
         while true {
             if let outcome = waiting.withLock({ $0[key] ?? nil }) { return outcome }
-            let before = replicas[range].appliedSequence
-            if before < seq { try await catchUp(range: range, through: seq, durable: seq) }
-            if replicas[range].appliedSequence == before {
+            let before = replica.appliedSequence
+            if before < seq { try await catchUp(replica, through: seq, durable: seq) }
+            if replica.appliedSequence == before {
                 guard ContinuousClock.now < deadline else {
                     throw ClusterError.unavailable(
                         "the write is entry \(seq) of range \(range), but its outcome is not known here")
@@ -189,35 +292,35 @@ public final class ClusterNode: Sendable {
 
     // MARK: - Following the log
 
-    /// Applies `range`'s log here through `seq` at least (and whatever else is durable).
+    /// Applies `replica`'s log here through `seq` at least (and whatever else is durable).
     /// - Parameter durable: A sequence an append returned (see `CommandLog.entries`).
-    public func catchUp(range: Int, through seq: Int64 = .max, durable: Int64? = nil) async throws {
-        let replica = replicas[range]
+    func catchUp(_ replica: RangeReplica, through seq: Int64 = .max, durable: Int64? = nil) async throws {
         while replica.appliedSequence < seq {
             let page = try await log.entries(
-                range: range, after: replica.appliedSequence, limit: 1_000, durable: durable)
+                range: replica.range, after: replica.appliedSequence, limit: 1_000, durable: durable)
             guard !page.isEmpty else { return }
-            try await apply(page, to: range)
+            try await apply(page, to: replica)
         }
     }
 
     /// Returns once `user`'s range here has applied `seq` (a write's answer gave it): the log is
     /// applied through it.
-    /// - Throws: `ClusterError.unavailable` when the log cannot be read now;
-    ///   `.noSuchSequence` when the range's log ends before `seq` (no write took it).
+    /// - Throws: `ClusterError.unavailable` when the log cannot be read now or the range is not
+    ///   open here; `.noSuchSequence` when the range's log ends before `seq` (no write took it).
     public func reach(_ seq: Int64, of user: String) async throws {
         let range = ranges.range(of: user)
-        try await catchUp(range: range, through: seq)
-        let applied = replicas[range].appliedSequence
-        guard applied >= seq else {
-            throw ClusterError.noSuchSequence("its range's log ends at \(applied)")
+        guard let replica = replica(of: range) else {
+            throw ClusterError.unavailable("range \(range) is not open on node \(name)")
+        }
+        try await catchUp(replica, through: seq)
+        guard replica.appliedSequence >= seq else {
+            throw ClusterError.noSuchSequence("its range's log ends at \(replica.appliedSequence)")
         }
     }
 
-    /// Applies a page of `range`'s entries on the applier's thread, recording each outcome as
-    /// it is applied.
-    private func apply(_ page: [CommandLog.Entry], to range: Int) async throws {
-        let replica = replicas[range]
+    /// Applies a page of entries to `replica` on the applier's thread, recording each outcome
+    /// as it is applied.
+    private func apply(_ page: [CommandLog.Entry], to replica: RangeReplica) async throws {
         _ = try await applier.runIfActive {
             try replica.apply(page) { entry, outcome in
                 self.waiting.withLock { waiting in
@@ -227,26 +330,44 @@ public final class ClusterNode: Sendable {
         }
     }
 
-    /// One round of following: every range's new durable entries, read at once, applied.
+    /// One round of following: every open range's new durable entries, read at once, applied.
     /// - Returns: Whether a range may have more (a full page).
     @discardableResult
     public func catchUpAll() async throws -> Bool {
-        let pages = try await log.entries(after: replicas.map(\.appliedSequence), limit: 1_000)
-        for (range, page) in pages.sorted(by: { $0.key < $1.key }) where range < replicas.count {
-            try await apply(page, to: range)
+        let open = state.withLock { $0.replicas }
+        let pages = try await log.entries(after: open.mapValues(\.appliedSequence), limit: 1_000)
+        for (range, page) in pages.sorted(by: { $0.key < $1.key }) {
+            guard let replica = open[range] else { continue }
+            try await apply(page, to: replica)
         }
         return pages.values.contains { $0.count == 1_000 }
     }
 
-    /// Follows the log until cancelled: every `interval`, one transaction reads the new durable
-    /// entries of every range (`catchUpAll`), and they are applied. A failure (PostgreSQL down, a
-    /// failover) is retried at the next turn, and reported to `failed` when it begins and every
-    /// 5 s while it lasts (not 50 times a second).
-    public func follow(every interval: Duration = .milliseconds(20), failed: @Sendable (any Error) -> Void) async {
+    /// Follows the log and keeps the node's lease and ranges until cancelled: every `interval`,
+    /// one transaction reads the new durable entries of every open range (`catchUpAll`), and
+    /// every third of the lease the node reconciles (`reconcile`). A failure (PostgreSQL down,
+    /// a failover) is retried at the next turn, and reported to `failed` when it begins and
+    /// every 5 s while it lasts (not 50 times a second).
+    public func follow(every interval: Duration = .milliseconds(20), failed: @escaping @Sendable (any Error) -> Void)
+        async
+    {
+        await withDiscardingTaskGroup { group in
+            group.addTask {
+                await Self.repeating(every: interval, failed: failed) { while try await self.catchUpAll() {} }
+            }
+            group.addTask {
+                await Self.repeating(every: self.lease / 3, failed: failed) { try await self.reconcile() }
+            }
+        }
+    }
+
+    private static func repeating(
+        every interval: Duration, failed: @Sendable (any Error) -> Void, _ body: () async throws -> Void
+    ) async {
         var reported: ContinuousClock.Instant?
         while !Task.isCancelled {
             do {
-                while try await catchUpAll() {}
+                try await body()
                 reported = nil
             } catch {
                 if reported.map({ ContinuousClock.now - $0 >= .seconds(5) }) ?? true {
@@ -255,6 +376,113 @@ public final class ClusterNode: Sendable {
                 }
             }
             try? await Task.sleep(for: interval)
+        }
+    }
+
+    // MARK: - Membership and placement
+
+    /// Joins the cluster as reachable at `address` (`host:port` of its line protocol) and
+    /// reconciles until it serves every range it is chosen for, caught up from the log.
+    public func join(address: String) async throws {
+        state.withLock { $0.address = address }
+        try await reconcile()
+        while state.withLock({ state in state.placement.values.contains { $0.joining.contains(name) } }) {
+            try await Task.sleep(for: .milliseconds(50))
+            try await reconcile()
+        }
+    }
+
+    /// One round: renews the lease (joining anew when it has none), reads the members and the
+    /// placement, moves each range towards its planned hosts by compare-and-set, opens the
+    /// ranges this node is chosen for, catches up those it joins and then serves them, and
+    /// closes those it no longer hosts.
+    public func reconcile() async throws {
+        // One round at a time: a round that read an older placement must not publish it after
+        // a newer one.
+        while !reconciling.withLock({ running in
+            defer { running = true }
+            return !running
+        }) {
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        defer { reconciling.withLock { $0 = false } }
+        do {
+            try await reconcileRound()
+        } catch {
+            state.withLock { $0.connectedSince = nil }
+            throw error
+        }
+    }
+
+    private func reconcileRound() async throws {
+        let (fence, address) = state.withLock { ($0.fence, $0.address) }
+        if let fence, try await log.renew(fence, lease: lease) {
+        } else {
+            let epoch = try await log.join(node: name, address: address, lease: lease)
+            state.withLock { $0.fence = CommandLog.Fence(node: name, epoch: epoch) }
+        }
+        // Other nodes count as gone only once this one has been in touch for a lease: after a
+        // failover (or a start) every lease looks lapsed until its node renews it.
+        let settled = state.withLock { state in
+            let since = state.connectedSince ?? .now
+            state.connectedSince = since
+            return ContinuousClock.now - since >= lease
+        }
+        let (members, placement) = try await log.view()
+        let live = Set(members.filter(\.live).map(\.name) + [name])
+        var current: [Int: CommandLog.Placement] = [:]
+        for var range in placement {
+            let candidates = settled ? live : live.union(range.hosts)
+            let planned = range.planned(live: candidates.sorted(), copies: copies)
+            if planned != range, try await log.place(planned) {
+                range = planned
+                range.version += 1
+            }
+            current[range.range] = range
+        }
+        let addresses = Dictionary(members.filter(\.live).map { ($0.name, $0.address) }) { first, _ in first }
+        // A range newly opened here (a restart, or chosen) is caught up from the log before the
+        // node says it serves it: its file may be far behind.
+        let opened = try current.filter { $0.value.hosts.contains(name) || $0.value.joining.contains(name) }
+            .filter { range, _ in replica(of: range) == nil }
+            .map { range, _ in RangeReplica(range: range, store: try open(Self.path(of: range, in: folder))) }
+        for replica in opened { try await catchUp(replica) }
+        let now = ContinuousClock.now
+        let dropped = state.withLock { state -> [RangeReplica] in
+            state.placement = current
+            state.addresses = addresses
+            for replica in opened { state.replicas[replica.range] = replica }
+            // A range this node no longer hosts is still served, and followed, for a lease:
+            // until then other nodes may forward to it from their last view.
+            for range in state.replicas.keys {
+                let mine = current[range].map { $0.hosts.contains(name) || $0.joining.contains(name) } ?? false
+                if mine {
+                    state.leaving[range] = nil
+                } else if state.leaving[range] == nil {
+                    state.leaving[range] = now + lease
+                }
+            }
+            let gone = state.leaving.filter { $0.value <= now }.map(\.key)
+            for range in gone { state.leaving[range] = nil }
+            return gone.compactMap { state.replicas.removeValue(forKey: $0) }
+        }
+        if !dropped.isEmpty {
+            // Requests that took the store before it left the map finish first.
+            Task {
+                try? await Task.sleep(for: lease)
+                for replica in dropped { replica.store.close() }
+            }
+        }
+        for (range, place) in current.sorted(by: { $0.key < $1.key }) where place.joining.contains(name) {
+            guard let replica = replica(of: range) else { continue }
+            try await catchUp(replica)
+            var served = place
+            served.hosts.append(name)
+            served.joining.removeAll { $0 == name }
+            if try await log.place(served) {
+                served.version += 1
+                state.withLock { $0.placement[range] = served }
+            }
         }
     }
 }

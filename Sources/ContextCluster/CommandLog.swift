@@ -16,6 +16,7 @@ import Synchronization
 ///   order, and a reader following `seq > last` would skip the late one).
 /// - `cs_log(range, seq, key, command)`: the entries; `key` (unique) makes an append
 ///   idempotent, since an append whose connection dies at COMMIT may have committed.
+/// - `cs_nodes`, `cs_placement`: membership and placement (`CommandLog+Placement.swift`).
 public final class CommandLog: Sendable {
     public struct Configuration: Sendable {
         /// The PostgreSQL servers of one replicated formation, as `host:port`: writes and reads
@@ -62,7 +63,7 @@ public final class CommandLog: Sendable {
     public let configuration: Configuration
     private let clients: [PostgresClient]
     private let running: Task<Void, Never>
-    private let logger: Logger
+    let logger: Logger
     /// The host that was the writable primary last time (an index into `clients`).
     private let primary = Mutex<Int>(0)
 
@@ -122,6 +123,9 @@ public final class CommandLog: Sendable {
                         logger: self.logger)
                     count = ranges.count
                 }
+                for statement in Self.placementTables {
+                    try await connection.query(PostgresQuery(unsafeSQL: statement), logger: self.logger)
+                }
                 try await self.commitDurably(connection)
                 return try RangeMap(count: count)
             } catch {
@@ -135,30 +139,33 @@ public final class CommandLog: Sendable {
     /// committed it on the primary and a synchronous standby. Appending again with the same
     /// `key` returns the first append's sequence (after making sure that one is durable too)
     /// and adds nothing: retry with the same key after any failure.
+    /// - Parameter fence: The appending node's life: the append is refused unless its lease
+    ///   holds (checked in the same transaction).
     /// - Throws: `ClusterError.unavailable` when no server can take a durable write now (a
-    ///   standby, a fenced primary, no synchronous standby named, the connection lost or the
-    ///   deadline passed; at COMMIT the outcome is unknown, so retry with the key).
-    public func append(_ command: WriteCommand, range: Int, key: UUID) async throws -> Int64 {
+    ///   standby, a fenced primary, no synchronous standby named, the node's lease lapsed, the
+    ///   connection lost or the deadline passed; at COMMIT the outcome is unknown, so retry
+    ///   with the key).
+    public func append(_ command: WriteCommand, range: Int, key: UUID, fence: Fence? = nil) async throws -> Int64 {
         let bytes = ByteBuffer(bytes: command.encoded())
         do {
             return try await onPrimary { connection in
-                try await self.append(bytes, range: range, key: key, on: connection)
+                try await self.append(bytes, range: range, key: key, fence: fence, on: connection)
             }
         } catch ClusterError.unavailable(let message) where message.hasPrefix(Self.duplicateKey) {
             // Another append of the same key committed between our lookup and our insert: the
             // retry finds it.
             return try await onPrimary { connection in
-                try await self.append(bytes, range: range, key: key, on: connection)
+                try await self.append(bytes, range: range, key: key, fence: fence, on: connection)
             }
         }
     }
 
     private static let duplicateKey = "duplicate key"
 
-    private func append(_ bytes: ByteBuffer, range: Int, key: UUID, on connection: PostgresConnection) async throws
-        -> Int64
-    {
-        try await inDurableTransaction(connection, key: key) { existing in
+    private func append(
+        _ bytes: ByteBuffer, range: Int, key: UUID, fence: Fence?, on connection: PostgresConnection
+    ) async throws -> Int64 {
+        try await inDurableTransaction(connection, key: key, fence: fence) { existing in
             if let existing {
                 // It may have committed here alone (its COMMIT lost its connection while it
                 // waited for the standby): this commit waits for the standby past it.
@@ -183,13 +190,13 @@ public final class CommandLog: Sendable {
 
     /// Runs `body` in a transaction that refuses unless the server can make it durable
     /// (`checkDurable`), rolled back when `body` throws, and committed durably.
-    private func inDurableTransaction<Result: Sendable>(
-        _ connection: PostgresConnection, key: UUID? = nil, _ body: (Int64?) async throws -> Result
+    func inDurableTransaction<Result: Sendable>(
+        _ connection: PostgresConnection, key: UUID? = nil, fence: Fence? = nil, _ body: (Int64?) async throws -> Result
     ) async throws -> Result {
         try await connection.query("BEGIN", logger: logger)
         let result: Result
         do {
-            result = try await body(try await checkDurable(connection, key: key))
+            result = try await body(try await checkDurable(connection, key: key, fence: fence))
         } catch {
             _ = try? await connection.query("ROLLBACK", logger: logger)
             throw error
@@ -223,22 +230,29 @@ public final class CommandLog: Sendable {
     /// waiting for (here BEGIN), so a fence set just before shows in the default alone. pg_auto_failover accepts writes for a few seconds after
     /// a promotion with `synchronous_standby_names` empty, and fences an old primary with
     /// `default_transaction_read_only`: both are refused here, before anything is written.
-    /// In the same round trip, the sequence of an entry appended with `key`, if any.
+    /// In the same round trip, the sequence of an entry appended with `key`, if any, and
+    /// whether `fence`'s lease holds.
     @discardableResult
-    private func checkDurable(_ connection: PostgresConnection, key: UUID? = nil) async throws -> Int64? {
+    private func checkDurable(_ connection: PostgresConnection, key: UUID? = nil, fence: Fence? = nil) async throws
+        -> Int64?
+    {
         let rows = try await connection.query(
             """
             SELECT pg_is_in_recovery(),
                 greatest(current_setting('transaction_read_only'), current_setting('default_transaction_read_only')),
                 current_setting('synchronous_standby_names'), current_setting('synchronous_commit'),
-                (SELECT seq FROM cs_log WHERE key = \(key ?? UUID(uuid: (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0))))
+                (SELECT seq FROM cs_log WHERE key = \(key ?? UUID(uuid: (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)))),
+                (SELECT lease_until > now() FROM cs_nodes WHERE name = \(fence?.node ?? "") AND epoch = \(fence?.epoch ?? 0))
             """, logger: logger)
         var existing: Int64?
-        for try await (recovering, readOnly, standbys, commit, seq) in rows.decode(
-            (Bool, String, String, String, Int64?).self)
+        for try await (recovering, readOnly, standbys, commit, seq, leased) in rows.decode(
+            (Bool, String, String, String, Int64?, Bool?).self)
         {
             if recovering { throw ClusterError.unavailable(Self.standby) }
             if readOnly == "on" { throw ClusterError.unavailable(Self.fenced) }
+            if let fence, leased != true {
+                throw ClusterError.unavailable("node \(fence.node)'s lease of epoch \(fence.epoch) has lapsed")
+            }
             if configuration.requireSynchronousStandby {
                 if standbys.trimmingCharacters(in: .whitespaces).isEmpty {
                     throw ClusterError.unavailable("no synchronous standby: a commit would rest on one disk")
@@ -296,12 +310,15 @@ public final class CommandLog: Sendable {
         }
     }
 
-    /// The durable entries after `applied[range]` of every range, at most `limit` of each, read
-    /// in one transaction behind one barrier (a follower's round: one commit that waits for the
-    /// standby, not one per range).
-    public func entries(after applied: [Int64], limit: Int = 1_000) async throws -> [Int: [Entry]] {
+    /// The durable entries after `applied[range]` of each range it names, at most `limit` of
+    /// each, read in one transaction behind one barrier (a follower's round: one commit that
+    /// waits for the standby, not one per range).
+    public func entries(after applied: [Int: Int64], limit: Int = 1_000) async throws -> [Int: [Entry]] {
         let limit = min(max(limit, 1), Self.maximumPage)
-        let ranges = applied.indices.map { Int32($0) }
+        let order = applied.keys.sorted()
+        let ranges = order.map { Int32($0) }
+        let applied = order.map { applied[$0]! }
+        guard !order.isEmpty else { return [:] }
         return try await onPrimary { connection in
             try await self.inDurableTransaction(connection) { _ in
                 var found: [Int: [Entry]] = [:]
@@ -369,7 +386,7 @@ public final class CommandLog: Sendable {
     /// that was primary last time first, then each other one. A host that is a standby or
     /// fenced is passed over; when none is the primary, or the deadline passes, the error is
     /// `unavailable`.
-    private func onPrimary<Result: Sendable>(
+    func onPrimary<Result: Sendable>(
         _ body: @escaping @Sendable (PostgresConnection) async throws -> Result
     ) async throws -> Result {
         let first = primary.withLock { $0 }

@@ -43,8 +43,9 @@ extension JSONValue {
 
 extension JSONObject {
     /// The fields every request may carry besides its op's own: `op`, `rid` (echoed in the
-    /// answer) and `min_seq` (the sequence of its user's range it must see; see PROTOCOL.md).
-    public static let envelopeFields: Set<String> = ["op", "rid", "min_seq"]
+    /// answer), and for a cluster `min_seq` (the sequence of its user's range it must see) and
+    /// `forwarded_by` (the node that forwarded it; see PROTOCOL.md).
+    public static let envelopeFields: Set<String> = ["op", "rid", "min_seq", "forwarded_by"]
 
     /// Refuses a field outside `known` (and `envelopeFields` when `envelope`): a misspelt filter
     /// must not be ignored.

@@ -66,6 +66,9 @@ public struct ServerConfiguration: Sendable {
     public var prompts = PromptSettings()
     /// The keys a connection must authenticate with; nil: none needed.
     public var keys: KeyRing?
+    /// On a cluster node: the `host:port` other nodes forward requests to; nil: the host and
+    /// port it listens on.
+    public var clusterAddress: String?
     /// Bytes of `search` and `prompt` answers kept for repeated requests (keys and answers); 0
     /// keeps none.
     public var resultCacheBytes = 64 * 1024 * 1024
@@ -113,6 +116,7 @@ public final class ContextStoreServer: Sendable {
     private let purge: RepeatedTask
     /// A cluster node's loop that applies what other nodes write (nil on one machine).
     private let following: Task<Void, Never>?
+    private let forwarder: Forwarder?
 
     /// The address the server listens on (with the real port when 0 was asked for).
     public var localAddress: SocketAddress { channel.localAddress! }
@@ -184,11 +188,15 @@ public final class ContextStoreServer: Sendable {
             quality: QualitySampler(every: configuration.qualitySampleEvery))
         self.context = serverContext
         let writeQueue = WriteQueue(limit: configuration.maximumQueuedWrites)
+        let forwarder = stores.node.map {
+            Forwarder(node: $0.name, maximumAnswerBytes: configuration.maximumAnswerBytes)
+        }
+        self.forwarder = forwarder
         let dispatcher = Dispatcher(
             writerPool: writerPool, computePool: computePool, writeQueue: writeQueue,
             authFailures: limits.authFailures,
             requestLog: RequestLog(slowThreshold: configuration.slowRequest, logger: logger),
-            maximumAnswerBytes: configuration.maximumAnswerBytes)
+            maximumAnswerBytes: configuration.maximumAnswerBytes, forwarder: forwarder)
         /// Undoes the start when a socket cannot be bound.
         func stopThreads() async {
             try? await writerPool.shutdownGracefully()
@@ -288,6 +296,17 @@ public final class ContextStoreServer: Sendable {
             }
         }
         if let node = stores.node {
+            do {
+                try await node.join(
+                    address: configuration.clusterAddress
+                        ?? "\(configuration.host):\(channel.localAddress?.port ?? configuration.port)")
+            } catch {
+                try? await channel.close()
+                try? await metricsChannel?.close()
+                purge.cancel()
+                await stopThreads()
+                throw error
+            }
             following = Task {
                 await node.follow(every: followInterval) { error in
                     logger.warning("following the cluster's log failed; retrying", metadata: ["error": "\(error)"])
@@ -319,6 +338,7 @@ public final class ContextStoreServer: Sendable {
         try? await purgeStopped.futureResult.get()
         following?.cancel()
         await following?.value
+        await forwarder?.close()
         try? await writerPool.shutdownGracefully()
         try? await computePool.shutdownGracefully()
         try? await group.shutdownGracefully()

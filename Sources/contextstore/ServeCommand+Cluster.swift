@@ -33,7 +33,8 @@ extension ServeCommand {
         do {
             let ranges = try await log.install(ranges: try RangeMap(count: ranges))
             let index = try indexOptions.spaceIndex()
-            node = try ClusterNode(folder: folder, log: log, ranges: ranges) { path in
+            let name = nodeName ?? URL(fileURLWithPath: folder).standardizedFileURL.lastPathComponent
+            node = try ClusterNode(name: name, folder: folder, log: log, ranges: ranges, copies: copies) { path in
                 try MemoryStore(
                     path: path, dimension: dimension, metric: metric, model: embedder?.modelID, index: index,
                     embedTemplate: embedTemplate ?? (access(path, F_OK) == 0 ? nil : EmbedTemplate.serverDefault),
@@ -46,16 +47,18 @@ extension ServeCommand {
         let server: ContextStoreServer
         do {
             let began = ContinuousClock.now
-            while try await node.catchUpAll() {}
-            logger.info(
-                "ranges applied from the log",
-                metadata: [
-                    "ranges": "\(node.ranges.count)", "folder": "\(folder)",
-                    "memories": "\(node.replicas.reduce(0) { $0 + $1.store.count })",
-                    "took": "\(ContinuousClock.now - began)",
-                ])
+            var configuration = configuration
+            configuration.clusterAddress = clusterAddress
+            // Joins the cluster once listening: catches up the ranges it is chosen for first.
             server = try await ContextStoreServer(
                 node: node, embedder: embedder, configuration: configuration, logger: logger)
+            logger.info(
+                "joined the cluster",
+                metadata: [
+                    "node": "\(node.name)", "ranges": "\(node.replicas.count) of \(node.ranges.count)",
+                    "folder": "\(folder)", "memories": "\(node.replicas.reduce(0) { $0 + $1.store.count })",
+                    "took": "\(ContinuousClock.now - began)",
+                ])
         } catch {
             await node.close()
             await log.shutdown()

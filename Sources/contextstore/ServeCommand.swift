@@ -49,6 +49,21 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "With --cluster: the number of ranges of users, fixed by the first node that creates the log.")
     var ranges: Int = RangeMap.defaultCount
 
+    @Option(
+        help: """
+            With --cluster: this node's name, the same at every restart (it keeps its ranges);             default: the name of its --db folder.
+            """)
+    var nodeName: String?
+
+    @Option(
+        help: """
+            With --cluster: the HOST:PORT other nodes forward requests to; default: --host and             the port listened on.
+            """)
+    var clusterAddress: String?
+
+    @Option(help: "With --cluster: how many nodes host each range (1...16).")
+    var copies: Int = 2
+
     @Option(help: "Address to listen on.")
     var host: String = "127.0.0.1"
 
@@ -245,6 +260,9 @@ struct ServeCommand: AsyncParsableCommand {
             )
         }
         if let cluster {
+            guard tlsCert == nil else {
+                throw fail("--cluster does not speak TLS between nodes yet: run a cluster's nodes on a private network")
+            }
             try await serveNode(
                 cluster: cluster, embedder: embedder, configuration: try configuration(prompts: prompts, keys: ring),
                 signals: signals, logger: logger)

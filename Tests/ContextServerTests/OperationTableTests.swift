@@ -23,7 +23,8 @@ import Testing
         #expect(
             OperationTable.descriptors.map(\.name).sorted()
                 == [
-                    "add", "add_batch", "auth", "backup", "delete", "digest", "embed", "feedback", "forget", "get",
+                    "add", "add_batch", "auth", "backup", "cluster", "delete", "digest", "embed", "feedback", "forget",
+                    "get",
                     "hello",
                     "list", "metrics", "ping", "prompt", "search", "sessions", "stats", "update",
                 ])
@@ -38,7 +39,7 @@ import Testing
                 "search": .eventLoop, "get": .eventLoop,
                 "stats": .eventLoop,
                 "embed": .computePool, "prompt": .computePool, "list": .computePool, "sessions": .computePool,
-                "backup": .computePool, "digest": .computePool,
+                "backup": .computePool, "digest": .computePool, "cluster": .computePool,
                 "add": .writer, "add_batch": .writer, "delete": .writer, "feedback": .writer, "forget": .writer,
                 "update": .writer,
             ])
@@ -54,7 +55,7 @@ import Testing
                 "auth": .anyone, "ping": .anyKey, "hello": .anyKey, "embed": .write, "search": .read, "get": .read,
                 "list": .read, "sessions": .read, "prompt": .read, "add": .write, "add_batch": .write,
                 "update": .write, "delete": .write, "forget": .write, "feedback": .write, "stats": .anyKey,
-                "backup": .admin, "metrics": .anyKey, "digest": .read,
+                "backup": .admin, "metrics": .anyKey, "digest": .read, "cluster": .admin,
             ])
         #expect(
             try decode(

@@ -33,6 +33,9 @@ final class TestServer: Sendable {
             path: folder.path + "/space.db", dimension: dimension, metric: metric, index: index,
             busyTimeoutMilliseconds: busyTimeoutMilliseconds)
         var configuration = ServerConfiguration(host: "127.0.0.1", port: 0, threads: 2)
+        // A busy machine may take longer than the default minute between a connection and its
+        // `auth`; the tests of the timeout set their own.
+        configuration.authenticationTimeout = .seconds(600)
         configure(&configuration)
         server = try await ContextStoreServer(store: store, configuration: configuration, logger: logger)
     }

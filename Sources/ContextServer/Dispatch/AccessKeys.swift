@@ -218,6 +218,9 @@ final class ConnectionSession: Sendable {
     /// The key's name.
     var key: String? { state.withLock { $0.name } }
 
+    /// The secret the connection proved, to prove it again where the request is forwarded.
+    var secret: String? { state.withLock { $0.secret.map { String(decoding: $0, as: UTF8.self) } } }
+
     /// Binds the connection to `key` (nil: to none), as it is now, secret included.
     func authenticated(as key: AccessKey?) {
         state.withLock { $0 = State(name: key?.name, secret: key?.secret) }

@@ -21,11 +21,14 @@ final class Dispatcher: Sendable {
     let authFailures: AuthFailures
     let requestLog: RequestLog
     let maximumAnswerBytes: Int
+    /// On a cluster node: where requests about ranges it does not serve go.
+    let forwarder: Forwarder?
 
     init(
         writerPool: NIOThreadPool, computePool: NIOThreadPool, writeQueue: WriteQueue, authFailures: AuthFailures,
-        requestLog: RequestLog, maximumAnswerBytes: Int
+        requestLog: RequestLog, maximumAnswerBytes: Int, forwarder: Forwarder? = nil
     ) {
+        self.forwarder = forwarder
         self.writerPool = writerPool
         self.computePool = computePool
         self.writeQueue = writeQueue
@@ -49,19 +52,34 @@ final class Dispatcher: Sendable {
         _ request: ByteBuffer, in session: ServerContext, from address: String, stopping: Bool, on loop: EventLoop
     ) -> (op: String, answer: Answer) {
         let began = NIODeadline.now()
-        let (call, descriptor, rid, minSeq): (Call, OperationDescriptor, JSONValue?, Int64?)
+        let (call, descriptor, rid, minSeq, forwarded): (Call, OperationDescriptor, JSONValue?, Int64?, Bool)
         switch ServerContext.decode(request) {
         case .failure(let bytes):
             return ("-", .now(refused("-", bytes, in: session)))
-        case .call(let decodedCall, let decodedDescriptor, let decodedRid, let decodedMinSeq):
-            (call, descriptor, rid, minSeq) = (decodedCall, decodedDescriptor, decodedRid, decodedMinSeq)
+        case .call(let decodedCall, let decodedDescriptor, let decodedRid, let decodedMinSeq, let decodedForwarded):
+            (call, descriptor, rid, minSeq, forwarded) = (
+                decodedCall, decodedDescriptor, decodedRid, decodedMinSeq, decodedForwarded
+            )
         }
         let op = descriptor.name
         if let refusal = refusal(call, descriptor, in: session, from: address, stopping: stopping, now: began) {
             return (op, .now(refused(op, Response.failure(rid: rid, refusal), in: session)))
         }
-        guard let minSeq, let node = session.stores.node, let user = call.users.first,
-            node.replica(of: user).appliedSequence < minSeq
+        guard let node = session.stores.node else {
+            return (op, run(call, descriptor, rid: rid, in: session, on: loop, since: began))
+        }
+        let ranges = Set(call.users.map { node.ranges.range(of: $0) })
+        if !ranges.allSatisfy(node.serves) {
+            return (
+                op,
+                .later(
+                    elsewhere(
+                        request, ranges: ranges, forwarded: forwarded, descriptor, rid: rid, in: session, on: loop,
+                        since: began))
+            )
+        }
+        guard let minSeq, let user = call.users.first, let replica = node.replica(of: user),
+            replica.appliedSequence < minSeq
         else {
             return (op, run(call, descriptor, rid: rid, in: session, on: loop, since: began))
         }
@@ -82,6 +100,53 @@ final class Dispatcher: Sendable {
             return refused(op, Response.failure(rid: rid, refusal), in: session)
         }
         return (op, .later(answer))
+    }
+
+    /// The answer of a node that serves `ranges` (the ranges of the request's users, which this
+    /// node does not all serve), to which the request is forwarded; `unavailable` when another
+    /// node forwarded it here already, or no node serves them all.
+    private func elsewhere(
+        _ request: ByteBuffer, ranges: Set<Int>, forwarded: Bool, _ descriptor: OperationDescriptor,
+        rid: JSONValue?, in session: ServerContext, on loop: EventLoop, since began: NIODeadline
+    ) -> EventLoopFuture<[UInt8]> {
+        let op = descriptor.name
+        guard let node = session.stores.node, let forwarder, !forwarded else {
+            if descriptor.writes { writeQueue.leave() }
+            let refusal = ProtocolError(
+                .unavailable,
+                "node \(session.stores.node?.name ?? "") does not serve these users now (placement is moving); retry")
+            return loop.makeSucceededFuture(refused(op, Response.failure(rid: rid, refusal), in: session))
+        }
+        // The nodes that serve every range the request names.
+        var candidates = node.hosts(of: ranges.first!)
+        for range in ranges.dropFirst() {
+            let hosts = Set(node.hosts(of: range))
+            candidates.removeAll { !hosts.contains($0) }
+        }
+        let targets = candidates
+        let line = forwarder.marked(request)
+        let secret = session.session.secret
+        let answered = loop.makePromise(of: [UInt8].self)
+        answered.completeWithTask { [self] in
+            defer { if descriptor.writes { writeQueue.leave() } }
+            do throws(ProtocolError) {
+                guard !targets.isEmpty else {
+                    throw ProtocolError(
+                        .unavailable,
+                        ranges.count > 1
+                            ? "no node serves every user of this request: send one request per user"
+                            : "no live node serves this user's range now; retry")
+                }
+                return try await forwarder.forward(line, to: targets, secret: secret)
+            } catch {
+                return Response.failure(rid: rid, error)
+            }
+        }
+        return answered.futureResult.map { [self] bytes in
+            let bytes = bounded(bytes, rid: rid)
+            finished(op, rid: rid, since: began, answer: bytes, in: session)
+            return bytes
+        }
     }
 
     /// Runs an admitted request where its op's placement says.

@@ -135,13 +135,14 @@ struct Call: Sendable {
                         }
                     }
                 }
-                guard let user = cachedFor(arguments), let cache = context.results else {
+                guard let user = cachedFor(arguments), let cache = context.results,
+                    let store = try? context.stores.of(user)
+                else {
                     return answering(rid) { Op.answerLine(try handle(arguments, context), rid: rid) }
                 }
                 // The generation and the next expiry are read before the answer is computed: a
                 // write after them makes the kept answer stale, never the other way round.
                 let request = Op.requestLine(arguments)
-                let store = context.stores.of(user)
                 let generation = store.generation(of: user)
                 let deadline = store.nextExpiry
                 let now = Clock.nowMilliseconds()
@@ -302,6 +303,11 @@ enum OperationTable {
                 "result_cache_bytes",
             ]
         ) { _, context in context.stats() },
+        // Reads PostgreSQL (the members, the placement, each range's last sequence): on the pool.
+        OperationDescriptor(
+            Operations.Cluster.self, runs: .computePool, access: .admin, cost: .fixed(10),
+            answer: ["node", "nodes", "ranges"], errors: [.notFound, .unavailable]
+        ) { _, context in try context.cluster() },
         OperationDescriptor(Operations.Metrics.self, runs: .eventLoop, access: .anyKey, answer: ["text"]) {
             _, context in
             context.metricsText()

@@ -40,7 +40,7 @@ extension ServerContext {
     func prompt(_ request: Operations.Prompt.Arguments) throws -> Operations.Prompt.Answer {
         let (template, fromRequest) = try template(request.template)
         let user = request.search.user
-        let store = stores.of(user)
+        let store = try stores.of(user)
         var memories: [PromptItem] = []
         if request.limit > 0 {
             var search = request.search

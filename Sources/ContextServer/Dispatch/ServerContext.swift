@@ -52,8 +52,9 @@ struct ServerContext: Sendable {
 
     /// A request line, decoded: the call to run, or the error line to send back.
     enum Decoded {
-        /// `minSeq`: the sequence of its user's range the request must see (`min_seq`).
-        case call(Call, OperationDescriptor, rid: JSONValue?, minSeq: Int64?)
+        /// `minSeq`: the sequence of its user's range the request must see (`min_seq`);
+        /// `forwarded`: another node forwarded it (`forwarded_by`).
+        case call(Call, OperationDescriptor, rid: JSONValue?, minSeq: Int64?, forwarded: Bool)
         case failure([UInt8])
     }
 
@@ -92,7 +93,8 @@ struct ServerContext: Sendable {
                     )
                 }
             }
-            return .call(call, descriptor, rid: rid, minSeq: minSeq)
+            let forwarded = try object.optionalString("forwarded_by") != nil
+            return .call(call, descriptor, rid: rid, minSeq: minSeq, forwarded: forwarded)
         } catch {
             return .failure(Response.failure(rid: rid, error))
         }
@@ -254,7 +256,8 @@ struct ServerContext: Sendable {
     func add(_ arguments: Operations.Add.Arguments) throws -> Operations.Add.Answer {
         try check(model: arguments.model)
         let arguments = try embedded(arguments)
-        guard case .added(let outcome) = try write(stores.of(arguments.memory.user).resolve([arguments.memory])) else {
+        guard case .added(let outcome) = try write(try stores.of(arguments.memory.user).resolve([arguments.memory]))
+        else {
             preconditionFailure()
         }
         return Operations.Add.Answer(id: outcome.ids[0], truncated: arguments.truncated)
@@ -274,14 +277,15 @@ struct ServerContext: Sendable {
         // A text search in the default mode is hybrid; without a model it is words alone.
         let degraded = search.mode == nil && search.text != nil && search.vector == nil && embedder == nil
         let search = try embedded(search)
-        let store = stores.of(search.user)
+        let store = try stores.of(search.user)
         let hits = try store.search(search)
         quality.observe(search, hits: hits, store: store)
         return Operations.Search.Answer(hits: hits, degraded: degraded ? ["vector"] : [])
     }
 
     func get(_ request: Operations.Get.Arguments) throws(ProtocolError) -> Operations.Get.Answer {
-        let found = stores.of(request.user).get(user: request.user, ids: request.ids, withVector: request.withVector)
+        let found = try stores.of(request.user).get(
+            user: request.user, ids: request.ids, withVector: request.withVector)
         if !request.many, found[0] == nil { throw notFound(MemoryRef(user: request.user, id: request.ids[0])) }
         return Operations.Get.Answer(
             memories: found.compactMap { $0 }, missing: zip(request.ids, found).filter { $1 == nil }.map(\.0),
@@ -356,6 +360,26 @@ struct ServerContext: Sendable {
         let command = WriteCommand.forget(user: user, filter, asOf: Clock.nowMilliseconds())
         guard case .removed(let count) = try write(command) else { preconditionFailure() }
         return count
+    }
+
+    /// The cluster as this node sees it: members and placement read from PostgreSQL now, each
+    /// range's last sequence, and what is applied here.
+    func cluster() throws -> Operations.Cluster.Answer {
+        guard let node = stores.node else {
+            throw ProtocolError(.notFound, "this server is not a cluster node (serve --cluster)")
+        }
+        let (view, lasts) = try Stores.waitFor {
+            (try await node.log.view(), try await node.log.lastSequences())
+        }
+        return Operations.Cluster.Answer(
+            node: node.name,
+            nodes: view.members.map { .init(name: $0.name, address: $0.address, live: $0.live) },
+            ranges: view.placement.map { placement in
+                .init(
+                    range: placement.range, hosts: placement.hosts, joining: placement.joining,
+                    last: lasts.indices.contains(placement.range) ? lasts[placement.range] : 0,
+                    applied: node.replica(of: placement.range)?.appliedSequence)
+            })
     }
 
     private func notFound(_ memory: MemoryRef) -> ProtocolError {

@@ -13,24 +13,35 @@ enum Stores: Sendable {
     case cluster(ClusterNode)
 
     /// The space that holds `user`'s memories.
-    func of(_ user: String) -> MemoryStore {
+    /// - Throws: `unavailable` on a node that does not serve the user's range (it moved since
+    ///   the request was let through here).
+    func of(_ user: String) throws(ProtocolError) -> MemoryStore {
         switch self {
-        case .single(let store): store
-        case .cluster(let node): node.replica(of: user).store
+        case .single(let store): return store
+        case .cluster(let node):
+            guard let replica = node.replica(of: user) else {
+                throw ProtocolError(.unavailable, "node \(node.name) does not serve user '\(user)' now; retry")
+            }
+            return replica.store
         }
     }
 
-    /// Every space, in range order.
+    /// Every space this server serves, in range order.
     var all: [MemoryStore] {
         switch self {
         case .single(let store): [store]
-        case .cluster(let node): node.replicas.map(\.store)
+        case .cluster(let node): node.replicas.filter { node.serves($0.range) }.map(\.store)
         }
     }
 
     /// A space whose settings (dimension, metric, model, embedding template) are every
-    /// space's: a node opens every range with the same ones.
-    var any: MemoryStore { all[0] }
+    /// space's: a node opens every range with the same ones as its settings space.
+    var any: MemoryStore {
+        switch self {
+        case .single(let store): store
+        case .cluster(let node): node.settings
+        }
+    }
 
     var node: ClusterNode? {
         if case .cluster(let node) = self { return node }
@@ -54,16 +65,16 @@ enum Stores: Sendable {
         switch self {
         case .single(let store): return try store.apply(command)
         case .cluster(let node):
-            guard let range = node.replicas.firstIndex(where: { $0.store === store }) else {
-                throw ProtocolError(.storageError, "no range of this node is at \(store.path)")
+            guard let range = node.replicas.first(where: { $0.store === store })?.range else {
+                throw ProtocolError(.unavailable, "no range of this node is at \(store.path) now")
             }
             return try Self.waitFor { try await node.write(command, range: range).outcome }
         }
     }
 
-    /// Runs `body` as a task and blocks this thread (a writer's, never an event loop) until it
-    /// ends; the cluster's errors become the client's.
-    private static func waitFor<Value: Sendable>(_ body: @escaping @Sendable () async throws -> Value) throws -> Value {
+    /// Runs `body` as a task and blocks this thread (a writer's or the compute pool's, never an
+    /// event loop) until it ends; the cluster's errors become the client's.
+    static func waitFor<Value: Sendable>(_ body: @escaping @Sendable () async throws -> Value) throws -> Value {
         let result = Waiting<Value>()
         Task { result.finish(await Result { try await body() }) }
         do {
@@ -75,7 +86,7 @@ enum Stores: Sendable {
 
     /// Each space's figures, added up (users are partitioned, so their counts add).
     func stats() -> StoreStats {
-        let each = all.map { $0.stats() }
+        let each = (all.isEmpty ? [any] : all).map { $0.stats() }
         var total = each[0]
         for stats in each.dropFirst() {
             total.memories += stats.memories
@@ -91,7 +102,7 @@ enum Stores: Sendable {
 
     /// The figures of the users `included` takes, added up over the spaces.
     func stats(ofUsers included: @escaping (String) -> Bool) -> StoreStats {
-        let each = all.map { $0.stats(ofUsers: included) }
+        let each = (all.isEmpty ? [any] : all).map { $0.stats(ofUsers: included) }
         var total = each[0]
         for stats in each.dropFirst() {
             total.memories += stats.memories

@@ -107,6 +107,12 @@ class Operations:
         """-> ``Stats`` of the space (an admin's)."""
         return self._call(Request({"op": "stats"}, lambda a: t.known_fields(t.Stats, a), True))
 
+    def cluster(self) -> Any:
+        """-> the cluster as the node sees it (an admin's): ``{"node", "nodes": [{"name",
+        "address", "live"}], "ranges": [{"range", "hosts", "joining", "last", "applied"?,
+        "lag"?}]}``; ``NotFound`` from a server that is not a cluster node."""
+        return self._call(Request({"op": "cluster"}, lambda a: {k: a[k] for k in ("node", "nodes", "ranges")}, True))
+
     def metrics(self) -> Any:
         """-> the server's metrics in Prometheus' text format (a key that is not an admin's: its own)."""
         return self._call(Request({"op": "metrics"}, lambda a: a["text"], True))

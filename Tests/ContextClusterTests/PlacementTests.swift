@@ -1,0 +1,162 @@
+import ContextClient
+import ContextProtocol
+import Foundation
+import Synchronization
+import Testing
+
+@testable import ContextCluster
+
+/// Which nodes host which ranges: rendezvous hashing over the live nodes, moved by
+/// compare-and-set, served only once caught up, and every request answered by any node.
+@Suite(.serialized, .timeLimit(.minutes(4))) struct PlacementTests {
+    typealias Node = ClusterServerTests.Node
+
+    @Test func rendezvousPlacementMovesOnlyWhatItMust() {
+        let nodes = ["a", "b", "c"]
+        let empty = (0..<64).map { CommandLog.Placement(range: $0, hosts: [], joining: [], version: 0) }
+        // From nothing: every range gets two distinct nodes, all joining.
+        let first = empty.map { $0.planned(live: nodes, copies: 2) }
+        #expect(first.allSatisfy { $0.hosts.isEmpty && Set($0.joining).count == 2 })
+        // Each node is chosen for some ranges (64 ranges over 3 nodes).
+        for node in nodes { #expect(first.contains { $0.joining.contains(node) }) }
+        // Served: a fourth node takes over only ranges it wins, and the old hosts stay until it
+        // serves them.
+        let served = first.map { CommandLog.Placement(range: $0.range, hosts: $0.joining, joining: [], version: 1) }
+        let withD = served.map { $0.planned(live: nodes + ["d"], copies: 2) }
+        let moving = withD.filter { !$0.joining.isEmpty }
+        #expect(!moving.isEmpty && moving.count < 64)
+        #expect(moving.allSatisfy { $0.joining == ["d"] && $0.hosts.count == 2 })
+        #expect(withD.filter(\.joining.isEmpty) == served.filter { s in !moving.contains { $0.range == s.range } })
+        // Once d serves, the host it replaces leaves.
+        let afterJoin = moving.map {
+            CommandLog.Placement(range: $0.range, hosts: $0.hosts + ["d"], joining: [], version: 2)
+                .planned(live: nodes + ["d"], copies: 2)
+        }
+        #expect(afterJoin.allSatisfy { $0.hosts.count == 2 && $0.hosts.contains("d") && $0.joining.isEmpty })
+        // A dead host is dropped at once; a live one is chosen to replace it.
+        let withoutA = served.map { $0.planned(live: ["b", "c"], copies: 2) }
+        #expect(withoutA.allSatisfy { !$0.hosts.contains("a") && Set($0.hosts + $0.joining) == ["b", "c"] })
+    }
+
+    /// Three nodes, each range on two of them: every write and read through any node gets the
+    /// answer a single node gives; a fourth node joins while clients keep writing and reading
+    /// through the others, takes its ranges, and no request fails; every range's hosts hold
+    /// equal rows.
+    @Test func threeNodesServeEveryUserAndAFourthJoinsWithoutAFailedRequest() async throws {
+        let primary = try PostgresServer(settings: ["synchronous_standby_names": "'ANY 1 (*)'"])
+        let standby = try PostgresServer(standbyOf: primary)
+        let folders = (0..<4).map { _ in ClusterServerTests.folder() }
+        defer {
+            withExtendedLifetime(standby) {}
+            for folder in folders { try? FileManager.default.removeItem(atPath: folder) }
+        }
+        var nodes: [Node] = []
+        // A short lease: a node keeps a range it left for one, and the test waits for that.
+        for folder in folders.prefix(3) {
+            nodes.append(try await Node(postgres: [primary], folder: folder, lease: .seconds(6)))
+        }
+        // Every node has reconciled with all three live (a host that leaves a range learns it
+        // at its own next round).
+        for _ in 0..<3 { for node in nodes { try await node.node.reconcile() } }
+        let placement = nodes[0].node.view.placement
+        #expect(placement.count == 8)
+        #expect(placement.allSatisfy { $0.hosts.count == 2 && $0.joining.isEmpty })
+        // A node keeps a range it left for a lease (others may still forward to it), then
+        // closes it: it keeps only those it hosts.
+        try await Task.sleep(for: nodes[0].node.lease)
+        for node in nodes { try await node.node.reconcile() }
+        for node in nodes {
+            let hosted = placement.filter { $0.hosts.contains(node.node.name) }.map(\.range)
+            #expect(node.node.replicas.map(\.range) == hosted)
+        }
+        // Two copies of 8 ranges over three nodes: 16 files, not 24.
+        #expect(nodes.map(\.node.replicas.count).reduce(0, +) == 16)
+
+        let clients = try await nodes.asyncMap { try await $0.client() }
+        let users = (0..<24).map { "user\($0)" }
+        for (n, user) in users.enumerated() {
+            let added = try await clients[n % 3].roundTrip(
+                line: Array(
+                    #"{"op":"add","user":"\#(user)","id":"m","text":"\#(user) likes tea","vector":[1,0],"created_at":1000}"#
+                        .utf8))
+            #expect(added["ok"] == true, "\(added)")
+        }
+        // Any node answers about any user (forwarding those it does not host), with min_seq
+        // from the write's answer or without it once followed.
+        for (n, user) in users.enumerated() {
+            for client in clients {
+                let got = try await client.roundTrip(line: Array(#"{"op":"get","user":"\#(user)","id":"m"}"#.utf8))
+                #expect(got["memory"]?.objectValue?["text"] == .string("\(user) likes tea"), "\(n) \(got)")
+            }
+        }
+
+        // A fourth node joins while traffic goes on through the first three.
+        let stop = Mutex(false)
+        let traffic = Task { () -> [String] in
+            var failures: [String] = []
+            var n = 0
+            while !stop.withLock({ $0 }) {
+                let user = users[n % users.count]
+                let client = clients[n % 3]
+                let line =
+                    n % 2 == 0
+                    ? #"{"op":"add","user":"\#(user)","id":"t\#(n)","text":"turn \#(n)","vector":[0,1],"created_at":2000}"#
+                    : #"{"op":"search","user":"\#(user)","vector":[1,0],"k":3}"#
+                let answer = try await client.roundTrip(line: Array(line.utf8))
+                if answer["ok"] != true { failures.append("\(line) -> \(answer)") }
+                n += 1
+            }
+            return failures
+        }
+        let fourth = try await Node(postgres: [primary], folder: folders[3], lease: .seconds(6))
+        for _ in 0..<3 { for node in nodes + [fourth] { try await node.node.reconcile() } }
+        stop.withLock { $0 = true }
+        let failures = try await traffic.value
+        #expect(failures.isEmpty, "\(failures.prefix(3))")
+        #expect(!fourth.node.replicas.isEmpty)
+        let after = fourth.node.view.placement
+        #expect(after.allSatisfy { $0.hosts.count == 2 && $0.joining.isEmpty })
+        #expect(after.contains { $0.hosts.contains(fourth.node.name) })
+
+        // Every range's hosts hold equal rows at equal sequences.
+        let all = nodes + [fourth]
+        for _ in 0..<100 {
+            for node in all { try await node.node.catchUpAll() }
+            let lasts = try await nodes[0].log.lastSequences()
+            if all.allSatisfy({ $0.node.replicas.allSatisfy { $0.appliedSequence == lasts[$0.range] } }) { break }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        for range in after {
+            let copies = try range.hosts.map { host in
+                try #require(all.first { $0.node.name == host }?.node.replica(of: range.range)).store.digest().digest
+            }
+            #expect(Set(copies).count == 1, "range \(range.range)")
+        }
+        let newcomer = try await fourth.client()
+        // The cluster as the newcomer sees it.
+        let cluster = try await newcomer.cluster()
+        #expect(cluster.node == fourth.node.name)
+        #expect(cluster.nodes.map(\.name).sorted() == all.map(\.node.name).sorted())
+        #expect(cluster.nodes.allSatisfy { $0.live })
+        #expect(cluster.ranges.map(\.hosts) == after.map(\.hosts))
+        #expect(
+            cluster.ranges.allSatisfy { range in
+                (range.applied != nil) == range.hosts.contains(fourth.node.name)
+                    && range.applied.map { $0 == range.last } ?? true
+            })
+        for user in users {
+            let got = try await newcomer.roundTrip(line: Array(#"{"op":"get","user":"\#(user)","id":"m"}"#.utf8))
+            #expect(got["ok"] == true, "\(got)")
+        }
+        for client in clients + [newcomer] { await client.close() }
+        for node in all { await node.stop() }
+    }
+}
+
+extension Array {
+    func asyncMap<T>(_ transform: (Element) async throws -> T) async rethrows -> [T] {
+        var out: [T] = []
+        for element in self { out.append(try await transform(element)) }
+        return out
+    }
+}
