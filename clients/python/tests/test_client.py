@@ -330,4 +330,4 @@ def test_a_writes_sequence_goes_with_later_requests_about_its_user(server):
         assert client.get("alice", "t1").text == "tea"
         client.MAX_SEQUENCES = 2
         client._noted({"ok": True, "seqs": {"carol": 1}})
-        assert list(client.sequences) == ["alice", "carol"]  # the least recently written user goes
+        assert list(client.sequences) == ["bob", "carol"]  # alice, written longest ago, goes
