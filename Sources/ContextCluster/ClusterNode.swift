@@ -122,7 +122,9 @@ public final class ClusterNode: Sendable {
     }
 
     /// Whether this node serves `range`: it hosts it (or did until less than a lease ago) and
-    /// has it open.
+    /// has it open. Not whether its lease holds: a node cut off from PostgreSQL (or all of them,
+    /// during a failover) still answers reads from its copy; its writes are fenced, and a read
+    /// with a `min_seq` it cannot reach is `unavailable`.
     public func serves(_ range: Int) -> Bool {
         state.withLock { state in
             state.replicas[range] != nil

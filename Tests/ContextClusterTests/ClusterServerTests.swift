@@ -20,14 +20,15 @@ import Testing
         let server: ContextStoreServer
 
         init(
-            postgres: [PostgresServer], folder: String, ranges: Int = 8, copies: Int = 2,
-            lease: Duration = .seconds(30), followInterval: Duration = .milliseconds(20)
+            postgres: [PostgresServer], through ports: [Int]? = nil, folder: String, ranges: Int = 8,
+            copies: Int = 2, lease: Duration = .seconds(30), deadline: Duration = .seconds(60),
+            followInterval: Duration = .milliseconds(20)
         ) async throws {
             self.folder = folder
             log = CommandLog(
                 .init(
-                    hosts: postgres.map { ("127.0.0.1", $0.port) }, username: postgres[0].user, database: "postgres",
-                    deadline: .seconds(60)))  // a busy machine is slow, not broken
+                    hosts: (ports ?? postgres.map(\.port)).map { ("127.0.0.1", $0) }, username: postgres[0].user,
+                    database: "postgres", deadline: deadline))  // long by default: a busy machine is slow, not broken
             let map = try await log.install(ranges: try RangeMap(count: ranges))
             node = try ClusterNode(
                 name: URL(fileURLWithPath: folder).lastPathComponent, folder: folder, log: log, ranges: map,

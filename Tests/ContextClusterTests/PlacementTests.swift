@@ -160,3 +160,86 @@ extension Array {
         return out
     }
 }
+
+/// A node cut off from PostgreSQL (a relay that drops every byte, as a partition does).
+@Suite(.serialized, .timeLimit(.minutes(4))) struct PartitionTests {
+    typealias Node = ClusterServerTests.Node
+
+    /// Cut off, a node acknowledges no write and, once its lease has lapsed, answers no read that
+    /// asks for a sequence it cannot reach (reads without one get its last copy); the other node
+    /// goes on writing and drops it as a host. Mended, it renews (its writes are refused until
+    /// then: its lease lapsed), catches up and serves again, with the other's rows.
+    @Test func aNodeCutOffFromPostgreSQLAcknowledgesNothingAndConvergesAfter() async throws {
+        let primary = try PostgresServer(settings: ["synchronous_standby_names": "'ANY 1 (*)'"])
+        let standby = try PostgresServer(standbyOf: primary)
+        let proxy = try TCPProxy(to: primary.port)
+        let (folderA, folderC) = (ClusterServerTests.folder(), ClusterServerTests.folder())
+        defer {
+            withExtendedLifetime(standby) {}
+            for folder in [folderA, folderC] { try? FileManager.default.removeItem(atPath: folder) }
+        }
+        let lease = Duration.seconds(8)  // a busy machine may renew a second or two late
+        let a = try await Node(postgres: [primary], folder: folderA, ranges: 4, lease: lease)
+        let c = try await Node(
+            postgres: [primary], through: [proxy.port], folder: folderC, ranges: 4, lease: lease,
+            deadline: .seconds(2))
+        let (viaA, viaC) = (try await a.client(), try await c.client())
+        func add(_ client: ContextStoreClient, _ id: String) async throws -> JSONObject {
+            try await client.roundTrip(
+                line: Array(#"{"op":"add","user":"alice","id":"\#(id)","text":"\#(id)","vector":[1,0]}"#.utf8))
+        }
+        #expect(try await add(viaC, "before")["ok"] == true)
+
+        proxy.set(cut: true)
+        let refused = try await add(viaC, "cut-off")
+        #expect(refused["error"]?.objectValue?["code"] == "unavailable", "\(refused)")
+        try await Task.sleep(for: lease + .seconds(1))
+        let written = try await add(viaA, "while-cut")
+        let seq = try #require(written["seqs"]?.objectValue?["alice"]?.integerValue, "\(written)")
+        let behind = try await viaC.roundTrip(
+            line: Array(#"{"op":"get","user":"alice","id":"while-cut","min_seq":\#(seq)}"#.utf8))
+        #expect(behind["error"]?.objectValue?["code"] == "unavailable", "\(behind)")
+        let stale = try await viaC.roundTrip(line: Array(#"{"op":"get","user":"alice","id":"before"}"#.utf8))
+        #expect(stale["ok"] == true)
+        // The other node, in touch for a lease, drops the lapsed node from every range.
+        var dropped = false
+        for _ in 0..<100 where !dropped {
+            try await a.node.reconcile()
+            dropped = a.node.view.placement.allSatisfy { !$0.hosts.contains(c.node.name) }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        #expect(dropped)
+        #expect(try await add(viaA, "after-drop")["ok"] == true)
+
+        proxy.set(cut: false)
+        var fresh = JSONObject()
+        for _ in 0..<300 {
+            fresh = try await viaC.roundTrip(
+                line: Array(#"{"op":"get","user":"alice","id":"while-cut","min_seq":\#(seq)}"#.utf8))
+            if fresh["ok"] == true, c.node.serves(c.node.ranges.range(of: "alice")) { break }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        #expect(fresh["ok"] == true, "\(fresh)")
+        var mended = JSONObject()
+        for _ in 0..<300 {
+            mended = try await add(viaC, "mended")
+            if mended["ok"] == true { break }
+            #expect(mended["error"]?.objectValue?["code"] == "unavailable", "\(mended)")
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        #expect(mended["ok"] == true, "\(mended)")
+        // Both copies of alice's range agree once each has applied all of it.
+        let range = a.node.ranges.range(of: "alice")
+        for _ in 0..<100 {
+            try await a.node.catchUpAll()
+            try await c.node.catchUpAll()
+            if a.node.replica(of: range)?.appliedSequence == c.node.replica(of: range)?.appliedSequence { break }
+        }
+        #expect(
+            try a.node.replica(of: range)?.store.digest().digest == c.node.replica(of: range)?.store.digest().digest)
+        #expect(c.node.replica(of: range)?.store.get(user: "alice", id: "cut-off") == nil)
+        for client in [viaA, viaC] { await client.close() }
+        await c.stop()
+        await a.stop()
+    }
+}
