@@ -132,6 +132,9 @@ public final class ClusterNode: Sendable {
         }
     }
 
+    /// Where other nodes reach this one (set by `join`).
+    public var address: String { state.withLock { $0.address } }
+
     /// The addresses of the live nodes that serve `range`, this one excluded.
     public func hosts(of range: Int) -> [String] {
         state.withLock { state in

@@ -90,6 +90,26 @@ import Testing
             }
         }
 
+        // A batch over every user, whose ranges no one node serves: split by node, one answer
+        // in the batch's order.
+        func batch(_ items: [String], ifAbsent: Bool) -> [UInt8] {
+            Array(
+                #"{"op":"add_batch","rid":"b","if_absent":\#(ifAbsent),"items":[\#(items.joined(separator: ","))]}"#
+                    .utf8)
+        }
+        let items = users.map { #"{"user":"\#($0)","id":"b","text":"batch","vector":[1,0],"created_at":1500}"# }
+        let whole = try await clients[0].roundTrip(line: batch(items, ifAbsent: false))
+        #expect(whole["rid"] == "b")
+        #expect(whole["ids"] == .array(users.map { _ in "b" }), "\(whole)")
+        #expect(whole["seqs"]?.objectValue?.fields.count == users.count)
+        var again = items
+        again[5] = #"{"user":"user5","id":"b","text":"changed","vector":[1,0],"created_at":1500}"#
+        again.append(#"{"user":"user7","text":"new","vector":[1,0]}"#)
+        let repeated = try await clients[1].roundTrip(line: batch(again, ifAbsent: true))
+        #expect(repeated["skipped"] == 23, "\(repeated)")
+        #expect(repeated["conflicts"] == [5])
+        #expect(repeated["ids"]?.arrayValue?.count == 1)
+
         // A fourth node joins while traffic goes on through the first three.
         let stop = Mutex(false)
         let traffic = Task { () -> [String] in

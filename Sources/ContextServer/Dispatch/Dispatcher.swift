@@ -125,11 +125,19 @@ final class Dispatcher: Sendable {
         }
         let targets = candidates
         let line = forwarder.marked(request)
+        // For a batch split by node: where each user's range is served, this node included.
+        let hosts: @Sendable (String) -> [String] = { user in
+            let range = node.ranges.range(of: user)
+            return (node.serves(range) ? [node.address] : []) + node.hosts(of: range)
+        }
         let secret = session.session.secret
         let answered = loop.makePromise(of: [UInt8].self)
         answered.completeWithTask { [self] in
             defer { if descriptor.writes { writeQueue.leave() } }
             do throws(ProtocolError) {
+                if targets.isEmpty, ranges.count > 1, op == Operations.AddBatch.name {
+                    return try await forwarder.forward(batch: request, rid: rid, hosts: hosts, secret: secret)
+                }
                 guard !targets.isEmpty else {
                     throw ProtocolError(
                         .unavailable,

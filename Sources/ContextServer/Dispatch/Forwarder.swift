@@ -1,4 +1,5 @@
 import ContextClient
+import ContextModel
 import ContextProtocol
 import NIOCore
 import Synchronization
@@ -61,6 +62,102 @@ final class Forwarder: Sendable {
             reasons.isEmpty
                 ? "no live node serves this user's range now; retry"
                 : "no node that serves this user's range answered: \(reasons.joined(separator: "; "))")
+    }
+
+    /// An `add_batch` whose users' ranges no one node serves: one batch per node, each with the
+    /// items of the ranges it serves (`hosts(user)`: the addresses that serve that user's range,
+    /// this node's own among them when it does), sent at once, and one answer made of theirs,
+    /// in the batch's order. Each part is all-or-none in its ranges; when a part fails, the
+    /// answer is its error and the other parts may be stored (an `add_batch` with ids can be
+    /// sent again: `if_absent` skips what is there).
+    func forward(
+        batch request: ByteBuffer, rid: JSONValue?, hosts: (String) -> [String], secret: String?
+    ) async throws(ProtocolError) -> [UInt8] {
+        let object: JSONObject
+        do {
+            object =
+                try request.withUnsafeReadableBytes { bytes throws(JSONParseError) in try JSONParser.parse(bytes) }
+                .objectValue ?? JSONObject()
+        } catch {
+            throw ProtocolError(.invalidJSON, "invalid JSON: \(error)")
+        }
+        let arguments = try Operations.AddBatch.decode(object)
+        guard case .array(let items) = object["items"] else { throw ProtocolError(.missingField, "missing 'items'") }
+        // Items by the nodes that serve their ranges, in order.
+        var parts: [(targets: [String], positions: [Int])] = []
+        for (position, item) in arguments.items.enumerated() {
+            let targets = hosts(item.user)
+            guard !targets.isEmpty else {
+                throw ProtocolError(.unavailable, "no live node serves user '\(item.user)' now; retry")
+            }
+            if let part = parts.firstIndex(where: { $0.targets.first == targets.first }) {
+                parts[part].positions.append(position)
+            } else {
+                parts.append((targets, [position]))
+            }
+        }
+        let lines = parts.map { part in
+            var fields = object.fields.filter { $0.key != "items" && $0.key != "rid" }
+            fields.append(("items", .array(part.positions.map { items[$0] })))
+            var writer = JSONWriter()
+            writer.value(.object(JSONObject(fields)))
+            return marked(ByteBuffer(bytes: writer.bytes))
+        }
+        let sends = zip(lines, parts.map(\.targets)).map { ($0, $1) }
+        let answers = await withTaskGroup(of: (Int, Result<[UInt8], ProtocolError>).self) { group in
+            for (n, (line, targets)) in sends.enumerated() {
+                group.addTask {
+                    do throws(ProtocolError) {
+                        return (n, .success(try await self.forward(line, to: targets, secret: secret)))
+                    } catch {
+                        return (n, .failure(error))
+                    }
+                }
+            }
+            var answers = [Result<[UInt8], ProtocolError>](repeating: .success([]), count: sends.count)
+            for await (n, answer) in group { answers[n] = answer }
+            return answers
+        }
+        // Each part's ids are its stored items' in order: an item is stored unless it is a
+        // conflict, or skipped (it has an id, and the next id stored is another).
+        var stored: [(position: Int, id: String)] = []
+        var merged = Operations.AddBatch.Answer(ids: [], skipped: 0)
+        var sequences: [String: Int64] = [:]
+        for (part, answer) in zip(parts, answers) {
+            let line = try answer.get()
+            guard
+                let object = try? JSONParser.parse(line.dropLast()).objectValue,
+                object["ok"] == .bool(true)
+            else {
+                return line  // the part's error, as its node said it
+            }
+            let got = try Operations.AddBatch.decode(answer: object)
+            var ids = got.ids[...]
+            for (index, position) in part.positions.enumerated() {
+                if got.conflicts.contains(index) {
+                    merged.conflicts.append(position)
+                } else if let given = arguments.items[position].id, ids.first != given {
+                    merged.skipped += 1
+                } else if let id = ids.popFirst() {
+                    stored.append((position, id))
+                }
+            }
+            merged.truncated += got.truncated.map {
+                Truncation(index: part.positions[$0.index], tokens: $0.tokens, kept: $0.kept)
+            }
+            for (user, seq) in object["seqs"]?.objectValue?.fields ?? [] {
+                if let seq = seq.integerValue { sequences[user] = max(sequences[user] ?? 0, seq) }
+            }
+        }
+        merged.ids = stored.sorted { $0.position < $1.position }.map(\.id)
+        merged.conflicts.sort()
+        merged.truncated.sort { $0.index < $1.index }
+        let receipt = WriteReceipt()
+        receipt.record(sequences)
+        return Response.success(rid: rid) { writer in
+            Operations.AddBatch.encode(answer: merged, to: &writer)
+            receipt.encode(to: &writer)
+        }
     }
 
     private func connection(to address: String, key: String, secret: String?) async throws -> ContextStoreClient {
