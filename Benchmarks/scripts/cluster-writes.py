@@ -8,7 +8,7 @@ one-machine reference). Then measures, over loopback, with the same code for eac
   - write latency p50/p99: one client, `add` of a memory with a 384-d vector (Redis: SET of the
     same bytes);
   - write throughput: 16 clients adding at once for 10 s;
-  - search p50 at the node that took the writes and at another node (a node reads its own copy).
+  - search p50 at each host of the user's range and at a node that forwards to one.
 Prints one table (markdown). Needs the release build (swift build -c release) and redis-server.
 
 usage: Benchmarks/scripts/cluster-writes.py [--writes N] [--seconds S]
@@ -68,6 +68,14 @@ def vector(rng):
 def add_request(rng, user, n):
     return (f'{{"op":"add","user":"{user}","text":"memory {n} of {user}: a sentence of a conversation",'
             f'"vector":[{vector(rng)}]}}').encode()
+
+
+def range_of(user, count):
+    """The user's range, as the cluster computes it: FNV-1a 64 of the id's UTF-8 bytes."""
+    value = 0xCBF29CE484222325
+    for byte in user.encode():
+        value = ((value ^ byte) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    return value % count
 
 
 def percentile(values, p):
@@ -156,7 +164,7 @@ def main():
                                 str(single_port), "--model", "none", "--dim", str(DIMENSION)], folder, "single"))
         processes.append(start(["redis-server", "--port", str(redis_port), "--save", "", "--appendonly", "yes",
                                 "--appendfsync", "always", "--dir", folder, "--logfile", ""], folder, "redis"))
-        node, other = 7451, 7452
+        node = 7451
 
         def add(user):
             # Throughput's clients write for 64 users (the cluster's ranges take writes in parallel;
@@ -179,13 +187,19 @@ def main():
         print("|---|---:|---:|---:|")
         for name, p50, p99, rate in rows:
             print(f"| {name} | {p50:.2f} | {p99:.2f} | {rate:,.0f} |")
-        time.sleep(1)  # the other node follows the log
+        time.sleep(1)  # the other host follows the log
+        # Which nodes host alice's range (two of the three), and which forwards it.
+        cluster = Line(node).call(b'{"op":"cluster"}')
+        hosts = cluster["ranges"][range_of("alice", len(cluster["ranges"]))]["hosts"]
+        ports = {n["name"]: int(n["address"].rsplit(":", 1)[1]) for n in cluster["nodes"]}
+        forwarding = next(port for name, port in ports.items() if name not in hosts)
         print()
         print("| search, k=10 over the user's memories | p50 ms |")
         print("|---|---:|")
         print(f"| one node | {search_p50(single_port, 'alice'):.3f} |")
-        print(f"| cluster, the node that took the writes | {search_p50(node, 'alice'):.3f} |")
-        print(f"| cluster, another node | {search_p50(other, 'alice'):.3f} |")
+        for name in hosts:
+            print(f"| cluster, a host of the user's range ({name}) | {search_p50(ports[name], 'alice'):.3f} |")
+        print(f"| cluster, a node that forwards to a host | {search_p50(forwarding, 'alice'):.3f} |")
     finally:
         for process in processes:
             process.terminate()
