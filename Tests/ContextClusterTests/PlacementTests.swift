@@ -195,6 +195,7 @@ extension Array {
         let proxy = try TCPProxy(to: primary.port)
         let (folderA, folderC) = (ClusterServerTests.folder(), ClusterServerTests.folder())
         defer {
+            proxy.close()
             withExtendedLifetime(standby) {}
             for folder in [folderA, folderC] { try? FileManager.default.removeItem(atPath: folder) }
         }

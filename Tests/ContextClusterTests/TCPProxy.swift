@@ -16,7 +16,7 @@ final class TCPProxy: Sendable {
     private let sockets = Mutex<[Int32]>([])
 
     init(to target: Int) throws {
-        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         self.listener = listener
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
@@ -35,7 +35,8 @@ final class TCPProxy: Sendable {
             while true {
                 let client = accept(listener, nil, nil)
                 guard client >= 0 else { return }
-                let server = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+                _ = fcntl(client, F_SETFD, FD_CLOEXEC)
+                let server = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
                 var target4 = sockaddr_in()
                 target4.sin_family = sa_family_t(AF_INET)
                 target4.sin_addr.s_addr = inet_addr("127.0.0.1")
@@ -46,8 +47,8 @@ final class TCPProxy: Sendable {
                     }
                 }
                 guard connected == 0 else {
-                    close(client)
-                    close(server)
+                    Glibc.close(client)
+                    Glibc.close(server)
                     continue
                 }
                 sockets.withLock { $0 += [client, server] }
@@ -80,12 +81,15 @@ final class TCPProxy: Sendable {
     /// silent too.
     func set(cut: Bool) { self.cut.store(cut, ordering: .relaxed) }
 
-    deinit {
+    /// Stops relaying and closes every socket. Its threads hold the proxy, so a test calls this
+    /// (its sockets are close-on-exec besides: a server process a test starts must not inherit
+    /// them, or its descriptor limit is spent before it starts).
+    func close() {
         shutdown(listener, Int32(SHUT_RDWR))
-        close(listener)
+        Glibc.close(listener)
         for socket in sockets.withLock({ $0 }) {
             shutdown(socket, Int32(SHUT_RDWR))
-            close(socket)
+            Glibc.close(socket)
         }
     }
 }
