@@ -112,7 +112,7 @@ import Testing
 
         // A fourth node joins while traffic goes on through the first three.
         let stop = Mutex(false)
-        let traffic = Task { () -> [String] in
+        let traffic = Task { () -> (failures: [String], requests: Int) in
             var failures: [String] = []
             var n = 0
             while !stop.withLock({ $0 }) {
@@ -126,13 +126,14 @@ import Testing
                 if answer["ok"] != true { failures.append("\(line) -> \(answer)") }
                 n += 1
             }
-            return failures
+            return (failures, n)
         }
         let fourth = try await Node(postgres: [primary], folder: folders[3], lease: .seconds(6))
         for _ in 0..<3 { for node in nodes + [fourth] { try await node.node.reconcile() } }
         stop.withLock { $0 = true }
-        let failures = try await traffic.value
+        let (failures, requests) = try await traffic.value
         #expect(failures.isEmpty, "\(failures.prefix(3))")
+        #expect(requests > 0)  // the join happened under traffic
         #expect(!fourth.node.replicas.isEmpty)
         let after = fourth.node.view.placement
         #expect(after.allSatisfy { $0.hosts.count == 2 && $0.joining.isEmpty })

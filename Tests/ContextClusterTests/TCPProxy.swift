@@ -18,10 +18,7 @@ final class TCPProxy: Sendable {
     init(to target: Int) throws {
         let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         self.listener = listener
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = 0
+        var address = loopback(port: 0)
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)
         let bound = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, length) }
@@ -37,10 +34,7 @@ final class TCPProxy: Sendable {
                 guard client >= 0 else { return }
                 _ = fcntl(client, F_SETFD, FD_CLOEXEC)
                 let server = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-                var target4 = sockaddr_in()
-                target4.sin_family = sa_family_t(AF_INET)
-                target4.sin_addr.s_addr = inet_addr("127.0.0.1")
-                target4.sin_port = in_port_t(UInt16(target).bigEndian)
+                var target4 = loopback(port: target)
                 let connected = withUnsafePointer(to: &target4) {
                     $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
                         connect(server, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
@@ -92,4 +86,13 @@ final class TCPProxy: Sendable {
             Glibc.close(socket)
         }
     }
+}
+
+/// 127.0.0.1:`port` as a socket address (0: any free port, for `bind`).
+func loopback(port: Int) -> sockaddr_in {
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    address.sin_port = in_port_t(UInt16(port).bigEndian)
+    return address
 }
