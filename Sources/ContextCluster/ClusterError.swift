@@ -12,6 +12,9 @@ public enum ClusterError: Error, Equatable, CustomStringConvertible {
     /// A read asked to see a sequence its range's log has not reached: no write was answered
     /// with it.
     case noSuchSequence(String)
+    /// The entries a reader asked for were deleted from the log (`through` is the last one
+    /// deleted): the range's snapshot holds them.
+    case truncated(range: Int, through: Int64)
 
     public var description: String {
         switch self {
@@ -19,6 +22,8 @@ public enum ClusterError: Error, Equatable, CustomStringConvertible {
         case .unavailable(let message): "unavailable: \(message)"
         case .corruptLog(let message): "corrupt log: \(message)"
         case .noSuchSequence(let message): "no such sequence: \(message)"
+        case .truncated(let range, let through):
+            "range \(range)'s log is deleted through entry \(through): its hosts start from its snapshot"
         }
     }
 }

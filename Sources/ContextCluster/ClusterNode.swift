@@ -4,18 +4,10 @@ import NIOCore
 import NIOPosix
 import Synchronization
 
-/// A ContextStore node of a cluster: it hosts ranges of users, each a `RangeReplica` (its own
-/// SQLite file in the node's folder), and keeps them applied from the log in PostgreSQL.
-///
-/// A write is resolved by the caller (ids, times, vectors), appended to its range's log (split
-/// by range when it spans several), applied here, and only then answered: the answer reflects
-/// the entry's durable commit on two machines and this node's copy of it. Other nodes apply
-/// the same entries when they follow the log, so every host of a range holds the same rows
-/// (equal `digest`s at equal sequences).
-///
-/// This first form hosts every range on every node (each node is a full replica; reads are
-/// served where they arrive). Placement of ranges on some nodes, and forwarding to them, build
-/// on it.
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// A ContextStore node of a cluster: it hosts some ranges of users, each a `RangeReplica` (its
 /// own SQLite file in the node's folder), and keeps them applied from the log in PostgreSQL.
 ///
@@ -30,6 +22,10 @@ import Synchronization
 /// the live nodes (`reconcile`); a node chosen for a range opens it, catches up from the log,
 /// and only then serves it. Requests about users of a range a node does not serve are
 /// forwarded by the server to one of the range's hosts (`hosts(of:)`).
+///
+/// The first host of each range stores a snapshot of it in PostgreSQL every `snapshotEvery`
+/// entries and then deletes the entries every host has applied (`maintain`); a node that opens
+/// a range far behind its snapshot, or behind what was deleted, starts from the snapshot.
 public final class ClusterNode: Sendable {
     public let name: String
     public let ranges: RangeMap
@@ -38,6 +34,8 @@ public final class ClusterNode: Sendable {
     public let copies: Int
     /// How long a node's lease lasts past its last renewal (renewed every third of it).
     public let lease: Duration
+    /// How many entries a range's snapshot may lag its first host before it is taken again.
+    public let snapshotEvery: Int64
     /// A space with the ranges' settings and no memories (`node.sqlite`): what the server reads
     /// the dimension, metric, model and templates from whatever ranges are open.
     public let settings: MemoryStore
@@ -53,6 +51,8 @@ public final class ClusterNode: Sendable {
     private let state = Mutex(State())
     /// Whether a `reconcile` round is running.
     private let reconciling = Mutex(false)
+    /// Renews the node's lease, from `join` until `close`.
+    private let renewing = Mutex<Task<Void, Never>?>(nil)
 
     /// What the node knows of the cluster, and the ranges it has open.
     struct State {
@@ -64,6 +64,9 @@ public final class ClusterNode: Sendable {
         var addresses: [String: String] = [:]
         /// Ranges open here that this node no longer hosts, served until the time given.
         var leaving: [Int: ContinuousClock.Instant] = [:]
+        /// Ranges taken out of `replicas` whose files are not closed yet (not opened again
+        /// until they are: one process holds a file once).
+        var closing: Set<Int> = []
         /// Since when every round has reached PostgreSQL (nil: the last one failed).
         var connectedSince: ContinuousClock.Instant?
         /// This node's life, once joined.
@@ -74,11 +77,12 @@ public final class ClusterNode: Sendable {
     /// Prepares the node `name` with its ranges' files in `folder` (`range-NNNN.sqlite`, each
     /// made by `open(path)` when the node comes to host it); `join` starts it.
     /// - Throws: `ClusterError.invalidConfiguration` for a name that is empty or longer than
-    ///   200 bytes, copies outside 1...16 or a lease outside 1 s...10 min; what opening the
-    ///   settings space throws.
+    ///   200 bytes, copies outside 1...16, a lease outside 1 s...10 min or `snapshotEvery`
+    ///   outside 1...100,000,000; what opening the settings space throws.
     public init(
         name: String, folder: String, log: CommandLog, ranges: RangeMap, copies: Int = 2,
-        lease: Duration = .seconds(3), open: @escaping @Sendable (String) throws -> MemoryStore
+        lease: Duration = .seconds(3), snapshotEvery: Int64 = 10_000,
+        open: @escaping @Sendable (String) throws -> MemoryStore
     ) throws {
         guard !name.isEmpty, name.utf8.count <= 200 else {
             throw ClusterError.invalidConfiguration("a node's name must be 1 to 200 bytes, not '\(name)'")
@@ -89,12 +93,17 @@ public final class ClusterNode: Sendable {
         guard lease >= .seconds(1), lease <= .seconds(600) else {
             throw ClusterError.invalidConfiguration("the lease must be 1 s to 10 min, not \(lease)")
         }
+        guard (1...100_000_000).contains(snapshotEvery) else {
+            throw ClusterError.invalidConfiguration(
+                "snapshots are taken every 1...100,000,000 entries, not \(snapshotEvery)")
+        }
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         self.name = name
         self.ranges = ranges
         self.log = log
         self.copies = copies
         self.lease = lease
+        self.snapshotEvery = snapshotEvery
         self.folder = folder
         self.open = open
         settings = try open(folder + "/node.sqlite")
@@ -149,6 +158,7 @@ public final class ClusterNode: Sendable {
 
     /// Stops applying and closes every range's file.
     public func close() async {
+        renewing.withLock { $0?.cancel() }
         try? await applier.shutdownGracefully()
         for replica in replicas { replica.store.close() }
         settings.close()
@@ -340,17 +350,43 @@ public final class ClusterNode: Sendable {
     @discardableResult
     public func catchUpAll() async throws -> Bool {
         let open = state.withLock { $0.replicas }
-        let pages = try await log.entries(after: open.mapValues(\.appliedSequence), limit: 1_000)
+        let (pages, truncated) = try await log.entries(after: open.mapValues(\.appliedSequence), limit: 1_000)
         for (range, page) in pages.sorted(by: { $0.key < $1.key }) {
             guard let replica = open[range] else { continue }
             try await apply(page, to: replica)
         }
+        if !truncated.isEmpty { reopen(truncated) }
         return pages.values.contains { $0.count == 1_000 }
     }
 
-    /// Follows the log and keeps the node's lease and ranges until cancelled: every `interval`,
-    /// one transaction reads the new durable entries of every open range (`catchUpAll`), and
-    /// every third of the lease the node reconciles (`reconcile`). A failure (PostgreSQL down,
+    /// Stops serving `ranges` (entries this node lacks were deleted): the next round of
+    /// `reconcile` opens them again from their snapshot, if this node still hosts them.
+    private func reopen(_ ranges: Set<Int>) {
+        let closed = state.withLock { state in
+            ranges.compactMap { range -> RangeReplica? in
+                state.leaving[range] = nil
+                state.closing.insert(range)
+                return state.replicas.removeValue(forKey: range)
+            }
+        }
+        closeLater(closed)
+    }
+
+    /// Closes `replicas` (taken out of the map and marked `closing`) once requests that took
+    /// them before are done.
+    private func closeLater(_ replicas: [RangeReplica]) {
+        guard !replicas.isEmpty else { return }
+        Task {
+            try? await Task.sleep(for: lease)
+            for replica in replicas { replica.store.close() }
+            state.withLock { $0.closing.subtract(replicas.map(\.range)) }
+        }
+    }
+
+    /// Follows the log and keeps the node's ranges until cancelled: every `interval`, one
+    /// transaction reads the new durable entries of every open range (`catchUpAll`); every
+    /// third of the lease the node reconciles (`reconcile`), and every lease it reports and
+    /// snapshots its ranges (`maintain`). A failure (PostgreSQL down,
     /// a failover) is retried at the next turn, and reported to `failed` when it begins and
     /// every 5 s while it lasts (not 50 times a second).
     public func follow(every interval: Duration = .milliseconds(20), failed: @escaping @Sendable (any Error) -> Void)
@@ -362,6 +398,9 @@ public final class ClusterNode: Sendable {
             }
             group.addTask {
                 await Self.repeating(every: self.lease / 3, failed: failed) { try await self.reconcile() }
+            }
+            group.addTask {
+                await Self.repeating(every: self.lease, failed: failed) { try await self.maintain() }
             }
         }
     }
@@ -390,6 +429,16 @@ public final class ClusterNode: Sendable {
     /// reconciles until it serves every range it is chosen for, caught up from the log.
     public func join(address: String) async throws {
         state.withLock { $0.address = address }
+        try await keepLease()
+        // Renewed on its own, every third of the lease: a round that opens a large range must
+        // not let it lapse.
+        let task = Task {
+            await Self.repeating(every: self.lease / 3, failed: { _ in }) { try await self.keepLease() }
+        }
+        renewing.withLock { running in
+            running?.cancel()
+            running = task
+        }
         try await reconcile()
         while state.withLock({ state in state.placement.values.contains { $0.joining.contains(name) } }) {
             try await Task.sleep(for: .milliseconds(50))
@@ -397,8 +446,7 @@ public final class ClusterNode: Sendable {
         }
     }
 
-    /// One round: renews the lease (joining anew when it has none), reads the members and the
-    /// placement, moves each range towards its planned hosts by compare-and-set, opens the
+    /// One round: reads the members and the placement, moves each range towards its planned hosts by compare-and-set, opens the
     /// ranges this node is chosen for, catches up those it joins and then serves them, and
     /// closes those it no longer hosts.
     public func reconcile() async throws {
@@ -419,13 +467,15 @@ public final class ClusterNode: Sendable {
         }
     }
 
-    private func reconcileRound() async throws {
+    /// Renews the node's lease, or joins anew (a new epoch) when its life is over.
+    private func keepLease() async throws {
         let (fence, address) = state.withLock { ($0.fence, $0.address) }
-        if let fence, try await log.renew(fence, lease: lease) {
-        } else {
-            let epoch = try await log.join(node: name, address: address, lease: lease)
-            state.withLock { $0.fence = CommandLog.Fence(node: name, epoch: epoch) }
-        }
+        if let fence, try await log.renew(fence, lease: lease) { return }
+        let epoch = try await log.join(node: name, address: address, lease: lease)
+        state.withLock { $0.fence = CommandLog.Fence(node: name, epoch: epoch) }
+    }
+
+    private func reconcileRound() async throws {
         // Other nodes count as gone only once this one has been in touch for a lease: after a
         // failover (or a start) every lease looks lapsed until its node renews it.
         let settled = state.withLock { state in
@@ -448,10 +498,18 @@ public final class ClusterNode: Sendable {
         let addresses = Dictionary(members.filter(\.live).map { ($0.name, $0.address) }) { first, _ in first }
         // A range newly opened here (a restart, or chosen) is caught up from the log before the
         // node says it serves it: its file may be far behind.
-        let opened = try current.filter { $0.value.hosts.contains(name) || $0.value.joining.contains(name) }
-            .filter { range, _ in replica(of: range) == nil }
-            .map { range, _ in RangeReplica(range: range, store: try open(Self.path(of: range, in: folder))) }
-        for replica in opened { try await catchUp(replica) }
+        let toOpen = current.filter { $0.value.hosts.contains(name) || $0.value.joining.contains(name) }
+            .keys.filter { range in state.withLock { $0.replicas[range] == nil && !$0.closing.contains(range) } }
+        var opened: [RangeReplica] = []
+        if !toOpen.isEmpty {
+            let retention = try await log.retention()
+            do {
+                for range in toOpen.sorted() { opened.append(try await prepare(range, retention[range])) }
+            } catch {
+                for replica in opened { replica.store.close() }
+                throw error
+            }
+        }
         let now = ContinuousClock.now
         let dropped = state.withLock { state -> [RangeReplica] in
             state.placement = current
@@ -469,15 +527,10 @@ public final class ClusterNode: Sendable {
             }
             let gone = state.leaving.filter { $0.value <= now }.map(\.key)
             for range in gone { state.leaving[range] = nil }
+            state.closing.formUnion(gone)
             return gone.compactMap { state.replicas.removeValue(forKey: $0) }
         }
-        if !dropped.isEmpty {
-            // Requests that took the store before it left the map finish first.
-            Task {
-                try? await Task.sleep(for: lease)
-                for replica in dropped { replica.store.close() }
-            }
-        }
+        closeLater(dropped)
         for (range, place) in current.sorted(by: { $0.key < $1.key }) where place.joining.contains(name) {
             guard let replica = replica(of: range) else { continue }
             try await catchUp(replica)
@@ -489,5 +542,92 @@ public final class ClusterNode: Sendable {
                 state.withLock { $0.placement[range] = served }
             }
         }
+    }
+
+    // MARK: - Snapshots
+
+    /// Opens `range`'s file here and applies the log to its end: first from the range's
+    /// snapshot when the file lacks entries the log deleted, or lags the snapshot by
+    /// `snapshotEvery` entries or more (a new host, or one long away).
+    private func prepare(_ range: Int, _ retention: CommandLog.Retention?) async throws -> RangeReplica {
+        let path = Self.path(of: range, in: folder)
+        var replica = RangeReplica(range: range, store: try open(path))
+        do {
+            if let retention,
+                retention.truncated > replica.appliedSequence
+                    || retention.snapshot - replica.appliedSequence >= snapshotEvery
+            {
+                replica.store.close()
+                try await restore(range, at: path)
+                replica = RangeReplica(range: range, store: try open(path))
+            }
+            try await catchUp(replica)
+            return replica
+        } catch {
+            replica.store.close()
+            throw error
+        }
+    }
+
+    /// Replaces the (closed) file at `path` with `range`'s snapshot.
+    private func restore(_ range: Int, at path: String) async throws {
+        let incoming = path + ".incoming"
+        unlink(incoming)  // what an interrupted restore left
+        guard try await log.loadSnapshot(of: range, into: incoming) != nil else {
+            throw ClusterError.corruptLog("range \(range)'s log was deleted, but it has no snapshot")
+        }
+        // The old file's journal first: SQLite would read a `-wal` left beside the new file as
+        // part of it.
+        for suffix in ["-wal", "-shm", "-journal"] { unlink(path + suffix) }
+        guard rename(incoming, path) == 0 else {
+            throw ClusterError.invalidConfiguration(
+                "cannot move \(incoming) to \(path): \(String(cString: strerror(errno)))")
+        }
+        let directory = Glibc.open(folder, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if directory >= 0 {
+            fsync(directory)
+            Glibc.close(directory)
+        }
+    }
+
+    /// One round of upkeep: reports how far this node has applied each range it serves
+    /// (entries are deleted only once every host has them); for each range it is the first
+    /// host of, stores a new snapshot once the last one lags by `snapshotEvery` entries, and
+    /// deletes the entries every host has applied and the snapshot holds.
+    public func maintain() async throws {
+        let (served, first) = state.withLock { state in
+            (
+                state.replicas.filter { state.placement[$0.key]?.hosts.contains(name) == true },
+                Set(state.placement.values.filter { $0.hosts.first == name }.map(\.range))
+            )
+        }
+        try await log.report(node: name, applied: served.mapValues(\.appliedSequence))
+        let retention = try await log.retention()
+        for range in first.sorted() {
+            guard let replica = served[range], var kept = retention[range] else { continue }
+            if replica.appliedSequence - kept.snapshot >= snapshotEvery {
+                kept.snapshot = try await snapshot(replica)
+            }
+            if kept.snapshot > kept.truncated { try await log.truncate(range: range) }
+        }
+    }
+
+    /// Stores an online backup of `replica` as its range's snapshot.
+    /// - Returns: The sequence the snapshot holds.
+    @discardableResult
+    public func snapshot(_ replica: RangeReplica) async throws -> Int64 {
+        let path = Self.path(of: replica.range, in: folder) + ".outgoing"
+        unlink(path)  // what an interrupted snapshot left
+        defer { unlink(path) }
+        let report = try await NIOThreadPool.singleton.runIfActive {
+            try MemoryStore.backup(path: replica.store.path, to: path)
+        }
+        guard report.check.isSound else {
+            throw ClusterError.corruptLog(
+                "the snapshot of range \(replica.range) fails its check: \(report.check.problems.joined(separator: "; "))"
+            )
+        }
+        _ = try await log.storeSnapshot(of: replica.range, seq: report.check.appliedIndex, from: path)
+        return report.check.appliedIndex
     }
 }

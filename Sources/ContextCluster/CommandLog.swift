@@ -17,6 +17,8 @@ import Synchronization
 /// - `cs_log(range, seq, key, command)`: the entries; `key` (unique) makes an append
 ///   idempotent, since an append whose connection dies at COMMIT may have committed.
 /// - `cs_nodes`, `cs_placement`: membership and placement (`CommandLog+Placement.swift`).
+/// - `cs_snapshots`, `cs_snapshot_parts`, `cs_applied` and `cs_ranges.truncated`: snapshots of
+///   ranges, and the entries deleted once every host holds them (`CommandLog+Snapshots.swift`).
 public final class CommandLog: Sendable {
     public struct Configuration: Sendable {
         /// The PostgreSQL servers of one replicated formation, as `host:port`: writes and reads
@@ -35,10 +37,13 @@ public final class CommandLog: Sendable {
         /// `unavailable` with an unknown outcome; never through `statement_timeout`, which
         /// would let the COMMIT succeed with only a warning while the standby lacks it.
         public var deadline: Duration
+        /// How long storing or loading a range's snapshot may take.
+        public var transferDeadline: Duration
 
         public init(
             hosts: [(host: String, port: Int)], username: String, password: String? = nil, database: String,
-            requireSynchronousStandby: Bool = true, deadline: Duration = .seconds(10)
+            requireSynchronousStandby: Bool = true, deadline: Duration = .seconds(10),
+            transferDeadline: Duration = .seconds(600)
         ) {
             self.hosts = hosts
             self.username = username
@@ -46,6 +51,7 @@ public final class CommandLog: Sendable {
             self.database = database
             self.requireSynchronousStandby = requireSynchronousStandby
             self.deadline = deadline
+            self.transferDeadline = transferDeadline
         }
     }
 
@@ -123,7 +129,7 @@ public final class CommandLog: Sendable {
                         logger: self.logger)
                     count = ranges.count
                 }
-                for statement in Self.placementTables {
+                for statement in Self.placementTables + Self.snapshotTables {
                     try await connection.query(PostgresQuery(unsafeSQL: statement), logger: self.logger)
                 }
                 try await self.commitDurably(connection)
@@ -291,7 +297,8 @@ public final class CommandLog: Sendable {
     ///   entries up to it need no barrier, since each committed before it in the WAL, which a
     ///   standby confirms in order. The page then ends there.
     /// - Throws: `ClusterError.corruptLog` for an entry that does not decode;
-    ///   `ClusterError.unavailable` when the primary cannot vouch for them now.
+    ///   `ClusterError.unavailable` when the primary cannot vouch for them now;
+    ///   `ClusterError.truncated` when entries after `seq` were deleted (start from the snapshot).
     public func entries(
         range: Int, after seq: Int64, limit: Int = CommandLog.maximumPage, durable: Int64? = nil
     ) async throws -> [Entry] {
@@ -313,30 +320,42 @@ public final class CommandLog: Sendable {
     /// The durable entries after `applied[range]` of each range it names, at most `limit` of
     /// each, read in one transaction behind one barrier (a follower's round: one commit that
     /// waits for the standby, not one per range).
-    public func entries(after applied: [Int: Int64], limit: Int = 1_000) async throws -> [Int: [Entry]] {
+    /// - Returns: The entries by range, and the ranges whose entries after `applied` were
+    ///   deleted (their hosts start again from the snapshot).
+    public func entries(after applied: [Int: Int64], limit: Int = 1_000) async throws -> (
+        entries: [Int: [Entry]], truncated: Set<Int>
+    ) {
         let limit = min(max(limit, 1), Self.maximumPage)
         let order = applied.keys.sorted()
         let ranges = order.map { Int32($0) }
-        let applied = order.map { applied[$0]! }
-        guard !order.isEmpty else { return [:] }
+        let sequences = order.map { applied[$0]! }
+        guard !order.isEmpty else { return ([:], []) }
         return try await onPrimary { connection in
             try await self.inDurableTransaction(connection) { _ in
                 var found: [Int: [Entry]] = [:]
+                var truncated: Set<Int> = []
                 let rows = try await connection.query(
                     """
-                    SELECT l.range, l.seq, l.key, l.command
-                    FROM unnest(\(ranges)::integer[], \(applied)::bigint[]) AS a(range, applied)
-                    CROSS JOIN LATERAL (
-                        SELECT range, seq, key, command FROM cs_log WHERE range = a.range AND seq > a.applied
-                        ORDER BY seq LIMIT \(limit)) AS l
-                    ORDER BY l.range, l.seq
+                    SELECT a.range, r.truncated, l.seq, l.key, l.command
+                    FROM unnest(\(ranges)::integer[], \(sequences)::bigint[]) AS a(range, applied)
+                    JOIN cs_ranges r ON r.range = a.range
+                    LEFT JOIN LATERAL (
+                        SELECT seq, key, command FROM cs_log WHERE range = a.range AND seq > a.applied
+                        ORDER BY seq LIMIT \(limit)) AS l ON true
+                    ORDER BY a.range, l.seq
                     """,
                     logger: self.logger)
-                for try await (range, seq, key, bytes) in rows.decode((Int, Int64, UUID, ByteBuffer).self) {
-                    found[range, default: []].append(try Self.entry(range: range, seq: seq, key: key, bytes))
+                for try await (range, through, seq, key, bytes) in rows.decode(
+                    (Int, Int64, Int64?, UUID?, ByteBuffer?).self)
+                {
+                    if through > applied[range] ?? 0 {
+                        truncated.insert(range)
+                    } else if let seq, let key, let bytes {
+                        found[range, default: []].append(try Self.entry(range: range, seq: seq, key: key, bytes))
+                    }
                 }
                 if !found.isEmpty { try await self.barrier(connection) }
-                return found
+                return (found, truncated)
             }
         }
     }
@@ -353,12 +372,21 @@ public final class CommandLog: Sendable {
         -> [Entry]
     {
         let rows = try await connection.query(
-            "SELECT seq, key, command FROM cs_log WHERE range = \(range) AND seq > \(seq) ORDER BY seq LIMIT \(limit)",
+            """
+            SELECT r.truncated, l.seq, l.key, l.command FROM cs_ranges r
+            LEFT JOIN LATERAL (
+                SELECT seq, key, command FROM cs_log WHERE range = r.range AND seq > \(seq)
+                ORDER BY seq LIMIT \(limit)) AS l ON true
+            WHERE r.range = \(range) ORDER BY l.seq
+            """,
             logger: logger)
         var entries: [Entry] = []
-        for try await (seq, key, bytes) in rows.decode((Int64, UUID, ByteBuffer).self) {
-            entries.append(try Self.entry(range: range, seq: seq, key: key, bytes))
+        var truncated: Int64 = 0
+        for try await (through, next, key, bytes) in rows.decode((Int64, Int64?, UUID?, ByteBuffer?).self) {
+            truncated = through
+            if let next, let key, let bytes { entries.append(try Self.entry(range: range, seq: next, key: key, bytes)) }
         }
+        if truncated > seq { throw ClusterError.truncated(range: range, through: truncated) }
         return entries
     }
 
@@ -387,7 +415,7 @@ public final class CommandLog: Sendable {
     /// fenced is passed over; when none is the primary, or the deadline passes, the error is
     /// `unavailable`.
     func onPrimary<Result: Sendable>(
-        _ body: @escaping @Sendable (PostgresConnection) async throws -> Result
+        deadline: Duration? = nil, _ body: @escaping @Sendable (PostgresConnection) async throws -> Result
     ) async throws -> Result {
         let first = primary.withLock { $0 }
         var reasons: [String] = []
@@ -398,7 +426,8 @@ public final class CommandLog: Sendable {
             let host = (first + step / 2) % clients.count
             step += 1
             do {
-                let result = try await withDeadline(on: clients[host]) { connection in
+                let result = try await withDeadline(deadline ?? configuration.deadline, on: clients[host]) {
+                    connection in
                     try await self.requirePrimary(connection)
                     return try await body(connection)
                 }
@@ -443,10 +472,10 @@ public final class CommandLog: Sendable {
     /// answered at the deadline whatever the work does then: a request for a connection to a
     /// host that is down may not end when cancelled.
     private func withDeadline<Result: Sendable>(
-        on client: PostgresClient, _ body: @escaping @Sendable (PostgresConnection) async throws -> Result
+        _ deadline: Duration, on client: PostgresClient,
+        _ body: @escaping @Sendable (PostgresConnection) async throws -> Result
     ) async throws -> Result {
         let call = DeadlineCall<Result>()
-        let deadline = configuration.deadline
         return try await withCheckedThrowingContinuation { continuation in
             call.start(continuation)
             let work = Task {

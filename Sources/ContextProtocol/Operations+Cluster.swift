@@ -26,13 +26,23 @@ extension Operations {
             public var last: Int64
             /// The sequence applied on the answering node, when the range is open there.
             public var applied: Int64?
+            /// The last sequence its stored snapshot holds (0: none).
+            public var snapshot: Int64
+            /// The last sequence deleted from its log (its hosts hold it, and so does the
+            /// snapshot).
+            public var truncated: Int64
 
-            public init(range: Int, hosts: [String], joining: [String], last: Int64, applied: Int64?) {
+            public init(
+                range: Int, hosts: [String], joining: [String], last: Int64, applied: Int64?, snapshot: Int64 = 0,
+                truncated: Int64 = 0
+            ) {
                 self.range = range
                 self.hosts = hosts
                 self.joining = joining
                 self.last = last
                 self.applied = applied
+                self.snapshot = snapshot
+                self.truncated = truncated
             }
         }
 
@@ -78,6 +88,10 @@ extension Operations {
                 }
                 writer.field("last")
                 writer.int(range.last)
+                writer.field("snapshot")
+                writer.int(range.snapshot)
+                writer.field("truncated")
+                writer.int(range.truncated)
                 if let applied = range.applied {
                     writer.field("applied")
                     writer.int(applied)
@@ -103,7 +117,8 @@ extension Operations {
                     Range(
                         range: Int($0["range"]?.integerValue ?? 0), hosts: strings($0["hosts"]),
                         joining: strings($0["joining"]), last: $0["last"]?.integerValue ?? 0,
-                        applied: $0["applied"]?.integerValue)
+                        applied: $0["applied"]?.integerValue, snapshot: $0["snapshot"]?.integerValue ?? 0,
+                        truncated: $0["truncated"]?.integerValue ?? 0)
                 })
         }
     }

@@ -34,7 +34,9 @@ extension ServeCommand {
             let ranges = try await log.install(ranges: try RangeMap(count: ranges))
             let index = try indexOptions.spaceIndex()
             let name = nodeName ?? URL(fileURLWithPath: folder).standardizedFileURL.lastPathComponent
-            node = try ClusterNode(name: name, folder: folder, log: log, ranges: ranges, copies: copies) { path in
+            node = try ClusterNode(
+                name: name, folder: folder, log: log, ranges: ranges, copies: copies, snapshotEvery: snapshotEvery
+            ) { path in
                 try MemoryStore(
                     path: path, dimension: dimension, metric: metric, model: embedder?.modelID, index: index,
                     embedTemplate: embedTemplate ?? (access(path, F_OK) == 0 ? nil : EmbedTemplate.serverDefault),

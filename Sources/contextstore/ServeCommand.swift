@@ -51,18 +51,28 @@ struct ServeCommand: AsyncParsableCommand {
 
     @Option(
         help: """
-            With --cluster: this node's name, the same at every restart (it keeps its ranges);             default: the name of its --db folder.
+            With --cluster: this node's name, the same at every restart (it keeps its ranges); \
+            default: the name of its --db folder.
             """)
     var nodeName: String?
 
     @Option(
         help: """
-            With --cluster: the HOST:PORT other nodes forward requests to; default: --host and             the port listened on.
+            With --cluster: the HOST:PORT other nodes forward requests to; default: --host and \
+            the port listened on.
             """)
     var clusterAddress: String?
 
     @Option(help: "With --cluster: how many nodes host each range (1...16).")
     var copies: Int = 2
+
+    @Option(
+        help: """
+            With --cluster: a range's first host stores a new snapshot of it once the last one \
+            lags by this many log entries; the log keeps entries only until every host has them \
+            and a snapshot holds them (1...100000000).
+            """)
+    var snapshotEvery: Int64 = 10_000
 
     @Option(help: "Address to listen on.")
     var host: String = "127.0.0.1"

@@ -22,7 +22,7 @@ import Testing
         init(
             postgres: [PostgresServer], through ports: [Int]? = nil, folder: String, ranges: Int = 8,
             copies: Int = 2, lease: Duration = .seconds(30), deadline: Duration = .seconds(60),
-            followInterval: Duration = .milliseconds(20)
+            followInterval: Duration = .milliseconds(20), snapshotEvery: Int64 = 10_000
         ) async throws {
             self.folder = folder
             log = CommandLog(
@@ -33,7 +33,8 @@ import Testing
             node = try ClusterNode(
                 name: URL(fileURLWithPath: folder).lastPathComponent, folder: folder, log: log, ranges: map,
                 copies: copies,
-                lease: lease  // long: a busy machine may renew late
+                lease: lease,  // long: a busy machine may renew late
+                snapshotEvery: snapshotEvery
             ) { path in
                 try MemoryStore(path: path, dimension: 2, metric: .cosine)
             }

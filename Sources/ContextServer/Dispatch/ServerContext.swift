@@ -363,13 +363,13 @@ struct ServerContext: Sendable {
     }
 
     /// The cluster as this node sees it: members and placement read from PostgreSQL now, each
-    /// range's last sequence, and what is applied here.
+    /// range's last sequence, snapshot and truncation, and what is applied here.
     func cluster() throws -> Operations.Cluster.Answer {
         guard let node = stores.node else {
             throw ProtocolError(.notFound, "this server is not a cluster node (serve --cluster)")
         }
-        let (view, lasts) = try Stores.waitFor {
-            (try await node.log.view(), try await node.log.lastSequences())
+        let (view, lasts, retention) = try Stores.waitFor {
+            (try await node.log.view(), try await node.log.lastSequences(), try await node.log.retention())
         }
         return Operations.Cluster.Answer(
             node: node.name,
@@ -378,7 +378,9 @@ struct ServerContext: Sendable {
                 .init(
                     range: placement.range, hosts: placement.hosts, joining: placement.joining,
                     last: lasts.indices.contains(placement.range) ? lasts[placement.range] : 0,
-                    applied: node.replica(of: placement.range)?.appliedSequence)
+                    applied: node.replica(of: placement.range)?.appliedSequence,
+                    snapshot: retention[placement.range]?.snapshot ?? 0,
+                    truncated: retention[placement.range]?.truncated ?? 0)
             })
     }
 

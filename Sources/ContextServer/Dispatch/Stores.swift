@@ -167,6 +167,7 @@ extension ProtocolError {
     init(cluster error: ClusterError) {
         switch error {
         case .unavailable(let message): self.init(.unavailable, "the write was not acknowledged: \(message)")
+        case .truncated: self.init(.unavailable, "the write was not acknowledged: \(error)")
         case .invalidConfiguration(let message), .corruptLog(let message), .noSuchSequence(let message):
             self.init(.storageError, "the cluster failed: \(message)")
         }

@@ -109,8 +109,8 @@ class Operations:
 
     def cluster(self) -> Any:
         """-> the cluster as the node sees it (an admin's): ``{"node", "nodes": [{"name",
-        "address", "live"}], "ranges": [{"range", "hosts", "joining", "last", "applied"?,
-        "lag"?}]}``; ``NotFound`` from a server that is not a cluster node."""
+        "address", "live"}], "ranges": [{"range", "hosts", "joining", "last", "snapshot",
+        "truncated", "applied"?, "lag"?}]}``; ``NotFound`` from a server that is not a cluster node."""
         return self._call(Request({"op": "cluster"}, lambda a: {k: a[k] for k in ("node", "nodes", "ranges")}, True))
 
     def metrics(self) -> Any:
