@@ -53,6 +53,8 @@ public final class ClusterNode: Sendable {
     private let reconciling = Mutex(false)
     /// Renews the node's lease, from `join` until `close`.
     private let renewing = Mutex<Task<Void, Never>?>(nil)
+    /// Whether a renewal (or join) is in flight: one at a time, or two could each join anew.
+    private let renewal = Mutex(false)
 
     /// What the node knows of the cluster, and the ranges it has open.
     struct State {
@@ -71,7 +73,21 @@ public final class ClusterNode: Sendable {
         var connectedSince: ContinuousClock.Instant?
         /// This node's life, once joined.
         var fence: CommandLog.Fence?
+        /// Until when its lease surely holds, by this machine's clock: a lease past its last
+        /// renewal's start (PostgreSQL counts from the renewal's commit, later).
+        var leaseHolds: ContinuousClock.Instant?
         var address = ""
+
+        /// Takes each range's placement unless the one known is newer (a `refresh` and a
+        /// round may read PostgreSQL in either order), and the live nodes' addresses.
+        mutating func learn(
+            _ ranges: some Sequence<CommandLog.Placement>, addresses: [String: String]
+        ) {
+            for range in ranges where (placement[range.range]?.version ?? .min) <= range.version {
+                placement[range.range] = range
+            }
+            self.addresses = addresses
+        }
     }
 
     /// Prepares the node `name` with its ranges' files in `folder` (`range-NNNN.sqlite`, each
@@ -200,6 +216,7 @@ public final class ClusterNode: Sendable {
         guard let fence = state.withLock({ $0.fence }) else {
             throw ClusterError.unavailable("node \(name) has not joined the cluster")
         }
+        try requireLease()
         let key = UUID()
         waiting.withLock { $0[key] = .some(nil) }
         defer { waiting.withLock { _ = $0.removeValue(forKey: key) } }
@@ -207,7 +224,11 @@ public final class ClusterNode: Sendable {
         do {
             seq = try await log.append(command, range: range, key: key, fence: fence)
         } catch ClusterError.unavailable(let message) where message.contains("outcome is unknown") {
+            try requireLease()  // cut off meanwhile: the retry would wait through the deadline again
             seq = try await log.append(command, range: range, key: key, fence: fence)
+        } catch ClusterError.unavailable(let message) where message.hasSuffix(CommandLog.lapsed) {
+            Task { try? await keepLease() }  // PostgreSQL is back, and the lease is not yet
+            throw ClusterError.unavailable(message)
         }
         return (seq, try await outcome(of: key, seq: seq, in: replica))
     }
@@ -327,6 +348,7 @@ public final class ClusterNode: Sendable {
         guard let replica = replica(of: range) else {
             throw ClusterError.unavailable("range \(range) is not open on node \(name)")
         }
+        if replica.appliedSequence < seq { try requireLease() }
         try await catchUp(replica, through: seq)
         guard replica.appliedSequence >= seq else {
             throw ClusterError.noSuchSequence("its range's log ends at \(replica.appliedSequence)")
@@ -383,18 +405,47 @@ public final class ClusterNode: Sendable {
         }
     }
 
-    /// Follows the log and keeps the node's ranges until cancelled: every `interval`, one
-    /// transaction reads the new durable entries of every open range (`catchUpAll`); every
-    /// third of the lease the node reconciles (`reconcile`), and every lease it reports and
-    /// snapshots its ranges (`maintain`). A failure (PostgreSQL down,
-    /// a failover) is retried at the next turn, and reported to `failed` when it begins and
-    /// every 5 s while it lasts (not 50 times a second).
-    public func follow(every interval: Duration = .milliseconds(20), failed: @escaping @Sendable (any Error) -> Void)
-        async
-    {
+    /// How a node learns of what other nodes append.
+    public struct Following: Sendable {
+        /// Woken by PostgreSQL (`LISTEN`) as soon as another node appends.
+        public var listens: Bool
+        /// How often it reads the log without being woken (a notification may be lost).
+        public var interval: Duration
+
+        public init(listens: Bool = true, interval: Duration = .milliseconds(250)) {
+            self.listens = listens
+            self.interval = interval
+        }
+    }
+
+    /// Follows the log and keeps the node's ranges until cancelled: when woken by another
+    /// node's append, and at least every `following.interval`, one transaction reads the new
+    /// durable entries of every open range (`catchUpAll`); every third of the lease the node
+    /// reconciles (`reconcile`), and every lease it reports and snapshots its ranges
+    /// (`maintain`). A failure (PostgreSQL down, a failover) is retried at the next turn, and
+    /// reported to `failed` when it begins and every 5 s while it lasts.
+    public func follow(_ following: Following = Following(), failed: @escaping @Sendable (any Error) -> Void) async {
+        let wakeup = Wakeup()
         await withDiscardingTaskGroup { group in
+            if following.listens {
+                group.addTask { await self.log.listen { wakeup.signal() } }
+            }
             group.addTask {
-                await Self.repeating(every: interval, failed: failed) { while try await self.catchUpAll() {} }
+                var reported: ContinuousClock.Instant?
+                while !Task.isCancelled {
+                    await wakeup.wait(upTo: following.interval)
+                    do {
+                        while try await self.catchUpAll() {}
+                        reported = nil
+                    } catch {
+                        if reported.map({ ContinuousClock.now - $0 >= .seconds(5) }) ?? true {
+                            failed(error)
+                            reported = ContinuousClock.now
+                        }
+                        // Not at once again when woken: PostgreSQL may be down.
+                        try? await Task.sleep(for: min(following.interval, .milliseconds(100)))
+                    }
+                }
             }
             group.addTask {
                 await Self.repeating(every: self.lease / 3, failed: failed) { try await self.reconcile() }
@@ -446,6 +497,17 @@ public final class ClusterNode: Sendable {
         }
     }
 
+    /// Reads the members and the placement again, without acting on them: a request found no
+    /// host for a range in this node's view, which lags PostgreSQL by up to a round.
+    public func refresh() async throws {
+        let (members, placement) = try await log.view()
+        state.withLock { $0.learn(placement, addresses: Self.addresses(of: members)) }
+    }
+
+    private static func addresses(of members: [CommandLog.Member]) -> [String: String] {
+        Dictionary(members.filter(\.live).map { ($0.name, $0.address) }) { first, _ in first }
+    }
+
     /// One round: reads the members and the placement, moves each range towards its planned hosts by compare-and-set, opens the
     /// ranges this node is chosen for, catches up those it joins and then serves them, and
     /// closes those it no longer hosts.
@@ -469,10 +531,37 @@ public final class ClusterNode: Sendable {
 
     /// Renews the node's lease, or joins anew (a new epoch) when its life is over.
     private func keepLease() async throws {
+        guard
+            renewal.withLock({ running in
+                defer { running = true }
+                return !running
+            })
+        else { return }
+        defer { renewal.withLock { $0 = false } }
         let (fence, address) = state.withLock { ($0.fence, $0.address) }
-        if let fence, try await log.renew(fence, lease: lease) { return }
+        let began = ContinuousClock.now
+        if let fence, try await log.renew(fence, lease: lease) {
+            state.withLock { $0.leaseHolds = began + lease }
+            return
+        }
         let epoch = try await log.join(node: name, address: address, lease: lease)
-        state.withLock { $0.fence = CommandLog.Fence(node: name, epoch: epoch) }
+        state.withLock {
+            $0.fence = CommandLog.Fence(node: name, epoch: epoch)
+            $0.leaseHolds = began + lease
+        }
+    }
+
+    /// Refuses at once when this node's lease has lapsed by its own clock (cut off from
+    /// PostgreSQL for a lease): the log would refuse it too, after its deadline. Starts a
+    /// renewal, so that writes go on as soon as PostgreSQL answers again.
+    private func requireLease() throws {
+        let holds = state.withLock { $0.leaseHolds }
+        guard let holds, ContinuousClock.now < holds else {
+            // Renewed now rather than at the next turn: PostgreSQL may be back (a failover).
+            Task { try? await keepLease() }
+            throw ClusterError.unavailable(
+                "node \(name) has not renewed its lease for \(lease): it cannot reach PostgreSQL")
+        }
     }
 
     private func reconcileRound() async throws {
@@ -495,7 +584,7 @@ public final class ClusterNode: Sendable {
             }
             current[range.range] = range
         }
-        let addresses = Dictionary(members.filter(\.live).map { ($0.name, $0.address) }) { first, _ in first }
+        let addresses = Self.addresses(of: members)
         // A range newly opened here (a restart, or chosen) is caught up from the log before the
         // node says it serves it: its file may be far behind.
         let toOpen = current.filter { $0.value.hosts.contains(name) || $0.value.joining.contains(name) }
@@ -512,8 +601,7 @@ public final class ClusterNode: Sendable {
         }
         let now = ContinuousClock.now
         let dropped = state.withLock { state -> [RangeReplica] in
-            state.placement = current
-            state.addresses = addresses
+            state.learn(current.values, addresses: addresses)
             for replica in opened { state.replicas[replica.range] = replica }
             // A range this node no longer hosts is still served, and followed, for a lease:
             // until then other nodes may forward to it from their last view.

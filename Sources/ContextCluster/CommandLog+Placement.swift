@@ -58,7 +58,7 @@ extension CommandLog {
     /// - Returns: Its epoch (1 the first time, one more at each join).
     public func join(node name: String, address: String, lease: Duration) async throws -> Int64 {
         let seconds = Self.seconds(lease)
-        return try await onPrimary { connection in
+        return try await onPrimary(deadline: Self.renewal(lease, within: configuration.deadline)) { connection in
             try await self.inDurableTransaction(connection) { _ in
                 let rows = try await connection.query(
                     """
@@ -78,7 +78,7 @@ extension CommandLog {
     /// - Returns: false when that life is over (the node joined again since).
     public func renew(_ fence: Fence, lease: Duration) async throws -> Bool {
         let seconds = Self.seconds(lease)
-        return try await onPrimary { connection in
+        return try await onPrimary(deadline: Self.renewal(lease, within: configuration.deadline)) { connection in
             try await self.inDurableTransaction(connection) { _ in
                 let rows = try await connection.query(
                     """
@@ -125,6 +125,13 @@ extension CommandLog {
                 return false
             }
         }
+    }
+
+    /// How long a join or a renewal may take: half the lease (a node that cannot reach
+    /// PostgreSQL tries again soon, rather than wait through the whole deadline while its
+    /// lease lapses and a new primary may be up already).
+    static func renewal(_ lease: Duration, within deadline: Duration) -> Duration {
+        min(deadline, lease / 2)
     }
 
     private static func seconds(_ duration: Duration) -> Double {

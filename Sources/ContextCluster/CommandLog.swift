@@ -67,11 +67,15 @@ public final class CommandLog: Sendable {
     public static let maximumPage = 10_000
 
     public let configuration: Configuration
-    private let clients: [PostgresClient]
+    let clients: [PostgresClient]
     private let running: Task<Void, Never>
     let logger: Logger
     /// The host that was the writable primary last time (an index into `clients`).
     private let primary = Mutex<Int>(0)
+    let announcing = Mutex(Announcing())
+
+    /// The host that was the writable primary last time.
+    var primaryHost: Int { primary.withLock { $0 } }
 
     public init(_ configuration: Configuration, logger: Logger = Logger(label: "contextstore.cluster.log")) {
         self.configuration = configuration
@@ -153,17 +157,20 @@ public final class CommandLog: Sendable {
     ///   with the key).
     public func append(_ command: WriteCommand, range: Int, key: UUID, fence: Fence? = nil) async throws -> Int64 {
         let bytes = ByteBuffer(bytes: command.encoded())
+        let seq: Int64
         do {
-            return try await onPrimary { connection in
+            seq = try await onPrimary { connection in
                 try await self.append(bytes, range: range, key: key, fence: fence, on: connection)
             }
         } catch ClusterError.unavailable(let message) where message.hasPrefix(Self.duplicateKey) {
             // Another append of the same key committed between our lookup and our insert: the
             // retry finds it.
-            return try await onPrimary { connection in
+            seq = try await onPrimary { connection in
                 try await self.append(bytes, range: range, key: key, fence: fence, on: connection)
             }
         }
+        announce()
+        return seq
     }
 
     private static let duplicateKey = "duplicate key"
@@ -257,7 +264,7 @@ public final class CommandLog: Sendable {
             if recovering { throw ClusterError.unavailable(Self.standby) }
             if readOnly == "on" { throw ClusterError.unavailable(Self.fenced) }
             if let fence, leased != true {
-                throw ClusterError.unavailable("node \(fence.node)'s lease of epoch \(fence.epoch) has lapsed")
+                throw ClusterError.unavailable("node \(fence.node)'s lease of epoch \(fence.epoch) \(Self.lapsed)")
             }
             if configuration.requireSynchronousStandby {
                 if standbys.trimmingCharacters(in: .whitespaces).isEmpty {
@@ -274,6 +281,7 @@ public final class CommandLog: Sendable {
     }
 
     static let standby = "this PostgreSQL is a standby"
+    static let lapsed = "has lapsed"
     static let fenced = "this PostgreSQL is read-only (fenced)"
 
     /// The sequence an append with `key` got, if one committed (perhaps on the primary alone).
@@ -410,14 +418,16 @@ public final class CommandLog: Sendable {
         return all.indices.contains(range) ? all[range] : 0
     }
 
-    /// Runs `body` on a connection to the writable primary, within the deadline: the host
-    /// that was primary last time first, then each other one. A host that is a standby or
-    /// fenced is passed over; when none is the primary, or the deadline passes, the error is
-    /// `unavailable`.
+    /// Runs `body` on a connection to the writable primary, within the deadline (one for all
+    /// the hosts it tries, not one each: a node cut off would otherwise wait through each in
+    /// turn): the host that was primary last time first, then each other one. A host that is
+    /// a standby or fenced is passed over; when none is the primary, or the deadline passes,
+    /// the error is `unavailable`.
     func onPrimary<Result: Sendable>(
         deadline: Duration? = nil, _ body: @escaping @Sendable (PostgresConnection) async throws -> Result
     ) async throws -> Result {
         let first = primary.withLock { $0 }
+        let end = ContinuousClock.now + (deadline ?? configuration.deadline)
         var reasons: [String] = []
         // Each host twice: a connection the pool hands out may have just been closed (by a
         // deadline, or by the server), which says nothing of the host.
@@ -425,8 +435,10 @@ public final class CommandLog: Sendable {
         while step < 2 * clients.count {
             let host = (first + step / 2) % clients.count
             step += 1
+            let left = end - ContinuousClock.now
+            guard left > .zero else { break }
             do {
-                let result = try await withDeadline(deadline ?? configuration.deadline, on: clients[host]) {
+                let result = try await withDeadline(left, on: clients[host]) {
                     connection in
                     try await self.requirePrimary(connection)
                     return try await body(connection)
@@ -451,6 +463,9 @@ public final class CommandLog: Sendable {
         }
         // One host: why it refused, as it said it.
         if clients.count == 1, let reason = reasons.first { throw ClusterError.unavailable(reason) }
+        if step < 2 * clients.count {
+            reasons.append("\(Self.unreachable) within \(deadline ?? configuration.deadline)")
+        }
         throw ClusterError.unavailable("no writable primary: \(reasons.joined(separator: "; "))")
     }
 

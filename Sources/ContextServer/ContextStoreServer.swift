@@ -141,20 +141,20 @@ public final class ContextStoreServer: Sendable {
     }
 
     /// Binds the listening socket and starts serving a cluster node's ranges: writes go
-    /// through the cluster's log, and the node follows the log for what other nodes write,
-    /// reading it every `followInterval`.
+    /// through the cluster's log, and the node follows the log for what other nodes write
+    /// (`ClusterNode.follow`).
     public convenience init(
         node: ClusterNode, embedder: SentenceEmbedder? = nil, configuration: ServerConfiguration, logger: Logger,
-        followInterval: Duration = .milliseconds(20)
+        following: ClusterNode.Following = ClusterNode.Following()
     ) async throws {
         try await self.init(
             stores: .cluster(node), embedder: embedder, configuration: configuration, logger: logger,
-            followInterval: followInterval)
+            following: following)
     }
 
     private init(
         stores: Stores, embedder: SentenceEmbedder?, configuration: ServerConfiguration, logger: Logger,
-        followInterval: Duration = .milliseconds(20)
+        following settings: ClusterNode.Following = ClusterNode.Following()
     ) async throws {
         guard (0...65535).contains(configuration.port) else {
             throw ServerConfigurationError("port must be between 0 and 65535, not \(configuration.port)")
@@ -308,7 +308,7 @@ public final class ContextStoreServer: Sendable {
                 throw error
             }
             following = Task {
-                await node.follow(every: followInterval) { error in
+                await node.follow(settings) { error in
                     logger.warning("following the cluster's log failed; retrying", metadata: ["error": "\(error)"])
                 }
             }

@@ -22,7 +22,7 @@ import Testing
         init(
             postgres: [PostgresServer], through ports: [Int]? = nil, folder: String, ranges: Int = 8,
             copies: Int = 2, lease: Duration = .seconds(30), deadline: Duration = .seconds(60),
-            followInterval: Duration = .milliseconds(20), snapshotEvery: Int64 = 10_000
+            following: ClusterNode.Following = ClusterNode.Following(), snapshotEvery: Int64 = 10_000
         ) async throws {
             self.folder = folder
             log = CommandLog(
@@ -40,7 +40,7 @@ import Testing
             }
             server = try await ContextStoreServer(
                 node: node, configuration: ServerConfiguration(host: "127.0.0.1", port: 0, threads: 2),
-                logger: Logger(label: "node"), followInterval: followInterval)
+                logger: Logger(label: "node"), following: following)
         }
 
         func client() async throws -> ContextStoreClient {
@@ -166,7 +166,7 @@ import Testing
             for folder in [folderA, folderB] { try? FileManager.default.removeItem(atPath: folder) }
         }
         let a = try await Node(postgres: [primary], folder: folderA)
-        let b = try await Node(postgres: [primary], folder: folderB, followInterval: .seconds(3600))
+        let b = try await Node(postgres: [primary], folder: folderB, following: .idle)
         let (writer, reader) = (try await a.client(), try await b.client())
 
         let added = try await writer.roundTrip(
@@ -199,6 +199,35 @@ import Testing
         await b.stop()
     }
 
+    /// A follower that would read the log only once an hour learns of another node's append at
+    /// once: the appending node's NOTIFY wakes its LISTEN.
+    @Test func aFollowerIsWokenByAnotherNodesAppend() async throws {
+        let primary = try PostgresServer(settings: ["synchronous_standby_names": "'ANY 1 (*)'"])
+        let standby = try PostgresServer(standbyOf: primary)
+        let (folderA, folderB) = (Self.folder(), Self.folder())
+        defer {
+            withExtendedLifetime(standby) {}
+            for folder in [folderA, folderB] { try? FileManager.default.removeItem(atPath: folder) }
+        }
+        let a = try await Node(postgres: [primary], folder: folderA)
+        let b = try await Node(
+            postgres: [primary], folder: folderB, following: ClusterNode.Following(interval: .seconds(3600)))
+        let writer = try await a.client()
+        for n in 1...3 {
+            let added = try await writer.roundTrip(
+                line: Array(#"{"op":"add","user":"alice","id":"a\#(n)","text":"tea","vector":[1,0]}"#.utf8))
+            let seq = try #require(added["seqs"]?.objectValue?["alice"]?.integerValue)
+            let deadline = ContinuousClock.now + .seconds(30)
+            while (b.node.replica(of: "alice")?.appliedSequence ?? 0) < seq, ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(1))
+            }
+            #expect(b.node.replica(of: "alice")?.appliedSequence == seq, "write \(n)")
+        }
+        await writer.close()
+        await a.stop()
+        await b.stop()
+    }
+
     /// Without a synchronous standby, a node acknowledges no write: `unavailable`, and the
     /// connection goes on serving reads.
     @Test func aNodeRefusesWritesItCannotMakeDurable() async throws {
@@ -223,4 +252,9 @@ import Testing
         await client.close()
         await node.stop()
     }
+}
+
+extension ClusterNode.Following {
+    /// A follower that reads the log only when a test asks it to.
+    static let idle = ClusterNode.Following(listens: false, interval: .seconds(3600))
 }

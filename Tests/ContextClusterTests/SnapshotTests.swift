@@ -25,10 +25,10 @@ import Testing
         }
         // One range, on every node (three copies): a lease of 6 s keeps the follower's upkeep
         // (every lease) out of the way of the steps below, which call it themselves.
-        func node(_ folder: String, following: Duration = .milliseconds(20)) async throws -> Node {
+        func node(_ folder: String, following: ClusterNode.Following = ClusterNode.Following()) async throws -> Node {
             try await Node(
                 postgres: [primary], folder: folder, ranges: 1, copies: 3, lease: .seconds(6),
-                followInterval: following, snapshotEvery: 5)
+                following: following, snapshotEvery: 5)
         }
         let a = try await node(folders[0])
         let b = try await node(folders[1])
@@ -57,7 +57,7 @@ import Testing
 
         // A third node joins: entries 1...12 exist only in the snapshot. It follows the log
         // only when asked (below).
-        let c = try await node(folders[2], following: .seconds(3600))
+        let c = try await node(folders[2], following: .idle)
         for _ in 0..<2 { for n in [a, b, c] { try await n.node.reconcile() } }
         #expect(c.node.serves(0))
         try await Self.applied(15, on: [a, b, c])

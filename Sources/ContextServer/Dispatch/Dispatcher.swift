@@ -118,12 +118,14 @@ final class Dispatcher: Sendable {
             return loop.makeSucceededFuture(refused(op, Response.failure(rid: rid, refusal), in: session))
         }
         // The nodes that serve every range the request names.
-        var candidates = node.hosts(of: ranges.first!)
-        for range in ranges.dropFirst() {
-            let hosts = Set(node.hosts(of: range))
-            candidates.removeAll { !hosts.contains($0) }
+        let serving: @Sendable () -> [String] = {
+            var candidates = node.hosts(of: ranges.first!)
+            for range in ranges.dropFirst() {
+                let hosts = Set(node.hosts(of: range))
+                candidates.removeAll { !hosts.contains($0) }
+            }
+            return candidates
         }
-        let targets = candidates
         let line = forwarder.marked(request)
         // For a batch split by node: where each user's range is served, this node included.
         let hosts: @Sendable (String) -> [String] = { user in
@@ -135,6 +137,13 @@ final class Dispatcher: Sendable {
         answered.completeWithTask { [self] in
             defer { if descriptor.writes { writeQueue.leave() } }
             do throws(ProtocolError) {
+                var targets = serving()
+                if targets.isEmpty {
+                    // This node's view lags PostgreSQL by up to a round (placement moved since):
+                    // read it again once.
+                    try? await node.refresh()
+                    targets = serving()
+                }
                 if targets.isEmpty, ranges.count > 1, op == Operations.AddBatch.name {
                     return try await forwarder.forward(batch: request, rid: rid, hosts: hosts, secret: secret)
                 }
@@ -145,7 +154,7 @@ final class Dispatcher: Sendable {
                             ? "no node serves every user of this request: send one request per user"
                             : "no live node serves this user's range now; retry")
                 }
-                return try await forwarder.forward(line, to: targets, secret: secret)
+                return try await forwarder.forward(line, to: targets, secret: secret, writes: descriptor.writes)
             } catch {
                 return Response.failure(rid: rid, error)
             }

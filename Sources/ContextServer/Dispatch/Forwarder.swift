@@ -36,24 +36,37 @@ final class Forwarder: Sendable {
     }
 
     /// The answer line (with its newline) of the first of `addresses` that answers `line`.
-    /// - Throws: `ProtocolError` `unavailable` when none does.
-    func forward(_ line: [UInt8], to addresses: [String], secret: String?) async throws(ProtocolError) -> [UInt8] {
+    /// - Parameter writes: Whether the request writes: once it was sent to a node that then
+    ///   gave no answer, it may have been stored there, so it is not sent to the next one (it
+    ///   would be stored twice) and the error says its outcome is unknown.
+    /// - Throws: `ProtocolError` `unavailable` when none answers.
+    func forward(_ line: [UInt8], to addresses: [String], secret: String?, writes: Bool) async throws(ProtocolError)
+        -> [UInt8]
+    {
         var reasons: [String] = []
         for address in addresses {
             let key = address + "\u{0}" + (secret ?? "")
+            let client: ContextStoreClient
             do {
-                let client = try await connection(to: address, key: key, secret: secret)
-                do {
-                    var answer = Array(try await client.exchange(line: line).readableBytesView)
-                    answer.append(UInt8(ascii: "\n"))
-                    return answer
-                } catch {
-                    // A connection closed by that node (a restart) is made again next time.
-                    connections.withLock { if $0[key] === client { $0[key] = nil } }
-                    await client.close()
-                    throw error
-                }
+                client = try await connection(to: address, key: key, secret: secret)
             } catch {
+                reasons.append("\(address): \(error)")
+                continue
+            }
+            do {
+                var answer = Array(try await client.exchange(line: line).readableBytesView)
+                answer.append(UInt8(ascii: "\n"))
+                return answer
+            } catch {
+                // A connection closed by that node (a restart) is made again next time.
+                connections.withLock { if $0[key] === client { $0[key] = nil } }
+                await client.close()
+                if writes {
+                    throw ProtocolError(
+                        .unavailable,
+                        "node at \(address) took the write but gave no answer (\(error)): it may have been "
+                            + "stored; send it again with its ids")
+                }
                 reasons.append("\(address): \(error)")
             }
         }
@@ -108,7 +121,7 @@ final class Forwarder: Sendable {
             for (n, (line, targets)) in sends.enumerated() {
                 group.addTask {
                     do throws(ProtocolError) {
-                        return (n, .success(try await self.forward(line, to: targets, secret: secret)))
+                        return (n, .success(try await self.forward(line, to: targets, secret: secret, writes: true)))
                     } catch {
                         return (n, .failure(error))
                     }
