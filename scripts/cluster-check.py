@@ -69,6 +69,7 @@ class Load:
         self.first_ok_after = {}  # event name -> when the first write begun after it was acknowledged
         self.events = {}
         self.progress = 0
+        self.never = []  # writes no node acknowledged within 90 s
 
     def mark(self, event):
         with self.lock:
@@ -97,7 +98,10 @@ class Load:
                     with self.lock:
                         self.refused += 1
                     if time.monotonic() > deadline:
-                        raise SystemExit(f"{memory_id} was never acknowledged: {error}")
+                        # Not SystemExit: a thread's would end it silently.
+                        with self.lock:
+                            self.never.append(f"{memory_id} was never acknowledged in 90 s: {error}")
+                        return
                     attempt += 1
                     time.sleep(0.05)
             now = time.monotonic()
@@ -191,6 +195,7 @@ def main():
             load.mark("node killed")
 
         load.run(kill_node)
+        broken += load.never
         survivors = [port for name, (port, _) in nodes.items() if name != victim]
         late, lost = check_read_back(survivors, load.acknowledged)
         print(f"node kill: {len(load.acknowledged)} acknowledged, {load.refused} refused or retried, "
@@ -222,7 +227,10 @@ def main():
                     print(f"killed the primary {name} (port {port})")
 
         load.run(kill_primary)
-        failover = load.first_ok_after["primary killed"] - load.events["primary killed"]
+        broken += load.never
+        failover = load.first_ok_after.get("primary killed", float("nan")) - load.events["primary killed"]
+        if "primary killed" not in load.first_ok_after:
+            broken.append("no write begun after the primary's kill was acknowledged")
         late, lost = check_read_back(ports, load.acknowledged)
         print(f"primary kill: {len(load.acknowledged)} acknowledged, {load.refused} refused or retried, "
               f"first write begun after the kill acknowledged {failover:.1f} s after it, "

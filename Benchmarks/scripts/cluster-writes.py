@@ -7,7 +7,8 @@ and redis-server with `appendfsync always` (a write on one disk before its answe
 one-machine reference). Then measures, over loopback, with the same code for each:
   - write latency p50/p99: one client, `add` of a memory with a 384-d vector (Redis: SET of the
     same bytes);
-  - write throughput: 16 clients adding at once for 10 s;
+  - write throughput: 16 clients adding at once for 10 s; and with batches: 4 clients sending
+    `add_batch` of 100 memories for 10 s (Redis: MSET of 100 keys), memories per second;
   - search p50 at each host of the user's range and at a node that forwards to one.
 Prints one table (markdown). Needs the release build (swift build -c release) and redis-server.
 
@@ -95,14 +96,14 @@ def latency(connect, port, writes, make):
     return percentile(took, 0.5) * 1000, percentile(took, 0.99) * 1000
 
 
-def throughput(connect, port, seconds, make, clients=16):
+def throughput(connect, port, seconds, make, clients=16, distinct=200):
     done = [0] * clients
     stop = time.monotonic() + seconds
 
     def run(number):
         rng = random.Random(100 + number)
         connection = connect(port)
-        requests = [make(rng, n) for n in range(200)]
+        requests = [make(rng, n) for n in range(distinct)]
         n = 0
         while time.monotonic() < stop:
             connection.call(requests[n % len(requests)])
@@ -115,6 +116,30 @@ def throughput(connect, port, seconds, make, clients=16):
     for thread in threads:
         thread.join()
     return sum(done) / seconds
+
+
+def batch_request(rng, n, size=100):
+    items = ",".join(
+        f'{{"user":"user{rng.randrange(64)}","text":"memory {n}.{i}: a sentence of a conversation",'
+        f'"vector":[{vector(rng)}]}}' for i in range(size))
+    return f'{{"op":"add_batch","items":[{items}]}}'.encode()
+
+
+class RespBatch(Line):
+    """One connection speaking Redis's protocol (MSET of a batch)."""
+
+    def call(self, request: bytes) -> bytes:
+        pairs = [pair.split(b" ", 1) for pair in request.split(b"\n")]
+        parts = [b"MSET"] + [word for pair in pairs for word in pair]
+        self.sock.sendall(b"*%d\r\n" % len(parts) + b"".join(b"$%d\r\n%s\r\n" % (len(p), p) for p in parts))
+        answer = self.file.readline()
+        if not answer.startswith(b"+OK"):
+            raise RuntimeError(answer)
+        return answer
+
+
+def redis_batch(rng, n, size=100):
+    return b"\n".join(b"memory:%d.%d %s" % (n, i, vector(rng).encode()) for i in range(size))
 
 
 def search_p50(port, user, count=500):
@@ -182,11 +207,17 @@ def main():
         ]:
             p50, p99 = latency(connect, port, options.writes, make)
             rate = throughput(connect, port, options.seconds, many)
-            rows.append((name, p50, p99, rate))
-        print("| writes | p50 ms | p99 ms | 16 clients, writes/s |")
-        print("|---|---:|---:|---:|")
-        for name, p50, p99, rate in rows:
-            print(f"| {name} | {p50:.2f} | {p99:.2f} | {rate:,.0f} |")
+            rows.append([name, p50, p99, rate])
+        for (name, connect, port), row in zip(
+                [("one node", Line, single_port), ("cluster", Line, node), ("redis", RespBatch, redis_port)], rows):
+            make = redis_batch if connect is RespBatch else batch_request
+            # Built before the clock starts; each batch is sent again (new ids each time).
+            batches = throughput(connect, port, options.seconds, make, clients=4, distinct=10)
+            row.append(batches * 100)
+        print("| writes | p50 ms | p99 ms | 16 clients, writes/s | 4 clients, batches of 100, memories/s |")
+        print("|---|---:|---:|---:|---:|")
+        for name, p50, p99, rate, batched in rows:
+            print(f"| {name} | {p50:.2f} | {p99:.2f} | {rate:,.0f} | {batched:,.0f} |")
         time.sleep(1)  # the other host follows the log
         # Which nodes host alice's range (two of the three), and which forwards it.
         cluster = Line(node).call(b'{"op":"cluster"}')

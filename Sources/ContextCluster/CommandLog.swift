@@ -437,8 +437,10 @@ public final class CommandLog: Sendable {
             step += 1
             let left = end - ContinuousClock.now
             guard left > .zero else { break }
+            // Each host not tried yet gets a fair share of the time left to give a connection.
+            let untried = clients.count - (step - 1) / 2
             do {
-                let result = try await withDeadline(left, on: clients[host]) {
+                let result = try await withDeadline(left, connectingWithin: left / untried, on: clients[host]) {
                     connection in
                     try await self.requirePrimary(connection)
                     return try await body(connection)
@@ -487,7 +489,7 @@ public final class CommandLog: Sendable {
     /// answered at the deadline whatever the work does then: a request for a connection to a
     /// host that is down may not end when cancelled.
     private func withDeadline<Result: Sendable>(
-        _ deadline: Duration, on client: PostgresClient,
+        _ deadline: Duration, connectingWithin: Duration, on client: PostgresClient,
         _ body: @escaping @Sendable (PostgresConnection) async throws -> Result
     ) async throws -> Result {
         let call = DeadlineCall<Result>()
@@ -501,16 +503,27 @@ public final class CommandLog: Sendable {
                     }
                     call.finish(.success(result))
                 } catch {
-                    call.finish(.failure(error))
+                    // No connection was had (refused, the pool's circuit breaker): the host's
+                    // failure, not the work's.
+                    let connected = call.connection.withLock { $0 != nil }
+                    call.finish(
+                        .failure(connected ? error : ClusterError.unavailable("\(Self.unreachable): \(error)")))
                 }
             }
             let timer = Task {
-                try? await Task.sleep(for: deadline)
+                // A host that gives no connection soon is passed over; one that took the work
+                // has the whole deadline.
+                let first = min(connectingWithin, deadline)
+                try? await Task.sleep(for: first)
                 guard !Task.isCancelled else { return }
+                if call.connection.withLock({ $0 != nil }) {
+                    try? await Task.sleep(for: deadline - first)
+                    guard !Task.isCancelled else { return }
+                }
                 let connection = call.connection.withLock { $0 }
                 let message =
                     connection == nil
-                    ? "\(Self.unreachable) within \(deadline)"
+                    ? "\(Self.unreachable) within \(first)"
                     : "no answer from PostgreSQL within \(deadline); a write's outcome is unknown: retry with its key"
                 // Closed before the caller hears of it, so that the pool never hands out the
                 // connection while its server still works on the abandoned statement.
