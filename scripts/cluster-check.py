@@ -208,6 +208,14 @@ def main():
             broken.append("the restarted node's digests differ from the others' after 60 s")
         print(f"node restarted and equal to the others in {time.monotonic() - began:.1f} s")
 
+        # A batch over every user, whose ranges no one node hosts: split by node, one answer.
+        items = [{"user": f"user{u}", "id": f"batch-{u}", "text": f"batch memory of user{u}",
+                  "vector": [0.5, 1.0, float(u), 1.0]} for u in range(USERS)]
+        batch = Client(port=ports[0], timeout=30).add_batch(items)
+        if list(batch.ids) != [item["id"] for item in items]:
+            broken.append(f"a batch over every user came back with ids {list(batch.ids)[:5]}...")
+        print(f"a batch over {USERS} users through one node: {len(batch.ids)} stored")
+
         # 2. The PostgreSQL primary killed under load.
         load = Load(ports, options.writes, "b")
         before = status(env)

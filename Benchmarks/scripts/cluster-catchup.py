@@ -87,7 +87,8 @@ def follow_lag(first, other, user, count=200):
 
 
 def run(way, memories, index, folder):
-    env = dict(os.environ, CLUSTER_DIR=os.path.join(folder, way), CLUSTER_PORT="7461", CLUSTER_PG_PORT="6461")
+    env = dict(os.environ, CLUSTER_DIR=os.path.join(folder, way), CLUSTER_PORT="7461", CLUSTER_PG_PORT="6461",
+               CLUSTER_START_TIMEOUT="1800")
     every = "10000000" if way == "log" else "20"
     try:
         cluster(env, "up", "--", "--model", "none", "--dim", "384", "--index", index, "--snapshot-every", every)

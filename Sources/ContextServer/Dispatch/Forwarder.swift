@@ -119,13 +119,7 @@ final class Forwarder: Sendable {
         let sends = zip(lines, parts.map(\.targets)).map { ($0, $1) }
         let answers = await withTaskGroup(of: (Int, Result<[UInt8], ProtocolError>).self) { group in
             for (n, (line, targets)) in sends.enumerated() {
-                group.addTask {
-                    do throws(ProtocolError) {
-                        return (n, .success(try await self.forward(line, to: targets, secret: secret, writes: true)))
-                    } catch {
-                        return (n, .failure(error))
-                    }
-                }
+                group.addTask { (n, await self.result(of: line, to: targets, secret: secret)) }
             }
             var answers = [Result<[UInt8], ProtocolError>](repeating: .success([]), count: sends.count)
             for await (n, answer) in group { answers[n] = answer }
@@ -170,6 +164,17 @@ final class Forwarder: Sendable {
         return Response.success(rid: rid) { writer in
             Operations.AddBatch.encode(answer: merged, to: &writer)
             receipt.encode(to: &writer)
+        }
+    }
+
+    /// A write forwarded to `targets`: its answer line, or why there is none.
+    private func result(of line: [UInt8], to targets: [String], secret: String?) async -> Result<
+        [UInt8], ProtocolError
+    > {
+        do throws(ProtocolError) {
+            return .success(try await forward(line, to: targets, secret: secret, writes: true))
+        } catch {
+            return .failure(error)
         }
     }
 
