@@ -189,10 +189,10 @@ public final class ClusterNode: Sendable {
     ///   was acknowledged; the same command may be sent again); what applying it threw.
     public func write(_ command: WriteCommand) async throws -> (outcome: WriteOutcome, sequences: [String: Int64]) {
         let parts = split(command)
+        let appended = try await append(parts.map { ($0.command, $0.range) })
         var outcomes: [(part: Part, outcome: WriteOutcome)] = []
         var sequences: [String: Int64] = [:]
-        for part in parts {
-            let (seq, outcome) = try await append(part.command, range: part.range)
+        for (part, (seq, outcome)) in zip(parts, appended) {
             for user in part.users { sequences[user] = seq }
             outcomes.append((part, try outcome.get()))
         }
@@ -202,35 +202,46 @@ public final class ClusterNode: Sendable {
     /// Appends `command` to `range`'s log alone (a command the node issues for one range, such
     /// as a purge), applies it here and returns its outcome and sequence.
     public func write(_ command: WriteCommand, range: Int) async throws -> (outcome: WriteOutcome, seq: Int64) {
-        let (seq, outcome) = try await append(command, range: range)
+        let (seq, outcome) = try await append([(command, range)])[0]
         return (try outcome.get(), seq)
     }
 
-    /// Appends `command` with an idempotency key of its own (retried once with it when its
-    /// outcome is unknown: the connection was lost at COMMIT, and the retry finds the entry if
-    /// it committed), applies the log here up to it, and returns its sequence and outcome.
-    private func append(_ command: WriteCommand, range: Int) async throws -> (Int64, Result<WriteOutcome, StoreError>) {
-        guard let replica = replica(of: range) else {
-            throw ClusterError.unavailable("range \(range) is not open on node \(name) (it moved); retry")
+    /// Appends each command to its range's log in one transaction (one wait for the standby
+    /// for all), each with an idempotency key of its own (retried once with them when the
+    /// outcome is unknown: the connection was lost at COMMIT, and the retry finds the entries
+    /// if they committed), applies the log here up to them, and returns their sequences and
+    /// outcomes in order.
+    private func append(_ commands: [(command: WriteCommand, range: Int)]) async throws -> [(
+        seq: Int64, outcome: Result<WriteOutcome, StoreError>
+    )] {
+        let replicas = try commands.map { command in
+            guard let replica = replica(of: command.range) else {
+                throw ClusterError.unavailable("range \(command.range) is not open on node \(name) (it moved); retry")
+            }
+            return replica
         }
         guard let fence = state.withLock({ $0.fence }) else {
             throw ClusterError.unavailable("node \(name) has not joined the cluster")
         }
         try requireLease()
-        let key = UUID()
-        waiting.withLock { $0[key] = .some(nil) }
-        defer { waiting.withLock { _ = $0.removeValue(forKey: key) } }
-        let seq: Int64
+        let parts = commands.map { CommandLog.Part($0.command, range: $0.range, key: UUID()) }
+        waiting.withLock { waiting in for part in parts { waiting[part.key] = .some(nil) } }
+        defer { waiting.withLock { waiting in for part in parts { waiting[part.key] = nil } } }
+        let sequences: [Int64]
         do {
-            seq = try await log.append(command, range: range, key: key, fence: fence)
+            sequences = try await log.append(parts, fence: fence)
         } catch ClusterError.unavailable(let message) where message.contains("outcome is unknown") {
             try requireLease()  // cut off meanwhile: the retry would wait through the deadline again
-            seq = try await log.append(command, range: range, key: key, fence: fence)
+            sequences = try await log.append(parts, fence: fence)
         } catch ClusterError.unavailable(let message) where message.hasSuffix(CommandLog.lapsed) {
             Task { try? await keepLease() }  // PostgreSQL is back, and the lease is not yet
             throw ClusterError.unavailable(message)
         }
-        return (seq, try await outcome(of: key, seq: seq, in: replica))
+        var outcomes: [(seq: Int64, outcome: Result<WriteOutcome, StoreError>)] = []
+        for ((part, seq), replica) in zip(zip(parts, sequences), replicas) {
+            outcomes.append((seq, try await outcome(of: part.key, seq: seq, in: replica)))
+        }
+        return outcomes
     }
 
     /// The outcome of this node's entry `seq` of `range` (appended with `key`), applying the log
@@ -381,6 +392,19 @@ public final class ClusterNode: Sendable {
         return pages.values.contains { $0.count == 1_000 }
     }
 
+    /// Applies the ranges open here that were notified, through the durable sequence each
+    /// notification gave (no barrier: its append had returned); others are not read.
+    private func catchUp(notified: [Int: Int64]) async throws {
+        for (range, seq) in notified.sorted(by: { $0.key < $1.key }) {
+            guard let replica = replica(of: range), replica.appliedSequence < seq else { continue }
+            do {
+                try await catchUp(replica, through: seq, durable: seq)
+            } catch ClusterError.truncated {
+                reopen([range])
+            }
+        }
+    }
+
     /// Stops serving `ranges` (entries this node lacks were deleted): the next round of
     /// `reconcile` opens them again from their snapshot, if this node still hosts them.
     private func reopen(_ ranges: Set<Int>) {
@@ -428,14 +452,22 @@ public final class ClusterNode: Sendable {
         let wakeup = Wakeup()
         await withDiscardingTaskGroup { group in
             if following.listens {
-                group.addTask { await self.log.listen { wakeup.signal() } }
+                group.addTask {
+                    await self.log.listen { appended in
+                        if let appended { wakeup.appended(appended.range, through: appended.seq) } else { wakeup.all() }
+                    }
+                }
             }
             group.addTask {
                 var reported: ContinuousClock.Instant?
                 while !Task.isCancelled {
-                    await wakeup.wait(upTo: following.interval)
+                    let reasons = await wakeup.wait(upTo: following.interval)
                     do {
-                        while try await self.catchUpAll() {}
+                        if reasons.all {
+                            while try await self.catchUpAll() {}
+                        } else {
+                            try await self.catchUp(notified: reasons.appended)
+                        }
                         reported = nil
                     } catch {
                         if reported.map({ ContinuousClock.now - $0 >= .seconds(5) }) ?? true {

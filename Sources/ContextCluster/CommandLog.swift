@@ -145,6 +145,19 @@ public final class CommandLog: Sendable {
         }
     }
 
+    /// One entry to append: `command` for `range`'s log, with its idempotency key.
+    public struct Part: Sendable {
+        public var command: WriteCommand
+        public var range: Int
+        public var key: UUID
+
+        public init(_ command: WriteCommand, range: Int, key: UUID) {
+            self.command = command
+            self.range = range
+            self.key = key
+        }
+    }
+
     /// Appends `command` to `range`'s log and returns its sequence, once PostgreSQL has
     /// committed it on the primary and a synchronous standby. Appending again with the same
     /// `key` returns the first append's sequence (after making sure that one is durable too)
@@ -156,48 +169,84 @@ public final class CommandLog: Sendable {
     ///   connection lost or the deadline passed; at COMMIT the outcome is unknown, so retry
     ///   with the key).
     public func append(_ command: WriteCommand, range: Int, key: UUID, fence: Fence? = nil) async throws -> Int64 {
-        let bytes = ByteBuffer(bytes: command.encoded())
-        let seq: Int64
+        try await append([Part(command, range: range, key: key)], fence: fence)[0]
+    }
+
+    /// Appends each part to its range's log in one transaction (all or none, one wait for the
+    /// standby for them all) and returns their sequences in order, as `append` does one. The
+    /// parts name distinct ranges; their rows are locked in range order, so that two
+    /// appends over the same ranges never wait for each other in a cycle.
+    public func append(_ parts: [Part], fence: Fence? = nil) async throws -> [Int64] {
+        guard let first = parts.first else { return [] }
+        guard Set(parts.map(\.range)).count == parts.count else {
+            throw ClusterError.invalidConfiguration("an append names a range twice")
+        }
+        let encoded = parts.map { (range: $0.range, key: $0.key, bytes: ByteBuffer(bytes: $0.command.encoded())) }
+        let sequences: [Int64]
         do {
-            seq = try await onPrimary { connection in
-                try await self.append(bytes, range: range, key: key, fence: fence, on: connection)
+            sequences = try await onPrimary { connection in
+                try await self.append(encoded, first: first.key, fence: fence, on: connection)
             }
         } catch ClusterError.unavailable(let message) where message.hasPrefix(Self.duplicateKey) {
-            // Another append of the same key committed between our lookup and our insert: the
+            // Another append of the same keys committed between our lookup and our insert: the
             // retry finds it.
-            seq = try await onPrimary { connection in
-                try await self.append(bytes, range: range, key: key, fence: fence, on: connection)
+            sequences = try await onPrimary { connection in
+                try await self.append(encoded, first: first.key, fence: fence, on: connection)
             }
         }
-        announce()
-        return seq
+        for (part, seq) in zip(parts, sequences) { announce(part.range, through: seq) }
+        return sequences
     }
 
     private static let duplicateKey = "duplicate key"
 
     private func append(
-        _ bytes: ByteBuffer, range: Int, key: UUID, fence: Fence?, on connection: PostgresConnection
-    ) async throws -> Int64 {
-        try await inDurableTransaction(connection, key: key, fence: fence) { existing in
-            if let existing {
-                // It may have committed here alone (its COMMIT lost its connection while it
-                // waited for the standby): this commit waits for the standby past it.
+        _ parts: [(range: Int, key: UUID, bytes: ByteBuffer)], first: UUID, fence: Fence?,
+        on connection: PostgresConnection
+    ) async throws -> [Int64] {
+        try await inDurableTransaction(connection, key: first, fence: fence) { existing in
+            if existing != nil {
+                // All the parts committed together, perhaps here alone (the COMMIT lost its
+                // connection while it waited for the standby): this commit waits for the
+                // standby past them.
                 try await barrier(connection)
-                return existing
+                var found: [UUID: Int64] = [:]
+                let rows = try await connection.query(
+                    "SELECT key, seq FROM cs_log WHERE key = ANY(\(parts.map(\.key)))", logger: logger)
+                for try await (key, seq) in rows.decode((UUID, Int64).self) { found[key] = seq }
+                return try parts.map { part in
+                    guard let seq = found[part.key] else {
+                        throw ClusterError.corruptLog(
+                            "an append's part \(part.key) is missing from range \(part.range)")
+                    }
+                    return seq
+                }
             }
-            // The range row's lock, taken by the UPDATE, is held to COMMIT.
-            let drawn = try await connection.query(
-                """
-                WITH drawn AS (
-                    UPDATE cs_ranges SET next_seq = next_seq + 1 WHERE range = \(range) RETURNING next_seq - 1 AS seq)
-                INSERT INTO cs_log (range, seq, key, command) SELECT \(range), seq, \(key), \(bytes) FROM drawn
-                RETURNING seq
-                """,
-                logger: logger)
-            var taken: Int64?
-            for try await (next) in drawn.decode(Int64.self) { taken = next }
-            guard let taken else { throw ClusterError.invalidConfiguration("no range \(range) in the log") }
-            return taken
+            if parts.count > 1 {
+                let ranges = parts.map { Int32($0.range) }.sorted()
+                try await connection.query(
+                    "SELECT range FROM cs_ranges WHERE range = ANY(\(ranges)) ORDER BY range FOR UPDATE",
+                    logger: logger)
+            }
+            var sequences: [Int64] = []
+            for part in parts {
+                // The range row's lock, taken by the UPDATE (or above), is held to COMMIT.
+                let drawn = try await connection.query(
+                    """
+                    WITH drawn AS (
+                        UPDATE cs_ranges SET next_seq = next_seq + 1 WHERE range = \(part.range)
+                        RETURNING next_seq - 1 AS seq)
+                    INSERT INTO cs_log (range, seq, key, command)
+                    SELECT \(part.range), seq, \(part.key), \(part.bytes) FROM drawn
+                    RETURNING seq
+                    """,
+                    logger: logger)
+                var taken: Int64?
+                for try await (next) in drawn.decode(Int64.self) { taken = next }
+                guard let taken else { throw ClusterError.invalidConfiguration("no range \(part.range) in the log") }
+                sequences.append(taken)
+            }
+            return sequences
         }
     }
 

@@ -148,6 +148,19 @@ import Testing
             for writer in 0..<4 {
                 group.addTask {
                     var got: [(Int, Int64)] = []
+                    if writer >= 2 {
+                        // Appends over both ranges at once, named in opposite orders by the two
+                        // writers: their row locks are taken in range order, so neither waits
+                        // for the other in a cycle.
+                        for n in 0..<perWriter / 2 {
+                            let order = writer == 2 ? [0, 1] : [1, 0]
+                            let parts = order.map {
+                                CommandLog.Part(Self.add("u\(writer)-\($0)", "\(n)"), range: $0, key: UUID())
+                            }
+                            got += zip(order, try await log.append(parts)).map { ($0, $1) }
+                        }
+                        return got
+                    }
                     for n in 0..<perWriter {
                         let range = (writer + n) % 2
                         got.append(
@@ -175,6 +188,14 @@ import Testing
         }
         #expect(onStandby == "200")
 
+        // Appended again with the same keys, a multi-range append returns its first sequences.
+        let pair = [0, 1].map { CommandLog.Part(Self.add("bob", "pair\($0)"), range: $0, key: UUID()) }
+        let taken = try await log.append(pair)
+        #expect(try await log.append(pair) == taken)
+        #expect(try await log.append(pair.reversed()) == taken.reversed())
+        await #expect(throws: ClusterError.invalidConfiguration("an append names a range twice")) {
+            try await log.append([pair[0], CommandLog.Part(Self.add("bob", "x"), range: 0, key: UUID())])
+        }
         let key = UUID()
         let first = try await log.append(Self.add("alice", "once"), range: 1, key: key)
         #expect(try await log.append(Self.add("alice", "once"), range: 1, key: key) == first)
