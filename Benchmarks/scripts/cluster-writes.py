@@ -8,7 +8,8 @@ one-machine reference). Then measures, over loopback, with the same code for eac
   - write latency p50/p99: one client, `add` of a memory with a 384-d vector (Redis: SET of the
     same bytes);
   - write throughput: 16 clients adding at once for 10 s; and with batches: 4 clients sending
-    `add_batch` of 100 memories for 10 s (Redis: MSET of 100 keys), memories per second;
+    `add_batch` of 100 memories of one user (a conversation's turns) for 10 s (Redis: MSET of
+    100 keys), memories per second;
   - search p50 at each host of the user's range and at a node that forwards to one.
 Prints one table (markdown). Needs the release build (swift build -c release) and redis-server.
 
@@ -119,8 +120,10 @@ def throughput(connect, port, seconds, make, clients=16, distinct=200):
 
 
 def batch_request(rng, n, size=100):
+    """A conversation's turns: 100 memories of one user (a user drawn for each batch)."""
+    user = f"user{rng.randrange(64)}"
     items = ",".join(
-        f'{{"user":"user{rng.randrange(64)}","text":"memory {n}.{i}: a sentence of a conversation",'
+        f'{{"user":"{user}","text":"memory {n}.{i}: a sentence of a conversation",'
         f'"vector":[{vector(rng)}]}}' for i in range(size))
     return f'{{"op":"add_batch","items":[{items}]}}'.encode()
 
