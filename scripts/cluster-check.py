@@ -97,6 +97,11 @@ class Load:
                     clients.pop(port, None)
                     with self.lock:
                         self.refused += 1
+                        # The outage begins with the first refusal after an event (a write in
+                        # flight at the kill may still commit through the old primary's backends).
+                        for event in list(self.events):
+                            if not event.startswith("refused after "):
+                                self.events.setdefault(f"refused after {event}", time.monotonic())
                     if time.monotonic() > deadline:
                         # Not SystemExit: a thread's would end it silently.
                         with self.lock:
@@ -236,12 +241,15 @@ def main():
 
         load.run(kill_primary)
         broken += load.never
-        failover = load.first_ok_after.get("primary killed", float("nan")) - load.events["primary killed"]
-        if "primary killed" not in load.first_ok_after:
+        # From the kill to the first acknowledged write begun after the first refusal.
+        outage = "refused after primary killed"
+        failover = (load.first_ok_after.get(outage, float("nan")) - load.events["primary killed"]
+                    if outage in load.events else 0.0)
+        if outage in load.events and outage not in load.first_ok_after:
             broken.append("no write begun after the primary's kill was acknowledged")
         late, lost = check_read_back(ports, load.acknowledged)
         print(f"primary kill: {len(load.acknowledged)} acknowledged, {load.refused} refused or retried, "
-              f"first write begun after the kill acknowledged {failover:.1f} s after it, "
+              f"first write begun after the first refusal acknowledged {failover:.1f} s after the kill, "
               f"{late} not read back within 5 s, {lost} within 30 s")
         if lost:
             broken.append(f"{lost} acknowledged writes not read back after the primary's kill")

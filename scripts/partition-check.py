@@ -79,9 +79,11 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--keep", action="store_true", help="leave the cluster running")
     options = parser.parse_args()
-    if os.geteuid() != 0 or subprocess.run(["ip", "netns", "list"], capture_output=True).returncode != 0:
-        print("partition check: needs root and network namespaces (ip netns); not run")
+    probe = f"cs-probe-{os.getpid()}"
+    if os.geteuid() != 0 or subprocess.run(["ip", "netns", "add", probe], capture_output=True).returncode != 0:
+        print("partition check: needs root and network namespaces (ip netns add); NOT RUN")
         return 2
+    subprocess.run(["ip", "netns", "del", probe], capture_output=True)
     folder = tempfile.mkdtemp(prefix="contextstore-partition-")
     os.chmod(folder, 0o755)  # the cluster's folder inside is PostgreSQL's (the postgres user's)
     env = dict(os.environ, CLUSTER_DIR=os.path.join(folder, "cluster"),
