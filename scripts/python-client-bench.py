@@ -6,7 +6,7 @@ written all at once), and the p50/p99 of one search at a time. Vectors and texts
 glosses of ../shared/datasets/wordnet-minilm (384 dimensions). The server keeps no answers
 (`--result-cache-bytes 0`): every measurement asks the same queries, and each must be searched.
 
-    contextstore serve --model none --dim 384 --db /tmp/pybench.db --port 7640 --result-cache-bytes 0 &
+    contextstore serve --model none --dim 384 --db /tmp/pybench.db --port 7640 --http-port none --result-cache-bytes 0 &
     scripts/python-client-bench.py --port 7640 [--rows 20000] [--queries 2000] [--rounds 2]
 """
 import argparse

@@ -41,7 +41,7 @@ figures = {"good_requests": 0, "slowest_ms": 0.0, "slow_over_1s": 0, "acknowledg
 
 
 def start(folder: Path, port: int) -> subprocess.Popen:
-    command = [str(BINARY), "serve", "--db", str(folder / "soak.db"), "--port", str(port), "--model", "none",
+    command = [str(BINARY), "serve", "--db", str(folder / "soak.db"), "--port", str(port), "--http-port", "0", "--model", "none",
                "--dim", "8", "--keys", str(folder / "keys.json"), "--allow-request-templates", "--log-level",
                "error", "--max-connections", "512"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)

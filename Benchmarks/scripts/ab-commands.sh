@@ -13,7 +13,7 @@ trap 'rm -rf "$WORK"' EXIT
 # start BINARY LABEL: serves an empty space; sets SERVER (pid) and PORT.
 start() {
   rm -f "$WORK/$2".db*
-  "$1" serve --db "$WORK/$2.db" --dim 384 --metric dot --model none --port 0 > "$WORK/$2.out" 2>&1 &
+  "$1" serve --db "$WORK/$2.db" --dim 384 --metric dot --model none --port 0 --http-port 0 > "$WORK/$2.out" 2>&1 &
   SERVER=$!
   PORT=""
   for _ in $(seq 600); do

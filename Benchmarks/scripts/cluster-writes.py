@@ -189,7 +189,7 @@ def main():
                         str(DIMENSION)], env=env, check=True, capture_output=True)
         single_port, redis_port = free_port(), free_port()
         processes.append(start([CONTEXTSTORE, "serve", "--db", os.path.join(folder, "one.db"), "--port",
-                                str(single_port), "--model", "none", "--dim", str(DIMENSION)], folder, "single"))
+                                str(single_port), "--http-port", "0", "--model", "none", "--dim", str(DIMENSION)], folder, "single"))
         processes.append(start(["redis-server", "--port", str(redis_port), "--save", "", "--appendonly", "yes",
                                 "--appendfsync", "always", "--dir", folder, "--logfile", ""], folder, "redis"))
         node = 7451

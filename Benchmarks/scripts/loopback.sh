@@ -14,7 +14,7 @@ loadgen=Benchmarks/.build/release/loadgen
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 
-"$server" serve --db "$work/bench.db" --port 0 --dim 384 --metric dot >"$work/out" 2>"$work/log" &
+"$server" serve --db "$work/bench.db" --port 0 --http-port 0 --dim 384 --metric dot >"$work/out" 2>"$work/log" &
 until grep -q listening "$work/out" 2>/dev/null; do sleep 0.1; done
 port=$(sed -n 's/^listening on .*:\([0-9]*\)$/\1/p' "$work/out")
 

@@ -166,7 +166,7 @@ def main():
     work = tempfile.mkdtemp(prefix="contextstore-soak-")
     database = os.path.join(work, "soak.db")
     server = subprocess.Popen(
-        [arguments.binary, "serve", "--db", database, "--port", "0", "--model", "none", "--dim", str(DIM)],
+        [arguments.binary, "serve", "--db", database, "--port", "0", "--http-port", "0", "--model", "none", "--dim", str(DIM)],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     port = int(server.stdout.readline().rsplit(":", 1)[1])
 

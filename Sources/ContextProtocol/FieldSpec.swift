@@ -114,7 +114,7 @@ extension FieldSpec {
         "model", .string, "the model that made the vectors; refused (`model_mismatch`) when it is not the space's")
 
     /// `add`'s fields, and each `add_batch` item's.
-    static let memory: [FieldSpec] = [
+    public static let memory: [FieldSpec] = [
         FieldSpec("id", .identifier, "unique within its user; generated when absent; an id the user has is replaced"),
         user,
         FieldSpec("session", .string, "the conversation it belongs to"),

@@ -80,6 +80,10 @@ public struct ServerConfiguration: Sendable {
     public var qualitySampleEvery = 100
     /// Where `/metrics` and `/health` are served over HTTP (`MetricsHTTPHandler`); nil: nowhere.
     public var metricsAddress: (host: String, port: Int)?
+    /// Where the HTTP/JSON API is served (`HTTPFrontDoor`); nil: nowhere.
+    public var httpAddress: (host: String, port: Int)?
+    /// The one origin browsers may call the HTTP API from (CORS); nil: none.
+    public var httpCORSOrigin: String?
 
     public init(
         host: String = "127.0.0.1", port: Int = 7420, maximumLineBytes: Int = Limits.defaultMaximumLineBytes,
@@ -113,6 +117,10 @@ public final class ContextStoreServer: Sendable {
     private let quiesce: NIOLockedValueBox<ServerQuiescingHelper?>
     private let channel: Channel
     private let metricsChannel: Channel?
+    /// The HTTP/JSON API's server and port, when it is served.
+    private let http: (port: Int, running: Task<Void, Never>)?
+    /// Set when the server begins to stop: HTTP requests are then `shutting_down`.
+    private let stopping = StopSignal()
     private let purge: RepeatedTask
     /// A cluster node's loop that applies what other nodes write (nil on one machine).
     private let following: Task<Void, Never>?
@@ -129,6 +137,9 @@ public final class ContextStoreServer: Sendable {
 
     /// The port of `/metrics` and `/health`, when they are served.
     public var metricsPort: Int? { metricsChannel?.localAddress?.port }
+
+    /// The port of the HTTP/JSON API, when it is served.
+    public var httpPort: Int? { http?.port }
 
     /// Binds the listening socket and starts serving `store`.
     /// - Parameter embedder: The model that embeds text; without one, text-only requests get
@@ -250,6 +261,26 @@ public final class ContextStoreServer: Sendable {
             await stopThreads()
             throw error
         }
+        let httpServer: (port: Int, running: Task<Void, Never>)?
+        if let (httpHost, httpPort) = configuration.httpAddress {
+            let router = HTTPFrontDoor.router(
+                HTTPFrontDoor.Serving(
+                    context: serverContext, dispatcher: dispatcher, maximumBodyBytes: configuration.maximumLineBytes,
+                    stopping: { [stopping] in stopping.isSet }, corsOrigin: configuration.httpCORSOrigin))
+            do {
+                httpServer = try await HTTPFrontDoor.start(
+                    router, host: httpHost, port: httpPort, maximumConnections: configuration.maximumConnections,
+                    tls: configuration.tls, idleTimeout: configuration.authenticationTimeout, group: group,
+                    logger: logger)
+            } catch {
+                try? await channel.close()
+                await stopThreads()
+                throw error
+            }
+        } else {
+            httpServer = nil
+        }
+        http = httpServer
         if let (metricsHost, metricsPort) = configuration.metricsAddress {
             do {
                 let metricsLimits = ConnectionLimits(
@@ -270,6 +301,8 @@ public final class ContextStoreServer: Sendable {
                     .bind(host: metricsHost, port: metricsPort).get()
             } catch {
                 try? await channel.close()
+                httpServer?.running.cancel()
+                await httpServer?.running.value
                 await stopThreads()
                 throw ServerConfigurationError("cannot serve metrics on \(metricsHost):\(metricsPort): \(error)")
             }
@@ -323,12 +356,15 @@ public final class ContextStoreServer: Sendable {
     /// connection closes once idle, then the writer finishes and the event loops stop. The store
     /// stays open; its owner closes it.
     public func shutdown() async {
+        stopping.set()
         let promise = group.next().makePromise(of: Void.self)
         quiesce.withLockedValue { helper in
             helper?.initiateShutdown(promise: promise)
             helper = nil
         }
         try? await promise.futureResult.get()
+        http?.running.cancel()
+        await http?.running.value
         // With no connections open the helper reports done before the listening socket has
         // finished closing; the loops must outlive that close.
         try? await channel.closeFuture.get()

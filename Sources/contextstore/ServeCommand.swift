@@ -80,6 +80,16 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Port to listen on; 0 lets the system pick one.")
     var port: Int = 7420
 
+    @Option(
+        help: """
+            Port of the HTTP/JSON API, /metrics, /health and the dashboard, on --host; 0 lets the \
+            system pick one; 'none' serves no HTTP. Prints 'http listening on HOST:PORT' once ready.
+            """)
+    var httpPort: HTTPPort = .port(7421)
+
+    @Option(help: "Let browser pages from this one origin (e.g. https://app.example.com) call the HTTP API (CORS).")
+    var httpCors: String?
+
     @Option(help: "Vector dimension of a new space (default: taken from the first vector).")
     var dim: Int?
 
@@ -181,6 +191,16 @@ struct ServeCommand: AsyncParsableCommand {
         try requireFlag("result-cache-bytes", resultCacheBytes, in: 0...(1 << 40))
         try requireFlag("slow-ms", slowMs, in: 0...86_400_000)
         try requireFlag("metrics-port", metricsPort, in: 0...65535)
+        if case .port(let number) = httpPort { try requireFlag("http-port", number, in: 0...65535) }
+        if let httpCors {
+            let parts = httpCors.split(separator: "://", maxSplits: 1)
+            guard parts.count == 2, ["http", "https"].contains(parts[0]), !parts[1].isEmpty,
+                !parts[1].contains(where: { $0 == "/" || $0.isWhitespace || $0.isNewline })
+            else {
+                throw ValidationError(
+                    "--http-cors: an origin is scheme://host[:port] (http or https), not '\(httpCors)'")
+            }
+        }
         try requireFlag("quality-sample", qualitySample, in: 0...1_000_000)
         try requireFlag("max-buffered-bytes", maxBufferedBytes, in: maxLineBytes...(1 << 40))
         if let embedTemplate {
@@ -218,7 +238,11 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "trace, debug (a line per request: op, rid, key, time, outcome), info, notice, warning, error.")
     var logLevel: Logger.Level = .info
 
-    @Option(help: "Serve GET /metrics (Prometheus) and /health over HTTP on this port (0: any free one).")
+    @Option(
+        help: """
+            Deprecated (kept for one release): /metrics and /health are on --http-port. Serves them \
+            on this port too, without a key (0: any free one).
+            """)
     var metricsPort: Int?
 
     @Option(help: "The address of --metrics-port, which needs no key.")
@@ -333,6 +357,7 @@ struct ServeCommand: AsyncParsableCommand {
     ) async {
         if let port = server.metricsPort { logger.info("metrics on http://\(metricsHost):\(port)/metrics") }
         print("listening on \(host):\(server.port)")
+        if let port = server.httpPort { print("http listening on \(host):\(port)") }
         fflush(nil)  // stdout is block-buffered when piped; whoever waits for this line must see it
         var signal = await signals.next()
         while signal == SIGHUP {
@@ -369,6 +394,8 @@ struct ServeCommand: AsyncParsableCommand {
         configuration.resultCacheBytes = resultCacheBytes
         configuration.slowRequest = slowMs.map { .milliseconds(Int64($0)) }
         configuration.metricsAddress = metricsPort.map { (metricsHost, $0) }
+        if case .port(let number) = httpPort { configuration.httpAddress = (host, number) }
+        configuration.httpCORSOrigin = httpCors
         configuration.qualitySampleEvery = qualitySample
         return configuration
     }
@@ -420,6 +447,29 @@ struct ServeCommand: AsyncParsableCommand {
         }
     }
 
+}
+
+/// `serve --http-port`: a port number, or `none` for no HTTP front door.
+enum HTTPPort: ExpressibleByArgument, Equatable {
+    case port(Int)
+    case none
+
+    init?(argument: String) {
+        if argument == "none" {
+            self = .none
+        } else if let number = Int(argument) {
+            self = .port(number)
+        } else {
+            return nil
+        }
+    }
+
+    var defaultValueDescription: String {
+        switch self {
+        case .port(let number): "\(number)"
+        case .none: "none"
+        }
+    }
 }
 
 /// The pipe the signal handler writes a terminating signal's number to: writing to a pipe is

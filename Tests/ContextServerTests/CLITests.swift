@@ -84,7 +84,7 @@ import Testing
         listen(listener, 4)
         let folder = TemporaryFolder()
         let database = folder.path + "/fresh.db"
-        let result = try runContextstore(["serve", "--db", database, "--port", String(port), "--model", "none"])
+        let result = try runContextstore(["serve", "--db", database, "--port", String(port), "--http-port", "0", "--model", "none"])
         #expect(result.status == 1)
         #expect(
             result.error
@@ -99,7 +99,7 @@ import Testing
         let store = try MemoryStore(path: database, dimension: 5, metric: .dot)
         store.close()
         func serve(_ arguments: [String]) throws -> String {
-            let result = try runContextstore(["serve", "--db", database, "--port", "0"] + arguments)
+            let result = try runContextstore(["serve", "--db", database, "--port", "0", "--http-port", "0"] + arguments)
             #expect(result.status == 1)
             return result.error
         }
@@ -131,7 +131,7 @@ import Testing
     @Test func aNonLoopbackHostNeedsKeysOrInsecure() throws {
         let folder = TemporaryFolder()
         let serve = [
-            "serve", "--db", folder.path + "/space.db", "--host", "192.0.2.1", "--port", "0", "--model", "none",
+            "serve", "--db", folder.path + "/space.db", "--host", "192.0.2.1", "--port", "0", "--http-port", "0", "--model", "none",
         ]
         let refused = try runContextstore(serve)
         #expect(refused.status == 1)
@@ -219,7 +219,7 @@ import Testing
 
         try "fine\n{{#a}}\n{{/b}}\n".write(toFile: templates + "/bad.mustache", atomically: true, encoding: .utf8)
         let refused = try runContextstore([
-            "serve", "--db", folder.path + "/other.db", "--port", "0", "--model", "none", "--templates", templates,
+            "serve", "--db", folder.path + "/other.db", "--port", "0", "--http-port", "0", "--model", "none", "--templates", templates,
         ])
         #expect(refused.status == 1)
         #expect(
@@ -227,7 +227,7 @@ import Testing
             "\(refused.error)")
         #expect(access(folder.path + "/other.db", F_OK) != 0)
         let noRanks = try runContextstore([
-            "serve", "--db", folder.path + "/other.db", "--port", "0", "--model", "none", "--tokenizer",
+            "serve", "--db", folder.path + "/other.db", "--port", "0", "--http-port", "0", "--model", "none", "--tokenizer",
             folder.path + "/none.tiktoken",
         ])
         #expect(noRanks.status == 1)

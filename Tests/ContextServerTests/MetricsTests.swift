@@ -38,9 +38,14 @@ import VectorIndex
         )
         let text = try await root.metrics()
         #expect(
-            line(text, #"contextstore_requests_total{op="search",outcome="ok"}"#)?.hasSuffix(" 2") == true, "\(text)")
-        #expect(line(text, #"contextstore_requests_total{op="get",outcome="not_found"}"#)?.hasSuffix(" 1") == true)
-        #expect(line(text, #"contextstore_requests_total{op="ping",outcome="rate_limited"}"#)?.hasSuffix(" 1") == true)
+            line(text, #"contextstore_requests_total{op="search",outcome="ok",door="tcp"}"#)?.hasSuffix(" 2") == true,
+            "\(text)")
+        #expect(
+            line(text, #"contextstore_requests_total{op="get",outcome="not_found",door="tcp"}"#)?.hasSuffix(" 1")
+                == true)
+        #expect(
+            line(text, #"contextstore_requests_total{op="ping",outcome="rate_limited",door="tcp"}"#)?.hasSuffix(" 1")
+                == true)
         #expect(line(text, #"contextstore_request_duration_seconds_count{op="search"}"#)?.hasSuffix(" 2") == true)
         // Gauges are floating point in the text format.
         #expect(line(text, "contextstore_memories ") == "contextstore_memories 2.0")
@@ -70,7 +75,7 @@ import VectorIndex
         let metrics = try get("/metrics")
         #expect(
             metrics.hasPrefix("HTTP/1.1 200 OK")
-                && metrics.contains(#"contextstore_requests_total{op="ping",outcome="ok"} 1"#))
+                && metrics.contains(#"contextstore_requests_total{op="ping",outcome="ok",door="tcp"} 1"#))
         #expect(try get("/other").hasPrefix("HTTP/1.1 404 Not Found"))
         await client.close()
         await server.stop()

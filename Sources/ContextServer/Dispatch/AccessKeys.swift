@@ -200,10 +200,25 @@ private func rate(_ fields: JSONObject) throws(ProtocolError) -> Rate? {
     return Rate(perSecond: perSecond, burst: burst)
 }
 
+/// How a request reached the server.
+enum FrontDoor: String, Sendable, CaseIterable {
+    /// The line protocol.
+    case tcp
+    /// The HTTP/JSON API.
+    case http
+}
+
 /// The key a connection authenticated with, if any: bound to the secret it proved, so that a
 /// key whose secret is rotated (same name, new secret, SIGHUP) no longer serves connections that
 /// proved the old one.
 final class ConnectionSession: Sendable {
+    /// The front door the requests come through (the metrics count requests by it).
+    let door: FrontDoor
+
+    init(door: FrontDoor = .tcp) {
+        self.door = door
+    }
+
     private struct State {
         var name: String?
         /// The secret the connection proved.

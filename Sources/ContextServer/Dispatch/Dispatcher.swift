@@ -237,7 +237,8 @@ final class Dispatcher: Sendable {
 
     /// The error line of a request that did not run, counted under `op`.
     private func refused(_ op: String, _ bytes: [UInt8], in session: ServerContext) -> [UInt8] {
-        session.metrics.finished(op, outcome: ServerMetrics.outcome(bytes), nanoseconds: nil)
+        session.metrics.finished(
+            op, outcome: ServerMetrics.outcome(bytes), nanoseconds: nil, door: session.session.door)
         return bytes
     }
 
@@ -247,7 +248,7 @@ final class Dispatcher: Sendable {
     ) {
         let took = NIODeadline.now() - began
         let outcome = ServerMetrics.outcome(answer)
-        session.metrics.finished(op, outcome: outcome, nanoseconds: took.nanoseconds)
+        session.metrics.finished(op, outcome: outcome, nanoseconds: took.nanoseconds, door: session.session.door)
         requestLog.note(op, rid: rid, key: session.session.key, took: took, outcome: outcome)
     }
 

@@ -21,7 +21,7 @@ final class ServerMetrics: Sendable {
 
     /// Handles made as they are first needed.
     private struct Handles {
-        /// Counts by op, then error code (`-` for a line that named no known op).
+        /// Counts by op, then "DOOR CODE" (op `-` for a line that named no known op).
         var errors: [String: [String: CoreMetrics.Counter]] = [:]
         var promptTokens: [String: CoreMetrics.Counter] = [:]
         /// The same counts, readable: a key that is not an admin's is shown its own.
@@ -30,7 +30,8 @@ final class ServerMetrics: Sendable {
 
     private struct OpHandles {
         var timer: CoreMetrics.Timer
-        var ok: CoreMetrics.Counter
+        /// The `ok` counter of each front door.
+        var ok: [FrontDoor: CoreMetrics.Counter]
     }
 
     init() {
@@ -46,31 +47,36 @@ final class ServerMetrics: Sendable {
                 let op = descriptor.name
                 let timer = CoreMetrics.Timer(
                     label: "contextstore_request_duration_seconds", dimensions: [("op", op)], factory: factory)
-                return (op, OpHandles(timer: timer, ok: Self.requests(op, "ok", factory)))
+                let ok = Dictionary(
+                    uniqueKeysWithValues: FrontDoor.allCases.map { ($0, Self.requests(op, "ok", $0, factory)) })
+                return (op, OpHandles(timer: timer, ok: ok))
             })
     }
 
     /// A request of `op` answered with `outcome` (`ok` or an error code, `outcome(_:)`) after
-    /// `nanoseconds` (nil: refused before it ran, or `op` is not an op's name).
-    func finished(_ op: String, outcome: String, nanoseconds: Int64?) {
+    /// `nanoseconds` (nil: refused before it ran, or `op` is not an op's name), through `door`.
+    func finished(_ op: String, outcome: String, nanoseconds: Int64?, door: FrontDoor) {
         let known = ops[op]
         if let known, let nanoseconds { known.timer.recordNanoseconds(nanoseconds) }
-        if let known, outcome == "ok" { return known.ok.increment() }
+        if let known, outcome == "ok", let counter = known.ok[door] { return counter.increment() }
+        let key = "\(door.rawValue) \(outcome)"
         handles.withLock { handles in
-            if let counter = handles.errors[op]?[outcome] { return counter }
-            let counter = Self.requests(op, outcome, factory)
-            handles.errors[op, default: [:]][outcome] = counter
+            if let counter = handles.errors[op]?[key] { return counter }
+            let counter = Self.requests(op, outcome, door, factory)
+            handles.errors[op, default: [:]][key] = counter
             return counter
         }.increment()
     }
 
     private static let failurePrefix = Array(#"{"ok":false"#.utf8)
 
-    private static func requests(_ op: String, _ outcome: String, _ factory: PrometheusMetricsFactory)
-        -> CoreMetrics.Counter
-    {
+    private static func requests(
+        _ op: String, _ outcome: String, _ door: FrontDoor, _ factory: PrometheusMetricsFactory
+    ) -> CoreMetrics.Counter {
         CoreMetrics.Counter(
-            label: "contextstore_requests_total", dimensions: [("op", op), ("outcome", outcome)], factory: factory)
+            label: "contextstore_requests_total",
+            dimensions: [("op", op), ("outcome", outcome), ("door", door.rawValue)],
+            factory: factory)
     }
 
     /// A user's word on a memory.

@@ -58,7 +58,7 @@ class Server:
         self.start()
 
     def start(self) -> None:
-        command = [str(BINARY), "serve", "--db", str(self.folder / "space.db"), "--port", str(self.port),
+        command = [str(BINARY), "serve", "--db", str(self.folder / "space.db"), "--port", str(self.port), "--http-port", "0",
                    "--model", self.model, "--keys", str(self.keys), "--log-level", "warning",
                    "--backup-dir", str(self.folder)]
         if self.model == "none":
