@@ -1,8 +1,9 @@
 import ContextModel
 import ContextProtocol
-import ContextServer
 import Foundation
 import Testing
+
+@testable import ContextServer
 
 /// The HTTP/JSON front door: the same ops as the line protocol, through the same dispatcher,
 /// with an HTTP status per error code.
@@ -102,5 +103,169 @@ import Testing
             port, "POST", "/v1/ops/get", body: #"{"user":"bob","id":"a1"}"#, headers: app)
         #expect(outside.status == 403)
         await server.stop()
+    }
+
+    @Test func resourceRoutesMapOntoTheirOps() async throws {
+        let server = try await TestServer(dimension: 2) { $0.httpAddress = ("127.0.0.1", 0) }
+        let port = try #require(server.server.httpPort)
+        // A user id with a slash, a percent sign and a NUL, percent-encoded once and decoded once.
+        let user = "al/i%ce\u{0}"
+        let path = "/v1/users/al%2Fi%25ce%00"
+        let one = try await Self.exchange(
+            port, "POST", path + "/memories", body: #"{"id":"m1","text":"tea","vector":[1,0],"session":"s1"}"#)
+        #expect(one.status == 200 && one.answer?["id"] == "m1", "\(String(describing: one.answer))")
+        // An array is a batch: the path's user goes into each item, the query's fields beside them.
+        let batch = try await Self.exchange(
+            port, "POST", path + "/memories?if_absent=true",
+            body:
+                #"[{"id":"m1","text":"tea","vector":[1,0],"session":"s1"},{"id":"m2","text":"c \"]{","vector":[0,1],"session":"s2"}]"#
+        )
+        #expect(batch.status == 200)
+        #expect(batch.answer?["count"] == .integer(1) && batch.answer?["skipped"] == .integer(1))
+        let got = try await Self.exchange(port, "GET", path + "/memories/m2")
+        #expect(got.answer?["memory"]?.objectValue?["user"] == .string(user))
+        #expect(got.answer?["memory"]?.objectValue?["text"] == .string(#"c "]{"#))
+        // Query fields typed by the op's spec; a value of the wrong type is the op's own error.
+        let page = try await Self.exchange(port, "GET", path + "/memories?limit=1&order=desc")
+        #expect(page.answer?["memories"]?.arrayValue?.count == 1)
+        #expect(page.answer?["next_cursor"]?.stringValue != nil)
+        #expect(Self.code(try await Self.exchange(port, "GET", path + "/memories?limit=x").answer) == "wrong_type")
+        #expect(
+            Self.code(try await Self.exchange(port, "GET", path + "/memories?colour=red").answer) == "unknown_field")
+        let patched = try await Self.exchange(
+            port, "PATCH", path + "/memories/m1", body: #"{"metadata":{"pinned":true}}"#)
+        #expect(patched.answer?["memory"]?.objectValue?["metadata"] == ["pinned": true])
+        let hits = try await Self.exchange(port, "POST", path + "/search", body: #"{"vector":[1,0],"k":1}"#)
+        #expect(hits.answer?["hits"]?.arrayValue?.first?.objectValue?["id"] == "m1")
+        let sessions = try await Self.exchange(port, "GET", path + "/sessions")
+        #expect(sessions.answer?["sessions"]?.arrayValue?.count == 2)
+        let feedback = try await Self.exchange(port, "POST", path + "/feedback", body: #"{"id":"m1","helped":true}"#)
+        #expect(feedback.answer?["helped"] == .integer(1))
+        #expect(try await Self.exchange(port, "DELETE", path + "/sessions/s2").answer?["deleted"] == .integer(1))
+        #expect(try await Self.exchange(port, "DELETE", path + "/memories/m1").answer?["deleted"] == .integer(1))
+        #expect(try await Self.exchange(port, "GET", path + "/memories/m1").status == 404)
+        #expect(try await Self.exchange(port, "GET", "/v1/stats").answer?["memories"] == .integer(0))
+        // What a route cannot take: a field named twice, a body where none goes, bad escapes.
+        for (method, target, body, status, code) in [
+            ("POST", path + "/memories", #"{"user":"bob","text":"x","vector":[1,0]}"#, 400, "invalid_json"),
+            ("POST", path + "/memories", "[1]", 400, "not_object"),
+            ("GET", "/v1/stats", "{}", 400, "invalid_value"),
+            ("GET", "/v1/users/a%FF/memories", nil, 400, "invalid_value"),
+            ("GET", "/v1/users/a%2/memories", nil, 400, "invalid_value"),
+            ("GET", "/v1/users/a/memories?limit=%FF", nil, 400, "invalid_value"),
+            ("GET", "/v1/nothing", nil, 404, "not_found"),
+            ("GET", "/v1/cluster", nil, 404, "not_found"),
+        ] as [(String, String, String?, Int, String)] {
+            let answer = try await Self.exchange(port, method, target, body: body)
+            #expect(answer.status == status, "\(method) \(target)")
+            #expect(Self.code(answer.answer) == code, "\(method) \(target): \(String(describing: answer.answer))")
+        }
+        await server.stop()
+    }
+
+    @Test func theOpenAPIDocumentHasEveryOpAndEveryRoute() async throws {
+        let server = try await TestServer(dimension: 2) { $0.httpAddress = ("127.0.0.1", 0) }
+        let port = try #require(server.server.httpPort)
+        let document = try await Self.exchange(port, "GET", "/openapi.json")
+        #expect(document.answer?["openapi"] == "3.1.0")
+        let paths = try #require(document.answer?["paths"]?.objectValue)
+        let spec = try #require(try JSONParser.parse(Array(OperationSpec.json().utf8)).objectValue)
+        for op in spec["ops"]?.arrayValue ?? [] {
+            let name = op.objectValue?["name"]?.stringValue ?? ""
+            let post = paths["/v1/ops/\(name)"]?.objectValue?["post"]?.objectValue
+            #expect(post != nil, "\(name)")
+            // Every field of the op in the body's schema, and no other (but the envelope's).
+            let properties = post?["requestBody"]?.objectValue?["content"]?.objectValue?["application/json"]?
+                .objectValue?["schema"]?.objectValue?["properties"]?.objectValue
+            let fields = (op.objectValue?["fields"]?.arrayValue ?? []).compactMap {
+                $0.objectValue?["name"]?.stringValue
+            }
+            #expect(
+                Set(properties?.fields.map(\.key) ?? []) == Set(fields + ["rid", "min_seq"]), "\(name)")
+            // A status for each of its error codes.
+            let statuses = Set(post?["responses"]?.objectValue?.fields.map(\.key) ?? [])
+            for code in op.objectValue?["errors"]?.arrayValue ?? [] {
+                let status = try #require(ErrorCode(rawValue: code.stringValue ?? "").map(HTTPFrontDoor.status(of:)))
+                #expect(statuses.contains(String(status.code)), "\(name) \(code)")
+            }
+        }
+        for route in [
+            "/v1/users/{user}/memories", "/v1/users/{user}/memories/{id}", "/v1/users/{user}/search",
+            "/v1/users/{user}/prompt", "/v1/users/{user}/sessions", "/v1/users/{user}",
+            "/v1/users/{user}/sessions/{session}", "/v1/users/{user}/feedback", "/v1/stats", "/v1/cluster",
+        ] {
+            #expect(paths[route] != nil, "\(route)")
+        }
+        await server.stop()
+    }
+
+    @Test func requestsAreCountedByFrontDoorAndCORSIsOffUnlessAsked() async throws {
+        let server = try await TestServer(dimension: 2) {
+            $0.httpAddress = ("127.0.0.1", 0)
+            $0.httpCORSOrigin = "https://app.example.com"
+        }
+        let port = try #require(server.server.httpPort)
+        _ = try await Self.exchange(port, "POST", "/v1/ops/ping", body: "{}")
+        _ = try await Self.exchange(port, "POST", "/v1/ops/ping", body: "{}")
+        _ = try await Self.exchange(port, "POST", "/v1/ops/get", body: #"{"user":"a","id":"x"}"#)
+        let client = try await server.client()
+        _ = try await client.roundTrip(line: Array(#"{"op":"ping"}"#.utf8))
+        await client.close()
+        let metrics = try await Self.raw(port, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        #expect(metrics.contains(#"contextstore_requests_total{op="ping",outcome="ok",door="http"} 2"#), "\(metrics)")
+        #expect(metrics.contains(#"contextstore_requests_total{op="ping",outcome="ok",door="tcp"} 1"#))
+        #expect(metrics.contains(#"contextstore_requests_total{op="get",outcome="not_found",door="http"} 1"#))
+        let preflight = try await Self.raw(
+            port,
+            "OPTIONS /v1/ops/ping HTTP/1.1\r\nHost: x\r\nOrigin: https://app.example.com\r\n"
+                + "Access-Control-Request-Method: POST\r\nConnection: close\r\n\r\n")
+        #expect(preflight.lowercased().contains("access-control-allow-origin: https://app.example.com"), "\(preflight)")
+        await server.stop()
+
+        let closed = try await TestServer(dimension: 2) { $0.httpAddress = ("127.0.0.1", 0) }
+        let answer = try await Self.raw(
+            try #require(closed.server.httpPort),
+            "POST /v1/ops/ping HTTP/1.1\r\nHost: x\r\nOrigin: https://app.example.com\r\n"
+                + "Content-Length: 2\r\nConnection: close\r\n\r\n{}")
+        #expect(answer.hasPrefix("HTTP/1.1 200"))
+        #expect(!answer.lowercased().contains("access-control-allow-origin"))
+        await closed.stop()
+    }
+
+    @Test func idleConnectionsCloseAndAHugeBodyIsRefusedBeforeItIsSent() async throws {
+        let server = try await TestServer(dimension: 2) {
+            $0.httpAddress = ("127.0.0.1", 0)
+            $0.authenticationTimeout = .seconds(1)
+        }
+        let port = try #require(server.server.httpPort)
+        let began = ContinuousClock.now
+        // Half a request, then nothing: closed after the idle time, not held.
+        let idle = try await Self.raw(port, "POST /v1/ops/ping HTTP/1.1\r\nHost: x\r\n")
+        #expect(idle.isEmpty || idle.hasPrefix("HTTP/1.1 408"), "\(idle)")
+        #expect(ContinuousClock.now - began < .seconds(8))
+        // A gigabyte announced, twice the line limit sent: refused then, the rest never read.
+        let huge = try await Self.raw(
+            port,
+            "POST /v1/ops/add HTTP/1.1\r\nHost: x\r\nContent-Length: 1073741824\r\n\r\n"
+                + String(repeating: "x", count: 2 * Limits.defaultMaximumLineBytes))
+        #expect(huge.hasPrefix("HTTP/1.1 413"), "\(huge.prefix(200))")
+        #expect(huge.contains(#""code":"line_too_long""#))
+        await server.stop()
+    }
+
+    /// Sends `request` as it is and reads until the server closes (the request asks it to).
+    static func raw(_ port: Int, _ request: String) async throws -> String {
+        try await withCheckedThrowingContinuation { continuation in
+            Thread.detachNewThread {
+                continuation.resume(
+                    with: Result {
+                        let socket = try RawSocket(port: port)
+                        _ = socket.send(request)
+                        var text = ""
+                        while let line = socket.readLine() { text += line + "\n" }
+                        return text
+                    })
+            }
+        }
     }
 }

@@ -6,10 +6,11 @@ import ContextProtocol
 /// (`OperationSpec.errors`), the status of each code (`HTTPFrontDoor.status(of:)`) and the
 /// resource routes (`HTTPRoute.resources`). Nothing in it is written twice.
 enum OpenAPIDocument {
-    /// The document as JSON text.
+    /// The document as JSON text, with a newline as every answer has.
     static func json() -> [UInt8] {
         var writer = JSONWriter()
         writer.value(document())
+        writer.raw("\n")
         return writer.bytes
     }
 
