@@ -102,6 +102,16 @@ import Testing
         let outside = try await Self.exchange(
             port, "POST", "/v1/ops/get", body: #"{"user":"bob","id":"a1"}"#, headers: app)
         #expect(outside.status == 403)
+        // /metrics shows a key what the `metrics` op shows it: not other tenants' traffic.
+        func metrics(_ secret: String?) async throws -> String {
+            let header = secret.map { "Authorization: Bearer \($0)\r\n" } ?? ""
+            return try await Self.raw(port, "GET /metrics HTTP/1.1\r\nHost: x\r\n\(header)Connection: close\r\n\r\n")
+        }
+        #expect(try await metrics(nil).hasPrefix("HTTP/1.1 401"))
+        let own = try await metrics("app-a-secret-0123456789")
+        #expect(own.hasPrefix("HTTP/1.1 200") && own.contains("contextstore_memories"), "\(own)")
+        #expect(!own.contains("contextstore_requests_total"))
+        #expect(try await metrics("root-secret-0123456789").contains("contextstore_requests_total"))
         await server.stop()
     }
 

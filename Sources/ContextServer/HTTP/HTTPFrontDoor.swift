@@ -107,18 +107,18 @@ enum HTTPFrontDoor {
                 status: .ok, headers: [.contentType: "application/json"],
                 body: .init(byteBuffer: ByteBuffer(bytes: document)))
         }
+        // The `metrics` op's text, as Prometheus reads it: what a key sees is what the op shows
+        // it (a key that is not an admin's: its own users' series alone).
         router.get("/metrics") { request, route in
-            let session: ServerContext
-            switch authenticated(request, serving, from: route) {
-            case .success(let authenticated): session = authenticated
-            case .failure(let error): return failure(error)
+            let answer = await run(request, route, serving) { _ throws(ProtocolError) in
+                ByteBuffer(bytes: Operations.Metrics.requestLine(Nothing()))
             }
-            if session.keys != nil, session.session.key == nil {
-                return failure(ProtocolError(.unauthorized, "/metrics needs a key: Authorization: Bearer <secret>"))
+            guard let text = (try? JSONParser.parse(answer))?.objectValue?["text"]?.stringValue else {
+                return response(answer)
             }
             return Hummingbird.Response(
                 status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
-                body: .init(byteBuffer: ByteBuffer(string: session.metricsText(keyed: false))))
+                body: .init(byteBuffer: ByteBuffer(string: text)))
         }
         router.post("/v1/ops/:op") { request, route in
             let op = route.parameters.get("op") ?? ""
@@ -174,32 +174,42 @@ enum HTTPFrontDoor {
         return .success(session)
     }
 
-    /// Reads the body (413 past the line limit), authenticates, makes the line-protocol request
-    /// with `line` and answers it through the dispatcher, on the connection's event loop as the
-    /// line protocol does (what an op runs there is short; the rest goes to the pools).
+    /// `run`'s answer as an HTTP response.
     private static func answer(
         _ request: Request, _ route: Context, _ serving: Serving,
         line: (ByteBuffer) throws(ProtocolError) -> ByteBuffer
     ) async -> Hummingbird.Response {
+        response(await run(request, route, serving, line: line))
+    }
+
+    /// Reads the body (413 past the line limit), authenticates, makes the line-protocol request
+    /// with `line` and answers it through the dispatcher, on the connection's event loop as the
+    /// line protocol does (what an op runs there is short; the rest goes to the pools).
+    /// - Returns: The answer line.
+    private static func run(
+        _ request: Request, _ route: Context, _ serving: Serving,
+        line: (ByteBuffer) throws(ProtocolError) -> ByteBuffer
+    ) async -> [UInt8] {
         var request = request
         let body: ByteBuffer
         do {
             body = try await request.collectBody(upTo: serving.maximumBodyBytes)
         } catch {
-            return failure(
+            return ContextProtocol.Response.failure(
+                rid: nil,
                 ProtocolError(
                     .lineTooLong, "the body is longer than the server's limit of \(serving.maximumBodyBytes) bytes"))
         }
         let session: ServerContext
         switch authenticated(request, serving, from: route) {
         case .success(let authenticated): session = authenticated
-        case .failure(let error): return failure(error)
+        case .failure(let error): return ContextProtocol.Response.failure(rid: nil, error)
         }
         let requestLine: ByteBuffer
         do throws(ProtocolError) {
             requestLine = try line(body)
         } catch {
-            return failure(error)
+            return ContextProtocol.Response.failure(rid: nil, error)
         }
         let address = route.remoteAddress?.ipAddress ?? "-"
         let loop = route.eventLoop
@@ -213,10 +223,11 @@ enum HTTPFrontDoor {
             }
         }
         do {
-            return response(try await answered.get())
+            return try await answered.get()
         } catch {
             // The dispatcher's futures never fail; a loop that is shutting down can.
-            return failure(ProtocolError(.shuttingDown, "the server is shutting down"))
+            return ContextProtocol.Response.failure(
+                rid: nil, ProtocolError(.shuttingDown, "the server is shutting down"))
         }
     }
 
