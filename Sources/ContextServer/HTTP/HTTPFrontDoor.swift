@@ -183,8 +183,7 @@ enum HTTPFrontDoor {
     }
 
     /// Reads the body (413 past the line limit), authenticates, makes the line-protocol request
-    /// with `line` and answers it through the dispatcher, on the connection's event loop as the
-    /// line protocol does (what an op runs there is short; the rest goes to the pools).
+    /// with `line` and answers it through the dispatcher.
     /// - Returns: The answer line.
     private static func run(
         _ request: Request, _ route: Context, _ serving: Serving,
@@ -214,20 +213,21 @@ enum HTTPFrontDoor {
         let address = route.remoteAddress?.ipAddress ?? "-"
         let loop = route.eventLoop
         let stopping = serving.stopping()
-        let answered = loop.flatSubmit {
-            switch serving.dispatcher.dispatch(requestLine, in: session, from: address, stopping: stopping, on: loop)
-                .answer
-            {
-            case .now(let bytes): loop.makeSucceededFuture(bytes)
-            case .later(let future): future
+        // Dispatched from this task, not from a hop onto the loop first: what runs at once
+        // (a vector search, a `get`) runs here, and the rest is handed to the pools as the line
+        // protocol's requests are.
+        switch serving.dispatcher.dispatch(requestLine, in: session, from: address, stopping: stopping, on: loop).answer
+        {
+        case .now(let bytes):
+            return bytes
+        case .later(let future):
+            do {
+                return try await future.get()
+            } catch {
+                // The dispatcher's futures never fail; a loop that is shutting down can.
+                return ContextProtocol.Response.failure(
+                    rid: nil, ProtocolError(.shuttingDown, "the server is shutting down"))
             }
-        }
-        do {
-            return try await answered.get()
-        } catch {
-            // The dispatcher's futures never fail; a loop that is shutting down can.
-            return ContextProtocol.Response.failure(
-                rid: nil, ProtocolError(.shuttingDown, "the server is shutting down"))
         }
     }
 
