@@ -60,12 +60,18 @@ enum HTTPFrontDoor {
             },
             eventLoopGroupProvider: .shared(group), logger: logger)
         let failure = Mutex<(any Error)?>(nil)
+        // Its tasks (a connection's, a request's) run on the server's event loops, as the line
+        // protocol's handlers do, not on the global concurrency pool: a pool kept busy elsewhere
+        // in the process cannot stall HTTP.
+        let loops = EventLoopsExecutor(group)
         let running = Task {
             defer { listening.finish() }
-            do {
-                try await application.run()
-            } catch {
-                failure.withLock { $0 = error }
+            await withTaskExecutorPreference(loops) {
+                do {
+                    try await application.run()
+                } catch {
+                    failure.withLock { $0 = error }
+                }
             }
         }
         for await port in bound { return (port, running) }
@@ -213,9 +219,9 @@ enum HTTPFrontDoor {
         let address = route.remoteAddress?.ipAddress ?? "-"
         let loop = route.eventLoop
         let stopping = serving.stopping()
-        // Dispatched from this task, not from a hop onto the loop first: what runs at once
-        // (a vector search, a `get`) runs here, and the rest is handed to the pools as the line
-        // protocol's requests are.
+        // Dispatched from this task, which runs on an event loop (`EventLoopsExecutor`): what
+        // runs at once (a vector search, a `get`) runs here, the rest is handed to the pools, as
+        // for the line protocol's requests.
         switch serving.dispatcher.dispatch(requestLine, in: session, from: address, stopping: stopping, on: loop).answer
         {
         case .now(let bytes):
@@ -283,6 +289,21 @@ enum HTTPFrontDoor {
         case .overloaded, .shuttingDown, .unavailable: .serviceUnavailable
         case .storageError: .internalServerError
         }
+    }
+}
+
+/// Runs a task's jobs on the event loops of `group`, each on the next loop: the HTTP front door's
+/// tasks run where the line protocol's handlers run.
+final class EventLoopsExecutor: TaskExecutor {
+    private let group: any EventLoopGroup
+
+    init(_ group: any EventLoopGroup) {
+        self.group = group
+    }
+
+    func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        group.next().execute { job.runSynchronously(on: self.asUnownedTaskExecutor()) }
     }
 }
 
