@@ -294,6 +294,25 @@ import Testing
         await server.stop()
     }
 
+    @Test func theDashboardIsServedWithAPolicyThatRunsOnlyItsOwnScripts() async throws {
+        let server = try await TestServer(dimension: 2) { $0.httpAddress = ("127.0.0.1", 0) }
+        let port = try #require(server.server.httpPort)
+        for (path, type, marker) in [
+            ("/", "text/html; charset=utf-8", "<script type=\"module\" src=\"/dashboard/app.js\">"),
+            ("/dashboard/app.js", "text/javascript; charset=utf-8", "textContent"),
+            ("/dashboard/style.css", "text/css; charset=utf-8", "font:"),
+        ] {
+            let answer = try await Self.raw(port, "GET \(path) HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            #expect(answer.hasPrefix("HTTP/1.1 200"), "\(path)")
+            #expect(answer.lowercased().contains("content-type: \(type)"), "\(path)")
+            #expect(answer.lowercased().contains("content-security-policy: default-src 'self'"), "\(path)")
+            #expect(answer.contains(marker), "\(path)")
+        }
+        // The page never sets markup from data: no innerHTML anywhere in its script.
+        #expect(!Dashboard.appJS.contains("innerHTML") && !Dashboard.appJS.contains("insertAdjacentHTML"))
+        await server.stop()
+    }
+
     /// Sends `request` as it is and reads until the server closes (the request asks it to).
     static func raw(_ port: Int, _ request: String) async throws -> String {
         try await withCheckedThrowingContinuation { continuation in

@@ -107,6 +107,19 @@ enum HTTPFrontDoor {
                 ? failure(ProtocolError(.shuttingDown, "the server is shutting down"))
                 : response(Array(#"{"ok":true}"#.utf8) + [UInt8(ascii: "\n")])
         }
+        // The dashboard's files; its page may load only its own scripts and styles, and call
+        // only this server.
+        for (path, file) in Dashboard.files {
+            router.get(RouterPath(path)) { _, _ in
+                Hummingbird.Response(
+                    status: .ok,
+                    headers: [
+                        .contentType: file.type, .contentSecurityPolicy: "default-src 'self'; img-src 'self' data:",
+                        .cacheControl: "no-cache",
+                    ],
+                    body: .init(byteBuffer: ByteBuffer(string: file.body)))
+            }
+        }
         let document = OpenAPIDocument.json()
         router.get("/openapi.json") { _, _ in
             Hummingbird.Response(

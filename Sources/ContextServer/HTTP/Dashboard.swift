@@ -1,0 +1,333 @@
+/// The dashboard served at `/`: plain HTML, CSS and a JavaScript module, no build step. The
+/// files are kept here as text, in the binary itself, so an executable copied anywhere serves
+/// them (SwiftPM's resource bundles live beside the executable on Linux, and a missing bundle
+/// traps). Every call the page makes goes through the HTTP API (it has no private endpoint),
+/// with the key the user signs in with (kept in `sessionStorage`). Text from memories is only
+/// ever set as `textContent`: a memory holding markup runs nothing.
+enum Dashboard {
+    /// The files by path, with their content types.
+    static let files: [String: (type: String, body: String)] = [
+        "/": ("text/html; charset=utf-8", indexHTML),
+        "/dashboard/app.js": ("text/javascript; charset=utf-8", appJS),
+        "/dashboard/style.css": ("text/css; charset=utf-8", styleCSS),
+    ]
+
+    static let indexHTML = #"""
+        <!doctype html>
+        <html lang="en">
+        <head>
+        <meta charset="utf-8">
+        <meta name="viewport" content="width=device-width, initial-scale=1">
+        <title>ContextStore</title>
+        <link rel="stylesheet" href="/dashboard/style.css">
+        <script type="module" src="/dashboard/app.js"></script>
+        </head>
+        <body>
+        <header>
+          <strong>ContextStore</strong>
+          <nav id="nav" hidden>
+            <a href="#overview">Overview</a>
+            <a href="#users">Users</a>
+            <a href="#search">Search</a>
+          </nav>
+          <span id="who"></span>
+        </header>
+        <main>
+          <section id="signin">
+            <h1>Sign in</h1>
+            <p>A key's secret (any secret works on a server without keys).</p>
+            <form id="signin-form">
+              <input id="secret" type="password" autocomplete="off" placeholder="secret">
+              <button id="signin-button" type="submit">Sign in</button>
+            </form>
+            <p id="signin-error" class="error"></p>
+          </section>
+
+          <section id="overview" hidden>
+            <h1>Overview</h1>
+            <div class="cards">
+              <div class="card"><span>memories</span><b id="stat-memories">–</b></div>
+              <div class="card"><span>users</span><b id="stat-users">–</b></div>
+              <div class="card"><span>on disk</span><b id="stat-disk">–</b></div>
+              <div class="card"><span>in memory</span><b id="stat-memory">–</b></div>
+              <div class="card"><span>result cache hits</span><b id="stat-cache">–</b></div>
+            </div>
+            <h2>Requests per second</h2>
+            <svg id="rate-chart" width="600" height="120" role="img" aria-label="requests per second"></svg>
+            <table id="ops"><thead><tr><th>op</th><th>requests</th><th>errors</th></tr></thead><tbody></tbody></table>
+          </section>
+
+          <section id="users" hidden>
+            <h1>Users</h1>
+            <form id="user-form"><input id="user-id" placeholder="user id"><button type="submit">Open</button></form>
+            <p id="user-error" class="error"></p>
+            <table id="sessions"><thead><tr><th>session</th><th>turns</th><th>first</th><th>last</th><th></th></tr></thead><tbody></tbody></table>
+            <h2 id="conversation-title"></h2>
+            <ol id="conversation"></ol>
+            <button id="more-turns" hidden>More</button>
+          </section>
+
+          <section id="search" hidden>
+            <h1>Search</h1>
+            <form id="search-form">
+              <input id="search-user" placeholder="user id">
+              <input id="search-query" placeholder="query">
+              <select id="search-mode"><option>hybrid</option><option>vector</option><option>keyword</option></select>
+              <input id="search-k" type="number" min="1" max="100" value="5">
+              <button type="submit">Search</button>
+            </form>
+            <p id="search-error" class="error"></p>
+            <ol id="hits"></ol>
+          </section>
+        </main>
+        </body>
+        </html>
+
+        """#
+
+    static let styleCSS = #"""
+        body { font: 14px/1.4 system-ui, sans-serif; margin: 0; color: #1d2330; background: #f6f7f9; }
+        header { display: flex; gap: 1.5em; align-items: center; padding: .6em 1.2em; background: #1d2330; color: #fff; }
+        header a { color: #cfe0ff; margin-right: 1em; text-decoration: none; }
+        #who { margin-left: auto; opacity: .8; }
+        main { padding: 1em 1.2em; max-width: 1100px; }
+        .cards { display: flex; gap: 1em; flex-wrap: wrap; }
+        .card { background: #fff; border-radius: 6px; padding: .8em 1em; min-width: 9em; box-shadow: 0 1px 2px #0002; }
+        .card span { display: block; color: #667; font-size: 12px; }
+        .card b { font-size: 22px; }
+        table { border-collapse: collapse; margin-top: 1em; background: #fff; }
+        td, th { padding: .3em .8em; border-bottom: 1px solid #e3e6ea; text-align: left; }
+        .error { color: #b00020; }
+        ol li { background: #fff; margin: .4em 0; padding: .5em .8em; border-radius: 4px; }
+        .meta { color: #667; font-size: 12px; }
+        .bar { display: inline-block; height: .7em; background: #4a7bd0; margin-right: .4em; vertical-align: middle; }
+        .bar.keyword { background: #d08a4a; }
+        .bar.recency { background: #5aa36b; }
+        svg { background: #fff; border-radius: 6px; }
+        button:disabled { opacity: .5; }
+
+        """#
+
+    static let appJS = #"""
+        // The dashboard: every call through the HTTP API with the signed-in key.
+        const $ = (id) => document.getElementById(id);
+        let role = null;
+
+        // One API call; answers the JSON object, throws the API's error message.
+        async function api(method, path, body) {
+          const headers = {};
+          const secret = sessionStorage.getItem("contextstore-secret");
+          if (secret) headers["Authorization"] = "Bearer " + secret;
+          if (body !== undefined) headers["Content-Type"] = "application/json";
+          const response = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+          const answer = await response.json();
+          if (!answer.ok) throw new Error(answer.error.code + ": " + answer.error.message);
+          return answer;
+        }
+
+        // An element with text set as text: nothing in a memory is ever read as markup.
+        function element(tag, text, className) {
+          const node = document.createElement(tag);
+          if (text !== undefined && text !== null) node.textContent = String(text);
+          if (className) node.className = className;
+          return node;
+        }
+
+        const users = (user) => "/v1/users/" + encodeURIComponent(user);
+        const when = (ms) => (ms === null || ms === undefined ? "" : new Date(ms).toISOString().replace("T", " ").slice(0, 19));
+        const bytes = (n) => (n > 1 << 20 ? (n / (1 << 20)).toFixed(1) + " MiB" : (n / 1024).toFixed(1) + " KiB");
+
+        async function signIn(secret) {
+          sessionStorage.setItem("contextstore-secret", secret);
+          try {
+            const answer = await api("POST", "/v1/ops/auth", { secret });
+            role = answer.role;
+            $("who").textContent = (answer.key || "no keys") + " (" + role + ")";
+            $("nav").hidden = false;
+            show(location.hash.slice(1) || "overview");
+          } catch (error) {
+            sessionStorage.removeItem("contextstore-secret");
+            $("signin-error").textContent = error.message;
+          }
+        }
+
+        let polling = null;
+        function show(page) {
+          for (const id of ["signin", "overview", "users", "search"]) $(id).hidden = id !== page;
+          clearInterval(polling);
+          if (page === "overview") {
+            overview();
+            polling = setInterval(overview, 2000);
+          }
+        }
+
+        // Overview: the counts, and requests per second from /metrics between two polls.
+        const rates = [];
+        let previous = null;
+        async function overview() {
+          const stats = await api("GET", "/v1/stats");
+          $("stat-memories").textContent = stats.memories;
+          $("stat-users").textContent = stats.users;
+          $("stat-disk").textContent = bytes(stats.bytes_on_disk);
+          $("stat-memory").textContent = bytes(stats.bytes_in_memory);
+          const lookups = stats.result_cache_hits + stats.result_cache_misses;
+          $("stat-cache").textContent = lookups ? Math.round((100 * stats.result_cache_hits) / lookups) + "%" : "–";
+          const secret = sessionStorage.getItem("contextstore-secret");
+          const response = await fetch("/metrics", { headers: secret ? { Authorization: "Bearer " + secret } : {} });
+          if (!response.ok) return;
+          const counts = {};
+          for (const line of (await response.text()).split("\n")) {
+            const match = /^contextstore_requests_total\{op="([^"]*)",outcome="([^"]*)",door="[^"]*"\} ([0-9.e+]+)$/.exec(line);
+            if (!match) continue;
+            const entry = (counts[match[1]] ||= { requests: 0, errors: 0 });
+            entry.requests += Number(match[3]);
+            if (match[2] !== "ok") entry.errors += Number(match[3]);
+          }
+          const total = Object.values(counts).reduce((sum, entry) => sum + entry.requests, 0);
+          const now = Date.now();
+          if (previous) rates.push((total - previous.total) / ((now - previous.at) / 1000));
+          previous = { total, at: now };
+          if (rates.length > 60) rates.shift();
+          chart($("rate-chart"), rates);
+          const body = $("ops").tBodies[0];
+          body.replaceChildren();
+          for (const op of Object.keys(counts).sort().filter((op) => counts[op].requests > 0)) {
+            const row = body.insertRow();
+            row.append(element("td", op), element("td", counts[op].requests), element("td", counts[op].errors));
+          }
+        }
+
+        // A line of the last values, drawn as SVG.
+        function chart(svg, values) {
+          const width = svg.width.baseVal.value, height = svg.height.baseVal.value;
+          const top = Math.max(1, ...values);
+          const points = values.map((value, i) => {
+            const x = values.length < 2 ? 0 : (i * width) / (values.length - 1);
+            return x.toFixed(1) + "," + (height - 4 - ((height - 8) * value) / top).toFixed(1);
+          });
+          const line = document.createElementNS("http://www.w3.org/2000/svg", "polyline");
+          line.setAttribute("points", points.join(" "));
+          line.setAttribute("fill", "none");
+          line.setAttribute("stroke", "#4a7bd0");
+          line.setAttribute("stroke-width", "2");
+          const label = document.createElementNS("http://www.w3.org/2000/svg", "text");
+          label.setAttribute("x", "6");
+          label.setAttribute("y", "14");
+          label.textContent = "max " + top.toFixed(1) + "/s";
+          svg.replaceChildren(line, label);
+        }
+
+        // Users: a user's sessions, a session as a conversation (paged), forget a session.
+        let conversation = null;
+        async function openUser(user) {
+          $("user-error").textContent = "";
+          $("conversation").replaceChildren();
+          $("conversation-title").textContent = "";
+          $("more-turns").hidden = true;
+          const body = $("sessions").tBodies[0];
+          body.replaceChildren();
+          try {
+            const answer = await api("GET", users(user) + "/sessions?limit=100");
+            for (const session of answer.sessions) {
+              const row = body.insertRow();
+              const open = element("a", session.session === null ? "(none)" : session.session);
+              open.href = "#users";
+              open.className = "open-session";
+              open.onclick = (event) => {
+                event.preventDefault();
+                openSession(user, session.session);
+              };
+              const cell = element("td");
+              cell.append(open);
+              const forget = element("button", "Forget");
+              forget.className = "forget-session";
+              forget.disabled = role === "read" || session.session === null;
+              forget.title = role === "read" ? "a read key cannot forget" : "";
+              forget.onclick = () => forgetSession(user, session.session);
+              const actions = element("td");
+              actions.append(forget);
+              row.append(cell, element("td", session.turns), element("td", when(session.first_at)), element("td", when(session.last_at)), actions);
+            }
+          } catch (error) {
+            $("user-error").textContent = error.message;
+          }
+        }
+
+        async function openSession(user, session, cursor) {
+          if (!cursor) {
+            $("conversation").replaceChildren();
+            $("conversation-title").textContent = "Session " + (session === null ? "(none)" : session);
+          }
+          let path = users(user) + "/memories?limit=50";
+          if (session !== null) path += "&session=" + encodeURIComponent(session);
+          if (cursor) path += "&cursor=" + encodeURIComponent(cursor);
+          const page = await api("GET", path);
+          for (const memory of page.memories) {
+            const item = element("li", null, "turn");
+            const meta = [memory.speaker, memory.role, when(memory.created_at)].filter((part) => part).join(" · ");
+            item.append(element("div", meta, "meta"), element("div", memory.text, "text"));
+            if (Object.keys(memory.metadata).length) item.append(element("div", JSON.stringify(memory.metadata), "meta"));
+            $("conversation").append(item);
+          }
+          conversation = { user, session, cursor: page.next_cursor };
+          $("more-turns").hidden = !page.next_cursor;
+        }
+
+        async function forgetSession(user, session) {
+          const name = session === null ? "the memories without a session" : "session '" + session + "'";
+          if (!confirm("Forget " + name + " of user '" + user + "'? Its memories will be deleted.")) return;
+          try {
+            await api("DELETE", users(user) + "/sessions/" + encodeURIComponent(session));
+            await openUser(user);
+          } catch (error) {
+            $("user-error").textContent = error.message;
+          }
+        }
+
+        // Search playground: hits with the parts of their scores as bars.
+        async function search() {
+          $("search-error").textContent = "";
+          $("hits").replaceChildren();
+          try {
+            const answer = await api("POST", users($("search-user").value) + "/search", {
+              query: $("search-query").value, mode: $("search-mode").value, k: Number($("search-k").value), explain: true,
+            });
+            for (const hit of answer.hits) {
+              const item = element("li", null, "hit");
+              item.append(element("div", hit.text, "text"));
+              item.append(element("div", "score " + hit.score.toFixed(4) + " · " + (hit.session || "") + " · " + when(hit.created_at), "meta"));
+              for (const part of ["vector", "keyword"]) {
+                const figure = hit.explain && hit.explain[part];
+                if (!figure) continue;
+                const row = element("div", null, "explain " + part);
+                const bar = element("span", null, "bar " + part);
+                bar.style.width = Math.round(40 + 160 / figure.rank) + "px";
+                row.append(bar, element("span", part + " rank " + figure.rank + ", score " + figure.score.toFixed(3)));
+                item.append(row);
+              }
+              $("hits").append(item);
+            }
+          } catch (error) {
+            $("search-error").textContent = error.message;
+          }
+        }
+
+        $("signin-form").onsubmit = (event) => {
+          event.preventDefault();
+          signIn($("secret").value);
+        };
+        $("user-form").onsubmit = (event) => {
+          event.preventDefault();
+          openUser($("user-id").value);
+        };
+        $("search-form").onsubmit = (event) => {
+          event.preventDefault();
+          search();
+        };
+        $("more-turns").onclick = () => conversation && openSession(conversation.user, conversation.session, conversation.cursor);
+        window.onhashchange = () => role && show(location.hash.slice(1));
+        const saved = sessionStorage.getItem("contextstore-secret");
+        if (saved !== null) signIn(saved);
+
+        """#
+}

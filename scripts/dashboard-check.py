@@ -1,0 +1,196 @@
+#!/usr/bin/env python3
+"""The dashboard in a real browser (Chromium through Selenium, headless), against a server it
+starts with two keys: fills it through the HTTP API, then drives the pages as a user would and
+checks what they show against what the API answers. Writes a screenshot of each page.
+
+    scripts/dashboard-check          (installs what is missing, then runs this)
+    CONTEXTSTORE=path SHOTS=folder scripts/dashboard-check.py
+
+Exit status 0 when every check passed; the first failed check is printed and fails it.
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import Select, WebDriverWait
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONTEXTSTORE = os.environ.get("CONTEXTSTORE", os.path.join(ROOT, ".build", "release", "contextstore"))
+SHOTS = os.environ.get("SHOTS", os.path.join(ROOT, ".build", "dashboard-screenshots"))
+ADMIN = "admin-secret-0123456789"
+READER = "reader-secret-0123456789"
+XSS = '<img src=x onerror="window.__xss=1"><script>window.__xss=2</script>'
+
+
+def call(port, method, path, body=None, secret=ADMIN):
+    """One API call: (status, answer object)."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data, method=method)
+    request.add_header("Authorization", f"Bearer {secret}")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def check(condition, what):
+    if not condition:
+        raise AssertionError(what)
+    print(f"ok: {what}")
+
+
+def fill(port):
+    turns = [
+        ("s1", "user", "alice", "I just moved to Porto for a new job"),
+        ("s1", "assistant", None, "Congratulations! How is the city so far?"),
+        ("s1", "user", "alice", "The tram to the office is slow but the pastries are great"),
+        ("s2", "user", "alice", "Remind me to water the plants on Sunday"),
+        ("s3", "user", "alice", XSS),
+    ]
+    for i, (session, role, speaker, text) in enumerate(turns):
+        memory = {"text": text, "session": session, "role": role, "created_at": 1_764_000_000_000 + i * 60_000,
+                  "vector": [1.0, float(i), 0.5, 0.25]}
+        if speaker:
+            memory["speaker"] = speaker
+        status, answer = call(port, "POST", "/v1/users/alice/memories", memory)
+        assert status == 200, answer
+    status, answer = call(port, "POST", "/v1/users/bob/memories", {"text": "bob's only memory", "vector": [0, 1, 0, 0]})
+    assert status == 200, answer
+
+
+def browser():
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
+    for argument in ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1200,900"]:
+        options.add_argument(argument)
+    service = Service(shutil.which("chromedriver") or "/usr/bin/chromedriver")
+    return webdriver.Chrome(service=service, options=options)
+
+
+def main():
+    os.makedirs(SHOTS, exist_ok=True)
+    work = tempfile.mkdtemp()
+    keys = os.path.join(work, "keys.json")
+    with open(keys, "w") as file:
+        json.dump({"keys": [{"name": "admin", "secret": ADMIN, "role": "admin"},
+                            {"name": "reader", "secret": READER, "role": "read", "users": ["alice"]}]}, file)
+    server = subprocess.Popen([CONTEXTSTORE, "serve", "--db", os.path.join(work, "space.db"), "--port", "0",
+                               "--http-port", "0", "--model", "none", "--dim", "4", "--keys", keys,
+                               "--log-level", "error"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    driver = None
+    try:
+        port = None
+        for line in server.stdout:
+            if line.startswith("http listening on "):
+                port = int(line.rsplit(":", 1)[1])
+                break
+        assert port, "the server did not start"
+        fill(port)
+        base = f"http://127.0.0.1:{port}/"
+        driver = browser()
+        wait = WebDriverWait(driver, 20)
+
+        def sign_in(secret):
+            driver.get(base)
+            driver.execute_script("sessionStorage.clear()")
+            driver.get(base)
+            driver.find_element(By.ID, "secret").send_keys(secret)
+            driver.find_element(By.ID, "signin-button").click()
+            wait.until(lambda d: d.find_element(By.ID, "who").text != "")
+
+        def open_user(user):
+            driver.get(base + "#users")
+            field = driver.find_element(By.ID, "user-id")
+            field.clear()
+            field.send_keys(user)
+            driver.find_element(By.CSS_SELECTOR, "#user-form button").click()
+
+        # Overview: the counts the API reports.
+        sign_in(ADMIN)
+        _, stats = call(port, "GET", "/v1/stats")
+        wait.until(lambda d: d.find_element(By.ID, "stat-memories").text == str(stats["memories"]))
+        check(driver.find_element(By.ID, "stat-users").text == str(stats["users"]),
+              f"overview shows {stats['memories']} memories and {stats['users']} users")
+        time.sleep(2.5)  # a second poll, so the rate chart has a line
+        driver.save_screenshot(os.path.join(SHOTS, "overview.png"))
+
+        # Users: alice's sessions, s1 as a conversation in time order.
+        open_user("alice")
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#sessions tbody tr")) == 3)
+        rows = [row.text for row in driver.find_elements(By.CSS_SELECTOR, "#sessions tbody tr")]
+        check(any(row.startswith("s1 3 2025-11-24 16:00:00 2025-11-24 16:02:00") for row in rows),
+              f"the sessions table lists s1 with 3 turns and its time range: {rows}")
+        driver.find_element(By.LINK_TEXT, "s1").click()
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#conversation li")) == 3)
+        texts = [item.find_element(By.CLASS_NAME, "text").text
+                 for item in driver.find_elements(By.CSS_SELECTOR, "#conversation li")]
+        check(texts == ["I just moved to Porto for a new job", "Congratulations! How is the city so far?",
+                        "The tram to the office is slow but the pastries are great"],
+              "session s1 shows its turns in order")
+        driver.save_screenshot(os.path.join(SHOTS, "users.png"))
+
+        # A memory holding markup is shown as text and runs nothing.
+        driver.find_element(By.LINK_TEXT, "s3").click()
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#conversation li")) == 1)
+        shown = driver.find_element(By.CSS_SELECTOR, "#conversation li .text").text
+        check(shown == XSS, "an XSS memory is shown as its text")
+        check(driver.execute_script("return window.__xss") is None, "and none of it ran")
+        check(not driver.find_elements(By.CSS_SELECTOR, "#conversation img"), "no element was made from it")
+
+        # Search: hits with their explanations.
+        driver.get(base + "#search")
+        driver.find_element(By.ID, "search-user").send_keys("alice")
+        driver.find_element(By.ID, "search-query").send_keys("tram office")
+        Select(driver.find_element(By.ID, "search-mode")).select_by_visible_text("keyword")
+        driver.find_element(By.CSS_SELECTOR, "#search-form button").click()
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#hits li"))
+        first = driver.find_element(By.CSS_SELECTOR, "#hits li")
+        check("tram" in first.find_element(By.CLASS_NAME, "text").text, "the search's first hit is the tram turn")
+        check(first.find_elements(By.CSS_SELECTOR, ".explain.keyword .bar"), "its explanation is drawn as a bar")
+        driver.save_screenshot(os.path.join(SHOTS, "search.png"))
+
+        # Forget a session, confirmed in a dialog naming it.
+        open_user("alice")
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#sessions tbody tr")) == 3)
+        row = next(row for row in driver.find_elements(By.CSS_SELECTOR, "#sessions tbody tr") if row.text.startswith("s2 "))
+        row.find_element(By.CLASS_NAME, "forget-session").click()
+        dialog = wait.until(lambda d: d.switch_to.alert)
+        check("session 's2'" in dialog.text and "alice" in dialog.text, f"the confirmation names what goes: {dialog.text}")
+        dialog.accept()
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#sessions tbody tr")) == 2)
+        _, sessions = call(port, "GET", "/v1/users/alice/sessions")
+        check(sorted(s["session"] for s in sessions["sessions"]) == ["s1", "s3"], "forget removed session s2")
+
+        # A read key cannot press write buttons, and the API refuses it anyway.
+        sign_in(READER)
+        open_user("alice")
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#sessions tbody tr")) == 2)
+        buttons = driver.find_elements(By.CLASS_NAME, "forget-session")
+        check(buttons and all(not button.is_enabled() for button in buttons), "a read key's forget buttons are disabled")
+        status, answer = call(port, "DELETE", "/v1/users/alice/sessions/s1", secret=READER)
+        check(status == 403 and answer["error"]["code"] == "forbidden", "and the API refuses it (403)")
+        print(f"screenshots in {SHOTS}")
+    finally:
+        if driver:
+            driver.quit()
+        server.terminate()
+        server.wait()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except AssertionError as error:
+        print(f"FAILED: {error}")
+        sys.exit(1)
