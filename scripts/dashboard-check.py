@@ -159,6 +159,25 @@ def main():
         check(first.find_elements(By.CSS_SELECTOR, ".explain.keyword .bar"), "its explanation is drawn as a bar")
         driver.save_screenshot(os.path.join(SHOTS, "search.png"))
 
+        # Prompt preview: the token bar's parts sum to the count the API reports.
+        driver.get(base + "#prompt")
+        driver.find_element(By.ID, "prompt-user").send_keys("alice")
+        driver.find_element(By.ID, "prompt-query").send_keys("where do I live and how do I get to work")
+        driver.find_element(By.ID, "prompt-session").send_keys("s1")
+        driver.execute_script("const b = document.getElementById('prompt-budget'); b.value = 512;"
+                              "b.dispatchEvent(new Event('input'))")
+        driver.find_element(By.CSS_SELECTOR, "#prompt-form button").click()
+        wait.until(lambda d: d.find_element(By.ID, "token-total").text != "")
+        _, built = call(port, "POST", "/v1/users/alice/prompt",
+                        {"query": "where do I live and how do I get to work", "session": "s1", "budget": 512,
+                         "format": "text"})
+        parts = [int(part.get_attribute("data-tokens")) for part in driver.find_elements(By.CSS_SELECTOR, "#token-bar .part")]
+        check(sum(parts) == built["tokens"] and parts, f"the token bar's parts {parts} sum to the API's {built['tokens']}")
+        check(driver.find_element(By.ID, "prompt-text").text == built["prompt"].strip(), "the prompt shown is the API's")
+        check(len(driver.find_elements(By.CSS_SELECTOR, "#dropped tbody tr")) == len(built["dropped"]),
+              f"and so are the {len(built['dropped'])} dropped")
+        driver.save_screenshot(os.path.join(SHOTS, "prompt.png"))
+
         # Forget a session, confirmed in a dialog naming it.
         open_user("alice")
         wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#sessions tbody tr")) == 3)

@@ -29,6 +29,7 @@ enum Dashboard {
             <a href="#overview">Overview</a>
             <a href="#users">Users</a>
             <a href="#search">Search</a>
+            <a href="#prompt">Prompt</a>
           </nav>
           <span id="who"></span>
         </header>
@@ -79,6 +80,26 @@ enum Dashboard {
             <p id="search-error" class="error"></p>
             <ol id="hits"></ol>
           </section>
+
+          <section id="prompt" hidden>
+            <h1>Prompt preview</h1>
+            <form id="prompt-form">
+              <input id="prompt-user" placeholder="user id">
+              <input id="prompt-query" placeholder="the user's message">
+              <input id="prompt-session" placeholder="current session (optional)">
+              <input id="prompt-template" placeholder="template (optional)">
+              <select id="prompt-format"><option>text</option><option>messages</option></select>
+              <label>budget <input id="prompt-budget" type="range" min="64" max="4096" step="32" value="1024">
+                <output id="prompt-budget-value">1024</output></label>
+              <button type="submit">Build</button>
+            </form>
+            <p id="prompt-error" class="error"></p>
+            <div id="token-bar" class="token-bar"></div>
+            <p id="token-total" class="meta"></p>
+            <pre id="prompt-text"></pre>
+            <h2>Dropped</h2>
+            <table id="dropped"><thead><tr><th>id</th><th>reason</th></tr></thead><tbody></tbody></table>
+          </section>
         </main>
         </body>
         </html>
@@ -105,6 +126,12 @@ enum Dashboard {
         .bar.recency { background: #5aa36b; }
         svg { background: #fff; border-radius: 6px; }
         button:disabled { opacity: .5; }
+        .token-bar { display: flex; height: 1.6em; margin: 1em 0 .3em; max-width: 900px; background: #fff; }
+        .token-bar span { overflow: hidden; white-space: nowrap; font-size: 11px; color: #fff; padding: .3em; box-sizing: border-box; }
+        .part-system { background: #6b7280; } .part-pinned { background: #8e5bd0; } .part-memories { background: #4a7bd0; }
+        .part-summary { background: #d08a4a; } .part-recent { background: #5aa36b; } .part-query { background: #c04a6b; }
+        .part-free { background: #e3e6ea; color: #445 !important; }
+        pre { white-space: pre-wrap; background: #fff; padding: .8em; border-radius: 6px; max-width: 900px; }
 
         """#
 
@@ -153,7 +180,7 @@ enum Dashboard {
 
         let polling = null;
         function show(page) {
-          for (const id of ["signin", "overview", "users", "search"]) $(id).hidden = id !== page;
+          for (const id of ["signin", "overview", "users", "search", "prompt"]) $(id).hidden = id !== page;
           clearInterval(polling);
           if (page === "overview") {
             overview();
@@ -312,6 +339,47 @@ enum Dashboard {
           }
         }
 
+        // Prompt preview: the built prompt, its parts as a token bar, and what was dropped and why.
+        async function preview() {
+          $("prompt-error").textContent = "";
+          const request = { query: $("prompt-query").value, budget: Number($("prompt-budget").value), format: $("prompt-format").value };
+          if ($("prompt-session").value) request.session = $("prompt-session").value;
+          if ($("prompt-template").value) request.template = $("prompt-template").value;
+          try {
+            const answer = await api("POST", users($("prompt-user").value) + "/prompt", request);
+            const bar = $("token-bar");
+            bar.replaceChildren();
+            const budget = request.budget;
+            for (const section of answer.sections) {
+              if (!section.tokens) continue;
+              const part = element("span", section.name + " " + section.tokens, "part part-" + section.name);
+              part.dataset.tokens = section.tokens;
+              part.title = section.name + ": " + section.tokens + " tokens, " + section.ids.length + " memories";
+              part.style.width = (100 * section.tokens) / budget + "%";
+              bar.append(part);
+            }
+            if (answer.tokens < budget) {
+              const free = element("span", "free " + (budget - answer.tokens), "part-free");
+              free.style.width = (100 * (budget - answer.tokens)) / budget + "%";
+              bar.append(free);
+            }
+            $("token-total").textContent = answer.tokens + " of " + budget + " tokens (" + answer.counter + ")";
+            $("prompt-text").textContent = answer.messages
+              ? answer.messages.map((message) => message.role + ": " + message.content).join("\n\n")
+              : answer.prompt;
+            const dropped = $("dropped").tBodies[0];
+            dropped.replaceChildren();
+            for (const item of answer.dropped) dropped.insertRow().append(element("td", item.id), element("td", item.reason));
+          } catch (error) {
+            $("prompt-error").textContent = error.message;
+          }
+        }
+
+        $("prompt-budget").oninput = () => ($("prompt-budget-value").textContent = $("prompt-budget").value);
+        $("prompt-form").onsubmit = (event) => {
+          event.preventDefault();
+          preview();
+        };
         $("signin-form").onsubmit = (event) => {
           event.preventDefault();
           signIn($("secret").value);
