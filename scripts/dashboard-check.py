@@ -19,6 +19,7 @@ import urllib.error
 import urllib.request
 
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
@@ -98,7 +99,8 @@ def main():
         fill(port)
         base = f"http://127.0.0.1:{port}/"
         driver = browser()
-        wait = WebDriverWait(driver, 20)
+        # Pages redraw their lists: an element read as it is replaced is read again.
+        wait = WebDriverWait(driver, 20, ignored_exceptions=(StaleElementReferenceException,))
 
         def sign_in(secret):
             driver.get(base)
@@ -139,6 +141,12 @@ def main():
               "session s1 shows its turns in order")
         driver.save_screenshot(os.path.join(SHOTS, "users.png"))
 
+        # Pin a turn: its metadata changes through the API, and the button says so.
+        driver.find_elements(By.CSS_SELECTOR, "#conversation li .pin")[0].click()
+        wait.until(lambda d: [b.text for b in d.find_elements(By.CSS_SELECTOR, "#conversation li .pin")][:1] == ["Unpin"])
+        _, listed = call(port, "GET", "/v1/users/alice/memories?session=s1&limit=1")
+        check(listed["memories"][0]["metadata"] == {"pinned": True}, "pin set the first turn's metadata")
+
         # A memory holding markup is shown as text and runs nothing.
         driver.find_element(By.LINK_TEXT, "s3").click()
         wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#conversation li")) == 1)
@@ -178,6 +186,11 @@ def main():
               f"and so are the {len(built['dropped'])} dropped")
         driver.save_screenshot(os.path.join(SHOTS, "prompt.png"))
 
+        # Cluster: a server that is not a node says so.
+        driver.get(base + "#cluster")
+        wait.until(lambda d: d.find_element(By.ID, "cluster-note").text != "")
+        check("not a cluster node" in driver.find_element(By.ID, "cluster-note").text, "the cluster page on one server")
+
         # Forget a session, confirmed in a dialog naming it.
         open_user("alice")
         wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#sessions tbody tr")) == 3)
@@ -194,6 +207,10 @@ def main():
         sign_in(READER)
         open_user("alice")
         wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#sessions tbody tr")) == 2)
+        driver.find_element(By.LINK_TEXT, "s1").click()
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#conversation li")) == 3)
+        edits = driver.find_elements(By.CSS_SELECTOR, "#conversation li .pin, #conversation li .edit-metadata")
+        check(edits and all(not button.is_enabled() for button in edits), "a read key's pin and edit buttons are disabled")
         buttons = driver.find_elements(By.CLASS_NAME, "forget-session")
         check(buttons and all(not button.is_enabled() for button in buttons), "a read key's forget buttons are disabled")
         status, answer = call(port, "DELETE", "/v1/users/alice/sessions/s1", secret=READER)

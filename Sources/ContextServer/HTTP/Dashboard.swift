@@ -30,6 +30,7 @@ enum Dashboard {
             <a href="#users">Users</a>
             <a href="#search">Search</a>
             <a href="#prompt">Prompt</a>
+            <a href="#cluster">Cluster</a>
           </nav>
           <span id="who"></span>
         </header>
@@ -99,6 +100,13 @@ enum Dashboard {
             <pre id="prompt-text"></pre>
             <h2>Dropped</h2>
             <table id="dropped"><thead><tr><th>id</th><th>reason</th></tr></thead><tbody></tbody></table>
+          </section>
+
+          <section id="cluster" hidden>
+            <h1>Cluster</h1>
+            <p id="cluster-note" class="meta"></p>
+            <table id="nodes"><thead><tr><th>node</th><th>address</th><th>live</th></tr></thead><tbody></tbody></table>
+            <table id="ranges"><thead><tr><th>range</th><th>hosts</th><th>joining</th><th>last</th><th>snapshot</th><th>applied here</th><th>lag</th></tr></thead><tbody></tbody></table>
           </section>
         </main>
         </body>
@@ -180,7 +188,8 @@ enum Dashboard {
 
         let polling = null;
         function show(page) {
-          for (const id of ["signin", "overview", "users", "search", "prompt"]) $(id).hidden = id !== page;
+          for (const id of ["signin", "overview", "users", "search", "prompt", "cluster"]) $(id).hidden = id !== page;
+          if (page === "cluster") cluster();
           clearInterval(polling);
           if (page === "overview") {
             overview();
@@ -294,10 +303,37 @@ enum Dashboard {
             const meta = [memory.speaker, memory.role, when(memory.created_at)].filter((part) => part).join(" · ");
             item.append(element("div", meta, "meta"), element("div", memory.text, "text"));
             if (Object.keys(memory.metadata).length) item.append(element("div", JSON.stringify(memory.metadata), "meta"));
+            const pinned = memory.metadata.pinned === true;
+            const pin = element("button", pinned ? "Unpin" : "Pin", "pin");
+            const edit = element("button", "Edit metadata", "edit-metadata");
+            pin.disabled = edit.disabled = role === "read";
+            pin.onclick = () => changeMetadata(memory, { ...memory.metadata, pinned: !pinned });
+            edit.onclick = () => {
+              const text = prompt("Metadata of this memory (a JSON object):", JSON.stringify(memory.metadata));
+              if (text === null) return;
+              let metadata;
+              try {
+                metadata = JSON.parse(text);
+              } catch (error) {
+                $("user-error").textContent = "not JSON: " + error.message;
+                return;
+              }
+              changeMetadata(memory, metadata);
+            };
+            item.append(pin, edit);
             $("conversation").append(item);
           }
           conversation = { user, session, cursor: page.next_cursor };
           $("more-turns").hidden = !page.next_cursor;
+        }
+
+        async function changeMetadata(memory, metadata) {
+          try {
+            await api("PATCH", users(memory.user) + "/memories/" + encodeURIComponent(memory.id), { metadata });
+            await openSession(memory.user, memory.session);
+          } catch (error) {
+            $("user-error").textContent = error.message;
+          }
         }
 
         async function forgetSession(user, session) {
@@ -336,6 +372,26 @@ enum Dashboard {
             }
           } catch (error) {
             $("search-error").textContent = error.message;
+          }
+        }
+
+        // Cluster: nodes, ranges, their hosts and lag (a server that is not a node says so).
+        async function cluster() {
+          $("nodes").tBodies[0].replaceChildren();
+          $("ranges").tBodies[0].replaceChildren();
+          try {
+            const answer = await api("GET", "/v1/cluster");
+            $("cluster-note").textContent = "answered by " + answer.node;
+            for (const node of answer.nodes) {
+              $("nodes").tBodies[0].insertRow().append(element("td", node.name), element("td", node.address), element("td", node.live ? "yes" : "no"));
+            }
+            for (const range of answer.ranges) {
+              $("ranges").tBodies[0].insertRow().append(
+                element("td", range.range), element("td", range.hosts.join(", ")), element("td", range.joining.join(", ")),
+                element("td", range.last), element("td", range.snapshot), element("td", range.applied ?? ""), element("td", range.lag ?? ""));
+            }
+          } catch (error) {
+            $("cluster-note").textContent = error.message;
           }
         }
 
