@@ -111,11 +111,16 @@ def main():
             wait.until(lambda d: d.find_element(By.ID, "who").text != "")
 
         def open_user(user):
+            """Finds the user by the beginning of its id, then opens it from the list."""
             driver.get(base + "#users")
             field = driver.find_element(By.ID, "user-id")
             field.clear()
-            field.send_keys(user)
+            field.send_keys(user[:2])
             driver.find_element(By.CSS_SELECTOR, "#user-form button").click()
+            wait.until(lambda d: d.find_elements(By.LINK_TEXT, user))
+            listed = [link.text for link in driver.find_elements(By.CLASS_NAME, "open-user")]
+            check(listed == [user], f"users beginning with '{user[:2]}': {listed}")
+            driver.find_element(By.LINK_TEXT, user).click()
 
         # Overview: the counts the API reports.
         sign_in(ADMIN)

@@ -243,6 +243,13 @@ public final class ContextStoreClient: Sendable {
         try await call(Operations.List.self, request)
     }
 
+    /// A page of the users whose ids begin with `prefix`, after `after` (the last page's `next`).
+    public func users(prefix: String = "", limit: Int = 100, after: String? = nil) async throws
+        -> Operations.Users.Answer
+    {
+        try await call(Operations.Users.self, .init(prefix: prefix, limit: limit, after: after))
+    }
+
     /// `sessions`: a user's sessions, the latest active first.
     public func sessions(user: String, limit: Int = 1000) async throws -> Operations.Sessions.Answer {
         try await call(Operations.Sessions.self, .init(user: user, limit: limit))

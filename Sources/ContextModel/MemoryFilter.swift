@@ -96,6 +96,17 @@ public struct ListPage: Sendable, Equatable {
     }
 }
 
+/// A user and how many memories it has (`users`).
+public struct UserSummary: Sendable, Equatable {
+    public var user: String
+    public var memories: Int
+
+    public init(user: String, memories: Int) {
+        self.user = user
+        self.memories = memories
+    }
+}
+
 /// One session of a user, as `sessions` lists it.
 public struct SessionSummary: Sendable, Equatable {
     /// Nil for the memories stored without a session.

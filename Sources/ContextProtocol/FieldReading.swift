@@ -15,6 +15,8 @@ public enum Limits {
     public static let maximumWhereKeys = 64
     /// The most sessions one `sessions` answer may list.
     public static let maximumSessions = 10_000
+    /// The most users one `users` answer may list.
+    public static let maximumUsers = 1000
 }
 
 // MARK: - Reading fields

@@ -133,6 +133,84 @@ extension Operations {
         }
     }
 
+    /// `users`: the users whose ids begin with `prefix`, in the byte order of their ids, with
+    /// their memory counts, a page at a time (a key that covers some users sees only those).
+    public enum Users: WireOperation {
+        public struct Arguments: Sendable, Equatable {
+            public var prefix: String
+            public var limit: Int
+            /// The last user of the previous page: this page begins after it.
+            public var after: String?
+
+            public init(prefix: String = "", limit: Int = 100, after: String? = nil) {
+                self.prefix = prefix
+                self.limit = limit
+                self.after = after
+            }
+        }
+
+        public struct Answer: Sendable, Equatable {
+            public var users: [UserSummary]
+            /// Where the next page begins (`after`), nil on the last page.
+            public var next: String?
+
+            public init(users: [UserSummary], next: String?) {
+                self.users = users
+                self.next = next
+            }
+        }
+
+        public static let name = "users"
+        public static let requestFields = [
+            FieldSpec("prefix", .string, default: "\"\"", "only users whose ids begin with these bytes"),
+            FieldSpec(
+                "limit", .integer, minimum: 1, maximum: Double(Limits.maximumUsers), default: "100", "users at most"),
+            FieldSpec("after", .string, "the previous answer's `next`: the page after it"),
+        ]
+        public static let fields = FieldSpec.names(requestFields)
+        public static func encode(_ arguments: Arguments, to writer: inout JSONWriter) {
+            writer.field("prefix")
+            writer.string(arguments.prefix)
+            writer.field("limit")
+            writer.int(Int64(arguments.limit))
+            if let after = arguments.after {
+                writer.field("after")
+                writer.string(after)
+            }
+        }
+        public static func decode(_ request: JSONObject) throws(ProtocolError) -> Arguments {
+            try request.requireKnownFields(fields)
+            return Arguments(
+                prefix: try request.optionalString("prefix") ?? "",
+                limit: try request.limit(default: 100, maximum: Limits.maximumUsers),
+                after: try request.optionalString("after"))
+        }
+        public static func encode(answer: Answer, to writer: inout JSONWriter) {
+            writer.field("users")
+            writer.array(count: answer.users.count) { writer, i in
+                writer.raw("{\"user\":")
+                writer.string(answer.users[i].user)
+                writer.field("memories")
+                writer.int(Int64(answer.users[i].memories))
+                writer.raw(UInt8(ascii: "}"))
+            }
+            writer.field("next")
+            if let next = answer.next { writer.string(next) } else { writer.null() }
+        }
+        public static func decode(answer: JSONObject) throws(ProtocolError) -> Answer {
+            let users = try answer.required("users", as: "array", \.arrayValue)
+            return Answer(
+                users: try users.map { (value) throws(ProtocolError) in
+                    guard let object = value.objectValue else {
+                        throw ProtocolError(.wrongType, "a user must be an object, not \(value.typeName)")
+                    }
+                    return UserSummary(
+                        user: try object.required("user", as: "string", \.stringValue),
+                        memories: Int(try object.required("memories", as: "integer", \.integerValue)))
+                }, next: try answer.optionalString("next"))
+        }
+    }
+
     /// `update`: changes a memory's session, role, metadata or time without re-sending (or
     /// re-embedding) its text; answers the memory as it now is.
     public enum Update: WireOperation {

@@ -112,6 +112,35 @@ extension MemoryStore {
         }
     }
 
+    /// The users whose ids begin with `prefix` (bytes), after `after` when given, in the byte
+    /// order of their ids, at most `limit` of those `included` takes, with their memories that have
+    /// not expired. Reads the users' rows through the `(user, created_at)` index and stops at the
+    /// first user past the prefix, or once `scanLimit` users were read (a key that covers few
+    /// users pages through the rest without one request reading them all).
+    /// - Returns: The users, and the id to pass as `after` for the next page (nil: none).
+    public func users(
+        prefix: String, after: String?, limit: Int, scanLimit: Int = 10_000, included: (String) -> Bool
+    ) throws -> (users: [UserSummary], next: String?) {
+        precondition(limit > 0 && scanLimit > 0)
+        let resume = after.map { !$0.utf8.lexicographicallyPrecedes(prefix.utf8) } ?? false
+        return try withReader { database in
+            let rows = try database.prepare(SQL.users)
+            try rows.bind([resume ? (after ?? prefix) : prefix, Int64(resume ? 1 : 0), Clock.nowMilliseconds()])
+            var users: [UserSummary] = []
+            var scanned = 0
+            var last: String?
+            while try rows.step() {
+                let user = rows.string(at: 0) ?? ""
+                guard user.utf8.starts(with: prefix.utf8) else { return (users, nil) }
+                if users.count == limit || scanned == scanLimit { return (users, last) }
+                scanned += 1
+                last = user
+                if included(user) { users.append(UserSummary(user: user, memories: Int(rows.int64(at: 1)))) }
+            }
+            return (users, nil)
+        }
+    }
+
     /// `user`'s sessions, the most recently active first, at most `limit` of them; `more` tells
     /// whether there are others.
     public func sessions(user: String, limit: Int) throws -> (sessions: [SessionSummary], more: Bool) {

@@ -65,6 +65,14 @@ enum SQL {
     }
 
     /// A user's sessions with their turn counts and times, the latest active first.
+    /// Users from `?1` on (`>` when `?2` is 1, else `>=`), in byte order, with their memories
+    /// that have not expired at `?3`; the caller stops at the first user past its prefix.
+    static let users = """
+        SELECT user, count(*) FROM memories
+        WHERE (user > ?1 OR (?2 = 0 AND user = ?1)) AND (expires_at IS NULL OR expires_at > ?3)
+        GROUP BY user ORDER BY user
+        """
+
     static let sessions = """
         SELECT session, count(*), min(created_at), max(created_at) FROM memories
         WHERE user = ?1 AND (expires_at IS NULL OR expires_at > ?3)

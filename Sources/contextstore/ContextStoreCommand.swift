@@ -9,7 +9,7 @@ struct ContextStoreCommand: AsyncParsableCommand {
         subcommands: [
             ServeCommand.self, AddCommand.self, SearchCommand.self, PromptCommand.self, GetCommand.self,
             ListCommand.self,
-            SessionsCommand.self, UpdateCommand.self, DeleteCommand.self,
+            SessionsCommand.self, UsersCommand.self, UpdateCommand.self, DeleteCommand.self,
             ForgetCommand.self, FeedbackCommand.self, StatsCommand.self, MetricsCommand.self, PingCommand.self,
             HelloCommand.self, EmbedCommand.self,
             ImportCommand.self, BenchCommand.self, CheckCommand.self, BackupCommand.self, SpecCommand.self,

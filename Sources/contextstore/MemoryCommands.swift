@@ -105,6 +105,23 @@ struct SessionsCommand: AsyncParsableCommand {
     }
 }
 
+struct UsersCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "users",
+        abstract: "The users whose ids begin with a prefix, with their memory counts, a page at a time.")
+
+    @OptionGroup var connection: ConnectionOptions
+    @Option(help: "Only users whose ids begin with this.") var prefix = ""
+    @Option(help: "The most users to list (1-1000).") var limit: Int64 = 100
+    @Option(help: "The last answer's 'next': the page after it.") var after: String?
+
+    func run() async throws {
+        var fields: [(String, JSONValue)] = [("prefix", .string(prefix)), ("limit", .integer(limit))]
+        if let after { fields.append(("after", .string(after))) }
+        try await connection.send(Operations.Users.self, fields)
+    }
+}
+
 struct UpdateCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "update",

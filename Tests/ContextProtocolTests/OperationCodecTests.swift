@@ -121,6 +121,12 @@ import Testing
         }
         let sessions = Operations.Sessions.Arguments(user: "u", limit: 3)
         #expect(try roundTrip(Operations.Sessions.self, sessions) == sessions)
+        for users in [
+            Operations.Users.Arguments(),
+            Operations.Users.Arguments(prefix: "team-\u{0}", limit: 7, after: "team-\u{0}b"),
+        ] {
+            #expect(try roundTrip(Operations.Users.self, users) == users)
+        }
         for changes in [
             MemoryChanges(session: .some(nil), role: .some(nil), speaker: .some(nil)),
             MemoryChanges(speaker: "Ana"),
@@ -230,6 +236,12 @@ import Testing
                 SessionSummary(session: nil, turns: 1, firstAt: 0, lastAt: 0),
             ], more: true)
         #expect(try roundTrip(Operations.Sessions.self, answer: sessions) == sessions)
+        for users in [
+            Operations.Users.Answer(users: [UserSummary(user: "a\u{0}b", memories: 3)], next: "a\u{0}b"),
+            Operations.Users.Answer(users: [], next: nil),
+        ] {
+            #expect(try roundTrip(Operations.Users.self, answer: users) == users)
+        }
         #expect(try roundTrip(Operations.Update.self, answer: memory) == memory)
         let backup = Operations.Backup.Answer(path: "/b", bytes: 1 << 33, seconds: 0.25, memories: 7)
         #expect(try roundTrip(Operations.Backup.self, answer: backup) == backup)

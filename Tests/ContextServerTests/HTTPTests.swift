@@ -202,7 +202,7 @@ import Testing
         for route in [
             "/v1/users/{user}/memories", "/v1/users/{user}/memories/{id}", "/v1/users/{user}/search",
             "/v1/users/{user}/prompt", "/v1/users/{user}/sessions", "/v1/users/{user}",
-            "/v1/users/{user}/sessions/{session}", "/v1/users/{user}/feedback", "/v1/stats", "/v1/cluster",
+            "/v1/users/{user}/sessions/{session}", "/v1/users/{user}/feedback", "/v1/stats", "/v1/cluster", "/v1/users",
         ] {
             #expect(paths[route] != nil, "\(route)")
         }

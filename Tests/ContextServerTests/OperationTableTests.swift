@@ -26,7 +26,7 @@ import Testing
                     "add", "add_batch", "auth", "backup", "cluster", "delete", "digest", "embed", "feedback", "forget",
                     "get",
                     "hello",
-                    "list", "metrics", "ping", "prompt", "search", "sessions", "stats", "update",
+                    "list", "metrics", "ping", "prompt", "search", "sessions", "stats", "update", "users",
                 ])
         #expect(OperationTable.byName.count == OperationTable.descriptors.count)
     }
@@ -39,7 +39,7 @@ import Testing
                 "search": .eventLoop, "get": .eventLoop,
                 "stats": .eventLoop,
                 "embed": .computePool, "prompt": .computePool, "list": .computePool, "sessions": .computePool,
-                "backup": .computePool, "digest": .computePool, "cluster": .computePool,
+                "backup": .computePool, "digest": .computePool, "cluster": .computePool, "users": .computePool,
                 "add": .writer, "add_batch": .writer, "delete": .writer, "feedback": .writer, "forget": .writer,
                 "update": .writer,
             ])
@@ -55,7 +55,7 @@ import Testing
                 "auth": .anyone, "ping": .anyKey, "hello": .anyKey, "embed": .write, "search": .read, "get": .read,
                 "list": .read, "sessions": .read, "prompt": .read, "add": .write, "add_batch": .write,
                 "update": .write, "delete": .write, "forget": .write, "feedback": .write, "stats": .anyKey,
-                "backup": .admin, "metrics": .anyKey, "digest": .read, "cluster": .admin,
+                "backup": .admin, "metrics": .anyKey, "digest": .read, "cluster": .admin, "users": .read,
             ])
         #expect(
             try decode(

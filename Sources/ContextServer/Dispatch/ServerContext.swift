@@ -432,6 +432,20 @@ struct ServerContext: Sendable {
             .filter { !$0.contains("key=\"") }.joined(separator: "\n")
     }
 
+    /// A page of the users whose ids begin with a prefix; a key that covers some users sees
+    /// those alone. One space's: a cluster node's users are spread over ranges other nodes host.
+    func users(_ request: Operations.Users.Arguments) throws -> Operations.Users.Answer {
+        guard case .single(let store) = stores else {
+            throw ProtocolError(
+                .invalidValue, "users lists one server's users; a cluster node does not hold every range")
+        }
+        let key = limitingKey
+        let (users, next) = try store.users(
+            prefix: request.prefix, after: request.after, limit: request.limit,
+            included: { user in key?.covers(user) ?? true })
+        return Operations.Users.Answer(users: users, next: next)
+    }
+
     func embed(_ texts: [String]) throws(ProtocolError) -> Operations.Embed.Answer {
         // Cached under the key's name: what another key embedded is not a hit.
         let (vectors, truncated) = try embedReporting(texts, scope: Self.cacheScope(key: session.key))

@@ -61,8 +61,11 @@ enum Dashboard {
 
           <section id="users" hidden>
             <h1>Users</h1>
-            <form id="user-form"><input id="user-id" placeholder="user id"><button type="submit">Open</button></form>
+            <form id="user-form"><input id="user-id" placeholder="user id or its beginning"><button type="submit">Find</button></form>
             <p id="user-error" class="error"></p>
+            <ul id="user-list"></ul>
+            <button id="more-users" hidden>More users</button>
+            <h2 id="user-title"></h2>
             <table id="sessions"><thead><tr><th>session</th><th>turns</th><th>first</th><th>last</th><th></th></tr></thead><tbody></tbody></table>
             <h2 id="conversation-title"></h2>
             <ol id="conversation"></ol>
@@ -253,10 +256,39 @@ enum Dashboard {
           svg.replaceChildren(line, label);
         }
 
-        // Users: a user's sessions, a session as a conversation (paged), forget a session.
+        // Users: find users by the beginning of their ids, a page at a time.
+        let usersPage = null;
+        async function findUsers(prefix, after) {
+          $("user-error").textContent = "";
+          if (!after) $("user-list").replaceChildren();
+          try {
+            let path = "/v1/users?limit=50&prefix=" + encodeURIComponent(prefix);
+            if (after) path += "&after=" + encodeURIComponent(after);
+            const page = await api("GET", path);
+            for (const found of page.users) {
+              const item = element("li", null, "user");
+              const open = element("a", found.user, "open-user");
+              open.href = "#users";
+              open.onclick = (event) => {
+                event.preventDefault();
+                openUser(found.user);
+              };
+              item.append(open, element("span", " " + found.memories + " memories", "meta"));
+              $("user-list").append(item);
+            }
+            if (!after && page.users.length === 0) $("user-error").textContent = "no user's id begins with '" + prefix + "'";
+            usersPage = { prefix, next: page.next };
+            $("more-users").hidden = !page.next;
+          } catch (error) {
+            $("user-error").textContent = error.message;
+          }
+        }
+
+        // A user's sessions, a session as a conversation (paged), forget a session.
         let conversation = null;
         async function openUser(user) {
           $("user-error").textContent = "";
+          $("user-title").textContent = "User " + user;
           $("conversation").replaceChildren();
           $("conversation-title").textContent = "";
           $("more-turns").hidden = true;
@@ -442,8 +474,9 @@ enum Dashboard {
         };
         $("user-form").onsubmit = (event) => {
           event.preventDefault();
-          openUser($("user-id").value);
+          findUsers($("user-id").value);
         };
+        $("more-users").onclick = () => usersPage && findUsers(usersPage.prefix, usersPage.next);
         $("search-form").onsubmit = (event) => {
           event.preventDefault();
           search();

@@ -75,6 +75,9 @@ struct HTTPRoute: Sendable {
         HTTPRoute(
             method: .post, path: "/v1/users/{user}/feedback", op: "feedback", body: .object,
             summary: "Whether a memory helped an answer (`feedback`)."),
+        HTTPRoute(
+            method: .get, path: "/v1/users", op: "users", body: .none,
+            summary: "The users whose ids begin with `?prefix=`, a page at a time (`users`)."),
         HTTPRoute(method: .get, path: "/v1/stats", op: "stats", body: .none, summary: "The server's counts (`stats`)."),
         HTTPRoute(
             method: .get, path: "/v1/cluster", op: "cluster", body: .none,

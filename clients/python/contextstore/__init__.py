@@ -16,7 +16,7 @@ from .errors import *  # noqa: F401,F403 - the exception of every error code
 from .errors import ContextStoreError, ServerError
 from .types import (
     Added, Auth, Backup, BatchAdded, Digest, Dropped, Embeddings, Explain, Feedback, Hello, Hit, Memories, Memory, Page,
-    Prompt, Section, Session, Sessions, SideScore, Stats, Truncation,
+    Prompt, Section, Session, Sessions, SideScore, Stats, Truncation, UserSummary, Users,
 )
 
 __version__ = "0.1.0"

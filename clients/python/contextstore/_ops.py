@@ -330,3 +330,12 @@ class Operations:
             return t.Sessions(sessions, answer["more"])
 
         return self._call(Request(_given(op="sessions", user=user, limit=limit), parse, True))
+
+    def users(self, *, prefix: Optional[str] = None, limit: Optional[int] = None, after: Optional[str] = None) -> Any:
+        """-> ``Users``: a page of the users whose ids begin with ``prefix`` (byte order); pass
+        the answer's ``next`` as ``after`` for the next page."""
+
+        def parse(answer: Dict[str, Any]) -> t.Users:
+            return t.Users([t.UserSummary(u["user"], u["memories"]) for u in answer["users"]], answer["next"])
+
+        return self._call(Request(_given(op="users", prefix=prefix, limit=limit, after=after), parse, True))

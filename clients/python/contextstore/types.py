@@ -139,6 +139,18 @@ class Sessions:
 
 
 @dataclass
+class UserSummary:
+    user: str
+    memories: int
+
+
+@dataclass
+class Users:
+    users: List[UserSummary]
+    next: Optional[str]
+
+
+@dataclass
 class Feedback:
     helped: int
     not_helped: int
