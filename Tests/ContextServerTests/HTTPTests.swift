@@ -1,6 +1,7 @@
 import ContextModel
 import ContextProtocol
 import Foundation
+import NIOPosix
 import Testing
 
 @testable import ContextServer
@@ -22,7 +23,7 @@ import Testing
         }
     }
 
-    static func blockingExchange(
+    private static func blockingExchange(
         _ port: Int, _ method: String, _ path: String, body: String?, headers: [String: String]
     ) throws -> (status: Int, answer: JSONObject?) {
         let socket = try RawSocket(port: port)
@@ -271,27 +272,27 @@ import Testing
         await server.stop()
     }
 
-    @Test func httpIsServedWhileTheConcurrencyPoolIsBlocked() async throws {
-        let server = try await TestServer(dimension: 2) { $0.httpAddress = ("127.0.0.1", 0) }
-        let port = try #require(server.server.httpPort)
-        // More blocked tasks than the pool has threads, held until the exchange is over (or a
-        // minute): an HTTP front door whose tasks need the pool would not answer meanwhile.
-        let release = DispatchSemaphore(value: 0)
-        let blockers = 4 * ProcessInfo.processInfo.activeProcessorCount
-        for _ in 0..<blockers {
-            Task.detached { _ = release.wait(timeout: .now() + 60) }
-        }
-        let status = await withCheckedContinuation { continuation in
-            Thread.detachNewThread {
-                usleep(200_000)  // the blockers take the pool's threads
-                let status = (try? Self.blockingExchange(port, "POST", "/v1/ops/ping", body: "{}", headers: [:]))?
-                    .status
-                for _ in 0..<blockers { release.signal() }
-                continuation.resume(returning: status)
+    /// The front door runs its application under `EventLoopsExecutor`: its child tasks (a
+    /// connection's, a request's) run on the server's event loops, not on the concurrency pool,
+    /// which a busy process may keep from them. (Checked on the executor itself: a test that
+    /// blocked the pool to show it stalled every other test of the process.)
+    @Test func theFrontDoorsTasksRunOnTheEventLoops() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+        let onLoops = await withTaskExecutorPreference(EventLoopsExecutor(group)) {
+            await withTaskGroup(of: Bool.self) { tasks in
+                for _ in 0..<8 {
+                    tasks.addTask {
+                        await Task.yield()
+                        return MultiThreadedEventLoopGroup.currentEventLoop != nil
+                    }
+                }
+                return await tasks.reduce(into: [Bool]()) { $0.append($1) }
             }
         }
-        #expect(status == 200)
-        await server.stop()
+        #expect(onLoops == Array(repeating: true, count: 8))
+        let plain = await Task.detached { MultiThreadedEventLoopGroup.currentEventLoop != nil }.value
+        #expect(!plain)
+        try await group.shutdownGracefully()
     }
 
     @Test func theDashboardIsServedWithAPolicyThatRunsOnlyItsOwnScripts() async throws {
