@@ -15,7 +15,7 @@ final class ServerProcess {
     ///   does), from a copy of the executable that user can reach; as the current user otherwise.
     /// - Parameter descriptorLimit: RLIMIT_NOFILE for the server (through `prlimit`).
     init(database: String, arguments: [String] = [], unprivileged: Bool = false, descriptorLimit: Int? = nil) throws {
-        let serve = ["serve", "--db", database, "--port", "0", "--http-port", "0", "--model", "none"] + arguments
+        let serve = ["serve", "--db", database, "--port", "0", "--http-port", "none", "--model", "none"] + arguments
         if let descriptorLimit {
             process.executableURL = URL(fileURLWithPath: "/usr/bin/prlimit")
             process.arguments = ["--nofile=\(descriptorLimit):\(descriptorLimit)", contextstoreExecutable()] + serve

@@ -265,7 +265,7 @@ import VectorIndex
     func serve(_ arguments: [String], in folder: String, home: String?) throws -> (Process, String, Pipe) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: contextstoreExecutable())
-        process.arguments = ["serve", "--port", "0", "--http-port", "0"] + arguments
+        process.arguments = ["serve", "--port", "0", "--http-port", "none"] + arguments
         process.currentDirectoryURL = URL(fileURLWithPath: folder)
         var environment = ProcessInfo.processInfo.environment
         environment["CONTEXTSTORE_HOME"] = home
@@ -364,7 +364,7 @@ import VectorIndex
             atPath: keys,
             contents: Data(#"{"keys":[{"name":"a","secret":"0123456789abcdef","role":"admin"}]}"#.utf8))
         let result = try runContextstore([
-            "serve", "--db", folder.path + "/space.db", "--model", "none", "--host", "0.0.0.0", "--port", "0", "--http-port", "0",
+            "serve", "--db", folder.path + "/space.db", "--model", "none", "--host", "0.0.0.0", "--port", "0", "--http-port", "none",
             "--keys", keys,
         ])
         #expect(result.status == 1)
