@@ -205,7 +205,7 @@ struct HTTPRoute: Sendable {
 
     /// The request fields of `op`.
     static func fields(of op: String) -> [FieldSpec] {
-        OperationTable.descriptors.first { $0.name == op }?.requestFields ?? []
+        OperationTable.byName[op]?.requestFields ?? []
     }
 
     /// `array` with `text` put after the opening brace of each of its elements; nil when it is

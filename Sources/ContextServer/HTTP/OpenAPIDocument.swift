@@ -79,7 +79,7 @@ enum OpenAPIDocument {
 
     /// A resource route: its path's segments and (without a body) its query as parameters.
     private static func resourceOperation(_ route: HTTPRoute) -> JSONValue {
-        guard let op = OperationTable.descriptors.first(where: { $0.name == route.op }) else {
+        guard let op = OperationTable.byName[route.op] else {
             preconditionFailure("a resource route names an op the table lacks: \(route.op)")
         }
         let inPath = Set(route.parameters)
@@ -108,7 +108,7 @@ enum OpenAPIDocument {
         case .object:
             operation.append(("requestBody", body(requestSchema(rest, envelope: true))))
         case .memoryOrMemories:
-            let batch = OperationTable.descriptors.first { $0.name == "add_batch" }?.requestFields ?? []
+            let batch = HTTPRoute.fields(of: "add_batch")
             parameters += batch.filter { $0.kind != .memories }.map { field in
                 [
                     "name": .string(field.name), "in": "query", "required": false,
