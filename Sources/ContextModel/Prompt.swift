@@ -56,6 +56,19 @@ public struct Prompt: Sendable, Equatable {
         }
     }
 
+    /// Where a part of the prompt is in `text`: `start..<end` in UTF-8 bytes.
+    public struct Span: Sendable, Equatable {
+        public var section: PromptSection
+        public var start: Int
+        public var end: Int
+
+        public init(section: PromptSection, start: Int, end: Int) {
+            self.section = section
+            self.start = start
+            self.end = end
+        }
+    }
+
     public struct Dropped: Sendable, Equatable {
         public var id: String
         public var reason: DropReason
@@ -78,10 +91,16 @@ public struct Prompt: Sendable, Equatable {
     public var used: [String]
     /// Items left out, in the order they were; a turn summarized is among them.
     public var dropped: [Dropped]
+    /// Where the system text, each item's text and the query are in `text`, in order, when they
+    /// were asked for (nil too when a text holds the characters that mark them: see
+    /// `PromptBuilder`).
+    public var spans: [Span]?
 
     public init(
-        text: String, messages: [PromptMessage]?, tokens: Int, sections: [Section], used: [String], dropped: [Dropped]
+        text: String, messages: [PromptMessage]?, tokens: Int, sections: [Section], used: [String], dropped: [Dropped],
+        spans: [Span]? = nil
     ) {
+        self.spans = spans
         self.text = text
         self.messages = messages
         self.tokens = tokens

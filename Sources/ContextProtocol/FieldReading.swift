@@ -137,6 +137,16 @@ extension JSONObject {
         }
     }
 
+    /// A required array of objects.
+    func objects(_ key: String) throws(ProtocolError) -> [JSONObject] {
+        try required(key, as: "array", \.arrayValue).enumerated().map { (i, value) throws(ProtocolError) in
+            guard let object = value.objectValue else {
+                throw ProtocolError(.wrongType, "\(key)[\(i)] must be an object, not \(value.typeName)")
+            }
+            return object
+        }
+    }
+
     /// A required array of memory objects (as `JSONWriter.memory` writes them).
     func memories(_ key: String) throws(ProtocolError) -> [Memory] {
         try required(key, as: "array", \.arrayValue).enumerated().map { (i, value) throws(ProtocolError) in

@@ -37,12 +37,16 @@ extension Operations {
             public var messages: Bool
             /// Tokens a section may use at most, by section name.
             public var caps: [String: Int]
+            /// Whether the answer says where each part is in the prompt (`spans`).
+            public var spans: Bool
 
             public init(
                 search: SearchRequest, session: String? = nil, budget: Int = Arguments.defaultBudget,
                 template: String? = nil, system: String? = nil, limit: Int = Arguments.defaultLimit,
-                recent: Int = Arguments.defaultRecent, messages: Bool = false, caps: [String: Int] = [:]
+                recent: Int = Arguments.defaultRecent, messages: Bool = false, caps: [String: Int] = [:],
+                spans: Bool = false
             ) {
+                self.spans = spans
                 self.search = search
                 self.session = session
                 self.budget = budget
@@ -103,6 +107,10 @@ extension Operations {
                     "`messages`: also a chat-message list"),
                 FieldSpec(
                     "caps", .object, "tokens a section may use at most: `pinned`, `memories`, `summary`, `recent`"),
+                FieldSpec(
+                    "spans", .boolean, default: "false",
+                    "also where the system text, each memory's or turn's text and the query are in `prompt` (UTF-8 bytes)"
+                ),
             ]
         public static let fields = FieldSpec.names(requestFields)
 
@@ -142,6 +150,10 @@ extension Operations {
                 }
                 writer.raw(UInt8(ascii: "}"))
             }
+            if arguments.spans {
+                writer.field("spans")
+                writer.bool(true)
+            }
         }
 
         public static func decode(_ request: JSONObject) throws(ProtocolError) -> Arguments {
@@ -163,7 +175,8 @@ extension Operations {
                 template: try request.optionalString("template"), system: try request.optionalString("system"),
                 limit: try request.bounded("limit", 0, Arguments.maximumLimit, default: Arguments.defaultLimit),
                 recent: try request.bounded("recent", 0, Arguments.maximumRecent, default: Arguments.defaultRecent),
-                messages: format == "messages", caps: try caps(request))
+                messages: format == "messages", caps: try caps(request),
+                spans: try request.optionalBool("spans") ?? false)
         }
 
         private static func caps(_ request: JSONObject) throws(ProtocolError) -> [String: Int] {
@@ -224,17 +237,21 @@ extension Operations {
                 writer.string(prompt.dropped[i].reason.rawValue)
                 writer.raw(UInt8(ascii: "}"))
             }
+            if let spans = prompt.spans {
+                writer.field("spans")
+                writer.array(count: spans.count) { writer, i in
+                    writer.raw("{\"section\":")
+                    writer.string(spans[i].section.rawValue)
+                    writer.field("start")
+                    writer.int(Int64(spans[i].start))
+                    writer.field("end")
+                    writer.int(Int64(spans[i].end))
+                    writer.raw(UInt8(ascii: "}"))
+                }
+            }
         }
 
         public static func decode(answer: JSONObject) throws(ProtocolError) -> Answer {
-            func objects(_ key: String) throws(ProtocolError) -> [JSONObject] {
-                try answer.required(key, as: "array", \.arrayValue).map { (value) throws(ProtocolError) in
-                    guard let object = value.objectValue else {
-                        throw ProtocolError(.wrongType, "each of '\(key)' must be an object, not \(value.typeName)")
-                    }
-                    return object
-                }
-            }
             func named<T: RawRepresentable<String>>(_ object: JSONObject, _ key: String) throws(ProtocolError) -> T {
                 let name = try object.required(key, as: "string", \.stringValue)
                 guard let value = T(rawValue: name) else {
@@ -245,7 +262,7 @@ extension Operations {
             let messages: [PromptMessage]? =
                 answer["messages"] == nil
                 ? nil
-                : try objects("messages").map { (object) throws(ProtocolError) in
+                : try answer.objects("messages").map { (object) throws(ProtocolError) in
                     PromptMessage(
                         role: try object.required("role", as: "string", \.stringValue),
                         content: try object.required("content", as: "string", \.stringValue))
@@ -253,16 +270,24 @@ extension Operations {
             let prompt = ContextModel.Prompt(
                 text: try answer.required("prompt", as: "string", \.stringValue), messages: messages,
                 tokens: Int(try answer.required("tokens", as: "integer", \.integerValue)),
-                sections: try objects("sections").map { (object) throws(ProtocolError) in
+                sections: try answer.objects("sections").map { (object) throws(ProtocolError) in
                     ContextModel.Prompt.Section(
                         name: try named(object, "name"),
                         tokens: Int(try object.required("tokens", as: "integer", \.integerValue)),
                         ids: try object.strings("ids"))
                 }, used: try answer.strings("used"),
-                dropped: try objects("dropped").map { (object) throws(ProtocolError) in
+                dropped: try answer.objects("dropped").map { (object) throws(ProtocolError) in
                     ContextModel.Prompt.Dropped(
                         id: try object.required("id", as: "string", \.stringValue), reason: try named(object, "reason"))
-                })
+                },
+                spans: answer["spans"] == nil
+                    ? nil
+                    : try answer.objects("spans").map { (object) throws(ProtocolError) in
+                        ContextModel.Prompt.Span(
+                            section: try named(object, "section"),
+                            start: Int(try object.required("start", as: "integer", \.integerValue)),
+                            end: Int(try object.required("end", as: "integer", \.integerValue)))
+                    })
             return Answer(prompt: prompt, counter: try answer.required("counter", as: "string", \.stringValue))
         }
     }

@@ -72,9 +72,10 @@ public struct ServerConfiguration: Sendable {
     /// Bytes of `search` and `prompt` answers kept for repeated requests (keys and answers); 0
     /// keeps none.
     public var resultCacheBytes = 64 * 1024 * 1024
-    /// Requests that take longer (from their start to their answer) are logged, one warning
-    /// each with the op, `rid`, key and milliseconds; nil logs none.
-    public var slowRequest: TimeAmount?
+    /// Requests that take this long or longer (from their start to their answer) are logged,
+    /// one warning each with the op, `rid`, key and milliseconds, and the latest are kept for
+    /// the `slow_requests` op; nil: none.
+    public var slowRequest: TimeAmount? = .milliseconds(250)
     /// One search in this many that was not exact is re-run exactly in the background, for the
     /// `contextstore_sampled_recall` gauge (`QualitySampler`); 0 re-runs none.
     public var qualitySampleEvery = 100
@@ -190,13 +191,14 @@ public final class ContextStoreServer: Sendable {
             maximumPerAddress: configuration.maximumConnectionsPerAddress
                 ?? max(1, configuration.maximumConnections / 4),
             maximumUnsentBytes: configuration.maximumUnsentBytesTotal)
+        let slowRequests = SlowRequestLog(threshold: configuration.slowRequest)
         let serverContext = ServerContext(
             stores: stores, embedder: embedder, version: serverVersion, prompts: configuration.prompts,
             backupDirectory: configuration.backupDirectory,
             keys: configuration.keys,
             results: configuration.resultCacheBytes > 0
                 ? ResultCache(capacityBytes: configuration.resultCacheBytes) : nil, limits: limits,
-            quality: QualitySampler(every: configuration.qualitySampleEvery))
+            quality: QualitySampler(every: configuration.qualitySampleEvery), slowRequests: slowRequests)
         self.context = serverContext
         let writeQueue = WriteQueue(limit: configuration.maximumQueuedWrites)
         let forwarder = stores.node.map {
@@ -206,7 +208,7 @@ public final class ContextStoreServer: Sendable {
         let dispatcher = Dispatcher(
             writerPool: writerPool, computePool: computePool, writeQueue: writeQueue,
             authFailures: limits.authFailures,
-            requestLog: RequestLog(slowThreshold: configuration.slowRequest, logger: logger),
+            requestLog: RequestLog(slow: slowRequests, logger: logger),
             maximumAnswerBytes: configuration.maximumAnswerBytes, forwarder: forwarder)
         /// Undoes the start when a socket cannot be bound.
         func stopThreads() async {

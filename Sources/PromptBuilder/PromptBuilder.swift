@@ -77,12 +77,15 @@ public struct PromptRequest: Sendable {
     /// Tokens a section may use at most, where set.
     public var caps: [PromptSection: Int]
     public var format: PromptFormat
+    /// Whether the answer says where each part is in the text (`Prompt.spans`).
+    public var spans: Bool
 
     public init(
         system: String, query: String, pinned: [PromptItem] = [], memories: [PromptItem] = [],
         recent: [PromptItem] = [], budget: Int, limit: Int? = nil, caps: [PromptSection: Int] = [:],
-        format: PromptFormat = .text
+        format: PromptFormat = .text, spans: Bool = false
     ) {
+        self.spans = spans
         self.system = system
         self.query = query
         self.pinned = pinned
@@ -268,7 +271,8 @@ public struct PromptBuilder: Sendable {
         }
         return Prompt(
             text: text, messages: messages, tokens: tokens(of: text, messages, tally), sections: sections,
-            used: (parts.pinned + parts.memories + parts.recent).map(\.id), dropped: dropped)
+            used: (parts.pinned + parts.memories + parts.recent).map(\.id), dropped: dropped,
+            spans: request.spans ? parts.spans(of: text) : nil)
     }
 
     private static func unique(_ ids: [String]) -> [String] {
@@ -369,6 +373,62 @@ public struct PromptBuilder: Sendable {
             case .system, .query: break
             }
             return template.render(alone)
+        }
+
+        /// Where the system text, each item's text and the query are in `text` (their
+        /// rendering), in UTF-8 bytes: the parts are rendered again with each of those texts
+        /// between two noncharacters (U+FDD0 and a section's mark before, U+FDEF after), which
+        /// are then taken out. Nil when that is not `text` again: a text held the marks, or the
+        /// template showed a text in a way that split its marks.
+        func spans(of text: String) -> [Prompt.Span]? {
+            // (Noncharacters cannot be written as literals.)
+            let open = Unicode.Scalar(UInt32(0xFDD0))!
+            let close = Unicode.Scalar(UInt32(0xFDEF))!
+            let sections = PromptSection.allCases
+            // U+FDD1, U+FDD2, ...: the section's mark.
+            func mark(_ section: PromptSection) -> Unicode.Scalar {
+                Unicode.Scalar(0xFDD1 + UInt32(sections.firstIndex(of: section)!))!
+            }
+            func marked(_ text: String, _ section: PromptSection) -> String {
+                text.isEmpty ? text : String(open) + String(mark(section)) + text + String(close)
+            }
+            func marked(_ items: [PromptItem], _ section: PromptSection) -> [PromptItem] {
+                items.map { item in
+                    var item = item
+                    item.text = marked(item.text, section)
+                    return item
+                }
+            }
+            var copy = self
+            copy.system = marked(system, .system)
+            copy.query = marked(query, .query)
+            copy.pinned = marked(pinned, .pinned)
+            copy.memories = marked(memories, .memories)
+            copy.summary = marked(summary, .summary)
+            copy.recent = marked(recent, .recent)
+            var spans: [Prompt.Span] = []
+            var plain = String.UnicodeScalarView()
+            var offset = 0
+            var current: (section: PromptSection, start: Int)?
+            var scalars = copy.render().unicodeScalars.makeIterator()
+            while let scalar = scalars.next() {
+                switch scalar {
+                case open:
+                    guard current == nil, let code = scalars.next(), code.value >= 0xFDD1,
+                        Int(code.value - 0xFDD1) < sections.count
+                    else { return nil }
+                    current = (sections[Int(code.value - 0xFDD1)], offset)
+                case close:
+                    guard let started = current else { return nil }
+                    spans.append(Prompt.Span(section: started.section, start: started.start, end: offset))
+                    current = nil
+                default:
+                    plain.append(scalar)
+                    offset += UTF8.width(scalar)
+                }
+            }
+            guard current == nil, String(plain) == text else { return nil }
+            return spans
         }
 
         /// The chat messages: the template without recent turns and query as the system

@@ -266,6 +266,26 @@ struct MetricsCommand: AsyncParsableCommand {
     }
 }
 
+struct KeysCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "keys", abstract: "The server's keys: names, roles, users and rates, never secrets (an admin's).")
+    @OptionGroup var connection: ConnectionOptions
+
+    func run() async throws { try await connection.send(Operations.Keys.self) }
+}
+
+struct SlowRequestsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "slow-requests",
+        abstract: "The latest requests slower than the server's --slow-ms, newest first (an admin's).")
+    @OptionGroup var connection: ConnectionOptions
+    @Option(help: "Requests at most (1-256; the server's default: 50).") var limit: Int?
+
+    func run() async throws {
+        try await connection.send(Operations.SlowRequests.self, limit.map { [("limit", .integer(Int64($0)))] } ?? [])
+    }
+}
+
 struct StatsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "stats", abstract: "Counts and sizes of the space.")
     @OptionGroup var connection: ConnectionOptions

@@ -232,8 +232,11 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Bytes of search and prompt answers kept for repeated requests; 0 keeps none.")
     var resultCacheBytes = 64 * 1024 * 1024
 
-    @Option(help: "Log each request that takes longer than this many milliseconds (op, rid, key, time).")
-    var slowMs: Int?
+    @Option(
+        help:
+            "Log each request that takes this many milliseconds or longer (op, rid, key, time) and keep the latest for `slow_requests`."
+    )
+    var slowMs = 250
 
     @Option(help: "trace, debug (a line per request: op, rid, key, time, outcome), info, notice, warning, error.")
     var logLevel: Logger.Level = .info
@@ -392,7 +395,7 @@ struct ServeCommand: AsyncParsableCommand {
         configuration.prompts = prompts
         configuration.keys = ring
         configuration.resultCacheBytes = resultCacheBytes
-        configuration.slowRequest = slowMs.map { .milliseconds(Int64($0)) }
+        configuration.slowRequest = .milliseconds(Int64(slowMs))
         configuration.metricsAddress = metricsPort.map { (metricsHost, $0) }
         if case .port(let number) = httpPort { configuration.httpAddress = (host, number) }
         configuration.httpCORSOrigin = httpCors

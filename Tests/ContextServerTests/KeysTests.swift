@@ -481,3 +481,69 @@ import Testing
         await server.stop()
     }
 }
+
+/// `keys` and `slow_requests`: what an admin sees of the server, never secrets nor content.
+@Suite struct AdminOpsTests {
+    @Test func keysListsNamesRolesUsersAndRatesAndNoSecret() async throws {
+        var keys = KeysTests.keys
+        keys[1].rate = Rate(perSecond: 2.5, burst: 10)
+        let server = try await TestServer(dimension: 2) { $0.keys = KeyRing(keys) }
+        let socket = try RawSocket(port: server.port)
+        socket.send(#"{"op":"auth","secret":"root-secret-0123456789"}"# + "\n" + #"{"op":"keys"}"# + "\n")
+        _ = socket.readLine()
+        let answer = try #require(socket.readLine())
+        #expect(
+            answer
+                == #"{"ok":true,"enabled":true,"keys":[{"name":"app-a","role":"app","users":["alice","team-a/*"],"rate":{"per_second":2.5,"burst":10}},{"name":"reader","role":"read","users":["alice"],"rate":null},{"name":"root","role":"admin","users":[],"rate":null}]}"#
+        )
+        #expect(!answer.contains("secret"))
+        for secret in ["app-a-secret-0123456789", "reader-secret-0123456789"] {
+            let other = try RawSocket(port: server.port)
+            other.send(#"{"op":"auth","secret":"\#(secret)"}"# + "\n" + #"{"op":"keys"}"# + "\n")
+            _ = other.readLine()
+            #expect(KeysTests().code(other.readLine()) == "forbidden")
+            other.send(#"{"op":"slow_requests"}"# + "\n")
+            #expect(KeysTests().code(other.readLine()) == "forbidden")
+        }
+        await server.stop()
+        let open = try await TestServer(dimension: 2)
+        let plain = try RawSocket(port: open.port)
+        plain.send(#"{"op":"keys"}"# + "\n")
+        #expect(plain.readLine() == #"{"ok":true,"enabled":false,"keys":[]}"#)
+        await open.stop()
+    }
+
+    @Test func slowRequestsKeepsTheLatestNewestFirstAndNoMore() async throws {
+        var quiet = Logger(label: "test")
+        quiet.logLevel = .error  // every request is slow here: no warning for each
+        let server = try await TestServer(dimension: 2, logger: quiet) { $0.slowRequest = .zero }
+        let socket = try RawSocket(port: server.port)
+        let kept = Operations.SlowRequests.kept
+        for i in 0..<(kept + 20) {
+            socket.send(#"{"op":"ping","rid":\#(i)}"# + "\n")
+            _ = socket.readLine()
+        }
+        socket.send(#"{"op":"search","user":"u","vector":[1]}"# + "\n")
+        #expect(KeysTests().code(socket.readLine()) == "wrong_dimension")
+        socket.send(#"{"op":"slow_requests","limit":\#(kept)}"# + "\n")
+        let answer = try #require(socket.readLine())
+        guard case .object(let object) = try JSONParser.parse(Array(answer.utf8)) else {
+            Issue.record("not an object: \(answer)")
+            return
+        }
+        let decoded = try Operations.SlowRequests.decode(answer: object)
+        #expect(decoded.thresholdMilliseconds == 0)
+        #expect(decoded.requests.count == kept)
+        #expect(decoded.requests.first?.op == "search")
+        #expect(decoded.requests.first?.outcome == "wrong_dimension")
+        #expect(decoded.requests.first?.door == "tcp")
+        #expect(decoded.requests.dropFirst().allSatisfy { $0.op == "ping" && $0.outcome == "ok" && $0.key == nil })
+        #expect(zip(decoded.requests, decoded.requests.dropFirst()).allSatisfy { $0.at >= $1.at })
+        for bad in [#""limit":0"#, #""limit":\#(kept + 1)"#, #""what":1"#] {
+            socket.send(#"{"op":"slow_requests",\#(bad)}"# + "\n")
+            let code = KeysTests().code(socket.readLine())
+            #expect(code == (bad.contains("what") ? "unknown_field" : "invalid_value"), "\(bad)")
+        }
+        await server.stop()
+    }
+}

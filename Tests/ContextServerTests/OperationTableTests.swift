@@ -24,9 +24,8 @@ import Testing
             OperationTable.descriptors.map(\.name).sorted()
                 == [
                     "add", "add_batch", "auth", "backup", "cluster", "delete", "digest", "embed", "feedback", "forget",
-                    "get",
-                    "hello",
-                    "list", "metrics", "ping", "prompt", "search", "sessions", "stats", "update", "users",
+                    "get", "hello", "keys", "list", "metrics", "ping", "prompt", "search", "sessions", "slow_requests",
+                    "stats", "update", "users",
                 ])
         #expect(OperationTable.byName.count == OperationTable.descriptors.count)
     }
@@ -37,7 +36,7 @@ import Testing
             placements == [
                 "ping": .eventLoop, "hello": .eventLoop, "auth": .eventLoop, "metrics": .eventLoop,
                 "search": .eventLoop, "get": .eventLoop,
-                "stats": .eventLoop,
+                "stats": .eventLoop, "keys": .eventLoop, "slow_requests": .eventLoop,
                 "embed": .computePool, "prompt": .computePool, "list": .computePool, "sessions": .computePool,
                 "backup": .computePool, "digest": .computePool, "cluster": .computePool, "users": .computePool,
                 "add": .writer, "add_batch": .writer, "delete": .writer, "feedback": .writer, "forget": .writer,
@@ -56,6 +55,7 @@ import Testing
                 "list": .read, "sessions": .read, "prompt": .read, "add": .write, "add_batch": .write,
                 "update": .write, "delete": .write, "forget": .write, "feedback": .write, "stats": .anyKey,
                 "backup": .admin, "metrics": .anyKey, "digest": .read, "cluster": .admin, "users": .read,
+                "keys": .admin, "slow_requests": .admin,
             ])
         #expect(
             try decode(

@@ -41,6 +41,37 @@ import Testing
         #expect(prompt.sections.first { $0.name == .memories }?.ids == ["m1", "m2"])
     }
 
+    @Test func spansSayWhereEachPartIsInTheText() throws {
+        let request = PromptRequest(
+            system: "Answer from the memories.", query: "Où vit la sœur d'Ana? 🍵",
+            pinned: [item("p1", "Ana is vegetarian")],
+            memories: [item("m1", "Ma sœur vit à Porto \u{0} 🏠", minute: 3), item("m2", "I like tea", minute: 1)],
+            recent: [item("r1", "Hi!", minute: 9, speaker: nil)], budget: 1000, spans: true)
+        let prompt = try builder.build(request)
+        let spans = try #require(prompt.spans)
+        let bytes = Array(prompt.text.utf8)
+        let shown = spans.map { ($0.section, String(decoding: bytes[$0.start..<$0.end], as: UTF8.self)) }
+        #expect(shown.map(\.0) == [.system, .pinned, .memories, .memories, .recent, .query])
+        #expect(
+            shown.map(\.1) == [
+                "Answer from the memories.", "Ana is vegetarian", "Ma sœur vit à Porto \u{0} 🏠", "I like tea", "Hi!",
+                "Où vit la sœur d'Ana? 🍵",
+            ])
+        // The same prompt as without spans; none unless asked.
+        var plain = request
+        plain.spans = false
+        let without = try builder.build(plain)
+        #expect(without.text == prompt.text && without.tokens == prompt.tokens && without.spans == nil)
+        // A text that holds the marks gets no spans rather than wrong ones.
+        // (Noncharacters cannot be written as literals.)
+        let oddText =
+            "odd " + String(Unicode.Scalar(UInt32(0xFDD0))!) + String(Unicode.Scalar(UInt32(0xFDD3))!) + " text"
+        var marked = request
+        marked.memories[1].text = oddText
+        let odd = try builder.build(marked)
+        #expect(odd.spans == nil && odd.text.contains(oddText))
+    }
+
     @Test func whatDoesNotFitIsLeftOutInOrderAndReported() throws {
         let memories = (0..<20).map { item("m\($0)", "memory number \($0) about the garden and the weather") }
         let recent = (0..<6).map { item("r\($0)", "turn \($0) of the conversation so far", minute: Int64($0)) }

@@ -249,7 +249,8 @@ final class Dispatcher: Sendable {
         let took = NIODeadline.now() - began
         let outcome = ServerMetrics.outcome(answer)
         session.metrics.finished(op, outcome: outcome, nanoseconds: took.nanoseconds, door: session.session.door)
-        requestLog.note(op, rid: rid, key: session.session.key, took: took, outcome: outcome)
+        requestLog.note(
+            op, rid: rid, key: session.session.key, took: took, outcome: outcome, door: session.session.door)
     }
 
     /// The answer, or `too_large` in its place when it is longer than `maximumAnswerBytes`.
@@ -261,31 +262,6 @@ final class Dispatcher: Sendable {
                 .tooLarge,
                 "the answer would be \(bytes.count) bytes, more than \(maximumAnswerBytes); ask for fewer memories, without vectors, or a page at a time"
             ))
-    }
-}
-
-/// Logs each request that ran, with its op, `rid`, key name (never a secret), time and outcome:
-/// a warning when it took longer than `slowThreshold`, an error when the database failed, a
-/// debug line otherwise (built only when the logger's level lets it through).
-struct RequestLog: Sendable {
-    let slowThreshold: TimeAmount?
-    let logger: Logger
-
-    func note(_ op: String, rid: JSONValue?, key: String?, took: TimeAmount, outcome: String) {
-        func metadata() -> Logger.Metadata {
-            [
-                "op": "\(op)", "rid": "\(rid.map { JSONWriter.serialize($0) } ?? "-")", "key": "\(key ?? "-")",
-                "ms": "\(Double(took.nanoseconds / 1000) / 1000)", "answer": "\(outcome == "ok" ? "ok" : "error")",
-                "outcome": "\(outcome)",
-            ]
-        }
-        if let slowThreshold, took >= slowThreshold {
-            logger.warning("slow request", metadata: metadata())
-        } else if outcome == ErrorCode.storageError.rawValue {
-            logger.error("request failed", metadata: metadata())
-        } else {
-            logger.debug("request", metadata: metadata())
-        }
     }
 }
 

@@ -225,7 +225,7 @@ enum OperationTable {
         OperationDescriptor(
             Operations.Prompt.self, runs: .computePool, access: .read, users: { [$0.search.user] }, cost: .fixed(5),
             cachedFor: { $0.search.halfLife == nil ? $0.search.user : nil },
-            answer: ["prompt", "messages?", "tokens", "counter", "sections", "used", "dropped"],
+            answer: ["prompt", "messages?", "tokens", "counter", "sections", "used", "dropped", "spans?"],
             errors: [.noEmbedder, .budgetTooSmall, .unknownTemplate]
         ) {
             request, context in
@@ -319,6 +319,13 @@ enum OperationTable {
             _, context in
             context.metricsText()
         },
+        // Server-wide facts no tenant's key may see: an admin's alone.
+        OperationDescriptor(Operations.Keys.self, runs: .eventLoop, access: .admin, answer: ["enabled", "keys"]) {
+            _, context in context.keySummaries()
+        },
+        OperationDescriptor(
+            Operations.SlowRequests.self, runs: .eventLoop, access: .admin, answer: ["threshold_ms", "requests"]
+        ) { limit, context in context.slowRequests.latest(limit) },
         OperationDescriptor(
             // A role that writes: embedding is what storing a memory costs, and read keys
             // should not spend the model's time.

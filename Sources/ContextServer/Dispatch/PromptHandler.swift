@@ -84,7 +84,7 @@ extension ServerContext {
         let fitted = PromptRequest(
             system: request.system ?? PromptSettings.defaultSystem, query: request.search.text ?? "", pinned: pinned,
             memories: memories, recent: recent, budget: request.budget, limit: request.limit, caps: caps,
-            format: request.messages ? .messages : .text)
+            format: request.messages ? .messages : .text, spans: request.spans)
         let built: ContextModel.Prompt
         do throws(PromptError) {
             built = try builder.build(fitted)

@@ -32,6 +32,8 @@ struct ServerContext: Sendable {
     let metrics = ServerMetrics()
     /// Searches that came short, and the sampled recall of those not exact.
     let quality: QualitySampler
+    /// The latest requests slower than the threshold, for `slow_requests`.
+    let slowRequests: SlowRequestLog
     /// Whether a `backup` is running.
     let backups = BackupFlag()
     /// Where a write request's sequences in the cluster's log are kept for its answer (set for
@@ -430,6 +432,18 @@ struct ServerContext: Sendable {
         guard !keyed else { return text }
         return text.split(separator: "\n", omittingEmptySubsequences: false)
             .filter { !$0.contains("key=\"") }.joined(separator: "\n")
+    }
+
+    /// The keys by name, with roles, users and rates; never a secret.
+    func keySummaries() -> Operations.Keys.Answer {
+        guard let keys else { return Operations.Keys.Answer(enabled: false, keys: []) }
+        return Operations.Keys.Answer(
+            enabled: true,
+            keys: keys.names.compactMap { keys.key(named: $0) }.map { key in
+                KeySummary(
+                    name: key.name, role: key.role.rawValue, users: key.users, perSecond: key.rate?.perSecond,
+                    burst: key.rate?.burst)
+            })
     }
 
     /// A page of the users whose ids begin with a prefix; a key that covers some users sees

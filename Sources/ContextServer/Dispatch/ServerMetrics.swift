@@ -1,5 +1,6 @@
 import ContextModel
 import ContextProtocol
+import Foundation
 import MemoryStore
 import Metrics
 import Prometheus
@@ -122,11 +123,21 @@ final class ServerMetrics: Sendable {
             ("contextstore_result_cache_bytes", stats.resultCache.bytes),
             ("contextstore_embedding_cache_hits", stats.embeddingCache.hits),
             ("contextstore_embedding_cache_misses", stats.embeddingCache.misses),
+            ("process_resident_memory_bytes", Self.residentBytes()),
         ]
         for (name, value) in gauges {
             CoreMetrics.Gauge(label: name, factory: factory).record(value)
         }
         return registry.emitToString()
+    }
+
+    /// The process's resident set in bytes (Linux' `/proc/self/statm`, in pages); 0 where it
+    /// cannot be read.
+    static func residentBytes() -> Int {
+        guard let statm = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) else { return 0 }
+        let fields = statm.split(separator: " ")
+        guard fields.count > 1, let pages = Int(fields[1]) else { return 0 }
+        return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
     }
 
     /// What a key that is not an admin's sees: the memories, users and expired memories of its

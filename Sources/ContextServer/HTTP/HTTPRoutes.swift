@@ -82,6 +82,12 @@ struct HTTPRoute: Sendable {
         HTTPRoute(
             method: .get, path: "/v1/cluster", op: "cluster", body: .none,
             summary: "Nodes, ranges, their hosts and lag, when clustered (`cluster`)."),
+        HTTPRoute(
+            method: .get, path: "/v1/keys", op: "keys", body: .none,
+            summary: "The server's keys: names, roles, users and rates, never secrets (`keys`, admin)."),
+        HTTPRoute(
+            method: .get, path: "/v1/slow-requests", op: "slow_requests", body: .none,
+            summary: "The latest requests slower than `serve --slow-ms`, newest first (`slow_requests`, admin)."),
     ]
 
     /// The line-protocol request this route makes of a request: `{"op":..,` then the path's

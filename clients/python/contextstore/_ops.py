@@ -117,6 +117,22 @@ class Operations:
         """-> the server's metrics in Prometheus' text format (a key that is not an admin's: its own)."""
         return self._call(Request({"op": "metrics"}, lambda a: a["text"], True))
 
+    def keys(self) -> Any:
+        """-> the answer's dict: ``enabled`` and ``keys`` (name, role, users, rate), never a
+        secret (an admin's)."""
+        return self._call(Request({"op": "keys"}, lambda a: {"enabled": a["enabled"], "keys": a["keys"]}, True))
+
+    def slow_requests(self, limit: Optional[int] = None) -> Any:
+        """-> the answer's dict: ``threshold_ms`` and ``requests`` (at, op, key, ms, outcome,
+        door), the latest requests slower than ``serve --slow-ms``, newest first (an admin's)."""
+        return self._call(
+            Request(
+                _given(op="slow_requests", limit=limit),
+                lambda a: {"threshold_ms": a["threshold_ms"], "requests": a["requests"]},
+                True,
+            )
+        )
+
     def backup(self, to: str) -> Any:
         """-> ``Backup``: a consistent copy of the space written to the new file ``to`` (an admin's)."""
         return self._call(Request({"op": "backup", "to": to}, lambda a: t.known_fields(t.Backup, a), False))

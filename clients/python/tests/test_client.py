@@ -119,6 +119,13 @@ def test_every_op(server, tmp_path):
         assert own.digest != whole.digest
         with pytest.raises(cs.Forbidden):  # the whole space is an admin's
             client.digest()
+        keys = admin.keys()
+        assert keys["enabled"] is True and "app" in [key["name"] for key in keys["keys"]]
+        assert "secret" not in repr(keys)
+        slow = admin.slow_requests(limit=5)
+        assert slow["threshold_ms"] == 250 and len(slow["requests"]) <= 5
+        with pytest.raises(cs.Forbidden):
+            client.keys()
         backup = admin.backup("copy.db")  # a file of the server's --backup-dir
         copy = server.folder / "copy.db"
         assert backup.path == str(copy) and copy.exists()
