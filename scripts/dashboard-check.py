@@ -87,7 +87,7 @@ def main():
                             {"name": "reader", "secret": READER, "role": "read", "users": ["alice"]}]}, file)
     server = subprocess.Popen([CONTEXTSTORE, "serve", "--db", os.path.join(work, "space.db"), "--port", "0",
                                "--http-port", "0", "--model", "none", "--dim", "4", "--keys", keys,
-                               "--log-level", "error"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                               "--slow-ms", "0", "--log-level", "error"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     driver = None
     try:
         port = None
@@ -129,6 +129,21 @@ def main():
         check(driver.find_element(By.ID, "stat-users").text == str(stats["users"]),
               f"overview shows {stats['memories']} memories and {stats['users']} users")
         time.sleep(2.5)  # a second poll, so the rate chart has a line
+        # Latency by op over the window the page has watched: adds made while it watches.
+        for i in range(5):
+            call(port, "POST", "/v1/users/carol/memories", {"text": f"carol {i}", "vector": [0, 0, 1, 0]})
+        wait.until(lambda d: "–" not in [cell.text for cell in
+                                         d.find_elements(By.CSS_SELECTOR, "#ops tr[data-op='add'] td.latency")])
+        p50, p95, p99 = [float(cell.text) for cell in
+                         driver.find_elements(By.CSS_SELECTOR, "#ops tr[data-op='add'] td.latency")]
+        check(0 < p50 <= p95 <= p99 <= 1000, f"the overview shows add's latency p50 {p50} <= p95 {p95} <= p99 {p99} ms")
+        check(driver.find_element(By.ID, "stat-rss").text.endswith("MiB"), "and the server's resident memory")
+        # --slow-ms 0: every request is slow, so the overview lists the latest.
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#overview-slow tbody tr"))
+        ops = [row.find_elements(By.TAG_NAME, "td")[1].text
+               for row in driver.find_elements(By.CSS_SELECTOR, "#overview-slow tbody tr")]
+        check(len(ops) == 10 and set(ops) <= {"stats", "metrics", "slow_requests", "auth", "add"},
+              f"and the latest slow requests: {ops}")
         driver.save_screenshot(os.path.join(SHOTS, "overview.png"))
 
         # Users: alice's sessions, s1 as a conversation in time order.
@@ -170,6 +185,25 @@ def main():
         first = driver.find_element(By.CSS_SELECTOR, "#hits li")
         check("tram" in first.find_element(By.CLASS_NAME, "text").text, "the search's first hit is the tram turn")
         check(first.find_elements(By.CSS_SELECTOR, ".explain.keyword .bar"), "its explanation is drawn as a bar")
+        check(first.find_elements(By.CSS_SELECTOR, ".explain.fused .bar"), "and so is its rank")
+        # Filters, half-life and context: only s1's turns, a recency bar, the turns around each hit.
+        driver.find_element(By.ID, "search-session").send_keys("s1")
+        driver.find_element(By.ID, "search-half-life").send_keys("86400")
+        context = driver.find_element(By.ID, "search-context")
+        context.clear()
+        context.send_keys("1")
+        driver.find_element(By.ID, "search-query").clear()
+        driver.find_element(By.ID, "search-query").send_keys("Porto pastries tram")
+        driver.find_element(By.CSS_SELECTOR, "#search-form button").click()
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#hits li .explain.recency"))
+        _, found = call(port, "POST", "/v1/users/alice/search",
+                        {"query": "Porto pastries tram", "mode": "keyword", "k": 5, "session": "s1", "half_life": 86400,
+                         "context": 1, "explain": True})
+        hits = driver.find_elements(By.CSS_SELECTOR, "#hits li.hit")
+        check([hit.find_element(By.CLASS_NAME, "text").text for hit in hits] == [hit["text"] for hit in found["hits"]],
+              f"the filtered search shows the API's {len(found['hits'])} hits of session s1 in order")
+        check(all(hit.find_elements(By.CSS_SELECTOR, ".explain.recency .bar") for hit in hits), "each with a recency bar")
+        check(hits[0].find_elements(By.CSS_SELECTOR, ".context div"), "and the turns around it")
         driver.save_screenshot(os.path.join(SHOTS, "search.png"))
 
         # Prompt preview: the token bar's parts sum to the count the API reports.
@@ -187,6 +221,15 @@ def main():
         parts = [int(part.get_attribute("data-tokens")) for part in driver.find_elements(By.CSS_SELECTOR, "#token-bar .part")]
         check(sum(parts) == built["tokens"] and parts, f"the token bar's parts {parts} sum to the API's {built['tokens']}")
         check(driver.find_element(By.ID, "prompt-text").text == built["prompt"].strip(), "the prompt shown is the API's")
+        _, spanned = call(port, "POST", "/v1/users/alice/prompt",
+                          {"query": "where do I live and how do I get to work", "session": "s1", "budget": 512,
+                           "format": "text", "spans": True})
+        encoded = spanned["prompt"].encode()
+        expected = [(span["section"], encoded[span["start"]:span["end"]].decode()) for span in spanned["spans"]]
+        shown = [(part.get_attribute("title"), part.text)
+                 for part in driver.find_elements(By.CSS_SELECTOR, "#prompt-text span")]
+        check(shown == expected and {"system", "query", "recent"} <= {section for section, _ in shown},
+              f"its parts are coloured where the API's spans say: {[section for section, _ in shown]}")
         check(len(driver.find_elements(By.CSS_SELECTOR, "#dropped tbody tr")) == len(built["dropped"]),
               f"and so are the {len(built['dropped'])} dropped")
         driver.save_screenshot(os.path.join(SHOTS, "prompt.png"))
@@ -208,6 +251,28 @@ def main():
         _, sessions = call(port, "GET", "/v1/users/alice/sessions")
         check(sorted(s["session"] for s in sessions["sessions"]) == ["s1", "s3"], "forget removed session s2")
 
+        # Forget a whole user, confirmed in a dialog naming how much goes.
+        open_user("bob")
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#sessions tbody tr")) == 1)
+        driver.find_element(By.ID, "forget-user").click()
+        dialog = wait.until(lambda d: d.switch_to.alert)
+        check("user 'bob'" in dialog.text and "1 memories in 1 sessions" in dialog.text,
+              f"the confirmation names the user and what goes: {dialog.text}")
+        dialog.accept()
+        wait.until(lambda d: "forgotten" in d.find_element(By.ID, "user-title").text)
+        _, page = call(port, "GET", "/v1/users?prefix=bo")
+        check(page["users"] == [], "forget removed user bob")
+
+        # Keys: names, roles and users, never a secret; the slow requests.
+        driver.get(base + "#keys")
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#key-list tbody tr")) == 2)
+        rows = [row.text for row in driver.find_elements(By.CSS_SELECTOR, "#key-list tbody tr")]
+        check(rows == ["admin admin every user no limit", "reader read alice no limit"], f"the keys page lists {rows}")
+        check(ADMIN not in driver.page_source and READER not in driver.page_source, "and shows no secret")
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#slow-list tbody tr")) > 10)
+        check("0 ms or longer" in driver.find_element(By.ID, "slow-note").text, "with the log of slow requests")
+        driver.save_screenshot(os.path.join(SHOTS, "keys.png"))
+
         # A read key cannot press write buttons, and the API refuses it anyway.
         sign_in(READER)
         open_user("alice")
@@ -218,8 +283,15 @@ def main():
         check(edits and all(not button.is_enabled() for button in edits), "a read key's pin and edit buttons are disabled")
         buttons = driver.find_elements(By.CLASS_NAME, "forget-session")
         check(buttons and all(not button.is_enabled() for button in buttons), "a read key's forget buttons are disabled")
+        check(not driver.find_element(By.ID, "forget-user").is_enabled(), "and so is its forget-user button")
         status, answer = call(port, "DELETE", "/v1/users/alice/sessions/s1", secret=READER)
         check(status == 403 and answer["error"]["code"] == "forbidden", "and the API refuses it (403)")
+        driver.get(base + "#keys")
+        wait.until(lambda d: d.find_element(By.ID, "keys-note").text != "")
+        check("admin key's" in driver.find_element(By.ID, "keys-note").text
+              and not driver.find_elements(By.CSS_SELECTOR, "#key-list tbody tr"), "a read key is shown no keys")
+        status, answer = call(port, "GET", "/v1/keys", secret=READER)
+        check(status == 403 and answer["error"]["code"] == "forbidden", "and the API refuses them (403)")
         print(f"screenshots in {SHOTS}")
     finally:
         if driver:

@@ -31,6 +31,7 @@ enum Dashboard {
             <a href="#search">Search</a>
             <a href="#prompt">Prompt</a>
             <a href="#cluster">Cluster</a>
+            <a href="#keys">Keys</a>
           </nav>
           <span id="who"></span>
         </header>
@@ -51,12 +52,19 @@ enum Dashboard {
               <div class="card"><span>memories</span><b id="stat-memories">–</b></div>
               <div class="card"><span>users</span><b id="stat-users">–</b></div>
               <div class="card"><span>on disk</span><b id="stat-disk">–</b></div>
-              <div class="card"><span>in memory</span><b id="stat-memory">–</b></div>
+              <div class="card"><span>index in memory</span><b id="stat-memory">–</b></div>
+              <div class="card"><span>resident (RSS)</span><b id="stat-rss">–</b></div>
               <div class="card"><span>result cache hits</span><b id="stat-cache">–</b></div>
+              <div class="card"><span>sampled recall</span><b id="stat-recall">–</b></div>
             </div>
             <h2>Requests per second</h2>
             <svg id="rate-chart" width="600" height="120" role="img" aria-label="requests per second"></svg>
-            <table id="ops"><thead><tr><th>op</th><th>requests</th><th>errors</th></tr></thead><tbody></tbody></table>
+            <h2>Latency by op <span class="meta">(milliseconds, over the last <span id="latency-window">0</span> s)</span></h2>
+            <table id="ops"><thead><tr><th>op</th><th>requests</th><th>errors</th><th>p50</th><th>p95</th><th>p99</th></tr></thead><tbody></tbody></table>
+            <div id="overview-slow" hidden>
+              <h2>Slow requests <span class="meta">(the latest; all of them under Keys)</span></h2>
+              <table class="slow"><thead><tr><th>at</th><th>op</th><th>key</th><th>ms</th><th>outcome</th><th>door</th></tr></thead><tbody></tbody></table>
+            </div>
           </section>
 
           <section id="users" hidden>
@@ -66,6 +74,7 @@ enum Dashboard {
             <ul id="user-list"></ul>
             <button id="more-users" hidden>More users</button>
             <h2 id="user-title"></h2>
+            <button id="forget-user" hidden>Forget this user</button>
             <table id="sessions"><thead><tr><th>session</th><th>turns</th><th>first</th><th>last</th><th></th></tr></thead><tbody></tbody></table>
             <h2 id="conversation-title"></h2>
             <ol id="conversation"></ol>
@@ -78,8 +87,15 @@ enum Dashboard {
               <input id="search-user" placeholder="user id">
               <input id="search-query" placeholder="query">
               <select id="search-mode"><option>hybrid</option><option>vector</option><option>keyword</option></select>
-              <input id="search-k" type="number" min="1" max="100" value="5">
+              <label>k <input id="search-k" type="number" min="1" max="100" value="5"></label>
               <button type="submit">Search</button>
+              <div class="filters">
+                <input id="search-session" placeholder="session (optional)">
+                <select id="search-role"><option value="">any role</option><option>user</option><option>assistant</option><option>system</option><option>tool</option></select>
+                <input id="search-where" placeholder='metadata, e.g. {"topic": "travel"}'>
+                <label>half-life (s) <input id="search-half-life" type="number" min="0" step="any" placeholder="off"></label>
+                <label>context turns <input id="search-context" type="number" min="0" max="10" value="0"></label>
+              </div>
             </form>
             <p id="search-error" class="error"></p>
             <ol id="hits"></ol>
@@ -100,7 +116,7 @@ enum Dashboard {
             <p id="prompt-error" class="error"></p>
             <div id="token-bar" class="token-bar"></div>
             <p id="token-total" class="meta"></p>
-            <pre id="prompt-text"></pre>
+            <pre id="prompt-text" class="prompt-text"></pre>
             <h2>Dropped</h2>
             <table id="dropped"><thead><tr><th>id</th><th>reason</th></tr></thead><tbody></tbody></table>
           </section>
@@ -110,6 +126,15 @@ enum Dashboard {
             <p id="cluster-note" class="meta"></p>
             <table id="nodes"><thead><tr><th>node</th><th>address</th><th>live</th></tr></thead><tbody></tbody></table>
             <table id="ranges"><thead><tr><th>range</th><th>hosts</th><th>joining</th><th>last</th><th>snapshot</th><th>applied here</th><th>lag</th></tr></thead><tbody></tbody></table>
+          </section>
+
+          <section id="keys" hidden>
+            <h1>Keys</h1>
+            <p id="keys-note" class="meta"></p>
+            <table id="key-list"><thead><tr><th>name</th><th>role</th><th>users</th><th>rate</th></tr></thead><tbody></tbody></table>
+            <h2>Slow requests</h2>
+            <p id="slow-note" class="meta"></p>
+            <table id="slow-list" class="slow"><thead><tr><th>at</th><th>op</th><th>key</th><th>ms</th><th>outcome</th><th>door</th></tr></thead><tbody></tbody></table>
           </section>
         </main>
         </body>
@@ -142,6 +167,12 @@ enum Dashboard {
         .part-system { background: #6b7280; } .part-pinned { background: #8e5bd0; } .part-memories { background: #4a7bd0; }
         .part-summary { background: #d08a4a; } .part-recent { background: #5aa36b; } .part-query { background: #c04a6b; }
         .part-free { background: #e3e6ea; color: #445 !important; }
+        .prompt-text span { border-radius: 2px; }
+        .prompt-text .part-system, .prompt-text .part-pinned, .prompt-text .part-memories, .prompt-text .part-summary,
+        .prompt-text .part-recent, .prompt-text .part-query { color: #fff; }
+        .filters { margin-top: .5em; display: flex; gap: .6em; flex-wrap: wrap; }
+        .bar.fused { background: #8e5bd0; }
+        .context { margin: .3em 0 0 1em; border-left: 3px solid #e3e6ea; padding-left: .6em; }
         pre { white-space: pre-wrap; background: #fff; padding: .8em; border-radius: 6px; max-width: 900px; }
 
         """#
@@ -190,9 +221,12 @@ enum Dashboard {
         }
 
         let polling = null;
+        const pages = ["signin", "overview", "users", "search", "prompt", "cluster", "keys"];
         function show(page) {
-          for (const id of ["signin", "overview", "users", "search", "prompt", "cluster"]) $(id).hidden = id !== page;
+          if (!pages.includes(page)) page = "overview";
+          for (const id of pages) $(id).hidden = id !== page;
           if (page === "cluster") cluster();
+          if (page === "keys") keys();
           clearInterval(polling);
           if (page === "overview") {
             overview();
@@ -200,9 +234,46 @@ enum Dashboard {
           }
         }
 
-        // Overview: the counts, and requests per second from /metrics between two polls.
+        // The samples of Prometheus' text format: name, labels (in any order) and value.
+        function metricSamples(text) {
+          const samples = [];
+          for (const line of text.split("\n")) {
+            const match = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
+            if (!match) continue;
+            const labels = {};
+            for (const label of (match[2] || "").matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) {
+              labels[label[1]] = label[2].replace(/\\(.)/g, (_, c) => (c === "n" ? "\n" : c));
+            }
+            samples.push({ name: match[1], labels, value: Number(match[3]) });
+          }
+          return samples;
+        }
+
+        // Latency percentiles from two readings of the cumulative histogram: the requests
+        // between them, interpolated within their bucket (as Prometheus' histogram_quantile).
+        function percentile(newer, older, q) {
+          const bounds = Object.keys(newer).map(Number).sort((a, b) => a - b);
+          const count = (le) => newer[le] - ((older && older[le]) || 0);
+          const total = count(Infinity);
+          if (!total) return null;
+          let lower = 0, below = 0;
+          for (const le of bounds) {
+            const within = count(le);
+            if (within >= q * total) {
+              if (le === Infinity) return lower;
+              return lower + ((le - lower) * (q * total - below)) / Math.max(1, within - below);
+            }
+            lower = le;
+            below = within;
+          }
+          return null;
+        }
+
+        // Overview: the counts, requests per second, latency by op over the last minutes, and
+        // the latest slow requests (an admin's).
         const rates = [];
-        let previous = null;
+        const readings = [];
+        const latencyWindow = 5 * 60 * 1000;
         async function overview() {
           const stats = await api("GET", "/v1/stats");
           $("stat-memories").textContent = stats.memories;
@@ -214,25 +285,84 @@ enum Dashboard {
           const secret = sessionStorage.getItem("contextstore-secret");
           const response = await fetch("/metrics", { headers: secret ? { Authorization: "Bearer " + secret } : {} });
           if (!response.ok) return;
-          const counts = {};
-          for (const line of (await response.text()).split("\n")) {
-            const match = /^contextstore_requests_total\{op="([^"]*)",outcome="([^"]*)",door="[^"]*"\} ([0-9.e+]+)$/.exec(line);
-            if (!match) continue;
-            const entry = (counts[match[1]] ||= { requests: 0, errors: 0 });
-            entry.requests += Number(match[3]);
-            if (match[2] !== "ok") entry.errors += Number(match[3]);
+          const counts = {}, buckets = {};
+          for (const sample of metricSamples(await response.text())) {
+            const op = sample.labels.op;
+            if (sample.name === "contextstore_requests_total") {
+              const entry = (counts[op] ||= { requests: 0, errors: 0 });
+              entry.requests += sample.value;
+              if (sample.labels.outcome !== "ok") entry.errors += sample.value;
+            } else if (sample.name === "contextstore_request_duration_seconds_bucket") {
+              (buckets[op] ||= {})[sample.labels.le === "+Inf" ? Infinity : Number(sample.labels.le)] = sample.value;
+            } else if (sample.name === "process_resident_memory_bytes") {
+              $("stat-rss").textContent = bytes(sample.value);
+            } else if (sample.name === "contextstore_sampled_recall") {
+              $("stat-recall").textContent = sample.value.toFixed(3);
+            }
           }
           const total = Object.values(counts).reduce((sum, entry) => sum + entry.requests, 0);
           const now = Date.now();
-          if (previous) rates.push((total - previous.total) / ((now - previous.at) / 1000));
-          previous = { total, at: now };
-          if (rates.length > 60) rates.shift();
+          const last = readings[readings.length - 1];
+          if (last) rates.push((total - last.total) / ((now - last.at) / 1000));
+          if (rates.length > 150) rates.shift();
+          readings.push({ at: now, total, buckets });
+          while (readings.length > 2 && now - readings[0].at > latencyWindow) readings.shift();
           chart($("rate-chart"), rates);
+          const first = readings[0];
+          $("latency-window").textContent = Math.round((now - first.at) / 1000);
           const body = $("ops").tBodies[0];
           body.replaceChildren();
+          const milliseconds = (seconds) => (seconds === null ? "–" : (1000 * seconds).toFixed(2));
           for (const op of Object.keys(counts).sort().filter((op) => counts[op].requests > 0)) {
             const row = body.insertRow();
+            row.className = "op-row";
+            row.dataset.op = op;
             row.append(element("td", op), element("td", counts[op].requests), element("td", counts[op].errors));
+            for (const q of [0.5, 0.95, 0.99]) {
+              // Since the first reading of the window; the whole history when there is one.
+              const since = readings.length > 1 ? first.buckets[op] : null;
+              row.append(element("td", buckets[op] ? milliseconds(percentile(buckets[op], since, q)) : "–", "latency"));
+            }
+          }
+          if (role === "admin") {
+            $("overview-slow").hidden = false;
+            slowRequests($("overview-slow").querySelector("tbody"), 10);
+          }
+        }
+
+        // The latest slow requests into a table's body.
+        async function slowRequests(body, limit) {
+          const answer = await api("GET", "/v1/slow-requests?limit=" + limit);
+          body.replaceChildren();
+          for (const request of answer.requests) {
+            body.insertRow().append(
+              element("td", when(request.at)), element("td", request.op), element("td", request.key ?? "–"),
+              element("td", request.ms.toFixed(1)), element("td", request.outcome), element("td", request.door));
+          }
+          return answer;
+        }
+
+        // Keys (an admin's): names, roles, users and rates, never secrets; the slow requests.
+        async function keys() {
+          $("key-list").tBodies[0].replaceChildren();
+          $("slow-list").tBodies[0].replaceChildren();
+          if (role !== "admin") {
+            $("keys-note").textContent = "Keys and slow requests are an admin key's to see.";
+            $("slow-note").textContent = "";
+            return;
+          }
+          try {
+            const answer = await api("GET", "/v1/keys");
+            $("keys-note").textContent = answer.enabled ? answer.keys.length + " keys" : "This server has no keys (serve --keys): every client may do everything.";
+            for (const key of answer.keys) {
+              const rate = key.rate ? key.rate.per_second + "/s, burst " + key.rate.burst : "no limit";
+              $("key-list").tBodies[0].insertRow().append(
+                element("td", key.name), element("td", key.role), element("td", key.role === "admin" ? "every user" : key.users.join(", ")), element("td", rate));
+            }
+            const slow = await slowRequests($("slow-list").tBodies[0], 256);
+            $("slow-note").textContent = "Requests that took " + slow.threshold_ms + " ms or longer (serve --slow-ms), newest first; the server keeps the latest 256.";
+          } catch (error) {
+            $("keys-note").textContent = error.message;
           }
         }
 
@@ -289,6 +419,10 @@ enum Dashboard {
         async function openUser(user) {
           $("user-error").textContent = "";
           $("user-title").textContent = "User " + user;
+          const forgetUser = $("forget-user");
+          forgetUser.hidden = false;
+          forgetUser.disabled = role === "read";
+          forgetUser.title = role === "read" ? "a read key cannot forget" : "";
           $("conversation").replaceChildren();
           $("conversation-title").textContent = "";
           $("more-turns").hidden = true;
@@ -296,6 +430,8 @@ enum Dashboard {
           body.replaceChildren();
           try {
             const answer = await api("GET", users(user) + "/sessions?limit=100");
+            const turns = answer.sessions.reduce((sum, session) => sum + session.turns, 0);
+            forgetUser.onclick = () => forgetWholeUser(user, turns, answer.sessions.length, answer.more);
             for (const session of answer.sessions) {
               const row = body.insertRow();
               const open = element("a", session.session === null ? "(none)" : session.session);
@@ -379,29 +515,64 @@ enum Dashboard {
           }
         }
 
+        async function forgetWholeUser(user, turns, sessions, more) {
+          const what = turns + " memories in " + sessions + (more ? "+" : "") + " sessions";
+          if (!confirm("Forget user '" + user + "'? All of its memories (" + what + ") will be deleted.")) return;
+          try {
+            const answer = await api("DELETE", users(user));
+            $("user-title").textContent = "User " + user + ": " + answer.deleted + " memories forgotten";
+            $("forget-user").hidden = true;
+            $("sessions").tBodies[0].replaceChildren();
+            $("conversation").replaceChildren();
+            $("conversation-title").textContent = "";
+          } catch (error) {
+            $("user-error").textContent = error.message;
+          }
+        }
+
         // Search playground: hits with the parts of their scores as bars.
         async function search() {
           $("search-error").textContent = "";
           $("hits").replaceChildren();
+          const request = { query: $("search-query").value, mode: $("search-mode").value, k: Number($("search-k").value), explain: true };
+          if ($("search-session").value) request.session = $("search-session").value;
+          if ($("search-role").value) request.role = $("search-role").value;
+          if ($("search-half-life").value) request.half_life = Number($("search-half-life").value);
+          if (Number($("search-context").value)) request.context = Number($("search-context").value);
           try {
-            const answer = await api("POST", users($("search-user").value) + "/search", {
-              query: $("search-query").value, mode: $("search-mode").value, k: Number($("search-k").value), explain: true,
-            });
-            for (const hit of answer.hits) {
+            if ($("search-where").value.trim()) request.where = JSON.parse($("search-where").value);
+          } catch (error) {
+            $("search-error").textContent = "metadata is not JSON: " + error.message;
+            return;
+          }
+          try {
+            const answer = await api("POST", users($("search-user").value) + "/search", request);
+            // Keyword scores (BM25) and fused scores have no fixed top: bars are against the best hit's.
+            const best = (part) => Math.max(1e-9, ...answer.hits.map((hit) => (hit.explain && hit.explain[part] ? hit.explain[part].score : 0)));
+            const top = { keyword: best("keyword"), score: Math.max(1e-9, ...answer.hits.map((hit) => hit.score)) };
+            answer.hits.forEach((hit, i) => {
               const item = element("li", null, "hit");
               item.append(element("div", hit.text, "text"));
               item.append(element("div", "score " + hit.score.toFixed(4) + " · " + (hit.session || "") + " · " + when(hit.created_at), "meta"));
-              for (const part of ["vector", "keyword"]) {
-                const figure = hit.explain && hit.explain[part];
-                if (!figure) continue;
+              const bars = [["fused", hit.score / top.score, "rank " + (i + 1) + ", score " + hit.score.toFixed(4)]];
+              const explain = hit.explain || {};
+              if (explain.vector) bars.push(["vector", Math.max(0, explain.vector.score), "rank " + explain.vector.rank + ", cosine " + explain.vector.score.toFixed(3)]);
+              if (explain.keyword) bars.push(["keyword", explain.keyword.score / top.keyword, "rank " + explain.keyword.rank + ", BM25 " + explain.keyword.score.toFixed(3)]);
+              if (explain.recency !== null && explain.recency !== undefined) bars.push(["recency", explain.recency, "factor " + explain.recency.toFixed(3)]);
+              for (const [part, share, label] of bars) {
                 const row = element("div", null, "explain " + part);
                 const bar = element("span", null, "bar " + part);
-                bar.style.width = Math.round(40 + 160 / figure.rank) + "px";
-                row.append(bar, element("span", part + " rank " + figure.rank + ", score " + figure.score.toFixed(3)));
+                bar.style.width = Math.round(4 + 196 * Math.min(1, share)) + "px";
+                row.append(bar, element("span", part + ": " + label));
                 item.append(row);
               }
+              if (hit.context && hit.context.length) {
+                const around = element("div", null, "context");
+                for (const turn of hit.context) around.append(element("div", [turn.speaker || turn.role, turn.text].filter((part) => part).join(": "), "meta"));
+                item.append(around);
+              }
               $("hits").append(item);
-            }
+            });
           } catch (error) {
             $("search-error").textContent = error.message;
           }
@@ -430,7 +601,7 @@ enum Dashboard {
         // Prompt preview: the built prompt, its parts as a token bar, and what was dropped and why.
         async function preview() {
           $("prompt-error").textContent = "";
-          const request = { query: $("prompt-query").value, budget: Number($("prompt-budget").value), format: $("prompt-format").value };
+          const request = { query: $("prompt-query").value, budget: Number($("prompt-budget").value), format: $("prompt-format").value, spans: true };
           if ($("prompt-session").value) request.session = $("prompt-session").value;
           if ($("prompt-template").value) request.template = $("prompt-template").value;
           try {
@@ -452,15 +623,30 @@ enum Dashboard {
               bar.append(free);
             }
             $("token-total").textContent = answer.tokens + " of " + budget + " tokens (" + answer.counter + ")";
-            $("prompt-text").textContent = answer.messages
-              ? answer.messages.map((message) => message.role + ": " + message.content).join("\n\n")
-              : answer.prompt;
+            coloured($("prompt-text"), answer.prompt, answer.spans || []);
             const dropped = $("dropped").tBodies[0];
             dropped.replaceChildren();
             for (const item of answer.dropped) dropped.insertRow().append(element("td", item.id), element("td", item.reason));
           } catch (error) {
             $("prompt-error").textContent = error.message;
           }
+        }
+
+        // The prompt's text with each part (system, pinned, memories, summary, recent, query) in
+        // its colour: the answer's spans are UTF-8 byte ranges of the text.
+        function coloured(pre, text, spans) {
+          const utf8 = new TextEncoder().encode(text);
+          const decode = (start, end) => new TextDecoder().decode(utf8.subarray(start, end));
+          pre.replaceChildren();
+          let at = 0;
+          for (const span of spans) {
+            if (span.start > at) pre.append(document.createTextNode(decode(at, span.start)));
+            const part = element("span", decode(span.start, span.end), "part-" + span.section);
+            part.title = span.section;
+            pre.append(part);
+            at = span.end;
+          }
+          pre.append(document.createTextNode(decode(at, utf8.length)));
         }
 
         $("prompt-budget").oninput = () => ($("prompt-budget-value").textContent = $("prompt-budget").value);
