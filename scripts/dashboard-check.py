@@ -128,6 +128,8 @@ def main():
         wait.until(lambda d: d.find_element(By.ID, "stat-memories").text == str(stats["memories"]))
         check(driver.find_element(By.ID, "stat-users").text == str(stats["users"]),
               f"overview shows {stats['memories']} memories and {stats['users']} users")
+        space = f"{stats['dimension']}-d {stats['metric']} {stats['index']}"
+        check(driver.find_element(By.ID, "stat-space").text == space, f"and the space: {space}")
         time.sleep(2.5)  # a second poll, so the rate chart has a line
         # Latency by op over the window the page has watched: adds made while it watches.
         for i in range(5):
@@ -238,6 +240,7 @@ def main():
         driver.get(base + "#cluster")
         wait.until(lambda d: d.find_element(By.ID, "cluster-note").text != "")
         check("not a cluster node" in driver.find_element(By.ID, "cluster-note").text, "the cluster page on one server")
+        driver.save_screenshot(os.path.join(SHOTS, "cluster.png"))
 
         # Forget a session, confirmed in a dialog naming it.
         open_user("alice")

@@ -148,6 +148,13 @@ import Testing
         #expect(patched.answer?["memory"]?.objectValue?["metadata"] == ["pinned": true])
         let hits = try await Self.exchange(port, "POST", path + "/search", body: #"{"vector":[1,0],"k":1}"#)
         #expect(hits.answer?["hits"]?.arrayValue?.first?.objectValue?["id"] == "m1")
+        // A number in the query is any JSON number; what is not one is the op's `wrong_type`.
+        for (query, code) in [("half_life=1e3", "ok"), ("half_life=0.5", "ok"), ("half_life=NaN", "wrong_type")] {
+            let answer = try await Self.exchange(port, "POST", path + "/search?" + query, body: #"{"vector":[1,0]}"#)
+            #expect(
+                (answer.status == 200 ? "ok" : Self.code(answer.answer)) == code,
+                "\(query): \(String(describing: answer.answer))")
+        }
         let sessions = try await Self.exchange(port, "GET", path + "/sessions")
         #expect(sessions.answer?["sessions"]?.arrayValue?.count == 2)
         let feedback = try await Self.exchange(port, "POST", path + "/feedback", body: #"{"id":"m1","helped":true}"#)

@@ -1,6 +1,7 @@
 import ContextModel
 import ContextProtocol
 import ContextServer
+import MemoryStore
 import Testing
 
 /// `users`: a server's users by prefix, in the byte order of their ids, a page at a time; a key
@@ -55,6 +56,24 @@ import Testing
         let paged = try await app.roundTrip(line: Array(#"{"op":"users","limit":1,"after":"alice"}"#.utf8))
         #expect(Self.ids(paged) == ["team-a/x"])
         await app.close()
+        await server.stop()
+    }
+
+    /// A page reads at most `scanLimit` users, whatever the key lets it show: a key that covers
+    /// few users pages through the others with empty pages and `next`, never one long scan.
+    @Test func aPageScansBoundedlyAndResumesWhereItStopped() async throws {
+        let server = try await TestServer(dimension: 2)
+        for user in ["a", "b", "c", "d", "e"] {
+            _ = try server.store.add([NewMemory(user: user, text: "t", vector: [1, 0])])
+        }
+        var pages: [[String]] = []
+        var after: String?
+        repeat {
+            let page = try server.store.users(prefix: "", after: after, limit: 10, scanLimit: 2) { $0 == "e" }
+            pages.append(page.users.map(\.user))
+            after = page.next
+        } while after != nil && pages.count < 10
+        #expect(pages == [[], [], ["e"]])
         await server.stop()
     }
 }

@@ -51,6 +51,7 @@ enum Dashboard {
             <div class="cards">
               <div class="card"><span>memories</span><b id="stat-memories">–</b></div>
               <div class="card"><span>users</span><b id="stat-users">–</b></div>
+              <div class="card"><span>space</span><b id="stat-space">–</b></div>
               <div class="card"><span>on disk</span><b id="stat-disk">–</b></div>
               <div class="card"><span>index in memory</span><b id="stat-memory">–</b></div>
               <div class="card"><span>resident (RSS)</span><b id="stat-rss">–</b></div>
@@ -278,6 +279,7 @@ enum Dashboard {
           const stats = await api("GET", "/v1/stats");
           $("stat-memories").textContent = stats.memories;
           $("stat-users").textContent = stats.users;
+          $("stat-space").textContent = stats.dimension + "-d " + stats.metric + " " + stats.index;
           $("stat-disk").textContent = bytes(stats.bytes_on_disk);
           $("stat-memory").textContent = bytes(stats.bytes_in_memory);
           const lookups = stats.result_cache_hits + stats.result_cache_misses;

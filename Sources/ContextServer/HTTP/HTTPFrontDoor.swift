@@ -212,11 +212,15 @@ enum HTTPFrontDoor {
         let body: ByteBuffer
         do {
             body = try await request.collectBody(upTo: serving.maximumBodyBytes)
-        } catch {
+        } catch is NIOTooManyBytesError {
             return ContextProtocol.Response.failure(
                 rid: nil,
                 ProtocolError(
                     .lineTooLong, "the body is longer than the server's limit of \(serving.maximumBodyBytes) bytes"))
+        } catch {
+            // A body cut short or badly framed (the client is often gone by now).
+            return ContextProtocol.Response.failure(
+                rid: nil, ProtocolError(.invalidValue, "the request's body could not be read: \(error)"))
         }
         let session: ServerContext
         switch authenticated(request, serving, from: route) {

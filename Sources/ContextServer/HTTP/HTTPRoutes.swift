@@ -196,8 +196,9 @@ struct HTTPRoute: Sendable {
         case .integer, .time:
             if let number = Int64(value) { return writer.int(number) }
         case .number:
-            if let number = Double(value), number.isFinite, Int64(value) != nil || value.contains(".") {
-                return writer.raw(value)
+            // Any JSON number (`2`, `0.5`, `1e3`); `NaN`, `+1` or `.5` stay strings.
+            if let parsed = try? JSONParser.parse(Array(value.utf8)), parsed.numberValue != nil, parsed.isFinite {
+                return writer.value(parsed)
             }
         case .boolean:
             if value == "true" || value == "false" { return writer.raw(value) }
