@@ -7,7 +7,8 @@ import PackageDescription
 //   -> VectorIndex (flat index, HNSW graph), Embedder (MiniLM tokenizer and model)
 //   -> MemoryStore (SQLite engine) -> ContextCluster (the write log in PostgreSQL, range replicas)
 //   ContextModel -> ContextProtocol (JSON, wire codecs of every op; no C underneath)
-//   -> ContextServer (NIO server, op table) / ContextClient (NIO client)
+//   -> ContextMCP (MCP tools over any line-protocol backend)
+//   -> ContextServer (NIO server, op table, HTTP and MCP doors) / ContextClient (NIO client)
 //   -> ContextTools (import, bench) -> contextstore (CLI)
 let package = Package(
     name: "ContextStore",
@@ -40,6 +41,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
         .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        .package(url: "https://github.com/modelcontextprotocol/swift-sdk.git", exact: "0.12.1"),
     ],
     targets: [
         .systemLibrary(
@@ -78,6 +80,7 @@ let package = Package(
                 "ContextProtocol",
                 "Embedder",
                 "ContextCluster",
+                "ContextMCP",
                 "MemoryStore",
                 "PromptBuilder",
                 "VectorIndex",
@@ -95,6 +98,10 @@ let package = Package(
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
             ]
         ),
+        // One user's memories as MCP tools, resources and a prompt (the official Swift SDK).
+        .target(
+            name: "ContextMCP",
+            dependencies: ["ContextProtocol", .product(name: "MCP", package: "swift-sdk")]),
         .target(
             name: "ContextClient",
             dependencies: [
@@ -120,6 +127,7 @@ let package = Package(
                 "ContextModel",
                 "ContextServer",
                 "ContextClient",
+                "ContextMCP",
                 "ContextTools",
                 "Embedder",
                 "PromptBuilder",

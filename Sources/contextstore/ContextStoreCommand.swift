@@ -10,7 +10,7 @@ struct ContextStoreCommand: AsyncParsableCommand {
             ServeCommand.self, AddCommand.self, SearchCommand.self, PromptCommand.self, GetCommand.self,
             ListCommand.self,
             SessionsCommand.self, UsersCommand.self, UpdateCommand.self, DeleteCommand.self,
-            ForgetCommand.self, FeedbackCommand.self, StatsCommand.self, MetricsCommand.self, KeysCommand.self,
+            ForgetCommand.self, FeedbackCommand.self, StatsCommand.self, MetricsCommand.self, KeysCommand.self, MCPCommand.self,
             SlowRequestsCommand.self, PingCommand.self,
             HelloCommand.self, EmbedCommand.self,
             ImportCommand.self, BenchCommand.self, CheckCommand.self, BackupCommand.self, SpecCommand.self,

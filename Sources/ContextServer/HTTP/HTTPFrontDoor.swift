@@ -145,6 +145,20 @@ enum HTTPFrontDoor {
                 try HTTPRoute.opLine(op: op, body: body)
             }
         }
+        // MCP's streamable HTTP transport: sessions of one user each (`MCPDoor`).
+        let mcp = MCPDoor()
+        for method in [HTTPRequest.Method.post, .get, .delete] {
+            router.on("/mcp", method: method) { request, route in
+                switch await bodyAndKey(request, route, serving) {
+                case .success(let (body, context)):
+                    return await mcp.handle(
+                        request, body: body, context: context, address: route.remoteAddress?.ipAddress ?? "-",
+                        loop: route.eventLoop, serving: serving)
+                case .failure(let error):
+                    return failure(error)
+                }
+            }
+        }
         for resource in HTTPRoute.resources {
             router.on(RouterPath(resource.routerPath), method: resource.method) { request, route in
                 var values: [String] = []
@@ -193,6 +207,26 @@ enum HTTPFrontDoor {
         return .success(session)
     }
 
+    /// The body (`line_too_long` past the line limit) and a context with the key the request
+    /// proves.
+    private static func bodyAndKey(
+        _ request: Request, _ route: Context, _ serving: Serving
+    ) async -> Result<(ByteBuffer, ServerContext), ProtocolError> {
+        var request = request
+        let body: ByteBuffer
+        do {
+            body = try await request.collectBody(upTo: serving.maximumBodyBytes)
+        } catch is NIOTooManyBytesError {
+            return .failure(
+                ProtocolError(
+                    .lineTooLong, "the body is longer than the server's limit of \(serving.maximumBodyBytes) bytes"))
+        } catch {
+            // A body cut short or badly framed (the client is often gone by now).
+            return .failure(ProtocolError(.invalidValue, "the request's body could not be read: \(error)"))
+        }
+        return authenticated(request, serving, from: route).map { (body, $0) }
+    }
+
     /// `run`'s answer as an HTTP response.
     private static func answer(
         _ request: Request, _ route: Context, _ serving: Serving,
@@ -208,23 +242,10 @@ enum HTTPFrontDoor {
         _ request: Request, _ route: Context, _ serving: Serving,
         line: (ByteBuffer) throws(ProtocolError) -> ByteBuffer
     ) async -> [UInt8] {
-        var request = request
         let body: ByteBuffer
-        do {
-            body = try await request.collectBody(upTo: serving.maximumBodyBytes)
-        } catch is NIOTooManyBytesError {
-            return ContextProtocol.Response.failure(
-                rid: nil,
-                ProtocolError(
-                    .lineTooLong, "the body is longer than the server's limit of \(serving.maximumBodyBytes) bytes"))
-        } catch {
-            // A body cut short or badly framed (the client is often gone by now).
-            return ContextProtocol.Response.failure(
-                rid: nil, ProtocolError(.invalidValue, "the request's body could not be read: \(error)"))
-        }
         let session: ServerContext
-        switch authenticated(request, serving, from: route) {
-        case .success(let authenticated): session = authenticated
+        switch await bodyAndKey(request, route, serving) {
+        case .success(let read): (body, session) = read
         case .failure(let error): return ContextProtocol.Response.failure(rid: nil, error)
         }
         let requestLine: ByteBuffer
