@@ -101,7 +101,7 @@ let package = Package(
         // One user's memories as MCP tools, resources and a prompt (the official Swift SDK).
         .target(
             name: "ContextMCP",
-            dependencies: ["ContextProtocol", .product(name: "MCP", package: "swift-sdk")]),
+            dependencies: ["ContextProtocol", "ContextClient", .product(name: "MCP", package: "swift-sdk")]),
         .target(
             name: "ContextClient",
             dependencies: [
@@ -168,6 +168,7 @@ let package = Package(
             dependencies: [
                 "ContextModel", "ContextServer", "ContextClient", "ContextProtocol", "MemoryStore", "PromptBuilder",
                 "VectorIndex", "contextstore", "contextstore-hello",
+                "ContextMCP", .product(name: "MCP", package: "swift-sdk"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),

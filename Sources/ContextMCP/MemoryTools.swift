@@ -1,3 +1,4 @@
+import ContextClient
 import ContextProtocol
 import Foundation
 import MCP
@@ -8,6 +9,8 @@ import MCP
 public protocol MemoryBackend: Sendable {
     func roundTrip(line: [UInt8]) async throws -> JSONObject
 }
+
+extension ContextStoreClient: MemoryBackend {}
 
 /// One user's memories as MCP tools, a resource per session and a prompt: each a thin mapping
 /// onto ops, sent through `backend` for `user`. The user is fixed here, by the server's flag or

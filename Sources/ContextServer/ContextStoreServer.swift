@@ -85,6 +85,8 @@ public struct ServerConfiguration: Sendable {
     public var httpAddress: (host: String, port: Int)?
     /// The one origin browsers may call the HTTP API from (CORS); nil: none.
     public var httpCORSOrigin: String?
+    /// MCP sessions open at once on the HTTP front door's `/mcp` (`MCPDoor`).
+    public var maximumMCPSessions = 256
 
     public init(
         host: String = "127.0.0.1", port: Int = 7420, maximumLineBytes: Int = Limits.defaultMaximumLineBytes,
@@ -268,7 +270,8 @@ public final class ContextStoreServer: Sendable {
             let router = HTTPFrontDoor.router(
                 HTTPFrontDoor.Serving(
                     context: serverContext, dispatcher: dispatcher, maximumBodyBytes: configuration.maximumLineBytes,
-                    stopping: { [stopping] in stopping.isSet }, corsOrigin: configuration.httpCORSOrigin))
+                    stopping: { [stopping] in stopping.isSet }, corsOrigin: configuration.httpCORSOrigin,
+                    maximumMCPSessions: configuration.maximumMCPSessions))
             do {
                 httpServer = try await HTTPFrontDoor.start(
                     router, host: httpHost, port: httpPort, maximumConnections: configuration.maximumConnections,

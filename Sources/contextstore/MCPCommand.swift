@@ -7,8 +7,6 @@ import Logging
 import MCP
 import MemoryStore
 
-extension ContextStoreClient: MemoryBackend {}
-
 /// `contextstore mcp`: one user's memories as an MCP server on standard input and output, the
 /// way an agent (Claude Desktop, an IDE) starts a tool server as a subprocess.
 struct MCPCommand: AsyncParsableCommand {

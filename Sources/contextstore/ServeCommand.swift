@@ -149,6 +149,9 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Open connections one peer address may hold (default: a quarter of --max-connections).")
     var maxConnectionsPerAddress: Int?
 
+    @Option(help: "MCP sessions open at once on the HTTP port's /mcp (an idle one closes after 10 minutes).")
+    var maxMcpSessions = 256
+
     @Option(
         help: """
             With --keys: seconds a connection may take to authenticate before it is closed; at most half of \
@@ -190,6 +193,7 @@ struct ServeCommand: AsyncParsableCommand {
         try requireFlag("idle-timeout", idleTimeout, in: 0...86_400 * 30)
         try requireFlag("result-cache-bytes", resultCacheBytes, in: 0...(1 << 40))
         try requireFlag("slow-ms", slowMs, in: 0...86_400_000)
+        try requireFlag("max-mcp-sessions", maxMcpSessions, in: 1...100_000)
         try requireFlag("metrics-port", metricsPort, in: 0...65535)
         if case .port(let number) = httpPort { try requireFlag("http-port", number, in: 0...65535) }
         if let httpCors {
@@ -378,6 +382,7 @@ struct ServeCommand: AsyncParsableCommand {
             maximumBufferedBytes: maxBufferedBytes)
         if let threads { configuration.threads = threads }
         configuration.maximumConnectionsPerAddress = maxConnectionsPerAddress
+        configuration.maximumMCPSessions = maxMcpSessions
         configuration.backupDirectory = backupDir
         if let tlsCert, let tlsKey {
             do {

@@ -89,6 +89,8 @@ enum HTTPFrontDoor {
         let stopping: @Sendable () -> Bool
         /// `--http-cors`: the one origin a browser may call from; nil: none.
         let corsOrigin: String?
+        /// MCP sessions open at once.
+        let maximumMCPSessions: Int
     }
 
     /// The routes: `/health`, `/metrics`, `/openapi.json`, `POST /v1/ops/{op}` for every op and
@@ -146,7 +148,7 @@ enum HTTPFrontDoor {
             }
         }
         // MCP's streamable HTTP transport: sessions of one user each (`MCPDoor`).
-        let mcp = MCPDoor()
+        let mcp = MCPDoor(maximumSessions: serving.maximumMCPSessions)
         for method in [HTTPRequest.Method.post, .get, .delete] {
             router.on("/mcp", method: method) { request, route in
                 switch await bodyAndKey(request, route, serving) {

@@ -24,10 +24,15 @@ actor MCPDoor {
         var lastUsed: NIODeadline
     }
 
-    static let maximumSessions = 256
+    /// A session unused this long is closed (at the next new session).
     static let idleTimeout = TimeAmount.minutes(10)
 
+    let maximumSessions: Int
     private var sessions: [String: Session] = [:]
+
+    init(maximumSessions: Int) {
+        self.maximumSessions = maximumSessions
+    }
 
     /// A line-protocol backend for a session's tools: the dispatcher, with the session's key.
     struct Dispatched: MemoryBackend {
@@ -85,9 +90,9 @@ actor MCPDoor {
         case .failure(let error): return HTTPFrontDoor.failure(error)
         }
         await closeIdle()
-        guard sessions.count < Self.maximumSessions else {
+        guard sessions.count < maximumSessions else {
             return HTTPFrontDoor.failure(
-                ProtocolError(.overloaded, "\(Self.maximumSessions) MCP sessions are open; retry later"))
+                ProtocolError(.overloaded, "\(maximumSessions) MCP sessions are open; retry later"))
         }
         let transport = StatefulHTTPServerTransport()
         let tools = MemoryTools(
