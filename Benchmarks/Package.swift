@@ -68,6 +68,13 @@ let package = Package(
             ]
         ),
         .executableTarget(
+            name: "clientbench",
+            dependencies: [
+                .product(name: "ContextClient", package: "ContextStore"),
+                .product(name: "ContextModel", package: "ContextStore"),
+            ]
+        ),
+        .executableTarget(
             name: "loadgen",
             dependencies: [
                 .product(name: "Histogram", package: "hdrhistogram-swift"),

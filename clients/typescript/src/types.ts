@@ -1,0 +1,164 @@
+// What the ops take and answer, as the wire has them (docs/PROTOCOL.md): field names are the
+// protocol's own, so its reference reads for this client too. Times are Unix milliseconds
+// (or ISO 8601 text where a request takes a time).
+
+import type { JSONObject, JSONValue } from "./json.js";
+
+export type Role = "user" | "assistant" | "system" | "tool";
+export type Mode = "vector" | "keyword" | "hybrid";
+/** A vector: numbers, or a Float32Array (sent as base64 of its bytes). */
+export type Vector = number[] | Float32Array;
+export type Time = number | string;
+
+export interface Memory {
+  id: string;
+  user: string;
+  session: string | null;
+  role: Role | null;
+  speaker: string | null;
+  text: string;
+  created_at: number;
+  metadata: JSONObject;
+  expires_at?: number | null;
+  helped?: number;
+  not_helped?: number;
+  vector?: number[] | string;
+}
+
+/** A memory to add: `text` at least; `user` is required in `addBatch`'s items. */
+export interface NewMemory {
+  id?: string;
+  user?: string;
+  session?: string;
+  role?: Role;
+  speaker?: string;
+  text: string;
+  created_at?: Time;
+  metadata?: JSONObject;
+  vector?: Vector;
+  ttl?: number;
+}
+
+export interface Explain {
+  vector: { score: number; rank: number } | null;
+  keyword: { score: number; rank: number } | null;
+  neighbours: number | null;
+  recency: number | null;
+}
+
+export interface Hit extends Memory {
+  score: number;
+  explain?: Explain;
+  context?: Memory[];
+}
+
+/** The filters `search`, `list`, `forget` and `prompt` share. */
+export interface Filters {
+  session?: string;
+  role?: Role;
+  speaker?: string;
+  since?: Time;
+  until?: Time;
+  where?: JSONObject;
+}
+
+export interface SearchOptions extends Filters {
+  vector?: Vector;
+  k?: number;
+  mode?: Mode;
+  explain?: boolean;
+  half_life?: number;
+  context?: number;
+  ef?: number;
+  exact?: boolean;
+  feedback_boost?: number;
+}
+
+export interface PromptOptions extends Omit<SearchOptions, "k" | "explain"> {
+  budget?: number;
+  limit?: number;
+  recent?: number;
+  template?: string;
+  system?: string;
+  format?: "text" | "messages";
+  caps?: { pinned?: number; memories?: number; summary?: number; recent?: number };
+  spans?: boolean;
+}
+
+export interface PromptAnswer {
+  prompt: string;
+  messages?: { role: string; content: string }[];
+  tokens: number;
+  counter: string;
+  sections: { name: string; tokens: number; ids: string[] }[];
+  used: string[];
+  dropped: { id: string; reason: string }[];
+  spans?: { section: string; start: number; end: number }[];
+}
+
+export interface Added {
+  id: string;
+  truncated?: JSONValue[];
+}
+
+export interface BatchAdded {
+  count: number;
+  skipped: number;
+  ids: string[];
+  conflicts: number[];
+  truncated?: JSONValue[];
+}
+
+export interface ListOptions extends Filters {
+  order?: "asc" | "desc";
+  limit?: number;
+  cursor?: string;
+  with_vector?: boolean;
+}
+
+export interface Page {
+  memories: Memory[];
+  next_cursor: string | null;
+}
+
+export interface Sessions {
+  sessions: { session: string | null; turns: number; first_at: number; last_at: number }[];
+  more: boolean;
+}
+
+export interface Users {
+  users: { user: string; memories: number }[];
+  next: string | null;
+}
+
+export interface Changes {
+  session?: string | null;
+  role?: Role | null;
+  speaker?: string | null;
+  metadata?: JSONObject;
+  created_at?: Time;
+}
+
+/** A chat message as chat APIs write them; `name` is stored as the turn's speaker. */
+export interface ChatMessage {
+  role: Role;
+  content: string;
+  name?: string;
+  created_at?: Time;
+  metadata?: JSONObject;
+}
+
+export interface Hello {
+  server: string;
+  version: string;
+  protocol: number;
+  dimension: number | null;
+  metric: string;
+  index: string;
+  blas: string;
+  memories?: number;
+  embedder?: string | null;
+}
+
+/** Any answer's fields, for the ops whose answers are shown as the wire has them. */
+export type Fields = JSONObject;
