@@ -12,6 +12,7 @@ function query() {
 }
 
 const client = new Client({ port: Number(port) });
+for (let i = 0; i < 200; i++) await client.search(user, undefined, { vector: query(), k: 10 }); // warm-up, untimed
 const latencies = [];
 for (let i = 0; i < Number(sequential); i++) {
   const vector = query();

@@ -25,6 +25,8 @@ def query():
 
 
 with Client(port=port) as client:
+    for _ in range(200):  # warm-up, untimed
+        client.search(user, vector=query(), k=10)
     latencies = []
     for _ in range(sequential):
         vector = query()

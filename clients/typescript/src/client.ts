@@ -72,17 +72,18 @@ export class Client extends Operations {
     for (let left = settings.retries; ; left--) {
       let sent = false;
       try {
-        const answer = await this.deadline(options, async (signal) => {
-          if (settings.url !== undefined) {
-            sent = true;
-            return this.overHTTP(request.fields, signal);
-          }
+        const timeout = options.timeout ?? settings.timeout;
+        let answer: JSONObject;
+        if (settings.url !== undefined) {
+          sent = true;
+          answer = await this.overHTTP(request.fields, timeout, options.signal);
+        } else {
           const connection = await this.open();
           const rid = ++this.rid;
           const line = this.line(request.fields, rid);
           sent = true;
-          return connection.send(line, rid, signal);
-        });
+          answer = await connection.send(line, rid, timeout, options.signal);
+        }
         this.noted(answer);
         if (answer.ok === true) return request.parse(answer);
         throw serverError((answer.error ?? {}) as JSONObject);
@@ -101,28 +102,13 @@ export class Client extends Operations {
     }
   }
 
-  /** Runs `body` with a signal that fires at the call's timeout or with its own signal. */
-  private async deadline<T>(options: CallOptions, body: (signal: AbortSignal) => Promise<T>): Promise<T> {
-    const controller = new AbortController();
-    const timeout = options.timeout ?? this.settings.timeout;
-    const timer = setTimeout(() => controller.abort(new Timeout(`no answer within ${timeout} ms`)), timeout);
-    const forward = () => controller.abort(new Timeout("the call was aborted"));
-    if (options.signal?.aborted) forward();
-    options.signal?.addEventListener("abort", forward, { once: true });
-    try {
-      return await body(controller.signal);
-    } finally {
-      clearTimeout(timer);
-      options.signal?.removeEventListener("abort", forward);
-    }
-  }
-
   /** The connection, made and authenticated when there is none open. */
   private open(): Promise<Connection> {
     if (this.connection === null) {
       const made = Connection.open(this.settings).then(async (connection) => {
         if (this.settings.secret !== undefined) {
-          const answer = await connection.send(stringify({ op: "auth", secret: this.settings.secret, rid: 0 }) + "\n", 0);
+          const line = stringify({ op: "auth", secret: this.settings.secret, rid: 0 }) + "\n";
+          const answer = await connection.send(line, 0, this.settings.timeout);
           if (answer.ok !== true) {
             connection.close();
             throw serverError((answer.error ?? {}) as JSONObject);
@@ -143,7 +129,21 @@ export class Client extends Operations {
   }
 
   /** One request over HTTP: `POST /v1/ops/{op}` with the fields as the body. */
-  private async overHTTP(fields: { [key: string]: unknown }, signal: AbortSignal): Promise<JSONObject> {
+  private async overHTTP(fields: { [key: string]: unknown }, timeout: number, given?: AbortSignal): Promise<JSONObject> {
+    const controller = new AbortController();
+    const timer = setTimeout(() => controller.abort(new Timeout(`no answer within ${timeout} ms`)), timeout);
+    const forward = () => controller.abort(new Timeout("the call was aborted"));
+    if (given?.aborted) forward();
+    given?.addEventListener("abort", forward, { once: true });
+    try {
+      return await this.fetched(fields, controller.signal);
+    } finally {
+      clearTimeout(timer);
+      given?.removeEventListener("abort", forward);
+    }
+  }
+
+  private async fetched(fields: { [key: string]: unknown }, signal: AbortSignal): Promise<JSONObject> {
     const { op, ...body } = this.withSequence(fields);
     const headers: Record<string, string> = { "Content-Type": "application/json" };
     if (this.settings.secret !== undefined) headers.Authorization = `Bearer ${this.settings.secret}`;
@@ -225,39 +225,52 @@ class Connection {
     socket.on("close", () => this.fail(new ConnectionLost("the server closed the connection")));
   }
 
-  static open(settings: ClientSettings & { host: string; port: number }): Promise<Connection> {
+  static open(settings: ClientSettings & { host: string; port: number; timeout: number }): Promise<Connection> {
     return new Promise((resolve, reject) => {
       const options = { host: settings.host, port: settings.port };
       const secure = settings.tls;
       const socket = secure
         ? tls.connect({ ...options, servername: settings.host, ...(typeof secure === "object" ? secure : {}) })
         : net.connect(options);
-      const failed = (error: Error) => reject(new ConnectionLost(`cannot connect to ${settings.host}:${settings.port}: ${error.message}`));
+      const failed = (error: Error) => {
+        clearTimeout(timer);
+        reject(new ConnectionLost(`cannot connect to ${settings.host}:${settings.port}: ${error.message}`));
+      };
+      const timer = setTimeout(() => socket.destroy(new Error(`no connection within ${settings.timeout} ms`)), settings.timeout);
       socket.once("error", failed);
       socket.once(secure ? "secureConnect" : "connect", () => {
+        clearTimeout(timer);
         socket.removeListener("error", failed);
         resolve(new Connection(socket));
       });
     });
   }
 
-  send(line: string, rid: number, signal?: AbortSignal): Promise<JSONObject> {
+  /** Sends `line` and answers the answer with `rid`; rejects with `Timeout` after `timeout` ms or when `signal` fires. */
+  send(line: string, rid: number, timeout: number, signal?: AbortSignal): Promise<JSONObject> {
     if (this.closed) return Promise.reject(this.closed);
+    if (signal?.aborted) return Promise.reject(new Timeout("the call was aborted"));
     return new Promise((resolve, reject) => {
-      const abandon = () => {
-        // A late answer to an abandoned call finds no one waiting and is dropped.
+      // A late answer to an abandoned call finds no one waiting and is dropped.
+      const abandon = (error: Error) => {
         this.waiting.delete(rid);
-        reject(signal?.reason);
+        finish();
+        reject(error);
       };
-      if (signal?.aborted) return abandon();
-      signal?.addEventListener("abort", abandon, { once: true });
+      const timer = setTimeout(() => abandon(new Timeout(`no answer within ${timeout} ms`)), timeout);
+      const aborted = signal && (() => abandon(new Timeout("the call was aborted")));
+      if (aborted) signal.addEventListener("abort", aborted, { once: true });
+      const finish = () => {
+        clearTimeout(timer);
+        if (aborted) signal.removeEventListener("abort", aborted);
+      };
       this.waiting.set(rid, {
         resolve: (answer) => {
-          signal?.removeEventListener("abort", abandon);
+          finish();
           resolve(answer);
         },
         reject: (error) => {
-          signal?.removeEventListener("abort", abandon);
+          finish();
           reject(error);
         },
       });

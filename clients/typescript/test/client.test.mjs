@@ -270,3 +270,35 @@ test("JSON keeps integers exact and __proto__ a key like any other", () => {
   assert.throws(() => parseJSON("[1,]"), SyntaxError);
   assert.throws(() => stringifyJSON({ x: NaN }), TypeError);
 });
+
+test("a write's sequence goes with later requests about its user, over a scripted peer", async () => {
+  // A cluster node answers writes with `seqs`; the client keeps each user's newest and sends it
+  // as `min_seq`. The peer answers a write with sequences and every other request with the
+  // `min_seq` it was sent.
+  const peer = createServer((socket) => {
+    let buffered = "";
+    socket.on("data", (chunk) => {
+      buffered += chunk.toString("utf8");
+      let newline;
+      while ((newline = buffered.indexOf("\n")) >= 0) {
+        const request = JSON.parse(buffered.slice(0, newline));
+        buffered = buffered.slice(newline + 1);
+        const answer = request.op === "add"
+          ? { ok: true, rid: request.rid, id: "x", seqs: request.user === "alice" ? { alice: request.seq } : { bob: 3 } }
+          : { ok: true, rid: request.rid, sessions: [], more: false, min_seq: request.min_seq ?? null };
+        socket.write(JSON.stringify(answer) + "\n");
+      }
+    });
+  });
+  await new Promise((resolve) => peer.listen(0, "127.0.0.1", resolve));
+  const client = new Client({ port: peer.address().port });
+  await client.addBatch([]); // not an add: nothing noted
+  await client.add("alice", { text: "t", seq: 7 });
+  await client.add("alice", { text: "t", seq: 5 }); // the answer to an older write
+  await client.add("bob", { text: "t" });
+  assert.deepEqual([...client.sequences], [["alice", 7], ["bob", 3]]);
+  assert.equal((await client.sessions("alice")).min_seq, 7);
+  assert.equal((await client.sessions("carol")).min_seq, null);
+  client.close();
+  peer.close();
+});
