@@ -105,13 +105,15 @@ struct MemoryTool: Sendable {
         name: "metadata",
         schema: [
             "type": "object",
-            "description": "Facts about the memory as key-value pairs (e.g. {\"topic\": \"travel\"}); {\"pinned\": true} puts it in every prompt.",
+            "description":
+                "Facts about the memory as key-value pairs (e.g. {\"topic\": \"travel\"}); {\"pinned\": true} puts it in every prompt.",
         ])
     static let whereArgument = Argument(
         name: "where",
         schema: [
             "type": "object",
-            "description": "Only memories whose metadata match: a key to a value, {\"in\": [values]}, or bounds {\"gt\", \"gte\", \"lt\", \"lte\"}.",
+            "description":
+                "Only memories whose metadata match: a key to a value, {\"in\": [values]}, or bounds {\"gt\", \"gte\", \"lt\", \"lte\"}.",
         ])
     static let session = string("session", "A conversation's id.")
     static let role = Argument(
@@ -130,7 +132,8 @@ struct MemoryTool: Sendable {
         arguments: [
             string("text", "What to remember, in the user's words or as a short fact.", required: true),
             string("speaker", "Who said it (a name)."), role, session, metadata,
-            integer("ttl", "Seconds until the memory is forgotten by itself; kept for good when absent.", 1...315_360_000),
+            integer(
+                "ttl", "Seconds until the memory is forgotten by itself; kept for good when absent.", 1...315_360_000),
         ], annotations: .init(readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: false),
         request: { ("add", fields($0)) },
         text: { answer, _ in "Remembered as memory \(answer["id"]?.stringValue ?? "?")." })
@@ -214,7 +217,8 @@ struct MemoryTool: Sendable {
             "One conversation of the user's, oldest turn first: time, speaker and text of each. Long ones come a page at a time: pass the cursor the answer ends with.",
         arguments: [
             string("session", "The conversation's id (from list_sessions).", required: true),
-            integer("limit", "Turns at most (default 50).", 1...1000), string("cursor", "Where the previous page ended."),
+            integer("limit", "Turns at most (default 50).", 1...1000),
+            string("cursor", "Where the previous page ended."),
         ], annotations: .init(readOnlyHint: true, openWorldHint: false),
         request: { values in
             var values = values
@@ -244,7 +248,8 @@ struct MemoryTool: Sendable {
         request: { values in
             guard values["confirm"] == .bool(true) else {
                 throw ToolError(
-                    "invalid_value", "forgetting cannot be undone: call again with confirm: true if the user asked for it")
+                    "invalid_value",
+                    "forgetting cannot be undone: call again with confirm: true if the user asked for it")
             }
             let chosen = ["id", "session", "where"].filter { values[$0] != nil }
             guard chosen.count == 1 else {

@@ -30,7 +30,9 @@ public struct MemoryTools: Sendable {
             name: "contextstore", version: version,
             instructions:
                 "Long-term memory of one user's conversations. Call recall before answering a question about the user's past; call remember when the user states a fact worth keeping; build_context gives a ready prompt.",
-            capabilities: .init(prompts: .init(listChanged: false), resources: .init(listChanged: false), tools: .init(listChanged: false)))
+            capabilities: .init(
+                prompts: .init(listChanged: false), resources: .init(listChanged: false),
+                tools: .init(listChanged: false)))
         await server.withMethodHandler(ListTools.self) { _ in ListTools.Result(tools: MemoryTool.all.map(\.tool)) }
         await server.withMethodHandler(CallTool.self) { call in await self.call(call.name, call.arguments ?? [:]) }
         await server.withMethodHandler(ListResourceTemplates.self) { _ in
@@ -70,7 +72,8 @@ public struct MemoryTools: Sendable {
         do {
             let request = try tool.call(arguments)
             let answer = try await send(request.op, request.fields)
-            return CallTool.Result(content: [.text(text: tool.text(answer, request.fields), annotations: nil, _meta: nil)], isError: false)
+            return CallTool.Result(
+                content: [.text(text: tool.text(answer, request.fields), annotations: nil, _meta: nil)], isError: false)
         } catch let error as ToolError {
             return Self.failure(error.code, error.message)
         } catch {

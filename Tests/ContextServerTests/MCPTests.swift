@@ -37,7 +37,8 @@ import Testing
         #expect(await tools.call("no_such_tool", [:]).isError == true)
         // forget: one id through `delete`, never another user's.
         let confirmless = await tools.call("forget", ["id": "a1", "confirm": false])
-        #expect(confirmless.isError == true && text(confirmless).hasPrefix("invalid_value: forgetting cannot be undone"))
+        #expect(
+            confirmless.isError == true && text(confirmless).hasPrefix("invalid_value: forgetting cannot be undone"))
         let both = await tools.call("forget", ["id": "a1", "session": "s1", "confirm": true])
         #expect(both.isError == true)
         let theirs = await tools.call("forget", ["id": "b1", "confirm": true])

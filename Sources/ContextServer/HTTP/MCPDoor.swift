@@ -67,7 +67,8 @@ actor MCPDoor {
             body: Data(body.readableBytesView), path: request.uri.path)
         if let id = request.headers[HTTPField.Name("Mcp-Session-Id")!] {
             guard var session = sessions[id] else {
-                return Self.failure(404, "no MCP session '\(id)' (it ended or was closed after being idle); initialize again")
+                return Self.failure(
+                    404, "no MCP session '\(id)' (it ended or was closed after being idle); initialize again")
             }
             guard session.key == context.session.key else {
                 return Self.failure(403, "this MCP session began with another key")
@@ -131,7 +132,8 @@ actor MCPDoor {
             return .failure(error)
         }
         let key = context.limitingKey
-        guard let user = named ?? key.flatMap({ $0.users.count == 1 && !$0.users[0].hasSuffix("*") ? $0.users[0] : nil })
+        guard
+            let user = named ?? key.flatMap({ $0.users.count == 1 && !$0.users[0].hasSuffix("*") ? $0.users[0] : nil })
         else {
             return .failure(
                 ProtocolError(.missingField, "name the user whose memories this MCP session serves: /mcp?user=ID"))
