@@ -98,4 +98,20 @@ import Testing
         #expect(try await Self.initialize(port, user: "u5").status == 200)
         await server.stop()
     }
+
+    /// Sessions begun at once count while they begin: no more than the bound are made.
+    @Test func sessionsBegunAtOnceStayWithinTheBound() async throws {
+        let server = try await TestServer(dimension: 2) {
+            $0.httpAddress = ("127.0.0.1", 0)
+            $0.maximumMCPSessions = 3
+        }
+        let port = try #require(server.server.httpPort)
+        let statuses = try await withThrowingTaskGroup(of: Int.self) { group in
+            for i in 0..<12 { group.addTask { try await Self.initialize(port, user: "u\(i)").status } }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        #expect(statuses.filter { $0 == 200 }.count == 3, "\(statuses)")
+        #expect(statuses.filter { $0 == 503 }.count == 9, "\(statuses)")
+        await server.stop()
+    }
 }

@@ -29,6 +29,9 @@ actor MCPDoor {
 
     let maximumSessions: Int
     private var sessions: [String: Session] = [:]
+    /// Sessions being begun: they hold a place while their `initialize` is answered (the actor
+    /// takes other requests meanwhile, so the count alone would let more begin).
+    private var starting = 0
 
     init(maximumSessions: Int) {
         self.maximumSessions = maximumSessions
@@ -91,10 +94,12 @@ actor MCPDoor {
         case .failure(let error): return HTTPFrontDoor.failure(error)
         }
         await closeIdle()
-        guard sessions.count < maximumSessions else {
+        guard sessions.count + starting < maximumSessions else {
             return HTTPFrontDoor.failure(
                 ProtocolError(.overloaded, "\(maximumSessions) MCP sessions are open; retry later"))
         }
+        starting += 1
+        defer { starting -= 1 }
         let transport = StatefulHTTPServerTransport()
         let tools = MemoryTools(
             user: user, backend: Dispatched(serving: serving, context: context, address: address, loop: loop))
