@@ -512,7 +512,7 @@ public final class ClusterNode: Sendable {
     /// reconciles until it serves every range it is chosen for, caught up from the log.
     public func join(address: String) async throws {
         state.withLock { $0.address = address }
-        try await keepLease()
+        try await retrying { try await self.keepLease() }
         // Renewed on its own, every third of the lease: a round that opens a large range must
         // not let it lapse.
         let task = Task {
@@ -522,10 +522,24 @@ public final class ClusterNode: Sendable {
             running?.cancel()
             running = task
         }
-        try await reconcile()
+        try await retrying { try await self.reconcile() }
         while state.withLock({ state in state.placement.values.contains { $0.joining.contains(name) } }) {
             try await Task.sleep(for: .milliseconds(50))
-            try await reconcile()
+            try await retrying { try await self.reconcile() }
+        }
+    }
+
+    /// `body`, tried again after a failure until the log's deadline has passed since the first
+    /// try: a call's own deadline is a share of the lease, and a starting node should not give
+    /// up on a PostgreSQL that answers slowly (its renewal loop tries again the same way).
+    private func retrying(_ body: () async throws -> Void) async throws {
+        let giveUp = ContinuousClock.now + log.configuration.deadline
+        while true {
+            do {
+                return try await body()
+            } catch  where ContinuousClock.now < giveUp {
+                try await Task.sleep(for: .milliseconds(200))
+            }
         }
     }
 
