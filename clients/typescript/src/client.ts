@@ -6,7 +6,8 @@
 import * as net from "node:net";
 import * as tls from "node:tls";
 import {
-  Busy, ConnectionLost, ContextStoreError, Overloaded, ProtocolMismatch, RateLimited, ShuttingDown, Timeout,
+  Busy, CertificateRejected, ConnectionLost, ContextStoreError, Overloaded, ProtocolMismatch, RateLimited, ShuttingDown,
+  Timeout,
   serverError,
 } from "./errors.js";
 import { JSONObject, parse, stringify } from "./json.js";
@@ -232,9 +233,11 @@ class Connection {
       const socket = secure
         ? tls.connect({ ...options, servername: settings.host, ...(typeof secure === "object" ? secure : {}) })
         : net.connect(options);
-      const failed = (error: Error) => {
+      const failed = (error: Error & { code?: string }) => {
         clearTimeout(timer);
-        reject(new ConnectionLost(`cannot connect to ${settings.host}:${settings.port}: ${error.message}`));
+        const what = `cannot connect to ${settings.host}:${settings.port}: ${error.message}`;
+        const untrusted = /CERT|SELF_SIGNED|UNABLE_TO_VERIFY/.test(error.code ?? "");
+        reject(untrusted ? new CertificateRejected(what) : new ConnectionLost(what));
       };
       const timer = setTimeout(() => socket.destroy(new Error(`no connection within ${settings.timeout} ms`)), settings.timeout);
       socket.once("error", failed);

@@ -12,6 +12,11 @@ export class ConnectionLost extends ContextStoreError {
   override name = "ConnectionLost";
 }
 
+/** TLS: the server's certificate is not trusted (not sent again: trying again will not make it trusted). */
+export class CertificateRejected extends ContextStoreError {
+  override name = "CertificateRejected";
+}
+
 /** The server answered something this client cannot read. */
 export class ProtocolMismatch extends ContextStoreError {
   override name = "ProtocolMismatch";

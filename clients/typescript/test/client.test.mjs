@@ -2,8 +2,8 @@
 // both transports: `node --test` in clients/typescript after `tsc -p .` (scripts/test-typescript).
 
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { execFileSync, spawn } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -12,7 +12,7 @@ import { after, before, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
 
 import {
-  BudgetTooSmall, Client, ConnectionLost, Forbidden, NotFound, RateLimited, ServerError, Timeout, TurnsExist,
+  BudgetTooSmall, CertificateRejected, Client, ConnectionLost, Forbidden, NotFound, RateLimited, ServerError, Timeout, TurnsExist,
   Unauthorized, UnknownField, WrongDimension, parseJSON, stringifyJSON,
 } from "../dist/index.js";
 
@@ -43,15 +43,16 @@ function freePort() {
 
 /** A `contextstore serve` process on a port of its own; `restart()` keeps the port and the file. */
 class Server {
-  constructor(folder, port) {
+  constructor(folder, port, extra) {
     this.folder = folder;
     this.port = port;
+    this.extra = extra;
   }
 
-  static async start() {
+  static async start(extra = []) {
     const folder = mkdtempSync(join(tmpdir(), "contextstore-ts-"));
     writeFileSync(join(folder, "keys.json"), JSON.stringify(keys));
-    const server = new Server(folder, await freePort());
+    const server = new Server(folder, await freePort(), extra);
     await server.run();
     return server;
   }
@@ -59,7 +60,7 @@ class Server {
   async run() {
     this.process = spawn(binary, [
       "serve", "--db", join(this.folder, "space.db"), "--port", String(this.port), "--http-port", "0", "--model",
-      model, "--keys", join(this.folder, "keys.json"), "--log-level", "error",
+      model, "--keys", join(this.folder, "keys.json"), "--log-level", "error", ...this.extra,
     ], { stdio: ["ignore", "pipe", "inherit"] });
     const lines = createInterface({ input: this.process.stdout });
     for await (const line of lines) {
@@ -257,6 +258,32 @@ test("over tcp, a safe request is sent again after a restart; an unsafe write is
   await server.run();
   client.close();
   writer.close();
+});
+
+test("over TLS, with the server's certificate trusted; untrusted, refused at once", async () => {
+  const folder = mkdtempSync(join(tmpdir(), "contextstore-ts-tls-"));
+  const certificate = join(folder, "cert.pem");
+  const key = join(folder, "key.pem");
+  execFileSync("openssl", [
+    "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key, "-out",
+    certificate, "-days", "2", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+  ], { stdio: "ignore" });
+  const secure = await Server.start(["--tls-cert", certificate, "--tls-key", key]);
+  try {
+    const client = new Client({ host: "localhost", port: secure.port, secret: APP, tls: { ca: readFileSync(certificate) } });
+    assert.equal((await client.add("alice", { id: "t", text: "over TLS \u0000", vector: unit(1) })).id, "t");
+    const got = await Promise.all(Array.from({ length: 300 }, () => client.get("alice", "t")));
+    assert.ok(got.every((memory) => memory.text === "over TLS \u0000"));
+    client.close();
+    const distrusting = new Client({ host: "localhost", port: secure.port, secret: APP, tls: true });
+    const started = performance.now();
+    await assert.rejects(distrusting.ping(), CertificateRejected);
+    assert.ok(performance.now() - started < 1000, "not tried again");
+  } finally {
+    await secure.stop();
+    rmSync(secure.folder, { recursive: true, force: true });
+    rmSync(folder, { recursive: true, force: true });
+  }
 });
 
 test("JSON keeps integers exact and __proto__ a key like any other", () => {
