@@ -117,11 +117,12 @@ public struct MemoryTools: Sendable {
         Self.scheme + Self.escaped(user) + "/sessions/" + Self.escaped(session)
     }
 
+    /// RFC 3986's unreserved characters.
+    private static let unreserved = CharacterSet.alphanumerics.union(CharacterSet(charactersIn: "-._~"))
+
     /// Everything but unreserved characters percent-encoded, so `/` in an id stays inside it.
     static func escaped(_ text: String) -> String {
-        var allowed = CharacterSet.alphanumerics
-        allowed.insert(charactersIn: "-._~")
-        return text.addingPercentEncoding(withAllowedCharacters: allowed) ?? text
+        text.addingPercentEncoding(withAllowedCharacters: unreserved) ?? text
     }
 
     func sessionResources() async throws -> ListResources.Result {

@@ -93,6 +93,9 @@ public final class KeyRing: Sendable {
 
     public var names: [String] { keys.withLock { $0.keys.sorted() } }
 
+    /// Every key, by name.
+    var all: [AccessKey] { keys.withLock { $0.values.sorted { $0.name < $1.name } } }
+
     func key(named name: String) -> AccessKey? { keys.withLock { $0[name] } }
 
     /// The key whose secret is `secret`. Every key's secret is compared in full, in time that

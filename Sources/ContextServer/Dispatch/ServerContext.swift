@@ -439,7 +439,7 @@ struct ServerContext: Sendable {
         guard let keys else { return Operations.Keys.Answer(enabled: false, keys: []) }
         return Operations.Keys.Answer(
             enabled: true,
-            keys: keys.names.compactMap { keys.key(named: $0) }.map { key in
+            keys: keys.all.map { key in
                 KeySummary(
                     name: key.name, role: key.role.rawValue, users: key.users, perSecond: key.rate?.perSecond,
                     burst: key.rate?.burst)
