@@ -435,10 +435,14 @@ public final class ClusterNode: Sendable {
         public var listens: Bool
         /// How often it reads the log without being woken (a notification may be lost).
         public var interval: Duration
+        /// Reports and snapshots its ranges every lease (`maintain`); when off, only when
+        /// `maintain` is called.
+        public var maintains: Bool
 
-        public init(listens: Bool = true, interval: Duration = .milliseconds(250)) {
+        public init(listens: Bool = true, interval: Duration = .milliseconds(250), maintains: Bool = true) {
             self.listens = listens
             self.interval = interval
+            self.maintains = maintains
         }
     }
 
@@ -482,8 +486,10 @@ public final class ClusterNode: Sendable {
             group.addTask {
                 await Self.repeating(every: self.lease / 3, failed: failed) { try await self.reconcile() }
             }
-            group.addTask {
-                await Self.repeating(every: self.lease, failed: failed) { try await self.maintain() }
+            if following.maintains {
+                group.addTask {
+                    await Self.repeating(every: self.lease, failed: failed) { try await self.maintain() }
+                }
             }
         }
     }

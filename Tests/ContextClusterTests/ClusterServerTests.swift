@@ -258,3 +258,22 @@ extension ClusterNode.Following {
     /// A follower that reads the log only when a test asks it to.
     static let idle = ClusterNode.Following(listens: false, interval: .seconds(3600))
 }
+
+extension ContextStoreClient {
+    /// Adds `items` (`add_batch` items as JSON) as a client that must not lose them does: a node
+    /// refuses with `unavailable` while it cannot prove its lease (a loaded machine may renew
+    /// late) or when a write's outcome is unknown, and the batch goes again with `if_absent`
+    /// (what did commit is skipped, never stored twice) until it is answered, within a minute.
+    /// - Returns: The last answer.
+    func addUntilAnswered(_ items: [String]) async throws -> JSONObject {
+        let line = Array(#"{"op":"add_batch","if_absent":true,"items":[\#(items.joined(separator: ","))]}"#.utf8)
+        let deadline = ContinuousClock.now + .seconds(60)
+        while true {
+            let answer = try await roundTrip(line: line)
+            guard answer["error"]?.objectValue?["code"] == "unavailable", ContinuousClock.now < deadline else {
+                return answer
+            }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+    }
+}

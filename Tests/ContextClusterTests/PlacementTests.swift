@@ -89,11 +89,10 @@ import Testing
         let clients = try await nodes.asyncMap { try await $0.client() }
         let users = (0..<24).map { "user\($0)" }
         for (n, user) in users.enumerated() {
-            let added = try await clients[n % 3].roundTrip(
-                line: Array(
-                    #"{"op":"add","user":"\#(user)","id":"m","text":"\#(user) likes tea","vector":[1,0],"created_at":1000}"#
-                        .utf8))
-            #expect(added["ok"] == true, "\(added)")
+            let added = try await clients[n % 3].addUntilAnswered([
+                #"{"user":"\#(user)","id":"m","text":"\#(user) likes tea","vector":[1,0],"created_at":1000}"#
+            ])
+            #expect(added["ok"] == true && added["conflicts"] == [], "\(added)")
         }
         // Any node answers about any user (forwarding those it does not host), with min_seq
         // from the write's answer or without it once followed.

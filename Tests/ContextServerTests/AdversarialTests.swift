@@ -129,9 +129,11 @@ import Testing
         // Unbounded, this was 200 answers of 20 MB queued; bounded, about one answer plus the mark.
         #expect(grown < 256 << 20, "RSS grew by \(grown >> 20) MB")
         #expect(try answers([#"{"op":"ping"}"#], port: server.port) == [#"{"ok":true,"pong":true}"#])
+        // Stopping waits out the grace for the reader that does not read, not for its answers:
+        // a minute is far past the grace, far short of forever.
         let started = ContinuousClock.now
         await server.stop()
-        #expect(ContinuousClock.now - started < .seconds(8))
+        #expect(ContinuousClock.now - started < .seconds(60))
     }
 
     /// Out of descriptors, accept failed at once every time: the server spun a core. It now
@@ -148,14 +150,17 @@ import Testing
         #expect(used < 0.5, "the server used \(used) s of CPU in 2 s while out of descriptors")
         sockets.removeAll()
         // It accepts again once the closed connections are gone: however long that takes on a
-        // busy machine (a timed test fails for slowness, not for a defect), within 60 s.
+        // busy machine (a timed test fails for slowness, not for a defect), within 60 s and
+        // ten tries (a starved test process may sleep through the minute in one try).
         var answer: [String] = []
+        var tries = 0
         let deadline = ContinuousClock.now + .seconds(60)
         repeat {
             try await Task.sleep(for: .milliseconds(200))
             answer = try answers([#"{"op":"ping"}"#], port: server.port)
-        } while answer != [#"{"ok":true,"pong":true}"#] && ContinuousClock.now < deadline
-        #expect(answer == [#"{"ok":true,"pong":true}"#])
+            tries += 1
+        } while answer != [#"{"ok":true,"pong":true}"#] && (ContinuousClock.now < deadline || tries < 10)
+        #expect(answer == [#"{"ok":true,"pong":true}"#], "the server's log:\n\(server.log)")
         server.signal(SIGTERM)
     }
 

@@ -84,7 +84,9 @@ import Testing
         listen(listener, 4)
         let folder = TemporaryFolder()
         let database = folder.path + "/fresh.db"
-        let result = try runContextstore(["serve", "--db", database, "--port", String(port), "--http-port", "0", "--model", "none"])
+        let result = try runContextstore([
+            "serve", "--db", database, "--port", String(port), "--http-port", "0", "--model", "none",
+        ])
         #expect(result.status == 1)
         #expect(
             result.error
@@ -99,7 +101,8 @@ import Testing
         let store = try MemoryStore(path: database, dimension: 5, metric: .dot)
         store.close()
         func serve(_ arguments: [String]) throws -> String {
-            let result = try runContextstore(["serve", "--db", database, "--port", "0", "--http-port", "0"] + arguments)
+            let result = try runContextstore(
+                ["serve", "--db", database, "--port", "0", "--http-port", "0"] + arguments)
             #expect(result.status == 1)
             return result.error
         }
@@ -131,7 +134,8 @@ import Testing
     @Test func aNonLoopbackHostNeedsKeysOrInsecure() throws {
         let folder = TemporaryFolder()
         let serve = [
-            "serve", "--db", folder.path + "/space.db", "--host", "192.0.2.1", "--port", "0", "--http-port", "0", "--model", "none",
+            "serve", "--db", folder.path + "/space.db", "--host", "192.0.2.1", "--port", "0", "--http-port", "0",
+            "--model", "none",
         ]
         let refused = try runContextstore(serve)
         #expect(refused.status == 1)
@@ -219,7 +223,8 @@ import Testing
 
         try "fine\n{{#a}}\n{{/b}}\n".write(toFile: templates + "/bad.mustache", atomically: true, encoding: .utf8)
         let refused = try runContextstore([
-            "serve", "--db", folder.path + "/other.db", "--port", "0", "--http-port", "0", "--model", "none", "--templates", templates,
+            "serve", "--db", folder.path + "/other.db", "--port", "0", "--http-port", "0", "--model", "none",
+            "--templates", templates,
         ])
         #expect(refused.status == 1)
         #expect(
@@ -227,7 +232,8 @@ import Testing
             "\(refused.error)")
         #expect(access(folder.path + "/other.db", F_OK) != 0)
         let noRanks = try runContextstore([
-            "serve", "--db", folder.path + "/other.db", "--port", "0", "--http-port", "0", "--model", "none", "--tokenizer",
+            "serve", "--db", folder.path + "/other.db", "--port", "0", "--http-port", "0", "--model", "none",
+            "--tokenizer",
             folder.path + "/none.tiktoken",
         ])
         #expect(noRanks.status == 1)
@@ -237,7 +243,7 @@ import Testing
 
 /// A TCP socket bound to a free port on 127.0.0.1, and that port.
 func boundLoopbackSocket() -> (descriptor: Int32, port: Int) {
-    let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
     var address = sockaddr_in()
     address.sin_family = sa_family_t(AF_INET)
     address.sin_addr.s_addr = inet_addr("127.0.0.1")

@@ -10,6 +10,8 @@ import Testing
 final class ServerProcess {
     let process = Process()
     let port: Int
+    /// Where the server's log (its standard error) goes, next to its database.
+    let logPath: String
 
     /// - Parameter unprivileged: run as the user `nobody` when the tests run as root (as CI
     ///   does), from a copy of the executable that user can reach; as the current user otherwise.
@@ -31,7 +33,9 @@ final class ServerProcess {
         }
         let output = Pipe()
         process.standardOutput = output
-        process.standardError = FileHandle.nullDevice
+        logPath = URL(fileURLWithPath: database).deletingLastPathComponent().appendingPathComponent("server.log").path
+        _ = FileManager.default.createFile(atPath: logPath, contents: nil)
+        process.standardError = FileHandle(forWritingAtPath: logPath)
         try process.run()
         // The server prints "listening on HOST:PORT" once it accepts connections.
         var line = [UInt8]()
@@ -47,6 +51,9 @@ final class ServerProcess {
         }
         self.port = port
     }
+
+    /// What the server has logged so far, for a test's failure to show.
+    var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
 
     /// CPU time (user and system) the server process has used, in seconds.
     var cpuSeconds: Double {

@@ -121,14 +121,23 @@ import Testing
 
     @Test func theLeastRecentlyUsedGoFirst() {
         // Room for eight entries of a one-byte key and a 90-byte answer, not nine: an entry
-        // counts its storage and bookkeeping, not its 91 bytes alone.
-        let entry = ResultCache.cost(request: [0], answer: [UInt8](repeating: 0, count: 90))
-        #expect(entry > 91 + 128)
-        let capacity = 8 * entry + entry / 2
+        // counts its storage and bookkeeping, not its 91 bytes alone. Each entry's arrays are
+        // made (and kept) before the cache, so the test knows exactly what each one costs:
+        // malloc may hand two arrays of the same size different capacities.
+        let keys: [UInt8] = [0, 1, 2, 3, 9, 8, 7, 6, 5, 4]
+        let arrays = Dictionary(
+            uniqueKeysWithValues: keys.map { ($0, (request: [$0], answer: [UInt8](repeating: $0, count: 90))) })
+        let cost = arrays.mapValues { ResultCache.cost(request: $0.request, answer: $0.answer) }
+        let smallest = cost.values.min()!
+        #expect(smallest > 91 + 128)
+        let first = keys.prefix(8).reduce(0) { $0 + cost[$1]! }
+        let capacity = first + smallest / 2
+        // The margins below hold (each entry may be kept; nine do not fit, eight do).
+        #expect(2 * (cost.values.max()! - smallest) < smallest / 2 && cost.values.max()! <= capacity / 8)
         let cache = ResultCache(capacityBytes: capacity)
         let now = Generation(space: 0, user: 0)
         func put(_ key: UInt8) {
-            cache.store([UInt8](repeating: key, count: 90), for: [key], at: now, until: nil)
+            cache.store(arrays[key]!.answer, for: arrays[key]!.request, at: now, until: nil)
         }
         func kept(_ key: UInt8, at generation: Generation = now) -> Bool {
             cache.answer(for: [key], at: generation, now: 0) != nil
@@ -136,14 +145,13 @@ import Testing
         for key: UInt8 in [0, 1, 2, 3] { put(key) }
         #expect(kept(0))  // 0 is now the most recently used
         for key: UInt8 in [9, 8, 7, 6] { put(key) }
-        // malloc may hand an array a few bytes more than another of the same size, and the
-        // cache counts what the arrays hold.
-        #expect(cache.counters.entries == 8 && cache.counters.bytes >= 8 * entry)
-        #expect(cache.counters.bytes <= capacity)
+        #expect(cache.counters.entries == 8 && cache.counters.bytes == first)
         put(5)  // nine would pass the capacity: the least recently used, 1, goes
         #expect(!kept(1) && kept(0))
+        #expect(cache.counters.bytes == first - cost[1]! + cost[5]!)
         put(4)  // then 2
         #expect(!kept(2) && kept(3))
+        #expect(cache.counters.bytes == first - cost[1]! - cost[2]! + cost[5]! + cost[4]!)
         #expect(cache.counters.bytes <= capacity)
         // An answer of more than an eighth of the capacity is not kept; a stale one is let go.
         cache.store([UInt8](repeating: 1, count: capacity / 8), for: [50], at: now, until: nil)

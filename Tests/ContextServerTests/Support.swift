@@ -64,7 +64,9 @@ final class RawSocket {
     /// - Parameter source: The loopback address to connect from (127.0.0.2, ...): another peer.
     /// - Parameter timeout: Seconds a read waits before it gives up (a test must never hang).
     init(port: Int, receiveBuffer: Int32? = nil, source: String? = nil, timeout: Int = 10) throws {
-        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        // Close-on-exec: a process another test starts meanwhile (a server, PostgreSQL) must
+        // not inherit the socket and hold the connection open after this test closes it.
+        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         if let source {
             var local = sockaddr_in()
             local.sin_family = sa_family_t(AF_INET)
