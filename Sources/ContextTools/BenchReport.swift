@@ -27,7 +27,12 @@ extension BenchResult {
                 Evidence recall@k is the share of a question's evidence turns (the dialog turns the \
                 dataset names as holding the answer) among the top k turns of its conversation, averaged \
                 over the questions: how much of what answers a question a prompt of k turns would hold. \
-                It is not an ANN recall: an exact search does not score 1.
+                It is not an ANN recall: an exact search does not score 1. recall_any@k is the share of \
+                questions with at least one evidence turn in the top k, recall_all@k the share with all of \
+                them; nDCG@10 weighs each evidence turn found by 1/log2(rank + 1), 1 for the best order. \
+                "All evidence in prompt" is the share of questions whose evidence turns are all in the \
+                prompt the `prompt` op builds for the question at the budget (no session, defaults \
+                otherwise), next to that prompt's tokens and build latency.
 
 
                 """
@@ -87,6 +92,26 @@ extension BenchResult {
                 text += " | \(Self.milliseconds(figure("\(mode) latency_\(latency)_us")))"
             }
             text += " |\n"
+        }
+        if let mode = modes.first, figure("\(mode) ndcg@10") != nil {
+            text += "\n| search mode | "
+            text += ks.map { "any@\($0) | all@\($0)" }.joined(separator: " | ")
+            text +=
+                " | nDCG@10 | all evidence in prompt | evidence in prompt | prompt tokens p50 | prompt p50 ms | prompt p95 ms |\n"
+            text += "|---|" + String(repeating: "---:|", count: 2 * ks.count + 6) + "\n"
+            for mode in modes {
+                text += "| \(mode) | "
+                text += ks.map {
+                    Self.recall(figure("\(mode) recall_any@\($0)")) + " | "
+                        + Self.recall(figure("\(mode) recall_all@\($0)"))
+                }.joined(separator: " | ")
+                text += " | \(Self.recall(figure("\(mode) ndcg@10")))"
+                text += " | \(Self.recall(figure("\(mode) evidence_all_in_prompt")))"
+                text += " | \(Self.recall(figure("\(mode) evidence_in_prompt")))"
+                text += " | \(figure("\(mode) prompt_tokens_p50").map { String(Int($0)) } ?? "")"
+                text += " | \(Self.milliseconds(figure("\(mode) prompt_latency_p50_us")))"
+                text += " | \(Self.milliseconds(figure("\(mode) prompt_latency_p95_us"))) |\n"
+            }
         }
         let groups: [(title: String, names: [String])] = [
             ("question category", categories),

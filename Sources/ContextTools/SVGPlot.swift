@@ -48,15 +48,34 @@ public enum SVGPlot {
     /// Evidence recall@k per question category: a group of bars a category, a bar for each search
     /// mode of each run, its value above it.
     public static func evidenceRecallByCategory(_ runs: [BenchResult]) -> String {
-        let series = runs.flatMap { run in run.modes.map { (run: run, mode: $0) } }
         let ks = Set(runs.compactMap { $0.setting("k") })
         let k = ks.count == 1 ? ks.first! : "k"
+        return byCategory(
+            runs, title: "LoCoMo evidence recall by question category",
+            yTitle: "evidence recall@\(k) (share of evidence turns in the top \(k))"
+        ) { run, mode, category in "\(mode) recall@\(run.setting("k") ?? k) \(category)" }
+    }
+
+    /// The share of questions whose evidence turns are all in their prompt, per question category,
+    /// drawn as `evidenceRecallByCategory` draws recall.
+    public static func evidenceInPromptByCategory(_ runs: [BenchResult]) -> String {
+        let budgets = Set(runs.compactMap { $0.setting("prompt budget") })
+        let budget = budgets.count == 1 ? budgets.first! : "its budget"
+        return byCategory(
+            runs, title: "LoCoMo questions with all their evidence in the prompt, by category",
+            yTitle: "share of questions (prompt of \(budget) tokens)"
+        ) { _, mode, category in "\(mode) evidence_all_in_prompt \(category)" }
+    }
+
+    /// Bars of a figure (between 0 and 1) by question category, one for each mode of each run.
+    private static func byCategory(
+        _ runs: [BenchResult], title: String, yTitle: String,
+        figure: (_ run: BenchResult, _ mode: String, _ category: String) -> String
+    ) -> String {
+        let series = runs.flatMap { run in run.modes.map { (run: run, mode: $0) } }
         let categories = runs.flatMap(\.categories).uniqued().sorted()
         let frame = Frame(width: 760, height: 460, left: 80, right: 200, top: 56, bottom: 60)
-        var svg = frame.open(
-            title: "LoCoMo evidence recall by question category",
-            xTitle: "question category (questions asked)",
-            yTitle: "evidence recall@\(k) (share of evidence turns in the top \(k))")
+        var svg = frame.open(title: title, xTitle: "question category (questions asked)", yTitle: yTitle)
         let yTicks = niceTicks(0, 1)
         let y = frame.yScale(yTicks)
         svg += frame.axes(xTicks: [], yTicks: yTicks, x: { _ in 0 }, y: y)
@@ -65,7 +84,7 @@ public enum SVGPlot {
         for (c, category) in categories.enumerated() {
             let groupLeft = frame.left + groupWidth * Double(c) + (groupWidth - barWidth * Double(series.count)) / 2
             for (s, (run, mode)) in series.enumerated() {
-                guard let value = run.figure("\(mode) recall@\(run.setting("k") ?? k) \(category)") else { continue }
+                guard let value = run.figure(figure(run, mode, category)) else { continue }
                 let left = groupLeft + barWidth * Double(s)
                 svg += "<rect x=\"\(fixed(left))\" y=\"\(fixed(y(value)))\" width=\"\(fixed(barWidth - 2))\" "
                 svg += "height=\"\(fixed(y(0) - y(value)))\" fill=\"\(colors[s % colors.count])\"/>\n"

@@ -16,10 +16,12 @@ struct BenchQuery: Sendable {
     var groups: [String] = []
 }
 
-/// Per-query outcome: the ids returned, best first, and the latency.
+/// Per-query outcome: the ids returned, best first (a prompt's: the items it holds), the
+/// latency, and a prompt's tokens.
 struct QueryOutcome: Sendable {
     var ids: [String]
     var microseconds: UInt64
+    var tokens = 0
 }
 
 /// The outcomes of a run, filled in by the connections' tasks.
@@ -33,9 +35,14 @@ final class Outcomes: Sendable {
 /// Runs queries over `concurrency` connections and measures each one.
 enum QueryRunner {
     /// - Parameter progress: Told how many queries are answered, after each one.
+    /// - Parameter ask: Sends one query and returns the ids it answered, best first, and the
+    ///   tokens it cost (a search: its hits, no tokens).
     static func run(
         _ queries: [BenchQuery], concurrency: Int, connect: @escaping @Sendable () async throws -> ContextStoreClient,
-        progress: (@Sendable (_ done: Int, _ seconds: Double) -> Void)? = nil
+        progress: (@Sendable (_ done: Int, _ seconds: Double) -> Void)? = nil,
+        ask: @escaping @Sendable (ContextStoreClient, BenchQuery) async throws -> (ids: [String], tokens: Int) = {
+            client, query in (try await client.search(query.search).map(\.memory.id), 0)
+        }
     ) async throws -> (outcomes: [QueryOutcome], seconds: Double) {
         let results = Outcomes(count: queries.count)
         let start = Clock.monotonicSeconds()
@@ -46,9 +53,9 @@ enum QueryRunner {
                     var index = worker
                     while index < queries.count {
                         let began = Clock.monotonicSeconds()
-                        let hits = try await client.search(queries[index].search)
+                        let (ids, tokens) = try await ask(client, queries[index])
                         let elapsed = UInt64((Clock.monotonicSeconds() - began) * 1e6)
-                        let outcome = QueryOutcome(ids: hits.map(\.memory.id), microseconds: elapsed)
+                        let outcome = QueryOutcome(ids: ids, microseconds: elapsed, tokens: tokens)
                         results.list.withLock { $0[index] = outcome }
                         let done = results.answered.wrappingAdd(1, ordering: .relaxed).newValue
                         progress?(done, Clock.monotonicSeconds() - start)
@@ -63,8 +70,10 @@ enum QueryRunner {
     }
 
     /// Recall, throughput and latency figures of a run; recall is reported at each of `ks`.
+    /// - Parameter evidence: Also the turn-level figures of a conversation run (see
+    ///   `evidenceFigures`).
     static func figures(
-        _ queries: [BenchQuery], _ outcomes: [QueryOutcome], seconds: Double, ks: [Int]
+        _ queries: [BenchQuery], _ outcomes: [QueryOutcome], seconds: Double, ks: [Int], evidence: Bool = false
     ) -> [(key: String, value: Double)] {
         var histogram = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
         for outcome in outcomes { _ = histogram.record(max(1, outcome.microseconds)) }
@@ -87,12 +96,78 @@ enum QueryRunner {
             for k in ks { figures.append(("recall@\(k) \(group)", recall(k, members))) }
             figures.append(("questions \(group)", Double(members.count)))
         }
+        if evidence { figures += evidenceFigures(pairs, ks: ks) }
         figures.append(("queries", Double(queries.count)))
         figures.append(("queries_per_second", seconds > 0 ? Double(queries.count) / seconds : 0))
         figures.append(("latency_p50_us", Double(histogram.valueAtPercentile(50))))
         figures.append(("latency_p95_us", Double(histogram.valueAtPercentile(95))))
         figures.append(("latency_p99_us", Double(histogram.valueAtPercentile(99))))
         figures.append(("latency_max_us", Double(histogram.maxRecorded)))
+        return figures
+    }
+}
+
+extension QueryRunner {
+    /// The figures the memory benchmarks (LongMemEval, LoCoMo retrieval studies) report, over the
+    /// questions that name evidence: `recall_any@k`, the share whose top k hold at least one
+    /// evidence turn; `recall_all@k`, the share whose top k hold them all; and `ndcg@10`, the
+    /// mean normalized discounted cumulative gain of the top 10 with every evidence turn of
+    /// relevance 1 (a turn found at rank r counts 1/log2(r + 1); the best order scores 1).
+    static func evidenceFigures(_ pairs: [(BenchQuery, QueryOutcome)], ks: [Int]) -> [(key: String, value: Double)] {
+        let asked = pairs.filter { !$0.0.relevant.isEmpty }
+        guard !asked.isEmpty else { return [] }
+        let count = Double(asked.count)
+        var figures: [(key: String, value: Double)] = []
+        for k in ks {
+            var any = 0
+            var all = 0
+            for (query, outcome) in asked {
+                let found = Set(outcome.ids.prefix(k)).intersection(query.relevant).count
+                if found > 0 { any += 1 }
+                if found == Set(query.relevant).count { all += 1 }
+            }
+            figures.append(("recall_any@\(k)", Double(any) / count))
+            figures.append(("recall_all@\(k)", Double(all) / count))
+        }
+        let ndcg = asked.reduce(0.0) { sum, pair in
+            let relevant = Set(pair.0.relevant)
+            var gain = 0.0
+            for (rank, id) in pair.1.ids.prefix(10).enumerated() where relevant.contains(id) {
+                gain += 1 / log2(Double(rank) + 2)
+            }
+            let best = (0..<min(10, relevant.count)).reduce(0.0) { $0 + 1 / log2(Double($1) + 2) }
+            return sum + gain / best
+        }
+        figures.append(("ndcg@10", ndcg / count))
+        return figures
+    }
+
+    /// A prompt pass: each question's prompt at a budget, the share whose evidence turns are all
+    /// in it (overall and by group), the mean share of evidence turns in it, its tokens (median
+    /// and mean) and the latency of building it.
+    static func promptFigures(_ queries: [BenchQuery], _ outcomes: [QueryOutcome]) -> [(key: String, value: Double)] {
+        let pairs = zip(queries, outcomes).filter { !$0.0.relevant.isEmpty }
+        guard !pairs.isEmpty else { return [] }
+        func allIn(_ members: [(BenchQuery, QueryOutcome)]) -> Double {
+            let held = members.filter { Set($0.0.relevant).isSubset(of: $0.1.ids) }.count
+            return members.isEmpty ? 0 : Double(held) / Double(members.count)
+        }
+        var figures: [(key: String, value: Double)] = [("evidence_all_in_prompt", allIn(pairs))]
+        let share = pairs.reduce(0.0) { sum, pair in
+            let relevant = Set(pair.0.relevant)
+            return sum + Double(relevant.intersection(pair.1.ids).count) / Double(relevant.count)
+        }
+        figures.append(("evidence_in_prompt", share / Double(pairs.count)))
+        for group in pairs.flatMap(\.0.groups).uniqued().sorted() {
+            figures.append(("evidence_all_in_prompt \(group)", allIn(pairs.filter { $0.0.groups.contains(group) })))
+        }
+        let tokens = pairs.map(\.1.tokens).sorted()
+        figures.append(("prompt_tokens_p50", Double(tokens[tokens.count / 2])))
+        figures.append(("prompt_tokens_mean", Double(tokens.reduce(0, +)) / Double(tokens.count)))
+        var histogram = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
+        for (_, outcome) in pairs { _ = histogram.record(max(1, outcome.microseconds)) }
+        figures.append(("prompt_latency_p50_us", Double(histogram.valueAtPercentile(50))))
+        figures.append(("prompt_latency_p95_us", Double(histogram.valueAtPercentile(95))))
         return figures
     }
 }
@@ -194,12 +269,17 @@ public struct ConversationBenchmark: Sendable {
     public var k: Int
     public var concurrency: Int
     public var modes: [SearchMode]
+    /// The budget of each question's prompt (the `prompt` op, in each mode); nil: no prompts.
+    public var promptBudget: Int?
 
-    public init(folder: String, k: Int, concurrency: Int, modes: [SearchMode] = [.hybrid]) {
+    public init(
+        folder: String, k: Int, concurrency: Int, modes: [SearchMode] = [.hybrid], promptBudget: Int? = 1_000
+    ) {
         self.folder = folder
         self.k = k
         self.concurrency = concurrency
         self.modes = modes
+        self.promptBudget = promptBudget
     }
 
     public func run(
@@ -271,7 +351,17 @@ public struct ConversationBenchmark: Sendable {
                 reporter.update(done: $0, of: total, unit: "questions", seconds: $1)
             }
             reporter.finish()
-            let modeFigures = QueryRunner.figures(queries, outcomes, seconds: seconds, ks: ks)
+            var modeFigures = QueryRunner.figures(queries, outcomes, seconds: seconds, ks: ks, evidence: true)
+            if let budget = promptBudget {
+                log("building \(queries.count) prompts of \(budget) tokens (\(mode.rawValue))")
+                let (built, _) = try await QueryRunner.run(
+                    queries, concurrency: concurrency, connect: connect,
+                    ask: { client, query in
+                        let answer = try await client.prompt(.init(search: query.search, budget: budget))
+                        return (answer.prompt.used, answer.prompt.tokens)
+                    })
+                modeFigures += QueryRunner.promptFigures(queries, built)
+            }
             figures += modeFigures.map { ("\(mode.rawValue) \($0.key)", $0.value) }
             let qps = modeFigures.first { $0.key == "queries_per_second" }!.value
             curve.append(BenchResult.CurvePoint(qps: qps, recall: modeFigures.first { $0.key == "recall@\(k)" }!.value))
@@ -282,7 +372,8 @@ public struct ConversationBenchmark: Sendable {
             name: name, mode: "conversation",
             settings: [
                 ("conversations", folder), ("k", String(k)), ("concurrency", String(concurrency)),
-                ("search", modes.map(\.rawValue).joined(separator: ",")), ("model", model), ("index", hello.index),
+                ("search", modes.map(\.rawValue).joined(separator: ",")),
+                ("prompt budget", promptBudget.map(String.init) ?? "none"), ("model", model), ("index", hello.index),
                 ("server", "\(hello.server) \(hello.version)"),
             ],
             figures: figures, curve: curve)

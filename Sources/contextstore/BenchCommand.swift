@@ -1,6 +1,7 @@
 import ArgumentParser
 import ContextClient
 import ContextModel
+import ContextProtocol
 import ContextServer
 import ContextTools
 import Embedder
@@ -29,8 +30,11 @@ struct BenchRunCommand: AsyncParsableCommand {
             LoCoMo-format folder (turns.jsonl, questions.jsonl); each conversation is one user and every \
             question is asked as text (the server must have a model). Without --port, an embedded server \
             on a temporary database is started and stopped. Writes DIR/NAME.json, and over every run in \
-            DIR: report.md, recall_qps.svg (vector runs: recall against queries/s, a point per ef) and \
-            evidence_recall.svg (conversation runs: evidence recall by question category and mode).
+            DIR: report.md, recall_qps.svg (vector runs: recall against queries/s, a point per ef), \
+            evidence_recall.svg (conversation runs: evidence recall by question category and mode) and \
+            evidence_in_prompt.svg (conversation runs: the share of questions whose evidence turns are all \
+            in a prompt of --prompt-budget tokens). Conversation runs also report recall_any@k and \
+            recall_all@k (k = 5, 10, 20 and --k), nDCG@10, and each prompt's tokens and latency.
             """
     )
 
@@ -41,6 +45,10 @@ struct BenchRunCommand: AsyncParsableCommand {
     @Option(help: "Hits per query; recall is measured at k.") var k = 10
     @Option(help: "Conversation mode: comma-separated search modes to measure (vector, keyword, hybrid).")
     var mode = "vector,keyword,hybrid"
+    @Option(
+        help:
+            "Conversation mode: the budget of the prompt built for each question in each mode ('none': no prompts).")
+    var promptBudget = "1000"
     @Option(help: "Concurrent connections.") var concurrency = 1
     @Option(help: "Vector mode, hnsw space: comma-separated ef values to sweep (one pass each).") var ef: String?
     @Option(help: "Results folder.") var out = "bench-results"
@@ -58,6 +66,7 @@ struct BenchRunCommand: AsyncParsableCommand {
         try requireFlag("port", port, in: 1...65535)
         try requireFlag("k", k, in: 1...1000)
         try requireFlag("concurrency", concurrency, in: 1...1024)
+        _ = try budget()
     }
 
     func run() async throws {
@@ -105,7 +114,8 @@ struct BenchRunCommand: AsyncParsableCommand {
                 ).run(name: runName, connect: connect, log: log)
             } else {
                 result = try await ConversationBenchmark(
-                    folder: conversations!, k: k, concurrency: concurrency, modes: try searchModes()
+                    folder: conversations!, k: k, concurrency: concurrency, modes: try searchModes(),
+                    promptBudget: try budget()
                 ).run(name: runName, connect: connect, log: log)
             }
         } catch {
@@ -123,6 +133,11 @@ struct BenchRunCommand: AsyncParsableCommand {
         let plots = [
             ("recall_qps.svg", runs.filter { $0.mode == "vector" }, SVGPlot.recallAgainstQPS),
             ("evidence_recall.svg", runs.filter { $0.mode == "conversation" }, SVGPlot.evidenceRecallByCategory),
+            (
+                "evidence_in_prompt.svg",
+                runs.filter { $0.mode == "conversation" && $0.setting("prompt budget") != "none" },
+                SVGPlot.evidenceInPromptByCategory
+            ),
         ]
         for (file, shown, plot) in plots where !shown.isEmpty {
             try plot(shown).write(toFile: out + "/" + file, atomically: true, encoding: .utf8)
@@ -130,6 +145,17 @@ struct BenchRunCommand: AsyncParsableCommand {
         }
         print(result.table)
         print("wrote " + written.joined(separator: ", "))
+    }
+
+    /// `--prompt-budget`: nil for `none`.
+    private func budget() throws -> Int? {
+        if promptBudget == "none" { return nil }
+        guard let tokens = Int(promptBudget), (1...Operations.Prompt.Arguments.maximumBudget).contains(tokens) else {
+            throw ValidationError(
+                "--prompt-budget must be 'none' or 1 to \(Operations.Prompt.Arguments.maximumBudget) tokens, not \(promptBudget)"
+            )
+        }
+        return tokens
     }
 
     private func searchModes() throws -> [SearchMode] {

@@ -1,4 +1,5 @@
 import ContextClient
+import ContextModel
 import ContextProtocol
 import ContextServer
 import Embedder
@@ -125,10 +126,72 @@ func writeIvecs(_ path: String, _ rows: [[Int32]]) {
             #expect(result.figure("\(mode) questions category 2") == 1, "\(mode)")
             #expect(result.figure("\(mode) questions c2") == nil, "c2 has no questions")
         }
+        for mode in ["vector", "keyword", "hybrid"] {
+            #expect(result.figure("\(mode) recall_any@1") == 1 && result.figure("\(mode) recall_all@1") == 1, "\(mode)")
+            #expect(result.figure("\(mode) ndcg@10") == 1, "\(mode)")
+            // A 1,000-token prompt holds both of a conversation's two turns.
+            #expect(result.figure("\(mode) evidence_all_in_prompt") == 1, "\(mode)")
+            #expect(result.figure("\(mode) evidence_all_in_prompt category 2") == 1, "\(mode)")
+            let tokens = try #require(result.figure("\(mode) prompt_tokens_p50"))
+            #expect(tokens > 20 && tokens < 1_000, "\(mode): \(tokens)")
+        }
+        #expect(result.setting("prompt budget") == "1000")
         #expect(result.figure("turns") == 3)
         #expect(store.count == 3)
         await server.shutdown()
         store.close()
+    }
+}
+
+/// The figures memory benchmarks report, on answers made by hand.
+@Suite struct EvidenceFigureTests {
+    /// Three questions: evidence {a, b} with b first and a 12th (outside the top 10); {c} at rank
+    /// 2; {d} not found.
+    let pairs: [(BenchQuery, QueryOutcome)] = [
+        (
+            BenchQuery(search: SearchRequest(user: "u", k: 20), relevant: ["a", "b"], groups: ["category 1"]),
+            QueryOutcome(ids: ["b"] + (1...10).map { "x\($0)" } + ["a"], microseconds: 100, tokens: 300)
+        ),
+        (
+            BenchQuery(search: SearchRequest(user: "u", k: 20), relevant: ["c"], groups: ["category 2"]),
+            QueryOutcome(ids: ["x1", "c"], microseconds: 200, tokens: 500)
+        ),
+        (
+            BenchQuery(search: SearchRequest(user: "u", k: 20), relevant: ["d"], groups: ["category 2"]),
+            QueryOutcome(ids: ["x1", "x2"], microseconds: 300, tokens: 700)
+        ),
+    ]
+
+    @Test func recallAnyAllAndNDCGCountEvidenceTurns() throws {
+        let figures = Dictionary(
+            uniqueKeysWithValues: QueryRunner.evidenceFigures(pairs, ks: [1, 5, 20]).map { ($0.key, $0.value) })
+        #expect(figures["recall_any@1"] == 1.0 / 3 && figures["recall_all@1"] == 0)
+        #expect(figures["recall_any@5"] == 2.0 / 3 && figures["recall_all@5"] == 1.0 / 3)
+        #expect(figures["recall_any@20"] == 2.0 / 3 && figures["recall_all@20"] == 2.0 / 3)
+        // b at rank 1 of an ideal 1 + 1/log2(3); c at rank 2 (1/log2(3) of 1); d none.
+        let first = 1 / (1 + 1 / log2(3.0))
+        let second = 1 / log2(3.0)
+        let ndcg = try #require(figures["ndcg@10"])
+        #expect(abs(ndcg - (first + second) / 3) < 1e-12)
+        // A question that names no evidence is not counted.
+        let none = (
+            BenchQuery(search: SearchRequest(user: "u", k: 20), relevant: []), QueryOutcome(ids: [], microseconds: 1)
+        )
+        let with = Dictionary(
+            uniqueKeysWithValues: QueryRunner.evidenceFigures(pairs + [none], ks: [5]).map { ($0.key, $0.value) })
+        #expect(with["recall_any@5"] == 2.0 / 3)
+        #expect(QueryRunner.evidenceFigures([none], ks: [5]).isEmpty)
+    }
+
+    @Test func promptFiguresSayWhoseEvidenceIsAllInThePrompt() {
+        let figures = Dictionary(
+            uniqueKeysWithValues: QueryRunner.promptFigures(pairs.map(\.0), pairs.map(\.1)).map { ($0.key, $0.value) })
+        #expect(figures["evidence_all_in_prompt"] == 2.0 / 3)
+        #expect(figures["evidence_all_in_prompt category 1"] == 1)
+        #expect(figures["evidence_all_in_prompt category 2"] == 0.5)
+        #expect(figures["evidence_in_prompt"] == 2.0 / 3)
+        #expect(figures["prompt_tokens_p50"] == 500 && figures["prompt_tokens_mean"] == 500)
+        #expect(figures["prompt_latency_p50_us"] == 200)
     }
 }
 
@@ -162,7 +225,12 @@ func writeIvecs(_ path: String, _ rows: [[Int32]]) {
             ("vector queries_per_second", 180.4), ("vector latency_p50_us", 5432), ("hybrid recall@5", 0.6),
             ("hybrid recall@10", 0.7), ("hybrid recall@10 category 1", 0.5), ("hybrid questions category 1", 4),
             ("hybrid recall@10 category 2", 0.875), ("hybrid questions category 2", 6),
-            ("hybrid recall@10 conv-1", 0.7), ("hybrid questions conv-1", 10),
+            ("hybrid recall@10 conv-1", 0.7), ("hybrid questions conv-1", 10), ("vector recall_any@5", 0.6),
+            ("vector recall_all@5", 0.3), ("vector recall_any@10", 0.7), ("vector recall_all@10", 0.35),
+            ("vector ndcg@10", 0.45), ("vector evidence_all_in_prompt", 0.675), ("vector evidence_in_prompt", 0.7),
+            ("vector evidence_all_in_prompt category 1", 0.5), ("vector evidence_all_in_prompt category 2", 0.8),
+            ("vector prompt_tokens_p50", 418), ("vector prompt_latency_p50_us", 8123),
+            ("vector prompt_latency_p95_us", 12345),
         ],
         curve: [.init(qps: 180.4, recall: 0.5), .init(qps: 120, recall: 0.7)])
 
@@ -195,6 +263,14 @@ func writeIvecs(_ path: String, _ rows: [[Int32]]) {
         for value in ["0.25", "0.50", "0.75", "0.88"] { #expect(svg.contains(">\(value)<"), "\(value)") }
         #expect(svg.contains(">category 1 (4)<") && svg.contains(">category 2 (6)<"))
         #expect(svg.contains("evidence recall@10 (share of evidence turns in the top 10)"))
+        #expect(
+            report.contains(
+                "| vector | 0.6000 | 0.3000 | 0.7000 | 0.3500 | 0.4500 | 0.6750 | 0.7000 | 418 | 8.12 | 12.3 |"))
+        // A mode without a prompt pass leaves its cells empty.
+        #expect(report.contains("| hybrid |  |  |  |  |  |  |  |  |  |  |"))
+        let prompts = SVGPlot.evidenceInPromptByCategory([conversations])
+        #expect(prompts.contains(">0.50<") && prompts.contains(">0.80<"))
+        #expect(prompts.components(separatedBy: "<rect x=").count - 1 == 2 + 2)  // vector's two bars, two legends
     }
 
     @Test func ticksAreRound() {
