@@ -181,7 +181,7 @@ struct MemoryTool: Sendable {
             string("query", "The user's new message.", required: true),
             integer("budget", "Tokens the prompt may use (default 2048).", 1...1_000_000),
             string("session", "The current conversation: its latest turns go in verbatim."),
-            integer("limit", "Memories at most (default 10).", 0...100),
+            integer("limit", "Memories at most (default: as many as the budget holds, up to 100).", 0...100),
             integer("recent", "Turns of the session at most (default 10).", 0...200),
         ], annotations: .init(readOnlyHint: true, openWorldHint: false),
         request: { ("prompt", fields($0)) },

@@ -11,7 +11,9 @@ extension Operations {
             public static let defaultBudget = 2048
             /// The most memories a prompt may ask for.
             public static let maximumLimit = 100
-            public static let defaultLimit = 10
+            /// As many as the budget holds: the default is the cap (a trial found a 1,000-token
+            /// budget half used at 10, and fewer questions with their evidence all in the prompt).
+            public static let defaultLimit = maximumLimit
             /// The most recent turns a prompt may ask for.
             public static let maximumRecent = 200
             public static let defaultRecent = 10
@@ -98,7 +100,8 @@ extension Operations {
                 FieldSpec("system", .string, "the instructions; the server's when absent"),
                 FieldSpec(
                     "limit", .integer, minimum: 0, maximum: Double(Arguments.maximumLimit),
-                    default: String(Arguments.defaultLimit), "memories at most (0: no search)"),
+                    default: String(Arguments.defaultLimit),
+                    "memories at most (0: no search); by default as many as the budget holds"),
                 FieldSpec(
                     "recent", .integer, minimum: 0, maximum: Double(Arguments.maximumRecent),
                     default: String(Arguments.defaultRecent), "turns of `session`"),

@@ -24,7 +24,7 @@ struct PromptCommand: AsyncParsableCommand {
     @Option(help: "Tokens the prompt may use (1-1000000; default 2048).") var budget: Int?
     @Option(help: "A template the server loaded (serve --templates), or a template's text.") var template: String?
     @Option(help: "The instructions (default: the server's).") var system: String?
-    @Option(help: "The most memories (0-100; default 10).") var limit: Int?
+    @Option(help: "The most memories (0-100; default: as many as the budget holds).") var limit: Int?
     @Option(help: "The most turns of --session (0-200; default 10).") var recent: Int?
     @Option(help: "text, or messages (a chat-message list as well).") var format: String?
     @Option(

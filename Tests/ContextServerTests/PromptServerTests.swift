@@ -115,6 +115,37 @@ import Testing
         await server.stop()
     }
 
+    /// A trial found a 1,000-token prompt half used with the old default of 10 memories: the
+    /// default is now as many as the budget holds (up to 100), and `limit` a cap.
+    @Test func aPromptFillsItsBudgetUnlessALimitIsGiven() async throws {
+        // Forty memories, none a near-duplicate of another: each shares the query's direction
+        // and has one of its own.
+        let server = try await TestServer(dimension: 41) { $0.prompts = PromptSettings(counter: .estimate) }
+        let client = try await server.client()
+        try await client.addBatch(
+            (0..<40).map { n in
+                var vector = [Float](repeating: 0, count: 41)
+                (vector[0], vector[n + 1]) = (0.5, 1)
+                return NewMemory(
+                    id: "n\(n)", user: "fill", speaker: "Ana", text: "note \(n) about tea",
+                    createdAt: Int64(n) * 60_000, vector: vector)
+            })
+        let search = SearchRequest(user: "fill", text: "tea", vector: [1] + [Float](repeating: 0, count: 40))
+        func memories(_ prompt: Prompt) -> [String] { prompt.sections.first { $0.name == .memories }?.ids ?? [] }
+        let roomy = try await client.prompt(.init(search: search, budget: 1000)).prompt
+        #expect(Set(memories(roomy)) == Set((0..<40).map { "n\($0)" }) && roomy.tokens <= 1000)
+        // A budget for some: as many as fit, none left out for a limit.
+        let tight = try await client.prompt(.init(search: search, budget: 200)).prompt
+        #expect(tight.tokens <= 200 && memories(tight).count > 10 && memories(tight).count < 40, "\(tight.tokens)")
+        #expect(!tight.dropped.contains { $0.reason == .limit } && tight.dropped.contains { $0.reason == .budget })
+        // A limit caps it.
+        let capped = try await client.prompt(.init(search: search, budget: 1000, limit: 10)).prompt
+        // (The search asked for 30 candidates, the least it asks for.)
+        #expect(memories(capped).count == 10 && capped.dropped.filter { $0.reason == .limit }.count == 20)
+        await client.close()
+        await server.stop()
+    }
+
     /// A read key's template rendered n^d lines (2.9 GB for three nested lists), 3,000 nested
     /// sections overflowed the stack, and a 30 KB template parsed for 30-50 s. Templates in
     /// requests are off unless the server allows them; then they are scanned in one pass, nest
