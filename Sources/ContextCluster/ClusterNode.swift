@@ -450,8 +450,9 @@ public final class ClusterNode: Sendable {
     /// node's append, and at least every `following.interval`, one transaction reads the new
     /// durable entries of every open range (`catchUpAll`); every third of the lease the node
     /// reconciles (`reconcile`), and every lease it reports and snapshots its ranges
-    /// (`maintain`). A failure (PostgreSQL down, a failover) is retried at the next turn, and
-    /// reported to `failed` when it begins and every 5 s while it lasts.
+    /// (`maintain`; unless `following.maintains` is off). A failure (PostgreSQL down, a
+    /// failover) is retried at the next turn, and reported to `failed` when it begins and every
+    /// 5 s while it lasts.
     public func follow(_ following: Following = Following(), failed: @escaping @Sendable (any Error) -> Void) async {
         let wakeup = Wakeup()
         await withDiscardingTaskGroup { group in
