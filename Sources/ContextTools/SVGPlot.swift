@@ -11,8 +11,7 @@ public enum SVGPlot {
     public static func recallAgainstQPS(_ runs: [BenchResult]) -> String {
         let frame = Frame(width: 760, height: 460, left: 80, right: 200, top: 56, bottom: 60)
         let points = runs.flatMap(\.curve)
-        let ks = Set(runs.compactMap { $0.setting("k") })
-        let k = ks.count == 1 ? ks.first! : "k"
+        let k = shared("k", of: runs) ?? "k"
         let xTicks = niceTicks(0, max(1, points.map(\.qps).max() ?? 1))
         let recalls = points.map(\.recall)
         let yTicks = niceTicks(max(0, (recalls.min() ?? 0) - 0.02), min(1, (recalls.max() ?? 1) + 0.01))
@@ -48,8 +47,7 @@ public enum SVGPlot {
     /// Evidence recall@k per question category: a group of bars a category, a bar for each search
     /// mode of each run, its value above it.
     public static func evidenceRecallByCategory(_ runs: [BenchResult]) -> String {
-        let ks = Set(runs.compactMap { $0.setting("k") })
-        let k = ks.count == 1 ? ks.first! : "k"
+        let k = shared("k", of: runs) ?? "k"
         return byCategory(
             runs, title: "LoCoMo evidence recall by question category",
             yTitle: "evidence recall@\(k) (share of evidence turns in the top \(k))"
@@ -59,12 +57,17 @@ public enum SVGPlot {
     /// The share of questions whose evidence turns are all in their prompt, per question category,
     /// drawn as `evidenceRecallByCategory` draws recall.
     public static func evidenceInPromptByCategory(_ runs: [BenchResult]) -> String {
-        let budgets = Set(runs.compactMap { $0.setting("prompt budget") })
-        let budget = budgets.count == 1 ? budgets.first! : "its budget"
+        let budget = shared("prompt budget", of: runs) ?? "its budget"
         return byCategory(
             runs, title: "LoCoMo questions with all their evidence in the prompt, by category",
             yTitle: "share of questions (prompt of \(budget) tokens)"
         ) { _, mode, category in "\(mode) evidence_all_in_prompt \(category)" }
+    }
+
+    /// The value of setting `key` when every run that has it has the same one.
+    private static func shared(_ key: String, of runs: [BenchResult]) -> String? {
+        let values = Set(runs.compactMap { $0.setting(key) })
+        return values.count == 1 ? values.first : nil
     }
 
     /// Bars of a figure (between 0 and 1) by question category, one for each mode of each run.
@@ -129,8 +132,7 @@ public enum SVGPlot {
     }
 
     private static func concurrencyNote(_ runs: [BenchResult]) -> String {
-        let values = Set(runs.compactMap { $0.setting("concurrency") })
-        guard values.count == 1, let value = values.first else { return "connections as each run's settings" }
+        guard let value = shared("concurrency", of: runs) else { return "connections as each run's settings" }
         return value == "1" ? "one connection" : "\(value) connections"
     }
 

@@ -75,8 +75,7 @@ enum QueryRunner {
     static func figures(
         _ queries: [BenchQuery], _ outcomes: [QueryOutcome], seconds: Double, ks: [Int], evidence: Bool = false
     ) -> [(key: String, value: Double)] {
-        var histogram = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
-        for outcome in outcomes { _ = histogram.record(max(1, outcome.microseconds)) }
+        let histogram = latencies(outcomes)
         var figures: [(key: String, value: Double)] = []
         func recall(_ k: Int, _ pairs: [(BenchQuery, QueryOutcome)]) -> Double {
             guard !pairs.isEmpty else { return 0 }
@@ -108,31 +107,40 @@ enum QueryRunner {
 }
 
 extension QueryRunner {
+    /// The outcomes' latencies, in microseconds (1 at least).
+    static func latencies(_ outcomes: [QueryOutcome]) -> Histogram<UInt64> {
+        var histogram = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
+        for outcome in outcomes { _ = histogram.record(max(1, outcome.microseconds)) }
+        return histogram
+    }
+
     /// The figures the memory benchmarks (LongMemEval, LoCoMo retrieval studies) report, over the
     /// questions that name evidence: `recall_any@k`, the share whose top k hold at least one
     /// evidence turn; `recall_all@k`, the share whose top k hold them all; and `ndcg@10`, the
     /// mean normalized discounted cumulative gain of the top 10 with every evidence turn of
     /// relevance 1 (a turn found at rank r counts 1/log2(r + 1); the best order scores 1).
     static func evidenceFigures(_ pairs: [(BenchQuery, QueryOutcome)], ks: [Int]) -> [(key: String, value: Double)] {
-        let asked = pairs.filter { !$0.0.relevant.isEmpty }
+        let asked = pairs.compactMap { query, outcome in
+            query.relevant.isEmpty ? nil : (relevant: Set(query.relevant), ids: outcome.ids)
+        }
         guard !asked.isEmpty else { return [] }
         let count = Double(asked.count)
         var figures: [(key: String, value: Double)] = []
         for k in ks {
             var any = 0
             var all = 0
-            for (query, outcome) in asked {
-                let found = Set(outcome.ids.prefix(k)).intersection(query.relevant).count
+            for (relevant, ids) in asked {
+                let found = relevant.intersection(ids.prefix(k)).count
                 if found > 0 { any += 1 }
-                if found == Set(query.relevant).count { all += 1 }
+                if found == relevant.count { all += 1 }
             }
             figures.append(("recall_any@\(k)", Double(any) / count))
             figures.append(("recall_all@\(k)", Double(all) / count))
         }
         let ndcg = asked.reduce(0.0) { sum, pair in
-            let relevant = Set(pair.0.relevant)
+            let (relevant, ids) = pair
             var gain = 0.0
-            for (rank, id) in pair.1.ids.prefix(10).enumerated() where relevant.contains(id) {
+            for (rank, id) in ids.prefix(10).enumerated() where relevant.contains(id) {
                 gain += 1 / log2(Double(rank) + 2)
             }
             let best = (0..<min(10, relevant.count)).reduce(0.0) { $0 + 1 / log2(Double($1) + 2) }
@@ -164,8 +172,7 @@ extension QueryRunner {
         let tokens = pairs.map(\.1.tokens).sorted()
         figures.append(("prompt_tokens_p50", Double(tokens[tokens.count / 2])))
         figures.append(("prompt_tokens_mean", Double(tokens.reduce(0, +)) / Double(tokens.count)))
-        var histogram = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
-        for (_, outcome) in pairs { _ = histogram.record(max(1, outcome.microseconds)) }
+        let histogram = latencies(pairs.map(\.1))
         figures.append(("prompt_latency_p50_us", Double(histogram.valueAtPercentile(50))))
         figures.append(("prompt_latency_p95_us", Double(histogram.valueAtPercentile(95))))
         return figures

@@ -48,7 +48,7 @@ struct BenchRunCommand: AsyncParsableCommand {
     @Option(
         help:
             "Conversation mode: the budget of the prompt built for each question in each mode ('none': no prompts).")
-    var promptBudget = "1000"
+    var promptBudget: NumberOrNone = .number(1000)
     @Option(help: "Concurrent connections.") var concurrency = 1
     @Option(help: "Vector mode, hnsw space: comma-separated ef values to sweep (one pass each).") var ef: String?
     @Option(help: "Results folder.") var out = "bench-results"
@@ -66,7 +66,7 @@ struct BenchRunCommand: AsyncParsableCommand {
         try requireFlag("port", port, in: 1...65535)
         try requireFlag("k", k, in: 1...1000)
         try requireFlag("concurrency", concurrency, in: 1...1024)
-        _ = try budget()
+        try requireFlag("prompt-budget", promptBudget.number, in: 1...Operations.Prompt.Arguments.maximumBudget)
     }
 
     func run() async throws {
@@ -115,7 +115,7 @@ struct BenchRunCommand: AsyncParsableCommand {
             } else {
                 result = try await ConversationBenchmark(
                     folder: conversations!, k: k, concurrency: concurrency, modes: try searchModes(),
-                    promptBudget: try budget()
+                    promptBudget: promptBudget.number
                 ).run(name: runName, connect: connect, log: log)
             }
         } catch {
@@ -145,17 +145,6 @@ struct BenchRunCommand: AsyncParsableCommand {
         }
         print(result.table)
         print("wrote " + written.joined(separator: ", "))
-    }
-
-    /// `--prompt-budget`: nil for `none`.
-    private func budget() throws -> Int? {
-        if promptBudget == "none" { return nil }
-        guard let tokens = Int(promptBudget), (1...Operations.Prompt.Arguments.maximumBudget).contains(tokens) else {
-            throw ValidationError(
-                "--prompt-budget must be 'none' or 1 to \(Operations.Prompt.Arguments.maximumBudget) tokens, not \(promptBudget)"
-            )
-        }
-        return tokens
     }
 
     private func searchModes() throws -> [SearchMode] {

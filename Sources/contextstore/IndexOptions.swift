@@ -52,3 +52,26 @@ func requireFlag<Value: Comparable & CustomStringConvertible>(
     guard let value, !range.contains(value) else { return }
     throw ValidationError("--\(flag) must be between \(range.lowerBound) and \(range.upperBound), not \(value)")
 }
+
+/// A flag that takes a number or `none` (`serve --http-port`, `bench --prompt-budget`).
+enum NumberOrNone: ExpressibleByArgument, Equatable {
+    case number(Int)
+    case none
+
+    init?(argument: String) {
+        if argument == "none" {
+            self = .none
+        } else if let number = Int(argument) {
+            self = .number(number)
+        } else {
+            return nil
+        }
+    }
+
+    /// The number; nil for `none`.
+    var number: Int? {
+        if case .number(let number) = self { number } else { nil }
+    }
+
+    var defaultValueDescription: String { number.map(String.init) ?? "none" }
+}

@@ -85,7 +85,7 @@ struct ServeCommand: AsyncParsableCommand {
             Port of the HTTP/JSON API, /metrics, /health and the dashboard, on --host; 0 lets the \
             system pick one; 'none' serves no HTTP. Prints 'http listening on HOST:PORT' once ready.
             """)
-    var httpPort: HTTPPort = .port(7421)
+    var httpPort: NumberOrNone = .number(7421)
 
     @Option(help: "Let browser pages from this one origin (e.g. https://app.example.com) call the HTTP API (CORS).")
     var httpCors: String?
@@ -195,7 +195,7 @@ struct ServeCommand: AsyncParsableCommand {
         try requireFlag("slow-ms", slowMs, in: 0...86_400_000)
         try requireFlag("max-mcp-sessions", maxMcpSessions, in: 1...100_000)
         try requireFlag("metrics-port", metricsPort, in: 0...65535)
-        if case .port(let number) = httpPort { try requireFlag("http-port", number, in: 0...65535) }
+        try requireFlag("http-port", httpPort.number, in: 0...65535)
         if let httpCors {
             let parts = httpCors.split(separator: "://", maxSplits: 1)
             guard parts.count == 2, ["http", "https"].contains(parts[0]), !parts[1].isEmpty,
@@ -402,7 +402,7 @@ struct ServeCommand: AsyncParsableCommand {
         configuration.resultCacheBytes = resultCacheBytes
         configuration.slowRequest = .milliseconds(Int64(slowMs))
         configuration.metricsAddress = metricsPort.map { (metricsHost, $0) }
-        if case .port(let number) = httpPort { configuration.httpAddress = (host, number) }
+        if let number = httpPort.number { configuration.httpAddress = (host, number) }
         configuration.httpCORSOrigin = httpCors
         configuration.qualitySampleEvery = qualitySample
         return configuration
@@ -455,29 +455,6 @@ struct ServeCommand: AsyncParsableCommand {
         }
     }
 
-}
-
-/// `serve --http-port`: a port number, or `none` for no HTTP front door.
-enum HTTPPort: ExpressibleByArgument, Equatable {
-    case port(Int)
-    case none
-
-    init?(argument: String) {
-        if argument == "none" {
-            self = .none
-        } else if let number = Int(argument) {
-            self = .port(number)
-        } else {
-            return nil
-        }
-    }
-
-    var defaultValueDescription: String {
-        switch self {
-        case .port(let number): "\(number)"
-        case .none: "none"
-        }
-    }
 }
 
 /// The pipe the signal handler writes a terminating signal's number to: writing to a pipe is

@@ -37,9 +37,8 @@ extension ServerContext {
     /// Builds the prompt a request asks for: pinned facts (metadata `pinned: true`), the
     /// memories a search for the query finds, and the session's latest turns. The search asks
     /// for as many memories as the budget could hold at 16 tokens each (a short turn with its
-    /// template; at least 20), at most `limit`, and 10 more, at least 30, so that
-    /// near-duplicates and diversity leave enough: ranking more than a budget can take only
-    /// costs time.
+    /// template), at most `limit`, and 10 more, at least 30, so that near-duplicates and
+    /// diversity leave enough: ranking more than a budget can take only costs time.
     func prompt(_ request: Operations.Prompt.Arguments) throws -> Operations.Prompt.Answer {
         let (template, fromRequest) = try template(request.template)
         let user = request.search.user
@@ -47,7 +46,7 @@ extension ServerContext {
         var memories: [PromptItem] = []
         if request.limit > 0 {
             var search = request.search
-            search.k = max(30, min(request.limit, max(20, request.budget / 16)) + 10)
+            search.k = max(30, min(request.limit, request.budget / 16) + 10)
             search = try embedded(search)
             let hits = try store.search(search)
             // Higher must be better: only a plain vector search in an l2 space scores by distance
