@@ -23,12 +23,16 @@ public struct Memory: Sendable, Equatable {
     /// When it expires (unix milliseconds): from then on no read returns it, and it is purged.
     /// Nil: never.
     public var expiresAt: Int64?
+    /// When it holds, and what it replaced or was replaced by.
+    public var validity: Validity
 
     public init(
         id: String, user: String, session: String? = nil, role: Role? = nil, speaker: String? = nil, text: String,
-        createdAt: Int64, metadata: String = "{}", vector: [Float], expiresAt: Int64? = nil
+        createdAt: Int64, metadata: String = "{}", vector: [Float], expiresAt: Int64? = nil,
+        validity: Validity = Validity()
     ) {
         self.expiresAt = expiresAt
+        self.validity = validity
         self.id = id
         self.user = user
         self.session = session
@@ -63,13 +67,20 @@ public struct NewMemory: Sendable, Equatable {
     public var windows: [[Float]]
     /// Seconds from when it is stored until it expires (see `Memory.expiresAt`); nil: never.
     public var ttl: Int64?
+    /// From when it holds (see `Validity.from`); nil: from its `createdAt`.
+    public var validFrom: Int64?
+    /// The id of a memory of the same user that this one replaces: stored in the same
+    /// transaction, which closes the old one's validity at this one's start.
+    public var supersedes: String?
 
     public init(
         id: String? = nil, user: String, session: String? = nil, role: Role? = nil, speaker: String? = nil,
         text: String, createdAt: Int64? = nil, metadata: String = "{}", vector: [Float]?, windows: [[Float]] = [],
-        ttl: Int64? = nil
+        ttl: Int64? = nil, validFrom: Int64? = nil, supersedes: String? = nil
     ) {
         self.ttl = ttl
+        self.validFrom = validFrom
+        self.supersedes = supersedes
         self.id = id
         self.user = user
         self.session = session

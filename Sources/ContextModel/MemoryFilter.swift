@@ -68,11 +68,15 @@ public struct ListRequest: Sendable, Equatable {
     public var cursor: String?
     /// Return each memory's vector too.
     public var withVector: Bool
+    /// Which memories it sees by validity: those that hold now (the default), at a time, or all.
+    public var validity: ValidityView
 
     public init(
         user: String, filter: MemoryFilter = MemoryFilter(), newestFirst: Bool = false,
-        limit: Int = ListRequest.defaultLimit, cursor: String? = nil, withVector: Bool = false
+        limit: Int = ListRequest.defaultLimit, cursor: String? = nil, withVector: Bool = false,
+        validity: ValidityView = .current
     ) {
+        self.validity = validity
         self.user = user
         self.filter = filter
         self.newestFirst = newestFirst

@@ -8,9 +8,17 @@ public struct RowAttributes: Sendable, Equatable {
     public var speaker: String?
     /// Unix milliseconds; nil: never expires.
     public var expiresAt: Int64?
+    /// When the row's memory holds (`Validity.from`, `.to`); nil: unbounded on that side.
+    public var validFrom: Int64?
+    public var validTo: Int64?
 
-    public init(session: String?, role: Role?, createdAt: Int64, speaker: String? = nil, expiresAt: Int64? = nil) {
+    public init(
+        session: String?, role: Role?, createdAt: Int64, speaker: String? = nil, expiresAt: Int64? = nil,
+        validFrom: Int64? = nil, validTo: Int64? = nil
+    ) {
         self.expiresAt = expiresAt
+        self.validFrom = validFrom
+        self.validTo = validTo
         self.session = session
         self.role = role
         self.createdAt = createdAt
@@ -22,7 +30,9 @@ extension Memory {
     /// The fields an index filters a memory's rows by (its expiry included: a row without it
     /// would be returned after it expired).
     public var attributes: RowAttributes {
-        RowAttributes(session: session, role: role, createdAt: createdAt, speaker: speaker, expiresAt: expiresAt)
+        RowAttributes(
+            session: session, role: role, createdAt: createdAt, speaker: speaker, expiresAt: expiresAt,
+            validFrom: validity.from, validTo: validity.to)
     }
 }
 
@@ -38,6 +48,9 @@ public struct RowFilter: Sendable, Equatable {
     /// Rows that expire at or before this time (unix milliseconds) fail: set by the store, at
     /// the moment of the search, while the space holds expiring memories.
     public var liveAt: Int64?
+    /// Rows whose memory does not hold at this time (unix milliseconds: `validFrom` after it, or
+    /// `validTo` at or before it) fail: set by the store for a read's `ValidityView`.
+    public var validAt: Int64?
 
     public init(
         session: String? = nil, role: Role? = nil, since: Int64? = nil, until: Int64? = nil, speaker: String? = nil
@@ -52,6 +65,7 @@ public struct RowFilter: Sendable, Equatable {
     /// True when no condition is set, so every row matches.
     public var isEmpty: Bool {
         session == nil && role == nil && since == nil && until == nil && speaker == nil && liveAt == nil
+            && validAt == nil
     }
 
     /// Whether a row with these attributes passes every condition.
@@ -64,6 +78,10 @@ public struct RowFilter: Sendable, Equatable {
         if let since, row.createdAt < since { return false }
         if let until, row.createdAt > until { return false }
         if let liveAt, let expiresAt = row.expiresAt, expiresAt <= liveAt { return false }
+        if let validAt {
+            if let validFrom = row.validFrom, validFrom > validAt { return false }
+            if let validTo = row.validTo, validTo <= validAt { return false }
+        }
         return true
     }
 }

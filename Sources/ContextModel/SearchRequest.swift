@@ -53,6 +53,8 @@ public struct SearchRequest: Sendable, Equatable {
     public var feedbackBoost: Double?
     /// The largest `feedbackBoost`.
     public static let maximumFeedbackBoost = 10.0
+    /// Which memories it sees by validity: those that hold now (the default), at a time, or all.
+    public var validity: ValidityView = .current
 
     public init(
         user: String, query: SearchQuery, k: Int = SearchRequest.defaultK, filter: RowFilter = RowFilter(),

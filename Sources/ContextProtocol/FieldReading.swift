@@ -223,7 +223,25 @@ extension JSONObject {
             speaker: try optionalString("speaker"),
             text: try required("text", as: "string", \.stringValue), createdAt: try optionalTime("created_at"),
             metadata: metadata, vector: self["vector"] == nil || self["vector"] == .null ? nil : try vector(),
-            ttl: try ttl())
+            ttl: try ttl(), validFrom: try optionalTime("valid_from"), supersedes: try supersedes())
+    }
+
+    /// `supersedes`: a non-empty id.
+    private func supersedes() throws(ProtocolError) -> String? {
+        guard let id = try optionalString("supersedes") else { return nil }
+        guard !id.isEmpty else { throw ProtocolError(.invalidValue, "'supersedes' must not be empty") }
+        return id
+    }
+
+    /// `as_of` and, when `all` is allowed, `include_superseded`: which memories a read sees.
+    func validityView(allowingAll: Bool) throws(ProtocolError) -> ValidityView {
+        let all = allowingAll ? try optionalBool("include_superseded") ?? false : false
+        guard let time = try optionalTime("as_of") else { return all ? .all : .current }
+        guard !all else {
+            throw ProtocolError(
+                .invalidValue, "'as_of' reads what held at one time; 'include_superseded' reads all: give one")
+        }
+        return .asOf(time)
     }
 
     /// `ttl`: whole seconds, 1 to `NewMemory.maximumTTL`.

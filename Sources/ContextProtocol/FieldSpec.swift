@@ -127,7 +127,17 @@ extension FieldSpec {
         FieldSpec(
             "ttl", .integer, minimum: 1, maximum: Double(NewMemory.maximumTTL),
             "seconds until it expires; never when absent"),
+        FieldSpec("valid_from", .time, "from when it holds; its `created_at` when absent"),
+        FieldSpec(
+            "supersedes", .identifier,
+            "the id of the user's memory it replaces: that one stops holding when this one begins, in the same write"),
     ]
+
+    /// Which memories a read sees by validity (`search`, `list`; `prompt` takes `as_of` alone).
+    static let asOf = FieldSpec(
+        "as_of", .time, "see what held at this time and had been stored by then; what holds now when absent")
+    static let includeSuperseded = FieldSpec(
+        "include_superseded", .boolean, default: "false", "see every memory, superseded or not (not with `as_of`)")
 
     /// The filter of `search`, `list` and `forget`.
     static let filter: [FieldSpec] = [
@@ -160,5 +170,6 @@ extension FieldSpec {
         FieldSpec(
             "feedback_boost", .number, minimum: 0, maximum: SearchRequest.maximumFeedbackBoost, exclusiveMinimum: true,
             "weighs what users said helped"),
+        asOf,
     ]
 }

@@ -14,6 +14,7 @@ extension Operations {
                     default: String(ListRequest.defaultLimit), "memories in a page"),
                 FieldSpec("cursor", .string, "where the previous page ended (its `next_cursor`)"),
                 FieldSpec("with_vector", .boolean, default: "false", "return each memory's vector too"),
+                FieldSpec.asOf, FieldSpec.includeSuperseded,
             ]
         public static let fields = FieldSpec.names(requestFields)
         public static func encode(_ request: ListRequest, to writer: inout JSONWriter) {
@@ -34,6 +35,7 @@ extension Operations {
                 writer.field("with_vector")
                 writer.bool(true)
             }
+            writer.validityView(request.validity)
         }
         public static func decode(_ request: JSONObject) throws(ProtocolError) -> ListRequest {
             try request.requireKnownFields(fields)
@@ -45,7 +47,8 @@ extension Operations {
                 user: try request.user(), filter: try request.memoryFilter(), newestFirst: order == "desc",
                 limit: try request.limit(default: ListRequest.defaultLimit, maximum: ListRequest.maximumLimit),
                 cursor: try request.optionalString("cursor"),
-                withVector: try request.optionalBool("with_vector") ?? false)
+                withVector: try request.optionalBool("with_vector") ?? false,
+                validity: try request.validityView(allowingAll: true))
         }
         public static func encode(answer page: ListPage, to writer: inout JSONWriter) {
             writer.field("memories")

@@ -199,7 +199,8 @@ public enum Operations {
                     "k", .integer, minimum: 1, maximum: Double(SearchRequest.maximumK),
                     default: String(SearchRequest.defaultK), outOfRange: .kOutOfRange, "hits at most"),
             ] + FieldSpec.retrieval + FieldSpec.filter + [
-                FieldSpec("explain", .boolean, default: "false", "the parts of each hit's score")
+                FieldSpec("explain", .boolean, default: "false", "the parts of each hit's score"),
+                FieldSpec.includeSuperseded,
             ]
         public static let fields = FieldSpec.names(requestFields)
         public static func encode(_ search: SearchRequest, to writer: inout JSONWriter) {
@@ -258,10 +259,18 @@ public enum Operations {
                 writer.field("feedback_boost")
                 writer.number(boost)
             }
+            writer.validityView(search.validity)
         }
 
         /// Reads a search's fields; `k` is given (what `prompt` shares with `search`).
         static func readOptions(_ request: JSONObject, k: Int) throws(ProtocolError) -> SearchRequest {
+            var search = try readRetrieval(request, k: k)
+            // `prompt` has no `include_superseded`: its field list refuses it first.
+            search.validity = try request.validityView(allowingAll: true)
+            return search
+        }
+
+        private static func readRetrieval(_ request: JSONObject, k: Int) throws(ProtocolError) -> SearchRequest {
             let filter = try request.memoryFilter()
             let user = try request.user()
             let ef = try request.optionalInt("ef")

@@ -42,6 +42,40 @@ public enum Response {
 }
 
 extension JSONWriter {
+    /// Writes a memory's validity fields that are set (`valid_from` absent: from `created_at`;
+    /// `valid_to` absent: it still holds).
+    mutating func validity(_ validity: Validity) {
+        if let from = validity.from {
+            field("valid_from")
+            int(from)
+        }
+        if let to = validity.to {
+            field("valid_to")
+            int(to)
+        }
+        if let supersedes = validity.supersedes {
+            field("supersedes")
+            string(supersedes)
+        }
+        if let supersededBy = validity.supersededBy {
+            field("superseded_by")
+            string(supersededBy)
+        }
+    }
+
+    /// Writes `as_of` or `include_superseded` for a read that is not of what holds now.
+    mutating func validityView(_ view: ValidityView) {
+        switch view {
+        case .current: break
+        case .asOf(let time):
+            field("as_of")
+            int(time)
+        case .all:
+            field("include_superseded")
+            bool(true)
+        }
+    }
+
     /// Writes `,"key":` inside an object that already has a field.
     public mutating func field(_ name: String) {
         raw(UInt8(ascii: ","))
@@ -76,6 +110,7 @@ extension JSONWriter {
             field("expires_at")
             int(expiresAt)
         }
+        if !memory.validity.isOpen { validity(memory.validity) }
         if !memory.vector.isEmpty {
             field("vector")
             vector(memory.vector)

@@ -182,7 +182,11 @@ extension Memory {
             session: try json.optionalString("session"), role: try json.role(),
             speaker: try json.optionalString("speaker"), text: try json.required("text", as: "string", \.stringValue),
             createdAt: try json.optionalInt("created_at") ?? 0, metadata: metadata, vector: vector,
-            expiresAt: try json.optionalInt("expires_at"))
+            expiresAt: try json.optionalInt("expires_at"),
+            validity: Validity(
+                from: try json.optionalInt("valid_from"), to: try json.optionalInt("valid_to"),
+                supersedes: try json.optionalString("supersedes"),
+                supersededBy: try json.optionalString("superseded_by")))
     }
 }
 
@@ -302,6 +306,14 @@ extension NewMemory {
         if let ttl {
             writer.field("ttl")
             writer.int(ttl)
+        }
+        if let validFrom {
+            writer.field("valid_from")
+            writer.int(validFrom)
+        }
+        if let supersedes {
+            writer.field("supersedes")
+            writer.string(supersedes)
         }
         if let vector {
             // Base64 float32: a quarter of the text, and no float formatting or parsing.

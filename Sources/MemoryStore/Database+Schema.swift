@@ -125,6 +125,14 @@ extension Database {
             DELETE FROM memory_time_changes WHERE memory = old.seq;
         END;
         """,
+        // 12: when a memory holds (unix ms; null: from created_at, and open) and the memories it
+        // replaced and was replaced by (`supersedes`): a successor's add closes its predecessor.
+        """
+        ALTER TABLE memories ADD COLUMN valid_from INTEGER;
+        ALTER TABLE memories ADD COLUMN valid_to INTEGER;
+        ALTER TABLE memories ADD COLUMN supersedes TEXT;
+        ALTER TABLE memories ADD COLUMN superseded_by TEXT;
+        """,
     ]
 
     /// Applies the migrations this database lacks, each in its own transaction.

@@ -59,8 +59,10 @@ extension MemoryStore {
             // Times changed since the listing began: each memory placed by the time it had.
             let moved = since < latest
             var arguments: StatementArguments = []
-            let condition = SQL.condition(
-                user: request.user, filter: request.filter, now: Clock.nowMilliseconds(), arguments: &arguments)
+            let now = Clock.nowMilliseconds()
+            var filter = request.filter
+            filter.rows = filter.rows.seeing(request.validity, at: now, anyBounded: anyBounded)
+            let condition = SQL.condition(user: request.user, filter: filter, now: now, arguments: &arguments)
             let columns = "\(SQL.memoryColumns)\(request.withVector ? ", embedding" : "")"
             let at = moved ? "listed_at" : "created_at"
             var sql =
@@ -86,12 +88,12 @@ extension MemoryStore {
             var memories: [Memory] = []
             var last: ListCursor?
             // The position column follows the memory's (and its vector).
-            let positionColumn: Int32 = request.withVector ? 11 : 10
+            let positionColumn = SQL.embeddingColumn + (request.withVector ? 1 : 0)
             while try rows.step() {
                 guard memories.count < request.limit else {
                     return ListPage(memories: memories, nextCursor: last?.description)
                 }
-                let memory = SQL.memory(rows, vector: request.withVector ? rows.floats(at: 10) : [])
+                let memory = SQL.memory(rows, vector: request.withVector ? rows.floats(at: SQL.embeddingColumn) : [])
                 last = ListCursor(createdAt: rows.int64(at: positionColumn), seq: rows.int64(at: 7), change: since)
                 memories.append(memory)
             }
@@ -99,18 +101,36 @@ extension MemoryStore {
         }
     }
 
-    /// `user`'s pinned facts (memories whose metadata has `"pinned": true`), oldest first, at most
-    /// `limit`, with their vectors; read through their own index, whatever else the user holds.
-    public func pinned(user: String, limit: Int) throws -> [Memory] {
+    /// `user`'s pinned facts (memories whose metadata has `"pinned": true`) that `validity` sees,
+    /// oldest first, at most `limit`, with their vectors; read through their own index, whatever
+    /// else the user holds.
+    public func pinned(user: String, limit: Int, validity: ValidityView = .current) throws -> [Memory] {
         precondition(limit > 0)
+        let now = Clock.nowMilliseconds()
+        let rows = RowFilter().seeing(validity, at: now, anyBounded: anyBounded)
+        var test = SQL.validity(rows)
+        if let until = rows.until {
+            // As of a time: stored by then.
+            test.sql += " AND created_at <= ?"
+            test.arguments.append(until)
+        }
         return try withReader { database in
-            let rows = try database.prepare(SQL.pinned)
-            try rows.bind([user, Clock.nowMilliseconds(), Int64(limit)])
+            let statement = try database.cachedStatement(SQL.pinned(validity: test.sql))
+            defer { statement.reset() }
+            var arguments: StatementArguments = [user, now]
+            arguments.values += test.arguments
+            arguments.values.append(Int64(limit))
+            try statement.bind(arguments)
             var memories: [Memory] = []
-            while try rows.step() { memories.append(SQL.memory(rows, vector: rows.floats(at: 10))) }
+            while try statement.step() {
+                memories.append(SQL.memory(statement, vector: statement.floats(at: SQL.embeddingColumn)))
+            }
             return memories
         }
     }
+
+    /// Whether any memory of the space has a bounded validity (see `RowFilter.seeing`).
+    var anyBounded: Bool { state.read { $0.bounded > 0 } }
 
     /// The users whose ids begin with `prefix` (bytes), after `after` when given, in the byte
     /// order of their ids, at most `limit` of those `included` takes, with their memories that have

@@ -223,7 +223,11 @@ extension MemoryStore {
                 role: rows.string(at: 3).flatMap(Role.init(rawValue:)), speaker: rows.string(at: 11),
                 text: rows.string(at: 4) ?? "",
                 createdAt: rows.int64(at: 5), metadata: rows.string(at: 6) ?? "{}", vector: rows.floats(at: 7),
-                expiresAt: rows.isNull(at: 12) ? nil : rows.int64(at: 12))
+                expiresAt: rows.isNull(at: 12) ? nil : rows.int64(at: 12),
+                validity: Validity(
+                    from: rows.isNull(at: 15) ? nil : rows.int64(at: 15),
+                    to: rows.isNull(at: 16) ? nil : rows.int64(at: 16), supersedes: rows.string(at: 17),
+                    supersededBy: rows.string(at: 18)))
             guard memory.vector.count == dimension else {
                 throw StoreError.incompatibleDatabase(
                     "memory \(id) has \(memory.vector.count) components, space has \(dimension)")

@@ -60,15 +60,17 @@ extension MemoryStore {
         resolved.mode = mode
         let fused = resolved.isFused
         let candidates = fused ? Self.pool(k: request.k) : request.k
+        var filter = request.filter
+        filter.rows = filter.rows.seeing(request.validity, at: now, anyBounded: anyBounded)
         // Metadata conditions are SQL's: they give the rows a side may return.
-        let allowed = request.filter.metadata.isEmpty ? nil : try matchingHandles(request.user, request.filter, now)
+        let allowed = filter.metadata.isEmpty ? nil : try matchingHandles(request.user, filter, now)
         let keywordHits =
             mode == .vector
             ? []
             : try keywordSearch(
-                user: request.user, text: request.text ?? "", limit: candidates, filter: request.filter, now: now)
+                user: request.user, text: request.text ?? "", limit: candidates, filter: filter, now: now)
         return try state.read { state in
-            var rows = request.filter.rows
+            var rows = filter.rows
             if state.expiring > 0 { rows.liveAt = now }
             let vectorHits =
                 mode == .keyword
@@ -117,7 +119,10 @@ extension MemoryStore {
             if fused {
                 ranked.sort { a, b in a.score != b.score ? a.score > b.score : a.handle < b.handle }
             }
-            return hits(Array(ranked.prefix(request.k)), request: request, state: state, now: now)
+            // What the view sees of the neighbouring turns (not the request's other conditions).
+            var visible = RowFilter().seeing(request.validity, at: now, anyBounded: rows.validAt != nil)
+            visible.liveAt = rows.liveAt
+            return hits(Array(ranked.prefix(request.k)), request: request, state: state, visible: visible)
         }
     }
 
@@ -190,9 +195,9 @@ extension MemoryStore {
     }
 
     /// The hits as returned: memories (without vectors), explanations when asked, and each
-    /// hit's neighbouring turns (none twice, none that is a hit).
+    /// hit's neighbouring turns that pass `visible` (none twice, none that is a hit).
     private func hits(
-        _ ranked: [Ranked], request: SearchRequest, state: borrowing State, now: Int64
+        _ ranked: [Ranked], request: SearchRequest, state: borrowing State, visible: RowFilter
     ) -> [ScoredMemory] {
         var shown = Set(ranked.map(\.handle))
         return ranked.compactMap { ranked in
@@ -200,7 +205,9 @@ extension MemoryStore {
             var context: [Memory] = []
             if request.context > 0, let (turns, _) = state.neighbours(of: ranked.handle, count: request.context) {
                 for turn in turns where shown.insert(turn).inserted {
-                    guard let neighbour = state.records[Int(turn)], !neighbour.expired(at: now) else { continue }
+                    guard let neighbour = state.records[Int(turn)], visible.matches(neighbour.attributes) else {
+                        continue
+                    }
                     context.append(neighbour.memory(vector: []))
                 }
             }
@@ -272,20 +279,30 @@ extension MemoryStore {
         for occurrences in found.values {
             for (term, count) in occurrences.enumerated() where count > 0 { holding[term] += 1 }
         }
-        // The filter (and expiry) narrows what is returned, not the statistics.
-        let (expiring, records) = state.read { state in
-            (state.expiring > 0, found.keys.map { seq in (seq, state.handleOfSeq[seq]) })
+        // The filter (and expiry, and validity) narrows what is returned, not the statistics.
+        var visible = RowFilter()
+        visible.validAt = filter.rows.validAt
+        let records = state.read { state in
+            if state.expiring > 0 { visible.liveAt = now }
+            return found.keys.map { seq in (seq, state.handleOfSeq[seq]) }
         }
         var allowed: Set<Int32>?
-        if !filter.isEmpty {
-            allowed = try matchingHandles(user, filter, now)
+        // Validity is tested on the records, below; what else the filter asks, through SQL.
+        var conditions = filter
+        conditions.rows.validAt = nil
+        if !conditions.isEmpty {
+            allowed = try matchingHandles(user, conditions, now)
         }
         var hits: [KeywordHit] = []
         hits.reserveCapacity(found.count)
         for (seq, handle) in records {
             guard let handle else { continue }
             if let allowed, !allowed.contains(handle) { continue }
-            if expiring, state.read({ $0.records[Int(handle)]?.expired(at: now) ?? true }) { continue }
+            if !visible.isEmpty,
+                !state.read({ $0.records[Int(handle)].map { visible.matches($0.attributes) } ?? false })
+            {
+                continue
+            }
             let score = KeywordIndex.bm25(
                 rows: totals.rows, tokens: totals.tokens, holding: holding, occurrences: found[seq]!,
                 length: lengths[seq] ?? 0)

@@ -119,6 +119,10 @@ extension MemoryStore {
                 throw StoreError.invalidValue("item \(i) has no vector (text is embedded by the server)")
             }
             var expiresAt: Int64?
+            if let validFrom = item.validFrom, !TimeRange.contains(validFrom) {
+                throw StoreError.invalidValue(
+                    "valid_from must be in the years 0001 to 9999 (\(TimeRange.milliseconds) ms), not \(validFrom)")
+            }
             if let ttl = item.ttl {
                 guard ttl > 0, ttl <= NewMemory.maximumTTL else {
                     throw StoreError.invalidValue(
@@ -129,7 +133,8 @@ extension MemoryStore {
             let memory = Memory(
                 id: item.id ?? MemoryID.generate(), user: item.user, session: item.session, role: item.role,
                 speaker: item.speaker, text: item.text, createdAt: item.createdAt ?? now, metadata: item.metadata,
-                vector: vector.isEmpty ? [] : try Self.storable(vector, metric: metric), expiresAt: expiresAt)
+                vector: vector.isEmpty ? [] : try Self.storable(vector, metric: metric), expiresAt: expiresAt,
+                validity: Validity(from: item.validFrom, supersedes: item.supersedes))
             return ResolvedMemory(
                 memory, windows: try item.windows.map { try Self.storable($0, metric: metric) },
                 timeGiven: item.createdAt != nil)
@@ -221,10 +226,11 @@ extension MemoryStore {
         let knownDimension = dimension
         let dimension = try Self.check(add.memories, dimension: knownDimension)
         guard add.ifAbsent else {
+            let (batch, successions) = try successions(add.memories)
             return AddOutcome(
                 ids: try write(
-                    add.memories, statements: statements, dimension: dimension, knownDimension: knownDimension,
-                    index: index))
+                    batch, closing: successions, statements: statements, dimension: dimension,
+                    knownDimension: knownDimension, index: index))
         }
         var outcome = AddOutcome()
         var fresh: [ResolvedMemory] = []
@@ -248,6 +254,8 @@ extension MemoryStore {
                     && stored.role == memory.role && same(stored.speaker, memory.speaker)
                     && same(stored.metadata, memory.metadata)
                     && (!item.timeGiven || stored.createdAt == memory.createdAt)
+                    && stored.validity.from == memory.validity.from
+                    && same(stored.validity.supersedes, memory.validity.supersedes)
                     && state.flat?.vector(id: Self.key(memory)) == memory.vector
                 if same { outcome.skipped.append(i) } else { outcome.conflicts.append(i) }
             }
@@ -256,9 +264,88 @@ extension MemoryStore {
             try recordAlone(index, statements)
             return outcome
         }
+        let (batch, successions) = try successions(fresh)
         outcome.ids = try write(
-            fresh, statements: statements, dimension: dimension, knownDimension: knownDimension, index: index)
+            batch, closing: successions, statements: statements, dimension: dimension,
+            knownDimension: knownDimension, index: index)
         return outcome
+    }
+
+    /// A memory a write closes: its key, user and id, when it stops holding, and its successor.
+    struct Succession {
+        var user: String
+        var id: String
+        var end: Int64
+        var successor: String
+
+        var key: String { MemoryStore.key(user: user, id: id) }
+    }
+
+    /// The memories `batch` supersedes, checked against the rows, and the batch as it is
+    /// stored: a memory that replaces a stored one (same id) keeps its links and its end, so
+    /// adding it again neither reopens it nor forgets its predecessor.
+    /// - Throws: `StoreError.notFound` for a predecessor the user does not have (stored, or
+    ///   earlier in the batch);
+    ///   `.invalidValue` for a memory superseding itself, one already superseded by another that
+    ///   is still there (a deleted successor frees it), two
+    ///   items superseding one memory, a successor that begins before its predecessor, or a
+    ///   stored memory named with another predecessor than it has.
+    private func successions(_ batch: [ResolvedMemory]) throws -> ([ResolvedMemory], [Succession]) {
+        var batch = batch
+        var successions: [Succession] = []
+        var closed: [ExactString: Int] = [:]
+        // Where each memory of the batch is: a predecessor may come earlier in it (an import
+        // of a history), and is then stored before it is closed.
+        var positions: [ExactString: Int] = [:]
+        try state.read { state in
+            for i in batch.indices {
+                var memory = batch[i].memory
+                if let stored = state.record(key: Self.key(memory)) {
+                    if let named = memory.validity.supersedes, let had = stored.validity.supersedes,
+                        !named.bytewiseEquals(had)
+                    {
+                        throw StoreError.invalidValue(
+                            "item \(i): '\(memory.id)' supersedes '\(had)'; it cannot supersede '\(named)' instead")
+                    }
+                    memory.validity.supersedes = memory.validity.supersedes ?? stored.validity.supersedes
+                    memory.validity.to = stored.validity.to
+                    memory.validity.supersededBy = stored.validity.supersededBy
+                }
+                batch[i].memory = memory
+                positions[ExactString(Self.key(memory))] = i
+                guard let old = memory.validity.supersedes else { continue }
+                guard !old.bytewiseEquals(memory.id) else {
+                    throw StoreError.invalidValue("item \(i): '\(memory.id)' cannot supersede itself")
+                }
+                let key = Self.key(user: memory.user, id: old)
+                guard
+                    let predecessor = positions[ExactString(key)].map({ batch[$0].memory })
+                        ?? state.record(key: key)?.memory(vector: [])
+                else {
+                    throw StoreError.notFound(
+                        "item \(i) supersedes '\(old)', which user '\(memory.user)' does not have")
+                }
+                if let first = closed.updateValue(i, forKey: ExactString(key)) {
+                    throw StoreError.invalidValue("items \(first) and \(i) both supersede '\(old)'")
+                }
+                if let successor = predecessor.validity.supersededBy, !successor.bytewiseEquals(memory.id),
+                    state.record(key: Self.key(user: memory.user, id: successor)) != nil
+                        || positions[ExactString(Self.key(user: memory.user, id: successor))] != nil
+                {
+                    throw StoreError.invalidValue(
+                        "item \(i): '\(old)' was already superseded by '\(successor)'; supersede that one")
+                }
+                let start = memory.validity.from ?? memory.createdAt
+                let predecessorStart = predecessor.validity.from ?? predecessor.createdAt
+                guard start >= predecessorStart else {
+                    throw StoreError.invalidValue(
+                        "item \(i) begins at \(start), before '\(old)' does (\(predecessorStart)); it cannot supersede it"
+                    )
+                }
+                successions.append(Succession(user: memory.user, id: old, end: start, successor: memory.id))
+            }
+        }
+        return (batch, successions)
     }
 
     /// Checks what a space refuses in an add, whoever resolved it: every memory has a user, an
@@ -295,8 +382,8 @@ extension MemoryStore {
     /// Writes memories (and each one's windows) in one transaction and publishes them (see
     /// `add`).
     private func write(
-        _ batch: [ResolvedMemory], statements: WriteStatements, dimension spaceDimension: Int?,
-        knownDimension: Int?, index: Int64
+        _ batch: [ResolvedMemory], closing successions: [Succession] = [], statements: WriteStatements,
+        dimension spaceDimension: Int?, knownDimension: Int?, index: Int64
     ) throws -> [String] {
         guard let spaceDimension else {
             try recordAlone(index, statements)
@@ -319,6 +406,14 @@ extension MemoryStore {
                     for i in batch.indices where replaced[i] || !batch[i].windows.isEmpty {
                         try statements.setWindows(memory: seqs[i], batch[i].windows)
                     }
+                    for succession in successions {
+                        let closed = try statements.close(
+                            user: succession.user, id: succession.id, at: succession.end,
+                            successor: succession.successor)
+                        guard closed == 1 else {
+                            throw StoreError.sqlite("closing '\(succession.id)' changed \(closed) rows, not 1")
+                        }
+                    }
                     try record(index, statements)
                     guard case .hnsw = self.index else { return }
                     let seqOfKey = Dictionary(
@@ -336,6 +431,9 @@ extension MemoryStore {
         state.write { state in
             for slot in pending { state.graph?.publish(slot) }
             for i in batch.indices { state.store(memories[i], seq: seqs[i], windows: batch[i].windows) }
+            for succession in successions {
+                state.close(key: succession.key, at: succession.end, successor: succession.successor)
+            }
         }
         return memories.map(\.id)
     }

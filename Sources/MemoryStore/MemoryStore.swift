@@ -172,6 +172,9 @@ public final class MemoryStore: Sendable {
         var nextExpiry: Int64?
         /// Expired memories purged over the space's life (the setting `purged`).
         var purged: Int64 = 0
+        /// How many records have a bounded validity (`Validity.isBounded`): while none has, a
+        /// read of what holds now needs no test of it.
+        var bounded = 0
 
         /// The record stored under `key` (see `MemoryStore.key`), if there is one.
         func record(key: String) -> Record? {
@@ -224,12 +227,30 @@ public final class MemoryStore: Sendable {
             records[Int(handle)] = record
             recordBytes += record.approximateBytes
             insertTurn(handle, record)
+            setAttributes(key: key, record)
+            return record.memory(vector: [])
+        }
+
+        /// Ends `key`'s validity at `end`, replaced by `successor`, in its record and its rows'
+        /// filter attributes.
+        mutating func close(key: String, at end: Int64, successor: String) {
+            guard let handle = handles[ExactString(key)], var record = records[Int(handle)] else { return }
+            recordBytes -= record.approximateBytes
+            if !record.validity.isBounded { bounded += 1 }
+            record.validity.to = end
+            record.validity.supersededBy = successor
+            records[Int(handle)] = record
+            recordBytes += record.approximateBytes
+            setAttributes(key: key, record)
+        }
+
+        /// Gives the index rows of `key` (its vector, its windows) `record`'s filter attributes.
+        private mutating func setAttributes(key: String, _ record: Record) {
             flat?.setAttributes(id: key, record.attributes)
             graph?.setAttributes(id: key, record.attributes)
             for position in 0..<record.windowCount {
                 windows?.setAttributes(id: MemoryStore.windowID(key, position + 1), record.attributes)
             }
-            return record.memory(vector: [])
         }
 
         /// Records `memory`'s fields (replacing what its id had), its vector in the flat index and
@@ -258,6 +279,7 @@ public final class MemoryStore: Sendable {
                 expiring += 1
                 nextExpiry = min(nextExpiry ?? expiresAt, expiresAt)
             }
+            if record.validity.isBounded { bounded += 1 }
             flat?.upsert(
                 id: key, user: memory.user, vector: memory.vector, attributes: record.attributes, handle: handle)
         }
@@ -282,6 +304,7 @@ public final class MemoryStore: Sendable {
                 expiring -= 1
                 if expiring == 0 { nextExpiry = nil }
             }
+            if record.validity.isBounded { bounded -= 1 }
             let key = MemoryStore.key(user: record.user, id: record.id)
             for position in 0..<record.windowCount { windows?.remove(id: MemoryStore.windowID(key, position + 1)) }
         }
@@ -373,6 +396,7 @@ public final class MemoryStore: Sendable {
         var createdAt: Int64
         var metadata: String
         var expiresAt: Int64?
+        var validity: Validity
         /// How many windows after the first its text has (see `NewMemory.windows`).
         var windowCount = 0
         /// How often users said it helped, and did not (`feedback`).
@@ -381,8 +405,8 @@ public final class MemoryStore: Sendable {
 
         var approximateBytes: Int {
             id.utf8.count + user.utf8.count + (session?.utf8.count ?? 0) + (speaker?.utf8.count ?? 0) + text.utf8.count
-                + metadata.utf8.count
-                + MemoryLayout<Record>.stride
+                + metadata.utf8.count + (validity.supersedes?.utf8.count ?? 0)
+                + (validity.supersededBy?.utf8.count ?? 0) + MemoryLayout<Record>.stride
         }
 
         init(_ memory: Memory, seq: Int64) {
@@ -396,10 +420,13 @@ public final class MemoryStore: Sendable {
             createdAt = memory.createdAt
             metadata = memory.metadata
             expiresAt = memory.expiresAt
+            validity = memory.validity
         }
 
         var attributes: RowAttributes {
-            RowAttributes(session: session, role: role, createdAt: createdAt, speaker: speaker, expiresAt: expiresAt)
+            RowAttributes(
+                session: session, role: role, createdAt: createdAt, speaker: speaker, expiresAt: expiresAt,
+                validFrom: validity.from, validTo: validity.to)
         }
 
         /// Whether it has expired at `now` (unix milliseconds).
@@ -408,7 +435,7 @@ public final class MemoryStore: Sendable {
         func memory(vector: [Float]) -> Memory {
             Memory(
                 id: id, user: user, session: session, role: role, speaker: speaker, text: text, createdAt: createdAt,
-                metadata: metadata, vector: vector, expiresAt: expiresAt)
+                metadata: metadata, vector: vector, expiresAt: expiresAt, validity: validity)
         }
     }
 

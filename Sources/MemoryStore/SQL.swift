@@ -26,15 +26,21 @@ enum SQL {
     /// columns are `LoadedRow`'s.
     static let memoriesWithNodes = """
         SELECT m.id, m.user, m.session, m.role, m.text, m.created_at, m.metadata, m.embedding, m.seq,
-            n.slot, n.links, m.speaker, m.expires_at, m.helped, m.unhelped
+            n.slot, n.links, m.speaker, m.expires_at, m.helped, m.unhelped, m.valid_from, m.valid_to,
+            m.supersedes, m.superseded_by
         FROM memories m LEFT JOIN hnsw_nodes n ON n.memory = m.seq ORDER BY m.seq
         """
 
     // MARK: - Reading pages
 
     /// The columns `memory(_:vector:)` reads (the row's `seq` is column 7); a query that wants
-    /// the embedding selects it after them, as column 10.
-    static let memoryColumns = "id, user, session, role, text, created_at, metadata, seq, speaker, expires_at"
+    /// the embedding selects it after them, as column `embeddingColumn`.
+    static let memoryColumns = """
+        id, user, session, role, text, created_at, metadata, seq, speaker, expires_at, \
+        valid_from, valid_to, supersedes, superseded_by
+        """
+    /// The column after `memoryColumns`.
+    static let embeddingColumn: Int32 = 14
 
     /// Counts one more `feedback` for a live memory: helped, unhelped (1 and 0, or 0 and 1),
     /// user, id, now; returns the counts.
@@ -48,12 +54,22 @@ enum SQL {
     /// the rows where it is true, and a query must use the same text to be answered from it.
     static let isPinned = "json_type(metadata, '$.pinned') = 'true'"
 
-    /// A user's live pinned facts, oldest first: user, now, limit.
-    static let pinned = """
+    /// A user's live pinned facts, oldest first: user, now, limit, then the validity test's
+    /// arguments (`validity(at:)`).
+    static func pinned(validity: String) -> String {
+        """
         SELECT \(memoryColumns), embedding FROM memories INDEXED BY memories_pinned
-        WHERE user = ? AND \(isPinned) AND (expires_at IS NULL OR expires_at > ?)
+        WHERE user = ? AND \(isPinned) AND (expires_at IS NULL OR expires_at > ?) AND \(validity)
         ORDER BY created_at, seq LIMIT ?
         """
+    }
+
+    /// The test of a row against what a `RowFilter`'s `validAt` and `until` keep, with its
+    /// arguments: the memory holds at `validAt` (and, with `until`, was stored by then).
+    static func validity(_ rows: RowFilter) -> (sql: String, arguments: [any StatementBindable]) {
+        guard let at = rows.validAt else { return ("1", []) }
+        return ("(valid_from IS NULL OR valid_from <= ?) AND (valid_to IS NULL OR valid_to > ?)", [at, at])
+    }
 
     /// A memory from a row whose first columns are `memoryColumns`.
     static func memory(_ row: Statement, vector: [Float]) -> Memory {
@@ -61,7 +77,10 @@ enum SQL {
             id: row.string(at: 0) ?? "", user: row.string(at: 1) ?? "", session: row.string(at: 2),
             role: row.string(at: 3).flatMap(Role.init(rawValue:)), speaker: row.string(at: 8),
             text: row.string(at: 4) ?? "", createdAt: row.int64(at: 5), metadata: row.string(at: 6) ?? "{}",
-            vector: vector, expiresAt: row.isNull(at: 9) ? nil : row.int64(at: 9))
+            vector: vector, expiresAt: row.isNull(at: 9) ? nil : row.int64(at: 9),
+            validity: Validity(
+                from: row.isNull(at: 10) ? nil : row.int64(at: 10), to: row.isNull(at: 11) ? nil : row.int64(at: 11),
+                supersedes: row.string(at: 12), supersededBy: row.string(at: 13)))
     }
 
     /// A user's sessions with their turn counts and times, the latest active first.
@@ -107,6 +126,11 @@ enum SQL {
         if let until = rows.until {
             parts.append("created_at <= ?")
             arguments.values.append(until)
+        }
+        if rows.validAt != nil {
+            let validity = validity(rows)
+            parts.append(validity.sql)
+            arguments.values += validity.arguments
         }
         // json_each walks the top-level keys, so any key (dots, quotes) is compared as it is.
         for condition in filter.metadata {
@@ -174,14 +198,19 @@ enum SQL {
     // MARK: - Writing
 
     static let upsertMemory = """
-        INSERT INTO memories (id, user, session, role, text, created_at, metadata, embedding, speaker, expires_at)
-        VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+        INSERT INTO memories (id, user, session, role, text, created_at, metadata, embedding, speaker, expires_at,
+            valid_from, valid_to, supersedes, superseded_by)
+        VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
         ON CONFLICT(user, id) DO UPDATE SET session = excluded.session,
             role = excluded.role, text = excluded.text, created_at = excluded.created_at,
             metadata = excluded.metadata, embedding = excluded.embedding, speaker = excluded.speaker,
-            expires_at = excluded.expires_at, helped = 0, unhelped = 0
+            expires_at = excluded.expires_at, helped = 0, unhelped = 0, valid_from = excluded.valid_from,
+            valid_to = excluded.valid_to, supersedes = excluded.supersedes, superseded_by = excluded.superseded_by
         RETURNING seq
         """
+    /// Ends the validity of `user`'s memory `id` at a successor's start: user, id, valid_to,
+    /// superseded_by.
+    static let closeValidity = "UPDATE memories SET valid_to = ?3, superseded_by = ?4 WHERE user = ?1 AND id = ?2"
     static let deleteMemory = "DELETE FROM memories WHERE user = ?1 AND id = ?2"
     /// The number of the last change of a memory's `created_at` (0: none yet).
     static let latestTimeChange =
@@ -266,6 +295,7 @@ struct WriteStatements {
     private let setSetting: Statement
     private let saveNode: Statement
     private let deleteNode: Statement
+    private let closeValidity: Statement
 
     init(database: Database) throws {
         self.database = database
@@ -282,6 +312,13 @@ struct WriteStatements {
         setSetting = try database.prepare(SQL.setSetting)
         saveNode = try database.prepare(SQL.saveNode)
         deleteNode = try database.prepare(SQL.deleteNode)
+        closeValidity = try database.prepare(SQL.closeValidity)
+    }
+
+    /// Ends `user`'s memory `id` at `end`, replaced by `successor`; returns how many rows changed.
+    func close(user: String, id: String, at end: Int64, successor: String) throws -> Int {
+        try closeValidity.execute([user, id, end, successor])
+        return database.changes
     }
 
     /// Inserts or replaces a memory; returns its row number (`seq`). Its keyword row is the
@@ -291,7 +328,8 @@ struct WriteStatements {
     func upsert(_ memory: Memory) throws -> Int64 {
         try upsert.bind([
             memory.id, memory.user, memory.session, memory.role?.rawValue, memory.text, memory.createdAt,
-            memory.metadata, memory.vector, memory.speaker, memory.expiresAt,
+            memory.metadata, memory.vector, memory.speaker, memory.expiresAt, memory.validity.from,
+            memory.validity.to, memory.validity.supersedes, memory.validity.supersededBy,
         ])
         guard try upsert.step() else { throw StoreError.sqlite("the insert returned no row") }
         let seq = upsert.int64(at: 0)

@@ -25,6 +25,8 @@ public enum StoreError: Error, Sendable, Equatable {
     /// A statement of the request ran past the store's time limit (`statementTimeLimit`) and
     /// was stopped; nothing of it was stored. The text says what to narrow.
     case tooCostly(String)
+    /// A memory the request names (that an `add` supersedes) is not there; the text says which.
+    case notFound(String)
 
     /// The stable code a client sees for this error.
     public var code: ErrorCode {
@@ -35,6 +37,7 @@ public enum StoreError: Error, Sendable, Equatable {
         case .incompatibleDatabase, .spaceMismatch, .sqlite: .storageError
         case .closed: .shuttingDown
         case .tooCostly: .tooLarge
+        case .notFound: .notFound
         }
     }
 
@@ -42,7 +45,7 @@ public enum StoreError: Error, Sendable, Equatable {
     /// a replica may record it as applied); false for failures of the machine or its limits.
     public var followsFromTheCommand: Bool {
         switch self {
-        case .wrongDimension, .nonFiniteVector, .invalidValue: true
+        case .wrongDimension, .nonFiniteVector, .invalidValue, .notFound: true
         case .incompatibleDatabase, .spaceMismatch, .sqlite, .closed, .tooCostly: false
         }
     }
@@ -54,7 +57,7 @@ public enum StoreError: Error, Sendable, Equatable {
             "vector has \(got) components, the space has dimension \(expected)"
         case .nonFiniteVector: "vector holds NaN or infinity"
         case .invalidValue(let message), .incompatibleDatabase(let message), .spaceMismatch(_, let message),
-            .sqlite(let message), .tooCostly(let message):
+            .sqlite(let message), .tooCostly(let message), .notFound(let message):
             message
         case .closed: "the database is closed"
         }

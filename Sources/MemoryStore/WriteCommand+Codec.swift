@@ -2,12 +2,14 @@ import ContextModel
 
 /// The bytes of a command, for a log that outlives the process (a cluster's, a replay file's).
 ///
-/// Format 1, little-endian: a format byte, a kind byte, then the kind's fields in the order the
+/// Format 2, little-endian: a format byte, a kind byte, then the kind's fields in the order the
 /// enum names them. Integers are 8 bytes; counts and lengths 4; a string is its length and its
 /// UTF-8 bytes exactly as given (NUL included); an optional is a 0 or 1 byte before its value;
-/// a float is its bit pattern, so every vector comes back bit for bit.
+/// a float is its bit pattern, so every vector comes back bit for bit. Format 1, which a log
+/// written before may hold, lacks a memory's validity (after its expiry) and a filter's
+/// `validAt` (after its `liveAt`); both are read.
 extension WriteCommand {
-    static let format: UInt8 = 1
+    static let format: UInt8 = 2
 
     public func encoded() -> [UInt8] {
         var out = CommandWriter()
@@ -59,8 +61,10 @@ extension WriteCommand {
     ///   or left over.
     public init(decoding bytes: [UInt8]) throws {
         var input = CommandReader(bytes: bytes)
-        let format = try input.byte()
-        guard format == Self.format else { throw StoreError.invalidValue("a command of format \(format), not 1") }
+        input.format = try input.byte()
+        guard (1...Self.format).contains(input.format) else {
+            throw StoreError.invalidValue("a command of format \(input.format), not 1 or 2")
+        }
         switch try input.byte() {
         case 1:
             let ifAbsent = try input.bool()
@@ -142,6 +146,10 @@ private struct CommandWriter {
         string(memory.metadata)
         floats(memory.vector)
         optional(memory.expiresAt) { $0.int($1) }
+        optional(memory.validity.from) { $0.int($1) }
+        optional(memory.validity.to) { $0.int($1) }
+        optional(memory.validity.supersedes) { $0.string($1) }
+        optional(memory.validity.supersededBy) { $0.string($1) }
     }
     mutating func filter(_ filter: MemoryFilter) {
         let rows = filter.rows
@@ -151,6 +159,7 @@ private struct CommandWriter {
         optional(rows.since) { $0.int($1) }
         optional(rows.until) { $0.int($1) }
         optional(rows.liveAt) { $0.int($1) }
+        optional(rows.validAt) { $0.int($1) }
         count(filter.metadata.count)
         for condition in filter.metadata {
             string(condition.key)
@@ -191,6 +200,8 @@ private struct CommandWriter {
 private struct CommandReader {
     let bytes: [UInt8]
     var position = 0
+    /// The format the command was written in (its first byte).
+    var format: UInt8 = WriteCommand.format
 
     var remaining: Int { bytes.count - position }
     var isAtEnd: Bool { remaining == 0 }
@@ -260,9 +271,16 @@ private struct CommandReader {
         let createdAt = try int()
         let metadata = try string()
         let vector = try floats()
+        let expiresAt = try optional { try $0.int() }
+        var validity = Validity()
+        if format >= 2 {
+            validity = Validity(
+                from: try optional { try $0.int() }, to: try optional { try $0.int() },
+                supersedes: try optional { try $0.string() }, supersededBy: try optional { try $0.string() })
+        }
         return Memory(
             id: id, user: user, session: session, role: role, speaker: speaker, text: text, createdAt: createdAt,
-            metadata: metadata, vector: vector, expiresAt: try optional { try $0.int() })
+            metadata: metadata, vector: vector, expiresAt: expiresAt, validity: validity)
     }
     mutating func filter() throws -> MemoryFilter {
         var rows = RowFilter(
@@ -271,6 +289,7 @@ private struct CommandReader {
         rows.since = try optional { try $0.int() }
         rows.until = try optional { try $0.int() }
         rows.liveAt = try optional { try $0.int() }
+        if format >= 2 { rows.validAt = try optional { try $0.int() } }
         let metadata = try array { input in
             let key = try input.string()
             let test: MetadataCondition.Test

@@ -113,11 +113,16 @@ import VectorIndex
         store.close()
         let database = try Database(path: temporary.path)
         defer { database.close() }
-        let plan = try database.prepare("EXPLAIN QUERY PLAN " + SQL.pinned)
-        try plan.bind(["u", Int64(0), Int64(50)])
-        var steps: [String] = []
-        while try plan.step() { steps.append(plan.string(at: 3) ?? "") }
-        #expect(steps.contains { $0.contains("USING INDEX memories_pinned") }, "\(steps)")
+        // With no validity to test, and with one (once some memory's validity is bounded).
+        var asOf = RowFilter()
+        asOf.validAt = 5
+        for validity in [SQL.validity(RowFilter()), SQL.validity(asOf)] {
+            let plan = try database.prepare("EXPLAIN QUERY PLAN " + SQL.pinned(validity: validity.sql))
+            try plan.bind(StatementArguments(values: ["u", Int64(0)] + validity.arguments + [Int64(50)]))
+            var steps: [String] = []
+            while try plan.step() { steps.append(plan.string(at: 3) ?? "") }
+            #expect(steps.contains { $0.contains("USING INDEX memories_pinned") }, "\(steps)")
+        }
     }
 
     /// A file of schema 6 (before the keyword index) is indexed when opened, with progress in the log.
@@ -129,6 +134,8 @@ import VectorIndex
             let database = try Database(path: temporary.path)
             try database.execute(
                 """
+                ALTER TABLE memories DROP COLUMN valid_from; ALTER TABLE memories DROP COLUMN valid_to;
+                ALTER TABLE memories DROP COLUMN supersedes; ALTER TABLE memories DROP COLUMN superseded_by;
                 DROP TRIGGER memory_time_changed; DROP TRIGGER memory_time_changes_gone;
                 DROP TABLE memory_time_changes;
                 ALTER TABLE memories DROP COLUMN helped; ALTER TABLE memories DROP COLUMN unhelped;

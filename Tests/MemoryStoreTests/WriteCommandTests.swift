@@ -24,6 +24,11 @@ import VectorIndex
                             expiresAt: Int64.max),
                         windows: [[1, 2, 3, 4, 5], [0.5, 0.25, 0, 0, 0]], timeGiven: false),
                     ResolvedMemory(Memory(id: "", user: "", text: "", createdAt: 0, vector: [])),
+                    ResolvedMemory(
+                        Memory(
+                            id: "n", user: "u", text: "Porto", createdAt: 5, vector: [1],
+                            validity: Validity(from: Int64.min, to: Int64.max, supersedes: "o\u{0}", supersededBy: "")
+                        )),
                 ], ifAbsent: true)),
         .add(AddCommand([])),
         .update(
@@ -39,6 +44,7 @@ import VectorIndex
                 rows: {
                     var rows = RowFilter(session: "s", role: .user, since: 1, until: 2, speaker: "p")
                     rows.liveAt = 3
+                    rows.validAt = -4
                     return rows
                 }(),
                 metadata: [
@@ -82,8 +88,8 @@ import VectorIndex
             #expect(throws: StoreError.self) { try WriteCommand(decoding: bytes + [0]) }
         }
         let delete = WriteCommand.delete(MemoryRef(user: "u", id: "i")).encoded()
-        #expect(throws: StoreError.invalidValue("a command of format 2, not 1")) {
-            try WriteCommand(decoding: [2] + delete.dropFirst())
+        #expect(throws: StoreError.invalidValue("a command of format 3, not 1 or 2")) {
+            try WriteCommand(decoding: [3] + delete.dropFirst())
         }
         #expect(throws: StoreError.invalidValue("a command of kind 9")) { try WriteCommand(decoding: [1, 9]) }
         // A length far past the end is refused before anything is reserved for it.
@@ -94,6 +100,27 @@ import VectorIndex
         var invalid = delete
         invalid[6] = 0xFF  // the user's one byte
         #expect(throws: StoreError.invalidValue("text that is not UTF-8")) { try WriteCommand(decoding: invalid) }
+    }
+
+    /// A log written before validity came (format 1) is read: its memories hold from their time,
+    /// for good, and its filters have no `validAt`.
+    @Test func aCommandOfFormatOneIsRead() throws {
+        let memory = Memory(id: "i", user: "u", text: "Lisbon", createdAt: 7, vector: [1, 2])
+        let add = WriteCommand.add(AddCommand([ResolvedMemory(memory)]))
+        var bytes = add.encoded()
+        // Format 1 had no validity: the four absent optionals before the windows' count (4 bytes)
+        // and the time flag (1) go.
+        #expect(bytes[(bytes.count - 9)..<(bytes.count - 5)] == [0, 0, 0, 0])
+        bytes.removeSubrange((bytes.count - 9)..<(bytes.count - 5))
+        bytes[0] = 1
+        #expect(try WriteCommand(decoding: bytes) == add)
+        let forget = WriteCommand.forget(user: "u", MemoryFilter(rows: RowFilter(session: "s")), asOf: 3)
+        var forgetBytes = forget.encoded()
+        // The absent validAt is the byte after liveAt's, before the metadata count and asOf.
+        #expect(forgetBytes[forgetBytes.count - 13] == 0)
+        forgetBytes.remove(at: forgetBytes.count - 13)
+        forgetBytes[0] = 1
+        #expect(try WriteCommand(decoding: forgetBytes) == forget)
     }
 
     func vector(_ seed: Int) -> [Float] {

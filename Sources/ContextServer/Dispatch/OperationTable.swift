@@ -196,14 +196,15 @@ enum OperationTable {
         },
         OperationDescriptor(
             Operations.Add.self, runs: .writer, access: .write, users: { [$0.memory.user] },
-            answer: ["id", "truncated?"], errors: [.noEmbedder, .modelMismatch],
+            answer: ["id", "truncated?"], errors: [.noEmbedder, .modelMismatch, .notFound],
             needsComputePool: { $0.memory.vector == nil },
             embed: { (arguments, context) throws(ProtocolError) in try context.embedded(arguments) },
             handle: { arguments, context in try context.add(arguments) }),
         OperationDescriptor(
             Operations.AddBatch.self, runs: .writer, access: .write, users: { $0.items.map(\.user) },
             cost: Cost("1 + items/16") { 1 + Double($0.items.count) / 16 },
-            answer: ["ids", "count", "skipped", "conflicts?", "truncated?"], errors: [.noEmbedder, .modelMismatch],
+            answer: ["ids", "count", "skipped", "conflicts?", "truncated?"],
+            errors: [.noEmbedder, .modelMismatch, .notFound],
             needsComputePool: { $0.items.contains { $0.vector == nil } },
             embed: { (arguments, context) throws(ProtocolError) in try context.embedded(arguments) },
             handle: { arguments, context in try context.addBatch(arguments) }),

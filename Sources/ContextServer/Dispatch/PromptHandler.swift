@@ -67,10 +67,12 @@ extension ServerContext {
             let page = try store.list(
                 ListRequest(
                     user: user, filter: MemoryFilter(rows: RowFilter(session: session)), newestFirst: true,
-                    limit: request.recent, withVector: true))
+                    limit: request.recent, withVector: true, validity: request.search.validity))
             recent = page.memories.reversed().map { Self.item($0, vector: $0.vector) }
         }
-        let pinned = try store.pinned(user: user, limit: PromptSettings.maximumPinned).map {
+        let pinned = try store.pinned(
+            user: user, limit: PromptSettings.maximumPinned, validity: request.search.validity
+        ).map {
             Self.item($0, vector: $0.vector)
         }
 
