@@ -43,4 +43,15 @@ extension MemoryStore {
     /// read after `generation(of:)` and this stays what it is until then, unless the generation
     /// moves on: an expired memory leaves every read at once, before the purge deletes it.
     public var nextExpiry: Int64? { state.read { $0.nextExpiry } }
+
+    /// Until when a read at `now` of what holds now stays what it is by the clock alone (unix
+    /// ms; nil: for good): the next expiry, or `now` itself while some memory begins or ends
+    /// later than `now` (a validity bound ahead; the store keeps the latest bound, not each
+    /// one). A result read after `generation(of:)` and this may be kept until then.
+    public func answersStay(at now: Int64) -> Int64? {
+        state.read { state in
+            if let bound = state.latestBound, bound > now { return now }
+            return state.nextExpiry
+        }
+    }
 }

@@ -175,6 +175,9 @@ public final class MemoryStore: Sendable {
         /// How many records have a bounded validity (`Validity.isBounded`): while none has, a
         /// read of what holds now needs no test of it.
         var bounded = 0
+        /// The latest validity bound of any record stored since the space was opened (a bound,
+        /// never lowered): while it lies ahead, what holds now may change by the clock alone.
+        var latestBound: Int64?
 
         /// The record stored under `key` (see `MemoryStore.key`), if there is one.
         func record(key: String) -> Record? {
@@ -239,9 +242,16 @@ public final class MemoryStore: Sendable {
             if !record.validity.isBounded { bounded += 1 }
             record.validity.to = end
             record.validity.supersededBy = successor
+            noteBound(record.validity)
             records[Int(handle)] = record
             recordBytes += record.approximateBytes
             setAttributes(key: key, record)
+        }
+
+        private mutating func noteBound(_ validity: Validity) {
+            for bound in [validity.from, validity.to].compactMap({ $0 }) {
+                latestBound = max(latestBound ?? bound, bound)
+            }
         }
 
         /// Gives the index rows of `key` (its vector, its windows) `record`'s filter attributes.
@@ -279,7 +289,10 @@ public final class MemoryStore: Sendable {
                 expiring += 1
                 nextExpiry = min(nextExpiry ?? expiresAt, expiresAt)
             }
-            if record.validity.isBounded { bounded += 1 }
+            if record.validity.isBounded {
+                bounded += 1
+                noteBound(record.validity)
+            }
             flat?.upsert(
                 id: key, user: memory.user, vector: memory.vector, attributes: record.attributes, handle: handle)
         }

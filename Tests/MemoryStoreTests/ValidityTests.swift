@@ -202,6 +202,23 @@ import VectorIndex
         store.close()
     }
 
+    /// A kept answer about what holds now must not outlive a bound ahead: while one lies ahead,
+    /// nothing is kept; past ones (the common case: a successor beginning when stored) keep
+    /// nothing from being kept.
+    @Test func answersAreKeptOnlyWhileNoBoundLiesAhead() throws {
+        var store = try MemoryStore(path: temporary.path, dimension: 3)
+        #expect(store.answersStay(at: at(0)) == nil)
+        try store.add([fact("a", "A", day: 0), fact("b", "B", day: 1, supersedes: "a")])
+        #expect(store.answersStay(at: at(1)) == nil)
+        try store.add([fact("c", "C", day: 1, supersedes: "b", validFrom: at(5))])
+        #expect(store.answersStay(at: at(4)) == at(4))
+        #expect(store.answersStay(at: at(5)) == nil)
+        store.close()
+        store = try MemoryStore(path: temporary.path)
+        #expect(store.answersStay(at: at(4)) == at(4))
+        store.close()
+    }
+
     /// A hit's neighbouring turns are what the read sees too.
     @Test func contextTurnsAreOfTheSameTime() throws {
         let store = try MemoryStore(path: temporary.path, dimension: 3)

@@ -140,19 +140,19 @@ struct Call: Sendable {
                 else {
                     return answering(rid) { Op.answerLine(try handle(arguments, context), rid: rid) }
                 }
-                // The generation and the next expiry are read before the answer is computed: a
-                // write after them makes the kept answer stale, never the other way round.
+                // The generation and the deadline are read before the answer is computed: a write
+                // after them makes the kept answer stale, never the other way round.
                 let request = Op.requestLine(arguments)
                 let generation = store.generation(of: user)
-                let deadline = store.nextExpiry
                 let now = Clock.nowMilliseconds()
+                let deadline = store.answersStay(at: now)
                 if let fields = cache.answer(for: request, at: generation, now: now) {
                     return Response.success(rid: rid) { $0.raw(fields) }
                 }
                 return answering(rid) {
                     var fields = JSONWriter()
                     Op.encode(answer: try handle(arguments, context), to: &fields)
-                    // A memory expired and not yet purged: nothing to keep until the purge.
+                    // A memory expired and not yet purged, or a validity bound ahead: nothing to keep.
                     if deadline.map({ $0 > now }) ?? true {
                         cache.store(fields.bytes, for: request, at: generation, until: deadline)
                     }

@@ -1,0 +1,117 @@
+import ContextClient
+import ContextModel
+import ContextProtocol
+import ContextServer
+import Foundation
+import PromptBuilder
+import Testing
+
+/// Facts that change, through a real server: `supersedes` on `add`, what `get`, `search`,
+/// `list` and `prompt` answer now, `as_of` a time, and with `include_superseded`, and the errors.
+@Suite struct ValidityServerTests {
+    static let day: Int64 = 86_400_000
+    /// 8 May 2023, 00:00 UTC.
+    static let start: Int64 = 1_683_504_000_000
+
+    func server() async throws -> TestServer {
+        try await TestServer(dimension: 3) { $0.prompts = PromptSettings(counter: .estimate) }
+    }
+
+    @Test func aSupersededFactIsHistory() async throws {
+        let server = try await server()
+        let socket = try RawSocket(port: server.port)
+        func exchange(_ line: String, _ expected: String, sourceLocation: SourceLocation = #_sourceLocation) {
+            #expect(socket.send(line + "\n"), sourceLocation: sourceLocation)
+            #expect(socket.readLine() == expected, sourceLocation: sourceLocation)
+        }
+        let lisbon = #""user":"ana","session":"s","text":"Ana lives in Lisbon","vector":[1,0,0]"#
+        let porto = #""user":"ana","session":"s","text":"Ana moved to Porto","vector":[1,0.1,0]"#
+        exchange(#"{"op":"add","id":"lisbon",\#(lisbon),"created_at":\#(Self.start)}"#, #"{"ok":true,"id":"lisbon"}"#)
+        exchange(
+            #"{"op":"add","id":"porto",\#(porto),"created_at":\#(Self.start + 10 * Self.day),"supersedes":"lisbon"}"#,
+            #"{"ok":true,"id":"porto"}"#)
+        let old =
+            #"{"id":"lisbon","user":"ana","session":"s","role":null,"speaker":null,"text":"Ana lives in Lisbon","#
+            + #""created_at":1683504000000,"metadata":{},"valid_to":1684368000000,"superseded_by":"porto"}"#
+        let new =
+            #"{"id":"porto","user":"ana","session":"s","role":null,"speaker":null,"text":"Ana moved to Porto","#
+            + #""created_at":1684368000000,"metadata":{},"supersedes":"lisbon"}"#
+        func hit(_ memory: String, _ score: String) -> String {
+            memory.replacingOccurrences(of: #"","user""#, with: #"","score":\#(score),"user""#)
+        }
+        // `get` names a memory: it answers it whatever its validity.
+        exchange(
+            #"{"op":"get","user":"ana","ids":["lisbon","porto"]}"#,
+            #"{"ok":true,"memories":[\#(old),\#(new)],"missing":[]}"#
+        )
+        exchange(
+            #"{"op":"search","user":"ana","vector":[1,0,0],"k":5}"#,
+            #"{"ok":true,"hits":[\#(hit(new, "0.9950372"))]}"#)
+        exchange(
+            #"{"op":"search","user":"ana","vector":[1,0,0],"k":5,"as_of":"2023-05-17T23:59:59.999Z"}"#,
+            #"{"ok":true,"hits":[\#(hit(old, "1.0"))]}"#)
+        exchange(
+            #"{"op":"search","user":"ana","vector":[1,0,0],"k":5,"include_superseded":true}"#,
+            #"{"ok":true,"hits":[\#(hit(old, "1.0")),\#(hit(new, "0.9950372"))]}"#)
+        exchange(
+            #"{"op":"list","user":"ana","as_of":\#(Self.start + 10 * Self.day)}"#,
+            #"{"ok":true,"memories":[\#(new)],"next_cursor":null}"#)
+        exchange(
+            #"{"op":"list","user":"ana","as_of":\#(Self.start - 1)}"#, #"{"ok":true,"memories":[],"next_cursor":null}"#)
+        exchange(
+            #"{"op":"list","user":"ana","include_superseded":true}"#,
+            #"{"ok":true,"memories":[\#(old),\#(new)],"next_cursor":null}"#)
+        // The prompt of now holds the new fact alone; as of before the move, the old one alone.
+        let system =
+            "Answer the user's message. Use the memories below where they help; each says when it was said and by whom."
+        func sections(_ id: String) -> String {
+            #""sections":[{"name":"system","tokens":27,"ids":[]},{"name":"pinned","tokens":0,"ids":[]},"#
+                + #"{"name":"memories","tokens":14,"ids":["\#(id)"]},{"name":"summary","tokens":0,"ids":[]},"#
+                + #"{"name":"recent","tokens":0,"ids":[]},{"name":"query","tokens":5,"ids":[]}],"#
+        }
+        exchange(
+            #"{"op":"prompt","user":"ana","query":"Where does Ana live?","vector":[1,0,0],"format":"text"}"#,
+            #"{"ok":true,"prompt":"\#(system)\n\nRelevant memories:\n- [18 May 2023] Ana moved to Porto\n\nWhere does Ana live?","#
+                + #""tokens":46,"counter":"estimate",\#(sections("porto"))"used":["porto"],"dropped":[]}"#)
+        exchange(
+            #"{"op":"prompt","user":"ana","query":"Where did Ana live?","vector":[1,0,0],"as_of":"2023-05-09T00:00:00Z","format":"text"}"#,
+            #"{"ok":true,"prompt":"\#(system)\n\nRelevant memories:\n- [8 May 2023] Ana lives in Lisbon\n\nWhere did Ana live?","#
+                + #""tokens":46,"counter":"estimate",\#(sections("lisbon"))"used":["lisbon"],"dropped":[]}"#)
+
+        // Errors, each with its code; the connection goes on.
+        exchange(
+            #"{"op":"search","user":"ana","vector":[1,0,0],"as_of":1,"include_superseded":true}"#,
+            #"{"ok":false,"error":{"code":"invalid_value","message":"'as_of' reads what held at one time; 'include_superseded' reads all: give one"}}"#
+        )
+        exchange(
+            #"{"op":"add","user":"ana","text":"x","vector":[1,0,0],"supersedes":"nobody"}"#,
+            #"{"ok":false,"error":{"code":"not_found","message":"item 0 supersedes 'nobody', which user 'ana' does not have"}}"#
+        )
+        exchange(
+            #"{"op":"add_batch","items":[{"user":"ana","text":"x","vector":[1,0,0],"supersedes":"lisbon"}]}"#,
+            #"{"ok":false,"error":{"code":"invalid_value","message":"item 0: 'lisbon' was already superseded by 'porto'; supersede that one"}}"#
+        )
+        exchange(
+            #"{"op":"add","user":"ana","text":"x","vector":[1,0,0],"supersedes":""}"#,
+            #"{"ok":false,"error":{"code":"invalid_value","message":"'supersedes' must not be empty"}}"#)
+        exchange(
+            #"{"op":"add","user":"ana","text":"x","vector":[1,0,0],"valid_from":"soon"}"#,
+            #"{"ok":false,"error":{"code":"invalid_value","message":"'valid_from' must be unix milliseconds or an ISO 8601 time like 2023-05-08T13:56:00Z, not 'soon'"}}"#
+        )
+        exchange(
+            #"{"op":"search","user":"ana","vector":[1,0,0],"as_of":true}"#,
+            #"{"ok":false,"error":{"code":"wrong_type","message":"'as_of' must be unix milliseconds or an ISO 8601 string, not boolean"}}"#
+        )
+        // A prompt reads one time: the history is for search and list.
+        let refused = try #require(
+            {
+                #expect(socket.send(#"{"op":"prompt","user":"ana","query":"q","include_superseded":true}"# + "\n"))
+                return socket.readLine()
+            }())
+        #expect(
+            refused.hasPrefix(
+                #"{"ok":false,"error":{"code":"unknown_field","message":"unknown field 'include_superseded'"#))
+        exchange(#"{"op":"ping"}"#, #"{"ok":true,"pong":true}"#)
+        await server.stop()
+    }
+}
