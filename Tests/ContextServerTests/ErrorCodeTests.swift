@@ -83,11 +83,11 @@ import Testing
                 ),
                 (
                     #"{"op":"search","user":"u","vector":[1,0,0],"sesion":"a"}"#,
-                    #"{"ok":false,"error":{"code":"unknown_field","message":"unknown field 'sesion'; this accepts context, ef, exact, explain, feedback_boost, half_life, k, mode, query, role, session, since, speaker, until, user, vector, where"}}"#
+                    #"{"ok":false,"error":{"code":"unknown_field","message":"unknown field 'sesion'; this accepts as_of, context, ef, exact, explain, feedback_boost, half_life, include_superseded, k, mode, query, role, session, since, speaker, until, user, vector, where"}}"#
                 ),
                 (
                     #"{"op":"add_batch","items":[{"user":"u","text":"t","vector":[1,0,0],"roll":"user"}]}"#,
-                    #"{"ok":false,"error":{"code":"unknown_field","message":"items[0]: unknown field 'roll'; this accepts created_at, id, metadata, role, session, speaker, text, ttl, user, vector"}}"#
+                    #"{"ok":false,"error":{"code":"unknown_field","message":"items[0]: unknown field 'roll'; this accepts created_at, id, metadata, role, session, speaker, supersedes, text, ttl, user, valid_from, vector"}}"#
                 ),
                 (
                     #"{"op":"ping","pong":true}"#,

@@ -55,7 +55,8 @@ def _memory_item(item: Union[Mapping[str, Any], t.Memory]) -> Dict[str, Any]:
         item = {
             "id": item.id, "user": item.user, "session": item.session, "role": item.role,
             "speaker": item.speaker, "text": item.text, "created_at": item.created_at,
-            "metadata": item.metadata, "vector": item.vector,
+            "metadata": item.metadata, "vector": item.vector, "valid_from": item.valid_from,
+            "supersedes": item.supersedes,
         }
     fields = {key: value for key, value in item.items() if value is not None}
     if "vector" in fields:
@@ -161,13 +162,15 @@ class Operations:
         self, user: str, text: str, *, id: Optional[str] = None, session: Optional[str] = None,
         role: Optional[str] = None, speaker: Optional[str] = None, created_at: Union[int, str, None] = None,
         metadata: Optional[Mapping[str, Any]] = None, vector: Any = None, ttl: Optional[int] = None,
-        model: Optional[str] = None,
+        model: Optional[str] = None, valid_from: Union[int, str, None] = None, supersedes: Optional[str] = None,
     ) -> Any:
-        """-> ``Added`` (the memory's id). Without ``vector`` the server embeds ``text``.
+        """-> ``Added`` (the memory's id). Without ``vector`` the server embeds ``text``. With
+        ``supersedes``, the user's memory of that id stops holding when this one begins.
         Sent again after a lost connection only when it carries its ``id``."""
         fields = _given(
             op="add", id=id, user=user, session=session, role=role, speaker=speaker, text=text,
             created_at=created_at, metadata=metadata, vector=_vector(vector), ttl=ttl, model=model,
+            valid_from=valid_from, supersedes=supersedes,
         )
         return self._call(Request(fields, _added, id is not None))
 
@@ -278,13 +281,16 @@ class Operations:
         where: Optional[Mapping[str, Any]] = None, explain: Optional[bool] = None,
         half_life: Optional[float] = None, context: Optional[int] = None, ef: Optional[int] = None,
         exact: Optional[bool] = None, feedback_boost: Optional[float] = None,
+        as_of: Union[int, str, None] = None, include_superseded: Optional[bool] = None,
     ) -> Any:
         """-> list of ``Hit``, best first: the ``k`` memories of ``user`` that best answer ``query``
-        (text) and/or ``vector``."""
+        (text) and/or ``vector``; of what holds now, what held ``as_of`` a time, or all of it
+        (``include_superseded``)."""
         fields = _given(
             op="search", user=user, query=query, vector=_vector(vector), k=k, mode=mode, session=session,
             role=role, speaker=speaker, since=since, until=until, where=where, explain=explain,
             half_life=half_life, context=context, ef=ef, exact=exact, feedback_boost=feedback_boost,
+            as_of=as_of, include_superseded=include_superseded,
         )
         return self._call(Request(fields, _hits, True))
 
@@ -296,15 +302,15 @@ class Operations:
         since: Union[int, str, None] = None, until: Union[int, str, None] = None,
         where: Optional[Mapping[str, Any]] = None, half_life: Optional[float] = None,
         context: Optional[int] = None, ef: Optional[int] = None, exact: Optional[bool] = None,
-        feedback_boost: Optional[float] = None,
+        feedback_boost: Optional[float] = None, as_of: Union[int, str, None] = None,
     ) -> Any:
         """-> ``Prompt``: ``query`` with ``user``'s pinned facts, relevant memories, a summary and the
-        latest turns of ``session``, within ``budget`` tokens."""
+        latest turns of ``session``, within ``budget`` tokens; of what holds now, or ``as_of`` a time."""
         fields = _given(
             op="prompt", user=user, query=query, session=session, budget=budget, limit=limit, recent=recent,
             template=template, system=system, format=format, caps=caps, vector=_vector(vector), mode=mode,
             role=role, speaker=speaker, since=since, until=until, where=where, half_life=half_life,
-            context=context, ef=ef, exact=exact, feedback_boost=feedback_boost,
+            context=context, ef=ef, exact=exact, feedback_boost=feedback_boost, as_of=as_of,
         )
         return self._call(Request(fields, t.Prompt.from_json, True))
 
@@ -327,12 +333,14 @@ class Operations:
         self, user: str, *, order: Optional[str] = None, limit: Optional[int] = None, cursor: Optional[str] = None,
         with_vector: Optional[bool] = None, session: Optional[str] = None, role: Optional[str] = None,
         speaker: Optional[str] = None, since: Union[int, str, None] = None, until: Union[int, str, None] = None,
-        where: Optional[Mapping[str, Any]] = None,
+        where: Optional[Mapping[str, Any]] = None, as_of: Union[int, str, None] = None,
+        include_superseded: Optional[bool] = None,
     ) -> Any:
         """-> ``Page``: ``user``'s memories in time order; pass ``next_cursor`` back as ``cursor``."""
         fields = _given(
             op="list", user=user, order=order, limit=limit, cursor=cursor, with_vector=with_vector,
             session=session, role=role, speaker=speaker, since=since, until=until, where=where,
+            as_of=as_of, include_superseded=include_superseded,
         )
         return self._call(
             Request(fields, lambda a: t.Page([t.Memory.from_json(m) for m in a["memories"]], a["next_cursor"]), True)

@@ -17,6 +17,11 @@ class Memory:
     metadata: Dict[str, Any] = field(default_factory=dict)
     vector: Optional[List[float]] = None
     expires_at: Optional[int] = None
+    # When it holds (valid_from: None = from created_at; valid_to: None = still) and its links.
+    valid_from: Optional[int] = None
+    valid_to: Optional[int] = None
+    supersedes: Optional[str] = None
+    superseded_by: Optional[str] = None
 
     @classmethod
     def from_json(cls, obj: Dict[str, Any]) -> "Memory":
@@ -24,6 +29,8 @@ class Memory:
             id=obj["id"], user=obj["user"], text=obj["text"], created_at=obj["created_at"],
             session=obj.get("session"), role=obj.get("role"), speaker=obj.get("speaker"),
             metadata=obj.get("metadata") or {}, vector=obj.get("vector"), expires_at=obj.get("expires_at"),
+            valid_from=obj.get("valid_from"), valid_to=obj.get("valid_to"), supersedes=obj.get("supersedes"),
+            superseded_by=obj.get("superseded_by"),
         )
 
 

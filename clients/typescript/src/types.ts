@@ -20,6 +20,11 @@ export interface Memory {
   created_at: number;
   metadata: JSONObject;
   expires_at?: number | null;
+  /** When it holds (absent: from `created_at`, and still) and its links (`supersedes`). */
+  valid_from?: number;
+  valid_to?: number;
+  supersedes?: string;
+  superseded_by?: string;
   helped?: number;
   not_helped?: number;
   vector?: number[] | string;
@@ -37,6 +42,9 @@ export interface NewMemory {
   metadata?: JSONObject;
   vector?: Vector;
   ttl?: number;
+  valid_from?: Time;
+  /** The id of the user's memory this one replaces: it stops holding when this one begins. */
+  supersedes?: string;
 }
 
 export interface Explain {
@@ -72,9 +80,13 @@ export interface SearchOptions extends Filters {
   ef?: number;
   exact?: boolean;
   feedback_boost?: number;
+  /** What held at a time (and had been stored by then); what holds now when absent. */
+  as_of?: Time;
+  /** Every memory, superseded or not (not with `as_of`). */
+  include_superseded?: boolean;
 }
 
-export interface PromptOptions extends Omit<SearchOptions, "k" | "explain"> {
+export interface PromptOptions extends Omit<SearchOptions, "k" | "explain" | "include_superseded"> {
   budget?: number;
   limit?: number;
   recent?: number;
@@ -114,6 +126,8 @@ export interface ListOptions extends Filters {
   limit?: number;
   cursor?: string;
   with_vector?: boolean;
+  as_of?: Time;
+  include_superseded?: boolean;
 }
 
 export interface Page {
