@@ -275,15 +275,20 @@ public final class ContextStoreClient: Sendable {
 
     /// `delete`: removes one of `user`'s memories.
     /// - Throws: `ClientError.server` with code `not_found` when there is none.
-    public func delete(user: String, id: String) async throws {
-        _ = try await call(Operations.Delete.self, MemoryRef(user: user, id: id))
+    /// With `withDerived`, also the user's memories whose sources name it. Returns how many
+    /// memories went.
+    @discardableResult
+    public func delete(user: String, id: String, withDerived: Bool = false) async throws -> Int {
+        try await call(Operations.Delete.self, .init(MemoryRef(user: user, id: id), withDerived: withDerived))
     }
 
-    /// `forget`: removes a user's memories that pass `filter` (all of them by default).
-    /// Returns how many there were.
+    /// `forget`: removes a user's memories that pass `filter` (all of them by default) and, with
+    /// `withDerived`, the user's memories whose sources name one of them. Returns how many went.
     @discardableResult
-    public func forget(user: String, filter: MemoryFilter = MemoryFilter()) async throws -> Int {
-        try await call(Operations.Forget.self, .init(user: user, filter: filter))
+    public func forget(user: String, filter: MemoryFilter = MemoryFilter(), withDerived: Bool = false) async throws
+        -> Int
+    {
+        try await call(Operations.Forget.self, .init(user: user, filter: filter, withDerived: withDerived))
     }
 
     /// `metrics`: the server's metrics in Prometheus' text format.

@@ -278,8 +278,8 @@ public final class ClusterNode: Sendable {
         var users: Set<String> {
             switch command {
             case .add(let add): Set(add.memories.map(\.memory.user))
-            case .update(let memory, _, _), .feedback(let memory, _, _), .delete(let memory): [memory.user]
-            case .forget(let user, _, _): [user]
+            case .update(let memory, _, _), .feedback(let memory, _, _), .delete(let memory, _): [memory.user]
+            case .forget(let user, _, _, _): [user]
             case .purge: []
             }
         }
@@ -301,9 +301,9 @@ public final class ClusterNode: Sendable {
                     command: .add(AddCommand(positions.map { add.memories[$0] }, ifAbsent: add.ifAbsent)),
                     positions: positions)
             }
-        case .update(let memory, _, _), .feedback(let memory, _, _), .delete(let memory):
+        case .update(let memory, _, _), .feedback(let memory, _, _), .delete(let memory, _):
             return [Part(range: ranges.range(of: memory.user), command: command, positions: [])]
-        case .forget(let user, _, _):
+        case .forget(let user, _, _, _):
             return [Part(range: ranges.range(of: user), command: command, positions: [])]
         case .purge:
             return (0..<ranges.count).map { Part(range: $0, command: command, positions: []) }

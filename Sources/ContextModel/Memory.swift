@@ -25,14 +25,17 @@ public struct Memory: Sendable, Equatable {
     public var expiresAt: Int64?
     /// When it holds, and what it replaced or was replaced by.
     public var validity: Validity
+    /// Where it came from (`NewMemory.sources`), in the order given.
+    public var sources: [String]
 
     public init(
         id: String, user: String, session: String? = nil, role: Role? = nil, speaker: String? = nil, text: String,
         createdAt: Int64, metadata: String = "{}", vector: [Float], expiresAt: Int64? = nil,
-        validity: Validity = Validity()
+        validity: Validity = Validity(), sources: [String] = []
     ) {
         self.expiresAt = expiresAt
         self.validity = validity
+        self.sources = sources
         self.id = id
         self.user = user
         self.session = session
@@ -50,6 +53,8 @@ public struct Memory: Sendable, Equatable {
 public struct NewMemory: Sendable, Equatable {
     /// The longest `ttl`: 100 years, in seconds.
     public static let maximumTTL: Int64 = 3_155_760_000
+    /// The most `sources` a memory may name.
+    public static let maximumSources = 64
 
     public var id: String?
     public var user: String
@@ -72,13 +77,17 @@ public struct NewMemory: Sendable, Equatable {
     /// The id of a memory of the same user that this one replaces: stored in the same
     /// transaction, which closes the old one's validity at this one's start.
     public var supersedes: String?
+    /// Where it came from: ids of the user's turns it was derived from, or any other references
+    /// (a document and an offset). `forget` and `delete` with `withDerived` take it with them.
+    public var sources: [String]
 
     public init(
         id: String? = nil, user: String, session: String? = nil, role: Role? = nil, speaker: String? = nil,
         text: String, createdAt: Int64? = nil, metadata: String = "{}", vector: [Float]?, windows: [[Float]] = [],
-        ttl: Int64? = nil, validFrom: Int64? = nil, supersedes: String? = nil
+        ttl: Int64? = nil, validFrom: Int64? = nil, supersedes: String? = nil, sources: [String] = []
     ) {
         self.ttl = ttl
+        self.sources = sources
         self.validFrom = validFrom
         self.supersedes = supersedes
         self.id = id

@@ -66,7 +66,8 @@ extension JSONObject {
             throw ProtocolError(.missingField, "missing field '\(key)'")
         }
         guard let typed = extract(value) else {
-            throw ProtocolError(.wrongType, "'\(key)' must be a \(type), not \(value.typeName)")
+            let article = type.first.map { "aeiou".contains($0) } == true ? "an" : "a"
+            throw ProtocolError(.wrongType, "'\(key)' must be \(article) \(type), not \(value.typeName)")
         }
         return typed
     }
@@ -223,7 +224,22 @@ extension JSONObject {
             speaker: try optionalString("speaker"),
             text: try required("text", as: "string", \.stringValue), createdAt: try optionalTime("created_at"),
             metadata: metadata, vector: self["vector"] == nil || self["vector"] == .null ? nil : try vector(),
-            ttl: try ttl(), validFrom: try optionalTime("valid_from"), supersedes: try supersedes())
+            ttl: try ttl(), validFrom: try optionalTime("valid_from"), supersedes: try supersedes(),
+            sources: try sources())
+    }
+
+    /// `sources`: at most `NewMemory.maximumSources` non-empty strings.
+    private func sources() throws(ProtocolError) -> [String] {
+        guard let value = self["sources"], value != .null else { return [] }
+        let sources = try strings("sources")
+        guard sources.count <= NewMemory.maximumSources else {
+            throw ProtocolError(
+                .invalidValue, "'sources' holds at most \(NewMemory.maximumSources) references, not \(sources.count)")
+        }
+        if let empty = sources.firstIndex(where: \.isEmpty) {
+            throw ProtocolError(.invalidValue, "sources[\(empty)] must not be empty")
+        }
+        return sources
     }
 
     /// `supersedes`: a non-empty id.

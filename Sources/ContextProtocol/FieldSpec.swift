@@ -129,9 +129,16 @@ extension FieldSpec {
             "seconds until it expires; never when absent"),
         FieldSpec("valid_from", .time, "from when it holds; its `created_at` when absent"),
         FieldSpec(
+            "sources", .strings, maximum: Double(NewMemory.maximumSources),
+            "where it came from: ids of the user's turns it was derived from, or other references"),
+        FieldSpec(
             "supersedes", .identifier,
             "the id of the user's memory it replaces: that one stops holding when this one begins, in the same write"),
     ]
+
+    /// `delete`'s and `forget`'s.
+    static let withDerived = FieldSpec(
+        "with_derived", .boolean, default: "false", "also remove the user's memories whose `sources` name one removed")
 
     /// Which memories a read sees by validity (`search`, `list`; `prompt` takes `as_of` alone).
     static let asOf = FieldSpec(

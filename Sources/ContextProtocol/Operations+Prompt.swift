@@ -66,10 +66,14 @@ extension Operations {
             public var prompt: ContextModel.Prompt
             /// `cl100k_base`, or `estimate`.
             public var counter: String
+            /// The sources of the memories it used, each once, in the order they were first
+            /// named (`used`'s order); absent from the answer when there are none.
+            public var sources: [String]
 
-            public init(prompt: ContextModel.Prompt, counter: String) {
+            public init(prompt: ContextModel.Prompt, counter: String, sources: [String] = []) {
                 self.prompt = prompt
                 self.counter = counter
+                self.sources = sources
             }
         }
 
@@ -240,6 +244,10 @@ extension Operations {
                 writer.string(prompt.dropped[i].reason.rawValue)
                 writer.raw(UInt8(ascii: "}"))
             }
+            if !answer.sources.isEmpty {
+                writer.field("sources")
+                writer.array(count: answer.sources.count) { $0.string(answer.sources[$1]) }
+            }
             if let spans = prompt.spans {
                 writer.field("spans")
                 writer.array(count: spans.count) { writer, i in
@@ -291,7 +299,9 @@ extension Operations {
                             start: Int(try object.required("start", as: "integer", \.integerValue)),
                             end: Int(try object.required("end", as: "integer", \.integerValue)))
                     })
-            return Answer(prompt: prompt, counter: try answer.required("counter", as: "string", \.stringValue))
+            return Answer(
+                prompt: prompt, counter: try answer.required("counter", as: "string", \.stringValue),
+                sources: answer["sources"] == nil ? [] : try answer.strings("sources"))
         }
     }
 }

@@ -459,17 +459,29 @@ public enum Operations {
         }
     }
 
-    /// `delete`: removes one of a user's memories; answers how many were removed (1).
+    /// `delete`: removes one of a user's memories (and, `with_derived`, the user's memories
+    /// whose sources name it); answers how many were removed.
     public enum Delete: WireOperation {
-        public static let name = "delete"
-        public static let requestFields = [FieldSpec.user, FieldSpec.memoryID]
-        public static let fields = FieldSpec.names(requestFields)
-        public static func encode(_ memory: MemoryRef, to writer: inout JSONWriter) {
-            writeRef(memory, to: &writer)
+        public struct Arguments: Sendable, Equatable {
+            public var memory: MemoryRef
+            public var withDerived: Bool
+
+            public init(_ memory: MemoryRef, withDerived: Bool = false) {
+                self.memory = memory
+                self.withDerived = withDerived
+            }
         }
-        public static func decode(_ request: JSONObject) throws(ProtocolError) -> MemoryRef {
+
+        public static let name = "delete"
+        public static let requestFields = [FieldSpec.user, FieldSpec.memoryID, FieldSpec.withDerived]
+        public static let fields = FieldSpec.names(requestFields)
+        public static func encode(_ arguments: Arguments, to writer: inout JSONWriter) {
+            writeRef(arguments.memory, to: &writer)
+            writeWithDerived(arguments.withDerived, to: &writer)
+        }
+        public static func decode(_ request: JSONObject) throws(ProtocolError) -> Arguments {
             try request.requireKnownFields(fields)
-            return try readRef(request)
+            return Arguments(try readRef(request), withDerived: try request.optionalBool("with_derived") ?? false)
         }
         public static func encode(answer: Int, to writer: inout JSONWriter) { writeDeleted(answer, to: &writer) }
         public static func decode(answer: JSONObject) throws(ProtocolError) -> Int { try readDeleted(answer) }
@@ -481,24 +493,30 @@ public enum Operations {
         public struct Arguments: Sendable, Equatable {
             public var user: String
             public var filter: MemoryFilter
+            /// Also the user's memories whose sources name one of those forgotten.
+            public var withDerived: Bool
 
-            public init(user: String, filter: MemoryFilter = MemoryFilter()) {
+            public init(user: String, filter: MemoryFilter = MemoryFilter(), withDerived: Bool = false) {
                 self.user = user
                 self.filter = filter
+                self.withDerived = withDerived
             }
         }
 
         public static let name = "forget"
-        public static let requestFields = [FieldSpec.user] + FieldSpec.filter
+        public static let requestFields = [FieldSpec.user] + FieldSpec.filter + [FieldSpec.withDerived]
         public static let fields = FieldSpec.names(requestFields)
         public static func encode(_ arguments: Arguments, to writer: inout JSONWriter) {
             writer.field("user")
             writer.string(arguments.user)
             writer.memoryFilter(arguments.filter)
+            writeWithDerived(arguments.withDerived, to: &writer)
         }
         public static func decode(_ request: JSONObject) throws(ProtocolError) -> Arguments {
             try request.requireKnownFields(fields)
-            return Arguments(user: try request.user(), filter: try request.memoryFilter())
+            return Arguments(
+                user: try request.user(), filter: try request.memoryFilter(),
+                withDerived: try request.optionalBool("with_derived") ?? false)
         }
         public static func encode(answer: Int, to writer: inout JSONWriter) { writeDeleted(answer, to: &writer) }
         public static func decode(answer: JSONObject) throws(ProtocolError) -> Int { try readDeleted(answer) }
@@ -582,6 +600,12 @@ public enum Operations {
 
     static func readRef(_ request: JSONObject) throws(ProtocolError) -> MemoryRef {
         MemoryRef(user: try request.user(), id: try request.memoryID())
+    }
+
+    private static func writeWithDerived(_ withDerived: Bool, to writer: inout JSONWriter) {
+        guard withDerived else { return }
+        writer.field("with_derived")
+        writer.bool(true)
     }
 
     private static func writeModel(_ model: String?, to writer: inout JSONWriter) {

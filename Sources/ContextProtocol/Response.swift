@@ -111,6 +111,10 @@ extension JSONWriter {
             int(expiresAt)
         }
         if !memory.validity.isOpen { validity(memory.validity) }
+        if !memory.sources.isEmpty {
+            field("sources")
+            array(count: memory.sources.count) { $0.string(memory.sources[$1]) }
+        }
         if !memory.vector.isEmpty {
             field("vector")
             vector(memory.vector)

@@ -186,7 +186,8 @@ extension Memory {
             validity: Validity(
                 from: try json.optionalInt("valid_from"), to: try json.optionalInt("valid_to"),
                 supersedes: try json.optionalString("supersedes"),
-                supersededBy: try json.optionalString("superseded_by")))
+                supersededBy: try json.optionalString("superseded_by")),
+            sources: json["sources"] == nil ? [] : try json.strings("sources"))
     }
 }
 
@@ -314,6 +315,10 @@ extension NewMemory {
         if let supersedes {
             writer.field("supersedes")
             writer.string(supersedes)
+        }
+        if !sources.isEmpty {
+            writer.field("sources")
+            writer.array(count: sources.count) { $0.string(sources[$1]) }
         }
         if let vector {
             // Base64 float32: a quarter of the text, and no float formatting or parsing.

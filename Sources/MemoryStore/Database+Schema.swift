@@ -133,6 +133,22 @@ extension Database {
         ALTER TABLE memories ADD COLUMN supersedes TEXT;
         ALTER TABLE memories ADD COLUMN superseded_by TEXT;
         """,
+        // 13: where a memory came from (`sources`: turn ids, or any reference), in order, and
+        // the memories that name a source, for a forget that takes what was derived from a turn.
+        // A trigger deletes a memory's sources with it, whichever write deletes it.
+        """
+        CREATE TABLE memory_sources (
+            memory INTEGER NOT NULL,
+            position INTEGER NOT NULL,
+            source TEXT NOT NULL,
+            PRIMARY KEY (memory, position)
+        ) WITHOUT ROWID;
+        CREATE INDEX memory_sources_by_source ON memory_sources(source);
+        CREATE TRIGGER memory_sources_gone AFTER DELETE ON memories
+        BEGIN
+            DELETE FROM memory_sources WHERE memory = old.seq;
+        END;
+        """,
     ]
 
     /// Applies the migrations this database lacks, each in its own transaction.

@@ -28,6 +28,7 @@ extension MemoryStore {
                 Part(table: "memory_windows", sql: "SELECT * FROM memory_windows ORDER BY memory, position"),
                 Part(table: "hnsw_nodes", sql: "SELECT * FROM hnsw_nodes ORDER BY slot"),
                 Part(table: "memory_time_changes", sql: "SELECT * FROM memory_time_changes ORDER BY change"),
+                Part(table: "memory_sources", sql: "SELECT * FROM memory_sources ORDER BY memory, position"),
             ]
             : [
                 Part(table: "memories", sql: "SELECT * FROM memories WHERE user = ?1 ORDER BY seq", skipping: "seq"),
@@ -36,6 +37,12 @@ extension MemoryStore {
                     sql: """
                         SELECT m.id, w.position, w.embedding FROM memory_windows w JOIN memories m ON m.seq = w.memory
                         WHERE m.user = ?1 ORDER BY m.seq, w.position
+                        """),
+                Part(
+                    table: "memory_sources",
+                    sql: """
+                        SELECT m.id, s.position, s.source FROM memory_sources s JOIN memories m ON m.seq = s.memory
+                        WHERE m.user = ?1 ORDER BY m.seq, s.position
                         """),
             ]
         var hash = SHA256()

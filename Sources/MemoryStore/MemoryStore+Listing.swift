@@ -91,13 +91,13 @@ extension MemoryStore {
             let positionColumn = SQL.embeddingColumn + (request.withVector ? 1 : 0)
             while try rows.step() {
                 guard memories.count < request.limit else {
-                    return ListPage(memories: memories, nextCursor: last?.description)
+                    return ListPage(memories: withSources(memories), nextCursor: last?.description)
                 }
                 let memory = SQL.memory(rows, vector: request.withVector ? rows.floats(at: SQL.embeddingColumn) : [])
                 last = ListCursor(createdAt: rows.int64(at: positionColumn), seq: rows.int64(at: 7), change: since)
                 memories.append(memory)
             }
-            return ListPage(memories: memories, nextCursor: nil)
+            return ListPage(memories: withSources(memories), nextCursor: nil)
         }
     }
 
@@ -125,7 +125,18 @@ extension MemoryStore {
             while try statement.step() {
                 memories.append(SQL.memory(statement, vector: statement.floats(at: SQL.embeddingColumn)))
             }
-            return memories
+            return withSources(memories)
+        }
+    }
+
+    /// `memories`, read through SQL, with their sources (which the records hold).
+    func withSources(_ memories: [Memory]) -> [Memory] {
+        state.read { state in
+            memories.map { memory in
+                var memory = memory
+                memory.sources = state.record(key: Self.key(memory))?.sources ?? []
+                return memory
+            }
         }
     }
 

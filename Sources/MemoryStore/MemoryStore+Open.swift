@@ -215,6 +215,11 @@ extension MemoryStore {
             nodeCount = Int(try database.scalarInt(SQL.nodeCount))
             state.graph?.reserveCapacity(Int(try database.scalarInt(SQL.slotBound)))
         }
+        var sources: [Int64: [String]] = [:]
+        let sourceRows = try database.prepare(SQL.sources)
+        while try sourceRows.step() {
+            sources[sourceRows.int64(at: 0), default: []].append(sourceRows.string(at: 1) ?? "")
+        }
         let rows = try database.prepare(SQL.memoriesWithNodes)
         while try rows.step() {
             let id = rows.string(at: 0) ?? ""
@@ -227,7 +232,7 @@ extension MemoryStore {
                 validity: Validity(
                     from: rows.isNull(at: 15) ? nil : rows.int64(at: 15),
                     to: rows.isNull(at: 16) ? nil : rows.int64(at: 16), supersedes: rows.string(at: 17),
-                    supersededBy: rows.string(at: 18)))
+                    supersededBy: rows.string(at: 18)), sources: sources.removeValue(forKey: rows.int64(at: 8)) ?? [])
             guard memory.vector.count == dimension else {
                 throw StoreError.incompatibleDatabase(
                     "memory \(id) has \(memory.vector.count) components, space has \(dimension)")

@@ -45,7 +45,7 @@ extension MemoryStore {
 
     /// Deletes `user`'s memory `id`. Returns false when there was none.
     public func delete(user: String, id: String) throws -> Bool {
-        guard case .deleted(let deleted) = try apply(.delete(MemoryRef(user: user, id: id))) else {
+        guard case .deleted(let deleted, _) = try apply(.delete(MemoryRef(user: user, id: id))) else {
             preconditionFailure()
         }
         return deleted
@@ -63,8 +63,9 @@ extension MemoryStore {
 
     /// Deletes the memories of `user` that pass `filter` (every one of them when it is empty),
     /// in one transaction. Returns how many there were.
-    public func forget(user: String, filter: MemoryFilter = MemoryFilter()) throws -> Int {
-        let command = WriteCommand.forget(user: user, filter, asOf: Clock.nowMilliseconds())
+    /// With `withDerived`, also the user's memories whose sources name one of them.
+    public func forget(user: String, filter: MemoryFilter = MemoryFilter(), withDerived: Bool = false) throws -> Int {
+        let command = WriteCommand.forget(user: user, filter, asOf: Clock.nowMilliseconds(), withDerived: withDerived)
         guard case .removed(let count) = try apply(command) else { preconditionFailure() }
         return count
     }
@@ -130,11 +131,15 @@ extension MemoryStore {
                 }
                 expiresAt = now + ttl * 1000
             }
+            guard item.sources.count <= NewMemory.maximumSources else {
+                throw StoreError.invalidValue(
+                    "a memory names at most \(NewMemory.maximumSources) sources, not \(item.sources.count)")
+            }
             let memory = Memory(
                 id: item.id ?? MemoryID.generate(), user: item.user, session: item.session, role: item.role,
                 speaker: item.speaker, text: item.text, createdAt: item.createdAt ?? now, metadata: item.metadata,
                 vector: vector.isEmpty ? [] : try Self.storable(vector, metric: metric), expiresAt: expiresAt,
-                validity: Validity(from: item.validFrom, supersedes: item.supersedes))
+                validity: Validity(from: item.validFrom, supersedes: item.supersedes), sources: item.sources)
             return ResolvedMemory(
                 memory, windows: try item.windows.map { try Self.storable($0, metric: metric) },
                 timeGiven: item.createdAt != nil)
@@ -158,9 +163,9 @@ extension MemoryStore {
         defer {
             switch command {
             case .add(let add): changes.changed(add.memories.lazy.map(\.memory.user))
-            case .update(let memory, _, _), .feedback(let memory, _, _), .delete(let memory):
+            case .update(let memory, _, _), .feedback(let memory, _, _), .delete(let memory, _):
                 changes.changed([memory.user])
-            case .forget(let user, _, _): changes.changed([user])
+            case .forget(let user, _, _, _): changes.changed([user])
             case .purge: break  // announced when it deleted something
             }
         }
@@ -176,12 +181,17 @@ extension MemoryStore {
                 outcome = .updated(try update(memory, changes, asOf: asOf, statements, index: next))
             case .feedback(let memory, let helped, let asOf):
                 outcome = .counted(try feedback(memory, helped: helped, asOf: asOf, statements, index: next))
-            case .delete(let memory): outcome = .deleted(try delete(memory, statements, index: next))
-            case .forget(let user, let filter, let asOf):
+            case .delete(let memory, let withDerived):
+                let (deleted, derived) = try delete(memory, withDerived: withDerived, statements, index: next)
+                outcome = .deleted(deleted, derived: derived)
+            case .forget(let user, let filter, let asOf, let withDerived):
+                // Forgetting all of a user leaves nothing derived from it.
                 outcome = .removed(
                     filter.isEmpty
                         ? try forget(user: user, statements, index: next)
-                        : try forget(user: user, matching: filter, asOf: asOf, statements, index: next))
+                        : try forget(
+                            user: user, matching: filter, asOf: asOf, withDerived: withDerived, statements, index: next)
+                )
             case .purge(let asOf, let limit):
                 outcome = .removed(try purge(asOf: asOf, limit: limit, statements, index: next))
             }
@@ -256,6 +266,8 @@ extension MemoryStore {
                     && (!item.timeGiven || stored.createdAt == memory.createdAt)
                     && stored.validity.from == memory.validity.from
                     && same(stored.validity.supersedes, memory.validity.supersedes)
+                    && stored.sources.count == memory.sources.count
+                    && zip(stored.sources, memory.sources).allSatisfy { $0.bytewiseEquals($1) }
                     && state.flat?.vector(id: Self.key(memory)) == memory.vector
                 if same { outcome.skipped.append(i) } else { outcome.conflicts.append(i) }
             }
@@ -372,6 +384,10 @@ extension MemoryStore {
             }
             dimension = expected
             try checkTime(memory.createdAt)
+            guard memory.sources.count <= NewMemory.maximumSources else {
+                throw StoreError.invalidValue(
+                    "a memory names at most \(NewMemory.maximumSources) sources, not \(memory.sources.count)")
+            }
             if let expiresAt = memory.expiresAt, !TimeRange.contains(expiresAt) {
                 throw StoreError.invalidValue("expires_at must be in the years 0001 to 9999, not \(expiresAt)")
             }
@@ -405,6 +421,9 @@ extension MemoryStore {
                     let replaced = state.read { state in memories.map { state.record(key: Self.key($0)) != nil } }
                     for i in batch.indices where replaced[i] || !batch[i].windows.isEmpty {
                         try statements.setWindows(memory: seqs[i], batch[i].windows)
+                    }
+                    for i in batch.indices where replaced[i] || !memories[i].sources.isEmpty {
+                        try statements.setSources(memory: seqs[i], memories[i].sources)
                     }
                     for succession in successions {
                         let closed = try statements.close(
@@ -495,12 +514,15 @@ extension MemoryStore {
         }
     }
 
-    private func delete(_ memory: MemoryRef, _ statements: WriteStatements, index: Int64) throws -> Bool {
+    private func delete(
+        _ memory: MemoryRef, withDerived: Bool, _ statements: WriteStatements, index: Int64
+    ) throws -> (deleted: Bool, derived: Int) {
         let key = Self.key(user: memory.user, id: memory.id)
         guard let seq = state.read({ $0.record(key: key)?.seq }) else {
             try recordAlone(index, statements)
-            return false
+            return (false, 0)
         }
+        var derived: [String] = []
         try rebuildingGraphOnFailure(statements) {
             try statements.database.transaction {
                 try statements.setWindows(memory: seq, [])
@@ -511,13 +533,33 @@ extension MemoryStore {
                 }
                 try record(index, statements)
                 try unlink([key], statements)
+                if withDerived { derived = try deleteDerived(user: memory.user, from: [memory.id], statements) }
             }
         }
         state.write { state in
-            state.dropRecord(key)
-            state.flat?.remove(id: key)
+            for key in [key] + derived {
+                state.dropRecord(key)
+                state.flat?.remove(id: key)
+            }
         }
-        return true
+        return (true, derived.count)
+    }
+
+    /// Deletes, in the current transaction, `user`'s memories whose sources name one of `ids`
+    /// (one step: what was derived from those is not followed). Returns their keys.
+    private func deleteDerived(user: String, from ids: [String], _ statements: WriteStatements) throws -> [String] {
+        var keys: [String] = []
+        // In parts, within SQLite's bound on a statement's parameters.
+        var start = ids.startIndex
+        while start < ids.endIndex {
+            let part = ids[start..<min(start + 500, ids.endIndex)]
+            keys += try deleteRows(
+                SQL.deleteDerived(count: part.count),
+                StatementArguments(values: [user] + part.map { $0 as any StatementBindable }), statements
+            ).map(Self.key)
+            start = part.endIndex
+        }
+        return keys
     }
 
     private func update(
@@ -577,7 +619,8 @@ extension MemoryStore {
     }
 
     private func forget(
-        user: String, matching filter: MemoryFilter, asOf: Int64, _ statements: WriteStatements, index: Int64
+        user: String, matching filter: MemoryFilter, asOf: Int64, withDerived: Bool, _ statements: WriteStatements,
+        index: Int64
     ) throws -> Int {
         var arguments: StatementArguments = []
         let condition = SQL.condition(user: user, filter: filter, now: asOf, arguments: &arguments)
@@ -587,8 +630,12 @@ extension MemoryStore {
                 // Bounded: a heavy filter would hold the writer, every tenant's writes.
                 try statements.database.withTimeLimit(statementTimeLimit) {
                     try statements.database.transaction {
-                        keys = try deleteRows(
+                        let forgotten = try deleteRows(
                             "DELETE FROM memories WHERE \(condition) RETURNING user, id, seq", arguments, statements)
+                        keys = forgotten.map(Self.key)
+                        if withDerived {
+                            keys += try deleteDerived(user: user, from: forgotten.map(\.id), statements)
+                        }
                         try record(index, statements)
                     }
                 }
@@ -613,7 +660,7 @@ extension MemoryStore {
         var nextExpiry: Int64?
         try rebuildingGraphOnFailure(statements) {
             try statements.database.transaction {
-                keys = try deleteRows(SQL.purgeExpired, [asOf, Int64(limit)], statements)
+                keys = try deleteRows(SQL.purgeExpired, [asOf, Int64(limit)], statements).map(Self.key)
                 try record(index, statements)
                 guard !keys.isEmpty else { return }
                 purged = state.read { $0.purged } + Int64(keys.count)
@@ -638,19 +685,20 @@ extension MemoryStore {
 
     /// Runs `sql`, a `DELETE FROM memories ... RETURNING user, id, seq`, in the current
     /// transaction, and deletes what belonged to those rows: windows, keyword rows, graph nodes.
-    /// Returns the deleted memories' keys.
+    /// Returns the deleted memories.
     /// - Throws: `StoreError.sqlite` when a deleted row is not in the index (then nothing is deleted).
     private func deleteRows(
         _ sql: String, _ arguments: StatementArguments, _ statements: WriteStatements
-    ) throws -> [String] {
+    ) throws -> [MemoryRef] {
         let deleted = try statements.database.prepare(sql)
         try deleted.bind(arguments)
-        var keys: [String] = []
+        var memories: [MemoryRef] = []
         var seqs: [Int64] = []
         while try deleted.step() {
-            keys.append(Self.key(user: deleted.string(at: 0) ?? "", id: deleted.string(at: 1) ?? ""))
+            memories.append(MemoryRef(user: deleted.string(at: 0) ?? "", id: deleted.string(at: 1) ?? ""))
             seqs.append(deleted.int64(at: 2))
         }
+        let keys = memories.map(Self.key)
         for seq in seqs {
             try statements.setWindows(memory: seq, [])
             try statements.unindex(seq: seq)
@@ -660,7 +708,7 @@ extension MemoryStore {
             throw StoreError.sqlite("a deleted row (\(missing)) is not in the index")
         }
         try unlink(keys, statements)
-        return keys
+        return memories
     }
 
     /// Removes the nodes of `keys` from the graph, if the space has one, and writes the repair

@@ -410,6 +410,7 @@ public final class MemoryStore: Sendable {
         var metadata: String
         var expiresAt: Int64?
         var validity: Validity
+        var sources: [String]
         /// How many windows after the first its text has (see `NewMemory.windows`).
         var windowCount = 0
         /// How often users said it helped, and did not (`feedback`).
@@ -419,7 +420,8 @@ public final class MemoryStore: Sendable {
         var approximateBytes: Int {
             id.utf8.count + user.utf8.count + (session?.utf8.count ?? 0) + (speaker?.utf8.count ?? 0) + text.utf8.count
                 + metadata.utf8.count + (validity.supersedes?.utf8.count ?? 0)
-                + (validity.supersededBy?.utf8.count ?? 0) + MemoryLayout<Record>.stride
+                + (validity.supersededBy?.utf8.count ?? 0) + sources.reduce(0) { $0 + $1.utf8.count }
+                + MemoryLayout<Record>.stride
         }
 
         init(_ memory: Memory, seq: Int64) {
@@ -434,6 +436,7 @@ public final class MemoryStore: Sendable {
             metadata = memory.metadata
             expiresAt = memory.expiresAt
             validity = memory.validity
+            sources = memory.sources
         }
 
         var attributes: RowAttributes {
@@ -448,7 +451,7 @@ public final class MemoryStore: Sendable {
         func memory(vector: [Float]) -> Memory {
             Memory(
                 id: id, user: user, session: session, role: role, speaker: speaker, text: text, createdAt: createdAt,
-                metadata: metadata, vector: vector, expiresAt: expiresAt, validity: validity)
+                metadata: metadata, vector: vector, expiresAt: expiresAt, validity: validity, sources: sources)
         }
     }
 
@@ -512,6 +515,8 @@ public final class MemoryStore: Sendable {
     }
 
     static func key(_ memory: Memory) -> String { key(user: memory.user, id: memory.id) }
+
+    static func key(_ memory: MemoryRef) -> String { key(user: memory.user, id: memory.id) }
 
     /// The id of a memory's window in the windows index: its key, U+0001, its position (1 for
     /// the window after the first). The key is everything before the last U+0001.

@@ -20,6 +20,7 @@ enum SQL {
     static let settings = "SELECT key, value FROM space"
     static let rowsPerUser = "SELECT user, count(*) FROM memories GROUP BY user"
     static let windows = "SELECT memory, position, embedding FROM memory_windows ORDER BY memory, position"
+    static let sources = "SELECT memory, source FROM memory_sources ORDER BY memory, position"
     static let nodeCount = "SELECT count(*) FROM hnsw_nodes"
     static let slotBound = "SELECT coalesce(max(slot) + 1, 0) FROM hnsw_nodes"
     /// Each memory with its node (found through the unique index on hnsw_nodes.memory). The
@@ -244,6 +245,18 @@ enum SQL {
     static let setSetting = "INSERT OR REPLACE INTO space (key, value) VALUES (?1, ?2)"
     static let saveNode = "INSERT OR REPLACE INTO hnsw_nodes (slot, memory, links) VALUES (?1, ?2, ?3)"
     static let deleteNode = "DELETE FROM hnsw_nodes WHERE slot = ?1"
+    static let insertSource = "INSERT INTO memory_sources (memory, position, source) VALUES (?1, ?2, ?3)"
+    static let deleteSources = "DELETE FROM memory_sources WHERE memory = ?1"
+    /// `user`'s memories (other than those being deleted) derived from the memories `ids` names
+    /// (a JSON array): what a forget `withDerived` takes with them; user, ids.
+    static func deleteDerived(count: Int) -> String {
+        """
+        DELETE FROM memories WHERE seq IN (
+            SELECT s.memory FROM memory_sources s JOIN memories m ON m.seq = s.memory
+            WHERE m.user = ?1 AND s.source IN (\(Array(repeating: "?", count: count).joined(separator: ", "))))
+        RETURNING user, id, seq
+        """
+    }
 
     /// What `contextstore check` reads.
     enum Check {
@@ -296,6 +309,8 @@ struct WriteStatements {
     private let saveNode: Statement
     private let deleteNode: Statement
     private let closeValidity: Statement
+    private let insertSource: Statement
+    private let deleteSources: Statement
 
     init(database: Database) throws {
         self.database = database
@@ -313,6 +328,14 @@ struct WriteStatements {
         saveNode = try database.prepare(SQL.saveNode)
         deleteNode = try database.prepare(SQL.deleteNode)
         closeValidity = try database.prepare(SQL.closeValidity)
+        insertSource = try database.prepare(SQL.insertSource)
+        deleteSources = try database.prepare(SQL.deleteSources)
+    }
+
+    /// Replaces the sources of memory row `memory` with `sources` (positions 0, 1, ...).
+    func setSources(memory: Int64, _ sources: [String]) throws {
+        try deleteSources.execute([memory])
+        for (i, source) in sources.enumerated() { try insertSource.execute([memory, Int64(i), source]) }
     }
 
     /// Ends `user`'s memory `id` at `end`, replaced by `successor`; returns how many rows changed.

@@ -6,8 +6,9 @@ import ContextModel
 /// enum names them. Integers are 8 bytes; counts and lengths 4; a string is its length and its
 /// UTF-8 bytes exactly as given (NUL included); an optional is a 0 or 1 byte before its value;
 /// a float is its bit pattern, so every vector comes back bit for bit. Format 1, which a log
-/// written before may hold, lacks a memory's validity (after its expiry) and a filter's
-/// `validAt` (after its `liveAt`); both are read.
+/// written before may hold, lacks a memory's validity and sources (after its expiry), a
+/// filter's `validAt` (after its `liveAt`), and the `withDerived` flag of a delete and a
+/// forget (last); it is read as open, unsourced and without derived memories.
 extension WriteCommand {
     static let format: UInt8 = 2
 
@@ -39,14 +40,16 @@ extension WriteCommand {
             out.ref(memory)
             out.bool(helped)
             out.int(asOf)
-        case .delete(let memory):
+        case .delete(let memory, let withDerived):
             out.byte(4)
             out.ref(memory)
-        case .forget(let user, let filter, let asOf):
+            out.bool(withDerived)
+        case .forget(let user, let filter, let asOf, let withDerived):
             out.byte(5)
             out.string(user)
             out.filter(filter)
             out.int(asOf)
+            out.bool(withDerived)
         case .purge(let asOf, let limit):
             out.byte(6)
             out.int(asOf)
@@ -87,11 +90,13 @@ extension WriteCommand {
             let helped = try input.bool()
             self = .feedback(memory, helped: helped, asOf: try input.int())
         case 4:
-            self = .delete(try input.ref())
+            let memory = try input.ref()
+            self = .delete(memory, withDerived: input.format >= 2 ? try input.bool() : false)
         case 5:
             let user = try input.string()
             let filter = try input.filter()
-            self = .forget(user: user, filter, asOf: try input.int())
+            let asOf = try input.int()
+            self = .forget(user: user, filter, asOf: asOf, withDerived: input.format >= 2 ? try input.bool() : false)
         case 6:
             let asOf = try input.int()
             let limit = try input.int()
@@ -150,6 +155,8 @@ private struct CommandWriter {
         optional(memory.validity.to) { $0.int($1) }
         optional(memory.validity.supersedes) { $0.string($1) }
         optional(memory.validity.supersededBy) { $0.string($1) }
+        count(memory.sources.count)
+        for source in memory.sources { string(source) }
     }
     mutating func filter(_ filter: MemoryFilter) {
         let rows = filter.rows
@@ -273,14 +280,16 @@ private struct CommandReader {
         let vector = try floats()
         let expiresAt = try optional { try $0.int() }
         var validity = Validity()
+        var sources: [String] = []
         if format >= 2 {
             validity = Validity(
                 from: try optional { try $0.int() }, to: try optional { try $0.int() },
                 supersedes: try optional { try $0.string() }, supersededBy: try optional { try $0.string() })
+            sources = try array { try $0.string() }
         }
         return Memory(
             id: id, user: user, session: session, role: role, speaker: speaker, text: text, createdAt: createdAt,
-            metadata: metadata, vector: vector, expiresAt: expiresAt, validity: validity)
+            metadata: metadata, vector: vector, expiresAt: expiresAt, validity: validity, sources: sources)
     }
     mutating func filter() throws -> MemoryFilter {
         var rows = RowFilter(

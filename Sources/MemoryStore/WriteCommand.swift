@@ -14,10 +14,12 @@ public enum WriteCommand: Sendable, Equatable {
     case update(MemoryRef, MemoryChanges, asOf: Int64)
     /// Counts one user's word on a memory; a memory expired by `asOf` is not found.
     case feedback(MemoryRef, helped: Bool, asOf: Int64)
-    case delete(MemoryRef)
+    /// Deletes a memory and, `withDerived`, the user's memories whose sources name it.
+    case delete(MemoryRef, withDerived: Bool = false)
     /// Deletes the user's memories that pass the filter (all of them when it is empty), its
-    /// times read at `asOf`.
-    case forget(user: String, MemoryFilter, asOf: Int64)
+    /// times read at `asOf`, and, `withDerived`, the user's memories whose sources name one of
+    /// them.
+    case forget(user: String, MemoryFilter, asOf: Int64, withDerived: Bool = false)
     /// Deletes at most `limit` memories expired by `asOf`, the longest expired first.
     case purge(asOf: Int64, limit: Int)
 
@@ -70,7 +72,8 @@ public enum WriteOutcome: Sendable, Equatable {
     case updated(Memory?)
     /// The memory's counts; nil when there was none.
     case counted(FeedbackCounts?)
-    case deleted(Bool)
+    /// Whether the memory was there, and how many memories derived from it went with it.
+    case deleted(Bool, derived: Int = 0)
     /// Memories a `forget` or `purge` deleted.
     case removed(Int)
 }

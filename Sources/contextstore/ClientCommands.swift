@@ -132,6 +132,14 @@ struct AddCommand: AsyncParsableCommand {
     @Option(help: "Metadata, a JSON object.") var metadata: String?
     @Option(help: "Creation time, unix milliseconds or ISO 8601 (default: now).") var createdAt: String?
     @Option(help: "Seconds until it expires (default: never).") var ttl: Int64?
+    @Option(help: "From when it holds, unix milliseconds or ISO 8601 (default: its creation time).")
+    var validFrom: String?
+    @Option(help: "The id of the user's memory it replaces: that one stops holding when this one begins.")
+    var supersedes: String?
+    @Option(
+        name: .customLong("source"),
+        help: "Where it came from: the id of a turn it was derived from, or another reference; repeat for several.")
+    var sources: [String] = []
 
     func run() async throws {
         var fields: [(key: String, value: JSONValue)] = [
@@ -141,6 +149,8 @@ struct AddCommand: AsyncParsableCommand {
         fields +=
             optional("id", id) + optional("session", session) + optional("role", role) + optional("speaker", speaker)
         fields += time("created_at", createdAt) + optional("ttl", ttl)
+        fields += time("valid_from", validFrom) + optional("supersedes", supersedes)
+        if !sources.isEmpty { fields.append(("sources", .array(sources.map { .string($0) }))) }
         if let metadata {
             guard let value = try? JSONParser.parse(metadata) else { throw ValidationError("--metadata must be JSON") }
             fields.append(("metadata", value))
@@ -170,6 +180,7 @@ struct SearchCommand: AsyncParsableCommand {
     @OptionGroup var metadata: MetadataOptions
     @Flag(help: "Show each hit's vector and keyword scores and ranks, neighbour credit and recency.") var explain =
         false
+    @Flag(help: "Search superseded memories too (not with --as-of).") var includeSuperseded = false
 
     func run() async throws {
         guard query != nil || vector != nil else { throw ValidationError("give --query, --vector, or both") }
@@ -179,6 +190,7 @@ struct SearchCommand: AsyncParsableCommand {
         fields += optional("query", query) + ranking.fields
         if let vector { fields.append(("vector", try parseVector(vector))) }
         if explain { fields.append(("explain", .bool(true))) }
+        if includeSuperseded { fields.append(("include_superseded", .bool(true))) }
         try await connection.send(Operations.Search.self, fields + filter.fields + metadata.fields())
     }
 }
@@ -206,9 +218,12 @@ struct DeleteCommand: AsyncParsableCommand {
     @OptionGroup var connection: ConnectionOptions
     @Option(help: "The memory's user (an id is unique within its user).") var user: String
     @Argument(help: "The memory's id.") var id: String
+    @Flag(help: "Also delete the user's memories whose sources name it.") var withDerived = false
 
     func run() async throws {
-        try await connection.send(Operations.Delete.self, [("user", .string(user)), ("id", .string(id))])
+        var fields: [(key: String, value: JSONValue)] = [("user", .string(user)), ("id", .string(id))]
+        if withDerived { fields.append(("with_derived", .bool(true))) }
+        try await connection.send(Operations.Delete.self, fields)
     }
 }
 
@@ -222,6 +237,7 @@ struct ForgetCommand: AsyncParsableCommand {
     @OptionGroup var metadata: MetadataOptions
     @Flag(help: "With no filter: delete every memory of the user (without it, that is refused).")
     var all = false
+    @Flag(help: "Also delete the user's memories whose sources name one of those deleted.") var withDerived = false
 
     func validate() throws {
         if filter.fields.isEmpty, (try? metadata.fields())?.isEmpty ?? false, !all {
@@ -230,8 +246,9 @@ struct ForgetCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        try await connection.send(
-            Operations.Forget.self, [("user", .string(user))] + filter.fields + (try metadata.fields()))
+        var fields = [("user", .string(user))] + filter.fields + (try metadata.fields())
+        if withDerived { fields.append(("with_derived", .bool(true))) }
+        try await connection.send(Operations.Forget.self, fields)
     }
 }
 

@@ -34,6 +34,8 @@ struct RankingOptions: ParsableArguments {
     var context: Int?
     @Option(help: "hnsw spaces: candidates kept by the graph search (default: the space's).") var ef: Int?
     @Flag(help: "Scan exactly, never the graph (the ground truth).") var exact = false
+    @Option(help: "Read what held at this time (unix ms or ISO 8601) and had been stored by then (default: now).")
+    var asOf: String?
 
     var fields: [(key: String, value: JSONValue)] {
         var fields = optional("mode", mode) + optional("ef", ef.map(Int64.init))
@@ -41,7 +43,7 @@ struct RankingOptions: ParsableArguments {
         if let halfLife { fields.append(("half_life", .number(halfLife))) }
         if let feedbackBoost { fields.append(("feedback_boost", .number(feedbackBoost))) }
         if exact { fields.append(("exact", .bool(true))) }
-        return fields
+        return fields + time("as_of", asOf)
     }
 }
 
@@ -82,12 +84,17 @@ struct ListCommand: AsyncParsableCommand {
     @Option(help: "Memories per page (1-1000).") var limit: Int64 = Int64(ListRequest.defaultLimit)
     @Option(help: "Where the previous page ended (its next_cursor).") var cursor: String?
     @Flag(help: "Include each memory's vector.") var withVector = false
+    @Option(help: "List what held at this time (unix ms or ISO 8601) and had been stored by then (default: now).")
+    var asOf: String?
+    @Flag(help: "List superseded memories too, with their links (not with --as-of).") var includeSuperseded = false
 
     func run() async throws {
         var fields: [(key: String, value: JSONValue)] = [("user", .string(user)), ("limit", .integer(limit))]
         fields += filter.fields + (try metadata.fields()) + optional("cursor", cursor)
         if newestFirst { fields.append(("order", .string("desc"))) }
         if withVector { fields.append(("with_vector", .bool(true))) }
+        fields += time("as_of", asOf)
+        if includeSuperseded { fields.append(("include_superseded", .bool(true))) }
         try await connection.send(Operations.List.self, fields)
     }
 }

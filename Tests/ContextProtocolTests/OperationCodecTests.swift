@@ -97,7 +97,9 @@ import Testing
         ] {
             #expect(try roundTrip(Operations.Get.self, get) == get)
         }
-        #expect(try roundTrip(Operations.Delete.self, named) == named)
+        for delete in [Operations.Delete.Arguments(named), Operations.Delete.Arguments(named, withDerived: true)] {
+            #expect(try roundTrip(Operations.Delete.self, delete) == delete)
+        }
         let filter = MemoryFilter(
             rows: RowFilter(
                 session: "s\u{0}", role: .tool, since: TimeRange.milliseconds.lowerBound, until: 9, speaker: "Ana"),
@@ -110,7 +112,10 @@ import Testing
                     key: "r", test: .range(greaterThan: .integer(1), atLeast: nil, lessThan: nil, atMost: .double(2.5))),
                 MetadataCondition(key: "e", test: .oneOf([])),
             ])
-        for forget in [Operations.Forget.Arguments(user: "u"), Operations.Forget.Arguments(user: "u", filter: filter)] {
+        for forget in [
+            Operations.Forget.Arguments(user: "u"), Operations.Forget.Arguments(user: "u", filter: filter),
+            Operations.Forget.Arguments(user: "u", filter: filter, withDerived: true),
+        ] {
             #expect(try roundTrip(Operations.Forget.self, forget) == forget)
         }
         for list in [

@@ -5,7 +5,7 @@ import ContextServer
 import Foundation
 import Testing
 
-/// The knowledge-update set (`KnowledgeUpdates/conversations.jsonl`, written by hand): 50 short
+/// The knowledge-update set (`Reference/knowledge-updates.jsonl`, written by hand): 50 short
 /// conversations in which a fact (a city, a job, a partner's name, a preference) changes once or
 /// twice, each stored with `supersedes` through a server with the real model. The prompt for a
 /// question about now must hold the current fact and no earlier one; the prompt `as_of` a day
@@ -50,7 +50,7 @@ import Testing
 
     static func conversations() throws -> [Conversation] {
         let file = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-            .appendingPathComponent("KnowledgeUpdates/conversations.jsonl")
+            .appendingPathComponent("Reference/knowledge-updates.jsonl")
         return try String(contentsOf: file, encoding: .utf8).split(separator: "\n").map {
             try JSONDecoder().decode(Conversation.self, from: Data($0.utf8))
         }

@@ -27,8 +27,8 @@ import VectorIndex
                     ResolvedMemory(
                         Memory(
                             id: "n", user: "u", text: "Porto", createdAt: 5, vector: [1],
-                            validity: Validity(from: Int64.min, to: Int64.max, supersedes: "o\u{0}", supersededBy: "")
-                        )),
+                            validity: Validity(from: Int64.min, to: Int64.max, supersedes: "o\u{0}", supersededBy: ""),
+                            sources: ["turn\u{0}1", "", "doc:\u{1F600}"])),
                 ], ifAbsent: true)),
         .add(AddCommand([])),
         .update(
@@ -38,6 +38,7 @@ import VectorIndex
         .update(MemoryRef(user: "u", id: "i"), MemoryChanges(), asOf: Int64.max),
         .feedback(MemoryRef(user: "\u{0}", id: "x"), helped: false, asOf: -7),
         .delete(MemoryRef(user: "u", id: "i")),
+        .delete(MemoryRef(user: "u", id: "i"), withDerived: true),
         .forget(
             user: "u",
             MemoryFilter(
@@ -57,6 +58,7 @@ import VectorIndex
                 ]),
             asOf: 9),
         .forget(user: "u", MemoryFilter(), asOf: 0),
+        .forget(user: "u", MemoryFilter(rows: RowFilter(session: "s")), asOf: 0, withDerived: true),
         .purge(asOf: 1_000, limit: 10_000),
     ]
 
@@ -102,25 +104,30 @@ import VectorIndex
         #expect(throws: StoreError.invalidValue("text that is not UTF-8")) { try WriteCommand(decoding: invalid) }
     }
 
-    /// A log written before validity came (format 1) is read: its memories hold from their time,
-    /// for good, and its filters have no `validAt`.
+    /// A log written before validity and sources came (format 1) is read: its memories hold from
+    /// their time, for good, with no sources; its filters have no `validAt`; its deletes and
+    /// forgets take nothing derived.
     @Test func aCommandOfFormatOneIsRead() throws {
         let memory = Memory(id: "i", user: "u", text: "Lisbon", createdAt: 7, vector: [1, 2])
         let add = WriteCommand.add(AddCommand([ResolvedMemory(memory)]))
         var bytes = add.encoded()
-        // Format 1 had no validity: the four absent optionals before the windows' count (4 bytes)
-        // and the time flag (1) go.
-        #expect(bytes[(bytes.count - 9)..<(bytes.count - 5)] == [0, 0, 0, 0])
-        bytes.removeSubrange((bytes.count - 9)..<(bytes.count - 5))
+        // Format 1 had neither: the four absent optionals and the sources' count (4 bytes), before
+        // the windows' count (4) and the time flag (1), go.
+        #expect(bytes[(bytes.count - 13)..<(bytes.count - 5)] == [0, 0, 0, 0, 0, 0, 0, 0])
+        bytes.removeSubrange((bytes.count - 13)..<(bytes.count - 5))
         bytes[0] = 1
         #expect(try WriteCommand(decoding: bytes) == add)
         let forget = WriteCommand.forget(user: "u", MemoryFilter(rows: RowFilter(session: "s")), asOf: 3)
         var forgetBytes = forget.encoded()
-        // The absent validAt is the byte after liveAt's, before the metadata count and asOf.
-        #expect(forgetBytes[forgetBytes.count - 13] == 0)
+        // The absent validAt is the byte after liveAt's, before the metadata count and asOf; the
+        // flag comes last.
+        #expect(forgetBytes.last == 0 && forgetBytes[forgetBytes.count - 14] == 0)
+        forgetBytes.removeLast()
         forgetBytes.remove(at: forgetBytes.count - 13)
         forgetBytes[0] = 1
         #expect(try WriteCommand(decoding: forgetBytes) == forget)
+        let delete = WriteCommand.delete(MemoryRef(user: "u", id: "i"))
+        #expect(try WriteCommand(decoding: [1] + delete.encoded().dropFirst().dropLast()) == delete)
     }
 
     func vector(_ seed: Int) -> [Float] {
@@ -214,8 +221,8 @@ import VectorIndex
     static func touches(_ command: WriteCommand, user: String) -> Bool {
         switch command {
         case .add(let add): add.memories.contains { $0.memory.user == user }
-        case .update(let memory, _, _), .feedback(let memory, _, _), .delete(let memory): memory.user == user
-        case .forget(let forgotten, _, _): forgotten == user
+        case .update(let memory, _, _), .feedback(let memory, _, _), .delete(let memory, _): memory.user == user
+        case .forget(let forgotten, _, _, _): forgotten == user
         case .purge: true
         }
     }

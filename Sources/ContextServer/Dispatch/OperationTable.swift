@@ -276,16 +276,15 @@ enum OperationTable {
             request, context in try context.feedback(request)
         },
         OperationDescriptor(
-            Operations.Delete.self, runs: .writer, access: .write, users: { [$0.user] }, answer: ["deleted"],
+            Operations.Delete.self, runs: .writer, access: .write, users: { [$0.memory.user] }, answer: ["deleted"],
             errors: [.notFound]
         ) {
-            memory, context in try context.delete(memory)
+            request, context in try context.delete(request)
         },
         OperationDescriptor(
             Operations.Forget.self, runs: .writer, access: .write, users: { [$0.user] }, answer: ["deleted"]
         ) {
-            request, context in
-            try context.forget(user: request.user, filter: request.filter)
+            request, context in try context.forget(request)
         },
         OperationDescriptor(
             Operations.Backup.self, runs: .computePool, access: .admin, cost: .fixed(10),

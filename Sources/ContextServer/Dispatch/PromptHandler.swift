@@ -44,6 +44,8 @@ extension ServerContext {
         let user = request.search.user
         let store = try stores.of(user)
         var memories: [PromptItem] = []
+        /// Every memory read for the prompt, for the sources of those it uses.
+        var read: [Memory] = []
         if request.limit > 0 {
             var search = request.search
             search.k = max(30, min(request.limit, request.budget / 16) + 10)
@@ -57,6 +59,7 @@ extension ServerContext {
                 let after = hit.context.filter { $0.createdAt > hit.memory.createdAt }
                 return (before + [hit.memory] + after).map { ($0, Double(distance ? -hit.score : hit.score)) }
             }
+            read += listed.map(\.0)
             let vectors = store.vectors(user: user, ids: listed.map(\.0.id))
             memories = zip(listed, vectors).map { listed, vector in
                 Self.item(listed.0, relevance: listed.1, vector: vector)
@@ -68,13 +71,13 @@ extension ServerContext {
                 ListRequest(
                     user: user, filter: MemoryFilter(rows: RowFilter(session: session)), newestFirst: true,
                     limit: request.recent, withVector: true, validity: request.search.validity))
+            read += page.memories
             recent = page.memories.reversed().map { Self.item($0, vector: $0.vector) }
         }
-        let pinned = try store.pinned(
-            user: user, limit: PromptSettings.maximumPinned, validity: request.search.validity
-        ).map {
-            Self.item($0, vector: $0.vector)
-        }
+        let pinnedFacts = try store.pinned(
+            user: user, limit: PromptSettings.maximumPinned, validity: request.search.validity)
+        read += pinnedFacts
+        let pinned = pinnedFacts.map { Self.item($0, vector: $0.vector) }
 
         var caps: [PromptSection: Int] = [:]
         for (name, cap) in request.caps {
@@ -107,7 +110,8 @@ extension ServerContext {
             }
         }
         metrics.prompt(tokens: built.tokens, key: session.key ?? "-")
-        return Operations.Prompt.Answer(prompt: built, counter: prompts.counter.name)
+        return Operations.Prompt.Answer(
+            prompt: built, counter: prompts.counter.name, sources: Self.sources(of: built.used, in: read))
     }
 
     /// The standard template, a loaded one by name, or a template's text (anything holding `{{`),
@@ -137,6 +141,15 @@ extension ServerContext {
         } catch {
             throw ProtocolError(.invalidValue, "the template does not parse: line \(error.line): \(error.reason)")
         }
+    }
+
+    /// The sources of the memories `used` names (of those `read`), each once, in order.
+    static func sources(of used: [String], in read: [Memory]) -> [String] {
+        var byID: [ExactString: [String]] = [:]
+        for memory in read where !memory.sources.isEmpty { byID[ExactString(memory.id)] = memory.sources }
+        guard !byID.isEmpty else { return [] }
+        var seen: Set<ExactString> = []
+        return used.flatMap { byID[ExactString($0)] ?? [] }.filter { seen.insert(ExactString($0)).inserted }
     }
 
     private static func item(_ memory: Memory, relevance: Double? = nil, vector: [Float]?) -> PromptItem {

@@ -352,14 +352,18 @@ struct ServerContext: Sendable {
         return Operations.Feedback.Answer(helped: counts.helped, notHelped: counts.unhelped)
     }
 
-    func delete(_ memory: MemoryRef) throws -> Int {
-        guard case .deleted(let deleted) = try write(.delete(memory)) else { preconditionFailure() }
-        guard deleted else { throw notFound(memory) }
-        return 1
+    func delete(_ request: Operations.Delete.Arguments) throws -> Int {
+        guard
+            case .deleted(let deleted, let derived) = try write(
+                .delete(request.memory, withDerived: request.withDerived))
+        else { preconditionFailure() }
+        guard deleted else { throw notFound(request.memory) }
+        return 1 + derived
     }
 
-    func forget(user: String, filter: MemoryFilter) throws -> Int {
-        let command = WriteCommand.forget(user: user, filter, asOf: Clock.nowMilliseconds())
+    func forget(_ request: Operations.Forget.Arguments) throws -> Int {
+        let command = WriteCommand.forget(
+            user: request.user, request.filter, asOf: Clock.nowMilliseconds(), withDerived: request.withDerived)
         guard case .removed(let count) = try write(command) else { preconditionFailure() }
         return count
     }

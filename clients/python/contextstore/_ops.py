@@ -56,7 +56,7 @@ def _memory_item(item: Union[Mapping[str, Any], t.Memory]) -> Dict[str, Any]:
             "id": item.id, "user": item.user, "session": item.session, "role": item.role,
             "speaker": item.speaker, "text": item.text, "created_at": item.created_at,
             "metadata": item.metadata, "vector": item.vector, "valid_from": item.valid_from,
-            "supersedes": item.supersedes,
+            "supersedes": item.supersedes, "sources": item.sources or None,
         }
     fields = {key: value for key, value in item.items() if value is not None}
     if "vector" in fields:
@@ -163,6 +163,7 @@ class Operations:
         role: Optional[str] = None, speaker: Optional[str] = None, created_at: Union[int, str, None] = None,
         metadata: Optional[Mapping[str, Any]] = None, vector: Any = None, ttl: Optional[int] = None,
         model: Optional[str] = None, valid_from: Union[int, str, None] = None, supersedes: Optional[str] = None,
+        sources: Optional[Sequence[str]] = None,
     ) -> Any:
         """-> ``Added`` (the memory's id). Without ``vector`` the server embeds ``text``. With
         ``supersedes``, the user's memory of that id stops holding when this one begins.
@@ -170,7 +171,7 @@ class Operations:
         fields = _given(
             op="add", id=id, user=user, session=session, role=role, speaker=speaker, text=text,
             created_at=created_at, metadata=metadata, vector=_vector(vector), ttl=ttl, model=model,
-            valid_from=valid_from, supersedes=supersedes,
+            valid_from=valid_from, supersedes=supersedes, sources=list(sources) if sources is not None else None,
         )
         return self._call(Request(fields, _added, id is not None))
 
@@ -251,20 +252,23 @@ class Operations:
         fields.update({key: value for key, value in changes.items() if value is not _UNSET})
         return self._call(Request(fields, lambda a: t.Memory.from_json(a["memory"]), True))
 
-    def delete(self, user: str, id: str) -> Any:
-        """-> how many memories went (1). ``NotFound`` for an id the user does not have."""
+    def delete(self, user: str, id: str, *, with_derived: Optional[bool] = None) -> Any:
+        """-> how many memories went (1, and with ``with_derived`` the user's memories whose
+        ``sources`` name it). ``NotFound`` for an id the user does not have."""
         # Not safe to send twice: after a lost answer, a second delete would say not_found for a
         # memory the first one deleted.
-        return self._call(Request({"op": "delete", "user": user, "id": id}, lambda a: a["deleted"], False))
+        fields = _given(op="delete", user=user, id=id, with_derived=with_derived)
+        return self._call(Request(fields, lambda a: a["deleted"], False))
 
     def forget(
         self, user: str, *, session: Optional[str] = None, role: Optional[str] = None,
         speaker: Optional[str] = None, since: Union[int, str, None] = None, until: Union[int, str, None] = None,
-        where: Optional[Mapping[str, Any]] = None,
+        where: Optional[Mapping[str, Any]] = None, with_derived: Optional[bool] = None,
     ) -> Any:
-        """-> how many of ``user``'s memories went: all, or those matching every filter given."""
+        """-> how many of ``user``'s memories went: all, or those matching every filter given (and
+        with ``with_derived`` the user's memories whose ``sources`` name one of them)."""
         fields = _given(op="forget", user=user, session=session, role=role, speaker=speaker, since=since,
-                        until=until, where=where)
+                        until=until, where=where, with_derived=with_derived)
         return self._call(Request(fields, lambda a: a["deleted"], False))
 
     def feedback(self, user: str, id: str, helped: bool) -> Any:

@@ -22,6 +22,8 @@ class Memory:
     valid_to: Optional[int] = None
     supersedes: Optional[str] = None
     superseded_by: Optional[str] = None
+    # Where it came from: turn ids or other references, in order.
+    sources: List[str] = field(default_factory=list)
 
     @classmethod
     def from_json(cls, obj: Dict[str, Any]) -> "Memory":
@@ -30,7 +32,7 @@ class Memory:
             session=obj.get("session"), role=obj.get("role"), speaker=obj.get("speaker"),
             metadata=obj.get("metadata") or {}, vector=obj.get("vector"), expires_at=obj.get("expires_at"),
             valid_from=obj.get("valid_from"), valid_to=obj.get("valid_to"), supersedes=obj.get("supersedes"),
-            superseded_by=obj.get("superseded_by"),
+            superseded_by=obj.get("superseded_by"), sources=obj.get("sources") or [],
         )
 
 

@@ -338,3 +338,25 @@ def test_a_writes_sequence_goes_with_later_requests_about_its_user(server):
         client.MAX_SEQUENCES = 2
         client._noted({"ok": True, "seqs": {"carol": 1}})
         assert list(client.sequences) == ["bob", "carol"]  # alice, written longest ago, goes
+
+
+def test_a_fact_that_changes(small_server):
+    vector = unit(7, 8)
+    with cs.Client(port=small_server.port, secret=ADMIN) as client:
+        client.add("eve", "Eve lives in Lisbon", id="lisbon", vector=vector, created_at="2023-05-08")
+        client.add("eve", "Eve moved to Porto", id="porto", vector=vector, created_at="2023-05-18", supersedes="lisbon")
+        assert [h.id for h in client.search("eve", vector=vector, k=5)] == ["porto"]
+        assert [h.id for h in client.search("eve", vector=vector, k=5, as_of="2023-05-10")] == ["lisbon"]
+        history = client.list("eve", include_superseded=True).memories
+        assert [(m.id, m.valid_to, m.supersedes, m.superseded_by) for m in history] == [
+            ("lisbon", 1684368000000, None, "porto"), ("porto", None, "lisbon", None),
+        ]
+        with pytest.raises(cs.NotFound):
+            client.add("eve", "x", vector=vector, supersedes="nobody")
+        with pytest.raises(cs.InvalidValue):
+            client.search("eve", vector=vector, as_of=1, include_superseded=True)
+        # Provenance: a fact derived from a turn goes with it when asked.
+        client.add("eve", "Eve said she moved", id="turn", vector=vector)
+        client.add("eve", "Eve lives in Porto now", id="derived", vector=vector, sources=["turn", "doc:1"])
+        assert client.get("eve", "derived").sources == ["turn", "doc:1"]
+        assert client.delete("eve", "turn", with_derived=True) == 2

@@ -8,6 +8,6 @@ export { parse as parseJSON, stringify as stringifyJSON } from "./json.js";
 export type { JSONObject, JSONValue } from "./json.js";
 export type { CallOptions } from "./ops.js";
 export type {
-  Added, BatchAdded, Changes, ChatMessage, Explain, Fields, Filters, Hello, Hit, ListOptions, Memory, Mode, NewMemory, Page,
+  Added, BatchAdded, Changes, ChatMessage, Explain, Fields, Filters, ForgetOptions, Hello, Hit, ListOptions, Memory, Mode, NewMemory, Page,
   PromptAnswer, PromptOptions, Role, SearchOptions, Sessions, Time, Users, Vector,
 } from "./types.js";

@@ -5,7 +5,7 @@
 import { TurnsExist } from "./errors.js";
 import type { JSONObject, JSONValue } from "./json.js";
 import type {
-  Added, BatchAdded, Changes, ChatMessage, Fields, Hello, Hit, ListOptions, Memory, NewMemory, Page, PromptAnswer,
+  Added, BatchAdded, Changes, ChatMessage, Fields, ForgetOptions, Hello, Hit, ListOptions, Memory, NewMemory, Page, PromptAnswer,
   PromptOptions, SearchOptions, Sessions, Users, Vector,
 } from "./types.js";
 
@@ -173,12 +173,14 @@ export abstract class Operations {
   }
 
   /** Deletes one memory. Not sent again: after a lost answer, a second delete would say `not_found` for a memory the first one deleted. */
-  delete(user: string, id: string, options?: CallOptions): Promise<number> {
-    return this.call({ fields: { op: "delete", user, id }, parse: (a) => a.deleted as number, safe: false }, options);
+  /** Deletes a memory (and, `with_derived`, the user's memories whose `sources` name it); answers how many went. */
+  delete(user: string, id: string, settings: { with_derived?: boolean } = {}, options?: CallOptions): Promise<number> {
+    return this.call({ fields: { op: "delete", user, id, ...settings }, parse: (a) => a.deleted as number, safe: false }, options);
   }
 
-  /** Deletes all of `user`'s memories, or those matching every filter given; answers how many went. */
-  forget(user: string, filters: ListOptions = {}, options?: CallOptions): Promise<number> {
+  /** Deletes all of `user`'s memories, or those matching every filter given (and, `with_derived`,
+   * the user's memories whose `sources` name one of them); answers how many went. */
+  forget(user: string, filters: ForgetOptions = {}, options?: CallOptions): Promise<number> {
     return this.call({ fields: { op: "forget", user, ...filters }, parse: (a) => a.deleted as number, safe: false }, options);
   }
 

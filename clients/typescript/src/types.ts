@@ -25,6 +25,8 @@ export interface Memory {
   valid_to?: number;
   supersedes?: string;
   superseded_by?: string;
+  /** Where it came from: turn ids or other references, in order. */
+  sources?: string[];
   helped?: number;
   not_helped?: number;
   vector?: number[] | string;
@@ -45,6 +47,8 @@ export interface NewMemory {
   valid_from?: Time;
   /** The id of the user's memory this one replaces: it stops holding when this one begins. */
   supersedes?: string;
+  /** Where it came from: ids of the user's turns it was derived from, or other references. */
+  sources?: string[];
 }
 
 export interface Explain {
@@ -119,6 +123,11 @@ export interface BatchAdded {
   ids: string[];
   conflicts: number[];
   truncated?: JSONValue[];
+}
+
+export interface ForgetOptions extends Filters {
+  /** Also the user's memories whose `sources` name one of those forgotten. */
+  with_derived?: boolean;
 }
 
 export interface ListOptions extends Filters {

@@ -189,6 +189,24 @@ for (const transport of ["tcp", "http"]) {
       reader.close();
     });
 
+    test("a fact that changes: supersedes, as_of and the history", async () => {
+      const client = connect(APP);
+      const facts = `${user}/facts`;
+      await client.add(facts, { id: "lisbon", text: "Eve lives in Lisbon", created_at: "2023-05-08", vector: unit(3) });
+      await client.add(facts, { id: "porto", text: "Eve moved to Porto", created_at: "2023-05-18", vector: unit(3), supersedes: "lisbon" });
+      assert.deepEqual((await client.search(facts, undefined, { vector: unit(3) })).map((hit) => hit.id), ["porto"]);
+      const before = await client.search(facts, undefined, { vector: unit(3), as_of: "2023-05-10" });
+      assert.deepEqual(before.map((hit) => [hit.id, hit.valid_to, hit.superseded_by]), [["lisbon", 1684368000000, "porto"]]);
+      const history = await client.list(facts, { include_superseded: true });
+      assert.deepEqual(history.memories.map((m) => [m.id, m.supersedes ?? null]), [["lisbon", null], ["porto", "lisbon"]]);
+      await assert.rejects(client.add(facts, { text: "x", vector: unit(3), supersedes: "nobody" }), NotFound);
+      await client.add(facts, { id: "turn", text: "Eve said she moved", vector: unit(4) });
+      await client.add(facts, { id: "derived", text: "Eve lives in Porto now", vector: unit(4), sources: ["turn", "doc:1"] });
+      assert.deepEqual((await client.get(facts, "derived")).sources, ["turn", "doc:1"]);
+      assert.equal(await client.delete(facts, "turn", { with_derived: true }), 2);
+      client.close();
+    });
+
     test("addMessages appends chat turns and never overwrites one", async () => {
       const client = connect(APP);
       const chat = `${user}/chat`;
