@@ -322,12 +322,16 @@ public final class ClusterNode: Sendable {
                 guard case .added(let added) = outcome else { continue }
                 merged.skipped += added.skipped.map { part.positions[$0] }
                 merged.conflicts += added.conflicts.map { part.positions[$0] }
-                let left = Set(added.skipped).union(added.conflicts)
+                merged.duplicates += added.duplicates.map {
+                    MemoryStore.Duplicate(item: part.positions[$0.item], id: $0.id)
+                }
+                let left = Set(added.skipped).union(added.conflicts).union(added.duplicates.map(\.item))
                 let fresh = part.positions.indices.filter { !left.contains($0) }.map { part.positions[$0] }
                 stored += zip(fresh, added.ids).map { ($0, $1) }
             }
             merged.skipped.sort()
             merged.conflicts.sort()
+            merged.duplicates.sort { $0.item < $1.item }
             merged.ids = stored.sorted { $0.position < $1.position }.map(\.id)
             return .added(merged)
         default:

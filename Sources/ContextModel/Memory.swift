@@ -80,13 +80,17 @@ public struct NewMemory: Sendable, Equatable {
     /// Where it came from: ids of the user's turns it was derived from, or any other references
     /// (a document and an offset). `forget` and `delete` with `withDerived` take it with them.
     public var sources: [String]
+    /// Store nothing when the user has this memory already (see `Dedupe`); nil: always store.
+    public var dedupe: Dedupe?
 
     public init(
         id: String? = nil, user: String, session: String? = nil, role: Role? = nil, speaker: String? = nil,
         text: String, createdAt: Int64? = nil, metadata: String = "{}", vector: [Float]?, windows: [[Float]] = [],
-        ttl: Int64? = nil, validFrom: Int64? = nil, supersedes: String? = nil, sources: [String] = []
+        ttl: Int64? = nil, validFrom: Int64? = nil, supersedes: String? = nil, sources: [String] = [],
+        dedupe: Dedupe? = nil
     ) {
         self.ttl = ttl
+        self.dedupe = dedupe
         self.sources = sources
         self.validFrom = validFrom
         self.supersedes = supersedes
@@ -141,11 +145,14 @@ public struct StoreStats: Sendable, Equatable {
     public var expired: Int
     /// Expired memories deleted by the purge, over the space's life.
     public var purged: Int64
+    /// Adds that stored nothing because the user had the memory (`dedupe`), over the space's life.
+    public var duplicates: Int64
 
     public init(
         memories: Int, users: Int, dimension: Int?, metric: Metric, index: String, bytesOnDisk: Int64,
-        bytesInMemory: Int, expired: Int = 0, purged: Int64 = 0
+        bytesInMemory: Int, expired: Int = 0, purged: Int64 = 0, duplicates: Int64 = 0
     ) {
+        self.duplicates = duplicates
         self.expired = expired
         self.purged = purged
         self.memories = memories

@@ -225,19 +225,41 @@ extension JSONObject {
             text: try required("text", as: "string", \.stringValue), createdAt: try optionalTime("created_at"),
             metadata: metadata, vector: self["vector"] == nil || self["vector"] == .null ? nil : try vector(),
             ttl: try ttl(), validFrom: try optionalTime("valid_from"), supersedes: try supersedes(),
-            sources: try sources())
+            sources: try sources(), dedupe: try dedupe())
     }
 
-    /// `sources`: at most `NewMemory.maximumSources` non-empty strings.
+    /// `dedupe`: `"exact"`, or `{"near": s}` with s above 0 and at most 1.
+    private func dedupe() throws(ProtocolError) -> Dedupe? {
+        let expected = #"'dedupe' must be "exact" or {"near": similarity}"#
+        switch self["dedupe"] {
+        case nil, .null?: return nil
+        case .string(let name)?:
+            guard name == "exact" else { throw ProtocolError(.invalidValue, "\(expected), not '\(name)'") }
+            return .exact
+        case .object(let object)?:
+            try object.requireKnownFields(["near"], envelope: false)
+            guard let value = object["near"], value != .null else {
+                throw ProtocolError(.missingField, "missing field 'dedupe.near'")
+            }
+            guard let similarity = value.numberValue else {
+                throw ProtocolError(.wrongType, "'dedupe.near' must be a number, not \(value.typeName)")
+            }
+            guard similarity > 0, similarity <= 1 else {
+                throw ProtocolError(.invalidValue, "'dedupe.near' must be above 0 and at most 1, not \(similarity)")
+            }
+            return .near(Float(similarity))
+        case let value?:
+            throw ProtocolError(.wrongType, "\(expected), not \(value.typeName)")
+        }
+    }
+
+    /// `sources`: at most `NewMemory.maximumSources` strings.
     private func sources() throws(ProtocolError) -> [String] {
         guard let value = self["sources"], value != .null else { return [] }
         let sources = try strings("sources")
         guard sources.count <= NewMemory.maximumSources else {
             throw ProtocolError(
                 .invalidValue, "'sources' holds at most \(NewMemory.maximumSources) references, not \(sources.count)")
-        }
-        if let empty = sources.firstIndex(where: \.isEmpty) {
-            throw ProtocolError(.invalidValue, "sources[\(empty)] must not be empty")
         }
         return sources
     }

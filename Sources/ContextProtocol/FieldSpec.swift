@@ -29,6 +29,8 @@ public struct FieldSpec: Sendable, Equatable {
         case strings
         /// An array of `minimum...maximum` memory objects (`add`'s fields).
         case memories
+        /// `"exact"`, or `{"near": similarity}` (see `Dedupe`).
+        case dedupe
     }
 
     public var name: String
@@ -77,6 +79,7 @@ public struct FieldSpec: Sendable, Equatable {
         case .choice: "string"
         case .strings: "array of strings"
         case .memories: "array of objects"
+        case .dedupe: "string or object"
         }
     }
 
@@ -90,8 +93,12 @@ public struct FieldSpec: Sendable, Equatable {
         case .time: return "years 0001 to 9999"
         case .choice: return choices.map { "`\($0)`" }.joined(separator: ", ")
         case .strings, .memories:
-            guard let minimum, let maximum else { return "" }
-            return "\(number(minimum)) to \(number(maximum)) items"
+            switch (minimum, maximum) {
+            case (let low?, let high?): return "\(number(low)) to \(number(high)) items"
+            case (nil, let high?): return "at most \(number(high)) items"
+            default: return ""
+            }
+        case .dedupe: return "`\"exact\"`, or `{\"near\": s}` with s above 0, at most 1"
         case .integer, .number:
             switch (minimum, maximum) {
             case (let low?, let high?):
@@ -131,6 +138,9 @@ extension FieldSpec {
         FieldSpec(
             "sources", .strings, maximum: Double(NewMemory.maximumSources),
             "where it came from: ids of the user's turns it was derived from, or other references"),
+        FieldSpec(
+            "dedupe", .dedupe,
+            "store nothing when the user has it: the same normalized text (`\"exact\"`) or a vector this similar"),
         FieldSpec(
             "supersedes", .identifier,
             "the id of the user's memory it replaces: that one stops holding when this one begins, in the same write"),

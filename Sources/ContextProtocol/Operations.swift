@@ -44,10 +44,13 @@ public enum Operations {
             public var id: String
             /// The text was longer than the model reads (`index` 0).
             public var truncated: Truncation?
+            /// The user had the memory (`dedupe`): nothing was stored, and `id` is the one it had.
+            public var duplicate: Bool
 
-            public init(id: String, truncated: Truncation? = nil) {
+            public init(id: String, truncated: Truncation? = nil, duplicate: Bool = false) {
                 self.id = id
                 self.truncated = truncated
+                self.duplicate = duplicate
             }
         }
 
@@ -66,11 +69,16 @@ public enum Operations {
         public static func encode(answer: Answer, to writer: inout JSONWriter) {
             writer.field("id")
             writer.string(answer.id)
+            if answer.duplicate {
+                writer.field("duplicate")
+                writer.bool(true)
+            }
             if let truncated = answer.truncated { writer.truncations([truncated]) }
         }
         public static func decode(answer: JSONObject) throws(ProtocolError) -> Answer {
             Answer(
-                id: try answer.required("id", as: "string", \.stringValue), truncated: try answer.truncations().first)
+                id: try answer.required("id", as: "string", \.stringValue), truncated: try answer.truncations().first,
+                duplicate: try answer.optionalBool("duplicate") ?? false)
         }
     }
 
@@ -101,12 +109,24 @@ public enum Operations {
             public var conflicts: [Int]
             /// The items whose text was longer than the model reads.
             public var truncated: [Truncation]
+            /// The items (by index) with `dedupe` whose memory the user had: not stored; each with
+            /// the id of the one it had.
+            public var duplicates: [(item: Int, id: String)]
 
-            public init(ids: [String], skipped: Int, conflicts: [Int] = [], truncated: [Truncation] = []) {
+            public init(
+                ids: [String], skipped: Int, conflicts: [Int] = [], truncated: [Truncation] = [],
+                duplicates: [(item: Int, id: String)] = []
+            ) {
                 self.ids = ids
                 self.skipped = skipped
                 self.conflicts = conflicts
                 self.truncated = truncated
+                self.duplicates = duplicates
+            }
+
+            public static func == (a: Answer, b: Answer) -> Bool {
+                a.ids == b.ids && a.skipped == b.skipped && a.conflicts == b.conflicts && a.truncated == b.truncated
+                    && a.duplicates.elementsEqual(b.duplicates) { $0.item == $1.item && $0.id == $1.id }
             }
         }
 
@@ -170,6 +190,16 @@ public enum Operations {
             writer.field("conflicts")
             writer.array(count: answer.conflicts.count) { $0.int(Int64(answer.conflicts[$1])) }
             writer.truncations(answer.truncated)
+            if !answer.duplicates.isEmpty {
+                writer.field("duplicates")
+                writer.array(count: answer.duplicates.count) { writer, i in
+                    writer.raw("{\"item\":")
+                    writer.int(Int64(answer.duplicates[i].item))
+                    writer.field("id")
+                    writer.string(answer.duplicates[i].id)
+                    writer.raw(UInt8(ascii: "}"))
+                }
+            }
         }
         public static func decode(answer: JSONObject) throws(ProtocolError) -> Answer {
             let ids = try answer.required("ids", as: "array", \.arrayValue)
@@ -185,7 +215,14 @@ public enum Operations {
                         throw ProtocolError(.wrongType, "conflicts must hold integers, not \(value.typeName)")
                     }
                     return Int(index)
-                }, truncated: try answer.truncations())
+                }, truncated: try answer.truncations(),
+                duplicates: try (answer["duplicates"] == nil ? [] : answer.objects("duplicates")).map {
+                    (object) throws(ProtocolError) in
+                    (
+                        Int(try object.required("item", as: "integer", \.integerValue)),
+                        try object.required("id", as: "string", \.stringValue)
+                    )
+                })
         }
     }
 

@@ -154,6 +154,8 @@ extension StoreStats {
         writer.int(Int64(expired))
         writer.field("purged")
         writer.int(purged)
+        writer.field("duplicates")
+        writer.int(duplicates)
     }
 
     /// Reads a `stats` response.
@@ -167,7 +169,8 @@ extension StoreStats {
             dimension: try json.optionalInt("dimension").map { Int($0) }, metric: metric,
             index: try json.optionalString("index") ?? "flat", bytesOnDisk: try json.optionalInt("bytes_on_disk") ?? 0,
             bytesInMemory: Int(try json.optionalInt("bytes_in_memory") ?? 0),
-            expired: Int(try json.optionalInt("expired") ?? 0), purged: try json.optionalInt("purged") ?? 0)
+            expired: Int(try json.optionalInt("expired") ?? 0), purged: try json.optionalInt("purged") ?? 0,
+            duplicates: try json.optionalInt("duplicates") ?? 0)
     }
 }
 

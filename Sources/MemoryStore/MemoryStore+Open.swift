@@ -75,6 +75,8 @@ extension MemoryStore {
         var embedTemplate: EmbedTemplate
         /// Expired memories purged over the space's life (the setting `purged`).
         var purged: Int64
+        /// Duplicates found at adds over the space's life (the setting `duplicates`).
+        var duplicates: Int64 = 0
         /// The index of the last command applied (see `MemoryStore.apply`).
         var appliedIndex: Int64 = 0
     }
@@ -152,11 +154,14 @@ extension MemoryStore {
         return Space(
             metric: spaceMetric, model: settings["model"] ?? model, index: spaceIndex, dimension: spaceDimension,
             entryPoint: settings["hnsw_entry"].flatMap { Int32($0) } ?? -1, embedTemplate: template,
-            purged: Self.purged(settings),
+            purged: Self.purged(settings), duplicates: Self.duplicates(settings),
             appliedIndex: settings[Self.appliedIndexSetting].flatMap { Int64($0) } ?? 0)
     }
 
     static func purged(_ settings: [String: String]) -> Int64 { settings["purged"].flatMap { Int64($0) } ?? 0 }
+    static func duplicates(_ settings: [String: String]) -> Int64 {
+        settings["duplicates"].flatMap { Int64($0) } ?? 0
+    }
 
     /// Reads the windows of long texts into the windows index, each with its memory's user and
     /// filter attributes.
@@ -196,6 +201,7 @@ extension MemoryStore {
     static func load(_ database: Database, space: Space) throws -> State {
         var state = State()
         state.purged = space.purged
+        state.duplicates = space.duplicates
         guard let dimension = space.dimension else { return state }
         state.makeIndexes(dimension: dimension, metric: space.metric, index: space.index)
         // Room for every row up front: growing 150 MB of arrays by doubling cost a third of the

@@ -10,11 +10,25 @@ extension MemoryStore {
         public var skipped: [Int] = []
         /// Items whose id the user has with other content: left out, not stored.
         public var conflicts: [Int] = []
+        /// Items with `dedupe` whose memory the user had: not stored; the id of the one they had.
+        public var duplicates: [Duplicate] = []
 
-        public init(ids: [String] = [], skipped: [Int] = [], conflicts: [Int] = []) {
+        public init(ids: [String] = [], skipped: [Int] = [], conflicts: [Int] = [], duplicates: [Duplicate] = []) {
             self.ids = ids
             self.skipped = skipped
             self.conflicts = conflicts
+            self.duplicates = duplicates
+        }
+    }
+
+    /// An item of an add that the user had (`dedupe`), and the id of the memory it had.
+    public struct Duplicate: Sendable, Equatable {
+        public var item: Int
+        public var id: String
+
+        public init(item: Int, id: String) {
+            self.item = item
+            self.id = id
         }
     }
 
@@ -142,7 +156,7 @@ extension MemoryStore {
                 validity: Validity(from: item.validFrom, supersedes: item.supersedes), sources: item.sources)
             return ResolvedMemory(
                 memory, windows: try item.windows.map { try Self.storable($0, metric: metric) },
-                timeGiven: item.createdAt != nil)
+                timeGiven: item.createdAt != nil, dedupe: item.dedupe)
         }
         return .add(AddCommand(memories, ifAbsent: ifAbsent))
     }
@@ -227,28 +241,34 @@ extension MemoryStore {
         try statements.set(Self.appliedIndexSetting, String(index))
     }
 
-    /// A command that changes no row still takes its index.
-    private func recordAlone(_ index: Int64, _ statements: WriteStatements) throws {
-        try statements.database.transaction { try record(index, statements) }
+    /// A command that changes no row still takes its index (and counts the duplicates it found).
+    private func recordAlone(_ index: Int64, _ statements: WriteStatements, duplicates: Int = 0) throws {
+        var total: Int64 = 0
+        try statements.database.transaction {
+            try record(index, statements)
+            if duplicates > 0 { total = try count(duplicates: duplicates, statements) }
+        }
+        if duplicates > 0 { state.write { $0.duplicates = total } }
+    }
+
+    /// Adds `duplicates` to the space's count, in the current transaction; returns the total.
+    private func count(duplicates: Int, _ statements: WriteStatements) throws -> Int64 {
+        let total = state.read { $0.duplicates } + Int64(duplicates)
+        try statements.set("duplicates", String(total))
+        return total
     }
 
     private func apply(_ add: AddCommand, _ statements: WriteStatements, index: Int64) throws -> AddOutcome {
         let knownDimension = dimension
-        let dimension = try Self.check(add.memories, dimension: knownDimension)
-        guard add.ifAbsent else {
-            let (batch, successions) = try successions(add.memories)
-            return AddOutcome(
-                ids: try write(
-                    batch, closing: successions, statements: statements, dimension: dimension,
-                    knownDimension: knownDimension, index: index))
-        }
+        let dimension = try Self.check(add.memories, dimension: knownDimension, metric: metric)
         var outcome = AddOutcome()
-        var fresh: [ResolvedMemory] = []
+        // The items to store, by their place in the command.
+        var fresh: [(Int, ResolvedMemory)] = []
         state.read { state in
             for (i, item) in add.memories.enumerated() {
                 let memory = item.memory
-                guard let stored = state.record(key: Self.key(memory)) else {
-                    fresh.append(item)
+                guard add.ifAbsent, let stored = state.record(key: Self.key(memory)) else {
+                    fresh.append((i, item))
                     continue
                 }
                 // Byte for byte, as the file compares: two spellings of a text are two texts.
@@ -272,15 +292,81 @@ extension MemoryStore {
                 if same { outcome.skipped.append(i) } else { outcome.conflicts.append(i) }
             }
         }
-        guard !fresh.isEmpty else {
-            try recordAlone(index, statements)
+        outcome.duplicates = duplicates(among: fresh)
+        let duplicated = Set(outcome.duplicates.map(\.item))
+        let kept = fresh.filter { !duplicated.contains($0.0) }.map(\.1)
+        guard !kept.isEmpty else {
+            try recordAlone(index, statements, duplicates: outcome.duplicates.count)
             return outcome
         }
-        let (batch, successions) = try successions(fresh)
+        let (batch, successions) = try successions(kept)
         outcome.ids = try write(
-            batch, closing: successions, statements: statements, dimension: dimension,
-            knownDimension: knownDimension, index: index)
+            batch, closing: successions, duplicates: outcome.duplicates.count, statements: statements,
+            dimension: dimension, knownDimension: knownDimension, index: index)
         return outcome
+    }
+
+    /// The items with `dedupe` whose memory their user has, stored or earlier among `items`
+    /// (those kept), and the id of that memory: for `exact`, the oldest stored memory with the
+    /// same normalized text (`Dedupe.sameText`); for `near`, the most similar of the user's 16
+    /// closest memories at or above the similarity. A memory that no longer holds (superseded,
+    /// or ending) is not one the user has, nor one that expires before the item would (an item
+    /// folded into it would go with it).
+    private func duplicates(among items: [(Int, ResolvedMemory)]) -> [Duplicate] {
+        guard items.contains(where: { $0.1.dedupe != nil }) else { return [] }
+        var duplicates: [Duplicate] = []
+        var kept: [ResolvedMemory] = []
+        state.read { state in
+            for (i, item) in items {
+                let memory = item.memory
+                func lasts(_ expiresAt: Int64?, _ validTo: Int64?) -> Bool {
+                    guard validTo == nil else { return false }
+                    guard let expiresAt else { return true }
+                    return memory.expiresAt.map { expiresAt >= $0 } ?? false
+                }
+                var found: String?
+                switch item.dedupe {
+                case nil: break
+                case .exact:
+                    found =
+                        kept.first {
+                            $0.memory.user.bytewiseEquals(memory.user) && lasts($0.memory.expiresAt, nil)
+                                && Dedupe.sameText($0.memory.text, memory.text)
+                        }?.memory.id
+                    if found == nil {
+                        var oldest: Record?
+                        for key in state.flat?.ids(user: memory.user) ?? [] {
+                            guard let record = state.record(key: key), lasts(record.expiresAt, record.validity.to),
+                                Dedupe.sameText(record.text, memory.text)
+                            else { continue }
+                            if record.seq < oldest?.seq ?? .max { oldest = record }
+                        }
+                        found = oldest?.id
+                    }
+                case .near(let similarity):
+                    let earlier = kept.filter {
+                        $0.memory.user.bytewiseEquals(memory.user) && lasts($0.memory.expiresAt, nil)
+                    }
+                    // Under cosine both are unit vectors: their product is the similarity.
+                    let scores = earlier.map { zip($0.memory.vector, memory.vector).reduce(0) { $0 + $1.0 * $1.1 } }
+                    if let best = scores.indices.max(by: { scores[$0] < scores[$1] }), scores[best] >= similarity {
+                        found = earlier[best].memory.id
+                    } else if let flat = state.flat {
+                        found =
+                            flat.search(user: memory.user, query: memory.vector, k: 16, exact: true).lazy
+                            .filter { $0.score >= similarity }
+                            .compactMap { state.record($0) }
+                            .first { lasts($0.expiresAt, $0.validity.to) }?.id
+                    }
+                }
+                if let found {
+                    duplicates.append(Duplicate(item: i, id: found))
+                } else {
+                    kept.append(item)
+                }
+            }
+        }
+        return duplicates
     }
 
     /// A memory a write closes: its key, user and id, when it stops holding, and its successor.
@@ -363,7 +449,7 @@ extension MemoryStore {
     /// Checks what a space refuses in an add, whoever resolved it: every memory has a user, an
     /// id (once in the batch), a time in `TimeRange`, and vectors of one dimension (the space's,
     /// once it has one) that it can store. Returns the dimension.
-    private static func check(_ memories: [ResolvedMemory], dimension known: Int?) throws -> Int? {
+    private static func check(_ memories: [ResolvedMemory], dimension known: Int?, metric: Metric) throws -> Int? {
         // One id twice for one user in a batch would store one row and report two.
         var positions: [ExactString: Int] = [:]
         var dimension = known
@@ -384,6 +470,23 @@ extension MemoryStore {
             }
             dimension = expected
             try checkTime(memory.createdAt)
+            switch item.dedupe {
+            case .near(let similarity):
+                guard metric == .cosine else {
+                    throw StoreError.invalidValue(
+                        "item \(i): a near dedupe compares cosine similarity; this space is \(metric.rawValue)")
+                }
+                guard similarity > 0, similarity <= 1 else {
+                    throw StoreError.invalidValue(
+                        "item \(i): a near dedupe's similarity must be above 0 and at most 1, not \(similarity)")
+                }
+                fallthrough
+            case .exact:
+                guard memory.validity.supersedes == nil else {
+                    throw StoreError.invalidValue("item \(i): a memory that supersedes another is not deduplicated")
+                }
+            case nil: break
+            }
             guard memory.sources.count <= NewMemory.maximumSources else {
                 throw StoreError.invalidValue(
                     "a memory names at most \(NewMemory.maximumSources) sources, not \(memory.sources.count)")
@@ -398,13 +501,14 @@ extension MemoryStore {
     /// Writes memories (and each one's windows) in one transaction and publishes them (see
     /// `add`).
     private func write(
-        _ batch: [ResolvedMemory], closing successions: [Succession] = [], statements: WriteStatements,
-        dimension spaceDimension: Int?, knownDimension: Int?, index: Int64
+        _ batch: [ResolvedMemory], closing successions: [Succession] = [], duplicates: Int = 0,
+        statements: WriteStatements, dimension spaceDimension: Int?, knownDimension: Int?, index: Int64
     ) throws -> [String] {
         guard let spaceDimension else {
-            try recordAlone(index, statements)
+            try recordAlone(index, statements, duplicates: duplicates)
             return []
         }
+        var duplicatesTotal: Int64?
         let memories = batch.map(\.memory)
         if knownDimension == nil {
             state.write { $0.makeIndexes(dimension: spaceDimension, metric: metric, index: self.index) }
@@ -434,6 +538,7 @@ extension MemoryStore {
                         }
                     }
                     try record(index, statements)
+                    if duplicates > 0 { duplicatesTotal = try count(duplicates: duplicates, statements) }
                     guard case .hnsw = self.index else { return }
                     let seqOfKey = Dictionary(
                         zip(memories.map { ExactString(Self.key($0)) }, seqs), uniquingKeysWith: { $1 })
@@ -453,6 +558,7 @@ extension MemoryStore {
             for succession in successions {
                 state.close(key: succession.key, at: succession.end, successor: succession.successor)
             }
+            if let duplicatesTotal { state.duplicates = duplicatesTotal }
         }
         return memories.map(\.id)
     }
@@ -502,7 +608,7 @@ extension MemoryStore {
                 let space = Space(
                     metric: metric, model: model, index: index, dimension: settings["dimension"].flatMap { Int($0) },
                     entryPoint: settings["hnsw_entry"].flatMap { Int32($0) } ?? -1, embedTemplate: embedTemplate,
-                    purged: Self.purged(settings))
+                    purged: Self.purged(settings), duplicates: Self.duplicates(settings))
                 let reloaded = try Self.load(statements.database, space: space)
                 state.write { $0 = reloaded }
                 changes.changedAll()

@@ -172,6 +172,8 @@ public final class MemoryStore: Sendable {
         var nextExpiry: Int64?
         /// Expired memories purged over the space's life (the setting `purged`).
         var purged: Int64 = 0
+        /// Adds that stored nothing for a duplicate over the space's life (the setting `duplicates`).
+        var duplicates: Int64 = 0
         /// How many records have a bounded validity (`Validity.isBounded`): while none has, a
         /// read of what holds now needs no test of it.
         var bounded = 0
@@ -649,18 +651,19 @@ public final class MemoryStore: Sendable {
     /// Counts and sizes.
     public func stats() -> StoreStats {
         let now = Clock.nowMilliseconds()
-        let (memories, users, dimension, inMemory, expired, purged) = state.read { state in
+        let (memories, users, dimension, inMemory, expired, purged, duplicates) = state.read { state in
             (
                 state.memoryCount, state.flat?.userCount ?? 0, state.flat?.dimension,
                 (state.flat?.bytes ?? 0) + (state.graph?.bytes ?? 0) + (state.windows?.bytes ?? 0)
                     + state.recordBytes,
-                state.expiring == 0 ? 0 : state.records.count { $0?.expired(at: now) ?? false }, state.purged
+                state.expiring == 0 ? 0 : state.records.count { $0?.expired(at: now) ?? false }, state.purged,
+                state.duplicates
             )
         }
         return StoreStats(
             memories: memories, users: users, dimension: dimension, metric: metric, index: index.name,
             bytesOnDisk: Self.fileSize(path) + Self.fileSize(path + "-wal"), bytesInMemory: inMemory,
-            expired: expired, purged: purged)
+            expired: expired, purged: purged, duplicates: duplicates)
     }
 
     /// The figures of `stats` for the users `included` takes alone (a key that is not an

@@ -7,8 +7,9 @@ import ContextModel
 /// UTF-8 bytes exactly as given (NUL included); an optional is a 0 or 1 byte before its value;
 /// a float is its bit pattern, so every vector comes back bit for bit. Format 1, which a log
 /// written before may hold, lacks a memory's validity and sources (after its expiry), a
-/// filter's `validAt` (after its `liveAt`), and the `withDerived` flag of a delete and a
-/// forget (last); it is read as open, unsourced and without derived memories.
+/// filter's `validAt` (after its `liveAt`), an added memory's `dedupe` (last), and the
+/// `withDerived` flag of a delete and a forget (last); it is read as open, unsourced, without
+/// dedupe and without derived memories.
 extension WriteCommand {
     static let format: UInt8 = 2
 
@@ -25,6 +26,14 @@ extension WriteCommand {
                 out.count(resolved.windows.count)
                 for window in resolved.windows { out.floats(window) }
                 out.bool(resolved.timeGiven)
+                out.optional(resolved.dedupe) { out, dedupe in
+                    switch dedupe {
+                    case .exact: out.byte(1)
+                    case .near(let similarity):
+                        out.byte(2)
+                        out.floats([similarity])
+                    }
+                }
             }
         case .update(let memory, let changes, let asOf):
             out.byte(2)
@@ -74,7 +83,9 @@ extension WriteCommand {
             let memories = try input.array { input in
                 let memory = try input.memory()
                 let windows = try input.array { try $0.floats() }
-                return ResolvedMemory(memory, windows: windows, timeGiven: try input.bool())
+                let timeGiven = try input.bool()
+                let dedupe = input.format >= 2 ? try input.optional { try $0.dedupe() } : nil
+                return ResolvedMemory(memory, windows: windows, timeGiven: timeGiven, dedupe: dedupe)
             }
             self = .add(AddCommand(memories, ifAbsent: ifAbsent))
         case 2:
@@ -263,6 +274,18 @@ private struct CommandReader {
         let name = try string()
         guard let role = Role(rawValue: name) else { throw StoreError.invalidValue("a role named '\(name)'") }
         return role
+    }
+    mutating func dedupe() throws -> Dedupe {
+        switch try byte() {
+        case 1: return .exact
+        case 2:
+            let similarity = try floats()
+            guard similarity.count == 1 else {
+                throw StoreError.invalidValue("a near dedupe of \(similarity.count) values")
+            }
+            return .near(similarity[0])
+        case let other: throw StoreError.invalidValue("a dedupe of kind \(other)")
+        }
     }
     mutating func ref() throws -> MemoryRef {
         let user = try string()

@@ -57,11 +57,14 @@ public struct ResolvedMemory: Sendable, Equatable {
     public var windows: [[Float]]
     /// Whether the request gave `created_at` (an `ifAbsent` add compares the time only then).
     public var timeGiven: Bool
+    /// Store nothing when the user has this memory (see `Dedupe`).
+    public var dedupe: Dedupe?
 
-    public init(_ memory: Memory, windows: [[Float]] = [], timeGiven: Bool = true) {
+    public init(_ memory: Memory, windows: [[Float]] = [], timeGiven: Bool = true, dedupe: Dedupe? = nil) {
         self.memory = memory
         self.windows = windows
         self.timeGiven = timeGiven
+        self.dedupe = dedupe
     }
 }
 

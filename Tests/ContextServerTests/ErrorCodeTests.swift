@@ -79,7 +79,7 @@ import Testing
                 ),
                 (
                     #"{"op":"forget","user":"u","sesion":"a"}"#,
-                    #"{"ok":false,"error":{"code":"unknown_field","message":"unknown field 'sesion'; this accepts role, session, since, speaker, until, user, where"}}"#
+                    #"{"ok":false,"error":{"code":"unknown_field","message":"unknown field 'sesion'; this accepts role, session, since, speaker, until, user, where, with_derived"}}"#
                 ),
                 (
                     #"{"op":"search","user":"u","vector":[1,0,0],"sesion":"a"}"#,
@@ -87,7 +87,7 @@ import Testing
                 ),
                 (
                     #"{"op":"add_batch","items":[{"user":"u","text":"t","vector":[1,0,0],"roll":"user"}]}"#,
-                    #"{"ok":false,"error":{"code":"unknown_field","message":"items[0]: unknown field 'roll'; this accepts created_at, id, metadata, role, session, speaker, supersedes, text, ttl, user, valid_from, vector"}}"#
+                    #"{"ok":false,"error":{"code":"unknown_field","message":"items[0]: unknown field 'roll'; this accepts created_at, dedupe, id, metadata, role, session, sources, speaker, supersedes, text, ttl, user, valid_from, vector"}}"#
                 ),
                 (
                     #"{"op":"ping","pong":true}"#,

@@ -128,11 +128,22 @@ import Testing
             for value in ["7", "\"x\"", "[]", "true"] { add(value, .wrongType, "a \(value)") }
         case .strings:
             for value in ["7", "\"x\"", "{}", "[7]"] { add(value, .wrongType, "a \(value)") }
-            add("[]", .invalidValue, "empty")
+            add("[]", (field.minimum ?? 0) >= 1 ? .invalidValue : nil, "empty")
             if let maximum = field.maximum {
                 let many = "[" + Array(repeating: "\"x\"", count: Int(maximum) + 1).joined(separator: ",") + "]"
                 add(many, field.outOfRange, "one more than its maximum")
             }
+        case .dedupe:
+            for value in ["7", "true", "[\"exact\"]"] { add(value, .wrongType, "a \(value)") }
+            add("\"near\"", .invalidValue, "a name it does not know")
+            add("\"EXACT\"", .invalidValue, "exact in capitals")
+            add("{}", .missingField, "no similarity")
+            add("{\"near\":\"0.9\"}", .wrongType, "a similarity as text")
+            add("{\"near\":0.9,\"far\":1}", .unknownField, "a key it does not know")
+            for value in ["0", "-0.5", "1.01", "1e300"] { add("{\"near\":\(value)}", .invalidValue, "near \(value)") }
+            add("\"exact\"", nil, "exact")
+            add("{\"near\":1}", nil, "near 1")
+            add("{\"near\":0.5}", nil, "near 0.5")
         case .memories:
             for value in ["7", "\"x\"", "{}", "[7]"] { add(value, .wrongType, "a \(value)") }
             add("[]", .invalidValue, "empty")

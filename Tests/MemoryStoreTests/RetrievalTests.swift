@@ -134,6 +134,7 @@ import VectorIndex
             let database = try Database(path: temporary.path)
             try database.execute(
                 """
+                DROP TRIGGER memory_sources_gone; DROP TABLE memory_sources;
                 ALTER TABLE memories DROP COLUMN valid_from; ALTER TABLE memories DROP COLUMN valid_to;
                 ALTER TABLE memories DROP COLUMN supersedes; ALTER TABLE memories DROP COLUMN superseded_by;
                 DROP TRIGGER memory_time_changed; DROP TRIGGER memory_time_changes_gone;

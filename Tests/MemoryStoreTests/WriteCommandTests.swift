@@ -22,8 +22,8 @@ import VectorIndex
                             text: "cafe\u{301} \u{1F600}", createdAt: Int64.min, metadata: #"{"k":[1,2.5]}"#,
                             vector: [0, -0.0, .leastNonzeroMagnitude, .greatestFiniteMagnitude, -1],
                             expiresAt: Int64.max),
-                        windows: [[1, 2, 3, 4, 5], [0.5, 0.25, 0, 0, 0]], timeGiven: false),
-                    ResolvedMemory(Memory(id: "", user: "", text: "", createdAt: 0, vector: [])),
+                        windows: [[1, 2, 3, 4, 5], [0.5, 0.25, 0, 0, 0]], timeGiven: false, dedupe: .near(0.95)),
+                    ResolvedMemory(Memory(id: "", user: "", text: "", createdAt: 0, vector: []), dedupe: .exact),
                     ResolvedMemory(
                         Memory(
                             id: "n", user: "u", text: "Porto", createdAt: 5, vector: [1],
@@ -113,6 +113,8 @@ import VectorIndex
         var bytes = add.encoded()
         // Format 1 had neither: the four absent optionals and the sources' count (4 bytes), before
         // the windows' count (4) and the time flag (1), go.
+        // The absent dedupe comes last.
+        #expect(bytes.removeLast() == 0)
         #expect(bytes[(bytes.count - 13)..<(bytes.count - 5)] == [0, 0, 0, 0, 0, 0, 0, 0])
         bytes.removeSubrange((bytes.count - 13)..<(bytes.count - 5))
         bytes[0] = 1

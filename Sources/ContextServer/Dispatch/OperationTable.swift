@@ -196,14 +196,14 @@ enum OperationTable {
         },
         OperationDescriptor(
             Operations.Add.self, runs: .writer, access: .write, users: { [$0.memory.user] },
-            answer: ["id", "truncated?"], errors: [.noEmbedder, .modelMismatch, .notFound],
+            answer: ["id", "duplicate?", "truncated?"], errors: [.noEmbedder, .modelMismatch, .notFound],
             needsComputePool: { $0.memory.vector == nil },
             embed: { (arguments, context) throws(ProtocolError) in try context.embedded(arguments) },
             handle: { arguments, context in try context.add(arguments) }),
         OperationDescriptor(
             Operations.AddBatch.self, runs: .writer, access: .write, users: { $0.items.map(\.user) },
             cost: Cost("1 + items/16") { 1 + Double($0.items.count) / 16 },
-            answer: ["ids", "count", "skipped", "conflicts?", "truncated?"],
+            answer: ["ids", "count", "skipped", "conflicts?", "truncated?", "duplicates?"],
             errors: [.noEmbedder, .modelMismatch, .notFound],
             needsComputePool: { $0.items.contains { $0.vector == nil } },
             embed: { (arguments, context) throws(ProtocolError) in try context.embedded(arguments) },
@@ -226,7 +226,7 @@ enum OperationTable {
         OperationDescriptor(
             Operations.Prompt.self, runs: .computePool, access: .read, users: { [$0.search.user] }, cost: .fixed(5),
             cachedFor: { $0.search.halfLife == nil ? $0.search.user : nil },
-            answer: ["prompt", "messages?", "tokens", "counter", "sections", "used", "dropped", "spans?"],
+            answer: ["prompt", "messages?", "tokens", "counter", "sections", "used", "dropped", "sources?", "spans?"],
             errors: [.noEmbedder, .budgetTooSmall, .unknownTemplate]
         ) {
             request, context in
@@ -305,7 +305,7 @@ enum OperationTable {
             Operations.Stats.self, runs: .eventLoop, access: .anyKey,
             answer: [
                 "memories", "users", "dimension", "metric", "index", "bytes_on_disk", "bytes_in_memory", "expired",
-                "purged", "embedding_cache_hits", "embedding_cache_misses", "embedding_cache_entries",
+                "purged", "duplicates", "embedding_cache_hits", "embedding_cache_misses", "embedding_cache_entries",
                 "embedding_cache_bytes", "result_cache_hits", "result_cache_misses", "result_cache_entries",
                 "result_cache_bytes",
             ]

@@ -262,6 +262,9 @@ struct ServerContext: Sendable {
         else {
             preconditionFailure()
         }
+        if let duplicate = outcome.duplicates.first {
+            return Operations.Add.Answer(id: duplicate.id, truncated: arguments.truncated, duplicate: true)
+        }
         return Operations.Add.Answer(id: outcome.ids[0], truncated: arguments.truncated)
     }
 
@@ -272,7 +275,7 @@ struct ServerContext: Sendable {
         else { preconditionFailure() }
         return Operations.AddBatch.Answer(
             ids: outcome.ids, skipped: outcome.skipped.count, conflicts: outcome.conflicts,
-            truncated: arguments.truncated)
+            truncated: arguments.truncated, duplicates: outcome.duplicates.map { ($0.item, $0.id) })
     }
 
     func search(_ search: SearchRequest) throws -> Operations.Search.Answer {

@@ -117,6 +117,7 @@ final class ServerMetrics: Sendable {
             ("contextstore_memories", stats.store.memories), ("contextstore_users", stats.store.users),
             ("contextstore_expired_memories", stats.store.expired),
             ("contextstore_purged_memories", Int(stats.store.purged)),
+            ("contextstore_duplicate_adds", Int(stats.store.duplicates)),
             ("contextstore_open_connections", connections),
             ("contextstore_result_cache_hits", stats.resultCache.hits),
             ("contextstore_result_cache_misses", stats.resultCache.misses),

@@ -96,6 +96,7 @@ enum Stores: Sendable {
             total.bytesInMemory += stats.bytesInMemory
             total.expired += stats.expired
             total.purged += stats.purged
+            total.duplicates += stats.duplicates
         }
         return total
     }

@@ -202,7 +202,7 @@ struct HTTPRoute: Sendable {
             }
         case .boolean:
             if value == "true" || value == "false" { return writer.raw(value) }
-        case .object, .vector, .strings, .memories:
+        case .object, .vector, .strings, .memories, .dedupe:
             if let parsed = try? JSONParser.parse(Array(value.utf8)), parsed.isFinite { return writer.value(parsed) }
         case .string, .identifier, .choice, nil:
             break

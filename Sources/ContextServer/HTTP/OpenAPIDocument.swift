@@ -293,6 +293,18 @@ enum OpenAPIDocument {
             schema.append(("items", ["type": "string"]))
             if let minimum = field.minimum { schema.append(("minItems", number(minimum))) }
             if let maximum = field.maximum { schema.append(("maxItems", number(maximum))) }
+        case .dedupe:
+            schema.append(
+                (
+                    "oneOf",
+                    [
+                        ["type": "string", "enum": ["exact"]],
+                        [
+                            "type": "object", "required": ["near"], "additionalProperties": false,
+                            "properties": ["near": ["type": "number", "exclusiveMinimum": 0, "maximum": 1]],
+                        ],
+                    ]
+                ))
         case .memories:
             schema.append(("type", "array"))
             schema.append(("items", requestSchema(FieldSpec.memory, envelope: false)))
@@ -312,7 +324,7 @@ extension FieldSpec {
     var isScalar: Bool {
         switch kind {
         case .string, .identifier, .integer, .number, .boolean, .time, .choice: true
-        case .vector, .object, .strings, .memories: false
+        case .vector, .object, .strings, .memories, .dedupe: false
         }
     }
 }

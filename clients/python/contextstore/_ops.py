@@ -65,13 +65,13 @@ def _memory_item(item: Union[Mapping[str, Any], t.Memory]) -> Dict[str, Any]:
 
 
 def _added(answer: Dict[str, Any]) -> t.Added:
-    return t.Added(answer["id"], t._truncations(answer.get("truncated")))
+    return t.Added(answer["id"], t._truncations(answer.get("truncated")), bool(answer.get("duplicate", False)))
 
 
 def _batch_added(answer: Dict[str, Any]) -> t.BatchAdded:
     return t.BatchAdded(
         answer["count"], answer["skipped"], answer["ids"], answer["conflicts"],
-        t._truncations(answer.get("truncated")),
+        t._truncations(answer.get("truncated")), [(d["item"], d["id"]) for d in answer.get("duplicates", [])],
     )
 
 
@@ -163,7 +163,7 @@ class Operations:
         role: Optional[str] = None, speaker: Optional[str] = None, created_at: Union[int, str, None] = None,
         metadata: Optional[Mapping[str, Any]] = None, vector: Any = None, ttl: Optional[int] = None,
         model: Optional[str] = None, valid_from: Union[int, str, None] = None, supersedes: Optional[str] = None,
-        sources: Optional[Sequence[str]] = None,
+        sources: Optional[Sequence[str]] = None, dedupe: Union[str, Mapping[str, float], None] = None,
     ) -> Any:
         """-> ``Added`` (the memory's id). Without ``vector`` the server embeds ``text``. With
         ``supersedes``, the user's memory of that id stops holding when this one begins.
@@ -172,6 +172,7 @@ class Operations:
             op="add", id=id, user=user, session=session, role=role, speaker=speaker, text=text,
             created_at=created_at, metadata=metadata, vector=_vector(vector), ttl=ttl, model=model,
             valid_from=valid_from, supersedes=supersedes, sources=list(sources) if sources is not None else None,
+            dedupe=dedupe,
         )
         return self._call(Request(fields, _added, id is not None))
 

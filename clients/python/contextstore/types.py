@@ -2,7 +2,7 @@
 newer server adds is ignored rather than refused, so this client keeps working with it."""
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 
 @dataclass
@@ -108,6 +108,8 @@ def _truncations(items: Optional[List[Dict[str, Any]]]) -> List[Truncation]:
 class Added:
     id: str
     truncated: List[Truncation] = field(default_factory=list)
+    # The user had the memory (``dedupe``): nothing was stored; ``id`` is the one it had.
+    duplicate: bool = False
 
 
 @dataclass
@@ -117,6 +119,8 @@ class BatchAdded:
     ids: List[str]
     conflicts: List[int]
     truncated: List[Truncation]
+    # Items (index, id of the memory the user had) that ``dedupe`` left out.
+    duplicates: List[Tuple[int, str]] = field(default_factory=list)
 
 
 @dataclass

@@ -360,3 +360,8 @@ def test_a_fact_that_changes(small_server):
         client.add("eve", "Eve lives in Porto now", id="derived", vector=vector, sources=["turn", "doc:1"])
         assert client.get("eve", "derived").sources == ["turn", "doc:1"]
         assert client.delete("eve", "turn", with_derived=True) == 2
+        # Duplicates at the door.
+        again = client.add("eve", "  EVE moved to   porto", vector=vector, dedupe="exact")
+        assert (again.id, again.duplicate) == ("porto", True)
+        batch = client.add_batch([{"user": "eve", "text": "x", "vector": vector, "dedupe": {"near": 0.99}}])
+        assert batch.count == 0 and batch.duplicates == [(0, "porto")]

@@ -49,6 +49,8 @@ export interface NewMemory {
   supersedes?: string;
   /** Where it came from: ids of the user's turns it was derived from, or other references. */
   sources?: string[];
+  /** Store nothing when the user has it: the same normalized text, or a vector this similar. */
+  dedupe?: "exact" | { near: number };
 }
 
 export interface Explain {
@@ -115,6 +117,8 @@ export interface PromptAnswer {
 export interface Added {
   id: string;
   truncated?: JSONValue[];
+  /** The user had the memory (`dedupe`): nothing was stored; `id` is the one it had. */
+  duplicate?: boolean;
 }
 
 export interface BatchAdded {
@@ -123,6 +127,8 @@ export interface BatchAdded {
   ids: string[];
   conflicts: number[];
   truncated?: JSONValue[];
+  /** Items `dedupe` left out: each item's index and the id of the memory the user had. */
+  duplicates?: { item: number; id: string }[];
 }
 
 export interface ForgetOptions extends Filters {

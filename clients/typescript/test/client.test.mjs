@@ -204,6 +204,8 @@ for (const transport of ["tcp", "http"]) {
       await client.add(facts, { id: "derived", text: "Eve lives in Porto now", vector: unit(4), sources: ["turn", "doc:1"] });
       assert.deepEqual((await client.get(facts, "derived")).sources, ["turn", "doc:1"]);
       assert.equal(await client.delete(facts, "turn", { with_derived: true }), 2);
+      const again = await client.add(facts, { text: " eve MOVED to porto", vector: unit(3), dedupe: "exact" });
+      assert.deepEqual([again.id, again.duplicate], ["porto", true]);
       client.close();
     });
 
