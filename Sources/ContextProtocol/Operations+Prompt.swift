@@ -41,14 +41,17 @@ extension Operations {
             public var caps: [String: Int]
             /// Whether the answer says where each part is in the prompt (`spans`).
             public var spans: Bool
+            /// In `messages`, the dialogue's speakers as alternating roles (`speaker_roles`).
+            public var speakerRoles: Bool
 
             public init(
                 search: SearchRequest, session: String? = nil, budget: Int = Arguments.defaultBudget,
                 template: String? = nil, system: String? = nil, limit: Int = Arguments.defaultLimit,
                 recent: Int = Arguments.defaultRecent, messages: Bool = false, caps: [String: Int] = [:],
-                spans: Bool = false
+                spans: Bool = false, speakerRoles: Bool = false
             ) {
                 self.spans = spans
+                self.speakerRoles = speakerRoles
                 self.search = search
                 self.session = session
                 self.budget = budget
@@ -115,6 +118,10 @@ extension Operations {
                 FieldSpec(
                     "caps", .object, "tokens a section may use at most: `pinned`, `memories`, `summary`, `recent`"),
                 FieldSpec(
+                    "speaker_roles", .boolean, default: "false",
+                    "with `messages`: the dialogue's first speaker speaks as `user`, the second as `assistant`, and so on"
+                ),
+                FieldSpec(
                     "spans", .boolean, default: "false",
                     "also where the system text, each memory's or turn's text and the query are in `prompt` (UTF-8 bytes)"
                 ),
@@ -161,6 +168,10 @@ extension Operations {
                 writer.field("spans")
                 writer.bool(true)
             }
+            if arguments.speakerRoles {
+                writer.field("speaker_roles")
+                writer.bool(true)
+            }
         }
 
         public static func decode(_ request: JSONObject) throws(ProtocolError) -> Arguments {
@@ -183,7 +194,8 @@ extension Operations {
                 limit: try request.bounded("limit", 0, Arguments.maximumLimit, default: Arguments.defaultLimit),
                 recent: try request.bounded("recent", 0, Arguments.maximumRecent, default: Arguments.defaultRecent),
                 messages: format == "messages", caps: try caps(request),
-                spans: try request.optionalBool("spans") ?? false)
+                spans: try request.optionalBool("spans") ?? false,
+                speakerRoles: try request.optionalBool("speaker_roles") ?? false)
         }
 
         private static func caps(_ request: JSONObject) throws(ProtocolError) -> [String: Int] {

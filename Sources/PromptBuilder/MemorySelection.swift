@@ -28,16 +28,18 @@ enum MemorySelection {
             let newID = ids.insert(item.id).inserted
             return texts.insert(PromptBuilder.normalized(item.text)).inserted && newID
         }
-        for item in request.pinned {
+        // The dialogue first: a pinned turn among the recent ones stays where it was said (a
+        // hole in the dialogue would change what the turns around it mean), not in the facts.
+        for item in request.recent {
             if isNew(item) {
-                selected.pinned.append(item)
+                selected.recent.append(item)
             } else {
                 selected.dropped.append(.init(id: item.id, reason: .duplicate))
             }
         }
-        for item in request.recent {
+        for item in request.pinned {
             if isNew(item) {
-                selected.recent.append(item)
+                selected.pinned.append(item)
             } else {
                 selected.dropped.append(.init(id: item.id, reason: .duplicate))
             }

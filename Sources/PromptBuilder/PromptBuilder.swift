@@ -79,13 +79,22 @@ public struct PromptRequest: Sendable {
     public var format: PromptFormat
     /// Whether the answer says where each part is in the text (`Prompt.spans`).
     public var spans: Bool
+    /// When the prompt is built (unix ms): what a template's `now` shows.
+    public var now: Int64
+    /// In `messages`, the dialogue's speakers as alternating roles: the first to speak as
+    /// `user`, the second as `assistant`, the third as `user` again, and so on; a turn without a
+    /// speaker keeps its role. Otherwise a turn is an `assistant` message when its role is.
+    public var speakerRoles: Bool
 
     public init(
         system: String, query: String, pinned: [PromptItem] = [], memories: [PromptItem] = [],
         recent: [PromptItem] = [], budget: Int, limit: Int? = nil, caps: [PromptSection: Int] = [:],
-        format: PromptFormat = .text, spans: Bool = false
+        format: PromptFormat = .text, spans: Bool = false, now: Int64 = Clock.nowMilliseconds(),
+        speakerRoles: Bool = false
     ) {
         self.spans = spans
+        self.now = now
+        self.speakerRoles = speakerRoles
         self.system = system
         self.query = query
         self.pinned = pinned
@@ -137,7 +146,9 @@ public struct PromptBuilder: Sendable {
     }
 
     public func build(_ request: PromptRequest) throws(PromptError) -> Prompt {
-        var parts = Parts(template: template, system: request.system, query: request.query)
+        var parts = Parts(
+            template: template, system: request.system, query: request.query, now: request.now,
+            speakerRoles: request.speakerRoles)
         let tally = TokenTally(counter)
         let needed = cost(parts, request.format, tally)
         guard needed <= request.budget else { throw .budgetTooSmall(needed: needed, budget: request.budget) }
@@ -317,6 +328,9 @@ public struct PromptBuilder: Sendable {
         var template: PromptTemplate
         var system: String
         var query: String
+        /// Unix ms (`PromptRequest.now`).
+        var now: Int64 = 0
+        var speakerRoles = false
         var pinned: [PromptItem] = []
         var memories: [PromptItem] = []
         var summary: [PromptItem] = []
@@ -364,7 +378,8 @@ public struct PromptBuilder: Sendable {
         func render(only: PromptSection? = nil) -> String {
             guard let only else { return template.render(self) }
             var alone = Parts(
-                template: template, system: only == .system ? system : "", query: only == .query ? query : "")
+                template: template, system: only == .system ? system : "", query: only == .query ? query : "",
+                now: now, speakerRoles: speakerRoles)
             switch only {
             case .pinned: alone.pinned = pinned
             case .memories: alone.memories = memories
@@ -432,8 +447,8 @@ public struct PromptBuilder: Sendable {
         }
 
         /// The chat messages: the template without recent turns and query as the system
-        /// message, each turn as its role's message (speaker first where there is one), and the
-        /// query as the last user message.
+        /// message, each turn as its role's message (speaker first where there is one; roles by
+        /// speaker with `speakerRoles`), and the query as the last user message.
         func messages() -> [PromptMessage] {
             var head = self
             head.recent = []
@@ -441,8 +456,15 @@ public struct PromptBuilder: Sendable {
             var messages: [PromptMessage] = []
             let system = head.render().trimmingWhitespace
             if !system.isEmpty { messages.append(PromptMessage(role: "system", content: system)) }
+            // The order in which speakers first speak (for `speakerRoles`).
+            var order: [String: Int] = [:]
             for turn in recent {
-                let role = turn.role == "assistant" ? "assistant" : "user"
+                var role = turn.role == "assistant" ? "assistant" : "user"
+                if speakerRoles, let speaker = turn.speaker {
+                    let place = order[speaker] ?? order.count
+                    order[speaker] = place
+                    role = place % 2 == 0 ? "user" : "assistant"
+                }
                 messages.append(
                     PromptMessage(role: role, content: turn.speaker.map { "\($0): " + turn.text } ?? turn.text))
             }

@@ -5,7 +5,8 @@ import Mustache
 /// How a prompt is laid out: a Mustache template (hummingbird-project/swift-mustache) over the
 /// prompt's parts. Text is never HTML-escaped (the template is read as `CONTENT_TYPE: TEXT`).
 ///
-/// What a template sees: `system`, `query` (text); `hasSystem`, `hasPinned`, `hasMemories`,
+/// What a template sees: `system`, `query` (text); `now` (the day the prompt is built, as
+/// "8 May 2023", UTC: the read's `as_of` when it has one); `hasSystem`, `hasPinned`, `hasMemories`,
 /// `hasSummary`, `hasRecent` (whether a section has anything); `pinned`, `memories`, `summary`
 /// (sentences of older turns that did not fit, each an item holding one sentence), `recent`
 /// (lists of items, each with `id`, `speaker`, `role`, `who` (the speaker, else the role), `text`, `date` ("8 May
@@ -141,8 +142,9 @@ public struct PromptTemplate: Sendable {
             case .list: bound += times * everything
             case .system: bound += times * parts.system.utf8.count
             case .query: bound += times * parts.query.utf8.count
-            // An item's field, once per item; outside a list, a flag ("true") or nothing.
-            case .other: bound += field.list.map { listBytes[$0]! } ?? 8
+            // An item's field, once per item; outside a list, a flag ("true"), `now` (a day, as
+            // "30 September 2023") or nothing.
+            case .other: bound += field.list.map { listBytes[$0]! } ?? 32
             }
         }
         return bound
@@ -250,6 +252,7 @@ public struct PromptTemplate: Sendable {
             "hasPinned": !parts.pinned.isEmpty, "hasMemories": !parts.memories.isEmpty,
             "hasSummary": !parts.summary.isEmpty, "hasRecent": !parts.recent.isEmpty, "pinned": items(parts.pinned),
             "memories": items(parts.memories), "summary": items(parts.summary), "recent": items(parts.recent),
+            "now": EmbedTemplate.day(parts.now),
         ]
         return template.render(context)
     }

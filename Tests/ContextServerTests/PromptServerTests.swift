@@ -46,6 +46,28 @@ import Testing
         try await client.roundTrip(try JSONParser.parse(Array(#"{"op":"prompt","user":"ana",\#(fields)}"#.utf8)))
     }
 
+    /// A template's `now` is today, or the day a prompt is read as of; `speaker_roles` reaches
+    /// the messages.
+    @Test func aTemplateSeesTheDayAndSpeakersMayBeRoles() async throws {
+        let server = try await server()
+        let client = try await server.client()
+        let asOf = try await prompt(
+            client,
+            #""query":"q","vector":[1,0,0],"template":"{{now}}: {{#memories}}{{id}} {{/memories}}","as_of":"2023-05-08T00:02:00Z""#
+        )
+        // As of 00:02: m3 was not stored yet, m2 repeats m1, p1 is a pinned fact.
+        #expect(asOf["prompt"] == .string("8 May 2023: m1 "))
+        let today = try await prompt(client, #""query":"q","vector":[1,0,0],"template":"{{now}}","limit":0"#)
+        #expect(today["prompt"] == .string(EmbedTemplate.day(Clock.nowMilliseconds())))
+        let chat = try await prompt(
+            client, #""query":"q","vector":[1,0,0],"session":"s1","limit":0,"format":"messages","speaker_roles":true"#)
+        let roles = try #require(chat["messages"]?.arrayValue).compactMap { $0.objectValue?["role"]?.stringValue }
+        // One speaker (Ana), who speaks first: the user.
+        #expect(roles == ["system", "user", "user", "user"])
+        await client.close()
+        await server.stop()
+    }
+
     @Test func aPromptHoldsPinnedFactsMemoriesAndTheSessionsLatestTurns() async throws {
         let server = try await server()
         let client = try await server.client()

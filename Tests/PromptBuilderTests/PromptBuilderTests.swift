@@ -41,6 +41,46 @@ import Testing
         #expect(prompt.sections.first { $0.name == .memories }?.ids == ["m1", "m2"])
     }
 
+    /// A pinned turn among the latest turns stays in the dialogue, where it was said, rather
+    /// than among the facts with a hole where it was.
+    @Test func aPinnedTurnStaysInTheDialogue() throws {
+        let pinnedTurn = item("t2", "Call me Bea from now on", minute: 2)
+        let prompt = try builder.build(
+            PromptRequest(
+                system: "", query: "What is my name?", pinned: [item("p1", "Bea is vegetarian"), pinnedTurn],
+                recent: [item("t1", "Hello", minute: 1), pinnedTurn, item("t3", "Sure, Bea", minute: 3)],
+                budget: 1000))
+        #expect(prompt.sections.first { $0.name == .recent }?.ids == ["t1", "t2", "t3"])
+        #expect(prompt.sections.first { $0.name == .pinned }?.ids == ["p1"])
+        #expect(prompt.dropped == [.init(id: "t2", reason: .duplicate)])
+    }
+
+    /// `speakerRoles`: a conversation between two people reads as alternating chat roles.
+    @Test func speakersBecomeAlternatingRolesWhenAsked() throws {
+        let recent = [
+            item("1", "Hi Mel!", minute: 1, speaker: "Caroline"),
+            item("2", "Hey Caroline", minute: 2, speaker: "Melanie"),
+            item("3", "How was the race?", minute: 3, speaker: "Caroline"),
+            item("4", "Hi all", minute: 4, speaker: "Jon"), item("5", "Tool output", minute: 5, speaker: nil),
+        ]
+        var request = PromptRequest(
+            system: "S", query: "And then?", recent: recent, budget: 1000, format: .messages, speakerRoles: true)
+        let roles = try #require(try builder.build(request).messages).map(\.role)
+        #expect(roles == ["system", "user", "assistant", "user", "user", "user", "user"])
+        let contents = try #require(try builder.build(request).messages).map(\.content)
+        #expect(contents[1...3] == ["Caroline: Hi Mel!", "Melanie: Hey Caroline", "Caroline: How was the race?"])
+        request.speakerRoles = false
+        #expect(try #require(try builder.build(request).messages).map(\.role).allSatisfy { $0 != "assistant" })
+    }
+
+    /// A template's `now` is the day the prompt is built (UTC), as memories' days are shown.
+    @Test func aTemplateSeesTodaysDate() throws {
+        let template = try PromptTemplate(name: "t", text: "Today is {{now}}. {{query}}")
+        let builder = PromptBuilder(counter: .estimate, template: template)
+        let prompt = try builder.build(PromptRequest(system: "", query: "Q", budget: 100, now: 1_701_302_400_000))
+        #expect(prompt.text == "Today is 30 November 2023. Q")
+    }
+
     @Test func spansSayWhereEachPartIsInTheText() throws {
         let request = PromptRequest(
             system: "Answer from the memories.", query: "Où vit la sœur d'Ana? 🍵",

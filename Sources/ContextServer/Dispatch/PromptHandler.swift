@@ -43,6 +43,9 @@ extension ServerContext {
         let (template, fromRequest) = try template(request.template)
         let user = request.search.user
         let store = try stores.of(user)
+        // What the prompt's `now` shows: the time it is read as of.
+        let now: Int64 =
+            if case .asOf(let time) = request.search.validity { time } else { Clock.nowMilliseconds() }
         var memories: [PromptItem] = []
         /// Every memory read for the prompt, for the sources of those it uses.
         var read: [Memory] = []
@@ -91,7 +94,8 @@ extension ServerContext {
         let fitted = PromptRequest(
             system: request.system ?? PromptSettings.defaultSystem, query: request.search.text ?? "", pinned: pinned,
             memories: memories, recent: recent, budget: request.budget, limit: request.limit, caps: caps,
-            format: request.messages ? .messages : .text, spans: request.spans)
+            format: request.messages ? .messages : .text, spans: request.spans, now: now,
+            speakerRoles: request.speakerRoles)
         let built: ContextModel.Prompt
         do throws(PromptError) {
             built = try builder.build(fitted)
