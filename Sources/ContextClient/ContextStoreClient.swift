@@ -288,6 +288,14 @@ public final class ContextStoreClient: Sendable {
     public func forget(user: String, filter: MemoryFilter = MemoryFilter(), withDerived: Bool = false) async throws
         -> Int
     {
+        try await forgetWithReceipt(user: user, filter: filter, withDerived: withDerived).deleted
+    }
+
+    /// `forget`, answering the receipt too: what went, place by place, and what a look afterwards
+    /// found left of it.
+    public func forgetWithReceipt(
+        user: String, filter: MemoryFilter = MemoryFilter(), withDerived: Bool = false
+    ) async throws -> Operations.Forget.Answer {
         try await call(Operations.Forget.self, .init(user: user, filter: filter, withDerived: withDerived))
     }
 

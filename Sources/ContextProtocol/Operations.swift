@@ -555,8 +555,72 @@ public enum Operations {
                 user: try request.user(), filter: try request.memoryFilter(),
                 withDerived: try request.optionalBool("with_derived") ?? false)
         }
-        public static func encode(answer: Int, to writer: inout JSONWriter) { writeDeleted(answer, to: &writer) }
-        public static func decode(answer: JSONObject) throws(ProtocolError) -> Int { try readDeleted(answer) }
+        /// How many memories went, and the receipt.
+        public struct Answer: Sendable, Equatable {
+            public var deleted: Int
+            public var receipt: Receipt
+
+            public init(deleted: Int, receipt: Receipt) {
+                self.deleted = deleted
+                self.receipt = receipt
+            }
+        }
+
+        /// What a forget removed, place by place, and what a look afterwards found left of it
+        /// (`left`, every count 0 when `verified`).
+        public struct Receipt: Sendable, Equatable {
+            /// The places counted, in the order the answer names them.
+            public static let places = [
+                "memories", "keyword_rows", "window_rows", "source_rows", "vectors", "graph_nodes", "cache_entries",
+            ]
+            /// Removed, by place (`places`).
+            public var removed: [String: Int]
+            /// Found afterwards, by place (`places`, and `records`).
+            public var left: [String: Int]
+
+            public init(removed: [String: Int], left: [String: Int]) {
+                self.removed = removed
+                self.left = left
+            }
+
+            public var verified: Bool { left.values.allSatisfy { $0 == 0 } }
+        }
+
+        public static func encode(answer: Answer, to writer: inout JSONWriter) {
+            writeDeleted(answer.deleted, to: &writer)
+            writer.field("receipt")
+            writer.raw(UInt8(ascii: "{"))
+            for (i, place) in Receipt.places.enumerated() {
+                if i > 0 { writer.raw(UInt8(ascii: ",")) }
+                writer.key(place)
+                writer.int(Int64(answer.receipt.removed[place] ?? 0))
+            }
+            writer.field("left")
+            writer.raw(UInt8(ascii: "{"))
+            for (i, place) in (Receipt.places + ["records"]).enumerated() {
+                if i > 0 { writer.raw(UInt8(ascii: ",")) }
+                writer.key(place)
+                writer.int(Int64(answer.receipt.left[place] ?? 0))
+            }
+            writer.raw(UInt8(ascii: "}"))
+            writer.field("verified")
+            writer.bool(answer.receipt.verified)
+            writer.raw(UInt8(ascii: "}"))
+        }
+
+        public static func decode(answer: JSONObject) throws(ProtocolError) -> Answer {
+            let receipt = try answer.required("receipt", as: "object", \.objectValue)
+            let left = try receipt.required("left", as: "object", \.objectValue)
+            func counts(_ object: JSONObject, _ places: [String]) throws(ProtocolError) -> [String: Int] {
+                var counts: [String: Int] = [:]
+                for place in places { counts[place] = Int(try object.optionalInt(place) ?? 0) }
+                return counts
+            }
+            return Answer(
+                deleted: try readDeleted(answer),
+                receipt: Receipt(
+                    removed: try counts(receipt, Receipt.places), left: try counts(left, Receipt.places + ["records"])))
+        }
     }
 
     /// `stats`: counts and sizes of the space and of the embedding cache.

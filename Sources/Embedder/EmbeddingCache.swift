@@ -87,6 +87,26 @@ final class EmbeddingCache: Sendable {
         }
     }
 
+    /// Drops every entry of `scope` (a tenant's texts, after its memories were forgotten) and
+    /// returns how many there were; with `count` alone, only counts them. A scan of the entries.
+    func drop(scope: String, countOnly: Bool = false) -> Int {
+        state.withLock { state in
+            var found = 0
+            for slot in state.keys.indices {
+                guard let key = state.keys[slot], key.scope.utf8.elementsEqual(scope.utf8) else { continue }
+                found += 1
+                guard !countOnly else { continue }
+                state.unlink(slot)
+                state.slots[key] = nil
+                state.keys[slot] = nil
+                state.vectors[slot] = []
+                state.bytes -= state.costs[slot]
+                state.free.append(slot)
+            }
+            return found
+        }
+    }
+
     func put(_ key: Key, _ vector: [Float]) {
         let cost = key.bytes + vector.count * MemoryLayout<Float>.stride + Self.entryOverhead
         guard cost <= maximumEntryBytes else { return }

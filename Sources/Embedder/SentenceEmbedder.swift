@@ -116,6 +116,12 @@ public final class SentenceEmbedder: Sendable {
     /// Cache hits and misses since start, and how many texts the cache holds.
     public var cacheStatistics: (hits: Int, misses: Int, entries: Int, bytes: Int) { cache.statistics }
 
+    /// Drops the cached embeddings of `scope`'s texts (see `embed(_:scope:)`); returns how many
+    /// went, or with `countOnly`, how many there are.
+    public func dropCached(scope: String, countOnly: Bool = false) -> Int {
+        cache.drop(scope: scope, countOnly: countOnly)
+    }
+
     /// Tokens the model has run since the start (`[CLS]` and `[SEP]` included; texts answered
     /// from the cache are not run again).
     public var tokensEmbedded: Int { tokensRun.load(ordering: .relaxed) }

@@ -80,8 +80,8 @@ extension MemoryStore {
     /// With `withDerived`, also the user's memories whose sources name one of them.
     public func forget(user: String, filter: MemoryFilter = MemoryFilter(), withDerived: Bool = false) throws -> Int {
         let command = WriteCommand.forget(user: user, filter, asOf: Clock.nowMilliseconds(), withDerived: withDerived)
-        guard case .removed(let count) = try apply(command) else { preconditionFailure() }
-        return count
+        guard case .forgotten(let removal) = try apply(command) else { preconditionFailure() }
+        return removal.memories
     }
 
     /// Deletes memories that have expired by `now`, the longest expired first, at most `limit`
@@ -200,7 +200,7 @@ extension MemoryStore {
                 outcome = .deleted(deleted, derived: derived)
             case .forget(let user, let filter, let asOf, let withDerived):
                 // Forgetting all of a user leaves nothing derived from it.
-                outcome = .removed(
+                outcome = .forgotten(
                     filter.isEmpty
                         ? try forget(user: user, statements, index: next)
                         : try forget(
@@ -574,8 +574,11 @@ extension MemoryStore {
     /// Writes the graph's changed nodes (and its entry point) in the current transaction. `seq`
     /// gives the row of a memory written in this transaction, by key; the others' are in the
     /// records.
-    private func saveGraphChanges(_ statements: WriteStatements, seq: (String) -> Int64?) throws {
+    /// Returns how many nodes went.
+    @discardableResult
+    private func saveGraphChanges(_ statements: WriteStatements, seq: (String) -> Int64?) throws -> Int {
         let (nodes, entryPoint) = GraphWriter(state: state).takeChanges()
+        var removed = 0
         for node in nodes {
             switch node {
             case .saved(let slot, let key, let links):
@@ -585,9 +588,11 @@ extension MemoryStore {
                 try statements.saveNode(slot: slot, memory: memory, links: links)
             case .removed(let slot):
                 try statements.deleteNode(slot: slot)
+                removed += 1
             }
         }
         try statements.set("hnsw_entry", String(entryPoint))
+        return removed
     }
 
     /// Runs a write whose graph changes precede its commit. When it fails, the graph in memory
@@ -639,7 +644,10 @@ extension MemoryStore {
                 }
                 try record(index, statements)
                 try unlink([key], statements)
-                if withDerived { derived = try deleteDerived(user: memory.user, from: [memory.id], statements) }
+                if withDerived {
+                    var removal = Removal()
+                    derived = try deleteDerived(user: memory.user, from: [memory.id], statements, into: &removal)
+                }
             }
         }
         state.write { state in
@@ -653,7 +661,9 @@ extension MemoryStore {
 
     /// Deletes, in the current transaction, `user`'s memories whose sources name one of `ids`
     /// (one step: what was derived from those is not followed). Returns their keys.
-    private func deleteDerived(user: String, from ids: [String], _ statements: WriteStatements) throws -> [String] {
+    private func deleteDerived(
+        user: String, from ids: [String], _ statements: WriteStatements, into removal: inout Removal
+    ) throws -> [String] {
         var keys: [String] = []
         // In parts, within SQLite's bound on a statement's parameters.
         var start = ids.startIndex
@@ -661,7 +671,8 @@ extension MemoryStore {
             let part = ids[start..<min(start + 500, ids.endIndex)]
             keys += try deleteRows(
                 SQL.deleteDerived(count: part.count),
-                StatementArguments(values: [user] + part.map { $0 as any StatementBindable }), statements
+                StatementArguments(values: [user] + part.map { $0 as any StatementBindable }), statements,
+                into: &removal
             ).map(Self.key)
             start = part.endIndex
         }
@@ -700,47 +711,53 @@ extension MemoryStore {
         return state.write { $0.update(key: key, changes) }
     }
 
-    private func forget(user: String, _ statements: WriteStatements, index: Int64) throws -> Int {
+    private func forget(user: String, _ statements: WriteStatements, index: Int64) throws -> Removal {
         // The flat index's ids are the memories' keys.
         let keys = state.read { $0.flat?.ids(user: user) ?? [] }
+        var removal = Removal()
         guard !keys.isEmpty else {
             try recordAlone(index, statements)
-            return 0
+            return removal
         }
+        removal.seqs = state.read { state in keys.compactMap { state.record(key: $0)?.seq } }
         try rebuildingGraphOnFailure(statements) {
             try statements.database.transaction {
                 let deleted = try statements.delete(user: user)
-                guard deleted == keys.count else {
-                    throw StoreError.sqlite("forgetting '\(user)' deleted \(deleted) rows, not \(keys.count)")
+                guard deleted.memories == keys.count else {
+                    throw StoreError.sqlite("forgetting '\(user)' deleted \(deleted.memories) rows, not \(keys.count)")
                 }
+                (removal.memories, removal.windowRows, removal.keywordRows) = deleted
                 try record(index, statements)
-                try unlink(keys, statements)
+                removal.graphNodes = try unlink(keys, statements)
             }
         }
-        return state.write { state in
+        state.write { state in
             let keys = state.flat?.removeAll(user: user) ?? []
-            for key in keys { state.dropRecord(key) }
-            return keys.count
+            removal.dropping(keys, from: &state)
         }
+        return removal
     }
 
     private func forget(
         user: String, matching filter: MemoryFilter, asOf: Int64, withDerived: Bool, _ statements: WriteStatements,
         index: Int64
-    ) throws -> Int {
+    ) throws -> Removal {
         var arguments: StatementArguments = []
         let condition = SQL.condition(user: user, filter: filter, now: asOf, arguments: &arguments)
         var keys: [String] = []
+        var removal = Removal()
         do {
             try rebuildingGraphOnFailure(statements) {
                 // Bounded: a heavy filter would hold the writer, every tenant's writes.
                 try statements.database.withTimeLimit(statementTimeLimit) {
                     try statements.database.transaction {
                         let forgotten = try deleteRows(
-                            "DELETE FROM memories WHERE \(condition) RETURNING user, id, seq", arguments, statements)
+                            "DELETE FROM memories WHERE \(condition) RETURNING user, id, seq", arguments, statements,
+                            into: &removal)
                         keys = forgotten.map(Self.key)
                         if withDerived {
-                            keys += try deleteDerived(user: user, from: forgotten.map(\.id), statements)
+                            keys += try deleteDerived(
+                                user: user, from: forgotten.map(\.id), statements, into: &removal)
                         }
                         try record(index, statements)
                     }
@@ -751,12 +768,10 @@ extension MemoryStore {
                 "this forget's filter ran past \(statementTimeLimit) ms and was stopped, nothing deleted; narrow it")
         }
         state.write { state in
-            for key in keys {
-                state.dropRecord(key)
-                state.flat?.remove(id: key)
-            }
+            for key in keys { state.flat?.remove(id: key) }
+            removal.dropping(keys, from: &state)
         }
-        return keys.count
+        return removal
     }
 
     private func purge(asOf: Int64, limit: Int, _ statements: WriteStatements, index: Int64) throws -> Int {
@@ -766,7 +781,8 @@ extension MemoryStore {
         var nextExpiry: Int64?
         try rebuildingGraphOnFailure(statements) {
             try statements.database.transaction {
-                keys = try deleteRows(SQL.purgeExpired, [asOf, Int64(limit)], statements).map(Self.key)
+                var removal = Removal()
+                keys = try deleteRows(SQL.purgeExpired, [asOf, Int64(limit)], statements, into: &removal).map(Self.key)
                 try record(index, statements)
                 guard !keys.isEmpty else { return }
                 purged = state.read { $0.purged } + Int64(keys.count)
@@ -794,7 +810,7 @@ extension MemoryStore {
     /// Returns the deleted memories.
     /// - Throws: `StoreError.sqlite` when a deleted row is not in the index (then nothing is deleted).
     private func deleteRows(
-        _ sql: String, _ arguments: StatementArguments, _ statements: WriteStatements
+        _ sql: String, _ arguments: StatementArguments, _ statements: WriteStatements, into removal: inout Removal
     ) throws -> [MemoryRef] {
         let deleted = try statements.database.prepare(sql)
         try deleted.bind(arguments)
@@ -805,24 +821,27 @@ extension MemoryStore {
             seqs.append(deleted.int64(at: 2))
         }
         let keys = memories.map(Self.key)
+        removal.memories += memories.count
+        removal.seqs += seqs
         for seq in seqs {
-            try statements.setWindows(memory: seq, [])
-            try statements.unindex(seq: seq)
+            removal.windowRows += try statements.setWindows(memory: seq, [])
+            removal.keywordRows += try statements.unindex(seq: seq)
         }
         // The index and the table must agree on what was deleted; if they do not, nothing is.
         if let missing = state.read({ state in keys.first { state.record(key: $0) == nil } }) {
             throw StoreError.sqlite("a deleted row (\(missing)) is not in the index")
         }
-        try unlink(keys, statements)
+        removal.graphNodes += try unlink(keys, statements)
         return memories
     }
 
     /// Removes the nodes of `keys` from the graph, if the space has one, and writes the repair
-    /// in the current transaction.
-    private func unlink(_ keys: [String], _ statements: WriteStatements) throws {
-        guard case .hnsw = index else { return }
+    /// in the current transaction. Returns how many nodes went.
+    @discardableResult
+    private func unlink(_ keys: [String], _ statements: WriteStatements) throws -> Int {
+        guard case .hnsw = index else { return 0 }
         GraphWriter(state: state).remove(keys)
-        try saveGraphChanges(statements) { _ in nil }
+        return try saveGraphChanges(statements) { _ in nil }
     }
 }
 
@@ -853,5 +872,19 @@ extension MemoryStore.State {
         guard let handle = handles[ExactString(key)] else { return }
         records[Int(handle)]?.helped = counts.helped
         records[Int(handle)]?.unhelped = counts.unhelped
+    }
+}
+
+extension Removal {
+    /// Drops the records of `keys` (their vectors already out of the flat index), counting their
+    /// source rows and the in-memory rows that go with them: the vector and the windows'.
+    mutating func dropping(_ keys: [String], from state: inout MemoryStore.State) {
+        self.keys += keys
+        for key in keys {
+            guard let record = state.record(key: key) else { continue }
+            sourceRows += record.sources.count
+            vectors += 1 + record.windowCount
+            state.dropRecord(key)
+        }
     }
 }

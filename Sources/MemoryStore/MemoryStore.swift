@@ -67,6 +67,14 @@ public final class MemoryStore: Sendable {
             }
         }
 
+        /// Lets `user`'s totals go; returns whether there were any.
+        @discardableResult
+        func drop(user: String) -> Bool {
+            kept.withLock { $0.removeValue(forKey: ExactString(user)) != nil }
+        }
+
+        func holds(user: String) -> Bool { kept.withLock { $0[ExactString(user)] != nil } }
+
         func keep(_ totals: KeywordTotals, user: String, generation: Generation) {
             kept.withLock { kept in
                 if kept.count >= Self.maximumUsers { kept.removeAll() }

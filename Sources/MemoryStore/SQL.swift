@@ -374,9 +374,12 @@ struct WriteStatements {
         return database.changes
     }
 
-    /// Deletes the keyword row of memory row `seq` (whose memory row the caller deletes).
-    func unindex(seq: Int64) throws {
+    /// Deletes the keyword row of memory row `seq` (whose memory row the caller deletes);
+    /// returns how many rows went (1, or 0 for a row that had none).
+    @discardableResult
+    func unindex(seq: Int64) throws -> Int {
         try unindexTerms.execute([seq])
+        return database.changes
     }
 
     /// Sets the fields `update` may change of `user`'s memory `id`; returns how many rows changed.
@@ -387,18 +390,25 @@ struct WriteStatements {
         return database.changes
     }
 
-    /// Deletes every memory of `user` (and their windows); returns how many memories went.
-    func delete(user: String) throws -> Int {
+    /// Deletes every memory of `user` (and their windows and keyword rows); returns how many of
+    /// each went.
+    func delete(user: String) throws -> (memories: Int, windows: Int, keywordRows: Int) {
         try deleteUserWindows.execute([user])
+        let windows = database.changes
         try unindexUserTerms.execute([user])
+        let keywordRows = database.changes
         try deleteUser.execute([user])
-        return database.changes
+        return (database.changes, windows, keywordRows)
     }
 
-    /// Replaces the windows of memory row `memory` with `windows` (positions 1, 2, ...).
-    func setWindows(memory: Int64, _ windows: [[Float]]) throws {
+    /// Replaces the windows of memory row `memory` with `windows` (positions 1, 2, ...); returns
+    /// how many it had.
+    @discardableResult
+    func setWindows(memory: Int64, _ windows: [[Float]]) throws -> Int {
         try deleteWindows.execute([memory])
+        let had = database.changes
         for (i, window) in windows.enumerated() { try insertWindow.execute([memory, Int64(i + 1), window]) }
+        return had
     }
 
     func set(_ key: String, _ value: String) throws {

@@ -77,8 +77,33 @@ public enum WriteOutcome: Sendable, Equatable {
     case counted(FeedbackCounts?)
     /// Whether the memory was there, and how many memories derived from it went with it.
     case deleted(Bool, derived: Int = 0)
-    /// Memories a `forget` or `purge` deleted.
+    /// Memories a `purge` deleted.
     case removed(Int)
+    /// What a `forget` deleted.
+    case forgotten(Removal)
+}
+
+/// What a `forget` removed, counted where it removed it: memory rows, their keyword rows, window
+/// rows and source rows in the file; rows of the in-memory indexes (vectors and windows'); graph
+/// nodes.
+public struct Removal: Sendable, Equatable {
+    public var memories = 0
+    public var keywordRows = 0
+    public var windowRows = 0
+    public var sourceRows = 0
+    public var vectors = 0
+    public var graphNodes = 0
+    /// The rows removed (`seq`) and their memories' keys, for a check of what is left of them;
+    /// not part of equality.
+    public var seqs: [Int64] = []
+    var keys: [String] = []
+
+    public init() {}
+
+    public static func == (a: Removal, b: Removal) -> Bool {
+        (a.memories, a.keywordRows, a.windowRows, a.sourceRows, a.vectors, a.graphNodes)
+            == (b.memories, b.keywordRows, b.windowRows, b.sourceRows, b.vectors, b.graphNodes)
+    }
 }
 
 /// How often a memory helped and did not, as its user said (`feedback`).

@@ -119,6 +119,9 @@ public struct HNSWIndex: Sendable {
     /// Whether `id` has a node (published or not).
     public func contains(id: String) -> Bool { slots.slot(of: id) != nil }
 
+    /// How many nodes `user`'s rows have.
+    public func count(user: String) -> Int { slots.users.nodes(of: user) }
+
     /// The id whose node sits in `slot`.
     public func id(at slot: Int32) -> String { slots.ids[Int(slot)] }
 

@@ -110,6 +110,9 @@ struct UserNumbers: Sendable {
     /// Numbers in use or free: the bound of every number.
     var count: Int { userOfNumber.count }
 
+    /// How many nodes `user` has.
+    func nodes(of user: String) -> Int { number(of: user).map { nodesOfNumber[Int($0)] } ?? 0 }
+
     /// The number of `user`, counting one more node of theirs (a new user takes a freed number
     /// when there is one).
     mutating func take(_ user: String) -> Int32 {

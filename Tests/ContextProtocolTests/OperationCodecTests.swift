@@ -251,7 +251,13 @@ import Testing
         let backup = Operations.Backup.Answer(path: "/b", bytes: 1 << 33, seconds: 0.25, memories: 7)
         #expect(try roundTrip(Operations.Backup.self, answer: backup) == backup)
         #expect(try roundTrip(Operations.Delete.self, answer: 1) == 1)
-        #expect(try roundTrip(Operations.Forget.self, answer: 12) == 12)
+        let places = Operations.Forget.Receipt.places
+        let forgotten = Operations.Forget.Answer(
+            deleted: 12,
+            receipt: .init(
+                removed: Dictionary(uniqueKeysWithValues: places.enumerated().map { ($1, $0 + 1) }),
+                left: Dictionary(uniqueKeysWithValues: (places + ["records"]).map { ($0, 0) })))
+        #expect(try roundTrip(Operations.Forget.self, answer: forgotten) == forgotten)
         let stats = ServerStats(
             store: StoreStats(
                 memories: 5, users: 2, dimension: 384, metric: .cosine, index: "flat", bytesOnDisk: 1 << 40,

@@ -17,11 +17,11 @@ let sharedEmbedder: SentenceEmbedder? = try? SentenceEmbedder(folder: modelFolde
 
 /// A server with the real model, over a new space.
 func textServer(
-    _ folder: TemporaryFolder, embedTemplate: String? = nil
+    _ folder: TemporaryFolder, embedTemplate: String? = nil, index: SpaceIndex? = nil
 ) async throws -> (MemoryStore, ContextStoreServer) {
     let embedder = try #require(sharedEmbedder, "run scripts/fetch-model to fetch the model")
     let store = try MemoryStore(
-        path: folder.path + "/space.db", dimension: embedder.dimension, model: embedder.modelID,
+        path: folder.path + "/space.db", dimension: embedder.dimension, model: embedder.modelID, index: index,
         embedTemplate: embedTemplate)
     let server = try await ContextStoreServer(
         store: store, embedder: embedder, configuration: ServerConfiguration(port: 0, threads: 2),

@@ -127,7 +127,7 @@ import Testing
         let keys: [UInt8] = [0, 1, 2, 3, 9, 8, 7, 6, 5, 4]
         let arrays = Dictionary(
             uniqueKeysWithValues: keys.map { ($0, (request: [$0], answer: [UInt8](repeating: $0, count: 90))) })
-        let cost = arrays.mapValues { ResultCache.cost(request: $0.request, answer: $0.answer) }
+        let cost = arrays.mapValues { ResultCache.cost(request: $0.request, answer: $0.answer, user: "u") }
         let smallest = cost.values.min()!
         #expect(smallest > 91 + 128)
         let first = keys.prefix(8).reduce(0) { $0 + cost[$1]! }
@@ -137,7 +137,7 @@ import Testing
         let cache = ResultCache(capacityBytes: capacity)
         let now = Generation(space: 0, user: 0)
         func put(_ key: UInt8) {
-            cache.store(arrays[key]!.answer, for: arrays[key]!.request, at: now, until: nil)
+            cache.store(arrays[key]!.answer, for: arrays[key]!.request, user: "u", at: now, until: nil)
         }
         func kept(_ key: UInt8, at generation: Generation = now) -> Bool {
             cache.answer(for: [key], at: generation, now: 0) != nil
@@ -154,7 +154,7 @@ import Testing
         #expect(cache.counters.bytes == first - cost[1]! - cost[2]! + cost[5]! + cost[4]!)
         #expect(cache.counters.bytes <= capacity)
         // An answer of more than an eighth of the capacity is not kept; a stale one is let go.
-        cache.store([UInt8](repeating: 1, count: capacity / 8), for: [50], at: now, until: nil)
+        cache.store([UInt8](repeating: 1, count: capacity / 8), for: [50], user: "u", at: now, until: nil)
         #expect(!kept(50))
         #expect(!kept(3, at: Generation(space: 0, user: 1)))
         #expect(!kept(3))
@@ -163,7 +163,7 @@ import Testing
     @Test func anAnswerIsKeptUntilItsDeadline() {
         let cache = ResultCache(capacityBytes: 8_000)
         let now = Generation(space: 0, user: 0)
-        cache.store([1, 2, 3], for: [7], at: now, until: 1_000)
+        cache.store([1, 2, 3], for: [7], user: "u", at: now, until: 1_000)
         #expect(cache.answer(for: [7], at: now, now: 999) == [1, 2, 3])
         #expect(cache.answer(for: [7], at: now, now: 1_000) == nil)  // a memory expired at 1,000
         #expect(cache.answer(for: [7], at: now, now: 999) == nil)  // and the entry is gone

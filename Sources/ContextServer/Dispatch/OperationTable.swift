@@ -154,7 +154,7 @@ struct Call: Sendable {
                     Op.encode(answer: try handle(arguments, context), to: &fields)
                     // A memory expired and not yet purged, or a validity bound ahead: nothing to keep.
                     if deadline.map({ $0 > now }) ?? true {
-                        cache.store(fields.bytes, for: request, at: generation, until: deadline)
+                        cache.store(fields.bytes, for: request, user: user, at: generation, until: deadline)
                     }
                     return Response.success(rid: rid) { $0.raw(fields.bytes) }
                 }
@@ -282,7 +282,7 @@ enum OperationTable {
             request, context in try context.delete(request)
         },
         OperationDescriptor(
-            Operations.Forget.self, runs: .writer, access: .write, users: { [$0.user] }, answer: ["deleted"]
+            Operations.Forget.self, runs: .writer, access: .write, users: { [$0.user] }, answer: ["deleted", "receipt"]
         ) {
             request, context in try context.forget(request)
         },

@@ -39,20 +39,35 @@ final class ResultCache: Sendable {
         }
     }
 
-    /// Keeps `answer` for `request`, computed at `generation`, until `deadline` (unix ms; nil:
-    /// no deadline).
-    func store(_ answer: [UInt8], for request: [UInt8], at generation: Generation, until deadline: Int64?) {
-        let size = LRU.Entry.cost(request: request, answer: answer)
+    /// Drops the answers about `user` (after a forget: stale already, but they hold its words);
+    /// returns how many there were, or with `countOnly`, how many there are.
+    func drop(user: String, countOnly: Bool = false) -> Int {
+        lru.withLock { lru in
+            let slots = lru.index.values.filter { lru.entries[$0].user.utf8.elementsEqual(user.utf8) }
+            if !countOnly { for slot in slots { lru.remove(slot) } }
+            return slots.count
+        }
+    }
+
+    /// Keeps `answer` for `request` about `user`, computed at `generation`, until `deadline`
+    /// (unix ms; nil: no deadline).
+    func store(
+        _ answer: [UInt8], for request: [UInt8], user: String, at generation: Generation, until deadline: Int64?
+    ) {
+        let size = LRU.Entry.cost(request: request, answer: answer, user: user)
         guard size <= capacity / 8 else { return }  // one answer never crowds out the rest
         lru.withLock { lru in
             if let index = lru.index[request] { lru.remove(index) }
             while lru.bytes + size > capacity, let oldest = lru.oldest { lru.remove(oldest) }
-            lru.insert(LRU.Entry(request: request, answer: answer, generation: generation, deadline: deadline))
+            lru.insert(
+                LRU.Entry(request: request, answer: answer, user: user, generation: generation, deadline: deadline))
         }
     }
 
     /// The bytes an entry of `request` and `answer` counts as (see `LRU.Entry.cost`).
-    static func cost(request: [UInt8], answer: [UInt8]) -> Int { LRU.Entry.cost(request: request, answer: answer) }
+    static func cost(request: [UInt8], answer: [UInt8], user: String) -> Int {
+        LRU.Entry.cost(request: request, answer: answer, user: user)
+    }
 
     var counters: CacheCounters {
         lru.withLock { CacheCounters(hits: $0.hits, misses: $0.misses, entries: $0.index.count, bytes: $0.bytes) }
@@ -63,6 +78,8 @@ final class ResultCache: Sendable {
         struct Entry {
             var request: [UInt8]
             var answer: [UInt8]
+            /// Whose memories the answer is about.
+            var user: String
             var generation: Generation
             var deadline: Int64?
             var newer: Int? = nil
@@ -70,11 +87,12 @@ final class ResultCache: Sendable {
 
             /// What an entry holds: both arrays' storage and headers (with malloc's rounding),
             /// its slot, and its key's place in the index.
-            static func cost(request: [UInt8], answer: [UInt8]) -> Int {
+            static func cost(request: [UInt8], answer: [UInt8], user: String) -> Int {
                 request.capacity + answer.capacity + 2 * (32 + 16) + MemoryLayout<Entry>.stride + 64
+                    + user.utf8.count
             }
 
-            var cost: Int { Self.cost(request: request, answer: answer) }
+            var cost: Int { Self.cost(request: request, answer: answer, user: user) }
         }
 
         var entries: [Entry] = []
@@ -106,6 +124,7 @@ final class ResultCache: Sendable {
             bytes -= entries[slot].cost
             entries[slot].request = []
             entries[slot].answer = []
+            entries[slot].user = ""
             free.append(slot)
         }
 

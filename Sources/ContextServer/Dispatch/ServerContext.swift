@@ -364,11 +364,36 @@ struct ServerContext: Sendable {
         return 1 + derived
     }
 
-    func forget(_ request: Operations.Forget.Arguments) throws -> Int {
+    /// Forgets, then lets go what the caches keep of the user (answers, embeddings of its texts,
+    /// keyword statistics), then looks for what is left, in the file, the indexes and the caches:
+    /// the receipt.
+    func forget(_ request: Operations.Forget.Arguments) throws -> Operations.Forget.Answer {
         let command = WriteCommand.forget(
             user: request.user, request.filter, asOf: Clock.nowMilliseconds(), withDerived: request.withDerived)
-        guard case .removed(let count) = try write(command) else { preconditionFailure() }
-        return count
+        guard case .forgotten(let removal) = try write(command) else { preconditionFailure() }
+        let store = try stores.of(request.user)
+        let scope = Self.cacheScope(user: request.user)
+        let cacheEntries =
+            (results?.drop(user: request.user) ?? 0) + (embedder?.dropCached(scope: scope) ?? 0)
+            + store.dropKeywordStatistics(user: request.user)
+        let left = try store.leftovers(of: removal, user: request.user, whole: request.filter.isEmpty)
+        let cachesLeft =
+            (results?.drop(user: request.user, countOnly: true) ?? 0)
+            + (embedder?.dropCached(scope: scope, countOnly: true) ?? 0) + left.keywordStatistics
+        return Operations.Forget.Answer(
+            deleted: removal.memories,
+            receipt: .init(
+                removed: [
+                    "memories": removal.memories, "keyword_rows": removal.keywordRows,
+                    "window_rows": removal.windowRows,
+                    "source_rows": removal.sourceRows, "vectors": removal.vectors, "graph_nodes": removal.graphNodes,
+                    "cache_entries": cacheEntries,
+                ],
+                left: [
+                    "memories": left.memories, "keyword_rows": left.keywordRows, "window_rows": left.windowRows,
+                    "source_rows": left.sourceRows, "vectors": left.vectors, "graph_nodes": left.graphNodes,
+                    "cache_entries": cachesLeft, "records": left.records,
+                ]))
     }
 
     /// The cluster as this node sees it: members and placement read from PostgreSQL now, each
