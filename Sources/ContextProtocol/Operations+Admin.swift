@@ -162,3 +162,37 @@ extension Operations {
         }
     }
 }
+
+extension Operations {
+    /// `check`: every user's memories agree in every place they live (rows, keyword index,
+    /// vector indexes, graph, records), and no row is left without its memory (admin only).
+    public enum Check: WireOperation {
+        public struct Answer: Sendable, Equatable {
+            public var users: Int
+            public var memories: Int
+            public var problems: [String]
+
+            public init(users: Int, memories: Int, problems: [String]) {
+                self.users = users
+                self.memories = memories
+                self.problems = problems
+            }
+        }
+
+        public static let name = "check"
+        public static func encode(answer: Answer, to writer: inout JSONWriter) {
+            writer.field("users")
+            writer.int(Int64(answer.users))
+            writer.field("memories")
+            writer.int(Int64(answer.memories))
+            writer.field("problems")
+            writer.array(count: answer.problems.count) { $0.string(answer.problems[$1]) }
+        }
+        public static func decode(answer: JSONObject) throws(ProtocolError) -> Answer {
+            Answer(
+                users: Int(try answer.required("users", as: "integer", \.integerValue)),
+                memories: Int(try answer.required("memories", as: "integer", \.integerValue)),
+                problems: try answer.strings("problems"))
+        }
+    }
+}

@@ -71,3 +71,67 @@ extension MemoryStore {
         return left
     }
 }
+
+/// What `MemoryStore.verify` found.
+public struct Verification: Sendable, Equatable {
+    public var users = 0
+    public var memories = 0
+    /// Each disagreement found, in words; empty when every place agrees.
+    public var problems: [String] = []
+
+    public init(users: Int = 0, memories: Int = 0, problems: [String] = []) {
+        self.users = users
+        self.memories = memories
+        self.problems = problems
+    }
+}
+
+extension MemoryStore {
+    /// Checks, for every user, that every place a memory lives holds the same memories as the
+    /// file's rows: the keyword index (by the user's scope), the flat index, the graph and the
+    /// records; and that no keyword, window or source row is left without its memory. Runs while
+    /// it holds the writer (one consistent state; writes wait), reading the file on the
+    /// writer's connection: a scan of every row, for an operator.
+    public func verify() throws -> Verification {
+        try withWriter { statements, _ in
+            let database = statements.database
+            var found = Verification()
+            func count(_ sql: String, _ arguments: StatementArguments = []) throws -> Int {
+                let statement = try database.prepare(sql)
+                try statement.bind(arguments)
+                return try statement.step() ? Int(statement.int64(at: 0)) : 0
+            }
+            var rows: [(String, Int)] = []
+            let users = try database.prepare(SQL.rowsPerUser)
+            while try users.step() { rows.append((users.string(at: 0) ?? "", Int(users.int64(at: 1)))) }
+            found.users = rows.count
+            found.memories = rows.reduce(0) { $0 + $1.1 }
+            for (user, memories) in rows {
+                let keywordRows = try count(
+                    "SELECT count(*) FROM memory_terms WHERE memory_terms MATCH ?1",
+                    ["scope : \"\(KeywordIndex.scope(user: user))\""])
+                let (vectors, nodes) = state.read { ($0.flat?.count(user: user) ?? 0, $0.graph?.count(user: user)) }
+                var places = [("keyword rows", keywordRows), ("vectors", vectors)]
+                if let nodes { places.append(("graph nodes", nodes)) }
+                for (place, held) in places where held != memories {
+                    found.problems.append("user '\(user)' has \(memories) memories and \(held) \(place)")
+                }
+            }
+            let (records, flatUsers) = state.read { ($0.memoryCount, $0.flat?.userCount ?? 0) }
+            if records != found.memories {
+                found.problems.append("\(found.memories) memory rows and \(records) records")
+            }
+            if flatUsers != found.users {
+                found.problems.append("\(found.users) users with rows and \(flatUsers) in the flat index")
+            }
+            for (table, column) in [
+                ("memory_terms", "rowid"), ("memory_windows", "memory"), ("memory_sources", "memory"),
+            ] {
+                let orphans = try count(
+                    "SELECT count(*) FROM \(table) WHERE \(column) NOT IN (SELECT seq FROM memories)")
+                if orphans > 0 { found.problems.append("\(orphans) rows of \(table) without their memory") }
+            }
+            return found
+        }
+    }
+}

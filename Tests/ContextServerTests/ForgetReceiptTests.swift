@@ -58,6 +58,10 @@ import VectorIndex
         // Val is untouched, and still answered.
         #expect(try store.digest(user: "val").digest == valBefore)
         #expect(try await client.search(SearchRequest(user: "val", text: "cat", k: 1)).map(\.memory.id) == ["v1"])
+        // The server's check finds every place in agreement.
+        #expect(
+            try await client.call(Operations.Check.self, Nothing())
+                == Operations.Check.Answer(users: 1, memories: 1, problems: []))
         await client.close()
         await server.shutdown()
         store.close()

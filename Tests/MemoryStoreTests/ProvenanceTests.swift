@@ -91,3 +91,36 @@ import VectorIndex
         reopened.close()
     }
 }
+
+/// `verify`: every place a memory lives agrees with the rows, checked for every user.
+@Suite struct VerifyTests {
+    let temporary = TemporaryDatabase()
+
+    @Test(arguments: ProvenanceTests.indexes)
+    func verifyNamesWhatDisagrees(index: SpaceIndex) throws {
+        var store = try MemoryStore(path: temporary.path, dimension: 3, index: index)
+        try store.add([
+            NewMemory(id: "a", user: "ana", text: "tea", vector: [1, 0, 0]),
+            NewMemory(id: "b", user: "ana", text: "coffee", vector: [0, 1, 0], sources: ["a"]),
+            NewMemory(id: "c", user: "bo", text: "juice", vector: [0, 0, 1]),
+        ])
+        #expect(try store.verify() == Verification(users: 2, memories: 3))
+        #expect(try store.forget(user: "bo") == 1)
+        #expect(try store.verify() == Verification(users: 1, memories: 2))
+        store.close()
+        // Rows lost and left behind the store's back.
+        let database = try Database(path: temporary.path)
+        try database.execute("DELETE FROM memory_terms WHERE rowid = (SELECT seq FROM memories WHERE id = 'a')")
+        try database.execute(
+            "INSERT INTO memory_terms (rowid, scope, speaker, text, day) VALUES (999, 'x', '', 'left behind', '')")
+        try database.execute("INSERT INTO memory_sources (memory, position, source) VALUES (998, 0, 'x')")
+        database.close()
+        store = try MemoryStore(path: temporary.path)
+        #expect(
+            try store.verify().problems == [
+                "user 'ana' has 2 memories and 1 keyword rows", "1 rows of memory_terms without their memory",
+                "1 rows of memory_sources without their memory",
+            ])
+        store.close()
+    }
+}

@@ -320,6 +320,11 @@ enum OperationTable {
             context.metricsText()
         },
         // Server-wide facts no tenant's key may see: an admin's alone.
+        // Holds each space's writer while it reads every row: an operator's, and costly.
+        OperationDescriptor(
+            Operations.Check.self, runs: .computePool, access: .admin, cost: .fixed(100),
+            answer: ["users", "memories", "problems"]
+        ) { _, context in try context.check() },
         OperationDescriptor(Operations.Keys.self, runs: .eventLoop, access: .admin, answer: ["enabled", "keys"]) {
             _, context in context.keySummaries()
         },

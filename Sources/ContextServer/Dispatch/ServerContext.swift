@@ -364,6 +364,18 @@ struct ServerContext: Sendable {
         return 1 + derived
     }
 
+    /// `check` of every space the server holds (a cluster node's ranges).
+    func check() throws -> Operations.Check.Answer {
+        var answer = Operations.Check.Answer(users: 0, memories: 0, problems: [])
+        for store in stores.all {
+            let found = try store.verify()
+            answer.users += found.users
+            answer.memories += found.memories
+            answer.problems += found.problems
+        }
+        return answer
+    }
+
     /// Forgets, then lets go what the caches keep of the user (answers, embeddings of its texts,
     /// keyword statistics), then looks for what is left, in the file, the indexes and the caches:
     /// the receipt.

@@ -123,6 +123,12 @@ class Operations:
         secret (an admin's)."""
         return self._call(Request({"op": "keys"}, lambda a: {"enabled": a["enabled"], "keys": a["keys"]}, True))
 
+    def check(self) -> Any:
+        """-> the answer's dict: ``users``, ``memories`` and ``problems`` (empty when every place a
+        memory lives agrees with the rows; an admin's)."""
+        return self._call(
+            Request({"op": "check"}, lambda a: {k: a[k] for k in ("users", "memories", "problems")}, True))
+
     def slow_requests(self, limit: Optional[int] = None) -> Any:
         """-> the answer's dict: ``threshold_ms`` and ``requests`` (at, op, key, ms, outcome,
         door), the latest requests slower than ``serve --slow-ms``, newest first (an admin's)."""

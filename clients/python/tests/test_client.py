@@ -365,3 +365,4 @@ def test_a_fact_that_changes(small_server):
         assert (again.id, again.duplicate) == ("porto", True)
         batch = client.add_batch([{"user": "eve", "text": "x", "vector": vector, "dedupe": {"near": 0.99}}])
         assert batch.count == 0 and batch.duplicates == [(0, "porto")]
+        assert client.check()["problems"] == []

@@ -83,6 +83,11 @@ export abstract class Operations {
     return this.call({ fields: { op: "keys" }, parse: asIs, safe: true }, options);
   }
 
+  /** Every place a memory lives agrees with the rows (an admin's): `users`, `memories`, `problems`. */
+  check(options?: CallOptions): Promise<Fields> {
+    return this.call({ fields: { op: "check" }, parse: asIs, safe: true }, options);
+  }
+
   slowRequests(limit?: number, options?: CallOptions): Promise<Fields> {
     return this.call({ fields: { op: "slow_requests", limit }, parse: asIs, safe: true }, options);
   }

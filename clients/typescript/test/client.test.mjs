@@ -167,6 +167,7 @@ for (const transport of ["tcp", "http"]) {
       assert.equal((await admin.keys()).enabled, true);
       assert.equal((await admin.slowRequests(5)).threshold_ms, 250);
       assert.equal((await admin.digest()).digest.length, 64);
+      assert.deepEqual((await admin.check()).problems, []);
       assert.equal(typeof (await admin.stats()).memories, "number");
       client.close();
       admin.close();
