@@ -67,7 +67,10 @@ import Testing
                 #"{"op":"stats"}"#,
             ], port: server.port)
         #expect(code(lines[1]) == "not_found")
-        #expect(lines[2] == #"{"ok":true,"deleted":0}"#)
+        #expect(
+            lines[2]
+                == #"{"ok":true,"deleted":0,"receipt":{"memories":0,"keyword_rows":0,"window_rows":0,"source_rows":0,"vectors":0,"graph_nodes":0,"cache_entries":0,"left":{"memories":0,"keyword_rows":0,"window_rows":0,"source_rows":0,"vectors":0,"graph_nodes":0,"cache_entries":0,"records":0},"verified":true}}"#
+        )
         #expect(lines[4].contains(#""memories":2,"users":2"#))
         server.signal(SIGTERM)
         server = try ServerProcess(database: database)

@@ -364,7 +364,8 @@ import VectorIndex
             atPath: keys,
             contents: Data(#"{"keys":[{"name":"a","secret":"0123456789abcdef","role":"admin"}]}"#.utf8))
         let result = try runContextstore([
-            "serve", "--db", folder.path + "/space.db", "--model", "none", "--host", "0.0.0.0", "--port", "0", "--http-port", "none",
+            "serve", "--db", folder.path + "/space.db", "--model", "none", "--host", "0.0.0.0", "--port", "0",
+            "--http-port", "none",
             "--keys", keys,
         ])
         #expect(result.status == 1)

@@ -58,7 +58,10 @@ import Testing
         exchange(
             #"{"op":"add","id":"f3","user":"ana","text":"Miso is a cat","vector":[1,0,0],"sources":["t1"]}"#,
             #"{"ok":true,"id":"f3"}"#)
-        exchange(#"{"op":"forget","user":"ana","session":"s","with_derived":true}"#, #"{"ok":true,"deleted":2}"#)
+        exchange(
+            #"{"op":"forget","user":"ana","session":"s","with_derived":true}"#,
+            #"{"ok":true,"deleted":2,"receipt":{"memories":2,"keyword_rows":2,"window_rows":0,"source_rows":1,"vectors":2,"graph_nodes":0,"cache_entries":3,"left":{"memories":0,"keyword_rows":0,"window_rows":0,"source_rows":0,"vectors":0,"graph_nodes":0,"cache_entries":0,"records":0},"verified":true}}"#
+        )
         exchange(
             #"{"op":"get","user":"ana","ids":["t1","f3","f2"]}"#,
             #"{"ok":true,"memories":[{"id":"f2","user":"ana","session":null,"role":null,"speaker":null,"text":"Ana reads about cats","created_at":1683504000000,"metadata":{},"sources":["doc:7\u0000p3"]}],"missing":["t1","f3"]}"#

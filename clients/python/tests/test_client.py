@@ -97,7 +97,8 @@ def test_every_op(server, tmp_path):
         prompt = client.prompt("alice", "What tea do I like?", vector=unit(2), session="s1", budget=400,
                                format="messages", mode="vector")
         assert prompt.tokens <= 400 and prompt.prompt.endswith("What tea do I like?")
-        assert prompt.section("pinned").ids == ["a1"]
+        # a1 is pinned and one of the session's latest turns: it stays in the dialogue.
+        assert prompt.section("pinned").ids == [] and "a1" in prompt.section("recent").ids
         assert prompt.messages[-1] == {"role": "user", "content": "What tea do I like?"}
         with pytest.raises(cs.BudgetTooSmall) as small:
             client.prompt("alice", "What tea do I like? " * 20, vector=unit(2), budget=5)

@@ -148,7 +148,9 @@ for (const transport of ["tcp", "http"]) {
       assert.deepEqual(await client.feedback(user, "a2", true), { helped: 1, not_helped: 0 });
       const prompt = await client.prompt(user, "What tea do I like?", { vector: unit(1), session: "s1", budget: 400, format: "messages", mode: "vector", spans: true });
       assert.ok(prompt.tokens <= 400 && prompt.prompt.endsWith("What tea do I like?"));
-      assert.deepEqual(prompt.sections.find((s) => s.name === "pinned").ids, ["a1"]);
+      // a1 is pinned and one of the session's latest turns: it stays in the dialogue.
+      assert.deepEqual(prompt.sections.find((s) => s.name === "pinned").ids, []);
+      assert.ok(prompt.sections.find((s) => s.name === "recent").ids.includes("a1"));
       assert.deepEqual(prompt.messages.at(-1), { role: "user", content: "What tea do I like?" });
       const bytes = new TextEncoder().encode(prompt.prompt);
       const query = prompt.spans.at(-1);
