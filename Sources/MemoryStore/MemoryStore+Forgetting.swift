@@ -1,24 +1,13 @@
 import ContextModel
 
-/// What a look after a `forget` found of what it removed, place by place: rows of the file
-/// (memories, keyword rows, window rows, source rows), rows of the in-memory indexes (vectors,
-/// windows' vectors, graph nodes), records, and the keyword statistics kept for the user.
+/// What a look after a `forget` found of what it removed, place by place (`MemoryPlaces`), and
+/// in the records and the keyword statistics kept for the user.
 public struct Leftovers: Sendable, Equatable {
-    public var memories = 0
-    public var keywordRows = 0
-    public var windowRows = 0
-    public var sourceRows = 0
-    public var vectors = 0
-    public var graphNodes = 0
+    public var counts = MemoryPlaces()
     public var records = 0
     public var keywordStatistics = 0
 
     public init() {}
-
-    /// Everything found: 0 when the forget left nothing behind.
-    public var total: Int {
-        memories + keywordRows + windowRows + sourceRows + vectors + graphNodes + records + keywordStatistics
-    }
 }
 
 extension MemoryStore {
@@ -44,27 +33,30 @@ extension MemoryStore {
                 let part = removal.seqs[start..<min(start + 500, removal.seqs.endIndex)]
                 let list = Array(repeating: "?", count: part.count).joined(separator: ", ")
                 let values = StatementArguments(values: part.map { $0 as any StatementBindable })
-                left.memories += try count("SELECT count(*) FROM memories WHERE seq IN (\(list))", values)
-                left.keywordRows += try count("SELECT count(*) FROM memory_terms WHERE rowid IN (\(list))", values)
-                left.windowRows += try count("SELECT count(*) FROM memory_windows WHERE memory IN (\(list))", values)
-                left.sourceRows += try count("SELECT count(*) FROM memory_sources WHERE memory IN (\(list))", values)
+                left.counts.memories += try count("SELECT count(*) FROM memories WHERE seq IN (\(list))", values)
+                left.counts.keywordRows += try count(
+                    "SELECT count(*) FROM memory_terms WHERE rowid IN (\(list))", values)
+                left.counts.windowRows += try count(
+                    "SELECT count(*) FROM memory_windows WHERE memory IN (\(list))", values)
+                left.counts.sourceRows += try count(
+                    "SELECT count(*) FROM memory_sources WHERE memory IN (\(list))", values)
                 start = part.endIndex
             }
             guard whole else { return }
-            left.memories = try count("SELECT count(*) FROM memories WHERE user = ?1", [user])
-            left.keywordRows = try count(
+            left.counts.memories = try count("SELECT count(*) FROM memories WHERE user = ?1", [user])
+            left.counts.keywordRows = try count(
                 "SELECT count(*) FROM memory_terms WHERE memory_terms MATCH ?1",
                 ["scope : \"\(KeywordIndex.scope(user: user))\""])
         }
         state.read { state in
             for key in removal.keys {
-                if state.flat?.vector(id: key) != nil { left.vectors += 1 }
-                if state.graph?.contains(id: key) == true { left.graphNodes += 1 }
+                if state.flat?.vector(id: key) != nil { left.counts.vectors += 1 }
+                if state.graph?.contains(id: key) == true { left.counts.graphNodes += 1 }
             }
             for seq in removal.seqs where state.handleOfSeq[seq] != nil { left.records += 1 }
             if whole {
-                left.vectors = (state.flat?.count(user: user) ?? 0) + (state.windows?.count(user: user) ?? 0)
-                left.graphNodes = state.graph?.count(user: user) ?? 0
+                left.counts.vectors = (state.flat?.count(user: user) ?? 0) + (state.windows?.count(user: user) ?? 0)
+                left.counts.graphNodes = state.graph?.count(user: user) ?? 0
             }
         }
         left.keywordStatistics = keywordStatistics.holds(user: user) ? 1 : 0

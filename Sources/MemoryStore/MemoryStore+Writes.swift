@@ -81,7 +81,7 @@ extension MemoryStore {
     public func forget(user: String, filter: MemoryFilter = MemoryFilter(), withDerived: Bool = false) throws -> Int {
         let command = WriteCommand.forget(user: user, filter, asOf: Clock.nowMilliseconds(), withDerived: withDerived)
         guard case .forgotten(let removal) = try apply(command) else { preconditionFailure() }
-        return removal.memories
+        return removal.counts.memories
     }
 
     /// Deletes memories that have expired by `now`, the longest expired first, at most `limit`
@@ -726,9 +726,9 @@ extension MemoryStore {
                 guard deleted.memories == keys.count else {
                     throw StoreError.sqlite("forgetting '\(user)' deleted \(deleted.memories) rows, not \(keys.count)")
                 }
-                (removal.memories, removal.windowRows, removal.keywordRows) = deleted
+                (removal.counts.memories, removal.counts.windowRows, removal.counts.keywordRows) = deleted
                 try record(index, statements)
-                removal.graphNodes = try unlink(keys, statements)
+                removal.counts.graphNodes = try unlink(keys, statements)
             }
         }
         state.write { state in
@@ -821,17 +821,17 @@ extension MemoryStore {
             seqs.append(deleted.int64(at: 2))
         }
         let keys = memories.map(Self.key)
-        removal.memories += memories.count
+        removal.counts.memories += memories.count
         removal.seqs += seqs
         for seq in seqs {
-            removal.windowRows += try statements.setWindows(memory: seq, [])
-            removal.keywordRows += try statements.unindex(seq: seq)
+            removal.counts.windowRows += try statements.setWindows(memory: seq, [])
+            removal.counts.keywordRows += try statements.unindex(seq: seq)
         }
         // The index and the table must agree on what was deleted; if they do not, nothing is.
         if let missing = state.read({ state in keys.first { state.record(key: $0) == nil } }) {
             throw StoreError.sqlite("a deleted row (\(missing)) is not in the index")
         }
-        removal.graphNodes += try unlink(keys, statements)
+        removal.counts.graphNodes += try unlink(keys, statements)
         return memories
     }
 
@@ -882,8 +882,8 @@ extension Removal {
         self.keys += keys
         for key in keys {
             guard let record = state.record(key: key) else { continue }
-            sourceRows += record.sources.count
-            vectors += 1 + record.windowCount
+            counts.sourceRows += record.sources.count
+            counts.vectors += 1 + record.windowCount
             state.dropRecord(key)
         }
     }

@@ -126,7 +126,8 @@ final class Statement {
         case SQLITE_INTEGER: append(sqlite3_column_int64(handle, column))
         case SQLITE_FLOAT: append(sqlite3_column_double(handle, column).bitPattern)
         case SQLITE_TEXT, SQLITE_BLOB:
-            let start = type == SQLITE_TEXT
+            let start =
+                type == SQLITE_TEXT
                 ? UnsafeRawPointer(sqlite3_column_text(handle, column)) : sqlite3_column_blob(handle, column)
             let count = Int(sqlite3_column_bytes(handle, column))
             append(UInt64(count))

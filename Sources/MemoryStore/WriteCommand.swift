@@ -83,16 +83,30 @@ public enum WriteOutcome: Sendable, Equatable {
     case forgotten(Removal)
 }
 
-/// What a `forget` removed, counted where it removed it: memory rows, their keyword rows, window
-/// rows and source rows in the file; rows of the in-memory indexes (vectors and windows'); graph
-/// nodes.
-public struct Removal: Sendable, Equatable {
+/// Counts of the places a memory's data lives: memory rows, their keyword rows, window rows and
+/// source rows in the file; rows of the in-memory indexes (vectors and windows'); graph nodes.
+public struct MemoryPlaces: Sendable, Equatable {
     public var memories = 0
     public var keywordRows = 0
     public var windowRows = 0
     public var sourceRows = 0
     public var vectors = 0
     public var graphNodes = 0
+
+    public init() {}
+
+    /// By the names the wire gives the places.
+    public var byName: [String: Int] {
+        [
+            "memories": memories, "keyword_rows": keywordRows, "window_rows": windowRows, "source_rows": sourceRows,
+            "vectors": vectors, "graph_nodes": graphNodes,
+        ]
+    }
+}
+
+/// What a `forget` removed, counted where it removed it.
+public struct Removal: Sendable, Equatable {
+    public var counts = MemoryPlaces()
     /// The rows removed (`seq`) and their memories' keys, for a check of what is left of them;
     /// not part of equality.
     public var seqs: [Int64] = []
@@ -100,10 +114,7 @@ public struct Removal: Sendable, Equatable {
 
     public init() {}
 
-    public static func == (a: Removal, b: Removal) -> Bool {
-        (a.memories, a.keywordRows, a.windowRows, a.sourceRows, a.vectors, a.graphNodes)
-            == (b.memories, b.keywordRows, b.windowRows, b.sourceRows, b.vectors, b.graphNodes)
-    }
+    public static func == (a: Removal, b: Removal) -> Bool { a.counts == b.counts }
 }
 
 /// How often a memory helped and did not, as its user said (`feedback`).

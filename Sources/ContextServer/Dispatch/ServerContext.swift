@@ -393,19 +393,10 @@ struct ServerContext: Sendable {
             (results?.drop(user: request.user, countOnly: true) ?? 0)
             + (embedder?.dropCached(scope: scope, countOnly: true) ?? 0) + left.keywordStatistics
         return Operations.Forget.Answer(
-            deleted: removal.memories,
+            deleted: removal.counts.memories,
             receipt: .init(
-                removed: [
-                    "memories": removal.memories, "keyword_rows": removal.keywordRows,
-                    "window_rows": removal.windowRows,
-                    "source_rows": removal.sourceRows, "vectors": removal.vectors, "graph_nodes": removal.graphNodes,
-                    "cache_entries": cacheEntries,
-                ],
-                left: [
-                    "memories": left.memories, "keyword_rows": left.keywordRows, "window_rows": left.windowRows,
-                    "source_rows": left.sourceRows, "vectors": left.vectors, "graph_nodes": left.graphNodes,
-                    "cache_entries": cachesLeft, "records": left.records,
-                ]))
+                removed: removal.counts.byName.merging(["cache_entries": cacheEntries]) { $1 },
+                left: left.counts.byName.merging(["cache_entries": cachesLeft, "records": left.records]) { $1 }))
     }
 
     /// The cluster as this node sees it: members and placement read from PostgreSQL now, each
