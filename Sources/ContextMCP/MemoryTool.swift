@@ -134,9 +134,30 @@ struct MemoryTool: Sendable {
             string("speaker", "Who said it (a name)."), role, session, metadata,
             integer(
                 "ttl", "Seconds until the memory is forgotten by itself; kept for good when absent.", 1...315_360_000),
+            string(
+                "supersedes",
+                "When a fact changed (the user moved, changed jobs): the id of the memory this one replaces. The old one stays as history but is no longer recalled."
+            ),
+            Argument(
+                name: "sources",
+                schema: [
+                    "type": "array", "items": ["type": "string"], "maxItems": 64,
+                    "description": "Where this came from: ids of the memories (turns) it was derived from.",
+                ]),
+            Argument(
+                name: "dedupe",
+                schema: [
+                    "type": "string", "enum": ["exact"],
+                    "description":
+                        "exact: store nothing when the user has a memory with the same text; its id is returned.",
+                ]),
         ], annotations: .init(readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: false),
         request: { ("add", fields($0)) },
-        text: { answer, _ in "Remembered as memory \(answer["id"]?.stringValue ?? "?")." })
+        text: { answer, _ in
+            let id = answer["id"]?.stringValue ?? "?"
+            return answer["duplicate"] == .bool(true)
+                ? "Already remembered as memory \(id)." : "Remembered as memory \(id)."
+        })
 
     static let recall = MemoryTool(
         name: "recall", title: "Recall",
@@ -159,6 +180,9 @@ struct MemoryTool: Sendable {
                     "type": "number", "exclusiveMinimum": 0,
                     "description": "Seconds: favour recent memories, a memory this old counting half.",
                 ]),
+            string(
+                "as_of",
+                "Recall what held at this time (ISO 8601), before later changes; what holds now when absent."),
         ], annotations: .init(readOnlyHint: true, openWorldHint: false),
         request: { ("search", fields($0)) },
         text: { answer, request in
@@ -244,6 +268,12 @@ struct MemoryTool: Sendable {
                     "type": "boolean", "const": true,
                     "description": "Must be true: forgetting cannot be undone.",
                 ], required: true),
+            Argument(
+                name: "with_derived",
+                schema: [
+                    "type": "boolean",
+                    "description": "Also forget the memories derived from those forgotten (that name them as sources).",
+                ]),
         ], annotations: .init(readOnlyHint: false, destructiveHint: true, idempotentHint: true, openWorldHint: false),
         request: { values in
             guard values["confirm"] == .bool(true) else {

@@ -52,6 +52,34 @@ import Testing
         await server.stop()
     }
 
+    /// A fact that changes, through the tools: remember the new one superseding the old, recall
+    /// now and as of before, a duplicate told apart, and forget with what was derived.
+    @Test func toolsSupersedeRecallAsOfAndDedupe() async throws {
+        let folder = TemporaryFolder()
+        let (store, server) = try await textServer(folder)
+        let client = try await ContextStoreClient.connect(port: server.port)
+        _ = try await client.addBatch([
+            NewMemory(
+                id: "lisbon", user: "alice", text: "Alice lives in Lisbon", createdAt: 1_683_504_000_000, vector: nil)
+        ])
+        let tools = MemoryTools(user: "alice", backend: client)
+        let porto = await tools.call(
+            "remember", ["text": "Alice moved to Porto", "supersedes": "lisbon", "sources": ["lisbon"]])
+        #expect(text(porto).hasPrefix("Remembered as memory "))
+        let id = String(text(porto).dropFirst("Remembered as memory ".count).dropLast())
+        let again = await tools.call("remember", ["text": "alice moved to  PORTO", "dedupe": "exact"])
+        #expect(text(again) == "Already remembered as memory \(id).")
+        let now = try await client.search(SearchRequest(user: "alice", text: "Alice", mode: .keyword, k: 5))
+        #expect(now.map(\.memory.id) == [id])
+        let before = await tools.call("recall", ["query": "Alice", "mode": "keyword", "as_of": "2023-05-09"])
+        #expect(text(before).contains("Alice lives in Lisbon") && !text(before).contains("Porto"))
+        let forgot = await tools.call("forget", ["id": "lisbon", "confirm": true, "with_derived": true])
+        #expect(text(forgot) == "Forgot 2 memories.")
+        await client.close()
+        await server.shutdown()
+        store.close()
+    }
+
     /// An `initialize` POST to `/mcp` and its status and session id.
     static func initialize(_ port: Int, user: String) async throws -> (status: Int, session: String?) {
         let body =
