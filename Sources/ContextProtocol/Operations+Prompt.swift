@@ -43,15 +43,18 @@ extension Operations {
             public var spans: Bool
             /// In `messages`, the dialogue's speakers as alternating roles (`speaker_roles`).
             public var speakerRoles: Bool
+            /// Each memory that superseded another shows what held before (`show_changes`).
+            public var showChanges: Bool
 
             public init(
                 search: SearchRequest, session: String? = nil, budget: Int = Arguments.defaultBudget,
                 template: String? = nil, system: String? = nil, limit: Int = Arguments.defaultLimit,
                 recent: Int = Arguments.defaultRecent, messages: Bool = false, caps: [String: Int] = [:],
-                spans: Bool = false, speakerRoles: Bool = false
+                spans: Bool = false, speakerRoles: Bool = false, showChanges: Bool = false
             ) {
                 self.spans = spans
                 self.speakerRoles = speakerRoles
+                self.showChanges = showChanges
                 self.search = search
                 self.session = session
                 self.budget = budget
@@ -118,6 +121,9 @@ extension Operations {
                 FieldSpec(
                     "caps", .object, "tokens a section may use at most: `pinned`, `memories`, `summary`, `recent`"),
                 FieldSpec(
+                    "show_changes", .boolean, default: "false",
+                    "a memory that superseded another also shows what held before, and until when"),
+                FieldSpec(
                     "speaker_roles", .boolean, default: "false",
                     "with `messages`: the dialogue's first speaker speaks as `user`, the second as `assistant`, and so on"
                 ),
@@ -172,6 +178,10 @@ extension Operations {
                 writer.field("speaker_roles")
                 writer.bool(true)
             }
+            if arguments.showChanges {
+                writer.field("show_changes")
+                writer.bool(true)
+            }
         }
 
         public static func decode(_ request: JSONObject) throws(ProtocolError) -> Arguments {
@@ -195,7 +205,8 @@ extension Operations {
                 recent: try request.bounded("recent", 0, Arguments.maximumRecent, default: Arguments.defaultRecent),
                 messages: format == "messages", caps: try caps(request),
                 spans: try request.optionalBool("spans") ?? false,
-                speakerRoles: try request.optionalBool("speaker_roles") ?? false)
+                speakerRoles: try request.optionalBool("speaker_roles") ?? false,
+                showChanges: try request.optionalBool("show_changes") ?? false)
         }
 
         private static func caps(_ request: JSONObject) throws(ProtocolError) -> [String: Int] {

@@ -26,6 +26,12 @@ public enum TokenCounter: Sendable {
 /// A memory or a conversation turn a prompt may hold: who said it and when, for a model
 /// answering "when did Caroline ..." needs both.
 public struct PromptItem: Sendable, Equatable {
+    public static func == (a: PromptItem, b: PromptItem) -> Bool {
+        (a.id, a.speaker, a.role, a.text, a.createdAt, a.relevance) == (
+            b.id, b.speaker, b.role, b.text, b.createdAt, b.relevance
+        ) && a.vector == b.vector && a.before?.text == b.before?.text && a.before?.until == b.before?.until
+    }
+
     public var id: String
     public var speaker: String?
     public var role: String?
@@ -37,11 +43,15 @@ public struct PromptItem: Sendable, Equatable {
     public var relevance: Double?
     /// Its embedding, unit length; with it, near-duplicates are found and memories diversified.
     public var vector: [Float]?
+    /// What it replaced (a fact that changed), when the prompt shows changes: the old text and
+    /// when it stopped holding (unix ms).
+    public var before: (text: String, until: Int64)?
 
     public init(
         id: String, speaker: String? = nil, role: String? = nil, text: String, createdAt: Int64,
-        relevance: Double? = nil, vector: [Float]? = nil
+        relevance: Double? = nil, vector: [Float]? = nil, before: (text: String, until: Int64)? = nil
     ) {
+        self.before = before
         self.id = id
         self.speaker = speaker
         self.role = role

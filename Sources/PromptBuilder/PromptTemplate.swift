@@ -10,7 +10,9 @@ import Mustache
 /// `hasSummary`, `hasRecent` (whether a section has anything); `pinned`, `memories`, `summary`
 /// (sentences of older turns that did not fit, each an item holding one sentence), `recent`
 /// (lists of items, each with `id`, `speaker`, `role`, `who` (the speaker, else the role), `text`, `date` ("8 May
-/// 2023") and `line` ("[8 May 2023] Caroline: text")).
+/// 2023"), `before` and `beforeUntil` (what a changed fact replaced, and the day it stopped
+/// holding; empty otherwise) and `line` ("[8 May 2023] Caroline: text", and " (until 8 May 2023:
+/// old text)" for a change)).
 ///
 /// What a template may do is limited, so that its cost is known before it renders: sections
 /// nest at most `maximumNesting` deep, a section over one of the lists may not sit inside a
@@ -119,10 +121,10 @@ public struct PromptTemplate: Sendable {
     /// fields, once; a field outside, at most everything the parts hold.
     func renderBound(_ parts: PromptBuilder.Parts) -> Int {
         func size(_ item: PromptItem) -> Int {
-            // id, speaker, role, who, text, date and line, each at most this.
-            2
+            // id, speaker, role, who, text, date, before, beforeUntil and line, each at most this.
+            3
                 * (item.id.utf8.count + (item.speaker?.utf8.count ?? 0) + (item.role?.utf8.count ?? 0)
-                    + item.text.utf8.count + 128)
+                    + item.text.utf8.count + (item.before?.text.utf8.count ?? 0) + 128)
         }
         func items(_ list: Substring) -> [PromptItem] {
             switch list {
@@ -240,10 +242,13 @@ public struct PromptTemplate: Sendable {
             list.map { item in
                 let date = EmbedTemplate.day(item.createdAt)
                 let who = item.speaker ?? item.role
+                // A fact that changed says what held before, and until when.
+                let change = item.before.map { " (until \(EmbedTemplate.day($0.until)): \($0.text))" } ?? ""
                 return [
                     "id": item.id, "speaker": item.speaker ?? "", "role": item.role ?? "", "who": who ?? "",
-                    "text": item.text, "date": date,
-                    "line": "[\(date)] " + (who.map { $0 + ": " } ?? "") + item.text,
+                    "text": item.text, "date": date, "before": item.before?.text ?? "",
+                    "beforeUntil": item.before.map { EmbedTemplate.day($0.until) } ?? "",
+                    "line": "[\(date)] " + (who.map { $0 + ": " } ?? "") + item.text + change,
                 ]
             }
         }

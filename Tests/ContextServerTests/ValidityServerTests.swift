@@ -78,6 +78,18 @@ import Testing
             #"{"ok":true,"prompt":"\#(system)\n\nRelevant memories:\n- [8 May 2023] Ana lives in Lisbon\n\nWhere did Ana live?","#
                 + #""tokens":46,"counter":"estimate",\#(sections("lisbon"))"used":["lisbon"],"dropped":[]}"#)
 
+        // Asked to, the new fact shows what held before, and until when.
+        #expect(
+            socket.send(
+                #"{"op":"prompt","user":"ana","query":"Where does Ana live?","vector":[1,0,0],"show_changes":true}"#
+                    + "\n"))
+        let changedLine = try #require(socket.readLine())
+        let changed = try #require(try JSONParser.parse(Array(changedLine.utf8)).objectValue)
+        #expect(
+            changed["prompt"]?.stringValue?.contains(
+                "- [18 May 2023] Ana moved to Porto (until 18 May 2023: Ana lives in Lisbon)\n") == true)
+        #expect(try changed.strings("used") == ["porto"])
+
         // Errors, each with its code; the connection goes on.
         exchange(
             #"{"op":"search","user":"ana","vector":[1,0,0],"as_of":1,"include_superseded":true}"#,

@@ -73,6 +73,19 @@ import Testing
         #expect(try #require(try builder.build(request).messages).map(\.role).allSatisfy { $0 != "assistant" })
     }
 
+    /// A changed fact shows what it replaced, and until when, in its line and in its own fields.
+    @Test func aChangedFactShowsWhatHeldBefore() throws {
+        var porto = item("porto", "I moved to Porto", minute: 10)
+        porto.before = ("I live in Lisbon", 1_683_504_600_000)
+        let prompt = try builder.build(PromptRequest(system: "", query: "Q", memories: [porto], budget: 200))
+        #expect(prompt.text.contains("- [8 May 2023] Ana: I moved to Porto (until 8 May 2023: I live in Lisbon)"))
+        let template = try PromptTemplate(
+            name: "t", text: "{{#memories}}{{text}}; before {{beforeUntil}}: {{before}}{{/memories}}")
+        let custom = try PromptBuilder(counter: .estimate, template: template).build(
+            PromptRequest(system: "", query: "", memories: [porto], budget: 200))
+        #expect(custom.text == "I moved to Porto; before 8 May 2023: I live in Lisbon")
+    }
+
     /// A template's `now` is the day the prompt is built (UTC), as memories' days are shown.
     @Test func aTemplateSeesTodaysDate() throws {
         let template = try PromptTemplate(name: "t", text: "Today is {{now}}. {{query}}")

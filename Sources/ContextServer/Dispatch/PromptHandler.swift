@@ -80,7 +80,26 @@ extension ServerContext {
         let pinnedFacts = try store.pinned(
             user: user, limit: PromptSettings.maximumPinned, validity: request.search.validity)
         read += pinnedFacts
-        let pinned = pinnedFacts.map { Self.item($0, vector: $0.vector) }
+        var pinned = pinnedFacts.map { Self.item($0, vector: $0.vector) }
+        if request.showChanges {
+            // What each memory that superseded another replaced: its text and end.
+            let successors = read.filter { $0.validity.supersedes != nil }
+            let predecessors = store.get(
+                user: user, ids: successors.compactMap(\.validity.supersedes), withVector: false)
+            var before: [ExactString: (text: String, until: Int64)] = [:]
+            for (successor, predecessor) in zip(successors, predecessors) {
+                guard let predecessor else { continue }
+                before[ExactString(successor.id)] = (
+                    predecessor.text, predecessor.validity.to ?? successor.validity.from ?? successor.createdAt
+                )
+            }
+            func shown(_ items: inout [PromptItem]) {
+                for i in items.indices { items[i].before = before[ExactString(items[i].id)] }
+            }
+            shown(&memories)
+            shown(&pinned)
+            shown(&recent)
+        }
 
         var caps: [PromptSection: Int] = [:]
         for (name, cap) in request.caps {
