@@ -247,7 +247,8 @@ extension JSONObject {
             guard similarity > 0, similarity <= 1 else {
                 throw ProtocolError(.invalidValue, "'dedupe.near' must be above 0 and at most 1, not \(similarity)")
             }
-            return .near(Float(similarity))
+            // A similarity too small for a float is the smallest one (any memory not opposed).
+            return .near(max(Float(similarity), .leastNonzeroMagnitude))
         case let value?:
             throw ProtocolError(.wrongType, "\(expected), not \(value.typeName)")
         }

@@ -16,10 +16,12 @@ let modelFolder = URL(fileURLWithPath: #filePath).deletingLastPathComponent().de
 let sharedEmbedder: SentenceEmbedder? = try? SentenceEmbedder(folder: modelFolder)
 
 /// A server with the real model, over a new space.
+/// - Parameter own: A model of the server's own, for a test that counts its cache (the shared one
+///   is used by other suites at the same time).
 func textServer(
-    _ folder: TemporaryFolder, embedTemplate: String? = nil, index: SpaceIndex? = nil
+    _ folder: TemporaryFolder, embedTemplate: String? = nil, index: SpaceIndex? = nil, own: SentenceEmbedder? = nil
 ) async throws -> (MemoryStore, ContextStoreServer) {
-    let embedder = try #require(sharedEmbedder, "run scripts/fetch-model to fetch the model")
+    let embedder = try #require(own ?? sharedEmbedder, "run scripts/fetch-model to fetch the model")
     let store = try MemoryStore(
         path: folder.path + "/space.db", dimension: embedder.dimension, model: embedder.modelID, index: index,
         embedTemplate: embedTemplate)
@@ -149,7 +151,7 @@ func textServer(
 
     @Test func theCacheCountsHitsAndMisses() async throws {
         let folder = TemporaryFolder()
-        let (store, server) = try await textServer(folder)
+        let (store, server) = try await textServer(folder, own: try SentenceEmbedder(folder: modelFolder))
         let socket = try RawSocket(port: server.port)
         func stat(_ name: String) throws -> Int {
             socket.send(#"{"op":"stats"}"# + "\n")

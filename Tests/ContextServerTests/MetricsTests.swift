@@ -100,12 +100,16 @@ import VectorIndex
         #expect(lines.first == "HTTP/1.1 200 OK\r")
         #expect(!lines.contains { $0.contains("app-a") || $0.contains("key=") })
         // 100 half-sent requests: 64 held, the rest refused; every one closed by the server (after
-        // the idle time), none left for its read to give up on (a read waits up to 60 s here).
+        // the idle time, 5 s), none left for its read to give up on. A read waits up to 60 s, and
+        // one that gave up is read once more: a test process loaded by the other suites was seen
+        // to hold one past a minute (twice in a day; never alone, nor pinned to one core).
         let halfSent = try (0..<100).map { _ in try RawSocket(port: port, timeout: 60) }
         for socket in halfSent { socket.send("GET /metr") }
+        func gaveUp(_ socket: RawSocket) -> Bool { socket.endError == EAGAIN || socket.endError == EWOULDBLOCK }
         for socket in halfSent { while socket.readLine() != nil {} }
-        let givenUp = halfSent.filter { $0.endError == EAGAIN || $0.endError == EWOULDBLOCK }.count
-        #expect(givenUp == 0, "\(givenUp) connections were still open after 60 s")
+        for socket in halfSent where gaveUp(socket) { while socket.readLine() != nil {} }
+        let givenUp = halfSent.filter(gaveUp).count
+        #expect(givenUp == 0, "\(givenUp) connections were still open after two minutes")
         await app.close()
         await root.close()
         await server.stop()
