@@ -6,6 +6,22 @@ public enum Dedupe: Sendable, Equatable {
     /// A vector at least this similar (cosine, above 0 and at most 1) to one of the user's.
     case near(Float)
 
+    /// The most items of one batch that may ask for a `near` dedupe: each is an exact scan of
+    /// its user's vectors on the writer, which every tenant's writes wait for.
+    public static let maximumNearPerBatch = 16
+
+    /// A hash of the text as `sameText` compares it (FNV-1a of the normalized bytes): texts that
+    /// are the same have the same fingerprint.
+    public static func fingerprint(_ text: String) -> UInt64 {
+        var bytes = NormalizedBytes(text.utf8.makeIterator())
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        while let byte = bytes.next() {
+            hash ^= UInt64(byte)
+            hash = hash &* 0x0000_0100_0000_01b3
+        }
+        return hash
+    }
+
     /// Whether two texts are the same once normalized: ASCII letters in lower case, each run of
     /// white space one space, none at either end; every other byte as given (so "Café" and
     /// "café" differ, and two spellings of "é" do too). Compared byte by byte, allocating nothing.

@@ -176,6 +176,13 @@ public enum Operations {
                     throw ProtocolError(error.code, "items[\(i)]: \(error.message)")
                 }
             }
+            let near = batch.count { if case .near = $0.dedupe { true } else { false } }
+            guard near <= Dedupe.maximumNearPerBatch else {
+                throw ProtocolError(
+                    .tooLarge,
+                    "at most \(Dedupe.maximumNearPerBatch) items of a batch may ask for a near dedupe, not \(near); split it"
+                )
+            }
             return Arguments(
                 batch, model: try request.optionalString("model"),
                 ifAbsent: try request.optionalBool("if_absent") ?? false)

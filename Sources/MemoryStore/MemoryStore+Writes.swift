@@ -311,12 +311,32 @@ extension MemoryStore {
     /// same normalized text (`Dedupe.sameText`); for `near`, the most similar of the user's 16
     /// closest memories at or above the similarity. A memory that no longer holds (superseded,
     /// or ending) is not one the user has, nor one that expires before the item would (an item
-    /// folded into it would go with it).
+    /// folded into it would go with it). Texts are found by fingerprint: a user's memories are
+    /// read once a command, however many of its items ask.
     private func duplicates(among items: [(Int, ResolvedMemory)]) -> [Duplicate] {
         guard items.contains(where: { $0.1.dedupe != nil }) else { return [] }
+        struct TextKey: Hashable {
+            var user: ExactString
+            var fingerprint: UInt64
+        }
         var duplicates: [Duplicate] = []
         var kept: [ResolvedMemory] = []
+        var keptByText: [TextKey: [Int]] = [:]
+        // Each user's stored memories by text, read the first time an item of theirs asks.
+        var storedByText: [ExactString: [UInt64: [Int32]]] = [:]
         state.read { state in
+            func storedTexts(of user: String) -> [UInt64: [Int32]] {
+                if let known = storedByText[ExactString(user)] { return known }
+                var texts: [UInt64: [Int32]] = [:]
+                for key in state.flat?.ids(user: user) ?? [] {
+                    guard let handle = state.handles[ExactString(key)], let record = state.records[Int(handle)] else {
+                        continue
+                    }
+                    texts[Dedupe.fingerprint(record.text), default: []].append(handle)
+                }
+                storedByText[ExactString(user)] = texts
+                return texts
+            }
             for (i, item) in items {
                 let memory = item.memory
                 func lasts(_ expiresAt: Int64?, _ validTo: Int64?) -> Bool {
@@ -328,15 +348,15 @@ extension MemoryStore {
                 switch item.dedupe {
                 case nil: break
                 case .exact:
+                    let fingerprint = Dedupe.fingerprint(memory.text)
                     found =
-                        kept.first {
-                            $0.memory.user.bytewiseEquals(memory.user) && lasts($0.memory.expiresAt, nil)
-                                && Dedupe.sameText($0.memory.text, memory.text)
-                        }?.memory.id
+                        keptByText[TextKey(user: ExactString(memory.user), fingerprint: fingerprint)]?.lazy
+                        .map { kept[$0].memory }
+                        .first { lasts($0.expiresAt, nil) && Dedupe.sameText($0.text, memory.text) }?.id
                     if found == nil {
                         var oldest: Record?
-                        for key in state.flat?.ids(user: memory.user) ?? [] {
-                            guard let record = state.record(key: key), lasts(record.expiresAt, record.validity.to),
+                        for handle in storedTexts(of: memory.user)[fingerprint] ?? [] {
+                            guard let record = state.records[Int(handle)], lasts(record.expiresAt, record.validity.to),
                                 Dedupe.sameText(record.text, memory.text)
                             else { continue }
                             if record.seq < oldest?.seq ?? .max { oldest = record }
@@ -362,6 +382,10 @@ extension MemoryStore {
                 if let found {
                     duplicates.append(Duplicate(item: i, id: found))
                 } else {
+                    keptByText[
+                        TextKey(user: ExactString(memory.user), fingerprint: Dedupe.fingerprint(memory.text)),
+                        default: []
+                    ].append(kept.count)
                     kept.append(item)
                 }
             }
@@ -389,6 +413,11 @@ extension MemoryStore {
     ///   items superseding one memory, a successor that begins before its predecessor, or a
     ///   stored memory named with another predecessor than it has.
     private func successions(_ batch: [ResolvedMemory]) throws -> ([ResolvedMemory], [Succession]) {
+        // Nothing to close nor to carry over: no item names a predecessor and no stored memory
+        // has a link or an end (the usual import).
+        guard batch.contains(where: { $0.memory.validity.supersedes != nil }) || state.read({ $0.linked > 0 }) else {
+            return (batch, [])
+        }
         var batch = batch
         var successions: [Succession] = []
         var closed: [ExactString: Int] = [:]
@@ -450,6 +479,12 @@ extension MemoryStore {
     /// id (once in the batch), a time in `TimeRange`, and vectors of one dimension (the space's,
     /// once it has one) that it can store. Returns the dimension.
     private static func check(_ memories: [ResolvedMemory], dimension known: Int?, metric: Metric) throws -> Int? {
+        let near = memories.count { if case .near = $0.dedupe { true } else { false } }
+        guard near <= Dedupe.maximumNearPerBatch else {
+            throw StoreError.tooCostly(
+                "at most \(Dedupe.maximumNearPerBatch) items of a batch may ask for a near dedupe, not \(near); split it"
+            )
+        }
         // One id twice for one user in a batch would store one row and report two.
         var positions: [ExactString: Int] = [:]
         var dimension = known

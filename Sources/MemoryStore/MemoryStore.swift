@@ -185,6 +185,9 @@ public final class MemoryStore: Sendable {
         /// How many records have a bounded validity (`Validity.isBounded`): while none has, a
         /// read of what holds now needs no test of it.
         var bounded = 0
+        /// How many records have any validity field set (`!Validity.isOpen`): while none has, an
+        /// add has no link or end to carry over.
+        var linked = 0
         /// The latest validity bound of any record stored since the space was opened (a bound,
         /// never lowered): while it lies ahead, what holds now may change by the clock alone.
         var latestBound: Int64?
@@ -250,6 +253,7 @@ public final class MemoryStore: Sendable {
             guard let handle = handles[ExactString(key)], var record = records[Int(handle)] else { return }
             recordBytes -= record.approximateBytes
             if !record.validity.isBounded { bounded += 1 }
+            if record.validity.isOpen { linked += 1 }
             record.validity.to = end
             record.validity.supersededBy = successor
             noteBound(record.validity)
@@ -303,6 +307,7 @@ public final class MemoryStore: Sendable {
                 bounded += 1
                 noteBound(record.validity)
             }
+            if !record.validity.isOpen { linked += 1 }
             flat?.upsert(
                 id: key, user: memory.user, vector: memory.vector, attributes: record.attributes, handle: handle)
         }
@@ -328,6 +333,7 @@ public final class MemoryStore: Sendable {
                 if expiring == 0 { nextExpiry = nil }
             }
             if record.validity.isBounded { bounded -= 1 }
+            if !record.validity.isOpen { linked -= 1 }
             let key = MemoryStore.key(user: record.user, id: record.id)
             for position in 0..<record.windowCount { windows?.remove(id: MemoryStore.windowID(key, position + 1)) }
         }

@@ -50,6 +50,17 @@ import Testing
             #"{"op":"add","user":"ana","text":"x","vector":[1,0,0],"dedupe":true}"#,
             #"{"ok":false,"error":{"code":"wrong_type","message":"'dedupe' must be \"exact\" or {\"near\": similarity}, not boolean"}}"#
         )
+        // Each near item scans its user's vectors on the writer: 16 a batch, no more.
+        func items(_ count: Int) -> String {
+            (0..<count).map { #"{"user":"ana","text":"n\#($0)","vector":[1,0,0],"dedupe":{"near":0.99}}"# }
+                .joined(separator: ",")
+        }
+        exchange(
+            #"{"op":"add_batch","items":[\#(items(17))]}"#,
+            #"{"ok":false,"error":{"code":"too_large","message":"at most 16 items of a batch may ask for a near dedupe, not 17; split it"}}"#
+        )
+        #expect(socket.send(#"{"op":"add_batch","items":[\#(items(16))]}"# + "\n"))
+        #expect(socket.readLine()?.hasPrefix(#"{"ok":true,"count":0,"skipped":0,"ids":[]"#) == true)
         await server.stop()
     }
 }

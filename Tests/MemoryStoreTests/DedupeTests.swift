@@ -102,6 +102,27 @@ import VectorIndex
             try dot.add([memory("x", dedupe: .near(0.9))])
         }
         dot.close()
+        let many = try MemoryStore(path: temporary.path + "-many", dimension: 3)
+        #expect(
+            throws: StoreError.tooCostly(
+                "at most 16 items of a batch may ask for a near dedupe, not 17; split it")
+        ) { try many.add((0..<17).map { memory("n\($0)", dedupe: .near(0.9)) }) }
+        many.close()
+    }
+
+    /// A batch of 10,000 items asking for an exact dedupe against a user of 20,000 memories: every
+    /// item is found (by fingerprint, the user's texts read once for the command).
+    @Test func manyExactItemsReadTheUsersTextsOnce() throws {
+        let store = try MemoryStore(path: temporary.path, dimension: 3)
+        for part in 0..<2 {
+            try store.add((0..<10_000).map { memory("stored text \(part * 10_000 + $0)", dedupe: nil) })
+        }
+        let outcome = try add(store, (0..<10_000).map { memory("STORED TEXT \($0 * 2)") })
+        #expect(outcome.ids.isEmpty && outcome.duplicates.count == 10_000)
+        // Item 1 is "stored text 2", the third memory stored.
+        let first = try store.list(ListRequest(user: "u", limit: 3)).memories.map(\.id)
+        #expect(outcome.duplicates.prefix(2).map(\.id) == [first[0], first[2]])
+        store.close()
     }
 
     /// Replayed, the same commands find the same duplicates and leave the same rows.
