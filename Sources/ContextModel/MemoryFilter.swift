@@ -70,13 +70,17 @@ public struct ListRequest: Sendable, Equatable {
     public var withVector: Bool
     /// Which memories it sees by validity: those that hold now (the default), at a time, or all.
     public var validity: ValidityView
+    /// The time (unix milliseconds) the listing takes as now (expiry, which facts hold); nil:
+    /// the server's clock.
+    public var now: Int64?
 
     public init(
         user: String, filter: MemoryFilter = MemoryFilter(), newestFirst: Bool = false,
         limit: Int = ListRequest.defaultLimit, cursor: String? = nil, withVector: Bool = false,
-        validity: ValidityView = .current
+        validity: ValidityView = .current, now: Int64? = nil
     ) {
         self.validity = validity
+        self.now = now
         self.user = user
         self.filter = filter
         self.newestFirst = newestFirst

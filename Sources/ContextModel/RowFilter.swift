@@ -79,7 +79,7 @@ public struct RowFilter: Sendable, Equatable {
         if let until, row.createdAt > until { return false }
         if let liveAt, let expiresAt = row.expiresAt, expiresAt <= liveAt { return false }
         if let validAt {
-            if let validFrom = row.validFrom, validFrom > validAt { return false }
+            if row.validFrom ?? row.createdAt > validAt { return false }
             if let validTo = row.validTo, validTo <= validAt { return false }
         }
         return true

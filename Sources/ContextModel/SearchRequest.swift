@@ -55,6 +55,10 @@ public struct SearchRequest: Sendable, Equatable {
     public static let maximumFeedbackBoost = 10.0
     /// Which memories it sees by validity: those that hold now (the default), at a time, or all.
     public var validity: ValidityView = .current
+    /// The time (unix milliseconds) the search takes as now: recency, expiry and which facts
+    /// hold are judged at it, so the same request on the same data gives the same answer. Nil:
+    /// the server's clock.
+    public var now: Int64?
 
     public init(
         user: String, query: SearchQuery, k: Int = SearchRequest.defaultK, filter: RowFilter = RowFilter(),

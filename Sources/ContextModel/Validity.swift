@@ -38,13 +38,14 @@ public enum ValidityView: Sendable, Equatable {
 
 extension RowFilter {
     /// This filter narrowed to the rows `view` sees at `now`.
-    /// - Parameter anyBounded: Whether any row has a bounded validity: while none has, the
-    ///   current view needs no test (and the filter stays empty, for the indexes' fast path).
-    public func seeing(_ view: ValidityView, at now: Int64, anyBounded: Bool) -> RowFilter {
+    /// - Parameter tested: Whether some row may not hold at `now` (it has a bounded validity, or
+    ///   begins later): while none may, the current view needs no test (and the filter stays
+    ///   empty, for the indexes' fast path).
+    public func seeing(_ view: ValidityView, at now: Int64, tested: Bool) -> RowFilter {
         var filter = self
         switch view {
         case .current:
-            if anyBounded { filter.validAt = now }
+            if tested { filter.validAt = now }
         case .asOf(let time):
             filter.validAt = time
             filter.until = min(until ?? time, time)

@@ -156,6 +156,13 @@ extension FieldSpec {
     static let includeSuperseded = FieldSpec(
         "include_superseded", .boolean, default: "false", "see every memory, superseded or not (not with `as_of`)")
 
+    /// The clock of a read that depends on time (`search`, `prompt`, `get`, `list`, `sessions`,
+    /// `users`); the answer says which it used.
+    static let now = FieldSpec(
+        "now", .time,
+        "the time the read takes as now (expiry, recency, which facts hold); the server's clock when absent; answered as `now`"
+    )
+
     /// The filter of `search`, `list` and `forget`.
     static let filter: [FieldSpec] = [
         FieldSpec("session", .string, "only this session's memories"),
@@ -187,6 +194,6 @@ extension FieldSpec {
         FieldSpec(
             "feedback_boost", .number, minimum: 0, maximum: SearchRequest.maximumFeedbackBoost, exclusiveMinimum: true,
             "weighs what users said helped"),
-        asOf,
+        asOf, now,
     ]
 }

@@ -14,7 +14,7 @@ extension Operations {
                     default: String(ListRequest.defaultLimit), "memories in a page"),
                 FieldSpec("cursor", .string, "where the previous page ended (its `next_cursor`)"),
                 FieldSpec("with_vector", .boolean, default: "false", "return each memory's vector too"),
-                FieldSpec.asOf, FieldSpec.includeSuperseded,
+                FieldSpec.asOf, FieldSpec.includeSuperseded, FieldSpec.now,
             ]
         public static let fields = FieldSpec.names(requestFields)
         public static func encode(_ request: ListRequest, to writer: inout JSONWriter) {
@@ -36,6 +36,7 @@ extension Operations {
                 writer.bool(true)
             }
             writer.validityView(request.validity)
+            writer.now(request.now)
         }
         public static func decode(_ request: JSONObject) throws(ProtocolError) -> ListRequest {
             try request.requireKnownFields(fields)
@@ -48,7 +49,7 @@ extension Operations {
                 limit: try request.limit(default: ListRequest.defaultLimit, maximum: ListRequest.maximumLimit),
                 cursor: try request.optionalString("cursor"),
                 withVector: try request.optionalBool("with_vector") ?? false,
-                validity: try request.validityView(allowingAll: true))
+                validity: try request.validityView(allowingAll: true), now: try request.optionalTime("now"))
         }
         public static func encode(answer page: ListPage, to writer: inout JSONWriter) {
             writer.field("memories")
@@ -66,10 +67,13 @@ extension Operations {
         public struct Arguments: Sendable, Equatable {
             public var user: String
             public var limit: Int
+            /// The time the read takes as now (which turns expired); nil: the server's clock.
+            public var now: Int64?
 
-            public init(user: String, limit: Int = 1000) {
+            public init(user: String, limit: Int = 1000, now: Int64? = nil) {
                 self.user = user
                 self.limit = limit
+                self.now = now
             }
         }
 
@@ -90,6 +94,7 @@ extension Operations {
             FieldSpec(
                 "limit", .integer, minimum: 1, maximum: Double(Limits.maximumSessions), default: "1000",
                 "sessions at most"),
+            FieldSpec.now,
         ]
         public static let fields = FieldSpec.names(requestFields)
         public static func encode(_ arguments: Arguments, to writer: inout JSONWriter) {
@@ -97,11 +102,13 @@ extension Operations {
             writer.string(arguments.user)
             writer.field("limit")
             writer.int(Int64(arguments.limit))
+            writer.now(arguments.now)
         }
         public static func decode(_ request: JSONObject) throws(ProtocolError) -> Arguments {
             try request.requireKnownFields(fields)
             return Arguments(
-                user: try request.user(), limit: try request.limit(default: 1000, maximum: Limits.maximumSessions))
+                user: try request.user(), limit: try request.limit(default: 1000, maximum: Limits.maximumSessions),
+                now: try request.optionalTime("now"))
         }
         public static func encode(answer: Answer, to writer: inout JSONWriter) {
             writer.field("sessions")
@@ -144,11 +151,14 @@ extension Operations {
             public var limit: Int
             /// The last user of the previous page: this page begins after it.
             public var after: String?
+            /// The time the read takes as now (which memories expired); nil: the server's clock.
+            public var now: Int64?
 
-            public init(prefix: String = "", limit: Int = 100, after: String? = nil) {
+            public init(prefix: String = "", limit: Int = 100, after: String? = nil, now: Int64? = nil) {
                 self.prefix = prefix
                 self.limit = limit
                 self.after = after
+                self.now = now
             }
         }
 
@@ -168,7 +178,7 @@ extension Operations {
             FieldSpec("prefix", .string, default: "\"\"", "only users whose ids begin with these bytes"),
             FieldSpec(
                 "limit", .integer, minimum: 1, maximum: Double(Limits.maximumUsers), default: "100", "users at most"),
-            FieldSpec("after", .string, "the previous answer's `next`: the page after it"),
+            FieldSpec("after", .string, "the previous answer's `next`: the page after it"), FieldSpec.now,
         ]
         public static let fields = FieldSpec.names(requestFields)
         public static func encode(_ arguments: Arguments, to writer: inout JSONWriter) {
@@ -180,13 +190,14 @@ extension Operations {
                 writer.field("after")
                 writer.string(after)
             }
+            writer.now(arguments.now)
         }
         public static func decode(_ request: JSONObject) throws(ProtocolError) -> Arguments {
             try request.requireKnownFields(fields)
             return Arguments(
                 prefix: try request.optionalString("prefix") ?? "",
                 limit: try request.limit(default: 100, maximum: Limits.maximumUsers),
-                after: try request.optionalString("after"))
+                after: try request.optionalString("after"), now: try request.optionalTime("now"))
         }
         public static func encode(answer: Answer, to writer: inout JSONWriter) {
             writer.field("users")

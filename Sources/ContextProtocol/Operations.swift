@@ -304,6 +304,7 @@ public enum Operations {
                 writer.number(boost)
             }
             writer.validityView(search.validity)
+            writer.now(search.now)
         }
 
         /// Reads a search's fields; `k` is given (what `prompt` shares with `search`).
@@ -311,6 +312,7 @@ public enum Operations {
             var search = try readRetrieval(request, k: k)
             // `prompt` has no `include_superseded`: its field list refuses it first.
             search.validity = try request.validityView(allowingAll: true)
+            search.now = try request.optionalTime("now")
             return search
         }
 
@@ -413,22 +415,25 @@ public enum Operations {
             /// (answered with `memory`, or `not_found`).
             public var many: Bool
             public var withVector: Bool
+            /// The time the read takes as now (expiry); nil: the server's clock.
+            public var now: Int64?
 
             /// One memory.
-            public init(user: String, id: String, withVector: Bool = false) {
-                self.init(user: user, ids: [id], many: false, withVector: withVector)
+            public init(user: String, id: String, withVector: Bool = false, now: Int64? = nil) {
+                self.init(user: user, ids: [id], many: false, withVector: withVector, now: now)
             }
 
             /// Several memories in one request.
-            public init(user: String, ids: [String], withVector: Bool = false) {
-                self.init(user: user, ids: ids, many: true, withVector: withVector)
+            public init(user: String, ids: [String], withVector: Bool = false, now: Int64? = nil) {
+                self.init(user: user, ids: ids, many: true, withVector: withVector, now: now)
             }
 
-            private init(user: String, ids: [String], many: Bool, withVector: Bool) {
+            private init(user: String, ids: [String], many: Bool, withVector: Bool, now: Int64?) {
                 self.user = user
                 self.ids = ids
                 self.many = many
                 self.withVector = withVector
+                self.now = now
             }
         }
 
@@ -450,7 +455,7 @@ public enum Operations {
         public static let requestFields = [
             FieldSpec.user, FieldSpec("id", .identifier, "one memory's id (or `ids`)"),
             FieldSpec("ids", .strings, minimum: 1, maximum: Double(Limits.maximumIds), "several ids (or `id`)"),
-            FieldSpec("with_vector", .boolean, default: "false", "return each memory's vector too"),
+            FieldSpec("with_vector", .boolean, default: "false", "return each memory's vector too"), FieldSpec.now,
         ]
         public static let fields = FieldSpec.names(requestFields)
         public static func encode(_ arguments: Arguments, to writer: inout JSONWriter) {
@@ -467,21 +472,23 @@ public enum Operations {
                 writer.field("with_vector")
                 writer.bool(true)
             }
+            writer.now(arguments.now)
         }
         public static func decode(_ request: JSONObject) throws(ProtocolError) -> Arguments {
             try request.requireKnownFields(fields)
             let user = try request.user()
             let withVector = try request.optionalBool("with_vector") ?? false
+            let now = try request.optionalTime("now")
             let hasId = request["id"] != nil && request["id"] != .null
             guard request["ids"] != nil && request["ids"] != .null else {
-                return Arguments(user: user, id: try request.memoryID(), withVector: withVector)
+                return Arguments(user: user, id: try request.memoryID(), withVector: withVector, now: now)
             }
             guard !hasId else { throw ProtocolError(.invalidValue, "give 'id' or 'ids', not both") }
             let ids = try request.strings("ids")
             guard (1...Limits.maximumIds).contains(ids.count) else {
                 throw ProtocolError(.invalidValue, "'ids' must hold 1 to \(Limits.maximumIds) ids, not \(ids.count)")
             }
-            return Arguments(user: user, ids: ids, withVector: withVector)
+            return Arguments(user: user, ids: ids, withVector: withVector, now: now)
         }
         public static func encode(answer: Answer, to writer: inout JSONWriter) {
             guard answer.many else {

@@ -76,6 +76,13 @@ extension JSONWriter {
         }
     }
 
+    /// Writes `now` when a request names it.
+    mutating func now(_ time: Int64?) {
+        guard let time else { return }
+        field("now")
+        int(time)
+    }
+
     /// Writes `,"key":` inside an object that already has a field.
     public mutating func field(_ name: String) {
         raw(UInt8(ascii: ","))

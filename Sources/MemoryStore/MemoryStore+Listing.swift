@@ -23,11 +23,12 @@ extension MemoryStore {
         state.read { state in ids.map { state.flat?.vector(id: Self.key(user: user, id: $0)) } }
     }
 
-    /// `user`'s memories `ids`, in order, nil where the user has no such memory.
+    /// `user`'s memories `ids`, in order, nil where the user has no such memory (or it expired
+    /// by `now`).
     /// - Parameter withVector: Include each memory's vector (normalized, for cosine); without
     ///   it the vectors are empty.
-    public func get(user: String, ids: [String], withVector: Bool) -> [Memory?] {
-        let now = Clock.nowMilliseconds()
+    public func get(user: String, ids: [String], withVector: Bool, now: Int64? = nil) -> [Memory?] {
+        let now = now ?? Clock.nowMilliseconds()
         return state.read { state in
             ids.map { id in
                 let key = Self.key(user: user, id: id)
@@ -59,9 +60,9 @@ extension MemoryStore {
             // Times changed since the listing began: each memory placed by the time it had.
             let moved = since < latest
             var arguments: StatementArguments = []
-            let now = Clock.nowMilliseconds()
+            let now = request.now ?? Clock.nowMilliseconds()
             var filter = request.filter
-            filter.rows = filter.rows.seeing(request.validity, at: now, anyBounded: anyBounded)
+            filter.rows = filter.rows.seeing(request.validity, at: now, tested: validityTested(at: now))
             let condition = SQL.condition(user: request.user, filter: filter, now: now, arguments: &arguments)
             let columns = "\(SQL.memoryColumns)\(request.withVector ? ", embedding" : "")"
             let at = moved ? "listed_at" : "created_at"
@@ -101,13 +102,15 @@ extension MemoryStore {
         }
     }
 
-    /// `user`'s pinned facts (memories whose metadata has `"pinned": true`) that `validity` sees,
-    /// oldest first, at most `limit`, with their vectors; read through their own index, whatever
-    /// else the user holds.
-    public func pinned(user: String, limit: Int, validity: ValidityView = .current) throws -> [Memory] {
+    /// `user`'s pinned facts (memories whose metadata has `"pinned": true`) that `validity` sees
+    /// at `now`, oldest first, at most `limit`, with their vectors; read through their own index,
+    /// whatever else the user holds.
+    public func pinned(
+        user: String, limit: Int, validity: ValidityView = .current, now: Int64? = nil
+    ) throws -> [Memory] {
         precondition(limit > 0)
-        let now = Clock.nowMilliseconds()
-        let rows = RowFilter().seeing(validity, at: now, anyBounded: anyBounded)
+        let now = now ?? Clock.nowMilliseconds()
+        let rows = RowFilter().seeing(validity, at: now, tested: validityTested(at: now))
         var test = SQL.validity(rows)
         if let until = rows.until {
             // As of a time: stored by then.
@@ -140,23 +143,27 @@ extension MemoryStore {
         }
     }
 
-    /// Whether any memory of the space has a bounded validity (see `RowFilter.seeing`).
-    var anyBounded: Bool { state.read { $0.bounded > 0 } }
+    /// Whether some memory of the space may not hold at `now` (see `RowFilter.seeing`): one has
+    /// a bounded validity, or one begins later (it was stored with a later `created_at`).
+    func validityTested(at now: Int64) -> Bool {
+        state.read { $0.bounded > 0 || ($0.latestBound ?? .min) > now }
+    }
 
     /// The users whose ids begin with `prefix` (bytes), after `after` when given, in the byte
     /// order of their ids, at most `limit` of those `included` takes, with their memories that have
-    /// not expired. Reads the users' rows through the `(user, created_at)` index and stops at the
+    /// not expired by `now`. Reads the users' rows through the `(user, created_at)` index and stops at the
     /// first user past the prefix, or once `scanLimit` users were read (a key that covers few
     /// users pages through the rest without one request reading them all).
     /// - Returns: The users, and the id to pass as `after` for the next page (nil: none).
     public func users(
-        prefix: String, after: String?, limit: Int, scanLimit: Int = 10_000, included: (String) -> Bool
+        prefix: String, after: String?, limit: Int, scanLimit: Int = 10_000, now: Int64? = nil,
+        included: (String) -> Bool
     ) throws -> (users: [UserSummary], next: String?) {
         precondition(limit > 0 && scanLimit > 0)
         let resume = after.map { !$0.utf8.lexicographicallyPrecedes(prefix.utf8) } ?? false
         return try withReader { database in
             let rows = try database.prepare(SQL.users)
-            try rows.bind([resume ? (after ?? prefix) : prefix, Int64(resume ? 1 : 0), Clock.nowMilliseconds()])
+            try rows.bind([resume ? (after ?? prefix) : prefix, Int64(resume ? 1 : 0), now ?? Clock.nowMilliseconds()])
             var users: [UserSummary] = []
             var scanned = 0
             var last: String?
@@ -172,13 +179,15 @@ extension MemoryStore {
         }
     }
 
-    /// `user`'s sessions, the most recently active first, at most `limit` of them; `more` tells
-    /// whether there are others.
-    public func sessions(user: String, limit: Int) throws -> (sessions: [SessionSummary], more: Bool) {
+    /// `user`'s sessions, counting the turns not expired by `now`, the most recently active
+    /// first, at most `limit` of them; `more` tells whether there are others.
+    public func sessions(
+        user: String, limit: Int, now: Int64? = nil
+    ) throws -> (sessions: [SessionSummary], more: Bool) {
         precondition(limit > 0)
         return try withReader { database in
             let rows = try database.prepare(SQL.sessions)
-            try rows.bind([user, Int64(limit + 1), Clock.nowMilliseconds()])
+            try rows.bind([user, Int64(limit + 1), now ?? Clock.nowMilliseconds()])
             var sessions: [SessionSummary] = []
             while try rows.step() {
                 guard sessions.count < limit else { return (sessions, true) }

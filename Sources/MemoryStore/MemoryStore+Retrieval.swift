@@ -44,7 +44,7 @@ extension MemoryStore {
     public func search(_ request: SearchRequest) throws -> [ScoredMemory] {
         precondition(request.k > 0)
         let mode = request.resolvedMode(canEmbed: false)
-        let now = Clock.nowMilliseconds()
+        let now = request.now ?? Clock.nowMilliseconds()
         var query: [Float] = []
         if mode != .keyword {
             guard let vector = request.vector else {
@@ -61,7 +61,7 @@ extension MemoryStore {
         let fused = resolved.isFused
         let candidates = fused ? Self.pool(k: request.k) : request.k
         var filter = request.filter
-        filter.rows = filter.rows.seeing(request.validity, at: now, anyBounded: anyBounded)
+        filter.rows = filter.rows.seeing(request.validity, at: now, tested: validityTested(at: now))
         // Metadata conditions are SQL's: they give the rows a side may return.
         let allowed = filter.metadata.isEmpty ? nil : try matchingHandles(request.user, filter, now)
         let keywordHits =
@@ -120,7 +120,7 @@ extension MemoryStore {
                 ranked.sort { a, b in a.score != b.score ? a.score > b.score : a.handle < b.handle }
             }
             // What the view sees of the neighbouring turns (not the request's other conditions).
-            var visible = RowFilter().seeing(request.validity, at: now, anyBounded: rows.validAt != nil)
+            var visible = RowFilter().seeing(request.validity, at: now, tested: rows.validAt != nil)
             visible.liveAt = rows.liveAt
             return hits(Array(ranked.prefix(request.k)), request: request, state: state, visible: visible)
         }

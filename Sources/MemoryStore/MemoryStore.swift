@@ -188,8 +188,9 @@ public final class MemoryStore: Sendable {
         /// How many records have any validity field set (`!Validity.isOpen`): while none has, an
         /// add has no link or end to carry over.
         var linked = 0
-        /// The latest validity bound of any record stored since the space was opened (a bound,
-        /// never lowered): while it lies ahead, what holds now may change by the clock alone.
+        /// The latest validity bound of any record stored since the space was opened, a memory's
+        /// start (`created_at` when it names none) included (never lowered): while it lies ahead,
+        /// what holds now may change by the clock alone.
         var latestBound: Int64?
 
         /// The record stored under `key` (see `MemoryStore.key`), if there is one.
@@ -239,7 +240,10 @@ public final class MemoryStore: Sendable {
             if let role = changes.role { record.role = role }
             if let speaker = changes.speaker { record.speaker = speaker }
             if let metadata = changes.metadata { record.metadata = metadata }
-            if let createdAt = changes.createdAt { record.createdAt = createdAt }
+            if let createdAt = changes.createdAt {
+                record.createdAt = createdAt
+                noteBound(record)
+            }
             records[Int(handle)] = record
             recordBytes += record.approximateBytes
             insertTurn(handle, record)
@@ -256,14 +260,14 @@ public final class MemoryStore: Sendable {
             if record.validity.isOpen { linked += 1 }
             record.validity.to = end
             record.validity.supersededBy = successor
-            noteBound(record.validity)
+            noteBound(record)
             records[Int(handle)] = record
             recordBytes += record.approximateBytes
             setAttributes(key: key, record)
         }
 
-        private mutating func noteBound(_ validity: Validity) {
-            for bound in [validity.from, validity.to].compactMap({ $0 }) {
+        private mutating func noteBound(_ record: Record) {
+            for bound in [record.validity.from ?? record.createdAt, record.validity.to].compactMap({ $0 }) {
                 latestBound = max(latestBound ?? bound, bound)
             }
         }
@@ -303,10 +307,8 @@ public final class MemoryStore: Sendable {
                 expiring += 1
                 nextExpiry = min(nextExpiry ?? expiresAt, expiresAt)
             }
-            if record.validity.isBounded {
-                bounded += 1
-                noteBound(record.validity)
-            }
+            if record.validity.isBounded { bounded += 1 }
+            noteBound(record)
             if !record.validity.isOpen { linked += 1 }
             flat?.upsert(
                 id: key, user: memory.user, vector: memory.vector, attributes: record.attributes, handle: handle)

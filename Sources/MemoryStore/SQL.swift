@@ -69,7 +69,7 @@ enum SQL {
     /// arguments: the memory holds at `validAt` (and, with `until`, was stored by then).
     static func validity(_ rows: RowFilter) -> (sql: String, arguments: [any StatementBindable]) {
         guard let at = rows.validAt else { return ("1", []) }
-        return ("(valid_from IS NULL OR valid_from <= ?) AND (valid_to IS NULL OR valid_to > ?)", [at, at])
+        return ("coalesce(valid_from, created_at) <= ? AND (valid_to IS NULL OR valid_to > ?)", [at, at])
     }
 
     /// A memory from a row whose first columns are `memoryColumns`.

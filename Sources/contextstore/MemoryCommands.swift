@@ -36,6 +36,7 @@ struct RankingOptions: ParsableArguments {
     @Flag(help: "Scan exactly, never the graph (the ground truth).") var exact = false
     @Option(help: "Read what held at this time (unix ms or ISO 8601) and had been stored by then (default: now).")
     var asOf: String?
+    @Option(help: nowHelp) var now: String?
 
     var fields: [(key: String, value: JSONValue)] {
         var fields = optional("mode", mode) + optional("ef", ef.map(Int64.init))
@@ -43,9 +44,13 @@ struct RankingOptions: ParsableArguments {
         if let halfLife { fields.append(("half_life", .number(halfLife))) }
         if let feedbackBoost { fields.append(("feedback_boost", .number(feedbackBoost))) }
         if exact { fields.append(("exact", .bool(true))) }
-        return fields + time("as_of", asOf)
+        return fields + time("as_of", asOf) + time("now", now)
     }
 }
+
+/// The help of `--now`, on every command whose answer depends on the time.
+let nowHelp: ArgumentHelp =
+    "Read at this time (unix ms or ISO 8601): expiry, recency and which facts hold, as of then (default: the server's clock)."
 
 /// `--where`, the metadata conditions of `search`, `list` and `forget`.
 struct MetadataOptions: ParsableArguments {
@@ -87,13 +92,14 @@ struct ListCommand: AsyncParsableCommand {
     @Option(help: "List what held at this time (unix ms or ISO 8601) and had been stored by then (default: now).")
     var asOf: String?
     @Flag(help: "List superseded memories too, with their links (not with --as-of).") var includeSuperseded = false
+    @Option(help: nowHelp) var now: String?
 
     func run() async throws {
         var fields: [(key: String, value: JSONValue)] = [("user", .string(user)), ("limit", .integer(limit))]
         fields += filter.fields + (try metadata.fields()) + optional("cursor", cursor)
         if newestFirst { fields.append(("order", .string("desc"))) }
         if withVector { fields.append(("with_vector", .bool(true))) }
-        fields += time("as_of", asOf)
+        fields += time("as_of", asOf) + time("now", now)
         if includeSuperseded { fields.append(("include_superseded", .bool(true))) }
         try await connection.send(Operations.List.self, fields)
     }

@@ -77,13 +77,14 @@ import Testing
     ]
 
     /// Requests that read, answered alike by every server holding the same memories.
+    /// Reads at one `now` (2026-01-01), so that every server answers them alike.
     static let reads: [String] = [
-        #"{"op":"search","user":"alice","vector":[1,0],"k":5}"#,
-        #"{"op":"search","user":"bob","query":"tea","mode":"keyword","k":5}"#,
-        #"{"op":"get","user":"alice","id":"a1"}"#,
-        #"{"op":"list","user":"bob"}"#,
-        #"{"op":"sessions","user":"alice"}"#,
-        #"{"op":"get","user":"carol","id":"c1"}"#,
+        #"{"op":"search","user":"alice","vector":[1,0],"k":5,"now":1767225600000}"#,
+        #"{"op":"search","user":"bob","query":"tea","mode":"keyword","k":5,"now":1767225600000}"#,
+        #"{"op":"get","user":"alice","id":"a1","now":1767225600000}"#,
+        #"{"op":"list","user":"bob","now":1767225600000}"#,
+        #"{"op":"sessions","user":"alice","now":1767225600000}"#,
+        #"{"op":"get","user":"carol","id":"c1","now":1767225600000}"#,
         #"{"op":"digest","user":"alice"}"#,
         #"{"op":"digest","user":"bob"}"#,
     ]

@@ -11,42 +11,40 @@ import Testing
     @Test func aDuplicateIsAnsweredWithTheMemoryTheUserHad() async throws {
         let server = try await TestServer(dimension: 3)
         let socket = try RawSocket(port: server.port)
-        func exchange(_ line: String, _ expected: String, sourceLocation: SourceLocation = #_sourceLocation) {
-            #expect(socket.send(line + "\n"), sourceLocation: sourceLocation)
-            #expect(socket.readLine() == expected, sourceLocation: sourceLocation)
-        }
-        exchange(
+        socket.exchange(
             #"{"op":"add","user":"ana","id":"tea","text":"Ana likes green tea","vector":[1,0,0]}"#,
             #"{"ok":true,"id":"tea"}"#)
-        exchange(
+        socket.exchange(
             #"{"op":"add","user":"ana","text":" ana LIKES green   tea","vector":[0,1,0],"dedupe":"exact"}"#,
             #"{"ok":true,"id":"tea","duplicate":true}"#)
-        exchange(
+        socket.exchange(
             #"{"op":"add","user":"ana","id":"close","text":"something else","vector":[1,0.1,0],"dedupe":{"near":0.95}}"#,
             #"{"ok":true,"id":"tea","duplicate":true}"#)
-        exchange(
+        socket.exchange(
             #"{"op":"add_batch","items":[{"user":"ana","id":"new","text":"Ana plays chess","vector":[0,0,1],"dedupe":"exact"},"#
                 + #"{"user":"ana","text":"Ana likes green tea","vector":[0,1,0],"dedupe":"exact"},"#
                 + #"{"user":"ana","text":"ANA PLAYS CHESS","vector":[0,1,0],"dedupe":"exact"}]}"#,
             #"{"ok":true,"count":1,"skipped":0,"ids":["new"],"conflicts":[],"truncated":[],"duplicates":[{"item":1,"id":"tea"},{"item":2,"id":"new"}]}"#
         )
-        exchange(#"{"op":"get","user":"ana","ids":["close"]}"#, #"{"ok":true,"memories":[],"missing":["close"]}"#)
+        socket.exchange(
+            #"{"op":"get","user":"ana","ids":["close"]}"#, #"{"ok":true,"memories":[],"missing":["close"]}"#,
+            now: FixedClock.now)
         #expect(socket.send(#"{"op":"stats"}"# + "\n"))
         let stats = try JSONParser.parse(Array(try #require(socket.readLine()).utf8)).objectValue
         #expect(stats?["memories"] == .integer(2) && stats?["duplicates"] == .integer(4))
         // Errors.
-        exchange(
+        socket.exchange(
             #"{"op":"add","user":"ana","text":"x","vector":[1,0,0],"dedupe":"same"}"#,
             #"{"ok":false,"error":{"code":"invalid_value","message":"'dedupe' must be \"exact\" or {\"near\": similarity}, not 'same'"}}"#
         )
-        exchange(
+        socket.exchange(
             #"{"op":"add","user":"ana","text":"x","vector":[1,0,0],"dedupe":{"near":0}}"#,
             #"{"ok":false,"error":{"code":"invalid_value","message":"'dedupe.near' must be above 0 and at most 1, not 0.0"}}"#
         )
-        exchange(
+        socket.exchange(
             #"{"op":"add","user":"ana","text":"x","vector":[1,0,0],"dedupe":{"near":0.9,"exact":true}}"#,
             #"{"ok":false,"error":{"code":"unknown_field","message":"unknown field 'exact'; this accepts near"}}"#)
-        exchange(
+        socket.exchange(
             #"{"op":"add","user":"ana","text":"x","vector":[1,0,0],"dedupe":true}"#,
             #"{"ok":false,"error":{"code":"wrong_type","message":"'dedupe' must be \"exact\" or {\"near\": similarity}, not boolean"}}"#
         )
@@ -55,7 +53,7 @@ import Testing
             (0..<count).map { #"{"user":"ana","text":"n\#($0)","vector":[1,0,0],"dedupe":{"near":0.99}}"# }
                 .joined(separator: ",")
         }
-        exchange(
+        socket.exchange(
             #"{"op":"add_batch","items":[\#(items(17))]}"#,
             #"{"ok":false,"error":{"code":"too_large","message":"at most 16 items of a batch may ask for a near dedupe, not 17; split it"}}"#
         )

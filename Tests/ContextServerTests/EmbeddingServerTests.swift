@@ -171,15 +171,17 @@ func textServer(
         #expect(try stat("embedding_cache_misses") == misses + 1)
         #expect(try stat("embedding_cache_hits") == hits + 1)
         // A user's search is a tenant of its own: the text the key embedded is not its hit.
-        socket.send(#"{"op":"search","user":"nobody","query":"\#(text)"}"# + "\n")
-        #expect(socket.readLine() == #"{"ok":true,"hits":[]}"#)
-        socket.send(#"{"op":"search","user":"nobody","query":"\#(text)","mode":"vector"}"# + "\n")
-        #expect(socket.readLine() == #"{"ok":true,"hits":[]}"#)
+        socket.exchange(
+            #"{"op":"search","user":"nobody","query":"\#(text)"}"#, #"{"ok":true,"hits":[]}"#, now: FixedClock.now)
+        socket.exchange(
+            #"{"op":"search","user":"nobody","query":"\#(text)","mode":"vector"}"#, #"{"ok":true,"hits":[]}"#,
+            now: FixedClock.now)
         #expect(try stat("embedding_cache_misses") == misses + 2)
         #expect(try stat("embedding_cache_hits") == hits + 2)
         // A user named as the keyless `embed`'s scope would be ("key:") is still another tenant.
-        socket.send(#"{"op":"search","user":"key:","query":"\#(text)","mode":"vector"}"# + "\n")
-        #expect(socket.readLine() == #"{"ok":true,"hits":[]}"#)
+        socket.exchange(
+            #"{"op":"search","user":"key:","query":"\#(text)","mode":"vector"}"#, #"{"ok":true,"hits":[]}"#,
+            now: FixedClock.now)
         #expect(try stat("embedding_cache_misses") == misses + 3)
         #expect(try stat("embedding_cache_hits") == hits + 2)
         await server.shutdown()
@@ -223,8 +225,9 @@ func textServer(
         socket.send(#"{"op":"search","user":"u","query":"hello","mode":"hybrid"}"# + "\n")
         #expect(socket.readLine() == answer)
         // Without a mode: words alone, and the answer says so.
-        socket.send(#"{"op":"search","user":"u","query":"hello"}"# + "\n")
-        #expect(socket.readLine() == #"{"ok":true,"hits":[],"degraded":["vector"]}"#)
+        socket.exchange(
+            #"{"op":"search","user":"u","query":"hello"}"#, #"{"ok":true,"hits":[],"degraded":["vector"]}"#,
+            now: FixedClock.now)
         socket.send(#"{"op":"embed","texts":["hello"]}"# + "\n")
         #expect(socket.readLine() == answer)
         socket.send(#"{"op":"hello"}"# + "\n")

@@ -83,7 +83,7 @@ import Testing
                 ),
                 (
                     #"{"op":"search","user":"u","vector":[1,0,0],"sesion":"a"}"#,
-                    #"{"ok":false,"error":{"code":"unknown_field","message":"unknown field 'sesion'; this accepts as_of, context, ef, exact, explain, feedback_boost, half_life, include_superseded, k, mode, query, role, session, since, speaker, until, user, vector, where"}}"#
+                    #"{"ok":false,"error":{"code":"unknown_field","message":"unknown field 'sesion'; this accepts as_of, context, ef, exact, explain, feedback_boost, half_life, include_superseded, k, mode, now, query, role, session, since, speaker, until, user, vector, where"}}"#
                 ),
                 (
                     #"{"op":"add_batch","items":[{"user":"u","text":"t","vector":[1,0,0],"roll":"user"}]}"#,

@@ -50,12 +50,14 @@ import Testing
             port, "POST", "/v1/ops/add", body: #"{"user":"alice","id":"a1","text":"tea \u0000 time","vector":[1,0]}"#)
         #expect(added.status == 200)
         #expect(added.answer?["id"] == "a1", "\(String(describing: added.answer))")
-        let got = try await Self.exchange(port, "POST", "/v1/ops/get", body: #"{"user":"alice","id":"a1"}"#)
+        let got = try await Self.exchange(
+            port, "POST", "/v1/ops/get", body: #"{"user":"alice","id":"a1","now":\#(FixedClock.now)}"#)
         #expect(got.status == 200)
         #expect(got.answer?["memory"]?.objectValue?["text"] == .string("tea \u{0} time"))
         // The same answer as the line protocol's.
         let client = try await server.client()
-        let line = try await client.roundTrip(line: Array(#"{"op":"get","user":"alice","id":"a1"}"#.utf8))
+        let line = try await client.roundTrip(
+            line: Array(FixedClock.at(#"{"op":"get","user":"alice","id":"a1"}"#).utf8))
         #expect(line == got.answer)
         await client.close()
 

@@ -308,10 +308,12 @@ import VectorIndex
         // Asked for: served, and a text search says what it could not use.
         (process, line, _) = try serve(["--db", database, "--model", "none"], in: folder.path, home: empty.path)
         let other = try RawSocket(port: Int(line.split(separator: ":").last ?? "") ?? 0)
-        other.send(#"{"op":"search","user":"u","query":"tea"}"# + "\n")
-        #expect(other.readLine() == #"{"ok":true,"hits":[],"degraded":["vector"]}"#)
-        other.send(#"{"op":"search","user":"u","query":"tea","mode":"keyword"}"# + "\n")
-        #expect(other.readLine() == #"{"ok":true,"hits":[]}"#)
+        other.exchange(
+            #"{"op":"search","user":"u","query":"tea"}"#, #"{"ok":true,"hits":[],"degraded":["vector"]}"#,
+            now: FixedClock.now)
+        other.exchange(
+            #"{"op":"search","user":"u","query":"tea","mode":"keyword"}"#, #"{"ok":true,"hits":[]}"#,
+            now: FixedClock.now)
         kill(process.processIdentifier, SIGTERM)
         process.waitUntilExit()
     }

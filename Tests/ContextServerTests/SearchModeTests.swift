@@ -45,8 +45,9 @@ import Testing
         #expect(hybrid[0].explanation?.vectorRank == 1 && hybrid[0].explanation?.keywordRank == 1)
         #expect(hybrid[1].explanation?.keywordRank == nil && hybrid[1].explanation?.neighbours != nil)
         // `where` on a vector search goes through SQL, on the compute pool.
-        socket.send(#"{"op":"search","user":"u","vector":[1,0],"k":3,"where":{"k":1}}"# + "\n")
-        #expect(socket.readLine() == #"{"ok":true,"hits":[]}"#)
+        socket.exchange(
+            #"{"op":"search","user":"u","vector":[1,0],"k":3,"where":{"k":1}}"#, #"{"ok":true,"hits":[]}"#,
+            now: FixedClock.now)
         socket.send(#"{"op":"search","user":"u","query":"violin","mode":"vector"}"# + "\n")
         #expect(try object(socket.readLine())["error"]?.objectValue?["code"] == .string("no_embedder"))
         await server.stop()

@@ -198,9 +198,15 @@ import Testing
         ]
         for line in other { #expect(ask(root, line)?.hasPrefix(#"{"ok":true"#) == true) }
         let bobsAnswers = [
-            Self.line("search", ["user": #""bob""#, "vector": "[0,1,0,0]", "k": "10"]),
-            Self.line("search", ["user": #""bob""#, "query": #""tea""#, "mode": #""keyword""#, "explain": "true"]),
-            Self.line("list", ["user": #""bob""#]), Self.line("digest", ["user": #""bob""#]),
+            Self.line("search", ["user": #""bob""#, "vector": "[0,1,0,0]", "k": "10", "now": "\(FixedClock.now)"]),
+            Self.line(
+                "search",
+                [
+                    "user": #""bob""#, "query": #""tea""#, "mode": #""keyword""#, "explain": "true",
+                    "now": "\(FixedClock.now)",
+                ]),
+            Self.line("list", ["user": #""bob""#, "now": "\(FixedClock.now)"]),
+            Self.line("digest", ["user": #""bob""#]),
         ]
         let before = bobsAnswers.map { ask(root, $0) }
         let residentBefore = server.residentBytes

@@ -4,6 +4,7 @@ import ContextServer
 import Foundation
 import Logging
 import MemoryStore
+import Testing
 import VectorIndex
 
 /// A fresh database path in its own temporary folder, removed afterwards.
@@ -159,4 +160,31 @@ func builtExecutable(_ name: String) -> String {
     // The test binary may sit inside a .xctest folder.
     if folder.pathExtension == "xctest" { folder.deleteLastPathComponent() }
     return folder.appendingPathComponent(name).path
+}
+
+/// The time tests read at when they compare answers byte for byte (2026-01-01T00:00:00Z): a read
+/// that depends on time answers with the `now` it used, the clock's when the request names none.
+enum FixedClock {
+    static let now: Int64 = 1_767_225_600_000
+
+    /// A request or answer line (one JSON object, a newline after it or not) with `"now":now`
+    /// as its last field.
+    static func at(_ line: String, _ now: Int64 = FixedClock.now) -> String {
+        let object = line.hasSuffix("\n") ? String(line.dropLast()) : line
+        precondition(object.hasSuffix("}"))
+        return object.dropLast() + #","now":\#(now)}"# + (line.hasSuffix("\n") ? "\n" : "")
+    }
+}
+
+extension RawSocket {
+    /// Sends `line` and expects `expected` back, byte for byte; at `now`, both with
+    /// `"now":now` as their last field.
+    func exchange(
+        _ line: String, _ expected: String, now: Int64? = nil, sourceLocation: SourceLocation = #_sourceLocation
+    ) {
+        var (line, expected) = (line, expected)
+        if let now { (line, expected) = (FixedClock.at(line, now), FixedClock.at(expected, now)) }
+        #expect(send(line + "\n"), sourceLocation: sourceLocation)
+        #expect(readLine() == expected, sourceLocation: sourceLocation)
+    }
 }

@@ -47,13 +47,16 @@ struct OperationDescriptor: Sendable {
     ///   - cost: What a request takes from its key's rate (a ping takes 1).
     ///   - cachedFor: The user whose memories a request's answer depends on alone, when the
     ///     answer may be kept (`ResultCache`); nil (the function, or what it returns): it may not.
+    ///   - clock: A read's time, when its answer depends on the time (it is then answered with
+    ///     `now`).
     ///   - answer: The answer's fields, for the spec.
     ///   - errors: The op's own error codes, for the spec.
     init<Op: WireOperation>(
         _ op: Op.Type, runs placement: Placement, access: Access,
         users: @escaping @Sendable (Op.Arguments) -> [String] = { _ in [] },
         cost: Cost<Op.Arguments> = .fixed(1),
-        cachedFor: (@Sendable (Op.Arguments) -> String?)? = nil, answer: [String], errors: [ErrorCode] = [],
+        cachedFor: (@Sendable (Op.Arguments) -> String?)? = nil, clock: ClockField<Op.Arguments>? = nil,
+        answer: [String], errors: [ErrorCode] = [],
         needsComputePool: @escaping @Sendable (Op.Arguments) -> Bool = { _ in false },
         embed: @escaping @Sendable (Op.Arguments, ServerContext) throws(ProtocolError) -> Op.Arguments = { a, _ in a },
         handle: @escaping @Sendable (Op.Arguments, ServerContext) throws -> Op.Answer
@@ -64,19 +67,26 @@ struct OperationDescriptor: Sendable {
         requestFields = Op.requestFields
         costText = cost.text
         cached = cachedFor != nil
-        self.answer = answer + (placement == .writer ? ["seqs?"] : [])
+        self.answer = answer + (placement == .writer ? ["seqs?"] : []) + (clock == nil ? [] : ["now"])
         self.errors = errors
         let cachedFor = cachedFor ?? { _ in nil }
         decode = { (object) throws(ProtocolError) in
             let arguments = try Op.decode(object)
             var call = Call.bind(
-                arguments, Op.self, writes: placement == .writer, cachedFor: cachedFor,
+                arguments, Op.self, writes: placement == .writer, cachedFor: cachedFor, clock: clock,
                 needsComputePool: needsComputePool, embed: embed, handle: handle)
             call.users = users(arguments)
             call.cost = cost.of(arguments)
             return call
         }
     }
+}
+
+/// Where a read's arguments keep the time it takes as now (nil: the server's clock).
+struct ClockField<Arguments>: Sendable {
+    let path: WritableKeyPath<Arguments, Int64?> & Sendable
+
+    init(_ path: WritableKeyPath<Arguments, Int64?> & Sendable) { self.path = path }
 }
 
 /// What a request takes from its key's rate: a function of its arguments, and the same in words
@@ -111,6 +121,7 @@ struct Call: Sendable {
     static func bind<Op: WireOperation>(
         _ arguments: Op.Arguments, _ op: Op.Type, writes: Bool,
         cachedFor: @escaping @Sendable (Op.Arguments) -> String?,
+        clock: ClockField<Op.Arguments>?,
         needsComputePool: @escaping @Sendable (Op.Arguments) -> Bool,
         embed: @escaping @Sendable (Op.Arguments, ServerContext) throws(ProtocolError) -> Op.Arguments,
         handle: @escaping @Sendable (Op.Arguments, ServerContext) throws -> Op.Answer
@@ -119,7 +130,7 @@ struct Call: Sendable {
             needsComputePool: needsComputePool(arguments),
             embedded: { (context) throws(ProtocolError) in
                 bind(
-                    try embed(arguments, context), op, writes: writes, cachedFor: cachedFor,
+                    try embed(arguments, context), op, writes: writes, cachedFor: cachedFor, clock: clock,
                     needsComputePool: { _ in false }, embed: embed, handle: handle)
             },
             run: { context, rid in
@@ -135,28 +146,54 @@ struct Call: Sendable {
                         }
                     }
                 }
+                // A read that depends on time runs at the request's `now`, or the clock's, and
+                // says which: the same request at the same `now` on the same data gives the same
+                // answer, byte for byte.
+                var timed = arguments
+                let given = clock.flatMap { arguments[keyPath: $0.path] }
+                let now = clock.map { clock in
+                    let now = given ?? Clock.nowMilliseconds()
+                    timed[keyPath: clock.path] = now
+                    return now
+                }
+                func line(_ fields: [UInt8]) -> [UInt8] {
+                    Response.success(rid: rid) { writer in
+                        writer.raw(fields)
+                        if let now {
+                            writer.field("now")
+                            writer.int(now)
+                        }
+                    }
+                }
                 guard let user = cachedFor(arguments), let cache = context.results,
                     let store = try? context.stores.of(user)
                 else {
-                    return answering(rid) { Op.answerLine(try handle(arguments, context), rid: rid) }
+                    return answering(rid) {
+                        var fields = JSONWriter()
+                        Op.encode(answer: try handle(timed, context), to: &fields)
+                        return line(fields.bytes)
+                    }
                 }
+                // Kept by the request as asked: one without `now` is answered from what was kept
+                // while the answer stays the same (the deadline), with the `now` of its asking.
                 // The generation and the deadline are read before the answer is computed: a write
                 // after them makes the kept answer stale, never the other way round.
                 let request = Op.requestLine(arguments)
                 let generation = store.generation(of: user)
-                let now = Clock.nowMilliseconds()
-                let deadline = store.answersStay(at: now)
-                if let fields = cache.answer(for: request, at: generation, now: now) {
-                    return Response.success(rid: rid) { $0.raw(fields) }
+                let clockNow = Clock.nowMilliseconds()
+                // At a given `now`, time changes nothing: only a write does.
+                let deadline = given == nil ? store.answersStay(at: clockNow) : nil
+                if let fields = cache.answer(for: request, at: generation, now: clockNow) {
+                    return line(fields)
                 }
                 return answering(rid) {
                     var fields = JSONWriter()
-                    Op.encode(answer: try handle(arguments, context), to: &fields)
+                    Op.encode(answer: try handle(timed, context), to: &fields)
                     // A memory expired and not yet purged, or a validity bound ahead: nothing to keep.
-                    if deadline.map({ $0 > now }) ?? true {
+                    if deadline.map({ $0 > clockNow }) ?? true {
                         cache.store(fields.bytes, for: request, user: user, at: generation, until: deadline)
                     }
-                    return Response.success(rid: rid) { $0.raw(fields.bytes) }
+                    return line(fields.bytes)
                 }
             })
     }
@@ -213,7 +250,7 @@ enum OperationTable {
             // reads through SQL go to the pool.
             // Kept unless recency weighs in: then the answer changes with time alone.
             Operations.Search.self, runs: .eventLoop, access: .read, users: { [$0.user] }, cost: .fixed(2),
-            cachedFor: { $0.halfLife == nil ? $0.user : nil }, answer: ["hits", "degraded?"],
+            cachedFor: { $0.halfLife == nil ? $0.user : nil }, clock: ClockField(\.now), answer: ["hits", "degraded?"],
             errors: [.noEmbedder],
             needsComputePool: { search in
                 let keywords = search.text != nil && search.mode != .vector
@@ -225,7 +262,7 @@ enum OperationTable {
         // Reads through SQL, embeds the query and counts tokens: on the pool.
         OperationDescriptor(
             Operations.Prompt.self, runs: .computePool, access: .read, users: { [$0.search.user] }, cost: .fixed(5),
-            cachedFor: { $0.search.halfLife == nil ? $0.search.user : nil },
+            cachedFor: { $0.search.halfLife == nil ? $0.search.user : nil }, clock: ClockField(\.search.now),
             answer: ["prompt", "messages?", "tokens", "counter", "sections", "used", "dropped", "sources?", "spans?"],
             errors: [.noEmbedder, .budgetTooSmall, .unknownTemplate]
         ) {
@@ -234,14 +271,14 @@ enum OperationTable {
         },
         OperationDescriptor(
             Operations.Get.self, runs: .eventLoop, access: .read, users: { [$0.user] },
-            cost: Cost("1 + (ids - 1)/16") { 1 + Double($0.ids.count - 1) / 16 },
+            cost: Cost("1 + (ids - 1)/16") { 1 + Double($0.ids.count - 1) / 16 }, clock: ClockField(\.now),
             answer: ["memory?", "memories?", "missing?"], errors: [.notFound]
         ) {
             request, context in try context.get(request)
         },
         // Pages are read through SQL, which may wait for the disk: off the event loops.
         OperationDescriptor(
-            Operations.List.self, runs: .computePool, access: .read, users: { [$0.user] },
+            Operations.List.self, runs: .computePool, access: .read, users: { [$0.user] }, clock: ClockField(\.now),
             answer: ["memories", "next_cursor"]
         ) {
             request, context in
@@ -249,17 +286,18 @@ enum OperationTable {
         },
         OperationDescriptor(
             Operations.Sessions.self, runs: .computePool, access: .read, users: { [$0.user] },
-            answer: ["sessions", "more"]
+            clock: ClockField(\.now), answer: ["sessions", "more"]
         ) {
             request, context in
             let (sessions, more) = try context.stores.of(request.user).sessions(
-                user: request.user, limit: request.limit)
+                user: request.user, limit: request.limit, now: request.now)
             return Operations.Sessions.Answer(sessions: sessions, more: more)
         },
         // Reads through SQL, a page of users: off the event loops. A key that covers some users
         // sees those alone (the handler filters), so any read key may ask.
         OperationDescriptor(
-            Operations.Users.self, runs: .computePool, access: .read, cost: .fixed(2), answer: ["users", "next"]
+            Operations.Users.self, runs: .computePool, access: .read, cost: .fixed(2), clock: ClockField(\.now),
+            answer: ["users", "next"]
         ) {
             request, context in try context.users(request)
         },

@@ -43,14 +43,16 @@ extension ServerContext {
         let (template, fromRequest) = try template(request.template)
         let user = request.search.user
         let store = try stores.of(user)
-        // What the prompt's `now` shows: the time it is read as of.
-        let now: Int64 =
-            if case .asOf(let time) = request.search.validity { time } else { Clock.nowMilliseconds() }
+        // The dispatcher gives every read a time (`now`); the prompt's `{{now}}` shows the time
+        // it is read as of.
+        let clock = request.search.now ?? Clock.nowMilliseconds()
+        let now: Int64 = if case .asOf(let time) = request.search.validity { time } else { clock }
         var memories: [PromptItem] = []
         /// Every memory read for the prompt, for the sources of those it uses.
         var read: [Memory] = []
         if request.limit > 0 {
             var search = request.search
+            search.now = clock
             search.k = max(30, min(request.limit, request.budget / 16) + 10)
             search = try embedded(search)
             let hits = try store.search(search)
@@ -73,19 +75,19 @@ extension ServerContext {
             let page = try store.list(
                 ListRequest(
                     user: user, filter: MemoryFilter(rows: RowFilter(session: session)), newestFirst: true,
-                    limit: request.recent, withVector: true, validity: request.search.validity))
+                    limit: request.recent, withVector: true, validity: request.search.validity, now: clock))
             read += page.memories
             recent = page.memories.reversed().map { Self.item($0, vector: $0.vector) }
         }
         let pinnedFacts = try store.pinned(
-            user: user, limit: PromptSettings.maximumPinned, validity: request.search.validity)
+            user: user, limit: PromptSettings.maximumPinned, validity: request.search.validity, now: clock)
         read += pinnedFacts
         var pinned = pinnedFacts.map { Self.item($0, vector: $0.vector) }
         if request.showChanges {
             // What each memory that superseded another replaced: its text and end.
             let successors = read.filter { $0.validity.supersedes != nil }
             let predecessors = store.get(
-                user: user, ids: successors.compactMap(\.validity.supersedes), withVector: false)
+                user: user, ids: successors.compactMap(\.validity.supersedes), withVector: false, now: clock)
             var before: [ExactString: (text: String, until: Int64)] = [:]
             for (successor, predecessor) in zip(successors, predecessors) {
                 guard let predecessor else { continue }

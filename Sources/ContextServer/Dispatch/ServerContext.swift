@@ -290,7 +290,7 @@ struct ServerContext: Sendable {
 
     func get(_ request: Operations.Get.Arguments) throws(ProtocolError) -> Operations.Get.Answer {
         let found = try stores.of(request.user).get(
-            user: request.user, ids: request.ids, withVector: request.withVector)
+            user: request.user, ids: request.ids, withVector: request.withVector, now: request.now)
         if !request.many, found[0] == nil { throw notFound(MemoryRef(user: request.user, id: request.ids[0])) }
         return Operations.Get.Answer(
             memories: found.compactMap { $0 }, missing: zip(request.ids, found).filter { $1 == nil }.map(\.0),
@@ -490,7 +490,7 @@ struct ServerContext: Sendable {
         }
         let key = limitingKey
         let (users, next) = try store.users(
-            prefix: request.prefix, after: request.after, limit: request.limit,
+            prefix: request.prefix, after: request.after, limit: request.limit, now: request.now,
             included: { user in key?.covers(user) ?? true })
         return Operations.Users.Answer(users: users, next: next)
     }

@@ -293,15 +293,17 @@ class Operations:
         half_life: Optional[float] = None, context: Optional[int] = None, ef: Optional[int] = None,
         exact: Optional[bool] = None, feedback_boost: Optional[float] = None,
         as_of: Union[int, str, None] = None, include_superseded: Optional[bool] = None,
+        now: Union[int, str, None] = None,
     ) -> Any:
         """-> list of ``Hit``, best first: the ``k`` memories of ``user`` that best answer ``query``
         (text) and/or ``vector``; of what holds now, what held ``as_of`` a time, or all of it
-        (``include_superseded``)."""
+        (``include_superseded``). ``now`` (any read of time): the time the server reads at, for
+        answers that do not change with the clock."""
         fields = _given(
             op="search", user=user, query=query, vector=_vector(vector), k=k, mode=mode, session=session,
             role=role, speaker=speaker, since=since, until=until, where=where, explain=explain,
             half_life=half_life, context=context, ef=ef, exact=exact, feedback_boost=feedback_boost,
-            as_of=as_of, include_superseded=include_superseded,
+            as_of=as_of, include_superseded=include_superseded, now=now,
         )
         return self._call(Request(fields, _hits, True))
 
@@ -314,6 +316,7 @@ class Operations:
         where: Optional[Mapping[str, Any]] = None, half_life: Optional[float] = None,
         context: Optional[int] = None, ef: Optional[int] = None, exact: Optional[bool] = None,
         feedback_boost: Optional[float] = None, as_of: Union[int, str, None] = None,
+        now: Union[int, str, None] = None,
     ) -> Any:
         """-> ``Prompt``: ``query`` with ``user``'s pinned facts, relevant memories, a summary and the
         latest turns of ``session``, within ``budget`` tokens; of what holds now, or ``as_of`` a time."""
@@ -321,17 +324,18 @@ class Operations:
             op="prompt", user=user, query=query, session=session, budget=budget, limit=limit, recent=recent,
             template=template, system=system, format=format, caps=caps, vector=_vector(vector), mode=mode,
             role=role, speaker=speaker, since=since, until=until, where=where, half_life=half_life,
-            context=context, ef=ef, exact=exact, feedback_boost=feedback_boost, as_of=as_of,
+            context=context, ef=ef, exact=exact, feedback_boost=feedback_boost, as_of=as_of, now=now,
         )
         return self._call(Request(fields, t.Prompt.from_json, True))
 
     def get(
         self, user: str, id: Optional[str] = None, *, ids: Optional[Sequence[str]] = None,
-        with_vector: Optional[bool] = None,
+        with_vector: Optional[bool] = None, now: Union[int, str, None] = None,
     ) -> Any:
         """With ``id``: the ``Memory`` (``NotFound`` when the user has none). With ``ids``:
         ``Memories``, those found in the order asked and the ids missing."""
-        fields = _given(op="get", user=user, id=id, ids=list(ids) if ids is not None else None, with_vector=with_vector)
+        fields = _given(op="get", user=user, id=id, ids=list(ids) if ids is not None else None, with_vector=with_vector,
+                        now=now)
 
         def parse(answer: Dict[str, Any]) -> Any:
             if "memory" in answer:
@@ -345,32 +349,35 @@ class Operations:
         with_vector: Optional[bool] = None, session: Optional[str] = None, role: Optional[str] = None,
         speaker: Optional[str] = None, since: Union[int, str, None] = None, until: Union[int, str, None] = None,
         where: Optional[Mapping[str, Any]] = None, as_of: Union[int, str, None] = None,
-        include_superseded: Optional[bool] = None,
+        include_superseded: Optional[bool] = None, now: Union[int, str, None] = None,
     ) -> Any:
         """-> ``Page``: ``user``'s memories in time order; pass ``next_cursor`` back as ``cursor``."""
         fields = _given(
             op="list", user=user, order=order, limit=limit, cursor=cursor, with_vector=with_vector,
             session=session, role=role, speaker=speaker, since=since, until=until, where=where,
-            as_of=as_of, include_superseded=include_superseded,
+            as_of=as_of, include_superseded=include_superseded, now=now,
         )
         return self._call(
             Request(fields, lambda a: t.Page([t.Memory.from_json(m) for m in a["memories"]], a["next_cursor"]), True)
         )
 
-    def sessions(self, user: str, *, limit: Optional[int] = None) -> Any:
+    def sessions(self, user: str, *, limit: Optional[int] = None, now: Union[int, str, None] = None) -> Any:
         """-> ``Sessions``: the user's sessions, most recently active first."""
 
         def parse(answer: Dict[str, Any]) -> t.Sessions:
             sessions = [t.Session(s["session"], s["turns"], s["first_at"], s["last_at"]) for s in answer["sessions"]]
             return t.Sessions(sessions, answer["more"])
 
-        return self._call(Request(_given(op="sessions", user=user, limit=limit), parse, True))
+        return self._call(Request(_given(op="sessions", user=user, limit=limit, now=now), parse, True))
 
-    def users(self, *, prefix: Optional[str] = None, limit: Optional[int] = None, after: Optional[str] = None) -> Any:
+    def users(
+        self, *, prefix: Optional[str] = None, limit: Optional[int] = None, after: Optional[str] = None,
+        now: Union[int, str, None] = None,
+    ) -> Any:
         """-> ``Users``: a page of the users whose ids begin with ``prefix`` (byte order); pass
         the answer's ``next`` as ``after`` for the next page."""
 
         def parse(answer: Dict[str, Any]) -> t.Users:
             return t.Users([t.UserSummary(u["user"], u["memories"]) for u in answer["users"]], answer["next"])
 
-        return self._call(Request(_given(op="users", prefix=prefix, limit=limit, after=after), parse, True))
+        return self._call(Request(_given(op="users", prefix=prefix, limit=limit, after=after, now=now), parse, True))

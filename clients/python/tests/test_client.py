@@ -352,6 +352,10 @@ def test_a_fact_that_changes(small_server):
         assert [(m.id, m.valid_to, m.supersedes, m.superseded_by) for m in history] == [
             ("lisbon", 1684368000000, None, "porto"), ("porto", None, "lisbon", None),
         ]
+        # A read at a time of one's choosing: what held then, whenever it is asked.
+        assert [m.id for m in client.list("eve", now="2023-05-10").memories] == ["lisbon"]
+        assert [h.id for h in client.search("eve", vector=vector, k=5, now=1683676800000)] == ["lisbon"]
+        assert client.sessions("eve", now="2023-05-10").sessions[0].turns == 2
         with pytest.raises(cs.NotFound):
             client.add("eve", "x", vector=vector, supersedes="nobody")
         with pytest.raises(cs.InvalidValue):

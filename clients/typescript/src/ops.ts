@@ -6,7 +6,7 @@ import { TurnsExist } from "./errors.js";
 import type { JSONObject, JSONValue } from "./json.js";
 import type {
   Added, BatchAdded, Changes, ChatMessage, Fields, ForgetOptions, Hello, Hit, ListOptions, Memory, NewMemory, Page, PromptAnswer,
-  PromptOptions, SearchOptions, Sessions, Users, Vector,
+  PromptOptions, SearchOptions, Sessions, Time, Users, Vector,
 } from "./types.js";
 
 export interface Request<T> {
@@ -222,12 +222,12 @@ export abstract class Operations {
     );
   }
 
-  get(user: string, id: string, settings: { with_vector?: boolean } = {}, options?: CallOptions): Promise<Memory> {
+  get(user: string, id: string, settings: { with_vector?: boolean; now?: Time } = {}, options?: CallOptions): Promise<Memory> {
     return this.call({ fields: { op: "get", user, id, ...settings }, parse: (a) => a.memory as unknown as Memory, safe: true }, options);
   }
 
   /** Several memories by id: those found, and the ids that were not. */
-  getMany(user: string, ids: string[], settings: { with_vector?: boolean } = {}, options?: CallOptions): Promise<{ memories: Memory[]; missing: string[] }> {
+  getMany(user: string, ids: string[], settings: { with_vector?: boolean; now?: Time } = {}, options?: CallOptions): Promise<{ memories: Memory[]; missing: string[] }> {
     return this.call(
       {
         fields: { op: "get", user, ids, ...settings },
@@ -241,17 +241,19 @@ export abstract class Operations {
   /** A page of `user`'s memories; pass the answer's `next_cursor` as `cursor` for the next. */
   list(user: string, settings: ListOptions = {}, options?: CallOptions): Promise<Page> {
     return this.call(
-      { fields: { op: "list", user, ...settings }, parse: (a) => ({ memories: a.memories as unknown as Memory[], next_cursor: a.next_cursor as string | null }), safe: true },
+      { fields: { op: "list", user, ...settings }, parse: (a) => ({ memories: a.memories as unknown as Memory[], next_cursor: a.next_cursor as string | null, now: a.now as number }), safe: true },
       options,
     );
   }
 
-  sessions(user: string, limit?: number, options?: CallOptions): Promise<Sessions> {
-    return this.call({ fields: { op: "sessions", user, limit }, parse: (a) => asIs(a) as unknown as Sessions, safe: true }, options);
+  /** `user`'s sessions, the latest active first; `settings` may be the limit alone. */
+  sessions(user: string, settings: number | { limit?: number; now?: Time } = {}, options?: CallOptions): Promise<Sessions> {
+    const { limit, now } = typeof settings === "number" ? { limit: settings, now: undefined } : settings;
+    return this.call({ fields: { op: "sessions", user, limit, now }, parse: (a) => asIs(a) as unknown as Sessions, safe: true }, options);
   }
 
   /** A page of the users whose ids begin with `prefix`; pass `next` as `after` for the next. */
-  users(settings: { prefix?: string; limit?: number; after?: string } = {}, options?: CallOptions): Promise<Users> {
+  users(settings: { prefix?: string; limit?: number; after?: string; now?: Time } = {}, options?: CallOptions): Promise<Users> {
     return this.call({ fields: { op: "users", ...settings }, parse: (a) => asIs(a) as unknown as Users, safe: true }, options);
   }
 }

@@ -90,6 +90,8 @@ export interface SearchOptions extends Filters {
   as_of?: Time;
   /** Every memory, superseded or not (not with `as_of`). */
   include_superseded?: boolean;
+  /** The time the server reads at (expiry, recency, which facts hold); its clock when absent. */
+  now?: Time;
 }
 
 export interface PromptOptions extends Omit<SearchOptions, "k" | "explain" | "include_superseded"> {
@@ -112,6 +114,8 @@ export interface PromptAnswer {
   used: string[];
   dropped: { id: string; reason: string }[];
   spans?: { section: string; start: number; end: number }[];
+  /** The time the prompt was read at (unix milliseconds). */
+  now: number;
 }
 
 export interface Added {
@@ -143,21 +147,26 @@ export interface ListOptions extends Filters {
   with_vector?: boolean;
   as_of?: Time;
   include_superseded?: boolean;
+  now?: Time;
 }
 
+/** The answers of reads that depend on time carry the time they were read at (unix milliseconds). */
 export interface Page {
   memories: Memory[];
   next_cursor: string | null;
+  now: number;
 }
 
 export interface Sessions {
   sessions: { session: string | null; turns: number; first_at: number; last_at: number }[];
   more: boolean;
+  now: number;
 }
 
 export interface Users {
   users: { user: string; memories: number }[];
   next: string | null;
+  now: number;
 }
 
 export interface Changes {

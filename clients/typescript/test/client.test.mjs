@@ -202,6 +202,11 @@ for (const transport of ["tcp", "http"]) {
       assert.deepEqual(before.map((hit) => [hit.id, hit.valid_to, hit.superseded_by]), [["lisbon", 1684368000000, "porto"]]);
       const history = await client.list(facts, { include_superseded: true });
       assert.deepEqual(history.memories.map((m) => [m.id, m.supersedes ?? null]), [["lisbon", null], ["porto", "lisbon"]]);
+      // A read at a time of one's choosing says so, and answers alike whenever it is asked.
+      const then = await client.list(facts, { now: "2023-05-10" });
+      assert.deepEqual([then.memories.map((m) => m.id), then.now], [["lisbon"], 1683676800000]);
+      assert.deepEqual(await client.list(facts, { now: "2023-05-10" }), then);
+      assert.equal((await client.sessions(facts, { now: 1683676800000 })).now, 1683676800000);
       await assert.rejects(client.add(facts, { text: "x", vector: unit(3), supersedes: "nobody" }), NotFound);
       await client.add(facts, { id: "turn", text: "Eve said she moved", vector: unit(4) });
       await client.add(facts, { id: "derived", text: "Eve lives in Porto now", vector: unit(4), sources: ["turn", "doc:1"] });
