@@ -423,3 +423,113 @@ extension JSONObject {
         return JSONWriter.serialize(value)
     }
 }
+
+extension Operations {
+    /// `export`: one user's memories, or every user's (an admin's), in the order they were stored,
+    /// with every field, a page at a time; `contextstore export` writes them as JSON lines.
+    public enum Export: WireOperation {
+        public struct Arguments: Sendable, Equatable {
+            /// Whose memories; every user's when nil.
+            public var user: String?
+            /// The previous page's `next`: this page begins after it.
+            public var after: Int64
+            public var limit: Int
+            /// Each memory's vector as stored (base64 float32).
+            public var withVector: Bool
+            /// The largest position (a memory's `seq`, which SQLite keeps below 2^63; JSON
+            /// numbers stay exact below 2^53).
+            public static let maximumAfter: Int64 = 1 << 53 - 1
+
+            public init(
+                user: String? = nil, after: Int64 = 0, limit: Int = ExportPage.defaultLimit, withVector: Bool = false
+            ) {
+                self.user = user
+                self.after = after
+                self.limit = limit
+                self.withVector = withVector
+            }
+        }
+
+        public static let name = "export"
+        public static let requestFields = [
+            FieldSpec("user", .identifier, "whose memories; every user's when absent (an admin's)"),
+            FieldSpec(
+                "after", .integer, minimum: 0, maximum: Double(Arguments.maximumAfter), default: "0",
+                "the previous answer's `next`: the page after it"),
+            FieldSpec(
+                "limit", .integer, minimum: 1, maximum: Double(ExportPage.maximumLimit),
+                default: String(ExportPage.defaultLimit), "memories in a page"),
+            FieldSpec("with_vector", .boolean, default: "false", "each memory's vector as stored, base64 float32"),
+        ]
+        public static let fields = FieldSpec.names(requestFields)
+        public static func encode(_ arguments: Arguments, to writer: inout JSONWriter) {
+            if let user = arguments.user {
+                writer.field("user")
+                writer.string(user)
+            }
+            writer.field("after")
+            writer.int(arguments.after)
+            writer.field("limit")
+            writer.int(Int64(arguments.limit))
+            if arguments.withVector {
+                writer.field("with_vector")
+                writer.bool(true)
+            }
+        }
+        public static func decode(_ request: JSONObject) throws(ProtocolError) -> Arguments {
+            try request.requireKnownFields(fields)
+            let after = try request.optionalInt("after") ?? 0
+            guard (0...Arguments.maximumAfter).contains(after) else {
+                throw ProtocolError(
+                    .invalidValue, "'after' must be between 0 and \(Arguments.maximumAfter), not \(after)")
+            }
+            return Arguments(
+                user: request["user"] == nil || request["user"] == .null ? nil : try request.user(), after: after,
+                limit: try request.limit(default: ExportPage.defaultLimit, maximum: ExportPage.maximumLimit),
+                withVector: try request.optionalBool("with_vector") ?? false)
+        }
+        public static func encode(answer page: ExportPage, to writer: inout JSONWriter) {
+            writer.field("memories")
+            writer.array(count: page.memories.count) { writer, i in
+                writer.exported(page.memories[i])
+            }
+            writer.field("next")
+            if let next = page.next { writer.int(next) } else { writer.null() }
+        }
+        public static func decode(answer: JSONObject) throws(ProtocolError) -> ExportPage {
+            let memories = try answer.required("memories", as: "array", \.arrayValue).map {
+                (value) throws(ProtocolError) in
+                guard let object = value.objectValue else {
+                    throw ProtocolError(.wrongType, "a memory must be an object, not \(value.typeName)")
+                }
+                return ExportedMemory(
+                    memory: try Memory(json: object), helped: try object.optionalInt("helped") ?? 0,
+                    notHelped: try object.optionalInt("not_helped") ?? 0)
+            }
+            return ExportPage(memories: memories, next: try answer.optionalInt("next"))
+        }
+    }
+}
+
+extension JSONWriter {
+    /// An exported memory: the memory's object, its feedback counts when it has any, and its
+    /// vector (base64 float32, as stored) when the export carries vectors. One line of
+    /// `contextstore export`.
+    public mutating func exported(_ exported: ExportedMemory) {
+        var memory = exported.memory
+        let vector = memory.vector
+        memory.vector = []
+        self.memory(memory) { writer in
+            if exported.helped != 0 || exported.notHelped != 0 {
+                writer.field("helped")
+                writer.int(exported.helped)
+                writer.field("not_helped")
+                writer.int(exported.notHelped)
+            }
+            if !vector.isEmpty {
+                writer.field("vector")
+                writer.string(Base64.encode(vector))
+            }
+        }
+    }
+}

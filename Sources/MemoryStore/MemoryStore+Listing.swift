@@ -230,3 +230,46 @@ struct ListCursor: CustomStringConvertible {
 
     var description: String { "\(createdAt).\(seq)" + (change.map { ".\($0)" } ?? "") }
 }
+
+extension MemoryStore {
+    /// One page of an export: `user`'s memories (every user's when nil) in the order they were
+    /// stored, after the position `after` (a page's `next`), at most `limit`, with their sources,
+    /// feedback counts and, `withVector`, their vectors as stored. A memory expired by `now` is
+    /// left out (it is gone, though not yet purged).
+    public func export(
+        user: String?, after: Int64, limit: Int, withVector: Bool, now: Int64? = nil
+    ) throws -> ExportPage {
+        precondition(limit > 0)
+        let now = now ?? Clock.nowMilliseconds()
+        return try withReader { database in
+            let columns = "\(SQL.memoryColumns), helped, unhelped\(withVector ? ", embedding" : "")"
+            var sql = "SELECT \(columns) FROM memories WHERE seq > ?1 AND (expires_at IS NULL OR expires_at > ?2)"
+            var arguments: StatementArguments = [after, now, Int64(limit + 1)]
+            if let user {
+                sql += " AND user = ?4"
+                arguments.values.append(user)
+            }
+            sql += " ORDER BY seq LIMIT ?3"
+            let rows = try database.prepare(sql)
+            try rows.bind(arguments)
+            var memories: [ExportedMemory] = []
+            var last: Int64 = after
+            var more = false
+            while try rows.step() {
+                guard memories.count < limit else {
+                    more = true
+                    break
+                }
+                let feedback = SQL.embeddingColumn
+                memories.append(
+                    ExportedMemory(
+                        memory: SQL.memory(rows, vector: withVector ? rows.floats(at: feedback + 2) : []),
+                        helped: rows.int64(at: feedback), notHelped: rows.int64(at: feedback + 1)))
+                last = rows.int64(at: 7)
+            }
+            let sourced = withSources(memories.map(\.memory))
+            for i in memories.indices { memories[i].memory.sources = sourced[i].sources }
+            return ExportPage(memories: memories, next: more ? last : nil)
+        }
+    }
+}

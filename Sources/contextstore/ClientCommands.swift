@@ -61,21 +61,8 @@ struct ConnectionOptions: ParsableArguments {
     func send<Op: WireOperation>(
         _ op: Op.Type, _ fields: [(key: String, value: JSONValue)] = [], output: ((JSONObject) -> Void)? = nil
     ) async throws {
-        let response: JSONObject
-        do {
-            let client = try await ContextStoreClient.connect(
-                host: host, port: port, timeout: .nanoseconds(Int64(timeout * 1e9)), secret: key.secret,
-                tls: try tlsConfiguration())
-            do {
-                response = try await client.roundTrip(.object(JSONObject([("op", .string(Op.name))] + fields)))
-            } catch {
-                await client.close()
-                throw error
-            }
-            await client.close()
-        } catch let error as ClientError {
-            printError("error: \(error)")
-            throw ExitCode(1)
+        let response = try await connected { client in
+            try await client.roundTrip(.object(JSONObject([("op", .string(Op.name))] + fields)))
         }
         let ok = response["ok"] == .bool(true)
         if ok, let output {
@@ -84,6 +71,29 @@ struct ConnectionOptions: ParsableArguments {
             print(pretty ? PrettyPrinter.render(response) : JSONWriter.serialize(.object(response)))
         }
         guard ok else { throw ExitCode(1) }
+    }
+}
+
+extension ConnectionOptions {
+    /// Runs `body` with a client connected to the server, closed afterwards; a client's error
+    /// (no server, a refused key) is printed and ends the command with status 1.
+    func connected<T: Sendable>(_ body: (ContextStoreClient) async throws -> T) async throws -> T {
+        do {
+            let client = try await ContextStoreClient.connect(
+                host: host, port: port, timeout: .nanoseconds(Int64(timeout * 1e9)), secret: key.secret,
+                tls: try tlsConfiguration())
+            do {
+                let result = try await body(client)
+                await client.close()
+                return result
+            } catch {
+                await client.close()
+                throw error
+            }
+        } catch let error as ClientError {
+            printError("error: \(error)")
+            throw ExitCode(1)
+        }
     }
 }
 

@@ -14,7 +14,8 @@ struct ContextStoreCommand: AsyncParsableCommand {
             MCPCommand.self,
             SlowRequestsCommand.self, PingCommand.self,
             HelloCommand.self, EmbedCommand.self,
-            ImportCommand.self, BenchCommand.self, CheckCommand.self, BackupCommand.self, SpecCommand.self,
+            ImportCommand.self, ExportCommand.self, BenchCommand.self, CheckCommand.self, BackupCommand.self,
+            SpecCommand.self,
         ]
     )
 }

@@ -23,7 +23,8 @@ import Testing
         #expect(
             OperationTable.descriptors.map(\.name).sorted()
                 == [
-                    "add", "add_batch", "auth", "backup", "check", "cluster", "delete", "digest", "embed", "feedback",
+                    "add", "add_batch", "auth", "backup", "check", "cluster", "delete", "digest", "embed", "export",
+                    "feedback",
                     "forget",
                     "get", "hello", "keys", "list", "metrics", "ping", "prompt", "search", "sessions", "slow_requests",
                     "stats", "update", "users",
@@ -39,7 +40,8 @@ import Testing
                 "search": .eventLoop, "get": .eventLoop,
                 "stats": .eventLoop, "keys": .eventLoop, "slow_requests": .eventLoop,
                 "embed": .computePool, "prompt": .computePool, "list": .computePool, "sessions": .computePool,
-                "backup": .computePool, "digest": .computePool, "cluster": .computePool, "users": .computePool,
+                "backup": .computePool, "digest": .computePool, "export": .computePool, "cluster": .computePool,
+                "users": .computePool,
                 "check": .computePool,
                 "add": .writer, "add_batch": .writer, "delete": .writer, "feedback": .writer, "forget": .writer,
                 "update": .writer,
@@ -56,7 +58,8 @@ import Testing
                 "auth": .anyone, "ping": .anyKey, "hello": .anyKey, "embed": .write, "search": .read, "get": .read,
                 "list": .read, "sessions": .read, "prompt": .read, "add": .write, "add_batch": .write,
                 "update": .write, "delete": .write, "forget": .write, "feedback": .write, "stats": .anyKey,
-                "backup": .admin, "metrics": .anyKey, "digest": .read, "cluster": .admin, "users": .read,
+                "backup": .admin, "metrics": .anyKey, "digest": .read, "export": .read, "cluster": .admin,
+                "users": .read,
                 "keys": .admin, "slow_requests": .admin, "check": .admin,
             ])
         #expect(

@@ -332,6 +332,12 @@ enum OperationTable {
             try context.backup(to: path)
         },
         // One user's rows: read access to them; the whole space's: an admin's key.
+        // Pages read through SQL: off the event loops.
+        OperationDescriptor(
+            Operations.Export.self, runs: .computePool, access: .read, users: { $0.user.map { [$0] } ?? [] },
+            cost: Cost("1 + limit/100") { 1 + Double($0.limit) / 100 }, answer: ["memories", "next"],
+            errors: [.forbidden]
+        ) { request, context in try context.export(request) },
         OperationDescriptor(
             Operations.Digest.self, runs: .computePool, access: .read, users: { $0.map { [$0] } ?? [] },
             cost: Cost("10 for a user, 100 for the whole space") { $0 == nil ? 100 : 10 },

@@ -442,6 +442,22 @@ struct ServerContext: Sendable {
     }
 
     /// `digest`: one user's, or (for an admin, or on a server without keys) the whole space's.
+    /// `export`: a page of one user's memories, or of every user's (an admin's, on one server).
+    func export(_ request: Operations.Export.Arguments) throws -> ExportPage {
+        guard let user = request.user else {
+            if limitingKey != nil {
+                throw ProtocolError(.forbidden, "the export of every user needs an admin's key; name a user")
+            }
+            guard case .single(let store) = stores else {
+                throw ProtocolError(.invalidValue, "a cluster node exports one user at a time: name a user")
+            }
+            return try store.export(
+                user: nil, after: request.after, limit: request.limit, withVector: request.withVector)
+        }
+        return try stores.of(user).export(
+            user: user, after: request.after, limit: request.limit, withVector: request.withVector)
+    }
+
     func digest(user: String?) throws -> Operations.Digest.Answer {
         if user == nil, limitingKey != nil {
             throw ProtocolError(.forbidden, "the digest of the whole space needs an admin's key; name a user")

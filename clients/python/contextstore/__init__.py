@@ -15,7 +15,8 @@ from .client import Client, Pending, Pipeline
 from .errors import *  # noqa: F401,F403 - the exception of every error code
 from .errors import ContextStoreError, ServerError
 from .types import (
-    Added, Auth, Backup, BatchAdded, Digest, Dropped, Embeddings, Explain, Feedback, Hello, Hit, Memories, Memory, Page,
+    Added, Auth, Backup, BatchAdded, Digest, Dropped, Embeddings, ExportPage, Explain, Feedback, Hello, Hit, Memories,
+    Memory, Page,
     Prompt, Section, Session, Sessions, SideScore, Stats, Truncation, UserSummary, Users,
 )
 

@@ -152,6 +152,15 @@ class Operations:
             request["user"] = user
         return self._call(Request(request, lambda a: t.known_fields(t.Digest, a), True))
 
+    def export(
+        self, user: Optional[str] = None, *, after: Optional[int] = None, limit: Optional[int] = None,
+        with_vector: Optional[bool] = None,
+    ) -> Any:
+        """-> ``ExportPage``: ``user``'s memories (None: every user's, an admin's) in the order they
+        were stored, with every field; pass ``next`` back as ``after`` for the next page."""
+        fields = _given(op="export", user=user, after=after, limit=limit, with_vector=with_vector)
+        return self._call(Request(fields, lambda a: t.ExportPage(a["memories"], a["next"]), True))
+
     def embed(self, texts: Sequence[str]) -> Any:
         """-> ``Embeddings`` of ``texts`` (1 to 256) by the server's model."""
         return self._call(

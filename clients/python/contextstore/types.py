@@ -138,6 +138,14 @@ class Page:
 
 
 @dataclass
+class ExportPage:
+    """A page of ``export``: each memory as the server wrote it (a JSON object, every field, and
+    ``vector`` as base64 float32 when asked), and the ``after`` of the next page (None: the last)."""
+    memories: List[Dict[str, Any]]
+    next: Optional[int]
+
+
+@dataclass
 class Session:
     session: Optional[str]
     turns: int

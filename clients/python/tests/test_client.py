@@ -356,6 +356,9 @@ def test_a_fact_that_changes(small_server):
         assert [m.id for m in client.list("eve", now="2023-05-10").memories] == ["lisbon"]
         assert [h.id for h in client.search("eve", vector=vector, k=5, now=1683676800000)] == ["lisbon"]
         assert client.sessions("eve", now="2023-05-10").sessions[0].turns == 2
+        first = client.export("eve", limit=1)
+        assert [m["id"] for m in first.memories] == ["lisbon"] and first.memories[0]["superseded_by"] == "porto"
+        assert [m["id"] for m in client.export("eve", after=first.next).memories] == ["porto"]
         with pytest.raises(cs.NotFound):
             client.add("eve", "x", vector=vector, supersedes="nobody")
         with pytest.raises(cs.InvalidValue):

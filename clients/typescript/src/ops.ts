@@ -5,7 +5,7 @@
 import { TurnsExist } from "./errors.js";
 import type { JSONObject, JSONValue } from "./json.js";
 import type {
-  Added, BatchAdded, Changes, ChatMessage, Fields, ForgetOptions, Hello, Hit, ListOptions, Memory, NewMemory, Page, PromptAnswer,
+  Added, BatchAdded, Changes, ChatMessage, ExportPage, Fields, ForgetOptions, Hello, Hit, ListOptions, Memory, NewMemory, Page, PromptAnswer,
   PromptOptions, SearchOptions, Sessions, Time, Users, Vector,
 } from "./types.js";
 
@@ -94,6 +94,12 @@ export abstract class Operations {
 
   backup(to: string, options?: CallOptions): Promise<Fields> {
     return this.call({ fields: { op: "backup", to }, parse: asIs, safe: false }, options);
+  }
+
+  /** A page of `user`'s memories (every user's, an admin's, when absent) in the order they were
+   * stored, with every field; pass `next` back as `after` for the next page. */
+  export(settings: { user?: string; after?: number; limit?: number; with_vector?: boolean } = {}, options?: CallOptions): Promise<ExportPage> {
+    return this.call({ fields: { op: "export", ...settings }, parse: (a) => asIs(a) as unknown as ExportPage, safe: true }, options);
   }
 
   digest(user?: string, options?: CallOptions): Promise<{ digest: string; applied_index?: number }> {

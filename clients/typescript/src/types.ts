@@ -157,6 +157,13 @@ export interface Page {
   now: number;
 }
 
+/** A page of `export`: each memory with every field (`helped`/`not_helped` when it has feedback,
+ * `vector` as base64 float32 when asked), and the `after` of the next page (null: the last). */
+export interface ExportPage {
+  memories: (Memory & { helped?: number; not_helped?: number; vector?: string })[];
+  next: number | null;
+}
+
 export interface Sessions {
   sessions: { session: string | null; turns: number; first_at: number; last_at: number }[];
   more: boolean;

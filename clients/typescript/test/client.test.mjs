@@ -207,6 +207,9 @@ for (const transport of ["tcp", "http"]) {
       assert.deepEqual([then.memories.map((m) => m.id), then.now], [["lisbon"], 1683676800000]);
       assert.deepEqual(await client.list(facts, { now: "2023-05-10" }), then);
       assert.equal((await client.sessions(facts, { now: 1683676800000 })).now, 1683676800000);
+      const first = await client.export({ user: facts, limit: 1 });
+      assert.deepEqual(first.memories.map((m) => [m.id, m.superseded_by]), [["lisbon", "porto"]]);
+      assert.deepEqual((await client.export({ user: facts, after: first.next })).memories.map((m) => m.id), ["porto"]);
       await assert.rejects(client.add(facts, { text: "x", vector: unit(3), supersedes: "nobody" }), NotFound);
       await client.add(facts, { id: "turn", text: "Eve said she moved", vector: unit(4) });
       await client.add(facts, { id: "derived", text: "Eve lives in Porto now", vector: unit(4), sources: ["turn", "doc:1"] });
