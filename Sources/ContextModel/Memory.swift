@@ -72,6 +72,9 @@ public struct NewMemory: Sendable, Equatable {
     public var windows: [[Float]]
     /// Seconds from when it is stored until it expires (see `Memory.expiresAt`); nil: never.
     public var ttl: Int64?
+    /// When it expires (unix milliseconds), given outright (a restore of an export) instead of
+    /// `ttl`; nil: as `ttl` says.
+    public var expiresAt: Int64?
     /// From when it holds (see `Validity.from`); nil: from its `createdAt`.
     public var validFrom: Int64?
     /// The id of a memory of the same user that this one replaces: stored in the same
@@ -86,10 +89,11 @@ public struct NewMemory: Sendable, Equatable {
     public init(
         id: String? = nil, user: String, session: String? = nil, role: Role? = nil, speaker: String? = nil,
         text: String, createdAt: Int64? = nil, metadata: String = "{}", vector: [Float]?, windows: [[Float]] = [],
-        ttl: Int64? = nil, validFrom: Int64? = nil, supersedes: String? = nil, sources: [String] = [],
-        dedupe: Dedupe? = nil
+        ttl: Int64? = nil, expiresAt: Int64? = nil, validFrom: Int64? = nil, supersedes: String? = nil,
+        sources: [String] = [], dedupe: Dedupe? = nil
     ) {
         self.ttl = ttl
+        self.expiresAt = expiresAt
         self.dedupe = dedupe
         self.sources = sources
         self.validFrom = validFrom

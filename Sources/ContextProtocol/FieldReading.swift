@@ -224,7 +224,8 @@ extension JSONObject {
             speaker: try optionalString("speaker"),
             text: try required("text", as: "string", \.stringValue), createdAt: try optionalTime("created_at"),
             metadata: metadata, vector: self["vector"] == nil || self["vector"] == .null ? nil : try vector(),
-            ttl: try ttl(), validFrom: try optionalTime("valid_from"), supersedes: try supersedes(),
+            ttl: try ttl(), expiresAt: try expiresAt(), validFrom: try optionalTime("valid_from"),
+            supersedes: try supersedes(),
             sources: try sources(), dedupe: try dedupe())
     }
 
@@ -281,6 +282,15 @@ extension JSONObject {
                 .invalidValue, "'as_of' reads what held at one time; 'include_superseded' reads all: give one")
         }
         return .asOf(time)
+    }
+
+    /// `expires_at`: a time, not with `ttl`.
+    private func expiresAt() throws(ProtocolError) -> Int64? {
+        guard let time = try optionalTime("expires_at") else { return nil }
+        guard self["ttl"] == nil || self["ttl"] == .null else {
+            throw ProtocolError(.invalidValue, "give 'ttl' or 'expires_at', not both")
+        }
+        return time
     }
 
     /// `ttl`: whole seconds, 1 to `NewMemory.maximumTTL`.

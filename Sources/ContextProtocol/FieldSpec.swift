@@ -134,6 +134,7 @@ extension FieldSpec {
         FieldSpec(
             "ttl", .integer, minimum: 1, maximum: Double(NewMemory.maximumTTL),
             "seconds until it expires; never when absent"),
+        FieldSpec("expires_at", .time, "when it expires, instead of `ttl` (a restore of an export)"),
         FieldSpec("valid_from", .time, "from when it holds; its `created_at` when absent"),
         FieldSpec(
             "sources", .strings, maximum: Double(NewMemory.maximumSources),

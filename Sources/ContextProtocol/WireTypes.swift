@@ -311,6 +311,10 @@ extension NewMemory {
             writer.field("ttl")
             writer.int(ttl)
         }
+        if let expiresAt {
+            writer.field("expires_at")
+            writer.int(expiresAt)
+        }
         if let validFrom {
             writer.field("valid_from")
             writer.int(validFrom)

@@ -33,13 +33,19 @@ public struct FieldMapping: Sendable, Equatable {
     /// How the LoCoMo conversations write their dates ("1:56 pm on 8 May, 2023").
     public static let locomoDatePattern = "h:mm a 'on' d MMMM, yyyy"
 
+    /// Fields of `add` read under their own names, as `contextstore export` writes them.
+    static let passedThrough = ["valid_from", "supersedes", "sources", "expires_at"]
+    /// Fields of an export that a store sets itself: a predecessor's end and successor come from
+    /// the row that `supersedes` it.
+    static let derived: Set<String> = ["valid_to", "superseded_by"]
+
     /// Each memory field with the row field it is read from.
     var fields: [(memoryField: String, rowField: String)] {
         [
             ("id", id), ("user", user), ("session", session), ("role", role), ("speaker", speaker), ("text", text),
             ("created_at", time),
             ("metadata", metadata), ("vector", vector),
-        ]
+        ] + Self.passedThrough.map { ($0, $0) }
     }
 
     /// - Throws: when two memory fields are read from one row field.
@@ -93,7 +99,7 @@ public struct FieldMapping: Sendable, Equatable {
             }
             if metadataFields.contains(key) {
                 copied.append((key, value))
-            } else if memoryField == nil {
+            } else if memoryField == nil, !Self.derived.contains(key) {
                 unmapped.append(key)
             }
         }

@@ -133,12 +133,17 @@ extension MemoryStore {
             guard let vector = item.vector else {
                 throw StoreError.invalidValue("item \(i) has no vector (text is embedded by the server)")
             }
-            var expiresAt: Int64?
+            var expiresAt = item.expiresAt
+            if let time = expiresAt, !TimeRange.contains(time) {
+                throw StoreError.invalidValue(
+                    "expires_at must be in the years 0001 to 9999 (\(TimeRange.milliseconds) ms), not \(time)")
+            }
             if let validFrom = item.validFrom, !TimeRange.contains(validFrom) {
                 throw StoreError.invalidValue(
                     "valid_from must be in the years 0001 to 9999 (\(TimeRange.milliseconds) ms), not \(validFrom)")
             }
             if let ttl = item.ttl {
+                guard expiresAt == nil else { throw StoreError.invalidValue("give ttl or expires_at, not both") }
                 guard ttl > 0, ttl <= NewMemory.maximumTTL else {
                     throw StoreError.invalidValue(
                         "ttl must be between 1 and \(NewMemory.maximumTTL) seconds, not \(ttl)")

@@ -732,9 +732,16 @@ public final class MemoryStore: Sendable {
     /// two such vectors stay below 4e36, inside float32's range (3.4e38), so no score overflows.
     public static let maximumNorm = 1e18
 
+    /// How far from 1 the norm of a vector may be for cosine to keep it as given: above the
+    /// error of normalizing in float32 (a few 1e-8 for any dimension this store holds), far
+    /// below what moves a score.
+    public static let unitTolerance = 1e-6
+
     /// Checks a vector and returns it as the indexes take it: normalized for cosine
     /// (`Metric.prepared`). The norm is computed once, in double precision, so vectors of huge or
-    /// subnormal components are neither overflowed to infinity nor left unnormalized.
+    /// subnormal components are neither overflowed to infinity nor left unnormalized. A vector
+    /// of unit length already (within `unitTolerance`: float32 rounding) is kept as given, so a
+    /// vector stored again (an export imported) keeps its bits.
     /// - Throws: `StoreError.nonFiniteVector` for NaN or an infinity; `.invalidValue` for a
     ///   norm above `maximumNorm`, or a zero vector under cosine (it has no direction).
     public static func storable(_ vector: [Float], metric: Metric) throws -> [Float] {
@@ -753,6 +760,7 @@ public final class MemoryStore: Sendable {
         }
         guard metric == .cosine else { return vector }
         guard norm > 0 else { throw StoreError.invalidValue("a zero vector has no direction under cosine") }
+        if abs(norm - 1) <= unitTolerance { return vector }
         return vector.map { Float(Double($0) / norm) }
     }
 

@@ -1,6 +1,6 @@
 import ArgumentParser
 import ContextModel
-import ContextProtocol
+import ContextTools
 
 /// `contextstore export`: a user's memories, or every user's, as JSON lines on standard output.
 struct ExportCommand: AsyncParsableCommand {
@@ -12,7 +12,8 @@ struct ExportCommand: AsyncParsableCommand {
             created_at, metadata, and where set expires_at, valid_from, valid_to, supersedes, \
             superseded_by, sources, helped and not_helped; with --vectors its vector as stored \
             (base64 float32). Pages through the server's export op; the whole space needs an admin's \
-            key. `contextstore import --file F --format jsonl` reads it back.
+            key. `contextstore import FILE` into an empty server restores the same rows (the same \
+            digest), feedback counts aside.
             """)
 
     @OptionGroup var connection: ConnectionOptions
@@ -27,30 +28,13 @@ struct ExportCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let failure: JSONObject? = try await connection.connected { client in
-            var after: Int64 = 0
-            while true {
-                var fields: [(key: String, value: JSONValue)] = [
-                    ("op", .string(Operations.Export.name)), ("after", .integer(after)),
-                    ("limit", .integer(Int64(pageSize))),
-                ]
-                if let user { fields.append(("user", .string(user))) }
-                if vectors { fields.append(("with_vector", .bool(true))) }
-                let answer = try await client.roundTrip(.object(JSONObject(fields)))
-                guard answer["ok"] == .bool(true) else { return answer }
-                let page = try Operations.Export.decode(answer: answer)
-                var lines = JSONWriter()
-                for memory in page.memories {
-                    lines.exported(memory)
-                    lines.raw(UInt8(ascii: "\n"))
-                }
-                print(String(decoding: lines.bytes, as: UTF8.self), terminator: "")
-                guard let next = page.next else { return nil }
-                after = next
+        let exporter = Exporter(user: user, withVector: vectors, pageSize: pageSize)
+        do {
+            _ = try await connection.connected { client in
+                try await exporter.run(client) { print(String(decoding: $0, as: UTF8.self), terminator: "") }
             }
-        }
-        if let failure {
-            printError(JSONWriter.serialize(.object(failure)))
+        } catch let error as ExportError {
+            printError(error.answer)
             throw ExitCode(1)
         }
     }

@@ -179,6 +179,7 @@ class Operations:
         metadata: Optional[Mapping[str, Any]] = None, vector: Any = None, ttl: Optional[int] = None,
         model: Optional[str] = None, valid_from: Union[int, str, None] = None, supersedes: Optional[str] = None,
         sources: Optional[Sequence[str]] = None, dedupe: Union[str, Mapping[str, float], None] = None,
+        expires_at: Union[int, str, None] = None,
     ) -> Any:
         """-> ``Added`` (the memory's id). Without ``vector`` the server embeds ``text``. With
         ``supersedes``, the user's memory of that id stops holding when this one begins.
@@ -187,7 +188,7 @@ class Operations:
             op="add", id=id, user=user, session=session, role=role, speaker=speaker, text=text,
             created_at=created_at, metadata=metadata, vector=_vector(vector), ttl=ttl, model=model,
             valid_from=valid_from, supersedes=supersedes, sources=list(sources) if sources is not None else None,
-            dedupe=dedupe,
+            dedupe=dedupe, expires_at=expires_at,
         )
         return self._call(Request(fields, _added, id is not None))
 

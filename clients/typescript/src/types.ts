@@ -44,6 +44,8 @@ export interface NewMemory {
   metadata?: JSONObject;
   vector?: Vector;
   ttl?: number;
+  /** When it expires, instead of `ttl` (a restore of an export). */
+  expires_at?: Time;
   valid_from?: Time;
   /** The id of the user's memory this one replaces: it stops holding when this one begins. */
   supersedes?: string;
