@@ -90,6 +90,14 @@ public struct SearchRequest: Sendable, Equatable {
         self.feedbackBoost = feedbackBoost
     }
 
+    /// Whether its answer may change with the clock alone, the data unchanged: recency weighs in,
+    /// or the query names a time relative to a `now` the request does not give ("yesterday").
+    public var changesWithTheClock: Bool {
+        guard halfLife == nil else { return true }
+        guard now == nil, let text else { return false }
+        return TimeExpression.find(in: text, now: Clock.nowMilliseconds())?.relative == true
+    }
+
     /// The mode this search runs in, given whether the server can embed text.
     /// Whether hits are scored by rank fusion (hybrid, or recency or feedback weighed in):
     /// higher is then better, whatever the metric. Of a request whose mode is resolved.
@@ -123,11 +131,15 @@ public struct Explanation: Sendable, Equatable {
     /// The factor (between 0.5 and 1) its relevance was multiplied by for its age; nil without
     /// `half_life`.
     public var recency: Float?
+    /// The span of time the query names, when the hit was said within it (and so weighs
+    /// `Retrieval.timeBoost` times as much); nil otherwise.
+    public var time: TimeWindow?
 
     public init(
         vectorScore: Float? = nil, vectorRank: Int? = nil, keywordScore: Float? = nil, keywordRank: Int? = nil,
-        neighbours: Float? = nil, recency: Float? = nil
+        neighbours: Float? = nil, recency: Float? = nil, time: TimeWindow? = nil
     ) {
+        self.time = time
         self.vectorScore = vectorScore
         self.vectorRank = vectorRank
         self.keywordScore = keywordScore

@@ -257,6 +257,16 @@ extension Explanation {
         side("keyword", keywordScore, keywordRank)
         writer.field("recency")
         if let recency { writer.number(recency) } else { writer.null() }
+        if let time {
+            writer.field("time")
+            writer.raw("{\"from\":")
+            writer.int(time.from)
+            writer.field("to")
+            writer.int(time.to)
+            writer.field("phrase")
+            writer.string(time.phrase)
+            writer.raw(UInt8(ascii: "}"))
+        }
         writer.raw(UInt8(ascii: "}"))
     }
 
@@ -273,7 +283,13 @@ extension Explanation {
         self.init(
             vectorScore: vector?.0, vectorRank: vector?.1, keywordScore: keyword?.0, keywordRank: keyword?.1,
             neighbours: json["neighbours"]?.numberValue.map { Float($0) },
-            recency: json["recency"]?.numberValue.map { Float($0) })
+            recency: json["recency"]?.numberValue.map { Float($0) },
+            time: try json["time"]?.objectValue.map { (time) throws(ProtocolError) in
+                TimeWindow(
+                    from: try time.required("from", as: "integer", \.integerValue),
+                    to: try time.required("to", as: "integer", \.integerValue),
+                    phrase: try time.required("phrase", as: "string", \.stringValue), relative: false)
+            })
     }
 }
 

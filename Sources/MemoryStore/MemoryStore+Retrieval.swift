@@ -29,6 +29,10 @@ extension MemoryStore {
         max(200, Int((4 * (1 + neighbourCredit)).rounded(.up)) * (k + Int(fusionConstant)))
     }
 
+    /// What a fused score is multiplied by when the memory was said within the span of time
+    /// the query names (`TimeExpression`).
+    public static let timeBoost: Float = 2
+
     /// The factor between 0.5 and 1 a memory `ageSeconds` old is weighed with: 1 when new, 3/4
     /// at one half-life, towards 1/2 for the very old (relevance still counts most).
     public static func recency(ageSeconds: Double, halfLife: Double) -> Float {
@@ -114,6 +118,15 @@ extension MemoryStore {
                     else { continue }
                     let balance = Double(helped - unhelped) / Double(helped + unhelped + 1)
                     ranked[i].score *= Float(max(0, 1 + boost * balance))
+                }
+            }
+            // A question that names a time ("last week", "in May 2023") weighs what was said then.
+            if fused, let text = request.text, let window = TimeExpression.find(in: text, now: now) {
+                for i in ranked.indices {
+                    guard let record = state.records[Int(ranked[i].handle)], window.contains(record.createdAt)
+                    else { continue }
+                    ranked[i].explanation.time = window
+                    ranked[i].score *= Self.timeBoost
                 }
             }
             if fused {

@@ -307,6 +307,43 @@ import VectorIndex
         reopened.close()
     }
 
+    /// A query that names a time weighs what was said then twice, in hybrid searches, and
+    /// `explain` says which span it read.
+    @Test func aQuestionThatNamesATimeLiftsWhatWasSaidThen() throws {
+        let store = try MemoryStore(path: temporary.path, dimension: 3)
+        let may = ISO8601.milliseconds("2023-05-10T12:00:00Z")!
+        let june = ISO8601.milliseconds("2023-06-10T12:00:00Z")!
+        try store.add([
+            NewMemory(id: "june", user: "u", text: "Ana cooked pasta", createdAt: june, vector: [1, 0, 0]),
+            NewMemory(id: "may", user: "u", text: "Ana cooked pasta again", createdAt: may, vector: [0.9, 0.3, 0]),
+        ])
+        func search(_ text: String) throws -> [ScoredMemory] {
+            try store.search(SearchRequest(user: "u", text: text, vector: [1, 0, 0], mode: .hybrid, explain: true))
+        }
+        #expect(try ids(search("What did Ana cook?")) == ["june", "may"])
+        let hits = try search("What did Ana cook in May 2023?")
+        #expect(ids(hits) == ["may", "june"])
+        #expect(
+            hits[0].explanation?.time
+                == TimeWindow(
+                    from: ISO8601.milliseconds("2023-05-01T00:00:00Z")!,
+                    to: ISO8601.milliseconds("2023-06-01T00:00:00Z")!,
+                    phrase: "may 2023", relative: false))
+        #expect(hits[1].explanation?.time == nil)
+        // Relative to the request's `now`: "last month" read in June 2023 is May.
+        var request = SearchRequest(
+            user: "u", text: "What did Ana cook last month?", vector: [1, 0, 0], mode: .hybrid)
+        request.now = june
+        #expect(try ids(store.search(request)) == ["may", "june"])
+        #expect(request.changesWithTheClock == false)
+        request.now = nil
+        #expect(request.changesWithTheClock)
+        // A plain vector search keeps its similarity scores.
+        #expect(
+            try ids(store.search(SearchRequest(user: "u", text: "in May 2023", vector: [1, 0, 0], mode: .vector)))
+                == ["june", "may"])
+    }
+
     @Test func contextGivesEachHitItsNeighbouringTurnsOnce() throws {
         let store = try MemoryStore(path: temporary.path, dimension: 3)
         // Added out of time order: the session's order is by time.

@@ -248,9 +248,10 @@ enum OperationTable {
         OperationDescriptor(
             // A vector search reads the indexes in memory; text to embed and keyword or metadata
             // reads through SQL go to the pool.
-            // Kept unless recency weighs in: then the answer changes with time alone.
+            // Kept unless the answer changes with the clock alone (recency, "yesterday").
             Operations.Search.self, runs: .eventLoop, access: .read, users: { [$0.user] }, cost: .fixed(2),
-            cachedFor: { $0.halfLife == nil ? $0.user : nil }, clock: ClockField(\.now), answer: ["hits", "degraded?"],
+            cachedFor: { $0.changesWithTheClock ? nil : $0.user }, clock: ClockField(\.now),
+            answer: ["hits", "degraded?"],
             errors: [.noEmbedder],
             needsComputePool: { search in
                 let keywords = search.text != nil && search.mode != .vector
@@ -262,7 +263,7 @@ enum OperationTable {
         // Reads through SQL, embeds the query and counts tokens: on the pool.
         OperationDescriptor(
             Operations.Prompt.self, runs: .computePool, access: .read, users: { [$0.search.user] }, cost: .fixed(5),
-            cachedFor: { $0.search.halfLife == nil ? $0.search.user : nil }, clock: ClockField(\.search.now),
+            cachedFor: { $0.search.changesWithTheClock ? nil : $0.search.user }, clock: ClockField(\.search.now),
             answer: ["prompt", "messages?", "tokens", "counter", "sections", "used", "dropped", "sources?", "spans?"],
             errors: [.noEmbedder, .budgetTooSmall, .unknownTemplate]
         ) {
