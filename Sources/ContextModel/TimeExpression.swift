@@ -54,9 +54,14 @@ public enum TimeExpression {
         }
     }
 
-    /// The first span `text` names, read at `now` (unix milliseconds); nil when it names none.
+    /// The most bytes of a query read for a time: a question names its time early, and a query
+    /// of a megabyte costs no more than one of a page.
+    public static let maximumScannedBytes = 4096
+
+    /// The first span the first `maximumScannedBytes` of `text` name, read at `now` (unix
+    /// milliseconds); nil when they name none.
     public static func find(in text: String, now: Int64) -> TimeWindow? {
-        let words = self.words(text)
+        let words = self.words(String(decoding: text.utf8.prefix(maximumScannedBytes), as: UTF8.self))
         let today = floorDiv(now, day)
         for i in words.indices {
             if let window = match(words, at: i, today: today) { return window }

@@ -103,7 +103,9 @@ import VectorIndex
         #expect(first[7].contains("Ana lives in Lisbon") && !first[7].contains("Porto"))
         #expect(later[7].contains("Ana moves to Porto") && !later[7].contains("Lisbon"))
         // Recency weighs by age at `now`: the explained factors differ between the two times.
-        #expect(first[1] != later[1] && first[2] != later[2])
+        // (The answers without their `now`, which differs anyway.)
+        func hits(_ answer: String) -> Substring { answer.prefix { $0 != "]" } }
+        #expect(hits(first[1]) != hits(later[1]) && hits(first[2]) != hits(later[2]))
     }
 
     /// A read without `now` runs at the server's clock, and says when that was.

@@ -54,4 +54,24 @@ import Testing
             #expect(span(text) == nil, "\(text)")
         }
     }
+
+    /// At the ends of the times a request may give, the largest counts it reads, and a query of
+    /// a megabyte: an answer or none, never a trap.
+    @Test func theEdgesOfTimeAndText() {
+        for now in [TimeRange.milliseconds.lowerBound, TimeRange.milliseconds.upperBound] {
+            for text in [
+                "1000 years ago", "the past 1000 years", "last year", "this year", "in 9999", "in 1000",
+                "on 31 December 9999", "1 January 1000", "yesterday", "last monday", "in May",
+            ] {
+                if let window = TimeExpression.find(in: text, now: now) {
+                    #expect(window.from < window.to, "\(text) at \(now)")
+                }
+            }
+        }
+        #expect(TimeExpression.find(in: "99999999999999999999 days ago", now: Self.now) == nil)
+        // Only the start of a long query is read.
+        let megabyte = String(repeating: "what did we say about tea ", count: 40_000)
+        #expect(TimeExpression.find(in: "last week " + megabyte, now: Self.now)?.phrase == "last week")
+        #expect(TimeExpression.find(in: megabyte + "last week", now: Self.now) == nil)
+    }
 }

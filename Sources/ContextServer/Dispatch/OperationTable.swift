@@ -165,7 +165,8 @@ struct Call: Sendable {
                         }
                     }
                 }
-                guard let user = cachedFor(arguments), let cache = context.results,
+                // The cache first: whether an answer may be kept costs a look at the request.
+                guard let cache = context.results, let user = cachedFor(arguments),
                     let store = try? context.stores.of(user)
                 else {
                     return answering(rid) {
