@@ -3,6 +3,8 @@ import ContextProtocol
 import Foundation
 import Testing
 
+@testable import ContextServer
+
 /// `export` through a real server: every field of every memory, in the order stored, a page at
 /// a time; vectors as stored; the whole space for an admin only.
 @Suite struct ExportTests {
@@ -48,10 +50,38 @@ import Testing
         // Fields checked at decode.
         socket.exchange(
             #"{"op":"export","after":-1}"#,
-            #"{"ok":false,"error":{"code":"invalid_value","message":"'after' must be between 0 and 9007199254740991, not -1"}}"#)
+            #"{"ok":false,"error":{"code":"invalid_value","message":"'after' must be between 0 and 9007199254740991, not -1"}}"#
+        )
         socket.exchange(
             #"{"op":"export","limit":1001}"#,
             #"{"ok":false,"error":{"code":"invalid_value","message":"'limit' must be between 1 and 1000, not 1001"}}"#)
+        await server.stop()
+    }
+
+    /// A key exports its own users alone; every user's needs an admin's key.
+    @Test func aKeyExportsItsOwnUsersAlone() async throws {
+        let server = try await TestServer(dimension: 2) { $0.keys = KeyRing(KeysTests.keys) }
+        let root = try RawSocket(port: server.port)
+        let reader = try RawSocket(port: server.port)
+        root.exchange(#"{"op":"auth","secret":"root-secret-0123456789"}"#, #"{"ok":true,"key":"root","role":"admin"}"#)
+        reader.exchange(
+            #"{"op":"auth","secret":"reader-secret-0123456789"}"#, #"{"ok":true,"key":"reader","role":"read"}"#)
+        for user in ["alice", "bob"] {
+            root.exchange(
+                #"{"op":"add","user":"\#(user)","id":"m","text":"tea","vector":[1,0],"created_at":1}"#,
+                #"{"ok":true,"id":"m"}"#)
+        }
+        let alice =
+            #"{"id":"m","user":"alice","session":null,"role":null,"speaker":null,"text":"tea","created_at":1,"metadata":{}}"#
+        reader.exchange(#"{"op":"export","user":"alice"}"#, #"{"ok":true,"memories":[\#(alice)],"next":null}"#)
+        reader.exchange(
+            #"{"op":"export"}"#,
+            #"{"ok":false,"error":{"code":"forbidden","message":"the export of every user needs an admin's key; name a user"}}"#
+        )
+        reader.send(#"{"op":"export","user":"bob"}"# + "\n")
+        #expect(reader.readLine()?.contains(#""code":"forbidden""#) == true)
+        root.send(#"{"op":"export"}"# + "\n")
+        #expect(root.readLine()?.contains(#""user":"bob""#) == true)
         await server.stop()
     }
 }
