@@ -131,14 +131,22 @@ public struct Explanation: Sendable, Equatable {
     /// The factor (between 0.5 and 1) its relevance was multiplied by for its age; nil without
     /// `half_life`.
     public var recency: Float?
+    /// What the best fused scores of the hit's session added to its own (hybrid).
+    public var session: Float?
+    /// The factor its fused score was multiplied by because the query names its speaker
+    /// (`MemoryStore.speakerBoost`); nil when it does not.
+    public var speaker: Float?
     /// The span of time the query names, when the hit was said within it (and so weighs
-    /// `Retrieval.timeBoost` times as much); nil otherwise.
+    /// `MemoryStore.timeBoost` times as much); nil otherwise.
     public var time: TimeWindow?
 
     public init(
         vectorScore: Float? = nil, vectorRank: Int? = nil, keywordScore: Float? = nil, keywordRank: Int? = nil,
-        neighbours: Float? = nil, recency: Float? = nil, time: TimeWindow? = nil
+        neighbours: Float? = nil, recency: Float? = nil, session: Float? = nil, speaker: Float? = nil,
+        time: TimeWindow? = nil
     ) {
+        self.session = session
+        self.speaker = speaker
         self.time = time
         self.vectorScore = vectorScore
         self.vectorRank = vectorRank

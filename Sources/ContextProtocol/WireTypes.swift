@@ -239,7 +239,9 @@ extension ScoredMemory {
 }
 
 extension Explanation {
-    /// `{"vector":{"score","rank"}|null,"keyword":{"score","rank"}|null,"neighbours","recency"}`.
+    /// `{"neighbours","vector":{"score","rank"}|null,"keyword":{"score","rank"}|null,"recency",
+    /// "session","speaker"}`, and `"time":{"from","to","phrase"}` when the hit was said in the span
+    /// the query names.
     func write(to writer: inout JSONWriter) {
         func side(_ name: String, _ score: Float?, _ rank: Int?) {
             writer.field(name)
@@ -257,6 +259,10 @@ extension Explanation {
         side("keyword", keywordScore, keywordRank)
         writer.field("recency")
         if let recency { writer.number(recency) } else { writer.null() }
+        writer.field("session")
+        if let session { writer.number(session) } else { writer.null() }
+        writer.field("speaker")
+        if let speaker { writer.number(speaker) } else { writer.null() }
         if let time {
             writer.field("time")
             writer.raw("{\"from\":")
@@ -284,6 +290,8 @@ extension Explanation {
             vectorScore: vector?.0, vectorRank: vector?.1, keywordScore: keyword?.0, keywordRank: keyword?.1,
             neighbours: json["neighbours"]?.numberValue.map { Float($0) },
             recency: json["recency"]?.numberValue.map { Float($0) },
+            session: json["session"]?.numberValue.map { Float($0) },
+            speaker: json["speaker"]?.numberValue.map { Float($0) },
             time: try json["time"]?.objectValue.map { (time) throws(ProtocolError) in
                 TimeWindow(
                     from: try time.required("from", as: "integer", \.integerValue),

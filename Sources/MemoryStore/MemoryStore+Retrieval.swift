@@ -8,13 +8,16 @@ import VectorIndex
 /// How a search ranks: one side alone (the vector index, or the keyword index), or both fused.
 ///
 /// Hybrid search fuses the two ranked lists by reciprocal rank: a memory at rank r on a side
-/// gets 1 / (c + r) from it, with c = `fusionConstant`. Before the sums are ranked, each memory
-/// is credited `neighbourCredit` times the better of what its session's previous and next turns
-/// got from that side: an answer often lies in the turn next to the one that names the
-/// question's words. Each side offers `pool(k:)` candidates, enough that a memory outside both
-/// pools could not reach the first k (see `pool(k:)`). With `half_life`, the relevance (the
-/// fused score, or 1 / (c + r) for one side) is multiplied by `recency`. docs/BENCHMARKS.md has
-/// what each part measured on LoCoMo.
+/// gets 1 / (c + r) from it, with c = `fusionConstant`. Each memory is then credited
+/// `neighbourCredit` times the better of what its session's previous and next turns got from
+/// that side: an answer often lies in the turn next to the one that names the question's words.
+/// A memory whose speaker the query names weighs `speakerBoost` times as much (a question about
+/// someone is most often answered by what they said), and each memory is credited
+/// `sessionCredit` times the sum of the best `sessionBest` scores in its session, itself
+/// included (a conversation that answers part of a question often answers the rest). Each side
+/// offers `pool(k:)` candidates. With `half_life`, the relevance (the fused score, or
+/// 1 / (c + r) for one side) is multiplied by `recency`. docs/BENCHMARKS.md has what each part
+/// measured on LoCoMo.
 extension MemoryStore {
     /// The c of 1 / (c + rank).
     public static let fusionConstant: Float = 10
@@ -22,9 +25,10 @@ extension MemoryStore {
     public static let neighbourCredit: Float = 0.5
 
     /// How many candidates each side offers a fusion for `k` hits. A memory outside both
-    /// pools, with no neighbour in them, scores at most 2 (1 + credit) / (c + pool); the k-th best
-    /// memory of the pools scores at least 1 / (c + k), halved at most by recency; the pool
-    /// makes the first below the second.
+    /// pools, with no neighbour in them, would fuse to at most 2 (1 + credit) / (c + pool); the
+    /// k-th best memory of the pools fuses to at least 1 / (c + k), halved at most by recency; the
+    /// pool makes the first below the second. The factors after the fusion (speaker, session,
+    /// time, feedback) reorder the candidates the pools found.
     static func pool(k: Int) -> Int {
         max(200, Int((4 * (1 + neighbourCredit)).rounded(.up)) * (k + Int(fusionConstant)))
     }
@@ -32,6 +36,14 @@ extension MemoryStore {
     /// What a fused score is multiplied by when the memory was said within the span of time
     /// the query names (`TimeExpression`).
     public static let timeBoost: Float = 2
+    /// What a fused score is multiplied by when the query holds every word of the memory's
+    /// speaker.
+    public static let speakerBoost: Float = 1.5
+    /// The share of the sum of its session's best `sessionBest` fused scores a memory is
+    /// credited with.
+    public static let sessionCredit: Float = 0.25
+    /// How many of a session's best fused scores its memories are credited with a share of.
+    public static let sessionBest = 3
 
     /// The factor between 0.5 and 1 a memory `ageSeconds` old is weighed with: 1 when new, 3/4
     /// at one half-life, towards 1/2 for the very old (relevance still counts most).
@@ -101,6 +113,8 @@ extension MemoryStore {
                     else { return false }
                     return allowed?.contains(turn) ?? true
                 }
+                weighSpeakers(&ranked, namedIn: request.text ?? "", state: state)
+                creditSessions(&ranked, state: state)
             }
             if let halfLife = request.halfLife {
                 for i in ranked.indices {
@@ -205,6 +219,64 @@ extension MemoryStore {
             fused.append(ranked)
         }
         return fused
+    }
+
+    /// Multiplies by `speakerBoost` the fused score of each memory whose speaker's words, stop
+    /// words aside, are all among the query's (as the keyword index reads words: letters and
+    /// digits, lowercased).
+    private func weighSpeakers(_ ranked: inout [Ranked], namedIn query: String, state: borrowing State) {
+        let words = Set(KeywordIndex.words(query))
+        var named: [ExactString: Bool] = [:]
+        for i in ranked.indices {
+            guard let speaker = state.records[Int(ranked[i].handle)]?.speaker else { continue }
+            let key = ExactString(speaker)
+            let isNamed: Bool
+            if let known = named[key] {
+                isNamed = known
+            } else {
+                // A speaker called "I" or "me" is not named by every question that holds the word.
+                let parts = KeywordIndex.words(speaker).filter { !KeywordIndex.stopWords.contains($0) }
+                isNamed = !parts.isEmpty && parts.allSatisfy(words.contains)
+                named[key] = isNamed
+            }
+            guard isNamed else { continue }
+            ranked[i].score *= Self.speakerBoost
+            ranked[i].explanation.speaker = Self.speakerBoost
+        }
+    }
+
+    /// Credits each memory in a session with `sessionCredit` times the sum of the session's best
+    /// `sessionBest` scores among the candidates (its own included).
+    private func creditSessions(_ ranked: inout [Ranked], state: borrowing State) {
+        var best: [ExactString: [Float]] = [:]
+        var sessions: [ExactString?] = []
+        sessions.reserveCapacity(ranked.count)
+        for candidate in ranked {
+            guard let session = state.records[Int(candidate.handle)]?.session else {
+                sessions.append(nil)
+                continue
+            }
+            let key = ExactString(session)
+            sessions.append(key)
+            Self.keep(candidate.score, among: &best[key, default: []])
+        }
+        for i in ranked.indices {
+            guard let key = sessions[i], let scores = best[key] else { continue }
+            // Summed in one order whatever order the candidates came in, so that a restart
+            // (another hash seed) answers the same bits.
+            let credit = Self.sessionCredit * scores.sorted(by: >).reduce(0, +)
+            ranked[i].score += credit
+            ranked[i].explanation.session = credit
+        }
+    }
+
+    /// Keeps `score` in `scores` if they hold fewer than `sessionBest` or a lower one (replaced).
+    private static func keep(_ score: Float, among scores: inout [Float]) {
+        if scores.count < sessionBest {
+            scores.append(score)
+        } else if let lowest = scores.indices.min(by: { scores[$0] < scores[$1] }), scores[lowest] < score {
+            scores[lowest] = score
+        }
     }
 
     /// The hits as returned: memories (without vectors), explanations when asked, and each

@@ -213,6 +213,67 @@ import VectorIndex
         #expect(credited[2].explanation?.neighbours == 0)
     }
 
+    /// A hybrid hit whose speaker the question names weighs `speakerBoost` times as much; a
+    /// speaker of two words needs both, and one of stop words alone is never named.
+    @Test func aQuestionThatNamesASpeakerLiftsWhatTheySaid() throws {
+        let store = try MemoryStore(path: temporary.path, dimension: 3)
+        try store.add([
+            turn("c", "sunrise over the water", session: nil, speaker: "Caroline", vector: [1, 0, 0]),
+            turn("m", "sunrise over the water", session: nil, speaker: "Melanie Ann", vector: [0.9, 0.3, 0]),
+            turn("me", "sunrise over the water", session: nil, speaker: "me", vector: [0.8, 0.6, 0]),
+        ])
+        let c = MemoryStore.fusionConstant
+        func boosted(_ text: String) throws -> [String] {
+            let hits = try store.search(
+                SearchRequest(user: "u", text: text, vector: [1, 0, 0], mode: .hybrid, explain: true))
+            #expect(hits.count == 3)
+            for hit in hits {
+                // Without sessions the fused score is the two sides' and the speaker's factor.
+                let explanation = try #require(hit.explanation)
+                let fused =
+                    1 / (c + Float(explanation.vectorRank!))
+                    + (explanation.keywordRank.map { 1 / (c + Float($0)) } ?? 0)
+                #expect(abs(hit.score - fused * (explanation.speaker ?? 1)) < 1e-6)
+                #expect(explanation.speaker == nil || explanation.speaker == MemoryStore.speakerBoost)
+                #expect(explanation.session == nil)
+            }
+            return hits.filter { $0.explanation?.speaker != nil }.map(\.memory.id)
+        }
+        #expect(try boosted("Who watched the sunrise with me?") == [])
+        #expect(try boosted("What did Melanie paint?") == [])
+        #expect(try boosted("What did Melanie Ann paint?") == ["m"])
+        #expect(try boosted("And caroline, did she paint?") == ["c"])
+    }
+
+    /// Every hybrid hit in a session is credited `sessionCredit` times the sum of the session's
+    /// best `sessionBest` fused scores: a turn in a session that answers much of the question
+    /// passes one, alone in its session, that scored a little more on its own.
+    @Test func aSessionWithOtherHitsLiftsItsTurns() throws {
+        let store = try MemoryStore(path: temporary.path, dimension: 3)
+        try store.add([
+            turn("a", "one", session: "s1", at: 0, vector: [1, 0, 0]),
+            turn("f", "two", session: "s1", at: 1, vector: [0, 0, 1]),
+            turn("b", "three", session: "s1", at: 2, vector: [0.9, 0.436, 0]),
+            turn("lonely", "four", session: "s2", at: 3, vector: [0.95, 0.312, 0]),
+            turn("g", "five", session: "s2", at: 4, vector: [0, 0, 1]),
+            turn("free", "six", session: nil, at: 5, vector: [0, 1, 0]),
+        ])
+        let hits = try store.search(
+            SearchRequest(user: "u", text: "nothing matches", vector: [1, 0, 0], mode: .hybrid, explain: true))
+        // Vector ranks: a, lonely, b, f, g, free. Without the credit lonely (1/12 + 1/15 / 2)
+        // passes b (1/13 + 1/14 / 2).
+        let order = ids(hits)
+        #expect(order.firstIndex(of: "b")! < order.firstIndex(of: "lonely")!)
+        #expect(hits.first { $0.memory.id == "free" }?.explanation?.session == nil)
+        for session in ["s1", "s2"] {
+            let members = hits.filter { $0.memory.session == session }
+            let credit = try #require(members.first?.explanation?.session)
+            #expect(members.allSatisfy { $0.explanation?.session == credit })
+            let own = members.map { $0.score - credit }.sorted(by: >).prefix(MemoryStore.sessionBest)
+            #expect(abs(credit - MemoryStore.sessionCredit * own.reduce(0, +)) < 1e-6)
+        }
+    }
+
     /// Filters hold in every mode and both index kinds, and a search returns min(k, matches).
     @Test(arguments: [SpaceIndex.flat, .hnsw(HNSWParameters())])
     func filtersComposeWithEveryMode(index: SpaceIndex) throws {

@@ -561,6 +561,11 @@ enum Dashboard {
               if (explain.vector) bars.push(["vector", Math.max(0, explain.vector.score), "rank " + explain.vector.rank + ", cosine " + explain.vector.score.toFixed(3)]);
               if (explain.keyword) bars.push(["keyword", explain.keyword.score / top.keyword, "rank " + explain.keyword.rank + ", BM25 " + explain.keyword.score.toFixed(3)]);
               if (explain.recency !== null && explain.recency !== undefined) bars.push(["recency", explain.recency, "factor " + explain.recency.toFixed(3)]);
+              const factors = [];
+              if (explain.session) factors.push("session +" + explain.session.toFixed(4));
+              if (explain.speaker) factors.push("speaker named ×" + explain.speaker);
+              if (explain.time) factors.push("said in “" + explain.time.phrase + "”");
+              if (factors.length) item.append(element("div", factors.join(" · "), "meta factors"));
               for (const [part, share, label] of bars) {
                 const row = element("div", null, "explain " + part);
                 const bar = element("span", null, "bar " + part);

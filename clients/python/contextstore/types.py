@@ -52,6 +52,12 @@ class Explain:
     keyword: Optional[SideScore]
     neighbours: Optional[float]
     recency: Optional[float]
+    #: What the best fused scores of the hit's session added (hybrid).
+    session: Optional[float] = None
+    #: The factor the hit weighs because the query names its speaker (hybrid).
+    speaker: Optional[float] = None
+    #: ``{"from", "to", "phrase"}``: the span of time the query names, when the hit was said in it.
+    time: Optional[Dict[str, Any]] = None
 
     @classmethod
     def from_json(cls, obj: Dict[str, Any]) -> "Explain":
@@ -59,7 +65,15 @@ class Explain:
             value = obj.get(name)
             return SideScore(value["score"], value["rank"]) if value else None
 
-        return cls(side("vector"), side("keyword"), obj.get("neighbours"), obj.get("recency"))
+        return cls(
+            side("vector"),
+            side("keyword"),
+            obj.get("neighbours"),
+            obj.get("recency"),
+            obj.get("session"),
+            obj.get("speaker"),
+            obj.get("time"),
+        )
 
 
 @dataclass

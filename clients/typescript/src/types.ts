@@ -60,6 +60,12 @@ export interface Explain {
   keyword: { score: number; rank: number } | null;
   neighbours: number | null;
   recency: number | null;
+  /** What the best fused scores of the hit's session added (hybrid). */
+  session: number | null;
+  /** The factor the hit weighs because the query names its speaker (hybrid). */
+  speaker: number | null;
+  /** The span of time the query names, when the hit was said within it. */
+  time?: { from: number; to: number; phrase: string };
 }
 
 export interface Hit extends Memory {
