@@ -284,15 +284,18 @@ public struct PromptBuilder: Sendable {
         _ parts: Parts, text: String, request: PromptRequest, dropped: [Prompt.Dropped], tally: TokenTally
     ) -> Prompt {
         let messages = request.format == .messages ? parts.messages() : nil
+        // Ids in the order the text shows them (memories by day).
+        var shown = parts
+        shown.memories = PromptTemplate.byDay(parts.memories)
         let sections = PromptSection.allCases.map { section in
-            let ids = section == .summary ? Self.unique(parts.summary.map(\.id)) : parts[section].map(\.id)
+            let ids = section == .summary ? Self.unique(parts.summary.map(\.id)) : shown[section].map(\.id)
             // An empty section takes nothing (alone, the template would show only its fixed text).
             let empty = parts[section].isEmpty && section != .system && section != .query
             return Prompt.Section(name: section, tokens: empty ? 0 : tally.count(parts.render(only: section)), ids: ids)
         }
         return Prompt(
             text: text, messages: messages, tokens: tokens(of: text, messages, tally), sections: sections,
-            used: (parts.pinned + parts.memories + parts.recent).map(\.id), dropped: dropped,
+            used: (parts.pinned + shown.memories + parts.recent).map(\.id), dropped: dropped,
             spans: request.spans ? parts.spans(of: text) : nil)
     }
 

@@ -10,9 +10,10 @@ import Mustache
 /// `hasSummary`, `hasRecent` (whether a section has anything); `pinned`, `memories`, `summary`
 /// (sentences of older turns that did not fit, each an item holding one sentence), `recent`
 /// (lists of items, each with `id`, `speaker`, `role`, `who` (the speaker, else the role), `text`, `date` ("8 May
-/// 2023"), `before` and `beforeUntil` (what a changed fact replaced, and the day it stopped
-/// holding; empty otherwise) and `line` ("[8 May 2023] Caroline: text", and " (until 8 May 2023:
-/// old text)" for a change)).
+/// 2023"), `newDay` (whether its date is not the previous item's), `before` and `beforeUntil`
+/// (what a changed fact replaced, and the day it stopped holding; empty otherwise), `said`
+/// ("Caroline: text", and " (until 8 May 2023: old text)" for a change) and `line` ("[8 May 2023] "
+/// and `said`)). Memories are listed by day (`byDay`).
 ///
 /// What a template may do is limited, so that its cost is known before it renders: sections
 /// nest at most `maximumNesting` deep, a section over one of the lists may not sit inside a
@@ -53,9 +54,9 @@ public struct PromptTemplate: Sendable {
         }
     }
 
-    /// The default layout: the system text, "Known facts:", "Relevant memories:", "Earlier in
-    /// this conversation (summary):" (each item a "- " line), "Conversation:" (one line a turn),
-    /// then the query, blocks a blank line apart.
+    /// The default layout: the system text, "Known facts:", "Relevant memories:" (each day's
+    /// memories under a "8 May 2023:" line), "Earlier in this conversation (summary):" (each item
+    /// a "- " line), "Conversation:" (one line a turn), then the query, blocks a blank line apart.
     /// Its own words, with every section present, are under 60 tokens (a test counts them).
     public static let standard = try! PromptTemplate(
         name: "standard",
@@ -74,7 +75,10 @@ public struct PromptTemplate: Sendable {
             {{#hasMemories}}
             Relevant memories:
             {{#memories}}
-            - {{line}}
+            {{#newDay}}
+            {{date}}:
+            {{/newDay}}
+            - {{said}}
             {{/memories}}
 
             {{/hasMemories}}
@@ -237,18 +241,33 @@ public struct PromptTemplate: Sendable {
         }
     }
 
+    /// Memories as a template lists them: those of one day together, the days in the order of
+    /// their most relevant memory, each day's memories in the order they were said. A day is
+    /// then named once, and a model reads a day's words as they followed each other.
+    static func byDay(_ memories: [PromptItem]) -> [PromptItem] {
+        var place: [String: Int] = [:]
+        let days = memories.map { EmbedTemplate.day($0.createdAt) }
+        for day in days where place[day] == nil { place[day] = place.count }
+        return memories.indices.sorted {
+            (place[days[$0]]!, memories[$0].createdAt, $0) < (place[days[$1]]!, memories[$1].createdAt, $1)
+        }.map { memories[$0] }
+    }
+
     func render(_ parts: PromptBuilder.Parts) -> String {
         func items(_ list: [PromptItem]) -> [[String: Any]] {
-            list.map { item in
+            var previousDate: String?
+            return list.map { item in
                 let date = EmbedTemplate.day(item.createdAt)
+                defer { previousDate = date }
                 let who = item.speaker ?? item.role
                 // A fact that changed says what held before, and until when.
                 let change = item.before.map { " (until \(EmbedTemplate.day($0.until)): \($0.text))" } ?? ""
+                let said = (who.map { $0 + ": " } ?? "") + item.text + change
                 return [
                     "id": item.id, "speaker": item.speaker ?? "", "role": item.role ?? "", "who": who ?? "",
                     "text": item.text, "date": date, "before": item.before?.text ?? "",
                     "beforeUntil": item.before.map { EmbedTemplate.day($0.until) } ?? "",
-                    "line": "[\(date)] " + (who.map { $0 + ": " } ?? "") + item.text + change,
+                    "said": said, "line": "[\(date)] " + said, "newDay": date != previousDate,
                 ]
             }
         }
@@ -256,7 +275,7 @@ public struct PromptTemplate: Sendable {
             "system": parts.system, "query": parts.query, "hasSystem": !parts.system.isEmpty,
             "hasPinned": !parts.pinned.isEmpty, "hasMemories": !parts.memories.isEmpty,
             "hasSummary": !parts.summary.isEmpty, "hasRecent": !parts.recent.isEmpty, "pinned": items(parts.pinned),
-            "memories": items(parts.memories), "summary": items(parts.summary), "recent": items(parts.recent),
+            "memories": items(Self.byDay(parts.memories)), "summary": items(parts.summary), "recent": items(parts.recent),
             "now": EmbedTemplate.day(parts.now),
         ]
         return template.render(context)

@@ -85,8 +85,9 @@ import Testing
                 - [8 May 2023] Ana is vegetarian
 
                 Relevant memories:
-                - [8 May 2023] Ana: My sister moved to Porto
-                - [8 May 2023] Ana: We talked about the weather
+                8 May 2023:
+                - Ana: My sister moved to Porto
+                - Ana: We talked about the weather
 
                 Conversation:
                 [8 May 2023] user: Hi again
@@ -110,10 +111,12 @@ import Testing
         let server = try await server()
         let client = try await server.client()
         let whole = try await client.prompt(
-            .init(search: SearchRequest(user: "ana", text: "sister", vector: [1, 0, 0]), session: "s2", budget: 1000)
+            .init(
+                search: SearchRequest(user: "ana", text: "sister", vector: [1, 0, 0]), session: "s2", budget: 1000,
+                messages: true)
         ).prompt
         // Room for all but the last memory.
-        let budget = whole.tokens - 5
+        let budget = whole.tokens - 1
         let cut = try await client.prompt(
             .init(
                 search: SearchRequest(user: "ana", text: "sister", vector: [1, 0, 0]), session: "s2", budget: budget,

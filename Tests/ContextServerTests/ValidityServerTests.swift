@@ -68,12 +68,12 @@ import Testing
         }
         socket.exchange(
             #"{"op":"prompt","user":"ana","query":"Where does Ana live?","vector":[1,0,0],"format":"text"}"#,
-            #"{"ok":true,"prompt":"\#(system)\n\nRelevant memories:\n- [18 May 2023] Ana moved to Porto\n\nWhere does Ana live?","#
+            #"{"ok":true,"prompt":"\#(system)\n\nRelevant memories:\n18 May 2023:\n- Ana moved to Porto\n\nWhere does Ana live?","#
                 + #""tokens":46,"counter":"estimate",\#(sections("porto"))"used":["porto"],"dropped":[]}"#,
             now: FixedClock.now)
         socket.exchange(
             #"{"op":"prompt","user":"ana","query":"Where did Ana live?","vector":[1,0,0],"as_of":"2023-05-09T00:00:00Z","format":"text"}"#,
-            #"{"ok":true,"prompt":"\#(system)\n\nRelevant memories:\n- [8 May 2023] Ana lives in Lisbon\n\nWhere did Ana live?","#
+            #"{"ok":true,"prompt":"\#(system)\n\nRelevant memories:\n8 May 2023:\n- Ana lives in Lisbon\n\nWhere did Ana live?","#
                 + #""tokens":46,"counter":"estimate",\#(sections("lisbon"))"used":["lisbon"],"dropped":[]}"#,
             now: FixedClock.now)
 
@@ -86,7 +86,7 @@ import Testing
         let changed = try #require(try JSONParser.parse(Array(changedLine.utf8)).objectValue)
         #expect(
             changed["prompt"]?.stringValue?.contains(
-                "- [18 May 2023] Ana moved to Porto (until 18 May 2023: Ana lives in Lisbon)\n") == true)
+                "18 May 2023:\n- Ana moved to Porto (until 18 May 2023: Ana lives in Lisbon)\n") == true)
         #expect(try changed.strings("used") == ["porto"])
 
         // Errors, each with its code; the connection goes on.

@@ -17,7 +17,13 @@ import Testing
             PromptRequest(
                 system: "Answer from the memories.", query: "Where does Ana's sister live?",
                 pinned: [item("p1", "Ana is vegetarian")],
-                memories: [item("m1", "My sister moved to Porto", minute: 3), item("m2", "I like tea", minute: 1)],
+                // Most relevant first: the day of m1 comes first, and shows its memories in the
+                // order they were said.
+                memories: [
+                    item("m1", "My sister moved to Porto", minute: 3),
+                    item("m3", "It rained all day", minute: 24 * 60 + 5, speaker: "Bea"),
+                    item("m2", "I like tea", minute: 1),
+                ],
                 recent: [item("r1", "Hi!", minute: 9, speaker: nil)], budget: 1000))
         #expect(
             prompt.text == """
@@ -27,18 +33,38 @@ import Testing
                 - [8 May 2023] Ana: Ana is vegetarian
 
                 Relevant memories:
-                - [8 May 2023] Ana: My sister moved to Porto
-                - [8 May 2023] Ana: I like tea
+                8 May 2023:
+                - Ana: I like tea
+                - Ana: My sister moved to Porto
+                9 May 2023:
+                - Bea: It rained all day
 
                 Conversation:
                 [8 May 2023] Hi!
 
                 Where does Ana's sister live?
                 """)
-        #expect(prompt.used == ["p1", "m1", "m2", "r1"] && prompt.dropped.isEmpty)
+        // Ids in the order the text shows them.
+        #expect(prompt.used == ["p1", "m2", "m1", "m3", "r1"] && prompt.dropped.isEmpty)
         #expect(prompt.tokens == builder.counter.count(prompt.text))
         #expect(prompt.sections.map(\.name) == PromptSection.allCases)
-        #expect(prompt.sections.first { $0.name == .memories }?.ids == ["m1", "m2"])
+        #expect(prompt.sections.first { $0.name == .memories }?.ids == ["m2", "m1", "m3"])
+    }
+
+    /// Dropped for the budget are the least relevant memories, whatever their day: the order
+    /// shown is not the order fitted.
+    @Test func memoriesShownByDayAreStillDroppedLeastRelevantFirst() throws {
+        let memories = (0..<12).map { n in
+            item("m\(n)", "memory \(n) of the garden", minute: Int64(n % 3) * 24 * 60 + Int64(n))
+        }
+        let whole = try builder.build(PromptRequest(system: "", query: "Q", memories: memories, budget: 1000))
+        #expect(whole.text.components(separatedBy: " May 2023:\n").count == 4)
+        let budget = whole.tokens - 10
+        let cut = try builder.build(PromptRequest(system: "", query: "Q", memories: memories, budget: budget))
+        let kept = cut.sections.first { $0.name == .memories }!.ids
+        #expect(!kept.isEmpty && kept.count < 12 && cut.tokens <= budget)
+        #expect(Set(kept) == Set(memories.prefix(kept.count).map(\.id)))
+        #expect(cut.dropped.map(\.id) == memories.suffix(12 - kept.count).reversed().map(\.id))
     }
 
     /// A pinned turn among the latest turns stays in the dialogue, where it was said, rather
@@ -78,7 +104,7 @@ import Testing
         var porto = item("porto", "I moved to Porto", minute: 10)
         porto.before = ("I live in Lisbon", 1_683_504_600_000)
         let prompt = try builder.build(PromptRequest(system: "", query: "Q", memories: [porto], budget: 200))
-        #expect(prompt.text.contains("- [8 May 2023] Ana: I moved to Porto (until 8 May 2023: I live in Lisbon)"))
+        #expect(prompt.text.contains("8 May 2023:\n- Ana: I moved to Porto (until 8 May 2023: I live in Lisbon)"))
         let template = try PromptTemplate(
             name: "t", text: "{{#memories}}{{text}}; before {{beforeUntil}}: {{before}}{{/memories}}")
         let custom = try PromptBuilder(counter: .estimate, template: template).build(
@@ -107,7 +133,8 @@ import Testing
         #expect(shown.map(\.0) == [.system, .pinned, .memories, .memories, .recent, .query])
         #expect(
             shown.map(\.1) == [
-                "Answer from the memories.", "Ana is vegetarian", "Ma sœur vit à Porto \u{0} 🏠", "I like tea", "Hi!",
+                // The day's memories in the order they were said.
+                "Answer from the memories.", "Ana is vegetarian", "I like tea", "Ma sœur vit à Porto \u{0} 🏠", "Hi!",
                 "Où vit la sœur d'Ana? 🍵",
             ])
         // The same prompt as without spans; none unless asked.
@@ -310,7 +337,7 @@ import Testing
         #expect(
             prompt.messages == [
                 PromptMessage(
-                    role: "system", content: "Be kind.\n\nRelevant memories:\n- [8 May 2023] Ana: Ana likes tea"),
+                    role: "system", content: "Be kind.\n\nRelevant memories:\n8 May 2023:\n- Ana: Ana likes tea"),
                 PromptMessage(role: "user", content: "Ana: Hi"), PromptMessage(role: "assistant", content: "Hello!"),
                 PromptMessage(role: "user", content: "And now?"),
             ])
