@@ -73,7 +73,7 @@ final class Database {
 
     deinit { close() }
 
-    private var connection: OpaquePointer {
+    var connection: OpaquePointer {
         guard let handle else { preconditionFailure("database \(path) is closed") }
         return handle
     }

@@ -19,11 +19,12 @@ import ContextModel
 ///
 /// Scores are BM25 over the searching user's rows alone: FTS5's `bm25()` counts every row of
 /// the table, so one user's scores moved when another stored the same word (which told of
-/// other tenants' words, and made a kept answer differ from a new one). A search stems its words
-/// as the index does, reads each stem's occurrences from the index (`occurrences`) and keeps
-/// those in the user's rows, reads the user's row count and tokens (`userSizes`, kept per user
-/// until the user's memories change), and scores as `bm25()` would on a table of that user's
-/// rows only.
+/// other tenants' words, and made a kept answer differ from a new one). A search asks FTS5 for
+/// the rows that hold the user's scope token and any of its words (`matches`: FTS5 seeks
+/// through the doclists, so the cost follows the user's rows and the words' rows, not every
+/// occurrence of a common word in the table), with each row's tokens and each word's count in it,
+/// reads the user's row count and tokens (`userSizes`, kept per user until the user's memories
+/// change), and scores as `bm25()` would on a table of that user's rows only.
 enum KeywordIndex {
     static let table = "memory_terms"
     static let tokenizer = "porter unicode61 remove_diacritics 2"
@@ -58,30 +59,27 @@ enum KeywordIndex {
         return Array(terms.filter { seen.insert($0).inserted }.prefix(maximumTerms))
     }
 
-    /// Tables of each reading connection's own (in its `temp` schema, so a read-only
-    /// connection may write them): the query's words, tokenized as the index tokenizes
-    /// (`query`, read through `queryTerms`: each word's stemmed token), and every occurrence of
-    /// a token in the index (`occurrences`: document, column), read from the index itself
-    /// rather than by tokenizing the rows again.
-    static let temporaryTables = [
-        "CREATE VIRTUAL TABLE temp.keyword_query USING fts5(word, tokenize = '\(tokenizer)')",
-        "CREATE VIRTUAL TABLE temp.keyword_query_terms USING fts5vocab(temp, keyword_query, instance)",
-        "CREATE VIRTUAL TABLE temp.keyword_occurrences USING fts5vocab(main, memory_terms, instance)",
-    ]
-    static let clearQuery = "DELETE FROM temp.keyword_query"
-    /// The words in one row, a space apart: a word's token is at the word's place (`offset`).
-    static let addQuery = "INSERT INTO temp.keyword_query (rowid, word) VALUES (1, ?1)"
-    static let queryTerms = "SELECT offset, term FROM temp.keyword_query_terms"
-    /// A token's occurrences in the searched columns (`scope` is not one).
-    static let occurrences = """
-        SELECT doc FROM temp.keyword_occurrences WHERE term = ?1 AND col IN ('speaker', 'text', 'day')
+    /// The user's rows that hold any of the words, with what BM25 needs of each (see
+    /// `Database.registerTermCounts`): `?1` is `matchExpression(user:terms:)`.
+    static let matches = """
+        SELECT rowid, \(Database.termCountsFunction)(memory_terms) FROM memory_terms WHERE memory_terms MATCH ?1
         """
+
+    /// The FTS5 query of a search: the user's scope token, and any of the words in the searched
+    /// columns, each word a phrase of its own (so `term_counts` counts each), in `terms`' order.
+    /// The words are tokenized by the index's own tokenizer, as its rows were.
+    static func matchExpression(user: String, terms: [String]) -> String {
+        func quoted(_ text: String) -> String {
+            "\"" + text.split(separator: "\"", omittingEmptySubsequences: false).joined(separator: "\"\"") + "\""
+        }
+        return "scope : \(quoted(scope(user: user))) AND {speaker text day} : ("
+            + terms.map(quoted).joined(separator: " OR ") + ")"
+    }
 
     /// The tokens of every column of each of `user`'s rows (FTS5's record of them).
     static let userSizes = """
         SELECT d.id, d.sz FROM memory_terms_docsize d WHERE d.id IN (SELECT seq FROM memories WHERE user = ?1)
         """
-    static let rowSize = "SELECT sz FROM memory_terms_docsize WHERE id = ?1"
 
     /// The tokens of a row, all columns: the sum of the varints of FTS5's `docsize` record.
     static func tokens(inSizes blob: [UInt8]) -> Int {

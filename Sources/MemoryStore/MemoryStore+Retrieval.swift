@@ -321,41 +321,24 @@ extension MemoryStore {
         var found: [Int64: [Int]] = [:]
         var lengths: [Int64: Int] = [:]
         let totals = try withReader { database -> KeywordTotals in
-            // Each word's token as the index has it (stemmed, accents folded).
-            try database.cachedStatement(KeywordIndex.clearQuery).execute([])
-            try database.cachedStatement(KeywordIndex.addQuery).execute([terms.joined(separator: " ")])
-            var tokens: [String: [Int]] = [:]  // token -> the words it stands for
-            let stems = try database.cachedStatement(KeywordIndex.queryTerms)
-            while try stems.step() {
-                tokens[stems.string(at: 1) ?? "", default: []].append(Int(stems.int64(at: 0)))
+            // The user's rows holding a word, each with its tokens and each word's count.
+            var counts: [Int64: [Int32]] = [:]
+            let matches = try database.cachedStatement(KeywordIndex.matches)
+            try matches.bind([KeywordIndex.matchExpression(user: user, terms: terms)])
+            while try matches.step() {
+                let row = matches.int32s(at: 1)
+                if row.count == terms.count + 1 { counts[matches.int64(at: 0)] = row }
             }
-            stems.reset()
-            // Their occurrences, then those in the user's rows.
-            var counts: [Int64: [Int]] = [:]
-            let occurrences = try database.cachedStatement(KeywordIndex.occurrences)
-            for (token, words) in tokens {
-                try occurrences.bind([token])
-                while try occurrences.step() {
-                    let seq = occurrences.int64(at: 0)
-                    for word in words where word < terms.count {
-                        counts[seq, default: Array(repeating: 0, count: terms.count)][word] += 1
-                    }
-                }
-                occurrences.reset()
-            }
+            matches.reset()
+            // Two users' scope tokens may be the same: the rows of others are left out.
             state.read { state in
-                for (seq, occurrences) in counts {
+                for (seq, row) in counts {
                     guard let handle = state.handleOfSeq[seq], let owner = state.records[Int(handle)]?.user,
                         owner.bytewiseEquals(user)
                     else { continue }
-                    found[seq] = occurrences
+                    found[seq] = row.dropFirst().map(Int.init)
+                    lengths[seq] = Int(row[0])
                 }
-            }
-            let size = try database.cachedStatement(KeywordIndex.rowSize)
-            for seq in found.keys {
-                try size.bind([seq])
-                if try size.step() { lengths[seq] = KeywordIndex.tokens(inSizes: size.bytes(at: 0)) }
-                size.reset()
             }
             return try keywordTotals(user: user, generation: generation, database)
         }

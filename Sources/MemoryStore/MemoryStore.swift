@@ -119,7 +119,7 @@ public final class MemoryStore: Sendable {
         private static func open(_ path: String) throws -> Database {
             let database = try Database(path: path, readOnly: true)
             try database.execute("PRAGMA busy_timeout = 5000")
-            for table in KeywordIndex.temporaryTables { try database.execute(table) }
+            try database.registerTermCounts()
             return database
         }
 

@@ -7,7 +7,7 @@ final class Statement {
     let sql: String
 
     // SQLite copies bound text and blobs when given this destructor.
-    private static let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
+    static let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
 
     init(connection: OpaquePointer, sql: String) throws {
         var statement: OpaquePointer?

@@ -275,7 +275,8 @@ public struct PromptTemplate: Sendable {
             "system": parts.system, "query": parts.query, "hasSystem": !parts.system.isEmpty,
             "hasPinned": !parts.pinned.isEmpty, "hasMemories": !parts.memories.isEmpty,
             "hasSummary": !parts.summary.isEmpty, "hasRecent": !parts.recent.isEmpty, "pinned": items(parts.pinned),
-            "memories": items(Self.byDay(parts.memories)), "summary": items(parts.summary), "recent": items(parts.recent),
+            "memories": items(Self.byDay(parts.memories)), "summary": items(parts.summary),
+            "recent": items(parts.recent),
             "now": EmbedTemplate.day(parts.now),
         ]
         return template.render(context)

@@ -516,9 +516,11 @@ import VectorIndex
         let texts = [
             "I practise the violin every evening", "The violin teacher moved to Porto", "Dinner with my sister",
             "My sister plays the violin and the cello, violin first", "Porto in May: the teacher's concert",
+            // A rare word twice in one row: how often a row holds a word counts.
+            "The cello, then the cello again",
         ]
         try store.add(texts.enumerated().map { turn("m\($0.offset)", $0.element, user: "u", speaker: "Ana") })
-        for query in ["violin", "violin teacher", "sister cello", "Porto May concert", "ana"] {
+        for query in ["violin", "violin teacher", "sister cello", "cello", "Porto May concert", "ana"] {
             let ours = try scores(store, query, user: "u")
             let terms = KeywordIndex.terms(query).map { "\"\($0)\"" }.joined(separator: " OR ")
             let theirs = try store.withReader { database in
