@@ -27,7 +27,7 @@ vectors and texts. Seeded: the same N gives the same data.
 Writes ladder.json and ladder.md (one table row per step) in --out, and prints each figure as
 it is measured. Needs numpy; hnswlib for its column (skipped with a message when absent).
 """
-import argparse, json, os, platform, re, shutil, signal, socket, statistics, subprocess, sys, time
+import argparse, json, os, platform, re, signal, socket, subprocess, sys, time
 import numpy as np
 
 DATA = "../shared/datasets/wordnet-minilm"
