@@ -39,11 +39,16 @@ public final class ContextStoreClient: Sendable {
         host: String = "127.0.0.1", port: Int = 7420, maximumResponseBytes: Int = 256 * 1024 * 1024,
         timeout: TimeAmount? = nil, secret: String? = nil, tls: TLSConfiguration? = nil
     ) async throws -> ContextStoreClient {
-        let client = try await open(
-            host: host, port: port, maximumResponseBytes: maximumResponseBytes, timeout: timeout, tls: tls)
-        guard let secret else { return client }
+        // The `auth` line is written by the event loop as soon as the connection is up, not when
+        // this task next runs: a server's deadline to authenticate starts at the connection, and
+        // a busy process may resume a task long after that.
+        let (channel, authenticated) = try await open(
+            host: host, port: port, maximumResponseBytes: maximumResponseBytes, timeout: timeout, tls: tls,
+            firstLine: secret.map { Operations.Auth.requestLine($0) })
+        let client = ContextStoreClient(channel: channel, timeout: timeout)
+        guard let authenticated else { return client }
         do {
-            _ = try await client.call(Operations.Auth.self, secret)
+            _ = try Self.decode(Operations.Auth.self, try Self.object(try await client.answer(to: authenticated)))
         } catch {
             await client.close()
             throw error
@@ -51,12 +56,15 @@ public final class ContextStoreClient: Sendable {
         return client
     }
 
+    /// Connects, and writes `firstLine` (when given) once connected; returns the channel and
+    /// the future answer to that line.
     private static func open(
-        host: String, port: Int, maximumResponseBytes: Int, timeout: TimeAmount?, tls: TLSConfiguration?
-    ) async throws -> ContextStoreClient {
+        host: String, port: Int, maximumResponseBytes: Int, timeout: TimeAmount?, tls: TLSConfiguration?,
+        firstLine: [UInt8]?
+    ) async throws -> (Channel, EventLoopFuture<ByteBuffer>?) {
         do {
             let tlsContext = try tls.map { try NIOSSLContext(configuration: $0) }
-            let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            return try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
                 .channelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
                 .connectTimeout(timeout ?? .seconds(10))
                 .channelInitializer { channel in
@@ -73,8 +81,9 @@ public final class ContextStoreClient: Sendable {
                             RequestResponseHandler<ByteBuffer, ByteBuffer>())
                     }
                 }
-                .connect(host: host, port: port).get()
-            return ContextStoreClient(channel: channel, timeout: timeout)
+                .connect(host: host, port: port)
+                .map { channel in (channel, firstLine.map { send($0, on: channel) }) }
+                .get()
         } catch {
             throw ClientError.cannotConnect(host: host, port: port, reason: Self.reason(error))
         }
@@ -101,20 +110,17 @@ public final class ContextStoreClient: Sendable {
     /// Sends one request line (the newline is added) and returns the parsed response object,
     /// whether `ok` is true or false.
     public func roundTrip(line bytes: [UInt8]) async throws -> JSONObject {
-        let line = try await exchange(line: bytes)
-        let value: JSONValue
-        do {
-            value = try line.withUnsafeReadableBytes { bytes throws(JSONParseError) in try JSONParser.parse(bytes) }
-        } catch {
-            throw ClientError.invalidResponse("\(error)")
-        }
-        guard case .object(let object) = value else { throw ClientError.invalidResponse("not an object") }
-        return object
+        try Self.object(try await exchange(line: bytes))
     }
 
     /// Sends one request line (the newline is added) and returns the answer line as it came,
     /// without its newline.
     public func exchange(line bytes: [UInt8]) async throws -> ByteBuffer {
+        try await answer(to: Self.send(bytes, on: channel))
+    }
+
+    /// Writes one request line (the newline is added); the future is its answer line.
+    private static func send(_ bytes: [UInt8], on channel: Channel) -> EventLoopFuture<ByteBuffer> {
         var buffer = channel.allocator.buffer(capacity: bytes.count + 1)
         buffer.writeBytes(bytes)
         buffer.writeInteger(UInt8(ascii: "\n"))
@@ -124,6 +130,11 @@ public final class ContextStoreClient: Sendable {
         let written = channel.eventLoop.makePromise(of: Void.self)
         written.futureResult.whenFailure { promise.fail($0) }
         channel.writeAndFlush((buffer, promise), promise: written)
+        return promise.futureResult
+    }
+
+    /// Waits for the answer to a line sent, at most the timeout (which then closes the connection).
+    private func answer(to sent: EventLoopFuture<ByteBuffer>) async throws -> ByteBuffer {
         let deadline = timeout.map { timeout in
             channel.eventLoop.scheduleTask(in: timeout) { [self] in
                 timedOut.store(true, ordering: .relaxed)
@@ -131,15 +142,25 @@ public final class ContextStoreClient: Sendable {
             }
         }
         defer { deadline?.cancel() }
-        let line: ByteBuffer
         do {
-            line = try await promise.futureResult.get()
+            return try await sent.get()
         } catch let error as ChannelError where error == .ioOnClosedChannel || error == .alreadyClosed {
             throw closedError
         } catch is NIOExtrasErrors.ClosedBeforeReceivingResponse {
             throw closedError
         }
-        return line
+    }
+
+    /// An answer line as a JSON object.
+    private static func object(_ line: ByteBuffer) throws -> JSONObject {
+        let value: JSONValue
+        do {
+            value = try line.withUnsafeReadableBytes { bytes throws(JSONParseError) in try JSONParser.parse(bytes) }
+        } catch {
+            throw ClientError.invalidResponse("\(error)")
+        }
+        guard case .object(let object) = value else { throw ClientError.invalidResponse("not an object") }
+        return object
     }
 
     private var closedError: ClientError {
@@ -158,7 +179,11 @@ public final class ContextStoreClient: Sendable {
     /// - Throws: `ClientError.server` with the server's code when `ok` is false;
     ///   `ClientError.invalidResponse` when the answer does not decode.
     public func call<Op: WireOperation>(_ op: Op.Type, _ arguments: Op.Arguments) async throws -> Op.Answer {
-        let response = try await roundTrip(line: Op.requestLine(arguments))
+        try Self.decode(op, try await roundTrip(line: Op.requestLine(arguments)))
+    }
+
+    /// `response`'s answer to `op`, or the server's error.
+    private static func decode<Op: WireOperation>(_ op: Op.Type, _ response: JSONObject) throws -> Op.Answer {
         guard case .bool(true) = response["ok"] else {
             guard case .object(let error) = response["error"], case .string(let code) = error["code"] else {
                 throw ClientError.invalidResponse("ok is not true and there is no error")

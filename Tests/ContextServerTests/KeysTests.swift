@@ -480,6 +480,41 @@ import Testing
         #expect(code(other.readLine()) == "ok")
         await server.stop()
     }
+
+    /// A client connecting with a secret lost its connection when the process was busy: its
+    /// task sent `auth` only once it ran again, which the server's deadline did not wait for
+    /// (a CI run under load saw it). The event loop now sends `auth` the moment it connects.
+    @Test func aClientWhoseTaskRunsLateStillAuthenticatesInTime() async throws {
+        let server = try await TestServer(dimension: 2) {
+            $0.keys = KeyRing(keys)
+            $0.authenticationTimeout = .seconds(1)
+        }
+        let late = LateExecutor(delay: 2)
+        let pong = try await Task(executorPreference: late) {
+            let client = try await ContextStoreClient.connect(port: server.port, secret: "root-secret-0123456789")
+            defer { Task { await client.close() } }
+            return String(buffer: try await client.exchange(line: Array(#"{"op":"ping"}"#.utf8)))
+        }.value
+        #expect(pong == #"{"ok":true,"pong":true}"#)
+        await server.stop()
+    }
+}
+
+/// Runs each job `delay` seconds after it is enqueued, on a thread of its own: a task on it
+/// resumes late, as on a process whose threads are all busy.
+private final class LateExecutor: TaskExecutor {
+    let delay: Double
+
+    init(delay: Double) { self.delay = delay }
+
+    func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        let executor = asUnownedTaskExecutor()
+        Thread.detachNewThread { [delay] in
+            Thread.sleep(forTimeInterval: delay)
+            job.runSynchronously(on: executor)
+        }
+    }
 }
 
 /// `keys` and `slow_requests`: what an admin sees of the server, never secrets nor content.
