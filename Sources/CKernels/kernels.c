@@ -2,6 +2,7 @@
 
 #if defined(__x86_64__)
 #include <immintrin.h>
+#include <math.h>
 #endif
 
 static float ck_dot_baseline(const float *a, const float *b, long n) {
@@ -350,6 +351,22 @@ __attribute__((target("avx2,f16c"))) static void decode_f16_avx2(const unsigned 
     for (; i < n; i++) out[i] = half_to_float(x[i]);
 }
 #endif
+
+float ck_encode_i8(const float *vector, long n, signed char *codes) {
+    float largest = 0;
+    for (long i = 0; i < n; i++) largest = fmaxf(largest, fabsf(vector[i]));
+    if (!(largest > 0)) {
+        memset(codes, 0, (size_t)n);
+        return 0;
+    }
+    // In double: a subnormal largest cannot make the steps overflow or the scale underflow.
+    double steps = 127.0 / (double)largest;
+    for (long i = 0; i < n; i++) {
+        double step = round((double)vector[i] * steps);
+        codes[i] = (signed char)(step < -127 ? -127 : step > 127 ? 127 : step);
+    }
+    return (float)((double)largest / 127.0);
+}
 
 // Whether (sa, ra) ranks below (sb, rb): a lower score, or an equal one at a higher index.
 static inline int ranks_below(float sa, long ra, float sb, long rb) { return sa < sb || (sa == sb && ra > rb); }

@@ -470,17 +470,16 @@ public struct FlatIndex: Sendable {
 
     /// Appends `vector`'s int8 code (each component over the scale, rounded, within -127...127)
     /// and returns the scale: the largest magnitude over 127, in double precision so that a
-    /// subnormal vector cannot divide by a scale that underflowed to zero.
+    /// subnormal vector cannot divide by a scale that underflowed to zero (`ck_encode_i8`).
     @discardableResult
     static func appendCode(of vector: [Float], to codes: inout [Int8]) -> Float {
-        let largest = Double(vector.reduce(Float(0)) { max($0, abs($1)) })
-        guard largest > 0 else {
-            codes.append(contentsOf: repeatElement(0, count: vector.count))
-            return 0
+        let start = codes.count
+        codes.append(contentsOf: repeatElement(0, count: vector.count))
+        return vector.withUnsafeBufferPointer { vector in
+            codes.withUnsafeMutableBufferPointer { codes in
+                ck_encode_i8(vector.baseAddress!, vector.count, codes.baseAddress! + start)
+            }
         }
-        let steps = 127 / largest
-        for x in vector { codes.append(Int8(min(max((Double(x) * steps).rounded(), -127), 127))) }
-        return Float(largest / 127)
     }
 
     // MARK: - Vector helpers

@@ -133,6 +133,21 @@ func referenceSearch(
         #expect(index.search(user: "u", query: metric.prepared(own.vector), k: 1).first?.id == own.id)
     }
 
+    /// A row's int8 code: each component times 127 over the largest magnitude, rounded half
+    /// away from zero (2.5 is 3, not the even 2), within -127...127; a zero vector's is zeros
+    /// with scale 0.
+    @Test func int8CodesRoundHalfAwayFromZero() {
+        var codes: [Int8] = [9]
+        #expect(FlatIndex.appendCode(of: [127, 2.5, -2.5, 3.5, 0.4, -127], to: &codes) == 1)
+        #expect(codes == [9, 127, 3, -3, 4, 0, -127])
+        #expect(FlatIndex.appendCode(of: [0, -0, 0], to: &codes) == 0)
+        #expect(codes == [9, 127, 3, -3, 4, 0, -127, 0, 0, 0])
+        // The scale in double precision: a subnormal vector still gets codes.
+        var tiny: [Int8] = []
+        FlatIndex.appendCode(of: [Float.leastNonzeroMagnitude, -Float.leastNonzeroMagnitude], to: &tiny)
+        #expect(tiny == [127, -127])
+    }
+
     @Test func searchesOnlyTheUsersPartition() {
         var index = FlatIndex(dimension: 2, metric: .dot)
         index.upsert(id: "a1", user: "alice", vector: [1, 0], attributes: attributes)

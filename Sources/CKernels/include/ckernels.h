@@ -39,6 +39,12 @@ void ck_dot_i8_rows(
     const signed char *q, float q_scale, const signed char *codes, const float *scales, const float *norms, long n,
     long rows, float *out);
 
+/// Writes the int8 code of the n floats of `vector` to codes[0..<n] (each component times
+/// 127 / its largest magnitude, in double precision, rounded half away from zero, within
+/// -127...127) and returns the scale (that magnitude / 127), or 0 (and zeros) for a zero vector.
+/// What the flat index's compact scan reads, for every row it stores.
+float ck_encode_i8(const float *vector, long n, signed char *codes);
+
 /// Writes to rows[0...] the indexes of the `count` largest of scores[0..<n] (all n when fewer),
 /// in no particular order, and returns how many it wrote: a bounded min-heap, one comparison for
 /// most scores. Ties go to the lower index.
