@@ -146,6 +146,22 @@ func referenceSearch(
         var tiny: [Int8] = []
         FlatIndex.appendCode(of: [Float.leastNonzeroMagnitude, -Float.leastNonzeroMagnitude], to: &tiny)
         #expect(tiny == [127, -127])
+        // Random vectors, against the definition written out in Swift.
+        var generator = SplitMix64(state: 7)
+        for _ in 0..<2000 {
+            let vector = randomVector(48, using: &generator).map {
+                $0 * Float.random(in: 0.001...1000, using: &generator)
+            }
+            let largest = Double(vector.map(abs).max()!)
+            let expected = vector.map { x -> Int8 in
+                let step: Double = (Double(x) * (127 / largest)).rounded()
+                return Int8(Swift.min(Swift.max(step, -127), 127))
+            }
+            var codes: [Int8] = []
+            let scale = FlatIndex.appendCode(of: vector, to: &codes)
+            #expect(codes == expected)
+            #expect(scale == Float(largest / 127))
+        }
     }
 
     @Test func searchesOnlyTheUsersPartition() {
