@@ -155,6 +155,13 @@ def latencies(port, lines):
     return times
 
 
+def hello(port):
+    """The server's hello answer (its kernels and BLAS, for the report)."""
+    with socket.create_connection(("127.0.0.1", port)) as connection:
+        connection.sendall(b'{"op":"hello"}\n')
+        return json.loads(connection.makefile("rb").readline())
+
+
 def percentile(values, p):
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(len(ordered) * p / 100))]
@@ -277,6 +284,10 @@ def main():
         step["file_bytes"] = sum(os.path.getsize(p) for p in (db, db + "-wal") if os.path.exists(p))
         process, port, seconds = serve(args.binary, db)
         step["restart_s"] = seconds
+        if "kernels" not in machine:
+            answer = hello(port)
+            machine.update(kernels=answer["kernels"], blas=answer["blas"])
+            log(f"server kernels: {machine['kernels']}; BLAS: {machine['blas']}")
         step["rss_bytes"] = rss_bytes(process.pid)
         step["bytes_per_memory"] = step["rss_bytes"] / n
         log(f"  restart {seconds:.2f} s, RSS {step['rss_bytes'] / 2**20:,.0f} MiB, "
@@ -313,8 +324,9 @@ def main():
 def write_markdown(report, path):
     def cell(step, key, scale=1.0, digits=0):
         return "—" if key not in step else f"{step[key] * scale:,.{digits}f}"
-    lines = [f"CPU: {report['machine']['cpu']}, {report['machine']['cores']} cores, "
-             f"{report['machine']['memory_gib']} GiB", "",
+    machine = report["machine"]
+    lines = [f"CPU: {machine['cpu']}, {machine['cores']} cores, {machine['memory_gib']} GiB; "
+             f"kernels: {machine.get('kernels', '—')}; BLAS: {machine.get('blas', '—')}", "",
              "| memories | import offline rows/s | import TCP rows/s | file MiB | RSS MiB | bytes/memory | restart s |"
              " ping ms | small user vector/keyword/hybrid p50 ms | median user | largest user (rows) | largest p99 ms |"
              " HNSW q/s at recall 0.95 (ef) | hnswlib q/s (ef) |",

@@ -9,6 +9,10 @@ public struct ServerHello: Sendable, Equatable {
     public var metric: Metric
     public var index: String
     public var blas: String
+    /// The instruction set of the distance kernels the server chose ("avx2+fma+f16c" or "baseline").
+    public var kernels: String
+    /// The server's processor, as its system names it.
+    public var cpu: String
     /// The memories of the whole space: told to an admin (or on a server without keys) only,
     /// nil for other keys, whose users are a part of it.
     public var memories: Int?
@@ -18,7 +22,7 @@ public struct ServerHello: Sendable, Equatable {
 
     public init(
         server: String, version: String, protocolVersion: Int, dimension: Int?, metric: Metric, index: String,
-        blas: String, memories: Int?, embedder: String?
+        blas: String, kernels: String, cpu: String, memories: Int?, embedder: String?
     ) {
         self.server = server
         self.version = version
@@ -27,6 +31,8 @@ public struct ServerHello: Sendable, Equatable {
         self.metric = metric
         self.index = index
         self.blas = blas
+        self.kernels = kernels
+        self.cpu = cpu
         self.memories = memories
         self.embedder = embedder
     }
@@ -47,6 +53,10 @@ public struct ServerHello: Sendable, Equatable {
         writer.string(index)
         writer.field("blas")
         writer.string(blas)
+        writer.field("kernels")
+        writer.string(kernels)
+        writer.field("cpu")
+        writer.string(cpu)
         writer.field("memories")
         if let memories { writer.int(Int64(memories)) } else { writer.null() }
         writer.field("embedder")
@@ -66,6 +76,8 @@ public struct ServerHello: Sendable, Equatable {
             dimension: try json.optionalInt("dimension").map { Int($0) }, metric: metric,
             index: try json.required("index", as: "string", \.stringValue),
             blas: try json.required("blas", as: "string", \.stringValue),
+            kernels: try json.required("kernels", as: "string", \.stringValue),
+            cpu: try json.required("cpu", as: "string", \.stringValue),
             memories: try json.optionalInt("memories").map { Int($0) }, embedder: try json.optionalString("embedder"))
     }
 }

@@ -262,8 +262,8 @@ public struct VectorBenchmark: Sendable {
                 ("base", base), ("queries", self.queries), ("groundtruth", groundTruth ?? "computed exactly"),
                 ("k", String(k)), ("ef", efs.isEmpty ? "default" : efs.map(String.init).joined(separator: ",")),
                 ("concurrency", String(concurrency)), ("index", hello.index), ("metric", hello.metric.rawValue),
-                ("blas", hello.blas), ("server", "\(hello.server) \(hello.version)"),
-            ],
+                ("server", "\(hello.server) \(hello.version)"),
+            ] + hello.machine,
             figures: figures, curve: curve)
     }
 }
@@ -382,7 +382,12 @@ public struct ConversationBenchmark: Sendable {
                 ("search", modes.map(\.rawValue).joined(separator: ",")),
                 ("prompt budget", promptBudget.map(String.init) ?? "none"), ("model", model), ("index", hello.index),
                 ("server", "\(hello.server) \(hello.version)"),
-            ],
+            ] + hello.machine,
             figures: figures, curve: curve)
     }
+}
+
+extension ServerHello {
+    /// What the figures depend on besides the code: the server's processor, its kernels and its BLAS.
+    var machine: [(String, String)] { [("cpu", cpu), ("kernels", kernels), ("blas", blas)] }
 }

@@ -93,9 +93,6 @@ public struct HNSWIndex: Sendable {
         codes = VectorCodes(dimension: dimension, metric: metric, storage: parameters.storage, kernels: kernels)
     }
 
-    /// The instruction set of the distance kernels in use ("avx2+fma+f16c" or "baseline").
-    public static var kernelInstructionSet: String { String(cString: ck_kernel_isa()) }
-
     /// Makes room for `nodes` nodes in all, so a bulk build does not reallocate (and briefly
     /// double) its arrays as it grows.
     public mutating func reserveCapacity(_ nodes: Int) {

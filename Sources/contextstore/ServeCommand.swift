@@ -349,6 +349,7 @@ struct ServeCommand: AsyncParsableCommand {
             metadata: [
                 "memories": "\(store.count)", "dimension": "\(store.dimension.map(String.init) ?? "unset")",
                 "metric": "\(store.metric.rawValue)", "index": "\(store.index)", "blas": "\(BLAS.loadedLibrary)",
+                "kernels": "\(Processor.kernels)", "cpu": "\(Processor.model)",
                 "embedder": "\(embedder?.modelID ?? "none: text requests get no_embedder")",
                 "tokens": "\(prompts.counter.name)", "templates": "\(prompts.templates.keys.sorted())",
                 "keys": "\(ring.map { $0.names.joined(separator: ",") } ?? "none: every client may do everything")",

@@ -186,7 +186,7 @@ import Testing
         #expect(try roundTrip(Operations.Ping.self, answer: Nothing()) == Nothing())
         let hello = ServerHello(
             server: "contextstore", version: "1", protocolVersion: 1, dimension: nil, metric: .l2, index: "hnsw",
-            blas: "openblas", memories: 3, embedder: "m")
+            blas: "openblas", kernels: "baseline", cpu: "a \"quoted\" CPU", memories: 3, embedder: "m")
         #expect(try roundTrip(Operations.Hello.self, answer: hello) == hello)
         for added in [
             Operations.Add.Answer(id: "id"),

@@ -18,6 +18,8 @@ import VectorIndex
         #expect(hello.metric == .dot)
         #expect(hello.index == "flat")
         #expect(hello.blas.contains("libblas.so"))
+        #expect(hello.kernels == Processor.kernels && ["avx2+fma+f16c", "baseline"].contains(hello.kernels))
+        #expect(hello.cpu == Processor.model && !hello.cpu.isEmpty)
 
         let first = try await client.add(
             NewMemory(

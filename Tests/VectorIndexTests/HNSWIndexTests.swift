@@ -205,7 +205,7 @@ import Testing
                 #expect(abs(Double(score) - expected) <= 1e-5 * max(1, abs(expected)), "n \(n), \(metric)")
             }
         }
-        #expect(["avx2+fma+f16c", "baseline"].contains(HNSWIndex.kernelInstructionSet))
+        #expect(["avx2+fma+f16c", "baseline"].contains(Processor.kernels))
     }
 
     /// Compact graphs walk by approximate scores and re-rank with the exact vectors: about the

@@ -47,6 +47,7 @@ struct HNSWBench: ParsableCommand {
                 exact!.upsert(id: String(row), user: "u", vector: vector, attributes: attributes, handle: Int32(row))
             }
         }
+        print("cpu: \(Processor.model); kernels: \(Processor.kernels); blas: \(BLAS.loadedLibrary)")
         let residentBefore = residentBytes()
         guard let vectorStorage = VectorStorage(rawValue: storage) else {
             throw ValidationError("--storage must be float32, float16 or int8")

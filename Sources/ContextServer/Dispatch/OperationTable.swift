@@ -223,7 +223,10 @@ enum OperationTable {
         },
         OperationDescriptor(
             Operations.Hello.self, runs: .eventLoop, access: .anyKey,
-            answer: ["server", "version", "protocol", "dimension", "metric", "index", "blas", "memories?", "embedder"]
+            answer: [
+                "server", "version", "protocol", "dimension", "metric", "index", "blas", "kernels", "cpu", "memories?",
+                "embedder",
+            ]
         ) { _, context in context.hello() },
         OperationDescriptor(
             Operations.Auth.self, runs: .eventLoop, access: .anyone, cost: .fixed(0), answer: ["key", "role"],

@@ -230,7 +230,8 @@ struct ServerContext: Sendable {
         let stats = stores.stats()
         return ServerHello(
             server: "contextstore", version: version, protocolVersion: protocolVersion, dimension: stats.dimension,
-            metric: stats.metric, index: stats.index, blas: BLAS.loadedLibrary,
+            metric: stats.metric, index: stats.index, blas: BLAS.loadedLibrary, kernels: Processor.kernels,
+            cpu: Processor.model,
             memories: limitingKey == nil ? stats.memories : nil, embedder: embedder?.modelID)
     }
 

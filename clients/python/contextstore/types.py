@@ -251,6 +251,10 @@ class Hello:
     metric: str
     index: str
     blas: str
+    kernels: str
+    """The instruction set of the server's distance kernels ("avx2+fma+f16c" or "baseline")."""
+    cpu: str
+    """The server's processor, as its system names it."""
     memories: Optional[int]
     """The whole space's memories: for an admin key (or a server without keys); None otherwise."""
     embedder: Optional[str]

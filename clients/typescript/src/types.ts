@@ -209,6 +209,10 @@ export interface Hello {
   metric: string;
   index: string;
   blas: string;
+  /** The instruction set of the server's distance kernels ("avx2+fma+f16c" or "baseline"). */
+  kernels: string;
+  /** The server's processor, as its system names it. */
+  cpu: string;
   memories?: number;
   embedder?: string | null;
 }
