@@ -27,7 +27,7 @@ vectors and texts. Seeded: the same N gives the same data.
 Writes ladder.json and ladder.md (one table row per step) in --out, and prints each figure as
 it is measured. Needs numpy; hnswlib for its column (skipped with a message when absent).
 """
-import argparse, json, os, platform, re, signal, socket, subprocess, sys, time
+import argparse, json, os, re, signal, socket, subprocess, sys, time
 import numpy as np
 
 DATA = "../shared/datasets/wordnet-minilm"
@@ -37,13 +37,6 @@ DIMENSION = 384
 
 def log(*args):
     print(*args, file=sys.stderr, flush=True)
-
-
-def cpu_model():
-    for line in open("/proc/cpuinfo"):
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
 
 
 def user_sizes(n):
@@ -156,7 +149,7 @@ def latencies(port, lines):
 
 
 def hello(port):
-    """The server's hello answer (its kernels and BLAS, for the report)."""
+    """The server's hello answer (its CPU, kernels and BLAS, for the report)."""
     with socket.create_connection(("127.0.0.1", port)) as connection:
         connection.sendall(b'{"op":"hello"}\n')
         return json.loads(connection.makefile("rb").readline())
@@ -264,7 +257,7 @@ def main():
     os.makedirs(args.out, exist_ok=True)
     queries = np.load(f"{DATA}/queries.f16.npy").astype(np.float32)
     query_texts = [json.loads(line)["text"] for line in open(f"{DATA}/queries.jsonl")]
-    machine = {"cpu": cpu_model(), "cores": os.cpu_count(),
+    machine = {"cores": os.cpu_count(),
                "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)}
     report = {"machine": machine, "steps": []}
     log(f"machine: {machine}")
@@ -286,8 +279,8 @@ def main():
         step["restart_s"] = seconds
         if "kernels" not in machine:
             answer = hello(port)
-            machine.update(kernels=answer["kernels"], blas=answer["blas"])
-            log(f"server kernels: {machine['kernels']}; BLAS: {machine['blas']}")
+            machine.update(cpu=answer["cpu"], kernels=answer["kernels"], blas=answer["blas"])
+            log(f"server CPU: {machine['cpu']}; kernels: {machine['kernels']}; BLAS: {machine['blas']}")
         step["rss_bytes"] = rss_bytes(process.pid)
         step["bytes_per_memory"] = step["rss_bytes"] / n
         log(f"  restart {seconds:.2f} s, RSS {step['rss_bytes'] / 2**20:,.0f} MiB, "
@@ -325,7 +318,7 @@ def write_markdown(report, path):
     def cell(step, key, scale=1.0, digits=0):
         return "—" if key not in step else f"{step[key] * scale:,.{digits}f}"
     machine = report["machine"]
-    lines = [f"CPU: {machine['cpu']}, {machine['cores']} cores, {machine['memory_gib']} GiB; "
+    lines = [f"CPU: {machine.get('cpu', '—')}, {machine['cores']} cores, {machine['memory_gib']} GiB; "
              f"kernels: {machine.get('kernels', '—')}; BLAS: {machine.get('blas', '—')}", "",
              "| memories | import offline rows/s | import TCP rows/s | file MiB | RSS MiB | bytes/memory | restart s |"
              " ping ms | small user vector/keyword/hybrid p50 ms | median user | largest user (rows) | largest p99 ms |"

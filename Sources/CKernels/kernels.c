@@ -1,8 +1,10 @@
 #include "ckernels.h"
 
+#include <math.h>
+#include <string.h>
+
 #if defined(__x86_64__)
 #include <immintrin.h>
-#include <math.h>
 #endif
 
 static float ck_dot_baseline(const float *a, const float *b, long n) {
@@ -135,8 +137,6 @@ void ck_small_gemm(const float *x, long m, long k, const float *w, long n, const
 }
 
 // MARK: - Kernels between a float32 query and a stored code
-
-#include <string.h>
 
 static float half_to_float(unsigned short h) {
     unsigned int sign = (unsigned int)(h >> 15) << 31, exponent = (h >> 10) & 0x1F, mantissa = h & 0x3FF, bits;

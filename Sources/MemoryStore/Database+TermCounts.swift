@@ -35,20 +35,23 @@ extension Database {
                     let columnSize = functions.pointee.xColumnSize, let instanceCount = functions.pointee.xInstCount,
                     let instance = functions.pointee.xInst
                 else { return sqlite3_result_error_code(context, SQLITE_MISUSE) }
-                let phrases = Int(phraseCount(fts))
-                var counts = [Int32](repeating: 0, count: max(1, phrases))
                 var tokens: Int32 = 0
                 var instances: Int32 = 0
                 var rc = columnSize(fts, -1, &tokens)
                 if rc == SQLITE_OK { rc = instanceCount(fts, &instances) }
                 guard rc == SQLITE_OK else { return sqlite3_result_error_code(context, rc) }
-                counts[0] = tokens
-                for index in 0..<instances {
-                    var (phrase, column, offset): (Int32, Int32, Int32) = (0, 0, 0)
-                    guard instance(fts, index, &phrase, &column, &offset) == SQLITE_OK else { continue }
-                    if phrase > 0, column > 0, Int(phrase) < phrases { counts[Int(phrase)] += 1 }
-                }
-                counts.withUnsafeBytes { bytes in
+                // Called once per matching row: the counts live on the stack (a query has at most
+                // `KeywordIndex.maximumTerms` words, plus the scope), and SQLite copies them.
+                let phrases = Int(phraseCount(fts))
+                withUnsafeTemporaryAllocation(of: Int32.self, capacity: max(1, phrases)) { counts in
+                    counts.initialize(repeating: 0)
+                    counts[0] = tokens
+                    for index in 0..<instances {
+                        var (phrase, column, offset): (Int32, Int32, Int32) = (0, 0, 0)
+                        guard instance(fts, index, &phrase, &column, &offset) == SQLITE_OK else { continue }
+                        if phrase > 0, column > 0, Int(phrase) < phrases { counts[Int(phrase)] += 1 }
+                    }
+                    let bytes = UnsafeRawBufferPointer(counts)
                     sqlite3_result_blob(context, bytes.baseAddress, Int32(bytes.count), Statement.transient)
                 }
             }, nil)

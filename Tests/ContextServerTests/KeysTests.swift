@@ -492,8 +492,9 @@ import Testing
         let late = LateExecutor(delay: 2)
         let pong = try await Task(executorPreference: late) {
             let client = try await ContextStoreClient.connect(port: server.port, secret: "root-secret-0123456789")
-            defer { Task { await client.close() } }
-            return String(buffer: try await client.exchange(line: Array(#"{"op":"ping"}"#.utf8)))
+            let answer = try await client.exchange(line: Array(#"{"op":"ping"}"#.utf8))
+            await client.close()
+            return String(buffer: answer)
         }.value
         #expect(pong == #"{"ok":true,"pong":true}"#)
         await server.stop()
