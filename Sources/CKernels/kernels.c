@@ -1,4 +1,5 @@
 #include "ckernels.h"
+#include "half.h"
 
 #include <math.h>
 #include <string.h>
@@ -138,26 +139,6 @@ void ck_small_gemm(const float *x, long m, long k, const float *w, long n, const
 
 // MARK: - Kernels between a float32 query and a stored code
 
-static float half_to_float(unsigned short h) {
-    unsigned int sign = (unsigned int)(h >> 15) << 31, exponent = (h >> 10) & 0x1F, mantissa = h & 0x3FF, bits;
-    if (exponent == 0x1F) {
-        bits = sign | 0x7F800000u | (mantissa << 13);  // infinity or NaN
-    } else if (exponent != 0) {
-        bits = sign | ((exponent + 112) << 23) | (mantissa << 13);
-    } else if (mantissa == 0) {
-        bits = sign;
-    } else {  // subnormal: normalize
-        exponent = 113;
-        while (!(mantissa & 0x400)) {
-            mantissa <<= 1;
-            exponent--;
-        }
-        bits = sign | (exponent << 23) | ((mantissa & 0x3FF) << 13);
-    }
-    float value;
-    memcpy(&value, &bits, sizeof value);
-    return value;
-}
 
 static float code_dot_f32_baseline(const float *q, const void *code, long n) {
     return ck_dot_baseline(q, (const float *)code, n);
@@ -351,6 +332,27 @@ __attribute__((target("avx2,f16c"))) static void decode_f16_avx2(const unsigned 
     for (; i < n; i++) out[i] = half_to_float(x[i]);
 }
 #endif
+
+#define CK_HALF_MAX 65504.0f
+
+#if defined(__x86_64__)
+__attribute__((target("avx2,f16c"))) static void encode_f16_avx2(const float *x, long n, unsigned short *out) {
+    const __m256 top = _mm256_set1_ps(CK_HALF_MAX), bottom = _mm256_set1_ps(-CK_HALF_MAX);
+    long i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_min_ps(_mm256_max_ps(_mm256_loadu_ps(x + i), bottom), top);
+        _mm_storeu_si128((__m128i *)(out + i), _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    }
+    for (; i < n; i++) out[i] = float_to_half(fminf(fmaxf(x[i], -CK_HALF_MAX), CK_HALF_MAX));
+}
+#endif
+
+void ck_encode_f16(const float *vector, long n, unsigned short *halves) {
+#if defined(__x86_64__)
+    if (ck_has_avx2_fma_f16c()) return encode_f16_avx2(vector, n, halves);
+#endif
+    for (long i = 0; i < n; i++) halves[i] = float_to_half(fminf(fmaxf(vector[i], -CK_HALF_MAX), CK_HALF_MAX));
+}
 
 float ck_encode_i8(const float *vector, long n, signed char *codes) {
     float largest = 0;

@@ -1,31 +1,11 @@
 // Matrix products for a few rows (one short text) against weights packed as float16 in blocks
 // of 16 outputs: half the bytes of float32 to stream, read in the order the kernel uses them.
 #include "ckernels.h"
+#include "half.h"
 
 #include <string.h>
 
 long ck_packed_f16_count(long n, long k) { return ((n + 15) / 16) * 16 * k; }
-
-// The same rounding as F16C's _cvtss_sh with round-to-nearest-even, in portable C.
-static unsigned short float_to_half(float value) {
-    unsigned int bits;
-    memcpy(&bits, &value, sizeof bits);
-    unsigned int sign = (bits >> 16) & 0x8000, exponent = (bits >> 23) & 0xFF, mantissa = bits & 0x7FFFFF;
-    if (exponent == 0xFF) return (unsigned short)(sign | 0x7C00 | (mantissa ? 0x200 : 0));  // inf, NaN
-    int e = (int)exponent - 127 + 15;
-    if (e >= 31) return (unsigned short)(sign | 0x7C00);  // too large: infinity
-    if (e <= 0) {  // subnormal half, or zero
-        if (e < -10) return (unsigned short)sign;
-        mantissa |= 0x800000;
-        unsigned int shift = (unsigned int)(14 - e);
-        unsigned int half = mantissa >> shift, rest = mantissa & ((1u << shift) - 1), middle = 1u << (shift - 1);
-        if (rest > middle || (rest == middle && (half & 1))) half++;
-        return (unsigned short)(sign | half);
-    }
-    unsigned int half = ((unsigned int)e << 10) | (mantissa >> 13), rest = mantissa & 0x1FFF;
-    if (rest > 0x1000 || (rest == 0x1000 && (half & 1))) half++;  // may carry into the exponent: fine
-    return (unsigned short)(sign | half);
-}
 
 void ck_pack_f16(const float *w, long n, long k, unsigned short *packed) {
     long blocks = (n + 15) / 16;

@@ -50,7 +50,7 @@ extension MemoryStore {
         }
         state.read { state in
             for key in removal.keys {
-                if state.flat?.vector(id: key) != nil { left.counts.vectors += 1 }
+                if state.flat?.contains(id: key) == true { left.counts.vectors += 1 }
                 if state.graph?.contains(id: key) == true { left.counts.graphNodes += 1 }
             }
             for seq in removal.seqs where state.handleOfSeq[seq] != nil { left.records += 1 }

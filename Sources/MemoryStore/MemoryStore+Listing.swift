@@ -19,22 +19,26 @@ extension MemoryStore {
 
     /// The vectors of `user`'s memories `ids` (normalized, for cosine), in order, nil where the
     /// user has no such memory: `get` with vectors, without building the memories again.
-    public func vectors(user: String, ids: [String]) -> [[Float]?] {
-        state.read { state in ids.map { state.flat?.vector(id: Self.key(user: user, id: $0)) } }
+    /// - Throws: `StoreError.sqlite` when a compact space's vectors cannot be read from the file.
+    public func vectors(user: String, ids: [String]) throws -> [[Float]?] {
+        try state.read { state in try vectors(state, keys: ids.map { Self.key(user: user, id: $0) }) }
     }
 
     /// `user`'s memories `ids`, in order, nil where the user has no such memory (or it expired
     /// by `now`).
     /// - Parameter withVector: Include each memory's vector (normalized, for cosine); without
     ///   it the vectors are empty.
-    public func get(user: String, ids: [String], withVector: Bool, now: Int64? = nil) -> [Memory?] {
+    /// - Throws: `StoreError.sqlite` when a compact space's vectors cannot be read from the file.
+    public func get(user: String, ids: [String], withVector: Bool, now: Int64? = nil) throws -> [Memory?] {
         let now = now ?? Clock.nowMilliseconds()
-        return state.read { state in
-            ids.map { id in
-                let key = Self.key(user: user, id: id)
-                guard let record = state.record(key: key), !record.expired(at: now) else { return nil }
-                return record.memory(vector: withVector ? state.flat?.vector(id: key) ?? [] : [])
-            }
+        return try state.read { state in
+            let keys = ids.map { Self.key(user: user, id: $0) }
+            let records = keys.map { key in state.record(key: key).flatMap { $0.expired(at: now) ? nil : $0 } }
+            let vectors =
+                withVector
+                ? try vectors(state, keys: zip(keys, records).map { $1 == nil ? "" : $0 })
+                : records.map { _ in nil }
+            return zip(records, vectors).map { record, vector in record?.memory(vector: vector ?? []) }
         }
     }
 

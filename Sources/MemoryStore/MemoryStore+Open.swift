@@ -17,6 +17,9 @@ extension MemoryStore {
     ///     it is opened with and refuses any other afterwards.
     ///   - index: For a new space, nil means flat. An existing space keeps the index it was
     ///     created with; asking for another is refused.
+    ///   - flatStorage: How the flat index keeps rows in memory (`FlatIndex`): for a new space,
+    ///     nil means float32; for an existing one, nil keeps its setting and another value
+    ///     replaces it (the file holds float32 vectors whatever the setting).
     ///   - embedTemplate: What the server's model embeds for a memory (`EmbedTemplate`); for a new
     ///     space, nil means `EmbedTemplate.plain`. A space keeps its own; another is refused.
     ///   - busyTimeoutMilliseconds: How long a write waits for another process's lock on the file
@@ -29,7 +32,8 @@ extension MemoryStore {
     ///   that does not match its memories (`check` tells more); `StoreError.sqlite`.
     public convenience init(
         path: String, dimension: Int? = nil, metric: Metric? = nil, model: String? = nil, index: SpaceIndex? = nil,
-        embedTemplate: String? = nil, busyTimeoutMilliseconds: Int = 5000, statementTimeLimit: Int = 5000,
+        flatStorage: VectorStorage? = nil, embedTemplate: String? = nil, busyTimeoutMilliseconds: Int = 5000,
+        statementTimeLimit: Int = 5000,
         log: @Sendable (String) -> Void = { _ in }
     ) throws {
         var info = stat()
@@ -55,7 +59,7 @@ extension MemoryStore {
             let statements = try WriteStatements(database: database)
             let space = try Self.openSpace(
                 database, statements, path: path, dimension: dimension, metric: metric, model: model, index: index,
-                embedTemplate: embedTemplate)
+                flatStorage: flatStorage, embedTemplate: embedTemplate)
             let state = try Self.load(database, space: space)
             self.init(
                 path: path, space: space, fileLock: fileLock, statements: statements, state: state,
@@ -70,6 +74,7 @@ extension MemoryStore {
         var metric: Metric
         var model: String?
         var index: SpaceIndex
+        var flatStorage: VectorStorage = .float32
         var dimension: Int?
         var entryPoint: Int32
         var embedTemplate: EmbedTemplate
@@ -85,7 +90,7 @@ extension MemoryStore {
     /// refuses what contradicts the file.
     private static func openSpace(
         _ database: Database, _ statements: WriteStatements, path: String, dimension: Int?, metric: Metric?,
-        model: String?, index: SpaceIndex?, embedTemplate: String?
+        model: String?, index: SpaceIndex?, flatStorage: VectorStorage?, embedTemplate: String?
     ) throws -> Space {
         let settings = try readSettings(database)
         let spaceMetric: Metric
@@ -151,8 +156,15 @@ extension MemoryStore {
                 spaceDimension = dimension
             }
         }
+        guard let storedStorage = VectorStorage(rawValue: settings["flat_storage"] ?? "float32") else {
+            throw StoreError.incompatibleDatabase("unknown flat storage '\(settings["flat_storage"] ?? "")' in \(path)")
+        }
+        if let flatStorage, flatStorage.rawValue != settings["flat_storage"] {
+            try database.transaction { try statements.set("flat_storage", flatStorage.rawValue) }
+        }
         return Space(
-            metric: spaceMetric, model: settings["model"] ?? model, index: spaceIndex, dimension: spaceDimension,
+            metric: spaceMetric, model: settings["model"] ?? model, index: spaceIndex,
+            flatStorage: flatStorage ?? storedStorage, dimension: spaceDimension,
             entryPoint: settings["hnsw_entry"].flatMap { Int32($0) } ?? -1, embedTemplate: template,
             purged: Self.purged(settings), duplicates: Self.duplicates(settings),
             appliedIndex: settings[Self.appliedIndexSetting].flatMap { Int64($0) } ?? 0)
@@ -203,7 +215,8 @@ extension MemoryStore {
         state.purged = space.purged
         state.duplicates = space.duplicates
         guard let dimension = space.dimension else { return state }
-        state.makeIndexes(dimension: dimension, metric: space.metric, index: space.index)
+        state.makeIndexes(
+            dimension: dimension, metric: space.metric, index: space.index, flatStorage: space.flatStorage)
         // Room for every row up front: growing 150 MB of arrays by doubling cost a third of the
         // start-up time in page faults.
         var total = 0

@@ -269,7 +269,7 @@ extension MemoryStore {
         var outcome = AddOutcome()
         // The items to store, by their place in the command.
         var fresh: [(Int, ResolvedMemory)] = []
-        state.read { state in
+        try state.read { state in
             for (i, item) in add.memories.enumerated() {
                 let memory = item.memory
                 guard add.ifAbsent, let stored = state.record(key: Self.key(memory)) else {
@@ -285,7 +285,7 @@ extension MemoryStore {
                     }
                 }
                 let same =
-                    same(stored.text, memory.text) && same(stored.session, memory.session)
+                    try same(stored.text, memory.text) && same(stored.session, memory.session)
                     && stored.role == memory.role && same(stored.speaker, memory.speaker)
                     && same(stored.metadata, memory.metadata)
                     && (!item.timeGiven || stored.createdAt == memory.createdAt)
@@ -293,11 +293,11 @@ extension MemoryStore {
                     && same(stored.validity.supersedes, memory.validity.supersedes)
                     && stored.sources.count == memory.sources.count
                     && zip(stored.sources, memory.sources).allSatisfy { $0.bytewiseEquals($1) }
-                    && state.flat?.vector(id: Self.key(memory)) == memory.vector
+                    && (vectors(state, keys: [Self.key(memory)], on: statements.database)[0] == memory.vector)
                 if same { outcome.skipped.append(i) } else { outcome.conflicts.append(i) }
             }
         }
-        outcome.duplicates = duplicates(among: fresh)
+        outcome.duplicates = try duplicates(among: fresh, statements)
         let duplicated = Set(outcome.duplicates.map(\.item))
         let kept = fresh.filter { !duplicated.contains($0.0) }.map(\.1)
         guard !kept.isEmpty else {
@@ -318,7 +318,7 @@ extension MemoryStore {
     /// or ending) is not one the user has, nor one that expires before the item would (an item
     /// folded into it would go with it). Texts are found by fingerprint: a user's memories are
     /// read once a command, however many of its items ask.
-    private func duplicates(among items: [(Int, ResolvedMemory)]) -> [Duplicate] {
+    private func duplicates(among items: [(Int, ResolvedMemory)], _ statements: WriteStatements) throws -> [Duplicate] {
         guard items.contains(where: { $0.1.dedupe != nil }) else { return [] }
         struct TextKey: Hashable {
             var user: ExactString
@@ -329,7 +329,7 @@ extension MemoryStore {
         var keptByText: [TextKey: [Int]] = [:]
         // Each user's stored memories by text, read the first time an item of theirs asks.
         var storedByText: [ExactString: [UInt64: [Int32]]] = [:]
-        state.read { state in
+        try state.read { state in
             func storedTexts(of user: String) -> [UInt64: [Int32]] {
                 if let known = storedByText[ExactString(user)] { return known }
                 var texts: [UInt64: [Int32]] = [:]
@@ -377,11 +377,16 @@ extension MemoryStore {
                     if let best = scores.indices.max(by: { scores[$0] < scores[$1] }), scores[best] >= similarity {
                         found = earlier[best].memory.id
                     } else if let flat = state.flat {
-                        found =
-                            flat.search(user: memory.user, query: memory.vector, k: 16, exact: true).lazy
-                            .filter { $0.score >= similarity }
-                            .compactMap { state.record($0) }
-                            .first { lasts($0.expiresAt, $0.validity.to) }?.id
+                        // Exact for float32 rows; a compact index's candidates are rescored exactly.
+                        found = try flat.search(
+                            user: memory.user, query: memory.vector, k: 16, exact: flat.keepsVectors
+                        ) { [records = state.records] in
+                            try self.exactScores(
+                                flat, records, handles: $0, query: memory.vector, on: statements.database)
+                        }
+                        .lazy.filter { $0.score >= similarity }
+                        .compactMap { state.record($0) }
+                        .first { lasts($0.expiresAt, $0.validity.to) }?.id
                     }
                 }
                 if let found {
@@ -551,7 +556,10 @@ extension MemoryStore {
         var duplicatesTotal: Int64?
         let memories = batch.map(\.memory)
         if knownDimension == nil {
-            state.write { $0.makeIndexes(dimension: spaceDimension, metric: metric, index: self.index) }
+            state.write {
+                $0.makeIndexes(
+                    dimension: spaceDimension, metric: metric, index: self.index, flatStorage: self.flatStorage)
+            }
         }
         var seqs: [Int64] = []
         var pending: [Int32] = []

@@ -33,6 +33,9 @@ public final class MemoryStore: Sendable {
     public let model: String?
     /// The index serving searches; fixed when the space was created.
     public let index: SpaceIndex
+    /// How the flat index keeps rows in memory (float32, or compact: float16 or int8 codes whose
+    /// candidates are rescored from the vectors in the file); a setting of the space.
+    public let flatStorage: VectorStorage
     /// What the server's model embeds for a memory (see `EmbedTemplate`); fixed when the space
     /// was created.
     public let embedTemplate: EmbedTemplate
@@ -44,6 +47,11 @@ public final class MemoryStore: Sendable {
     let state: ReadWriteBox<State>
     /// The connections that read through SQL (see `withReader`).
     let readers: ReaderPool
+    /// The connections a compact flat index's searches read stored vectors on (see
+    /// `storedVectors`). Apart from `readers`, and never held while waiting for anything else:
+    /// a search takes one while it holds `state` shared, and a reader of `readers` may wait for
+    /// `state` (behind a waiting write), so sharing one pool could deadlock.
+    let vectorReaders: ReaderPool
     /// The longest one SQL statement of a request may run, in milliseconds, before it is
     /// stopped (`StoreError.tooCostly`): a heavy filter of one tenant then holds a reading
     /// connection (or the writer) that long at most.
@@ -223,8 +231,8 @@ public final class MemoryStore: Sendable {
         }
 
         /// Makes the empty indexes of a space of `dimension`.
-        mutating func makeIndexes(dimension: Int, metric: Metric, index: SpaceIndex) {
-            flat = FlatIndex(dimension: dimension, metric: metric)
+        mutating func makeIndexes(dimension: Int, metric: Metric, index: SpaceIndex, flatStorage: VectorStorage) {
+            flat = FlatIndex(dimension: dimension, metric: metric, storage: flatStorage)
             windows = FlatIndex(dimension: dimension, metric: metric)
             if case .hnsw(let parameters) = index {
                 graph = HNSWIndex(dimension: dimension, metric: metric, parameters: parameters)
@@ -482,11 +490,13 @@ public final class MemoryStore: Sendable {
         self.metric = space.metric
         self.model = space.model
         self.index = space.index
+        self.flatStorage = space.flatStorage
         self.embedTemplate = space.embedTemplate
         self.fileLock = fileLock
         self.writeSide = Mutex(WriteSide(statements: statements, refusal: nil, appliedIndex: space.appliedIndex))
         self.state = ReadWriteBox(state)
         self.readers = ReaderPool(size: Self.readerCount)
+        self.vectorReaders = ReaderPool(size: Self.readerCount)
         self.statementTimeLimit = statementTimeLimit
     }
 
@@ -497,6 +507,7 @@ public final class MemoryStore: Sendable {
     /// `StoreError.closed`.
     public func close() {
         readers.close()
+        vectorReaders.close()
         writeSide.withLock { side in
             guard let database = side.statements?.database else { return }
             try? database.execute(SQL.checkpoint)
@@ -515,15 +526,9 @@ public final class MemoryStore: Sendable {
     public var count: Int { state.read { $0.memoryCount } }
 
     /// `user`'s memory `id`, with its vector, or nil.
-    public func get(user: String, id: String) -> Memory? {
-        let key = Self.key(user: user, id: id)
-        let now = Clock.nowMilliseconds()
-        return state.read { state in
-            guard let record = state.record(key: key), !record.expired(at: now),
-                let vector = state.flat?.vector(id: key)
-            else { return nil }
-            return record.memory(vector: vector)
-        }
+    /// - Throws: `StoreError.sqlite` when a compact space's vector cannot be read from the file.
+    public func get(user: String, id: String) throws -> Memory? {
+        try get(user: user, ids: [id], withVector: true)[0]
     }
 
     /// The key a memory has in the indexes: its user and its id, for an id is unique only within
@@ -573,8 +578,8 @@ public final class MemoryStore: Sendable {
         if let allowed {
             // Metadata conditions, read through SQL, chose the rows: score exactly those.
             let handles = Array(allowed)
-            let raw = flat.exactScores(handles: handles, query: query)
-            hits = zip(handles, raw).map { handle, raw in
+            let raw = try exactScores(state, handles: handles, query: query)
+            hits = zip(handles, raw).filter { $0.1 > -Float.infinity }.map { handle, raw in
                 SearchHit(id: "", score: metric == .l2 ? max(0, -raw).squareRoot() : raw, handle: handle)
             }
             hits = Array(hits.sorted { better($0, $1) }.prefix(k))
@@ -584,11 +589,14 @@ public final class MemoryStore: Sendable {
         } else if case .hnsw(let width) = route(state, user: user, filter: filter, ef: ef, exact: exact),
             let graph = state.graph
         {
-            hits = graph.search(user: user, query: query, k: k, ef: max(width, k), filter: filter) {
-                flat.exactScores(handles: $0.map(\.handle), query: query)
+            hits = try graph.search(user: user, query: query, k: k, ef: max(width, k), filter: filter) {
+                [records = state.records] in
+                try self.exactScores(flat, records, handles: $0.map(\.handle), query: query)
             }
         } else {
-            hits = flat.search(user: user, query: query, k: k, filter: filter, exact: exact)
+            hits = try flat.search(user: user, query: query, k: k, filter: filter, exact: exact) {
+                [records = state.records] in try self.exactScores(flat, records, handles: $0, query: query)
+            }
         }
         if let windows = state.windows, windows.count(user: user) > 0 {
             let rows =
@@ -600,7 +608,7 @@ public final class MemoryStore: Sendable {
                     state.handles[ExactString(Self.key(ofWindow: window.id))].map { !allowed.contains($0) } ?? true
                 }
             }
-            hits = merging(hits, windowHits, k: k, state: state, query: query)
+            hits = try merging(hits, windowHits, k: k, state: state, query: query)
         }
         return hits
     }
@@ -617,7 +625,7 @@ public final class MemoryStore: Sendable {
     /// `windowHits` (the user's best window rows, enough of them to hold `k` memories).
     private func merging(
         _ hits: [SearchHit], _ windowHits: [SearchHit], k: Int, state: borrowing State, query: [Float]
-    ) -> [SearchHit] {
+    ) throws -> [SearchHit] {
         let lowerIsBetter = metric == .l2
         func better(_ a: Float, _ b: Float) -> Bool { lowerIsBetter ? a < b : a > b }
         var merged: [ExactString: SearchHit] = [:]
@@ -632,10 +640,10 @@ public final class MemoryStore: Sendable {
                 }
                 continue
             }
-            guard let handle = state.handles[key], let flat = state.flat else { continue }
+            guard let handle = state.handles[key] else { continue }
             windowMemories += 1
             // Its own vector may beat this window, though not by enough to be among `hits`.
-            let raw = flat.exactScores(handles: [handle], query: query)[0]
+            let raw = try exactScores(state, handles: [handle], query: query)[0]
             let own = lowerIsBetter ? max(0, -raw).squareRoot() : raw
             merged[key] = SearchHit(
                 id: key.string, score: better(own, window.score) ? own : window.score, handle: handle)

@@ -32,6 +32,9 @@ enum SQL {
         FROM memories m LEFT JOIN hnsw_nodes n ON n.memory = m.seq ORDER BY m.seq
         """
 
+    /// A memory row's embedding, by `seq`: what a compact flat index rescores its candidates by.
+    static let embeddingOfRow = "SELECT embedding FROM memories WHERE seq = ?1"
+
     // MARK: - Reading pages
 
     /// The columns `memory(_:vector:)` reads (the row's `seq` is column 7); a query that wants

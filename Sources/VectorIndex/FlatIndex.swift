@@ -9,9 +9,15 @@ import Dispatch
 /// An exact index: every vector of a user is scored against the query with one BLAS call.
 ///
 /// Memory layout: vectors are partitioned by user. A partition holds its rows contiguously,
-/// row-major (`count x dimension` float32), with parallel arrays for the row's id, its
-/// attributes (for filters) and, for `l2`, its squared norm. A search scoped to a user reads only
-/// that user's partition. Deleting swaps the last row into the hole, so rows stay dense.
+/// row-major, in the index's `storage`, with parallel arrays for the row's id, its attributes
+/// (for filters) and, for `l2`, its squared norm. A search scoped to a user reads only that
+/// user's partition. Deleting swaps the last row into the hole, so rows stay dense.
+///
+/// Storage (`VectorStorage`): `float32` keeps each row (`4 x dimension` bytes) and its int8 code
+/// beside it, which large users' searches scan first; `float16` keeps the row as half-precision
+/// floats (`2 x dimension`), `int8` as its int8 code alone (`dimension + 4`). A compact index
+/// keeps no float32 vector: its searches choose candidates by the codes and take their exact
+/// scores from the owner (`Rescore`), which keeps the vectors elsewhere (on disk).
 ///
 /// Scores are "higher is better" inside the index (`l2` uses `2 x.q - |x|^2`, which orders rows
 /// exactly like the distance); hits report the metric's own score: cosine similarity, inner
@@ -30,8 +36,17 @@ public struct FlatIndex: Sendable {
     public let dimension: Int
     /// How vectors are compared.
     public let metric: Metric
+    /// How rows are kept in memory.
+    public let storage: VectorStorage
     /// The pair kernel of `exactScores`, picked once from what the processor supports.
     private let pairKernel: ck_code_kernel
+    /// The inner product of a query and a float16 row (`storage == .float16`).
+    private let halfKernel: ck_code_kernel
+
+    /// Exact scores, "higher is closer" (as `exactScores(handles:query:)` gives them), of the
+    /// rows with these handles, in order; `-infinity` for a row the owner no longer has. How a
+    /// compact index's candidates get their final order.
+    public typealias Rescore = (_ handles: [Int32]) throws -> [Float]
 
     // Keyed by bytes, as SQLite compares text (see ExactString).
     private var partitions: [ExactString: Partition] = [:]
@@ -45,9 +60,13 @@ public struct FlatIndex: Sendable {
     }
 
     private struct Partition {
+        /// float32 storage: each row's components.
         var rows: [Float] = []
-        /// Each row as int8 (`codeScales[r] * codes[r * dimension + i]` is about component i):
-        /// what a large user's search scans first (see `compactScanRows`).
+        /// float16 storage: each row's components as IEEE half-precision bit patterns.
+        var halves: [UInt16] = []
+        /// float32 and int8 storage: each row as int8 (`codeScales[r] * codes[r * dimension + i]`
+        /// is about component i): what a large user's search scans first (see
+        /// `compactScanRows`), and all an int8 index keeps.
         var codes: [Int8] = []
         var codeScales: [Float] = []
         var squaredNorms: [Float] = []
@@ -58,12 +77,21 @@ public struct FlatIndex: Sendable {
     }
 
     /// Creates an empty index.
-    public init(dimension: Int, metric: Metric) {
+    public init(dimension: Int, metric: Metric, storage: VectorStorage = .float32) {
         precondition(dimension > 0, "dimension must be positive")
         self.dimension = dimension
         self.metric = metric
+        self.storage = storage
         self.pairKernel = ck_select_code_kernel(CK_CODE_FLOAT32, metric == .l2 ? 1 : 0, 0)
+        // The inner product for every metric: l2's estimate is `2 x.q - |x|^2`, as for int8.
+        self.halfKernel = ck_select_code_kernel(CK_CODE_FLOAT16, 0, 0)
     }
+
+    /// Whether rows are kept as float32, so that `vector(id:)` and `exactScores` answer.
+    public var keepsVectors: Bool { storage == .float32 }
+
+    /// Whether the int8 codes are kept (float32 storage, for large users' first scan; int8).
+    private var keepsCodes: Bool { storage != .float16 }
 
     /// Scans of at least this many floats (4 MB) are split over all cores; smaller ones run on
     /// the calling thread, where concurrent searches already spread over the cores.
@@ -102,9 +130,15 @@ public struct FlatIndex: Sendable {
     /// Makes room for `rows` rows of `user`, so a bulk load does not grow the partition by doubling.
     public mutating func reserveCapacity(_ rows: Int, forUser user: String) {
         var partition = partitions.removeValue(forKey: ExactString(user)) ?? Partition()
-        partition.rows.reserveCapacity(rows * dimension)
-        partition.codes.reserveCapacity(rows * dimension)
-        partition.codeScales.reserveCapacity(rows)
+        switch storage {
+        case .float32: partition.rows.reserveCapacity(rows * dimension)
+        case .float16: partition.halves.reserveCapacity(rows * dimension)
+        case .int8: break
+        }
+        if keepsCodes {
+            partition.codes.reserveCapacity(rows * dimension)
+            partition.codeScales.reserveCapacity(rows)
+        }
         if metric == .l2 { partition.squaredNorms.reserveCapacity(rows) }
         partition.ids.reserveCapacity(rows)
         partition.handles.reserveCapacity(rows)
@@ -160,6 +194,7 @@ public struct FlatIndex: Sendable {
         var total = 0
         for partition in partitions.values {
             total += partition.rows.capacity * MemoryLayout<Float>.stride
+            total += partition.halves.capacity * MemoryLayout<UInt16>.stride
             total += partition.codes.capacity + partition.codeScales.capacity * MemoryLayout<Float>.stride
             total += partition.squaredNorms.capacity * MemoryLayout<Float>.stride
             total += partition.ids.capacity * MemoryLayout<String>.stride
@@ -170,9 +205,14 @@ public struct FlatIndex: Sendable {
             + locationOfHandle.capacity * MemoryLayout<Location?>.stride
     }
 
-    /// The stored vector of `id` (normalized, for `cosine`), or nil.
+    /// Whether a row is stored under `id`.
+    public func contains(id: String) -> Bool { locations[ExactString(id)] != nil }
+
+    /// The stored vector of `id` (normalized, for `cosine`); nil when there is none, or when the
+    /// index is compact (`keepsVectors` is false) and keeps no float32 vector.
     public func vector(id: String) -> [Float]? {
-        guard let location = locations[ExactString(id)], let partition = partitions[location.user] else { return nil }
+        guard keepsVectors, let location = locations[ExactString(id)], let partition = partitions[location.user]
+        else { return nil }
         let start = location.row * dimension
         return Array(partition.rows[start..<start + dimension])
     }
@@ -180,17 +220,31 @@ public struct FlatIndex: Sendable {
     /// The exact score of each of `ids` for `query`, "higher is closer": the inner product (of
     /// the normalized vectors, for cosine), or `-|x - q|^2` for l2; `-infinity` for an id not
     /// stored. What a graph walk over compact vectors re-ranks its candidates by.
+    /// - Precondition: `keepsVectors` (a compact index's owner scores rows itself).
     public func exactScores(ids: [String], query: [Float]) -> [Float] {
-        ids.map { exactScore(at: locations[ExactString($0)], query: query) }
+        precondition(keepsVectors, "a compact flat index keeps no float32 vectors")
+        return ids.map { exactScore(at: locations[ExactString($0)], query: query) }
     }
 
     /// `exactScores(ids:query:)` for rows found by handle.
     public func exactScores(handles: [Int32], query: [Float]) -> [Float] {
-        handles.map { handle in
+        precondition(keepsVectors, "a compact flat index keeps no float32 vectors")
+        return handles.map { handle in
             exactScore(
                 at: handle >= 0 && Int(handle) < locationOfHandle.count ? locationOfHandle[Int(handle)] : nil,
                 query: query)
         }
+    }
+
+    /// The exact score of `vector` for `query`, "higher is closer" (as `exactScores` gives):
+    /// how a compact index's owner scores the vectors it keeps elsewhere.
+    /// - Precondition: both have `dimension` components.
+    public func exactScore(of vector: [Float], query: [Float]) -> Float {
+        precondition(vector.count == dimension && query.count == dimension)
+        let value = query.withUnsafeBufferPointer { q in
+            vector.withUnsafeBufferPointer { v in pairKernel(q.baseAddress!, v.baseAddress!, dimension) }
+        }
+        return metric == .l2 ? -value : value
     }
 
     private func exactScore(at location: Location?, query: [Float]) -> Float {
@@ -220,8 +274,12 @@ public struct FlatIndex: Sendable {
         let row: Int = {
             var partition = partitions.removeValue(forKey: userKey) ?? Partition()
             defer { partitions[userKey] = partition }
-            partition.rows.append(contentsOf: vector)
-            partition.codeScales.append(Self.appendCode(of: vector, to: &partition.codes))
+            switch storage {
+            case .float32: partition.rows.append(contentsOf: vector)
+            case .float16: Self.appendHalves(of: vector, to: &partition.halves)
+            case .int8: break
+            }
+            if keepsCodes { partition.codeScales.append(Self.appendCode(of: vector, to: &partition.codes)) }
             if metric == .l2 { partition.squaredNorms.append(squaredNorm) }
             partition.ids.append(id)
             partition.handles.append(handle)
@@ -255,15 +313,10 @@ public struct FlatIndex: Sendable {
         let last = partition.count - 1
         if location.row != last {
             // Keep rows dense: the last row moves into the hole.
-            let from = last * dimension
-            let to = location.row * dimension
-            partition.rows.withUnsafeMutableBufferPointer { rows in
-                for j in 0..<dimension { rows[to + j] = rows[from + j] }
-            }
-            partition.codes.withUnsafeMutableBufferPointer { codes in
-                for j in 0..<dimension { codes[to + j] = codes[from + j] }
-            }
-            partition.codeScales[location.row] = partition.codeScales[last]
+            Self.moveRow(last, to: location.row, width: dimension, in: &partition.rows)
+            Self.moveRow(last, to: location.row, width: dimension, in: &partition.halves)
+            Self.moveRow(last, to: location.row, width: dimension, in: &partition.codes)
+            Self.moveRow(last, to: location.row, width: 1, in: &partition.codeScales)
             if metric == .l2 { partition.squaredNorms[location.row] = partition.squaredNorms[last] }
             partition.ids[location.row] = partition.ids[last]
             partition.handles[location.row] = partition.handles[last]
@@ -272,9 +325,10 @@ public struct FlatIndex: Sendable {
             let moved = partition.handles[location.row]
             if moved >= 0 { locationOfHandle[Int(moved)]?.row = location.row }
         }
-        partition.rows.removeLast(dimension)
-        partition.codes.removeLast(dimension)
-        partition.codeScales.removeLast()
+        Self.dropLastRow(width: dimension, of: &partition.rows)
+        Self.dropLastRow(width: dimension, of: &partition.halves)
+        Self.dropLastRow(width: dimension, of: &partition.codes)
+        Self.dropLastRow(width: 1, of: &partition.codeScales)
         if metric == .l2 { partition.squaredNorms.removeLast() }
         partition.ids.removeLast()
         partition.handles.removeLast()
@@ -291,6 +345,20 @@ public struct FlatIndex: Sendable {
         return partition.ids
     }
 
+    /// Copies row `from` of `array` (rows of `width`) over row `to`; nothing for an array this
+    /// storage leaves empty.
+    private static func moveRow<Element>(_ from: Int, to: Int, width: Int, in array: inout [Element]) {
+        guard !array.isEmpty else { return }
+        array.withUnsafeMutableBufferPointer { array in
+            for j in 0..<width { array[to * width + j] = array[from * width + j] }
+        }
+    }
+
+    /// Drops the last row (of `width`) of `array`, unless this storage leaves it empty.
+    private static func dropLastRow<Element>(width: Int, of array: inout [Element]) {
+        if !array.isEmpty { array.removeLast(width) }
+    }
+
     // MARK: - Search
 
     /// Users with at least this many rows are searched through their int8 codes, kept beside
@@ -304,34 +372,74 @@ public struct FlatIndex: Sendable {
     /// How many rows of the int8 estimate are scored exactly for `k` hits.
     static func compactCandidates(k: Int) -> Int { 4 * k + 64 }
 
+    /// How many rows a compact index's estimates hand to `Rescore` for `k` hits: float16's
+    /// estimates are within about 1e-3 of the exact scores, int8's within about 1e-2.
+    public func rescoredCandidates(k: Int) -> Int {
+        storage == .float16 ? 2 * k + 16 : Self.compactCandidates(k: k)
+    }
+
     /// The `k` best rows of `user` for `query` that pass `filter`, best first.
-    /// - Parameter exact: Scan the float32 rows, never the int8 codes (the ground truth).
+    /// - Parameters:
+    ///   - exact: The ground truth: float32 storage scans the float32 rows, never the int8
+    ///     codes; compact storage rescores every row that passes the filter.
+    ///   - rescore: For compact storage, the exact scores of the candidates its codes choose
+    ///     (`rescoredCandidates(k:)` of them); without it, the codes' estimates are the scores.
+    ///     Float32 storage scores exactly itself and never calls it.
     /// - Precondition: `query.count == dimension`, `k > 0`.
     public func search(
-        user: String, query: [Float], k: Int, filter: RowFilter = RowFilter(), exact: Bool = false
-    ) -> [SearchHit] {
+        user: String, query: [Float], k: Int, filter: RowFilter = RowFilter(), exact: Bool = false,
+        rescore: Rescore? = nil
+    ) rethrows -> [SearchHit] {
         precondition(query.count == dimension && k > 0)
         guard let partition = partitions[ExactString(user)] else { return [] }
         let n = partition.count
-        if !exact, n >= Self.compactScanRows, Self.compactCandidates(k: k) * 16 <= n {
-            return compactSearch(partition, query: query, k: k, filter: filter)
-        }
-        let scores = [Float](unsafeUninitializedCapacity: n) { buffer, initialized in
-            partition.rows.withUnsafeBufferPointer { rows in
-                query.withUnsafeBufferPointer { q in
-                    scan(rows.baseAddress!, count: n, queries: q.baseAddress!, queryCount: 1, into: buffer.baseAddress!)
-                }
+        let queryNorm = metric == .l2 ? Self.dot(query, query) : 0
+        switch storage {
+        case .float32:
+            if !exact, n >= Self.compactScanRows, Self.compactCandidates(k: k) * 16 <= n {
+                let candidates = candidateRows(
+                    int8Estimates(partition, query: query), in: partition, count: Self.compactCandidates(k: k),
+                    filter: filter)
+                return ranked(
+                    candidates, scores: exactScores(rows: candidates, in: partition, query: query), in: partition, k: k)
             }
-            initialized = n
-        }
-        return scores.withUnsafeBufferPointer { scores in
-            select(scores, in: partition, queryNorm: metric == .l2 ? Self.dot(query, query) : 0, k: k, filter: filter)
+            let scores = [Float](unsafeUninitializedCapacity: n) { buffer, initialized in
+                partition.rows.withUnsafeBufferPointer { rows in
+                    query.withUnsafeBufferPointer { q in
+                        scan(
+                            rows.baseAddress!, count: n, queries: q.baseAddress!, queryCount: 1,
+                            into: buffer.baseAddress!)
+                    }
+                }
+                initialized = n
+            }
+            return scores.withUnsafeBufferPointer { scores in
+                select(scores, in: partition, queryNorm: queryNorm, k: k, filter: filter)
+            }
+        case .float16, .int8:
+            let estimates =
+                storage == .float16
+                ? halfEstimates(partition, query: query) : int8Estimates(partition, query: query)
+            guard rescore != nil else {
+                let candidates = candidateRows(estimates, in: partition, count: k, filter: filter)
+                // An estimate of l2 is 2 x.q - |x|^2, that is |q|^2 - |x - q|^2.
+                return ranked(
+                    candidates, scores: candidates.map { metric == .l2 ? estimates[$0] - queryNorm : estimates[$0] },
+                    in: partition, k: k)
+            }
+            let candidates = candidateRows(
+                estimates, in: partition, count: exact ? n : rescoredCandidates(k: k), filter: filter)
+            // (Called through the optional: `rethrows` follows the parameter, not a copy of it.)
+            let scores = try rescore?(candidates.map { partition.handles[$0] }) ?? []
+            return ranked(candidates, scores: scores, in: partition, k: k)
         }
     }
 
     /// Searches several queries for one user at once: one `sgemm` scores them all.
     /// Returns one list of hits per query, in order.
+    /// - Precondition: `keepsVectors` (the float32 rows are what `sgemm` reads).
     public func search(user: String, queries: [[Float]], k: Int, filter: RowFilter = RowFilter()) -> [[SearchHit]] {
+        precondition(keepsVectors, "a compact flat index keeps no float32 rows to multiply")
         precondition(k > 0 && queries.allSatisfy { $0.count == dimension })
         guard let partition = partitions[ExactString(user)], !queries.isEmpty else { return queries.map { _ in [] } }
         let n = partition.count
@@ -385,15 +493,15 @@ public struct FlatIndex: Sendable {
         }
     }
 
-    /// The compact search (see `compactScanRows`).
-    private func compactSearch(_ partition: Partition, query: [Float], k: Int, filter: RowFilter) -> [SearchHit] {
+    /// Every row's score estimated from its int8 code, "higher is closer" (for l2,
+    /// `2 x.q - |x|^2`).
+    private func int8Estimates(_ partition: Partition, query: [Float]) -> [Float] {
         let n = partition.count
         let dimension = self.dimension
-        let l2 = metric == .l2
         var queryCode: [Int8] = []
         queryCode.reserveCapacity(dimension)
         let queryScale = Self.appendCode(of: query, to: &queryCode)
-        let estimates = [Float](unsafeUninitializedCapacity: n) { out, initialized in
+        return [Float](unsafeUninitializedCapacity: n) { out, initialized in
             partition.codes.withUnsafeBufferPointer { codes in
                 partition.codeScales.withUnsafeBufferPointer { scales in
                     partition.squaredNorms.withUnsafeBufferPointer { norms in
@@ -403,37 +511,68 @@ public struct FlatIndex: Sendable {
                             // ms not) and takes a core from the searches of other connections.
                             ck_dot_i8_rows(
                                 q.baseAddress!, queryScale, codes.baseAddress!, scales.baseAddress!,
-                                l2 ? norms.baseAddress : nil, dimension, n, out.baseAddress!)
+                                metric == .l2 ? norms.baseAddress : nil, dimension, n, out.baseAddress!)
                         }
                     }
                 }
             }
             initialized = n
         }
-        let candidates = candidateRows(estimates, in: partition, count: Self.compactCandidates(k: k), filter: filter)
-        // The candidates scored exactly: the order and the scores reported are float32's.
-        var exact = TopKHeap(capacity: k)
-        query.withUnsafeBufferPointer { q in
+    }
+
+    /// Every row's score from its float16 components, "higher is closer" (for l2,
+    /// `2 x.q - |x|^2`).
+    private func halfEstimates(_ partition: Partition, query: [Float]) -> [Float] {
+        let n = partition.count
+        let (dimension, l2, kernel) = (self.dimension, metric == .l2, halfKernel)
+        return [Float](unsafeUninitializedCapacity: n) { out, initialized in
+            partition.halves.withUnsafeBufferPointer { halves in
+                partition.squaredNorms.withUnsafeBufferPointer { norms in
+                    query.withUnsafeBufferPointer { q in
+                        for row in 0..<n {
+                            let dot = kernel(q.baseAddress!, halves.baseAddress! + row * dimension, dimension)
+                            out[row] = l2 ? 2 * dot - norms[row] : dot
+                        }
+                    }
+                }
+            }
+            initialized = n
+        }
+    }
+
+    /// The exact scores ("higher is closer") of `rows`, from the float32 rows.
+    private func exactScores(rows candidates: [Int], in partition: Partition, query: [Float]) -> [Float] {
+        let (dimension, l2, kernel) = (self.dimension, metric == .l2, pairKernel)
+        return query.withUnsafeBufferPointer { q in
             partition.rows.withUnsafeBufferPointer { rows in
                 let ahead = 4
                 for row in candidates.prefix(ahead) {
                     ck_prefetch_range(rows.baseAddress! + row * dimension, 4 * dimension)
                 }
-                for (i, row) in candidates.enumerated() {
+                return candidates.indices.map { i in
                     if i + ahead < candidates.count {
                         ck_prefetch_range(rows.baseAddress! + candidates[i + ahead] * dimension, 4 * dimension)
                     }
-                    let value = pairKernel(q.baseAddress!, rows.baseAddress! + row * dimension, dimension)
-                    let score = l2 ? -value : value
-                    let id = partition.ids[row]
-                    if exact.isFull, !exact.admits(score: score, id: id) { continue }
-                    exact.insert(score: score, row: row, id: id)
+                    let value = kernel(q.baseAddress!, rows.baseAddress! + candidates[i] * dimension, dimension)
+                    return l2 ? -value : value
                 }
             }
         }
-        return exact.sortedBestFirst().map { entry in
+    }
+
+    /// The best `k` of `rows` by `scores` (exact, "higher is closer": `-|x - q|^2` for l2), best
+    /// first, with the metric's own scores; a row scored `-infinity` (gone) is left out.
+    private func ranked(_ rows: [Int], scores: [Float], in partition: Partition, k: Int) -> [SearchHit] {
+        let l2 = metric == .l2
+        var heap = TopKHeap(capacity: min(k, rows.count))
+        for (row, score) in zip(rows, scores) where score > -Float.infinity {
+            let id = partition.ids[row]
+            if heap.isFull, !heap.admits(score: score, id: id) { continue }
+            heap.insert(score: score, row: row, id: id)
+        }
+        return heap.sortedBestFirst().map { entry in
             SearchHit(
-                id: partition.ids[entry.row], score: l2 ? (-entry.score).squareRoot() : entry.score,
+                id: partition.ids[entry.row], score: l2 ? max(0, -entry.score).squareRoot() : entry.score,
                 handle: partition.handles[entry.row])
         }
     }
@@ -478,6 +617,18 @@ public struct FlatIndex: Sendable {
         return vector.withUnsafeBufferPointer { vector in
             codes.withUnsafeMutableBufferPointer { codes in
                 ck_encode_i8(vector.baseAddress!, vector.count, codes.baseAddress! + start)
+            }
+        }
+    }
+
+    /// Appends `vector` as IEEE half-precision bit patterns, each component rounded to nearest
+    /// even and clamped to float16's largest finite magnitude (`ck_encode_f16`).
+    static func appendHalves(of vector: [Float], to halves: inout [UInt16]) {
+        let start = halves.count
+        halves.append(contentsOf: repeatElement(0, count: vector.count))
+        vector.withUnsafeBufferPointer { vector in
+            halves.withUnsafeMutableBufferPointer { halves in
+                ck_encode_f16(vector.baseAddress!, vector.count, halves.baseAddress! + start)
             }
         }
     }

@@ -239,12 +239,13 @@ public struct HNSWIndex: Sendable {
     /// With compact storage the walk's scores are approximate: `rerank`, given the hits the walk
     /// found (up to `ef`; id and handle), returns each one's exact score ("higher is closer", as
     /// the graph's own: the inner product, or `-|q - x|^2` for l2), and the best `k` by it are
-    /// returned. Without `rerank` the approximate scores stand.
+    /// returned; a hit it scores `-infinity` (gone from the owner) is left out. Without `rerank`
+    /// the approximate scores stand.
     /// - Precondition: `query` is in the metric's prepared form.
     public func search(
         user: String, query: [Float], k: Int, ef: Int? = nil, filter: RowFilter = RowFilter(),
-        rerank: (([SearchHit]) -> [Float])? = nil
-    ) -> [SearchHit] {
+        rerank: (([SearchHit]) throws -> [Float])? = nil
+    ) rethrows -> [SearchHit] {
         precondition(query.count == dimension && k > 0)
         guard graph.entryPoint >= 0, let userNumber = slots.users.number(of: user) else { return [] }
         let visited = scratch.take(capacity: slotCount)
@@ -255,7 +256,7 @@ public struct HNSWIndex: Sendable {
             let i = Int(slot)
             return userOfSlot[i] == userNumber && status[i] == .live && (unfiltered || filter.matches(attributes[i]))
         }
-        return query.withUnsafeBufferPointer { query in
+        return try query.withUnsafeBufferPointer { query in
             let pointer = query.baseAddress!
             let entry = graph.descend(to: pointer, codes: codes)
             var width = max(ef ?? parameters.efSearch, k)
@@ -269,7 +270,8 @@ public struct HNSWIndex: Sendable {
                         SearchHit(id: slots.ids[Int($0.slot)], score: $0.score, handle: slots.handles[Int($0.slot)])
                     }
                     if parameters.storage != .float32, let rerank {
-                        for (i, exact) in rerank(best).enumerated() { best[i].score = exact }
+                        for (i, exact) in try rerank(best).enumerated() { best[i].score = exact }
+                        best.removeAll { $0.score == -Float.infinity }
                         best.sort { $0.score > $1.score }
                     }
                     return best.prefix(k).map { hit in

@@ -87,7 +87,8 @@ struct BenchRunCommand: AsyncParsableCommand {
             let embedder = try ModelOption.load(model ?? (vectorMode ? "none" : nil))
             let store = try MemoryStore(
                 path: folder + "/bench.db", dimension: embedder?.dimension, metric: metric, model: embedder?.modelID,
-                index: try indexOptions.spaceIndex(), embedTemplate: EmbedTemplate.serverDefault)
+                index: try indexOptions.spaceIndex(), flatStorage: indexOptions.flatStorage,
+                embedTemplate: EmbedTemplate.serverDefault)
             var logger = Logger(label: "bench")
             logger.logLevel = .warning
             let server = try await ContextStoreServer(

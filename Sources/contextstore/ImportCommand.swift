@@ -79,7 +79,7 @@ struct ImportCommand: AsyncParsableCommand {
             do {
                 store = try MemoryStore(
                     path: db, dimension: embedder?.dimension, metric: metric, model: embedder?.modelID,
-                    index: try indexOptions.spaceIndex(),
+                    index: try indexOptions.spaceIndex(), flatStorage: indexOptions.flatStorage,
                     embedTemplate: access(db, F_OK) == 0 ? nil : EmbedTemplate.serverDefault, log: { printError($0) })
             } catch let error as StoreError {
                 throw fail("cannot open \(db): \(error.message)")

@@ -24,6 +24,16 @@ struct IndexOptions: ParsableArguments {
         help: "hnsw: how the graph keeps vectors for its walks: float32, float16 or int8 (re-ranked exactly).")
     var storage: VectorStorage = .float32
 
+    @Option(
+        help: ArgumentHelp(
+            "How the flat index keeps rows in memory: float32, float16 (half the bytes) or int8 (a quarter).",
+            discussion: """
+                Compact rows are searched by their codes and the best candidates rescored with the \
+                float32 vectors the file holds. An existing space keeps its setting unless this is given.
+                """)
+    )
+    var flatStorage: VectorStorage?
+
     func validate() throws {
         try requireFlag("M", m, in: 2...512)
         try requireFlag("ef-construction", efConstruction, in: 1...10_000)

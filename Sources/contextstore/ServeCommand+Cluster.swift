@@ -39,6 +39,7 @@ extension ServeCommand {
             ) { path in
                 try MemoryStore(
                     path: path, dimension: dimension, metric: metric, model: embedder?.modelID, index: index,
+                    flatStorage: indexOptions.flatStorage,
                     embedTemplate: embedTemplate ?? (access(path, F_OK) == 0 ? nil : EmbedTemplate.serverDefault),
                     statementTimeLimit: statementTimeLimitMs)
             }

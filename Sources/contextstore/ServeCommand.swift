@@ -318,7 +318,7 @@ struct ServeCommand: AsyncParsableCommand {
             // With a model, a new space takes the model's dimension (and cosine, the default).
             store = try MemoryStore(
                 path: db, dimension: dim ?? embedder?.dimension, metric: metric, model: embedder?.modelID,
-                index: try indexOptions.spaceIndex(),
+                index: try indexOptions.spaceIndex(), flatStorage: indexOptions.flatStorage,
                 embedTemplate: embedTemplate ?? (existed ? nil : EmbedTemplate.serverDefault),
                 statementTimeLimit: statementTimeLimitMs,
                 log: { [logger] in logger.info("\($0)") })
@@ -348,7 +348,8 @@ struct ServeCommand: AsyncParsableCommand {
             "space opened",
             metadata: [
                 "memories": "\(store.count)", "dimension": "\(store.dimension.map(String.init) ?? "unset")",
-                "metric": "\(store.metric.rawValue)", "index": "\(store.index)", "blas": "\(BLAS.loadedLibrary)",
+                "metric": "\(store.metric.rawValue)", "index": "\(store.index)",
+                "flat_storage": "\(store.flatStorage.rawValue)", "blas": "\(BLAS.loadedLibrary)",
                 "kernels": "\(Processor.kernels)", "cpu": "\(Processor.model)",
                 "embedder": "\(embedder?.modelID ?? "none: text requests get no_embedder")",
                 "tokens": "\(prompts.counter.name)", "templates": "\(prompts.templates.keys.sorted())",

@@ -143,7 +143,7 @@ import Testing
             line: Array(#"{"op":"add","user":"erin","id":"e1","text":"erin","vector":[1,1],"created_at":5000}"#.utf8))
         let again = try await Node(postgres: [primary, standby], folder: folderA)
         #expect(zip(again.node.replicas, appliedBefore).filter { $0.appliedSequence < $1 }.isEmpty)
-        let erin = again.node.replica(of: "erin")?.store.get(user: "erin", id: "e1")
+        let erin = try again.node.replica(of: "erin")?.store.get(user: "erin", id: "e1")
         #expect(erin?.text == "erin")
         for (x, y) in zip(again.node.replicas, b.node.replicas) { #expect(try x.store.digest() == y.store.digest()) }
 
@@ -248,7 +248,7 @@ import Testing
         #expect(refused["error"]?.objectValue?["code"] == .string("unavailable"))
         let read = try await client.roundTrip(line: Array(#"{"op":"get","user":"u","id":"1"}"#.utf8))
         #expect(read["ok"] == .bool(true))
-        #expect(node.node.replica(of: "u")?.store.get(user: "u", id: "2") == nil)
+        #expect(try node.node.replica(of: "u")?.store.get(user: "u", id: "2") == nil)
         _ = standby
         await client.close()
         await node.stop()

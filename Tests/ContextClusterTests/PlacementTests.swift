@@ -272,7 +272,7 @@ extension Array {
         }
         #expect(
             try a.node.replica(of: range)?.store.digest().digest == c.node.replica(of: range)?.store.digest().digest)
-        #expect(c.node.replica(of: range)?.store.get(user: "alice", id: "cut-off") == nil)
+        #expect(try c.node.replica(of: range)?.store.get(user: "alice", id: "cut-off") == nil)
         for client in [viaA, viaC] { await client.close() }
         await c.stop()
         await a.stop()

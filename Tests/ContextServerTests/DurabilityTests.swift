@@ -181,7 +181,7 @@ final class ServerProcess {
         #expect(report.nodes == (index == "hnsw" ? report.memories : 0))
         let store = try MemoryStore(path: database)
         for memory in ids {
-            #expect(store.get(user: memory.user, id: memory.id) != nil, "acknowledged \(memory) was lost")
+            #expect(try store.get(user: memory.user, id: memory.id) != nil, "acknowledged \(memory) was lost")
         }
         store.close()
     }

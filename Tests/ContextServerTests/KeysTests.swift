@@ -288,7 +288,7 @@ import Testing
             let wait = object["error"]?.objectValue?["retry_after_ms"]?.integerValue
         else { throw ProtocolError(.missingField, "no retry_after_ms in \(limited)") }
         #expect((99_000...100_000).contains(wait), "\(wait)")  // a token a hundred seconds
-        #expect(server.store.get(user: "u", id: "4") == nil)
+        #expect(try server.store.get(user: "u", id: "4") == nil)
         // Other keys go on.
         let root = try await ContextStoreClient.connect(port: server.port, secret: "root-secret-0123456789")
         #expect(try await root.get(user: "u", ids: ["1", "2", "3", "4"]).missing == ["4"])

@@ -306,7 +306,7 @@ import VectorIndex
 
         // Stored: a reopened space has the change, and passes its check.
         let reopened = try MemoryStore(path: server.folder.path + "/space.db")
-        let stored = try #require(reopened.get(user: "u", id: "m1"))
+        let stored = try #require(try reopened.get(user: "u", id: "m1"))
         #expect(stored.session == "moved" && stored.role == nil && stored.createdAt == 5)
         reopened.close()
         #expect(try MemoryStore.check(path: server.folder.path + "/space.db").isSound)
@@ -356,7 +356,7 @@ import VectorIndex
         let answer = try await client.backup(to: target)
         #expect(answer.path == target && answer.memories == 40 && answer.bytes > 0)
         let copy = try MemoryStore(path: target)
-        #expect(copy.get(user: "u", id: "m39") == server.store.get(user: "u", id: "m39"))
+        #expect(try copy.get(user: "u", id: "m39") == server.store.get(user: "u", id: "m39"))
         copy.close()
         #expect(try await client.backup(to: "second.db").path == backups.path + "/second.db")
         try await checkError(server, #"{"op":"backup","to":"\#(target)"}"#, .invalidValue)

@@ -126,12 +126,12 @@ final class Failures: Sendable {
         #expect(failures.all[1].reason == "wrong_dimension: 2 components, the space has 3")
         #expect(failures.all[2].reason == "non_finite: vector[0] is not a finite float32 (nan)")
         #expect(
-            store.get(user: "u1", id: "a")
+            try store.get(user: "u1", id: "a")
                 == Memory(
                     id: "a", user: "u1", role: .user, text: "first", createdAt: 5, metadata: #"{"k":1}"#,
                     vector: [1, 0, 0]))
-        #expect(store.get(user: "u2", id: "memories.jsonl:2") != nil)
-        #expect(store.get(user: "fallback", id: "memories.jsonl:4") != nil)
+        #expect(try store.get(user: "u2", id: "memories.jsonl:2") != nil)
+        #expect(try store.get(user: "fallback", id: "memories.jsonl:4") != nil)
 
         let again = try await importer.run(
             ImportSource(path: file, format: .jsonl, defaultUser: "fallback"), into: sink, onFailure: { _ in })
@@ -167,8 +167,8 @@ final class Failures: Sendable {
         #expect(second.imported == 1 && second.skipped == 3 && second.conflicts == 2 && second.failed == 0)
         #expect(failures.all.map(\.line) == [2, 4])
         #expect(failures.all[0].reason == "conflict: user 'u' has a memory 't1' with other content; not stored")
-        #expect(store.get(user: "u", id: "t1")?.text == "turn 1")
-        #expect(store.get(user: "v", id: "t1")?.text == "v's own t1")
+        #expect(try store.get(user: "u", id: "t1")?.text == "turn 1")
+        #expect(try store.get(user: "v", id: "t1")?.text == "v's own t1")
         await client.close()
         await server.shutdown()
         store.close()
@@ -232,13 +232,13 @@ final class Failures: Sendable {
         #expect(failures.all.isEmpty, "\(failures.all)")
         #expect(summary.imported == 3 && summary.unmapped == ["extra": 3])
         #expect(
-            store.get(user: "conv-1", id: "D1:2")
+            try store.get(user: "conv-1", id: "D1:2")
                 == Memory(
                     id: "D1:2", user: "conv-1", session: "s1", speaker: "Melanie", text: "Hi, Caroline",
                     createdAt: 1_683_554_160_000,
                     metadata: #"{"speaker":"Melanie"}"#, vector: [1, 0, 0]))
-        #expect(store.get(user: "conv-2", id: "D1:1")?.createdAt == 1_687_862_220_000)
-        #expect(store.get(user: "conv-1", id: "D1:1")?.text == "Hey Mel!")
+        #expect(try store.get(user: "conv-2", id: "D1:1")?.createdAt == 1_687_862_220_000)
+        #expect(try store.get(user: "conv-1", id: "D1:1")?.text == "Hey Mel!")
         store.close()
     }
 
@@ -265,8 +265,8 @@ final class Failures: Sendable {
             failures.all == [
                 ImportFailure(line: 1, reason: #"invalid_value: 'when' is not unix seconds: "8 May 2023""#)
             ])
-        #expect(store.get(user: "a", id: "t.jsonl:2")?.createdAt == 1_700_000_000_500)
-        #expect(store.get(user: "a", id: "t.jsonl:3")?.createdAt == 1_700_000_001_000)
+        #expect(try store.get(user: "a", id: "t.jsonl:2")?.createdAt == 1_700_000_000_500)
+        #expect(try store.get(user: "a", id: "t.jsonl:3")?.createdAt == 1_700_000_001_000)
         mapping.text = "when"
         #expect(throws: ImportError(description: "the field 'when' cannot be both text and created_at")) {
             try ImportSource(path: file, format: .jsonl, defaultUser: nil, mapping: mapping)
@@ -420,11 +420,11 @@ final class Failures: Sendable {
         #expect(summary.imported == 2)
         #expect(failures.all == [ImportFailure(line: 4, reason: "3 fields, the header has 6")])
         #expect(
-            store.get(user: "u", id: "c1")
+            try store.get(user: "u", id: "c1")
                 == Memory(
                     id: "c1", user: "u", text: "hello, \"world\"", createdAt: 7, metadata: #"{"a":1}"#,
                     vector: [1, 2, 3]))
-        #expect(store.get(user: "u", id: "c2")?.vector == [0.5, -1, 2])
+        #expect(try store.get(user: "u", id: "c2")?.vector == [0.5, -1, 2])
         store.close()
     }
 
@@ -462,7 +462,7 @@ final class Failures: Sendable {
         #expect(
             try await client.get(user: "u", id: "w0", withVector: true)
                 == Memory(
-                    id: "w0", user: "u", text: "zero", createdAt: store.get(user: "u", id: "w0")!.createdAt,
+                    id: "w0", user: "u", text: "zero", createdAt: try store.get(user: "u", id: "w0")!.createdAt,
                     vector: rows[0])
         )
         #expect(try await client.get(user: "u", id: "base.npy:2", withVector: true).vector == rows[1])

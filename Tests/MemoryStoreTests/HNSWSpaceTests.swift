@@ -55,7 +55,7 @@ import VectorIndex
             return
         }
         #expect(message.hasPrefix("writes are refused until the server restarts: the index could not be read back"))
-        #expect(store.get(user: "u", id: "b") == nil)
+        #expect(try store.get(user: "u", id: "b") == nil)
         store.close()
     }
 

@@ -67,12 +67,12 @@ final class TemporaryDatabase {
         ])
         #expect(ids == ["a", "b", "c"])
         #expect(
-            store.get(user: "alice", id: "a")
+            try store.get(user: "alice", id: "a")
                 == Memory(
                     id: "a", user: "alice", session: "s1", role: .user, text: "first", createdAt: 1000,
                     metadata: #"{"k":1}"#, vector: [1, 0, 0]))
-        #expect(store.get(user: "alice", id: "zzz") == nil)
-        #expect(store.get(user: "bob", id: "a") == nil)
+        #expect(try store.get(user: "alice", id: "zzz") == nil)
+        #expect(try store.get(user: "bob", id: "a") == nil)
 
         let hits = try store.search(user: "alice", vector: [1, 0.5, 0], k: 10)
         #expect(hits.map(\.memory.id) == ["a", "b"])
@@ -101,7 +101,7 @@ final class TemporaryDatabase {
         let before = Clock.nowMilliseconds()
         let id = try store.add([memory(nil, vector: [1, 2])])[0]
         #expect(id.count == 36)
-        let stored = try #require(store.get(user: "alice", id: id))
+        let stored = try #require(try store.get(user: "alice", id: id))
         #expect(stored.createdAt >= before)
         // Cosine spaces store the normalized vector.
         #expect(abs(stored.vector[0] - 1 / Float(5).squareRoot()) < 1e-6)
@@ -116,13 +116,13 @@ final class TemporaryDatabase {
             try store.add([memory("x", vector: [1, 0], text: "alice's")])
             try store.add([memory("x", user: "bob", vector: [0, 1], text: "bob's")])
             #expect(store.count == 2)
-            #expect(store.get(user: "alice", id: "x")?.text == "alice's")
-            #expect(store.get(user: "bob", id: "x")?.text == "bob's")
+            #expect(try store.get(user: "alice", id: "x")?.text == "alice's")
+            #expect(try store.get(user: "bob", id: "x")?.text == "bob's")
             #expect(try store.search(user: "alice", vector: [1, 0], k: 5).map(\.memory.text) == ["alice's"])
             try store.add([memory("x", vector: [1, 1], text: "alice's again")])
             #expect(store.count == 2)
             #expect(try store.delete(user: "bob", id: "x"))
-            #expect(store.get(user: "alice", id: "x")?.text == "alice's again")
+            #expect(try store.get(user: "alice", id: "x")?.text == "alice's again")
             // One id for two users in one batch is two memories.
             try store.add([memory("y", vector: [1, 0]), memory("y", user: "carol", vector: [0, 1])])
             #expect(store.count == 3)
@@ -130,9 +130,9 @@ final class TemporaryDatabase {
         }
         let reopened = try MemoryStore(path: temporary.path)
         #expect(reopened.count == 3)
-        #expect(reopened.get(user: "alice", id: "x")?.text == "alice's again")
-        #expect(reopened.get(user: "bob", id: "x") == nil)
-        #expect(reopened.get(user: "carol", id: "y") != nil)
+        #expect(try reopened.get(user: "alice", id: "x")?.text == "alice's again")
+        #expect(try reopened.get(user: "bob", id: "x") == nil)
+        #expect(try reopened.get(user: "carol", id: "y") != nil)
         #expect(try reopened.search(user: "carol", vector: [0, 1], k: 5).map(\.memory.id) == ["y"])
     }
 
@@ -180,9 +180,9 @@ final class TemporaryDatabase {
         #expect(store.metric == .l2)
         #expect(store.dimension == 2)
         #expect(store.count == 39)
-        #expect(store.get(user: "u3", id: "m8") == nil)  // u3 was forgotten
-        #expect(store.get(user: "u4", id: "m9")?.text == "text 9")
-        #expect(store.get(user: "u2", id: "m7") == nil)
+        #expect(try store.get(user: "u3", id: "m8") == nil)  // u3 was forgotten
+        #expect(try store.get(user: "u4", id: "m9")?.text == "text 9")
+        #expect(try store.get(user: "u2", id: "m7") == nil)
         let hits = try store.search(user: "u0", vector: [10, 1], k: 2)
         // m5 and m15 are both at distance 5: the tie goes to the smaller id.
         #expect(hits.map(\.memory.id) == ["m10", "m15"])
@@ -252,16 +252,17 @@ final class TemporaryDatabase {
         }
         let store = try MemoryStore(path: temporary.path)
         #expect(store.count == 2)
-        #expect(store.get(user: "alice", id: "a")?.vector == [1, 0])
+        #expect(try store.get(user: "alice", id: "a")?.vector == [1, 0])
         try store.add([memory("a", user: "bob", vector: [1, 1], text: "bob's a")])
         #expect(store.count == 3)
-        #expect(store.get(user: "alice", id: "a")?.text == "one")
+        #expect(try store.get(user: "alice", id: "a")?.text == "one")
         // Every later migration's column and index work on the migrated rows.
-        #expect(store.get(user: "alice", id: "a")?.speaker == nil)
+        #expect(try store.get(user: "alice", id: "a")?.speaker == nil)
         #expect(try store.list(ListRequest(user: "bob")).memories.map(\.id) == ["b", "a"])
         #expect(
             try store.sessions(user: "bob", limit: 5).sessions == [
-                SessionSummary(session: nil, turns: 2, firstAt: 6, lastAt: store.get(user: "bob", id: "a")!.createdAt)
+                SessionSummary(
+                    session: nil, turns: 2, firstAt: 6, lastAt: try store.get(user: "bob", id: "a")!.createdAt)
             ])
         store.close()
         #expect(try MemoryStore.check(path: temporary.path).problems == [])

@@ -34,8 +34,8 @@ import VectorIndex
                 store.close()
                 store = try MemoryStore(path: temporary.path)
             }
-            #expect(store.get(user: "u", id: "f")?.sources == sources)
-            #expect(store.get(user: "u", id: "plain")?.sources == [])
+            #expect(try store.get(user: "u", id: "f")?.sources == sources)
+            #expect(try store.get(user: "u", id: "plain")?.sources == [])
             let hits = try store.search(user: "u", vector: [1, 0, 0], k: 2, exact: true)
             #expect(hits.map(\.memory.sources).sorted { $0.count < $1.count } == [[], sources])
             #expect(try store.list(ListRequest(user: "u")).memories.map(\.sources) == [sources, []])
@@ -43,9 +43,9 @@ import VectorIndex
         }
         // Replacing a memory replaces its sources; with none, it has none.
         try store.add([memory("f", sources: ["other"])])
-        #expect(store.get(user: "u", id: "f")?.sources == ["other"])
+        #expect(try store.get(user: "u", id: "f")?.sources == ["other"])
         try store.add([memory("f")])
-        #expect(store.get(user: "u", id: "f")?.sources == [])
+        #expect(try store.get(user: "u", id: "f")?.sources == [])
         // An import run again: other sources are other content.
         #expect(try store.addIfAbsent([memory("f", sources: ["x"])]) == MemoryStore.AddOutcome(conflicts: [0]))
         #expect(try store.addIfAbsent([memory("f")]) == MemoryStore.AddOutcome(skipped: [0]))
@@ -74,7 +74,7 @@ import VectorIndex
         let left = try store.list(ListRequest(user: "u")).memories.map(\.id)
         #expect(left == ["t3", "f3", "f4"])
         // Another user's memory naming the same id is another user's.
-        #expect(store.get(user: "v", id: "g") != nil)
+        #expect(try store.get(user: "v", id: "g") != nil)
         // Gone from every index: searches find only what is left.
         let found = try store.search(user: "u", vector: [1, 1, 0], k: 10, exact: index == .flat).map(\.memory.id)
         #expect(Set(found) == ["t3", "f3", "f4"])

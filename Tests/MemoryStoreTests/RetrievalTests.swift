@@ -433,13 +433,13 @@ import VectorIndex
             turn("keep", "lasting pizza", vector: [1, 0, 0]),
             turn("brief", "brief pizza", vector: [1, 0, 0], ttl: 1),
         ])
-        #expect(store.get(user: "u", id: "brief")?.expiresAt != nil)
+        #expect(try store.get(user: "u", id: "brief")?.expiresAt != nil)
         #expect(Set(try keyword(store, "pizza")) == ["keep", "brief"])
         Thread.sleep(forTimeInterval: 1.1)
         #expect(try keyword(store, "pizza") == ["keep"])
         #expect(ids(try store.search(SearchRequest(user: "u", vector: [1, 0, 0], k: 5))) == ["keep"])
-        #expect(store.get(user: "u", id: "brief") == nil)
-        #expect(store.get(user: "u", ids: ["brief"], withVector: false) == [nil])
+        #expect(try store.get(user: "u", id: "brief") == nil)
+        #expect(try store.get(user: "u", ids: ["brief"], withVector: false) == [nil])
         #expect(try store.list(ListRequest(user: "u")).memories.map(\.id) == ["keep"])
         #expect(try store.sessions(user: "u", limit: 10).sessions.map(\.turns) == [1])
         #expect(store.stats().expired == 1 && store.stats().purged == 0)
@@ -462,8 +462,8 @@ import VectorIndex
         try store.add([
             turn("soon", "b", vector: [0, 1, 0], ttl: 60), turn("later", "c", vector: [0, 0, 1], ttl: 3600),
         ])
-        let soon = try #require(store.get(user: "u", id: "soon")?.expiresAt)
-        let later = try #require(store.get(user: "u", id: "later")?.expiresAt)
+        let soon = try #require(try store.get(user: "u", id: "soon")?.expiresAt)
+        let later = try #require(try store.get(user: "u", id: "later")?.expiresAt)
         #expect(store.nextExpiry == soon)
         #expect(try store.delete(user: "u", id: "soon"))
         #expect(store.nextExpiry == soon)  // early is allowed: answers are then kept less long
@@ -471,7 +471,7 @@ import VectorIndex
         let reopened = try MemoryStore(path: temporary.path)
         #expect(reopened.nextExpiry == later)
         try reopened.add([turn("sooner", "d", vector: [1, 1, 0], ttl: 10)])
-        let sooner = try #require(reopened.get(user: "u", id: "sooner")?.expiresAt)
+        let sooner = try #require(try reopened.get(user: "u", id: "sooner")?.expiresAt)
         #expect(reopened.nextExpiry == sooner)
         #expect(try reopened.purgeExpired(now: sooner) == 1)
         #expect(reopened.nextExpiry == later)  // the purge sets it exactly

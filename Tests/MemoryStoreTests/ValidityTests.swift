@@ -83,7 +83,7 @@ import VectorIndex
                     Validity(to: at(20), supersedes: "lisbon", supersededBy: "paris"),
                     Validity(supersedes: "porto"),
                 ])
-            #expect(store.get(user: "u", id: "lisbon")?.validity == memories[0].validity)
+            #expect(try store.get(user: "u", id: "lisbon")?.validity == memories[0].validity)
         }
         store.close()
         #expect(try MemoryStore.check(path: temporary.path).problems == [])
@@ -105,7 +105,7 @@ import VectorIndex
                 id: "new", user: "u", text: "city Porto", createdAt: now - Self.day, metadata: pinned,
                 vector: [1, 0, 0], validFrom: now - 5 * Self.day, supersedes: "old")
         ])
-        #expect(store.get(user: "u", id: "old")?.validity == Validity(to: now - 5 * Self.day, supersededBy: "new"))
+        #expect(try store.get(user: "u", id: "old")?.validity == Validity(to: now - 5 * Self.day, supersededBy: "new"))
         // Stored one day ago, holding since five: as of three days ago the store did not know it yet.
         try expectSeen(store, .asOf(now - 3 * Self.day), [])
         try expectSeen(store, .asOf(now - 6 * Self.day), ["old"])
@@ -168,18 +168,18 @@ import VectorIndex
         try store.add([fact("b", "city B", day: 5, supersedes: "a")])
         let closed = Validity(to: at(5), supersededBy: "b")
         try store.add([fact("a", "city A again", day: 0)])
-        #expect(store.get(user: "u", id: "a")?.validity == closed)
+        #expect(try store.get(user: "u", id: "a")?.validity == closed)
         try store.add([fact("b", "city B", day: 5)])
-        #expect(store.get(user: "u", id: "b")?.validity == Validity(supersedes: "a"))
+        #expect(try store.get(user: "u", id: "b")?.validity == Validity(supersedes: "a"))
         let retry = try store.addIfAbsent([fact("b", "city B", day: 5, supersedes: "a")])
         #expect(retry == MemoryStore.AddOutcome(skipped: [0]))
-        #expect(store.get(user: "u", id: "a")?.validity == closed)
+        #expect(try store.get(user: "u", id: "a")?.validity == closed)
         // A deleted successor frees its predecessor to be superseded again (it stays closed
         // until then: deleting never reopens).
         #expect(try store.delete(user: "u", id: "b"))
         try expectSeen(store, .current, [])
         try store.add([fact("c", "city C", day: 6, supersedes: "a")])
-        #expect(store.get(user: "u", id: "a")?.validity == Validity(to: at(6), supersededBy: "c"))
+        #expect(try store.get(user: "u", id: "a")?.validity == Validity(to: at(6), supersededBy: "c"))
         store.close()
     }
 
@@ -195,7 +195,7 @@ import VectorIndex
         ])
         try expectSeen(store, .current, ["c"])
         try expectSeen(store, .asOf(at(1)), ["b"])
-        #expect(store.get(user: "u", id: "b")?.validity == Validity(to: at(2), supersedes: "a", supersededBy: "c"))
+        #expect(try store.get(user: "u", id: "b")?.validity == Validity(to: at(2), supersedes: "a", supersededBy: "c"))
         #expect(throws: StoreError.notFound("item 0 supersedes 'e', which user 'u' does not have")) {
             try store.add([fact("d", "d", day: 3, supersedes: "e"), fact("e", "e", day: 3)])
         }

@@ -45,6 +45,11 @@ void ck_dot_i8_rows(
 /// What the flat index's compact scan reads, for every row it stores.
 float ck_encode_i8(const float *vector, long n, signed char *codes);
 
+/// Writes the n floats of `vector` to halves[0..<n] as IEEE half-precision bit patterns, each
+/// rounded to nearest even and clamped to the largest finite half (65504) in magnitude. What a
+/// float16 flat index keeps of each row.
+void ck_encode_f16(const float *vector, long n, unsigned short *halves);
+
 /// Writes to rows[0...] the indexes of the `count` largest of scores[0..<n] (all n when fewer),
 /// in no particular order, and returns how many it wrote: a bounded min-heap, one comparison for
 /// most scores. Ties go to the lower index.

@@ -65,7 +65,7 @@ extension ServerContext {
                 return (before + [hit.memory] + after).map { ($0, Double(distance ? -hit.score : hit.score)) }
             }
             read += listed.map(\.0)
-            let vectors = store.vectors(user: user, ids: listed.map(\.0.id))
+            let vectors = try store.vectors(user: user, ids: listed.map(\.0.id))
             memories = zip(listed, vectors).map { listed, vector in
                 Self.item(listed.0, relevance: listed.1, vector: vector)
             }
@@ -86,7 +86,7 @@ extension ServerContext {
         if request.showChanges {
             // What each memory that superseded another replaced: its text and end.
             let successors = read.filter { $0.validity.supersedes != nil }
-            let predecessors = store.get(
+            let predecessors = try store.get(
                 user: user, ids: successors.compactMap(\.validity.supersedes), withVector: false, now: clock)
             var before: [ExactString: (text: String, until: Int64)] = [:]
             for (successor, predecessor) in zip(successors, predecessors) {

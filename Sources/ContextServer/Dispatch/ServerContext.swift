@@ -289,7 +289,7 @@ struct ServerContext: Sendable {
         return Operations.Search.Answer(hits: hits, degraded: degraded ? ["vector"] : [])
     }
 
-    func get(_ request: Operations.Get.Arguments) throws(ProtocolError) -> Operations.Get.Answer {
+    func get(_ request: Operations.Get.Arguments) throws -> Operations.Get.Answer {
         let found = try stores.of(request.user).get(
             user: request.user, ids: request.ids, withVector: request.withVector, now: request.now)
         if !request.many, found[0] == nil { throw notFound(MemoryRef(user: request.user, id: request.ids[0])) }

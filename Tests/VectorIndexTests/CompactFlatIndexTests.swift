@@ -1,0 +1,154 @@
+import ContextModel
+import Testing
+
+@testable import VectorIndex
+
+/// Flat indexes that keep float16 or int8 codes instead of float32 rows: the codes choose the
+/// candidates, the owner's exact vectors (here, the test's own copies) give the final order.
+@Suite struct CompactFlatIndexTests {
+    static let compact: [VectorStorage] = [.float16, .int8]
+
+    /// Rows of three users with filterable attributes, some removed and some moved, as an owner
+    /// would leave them; `vectors` holds each live handle's prepared vector.
+    struct Fixture {
+        var index: FlatIndex
+        var rows: [(id: String, vector: [Float], attributes: RowAttributes)] = []
+        var vectors: [Int32: [Float]] = [:]
+
+        init(storage: VectorStorage, metric: Metric, dimension: Int = 32, count: Int = 3000, seed: UInt64 = 11) {
+            index = FlatIndex(dimension: dimension, metric: metric, storage: storage)
+            var generator = SplitMix64(state: seed)
+            for i in 0..<count {
+                let vector = metric.prepared(randomVector(dimension, using: &generator))
+                let attributes = RowAttributes(
+                    session: "s\(i % 4)", role: i % 2 == 0 ? .user : .assistant, createdAt: Int64(i))
+                index.upsert(id: padded(i), user: "u", vector: vector, attributes: attributes, handle: Int32(i))
+                rows.append((padded(i), vector, attributes))
+                vectors[Int32(i)] = vector
+            }
+            // Removals move the last row into each hole: codes, norms and handles must follow.
+            for i in stride(from: 0, to: count, by: 7) {
+                index.remove(id: padded(i))
+                vectors[Int32(i)] = nil
+            }
+            rows.removeAll { Int($0.id)! % 7 == 0 }
+        }
+
+        /// What the owner answers: exact scores, "higher is closer", from its own vectors.
+        func rescore(_ handles: [Int32], query: [Float]) -> [Float] {
+            handles.map { handle in
+                guard let vector = vectors[handle] else { return -.infinity }
+                let dot = zip(vector, query).reduce(Float(0)) { $0 + $1.0 * $1.1 }
+                let squared = zip(vector, query).reduce(Float(0)) { $0 + ($1.0 - $1.1) * ($1.0 - $1.1) }
+                return index.metric == .l2 ? -squared : dot
+            }
+        }
+    }
+
+    @Test(arguments: compact, Metric.allCases)
+    func rescoredSearchesMatchTheReference(storage: VectorStorage, metric: Metric) throws {
+        let fixture = Fixture(storage: storage, metric: metric)
+        var generator = SplitMix64(state: 3)
+        for (k, filter) in [(10, RowFilter()), (1, RowFilter()), (25, RowFilter(session: "s1", role: .user))] {
+            let query = metric.prepared(randomVector(32, using: &generator))
+            let expected = referenceSearch(rows: fixture.rows, query: query, metric: metric, k: k, filter: filter)
+            let got = fixture.index.search(user: "u", query: query, k: k, filter: filter) {
+                fixture.rescore($0, query: query)
+            }
+            #expect(got.map(\.id) == expected.map(\.id), "\(storage) \(metric) k \(k)")
+            for (a, b) in zip(got, expected) { #expect(abs(a.score - b.score) < 1e-4) }
+            for hit in got { #expect(hit.id == padded(Int(hit.handle))) }
+            // The ground truth rescores every row that passes the filter.
+            var asked = 0
+            let exact = fixture.index.search(user: "u", query: query, k: k, filter: filter, exact: true) {
+                asked = $0.count
+                return fixture.rescore($0, query: query)
+            }
+            #expect(exact.map(\.id) == expected.map(\.id))
+            #expect(asked == fixture.rows.filter { filter.matches($0.attributes) }.count)
+        }
+    }
+
+    /// Only the candidates go to the owner: `rescoredCandidates(k:)` of them, not every row.
+    @Test(arguments: compact)
+    func asksTheOwnerForTheCandidatesOnly(storage: VectorStorage) {
+        let fixture = Fixture(storage: storage, metric: .cosine)
+        var asked: [Int32] = []
+        _ = fixture.index.search(user: "u", query: fixture.rows[5].vector, k: 10) {
+            asked = $0
+            return fixture.rescore($0, query: fixture.rows[5].vector)
+        }
+        #expect(asked.count == fixture.index.rescoredCandidates(k: 10))
+        #expect(Set(asked).count == asked.count)
+    }
+
+    /// A row the owner no longer has (scored -infinity) is left out, not returned last.
+    @Test(arguments: compact)
+    func aRowTheOwnerLostIsLeftOut(storage: VectorStorage) {
+        var fixture = Fixture(storage: storage, metric: .l2, count: 40)
+        let query = fixture.rows[0].vector
+        let best = fixture.index.search(user: "u", query: query, k: 3) { fixture.rescore($0, query: query) }
+        fixture.vectors[best[0].handle] = nil
+        let got = fixture.index.search(user: "u", query: query, k: 40) { fixture.rescore($0, query: query) }
+        #expect(got.count == fixture.rows.count - 1)
+        #expect(!got.contains { $0.id == best[0].id })
+        #expect(got.allSatisfy { $0.score.isFinite })
+    }
+
+    /// Without the owner, the codes' estimates are the scores: close to the exact ones.
+    @Test(arguments: compact, Metric.allCases)
+    func estimatesAloneAreClose(storage: VectorStorage, metric: Metric) {
+        let fixture = Fixture(storage: storage, metric: metric, count: 500)
+        var generator = SplitMix64(state: 9)
+        let query = metric.prepared(randomVector(32, using: &generator))
+        let expected = referenceSearch(rows: fixture.rows, query: query, metric: metric, k: 10)
+        let got = fixture.index.search(user: "u", query: query, k: 10)
+        let tolerance: Float = storage == .float16 ? 0.01 : 0.1
+        let byID = Dictionary(uniqueKeysWithValues: expected.map { ($0.id, $0.score) })
+        let overlap = got.filter { byID[$0.id] != nil }
+        #expect(overlap.count >= 8, "\(storage) \(metric): \(overlap.count) of 10")
+        for hit in overlap { #expect(abs(hit.score - byID[hit.id]!) <= tolerance * max(1, abs(hit.score))) }
+    }
+
+    /// A compact index keeps no float32 vector: `vector(id:)` answers nil, `contains` still knows
+    /// the row, and a row costs its code's bytes.
+    @Test func compactRowsCostTheirCodes() {
+        let dimension = 384
+        var sizes: [VectorStorage: Int] = [:]
+        for storage in VectorStorage.allCases {
+            var index = FlatIndex(dimension: dimension, metric: .cosine, storage: storage)
+            index.reserveCapacity(1000, forUser: "u")
+            var generator = SplitMix64(state: 1)
+            for i in 0..<1000 {
+                index.upsert(
+                    id: padded(i), user: "u",
+                    vector: Metric.cosine.prepared(randomVector(dimension, using: &generator)),
+                    attributes: RowAttributes(session: nil, role: nil, createdAt: 0), handle: Int32(i))
+            }
+            #expect(index.contains(id: padded(3)))
+            #expect((index.vector(id: padded(3)) != nil) == (storage == .float32))
+            sizes[storage] = index.bytes
+        }
+        // Per row: float32 keeps 4d + d + 4 (row, code, scale); float16 2d; int8 d + 4 (within
+        // the 1% an allocator may round capacities up by).
+        func near(_ value: Int, _ expected: Int) -> Bool { abs(value - expected) <= expected / 100 }
+        #expect(near(sizes[.float32]! - sizes[.float16]!, 1000 * (4 * dimension + dimension + 4 - 2 * dimension)))
+        #expect(near(sizes[.float32]! - sizes[.int8]!, 1000 * 4 * dimension))
+    }
+
+    /// Float16 codes round to nearest even and clamp to the largest finite half.
+    @Test func halvesRoundToNearestEvenAndClamp() {
+        var halves: [UInt16] = []
+        FlatIndex.appendHalves(of: [1, -2, 65504, 1e9, -1e9, 1 + 1 / 2048, 1 + 3 / 2048, 0.1], to: &halves)
+        #expect(halves == [0x3C00, 0xC000, 0x7BFF, 0x7BFF, 0xFBFF, 0x3C00, 0x3C02, Float16(0.1).bitPattern])
+        var generator = SplitMix64(state: 4)
+        for _ in 0..<200 {
+            let vector = randomVector(37, using: &generator).map {
+                $0 * Float.random(in: 0.0001...60000, using: &generator)
+            }
+            var codes: [UInt16] = []
+            FlatIndex.appendHalves(of: vector, to: &codes)
+            #expect(codes == vector.map { Float16($0).bitPattern })
+        }
+    }
+}
