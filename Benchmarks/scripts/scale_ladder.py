@@ -253,13 +253,15 @@ def main():
     parser.add_argument("--queries", type=int, default=1000, help="searches per user class and mode")
     parser.add_argument("--hnsw-max", type=int, default=1_000_000, help="largest step with the HNSW columns")
     parser.add_argument("--tcp-max", type=int, default=5_000_000, help="largest step imported over TCP too")
+    parser.add_argument("--flat-storage", default="float32", choices=["float32", "float16", "int8"],
+                        help="how the spaces keep their flat rows in memory (serve --flat-storage)")
     args = parser.parse_args()
     os.makedirs(args.out, exist_ok=True)
     queries = np.load(f"{DATA}/queries.f16.npy").astype(np.float32)
     query_texts = [json.loads(line)["text"] for line in open(f"{DATA}/queries.jsonl")]
     machine = {"cores": os.cpu_count(),
                "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)}
-    report = {"machine": machine, "steps": []}
+    report = {"machine": machine, "flat_storage": args.flat_storage, "steps": []}
     log(f"machine: {machine}")
     for n in [int(step) for step in args.steps.split(",")]:
         folder = f"{args.work}/{n}"
@@ -271,7 +273,7 @@ def main():
             if os.path.exists(path):
                 os.remove(path)
         seconds = timed([args.binary, "import", f"{folder}/vectors.f16.npy", "--texts", f"{folder}/texts.jsonl",
-                         "--db", db, "--model", "none", "--metric", "cosine"])
+                         "--db", db, "--model", "none", "--metric", "cosine", "--flat-storage", args.flat_storage])
         step["import_offline_rows_per_s"] = n / seconds
         log(f"  offline import: {n / seconds:,.0f} rows/s ({seconds:.1f} s)")
         step["file_bytes"] = sum(os.path.getsize(p) for p in (db, db + "-wal") if os.path.exists(p))
@@ -295,7 +297,8 @@ def main():
             for path in (served, served + "-wal", served + "-shm"):
                 if os.path.exists(path):
                     os.remove(path)
-            process, port, _ = serve(args.binary, served, ["--dim", str(DIMENSION), "--metric", "cosine"])
+            process, port, _ = serve(
+                args.binary, served, ["--dim", str(DIMENSION), "--metric", "cosine", "--flat-storage", args.flat_storage])
             try:
                 seconds = timed([args.binary, "import", f"{folder}/vectors.f16.npy", "--texts",
                                  f"{folder}/texts.jsonl", "--port", str(port)])
@@ -319,7 +322,8 @@ def write_markdown(report, path):
         return "—" if key not in step else f"{step[key] * scale:,.{digits}f}"
     machine = report["machine"]
     lines = [f"CPU: {machine.get('cpu', '—')}, {machine['cores']} cores, {machine['memory_gib']} GiB; "
-             f"kernels: {machine.get('kernels', '—')}; BLAS: {machine.get('blas', '—')}", "",
+             f"kernels: {machine.get('kernels', '—')}; BLAS: {machine.get('blas', '—')}; "
+             f"flat rows: {report.get('flat_storage', 'float32')}", "",
              "| memories | import offline rows/s | import TCP rows/s | file MiB | RSS MiB | bytes/memory | restart s |"
              " ping ms | small user vector/keyword/hybrid p50 ms | median user | largest user (rows) | largest p99 ms |"
              " HNSW q/s at recall 0.95 (ef) | hnswlib q/s (ef) |",

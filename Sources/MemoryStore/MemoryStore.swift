@@ -576,8 +576,14 @@ public final class MemoryStore: Sendable {
         }
         var hits: [SearchHit]
         if let allowed {
-            // Metadata conditions, read through SQL, chose the rows: score exactly those.
-            let handles = Array(allowed)
+            // Metadata conditions, read through SQL, chose the rows: score exactly those. A
+            // compact index reads each from the file, so only the best by its codes are read.
+            var handles = Array(allowed)
+            if !flat.keepsVectors, handles.count > flat.rescoredCandidates(k: k) {
+                let estimates = flat.estimatedScores(handles: handles, query: query)
+                handles = handles.indices.sorted { estimates[$0] > estimates[$1] }
+                    .prefix(flat.rescoredCandidates(k: k)).map { handles[$0] }
+            }
             let raw = try exactScores(state, handles: handles, query: query)
             hits = zip(handles, raw).filter { $0.1 > -Float.infinity }.map { handle, raw in
                 SearchHit(id: "", score: metric == .l2 ? max(0, -raw).squareRoot() : raw, handle: handle)

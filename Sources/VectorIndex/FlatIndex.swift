@@ -236,6 +236,51 @@ public struct FlatIndex: Sendable {
         }
     }
 
+    /// The scores of the rows with these handles as their stored form gives them, "higher is
+    /// closer" (as `exactScores` gives them, which it is for float32 storage), `-infinity` for a
+    /// handle without a row: how the owner of a compact index narrows rows it chose itself (by
+    /// metadata) to the few it rescores.
+    public func estimatedScores(handles: [Int32], query: [Float]) -> [Float] {
+        if keepsVectors { return exactScores(handles: handles, query: query) }
+        let (dimension, l2) = (self.dimension, metric == .l2)
+        let queryNorm = l2 ? Self.dot(query, query) : 0
+        var queryCode: [Int8] = []
+        if storage == .int8 {
+            queryCode.reserveCapacity(dimension)
+        }
+        let queryScale = storage == .int8 ? Self.appendCode(of: query, to: &queryCode) : 0
+        return handles.map { handle in
+            guard handle >= 0, Int(handle) < locationOfHandle.count, let location = locationOfHandle[Int(handle)],
+                let partition = partitions[location.user]
+            else { return -Float.infinity }
+            let row = location.row
+            // For l2, both estimates are `2 x.q - |x|^2`, that is `|q|^2 - |x - q|^2`.
+            var estimate: Float = 0
+            if storage == .float16 {
+                let dot = query.withUnsafeBufferPointer { q in
+                    partition.halves.withUnsafeBufferPointer { halves in
+                        halfKernel(q.baseAddress!, halves.baseAddress! + row * dimension, dimension)
+                    }
+                }
+                estimate = l2 ? 2 * dot - partition.squaredNorms[row] : dot
+            } else {
+                queryCode.withUnsafeBufferPointer { q in
+                    partition.codes.withUnsafeBufferPointer { codes in
+                        partition.codeScales.withUnsafeBufferPointer { scales in
+                            partition.squaredNorms.withUnsafeBufferPointer { norms in
+                                ck_dot_i8_rows(
+                                    q.baseAddress!, queryScale, codes.baseAddress! + row * dimension,
+                                    scales.baseAddress! + row, l2 ? norms.baseAddress! + row : nil, dimension, 1,
+                                    &estimate)
+                            }
+                        }
+                    }
+                }
+            }
+            return l2 ? estimate - queryNorm : estimate
+        }
+    }
+
     /// The exact score of `vector` for `query`, "higher is closer" (as `exactScores` gives):
     /// how a compact index's owner scores the vectors it keeps elsewhere.
     /// - Precondition: both have `dimension` components.

@@ -13,20 +13,13 @@ import VectorIndex
 
     /// Clustered vectors of three users (some large enough for every scan path), deterministic.
     func memories(count: Int = 2600, seed: UInt64 = 5) -> [NewMemory] {
-        var state = seed | 1
-        func uniform() -> Float {
-            state ^= state << 13
-            state ^= state >> 7
-            state ^= state << 17
-            return Float(state >> 40) / Float(1 << 24) * 2 - 1
-        }
-        let centres = (0..<12).map { _ in (0..<dimension).map { _ in uniform() } }
+        let vectors = clusteredVectors(count, dimension: dimension, seed: seed, centres: 12, spread: 0.4)
         return (0..<count).map { i -> NewMemory in
             let user = i % 5 == 0 ? "small" : i % 2 == 0 ? "even" : "odd"
-            let vector: [Float] = centres[i % 12].map { $0 + 0.4 * uniform() }
             return NewMemory(
                 id: "m\(i)", user: user, session: "s\(i % 3)", text: "memory \(i)",
-                createdAt: 1_700_000_000_000 + Int64(i), vector: vector)
+                createdAt: 1_700_000_000_000 + Int64(i), metadata: "{\"topic\": \"t\(i % 4)\"}",
+                vector: vectors[i])
         }
     }
 
@@ -82,6 +75,17 @@ import VectorIndex
         expectSame(try results(compact, queries, k: 1), try results(reference, queries, k: 1))
         let filter = RowFilter(session: "s2")
         expectSame(try results(compact, queries, filter: filter), try results(reference, queries, filter: filter))
+        // Metadata conditions choose the rows through SQL; a compact index rescores only the
+        // best of them by its codes (here a quarter of each user's rows pass).
+        let topic = MemoryFilter(metadata: [MetadataCondition(key: "topic", test: .oneOf([.string("t1")]))])
+        for user in ["small", "even", "odd"] {
+            for query in queries {
+                let request = SearchRequest(user: user, vector: query, mode: .vector, k: 10, filter: topic)
+                let (got, expected) = (try compact.search(request), try reference.search(request))
+                #expect(got.map(\.memory.id) == expected.map(\.memory.id))
+                for (a, b) in zip(got, expected) { #expect(abs(a.score - b.score) < 1e-5) }
+            }
+        }
         // The ground truth too.
         for user in ["small", "odd"] {
             #expect(

@@ -13,18 +13,9 @@ import VectorIndex
     let dimension = 16
     let hnsw = SpaceIndex.hnsw(HNSWParameters(M: 8, efConstruction: 64, efSearch: 64))
 
-    /// Deterministic clustered vectors (a xorshift generator from `seed`): 20 centres, points
-    /// scattered around them, as sentence embeddings are.
+    /// Deterministic clustered vectors: 20 centres, points scattered around them.
     func vectors(_ count: Int, seed: UInt64) -> [[Float]] {
-        var state = seed | 1
-        func uniform() -> Float {
-            state ^= state << 13
-            state ^= state >> 7
-            state ^= state << 17
-            return Float(state >> 40) / Float(1 << 24) * 2 - 1
-        }
-        let centres = (0..<20).map { _ in (0..<dimension).map { _ in uniform() } }
-        return (0..<count).map { i in centres[i % 20].map { $0 + 0.3 * uniform() } }
+        clusteredVectors(count, dimension: dimension, seed: seed, centres: 20, spread: 0.3)
     }
 
     func open(index: SpaceIndex? = nil) throws -> MemoryStore {

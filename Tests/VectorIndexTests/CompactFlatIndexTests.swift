@@ -110,6 +110,34 @@ import Testing
         for hit in overlap { #expect(abs(hit.score - byID[hit.id]!) <= tolerance * max(1, abs(hit.score))) }
     }
 
+    /// Scores of rows chosen by handle, from the codes: close to the exact ones, in the same
+    /// form (`-|x - q|^2` for l2), and -infinity for a handle without a row.
+    @Test(arguments: compact, Metric.allCases)
+    func estimatedScoresByHandleAreClose(storage: VectorStorage, metric: Metric) {
+        let fixture = Fixture(storage: storage, metric: metric, count: 300)
+        var generator = SplitMix64(state: 21)
+        let query = metric.prepared(randomVector(32, using: &generator))
+        let handles: [Int32] = [1, 2, 3, 50, 299, 0, 7, 5000, -1]
+        let estimates = fixture.index.estimatedScores(handles: handles, query: query)
+        let exact = fixture.rescore(handles, query: query)
+        for (estimate, truth) in zip(estimates, exact) {
+            if truth == -.infinity {
+                #expect(estimate == -.infinity)
+            } else {
+                #expect(abs(estimate - truth) <= (storage == .float16 ? 0.01 : 0.1) * max(1, abs(truth)))
+            }
+        }
+        var float32 = FlatIndex(dimension: 32, metric: metric)
+        for (handle, vector) in fixture.vectors {
+            float32.upsert(
+                id: padded(Int(handle)), user: "u", vector: vector,
+                attributes: RowAttributes(session: nil, role: nil, createdAt: 0), handle: handle)
+        }
+        #expect(
+            float32.estimatedScores(handles: handles, query: query)
+                == float32.exactScores(handles: handles, query: query))
+    }
+
     /// A compact index keeps no float32 vector: `vector(id:)` answers nil, `contains` still knows
     /// the row, and a row costs its code's bytes.
     @Test func compactRowsCostTheirCodes() {
