@@ -140,6 +140,8 @@ public struct StoreStats: Sendable, Equatable {
     public var metric: Metric
     /// `flat` or `hnsw`.
     public var index: String
+    /// How the flat index keeps rows in memory: `float32`, `float16` or `int8`.
+    public var flatStorage: String
     /// The database file plus its write-ahead log.
     public var bytesOnDisk: Int64
     /// Vectors, row bookkeeping and cached memory fields held in memory (an estimate).
@@ -153,9 +155,10 @@ public struct StoreStats: Sendable, Equatable {
     public var duplicates: Int64
 
     public init(
-        memories: Int, users: Int, dimension: Int?, metric: Metric, index: String, bytesOnDisk: Int64,
-        bytesInMemory: Int, expired: Int = 0, purged: Int64 = 0, duplicates: Int64 = 0
+        memories: Int, users: Int, dimension: Int?, metric: Metric, index: String, flatStorage: String = "float32",
+        bytesOnDisk: Int64, bytesInMemory: Int, expired: Int = 0, purged: Int64 = 0, duplicates: Int64 = 0
     ) {
+        self.flatStorage = flatStorage
         self.duplicates = duplicates
         self.expired = expired
         self.purged = purged

@@ -158,6 +158,8 @@ extension StoreStats {
         writer.string(metric.rawValue)
         writer.field("index")
         writer.string(index)
+        writer.field("flat_storage")
+        writer.string(flatStorage)
         writer.field("bytes_on_disk")
         writer.int(bytesOnDisk)
         writer.field("bytes_in_memory")
@@ -179,7 +181,9 @@ extension StoreStats {
         self.init(
             memories: Int(try json.optionalInt("memories") ?? 0), users: Int(try json.optionalInt("users") ?? 0),
             dimension: try json.optionalInt("dimension").map { Int($0) }, metric: metric,
-            index: try json.optionalString("index") ?? "flat", bytesOnDisk: try json.optionalInt("bytes_on_disk") ?? 0,
+            index: try json.optionalString("index") ?? "flat",
+            flatStorage: try json.optionalString("flat_storage") ?? "float32",
+            bytesOnDisk: try json.optionalInt("bytes_on_disk") ?? 0,
             bytesInMemory: Int(try json.optionalInt("bytes_in_memory") ?? 0),
             expired: Int(try json.optionalInt("expired") ?? 0), purged: try json.optionalInt("purged") ?? 0,
             duplicates: try json.optionalInt("duplicates") ?? 0)

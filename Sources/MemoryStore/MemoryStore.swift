@@ -692,7 +692,8 @@ public final class MemoryStore: Sendable {
         }
         return StoreStats(
             memories: memories, users: users, dimension: dimension, metric: metric, index: index.name,
-            bytesOnDisk: Self.fileSize(path) + Self.fileSize(path + "-wal"), bytesInMemory: inMemory,
+            flatStorage: flatStorage.rawValue, bytesOnDisk: Self.fileSize(path) + Self.fileSize(path + "-wal"),
+            bytesInMemory: inMemory,
             expired: expired, purged: purged, duplicates: duplicates)
     }
 
@@ -705,8 +706,8 @@ public final class MemoryStore: Sendable {
             return (counts.vectors, counts.users, state.flat?.dimension)
         }
         return StoreStats(
-            memories: memories, users: users, dimension: dimension, metric: metric, index: index.name, bytesOnDisk: 0,
-            bytesInMemory: 0, expired: 0, purged: 0)
+            memories: memories, users: users, dimension: dimension, metric: metric, index: index.name,
+            flatStorage: flatStorage.rawValue, bytesOnDisk: 0, bytesInMemory: 0, expired: 0, purged: 0)
     }
 
     // MARK: - Helpers

@@ -147,6 +147,7 @@ import VectorIndex
         store.close()
         store = try MemoryStore(path: path)
         #expect(store.flatStorage == .int8)
+        #expect(store.stats().flatStorage == "int8")
         store.close()
         store = try MemoryStore(path: path, flatStorage: .float32)
         #expect(store.flatStorage == .float32)

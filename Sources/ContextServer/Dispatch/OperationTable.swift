@@ -353,7 +353,8 @@ enum OperationTable {
         OperationDescriptor(
             Operations.Stats.self, runs: .eventLoop, access: .anyKey,
             answer: [
-                "memories", "users", "dimension", "metric", "index", "bytes_on_disk", "bytes_in_memory", "expired",
+                "memories", "users", "dimension", "metric", "index", "flat_storage", "bytes_on_disk", "bytes_in_memory",
+                "expired",
                 "purged", "duplicates", "embedding_cache_hits", "embedding_cache_misses", "embedding_cache_entries",
                 "embedding_cache_bytes", "result_cache_hits", "result_cache_misses", "result_cache_entries",
                 "result_cache_bytes",

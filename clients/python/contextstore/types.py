@@ -285,6 +285,8 @@ class Stats:
     index: str
     bytes_on_disk: int
     bytes_in_memory: int
+    flat_storage: str = "float32"
+    """How the flat index keeps rows in memory: "float32", "float16" or "int8"."""
     expired: int = 0
     purged: int = 0
     embedding_cache_hits: int = 0
