@@ -1,4 +1,5 @@
 import ContextModel
+import Dispatch
 import VectorIndex
 
 /// Vectors of a compact flat index (`flatStorage` float16 or int8): the index keeps codes only,
@@ -43,11 +44,19 @@ extension MemoryStore {
 
     /// The vectors stored in the file for memory rows `seqs`, in order, in one read transaction;
     /// nil for a nil seq or a row that is gone.
+    /// - Throws: `StoreError.tooCostly` once the reads have run past `statementTimeLimit` (an
+    ///   `exact` search of a large user reads every row; SQLite's own limit, counted within one
+    ///   statement, never sees a point read run long).
     func storedVectors(seqs: [Int64?], on database: Database?) throws -> [[Float]?] {
+        let deadline = DispatchTime.now().uptimeNanoseconds + UInt64(max(0, statementTimeLimit)) * 1_000_000
         func read(_ database: Database) throws -> [[Float]?] {
             let statement = try database.cachedStatement(SQL.embeddingOfRow)
             defer { statement.reset() }
-            return try seqs.map { seq in
+            return try seqs.enumerated().map { i, seq in
+                if i % 256 == 255, DispatchTime.now().uptimeNanoseconds > deadline {
+                    throw StoreError.tooCostly(
+                        "reading \(seqs.count) vectors from the file ran past \(statementTimeLimit) ms and was stopped")
+                }
                 guard let seq else { return nil }
                 statement.reset()
                 try statement.bind(seq, at: 1)

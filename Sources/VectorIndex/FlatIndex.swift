@@ -417,9 +417,9 @@ public struct FlatIndex: Sendable {
     /// How many rows of the int8 estimate are scored exactly for `k` hits.
     static func compactCandidates(k: Int) -> Int { 4 * k + 64 }
 
-    /// How many rows a compact index's estimates hand to `Rescore` for `k` hits: a float16
-    /// estimate is within about 1e-5 of the exact score of a unit vector, an int8 one within
-    /// about 1e-3, so the margin is small; each candidate is one read of the file. Measured
+    /// How many rows a compact index's estimates hand to `Rescore` for `k` hits: estimates are
+    /// close to the exact scores (float16's closer than int8's; the tests bound them at 1% and
+    /// 10%), so the margin is small; each candidate is one read of the file. Measured
     /// (Benchmarks/scripts/compact_recall.py): recall@10 and @100 of 1.0000 against float32 on
     /// WordNet's queries and on random ones, even with `k + 16` for int8.
     public func rescoredCandidates(k: Int) -> Int {

@@ -96,6 +96,20 @@ import VectorIndex
         #expect(compact.stats().bytesInMemory < reference.stats().bytesInMemory)
     }
 
+    /// An exact search of a compact space reads every row of the user from the file: it is
+    /// stopped past the statement time limit (here 0 ms) rather than running unbounded.
+    @Test func exactReadsOfTheFileAreBoundedInTime() throws {
+        let store = try MemoryStore(
+            path: temporary.folder + "/space.db", dimension: dimension, flatStorage: .int8, statementTimeLimit: 0)
+        defer { store.close() }
+        _ = try store.add(memories(count: 1000))
+        let query = memories(count: 1, seed: 3)[0].vector!
+        #expect(try store.search(user: "even", vector: query, k: 5).count == 5)
+        #expect(throws: StoreError.tooCostly("reading 400 vectors from the file ran past 0 ms and was stopped")) {
+            try store.search(user: "even", vector: query, k: 5, exact: true)
+        }
+    }
+
     /// Reads return the vector stored, byte for byte, from the file.
     @Test(arguments: [VectorStorage.float16, .int8])
     func readsReturnTheStoredVector(storage: VectorStorage) throws {
