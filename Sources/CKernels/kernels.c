@@ -273,58 +273,6 @@ __attribute__((target("avx2,fma"))) static float code_l2_i8_avx2(const float *q,
 }
 #endif
 
-static inline float scaled_i8(int product, float q_scale, const float *scales, const float *norms, long r) {
-    float value = (float)product * q_scale * scales[r];
-    return norms ? 2 * value - norms[r] : value;
-}
-
-static void dot_i8_rows_baseline(
-    const signed char *q, float q_scale, const signed char *codes, const float *scales, const float *norms, long n,
-    long rows, float *out) {
-    for (long r = 0; r < rows; r++) {
-        const signed char *x = codes + r * n;
-        int sum = 0;
-        for (long i = 0; i < n; i++) sum += (int)q[i] * (int)x[i];
-        out[r] = scaled_i8(sum, q_scale, scales, norms, r);
-    }
-}
-
-#if defined(__x86_64__)
-// maddubs multiplies unsigned by signed bytes: |x| by q carrying x's sign gives x * q in pairs
-// summed to int16 (at most 2 * 127 * 127, no saturation), then madd sums pairs of those to int32.
-__attribute__((target("avx2"))) static void dot_i8_rows_avx2(
-    const signed char *q, float q_scale, const signed char *codes, const float *scales, const float *norms, long n,
-    long rows, float *out) {
-    const __m256i ones = _mm256_set1_epi16(1);
-    long whole = n - n % 32;
-    for (long r = 0; r < rows; r++) {
-        const signed char *x = codes + r * n;
-        __m256i sum = _mm256_setzero_si256();
-        for (long i = 0; i < whole; i += 32) {
-            __m256i xv = _mm256_loadu_si256((const __m256i *)(x + i));
-            __m256i qv = _mm256_loadu_si256((const __m256i *)(q + i));
-            __m256i pairs = _mm256_maddubs_epi16(_mm256_sign_epi8(xv, xv), _mm256_sign_epi8(qv, xv));
-            sum = _mm256_add_epi32(sum, _mm256_madd_epi16(pairs, ones));
-        }
-        __m128i half = _mm_add_epi32(_mm256_castsi256_si128(sum), _mm256_extracti128_si256(sum, 1));
-        half = _mm_add_epi32(half, _mm_shuffle_epi32(half, 0x4E));
-        half = _mm_add_epi32(half, _mm_shuffle_epi32(half, 0xB1));
-        int total = _mm_cvtsi128_si32(half);
-        for (long i = whole; i < n; i++) total += (int)q[i] * (int)x[i];
-        out[r] = scaled_i8(total, q_scale, scales, norms, r);
-    }
-}
-#endif
-
-void ck_dot_i8_rows(
-    const signed char *q, float q_scale, const signed char *codes, const float *scales, const float *norms, long n,
-    long rows, float *out) {
-#if defined(__x86_64__)
-    if (ck_has_avx2_fma_f16c()) return dot_i8_rows_avx2(q, q_scale, codes, scales, norms, n, rows, out);
-#endif
-    dot_i8_rows_baseline(q, q_scale, codes, scales, norms, n, rows, out);
-}
-
 #if defined(__x86_64__)
 __attribute__((target("avx2,f16c"))) static void decode_f16_avx2(const unsigned short *x, float *out, long n) {
     long i = 0;

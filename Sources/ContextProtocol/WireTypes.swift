@@ -9,7 +9,8 @@ public struct ServerHello: Sendable, Equatable {
     public var metric: Metric
     public var index: String
     public var blas: String
-    /// The instruction set of the distance kernels the server chose ("avx2+fma+f16c" or "baseline").
+    /// The instruction set of the distance kernels the server chose ("avx2+fma+f16c" or "baseline"),
+    /// and the form of its int8 scan (", int8 avx512-vnni").
     public var kernels: String
     /// The server's processor, as its system names it.
     public var cpu: String

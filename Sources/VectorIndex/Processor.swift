@@ -15,6 +15,9 @@ public enum Processor {
         return "unknown"
     }()
 
-    /// The instruction set of the distance kernels in use ("avx2+fma+f16c" or "baseline").
-    public static var kernels: String { String(cString: ck_kernel_isa()) }
+    /// The instruction set of the distance kernels in use ("avx2+fma+f16c" or "baseline"), and
+    /// the form of the flat index's int8 scan that a measurement chose (`ck_i8_rows_chosen`):
+    /// "avx2+fma+f16c, int8 avx512-vnni".
+    public static let kernels: String =
+        String(cString: ck_kernel_isa()) + ", int8 " + String(cString: ck_i8_rows_name(ck_i8_rows_chosen()))
 }

@@ -1,3 +1,4 @@
+import CKernels
 import ContextModel
 import Testing
 
@@ -178,5 +179,49 @@ import Testing
             FlatIndex.appendHalves(of: vector, to: &codes)
             #expect(codes == vector.map { Float16($0).bitPattern })
         }
+    }
+
+    /// Every form of the int8 scan this processor runs gives the baseline's bits, for lengths
+    /// around their block sizes (32 and 64 bytes), extreme codes, and with and without norms.
+    @Test func int8ScanFormsAgreeBitForBit() throws {
+        var generator = SplitMix64(state: 9)
+        let kernels = (0..<CK_I8_ROWS_KINDS.rawValue).map { ck_i8_rows_kernel(rawValue: $0) }.filter {
+            ck_i8_rows_supported($0) != 0
+        }
+        #expect(kernels.contains(CK_I8_ROWS_BASELINE) && kernels.contains(ck_i8_rows_chosen()))
+        for n in [1, 5, 31, 32, 33, 63, 64, 65, 127, 128, 129, 191, 384, 385, 1024] {
+            let rows = 37
+            let extreme = n % 2 == 0
+            let codes: [Int8] = (0..<n * rows).map { i in
+                extreme ? (i % 3 == 0 ? -127 : 127) : Int8.random(in: -127...127, using: &generator)
+            }
+            let query: [Int8] = (0..<n).map { _ in
+                extreme ? -127 : Int8.random(in: -127...127, using: &generator)
+            }
+            let scales: [Float] = (0..<rows).map { _ in Float.random(in: 0.001...1, using: &generator) }
+            let norms: [Float] = (0..<rows).map { _ in Float.random(in: 0...4, using: &generator) }
+            for withNorms in [false, true] {
+                func scan(_ kernel: ck_i8_rows_kernel) -> [Float] {
+                    var out = [Float](repeating: .nan, count: rows)
+                    norms.withUnsafeBufferPointer { norms in
+                        ck_dot_i8_rows_with(
+                            kernel, query, 0.01, codes, scales, withNorms ? norms.baseAddress : nil, n, rows, &out)
+                    }
+                    return out
+                }
+                let reference = scan(CK_I8_ROWS_BASELINE)
+                for kernel in kernels {
+                    let name = String(cString: ck_i8_rows_name(kernel))
+                    #expect(scan(kernel).map(\.bitPattern) == reference.map(\.bitPattern), "\(name), n \(n)")
+                }
+            }
+        }
+        // The product is exact: all 127s against all -127s sum to -127 * 127 * n.
+        let n = 1024
+        var out: [Float] = [0]
+        ck_dot_i8_rows_with(
+            ck_i8_rows_chosen(), [Int8](repeating: -127, count: n), 1, [Int8](repeating: 127, count: n), [1], nil, n, 1,
+            &out)
+        #expect(out == [Float(-127 * 127 * n)])
     }
 }

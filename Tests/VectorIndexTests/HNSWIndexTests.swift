@@ -205,7 +205,10 @@ import Testing
                 #expect(abs(Double(score) - expected) <= 1e-5 * max(1, abs(expected)), "n \(n), \(metric)")
             }
         }
-        #expect(["avx2+fma+f16c", "baseline"].contains(Processor.kernels))
+        let int8Forms = ["baseline", "avx2", "avx-vnni", "avx512-vnni"]
+        #expect(
+            int8Forms.map { "avx2+fma+f16c, int8 " + $0 }.contains(Processor.kernels)
+                || Processor.kernels == "baseline, int8 baseline")
     }
 
     /// Compact graphs walk by approximate scores and re-rank with the exact vectors: about the

@@ -33,11 +33,38 @@ ck_code_kernel ck_select_code_kernel(ck_code_format format, int squared_l2, int 
 
 /// The compact scan of the flat index: for each of `rows` int8 codes of n components (each in
 /// -127...127), out[r] = q_scale * scales[r] * (q . codes[r * n ...]), the product taken exactly
-/// in int32 (a quarter of float32's bytes, 32 products per AVX2 instruction pair); with `norms`,
-/// 2 * that - norms[r] (for l2: larger is closer).
+/// in int32 (a quarter of float32's bytes); with `norms`, 2 * that - norms[r] (for l2: larger is
+/// closer). Runs the form `ck_i8_rows_chosen` picked.
 void ck_dot_i8_rows(
     const signed char *q, float q_scale, const signed char *codes, const float *scales, const float *norms, long n,
     long rows, float *out);
+
+/// The forms of `ck_dot_i8_rows`, by instruction set. All give the same bits.
+typedef enum {
+    CK_I8_ROWS_BASELINE = 0,
+    /// maddubs + madd, 32 bytes at a time.
+    CK_I8_ROWS_AVX2 = 1,
+    /// dpbusd on 256-bit registers (AVX-VNNI).
+    CK_I8_ROWS_AVX_VNNI = 2,
+    /// dpbusd on 512-bit registers (AVX-512 VNNI).
+    CK_I8_ROWS_AVX512_VNNI = 3,
+    CK_I8_ROWS_KINDS = 4,
+} ck_i8_rows_kernel;
+
+/// Whether this processor runs `kernel`.
+int ck_i8_rows_supported(ck_i8_rows_kernel kernel);
+
+/// The form's name: "baseline", "avx2", "avx-vnni" or "avx512-vnni".
+const char *ck_i8_rows_name(ck_i8_rows_kernel kernel);
+
+/// `ck_dot_i8_rows` by `kernel`, which the processor must run (`ck_i8_rows_supported`).
+void ck_dot_i8_rows_with(
+    ck_i8_rows_kernel kernel, const signed char *q, float q_scale, const signed char *codes, const float *scales,
+    const float *norms, long n, long rows, float *out);
+
+/// The form `ck_dot_i8_rows` runs: of those this processor runs, the fastest on 1,024 rows of
+/// 384 components, timed on the first call (a few milliseconds) and kept for the process.
+ck_i8_rows_kernel ck_i8_rows_chosen(void);
 
 /// Writes the int8 code of the n floats of `vector` to codes[0..<n] (each component times
 /// 127 / its largest magnitude, in double precision, rounded half away from zero, within
