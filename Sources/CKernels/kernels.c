@@ -321,34 +321,50 @@ float ck_encode_i8(const float *vector, long n, signed char *codes) {
 // Whether (sa, ra) ranks below (sb, rb): a lower score, or an equal one at a higher index.
 static inline int ranks_below(float sa, long ra, float sb, long rb) { return sa < sb || (sa == sb && ra > rb); }
 
+// Puts row i (of `score`) in place of the lowest kept row, rows[0], and restores the heap.
+static inline void replace_lowest(const float *scores, long size, long *rows, float score, long i) {
+    long parent = 0;
+    for (;;) {
+        long child = 2 * parent + 1;
+        if (child >= size) break;
+        if (child + 1 < size && ranks_below(scores[rows[child + 1]], rows[child + 1], scores[rows[child]], rows[child]))
+            child++;
+        if (!ranks_below(scores[rows[child]], rows[child], score, i)) break;
+        rows[parent] = rows[child];
+        parent = child;
+    }
+    rows[parent] = i;
+}
+
 long ck_top_rows(const float *scores, long n, long count, long *rows) {
     if (count <= 0) return 0;
-    long size = 0;
-    // rows[0] is the lowest kept: a new score must beat it to enter.
-    for (long i = 0; i < n; i++) {
+    long size = 0, i = 0;
+    // rows[0] is the lowest kept: once the heap is full, a new score must beat it to enter.
+    for (; i < n && size < count; i++) {
         float score = scores[i];
-        if (size == count) {
-            if (!ranks_below(scores[rows[0]], rows[0], score, i)) continue;
-            long parent = 0;
-            for (;;) {
-                long child = 2 * parent + 1;
-                if (child >= size) break;
-                if (child + 1 < size && ranks_below(scores[rows[child + 1]], rows[child + 1], scores[rows[child]], rows[child]))
-                    child++;
-                if (!ranks_below(scores[rows[child]], rows[child], score, i)) break;
-                rows[parent] = rows[child];
-                parent = child;
-            }
-            rows[parent] = i;
-        } else {
-            long child = size++;
-            while (child > 0) {
-                long parent = (child - 1) / 2;
-                if (!ranks_below(score, i, scores[rows[parent]], rows[parent])) break;
-                rows[child] = rows[parent];
-                child = parent;
-            }
-            rows[child] = i;
+        long child = size++;
+        while (child > 0) {
+            long parent = (child - 1) / 2;
+            if (!ranks_below(score, i, scores[rows[parent]], rows[parent])) break;
+            rows[child] = rows[parent];
+            child = parent;
+        }
+        rows[child] = i;
+    }
+    if (size < count) return size;
+    // Every kept row has a lower index than the rows still to come, so one of those enters only
+    // with a higher score (ties go to the lower index). Blocks of 16 with none above the lowest
+    // kept score, most of them once the heap holds good rows, cost one vector comparison.
+    float lowest = scores[rows[0]];
+    for (; i < n; i += 16) {
+        long end = i + 16 < n ? i + 16 : n;
+        int above = 0;
+        for (long j = i; j < end; j++) above |= scores[j] > lowest;
+        if (!above) continue;
+        for (long j = i; j < end; j++) {
+            if (!(scores[j] > lowest)) continue;
+            replace_lowest(scores, size, rows, scores[j], j);
+            lowest = scores[rows[0]];
         }
     }
     return size;

@@ -38,39 +38,50 @@ public enum Base64 {
     }
 
     /// The float32 values encoded in `text`, or nil when it is not base64 of a multiple of 4 bytes.
+    /// Decoded straight into the floats' storage: a search's 384-component query is 2 KB of it.
     public static func decodeFloats(_ text: String) -> [Float]? {
         var text = text
         return text.withUTF8 { utf8 -> [Float]? in
-            guard utf8.count % 4 == 0 else { return nil }
-            var bytes: [UInt8] = []
-            bytes.reserveCapacity(utf8.count / 4 * 3)
-            var i = 0
-            while i < utf8.count {
-                var chunk: UInt32 = 0
-                var padding = 0
-                for j in 0..<4 {
-                    let symbol = utf8[i + j]
-                    if symbol == UInt8(ascii: "="), i + 4 == utf8.count, j >= 2 {
-                        padding += 1
-                        chunk <<= 6
-                        continue
+            let count = utf8.count
+            guard count % 4 == 0 else { return nil }
+            guard count > 0 else { return [] }
+            // "=" may only end the last group of four, in its third and fourth places.
+            let padding = utf8[count - 1] != UInt8(ascii: "=") ? 0 : utf8[count - 2] == UInt8(ascii: "=") ? 2 : 1
+            let byteCount = count / 4 * 3 - padding
+            guard byteCount % 4 == 0 else { return nil }
+            // Every symbol's value ORed: the table's 0xFF (not base64) sets the top bit.
+            var seen: UInt8 = 0
+            let floats = [Float](unsafeUninitializedCapacity: byteCount / 4) { buffer, initialized in
+                let out = UnsafeMutableRawBufferPointer(buffer).bindMemory(to: UInt8.self)
+                values.withUnsafeBufferPointer { table in
+                    func value(_ i: Int) -> UInt32 {
+                        let value = table[Int(utf8[i])]
+                        seen |= value
+                        return UInt32(value)
                     }
-                    let value = values[Int(symbol)]
-                    guard value != 0xFF, padding == 0 else { return nil }
-                    chunk = chunk << 6 | UInt32(value)
+                    var (i, o) = (0, 0)
+                    while i < count - 4 {
+                        let chunk = value(i) << 18 | value(i + 1) << 12 | value(i + 2) << 6 | value(i + 3)
+                        out[o] = UInt8(truncatingIfNeeded: chunk >> 16)
+                        out[o + 1] = UInt8(truncatingIfNeeded: chunk >> 8)
+                        out[o + 2] = UInt8(truncatingIfNeeded: chunk)
+                        (i, o) = (i + 4, o + 3)
+                    }
+                    let third = padding < 2 ? value(i + 2) : 0
+                    let fourth = padding < 1 ? value(i + 3) : 0
+                    let chunk = value(i) << 18 | value(i + 1) << 12 | third << 6 | fourth
+                    for (k, shift) in [16, 8, 0].enumerated() where o + k < byteCount {
+                        out[o + k] = UInt8(truncatingIfNeeded: chunk >> UInt32(shift))
+                    }
                 }
-                bytes.append(UInt8(chunk >> 16 & 0xFF))
-                if padding < 2 { bytes.append(UInt8(chunk >> 8 & 0xFF)) }
-                if padding < 1 { bytes.append(UInt8(chunk & 0xFF)) }
-                i += 4
+                initialized = seen & 0x80 == 0 ? byteCount / 4 : 0
             }
-            guard bytes.count % 4 == 0 else { return nil }
-            return (0..<bytes.count / 4).map { k in
-                let bits =
-                    UInt32(bytes[4 * k]) | UInt32(bytes[4 * k + 1]) << 8 | UInt32(bytes[4 * k + 2]) << 16
-                    | UInt32(bytes[4 * k + 3]) << 24
-                return Float(bitPattern: bits)
-            }
+            guard seen & 0x80 == 0 else { return nil }
+            #if _endian(big)
+                return floats.map { Float(bitPattern: $0.bitPattern.byteSwapped) }
+            #else
+                return floats
+            #endif
         }
     }
 }

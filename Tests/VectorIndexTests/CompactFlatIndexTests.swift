@@ -224,4 +224,23 @@ import Testing
             &out)
         #expect(out == [Float(-127 * 127 * n)])
     }
+
+    /// `ck_top_rows` keeps the `count` best scores, ties to the lower index, whatever the order
+    /// of the scores and however many tie: against a full sort, for counts below, at and above
+    /// the number of scores and for lengths around its blocks of 16.
+    @Test func topRowsMatchAFullSort() {
+        var generator = SplitMix64(state: 21)
+        for n in [0, 1, 15, 16, 17, 100, 1000, 4099] {
+            for levels in [3, 1000, 1_000_000] {
+                let scores: [Float] = (0..<n).map { _ in Float(Int.random(in: 0..<levels, using: &generator)) }
+                for count in [1, 2, 16, 26, 104, n, n + 5] where count > 0 {
+                    var rows = [Int](repeating: -1, count: count)
+                    let kept = ck_top_rows(scores, n, count, &rows)
+                    let expected = scores.indices.sorted { (scores[$0], -$0) > (scores[$1], -$1) }.prefix(count)
+                    #expect(kept == min(n, count))
+                    #expect(Set(rows.prefix(kept)) == Set(expected), "n \(n), levels \(levels), count \(count)")
+                }
+            }
+        }
+    }
 }

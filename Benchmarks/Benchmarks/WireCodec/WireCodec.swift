@@ -24,6 +24,16 @@ let benchmarks: @Sendable () -> Void = {
         }
     }
 
+    let base64Line =
+        Array(#"{"op":"search","rid":17,"user":"alice","k":10,"vector":""#.utf8) + Array(Base64.encode(vector).utf8)
+        + Array(#""}"#.utf8)
+    Benchmark("parse + decode a search request (384-d vector, base64)") { benchmark in
+        for _ in benchmark.scaledIterations {
+            guard case .object(let object) = try JSONParser.parse(base64Line) else { fatalError() }
+            blackHole(try Operations.Search.decode(object))
+        }
+    }
+
     let memory = Memory(
         id: "5d0c3f8e-9a43-4b8e-8a52-2f8f6f1e8a11", user: "alice", session: "s-2024-11-28", role: .assistant,
         text: "We talked about your trip to Lisbon and the restaurants you liked near Alfama.",
