@@ -295,11 +295,15 @@ __attribute__((target("avx2,f16c"))) static void encode_f16_avx2(const float *x,
 }
 #endif
 
+void ck_encode_f16_portable(const float *vector, long n, unsigned short *halves) {
+    for (long i = 0; i < n; i++) halves[i] = float_to_half(fminf(fmaxf(vector[i], -CK_HALF_MAX), CK_HALF_MAX));
+}
+
 void ck_encode_f16(const float *vector, long n, unsigned short *halves) {
 #if defined(__x86_64__)
     if (ck_has_avx2_fma_f16c()) return encode_f16_avx2(vector, n, halves);
 #endif
-    for (long i = 0; i < n; i++) halves[i] = float_to_half(fminf(fmaxf(vector[i], -CK_HALF_MAX), CK_HALF_MAX));
+    ck_encode_f16_portable(vector, n, halves);
 }
 
 float ck_encode_i8(const float *vector, long n, signed char *codes) {

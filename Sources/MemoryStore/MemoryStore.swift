@@ -600,9 +600,12 @@ public final class MemoryStore: Sendable {
                 try self.exactScores(flat, records, handles: $0.map(\.handle), query: query)
             }
         } else {
-            hits = try flat.search(user: user, query: query, k: k, filter: filter, exact: exact) {
-                [records = state.records] in try self.exactScores(flat, records, handles: $0, query: query)
-            }
+            // Float32 rows score exactly themselves: only a compact index needs the file.
+            let rescore: FlatIndex.Rescore? =
+                flat.keepsVectors
+                ? nil
+                : { [records = state.records] in try self.exactScores(flat, records, handles: $0, query: query) }
+            hits = try flat.search(user: user, query: query, k: k, filter: filter, exact: exact, rescore: rescore)
         }
         if let windows = state.windows, windows.count(user: user) > 0 {
             let rows =

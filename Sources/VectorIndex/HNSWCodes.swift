@@ -97,26 +97,26 @@ struct VectorCodes: Sendable {
         }
     }
 
-    /// Writes `vector` in this storage. Total for every finite vector: float16 components beyond
-    /// its range are clamped to its largest finite value, and int8 codes are computed in double
-    /// precision, so a subnormal vector cannot divide by a scale that underflowed to zero. The
-    /// walk's order is approximate anyway; candidates are re-ranked with the exact vectors.
+    /// Writes `vector` in this storage, with the flat index's encoders (`ck_encode_f16`,
+    /// `ck_encode_i8`). Total for every finite vector: float16 components beyond its range are
+    /// clamped to its largest finite value, and int8 codes are computed in double precision, so a
+    /// subnormal vector cannot divide by a scale that underflowed to zero (a zero vector keeps the
+    /// scale 1). The walk's order is approximate anyway; candidates are re-ranked with the exact
+    /// vectors.
     private static func encode(_ vector: [Float], as storage: VectorStorage, into raw: UnsafeMutableRawBufferPointer) {
-        switch storage {
-        case .float32:
-            vector.withUnsafeBytes { raw.copyMemory(from: $0) }
-        case .float16:
-            let limit = Float(Float16.greatestFiniteMagnitude)
-            for (i, x) in vector.enumerated() {
-                let clamped = Float16(min(max(x, -limit), limit))
-                raw.storeBytes(of: clamped.bitPattern, toByteOffset: 2 * i, as: UInt16.self)
-            }
-        case .int8:
-            let largest = Double(vector.reduce(Float(0)) { max($0, abs($1)) })
-            raw.storeBytes(of: largest > 0 ? Float(largest / 127) : 1, as: Float.self)
-            for (i, x) in vector.enumerated() {
-                let step = largest > 0 ? (Double(x) / largest * 127).rounded() : 0
-                raw.storeBytes(of: Int8(min(max(step, -127), 127)), toByteOffset: 4 + i, as: Int8.self)
+        vector.withUnsafeBufferPointer { vector in
+            switch storage {
+            case .float32:
+                raw.copyMemory(from: UnsafeRawBufferPointer(vector))
+            case .float16:
+                raw.withMemoryRebound(to: UInt16.self) {
+                    ck_encode_f16(vector.baseAddress!, vector.count, $0.baseAddress!)
+                }
+            case .int8:
+                let scale = UnsafeMutableRawBufferPointer(rebasing: raw[4...]).withMemoryRebound(to: Int8.self) {
+                    ck_encode_i8(vector.baseAddress!, vector.count, $0.baseAddress!)
+                }
+                raw.storeBytes(of: scale > 0 ? scale : 1, as: Float.self)
             }
         }
     }

@@ -178,7 +178,21 @@ import Testing
             var codes: [UInt16] = []
             FlatIndex.appendHalves(of: vector, to: &codes)
             #expect(codes == vector.map { Float16($0).bitPattern })
+            // The portable form, which processors without F16C run, gives the same bits.
+            var portable = [UInt16](repeating: 0, count: vector.count)
+            ck_encode_f16_portable(vector, vector.count, &portable)
+            #expect(portable == codes)
         }
+        // Halfway cases, subnormals and the clamp, in both forms.
+        let edges: [Float] = [
+            1 + 1 / 2048, 1 + 3 / 2048, 65519, 65520, -65520, 5.96e-8, 2.98e-8, 8.94e-8, -0.0, 6.1e-5, 6.09e-5,
+        ]
+        var portable = [UInt16](repeating: 0, count: edges.count)
+        ck_encode_f16_portable(edges, edges.count, &portable)
+        var selected: [UInt16] = []
+        FlatIndex.appendHalves(of: edges, to: &selected)
+        #expect(portable == selected)
+        #expect(portable == edges.map { Float16(min(max($0, -65504), 65504)).bitPattern })
     }
 
     /// Every form of the int8 scan this processor runs gives the baseline's bits, for lengths

@@ -77,6 +77,10 @@ float ck_encode_i8(const float *vector, long n, signed char *codes);
 /// float16 flat index keeps of each row.
 void ck_encode_f16(const float *vector, long n, unsigned short *halves);
 
+/// The portable form of `ck_encode_f16`, which it runs where the processor lacks F16C (and
+/// which tests run on any processor): the same bits.
+void ck_encode_f16_portable(const float *vector, long n, unsigned short *halves);
+
 /// Writes to rows[0...] the indexes of the `count` largest of scores[0..<n] (all n when fewer),
 /// in no particular order, and returns how many it wrote: a bounded min-heap, one comparison for
 /// most scores. Ties go to the lower index.
