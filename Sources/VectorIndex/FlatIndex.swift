@@ -96,6 +96,13 @@ public struct FlatIndex: Sendable {
     /// Scans of at least this many floats (4 MB) are split over all cores; smaller ones run on
     /// the calling thread, where concurrent searches already spread over the cores.
     static let parallelScanFloats = 1 << 20
+    /// Int8 scans of at least this many bytes (16 MB, about 43,000 rows of 384 components) are
+    /// split over all cores too. Past the caches a scan is bound by how fast a core reads memory,
+    /// and two cores read nearly twice as fast (514,804 rows of 384: 19-22 ms on one core, 10-12
+    /// ms on two, Benchmarks/kernels); at 10,000 rows a split measured no faster (p50 over TCP,
+    /// three runs each: 0.52-0.56 ms split, 0.53-0.63 ms not) and takes a core from the searches
+    /// of other connections.
+    static let parallelInt8Bytes = 16 << 20
     private static let cores = max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
 
     /// `scores[q * count + i] = rows[i] . queries[q]` for `count` rows and `queryCount` queries:
@@ -549,17 +556,29 @@ public struct FlatIndex: Sendable {
         var queryCode: [Int8] = []
         queryCode.reserveCapacity(dimension)
         let queryScale = Self.appendCode(of: query, to: &queryCode)
-        return [Float](unsafeUninitializedCapacity: n) { out, initialized in
+        let l2 = metric == .l2
+        return [Float](unsafeUninitializedCapacity: n) { buffer, initialized in
+            let out = buffer.baseAddress!
             partition.codes.withUnsafeBufferPointer { codes in
                 partition.codeScales.withUnsafeBufferPointer { scales in
                     partition.squaredNorms.withUnsafeBufferPointer { norms in
                         queryCode.withUnsafeBufferPointer { q in
-                            // One thread: splitting the scan over both cores measured no faster (p50
-                            // over TCP at 10,000 rows, three runs each: 0.52-0.56 ms split, 0.53-0.63
-                            // ms not) and takes a core from the searches of other connections.
-                            ck_dot_i8_rows(
-                                q.baseAddress!, queryScale, codes.baseAddress!, scales.baseAddress!,
-                                metric == .l2 ? norms.baseAddress : nil, dimension, n, out.baseAddress!)
+                            func scan(rowsFrom start: Int, to end: Int) {
+                                ck_dot_i8_rows(
+                                    q.baseAddress!, queryScale, codes.baseAddress! + start * dimension,
+                                    scales.baseAddress! + start, l2 ? norms.baseAddress! + start : nil, dimension,
+                                    end - start, out + start)
+                            }
+                            let chunks = n * dimension >= Self.parallelInt8Bytes ? min(Self.cores, n) : 1
+                            guard chunks > 1 else { return scan(rowsFrom: 0, to: n) }
+                            let perChunk = (n + chunks - 1) / chunks
+                            // Each chunk writes its own rows of `out`; the pointers outlive the call.
+                            nonisolated(unsafe) let scanChunk = scan
+                            DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
+                                let start = chunk * perChunk
+                                let end = min(n, start + perChunk)
+                                if start < end { scanChunk(start, end) }
+                            }
                         }
                     }
                 }

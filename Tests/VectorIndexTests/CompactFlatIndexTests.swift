@@ -257,4 +257,26 @@ import Testing
             }
         }
     }
+
+    /// A user whose int8 codes pass `FlatIndex.parallelInt8Bytes` is scanned by all cores, each
+    /// writing its own rows: every row's estimate comes out as the one-row kernel gives it, so
+    /// the hits by estimate are the best estimates of all rows.
+    @Test func aSplitScanEstimatesEveryRow() {
+        let dimension = 4096
+        let rows = FlatIndex.parallelInt8Bytes / dimension + 3
+        var index = FlatIndex(dimension: dimension, metric: .dot, storage: .int8)
+        var generator = SplitMix64(state: 31)
+        for row in 0..<rows {
+            index.upsert(
+                id: "r\(row)", user: "u", vector: randomVector(dimension, using: &generator),
+                attributes: RowAttributes(session: nil, role: nil, createdAt: 0),
+                handle: Int32(row))
+        }
+        let query = randomVector(dimension, using: &generator)
+        let estimates = index.estimatedScores(handles: (0..<Int32(rows)).map { $0 }, query: query)
+        let best = estimates.indices.sorted { (estimates[$0], -$0) > (estimates[$1], -$1) }.prefix(10)
+        let hits = index.search(user: "u", query: query, k: 10)
+        #expect(hits.map(\.handle) == best.map { Int32($0) })
+        #expect(hits.map(\.score) == best.map { estimates[$0] })
+    }
 }
