@@ -99,7 +99,7 @@ public struct FlatIndex: Sendable {
     /// Int8 scans of at least this many bytes (16 MB, about 43,000 rows of 384 components) are
     /// split over all cores too. Past the caches a scan is bound by how fast a core reads memory,
     /// and two cores read nearly twice as fast (514,804 rows of 384: 19-22 ms on one core, 10-12
-    /// ms on two, Benchmarks/kernels); at 10,000 rows a split measured no faster (p50 over TCP,
+    /// ms on two, Benchmarks/kernels/int8_split.c); at 10,000 rows a split measured no faster (p50 over TCP,
     /// three runs each: 0.52-0.56 ms split, 0.53-0.63 ms not) and takes a core from the searches
     /// of other connections.
     static let parallelInt8Bytes = 16 << 20
@@ -122,15 +122,24 @@ public struct FlatIndex: Sendable {
                     queryCount: queryCount, into: scores + start, resultStride: count)
             }
         }
-        let chunks = count * dimension >= Self.parallelScanFloats ? min(Self.cores, count) : 1
-        guard chunks > 1 else { return scan(rowsFrom: 0, to: count) }
+        // Each chunk writes its own columns of scores.
+        Self.scanRows(count, split: count * dimension >= Self.parallelScanFloats, scan(rowsFrom:to:))
+    }
+
+    /// Runs `scan` over rows `0..<count`: in one call, or, with `split`, in a chunk per core run
+    /// side by side (each chunk must write only its own rows' results).
+    private static func scanRows(_ count: Int, split: Bool, _ scan: (_ start: Int, _ end: Int) -> Void) {
+        let chunks = split ? min(cores, count) : 1
+        guard chunks > 1 else { return scan(0, count) }
         let perChunk = (count + chunks - 1) / chunks
-        // Each chunk writes its own columns of scores; the pointers outlive the call.
-        nonisolated(unsafe) let scanChunk = scan
-        DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
-            let start = chunk * perChunk
-            let end = min(count, start + perChunk)
-            if start < end { scanChunk(start, end) }
+        withoutActuallyEscaping(scan) { scan in
+            // The chunks write apart and the call waits for all of them.
+            nonisolated(unsafe) let scanChunk = scan
+            DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
+                let start = chunk * perChunk
+                let end = min(count, start + perChunk)
+                if start < end { scanChunk(start, end) }
+            }
         }
     }
 
@@ -569,16 +578,8 @@ public struct FlatIndex: Sendable {
                                     scales.baseAddress! + start, l2 ? norms.baseAddress! + start : nil, dimension,
                                     end - start, out + start)
                             }
-                            let chunks = n * dimension >= Self.parallelInt8Bytes ? min(Self.cores, n) : 1
-                            guard chunks > 1 else { return scan(rowsFrom: 0, to: n) }
-                            let perChunk = (n + chunks - 1) / chunks
-                            // Each chunk writes its own rows of `out`; the pointers outlive the call.
-                            nonisolated(unsafe) let scanChunk = scan
-                            DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
-                                let start = chunk * perChunk
-                                let end = min(n, start + perChunk)
-                                if start < end { scanChunk(start, end) }
-                            }
+                            // Each chunk writes its own rows of `out`.
+                            Self.scanRows(n, split: n * dimension >= Self.parallelInt8Bytes, scan(rowsFrom:to:))
                         }
                     }
                 }
