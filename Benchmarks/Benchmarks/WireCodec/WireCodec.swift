@@ -41,7 +41,7 @@ let benchmarks: @Sendable () -> Void = {
     let hits = (0..<10).map { ScoredMemory(memory: memory, score: 0.8123 - Float($0) * 0.01) }
     Benchmark("encode a search response (10 hits)") { benchmark in
         for _ in benchmark.scaledIterations {
-            blackHole(Operations.Search.answerLine(hits, rid: .integer(17)))
+            blackHole(Operations.Search.answerLine(.init(hits: hits), rid: .integer(17)))
         }
     }
 
