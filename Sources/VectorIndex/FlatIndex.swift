@@ -98,8 +98,8 @@ public struct FlatIndex: Sendable {
     static let parallelScanFloats = 1 << 20
     /// Int8 scans of at least this many bytes (16 MB, about 43,000 rows of 384 components) are
     /// split over all cores too. Past the caches a scan is bound by how fast a core reads memory,
-    /// and two cores read nearly twice as fast (514,804 rows of 384: 19-22 ms on one core, 10-12
-    /// ms on two, Benchmarks/kernels/int8_split.c); at 10,000 rows a split measured no faster (p50 over TCP,
+    /// and two cores read nearly twice as fast (514,804 rows of 384: 19.1-21.9 ms on one core,
+    /// 9.8-11.8 ms on two, Benchmarks/kernels/int8_split.c); at 10,000 rows a split measured no faster (p50 over TCP,
     /// three runs each: 0.52-0.56 ms split, 0.53-0.63 ms not) and takes a core from the searches
     /// of other connections.
     static let parallelInt8Bytes = 16 << 20
