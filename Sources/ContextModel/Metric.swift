@@ -7,6 +7,10 @@ public enum Metric: String, Sendable, CaseIterable {
     /// Euclidean distance; smaller is closer.
     case l2
 
+    /// The longest vector a space may hold. The int8 kernels sum a row's products in int32
+    /// exactly, each at most 255 x 127 in magnitude: exact up to about 66,300 components.
+    public static let maximumDimension = 65_536
+
     /// Whether a larger score means a closer match (true for `cosine` and `dot`).
     public var higherIsBetter: Bool { self != .l2 }
 

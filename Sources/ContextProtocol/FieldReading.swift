@@ -182,6 +182,15 @@ extension JSONObject {
         return role
     }
 
+    /// A vector of `count` components is one a space may hold: 1...`Metric.maximumDimension`.
+    private static func checkLength(_ count: Int) throws(ProtocolError) {
+        guard count > 0 else { throw ProtocolError(.wrongDimension, "'vector' must not be empty") }
+        guard count <= Metric.maximumDimension else {
+            throw ProtocolError(
+                .wrongDimension, "'vector' may have at most \(Metric.maximumDimension) components, not \(count)")
+        }
+    }
+
     /// The `vector` field: a non-empty array of finite numbers, converted to float32 once, or a
     /// string holding the little-endian float32 bytes in base64 (a quarter of the size and far
     /// cheaper to read and write).
@@ -190,14 +199,14 @@ extension JSONObject {
             guard let vector = Base64.decodeFloats(encoded) else {
                 throw ProtocolError(.wrongType, "'vector' as a string must be base64 of little-endian float32 values")
             }
-            guard !vector.isEmpty else { throw ProtocolError(.wrongDimension, "'vector' must not be empty") }
+            try Self.checkLength(vector.count)
             if let i = vector.firstIndex(where: { !$0.isFinite }) {
                 throw ProtocolError(.nonFinite, "vector[\(i)] is not a finite float32 (\(vector[i]))")
             }
             return vector
         }
         let elements = try required("vector", as: "array of numbers", \.arrayValue)
-        guard !elements.isEmpty else { throw ProtocolError(.wrongDimension, "'vector' must not be empty") }
+        try Self.checkLength(elements.count)
         var vector = [Float]()
         vector.reserveCapacity(elements.count)
         for (i, element) in elements.enumerated() {

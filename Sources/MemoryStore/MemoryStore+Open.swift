@@ -146,7 +146,9 @@ extension MemoryStore {
         }
         var spaceDimension = settings["dimension"].flatMap { Int($0) }
         if let dimension {
-            guard dimension > 0 else { throw StoreError.invalidValue("dimension must be positive") }
+            guard (1...Metric.maximumDimension).contains(dimension) else {
+                throw StoreError.invalidValue("dimension must be 1...\(Metric.maximumDimension), not \(dimension)")
+            }
             if let spaceDimension, spaceDimension != dimension {
                 throw StoreError.spaceMismatch(
                     .dimension, "\(path) holds vectors of dimension \(spaceDimension), not \(dimension)")

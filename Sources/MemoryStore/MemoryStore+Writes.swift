@@ -508,6 +508,10 @@ extension MemoryStore {
             }
             guard !memory.vector.isEmpty else { throw StoreError.invalidValue("vector must not be empty") }
             let expected = dimension ?? memory.vector.count
+            guard expected <= Metric.maximumDimension else {
+                throw StoreError.invalidValue(
+                    "a vector may have at most \(Metric.maximumDimension) components, not \(expected)")
+            }
             for vector in [memory.vector] + item.windows {
                 guard vector.count == expected else {
                     throw StoreError.wrongDimension(expected: expected, got: vector.count)

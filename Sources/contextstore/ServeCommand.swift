@@ -171,7 +171,7 @@ struct ServeCommand: AsyncParsableCommand {
 
     func validate() throws {
         try requireFlag("port", port, in: 0...65535)
-        try requireFlag("dim", dim, in: 1...65536)
+        try requireFlag("dim", dim, in: 1...Metric.maximumDimension)
         try requireFlag("ranges", ranges, in: 1...RangeMap.maximumCount)
         try requireFlag("max-line-bytes", maxLineBytes, in: 1024...(1 << 30))
         try requireFlag("threads", threads, in: 1...1024)

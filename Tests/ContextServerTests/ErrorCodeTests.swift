@@ -1,4 +1,5 @@
 import ContextClient
+import ContextModel
 import ContextProtocol
 import MemoryStore
 import Testing
@@ -17,6 +18,31 @@ import Testing
         }
         socket.send(#"{"op":"ping"}"# + "\n")
         #expect(socket.readLine() == #"{"ok":true,"pong":true}"#)
+    }
+
+    /// A vector longer than any space may hold (`Metric.maximumDimension`) is refused as it is
+    /// read, as JSON numbers or base64, so a space without a dimension never takes it as its
+    /// own; one of that length is stored and fixes the dimension.
+    @Test func aVectorLongerThanAnySpaceHoldsIsRefused() async throws {
+        let server = try await TestServer()
+        let longest = Metric.maximumDimension
+        let refused =
+            #"{"ok":false,"error":{"code":"wrong_dimension","message":"'vector' may have at most 65536 components, not 65537"}}"#
+        let numbers = "[" + Array(repeating: "0.5", count: longest + 1).joined(separator: ",") + "]"
+        let base64 = "\"" + Base64.encode([Float](repeating: 0.5, count: longest + 1)) + "\""
+        try expectAnswers(
+            [
+                (#"{"op":"add","user":"u","id":"a","text":"t","vector":"# + numbers + "}", refused),
+                (#"{"op":"add","user":"u","id":"a","text":"t","vector":"# + base64 + "}", refused),
+                (#"{"op":"search","user":"u","vector":"# + base64 + "}", refused),
+            ], server: server)
+        #expect(server.store.dimension == nil && server.store.count == 0)
+        let socket = try RawSocket(port: server.port)
+        let vector = "\"" + Base64.encode([Float](repeating: 0.5, count: longest)) + "\""
+        socket.send(#"{"op":"add","user":"u","id":"a","text":"t","vector":"# + vector + "}\n")
+        #expect(try #require(socket.readLine()).hasPrefix(#"{"ok":true"#))
+        #expect(server.store.dimension == longest)
+        await server.stop()
     }
 
     @Test func requestErrors() async throws {

@@ -149,6 +149,23 @@ final class TemporaryDatabase {
         }
     }
 
+    /// A space holds vectors of up to `Metric.maximumDimension` components: a longer first
+    /// vector is refused and fixes nothing, as is a longer dimension asked for; one of that
+    /// length is stored and fixes the dimension.
+    @Test func aFirstVectorLongerThanAnySpaceHoldsIsRefused() throws {
+        let longest = Metric.maximumDimension
+        #expect(throws: StoreError.invalidValue("dimension must be 1...65536, not 65537")) {
+            try MemoryStore(path: temporary.folder + "/other.db", dimension: longest + 1)
+        }
+        let store = try MemoryStore(path: temporary.path)
+        #expect(throws: StoreError.invalidValue("a vector may have at most 65536 components, not 65537")) {
+            try store.add([memory("a", vector: [Float](repeating: 1, count: longest + 1))])
+        }
+        #expect(store.dimension == nil && store.count == 0)
+        try store.add([memory("a", vector: [Float](repeating: 1, count: longest))])
+        #expect(store.dimension == longest)
+    }
+
     @Test func aBatchIsAllOrNothing() throws {
         let store = try MemoryStore(path: temporary.path, dimension: 2)
         #expect(throws: StoreError.nonFiniteVector) {

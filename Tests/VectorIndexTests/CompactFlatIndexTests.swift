@@ -239,6 +239,25 @@ import Testing
         #expect(out == [Float(-127 * 127 * n)])
     }
 
+    /// At the longest vector a space may hold, every form still sums exactly: each product
+    /// of extreme codes, in every sign, over `Metric.maximumDimension` components.
+    @Test func theLongestVectorSumsExactlyInEveryForm() {
+        let n = Metric.maximumDimension
+        let kernels = (0..<CK_I8_ROWS_KINDS.rawValue).map { ck_i8_rows_kernel(rawValue: $0) }.filter {
+            ck_i8_rows_supported($0) != 0
+        }
+        for kernel in kernels {
+            for (row, query) in [(127, -127), (127, 127), (-127, 127), (-127, -127)] as [(Int8, Int8)] {
+                var out: [Float] = [0]
+                ck_dot_i8_rows_with(
+                    kernel, [Int8](repeating: query, count: n), 1, [Int8](repeating: row, count: n), [1], nil, n, 1,
+                    &out)
+                let name = String(cString: ck_i8_rows_name(kernel))
+                #expect(out == [Float(Int(row) * Int(query) * n)], "\(name), \(row) x \(query)")
+            }
+        }
+    }
+
     /// `ck_top_rows` keeps the `count` best scores, ties to the lower index, whatever the order
     /// of the scores and however many tie: against a full sort, for counts below, at and above
     /// the number of scores and for lengths around its blocks of 16.
