@@ -306,19 +306,78 @@ void ck_encode_f16(const float *vector, long n, unsigned short *halves) {
     ck_encode_f16_portable(vector, n, halves);
 }
 
+// components[from..<n] of the int8 code: each times `steps` in double, rounded half away from
+// zero as round() does (without its call): |scaled| is at most about 127, so the truncation and
+// the remainder are exact.
+static void encode_i8_from(const float *vector, long from, long n, double steps, signed char *codes) {
+    for (long i = from; i < n; i++) {
+        double scaled = (double)vector[i] * steps;
+        long step = (long)scaled;
+        double rest = scaled - (double)step;
+        step += (rest >= 0.5) - (rest <= -0.5);
+        codes[i] = (signed char)(step < -127 ? -127 : step > 127 ? 127 : step);
+    }
+}
+
+#if defined(__x86_64__)
+__attribute__((target("avx2,fma"))) static float largest_magnitude_avx2(const float *vector, long n) {
+    const __m256 magnitude = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    __m256 largest = _mm256_setzero_ps();
+    long i = 0;
+    for (; i + 8 <= n; i += 8) largest = _mm256_max_ps(largest, _mm256_and_ps(_mm256_loadu_ps(vector + i), magnitude));
+    float lanes[8];
+    _mm256_storeu_ps(lanes, largest);
+    float result = 0;
+    for (int lane = 0; lane < 8; lane++) result = fmaxf(result, lanes[lane]);
+    for (; i < n; i++) result = fmaxf(result, fabsf(vector[i]));
+    return result;
+}
+
+// The same steps as encode_i8_from, four components at a time in double: truncation, the
+// remainder's half away from zero, the clamp, then the narrowing.
+__attribute__((target("avx2,fma"))) static void encode_i8_avx2(
+    const float *vector, long n, double steps, signed char *codes) {
+    const __m256d scale = _mm256_set1_pd(steps), one = _mm256_set1_pd(1);
+    const __m256d half = _mm256_set1_pd(0.5), minus_half = _mm256_set1_pd(-0.5);
+    const __m256d low = _mm256_set1_pd(-127), high = _mm256_set1_pd(127);
+    long i = 0;
+    for (; i + 4 <= n; i += 4) {
+        __m256d scaled = _mm256_mul_pd(_mm256_cvtps_pd(_mm_loadu_ps(vector + i)), scale);
+        __m256d whole = _mm256_round_pd(scaled, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+        __m256d rest = _mm256_sub_pd(scaled, whole);
+        whole = _mm256_add_pd(whole, _mm256_and_pd(_mm256_cmp_pd(rest, half, _CMP_GE_OQ), one));
+        whole = _mm256_sub_pd(whole, _mm256_and_pd(_mm256_cmp_pd(rest, minus_half, _CMP_LE_OQ), one));
+        __m128i words = _mm256_cvttpd_epi32(_mm256_min_pd(_mm256_max_pd(whole, low), high));
+        __m128i shorts = _mm_packs_epi32(words, words);
+        __m128i bytes = _mm_packs_epi16(shorts, shorts);
+        int four = _mm_cvtsi128_si32(bytes);
+        memcpy(codes + i, &four, 4);
+    }
+    encode_i8_from(vector, i, n, steps, codes);
+}
+#endif
+
 float ck_encode_i8(const float *vector, long n, signed char *codes) {
     float largest = 0;
-    for (long i = 0; i < n; i++) largest = fmaxf(largest, fabsf(vector[i]));
+#if defined(__x86_64__)
+    int avx2 = ck_has_avx2_fma_f16c();
+    if (avx2) {
+        largest = largest_magnitude_avx2(vector, n);
+    } else
+#endif
+        for (long i = 0; i < n; i++) largest = fmaxf(largest, fabsf(vector[i]));
     if (!(largest > 0)) {
         memset(codes, 0, (size_t)n);
         return 0;
     }
     // In double: a subnormal largest cannot make the steps overflow or the scale underflow.
     double steps = 127.0 / (double)largest;
-    for (long i = 0; i < n; i++) {
-        double step = round((double)vector[i] * steps);
-        codes[i] = (signed char)(step < -127 ? -127 : step > 127 ? 127 : step);
-    }
+#if defined(__x86_64__)
+    if (avx2) {
+        encode_i8_avx2(vector, n, steps, codes);
+    } else
+#endif
+        encode_i8_from(vector, 0, n, steps, codes);
     return (float)((double)largest / 127.0);
 }
 

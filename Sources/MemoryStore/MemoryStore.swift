@@ -375,16 +375,16 @@ public final class MemoryStore: Sendable {
         private mutating func insertTurn(_ handle: Int32, _ record: Record) {
             guard let session = record.session else { return }
             let key = SessionKey(user: record.user, session: session)
-            var turns = sessionTurns.removeValue(forKey: key) ?? []
-            // Turns mostly arrive in time order: an append.
-            if let last = turns.last, let newest = records[Int(last)],
-                (newest.createdAt, newest.seq) > (record.createdAt, record.seq)
+            // Turns mostly arrive in time order: an append, in place. The newest turn's two
+            // fields are read alone (binding its record would retain its strings).
+            if let last = sessionTurns[key]?.last, let newestTime = records[Int(last)]?.createdAt,
+                let newestSeq = records[Int(last)]?.seq, (newestTime, newestSeq) > (record.createdAt, record.seq)
             {
-                turns.insert(handle, at: turnPosition(record, in: turns))
+                let position = turnPosition(record, in: sessionTurns[key]!)
+                sessionTurns[key]!.insert(handle, at: position)
             } else {
-                turns.append(handle)
+                sessionTurns[key, default: []].append(handle)
             }
-            sessionTurns[key] = turns
         }
 
         private mutating func removeTurn(_ handle: Int32, _ record: Record) {

@@ -332,29 +332,36 @@ public struct FlatIndex: Sendable {
         if locations[key] != nil { remove(id: id) }
         var squaredNorm: Float = 0
         if metric == .l2 { squaredNorm = Self.dot(vector, vector) }
-        let row: Int = {
-            var partition = partitions.removeValue(forKey: userKey) ?? Partition()
-            defer { partitions[userKey] = partition }
-            switch storage {
-            case .float32: partition.rows.append(contentsOf: vector)
-            case .float16: Self.appendHalves(of: vector, to: &partition.halves)
-            case .int8: break
-            }
-            if keepsCodes { partition.codeScales.append(Self.appendCode(of: vector, to: &partition.codes)) }
-            if metric == .l2 { partition.squaredNorms.append(squaredNorm) }
-            partition.ids.append(id)
-            partition.handles.append(handle)
-            partition.attributes.append(attributes)
-            return partition.count - 1
-        }()
-        locations[key] = Location(user: userKey, row: row)
+        let (storage, keepsCodes, l2) = (storage, keepsCodes, metric == .l2)
+        // Appended in place, through the dictionary's storage: one lookup, no copy.
+        let row = Self.append(
+            to: &partitions[userKey, default: Partition()], vector: vector, storage: storage, keepsCodes: keepsCodes,
+            squaredNorm: l2 ? squaredNorm : nil, id: id, handle: handle, attributes: attributes)
+        let location = Location(user: userKey, row: row)
+        locations[key] = location
         if handle >= 0 {
             let i = Int(handle)
-            if i >= locationOfHandle.count {
-                locationOfHandle.append(contentsOf: repeatElement(nil, count: i + 1 - locationOfHandle.count))
-            }
-            locationOfHandle[i] = locations[key]
+            while locationOfHandle.count <= i { locationOfHandle.append(nil) }
+            locationOfHandle[i] = location
         }
+    }
+
+    /// Appends a row to `partition` and returns its index there.
+    private static func append(
+        to partition: inout Partition, vector: [Float], storage: VectorStorage, keepsCodes: Bool, squaredNorm: Float?,
+        id: String, handle: Int32, attributes: RowAttributes
+    ) -> Int {
+        switch storage {
+        case .float32: partition.rows.append(contentsOf: vector)
+        case .float16: appendHalves(of: vector, to: &partition.halves)
+        case .int8: break
+        }
+        if keepsCodes { partition.codeScales.append(appendCode(of: vector, to: &partition.codes)) }
+        if let squaredNorm { partition.squaredNorms.append(squaredNorm) }
+        partition.ids.append(id)
+        partition.handles.append(handle)
+        partition.attributes.append(attributes)
+        return partition.count - 1
     }
 
     /// Replaces the filter attributes of `id`'s row; false when there is no such row.
@@ -680,24 +687,25 @@ public struct FlatIndex: Sendable {
     /// subnormal vector cannot divide by a scale that underflowed to zero (`ck_encode_i8`).
     @discardableResult
     static func appendCode(of vector: [Float], to codes: inout [Int8]) -> Float {
-        let start = codes.count
-        codes.append(contentsOf: repeatElement(0, count: vector.count))
-        return vector.withUnsafeBufferPointer { vector in
-            codes.withUnsafeMutableBufferPointer { codes in
-                ck_encode_i8(vector.baseAddress!, vector.count, codes.baseAddress! + start)
+        // Encoded aside and appended as one copy (appending zeros first cost as much as the
+        // encoding).
+        withUnsafeTemporaryAllocation(of: Int8.self, capacity: vector.count) { code in
+            let scale = vector.withUnsafeBufferPointer { vector in
+                ck_encode_i8(vector.baseAddress!, vector.count, code.baseAddress!)
             }
+            codes.append(contentsOf: UnsafeBufferPointer(code))
+            return scale
         }
     }
 
     /// Appends `vector` as IEEE half-precision bit patterns, each component rounded to nearest
     /// even and clamped to float16's largest finite magnitude (`ck_encode_f16`).
     static func appendHalves(of vector: [Float], to halves: inout [UInt16]) {
-        let start = halves.count
-        halves.append(contentsOf: repeatElement(0, count: vector.count))
-        vector.withUnsafeBufferPointer { vector in
-            halves.withUnsafeMutableBufferPointer { halves in
-                ck_encode_f16(vector.baseAddress!, vector.count, halves.baseAddress! + start)
+        withUnsafeTemporaryAllocation(of: UInt16.self, capacity: vector.count) { half in
+            vector.withUnsafeBufferPointer { vector in
+                ck_encode_f16(vector.baseAddress!, vector.count, half.baseAddress!)
             }
+            halves.append(contentsOf: UnsafeBufferPointer(half))
         }
     }
 

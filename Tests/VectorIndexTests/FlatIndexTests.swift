@@ -146,10 +146,16 @@ func referenceSearch(
         var tiny: [Int8] = []
         FlatIndex.appendCode(of: [Float.leastNonzeroMagnitude, -Float.leastNonzeroMagnitude], to: &tiny)
         #expect(tiny == [127, -127])
+        // Every half from -127 to 127 (127 is the largest, so each is its own scaled value).
+        let halves: [Float] = [127] + (-254...254).map { Float($0) / 2 }
+        var halfCodes: [Int8] = []
+        #expect(FlatIndex.appendCode(of: halves, to: &halfCodes) == 1)
+        #expect(halfCodes == halves.map { Int8($0.rounded(.toNearestOrAwayFromZero)) })
         // Random vectors, against the definition written out in Swift.
         var generator = SplitMix64(state: 7)
-        for _ in 0..<2000 {
-            let vector = randomVector(48, using: &generator).map {
+        for length in 0..<2000 {
+            // Lengths around the four-component steps of the vectorized form.
+            let vector = randomVector(1 + length % 50, using: &generator).map {
                 $0 * Float.random(in: 0.001...1000, using: &generator)
             }
             let largest = Double(vector.map(abs).max()!)
