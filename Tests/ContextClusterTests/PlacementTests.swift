@@ -224,6 +224,14 @@ extension Array {
                 line: Array(#"{"op":"add","user":"alice","id":"\#(id)","text":"\#(id)","vector":[1,0]}"#.utf8))
         }
         #expect(try await add(viaC, "before")["ok"] == true)
+        // C must serve alice's range itself before the cut: a node forwards what it does not
+        // serve to a host that does, and a busy machine may take seconds to place the range.
+        let alices = c.node.ranges.range(of: "alice")
+        for _ in 0..<600 where !c.node.serves(alices) {
+            try await c.node.reconcile()
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        #expect(c.node.serves(alices))
 
         proxy.set(cut: true)
         let refused = try await add(viaC, "cut-off")
