@@ -136,9 +136,6 @@ public struct Explanation: Sendable, Equatable {
     /// The factor its fused score was multiplied by because the query names its speaker
     /// (`MemoryStore.speakerBoost`); nil when it does not.
     public var speaker: Float?
-    /// The factor (below 1) its fused score was multiplied by because its text is short
-    /// (`MemoryStore.brevityFactor`); nil when the text is long enough to keep all of it.
-    public var brevity: Float?
     /// The span of time the query names, when the hit was said within it (and so weighs
     /// `MemoryStore.timeBoost` times as much); nil otherwise.
     public var time: TimeWindow?
@@ -146,9 +143,8 @@ public struct Explanation: Sendable, Equatable {
     public init(
         vectorScore: Float? = nil, vectorRank: Int? = nil, keywordScore: Float? = nil, keywordRank: Int? = nil,
         neighbours: Float? = nil, recency: Float? = nil, session: Float? = nil, speaker: Float? = nil,
-        brevity: Float? = nil, time: TimeWindow? = nil
+        time: TimeWindow? = nil
     ) {
-        self.brevity = brevity
         self.session = session
         self.speaker = speaker
         self.time = time

@@ -257,7 +257,7 @@ extension ScoredMemory {
 
 extension Explanation {
     /// `{"neighbours","vector":{"score","rank"}|null,"keyword":{"score","rank"}|null,"recency",
-    /// "session","speaker","brevity"}`, and `"time":{"from","to","phrase"}` when the hit was said in the span
+    /// "session","speaker"}`, and `"time":{"from","to","phrase"}` when the hit was said in the span
     /// the query names.
     func write(to writer: inout JSONWriter) {
         func side(_ name: String, _ score: Float?, _ rank: Int?) {
@@ -280,8 +280,6 @@ extension Explanation {
         if let session { writer.number(session) } else { writer.null() }
         writer.field("speaker")
         if let speaker { writer.number(speaker) } else { writer.null() }
-        writer.field("brevity")
-        if let brevity { writer.number(brevity) } else { writer.null() }
         if let time {
             writer.field("time")
             writer.raw("{\"from\":")
@@ -311,7 +309,6 @@ extension Explanation {
             recency: json["recency"]?.numberValue.map { Float($0) },
             session: json["session"]?.numberValue.map { Float($0) },
             speaker: json["speaker"]?.numberValue.map { Float($0) },
-            brevity: json["brevity"]?.numberValue.map { Float($0) },
             time: try json["time"]?.objectValue.map { (time) throws(ProtocolError) in
                 TimeWindow(
                     from: try time.required("from", as: "integer", \.integerValue),

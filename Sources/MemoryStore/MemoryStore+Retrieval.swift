@@ -14,9 +14,7 @@ import VectorIndex
 /// A memory whose speaker the query names weighs `speakerBoost` times as much (a question about
 /// someone is most often answered by what they said), and each memory is credited
 /// `sessionCredit` times the sum of the best `sessionBest` scores in its session, itself
-/// included (a conversation that answers part of a question often answers the rest). A memory
-/// of fewer than `fullLength` bytes weighs less (`brevityFactor`): a short turn ("Wow, cool!")
-/// rarely holds what a question asks. Each side
+/// included (a conversation that answers part of a question often answers the rest). Each side
 /// offers `pool(k:)` candidates. With `half_life`, the relevance (the fused score, or
 /// 1 / (c + r) for one side) is multiplied by `recency`. docs/BENCHMARKS.md has what each part
 /// measured on LoCoMo.
@@ -46,18 +44,6 @@ extension MemoryStore {
     public static let sessionCredit: Float = 0.25
     /// How many of a session's best fused scores its memories are credited with a share of.
     public static let sessionBest = 3
-    /// The length in bytes from which a memory's text weighs all of its fused score.
-    public static let fullLength = 128
-
-    /// The factor a hybrid hit's fused score is multiplied by for a text of `bytes` UTF-8
-    /// bytes: ((bytes + 32) / 160)^(1/4) below `fullLength`, so 0.67 for an empty text, 0.8 for
-    /// a six-word remark (33 bytes), 1 from `fullLength` on. Bytes rather than words, so that a
-    /// language written without spaces is measured alike. On LoCoMo's dev split a turn of 40
-    /// words or more held a question's evidence 53% of the time, one of under 10 words 7%.
-    public static func brevityFactor(bytes: Int) -> Float {
-        guard bytes < fullLength else { return 1 }
-        return (Float(bytes + 32) / Float(fullLength + 32)).squareRoot().squareRoot()
-    }
 
     /// The factor between 0.5 and 1 a memory `ageSeconds` old is weighed with: 1 when new, 3/4
     /// at one half-life, towards 1/2 for the very old (relevance still counts most).
@@ -129,7 +115,6 @@ extension MemoryStore {
                 }
                 weighSpeakers(&ranked, namedIn: request.text ?? "", state: state)
                 creditSessions(&ranked, state: state)
-                weighBrevity(&ranked, state: state)
             }
             if let halfLife = request.halfLife {
                 for i in ranked.indices {
@@ -282,17 +267,6 @@ extension MemoryStore {
             let credit = Self.sessionCredit * scores.sorted(by: >).reduce(0, +)
             ranked[i].score += credit
             ranked[i].explanation.session = credit
-        }
-    }
-
-    /// Multiplies each fused score by `brevityFactor` of its memory's text length.
-    private func weighBrevity(_ ranked: inout [Ranked], state: borrowing State) {
-        for i in ranked.indices {
-            guard let text = state.records[Int(ranked[i].handle)]?.text else { continue }
-            let factor = Self.brevityFactor(bytes: text.utf8.count)
-            guard factor < 1 else { continue }
-            ranked[i].score *= factor
-            ranked[i].explanation.brevity = factor
         }
     }
 

@@ -212,7 +212,7 @@ import Testing
                 score: 0.25,
                 explanation: Explanation(
                     vectorScore: 0.5, vectorRank: 3, keywordScore: nil, keywordRank: nil, neighbours: 0.125,
-                    recency: 0.75, session: 0.0625, speaker: 1.5, brevity: 0.875),
+                    recency: 0.75),
                 context: [Memory(id: "before", user: "u", session: "s", text: "y", createdAt: 4, vector: [])]),
             ScoredMemory(
                 memory: Memory(id: "k", user: "u", text: "x", createdAt: 5, vector: []), score: 7.5,

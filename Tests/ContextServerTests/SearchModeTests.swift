@@ -35,9 +35,7 @@ import Testing
         #expect(
             keyword.contains(
                 #""explain":{"neighbours":null,"vector":null,"keyword":{"score":"#))
-        #expect(
-            keyword.contains(
-                #""rank":1},"recency":null,"session":null,"speaker":null,"brevity":null},"context":[{"id":"a","#))
+        #expect(keyword.contains(#""rank":1},"recency":null,"session":null,"speaker":null},"context":[{"id":"a","#))
         let hits = try Operations.Search.decode(answer: object(keyword)).hits
         #expect(hits.map(\.memory.id) == ["b"] && hits[0].context.map(\.id) == ["a", "c"])
         // Text and a vector: hybrid, both sides explained.

@@ -184,13 +184,11 @@ import VectorIndex
         let both = try #require(hits[0].explanation)
         #expect(both.vectorRank == 2 && both.keywordRank == 2 && both.keywordScore! > 0 && both.neighbours == 0)
         #expect(abs(both.vectorScore! - 0.9 / (0.82 as Float).squareRoot()) < 1e-6)
-        // Every text here is short, so each fused score is weighed by its length.
-        #expect(abs(hits[0].score - 2 / (c + 2) * MemoryStore.brevityFactor(bytes: 17)) < 1e-6)
-        #expect(both.brevity == MemoryStore.brevityFactor(bytes: 17))
+        #expect(abs(hits[0].score - 2 / (c + 2)) < 1e-6)
         let word = try #require(hits[1].explanation)
         #expect(word.keywordRank == 1 && word.vectorRank == 4 && word.recency == nil)
         #expect(word.keywordScore! > both.keywordScore!)
-        #expect(abs(hits[1].score - (1 / (c + 1) + 1 / (c + 4)) * MemoryStore.brevityFactor(bytes: 17)) < 1e-6)
+        #expect(abs(hits[1].score - (1 / (c + 1) + 1 / (c + 4))) < 1e-6)
         let none = try #require(hits[3].explanation)
         #expect(none.keywordRank == nil && none.keywordScore == nil && none.vectorRank == 3)
         // Without explain, no explanation; a vector alone ranks by similarity, as before.
@@ -230,14 +228,12 @@ import VectorIndex
                 SearchRequest(user: "u", text: text, vector: [1, 0, 0], mode: .hybrid, explain: true))
             #expect(hits.count == 3)
             for hit in hits {
-                // Without sessions the fused score is the two sides' and the speaker's and
-                // brevity's factors (every text is the same 22 bytes).
+                // Without sessions the fused score is the two sides' and the speaker's factor.
                 let explanation = try #require(hit.explanation)
                 let fused =
                     1 / (c + Float(explanation.vectorRank!))
                     + (explanation.keywordRank.map { 1 / (c + Float($0)) } ?? 0)
-                #expect(explanation.brevity == MemoryStore.brevityFactor(bytes: 22))
-                #expect(abs(hit.score - fused * (explanation.speaker ?? 1) * explanation.brevity!) < 1e-6)
+                #expect(abs(hit.score - fused * (explanation.speaker ?? 1)) < 1e-6)
                 #expect(explanation.speaker == nil || explanation.speaker == MemoryStore.speakerBoost)
                 #expect(explanation.session == nil)
             }
@@ -247,42 +243,6 @@ import VectorIndex
         #expect(try boosted("What did Melanie paint?") == [])
         #expect(try boosted("What did Melanie Ann paint?") == ["m"])
         #expect(try boosted("And caroline, did she paint?") == ["c"])
-    }
-
-    /// A hybrid hit of a short text weighs `brevityFactor` of its length: a remark found first
-    /// on both sides falls behind a long turn found second on both; a text of `fullLength`
-    /// bytes or more keeps its whole score and shows no factor. Vector and keyword modes rank
-    /// as their side does.
-    @Test func aShortTurnWeighsLessInAHybridSearch() throws {
-        #expect(abs(MemoryStore.brevityFactor(bytes: 0) - 0.6687403) < 1e-6)
-        #expect(MemoryStore.brevityFactor(bytes: MemoryStore.fullLength - 1) < 1)
-        #expect(MemoryStore.brevityFactor(bytes: MemoryStore.fullLength) == 1)
-        #expect(MemoryStore.brevityFactor(bytes: Int.max) == 1)
-        let factors = (0...MemoryStore.fullLength).map { MemoryStore.brevityFactor(bytes: $0) }
-        #expect(zip(factors, factors.dropFirst()).allSatisfy { $0 < $1 })
-
-        let store = try MemoryStore(path: temporary.path, dimension: 3)
-        let long =
-            "We finally found a violin teacher for Ana: lessons on Tuesdays after school, "
-            + "and she has already learned her first three scales."
-        #expect(long.utf8.count == MemoryStore.fullLength)
-        try store.add([
-            turn("short", "Violin? Wow!", session: nil, vector: [1, 0, 0]),
-            turn("long", long, session: nil, vector: [0.9, 0.436, 0]),
-        ])
-        let c = MemoryStore.fusionConstant
-        let hybrid = try store.search(
-            SearchRequest(user: "u", text: "violin", vector: [1, 0, 0], mode: .hybrid, explain: true))
-        #expect(ids(hybrid) == ["long", "short"])
-        #expect(hybrid[0].explanation?.brevity == nil && abs(hybrid[0].score - 2 / (c + 2)) < 1e-6)
-        let short = try #require(hybrid[1].explanation)
-        #expect(short.vectorRank == 1 && short.keywordRank == 1)
-        #expect(short.brevity == MemoryStore.brevityFactor(bytes: 12))
-        #expect(abs(hybrid[1].score - 2 / (c + 1) * short.brevity!) < 1e-6)
-        for mode in [SearchMode.vector, .keyword] {
-            let hits = try store.search(SearchRequest(user: "u", text: "violin", vector: [1, 0, 0], mode: mode))
-            #expect(ids(hits) == ["short", "long"])
-        }
     }
 
     /// Every hybrid hit in a session is credited `sessionCredit` times the sum of the session's
@@ -309,9 +269,7 @@ import VectorIndex
             let members = hits.filter { $0.memory.session == session }
             let credit = try #require(members.first?.explanation?.session)
             #expect(members.allSatisfy { $0.explanation?.session == credit })
-            // Each score is (fused + credit) times its brevity factor.
-            let own = members.map { $0.score / $0.explanation!.brevity! - credit }.sorted(by: >).prefix(
-                MemoryStore.sessionBest)
+            let own = members.map { $0.score - credit }.sorted(by: >).prefix(MemoryStore.sessionBest)
             #expect(abs(credit - MemoryStore.sessionCredit * own.reduce(0, +)) < 1e-6)
         }
     }

@@ -564,7 +564,6 @@ enum Dashboard {
               const factors = [];
               if (explain.session) factors.push("session +" + explain.session.toFixed(4));
               if (explain.speaker) factors.push("speaker named ×" + explain.speaker);
-              if (explain.brevity) factors.push("short text ×" + explain.brevity.toFixed(3));
               if (explain.time) factors.push("said in “" + explain.time.phrase + "”");
               if (factors.length) item.append(element("div", factors.join(" · "), "meta factors"));
               for (const [part, share, label] of bars) {

@@ -56,8 +56,6 @@ class Explain:
     session: Optional[float] = None
     #: The factor the hit weighs because the query names its speaker (hybrid).
     speaker: Optional[float] = None
-    #: The factor (below 1) the hit weighs because its text is short (hybrid).
-    brevity: Optional[float] = None
     #: ``{"from", "to", "phrase"}``: the span of time the query names, when the hit was said in it.
     time: Optional[Dict[str, Any]] = None
 
@@ -74,7 +72,6 @@ class Explain:
             obj.get("recency"),
             obj.get("session"),
             obj.get("speaker"),
-            obj.get("brevity"),
             obj.get("time"),
         )
 

@@ -64,8 +64,6 @@ export interface Explain {
   session: number | null;
   /** The factor the hit weighs because the query names its speaker (hybrid). */
   speaker: number | null;
-  /** The factor (below 1) the hit weighs because its text is short (hybrid). */
-  brevity: number | null;
   /** The span of time the query names, when the hit was said within it. */
   time?: { from: number; to: number; phrase: string };
 }
