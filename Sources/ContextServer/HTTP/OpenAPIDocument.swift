@@ -282,7 +282,10 @@ enum OpenAPIDocument {
                 (
                     "oneOf",
                     [
-                        ["type": "array", "items": ["type": "number"], "minItems": 1, "maxItems": .integer(Int64(Metric.maximumDimension))],
+                        [
+                            "type": "array", "items": ["type": "number"], "minItems": 1,
+                            "maxItems": .integer(Int64(Metric.maximumDimension)),
+                        ],
                         ["type": "string", "description": "base64 of little-endian float32s"],
                     ]
                 ))
