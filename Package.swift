@@ -3,7 +3,7 @@ import PackageDescription
 
 // Layers, each depending only on the ones above it:
 //   ContextModel (memories, roles, metrics, filters, searches, error codes; no dependencies)
-//   CSQLite, CBLAS, CKernels (C shims: SQLite, BLAS, SIMD kernels)
+//   CSQLite, CBLAS, CKernels (C shims: SQLite, BLAS, SIMD kernels), CScopedTokenizer (FTS5)
 //   -> VectorIndex (flat index, HNSW graph), Embedder (MiniLM tokenizer and model)
 //   -> MemoryStore (SQLite engine) -> ContextCluster (the write log in PostgreSQL, range replicas)
 //   ContextModel -> ContextProtocol (JSON, wire codecs of every op; no C underneath)
@@ -54,11 +54,16 @@ let package = Package(
         .target(name: "CBLAS"),
         .target(name: "ContextModel"),
         .target(name: "CKernels"),
+        // The FTS5 tokenizer that gives each user's words doclists of their own.
+        .target(name: "CScopedTokenizer", dependencies: ["CSQLite"]),
         .target(name: "VectorIndex", dependencies: ["ContextModel", "CBLAS", "CKernels"]),
         .target(name: "Embedder", dependencies: ["CBLAS", "CKernels"]),
         .target(
             name: "MemoryStore",
-            dependencies: ["ContextModel", "CSQLite", "VectorIndex", .product(name: "Crypto", package: "swift-crypto")]),
+            dependencies: [
+                "ContextModel", "CSQLite", "CScopedTokenizer", "VectorIndex",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]),
         // The cluster's log of writes in PostgreSQL and the ranges' replicas that apply it.
         .target(
             name: "ContextCluster",

@@ -83,13 +83,11 @@ extension Database {
         """
         ALTER TABLE memories ADD COLUMN speaker TEXT;
         """,
-        // 7: the keyword index (see KeywordIndex), filled from the memories already stored.
-        Migration(
-            sql: """
-                CREATE VIRTUAL TABLE memory_terms USING fts5(
-                    scope, speaker, text, day, tokenize = '\(KeywordIndex.tokenizer)');
-                """,
-            fill: { database, log in try KeywordIndex.fill(database, log: log) }),
+        // 7: the keyword index, its words shared by all users (14 replaces it, and fills it).
+        """
+        CREATE VIRTUAL TABLE memory_terms USING fts5(
+            scope, speaker, text, day, tokenize = 'porter unicode61 remove_diacritics 2');
+        """,
         // 8: when a memory expires (unix ms; null: never), and the expiring ones in that order for
         // the purge.
         """
@@ -149,6 +147,15 @@ extension Database {
             DELETE FROM memory_sources WHERE memory = old.seq;
         END;
         """,
+        // 14: the keyword index (see KeywordIndex) with each user's words apart (the `scoped`
+        // tokenizer), filled from the memories stored.
+        Migration(
+            sql: """
+                DROP TABLE memory_terms;
+                CREATE VIRTUAL TABLE memory_terms USING fts5(
+                    scope, speaker, text, day, tokenize = '\(KeywordIndex.tokenizer)');
+                """,
+            fill: { database, log in try KeywordIndex.fill(database, log: log) }),
     ]
 
     /// Applies the migrations this database lacks, each in its own transaction.

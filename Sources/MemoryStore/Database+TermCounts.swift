@@ -6,10 +6,9 @@ extension Database {
 
     /// Registers the FTS5 auxiliary function `term_counts(memory_terms)` on this connection. For
     /// each row a `MATCH` finds, it answers a BLOB of native int32s: the row's tokens in all
-    /// columns (what its `docsize` row sums), then, for each phrase of the query after the first,
-    /// how often the row holds it outside column 0 (`scope`). A keyword search asks for the
-    /// user's scope token as the first phrase and its words as the others, so FTS5 walks only
-    /// the doclists of rows that hold the scope and a word, and this counts what BM25 needs.
+    /// columns (what its `docsize` row sums), then, for each phrase of the query, how often the
+    /// row holds it. A keyword search asks for each of its words, in the user's scope, as a
+    /// phrase, and this counts what BM25 needs.
     func registerTermCounts() throws {
         var api: UnsafeMutablePointer<fts5_api>?
         var statement: OpaquePointer?
@@ -41,15 +40,15 @@ extension Database {
                 if rc == SQLITE_OK { rc = instanceCount(fts, &instances) }
                 guard rc == SQLITE_OK else { return sqlite3_result_error_code(context, rc) }
                 // Called once per matching row: the counts live on the stack (a query has at most
-                // `KeywordIndex.maximumTerms` words, plus the scope), and SQLite copies them.
+                // `KeywordIndex.maximumTerms` words), and SQLite copies them.
                 let phrases = Int(phraseCount(fts))
-                withUnsafeTemporaryAllocation(of: Int32.self, capacity: max(1, phrases)) { counts in
+                withUnsafeTemporaryAllocation(of: Int32.self, capacity: phrases + 1) { counts in
                     counts.initialize(repeating: 0)
                     counts[0] = tokens
                     for index in 0..<instances {
                         var (phrase, column, offset): (Int32, Int32, Int32) = (0, 0, 0)
                         guard instance(fts, index, &phrase, &column, &offset) == SQLITE_OK else { continue }
-                        if phrase > 0, column > 0, Int(phrase) < phrases { counts[Int(phrase)] += 1 }
+                        if phrase >= 0, Int(phrase) < phrases { counts[Int(phrase) + 1] += 1 }
                     }
                     let bytes = UnsafeRawBufferPointer(counts)
                     sqlite3_result_blob(context, bytes.baseAddress, Int32(bytes.count), Statement.transient)

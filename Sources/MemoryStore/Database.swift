@@ -1,4 +1,5 @@
 import CSQLite
+import CScopedTokenizer
 
 #if canImport(Glibc)
     import Glibc
@@ -47,6 +48,13 @@ final class Database {
         }
         handle = connection
         sqlite3_extended_result_codes(connection, 1)
+        // The keyword index's tokenizer (see KeywordIndex), before anything reads the table.
+        let registered = scoped_tokenizer_register(connection)
+        guard registered == SQLITE_OK else {
+            let error = SQLiteError(code: registered, connection: connection, sql: "scoped_tokenizer_register")
+            close()
+            throw error
+        }
         // Non-zero interrupts the statement (SQLITE_INTERRUPT): how `withTimeLimit` bounds it.
         sqlite3_progress_handler(
             connection, Self.progressSteps,

@@ -6,28 +6,29 @@ import ContextModel
 
 /// The keyword index: an SQLite FTS5 table, `memory_terms`, with one row per memory (its rowid
 /// is the memory's `seq`), written in the memory's own transaction. Its columns:
-/// - `scope`: the user, as one token (`scope(user:)`), so a search matches only its user's rows
-///   (a hash: a search checks the user of each row it reads, so two users sharing a token cost
-///   time, never a wrong hit);
-/// - `speaker`, `text`: as stored;
-/// - `day`: the memory's UTC day as words, "8 May 2023", so "what did we do in May?" finds it.
+/// - `scope`: the user, as one token (`scope(user:)`; a hash: a search checks the user of each
+///   row it reads, so two users sharing a token cost time, never a wrong hit);
+/// - `speaker`, `text`: as stored, after the scope (`scoped`);
+/// - `day`: the memory's UTC day as words, "8 May 2023", after the scope, so "what did we do in
+///   May?" finds it.
 ///
 /// Tokens are Unicode letters and digits, lower-cased, accents folded (`unicode61
-/// remove_diacritics 2`) and stemmed (`porter`); stop words are left out of queries, not of the
-/// index (FTS5 has no stop-word list; a query without them ranks the same and reads far fewer
-/// rows). docs/BENCHMARKS.md has what each choice measured.
+/// remove_diacritics 2`) and stemmed (`porter`), then prefixed with the row's scope by the
+/// `scoped` tokenizer (CScopedTokenizer): each user's words have doclists of their own, so a
+/// search reads its user's occurrences of a word, never another user's. Stop words are left out
+/// of queries, not of the index (FTS5 has no stop-word list; a query without them ranks the same
+/// and reads far fewer rows). docs/BENCHMARKS.md has what each choice measured.
 ///
 /// Scores are BM25 over the searching user's rows alone: FTS5's `bm25()` counts every row of
 /// the table, so one user's scores moved when another stored the same word (which told of
 /// other tenants' words, and made a kept answer differ from a new one). A search asks FTS5 for
-/// the rows that hold the user's scope token and any of its words (`matches`: FTS5 seeks
-/// through the doclists, so the cost follows the user's rows and the words' rows, not every
-/// occurrence of a common word in the table), with each row's tokens and each word's count in it,
-/// reads the user's row count and tokens (`userSizes`, kept per user until the user's memories
-/// change), and scores as `bm25()` would on a table of that user's rows only.
+/// the rows that hold any of its words in the user's scope (`matches`), with each row's tokens
+/// and each word's count in it, reads the user's row count and tokens (`userSizes`, kept per user
+/// until the user's memories change), and scores as `bm25()` would on a table of that user's rows
+/// only.
 enum KeywordIndex {
     static let table = "memory_terms"
-    static let tokenizer = "porter unicode61 remove_diacritics 2"
+    static let tokenizer = "scoped porter unicode61 remove_diacritics 2"
 
     /// The most distinct words of a query that are searched (the first ones).
     static let maximumTerms = 64
@@ -43,10 +44,19 @@ enum KeywordIndex {
         return String(hash)
     }
 
+    /// `text` in the scope of `user`'s rows: the scope, the separator the `scoped` tokenizer
+    /// looks for, then the text, whose every token the tokenizer prefixes with the scope.
+    static func scoped(_ text: String, user: String) -> String {
+        scope(user: user) + "\u{1}" + text
+    }
+
     /// A memory's keyword row after its rowid: scope, speaker, text, day (what `index`, the
     /// migration's fill and `check` all write or expect).
     static func columns(user: String, speaker: String?, text: String, createdAt: Int64) -> [String] {
-        [scope(user: user), speaker ?? "", text, EmbedTemplate.day(createdAt)]
+        [
+            scope(user: user), scoped(speaker ?? "", user: user), scoped(text, user: user),
+            scoped(EmbedTemplate.day(createdAt), user: user),
+        ]
     }
 
     /// The words of `text` a keyword search looks for: stop words left out (unless it has
@@ -65,15 +75,14 @@ enum KeywordIndex {
         SELECT rowid, \(Database.termCountsFunction)(memory_terms) FROM memory_terms WHERE memory_terms MATCH ?1
         """
 
-    /// The FTS5 query of a search: the user's scope token, and any of the words in the searched
-    /// columns, each word a phrase of its own (so `term_counts` counts each), in `terms`' order.
-    /// The words are tokenized by the index's own tokenizer, as its rows were.
+    /// The FTS5 query of a search: any of the words in the user's scope in the searched columns,
+    /// each word a phrase of its own (so `term_counts` counts each), in `terms`' order. The words
+    /// are tokenized by the index's own tokenizer, as its rows were.
     static func matchExpression(user: String, terms: [String]) -> String {
         func quoted(_ text: String) -> String {
             "\"" + text.split(separator: "\"", omittingEmptySubsequences: false).joined(separator: "\"\"") + "\""
         }
-        return "scope : \(quoted(scope(user: user))) AND {speaker text day} : ("
-            + terms.map(quoted).joined(separator: " OR ") + ")"
+        return "{speaker text day} : (" + terms.map { quoted(scoped($0, user: user)) }.joined(separator: " OR ") + ")"
     }
 
     /// The tokens of every column of each of `user`'s rows (FTS5's record of them).

@@ -55,6 +55,75 @@ import VectorIndex
         #expect(try keyword(store, "pizza", user: "carol").isEmpty)
     }
 
+    /// The index's terms, as FTS5 holds them (its `fts5vocab` view), sorted.
+    func indexTerms(_ path: String) throws -> [String] {
+        let database = try Database(path: path)
+        defer { database.close() }
+        try database.execute("CREATE VIRTUAL TABLE temp.terms USING fts5vocab(main, memory_terms, 'row')")
+        let rows = try database.prepare("SELECT term FROM temp.terms ORDER BY term")
+        var terms: [String] = []
+        while try rows.step() { terms.append(rows.string(at: 0)!) }
+        return terms
+    }
+
+    /// Each user's words are terms of their own (the user's scope, U+0001, the stemmed word), so
+    /// a search reads no other user's doclists; a text that looks like a scope stays in its own.
+    @Test func eachUsersWordsAreTermsOfTheirOwn() throws {
+        let store = try MemoryStore(path: temporary.path, dimension: 3)
+        try store.add([
+            turn("a", "Violins played", user: "alice", speaker: "Ana"),
+            turn("b", "violins", user: "bob"),
+            turn("c", "42\u{1}planted \(KeywordIndex.scope(user: "bob"))\u{1}violins", user: "carol"),
+        ])
+        store.close()
+        let (alice, bob, carol) = (
+            KeywordIndex.scope(user: "alice"), KeywordIndex.scope(user: "bob"), KeywordIndex.scope(user: "carol")
+        )
+        // 1_700_000_000_000 is 14 November 2023.
+        let day = ["14", "2023", "novemb"]
+        let expected =
+            [alice, bob, carol] + ["ana", "plai", "violin"].map { alice + "\u{1}" + $0 }
+            + ["violin"].map { bob + "\u{1}" + $0 }
+            + ["42", "plant", bob, "violin"].map { carol + "\u{1}" + $0 }
+            + [alice, bob, carol].flatMap { scope in day.map { scope + "\u{1}" + $0 } }
+        #expect(try indexTerms(temporary.path) == expected.sorted())
+        let reopened = try MemoryStore(path: temporary.path)
+        #expect(try keyword(reopened, "violin", user: "bob") == ["b"])
+        #expect(try keyword(reopened, "42 planted violins", user: "carol") == ["c"])
+        #expect(try keyword(reopened, "november", user: "alice") == ["a"])
+        reopened.close()
+    }
+
+    /// A file whose keyword index shares its words among users (schema 13) is indexed again
+    /// when opened, each user's words apart.
+    @Test func aSharedKeywordIndexIsRebuiltWhenOpened() throws {
+        do {
+            let store = try MemoryStore(path: temporary.path, dimension: 3)
+            try store.add([
+                turn("a", "the blue guitar", user: "alice", speaker: "Mel"), turn("b", "a blue bicycle", user: "bob"),
+            ])
+            store.close()
+            let database = try Database(path: temporary.path)
+            try database.execute(
+                """
+                DROP TABLE memory_terms;
+                CREATE VIRTUAL TABLE memory_terms USING fts5(
+                    scope, speaker, text, day, tokenize = 'porter unicode61 remove_diacritics 2');
+                INSERT INTO memory_terms (rowid, scope, speaker, text, day)
+                    SELECT seq, user, coalesce(speaker, ''), text, '' FROM memories;
+                PRAGMA user_version = 13;
+                """)
+            database.close()
+        }
+        let store = try MemoryStore(path: temporary.path)
+        #expect(try keyword(store, "blue", user: "alice") == ["a"])
+        #expect(try keyword(store, "Mel", user: "alice") == ["a"])
+        #expect(try keyword(store, "blue", user: "bob") == ["b"])
+        store.close()
+        #expect(try MemoryStore.check(path: temporary.path).problems == [])
+        #expect(try !indexTerms(temporary.path).contains("blue"))
+    }
+
     /// Replaced, updated, deleted and forgotten memories leave the keyword index as the table is,
     /// also after reopening; `check` compares the two row by row.
     @Test func theKeywordIndexFollowsEveryWrite() throws {
@@ -522,13 +591,13 @@ import VectorIndex
         try store.add(texts.enumerated().map { turn("m\($0.offset)", $0.element, user: "u", speaker: "Ana") })
         for query in ["violin", "violin teacher", "sister cello", "cello", "Porto May concert", "ana"] {
             let ours = try scores(store, query, user: "u")
-            let terms = KeywordIndex.terms(query).map { "\"\($0)\"" }.joined(separator: " OR ")
+            let match = KeywordIndex.matchExpression(user: "u", terms: KeywordIndex.terms(query))
             let theirs = try store.withReader { database in
                 let rows = try database.prepare(
                     // FTS5's own BM25 over speaker, text and day (the scope weighs nothing).
                     "SELECT m.id, -bm25(memory_terms, 0.0, 1.0, 1.0, 1.0) FROM memory_terms JOIN memories m ON m.seq = memory_terms.rowid WHERE memory_terms MATCH ?"
                 )
-                try rows.bind(["{speaker text day} : (\(terms))"])
+                try rows.bind([match])
                 var scores: [String: Float] = [:]
                 while try rows.step() { scores[rows.string(at: 0)!] = Float(rows.double(at: 1)) }
                 return scores
