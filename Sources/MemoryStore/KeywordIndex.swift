@@ -33,15 +33,18 @@ enum KeywordIndex {
     /// The most distinct words of a query that are searched (the first ones).
     static let maximumTerms = 64
 
-    /// The one token of a user's rows: FNV-1a of the user's bytes, in decimal (digits are never
-    /// stemmed).
+    /// The one token of a user's rows: FNV-1a of the user's bytes, its low 40 bits in decimal
+    /// (digits are never stemmed). Every term of the user's words begins with it, so it is kept
+    /// short: at most 13 digits, where all 64 bits took 20 and made an import's keyword writes
+    /// slower (docs/BENCHMARKS.md). Among a million users, one shares its token with another
+    /// with a chance of about one in a million, which costs time, never a wrong hit.
     static func scope(user: String) -> String {
         var hash: UInt64 = 0xcbf2_9ce4_8422_2325
         for byte in user.utf8 {
             hash ^= UInt64(byte)
             hash = hash &* 0x0000_0100_0000_01b3
         }
-        return String(hash)
+        return String(hash & 0xFF_FFFF_FFFF)
     }
 
     /// `text` in the scope of `user`'s rows: the scope, the separator the `scoped` tokenizer
