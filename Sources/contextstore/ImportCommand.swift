@@ -71,7 +71,7 @@ struct ImportCommand: AsyncParsableCommand {
         let progress = ProgressReporter()
         // Straight into a file, a larger transaction costs nothing a server would feel, and each
         // commit flushes the keyword index (docs/BENCHMARKS.md: 10,000 rows a batch imported 100K
-        // rows 13-23% faster than 1,000).
+        // rows 9-24% faster than 1,000).
         let importer = Importer(batchSize: batch ?? (db == nil ? 1000 : 10_000), inFlight: inFlight, strict: strict)
         let report: @Sendable (ImportFailure) -> Void = { failure in
             printError("line \(failure.line): \(failure.reason)")
