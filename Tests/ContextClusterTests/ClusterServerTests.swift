@@ -21,7 +21,7 @@ import Testing
 
         init(
             postgres: [PostgresServer], through ports: [Int]? = nil, folder: String, ranges: Int = 8,
-            copies: Int = 2, lease: Duration = .seconds(30), deadline: Duration = .seconds(60),
+            copies: Int = 2, lease: Duration = .seconds(30), deadline: Duration = .seconds(120),
             following: ClusterNode.Following = ClusterNode.Following(), snapshotEvery: Int64 = 10_000
         ) async throws {
             self.folder = folder
