@@ -47,18 +47,19 @@ enum KeywordIndex {
         return String(hash & 0xFF_FFFF_FFFF)
     }
 
-    /// `text` in the scope of `user`'s rows: the scope, the separator the `scoped` tokenizer
-    /// looks for, then the text, whose every token the tokenizer prefixes with the scope.
-    static func scoped(_ text: String, user: String) -> String {
-        scope(user: user) + "\u{1}" + text
+    /// `text` in a scope (`scope(user:)`): the scope, the separator the `scoped` tokenizer looks
+    /// for, then the text, whose every token the tokenizer prefixes with the scope.
+    static func scoped(_ text: String, scope: String) -> String {
+        scope + "\u{1}" + text
     }
 
     /// A memory's keyword row after its rowid: scope, speaker, text, day (what `index`, the
     /// migration's fill and `check` all write or expect).
     static func columns(user: String, speaker: String?, text: String, createdAt: Int64) -> [String] {
-        [
-            scope(user: user), scoped(speaker ?? "", user: user), scoped(text, user: user),
-            scoped(EmbedTemplate.day(createdAt), user: user),
+        let scope = scope(user: user)
+        return [
+            scope, scoped(speaker ?? "", scope: scope), scoped(text, scope: scope),
+            scoped(EmbedTemplate.day(createdAt), scope: scope),
         ]
     }
 
@@ -85,7 +86,8 @@ enum KeywordIndex {
         func quoted(_ text: String) -> String {
             "\"" + text.split(separator: "\"", omittingEmptySubsequences: false).joined(separator: "\"\"") + "\""
         }
-        return "{speaker text day} : (" + terms.map { quoted(scoped($0, user: user)) }.joined(separator: " OR ") + ")"
+        let scope = scope(user: user)
+        return "{speaker text day} : (" + terms.map { quoted(scoped($0, scope: scope)) }.joined(separator: " OR ") + ")"
     }
 
     /// The tokens of every column of each of `user`'s rows (FTS5's record of them).
