@@ -15,7 +15,8 @@ import VectorIndex
 /// someone is most often answered by what they said), and each memory is credited
 /// `sessionCredit` times the sum of the best `sessionBest` scores in its session, itself
 /// included (a conversation that answers part of a question often answers the rest). Each side
-/// offers `pool(k:)` candidates. With `half_life`, the relevance (the fused score, or
+/// offers `pool(k:)` candidates; a compact flat index scores its side's best k exactly and the
+/// rest of its pool by their codes (`FlatIndex.search`, `exactTop`). With `half_life`, the relevance (the fused score, or
 /// 1 / (c + r) for one side) is multiplied by `recency`. docs/BENCHMARKS.md has what each part
 /// measured on LoCoMo.
 extension MemoryStore {
@@ -93,7 +94,7 @@ extension MemoryStore {
                 ? []
                 : try self.vectorHits(
                     state, user: request.user, query: query, k: candidates, filter: rows, allowed: allowed,
-                    ef: request.ef, exact: request.exact)
+                    ef: request.ef, exact: request.exact, exactTop: fused ? request.k : nil)
             let keyword = keywordHits.compactMap { hit -> SearchHit? in
                 // A row committed after the state was read, or another user's under the same scope token.
                 guard let handle = state.handleOfSeq[hit.seq],

@@ -566,9 +566,11 @@ public final class MemoryStore: Sendable {
 
     /// The vector side of a search: `user`'s `k` best rows for `query` (prepared by `storable`)
     /// that pass `filter` and, when it is given, are among `allowed` (handles), best first.
+    /// `exactTop`: a compact flat index scores only the best `exactTop` exactly, the rest of the
+    /// `k` by their codes (`FlatIndex.search`); nil: all.
     func vectorHits(
         _ state: borrowing State, user: String, query: [Float], k: Int, filter: RowFilter, allowed: Set<Int32>?,
-        ef: Int?, exact: Bool
+        ef: Int?, exact: Bool, exactTop: Int? = nil
     ) throws -> [SearchHit] {
         guard let flat = state.flat else { return [] }
         guard query.count == flat.dimension else {
@@ -605,7 +607,8 @@ public final class MemoryStore: Sendable {
                 flat.keepsVectors
                 ? nil
                 : { [records = state.records] in try self.exactScores(flat, records, handles: $0, query: query) }
-            hits = try flat.search(user: user, query: query, k: k, filter: filter, exact: exact, rescore: rescore)
+            hits = try flat.search(
+                user: user, query: query, k: k, filter: filter, exact: exact, exactTop: exactTop, rescore: rescore)
         }
         if let windows = state.windows, windows.count(user: user) > 0 {
             let rows =

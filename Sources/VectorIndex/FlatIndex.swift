@@ -453,13 +453,19 @@ public struct FlatIndex: Sendable {
     /// - Parameters:
     ///   - exact: The ground truth: float32 storage scans the float32 rows, never the int8
     ///     codes; compact storage rescores every row that passes the filter.
+    ///   - exactTop: For compact storage with `rescore`, when only the best `exactTop` of the
+    ///     `k` hits need exact scores (a fused search's deep pool, where a place more or less
+    ///     moves a fused score by little): the `rescoredCandidates(k: exactTop)` best rows by
+    ///     their codes are rescored and come first, ranked exactly, and the rest of the `k` best
+    ///     by the codes follow, ranked and scored by their estimates. Each rescored row is a
+    ///     read of the file, so a pool of 200 costs 26 reads, not 300. Nil: every hit exact.
     ///   - rescore: For compact storage, the exact scores of the candidates its codes choose
     ///     (`rescoredCandidates(k:)` of them); without it, the codes' estimates are the scores.
     ///     Float32 storage scores exactly itself and never calls it.
     /// - Precondition: `query.count == dimension`, `k > 0`.
     public func search(
         user: String, query: [Float], k: Int, filter: RowFilter = RowFilter(), exact: Bool = false,
-        rescore: Rescore? = nil
+        exactTop: Int? = nil, rescore: Rescore? = nil
     ) rethrows -> [SearchHit] {
         precondition(query.count == dimension && k > 0)
         guard let partition = partitions[ExactString(user)] else { return [] }
@@ -491,12 +497,20 @@ public struct FlatIndex: Sendable {
             let estimates =
                 storage == .float16
                 ? halfEstimates(partition, query: query) : int8Estimates(partition, query: query)
+            // An estimate of l2 is 2 x.q - |x|^2, that is |q|^2 - |x - q|^2.
+            func estimated(_ row: Int) -> Float { metric == .l2 ? estimates[row] - queryNorm : estimates[row] }
             guard rescore != nil else {
                 let candidates = candidateRows(estimates, in: partition, count: k, filter: filter)
-                // An estimate of l2 is 2 x.q - |x|^2, that is |q|^2 - |x - q|^2.
-                return ranked(
-                    candidates, scores: candidates.map { metric == .l2 ? estimates[$0] - queryNorm : estimates[$0] },
-                    in: partition, k: k)
+                return ranked(candidates, scores: candidates.map(estimated), in: partition, k: k)
+            }
+            if !exact, let exactTop, rescoredCandidates(k: exactTop) < rescoredCandidates(k: k) {
+                let pool = candidateRows(estimates, in: partition, count: k, filter: filter)
+                let byEstimate = ranked(pool, scores: pool.map(estimated), in: partition, k: k)
+                // The rows of the best by estimate: `pool` holds each row once.
+                let heads = Set(byEstimate.prefix(rescoredCandidates(k: exactTop)).map(\.handle))
+                let head = pool.filter { heads.contains(partition.handles[$0]) }
+                let scores = try rescore?(head.map { partition.handles[$0] }) ?? []
+                return ranked(head, scores: scores, in: partition, k: head.count) + byEstimate.dropFirst(head.count)
             }
             let candidates = candidateRows(
                 estimates, in: partition, count: exact ? n : rescoredCandidates(k: k), filter: filter)

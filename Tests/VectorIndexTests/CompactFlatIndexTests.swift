@@ -83,6 +83,36 @@ import Testing
         #expect(Set(asked).count == asked.count)
     }
 
+    /// A deep pool with only its best hits exact (`exactTop`, as a fused search asks): the owner
+    /// is asked for `rescoredCandidates(k: exactTop)` rows, those come first in their exact order
+    /// (the same hits as an exact search of `exactTop`), and the rest of the pool follows in the
+    /// order of the codes, with their estimates as scores.
+    @Test(arguments: compact, Metric.allCases)
+    func aDeepPoolRescoresOnlyItsHead(storage: VectorStorage, metric: Metric) {
+        let fixture = Fixture(storage: storage, metric: metric)
+        var generator = SplitMix64(state: 5)
+        for filter in [RowFilter(), RowFilter(session: "s2")] {
+            let query = metric.prepared(randomVector(32, using: &generator))
+            var asked: [Int32] = []
+            let got = fixture.index.search(user: "u", query: query, k: 200, filter: filter, exactTop: 10) {
+                asked = $0
+                return fixture.rescore($0, query: query)
+            }
+            let head = fixture.index.rescoredCandidates(k: 10)
+            #expect(asked.count == head && Set(asked).count == head)
+            #expect(got.count == 200 && Set(got.map(\.id)).count == 200)
+            let exact = referenceSearch(rows: fixture.rows, query: query, metric: metric, k: 10, filter: filter)
+            #expect(got.prefix(10).map(\.id) == exact.map(\.id), "\(storage) \(metric)")
+            #expect(Set(got.prefix(head).map(\.handle)) == Set(asked))
+            // The rest: the codes' next best, in their order, each scored by its estimate.
+            let estimated = fixture.index.search(user: "u", query: query, k: 200, filter: filter)
+            #expect(Set(got.map(\.id)) == Set(estimated.map(\.id)))
+            #expect(Array(got.dropFirst(head)) == Array(estimated.filter { !asked.contains($0.handle) }))
+            let passing = Set(fixture.rows.filter { filter.matches($0.attributes) }.map(\.id))
+            #expect(got.allSatisfy { passing.contains($0.id) })
+        }
+    }
+
     /// A row the owner no longer has (scored -infinity) is left out, not returned last.
     @Test(arguments: compact)
     func aRowTheOwnerLostIsLeftOut(storage: VectorStorage) {
@@ -248,12 +278,14 @@ import Testing
         }
         for kernel in kernels {
             for (row, query) in [(127, -127), (127, 127), (-127, 127), (-127, -127)] as [(Int8, Int8)] {
-                var out: [Float] = [0]
+                // Five rows: a form that takes rows four at a time sums both ways.
+                var out = [Float](repeating: 0, count: 5)
                 ck_dot_i8_rows_with(
-                    kernel, [Int8](repeating: query, count: n), 1, [Int8](repeating: row, count: n), [1], nil, n, 1,
-                    &out)
+                    kernel, [Int8](repeating: query, count: n), 1, [Int8](repeating: row, count: 5 * n),
+                    [Float](repeating: 1, count: 5), nil, n, 5, &out)
                 let name = String(cString: ck_i8_rows_name(kernel))
-                #expect(out == [Float(Int(row) * Int(query) * n)], "\(name), \(row) x \(query)")
+                #expect(
+                    out == [Float](repeating: Float(Int(row) * Int(query) * n), count: 5), "\(name), \(row) x \(query)")
             }
         }
     }
