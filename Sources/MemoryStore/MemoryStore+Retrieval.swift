@@ -16,9 +16,9 @@ import VectorIndex
 /// `sessionCredit` times the sum of the best `sessionBest` scores in its session, itself
 /// included (a conversation that answers part of a question often answers the rest). Each side
 /// offers `pool(k:)` candidates; a compact flat index scores its side's best k exactly and the
-/// rest of its pool by their codes (`FlatIndex.search`, `exactTop`). With `half_life`, the relevance (the fused score, or
-/// 1 / (c + r) for one side) is multiplied by `recency`. docs/BENCHMARKS.md has what each part
-/// measured on LoCoMo.
+/// rest of its pool by their codes (`FlatIndex.search`, `exactTop`). With `half_life`, the
+/// relevance (the fused score, or 1 / (c + r) for one side) is multiplied by `recency`.
+/// docs/BENCHMARKS.md has what each part measured on LoCoMo.
 extension MemoryStore {
     /// The c of 1 / (c + rank).
     public static let fusionConstant: Float = 10
