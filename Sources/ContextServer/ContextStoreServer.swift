@@ -60,7 +60,8 @@ public struct ServerConfiguration: Sendable {
     public var shutdownGrace: TimeAmount
     /// Event loop threads; searches run on these.
     public var threads: Int
-    /// How often expired memories are purged (on the writer thread, between writes).
+    /// How often expired memories are purged and the keyword index's segments merged a few
+    /// steps (on the writer thread, between writes).
     public var purgeInterval: TimeAmount = .seconds(1)
     /// How `prompt` counts tokens, and the templates it may name.
     public var prompts = PromptSettings()
@@ -109,6 +110,10 @@ public struct ServerConfiguration: Sendable {
 
 /// The TCP server of protocol v1: line-delimited JSON over one listening socket.
 public final class ContextStoreServer: Sendable {
+    /// The most steps of merging the keyword index (`MemoryStore.mergeKeywordSegments`, about
+    /// 256 KB written each) a space takes per `purgeInterval`.
+    static let keywordMergeSteps = 16
+
     private let stores: Stores
     private let context: ServerContext
     private let configuration: ServerConfiguration
@@ -329,6 +334,17 @@ public final class ContextStoreServer: Sendable {
                         if let purge = try store.purgeCommand() { _ = try stores.write(purge, only: store) }
                     } catch {
                         logger.error("purging expired memories failed", metadata: ["error": "\(error)"])
+                    }
+                }
+                // The keyword index's segments merged, a few bounded steps a tick, so that a
+                // search looks its words up in few of them (see `MemoryStore.mergeKeywordSegments`).
+                for store in stores.all {
+                    do {
+                        for _ in 0..<Self.keywordMergeSteps {
+                            guard try store.mergeKeywordSegments() else { break }
+                        }
+                    } catch {
+                        logger.error("merging the keyword index failed", metadata: ["error": "\(error)"])
                     }
                 }
             }

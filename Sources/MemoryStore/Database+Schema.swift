@@ -156,6 +156,8 @@ extension Database {
                     scope, speaker, text, day, tokenize = '\(KeywordIndex.tokenizer)');
                 """,
             fill: { database, log in try KeywordIndex.fill(database, log: log) }),
+        // 15: the keyword index's merges take two segments of a level (see KeywordIndex.merge).
+        Migration(stringLiteral: KeywordIndex.pairwiseMerges),
     ]
 
     /// Applies the migrations this database lacks, each in its own transaction.

@@ -119,6 +119,10 @@ final class Database {
     /// Rows changed by the most recent INSERT, UPDATE or DELETE.
     var changes: Int { Int(sqlite3_changes64(connection)) }
 
+    /// Rows changed since the connection opened, by every statement (FTS5's own writes of its
+    /// index included).
+    var totalChanges: Int { Int(sqlite3_total_changes64(connection)) }
+
     /// Whether a transaction is open (SQLite is not in autocommit mode).
     var inTransaction: Bool { sqlite3_get_autocommit(connection) == 0 }
 

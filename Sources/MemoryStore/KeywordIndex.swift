@@ -30,6 +30,69 @@ enum KeywordIndex {
     static let table = "memory_terms"
     static let tokenizer = "scoped porter unicode61 remove_diacritics 2"
 
+    /// FTS5 writes the words of each transaction as a new segment of the index, and merges a
+    /// level's segments into the next when the level holds four (its `automerge`). A search
+    /// looks each of its words up in every segment; since each user's words are apart, a word's
+    /// postings in a segment are few, and these lookups are most of a small user's search. So
+    /// the index is merged further, a bounded step at a time (`merge`): a level's segments in
+    /// pairs (`usermerge` 2, set by migration 15), until each level holds at most one. Merged
+    /// with FTS5's own command, never its `optimize`, which puts the result a level above the
+    /// highest and, repeated, would grow the levels without bound.
+    static let pairwiseMerges = "INSERT INTO memory_terms(memory_terms, rank) VALUES('usermerge', 2);"
+
+    /// One step of merging, writing about `?1` pages of the index (FTS5's `merge` command). It
+    /// changed nothing when `sqlite3_total_changes` moved by less than two.
+    static let merge = "INSERT INTO memory_terms(memory_terms, rank) VALUES('merge', ?1)"
+
+    /// The pages (of 4 KB) one step of merging writes at most: a few milliseconds that a write
+    /// may wait behind.
+    static let mergePages = 64
+
+    /// Why the keyword index's structure record could not be read.
+    struct MalformedStructure: Error, CustomStringConvertible {
+        var description: String
+    }
+
+    /// How many segments each level of the index holds, the lowest first, from FTS5's structure
+    /// record (row 10 of `memory_terms_data`): a 4-byte cookie, then SQLite varints: the levels,
+    /// the segments, a write counter, then for each level its merge state and its segments, and
+    /// for each segment its id and first and last page.
+    static func segmentsPerLevel(_ database: Database) throws -> [Int] {
+        let row = try database.prepare("SELECT block FROM memory_terms_data WHERE id = 10")
+        guard try row.step() else { throw MalformedStructure(description: "no structure record") }
+        let record = row.bytes(at: 0)
+        var position = 4
+        func varint() throws -> Int {
+            var value = 0
+            for length in 1...9 {
+                guard position < record.count else {
+                    throw MalformedStructure(description: "the structure record ends early")
+                }
+                let byte = record[position]
+                position += 1
+                if length == 9 { return (value << 8) | Int(byte) }
+                value = (value << 7) | Int(byte & 0x7F)
+                if byte & 0x80 == 0 { break }
+            }
+            return value
+        }
+        let levels = try varint()
+        _ = try varint()
+        _ = try varint()
+        guard (0...record.count).contains(levels) else {
+            throw MalformedStructure(description: "the structure record counts \(levels) levels")
+        }
+        return try (0..<levels).map { _ in
+            _ = try varint()
+            let segments = try varint()
+            guard (0...record.count).contains(segments) else {
+                throw MalformedStructure(description: "a level of the structure record counts \(segments) segments")
+            }
+            for _ in 0..<3 * segments { _ = try varint() }
+            return segments
+        }
+    }
+
     /// The most distinct words of a query that are searched (the first ones).
     static let maximumTerms = 64
 

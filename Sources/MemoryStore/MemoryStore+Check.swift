@@ -18,6 +18,9 @@ public struct CheckReport: Sendable, Equatable {
     public var appliedIndex: Int64 = 0
     /// The space's digest (see `MemoryStore.digest`); empty when the file could not be read.
     public var digest = ""
+    /// How many segments each level of the keyword index holds, the lowest level first
+    /// (`KeywordIndex.merge`); empty when the file could not be read.
+    public var keywordSegments: [Int] = []
 
     public var isSound: Bool { problems.isEmpty }
 }
@@ -141,8 +144,14 @@ extension MemoryStore {
                 }
             }
         }
+        var segments: [Int] = []
         if try database.scalarInt(SQL.Check.hasKeywordIndex) > 0 {
             checkKeywords(database, memories: memories.count, report: report)
+            do {
+                segments = try KeywordIndex.segmentsPerLevel(database)
+            } catch {
+                report("the keyword index's structure cannot be read: \(error)")
+            }
         }
         var nodes: [Int32: [[Int32]]] = [:]
         var indexed: Set<Int64> = []
@@ -177,6 +186,6 @@ extension MemoryStore {
         let (digest, appliedIndex) = try Self.digest(of: database, user: nil)
         return CheckReport(
             index: index.name, memories: memories.count, nodes: nodes.count, problems: problems,
-            appliedIndex: appliedIndex, digest: digest)
+            appliedIndex: appliedIndex, digest: digest, keywordSegments: segments)
     }
 }

@@ -47,6 +47,9 @@ struct CheckCommand: ParsableCommand {
         }
         print("\(path): \(report.index) space, \(report.memories) memories, \(report.nodes) graph nodes")
         print("\(path): applied index \(report.appliedIndex), digest \(report.digest)")
+        print(
+            "\(path): keyword index of \(report.keywordSegments.reduce(0, +)) segments in "
+                + "\(report.keywordSegments.count) levels")
         return report
     }
 }

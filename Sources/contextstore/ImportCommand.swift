@@ -92,6 +92,12 @@ struct ImportCommand: AsyncParsableCommand {
             summary = try await importer.run(
                 source, into: DatabaseSink(store: store, embedder: embedder), onFailure: report,
                 onProgress: progress.update)
+            // A file just filled is merged now, not by the first server to open it.
+            do {
+                try store.mergeKeywordSegmentsFully()
+            } catch let error as StoreError {
+                throw fail("merging the keyword index of \(db) failed: \(error.message)")
+            }
         } else {
             let client: ContextStoreClient
             do {

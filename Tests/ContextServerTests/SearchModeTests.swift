@@ -2,6 +2,7 @@ import ContextClient
 import ContextModel
 import ContextProtocol
 import Foundation
+import Logging
 import MemoryStore
 import NIOCore
 import Testing
@@ -51,6 +52,40 @@ import Testing
         socket.send(#"{"op":"search","user":"u","query":"violin","mode":"vector"}"# + "\n")
         #expect(try object(socket.readLine())["error"]?.objectValue?["code"] == .string("no_embedder"))
         await server.stop()
+    }
+
+    /// Adds one at a time leave the keyword index in many segments; the server merges them in
+    /// the background until each level holds at most one.
+    @Test func theKeywordIndexIsMergedInTheBackground() async throws {
+        let server = try await TestServer(dimension: 2) { $0.purgeInterval = .seconds(3600) }
+        let client = try await server.client()
+        for i in 0..<45 {
+            try await client.addBatch([
+                NewMemory(id: "m\(i)", user: "u", text: "word\(i % 9) and more", vector: [1, 0])
+            ])
+        }
+        let path = server.folder.path + "/space.db"
+        #expect(try MemoryStore.check(path: path).keywordSegments.contains { $0 > 1 })
+        await client.close()
+        await server.stop()
+        // Served again, with the upkeep every 100 ms; on a loaded machine, given up to 10 s.
+        let store = try MemoryStore(path: path)
+        var configuration = ServerConfiguration(host: "127.0.0.1", port: 0, threads: 2)
+        configuration.purgeInterval = .milliseconds(100)
+        let again = try await ContextStoreServer(
+            store: store, configuration: configuration, logger: Logger(label: "test"))
+        var segments = try MemoryStore.check(path: path).keywordSegments
+        for _ in 0..<100 where segments.contains(where: { $0 > 1 }) {
+            try await Task.sleep(for: .milliseconds(100))
+            segments = try MemoryStore.check(path: path).keywordSegments
+        }
+        #expect(segments.allSatisfy { $0 <= 1 })
+        let connection = try await ContextStoreClient.connect(host: "127.0.0.1", port: again.port)
+        let found = try await connection.search(SearchRequest(user: "u", text: "word4", mode: .keyword, k: 10))
+        #expect(Set(found.map(\.memory.id)) == ["m4", "m13", "m22", "m31", "m40"])
+        await connection.close()
+        await again.shutdown()
+        store.close()
     }
 
     /// A memory with a ttl is returned until it expires, then by nothing, and the server purges

@@ -69,7 +69,8 @@ import VectorIndex
         #expect(
             report
                 == CheckReport(
-                    index: "hnsw", memories: 1200, nodes: 1200, problems: [], appliedIndex: 4, digest: report.digest))
+                    index: "hnsw", memories: 1200, nodes: 1200, problems: [], appliedIndex: 4, digest: report.digest,
+                    keywordSegments: report.keywordSegments))
 
         store = try MemoryStore(path: temporary.path)  // the index comes from the file
         #expect(try store.digest() == (report.digest, 4))

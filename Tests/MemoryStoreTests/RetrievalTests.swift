@@ -94,6 +94,40 @@ import VectorIndex
         reopened.close()
     }
 
+    /// Writes in transactions of their own leave the keyword index in many segments; merging
+    /// them, step by step, leaves at most one a level and the same hits with the same scores.
+    @Test func theKeywordIndexIsMergedUntilEachLevelHoldsOneSegment() throws {
+        let store = try MemoryStore(path: temporary.path, dimension: 3)
+        let words = ["violin", "garden", "porto", "lisbon", "coffee", "train", "river"]
+        for i in 0..<45 {
+            try store.add([
+                turn(
+                    "m\(i)", "\(words[i % 7]) by the \(words[(i / 7) % 7]), day \(i % 5)",
+                    user: i % 3 == 0 ? "alice" : "bob", at: Int64(i))
+            ])
+        }
+        let before = try MemoryStore.check(path: temporary.path).keywordSegments
+        #expect(before.contains { $0 > 1 })
+        func searches() throws -> [[String]] {
+            try ["violin garden", "porto by the river", "day 3", "coffee lisbon train"].flatMap { text in
+                try ["alice", "bob"].map { user in
+                    try store.search(SearchRequest(user: user, text: text, mode: .keyword, k: 45)).map {
+                        "\($0.memory.id) \($0.score)"
+                    }
+                }
+            }
+        }
+        let asked = try searches()
+        #expect(asked.allSatisfy { !$0.isEmpty })
+        #expect(try store.mergeKeywordSegmentsFully() > 0)
+        let after = try MemoryStore.check(path: temporary.path)
+        #expect(after.problems == [] && after.keywordSegments.allSatisfy { $0 <= 1 })
+        #expect(after.keywordSegments.reduce(0, +) < before.reduce(0, +))
+        #expect(try !store.mergeKeywordSegments())
+        #expect(try searches() == asked)
+        store.close()
+    }
+
     /// A file whose keyword index shares its words among users (schema 13) is indexed again
     /// when opened, each user's words apart.
     @Test func aSharedKeywordIndexIsRebuiltWhenOpened() throws {
