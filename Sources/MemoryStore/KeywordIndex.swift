@@ -186,7 +186,9 @@ enum KeywordIndex {
     /// occurrences in speaker, text and day), over the rows of one user: `rows` and `tokens`
     /// are that user's row count and tokens (all columns), `holding[t]` how many of its rows
     /// hold term t, `occurrences[t]` how often this row does, `length` this row's tokens.
-    static func bm25(rows: Int, tokens: Int, holding: [Int], occurrences: [Int], length: Int) -> Double {
+    static func bm25<Counts: Collection>(
+        rows: Int, tokens: Int, holding: [Int], occurrences: Counts, length: Int
+    ) -> Double where Counts.Element: BinaryInteger {
         let (k1, b) = (1.2, 0.75)
         let averageLength = Double(tokens) / Double(max(1, rows))
         var score = 0.0

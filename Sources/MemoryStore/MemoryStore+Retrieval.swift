@@ -318,64 +318,57 @@ extension MemoryStore {
         let terms = KeywordIndex.terms(text)
         guard !terms.isEmpty else { return [] }
         let generation = changes.generation(of: user)
-        // Each row of the user holding a word: how often it holds each.
-        var found: [Int64: [Int]] = [:]
-        var lengths: [Int64: Int] = [:]
-        let totals = try withReader { database -> KeywordTotals in
-            // The user's rows holding a word, each with its tokens and each word's count.
-            var counts: [Int64: [Int32]] = [:]
-            let matches = try database.cachedStatement(KeywordIndex.matches)
-            try matches.bind([KeywordIndex.matchExpression(user: user, terms: terms)])
-            while try matches.step() {
-                let row = matches.int32s(at: 1)
-                if row.count == terms.count + 1 { counts[matches.int64(at: 0)] = row }
-            }
-            matches.reset()
-            // Two users' scope tokens may be the same: the rows of others are left out.
-            state.read { state in
-                for (seq, row) in counts {
-                    guard let handle = state.handleOfSeq[seq], let owner = state.records[Int(handle)]?.user,
-                        owner.bytewiseEquals(user)
-                    else { continue }
-                    found[seq] = row.dropFirst().map(Int.init)
-                    lengths[seq] = Int(row[0])
-                }
-            }
-            return try keywordTotals(user: user, generation: generation, database)
-        }
-        // How many of the user's rows hold each word.
-        var holding = Array(repeating: 0, count: terms.count)
-        for occurrences in found.values {
-            for (term, count) in occurrences.enumerated() where count > 0 { holding[term] += 1 }
-        }
-        // The filter (and expiry, and validity) narrows what is returned, not the statistics.
-        var visible = RowFilter()
-        visible.validAt = filter.rows.validAt
-        let records = state.read { state in
-            if state.expiring > 0 { visible.liveAt = now }
-            return found.keys.map { seq in (seq, state.handleOfSeq[seq]) }
-        }
-        var allowed: Set<Int32>?
         // Validity is tested on the records, below; what else the filter asks, through SQL.
         var conditions = filter
         conditions.rows.validAt = nil
-        if !conditions.isEmpty {
-            allowed = try matchingHandles(user, conditions, now)
+        let allowed = conditions.isEmpty ? nil : try matchingHandles(user, conditions, now)
+        // Each row holding a word, side by side: its `seq`, and in `counts`, from `row * stride`,
+        // its tokens and how often it holds each word (`term_counts`).
+        let stride = terms.count + 1
+        var seqs: [Int64] = []
+        var counts: [Int32] = []
+        let totals = try withReader { database -> KeywordTotals in
+            let matches = try database.cachedStatement(KeywordIndex.matches)
+            try matches.bind([KeywordIndex.matchExpression(user: user, terms: terms)])
+            while try matches.step() {
+                let read = matches.appendInt32s(at: 1, to: &counts)
+                if read == stride {
+                    seqs.append(matches.int64(at: 0))
+                } else {
+                    counts.removeLast(read)
+                }
+            }
+            matches.reset()
+            return try keywordTotals(user: user, generation: generation, database)
+        }
+        // The user's rows (two users' scope tokens may be the same: the rows of others are left
+        // out of everything, statistics included), and of those, the ones the filter (and expiry,
+        // and validity) lets through: the filter narrows what is returned, not the statistics.
+        var visible = RowFilter()
+        visible.validAt = filter.rows.validAt
+        var holding = Array(repeating: 0, count: terms.count)
+        var returned: [Int] = []
+        state.read { state in
+            if state.expiring > 0 { visible.liveAt = now }
+            for row in seqs.indices {
+                guard let handle = state.handleOfSeq[seqs[row]], let record = state.records[Int(handle)],
+                    record.user.bytewiseEquals(user)
+                else { continue }
+                for term in 0..<terms.count where counts[row * stride + 1 + term] > 0 { holding[term] += 1 }
+                if let allowed, !allowed.contains(handle) { continue }
+                if !visible.isEmpty, !visible.matches(record.attributes) { continue }
+                returned.append(row)
+            }
         }
         var hits: [KeywordHit] = []
-        hits.reserveCapacity(found.count)
-        for (seq, handle) in records {
-            guard let handle else { continue }
-            if let allowed, !allowed.contains(handle) { continue }
-            if !visible.isEmpty,
-                !state.read({ $0.records[Int(handle)].map { visible.matches($0.attributes) } ?? false })
-            {
-                continue
+        hits.reserveCapacity(returned.count)
+        for row in returned {
+            let score = counts.withUnsafeBufferPointer { counts in
+                KeywordIndex.bm25(
+                    rows: totals.rows, tokens: totals.tokens, holding: holding,
+                    occurrences: counts[(row * stride + 1)..<((row + 1) * stride)], length: Int(counts[row * stride]))
             }
-            let score = KeywordIndex.bm25(
-                rows: totals.rows, tokens: totals.tokens, holding: holding, occurrences: found[seq]!,
-                length: lengths[seq] ?? 0)
-            hits.append(KeywordHit(seq: seq, score: Float(score)))
+            hits.append(KeywordHit(seq: seqs[row], score: Float(score)))
         }
         hits.sort { $0.score != $1.score ? $0.score > $1.score : $0.seq < $1.seq }
         return Array(hits.prefix(limit))

@@ -145,6 +145,17 @@ final class Statement {
     /// Reads a little-endian int32 BLOB.
     func int32s(at column: Int32) -> [Int32] { values(at: column) }
 
+    /// Appends the values of a little-endian int32 BLOB to `values`; returns how many.
+    func appendInt32s(at column: Int32, to values: inout [Int32]) -> Int {
+        let count = Int(sqlite3_column_bytes(handle, column)) / MemoryLayout<Int32>.size
+        guard count > 0, let blob = sqlite3_column_blob(handle, column) else { return 0 }
+        let bytes = UnsafeRawBufferPointer(start: blob, count: count * MemoryLayout<Int32>.size)
+        for i in 0..<count {
+            values.append(bytes.loadUnaligned(fromByteOffset: i * MemoryLayout<Int32>.size, as: Int32.self))
+        }
+        return count
+    }
+
     private func values<Value: BitwiseCopyable>(at column: Int32) -> [Value] {
         let byteCount = Int(sqlite3_column_bytes(handle, column))
         guard byteCount > 0, let blob = sqlite3_column_blob(handle, column) else { return [] }
