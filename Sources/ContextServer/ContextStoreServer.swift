@@ -114,6 +114,17 @@ public final class ContextStoreServer: Sendable {
     /// 256 KB written each) a space takes per `purgeInterval`.
     static let keywordMergeSteps = 16
 
+    /// Up to `steps` steps of merging `store`'s keyword index, one task on `pool` each, until
+    /// a step finds nothing to merge.
+    private static func mergeKeywordSegments(
+        of store: MemoryStore, steps: Int, on pool: NIOThreadPool, _ loop: any EventLoop
+    ) -> EventLoopFuture<Void> {
+        pool.runIfActive(eventLoop: loop) { try store.mergeKeywordSegments() }.flatMap { merged in
+            guard merged, steps > 1 else { return loop.makeSucceededVoidFuture() }
+            return mergeKeywordSegments(of: store, steps: steps - 1, on: pool, loop)
+        }
+    }
+
     private let stores: Stores
     private let context: ServerContext
     private let configuration: ServerConfiguration
@@ -326,7 +337,8 @@ public final class ContextStoreServer: Sendable {
         let interval = configuration.purgeInterval
         self.purge = group.next().scheduleRepeatedAsyncTask(initialDelay: interval, delay: interval) {
             [stores, logger] task in
-            writerPool.runIfActive(eventLoop: group.next()) {
+            let loop = group.next()
+            return writerPool.runIfActive(eventLoop: loop) {
                 // A command the server issues, with its own time as the purge's `as_of`, to each
                 // space (range) that has memories past their time.
                 for store in stores.all {
@@ -336,15 +348,21 @@ public final class ContextStoreServer: Sendable {
                         logger.error("purging expired memories failed", metadata: ["error": "\(error)"])
                     }
                 }
+            }.flatMap {
                 // The keyword index's segments merged, a few bounded steps a tick, so that a
                 // search looks its words up in few of them (see `MemoryStore.mergeKeywordSegments`).
-                for store in stores.all {
-                    do {
-                        for _ in 0..<Self.keywordMergeSteps {
-                            guard try store.mergeKeywordSegments() else { break }
-                        }
-                    } catch {
-                        logger.error("merging the keyword index failed", metadata: ["error": "\(error)"])
+                // Each step is a task of its own on the writer thread: a write that comes while
+                // one runs waits for that step only, not for the tick's.
+                stores.all.reduce(loop.makeSucceededVoidFuture()) { previous, store in
+                    previous.flatMap {
+                        Self.mergeKeywordSegments(of: store, steps: Self.keywordMergeSteps, on: writerPool, loop)
+                            .flatMapErrorWithEventLoop { error, loop in
+                                // A server stopping (its writer thread, or the space, closed) is no failure.
+                                if !(error is NIOThreadPoolError.ThreadPoolInactive), error as? StoreError != .closed {
+                                    logger.error("merging the keyword index failed", metadata: ["error": "\(error)"])
+                                }
+                                return loop.makeSucceededVoidFuture()
+                            }
                     }
                 }
             }

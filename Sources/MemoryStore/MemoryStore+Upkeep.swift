@@ -4,11 +4,13 @@ extension MemoryStore {
     /// writing connection, so a write waits behind one step at most. It changes no memory and no
     /// command index: every replica of a space may merge on its own.
     /// - Returns: Whether it merged anything; false when each level of the index holds at most
-    ///   one segment.
+    ///   one segment, or while writes are refused.
     /// - Throws: `StoreError.sqlite`, `.closed`.
     @discardableResult
     public func mergeKeywordSegments() throws -> Bool {
-        try withWriter { statements, _ in
+        // While writes are refused (see `withWriter`), so is this: nothing to report each time.
+        guard writeSide.withLock({ $0.refusal == nil }) else { return false }
+        return try withWriter { statements, _ in
             let database = statements.database
             let before = database.totalChanges
             try database.cachedStatement(KeywordIndex.merge).execute([Int64(KeywordIndex.mergePages)])
