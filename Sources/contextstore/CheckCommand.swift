@@ -47,9 +47,11 @@ struct CheckCommand: ParsableCommand {
         }
         print("\(path): \(report.index) space, \(report.memories) memories, \(report.nodes) graph nodes")
         print("\(path): applied index \(report.appliedIndex), digest \(report.digest)")
-        print(
-            "\(path): keyword index of \(report.keywordSegments.reduce(0, +)) segments in "
-                + "\(report.keywordSegments.count) levels")
+        if !report.keywordSegments.isEmpty {
+            print(
+                "\(path): keyword index of \(report.keywordSegments.reduce(0, +)) segments in "
+                    + "\(report.keywordSegments.count) levels")
+        }
         return report
     }
 }

@@ -173,9 +173,11 @@ import VectorIndex
         let server = try ServerProcess(database: folder.path + "/space.db", arguments: ["--dim", "2"])
         let socket = try RawSocket(port: server.port)
         socket.send(String(repeating: #"{"op":"ping"}"# + "\n", count: 20_000))
-        try await Task.sleep(for: .milliseconds(20))
+        // The first answer read: the server is in the middle of the pipeline (on a loaded
+        // machine, 20 ms after the send it had not always read a line, and had none to answer).
+        #expect(socket.readLine() == #"{"ok":true,"pong":true}"#)
         kill(server.process.processIdentifier, SIGTERM)
-        var pongs = 0
+        var pongs = 1
         var refused = 0
         var other: [String] = []
         while let line = socket.readLine() {
@@ -188,7 +190,7 @@ import VectorIndex
             }
         }
         #expect(other.isEmpty, "\(other.prefix(3))")
-        #expect(pongs + refused > 0)
+        #expect(pongs + refused > 1)
         #expect(socket.endError == 0, "the stream ended with errno \(socket.endError)")
         server.process.waitUntilExit()
     }
