@@ -44,8 +44,8 @@ enum KeywordIndex {
     /// changed nothing when `sqlite3_total_changes` moved by less than two.
     static let merge = "INSERT INTO memory_terms(memory_terms, rank) VALUES('merge', ?1)"
 
-    /// The pages (of 4 KB) one step of merging writes at most: a few milliseconds that a write
-    /// may wait behind.
+    /// The pages (of 4 KB) one step of merging writes at most, what a write may wait behind:
+    /// about 15 ms on the machine of docs/BENCHMARKS.md, where steps of 500 pages took 114 ms.
     static let mergePages = 64
 
     /// Why the keyword index's structure record could not be read.
@@ -63,16 +63,8 @@ enum KeywordIndex {
         let record = row.bytes(at: 0)
         var position = 4
         func varint() throws -> Int {
-            var value = 0
-            for length in 1...9 {
-                guard position < record.count else {
-                    throw MalformedStructure(description: "the structure record ends early")
-                }
-                let byte = record[position]
-                position += 1
-                if length == 9 { return (value << 8) | Int(byte) }
-                value = (value << 7) | Int(byte & 0x7F)
-                if byte & 0x80 == 0 { break }
+            guard let value = KeywordIndex.varint(record, at: &position) else {
+                throw MalformedStructure(description: "the structure record ends early")
             }
             return value
         }
@@ -161,25 +153,26 @@ enum KeywordIndex {
     /// The tokens of a row, all columns: the sum of the varints of FTS5's `docsize` record.
     static func tokens(inSizes blob: [UInt8]) -> Int {
         var total = 0
-        var i = 0
-        while i < blob.count {
-            var value = 0
-            var length = 0
-            // SQLite's varint: 7 bits a byte, high bit set on all but the last (of at most 9).
-            while i < blob.count {
-                let byte = blob[i]
-                i += 1
-                length += 1
-                if length == 9 {
-                    value = (value << 8) | Int(byte)
-                    break
-                }
-                value = (value << 7) | Int(byte & 0x7F)
-                if byte & 0x80 == 0 { break }
-            }
-            total += value
-        }
+        var position = 0
+        while let value = varint(blob, at: &position) { total += value }
         return total
+    }
+
+    /// The SQLite varint at `position` in `bytes` (7 bits a byte, high bit set on all but the
+    /// last, of at most 9, the ninth whole), moving `position` past it; nil at the end of the
+    /// bytes. A varint the bytes cut short ends where they do.
+    static func varint(_ bytes: [UInt8], at position: inout Int) -> Int? {
+        guard position < bytes.count else { return nil }
+        var value = 0
+        for length in 1...9 {
+            guard position < bytes.count else { break }
+            let byte = bytes[position]
+            position += 1
+            if length == 9 { return (value << 8) | Int(byte) }
+            value = (value << 7) | Int(byte & 0x7F)
+            if byte & 0x80 == 0 { break }
+        }
+        return value
     }
 
     /// BM25 as FTS5's `bm25()` computes it (k1 1.2, b 0.75, a word's weight the sum of its

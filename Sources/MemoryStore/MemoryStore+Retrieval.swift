@@ -362,13 +362,13 @@ extension MemoryStore {
         }
         var hits: [KeywordHit] = []
         hits.reserveCapacity(returned.count)
-        for row in returned {
-            let score = counts.withUnsafeBufferPointer { counts in
-                KeywordIndex.bm25(
+        counts.withUnsafeBufferPointer { counts in
+            for row in returned {
+                let score = KeywordIndex.bm25(
                     rows: totals.rows, tokens: totals.tokens, holding: holding,
                     occurrences: counts[(row * stride + 1)..<((row + 1) * stride)], length: Int(counts[row * stride]))
+                hits.append(KeywordHit(seq: seqs[row], score: Float(score)))
             }
-            hits.append(KeywordHit(seq: seqs[row], score: Float(score)))
         }
         hits.sort { $0.score != $1.score ? $0.score > $1.score : $0.seq < $1.seq }
         return Array(hits.prefix(limit))
