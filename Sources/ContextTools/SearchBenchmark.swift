@@ -328,6 +328,12 @@ public struct ConversationBenchmark: Sendable {
             _ = try await client.addBatch(Array(memories[start..<min(memories.count, start + 128)]), ifAbsent: true)
         }
         let loadSeconds = Clock.monotonicSeconds() - loadStart
+        // How the server counts a prompt's tokens, which the prompt figures depend on.
+        var counter = "none"
+        if let budget = promptBudget, let first = questions.first {
+            let search = SearchRequest(user: string(first, "conv"), text: string(first, "text"))
+            counter = try await client.prompt(.init(search: search, budget: budget)).counter
+        }
         await client.close()
 
         let ks = [5, 10, 20, k].uniqued().sorted()
@@ -380,7 +386,8 @@ public struct ConversationBenchmark: Sendable {
             settings: [
                 ("conversations", folder), ("k", String(k)), ("concurrency", String(concurrency)),
                 ("search", modes.map(\.rawValue).joined(separator: ",")),
-                ("prompt budget", promptBudget.map(String.init) ?? "none"), ("model", model), ("index", hello.index),
+                ("prompt budget", promptBudget.map(String.init) ?? "none"), ("prompt tokens", counter),
+                ("model", model), ("index", hello.index),
                 ("server", "\(hello.server) \(hello.version)"),
             ] + hello.machine,
             figures: figures, curve: curve)

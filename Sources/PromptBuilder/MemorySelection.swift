@@ -2,18 +2,20 @@ import ContextModel
 
 /// Which pinned facts, memories and turns a prompt may hold before the budget is applied: each
 /// text once, memories that say nearly what another item says left out, the rest of the memories
-/// ordered by maximal marginal relevance and cut at the request's limit.
+/// in order of relevance and cut at the request's limit.
+///
+/// The memories are not diversified beyond that (maximal marginal relevance was measured and
+/// removed, docs/BENCHMARKS.md): a prompt holds tens of memories, and the turns that answer a
+/// question together (each painting a person mentioned) are alike, so trading relevance for
+/// difference pushed evidence out at every budget measured.
 enum MemorySelection {
-    /// How much a memory's relevance weighs against its likeness to what is already chosen
-    /// (Carbonell and Goldstein's lambda; 1 = relevance alone).
-    static let relevanceWeight = 0.7
     /// Cosine similarity from which a memory counts as a near-duplicate of a chosen item.
     static let nearDuplicate: Float = 0.95
 
     struct Selected {
         var pinned: [PromptItem] = []
         var recent: [PromptItem] = []
-        /// In the order the prompt shows them: relevant first, diversified.
+        /// Most relevant first.
         var memories: [PromptItem] = []
         var dropped: [Prompt.Dropped] = []
     }
@@ -52,13 +54,12 @@ enum MemorySelection {
                 selected.dropped.append(.init(id: item.id, reason: .duplicate))
             }
         }
-        candidates.normalizeRelevance()
-        // Near-duplicates of what the prompt already holds, then maximal marginal relevance:
-        // each next memory is the one best in relevance less likeness to those chosen.
+        // Near-duplicates of what the prompt already holds, then the most relevant first, each
+        // taking its own near-duplicates out of the running.
         for item in selected.pinned + selected.recent {
             candidates.note(chosen: item.vector.map(Vectors.unit), dropped: &selected.dropped)
         }
-        while let best = candidates.best() {
+        for best in candidates.byRelevance where candidates.alive[best] {
             if let limit = request.limit, selected.memories.count >= limit {
                 selected.dropped += candidates.remaining.map { .init(id: $0.id, reason: .limit) }
                 break
@@ -70,15 +71,11 @@ enum MemorySelection {
         return selected
     }
 
-    /// The memories still to choose from, their vectors side by side (unit length, so a dot
-    /// product is their cosine) and their standing.
+    /// The memories still to choose from, and their vectors side by side (unit length, so a dot
+    /// product is their cosine).
     struct Candidates {
         var items: [PromptItem] = []
         var alive: [Bool] = []
-        /// Relevance scaled to 0...1.
-        var relevance: [Double] = []
-        /// The highest cosine similarity to a chosen item.
-        var likeness: [Float] = []
         /// Where each candidate's vector starts in `vectors`; nil without one.
         var offsets: [Int?] = []
         var vectors: [Float] = []
@@ -87,7 +84,6 @@ enum MemorySelection {
         mutating func append(_ item: PromptItem) {
             items.append(item)
             alive.append(true)
-            likeness.append(0)
             if let vector = item.vector, !vector.isEmpty, dimension == nil || dimension == vector.count {
                 dimension = vector.count
                 offsets.append(vectors.count)
@@ -104,31 +100,14 @@ enum MemorySelection {
             return Array(vectors[offset..<offset + dimension])
         }
 
-        /// Relevance as given (the search's scores) or, without scores, by place; scaled to 0...1
-        /// so that it weighs against cosine likeness the same way for any kind of score.
-        mutating func normalizeRelevance() {
-            let scores = items.indices.map { items[$0].relevance ?? 1 / Double($0 + 1) }
-            guard let low = scores.min(), let high = scores.max() else { return }
-            relevance = scores.map { high > low ? ($0 - low) / (high - low) : 1 }
+        /// The candidates' indices, most relevant first: by the search's score, or without one by
+        /// place (1 / (place + 1), as if the items came ranked); ties keep the given order.
+        var byRelevance: [Int] {
+            let relevance = items.indices.map { items[$0].relevance ?? 1 / Double($0 + 1) }
+            return items.indices.sorted { (relevance[$0], $1) > (relevance[$1], $0) }
         }
 
-        /// The living candidate of the highest marginal relevance (ties: the earlier).
-        func best() -> Int? {
-            var best: Int?
-            var bestValue = -Double.infinity
-            for index in items.indices where alive[index] {
-                let value =
-                    relevanceWeight * relevance[index] - (1 - relevanceWeight) * Double(likeness[index])
-                if value > bestValue {
-                    best = index
-                    bestValue = value
-                }
-            }
-            return best
-        }
-
-        /// Raises each living candidate's likeness to `chosen` (a unit vector), and drops those
-        /// it nearly repeats.
+        /// Drops the living candidates `chosen` (a unit vector) nearly repeats.
         mutating func note(chosen: [Float]?, dropped: inout [Prompt.Dropped]) {
             guard let chosen, chosen.count == dimension else { return }
             for index in items.indices where alive[index] {
@@ -141,8 +120,6 @@ enum MemorySelection {
                 if cosine >= nearDuplicate {
                     alive[index] = false
                     dropped.append(.init(id: items[index].id, reason: .duplicate))
-                } else {
-                    likeness[index] = max(likeness[index], cosine)
                 }
             }
         }

@@ -41,7 +41,7 @@ public struct PromptItem: Sendable, Equatable {
     /// How relevant a memory is to the query (the search's score, higher is better); nil: its
     /// place in the list says it.
     public var relevance: Double?
-    /// Its embedding, unit length; with it, near-duplicates are found and memories diversified.
+    /// Its embedding, unit length; with it, near-duplicates are found.
     public var vector: [Float]?
     /// What it replaced (a fact that changed), when the prompt shows changes: the old text and
     /// when it stopped holding (unix ms).

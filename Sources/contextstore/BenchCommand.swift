@@ -61,6 +61,12 @@ struct BenchRunCommand: AsyncParsableCommand {
         help: "Embedded server: model folder, or 'none' (default: data/models/all-MiniLM-L6-v2 in conversation mode).")
     var model: String?
     @OptionGroup(title: "Embedded server") var indexOptions: IndexOptions
+    @Option(
+        help: """
+            Embedded server: how prompts count tokens, as `serve --tokenizer` (default: the cl100k_base \
+            rank file when present, as `serve`).
+            """)
+    var tokenizer: String?
 
     func validate() throws {
         try requireFlag("port", port, in: 1...65535)
@@ -91,8 +97,13 @@ struct BenchRunCommand: AsyncParsableCommand {
                 embedTemplate: EmbedTemplate.serverDefault)
             var logger = Logger(label: "bench")
             logger.logLevel = .warning
+            // Prompts as a default `serve` builds them.
+            let (counter, note) = try PromptOptions.counter(tokenizer)
+            if let note { log(note) }
+            var configuration = ServerConfiguration(port: 0)
+            configuration.prompts = PromptSettings(counter: counter)
             let server = try await ContextStoreServer(
-                store: store, embedder: embedder, configuration: ServerConfiguration(port: 0), logger: logger)
+                store: store, embedder: embedder, configuration: configuration, logger: logger)
             embedded = (store, server, folder)
             serverPort = server.port
             log("embedded server on 127.0.0.1:\(serverPort)")

@@ -12,7 +12,7 @@ struct PromptCommand: AsyncParsableCommand {
         commandName: "prompt", abstract: "Build the prompt for a user's new message within a token budget.",
         discussion: """
             The prompt holds the instructions, the user's pinned facts (metadata "pinned": true), the \
-            memories a search for the query finds (near-duplicates out, diversified), the latest turns of \
+            memories a search for the query finds (near-duplicates out, the most relevant first), the latest turns of \
             --session, and the query. What does not fit is reported in 'dropped' with its reason. With \
             --text, the prompt alone is printed, and a one-line report on standard error.
             """)

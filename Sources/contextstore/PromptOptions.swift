@@ -30,20 +30,7 @@ struct PromptOptions: ParsableArguments {
 
     /// The settings, and a line for the log when the counter is an estimate nobody asked for.
     func settings() throws -> (PromptSettings, note: String?) {
-        var note: String?
-        let counter: TokenCounter
-        switch tokenizer {
-        case "estimate":
-            counter = .estimate
-        case let path?:
-            counter = .cl100k(try encoder(path))
-        case nil where access(Self.defaultRankFile, R_OK) == 0:
-            counter = .cl100k(try encoder(Self.defaultRankFile))
-        case nil:
-            counter = .estimate
-            note =
-                "no cl100k_base rank file at \(Self.defaultRankFile) (scripts/fetch-model fetches it): prompts count tokens by estimate"
-        }
+        let (counter, note) = try Self.counter(tokenizer)
         var templates: [String: PromptTemplate] = [:]
         if let folder = self.templates {
             do {
@@ -57,7 +44,25 @@ struct PromptOptions: ParsableArguments {
         )
     }
 
-    private func encoder(_ path: String) throws -> BytePairEncoder {
+    /// The counter `--tokenizer` names: the rank file at a path, `estimate`, or (nil) the default
+    /// rank file when it is there, else an estimate with a line for the log saying so.
+    static func counter(_ tokenizer: String?) throws -> (TokenCounter, note: String?) {
+        switch tokenizer {
+        case "estimate":
+            (.estimate, nil)
+        case let path?:
+            (.cl100k(try encoder(path)), nil)
+        case nil where access(defaultRankFile, R_OK) == 0:
+            (.cl100k(try encoder(defaultRankFile)), nil)
+        case nil:
+            (
+                .estimate,
+                "no cl100k_base rank file at \(defaultRankFile) (scripts/fetch-model fetches it): prompts count tokens by estimate"
+            )
+        }
+    }
+
+    private static func encoder(_ path: String) throws -> BytePairEncoder {
         do {
             return try BytePairEncoder(rankFile: path)
         } catch {

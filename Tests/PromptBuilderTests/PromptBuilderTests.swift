@@ -250,25 +250,32 @@ import Testing
         }
     }
 
-    @Test func nearDuplicatesGoAndMemoriesAreDiversified() throws {
-        func memory(_ id: String, _ vector: [Float], _ relevance: Double) -> PromptItem {
+    @Test func nearDuplicatesGoAndMemoriesFollowRelevance() throws {
+        func memory(_ id: String, _ vector: [Float]?, _ relevance: Double) -> PromptItem {
             PromptItem(id: id, speaker: "Ana", text: "memory \(id)", createdAt: 0, relevance: relevance, vector: vector)
         }
-        // a2 nearly repeats a1 (cosine 0.995), b1 the recent turn; a3 is like a1 (0.8), b1 unlike
-        // it: without the turn, b1 comes before a3 though a3 is more relevant.
+        // a2 nearly repeats a1 (cosine 0.995), b1 the recent turn; a3 is like a1 (0.8) and stays:
+        // likeness short of a near-duplicate costs no place. The items come out of order, and
+        // n1 has no vector (nothing can repeat it).
         let request = PromptRequest(
             system: "", query: "q",
             memories: [
-                memory("a1", [1, 0, 0], 0.9), memory("a2", [0.995, 0.0999, 0], 0.85), memory("a3", [0.8, 0.6, 0], 0.8),
-                memory("b1", [0, 0, 1], 0.7), memory("c1", [0, 1, 0], 0.1),
+                memory("c1", [0, 1, 0], 0.1), memory("a3", [0.8, 0.6, 0], 0.8), memory("a1", [1, 0, 0], 0.9),
+                memory("b1", [0, 0, 1], 0.7), memory("n1", nil, 0.75), memory("a2", [0.995, 0.0999, 0], 0.85),
             ], recent: [PromptItem(id: "r1", text: "memory r1", createdAt: 0, vector: [0, 0.1, 0.995])], budget: 500)
         let prompt = try builder.build(request)
-        #expect(prompt.sections.first { $0.name == .memories }!.ids == ["a1", "a3", "c1"])
+        #expect(prompt.sections.first { $0.name == .memories }!.ids == ["a1", "a3", "n1", "c1"])
         #expect(prompt.dropped == [.init(id: "b1", reason: .duplicate), .init(id: "a2", reason: .duplicate)])
         var distinct = request
         distinct.recent = []
-        let diversified = try builder.build(distinct)
-        #expect(diversified.sections.first { $0.name == .memories }!.ids == ["a1", "b1", "a3", "c1"])
+        let ranked = try builder.build(distinct)
+        #expect(ranked.sections.first { $0.name == .memories }!.ids == ["a1", "a3", "n1", "b1", "c1"])
+        // Equal relevance keeps the given order; the limit drops the rest, in the given order.
+        distinct.memories = ["x", "y", "z"].map { memory($0, nil, 0.5) }
+        distinct.limit = 2
+        let limited = try builder.build(distinct)
+        #expect(limited.sections.first { $0.name == .memories }!.ids == ["x", "y"])
+        #expect(limited.dropped == [.init(id: "z", reason: .limit)])
     }
 
     /// Four turns, three about a dog, and a builder whose toy embedding points sentences about
