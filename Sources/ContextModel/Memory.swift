@@ -85,13 +85,21 @@ public struct NewMemory: Sendable, Equatable {
     public var sources: [String]
     /// Store nothing when the user has this memory already (see `Dedupe`); nil: always store.
     public var dedupe: Dedupe?
+    /// How often users said it helped, and did not (`feedback`): 0 for a new memory, the
+    /// exported counts for a restore. A memory it replaces loses its own.
+    public var helped: Int64
+    public var notHelped: Int64
+    /// The most a feedback count may be given as: the largest integer a JSON number holds exactly.
+    public static let maximumFeedbackCount: Int64 = (1 << 53) - 1
 
     public init(
         id: String? = nil, user: String, session: String? = nil, role: Role? = nil, speaker: String? = nil,
         text: String, createdAt: Int64? = nil, metadata: String = "{}", vector: [Float]?, windows: [[Float]] = [],
         ttl: Int64? = nil, expiresAt: Int64? = nil, validFrom: Int64? = nil, supersedes: String? = nil,
-        sources: [String] = [], dedupe: Dedupe? = nil
+        sources: [String] = [], dedupe: Dedupe? = nil, helped: Int64 = 0, notHelped: Int64 = 0
     ) {
+        self.helped = helped
+        self.notHelped = notHelped
         self.ttl = ttl
         self.expiresAt = expiresAt
         self.dedupe = dedupe

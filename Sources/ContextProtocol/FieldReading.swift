@@ -235,7 +235,18 @@ extension JSONObject {
             metadata: metadata, vector: self["vector"] == nil || self["vector"] == .null ? nil : try vector(),
             ttl: try ttl(), expiresAt: try expiresAt(), validFrom: try optionalTime("valid_from"),
             supersedes: try supersedes(),
-            sources: try sources(), dedupe: try dedupe())
+            sources: try sources(), dedupe: try dedupe(), helped: try feedbackCount("helped"),
+            notHelped: try feedbackCount("not_helped"))
+    }
+
+    /// `helped` or `not_helped`: 0 to `NewMemory.maximumFeedbackCount`; 0 when absent.
+    private func feedbackCount(_ key: String) throws(ProtocolError) -> Int64 {
+        guard let count = try optionalInt(key) else { return 0 }
+        guard (0...NewMemory.maximumFeedbackCount).contains(count) else {
+            throw ProtocolError(
+                .invalidValue, "'\(key)' must be between 0 and \(NewMemory.maximumFeedbackCount), not \(count)")
+        }
+        return count
     }
 
     /// `dedupe`: `"exact"`, or `{"near": s}` with s above 0 and at most 1.

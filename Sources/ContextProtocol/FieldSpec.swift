@@ -86,7 +86,7 @@ public struct FieldSpec: Sendable, Equatable {
     /// The values it may take, in words (empty when any value of its type will do).
     public var rangeText: String {
         func number(_ value: Double) -> String {
-            value == value.rounded() && abs(value) < 1e15 ? String(Int64(value)) : String(value)
+            value == value.rounded() && abs(value) <= 0x1p53 ? String(Int64(value)) : String(value)
         }
         switch kind {
         case .identifier: return "not empty"
@@ -145,6 +145,12 @@ extension FieldSpec {
         FieldSpec(
             "supersedes", .identifier,
             "the id of the user's memory it replaces: that one stops holding when this one begins, in the same write"),
+        FieldSpec(
+            "helped", .integer, minimum: 0, maximum: Double(NewMemory.maximumFeedbackCount),
+            "how often users said it helped (a restore of an export); 0 when absent"),
+        FieldSpec(
+            "not_helped", .integer, minimum: 0, maximum: Double(NewMemory.maximumFeedbackCount),
+            "how often users said it did not help (a restore of an export); 0 when absent"),
     ]
 
     /// `delete`'s and `forget`'s.

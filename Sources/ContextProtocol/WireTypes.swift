@@ -368,6 +368,12 @@ extension NewMemory {
             writer.field("sources")
             writer.array(count: sources.count) { $0.string(sources[$1]) }
         }
+        if helped != 0 || notHelped != 0 {
+            writer.field("helped")
+            writer.int(helped)
+            writer.field("not_helped")
+            writer.int(notHelped)
+        }
         if let vector {
             // Base64 float32: a quarter of the text, and no float formatting or parsing.
             writer.field("vector")

@@ -34,7 +34,7 @@ public struct FieldMapping: Sendable, Equatable {
     public static let locomoDatePattern = "h:mm a 'on' d MMMM, yyyy"
 
     /// Fields of `add` read under their own names, as `contextstore export` writes them.
-    static let passedThrough = ["valid_from", "supersedes", "sources", "expires_at"]
+    static let passedThrough = ["valid_from", "supersedes", "sources", "expires_at", "helped", "not_helped"]
     /// Fields of an export that a store sets itself: a predecessor's end and successor come from
     /// the row that `supersedes` it.
     static let derived: Set<String> = ["valid_to", "superseded_by"]

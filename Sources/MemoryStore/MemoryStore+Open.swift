@@ -259,11 +259,9 @@ extension MemoryStore {
                     "memory \(id) has \(memory.vector.count) components, space has \(dimension)")
             }
             // Stored as the indexes take them (prepared at insert), so taken as they are.
-            state.store(memory, seq: rows.int64(at: 8))
-            if rows.int64(at: 13) != 0 || rows.int64(at: 14) != 0 {
-                state.setFeedback(
-                    key: Self.key(memory), FeedbackCounts(helped: rows.int64(at: 13), unhelped: rows.int64(at: 14)))
-            }
+            state.store(
+                memory, seq: rows.int64(at: 8),
+                feedback: FeedbackCounts(helped: rows.int64(at: 13), unhelped: rows.int64(at: 14)))
             if state.graph != nil {
                 let key = Self.key(memory)
                 let handle = state.handle(for: key)

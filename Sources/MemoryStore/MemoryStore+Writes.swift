@@ -161,7 +161,8 @@ extension MemoryStore {
                 validity: Validity(from: item.validFrom, supersedes: item.supersedes), sources: item.sources)
             return ResolvedMemory(
                 memory, windows: try item.windows.map { try Self.storable($0, metric: metric) },
-                timeGiven: item.createdAt != nil, dedupe: item.dedupe)
+                timeGiven: item.createdAt != nil, dedupe: item.dedupe,
+                feedback: FeedbackCounts(helped: item.helped, unhelped: item.notHelped))
         }
         return .add(AddCommand(memories, ifAbsent: ifAbsent))
     }
@@ -543,6 +544,12 @@ extension MemoryStore {
             if let expiresAt = memory.expiresAt, !TimeRange.contains(expiresAt) {
                 throw StoreError.invalidValue("expires_at must be in the years 0001 to 9999, not \(expiresAt)")
             }
+            for count in [item.feedback.helped, item.feedback.unhelped] {
+                guard (0...NewMemory.maximumFeedbackCount).contains(count) else {
+                    throw StoreError.invalidValue(
+                        "a feedback count must be between 0 and \(NewMemory.maximumFeedbackCount), not \(count)")
+                }
+            }
         }
         return dimension
     }
@@ -571,7 +578,7 @@ extension MemoryStore {
             try rebuildingGraphOnFailure(statements) {
                 try statements.database.transaction {
                     if knownDimension == nil { try statements.set("dimension", String(spaceDimension)) }
-                    seqs = try memories.map { try statements.upsert($0) }
+                    seqs = try batch.map { try statements.upsert($0.memory, feedback: $0.feedback) }
                     for (memory, seq) in zip(memories, seqs) { try statements.index(memory, seq: seq) }
                     // A replaced memory's old windows go, whether or not it has new ones.
                     let replaced = state.read { state in memories.map { state.record(key: Self.key($0)) != nil } }
@@ -606,7 +613,9 @@ extension MemoryStore {
         // Committed: searches may now see the memories.
         state.write { state in
             for slot in pending { state.graph?.publish(slot) }
-            for i in batch.indices { state.store(memories[i], seq: seqs[i], windows: batch[i].windows) }
+            for i in batch.indices {
+                state.store(memories[i], seq: seqs[i], windows: batch[i].windows, feedback: batch[i].feedback)
+            }
             for succession in successions {
                 state.close(key: succession.key, at: succession.end, successor: succession.successor)
             }

@@ -289,12 +289,16 @@ public final class MemoryStore: Sendable {
             }
         }
 
-        /// Records `memory`'s fields (replacing what its id had), its vector in the flat index and
-        /// its `windows` in theirs.
-        mutating func store(_ memory: Memory, seq: Int64, windows memoryWindows: [[Float]] = []) {
+        /// Records `memory`'s fields (replacing what its id had) and counts, its vector in the flat
+        /// index and its `windows` in theirs.
+        mutating func store(
+            _ memory: Memory, seq: Int64, windows memoryWindows: [[Float]] = [], feedback: FeedbackCounts = .none
+        ) {
             let key = MemoryStore.key(memory)
             let handle = handle(for: key)
             var record = Record(memory, seq: seq)
+            record.helped = feedback.helped
+            record.unhelped = feedback.unhelped
             record.windowCount = memoryWindows.count
             mostWindows = max(mostWindows, memoryWindows.count)
             if let old = records[Int(handle)] {

@@ -203,12 +203,13 @@ enum SQL {
 
     static let upsertMemory = """
         INSERT INTO memories (id, user, session, role, text, created_at, metadata, embedding, speaker, expires_at,
-            valid_from, valid_to, supersedes, superseded_by)
-        VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+            valid_from, valid_to, supersedes, superseded_by, helped, unhelped)
+        VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
         ON CONFLICT(user, id) DO UPDATE SET session = excluded.session,
             role = excluded.role, text = excluded.text, created_at = excluded.created_at,
             metadata = excluded.metadata, embedding = excluded.embedding, speaker = excluded.speaker,
-            expires_at = excluded.expires_at, helped = 0, unhelped = 0, valid_from = excluded.valid_from,
+            expires_at = excluded.expires_at, helped = excluded.helped, unhelped = excluded.unhelped,
+            valid_from = excluded.valid_from,
             valid_to = excluded.valid_to, supersedes = excluded.supersedes, superseded_by = excluded.superseded_by
         RETURNING seq
         """
@@ -351,11 +352,12 @@ struct WriteStatements {
     /// caller's (`index`): written after the batch's memory rows, not between them (FTS5 inserts
     /// interleaved with other tables' cost twice as much: 50,000 rows took 4.2 s, against 2.3 s
     /// one table after the other).
-    func upsert(_ memory: Memory) throws -> Int64 {
+    func upsert(_ memory: Memory, feedback: FeedbackCounts) throws -> Int64 {
         try upsert.bind([
             memory.id, memory.user, memory.session, memory.role?.rawValue, memory.text, memory.createdAt,
             memory.metadata, memory.vector, memory.speaker, memory.expiresAt, memory.validity.from,
-            memory.validity.to, memory.validity.supersedes, memory.validity.supersededBy,
+            memory.validity.to, memory.validity.supersedes, memory.validity.supersededBy, feedback.helped,
+            feedback.unhelped,
         ])
         guard try upsert.step() else { throw StoreError.sqlite("the insert returned no row") }
         let seq = upsert.int64(at: 0)

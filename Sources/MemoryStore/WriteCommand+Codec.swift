@@ -2,16 +2,17 @@ import ContextModel
 
 /// The bytes of a command, for a log that outlives the process (a cluster's, a replay file's).
 ///
-/// Format 2, little-endian: a format byte, a kind byte, then the kind's fields in the order the
+/// Format 3, little-endian: a format byte, a kind byte, then the kind's fields in the order the
 /// enum names them. Integers are 8 bytes; counts and lengths 4; a string is its length and its
 /// UTF-8 bytes exactly as given (NUL included); an optional is a 0 or 1 byte before its value;
 /// a float is its bit pattern, so every vector comes back bit for bit. Format 1, which a log
 /// written before may hold, lacks a memory's validity and sources (after its expiry), a
 /// filter's `validAt` (after its `liveAt`), an added memory's `dedupe` (last), and the
 /// `withDerived` flag of a delete and a forget (last); it is read as open, unsourced, without
-/// dedupe and without derived memories.
+/// dedupe and without derived memories. Format 2 lacks an added memory's feedback counts (last,
+/// after its dedupe); it is read as counts of 0.
 extension WriteCommand {
-    static let format: UInt8 = 2
+    static let format: UInt8 = 3
 
     public func encoded() -> [UInt8] {
         var out = CommandWriter()
@@ -34,6 +35,8 @@ extension WriteCommand {
                         out.floats([similarity])
                     }
                 }
+                out.int(resolved.feedback.helped)
+                out.int(resolved.feedback.unhelped)
             }
         case .update(let memory, let changes, let asOf):
             out.byte(2)
@@ -75,7 +78,7 @@ extension WriteCommand {
         var input = CommandReader(bytes: bytes)
         input.format = try input.byte()
         guard (1...Self.format).contains(input.format) else {
-            throw StoreError.invalidValue("a command of format \(input.format), not 1 or 2")
+            throw StoreError.invalidValue("a command of format \(input.format), not 1 to \(Self.format)")
         }
         switch try input.byte() {
         case 1:
@@ -85,7 +88,10 @@ extension WriteCommand {
                 let windows = try input.array { try $0.floats() }
                 let timeGiven = try input.bool()
                 let dedupe = input.format >= 2 ? try input.optional { try $0.dedupe() } : nil
-                return ResolvedMemory(memory, windows: windows, timeGiven: timeGiven, dedupe: dedupe)
+                let feedback =
+                    input.format >= 3 ? FeedbackCounts(helped: try input.int(), unhelped: try input.int()) : .none
+                return ResolvedMemory(
+                    memory, windows: windows, timeGiven: timeGiven, dedupe: dedupe, feedback: feedback)
             }
             self = .add(AddCommand(memories, ifAbsent: ifAbsent))
         case 2:

@@ -59,12 +59,18 @@ public struct ResolvedMemory: Sendable, Equatable {
     public var timeGiven: Bool
     /// Store nothing when the user has this memory (see `Dedupe`).
     public var dedupe: Dedupe?
+    /// The counts it is stored with (a restore's; none for a new memory).
+    public var feedback: FeedbackCounts
 
-    public init(_ memory: Memory, windows: [[Float]] = [], timeGiven: Bool = true, dedupe: Dedupe? = nil) {
+    public init(
+        _ memory: Memory, windows: [[Float]] = [], timeGiven: Bool = true, dedupe: Dedupe? = nil,
+        feedback: FeedbackCounts = .none
+    ) {
         self.memory = memory
         self.windows = windows
         self.timeGiven = timeGiven
         self.dedupe = dedupe
+        self.feedback = feedback
     }
 }
 
@@ -126,4 +132,6 @@ public struct FeedbackCounts: Sendable, Equatable {
         self.helped = helped
         self.unhelped = unhelped
     }
+
+    public static let none = FeedbackCounts(helped: 0, unhelped: 0)
 }

@@ -72,6 +72,10 @@ import Testing
                 #"{"op":"add","user":"bob","text":"Bob's tea","role":"assistant","vector":[0.6,0.8,0]}"#,
                 #"{"op":"add","user":"ana","id":"code","text":"door code 4512","vector":[1,1,1],"ttl":86400}"#,
                 #"{"op":"add","user":"ana","text":"no id, no time","vector":[0.1,0.2,0.3]}"#,
+                // What users said of a memory is part of it: restored, not counted again.
+                #"{"op":"feedback","user":"ana","id":"braga","helped":true}"#,
+                #"{"op":"feedback","user":"ana","id":"braga","helped":true}"#,
+                #"{"op":"feedback","user":"ana","id":"braga","helped":false}"#,
             ])
         let before = try await digests(source, ["ana", "bob"])
         let (targetStore, targetServer, target) = try await serve(folder, "target", dimension: 3)
@@ -79,6 +83,10 @@ import Testing
         #expect(exported == 6 && summary.imported == 6 && failures.isEmpty, "\(failures)")
         #expect(summary.unmapped.isEmpty, "\(summary.unmapped)")
         #expect(try await digests(target, ["ana", "bob"]) == before)
+        // The restored counts are the ones the next feedback adds to.
+        let counted = try await target.roundTrip(
+            line: Array(#"{"op":"feedback","user":"ana","id":"braga","helped":true}"#.utf8))
+        #expect(counted["helped"] == 3 && counted["not_helped"] == 1, "\(counted)")
         await target.close()
         await targetServer.shutdown()
         targetStore.close()

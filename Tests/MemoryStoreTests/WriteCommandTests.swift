@@ -28,7 +28,8 @@ import VectorIndex
                         Memory(
                             id: "n", user: "u", text: "Porto", createdAt: 5, vector: [1],
                             validity: Validity(from: Int64.min, to: Int64.max, supersedes: "o\u{0}", supersededBy: ""),
-                            sources: ["turn\u{0}1", "", "doc:\u{1F600}"])),
+                            sources: ["turn\u{0}1", "", "doc:\u{1F600}"]),
+                        feedback: FeedbackCounts(helped: NewMemory.maximumFeedbackCount, unhelped: 3)),
                 ], ifAbsent: true)),
         .add(AddCommand([])),
         .update(
@@ -90,8 +91,8 @@ import VectorIndex
             #expect(throws: StoreError.self) { try WriteCommand(decoding: bytes + [0]) }
         }
         let delete = WriteCommand.delete(MemoryRef(user: "u", id: "i")).encoded()
-        #expect(throws: StoreError.invalidValue("a command of format 3, not 1 or 2")) {
-            try WriteCommand(decoding: [3] + delete.dropFirst())
+        #expect(throws: StoreError.invalidValue("a command of format 4, not 1 to 3")) {
+            try WriteCommand(decoding: [4] + delete.dropFirst())
         }
         #expect(throws: StoreError.invalidValue("a command of kind 9")) { try WriteCommand(decoding: [1, 9]) }
         // A length far past the end is refused before anything is reserved for it.
@@ -113,7 +114,9 @@ import VectorIndex
         var bytes = add.encoded()
         // Format 1 had neither: the four absent optionals and the sources' count (4 bytes), before
         // the windows' count (4) and the time flag (1), go.
-        // The absent dedupe comes last.
+        // The feedback counts come last (format 3), after the absent dedupe (format 2).
+        #expect(bytes.suffix(16).allSatisfy { $0 == 0 })
+        bytes.removeLast(16)
         #expect(bytes.removeLast() == 0)
         #expect(bytes[(bytes.count - 13)..<(bytes.count - 5)] == [0, 0, 0, 0, 0, 0, 0, 0])
         bytes.removeSubrange((bytes.count - 13)..<(bytes.count - 5))
@@ -130,6 +133,28 @@ import VectorIndex
         #expect(try WriteCommand(decoding: forgetBytes) == forget)
         let delete = WriteCommand.delete(MemoryRef(user: "u", id: "i"))
         #expect(try WriteCommand(decoding: [1] + delete.encoded().dropFirst().dropLast()) == delete)
+    }
+
+    /// A log written before feedback counts came with an added memory (format 2) is read: its
+    /// memories are stored with none.
+    @Test func aCommandOfFormatTwoIsRead() throws {
+        let memory = Memory(id: "i", user: "u", text: "Lisbon", createdAt: 7, vector: [1, 2])
+        let add = WriteCommand.add(AddCommand([ResolvedMemory(memory, dedupe: .exact)]))
+        var bytes = add.encoded()
+        #expect(bytes.suffix(16).allSatisfy { $0 == 0 })
+        bytes.removeLast(16)
+        bytes[0] = 2
+        #expect(try WriteCommand(decoding: bytes) == add)
+        let counted = WriteCommand.add(
+            AddCommand([ResolvedMemory(memory, feedback: FeedbackCounts(helped: 2, unhelped: 1))]))
+        var countedBytes = counted.encoded()
+        countedBytes.removeLast(16)
+        countedBytes[0] = 2
+        guard case .add(let read) = try WriteCommand(decoding: countedBytes) else {
+            Issue.record()
+            return
+        }
+        #expect(read.memories[0].feedback == .none)
     }
 
     func vector(_ seed: Int) -> [Float] {

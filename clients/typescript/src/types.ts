@@ -53,6 +53,9 @@ export interface NewMemory {
   sources?: string[];
   /** Store nothing when the user has it: the same normalized text, or a vector this similar. */
   dedupe?: "exact" | { near: number };
+  /** How often users said it helped, and did not (a restore of an export); 0 when absent. */
+  helped?: number;
+  not_helped?: number;
 }
 
 export interface Explain {
