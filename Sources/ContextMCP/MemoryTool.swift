@@ -116,6 +116,10 @@ struct MemoryTool: Sendable {
                 "Only memories whose metadata match: a key to a value, {\"in\": [values]}, or bounds {\"gt\", \"gte\", \"lt\", \"lte\"}.",
         ])
     static let session = string("session", "A conversation's id.")
+    static let now = string(
+        "now",
+        "Read as if it were this time (ISO 8601): recency, expiry and what holds are judged then; the server's clock when absent. The same read at the same now gives the same answer."
+    )
     static let role = Argument(
         name: "role",
         schema: [
@@ -183,6 +187,7 @@ struct MemoryTool: Sendable {
             string(
                 "as_of",
                 "Recall what held at this time (ISO 8601), before later changes; what holds now when absent."),
+            now,
         ], annotations: .init(readOnlyHint: true, openWorldHint: false),
         request: { ("search", fields($0)) },
         text: { answer, request in
@@ -206,7 +211,7 @@ struct MemoryTool: Sendable {
             integer("budget", "Tokens the prompt may use (default 2048).", 1...1_000_000),
             string("session", "The current conversation: its latest turns go in verbatim."),
             integer("limit", "Memories at most (default: as many as the budget holds, up to 100).", 0...100),
-            integer("recent", "Turns of the session at most (default 10).", 0...200),
+            integer("recent", "Turns of the session at most (default 10).", 0...200), now,
         ], annotations: .init(readOnlyHint: true, openWorldHint: false),
         request: { ("prompt", fields($0)) },
         text: { answer, _ in

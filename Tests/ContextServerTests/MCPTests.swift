@@ -73,6 +73,11 @@ import Testing
         #expect(now.map(\.memory.id) == [id])
         let before = await tools.call("recall", ["query": "Alice", "mode": "keyword", "as_of": "2023-05-09"])
         #expect(text(before).contains("Alice lives in Lisbon") && !text(before).contains("Porto"))
+        // Read at a time: Porto, stored by the clock, does not hold yet on 9 May 2023.
+        let then = await tools.call("recall", ["query": "Alice", "mode": "keyword", "now": "2023-05-09"])
+        #expect(text(then).contains("Alice lives in Lisbon") && !text(then).contains("Porto"), "\(text(then))")
+        let context = await tools.call("build_context", ["query": "Where does Alice live?", "now": "2023-05-09"])
+        #expect(text(context).contains("Alice lives in Lisbon") && !text(context).contains("Porto"), "\(text(context))")
         let forgot = await tools.call("forget", ["id": "lisbon", "confirm": true, "with_derived": true])
         #expect(text(forgot) == "Forgot 2 memories.")
         await client.close()
