@@ -350,7 +350,7 @@ class Operations:
         def parse(answer: Dict[str, Any]) -> Any:
             if "memory" in answer:
                 return t.Memory.from_json(answer["memory"])
-            return t.Memories([t.Memory.from_json(m) for m in answer["memories"]], answer["missing"])
+            return t.Memories([t.Memory.from_json(m) for m in answer["memories"]], answer["missing"], answer.get("now"))
 
         return self._call(Request(fields, parse, True))
 
@@ -368,7 +368,11 @@ class Operations:
             as_of=as_of, include_superseded=include_superseded, now=now,
         )
         return self._call(
-            Request(fields, lambda a: t.Page([t.Memory.from_json(m) for m in a["memories"]], a["next_cursor"]), True)
+            Request(
+                fields,
+                lambda a: t.Page([t.Memory.from_json(m) for m in a["memories"]], a["next_cursor"], a.get("now")),
+                True,
+            )
         )
 
     def sessions(self, user: str, *, limit: Optional[int] = None, now: Union[int, str, None] = None) -> Any:
@@ -376,7 +380,7 @@ class Operations:
 
         def parse(answer: Dict[str, Any]) -> t.Sessions:
             sessions = [t.Session(s["session"], s["turns"], s["first_at"], s["last_at"]) for s in answer["sessions"]]
-            return t.Sessions(sessions, answer["more"])
+            return t.Sessions(sessions, answer["more"], answer.get("now"))
 
         return self._call(Request(_given(op="sessions", user=user, limit=limit, now=now), parse, True))
 
@@ -388,6 +392,8 @@ class Operations:
         the answer's ``next`` as ``after`` for the next page."""
 
         def parse(answer: Dict[str, Any]) -> t.Users:
-            return t.Users([t.UserSummary(u["user"], u["memories"]) for u in answer["users"]], answer["next"])
+            return t.Users(
+                [t.UserSummary(u["user"], u["memories"]) for u in answer["users"]], answer["next"], answer.get("now")
+            )
 
         return self._call(Request(_given(op="users", prefix=prefix, limit=limit, after=after, now=now), parse, True))

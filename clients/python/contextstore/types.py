@@ -143,12 +143,16 @@ class Memories:
 
     memories: List[Memory]
     missing: List[str]
+    #: The time the read was judged at (unix ms): the request's ``now``, else the server's clock.
+    now: Optional[int] = None
 
 
 @dataclass
 class Page:
     memories: List[Memory]
     next_cursor: Optional[str]
+    #: The time the read was judged at (unix ms): the request's ``now``, else the server's clock.
+    now: Optional[int] = None
 
 
 @dataclass
@@ -171,6 +175,8 @@ class Session:
 class Sessions:
     sessions: List[Session]
     more: bool
+    #: The time the read was judged at (unix ms): the request's ``now``, else the server's clock.
+    now: Optional[int] = None
 
 
 @dataclass
@@ -183,6 +189,8 @@ class UserSummary:
 class Users:
     users: List[UserSummary]
     next: Optional[str]
+    #: The time the read was judged at (unix ms): the request's ``now``, else the server's clock.
+    now: Optional[int] = None
 
 
 @dataclass
@@ -222,6 +230,8 @@ class Prompt:
     used: List[str]
     dropped: List[Dropped]
     messages: Optional[List[Dict[str, str]]] = None
+    #: The time the prompt was built as of (unix ms): the request's ``now``, else the server's clock.
+    now: Optional[int] = None
 
     def section(self, name: str) -> Optional[Section]:
         return next((s for s in self.sections if s.name == name), None)
@@ -232,7 +242,7 @@ class Prompt:
             prompt=obj["prompt"], tokens=obj["tokens"], counter=obj["counter"],
             sections=[Section(s["name"], s["tokens"], s["ids"]) for s in obj["sections"]],
             used=obj["used"], dropped=[Dropped(d["id"], d["reason"]) for d in obj["dropped"]],
-            messages=obj.get("messages"),
+            messages=obj.get("messages"), now=obj.get("now"),
         )
 
 

@@ -353,9 +353,15 @@ def test_a_fact_that_changes(small_server):
             ("lisbon", 1684368000000, None, "porto"), ("porto", None, "lisbon", None),
         ]
         # A read at a time of one's choosing: what held then, whenever it is asked.
-        assert [m.id for m in client.list("eve", now="2023-05-10").memories] == ["lisbon"]
+        then = client.list("eve", now="2023-05-10")
+        assert [m.id for m in then.memories] == ["lisbon"] and then.now == 1683676800000
         assert [h.id for h in client.search("eve", vector=vector, k=5, now=1683676800000)] == ["lisbon"]
-        assert client.sessions("eve", now="2023-05-10").sessions[0].turns == 2
+        sessions = client.sessions("eve", now="2023-05-10")
+        assert sessions.sessions[0].turns == 2 and sessions.now == 1683676800000
+        assert client.get("eve", ids=["lisbon"], now=1683676800000).now == 1683676800000
+        assert client.users(prefix="eve", now=1683676800000).now == 1683676800000
+        assert client.prompt("eve", "Where?", vector=vector, now=1683676800000).now == 1683676800000
+        assert client.list("eve").now > 1683676800000  # the server's clock
         first = client.export("eve", limit=1)
         assert [m["id"] for m in first.memories] == ["lisbon"] and first.memories[0]["superseded_by"] == "porto"
         assert [m["id"] for m in client.export("eve", after=first.next).memories] == ["porto"]
