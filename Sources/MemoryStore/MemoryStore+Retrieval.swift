@@ -109,8 +109,9 @@ extension MemoryStore {
             case .hybrid:
                 // A neighbouring turn becomes a candidate only if the search could return it.
                 ranked = fuse(vectorHits, keyword, state: state) { turn in
-                    guard let record = state.records[Int(turn)], record.user.bytewiseEquals(request.user),
-                        rows.matches(record.attributes)
+                    // The record's fields read in place (binding a whole `Record` would retain its strings).
+                    guard state.records[Int(turn)]?.user.bytewiseEquals(request.user) == true,
+                        let attributes = state.records[Int(turn)]?.attributes, rows.matches(attributes)
                     else { return false }
                     return allowed?.contains(turn) ?? true
                 }
@@ -144,13 +145,14 @@ extension MemoryStore {
                     ranked[i].score *= Self.timeBoost
                 }
             }
-            if fused {
-                ranked.sort { a, b in a.score != b.score ? a.score > b.score : a.handle < b.handle }
-            }
+            let best =
+                fused
+                ? ranked.best(request.k) { a, b in a.score != b.score ? a.score > b.score : a.handle < b.handle }
+                : Array(ranked.prefix(request.k))
             // What the view sees of the neighbouring turns (not the request's other conditions).
             var visible = RowFilter().seeing(request.validity, at: now, tested: rows.validAt != nil)
             visible.liveAt = rows.liveAt
-            return hits(Array(ranked.prefix(request.k)), request: request, state: state, visible: visible)
+            return hits(best, request: request, state: state, visible: visible)
         }
     }
 
@@ -174,52 +176,60 @@ extension MemoryStore {
     }
 
     /// Both sides' hits fused by reciprocal rank, with the neighbouring turns' credit.
+    ///
+    /// The candidates sit in one array, each side's gains in arrays beside it, and a dictionary
+    /// finds a handle's place: one lookup where a dictionary per side held a `Ranked` each.
     private func fuse(
         _ vector: [SearchHit], _ keyword: [SearchHit], state: borrowing State, admits: (Int32) -> Bool
     ) -> [Ranked] {
-        var byHandle: [Int32: Ranked] = [:]
-        byHandle.reserveCapacity(2 * (vector.count + keyword.count))
-        var gains: [[Int32: Float]] = []
-        for (side, hits) in [(Side.vector, vector), (Side.keyword, keyword)] {
-            var gain: [Int32: Float] = [:]
-            gain.reserveCapacity(hits.count)
+        var place: [Int32: Int] = [:]
+        place.reserveCapacity(2 * (vector.count + keyword.count))
+        var ranked: [Ranked] = []
+        ranked.reserveCapacity(2 * (vector.count + keyword.count))
+        // What each side gave each candidate, 1 / (c + rank), by place (0: not found by it).
+        var gains: [[Float]] = [[], []]
+        func candidate(_ handle: Int32) -> Int {
+            if let known = place[handle] { return known }
+            place[handle] = ranked.count
+            ranked.append(Ranked(handle: handle, score: 0))
+            gains[0].append(0)
+            gains[1].append(0)
+            return ranked.count - 1
+        }
+        for (sideIndex, (side, hits)) in [(Side.vector, vector), (Side.keyword, keyword)].enumerated() {
             for (position, hit) in hits.enumerated() {
-                gain[hit.handle] = 1 / (Self.fusionConstant + Float(position + 1))
-                byHandle[hit.handle, default: Ranked(handle: hit.handle, score: 0)].explanation.record(
-                    side, score: hit.score, rank: position + 1)
+                let i = candidate(hit.handle)
+                gains[sideIndex][i] = 1 / (Self.fusionConstant + Float(position + 1))
+                ranked[i].explanation.record(side, score: hit.score, rank: position + 1)
             }
-            gains.append(gain)
         }
         // The found memories' neighbours are candidates too: the credit may lift them. Each
         // candidate's neighbours are looked up once.
-        var neighbourhoods: [Int32: (turns: ArraySlice<Int32>, position: Int)?] = [:]
-        for handle in Array(byHandle.keys) {
-            let found = state.neighbours(of: handle, count: 1)
-            neighbourhoods[handle] = found
-            guard let found else { continue }
-            for turn in found.turns where byHandle[turn] == nil && admits(turn) {
-                byHandle[turn] = Ranked(handle: turn, score: 0)
-            }
+        let found = ranked.count
+        var neighbourhoods: [(turns: ArraySlice<Int32>, position: Int)?] = []
+        neighbourhoods.reserveCapacity(ranked.capacity)
+        for i in 0..<found {
+            let neighbours = state.neighbours(of: ranked[i].handle, count: 1)
+            neighbourhoods.append(neighbours)
+            for turn in neighbours?.turns ?? [] where place[turn] == nil && admits(turn) { _ = candidate(turn) }
         }
-        var fused: [Ranked] = []
-        fused.reserveCapacity(byHandle.count)
-        for (handle, var ranked) in byHandle {
+        for i in found..<ranked.count { neighbourhoods.append(state.neighbours(of: ranked[i].handle, count: 1)) }
+        for i in ranked.indices {
             var credit: Float = 0
-            let neighbours =
-                if let known = neighbourhoods[handle] { known } else { state.neighbours(of: handle, count: 1) }
             for gain in gains {
-                ranked.score += gain[handle] ?? 0
-                if let (turns, position) = neighbours {
+                ranked[i].score += gain[i]
+                if let (turns, position) = neighbourhoods[i] {
                     var best: Float = 0
-                    for (i, turn) in turns.enumerated() where i != position { best = max(best, gain[turn] ?? 0) }
+                    for (j, turn) in turns.enumerated() where j != position {
+                        best = max(best, place[turn].map { gain[$0] } ?? 0)
+                    }
                     credit += Self.neighbourCredit * best
                 }
             }
-            ranked.score += credit
-            ranked.explanation.neighbours = credit
-            fused.append(ranked)
+            ranked[i].score += credit
+            ranked[i].explanation.neighbours = credit
         }
-        return fused
+        return ranked
     }
 
     /// Multiplies by `speakerBoost` the fused score of each memory whose speaker's words, stop
@@ -247,27 +257,38 @@ extension MemoryStore {
     }
 
     /// Credits each memory in a session with `sessionCredit` times the sum of the session's best
-    /// `sessionBest` scores among the candidates (its own included).
+    /// `sessionBest` scores among the candidates (its own included). Each candidate's session is
+    /// looked up once; each session's credit is summed once.
     private func creditSessions(_ ranked: inout [Ranked], state: borrowing State) {
-        var best: [ExactString: [Float]] = [:]
-        var sessions: [ExactString?] = []
-        sessions.reserveCapacity(ranked.count)
+        var sessionIndex: [ExactString: Int] = [:]
+        var best: [[Float]] = []
+        // Each candidate's session, by its place in `best` (nil: none).
+        var sessionOf: [Int?] = []
+        sessionOf.reserveCapacity(ranked.count)
         for candidate in ranked {
             guard let session = state.records[Int(candidate.handle)]?.session else {
-                sessions.append(nil)
+                sessionOf.append(nil)
                 continue
             }
             let key = ExactString(session)
-            sessions.append(key)
-            Self.keep(candidate.score, among: &best[key, default: []])
+            let index: Int
+            if let known = sessionIndex[key] {
+                index = known
+            } else {
+                index = best.count
+                sessionIndex[key] = index
+                best.append([])
+            }
+            sessionOf.append(index)
+            Self.keep(candidate.score, among: &best[index])
         }
+        // Summed in one order whatever order the candidates came in, so that a restart (another
+        // hash seed) answers the same bits.
+        let credits = best.map { Self.sessionCredit * $0.sorted(by: >).reduce(0, +) }
         for i in ranked.indices {
-            guard let key = sessions[i], let scores = best[key] else { continue }
-            // Summed in one order whatever order the candidates came in, so that a restart
-            // (another hash seed) answers the same bits.
-            let credit = Self.sessionCredit * scores.sorted(by: >).reduce(0, +)
-            ranked[i].score += credit
-            ranked[i].explanation.session = credit
+            guard let index = sessionOf[i] else { continue }
+            ranked[i].score += credits[index]
+            ranked[i].explanation.session = credits[index]
         }
     }
 
@@ -351,12 +372,17 @@ extension MemoryStore {
         state.read { state in
             if state.expiring > 0 { visible.liveAt = now }
             for row in seqs.indices {
-                guard let handle = state.handleOfSeq[seqs[row]], let record = state.records[Int(handle)],
-                    record.user.bytewiseEquals(user)
+                // The record's fields read in place (binding a whole `Record` would retain its strings).
+                guard let handle = state.handleOfSeq[seqs[row]],
+                    state.records[Int(handle)]?.user.bytewiseEquals(user) == true
                 else { continue }
                 for term in 0..<terms.count where counts[row * stride + 1 + term] > 0 { holding[term] += 1 }
                 if let allowed, !allowed.contains(handle) { continue }
-                if !visible.isEmpty, !visible.matches(record.attributes) { continue }
+                if !visible.isEmpty, let attributes = state.records[Int(handle)]?.attributes,
+                    !visible.matches(attributes)
+                {
+                    continue
+                }
                 returned.append(row)
             }
         }
@@ -370,8 +396,7 @@ extension MemoryStore {
                 hits.append(KeywordHit(seq: seqs[row], score: Float(score)))
             }
         }
-        hits.sort { $0.score != $1.score ? $0.score > $1.score : $0.seq < $1.seq }
-        return Array(hits.prefix(limit))
+        return hits.best(limit) { $0.score != $1.score ? $0.score > $1.score : $0.seq < $1.seq }
     }
 
     /// A user's rows and their tokens (all columns), for BM25.
