@@ -113,7 +113,7 @@ import Testing
                 ),
                 (
                     #"{"op":"add_batch","items":[{"user":"u","text":"t","vector":[1,0,0],"roll":"user"}]}"#,
-                    #"{"ok":false,"error":{"code":"unknown_field","message":"items[0]: unknown field 'roll'; this accepts created_at, dedupe, expires_at, id, metadata, role, session, sources, speaker, supersedes, text, ttl, user, valid_from, vector"}}"#
+                    #"{"ok":false,"error":{"code":"unknown_field","message":"items[0]: unknown field 'roll'; this accepts created_at, dedupe, expires_at, helped, id, metadata, not_helped, role, session, sources, speaker, supersedes, text, ttl, user, valid_from, vector"}}"#
                 ),
                 (
                     #"{"op":"ping","pong":true}"#,
