@@ -544,11 +544,11 @@ extension MemoryStore {
             if let expiresAt = memory.expiresAt, !TimeRange.contains(expiresAt) {
                 throw StoreError.invalidValue("expires_at must be in the years 0001 to 9999, not \(expiresAt)")
             }
-            for count in [item.feedback.helped, item.feedback.unhelped] {
-                guard (0...NewMemory.maximumFeedbackCount).contains(count) else {
-                    throw StoreError.invalidValue(
-                        "a feedback count must be between 0 and \(NewMemory.maximumFeedbackCount), not \(count)")
-                }
+            let counts = 0...NewMemory.maximumFeedbackCount
+            guard counts.contains(item.feedback.helped), counts.contains(item.feedback.unhelped) else {
+                throw StoreError.invalidValue(
+                    "feedback counts must be between 0 and \(NewMemory.maximumFeedbackCount), not "
+                        + "\(item.feedback.helped) and \(item.feedback.unhelped)")
             }
         }
         return dimension

@@ -292,7 +292,7 @@ public final class MemoryStore: Sendable {
         /// Records `memory`'s fields (replacing what its id had) and counts, its vector in the flat
         /// index and its `windows` in theirs.
         mutating func store(
-            _ memory: Memory, seq: Int64, windows memoryWindows: [[Float]] = [], feedback: FeedbackCounts = .none
+            _ memory: Memory, seq: Int64, windows memoryWindows: [[Float]] = [], feedback: FeedbackCounts = .zero
         ) {
             let key = MemoryStore.key(memory)
             let handle = handle(for: key)

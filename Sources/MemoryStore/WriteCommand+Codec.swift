@@ -89,7 +89,7 @@ extension WriteCommand {
                 let timeGiven = try input.bool()
                 let dedupe = input.format >= 2 ? try input.optional { try $0.dedupe() } : nil
                 let feedback =
-                    input.format >= 3 ? FeedbackCounts(helped: try input.int(), unhelped: try input.int()) : .none
+                    input.format >= 3 ? FeedbackCounts(helped: try input.int(), unhelped: try input.int()) : .zero
                 return ResolvedMemory(
                     memory, windows: windows, timeGiven: timeGiven, dedupe: dedupe, feedback: feedback)
             }

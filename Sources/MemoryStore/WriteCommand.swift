@@ -64,7 +64,7 @@ public struct ResolvedMemory: Sendable, Equatable {
 
     public init(
         _ memory: Memory, windows: [[Float]] = [], timeGiven: Bool = true, dedupe: Dedupe? = nil,
-        feedback: FeedbackCounts = .none
+        feedback: FeedbackCounts = .zero
     ) {
         self.memory = memory
         self.windows = windows
@@ -133,5 +133,6 @@ public struct FeedbackCounts: Sendable, Equatable {
         self.unhelped = unhelped
     }
 
-    public static let none = FeedbackCounts(helped: 0, unhelped: 0)
+    /// No word yet (named so, not `none`, which an optional's context would read as nil).
+    public static let zero = FeedbackCounts(helped: 0, unhelped: 0)
 }

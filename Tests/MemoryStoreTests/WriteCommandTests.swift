@@ -154,7 +154,29 @@ import VectorIndex
             Issue.record()
             return
         }
-        #expect(read.memories[0].feedback == .none)
+        #expect(read.memories[0].feedback == .zero)
+    }
+
+    /// A command's feedback counts are checked when it is applied, as the wire checks them: a
+    /// decoded log is not trusted to hold what a request could not.
+    @Test func feedbackCountsOutOfRangeAreRefused() throws {
+        let store = try MemoryStore(path: temporary.folder + "/counts.db", metric: .cosine)
+        let memory = Memory(id: "i", user: "u", text: "tea", createdAt: 7, vector: [1, 0])
+        for counts in [
+            FeedbackCounts(helped: -1, unhelped: 0), FeedbackCounts(helped: 0, unhelped: Int64.min),
+            FeedbackCounts(helped: NewMemory.maximumFeedbackCount + 1, unhelped: 0),
+            FeedbackCounts(helped: 0, unhelped: Int64.max),
+        ] {
+            let command = WriteCommand.add(AddCommand([ResolvedMemory(memory, feedback: counts)]))
+            #expect(throws: StoreError.self) { try store.apply(try WriteCommand(decoding: command.encoded())) }
+        }
+        let most = FeedbackCounts(helped: NewMemory.maximumFeedbackCount, unhelped: NewMemory.maximumFeedbackCount)
+        _ = try store.apply(.add(AddCommand([ResolvedMemory(memory, feedback: most)])))
+        #expect(
+            try store.feedback(user: "u", id: "i", helped: false)
+                == FeedbackCounts(
+                    helped: NewMemory.maximumFeedbackCount, unhelped: NewMemory.maximumFeedbackCount + 1))
+        store.close()
     }
 
     func vector(_ seed: Int) -> [Float] {
